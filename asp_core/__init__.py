@@ -1,0 +1,1 @@
+"""Asp is SEJITS for Python (being written)."""
