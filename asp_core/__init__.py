@@ -1,1 +1,27 @@
-"""Asp is SEJITS for Python (being written)."""
+"""Asp is SEJITS for Python: selective, embedded, just-in-time specialisation.
+
+The public API of the core. Importing it is cheap (no compiler runs, no heavy optional
+dependency is imported); plugins are loaded on first use.
+"""
+
+from asp_core._version import __version__
+from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, PlatformOptimizer,
+                                 PlatformProgram, Variant)
+from asp_core.context import SpecializationContext
+from asp_core.dispatch import Dispatcher, specialize
+from asp_core.errors import (AspError, CacheError, CompileError, CompilerNotFound, PluginError,
+                             PluginWarning, SpecializationWarning, ToolchainError,
+                             Unspecializable)
+from asp_core.hookspecs import hookspec
+from asp_core.passes import Pass, PassManager, asp_pass
+from asp_core.phases import PHASES
+from asp_core.plugins import get_plugin_manager, get_registry, hookimpl
+
+__all__ = [
+    "__version__", "hookimpl", "hookspec", "PHASES", "Dispatcher", "specialize",
+    "SpecializationContext", "PlatformProgram", "Variant", "Frontend", "DomainOptimizer",
+    "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "asp_pass",
+    "get_plugin_manager", "get_registry", "AspError", "Unspecializable", "SpecializationWarning",
+    "ToolchainError", "CompilerNotFound", "CompileError", "CacheError", "PluginError",
+    "PluginWarning",
+]

@@ -1,0 +1,180 @@
+"""Variant autotuning with a persistent performance database.
+
+The paper's GMM specializer runs one EM iteration with each parallelisation strategy and keeps
+the fastest; this module generalises that. An :class:`Autotuner` hands out one variant per real
+call until each has been timed, then fixes the winner and stores it (and every timing) in
+``<cache>/perf.sqlite`` under a tuning key, so later processes skip tuning.
+``ASP_AUTOTUNE=off`` always uses the first (default) variant; ``always`` ignores stored winners.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Callable
+
+from asp_core import config
+
+__all__ = ["PerfDB", "Autotuner"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS timings (
+    key TEXT NOT NULL, variant TEXT NOT NULL, params TEXT NOT NULL, seconds REAL NOT NULL,
+    label TEXT NOT NULL DEFAULT '', recorded REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS timings_key ON timings(key);
+CREATE TABLE IF NOT EXISTS winners (
+    key TEXT PRIMARY KEY, variant TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
+    decided REAL NOT NULL);
+"""
+
+
+class PerfDB:
+    """Timings and winners in SQLite (safe for concurrent processes: WAL + busy timeout)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else config.cache_dir() / "perf.sqlite"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        con = sqlite3.connect(self.path, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(_SCHEMA)
+        return con
+
+    def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,
+               label: str = "") -> None:
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
+                        (key, variant, json.dumps(params or {}, sort_keys=True, default=repr),
+                         float(seconds), label, time.time()))
+
+    def timings(self, key: str) -> list[tuple[str, float, int]]:
+        """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as con:
+            rows = con.execute("SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? "
+                               "GROUP BY variant ORDER BY MIN(seconds)", (key,)).fetchall()
+        return [(r[0], float(r[1]), int(r[2])) for r in rows]
+
+    def winner(self, key: str) -> str | None:
+        if not self.path.exists():
+            return None
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT variant FROM winners WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_winner(self, key: str, variant: str, label: str = "") -> None:
+        with closing(self._connect()) as con, con:
+            con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
+                        (key, variant, label, time.time()))
+
+    def summary(self) -> list[tuple[str, str, str]]:
+        """``(key, label, winner)`` rows, for ``asp cache info``."""
+        if not self.path.exists():
+            return []
+        with closing(self._connect()) as con:
+            return [tuple(r) for r in con.execute("SELECT key, label, variant FROM winners")]
+
+    def clear(self) -> None:
+        if self.path.exists():
+            with closing(self._connect()) as con, con:
+                con.execute("DELETE FROM timings")
+                con.execute("DELETE FROM winners")
+
+
+class Autotuner:
+    """Picks the fastest of ``variants`` (names, default first) by timing real calls.
+
+    Use :meth:`next` to learn which variant the coming call should run and :meth:`report` to hand
+    back its time; or :meth:`tune` to time all of them at once through a callback.
+    """
+
+    def __init__(self, key: str, variants: list[str], *, params: dict[str, dict] | None = None,
+                 label: str = "", mode: str | None = None, db: PerfDB | None = None,
+                 repeats: int = 1, on_event: Callable[..., None] | None = None) -> None:
+        if not variants:
+            raise ValueError("Autotuner needs at least one variant")
+        self.key = key
+        self.variants = list(variants)
+        self.params = params or {}
+        self.label = label
+        self.mode = mode or config.autotune_mode()
+        self.db = db or PerfDB()
+        self.repeats = max(1, repeats)
+        self.times: dict[str, list[float]] = {}
+        self._on_event = on_event or (lambda *a, **k: None)
+        self._started: float | None = None
+        self._announced = False
+        self.winner: str | None = None
+        self.source = ""
+        if self.mode == "off" or len(self.variants) == 1:
+            self.winner, self.source = self.variants[0], (
+                "only variant" if len(self.variants) == 1 else "ASP_AUTOTUNE=off: default")
+        elif self.mode == "once":
+            stored = self.db.winner(key)
+            if stored in self.variants:
+                self.winner, self.source = stored, "perf database"
+        if self.winner is not None:
+            self._on_event("autotune", winner=self.winner, source=self.source,
+                           timings=self.db.timings(key))
+
+    @property
+    def done(self) -> bool:
+        return self.winner is not None
+
+    def next(self) -> str:
+        """The variant the next call should run."""
+        if self.winner is not None:
+            return self.winner
+        if self._started is None:
+            self._started = time.perf_counter()
+        for name in self.variants:
+            if len(self.times.get(name, ())) < self.repeats:
+                return name
+        return self._decide()
+
+    def report(self, variant: str, seconds: float) -> None:
+        """Record the time of one call of ``variant``; decides once all are timed."""
+        if self.winner is not None:
+            return
+        self.times.setdefault(variant, []).append(seconds)
+        self.db.record(self.key, variant, seconds, self.params.get(variant), self.label)
+        elapsed = time.perf_counter() - (self._started or time.perf_counter())
+        timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
+        if elapsed > 1.0:
+            self._progress(timed, variant, seconds)
+        if timed == len(self.variants):
+            self._decide()
+
+    def _progress(self, timed: int, variant: str, seconds: float) -> None:
+        if not self._announced:
+            sys.stderr.write(f"asp: tuning {self.label or self.key[:12]} over "
+                             f"{len(self.variants)} variants\n")
+            self._announced = True
+        sys.stderr.write(f"asp:   [{timed}/{len(self.variants)}] {variant}: "
+                         f"{seconds * 1e3:.2f} ms\n")
+
+    def _decide(self) -> str:
+        best = min(self.variants, key=lambda v: min(self.times.get(v, [float("inf")])))
+        self.winner, self.source = best, "tuned now"
+        self.db.set_winner(self.key, best, self.label)
+        self._on_event("autotune", winner=best, source=self.source,
+                       timings=[(v, min(t), len(t)) for v, t in sorted(
+                           self.times.items(), key=lambda kv: min(kv[1]))])
+        if self._announced:
+            sys.stderr.write(f"asp: tuned {self.label or self.key[:12]}: {best}\n")
+        return best
+
+    def tune(self, run: Callable[[str], float]) -> str:
+        """Time every variant with ``run(name) -> seconds`` now; return the winner."""
+        while self.winner is None:
+            name = self.next()
+            if self.winner is not None:
+                break
+            self.report(name, run(name))
+        return self.winner

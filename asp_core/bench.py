@@ -1,0 +1,184 @@
+"""Benchmarks that compare Asp against an anchor in the same process run.
+
+Plugins register suites through ``asp_register_benchmarks``; ``asp bench`` runs them. A suite
+calls :meth:`BenchContext.compare` with the implementations of one case; repetitions are
+interleaved (a, b, c, a, b, c, ...) so that the noise of a shared machine hits all of them alike,
+and the result is reported as ratios against the anchor, never as bare absolute times.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["Benchmark", "BenchmarkRegistry", "BenchContext", "Measurement", "interleaved",
+           "collect_benchmarks", "write_roofline"]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    func: Callable[[BenchContext], None]
+    specializer: str = ""
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass
+class BenchmarkRegistry:
+    """Passed to ``asp_register_benchmarks`` as ``register``."""
+
+    benchmarks: dict[str, Benchmark] = field(default_factory=dict)
+    _plugin: str = ""
+
+    def benchmark(self, name: str, func: Callable[[BenchContext], None], specializer: str = "",
+                  description: str = "") -> None:
+        if name in self.benchmarks:
+            raise ValueError(f"benchmark {name!r} is already registered by plugin "
+                             f"{self.benchmarks[name].plugin!r}")
+        self.benchmarks[name] = Benchmark(name, func, specializer, description, self._plugin)
+
+
+@dataclass
+class Measurement:
+    """One implementation of one case: best and median time, and derived rates."""
+
+    suite: str
+    case: str
+    impl: str
+    best: float
+    median: float
+    anchor: str
+    ratio: float = 1.0  # anchor best / this best: > 1 means faster than the anchor
+    gbs: float | None = None
+    gflops: float | None = None
+    note: str = ""
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
+                min_time: float = 0.0) -> dict[str, list[float]]:
+    """Time each callable ``repeats`` times, interleaving them; returns the samples."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or (time.perf_counter() - start < min_time and rounds < 100 * repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return samples
+
+
+class BenchContext:
+    """What a suite gets: problem-size hints, the machine, and :meth:`compare`."""
+
+    def __init__(self, suite: str, quick: bool = False, repeats: int = 5,
+                 echo: Callable[[str], None] = print) -> None:
+        self.suite = suite
+        self.quick = quick
+        self.repeats = repeats
+        self.results: list[Measurement] = []
+        self.notes: list[str] = []
+        self._echo = echo
+        self._stream: float | None = None
+
+    @property
+    def hardware(self) -> Any:
+        from asp_core.hardware import query
+
+        return query()
+
+    def stream_copy_gbs(self) -> float:
+        """STREAM copy bandwidth measured now (same run as the suite)."""
+        if self._stream is None:
+            from asp_core.hardware import measure_stream_copy
+
+            self._stream = measure_stream_copy(max(4 * self.hardware.last_level_cache, 64 << 20))
+        return self._stream
+
+    def note(self, text: str) -> None:
+        """A free-form line printed with the results (e.g. a cold-start time)."""
+        self.notes.append(text)
+        self._echo(f"  {text}")
+
+    def compare(self, case: str, impls: dict[str, Callable[[], Any]], anchor: str, *,
+                bytes: float | None = None, flops: float | None = None,
+                repeats: int | None = None, check: Callable[[], None] | None = None
+                ) -> list[Measurement]:
+        """Time ``impls`` interleaved; ratios are against ``impls[anchor]``'s best time.
+
+        ``bytes``/``flops`` per call give GB/s and GFLOP/s columns; ``check`` runs first
+        (e.g. asserting all implementations agree) so a fast wrong answer is never reported.
+        """
+        if anchor not in impls:
+            raise ValueError(f"anchor {anchor!r} is not among the implementations {list(impls)}")
+        if check is not None:
+            check()
+        samples = interleaved(impls, repeats or self.repeats)
+        ref = min(samples[anchor])
+        out = []
+        for impl, ts in samples.items():
+            best = min(ts)
+            out.append(Measurement(self.suite, case, impl, best, statistics.median(ts), anchor,
+                                   ref / best, bytes / best / 1e9 if bytes else None,
+                                   flops / best / 1e9 if flops else None))
+        self.results.extend(out)
+        self._print(case, out)
+        return out
+
+    def _print(self, case: str, rows: list[Measurement]) -> None:
+        self._echo(f"  {case}")
+        for m in sorted(rows, key=lambda m: m.best):
+            extra = "".join([f"  {m.gbs:7.1f} GB/s" if m.gbs else "",
+                             f"  {m.gflops:7.1f} GFLOP/s" if m.gflops else ""])
+            self._echo(f"    {m.impl:<22} {m.best * 1e3:10.3f} ms  "
+                       f"x{m.ratio:7.2f} vs {m.anchor}{extra}")
+
+
+def collect_benchmarks() -> BenchmarkRegistry:
+    """Every suite registered by installed plugins (and benchmark files loaded as plugins)."""
+    from asp_core.plugins import _call_per_plugin
+
+    reg = BenchmarkRegistry()
+    _call_per_plugin("asp_register_benchmarks", register=reg)
+    return reg
+
+
+def write_results(results: list[Measurement], path: Path) -> None:
+    path.write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+def write_roofline(results: list[Measurement], stream_gbs: float, path: Path,
+                   peak_gflops: float | None = None) -> Path | None:
+    """A roofline-style PNG: achieved GB/s (and GFLOP/s) per case and implementation."""
+    rows = [r for r in results if r.gbs or r.gflops]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(rows) + 1.5))
+    labels = [f"{r.suite}: {r.case} [{r.impl}]" for r in rows]
+    values = [r.gbs if r.gbs else 0.0 for r in rows]
+    ax.barh(range(len(rows)), values, color=["tab:orange" if r.impl.startswith("asp")
+                                              else "tab:blue" for r in rows])
+    ax.axvline(stream_gbs, color="k", linestyle="--", label=f"STREAM copy {stream_gbs:.1f} GB/s")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("effective bandwidth (GB/s)")
+    ax.set_title("Asp vs anchors: effective bandwidth against the STREAM roofline")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

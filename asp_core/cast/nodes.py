@@ -1,0 +1,291 @@
+"""Platform AST: C, C++ and CUDA nodes.
+
+Generated code is built from these nodes and printed by :mod:`asp_core.cast.printer`; no C is
+assembled by string concatenation elsewhere (Mako templates aside). Nodes are dataclasses with
+structural equality and ``clone`` (from :class:`asp_core.ir.Node`), so platform passes can be
+tested by comparing trees without compiling anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+from asp_core.ir import Node
+
+__all__ = [
+    "CType", "DOUBLE", "FLOAT", "INT", "LONG", "VOID", "SIZE_T", "ctype_for",
+    "Expr", "Stmt", "Name", "Constant", "BinOp", "UnaryOp", "Call", "Index", "Cast", "Ternary",
+    "Member", "Decl", "Assign", "AugAssign", "ExprStmt", "Block", "For", "While", "If", "Return",
+    "Break", "Continue", "Pragma", "Comment", "Include", "Define", "Param", "FunctionDef",
+    "Module", "CudaLaunch", "BINARY_OPS", "UNARY_OPS",
+]
+
+BINARY_OPS = frozenset({"+", "-", "*", "/", "%", "<<", ">>", "&", "|", "^", "&&", "||",
+                        "==", "!=", "<", "<=", ">", ">="})
+UNARY_OPS = frozenset({"-", "+", "!", "~"})
+
+
+@dataclass(frozen=True)
+class CType(Node):
+    """A C type: ``base`` plus pointer depth and qualifiers (``const``, ``restrict``, ...)."""
+
+    base: str
+    pointer: int = 0
+    const: bool = False
+    restrict: bool = False
+    qualifiers: tuple[str, ...] = ()
+
+    def ptr(self, restrict: bool = False) -> CType:
+        return CType(self.base, self.pointer + 1, self.const, restrict, self.qualifiers)
+
+    def as_const(self) -> CType:
+        return CType(self.base, self.pointer, True, self.restrict, self.qualifiers)
+
+    def children(self) -> list[Node]:
+        return []
+
+
+DOUBLE = CType("double")
+FLOAT = CType("float")
+INT = CType("int")
+LONG = CType("long")
+VOID = CType("void")
+SIZE_T = CType("size_t")
+
+_DTYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float",
+           np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
+           np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
+           np.dtype(np.uint8): "uint8_t", np.dtype(np.uint32): "uint32_t",
+           np.dtype(np.uint64): "uint64_t", np.dtype(np.bool_): "uint8_t"}
+
+
+def ctype_for(dtype: np.dtype | type | str) -> CType:
+    """The C type holding one element of a NumPy dtype (``TypeError`` if none does)."""
+    dt = np.dtype(dtype)
+    try:
+        return CType(_DTYPES[dt])
+    except KeyError:
+        raise TypeError(f"no C type for NumPy dtype {dt}; supported: "
+                        f"{', '.join(str(d) for d in _DTYPES)}") from None
+
+
+class Expr(Node):
+    """Base of expressions."""
+
+
+class Stmt(Node):
+    """Base of statements."""
+
+
+ExprLike = Union["Expr", int, float]
+
+
+@dataclass
+class Name(Expr):
+    id: str
+
+
+@dataclass
+class Constant(Expr):
+    """A literal; ``ctype`` FLOAT prints a ``f`` suffix so float32 code stays float32."""
+
+    value: int | float | bool
+    ctype: CType | None = None
+
+
+@dataclass
+class BinOp(Expr):
+    left: Expr
+    op: str
+    right: Expr
+
+    def __post_init__(self) -> None:
+        if self.op not in BINARY_OPS:
+            raise ValueError(f"unknown C binary operator {self.op!r}")
+
+
+@dataclass
+class UnaryOp(Expr):
+    op: str
+    operand: Expr
+
+    def __post_init__(self) -> None:
+        if self.op not in UNARY_OPS:
+            raise ValueError(f"unknown C unary operator {self.op!r}")
+
+
+@dataclass
+class Call(Expr):
+    func: str
+    args: list[Expr] = field(default_factory=list)
+
+
+@dataclass
+class Index(Expr):
+    """``base[index]``."""
+
+    base: Expr
+    index: Expr
+
+
+@dataclass
+class Cast(Expr):
+    ctype: CType
+    expr: Expr
+
+
+@dataclass
+class Ternary(Expr):
+    cond: Expr
+    then: Expr
+    orelse: Expr
+
+
+@dataclass
+class Member(Expr):
+    """``value.attr`` (or ``value->attr`` with ``arrow``); CUDA's ``threadIdx.x`` is one."""
+
+    value: Expr
+    attr: str
+    arrow: bool = False
+
+
+@dataclass
+class Decl(Stmt):
+    """``ctype name[dims] = init;`` with optional alignment (``__attribute__((aligned))``)."""
+
+    ctype: CType
+    name: str
+    init: Expr | None = None
+    dims: tuple[int, ...] = ()
+    align: int | None = None
+
+
+@dataclass
+class Assign(Stmt):
+    target: Expr
+    value: Expr
+
+
+@dataclass
+class AugAssign(Stmt):
+    target: Expr
+    op: str
+    value: Expr
+
+
+@dataclass
+class ExprStmt(Stmt):
+    expr: Expr
+
+
+@dataclass
+class Pragma(Stmt):
+    """``#pragma <text>`` (e.g. ``omp parallel for schedule(static)``)."""
+
+    text: str
+
+
+@dataclass
+class Comment(Stmt):
+    text: str
+
+
+@dataclass
+class Block(Stmt):
+    body: list[Stmt] = field(default_factory=list)
+
+
+@dataclass
+class For(Stmt):
+    """``for (ctype var = start; var < stop; var += step) body`` with pragmas printed before."""
+
+    var: str
+    start: Expr
+    stop: Expr
+    body: Block
+    step: Expr = field(default_factory=lambda: Constant(1))
+    pragmas: list[Pragma] = field(default_factory=list)
+    ctype: CType = LONG
+
+
+@dataclass
+class While(Stmt):
+    cond: Expr
+    body: Block
+
+
+@dataclass
+class If(Stmt):
+    cond: Expr
+    body: Block
+    orelse: Block | None = None
+
+
+@dataclass
+class Return(Stmt):
+    value: Expr | None = None
+
+
+@dataclass
+class Break(Stmt):
+    pass
+
+
+@dataclass
+class Continue(Stmt):
+    pass
+
+
+@dataclass
+class Include(Node):
+    header: str
+    system: bool = True
+
+
+@dataclass
+class Define(Node):
+    name: str
+    value: Expr
+
+
+@dataclass
+class Param(Node):
+    ctype: CType
+    name: str
+
+
+@dataclass
+class FunctionDef(Node):
+    """A function; ``extern_c`` gives it C linkage under C++/CUDA, ``qualifier`` is e.g.
+    ``__global__`` or ``__device__``, ``storage`` e.g. ``("static", "inline")``."""
+
+    name: str
+    params: list[Param]
+    body: Block
+    ret: CType = VOID
+    extern_c: bool = True
+    qualifier: str = ""
+    storage: tuple[str, ...] = ()
+
+
+@dataclass
+class CudaLaunch(Stmt):
+    """``kernel<<<grid, block, shared, stream>>>(args);``; grid/block are 1-3 expressions."""
+
+    kernel: str
+    grid: list[Expr]
+    block: list[Expr]
+    args: list[Expr]
+    shared: Expr | None = None
+    stream: Expr | None = None
+
+
+@dataclass
+class Module(Node):
+    """A translation unit."""
+
+    body: list[Node] = field(default_factory=list)

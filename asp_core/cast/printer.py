@@ -1,0 +1,240 @@
+"""Print platform-AST trees as C or CUDA source.
+
+Binary operations are fully parenthesised, so the C compiler evaluates exactly the order the tree
+says (with ``-ffp-contract=off`` that makes results bitwise reproducible). Anything that is not a
+platform-AST node — a DAST node that was never lowered, a string — is refused with a
+``TypeError`` naming it, rather than printed as garbage.
+"""
+
+from __future__ import annotations
+
+import math
+
+from asp_core.cast import nodes as n
+
+__all__ = ["CPrinter", "CudaPrinter", "print_c", "print_cuda", "format_float"]
+
+
+def format_float(value: float, single: bool = False) -> str:
+    """A C literal that parses back to exactly ``value`` (shortest round-trip repr)."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "(-INFINITY)"
+    text = repr(float(value))
+    if "e" not in text and "." not in text:
+        text += ".0"
+    if single:
+        text += "f"
+    return f"({text})" if text.startswith("-") else text
+
+
+class CPrinter:
+    """C99/C11 printer; subclasses add dialects (CUDA)."""
+
+    indent_unit = "    "
+
+    def __init__(self) -> None:
+        self._level = 0
+
+    # -- entry ----------------------------------------------------------------------------------
+    def print(self, node: n.Node) -> str:
+        if isinstance(node, n.Expr):
+            return self.expr(node)
+        return "\n".join(self.lines(node)) + "\n"
+
+    def lines(self, node: object) -> list[str]:
+        method = getattr(self, "_s_" + type(node).__name__, None)
+        if method is None or not isinstance(node, n.Node):
+            raise TypeError(f"cannot print {type(node).__name__}: not a lowered platform-AST "
+                            "statement (lower domain nodes to asp_core.cast nodes first)")
+        return method(node)
+
+    def expr(self, node: object) -> str:
+        method = getattr(self, "_e_" + type(node).__name__, None)
+        if method is None or not isinstance(node, n.Node):
+            raise TypeError(f"cannot print {type(node).__name__}: not a lowered platform-AST "
+                            "expression (lower domain nodes to asp_core.cast nodes first)")
+        return method(node)
+
+    def _pad(self, text: str) -> str:
+        return self.indent_unit * self._level + text
+
+    # -- types --------------------------------------------------------------------------------
+    def ctype(self, t: n.CType, name: str = "") -> str:
+        parts = list(t.qualifiers)
+        if t.const and t.pointer == 0:
+            parts.append("const")
+        parts.append(t.base)
+        text = " ".join(parts)
+        if t.pointer:
+            if t.const:
+                text = "const " + text
+            text += " " + "*" * t.pointer
+            if t.restrict:
+                text += self.restrict_keyword + " "
+        elif name:
+            text += " "
+        return (text + name).rstrip() if name else text.rstrip()
+
+    restrict_keyword = "restrict"
+
+    # -- expressions --------------------------------------------------------------------------
+    def _e_Name(self, e: n.Name) -> str:
+        return e.id
+
+    def _e_Constant(self, e: n.Constant) -> str:
+        v = e.value
+        if isinstance(v, bool):
+            return "1" if v else "0"
+        if isinstance(v, int):
+            return str(v) if -2**31 <= v < 2**31 else f"{v}LL"
+        single = e.ctype is not None and e.ctype.base == "float"
+        return format_float(float(v), single)
+
+    def _e_BinOp(self, e: n.BinOp) -> str:
+        return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
+
+    def _e_UnaryOp(self, e: n.UnaryOp) -> str:
+        return f"({e.op}{self.expr(e.operand)})"
+
+    def _e_Call(self, e: n.Call) -> str:
+        return f"{e.func}({', '.join(self.expr(a) for a in e.args)})"
+
+    def _e_Index(self, e: n.Index) -> str:
+        return f"{self.expr(e.base)}[{self.expr(e.index)}]"
+
+    def _e_Cast(self, e: n.Cast) -> str:
+        return f"(({self.ctype(e.ctype)}){self.expr(e.expr)})"
+
+    def _e_Ternary(self, e: n.Ternary) -> str:
+        return f"({self.expr(e.cond)} ? {self.expr(e.then)} : {self.expr(e.orelse)})"
+
+    def _e_Member(self, e: n.Member) -> str:
+        return f"{self.expr(e.value)}{'->' if e.arrow else '.'}{e.attr}"
+
+    # -- statements ---------------------------------------------------------------------------
+    def _s_Decl(self, s: n.Decl) -> list[str]:
+        text = self.ctype(s.ctype, s.name) + "".join(f"[{d}]" for d in s.dims)
+        if s.align:
+            text += f" __attribute__((aligned({s.align})))"
+        if s.init is not None:
+            text += f" = {self.expr(s.init)}"
+        return [self._pad(text + ";")]
+
+    def _s_Assign(self, s: n.Assign) -> list[str]:
+        return [self._pad(f"{self.expr(s.target)} = {self.expr(s.value)};")]
+
+    def _s_AugAssign(self, s: n.AugAssign) -> list[str]:
+        if s.op not in n.BINARY_OPS:
+            raise ValueError(f"unknown C operator {s.op!r} in augmented assignment")
+        return [self._pad(f"{self.expr(s.target)} {s.op}= {self.expr(s.value)};")]
+
+    def _s_ExprStmt(self, s: n.ExprStmt) -> list[str]:
+        return [self._pad(self.expr(s.expr) + ";")]
+
+    def _s_Pragma(self, s: n.Pragma) -> list[str]:
+        return [f"#pragma {s.text}"]
+
+    def _s_Comment(self, s: n.Comment) -> list[str]:
+        return [self._pad(f"/* {s.text.replace('*/', '* /')} */")]
+
+    def _s_Block(self, s: n.Block) -> list[str]:
+        out = [self._pad("{")]
+        self._level += 1
+        for stmt in s.body:
+            out += self.lines(stmt)
+        self._level -= 1
+        return out + [self._pad("}")]
+
+    def _body(self, head: str, body: n.Block) -> list[str]:
+        lines = self._s_Block(body)
+        return [self._pad(head) + " {"] + lines[1:]
+
+    def _s_For(self, s: n.For) -> list[str]:
+        out = [f"#pragma {p.text}" for p in s.pragmas]
+        step = self.expr(s.step)
+        inc = f"++{s.var}" if step == "1" else f"{s.var} += {step}"
+        head = (f"for ({self.ctype(s.ctype, s.var)} = {self.expr(s.start)}; "
+                f"{s.var} < {self.expr(s.stop)}; {inc})")
+        return out + self._body(head, s.body)
+
+    def _s_While(self, s: n.While) -> list[str]:
+        return self._body(f"while ({self.expr(s.cond)})", s.body)
+
+    def _s_If(self, s: n.If) -> list[str]:
+        out = self._body(f"if ({self.expr(s.cond)})", s.body)
+        if s.orelse is not None and s.orelse.body:
+            out[-1] += " else {"
+            out += self._s_Block(s.orelse)[1:]
+        return out
+
+    def _s_Return(self, s: n.Return) -> list[str]:
+        return [self._pad("return;" if s.value is None else f"return {self.expr(s.value)};")]
+
+    def _s_Break(self, s: n.Break) -> list[str]:
+        return [self._pad("break;")]
+
+    def _s_Continue(self, s: n.Continue) -> list[str]:
+        return [self._pad("continue;")]
+
+    def _s_CudaLaunch(self, s: n.CudaLaunch) -> list[str]:
+        raise TypeError("CudaLaunch can only be printed as CUDA (use print_cuda)")
+
+    # -- top level ----------------------------------------------------------------------------
+    def _s_Include(self, s: n.Include) -> list[str]:
+        return [f"#include <{s.header}>" if s.system else f'#include "{s.header}"']
+
+    def _s_Define(self, s: n.Define) -> list[str]:
+        return [f"#define {s.name} {self.expr(s.value)}"]
+
+    def linkage(self, f: n.FunctionDef) -> str:
+        return ""
+
+    def _s_FunctionDef(self, f: n.FunctionDef) -> list[str]:
+        params = ", ".join(self.ctype(p.ctype, p.name) for p in f.params) or "void"
+        prefix = " ".join(x for x in (self.linkage(f), f.qualifier, *f.storage) if x)
+        head = f"{prefix + ' ' if prefix else ''}{self.ctype(f.ret)} {f.name}({params})"
+        return self._body(head, f.body)
+
+    def _s_Module(self, m: n.Module) -> list[str]:
+        out: list[str] = []
+        for item in m.body:
+            block = self.lines(item)
+            if isinstance(item, n.FunctionDef) and out:
+                out.append("")
+            out += block
+        return out
+
+
+class CudaPrinter(CPrinter):
+    """CUDA C++: ``extern "C"`` linkage, ``__restrict__``, kernel launches."""
+
+    restrict_keyword = "__restrict__"
+
+    def linkage(self, f: n.FunctionDef) -> str:
+        return 'extern "C"' if f.extern_c else ""
+
+    def _s_CudaLaunch(self, s: n.CudaLaunch) -> list[str]:
+        def dim3(parts: list[n.Expr]) -> str:
+            if not 1 <= len(parts) <= 3:
+                raise ValueError("a CUDA grid or block has 1 to 3 dimensions")
+            return f"dim3({', '.join(self.expr(p) for p in parts)})"
+
+        cfg = [dim3(s.grid), dim3(s.block)]
+        if s.shared is not None or s.stream is not None:
+            cfg.append(self.expr(s.shared) if s.shared is not None else "0")
+        if s.stream is not None:
+            cfg.append(self.expr(s.stream))
+        args = ", ".join(self.expr(a) for a in s.args)
+        return [self._pad(f"{s.kernel}<<<{', '.join(cfg)}>>>({args});")]
+
+
+def print_c(node: n.Node) -> str:
+    """C source for a platform-AST tree."""
+    return CPrinter().print(node)
+
+
+def print_cuda(node: n.Node) -> str:
+    """CUDA source for a platform-AST tree."""
+    return CudaPrinter().print(node)

@@ -1,0 +1,79 @@
+"""``asp bench [NAME...]``: run registered benchmark suites against their anchors."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["command"]
+
+
+def _load_files(paths: tuple[str, ...]) -> None:
+    """Register ``bench_*.py`` files as plugins, so a checkout's benchmarks/ folder runs too."""
+    from asp_core.plugins import get_plugin_manager, register_plugin
+
+    pm = get_plugin_manager()
+    for base in paths:
+        p = Path(base)
+        files = sorted(p.glob("bench_*.py")) if p.is_dir() else [p]
+        for f in files:
+            name = f"benchfile:{f.resolve()}"
+            if pm.has_plugin(name):
+                continue
+            spec = importlib.util.spec_from_file_location(f"asp_bench_{f.stem}", f)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if hasattr(module, "asp_register_benchmarks"):
+                register_plugin(module, name=name)
+
+
+@click.command("bench")
+@click.argument("names", nargs=-1)
+@click.option("--quick", is_flag=True, help="Small problem sizes (CI smoke run).")
+@click.option("--path", "paths", multiple=True, type=click.Path(exists=True),
+              help="Also load bench_*.py files from this folder or file.")
+@click.option("--out", "out", default="bench-results", type=click.Path(file_okay=False),
+              help="Where to write results.json and roofline.png.")
+@click.option("--repeats", default=5, show_default=True, help="Interleaved repetitions.")
+@click.option("--list", "list_only", is_flag=True, help="Only list the available suites.")
+def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str, repeats: int,
+            list_only: bool) -> None:
+    """Run benchmark suites (all, or NAMES) with their anchors in the same run."""
+    from asp_core.bench import BenchContext, collect_benchmarks, write_results, write_roofline
+
+    _load_files(paths)
+    reg = collect_benchmarks()
+    if list_only or not reg.benchmarks:
+        if not reg.benchmarks:
+            click.echo("no benchmark suites installed")
+        for b in reg.benchmarks.values():
+            click.echo(f"{b.name:<16} [{b.plugin}] {b.description}")
+        return
+    unknown = [n for n in names if n not in reg.benchmarks]
+    if unknown:
+        raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; available: "
+                                 f"{', '.join(reg.benchmarks)}", param_hint="NAMES")
+    selected = [reg.benchmarks[n] for n in (names or reg.benchmarks)]
+    results = []
+    stream = None
+    for b in selected:
+        click.secho(f"== {b.name}: {b.description}", bold=True)
+        ctx = BenchContext(b.name, quick=quick, repeats=repeats, echo=click.echo)
+        t0 = time.perf_counter()
+        b.func(ctx)
+        click.echo(f"  ({time.perf_counter() - t0:.1f} s)")
+        results.extend(ctx.results)
+        stream = ctx._stream or stream
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_results(results, outdir / "results.json")
+    if stream is None:
+        from asp_core.hardware import query
+
+        stream = query().stream_copy_gbs()
+    png = write_roofline(results, stream, outdir / "roofline.png")
+    click.echo(f"results: {outdir / 'results.json'}" + (f", plot: {png}" if png else ""))

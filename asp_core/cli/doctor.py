@@ -1,0 +1,88 @@
+"""``asp doctor``: is this machine ready to specialise, and if not, what to do."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+
+import click
+
+__all__ = ["command", "checks"]
+
+
+def checks(measure_stream: bool = True) -> list[tuple[str, bool, str]]:
+    """``(name, ok, detail)`` for compilers, OpenMP, CUDA, GPU, MPI, cache, plugins, STREAM."""
+    from asp_core.cache import get_cache
+    from asp_core.errors import CacheError
+    from asp_core.hardware import query
+    from asp_core.plugins import broken_plugins, get_plugin_manager
+    from asp_core.toolchain import Toolchain, available_toolchains
+
+    out: list[tuple[str, bool, str]] = []
+    tcs = available_toolchains()
+    for lang, tc in tcs.items():
+        if isinstance(tc, Toolchain):
+            out.append((f"{lang} compiler", True, f"{tc.executable} ({tc.version})"))
+        else:
+            out.append((f"{lang} compiler", lang != "c" and lang != "c++", tc))
+    c = tcs.get("c")
+    if isinstance(c, Toolchain):
+        out.append(("OpenMP", c.has_openmp, "-fopenmp works" if c.has_openmp else
+                    "the C compiler cannot build OpenMP code: kernels run on one thread "
+                    "(install libgomp / libomp)"))
+    hw = query()
+    out.append(("GPU", True, ", ".join(g.name for g in hw.gpus) if hw.gpus else
+                "none found (CUDA kernels are compile-checked only)"))
+    out.append(("pycuda", True, "installed" if importlib.util.find_spec("pycuda") else
+                "not installed (optional: pip install 'asp-core[cuda]' on a GPU machine)"))
+    mpi_ok = importlib.util.find_spec("mpi4py") is not None and shutil.which("mpiexec")
+    out.append(("MPI", True, f"mpi4py + {shutil.which('mpiexec')}" if mpi_ok else
+                "not available (optional: pip install 'asp-core[mpi]')"))
+    try:
+        cache = get_cache()
+        cache.ensure()
+        good, bad = cache.verify()
+        out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
+                    "removed"))
+    except CacheError as exc:
+        out.append(("cache", False, str(exc)))
+    pm = get_plugin_manager()
+    broken = broken_plugins()
+    names = [n for n, _ in pm.list_name_plugin() if n]
+    out.append(("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
+                "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken)))
+    for results in pm.hook.asp_doctor_checks():
+        out.extend(results or [])
+    if measure_stream:
+        try:
+            out.append(("STREAM copy", True, f"{hw.stream_copy_gbs():.1f} GB/s (cached "
+                        "measurement; asp doctor --refresh re-measures)"))
+        except Exception as exc:  # noqa: BLE001
+            out.append(("STREAM copy", False, f"could not measure: {exc}"))
+    return out
+
+
+@click.command("doctor")
+@click.option("--refresh", is_flag=True, help="Re-measure the STREAM bandwidth.")
+@click.option("--no-stream", is_flag=True, help="Skip the bandwidth measurement.")
+def command(refresh: bool, no_stream: bool) -> None:
+    """Check compilers, OpenMP, CUDA, GPU, MPI, the cache, plugins and memory bandwidth."""
+    from asp_core.hardware import query
+
+    if refresh and not no_stream:
+        query().stream_copy_gbs(refresh=True)
+    hw = query()
+    click.echo(f"machine: {hw.cpu_model}, {hw.physical_cores} cores / {hw.logical_cpus} threads, "
+               f"{hw.memory_bytes / 2**30:.1f} GiB, caches "
+               + ", ".join(f"{k} {v >> 10} KiB" for k, v in hw.caches.items())
+               + f", ISA {' '.join(hw.isa)}")
+    failed = 0
+    for name, ok, detail in checks(measure_stream=not no_stream):
+        failed += not ok
+        click.echo(f"  [{click.style('ok', fg='green') if ok else click.style('FAIL', fg='red')}] "
+                   f"{name:<14} {detail}")
+    if failed:
+        raise SystemExit(1)
+
+

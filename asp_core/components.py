@@ -1,0 +1,80 @@
+"""Base classes documenting what a component of each phase must provide.
+
+Components are duck-typed: subclassing these is optional, but they state the contract (see also
+``docs/architecture/core-api.md``) and give sensible defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
+
+__all__ = ["PlatformProgram", "Variant", "Frontend", "DomainOptimizer", "Platform",
+           "PlatformOptimizer", "Backend"]
+
+
+@dataclass
+class PlatformProgram:
+    """The result of platform selection: the platform's name and its IR (usually a PAST)."""
+
+    platform: str
+    ir: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Variant:
+    """One candidate implementation (a program plus the tuning parameters that produced it)."""
+
+    name: str
+    program: PlatformProgram
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Frontend:
+    """Phase 1: Python source → domain AST (DAST)."""
+
+    def parse(self, ctx: SpecializationContext) -> Any:
+        """Return the DAST, or ``raise ctx.unsupported(node, construct)``."""
+        raise NotImplementedError
+
+
+class DomainOptimizer:
+    """Phase 2: platform-independent rewrites of the DAST."""
+
+    def optimize(self, dast: Any, ctx: SpecializationContext) -> Any:
+        return dast
+
+
+class Platform:
+    """Phase 3: a target (OpenMP C, CUDA, NumPy, ...) that can lower a DAST to a PAST."""
+
+    name: str = ""
+
+    def check(self, dast: Any, ctx: SpecializationContext) -> str | None:
+        """``None`` if this platform can run the kernel here, else the reason it cannot."""
+        return None
+
+    def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
+        raise NotImplementedError
+
+
+class PlatformOptimizer:
+    """Phase 4: rewrites of the PAST that yield variants with tuning parameters."""
+
+    platforms: tuple[str, ...] = ()
+
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
+        return [Variant("default", program, {})]
+
+
+class Backend:
+    """Phase 5: source → compiled → bound callable taking the kernel's call arguments."""
+
+    platforms: tuple[str, ...] = ()
+
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
+        raise NotImplementedError

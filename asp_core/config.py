@@ -1,0 +1,146 @@
+"""User settings: environment variables first, then the ``asp.toml`` config file, then defaults.
+
+Settings are read on every use (cheap: a few ``os.environ`` look-ups), so tests and users can
+change them between calls without reloading anything.
+
+=========================  ================================================================
+variable                   meaning
+=========================  ================================================================
+``ASP_MODE``               ``auto`` (default), ``strict`` or ``python``
+``ASP_CACHE_DIR``          code cache and perf database location
+``ASP_AUTOTUNE``           ``off``, ``once`` (default) or ``always``
+``ASP_<PHASE>``            component for a phase, e.g. ``ASP_BACKEND=numpy`` or
+                           ``ASP_PLATFORM_SELECTION=stencil:openmp,gmm:openmp``
+``ASP_DISABLE_PASSES``     comma-separated pass names to skip
+``ASP_CC`` / ``ASP_NVCC``  compiler executables
+``ASP_CFLAGS``             extra C compiler flags (part of the cache key)
+``ASP_CONFIG``             path of the config file (default: user config dir/asp.toml)
+=========================  ================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from asp_core.phases import PHASES
+
+__all__ = ["mode", "autotune_mode", "cache_dir", "phase_choice", "disabled_passes", "config_path",
+           "load_config"]
+
+_MODES = ("auto", "strict", "python")
+_AUTOTUNE = ("off", "once", "always")
+
+
+def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(var, "").strip().lower() or str(load_config().get("asp", {}).get(
+        var[4:].lower(), default))
+    if value not in allowed:
+        raise ValueError(f"{var}={value!r} is not valid; use one of: {', '.join(allowed)}")
+    return value
+
+
+def mode() -> str:
+    """``ASP_MODE``: ``auto`` specialises or falls back with a warning; ``strict`` raises;
+    ``python`` never specialises."""
+    return _choice("ASP_MODE", _MODES, "auto")
+
+
+def autotune_mode() -> str:
+    """``ASP_AUTOTUNE``: ``off`` uses each specializer's default variant, ``once`` tunes when the
+    perf database has no winner yet, ``always`` re-tunes in every process."""
+    return _choice("ASP_AUTOTUNE", _AUTOTUNE, "once")
+
+
+def config_path() -> Path:
+    """Where ``asp.toml`` is read from."""
+    explicit = os.environ.get("ASP_CONFIG")
+    if explicit:
+        return Path(explicit)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("asp")) / "asp.toml"
+
+
+@lru_cache(maxsize=8)
+def _read_config(path: str, mtime: float) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    with open(path, "rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"invalid Asp config file {path}: {exc}") from None
+
+
+def load_config() -> dict[str, Any]:
+    """The parsed config file, or ``{}`` when there is none."""
+    path = config_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return {}
+    return _read_config(str(path), mtime)
+
+
+def cache_dir() -> Path:
+    """``ASP_CACHE_DIR``, else the config's ``[asp] cache_dir``, else the user cache dir."""
+    explicit = os.environ.get("ASP_CACHE_DIR") or load_config().get("asp", {}).get("cache_dir")
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("asp"))
+
+
+def _parse_choice(text: str, specializer: str) -> str | None:
+    """``"numpy"`` applies to every specializer; ``"stencil:numpy,gmm:openmp"`` per specializer."""
+    general = None
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if ":" in item:
+            spec, _, name = item.partition(":")
+            if spec.strip() == specializer:
+                return name.strip()
+        else:
+            general = item
+    return general
+
+
+def phase_choice(specializer: str, phase: str, options: dict[str, Any] | None = None
+                 ) -> tuple[str | None, str]:
+    """The component a user asked for in ``phase``, and where the request came from.
+
+    Precedence: the kernel's ``options`` > ``ASP_<PHASE>`` > the config file's ``[phases]``
+    table (``[phases.<specializer>]`` before ``[phases]``). Returns ``(None, "")`` when the user
+    expressed no choice.
+    """
+    assert phase in PHASES
+    if options and options.get(phase):
+        return str(options[phase]), "kernel option"
+    env = os.environ.get(f"ASP_{phase.upper()}")
+    if env:
+        name = _parse_choice(env, specializer)
+        if name:
+            return name, f"ASP_{phase.upper()}"
+    phases = load_config().get("phases", {})
+    per_spec = phases.get(specializer, {})
+    if isinstance(per_spec, dict) and per_spec.get(phase):
+        return str(per_spec[phase]), f"config [phases.{specializer}]"
+    if isinstance(phases.get(phase), str):
+        return phases[phase], "config [phases]"
+    return None, ""
+
+
+def disabled_passes(options: dict[str, Any] | None = None) -> frozenset[str]:
+    """Pass names switched off by ``ASP_DISABLE_PASSES`` or the kernel option ``disable_passes``."""
+    names = {p.strip() for p in os.environ.get("ASP_DISABLE_PASSES", "").split(",") if p.strip()}
+    if options:
+        names.update(options.get("disable_passes", ()))
+    return frozenset(names)

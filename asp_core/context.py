@@ -1,0 +1,91 @@
+"""The specialisation context: what every phase of one specialisation can see and report."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+from asp_core.errors import Unspecializable
+from asp_core.pyast import KernelSource, kernel_source, location
+
+if TYPE_CHECKING:
+    from asp_core.build import CompiledLibrary
+    from asp_core.hardware import HardwareInfo
+
+__all__ = ["SpecializationContext"]
+
+
+@dataclass
+class SpecializationContext:
+    """Built by the core for each new specialisation key and passed to every component."""
+
+    specializer: str
+    func: Callable[..., Any] | None
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    instance: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+    key: Hashable = None
+    kernel_name: str = ""
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
+    @functools.cached_property
+    def _source(self) -> KernelSource:
+        if self.func is None:
+            raise Unspecializable("specializer without a Python kernel function")
+        return kernel_source(self.func)
+
+    @property
+    def source(self) -> str:
+        return self._source.source
+
+    @property
+    def tree(self) -> ast.Module:
+        return self._source.tree
+
+    @property
+    def filename(self) -> str:
+        return self._source.filename
+
+    @property
+    def firstlineno(self) -> int:
+        return self._source.firstlineno
+
+    # -- reporting ----------------------------------------------------------------------------
+    def unsupported(self, node: ast.AST | None, construct: str, reason: str = ""
+                    ) -> Unspecializable:
+        """An :class:`Unspecializable` pointing at ``node`` in the user's file (raise it)."""
+        if node is None:
+            return Unspecializable(construct, filename=self.filename, lineno=self.firstlineno,
+                                   reason=reason)
+        line, col = location(self._source, node)
+        return Unspecializable(construct, filename=self.filename, lineno=line, col=col,
+                               reason=reason)
+
+    def record(self, event: str, **data: Any) -> None:
+        """Note something for ``asp explain`` (cheap; kept with the context)."""
+        data.setdefault("time", time.time())
+        self.events.append((event, data))
+
+    # -- services -----------------------------------------------------------------------------
+    def compile(self, source: str, *, lang: str = "c", openmp: bool = True,
+                flags: tuple[str, ...] = (), name: str = "kernel",
+                specialised_on: dict[str, Any] | None = None) -> CompiledLibrary:
+        """Compile (or fetch from the cache) and load ``source``; recorded for ``asp explain``."""
+        from asp_core.build import compile_library
+
+        lib = compile_library(source, lang=lang, openmp=openmp, flags=flags, name=name,
+                              specialised_on=specialised_on)
+        self.record("compile", name=name, lang=lang, command=lib.command, seconds=lib.seconds,
+                    cached=lib.cached, path=str(lib.path), source=source)
+        return lib
+
+    @property
+    def hardware(self) -> HardwareInfo:
+        from asp_core.hardware import query
+
+        return query()

@@ -1,0 +1,159 @@
+"""Kernel interception: specialise on the first call, dispatch directly afterwards.
+
+A :class:`Dispatcher` wraps one Python kernel. Each call computes the specialisation key (the
+specializer's ``signature`` function, which also validates the arguments); a known key goes
+straight to its bound callable, a new one runs the pipeline. ``ASP_MODE`` decides what happens
+when the kernel cannot be specialised: ``auto`` falls back to Python with one
+:class:`SpecializationWarning` per kernel, ``strict`` raises, ``python`` never specialises.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Callable, Hashable
+
+from asp_core import config, recording
+from asp_core.context import SpecializationContext
+from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
+                             Unspecializable)
+
+__all__ = ["Dispatcher", "specialize"]
+
+
+class Dispatcher:
+    """Specialising stand-in for a kernel; see the module docstring.
+
+    :param specializer: name of a registered specializer.
+    :param func: the Python kernel function (its source is what the frontend parses).
+    :param fallback: what runs when specialisation is impossible (default: ``func``).
+    :param instance: the kernel object for class-based kernels (passed to ``signature``).
+    :param options: per-kernel settings, e.g. ``{"backend": "numpy"}`` or ``disable_passes``.
+    """
+
+    def __init__(self, specializer: str, func: Callable[..., Any] | None, *,
+                 fallback: Callable[..., Any] | None = None, instance: Any = None,
+                 options: dict[str, Any] | None = None, name: str | None = None) -> None:
+        if fallback is None and func is None:
+            raise TypeError("Dispatcher needs a kernel function or a fallback")
+        self.specializer = specializer
+        self.func = func
+        self.fallback = fallback if fallback is not None else func
+        self.instance = instance
+        self.options = dict(options or {})
+        self.name = name or getattr(func, "__qualname__", None) or specializer
+        self._table: dict[Hashable, Callable[..., Any]] = {}
+        self._signature: Callable[[tuple, dict, Any], Hashable] | None = None
+        self._warned = False
+        self._lock = threading.Lock()
+        self.last_context: SpecializationContext | None = None
+
+    # -- the hot path -------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        signature = self._signature
+        if signature is not None:
+            fn = self._table.get(signature(args, kwargs, self.instance))
+            if fn is not None:
+                return fn(*args, **kwargs)
+        return self._slow_call(args, kwargs)
+
+    def _slow_call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
+        mode = config.mode()
+        if mode == "python":
+            return self.fallback(*args, **kwargs)  # type: ignore[misc]
+        with self._lock:
+            key, ctx = self._prepare(args, kwargs)
+            fn = self._table.get(key)
+            if fn is None:
+                fn = self._specialize(key, ctx, mode)
+        return fn(*args, **kwargs)
+
+    def _prepare(self, args: tuple, kwargs: dict[str, Any]
+                 ) -> tuple[Hashable, SpecializationContext | None]:
+        from asp_core.plugins import get_registry
+
+        spec = get_registry().specializers.get(self.specializer)
+        if spec is None or spec.signature is None:
+            return ("<no specializer>",), None
+        self._signature = spec.signature
+        key = spec.signature(args, kwargs, self.instance)
+        ctx = SpecializationContext(self.specializer, self.func, args, kwargs, self.instance,
+                                    self.options, key, self.name)
+        return key, ctx
+
+    def _specialize(self, key: Hashable, ctx: SpecializationContext | None, mode: str
+                    ) -> Callable[..., Any]:
+        from asp_core.pipeline import Pipeline
+
+        reason: str | None = None
+        error: BaseException | None = None
+        fn: Callable[..., Any] | None = None
+        try:
+            if ctx is None:
+                raise AspError(f"specializer {self.specializer!r} is not installed; "
+                               f"pip install asp-{self.specializer}")
+            from asp_core.plugins import get_registry
+
+            pipeline = Pipeline(get_registry(), self.specializer)
+            fn = pipeline.run(ctx, rebind=lambda winner: self._table.__setitem__(key, winner))
+        except Unspecializable as exc:
+            reason, error = f"unsupported construct `{exc.construct}` at {exc.filename}:" \
+                            f"{exc.lineno}:{exc.col}" + (f" ({exc.reason})" if exc.reason else ""), exc
+        except CompilerNotFound as exc:
+            reason, error = f"no compiler: {exc}", exc
+        except CompileError as exc:
+            reason, error = f"generated code failed to compile (a bug; please report it): " \
+                            f"{exc}", exc
+        except AspError as exc:
+            reason, error = str(exc), exc
+        if ctx is not None:
+            self._finish(ctx, key, fn if fn is not None else reason)
+        if fn is not None:
+            self._table[key] = fn
+            return fn
+        if mode == "strict":
+            raise error  # type: ignore[misc]
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"asp: kernel {self.name!r} runs in pure Python: {reason}",
+                          SpecializationWarning, stacklevel=4)
+        if self.fallback is None:
+            raise error  # type: ignore[misc]
+        self._table[key] = self.fallback
+        return self.fallback
+
+    def _finish(self, ctx: SpecializationContext, key: Hashable, result: Any) -> None:
+        self.last_context = ctx
+        if recording.is_recording():
+            try:
+                filename, lineno, source = ctx.filename, ctx.firstlineno, ctx.source
+            except Unspecializable:
+                filename, lineno, source = "", 0, ""
+            recording.add(recording.KernelRecord(
+                kernel=self.name, specializer=self.specializer, key=repr(key), filename=filename,
+                lineno=lineno, source=source,
+                fallback=result if isinstance(result, str) else None, events=ctx.events))
+        from asp_core.plugins import get_plugin_manager
+
+        get_plugin_manager().hook.asp_specialization_done(ctx=ctx, result=result)
+
+    # -- introspection ------------------------------------------------------------------------
+    @property
+    def specializations(self) -> dict[Hashable, Callable[..., Any]]:
+        """Key → bound callable (or the fallback) for every key seen so far."""
+        return dict(self._table)
+
+    def clear(self) -> None:
+        """Forget every specialisation (the code cache keeps the compiled code)."""
+        with self._lock:
+            self._table.clear()
+            self._warned = False
+
+
+def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:
+    """Decorator: ``@specialize("elementwise")`` turns a function into a :class:`Dispatcher`."""
+
+    def wrap(func: Callable[..., Any]) -> Dispatcher:
+        return Dispatcher(specializer, func, options=options)
+
+    return wrap

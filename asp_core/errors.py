@@ -1,0 +1,86 @@
+"""Exceptions and warnings raised by Asp.
+
+Every error a user can cause carries actionable text; the classes exist so that callers (and the
+dispatcher) can tell "this kernel is outside the DSL" from "the machine cannot compile" from
+"the cache is unusable" without parsing messages.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AspError",
+    "Unspecializable",
+    "SpecializationWarning",
+    "ToolchainError",
+    "CompilerNotFound",
+    "CompileError",
+    "CacheError",
+    "PluginError",
+    "PluginWarning",
+]
+
+
+class AspError(Exception):
+    """Base class of every exception Asp raises on purpose."""
+
+
+class Unspecializable(AspError):
+    """The kernel uses a construct outside the specializer's DSL.
+
+    Carries where (``filename``, ``lineno``, ``col``) and what (``construct``), so the fallback
+    warning and ``asp explain`` can point the user at the exact spot.
+    """
+
+    def __init__(
+        self,
+        construct: str,
+        *,
+        filename: str = "<unknown>",
+        lineno: int = 0,
+        col: int = 0,
+        reason: str = "",
+    ) -> None:
+        self.construct = construct
+        self.filename = filename
+        self.lineno = lineno
+        self.col = col
+        self.reason = reason
+        where = f"{filename}:{lineno}:{col}"
+        text = f"{where}: unsupported construct: {construct}"
+        if reason:
+            text += f" ({reason})"
+        super().__init__(text)
+
+
+class SpecializationWarning(UserWarning):
+    """A kernel runs in pure Python instead of specialised code; the message says why."""
+
+
+class ToolchainError(AspError):
+    """Base class for problems with compilers."""
+
+
+class CompilerNotFound(ToolchainError):
+    """No usable compiler for the requested language; the message says how to install one."""
+
+
+class CompileError(ToolchainError):
+    """The compiler rejected generated code: a bug in a specializer, reported with the log."""
+
+    def __init__(self, message: str, *, command: list[str], log: str, source_path: str) -> None:
+        self.command = command
+        self.log = log
+        self.source_path = source_path
+        super().__init__(f"{message}\ncommand: {' '.join(command)}\nsource: {source_path}\n{log}")
+
+
+class CacheError(AspError):
+    """The code cache cannot be used safely (wrong owner, permissions, corrupted beyond repair)."""
+
+
+class PluginError(AspError):
+    """A plugin registered something inconsistent (duplicate component, unknown phase, ...)."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or register; it is skipped and listed as broken."""

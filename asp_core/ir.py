@@ -1,0 +1,123 @@
+"""Generic IR node machinery shared by domain ASTs and the platform AST.
+
+Nodes are dataclasses: fields are the children, equality is structural, ``clone`` is a deep copy.
+``Visitor`` dispatches on the class name (``visit_BinOp``), ``Transformer`` rebuilds a tree from
+what its methods return; both walk lists and tuples of nodes. Specializers define their DAST node
+classes by subclassing :class:`Node` with ``@dataclass``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Iterator, TypeVar
+
+__all__ = ["Node", "Visitor", "Transformer", "walk", "dump"]
+
+N = TypeVar("N", bound="Node")
+
+
+class Node:
+    """Base of IR nodes (subclasses are dataclasses)."""
+
+    def fields(self) -> Iterator[tuple[str, Any]]:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            yield f.name, getattr(self, f.name)
+
+    def children(self) -> list[Node]:
+        """Direct child nodes, in field order (lists and tuples flattened)."""
+        out: list[Node] = []
+        for _, value in self.fields():
+            if isinstance(value, Node):
+                out.append(value)
+            elif isinstance(value, (list, tuple)):
+                out.extend(v for v in value if isinstance(v, Node))
+        return out
+
+    def clone(self: N) -> N:
+        return copy.deepcopy(self)
+
+    def replace(self: N, **changes: Any) -> N:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents before children."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        stack.extend(reversed(cur.children()))
+
+
+class Visitor:
+    """Calls ``visit_<ClassName>`` or :meth:`generic_visit`, which visits the children."""
+
+    def visit(self, node: Any) -> Any:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            return self.generic_visit(node)
+        return method(node)
+
+    def generic_visit(self, node: Any) -> Any:
+        if isinstance(node, Node):
+            for child in node.children():
+                self.visit(child)
+        return None
+
+
+class Transformer(Visitor):
+    """Returns a new tree; ``visit_*`` methods return the replacement node (or a list in lists)."""
+
+    def generic_visit(self, node: Any) -> Any:
+        if not isinstance(node, Node):
+            return node
+        changes = {}
+        for name, value in node.fields():
+            new = self._transform_value(value)
+            if new is not value:
+                changes[name] = new
+        return dataclasses.replace(node, **changes) if changes else node  # type: ignore
+
+    def _transform_value(self, value: Any) -> Any:
+        if isinstance(value, Node):
+            return self.visit(value)
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Node) for v in value):
+            out: list[Any] = []
+            changed = False
+            for item in value:
+                new = self.visit(item) if isinstance(item, Node) else item
+                changed |= new is not item
+                if isinstance(new, list) and isinstance(item, Node):
+                    out.extend(new)
+                elif new is not None:
+                    out.append(new)
+                else:
+                    changed = True
+            if not changed:
+                return value
+            return type(value)(out) if isinstance(value, tuple) else out
+        return value
+
+
+def dump(node: Any, indent: int = 0) -> str:
+    """An indented, readable rendering of a tree (what ``asp explain`` prints for a DAST)."""
+    pad = "  " * indent
+    if isinstance(node, Node):
+        simple, nested = [], []
+        for k, v in node.fields():
+            is_nested = isinstance(v, Node) or (
+                isinstance(v, (list, tuple)) and any(isinstance(x, Node) for x in v))
+            (nested if is_nested else simple).append((k, v))
+        head = f"{pad}{type(node).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in simple) + ")"
+        lines = [head]
+        for k, v in nested:
+            if isinstance(v, Node):
+                lines.append(f"{pad}  {k}:")
+                lines.append(dump(v, indent + 2))
+            else:
+                lines.append(f"{pad}  {k}: [")
+                lines.extend(dump(x, indent + 2) for x in v)
+                lines.append(f"{pad}  ]")
+        return "\n".join(lines)
+    return f"{pad}{node!r}"

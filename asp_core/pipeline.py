@@ -1,0 +1,164 @@
+"""Running the five phases for one specialisation (Asp paper, Figure 3).
+
+frontend → DAST → domain optimisation → platform selection (→ PAST) → platform optimisation
+(→ variants) → backend (→ bound callables), choosing one component per phase through the
+registry and recording every choice and its reason in the context.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from asp_core.autotune import Autotuner
+from asp_core.cache import cache_key
+from asp_core.components import PlatformProgram, Variant
+from asp_core.context import SpecializationContext
+from asp_core.errors import AspError
+from asp_core.ir import Node, dump
+from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
+                             PLATFORM_SELECTION)
+from asp_core.registry import Component, Registry
+
+__all__ = ["Pipeline", "NoPlatform", "TuningCallable", "render_program"]
+
+
+class NoPlatform(AspError):
+    """No platform can run this kernel here (each platform's reason is in the message)."""
+
+
+def render_program(program: PlatformProgram) -> str:
+    """Readable text of a platform program (C source for a PAST module)."""
+    from asp_core.cast import Module, print_c, print_cuda
+
+    ir = program.ir
+    if isinstance(ir, Module):
+        return print_cuda(ir) if program.platform.startswith("cuda") else print_c(ir)
+    if isinstance(ir, Node):
+        return dump(ir)
+    return str(ir)
+
+
+class TuningCallable:
+    """Stands in for a kernel while its variants are timed on real calls.
+
+    Each call runs the variant the :class:`Autotuner` asks for (building it on first use) and
+    reports its time; once the winner is known, ``on_decided(callable)`` lets the dispatcher
+    bind the winner directly, so tuning costs nothing afterwards.
+    """
+
+    def __init__(self, tuner: Autotuner, build: Callable[[str], Callable[..., Any]],
+                 on_decided: Callable[[Callable[..., Any]], None]) -> None:
+        self.tuner = tuner
+        self._build = build
+        self._built: dict[str, Callable[..., Any]] = {}
+        self._on_decided = on_decided
+
+    def _get(self, name: str) -> Callable[..., Any]:
+        fn = self._built.get(name)
+        if fn is None:
+            fn = self._built[name] = self._build(name)
+        return fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self.tuner.next()
+        fn = self._get(name)
+        if self.tuner.done:
+            self._on_decided(fn)
+            return fn(*args, **kwargs)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.tuner.report(name, time.perf_counter() - start)
+        if self.tuner.done:
+            self._on_decided(self._get(self.tuner.winner or name))
+        return result
+
+
+class Pipeline:
+    """The five phases of one specializer over the registry's components."""
+
+    def __init__(self, registry: Registry, specializer: str) -> None:
+        if specializer not in registry.specializers:
+            known = ", ".join(sorted(registry.specializers)) or "none"
+            raise NoPlatform(f"specializer {specializer!r} is not installed (installed: {known}); "
+                             f"pip install asp-{specializer}")
+        self.registry = registry
+        self.spec = registry.specializers[specializer]
+
+    def _one(self, ctx: SpecializationContext, phase: str, platform: str | None = None
+             ) -> Component | None:
+        choice = self.registry.choose(self.spec.name, phase, ctx.options, platform)
+        if not choice.candidates:
+            ctx.record("phase", phase=phase, component=None, reason=choice.reason)
+            return None
+        comp = choice.candidates[0]
+        ctx.record("phase", phase=phase, component=comp.name, distribution=comp.distribution,
+                   reason=choice.reason, candidates=[c.name for c in choice.candidates])
+        return comp
+
+    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
+        """Phases 1-4: the variants to build and the backend that builds them."""
+        front = self._one(ctx, FRONTEND)
+        if front is None:
+            raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
+        dast = front.obj.parse(ctx)
+        ctx.record("dast", phase=FRONTEND, ir=dump(dast))
+        opt = self._one(ctx, DOMAIN_OPTIMIZATION)
+        if opt is not None:
+            dast = opt.obj.optimize(dast, ctx)
+            ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
+        platform, program = self._select_platform(ctx, dast)
+        popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
+        variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
+        if not variants:
+            raise NoPlatform(f"platform optimiser {popt.name!r} produced no variants")
+        ctx.record("variants", names=[v.name for v in variants],
+                   params={v.name: v.params for v in variants})
+        backend = self._one(ctx, BACKEND, program.platform)
+        if backend is None:
+            raise NoPlatform(f"no backend installed for platform {program.platform!r} of "
+                             f"specializer {self.spec.name!r}")
+        return platform, variants, backend
+
+    def _select_platform(self, ctx: SpecializationContext, dast: Any
+                         ) -> tuple[Component, PlatformProgram]:
+        choice = self.registry.choose(self.spec.name, PLATFORM_SELECTION, ctx.options)
+        rejected: list[tuple[str, str]] = []
+        for comp in choice.candidates:
+            reason = comp.obj.check(dast, ctx)
+            if reason is None:
+                program = comp.obj.lower(dast, ctx)
+                ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
+                           distribution=comp.distribution, reason=choice.reason,
+                           rejected=rejected, candidates=[c.name for c in choice.candidates])
+                ctx.record("program", platform=program.platform, text=render_program(program))
+                return comp, program
+            rejected.append((comp.name, reason))
+            if choice.requested == comp.name:
+                raise NoPlatform(f"platform {comp.name!r} was requested but cannot run here: "
+                                 f"{reason}")
+        detail = "; ".join(f"{n}: {r}" for n, r in rejected) or "no platform installed"
+        raise NoPlatform(f"no usable platform for specializer {self.spec.name!r} ({detail})")
+
+    def run(self, ctx: SpecializationContext,
+            rebind: Callable[[Callable[..., Any]], None]) -> Callable[..., Any]:
+        """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
+        _, variants, backend = self.lower(ctx)
+        by_name = {v.name: v for v in variants}
+
+        def build(name: str) -> Callable[..., Any]:
+            start = time.perf_counter()
+            fn = backend.obj.build(by_name[name], ctx)
+            ctx.record("build", variant=name, seconds=time.perf_counter() - start)
+            return fn
+
+        tuning = (self.spec.tuning_key(ctx.args, ctx.kwargs, ctx.instance)
+                  if self.spec.tuning_key else ctx.key)
+        tkey = cache_key(specializer=self.spec.name, tuning=repr(tuning),
+                         variants=sorted(by_name), backend=backend.name,
+                         platform=variants[0].program.platform)
+        tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
+                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record)
+        if tuner.done:
+            return build(tuner.winner or variants[0].name)
+        return TuningCallable(tuner, build, rebind)

@@ -1,0 +1,196 @@
+"""Plugin discovery and loading, modelled on pytest and llm.
+
+Plugins are modules named by entry points in the group ``asp``. Loading is wrapped: a plugin that
+fails to import or to register is reported (a :class:`PluginWarning`, ``asp list``,
+``asp doctor``) and skipped; the host keeps working.
+
+Environment:
+
+* ``ASP_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (plugins registered in code still work).
+* ``ASP_BLOCK_PLUGINS=a,b``: skip these entry-point names (or distribution names).
+* ``ASP_LOAD_PLUGINS=a,b``: load only these; empty means none.
+* ``ASP_TRACE_HOOKS=1``: log every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from asp_core import hookspecs
+from asp_core.errors import PluginWarning
+from asp_core.registry import Registry
+
+__all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
+           "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
+           "plugin_distributions"]
+
+ENTRY_POINT_GROUP = "asp"
+hookimpl = pluggy.HookimplMarker("asp")
+
+_lock = threading.RLock()
+_pm: pluggy.PluginManager | None = None
+_registry: Registry | None = None
+_broken: list[BrokenPlugin] = []
+_dists: dict[str, tuple[str, str]] = {}
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that was skipped, and why."""
+
+    name: str
+    distribution: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "distribution": self.distribution, "error": self.error}
+
+
+def _env_list(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {x.strip() for x in raw.split(",") if x.strip()}
+
+
+def _mark_broken(name: str, dist: str, exc: BaseException, what: str) -> None:
+    error = f"{type(exc).__name__}: {exc}"
+    _broken.append(BrokenPlugin(name, dist, error))
+    warnings.warn(f"asp: plugin {name!r} ({dist}) failed to {what} and is skipped: {error}",
+                  PluginWarning, stacklevel=3)
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    if os.environ.get("ASP_DISABLE_PLUGIN_AUTOLOAD"):
+        return
+    blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
+    allowed = _env_list("ASP_LOAD_PLUGINS")
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        if ep.name in blocked or dist in blocked:
+            continue
+        if allowed is not None and ep.name not in allowed and dist not in allowed:
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin must not break the host
+            _mark_broken(ep.name, dist, exc, "load")
+            continue
+        _dists[ep.name] = (dist, version)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, with entry points loaded (once)."""
+    global _pm
+    with _lock:
+        if _pm is None:
+            pm = pluggy.PluginManager("asp")
+            pm.add_hookspecs(hookspecs)
+            _load_entry_points(pm)
+            while True:  # a misspelt hook is a broken plugin, not a broken host
+                try:
+                    pm.check_pending()
+                    break
+                except pluggy.PluginValidationError as exc:
+                    bad_name = pm.get_name(exc.plugin) or "?"
+                    pm.unregister(exc.plugin)
+                    _mark_broken(bad_name, _dists.pop(bad_name, ("?", "?"))[0], exc, "validate")
+            if os.environ.get("ASP_TRACE_HOOKS"):
+                _enable_tracing(pm)
+            _pm = pm
+        return _pm
+
+
+def _enable_tracing(pm: pluggy.PluginManager) -> None:
+    def before(hook_name: str, impls: Any, kwargs: dict) -> None:
+        print(f"asp: hook {hook_name}({', '.join(kwargs)}) -> "
+              f"{[i.plugin_name for i in impls]}", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, impls: Any, kwargs: dict) -> None:
+        print(f"asp: hook {hook_name} returned {outcome.get_result()!r}", file=sys.stderr)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def plugin_distributions() -> dict[str, tuple[str, str]]:
+    """Plugin name → (distribution, version) for plugins loaded from entry points."""
+    get_plugin_manager()
+    return dict(_dists)
+
+
+def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
+    """Call a registration hook one plugin at a time so a failure is pinned on its plugin."""
+    pm = get_plugin_manager()
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):
+        registry = kwargs.get("register")
+        dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))
+        if isinstance(registry, Registry):
+            registry._plugin, registry._distribution, registry._version = (
+                impl.plugin_name, dist, version)
+        accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
+        try:
+            impl.function(**accepted)
+        except Exception as exc:  # noqa: BLE001
+            _mark_broken(impl.plugin_name, dist, exc, f"run {hook_name}")
+
+
+def get_registry() -> Registry:
+    """The component registry built from every loaded plugin (cached until :func:`reset`)."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            registry = Registry()
+            _call_per_plugin("asp_register_specializers", register=registry)
+            registry._plugin = registry._distribution = registry._version = ""
+            _registry = registry
+        return _registry
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> str:
+    """Register a plugin object in-process (tests, notebooks); invalidates the registry."""
+    global _registry
+    with _lock:
+        pm = get_plugin_manager()
+        plugin_name = pm.register(plugin, name=name)
+        pm.check_pending()
+        _registry = None
+        return plugin_name or ""
+
+
+def unregister_plugin(name: str) -> None:
+    """Undo :func:`register_plugin`."""
+    global _registry
+    with _lock:
+        pm = get_plugin_manager()
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
+        _registry = None
+
+
+def broken_plugins() -> list[BrokenPlugin]:
+    """Plugins skipped because they failed to load, validate or register."""
+    get_registry()
+    return list(_broken)
+
+
+def reset() -> None:
+    """Forget loaded plugins; the next call re-reads entry points and the environment."""
+    global _pm, _registry
+    with _lock:
+        _pm = None
+        _registry = None
+        _broken.clear()
+        _dists.clear()

@@ -1,0 +1,131 @@
+"""Python-AST helpers for frontends: getting a kernel's source and matching patterns.
+
+Frontends recognise a DSL by matching shapes of Python AST nodes. :func:`match` compares a node
+against a template built from ``ast`` classes in which :data:`ANY` matches anything and
+:class:`Capture` records the matched sub-node, so a frontend states *what* it accepts instead of
+walking attributes by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import linecache
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from asp_core.errors import Unspecializable
+
+__all__ = ["KernelSource", "kernel_source", "register_source", "ANY", "Capture", "match",
+           "location"]
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A function's dedented source, its parsed tree and where it lives."""
+
+    source: str
+    tree: ast.Module
+    filename: str
+    firstlineno: int
+    col_offset: int
+
+    @property
+    def function(self) -> ast.FunctionDef:
+        node = self.tree.body[0]
+        assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        return node  # type: ignore[return-value]
+
+
+def register_source(filename: str, source: str) -> None:
+    """Make ``source`` retrievable by :mod:`inspect` under ``filename`` (for ``exec``'d code)."""
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+
+
+def kernel_source(func: Callable[..., Any]) -> KernelSource:
+    """The source and AST of ``func``; :class:`Unspecializable` if it has none (REPL, C)."""
+    func = inspect.unwrap(getattr(func, "__func__", func))
+    filename = getattr(getattr(func, "__code__", None), "co_filename", "<unknown>")
+    try:
+        lines, firstlineno = inspect.getsourcelines(func)
+    except (OSError, TypeError) as exc:
+        raise Unspecializable("kernel without retrievable source", filename=filename,
+                              reason=str(exc)) from None
+    raw = "".join(lines)
+    source = textwrap.dedent(raw)
+    indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise Unspecializable("source that does not parse on its own", filename=filename,
+                              lineno=firstlineno, reason=str(exc)) from None
+    if not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise Unspecializable("kernel that is not a def statement (lambda?)",
+                              filename=filename, lineno=firstlineno)
+    return KernelSource(source, tree, filename, firstlineno, indent)
+
+
+def location(src: KernelSource, node: ast.AST) -> tuple[int, int]:
+    """``(line, column)`` of ``node`` in the original file (1-based line, 1-based column)."""
+    line = src.firstlineno + getattr(node, "lineno", 1) - 1
+    col = getattr(node, "col_offset", 0) + src.col_offset + 1
+    return line, col
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Matches like ``pattern`` (default: anything) and records the node under ``name``."""
+
+    name: str
+    pattern: Any = ANY
+
+
+def match(node: Any, pattern: Any, captures: dict[str, Any] | None = None
+          ) -> dict[str, Any] | None:
+    """Match ``node`` against ``pattern``; return the captures, or None if it does not match.
+
+    Patterns are AST nodes whose fields are patterns, lists of patterns, plain values (compared
+    with ``==``), :data:`ANY` or :class:`Capture`. Fields a pattern node leaves unset are not
+    compared (``ast.Call(func=ast.Name(id="abs"))`` matches any call of ``abs``), nor are
+    positions (``lineno``...).
+    """
+    captures = {} if captures is None else captures
+    if pattern is ANY:
+        return captures
+    if isinstance(pattern, Capture):
+        if match(node, pattern.pattern, captures) is None:
+            return None
+        captures[pattern.name] = node
+        return captures
+    if isinstance(pattern, ast.AST):
+        if not isinstance(node, type(pattern)):
+            return None
+        for field in pattern._fields:
+            if not hasattr(pattern, field):
+                continue
+            want = getattr(pattern, field)
+            if want is None and field in ("ctx", "type_comment", "kind"):
+                continue
+            if isinstance(want, ast.expr_context):
+                continue
+            if match(getattr(node, field, None), want, captures) is None:
+                return None
+        return captures
+    if isinstance(pattern, list):
+        if not isinstance(node, list) or len(node) != len(pattern):
+            return None
+        for item, want in zip(node, pattern):
+            if match(item, want, captures) is None:
+                return None
+        return captures
+    return captures if node == pattern else None

@@ -1,0 +1,148 @@
+"""The component registry: which specializers exist and who provides each of their phases.
+
+Components are identified by ``(specializer, phase, name)``. The registry refuses duplicates,
+remembers which plugin (and distribution) registered what, and answers "which component should
+run this phase" with an explanation, so ``asp list`` and ``asp explain`` can show the choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterator
+
+from asp_core import config
+from asp_core.errors import PluginError
+from asp_core.phases import PHASES, check_phase
+
+__all__ = ["Specializer", "Component", "Registry", "Choice"]
+
+SignatureFn = Callable[[tuple, dict, Any], Hashable]
+
+
+@dataclass
+class Specializer:
+    """A domain (stencil, gmm, ...) whose kernels go through the five phases.
+
+    ``signature(args, kwargs, instance)`` returns the specialisation key of a call: every
+    property the generated code depends on (shapes, dtypes, constants). It must also validate
+    the arguments, raising ``TypeError``/``ValueError`` for bad input. ``tuning_key`` (same
+    arguments) is the coarser key under which autotuning winners are stored; it defaults to the
+    specialisation key.
+    """
+
+    name: str
+    description: str = ""
+    signature: SignatureFn | None = None
+    tuning_key: SignatureFn | None = None
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+
+
+@dataclass
+class Component:
+    """One implementation of one phase of one specializer."""
+
+    specializer: str
+    phase: str
+    name: str
+    obj: Any
+    priority: int = 0
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+    order: int = 0
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Platforms a platform-optimisation or backend component accepts (empty: any)."""
+        return tuple(getattr(self.obj, "platforms", ()) or ())
+
+
+@dataclass
+class Choice:
+    """The ordered candidates for a phase and why they are in that order."""
+
+    candidates: list[Component]
+    reason: str
+    requested: str | None = None
+
+
+@dataclass
+class Registry:
+    """Holds specializers and components; passed to ``asp_register_specializers`` as ``register``."""
+
+    specializers: dict[str, Specializer] = field(default_factory=dict)
+    components: list[Component] = field(default_factory=list)
+    _plugin: str = ""
+    _distribution: str = ""
+    _version: str = ""
+
+    # -- registration API (what plugins call) -------------------------------------------------
+    def specializer(self, name: str, description: str = "", signature: SignatureFn | None = None,
+                    tuning_key: SignatureFn | None = None) -> Specializer:
+        """Declare a specializer. Raises :class:`PluginError` if the name is taken."""
+        if not name or not isinstance(name, str):
+            raise PluginError("a specializer needs a non-empty string name")
+        if name in self.specializers:
+            other = self.specializers[name]
+            raise PluginError(f"specializer {name!r} is already registered by plugin "
+                              f"{other.plugin!r} ({other.distribution})")
+        spec = Specializer(name, description, signature, tuning_key, self._plugin,
+                           self._distribution, self._version)
+        self.specializers[name] = spec
+        return spec
+
+    def component(self, specializer: str, phase: str, name: str, obj: Any,
+                  priority: int = 0) -> Component:
+        """Add a component; ``(specializer, phase, name)`` must be new."""
+        check_phase(phase)
+        for comp in self.components:
+            if (comp.specializer, comp.phase, comp.name) == (specializer, phase, name):
+                raise PluginError(
+                    f"component {specializer}/{phase}/{name} is already registered by plugin "
+                    f"{comp.plugin!r} ({comp.distribution}); choose another name")
+        comp = Component(specializer, phase, name, obj, int(priority), self._plugin,
+                         self._distribution, self._version, len(self.components))
+        self.components.append(comp)
+        return comp
+
+    # -- queries (what the core calls) ----------------------------------------------------------
+    def for_phase(self, specializer: str, phase: str) -> list[Component]:
+        """Components of a phase, by priority (high first) then registration order."""
+        found = [c for c in self.components if c.specializer == specializer and c.phase == phase]
+        return sorted(found, key=lambda c: (-c.priority, c.order))
+
+    def phases(self, specializer: str) -> dict[str, list[Component]]:
+        return {phase: self.for_phase(specializer, phase) for phase in PHASES}
+
+    def choose(self, specializer: str, phase: str, options: dict[str, Any] | None = None,
+               platform: str | None = None) -> Choice:
+        """Order the candidates: user setting > priority > registration order.
+
+        With ``platform`` given, only components accepting it are candidates. A user choice naming
+        no installed component is an error listing what is installed.
+        """
+        cands = self.for_phase(specializer, phase)
+        if platform is not None:
+            cands = [c for c in cands if not c.platforms or platform in c.platforms]
+        requested, source = config.phase_choice(specializer, phase, options)
+        if requested:
+            picked = [c for c in cands if c.name == requested]
+            if not picked:
+                names = ", ".join(c.name for c in cands) or "none"
+                raise PluginError(
+                    f"{source} asks for {phase} component {requested!r} of specializer "
+                    f"{specializer!r}, but the installed ones are: {names}")
+            rest = [c for c in cands if c.name != requested]
+            return Choice(picked + rest, f"{requested!r} requested by {source}", requested)
+        if not cands:
+            return Choice([], "no component installed")
+        head = cands[0]
+        why = (f"highest priority ({head.priority})" if len(cands) > 1 and
+               cands[1].priority < head.priority else
+               "first registered" if len(cands) > 1 else "only component")
+        return Choice(cands, why)
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self.components)

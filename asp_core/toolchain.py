@@ -1,0 +1,200 @@
+"""Compilers: detection, identity for the cache key, and compiling a plain-C-ABI shared object.
+
+A :class:`Toolchain` knows how to compile and what its ABI identity is; it knows nothing about
+platforms or caches (Devito's ``arch/`` and codepy's ``toolchain.py`` split things the same way).
+Generated kernels are plain C (or CUDA with ``extern "C"`` launchers), so compiling one costs
+~0.07 s here, unlike a pybind11 module (8-10 s).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asp_core.errors import CompileError, CompilerNotFound
+
+__all__ = ["Toolchain", "find_toolchain", "available_toolchains", "CompileResult", "INSTALL_HINT"]
+
+INSTALL_HINT = {
+    "c": ("install a C compiler: `sudo apt-get install gcc` (Debian/Ubuntu), `sudo dnf install gcc` "
+          "(Fedora), `xcode-select --install` (macOS) or `conda install -c conda-forge "
+          "c-compiler`; or point ASP_CC at one"),
+    "c++": ("install a C++ compiler: `sudo apt-get install g++` or `conda install -c conda-forge "
+            "cxx-compiler`; or point ASP_CXX at one"),
+    "cuda": ("install the CUDA toolkit (nvcc) from NVIDIA or `conda install -c nvidia cuda-nvcc`; "
+             "or point ASP_NVCC at it"),
+}
+
+_CANDIDATES = {
+    "c": ("ASP_CC", ("cc", "gcc", "clang")),
+    "c++": ("ASP_CXX", ("c++", "g++", "clang++")),
+    "cuda": ("ASP_NVCC", ("nvcc",)),
+}
+
+_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """What one compilation did: the output, the exact command and how long it took."""
+
+    output: Path
+    command: list[str]
+    seconds: float
+    log: str
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """A compiler for one language, with the flags Asp uses for generated kernels.
+
+    ``flags`` keep floating-point semantics (``-ffp-contract=off``: no FMA contraction, so code
+    that evaluates in the DAST's order is bitwise equal to Python) while optimising fully.
+    """
+
+    lang: str
+    executable: str
+    family: str
+    version: str
+    flags: tuple[str, ...]
+    openmp_flags: tuple[str, ...] = ()
+    extra_flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def has_openmp(self) -> bool:
+        return bool(self.openmp_flags)
+
+    def abi_id(self) -> str:
+        """Everything that makes two builds of the same source differ (part of the cache key)."""
+        return "|".join([self.lang, self.family, self.version, " ".join(self.flags),
+                         " ".join(self.extra_flags), platform.machine(), _cpu_model()])
+
+    def command(self, source: Path, output: Path, *, openmp: bool = True,
+                flags: tuple[str, ...] = (), shared: bool = True) -> list[str]:
+        cmd = [self.executable, *self.flags, *self.extra_flags]
+        if openmp and self.openmp_flags:
+            cmd += list(self.openmp_flags)
+        cmd += list(flags)
+        if shared:
+            cmd += ["-shared", "-o", str(output), str(source)]
+        else:
+            cmd += ["-c", "-o", str(output), str(source)]
+        if self.lang != "cuda":
+            cmd += ["-lm"]
+        return cmd
+
+    def compile(self, source: str, workdir: Path, *, name: str = "kernel", openmp: bool = True,
+                flags: tuple[str, ...] = (), shared: bool = True) -> CompileResult:
+        """Write ``source`` into ``workdir`` and compile it; raise :class:`CompileError` on failure."""
+        src = workdir / f"{name}{_SUFFIX[self.lang]}"
+        src.write_text(source)
+        out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
+        cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+        seconds = time.perf_counter() - start
+        log = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0 or not out.exists():
+            raise CompileError(f"{self.family} failed on generated code (exit {proc.returncode})",
+                               command=cmd, log=log, source_path=str(src))
+        return CompileResult(out, cmd, seconds, log)
+
+    def check(self, source: str, *, flags: tuple[str, ...] = ()) -> CompileResult:
+        """Compile to an object file only (used to compile-check CUDA where no GPU exists)."""
+        with tempfile.TemporaryDirectory(prefix="asp-check-") as tmp:
+            result = self.compile(source, Path(tmp), openmp=False, flags=flags, shared=False)
+            return CompileResult(Path(""), result.command, result.seconds, result.log)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown-cpu"
+
+
+@functools.lru_cache(maxsize=32)
+def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
+    """(family, version) of a compiler executable."""
+    out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30)
+    text = (out.stdout + out.stderr).strip()
+    first = text.splitlines()[0] if text else ""
+    if lang == "cuda":
+        version = text.splitlines()[-1] if text else "?"
+        return "nvcc", version
+    family = "clang" if "clang" in text.lower() else "gcc" if (
+        "gcc" in text.lower() or "free software foundation" in text.lower()) else Path(
+        executable).name
+    return family, first
+
+
+@functools.lru_cache(maxsize=32)
+def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
+    with tempfile.TemporaryDirectory(prefix="asp-omp-") as tmp:
+        src = Path(tmp) / "omp.c"
+        src.write_text("#include <omp.h>\nint f(void){return omp_get_max_threads();}\n")
+        proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
+                               str(Path(tmp) / "libomp_probe.so"), str(src)],
+                              capture_output=True, text=True, timeout=60)
+        return proc.returncode == 0
+
+
+def _locate(lang: str) -> str | None:
+    env, names = _CANDIDATES[lang]
+    explicit = os.environ.get(env)
+    if explicit:
+        return shutil.which(explicit)
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def find_toolchain(lang: str = "c") -> Toolchain:
+    """The toolchain for ``lang`` (``"c"``, ``"c++"`` or ``"cuda"``).
+
+    Raises :class:`CompilerNotFound` with installation instructions when there is none.
+    """
+    if lang not in _CANDIDATES:
+        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
+    path = _locate(lang)
+    if path is None:
+        env = _CANDIDATES[lang][0]
+        raise CompilerNotFound(
+            f"no {lang} compiler found (looked at ${env} and {', '.join(_CANDIDATES[lang][1])}); "
+            + INSTALL_HINT[lang])
+    mtime = os.stat(path).st_mtime
+    family, version = _probe(path, mtime, lang)
+    extra = tuple(os.environ.get("ASP_CFLAGS", "").split()) if lang != "cuda" else ()
+    if lang == "cuda":
+        flags = ("-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
+                 "--fmad=false", "-std=c++17")
+        return Toolchain(lang, path, "nvcc", version, flags, (), extra)
+    std = ("-std=gnu11",) if lang == "c" else ("-std=gnu++17",)
+    flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
+             "-fno-trapping-math", *std)
+    omp = ("-fopenmp",) if _openmp_works(path, mtime, "-fopenmp") else ()
+    return Toolchain(lang, path, family, version, flags, omp, extra)
+
+
+def available_toolchains() -> dict[str, Toolchain | str]:
+    """Each language mapped to its toolchain, or to the reason none is available."""
+    found: dict[str, Toolchain | str] = {}
+    for lang in _CANDIDATES:
+        try:
+            found[lang] = find_toolchain(lang)
+        except CompilerNotFound as exc:
+            found[lang] = str(exc)
+    return found
