@@ -1,0 +1,94 @@
+"""Between NumPy parameters and the generated kernels' padded buffers.
+
+``pack`` turns (weights, means, precision Cholesky factors) into the four read-only buffers a
+kernel takes; ``finish_em_step`` turns the statistics vector a kernel writes (moments of
+``x - shift``, see the template's header) into scikit-learn's new weights, means and
+covariances. The shifted moments keep the second moments accurate when the data sit far from
+the origin; the formulas below are exactly scikit-learn's in exact arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from asp_gmm.layout import Layout
+from asp_gmm.linalg import log_det_cholesky
+from asp_gmm.reference import EMStep
+
+__all__ = ["Packed", "pack", "finish_em_step"]
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class Packed(NamedTuple):
+    pa: np.ndarray
+    pb: np.ndarray
+    pc: np.ndarray
+    shift: np.ndarray
+
+
+def pack(layout: Layout, weights: np.ndarray | None, means: np.ndarray,
+         prec_chol: np.ndarray) -> Packed:
+    """The kernel buffers for these parameters (``weights=None``: unweighted log-densities)."""
+    M, D = layout.M, layout.D
+    means = np.asarray(means, dtype=np.float64)
+    prec_chol = np.asarray(prec_chol, dtype=np.float64)
+    log_det = log_det_cholesky(prec_chol, layout.cov, D)
+    cst = log_det - 0.5 * D * LOG_2PI
+    if weights is not None:
+        with np.errstate(divide="ignore"):
+            cst = cst + np.log(np.asarray(weights, dtype=np.float64))
+    if layout.cov == "full":
+        DP = layout.DP
+        L = np.zeros((M, DP, DP))
+        L[:, :D, :D] = np.triu(prec_chol)
+        c = np.zeros((M, DP))
+        for k in range(M):
+            c[k, :D] = means[k] @ prec_chol[k]
+        shift = np.zeros((M, DP))
+        shift[:, :D] = means
+        return Packed(L, c, np.ascontiguousarray(cst, dtype=np.float64), shift)
+    MP = layout.MP
+    muT = np.zeros((D, MP))
+    muT[:, :M] = means.T
+    pT = np.zeros((D, MP))
+    pT[:, :M] = prec_chol.T
+    cpad = np.full(MP, -np.inf)
+    cpad[:M] = cst
+    w = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=np.float64)
+    shift = np.ascontiguousarray(w @ means / max(w.sum(), 1e-300))
+    return Packed(muT, pT, cpad, shift)
+
+
+def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_samples: int,
+                   reg_covar: float, eps: float) -> EMStep:
+    """New parameters from a kernel's statistics (``eps``: machine epsilon of X's dtype)."""
+    M, D, MP = layout.M, layout.D, layout.MP
+    s0 = stats[:M]
+    s1 = stats[MP:MP + layout.s1_size]
+    s2 = stats[MP + layout.s1_size:MP + layout.s1_size + layout.s2_size]
+    log_prob_norm = float(stats[-1]) / n_samples
+    nk = s0 + 10 * eps
+    if layout.cov == "full":
+        DP = layout.DP
+        e = s1.reshape(M, DP)[:, :D]
+        upper = s2.reshape(M, DP, DP)[:, :D, :D]
+        S2 = np.triu(upper) + np.transpose(np.triu(upper, 1), (0, 2, 1))
+        sh = shift[:, :D]
+        means = sh * (s0 / nk)[:, None] + e / nk[:, None]
+        delta = means - sh
+        cov = (S2 - e[:, :, None] * delta[:, None, :] - delta[:, :, None] * e[:, None, :]
+               + s0[:, None, None] * delta[:, :, None] * delta[:, None, :]) / nk[:, None, None]
+        idx = np.arange(D)
+        cov[:, idx, idx] += reg_covar
+    else:
+        e = s1.reshape(D, MP)[:, :M].T
+        q = s2.reshape(D, MP)[:, :M].T
+        means = shift[None, :] * (s0 / nk)[:, None] + e / nk[:, None]
+        delta = means - shift[None, :]
+        # scikit-learn: sum(r x^2)/nk - mu^2 + reg; the same value written around the shift
+        cov = ((q - 2.0 * e * delta + s0[:, None] * delta**2) / nk[:, None]
+               + means**2 * ((10 * eps) / nk)[:, None] + reg_covar)
+    return EMStep(log_prob_norm, nk / nk.sum(), means, cov)

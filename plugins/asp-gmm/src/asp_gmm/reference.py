@@ -1,0 +1,103 @@
+"""The EM computation in NumPy: the semantics every compiled variant must reproduce.
+
+These functions are the Python "kernels" handed to the core's Dispatcher: the frontend reads
+their call signature to build the domain AST, and when no compiler is present (or the problem
+is outside what the C/CUDA platforms accept) they run as they are. They follow scikit-learn's
+``GaussianMixture`` step for step (log-sum-exp normalisation, ``10 * eps`` added to the
+component counts, Cholesky factors of the precisions), so the NumPy engine is bitwise
+scikit-learn's and the compiled engines match it to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from asp_gmm.linalg import log_det_cholesky
+
+__all__ = ["EMStep", "em_step", "log_prob", "logsumexp_rows"]
+
+
+class EMStep(NamedTuple):
+    """Result of one EM iteration started from the given parameters.
+
+    ``log_prob_norm`` is the mean log-likelihood of X under the *incoming* parameters (what
+    scikit-learn's lower bound reports); the other fields are the M-step's new parameters.
+    """
+
+    log_prob_norm: float
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """log(sum(exp(a), axis=1)) without overflow."""
+    amax = np.max(a, axis=1, keepdims=True)
+    amax = np.where(np.isfinite(amax), amax, 0.0)
+    with np.errstate(under="ignore", divide="ignore"):
+        out = np.log(np.sum(np.exp(a - amax), axis=1))
+    return out + amax[:, 0]
+
+
+def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
+             covariance_type: str) -> np.ndarray:
+    """Log-density of each sample under each component, shape (N, M) (not weighted)."""
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
+    if covariance_type == "full":
+        lp = np.empty((n_samples, n_components), dtype=X.dtype)
+        for k in range(n_components):
+            y = X @ precisions_cholesky[k] - means[k] @ precisions_cholesky[k]
+            lp[:, k] = np.sum(np.square(y), axis=1)
+    elif covariance_type == "tied":
+        lp = np.empty((n_samples, n_components), dtype=X.dtype)
+        for k in range(n_components):
+            y = X @ precisions_cholesky - means[k] @ precisions_cholesky
+            lp[:, k] = np.sum(np.square(y), axis=1)
+    elif covariance_type == "diag":
+        precisions = precisions_cholesky**2
+        lp = (np.sum(means**2 * precisions, 1) - 2.0 * (X @ (means * precisions).T)
+              + (X**2) @ precisions.T)
+    else:
+        precisions = precisions_cholesky**2
+        lp = (np.sum(means**2, 1) * precisions - 2 * (X @ means.T * precisions)
+              + np.outer((X**2).sum(axis=1), precisions))
+    return -0.5 * (n_features * np.log(2 * np.pi) + lp) + log_det
+
+
+def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
+                         covariance_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    nk = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
+    means = (resp.T @ X) / nk[:, np.newaxis]
+    n_components, n_features = means.shape
+    if covariance_type == "full":
+        cov = np.empty((n_components, n_features, n_features), dtype=X.dtype)
+        for k in range(n_components):
+            diff = X - means[k]
+            cov[k] = ((resp[:, k] * diff.T) @ diff) / nk[k]
+            cov[k].flat[:: n_features + 1] += reg_covar
+    elif covariance_type == "tied":
+        avg_x2 = X.T @ X
+        avg_means2 = (nk * means.T) @ means
+        cov = (avg_x2 - avg_means2) / nk.sum()
+        cov.flat[:: n_features + 1] += reg_covar
+    else:
+        avg_x2 = (resp.T @ (X * X)) / nk[:, np.newaxis]
+        cov = avg_x2 - means**2 + reg_covar
+        if covariance_type == "spherical":
+            cov = cov.mean(axis=1)
+    return nk, means, cov
+
+
+def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+            precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float) -> EMStep:
+    """One EM iteration: E-step under the given parameters, then the M-step."""
+    weighted = log_prob(X, means, precisions_cholesky, covariance_type) + np.log(weights)
+    log_prob_norm = logsumexp_rows(weighted)
+    with np.errstate(under="ignore"):
+        resp = np.exp(weighted - log_prob_norm[:, np.newaxis])
+    nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
+    return EMStep(float(np.mean(log_prob_norm)), nk / nk.sum(), new_means, cov)
