@@ -1,0 +1,25 @@
+"""Core test fixtures: an isolated cache per test session and the test specializer."""
+
+from __future__ import annotations
+
+import pytest
+
+from asp_core import plugins
+
+
+@pytest.fixture
+def elementwise():
+    """The element-wise test specializer, registered for one test."""
+    from tests.specializers import elementwise as module
+
+    name = plugins.register_plugin(module, name="test-elementwise")
+    yield module
+    plugins.unregister_plugin(name)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache and perf database for one test."""
+    root = tmp_path / "asp-cache"
+    monkeypatch.setenv("ASP_CACHE_DIR", str(root))
+    return root

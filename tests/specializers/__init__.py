@@ -1,0 +1,1 @@
+"""Test-only specializers that exercise the core end to end."""
