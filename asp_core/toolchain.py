@@ -9,6 +9,7 @@ Generated kernels are plain C (or CUDA with ``extern "C"`` launchers), so compil
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from asp_core.errors import CompileError, CompilerNotFound
 
@@ -124,30 +126,68 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown-cpu"
 
 
+def _probe_cache_path() -> Path:
+    from asp_core.config import cache_dir
+
+    return cache_dir() / "toolchains.json"
+
+
+def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any]) -> Any:
+    """Remember a compiler probe on disk: a warm process must not pay ~40 ms of subprocesses.
+
+    Keyed by the executable's path and modification time, so upgrading the compiler re-probes.
+    """
+    ident = f"{kind}|{executable}|{mtime}"
+    path = _probe_cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    if ident in data:
+        return data[ident]
+    value = compute()
+    data[ident] = value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the probe next time
+    return value
+
+
 @functools.lru_cache(maxsize=32)
 def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
     """(family, version) of a compiler executable."""
-    out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30)
-    text = (out.stdout + out.stderr).strip()
-    first = text.splitlines()[0] if text else ""
-    if lang == "cuda":
-        version = text.splitlines()[-1] if text else "?"
-        return "nvcc", version
-    family = "clang" if "clang" in text.lower() else "gcc" if (
-        "gcc" in text.lower() or "free software foundation" in text.lower()) else Path(
-        executable).name
-    return family, first
+
+    def run() -> list[str]:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True,
+                             timeout=30)
+        text = (out.stdout + out.stderr).strip()
+        if lang == "cuda":
+            return ["nvcc", text.splitlines()[-1] if text else "?"]
+        lower = text.lower()
+        family = "clang" if "clang" in lower else "gcc" if (
+            "gcc" in lower or "free software foundation" in lower) else Path(executable).name
+        return [family, text.splitlines()[0] if text else ""]
+
+    family, version = _disk_memo(f"version:{lang}", executable, mtime, run)
+    return family, version
 
 
 @functools.lru_cache(maxsize=32)
 def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
-    with tempfile.TemporaryDirectory(prefix="asp-omp-") as tmp:
-        src = Path(tmp) / "omp.c"
-        src.write_text("#include <omp.h>\nint f(void){return omp_get_max_threads();}\n")
-        proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
-                               str(Path(tmp) / "libomp_probe.so"), str(src)],
-                              capture_output=True, text=True, timeout=60)
-        return proc.returncode == 0
+    def run() -> bool:
+        with tempfile.TemporaryDirectory(prefix="asp-omp-") as tmp:
+            src = Path(tmp) / "omp.c"
+            src.write_text("#include <omp.h>\nint f(void){return omp_get_max_threads();}\n")
+            proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
+                                   str(Path(tmp) / "libomp_probe.so"), str(src)],
+                                  capture_output=True, text=True, timeout=60)
+            return proc.returncode == 0
+
+    return bool(_disk_memo(f"openmp:{flag}", executable, mtime, run))
 
 
 def _locate(lang: str) -> str | None:
