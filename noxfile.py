@@ -1,0 +1,63 @@
+"""Developer sessions: ``nox -s tests``, one per plugin, ``docs``, ``bench``, ``lint``.
+
+Each session installs what it needs from this checkout into its own virtual environment.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+PLUGINS = {"stencil": "asp-stencil", "gmm": "asp-gmm", "mpk": "asp-mpk",
+           "stencil_numpy": "asp-stencil-numpy"}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole default test suite (what CI runs)."""
+    session.install("-r", "requirements-dev.txt")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """Core tests only, with no specializer plugin installed."""
+    session.install("-e", ".[test,new]")
+    session.run("pytest", "tests", *session.posargs)
+
+
+def _plugin_session(short: str, dist: str) -> None:
+    @nox.session(name=short)
+    def run(session: nox.Session) -> None:
+        session.install("-e", ".[test]", "-e", f"./plugins/{dist}[test]")
+        if short == "stencil_numpy":
+            session.install("-e", "./plugins/asp-stencil[test]")
+        session.run("pytest", f"plugins/{dist}", *session.posargs)
+
+    run.__doc__ = f"Tests of plugins/{dist} alone."
+
+
+for _short, _dist in PLUGINS.items():
+    _plugin_session(_short, _dist)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation with warnings as errors, and run its doctests."""
+    session.install("-r", "requirements-dev.txt")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-W", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark suite against its anchors (numba, Devito, scikit-learn, SciPy, ...)."""
+    session.install("-r", "requirements-dev.txt", "-e", ".[bench]", "devito", "pystencils")
+    session.run("asp", "bench", "--path", "benchmarks", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install("ruff")
+    session.run("ruff", "check", "asp_core", "plugins", "tests", "benchmarks", "noxfile.py")
