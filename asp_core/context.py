@@ -30,6 +30,7 @@ class SpecializationContext:
     options: dict[str, Any] = field(default_factory=dict)
     key: Hashable = None
     kernel_name: str = ""
+    variant: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
@@ -80,7 +81,7 @@ class SpecializationContext:
 
         lib = compile_library(source, lang=lang, openmp=openmp, flags=flags, name=name,
                               specialised_on=specialised_on)
-        self.record("compile", name=name, lang=lang, command=lib.command, seconds=lib.seconds,
+        self.record("compile", name=name, variant=self.variant, lang=lang, command=lib.command, seconds=lib.seconds,
                     cached=lib.cached, path=str(lib.path), source=source)
         return lib
 

@@ -105,8 +105,10 @@ class Pipeline:
         ctx.record("dast", phase=FRONTEND, ir=dump(dast))
         opt = self._one(ctx, DOMAIN_OPTIMIZATION)
         if opt is not None:
+            before = dast
             dast = opt.obj.optimize(dast, ctx)
-            ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
+            if dast != before:
+                ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
         platform, program = self._select_platform(ctx, dast)
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
@@ -148,6 +150,7 @@ class Pipeline:
 
         def build(name: str) -> Callable[..., Any]:
             start = time.perf_counter()
+            ctx.variant = name
             fn = backend.obj.build(by_name[name], ctx)
             ctx.record("build", variant=name, seconds=time.perf_counter() - start)
             return fn
@@ -158,7 +161,8 @@ class Pipeline:
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)
         tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
-                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record)
+                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record,
+                          repeats=2)
         if tuner.done:
             return build(tuner.winner or variants[0].name)
         return TuningCallable(tuner, build, rebind)

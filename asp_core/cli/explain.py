@@ -63,7 +63,8 @@ def render(rec: dict[str, Any]) -> str:
         out.append("--- variants: " + ", ".join(v["names"]))
     for c in rec["compiles"]:
         state = "cache hit" if c["cached"] else f"compiled in {c['seconds']:.3f} s"
-        out += [f"--- compile {c['name']} ({state})", "  " + " ".join(c["command"]),
+        variant = f" for variant {c['variant']}" if c.get("variant") else ""
+        out += [f"--- compile {c['name']}{variant} ({state})", "  " + " ".join(c["command"]),
                 f"  cache entry: {c['path']}"]
     for a in rec["autotune"]:
         out.append(f"--- autotuning: winner {a['winner']} ({a['source']})")
