@@ -1,0 +1,87 @@
+"""Phase 5: print, compile through the core, bind.
+
+The OpenMP backend prints the PAST prelude, the rendered template and the PAST entry points,
+compiles with the core's C toolchain (its flags plus ``-ffp-contract=fast``: the EM numerics are
+defined to rounding, not bitwise, so FMAs are allowed) and binds with ctypes. The CUDA backend
+does the same with nvcc; its shared object takes host pointers, so it needs no Python CUDA
+package. The NumPy backend returns the reference functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from asp_core import Backend, Variant
+from asp_core.cast import print_c, print_cuda
+from asp_core.templates import render
+
+from asp_gmm import reference
+from asp_gmm.binding import EMStepKernel, LogProbKernel
+from asp_gmm.lowering import KernelPlan, split_module
+
+__all__ = ["OpenMPBackend", "CudaBackend", "NumpyBackend", "openmp_source", "cuda_source"]
+
+C_FLAGS = ("-ffp-contract=fast",)
+CUDA_FLAGS = ("-Xcompiler", "-ffp-contract=fast", "-shared")
+
+
+def _template_args(variant: Variant) -> dict[str, Any]:
+    plan: KernelPlan = variant.program.meta["plan"]
+    return {**plan.layout.template_args(), "strategy": variant.params["strategy"],
+            "triangular": plan.triangular, "block": variant.params["block"]}
+
+
+def openmp_source(variant: Variant) -> str:
+    """The complete C translation unit of an OpenMP variant."""
+    head, tail = split_module(variant.program.ir)
+    body = render("asp_gmm", "em_openmp.c.mako", **_template_args(variant))
+    return print_c(head) + "\n" + body + "\n" + print_c(tail)
+
+
+def cuda_source(variant: Variant) -> str:
+    """The complete CUDA translation unit of a CUDA variant."""
+    head, tail = split_module(variant.program.ir)
+    body = render("asp_gmm", "em_cuda.cu.mako", **_template_args(variant))
+    return print_cuda(head) + "\n" + body + "\n" + print_cuda(tail)
+
+
+def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
+    plan: KernelPlan = variant.program.meta["plan"]
+    if plan.op == "em_step":
+        return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
+                            lib)
+    return LogProbKernel(lib.cdll, plan, variant.name, lib)
+
+
+def _specialised_on(variant: Variant) -> dict[str, Any]:
+    plan: KernelPlan = variant.program.meta["plan"]
+    return {"op": plan.op, "M": plan.layout.M, "D": plan.layout.D, "cov": plan.layout.cov,
+            "dtype": plan.ctype, "variant": variant.name}
+
+
+class OpenMPBackend(Backend):
+    platforms = ("openmp",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        lib = ctx.compile(openmp_source(variant), lang="c", openmp=True, flags=C_FLAGS,
+                          name=f"gmm_{variant.program.meta['plan'].op}",
+                          specialised_on=_specialised_on(variant))
+        return _bind(lib, variant)
+
+
+class CudaBackend(Backend):
+    platforms = ("cuda",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        lib = ctx.compile(cuda_source(variant), lang="cuda", openmp=False, flags=CUDA_FLAGS,
+                          name=f"gmm_{variant.program.meta['plan'].op}_cuda",
+                          specialised_on=_specialised_on(variant))
+        return _bind(lib, variant)
+
+
+class NumpyBackend(Backend):
+    platforms = ("numpy",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        op = variant.program.meta["op"]
+        return reference.em_step if op == "em_step" else reference.log_prob

@@ -1,0 +1,125 @@
+"""Lowering an EM problem to a platform program: the PAST around the Mako kernel bodies.
+
+The generated translation unit has three parts: a prelude of platform-AST nodes (includes and
+the compile-time constants as ``#define``s: sizes, padding, offsets of the statistics vector,
+block size), the kernel bodies rendered from a Mako template, and the exported entry points as
+``extern "C"`` :class:`asp_core.cast.FunctionDef` nodes. Platform passes rewrite the prelude
+(e.g. the block size) to make variants; the backend prints the three parts in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from asp_core import cast as c
+
+from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
+from asp_gmm.layout import Layout, layout_for
+
+__all__ = ["KernelPlan", "plan_for", "prelude", "exports", "program_module", "set_define",
+           "get_define", "split_module"]
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """What the template needs besides the layout (kept in ``PlatformProgram.meta['plan']``)."""
+
+    op: str
+    layout: Layout
+    ctype: str  # C type of X
+    triangular: bool
+    center: str  # origin | component | global
+    fused: bool  # the fuse-em pass ran: fused variants allowed
+
+    def with_center(self, center: str) -> KernelPlan:
+        return replace(self, center=center)
+
+
+def plan_for(problem: EMProblem) -> KernelPlan:
+    density = find(problem, LogDensity)
+    moments = find(problem, Moments)
+    return KernelPlan(
+        op=problem.op,
+        layout=layout_for(problem.n_components, problem.n_features, problem.covariance),
+        ctype="float" if problem.x_dtype == "float32" else "double",
+        triangular=bool(density is not None and density.triangular),
+        center=moments.center if moments is not None else "origin",
+        fused=any(isinstance(s, Fused) for s in problem.steps),
+    )
+
+
+def _define(name: str, value: int | str) -> c.Define:
+    return c.Define(name, c.Constant(value) if isinstance(value, int) else c.Name(value))
+
+
+def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]:
+    lay = plan.layout
+    full = lay.cov == "full"
+    nodes: list[c.Node] = [c.Comment(f"asp_gmm: {plan.op} for M={lay.M}, D={lay.D}, "
+                                     f"cov={lay.cov}, X {plan.ctype}")]
+    nodes += [c.Include(h) for h in ("math.h", "stdint.h", "stdlib.h", "string.h")]
+    if not cuda:
+        nodes.append(c.Include("omp.h"))
+    s1 = lay.s1_size
+    s2 = lay.s2_size
+    values: list[tuple[str, int | str]] = [
+        ("M", lay.M), ("D", lay.D), ("DP", lay.DP), ("MP", lay.MP), ("VW", lay.VW),
+        ("VK", lay.VK), ("NV", lay.NV), ("NQ", lay.NQ), ("XS", lay.DP if full else lay.D),
+        ("BLOCK", block), ("S1OFF", lay.MP), ("S2OFF", lay.MP + s1),
+        ("LPNOFF", lay.MP + s1 + s2), ("NSTAT", lay.n_stat),
+        ("NSTATP", (lay.n_stat + 7) // 8 * 8), ("xtype", plan.ctype)]
+    nodes += [_define(name, value) for name, value in values]
+    return nodes
+
+
+def _ptr(base: str, const: bool = True) -> c.CType:
+    return c.CType(base, 1, const)
+
+
+def exports(op: str) -> list[c.FunctionDef]:
+    """The extern "C" entry point(s) forwarding to the template's static implementation."""
+    i64 = c.CType("int64_t")
+    if op == "em_step":
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
+                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double"), "shift"),
+                  c.Param(_ptr("double", False), "out"), c.Param(_ptr("double", False), "work")]
+        impl = "em_step_impl"
+    else:
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
+                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "out")]
+        impl = "log_prob_impl"
+    call = c.Call(impl, [c.Name(p.name) for p in params])
+    return [c.FunctionDef(f"asp_gmm_{op}", params, c.Block([c.Return(call)]), ret=c.INT,
+                          extern_c=True)]
+
+
+def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Module:
+    return c.Module(prelude(plan, block, cuda=cuda) + [
+        c.Comment("kernel bodies: templates/" + ("em_cuda.cu.mako" if cuda else
+                                                 "em_openmp.c.mako")),
+        *exports(plan.op)])
+
+
+def get_define(module: c.Module, name: str) -> int | str:
+    for node in module.body:
+        if isinstance(node, c.Define) and node.name == name:
+            value = node.value
+            return value.value if isinstance(value, c.Constant) else value.id  # type: ignore
+    raise KeyError(name)
+
+
+def set_define(module: c.Module, name: str, value: int) -> c.Module:
+    """A copy of ``module`` with ``#define name value`` (a platform pass's rewrite)."""
+    if all(not (isinstance(n, c.Define) and n.name == name) for n in module.body):
+        raise KeyError(name)
+    return c.Module([c.Define(name, c.Constant(value))
+                     if isinstance(n, c.Define) and n.name == name else n for n in module.body])
+
+
+def split_module(module: c.Module) -> tuple[c.Module, c.Module]:
+    """(prelude, exported functions): the template's text goes between them."""
+    head = [n for n in module.body if not isinstance(n, c.FunctionDef)]
+    tail = [n for n in module.body if isinstance(n, c.FunctionDef)]
+    return c.Module(head), c.Module(tail)

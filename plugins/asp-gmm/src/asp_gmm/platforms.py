@@ -1,0 +1,85 @@
+"""Phase 3: platform selection. OpenMP C, CUDA, or NumPy.
+
+Each platform says why it cannot run a problem here (``check``), so ``asp explain`` shows, for
+instance, "cuda: no CUDA GPU on this machine" next to the chosen "openmp".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import Platform, PlatformProgram
+
+from asp_gmm.dast import EMProblem, LogDensity, find
+from asp_gmm.layout import MAX_FEATURES_C
+from asp_gmm.lowering import plan_for, program_module
+
+__all__ = ["OpenMPPlatform", "CudaPlatform", "NumpyPlatform"]
+
+
+def _compiled_reason(problem: EMProblem) -> str | None:
+    if problem.covariance not in ("full", "diag"):
+        return (f"covariance_type={problem.covariance!r} is not compiled (full and diag are); "
+                "the NumPy platform runs it")
+    if problem.n_features > MAX_FEATURES_C:
+        return f"{problem.n_features} features > {MAX_FEATURES_C}, the compiled kernels' limit"
+    density = find(problem, LogDensity)
+    if density is None or not density.constants_folded:
+        return "the compiled kernels need the fold-constants pass (disabled)"
+    return None
+
+
+class OpenMPPlatform(Platform):
+    """C with OpenMP and GCC vector extensions, compiled by the core's C toolchain."""
+
+    name = "openmp"
+
+    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+        return _compiled_reason(dast)
+
+    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+        # A missing compiler is not a reason to pick another platform silently: it raises
+        # CompilerNotFound here, so the dispatcher falls back to NumPy with the core's warning.
+        from asp_core.toolchain import find_toolchain
+
+        find_toolchain("c")
+        plan = plan_for(dast)
+        return PlatformProgram("openmp", program_module(plan, 256), {"plan": plan})
+
+
+class CudaPlatform(Platform):
+    """CUDA C compiled by nvcc into a plain-C-ABI shared object (host pointers in, results out).
+
+    Needs a GPU at run time; where there is none the reason is recorded and OpenMP is used.
+    """
+
+    name = "cuda"
+
+    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+        reason = _compiled_reason(dast)
+        if reason:
+            return reason
+        from asp_core.testing import has_gpu, has_nvcc
+
+        if not has_nvcc():
+            return "nvcc not found (CUDA toolkit not installed)"
+        if not has_gpu():
+            return "no CUDA GPU on this machine"
+        return None
+
+    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+        plan = plan_for(dast)
+        return PlatformProgram("cuda", program_module(plan, 256, cuda=True), {"plan": plan})
+
+
+class NumpyPlatform(Platform):
+    """The reference computation in NumPy: always available, slowest."""
+
+    name = "numpy"
+
+    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+        return None
+
+    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+        return PlatformProgram("numpy", dast, {"op": dast.op})
+

@@ -1,0 +1,54 @@
+"""Registration of the GMM specializer with Asp (the ``asp`` entry point).
+
+Imports only the core and this package's light modules (no scikit-learn, SciPy or CUDA).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import hookimpl
+
+from asp_gmm.backends import CudaBackend, NumpyBackend, OpenMPBackend
+from asp_gmm.frontend import EMFrontend
+from asp_gmm.passes import GMMDomainOptimizer
+from asp_gmm.platforms import CudaPlatform, NumpyPlatform, OpenMPPlatform
+from asp_gmm.signature import signature, tuning_key
+from asp_gmm.variants import CPUVariants, CudaVariants
+
+NAME = "gmm"
+
+
+@hookimpl
+def asp_register_specializers(register: Any) -> None:
+    register.specializer(
+        name=NAME,
+        description="Gaussian mixture EM with autotuned CPU/CUDA variants (Asp paper, Sec. 5)",
+        signature=signature,
+        tuning_key=tuning_key,
+    )
+    register.component(specializer=NAME, phase="frontend", name="em-call", obj=EMFrontend())
+    register.component(specializer=NAME, phase="domain_optimization", name="em-passes",
+                       obj=GMMDomainOptimizer())
+    register.component(specializer=NAME, phase="platform_selection", name="cuda",
+                       obj=CudaPlatform(), priority=20)
+    register.component(specializer=NAME, phase="platform_selection", name="openmp",
+                       obj=OpenMPPlatform(), priority=10)
+    register.component(specializer=NAME, phase="platform_selection", name="numpy",
+                       obj=NumpyPlatform(), priority=-10)
+    register.component(specializer=NAME, phase="platform_optimization", name="cpu-variants",
+                       obj=CPUVariants())
+    register.component(specializer=NAME, phase="platform_optimization", name="cuda-variants",
+                       obj=CudaVariants())
+    register.component(specializer=NAME, phase="backend", name="openmp-c", obj=OpenMPBackend())
+    register.component(specializer=NAME, phase="backend", name="cuda-c", obj=CudaBackend())
+    register.component(specializer=NAME, phase="backend", name="numpy", obj=NumpyBackend())
+
+
+@hookimpl
+def asp_register_benchmarks(register: Any) -> None:
+    from asp_gmm.bench import run_gmm_benchmarks
+
+    register.benchmark(name="gmm", specializer=NAME, func=run_gmm_benchmarks,
+                       description="EM per iteration and total fit vs scikit-learn "
+                                   "GaussianMixture (identical initialisation)")
