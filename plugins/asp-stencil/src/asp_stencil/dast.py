@@ -1,0 +1,245 @@
+"""The stencil domain AST (DAST): what the frontend builds and the domain passes rewrite.
+
+Design (shared by the OpenMP backend here and by the CUDA / temporal-blocking backends that build
+on this package):
+
+* Expression nodes are **frozen, hashable dataclasses** (structural equality), so passes can use
+  them as dictionary keys (CSE) and rebuild trees with ``asp_core.ir.Transformer``.
+* A grid access is ``Read(grid, PointExpr(var, offset))``: ``var`` names a neighbour variable of
+  an enclosing ``NeighborLoop`` (``None`` = the point of the enclosing ``PointLoop``) and
+  ``offset`` is added to it. After the ``unroll-neighbors`` pass every ``var`` is ``None``, so a
+  read is simply "grid at loop point + constant offset".
+* The operation tree keeps Python's evaluation order exactly (``a + b + c`` is
+  ``BinOp('+', BinOp('+', a, b), c)``); no pass reassociates, so generated code compiled with
+  ``-ffp-contract=off`` is bitwise equal to the pure-Python kernel.
+* Runtime values are scalars of the grids' dtype; ``Const`` holds exact Python ``int``/``float``
+  values produced by folding with Python's own operators.
+* Statements carry ``line`` (1-based, relative to the kernel's source) for error messages; it is
+  excluded from equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from asp_core.ir import Node
+
+__all__ = [
+    "Expr", "Stmt", "PointExpr", "Const", "Attr", "Var", "Read", "BinOp", "UnaryOp", "Call",
+    "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
+    "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
+    "reads", "expr_nodes",
+]
+
+#: Binary operators of the DSL (Python spelling).
+BINARY_OPS = ("+", "-", "*", "/", "**", "//")
+#: Unary operators of the DSL; ``not`` only inside a condition.
+UNARY_OPS = ("-", "+", "not")
+#: Functions of the DSL: builtins ``abs/min/max`` and ``math.sqrt/exp/log/sin/cos``.
+MATH_FUNCS = ("abs", "min", "max", "sqrt", "exp", "log", "sin", "cos")
+#: Comparison operators (only inside the test of a conditional expression).
+COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class PointExpr(Node):
+    """A grid point: the neighbour variable ``var`` (``None``: the loop point) plus ``offset``."""
+
+    var: Union[str, None]
+    offset: tuple[int, ...]
+
+
+# --- expressions ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Const(Node):
+    """An exact Python number (``int`` or ``float``; ``bool`` only as a folded condition)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Attr(Node):
+    """A scalar attribute of the kernel instance (``self.name``), folded to ``Const``."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Var(Node):
+    """A local scalar variable."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Read(Node):
+    """``grid[point]``."""
+
+    grid: str
+    at: PointExpr
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class UnaryOp(Node):
+    op: str
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    """``abs``, ``min``, ``max`` (any arity ≥ 2, Python's left-to-right semantics) or math."""
+
+    func: str
+    args: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Distance(Node):
+    """``distance(a, b)``: Euclidean distance between two points (constant once unrolled)."""
+
+    a: PointExpr
+    b: PointExpr
+
+
+@dataclass(frozen=True)
+class Compare(Node):
+    """A (possibly chained) comparison ``left op0 c0 op1 c1 ...``."""
+
+    left: "Expr"
+    ops: tuple[str, ...]
+    comparators: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    op: str  # "and" | "or"
+    values: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class IfExp(Node):
+    """``body if test else orelse`` (only the chosen branch is evaluated)."""
+
+    test: "Expr"
+    body: "Expr"
+    orelse: "Expr"
+
+
+Expr = Union[Const, Attr, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, BoolOp, IfExp]
+
+
+# --- statements -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Assign(Node):
+    """``name = value`` (a local scalar). Augmented assignment is normalised to this."""
+
+    target: str
+    value: Expr
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Store(Node):
+    """``grid[point] = value`` (always the output grid, at the loop point)."""
+
+    grid: str
+    at: PointExpr
+    value: Expr
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class NeighborLoop(Node):
+    """``for var in grid.neighbors(center, nid): body`` (removed by ``unroll-neighbors``)."""
+
+    var: str
+    grid: str
+    center: PointExpr
+    nid: int
+    body: tuple["Stmt", ...]
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class PointLoop(Node):
+    """``for var in grid.interior_points()`` (``region='interior'``) or ``border_points()``.
+
+    ``sequential`` is set by analysis when an iteration reads a value another iteration of the
+    same loop writes (the output at a non-zero offset): such a loop must run in Python's order.
+    """
+
+    var: str
+    grid: str
+    region: str
+    body: tuple["Stmt", ...]
+    sequential: bool = False
+    line: int = field(default=0, compare=False)
+
+
+Stmt = Union[Assign, Store, NeighborLoop, PointLoop]
+
+
+@dataclass(frozen=True)
+class GridParam(Node):
+    """A grid argument as specialised: everything the generated code may depend on."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    ghost_depth: int
+    neighbors: tuple[tuple[tuple[int, ...], ...], ...]
+    output: bool
+
+
+@dataclass
+class StencilProgram(Node):
+    """A whole kernel: its grids (inputs first, output last) and top-level statements.
+
+    ``info`` collects analysis results of the domain passes (e.g. ``linear`` coefficients,
+    per-loop read offsets) for platforms, ``asp explain`` and benchmarks.
+    """
+
+    name: str
+    grids: tuple[GridParam, ...]
+    body: tuple[Stmt, ...]
+    info: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def output(self) -> GridParam:
+        return self.grids[-1]
+
+    def grid(self, name: str) -> GridParam:
+        for g in self.grids:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    @property
+    def dim(self) -> int:
+        return len(self.grids[-1].shape)
+
+
+def expr_nodes(node: Node):
+    """Every node under ``node`` (parents first)."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        yield cur
+        stack.extend(reversed(cur.children()))
+
+
+def reads(node: Node) -> list[Read]:
+    """All grid reads under ``node``, in evaluation order."""
+    return [n for n in expr_nodes(node) if isinstance(n, Read)]

@@ -1,0 +1,29 @@
+"""Phase 2 component ``stencil-passes``: the domain passes run by an ``asp_core.PassManager``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core.components import DomainOptimizer
+from asp_core.passes import PassManager
+
+from . import dast as D
+from .passes import constant_folding, cse, linear_detection, output_forwarding, unroll_neighbors
+
+__all__ = ["StencilDomainOptimizer", "default_passes"]
+
+
+def default_passes() -> PassManager:
+    """A fresh pass manager holding the default pipeline (other plugins may extend a copy)."""
+    return PassManager("stencil-domain", [unroll_neighbors, constant_folding, output_forwarding,
+                                          cse, linear_detection])
+
+
+class StencilDomainOptimizer(DomainOptimizer):
+    name = "stencil-passes"
+
+    def optimize(self, dast: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+        prog = default_passes().run(dast, ctx)
+        if "loops" not in prog.info:  # linear-detection disabled: platforms still need the facts
+            prog = linear_detection(prog, ctx)
+        return prog

@@ -1,0 +1,405 @@
+"""Frontend: the kernel's Python AST → stencil DAST (``asp_stencil.dast``).
+
+The DSL (issue 3): loops over ``g.interior_points()`` / ``g.border_points()``; nested
+``for y in g.neighbors(p, id)``; ``=`` and augmented assignment to the output grid at the loop
+point; reads of any grid at a point variable; numeric literals; scalar attributes of the kernel
+instance; ``+ - * / ** //``, unary minus; ``abs``, ``min``, ``max``, ``math.sqrt/exp/log/sin/cos``;
+``distance(x, y)``; local scalar variables; conditional expressions. Everything else raises
+``ctx.unsupported(node, construct)`` so the kernel falls back to Python with a warning that names
+the file, the line and the construct.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import math
+from typing import Any
+
+import numpy as np
+
+from asp_core.components import Frontend
+
+from . import dast as D
+from .grid import distance as _distance
+
+__all__ = ["StencilFrontend", "MATH_FUNCTIONS", "grid_params"]
+
+#: Python callables of the DSL → DAST function names.
+MATH_FUNCTIONS: dict[Any, str] = {
+    builtins.abs: "abs", builtins.min: "min", builtins.max: "max",
+    math.sqrt: "sqrt", math.exp: "exp", math.log: "log", math.sin: "sin", math.cos: "cos",
+}
+_MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
+           ast.FloorDiv: "//"}
+_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_OP_NAMES = {ast.Mod: "operator '%'", ast.MatMult: "operator '@'", ast.BitAnd: "operator '&'",
+             ast.BitOr: "operator '|'", ast.BitXor: "operator '^'", ast.LShift: "operator '<<'",
+             ast.RShift: "operator '>>'"}
+
+
+def _is_grid(obj: Any) -> bool:
+    return all(hasattr(obj, a) for a in ("data", "shape", "ghost_depth", "neighbor_definition"))
+
+
+def grid_params(names: list[str], grids: tuple[Any, ...]) -> tuple[D.GridParam, ...]:
+    """The specialisation-relevant description of each grid argument (inputs first)."""
+    out = []
+    for i, (name, g) in enumerate(zip(names, grids)):
+        nd = tuple(tuple(tuple(int(c) for c in off) for off in offs) for offs in g.neighbor_definition)
+        out.append(D.GridParam(name=name, index=i, shape=tuple(int(s) for s in g.data.shape),
+                               dtype=np.dtype(g.data.dtype).str, ghost_depth=int(g.ghost_depth),
+                               neighbors=nd, output=(i == len(grids) - 1)))
+    return tuple(out)
+
+
+def _scalar_value(value: Any) -> Any:
+    """A kernel attribute usable as a constant, or ``None``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.dtype(type(value)).itemsize == 8:
+        return float(value)
+    return None
+
+
+class StencilFrontend(Frontend):
+    """Phase 1 component ``python-ast``."""
+
+    name = "python-ast"
+
+    def parse(self, ctx: Any) -> D.StencilProgram:
+        return _Parser(ctx).program()
+
+
+class _Parser:
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        raw = getattr(ctx.func, "__func__", ctx.func)
+        self.globals: dict[str, Any] = getattr(raw, "__globals__", {}) or {}
+        self.instance = ctx.instance
+        self.self_name: str | None = None
+        self.grids: dict[str, D.GridParam] = {}
+        self.output = ""
+        # per point loop state
+        self.loop_var: str | None = None
+        self.nbr_vars: dict[str, str] = {}
+        self.toplevel: set[str] = set()
+        self.assigned: set[str] = set()
+        self.loop_assigns: set[str] = set()
+
+    def err(self, node: ast.AST, construct: str) -> Exception:
+        return self.ctx.unsupported(node, construct)
+
+    # -- kernel signature -----------------------------------------------------------------
+    def program(self) -> D.StencilProgram:
+        fn = next((n for n in self.ctx.tree.body
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+        if fn is None:
+            raise self.err(self.ctx.tree, "kernel source is not a function definition")
+        if isinstance(fn, ast.AsyncFunctionDef):
+            raise self.err(fn, "async kernel")
+        a = fn.args
+        if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
+            raise self.err(fn, "kernel parameters other than plain grid parameters")
+        names = [p.arg for p in a.args]
+        args = tuple(self.ctx.args)
+        if self.instance is not None and names:
+            self.self_name = names[0]
+            names = names[1:]
+            if len(args) == len(names) + 1 and args[0] is self.instance:
+                args = args[1:]
+        if not names:
+            raise self.err(fn, "kernel without grid parameters")
+        if len(args) != len(names):
+            raise TypeError(f"{fn.name}() takes {len(names)} grid arguments "
+                            f"({', '.join(names)}), got {len(args)}")
+        for name, g in zip(names, args):
+            if not _is_grid(g):
+                raise TypeError(f"argument '{name}' of {fn.name}() must be a StencilGrid, "
+                                f"got {type(g).__name__}")
+        params = grid_params(names, args)
+        self.grids = {p.name: p for p in params}
+        self.output = names[-1]
+        body = self.block(fn.body, level="top")
+        return D.StencilProgram(name=getattr(self.ctx, "kernel_name", fn.name) or fn.name,
+                                grids=params, body=tuple(body))
+
+    # -- statements -----------------------------------------------------------------------
+    def block(self, stmts: list[ast.stmt], level: str) -> list[D.Stmt]:
+        out: list[D.Stmt] = []
+        for i, s in enumerate(stmts):
+            if (level == "top" and i == 0 and isinstance(s, ast.Expr)
+                    and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)):
+                continue  # docstring
+            if isinstance(s, ast.Pass):
+                continue
+            out.extend(self.stmt(s, level))
+        return out
+
+    def stmt(self, s: ast.stmt, level: str) -> list[D.Stmt]:
+        if isinstance(s, ast.For):
+            return [self.for_loop(s, level)]
+        if isinstance(s, ast.Assign):
+            if len(s.targets) != 1:
+                raise self.err(s, "chained assignment")
+            return [self.assign(s.targets[0], s.value, s, None, level)]
+        if isinstance(s, ast.AugAssign):
+            op = _BINOPS.get(type(s.op))
+            if op is None:
+                raise self.err(s, _OP_NAMES.get(type(s.op), f"augmented operator {type(s.op).__name__}"))
+            return [self.assign(s.target, s.value, s, op, level)]
+        if isinstance(s, ast.AnnAssign):
+            raise self.err(s, "annotated assignment")
+        names = {ast.If: "if statement", ast.While: "while loop", ast.Return: "return statement",
+                 ast.Expr: "expression statement (e.g. a call)", ast.With: "with statement",
+                 ast.Try: "try statement", ast.Break: "break", ast.Continue: "continue",
+                 ast.Delete: "del statement", ast.Global: "global statement",
+                 ast.Nonlocal: "nonlocal statement", ast.Import: "import",
+                 ast.ImportFrom: "import", ast.FunctionDef: "nested function",
+                 ast.ClassDef: "class definition", ast.Raise: "raise statement",
+                 ast.Assert: "assert statement"}
+        raise self.err(s, names.get(type(s), f"statement {type(s).__name__}"))
+
+    def for_loop(self, s: ast.For, level: str) -> D.Stmt:
+        if s.orelse:
+            raise self.err(s, "for-else")
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute)
+                and isinstance(it.func.value, ast.Name) and it.func.value.id in self.grids):
+            raise self.err(s, "for loop over something other than a grid's "
+                              "interior_points()/border_points()/neighbors()")
+        if not isinstance(s.target, ast.Name):
+            raise self.err(s.target, "loop target that is not a simple name")
+        grid, method, var = it.func.value.id, it.func.attr, s.target.id
+        if var in self.grids or var == self.self_name or var in self.nbr_vars or var == self.loop_var:
+            raise self.err(s.target, f"loop variable '{var}' shadows a grid or point variable")
+        if method in ("interior_points", "border_points"):
+            if level != "top":
+                raise self.err(s, "nested point loop")
+            if it.args or it.keywords:
+                raise self.err(it, f"arguments to {method}()")
+            if var in self.toplevel:
+                raise self.err(s.target, f"point variable '{var}' reuses a local variable")
+            self.loop_var, self.nbr_vars = var, {}
+            self.assigned = set()
+            self.loop_assigns = _assigned_names(s.body)
+            try:
+                body = self.block(s.body, level="point")
+            finally:
+                self.loop_var, self.nbr_vars = None, {}
+            return D.PointLoop(var=var, grid=grid, region=method.split("_")[0], body=tuple(body),
+                               line=s.lineno)
+        if method == "neighbors":
+            if level == "top":
+                raise self.err(s, "neighbors() loop outside a point loop")
+            if len(it.args) != 2 or it.keywords:
+                raise self.err(it, "neighbors() takes (point, id)")
+            center = self.point(it.args[0])
+            nid = self.neighbor_id(it.args[1])
+            if var in self.assigned or var in self.toplevel:
+                raise self.err(s.target, f"neighbour variable '{var}' reuses a local variable")
+            self.nbr_vars[var] = grid
+            try:
+                body = self.block(s.body, level="neighbor")
+            finally:
+                del self.nbr_vars[var]
+            return D.NeighborLoop(var=var, grid=grid, center=center, nid=nid, body=tuple(body),
+                                  line=s.lineno)
+        raise self.err(it, f"loop over {grid}.{method}()")
+
+    def neighbor_id(self, node: ast.expr) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if self._is_self_attr(node):
+            v = getattr(self.instance, node.attr, None)  # type: ignore[attr-defined]
+            if type(_scalar_value(v)) is int:
+                return int(v)
+        raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
+
+    def point(self, node: ast.expr) -> D.PointExpr:
+        dim = len(self.grids[self.output].shape)
+        if isinstance(node, ast.Name):
+            if node.id == self.loop_var:
+                return D.PointExpr(None, (0,) * dim)
+            if node.id in self.nbr_vars:
+                return D.PointExpr(node.id, (0,) * dim)
+        raise self.err(node, "grid index that is not the loop point or a neighbour variable")
+
+    def assign(self, target: ast.expr, value: ast.expr, s: ast.stmt, op: str | None,
+               level: str) -> D.Stmt:
+        if isinstance(target, ast.Name):
+            name = target.id
+            if name in self.grids or name == self.self_name or name == self.loop_var \
+                    or name in self.nbr_vars:
+                raise self.err(target, f"assignment to '{name}' (a grid, 'self' or a point)")
+            if level == "top" and name in self.toplevel and op is None:
+                pass
+            rhs = self.expr(value)
+            if op is not None:
+                rhs = D.BinOp(op, self.name_value(target), rhs)
+            if level == "top":
+                self.toplevel.add(name)
+            else:
+                self.assigned.add(name)
+            return D.Assign(target=name, value=rhs, line=s.lineno)
+        if isinstance(target, ast.Subscript):
+            if not (isinstance(target.value, ast.Name) and target.value.id in self.grids):
+                raise self.err(target, "assignment to a subscript of something other than a grid")
+            grid = target.value.id
+            if level == "top":
+                raise self.err(target, "grid assignment outside a point loop")
+            if grid != self.output:
+                raise self.err(target, f"assignment to input grid '{grid}' (only the output "
+                                       f"grid '{self.output}' may be written)")
+            at = self.point(target.slice)
+            if at.var is not None:
+                raise self.err(target, "write to a neighbour point (only the loop point may be "
+                                       "written)")
+            rhs = self.expr(value)
+            if op is not None:
+                rhs = D.BinOp(op, D.Read(grid, at), rhs)
+            return D.Store(grid=grid, at=at, value=rhs, line=s.lineno)
+        raise self.err(target, f"assignment target {type(target).__name__}")
+
+    # -- expressions ----------------------------------------------------------------------
+    def name_value(self, node: ast.Name) -> D.Expr:
+        n = node.id
+        if n == self.loop_var or n in self.nbr_vars:
+            raise self.err(node, f"point variable '{n}' used as a number")
+        if n in self.grids:
+            raise self.err(node, f"grid '{n}' used as a number")
+        if n == self.self_name:
+            raise self.err(node, "'self' used as a number")
+        if self.loop_var is not None:
+            if n in self.assigned:
+                return D.Var(n)
+            if n in self.toplevel and n not in self.loop_assigns:
+                return D.Var(n)
+            if n in self.loop_assigns:
+                raise self.err(node, f"local variable '{n}' read before it is assigned in the "
+                                     f"loop body (a value carried between points)")
+        elif n in self.toplevel:
+            return D.Var(n)
+        raise self.err(node, f"global name '{n}'")
+
+    def _is_self_attr(self, node: ast.expr) -> bool:
+        return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id == self.self_name and self.self_name is not None)
+
+    def resolve(self, node: ast.expr) -> Any:
+        """The object a function or module name refers to in the kernel's globals."""
+        if isinstance(node, ast.Name):
+            if node.id in self.globals:
+                return self.globals[node.id]
+            return getattr(builtins, node.id, None)
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            return getattr(base, node.attr, None) if base is not None else None
+        return None
+
+    def expr(self, node: ast.expr, cond: bool = False) -> D.Expr:
+        if isinstance(node, ast.Constant):
+            v = node.value
+            if type(v) in (int, float):
+                return D.Const(v)
+            if type(v) is bool and cond:
+                return D.Const(v)
+            raise self.err(node, f"literal {v!r}")
+        if isinstance(node, ast.Name):
+            return self.name_value(node)
+        if isinstance(node, ast.Attribute):
+            if self._is_self_attr(node):
+                if not hasattr(self.instance, node.attr):
+                    raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
+                v = _scalar_value(getattr(self.instance, node.attr))
+                if v is None:
+                    raise self.err(node, f"attribute 'self.{node.attr}' that is not a scalar number")
+                return D.Attr(node.attr, v)
+            if isinstance(node.value, ast.Name) and self.resolve(node.value) is math \
+                    and node.attr in _MATH_CONSTANTS:
+                return D.Const(_MATH_CONSTANTS[node.attr])
+            raise self.err(node, f"attribute access '{ast.unparse(node)}'")
+        if isinstance(node, ast.Subscript):
+            if isinstance(node.value, ast.Name) and node.value.id in self.grids:
+                if self.loop_var is None:
+                    raise self.err(node, "grid read outside a point loop")
+                return D.Read(node.value.id, self.point(node.slice))
+            raise self.err(node, f"subscript '{ast.unparse(node)}'")
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS.get(type(node.op))
+            if op is None:
+                raise self.err(node, _OP_NAMES.get(type(node.op), type(node.op).__name__))
+            return D.BinOp(op, self.expr(node.left), self.expr(node.right))
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return D.UnaryOp("-", self.expr(node.operand))
+            if isinstance(node.op, ast.UAdd):
+                return D.UnaryOp("+", self.expr(node.operand))
+            if isinstance(node.op, ast.Not) and cond:
+                return D.UnaryOp("not", self.expr(node.operand, cond=True))
+            raise self.err(node, f"unary operator '{ast.unparse(node)[:1]}' here")
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.IfExp):
+            return D.IfExp(self.expr(node.test, cond=True), self.expr(node.body),
+                           self.expr(node.orelse))
+        if isinstance(node, ast.Compare):
+            if not cond:
+                raise self.err(node, "comparison outside the test of a conditional expression")
+            ops = []
+            for o in node.ops:
+                if type(o) not in _CMPOPS:
+                    raise self.err(node, f"comparison operator {type(o).__name__}")
+                ops.append(_CMPOPS[type(o)])
+            return D.Compare(self.expr(node.left), tuple(ops),
+                             tuple(self.expr(c) for c in node.comparators))
+        if isinstance(node, ast.BoolOp):
+            if not cond:
+                raise self.err(node, "'and'/'or' outside the test of a conditional expression")
+            return D.BoolOp("and" if isinstance(node.op, ast.And) else "or",
+                            tuple(self.expr(v, cond=True) for v in node.values))
+        kinds = {ast.Lambda: "lambda", ast.ListComp: "list comprehension",
+                 ast.GeneratorExp: "generator expression", ast.List: "list", ast.Tuple: "tuple",
+                 ast.Dict: "dict", ast.Set: "set", ast.JoinedStr: "f-string",
+                 ast.NamedExpr: "assignment expression", ast.Await: "await"}
+        raise self.err(node, kinds.get(type(node), f"expression {type(node).__name__}"))
+
+    def call(self, node: ast.Call) -> D.Expr:
+        label = ast.unparse(node.func)
+        if node.keywords:
+            raise self.err(node, f"keyword arguments in call to '{label}'")
+        if any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.err(node, f"starred arguments in call to '{label}'")
+        obj = self.resolve(node.func)
+        if obj is _distance:
+            if len(node.args) != 2:
+                raise self.err(node, "distance() takes two points")
+            return D.Distance(self.point(node.args[0]), self.point(node.args[1]))
+        try:
+            fname = MATH_FUNCTIONS.get(obj)
+        except TypeError:  # unhashable callee
+            fname = None
+        if fname is None:
+            kind = "user function" if callable(obj) else "unknown function"
+            raise self.err(node, f"call to {kind} '{label}'")
+        n = len(node.args)
+        if fname in ("min", "max"):
+            if n < 2:
+                raise self.err(node, f"{fname}() of an iterable (give two or more scalars)")
+        elif n != 1:
+            raise self.err(node, f"{label}() with {n} arguments")
+        return D.Call(fname, tuple(self.expr(a) for a in node.args))
+
+
+def _assigned_names(stmts: list[ast.stmt]) -> set[str]:
+    names: set[str] = set()
+    for s in stmts:
+        for n in ast.walk(s):
+            if isinstance(n, (ast.Assign, ast.AugAssign)):
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                    if isinstance(t, ast.Name):
+                        names.add(t.id)
+    return names

@@ -1,0 +1,351 @@
+"""OpenMP C platform: lowering of an optimised stencil DAST to a platform AST (``asp_core.cast``).
+
+``lower_openmp(prog, schedule, isa)`` builds one translation unit exporting
+``void <name>(double *g_out, const double *g_in, ...)`` (plain C ABI, grids in call order). Shapes
+are compile-time constants (they are part of the specialisation key), so every read is
+``g[p + OFFSET]`` with a constant ``OFFSET`` and the innermost loop vectorises.
+
+Loops marked ``sequential`` (Gauss–Seidel: the output read at a neighbour) run as plain nested
+loops in Python's point order. Other point loops are parallel over the outer dimension and
+``simd`` in the innermost one, shaped by a :class:`~asp_stencil.schedule.Schedule`; the
+platform optimiser (:mod:`asp_stencil.variants`) produces one variant per schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from math import prod
+from typing import Any
+
+from asp_core import cast as C
+from asp_core.components import Platform, PlatformProgram
+
+from . import dast as D
+from .lower_c import ExprLowering, c_var, helper_functions
+from .schedule import Schedule
+
+__all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param", "stream_width"]
+
+CONST_LONG = C.CType("long", const=True)
+
+
+def function_name(prog: D.StencilProgram) -> str:
+    return "asp_stencil_" + re.sub(r"\W", "_", prog.name)
+
+
+def grid_param(name: str) -> str:
+    return "g_" + name
+
+
+def stream_width(isa: tuple[str, ...]) -> tuple[int, str, str]:
+    """``(doubles per streaming store, store intrinsic, load intrinsic)`` for this ISA."""
+    if "avx512f" in isa:
+        return 8, "_mm512_stream_pd", "_mm512_loadu_pd"
+    if "avx" in isa or "avx2" in isa:
+        return 4, "_mm256_stream_pd", "_mm256_loadu_pd"
+    return 2, "_mm_stream_pd", "_mm_loadu_pd"
+
+
+def _n(x: int | str) -> C.Expr:
+    return C.Constant(x) if isinstance(x, int) else C.Name(x)
+
+
+def _add(a: C.Expr, b: C.Expr) -> C.Expr:
+    if isinstance(b, C.Constant) and b.value == 0:
+        return a
+    if isinstance(a, C.Constant) and a.value == 0:
+        return b
+    return C.BinOp(a, "+", b)
+
+
+def _mul(a: C.Expr, k: int) -> C.Expr:
+    return a if k == 1 else C.BinOp(a, "*", C.Constant(k))
+
+
+class _Lowering:
+    def __init__(self, prog: D.StencilProgram, schedule: Schedule, isa: tuple[str, ...]) -> None:
+        self.prog = prog
+        self.s = schedule
+        self.isa = isa
+        self.shape = prog.output.shape
+        self.dim = len(self.shape)
+        self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
+        self.uses_stream = False
+
+    # -- expressions ------------------------------------------------------------------------
+    def flat(self, off: tuple[int, ...]) -> int:
+        return sum(o * s for o, s in zip(off, self.strides))
+
+    def read(self, r: D.Read) -> C.Expr:
+        return C.Index(C.Name(grid_param(r.grid)), _add(C.Name("p"), C.Constant(self.flat(r.at.offset))))
+
+    def body(self, loop: D.PointLoop, store: Any) -> list[C.Stmt]:
+        """The statements of one point (``p`` is its flat index); ``store(value)`` writes it."""
+        low = ExprLowering(self.read, C.DOUBLE)
+        out: list[C.Stmt] = []
+        declared: set[str] = set()
+        for s in loop.body:
+            value = low(s.value)
+            if isinstance(s, D.Assign):
+                if s.target in declared:
+                    out.append(C.Assign(C.Name(c_var(s.target)), value))
+                else:
+                    declared.add(s.target)
+                    out.append(C.Decl(C.DOUBLE, c_var(s.target), value))
+            else:
+                out.append(store(value))
+        return out
+
+    def direct_store(self, value: C.Expr) -> C.Stmt:
+        return C.Assign(C.Index(C.Name(grid_param(self.prog.output.name)), C.Name("p")), value)
+
+    # -- loops ------------------------------------------------------------------------------
+    def bounds(self, loop: D.PointLoop) -> tuple[list[int], list[int]]:
+        g = self.prog.grid(loop.grid).ghost_depth
+        return [g] * self.dim, [n - g for n in self.shape]
+
+    def parallel_ok(self, npoints: int) -> bool:
+        return self.s.threads != 1 and npoints >= self.s.parallel_min_points
+
+    def omp_for(self, extra: str = "", combined: bool = True) -> str:
+        text = ("omp parallel for" if combined else "omp for") + " schedule(static)" + extra
+        if combined and self.s.threads > 1:
+            text += f" num_threads({self.s.threads})"
+        return text
+
+    def inner_pragmas(self, simd: bool) -> list[C.Pragma]:
+        out = []
+        if self.s.unroll:
+            out.append(C.Pragma(f"GCC unroll {self.s.unroll}"))
+        if simd and self.s.simd:
+            out.append(C.Pragma("omp simd"))
+        return out
+
+    def row_base(self, idx: list[str]) -> C.Stmt:
+        expr: C.Expr = C.Constant(0)
+        for d, v in enumerate(idx):
+            expr = _add(expr, _mul(C.Name(v), self.strides[d]))
+        return C.Decl(CONST_LONG, "r", expr)
+
+    def sequential(self, loop: D.PointLoop) -> list[C.Stmt]:
+        lo, hi = self.bounds(loop)
+        idx = [f"i{d}" for d in range(self.dim)]
+        inner: list[C.Stmt] = [self.row_base(idx[:-1]),
+                               C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
+        inner += self.body(loop, self.direct_store)
+        stmt: C.Stmt = C.Block(inner)
+        for d in reversed(range(self.dim)):
+            stmt = C.For(idx[d], C.Constant(lo[d]), C.Constant(hi[d]),
+                         stmt if isinstance(stmt, C.Block) else C.Block([stmt]))
+        return [C.Comment(f"{loop.region} points, sequential (reads its own output)"), stmt]
+
+    def interior(self, loop: D.PointLoop) -> list[C.Stmt]:
+        lo, hi = self.bounds(loop)
+        if any(h <= l for l, h in zip(lo, hi)):
+            return [C.Comment(f"{loop.region} points: none for this shape")]
+        npoints = prod(h - l for l, h in zip(lo, hi))
+        par = self.parallel_ok(npoints)
+        nt = self.s.nt and self.dim >= 2
+        d_in = self.dim - 1
+        idx = [f"i{d}" for d in range(self.dim)]
+        out_name = grid_param(self.prog.output.name)
+
+        # innermost loop over idx[-1]
+        if nt:
+            self.uses_stream = True
+            length = hi[d_in] - lo[d_in]
+            chunk = min(length, 2048)
+            kk = C.Name("kk")
+
+            def buf_store(value: C.Expr) -> C.Stmt:
+                return C.Assign(C.Index(C.Name("buf"), C.Name("k")), value)
+
+            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
+            point += self.body(loop, buf_store)
+            kn = C.Ternary(C.BinOp(C.BinOp(C.Constant(hi[d_in]), "-", kk), "<", C.Constant(chunk)),
+                           C.BinOp(C.Constant(hi[d_in]), "-", kk), C.Constant(chunk))
+            chunk_body = C.Block([
+                C.Decl(CONST_LONG, "kn", kn),
+                C.For("k", C.Constant(0), C.Name("kn"), C.Block(point),
+                      pragmas=self.inner_pragmas(True)),
+                C.ExprStmt(C.Call("asp_stream", [
+                    C.BinOp(C.Name(out_name), "+", C.BinOp(C.Name("r"), "+", kk)),
+                    C.Name("buf"), C.Name("kn")])),
+            ])
+            innermost: C.Stmt = C.For("kk", C.Constant(lo[d_in]), C.Constant(hi[d_in]), chunk_body,
+                                      step=C.Constant(chunk))
+        else:
+            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[d_in])))]
+            point += self.body(loop, self.direct_store)
+            pr = self.inner_pragmas(True)
+            if self.dim == 1 and par:
+                pr = [C.Pragma(self.omp_for(" simd") if self.s.simd else self.omp_for())]
+            innermost = C.For(idx[d_in], C.Constant(lo[d_in]), C.Constant(hi[d_in]),
+                              C.Block(point), pragmas=pr)
+        if self.dim == 1:
+            return [C.Comment(f"{loop.region} points"), C.Block([C.Decl(CONST_LONG, "r", C.Constant(0)),
+                                                                 innermost])]
+
+        # outer loops (dims 0 .. dim-2), optionally tiled along dim-2
+        block = self.s.block if (self.dim >= 3 and self.s.block and
+                                 hi[self.dim - 2] - lo[self.dim - 2] > self.s.block) else 0
+        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]), innermost])
+        t = self.dim - 2
+        for d in reversed(range(self.dim - 1)):
+            if block and d == t:
+                stmt = C.For(idx[d], C.Name("jlo"), C.Name("jhi"), stmt)
+            else:
+                stmt = C.For(idx[d], C.Constant(lo[d]), C.Constant(hi[d]), stmt)
+            stmt = C.Block([stmt]) if d else stmt
+        assert isinstance(stmt, C.For)
+        if block:
+            ntiles = -(-(hi[t] - lo[t]) // block)
+            tile_lo = C.BinOp(C.Constant(lo[t]), "+", C.BinOp(C.Name("tb"), "*", C.Constant(block)))
+            tile = C.Block([
+                C.Decl(CONST_LONG, "jlo", tile_lo),
+                C.Decl(CONST_LONG, "jhi", C.Ternary(
+                    C.BinOp(C.BinOp(C.Name("jlo"), "+", C.Constant(block)), "<", C.Constant(hi[t])),
+                    C.BinOp(C.Name("jlo"), "+", C.Constant(block)), C.Constant(hi[t]))),
+                stmt,
+            ])
+            stmt = C.For("tb", C.Constant(0), C.Constant(ntiles), tile)
+        if par:
+            extra = " collapse(2)" if (self.s.collapse and not block and self.dim >= 3) else ""
+            stmt.pragmas = [C.Pragma(self.omp_for(extra, combined=not nt))]
+        if nt:
+            region: list[C.Stmt] = [
+                C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64),
+                stmt,
+                C.ExprStmt(C.Call("_mm_sfence", [])),
+            ]
+            head = []
+            if par:
+                text = "omp parallel" + (f" num_threads({self.s.threads})" if self.s.threads > 1 else "")
+                head = [C.Pragma(text)]
+            return [C.Comment(f"{loop.region} points, streaming stores"), *head, C.Block(region)]
+        return [C.Comment(f"{loop.region} points"), stmt]
+
+    def border(self, loop: D.PointLoop) -> list[C.Stmt]:
+        g = self.prog.grid(loop.grid).ghost_depth
+        n = self.shape
+        idx = [f"i{d}" for d in range(self.dim)]
+        last = n[-1]
+
+        def inner(a: int, b: int) -> C.For:
+            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
+            point += self.body(loop, self.direct_store)
+            return C.For(idx[-1], C.Constant(a), C.Constant(b), C.Block(point))
+
+        full = inner(0, last)
+        split = [inner(0, min(g, last)), inner(max(last - g, g), last)]
+        if self.dim == 1:
+            return [C.Comment("border points"), C.Block([C.Decl(CONST_LONG, "r", C.Constant(0)),
+                                                         *split])]
+        cond: C.Expr | None = None
+        for d in range(self.dim - 1):
+            t = C.BinOp(C.BinOp(C.Name(idx[d]), "<", C.Constant(g)), "||",
+                        C.BinOp(C.Name(idx[d]), ">=", C.Constant(n[d] - g)))
+            cond = t if cond is None else C.BinOp(cond, "||", t)
+        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]),
+                                C.If(cond, C.Block([full]), C.Block(split))])  # type: ignore[arg-type]
+        for d in reversed(range(self.dim - 1)):
+            stmt = C.For(idx[d], C.Constant(0), C.Constant(n[d]), stmt)
+            stmt = C.Block([stmt]) if d else stmt
+        assert isinstance(stmt, C.For)
+        if self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) and n[0] >= 4:
+            stmt.pragmas = [C.Pragma(self.omp_for())]
+        return [C.Comment("border points"), stmt]
+
+    def stream_helper(self) -> C.FunctionDef:
+        width, store, load = stream_width(self.isa)
+        i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
+        misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
+                                     C.Constant(width * 8 - 1)), "!=", C.Constant(0))
+        body = [
+            C.Decl(C.LONG, "i", C.Constant(0)),
+            C.While(C.BinOp(C.BinOp(i, "<", n), "&&", misaligned),
+                    C.Block([C.Assign(C.Index(dst, i), C.Index(src, i)),
+                             C.Assign(i, C.BinOp(i, "+", C.Constant(1)))])),
+            C.Decl(CONST_LONG, "head", i),
+            C.Decl(CONST_LONG, "vend", C.BinOp(C.Name("head"), "+", C.BinOp(
+                C.BinOp(C.BinOp(n, "-", C.Name("head")), "/", C.Constant(width)), "*",
+                C.Constant(width)))),
+            C.For("j", C.Name("head"), C.Name("vend"), C.Block([C.ExprStmt(C.Call(store, [
+                C.BinOp(dst, "+", C.Name("j")),
+                C.Call(load, [C.BinOp(src, "+", C.Name("j"))])]))]), step=C.Constant(width)),
+            C.For("j", C.Name("vend"), n,
+                  C.Block([C.Assign(C.Index(dst, C.Name("j")), C.Index(src, C.Name("j")))])),
+        ]
+        return C.FunctionDef("asp_stream", [
+            C.Param(C.DOUBLE.ptr(restrict=True), "dst"),
+            C.Param(C.CType("double", 1, True, True), "src"), C.Param(C.LONG, "n")],
+            C.Block(body), extern_c=False, storage=("static", "inline"))
+
+    # -- the translation unit -----------------------------------------------------------------
+    def module(self) -> C.Module:
+        stmts: list[C.Stmt] = []
+        for s in self.prog.body:
+            if not isinstance(s, D.PointLoop):
+                continue
+            if s.sequential:
+                stmts += self.sequential(s)
+            elif s.region == "border":
+                stmts += self.border(s)
+            else:
+                stmts += self.interior(s)
+        params = []
+        for g in self.prog.grids:
+            t = C.DOUBLE.ptr(restrict=True) if g.output else C.CType("double", 1, True, True)
+            params.append(C.Param(t, grid_param(g.name)))
+        fn = C.FunctionDef(function_name(self.prog), params, C.Block(stmts))
+        head: list[Any] = [C.Include("math.h"), C.Include("stdint.h")]
+        if self.uses_stream:
+            head.append(C.Include("immintrin.h"))
+        head += helper_functions(C.DOUBLE)
+        if self.uses_stream:
+            head.append(self.stream_helper())
+        return C.Module([*head, fn])
+
+
+def lower_openmp(prog: D.StencilProgram, schedule: Schedule | None = None,
+                 isa: tuple[str, ...] = ()) -> C.Module:
+    """The platform AST of ``prog`` under ``schedule`` (default: no streaming, no tiling)."""
+    return _Lowering(prog, schedule or Schedule(), isa).module()
+
+
+def _unlowered(prog: D.StencilProgram) -> str | None:
+    for n in D.expr_nodes(prog):
+        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
+            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
+        if isinstance(n, D.PointExpr) and n.var is not None:
+            return "neighbour reads remain (unroll-neighbors was disabled)"
+    return None
+
+
+class OpenMPPlatform(Platform):
+    """Phase 3 component ``openmp`` (the default platform)."""
+
+    name = "openmp"
+
+    def check(self, dast: D.StencilProgram, ctx: Any) -> str | None:
+        bad = {g.dtype for g in dast.grids} - {"<f8"}
+        if bad:
+            return f"only float64 grids are compiled (got {', '.join(sorted(bad))})"
+        reason = _unlowered(dast)
+        if reason:
+            return reason
+        from asp_core.errors import ToolchainError
+        from asp_core.toolchain import find_toolchain
+
+        try:
+            find_toolchain("c")
+        except ToolchainError as exc:
+            return f"no C compiler: {exc}"
+        return None
+
+    def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
+        isa = tuple(ctx.hardware.isa)
+        schedule = Schedule()
+        return PlatformProgram("openmp", lower_openmp(dast, schedule, isa),
+                               {"dast": dast, "isa": isa, "schedule": schedule,
+                                "function": function_name(dast)})

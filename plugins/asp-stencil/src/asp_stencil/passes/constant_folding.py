@@ -1,0 +1,144 @@
+"""Pass ``constant-folding``: evaluate constant subtrees with Python's own operators.
+
+Kernel scalar attributes (``self.alpha``) become constants here (they are part of the
+specialisation key), as do ``distance(...)`` of unrolled points, top-level locals and locals
+assigned a constant inside a loop. Only subtrees whose operands are *all* constant are folded —
+never a reassociation such as ``(u[x] * 2) * 3 → u[x] * 6`` — so the remaining operation order is
+Python's. A constant expression Python cannot evaluate to a real number (division by zero, a
+complex power, a math domain error, an overflow) makes the kernel unspecializable: the fallback
+then raises exactly what Python raises.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from typing import Any
+
+from asp_core.passes import asp_pass
+
+from .. import dast as D
+from ._util import map_expr, unsupported_at
+
+_BIN = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+        "**": operator.pow, "//": operator.floordiv}
+_CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+        "==": operator.eq, "!=": operator.ne}
+_FUNCS = {"abs": builtins.abs, "min": builtins.min, "max": builtins.max, "sqrt": math.sqrt,
+          "exp": math.exp, "log": math.log, "sin": math.sin, "cos": math.cos}
+
+
+class FoldError(Exception):
+    """A constant expression that Python cannot evaluate to a real number."""
+
+
+def _real(v: Any, what: str) -> Any:
+    if isinstance(v, bool) or isinstance(v, (int, float)):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2 ** 1023:
+            raise FoldError(f"{what} is an integer too large for a float")
+        return v
+    raise FoldError(f"{what} has a non-real result ({type(v).__name__})")
+
+
+def fold_node(e: D.Expr) -> D.Expr | None:
+    """The folded replacement of ``e`` whose children are already folded, or ``None``."""
+    if isinstance(e, D.Attr):
+        return D.Const(e.value)
+    if isinstance(e, D.Distance):
+        if e.a.var is None and e.b.var is None:
+            return D.Const(math.sqrt(sum((a - b) ** 2 for a, b in zip(e.a.offset, e.b.offset))))
+        return None
+    if isinstance(e, D.BinOp) and isinstance(e.left, D.Const) and isinstance(e.right, D.Const):
+        try:
+            return D.Const(_real(_BIN[e.op](e.left.value, e.right.value), f"'{e.op}'"))
+        except (ZeroDivisionError, OverflowError, ValueError) as exc:
+            raise FoldError(f"constant expression {e.left.value!r} {e.op} {e.right.value!r} "
+                            f"raises {type(exc).__name__}") from None
+    if isinstance(e, D.UnaryOp) and isinstance(e.operand, D.Const):
+        v = e.operand.value
+        return D.Const(-v if e.op == "-" else (+v if e.op == "+" else (not v)))
+    if isinstance(e, D.Call) and all(isinstance(a, D.Const) for a in e.args):
+        try:
+            return D.Const(_real(_FUNCS[e.func](*(a.value for a in e.args)), e.func))
+        except (ValueError, OverflowError) as exc:
+            raise FoldError(f"{e.func}() of constant arguments raises {type(exc).__name__}") \
+                from None
+    if isinstance(e, D.Compare) and isinstance(e.left, D.Const) \
+            and all(isinstance(c, D.Const) for c in e.comparators):
+        left, ok = e.left.value, True
+        for op, c in zip(e.ops, e.comparators):
+            ok = ok and _CMP[op](left, c.value)
+            left = c.value
+        return D.Const(bool(ok))
+    if isinstance(e, D.BoolOp) and all(isinstance(v, D.Const) for v in e.values):
+        vals = [bool(v.value) for v in e.values]
+        return D.Const(all(vals) if e.op == "and" else any(vals))
+    if isinstance(e, D.IfExp) and isinstance(e.test, D.Const):
+        return e.body if e.test.value else e.orelse
+    return None
+
+
+def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
+    """Fold ``e`` after substituting the constant locals of ``env``."""
+
+    def fn(node: D.Expr) -> D.Expr | None:
+        if isinstance(node, D.Var) and node.name in env:
+            return env[node.name]
+        return fold_node(node)
+
+    # IfExp with a constant test is resolved before its arms are folded, so an arm Python never
+    # evaluates (e.g. one dividing by zero) cannot make folding fail.
+    if isinstance(e, D.IfExp):
+        test = fold_expr(e.test, env)
+        if isinstance(test, D.Const):
+            return fold_expr(e.body if test.value else e.orelse, env)
+        return D.IfExp(test, fold_expr(e.body, env), fold_expr(e.orelse, env))
+    if isinstance(e, (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp)):
+        kids = {}
+        if isinstance(e, D.BinOp):
+            new: D.Expr = D.BinOp(e.op, fold_expr(e.left, env), fold_expr(e.right, env))
+        elif isinstance(e, D.UnaryOp):
+            new = D.UnaryOp(e.op, fold_expr(e.operand, env))
+        elif isinstance(e, D.Call):
+            new = D.Call(e.func, tuple(fold_expr(a, env) for a in e.args))
+        elif isinstance(e, D.Compare):
+            new = D.Compare(fold_expr(e.left, env), e.ops,
+                            tuple(fold_expr(c, env) for c in e.comparators))
+        else:
+            new = D.BoolOp(e.op, tuple(fold_expr(v, env) for v in e.values))
+        del kids
+        out = fold_node(new)
+        return new if out is None else out
+    return map_expr(e, fn)
+
+
+@asp_pass("constant-folding")
+def constant_folding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+    """Fold constants, kernel attributes and distances; propagate constant locals."""
+    env: dict[str, D.Const] = {}
+    out: list[D.Stmt] = []
+    for s in prog.body:
+        try:
+            if isinstance(s, D.Assign):
+                v = fold_expr(s.value, env)
+                if not isinstance(v, D.Const):  # pragma: no cover - frontend admits no reads here
+                    raise unsupported_at(ctx, s.line, "non-constant top-level assignment")
+                env[s.target] = v
+            elif isinstance(s, D.PointLoop):
+                local = dict(env)
+                body: list[D.Stmt] = []
+                for t in s.body:
+                    line = t.line
+                    v = fold_expr(t.value, local)
+                    if isinstance(t, D.Assign):
+                        if isinstance(v, D.Const):
+                            local[t.target] = v
+                            continue
+                        local.pop(t.target, None)
+                    body.append(t.replace(value=v))
+                out.append(s.replace(body=tuple(body)))
+        except FoldError as exc:
+            line = getattr(s, "line", 0) if not isinstance(s, D.PointLoop) else line
+            raise unsupported_at(ctx, line, str(exc)) from None
+    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info))

@@ -1,0 +1,104 @@
+"""Pass ``cse``: common-subexpression elimination within one point iteration.
+
+After unrolling, a loop body is straight-line code. Locals are first renamed so each is assigned
+once (SSA), which makes structurally equal expressions equal in value (inputs are never written;
+the output is only read at the point, and ``output-forwarding`` has already turned reads after a
+store into locals). Every compound subexpression that occurs at least twice is then computed once
+into a temporary ``_cseN`` right before its first use. Arms of conditional expressions are not
+hoisted (Python evaluates only the chosen arm), and no expression is reassociated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from asp_core.passes import asp_pass
+
+from .. import dast as D
+from ._util import map_expr, rebuild
+
+_COMPOUND = (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
+
+
+def ssa(body: tuple[D.Stmt, ...]) -> list[D.Stmt]:
+    """Rename locals so each is assigned exactly once (``s`` → ``s``, ``s_1``, ``s_2``...)."""
+    current: dict[str, str] = {}
+    count: Counter[str] = Counter()
+    out: list[D.Stmt] = []
+
+    def ren(e: D.Expr) -> D.Expr | None:
+        if isinstance(e, D.Var) and e.name in current:
+            return D.Var(current[e.name])
+        return None
+
+    for s in body:
+        value = map_expr(s.value, ren)
+        if isinstance(s, D.Assign):
+            k = count[s.target]
+            count[s.target] += 1
+            name = s.target if k == 0 else f"{s.target}_{k}"
+            current[s.target] = name
+            out.append(D.Assign(name, value, line=s.line))
+        else:
+            out.append(s.replace(value=value))
+    return out
+
+
+def _count(e: D.Expr, c: Counter) -> None:
+    if isinstance(e, _COMPOUND):
+        c[e] += 1
+    if isinstance(e, D.IfExp):
+        _count(e.test, c)
+        return
+    for k in e.children():
+        if isinstance(k, _COMPOUND):
+            _count(k, c)
+
+
+def cse_body(body: tuple[D.Stmt, ...]) -> tuple[D.Stmt, ...]:
+    stmts = ssa(body)
+    counts: Counter = Counter()
+    for s in stmts:
+        _count(s.value, counts)
+    shared = {e for e, n in counts.items() if n >= 2}
+    if not shared:
+        return tuple(stmts)
+    available: dict[D.Expr, str] = {}
+    out: list[D.Stmt] = []
+    pending: list[D.Stmt] = []
+
+    def subst_only(e: D.Expr) -> D.Expr:
+        if e in available:
+            return D.Var(available[e])
+        return rebuild(e, subst_only)
+
+    def rw(e: D.Expr) -> D.Expr:
+        if e in available:
+            return D.Var(available[e])
+        if isinstance(e, D.IfExp):
+            new: D.Expr = D.IfExp(rw(e.test), subst_only(e.body), subst_only(e.orelse))
+        else:
+            new = rebuild(e, rw)
+        if e in shared:
+            name = f"_cse{len(available)}"
+            available[e] = name
+            pending.append(D.Assign(name, new, line=line))
+            return D.Var(name)
+        return new
+
+    for s in stmts:
+        line = s.line
+        value = rw(s.value)
+        out.extend(pending)
+        pending.clear()
+        out.append(s.replace(value=value))
+    return tuple(out)
+
+
+@asp_pass("cse")
+def cse(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+    """Compute each repeated subexpression of a point iteration once."""
+    body = tuple(s.replace(body=cse_body(s.body)) if isinstance(s, D.PointLoop) else s
+                 for s in prog.body)
+    return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info))

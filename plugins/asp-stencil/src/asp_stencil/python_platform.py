@@ -1,0 +1,44 @@
+"""The ``python`` platform: the kernel's own pure-Python semantics, chosen when C cannot run.
+
+It is the last platform candidate (lowest priority): used when no C compiler is installed, for
+grids the C backend does not compile (float32), or on request (``ASP_PLATFORM_SELECTION=python``).
+Unlike the dispatcher's fallback it is a *selected* platform, so no warning is given, and the
+arguments are still validated before the kernel runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from asp_core.components import Backend, Platform, PlatformProgram, Variant
+
+from .signature import check_grids
+
+__all__ = ["PythonPlatform", "PythonBackend"]
+
+
+class PythonPlatform(Platform):
+    name = "python"
+
+    def check(self, dast: Any, ctx: Any) -> str | None:
+        return None
+
+    def lower(self, dast: Any, ctx: Any) -> PlatformProgram:
+        return PlatformProgram("python", dast, {"dast": dast})
+
+
+class PythonBackend(Backend):
+    name = "python"
+    platforms = ("python",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        func = ctx.func
+        instance = ctx.instance
+        bound = func if getattr(func, "__self__", None) is not None or instance is None \
+            else func.__get__(instance, type(instance))
+
+        def run(*grids: Any) -> Any:
+            check_grids(grids)
+            return bound(*grids)
+
+        return run

@@ -1,0 +1,51 @@
+"""`Schedule`: the tuning parameters of the OpenMP lowering (one per variant)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Schedule"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the point loops are executed; every choice keeps each point's operation order.
+
+    * ``nt``: streaming (non-temporal) stores of the output — each row is computed into an
+      aligned per-thread buffer by a ``simd`` loop and written with ``_mm*_stream_pd``, so the
+      output does not pass through the cache (worth it when it does not fit there);
+    * ``block``: rows of dimension ``dim-2`` per tile (0: none); tiles become the parallel unit and
+      the loop order is *tile, i, j-in-tile, k*, so the planes a tile reads stay in cache;
+    * ``collapse``: ``collapse(2)`` on the two outer loops (3-D and up, unblocked);
+    * ``unroll``: ``#pragma GCC unroll`` factor for the innermost loop (0: compiler's choice);
+    * ``simd``: ``#pragma omp simd`` on the innermost loop;
+    * ``threads``: OpenMP thread count (0: the OpenMP default, 1: no parallel region);
+    * ``parallel_min_points``: loops over fewer points run on one thread (fork/join costs more).
+    """
+
+    nt: bool = False
+    block: int = 0
+    collapse: bool = False
+    unroll: int = 0
+    simd: bool = True
+    threads: int = 0
+    parallel_min_points: int = 32768
+
+    def params(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        parts = ["nt" if self.nt else "st"]
+        if self.block:
+            parts.append(f"b{self.block}")
+        if self.collapse:
+            parts.append("c2")
+        if self.unroll:
+            parts.append(f"u{self.unroll}")
+        if not self.simd:
+            parts.append("nosimd")
+        if self.threads:
+            parts.append(f"t{self.threads}")
+        return "-".join(parts)

@@ -1,0 +1,108 @@
+"""The specialisation key of a stencil call, and validation of its arguments.
+
+Runs on every call (the dispatcher's hot path) and again in each bound callable, so bad input is
+reported with a clear ``TypeError``/``ValueError`` before any compiled code runs: grids that are
+not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the grid's shape,
+unsupported or mixed dtypes, different shapes, a read-only output, and an output whose memory
+overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
+neighbour definitions and the values of the kernel attributes the kernel reads.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, Hashable
+
+import numpy as np
+
+__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "SUPPORTED_DTYPES"]
+
+SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_ATTR_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def _describe(i: int, n: int) -> str:
+    return "the output grid (last argument)" if i == n - 1 else f"input grid {i + 1}"
+
+
+def check_grids(args: tuple) -> None:
+    """Raise ``TypeError``/``ValueError`` for arguments no stencil kernel can run on."""
+    n = len(args)
+    if n == 0:
+        raise TypeError("a stencil kernel takes its grids as arguments (inputs first, output last)")
+    first = None
+    for i, g in enumerate(args):
+        data = getattr(g, "data", None)
+        if not isinstance(data, np.ndarray) or not hasattr(g, "ghost_depth"):
+            raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
+                            f"{type(g).__name__}")
+        if tuple(data.shape) != tuple(g.shape):
+            raise ValueError(f"{_describe(i, n)}: .data has shape {data.shape} but the grid's "
+                             f"shape is {tuple(g.shape)}")
+        if data.dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{_describe(i, n)} has dtype {data.dtype}; stencil grids must be "
+                            "float64 (or float32)")
+        if not data.flags.c_contiguous:
+            raise ValueError(f"{_describe(i, n)}: .data is not C-contiguous; use "
+                             "numpy.ascontiguousarray")
+        if first is None:
+            first = data
+        else:
+            if data.shape != first.shape:
+                raise ValueError(f"grids of different shapes: {first.shape} and {data.shape} "
+                                 f"({_describe(i, n)}); a stencil kernel needs equal shapes")
+            if data.dtype != first.dtype:
+                raise TypeError(f"grids of different dtypes: {first.dtype} and {data.dtype} "
+                                f"({_describe(i, n)})")
+    out = args[-1].data
+    if not out.flags.writeable:
+        raise ValueError("the output grid's .data is read-only")
+    for i, g in enumerate(args[:-1]):
+        if g is args[-1] or np.may_share_memory(out, g.data):
+            raise ValueError(f"the output grid aliases input grid {i + 1} (they share memory); "
+                             "pass a separate output grid")
+
+
+def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
+    """Names ``n`` of the ``self.n`` the kernel reads (parsed once per kernel class)."""
+    cls = type(instance)
+    names = _ATTR_NAMES.get(cls)
+    if names is None:
+        names = ()
+        func = getattr(cls, "__dict__", {}).get("kernel")
+        func = getattr(func, "func", func)
+        try:
+            from asp_core.pyast import kernel_source
+
+            src = kernel_source(func)
+            fn = src.function
+            self_name = fn.args.args[0].arg if fn.args.args else None
+            names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)
+                                  and isinstance(n.value, ast.Name) and n.value.id == self_name}))
+        except Exception:  # noqa: BLE001 - no source: the frontend will report it
+            names = ()
+        _ATTR_NAMES[cls] = names
+    return names
+
+
+def _hashable(v: Any) -> Hashable:
+    if isinstance(v, (bool, int, float, str, type(None), np.number, np.bool_)):
+        return (type(v).__name__, v)
+    return (type(v).__name__, id(v))
+
+
+def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
+    """The specialisation key (validates the arguments first)."""
+    if kwargs:
+        raise TypeError(f"stencil kernels take grids as positional arguments, got keywords "
+                        f"{sorted(kwargs)}")
+    check_grids(args)
+    grids = tuple(
+        (g.data.shape, g.data.dtype.str, int(g.ghost_depth),
+         tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition))
+        for g in args)
+    attrs: tuple = ()
+    if instance is not None:
+        attrs = tuple((n, _hashable(getattr(instance, n, None)))
+                      for n in kernel_attribute_names(instance))
+    return ("stencil", grids, attrs)

@@ -1,0 +1,72 @@
+"""Phase 4 component ``schedules``: one variant per loop schedule, best guess first.
+
+The guess follows the roofline of this kind of machine (see ENVIRONMENT.md): a stencil that
+writes an output much larger than the last-level cache without reading it is limited by memory
+traffic, and streaming stores save the read-for-ownership of every output line, so they come
+first; small outputs stay in cache and use regular stores. The alternatives let the autotuner
+check the guess on the real inputs: the other store kind, 3-D tiling (loop order tile→i→j→k),
+``collapse(2)``, an unrolled inner loop, and one thread for grids too small to amortise a parallel
+region. Each variant re-lowers the DAST with its :class:`~asp_stencil.schedule.Schedule`.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
+
+from . import dast as D
+from .openmp import lower_openmp
+from .schedule import Schedule
+
+__all__ = ["ScheduleVariants", "candidate_schedules"]
+
+
+def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: int = 4
+                        ) -> list[Schedule]:
+    """Schedules worth timing for ``prog``, the expected best first."""
+    loops = prog.info.get("loops", [])
+    parallel = [l for l in loops if not l["sequential"]]
+    if not parallel:
+        return [Schedule()]
+    dim = prog.dim
+    points = prod(prog.output.shape)
+    out_bytes = points * 8
+    reads_out = any(l["reads_output"] for l in parallel if l["region"] == "interior")
+    nt_ok = dim >= 2 and prog.output.shape[-1] >= 16
+    big = out_bytes > max(llc_bytes // 2, 4 << 20)
+    first = Schedule(nt=nt_ok and big and not reads_out)
+    out = [first]
+    if points < 262144:
+        out.append(Schedule(threads=1))
+    if nt_ok and (big or out_bytes > (1 << 20)):
+        out.append(Schedule(nt=not first.nt))
+    if dim >= 3 and prog.output.shape[-2] >= 64:
+        out.append(Schedule(nt=first.nt, block=32))
+    if dim >= 3:
+        out.append(Schedule(nt=first.nt, collapse=True))
+    out.append(Schedule(nt=first.nt, unroll=2))
+    seen: list[Schedule] = []
+    for s in out:
+        if s not in seen:
+            seen.append(s)
+    return seen[:max_variants]
+
+
+class ScheduleVariants(PlatformOptimizer):
+    name = "schedules"
+    platforms = ("openmp",)
+
+    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+        prog: D.StencilProgram = program.meta["dast"]
+        isa = program.meta.get("isa", ())
+        llc = ctx.hardware.last_level_cache
+        max_v = int(ctx.options.get("max_variants", 4))
+        out = []
+        for sched in candidate_schedules(prog, llc, max_v):
+            ir = program.ir if sched == program.meta.get("schedule") else lower_openmp(prog, sched, isa)
+            meta = dict(program.meta, schedule=sched)
+            out.append(Variant(sched.label, PlatformProgram(program.platform, ir, meta),
+                               sched.params()))
+        return out
