@@ -22,13 +22,13 @@ from asp_gmm.lowering import KernelPlan, split_module
 __all__ = ["OpenMPBackend", "CudaBackend", "NumpyBackend", "openmp_source", "cuda_source"]
 
 C_FLAGS = ("-ffp-contract=fast",)
-CUDA_FLAGS = ("-Xcompiler", "-ffp-contract=fast", "-shared")
+CUDA_FLAGS: tuple[str, ...] = ()
 
 
 def _template_args(variant: Variant) -> dict[str, Any]:
     plan: KernelPlan = variant.program.meta["plan"]
     return {**plan.layout.template_args(), "strategy": variant.params["strategy"],
-            "triangular": plan.triangular, "block": variant.params["block"]}
+            "triangular": plan.triangular, "block": variant.params["block"], "op": plan.op}
 
 
 def openmp_source(variant: Variant) -> str:

@@ -65,7 +65,7 @@ class CudaVariants(PlatformOptimizer):
         out = []
         if plan.fused:
             out += [_variant(program, f"fused-t{t}", "fused", t, False) for t in (128, 256)]
-        out += [_variant(program, "samples", "samples", 128, True),
-                _variant(program, "components", "components", 128, True),
-                _variant(program, "dims", "dims", 128, True)]
+        # device buffers are allocated by the entry points: no host work array
+        out += [_variant(program, name, name, 128, False)
+                for name in ("samples", "components", "dims")]
         return out
