@@ -85,7 +85,10 @@ class _Parser:
         self.output = ""
         # per point loop state
         self.loop_var: str | None = None
+        self.loop_grid = ""
+        self.loop_region = ""
         self.nbr_vars: dict[str, str] = {}
+        self.offsets: dict[str | None, set[tuple[int, ...]]] = {}
         self.toplevel: set[str] = set()
         self.assigned: set[str] = set()
         self.loop_assigns: set[str] = set()
@@ -184,6 +187,8 @@ class _Parser:
             if var in self.toplevel:
                 raise self.err(s.target, f"point variable '{var}' reuses a local variable")
             self.loop_var, self.nbr_vars = var, {}
+            self.loop_grid, self.loop_region = grid, method.split("_")[0]
+            self.offsets = {None: {(0,) * len(self.grids[grid].shape)}}
             self.assigned = set()
             self.loop_assigns = _assigned_names(s.body)
             try:
@@ -199,6 +204,7 @@ class _Parser:
                 raise self.err(it, "neighbors() takes (point, id)")
             center = self.point(it.args[0])
             nid = self.neighbor_id(it.args[1])
+            self.offsets[var] = self.neighbor_offsets(grid, nid, center)
             if var in self.assigned or var in self.toplevel:
                 raise self.err(s.target, f"neighbour variable '{var}' reuses a local variable")
             self.nbr_vars[var] = grid
@@ -209,6 +215,33 @@ class _Parser:
             return D.NeighborLoop(var=var, grid=grid, center=center, nid=nid, body=tuple(body),
                                   line=s.lineno)
         raise self.err(it, f"loop over {grid}.{method}()")
+
+    def neighbor_offsets(self, grid: str, nid: int, center: D.PointExpr
+                         ) -> set[tuple[int, ...]]:
+        """Offsets (from the loop point) a neighbour variable takes; checks the definition."""
+        g = self.grids[grid]
+        if not 0 <= nid < len(g.neighbors):
+            raise ValueError(f"neighbour id {nid} is not defined for grid '{grid}' (its "
+                             f"neighbor_definition has ids 0..{len(g.neighbors) - 1})")
+        for off in g.neighbors[nid]:
+            if len(off) != len(g.shape):
+                raise ValueError(f"neighbour offset {off} (id {nid} of grid '{grid}') has "
+                                 f"{len(off)} components; the grid has {len(g.shape)} dimensions")
+        return {tuple(a + b for a, b in zip(c, off))
+                for c in self.offsets[center.var] for off in g.neighbors[nid]}
+
+    def check_reach(self, grid: str, at: D.PointExpr) -> None:
+        """Interior reads must stay inside the grids: offsets within the ghost depth."""
+        if self.loop_region != "interior":
+            return
+        for off in self.offsets.get(at.var, ()):
+            reach = max((abs(c) for c in off), default=0)
+            for owner in (self.grids[self.loop_grid], self.grids[grid]):
+                if reach > owner.ghost_depth:
+                    raise ValueError(
+                        f"neighbour offset {off} read from grid '{grid}' reaches {reach} points "
+                        f"from the loop point, beyond the ghost depth {owner.ghost_depth} of "
+                        f"grid '{owner.name}' (raise ghost_depth or shrink the neighbourhood)")
 
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -326,7 +359,9 @@ class _Parser:
             if isinstance(node.value, ast.Name) and node.value.id in self.grids:
                 if self.loop_var is None:
                     raise self.err(node, "grid read outside a point loop")
-                return D.Read(node.value.id, self.point(node.slice))
+                at = self.point(node.slice)
+                self.check_reach(node.value.id, at)
+                return D.Read(node.value.id, at)
             raise self.err(node, f"subscript '{ast.unparse(node)}'")
         if isinstance(node, ast.BinOp):
             op = _BINOPS.get(type(node.op))

@@ -107,8 +107,9 @@ class _Lowering:
     def parallel_ok(self, npoints: int) -> bool:
         return self.s.threads != 1 and npoints >= self.s.parallel_min_points
 
-    def omp_for(self, extra: str = "", combined: bool = True) -> str:
-        text = ("omp parallel for" if combined else "omp for") + " schedule(static)" + extra
+    def omp_for(self, extra: str = "", combined: bool = True, simd: bool = False) -> str:
+        text = (("omp parallel for" if combined else "omp for") + (" simd" if simd else "")
+                + " schedule(static)" + extra)
         if combined and self.s.threads > 1:
             text += f" num_threads({self.s.threads})"
         return text
@@ -179,7 +180,7 @@ class _Lowering:
             point += self.body(loop, self.direct_store)
             pr = self.inner_pragmas(True)
             if self.dim == 1 and par:
-                pr = [C.Pragma(self.omp_for(" simd") if self.s.simd else self.omp_for())]
+                pr = [C.Pragma(self.omp_for(simd=self.s.simd))]
             innermost = C.For(idx[d_in], C.Constant(lo[d_in]), C.Constant(hi[d_in]),
                               C.Block(point), pragmas=pr)
         if self.dim == 1:

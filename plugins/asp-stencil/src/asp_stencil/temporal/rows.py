@@ -1,0 +1,117 @@
+"""Row kernels: one point loop of the DAST, applied to one row of the padded 3-D frame.
+
+The temporally blocked driver (``templates/temporal.c.mako``) never addresses a grid by its
+global position alone: the state grid of the previous time level may live in the global array or
+in a per-thread ring buffer of planes. So each point loop becomes a ``static`` C function over a
+row segment ``[lo, hi)`` that receives, for every plane offset ``dz`` it reads the state at, a
+pointer to the start of row ``y`` of plane ``p + dz`` wherever that plane is stored (rows are
+``N2`` doubles apart in both places); constant inputs are read from their global arrays.
+
+Expressions are lowered by the OpenMP backend's :class:`~asp_stencil.lower_c.ExprLowering`, so a
+point computes exactly what the plain sweep computes (same operations, same order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asp_core import cast as C
+
+from .. import dast as D
+from ..lower_c import ExprLowering, c_var
+from .analysis import TemporalPlan, pad3
+
+__all__ = ["RowKernel", "row_kernels", "dz_name"]
+
+CONST_LONG = C.CType("long", const=True)
+IN_PTR = C.CType("double", 1, True, True)
+
+
+def dz_name(dz: int) -> str:
+    """C name of the state-row pointer for plane offset ``dz`` (``s_m1``, ``s_0``, ``s_p2``)."""
+    return f"s_{'m' if dz < 0 else 'p' if dz > 0 else ''}{abs(dz)}"
+
+
+@dataclass
+class RowKernel:
+    """The C function of one point loop and what the driver must pass to it."""
+
+    index: int
+    region: str            # "interior" | "border"
+    name: str
+    dzs: tuple[int, ...]   # plane offsets of state reads, sorted
+    function: C.FunctionDef
+
+
+def _const(v: int) -> C.Expr:
+    return C.Constant(int(v))
+
+
+def _plus(a: C.Expr, k: int) -> C.Expr:
+    return a if k == 0 else C.BinOp(a, "+", _const(k))
+
+
+def _prologue(prog: D.StencilProgram, upto: int, low: ExprLowering) -> list[C.Stmt]:
+    """The top-level scalar assignments before statement ``upto`` (locals of the kernel)."""
+    out: list[C.Stmt] = []
+    declared: set[str] = set()
+    for s in prog.body[:upto]:
+        if isinstance(s, D.Assign):
+            if s.target in declared:
+                out.append(C.Assign(C.Name(c_var(s.target)), low(s.value)))
+            else:
+                declared.add(s.target)
+                out.append(C.Decl(C.DOUBLE, c_var(s.target), low(s.value)))
+    return out
+
+
+def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
+    """One :class:`RowKernel` per point loop of ``prog``, in program order."""
+    n0, n1, n2 = plan.shape
+    out: list[RowKernel] = []
+    x = C.Name("x")
+    for pos, loop in enumerate(prog.body):
+        if not isinstance(loop, D.PointLoop):
+            continue
+        idx = len(out)
+        dzs = sorted({pad3(r.at.offset, 0)[0] for s in loop.body for r in D.reads(s.value)
+                      if r.grid == plan.state})
+
+        def read(r: D.Read) -> C.Expr:
+            dz, dy, dx = pad3(r.at.offset, 0)
+            if r.grid == plan.state:
+                return C.Index(C.Name(dz_name(dz)), _plus(x, dy * n2 + dx))
+            return C.Index(C.Name("c_" + r.grid),
+                           _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
+
+        low = ExprLowering(read, C.DOUBLE)
+        point: list[C.Stmt] = []
+        declared: set[str] = set()
+        for s in loop.body:
+            value = low(s.value)
+            if isinstance(s, D.Assign):
+                if s.target in declared:
+                    point.append(C.Assign(C.Name(c_var(s.target)), value))
+                else:
+                    declared.add(s.target)
+                    point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
+            else:
+                point.append(C.Assign(C.Index(C.Name("out"), x), value))
+        body: list[C.Stmt] = []
+        if plan.constants:
+            body.append(C.Decl(CONST_LONG, "base", C.BinOp(
+                C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
+                C.BinOp(C.Name("y"), "*", _const(n2)))))
+        body += _prologue(prog, pos, low)
+        body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
+                          pragmas=[C.Pragma("omp simd")]))
+        params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
+        params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
+        params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
+        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "lo"),
+                   C.Param(C.LONG, "hi")]
+        name = f"asp_row{idx}"
+        fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
+                           storage=("static", "inline"))
+        out.append(RowKernel(idx, loop.region, name, tuple(dzs), fn))
+    return out

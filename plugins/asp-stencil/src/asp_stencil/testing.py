@@ -1,0 +1,214 @@
+"""Helpers for differential tests of stencil kernels (also used by the CUDA/blocking backends).
+
+``run_both`` runs a kernel through its specialised entry point and through its pure-Python
+semantics on identical copies of the grids; ``assert_bitwise`` compares results bit for bit
+(NaNs compare equal to NaNs). ``kernel_sources`` is a Hypothesis strategy producing random
+kernels of the whole DSL as source text; ``load_kernel`` turns source text into a class whose
+source ``inspect`` can retrieve (so the frontend can parse it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .grid import StencilGrid
+
+__all__ = ["make_grids", "clone_grids", "run_both", "assert_bitwise", "assert_specialised", "load_kernel",
+           "kernel_sources"]
+
+_counter = itertools.count()
+
+
+def make_grids(shape: Sequence[int], n_inputs: int = 1, *, ghost_depth: int = 1, seed: int = 0,
+               neighbor_definition: Sequence[Sequence[tuple[int, ...]]] | None = None,
+               special: bool = False) -> list[StencilGrid]:
+    """``n_inputs`` input grids and an output grid, all filled with random numbers.
+
+    The output starts random too, so a kernel that reads it, or a border it must not touch, is
+    checked as well. ``special`` sprinkles zeros, negative zeros, infinities and NaNs.
+    """
+    rng = np.random.default_rng(seed)
+    grids = []
+    for _ in range(n_inputs + 1):
+        g = StencilGrid(shape, ghost_depth=ghost_depth)
+        g.data[...] = rng.standard_normal(g.shape) * 3
+        if special:
+            flat = g.data.reshape(-1)
+            for value in (0.0, -0.0, np.inf, -np.inf, np.nan, 2.0, -2.0):
+                idx = rng.integers(0, flat.size, size=max(1, flat.size // 40))
+                flat[idx] = value
+        if neighbor_definition is not None:
+            g.neighbor_definition = [list(map(tuple, ids)) for ids in neighbor_definition]
+        grids.append(g)
+    return grids
+
+
+def clone_grids(grids: Sequence[StencilGrid]) -> list[StencilGrid]:
+    out = []
+    for g in grids:
+        c = StencilGrid(g.shape, dtype=g.data.dtype, ghost_depth=g.ghost_depth)
+        c.data[...] = g.data
+        c.neighbor_definition = [list(ids) for ids in g.neighbor_definition]
+        out.append(c)
+    return out
+
+
+def run_both(kernel: Any, grids: Sequence[StencilGrid]) -> tuple[np.ndarray, np.ndarray]:
+    """(pure-Python result, specialised result) of ``kernel`` on copies of ``grids``."""
+    ref = clone_grids(grids)
+    test = clone_grids(grids)
+    with np.errstate(all="ignore"):
+        kernel.pure_python(*ref)
+        kernel.kernel(*test)
+    for a, b in zip(ref[:-1], test[:-1]):
+        assert_bitwise(a.data, b.data, what="an input grid was modified")
+    return ref[-1].data, test[-1].data
+
+
+def assert_specialised(kernel: Any) -> None:
+    """The kernel's dispatcher bound compiled code (not the pure-Python fallback) for every key."""
+    d = kernel.kernel
+    table = d.specializations
+    assert table, "the kernel was never called through its dispatcher"
+    for key, fn in table.items():
+        assert fn is not d.fallback, f"key {key!r} fell back to pure Python"
+
+
+def assert_bitwise(expected: np.ndarray, actual: np.ndarray, what: str = "results differ") -> None:
+    """Bit-for-bit equality of two float arrays (any NaN equals any NaN)."""
+    assert expected.shape == actual.shape, (expected.shape, actual.shape)
+    e = np.ascontiguousarray(expected)
+    a = np.ascontiguousarray(actual)
+    iview = np.uint64 if e.dtype.itemsize == 8 else np.uint32
+    same = (e.view(iview) == a.view(iview)) | (np.isnan(e) & np.isnan(a))
+    if not same.all():
+        bad = np.argwhere(~same)
+        i = tuple(bad[0])
+        raise AssertionError(f"{what}: {len(bad)} of {same.size} points differ; first at {i}: "
+                             f"expected {e[i]!r}, got {a[i]!r}")
+
+
+def load_kernel(source: str, class_name: str = "K", namespace: dict[str, Any] | None = None
+                ) -> type:
+    """Execute ``source`` (defining ``class_name``) under a unique pseudo-file name registered
+    with ``linecache``, so ``inspect.getsource`` works on the kernel."""
+    filename = f"<asp-stencil-generated-{next(_counter)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    import stencil_kernel
+
+    ns: dict[str, Any] = {"__name__": f"asp_stencil_generated_{next(_counter)}", "math": math,
+                          "StencilKernel": stencil_kernel.StencilKernel,
+                          "distance": stencil_kernel.distance}
+    ns.update(namespace or {})
+    exec(compile(source, filename, "exec"), ns)  # noqa: S102 - test helper
+    return ns[class_name]
+
+
+def kernel_sources(max_depth: int = 3) -> Any:
+    """Hypothesis strategy: ``(source, dim, n_inputs, ghost_depth, custom_offsets)``.
+
+    Kernels use the whole DSL: interior and border loops, neighbour loops over the default ids
+    and a custom id, reads of every grid (the output too, making some loops Gauss–Seidel),
+    locals, ``= += -= *=``, literals, attributes ``self.alpha``/``self.k``, ``+ - * / ** //``,
+    unary minus, ``abs/min/max``, ``math.sqrt/exp/log/sin/cos`` (arguments kept in each
+    function's domain, as Python raises where C returns NaN), ``distance`` and conditional
+    expressions. Literal divisors are never zero (Python raises on ``1 / 0``).
+    """
+    from hypothesis import strategies as st
+
+    @st.composite
+    def build(draw: Any) -> tuple[str, int, int, int, list[tuple[int, ...]]]:
+        dim = draw(st.integers(1, 3))
+        ghost = draw(st.integers(1, 2))
+        n_inputs = draw(st.integers(1, 2))
+        custom = draw(st.lists(st.tuples(*[st.integers(-ghost, ghost)] * dim), min_size=1,
+                               max_size=4))
+        inputs = [f"a{i}" for i in range(n_inputs)]
+        grids = inputs + ["out"]
+        lits = st.sampled_from(["2", "3", "0.5", "1.5", "-1.25", "0.1", "7", "1e-3", "-4"])
+
+        def expr(locs: list[str], point_vars: list[str], depth: int) -> str:
+            leaf = st.one_of(
+                lits, st.just("self.alpha"), st.just("self.k"),
+                st.sampled_from([f"{g}[{p}]" for g in grids for p in point_vars]),
+                *( [st.sampled_from(locs)] if locs else []),
+                *( [st.just(f"distance({point_vars[0]}, {point_vars[-1]})")]
+                   if len(point_vars) > 1 else []))
+            if depth <= 0:
+                return draw(leaf)
+            kind = draw(st.sampled_from(["leaf", "leaf", "bin", "bin", "bin", "neg", "call",
+                                         "cond", "pow", "div"]))
+            sub = lambda: expr(locs, point_vars, depth - 1)  # noqa: E731
+            if kind == "leaf":
+                return draw(leaf)
+            if kind == "bin":
+                return f"({sub()} {draw(st.sampled_from(['+', '-', '*']))} {sub()})"
+            if kind == "div":
+                op = draw(st.sampled_from(["/", "//"]))
+                right = draw(st.one_of(lits, st.just("__sub__")))
+                return f"({sub()} {op} {sub() if right == '__sub__' else right})"
+            if kind == "pow":
+                return f"({sub()} ** {draw(st.sampled_from(['2', '3', '0.5', '-1']))})"
+            if kind == "neg":
+                return f"(-{sub()})"
+            if kind == "cond":
+                cmp = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
+                return f"({sub()} if {sub()} {cmp} {sub()} else {sub()})"
+            fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos"]))
+            if fn == "abs":
+                return f"abs({sub()})"
+            if fn in ("min", "max"):
+                n = draw(st.integers(2, 3))
+                return f"{fn}({', '.join(sub() for _ in range(n))})"
+            if fn == "sqrt":
+                return f"math.sqrt(abs({sub()}))"
+            if fn == "exp":
+                return f"math.exp(min({sub()}, 50.0))"
+            if fn == "log":
+                return f"math.log(abs({sub()}) + 1.0)"
+            return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+
+        lines = ["class K(StencilKernel):",
+                 "    alpha = 0.75",
+                 "    k = 3",
+                 f"    def kernel(self, {', '.join(grids)}):",
+                 "        c0 = self.alpha * 2"]
+        n_loops = draw(st.integers(1, 2))
+        for li in range(n_loops):
+            region = draw(st.sampled_from(["interior", "interior", "border"]))
+            pad = "            "
+            lines.append(f"        for x in out.{region}_points():")
+            locs = ["c0"]
+            n_stmts = draw(st.integers(1, 4))
+            for si in range(n_stmts):
+                kind = draw(st.sampled_from(["local", "store", "aug", "nbr"]))
+                if kind == "nbr" and region == "interior":
+                    nid = draw(st.sampled_from([0, 1, 2]))
+                    src = draw(st.sampled_from(grids))
+                    acc = f"s{li}_{si}"
+                    lines.append(f"{pad}{acc} = {expr(locs, ['x'], 1)}")
+                    lines.append(f"{pad}for y in {src}.neighbors(x, {nid}):")
+                    inner = locs + [acc]
+                    op = draw(st.sampled_from(["+", "-", "*"]))
+                    lines.append(f"{pad}    {acc} = {acc} {op} {expr(inner, ['x', 'y'], max_depth - 1)}")
+                    if draw(st.booleans()):
+                        lines.append(f"{pad}    out[x] += {expr(inner, ['x', 'y'], 1)}")
+                    locs = inner
+                elif kind == "local":
+                    name = f"t{li}_{si}"
+                    lines.append(f"{pad}{name} = {expr(locs, ['x'], max_depth)}")
+                    locs = locs + [name]
+                elif kind == "aug":
+                    op = draw(st.sampled_from(["+=", "-=", "*="]))
+                    lines.append(f"{pad}out[x] {op} {expr(locs, ['x'], max_depth)}")
+                else:
+                    lines.append(f"{pad}out[x] = {expr(locs, ['x'], max_depth)}")
+        source = "\n".join(lines) + "\n"
+        return source, dim, n_inputs, ghost, custom
+
+    return build()
