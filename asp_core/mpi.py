@@ -1,0 +1,259 @@
+"""Small MPI helpers shared by the distributed specializers and their tests.
+
+Asp never ships its own transport: distributed runs use mpi4py over whatever MPI the user has
+(the ``mpich`` wheel from the package index is enough, ``pip install 'asp-core[mpi]'``). This
+module holds what every distributed component needs and nothing heavier:
+
+* :func:`import_mpi` – the lazy import of ``mpi4py.MPI`` with an actionable error (importing
+  ``asp_core`` or a plugin's registration module must never import mpi4py);
+* :func:`fatal_errors` – a context manager/decorator that turns an exception on ONE rank into
+  ``comm.Abort`` so that no other rank waits forever in a collective;
+* :func:`agree` and :func:`check_same` – collective validation: a bad argument found on any
+  rank (or a value that differs between ranks, e.g. a grid shape) raises the same clear
+  ``ValueError`` on every rank, so they all leave the collective path together;
+* :class:`CommStats` – counters of point-to-point messages and global reductions, the figures
+  the communication-avoiding algorithms are judged by;
+* :func:`block_range` – the balanced contiguous split used for rows, samples and grid axes;
+* :func:`find_mpiexec` and :func:`run_mpi` – launching ``mpiexec -n N python script.py`` from
+  pytest or a benchmark with a hard timeout (the whole process group is killed on expiry, so a
+  hung run fails the test instead of hanging CI).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+__all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
+           "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "MPIRun",
+           "run_mpi"]
+
+MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MPIUnavailable(ImportError):
+    """mpi4py (or an MPI library under it) cannot be imported."""
+
+
+def import_mpi() -> Any:
+    """``mpi4py.MPI``, imported on first use; :class:`MPIUnavailable` names the fix."""
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # mpi4py missing, or its MPI library missing
+        raise MPIUnavailable(f"distributed runs need mpi4py and an MPI library ({exc}); "
+                             f"install them with: {MPI_INSTALL_HINT}") from exc
+    return MPI
+
+
+def world() -> Any:
+    """``MPI.COMM_WORLD``."""
+    return import_mpi().COMM_WORLD
+
+
+def _rank_size(comm: Any) -> tuple[int, int]:
+    try:
+        return int(comm.Get_rank()), int(comm.Get_size())
+    except Exception:  # pragma: no cover - a broken communicator object
+        return -1, -1
+
+
+class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(comm):``
+    """Abort the whole job when the body raises on any rank.
+
+    MPI programs hang when one rank dies with an exception while the others wait in a
+    collective. Inside ``with fatal_errors(comm):`` (or on a function decorated with
+    ``@fatal_errors()``) an exception prints ``asp[mpi] rank r/P: fatal error`` and the
+    traceback to stderr, then calls ``comm.Abort(exit_code)``, which ends every rank.
+    ``SystemExit(0)`` passes through untouched.
+    """
+
+    def __init__(self, comm: Any = None, exit_code: int = 1) -> None:
+        self.comm = comm
+        self.exit_code = int(exit_code)
+
+    def __enter__(self) -> Any:
+        if self.comm is None:
+            self.comm = world()
+        return self.comm
+
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            return False
+        rank, size = _rank_size(self.comm)
+        text = "".join(traceback.format_exception(etype, exc, tb))
+        sys.stdout.flush()
+        sys.stderr.write(f"asp[mpi] rank {rank}/{size}: fatal error, aborting all ranks: "
+                         f"{etype.__name__}: {exc}\n{text}")
+        sys.stderr.flush()
+        self.comm.Abort(self.exit_code)
+        return False  # pragma: no cover - Abort does not return
+
+    def __call__(self, func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fatal_errors(self.comm, self.exit_code):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def agree(comm: Any, error: str | None, exc_type: type[Exception] = ValueError) -> None:
+    """Collective: raise ``exc_type`` on EVERY rank if ``error`` is set on ANY rank.
+
+    Each rank passes ``None`` when its local checks passed, else a message; the message of every
+    failing rank (prefixed with its number) ends up in the exception, identical on all ranks.
+    """
+    errors = comm.allgather(error)
+    bad = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if bad:
+        raise exc_type("; ".join(f"rank {r}: {e}" for r, e in bad))
+
+
+def check_same(comm: Any, value: Any, what: str) -> Any:
+    """Collective: ``value`` must be equal on all ranks, else ValueError on all ranks."""
+    values = comm.allgather(value)
+    if any(v != values[0] for v in values[1:]):
+        listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
+        raise ValueError(f"mismatched {what} across ranks ({listing}); every rank must pass "
+                         f"the same {what}")
+    return values[0]
+
+
+@dataclass
+class CommStats:
+    """What one rank sent: point-to-point messages, their bytes, and global reductions.
+
+    ``exchanges`` counts neighbour-exchange rounds (one round may send several messages);
+    ``reductions`` counts collectives that combine values from all ranks (Allreduce and
+    friends). Algorithms increment these themselves, so the figures are exactly the traffic
+    of the algorithm, not of the set-up.
+    """
+
+    messages: int = 0
+    bytes: int = 0
+    exchanges: int = 0
+    reductions: int = 0
+    setup_messages: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
+
+    def message(self, nbytes: int) -> None:
+        self.messages += 1
+        self.bytes += int(nbytes)
+
+    def reduction(self, n: int = 1) -> None:
+        self.reductions += n
+
+    def reset(self) -> None:
+        self.messages = self.bytes = self.exchanges = self.reductions = 0
+        self.setup_messages = 0
+        self.notes.clear()
+
+    def total(self, comm: Any) -> dict[str, int]:
+        """Collective: counters summed over ranks (reductions and exchanges: rank 0's)."""
+        mine = [self.messages, self.bytes, self.exchanges, self.reductions]
+        allv = comm.allgather(mine)
+        return {"messages": sum(v[0] for v in allv), "bytes": sum(v[1] for v in allv),
+                "exchanges": max(v[2] for v in allv), "reductions": max(v[3] for v in allv)}
+
+
+def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
+    """``[lo, hi)`` of part ``index`` when ``range(n)`` is split into ``parts`` near-equal blocks.
+
+    The first ``n % parts`` blocks get one extra item; blocks may be empty when ``n < parts``.
+    """
+    if parts < 1 or not 0 <= index < parts:
+        raise ValueError(f"block_range: need 0 <= index < parts, got index={index}, "
+                         f"parts={parts}")
+    base, extra = divmod(int(n), int(parts))
+    lo = index * base + min(index, extra)
+    return lo, lo + base + (1 if index < extra else 0)
+
+
+# -- launching ------------------------------------------------------------------------------------
+
+def find_mpiexec() -> str | None:
+    """``mpiexec`` next to the running Python (the mpich wheel puts it there), else on PATH."""
+    here = Path(sys.executable).parent
+    for name in ("mpiexec", "mpirun"):
+        cand = here / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return shutil.which("mpiexec") or shutil.which("mpirun")
+
+
+@dataclass
+class MPIRun:
+    """The outcome of :func:`run_mpi`."""
+
+    command: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def lines(self, prefix: str) -> Iterator[str]:
+        """Lines of stdout starting with ``prefix`` (scripts report results this way)."""
+        return (ln for ln in self.stdout.splitlines() if ln.startswith(prefix))
+
+    def describe(self) -> str:
+        state = "timed out" if self.timed_out else f"exit code {self.returncode}"
+        return (f"{' '.join(self.command)}: {state} after {self.seconds:.1f} s\n"
+                f"--- stdout ---\n{self.stdout[-6000:]}\n--- stderr ---\n{self.stderr[-6000:]}")
+
+
+def run_mpi(script_or_module: str | os.PathLike[str], nprocs: int, timeout: float = 60.0, *,
+            args: Sequence[str] = (), module: bool = False, env: dict[str, str] | None = None,
+            check: bool = False, cwd: str | os.PathLike[str] | None = None) -> MPIRun:
+    """Run ``mpiexec -n nprocs python script args`` (or ``python -m module``), with a timeout.
+
+    On timeout every process of the launch is killed (it runs in its own session, so one
+    ``killpg`` reaches mpiexec and all ranks) and ``timed_out`` is set. ``check=True`` raises
+    ``RuntimeError`` with both output streams when the run failed or timed out.
+    ``env`` is added to the current environment; ``OMP_NUM_THREADS`` defaults to 1 so that
+    ranks do not oversubscribe the cores (override it in ``env``).
+    """
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        raise MPIUnavailable(f"mpiexec not found next to {sys.executable} or on PATH; "
+                             f"{MPI_INSTALL_HINT}")
+    if int(nprocs) < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    target = ["-m", str(script_or_module)] if module else [str(script_or_module)]
+    cmd = [mpiexec, "-n", str(int(nprocs)), sys.executable, *target, *map(str, args)]
+    full_env = dict(os.environ)
+    full_env.setdefault("OMP_NUM_THREADS", "1")
+    full_env.update(env or {})
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, cwd=cwd, start_new_session=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # pragma: no cover - ended just now
+            pass
+        out, err = proc.communicate()
+    result = MPIRun(cmd, proc.returncode if not timed_out else -9, out, err,
+                    time.perf_counter() - start, timed_out)
+    if check and not result.ok:
+        raise RuntimeError(result.describe())
+    return result

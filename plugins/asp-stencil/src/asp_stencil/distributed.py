@@ -1,0 +1,634 @@
+"""Distributed stencils over MPI: the same user ``StencilKernel`` on a decomposed grid.
+
+A :class:`DistributedStencilGrid` stands for one global ``StencilGrid`` (same ``shape``,
+``ghost_depth``, ``neighbor_definition``) cut into blocks over a Cartesian process grid
+(``MPI.Compute_dims``). Each rank stores its block plus a halo of ``halo_depth`` points on the
+sides it shares with other ranks, as an ordinary local :class:`~asp_stencil.grid.StencilGrid`
+whose ``ghost_depth`` is the global one. The user's kernel runs unchanged on those local grids:
+its ``interior_points()`` on a local grid are exactly the points this rank must compute (its own
+global-interior points, plus ``halo_depth - ghost_depth`` points of redundant work into the
+halo), so the specialised code, the autotuner and the fallback are the single-process ones.
+
+Why results are bitwise equal to a single process: every global-interior point is computed by
+the same generated expression from the same neighbour values, and the decomposition only
+changes which process evaluates it. Physical borders stay with the ranks that own them and are
+never written (kernels that loop over ``border_points()`` are refused: the border of a block is
+not the border of the grid).
+
+Communication:
+
+* :func:`exchange` refreshes the halos with non-blocking point-to-point messages, one packed
+  message per neighbouring rank however many grids travel (faces, edges and corners alike: the
+  data to send is the intersection of the neighbour's halo box with this rank's block, so
+  neighbours of neighbours are reached when a block is thinner than the halo).
+* ``overlap=True`` (:func:`sweep`, :func:`iterate`) posts the messages, computes the points that
+  need no halo first, then waits and computes the shell (the "interior-first" variant).
+* :func:`iterate` with ``halo_depth = s * ghost_depth`` exchanges once every ``s`` steps instead
+  of every step (communication avoidance, at the price of redundant halo computation).
+
+Gather/scatter helpers move whole grids between one rank and the decomposition.
+mpi4py is imported only when a distributed object is created (never by ``import asp_stencil``).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from asp_stencil.grid import StencilGrid
+
+__all__ = ["Decomposition", "DistributedStencilGrid", "DistributedKernel", "distribute",
+           "exchange", "sweep", "iterate", "check_kernel"]
+
+Box = tuple[tuple[int, int], ...]
+_TAG = 7301
+
+
+def _box_empty(b: Box) -> bool:
+    return any(hi <= lo for lo, hi in b)
+
+
+def _intersect(a: Box, b: Box) -> Box:
+    return tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b))
+
+
+def _size(b: Box) -> int:
+    n = 1
+    for lo, hi in b:
+        n *= max(0, hi - lo)
+    return n
+
+
+def _slices(b: Box, origin: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(lo - o, hi - o) for (lo, hi), o in zip(b, origin))
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Who owns which block of a global grid, and each rank's stored box.
+
+    ``owned[r]``: rank r's block in global coordinates; its global-interior points are split
+    evenly along each axis and ranks on the grid's edge also own the border layers.
+    ``stored[r]``: ``owned[r]`` widened by ``halo`` on every side shared with another rank
+    (clipped to the grid): what rank r keeps in memory.
+    """
+
+    shape: tuple[int, ...]
+    ghost_depth: int
+    halo: int
+    dims: tuple[int, ...]
+    owned: tuple[Box, ...]
+    stored: tuple[Box, ...]
+    coords: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def build(shape: Sequence[int], ghost_depth: int, halo: int, dims: Sequence[int]
+              ) -> Decomposition:
+        from asp_core.mpi import block_range
+
+        shape = tuple(int(s) for s in shape)
+        dims = tuple(int(d) for d in dims)
+        g = int(ghost_depth)
+        nranks = int(np.prod(dims))
+        owned, stored, coords = [], [], []
+        for r in range(nranks):
+            c = tuple(int(v) for v in np.unravel_index(r, dims))  # row-major, as MPI_Cart
+            ob, sb = [], []
+            for n, d, ci in zip(shape, dims, c):
+                lo, hi = block_range(n - 2 * g, d, ci)
+                lo, hi = lo + g, hi + g
+                if ci == 0:
+                    lo = 0
+                if ci == d - 1:
+                    hi = n
+                ob.append((lo, hi))
+                sb.append((lo if ci == 0 else max(0, lo - halo),
+                           hi if ci == d - 1 else min(n, hi + halo)))
+            owned.append(tuple(ob))
+            stored.append(tuple(sb))
+            coords.append(c)
+        return Decomposition(shape, g, int(halo), dims, tuple(owned), tuple(stored),
+                             tuple(coords))
+
+    def compute_box(self, rank: int) -> Box:
+        """Points rank ``rank``'s local kernel call computes: its stored box less the border."""
+        g = self.ghost_depth
+        return tuple((lo + g, hi - g) for lo, hi in self.stored[rank])
+
+    def halo_free_box(self, rank: int) -> Box:
+        """Points of the compute box whose stencil needs no halo value (overlap variant)."""
+        g = self.ghost_depth
+        cb = self.compute_box(rank)
+        inner = []
+        for (olo, ohi), (slo, shi) in zip(self.owned[rank], self.stored[rank]):
+            inner.append((olo + g if slo < olo else olo, ohi - g if shi > ohi else ohi))
+        return _intersect(cb, tuple(inner))
+
+
+@dataclass
+class _Plan:
+    """The messages of one halo exchange for one rank: (peer, box) to receive and to send."""
+
+    recv: list[tuple[int, Box]] = field(default_factory=list)
+    send: list[tuple[int, Box]] = field(default_factory=list)
+
+
+def _exchange_plan(dec: Decomposition, rank: int) -> _Plan:
+    plan = _Plan()
+    me_stored, me_owned = dec.stored[rank], dec.owned[rank]
+    for q in range(len(dec.owned)):
+        if q == rank:
+            continue
+        rb = _intersect(me_stored, dec.owned[q])
+        if not _box_empty(rb):
+            plan.recv.append((q, rb))
+        sb = _intersect(dec.stored[q], me_owned)
+        if not _box_empty(sb):
+            plan.send.append((q, sb))
+    return plan
+
+
+class DistributedStencilGrid:
+    """A global stencil grid decomposed over the ranks of ``comm``.
+
+    :param shape: the global shape, ghost layers included (as :class:`StencilGrid`).
+    :param comm: an MPI communicator (default ``MPI.COMM_WORLD``); a Cartesian communicator
+        with ``dims`` is derived from it.
+    :param ghost_depth: the global grid's border depth (the kernel's reach).
+    :param halo_depth: depth of the halos between ranks (default ``ghost_depth``); a multiple
+        ``s * ghost_depth`` lets :func:`iterate` exchange once every ``s`` steps.
+    :param dims: process-grid shape (default ``MPI.Compute_dims(size, dim)``).
+    :param like: another distributed grid whose decomposition (and communicator) to share.
+
+    Collective: every rank must create its grids in the same order with the same arguments;
+    mismatches raise the same ``ValueError`` on all ranks.
+    """
+
+    def __init__(self, shape: Sequence[int] | None = None, comm: Any = None,
+                 dtype: Any = np.float64, ghost_depth: int = 1, halo_depth: int | None = None,
+                 dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
+                 ) -> None:
+        from asp_core.mpi import agree, check_same, import_mpi
+
+        if like is not None:
+            self._init_like(like, dtype)
+            return
+        MPI = import_mpi()
+        comm = MPI.COMM_WORLD if comm is None else comm
+        error = None
+        try:
+            template = StencilGrid(shape if shape is not None else (), dtype=dtype,
+                                   ghost_depth=ghost_depth)
+        except (TypeError, ValueError) as exc:
+            template, error = None, str(exc)
+        agree(comm, error)
+        assert template is not None
+        g = template.ghost_depth
+        halo = g if halo_depth is None else halo_depth
+        if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < g:
+            error = f"halo_depth must be an int >= ghost_depth ({g}), got {halo_depth!r}"
+        elif g == 0 and halo != 0:
+            error = "halo_depth must be 0 for a grid with ghost_depth 0"
+        agree(comm, error)
+        size = comm.Get_size()
+        if dims is None:
+            dims = MPI.Compute_dims(size, template.dim)
+        dims = tuple(int(d) for d in dims)
+        check_same(comm, (template.shape, str(template.data.dtype), g, int(halo), dims),
+                   "grid (shape, dtype, ghost_depth, halo_depth, dims)")
+        if len(dims) != template.dim or int(np.prod(dims)) != size or min(dims) < 1:
+            raise ValueError(f"dims {dims} do not match a {template.dim}-D grid on {size} ranks "
+                             f"(their product must be the number of ranks)")
+        inner = tuple(n - 2 * g for n in template.shape)
+        if any(i < d for i, d in zip(inner, dims)):
+            raise ValueError(f"the grid's interior {inner} (shape {template.shape} less "
+                             f"ghost_depth {g} on each side) is smaller than the process grid "
+                             f"{dims}: every rank needs at least one interior point along each "
+                             f"axis; use fewer ranks or pass dims=")
+        self.cart = comm.Create_cart(dims, periods=[False] * len(dims), reorder=False)
+        self.comm = comm
+        self.dec = Decomposition.build(template.shape, g, int(halo), dims)
+        self._setup(template.data.dtype, template.neighbor_definition)
+
+    def _init_like(self, other: DistributedStencilGrid, dtype: Any) -> None:
+        self.cart, self.comm, self.dec = other.cart, other.comm, other.dec
+        self._setup(np.dtype(dtype), [list(ids) for ids in other.neighbor_definition])
+
+    def _setup(self, dtype: Any, neighbor_definition: list) -> None:
+        self.rank = self.cart.Get_rank()
+        self.size = self.cart.Get_size()
+        self.shape: tuple[int, ...] = self.dec.shape
+        self.dim = len(self.shape)
+        self.ghost_depth = self.dec.ghost_depth
+        self.halo_depth = self.dec.halo
+        self.dims = self.dec.dims
+        self.owned_box: Box = self.dec.owned[self.rank]
+        self.stored_box: Box = self.dec.stored[self.rank]
+        self.origin = tuple(lo for lo, _ in self.stored_box)
+        self.local = StencilGrid(tuple(hi - lo for lo, hi in self.stored_box), dtype=dtype,
+                                 ghost_depth=self.ghost_depth)
+        self.neighbor_definition = neighbor_definition
+        self._plan = _exchange_plan(self.dec, self.rank)
+
+    # -- views ----------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype:
+        return self.local.data.dtype
+
+    @property
+    def owned_slices(self) -> tuple[slice, ...]:
+        """This rank's block as slices of the global array."""
+        return tuple(slice(lo, hi) for lo, hi in self.owned_box)
+
+    @property
+    def owned(self) -> np.ndarray:
+        """This rank's block of the global grid (a view into the local array)."""
+        return self.local.data[_slices(self.owned_box, self.origin)]
+
+    def neighbors_of(self) -> list[int]:
+        """Ranks this rank receives halo data from."""
+        return [q for q, _ in self._plan.recv]
+
+    def load_global(self, array: Any) -> None:
+        """Fill the local array (block and halo) from a global array every rank holds."""
+        arr = np.asarray(array.data if isinstance(array, StencilGrid) else array)
+        if arr.shape != self.shape:
+            raise ValueError(f"global array has shape {arr.shape}, the grid is {self.shape}")
+        self.local.data[...] = arr[tuple(slice(lo, hi) for lo, hi in self.stored_box)]
+
+    @classmethod
+    def from_global(cls, grid: StencilGrid | np.ndarray, comm: Any = None, *,
+                    halo_depth: int | None = None, dims: Sequence[int] | None = None,
+                    ghost_depth: int | None = None) -> DistributedStencilGrid:
+        """The decomposition of a grid that every rank holds in full (no communication)."""
+        arr = grid.data if isinstance(grid, StencilGrid) else np.asarray(grid)
+        g = grid.ghost_depth if isinstance(grid, StencilGrid) else (ghost_depth or 1)
+        out = cls(arr.shape, comm, dtype=arr.dtype, ghost_depth=g, halo_depth=halo_depth,
+                  dims=dims)
+        if isinstance(grid, StencilGrid):
+            out.neighbor_definition = [list(ids) for ids in grid.neighbor_definition]
+        out.load_global(arr)
+        return out
+
+    def scatter(self, array: np.ndarray | None, root: int = 0) -> None:
+        """Collective: distribute ``array`` (significant on ``root`` only) over the ranks."""
+        from asp_core.mpi import agree
+
+        error = None
+        if self.rank == root:
+            if array is None or np.shape(array) != self.shape:
+                error = (f"scatter: root must pass an array of the grid's shape {self.shape}, "
+                         f"got {None if array is None else np.shape(array)}")
+        agree(self.cart, error)
+        if self.rank == root:
+            src = np.asarray(array, dtype=self.dtype)
+            reqs, bufs = [], []  # the buffers must live until their sends complete
+            for q in range(self.size):
+                sl = tuple(slice(lo, hi) for lo, hi in self.dec.stored[q])
+                if q == root:
+                    self.local.data[...] = src[sl]
+                else:
+                    bufs.append(np.ascontiguousarray(src[sl]))
+                    reqs.append(self.cart.Isend(bufs[-1], dest=q, tag=_TAG + 1))
+            for r in reqs:
+                r.Wait()
+        else:
+            self.cart.Recv(self.local.data, source=root, tag=_TAG + 1)
+
+    def gather(self, root: int = 0) -> np.ndarray | None:
+        """Collective: the global array on ``root`` (``None`` elsewhere)."""
+        mine = np.ascontiguousarray(self.owned)
+        if self.rank != root:
+            self.cart.Send(mine, dest=root, tag=_TAG + 2)
+            return None
+        out = np.empty(self.shape, dtype=self.dtype)
+        for q in range(self.size):
+            sl = tuple(slice(lo, hi) for lo, hi in self.dec.owned[q])
+            if q == root:
+                out[sl] = mine
+            else:
+                buf = np.empty(tuple(hi - lo for lo, hi in self.dec.owned[q]), self.dtype)
+                self.cart.Recv(buf, source=q, tag=_TAG + 2)
+                out[sl] = buf
+        return out
+
+    def allgather(self) -> np.ndarray:
+        """Collective: the global array on every rank."""
+        out = self.gather(0)
+        if self.rank != 0:
+            out = np.empty(self.shape, dtype=self.dtype)
+        self.cart.Bcast(out, root=0)
+        return out
+
+    def to_stencil_grid(self, root: int = 0) -> StencilGrid | None:
+        """Collective: a global :class:`StencilGrid` on ``root`` (``None`` elsewhere)."""
+        data = self.gather(root)
+        if data is None:
+            return None
+        g = StencilGrid(self.shape, dtype=self.dtype, ghost_depth=self.ghost_depth)
+        g.data = data
+        g.neighbor_definition = [list(ids) for ids in self.neighbor_definition]
+        return g
+
+    def __repr__(self) -> str:
+        return (f"DistributedStencilGrid(shape={list(self.shape)}, dtype={self.dtype}, "
+                f"ghost_depth={self.ghost_depth}, halo_depth={self.halo_depth}, "
+                f"dims={list(self.dims)}, rank={self.rank}, owned={self.owned_box})")
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+_CHECKED: dict[type, tuple[str | None, bool]] = {}
+
+
+def _kernel_function(kernel: Any) -> Any:
+    for klass in type(kernel).__mro__:
+        k = klass.__dict__.get("kernel")
+        if k is not None:
+            return getattr(k, "func", k)
+    raise TypeError(f"{type(kernel).__name__} has no kernel method; distributed stencils run "
+                    "StencilKernel subclasses")
+
+
+def check_kernel(kernel: Any) -> bool:
+    """Refuse kernels a decomposition cannot run; return whether the kernel reads its output.
+
+    A kernel that loops over ``border_points()`` would write the block edges of every rank
+    instead of the grid's border, so it raises ``ValueError``. Reading the output grid (e.g.
+    ``out[x] = out[x] + ...``) is allowed; the output's halo then travels with the inputs.
+    """
+    cls = type(kernel)
+    if cls not in _CHECKED:
+        func = _kernel_function(kernel)
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+        except (OSError, TypeError):
+            _CHECKED[cls] = (None, True)  # no source: assume the worst about reading the output
+        else:
+            fn = next(n for n in ast.walk(tree)
+                      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+            params = [a.arg for a in fn.args.args]
+            out_name = params[-1] if len(params) >= 2 else None
+            problem = None
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Attribute) and node.attr == "border_points":
+                    problem = (f"{cls.__name__}.kernel loops over border_points() (line "
+                               f"{func.__code__.co_firstlineno + node.lineno - 1}); a "
+                               "distributed grid runs kernels that update interior points only, "
+                               "because the border of a rank's block is not the grid's border")
+            reads_out = _reads_output(fn, out_name) if out_name else True
+            _CHECKED[cls] = (problem, reads_out)
+    problem, reads_out = _CHECKED[cls]
+    if problem:
+        raise ValueError(problem)
+    return reads_out
+
+
+def _reads_output(fn: ast.AST, out_name: str) -> bool:
+    """Whether ``out_name[...]`` is read anywhere (as a value or an augmented target)."""
+    for node in ast.walk(fn):
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+            base = node.target.value
+            if isinstance(base, ast.Name) and base.id == out_name:
+                return True
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            base = node.value
+            if isinstance(base, ast.Name) and base.id == out_name:
+                return True
+        if isinstance(node, ast.Call):  # out passed to something other than its methods
+            for a in node.args:
+                if isinstance(a, ast.Name) and a.id == out_name:
+                    return True
+    return False
+
+
+def _check_grids(grids: Sequence[DistributedStencilGrid]) -> None:
+    if len(grids) < 1:
+        raise TypeError("a stencil kernel takes its grids as arguments (inputs first, output "
+                        "last)")
+    first = grids[0]
+    for i, g in enumerate(grids):
+        if not isinstance(g, DistributedStencilGrid):
+            raise TypeError(f"argument {i + 1} is a {type(g).__name__}; pass only "
+                            "DistributedStencilGrid objects to a distributed kernel")
+        if g.dec != first.dec or g.comm != first.comm:
+            raise ValueError(f"grid {i + 1} has a different decomposition ({g.dec.shape}, halo "
+                             f"{g.halo_depth}, dims {g.dims}) from grid 1 ({first.dec.shape}, "
+                             f"halo {first.halo_depth}, dims {first.dims}); create grids with "
+                             "the same arguments or with like=")
+    for i, g in enumerate(grids[:-1]):
+        if g is grids[-1]:
+            raise ValueError(f"the output grid is also input grid {i + 1}; pass a separate "
+                             "output grid")
+
+
+def _sync_neighbors(grids: Sequence[DistributedStencilGrid]) -> None:
+    for g in grids:
+        g.local.neighbor_definition = g.neighbor_definition
+
+
+def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
+    """Collective: refresh the halos of ``grids`` (one packed message per neighbour rank)."""
+    reqs = _start_exchange(list(grids), stats)
+    _finish_exchange(list(grids), reqs)
+
+
+def _start_exchange(grids: list[DistributedStencilGrid], stats: Any) -> Any:
+    if not grids:
+        return None
+    g0 = grids[0]
+    MPI = __import__("mpi4py.MPI", fromlist=["MPI"])
+    dtype = g0.dtype
+    recvs, sends, reqs = [], [], []
+    for q, box in g0._plan.recv:
+        buf = np.empty(_size(box) * len(grids), dtype=dtype)
+        recvs.append((buf, box))
+        reqs.append(g0.cart.Irecv(buf, source=q, tag=_TAG))
+    for q, box in g0._plan.send:
+        sl = _slices(box, g0.origin)
+        buf = np.concatenate([g.local.data[sl].ravel() for g in grids])
+        sends.append(buf)
+        reqs.append(g0.cart.Isend(buf, dest=q, tag=_TAG))
+        if stats is not None:
+            stats.message(buf.nbytes)
+    if stats is not None:
+        stats.exchanges += 1
+    return (MPI, reqs, recvs, sends)
+
+
+def _finish_exchange(grids: list[DistributedStencilGrid], pending: Any) -> None:
+    if pending is None:
+        return
+    MPI, reqs, recvs, _sends = pending
+    MPI.Request.Waitall(reqs)
+    g0 = grids[0]
+    for buf, box in recvs:
+        sl = _slices(box, g0.origin)
+        shape = tuple(hi - lo for lo, hi in box)
+        n = _size(box)
+        for i, g in enumerate(grids):
+            g.local.data[sl] = buf[i * n:(i + 1) * n].reshape(shape)
+
+
+def _subgrid(g: StencilGrid, box: Box, origin: Sequence[int], ghost: int, neighbor_def: list
+             ) -> tuple[StencilGrid, bool]:
+    """A StencilGrid over ``box`` widened by ``ghost``: a view when contiguous, else a copy."""
+    wide = tuple((lo - ghost, hi + ghost) for lo, hi in box)
+    view = g.data[_slices(wide, origin)]
+    sub = StencilGrid(view.shape, dtype=view.dtype, ghost_depth=ghost)  # zeros: lazily mapped
+    sub.neighbor_definition = neighbor_def
+    if view.flags.c_contiguous:
+        sub.data = view
+        return sub, True
+    sub.data = np.ascontiguousarray(view)
+    return sub, False
+
+
+def _shell_boxes(outer: Box, inner: Box) -> list[Box]:
+    """Disjoint boxes covering ``outer`` minus ``inner`` (inner inside outer)."""
+    boxes = []
+    cur = list(outer)
+    for a in range(len(outer)):
+        (olo, ohi), (ilo, ihi) = cur[a], inner[a]
+        if ilo > olo:
+            b = list(cur)
+            b[a] = (olo, ilo)
+            boxes.append(tuple(b))
+        if ohi > ihi:
+            b = list(cur)
+            b[a] = (ihi, ohi)
+            boxes.append(tuple(b))
+        cur[a] = (ilo, ihi)
+    return [b for b in boxes if not _box_empty(b)]
+
+
+def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) -> None:
+    """Run the kernel on the points of ``box`` only (sub-grids with the kernel's border)."""
+    if _box_empty(box):
+        return
+    g0 = grids[0]
+    subs = [_subgrid(g.local, box, g0.origin, g0.ghost_depth, g.neighbor_definition)
+            for g in grids]
+    kernel.kernel(*[s for s, _ in subs])
+    out_sub, is_view = subs[-1]
+    if not is_view:
+        gg = g0.ghost_depth
+        inner = tuple(slice(gg, n - gg) for n in out_sub.shape)
+        grids[-1].local.data[_slices(box, g0.origin)] = out_sub.data[inner]
+
+
+def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid]) -> None:
+    kernel.kernel(*[g.local for g in grids])
+
+
+def sweep(kernel: Any, *grids: DistributedStencilGrid, overlap: bool = False,
+          stats: Any = None) -> DistributedStencilGrid:
+    """Collective: one kernel call on distributed grids (halo exchange, then the local call).
+
+    ``overlap=True`` computes the halo-independent points while the messages travel.
+    Returns the output grid.
+    """
+    _check_grids(grids)
+    reads_out = check_kernel(kernel)
+    _sync_neighbors(grids)
+    travel = list(grids) if reads_out else list(grids[:-1])
+    _step(kernel, grids, travel, overlap, stats)
+    return grids[-1]
+
+
+def _step(kernel: Any, grids: Sequence[DistributedStencilGrid],
+          travel: list[DistributedStencilGrid], overlap: bool, stats: Any) -> None:
+    g0 = grids[0]
+    if not overlap:
+        exchange(*travel, stats=stats)
+        _local_call(kernel, grids)
+        return
+    pending = _start_exchange(travel, stats)
+    inner = g0.dec.halo_free_box(g0.rank)
+    _run_region(kernel, grids, inner)
+    _finish_exchange(travel, pending)
+    for box in _shell_boxes(g0.dec.compute_box(g0.rank), inner):
+        _run_region(kernel, grids, box)
+
+
+def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
+            exchange_every: int | None = None, overlap: bool = False, stats: Any = None
+            ) -> DistributedStencilGrid:
+    """Collective: ``steps`` sweeps with Jacobi ping-pong, as ``StencilKernel.iterate``.
+
+    Halos are exchanged once every ``exchange_every`` steps (default: as many as the halo allows,
+    ``halo_depth // ghost_depth``); between exchanges each rank recomputes the part of its halo
+    that later steps need. Returns the grid holding the last result.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if len(grids) < 2:
+        raise TypeError("iterate() needs at least one input grid and the output grid")
+    _check_grids(grids)
+    reads_out = check_kernel(kernel)
+    _sync_neighbors(grids)
+    g0 = grids[0]
+    g = max(g0.ghost_depth, 1)
+    most = max(1, g0.halo_depth // g)
+    s = most if exchange_every is None else exchange_every
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= most:
+        raise ValueError(f"exchange_every must be an int in 1..{most} (halo_depth "
+                         f"{g0.halo_depth} // ghost_depth {g0.ghost_depth}), got "
+                         f"{exchange_every!r}; create the grids with a deeper halo_depth")
+    gs = list(grids)
+    constants_fresh = False
+    done = 0
+    while done < steps:
+        block = min(s, steps - done)
+        # what must travel: the grids read in this block: the inputs (the constant ones only
+        # once), and the output if the kernel reads it, or once when a block has several steps
+        # (the output is read from step 2 on, and the grid border inside its halo must be right)
+        first = not constants_fresh
+        travel = [gr for gr in gs[:-2] if first] + [gs[-2]]
+        if reads_out or (block > 1 and first):
+            travel.append(gs[-1])
+        constants_fresh = True
+        for j in range(block):
+            if j == 0:
+                _step(kernel, gs, travel, overlap, stats)
+            else:
+                _local_call(kernel, gs)
+            gs[-1], gs[-2] = gs[-2], gs[-1]
+        done += block
+    return gs[-2] if steps else gs[-1]
+
+
+class DistributedKernel:
+    """A user's ``StencilKernel`` instance driven over distributed grids.
+
+    ``DistributedKernel(k).kernel(a, b)`` and ``.iterate(a, b, steps=T)`` mirror the
+    single-process API; the specialisation, tuning and caching are ``k``'s own.
+    """
+
+    def __init__(self, kernel: Any, *, overlap: bool = False) -> None:
+        check_kernel(kernel)
+        self.inner = kernel
+        self.overlap = overlap
+        from asp_core.mpi import CommStats
+
+        self.stats = CommStats()
+
+    def kernel(self, *grids: DistributedStencilGrid) -> DistributedStencilGrid:
+        return sweep(self.inner, *grids, overlap=self.overlap, stats=self.stats)
+
+    __call__ = kernel
+
+    def iterate(self, *grids: DistributedStencilGrid, steps: int,
+                exchange_every: int | None = None) -> DistributedStencilGrid:
+        return iterate(self.inner, *grids, steps=steps, exchange_every=exchange_every,
+                       overlap=self.overlap, stats=self.stats)
+
+
+def distribute(kernel: Any, *, overlap: bool = False) -> DistributedKernel:
+    """``distribute(MyKernel())``: the kernel, for :class:`DistributedStencilGrid` arguments."""
+    return DistributedKernel(kernel, overlap=overlap)
