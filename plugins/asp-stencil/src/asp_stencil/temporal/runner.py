@@ -1,0 +1,260 @@
+"""Compile, autotune and run the temporally blocked ``iterate`` of a kernel instance.
+
+:func:`blocked_iterate` is what ``StencilKernel.iterate`` calls when blocking is worth it (see
+:func:`wants_blocking`): it specialises the kernel exactly as a call would (same frontend and
+domain passes, through an ``asp_core.SpecializationContext``), checks the plan, compiles the
+generated C through the core's cache, and runs ``steps`` sweeps in one C call. Block depth ``K``
+and tile sizes ``B0``/``B1`` are runtime arguments of that one library; the candidates are timed
+on the first calls by ``asp_core.autotune.Autotuner`` and the winner is kept in the perf database.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from asp_core.context import SpecializationContext
+
+from .. import dast as D
+from ..signature import check_grids, stencil_signature
+from .analysis import TemporalPlan, temporal_plan
+from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source
+
+__all__ = ["BlockedIterator", "TemporalParams", "blocked_iterate", "wants_blocking",
+           "candidate_params", "compile_iterator", "specialise"]
+
+_ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class TemporalParams:
+    """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile."""
+
+    K: int
+    B0: int
+    B1: int
+
+    @property
+    def label(self) -> str:
+        return f"K{self.K}-B0_{self.B0}-B1_{self.B1}"
+
+    def as_dict(self) -> dict[str, int]:
+        return {"K": self.K, "B0": self.B0, "B1": self.B1}
+
+
+def _threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+def ring_bytes(plan: TemporalParams | Any, tp: TemporalParams) -> int:
+    """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
+    n0, n1, n2 = plan.shape
+    r0, r1, _ = plan.radius
+    if tp.K <= 1:
+        return 8
+    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * n2
+
+
+def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
+                     max_variants: int = 6) -> list[TemporalParams]:
+    """Tuning points worth timing for ``plan``, the expected best first.
+
+    The working set of a unit (``ring_bytes``) should stay within about the per-core cache;
+    deeper blocks save memory traffic (``1/K``) but redo more halo work
+    (``R1·K/B1`` across tiles, ``R0·K²/B0`` at chunk edges), so the guess balances the two.
+    """
+    n0, n1, n2 = plan.shape
+    r0, r1, _ = plan.radius
+    nt = max(1, threads or _threads())
+    budget = int(1.5 * l2_bytes)
+    if n1 > 1:
+        tiles = [b for b in (16, 32, 64) if b < n1] or [n1]
+        chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
+    else:
+        tiles = [1]
+        chunk_opts = sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True)
+    cands: list[tuple[float, TemporalParams]] = []
+    for b1 in tiles:
+        for b0 in chunk_opts:
+            b0 = max(1, b0)
+            for k in (3, 5, 7, 9, 11, 15, 21):
+                tp = TemporalParams(k, b0, b1)
+                if ring_bytes(plan, tp) > budget and k > 3:
+                    continue
+                halo = 1.0 + (r1 * (k - 1) / b1 if n1 > 1 else 0.0)
+                warm = 1.0 + (r0 * (k - 1) * k / 2 / b0 if b0 < n0 else 0.0)
+                cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
+                cands.append((cost, tp))
+    cands.sort(key=lambda c: c[0])
+    out: list[TemporalParams] = []
+    for _, tp in cands:
+        if tp not in out:
+            out.append(tp)
+    return out[:max_variants] or [TemporalParams(3, n0, max(1, n1))]
+
+
+def wants_blocking(kernel: Any, grids: tuple, steps: int) -> bool:
+    """Whether ``iterate`` should try the blocked variant: more than one step on data that does
+    not fit in the last-level cache, unless ``ASP_STENCIL_TEMPORAL`` (``auto``/``on``/``off``)
+    or the kernel option ``temporal`` says otherwise."""
+    opt = str((getattr(kernel, "asp_options", None) or {}).get(
+        "temporal", os.environ.get("ASP_STENCIL_TEMPORAL", "auto"))).lower()
+    if opt in ("off", "0", "false", "no") or steps < 2:
+        return False
+    if opt in ("on", "1", "true", "yes", "always"):
+        return True
+    from asp_core.hardware import query
+
+    nbytes = sum(int(getattr(g, "data", np.empty(0)).nbytes) for g in grids)
+    return nbytes > query().last_level_cache
+
+
+def _kernel_function(kernel: Any) -> Any:
+    for klass in type(kernel).__mro__:
+        k = klass.__dict__.get("kernel")
+        if k is not None:
+            func = getattr(k, "func", k)
+            return func.__get__(kernel, type(kernel))
+    raise TypeError(f"{type(kernel).__name__} has no kernel method")
+
+
+def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.StencilProgram]:
+    """The optimised DAST of ``kernel`` for ``grids`` (the same phases 1-2 a call runs)."""
+    from ..domain import StencilDomainOptimizer
+    from ..frontend import StencilFrontend
+
+    func = _kernel_function(kernel)
+    ctx = SpecializationContext(specializer="stencil", func=func, args=tuple(grids),
+                                instance=kernel, kernel_name=type(kernel).__name__,
+                                variant="temporal")
+    prog = StencilFrontend().parse(ctx)
+    prog = StencilDomainOptimizer().optimize(prog, ctx)
+    return ctx, prog
+
+
+@dataclass
+class BlockedIterator:
+    """The compiled blocked iteration of one specialisation, with its tuner."""
+
+    prog: D.StencilProgram
+    plan: TemporalPlan
+    cfunc: Any
+    scratch: Any
+    candidates: list[TemporalParams]
+    key: str
+    tuner: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, grids: tuple, steps: int, params: TemporalParams | None = None) -> None:
+        """``steps`` sweeps on ``grids`` (state = ``grids[-2]``, output = ``grids[-1]``)."""
+        check_grids(grids)
+        shape = self.prog.output.shape
+        if grids[-1].data.shape != shape or grids[-1].data.dtype != np.float64:
+            raise ValueError(f"compiled for shape {shape} float64, called with "
+                             f"{grids[-1].data.shape} {grids[-1].data.dtype}")
+        if np.may_share_memory(grids[-2].data, grids[-1].data):
+            raise ValueError("the state grid and the output grid share memory")
+        if not grids[-2].data.flags.writeable:
+            raise ValueError("iterate writes the last input grid too (ping-pong), but its .data "
+                             "is read-only")
+        tp = params
+        name = ""
+        if tp is None:
+            name = self.tuner.next()
+            tp = next(c for c in self.candidates if c.label == name)
+        consts = [g.data.ctypes.data for g in grids[:-2]]
+        t0 = time.perf_counter()
+        rc = self.cfunc(grids[-2].data.ctypes.data, grids[-1].data.ctypes.data, *consts,
+                        int(steps), tp.K, tp.B0, tp.B1)
+        seconds = time.perf_counter() - t0
+        if rc != 0:
+            raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
+        if name and steps > 0:
+            self.tuner.report(name, seconds / steps)
+
+    def tune(self, grids: tuple, steps: int) -> TemporalParams:
+        """Time every candidate now (``steps`` sweeps each, on these grids) and fix the winner."""
+        while not self.tuner.done:
+            self.run(grids, steps)
+        return self.winner
+
+    @property
+    def winner(self) -> TemporalParams:
+        name = self.tuner.winner or self.tuner.next()
+        return next(c for c in self.candidates if c.label == name)
+
+
+def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: TemporalPlan
+                     ) -> BlockedIterator:
+    """Generate, compile (through the core's cache) and bind; set up the autotuner."""
+    from asp_core.autotune import Autotuner
+
+    source = temporal_source(prog, plan)
+    lib = ctx.compile(source, lang="c", openmp=True, name=symbol_prefix(prog),
+                      specialised_on={"temporal": True, "shape": prog.output.shape,
+                                      "dtype": prog.output.dtype})
+    cfunc = getattr(lib.cdll, run_symbol(prog))
+    n = len(prog.grids)
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 4
+    cfunc.restype = ctypes.c_int
+    scratch = getattr(lib.cdll, scratch_symbol(prog))
+    scratch.argtypes = [ctypes.c_long, ctypes.c_long]
+    scratch.restype = ctypes.c_long
+    hw = ctx.hardware
+    l2 = hw.caches.get("L2", 1 << 20)
+    cands = candidate_params(plan, l2_bytes=l2)
+    forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
+    if forced:  # "K,B0,B1": pin one tuning point (benchmarks, debugging)
+        k, b0, b1 = (int(v) for v in forced.split(","))
+        cands = [TemporalParams(k, b0, b1)]
+    key = f"{lib.key}:temporal:{_threads()}"
+    tuner = Autotuner(key, [c.label for c in cands],
+                      params={c.label: c.as_dict() for c in cands},
+                      label=f"{prog.name} temporal {prog.output.shape}",
+                      on_event=lambda ev, **d: ctx.record(ev, **d))
+    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, tuner)
+
+
+def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
+    """The (cached) blocked iterator of ``kernel`` for ``grids``, or why there is none."""
+    key = stencil_signature(tuple(grids), {}, kernel)
+    try:
+        per_kernel = _ITERATORS.setdefault(kernel, {})
+    except TypeError:  # not weak-referenceable: no caching
+        per_kernel = {}
+    hit = per_kernel.get(key)
+    if hit is None:
+        ctx, prog = specialise(kernel, grids)
+        plan = temporal_plan(prog)
+        if isinstance(plan, str):
+            hit = plan
+        else:
+            from asp_core.toolchain import find_toolchain
+
+            tc = find_toolchain("c")
+            hit = compile_iterator(ctx, prog, plan) if tc.has_openmp else \
+                "the C compiler has no OpenMP"
+        per_kernel[key] = hit
+    return hit
+
+
+def blocked_iterate(kernel: Any, grids: tuple, steps: int) -> Union[Any, str]:
+    """Run ``steps`` blocked sweeps; return the grid holding the last result (as ``iterate``
+    does), or a string saying why blocking does not apply (nothing has run then)."""
+    it = get_iterator(kernel, grids)
+    if isinstance(it, str):
+        return it
+    it.run(tuple(grids), steps)
+    gs = list(grids)
+    if steps % 2:
+        gs[-1], gs[-2] = gs[-2], gs[-1]
+    return gs[-2] if steps else gs[-1]

@@ -1,0 +1,174 @@
+<%doc>
+  Temporally blocked Jacobi iteration of one stencil kernel (see asp_stencil/temporal/codegen.py).
+
+  Frame: the grid is viewed as N0 x N1 x N2 (1-D and 2-D grids padded with size-1 dimensions).
+  A *block* advances the state K time levels (K odd) from level t, read from x[t % 2], to level
+  t + K, written to x[(t + 1) % 2]: the other array, whose written points hold the no longer
+  needed level t - 1, so tiles never write what another tile reads. Inside a block, each work
+  unit (a chunk of planes along dimension 0 times a tile of rows along dimension 1) sweeps a
+  wavefront along dimension 0: at outer step i it computes level k on plane i - (k - 1) * R0,
+  keeping the last 2 R0 + 1 planes of every intermediate level in a per-thread ring buffer that
+  stays in cache. Rows of level k extend R1 * (K - k) beyond the tile (overlapped tiling, a
+  little redundant work instead of synchronisation), planes R0 * (K - k) beyond the chunk.
+  Points no loop writes ("untouched") keep, at level k, the value of array x[k % 2]: they are
+  copied from there into the ring buffer so every read sees exactly what the plain sweep sees.
+  The schedule runs blocks of odd depth up to K for steps - 1 levels, then one plain sweep, so
+  at the end x[steps % 2] holds level steps and x[(steps - 1) % 2] level steps - 1, as in the
+  plain ping-pong.
+</%doc>\
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+#define N0 ${n0}L
+#define N1 ${n1}L
+#define N2 ${n2}L
+#define G0 ${g0}L
+#define G1 ${g1}L
+#define G2 ${g2}L
+#define R0 ${r0}L
+#define R1 ${r1}L
+#define SLOTS (2L * R0 + 1L)
+
+${helpers}
+
+${row_functions}
+
+static inline long asp_lmin(long a, long b) { return a < b ? a : b; }
+static inline long asp_lmax(long a, long b) { return a > b ? a : b; }
+
+/* Is row (p, y) inside the interior box along the two outer dimensions? */
+static inline int asp_row_interior(long p, long y) {
+    return p >= G0 && p < N0 - G0 && y >= G1 && y < N1 - G1;
+}
+
+/* Compute the written points of row (p, y) of one level into `out` (row start).
+   `s[j]` points at row y of plane p + dz_j of the previous level, wherever it is stored. */
+static inline void asp_row_all(double *restrict out, const double *const *s,
+${const_params_decl}
+                               long p, long y) {
+    const int inner = asp_row_interior(p, y);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && G2 < N2 - G2)
+            ${rk.name}(out${rk.args}, p, y, G2, N2 - G2);
+% else:
+        if (!inner) {
+            ${rk.name}(out${rk.args}, p, y, 0, N2);
+        } else {
+            ${rk.name}(out${rk.args}, p, y, 0, asp_lmin(G2, N2));
+            ${rk.name}(out${rk.args}, p, y, asp_lmax(N2 - G2, G2), N2);
+        }
+% endif
+    }
+% endfor
+}
+
+/* Copy the points no loop writes of row (p, y) from `from` (the array of this level's parity). */
+static inline void asp_row_untouched(double *restrict out, const double *restrict from, long p,
+                                     long y) {
+% if untouched == "none":
+    (void)out; (void)from; (void)p; (void)y;
+% elif untouched == "border":
+    if (!asp_row_interior(p, y) || G2 >= N2 - G2) {
+        memcpy(out, from, sizeof(double) * N2);
+    } else {
+        memcpy(out, from, sizeof(double) * G2);
+        memcpy(out + (N2 - G2), from + (N2 - G2), sizeof(double) * G2);
+    }
+% else:
+    if (asp_row_interior(p, y) && G2 < N2 - G2)
+        memcpy(out + G2, from + G2, sizeof(double) * (N2 - 2 * G2));
+% endif
+}
+
+/* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
+static void asp_block(const double *restrict src, double *restrict dst,
+${const_params_decl}
+                      long K, long B0, long B1, double *const *scratch) {
+    const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
+    const long W1 = B1 + 2 * R1 * K;
+    const long plane = W1 * N2;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (long ci = 0; ci < nch; ++ci) {
+        for (long ti = 0; ti < nti; ++ti) {
+            double *ring = scratch[omp_get_thread_num()];
+            const long a = ci * B0, b = asp_lmin(a + B0, N0);
+            const long c = ti * B1, e = asp_lmin(c + B1, N1);
+            const long y0 = c - R1 * K;
+            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+                for (long k = 1; k <= K; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    const long plo = asp_lmax(0, a - R0 * (K - k));
+                    const long phi = asp_lmin(N0, b + R0 * (K - k));
+                    if (p < plo || p >= phi) continue;
+                    const long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
+                    const long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
+                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
+                    const double *from = (k % 2 == 0) ? src : dst;
+                    for (long y = ylo; y < yhi; ++y) {
+                        const double *s[${max(len(dzs), 1)}];
+% for j, dz in enumerate(dzs):
+                        {
+                            const long q = p + (${dz});
+                            s[${j}] = (q < 0 || q >= N0) ? NULL
+                                : k == 1 ? src + (q * N1 + y) * N2
+                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
+                                       + (y - y0) * N2;
+                        }
+% endfor
+% if not dzs:
+                        s[0] = NULL;
+% endif
+                        double *out = k < K ? lvl + (y - y0) * N2 : dst + (p * N1 + y) * N2;
+                        asp_row_all(out, s, ${const_args}p, y);
+                        if (k < K) asp_row_untouched(out, from + (p * N1 + y) * N2, p, y);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows, in doubles. */
+long ${prefix}_scratch_doubles(long K, long B1) {
+    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * N2 : 1;
+}
+
+/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid. Returns 0,
+   or -1 if the scratch could not be allocated (nothing was written then). */
+int ${prefix}_run(double *x0, double *x1,
+${const_params_decl}
+                  long steps, long K, long B0, long B1) {
+    if (steps <= 0) return 0;
+    if (K < 1) K = 1;
+    if (K % 2 == 0) K -= 1;
+    if (B0 < 1) B0 = N0;
+    if (B1 < 1) B1 = N1;
+    const int nt = omp_get_max_threads();
+    double **scratch = (double **)calloc((size_t)nt, sizeof(double *));
+    if (!scratch) return -1;
+    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1) * sizeof(double);
+    int failed = 0;
+    for (int t = 0; t < nt; ++t) {
+        scratch[t] = (double *)aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!scratch[t]) failed = 1;
+    }
+    if (!failed) {
+        double *x[2] = {x0, x1};
+        long t = 0;
+        while (steps - t > 1) {
+            long k = asp_lmin(K, steps - 1 - t);
+            if (k % 2 == 0) k -= 1;
+            asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}k, B0, B1, scratch);
+            t += k;
+        }
+        asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}1, B0, B1, scratch);
+    }
+    for (int t = 0; t < nt; ++t) free(scratch[t]);
+    free(scratch);
+    return failed ? -1 : 0;
+}
