@@ -1,0 +1,159 @@
+"""Bad input: a clear ValueError/TypeError before any compiled code runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asp_core.testing import requires_compiler
+from asp_stencil import StencilGrid, StencilKernel
+
+
+class Lap(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += u[y]
+
+
+class Wide(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, 2):
+                out[x] += u[y]
+
+
+def _pair(shape=(6, 6), **kw):
+    a, b = StencilGrid(shape, **kw), StencilGrid(shape, **kw)
+    a.data[...] = np.arange(a.data.size, dtype=a.data.dtype).reshape(a.shape)
+    return a, b
+
+
+@pytest.fixture(params=["first-call", "after-specialisation"])
+def lap(request):
+    """A kernel either fresh or already specialised for good 6x6 float64 grids."""
+    k = Lap()
+    if request.param == "after-specialisation":
+        k.kernel(*_pair())
+    return k
+
+
+def _unchanged(out, before):
+    assert np.array_equal(out.data, before), "compiled code ran on bad input"
+
+
+@requires_compiler
+def test_different_shapes(lap):
+    a, _ = _pair((6, 6))
+    out = StencilGrid((6, 7))
+    with pytest.raises(ValueError, match="different shapes"):
+        lap.kernel(a, out)
+
+
+@requires_compiler
+@pytest.mark.parametrize("dtype", [np.int64, np.complex128, np.float16])
+def test_wrong_dtype(lap, dtype):
+    a, out = _pair()
+    a.data = a.data.astype(dtype)
+    with pytest.raises(TypeError, match="dtype"):
+        lap.kernel(a, out)
+
+
+@requires_compiler
+def test_mixed_dtypes(lap):
+    a, out = _pair()
+    a.data = a.data.astype(np.float32)
+    with pytest.raises(TypeError, match="different dtypes"):
+        lap.kernel(a, out)
+
+
+@requires_compiler
+def test_offsets_beyond_ghost_depth():
+    a, out = _pair()
+    for g in (a, out):
+        g.neighbor_definition.append([(2, 0), (0, -2)])
+    with pytest.raises(ValueError, match="ghost depth 1"):
+        Wide().kernel(a, out)
+    a0, out0 = _pair(ghost_depth=0)
+    with pytest.raises(ValueError, match="ghost depth 0"):
+        Lap().kernel(a0, out0)
+
+
+@requires_compiler
+def test_undefined_neighbor_id():
+    a, out = _pair()
+    with pytest.raises(ValueError, match="neighbour id 2 is not defined"):
+        Wide().kernel(a, out)
+
+
+@requires_compiler
+def test_non_contiguous_data(lap):
+    a, out = _pair()
+    a.data = np.asfortranarray(a.data)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lap.kernel(a, out)
+    b, out2 = _pair()
+    big = np.zeros((6, 12))
+    out2.data = big[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        lap.kernel(b, out2)
+
+
+@requires_compiler
+def test_read_only_output(lap):
+    a, out = _pair()
+    out.data.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        lap.kernel(a, out)
+
+
+@requires_compiler
+def test_data_of_wrong_shape(lap):
+    a, out = _pair()
+    before = out.data.copy()
+    a.data = np.zeros((5, 5))
+    with pytest.raises(ValueError, match="shape"):
+        lap.kernel(a, out)
+    _unchanged(out, before)
+
+
+@requires_compiler
+def test_output_aliased_with_input(lap):
+    a, out = _pair()
+    with pytest.raises(ValueError, match="aliases"):
+        lap.kernel(a, a)
+    out.data = a.data  # same buffer behind two grid objects
+    with pytest.raises(ValueError, match="aliases"):
+        lap.kernel(a, out)
+    view = StencilGrid((6, 6))
+    view.data = a.data.reshape(6, 6)[...]
+    with pytest.raises(ValueError, match="aliases"):
+        lap.kernel(a, view)
+
+
+@requires_compiler
+def test_not_a_grid(lap):
+    a, _ = _pair()
+    with pytest.raises(TypeError, match="StencilGrid"):
+        lap.kernel(a, np.zeros((6, 6)))
+    with pytest.raises(TypeError):
+        lap.kernel(a, out=a)
+
+
+@requires_compiler
+def test_wrong_number_of_grids():
+    a, out = _pair()
+    with pytest.raises(TypeError, match="2 grid arguments"):
+        Lap().kernel(a, out, StencilGrid((6, 6)))
+
+
+def test_grid_constructor_validation():
+    with pytest.raises(ValueError):
+        StencilGrid([])
+    with pytest.raises(ValueError):
+        StencilGrid([4, 0])
+    with pytest.raises(ValueError):
+        StencilGrid([4, 4], ghost_depth=-1)
+    with pytest.raises(TypeError):
+        StencilGrid(5)
