@@ -19,6 +19,7 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
+from sklearn.utils._array_api import get_namespace
 from sklearn.utils.validation import validate_data
 
 from asp_gmm import engine
@@ -59,6 +60,8 @@ class GaussianMixture(_SkGaussianMixture):
 
     # -- the specialised pieces ---------------------------------------------------------------
     def _estimate_log_prob(self, X: np.ndarray, xp: Any = None) -> np.ndarray:
+        if X.dtype not in (np.float32, np.float64):  # predict() keeps integer input as is
+            X = X.astype(np.float64)
         lp = engine.log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type,
                              options=self.asp_options)
         return lp.astype(X.dtype, copy=False)
@@ -88,6 +91,7 @@ class GaussianMixture(_SkGaussianMixture):
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Estimate the model parameters with EM and predict the labels of X
         (see ``sklearn.mixture.GaussianMixture.fit_predict``)."""
+        xp, _ = get_namespace(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if X.shape[0] < self.n_components:
             raise ValueError(
@@ -95,7 +99,7 @@ class GaussianMixture(_SkGaussianMixture):
                 f"but got n_components = {self.n_components}, "
                 f"n_samples = {X.shape[0]}"
             )
-        self._check_parameters(X)
+        self._check_parameters(X, xp=xp)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -108,7 +112,7 @@ class GaussianMixture(_SkGaussianMixture):
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                self._initialize_parameters(X, random_state)
+                self._initialize_parameters(X, random_state, xp=xp)
             lower_bound = -np.inf if do_init else self.lower_bound_
             current_lower_bounds: list[float] = []
 
@@ -142,12 +146,12 @@ class GaussianMixture(_SkGaussianMixture):
                 ConvergenceWarning,
             )
 
-        self._set_parameters(best_params)
+        self._set_parameters(best_params, xp=xp)
         self._cast_parameters(X.dtype)
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_lower_bounds
 
         # a final E-step so that fit_predict(X) agrees with fit(X).predict(X)
-        _, log_resp = self._e_step(X)
+        _, log_resp = self._e_step(X, xp=xp)
         return log_resp.argmax(axis=1)

@@ -79,8 +79,10 @@ def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_sampl
         sh = shift[:, :D]
         means = sh * (s0 / nk)[:, None] + e / nk[:, None]
         delta = means - sh
-        cov = (S2 - e[:, :, None] * delta[:, None, :] - delta[:, :, None] * e[:, None, :]
-               + s0[:, None, None] * delta[:, :, None] * delta[:, None, :]) / nk[:, None, None]
+        # each term is exactly symmetric, so the covariances are too
+        cross = e[:, :, None] * delta[:, None, :] + delta[:, :, None] * e[:, None, :]
+        outer = s0[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+        cov = ((S2 - cross) + outer) / nk[:, None, None]
         idx = np.arange(D)
         cov[:, idx, idx] += reg_covar
     else:
