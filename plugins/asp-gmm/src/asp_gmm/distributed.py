@@ -1,0 +1,510 @@
+"""Data-parallel EM over MPI: each rank holds a shard of X, every rank holds the same model.
+
+One EM iteration is the specialised single-process iteration (:func:`asp_gmm.engine`'s
+variants, C/OpenMP on each rank's shard) followed by ONE ``Allreduce`` of the shards'
+sufficient statistics. Each shard's ``EMStep`` (counts ``nk``, means, covariances, mean
+log-likelihood) is turned back into additive statistics around a shift common to all ranks (the
+incoming means, so the sums do not cancel catastrophically):
+
+    N_r, N_r * loglik_r, nk_r, nk_r * mu_r, W_r + nk_r (mu_r - c)(mu_r - c)^T
+
+where ``W_r`` is the shard's scatter about its own means; after the sum the global scatter is
+``sum - nk (mu - c)(mu - c)^T`` (Chan, Golub & LeVeque's parallel variance update). The new
+parameters are computed from identical sums on every rank, so every rank ends each iteration
+with the same model, equal to the single-process one up to rounding (rtol 1e-10 in the tests).
+Empty shards contribute zeros; tiny shards are ordinary shards.
+
+Variant selection agrees across ranks: every rank builds the same variants through the core's
+pipeline; while tuning, iteration i runs variant i on every rank and the per-variant time used
+for the decision is the mean over ranks (it travels inside the same ``Allreduce``), so the
+identical inputs give the identical winner everywhere. A winner already in rank 0's perf
+database is broadcast and used by all ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from asp_gmm.reference import EMStep
+
+__all__ = ["DistributedGaussianMixture", "DistributedEM", "combine_em_steps"]
+
+_SCALARS = 4  # N_r, N_r * loglik_r, 1 if the shard is not empty, summed variant seconds
+
+
+def _scatter_size(cov: str, M: int, D: int) -> int:
+    return {"full": M * D * D, "tied": D * D, "diag": M * D, "spherical": M}[cov]
+
+
+def _local_statistics(step: EMStep | None, n: int, shift: np.ndarray, cov: str, M: int, D: int,
+                      reg_covar: float, eps: float, seconds: float) -> np.ndarray:
+    """The additive statistics of one shard (see the module docstring), as one flat buffer."""
+    buf = np.zeros(_SCALARS + M + M * D + _scatter_size(cov, M, D))
+    buf[3] = seconds
+    if step is None or n == 0:
+        return buf
+    tiny = 10.0 * eps
+    w = np.asarray(step.weights, dtype=np.float64)
+    mu = np.asarray(step.means, dtype=np.float64)
+    c = np.asarray(step.covariances, dtype=np.float64)
+    nk = w * (n + M * tiny)           # nk_r (sum of responsibilities + 10 eps)
+    d = mu - shift
+    buf[0], buf[1], buf[2] = n, n * step.log_prob_norm, 1.0
+    buf[_SCALARS:_SCALARS + M] = nk
+    buf[_SCALARS + M:_SCALARS + M + M * D] = (mu * nk[:, None]).ravel()
+    o = _SCALARS + M + M * D
+    if cov == "full":
+        W = (c - reg_covar * np.eye(D)[None]) * nk[:, None, None]
+        T = W + nk[:, None, None] * (d[:, :, None] * d[:, None, :])
+    elif cov == "tied":
+        W = (c - reg_covar * np.eye(D)) * nk.sum()
+        T = W + np.einsum("k,ki,kj->ij", nk, d, d)
+    elif cov == "diag":
+        W = (c - reg_covar) * nk[:, None]
+        T = W + nk[:, None] * d**2
+    else:
+        W = (c - reg_covar) * nk * D
+        T = W + nk * np.sum(d**2, axis=1)
+    buf[o:] = np.ravel(T)
+    return buf
+
+
+def _finish(total: np.ndarray, shift: np.ndarray, cov: str, M: int, D: int, reg_covar: float,
+            eps: float) -> EMStep:
+    """The global EM step from the summed statistics (identical on every rank)."""
+    tiny = 10.0 * eps
+    n, nll, shards = total[0], total[1], total[2]
+    nk = total[_SCALARS:_SCALARS + M] - (shards - 1.0) * tiny  # 10 eps once, as one process
+    S1 = total[_SCALARS + M:_SCALARS + M + M * D].reshape(M, D)
+    T = total[_SCALARS + M + M * D:]
+    means = S1 / nk[:, None]
+    d = means - shift
+    if cov == "full":
+        W = T.reshape(M, D, D) - nk[:, None, None] * (d[:, :, None] * d[:, None, :])
+        covs = W / nk[:, None, None]
+        covs = 0.5 * (covs + np.transpose(covs, (0, 2, 1)))
+        covs[:, np.arange(D), np.arange(D)] += reg_covar
+    elif cov == "tied":
+        W = T.reshape(D, D) - np.einsum("k,ki,kj->ij", nk, d, d)
+        covs = W / nk.sum()
+        covs = 0.5 * (covs + covs.T)
+        covs[np.arange(D), np.arange(D)] += reg_covar
+    elif cov == "diag":
+        covs = (T.reshape(M, D) - nk[:, None] * d**2) / nk[:, None] + reg_covar
+    else:
+        covs = (T - nk * np.sum(d**2, axis=1)) / (nk * D) + reg_covar
+    return EMStep(float(nll / n), nk / nk.sum(), means, covs)
+
+
+def combine_em_steps(comm: Any, step: EMStep | None, n_local: int, shift: np.ndarray, cov: str,
+                     reg_covar: float, eps: float, *, seconds: float = 0.0, stats: Any = None
+                     ) -> tuple[EMStep, float]:
+    """Collective: the global :class:`EMStep` from each rank's shard step (one Allreduce).
+
+    ``step`` is None on a rank with an empty shard. Returns the step and the mean over ranks of
+    ``seconds`` (used to agree on the fastest variant).
+    """
+    from mpi4py import MPI
+
+    M, D = shift.shape
+    local = _local_statistics(step, n_local, shift, cov, M, D, reg_covar, eps, seconds)
+    total = np.empty_like(local)
+    comm.Allreduce(local, total, op=MPI.SUM)
+    if stats is not None:
+        stats.reduction()
+    return _finish(total, shift, cov, M, D, reg_covar, eps), float(total[3] / comm.Get_size())
+
+
+class DistributedEM:
+    """One EM iteration over all ranks' shards, with the variant choice agreed across ranks."""
+
+    def __init__(self, comm: Any, options: dict[str, Any] | None = None) -> None:
+        from asp_core.mpi import CommStats
+
+        self.comm = comm
+        self.options = dict(options or {})
+        self.stats = CommStats()
+        self._variants: dict[str, Callable[..., EMStep]] | None = None
+        self._tuner: Any = None
+        self._fixed: str | None = None
+        self.winner: str | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- variants ----------------------------------------------------------------------------
+    def _prepare(self, X: np.ndarray, params: tuple, n_global: int) -> None:
+        """Build the variants (lazily, each on its first use) and the agreed tuner."""
+        from asp_core.autotune import Autotuner
+        from asp_core.cache import cache_key
+        from asp_core.context import SpecializationContext
+        from asp_core.errors import AspError
+        from asp_core.pipeline import Pipeline
+        from asp_core.plugins import get_registry
+
+        from asp_gmm import reference
+        from asp_gmm.engine import GMMKernel
+
+        sample = np.ascontiguousarray(X[:1]) if len(X) else np.zeros((1, params[1].shape[1]),
+                                                                     dtype=X.dtype)
+        args = (sample, *params)
+        inst = GMMKernel("em_step")
+        error, names, builder = None, [], None
+        try:
+            reg = get_registry()
+            spec = reg.specializers["gmm"]
+            key = spec.signature(args, {}, inst)
+            ctx = SpecializationContext("gmm", reference.em_step, args, {}, inst, self.options,
+                                        key, "asp_gmm.em_step[mpi]")
+            _, variants, backend = Pipeline(reg, "gmm").lower(ctx)
+            by_name = {v.name: v for v in variants}
+            names = [v.name for v in variants]
+
+            def builder(name: str) -> Callable[..., EMStep]:
+                ctx.variant = name
+                return backend.obj.build(by_name[name], ctx)
+        except (AspError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        errors = self.comm.allgather(error)
+        names0 = self.comm.bcast(names, root=0)
+        if any(errors) or names != names0:
+            why = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) or \
+                "ranks built different variant lists"
+            warnings.warn(f"asp: distributed EM runs the NumPy reference on every rank: {why}",
+                          _specialization_warning(), stacklevel=4)
+            self._variants = {"numpy": reference.em_step}
+            self._fixed = self.winner = "numpy"
+            return
+        self._built: dict[str, Callable[..., EMStep]] = {}
+        self._builder = builder
+        self._variants = {n: None for n in names}  # type: ignore[misc]
+        magnitude = int(math.floor(math.log10(max(n_global, 1))))
+        tkey = cache_key(specializer="gmm", tuning=repr(("em_step[mpi]", self.comm.Get_size(),
+                                                         *key[1:], magnitude)),
+                         variants=sorted(names))
+        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1)
+        stored = self.comm.bcast(tuner.winner if tuner.done else None, root=0)
+        if stored in names:
+            self._fixed = self.winner = stored
+        else:
+            self._tuner = tuner
+
+    def _fn(self, name: str) -> Callable[..., EMStep]:
+        assert self._variants is not None
+        fn = self._variants.get(name)
+        if fn is None:
+            fn = self._variants[name] = self._builder(name)
+        return fn
+
+    def step(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+             precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float,
+             n_global: int) -> EMStep:
+        """Collective: one global EM iteration from the given (identical) parameters."""
+        params = (weights, means, precisions_cholesky, covariance_type, float(reg_covar))
+        if self._variants is None:
+            self._prepare(X, params, n_global)
+        tuning = self._tuner is not None and not self._tuner.done
+        name = self._tuner.next() if tuning else (self._fixed or self._tuner.winner)
+        local: EMStep | None = None
+        seconds = 0.0
+        if len(X):
+            fn = self._fn(name)
+            t0 = time.perf_counter()
+            local = fn(X, *params)
+            seconds = time.perf_counter() - t0
+        eps = float(np.finfo(X.dtype).eps)
+        step, mean_seconds = combine_em_steps(self.comm, local, len(X), np.asarray(
+            means, dtype=np.float64), covariance_type, float(reg_covar), eps, seconds=seconds,
+            stats=self.stats)
+        if tuning:
+            self.timings[name] = mean_seconds
+            self._tuner.report(name, mean_seconds)
+            if self._tuner.done:
+                self.winner = self._tuner.winner
+        return step
+
+
+def _specialization_warning() -> type[Warning]:
+    from asp_core.errors import SpecializationWarning
+
+    return SpecializationWarning
+
+
+class DistributedGaussianMixture:
+    """Gaussian mixture fitted by data-parallel EM; each rank passes its own shard of X.
+
+    Parameters are scikit-learn's (``n_components``, ``covariance_type``, ``tol``,
+    ``reg_covar``, ``max_iter``, ``n_init``, ``init_params``, ``weights_init``, ``means_init``,
+    ``precisions_init``, ``random_state``) plus ``comm`` (default ``COMM_WORLD``),
+    ``asp_options`` (core dispatcher options) and ``init_sample`` (how many points, over all
+    ranks, rank 0 gathers to initialise when no explicit initial parameters are given).
+
+    ``fit``, ``score`` and ``bic``/``aic`` are collective; ``predict``, ``predict_proba`` and
+    ``score_samples`` act on the local shard only. After ``fit`` every rank holds the same
+    fitted attributes (``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
+    ``precisions_``, ``lower_bound_``, ``n_iter_``, ``converged_``).
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+                 n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
+                 means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
+                 comm: Any = None, asp_options: dict | None = None, init_sample: int = 20000
+                 ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.comm = comm
+        self.asp_options = asp_options
+        self.init_sample = init_sample
+
+    # -- validation ----------------------------------------------------------------------------
+    def _comm(self) -> Any:
+        if self.comm is None:
+            from asp_core.mpi import world
+
+            self.comm = world()
+        return self.comm
+
+    def _validate(self, X: Any, *, fitting: bool) -> np.ndarray:
+        """Collective: the local shard as a float array; the same ValueError on all ranks."""
+        from asp_core.mpi import agree, check_same
+
+        comm = self._comm()
+        error = None
+        arr = None
+        try:
+            arr = np.asarray(X)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"X must be numeric, got dtype {arr.dtype}")
+            if arr.ndim != 2:
+                raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}")
+            arr = np.ascontiguousarray(arr, dtype=arr.dtype if arr.dtype in (np.float32,
+                                                                            np.float64)
+                                       else np.float64)
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("Input X contains NaN or infinity.")
+        except (TypeError, ValueError) as exc:
+            error = str(exc)
+        agree(comm, error)
+        assert arr is not None
+        check_same(comm, arr.shape[1], "number of features")
+        check_same(comm, str(arr.dtype), "dtype of X")
+        if not fitting and arr.shape[1] != self.means_.shape[1]:
+            raise ValueError(f"X has {arr.shape[1]} features, but the model is fitted with "
+                             f"{self.means_.shape[1]} features")
+        return arr
+
+    def _check_parameters(self, n_global: int, D: int) -> None:
+        if isinstance(self.n_components, bool) or not isinstance(self.n_components,
+                                                                 (int, np.integer)) \
+                or self.n_components < 1:
+            raise ValueError(f"n_components must be an int >= 1, got {self.n_components!r}")
+        if self.covariance_type not in ("full", "tied", "diag", "spherical"):
+            raise ValueError(f"covariance_type must be 'full', 'tied', 'diag' or 'spherical', "
+                             f"got {self.covariance_type!r}")
+        if n_global < self.n_components:
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{self.n_components}, n_samples = {n_global} (over all ranks)")
+        if not self.max_iter >= 0 or not self.n_init >= 1 or not self.reg_covar >= 0:
+            raise ValueError("max_iter must be >= 0, n_init >= 1 and reg_covar >= 0")
+
+    # -- initialisation ------------------------------------------------------------------------
+    def _initial(self, X: np.ndarray, n_global: int, rng: np.random.RandomState
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Collective: (weights, means, precisions_cholesky), the same on every rank."""
+        from asp_gmm.linalg import precision_cholesky, precision_cholesky_from_precisions
+
+        comm = self._comm()
+        M, D, cov = self.n_components, X.shape[1], self.covariance_type
+        given = (self.weights_init is not None and self.means_init is not None
+                 and self.precisions_init is not None)
+        if given:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            mu = np.asarray(self.means_init, dtype=np.float64)
+            if w.shape != (M,) or mu.shape != (M, D):
+                raise ValueError(f"weights_init must have shape ({M},) and means_init ({M}, "
+                                 f"{D}); got {w.shape} and {mu.shape}")
+            pc = precision_cholesky_from_precisions(np.asarray(self.precisions_init,
+                                                               dtype=np.float64), cov)
+            return w, mu, pc
+        # rank 0 initialises from a sample drawn from every shard (in proportion to its size)
+        want = min(n_global, max(int(self.init_sample), M))
+        take = int(round(want * len(X) / n_global))
+        seed = int(rng.randint(0, 2**31 - 1))
+        local_rng = np.random.default_rng([seed, comm.Get_rank()])
+        pick = np.sort(local_rng.choice(len(X), size=min(take, len(X)), replace=False))
+        parts = comm.gather(X[pick], root=0)
+        init = None
+        error = None
+        if comm.Get_rank() == 0:
+            try:
+                init = self._sample_init(np.concatenate(parts), rng)
+            except Exception as exc:  # reported on every rank below
+                error = f"{type(exc).__name__}: {exc}"
+        error = comm.bcast(error, root=0)
+        if error is not None:
+            raise ValueError(f"initialisation on rank 0 failed: {error}")
+        w, mu, covs = comm.bcast(init, root=0)
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+        if self.means_init is not None:
+            mu = np.asarray(self.means_init, dtype=np.float64)
+        if self.precisions_init is not None:
+            pc = precision_cholesky_from_precisions(np.asarray(self.precisions_init,
+                                                               dtype=np.float64), cov)
+        else:
+            pc = precision_cholesky(covs, cov)
+        return w, mu, pc
+
+    def _sample_init(self, Xs: np.ndarray, rng: np.random.RandomState
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from sklearn.mixture import GaussianMixture
+
+        sk = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
+                             reg_covar=self.reg_covar, init_params=self.init_params,
+                             random_state=rng)
+        sk._check_parameters(Xs)
+        sk._initialize_parameters(Xs.astype(np.float64), rng)
+        return (np.asarray(sk.weights_, dtype=np.float64),
+                np.asarray(sk.means_, dtype=np.float64),
+                np.asarray(sk.covariances_, dtype=np.float64))
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> DistributedGaussianMixture:
+        """Collective: EM on the union of every rank's shard ``X``."""
+        from mpi4py import MPI
+        from sklearn.utils import check_random_state
+
+        from asp_gmm.linalg import precision_cholesky
+
+        comm = self._comm()
+        X = self._validate(X, fitting=True)
+        n_global = int(comm.allreduce(len(X), op=MPI.SUM))
+        self._check_parameters(n_global, X.shape[1])
+        rng = check_random_state(self.random_state)
+        engine = DistributedEM(comm, self.asp_options)
+        self.engine_ = engine
+        best: tuple | None = None
+        best_lb = -np.inf
+        for _ in range(self.n_init):
+            w, mu, pc = self._initial(X, n_global, rng)
+            lb = -np.inf
+            converged = False
+            bounds: list[float] = []
+            n_iter = 0
+            covs = None
+            for n_iter in range(1, self.max_iter + 1):
+                prev = lb
+                step = engine.step(X, w, mu, pc, self.covariance_type, self.reg_covar, n_global)
+                lb = step.log_prob_norm
+                bounds.append(lb)
+                w, mu, covs = step.weights, step.means, step.covariances
+                pc = precision_cholesky(covs, self.covariance_type)
+                if abs(lb - prev) < self.tol:
+                    converged = True
+                    break
+            if best is None or lb > best_lb:
+                best_lb = lb
+                best = (w, mu, covs, pc, n_iter, converged, bounds)
+        assert best is not None
+        w, mu, covs, pc, n_iter, converged, bounds = best
+        self.weights_, self.means_, self.precisions_cholesky_ = w, mu, pc
+        if covs is None:  # max_iter == 0
+            from asp_gmm.linalg import covariances_from_precision_cholesky
+
+            covs = covariances_from_precision_cholesky(pc, self.covariance_type)
+        self.covariances_ = covs
+        self.precisions_ = _precisions(pc, self.covariance_type)
+        self.n_iter_, self.converged_ = n_iter, converged
+        self.lower_bound_, self.lower_bounds_ = best_lb, bounds
+        self.n_features_in_ = X.shape[1]
+        self.comm_stats_ = engine.stats
+        self.variant_ = engine.winner
+        if not converged and self.max_iter > 0 and comm.Get_rank() == 0:
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning, stacklevel=2)
+        return self
+
+    # -- prediction (local shard) ------------------------------------------------------------------
+    def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        from asp_gmm import engine
+
+        if len(X) == 0:
+            return np.zeros((0, self.n_components))
+        lp = engine.log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type,
+                             options=self.asp_options)
+        return lp + np.log(self.weights_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-likelihood of each local sample (collective only for validation)."""
+        from asp_gmm.reference import logsumexp_rows
+
+        X = self._validate(X, fitting=False)
+        wlp = self._weighted_log_prob(X)
+        return logsumexp_rows(wlp) if len(X) else np.zeros(0)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from asp_gmm.reference import logsumexp_rows
+
+        X = self._validate(X, fitting=False)
+        wlp = self._weighted_log_prob(X)
+        if len(X) == 0:
+            return wlp
+        return np.exp(wlp - logsumexp_rows(wlp)[:, None])
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._validate(X, fitting=False)
+        return self._weighted_log_prob(X).argmax(axis=1)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Collective: mean log-likelihood over all ranks' samples."""
+        from mpi4py import MPI
+
+        s = self.score_samples(X)
+        tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
+        return float(tot[0] / tot[1])
+
+    def _n_parameters(self) -> int:
+        M, D = self.means_.shape
+        cov = {"full": M * D * (D + 1) / 2, "diag": M * D, "tied": D * (D + 1) / 2,
+               "spherical": M}[self.covariance_type]
+        return int(cov + M * D + M - 1)
+
+    def bic(self, X: Any) -> float:
+        """Collective: Bayesian information criterion on all ranks' samples."""
+        from mpi4py import MPI
+
+        s = self.score_samples(X)
+        tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
+        return float(-2 * tot[0] + self._n_parameters() * np.log(tot[1]))
+
+    def aic(self, X: Any) -> float:
+        """Collective: Akaike information criterion on all ranks' samples."""
+        from mpi4py import MPI
+
+        s = self.score_samples(X)
+        tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
+        return float(-2 * tot[0] + 2 * self._n_parameters())
+
+
+def _precisions(pc: np.ndarray, cov: str) -> np.ndarray:
+    if cov == "full":
+        return np.einsum("kij,klj->kil", pc, pc)
+    if cov == "tied":
+        return pc @ pc.T
+    return pc**2
