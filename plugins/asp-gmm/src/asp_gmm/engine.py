@@ -18,7 +18,7 @@ from asp_core import Dispatcher
 from asp_gmm import reference
 from asp_gmm.reference import EMStep
 
-__all__ = ["GMMKernel", "dispatcher", "em_step", "log_prob"]
+__all__ = ["GMMKernel", "dispatcher", "em_step", "log_prob", "reset", "winner", "tuning"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,28 @@ def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
                                                instance=GMMKernel(op), options=options,
                                                name=f"asp_gmm.{op}")
         return d
+
+
+def reset() -> None:
+    """Forget every specialisation in this process (the code cache and perf database stay);
+    the next call runs the pipeline again, as a new process would."""
+    with _LOCK:
+        _DISPATCHERS.clear()
+
+
+def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
+    """Whether some specialisation of ``op`` is still timing its variants."""
+    from asp_core.pipeline import TuningCallable
+
+    table = dispatcher(op, options).specializations
+    return any(isinstance(fn, TuningCallable) and not fn.tuner.done for fn in table.values())
+
+
+def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | None:
+    """The variant chosen for the latest specialisation of ``op`` (None while tuning)."""
+    ctx = dispatcher(op, options).last_context
+    events = [data for name, data in (ctx.events if ctx else []) if name == "autotune"]
+    return events[-1].get("winner") if events else None
 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,

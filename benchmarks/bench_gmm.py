@@ -1,0 +1,22 @@
+"""Standalone runner of the asp-gmm benchmark (same code as ``asp bench gmm``).
+
+    python benchmarks/bench_gmm.py [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from asp_core.bench import BenchContext
+
+from asp_gmm.bench import run_gmm_benchmarks
+
+
+def main(argv: list[str]) -> None:
+    bench = BenchContext("gmm", quick="--quick" in argv)
+    print("gmm: EM vs scikit-learn GaussianMixture (identical initialisation)")
+    run_gmm_benchmarks(bench)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
