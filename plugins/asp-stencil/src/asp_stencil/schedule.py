@@ -19,6 +19,7 @@ class Schedule:
       the loop order is *tile, i, j-in-tile, k*, so the planes a tile reads stay in cache;
     * ``collapse``: ``collapse(2)`` on the two outer loops (3-D and up, unblocked);
     * ``unroll``: ``#pragma GCC unroll`` factor for the innermost loop (0: compiler's choice);
+      gcc takes no second pragma on that loop, so ``omp simd`` is then left to auto-vectorisation;
     * ``simd``: ``#pragma omp simd`` on the innermost loop;
     * ``threads``: OpenMP thread count (0: the OpenMP default, 1: no parallel region);
     * ``parallel_min_points``: loops over fewer points run on one thread (fork/join costs more).

@@ -1,0 +1,471 @@
+"""Benchmarks of the stencil specializer (``asp bench stencil``; ``benchmarks/bench_stencil.py``).
+
+Cases (issue 3): 3-D 7-point Laplacian and 3-D divergence (three input grids) at 256³ float64,
+2-D and 3-D heat equation for 64 steps. Anchors, interleaved in the same process: NumPy slicing,
+numba ``prange``, numba ``@stencil``, Devito (float64, OpenMP), pystencils (OpenMP) and a compiled
+STREAM copy of the same number of points; ratios are against NumPy, and the notes give the
+fraction of STREAM copy bandwidth (16 B/point for the Laplacian: one read, one write) and the
+speed-up over the best anchor. Cold first call (empty cache, includes compiling) and a warm
+process (import + first call with a filled cache) are timed in subprocesses. Anchors that are not
+installed are skipped with a note; all heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .grid import StencilGrid, default_neighbor_definition
+from .kernel import StencilKernel
+
+__all__ = ["run_stencil_benchmarks", "Laplacian", "Divergence", "Heat"]
+
+
+class Laplacian(StencilKernel):
+    """3-D 7-point Laplacian (the DSL spelling of the benchmark kernel)."""
+
+    inv_h2 = 1.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = s * self.inv_h2
+
+
+class Divergence(StencilKernel):
+    """Central-difference divergence of (fx, fy, fz); ids 2..7 are the ±1 offsets per axis."""
+
+    half_inv_h = 0.5
+
+    def kernel(self, fx, fy, fz, out):
+        for x in out.interior_points():
+            d = 0.0
+            for y in fx.neighbors(x, 2):
+                d = d + fx[y]
+            for y in fx.neighbors(x, 3):
+                d = d - fx[y]
+            for y in fy.neighbors(x, 4):
+                d = d + fy[y]
+            for y in fy.neighbors(x, 5):
+                d = d - fy[y]
+            for y in fz.neighbors(x, 6):
+                d = d + fz[y]
+            for y in fz.neighbors(x, 7):
+                d = d - fz[y]
+            out[x] = d * self.half_inv_h
+
+
+class Heat(StencilKernel):
+    """Explicit heat equation step, any dimension: u + alpha * (sum of neighbours - 2·dim·u)."""
+
+    alpha = 0.1
+    centre = -4.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = self.centre * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = u[x] + self.alpha * s
+
+
+def _axis_ids(dim: int) -> list[list[tuple[int, ...]]]:
+    nd = default_neighbor_definition(dim)
+    for axis in range(dim):
+        for step in (1, -1):
+            off = [0] * dim
+            off[axis] = step
+            nd.append([tuple(off)])
+    return nd
+
+
+def _grid(shape: tuple[int, ...], rng: Any, nd: Any = None) -> StencilGrid:
+    g = StencilGrid(shape)
+    g.data[...] = rng.random(shape)
+    if nd is not None:
+        g.neighbor_definition = nd
+    return g
+
+
+def _stream_copy(n: int) -> Callable[[], None] | None:
+    """The core's compiled STREAM copy over ``n`` doubles (None without a compiler)."""
+    try:
+        from asp_core.build import compile_library
+        from asp_core.hardware import _stream_source
+
+        fn = compile_library(_stream_source(), name="stream_copy").cdll.asp_stream_copy
+    except Exception:  # noqa: BLE001 - no compiler: the note uses the cached figure
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    fn.restype = None
+    a = np.random.default_rng(1).random(n)
+    b = np.empty_like(a)
+    pa, pb = a.ctypes.data, b.ctypes.data
+
+    def copy(keep: tuple = (a, b)) -> None:  # ``keep`` holds the arrays alive
+        fn(pa, pb, n)
+    return copy
+
+
+def _anchor(bench: Any, name: str, make: Callable[[], Callable[[], Any]]) -> Callable[[], Any] | None:
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - an anchor missing here is reported, not fatal
+        bench.note(f"anchor {name} skipped: {type(exc).__name__}: {str(exc)[:120]}")
+        return None
+
+
+# -- anchors ---------------------------------------------------------------------------------
+
+def _numba_laplacian() -> Callable[..., None]:
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def lap(u, out, c):  # pragma: no cover - compiled
+        n0, n1, n2 = u.shape
+        for i in numba.prange(1, n0 - 1):
+            for j in range(1, n1 - 1):
+                for k in range(1, n2 - 1):
+                    out[i, j, k] = (-6.0 * u[i, j, k] + u[i + 1, j, k] + u[i - 1, j, k]
+                                    + u[i, j + 1, k] + u[i, j - 1, k] + u[i, j, k + 1]
+                                    + u[i, j, k - 1]) * c
+    return lap
+
+
+def _numba_stencil_laplacian() -> Callable[..., None]:
+    import numba
+
+    @numba.stencil
+    def st(u):  # pragma: no cover - compiled
+        return (-6.0 * u[0, 0, 0] + u[1, 0, 0] + u[-1, 0, 0] + u[0, 1, 0] + u[0, -1, 0]
+                + u[0, 0, 1] + u[0, 0, -1])
+
+    @numba.njit(parallel=True)
+    def run(u, out):  # pragma: no cover - compiled
+        st(u, out=out)
+    return run
+
+
+def _numba_divergence() -> Callable[..., None]:
+    import numba
+
+    @numba.njit(parallel=True, cache=True)
+    def div(fx, fy, fz, out, c):  # pragma: no cover - compiled
+        n0, n1, n2 = fx.shape
+        for i in numba.prange(1, n0 - 1):
+            for j in range(1, n1 - 1):
+                for k in range(1, n2 - 1):
+                    out[i, j, k] = (fx[i + 1, j, k] - fx[i - 1, j, k] + fy[i, j + 1, k]
+                                    - fy[i, j - 1, k] + fz[i, j, k + 1] - fz[i, j, k - 1]) * c
+    return div
+
+
+def _numba_heat(dim: int) -> Callable[..., Any]:
+    import numba
+
+    if dim == 2:
+        @numba.njit(parallel=True, cache=True)
+        def heat(a, b, steps, alpha):  # pragma: no cover - compiled
+            n0, n1 = a.shape
+            for _ in range(steps):
+                for i in numba.prange(1, n0 - 1):
+                    for j in range(1, n1 - 1):
+                        b[i, j] = a[i, j] + alpha * (-4.0 * a[i, j] + a[i + 1, j] + a[i - 1, j]
+                                                     + a[i, j + 1] + a[i, j - 1])
+                a, b = b, a
+            return a
+    else:
+        @numba.njit(parallel=True, cache=True)
+        def heat(a, b, steps, alpha):  # pragma: no cover - compiled
+            n0, n1, n2 = a.shape
+            for _ in range(steps):
+                for i in numba.prange(1, n0 - 1):
+                    for j in range(1, n1 - 1):
+                        for k in range(1, n2 - 1):
+                            b[i, j, k] = a[i, j, k] + alpha * (
+                                -6.0 * a[i, j, k] + a[i + 1, j, k] + a[i - 1, j, k]
+                                + a[i, j + 1, k] + a[i, j - 1, k] + a[i, j, k + 1]
+                                + a[i, j, k - 1])
+                a, b = b, a
+            return a
+    return heat
+
+
+def _devito_laplacian(shape: tuple[int, ...], data: np.ndarray) -> Callable[[], Any]:
+    os.environ.setdefault("DEVITO_LANGUAGE", "openmp")
+    os.environ.setdefault("DEVITO_LOGGING", "ERROR")
+    from devito import Eq, Function, Grid, Operator
+
+    grid = Grid(shape=shape, extent=tuple(float(s - 1) for s in shape), dtype=np.float64)
+    u = Function(name="u", grid=grid, space_order=2, dtype=np.float64)
+    v = Function(name="v", grid=grid, space_order=2, dtype=np.float64)
+    u.data[:] = data
+    op = Operator([Eq(v, u.laplace)], opt="advanced")
+    op.apply()
+    return lambda: op.apply()
+
+
+def _devito_heat(shape: tuple[int, ...], data: np.ndarray, steps: int, alpha: float
+                 ) -> Callable[[], Any]:
+    os.environ.setdefault("DEVITO_LANGUAGE", "openmp")
+    os.environ.setdefault("DEVITO_LOGGING", "ERROR")
+    from devito import Eq, Grid, Operator, TimeFunction
+
+    grid = Grid(shape=shape, extent=tuple(float(s - 1) for s in shape), dtype=np.float64)
+    u = TimeFunction(name="u", grid=grid, space_order=2, dtype=np.float64)
+    u.data[:] = data
+    op = Operator([Eq(u.forward, u + alpha * u.laplace)], opt="advanced")
+    op.apply(time_M=0, dt=1.0)
+    return lambda: op.apply(time_m=0, time_M=steps - 1, dt=1.0)
+
+
+def _pystencils_kernel(dim: int, kind: str) -> Callable[..., Any]:
+    import pystencils as ps
+
+    cfg = ps.CreateKernelConfig(target=ps.Target.CPU)
+    cfg.cpu.openmp.enable = True
+    if dim == 3:
+        src, dst = ps.fields("src, dst: double[3D]")
+        nb = src[1, 0, 0] + src[-1, 0, 0] + src[0, 1, 0] + src[0, -1, 0] + src[0, 0, 1] + src[0, 0, -1]
+    else:
+        src, dst = ps.fields("src, dst: double[2D]")
+        nb = src[1, 0] + src[-1, 0] + src[0, 1] + src[0, -1]
+    if kind == "laplacian":
+        rhs = -6.0 * src.center + nb
+    else:
+        rhs = src.center + 0.1 * (-2.0 * dim * src.center + nb)
+    return ps.create_kernel(ps.Assignment(dst.center, rhs), cfg).compile()
+
+
+# -- cases -----------------------------------------------------------------------------------
+
+def _pct_stream(bench: Any, rows: list[Any], impl: str, bytes_per_call: float, label: str) -> None:
+    by = {m.impl: m for m in rows}
+    if impl not in by:
+        return
+    mine = by[impl]
+    stream = by.get("stream-copy")
+    gbs = bytes_per_call / mine.best / 1e9
+    ref = (stream.gbs if stream is not None and stream.gbs else bench.stream_copy_gbs())
+    anchors = [m for m in rows if m.impl not in (impl, "stream-copy")]
+    best = min(anchors, key=lambda m: m.best) if anchors else None
+    text = f"{label}: asp {gbs:.1f} GB/s = {100 * gbs / ref:.0f}% of STREAM copy ({ref:.1f} GB/s)"
+    if best is not None:
+        text += f"; {best.best / mine.best:.2f}x the best anchor ({best.impl})"
+    bench.note(text)
+
+
+def _laplacian(bench: Any, n: int) -> None:
+    rng = np.random.default_rng(0)
+    shape = (n, n, n)
+    u, out = _grid(shape, rng), StencilGrid(shape)
+    k = Laplacian()
+    k.kernel(u, out)
+    for _ in range(8):  # let the autotuner time its variants before measuring
+        k.kernel(u, out)
+    impls: dict[str, Callable[[], Any]] = {"asp": lambda: k.kernel(u, out)}
+    ud, ref = u.data, np.zeros(shape)
+
+    def numpy_lap() -> None:
+        ref[1:-1, 1:-1, 1:-1] = (-6.0 * ud[1:-1, 1:-1, 1:-1] + ud[2:, 1:-1, 1:-1]
+                                 + ud[:-2, 1:-1, 1:-1] + ud[1:-1, 2:, 1:-1] + ud[1:-1, :-2, 1:-1]
+                                 + ud[1:-1, 1:-1, 2:] + ud[1:-1, 1:-1, :-2])
+    impls["numpy"] = numpy_lap
+    o2, o3, o4 = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    f = _anchor(bench, "numba-prange", _numba_laplacian)
+    if f:
+        f(ud, o2, 1.0)
+        impls["numba-prange"] = lambda: f(ud, o2, 1.0)
+    g = _anchor(bench, "numba-stencil", _numba_stencil_laplacian)
+    if g:
+        g(ud, o3)
+        impls["numba-stencil"] = lambda: g(ud, o3)
+    d = _anchor(bench, "devito", lambda: _devito_laplacian(shape, ud))
+    if d:
+        impls["devito"] = d
+    p = _anchor(bench, "pystencils", lambda: _pystencils_kernel(3, "laplacian"))
+    if p:
+        p(src=ud, dst=o4)
+        impls["pystencils"] = lambda: p(src=ud, dst=o4)
+    s = _stream_copy(n ** 3)
+    if s:
+        impls["stream-copy"] = s
+
+    def check() -> None:
+        numpy_lap()
+        np.testing.assert_allclose(out.data[1:-1, 1:-1, 1:-1], ref[1:-1, 1:-1, 1:-1],
+                                   rtol=1e-12, atol=1e-12)
+        if f:
+            assert np.array_equal(out.data, o2), "asp and numba differ"
+
+    rows = bench.compare(f"laplacian-3d {n}^3 f64", impls, anchor="numpy", bytes=16 * n ** 3,
+                         flops=8 * (n - 2) ** 3, check=check)
+    _pct_stream(bench, rows, "asp", 16 * n ** 3, "laplacian")
+
+
+def _divergence(bench: Any, n: int) -> None:
+    rng = np.random.default_rng(1)
+    shape = (n, n, n)
+    nd = _axis_ids(3)
+    fx, fy, fz = (_grid(shape, rng, nd) for _ in range(3))
+    out = StencilGrid(shape)
+    out.neighbor_definition = nd
+    k = Divergence()
+    for _ in range(9):
+        k.kernel(fx, fy, fz, out)
+    a, b, c = fx.data, fy.data, fz.data
+    ref = np.zeros(shape)
+
+    def numpy_div() -> None:
+        ref[1:-1, 1:-1, 1:-1] = 0.5 * (a[2:, 1:-1, 1:-1] - a[:-2, 1:-1, 1:-1] + b[1:-1, 2:, 1:-1]
+                                       - b[1:-1, :-2, 1:-1] + c[1:-1, 1:-1, 2:]
+                                       - c[1:-1, 1:-1, :-2])
+    impls: dict[str, Callable[[], Any]] = {"asp": lambda: k.kernel(fx, fy, fz, out),
+                                           "numpy": numpy_div}
+    o2 = np.zeros(shape)
+    f = _anchor(bench, "numba-prange", _numba_divergence)
+    if f:
+        f(a, b, c, o2, 0.5)
+        impls["numba-prange"] = lambda: f(a, b, c, o2, 0.5)
+    s = _stream_copy(2 * n ** 3)
+    if s:
+        impls["stream-copy"] = s
+
+    def check() -> None:
+        numpy_div()
+        np.testing.assert_allclose(out.data[1:-1, 1:-1, 1:-1], ref[1:-1, 1:-1, 1:-1],
+                                   rtol=1e-12, atol=1e-12)
+
+    rows = bench.compare(f"divergence-3d {n}^3 f64 (3 inputs)", impls, anchor="numpy",
+                         bytes=32 * n ** 3, check=check)
+    _pct_stream(bench, rows, "asp", 32 * n ** 3, "divergence")
+
+
+def _heat(bench: Any, shape: tuple[int, ...], steps: int) -> None:
+    dim = len(shape)
+    rng = np.random.default_rng(2)
+    a, b = _grid(shape, rng), StencilGrid(shape)
+    b.data[...] = a.data
+    k = Heat()
+    k.centre = -2.0 * dim
+    init = a.data.copy()
+    for _ in range(6):
+        k.kernel(a, b)
+
+    def asp_run() -> Any:
+        a.data[...] = init
+        b.data[...] = init
+        return k.iterate(a, b, steps=steps)
+
+    na, nb = init.copy(), init.copy()
+
+    def numpy_run() -> np.ndarray:
+        na[...] = init
+        nb[...] = init
+        x, y = na, nb
+        inner = (slice(1, -1),) * dim
+        for _ in range(steps):
+            acc = -2.0 * dim * x[inner]
+            for axis in range(dim):
+                hi = tuple(slice(2, None) if d == axis else slice(1, -1) for d in range(dim))
+                lo = tuple(slice(None, -2) if d == axis else slice(1, -1) for d in range(dim))
+                acc = acc + x[hi] + x[lo]
+            y[inner] = x[inner] + 0.1 * acc
+            x, y = y, x
+        return x
+
+    impls: dict[str, Callable[[], Any]] = {"asp": asp_run, "numpy": numpy_run}
+    ma, mb = init.copy(), init.copy()
+    f = _anchor(bench, "numba-prange", lambda: _numba_heat(dim))
+    if f:
+        def numba_run() -> Any:
+            ma[...] = init
+            mb[...] = init
+            return f(ma, mb, steps, 0.1)
+        numba_run()
+        impls["numba-prange"] = numba_run
+    d = _anchor(bench, "devito", lambda: _devito_heat(shape, init, steps, 0.1))
+    if d:
+        impls["devito"] = d
+    p = _anchor(bench, "pystencils", lambda: _pystencils_kernel(dim, "heat"))
+    if p:
+        pa, pb = init.copy(), init.copy()
+
+        def ps_run() -> None:
+            pa[...] = init
+            pb[...] = init
+            x, y = pa, pb
+            for _ in range(steps):
+                p(src=x, dst=y)
+                x, y = y, x
+        ps_run()
+        impls["pystencils"] = ps_run
+
+    def check() -> None:
+        res = asp_run()
+        np.testing.assert_allclose(res.data, numpy_run(), rtol=1e-10, atol=1e-12)
+        if f:
+            assert np.array_equal(res.data, numba_run()), "asp and numba differ"
+
+    name = "x".join(map(str, shape))
+    bench.compare(f"heat-{dim}d {name} f64, {steps} steps", impls, anchor="numpy",
+                  bytes=16 * int(np.prod(shape)) * steps, repeats=3, check=check)
+
+
+_COLD_SCRIPT = textwrap.dedent("""
+    import time
+    t0 = time.perf_counter()
+    import numpy as np
+    from asp_stencil.bench import Laplacian
+    from asp_stencil import StencilGrid
+    t1 = time.perf_counter()
+    n = {n}
+    u, out = StencilGrid([n] * 3), StencilGrid([n] * 3)
+    u.data[...] = 1.0
+    out.data[...] = 0.0
+    t2 = time.perf_counter()
+    Laplacian().kernel(u, out)
+    t3 = time.perf_counter()
+    assert out.data[1, 1, 1] == 0.0 and out.data[0, 0, 0] == 0.0
+    print(f"{{t1 - t0:.4f}} {{t3 - t2:.4f}}")
+""")
+
+
+def _cold_warm(bench: Any, n: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="asp-bench-cold-") as cache:
+        env = dict(os.environ, ASP_CACHE_DIR=cache, ASP_MODE="strict")
+        script = _COLD_SCRIPT.format(n=n)
+        times = []
+        for label in ("cold (empty cache)", "warm process"):
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                  text=True, timeout=600)
+            wall = time.perf_counter() - start
+            if proc.returncode != 0:
+                bench.note(f"{label}: failed: {proc.stderr.strip()[-300:]}")
+                return
+            imp, call = (float(x) for x in proc.stdout.split())
+            times.append((label, imp, call, wall))
+            bench.note(f"laplacian {n}^3 {label}: first call {call * 1e3:.0f} ms, import "
+                       f"{imp * 1e3:.0f} ms, import+first call {(imp + call) * 1e3:.0f} ms "
+                       f"(process wall {wall:.2f} s)")
+
+
+def run_stencil_benchmarks(bench: Any) -> None:
+    """The ``stencil`` suite (see the module docstring)."""
+    n = 96 if bench.quick else 256
+    _laplacian(bench, n)
+    _divergence(bench, n)
+    _heat(bench, (512, 512) if bench.quick else (2048, 2048), 16 if bench.quick else 64)
+    _heat(bench, (48, 48, 48) if bench.quick else (128, 128, 128), 16 if bench.quick else 64)
+    _cold_warm(bench, n)

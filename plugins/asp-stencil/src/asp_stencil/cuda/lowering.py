@@ -1,0 +1,405 @@
+"""Lowering of an optimised stencil DAST to CUDA C (``asp_core.cast`` nodes, ``print_cuda``).
+
+One translation unit holds every variant of a kernel, so a single ``nvcc`` run (about 1.5 s)
+serves the whole autotuning search. For each variant and each point loop there is a
+``__global__`` kernel; each variant has an ``extern "C"`` host launcher
+
+``int asp_cuda_<name>_<variant>(const double *g_in..., double *g_out, long n0[, n1[, n2]])``
+
+taking device pointers and the grid's sizes (checked against the sizes the code was specialised
+for: ``cudaErrorInvalidValue`` on a mismatch) that launches the point loops in program order on
+the default stream and returns ``cudaGetLastError()``; and an ``..._iterate`` launcher running
+``steps`` Jacobi sweeps on the device, swapping the output with the last input after each.
+
+Variants (see :class:`CudaVariant`):
+
+* ``direct``: one thread per point, a 1-D/2-D/3-D thread block whose ``x`` runs along the
+  contiguous axis (coalesced), reads through the read-only cache (``__ldg``);
+* ``shared``: the block first stages its tile plus halo of every input grid read at a neighbour
+  into shared memory (cooperative, coalesced loads), synchronises, then computes from it.
+
+Expressions are lowered by the shared :class:`~asp_stencil.lower_c.ExprLowering` with
+``__device__`` helpers, so each point evaluates the DAST's operations in the same order; with
+``--fmad=false`` the arithmetic (``+ - * /``, ``sqrt``) is IEEE-exact like the CPU's, while CUDA's
+``exp/log/sin/cos/pow`` may differ from glibc's in the last bit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from asp_core import cast as C
+
+from .. import dast as D
+from ..lower_c import ExprLowering, c_var, helper_functions
+
+__all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
+           "unsupported_reason", "kernel_symbol"]
+
+CONST_LONG = C.CType("long", const=True)
+IN_PTR = C.CType("double", 1, True, True)
+OUT_PTR = C.DOUBLE.ptr(restrict=True)
+AXES = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class CudaVariant:
+    """Tuning point of the CUDA lowering: strategy and thread-block shape (x fastest)."""
+
+    strategy: str                 # "direct" | "shared"
+    block: tuple[int, ...]        # (bx[, by[, bz]]): x along the contiguous axis
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy}_{'x'.join(str(b) for b in self.block)}"
+
+    def params(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "block": list(self.block)}
+
+
+def kernel_symbol(prog: D.StencilProgram) -> str:
+    return "asp_cuda_" + re.sub(r"\W", "_", prog.name)
+
+
+def launcher_name(prog: D.StencilProgram, v: CudaVariant) -> str:
+    return f"{kernel_symbol(prog)}_{v.label}"
+
+
+def iterate_name(prog: D.StencilProgram, v: CudaVariant) -> str:
+    return launcher_name(prog, v) + "_iterate"
+
+
+def default_variants(prog: D.StencilProgram) -> list[CudaVariant]:
+    """Block shapes worth timing, the usual best first (x a multiple of the 32-thread warp)."""
+    dim = prog.dim
+    if dim == 1:
+        blocks: list[tuple[int, ...]] = [(256,), (128,), (512,)]
+        shared = [(256,)]
+    elif dim == 2:
+        blocks = [(32, 8), (64, 4), (128, 2)]
+        shared = [(32, 8), (32, 16)]
+    else:
+        blocks = [(32, 4, 2), (64, 4, 1), (32, 8, 1)]
+        shared = [(32, 4, 4), (32, 8, 2)]
+    out = [CudaVariant("direct", b) for b in blocks]
+    if any(_halo(prog, loop) for loop in _loops(prog) if loop.region == "interior"):
+        out += [CudaVariant("shared", b) for b in shared]
+    return out
+
+
+def _loops(prog: D.StencilProgram) -> list[D.PointLoop]:
+    return [s for s in prog.body if isinstance(s, D.PointLoop)]
+
+
+def _halo(prog: D.StencilProgram, loop: D.PointLoop) -> dict[str, tuple[int, ...]]:
+    """Per input grid read at a neighbour in ``loop``: the halo width along each axis."""
+    out: dict[str, list[int]] = {}
+    for s in loop.body:
+        for r in D.reads(s.value):
+            if r.grid == prog.output.name or not any(r.at.offset):
+                continue
+            h = out.setdefault(r.grid, [0] * prog.dim)
+            for d, o in enumerate(r.at.offset):
+                h[d] = max(h[d], abs(o))
+    return {g: tuple(h) for g, h in out.items()}
+
+
+def unsupported_reason(prog: D.StencilProgram) -> str | None:
+    """Why this DAST cannot be lowered to CUDA (``None``: it can)."""
+    if prog.dim not in (1, 2, 3):
+        return f"{prog.dim}-D grids (the CUDA backend handles 1-3 dimensions)"
+    bad = {g.dtype for g in prog.grids} - {"<f8"}
+    if bad:
+        return f"only float64 grids are generated for CUDA (got {', '.join(sorted(bad))})"
+    for n in D.expr_nodes(prog):
+        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
+            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
+        if isinstance(n, D.PointExpr) and n.var is not None:
+            return "neighbour reads remain (unroll-neighbors was disabled)"
+    for s in prog.body:
+        if isinstance(s, D.PointLoop):
+            if s.sequential:
+                return (f"the {s.region} loop reads its output at a neighbour (Gauss-Seidel): "
+                        "its points must run in order, which a GPU cannot do")
+            if s.region == "border" and any(any(r.at.offset) for st in s.body
+                                            for r in D.reads(st.value)):
+                return "a border loop reads a neighbour"
+        elif not isinstance(s, D.Assign):
+            return f"top-level {type(s).__name__}"
+    return None
+
+
+def _c(v: int) -> C.Expr:
+    return C.Constant(int(v))
+
+
+def _add(a: C.Expr, k: int | C.Expr) -> C.Expr:
+    if isinstance(k, int):
+        return a if k == 0 else C.BinOp(a, "+", _c(k))
+    return C.BinOp(a, "+", k)
+
+
+def _mul(a: C.Expr, k: int) -> C.Expr:
+    return a if k == 1 else C.BinOp(a, "*", _c(k))
+
+
+def _tid(axis: int) -> C.Expr:
+    return C.Member(C.Name("threadIdx"), AXES[axis])
+
+
+def _bid(axis: int) -> C.Expr:
+    return C.Member(C.Name("blockIdx"), AXES[axis])
+
+
+def _or(terms: list[C.Expr]) -> C.Expr:
+    acc = terms[0]
+    for t in terms[1:]:
+        acc = C.BinOp(acc, "||", t)
+    return acc
+
+
+class _CudaLowering:
+    def __init__(self, prog: D.StencilProgram) -> None:
+        self.prog = prog
+        self.shape = prog.output.shape
+        self.dim = len(self.shape)
+        self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
+
+    def flat(self, off: tuple[int, ...]) -> int:
+        return sum(o * s for o, s in zip(off, self.strides))
+
+    # -- grid indices: array axis d (0 = outermost) runs along thread axis dim-1-d ------------
+    def _axis(self, d: int) -> int:
+        return self.dim - 1 - d
+
+    def _params(self) -> list[C.Param]:
+        return [C.Param(OUT_PTR if g.output else IN_PTR, "g_" + g.name) for g in self.prog.grids]
+
+    def _point_body(self, loop: D.PointLoop, read: Any) -> list[C.Stmt]:
+        low = ExprLowering(read, C.DOUBLE)
+        out: list[C.Stmt] = []
+        declared: set[str] = set()
+        for s in self._prologue(loop, low) + list(loop.body):
+            if isinstance(s, C.Stmt):
+                out.append(s)
+                continue
+            value = low(s.value)
+            if isinstance(s, D.Assign):
+                if s.target in declared:
+                    out.append(C.Assign(C.Name(c_var(s.target)), value))
+                else:
+                    declared.add(s.target)
+                    out.append(C.Decl(C.DOUBLE, c_var(s.target), value))
+            else:
+                out.append(C.Assign(C.Index(C.Name("g_" + self.prog.output.name), C.Name("p")),
+                                    value))
+        return out
+
+    def _prologue(self, loop: D.PointLoop, low: ExprLowering) -> list[Any]:
+        """Top-level scalar assignments before ``loop`` (kernel locals), as DAST statements."""
+        pos = self.prog.body.index(loop)
+        return [s for s in self.prog.body[:pos] if isinstance(s, D.Assign)]
+
+    def _global_read(self, r: D.Read) -> C.Expr:
+        ptr = C.Name("g_" + r.grid)
+        idx = _add(C.Name("p"), self.flat(r.at.offset))
+        if r.grid == self.prog.output.name:
+            return C.Index(ptr, idx)
+        return C.Call("__ldg", [C.BinOp(ptr, "+", idx)])
+
+    def _coords(self, lo: list[int], block: tuple[int, ...]) -> list[C.Stmt]:
+        out: list[C.Stmt] = []
+        for d in range(self.dim):
+            a = self._axis(d)
+            bsz = block[a] if a < len(block) else 1
+            out.append(C.Decl(CONST_LONG, f"i{d}", _add(C.BinOp(
+                C.BinOp(C.Cast(C.LONG, _bid(a)), "*", _c(bsz)), "+", _tid(a)), lo[d])))
+        return out
+
+    def _flat_p(self) -> C.Stmt:
+        expr: C.Expr = _c(0)
+        for d in range(self.dim):
+            term = _mul(C.Name(f"i{d}"), self.strides[d])
+            expr = term if (isinstance(expr, C.Constant) and expr.value == 0) else \
+                C.BinOp(expr, "+", term)
+        return C.Decl(CONST_LONG, "p", expr)
+
+    # -- kernels -------------------------------------------------------------------------------
+    def interior_kernel(self, name: str, loop: D.PointLoop, v: CudaVariant
+                        ) -> tuple[C.FunctionDef, list[int], list[int]]:
+        g = self.prog.grid(loop.grid).ghost_depth
+        lo = [g] * self.dim
+        hi = [n - g for n in self.shape]
+        block = v.block
+        body: list[C.Stmt] = self._coords(lo, block)
+        outside = _or([C.BinOp(C.Name(f"i{d}"), ">=", _c(hi[d])) for d in range(self.dim)])
+        read = self._global_read
+        halos = _halo(self.prog, loop) if v.strategy == "shared" else {}
+        if halos:
+            body += self._stage(lo, hi, block, halos)
+            tile = {gname: self._tile_dims(block, h) for gname, h in halos.items()}
+
+            def read(r: D.Read) -> C.Expr:  # noqa: F811 - shared-memory reads
+                if r.grid not in halos:
+                    return self._global_read(r)
+                h, dims = halos[r.grid], tile[r.grid]
+                idx: C.Expr = _c(0)
+                for d in range(self.dim):
+                    a = self._axis(d)
+                    local = _add(_tid(a), h[d] + r.at.offset[d])
+                    stride = prod(dims[d + 1:])
+                    term = _mul(C.Cast(C.LONG, local) if stride != 1 else local, stride)
+                    idx = term if (isinstance(idx, C.Constant) and idx.value == 0) else \
+                        C.BinOp(idx, "+", term)
+                return C.Index(C.Name("sh_" + r.grid), idx)
+        body.append(C.If(outside, C.Block([C.Return()])))
+        body.append(self._flat_p())
+        body += self._point_body(loop, read)
+        fn = C.FunctionDef(name, self._params(), C.Block(body), extern_c=False,
+                           qualifier="__global__")
+        return fn, lo, hi
+
+    def _tile_dims(self, block: tuple[int, ...], h: tuple[int, ...]) -> list[int]:
+        """Shared tile extent per array axis (block along that axis plus both halos)."""
+        return [(block[self._axis(d)] if self._axis(d) < len(block) else 1) + 2 * h[d]
+                for d in range(self.dim)]
+
+    def _stage(self, lo: list[int], hi: list[int], block: tuple[int, ...],
+               halos: dict[str, tuple[int, ...]]) -> list[C.Stmt]:
+        """Cooperative load of each haloed input's tile into shared memory, then a barrier."""
+        nthreads = prod(block)
+        tid: C.Expr = _tid(0)
+        if len(block) > 1:
+            tid = C.BinOp(tid, "+", C.BinOp(_c(block[0]), "*", _tid(1)))
+        if len(block) > 2:
+            tid = C.BinOp(tid, "+", C.BinOp(_c(block[0] * block[1]), "*", _tid(2)))
+        out: list[C.Stmt] = [C.Decl(C.CType("int", const=True), "tid", tid)]
+        for gname, h in halos.items():
+            dims = self._tile_dims(block, h)
+            vol = prod(dims)
+            shared_t = C.CType("double", qualifiers=("__shared__",))
+            out.append(C.Decl(shared_t, "sh_" + gname, dims=(vol,)))
+            loop_body: list[C.Stmt] = []
+            rest: C.Expr = C.Name("t")
+            conds: list[C.Expr] = []
+            gidx: C.Expr = _c(0)
+            for d in reversed(range(self.dim)):
+                a = self._axis(d)
+                bsz = block[a] if a < len(block) else 1
+                if d == 0:
+                    local: C.Expr = rest
+                else:
+                    local = C.BinOp(rest, "%", _c(dims[d]))
+                loop_body.append(C.Decl(CONST_LONG, f"q{d}", C.BinOp(_add(C.BinOp(
+                    C.Cast(C.LONG, _bid(a)), "*", _c(bsz)), lo[d] - h[d]), "+", local)))
+                if d:
+                    rest = C.BinOp(rest, "/", _c(dims[d]))
+                conds.append(C.BinOp(C.Name(f"q{d}"), "<", _c(self.shape[d])))
+                term = _mul(C.Name(f"q{d}"), self.strides[d])
+                gidx = term if (isinstance(gidx, C.Constant) and gidx.value == 0) else \
+                    C.BinOp(gidx, "+", term)
+            cond = conds[0]
+            for c in conds[1:]:
+                cond = C.BinOp(cond, "&&", c)
+            loop_body.append(C.If(cond, C.Block([C.Assign(
+                C.Index(C.Name("sh_" + gname), C.Name("t")),
+                C.Call("__ldg", [C.BinOp(C.Name("g_" + gname), "+", gidx)]))])))
+            out.append(C.For("t", C.Name("tid"), _c(vol), C.Block(loop_body),
+                             step=_c(nthreads), ctype=C.INT))
+        out.append(C.ExprStmt(C.Call("__syncthreads", [])))
+        return out
+
+    def border_kernel(self, name: str, loop: D.PointLoop, v: CudaVariant
+                      ) -> tuple[C.FunctionDef, list[int], list[int]]:
+        g = self.prog.grid(loop.grid).ghost_depth
+        lo = [0] * self.dim
+        hi = list(self.shape)
+        body = self._coords(lo, v.block)
+        outside = _or([C.BinOp(C.Name(f"i{d}"), ">=", _c(hi[d])) for d in range(self.dim)])
+        interior = None
+        for d in range(self.dim):
+            t = C.BinOp(C.BinOp(C.Name(f"i{d}"), ">=", _c(g)), "&&",
+                        C.BinOp(C.Name(f"i{d}"), "<", _c(self.shape[d] - g)))
+            interior = t if interior is None else C.BinOp(interior, "&&", t)
+        assert interior is not None
+        body.append(C.If(C.BinOp(outside, "||", interior), C.Block([C.Return()])))
+        body.append(self._flat_p())
+        body += self._point_body(loop, self._global_read)
+        fn = C.FunctionDef(name, self._params(), C.Block(body), extern_c=False,
+                           qualifier="__global__")
+        return fn, lo, hi
+
+    # -- host side -----------------------------------------------------------------------------
+    def launches(self, v: CudaVariant, kernels: list[tuple[str, list[int], list[int]]],
+                 args: list[C.Expr]) -> list[C.Stmt]:
+        out: list[C.Stmt] = []
+        for name, lo, hi in kernels:
+            if any(h <= l for l, h in zip(lo, hi)):
+                out.append(C.Comment(f"{name}: no points for this shape"))
+                continue
+            grid = []
+            for a in range(len(v.block)):
+                d = self.dim - 1 - a
+                extent = hi[d] - lo[d] if d >= 0 else 1
+                grid.append(_c(-(-extent // v.block[a])))
+            out.append(C.CudaLaunch(name, grid, [_c(b) for b in v.block], args))
+        return out
+
+    def size_check(self) -> C.Stmt:
+        bad = _or([C.BinOp(C.Name(f"n{d}"), "!=", _c(n)) for d, n in enumerate(self.shape)])
+        return C.If(bad, C.Block([C.Return(C.Name("cudaErrorInvalidValue"))]))
+
+    def module(self, variants: list[CudaVariant]) -> C.Module:
+        items: list[Any] = [C.Include("math.h"), C.Include("cuda_runtime.h")]
+        items += helper_functions(C.DOUBLE, storage=("static", "inline"), qualifier="__device__")
+        sizes = [C.Param(C.LONG, f"n{d}") for d in range(self.dim)]
+        names = [C.Name("g_" + g.name) for g in self.prog.grids]
+        for v in variants:
+            kernels = []
+            for i, loop in enumerate(_loops(self.prog)):
+                kname = f"{launcher_name(self.prog, v)}_L{i}"
+                make = self.border_kernel if loop.region == "border" else self.interior_kernel
+                fn, lo, hi = make(kname, loop, v)
+                items.append(fn)
+                kernels.append((kname, lo, hi))
+            body = [self.size_check(), *self.launches(v, kernels, list(names)),
+                    C.Return(C.Cast(C.INT, C.Call("cudaGetLastError", [])))]
+            items.append(C.FunctionDef(launcher_name(self.prog, v), self._params() + sizes,
+                                       C.Block(body), ret=C.INT))
+            if len(self.prog.grids) >= 2:
+                items.append(self.iterate_launcher(v, kernels, sizes))
+        return C.Module(items)
+
+    def iterate_launcher(self, v: CudaVariant, kernels: list, sizes: list[C.Param]
+                         ) -> C.FunctionDef:
+        """``steps`` sweeps on the device with the Jacobi swap of output and last input."""
+        grids = self.prog.grids
+        state, out = "g_" + grids[-2].name, "g_" + grids[-1].name
+        params = [C.Param(IN_PTR, "g_" + g.name) for g in grids[:-2]]
+        params += [C.Param(C.DOUBLE.ptr(), "x0"), C.Param(C.DOUBLE.ptr(), "x1"),
+                   C.Param(C.LONG, "steps")] + sizes
+        args: list[C.Expr] = [C.Name("g_" + g.name) for g in grids[:-2]]
+        args += [C.Name(state), C.Name(out)]
+        step = [C.Decl(IN_PTR, state, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
+                                                         _c(0)), C.Name("x0"), C.Name("x1"))),
+                C.Decl(OUT_PTR, out, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
+                                                        _c(0)), C.Name("x1"), C.Name("x0")))]
+        step += self.launches(v, kernels, args)
+        step.append(C.Decl(C.CType("cudaError_t", const=True), "err",
+                           C.Call("cudaGetLastError", [])))
+        step.append(C.If(C.BinOp(C.Name("err"), "!=", C.Name("cudaSuccess")),
+                         C.Block([C.Return(C.Cast(C.INT, C.Name("err")))])))
+        body = [self.size_check(), C.For("s", _c(0), C.Name("steps"), C.Block(step)),
+                C.Return(_c(0))]
+        return C.FunctionDef(iterate_name(self.prog, v), params, C.Block(body), ret=C.INT)
+
+
+def lower_cuda(prog: D.StencilProgram, variants: list[CudaVariant] | None = None) -> C.Module:
+    """The CUDA platform AST of ``prog`` holding every variant in ``variants``."""
+    reason = unsupported_reason(prog)
+    if reason:
+        raise ValueError(f"cannot lower {prog.name} to CUDA: {reason}")
+    return _CudaLowering(prog).module(variants or default_variants(prog))

@@ -1,0 +1,74 @@
+"""Every schedule the platform optimiser may pick compiles and is bitwise equal to Python.
+
+The autotuner only reaches the later variants over several calls, so they are built and run
+here directly, for 1-D, 2-D and 3-D kernels with interior, border and sequential loops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from asp_core.build import compile_library
+from asp_core.cast import print_c
+from asp_core.context import SpecializationContext
+from asp_core.testing import requires_compiler
+from asp_stencil.domain import StencilDomainOptimizer
+from asp_stencil.frontend import StencilFrontend
+from asp_stencil.openmp import function_name, lower_openmp
+from asp_stencil.schedule import Schedule
+from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
+
+from asp_stencil.bench import Divergence, Heat, Laplacian
+
+SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True, block=4),
+             Schedule(collapse=True), Schedule(unroll=2), Schedule(nt=True, unroll=4),
+             Schedule(threads=1), Schedule(threads=2, parallel_min_points=1),
+             Schedule(nt=True, threads=2, parallel_min_points=1),
+             Schedule(simd=False, parallel_min_points=1)]
+
+
+def _prog(kernel, grids):
+    ctx = SpecializationContext("stencil", type(kernel).kernel.func.__get__(kernel), tuple(grids),
+                                {}, kernel, {}, None, type(kernel).__name__)
+    return StencilDomainOptimizer().optimize(StencilFrontend().parse(ctx), ctx)
+
+
+def _run(prog, sched, grids):
+    src = print_c(lower_openmp(prog, sched, ("avx512f", "avx2", "avx")))
+    name = function_name(prog)
+    lib = compile_library(src, name=name, specialised_on={"test": sched.label})
+    fn = getattr(lib.cdll, name)
+    fn.argtypes = [ctypes.c_void_p] * len(grids)
+    fn(*[g.data.ctypes.data for g in grids])
+
+
+def _axis_ids(dim):
+    from asp_stencil.bench import _axis_ids as ids
+
+    return ids(dim)
+
+
+KERNELS = [
+    ("laplacian-3d", Laplacian, (9, 20, 37), 1, None),
+    ("divergence-3d", Divergence, (7, 19, 21), 3, _axis_ids(3)),
+    ("heat-2d", Heat, (13, 41), 1, None),
+    ("heat-1d", Heat, (50,), 1, None),
+]
+
+
+@requires_compiler
+@pytest.mark.parametrize("sched", SCHEDULES, ids=[s.label + f"-p{s.parallel_min_points}"
+                                                  for s in SCHEDULES])
+@pytest.mark.parametrize("name,cls,shape,n_inputs,nd", KERNELS, ids=[k[0] for k in KERNELS])
+def test_schedule_bitwise(name, cls, shape, n_inputs, nd, sched):
+    grids = make_grids(shape, n_inputs, neighbor_definition=nd, seed=11)
+    k = cls()
+    if cls is Heat:
+        k.centre = -2.0 * len(shape)
+    prog = _prog(k, grids)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    _run(prog, sched, grids)
+    assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} {sched.label}")
