@@ -26,7 +26,9 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(collapse=True), Schedule(unroll=2), Schedule(nt=True, unroll=4),
              Schedule(threads=1), Schedule(threads=2, parallel_min_points=1),
              Schedule(nt=True, threads=2, parallel_min_points=1),
-             Schedule(simd=False, parallel_min_points=1)]
+             Schedule(simd=False, parallel_min_points=1),
+             Schedule(nt=True, omp_schedule="dynamic,2", parallel_min_points=1),
+             Schedule(block=4, omp_schedule="dynamic,1", parallel_min_points=1)]
 
 
 def _prog(kernel, grids):

@@ -109,7 +109,7 @@ class _Lowering:
 
     def omp_for(self, extra: str = "", combined: bool = True, simd: bool = False) -> str:
         text = (("omp parallel for" if combined else "omp for") + (" simd" if simd else "")
-                + " schedule(static)" + extra)
+                + f" schedule({self.s.omp_schedule})" + extra)
         if combined and self.s.threads > 1:
             text += f" num_threads({self.s.threads})"
         return text

@@ -22,7 +22,10 @@ class Schedule:
       gcc takes no second pragma on that loop, so ``omp simd`` is then left to auto-vectorisation;
     * ``simd``: ``#pragma omp simd`` on the innermost loop;
     * ``threads``: OpenMP thread count (0: the OpenMP default, 1: no parallel region);
-    * ``parallel_min_points``: loops over fewer points run on one thread (fork/join costs more).
+    * ``parallel_min_points``: loops over fewer points run on one thread (fork/join costs more);
+    * ``omp_schedule``: OpenMP ``schedule`` clause of the parallel loop: ``static`` (one block per
+      thread) or ``dynamic,N`` (chunks of N outer iterations handed out on demand, so a thread
+      descheduled by another process on a shared machine does not hold up the others).
     """
 
     nt: bool = False
@@ -32,6 +35,7 @@ class Schedule:
     simd: bool = True
     threads: int = 0
     parallel_min_points: int = 32768
+    omp_schedule: str = "static"
 
     def params(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,4 +53,6 @@ class Schedule:
             parts.append("nosimd")
         if self.threads:
             parts.append(f"t{self.threads}")
+        if self.omp_schedule != "static":
+            parts.append(self.omp_schedule.replace(",", ""))
         return "-".join(parts)

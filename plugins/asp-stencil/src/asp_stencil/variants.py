@@ -4,9 +4,10 @@ The guess follows the roofline of this kind of machine (see ENVIRONMENT.md): a s
 writes an output much larger than the last-level cache without reading it is limited by memory
 traffic, and streaming stores save the read-for-ownership of every output line, so they come
 first; small outputs stay in cache and use regular stores. The alternatives let the autotuner
-check the guess on the real inputs: the other store kind, 3-D tiling (loop order tile→i→j→k),
-``collapse(2)``, an unrolled inner loop, and one thread for grids too small to amortise a parallel
-region. Each variant re-lowers the DAST with its :class:`~asp_stencil.schedule.Schedule`.
+check the guess on the real inputs: a dynamic OpenMP schedule (robust when other processes share
+the cores), the other store kind, one thread (wins for grids too small to amortise a parallel
+region, and on an oversubscribed machine), 3-D tiling (loop order tile→i→j→k), ``collapse(2)``
+and an unrolled inner loop. Each variant re-lowers the DAST with its :class:`~asp_stencil.schedule.Schedule`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .schedule import Schedule
 __all__ = ["ScheduleVariants", "candidate_schedules"]
 
 
-def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: int = 4
+def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: int = 5
                         ) -> list[Schedule]:
     """Schedules worth timing for ``prog``, the expected best first."""
     loops = prog.info.get("loops", [])
@@ -36,17 +37,22 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
     reads_out = any(l["reads_output"] for l in parallel if l["region"] == "interior")
     nt_ok = dim >= 2 and prog.output.shape[-1] >= 16
     big = out_bytes > max(llc_bytes // 2, 4 << 20)
-    first = Schedule(nt=nt_ok and big and not reads_out)
+    nt = nt_ok and big and not reads_out
+    first = Schedule(nt=nt)
     out = [first]
-    if points < 262144:
-        out.append(Schedule(threads=1))
+    parallel_size = points >= first.parallel_min_points
+    if parallel_size:
+        # shared machines: a thread descheduled by another process stalls a static schedule
+        out.append(Schedule(nt=nt, omp_schedule="dynamic,2"))
     if nt_ok and (big or out_bytes > (1 << 20)):
-        out.append(Schedule(nt=not first.nt))
+        out.append(Schedule(nt=not nt))
+    if parallel_size:
+        out.append(Schedule(nt=nt, threads=1))
     if dim >= 3 and prog.output.shape[-2] >= 64:
-        out.append(Schedule(nt=first.nt, block=32))
+        out.append(Schedule(nt=nt, block=16))
     if dim >= 3:
-        out.append(Schedule(nt=first.nt, collapse=True))
-    out.append(Schedule(nt=first.nt, unroll=2))
+        out.append(Schedule(nt=nt, collapse=True))
+    out.append(Schedule(nt=nt, unroll=2))
     seen: list[Schedule] = []
     for s in out:
         if s not in seen:
@@ -62,7 +68,7 @@ class ScheduleVariants(PlatformOptimizer):
         prog: D.StencilProgram = program.meta["dast"]
         isa = program.meta.get("isa", ())
         llc = ctx.hardware.last_level_cache
-        max_v = int(ctx.options.get("max_variants", 4))
+        max_v = int(ctx.options.get("max_variants", 5))
         out = []
         for sched in candidate_schedules(prog, llc, max_v):
             ir = program.ir if sched == program.meta.get("schedule") else lower_openmp(prog, sched, isa)

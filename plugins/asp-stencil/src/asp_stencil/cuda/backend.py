@@ -1,0 +1,135 @@
+"""Phase 5 component ``cuda``: print with ``print_cuda``, compile with nvcc, bind with ctypes.
+
+The shared object exports plain C launchers taking device pointers and sizes (see
+:mod:`.lowering`). The bound callable takes the kernel's own arguments (host ``StencilGrid``s):
+it validates them, copies every grid to the device (the output too: points the kernel does not
+write, and reads of the output, must see its current values), launches, waits, and copies the
+output back. ``run.iterate(grids, steps)`` keeps the grids on the device for all ``steps``
+Jacobi sweeps and copies both ping-pong grids back once. Device buffers are kept between calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+import numpy as np
+
+from asp_core import cast as C
+from asp_core.components import Backend, Variant
+
+from .. import dast as D
+from ..signature import check_grids
+from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
+
+__all__ = ["CudaBackend", "bind_cuda", "gpu_arch_flags", "cuda_source"]
+
+_CUDA_ERRORS = {1: "cudaErrorInvalidValue (grid sizes differ from the compiled ones)",
+                2: "cudaErrorMemoryAllocation", 3: "cudaErrorInitializationError",
+                35: "cudaErrorInsufficientDriver", 100: "cudaErrorNoDevice",
+                209: "cudaErrorNoKernelImageForDevice"}
+
+
+def gpu_arch_flags(hardware: Any) -> tuple[str, ...]:
+    """``-arch=sm_XY`` for the first GPU when its compute capability is known, else nothing
+    (nvcc's default embeds PTX that the driver compiles for any newer GPU)."""
+    gpus = getattr(hardware, "gpus", []) or []
+    cc = gpus[0].compute_capability if gpus else ""
+    if cc and cc.replace(".", "").isdigit():
+        return (f"-arch=sm_{cc.replace('.', '')}",)
+    return ()
+
+
+def cuda_source(program: Any) -> str:
+    return C.print_cuda(program.ir)
+
+
+def _raise(rc: int, what: str) -> None:
+    if rc:
+        raise RuntimeError(f"CUDA launch of {what} failed: error {rc} "
+                           f"{_CUDA_ERRORS.get(rc, '')}".rstrip())
+
+
+def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> Callable[..., None]:
+    """The Python callable for variant ``v`` of ``prog`` in the loaded library ``lib``."""
+    ngrids = len(prog.grids)
+    dim = prog.dim
+    shape = prog.output.shape
+    launch = getattr(lib, launcher_name(prog, v))
+    launch.argtypes = [ctypes.c_void_p] * ngrids + [ctypes.c_long] * dim
+    launch.restype = ctypes.c_int
+    it = getattr(lib, iterate_name(prog, v), None) if ngrids >= 2 else None
+    if it is not None:
+        it.argtypes = [ctypes.c_void_p] * ngrids + [ctypes.c_long] * (1 + dim)
+        it.restype = ctypes.c_int
+    buffers: dict[int, Any] = {}
+    state, out = (prog.grids[-2], prog.grids[-1]) if ngrids >= 2 else (None, None)
+    swappable = state is not None and (state.shape, state.dtype, state.ghost_depth,
+                                       state.neighbors) == (out.shape, out.dtype,
+                                                            out.ghost_depth, out.neighbors)
+
+    def device(i: int, host: np.ndarray) -> Any:
+        from .devmem import DeviceBuffer, get_device_memory
+
+        buf = buffers.get(i)
+        if buf is None:
+            buf = buffers[i] = DeviceBuffer(get_device_memory(), host)
+        return buf
+
+    def validate(grids: tuple) -> list[np.ndarray]:
+        if len(grids) != ngrids:
+            raise TypeError(f"{prog.name}() takes {ngrids} grids, got {len(grids)}")
+        check_grids(grids)
+        data = [g.data for g in grids]
+        if data[0].shape != shape or data[0].dtype.str != prog.output.dtype:
+            raise ValueError(f"{prog.name}: compiled for shape {shape} {prog.output.dtype}, "
+                             f"called with {data[0].shape} {data[0].dtype.str}")
+        return data
+
+    def run(*grids: Any) -> None:
+        data = validate(grids)
+        bufs = [device(i, d) for i, d in enumerate(data)]
+        for b, d in zip(bufs, data):
+            b.upload(d)
+        _raise(launch(*[b.ptr for b in bufs], *shape), launcher_name(prog, v))
+        bufs[0].mem.synchronize()
+        bufs[-1].download(data[-1])
+
+    def iterate(grids: tuple, steps: int) -> None:
+        """``steps`` sweeps on the device; afterwards both ping-pong grids hold what the plain
+        host loop leaves in them (the swap is of roles, not of the arrays)."""
+        if it is None or not swappable:
+            raise TypeError(f"{prog.name}: the last input and the output grid are not "
+                            "interchangeable (or there is no input), so the device loop cannot "
+                            "swap them; iterate on the host instead")
+        data = validate(tuple(grids))
+        if not data[-2].flags.writeable:
+            raise ValueError("iterate writes the last input grid too, but its .data is read-only")
+        bufs = [device(i, d) for i, d in enumerate(data)]
+        for b, d in zip(bufs, data):
+            b.upload(d)
+        _raise(it(*[b.ptr for b in bufs], int(steps), *shape), iterate_name(prog, v))
+        bufs[0].mem.synchronize()
+        bufs[-2].download(data[-2])
+        bufs[-1].download(data[-1])
+
+    run.iterate = iterate  # type: ignore[attr-defined]
+    run.__name__ = f"{prog.name}_cuda_{v.label}"
+    return run
+
+
+class CudaBackend(Backend):
+    """Phase 5 component ``cuda`` for the ``cuda`` platform."""
+
+    name = "cuda"
+    platforms = ("cuda",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., None]:
+        program = variant.program
+        prog: D.StencilProgram = program.meta["dast"]
+        v: CudaVariant = program.meta["variant"]
+        lib = ctx.compile(cuda_source(program), lang="cuda", openmp=False,
+                          flags=gpu_arch_flags(ctx.hardware), name=kernel_symbol(prog),
+                          specialised_on={"shape": prog.output.shape,
+                                          "dtype": prog.output.dtype})
+        return bind_cuda(lib.cdll, prog, v)

@@ -1,0 +1,85 @@
+"""Phase 3 and 4 components of the CUDA backend: the ``cuda`` platform and its variants.
+
+Selection: ``check`` accepts a kernel only when a CUDA GPU is present (``nvidia-smi`` through
+``asp_core.hardware``) and the grid is big enough for a GPU to pay for the transfers, or when the
+user forces the platform (``ASP_PLATFORM_SELECTION=cuda`` or the kernel option
+``{"platform_selection": "cuda"}``; then only ``nvcc`` is required, which is how CI compiles
+the CUDA code on machines without a GPU). Kernels that cannot run in parallel (Gauss–Seidel) are
+refused with the reason, and the OpenMP platform takes them.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+from asp_core import config
+from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Variant
+
+from .. import dast as D
+from .lowering import CudaVariant, default_variants, lower_cuda, unsupported_reason
+
+__all__ = ["CudaPlatform", "CudaVariants", "MIN_GPU_POINTS"]
+
+#: below this many points, a single call is dominated by host<->device copies
+MIN_GPU_POINTS = 1 << 18
+
+
+def forced(ctx: Any) -> bool:
+    """Did the user ask for the ``cuda`` platform by name?"""
+    requested, _ = config.phase_choice(getattr(ctx, "specializer", "stencil") or "stencil",
+                                       "platform_selection", getattr(ctx, "options", None))
+    return requested == "cuda"
+
+
+class CudaPlatform(Platform):
+    """Phase 3 component ``cuda``."""
+
+    name = "cuda"
+
+    def check(self, dast: D.StencilProgram, ctx: Any) -> str | None:
+        reason = unsupported_reason(dast)
+        if reason:
+            return reason
+        from asp_core.errors import ToolchainError
+        from asp_core.toolchain import find_toolchain
+
+        try:
+            find_toolchain("cuda")
+        except ToolchainError as exc:
+            return f"no nvcc: {exc}"
+        if forced(ctx):
+            return None
+        if not ctx.hardware.has_gpu:
+            return ("no CUDA GPU on this machine (force with ASP_PLATFORM_SELECTION=cuda to "
+                    "generate and compile the CUDA code anyway)")
+        points = prod(dast.output.shape)
+        if points < MIN_GPU_POINTS:
+            return (f"grid of {points} points is too small for a GPU to pay for the copies "
+                    f"(< {MIN_GPU_POINTS}); force with ASP_PLATFORM_SELECTION=cuda")
+        return None
+
+    def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
+        variants = default_variants(dast)
+        return PlatformProgram("cuda", lower_cuda(dast, variants),
+                               {"dast": dast, "variants": variants})
+
+
+class CudaVariants(PlatformOptimizer):
+    """Phase 4 component ``cuda-blocks``: one variant per strategy and thread-block shape.
+
+    All variants live in the one translation unit the platform produced (a single ``nvcc`` run);
+    a variant only names the launcher the backend binds.
+    """
+
+    name = "cuda-blocks"
+    platforms = ("cuda",)
+
+    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+        out = []
+        v: CudaVariant
+        for v in program.meta["variants"]:
+            meta = dict(program.meta, variant=v)
+            out.append(Variant(v.label, PlatformProgram(program.platform, program.ir, meta),
+                               v.params()))
+        return out

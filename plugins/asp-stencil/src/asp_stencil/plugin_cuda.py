@@ -1,0 +1,36 @@
+"""Entry point ``asp: stencil-cuda``: the CUDA backend and the temporal-blocking benchmarks.
+
+Registers, for the ``stencil`` specializer defined by ``asp_stencil.plugin``, a ``cuda``
+platform (priority above OpenMP, but its ``check`` refuses unless a GPU is present or the user
+forces it), the ``cuda-blocks`` variant generator and the ``cuda`` backend; and the benchmark
+suite ``stencil-temporal``. Only ``asp_core`` and this package are imported here: pycuda,
+cuda-python, cupy, numba, Devito and pystencils are imported when something runs.
+"""
+
+from __future__ import annotations
+
+from asp_core import hookimpl
+
+from .cuda.backend import CudaBackend
+from .cuda.platform import CudaPlatform, CudaVariants
+
+
+@hookimpl
+def asp_register_specializers(register):  # type: ignore[no-untyped-def]
+    register.component(specializer="stencil", phase="platform_selection", name="cuda",
+                       obj=CudaPlatform(), priority=20)
+    register.component(specializer="stencil", phase="platform_optimization", name="cuda-blocks",
+                       obj=CudaVariants(), priority=0)
+    register.component(specializer="stencil", phase="backend", name="cuda",
+                       obj=CudaBackend(), priority=0)
+
+
+@hookimpl
+def asp_register_benchmarks(register):  # type: ignore[no-untyped-def]
+    from .temporal.bench import run_temporal_benchmarks
+
+    register.benchmark(name="stencil-temporal", specializer="stencil",
+                       func=run_temporal_benchmarks,
+                       description="2-D/3-D heat and 3-D Laplacian Jacobi, 64 steps beyond the "
+                                   "L3: temporally blocked vs plain sweeps vs numba/Devito/"
+                                   "pystencils, effective bandwidth vs STREAM copy")

@@ -1,0 +1,224 @@
+"""Benchmark suite ``stencil-temporal`` (``asp bench stencil-temporal``,
+``python benchmarks/bench_stencil_temporal.py``).
+
+Cases (issue 4): 2-D heat, 3-D heat and the 3-D Laplace equation as a Jacobi iteration, 64 steps
+each on grids far beyond the 32 MiB last-level cache. Implementations, interleaved in one
+process: the temporally blocked ``iterate`` (``asp-temporal``, autotuned before timing), Asp's
+plain sweeps (``asp-plain``: the OpenMP kernel called 64 times with swaps, the anchor), numba
+``prange``, Devito and pystencils running 64 sweeps, and a STREAM copy of one grid.
+
+The figure of merit is the *effective bandwidth*: 16 bytes per point per step (one read and one
+write, what a perfect plain sweep must move) divided by the time. The STREAM copy bandwidth is
+the roofline of any plain-sweep code, so ``effective / STREAM`` above 1 is only possible by
+reusing cached data across time steps; the goal is at least 2.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from ..grid import StencilGrid
+from ..kernel import StencilKernel
+
+__all__ = ["run_temporal_benchmarks", "Jacobi", "TemporalHeat"]
+
+STEPS = 64
+
+
+class TemporalHeat(StencilKernel):
+    """Explicit heat step: u + alpha * (sum of face neighbours - 2·dim·u)."""
+
+    alpha = 0.1
+    centre = -6.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = self.centre * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = u[x] + self.alpha * s
+
+
+class Jacobi(StencilKernel):
+    """Jacobi iteration of the Laplace equation: the mean of the face neighbours."""
+
+    inv = 1.0 / 6.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = 0.0
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = s * self.inv
+
+
+def _numba_sweeps(kind: str, dim: int) -> Callable[..., Any]:
+    import numba
+
+    if dim == 2:
+        @numba.njit(parallel=True, cache=True)
+        def run2(a, b, steps, c):  # pragma: no cover - compiled
+            n0, n1 = a.shape
+            for _ in range(steps):
+                for i in numba.prange(1, n0 - 1):
+                    for j in range(1, n1 - 1):
+                        b[i, j] = a[i, j] + c * (-4.0 * a[i, j] + a[i + 1, j] + a[i - 1, j]
+                                                 + a[i, j + 1] + a[i, j - 1])
+                a, b = b, a
+            return a
+        return run2
+    if kind == "heat":
+        @numba.njit(parallel=True, cache=True)
+        def run3(a, b, steps, c):  # pragma: no cover - compiled
+            n0, n1, n2 = a.shape
+            for _ in range(steps):
+                for i in numba.prange(1, n0 - 1):
+                    for j in range(1, n1 - 1):
+                        for k in range(1, n2 - 1):
+                            b[i, j, k] = a[i, j, k] + c * (
+                                -6.0 * a[i, j, k] + a[i + 1, j, k] + a[i - 1, j, k]
+                                + a[i, j + 1, k] + a[i, j - 1, k] + a[i, j, k + 1]
+                                + a[i, j, k - 1])
+                a, b = b, a
+            return a
+        return run3
+
+    @numba.njit(parallel=True, cache=True)
+    def jac3(a, b, steps, c):  # pragma: no cover - compiled
+        n0, n1, n2 = a.shape
+        for _ in range(steps):
+            for i in numba.prange(1, n0 - 1):
+                for j in range(1, n1 - 1):
+                    for k in range(1, n2 - 1):
+                        b[i, j, k] = (a[i + 1, j, k] + a[i - 1, j, k] + a[i, j + 1, k]
+                                      + a[i, j - 1, k] + a[i, j, k + 1] + a[i, j, k - 1]) * c
+            a, b = b, a
+        return a
+    return jac3
+
+
+def _devito(kind: str, shape: tuple[int, ...], data: np.ndarray, steps: int, c: float
+            ) -> Callable[[], Any]:
+    os.environ.setdefault("DEVITO_LANGUAGE", "openmp")
+    os.environ.setdefault("DEVITO_LOGGING", "ERROR")
+    from devito import Eq, Grid, Operator, TimeFunction
+
+    grid = Grid(shape=shape, extent=tuple(float(s - 1) for s in shape), dtype=np.float64)
+    u = TimeFunction(name="u", grid=grid, space_order=2, dtype=np.float64)
+    u.data[:] = data
+    rhs = u + c * u.laplace if kind == "heat" else u + u.laplace * c
+    op = Operator([Eq(u.forward, rhs)], opt="advanced")
+    op.apply(time_M=0, dt=1.0)
+    return lambda: op.apply(time_m=0, time_M=steps - 1, dt=1.0)
+
+
+def _pystencils(kind: str, dim: int, c: float) -> Callable[..., Any]:
+    import pystencils as ps
+
+    cfg = ps.CreateKernelConfig(target=ps.Target.CPU)
+    cfg.cpu.openmp.enable = True
+    if dim == 3:
+        src, dst = ps.fields("src, dst: double[3D]")
+        nb = (src[1, 0, 0] + src[-1, 0, 0] + src[0, 1, 0] + src[0, -1, 0] + src[0, 0, 1]
+              + src[0, 0, -1])
+    else:
+        src, dst = ps.fields("src, dst: double[2D]")
+        nb = src[1, 0] + src[-1, 0] + src[0, 1] + src[0, -1]
+    rhs = src.center + c * (-2.0 * dim * src.center + nb) if kind == "heat" else nb * c
+    return ps.create_kernel(ps.Assignment(dst.center, rhs), cfg).compile()
+
+
+def _case(bench: Any, kind: str, shape: tuple[int, ...], steps: int) -> None:
+    from ..bench import _anchor, _stream_copy
+    from .runner import blocked_iterate, get_iterator
+
+    dim = len(shape)
+    rng = np.random.default_rng(3)
+    init = rng.random(shape)
+    if kind == "heat":
+        k = TemporalHeat()
+        k.centre = -2.0 * dim
+        c = k.alpha
+    else:
+        k = Jacobi()
+        c = k.inv
+    plain = type(k)()
+    plain.__dict__.update(k.__dict__)
+    plain.asp_options = {"temporal": "off"}
+    a, b = StencilGrid(shape), StencilGrid(shape)
+    a.data[...] = init
+    b.data[...] = init
+    pa, pb = StencilGrid(shape), StencilGrid(shape)
+    pa.data[...] = init
+    pb.data[...] = init
+
+    # correctness first: blocked == plain sweeps, bit for bit, both ping-pong grids
+    it = get_iterator(k, (a, b))
+    if isinstance(it, str):
+        bench.note(f"{kind} {shape}: temporal blocking not applicable: {it}")
+        return
+    check_steps = 7
+    blocked_iterate(k, (a, b), check_steps)
+    plain.iterate(pa, pb, steps=check_steps)
+    if not (np.array_equal(a.data, pa.data) and np.array_equal(b.data, pb.data)):
+        raise AssertionError(f"{kind} {shape}: blocked iterate differs from plain sweeps")
+    it.tune((a, b), steps)  # time every candidate before measuring (winner kept in perf db)
+    tp = it.winner
+    bench.note(f"{kind} {shape}: tuned block depth K={tp.K}, chunk B0={tp.B0}, tile B1={tp.B1} "
+               f"over {len(it.candidates)} candidates")
+
+    impls: dict[str, Callable[[], Any]] = {
+        "asp-temporal": lambda: it.run((a, b), steps, tp),
+        "asp-plain": lambda: plain.iterate(pa, pb, steps=steps),
+    }
+    ma, mb = init.copy(), init.copy()
+    f = _anchor(bench, "numba-prange", lambda: _numba_sweeps(kind, dim))
+    if f:
+        f(ma, mb, 1, c)
+        impls["numba-prange"] = lambda: f(ma, mb, steps, c)
+    d = _anchor(bench, "devito", lambda: _devito(kind, shape, init, steps, c))
+    if d:
+        impls["devito"] = d
+    p = _anchor(bench, "pystencils", lambda: _pystencils(kind, dim, c))
+    if p:
+        xa, xb = init.copy(), init.copy()
+
+        def ps_run() -> None:
+            x, y = xa, xb
+            for _ in range(steps):
+                p(src=x, dst=y)
+                x, y = y, x
+        impls["pystencils"] = ps_run
+    s = _stream_copy(int(np.prod(shape)))
+    if s:
+        impls["stream-copy"] = s
+    npts = int(np.prod(shape))
+    rows = bench.compare(f"{kind}-{dim}d {'x'.join(map(str, shape))} f64, {steps} steps", impls,
+                         anchor="asp-plain", bytes=16.0 * npts * steps, repeats=3)
+    by = {m.impl: m for m in rows}
+    stream = by.get("stream-copy")
+    # the stream row moved 16 B/point once; rescale its time to "bytes per call" of the others
+    copy_gbs = 16.0 * npts / stream.best / 1e9 if stream else bench.stream_copy_gbs()
+    mine = by["asp-temporal"]
+    eff = 16.0 * npts * steps / mine.best / 1e9
+    anchors = [m for m in rows if m.impl not in ("asp-temporal", "stream-copy")]
+    best = min(anchors, key=lambda m: m.best)
+    bench.note(f"{kind}-{dim}d: asp-temporal effective {eff:.1f} GB/s = "
+               f"{eff / copy_gbs:.2f}x the STREAM copy roofline ({copy_gbs:.1f} GB/s); "
+               f"{mine.ratio:.2f}x asp plain sweeps; {best.best / mine.best:.2f}x the fastest "
+               f"other ({best.impl})")
+
+
+def run_temporal_benchmarks(bench: Any) -> None:
+    """The ``stencil-temporal`` suite (see the module docstring)."""
+    if bench.quick:
+        cases = [("heat", (1024, 1024)), ("heat", (96, 96, 96)), ("jacobi", (96, 96, 96))]
+        steps = 16
+    else:
+        cases = [("heat", (4096, 4096)), ("heat", (256, 256, 256)), ("jacobi", (256, 256, 256))]
+        steps = STEPS
+    for kind, shape in cases:
+        _case(bench, kind, shape, steps)
