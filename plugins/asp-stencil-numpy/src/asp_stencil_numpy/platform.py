@@ -1,0 +1,35 @@
+"""Phase 3 component ``numpy``: can this stencil run as NumPy slicing, and its lowering.
+
+The module imports nothing from asp-stencil at top level (the plugin must load, and ``asp list``
+must show it, even when asp-stencil is blocked); :mod:`asp_stencil_numpy.support` and
+:mod:`asp_stencil_numpy.lowering` are imported when a kernel reaches this platform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core.components import Platform, PlatformProgram
+
+__all__ = ["NumpyPlatform", "PRIORITY"]
+
+#: Below the OpenMP platform (10), above the pure-Python platform (-100) of asp-stencil.
+PRIORITY = -10
+
+
+class NumpyPlatform(Platform):
+    """Vectorised NumPy: no compiler needed; float64 and (simple) float32 grids."""
+
+    name = "numpy"
+
+    def check(self, dast: Any, ctx: Any) -> str | None:
+        from asp_stencil_numpy.support import unsupported_reason
+
+        return unsupported_reason(dast)
+
+    def lower(self, dast: Any, ctx: Any) -> PlatformProgram:
+        from asp_stencil_numpy.lowering import lower_numpy
+
+        source = lower_numpy(dast)
+        return PlatformProgram("numpy", source, {"dast": dast, "block": None,
+                                                 "function": source.function})

@@ -1,0 +1,117 @@
+"""What the NumPy platform can run: the reason it declines a stencil DAST, or ``None``.
+
+Vectorising evaluates each statement of a point loop for all points at once. That keeps Python's
+results exactly when no point depends on another point of the same loop and every read stays
+inside the arrays, so the platform declines (and the next platform is tried, usually OpenMP or
+pure Python):
+
+* loops marked ``sequential`` (the output read at a neighbour: Gauss-Seidel order);
+* border loops reading at a non-zero offset (Python's indexing would wrap or raise there);
+* locals carried from one point to the next (read before being assigned in the loop body);
+* nodes an earlier pass should have removed (a required domain pass was disabled);
+* float32 grids with ``min/max``, ``math`` functions or conditional expressions: in Python those
+  mix Python floats (double) with float32 scalars in ways whole-array NumPy does not reproduce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from asp_stencil import dast as D
+
+__all__ = ["unsupported_reason", "SUPPORTED_DTYPES"]
+
+SUPPORTED_DTYPES = ("<f8", "<f4")
+
+
+def _leftover(prog: D.StencilProgram) -> str | None:
+    for n in D.expr_nodes(prog):
+        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
+            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
+        if isinstance(n, D.PointExpr) and n.var is not None:
+            return "neighbour reads remain (unroll-neighbors was disabled)"
+    return None
+
+
+def _var_names(e: Any) -> set[str]:
+    return {n.name for n in D.expr_nodes(e) if isinstance(n, D.Var)}
+
+
+def _float32_reason(prog: D.StencilProgram) -> str | None:
+    if int(np.__version__.split(".")[0]) < 2:
+        return "float32 grids need NumPy >= 2 (NEP 50 scalar promotion, as in Python)"
+    for n in D.expr_nodes(prog):
+        if isinstance(n, D.Call) and n.func != "abs":
+            return (f"float32 grid with {n.func}(): Python computes it in double precision "
+                    "(the whole-array NumPy version would not)")
+        if isinstance(n, D.IfExp):
+            return "float32 grid with a conditional expression (mixed double/float32 in Python)"
+    return None
+
+
+def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -> str | None:
+    """Why ``loop`` cannot be vectorised; ``scalars``: top-level locals holding one value."""
+    where = f"the {loop.region} loop at kernel line {loop.line}"
+    if loop.sequential:
+        return (f"{where} reads its own output at a neighbour (Gauss-Seidel order); whole-array "
+                "slicing cannot keep Python's point order")
+    ghost = prog.grid(loop.grid).ghost_depth
+    dim = len(prog.output.shape)
+    assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
+    before: set[str] = set()
+    for s in loop.body:
+        for r in D.reads(s.value):
+            off = r.at.offset
+            if len(off) != dim:
+                return f"{where} reads {r.grid} with a {len(off)}-D offset in a {dim}-D kernel"
+            if loop.region == "border" and any(off):
+                return (f"{where} reads {r.grid} at offset {off}; border points would index "
+                        "outside the grid")
+            if any(abs(o) > ghost for o in off):
+                return f"{where} reads {r.grid} at offset {off}, beyond the ghost depth {ghost}"
+        for name in sorted(_var_names(s.value)):
+            if name in before or (name in scalars and name not in assigned_in_loop):
+                continue
+            return (f"{where} reads local '{name}' before assigning it: a value carried from "
+                    "one point to the next")
+        if isinstance(s, D.Assign):
+            before.add(s.target)
+        elif s.grid != prog.output.name or any(s.at.offset):
+            return f"{where} stores to {s.grid} at offset {s.at.offset}"
+    return None
+
+
+def unsupported_reason(prog: Any) -> str | None:
+    """``None`` when :func:`asp_stencil_numpy.lowering.lower_numpy` keeps Python's results."""
+    if not isinstance(prog, D.StencilProgram):
+        return f"not a stencil program ({type(prog).__name__})"
+    dtypes = {g.dtype for g in prog.grids}
+    bad = dtypes - set(SUPPORTED_DTYPES)
+    if bad:
+        return f"grid dtype {', '.join(sorted(bad))} (supported: float64, float32)"
+    reason = _leftover(prog)
+    if reason:
+        return reason
+    if "<f4" in dtypes:
+        reason = _float32_reason(prog)
+        if reason:
+            return reason
+    scalars: set[str] = set()  # top-level locals whose current value is one scalar
+    for s in prog.body:
+        if isinstance(s, D.PointLoop):
+            reason = _loop_reason(s, prog, scalars)
+            if reason:
+                return reason
+            scalars -= {t.target for t in s.body if isinstance(t, D.Assign)}
+        elif isinstance(s, D.Assign):
+            if D.reads(s.value):
+                return f"a grid read outside a point loop (kernel line {s.line})"
+            missing = sorted(_var_names(s.value) - scalars)
+            if missing:
+                return (f"kernel line {s.line} reads local '{missing[0]}' as left by a point "
+                        "loop (the last point's value)")
+            scalars.add(s.target)
+        else:
+            return f"a {type(s).__name__} statement outside a point loop"
+    return None

@@ -1,0 +1,200 @@
+"""The NumPy platform's lowering: what it declines, the code it writes, and that the results
+equal the pure-Python kernel (bit for bit where NumPy calls the same operation as Python)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.grid import default_neighbor_definition
+from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
+
+from asp_stencil_numpy.support import unsupported_reason
+
+NUMPY = {"platform_selection": "numpy"}
+
+
+def _platform(kernel) -> str:
+    events = kernel.kernel.last_context.events
+    chosen = [e for kind, e in events if kind == "phase" and e["phase"] == "platform_selection"]
+    return chosen[-1]["component"]
+
+
+def _run(cls, grids, options=NUMPY):
+    """(pure-Python output, output through the dispatcher with ``options``) on copies."""
+    cls.asp_options = dict(options)
+    k = cls()
+    ref, test = clone_grids(grids), clone_grids(grids)
+    with np.errstate(all="ignore"):
+        k.pure_python(*ref)
+    k.kernel(*test)
+    return k, ref[-1].data, test[-1].data
+
+
+class Laplacian3D(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = -6.0 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] = out[x] + u[y]
+
+
+class BorderAndInterior(StencilKernel):
+    scale = 0.5
+
+    def kernel(self, a, b, out):
+        c = self.scale * 3
+        for x in out.border_points():
+            out[x] = a[x] * c - b[x]
+        for x in out.interior_points():
+            t = max(a[x], b[x], 0.25) // 0.75
+            out[x] = abs(t) if a[x] < b[x] <= 2.0 else min(t, -b[x])
+
+
+class GaussSeidel(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in out.neighbors(x, 1):
+                out[x] = out[x] + 0.25 * out[y] + u[y]
+
+
+class Math(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = math.sqrt(abs(u[x])) + math.exp(min(u[x], 5.0)) * u[x] ** 2
+
+
+import math  # noqa: E402  (the Math kernel's global)
+
+
+@pytest.mark.parametrize("cls,shape,n", [(Laplacian3D, (9, 8, 7), 1),
+                                         (BorderAndInterior, (6, 9), 2),
+                                         (BorderAndInterior, (2, 3), 2),
+                                         (Laplacian3D, (3, 3, 3), 1)])
+def test_numpy_platform_is_bitwise_equal_to_python(cls, shape, n, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    for special in (False, True):
+        grids = make_grids(shape, n, special=special, seed=3)
+        k, expected, actual = _run(cls, grids)
+        assert _platform(k) == "numpy"
+        assert_bitwise(expected, actual)
+
+
+def test_math_functions_match_python_to_rounding(monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    k, expected, actual = _run(Math, make_grids((12, 11), 1, seed=5))
+    assert _platform(k) == "numpy"
+    np.testing.assert_allclose(actual, expected, rtol=1e-14, atol=0)
+
+
+def test_gauss_seidel_is_declined_with_the_reason(monkeypatch):
+    grids = make_grids((6, 6), 1)
+    monkeypatch.setenv("ASP_MODE", "strict")
+    from asp_core.pipeline import NoPlatform
+
+    with pytest.raises(NoPlatform, match="Gauss-Seidel"):
+        _run(GaussSeidel, grids)
+
+
+def test_float32_grids_with_math_are_declined():
+    from asp_stencil import dast as D
+
+    g = D.GridParam("u", 0, (4, 4), "<f4", 1, (((0, 0),),), False)
+    o = D.GridParam("out", 1, (4, 4), "<f4", 1, (((0, 0),),), True)
+    read = D.Read("u", D.PointExpr(None, (0, 0)))
+    body = (D.Store("out", D.PointExpr(None, (0, 0)), D.Call("sqrt", (read,))),)
+    prog = D.StencilProgram("k", (g, o), (D.PointLoop("x", "out", "interior", body),))
+    assert "double precision" in unsupported_reason(prog)
+    plain = D.StencilProgram("k", (g, o), (D.PointLoop("x", "out", "interior", (
+        D.Store("out", D.PointExpr(None, (0, 0)), D.BinOp("*", read, D.Const(0.5))),)),))
+    assert unsupported_reason(plain) is None
+    carried = D.StencilProgram("k", (g, o), (D.PointLoop("x", "out", "interior", (
+        D.Assign("s", D.BinOp("+", D.Var("s"), read)),
+        D.Store("out", D.PointExpr(None, (0, 0)), D.Var("s")))),))
+    assert "carried" in unsupported_reason(carried)
+
+
+def test_generated_code_is_slicing_and_slabs_give_the_same_bits(monkeypatch):
+    from asp_stencil_numpy.lowering import lower_numpy
+    from asp_stencil_numpy.platform import NumpyPlatform
+
+    monkeypatch.setenv("ASP_MODE", "strict")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    seen = []
+    original = NumpyPlatform.lower
+
+    def spy(self, dast, ctx):
+        seen.append(dast)
+        return original(self, dast, ctx)
+
+    monkeypatch.setattr(NumpyPlatform, "lower", spy)
+    grids = make_grids((9, 8, 7), 1, seed=11)
+    k, expected, whole = _run(Laplacian3D, grids)
+    text = [e for kind, e in k.kernel.last_context.events if kind == "program"][0]["text"]
+    assert "g_out[1:8, 1:7, 1:6] =" in text and "for " not in text
+    assert_bitwise(expected, whole)
+
+    src = lower_numpy(seen[-1], block=2)
+    assert re.search(r"for _b in range\(1, 8, 2\)", src.text)
+    assert "g_u[_b + 1:_e + 1, 1:7, 1:6]" in src.text
+    blocked = clone_grids(grids)
+    src.load()(*[g.data for g in blocked])
+    assert_bitwise(whole, blocked[-1].data)
+
+
+def test_bad_grids_are_rejected_before_numpy_runs(monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids((6, 6), 1)
+    k, _, _ = _run(Laplacian3D, grids)
+    bound = next(iter(k.kernel.specializations.values()))
+    with pytest.raises(ValueError, match="aliases"):
+        bound(grids[0], grids[0])
+    with pytest.raises(ValueError, match="specialised for float64\\[6, 6\\]"):
+        bound(*make_grids((6, 7), 1))
+    small = StencilGrid((6, 6), dtype=np.float32)
+    with pytest.raises(TypeError, match="different dtypes"):
+        bound(grids[0], small)
+
+
+_settings = settings(max_examples=40, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_INEXACT = re.compile(r"\*\*|math\.(exp|log|sin|cos)")
+
+
+@_settings
+@given(kernel_sources(max_depth=2))
+def test_random_kernels_match_python(case):
+    """asp-stencil's random-kernel strategy: every kernel the platform accepts gives Python's
+    results (bitwise without ``**``/exp/log/sin/cos, else to rounding)."""
+    source, dim, n_inputs, ghost, custom = case
+    cls = load_kernel(source)
+    shape = [3 + 2 * ghost + (i % 2) for i in range(dim)]
+    nd = default_neighbor_definition(dim) + [custom]
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, neighbor_definition=nd,
+                       seed=len(source))
+    try:
+        with np.errstate(all="ignore"):
+            cls().pure_python(*clone_grids(grids))
+    except (ArithmeticError, ValueError):
+        reject()
+    cls.asp_options = {}
+    from asp_core.pipeline import NoPlatform
+    import os
+
+    os.environ["ASP_MODE"] = "strict"
+    try:
+        k, expected, actual = _run(cls, grids)
+    except NoPlatform as exc:
+        assert "numpy" in str(exc)
+        reject()
+    finally:
+        del os.environ["ASP_MODE"]
+    assert _platform(k) == "numpy"
+    if _INEXACT.search(source):
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-300, equal_nan=True,
+                                   err_msg=source)
+    else:
+        assert_bitwise(expected, actual, what=f"kernel\n{source}")
