@@ -179,3 +179,20 @@ def test_python_mode_never_specialises(monkeypatch):
     k.pure_python(*ref)
     k.kernel(*grids)
     assert_bitwise(ref[-1].data, grids[-1].data)
+
+
+def test_float32_grids_fall_back_with_a_warning(monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "auto")
+    from asp_stencil import StencilGrid
+
+    u, out = StencilGrid((6, 6), dtype=np.float32), StencilGrid((6, 6), dtype=np.float32)
+    u.data[...] = 1.5
+
+    class Twice(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * 2
+
+    with pytest.warns(SpecializationWarning, match="float32 grids"):
+        Twice().kernel(u, out)
+    assert out.data[2, 2] == np.float32(3.0) and out.data[0, 0] == 0

@@ -124,6 +124,9 @@ class _Parser:
                 raise TypeError(f"argument '{name}' of {fn.name}() must be a StencilGrid, "
                                 f"got {type(g).__name__}")
         params = grid_params(names, args)
+        if params[0].dtype != "<f8":
+            raise self.err(fn, f"{np.dtype(params[0].dtype).name} grids (asp-stencil compiles "
+                               "float64 grids; others run in Python)")
         self.grids = {p.name: p for p in params}
         self.output = names[-1]
         body = self.block(fn.body, level="top")
@@ -268,8 +271,6 @@ class _Parser:
             if name in self.grids or name == self.self_name or name == self.loop_var \
                     or name in self.nbr_vars:
                 raise self.err(target, f"assignment to '{name}' (a grid, 'self' or a point)")
-            if level == "top" and name in self.toplevel and op is None:
-                pass
             rhs = self.expr(value)
             if op is not None:
                 rhs = D.BinOp(op, self.name_value(target), rhs)

@@ -95,7 +95,6 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
             return fold_expr(e.body if test.value else e.orelse, env)
         return D.IfExp(test, fold_expr(e.body, env), fold_expr(e.orelse, env))
     if isinstance(e, (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp)):
-        kids = {}
         if isinstance(e, D.BinOp):
             new: D.Expr = D.BinOp(e.op, fold_expr(e.left, env), fold_expr(e.right, env))
         elif isinstance(e, D.UnaryOp):
@@ -107,7 +106,6 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
                             tuple(fold_expr(c, env) for c in e.comparators))
         else:
             new = D.BoolOp(e.op, tuple(fold_expr(v, env) for v in e.values))
-        del kids
         out = fold_node(new)
         return new if out is None else out
     return map_expr(e, fn)
