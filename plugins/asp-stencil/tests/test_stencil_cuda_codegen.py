@@ -1,0 +1,265 @@
+"""CUDA backend: the generated code compiles with nvcc and computes what Python computes.
+
+There is no GPU in CI, so correctness is checked two ways: every kernel of the differential
+corpus (the OpenMP backend's, ``test_stencil_corpus.py``) and random kernels of the DSL are
+compiled by ``nvcc`` (all variants of a kernel share one translation unit), and the *same*
+generated CUDA is run on the CPU through :mod:`asp_stencil.cuda.emulate` (same index arithmetic,
+shared-memory staging, barriers and launch geometry) and compared bit for bit with the
+pure-Python kernel, for single calls and for the device-side ``iterate`` with T = 1, 2, 3, 7, 64.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+
+from asp_core import cast as C
+from asp_core.testing import requires_compiler, requires_nvcc
+from asp_core.toolchain import find_toolchain
+from asp_stencil import StencilKernel
+from asp_stencil.bench import Heat, Laplacian
+from asp_stencil.cuda.emulate import (emulated_library, emulation_source, iterate_emulated,
+                                      run_emulated)
+from asp_stencil.cuda.lowering import (CudaVariant, default_variants, iterate_name,
+                                       launcher_name, lower_cuda, unsupported_reason)
+from asp_stencil.grid import default_neighbor_definition
+from asp_stencil.temporal.runner import specialise
+from asp_stencil.testing import (assert_bitwise, clone_grids, kernel_sources, load_kernel,
+                                 make_grids)
+
+
+def _corpus() -> list[tuple]:
+    """The OpenMP backend's differential corpus (``CASES`` of ``test_stencil_corpus.py``)."""
+    path = Path(__file__).with_name("test_stencil_corpus.py")
+    spec = importlib.util.spec_from_file_location("_asp_stencil_corpus_for_cuda", path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return list(mod.CASES)
+
+
+CASES = _corpus()
+IDS = [c[0] for c in CASES]
+
+
+def _program(cls, grids):
+    return specialise(cls(), tuple(grids))[1]
+
+
+def _cuda(prog, variants=None) -> tuple[str, list[CudaVariant]]:
+    vs = variants or default_variants(prog)
+    return C.print_cuda(lower_cuda(prog, vs)), vs
+
+
+# -- structure (no compiler) -------------------------------------------------------------------
+
+def test_variants_and_launchers_structure():
+    grids = make_grids((9, 10, 11), 1)
+    prog = _program(Laplacian, grids)
+    vs = default_variants(prog)
+    assert [v.strategy for v in vs].count("shared") == 2
+    assert all(len(v.block) == 3 and v.block[0] % 32 == 0 for v in vs)
+    src, _ = _cuda(prog, vs)
+    for v in vs:
+        assert f'extern "C" int {launcher_name(prog, v)}(' in src
+        assert f'extern "C" int {iterate_name(prog, v)}(' in src
+    assert src.count("__syncthreads();") == 2  # one barrier per shared variant
+    assert "__shared__ double sh_u[" in src
+    assert "cudaErrorInvalidValue" in src  # launchers check the sizes they are given
+
+
+def test_point_reads_only_kernel_gets_no_shared_variant():
+    class Scale(StencilKernel):
+        def kernel(self, a, out):
+            for x in out.interior_points():
+                out[x] = a[x] * 2.0
+
+    prog = _program(Scale, make_grids((40, 50), 1))
+    assert {v.strategy for v in default_variants(prog)} == {"direct"}
+
+
+def test_gauss_seidel_is_refused_with_reason():
+    name, cls, shape, n_in, ghost, nd = next(c for c in CASES if c[0] == "gauss-seidel-2d")
+    prog = _program(cls, make_grids(shape, n_in, ghost_depth=ghost, neighbor_definition=nd))
+    reason = unsupported_reason(prog)
+    assert reason and "Gauss-Seidel" in reason
+    with pytest.raises(ValueError, match="Gauss-Seidel"):
+        lower_cuda(prog)
+
+
+def test_emulation_rewrites_every_launch():
+    prog = _program(Heat, make_grids((30, 40), 1))
+    src, _ = _cuda(prog)
+    emu = emulation_source(src)
+    assert "<<<" not in emu and "asp_emu_launch(" in emu
+    with pytest.raises(ValueError):
+        emulation_source("int main() { return 0; }")
+
+
+# -- nvcc compiles every generated kernel ------------------------------------------------------
+
+@requires_nvcc
+@pytest.mark.parametrize("name,cls,shape,n_inputs,ghost,nd", CASES, ids=IDS)
+def test_corpus_compiles_with_nvcc(name, cls, shape, n_inputs, ghost, nd):
+    prog = _program(cls, make_grids(shape, n_inputs, ghost_depth=ghost, neighbor_definition=nd))
+    if unsupported_reason(prog):
+        pytest.skip(f"not a CUDA kernel: {unsupported_reason(prog)}")
+    src, vs = _cuda(prog)
+    result = find_toolchain("cuda").check(src)  # raises CompileError with nvcc's log
+    assert "error" not in result.log.lower()
+
+
+# -- the generated CUDA, emulated on the CPU, equals Python bit for bit ------------------------
+
+@requires_compiler
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name,cls,shape,n_inputs,ghost,nd",
+                         [c for c in CASES if "large" not in c[0]],
+                         ids=[c[0] for c in CASES if "large" not in c[0]])
+def test_corpus_emulated_bitwise(name, cls, shape, n_inputs, ghost, nd):
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, neighbor_definition=nd, seed=7,
+                       special=True)
+    k = cls()
+    prog = _program(cls, grids)
+    if unsupported_reason(prog):
+        pytest.skip(f"not a CUDA kernel: {unsupported_reason(prog)}")
+    src, vs = _cuda(prog)
+    lib = emulated_library(src)
+    ref = clone_grids(grids)
+    with np.errstate(all="ignore"):
+        k.pure_python(*ref)
+    for v in vs:
+        test = clone_grids(grids)
+        assert run_emulated(lib, prog, v, test) == 0
+        assert_bitwise(ref[-1].data, test[-1].data, what=f"{name} [{v.label}]")
+        for a, b in zip(ref[:-1], test[:-1]):
+            assert_bitwise(a.data, b.data, what="an input grid was modified")
+
+
+def test_launcher_rejects_wrong_sizes():
+    pytest.importorskip("numpy")
+    grids = make_grids((9, 10, 11), 1)
+    prog = _program(Laplacian, grids)
+    src, vs = _cuda(prog)
+    lib = emulated_library(src)
+    import ctypes
+
+    fn = getattr(lib, launcher_name(prog, vs[0]))
+    fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_long] * 3
+    fn.restype = ctypes.c_int
+    before = grids[-1].data.copy()
+    assert fn(grids[0].data.ctypes.data, grids[1].data.ctypes.data, 9, 10, 12) == 1
+    assert np.array_equal(before, grids[-1].data)
+
+
+def _reference_iterate(k, grids, steps):
+    gs = list(grids)
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            k.pure_python(*gs)
+            gs[-1], gs[-2] = gs[-2], gs[-1]
+
+
+class Heat1D(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + 0.25 * (u[x] * -2.0)
+            for y in u.neighbors(x, 1):
+                out[x] = out[x] + 0.25 * u[y]
+
+
+class VariableCoefficient(StencilKernel):
+    """A constant coefficient field (first input) and the state (second input)."""
+
+    def kernel(self, kappa, u, out):
+        for x in out.interior_points():
+            s = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = u[x] + kappa[x] * 0.2 * s
+        for x in out.border_points():
+            out[x] = u[x] * 0.5
+
+
+ITER_CASES = [
+    ("heat-1d", Heat1D, (37,), 1),
+    ("heat-2d", Heat, (19, 23), 1),
+    ("laplacian-3d", Laplacian, (9, 10, 13), 1),
+    ("varcoef-2d", VariableCoefficient, (21, 18), 2),
+]
+
+
+@requires_compiler
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name,cls,shape,n_inputs", ITER_CASES, ids=[c[0] for c in ITER_CASES])
+def test_device_iterate_emulated(name, cls, shape, n_inputs):
+    k = cls()
+    if cls is Laplacian:
+        k.inv_h2 = 0.1
+    if cls is Heat:
+        k.centre = -4.0
+    grids = make_grids(shape, n_inputs, seed=11)
+    prog = specialise(k, tuple(grids))[1]
+    src, vs = _cuda(prog)
+    lib = emulated_library(src)
+    for steps in (1, 2, 3, 7, 64):
+        ref = clone_grids(grids)
+        _reference_iterate(k, ref, steps)
+        for v in (vs[0], vs[-1]):
+            test = clone_grids(grids)
+            assert iterate_emulated(lib, prog, v, test, steps) == 0
+            for r, t in zip(ref, test):
+                assert_bitwise(r.data, t.data, what=f"{name} T={steps} [{v.label}]")
+
+
+# -- random kernels of the DSL (the OpenMP backend's hypothesis strategy) ----------------------
+
+def _random_case(case, compile_with_nvcc: bool) -> None:
+    source, dim, n_inputs, ghost, custom = case
+    cls = load_kernel(source)
+    shape = [3 + 2 * ghost + (i % 2) for i in range(dim)]
+    nd = default_neighbor_definition(dim) + [custom]
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, neighbor_definition=nd,
+                       seed=len(source))
+    k = cls()
+    ref = clone_grids(grids)
+    try:
+        with np.errstate(all="ignore"):
+            k.pure_python(*ref)
+    except (ArithmeticError, ValueError):
+        reject()
+    prog = specialise(k, tuple(grids))[1]
+    if unsupported_reason(prog):
+        assert any(loop.sequential for loop in prog.body if hasattr(loop, "sequential")), \
+            unsupported_reason(prog)
+        return
+    src, vs = _cuda(prog)
+    if compile_with_nvcc:
+        find_toolchain("cuda").check(src)
+    lib = emulated_library(src)
+    for v in vs:
+        test = clone_grids(grids)
+        assert run_emulated(lib, prog, v, test) == 0
+        assert_bitwise(ref[-1].data, test[-1].data, what=f"[{v.label}] kernel\n{source}")
+
+
+@requires_compiler
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(kernel_sources(max_depth=2))
+def test_random_kernels_emulated(case):
+    _random_case(case, compile_with_nvcc=False)
+
+
+@pytest.mark.slow
+@requires_nvcc
+@requires_compiler
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(kernel_sources())
+def test_random_kernels_nvcc_and_emulated_200(case):
+    _random_case(case, compile_with_nvcc=True)
