@@ -1,0 +1,559 @@
+"""Matrix powers and CA-CG over MPI: a row-partitioned A, ghost zones of depth k.
+
+Each rank owns a contiguous block of rows (uneven, tiny and empty blocks are allowed). For k
+powers it keeps the rows of its *k-level closure* (PA1, the Asp paper's algorithm): the rows at
+graph distance 1..k from its block. One exchange of x on those ghost rows then suffices for all k
+products; each rank computes them on its extended local matrix with the single-process
+specializer (:class:`asp_mpk.MatrixPowers`), redundantly on the ghost rows, and keeps its own
+rows. Level j is exact on the rows at distance <= k - j, so the owned rows are exact at every
+level. The naive scheme needs k exchanges of depth 1.
+
+:func:`cg` is s-step (communication-avoiding) CG over that kernel: per outer iteration ONE
+exchange of depth s (p and r travel in the same message) and ONE global reduction (the Gram
+matrix of the local basis blocks, summed with ``Allreduce``); the s CG steps then run on short
+coefficient vectors, identically on every rank. :func:`plain_cg` is classical CG with the same
+partitioning (one depth-1 exchange and two reductions per iteration), the baseline whose
+messages and reductions :class:`asp_core.mpi.CommStats` counts alongside.
+
+Set-up (closures, exchange lists) uses a few ``alltoall`` rounds, counted separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["DistributedMatrix", "DistributedMatrixPowers", "cg", "plain_cg", "partition_rows"]
+
+_TAG = 7401
+
+
+def partition_rows(n: int, size: int, weights: Sequence[float] | None = None) -> np.ndarray:
+    """``size + 1`` row boundaries: balanced blocks, or proportional to ``weights``."""
+    from asp_core.mpi import block_range
+
+    if weights is None:
+        return np.array([block_range(n, size, r)[0] for r in range(size)] + [n], dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (size,) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be {size} non-negative numbers with a positive sum")
+    cuts = np.round(np.cumsum(w) / w.sum() * n).astype(np.int64)
+    return np.concatenate([[0], cuts])
+
+
+@dataclass
+class _Halo:
+    """One exchange pattern: what to receive into which ghost positions, what to send."""
+
+    recv: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (peer, ext positions)
+    send: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (peer, owned positions)
+
+
+class DistributedMatrix:
+    """A square sparse matrix partitioned by rows over ``comm``.
+
+    :param A: the whole matrix on every rank (each keeps its rows), or with ``rows=(lo, hi)``
+        only this rank's rows as an ``(hi - lo) x n`` sparse matrix with global column indices.
+    :param bounds: row boundaries (``size + 1`` increasing ints from 0 to n) when A is whole;
+        default: balanced blocks.
+    :param depth: ghost depth of the closure (the k of the matrix-powers kernel; >= 1).
+    """
+
+    def __init__(self, A: Any, comm: Any = None, *, rows: tuple[int, int] | None = None,
+                 bounds: Sequence[int] | None = None, depth: int = 1) -> None:
+        import scipy.sparse as sp
+
+        from asp_core.mpi import CommStats, agree, check_same, import_mpi
+
+        MPI = import_mpi()
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.stats = CommStats()
+        error = None
+        local = None
+        n = -1
+        try:
+            if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+                raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+            if not sp.issparse(A):
+                raise TypeError(f"A must be a scipy.sparse matrix, got {type(A).__name__}")
+            if rows is None:
+                from asp_mpk.validate import as_csr
+
+                csr = as_csr(A)
+                n = csr.shape[0]
+                b = (partition_rows(n, self.size) if bounds is None
+                     else np.asarray(bounds, dtype=np.int64))
+                if b.shape != (self.size + 1,) or b[0] != 0 or b[-1] != n or np.any(np.diff(b) < 0):
+                    raise ValueError(f"bounds must be {self.size + 1} non-decreasing ints from 0 "
+                                     f"to {n}, got {list(b)}")
+                lo, hi = int(b[self.rank]), int(b[self.rank + 1])
+                local = csr[lo:hi]
+            else:
+                lo, hi = int(rows[0]), int(rows[1])
+                local = sp.csr_matrix(A, dtype=np.float64)
+                n = local.shape[1]
+                if local.shape[0] != hi - lo or not 0 <= lo <= hi <= n:
+                    raise ValueError(f"rows=({lo}, {hi}) does not match the local block of "
+                                     f"shape {local.shape}")
+                local.sum_duplicates()
+                local.sort_indices()
+                if not np.all(np.isfinite(local.data)):
+                    raise ValueError("A has non-finite stored values (inf or nan)")
+        except (TypeError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        agree(self.comm, error)
+        check_same(self.comm, n, "matrix size n")
+        ranges = self.comm.allgather((lo, hi))
+        starts = [r[0] for r in ranges]
+        if starts[0] != 0 or ranges[-1][1] != n or any(ranges[i][1] != ranges[i + 1][0]
+                                                      for i in range(self.size - 1)):
+            raise ValueError(f"the ranks' row blocks {ranges} do not tile 0..{n} in rank order")
+        if local.dtype != np.float64:
+            local = local.astype(np.float64)
+        self.n = n
+        self.lo, self.hi = lo, hi
+        self.n_own = hi - lo
+        self.bounds = np.array(starts + [n], dtype=np.int64)
+        self.local = local
+        self.depth = int(depth)
+        self._build(self.depth)
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def _owner(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.bounds, rows, side="right") - 1
+
+    def _alltoall(self, per_peer: list[Any]) -> list[Any]:
+        self.stats.setup_messages += sum(1 for q, v in enumerate(per_peer)
+                                         if q != self.rank and v is not None and len(v))
+        return self.comm.alltoall(per_peer)
+
+    def _fetch_rows(self, want: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Collective: the rows ``want`` (global ids, none owned here) from their owners."""
+        owners = self._owner(want)
+        req = [want[owners == q] for q in range(self.size)]
+        asked = self._alltoall(req)
+        reply = []
+        for q, ids in enumerate(asked):
+            if ids is None or len(ids) == 0:
+                reply.append(None)
+                continue
+            sub = self.local[np.asarray(ids) - self.lo]
+            reply.append((np.diff(sub.indptr), sub.indices.astype(np.int64), sub.data))
+        got = self._alltoall(reply)
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for q, ids in enumerate(req):
+            if len(ids) == 0:
+                continue
+            lens, cols, vals = got[q]
+            ofs = np.concatenate([[0], np.cumsum(lens)])
+            for i, r in enumerate(ids):
+                out[int(r)] = (cols[ofs[i]:ofs[i + 1]], vals[ofs[i]:ofs[i + 1]])
+        return out
+
+    def _build(self, k: int) -> None:
+        """The k-level closure, the extended local matrix and the exchange patterns."""
+        import scipy.sparse as sp
+
+        own = np.arange(self.lo, self.hi, dtype=np.int64)
+        rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        ip, ind, dat = self.local.indptr, self.local.indices.astype(np.int64), self.local.data
+        for i, r in enumerate(own):
+            rows[int(r)] = (ind[ip[i]:ip[i + 1]], dat[ip[i]:ip[i + 1]])
+        levels = [own]
+        known = np.zeros(self.n, dtype=bool)  # O(n) per rank: fine up to ~10^8 rows
+        known[own] = True
+        frontier = own
+        for j in range(1, k + 1):
+            cols = (np.concatenate([rows[int(r)][0] for r in frontier])
+                    if len(frontier) else np.zeros(0, np.int64))
+            new = np.unique(cols[~known[cols]]) if len(cols) else np.zeros(0, np.int64)
+            known[new] = True
+            levels.append(new)
+            if j < k:  # the rows of the outermost level are never needed
+                rows.update(self._fetch_rows(new))
+            frontier = new
+        self.levels = levels
+        glob = np.concatenate(levels)
+        self.glob = glob
+        self.n_ext = len(glob)
+        loc = np.full(self.n, -1, dtype=np.int64)
+        loc[glob] = np.arange(self.n_ext)
+        n_rows = sum(len(lv) for lv in levels[:k])  # rows with entries: depth < k
+        indptr = [0]
+        cols_l, vals_l = [], []
+        for r in glob[:n_rows]:
+            c, v = rows[int(r)]
+            cols_l.append(loc[c])
+            vals_l.append(v)
+            indptr.append(indptr[-1] + len(c))
+        indptr += [indptr[-1]] * (self.n_ext - n_rows)
+        cols = np.concatenate(cols_l) if cols_l else np.zeros(0, np.int64)
+        vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
+        if np.any(cols < 0):  # pragma: no cover - closure construction bug
+            raise AssertionError("closure misses a column")
+        self.A_ext = sp.csr_matrix((vals, cols, np.asarray(indptr)), shape=(self.n_ext,
+                                                                            self.n_ext))
+        self.A_ext.sort_indices()
+        n1 = self.n_own + len(levels[1]) if k >= 1 else self.n_own
+        self.n1 = n1
+        self.A_1 = self.A_ext[:self.n_own, :n1]  # one product needs only depth-1 ghosts
+        self.halo_k = self._halo(glob[self.n_own:], self.n_own)
+        self.halo_1 = self._halo(glob[self.n_own:n1], self.n_own)
+
+    def _halo(self, ghosts: np.ndarray, first: int) -> _Halo:
+        owners = self._owner(ghosts)
+        halo = _Halo()
+        req = []
+        for q in range(self.size):
+            pos = np.nonzero(owners == q)[0]
+            req.append(ghosts[pos])
+            if len(pos):
+                halo.recv.append((q, pos + first))
+        asked = self._alltoall(req)
+        for q, ids in enumerate(asked):
+            if ids is not None and len(ids):
+                halo.send.append((q, np.asarray(ids, dtype=np.int64) - self.lo))
+        return halo
+
+    # -- communication ----------------------------------------------------------------------------
+    def exchange(self, vecs: np.ndarray, halo: _Halo) -> None:
+        """Collective: fill the ghost entries of ``vecs`` (nvec, n_ext) from their owners."""
+        from mpi4py import MPI
+
+        nvec = vecs.shape[0]
+        reqs, recvs, sends = [], [], []
+        for q, pos in halo.recv:
+            buf = np.empty(nvec * len(pos))
+            recvs.append((buf, pos))
+            reqs.append(self.comm.Irecv(buf, source=q, tag=_TAG))
+        for q, pos in halo.send:
+            buf = np.ascontiguousarray(vecs[:, pos]).ravel()
+            sends.append(buf)
+            reqs.append(self.comm.Isend(buf, dest=q, tag=_TAG))
+            self.stats.message(buf.nbytes)
+        self.stats.exchanges += 1
+        MPI.Request.Waitall(reqs)
+        for buf, pos in recvs:
+            vecs[:, pos] = buf.reshape(nvec, len(pos))
+
+    def allreduce(self, a: np.ndarray) -> np.ndarray:
+        """Collective: the element-wise sum over ranks (one counted reduction)."""
+        from mpi4py import MPI
+
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        out = np.empty_like(a)
+        self.comm.Allreduce(a, out, op=MPI.SUM)
+        self.stats.reduction()
+        return out
+
+    def matvec(self, x_own: np.ndarray) -> np.ndarray:
+        """Collective: this rank's rows of ``A @ x`` (one depth-1 exchange)."""
+        v = np.zeros((1, self.n1))
+        v[0, :self.n_own] = x_own
+        self.exchange(v, self.halo_1)
+        return self.A_1 @ v[0]
+
+    def check_local_vector(self, x: Any, name: str = "x") -> np.ndarray:
+        """Collective: this rank's block of a vector; the same error on all ranks if bad."""
+        from asp_core.mpi import agree
+
+        error = None
+        arr = None
+        try:
+            arr = np.asarray(x)
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+            if arr.shape != (self.n_own,):
+                raise ValueError(f"{name} on rank {self.rank} has shape {arr.shape}; this "
+                                 f"rank owns rows {self.lo}..{self.hi} (shape ({self.n_own},))")
+            arr = np.array(arr, dtype=np.float64)
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} has non-finite values")
+        except (TypeError, ValueError) as exc:
+            error = str(exc)
+        agree(self.comm, error)
+        return arr  # type: ignore[return-value]
+
+    def gather(self, x_own: np.ndarray, root: int | None = None) -> np.ndarray | None:
+        """Collective: the whole vector (on every rank, or on ``root`` only)."""
+        if root is None:
+            return np.concatenate(self.comm.allgather(np.asarray(x_own)))
+        parts = self.comm.gather(np.asarray(x_own), root=root)
+        return np.concatenate(parts) if parts is not None else None
+
+
+class DistributedMatrixPowers:
+    """``[x, P_1(A)x, ..., P_k(A)x]`` on this rank's rows with one exchange (PA1).
+
+    ``basis`` is "monomial", or "newton"/"chebyshev" with explicit ``shifts`` (every rank must
+    use the same polynomials, so they are not estimated locally).
+    """
+
+    def __init__(self, A: Any, k: int, comm: Any = None, *, rows: tuple[int, int] | None = None,
+                 bounds: Sequence[int] | None = None, options: dict | None = None) -> None:
+        from asp_mpk.validate import check_k
+
+        self.k = check_k(k)
+        self.matrix = DistributedMatrix(A, comm, rows=rows, bounds=bounds,
+                                        depth=max(self.k, 1))
+        self.stats = self.matrix.stats
+        self._mp: Any = None
+        self._options = options
+
+    def _local(self) -> Any:
+        if self._mp is None:
+            from asp_mpk.powers import MatrixPowers
+
+            self._mp = MatrixPowers(self.matrix.A_ext, self.k, options=self._options)
+        return self._mp
+
+    def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None) -> np.ndarray:
+        """Collective: array (k+1, n_own) (or (nvec, k+1, n_own) for 2-D x) of basis rows."""
+        from asp_core.mpi import agree
+
+        m = self.matrix
+        error = None
+        if basis not in ("monomial", "newton", "chebyshev"):
+            error = f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'"
+        elif basis != "monomial" and shifts is None:
+            error = (f"basis={basis!r} needs explicit shifts in a distributed run (locally "
+                     "estimated Ritz values would differ between ranks)")
+        agree(m.comm, error)
+        arr = np.asarray(x)
+        two_d = arr.ndim == 2
+        rows = arr if two_d else arr[None, :]
+        xs = np.stack([m.check_local_vector(r) for r in rows]) if len(rows) else rows
+        ext = np.zeros((xs.shape[0], m.n_ext))
+        ext[:, :m.n_own] = xs
+        m.exchange(ext, m.halo_k)
+        if m.n_ext == 0:
+            out = np.zeros((xs.shape[0], self.k + 1, 0))
+        elif self.k == 0:
+            out = ext[:, None, :]
+        else:
+            out = self._local().powers(ext, basis=basis, shifts=shifts)
+        res = np.ascontiguousarray(out[:, :, :m.n_own])
+        return res if two_d else res[0]
+
+    __call__ = powers
+
+    def naive_powers(self, x: Any) -> np.ndarray:
+        """Collective: the monomial basis by k products, each with its own depth-1 exchange."""
+        m = self.matrix
+        xv = m.check_local_vector(x)
+        out = np.empty((self.k + 1, m.n_own))
+        out[0] = xv
+        for j in range(self.k):
+            out[j + 1] = m.matvec(out[j])
+        return out
+
+
+# -- CG -------------------------------------------------------------------------------------------
+
+@dataclass
+class CGResult:
+    """Counters of one distributed solve (also in ``matrix.stats``)."""
+
+    iterations: int = 0
+    outer: int = 0
+    replacements: int = 0
+    s: int = 0
+    exchanges: int = 0
+    messages: int = 0
+    reductions: int = 0
+
+
+def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: int,
+             rtol: float, atol: float, maxiter: Any) -> tuple[Any, np.ndarray, np.ndarray, float,
+                                                          int]:
+    from asp_mpk.cacg import _check_tols
+
+    mat = A if isinstance(A, DistributedMatrix) else DistributedMatrix(
+        A, comm, rows=rows, bounds=bounds, depth=depth)
+    bv = mat.check_local_vector(b, "b")
+    x = np.zeros(mat.n_own) if x0 is None else mat.check_local_vector(x0, "x0")
+    rtol, atol = _check_tols(rtol, atol)
+    if maxiter is None:
+        maxiter = 10 * mat.n
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
+        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+    bnrm2 = float(np.sqrt(mat.allreduce(np.array([bv @ bv]))[0]))
+    return mat, bv, x, max(atol, rtol * bnrm2), int(maxiter)
+
+
+def plain_cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
+             atol: float = 0.0, maxiter: int | None = None, rows: Any = None, bounds: Any = None
+             ) -> tuple[np.ndarray, int, CGResult]:
+    """Collective: classical CG on this rank's rows of b; returns (x_own, info, counters).
+
+    Per iteration: one depth-1 exchange (the product) and two reductions (r.r and p.Ap).
+    """
+    mat, b, x, tol, maxiter = _prepare(A, b, x0, comm, rows, bounds, 1, rtol, atol, maxiter)
+    st = mat.stats
+    base = (st.exchanges, st.messages, st.reductions)
+    res = CGResult()
+    r = b - mat.matvec(x) if mat.allreduce(np.array([float(np.any(x))]))[0] else b.copy()
+    p = r.copy()
+    rho_prev = 0.0
+    info = maxiter
+    for it in range(maxiter):
+        rho = float(mat.allreduce(np.array([r @ r]))[0])
+        if np.sqrt(rho) < tol:
+            res.iterations, info = it, 0
+            break
+        if it > 0:
+            p = r + (rho / rho_prev) * p
+        q = mat.matvec(p)
+        pq = float(mat.allreduce(np.array([p @ q]))[0])
+        if not np.isfinite(pq) or pq <= 0.0:
+            res.iterations, info = it, max(it, 1)
+            break
+        alpha = rho / pq
+        x += alpha * p
+        r -= alpha * q
+        rho_prev = rho
+        res.iterations = it + 1
+    res.exchanges, res.messages, res.reductions = (st.exchanges - base[0],
+                                                   st.messages - base[1],
+                                                   st.reductions - base[2])
+    return x, info, res
+
+
+def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
+       atol: float = 0.0, maxiter: int | None = None, s: int = 4, rows: Any = None,
+       bounds: Any = None, options: dict | None = None) -> tuple[np.ndarray, int, CGResult]:
+    """Collective: s-step CG (Chebyshev basis) on this rank's rows; ``(x_own, info, counters)``.
+
+    Follows ``scipy.sparse.linalg.cg``'s stopping rule ``||r|| < max(atol, rtol ||b||)``,
+    confirmed on the true residual (residual replacement, as :func:`asp_mpk.cg`).
+    Per outer iteration of s steps: one depth-s exchange and one reduction (the Gram matrix).
+    """
+    from asp_mpk.bases import change_of_basis, chebyshev_coefs
+    from asp_mpk.cacg import _ritz_bounds
+
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 32:
+        raise ValueError(f"s must be an integer in 1..32, got {s!r}")
+    mat, b, x, tol, maxiter = _prepare(A, b, x0, comm, rows, bounds, s, rtol, atol, maxiter)
+    if mat.depth < s:
+        raise ValueError(f"the DistributedMatrix has ghost depth {mat.depth} < s = {s}")
+    st = mat.stats
+    base = (st.exchanges, st.messages, st.reductions)
+    res = CGResult(s=s)
+    mp = DistributedMatrixPowers.__new__(DistributedMatrixPowers)
+    mp.k, mp.matrix, mp.stats, mp._mp, mp._options = s, mat, st, None, options
+    # spectral interval: Gershgorin over all rows (one reduction), refined by Ritz values
+    if mat.n_own:
+        d = _own_diagonal(mat)
+        rad = np.asarray(abs(mat.local).sum(axis=1)).ravel() - np.abs(d)
+        gl = np.array([-(np.min(d - rad)), np.max(d + rad)])
+    else:
+        gl = np.array([-np.inf, -np.inf])
+    from mpi4py import MPI
+
+    g = np.empty(2)
+    mat.comm.Allreduce(gl, g, op=MPI.MAX)
+    st.reduction()
+    lo_g, hi_g = -g[0], g[1]
+    lo, hi = (0.0 if lo_g < 0 < hi_g or lo_g >= 0 else lo_g), hi_g
+    if hi <= lo:
+        hi = lo + 1.0
+    nz = mat.allreduce(np.array([float(np.any(x))]))[0]
+    r = b - mat.matvec(x) if nz else b.copy()
+    p = r.copy()
+    rr = float(mat.allreduce(np.array([r @ r]))[0])
+    m = 2 * (s + 1)
+    alphas: list[float] = []
+    betas: list[float] = []
+    it = 0
+    last_bounds_at = 0
+    since_replace = float(np.sqrt(rr))
+    info = maxiter
+    while True:
+        if np.sqrt(rr) < tol:
+            rt = b - mat.matvec(x)
+            rrt = float(mat.allreduce(np.array([rt @ rt]))[0])
+            if np.sqrt(rrt) < tol:
+                info = 0
+                break
+            r, rr = rt, rrt
+            res.replacements += 1
+            since_replace = float(np.sqrt(rr))
+        if it >= maxiter:
+            info = maxiter
+            break
+        if len(alphas) >= 2 and len(alphas) >= 2 * last_bounds_at:
+            bnd = _ritz_bounds(alphas, betas)
+            if bnd is not None and bnd[1] > 0:
+                lo = max(0.0, bnd[0] * 0.9) if lo_g >= 0 or bnd[0] > 0 else bnd[0]
+                hi = min(bnd[1] * 1.02, hi_g) if hi_g > 0 else bnd[1] * 1.02
+                if hi <= lo:
+                    hi = lo + abs(lo) + 1.0
+            last_bounds_at = len(alphas)
+        coefs = chebyshev_coefs(lo, hi, s)
+        Bs = change_of_basis(coefs, s)
+        B = np.zeros((m, m))
+        B[:s + 1, :s + 1] = Bs
+        B[s + 1:, s + 1:] = Bs
+        V = mp.powers(np.stack([p, r]), basis="chebyshev", shifts=(lo, hi)).reshape(m, -1)
+        G = mat.allreduce(V @ V.T)  # THE reduction of this outer iteration
+        res.outer += 1
+        pc = np.zeros(m)
+        pc[0] = 1.0
+        rc = np.zeros(m)
+        rc[s + 1] = 1.0
+        xc = np.zeros(m)
+        steps = 0
+        broke = False
+        for _ in range(s):
+            Apc = B @ pc
+            pAp = float(pc @ G @ Apc)
+            if not np.isfinite(pAp) or pAp <= 0.0:
+                broke = True
+                break
+            alpha = rr / pAp
+            xc += alpha * pc
+            rc -= alpha * Apc
+            rr_new = float(rc @ G @ rc)
+            if not np.isfinite(rr_new):
+                broke = True
+                break
+            rr_new = max(rr_new, 0.0)
+            beta = rr_new / rr if rr > 0 else 0.0
+            pc = rc + beta * pc
+            alphas.append(alpha)
+            betas.append(beta)
+            rr = rr_new
+            it += 1
+            steps += 1
+            if np.sqrt(rr) < tol or it >= maxiter:
+                break
+        if steps:
+            upd = np.stack([xc, rc, pc]) @ V
+            x += upd[0]
+            r, p = upd[1], upd[2]
+        if broke:
+            info = max(it, 1)
+            break
+        nr = float(np.sqrt(rr))
+        if nr < 1e-6 * since_replace and nr >= tol:
+            rt = b - mat.matvec(x)
+            r, rr = rt, float(mat.allreduce(np.array([rt @ rt]))[0])
+            res.replacements += 1
+            since_replace = float(np.sqrt(rr))
+    res.iterations = it
+    res.exchanges, res.messages, res.reductions = (st.exchanges - base[0],
+                                                   st.messages - base[1],
+                                                   st.reductions - base[2])
+    return x, info, res
+
+
+def _own_diagonal(mat: DistributedMatrix) -> np.ndarray:
+    """Diagonal entries of this rank's rows (A[lo + i, lo + i])."""
+    loc = mat.local.tocoo()
+    d = np.zeros(mat.n_own)
+    on = loc.col == loc.row + mat.lo
+    np.add.at(d, loc.row[on], loc.data[on])
+    return d
