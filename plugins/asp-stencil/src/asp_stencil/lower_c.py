@@ -10,7 +10,9 @@ and the helpers reproduce what Python computes on NumPy float64 scalars:
   rule and the snap to the nearest integer; division by zero gives ``a / b``, like NumPy);
 * ``min(a, b, ...)`` → ``asp_min(asp_min(a, b), ...)`` with ``asp_min(r, v) = v < r ? v : r``,
   exactly Python's left-to-right scan (so NaN handling and the sign of zero match); ``max`` alike;
-* ``a ** b`` → ``pow``; ``abs`` → ``fabs``; ``math.sqrt/exp/log/sin/cos`` → the same libm
+* ``a ** b`` → ``asp_pow`` (``pow`` behind a ``noipa`` call: inside vectorised loops gcc would
+  otherwise turn ``pow(x, 0.5)`` into ``sqrt(x)``, wrong for ``-0.0`` and ``-inf``), except
+  ``a ** 2`` → ``pow`` (which gcc turns into the exactly rounded ``a * a``); ``abs`` → ``fabs``; ``math.sqrt/exp/log/sin/cos`` → the same libm
   functions Python calls;
 * constants are printed as the shortest round-trip literal of the double Python would convert
   them to (integers become doubles, as NumPy converts them).
@@ -71,7 +73,11 @@ class ExprLowering:
             if e.op in _BIN:
                 return C.BinOp(left, _BIN[e.op], right)
             if e.op == "**":
-                return C.Call("pow", [left, right])
+                # gcc rewrites pow(x, 0.5) as sqrt(x) in vectorised loops, which differs for
+                # -0.0 and -inf; asp_pow hides the exponent. x ** 2 stays pow (gcc: x * x, exact)
+                if isinstance(e.right, D.Const) and e.right.value == 2:
+                    return C.Call("pow", [left, right])
+                return C.Call("asp_pow", [left, right])
             if e.op == "//":
                 return C.Call("asp_floordiv", [left, right])
             raise NotLowered(f"binary operator {e.op!r}")
@@ -113,9 +119,12 @@ class ExprLowering:
 
 
 def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
-                     qualifier: str = "") -> list[C.FunctionDef]:
-    """``asp_min``, ``asp_max`` and ``asp_floordiv`` as cast functions (``qualifier``:
-    e.g. ``__device__`` for CUDA)."""
+                     qualifier: str = "",
+                     opaque: tuple[str, ...] = ("static", "__attribute__((noipa))")
+                     ) -> list[C.FunctionDef]:
+    """``asp_min``, ``asp_max``, ``asp_floordiv`` and ``asp_pow`` as cast functions
+    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, which
+    must stay a real call so the compiler cannot specialise ``pow`` on a constant exponent)."""
     t = ctype
     a, b, r, v = C.Name("a"), C.Name("b"), C.Name("r"), C.Name("v")
 
@@ -143,4 +152,7 @@ def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("sta
             C.Return(fl)])),
         C.Return(C.Call("copysign", [zero, C.BinOp(a, "/", b)])),
     ])
-    return [minf, maxf, floordiv]
+    powf_ = C.FunctionDef("asp_pow", [C.Param(t, "a"), C.Param(t, "b")],
+                          C.Block([C.Return(C.Call("pow", [a, b]))]), ret=t, extern_c=False,
+                          qualifier=qualifier, storage=opaque)
+    return [minf, maxf, floordiv, powf_]
