@@ -101,21 +101,27 @@ static void load_block(const xtype *restrict X, int64_t n0, int nb, double *rest
 }
 
 /* log-sum-exp over the components of each row of lp (stride MP), turning lp into the
-   responsibilities in place; returns the sum of the log-sum-exps */
+   responsibilities in place (r = exp(lp - max) / sum, one exp per entry); returns the sum of
+   the log-sum-exps */
 static double normalise_block(double *restrict lp, int nb)
 {
     double total = 0.0;
     for (int b = 0; b < nb; ++b) {
         double *row = lp + (int64_t)b * MP;
         double mx = row[0];
+#pragma omp simd reduction(max : mx)
         for (int k = 1; k < M; ++k) mx = row[k] > mx ? row[k] : mx;
         double s = 0.0;
 #pragma omp simd reduction(+ : s)
-        for (int k = 0; k < MP; ++k) s += asp_exp(row[k] - mx);
-        double lse = mx + log(s);
-        total += lse;
+        for (int k = 0; k < MP; ++k) {
+            double e = asp_exp(row[k] - mx);
+            row[k] = e;
+            s += e;
+        }
+        total += mx + log(s);
+        const double inv = 1.0 / s;
 #pragma omp simd
-        for (int k = 0; k < MP; ++k) row[k] = asp_exp(row[k] - lse);
+        for (int k = 0; k < MP; ++k) row[k] *= inv;
     }
     return total;
 }
@@ -409,8 +415,7 @@ static void scratch_free(scratch_t *s)
     free(s->w);
 }
 
-/* sums the per-thread accumulators into out in thread order (deterministic for a fixed
-   thread count) */
+/* sums the accumulators (groups or threads) into out in index order */
 static void reduce_threads(const double *acc, int nt, double *out)
 {
     for (int i = 0; i < NSTAT; ++i) out[i] = 0.0;
@@ -455,11 +460,17 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
                         double *restrict work)
 {
     int nt = omp_get_max_threads();
-    double *acc = (double *)aligned_alloc(64, (size_t)nt * NSTATP * 8);
-    if (!acc) return 1;
-    memset(acc, 0, (size_t)nt * NSTATP * 8);
-    int fail = 0;
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
+    /* sample-parallel loops run over G fixed groups of consecutive blocks, each with its own
+       accumulator, scheduled dynamically (robust when a core is busy with something else)
+       and reduced in group order: the result does not depend on which thread ran what */
+    int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
+    if (G > nblocks) G = nblocks > 0 ? nblocks : 1;
+    int64_t nacc = G > nt ? G : nt;
+    double *acc = (double *)aligned_alloc(64, (size_t)nacc * NSTATP * 8);
+    if (!acc) return 1;
+    memset(acc, 0, (size_t)nacc * NSTATP * 8);
+    int fail = 0;
     (void)work;
 #pragma omp parallel num_threads(nt)
     {
@@ -473,15 +484,18 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
         double lpn = 0.0;
 % if strategy == "fused":
         /* blocked, fused E+M: each block's responsibilities live only in s.lp */
-#pragma omp for schedule(static)
-        for (int64_t ib = 0; ib < nblocks; ++ib) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < G; ++g) {
             if (!ok) continue;
-            int64_t n0 = ib * BLOCK;
-            int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
-            load_block(X, n0, nb, s.xb);
-            logp_block(s.xb, nb, pa, pb, pc, s.lp, 0, M);
-            lpn += normalise_block(s.lp, nb);
-            stats_block(s.xb, nb, s.lp, shift, my, s.d, s.w);
+            double *ga = acc + (size_t)g * NSTATP;
+            for (int64_t ib = nblocks * g / G; ib < nblocks * (g + 1) / G; ++ib) {
+                int64_t n0 = ib * BLOCK;
+                int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
+                load_block(X, n0, nb, s.xb);
+                logp_block(s.xb, nb, pa, pb, pc, s.lp, 0, M);
+                ga[LPNOFF] += normalise_block(s.lp, nb);
+                stats_block(s.xb, nb, s.lp, shift, ga, s.d, s.w);
+            }
         }
 % else:
         /* E-step into the materialised N x MP responsibility matrix `work` */
@@ -509,25 +523,31 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
             lpn += normalise_block(work + n0 * MP, nb);
         }
 %   else:
-#pragma omp for schedule(static)
-        for (int64_t ib = 0; ib < nblocks; ++ib) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < G; ++g) {
             if (!ok) continue;
-            int64_t n0 = ib * BLOCK;
-            int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
-            load_block(X, n0, nb, s.xb);
-            logp_block(s.xb, nb, pa, pb, pc, work + n0 * MP, 0, M);
-            lpn += normalise_block(work + n0 * MP, nb);
+            double *ga = acc + (size_t)g * NSTATP;
+            for (int64_t ib = nblocks * g / G; ib < nblocks * (g + 1) / G; ++ib) {
+                int64_t n0 = ib * BLOCK;
+                int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
+                load_block(X, n0, nb, s.xb);
+                logp_block(s.xb, nb, pa, pb, pc, work + n0 * MP, 0, M);
+                ga[LPNOFF] += normalise_block(work + n0 * MP, nb);
+            }
         }
 %   endif
         /* M-step from the materialised responsibilities */
 %   if strategy == "samples":
-#pragma omp for schedule(static)
-        for (int64_t ib = 0; ib < nblocks; ++ib) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < G; ++g) {
             if (!ok) continue;
-            int64_t n0 = ib * BLOCK;
-            int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
-            load_block(X, n0, nb, s.xb);
-            stats_block(s.xb, nb, work + n0 * MP, shift, my, s.d, s.w);
+            double *ga = acc + (size_t)g * NSTATP;
+            for (int64_t ib = nblocks * g / G; ib < nblocks * (g + 1) / G; ++ib) {
+                int64_t n0 = ib * BLOCK;
+                int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
+                load_block(X, n0, nb, s.xb);
+                stats_block(s.xb, nb, work + n0 * MP, shift, ga, s.d, s.w);
+            }
         }
 %   elif strategy == "components":
 #pragma omp for schedule(dynamic, 1)
@@ -556,7 +576,7 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
         my[LPNOFF] += lpn;
         scratch_free(&s);
     }
-    if (!fail) reduce_threads(acc, nt, out);
+    if (!fail) reduce_threads(acc, (int)nacc, out);
     free(acc);
     return fail;
 }

@@ -1,0 +1,121 @@
+"""Bad input raises what scikit-learn raises (type and text), before any native code runs."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from asp_gmm import GMM, GaussianMixture, engine
+from asp_gmm.linalg import ILL_DEFINED
+
+from .conftest import make_problem
+
+
+def _same_error(make_call):
+    """Both estimators raise the same exception type with the same message."""
+    with pytest.raises(Exception) as ref:
+        make_call(SkGaussianMixture)
+    with pytest.raises(type(ref.value), match=re.escape(str(ref.value))):
+        make_call(GaussianMixture)
+
+
+X_OK = np.random.default_rng(0).normal(size=(50, 3))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_X(bad):
+    X = X_OK.copy()
+    X[3, 1] = bad
+    _same_error(lambda cls: cls(2).fit(X))
+
+
+def test_fewer_samples_than_components():
+    _same_error(lambda cls: cls(5).fit(X_OK[:4]))
+
+
+def test_wrong_number_of_features_at_predict():
+    def call(cls):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = cls(2, random_state=0).fit(X_OK)
+        return model.predict(X_OK[:, :2])
+
+    _same_error(call)
+
+
+def test_non_numeric_input():
+    X = np.array([["a", "b"], ["c", "d"], ["e", "f"]], dtype=object)
+    _same_error(lambda cls: cls(1).fit(X))
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_n_components_below_one(n):
+    _same_error(lambda cls: cls(n).fit(X_OK))
+
+
+def test_bad_init_shapes():
+    _same_error(lambda cls: cls(2, means_init=np.zeros((3, 3))).fit(X_OK))
+    _same_error(lambda cls: cls(2, weights_init=np.array([0.2, 0.2])).fit(X_OK))
+
+
+def test_collapsed_component_behaves_as_sklearn():
+    """All samples identical, no regularisation: scikit-learn's ill-defined covariance error."""
+    X = np.ones((20, 2))
+    for cov in ("full", "diag"):
+        _same_error(lambda cls: cls(2, covariance_type=cov, reg_covar=0.0,
+                                    init_params="random_from_data", random_state=0).fit(X))
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        GaussianMixture(2, reg_covar=0.0, init_params="random_from_data",
+                        random_state=0).fit(X)
+    assert "ill-defined" in ILL_DEFINED
+
+
+def test_degenerate_component_with_regularisation_matches_sklearn():
+    """A component that loses all its samples is regularised, as in scikit-learn."""
+    X, w, means, pc = make_problem(300, 2, 3, "diag", seed=2)
+    means[2] = 1e3  # far from every sample: its responsibilities underflow to zero
+    precisions = pc**2
+    kw = dict(n_components=3, covariance_type="diag", max_iter=3, tol=0.0, weights_init=w,
+              means_init=means, precisions_init=precisions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixture(**kw).fit(X)
+        ref = SkGaussianMixture(**kw).fit(X)
+    np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-6, atol=1e-300)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-6)
+    assert np.all(np.isfinite(ours.means_))
+
+
+def test_engine_validates_before_native_code():
+    X, w, means, pc = make_problem(100, 3, 2, "full")
+    with pytest.raises(ValueError, match="precisions_cholesky has shape"):
+        engine.em_step(X, w, means, pc[:, :2, :2], "full", 1e-6)
+    with pytest.raises(ValueError, match="weights has shape"):
+        engine.em_step(X, w[:1], means, pc, "full", 1e-6)
+    with pytest.raises(TypeError, match="float64 or float32"):
+        engine.em_step(X.astype(np.int64), w, means, pc, "full", 1e-6)
+    with pytest.raises(ValueError, match="2-D"):
+        engine.em_step(X[0], w, means, pc, "full", 1e-6)
+    with pytest.raises(ValueError, match="covariance_type"):
+        engine.em_step(X, w, means, pc, "banana", 1e-6)
+
+
+def test_paper_interface_rejects_bad_input():
+    with pytest.raises(ValueError, match="M and D"):
+        GMM(0, 3)
+    with pytest.raises(ValueError, match="cvtype"):
+        GMM(2, 3, cvtype="banana")
+    g = GMM(2, 3)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        g.train(np.full((10, 3), np.nan))
+    with pytest.raises(ValueError, match=r"shape \(n_samples, 3\)"):
+        g.train(np.zeros((10, 4)))
+    with pytest.raises(TypeError, match="numeric"):
+        g.train(np.array([["a"] * 3] * 4, dtype=object))
+    with pytest.raises(ValueError, match="no parameters yet"):
+        g.eval(np.zeros((4, 3)))

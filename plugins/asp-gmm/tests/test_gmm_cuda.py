@@ -1,0 +1,53 @@
+"""CUDA variants: generated and compiled with nvcc here; run only where a GPU exists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asp_core import SpecializationContext
+from asp_core.testing import has_gpu, has_nvcc
+
+from asp_gmm import reference
+from asp_gmm.backends import CudaBackend, cuda_source
+from asp_gmm.programs import variants_for
+
+from .conftest import make_problem
+
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("op", ["em_step", "log_prob"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.nvcc
+@pytest.mark.skipif(not has_nvcc(), reason="nvcc not found (no CUDA toolkit)")
+def test_cuda_variants_compile_with_nvcc(cov, op, dtype):
+    from asp_core.toolchain import find_toolchain
+
+    tc = find_toolchain("cuda")
+    variants = variants_for("cuda", op, 5, 3, cov, dtype=dtype)
+    if op == "em_step":
+        assert len(variants) >= 4
+    for variant in variants:
+        src = cuda_source(variant)
+        assert f'extern "C" int asp_gmm_{op}(' in src
+        result = tc.check(src)
+        assert "error" not in result.log.lower(), result.log
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not (has_gpu() and has_nvcc()), reason="needs a CUDA GPU and nvcc")
+def test_cuda_variants_match_reference_on_gpu(cov, problem):
+    X, w, means, pc = problem(5000, 6, 4, cov, seed=9)
+    ref = reference.em_step(X, w, means, pc, cov, 1e-6)
+    ctx = SpecializationContext("gmm", None)
+    for variant in variants_for("cuda", "em_step", 4, 6, cov):
+        got = CudaBackend().build(variant, ctx)(X, w, means, pc, cov, 1e-6)
+        assert got.log_prob_norm == pytest.approx(ref.log_prob_norm, rel=1e-10)
+        np.testing.assert_allclose(got.means, ref.means, rtol=1e-9)
+        np.testing.assert_allclose(got.covariances, ref.covariances, rtol=1e-8, atol=1e-12)
+    (lp,) = variants_for("cuda", "log_prob", 4, 6, cov)
+    got = CudaBackend().build(lp, ctx)(X, means, pc, cov)
+    np.testing.assert_allclose(got, reference.log_prob(X, means, pc, cov), rtol=1e-10)
+
+

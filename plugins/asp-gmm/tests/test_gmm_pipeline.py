@@ -1,0 +1,147 @@
+"""The five phases as registered components: choices, reasons, passes, tuning, fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asp_core import SpecializationWarning, get_registry
+from asp_core.autotune import PerfDB
+
+from asp_gmm import engine, reference
+from asp_gmm.dast import Fused, LogDensity, Moments, find
+from asp_gmm.programs import problem, variants_for
+
+from .conftest import make_problem
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """Empty cache and perf database, fresh dispatchers (as a new process)."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    engine.reset()
+    yield tmp_path / "cache"
+    engine.reset()
+
+
+def _events(op="em_step", options=None, kind=None):
+    ctx = engine.dispatcher(op, options).last_context
+    return [(e, d) for e, d in ctx.events if kind is None or e == kind]
+
+
+def test_all_five_phases_are_registered():
+    phases = get_registry().phases("gmm")
+    names = {phase: [c.name for c in comps] for phase, comps in phases.items()}
+    assert names["frontend"] == ["em-call"]
+    assert names["domain_optimization"] == ["em-passes"]
+    assert set(names["platform_selection"]) == {"cuda", "openmp", "numpy"}
+    assert set(names["platform_optimization"]) == {"cpu-variants", "cuda-variants"}
+    assert set(names["backend"]) == {"openmp-c", "cuda-c", "numpy"}
+
+
+def test_domain_passes_rewrite_the_dast():
+    p = problem("em_step", 4, 3, "full")
+    assert isinstance(p.steps[0], Fused)
+    density = find(p, LogDensity)
+    assert density.constants_folded and density.triangular
+    assert find(p, Moments).center == "component"
+    assert find(problem("em_step", 4, 3, "diag"), Moments).center == "global"
+
+
+def test_variants_differ_in_parallel_strategy():
+    names = [v.name for v in variants_for("openmp", "em_step", 8, 4, "diag")]
+    assert names == ["fused-b256", "fused-b64", "samples", "components", "dims"]
+    without = variants_for("openmp", "em_step", 8, 4, "diag",
+                           options={"disable_passes": ("fuse-em",)})
+    assert [v.name for v in without] == ["samples", "components", "dims"]
+    cuda = [v.name for v in variants_for("cuda", "em_step", 8, 4, "full")]
+    assert cuda == ["fused-t128", "fused-t256", "samples", "components", "dims"]
+
+
+def test_platform_choice_and_tuning_are_recorded_and_remembered(fresh):
+    X, w, means, pc = make_problem(3000, 4, 3, "full", seed=11)
+    ref = reference.em_step(X, w, means, pc, "full", 1e-6)
+    for _ in range(12):  # 5 variants, each timed on real iterations, then the winner
+        got = engine.em_step(X, w, means, pc, "full", 1e-6)
+        np.testing.assert_allclose(got.means, ref.means, rtol=1e-10)
+    assert not engine.tuning()
+    chosen = [d for e, d in _events(kind="phase") if d["phase"] == "platform_selection"][0]
+    assert chosen["component"] == "openmp"
+    assert dict(chosen["rejected"]).get("cuda")  # the reason CUDA was not used
+    (tuned,) = [d for e, d in _events(kind="autotune")]
+    assert tuned["source"] == "tuned now"
+    assert {t[0] for t in tuned["timings"]} == {"fused-b256", "fused-b64", "samples",
+                                                "components", "dims"}
+    assert len(PerfDB().summary()) == 1
+    # a new process with a problem of the same order of magnitude reuses the winner
+    engine.reset()
+    X2, w2, means2, pc2 = make_problem(5000, 4, 3, "full", seed=12)
+    engine.em_step(X2, w2, means2, pc2, "full", 1e-6)
+    (again,) = [d for e, d in _events(kind="autotune")]
+    assert again["source"] == "perf database" and again["winner"] == tuned["winner"]
+
+
+def test_tied_and_spherical_run_on_numpy_platform(fresh):
+    for cov in ("tied", "spherical"):
+        X, w, means, pc = make_problem(200, 3, 2, cov, seed=1)
+        got = engine.em_step(X, w, means, pc, cov, 1e-6)
+        ref = reference.em_step(X, w, means, pc, cov, 1e-6)
+        np.testing.assert_array_equal(got.means, ref.means)
+        chosen = [d for e, d in _events(kind="phase") if d["phase"] == "platform_selection"]
+        assert chosen[0]["component"] == "numpy"
+        assert "openmp" in dict(chosen[0]["rejected"])
+
+
+def test_user_can_choose_numpy_platform(fresh):
+    X, w, means, pc = make_problem(200, 3, 2, "diag", seed=2)
+    opts = {"platform_selection": "numpy"}
+    got = engine.em_step(X, w, means, pc, "diag", 1e-6, options=opts)
+    np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "diag",
+                                                               1e-6).means)
+    chosen = [d for e, d in _events(options=opts, kind="phase")
+              if d["phase"] == "platform_selection"]
+    assert chosen[0]["component"] == "numpy"
+
+
+def test_disabling_fold_constants_moves_to_numpy(fresh):
+    X, w, means, pc = make_problem(200, 3, 2, "full", seed=3)
+    opts = {"disable_passes": ("fold-constants",)}
+    engine.em_step(X, w, means, pc, "full", 1e-6, options=opts)
+    chosen = [d for e, d in _events(options=opts, kind="phase")
+              if d["phase"] == "platform_selection"]
+    assert chosen[0]["component"] == "numpy"
+    assert "fold-constants" in dict(chosen[0]["rejected"])["openmp"]
+
+
+def test_disabling_shift_moments_still_correct(fresh):
+    X, w, means, pc = make_problem(500, 3, 2, "full", seed=4)
+    opts = {"disable_passes": ("shift-moments",)}
+    got = engine.em_step(X, w, means, pc, "full", 1e-6, options=opts)
+    ref = reference.em_step(X, w, means, pc, "full", 1e-6)
+    np.testing.assert_allclose(got.covariances, ref.covariances, rtol=1e-8)
+
+
+def test_no_compiler_falls_back_to_numpy_with_warning(fresh, monkeypatch):
+    from asp_core import toolchain
+
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    if hasattr(toolchain.find_toolchain, "cache_clear"):
+        toolchain.find_toolchain.cache_clear()
+    try:
+        X, w, means, pc = make_problem(200, 3, 2, "full", seed=5)
+        with pytest.warns(SpecializationWarning, match="runs in pure Python"):
+            got = engine.em_step(X, w, means, pc, "full", 1e-6)
+        np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "full",
+                                                                   1e-6).means)
+    finally:
+        monkeypatch.delenv("ASP_CC")
+        if hasattr(toolchain.find_toolchain, "cache_clear"):
+            toolchain.find_toolchain.cache_clear()
+
+
+def test_python_mode_uses_reference(fresh, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "python")
+    X, w, means, pc = make_problem(100, 2, 2, "diag", seed=6)
+    got = engine.em_step(X, w, means, pc, "diag", 1e-6)
+    np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "diag",
+                                                               1e-6).means)
+    assert engine.dispatcher("em_step").last_context is None
