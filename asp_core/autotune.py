@@ -138,6 +138,19 @@ class Autotuner:
                 return name
         return self._decide()
 
+    def exclude(self, variant: str, reason: str = "") -> None:
+        """Drop ``variant`` from the tuning (e.g. it failed to build); decides if one is left."""
+        if self.winner is not None or variant not in self.variants:
+            return
+        self.variants.remove(variant)
+        self.times.pop(variant, None)
+        self._on_event("autotune-excluded", variant=variant, reason=reason)
+        if len(self.variants) == 1:
+            self.winner, self.source = self.variants[0], "only variant that built"
+            self._on_event("autotune", winner=self.winner, source=self.source, timings=[])
+        elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants):
+            self._decide()
+
     def report(self, variant: str, seconds: float) -> None:
         """Record the time of one call of ``variant``; decides once all are timed."""
         if self.winner is not None:

@@ -48,11 +48,13 @@ class TuningCallable:
     """
 
     def __init__(self, tuner: Autotuner, build: Callable[[str], Callable[..., Any]],
-                 on_decided: Callable[[Callable[..., Any]], None]) -> None:
+                 on_decided: Callable[[Callable[..., Any]], None],
+                 built: dict[str, Callable[..., Any]] | None = None) -> None:
         self.tuner = tuner
         self._build = build
-        self._built: dict[str, Callable[..., Any]] = {}
+        self._built: dict[str, Callable[..., Any]] = dict(built or {})
         self._on_decided = on_decided
+        self.failed: dict[str, str] = {}
 
     def _get(self, name: str) -> Callable[..., Any]:
         fn = self._built.get(name)
@@ -60,9 +62,21 @@ class TuningCallable:
             fn = self._built[name] = self._build(name)
         return fn
 
+    def _next(self) -> tuple[str, Callable[..., Any]]:
+        """The variant to run now; one that fails to build leaves the tuning (the default was
+        built by the pipeline, so at least one variant always works)."""
+        while True:
+            name = self.tuner.next()
+            try:
+                return name, self._get(name)
+            except AspError as exc:
+                if not self._built or name in self._built:
+                    raise
+                self.failed[name] = str(exc)
+                self.tuner.exclude(name, f"failed to build: {exc}")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = self.tuner.next()
-        fn = self._get(name)
+        name, fn = self._next()
         if self.tuner.done:
             self._on_decided(fn)
             return fn(*args, **kwargs)
@@ -165,4 +179,7 @@ class Pipeline:
                           repeats=2)
         if tuner.done:
             return build(tuner.winner or variants[0].name)
-        return TuningCallable(tuner, build, rebind)
+        # Build the first variant now, inside the dispatcher's error handling: a missing compiler
+        # or an unusable cache must become a fallback warning, not an error on a later call.
+        first = variants[0].name
+        return TuningCallable(tuner, build, rebind, built={first: build(first)})
