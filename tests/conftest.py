@@ -23,3 +23,27 @@ def fresh_cache(tmp_path, monkeypatch):
     root = tmp_path / "asp-cache"
     monkeypatch.setenv("ASP_CACHE_DIR", str(root))
     return root
+
+
+@pytest.fixture
+def plugin_state():
+    """Plugins re-read from scratch before and after the test (entry points, environment)."""
+    plugins.reset()
+    yield plugins
+    plugins.reset()
+
+
+@pytest.fixture
+def derived():
+    """Register a specializer derived from the element-wise one: ``derived("name", ...)``."""
+    from tests.specializers.derived import DerivedPlugin
+
+    names = []
+
+    def make(name, **kw):
+        names.append(plugins.register_plugin(DerivedPlugin(name, **kw), name=f"test-{name}"))
+        return name
+
+    yield make
+    for n in names:
+        plugins.unregister_plugin(n)

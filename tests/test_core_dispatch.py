@@ -1,0 +1,251 @@
+"""The dispatcher: specialise on the first call, dispatch from the table afterwards, and the
+three ``ASP_MODE`` behaviours, missing compilers and bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asp_core import Dispatcher, SpecializationWarning, Unspecializable, specialize
+from asp_core.testing import requires_compiler
+from tests.specializers.derived import TrustingOpenMP, shaped_signature
+
+HERE = Path(__file__).resolve()
+
+
+def axpy(a, b):
+    return 2.5 * a + b
+
+
+def uses_helper(a):
+    return math.floor(a)  # UNSUPPORTED-HERE
+
+
+def _marker_position() -> tuple[int, int]:
+    for lineno, line in enumerate(HERE.read_text().splitlines(), start=1):
+        if line.endswith("# UNSUPPORTED-HERE"):
+            return lineno, line.index("math.floor(a)") + 1
+    raise AssertionError("marker line not found")
+
+
+def _entries(root: Path) -> list[Path]:
+    code = root / "code"
+    return sorted(p for d in code.iterdir() for p in d.iterdir()) if code.exists() else []
+
+
+def _arrays(n: int = 64, k: int = 2) -> list[np.ndarray]:
+    rng = np.random.default_rng(n)
+    return [rng.standard_normal(n) for _ in range(k)]
+
+
+@requires_compiler
+def test_first_call_specialises_then_hits_table(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert list(d.specializations) == [(2,)]
+    bound = d.specializations[(2,)]
+    assert getattr(bound, "c_function", None) is not None  # compiled C, not the fallback
+    ctx = d.last_context
+    assert [e for e, _ in ctx.events].count("compile") == 1
+
+    import asp_core.pipeline as pipeline_mod
+
+    def boom(*a, **k):
+        raise AssertionError("the pipeline ran again for a known key")
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "run", boom)
+    for _ in range(3):
+        np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert d.specializations[(2,)] is bound
+    assert d.last_context is ctx
+    assert len(_entries(fresh_cache)) == 1
+
+
+@requires_compiler
+def test_new_shape_is_a_new_specialisation(elementwise, derived, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    name = derived("ew-shaped", signature=shaped_signature)
+    d = Dispatcher(name, axpy)
+    a, b = _arrays(16)
+    c, e = _arrays(33)
+    d(a, b)
+    first = d.last_context
+    np.testing.assert_array_equal(d(c, e), 2.5 * c + e)
+    assert set(d.specializations) == {(2, (16,)), (2, (33,))}
+    assert d.last_context is not first and d.last_context.key == (2, (33,))
+    d(a, b)  # known again: no third context
+    assert d.last_context.key == (2, (33,))
+
+
+@requires_compiler
+def test_new_arity_is_a_new_specialisation(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    d1 = Dispatcher("elementwise", lambda_free_one := _one_arg)
+    d2 = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    np.testing.assert_array_equal(d1(a), -a * a)
+    np.testing.assert_array_equal(d2(a, b), 2.5 * a + b)
+    assert list(d1.specializations) == [(1,)] and list(d2.specializations) == [(2,)]
+    assert lambda_free_one is _one_arg
+
+
+def _one_arg(x):
+    return -x * x
+
+
+def test_auto_mode_one_warning_with_location(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "auto")
+    d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
+    line, col = _marker_position()
+    a = np.array([1.5, -2.5, 3.0])
+    with pytest.warns(SpecializationWarning) as record:
+        for _ in range(4):
+            np.testing.assert_array_equal(d(a), np.floor(a))
+        np.testing.assert_array_equal(d(np.array([[0.5]])), [[0.0]])
+    mine = [w for w in record if issubclass(w.category, SpecializationWarning)]
+    assert len(mine) == 1, [str(w.message) for w in mine]
+    text = str(mine[0].message)
+    assert f"{HERE}:{line}:{col}" in text
+    assert "math.floor" in text and "uses_helper" in text
+    # the warning points at the user's call, not at the core's internals
+    assert Path(mine[0].filename).resolve() == HERE
+    assert _entries(fresh_cache) == []  # nothing was compiled for an unsupported kernel
+
+
+def test_strict_mode_raises(elementwise, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
+    line, col = _marker_position()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Unspecializable) as info:
+            d(np.ones(3))
+    assert info.value.lineno == line and info.value.col == col
+    assert info.value.filename == str(HERE)
+    assert "math.floor" in info.value.construct
+
+
+def test_python_mode_never_compiles(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "python")
+    import asp_core.build
+
+    def no_compile(*a, **k):
+        raise AssertionError("ASP_MODE=python compiled something")
+
+    monkeypatch.setattr(asp_core.build, "compile_library", no_compile)
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    for _ in range(3):
+        np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert d.specializations == {}
+    assert not (fresh_cache / "code").exists()
+
+
+def test_invalid_mode_is_a_clear_error(elementwise, monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "fast")
+    d = Dispatcher("elementwise", axpy)
+    with pytest.raises(ValueError, match="ASP_MODE='fast'.*auto, strict, python"):
+        d(*_arrays())
+
+
+def test_missing_compiler_platform_check_falls_back_with_install_hint(
+        elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    d = Dispatcher("elementwise", axpy, options={"platform_selection": "openmp"})
+    a, b = _arrays()
+    with pytest.warns(SpecializationWarning, match=r"apt-get install gcc") as record:
+        np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert "ASP_CC" in str(record[0].message)
+    assert _entries(fresh_cache) == []
+
+
+@pytest.mark.parametrize("autotune", ["off", "once"])
+def test_missing_compiler_in_backend_falls_back(elementwise, derived, fresh_cache, monkeypatch,
+                                                autotune):
+    """The platform believes a compiler exists; the backend finds none: still one warning."""
+    monkeypatch.setenv("ASP_AUTOTUNE", autotune)
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    name = derived("ew-trusting", drop=(("platform_selection", "python"),),
+                   replace={("platform_selection", "openmp"): TrustingOpenMP()})
+    d = Dispatcher(name, axpy)
+    a, b = _arrays()
+    with pytest.warns(SpecializationWarning, match="no compiler.*install a C compiler"):
+        for _ in range(5):
+            np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+
+
+def test_missing_compiler_uses_python_platform_when_installed(elementwise, fresh_cache,
+                                                              monkeypatch):
+    """With a lower-priority Python platform registered, no compiler means that platform."""
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    sel = [d for e, d in d.last_context.events
+           if e == "phase" and d["phase"] == "platform_selection" and "rejected" in d]
+    assert sel[0]["component"] == "python"
+    assert sel[0]["rejected"][0][0] == "openmp" and "no c compiler" in sel[0]["rejected"][0][1]
+
+
+@requires_compiler
+def test_bad_input_is_rejected_before_native_code(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    d = Dispatcher("elementwise", axpy)
+    ints = np.arange(4), np.arange(4)
+    with pytest.raises(TypeError, match="dtype int64, expected float64"):
+        d(*ints)  # first call: rejected before any compile
+    assert _entries(fresh_cache) == []
+    a, b = _arrays(4)
+    d(a, b)
+    calls = []
+    d._table[(2,)] = lambda *args: calls.append(args)  # a spy in place of the C function
+    with pytest.raises(TypeError, match="dtype int64"):
+        d(*ints)
+    with pytest.raises(ValueError, match="shape"):
+        d(a, np.ones(5))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        d(np.ones((4, 4))[:, 0].copy(order="C")[::2], np.ones(2))
+    with pytest.raises(TypeError, match="numpy array"):
+        d([1.0, 2.0], b)
+    assert calls == []
+
+
+def test_unknown_specializer_falls_back_or_raises(monkeypatch):
+    d = Dispatcher("no-such-specializer", axpy)
+    a, b = _arrays()
+    with pytest.warns(SpecializationWarning, match="pip install asp-no-such-specializer"):
+        np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    monkeypatch.setenv("ASP_MODE", "strict")
+    with pytest.raises(Exception, match="not installed"):
+        Dispatcher("no-such-specializer", axpy)(a, b)
+
+
+@requires_compiler
+def test_specialize_decorator_and_clear(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    @specialize("elementwise")
+    def sq(x):
+        return x * x
+
+    a = np.linspace(-1, 1, 9)
+    np.testing.assert_array_equal(sq(a), a * a)
+    assert isinstance(sq, Dispatcher) and sq.name.endswith("sq")
+    sq.clear()
+    assert sq.specializations == {}
+    np.testing.assert_array_equal(sq(a), a * a)
+    assert sq.last_context.events  # specialised again (from the code cache)
+    assert [d["cached"] for e, d in sq.last_context.events if e == "compile"] == [True]
+
+
+def test_dispatcher_needs_something_to_run():
+    with pytest.raises(TypeError):
+        Dispatcher("elementwise", None)
