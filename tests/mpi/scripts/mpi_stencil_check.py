@@ -29,12 +29,13 @@ class Figure2Kernel(StencilKernel):
 class JacobiKernel(StencilKernel):
     """Heat-equation step; does not read its output."""
 
-    def __init__(self, alpha):
+    def __init__(self, alpha, dim):
         self.alpha = alpha
+        self.centre = 1.0 - 2.0 * dim * alpha
 
     def kernel(self, in_grid, out_grid):
         for x in out_grid.interior_points():
-            out_grid[x] = in_grid[x] * (1.0 - 2.0 * len(x) * self.alpha)
+            out_grid[x] = in_grid[x] * self.centre
             for y in in_grid.neighbors(x, 1):
                 out_grid[x] += self.alpha * in_grid[y]
 
@@ -153,12 +154,12 @@ def main():
     with fatal_errors(comm):
         helpers(comm)
         case(comm, "figure2-2d", Figure2Kernel(), (11, 13), 1)
-        case(comm, "jacobi-3d", JacobiKernel(0.1), (9, 8, 7), 1, steps=7)
+        case(comm, "jacobi-3d", JacobiKernel(0.1, 3), (9, 8, 7), 1, steps=7)
         case(comm, "moore-2d", MooreKernel(), (12, 10), 2, neighbor=moore, steps=4)
         case(comm, "wide-2d", WideKernel(), (16, 7), 1, ghost_depth=2, neighbor=wide, steps=4,
              halo_factor=2)
         if comm.size > 1:  # a thin split along one axis: blocks thinner than the halo
-            case(comm, "jacobi-1d-thin", JacobiKernel(0.2), (2 + 2 * comm.size,), 1, steps=6,
+            case(comm, "jacobi-1d-thin", JacobiKernel(0.2, 1), (2 + 2 * comm.size,), 1, steps=6,
                  halo_factor=3)
     if comm.rank == 0:
         print("STENCIL-ALL-OK", flush=True)

@@ -1,0 +1,84 @@
+"""Run under ``mpiexec -n P`` with one argument naming a fault; no case may hang.
+
+* ``rank-raises``: rank 1 raises inside ``fatal_errors`` while the others wait in a halo
+  exchange; ``comm.Abort`` must end the whole job with a non-zero code.
+* ``small-grid``: a grid whose interior is smaller than the process grid.
+* ``mismatch``: every rank passes a different grid shape / feature count / vector length.
+* ``hang``: rank 1 sleeps forever (``run_mpi``'s timeout must kill the job).
+The validation cases print ``FAULT-OK <case> rank <r>: <message>`` on every rank and exit 0.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from asp_core.mpi import fatal_errors, world
+
+
+def expect_value_error(comm, case, fn):
+    try:
+        fn()
+    except ValueError as exc:
+        # one write per line: mpiexec interleaves the ranks' output at write boundaries
+        sys.stdout.write(f"FAULT-OK {case} rank {comm.rank}: {exc}\n")
+        sys.stdout.flush()
+        return
+    raise AssertionError(f"{case}: no ValueError on rank {comm.rank}")
+
+
+def main():
+    case = sys.argv[1]
+    comm = world()
+    if case == "rank-raises":
+        from asp_stencil.distributed import DistributedStencilGrid, exchange
+
+        with fatal_errors(comm):
+            g = DistributedStencilGrid((8, 8), comm)
+            if comm.rank == 1:
+                raise RuntimeError("boom on rank 1")
+            exchange(g)  # rank 0 waits here for rank 1's halo, which never comes
+            comm.Barrier()
+        print("UNREACHABLE", flush=True)
+    elif case == "small-grid":
+        from asp_stencil.distributed import DistributedStencilGrid
+
+        with fatal_errors(comm):
+            expect_value_error(comm, "small-grid",
+                               lambda: DistributedStencilGrid((comm.size, 3), comm))
+    elif case == "mismatch":
+        import scipy.sparse as sp
+
+        from asp_gmm.distributed import DistributedGaussianMixture
+        from asp_mpk.distributed import cg
+        from asp_stencil.distributed import DistributedStencilGrid
+
+        with fatal_errors(comm):
+            expect_value_error(comm, "mismatch-stencil",
+                               lambda: DistributedStencilGrid((10 + comm.rank, 10), comm))
+            X = np.random.default_rng(comm.rank).standard_normal((50, 3 + (comm.rank == 1)))
+            expect_value_error(comm, "mismatch-gmm",
+                               lambda: DistributedGaussianMixture(2, comm=comm).fit(X))
+            Xnan = np.ones((20, 2))
+            if comm.rank == comm.size - 1:
+                Xnan[3, 1] = np.nan
+            expect_value_error(comm, "nan-gmm",
+                               lambda: DistributedGaussianMixture(2, comm=comm).fit(Xnan))
+            A = sp.identity(12, format="csr") * 2.0
+            from asp_mpk.distributed import partition_rows
+
+            lo, hi = partition_rows(12, comm.size)[comm.rank:comm.rank + 2]
+            b = np.ones(hi - lo + (1 if comm.rank == 0 else 0))
+            expect_value_error(comm, "mismatch-mpk", lambda: cg(A, b, comm=comm))
+    elif case == "hang":
+        if comm.rank == 1:
+            time.sleep(3600)
+        comm.Barrier()
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+
+
+if __name__ == "__main__":
+    main()

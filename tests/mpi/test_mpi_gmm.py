@@ -1,0 +1,32 @@
+"""Data-parallel EM (asp_gmm.distributed) on 2 and 3 ranks equals one process (rtol 1e-10)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asp_core.mpi import run_mpi
+from asp_core.testing import requires_compiler, requires_mpi
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_gmm_equal_to_one_process(nprocs):
+    # tuning on: the ranks must agree on the variant (checked in the script)
+    run = run_mpi(SCRIPTS / "mpi_gmm_check.py", nprocs, timeout=150,
+                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": "always"})
+    assert run.ok, run.describe()
+    assert "GMM-ALL-OK" in run.stdout, run.describe()
+    lines = list(run.lines("GMM-OK"))
+    assert {ln.split()[1] for ln in lines} >= {"full", "diag", "spherical", "tied",
+                                               "kmeans-init"}
+    # one global reduction per EM iteration
+    for ln in lines:
+        if "reductions=" in ln:
+            assert ln.split("iters=")[1].split()[0] == ln.split("reductions=")[1].split()[0]
+    if nprocs == 3:  # an empty and a one-sample shard took part
+        assert "[2999, 0, 1]" in run.stdout

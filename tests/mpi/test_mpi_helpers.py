@@ -1,0 +1,128 @@
+"""asp_core.mpi without mpiexec: partitioning, collective checks, the abort wrapper, imports."""
+
+from __future__ import annotations
+
+import builtins
+import subprocess
+import sys
+
+import pytest
+
+from asp_core import mpi
+
+
+class FakeComm:
+    """Enough of a communicator for the helpers: allgather of preset values, Abort recorded."""
+
+    def __init__(self, values=None, rank=0):
+        self.values = values
+        self.rank = rank
+        self.aborted = None
+
+    def allgather(self, value):
+        return list(self.values) if self.values is not None else [value]
+
+    def Get_rank(self):  # noqa: N802 - MPI naming
+        return self.rank
+
+    def Get_size(self):  # noqa: N802
+        return len(self.values) if self.values is not None else 1
+
+    def Abort(self, code):  # noqa: N802
+        self.aborted = code
+
+
+@pytest.mark.parametrize("n,parts", [(10, 3), (2, 3), (0, 2), (7, 7), (100, 1)])
+def test_mpi_block_range_tiles_the_range(n, parts):
+    blocks = [mpi.block_range(n, parts, i) for i in range(parts)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    sizes = [hi - lo for lo, hi in blocks]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_mpi_block_range_rejects_bad_index():
+    with pytest.raises(ValueError, match="index"):
+        mpi.block_range(5, 2, 2)
+
+
+def test_mpi_agree_raises_the_same_message_everywhere():
+    mpi.agree(FakeComm([None, None]), None)
+    with pytest.raises(ValueError, match="rank 1: bad shard; rank 2: worse"):
+        mpi.agree(FakeComm([None, "bad shard", "worse"]), None)
+
+
+def test_mpi_check_same_names_every_rank():
+    assert mpi.check_same(FakeComm([3, 3]), 3, "width") == 3
+    with pytest.raises(ValueError, match=r"mismatched width across ranks \(rank 0: 3, rank 1: 4\)"):
+        mpi.check_same(FakeComm([3, 4]), 3, "width")
+
+
+def test_mpi_fatal_errors_aborts_with_a_message(capsys):
+    comm = FakeComm([0, 1], rank=1)
+    with pytest.raises(RuntimeError):  # the fake Abort returns; a real one ends the process
+        with mpi.fatal_errors(comm, exit_code=5):
+            raise RuntimeError("shard is corrupt")
+    assert comm.aborted == 5
+    err = capsys.readouterr().err
+    assert "asp[mpi] rank 1/2: fatal error, aborting all ranks: RuntimeError: shard is corrupt" \
+        in err
+
+
+def test_mpi_fatal_errors_as_decorator_and_clean_exit():
+    comm = FakeComm([0])
+
+    @mpi.fatal_errors(comm)
+    def fine():
+        return 42
+
+    assert fine() == 42
+    with pytest.raises(SystemExit):
+        with mpi.fatal_errors(comm):
+            raise SystemExit(0)  # a clean exit passes through: it is not a fault
+    assert comm.aborted is None
+
+
+def test_mpi_missing_mpi4py_names_the_install_command(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_mpi(name, *args, **kwargs):
+        if name.startswith("mpi4py"):
+            raise ImportError("No module named 'mpi4py'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpi)
+    with pytest.raises(mpi.MPIUnavailable, match=r"pip install 'asp-core\[mpi\]'"):
+        mpi.import_mpi()
+
+
+def test_mpi_plugins_do_not_import_mpi4py():
+    code = ("import sys, asp_core, asp_core.mpi, asp_stencil.distributed, asp_gmm.distributed, "
+            "asp_mpk.distributed; from asp_core.plugins import get_registry; get_registry(); "
+            "print('mpi4py' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_mpi_find_mpiexec_and_bad_nprocs(monkeypatch):
+    path = mpi.find_mpiexec()
+    if path is None:
+        with pytest.raises(mpi.MPIUnavailable, match="mpiexec not found"):
+            mpi.run_mpi("x.py", 2)
+    else:
+        with pytest.raises(ValueError, match="nprocs"):
+            mpi.run_mpi("x.py", 0)
+
+
+def test_mpi_comm_stats_counts():
+    st = mpi.CommStats()
+    st.message(80)
+    st.message(16)
+    st.reduction()
+    assert (st.messages, st.bytes, st.reductions) == (2, 96, 1)
+    assert st.total(FakeComm(None)) == {"messages": 2, "bytes": 96, "exchanges": 0,
+                                        "reductions": 1}
+    st.reset()
+    assert st.messages == st.bytes == st.reductions == 0

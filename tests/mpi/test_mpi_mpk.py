@@ -1,0 +1,42 @@
+"""Distributed matrix powers and CA-CG (asp_mpk.distributed) on 2 and 3 ranks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from asp_core.mpi import run_mpi
+from asp_core.testing import requires_compiler, requires_mpi
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _field(line: str, name: str) -> str:
+    return line.split(f"{name}=")[1].split()[0]
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_mpk_equal_to_one_process(nprocs):
+    run = run_mpi(SCRIPTS / "mpi_mpk_check.py", nprocs, timeout=150,
+                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": "off"})
+    assert run.ok, run.describe()
+    assert "MPK-ALL-OK" in run.stdout, run.describe()
+    powers = [ln for ln in run.lines("MPK-OK powers") if "k=4" in ln]
+    assert powers
+    for ln in powers:  # PA1: fewer messages than k separate products
+        assert int(_field(ln, "pa1")) < int(_field(ln, "naive"))
+    cgs = list(run.lines("MPK-OK cg"))
+    assert len(cgs) == 2
+    for ln in cgs:
+        m = re.search(r"iters ca=(\d+) plain=(\d+) reductions ca=(\d+) plain=(\d+) "
+                      r"exchanges ca=(\d+) plain=(\d+)", ln)
+        assert m, ln
+        it_ca, it_plain, red_ca, red_plain, ex_ca, ex_plain = map(int, m.groups())
+        assert it_ca <= 1.2 * it_plain + 4
+        # one reduction per s steps against two per step; fewer exchanges too
+        assert 2 * red_ca < red_plain
+        assert ex_ca < ex_plain

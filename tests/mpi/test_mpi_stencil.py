@@ -1,0 +1,30 @@
+"""Distributed stencils (asp_stencil.distributed) on 2 and 3 ranks equal one process, bitwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asp_core.mpi import run_mpi
+from asp_core.testing import requires_compiler, requires_mpi
+
+SCRIPTS = Path(__file__).parent / "scripts"
+STRICT = {"ASP_MODE": "strict", "ASP_AUTOTUNE": "off"}
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_stencil_bitwise_equal_to_one_process(nprocs):
+    run = run_mpi(SCRIPTS / "mpi_stencil_check.py", nprocs, timeout=120, env=STRICT)
+    assert run.ok, run.describe()
+    assert "STENCIL-ALL-OK" in run.stdout, run.describe()
+    cases = list(run.lines("STENCIL-OK"))
+    # every kernel, with and without overlap, with a one-step and a deep halo
+    assert len(cases) >= 17, run.describe()
+    # the deep halo exchanges less often than the one-step halo
+    deep = [c for c in cases if "jacobi-3d overlap=False halo=3" in c][0]
+    plain = [c for c in cases if "jacobi-3d overlap=False halo=1" in c][0]
+    assert int(deep.split("exchanges=")[1].split()[0]) < int(
+        plain.split("exchanges=")[1].split()[0])
