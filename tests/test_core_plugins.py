@@ -1,0 +1,338 @@
+"""Plugin manager and registry: broken plugins are skipped and reported, the autoload switches
+work, and the choice between components follows kernel option > ASP_<PHASE> > config file >
+priority > registration order."""
+
+from __future__ import annotations
+
+import json
+import types
+import warnings
+from typing import Any
+
+import pytest
+
+from asp_core import PluginError, PluginWarning, hookimpl
+from asp_core import plugins as plugins_mod
+from asp_core.components import Platform
+
+
+class FakeDist:
+    def __init__(self, name: str, version: str = "1.2.3") -> None:
+        self.name, self.version = name, version
+
+
+class FakeEntryPoint:
+    """Stands in for ``importlib.metadata.EntryPoint``; ``load`` returns or raises."""
+
+    def __init__(self, name: str, load: Any, dist: str | None = None) -> None:
+        self.name = name
+        self.dist = FakeDist(dist or f"asp-{name}")
+        self._load = load
+
+    def load(self) -> Any:
+        if isinstance(self._load, BaseException):
+            raise self._load
+        return self._load
+
+
+def _module(name: str, **hooks: Any) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    for attr, fn in hooks.items():
+        setattr(mod, attr, hookimpl(fn))
+    return mod
+
+
+def _registers(spec: str, *components: tuple[str, str, int]):
+    def asp_register_specializers(register):
+        if spec:
+            register.specializer(name=spec, description=f"{spec} test", signature=None)
+        for s, name, prio in components:
+            register.component(specializer=s, phase="platform_selection", name=name,
+                               obj=Platform(), priority=prio)
+    return asp_register_specializers
+
+
+@pytest.fixture
+def entry_points(monkeypatch, plugin_state):
+    """Install fake entry points: ``entry_points(ep, ep, ...)``."""
+    eps: list[FakeEntryPoint] = []
+
+    def fake_entry_points(group: str | None = None, **kw: Any) -> list[FakeEntryPoint]:
+        assert group == plugins_mod.ENTRY_POINT_GROUP
+        return list(eps)
+
+    monkeypatch.setattr(plugins_mod, "metadata",
+                        types.SimpleNamespace(entry_points=fake_entry_points))
+    monkeypatch.delenv("ASP_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("ASP_BLOCK_PLUGINS", raising=False)
+    monkeypatch.delenv("ASP_LOAD_PLUGINS", raising=False)
+
+    def install(*new: FakeEntryPoint) -> None:
+        eps.extend(new)
+        plugins_mod.reset()
+
+    return install
+
+
+def _good() -> FakeEntryPoint:
+    return FakeEntryPoint("good", _module("good_plugin", asp_register_specializers=_registers(
+        "fake", ("fake", "alpha", 0))))
+
+
+def _loaded_names() -> set[str]:
+    return {n for n, _ in plugins_mod.get_plugin_manager().list_name_plugin()}
+
+
+def test_import_failure_is_skipped_and_listed(entry_points):
+    entry_points(_good(), FakeEntryPoint("bad", ImportError("No module named 'missing_dep'"),
+                                         dist="asp-bad"))
+    with pytest.warns(PluginWarning, match=r"'bad' \(asp-bad\) failed to load.*missing_dep"):
+        registry = plugins_mod.get_registry()
+    assert "fake" in registry.specializers
+    assert registry.specializers["fake"].distribution == "asp-good"
+    assert registry.specializers["fake"].version == "1.2.3"
+    broken = plugins_mod.broken_plugins()
+    assert [(b.name, b.distribution) for b in broken] == [("bad", "asp-bad")]
+    assert "ImportError" in broken[0].error and "missing_dep" in broken[0].error
+    assert "bad" not in _loaded_names() and "good" in _loaded_names()
+
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["broken"] == [{"name": "bad", "distribution": "asp-bad",
+                               "error": broken[0].error}]
+    assert [s["name"] for s in data["specializers"]] == ["fake"]
+    text = CliRunner().invoke(cli, ["list"]).output
+    assert "Broken plugins" in text and "missing_dep" in text
+
+
+def test_duplicate_component_breaks_only_its_plugin(entry_points):
+    dup = FakeEntryPoint("dup", _module("dup_plugin", asp_register_specializers=_registers(
+        "", ("fake", "beta", 0), ("fake", "alpha", 5))))
+    other = FakeEntryPoint("other", _module("other_plugin", asp_register_specializers=_registers(
+        "", ("fake", "gamma", 1))))
+    entry_points(_good(), dup, other)
+    with pytest.warns(PluginWarning, match=r"'dup'.*fake/platform_selection/alpha is already "
+                                           r"registered by plugin 'good'"):
+        registry = plugins_mod.get_registry()
+    names = [c.name for c in registry.for_phase("fake", "platform_selection")]
+    assert "alpha" in names and "gamma" in names
+    assert [b.name for b in plugins_mod.broken_plugins()] == ["dup"]
+    alpha = [c for c in registry.for_phase("fake", "platform_selection") if c.name == "alpha"]
+    assert alpha[0].plugin == "good" and alpha[0].priority == 0
+
+
+def test_duplicate_specializer_is_refused():
+    from asp_core.registry import Registry
+
+    reg = Registry()
+    reg.specializer("x")
+    with pytest.raises(PluginError, match="specializer 'x' is already registered"):
+        reg.specializer("x")
+    with pytest.raises(PluginError):
+        reg.specializer("")
+    with pytest.raises(ValueError, match="unknown phase 'frontnd'"):
+        reg.component("x", "frontnd", "p", object())
+
+
+def test_misspelt_hook_is_broken_not_fatal(entry_points):
+    typo = FakeEntryPoint("typo", _module("typo_plugin",
+                                          asp_register_specializer=_registers("typo")))
+    entry_points(_good(), typo)
+    with pytest.warns(PluginWarning, match=r"'typo' \(asp-typo\) failed to validate"):
+        pm = plugins_mod.get_plugin_manager()
+    assert "typo" not in _loaded_names()
+    pm.check_pending()  # the host's plugin manager is consistent again
+    assert "fake" in plugins_mod.get_registry().specializers
+    broken = plugins_mod.broken_plugins()
+    assert [b.name for b in broken] == ["typo"]
+    assert "asp_register_specializer" in broken[0].error
+
+
+def test_register_hook_raising_is_broken(entry_points):
+    def explode(register):
+        raise RuntimeError("kaboom")
+
+    entry_points(_good(), FakeEntryPoint("boom", _module("boom_plugin",
+                                                         asp_register_specializers=explode)))
+    with pytest.warns(PluginWarning, match="kaboom"):
+        assert "fake" in plugins_mod.get_registry().specializers
+    assert [b.name for b in plugins_mod.broken_plugins()] == ["boom"]
+
+
+def test_disable_autoload(entry_points, monkeypatch):
+    entry_points(_good(), FakeEntryPoint("bad", ImportError("never loaded")))
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plugins_mod.get_registry().specializers == {}
+        assert plugins_mod.broken_plugins() == []
+    # plugins registered in code still work
+    name = plugins_mod.register_plugin(_module("inproc", asp_register_specializers=_registers(
+        "inproc", ("inproc", "p", 0))), name="inproc")
+    assert "inproc" in plugins_mod.get_registry().specializers
+    assert plugins_mod.get_registry().specializers["inproc"].distribution == "(in-process)"
+    plugins_mod.unregister_plugin(name)
+    assert "inproc" not in plugins_mod.get_registry().specializers
+
+
+def test_block_plugins_by_entry_point_or_distribution(entry_points, monkeypatch):
+    entry_points(_good(), FakeEntryPoint("bad", ImportError("never loaded"), dist="asp-bad"),
+                 FakeEntryPoint("other", _module("o", asp_register_specializers=_registers(
+                     "other")), dist="asp-other"))
+    monkeypatch.setenv("ASP_BLOCK_PLUGINS", "bad, asp-other")
+    plugins_mod.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(plugins_mod.get_registry().specializers) == {"fake"}
+    assert plugins_mod.broken_plugins() == []
+
+
+def test_load_plugins_allow_list(entry_points, monkeypatch):
+    entry_points(_good(), FakeEntryPoint("bad", ImportError("never loaded")),
+                 FakeEntryPoint("other", _module("o2", asp_register_specializers=_registers(
+                     "other")), dist="asp-other"))
+    monkeypatch.setenv("ASP_LOAD_PLUGINS", "asp-other")
+    plugins_mod.reset()
+    assert set(plugins_mod.get_registry().specializers) == {"other"}
+    monkeypatch.setenv("ASP_LOAD_PLUGINS", "")
+    plugins_mod.reset()
+    assert plugins_mod.get_registry().specializers == {}
+    monkeypatch.setenv("ASP_LOAD_PLUGINS", "good,other")
+    plugins_mod.reset()
+    assert set(plugins_mod.get_registry().specializers) == {"fake", "other"}
+
+
+def test_reset_rereads_entry_points(entry_points):
+    entry_points(_good())
+    assert "fake" in plugins_mod.get_registry().specializers
+    entry_points(FakeEntryPoint("other", _module("o3", asp_register_specializers=_registers(
+        "other"))))  # installs and resets
+    assert set(plugins_mod.get_registry().specializers) == {"fake", "other"}
+    assert plugins_mod.plugin_distributions()["other"] == ("asp-other", "1.2.3")
+
+
+# -- choice between components ------------------------------------------------------------------
+@pytest.fixture
+def prec(plugin_state, monkeypatch, tmp_path):
+    """Specializer "prec" with platforms a (priority 0), b (5), c (5, registered after b)."""
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("ASP_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    plugins_mod.reset()
+    plugins_mod.register_plugin(_module("prec", asp_register_specializers=_registers(
+        "prec", ("prec", "a", 0), ("prec", "b", 5), ("prec", "c", 5))), name="prec")
+    return plugins_mod.get_registry()
+
+
+def _order(reg, options=None) -> tuple[list[str], str]:
+    choice = reg.choose("prec", "platform_selection", options)
+    return [c.name for c in choice.candidates], choice.reason
+
+
+def _config(monkeypatch, tmp_path, text: str, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    monkeypatch.setenv("ASP_CONFIG", str(path))
+
+
+def test_priority_then_registration_order(prec):
+    order, why = _order(prec)
+    assert order == ["b", "c", "a"]
+    assert why == "first registered"
+
+
+def test_highest_priority_reason(plugin_state, monkeypatch):
+    from asp_core.registry import Registry
+
+    reg = Registry()
+    reg.component("s", "backend", "low", object(), priority=-1)
+    reg.component("s", "backend", "high", object(), priority=3)
+    choice = reg.choose("s", "backend")
+    assert [c.name for c in choice.candidates] == ["high", "low"]
+    assert choice.reason == "highest priority (3)"
+    assert reg.choose("s", "frontend").candidates == []
+
+
+def test_config_file_beats_priority(prec, monkeypatch, tmp_path):
+    _config(monkeypatch, tmp_path, '[phases]\nplatform_selection = "a"\n', "g.toml")
+    order, why = _order(prec)
+    assert order[0] == "a" and order[1:] == ["b", "c"]
+    assert "config [phases]" in why
+    _config(monkeypatch, tmp_path, '[phases]\nplatform_selection = "a"\n'
+            '[phases.prec]\nplatform_selection = "c"\n', "s.toml")
+    order, why = _order(prec)
+    assert order[0] == "c" and "config [phases.prec]" in why
+
+
+def test_environment_beats_config(prec, monkeypatch, tmp_path):
+    _config(monkeypatch, tmp_path, '[phases]\nplatform_selection = "a"\n', "e.toml")
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "c")
+    assert _order(prec)[0][0] == "c"
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "other:b,prec:a")
+    order, why = _order(prec)
+    assert order[0] == "a" and "ASP_PLATFORM_SELECTION" in why
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "other:b")  # not for prec: config applies
+    assert _order(prec)[0][0] == "a" and "config" in _order(prec)[1]
+
+
+def test_kernel_option_beats_environment(prec, monkeypatch):
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "c")
+    order, why = _order(prec, {"platform_selection": "a"})
+    assert order == ["a", "b", "c"] and why == "'a' requested by kernel option"
+
+
+def test_unknown_component_is_a_clear_error(prec, monkeypatch):
+    with pytest.raises(PluginError, match=r"kernel option asks for platform_selection component "
+                                          r"'zzz' of specializer 'prec', but the installed ones "
+                                          r"are: b, c, a"):
+        _order(prec, {"platform_selection": "zzz"})
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "nope")
+    with pytest.raises(PluginError, match="ASP_PLATFORM_SELECTION asks for"):
+        _order(prec)
+
+
+def test_invalid_config_file_is_a_clear_error(prec, monkeypatch, tmp_path):
+    _config(monkeypatch, tmp_path, "[phases\nbroken", "bad.toml")
+    with pytest.raises(ValueError, match="invalid Asp config file .*bad.toml"):
+        _order(prec)
+
+
+def test_platform_filter_for_backends():
+    from asp_core.registry import Registry
+
+    reg = Registry()
+    any_ = types.SimpleNamespace(platforms=())
+    reg.component("s", "backend", "c", types.SimpleNamespace(platforms=("openmp",)), priority=1)
+    reg.component("s", "backend", "cu", types.SimpleNamespace(platforms=("cuda",)), priority=2)
+    reg.component("s", "backend", "generic", any_)
+    assert [c.name for c in reg.choose("s", "backend", platform="openmp").candidates] == [
+        "c", "generic"]
+    with pytest.raises(PluginError, match="installed ones are: c, generic"):
+        reg.choose("s", "backend", {"backend": "cu"}, platform="openmp")
+
+
+def test_end_to_end_choice_recorded(elementwise, fresh_cache, monkeypatch):
+    """The dispatcher honours the user's choice and records why for ``asp explain``."""
+    import numpy as np
+
+    from asp_core import Dispatcher
+
+    def k(a):
+        return a + 1.0
+
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "elementwise:python")
+    d = Dispatcher("elementwise", k)
+    a = np.arange(5.0)
+    np.testing.assert_array_equal(d(a), a + 1.0)
+    phases = {e["phase"]: e for n, e in d.last_context.events if n == "phase"}
+    assert phases["platform_selection"]["component"] == "python"
+    assert phases["platform_selection"]["reason"] == "'python' requested by " \
+                                                     "ASP_PLATFORM_SELECTION"
+    assert phases["backend"]["component"] == "vectorize"
+    assert not (fresh_cache / "code").exists()
