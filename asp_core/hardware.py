@@ -17,9 +17,9 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "measure_stream_copy"]
+__all__ = ["HardwareInfo", "GPU", "query", "measure_stream_copy", "stream_copy_kernel"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -154,33 +154,40 @@ def query() -> HardwareInfo:
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
 
 
-def measure_stream_copy(nbytes: int, repeats: int = 8) -> float:
-    """Best-of-``repeats`` STREAM copy (``b[i] = a[i]``) in GB/s, counting 16 bytes per element.
+def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
+    """A callable doing the STREAM copy ``b[:] = a`` with a compiled OpenMP loop.
 
-    Uses a compiled OpenMP loop when a C compiler exists (the roofline generated kernels are
-    compared against), else NumPy's copy.
+    Benchmarks put it in the same :meth:`asp_core.bench.BenchContext.compare` as the kernels they
+    measure, so the roofline is taken in the same run, under the same noise. Falls back to
+    ``numpy.copyto`` when no C compiler exists.
     """
     import ctypes
 
     import numpy as np
 
-    n = nbytes // 8
-    a = np.random.default_rng(0).random(n)
-    b = np.empty_like(a)
+    if a.dtype != np.float64 or b.dtype != np.float64 or a.shape != b.shape or \
+            not (a.flags.c_contiguous and b.flags.c_contiguous):
+        raise ValueError("stream_copy_kernel needs two C-contiguous float64 arrays of one shape")
     try:
         from asp_core.build import compile_library
 
-        lib = compile_library(_stream_source(), name="stream_copy").cdll
-        fn = lib.asp_stream_copy
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-        fn.restype = None
-        pa, pb = a.ctypes.data, b.ctypes.data
-
-        def copy() -> None:
-            fn(pa, pb, n)
+        fn = compile_library(_stream_source(), name="stream_copy").cdll.asp_stream_copy
     except Exception:  # noqa: BLE001 - no compiler: NumPy still gives a usable figure
-        def copy() -> None:
-            np.copyto(b, a)
+        return lambda: np.copyto(b, a)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+    fn.restype = None
+    pa, pb, n = a.ctypes.data, b.ctypes.data, a.size
+    return lambda: fn(pa, pb, n)
+
+
+def measure_stream_copy(nbytes: int, repeats: int = 8) -> float:
+    """Best-of-``repeats`` STREAM copy (``b[i] = a[i]``) in GB/s, counting 16 bytes per element."""
+    import numpy as np
+
+    n = nbytes // 8
+    a = np.random.default_rng(0).random(n)
+    b = np.empty_like(a)
+    copy = stream_copy_kernel(a, b)
     copy()
     best = float("inf")
     for _ in range(repeats):

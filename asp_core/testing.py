@@ -1,8 +1,10 @@
-"""Pytest helpers for specializer authors: skip markers for what a test needs, and isolation.
+"""Pytest support for specializer authors (a pytest plugin, loaded through ``pytest11``).
 
-``requires_compiler``, ``requires_nvcc``, ``requires_gpu`` and ``requires_mpi`` skip with a
-reason naming what is missing; each also carries the matching marker (``compiler``, ``nvcc``,
-``gpu``, ``mpi``) so a run can select or deselect them with ``-m``.
+``requires_compiler``, ``requires_nvcc``, ``requires_gpu`` and ``requires_mpi`` are plain pytest
+marks (``compiler``, ``nvcc``, ``gpu``, ``mpi``): use them as decorators or in ``pytestmark``.
+This plugin registers the marks and skips a marked test, with a reason naming what is missing,
+when the machine lacks the thing; ``-m "not gpu"`` style selection works as usual. The checks run
+once per session and only when a marked test is about to run.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import shutil
-from typing import Any
+from typing import Callable
 
 import pytest
 
 from asp_core.errors import CompilerNotFound
-from asp_core.hardware import query
-from asp_core.toolchain import find_toolchain
 
 __all__ = ["requires_compiler", "requires_nvcc", "requires_gpu", "requires_mpi", "has_compiler",
            "has_nvcc", "has_gpu", "has_mpi"]
@@ -24,6 +24,8 @@ __all__ = ["requires_compiler", "requires_nvcc", "requires_gpu", "requires_mpi",
 
 @functools.lru_cache(maxsize=None)
 def has_compiler(lang: str = "c") -> bool:
+    from asp_core.toolchain import find_toolchain
+
     try:
         find_toolchain(lang)
         return True
@@ -36,24 +38,48 @@ def has_nvcc() -> bool:
 
 
 def has_gpu() -> bool:
+    from asp_core.hardware import query
+
     return query().has_gpu
 
 
 def has_mpi() -> bool:
-    return importlib.util.find_spec("mpi4py") is not None and shutil.which("mpiexec") is not None
+    return importlib.util.find_spec("mpi4py") is not None and (
+        shutil.which("mpiexec") is not None or _mpiexec_beside_python())
 
 
-def _both(marker: str, condition: bool, reason: str) -> Any:
-    def apply(obj: Any) -> Any:
-        obj = getattr(pytest.mark, marker)(obj)
-        return pytest.mark.skipif(condition, reason=reason)(obj)
+def _mpiexec_beside_python() -> bool:
+    import sys
+    from pathlib import Path
 
-    return apply
+    return (Path(sys.executable).parent / "mpiexec").exists()
 
 
-requires_compiler = _both("compiler", not has_compiler("c"),
-                          "no C compiler (install gcc or set ASP_CC)")
-requires_nvcc = _both("nvcc", not has_nvcc(), "nvcc not found (CUDA toolkit not installed)")
-requires_gpu = _both("gpu", not has_gpu(), "no CUDA GPU on this machine (nvidia-smi shows none)")
-requires_mpi = _both("mpi", not has_mpi(),
-                     "mpi4py or mpiexec missing (pip install 'asp-core[mpi]')")
+_REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {
+    "compiler": (lambda: has_compiler("c"), "no C compiler (install gcc or set ASP_CC)"),
+    "nvcc": (has_nvcc, "nvcc not found (CUDA toolkit not installed)"),
+    "gpu": (has_gpu, "no CUDA GPU on this machine (nvidia-smi shows none)"),
+    "mpi": (has_mpi, "mpi4py or mpiexec missing (pip install 'asp-core[mpi]')"),
+}
+
+requires_compiler = pytest.mark.compiler
+requires_nvcc = pytest.mark.nvcc
+requires_gpu = pytest.mark.gpu
+requires_mpi = pytest.mark.mpi
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, (_, reason) in _REQUIREMENTS.items():
+        config.addinivalue_line("markers", f"{name}: needs it; skipped when absent ({reason})")
+    config.addinivalue_line("markers", "slow: long-running; excluded from the default run")
+
+
+@functools.lru_cache(maxsize=None)
+def _available(name: str) -> bool:
+    return _REQUIREMENTS[name][0]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name, (_, reason) in _REQUIREMENTS.items():
+        if item.get_closest_marker(name) is not None and not _available(name):
+            pytest.skip(reason)
