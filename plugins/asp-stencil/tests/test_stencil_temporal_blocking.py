@@ -1,0 +1,297 @@
+"""Temporal blocking: blocked ``iterate`` equals T plain sweeps exactly (both ping-pong grids).
+
+Differential tests against the pure-Python kernel for T = 1, 2, 3, 7, 64 on 1-D, 2-D and 3-D
+grids whose sizes are not multiples of the block sizes, with several tuning points each (block
+depth K, chunk B0, tile B1, including degenerate and oversized ones); the plan's refusals; the
+autotuner and its perf database; bad input; and random kernels from the hypothesis strategy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, reject, settings
+
+from asp_core.autotune import PerfDB
+from asp_core.errors import Unspecializable
+from asp_core.testing import requires_compiler
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.bench import Heat, Laplacian
+from asp_stencil.grid import default_neighbor_definition
+from asp_stencil.temporal import temporal_plan, temporal_source
+from asp_stencil.temporal.runner import (TemporalParams, blocked_iterate, candidate_params,
+                                         get_iterator, specialise, wants_blocking)
+from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
+
+
+class Heat1D(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 0.5
+            for y in u.neighbors(x, 1):
+                out[x] = out[x] + 0.25 * u[y]
+
+
+class Wide2(StencilKernel):
+    """Radius-2 star (ghost depth 2) with a conditional and a math call."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = 0.0
+            for y in u.neighbors(x, 1):
+                for z in u.neighbors(y, 1):
+                    acc = acc + u[z] * 0.0625
+            out[x] = acc if acc > 0 else math.sqrt(abs(acc)) * 0.01
+
+
+class InteriorAndBorder(StencilKernel):
+    """Writes every point: the border from the state at the point itself."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 0.6
+            for y in u.neighbors(x, 1):
+                out[x] = out[x] + 0.1 * u[y]
+        for x in out.border_points():
+            out[x] = u[x] * 0.5 + 1.0
+
+
+class BorderOnly(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.border_points():
+            out[x] = u[x] * -0.5 + 0.25
+
+
+class VariableCoefficient(StencilKernel):
+    """A constant coefficient field (first input) read at neighbours; the state is second."""
+
+    def kernel(self, kappa, u, out):
+        s0 = 0.2
+        for x in out.interior_points():
+            s = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y] * kappa[y]
+            out[x] = u[x] + s0 * s
+
+
+class Figure2(StencilKernel):
+    def kernel(self, in_grid, out_grid):
+        for x in out_grid.interior_points():
+            for y in in_grid.neighbors(x, 1):
+                out_grid[x] = out_grid[x] + in_grid[y]
+
+
+class GaussSeidel(StencilKernel):
+    def kernel(self, rhs, out):
+        for x in out.interior_points():
+            s = rhs[x]
+            for y in out.neighbors(x, 1):
+                s = s + out[y]
+            out[x] = s * 0.25
+
+
+def _laplacian() -> Laplacian:
+    k = Laplacian()
+    k.inv_h2 = 0.1
+    return k
+
+
+def _heat(dim: int) -> Heat:
+    k = Heat()
+    k.centre = -2.0 * dim
+    return k
+
+
+CASES = [
+    # name, kernel factory, shape, inputs, ghost depth
+    ("heat-1d", Heat1D, (41,), 1, 1),
+    ("heat-2d", lambda: _heat(2), (23, 19), 1, 1),
+    ("heat-3d", lambda: _heat(3), (11, 13, 9), 1, 1),
+    ("laplacian-3d", _laplacian, (13, 10, 11), 1, 1),
+    ("wide2-2d", Wide2, (17, 14), 1, 2),
+    ("interior-border-3d", InteriorAndBorder, (9, 11, 10), 1, 1),
+    ("interior-border-2d-gd2", InteriorAndBorder, (15, 13), 1, 2),
+    ("border-only-2d", BorderOnly, (9, 8), 1, 1),
+    ("varcoef-2d", VariableCoefficient, (19, 17), 2, 1),
+]
+
+PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
+          TemporalParams(9, 1, 1), TemporalParams(4, 5, 7), TemporalParams(1, 2, 2)]
+
+
+def _reference(k, grids, steps):
+    gs = list(grids)
+    with np.errstate(all="ignore"):
+        for _ in range(steps):
+            k.pure_python(*gs)
+            gs[-1], gs[-2] = gs[-2], gs[-1]
+    return gs[-2] if steps else gs[-1]
+
+
+@requires_compiler
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name,make,shape,n_inputs,ghost", CASES, ids=[c[0] for c in CASES])
+def test_blocked_equals_python_sweeps(name, make, shape, n_inputs, ghost):
+    k = make()
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, seed=5)
+    it = get_iterator(k, tuple(grids))
+    assert not isinstance(it, str), it
+    for steps in (1, 2, 3, 7, 64):
+        ref = clone_grids(grids)
+        _reference(k, ref, steps)
+        for tp in PARAMS:
+            test = clone_grids(grids)
+            it.run(tuple(test), steps, tp)
+            for r, t in zip(ref, test):
+                assert_bitwise(r.data, t.data, what=f"{name} T={steps} {tp.label}")
+
+
+@requires_compiler
+def test_blocked_iterate_returns_the_grid_holding_the_result():
+    k = _heat(2)
+    for steps in (0, 1, 4, 5):
+        grids = make_grids((14, 15), 1, seed=steps)
+        ref = clone_grids(grids)
+        expected = _reference(k, ref, steps)
+        got = blocked_iterate(k, tuple(grids), steps)
+        assert got is grids[ref.index(expected)]
+        assert_bitwise(expected.data, got.data)
+
+
+@requires_compiler
+def test_special_values_propagate_identically():
+    k = _laplacian()
+    grids = make_grids((12, 9, 10), 1, seed=3, special=True)
+    ref = clone_grids(grids)
+    _reference(k, ref, 7)
+    it = get_iterator(k, tuple(grids))
+    it.run(tuple(grids), 7, TemporalParams(3, 5, 4))
+    for r, t in zip(ref, grids):
+        assert_bitwise(r.data, t.data)
+
+
+# -- when blocking does not apply ---------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,needle", [(Figure2, "reads the output"),
+                                        (GaussSeidel, "sequential")])
+def test_plan_refuses_with_reason(cls, needle):
+    prog = specialise(cls(), tuple(make_grids((8, 9), 1)))[1]
+    reason = temporal_plan(prog)
+    assert isinstance(reason, str) and needle in reason
+    grids = make_grids((8, 9), 1)
+    before = [g.data.copy() for g in grids]
+    assert isinstance(blocked_iterate(cls(), tuple(grids), 3), str)
+    assert all(np.array_equal(b, g.data) for b, g in zip(before, grids))  # nothing ran
+
+
+def test_plan_refuses_different_state_and_output():
+    a = StencilGrid((8, 9), ghost_depth=1)
+    b = StencilGrid((8, 9), ghost_depth=2)
+    prog = specialise(_heat(2), (a, b))[1]
+    assert "differ" in temporal_plan(prog)
+
+
+def test_plan_geometry():
+    prog = specialise(Wide2(), tuple(make_grids((17, 14), 1, ghost_depth=2)))[1]
+    plan = temporal_plan(prog)
+    assert plan.shape == (17, 1, 14) and plan.ghost == (2, 0, 2) and plan.radius == (2, 0, 2)
+    assert plan.coverage == "interior" and plan.untouched == "border"
+    prog = specialise(InteriorAndBorder(), tuple(make_grids((5, 6, 7), 1)))[1]
+    assert temporal_plan(prog).coverage == "all"
+    src = temporal_source(prog, temporal_plan(prog))
+    assert "#pragma omp simd" in src and "asp_block" in src
+
+
+# -- tuning ------------------------------------------------------------------------------------
+
+def test_candidates_fit_cache_and_are_odd_depths():
+    prog = specialise(_heat(3), tuple(make_grids((40, 50, 60), 1)))[1]
+    plan = temporal_plan(prog)
+    cands = candidate_params(plan, threads=2, l2_bytes=1 << 20, max_variants=6)
+    assert 1 <= len(cands) <= 6 and len(set(cands)) == len(cands)
+    assert all(c.K % 2 == 1 and c.K >= 3 for c in cands)
+    prog2 = specialise(_heat(2), tuple(make_grids((4000, 4000), 1)))[1]
+    cands2 = candidate_params(temporal_plan(prog2), threads=2, l2_bytes=1 << 20)
+    assert all(c.B1 == 1 and c.B0 >= 1 for c in cands2)
+
+
+@requires_compiler
+def test_autotuner_times_candidates_and_remembers_winner():
+    k = _heat(3)
+    grids = make_grids((20, 21, 22), 1, seed=9)
+    it = get_iterator(k, tuple(grids))
+    assert not it.tuner.done or it.tuner.source == "perf database"
+    ref = clone_grids(grids)
+    for _ in range(len(it.candidates)):  # each call runs the next candidate: results stay exact
+        _reference(k, ref, 3)
+        it.run(tuple(grids), 3)
+    for r, t in zip(ref, grids):
+        assert_bitwise(r.data, t.data)
+    assert it.tuner.done and it.winner in it.candidates
+    assert PerfDB().winner(it.key) == it.winner.label
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+@requires_compiler
+def test_bad_input_is_rejected_before_native_code():
+    k = _heat(2)
+    grids = make_grids((12, 13), 1)
+    it = get_iterator(k, tuple(grids))
+    grids[0].data.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        it.run(tuple(grids), 2)
+    grids = make_grids((12, 14), 1)
+    with pytest.raises(ValueError, match="compiled for shape"):
+        it.run(tuple(grids), 2)
+    with pytest.raises(ValueError):
+        it.run((grids[0], grids[0]), 2)
+
+
+def test_wants_blocking_policy(monkeypatch):
+    k = _heat(3)
+    small = make_grids((8, 8, 8), 1)
+    monkeypatch.delenv("ASP_STENCIL_TEMPORAL", raising=False)
+    assert not wants_blocking(k, tuple(small), 64)  # fits in cache
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    assert wants_blocking(k, tuple(small), 64)
+    assert not wants_blocking(k, tuple(small), 1)  # one sweep: nothing to reuse
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "off")
+    k.asp_options = {"temporal": "on"}
+    assert wants_blocking(k, tuple(small), 8)  # the kernel option wins over the environment
+
+
+# -- random kernels from the hypothesis strategy -------------------------------------------------
+
+@requires_compiler
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.filter_too_much])
+@given(kernel_sources(max_depth=2))
+def test_random_kernels_blocked_equal_python(case):
+    source, dim, n_inputs, ghost, custom = case
+    cls = load_kernel(source)
+    shape = [4 + 2 * ghost + (i % 2) for i in range(dim)]
+    nd = default_neighbor_definition(dim) + [custom]
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, neighbor_definition=nd,
+                       seed=len(source))
+    k = cls()
+    try:
+        prog = specialise(k, tuple(grids))[1]
+    except Unspecializable:  # e.g. a constant sub-expression that raises in Python
+        reject()
+    plan = temporal_plan(prog)
+    if isinstance(plan, str):
+        reject()
+    ref = clone_grids(grids)
+    try:
+        _reference(k, ref, 3)
+    except (ArithmeticError, ValueError):
+        reject()
+    it = get_iterator(k, tuple(grids))
+    test = clone_grids(grids)
+    it.run(tuple(test), 3, TemporalParams(3, 2, 2))
+    for r, t in zip(ref, test):
+        assert_bitwise(r.data, t.data, what=f"kernel\n{source}")
