@@ -1,0 +1,20 @@
+"""Refuse names that would generate a project which cannot be imported or registered."""
+
+import keyword
+import re
+import sys
+
+slug = "{{ cookiecutter.project_slug }}"
+package = "{{ cookiecutter.package_name }}"
+specializer = "{{ cookiecutter.specializer_name }}"
+
+problems = []
+if not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", slug):
+    problems.append(f"distribution name {slug!r}: use letters, digits and single '-' between them")
+if not package.isidentifier() or keyword.iskeyword(package):
+    problems.append(f"package name {package!r} is not a Python identifier")
+if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", specializer):
+    problems.append(f"specializer name {specializer!r}: letters, digits, '_' and '-' only")
+if problems:
+    print("asp new: " + "; ".join(problems), file=sys.stderr)
+    sys.exit(1)

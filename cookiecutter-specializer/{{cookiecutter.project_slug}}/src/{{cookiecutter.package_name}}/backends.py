@@ -1,0 +1,53 @@
+"""Phase 5, backend: source → compiled shared object → a bound Python callable.
+
+``c`` prints the platform AST, compiles it through the core (``ctx.compile``: toolchain, code
+cache, locking) and binds the plain-C-ABI function with ctypes. ``vectorize`` serves the
+``python`` platform. Both validate their arguments before running anything.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+import numpy as np
+from asp_core import Backend, Variant
+from asp_core import cast as c
+
+from {{ cookiecutter.package_name }}.api import python_map
+from {{ cookiecutter.package_name }}.platforms import FUNCTION
+from {{ cookiecutter.package_name }}.signature import check_arrays
+
+__all__ = ["CBackend", "PythonBackend"]
+
+
+class CBackend(Backend):
+    name = "c"
+    platforms = ("openmp",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+        nparams = variant.program.meta["nparams"]
+        lib = ctx.compile(c.print_c(variant.program.ir), name=FUNCTION,
+                          specialised_on={"nparams": nparams, "variant": variant.name})
+        fn = getattr(lib.cdll, FUNCTION)
+        fn.argtypes = [ctypes.c_void_p] * (nparams + 1) + [ctypes.c_long]
+        fn.restype = None
+
+        def run(*arrays: np.ndarray) -> np.ndarray:
+            check_arrays(arrays)
+            if len(arrays) != nparams:
+                raise TypeError(f"this kernel takes {nparams} arrays, got {len(arrays)}")
+            out = np.empty_like(arrays[0])
+            fn(*[a.ctypes.data for a in arrays], out.ctypes.data, out.size)
+            return out
+
+        run.__name__ = f"{FUNCTION}_{variant.name.replace('-', '_')}"
+        return run
+
+
+class PythonBackend(Backend):
+    name = "vectorize"
+    platforms = ("python",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+        return python_map(variant.program.ir)

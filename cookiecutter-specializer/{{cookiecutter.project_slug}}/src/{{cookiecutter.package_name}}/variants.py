@@ -1,0 +1,33 @@
+"""Phase 4, platform optimisation: variants of the C program for the autotuner.
+
+``parallel-simd`` spreads the loop over OpenMP threads and vectorises it; ``serial`` does
+neither (faster for small arrays, where starting threads costs more than the loop). Asp times
+both on the first calls and remembers the winner per key in its performance database
+(``ASP_AUTOTUNE=off`` uses the first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import PlatformOptimizer, PlatformProgram, Variant
+from asp_core import cast as c
+
+__all__ = ["LoopVariants", "SCHEDULES"]
+
+SCHEDULES = (("parallel-simd", "omp parallel for simd schedule(static)"), ("serial", None))
+
+
+class LoopVariants(PlatformOptimizer):
+    name = "loop-variants"
+    platforms = ("openmp",)
+
+    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+        out = []
+        for name, pragma in SCHEDULES:
+            module = program.ir.clone()
+            loop = module.body[-1].body.body[0]
+            loop.pragmas = [c.Pragma(pragma)] if pragma else []
+            out.append(Variant(name, PlatformProgram(program.platform, module, program.meta),
+                               {"pragma": pragma}))
+        return out

@@ -1,0 +1,104 @@
+"""Specialised kernels compute what the pure-Python kernel computes, through all five phases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from asp_core.testing import requires_compiler
+
+from {{ cookiecutter.package_name }} import SPECIALIZER, elementwise, python_map
+
+PHASES = ("frontend", "domain_optimization", "platform_selection", "platform_optimization",
+          "backend")
+
+
+def blend(a, b):
+    return 0.25 * a + 0.75 * max(a, b) - abs(b) / (2.0 + 1.0)
+
+
+def norm3(x, y, z):
+    return math.sqrt(x * x + y * y + z * z) + -min(x, y, z)
+
+
+def _chosen(kernel) -> dict[str, str]:
+    return {e["phase"]: e["component"] for kind, e in kernel.last_context.events
+            if kind == "phase"}
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.all((a.view(np.uint64) == b.view(np.uint64)) | (np.isnan(a) & np.isnan(b))))
+
+
+@requires_compiler
+@pytest.mark.parametrize("func,nargs", [(blend, 2), (norm3, 3)])
+@pytest.mark.parametrize("shape", [(1,), (1000,), (37, 11)])
+def test_compiled_equals_python_bit_for_bit(func, nargs, shape):
+    rng = np.random.default_rng(len(shape))
+    arrays = [rng.standard_normal(shape) * 10 for _ in range(nargs)]
+    arrays[0].flat[0] = -0.0
+    kernel = elementwise(func)
+    got = kernel(*arrays)
+    assert _same_bits(got, python_map(func)(*arrays))
+    assert _same_bits(kernel(*arrays), got)  # the second call goes straight to the bound code
+    assert _chosen(kernel) == {"frontend": "python-ast", "domain_optimization": "domain-passes",
+                               "platform_selection": "openmp",
+                               "platform_optimization": "loop-variants", "backend": "c"}
+
+
+@requires_compiler
+def test_every_variant_gives_the_same_result(monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    x = np.linspace(-3.0, 3.0, 10_001)
+    y = np.cos(x)
+    kernel = elementwise(blend)
+    results = [kernel(x, y) for _ in range(6)]  # tuning runs each variant twice
+    tuned = [e for kind, e in kernel.last_context.events if kind == "autotune"]
+    assert tuned, "the variants were not autotuned"
+    for r in results:
+        assert _same_bits(r, python_map(blend)(x, y))
+
+
+def test_python_platform_on_request():
+    kernel = elementwise(blend, platform_selection="python")
+    a, b = np.arange(5.0), np.arange(5.0)[::-1].copy()
+    np.testing.assert_array_equal(kernel(a, b), python_map(blend)(a, b))
+    assert _chosen(kernel)["backend"] == "vectorize"
+
+
+def test_constant_folding_is_a_named_pass_that_can_be_disabled(monkeypatch):
+    def scaled(a):
+        return a * (2.0 * 3.0 - 1.0)
+
+    kernel = elementwise(scaled)
+    kernel(np.ones(3))
+    passes = [e for kind, e in kernel.last_context.events if kind == "pass"]
+    assert any(p["name"] == "constant-folding" and p["changed"] for p in passes)
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "constant-folding")
+    again = elementwise(scaled)
+    np.testing.assert_array_equal(again(np.ones(3)), np.full(3, 5.0))
+    passes = [e for kind, e in again.last_context.events if kind == "pass"]
+    assert any(p["name"] == "constant-folding" and p["skipped"] for p in passes)
+
+
+@pytest.mark.parametrize("args,error,match", [
+    ((), TypeError, "at least one array"),
+    (([1.0, 2.0],), TypeError, "expected a numpy array"),
+    ((np.arange(3),), TypeError, "dtype int64"),
+    ((np.ones((4, 4))[:, ::2],), ValueError, "C-contiguous"),
+    ((np.ones(3), np.ones(4)), ValueError, "shape"),
+])
+def test_bad_input_is_rejected_before_native_code(args, error, match):
+    kernel = elementwise(blend)
+    with pytest.raises(error, match=match):
+        kernel(*args)
+
+
+def test_registered_with_all_five_phases():
+    from asp_core import get_registry
+
+    registry = get_registry()
+    assert SPECIALIZER in registry.specializers
+    phases = registry.phases(SPECIALIZER)
+    assert all(phases[p] for p in PHASES), {p: [c.name for c in cs] for p, cs in phases.items()}
