@@ -85,6 +85,21 @@ class SpecializationContext:
                     cached=lib.cached, path=str(lib.path), source=source)
         return lib
 
+    def compile_many(self, sources: list[dict[str, Any]], max_workers: int | None = None
+                     ) -> list[CompiledLibrary]:
+        """Compile several independent sources at once (each dict holds :meth:`compile`'s
+        arguments, ``source`` included); gcc runs in parallel, results keep the input order.
+
+        Sibling variants are independent compiler runs, so a cold specialisation with several
+        variants costs about one compile per core instead of one per variant.
+        """
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max_workers or min(len(sources), os.cpu_count() or 1) or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda kw: self.compile(**kw), sources))
+
     @property
     def hardware(self) -> HardwareInfo:
         from asp_core.hardware import query
