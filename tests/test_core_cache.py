@@ -1,0 +1,257 @@
+"""The code cache: keys, checksums, corruption, concurrency across processes, unsafe
+directories and warm starts in a new process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asp_core import CacheError, Dispatcher, SpecializationWarning
+from asp_core.build import compile_library, library_key
+from asp_core.cache import CodeCache, cache_key
+from asp_core.testing import requires_compiler
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = REPO / "tests" / "specializers" / "run_kernel.py"
+
+SRC = "double asp_twice(double x) { return 2.0 * x; }\n"
+
+
+def _entries(root: Path) -> list[Path]:
+    return CodeCache(root).entries()
+
+
+def _env(cache: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"ASP_CACHE_DIR": str(cache), "ASP_DISABLE_PLUGIN_AUTOLOAD": "1",
+                "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, **extra)
+    env.pop("ASP_MODE", None)
+    return env
+
+
+def _run(cache: Path, *args: str, **env: str) -> dict:
+    proc = subprocess.run([sys.executable, str(RUNNER), *args], env=_env(cache, **env),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- keys and entries ---------------------------------------------------------------------------
+def test_cache_key_is_canonical_and_sensitive():
+    assert cache_key(a=1, b=[1, 2]) == cache_key(b=[1, 2], a=1)
+    assert cache_key(a=1) != cache_key(a=2)
+    assert cache_key(a=1) != cache_key(a="1")
+    assert len(cache_key(x=object.__name__)) == 64
+
+
+@requires_compiler
+def test_library_key_changes_with_source_flags_and_specialisation(monkeypatch):
+    base = library_key(SRC)
+    assert base == library_key(SRC)
+    assert library_key(SRC + "\n") != base
+    assert library_key(SRC, flags=("-O1",)) != base
+    assert library_key(SRC, specialised_on={"n": 1}) != library_key(SRC,
+                                                                      specialised_on={"n": 2})
+    assert library_key(SRC, specialised_on={"n": 1}) != base
+    assert library_key(SRC, openmp=False) != base
+    monkeypatch.setenv("ASP_CFLAGS", "-DASP_TEST_FLAG=1")
+    assert library_key(SRC) != base
+
+
+@requires_compiler
+def test_entry_has_checksums_and_private_mode(fresh_cache):
+    import ctypes
+    import hashlib
+
+    lib = compile_library(SRC, name="twice", openmp=False)
+    assert not lib.cached and lib.seconds > 0
+    fn = lib.cdll.asp_twice
+    fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_double]
+    assert fn(21.0) == 42.0
+    meta = json.loads((lib.path.parent / "meta.json").read_text())
+    assert set(meta["files"]) == {"libtwice.so", "twice.c"}
+    for name, digest in meta["files"].items():
+        assert hashlib.sha256((lib.path.parent / name).read_bytes()).hexdigest() == digest
+    assert meta["key"] == lib.key and lib.path.parent.name == lib.key
+    assert "gcc" in meta["command"][0] or "cc" in meta["command"][0]
+    assert (fresh_cache.stat().st_mode & 0o777) == 0o700
+    again = compile_library(SRC, name="twice", openmp=False)
+    assert again.cached and again.seconds == 0.0 and again.path == lib.path
+    assert len(_entries(fresh_cache)) == 1
+
+
+@requires_compiler
+def test_compile_error_names_command_and_log(fresh_cache):
+    from asp_core import CompileError
+
+    with pytest.raises(CompileError) as info:
+        compile_library("int broken( { return }\n", name="broken", openmp=False)
+    assert "error" in info.value.log and info.value.command
+    assert _entries(fresh_cache) == []
+    assert list((fresh_cache / "tmp").iterdir()) == []  # the failed build left nothing behind
+
+
+def _corrupt(path: Path, data: bytes | None = None) -> None:
+    """Replace a file (new inode: a library already mapped by this process stays intact)."""
+    tmp = path.with_name(path.name + ".corrupt")
+    tmp.write_bytes(data if data is not None else path.read_bytes()[:100] + b"\0garbage")
+    os.replace(tmp, path)
+
+
+@requires_compiler
+@pytest.mark.parametrize("what", ["so", "meta", "meta-missing-file"])
+def test_corrupted_entry_is_detected_and_rebuilt(fresh_cache, what):
+    first = _run(fresh_cache, "--calls", "1", ASP_AUTOTUNE="off")
+    assert first["ok"] and [c["cached"] for c in first["compiles"]] == [False]
+    entry = Path(first["compiles"][0]["path"]).parent
+    if what == "so":
+        _corrupt(entry / "libasp_map.so")
+    elif what == "meta":
+        _corrupt(entry / "meta.json", b"{ not json")
+    else:
+        (entry / "asp_map.c").unlink()
+    cache = CodeCache(fresh_cache)
+    assert cache.lookup(entry.name) is None  # detected before anything is loaded
+    second = _run(fresh_cache, "--calls", "1", ASP_AUTOTUNE="off")
+    assert second["ok"]
+    assert [c["cached"] for c in second["compiles"]] == [False]  # rebuilt
+    assert second["compiles"][0]["path"] == first["compiles"][0]["path"]
+    assert cache.lookup(entry.name) is not None
+    third = _run(fresh_cache, "--calls", "1", ASP_AUTOTUNE="off")
+    assert [c["cached"] for c in third["compiles"]] == [True]
+
+
+@requires_compiler
+def test_verify_removes_bad_entries(fresh_cache):
+    compile_library(SRC, name="twice", openmp=False)
+    bad = compile_library(SRC + "/* other */\n", name="twice", openmp=False)
+    _corrupt(bad.path)
+    good, removed = CodeCache(fresh_cache).verify()
+    assert [p.name for p in removed] == [bad.key] and len(good) == 1
+    assert not bad.path.parent.exists()
+
+
+@requires_compiler
+def test_eight_processes_compile_one_entry(fresh_cache, tmp_path):
+    """8 processes reach the first call at once: one compiles, seven wait and load its entry."""
+    n = 8
+    go = tmp_path / "go"
+    procs, ready = [], []
+    for i in range(n):
+        r = tmp_path / f"ready{i}"
+        ready.append(r)
+        procs.append(subprocess.Popen(
+            [sys.executable, str(RUNNER), "--calls", "2", "--ready", str(r), "--go", str(go)],
+            env=_env(fresh_cache, ASP_AUTOTUNE="off"), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    try:
+        deadline = time.time() + 240
+        while not all(r.exists() for r in ready):
+            assert time.time() < deadline, "workers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.01)
+        go.write_text("go")
+        outs = []
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(o["ok"] for o in outs)
+    cached = [c["cached"] for o in outs for c in o["compiles"]]
+    assert len(cached) == n and cached.count(False) == 1, cached
+    entries = _entries(fresh_cache)
+    assert len(entries) == 1
+    assert CodeCache(fresh_cache).lookup(entries[0].name) is not None
+    assert {o["compiles"][0]["path"] for o in outs} == {str(entries[0] / "libasp_map.so")}
+    assert list((fresh_cache / "tmp").iterdir()) == []
+
+
+# -- unsafe directories ---------------------------------------------------------------------
+def _axpy(a, b):
+    return a + 3.0 * b
+
+
+@pytest.fixture
+def shared_dir(tmp_path, monkeypatch):
+    root = tmp_path / "shared-cache"
+    root.mkdir()
+    monkeypatch.setenv("ASP_CACHE_DIR", str(root))
+    yield root
+    root.chmod(0o700)
+
+
+def test_world_writable_cache_is_refused(shared_dir):
+    shared_dir.chmod(0o777)
+    with pytest.raises(CacheError, match=r"writable by other users \(mode 777\).*chmod 700"):
+        CodeCache(shared_dir).ensure()
+    shared_dir.chmod(0o770)
+    with pytest.raises(CacheError, match="writable by other users"):
+        CodeCache(shared_dir).lookup("0" * 64)
+
+
+def test_foreign_owned_cache_is_refused(shared_dir, monkeypatch):
+    real = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real + 4242)
+    with pytest.raises(CacheError, match=rf"owned by uid {real}, not by you \(uid "
+                                         rf"{real + 4242}\).*ASP_CACHE_DIR"):
+        CodeCache(shared_dir).ensure()
+
+
+@requires_compiler
+@pytest.mark.parametrize("autotune", ["off", "once"])
+@pytest.mark.parametrize("problem", ["world-writable", "foreign-owner"])
+def test_unsafe_cache_gives_fallback_warning(elementwise, shared_dir, monkeypatch, problem,
+                                             autotune):
+    monkeypatch.setenv("ASP_AUTOTUNE", autotune)
+    if problem == "world-writable":
+        shared_dir.chmod(0o777)
+        expected = "writable by other users"
+    else:
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 1)
+        expected = "not by you"
+    d = Dispatcher("elementwise", _axpy)
+    a, b = np.ones(8), np.arange(8.0)
+    with pytest.warns(SpecializationWarning, match=expected):
+        for _ in range(5):
+            np.testing.assert_array_equal(d(a, b), a + 3.0 * b)
+    assert not (shared_dir / "code").exists()
+    monkeypatch.setenv("ASP_MODE", "strict")
+    d.clear()
+    with pytest.raises(CacheError, match=expected):
+        d(a, b)
+
+
+def test_uncreatable_cache_dir_is_a_cache_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CacheError, match="cannot create the Asp cache directory"):
+        CodeCache(blocker / "sub").ensure()
+
+
+# -- warm starts --------------------------------------------------------------------------------
+@requires_compiler
+def test_warm_start_in_new_process_hits_cache_and_stored_winner(fresh_cache):
+    first = _run(fresh_cache, "--calls", "6")
+    assert first["ok"] and first["bound"] == "function"
+    assert sorted(c["variant"] for c in first["compiles"]) == ["parallel-simd", "serial"]
+    assert [c["cached"] for c in first["compiles"]] == [False, False]
+    assert first["autotune"][-1]["source"] == "tuned now"
+    winner = first["autotune"][-1]["winner"]
+    stamps = {p: p.stat().st_mtime_ns for e in _entries(fresh_cache) for p in e.iterdir()}
+    second = _run(fresh_cache, "--calls", "1")
+    assert second["ok"] and second["bound"] == "function"  # no tuning in this process
+    assert second["autotune"] == [{"winner": winner, "source": "perf database"}]
+    assert [(c["variant"], c["cached"]) for c in second["compiles"]] == [(winner, True)]
+    assert {p: p.stat().st_mtime_ns for e in _entries(fresh_cache) for p in e.iterdir()} == stamps
