@@ -275,3 +275,21 @@ def test_iterate_equals_separate_calls_with_swaps():
     assert k.iterate(a, b, steps=0) is b
     with pytest.raises(ValueError):
         k.iterate(a, b, steps=-1)
+
+
+class ScaledLaplacian(Laplacian3D):
+    """Inherits ``kernel``: its attributes must still be part of the specialisation key."""
+
+    inv_h2 = 2.0
+
+
+@requires_compiler
+def test_inherited_kernel_attribute_in_key():
+    k = ScaledLaplacian()
+    grids = make_grids((6, 7, 8), 1, seed=9)
+    expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+    k.inv_h2 = 3.0
+    expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+    assert len(k.kernel.specializations) == 2

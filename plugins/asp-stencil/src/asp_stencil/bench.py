@@ -249,6 +249,15 @@ def _pystencils_kernel(dim: int, kind: str) -> Callable[..., Any]:
 
 # -- cases -----------------------------------------------------------------------------------
 
+def _winner(kernel: Any) -> str:
+    """The variant the autotuner chose for the kernel's last specialisation."""
+    ctx = getattr(kernel.kernel, "last_context", None)
+    for event, data in reversed(ctx.events if ctx is not None else []):
+        if event == "autotune" and data.get("winner"):
+            return str(data["winner"])
+    return "?"
+
+
 def _pct_stream(bench: Any, rows: list[Any], impl: str, bytes_per_call: float, label: str) -> None:
     by = {m.impl: m for m in rows}
     if impl not in by:
@@ -310,7 +319,7 @@ def _laplacian(bench: Any, n: int) -> None:
 
     rows = bench.compare(f"laplacian-3d {n}^3 f64", impls, anchor="numpy", bytes=16 * n ** 3,
                          flops=8 * (n - 2) ** 3, check=check)
-    _pct_stream(bench, rows, "asp", 16 * n ** 3, "laplacian")
+    _pct_stream(bench, rows, "asp", 16 * n ** 3, f"laplacian (variant {_winner(k)})")
 
 
 def _divergence(bench: Any, n: int) -> None:
@@ -348,7 +357,7 @@ def _divergence(bench: Any, n: int) -> None:
 
     rows = bench.compare(f"divergence-3d {n}^3 f64 (3 inputs)", impls, anchor="numpy",
                          bytes=32 * n ** 3, check=check)
-    _pct_stream(bench, rows, "asp", 32 * n ** 3, "divergence")
+    _pct_stream(bench, rows, "asp", 32 * n ** 3, f"divergence (variant {_winner(k)})")
 
 
 def _heat(bench: Any, shape: tuple[int, ...], steps: int) -> None:

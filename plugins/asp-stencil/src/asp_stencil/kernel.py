@@ -61,7 +61,7 @@ class StencilKernel:
 
     def pure_python(self, *grids: Any) -> Any:
         """Run the kernel as plain Python (the reference semantics)."""
-        k = type(self).__dict__.get("kernel")
+        k = None
         for klass in type(self).__mro__:
             k = klass.__dict__.get("kernel")
             if k is not None:

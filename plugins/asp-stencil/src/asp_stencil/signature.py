@@ -69,7 +69,7 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
     names = _ATTR_NAMES.get(cls)
     if names is None:
         names = ()
-        func = getattr(cls, "__dict__", {}).get("kernel")
+        func = next((k.__dict__["kernel"] for k in cls.__mro__ if "kernel" in k.__dict__), None)
         func = getattr(func, "func", func)
         try:
             from asp_core.pyast import kernel_source
