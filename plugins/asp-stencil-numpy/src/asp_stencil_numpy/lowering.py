@@ -7,7 +7,8 @@ becomes one statement over whole slices (one per box of :mod:`asp_stencil_numpy.
         out[x] = a[x + (1, 0)] + a[x - (1, 0)]
 
 on a 6×7 grid with ghost depth 1 becomes ``g_out[1:5, 1:6] = g_a[2:6, 1:6] + g_a[0:4, 1:6]``.
-With ``block=B`` the boxes are walked in slabs of ``B`` planes along the first axis, so the
+Locals used once are folded into their use first (:mod:`asp_stencil_numpy.inline`), so a stored
+value is one expression whose temporaries NumPy reuses in place. With ``block=B`` the boxes are walked in slabs of ``B`` planes along the first axis, so the
 temporaries of a statement stay in cache.
 
 Exactness: ``+ - * /``, unary minus, comparisons, ``abs``, ``//`` (``numpy.floor_divide``, the
@@ -30,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 from asp_stencil import dast as D
 
+from asp_stencil_numpy.inline import inline_single_use
 from asp_stencil_numpy.regions import Box, boxes
 
 __all__ = ["NumpySource", "lower_numpy", "function_name", "HELPERS"]
@@ -209,8 +211,9 @@ def lower_numpy(prog: D.StencilProgram, block: int | None = None) -> NumpySource
             body.append(_Statements([]).stmt(s))
             continue
         ghost = prog.grid(s.grid).ghost_depth
+        loop = s.replace(body=inline_single_use(s.body))
         for box in boxes(s.region, shape, ghost):
-            body += _box_statements(s, box, block)
+            body += _box_statements(loop, box, block)
     if not body:
         body = [ast.Pass()]
     args = ast.arguments(posonlyargs=[], args=[ast.arg(grid_name(g.name)) for g in grids],
