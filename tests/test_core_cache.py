@@ -243,7 +243,7 @@ def test_uncreatable_cache_dir_is_a_cache_error(tmp_path, monkeypatch):
 # -- warm starts --------------------------------------------------------------------------------
 @requires_compiler
 def test_warm_start_in_new_process_hits_cache_and_stored_winner(fresh_cache):
-    first = _run(fresh_cache, "--calls", "6")
+    first = _run(fresh_cache, "--calls", "12")
     assert first["ok"] and first["bound"] == "function"
     assert sorted(c["variant"] for c in first["compiles"]) == ["parallel-simd", "serial"]
     assert [c["cached"] for c in first["compiles"]] == [False, False]

@@ -1,0 +1,179 @@
+"""Autotuning: the perf database, the Autotuner's modes, and tuning through the dispatcher."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from asp_core import Dispatcher
+from asp_core import autotune as autotune_mod
+from asp_core.autotune import Autotuner, PerfDB
+from asp_core.pipeline import TuningCallable
+from asp_core.testing import requires_compiler
+
+
+@pytest.fixture
+def db(tmp_path):
+    return PerfDB(tmp_path / "perf.sqlite")
+
+
+def test_perfdb_record_timings_winner(db, tmp_path):
+    assert db.timings("k") == [] and db.winner("k") is None and db.summary() == []
+    assert not (tmp_path / "perf.sqlite").exists()  # reading does not create it
+    db.record("k", "a", 3.0, {"tile": 8}, label="lbl")
+    db.record("k", "b", 1.0)
+    db.record("k", "a", 2.0)
+    db.record("other", "a", 0.1)
+    assert db.timings("k") == [("b", 1.0, 1), ("a", 2.0, 2)]
+    db.set_winner("k", "b", label="lbl")
+    assert db.winner("k") == "b"
+    db.set_winner("k", "a", label="lbl")  # replaced, not duplicated
+    assert db.winner("k") == "a" and db.summary() == [("k", "lbl", "a")]
+    assert PerfDB(tmp_path / "perf.sqlite").winner("k") == "a"  # persisted
+    db.clear()
+    assert db.winner("k") is None and db.timings("k") == []
+
+
+def test_perfdb_default_location(fresh_cache):
+    assert PerfDB().path == fresh_cache / "perf.sqlite"
+
+
+def _times(mapping):
+    return lambda name: mapping[name]
+
+
+def test_autotuner_off_uses_default(db):
+    t = Autotuner("k", ["a", "b"], mode="off", db=db)
+    assert t.done and t.winner == "a" and t.next() == "a"
+    assert t.source.startswith("ASP_AUTOTUNE=off")
+    assert db.timings("k") == []
+
+
+def test_autotuner_once_tunes_then_reuses(db):
+    events = []
+    t = Autotuner("k", ["a", "b", "c"], mode="once", db=db, repeats=2,
+                  on_event=lambda e, **d: events.append((e, d)))
+    assert not t.done
+    order = []
+    while not t.done:
+        name = t.next()
+        order.append(name)
+        t.report(name, {"a": 3.0, "b": 1.0, "c": 2.0}[name])
+    assert order == ["a", "a", "b", "b", "c", "c"]
+    assert t.winner == "b" and t.source == "tuned now"
+    assert db.winner("k") == "b" and len(db.timings("k")) == 3
+    assert events[-1][0] == "autotune" and events[-1][1]["winner"] == "b"
+    again = Autotuner("k", ["a", "b", "c"], mode="once", db=db)
+    assert again.done and again.winner == "b" and again.source == "perf database"
+    # a stored winner that is no longer among the variants is ignored
+    assert not Autotuner("k", ["a", "c"], mode="once", db=db).done
+
+
+def test_autotuner_always_ignores_stored_winner(db):
+    db.set_winner("k", "a")
+    t = Autotuner("k", ["a", "b"], mode="always", db=db)
+    assert not t.done
+    assert t.tune(_times({"a": 2.0, "b": 1.0})) == "b"
+    assert db.winner("k") == "b"
+
+
+def test_autotuner_mode_from_environment(db, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    assert Autotuner("k", ["a", "b"], db=db).winner == "a"
+    monkeypatch.setenv("ASP_AUTOTUNE", "sometimes")
+    with pytest.raises(ValueError, match="ASP_AUTOTUNE='sometimes'"):
+        Autotuner("k", ["a", "b"], db=db)
+
+
+def test_autotuner_single_variant_and_no_variant(db):
+    assert Autotuner("k", ["only"], mode="always", db=db).winner == "only"
+    with pytest.raises(ValueError):
+        Autotuner("k", [], db=db)
+
+
+def test_autotuner_exclude(db):
+    t = Autotuner("k", ["a", "b", "c"], mode="once", db=db)
+    t.report(t.next(), 1.0)  # a
+    t.exclude("b", "failed to build")
+    assert not t.done and t.next() == "c"
+    t.report("c", 0.5)
+    assert t.winner == "c"
+    t2 = Autotuner("k2", ["a", "b"], mode="once", db=db)
+    t2.exclude("b")
+    assert t2.winner == "a" and t2.source == "only variant that built"
+
+
+def test_progress_is_shown_when_tuning_is_slow(db, monkeypatch, capsys):
+    clock = iter([100.0, 100.5, 101.5, 103.0, 104.0, 105.0])
+    monkeypatch.setattr(autotune_mod, "time", types.SimpleNamespace(
+        perf_counter=lambda: next(clock), time=lambda: 0.0))
+    t = Autotuner("k", ["a", "b"], mode="once", db=db, label="mykernel")
+    t.tune(_times({"a": 0.8, "b": 0.9}))
+    err = capsys.readouterr().err
+    assert "asp: tuning mykernel over 2 variants" in err
+    assert "asp: tuned mykernel: a" in err
+
+
+def test_no_progress_when_tuning_is_quick(db, capsys):
+    Autotuner("k", ["a", "b"], mode="once", db=db).tune(_times({"a": 1e-6, "b": 2e-6}))
+    assert capsys.readouterr().err == ""
+
+
+def _k(a, b):
+    return a * b - 1.0
+
+
+@requires_compiler
+def test_dispatcher_tunes_then_binds_winner(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "once")
+    d = Dispatcher("elementwise", _k)
+    a, b = np.linspace(0, 1, 500), np.linspace(1, 2, 500)
+    seen = []
+    for _ in range(10):
+        np.testing.assert_array_equal(d(a, b), a * b - 1.0)
+        seen.append(d.specializations[(2,)])
+    assert isinstance(seen[0], TuningCallable)
+    tuner = seen[0].tuner
+    assert tuner.variants == ["parallel-simd", "serial"]
+    assert tuner.done and not isinstance(seen[-1], TuningCallable)
+    # every variant timed `repeats` times, then the winner is bound directly
+    n = len(tuner.variants) * tuner.repeats
+    assert [isinstance(f, TuningCallable) for f in seen] == [True] * (n - 1) + [False] * (11 - n)
+    assert all(len(t) == tuner.repeats for t in tuner.times.values())
+    assert seen[-1] is seen[0]._built[tuner.winner]
+    assert PerfDB().winner(tuner.key) == tuner.winner
+    events = [e for n, e in d.last_context.events if n == "autotune"]
+    assert events[-1]["winner"] == tuner.winner and events[-1]["source"] == "tuned now"
+    assert {v for v, _, _ in events[-1]["timings"]} == {"parallel-simd", "serial"}
+    # a new dispatcher in this process reuses the stored winner without tuning
+    d2 = Dispatcher("elementwise", _k)
+    d2(a, b)
+    assert not isinstance(d2.specializations[(2,)], TuningCallable)
+    assert [e["source"] for n, e in d2.last_context.events if n == "autotune"] == [
+        "perf database"]
+
+
+@requires_compiler
+def test_variant_that_fails_to_build_leaves_tuning(elementwise, derived, fresh_cache,
+                                                   monkeypatch):
+    from asp_core import CompileError
+    from tests.specializers.elementwise import CBackend
+
+    class FlakyBackend(CBackend):
+        def build(self, variant, ctx):
+            if variant.name == "serial":
+                raise CompileError("injected", command=["cc"], log="boom", source_path="x.c")
+            return super().build(variant, ctx)
+
+    name = derived("ew-flaky", replace={("backend", "c"): FlakyBackend()})
+    d = Dispatcher(name, _k)
+    a, b = np.ones(10), np.full(10, 2.0)
+    for _ in range(8):
+        np.testing.assert_array_equal(d(a, b), np.ones(10))
+    fn = d.specializations[(2,)]
+    assert not isinstance(fn, TuningCallable)
+    events = [(n, e) for n, e in d.last_context.events if n.startswith("autotune")]
+    assert events[0][0] == "autotune-excluded" and events[0][1]["variant"] == "serial"
+    assert events[-1][1]["winner"] == "parallel-simd"
