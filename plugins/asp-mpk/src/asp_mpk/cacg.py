@@ -1,0 +1,358 @@
+"""s-step (communication-avoiding) conjugate gradients over the matrix-powers kernel.
+
+Each outer iteration computes, with ONE call of the PA1 kernel, the Krylov bases of p and r
+(a Chebyshev basis on estimated spectral bounds by default, or Newton with Leja-ordered Ritz
+shifts) together with their Gram matrix G = VᵀV (fused: each block's vectors are still in cache).
+The s CG steps then run on short coefficient vectors (size 2s+2) using only G and the change
+of basis B (A V = V B), and x, r, p are rebuilt with one BLAS product.  Per s steps the matrix
+is read once and the vectors a handful of times, instead of s times each in classical CG.
+
+Accuracy: the first outer iteration uses the interval [0, Gershgorin bound]; afterwards the
+interval comes from the Ritz values of the Lanczos matrix assembled from the CG coefficients
+(the CG steps *are* Lanczos steps).  Convergence claims are checked against the true residual
+``b - A x``; a stale recursive residual is replaced by the true one (residual replacement), so
+the final accuracy matches classical CG.  Semantics and return values follow
+``scipy.sparse.linalg.cg``: stop when ``||r|| < max(atol, rtol ||b||)``; ``info = 0`` on success,
+else the number of iterations done (also on breakdown, e.g. for matrices that are not SPD).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from asp_mpk.validate import as_csr, as_vector
+
+__all__ = ["cg", "choose_s", "CGStats"]
+
+
+class CGStats:
+    """Counters of the last :func:`cg` call in this thread (for tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.outer = 0
+        self.replacements = 0
+        self.s = 0
+        self.basis = ""
+        self.method = ""
+        self.seconds: dict[str, float] = {"powers": 0.0, "combine": 0.0, "inner": 0.0,
+                                          "residual": 0.0}
+
+
+_local = threading.local()
+
+
+def last_stats() -> CGStats:
+    return getattr(_local, "stats", CGStats())
+
+
+def choose_s(n: int, nnz: int) -> int:
+    """Default s: deep enough to amortise the matrix read, small enough for a stable basis."""
+    if n < 2000:
+        return 4
+    return 8
+
+
+_MP_LOCK = threading.Lock()
+_MP: dict[tuple, Any] = {}
+
+
+def _powers_for(csr: Any, s: int) -> Any:
+    from asp_mpk.analysis import pattern_hash, values_hash
+    from asp_mpk.powers import MatrixPowers
+
+    key = (pattern_hash(csr), values_hash(csr), s)
+    with _MP_LOCK:
+        mp = _MP.get(key)
+    if mp is None:
+        mp = MatrixPowers(csr, s, tune=False)
+        with _MP_LOCK:
+            if len(_MP) > 8:
+                _MP.clear()
+            _MP[key] = mp
+    return mp
+
+
+def _gershgorin(csr: Any) -> tuple[float, float]:
+    d = csr.diagonal()
+    rad = np.asarray(abs(csr).sum(axis=1)).ravel() - np.abs(d)
+    return float(np.min(d - rad)), float(np.max(d + rad))
+
+
+def _ritz_bounds(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
+    """Extreme Ritz values of the Lanczos matrix built from CG's alpha_j, beta_j."""
+    m = len(alphas)
+    if m < 2:
+        return None
+    a = np.asarray(alphas)
+    b = np.asarray(betas[:m - 1])
+    diag = 1.0 / a
+    diag[1:] += b / a[:-1]
+    off = np.sqrt(np.abs(b)) / a[:-1]
+    T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+    if not np.all(np.isfinite(T)):
+        return None
+    ev = np.linalg.eigvalsh(T)
+    return float(ev[0]), float(ev[-1])
+
+
+def _check_tols(rtol: Any, atol: Any) -> tuple[float, float]:
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+        if not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {v}")
+    return float(rtol), float(atol)
+
+
+def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
+       maxiter: int | None = None, M: Any = None, callback: Callable[[np.ndarray], Any] | None
+       = None, s: int | None = None, basis: str = "chebyshev") -> tuple[np.ndarray, int]:
+    """Solve ``A x = b`` for symmetric positive definite sparse ``A``; SciPy's ``cg`` contract.
+
+    Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
+    ``basis`` "chebyshev" or "newton").  With a preconditioner ``M`` (matrix, array or
+    ``LinearOperator`` approximating A⁻¹) it is classical preconditioned CG with the generated
+    SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
+    rebuilds x at each step, which costs one pass over the basis).
+    """
+    csr = as_csr(A)
+    n = csr.shape[0]
+    bv = as_vector(b, n, name="b")
+    out_dtype = np.result_type(csr.dtype, bv.dtype)
+    if x0 is not None:
+        x0v = as_vector(x0, n, name="x0")
+        out_dtype = np.result_type(out_dtype, x0v.dtype)
+    rtol, atol = _check_tols(rtol, atol)
+    if maxiter is None:
+        maxiter = n * 10
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
+        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                          or not 1 <= s <= 32):
+        raise ValueError(f"s must be an integer in 1..32, got {s!r}")
+    if basis not in ("chebyshev", "newton"):
+        raise ValueError(f"basis must be 'chebyshev' or 'newton', got {basis!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable")
+    if csr.dtype != np.float64:
+        csr = csr.astype(np.float64)
+    bvec = np.array(bv, dtype=np.float64)
+    x = np.zeros(n) if x0 is None else np.array(x0v, dtype=np.float64)
+    stats = CGStats()
+    _local.stats = stats
+    bnrm2 = float(np.linalg.norm(bvec))
+    if bnrm2 == 0.0:
+        return np.zeros(n, dtype=out_dtype) if x0 is None else bvec.astype(out_dtype), 0
+    tol = max(atol, rtol * bnrm2)
+    if M is not None:
+        stats.method = "pcg"
+        x, info = _pcg(csr, bvec, x, tol, int(maxiter), M, callback, stats)
+    else:
+        stats.method = "s-step"
+        x, info = _sstep(csr, bvec, x, tol, int(maxiter), callback,
+                         int(s) if s is not None else choose_s(n, csr.nnz), basis, stats)
+    return x.astype(out_dtype, copy=False), info
+
+
+def _pcg(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
+         callback: Any, stats: CGStats) -> tuple[np.ndarray, int]:
+    """Classical preconditioned CG (SciPy's loop) with the generated SpMV."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    n = csr.shape[0]
+    if isinstance(M, np.ndarray) and M.ndim == 1:
+        raise TypeError("M must be a matrix or LinearOperator (use scipy.sparse.diags(m) for a "
+                        "diagonal preconditioner)")
+    Mop = aslinearoperator(M)
+    if Mop.shape != (n, n):
+        raise ValueError(f"shape mismatch: M has shape {Mop.shape} but A is {n}x{n}")
+    mp = _powers_for(csr, 1)
+    xs = np.empty((1, n))
+    out = np.empty((1, 2, n))
+    coefs = np.zeros((3, 1))
+    coefs[0, 0] = 1.0
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        xs[0] = v
+        mp.run(xs, out, coefs, None, "monomial")
+        return out[0, 1].copy()
+
+    r = b - matvec(x) if x.any() else b.copy()
+    rho_prev, p = 0.0, np.empty(n)
+    for it in range(maxiter):
+        if np.linalg.norm(r) < tol:
+            stats.iterations = it
+            return x, 0
+        z = np.asarray(Mop.matvec(r), dtype=np.float64).ravel()
+        rho = float(r @ z)
+        if it > 0:
+            p *= rho / rho_prev
+            p += z
+        else:
+            p[:] = z
+        q = matvec(p)
+        pq = float(p @ q)
+        if not np.isfinite(pq) or pq == 0.0 or not np.isfinite(rho):
+            stats.iterations = it
+            return x, max(it, 1)
+        alpha = rho / pq
+        x += alpha * p
+        r -= alpha * q
+        rho_prev = rho
+        stats.iterations = it + 1
+        if callback is not None:
+            callback(x)
+    return x, maxiter
+
+
+def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
+           s: int, basis: str, stats: CGStats) -> tuple[np.ndarray, int]:
+    from asp_mpk.bases import change_of_basis, chebyshev_coefs, leja_order, newton_coefs
+
+    n = csr.shape[0]
+    s = max(1, min(s, n))
+    stats.s, stats.basis = s, basis
+    mp = _powers_for(csr, s)
+    m = 2 * (s + 1)
+    V = np.empty((2, s + 1, n))
+    Vf = V.reshape(m, n)
+    G = np.empty((m, m))
+    xs = np.empty((2, n))
+    p, r = xs[0], xs[1]          # the kernel's inputs live where CG keeps p and r: no copies
+    r[:] = b - csr @ x if x.any() else b
+    p[:] = r
+    clock = time.perf_counter
+    rr = float(r @ r)
+    lo_g, hi_g = _gershgorin(csr)
+    lo, hi = 0.0 if lo_g < 0 < hi_g or lo_g >= 0 else lo_g, hi_g
+    if hi <= lo:
+        hi = lo + 1.0
+    alphas: list[float] = []
+    betas: list[float] = []
+    it = 0
+    last_bounds_at = 0
+    since_replace = float(np.sqrt(rr))
+    newton_shifts: np.ndarray | None = None
+    while True:
+        if np.sqrt(rr) < tol:
+            # recursive residual says converged: confirm with the true residual
+            rt = b - csr @ x
+            rrt = float(rt @ rt)
+            if np.sqrt(rrt) < tol:
+                stats.iterations = it
+                return x, 0
+            r[:] = rt
+            rr = rrt
+            stats.replacements += 1
+            since_replace = float(np.sqrt(rr))
+        if it >= maxiter:
+            stats.iterations = it
+            return x, maxiter
+        # -- basis coefficients (refresh the spectral estimate as Lanczos information grows) --
+        if len(alphas) >= 2 and len(alphas) >= 2 * last_bounds_at:
+            bounds = _ritz_bounds(alphas, betas)
+            if bounds is not None and bounds[1] > 0:
+                lo = max(0.0, bounds[0] * 0.9) if lo_g >= 0 or bounds[0] > 0 else bounds[0]
+                hi = min(bounds[1] * 1.02, hi_g) if hi_g > 0 else bounds[1] * 1.02
+                if hi <= lo:
+                    hi = lo + abs(lo) + 1.0
+                if basis == "newton":
+                    newton_shifts = _newton_shifts(alphas, betas, s)
+            last_bounds_at = len(alphas)
+        if basis == "newton" and newton_shifts is not None:
+            coefs = newton_coefs(newton_shifts, s)
+        else:
+            coefs = chebyshev_coefs(lo, hi, s)
+        Bs = change_of_basis(coefs, s)
+        Bs[:, s] = 0.0
+        B = np.zeros((m, m))
+        B[:s + 1, :s + 1] = Bs
+        B[s + 1:, s + 1:] = Bs
+        B[:, m - 1] = 0.0
+        B[:, m - 2] = B[:, m - 2]  # r block: column s-1 gives A R_{s-1} = ... R_s (kept)
+        t0 = clock()
+        mp.run(xs, V, coefs, G, "recurrence")
+        t1 = clock()
+        stats.seconds["powers"] += t1 - t0
+        stats.outer += 1
+        # -- s CG steps on coefficient vectors ------------------------------------------------
+        pc = np.zeros(m)
+        pc[0] = 1.0
+        rc = np.zeros(m)
+        rc[s + 1] = 1.0
+        xc = np.zeros(m)
+        steps = 0
+        broke = False
+        for j in range(s):
+            Apc = B @ pc
+            pAp = float(pc @ G @ Apc)
+            if not np.isfinite(pAp) or pAp == 0.0:
+                broke = True
+                break
+            alpha = rr / pAp
+            xc += alpha * pc
+            rc -= alpha * Apc
+            rr_new = float(rc @ G @ rc)
+            if not np.isfinite(rr_new):
+                broke = True
+                break
+            rr_new = max(rr_new, 0.0)
+            beta = rr_new / rr if rr > 0 else 0.0
+            pc = rc + beta * pc
+            alphas.append(alpha)
+            betas.append(beta)
+            rr = rr_new
+            it += 1
+            steps += 1
+            if callback is not None:
+                callback(x + xc @ Vf)
+            if np.sqrt(rr) < tol or it >= maxiter:
+                break
+        t2 = clock()
+        stats.seconds["inner"] += t2 - t1
+        if steps:
+            C = np.stack([xc, rc, pc])
+            kern = mp.bound_kernel()
+            if kern is not None:
+                kern.combine(Vf, C, [x, r, p], [True, False, False])
+            else:
+                upd = C @ Vf
+                x += upd[0]
+                r[:] = upd[1]
+                p[:] = upd[2]
+            rr = float(r @ r)
+        stats.seconds["combine"] += clock() - t2
+        if broke:
+            stats.iterations = it
+            return x, max(it, 1)
+        # residual replacement when the recursive residual fell far below the last true one
+        nr = float(np.sqrt(rr))
+        if nr < 1e-6 * since_replace and nr >= tol:
+            rt = b - csr @ x
+            r[:] = rt
+            rr = float(rt @ rt)
+            stats.replacements += 1
+            since_replace = float(np.sqrt(rr))
+
+
+def _newton_shifts(alphas: list[float], betas: list[float], s: int) -> np.ndarray | None:
+    from asp_mpk.bases import leja_order
+
+    m = len(alphas)
+    a = np.asarray(alphas)
+    bb = np.asarray(betas[:m - 1])
+    diag = 1.0 / a
+    diag[1:] += bb / a[:-1]
+    off = np.sqrt(np.abs(bb)) / a[:-1]
+    T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
+    if not np.all(np.isfinite(T)):
+        return None
+    ev = np.linalg.eigvalsh(T)
+    # s Ritz values spread over the spectrum (take evenly spaced ones if more are known)
+    idx = np.unique(np.linspace(0, len(ev) - 1, s).round().astype(int))
+    return leja_order(ev[idx])

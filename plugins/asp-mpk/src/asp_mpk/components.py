@@ -1,0 +1,197 @@
+"""The five phase components of the ``mpk`` specializer, registered by :mod:`asp_mpk.plugin`.
+
+frontend ``matrix`` (matrix description + call shapes → :class:`MatrixPowersOp`) → domain
+passes (``order-rows``, ``choose-formats``, ``size-blocks``) → platform ``openmp`` (generated C,
+needs a compiler) or ``scipy`` (repeated ``A @ x``, always available) → platform optimiser
+``pa1-variants`` (one variant per format/block count/k-split/thread count) → backend ``c``
+(plan + template + ``ctx.compile`` + ctypes) or ``scipy``.
+
+The kernel's call arguments are ``(xs, out, coefs, gram, basis)`` (see
+:class:`asp_mpk.powers.MatrixPowers`); ``ctx.instance`` is the ``MatrixPowers`` object that owns
+the validated CSR matrix and its analysis.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
+                      PlatformOptimizer, PlatformProgram, Variant)
+
+from asp_mpk.dast import MatrixPowersOp, MatrixStructure
+from asp_mpk.passes import DEFAULT_PASSES
+
+__all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
+           "PA1Variants", "CBackend", "ScipyBackend", "signature"]
+
+
+def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
+    """Specialisation key: pattern, values, dtype, k, nvec, basis kind, Gram wanted."""
+    xs, out, coefs, gram, basis = (tuple(args) + (None,) * 5)[:5]
+    if instance is None or not hasattr(instance, "pattern"):
+        raise TypeError("the mpk kernel is called through asp_mpk.MatrixPowers")
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError("out must be an (nvec, k+1, n) array")
+    return (instance.pattern, instance.values, str(instance.dtype), shape[1] - 1, shape[0],
+            basis == "monomial", gram is not None)
+
+
+class MatrixFrontend(Frontend):
+    """Phase 1: the matrix description and the call's shapes become a MatrixPowersOp."""
+
+    def parse(self, ctx: Any) -> MatrixPowersOp:
+        mp = ctx.instance
+        st = mp.structure
+        xs, out, coefs, gram, basis = ctx.args[:5]
+        ms = MatrixStructure(st.n, st.nnz, st.pattern, st.symmetric, st.bandwidth, st.offsets,
+                             round(st.dia_fill, 4), st.rcm_bandwidth, st.dia_compressible)
+        return MatrixPowersOp(ms, str(mp.dtype), out.shape[1] - 1, out.shape[0],
+                              basis == "monomial", gram is not None)
+
+
+class MPKDomainOptimizer(DomainOptimizer):
+    """Phase 2: the named domain passes (each can be disabled by name)."""
+
+    def __init__(self) -> None:
+        self.manager = PassManager("mpk-domain", list(DEFAULT_PASSES))
+
+    def optimize(self, dast: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+        dast = self.manager.run(dast, ctx)
+        if not dast.candidates:  # every format pass disabled: the baseline still works
+            from asp_mpk.dast import Candidate
+
+            dast = dast.replace(candidates=[Candidate("naive", threads=0)])
+        return dast
+
+
+class _Program:
+    """Platform IR: the op plus the rendered default source (shown by ``asp explain``)."""
+
+    def __init__(self, op: MatrixPowersOp, source: str) -> None:
+        self.op = op
+        self.source = source
+
+    def __str__(self) -> str:
+        return self.source
+
+
+class OpenMPPlatform(Platform):
+    """Phase 3: generated C with OpenMP (needs a C compiler)."""
+
+    name = "openmp"
+
+    def check(self, dast: MatrixPowersOp, ctx: Any) -> str | None:
+        from asp_core.testing import has_compiler
+
+        if not has_compiler("c"):
+            return "no C compiler found"
+        return None
+
+    def lower(self, dast: MatrixPowersOp, ctx: Any) -> PlatformProgram:
+        from asp_mpk.kernels import render_source
+
+        first = dast.candidates[0]
+        fmt = {"csr-sym": "csr", "dia-c": "dia"}.get(first.format, first.format)
+        src = render_source(fmt, dast.dtype, monomial=dast.monomial,
+                            offsets=dast.matrix.offsets or (), sym=first.format == "csr-sym")
+        return PlatformProgram("openmp", _Program(dast, src), {"ordering": dast.ordering})
+
+
+class ScipyPlatform(Platform):
+    """Phase 3: repeated ``A @ x`` in SciPy (always available; the reference semantics)."""
+
+    name = "scipy"
+
+    def lower(self, dast: MatrixPowersOp, ctx: Any) -> PlatformProgram:
+        return PlatformProgram("scipy", _Program(dast, "# repeated scipy.sparse A @ x"), {})
+
+
+def _variant_name(c: Any) -> str:
+    name = f"{c.format}-b{c.nblocks}" if c.format != "naive" else "naive"
+    if c.ksplit:
+        name += f"-ks{c.ksplit}"
+    if c.threads == 1:
+        name += "-t1"
+    return name
+
+
+class PA1Variants(PlatformOptimizer):
+    """Phase 4: one variant per candidate (default: the first, a cache-sized PA1 when any)."""
+
+    platforms = ("openmp",)
+
+    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+        op: MatrixPowersOp = program.ir.op
+        out: list[Variant] = []
+        seen: set[str] = set()
+        for c in op.candidates:
+            name = _variant_name(c)
+            if name in seen:
+                continue
+            seen.add(name)
+            out.append(Variant(name, program, {"format": c.format, "nblocks": c.nblocks,
+                                               "ksplit": c.ksplit, "threads": c.threads,
+                                               "ordering": op.ordering}))
+        return out
+
+
+class CBackend(Backend):
+    """Phase 5: build the plan, render and compile the template, bind with ctypes."""
+
+    platforms = ("openmp",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        import os
+
+        from asp_mpk.kernels import CKernel, render_source
+        from asp_mpk.plan import get_plan
+
+        mp = ctx.instance
+        op: MatrixPowersOp = variant.program.ir.op
+        p = variant.params
+        fmt = p["format"]
+        cfmt = {"csr-sym": "csr", "dia-c": "dia"}.get(fmt, fmt)
+        k = op.k
+        ks = p["ksplit"] or k
+        if cfmt == "dia":
+            params = {"format": "dia", "offsets": op.matrix.offsets, "nblocks": p["nblocks"],
+                      "compress": fmt == "dia-c"}
+        elif cfmt == "csr":
+            levels = {ks} | ({k % ks} if k % ks else set())
+            params = {"format": "csr", "nblocks": p["nblocks"], "ks": tuple(sorted(levels)),
+                      "sym": fmt == "csr-sym", "ordering": p["ordering"]}
+        else:
+            params = {"format": "naive"}
+        order = mp.order(p["ordering"]) if cfmt == "csr" else None
+        plan = get_plan(mp.csr, mp.pattern, mp.values, params, order=order)
+        kinds = getattr(plan, "kinds", None)
+        src = render_source(cfmt, op.dtype, monomial=op.monomial,
+                            offsets=op.matrix.offsets or (), sym=fmt == "csr-sym", kinds=kinds)
+        lib = ctx.compile(src, name=f"mpk_{cfmt}",
+                          specialised_on={"format": fmt, "dtype": op.dtype,
+                                          "monomial": op.monomial,
+                                          "offsets": list(op.matrix.offsets or ()),
+                                          "kinds": [list(x) for x in kinds or []]})
+        threads = p["threads"] or (os.cpu_count() or 1)
+        kern = CKernel(lib, cfmt, plan, n=op.matrix.n, k=k, dtype=op.dtype,
+                       nthreads=threads, ksplit=ks, name=variant.name)
+        ctx.record("plan", variant=variant.name, params=params, plan_bytes=plan.nbytes,
+                   redundancy=[round(c.redundancy, 3) for c in getattr(plan, "closures",
+                                                                       {}).values()])
+
+        def bound(xs: Any, out: Any, coefs: Any, gram: Any = None, basis: str = "monomial"
+                  ) -> Any:
+            return kern(xs, out, coefs, gram)
+
+        bound.kernel = kern  # type: ignore[attr-defined]
+        return bound
+
+
+class ScipyBackend(Backend):
+    """Phase 5 for the ``scipy`` platform: the instance's reference implementation."""
+
+    platforms = ("scipy",)
+
+    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        return ctx.instance._reference

@@ -1,0 +1,56 @@
+"""The matrix-powers domain AST.
+
+There is no loop nest to parse here: the "kernel" is the recurrence
+``V[j+1] = alpha_j A V[j] + beta_j V[j] + gamma_j V[j-1]`` over a given sparse matrix, and the
+frontend turns the matrix description plus the call's shapes into one :class:`MatrixPowersOp`
+node.  Domain passes annotate it (structure, ordering, candidate storage formats, block counts,
+k-splits); platform optimisation turns the annotations into variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asp_core.ir import Node
+
+__all__ = ["MatrixStructure", "MatrixPowersOp", "Candidate"]
+
+
+@dataclass
+class MatrixStructure(Node):
+    """Facts about A (from :func:`asp_mpk.analysis.analyse`)."""
+
+    n: int
+    nnz: int
+    pattern: str
+    symmetric: bool
+    bandwidth: int
+    offsets: tuple[int, ...] | None
+    dia_fill: float
+    rcm_bandwidth: int | None = None
+    dia_compressible: int = 0
+
+
+@dataclass
+class Candidate(Node):
+    """One storage/partitioning choice the platform optimiser may turn into a variant."""
+
+    format: str                 # "dia-c"/"dia" (banded PA1), "csr" (graph PA1), "csr-sym", "naive"
+    nblocks: int = 1
+    ksplit: int = 0             # 0: all k levels in one pass
+    threads: int = 0            # 0: all cores
+    note: str = ""
+
+
+@dataclass
+class MatrixPowersOp(Node):
+    """Compute ``nvec`` Krylov bases of depth ``k`` (and optionally their Gram matrix)."""
+
+    matrix: MatrixStructure
+    dtype: str
+    k: int
+    nvec: int
+    monomial: bool
+    gram: bool
+    ordering: str = "natural"
+    candidates: list[Candidate] = field(default_factory=list)

@@ -1,0 +1,191 @@
+"""Generated C kernels: rendering the templates, compiling through the core, ctypes binding.
+
+A bound kernel takes ``(xs, out, coefs, gram)``: ``xs`` (nvec, n) starting vectors, ``out``
+(nvec, k+1, n) result, ``coefs`` a (3, k) float64 array of basis recurrence coefficients
+(alpha, beta, gamma) and ``gram`` an (m, m) float64 array or ``None``.  It checks shapes, dtypes
+and contiguity itself before entering C, so a wrong call is a ``ValueError``, never a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["render_source", "CKernel", "C_TYPES"]
+
+C_TYPES = {"float64": "double", "float32": "float"}
+
+_i64 = ctypes.c_int64
+_ptr = ctypes.c_void_p
+_int = ctypes.c_int
+
+
+def render_source(fmt: str, dtype: str, *, monomial: bool, offsets: tuple[int, ...] = (),
+                  sym: bool = False, kinds: list[tuple] | None = None) -> str:
+    """C source of the ``fmt`` kernel ("dia", "csr" or "naive") for ``dtype``."""
+    from asp_core.templates import render
+
+    T = C_TYPES[dtype]
+    if fmt == "dia":
+        if kinds is None:
+            kinds = [("full", d) for d in range(len(offsets))]
+        return render("asp_mpk", "mpk_dia.c.mako", T=T, offsets=list(offsets), monomial=monomial,
+                      kinds=list(kinds))
+    if fmt == "csr":
+        return render("asp_mpk", "mpk_csr.c.mako", T=T, monomial=monomial, sym=sym)
+    if fmt == "naive":
+        return render("asp_mpk", "naive.c.mako", T=T, monomial=monomial)
+    raise ValueError(f"unknown kernel format {fmt!r}")
+
+
+def _p(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+class CKernel:
+    """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
+
+    def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: np.dtype,
+                 nthreads: int, ksplit: int, name: str) -> None:
+        self.lib = lib
+        self.fmt = fmt
+        self.plan = plan
+        self.n = n
+        self.k = k
+        self.dtype = np.dtype(dtype)
+        self.nthreads = int(nthreads)
+        self.ksplit = int(ksplit) if ksplit else k
+        self.name = name
+        cdll = lib.cdll
+        if fmt == "dia":
+            fn = cdll.mpk_dia
+            fn.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr,
+                           _int, _ptr]
+            self._spmv = cdll.spmv_dia
+            self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _int]
+        elif fmt == "csr":
+            fn = cdll.mpk_csr
+            fn.argtypes = [_i64, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _ptr,
+                           _ptr, _ptr, _ptr, _ptr, _int, _ptr]
+            self._spmv = None
+        else:
+            fn = cdll.mpk_naive
+            fn.argtypes = [_i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _int,
+                           _ptr]
+            self._spmv = cdll.spmv_csr
+            self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _int]
+        fn.restype = _int
+        self._fn = fn
+        self._combine = cdll.combine
+        self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
+        self._combine.restype = _int
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+               gram: np.ndarray | None, k: int) -> None:
+        n = self.n
+        if not (isinstance(xs, np.ndarray) and xs.ndim == 2 and xs.shape[1] == n
+                and xs.dtype == self.dtype and xs.flags.c_contiguous):
+            raise ValueError(f"xs must be a C-contiguous ({'{nvec}'}, {n}) {self.dtype} array")
+        nvec = xs.shape[0]
+        if not (isinstance(out, np.ndarray) and out.shape == (nvec, k + 1, n)
+                and out.dtype == self.dtype and out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous ({nvec}, {k + 1}, {n}) {self.dtype} "
+                             "array")
+        if not (coefs.shape == (3, max(k, 1)) and coefs.dtype == np.float64
+                and coefs.flags.c_contiguous):
+            raise ValueError(f"coefs must be a C-contiguous (3, {max(k, 1)}) float64 array")
+        if gram is not None:
+            m = nvec * (k + 1)
+            if not (gram.shape == (m, m) and gram.dtype == np.float64
+                    and gram.flags.c_contiguous):
+                raise ValueError(f"gram must be a C-contiguous ({m}, {m}) float64 array")
+        if np.shares_memory(xs, out):
+            raise ValueError("xs and out must not overlap")
+
+    # -- calls ----------------------------------------------------------------------------------
+    def _run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
+             k: int) -> None:
+        p = self.plan
+        al, be, ga = (coefs[0], coefs[1], coefs[2])
+        al, be, ga = (np.ascontiguousarray(a) for a in (al, be, ga))
+        nvec = xs.shape[0]
+        if self.fmt == "dia":
+            rc = self._fn(self.n, _p(p.dvals), _p(p.masks), nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out),
+                          len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram))
+        elif self.fmt == "csr":
+            c = p.closures[k]
+            rc = self._fn(self.n, nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out), c.nblocks,
+                          _p(c.meta), _p(c.gofs), _p(c.glob), _p(c.rofs), _p(c.rp), _p(c.ci),
+                          _p(c.va), self.nthreads, _p(gram))
+        else:
+            rc = self._fn(self.n, _p(p.indptr), _p(p.indices), _p(p.data), nvec, _p(xs), k,
+                          _p(al), _p(be), _p(ga), _p(out), self.nthreads, _p(gram))
+        if rc != 0:
+            raise MemoryError("matrix-powers kernel could not allocate its work buffers")
+
+    def __call__(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+                 gram: np.ndarray | None = None) -> np.ndarray:
+        k = out.shape[1] - 1 if isinstance(out, np.ndarray) and out.ndim == 3 else -1
+        if k != self.k:
+            raise ValueError(f"this kernel computes k={self.k} levels; out has shape "
+                             f"{getattr(out, 'shape', None)}")
+        self._check(xs, out, coefs, gram, k)
+        ks = self.ksplit
+        if ks <= 0 or ks >= k or gram is not None or \
+                any(coefs[2, j] != 0.0 for j in range(ks, k, ks)):
+            # one pass (three-term recurrences need two levels at a segment start: no split)
+            self._run(xs, out, coefs, gram, k)
+            return out
+        # k-splitting: levels j0+1..j0+ks from level j0, ks at a time (shorter ghost zones,
+        # less redundant work, at the price of reading the matrix once per segment)
+        nvec = xs.shape[0]
+        j0 = 0
+        seg = None
+        while j0 < k:
+            kk = min(ks, k - j0)
+            if seg is None or seg.shape[1] != kk + 1:
+                seg = np.empty((nvec, kk + 1, self.n), dtype=self.dtype)
+            start = np.ascontiguousarray(out[:, j0]) if j0 else xs
+            sub = np.ascontiguousarray(coefs[:, j0:j0 + kk])
+            self._run(start, seg, sub, None, kk)
+            out[:, j0 + 1:j0 + kk + 1] = seg[:, 1:]
+            j0 += kk
+        out[:, 0] = xs
+        return out
+
+    def combine(self, V: np.ndarray, C: np.ndarray, Y: list[np.ndarray],
+                acc: list[bool]) -> None:
+        """``Y[o] = (Y[o] if acc[o] else 0) + C[o] @ V`` in one threaded pass over ``V``."""
+        m, n = V.shape
+        q = len(Y)
+        if not (V.dtype == self.dtype and V.flags.c_contiguous and n == self.n):
+            raise ValueError(f"V must be a C-contiguous (m, {self.n}) {self.dtype} array")
+        C = np.ascontiguousarray(C, dtype=np.float64)
+        if C.shape != (q, m) or len(acc) != q:
+            raise ValueError("C must have shape (len(Y), m) and acc len(Y) entries")
+        for y in Y:
+            if not (isinstance(y, np.ndarray) and y.shape == (n,) and y.dtype == self.dtype
+                    and y.flags.c_contiguous) or np.shares_memory(y, V):
+                raise ValueError(f"each Y must be a separate contiguous ({n},) {self.dtype} array")
+        ptrs = (ctypes.c_void_p * q)(*[y.ctypes.data for y in Y])
+        flags = np.asarray(acc, dtype=np.int32)
+        self._combine(n, m, V.ctypes.data, n, q, C.ctypes.data, ctypes.addressof(ptrs),
+                      flags.ctypes.data, self.nthreads)
+
+    def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """y = A x with the kernel's matrix (dia and naive formats)."""
+        if self._spmv is None:
+            raise NotImplementedError("spmv is provided by the dia and naive kernels")
+        p = self.plan
+        if self.fmt == "dia":
+            self._spmv(self.n, _p(p.dvals), _p(p.masks), _p(x), _p(y), self.nthreads)
+        else:
+            self._spmv(self.n, _p(p.indptr), _p(p.indices), _p(p.data), _p(x), _p(y),
+                       self.nthreads)
+        return y
+
+
+KernelFactory = Callable[..., CKernel]

@@ -1,0 +1,34 @@
+"""Pass ``choose-formats``: the storage formats worth trying for this matrix.
+
+DIA (banded PA1) when few diagonals hold the entries, with constant diagonals compressed to
+byte masks when some are constant ("dia-c"); graph PA1 over CSR otherwise; its symmetric
+(upper-triangle) storage when A is symmetric; the naive k-SpMV baseline last.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import asp_pass
+
+from asp_mpk.dast import Candidate, MatrixPowersOp
+
+
+@asp_pass("choose-formats")
+def choose_formats(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+    """Candidate formats (block counts are filled in by ``size-blocks``)."""
+    cands: list[Candidate] = []
+    if op.k >= 1:
+        if op.matrix.offsets is not None and op.matrix.dia_compressible:
+            cands.append(Candidate("dia-c", note=f"{op.matrix.dia_compressible} of "
+                                                 f"{len(op.matrix.offsets)} diagonals constant "
+                                                 "(stored as masks)"))
+        if op.matrix.offsets is not None:
+            cands.append(Candidate("dia", note=f"{len(op.matrix.offsets)} diagonals, fill "
+                                               f"{op.matrix.dia_fill:.2f}"))
+        if op.matrix.offsets is None:  # banded matrices are served better by DIA
+            cands.append(Candidate("csr", note=f"graph PA1, {op.ordering} order"))
+            if op.matrix.symmetric:
+                cands.append(Candidate("csr-sym", note="upper triangle of each local matrix"))
+    cands.append(Candidate("naive", note="k threaded SpMVs (baseline)"))
+    return op.replace(candidates=cands)

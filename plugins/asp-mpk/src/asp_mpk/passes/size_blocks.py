@@ -1,0 +1,87 @@
+"""Pass ``size-blocks``: cache-driven block counts and k-splits for each format.
+
+A PA1 block's working set (its rows of A with ghost zones plus a few level vectors) should fit in
+one thread's share of the cache, and its ghost zone (k levels of neighbours) should be small next
+to the block, since ghost rows are computed redundantly.  For each cache target (one L2, a
+quarter and a half of the L3 per thread) the pass proposes the block count that fills it, and
+when the ghost zone would dominate it splits k into shorter passes (k-splitting).  A "few big
+blocks" candidate (two per thread: least redundancy) is always added; the autotuner decides.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from asp_core import asp_pass
+
+from asp_mpk.dast import Candidate, MatrixPowersOp
+
+
+def _hardware(ctx: Any) -> tuple[int, int, int]:
+    try:
+        hw = ctx.hardware
+        l2 = int(hw.caches.get("L2", 1 << 20))
+        l3 = int(hw.last_level_cache)
+        cores = max(1, int(hw.physical_cores or hw.logical_cpus or 1))
+    except Exception:  # hardware query failed: conservative defaults
+        l2, l3, cores = 1 << 20, 8 << 20, 1
+    return l2, l3, cores
+
+
+def block_choices(n: int, k: int, halo: int, row_bytes: float, targets: list[int], threads: int,
+                  *, allow_split: bool) -> list[tuple[int, int]]:
+    """``(nblocks, ksplit)`` pairs (ksplit 0 = no split) for a ghost zone of ``halo`` rows/level."""
+    out: list[tuple[int, int]] = []
+
+    def add(nb: int, ks: int) -> None:
+        nb = max(1, min(nb, max(1, n // 64)))
+        if (nb, ks) not in out:
+            out.append((nb, ks))
+
+    for t in targets:
+        w = t / max(row_bytes, 1.0)                      # rows that fit
+        ks = k
+        while ks >= 1:
+            b = w - 2 * ks * halo
+            if b >= 2 * ks * halo and b >= 256:          # redundancy <= 50 %
+                add(math.ceil(n / b), 0 if ks == k else ks)
+                break
+            if not allow_split:
+                break
+            ks //= 2
+    add(2 * threads, 0)                                  # few big blocks: least redundancy
+    return out
+
+
+@asp_pass("size-blocks")
+def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+    """Expand each candidate into block-count (and k-split) choices."""
+    l2, l3, cores = _hardware(ctx)
+    m = op.matrix
+    n, k = m.n, max(op.k, 1)
+    isz = 8 if op.dtype == "float64" else 4
+    nnz_row = m.nnz / max(n, 1)
+    targets = [l2, l3 // (4 * cores), l3 // (2 * cores)]
+    split_ok = not op.gram                               # the fused Gram needs one pass
+    out: list[Candidate] = []
+    for c in op.candidates:
+        if c.format == "naive":
+            out.append(c.replace(threads=cores))
+            continue
+        if c.format in ("dia", "dia-c"):
+            nd = len(m.offsets or ())
+            halo = max((abs(o) for o in (m.offsets or (0,))), default=0)
+            mat = nd * isz if c.format == "dia" else (nd - m.dia_compressible) * isz + nd
+            choices = block_choices(n, k, halo, mat + 3 * isz, targets, cores,
+                                    allow_split=split_ok)
+        else:
+            bw = m.bandwidth if op.ordering == "natural" else (m.rcm_bandwidth or m.bandwidth)
+            mat = nnz_row * (isz + 4) * (0.6 if c.format == "csr-sym" else 1.0)
+            choices = block_choices(n, k, min(bw, n), mat + isz * (k + 1) * op.nvec,
+                                    targets[:2], cores, allow_split=False)
+        for nb, ks in choices:
+            out.append(c.replace(nblocks=nb, ksplit=ks, threads=cores))
+        if n < 20000:
+            out.append(out[-1].replace(threads=1))
+    return op.replace(candidates=out)

@@ -1,0 +1,126 @@
+"""Plans: the matrix data each kernel variant runs on, built once and cached by pattern hash.
+
+A plan is everything the analysis and partitioning produce for one matrix and one set of
+tuning parameters: DIA diagonals and block boundaries, or the PA1 ghost closures with their
+local CSR matrices, or the plain CSR arrays of the naive baseline.  Building closures for a
+million-row matrix takes a noticeable fraction of a second, so plans live in an in-process
+cache keyed by (pattern hash, values hash, dtype, parameters); the compiled code is cached on
+disk by the core.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from asp_mpk.analysis import compress_diagonals, dia_arrays
+from asp_mpk.partition import ClosurePlan, block_bounds, build_closures
+
+__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "get_plan", "plan_cache_info", "clear_plans"]
+
+
+@dataclass
+class DiaPlan:
+    offsets: tuple[int, ...]
+    dvals: np.ndarray          # (number of "full" diagonals, n) values
+    bounds: np.ndarray         # nblocks+1 row boundaries
+    kinds: list[tuple]         # per diagonal, see analysis.compress_diagonals
+    masks: np.ndarray          # (number of "mask" diagonals, n) uint8
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.dvals.nbytes + self.masks.nbytes)
+
+
+@dataclass
+class CsrPlan:
+    order: np.ndarray
+    closures: dict[int, ClosurePlan] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(c.local_bytes for c in self.closures.values()))
+
+
+@dataclass
+class NaivePlan:
+    indptr: np.ndarray         # int64
+    indices: np.ndarray        # int32
+    data: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.indptr.nbytes + self.indices.nbytes + self.data.nbytes)
+
+
+_LOCK = threading.Lock()
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_MAX_BYTES = 4 << 30
+_STATS = {"hits": 0, "misses": 0}
+
+
+def _key(csr: Any, pattern: str, values: str, params: dict[str, Any]) -> tuple:
+    return (pattern, values, str(csr.dtype), tuple(sorted(params.items())))
+
+
+def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
+             order: np.ndarray | None = None) -> Any:
+    """The plan for ``csr`` with tuning ``params`` (cached).
+
+    params: ``format`` ("dia", "csr", "naive"); for dia ``offsets`` and ``nblocks``; for csr
+    ``nblocks``, ``ks`` (tuple of level counts whose closures are needed) and ``sym``.
+    """
+    key = _key(csr, pattern, values, params)
+    with _LOCK:
+        plan = _CACHE.get(key)
+        if plan is not None:
+            _CACHE.move_to_end(key)
+            _STATS["hits"] += 1
+            return plan
+        _STATS["misses"] += 1
+    fmt = params["format"]
+    n = csr.shape[0]
+    if fmt == "dia":
+        offsets = tuple(params["offsets"])
+        D = np.ascontiguousarray(dia_arrays(csr, offsets))
+        if params.get("compress"):
+            kinds, F, M = compress_diagonals(D, offsets)
+        else:
+            kinds, F, M = [("full", d) for d in range(len(offsets))], D, \
+                np.zeros((1, 1), dtype=np.uint8)
+        plan = DiaPlan(offsets, F, block_bounds(n, params["nblocks"]), kinds, M)
+    elif fmt == "csr":
+        if order is None:
+            order = np.arange(n, dtype=np.int64)
+        bounds = block_bounds(n, params["nblocks"])
+        plan = CsrPlan(order)
+        for k in params["ks"]:
+            plan.closures[int(k)] = build_closures(csr, order, bounds, int(k),
+                                                   sym=bool(params.get("sym", False)))
+    elif fmt == "naive":
+        plan = NaivePlan(np.ascontiguousarray(csr.indptr, dtype=np.int64),
+                         np.ascontiguousarray(csr.indices, dtype=np.int32),
+                         np.ascontiguousarray(csr.data))
+    else:
+        raise ValueError(f"unknown plan format {fmt!r}")
+    with _LOCK:
+        _CACHE[key] = plan
+        total = sum(p.nbytes for p in _CACHE.values())
+        while total > _MAX_BYTES and len(_CACHE) > 1:
+            _, old = _CACHE.popitem(last=False)
+            total -= old.nbytes
+    return plan
+
+
+def plan_cache_info() -> dict[str, int]:
+    with _LOCK:
+        return {"entries": len(_CACHE), "hits": _STATS["hits"], "misses": _STATS["misses"]}
+
+
+def clear_plans() -> None:
+    with _LOCK:
+        _CACHE.clear()

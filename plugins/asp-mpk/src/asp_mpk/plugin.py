@@ -1,0 +1,44 @@
+"""Registration of the ``mpk`` specializer with Asp (the ``asp`` entry point).
+
+Imports only the core and this package's light modules: no SciPy, no compiler at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import hookimpl
+
+from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, OpenMPPlatform,
+                                PA1Variants, ScipyBackend, ScipyPlatform, signature)
+
+
+@hookimpl
+def asp_register_specializers(register: Any) -> None:
+    register.specializer(
+        name="mpk",
+        description="Communication-avoiding matrix powers (PA1) and s-step CG (Asp paper)",
+        signature=signature,
+    )
+    register.component(specializer="mpk", phase="frontend", name="matrix",
+                       obj=MatrixFrontend(), priority=0)
+    register.component(specializer="mpk", phase="domain_optimization", name="mpk-passes",
+                       obj=MPKDomainOptimizer(), priority=0)
+    register.component(specializer="mpk", phase="platform_selection", name="openmp",
+                       obj=OpenMPPlatform(), priority=10)
+    register.component(specializer="mpk", phase="platform_selection", name="scipy",
+                       obj=ScipyPlatform(), priority=0)
+    register.component(specializer="mpk", phase="platform_optimization", name="pa1-variants",
+                       obj=PA1Variants(), priority=0)
+    register.component(specializer="mpk", phase="backend", name="c", obj=CBackend(),
+                       priority=10)
+    register.component(specializer="mpk", phase="backend", name="scipy", obj=ScipyBackend(),
+                       priority=0)
+
+
+@hookimpl
+def asp_register_benchmarks(register: Any) -> None:
+    from asp_mpk.bench import run_benchmarks
+
+    register.benchmark(name="mpk", specializer="mpk", func=run_benchmarks,
+                       description="matrix powers k=2..16 and CA-CG vs SciPy (Poisson 2-D/3-D)")

@@ -1,0 +1,236 @@
+"""The public matrix-powers API: :class:`MatrixPowers`, :func:`matrix_powers`, :func:`spmv`.
+
+``MatrixPowers(A, k)`` converts and analyses A once, and owns an ``asp_core.Dispatcher`` for the
+``mpk`` specializer: the first call with a new (dtype, nvec, basis kind) runs the five phases,
+later calls go straight to the compiled kernel.  With ``tune=True`` (the default for large A) the
+constructor times the variants right away on a random vector, so the first real call is fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from asp_mpk.validate import as_csr, as_vector, check_k
+
+__all__ = ["MatrixPowers", "matrix_powers", "spmv"]
+
+
+class MatrixPowers:
+    """The Krylov basis ``[x, P_1(A) x, ..., P_k(A) x]`` of a fixed sparse matrix.
+
+    :param A: any ``scipy.sparse`` square matrix or array (float64 or float32); copied once.
+    :param k: number of products (>= 0).
+    :param tune: time the kernel variants now (default: when A has more than 50 000 rows).
+    :param options: ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
+    """
+
+    def __init__(self, A: Any, k: int, *, tune: bool | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        from asp_core import Dispatcher
+
+        from asp_mpk.analysis import analyse, values_hash
+
+        self.k = check_k(k)
+        self.csr = as_csr(A)
+        self.dtype = self.csr.dtype
+        self.shape = self.csr.shape
+        self.n = self.csr.shape[0]
+        self.structure = analyse(self.csr)
+        self.pattern = self.structure.pattern
+        self.values = values_hash(self.csr)
+        self._orders: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
+                                    instance=self, options=options or {},
+                                    name=f"MatrixPowers(n={self.n}, k={self.k})")
+        if tune is None:
+            tune = self.n > 50_000
+        if tune:
+            self.tune()
+
+    # -- used by the components -----------------------------------------------------------------
+    def order(self, kind: str) -> np.ndarray:
+        """Row ordering for the partitioner: ``natural`` or ``rcm``."""
+        with self._lock:
+            if kind not in self._orders:
+                if kind == "rcm":
+                    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+                    perm = reverse_cuthill_mckee(self.csr, symmetric_mode=self.structure.symmetric)
+                    self._orders[kind] = np.asarray(perm, dtype=np.int64)
+                else:
+                    self._orders[kind] = np.arange(self.n, dtype=np.int64)
+            return self._orders[kind]
+
+    def _reference(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+                   gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:
+        """Pure SciPy semantics of the kernel (the fallback and the ``scipy`` platform)."""
+        A = self.csr
+        k = out.shape[1] - 1
+        for v in range(xs.shape[0]):
+            out[v, 0] = xs[v]
+            for j in range(1, k + 1):
+                y = A @ out[v, j - 1]
+                if basis != "monomial":
+                    y = coefs[0, j - 1] * y + coefs[1, j - 1] * out[v, j - 1]
+                    if j >= 2:
+                        y = y + coefs[2, j - 1] * out[v, j - 2]
+                out[v, j] = y
+        if gram is not None:
+            V = out.reshape(-1, self.n).astype(np.float64)
+            gram[...] = V @ V.T
+        return out
+
+    # -- calls ----------------------------------------------------------------------------------
+    def run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
+            basis: str) -> np.ndarray:
+        """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`."""
+        return self._dispatch(xs, out, coefs, gram, basis)
+
+    def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Array of shape (k+1, n) (or (nvec, k+1, n) for a 2-D ``x``) of basis vectors."""
+        from asp_mpk.bases import basis_coefs
+
+        arr = as_vector(x, self.n, allow_2d=True)
+        two_d = arr.ndim == 2
+        xs = np.array(arr if two_d else arr[None, :], dtype=self.dtype, order="C", copy=True)
+        if xs.shape[0] == 0:
+            raise ValueError("x has no vectors")
+        coefs = basis_coefs(basis, self.k, shifts=shifts, ritz=self._ritz)
+        shape = (xs.shape[0], self.k + 1, self.n)
+        if out is None:
+            res = np.empty(shape, dtype=self.dtype)
+        else:
+            want = shape if two_d else shape[1:]
+            if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == self.dtype
+                    and out.flags.c_contiguous):
+                raise ValueError(f"out must be a C-contiguous {want} {self.dtype} array")
+            res = out.reshape(shape)
+        self.run(xs, res, coefs, None, "monomial" if basis == "monomial" else "recurrence")
+        return res if two_d else res[0]
+
+    __call__ = powers
+
+    def tune(self) -> str | None:
+        """Time every variant now (on a random vector); returns the chosen variant's name."""
+        from asp_core.pipeline import TuningCallable
+
+        rng = np.random.default_rng(12345)
+        xs = rng.standard_normal((1, self.n)).astype(self.dtype)
+        out = np.empty((1, self.k + 1, self.n), dtype=self.dtype)
+        coefs = np.zeros((3, max(self.k, 1)))
+        coefs[0, :self.k] = 1.0
+        for _ in range(64):
+            self.run(xs, out, coefs, None, "monomial")
+            fns = list(self._dispatch.specializations.values())
+            if not any(isinstance(f, TuningCallable) and not f.tuner.done for f in fns):
+                break
+        return self.variant
+
+    @property
+    def variant(self) -> str | None:
+        """Name of the bound variant for the monomial single-vector key (None before a call)."""
+        for fn in self._dispatch.specializations.values():
+            kern = getattr(fn, "kernel", None)
+            if kern is not None:
+                return kern.name
+            tuner = getattr(fn, "tuner", None)
+            if tuner is not None:
+                return tuner.winner
+        return None
+
+    def variants(self, *, nvec: int = 1, basis: str = "monomial", gram: bool = False,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every variant the pipeline proposes for this matrix, built (name -> callable with
+        the kernel's arguments).  For tests and benchmarks; normal calls use the tuned one."""
+        from asp_core import SpecializationContext, get_registry
+        from asp_core.pipeline import Pipeline
+
+        xs = np.zeros((nvec, self.n), dtype=self.dtype)
+        out = np.zeros((nvec, self.k + 1, self.n), dtype=self.dtype)
+        coefs = np.zeros((3, max(self.k, 1)))
+        g = np.zeros((nvec * (self.k + 1),) * 2) if gram else None
+        args = (xs, out, coefs, g, basis)
+        from asp_mpk.components import signature
+
+        ctx = SpecializationContext("mpk", self._reference, args, {}, self,
+                                    dict(options or self._dispatch.options),
+                                    signature(args, {}, self), "MatrixPowers.variants")
+        _, variants, backend = Pipeline(get_registry(), "mpk").lower(ctx)
+        return {v.name: backend.obj.build(v, ctx) for v in variants}
+
+    def bound_kernel(self) -> Any:
+        """A compiled :class:`~asp_mpk.kernels.CKernel` for this matrix if one is built (its
+        ``combine``/``spmv`` helpers are format-independent), else None."""
+        for fn in self._dispatch.specializations.values():
+            kern = getattr(fn, "kernel", None)
+            if kern is not None:
+                return kern
+            for built in getattr(fn, "_built", {}).values():
+                kern = getattr(built, "kernel", None)
+                if kern is not None:
+                    return kern
+        return None
+
+    def _ritz(self, m: int) -> np.ndarray:
+        from asp_mpk.bases import lanczos_ritz
+
+        return lanczos_ritz(lambda v: self.csr @ v, self.n, m)
+
+
+def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None
+                  ) -> np.ndarray:
+    """``[x, P_1(A)x, ..., P_k(A)x]`` as an array of shape (k+1, n); SciPy-compatible inputs.
+
+    ``basis``: ``"monomial"`` (A^j x), ``"newton"`` (products of (A - shifts[j]); Leja-ordered
+    Ritz values when ``shifts`` is None) or ``"chebyshev"`` (scaled Chebyshev polynomials on the
+    interval ``shifts = (lmin, lmax)``, estimated by Lanczos when None).
+    """
+    k = check_k(k)
+    if basis not in ("monomial", "newton", "chebyshev"):
+        raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
+    mp = _cached_powers(A, k)
+    if np.asarray(x).dtype != mp.dtype:
+        as_vector(x, mp.n)  # validate before the conversion below
+    return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
+                     basis=basis, shifts=shifts)
+
+
+_CACHE_LOCK = threading.Lock()
+_OBJECTS: dict[tuple, MatrixPowers] = {}
+
+
+def _cached_powers(A: Any, k: int) -> MatrixPowers:
+    """MatrixPowers objects reused for the same matrix object (identity + shape + nnz)."""
+    import scipy.sparse as sp
+
+    if not sp.issparse(A):
+        as_csr(A)  # raises the right error
+    key = (id(A), A.shape, A.nnz, str(A.dtype), k)
+    with _CACHE_LOCK:
+        mp = _OBJECTS.get(key)
+    if mp is not None:
+        from asp_mpk.analysis import values_hash
+
+        csr = as_csr(A)
+        if values_hash(csr) == mp.values and csr.nnz == mp.csr.nnz and \
+                np.array_equal(csr.indices, mp.csr.indices) and \
+                np.array_equal(csr.indptr, mp.csr.indptr):
+            return mp
+    mp = MatrixPowers(A, k, tune=False)
+    with _CACHE_LOCK:
+        if len(_OBJECTS) > 16:
+            _OBJECTS.clear()
+        _OBJECTS[key] = mp
+    return mp
+
+
+def spmv(A: Any, x: Any) -> np.ndarray:
+    """``A @ x`` through the generated kernel (the k = 1 matrix-powers kernel)."""
+    mp = _cached_powers(A, 1)
+    arr = as_vector(x, mp.n)
+    return mp.powers(arr.astype(mp.dtype, copy=False))[1].copy()

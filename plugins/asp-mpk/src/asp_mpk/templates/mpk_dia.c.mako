@@ -1,0 +1,186 @@
+<%doc>
+PA1 matrix powers for a matrix stored by diagonals (DIA), rows split into contiguous blocks.
+
+A block [lo, hi) computes level j on [lo - (k-j)H, hi + (k-j)H) (H = the largest |offset|), so
+level k is exact on the owned rows; the ghost rows are recomputed redundantly by the neighbours.
+Each block's diagonals and level vectors stay in cache across the k levels, so the matrix is read
+from memory once per call instead of k times.
+
+Template parameters: T (C type), offsets (sorted list of ints), monomial (bool), kinds (one
+per diagonal: ("full", row of dv) - stored values; ("mask", row of mk, C) - the constant C where
+the uint8 mask is 1, else 0; ("const", C) - the constant C on the whole diagonal).  Compressed
+diagonals cut the matrix bytes 8x (constant-coefficient stencils: Poisson, graph Laplacians), so
+a block's share of A stays in cache at larger block sizes.  C is a C99 hex literal: exact.
+</%doc>
+<%
+nd = len(offsets)
+minoff = min(offsets)
+maxoff = max(offsets)
+def coef(d):
+    kind = kinds[d]
+    if kind[0] == "full":
+        return f"dv[(int64_t){kind[1]} * n + i]"
+    if kind[0] == "mask":
+        return f"((real)mk[(int64_t){kind[1]} * n + i] * (real){kind[2]})"
+    return f"(real){kind[1]}"
+%>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef ${T} real;
+
+/* Rows [a, b) of one level: y[i - yb] = sum_d dv[d*n + i] * xp[i + off_d - xb], then the basis
+   recurrence.  y2 (if not NULL) receives the same values at y2[i] (the owned output rows). */
+static __attribute__((noinline)) void level_rows(int64_t n, const real *restrict dv, const uint8_t *restrict mk,
+                              const real *restrict xp,
+                              int64_t xb, const real *restrict xq, int64_t qb,
+                              real *restrict y, int64_t yb, real *restrict y2,
+                              int64_t a, int64_t b, real al, real be, real ga)
+{
+    if (a >= b) return;
+    int64_t ia = a > ${-minoff} ? a : ${-minoff};
+    int64_t ib = b < n - ${maxoff} ? b : n - ${maxoff};
+    if (ia > b) ia = b;
+    if (ib < ia) ib = ia;
+    /* boundary rows: guard each diagonal */
+    for (int64_t seg = 0; seg < 2; ++seg) {
+        int64_t s0 = seg == 0 ? a : ib, s1 = seg == 0 ? ia : b;
+        for (int64_t i = s0; i < s1; ++i) {
+            real s = (real)0;
+% for d, o in enumerate(offsets):
+            if (i + (${o}) >= 0 && i + (${o}) < n) s += ${coef(d)} * xp[i + (${o}) - xb];
+% endfor
+% if not monomial:
+            s = al * s + be * xp[i - xb];
+            if (xq) s += ga * xq[i - qb];
+% endif
+            y[i - yb] = s;
+            if (y2) y2[i] = s;
+        }
+    }
+    /* interior rows: every diagonal in range, no guards, vectorised */
+% for var in ("y2", "nul"):
+    ${"if (y2)" if var == "y2" else "else"} {
+%   if not monomial:
+    if (xq) {
+#pragma omp simd
+        for (int64_t i = ia; i < ib; ++i) {
+            real s = ${" + ".join(f"{coef(d)} * xp[i + ({o}) - xb]" for d, o in enumerate(offsets))};
+            s = al * s + be * xp[i - xb] + ga * xq[i - qb];
+            y[i - yb] = s;
+%     if var == "y2":
+            y2[i] = s;
+%     endif
+        }
+    } else
+%   endif
+    {
+#pragma omp simd
+        for (int64_t i = ia; i < ib; ++i) {
+            real s = ${" + ".join(f"{coef(d)} * xp[i + ({o}) - xb]" for d, o in enumerate(offsets))};
+%   if not monomial:
+            s = al * s + be * xp[i - xb];
+%   endif
+            y[i - yb] = s;
+%   if var == "y2":
+            y2[i] = s;
+%   endif
+        }
+    }
+    }
+% endfor
+}
+
+<%include file="_gram.c.mako"/>
+
+/* y = A x over all rows (one level, no recurrence), threaded. */
+int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *y, int nthreads)
+{
+    const int64_t CH = 8192;
+    int64_t nch = (n + CH - 1) / CH;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t c = 0; c < nch; ++c) {
+        int64_t a = c * CH, b = a + CH < n ? a + CH : n;
+        level_rows(n, dv, mk, x, 0, NULL, 0, y, 0, NULL, a, b, (real)1, (real)0, (real)0);
+    }
+    return 0;
+}
+
+/* The k+1 basis vectors of nvec starting vectors: out[v][j] (each n long) = P_j(A) x[v].
+   P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
+   bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V. */
+int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const real *x, int64_t k,
+            const double *al, const double *be, const double *ga,
+            real *out, int64_t nblk, const int64_t *bounds, int nthreads, double *gram)
+{
+    const int64_t H = ${max(-minoff, maxoff)};
+    int64_t wmax = 0;
+    for (int64_t b = 0; b < nblk; ++b) {
+        int64_t lo = bounds[b] - k * H, hi = bounds[b + 1] + k * H;
+        if (lo < 0) lo = 0;
+        if (hi > n) hi = n;
+        if (hi - lo > wmax) wmax = hi - lo;
+    }
+    const int64_t m = nvec * (k + 1);
+    int failed = 0;
+    if (gram) memset(gram, 0, sizeof(double) * (size_t)(m * m));
+#pragma omp parallel num_threads(nthreads)
+    {
+        real *ring = (real *)malloc(sizeof(real) * (size_t)(3 * (wmax > 0 ? wmax : 1)));
+        double *g = gram ? (double *)calloc((size_t)(m * m), sizeof(double)) : NULL;
+        if (!ring || (gram && !g)) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblk; ++b) {
+            if (failed) continue;
+            int64_t lo = bounds[b], hi = bounds[b + 1];
+            int64_t L0 = lo - k * H > 0 ? lo - k * H : 0;
+            for (int64_t v = 0; v < nvec; ++v) {
+                const real *xv = x + v * n;
+                real *ov = out + v * (k + 1) * n;
+                memcpy(ov + lo, xv + lo, sizeof(real) * (size_t)(hi - lo));
+                const real *p1 = xv; int64_t b1 = 0;      /* level j-1 and its base row */
+                const real *p2 = NULL; int64_t b2 = 0;    /* level j-2 */
+                for (int64_t j = 1; j <= k; ++j) {
+                    int64_t a = lo - (k - j) * H, e = hi + (k - j) * H;
+                    if (a < 0) a = 0;
+                    if (e > n) e = n;
+                    real *y = ring + (j % 3) * wmax;
+                    real *oj = ov + j * n;
+                    real alj = ${"(real)1" if monomial else "(real)al[j - 1]"};
+                    real bej = ${"(real)0" if monomial else "(real)be[j - 1]"};
+                    real gaj = ${"(real)0" if monomial else "(real)ga[j - 1]"};
+                    if (j < k) {
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, a, lo, alj, bej, gaj);
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, oj, lo, hi, alj, bej, gaj);
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, hi, e, alj, bej, gaj);
+                    } else {
+                        /* last level: only the owned rows, straight into the output */
+                        level_rows(n, dv, mk, p1, b1, p2, b2, oj, 0, NULL, lo, hi, alj, bej, gaj);
+                    }
+                    p2 = p1; b2 = b1;
+                    p1 = y; b1 = L0;
+                }
+            }
+            if (g) gram_rows(m, out, n, lo, hi, g);
+        }
+        if (g) {
+#pragma omp critical
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = i; j < m; ++j) gram[i * m + j] += g[i * m + j];
+            free(g);
+        }
+        free(ring);
+    }
+    if (gram)
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
+    return failed ? -1 : 0;
+}

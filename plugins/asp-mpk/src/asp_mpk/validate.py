@@ -1,0 +1,96 @@
+"""Input checking and conversion, done before any compiled code runs.
+
+Every public entry point funnels its arguments through here so that bad input (non-square or
+non-sparse matrices, shape mismatches, integer or complex dtypes, non-finite values, k < 0) is a
+clear ``TypeError``/``ValueError`` instead of a crash inside generated C.  Nothing passed in is
+ever modified: conversions copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_csr", "as_vector", "check_k", "result_dtype", "SUPPORTED_DTYPES"]
+
+SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype in SUPPORTED_DTYPES:
+        return dtype
+    if dtype.kind in "iub":
+        raise TypeError(f"{what} has integer/boolean dtype {dtype}; asp_mpk computes in float64 or "
+                        f"float32: convert first, e.g. {what}.astype(numpy.float64)")
+    if dtype.kind == "c":
+        raise TypeError(f"{what} has complex dtype {dtype}; asp_mpk supports real float64 and "
+                        "float32 only")
+    if dtype.kind == "f":  # float16, longdouble
+        raise TypeError(f"{what} has dtype {dtype}; use float64 or float32")
+    raise TypeError(f"{what} has unsupported dtype {dtype}; use float64 or float32")
+
+
+def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
+    """Canonical CSR copy of a scipy.sparse matrix/array (sorted, summed duplicates, int32/64).
+
+    Raises ``TypeError`` for non-sparse input or unsupported dtypes and ``ValueError`` for a
+    non-square matrix or non-finite stored values.
+    """
+    import scipy.sparse as sp
+
+    if not sp.issparse(A):
+        if isinstance(A, np.ndarray):
+            raise TypeError(f"{name} must be a scipy.sparse matrix or array, got a dense "
+                            "numpy.ndarray; wrap it with scipy.sparse.csr_array(A)")
+        raise TypeError(f"{name} must be a scipy.sparse matrix or array, got {type(A).__name__}")
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {A.shape}")
+    want = _float_dtype(A.dtype if dtype is None else dtype, name)
+    if A.shape[0] >= 2**31 - 1:
+        raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
+    csr = sp.csr_matrix(A, dtype=want, copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()  # explicit zeros add work and hide DIA structure; A @ x is unchanged
+    csr.sort_indices()
+    if not np.all(np.isfinite(csr.data)):
+        raise ValueError(f"{name} has non-finite stored values (inf or nan)")
+    return csr
+
+
+def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False) -> np.ndarray:
+    """Validated float array of length ``n`` (or shape (m, n) when ``allow_2d``); never a view."""
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got dtype object")
+    _float_dtype(arr.dtype, name)
+    if arr.ndim == 1:
+        if arr.shape[0] != n:
+            raise ValueError(f"shape mismatch: {name} has length {arr.shape[0]} but A is {n}x{n}")
+    elif arr.ndim == 2 and allow_2d:
+        if arr.shape[1] != n:
+            raise ValueError(f"shape mismatch: {name} has shape {arr.shape}; rows must have "
+                             f"length {n}")
+    elif arr.ndim == 2 and arr.shape == (n, 1):
+        arr = arr[:, 0]
+    else:
+        raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite values (inf or nan)")
+    return arr
+
+
+def check_k(k: Any) -> int:
+    """``k`` as a non-negative int, or a clear error."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return int(k)
+
+
+def result_dtype(*dtypes: np.dtype) -> np.dtype:
+    """float32 only when everything is float32; otherwise float64."""
+    return np.dtype(np.float32) if all(np.dtype(d) == np.float32 for d in dtypes) else \
+        np.dtype(np.float64)

@@ -1,0 +1,172 @@
+"""Each power equals repeated ``A @ x`` (rtol 1e-12) for every generated variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from asp_core.testing import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery
+from asp_mpk.bases import chebyshev_coefs, newton_coefs
+from asp_mpk.powers import MatrixPowers
+
+MATRICES = {
+    "poisson2d": lambda: gallery.poisson2d(40),
+    "poisson3d": lambda: gallery.poisson3d(12),
+    "elasticity": lambda: gallery.elasticity(12),
+    "banded_spd": lambda: gallery.banded_spd(1500, bandwidth=4, seed=3),
+    "unstructured_spd": lambda: gallery.unstructured_spd(1200, seed=2),
+    "unstructured": lambda: gallery.unstructured(800, density=0.004, seed=1),
+}
+
+
+def reference(A, xs, coefs, k, monomial=True):
+    out = np.empty((xs.shape[0], k + 1, A.shape[0]), dtype=np.float64)
+    for v, x in enumerate(xs):
+        out[v, 0] = x
+        for j in range(1, k + 1):
+            y = A @ out[v, j - 1]
+            if not monomial:
+                y = coefs[0, j - 1] * y + coefs[1, j - 1] * out[v, j - 1]
+                if j >= 2:
+                    y = y + coefs[2, j - 1] * out[v, j - 2]
+            out[v, j] = y
+    return out
+
+
+def assert_levels_close(got, ref, rtol):
+    """Level by level, relative to the level's norm (the monomial basis grows fast)."""
+    for j in range(ref.shape[-2]):
+        g, r = got[..., j, :], ref[..., j, :]
+        scale = np.max(np.abs(r)) or 1.0
+        np.testing.assert_allclose(g / scale, r / scale, rtol=0, atol=rtol, err_msg=f"level {j}")
+
+
+@pytest.fixture(autouse=True)
+def _no_tuning(monkeypatch):
+    """Default variant only (each tuned variant is another compile); tuning has its own test."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+
+FAST = [("poisson2d", 5), ("unstructured_spd", 5), ("elasticity", 3)]
+SLOW = [(name, k) for name in sorted(MATRICES) for k in (1, 5) if (name, k) not in FAST]
+
+
+@requires_compiler
+@pytest.mark.parametrize("name,k", FAST + [pytest.param(*c, marks=pytest.mark.slow)
+                                          for c in SLOW])
+def test_every_variant_matches_repeated_spmv(name, k):
+    A = MATRICES[name]()
+    x = np.random.default_rng(7).standard_normal(A.shape[0])
+    ref = reference(A, x[None], None, k)
+    mp = MatrixPowers(A, k, tune=False)
+    variants = mp.variants()
+    assert "naive" in variants and len(variants) >= 2
+    coefs = np.zeros((3, k))
+    coefs[0] = 1.0
+    for vname, fn in variants.items():
+        out = np.full((1, k + 1, A.shape[0]), np.nan)
+        fn(x[None].copy(), out, coefs, None, "monomial")
+        assert_levels_close(out, ref, 1e-12)
+
+
+@requires_compiler
+@pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd",
+                                  pytest.param("elasticity", marks=pytest.mark.slow)])
+def test_recurrence_bases_and_fused_gram(name):
+    A = MATRICES[name]()
+    n, k = A.shape[0], 4
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((2, n))
+    lmax = float(abs(A).sum(axis=1).max())
+    coefs = chebyshev_coefs(0.0, lmax, k)
+    ref = reference(A, xs, coefs, k, monomial=False)
+    G_ref = ref.reshape(-1, n) @ ref.reshape(-1, n).T
+    mp = MatrixPowers(A, k, tune=False)
+    for vname, fn in mp.variants(nvec=2, basis="recurrence", gram=True).items():
+        out = np.empty((2, k + 1, n))
+        G = np.full_like(G_ref, np.nan)
+        fn(xs.copy(), out, coefs, G, "recurrence")
+        assert_levels_close(out, ref, 1e-12)
+        np.testing.assert_allclose(G, G_ref, rtol=1e-11, atol=1e-11 * np.abs(G_ref).max())
+
+
+@requires_compiler
+def test_matrix_powers_public_api_bases():
+    A = gallery.poisson2d(30)
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    k = 6
+    P = asp_mpk.matrix_powers(A, x, k)
+    assert P.shape == (k + 1, A.shape[0])
+    assert_levels_close(P[None], reference(A, x[None], None, k), 1e-12)
+    shifts = [0.5, 7.5, 4.0, 2.0, 6.0, 1.0]
+    N = asp_mpk.matrix_powers(A, x, k, basis="newton", shifts=shifts)
+    assert_levels_close(N[None], reference(A, x[None], newton_coefs(shifts, k), k, False), 1e-12)
+    C = asp_mpk.matrix_powers(A, x, k, basis="chebyshev", shifts=(0.0, 8.0))
+    assert_levels_close(C[None], reference(A, x[None], chebyshev_coefs(0.0, 8.0, k), k, False),
+                        1e-12)
+    # automatic shifts/bounds (Lanczos): a Newton basis with Leja-ordered Ritz values stays
+    # far better conditioned than the monomial one
+    Na = asp_mpk.matrix_powers(A, x, k, basis="newton")
+    Ca = asp_mpk.matrix_powers(A, x, k, basis="chebyshev")
+    cond = [np.linalg.cond((B / np.linalg.norm(B, axis=1, keepdims=True)).T)
+            for B in (P, Na, Ca)]
+    assert cond[1] < cond[0] and cond[2] < cond[0]
+
+
+@requires_compiler
+def test_float32_and_2d_input_and_out():
+    A = gallery.poisson2d(25).astype(np.float32)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3, A.shape[0])).astype(np.float32)
+    mp = MatrixPowers(A, 3)
+    P = mp.powers(X)
+    assert P.dtype == np.float32 and P.shape == (3, 4, A.shape[0])
+    ref = reference(A.astype(np.float64), X.astype(np.float64), None, 3)
+    assert_levels_close(P.astype(np.float64), ref, 1e-5)
+    out = np.empty((4, A.shape[0]), dtype=np.float32)
+    res = mp(X[0], out=out)
+    assert res.base is out or res is out or np.shares_memory(res, out)
+    np.testing.assert_array_equal(out, P[0])
+
+
+@requires_compiler
+def test_k_zero_and_spmv():
+    A = gallery.unstructured(300, seed=4)
+    x = np.random.default_rng(2).standard_normal(300)
+    P = asp_mpk.matrix_powers(A, x, 0)
+    assert P.shape == (1, 300)
+    np.testing.assert_array_equal(P[0], x)
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-13, atol=1e-13)
+
+
+@requires_compiler
+def test_sparse_array_and_other_formats_accepted():
+    A = gallery.poisson2d(20)
+    x = np.linspace(-1, 1, A.shape[0])
+    ref = reference(A, x[None], None, 3)
+    for M in (sp.csr_array(A), A.tocsc(), A.tocoo(), sp.bsr_matrix(A), A.todia()):
+        assert_levels_close(asp_mpk.matrix_powers(M, x, 3)[None], ref, 1e-12)
+
+
+@requires_compiler
+def test_scipy_platform_can_be_requested():
+    A = gallery.poisson2d(20)
+    x = np.random.default_rng(5).standard_normal(A.shape[0])
+    mp = MatrixPowers(A, 4, options={"platform_selection": "scipy"})
+    P = mp.powers(x)
+    assert_levels_close(P[None], reference(A, x[None], None, 4), 1e-14)
+    assert mp.variant is None  # the reference implementation, no compiled kernel
+
+
+@requires_compiler
+def test_tuning_picks_a_variant_and_reuses_it(monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "once")
+    A = gallery.poisson2d(60)
+    mp = MatrixPowers(A, 4, tune=True)
+    assert mp.variant is not None
+    x = np.ones(A.shape[0])
+    np.testing.assert_allclose(mp.powers(x)[4], np.linalg.matrix_power(A.toarray(), 4) @ x,
+                               rtol=1e-12)
