@@ -1,0 +1,117 @@
+"""Python-AST helpers for frontends: kernel source, pattern matching with captures, and
+locations in the user's file."""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+
+import pytest
+
+from asp_core import SpecializationContext, Unspecializable
+from asp_core.pyast import ANY, Capture, kernel_source, location, match, register_source
+
+
+def _expr(text: str) -> ast.expr:
+    return ast.parse(text, mode="eval").body
+
+
+def test_match_any_and_plain_values():
+    node = _expr("abs(x)")
+    assert match(node, ast.Call(func=ast.Name(id="abs"))) == {}
+    assert match(node, ast.Call(func=ast.Name(id="max"))) is None
+    assert match(node, ANY) == {}
+    assert match(node, ast.BinOp()) is None  # wrong node class
+    assert match(3, 3) == {} and match(3, 4) is None
+
+
+def test_match_captures_nested_and_lists():
+    node = _expr("a[i + 1] * 2.0")
+    pattern = ast.BinOp(left=ast.Subscript(value=Capture("array", ast.Name()),
+                                           slice=ast.BinOp(left=Capture("var"), op=ast.Add(),
+                                                           right=ast.Constant(value=1))),
+                        op=ast.Mult(), right=Capture("scale", ast.Constant()))
+    caps = match(node, pattern)
+    assert caps is not None
+    assert caps["array"].id == "a" and caps["var"].id == "i" and caps["scale"].value == 2.0
+    assert match(_expr("a[i - 1] * 2.0"), pattern) is None  # op differs
+    call = _expr("f(x, y)")
+    assert match(call, ast.Call(args=[ANY, Capture("second")]))["second"].id == "y"
+    assert match(call, ast.Call(args=[ANY])) is None  # list length differs
+    assert match(call, ast.Call(args=ANY, keywords=[])) == {}
+
+
+def test_match_ignores_positions_and_context():
+    a = ast.parse("x = y").body[0]
+    b = ast.parse("\n\n    x = y".strip()).body[0]
+    pattern = ast.Assign(targets=[ast.Name(id="x", ctx=ast.Store())], value=ast.Name(id="y"))
+    assert match(a, pattern) == {} and match(b, pattern) == {}
+    # a pattern that names Load context still matches a Store target
+    assert match(a, ast.Assign(targets=[ast.Name(id="x", ctx=ast.Load())])) == {}
+
+
+def test_capture_failing_inner_pattern_records_nothing():
+    caps: dict = {}
+    assert match(_expr("g(1)"), Capture("c", ast.Call(func=ast.Name(id="h"))), caps) is None
+    assert caps == {}
+
+
+class Holder:
+    def method(self, a, b):
+        value = a + b
+        return value  # LOCATION-MARK
+
+
+def test_kernel_source_of_a_method_and_location():
+    src = kernel_source(Holder.method)
+    assert src.source.startswith("def method(self, a, b):")  # dedented
+    assert src.col_offset == 4 and src.filename == __file__
+    assert src.function.name == "method"
+    ret = src.function.body[-1]
+    line, col = location(src, ret)
+    lines = open(__file__).read().splitlines()
+    assert lines[line - 1].endswith("# LOCATION-MARK")
+    assert col == lines[line - 1].index("return") + 1
+    assert location(src, ret.value) == (line, lines[line - 1].index("value") + 1)
+    assert kernel_source(Holder().method).firstlineno == src.firstlineno  # bound method
+
+
+def test_context_unsupported_points_at_node():
+    ctx = SpecializationContext("x", Holder.method)
+    ret = ctx.tree.body[0].body[-1]
+    err = ctx.unsupported(ret, "return of a local", reason="demo")
+    assert isinstance(err, Unspecializable)
+    assert (err.filename, err.construct, err.reason) == (__file__, "return of a local", "demo")
+    assert str(err) == f"{__file__}:{err.lineno}:{err.col}: unsupported construct: return of " \
+                       f"a local (demo)"
+    whole = ctx.unsupported(None, "anything")
+    assert whole.lineno == ctx.firstlineno
+
+
+def test_kernel_without_source_is_unspecializable():
+    with pytest.raises(Unspecializable, match="kernel without retrievable source"):
+        kernel_source(len)
+    ns: dict = {}
+    exec("def f(x):\n    return x\n", ns)
+    with pytest.raises(Unspecializable, match="kernel without retrievable source"):
+        kernel_source(ns["f"])
+
+
+def test_lambda_is_unspecializable():
+    f = lambda x: x + 1  # noqa: E731
+    with pytest.raises(Unspecializable, match="not a def statement|does not parse"):
+        kernel_source(f)
+
+
+def test_register_source_makes_exec_code_specialisable():
+    text = textwrap.dedent("""\
+        def generated(x):
+            return x * 2
+        """)
+    filename = "<asp-test-generated>"
+    register_source(filename, text)
+    ns: dict = {}
+    exec(compile(text, filename, "exec"), ns)
+    src = kernel_source(ns["generated"])
+    assert src.filename == filename and src.firstlineno == 1
+    assert match(src.function.body[0].value, ast.BinOp(op=ast.Mult())) == {}
