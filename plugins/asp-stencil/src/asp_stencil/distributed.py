@@ -389,22 +389,57 @@ def check_kernel(kernel: Any) -> bool:
     return reads_out
 
 
+def _output_reads(node: ast.AST, out_name: str) -> list[ast.AST]:
+    """Nodes under ``node`` that read values of the output grid (``out[...]`` loads, ``out[...]
+    op=`` targets, ``out`` passed to a call)."""
+    reads: list[ast.AST] = []
+    for n in ast.walk(node):
+        if isinstance(n, ast.AugAssign) and isinstance(n.target, ast.Subscript):
+            base = n.target.value
+            if isinstance(base, ast.Name) and base.id == out_name:
+                reads.append(n.target)
+        elif isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load):
+            if isinstance(n.value, ast.Name) and n.value.id == out_name:
+                reads.append(n)
+        elif isinstance(n, ast.Call):
+            reads.extend(a for a in n.args if isinstance(a, ast.Name) and a.id == out_name)
+    return reads
+
+
 def _reads_output(fn: ast.AST, out_name: str) -> bool:
-    """Whether ``out_name[...]`` is read anywhere (as a value or an augmented target)."""
-    for node in ast.walk(fn):
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
-            base = node.target.value
-            if isinstance(base, ast.Name) and base.id == out_name:
-                return True
-        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
-            base = node.value
-            if isinstance(base, ast.Name) and base.id == out_name:
-                return True
-        if isinstance(node, ast.Call):  # out passed to something other than its methods
-            for a in node.args:
-                if isinstance(a, ast.Name) and a.id == out_name:
-                    return True
-    return False
+    """Whether the kernel reads output values it did not write in the same point update.
+
+    ``out[x] = ...`` followed by ``out[x] += ...`` in the body of ``for x in
+    out.interior_points()`` reads only the value just written, so the output's old values (and
+    its halo) are not needed; any other read of the output is (Figure 2's ``out[x] = out[x] +
+    ...``).
+    """
+    safe: set[int] = set()
+    for loop in ast.walk(fn):
+        if not (isinstance(loop, ast.For) and isinstance(loop.target, ast.Name)
+                and isinstance(loop.iter, ast.Call)
+                and isinstance(loop.iter.func, ast.Attribute)
+                and loop.iter.func.attr == "interior_points"
+                and isinstance(loop.iter.func.value, ast.Name)
+                and loop.iter.func.value.id == out_name):
+            continue
+        x = loop.target.id
+        written = False
+        for stmt in loop.body:
+            if (not written and isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+                    and isinstance(stmt.targets[0], ast.Subscript)
+                    and isinstance(stmt.targets[0].value, ast.Name)
+                    and stmt.targets[0].value.id == out_name
+                    and isinstance(stmt.targets[0].slice, ast.Name)
+                    and stmt.targets[0].slice.id == x
+                    and not _output_reads(stmt.value, out_name)):
+                written = True
+                continue
+            if written:
+                safe.update(id(r) for r in _output_reads(stmt, out_name)
+                            if isinstance(r, ast.Subscript) and isinstance(r.slice, ast.Name)
+                            and r.slice.id == x)
+    return any(id(r) not in safe for r in _output_reads(fn, out_name))
 
 
 def _check_grids(grids: Sequence[DistributedStencilGrid]) -> None:

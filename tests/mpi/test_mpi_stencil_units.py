@@ -1,0 +1,90 @@
+"""Pure parts of asp_stencil.distributed (no mpiexec): decomposition, exchange plans, shells,
+and the kernel checks that decide what travels."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+
+import numpy as np
+import pytest
+
+from asp_stencil import StencilKernel
+from asp_stencil.distributed import (Decomposition, _exchange_plan, _reads_output, _shell_boxes,
+                                     check_kernel)
+
+
+def _points(box):
+    return set(itertools.product(*(range(lo, hi) for lo, hi in box)))
+
+
+@pytest.mark.parametrize("shape,dims,g,halo", [((11, 13), (2, 1), 1, 1), ((11, 13), (3, 1), 1, 3),
+                                               ((9, 8, 7), (1, 3, 1), 1, 2),
+                                               ((16, 7), (3, 1), 2, 4), ((8,), (3,), 1, 3)])
+def test_mpi_decomposition_tiles_the_grid(shape, dims, g, halo):
+    dec = Decomposition.build(shape, g, halo, dims)
+    seen = np.zeros(shape, dtype=int)
+    for box in dec.owned:
+        seen[tuple(slice(lo, hi) for lo, hi in box)] += 1
+    assert np.all(seen == 1)  # every point, border included, has exactly one owner
+    interior = _points(tuple((g, n - g) for n in shape))
+    computed = set()
+    for r in range(len(dec.owned)):
+        cb = dec.compute_box(r)
+        assert _points(cb) <= interior  # never writes the grid's border
+        own_inner = _points(dec.owned[r]) & interior
+        assert own_inner <= _points(cb)  # computes all its own interior points
+        computed |= own_inner
+        # the halo-free box reads only owned data
+        hf = dec.halo_free_box(r)
+        for p in _points(hf):
+            for off in itertools.product(range(-g, g + 1), repeat=len(shape)):
+                q = tuple(a + b for a, b in zip(p, off))
+                assert q in _points(dec.owned[r])
+    assert computed == interior
+
+
+@pytest.mark.parametrize("shape,dims,halo", [((11, 13), (3, 2), 2), ((6, 30), (1, 4), 5)])
+def test_mpi_exchange_plans_match_and_fill_the_halo(shape, dims, halo):
+    dec = Decomposition.build(shape, 1, halo, dims)
+    plans = [_exchange_plan(dec, r) for r in range(len(dec.owned))]
+    for r, plan in enumerate(plans):
+        for q, box in plan.recv:  # what r receives from q is exactly what q sends to r
+            assert (r, box) in [(peer, b) for peer, b in plans[q].send]
+        got = _points(dec.owned[r]).union(*(_points(b) for _, b in plan.recv))
+        assert got == _points(dec.stored[r])  # halo fully covered, corners included
+
+
+def test_mpi_shell_boxes_partition_the_difference():
+    outer = ((0, 10), (2, 9), (1, 5))
+    inner = ((3, 7), (4, 9), (2, 3))
+    boxes = _shell_boxes(outer, inner)
+    pts = [_points(b) for b in boxes]
+    assert sum(len(p) for p in pts) == len(set().union(*pts))  # disjoint
+    assert set().union(*pts) == _points(outer) - _points(inner)
+
+
+@pytest.mark.parametrize("body,reads", [
+    ("for x in out.interior_points():\n  for y in a.neighbors(x, 1):\n"
+     "   out[x] = out[x] + a[y]", True),                      # Figure 2
+    ("for x in out.interior_points():\n  out[x] = 2 * a[x]\n  for y in a.neighbors(x, 1):\n"
+     "   out[x] += a[y]", False),                              # written before it is read
+    ("for x in out.interior_points():\n  out[x] += a[x]", True),
+    ("for x in out.interior_points():\n  out[x] = a[x]\n  for y in a.neighbors(x, 1):\n"
+     "   out[x] += out[y]", True),                             # reads a neighbour's output
+    ("for x in out.interior_points():\n  out[x] = out[x] * a[x]", True),
+])
+def test_mpi_output_read_analysis(body, reads):
+    fn = ast.parse("def kernel(self, a, out):\n " + body.replace("\n", "\n ")).body[0]
+    assert _reads_output(fn, "out") is reads
+
+
+class _BorderKernel(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.border_points():
+            out[x] = a[x]
+
+
+def test_mpi_border_point_kernels_are_refused():
+    with pytest.raises(ValueError, match="border_points"):
+        check_kernel(_BorderKernel())
