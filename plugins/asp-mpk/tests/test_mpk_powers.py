@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from asp_core.testing import requires_compiler
 
 import asp_mpk
@@ -170,3 +172,23 @@ def test_tuning_picks_a_variant_and_reuses_it(monkeypatch):
     x = np.ones(A.shape[0])
     np.testing.assert_allclose(mp.powers(x)[4], np.linalg.matrix_power(A.toarray(), 4) @ x,
                                rtol=1e-12)
+
+
+@requires_compiler
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(30, 120), density=st.floats(0.03, 0.2), k=st.integers(0, 5),
+       seed=st.integers(0, 2**16), symmetric=st.booleans(), f32=st.booleans())
+def test_property_random_sparse(n, density, k, seed, symmetric, f32):
+    rng = np.random.default_rng(seed)
+    A = sp.random(n, n, density=density, random_state=seed, format="csr")
+    if symmetric:
+        A = A + A.T
+    A = (A + sp.identity(n)).tocsr()
+    x = rng.uniform(-1, 1, n)
+    dtype = np.float32 if f32 else np.float64
+    P = asp_mpk.matrix_powers(A.astype(dtype), x.astype(dtype), k)
+    assert P.shape == (k + 1, n) and P.dtype == dtype
+    ref = reference(A.astype(dtype).astype(np.float64), x.astype(dtype)[None].astype(np.float64),
+                    None, k)
+    assert_levels_close(P[None].astype(np.float64), ref, 1e-5 if f32 else 1e-12)

@@ -1,0 +1,143 @@
+"""Bad input: clear TypeError/ValueError before native code runs, nothing mutated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import asp_mpk
+from asp_mpk import gallery
+from asp_mpk.powers import MatrixPowers
+
+
+@pytest.fixture
+def A():
+    return gallery.poisson2d(8)
+
+
+def test_non_square(A):
+    R = sp.random(5, 7, density=0.5, format="csr", random_state=0)
+    with pytest.raises(ValueError, match="square"):
+        asp_mpk.matrix_powers(R, np.ones(7), 2)
+    with pytest.raises(ValueError, match="square"):
+        asp_mpk.cg(R, np.ones(5))
+    with pytest.raises(ValueError, match="square"):
+        MatrixPowers(R, 2)
+
+
+def test_shape_mismatch(A):
+    with pytest.raises(ValueError, match="shape mismatch"):
+        asp_mpk.matrix_powers(A, np.ones(A.shape[0] + 1), 2)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        asp_mpk.cg(A, np.ones(3))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        asp_mpk.cg(A, np.ones(A.shape[0]), x0=np.ones(2))
+    with pytest.raises(ValueError):
+        asp_mpk.matrix_powers(A, np.ones((2, 2, A.shape[0])), 2)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        asp_mpk.cg(A, np.ones(A.shape[0]), M=sp.identity(3))
+
+
+def test_k_invalid(A):
+    x = np.ones(A.shape[0])
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        asp_mpk.matrix_powers(A, x, -1)
+    with pytest.raises(TypeError, match="integer"):
+        asp_mpk.matrix_powers(A, x, 2.5)
+    with pytest.raises(TypeError, match="integer"):
+        MatrixPowers(A, True)
+
+
+def test_non_finite(A):
+    x = np.ones(A.shape[0])
+    bad = A.copy()
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        asp_mpk.matrix_powers(bad, x, 2)
+    bad.data[3] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        asp_mpk.cg(bad, x)
+    x2 = x.copy()
+    x2[0] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        asp_mpk.matrix_powers(A, x2, 2)
+    with pytest.raises(ValueError, match="non-finite"):
+        asp_mpk.cg(A, x2)
+
+
+def test_integer_complex_and_dense_inputs(A):
+    n = A.shape[0]
+    with pytest.raises(TypeError, match="integer"):
+        asp_mpk.matrix_powers(A.astype(np.int64), np.ones(n), 2)
+    with pytest.raises(TypeError, match="integer"):
+        asp_mpk.matrix_powers(A, np.ones(n, dtype=np.int32), 2)
+    with pytest.raises(TypeError, match="integer"):
+        asp_mpk.cg(A, np.ones(n, dtype=np.int64))
+    with pytest.raises(TypeError, match="complex"):
+        asp_mpk.matrix_powers(A.astype(np.complex128), np.ones(n), 2)
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        asp_mpk.matrix_powers(A.toarray(), np.ones(n), 2)
+    with pytest.raises(TypeError, match="scipy.sparse"):
+        asp_mpk.cg([[1.0]], [1.0])
+
+
+def test_bad_options(A):
+    n = A.shape[0]
+    with pytest.raises(ValueError, match="basis"):
+        asp_mpk.matrix_powers(A, np.ones(n), 2, basis="legendre")
+    with pytest.raises(ValueError, match="shifts"):
+        asp_mpk.matrix_powers(A, np.ones(n), 2, basis="monomial", shifts=[1.0])
+    with pytest.raises(ValueError, match="Chebyshev"):
+        asp_mpk.matrix_powers(A, np.ones(n), 2, basis="chebyshev", shifts=(3.0, 1.0))
+    with pytest.raises(ValueError, match="complex shifts"):
+        asp_mpk.matrix_powers(A, np.ones(n), 2, basis="newton", shifts=[1 + 1j, 1 - 1j])
+    with pytest.raises(ValueError, match="rtol"):
+        asp_mpk.cg(A, np.ones(n), rtol=-1.0)
+    with pytest.raises(ValueError, match="maxiter"):
+        asp_mpk.cg(A, np.ones(n), maxiter=-3)
+    with pytest.raises(ValueError, match="s must be"):
+        asp_mpk.cg(A, np.ones(n), s=0)
+    with pytest.raises(TypeError, match="callback"):
+        asp_mpk.cg(A, np.ones(n), callback=3)
+
+
+def test_kernel_call_checks_arrays(A):
+    """The bound kernel refuses wrong shapes/dtypes/aliasing itself (no crash in C)."""
+    mp = MatrixPowers(A, 3, tune=False)
+    n = A.shape[0]
+    coefs = np.zeros((3, 3))
+    coefs[0] = 1
+    for name, fn in mp.variants().items():
+        xs = np.ones((1, n))
+        with pytest.raises(ValueError):
+            fn(xs, np.empty((1, 3, n)), coefs, None, "monomial")            # wrong k
+        with pytest.raises(ValueError):
+            fn(xs.astype(np.float32), np.empty((1, 4, n)), coefs, None, "monomial")
+        with pytest.raises(ValueError):
+            fn(xs, np.empty((1, 4, n))[:, :, ::1][..., ::-1], coefs, None, "monomial")
+        with pytest.raises(ValueError):
+            fn(xs, np.empty((1, 4, n)), coefs, np.empty((3, 3)), "monomial")  # gram shape
+        buf = np.empty((1, 4, n))
+        with pytest.raises(ValueError, match="overlap"):
+            fn(buf[:, 0], buf, coefs, None, "monomial")
+
+
+def test_nothing_mutated():
+    A = gallery.unstructured(200, seed=3)
+    A_before = A.copy()
+    x = np.random.default_rng(0).standard_normal(200)
+    x_before = x.copy()
+    asp_mpk.matrix_powers(A, x, 4)
+    asp_mpk.matrix_powers(A, x, 3, basis="chebyshev", shifts=(-2.0, 4.0))
+    asp_mpk.spmv(A, x)
+    S = gallery.poisson2d(12)
+    S_before = S.copy()
+    b = np.ones(S.shape[0])
+    asp_mpk.cg(S, b)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(b, np.ones(S.shape[0]))
+    for M, M0 in ((A, A_before), (S, S_before)):
+        np.testing.assert_array_equal(M.data, M0.data)
+        np.testing.assert_array_equal(M.indices, M0.indices)
+        np.testing.assert_array_equal(M.indptr, M0.indptr)

@@ -1,0 +1,144 @@
+"""s-step CG: SciPy's contract, accuracy, iteration counts within 1.2x of SciPy's CG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from asp_core.testing import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery
+from asp_mpk.cacg import last_stats
+
+SPD = {
+    "poisson2d": lambda: gallery.poisson2d(48),
+    "poisson3d": lambda: gallery.poisson3d(14),
+    "elasticity": lambda: gallery.elasticity(14),
+    "banded_spd": lambda: gallery.banded_spd(3000, bandwidth=3, seed=5),
+    "unstructured_spd": lambda: gallery.unstructured_spd(2500, seed=6),
+}
+
+
+def scipy_iterations(A, b, **kw):
+    count = [0]
+
+    def cb(_):
+        count[0] += 1
+
+    x, info = spla.cg(A, b, callback=cb, **kw)
+    return x, info, count[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_tuning(monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+
+@requires_compiler
+@pytest.mark.parametrize("name", sorted(SPD))
+@pytest.mark.parametrize("rtol", [1e-6, 1e-10])
+def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
+    A = SPD[name]()
+    b = np.random.default_rng(11).standard_normal(A.shape[0])
+    _, info_ref, it_ref = scipy_iterations(A, b, rtol=rtol)
+    assert info_ref == 0
+    x, info = asp_mpk.cg(A, b, rtol=rtol)
+    st = last_stats()
+    assert info == 0
+    assert st.method == "s-step" and st.s >= 2 and st.outer >= 1
+    assert np.linalg.norm(b - A @ x) < rtol * np.linalg.norm(b)
+    assert st.iterations <= 1.2 * it_ref + 1, (st.iterations, it_ref)
+
+
+@requires_compiler
+@pytest.mark.parametrize("basis", ["newton", "chebyshev"])
+@pytest.mark.parametrize("s", [2, 5, 10])
+def test_bases_and_s(basis, s):
+    A = gallery.poisson2d(40)
+    b = np.ones(A.shape[0])
+    _, _, it_ref = scipy_iterations(A, b, rtol=1e-9)
+    x, info = asp_mpk.cg(A, b, rtol=1e-9, s=s, basis=basis)
+    assert info == 0
+    assert np.linalg.norm(b - A @ x) < 1e-9 * np.linalg.norm(b)
+    assert last_stats().iterations <= 1.2 * it_ref + 1
+
+
+@requires_compiler
+def test_x0_atol_callback_and_maxiter_like_scipy():
+    A = gallery.poisson2d(30)
+    rng = np.random.default_rng(2)
+    b = rng.standard_normal(A.shape[0])
+    x0 = rng.standard_normal(A.shape[0])
+    x0_copy, b_copy = x0.copy(), b.copy()
+    seen = []
+    x, info = asp_mpk.cg(A, b, x0=x0, rtol=0.0, atol=1e-7, callback=lambda xk: seen.append(
+        np.linalg.norm(b - A @ xk)))
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-7
+    np.testing.assert_array_equal(x0, x0_copy)
+    np.testing.assert_array_equal(b, b_copy)
+    assert len(seen) == last_stats().iterations  # one call per iteration, with the iterate
+    assert seen[-1] < 1e-6 and seen[0] > seen[-1]
+    _, _, it_ref = scipy_iterations(A, b, x0=x0, rtol=0.0, atol=1e-7)
+    assert len(seen) <= 1.2 * it_ref + 1
+    # maxiter: not converged -> info is the number of iterations, like SciPy
+    x5, info5 = asp_mpk.cg(A, b, rtol=1e-12, maxiter=5)
+    _, info5_ref = spla.cg(A, b, rtol=1e-12, maxiter=5)
+    assert info5 == info5_ref == 5
+    # zero right-hand side: x = 0 and info 0, like SciPy
+    xz, iz = asp_mpk.cg(A, np.zeros(A.shape[0]))
+    assert iz == 0 and not xz.any()
+
+
+@requires_compiler
+def test_preconditioner_matches_scipy_pcg():
+    A = gallery.elasticity(10)
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    M = sp.diags(1.0 / A.diagonal())
+    xr, ir, it_ref = scipy_iterations(A, b, rtol=1e-8, M=M)
+    x, info = asp_mpk.cg(A, b, rtol=1e-8, M=M)
+    assert info == ir == 0
+    assert last_stats().method == "pcg"
+    assert abs(last_stats().iterations - it_ref) <= 1
+    np.testing.assert_allclose(x, xr, rtol=1e-6, atol=1e-10 * np.abs(xr).max())
+    op = spla.LinearOperator(A.shape, matvec=lambda v: v / A.diagonal())
+    x2, info2 = asp_mpk.cg(A, b, rtol=1e-8, M=op)
+    assert info2 == 0 and np.linalg.norm(b - A @ x2) < 1e-8 * np.linalg.norm(b)
+
+
+@requires_compiler
+def test_not_spd_reports_through_info_like_scipy():
+    n = 400
+    rng = np.random.default_rng(4)
+    d = np.concatenate([np.geomspace(0.1, 10, n // 2), -np.geomspace(0.1, 10, n // 2)])
+    A = sp.diags(d) + 0.05 * sp.random(n, n, density=0.02, random_state=5)
+    A = ((A + A.T) / 2).tocsr()  # symmetric indefinite
+    b = rng.standard_normal(n)
+    _, info_ref = spla.cg(A, b, rtol=1e-10, maxiter=30)
+    x, info = asp_mpk.cg(A, b, rtol=1e-10, maxiter=30)
+    assert info_ref > 0 and info > 0
+    assert x.shape == (n,)
+    # a zero curvature direction (singular A) is a breakdown, reported as non-convergence
+    Z = sp.csr_matrix((n, n))
+    xz, iz = asp_mpk.cg(Z + sp.diags(np.r_[np.zeros(n - 1), 1.0]), np.ones(n), maxiter=20)
+    assert iz > 0
+
+
+@requires_compiler
+def test_float32_system_returns_float32():
+    A = gallery.poisson2d(20).astype(np.float32)
+    b = np.ones(A.shape[0], dtype=np.float32)
+    x, info = asp_mpk.cg(A, b, rtol=1e-5)
+    assert info == 0 and x.dtype == np.float32
+    assert np.linalg.norm(b - A @ x) < 2e-5 * np.linalg.norm(b)
+
+
+@requires_compiler
+@pytest.mark.slow
+def test_large_poisson3d_iterations():
+    A = gallery.poisson3d(40)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    _, _, it_ref = scipy_iterations(A, b, rtol=1e-8)
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    assert info == 0 and last_stats().iterations <= 1.2 * it_ref

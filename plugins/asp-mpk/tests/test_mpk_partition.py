@@ -1,0 +1,119 @@
+"""Partitioning, ghost closures, DIA analysis and basis helpers (no compiler needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asp_mpk import gallery
+from asp_mpk.analysis import analyse, compress_diagonals, dia_arrays, pattern_hash
+from asp_mpk.bases import change_of_basis, chebyshev_coefs, leja_order, newton_coefs
+from asp_mpk.partition import block_bounds, build_closures, gather_rows
+from asp_mpk.validate import as_csr
+
+
+def check_closure(csr, order, bounds, k, plan):
+    """R_k = owned block, R_{j-1} ⊇ R_j ∪ adj(R_j), prefixes, local CSR = A restricted."""
+    n = csr.shape[0]
+    for b in range(plan.nblocks):
+        m = plan.meta[b, :k + 1]
+        glob = plan.glob[plan.gofs[b]:plan.gofs[b + 1]]
+        assert len(glob) == m[0] and len(np.unique(glob)) == len(glob)
+        assert np.all(np.diff(m) <= 0)                                 # shrinking levels
+        owned = np.sort(order[bounds[b]:bounds[b + 1]])
+        np.testing.assert_array_equal(np.sort(glob[:m[k]]), owned)
+        for j in range(k, 0, -1):                                      # R_{j-1} ⊇ adj(R_j)
+            rows = glob[:m[j]]
+            nbrs = csr.indices[gather_rows(csr.indptr.astype(np.int64), rows)]
+            assert np.isin(nbrs, glob[:m[j - 1]]).all()
+        rp = plan.rp[plan.rofs[b]:plan.rofs[b + 1]]
+        local = np.zeros((len(rp) - 1, m[0]))
+        for i in range(len(rp) - 1):
+            for t in range(rp[i], rp[i + 1]):
+                local[i, plan.ci[t]] += plan.va[t]
+        dense = csr[glob[:len(rp) - 1]][:, glob].toarray()
+        if plan.sym:
+            dense = np.triu(dense)
+        np.testing.assert_array_equal(local, dense)
+    assert plan.redundancy >= 0 and n > 0
+
+
+@pytest.mark.parametrize("sym", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_closures_on_grid_and_graph(sym, k):
+    for A in (gallery.poisson2d(12), gallery.unstructured_spd(300, seed=1)):
+        csr = as_csr(A)
+        order = np.random.default_rng(0).permutation(csr.shape[0]) if sym else \
+            np.arange(csr.shape[0])
+        bounds = block_bounds(csr.shape[0], 5)
+        plan = build_closures(csr, order, bounds, k, sym=sym)
+        check_closure(csr, order, bounds, k, plan)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 60), density=st.floats(0.02, 0.3), nblocks=st.integers(1, 7),
+       k=st.integers(0, 4), seed=st.integers(0, 10_000))
+def test_closure_property_random(n, density, nblocks, k, seed):
+    A = sp.random(n, n, density=density, random_state=seed, format="csr") + sp.identity(n)
+    csr = as_csr(A)
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = block_bounds(n, nblocks)
+    plan = build_closures(csr, order, bounds, k)
+    check_closure(csr, order, bounds, k, plan)
+
+
+def test_block_bounds():
+    b = block_bounds(10, 3)
+    assert b[0] == 0 and b[-1] == 10 and len(b) == 4 and np.all(np.diff(b) > 0)
+    assert list(block_bounds(3, 10)) == [0, 1, 2, 3]
+
+
+def test_analysis_dia_and_compression():
+    A = as_csr(gallery.poisson2d(10))
+    s = analyse(A)
+    assert s.offsets == (-10, -1, 0, 1, 10) and s.symmetric and s.bandwidth == 10
+    assert s.dia_compressible == 5
+    D = dia_arrays(A, s.offsets)
+    kinds, F, M = compress_diagonals(D, s.offsets)
+    assert [k[0] for k in kinds] == ["const", "mask", "const", "mask", "const"]
+    assert float.fromhex(kinds[2][1]) == 4.0
+    rebuilt = np.zeros_like(D)
+    for d, kd in enumerate(kinds):
+        if kd[0] == "const":
+            lo, hi = max(0, -s.offsets[d]), min(10 * 10, 100 - s.offsets[d])
+            rebuilt[d, lo:hi] = float.fromhex(kd[1])
+        elif kd[0] == "mask":
+            rebuilt[d] = M[kd[1]] * float.fromhex(kd[2])
+        else:
+            rebuilt[d] = F[kd[1]]
+    np.testing.assert_array_equal(rebuilt, D)
+    U = as_csr(gallery.unstructured_spd(200, seed=3))
+    su = analyse(U)
+    assert su.offsets is None and su.rcm_bandwidth is not None
+    assert su.rcm_bandwidth < su.bandwidth
+    assert pattern_hash(U) != pattern_hash(A)
+    # values do not change the pattern hash
+    U2 = U.copy()
+    U2.data *= 2
+    assert pattern_hash(U2) == pattern_hash(U)
+
+
+def test_leja_and_change_of_basis():
+    pts = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    z = leja_order(pts)
+    assert z[0] == 5.0 and z[1] == 1.0 and sorted(z) == list(pts)
+    A = gallery.poisson2d(6).toarray()
+    x = np.random.default_rng(0).standard_normal(36)
+    for coefs in (newton_coefs([1.0, 7.0, 4.0], 3), chebyshev_coefs(0.0, 8.0, 3)):
+        V = [x]
+        for j in range(3):
+            y = coefs[0, j] * (A @ V[-1]) + coefs[1, j] * V[-1]
+            if j:
+                y += coefs[2, j] * V[-2]
+            V.append(y)
+        V = np.array(V).T
+        B = change_of_basis(coefs, 3)
+        np.testing.assert_allclose(A @ V[:, :3], V @ B[:, :3], atol=1e-12)

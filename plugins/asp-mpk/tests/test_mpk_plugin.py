@@ -1,0 +1,101 @@
+"""Registration, the DAST passes (structure checks without compiling) and `asp explain` data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asp_core import PHASES, SpecializationContext, get_registry
+from asp_core.testing import requires_compiler
+
+from asp_mpk import gallery
+from asp_mpk.components import MatrixFrontend, MPKDomainOptimizer, signature
+from asp_mpk.powers import MatrixPowers
+
+
+def test_registered_for_every_phase():
+    reg = get_registry()
+    assert "mpk" in reg.specializers
+    phases = reg.phases("mpk")
+    for phase in PHASES:
+        assert phases.get(phase), f"no component for {phase}"
+    names = {c.name for c in reg.for_phase("mpk", "platform_selection")}
+    assert {"openmp", "scipy"} <= names
+
+
+def test_registration_module_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, asp_mpk.plugin; bad = [m for m in ('scipy', 'numba', 'mpi4py') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _ctx(mp, nvec=1, gram=False, basis="monomial", options=None):
+    xs = np.zeros((nvec, mp.n))
+    out = np.zeros((nvec, mp.k + 1, mp.n))
+    g = np.zeros((nvec * (mp.k + 1),) * 2) if gram else None
+    args = (xs, out, np.zeros((3, max(mp.k, 1))), g, basis)
+    return SpecializationContext("mpk", mp._reference, args, {}, mp, options or {},
+                                 signature(args, {}, mp), "test")
+
+
+def test_frontend_and_passes_on_a_grid():
+    mp = MatrixPowers(gallery.poisson2d(300), 8, tune=False)
+    ctx = _ctx(mp)
+    op = MatrixFrontend().parse(ctx)
+    assert op.k == 8 and op.nvec == 1 and op.monomial and not op.gram
+    assert op.matrix.offsets == (-300, -1, 0, 1, 300)
+    op2 = MPKDomainOptimizer().optimize(op, ctx)
+    fmts = [c.format for c in op2.candidates]
+    assert fmts[0] == "dia-c" and "dia" in fmts and fmts[-1] == "naive"
+    for c in op2.candidates:
+        assert c.nblocks >= 1 and c.threads >= 1
+    assert op2.ordering == "natural"
+    # a pass can be disabled by name: without size-blocks every candidate keeps one block
+    op3 = MPKDomainOptimizer().optimize(op, _ctx(mp, options={"disable_passes": ["size-blocks"]}))
+    assert all(c.nblocks == 1 for c in op3.candidates)
+    events = [d["name"] for e, d in _ctx(mp).events if e == "pass"]
+    assert events == []  # recording happens on the ctx that ran the passes
+    assert any(e == "pass" and d["name"] == "size-blocks" for e, d in ctx.events)
+
+
+def test_passes_on_general_sparsity_and_gram_key():
+    A = gallery.unstructured_spd(3000, seed=1)
+    mp = MatrixPowers(A, 4, tune=False)
+    ctx = _ctx(mp, nvec=2, gram=True, basis="recurrence")
+    op = MPKDomainOptimizer().optimize(MatrixFrontend().parse(ctx), ctx)
+    assert op.ordering == "rcm"
+    fmts = {c.format for c in op.candidates}
+    assert {"csr", "csr-sym", "naive"} <= fmts and "dia" not in fmts
+    assert all(c.ksplit == 0 for c in op.candidates)  # the fused Gram needs one pass
+    assert signature(ctx.args, {}, mp) == (mp.pattern, mp.values, "float64", 4, 2, False, True)
+
+
+@requires_compiler
+def test_pipeline_records_choices_for_explain(monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    mp = MatrixPowers(gallery.poisson2d(30), 3, tune=False)
+    mp.powers(np.ones(mp.n))
+    ctx = mp._dispatch.last_context
+    kinds = [e for e, _ in ctx.events]
+    assert "variants" in kinds and "compile" in kinds and "plan" in kinds
+    prog = [d for e, d in ctx.events if e == "program"][0]
+    assert "mpk_dia" in prog["text"] and "#pragma omp" in prog["text"]
+
+
+@requires_compiler
+def test_generated_source_is_c_abi():
+    from asp_mpk.kernels import render_source
+
+    for fmt in ("dia", "csr", "naive"):
+        src = render_source(fmt, "float64", monomial=False, offsets=(-1, 0, 1))
+        assert "pybind" not in src and "#include <Python.h>" not in src
+        assert "int mpk_" in src and "combine(" in src
+
+
+@pytest.mark.parametrize("bad", [None, object()])
+def test_signature_needs_the_instance(bad):
+    with pytest.raises(TypeError):
+        signature((np.zeros((1, 3)), np.zeros((1, 2, 3)), None, None, "monomial"), {}, bad)
