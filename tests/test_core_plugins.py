@@ -7,71 +7,26 @@ from __future__ import annotations
 import json
 import types
 import warnings
-from typing import Any
 
 import pytest
 
-from asp_core import PluginError, PluginWarning, hookimpl
+from asp_core import PluginError, PluginWarning
 from asp_core import plugins as plugins_mod
-from asp_core.components import Platform
-
-
-class FakeDist:
-    def __init__(self, name: str, version: str = "1.2.3") -> None:
-        self.name, self.version = name, version
-
-
-class FakeEntryPoint:
-    """Stands in for ``importlib.metadata.EntryPoint``; ``load`` returns or raises."""
-
-    def __init__(self, name: str, load: Any, dist: str | None = None) -> None:
-        self.name = name
-        self.dist = FakeDist(dist or f"asp-{name}")
-        self._load = load
-
-    def load(self) -> Any:
-        if isinstance(self._load, BaseException):
-            raise self._load
-        return self._load
-
-
-def _module(name: str, **hooks: Any) -> types.ModuleType:
-    mod = types.ModuleType(name)
-    for attr, fn in hooks.items():
-        setattr(mod, attr, hookimpl(fn))
-    return mod
-
-
-def _registers(spec: str, *components: tuple[str, str, int]):
-    def asp_register_specializers(register):
-        if spec:
-            register.specializer(name=spec, description=f"{spec} test", signature=None)
-        for s, name, prio in components:
-            register.component(specializer=s, phase="platform_selection", name=name,
-                               obj=Platform(), priority=prio)
-    return asp_register_specializers
+from tests.specializers.fake_plugins import FakeEntryPoint, install
+from tests.specializers.fake_plugins import module as _module
+from tests.specializers.fake_plugins import registers as _registers
 
 
 @pytest.fixture
 def entry_points(monkeypatch, plugin_state):
-    """Install fake entry points: ``entry_points(ep, ep, ...)``."""
-    eps: list[FakeEntryPoint] = []
+    """Install fake entry points: ``entry_points(ep, ep, ...)`` (adds to those installed)."""
+    current = install(monkeypatch)
 
-    def fake_entry_points(group: str | None = None, **kw: Any) -> list[FakeEntryPoint]:
-        assert group == plugins_mod.ENTRY_POINT_GROUP
-        return list(eps)
-
-    monkeypatch.setattr(plugins_mod, "metadata",
-                        types.SimpleNamespace(entry_points=fake_entry_points))
-    monkeypatch.delenv("ASP_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    monkeypatch.delenv("ASP_BLOCK_PLUGINS", raising=False)
-    monkeypatch.delenv("ASP_LOAD_PLUGINS", raising=False)
-
-    def install(*new: FakeEntryPoint) -> None:
-        eps.extend(new)
+    def add(*new: FakeEntryPoint) -> None:
+        current.extend(new)
         plugins_mod.reset()
 
-    return install
+    return add
 
 
 def _good() -> FakeEntryPoint:

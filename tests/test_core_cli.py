@@ -1,0 +1,289 @@
+"""The ``asp`` command line through click's CliRunner: list, explain, doctor, cache, bench."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from asp_core import PHASES
+from asp_core import plugins as plugins_mod
+from asp_core.cli import cli
+from asp_core.testing import requires_compiler
+from tests.specializers.fake_plugins import FakeEntryPoint, install
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+# -- asp list -----------------------------------------------------------------------------------
+def test_list_json_schema(elementwise):
+    result = _invoke("list", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"specializers", "broken"}
+    assert isinstance(data["broken"], list)
+    for b in data["broken"]:
+        assert set(b) >= {"name", "distribution", "error"}
+    by_name = {s["name"]: s for s in data["specializers"]}
+    assert "elementwise" in by_name
+    for spec in data["specializers"]:
+        assert {"name", "distribution", "version", "phases"} <= set(spec)
+        assert list(spec["phases"]) == list(PHASES)
+        for phase, comps in spec["phases"].items():
+            for comp in comps:
+                assert {"name", "distribution", "default"} <= set(comp)
+                assert isinstance(comp["default"], bool)
+            if comps:
+                assert [c["default"] for c in comps] == [True] + [False] * (len(comps) - 1)
+    ew = by_name["elementwise"]
+    assert ew["distribution"] == "(in-process)"
+    sel = ew["phases"]["platform_selection"]
+    assert [(c["name"], c["default"]) for c in sel] == [("openmp", True), ("python", False)]
+    assert [c["name"] for c in ew["phases"]["backend"]] == ["c", "vectorize"]
+
+
+def test_list_reports_installed_distributions_and_versions():
+    """Specializers from entry points carry their distribution's real name and version."""
+    data = json.loads(_invoke("list", "--json").output)
+    dists = {ep.dist.name: ep.dist.version for ep in metadata.entry_points(group="asp")
+             if ep.dist}
+    for spec in data["specializers"]:
+        if spec["distribution"] in dists:
+            assert spec["version"] == dists[spec["distribution"]]
+        for comps in spec["phases"].values():
+            for comp in comps:
+                if comp["distribution"] in dists:
+                    assert comp["version"] == dists[comp["distribution"]]
+
+
+def test_list_text(elementwise):
+    out = _invoke("list").output
+    assert "elementwise" in out and "openmp* [(in-process)]" in out
+    assert "platform_selection" in out
+
+
+# -- asp explain --------------------------------------------------------------------------------
+SCRIPT = '''
+import sys
+import warnings
+sys.path.insert(0, {repo!r})
+
+import numpy as np
+
+from asp_core import Dispatcher, plugins
+from tests.specializers import elementwise
+
+if not plugins.get_plugin_manager().is_registered(elementwise):
+    plugins.register_plugin(elementwise, name="explain-elementwise")
+
+
+def saxpy(a, b):
+    return 3.0 * a + b * (1.0 + 1.0)
+
+
+def squares(a):
+    return a ** 2  # FALLBACK-LINE
+
+
+a, b = np.ones(100), np.arange(100.0)
+d = Dispatcher("elementwise", saxpy)
+for _ in range(8):
+    assert np.array_equal(d(a, b), 3.0 * a + 2.0 * b)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert np.array_equal(Dispatcher("elementwise", squares)(a), a ** 2)
+'''
+
+
+@pytest.fixture
+def script(tmp_path, fresh_cache):
+    path = tmp_path / "user_script.py"
+    path.write_text(SCRIPT.format(repo=str(REPO)))
+    yield path
+    plugins_mod.unregister_plugin("explain-elementwise")
+
+
+def _fallback_line(path: Path) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1)
+                if line.endswith("# FALLBACK-LINE"))
+
+
+@requires_compiler
+def test_explain_text(script, fresh_cache):
+    result = _invoke("explain", str(script))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    saxpy = out[out.index("=== kernel saxpy"):out.index("=== kernel squares")]
+    for needle in [
+        f"at {script}:",
+        "--- Python source", "def saxpy(a, b):",
+        "--- DAST after frontend", "Map(nparams=2)",
+        "--- DAST after domain_optimization", "Num(value=2.0)",
+        "--- domain/platform passes", "elementwise-domain:constant-folding: changed the IR",
+        "--- components chosen",
+        "platform_selection: openmp — highest priority (10)",
+        "backend: c",
+        "--- platform program (openmp)", "void asp_map(", "(3.0 * in0[i])",
+        "--- variants: parallel-simd, serial",
+        "--- compile asp_map for variant parallel-simd (compiled in ", "-shared", "-fopenmp",
+        f"cache entry: {fresh_cache}",
+        "--- autotuning: winner",
+    ]:
+        assert needle in saxpy, f"{needle!r} missing from:\n{saxpy}"
+    assert saxpy.count(" ms  (") == 2  # one timing line per variant
+    squares = out[out.index("=== kernel squares"):]
+    line = _fallback_line(script)
+    assert "--- FALLBACK to pure Python" in squares
+    assert f"unsupported construct `BinOp` at {script}:{line}:12" in squares
+
+
+@requires_compiler
+def test_explain_json_and_kernel_filter(script, fresh_cache):
+    result = _invoke("explain", str(script), "--json")
+    assert result.exit_code == 0, result.output
+    kernels = json.loads(result.output)["kernels"]
+    assert [k["kernel"] for k in kernels] == ["saxpy", "squares"]
+    sax, sq = kernels
+    assert sax["fallback"] is None and sax["file"] == str(script)
+    assert "def saxpy" in sax["source"] and sax["specializer"] == "elementwise"
+    assert {p["phase"] for p in sax["phases"]} == set(PHASES)
+    assert sax["variants"][0]["names"] == ["parallel-simd", "serial"]
+    assert {c["variant"] for c in sax["compiles"]} == {"parallel-simd", "serial"}
+    for comp in sax["compiles"]:
+        assert Path(comp["path"]).exists() and comp["command"][0]
+        assert "asp_map" in comp["source"]
+    assert sax["autotune"][-1]["source"] == "tuned now"
+    assert sq["fallback"].startswith("unsupported construct `BinOp`")
+    assert f":{_fallback_line(script)}:" in sq["fallback"]
+    only = json.loads(_invoke("explain", str(script), "--json", "--kernel", "squa").output)
+    assert [k["kernel"] for k in only["kernels"]] == ["squares"]
+
+
+def test_explain_script_without_kernels(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text("x = 1\n")
+    assert "no kernel was specialised" in _invoke("explain", str(path)).output
+    failing = tmp_path / "exits.py"
+    failing.write_text("raise SystemExit(3)\n")
+    assert "exited with 3" in _invoke("explain", str(failing)).output
+
+
+# -- asp doctor ---------------------------------------------------------------------------------
+def test_doctor_no_stream(fresh_cache, monkeypatch):
+    from asp_core import hardware
+
+    monkeypatch.setattr(hardware, "measure_stream_copy",
+                        lambda *a, **k: pytest.fail("--no-stream measured the bandwidth"))
+    result = _invoke("doctor", "--no-stream")
+    out = result.output
+    for name in ("c compiler", "OpenMP", "GPU", "MPI", "cache", "plugins"):
+        assert f"] {name}" in out, out
+    assert "machine:" in out and "STREAM" not in out
+    assert result.exit_code == (1 if "FAIL" in out else 0)
+
+
+def test_doctor_explains_broken_plugin_and_bad_cache(plugin_state, monkeypatch, tmp_path):
+    install(monkeypatch, FakeEntryPoint("halfbaked", ImportError("No module named 'nothere'"),
+                                        dist="asp-halfbaked"))
+    root = tmp_path / "open-cache"
+    root.mkdir()
+    root.chmod(0o777)
+    monkeypatch.setenv("ASP_CACHE_DIR", str(root))
+    try:
+        with pytest.warns(Warning):
+            result = _invoke("doctor", "--no-stream")
+    finally:
+        root.chmod(0o700)
+    assert result.exit_code == 1
+    assert "BROKEN halfbaked (asp-halfbaked): ImportError: No module named 'nothere'" in \
+        result.output
+    assert "FAIL" in result.output and "writable by other users" in result.output
+
+
+# -- asp cache ----------------------------------------------------------------------------------
+@requires_compiler
+def test_cache_info_verify_clear(fresh_cache):
+    from asp_core.autotune import PerfDB
+    from asp_core.build import compile_library
+
+    good = compile_library("int f(void) { return 1; }\n", name="f", openmp=False)
+    bad = compile_library("int g(void) { return 2; }\n", name="g", openmp=False)
+    PerfDB().set_winner("k" * 64, "fast-variant", label="demo:kernel")
+    out = _invoke("cache", "info").output
+    assert f"cache directory: {fresh_cache}" in out
+    assert "entries: 2" in out and "autotuned kernels: 1" in out
+    assert "demo:kernel: fast-variant" in out
+    (bad.path.parent / "meta.json").write_text("{}")
+    out = _invoke("cache", "verify").output
+    assert "1 entries OK, 1 bad entries removed" in out and bad.key in out
+    assert good.path.exists() and not bad.path.parent.exists()
+    out = _invoke("cache", "clear").output
+    assert "removed 1 entries" in out and not good.path.exists()
+    assert PerfDB().winner("k" * 64) == "fast-variant"  # kept without --perf
+    assert "entries: 0" in _invoke("cache", "info").output
+    assert "tuning results" in _invoke("cache", "clear", "--perf").output
+    assert PerfDB().winner("k" * 64) is None
+
+
+# -- asp bench ----------------------------------------------------------------------------------
+BENCH = '''
+import numpy as np
+from asp_core import hookimpl
+
+
+def run(bench):
+    x = np.arange(2000.0)
+    bench.note("quick=%s" % bench.quick)
+    bench.compare("copy 16 KB", {{"numpy-copy": lambda: x.copy(), "asp-slice": lambda: x[:] * 1}},
+                  anchor="numpy-copy", bytes=2 * x.nbytes, repeats=3)
+
+
+@hookimpl
+def asp_register_benchmarks(register):
+    register.benchmark(name="{name}", func=run, description="tiny test suite")
+'''
+
+
+def test_bench_runs_registered_suite(tmp_path, monkeypatch, fresh_cache, plugin_state):
+    from asp_core import hardware
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")  # only the suite under test
+    plugins_mod.reset()
+    monkeypatch.setattr(hardware, "measure_stream_copy", lambda *a, **k: 20.0)
+    suite = "tinysuite"
+    bench_dir = tmp_path / "benches"
+    bench_dir.mkdir()
+    (bench_dir / "bench_tiny.py").write_text(BENCH.format(name=suite))
+    (bench_dir / "helper.py").write_text("raise RuntimeError('not a bench file')\n")
+    out_dir = tmp_path / "out"
+    listed = _invoke("bench", "--path", str(bench_dir), "--list").output
+    assert suite in listed and "tiny test suite" in listed
+    result = _invoke("bench", suite, "--path", str(bench_dir), "--out", str(out_dir), "--quick")
+    assert result.exit_code == 0, result.output
+    assert "quick=True" in result.output and "vs numpy-copy" in result.output
+    rows = json.loads((out_dir / "results.json").read_text())
+    assert {r["impl"] for r in rows} == {"numpy-copy", "asp-slice"}
+    for r in rows:
+        assert r["suite"] == suite and r["anchor"] == "numpy-copy" and r["gbs"] > 0
+        assert r["ratio"] > 0 and r["best"] <= r["median"]
+    anchor = next(r for r in rows if r["impl"] == "numpy-copy")
+    assert anchor["ratio"] == 1.0
+    png = (out_dir / "roofline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    bad = CliRunner().invoke(cli, ["bench", "no-such-suite", "--path", str(bench_dir)])
+    assert bad.exit_code == 2 and "unknown suite" in bad.output
+
+
+def test_version_and_help():
+    assert "asp" in _invoke("--version").output
+    out = _invoke("--help").output
+    for name in ("list", "explain", "doctor", "cache", "bench", "new"):
+        assert name in out
