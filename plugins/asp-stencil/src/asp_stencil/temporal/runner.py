@@ -65,35 +65,40 @@ def ring_bytes(plan: TemporalParams | Any, tp: TemporalParams) -> int:
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 6) -> list[TemporalParams]:
+                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
-    The working set of a unit (``ring_bytes``) should stay within about the per-core cache;
-    deeper blocks save memory traffic (``1/K``) but redo more halo work
-    (``R1·K/B1`` across tiles, ``R0·K²/B0`` at chunk edges), so the guess balances the two.
+    Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
+    (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole planes per unit
+    resident in a share of the last-level cache (no halo rows, but chunks of ``B0`` planes per
+    thread redo ``R0·K²/2`` planes at their edges). Deeper blocks save memory traffic (``1/K``)
+    but redo more halo work; the guess balances the two and the autotuner measures.
     """
     n0, n1, n2 = plan.shape
     r0, r1, _ = plan.radius
     nt = max(1, threads or _threads())
-    budget = int(1.5 * l2_bytes)
+    budget = 2 * l2_bytes
+    groups: list[tuple[list[int], list[int], int]] = []  # (tiles, chunks, ring budget)
     if n1 > 1:
         tiles = [b for b in (16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
+        groups.append((tiles, chunk_opts, budget))
+        groups.append(([n1], [-(-n0 // nt)], llc_bytes // (2 * nt)))
     else:
-        tiles = [1]
-        chunk_opts = sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True)
+        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), budget))
     cands: list[tuple[float, TemporalParams]] = []
-    for b1 in tiles:
-        for b0 in chunk_opts:
-            b0 = max(1, b0)
-            for k in (3, 5, 7, 9, 11, 15, 21):
-                tp = TemporalParams(k, b0, b1)
-                if ring_bytes(plan, tp) > budget and k > 3:
-                    continue
-                halo = 1.0 + (r1 * (k - 1) / b1 if n1 > 1 else 0.0)
-                warm = 1.0 + (r0 * (k - 1) * k / 2 / b0 if b0 < n0 else 0.0)
-                cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
-                cands.append((cost, tp))
+    for tiles, chunk_opts, limit in groups:
+        for b1 in tiles:
+            for b0 in chunk_opts:
+                b0 = max(1, b0)
+                for k in (3, 5, 7, 9, 11, 15, 21):
+                    tp = TemporalParams(k, b0, b1)
+                    if ring_bytes(plan, tp) > limit and k > 3:
+                        continue
+                    halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
+                    warm = 1.0 + (r0 * (k - 1) * k / 2 / b0 if b0 < n0 else 0.0)
+                    cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
+                    cands.append((cost, tp))
     cands.sort(key=lambda c: c[0])
     out: list[TemporalParams] = []
     for _, tp in cands:
@@ -211,7 +216,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
-    cands = candidate_params(plan, l2_bytes=l2)
+    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=hw.last_level_cache)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
     if forced:  # "K,B0,B1": pin one tuning point (benchmarks, debugging)
         k, b0, b1 = (int(v) for v in forced.split(","))
