@@ -1,6 +1,7 @@
 """Distributed runs over MPI: 1 vs 2 ranks per specializer, and communication counts.
 
     python benchmarks/bench_mpi.py [--quick]          # standalone
+    python benchmarks/bench_mpi.py --model            # the cluster scaling model (docs)
     asp bench --path benchmarks mpi [--quick]         # through the core's runner
 
 The driver (this process) launches ``mpiexec -n 1`` and ``mpiexec -n 2`` workers of this same
@@ -304,9 +305,84 @@ def worker(kind: str, quick: bool) -> None:
         sys.stdout.flush()
 
 
+# -- a cluster scaling model (docs/guide/mpi.md) -------------------------------------------------
+
+#: Assumptions of the model, stated once: one MPI rank per node (OpenMP inside the node).
+CLUSTER = {
+    "alpha_s": 2e-6,          # latency of one MPI message between nodes (InfiniBand HDR)
+    "beta_Bps": 20e9,         # injection bandwidth per node (200 Gb/s link, ~80% achieved)
+    "mem_Bps": 200e9,         # STREAM bandwidth of one node (2 sockets, DDR4/DDR5)
+    "flops": 1.5e12,          # achieved double-precision FLOP/s of one node on dense EM work
+}
+
+
+def _allreduce(nbytes: float, P: int, c: dict) -> float:
+    """Recursive doubling latency plus a ring's bandwidth term."""
+    import math
+
+    return 0.0 if P == 1 else 2 * math.log2(P) * c["alpha_s"] + 2 * nbytes / c["beta_Bps"]
+
+
+def model_times(P: int, *, weak: bool, c: dict = CLUSTER) -> dict[str, float]:
+    """Modelled seconds per step/iteration on P nodes (strong: fixed global size; weak: fixed
+    size per node). Problem sizes: stencil 1024^3 (weak: 512^3 per node), GMM 10^8 samples D=16
+    M=32 (weak: 10^7 per node), CG on 3-D Poisson 512^3 (weak: 256^3 per node)."""
+    out = {}
+    # stencil: 16 B per point per step; 3-D blocks; 6 face messages of one halo layer
+    n_pts = (512 ** 3) * P if weak else 1024 ** 3
+    n = (n_pts / P) ** (1 / 3)
+    comp = 16 * n ** 3 / c["mem_Bps"]
+    for s in (1, 4):
+        halo = 0.0 if P == 1 else (6 * c["alpha_s"] + 6 * 8 * n * n * s / c["beta_Bps"]) / s
+        redundant = 0.0 if P == 1 else comp * 3 * (s - 1) / n  # recomputed halo layers
+        out[f"stencil s={s}"] = comp + halo + redundant
+    # GMM diag: ~6 N M D flops per iteration, one Allreduce of the statistics
+    N, D, M = (1e7 * P if weak else 1e8), 16, 32
+    out["gmm diag"] = 6 * N * M * D / P / c["flops"] + _allreduce(8 * M * (2 * D + 1), P, c)
+    # CG on 3-D Poisson (7 nnz/row: 84 B of matrix per row per pass). Plain CG per iteration:
+    # the matrix plus ~10 vector passes = 164 B/row. CA-CG per s steps: the matrix once, the
+    # 2s+2 basis vectors written and read once (Gram fused), 3 vectors rebuilt: 84+16(2s+2)+48.
+    rows = (256 ** 3) * P if weak else 512 ** 3
+    nl = (rows / P) ** (1 / 3)
+    out["cg plain"] = (164 * rows / P / c["mem_Bps"]
+                       + (0.0 if P == 1 else 6 * c["alpha_s"] + 6 * 8 * nl * nl / c["beta_Bps"])
+                       + 2 * _allreduce(8, P, c))
+    s = 8
+    m = 2 * (s + 1)
+    ca_local = (84 + 16 * m + 48) / s * rows / P / c["mem_Bps"]
+    ca_ex = 0.0 if P == 1 else (6 * c["alpha_s"] + 2 * 6 * 8 * nl * nl * s / c["beta_Bps"]) / s
+    ca_redundant = 0.0 if P == 1 else ca_local * 3 * s / nl  # ghost rows of depth s
+    out["cg CA s=8"] = ca_local + ca_ex + ca_redundant + _allreduce(8 * m * m, P, c) / s
+    return out
+
+
+def scaling_table() -> str:
+    """Markdown tables of modelled efficiency (strong and weak scaling); both CG columns are
+    relative to plain CG on one node, so CA-CG's extra local work shows."""
+    lines = []
+    for weak in (False, True):
+        base = model_times(1, weak=weak)
+        names = list(base)
+        lines.append(f"\n{'weak' if weak else 'strong'} scaling: efficiency "
+                     f"({'T(1) / T(P)' if weak else 'T(1) / (P T(P))'}; both CG columns use "
+                     "plain CG on one node as T(1))\n")
+        lines.append("| nodes P | " + " | ".join(names) + " |")
+        lines.append("|---:|" + "---:|" * len(names))
+        for P in (1, 8, 64, 512, 4096):
+            t = model_times(P, weak=weak)
+            ref = [base["cg plain"] if k.startswith("cg") else base[k] for k in names]
+            eff = [(r / t[k]) if weak else r / (P * t[k]) for r, k in zip(ref, names)]
+            lines.append(f"| {P} | " + " | ".join(f"{e:.0%}" for e in eff) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     if "--worker" in argv:
         worker(argv[argv.index("--worker") + 1], "--quick" in argv)
+        return
+    if "--model" in argv:
+        print("assumptions:", CLUSTER)
+        print(scaling_table())
         return
     from asp_core.bench import BenchContext
 
