@@ -71,7 +71,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
     (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole planes per unit
     resident in a share of the last-level cache (no halo rows, but chunks of ``B0`` planes per
-    thread redo ``R0·K²/2`` planes at their edges). Deeper blocks save memory traffic (``1/K``)
+    thread redo about ``R0·K`` planes at their edges). Deeper blocks save memory traffic (``1/K``)
     but redo more halo work; the guess balances the two and the autotuner measures.
     """
     n0, n1, n2 = plan.shape
@@ -96,7 +96,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                     if ring_bytes(plan, tp) > limit and k > 3:
                         continue
                     halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
-                    warm = 1.0 + (r0 * (k - 1) * k / 2 / b0 if b0 < n0 else 0.0)
+                    warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
                     cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
                     cands.append((cost, tp))
     cands.sort(key=lambda c: c[0])
