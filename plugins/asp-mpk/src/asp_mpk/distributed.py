@@ -176,20 +176,29 @@ class DistributedMatrix:
                 rows.update(self._fetch_rows(new))
             frontier = new
         self.levels = levels
-        glob = np.concatenate(levels)
+        # local numbering in global order: a banded A stays banded (so asp_mpk can use its DIA
+        # kernels on every rank), and the owned rows are one contiguous slice of it
+        depth = np.concatenate([np.full(len(lv), j, dtype=np.int64)
+                                for j, lv in enumerate(levels)])
+        allrows = np.concatenate(levels)
+        order = np.argsort(allrows, kind="stable")
+        glob, depth = allrows[order], depth[order]
         self.glob = glob
         self.n_ext = len(glob)
+        first = int(np.searchsorted(glob, self.lo))
+        self.own = slice(first, first + self.n_own)
         loc = np.full(self.n, -1, dtype=np.int64)
         loc[glob] = np.arange(self.n_ext)
-        n_rows = sum(len(lv) for lv in levels[:k])  # rows with entries: depth < k
         indptr = [0]
         cols_l, vals_l = [], []
-        for r in glob[:n_rows]:
-            c, v = rows[int(r)]
-            cols_l.append(loc[c])
-            vals_l.append(v)
-            indptr.append(indptr[-1] + len(c))
-        indptr += [indptr[-1]] * (self.n_ext - n_rows)
+        for r, dep in zip(glob, depth):
+            if dep < k:  # the rows of the outermost level are only values of x
+                c, v = rows[int(r)]
+                cols_l.append(loc[c])
+                vals_l.append(v)
+                indptr.append(indptr[-1] + len(c))
+            else:
+                indptr.append(indptr[-1])
         cols = np.concatenate(cols_l) if cols_l else np.zeros(0, np.int64)
         vals = np.concatenate(vals_l) if vals_l else np.zeros(0)
         if np.any(cols < 0):  # pragma: no cover - closure construction bug
@@ -197,25 +206,26 @@ class DistributedMatrix:
         self.A_ext = sp.csr_matrix((vals, cols, np.asarray(indptr)), shape=(self.n_ext,
                                                                             self.n_ext))
         self.A_ext.sort_indices()
-        n1 = self.n_own + len(levels[1]) if k >= 1 else self.n_own
-        self.n1 = n1
-        self.A_1 = self.A_ext[:self.n_own, :n1]  # one product needs only depth-1 ghosts
-        self.halo_k = self._halo(glob[self.n_own:], self.n_own)
-        self.halo_1 = self._halo(glob[self.n_own:n1], self.n_own)
+        self.A_own = self.A_ext[self.own]  # one product needs only the depth-1 ghosts
+        ghost = depth > 0
+        pos = np.arange(self.n_ext)
+        self.halo_k = self._halo(glob[ghost], pos[ghost])
+        self.halo_1 = self._halo(glob[depth == 1], pos[depth == 1])
 
-    def _halo(self, ghosts: np.ndarray, first: int) -> _Halo:
+    def _halo(self, ghosts: np.ndarray, positions: np.ndarray) -> _Halo:
+        """Collective: receive ``ghosts`` (global rows) into ``positions``; learn what to send."""
         owners = self._owner(ghosts)
         halo = _Halo()
         req = []
         for q in range(self.size):
-            pos = np.nonzero(owners == q)[0]
-            req.append(ghosts[pos])
-            if len(pos):
-                halo.recv.append((q, pos + first))
+            sel = np.nonzero(owners == q)[0]
+            req.append(ghosts[sel])
+            if len(sel):
+                halo.recv.append((q, positions[sel]))
         asked = self._alltoall(req)
         for q, ids in enumerate(asked):
             if ids is not None and len(ids):
-                halo.send.append((q, np.asarray(ids, dtype=np.int64) - self.lo))
+                halo.send.append((q, np.asarray(ids, dtype=np.int64) - self.lo + self.own.start))
         return halo
 
     # -- communication ----------------------------------------------------------------------------
@@ -251,10 +261,10 @@ class DistributedMatrix:
 
     def matvec(self, x_own: np.ndarray) -> np.ndarray:
         """Collective: this rank's rows of ``A @ x`` (one depth-1 exchange)."""
-        v = np.zeros((1, self.n1))
-        v[0, :self.n_own] = x_own
+        v = np.zeros((1, self.n_ext))
+        v[0, self.own] = x_own
         self.exchange(v, self.halo_1)
-        return self.A_1 @ v[0]
+        return self.A_own @ v[0]
 
     def check_local_vector(self, x: Any, name: str = "x") -> np.ndarray:
         """Collective: this rank's block of a vector; the same error on all ranks if bad."""
@@ -327,7 +337,7 @@ class DistributedMatrixPowers:
         rows = arr if two_d else arr[None, :]
         xs = np.stack([m.check_local_vector(r) for r in rows]) if len(rows) else rows
         ext = np.zeros((xs.shape[0], m.n_ext))
-        ext[:, :m.n_own] = xs
+        ext[:, m.own] = xs
         m.exchange(ext, m.halo_k)
         if m.n_ext == 0:
             out = np.zeros((xs.shape[0], self.k + 1, 0))
@@ -335,7 +345,7 @@ class DistributedMatrixPowers:
             out = ext[:, None, :]
         else:
             out = self._local().powers(ext, basis=basis, shifts=shifts)
-        res = np.ascontiguousarray(out[:, :, :m.n_own])
+        res = np.ascontiguousarray(out[:, :, m.own])
         return res if two_d else res[0]
 
     __call__ = powers
