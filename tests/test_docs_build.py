@@ -49,7 +49,7 @@ def test_html_builds_without_warnings(tmp_path):
         assert f'id="asp_core.hookspecs.{name}"' in html, f"{name} not rendered by autodoc"
     cli = (tmp_path / "html" / "reference" / "cli.html").read_text()
     for command in ("list", "explain", "doctor", "cache", "bench", "new"):
-        assert f"asp {command}" in cli, f"asp {command} missing from the CLI reference"
+        assert f'id="asp-{command}"' in cli, f"asp {command} missing from the CLI reference"
 
 
 @needs_sphinx
