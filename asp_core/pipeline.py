@@ -176,7 +176,7 @@ class Pipeline:
                          platform=variants[0].program.platform)
         tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
                           label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record,
-                          repeats=3)
+                          repeats=self.spec.tuning_repeats)
         if tuner.done:
             return build(tuner.winner or variants[0].name)
         # Build the first variant now, inside the dispatcher's error handling: a missing compiler

@@ -37,6 +37,7 @@ class Specializer:
     plugin: str = ""
     distribution: str = ""
     version: str = ""
+    tuning_repeats: int = 3
 
 
 @dataclass
@@ -80,7 +81,8 @@ class Registry:
 
     # -- registration API (what plugins call) -------------------------------------------------
     def specializer(self, name: str, description: str = "", signature: SignatureFn | None = None,
-                    tuning_key: SignatureFn | None = None) -> Specializer:
+                    tuning_key: SignatureFn | None = None, tuning_repeats: int = 3
+                    ) -> Specializer:
         """Declare a specializer. Raises :class:`PluginError` if the name is taken."""
         if not name or not isinstance(name, str):
             raise PluginError("a specializer needs a non-empty string name")
@@ -88,8 +90,10 @@ class Registry:
             other = self.specializers[name]
             raise PluginError(f"specializer {name!r} is already registered by plugin "
                               f"{other.plugin!r} ({other.distribution})")
+        if int(tuning_repeats) < 1:
+            raise PluginError(f"specializer {name!r}: tuning_repeats must be at least 1")
         spec = Specializer(name, description, signature, tuning_key, self._plugin,
-                           self._distribution, self._version)
+                           self._distribution, self._version, int(tuning_repeats))
         self.specializers[name] = spec
         return spec
 
