@@ -27,7 +27,9 @@ class Specializer:
     property the generated code depends on (shapes, dtypes, constants). It must also validate
     the arguments, raising ``TypeError``/``ValueError`` for bad input. ``tuning_key`` (same
     arguments) is the coarser key under which autotuning winners are stored; it defaults to the
-    specialisation key.
+    specialisation key. ``tuning_repeats`` is how many real calls time each variant before the
+    winner is fixed (the minimum counts): 3 suits cheap kernels on a noisy machine, 1 suits the
+    paper's GMM selection, where one call is a whole EM iteration.
     """
 
     name: str
