@@ -15,11 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asp_core import __version__  # noqa: E402
+from asp_core import __version__
 
 project = "Asp"
 author = "The Asp developers"
-copyright = "2026, The Asp developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, The Asp developers"
 version = release = __version__
 
 extensions = [

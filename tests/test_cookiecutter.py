@@ -20,14 +20,14 @@ import pytest
 pytest.importorskip("cookiecutter", reason="the template tests need cookiecutter "
                                            "(pip install 'asp-core[new]')")
 
-from asp_core.cli.new import template_dir  # noqa: E402
-from asp_core.phases import PHASES  # noqa: E402
+from asp_core.cli.new import template_dir
+from asp_core.phases import PHASES
 
 TIMEOUT = 300
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(cmd, cwd=cwd, check=False, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -56,12 +56,12 @@ def installed():
     yield install
     for dist in names:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", dist],
-                       capture_output=True, text=True, timeout=TIMEOUT)
+                       check=False, capture_output=True, text=True, timeout=TIMEOUT)
 
 
 def _run_generated_tests(project: Path) -> int:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=project, capture_output=True, text=True, timeout=TIMEOUT)
+                          cwd=project, check=False, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, f"the generated tests failed:\n{proc.stdout}\n{proc.stderr}"
     passed = re.search(r"(\d+) passed", proc.stdout)
     assert passed and "failed" not in proc.stdout and "error" not in proc.stdout.lower(), \
@@ -136,7 +136,7 @@ def test_non_default_options_through_asp_new(tmp_path, installed):
 def test_invalid_names_are_refused(tmp_path, name, problem):
     proc = subprocess.run([sys.executable, "-c", "from asp_core.cli import main; main()", "new",
                            name, "--no-input", "--output-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=TIMEOUT)
+                          check=False, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode != 0
     assert problem in proc.stdout + proc.stderr
     assert not any(tmp_path.iterdir())

@@ -37,7 +37,7 @@ def _sphinx(builder: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder,
          "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / builder)],
-        capture_output=True, text=True, timeout=600)
+        check=False, capture_output=True, text=True, timeout=600)
 
 
 @needs_sphinx

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from asp_stencil import dast as D
-
 from asp_stencil_numpy.inline import inline_single_use
 
 P0 = D.PointExpr(None, (0, 0))

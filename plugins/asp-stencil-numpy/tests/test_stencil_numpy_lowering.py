@@ -7,12 +7,11 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
-
 from asp_stencil_numpy.support import unsupported_reason
+from hypothesis import HealthCheck, given, reject, settings
 
 NUMPY = {"platform_selection": "numpy"}
 
@@ -67,7 +66,7 @@ class Math(StencilKernel):
             out[x] = math.sqrt(abs(u[x])) + math.exp(min(u[x], 5.0)) * u[x] ** 2
 
 
-import math  # noqa: E402  (the Math kernel's global)
+import math
 
 
 @pytest.mark.parametrize("cls,shape,n", [(Laplacian3D, (9, 8, 7), 1),
@@ -133,7 +132,7 @@ def test_generated_code_is_slicing_and_slabs_give_the_same_bits(monkeypatch):
     monkeypatch.setattr(NumpyPlatform, "lower", spy)
     grids = make_grids((9, 8, 7), 1, seed=11)
     k, expected, whole = _run(Laplacian3D, grids)
-    text = [e for kind, e in k.kernel.last_context.events if kind == "program"][0]["text"]
+    text = next(e for kind, e in k.kernel.last_context.events if kind == "program")["text"]
     assert "g_out[1:8, 1:7, 1:6] =" in text and "for " not in text
     assert_bitwise(expected, whole)
 
@@ -181,8 +180,9 @@ def test_random_kernels_match_python(case):
     except (ArithmeticError, ValueError):
         reject()
     cls.asp_options = {}
-    from asp_core.pipeline import NoPlatform
     import os
+
+    from asp_core.pipeline import NoPlatform
 
     os.environ["ASP_MODE"] = "strict"
     try:

@@ -16,10 +16,11 @@ import sys
 import textwrap
 
 import pytest
-from asp_core import SpecializationWarning, plugins
-from asp_core.testing import requires_compiler
 from asp_stencil import StencilKernel
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
+
+from asp_core import SpecializationWarning, plugins
+from asp_core.testing import requires_compiler
 
 SCRIPT = textwrap.dedent('''
     import numpy as np
@@ -42,7 +43,7 @@ SCRIPT = textwrap.dedent('''
 def _asp(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-c", "from asp_core.cli import main; main()", *args],
-                          capture_output=True, text=True, env=full, cwd=cwd, timeout=300)
+                          check=False, capture_output=True, text=True, env=full, cwd=cwd, timeout=300)
 
 
 def _stencil(listing: dict) -> dict:
@@ -129,7 +130,7 @@ def test_asp_explain_shows_numpy_chosen(tmp_path):
     assert "backend: numpy" in proc.stdout
     assert "--- platform program (numpy)" in proc.stdout
     assert "g_out[1:19, 1:23] =" in proc.stdout
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+    plain = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True,
                            env={**os.environ, "ASP_MODE": "python"}, timeout=300)
     assert plain.stdout.strip().splitlines()[-1] in proc.stdout
 
@@ -183,7 +184,7 @@ def test_plugin_module_does_not_import_asp_stencil():
     """The registration module stays light: asp-stencil loads only when a kernel needs it."""
     code = ("import sys, asp_stencil_numpy.plugin; "
             "print(sorted(m for m in sys.modules if m.startswith('asp_stencil.')))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -6,7 +6,6 @@ import itertools
 
 import pytest
 from asp_stencil import StencilGrid
-
 from asp_stencil_numpy.regions import border_boxes, boxes, interior_box
 
 

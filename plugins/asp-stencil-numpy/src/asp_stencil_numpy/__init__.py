@@ -18,4 +18,4 @@ from asp_stencil_numpy.backend import NumpyBackend
 from asp_stencil_numpy.platform import PRIORITY, NumpyPlatform
 from asp_stencil_numpy.variants import SlabVariants
 
-__all__ = ["NumpyPlatform", "SlabVariants", "NumpyBackend", "PRIORITY"]
+__all__ = ["PRIORITY", "NumpyBackend", "NumpyPlatform", "SlabVariants"]

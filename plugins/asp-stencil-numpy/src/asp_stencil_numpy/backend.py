@@ -9,9 +9,11 @@ compiled C platform does not warn either).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
 from asp_core.components import Backend, Variant
 
 __all__ = ["NumpyBackend"]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from asp_core.ir import Transformer
 from asp_stencil import dast as D
+
+from asp_core.ir import Transformer
 
 __all__ = ["inline_single_use"]
 

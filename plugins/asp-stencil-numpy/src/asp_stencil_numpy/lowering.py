@@ -25,8 +25,9 @@ import ast
 import linecache
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from asp_stencil import dast as D
@@ -34,7 +35,7 @@ from asp_stencil import dast as D
 from asp_stencil_numpy.inline import inline_single_use
 from asp_stencil_numpy.regions import Box, boxes
 
-__all__ = ["NumpySource", "lower_numpy", "function_name", "HELPERS"]
+__all__ = ["HELPERS", "NumpySource", "function_name", "lower_numpy"]
 
 _BIN = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}
 _CMP = {"<": ast.Lt, "<=": ast.LtE, ">": ast.Gt, ">=": ast.GtE, "==": ast.Eq, "!=": ast.NotEq}

@@ -11,7 +11,7 @@ from typing import Any
 
 from asp_core.components import Platform, PlatformProgram
 
-__all__ = ["NumpyPlatform", "PRIORITY"]
+__all__ = ["PRIORITY", "NumpyPlatform"]
 
 #: Below the OpenMP platform (10), above the pure-Python platform (-100) of asp-stencil.
 PRIORITY = -10

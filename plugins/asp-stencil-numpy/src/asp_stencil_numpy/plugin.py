@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import hookimpl
-
 from asp_stencil_numpy.backend import NumpyBackend
 from asp_stencil_numpy.platform import PRIORITY, NumpyPlatform
 from asp_stencil_numpy.variants import SlabVariants

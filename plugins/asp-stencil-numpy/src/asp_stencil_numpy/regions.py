@@ -10,9 +10,9 @@ border exactly once. The order in which points are visited does not matter on th
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-__all__ = ["Box", "interior_box", "border_boxes", "boxes"]
+__all__ = ["Box", "border_boxes", "boxes", "interior_box"]
 
 Box = tuple[tuple[int, int], ...]  # per dimension: half-open [lo, hi)
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from asp_stencil import dast as D
 
-__all__ = ["unsupported_reason", "SUPPORTED_DTYPES"]
+__all__ = ["SUPPORTED_DTYPES", "unsupported_reason"]
 
 SUPPORTED_DTYPES = ("<f8", "<f4")
 

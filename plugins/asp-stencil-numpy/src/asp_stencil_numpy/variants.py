@@ -14,7 +14,7 @@ from typing import Any
 
 from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
 
-__all__ = ["SlabVariants", "slab_sizes", "TARGET_POINTS"]
+__all__ = ["TARGET_POINTS", "SlabVariants", "slab_sizes"]
 
 #: Points per slab the variants aim at (about 128 KiB and 1 MiB of float64 temporaries).
 TARGET_POINTS = (16_384, 131_072)
