@@ -46,10 +46,6 @@ def stream_width(isa: tuple[str, ...]) -> tuple[int, str, str]:
     return 2, "_mm_stream_pd", "_mm_loadu_pd"
 
 
-def _n(x: int | str) -> C.Expr:
-    return C.Constant(x) if isinstance(x, int) else C.Name(x)
-
-
 def _add(a: C.Expr, b: C.Expr) -> C.Expr:
     if isinstance(b, C.Constant) and b.value == 0:
         return a

@@ -21,13 +21,8 @@ from ._util import map_expr
 
 
 def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
-    dim = None
-    sequential = loop.sequential
-    for s in loop.body:
-        for r in D.reads(s.value):
-            if r.grid == out and any(r.at.offset):
-                sequential = True
-            dim = len(r.at.offset)
+    sequential = loop.sequential or any(
+        r.grid == out and any(r.at.offset) for s in loop.body for r in D.reads(s.value))
     stores = [s for s in loop.body if isinstance(s, D.Store)]
     if not stores:
         return loop.replace(sequential=sequential)
@@ -35,6 +30,7 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
     centre = D.Read(out, D.PointExpr(None, (0,) * dim))
     cur: str | None = None
     n = 0
+    last_line = stores[-1].line
     body: list[D.Stmt] = []
 
     def fwd(e: D.Expr) -> D.Expr | None:
@@ -51,7 +47,8 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
             last_line = s.line
         else:
             body.append(s.replace(value=value))
-    body.append(D.Store(out, D.PointExpr(None, (0,) * dim), D.Var(cur), line=last_line))  # type: ignore[arg-type]
+    assert cur is not None
+    body.append(D.Store(out, D.PointExpr(None, (0,) * dim), D.Var(cur), line=last_line))
     return loop.replace(body=tuple(body), sequential=sequential)
 
 
