@@ -55,7 +55,7 @@ def _threads() -> int:
     return os.cpu_count() or 1
 
 
-def ring_bytes(plan: TemporalParams | Any, tp: TemporalParams) -> int:
+def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
     n0, n1, n2 = plan.shape
     r0, r1, _ = plan.radius
