@@ -51,7 +51,7 @@ def test_mpi_mismatched_inputs_fail_on_every_rank():
 @requires_mpi
 def test_mpi_run_mpi_kills_a_hung_job():
     start = time.perf_counter()
-    run = run_mpi(FAULTS, 2, timeout=4, args=["hang"])
+    run = run_mpi(FAULTS, 2, timeout=3, args=["hang"])
     assert run.timed_out
     assert not run.ok
     assert time.perf_counter() - start < 30

@@ -16,9 +16,11 @@ SCRIPTS = Path(__file__).parent / "scripts"
 @requires_compiler
 @pytest.mark.parametrize("nprocs", [2, 3])
 def test_mpi_gmm_equal_to_one_process(nprocs):
-    # tuning on: the ranks must agree on the variant (checked in the script)
+    # with 2 ranks the variants are tuned in lock-step (the script checks that the ranks agree);
+    # with 3 the default variant keeps the test short
+    tune = "always" if nprocs == 2 else "off"
     run = run_mpi(SCRIPTS / "mpi_gmm_check.py", nprocs, timeout=150,
-                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": "always"})
+                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": tune})
     assert run.ok, run.describe()
     assert "GMM-ALL-OK" in run.stdout, run.describe()
     lines = list(run.lines("GMM-OK"))

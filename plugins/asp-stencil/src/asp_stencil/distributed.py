@@ -267,7 +267,8 @@ class DistributedStencilGrid:
                     ghost_depth: int | None = None) -> DistributedStencilGrid:
         """The decomposition of a grid that every rank holds in full (no communication)."""
         arr = grid.data if isinstance(grid, StencilGrid) else np.asarray(grid)
-        g = grid.ghost_depth if isinstance(grid, StencilGrid) else (ghost_depth or 1)
+        g = grid.ghost_depth if isinstance(grid, StencilGrid) else (
+            1 if ghost_depth is None else ghost_depth)
         out = cls(arr.shape, comm, dtype=arr.dtype, ghost_depth=g, halo_depth=halo_depth,
                   dims=dims)
         if isinstance(grid, StencilGrid):
