@@ -8,12 +8,14 @@ tested by comparing trees without compiling anything.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Union
 
 from asp_core.ir import Node
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "CType", "DOUBLE", "FLOAT", "INT", "LONG", "VOID", "SIZE_T", "ctype_for",
@@ -55,21 +57,28 @@ LONG = CType("long")
 VOID = CType("void")
 SIZE_T = CType("size_t")
 
-_DTYPES = {np.dtype(np.float64): "double", np.dtype(np.float32): "float",
-           np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
-           np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
-           np.dtype(np.uint8): "uint8_t", np.dtype(np.uint32): "uint32_t",
-           np.dtype(np.uint64): "uint64_t", np.dtype(np.bool_): "uint8_t"}
+@functools.lru_cache(maxsize=1)
+def _dtypes() -> dict[Any, str]:
+    # built on first use: importing the PAST (plugins do, at registration) must not cost numpy
+    import numpy as np
+
+    return {np.dtype(np.float64): "double", np.dtype(np.float32): "float",
+            np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
+            np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
+            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint32): "uint32_t",
+            np.dtype(np.uint64): "uint64_t", np.dtype(np.bool_): "uint8_t"}
 
 
 def ctype_for(dtype: np.dtype | type | str) -> CType:
     """The C type holding one element of a NumPy dtype (``TypeError`` if none does)."""
+    import numpy as np
+
     dt = np.dtype(dtype)
     try:
-        return CType(_DTYPES[dt])
+        return CType(_dtypes()[dt])
     except KeyError:
         raise TypeError(f"no C type for NumPy dtype {dt}; supported: "
-                        f"{', '.join(str(d) for d in _DTYPES)}") from None
+                        f"{', '.join(str(d) for d in _dtypes())}") from None
 
 
 class Expr(Node):
