@@ -16,6 +16,7 @@ SCRIPT = """
 import json, sys
 import asp_core
 after_import = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})
+numpy_after_import = "numpy" in sys.modules
 import subprocess
 calls = []
 _real = subprocess.Popen.__init__
@@ -29,7 +30,9 @@ try:
 except SystemExit:
     pass
 after_list = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})
-print(json.dumps({{"import": after_import, "list": after_list, "subprocesses": calls}}))
+print(json.dumps({{"import": after_import, "list": after_list, "subprocesses": calls,
+                  "numpy_after_import": numpy_after_import,
+                  "numpy_after_list": "numpy" in sys.modules}}))
 """
 
 
@@ -52,6 +55,9 @@ def test_import_and_list_are_light(tmp_path, autoload):
     assert result["list"] == [], (
         f"asp list imported {result['list']}; a plugin's registration module must import heavy "
         "optional dependencies inside functions")
+    assert not result["numpy_after_import"], "import asp_core imported numpy"
+    if autoload == "core only":
+        assert not result["numpy_after_list"], "the core's asp list imported numpy"
     assert result["subprocesses"] == [], "asp list ran a subprocess (compiler probe?)"
     assert not cache.exists() or not any(cache.rglob("*")), \
         f"asp list wrote to the cache: {sorted(cache.rglob('*'))}"
