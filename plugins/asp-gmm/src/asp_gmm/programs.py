@@ -21,9 +21,9 @@ __all__ = ["problem", "variants_for"]
 
 
 def problem(op: str, M: int, D: int, cov: str, dtype: str = "float64",
-            n_samples: int = 1000) -> EMProblem:
+            n_samples: int = 1000, options: dict | None = None) -> EMProblem:
     """The optimised DAST of a problem, as the frontend and domain passes would build it."""
-    ctx = SpecializationContext("gmm", None, options={})
+    ctx = SpecializationContext("gmm", None, options=dict(options or {}))
     steps: list[Any] = [LogDensity(cov)]
     if op == "em_step":
         from asp_gmm.dast import AddLogWeights, LogSumExp, Moments, Responsibilities
@@ -38,7 +38,7 @@ def variants_for(platform: str, op: str, M: int, D: int, cov: str, dtype: str = 
                  n_samples: int = 1000, options: dict | None = None) -> list[Variant]:
     """Every variant the platform optimiser makes for ``platform`` ("openmp" | "cuda")."""
     ctx = SpecializationContext("gmm", None, options=dict(options or {}))
-    dast = problem(op, M, D, cov, dtype, n_samples)
+    dast = problem(op, M, D, cov, dtype, n_samples, options)
     if platform == "cuda":
         return CudaVariants().variants(CudaPlatform().lower(dast, ctx), ctx)
     if platform == "openmp":
