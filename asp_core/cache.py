@@ -109,10 +109,15 @@ class CodeCache:
         try:
             meta = json.loads(meta_path.read_text())
             files = meta["files"]
+            # every file of the entry is checksummed, and nothing else: a meta.json that lists
+            # fewer files (or none) would let an unverified library be loaded
+            present = {p.name for p in path.iterdir() if p.is_file() and p.name != META}
+            if meta.get("key") != key or not files or set(files) != present:
+                return None
             for name, digest in files.items():
                 if _sha256(path / name) != digest:
                     return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         return CacheEntry(key, path, meta)
 
