@@ -255,3 +255,28 @@ def test_warm_start_in_new_process_hits_cache_and_stored_winner(fresh_cache):
     assert second["autotune"] == [{"winner": winner, "source": "perf database"}]
     assert [(c["variant"], c["cached"]) for c in second["compiles"]] == [(winner, True)]
     assert {p: p.stat().st_mtime_ns for e in _entries(fresh_cache) for p in e.iterdir()} == stamps
+
+
+@requires_compiler
+@pytest.mark.parametrize("tamper", ["no-files-listed", "library-not-listed", "extra-file",
+                                    "wrong-key", "files-not-a-dict", "path-escape"])
+def test_meta_that_does_not_cover_the_entry_is_rejected(fresh_cache, tamper):
+    lib = compile_library(SRC, name="twice", openmp=False)
+    entry = lib.path.parent
+    meta = json.loads((entry / "meta.json").read_text())
+    if tamper == "no-files-listed":
+        meta["files"] = {}
+    elif tamper == "library-not-listed":
+        del meta["files"]["libtwice.so"]
+    elif tamper == "extra-file":
+        (entry / "libevil.so").write_bytes(b"\x7fELF")
+    elif tamper == "wrong-key":
+        meta["key"] = "0" * 64
+    elif tamper == "files-not-a-dict":
+        meta["files"] = 7
+    else:
+        meta["files"]["../../escape"] = meta["files"].pop("twice.c")
+    (entry / "meta.json").write_text(json.dumps(meta))
+    assert CodeCache(fresh_cache).lookup(lib.key) is None
+    rebuilt = compile_library(SRC, name="twice", openmp=False)
+    assert not rebuilt.cached and CodeCache(fresh_cache).lookup(lib.key) is not None
