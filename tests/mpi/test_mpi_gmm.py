@@ -1,4 +1,4 @@
-"""Data-parallel EM (asp_gmm.distributed) on 2 and 3 ranks equals one process (rtol 1e-10)."""
+"""Data-parallel EM (asp_gmm.distributed) on 1, 2 and 3 ranks equals one process (rtol 1e-10)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ SCRIPTS = Path(__file__).parent / "scripts"
 
 @requires_mpi
 @requires_compiler
-@pytest.mark.parametrize("nprocs", [2, 3])
+@pytest.mark.parametrize("nprocs", [1, 2, 3])
 def test_mpi_gmm_equal_to_one_process(nprocs):
     # with 2 ranks the variants are tuned in lock-step (the script checks that the ranks agree);
-    # with 3 the default variant keeps the test short
+    # with 1 and 3 the default variant keeps the test short
     tune = "always" if nprocs == 2 else "off"
     run = run_mpi(SCRIPTS / "mpi_gmm_check.py", nprocs, timeout=150,
                   env={"ASP_MODE": "strict", "ASP_AUTOTUNE": tune})

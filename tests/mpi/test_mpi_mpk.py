@@ -1,4 +1,4 @@
-"""Distributed matrix powers and CA-CG (asp_mpk.distributed) on 2 and 3 ranks."""
+"""Distributed matrix powers and CA-CG (asp_mpk.distributed) on 1, 2 and 3 ranks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _field(line: str, name: str) -> str:
 
 @requires_mpi
 @requires_compiler
-@pytest.mark.parametrize("nprocs", [2, 3])
+@pytest.mark.parametrize("nprocs", [1, 2, 3])
 def test_mpi_mpk_equal_to_one_process(nprocs):
     run = run_mpi(SCRIPTS / "mpi_mpk_check.py", nprocs, timeout=150,
                   env={"ASP_MODE": "strict", "ASP_AUTOTUNE": "off"})
@@ -27,8 +27,9 @@ def test_mpi_mpk_equal_to_one_process(nprocs):
     assert "MPK-ALL-OK" in run.stdout, run.describe()
     powers = [ln for ln in run.lines("MPK-OK powers") if "k=4" in ln]
     assert powers
-    for ln in powers:  # PA1: fewer messages than k separate products
-        assert int(_field(ln, "pa1")) < int(_field(ln, "naive"))
+    for ln in powers:  # PA1: fewer messages than k separate products (none on one rank)
+        pa1, naive = int(_field(ln, "pa1")), int(_field(ln, "naive"))
+        assert pa1 < naive or pa1 == naive == 0 == nprocs - 1
     cgs = list(run.lines("MPK-OK cg"))
     assert len(cgs) == 2
     for ln in cgs:
@@ -39,4 +40,4 @@ def test_mpi_mpk_equal_to_one_process(nprocs):
         assert it_ca <= 1.2 * it_plain + 4
         # one reduction per s steps against two per step; fewer exchanges too
         assert 2 * red_ca < red_plain
-        assert ex_ca < ex_plain
+        assert ex_ca < ex_plain  # counted on one rank too: exchanges with no peer

@@ -1,4 +1,4 @@
-"""Distributed stencils (asp_stencil.distributed) on 2 and 3 ranks equal one process, bitwise."""
+"""Distributed stencils (asp_stencil.distributed) on 1, 2 and 3 ranks equal one process, bitwise."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ STRICT = {"ASP_MODE": "strict", "ASP_AUTOTUNE": "off"}
 
 @requires_mpi
 @requires_compiler
-@pytest.mark.parametrize("nprocs", [2, 3])
+@pytest.mark.parametrize("nprocs", [1, 2, 3])
 def test_mpi_stencil_bitwise_equal_to_one_process(nprocs):
     run = run_mpi(SCRIPTS / "mpi_stencil_check.py", nprocs, timeout=120, env=STRICT)
     assert run.ok, run.describe()
