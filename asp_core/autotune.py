@@ -10,6 +10,7 @@ call until each has been timed, then fixes the winner and stores it (and every t
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -40,9 +41,27 @@ class PerfDB:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, read-only...: not corruption
+                raise
+            # A corrupted database only loses tuning results: keep it aside and start afresh.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}-{time.time():.0f}")
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass  # another process moved it first
+            return self._open()
+
+    def _open(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+        except BaseException:
+            con.close()
+            raise
         return con
 
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,
