@@ -177,3 +177,25 @@ def test_variant_that_fails_to_build_leaves_tuning(elementwise, derived, fresh_c
     events = [(n, e) for n, e in d.last_context.events if n.startswith("autotune")]
     assert events[0][0] == "autotune-excluded" and events[0][1]["variant"] == "serial"
     assert events[-1][1]["winner"] == "parallel-simd"
+
+
+def test_corrupted_perf_database_is_set_aside(tmp_path):
+    path = tmp_path / "perf.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    db = PerfDB(path)
+    assert db.winner("k") is None
+    db.set_winner("k", "a")
+    assert db.winner("k") == "a"
+    assert [p.name.startswith("perf.sqlite.corrupt-") for p in tmp_path.iterdir()
+            if p.name.startswith("perf.sqlite.c")] == [True]
+
+
+@requires_compiler
+def test_corrupted_perf_database_does_not_break_kernels(elementwise, fresh_cache, monkeypatch):
+    fresh_cache.mkdir(mode=0o700, parents=True)
+    (fresh_cache / "perf.sqlite").write_bytes(b"\0garbage" * 512)
+    d = Dispatcher("elementwise", _k)
+    a, b = np.ones(4), np.arange(4.0)
+    for _ in range(8):
+        np.testing.assert_array_equal(d(a, b), a * b - 1.0)
+    assert not isinstance(d.specializations[(2,)], TuningCallable)
