@@ -133,9 +133,10 @@ class Dispatcher:
                 kernel=self.name, specializer=self.specializer, key=repr(key), filename=filename,
                 lineno=lineno, source=source,
                 fallback=result if isinstance(result, str) else None, events=ctx.events))
-        from asp_core.plugins import get_plugin_manager
+        from asp_core.plugins import _call_per_plugin
 
-        get_plugin_manager().hook.asp_specialization_done(ctx=ctx, result=result)
+        # one plugin at a time: an observer that raises is reported, not fatal to the kernel
+        _call_per_plugin("asp_specialization_done", ctx=ctx, result=result)
 
     # -- introspection ------------------------------------------------------------------------
     @property

@@ -63,6 +63,8 @@ def _env_list(var: str) -> set[str] | None:
 
 def _mark_broken(name: str, dist: str, exc: BaseException, what: str) -> None:
     error = f"{type(exc).__name__}: {exc}"
+    if BrokenPlugin(name, dist, error) in _broken:  # e.g. an observer failing on every kernel
+        return
     _broken.append(BrokenPlugin(name, dist, error))
     warnings.warn(f"asp: plugin {name!r} ({dist}) failed to {what} and is skipped: {error}",
                   PluginWarning, stacklevel=3)

@@ -52,8 +52,12 @@ def checks(measure_stream: bool = True) -> list[tuple[str, bool, str]]:
     names = [n for n, _ in pm.list_name_plugin() if n]
     out.append(("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
                 "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken)))
-    for results in pm.hook.asp_doctor_checks():
-        out.extend(results or [])
+    for impl in reversed(pm.hook.asp_doctor_checks.get_hookimpls()):
+        try:  # one plugin at a time: a check that raises is itself a failed check
+            out.extend(impl.function() or [])
+        except Exception as exc:  # noqa: BLE001
+            out.append((f"plugin {impl.plugin_name}", False,
+                        f"its asp_doctor_checks raised {type(exc).__name__}: {exc}"))
     if measure_stream:
         try:
             out.append(("STREAM copy", True, f"{hw.stream_copy_gbs():.1f} GB/s (cached "
