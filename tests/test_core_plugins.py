@@ -291,3 +291,55 @@ def test_end_to_end_choice_recorded(elementwise, fresh_cache, monkeypatch):
                                                      "ASP_PLATFORM_SELECTION"
     assert phases["backend"]["component"] == "vectorize"
     assert not (fresh_cache / "code").exists()
+
+
+def test_raising_observer_plugin_does_not_break_kernels(elementwise, fresh_cache, monkeypatch):
+    """A plugin whose asp_specialization_done raises is reported; the kernel still works."""
+    import numpy as np
+
+    from asp_core import Dispatcher
+
+    seen = []
+
+    def observe(ctx, result):
+        seen.append(ctx.kernel_name)
+
+    def explode(ctx, result):
+        raise RuntimeError("observer bug")
+
+    good = plugins_mod.register_plugin(_module("obs_good", asp_specialization_done=observe),
+                                       name="obs-good")
+    bad = plugins_mod.register_plugin(_module("obs_bad", asp_specialization_done=explode),
+                                      name="obs-bad")
+    try:
+        def k(a):
+            return a * 3.0
+
+        monkeypatch.setenv("ASP_AUTOTUNE", "off")
+        d = Dispatcher("elementwise", k)
+        with pytest.warns(PluginWarning, match="obs-bad.*observer bug"):
+            np.testing.assert_array_equal(d(np.ones(3)), np.full(3, 3.0))
+        assert len(seen) == 1 and seen[0].endswith("k")
+        assert "obs-bad" in [b.name for b in plugins_mod.broken_plugins()]
+    finally:
+        plugins_mod.unregister_plugin(good)
+        plugins_mod.unregister_plugin(bad)
+
+
+def test_doctor_survives_a_raising_check(plugin_state, monkeypatch):
+    from asp_core.cli.doctor import checks
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+
+    def broken_checks():
+        raise RuntimeError("check bug")
+
+    plugins_mod.register_plugin(_module("chk", asp_doctor_checks=broken_checks), name="chk")
+    plugins_mod.register_plugin(_module("chk2", asp_doctor_checks=lambda: [("thing", True,
+                                                                             "fine")]),
+                                name="chk2")
+    rows = checks(measure_stream=False)
+    assert ("thing", True, "fine") in rows
+    bad = [r for r in rows if "chk" in r[0] and not r[1]]
+    assert bad and "check bug" in bad[0][2]
