@@ -22,13 +22,13 @@ class FakeComm:
     def allgather(self, value):
         return list(self.values) if self.values is not None else [value]
 
-    def Get_rank(self):  # noqa: N802 - MPI naming
+    def Get_rank(self):
         return self.rank
 
-    def Get_size(self):  # noqa: N802
+    def Get_size(self):
         return len(self.values) if self.values is not None else 1
 
-    def Abort(self, code):  # noqa: N802
+    def Abort(self, code):
         self.aborted = code
 
 

@@ -120,7 +120,7 @@ def cg_case(comm, name, A, bounds, s, options=None):
     x, info, st = cg(mat, b[lo:hi], comm=comm, rtol=1e-12, s=s, options=options)
     if info != 0:
         raise AssertionError(f"{name}: CA-CG did not converge (info={info})")
-    xs, info1, st1 = cg(A, b, comm=_self(), rtol=1e-12, s=s, options=options)
+    xs, _, _ = cg(A, b, comm=_self(), rtol=1e-12, s=s, options=options)
     close(x, xs[lo:hi], 1e-10, f"{name} CA-CG vs one process")
     close(x, xtrue[lo:hi], 1e-9, f"{name} CA-CG vs exact")
     xp, infop, sp_ = plain_cg(A, b[lo:hi], comm=comm, rtol=1e-12, bounds=bounds)

@@ -145,6 +145,16 @@ def helpers(comm):
     back = a.allgather()
     if not np.array_equal(back, full):
         raise AssertionError("allgather round trip differs")
+    # bad input: mixed dtypes, aliased output, a kernel over border points
+    c = DistributedStencilGrid(like=a, dtype=np.float32)
+    assert DistributedStencilGrid(like=c).dtype == np.float32
+    for grids, err in (((a, c), TypeError), ((a, a), ValueError)):
+        try:
+            distribute(Figure2Kernel()).kernel(*grids)
+        except err:
+            pass
+        else:
+            raise AssertionError(f"no {err.__name__} for bad grids")
     if comm.rank == 0:
         print(f"STENCIL-OK helpers messages={stats.messages}", flush=True)
 

@@ -163,6 +163,7 @@ class DistributedStencilGrid:
     :param halo_depth: depth of the halos between ranks (default ``ghost_depth``); a multiple
         ``s * ghost_depth`` lets :func:`iterate` exchange once every ``s`` steps.
     :param dims: process-grid shape (default ``MPI.Compute_dims(size, dim)``).
+    :param dtype: float64 (default) or float32; with ``like=``, default: that grid's dtype.
     :param like: another distributed grid whose decomposition (and communicator) to share.
 
     Collective: every rank must create its grids in the same order with the same arguments;
@@ -170,14 +171,18 @@ class DistributedStencilGrid:
     """
 
     def __init__(self, shape: Sequence[int] | None = None, comm: Any = None,
-                 dtype: Any = np.float64, ghost_depth: int = 1, halo_depth: int | None = None,
+                 dtype: Any = None, ghost_depth: int = 1, halo_depth: int | None = None,
                  dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
                  ) -> None:
         from asp_core.mpi import agree, check_same, import_mpi
 
         if like is not None:
-            self._init_like(like, dtype)
+            if not isinstance(like, DistributedStencilGrid):
+                raise TypeError(f"like= must be a DistributedStencilGrid, got "
+                                f"{type(like).__name__}")
+            self._init_like(like, like.dtype if dtype is None else dtype)
             return
+        dtype = np.float64 if dtype is None else dtype
         MPI = import_mpi()
         comm = MPI.COMM_WORLD if comm is None else comm
         error = None
@@ -281,10 +286,9 @@ class DistributedStencilGrid:
         from asp_core.mpi import agree
 
         error = None
-        if self.rank == root:
-            if array is None or np.shape(array) != self.shape:
-                error = (f"scatter: root must pass an array of the grid's shape {self.shape}, "
-                         f"got {None if array is None else np.shape(array)}")
+        if self.rank == root and (array is None or np.shape(array) != self.shape):
+            error = (f"scatter: root must pass an array of the grid's shape {self.shape}, "
+                     f"got {None if array is None else np.shape(array)}")
         agree(self.cart, error)
         if self.rank == root:
             src = np.asarray(array, dtype=self.dtype)
@@ -457,6 +461,9 @@ def _check_grids(grids: Sequence[DistributedStencilGrid]) -> None:
                              f"{g.halo_depth}, dims {g.dims}) from grid 1 ({first.dec.shape}, "
                              f"halo {first.halo_depth}, dims {first.dims}); create grids with "
                              "the same arguments or with like=")
+        if g.dtype != first.dtype:
+            raise TypeError(f"grid {i + 1} has dtype {g.dtype}, grid 1 {first.dtype}; a "
+                            "stencil kernel needs grids of one dtype")
     for i, g in enumerate(grids[:-1]):
         if g is grids[-1]:
             raise ValueError(f"the output grid is also input grid {i + 1}; pass a separate "
