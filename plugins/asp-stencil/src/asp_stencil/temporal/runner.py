@@ -224,7 +224,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     key = f"{lib.key}:temporal:{_threads()}"
     tuner = Autotuner(key, [c.label for c in cands],
                       params={c.label: c.as_dict() for c in cands},
-                      label=f"{prog.name} temporal {prog.output.shape}",
+                      label=f"{prog.name} temporal {prog.output.shape}", repeats=2,
                       on_event=lambda ev, **d: ctx.record(ev, **d))
     return BlockedIterator(prog, plan, cfunc, scratch, cands, key, tuner)
 
