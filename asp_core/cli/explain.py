@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -83,23 +85,33 @@ def render(rec: dict[str, Any]) -> str:
 def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_json: bool) -> None:
     """Run SCRIPT and explain every kernel it specialised or that fell back."""
     recording.start()
-    argv = sys.argv
+    argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
+    failed = False
     try:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
+    except Exception:  # noqa: BLE001 - the script's own error: show it, then what was recorded
+        failed = True
+        click.echo(traceback.format_exc().rstrip(), err=True)
+        click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
+                   "follow", err=True)
     finally:
         sys.argv = argv
+        sys.path[:] = path
         recs = recording.stop()
     data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
     if as_json:
         click.echo(json.dumps({"kernels": data}, indent=1, default=repr))
-        return
-    if not data:
-        click.echo("asp explain: no kernel was specialised"
-                   + (f" matching {kernel!r}" if kernel else ""))
-    for rec in data:
-        click.echo(render(rec))
-        click.echo()
+    else:
+        if not data:
+            click.echo("asp explain: no kernel was specialised"
+                       + (f" matching {kernel!r}" if kernel else ""))
+        for rec in data:
+            click.echo(render(rec))
+            click.echo()
+    if failed:
+        raise SystemExit(1)
