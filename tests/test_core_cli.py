@@ -287,3 +287,44 @@ def test_version_and_help():
     out = _invoke("--help").output
     for name in ("list", "explain", "doctor", "cache", "bench", "new"):
         assert name in out
+
+
+RAISING = '''
+import sys
+sys.path.insert(0, {repo!r})
+import numpy as np
+from asp_core import Dispatcher, plugins
+from tests.specializers import elementwise
+from sibling_helpers import OFFSET  # a module next to the script, as `python script.py` allows
+
+if not plugins.get_plugin_manager().is_registered(elementwise):
+    plugins.register_plugin(elementwise, name="explain-elementwise")
+
+
+def shift(a):
+    return a + 1.5
+
+
+Dispatcher("elementwise", shift)(np.ones(4) * OFFSET)
+raise RuntimeError("the user's script fails after the kernel ran")
+'''
+
+
+@requires_compiler
+def test_explain_script_that_raises_still_shows_kernels(tmp_path, fresh_cache, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    (tmp_path / "sibling_helpers.py").write_text("OFFSET = 2.0\n")
+    path = tmp_path / "raising.py"
+    path.write_text(RAISING.format(repo=str(REPO)))
+    before = list(sys.path)
+    try:
+        result = CliRunner().invoke(cli, ["explain", str(path)])
+    finally:
+        plugins_mod.unregister_plugin("explain-elementwise")
+        sys.modules.pop("sibling_helpers", None)
+    assert result.exit_code == 1
+    assert "RuntimeError: the user's script fails after the kernel ran" in result.output
+    assert "=== kernel shift" in result.output and "--- compile asp_map" in result.output
+    assert sys.path == before
