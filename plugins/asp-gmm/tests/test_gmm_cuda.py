@@ -15,9 +15,12 @@ from .conftest import make_problem
 
 
 
-@pytest.mark.parametrize("cov", ["full", "diag"])
-@pytest.mark.parametrize("op", ["em_step", "log_prob"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+CASES = [("full", "em_step", "float64"), ("full", "log_prob", "float64"),
+         ("diag", "em_step", "float64"), ("diag", "log_prob", "float64"),
+         ("full", "em_step", "float32"), ("diag", "em_step", "float32")]
+
+
+@pytest.mark.parametrize("cov,op,dtype", CASES)
 @pytest.mark.nvcc
 @pytest.mark.skipif(not has_nvcc(), reason="nvcc not found (no CUDA toolkit)")
 def test_cuda_variants_compile_with_nvcc(cov, op, dtype):
@@ -27,6 +30,8 @@ def test_cuda_variants_compile_with_nvcc(cov, op, dtype):
     variants = variants_for("cuda", op, 5, 3, cov, dtype=dtype)
     if op == "em_step":
         assert len(variants) >= 4
+    if dtype == "float32":  # the dtype only changes the load of X: one variant suffices
+        variants = variants[:1]
     for variant in variants:
         src = cuda_source(variant)
         assert f'extern "C" int asp_gmm_{op}(' in src
