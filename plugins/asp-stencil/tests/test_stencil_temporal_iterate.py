@@ -88,3 +88,46 @@ def test_not_used_for_a_kernel_that_fell_back(monkeypatch):
         gs, got = _first_sweep_then(k, grids, 4)
     assert got is None
     assert k not in runner._ITERATORS
+
+
+class _FakeDispatcher:
+    """Stands in for a dispatcher whose selection chose ``platform`` and bound ``fn``."""
+
+    def __init__(self, key, fn, platform):
+        from types import SimpleNamespace
+
+        self.specializations = {key: fn}
+        self.fallback = None
+        self.options = {}
+        self.last_context = SimpleNamespace(events=[
+            ("phase", {"phase": "platform_selection", "component": platform})])
+
+
+def test_device_iterate_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
+    from asp_stencil.signature import stencil_signature
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    k = _heat3()
+    grids = tuple(make_grids((6, 7, 8), 1))
+    calls = []
+
+    def bound(*gs):
+        raise AssertionError("single sweeps must not run")
+
+    bound.iterate = lambda gs, steps: calls.append((gs, steps))
+    d = _FakeDispatcher(stencil_signature(grids, {}, k), bound, "cuda")
+    assert accelerated_iterate(k, d, grids, 5) is grids[-1]  # odd: result in the output grid
+    assert accelerated_iterate(k, d, grids, 4) is grids[-2]
+    assert [c[1] for c in calls] == [5, 4] and calls[0][0] == grids
+
+
+def test_cpu_blocking_is_not_used_while_cuda_is_the_platform(monkeypatch):
+    from asp_stencil.signature import stencil_signature
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    k = _heat3()
+    grids = tuple(make_grids((6, 7, 8), 1))
+    d = _FakeDispatcher(stencil_signature(grids, {}, k), lambda *gs: None, "cuda")
+    before = [g.data.copy() for g in grids]
+    assert accelerated_iterate(k, d, grids, 5) is None
+    assert all(np.array_equal(b, g.data) for b, g in zip(before, grids))

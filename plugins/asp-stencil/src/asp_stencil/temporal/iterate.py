@@ -35,6 +35,15 @@ def _result(grids: tuple, steps: int) -> Any:
     return gs[-2] if steps else gs[-1]
 
 
+def _chosen_platform(dispatcher: Any) -> str | None:
+    """The platform the dispatcher's latest specialisation selected (``None`` if unknown)."""
+    ctx = getattr(dispatcher, "last_context", None)
+    for event, data in reversed(getattr(ctx, "events", []) or []):
+        if event == "phase" and data.get("phase") == "platform_selection":
+            return data.get("component")
+    return None
+
+
 def accelerated_iterate(kernel: Any, dispatcher: Any, grids: tuple, steps: int) -> Any:
     """Run ``steps`` sweeps of ``kernel`` on ``grids`` faster than plain sweeps if possible.
 
@@ -56,8 +65,8 @@ def accelerated_iterate(kernel: Any, dispatcher: Any, grids: tuple, steps: int) 
         return _result(grids, steps)
     requested, _ = config.phase_choice("stencil", "platform_selection",
                                        getattr(dispatcher, "options", None))
-    if requested not in (None, "openmp"):
-        return None
+    if requested not in (None, "openmp") or _chosen_platform(dispatcher) not in (None, "openmp"):
+        return None  # the user or the selection chose another platform (e.g. CUDA, tuning)
     if not wants_blocking(kernel, grids, steps):
         return None
     try:
