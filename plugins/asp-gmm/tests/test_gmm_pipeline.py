@@ -148,3 +148,22 @@ def test_python_mode_uses_reference(fresh, monkeypatch):
     np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "diag",
                                                                1e-6).means)
     assert engine.dispatcher("em_step").last_context is None
+
+
+def test_registration_module_imports_no_heavy_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys, asp_gmm.plugin; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'sklearn', 'pycuda', 'cupy', 'mako') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_entry_point_is_installed():
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep.value for ep in entry_points(group="asp")}
+    assert eps.get("gmm") == "asp_gmm.plugin"

@@ -15,8 +15,6 @@ from asp_core import Backend, Variant
 from asp_core.cast import print_c, print_cuda
 from asp_core.templates import render
 
-from asp_gmm import reference
-from asp_gmm.binding import EMStepKernel, LogProbKernel
 from asp_gmm.lowering import KernelPlan, split_module
 
 __all__ = ["OpenMPBackend", "CudaBackend", "NumpyBackend", "openmp_source", "cuda_source"]
@@ -46,6 +44,8 @@ def cuda_source(variant: Variant) -> str:
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
+    from asp_gmm.binding import EMStepKernel, LogProbKernel
+
     plan: KernelPlan = variant.program.meta["plan"]
     if plan.op == "em_step":
         return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
@@ -83,5 +83,7 @@ class NumpyBackend(Backend):
     platforms = ("numpy",)
 
     def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+        from asp_gmm import reference
+
         op = variant.program.meta["op"]
         return reference.em_step if op == "em_step" else reference.log_prob

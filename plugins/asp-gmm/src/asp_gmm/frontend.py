@@ -14,7 +14,6 @@ from asp_core import Frontend
 
 from asp_gmm.dast import (AddLogWeights, EMProblem, LogDensity, LogSumExp, Moments,
                           Responsibilities)
-from asp_gmm.signature import parse_call
 
 __all__ = ["EMFrontend"]
 
@@ -28,6 +27,8 @@ class EMFrontend(Frontend):
             raise ctx.unsupported(None, f"function {name!r}",
                                   "the gmm specializer handles asp_gmm.reference.em_step and "
                                   "asp_gmm.reference.log_prob calls only")
+        from asp_gmm.signature import parse_call
+
         call = parse_call(name, ctx.args, ctx.kwargs)
         steps: list[Any] = [LogDensity(call.covariance)]
         if name == "em_step":

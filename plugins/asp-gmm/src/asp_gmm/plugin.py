@@ -1,6 +1,7 @@
 """Registration of the GMM specializer with Asp (the ``asp`` entry point).
 
-Imports only the core and this package's light modules (no scikit-learn, SciPy or CUDA).
+Imports only the core and this package's light modules: no NumPy, SciPy, scikit-learn or CUDA
+(``asp list`` stays fast); those are imported when a kernel is first specialised.
 """
 
 from __future__ import annotations
@@ -13,10 +14,21 @@ from asp_gmm.backends import CudaBackend, NumpyBackend, OpenMPBackend
 from asp_gmm.frontend import EMFrontend
 from asp_gmm.passes import GMMDomainOptimizer
 from asp_gmm.platforms import CudaPlatform, NumpyPlatform, OpenMPPlatform
-from asp_gmm.signature import signature, tuning_key
 from asp_gmm.variants import CPUVariants, CudaVariants
 
 NAME = "gmm"
+
+
+def _signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
+    from asp_gmm.signature import signature
+
+    return signature(args, kwargs, instance)
+
+
+def _tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
+    from asp_gmm.signature import tuning_key
+
+    return tuning_key(args, kwargs, instance)
 
 
 @hookimpl
@@ -24,8 +36,8 @@ def asp_register_specializers(register: Any) -> None:
     register.specializer(
         name=NAME,
         description="Gaussian mixture EM with autotuned CPU/CUDA variants (Asp paper, Sec. 5)",
-        signature=signature,
-        tuning_key=tuning_key,
+        signature=_signature,
+        tuning_key=_tuning_key,
     )
     register.component(specializer=NAME, phase="frontend", name="em-call", obj=EMFrontend())
     register.component(specializer=NAME, phase="domain_optimization", name="em-passes",
