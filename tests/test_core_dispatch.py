@@ -249,3 +249,54 @@ def test_specialize_decorator_and_clear(elementwise, fresh_cache, monkeypatch):
 def test_dispatcher_needs_something_to_run():
     with pytest.raises(TypeError):
         Dispatcher("elementwise", None)
+
+
+@requires_compiler
+def test_concurrent_first_calls_specialise_once(elementwise, fresh_cache, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    import asp_core.pipeline as pipeline_mod
+
+    runs = []
+    real_run = pipeline_mod.Pipeline.run
+
+    def counting_run(self, ctx, rebind):
+        runs.append(ctx.key)
+        return real_run(self, ctx, rebind)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "run", counting_run)
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays(256)
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(d(a, b))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(results) == 4
+    for r in results:
+        np.testing.assert_array_equal(r, 2.5 * a + b)
+    assert runs == [(2,)]
+
+
+@requires_compiler
+def test_compile_many_keeps_order_and_records(elementwise, fresh_cache):
+    from asp_core import SpecializationContext
+
+    ctx = SpecializationContext("elementwise", axpy)
+    srcs = [{"source": f"int f{k}(void) {{ return {k}; }}\n", "name": f"f{k}", "openmp": False}
+            for k in range(3)]
+    libs = ctx.compile_many(srcs)
+    assert [getattr(lib.cdll, f"f{k}")() for k, lib in enumerate(libs)] == [0, 1, 2]
+    assert sorted(e["name"] for n, e in ctx.events if n == "compile") == ["f0", "f1", "f2"]
+    assert ctx.compile_many([]) == []

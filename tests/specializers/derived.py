@@ -22,10 +22,9 @@ class _Renamed:
         self._drop, self._replace = drop, replace
 
     def specializer(self, name: str, description: str = "", signature: Any = None,
-                    tuning_key: Any = None) -> Any:
+                    **kw: Any) -> Any:
         return self._registry.specializer(name=self._name, description=description,
-                                          signature=self._signature or signature,
-                                          tuning_key=tuning_key)
+                                          signature=self._signature or signature, **kw)
 
     def component(self, specializer: str, phase: str, name: str, obj: Any,
                   priority: int = 0) -> Any:

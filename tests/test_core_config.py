@@ -1,0 +1,73 @@
+"""User settings: environment over the asp.toml config file over defaults, read on every use."""
+
+from __future__ import annotations
+
+import pytest
+
+from asp_core import config
+
+
+@pytest.fixture
+def toml(tmp_path, monkeypatch):
+    def write(text: str, name: str = "asp.toml"):
+        path = tmp_path / name
+        path.write_text(text)
+        monkeypatch.setenv("ASP_CONFIG", str(path))
+        return path
+    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    return write
+
+
+def test_defaults(toml, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASP_CONFIG", str(tmp_path / "absent.toml"))
+    assert config.mode() == "auto" and config.autotune_mode() == "once"
+    assert config.load_config() == {}
+    assert config.cache_dir().name == "asp"
+
+
+def test_config_file_then_environment(toml, monkeypatch, tmp_path):
+    toml('[asp]\nmode = "python"\nautotune = "always"\ncache_dir = "~/asp-cache-x"\n')
+    assert config.mode() == "python" and config.autotune_mode() == "always"
+    assert str(config.cache_dir()).endswith("asp-cache-x") and "~" not in str(config.cache_dir())
+    monkeypatch.setenv("ASP_MODE", "Strict ")
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "env-cache"))
+    assert config.mode() == "strict"
+    assert config.cache_dir() == tmp_path / "env-cache"
+
+
+def test_config_change_is_seen_without_reload(toml):
+    import os
+    import time
+
+    path = toml('[asp]\nmode = "python"\n')
+    assert config.mode() == "python"
+    path.write_text('[asp]\nmode = "strict"\n')
+    os.utime(path, (time.time() + 5, time.time() + 5))  # a new mtime, even on coarse clocks
+    assert config.mode() == "strict"
+
+
+def test_invalid_values_are_clear_errors(toml, monkeypatch):
+    toml('[asp]\nmode = "turbo"\n')
+    with pytest.raises(ValueError, match="ASP_MODE='turbo' is not valid; use one of: auto, "
+                                         "strict, python"):
+        config.mode()
+    toml("not = [valid", "broken.toml")
+    with pytest.raises(ValueError, match="invalid Asp config file .*broken.toml"):
+        config.mode()
+
+
+def test_phase_choice_forms(toml, monkeypatch):
+    toml('[phases]\nbackend = "c"\n[phases.stencil]\nbackend = "cuda"\n')
+    assert config.phase_choice("gmm", "backend") == ("c", "config [phases]")
+    assert config.phase_choice("stencil", "backend") == ("cuda", "config [phases.stencil]")
+    monkeypatch.setenv("ASP_BACKEND", "gmm:openmp, numpy")
+    assert config.phase_choice("gmm", "backend") == ("openmp", "ASP_BACKEND")
+    assert config.phase_choice("stencil", "backend") == ("numpy", "ASP_BACKEND")
+    assert config.phase_choice("stencil", "backend", {"backend": "x"}) == ("x", "kernel option")
+    assert config.phase_choice("mpk", "frontend") == (None, "")
+
+
+def test_disabled_passes(monkeypatch):
+    monkeypatch.delenv("ASP_DISABLE_PASSES", raising=False)
+    assert config.disabled_passes({"disable_passes": ["a", "b"]}) == {"a", "b"}
