@@ -74,3 +74,18 @@ def test_far_offset_data_keeps_covariance_accuracy(problem):
     fn = OpenMPBackend().build(variants_for("openmp", "em_step", 3, 4, "full")[0], ctx)
     got = fn(X, w, means, pc, "full", 1e-6)
     assert _rel(got.covariances, ref.covariances) < 1e-6
+
+
+def test_concurrent_calls_from_threads(problem):
+    """The ctypes call releases the GIL: two threads on one bound variant stay correct."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, w, means, pc = problem(4000, 5, 4, "full", seed=8)
+    ref = reference.em_step(X, w, means, pc, "full", 1e-6)
+    ctx = SpecializationContext("gmm", None)
+    samples = [v for v in variants_for("openmp", "em_step", 4, 5, "full") if v.name == "samples"]
+    fn = OpenMPBackend().build(samples[0], ctx)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fn(X, w, means, pc, "full", 1e-6), range(8)))
+    for got in results:
+        assert _rel(got.means, ref.means) < 1e-10

@@ -8,6 +8,7 @@ library and turn its statistics back into scikit-learn's parameters.
 from __future__ import annotations
 
 import ctypes
+import threading
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class EMStepKernel:
         self._fn = cdll.asp_gmm_em_step
         self._fn.restype = ctypes.c_int
         self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P]
-        self._work = np.empty(1)
+        self._local = threading.local()  # the N x MP work matrix, one per calling thread
 
     def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
                  precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float
@@ -60,10 +61,11 @@ class EMStepKernel:
         packed = pack(lay, weights, means, precisions_cholesky)
         shift = packed.shift if self.plan.center != "origin" else np.zeros_like(packed.shift)
         out = np.zeros(lay.n_stat)
-        if self.materialise and self._work.size < N * lay.MP:
-            self._work = np.empty(N * lay.MP)
+        work = getattr(self._local, "work", None)
+        if work is None or (self.materialise and work.size < N * lay.MP):
+            work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
         rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc),
-                      _ptr(shift), _ptr(out), _ptr(self._work))
+                      _ptr(shift), _ptr(out), _ptr(work))
         if rc != 0:
             raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
         return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
