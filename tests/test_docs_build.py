@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from asp_core import hookspecs
+from asp_core.testing import requires_compiler
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _MISSING = [m for m in ("sphinx", "myst_parser", "sphinx_click")
@@ -53,6 +54,7 @@ def test_html_builds_without_warnings(tmp_path):
 
 
 @needs_sphinx
+@requires_compiler
 def test_guide_examples_run(tmp_path):
     """``sphinx-build -b doctest``: the quickstart and user guides' examples (stencil, GMM,
     matrix powers, CA-CG, the NumPy platform) specialise and print what the pages say."""
