@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import traceback
 from pathlib import Path
 
 import click
@@ -60,11 +61,17 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
     selected = [reg.benchmarks[n] for n in (names or reg.benchmarks)]
     results = []
     stream = None
+    failed: list[str] = []
     for b in selected:
         click.secho(f"== {b.name}: {b.description}", bold=True)
         ctx = BenchContext(b.name, quick=quick, repeats=repeats, echo=click.echo)
         t0 = time.perf_counter()
-        b.func(ctx)
+        try:
+            b.func(ctx)
+        except Exception:  # noqa: BLE001 - one broken suite must not lose the others' results
+            failed.append(b.name)
+            click.echo(traceback.format_exc().rstrip(), err=True)
+            click.secho(f"  suite {b.name!r} failed; continuing", fg="red", err=True)
         click.echo(f"  ({time.perf_counter() - t0:.1f} s)")
         results.extend(ctx.results)
         stream = ctx._stream or stream
@@ -77,3 +84,5 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         stream = query().stream_copy_gbs()
     png = write_roofline(results, stream, outdir / "roofline.png")
     click.echo(f"results: {outdir / 'results.json'}" + (f", plot: {png}" if png else ""))
+    if failed:
+        raise click.ClickException(f"benchmark suite(s) failed: {', '.join(failed)}")

@@ -45,8 +45,12 @@ def clear(perf: bool) -> None:
 def verify() -> None:
     """Check every entry's checksums; remove bad ones (they are rebuilt on next use)."""
     from asp_core.cache import get_cache
+    from asp_core.errors import CacheError
 
-    good, bad = get_cache().verify()
+    try:
+        good, bad = get_cache().verify()
+    except CacheError as exc:  # an unsafe directory: say so, no traceback
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(good)} entries OK, {len(bad)} bad entries removed")
     for path in bad:
         click.echo(f"  removed {path}")
