@@ -328,3 +328,57 @@ def test_explain_script_that_raises_still_shows_kernels(tmp_path, fresh_cache, m
     assert "RuntimeError: the user's script fails after the kernel ran" in result.output
     assert "=== kernel shift" in result.output and "--- compile asp_map" in result.output
     assert sys.path == before
+
+
+@requires_compiler
+def test_cache_verify_refuses_unsafe_directory(tmp_path, monkeypatch):
+    from asp_core.build import compile_library
+
+    root = tmp_path / "c"
+    monkeypatch.setenv("ASP_CACHE_DIR", str(root))
+    compile_library("int f(void) { return 1; }\n", name="f", openmp=False)
+    root.chmod(0o777)
+    try:
+        result = CliRunner().invoke(cli, ["cache", "verify"])
+    finally:
+        root.chmod(0o700)
+    assert result.exit_code == 1 and result.exception is not None
+    assert isinstance(result.exception, SystemExit)  # a clean error, not a traceback
+    assert "writable by other users" in result.output and "Traceback" not in result.output
+
+
+FAILING_BENCH = '''
+from asp_core import hookimpl
+
+
+def broken(bench):
+    raise RuntimeError("suite bug")
+
+
+def fine(bench):
+    bench.compare("noop", {"a": lambda: None, "b": lambda: None}, anchor="a", bytes=8,
+                  repeats=1)
+
+
+@hookimpl
+def asp_register_benchmarks(register):
+    register.benchmark(name="aaa-broken", func=broken)
+    register.benchmark(name="zzz-fine", func=fine)
+'''
+
+
+def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fresh_cache,
+                                                     plugin_state):
+    from asp_core import hardware
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    monkeypatch.setattr(hardware, "measure_stream_copy", lambda *a, **k: 20.0)
+    (tmp_path / "bench_two.py").write_text(FAILING_BENCH)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["bench", "--path", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "RuntimeError: suite bug" in result.output
+    assert "suite(s) failed: aaa-broken" in result.output
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["suite"] for r in rows} == {"zzz-fine"}
