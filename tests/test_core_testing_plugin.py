@@ -1,0 +1,28 @@
+"""The pytest plugin shipped in asp_core.testing: marks skip, with a reason, what the machine
+cannot run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def test_marks_skip_when_the_tool_is_missing(tmp_path):
+    (tmp_path / "test_needs.py").write_text(textwrap.dedent("""
+        from asp_core.testing import requires_compiler
+
+        @requires_compiler
+        def test_needs_cc():
+            raise AssertionError("ran without a compiler")
+
+        def test_plain():
+            pass
+    """))
+    env = dict(os.environ, ASP_CC="/nonexistent/cc", ASP_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-q", 
+                           "-p", "no:cacheprovider", str(tmp_path / "test_needs.py")],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+    assert "no C compiler (install gcc or set ASP_CC)" in proc.stdout
