@@ -21,7 +21,7 @@ def test_marks_skip_when_the_tool_is_missing(tmp_path):
             pass
     """))
     env = dict(os.environ, ASP_CC="/nonexistent/cc", ASP_CACHE_DIR=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-q", 
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-q",
                            "-p", "no:cacheprovider", str(tmp_path / "test_needs.py")],
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
