@@ -118,7 +118,8 @@ CASES = [
 ]
 
 PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
-          TemporalParams(9, 1, 1), TemporalParams(4, 5, 7), TemporalParams(1, 2, 2)]
+          TemporalParams(9, 1, 1), TemporalParams(4, 5, 7), TemporalParams(1, 2, 2),
+          TemporalParams(3, 4, 3, 1), TemporalParams(7, 100, 100, 1), TemporalParams(1, 2, 2, 1)]
 
 
 def _reference(k, grids, steps):

@@ -34,18 +34,20 @@ _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class TemporalParams:
-    """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile."""
+    """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
+    ``NT`` streaming stores for each block's last level (written once, never re-read)."""
 
     K: int
     B0: int
     B1: int
+    NT: int = 0
 
     @property
     def label(self) -> str:
-        return f"K{self.K}-B0_{self.B0}-B1_{self.B1}"
+        return f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + ("-nt" if self.NT else "")
 
     def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1}
+        return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT}
 
 
 def _threads() -> int:
@@ -65,7 +67,7 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
+                     max_variants: int = 10, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
     Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
@@ -86,8 +88,9 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         groups.append(([n1], [-(-n0 // nt)], llc_bytes // (2 * nt)))
     else:
         groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), budget))
-    cands: list[tuple[float, TemporalParams]] = []
+    ranked: list[list[TemporalParams]] = []
     for tiles, chunk_opts, limit in groups:
+        cands: list[tuple[float, TemporalParams]] = []
         for b1 in tiles:
             for b0 in chunk_opts:
                 b0 = max(1, b0)
@@ -99,12 +102,20 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                     warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
                     cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
                     cands.append((cost, tp))
-    cands.sort(key=lambda c: c[0])
-    out: list[TemporalParams] = []
-    for _, tp in cands:
-        if tp not in out:
-            out.append(tp)
-    return out[:max_variants] or [TemporalParams(3, n0, max(1, n1))]
+        cands.sort(key=lambda c: c[0])
+        ranked.append([tp for _, tp in cands])
+    plain: list[TemporalParams] = []
+    want = max(1, max_variants - max_variants // 3)
+    for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed
+        for group in ranked:
+            if i < len(group) and group[i] not in plain and len(plain) < want:
+                plain.append(group[i])
+    plain = plain or [TemporalParams(3, n0, max(1, n1))]
+    # the best guesses again with streaming stores of the last level (saves the read for
+    # ownership of the destination; worth most for shallow blocks, which move more data)
+    streamed = [TemporalParams(tp.K, tp.B0, tp.B1, 1)
+                for tp in sorted(plain, key=lambda t: t.K)[:max_variants // 3]]
+    return plain + streamed
 
 
 def wants_blocking(kernel: Any, grids: tuple, steps: int) -> bool:
@@ -179,7 +190,7 @@ class BlockedIterator:
         consts = [g.data.ctypes.data for g in grids[:-2]]
         t0 = time.perf_counter()
         rc = self.cfunc(grids[-2].data.ctypes.data, grids[-1].data.ctypes.data, *consts,
-                        int(steps), tp.K, tp.B0, tp.B1)
+                        int(steps), tp.K, tp.B0, tp.B1, tp.NT)
         seconds = time.perf_counter() - t0
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -209,7 +220,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 4
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 5
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
     scratch.argtypes = [ctypes.c_long, ctypes.c_long]
@@ -218,9 +229,9 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     l2 = hw.caches.get("L2", 1 << 20)
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=hw.last_level_cache)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1": pin one tuning point (benchmarks, debugging)
-        k, b0, b1 = (int(v) for v in forced.split(","))
-        cands = [TemporalParams(k, b0, b1)]
+    if forced:  # "K,B0,B1[,NT]": pin one tuning point (benchmarks, debugging)
+        values = [int(v) for v in forced.split(",")]
+        cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{_threads()}"
     tuner = Autotuner(key, [c.label for c in cands],
                       params={c.label: c.as_dict() for c in cands},

@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #define N0 ${n0}L
 #define N1 ${n1}L
@@ -85,10 +88,59 @@ static inline void asp_row_untouched(double *restrict out, const double *restric
 % endif
 }
 
+/* Copy n doubles with non-temporal (streaming) stores where the ISA has them: the block never
+   reads what it writes to the destination array, so those lines need not be fetched first nor
+   displace the working set from the cache. Unaligned head and short tail use plain stores. */
+static inline void asp_stream_row(double *restrict dst, const double *restrict src, long n) {
+    long i = 0;
+#if defined(__AVX512F__)
+    while (i < n && ((uintptr_t)(dst + i) & 63)) { dst[i] = src[i]; ++i; }
+    for (; i + 8 <= n; i += 8) _mm512_stream_pd(dst + i, _mm512_loadu_pd(src + i));
+#elif defined(__AVX__)
+    while (i < n && ((uintptr_t)(dst + i) & 31)) { dst[i] = src[i]; ++i; }
+    for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+#elif defined(__SSE2__)
+    while (i < n && ((uintptr_t)(dst + i) & 15)) { dst[i] = src[i]; ++i; }
+    for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+#endif
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
+static inline void asp_store_fence(void) {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
+/* Stream the points a sweep writes of row (p, y) from the row buffer into the global row. */
+static inline void asp_row_stream(double *restrict dst, const double *restrict buf, long p,
+                                  long y) {
+% if untouched == "none":
+    (void)p; (void)y;
+    asp_stream_row(dst, buf, N2);
+% elif untouched == "border":
+    if (asp_row_interior(p, y) && G2 < N2 - G2)
+        asp_stream_row(dst + G2, buf + G2, N2 - 2 * G2);
+% else:
+    if (!asp_row_interior(p, y) || G2 >= N2 - G2) {
+        asp_stream_row(dst, buf, N2);
+    } else {
+        asp_stream_row(dst, buf, G2);
+        asp_stream_row(dst + (N2 - G2), buf + (N2 - G2), G2);
+    }
+% endif
+}
+
+/* Doubles of per-thread scratch: K-1 ring levels of SLOTS planes of W1 rows, then a row buffer
+   for streaming stores. */
+static inline long asp_ring_doubles(long K, long B1) {
+    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * N2 : 0;
+}
+
 /* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
 static void asp_block(const double *restrict src, double *restrict dst,
 ${const_params_decl}
-                      long K, long B0, long B1, double *const *scratch) {
+                      long K, long B0, long B1, long nt, double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long W1 = B1 + 2 * R1 * K;
     const long plane = W1 * N2;
@@ -96,6 +148,7 @@ ${const_params_decl}
     for (long ci = 0; ci < nch; ++ci) {
         for (long ti = 0; ti < nti; ++ti) {
             double *ring = scratch[omp_get_thread_num()];
+            double *rowbuf = ring + (asp_ring_doubles(K, B1) + 7) / 8 * 8;
             const long a = ci * B0, b = asp_lmin(a + B0, N0);
             const long c = ti * B1, e = asp_lmin(c + B1, N1);
             const long y0 = c - R1 * K;
@@ -123,37 +176,41 @@ ${const_params_decl}
 % if not dzs:
                         s[0] = NULL;
 % endif
-                        double *out = k < K ? lvl + (y - y0) * N2 : dst + (p * N1 + y) * N2;
+                        double *out = k < K ? lvl + (y - y0) * N2
+                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
                         asp_row_all(out, s, ${const_args}p, y);
                         if (k < K) asp_row_untouched(out, from + (p * N1 + y) * N2, p, y);
+                        else if (nt) asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y);
                     }
                 }
             }
+            if (nt) asp_store_fence();
         }
     }
 }
 
 /* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows, in doubles. */
 long ${prefix}_scratch_doubles(long K, long B1) {
-    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * N2 : 1;
+    return (asp_ring_doubles(K, B1) + 7) / 8 * 8 + N2;
 }
 
-/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid. Returns 0,
-   or -1 if the scratch could not be allocated (nothing was written then). */
+/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `nt` != 0
+   writes each block's last level with streaming stores. Returns 0, or -1 if the scratch could
+   not be allocated (nothing was written then). */
 int ${prefix}_run(double *x0, double *x1,
 ${const_params_decl}
-                  long steps, long K, long B0, long B1) {
+                  long steps, long K, long B0, long B1, long nt) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
     if (B0 < 1) B0 = N0;
     if (B1 < 1) B1 = N1;
-    const int nt = omp_get_max_threads();
-    double **scratch = (double **)calloc((size_t)nt, sizeof(double *));
+    const int nthreads = omp_get_max_threads();
+    double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
     const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1) * sizeof(double);
     int failed = 0;
-    for (int t = 0; t < nt; ++t) {
+    for (int t = 0; t < nthreads; ++t) {
         scratch[t] = (double *)aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!scratch[t]) failed = 1;
     }
@@ -163,12 +220,12 @@ ${const_params_decl}
         while (steps - t > 1) {
             long k = asp_lmin(K, steps - 1 - t);
             if (k % 2 == 0) k -= 1;
-            asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}k, B0, B1, scratch);
+            asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}k, B0, B1, nt, scratch);
             t += k;
         }
-        asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}1, B0, B1, scratch);
+        asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}1, B0, B1, nt, scratch);
     }
-    for (int t = 0; t < nt; ++t) free(scratch[t]);
+    for (int t = 0; t < nthreads; ++t) free(scratch[t]);
     free(scratch);
     return failed ? -1 : 0;
 }
