@@ -132,7 +132,8 @@ def _probe_cache_path() -> Path:
     return cache_dir() / "toolchains.json"
 
 
-def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any]) -> Any:
+def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any],
+               valid: Callable[[Any], bool] = lambda v: True) -> Any:
     """Remember a compiler probe on disk: a warm process must not pay ~40 ms of subprocesses.
 
     Keyed by the executable's path and modification time, so upgrading the compiler re-probes.
@@ -143,7 +144,9 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         data = {}
-    if ident in data:
+    if not isinstance(data, dict):
+        data = {}  # a damaged file is only a lost memo: probe again and overwrite it
+    if ident in data and valid(data[ident]):
         return data[ident]
     value = compute()
     data[ident] = value
@@ -172,7 +175,10 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
             "gcc" in lower or "free software foundation" in lower) else Path(executable).name
         return [family, text.splitlines()[0] if text else ""]
 
-    family, version = _disk_memo(f"version:{lang}", executable, mtime, run)
+    def valid(v: Any) -> bool:
+        return isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
+
+    family, version = _disk_memo(f"version:{lang}", executable, mtime, run, valid)
     return family, version
 
 
@@ -187,7 +193,8 @@ def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
                                   capture_output=True, text=True, timeout=60)
             return proc.returncode == 0
 
-    return bool(_disk_memo(f"openmp:{flag}", executable, mtime, run))
+    return bool(_disk_memo(f"openmp:{flag}", executable, mtime, run,
+                           lambda v: isinstance(v, bool)))
 
 
 def _locate(lang: str) -> str | None:
