@@ -192,3 +192,35 @@ def test_property_random_sparse(n, density, k, seed, symmetric, f32):
     ref = reference(A.astype(dtype).astype(np.float64), x.astype(dtype)[None].astype(np.float64),
                     None, k)
     assert_levels_close(P[None].astype(np.float64), ref, 1e-5 if f32 else 1e-12)
+
+
+@requires_compiler
+@pytest.mark.parametrize("name", ["poisson2d", "banded_spd"])
+def test_streaming_basis_gram_and_combine(name):
+    """The recompute ("streaming") kernel used by s-step CG: Gram and combinations of V
+    without storing V equal the stored-basis results."""
+    A = MATRICES[name]()
+    n, k = A.shape[0], 4
+    rng = np.random.default_rng(9)
+    xs = rng.standard_normal((2, n))
+    coefs = chebyshev_coefs(0.0, float(abs(A).sum(axis=1).max()), k)
+    ref = reference(A, xs, coefs, k, monomial=False).reshape(-1, n)
+    C = rng.standard_normal((3, 2 * (k + 1)))
+    mp = MatrixPowers(A, k, tune=False)
+    kernels = [fn.kernel for fn in mp.variants(nvec=2, basis="recurrence", gram=True).values()
+               if fn.kernel.can_stream]
+    assert kernels
+    for kern in kernels:
+        G = np.empty((2 * (k + 1),) * 2)
+        kern.stream(xs, coefs, gram=G)
+        np.testing.assert_allclose(G, ref @ ref.T, rtol=1e-11, atol=1e-11 * np.abs(G).max())
+        x0 = rng.standard_normal(n)
+        xo, ro, po = x0.copy(), np.empty(n), np.empty(n)
+        kern.stream(xs, coefs, C=C, xo=xo, ro=ro, po=po)
+        want = C @ ref
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(xo, x0 + want[0], rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(ro, want[1], rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(po, want[2], rtol=0, atol=1e-12 * scale)
+        with pytest.raises(ValueError):
+            kern.stream(xs, coefs, C=C, xo=xo, ro=xs[1], po=po)   # would alias the input

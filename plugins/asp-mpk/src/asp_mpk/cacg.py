@@ -83,8 +83,10 @@ def _gershgorin(csr: Any) -> tuple[float, float]:
     return float(np.min(d - rad)), float(np.max(d + rad))
 
 
-def _ritz_bounds(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
-    """Extreme Ritz values of the Lanczos matrix built from CG's alpha_j, beta_j."""
+def _lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
+    """Ritz values of the Lanczos tridiagonal built from CG's alpha_j, beta_j."""
+    from scipy.linalg import eigvalsh_tridiagonal
+
     m = len(alphas)
     if m < 2:
         return None
@@ -93,11 +95,15 @@ def _ritz_bounds(alphas: list[float], betas: list[float]) -> tuple[float, float]
     diag = 1.0 / a
     diag[1:] += b / a[:-1]
     off = np.sqrt(np.abs(b)) / a[:-1]
-    T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
-    if not np.all(np.isfinite(T)):
+    if not (np.all(np.isfinite(diag)) and np.all(np.isfinite(off))):
         return None
-    ev = np.linalg.eigvalsh(T)
-    return float(ev[0]), float(ev[-1])
+    return eigvalsh_tridiagonal(diag, off)
+
+
+def _ritz_bounds(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
+    """Extreme Ritz values (spectral interval estimate for the Chebyshev basis)."""
+    ev = _lanczos_ritz(alphas, betas)
+    return None if ev is None else (float(ev[0]), float(ev[-1]))
 
 
 def _check_tols(rtol: Any, atol: Any) -> tuple[float, float]:
@@ -223,6 +229,9 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
     Vf = V.reshape(m, n)
     G = np.empty((m, m))
     xs = np.empty((2, n))
+    xs_alt = np.empty((2, n))
+    kern = None
+    streaming = False
     p, r = xs[0], xs[1]          # the kernel's inputs live where CG keeps p and r: no copies
     r[:] = b - csr @ x if x.any() else b
     p[:] = r
@@ -274,9 +283,14 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
         B[:s + 1, :s + 1] = Bs
         B[s + 1:, s + 1:] = Bs
         B[:, m - 1] = 0.0
-        B[:, m - 2] = B[:, m - 2]  # r block: column s-1 gives A R_{s-1} = ... R_s (kept)
         t0 = clock()
-        mp.run(xs, V, coefs, G, "recurrence")
+        if kern is None or not streaming:
+            kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
+            streaming = kern is not None and kern.can_stream and callback is None
+        if streaming:
+            kern.stream(xs, coefs, gram=G)            # basis never stored: Gram only
+        else:
+            mp.run(xs, V, coefs, G, "recurrence")
         t1 = clock()
         stats.seconds["powers"] += t1 - t0
         stats.outer += 1
@@ -317,9 +331,14 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
         stats.seconds["inner"] += t2 - t1
         if steps:
             C = np.stack([xc, rc, pc])
-            kern = mp.bound_kernel()
-            if kern is not None:
-                kern.combine(Vf, C, [x, r, p], [True, False, False])
+            if streaming:
+                # recompute the basis block by block and combine it in cache; the new p, r go
+                # to the other buffer because neighbouring blocks still read the old ones
+                kern.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
+                xs, xs_alt = xs_alt, xs
+                p, r = xs[0], xs[1]
+            elif (kb := mp.bound_kernel()) is not None:
+                kb.combine(Vf, C, [x, r, p], [True, False, False])
             else:
                 upd = C @ Vf
                 x += upd[0]
@@ -343,16 +362,9 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
 def _newton_shifts(alphas: list[float], betas: list[float], s: int) -> np.ndarray | None:
     from asp_mpk.bases import leja_order
 
-    m = len(alphas)
-    a = np.asarray(alphas)
-    bb = np.asarray(betas[:m - 1])
-    diag = 1.0 / a
-    diag[1:] += bb / a[:-1]
-    off = np.sqrt(np.abs(bb)) / a[:-1]
-    T = np.diag(diag) + np.diag(off, 1) + np.diag(off, -1)
-    if not np.all(np.isfinite(T)):
+    ev = _lanczos_ritz(alphas, betas)
+    if ev is None:
         return None
-    ev = np.linalg.eigvalsh(T)
     # s Ritz values spread over the spectrum (take evenly spaced ones if more are known)
     idx = np.unique(np.linspace(0, len(ev) - 1, s).round().astype(int))
     return leja_order(ev[idx])

@@ -21,12 +21,13 @@ def _lap1d(m: int) -> Any:
     return sp.diags([-np.ones(m - 1), 2 * np.ones(m), -np.ones(m - 1)], [-1, 0, 1], format="csr")
 
 
-def poisson2d(m: int) -> Any:
-    """5-point Laplacian on an m x m grid (Dirichlet), CSR, n = m**2."""
+def poisson2d(m: int, m2: int | None = None) -> Any:
+    """5-point Laplacian on an m x m2 grid (Dirichlet; m2 = m by default), CSR, n = m*m2."""
     import scipy.sparse as sp
 
-    T, eye = _lap1d(m), sp.identity(m, format="csr")
-    A = (sp.kron(eye, T) + sp.kron(T, eye)).tocsr()
+    m2 = m if m2 is None else m2
+    A = (sp.kron(sp.identity(m2, format="csr"), _lap1d(m))
+         + sp.kron(_lap1d(m2), sp.identity(m, format="csr"))).tocsr()
     A.eliminate_zeros()  # kron goes through BSR and keeps explicit zeros
     return A
 

@@ -65,6 +65,10 @@ class CKernel:
                            _int, _ptr]
             self._spmv = cdll.spmv_dia
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _int]
+            self._stream = cdll.mpk_dia_stream
+            self._stream.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _i64,
+                                     _ptr, _int, _ptr, _ptr, _ptr, _ptr, _ptr]
+            self._stream.restype = _int
         elif fmt == "csr":
             fn = cdll.mpk_csr
             fn.argtypes = [_i64, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr, _ptr, _ptr,
@@ -78,6 +82,8 @@ class CKernel:
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _int]
         fn.restype = _int
         self._fn = fn
+        if fmt != "dia":
+            self._stream = None
         self._combine = cdll.combine
         self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
         self._combine.restype = _int
@@ -174,6 +180,45 @@ class CKernel:
         flags = np.asarray(acc, dtype=np.int32)
         self._combine(n, m, V.ctypes.data, n, q, C.ctypes.data, ctypes.addressof(ptrs),
                       flags.ctypes.data, self.nthreads)
+
+    @property
+    def can_stream(self) -> bool:
+        """True when the kernel can recompute the basis instead of storing it (DIA)."""
+        return self._stream is not None
+
+    def stream(self, xs: np.ndarray, coefs: np.ndarray, *, gram: np.ndarray | None = None,
+               C: np.ndarray | None = None, xo: np.ndarray | None = None,
+               ro: np.ndarray | None = None, po: np.ndarray | None = None) -> None:
+        """Basis of ``xs`` recomputed block by block: fill ``gram`` and/or apply ``C``
+        (``xo += C[0] V``, ``ro = C[1] V``, ``po = C[2] V``) without storing V."""
+        if self._stream is None:
+            raise NotImplementedError("the streaming basis is implemented for DIA kernels")
+        k, n = self.k, self.n
+        if not (isinstance(xs, np.ndarray) and xs.ndim == 2 and xs.shape[1] == n
+                and xs.dtype == self.dtype and xs.flags.c_contiguous):
+            raise ValueError(f"xs must be a C-contiguous (nvec, {n}) {self.dtype} array")
+        m = xs.shape[0] * (k + 1)
+        if not (coefs.shape == (3, max(k, 1)) and coefs.dtype == np.float64
+                and coefs.flags.c_contiguous):
+            raise ValueError(f"coefs must be a C-contiguous (3, {max(k, 1)}) float64 array")
+        if gram is not None and not (gram.shape == (m, m) and gram.dtype == np.float64
+                                     and gram.flags.c_contiguous):
+            raise ValueError(f"gram must be a C-contiguous ({m}, {m}) float64 array")
+        if C is not None:
+            C = np.ascontiguousarray(C, dtype=np.float64)
+            if C.shape != (3, m):
+                raise ValueError(f"C must have shape (3, {m})")
+            for v in (xo, ro, po):
+                if not (isinstance(v, np.ndarray) and v.shape == (n,) and v.dtype == self.dtype
+                        and v.flags.c_contiguous) or np.shares_memory(v, xs):
+                    raise ValueError("xo, ro, po must be contiguous vectors not overlapping xs")
+        p = self.plan
+        al, be, ga = (np.ascontiguousarray(coefs[i]) for i in range(3))
+        rc = self._stream(n, _p(p.dvals), _p(p.masks), xs.shape[0], _p(xs), k, _p(al), _p(be),
+                          _p(ga), len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram),
+                          _p(C), _p(xo), _p(ro), _p(po))
+        if rc != 0:
+            raise MemoryError("matrix-powers kernel could not allocate its work buffers")
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""

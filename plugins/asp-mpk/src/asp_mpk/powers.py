@@ -163,6 +163,12 @@ class MatrixPowers:
         _, variants, backend = Pipeline(get_registry(), "mpk").lower(ctx)
         return {v.name: backend.obj.build(v, ctx) for v in variants}
 
+    def tuned_kernel(self, *, nvec: int, gram: bool, basis: str) -> Any:
+        """The compiled kernel bound for this call kind once tuning has finished, else None."""
+        key = (self.pattern, self.values, str(self.dtype), self.k, nvec, basis == "monomial",
+               gram)
+        return getattr(self._dispatch.specializations.get(key), "kernel", None)
+
     def bound_kernel(self) -> Any:
         """A compiled :class:`~asp_mpk.kernels.CKernel` for this matrix if one is built (its
         ``combine``/``spmv`` helpers are format-independent), else None."""

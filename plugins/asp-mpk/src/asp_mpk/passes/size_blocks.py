@@ -18,6 +18,10 @@ from asp_core import asp_pass
 from asp_mpk.dast import Candidate, MatrixPowersOp
 
 
+#: below this many nonzeros x levels per call, single-threaded candidates come first
+SMALL_WORK = 2_000_000
+
+
 def _hardware(ctx: Any) -> tuple[int, int, int]:
     try:
         hw = ctx.hardware
@@ -67,7 +71,7 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
     out: list[Candidate] = []
     for c in op.candidates:
         if c.format == "naive":
-            out.append(c.replace(threads=cores))
+            out.append(c.replace(threads=1 if m.nnz * k < SMALL_WORK else cores))
             continue
         if c.format in ("dia", "dia-c"):
             nd = len(m.offsets or ())
@@ -80,8 +84,12 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
             mat = nnz_row * (isz + 4) * (0.6 if c.format == "csr-sym" else 1.0)
             choices = block_choices(n, k, min(bw, n), mat + isz * (k + 1) * op.nvec,
                                     targets[:2], cores, allow_split=False)
+        # small problems: a call lasts microseconds, so fork/join (and, on a busy machine,
+        # waiting for a descheduled thread) costs more than a second core gains
+        small = m.nnz * k < SMALL_WORK
         for nb, ks in choices:
-            out.append(c.replace(nblocks=nb, ksplit=ks, threads=cores))
-        if n < 20000:
-            out.append(out[-1].replace(threads=1))
+            out.append(c.replace(nblocks=1 if small else nb, ksplit=ks,
+                                 threads=1 if small else cores))
+        if small and cores > 1:
+            out.append(out[-1].replace(nblocks=2 * cores, threads=cores))
     return op.replace(candidates=out)

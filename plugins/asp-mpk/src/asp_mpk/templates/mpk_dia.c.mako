@@ -184,3 +184,105 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
             for (int64_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
     return failed ? -1 : 0;
 }
+
+/* Streaming basis for s-step CG ("recompute" variant, Hoemmen 2010): the basis of the nvec
+   vectors in x is computed block by block and never written to memory.
+   gram != NULL: G = V^T V (m*m, m = nvec*(k+1)) is accumulated.
+   C != NULL: with V's owned rows still in cache, xo[i] += C[0,:] V[:,i], ro[i] = C[1,:] V[:,i],
+   po[i] = C[2,:] V[:,i] (ro/po must not alias x: neighbours still read x's ghost rows).
+   One call per use reads x and writes at most three vectors, instead of writing and re-reading
+   all m basis vectors. */
+int mpk_dia_stream(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const real *x,
+                   int64_t k, const double *al, const double *be, const double *ga,
+                   int64_t nblk, const int64_t *bounds, int nthreads, double *gram,
+                   const double *C, real *xo, real *ro, real *po)
+{
+    const int64_t H = ${max(-minoff, maxoff)};
+    int64_t wmax = 0, bmax = 1;
+    for (int64_t b = 0; b < nblk; ++b) {
+        int64_t lo = bounds[b] - k * H, hi = bounds[b + 1] + k * H;
+        if (lo < 0) lo = 0;
+        if (hi > n) hi = n;
+        if (hi - lo > wmax) wmax = hi - lo;
+        if (bounds[b + 1] - bounds[b] > bmax) bmax = bounds[b + 1] - bounds[b];
+    }
+    const int64_t m = nvec * (k + 1);
+    int failed = 0;
+    if (gram) memset(gram, 0, sizeof(double) * (size_t)(m * m));
+#pragma omp parallel num_threads(nthreads)
+    {
+        real *ring = (real *)malloc(sizeof(real) * (size_t)(3 * (wmax > 0 ? wmax : 1)));
+        real *L = (real *)malloc(sizeof(real) * (size_t)(m * bmax));
+        double *g = gram ? (double *)calloc((size_t)(m * m), sizeof(double)) : NULL;
+        if (!ring || !L || (gram && !g)) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblk; ++b) {
+            if (failed) continue;
+            int64_t lo = bounds[b], hi = bounds[b + 1];
+            int64_t L0 = lo - k * H > 0 ? lo - k * H : 0;
+            for (int64_t v = 0; v < nvec; ++v) {
+                const real *xv = x + v * n;
+                real *Lv = L + v * (k + 1) * bmax;
+                memcpy(Lv, xv + lo, sizeof(real) * (size_t)(hi - lo));
+                const real *p1 = xv; int64_t b1 = 0;
+                const real *p2 = NULL; int64_t b2 = 0;
+                for (int64_t j = 1; j <= k; ++j) {
+                    int64_t a = lo - (k - j) * H, e = hi + (k - j) * H;
+                    if (a < 0) a = 0;
+                    if (e > n) e = n;
+                    real *y = ring + (j % 3) * wmax;
+                    real *oj = Lv + j * bmax - lo;   /* indexed by global row */
+                    real alj = (real)al[j - 1], bej = (real)be[j - 1], gaj = (real)ga[j - 1];
+                    if (j < k) {
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, a, lo, alj, bej, gaj);
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, oj, lo, hi, alj, bej, gaj);
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, hi, e, alj, bej, gaj);
+                    } else {
+                        level_rows(n, dv, mk, p1, b1, p2, b2, oj, 0, NULL, lo, hi, alj, bej, gaj);
+                    }
+                    p2 = p1; b2 = b1;
+                    p1 = y; b1 = L0;
+                }
+            }
+            if (g) gram_rows(m, L, bmax, 0, hi - lo, g);
+            if (C) {
+                enum { CB = 256 };
+                for (int64_t c0 = 0; c0 < hi - lo; c0 += CB) {
+                    const int64_t len = c0 + CB < hi - lo ? CB : hi - lo - c0;
+                    double sx[CB], sr[CB], sp[CB];
+                    for (int64_t i = 0; i < len; ++i) { sx[i] = 0.0; sr[i] = 0.0; sp[i] = 0.0; }
+                    for (int64_t jv = 0; jv < m; ++jv) {
+                        const real *Vj = L + jv * bmax + c0;
+                        const double cx = C[jv], cr = C[m + jv], cp = C[2 * m + jv];
+#pragma omp simd
+                        for (int64_t i = 0; i < len; ++i) {
+                            const double vv = (double)Vj[i];
+                            sx[i] += cx * vv; sr[i] += cr * vv; sp[i] += cp * vv;
+                        }
+                    }
+                    const int64_t r0 = lo + c0;
+                    for (int64_t i = 0; i < len; ++i) {
+                        xo[r0 + i] = (real)((double)xo[r0 + i] + sx[i]);
+                        ro[r0 + i] = (real)sr[i];
+                        po[r0 + i] = (real)sp[i];
+                    }
+                }
+            }
+        }
+        if (g) {
+#pragma omp critical
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = i; j < m; ++j) gram[i * m + j] += g[i * m + j];
+            free(g);
+        }
+        free(L);
+        free(ring);
+    }
+    if (gram)
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
+    return failed ? -1 : 0;
+}
