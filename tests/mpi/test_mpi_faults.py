@@ -49,6 +49,16 @@ def test_mpi_mismatched_inputs_fail_on_every_rank():
 
 
 @requires_mpi
+def test_mpi_a_failing_local_em_step_stops_every_rank():
+    run = run_mpi(FAULTS, 3, timeout=90, args=["em-failure"])
+    assert run.ok, run.describe()
+    assert "FAULT-OK em-failure rank 1: kernel crashed on rank 1" in run.stdout, run.describe()
+    for r in (0, 2):
+        assert (f"FAULT-OK em-failure rank {r}: the EM step failed on 1 other rank(s)"
+                in run.stdout), run.describe()
+
+
+@requires_mpi
 def test_mpi_run_mpi_kills_a_hung_job():
     start = time.perf_counter()
     run = run_mpi(FAULTS, 2, timeout=3, args=["hang"])

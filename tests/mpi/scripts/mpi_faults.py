@@ -4,6 +4,8 @@
   exchange; ``comm.Abort`` must end the whole job with a non-zero code.
 * ``small-grid``: a grid whose interior is smaller than the process grid.
 * ``mismatch``: every rank passes a different grid shape / feature count / vector length.
+* ``em-failure``: the local EM step fails on rank 1 only; every rank must raise (rank 1 its
+  own error) instead of waiting in the Allreduce.
 * ``hang``: rank 1 sleeps forever (``run_mpi``'s timeout must kill the job).
 The validation cases print ``FAULT-OK <case> rank <r>: <message>`` on every rank and exit 0.
 """
@@ -72,6 +74,25 @@ def main():
             lo, hi = partition_rows(12, comm.size)[comm.rank:comm.rank + 2]
             b = np.ones(hi - lo + (1 if comm.rank == 0 else 0))
             expect_value_error(comm, "mismatch-mpk", lambda: cg(A, b, comm=comm))
+    elif case == "em-failure":
+        from asp_gmm import distributed
+
+        if comm.rank == 1:
+            def broken(self, name):
+                def fail(*args):
+                    raise RuntimeError("kernel crashed on rank 1")
+                return fail
+            distributed.DistributedEM._fn = broken
+        X = np.random.default_rng(comm.rank).standard_normal((100, 2))
+        with fatal_errors(comm):
+            try:
+                distributed.DistributedGaussianMixture(2, comm=comm, max_iter=3,
+                                                       random_state=0).fit(X)
+            except RuntimeError as exc:
+                sys.stdout.write(f"FAULT-OK em-failure rank {comm.rank}: {exc}\n")
+                sys.stdout.flush()
+            else:
+                raise AssertionError(f"no error on rank {comm.rank}")
     elif case == "hang":
         if comm.rank == 1:
             time.sleep(3600)

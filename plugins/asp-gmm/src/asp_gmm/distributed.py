@@ -34,7 +34,8 @@ from asp_gmm.reference import EMStep
 
 __all__ = ["DistributedGaussianMixture", "DistributedEM", "combine_em_steps"]
 
-_SCALARS = 4  # N_r, N_r * loglik_r, 1 if the shard is not empty, summed variant seconds
+# N_r, N_r * loglik_r, 1 if the shard is not empty, summed variant seconds, failed ranks
+_SCALARS = 5
 
 
 def _scatter_size(cov: str, M: int, D: int) -> int:
@@ -42,10 +43,14 @@ def _scatter_size(cov: str, M: int, D: int) -> int:
 
 
 def _local_statistics(step: EMStep | None, n: int, shift: np.ndarray, cov: str, M: int, D: int,
-                      reg_covar: float, eps: float, seconds: float) -> np.ndarray:
+                      reg_covar: float, eps: float, seconds: float, failed: bool = False
+                      ) -> np.ndarray:
     """The additive statistics of one shard (see the module docstring), as one flat buffer."""
     buf = np.zeros(_SCALARS + M + M * D + _scatter_size(cov, M, D))
     buf[3] = seconds
+    if failed:
+        buf[4] = 1.0
+        return buf
     if step is None or n == 0:
         return buf
     tiny = 10.0 * eps
@@ -102,21 +107,29 @@ def _finish(total: np.ndarray, shift: np.ndarray, cov: str, M: int, D: int, reg_
 
 
 def combine_em_steps(comm: Any, step: EMStep | None, n_local: int, shift: np.ndarray, cov: str,
-                     reg_covar: float, eps: float, *, seconds: float = 0.0, stats: Any = None
-                     ) -> tuple[EMStep, float]:
+                     reg_covar: float, eps: float, *, seconds: float = 0.0, stats: Any = None,
+                     error: BaseException | None = None) -> tuple[EMStep, float]:
     """Collective: the global :class:`EMStep` from each rank's shard step (one Allreduce).
 
     ``step`` is None on a rank with an empty shard. Returns the step and the mean over ranks of
-    ``seconds`` (used to agree on the fastest variant).
+    ``seconds`` (used to agree on the fastest variant). A rank whose local step failed passes
+    the exception as ``error``: the failure travels in the same Allreduce, so every rank raises
+    (the failing one its own exception) instead of the others waiting forever.
     """
     from mpi4py import MPI
 
     M, D = shift.shape
-    local = _local_statistics(step, n_local, shift, cov, M, D, reg_covar, eps, seconds)
+    local = _local_statistics(step, n_local, shift, cov, M, D, reg_covar, eps, seconds,
+                              failed=error is not None)
     total = np.empty_like(local)
     comm.Allreduce(local, total, op=MPI.SUM)
     if stats is not None:
         stats.reduction()
+    if total[4] > 0:
+        if error is not None:
+            raise error
+        raise RuntimeError(f"the EM step failed on {int(total[4])} other rank(s); their error "
+                           "output says why")
     return _finish(total, shift, cov, M, D, reg_covar, eps), float(total[3] / comm.Get_size())
 
 
@@ -141,7 +154,6 @@ class DistributedEM:
         from asp_core.autotune import Autotuner
         from asp_core.cache import cache_key
         from asp_core.context import SpecializationContext
-        from asp_core.errors import AspError
         from asp_core.pipeline import Pipeline
         from asp_core.plugins import get_registry
 
@@ -166,7 +178,7 @@ class DistributedEM:
             def builder(name: str) -> Callable[..., EMStep]:
                 ctx.variant = name
                 return backend.obj.build(by_name[name], ctx)
-        except (AspError, KeyError) as exc:
+        except Exception as exc:  # any failure: every rank falls back together
             error = f"{type(exc).__name__}: {exc}"
         errors = self.comm.allgather(error)
         names0 = self.comm.bcast(names, root=0)
@@ -210,15 +222,19 @@ class DistributedEM:
         name = self._tuner.next() if tuning else (self._fixed or self._tuner.winner)
         local: EMStep | None = None
         seconds = 0.0
+        error: BaseException | None = None
         if len(X):
-            fn = self._fn(name)
-            t0 = time.perf_counter()
-            local = fn(X, *params)
-            seconds = time.perf_counter() - t0
+            try:
+                fn = self._fn(name)
+                t0 = time.perf_counter()
+                local = fn(X, *params)
+                seconds = time.perf_counter() - t0
+            except Exception as exc:  # reported on every rank by the collective below
+                error = exc
         eps = float(np.finfo(X.dtype).eps)
         step, mean_seconds = combine_em_steps(self.comm, local, len(X), np.asarray(
             means, dtype=np.float64), covariance_type, float(reg_covar), eps, seconds=seconds,
-            stats=self.stats)
+            stats=self.stats, error=error)
         if tuning:
             self.timings[name] = mean_seconds
             self._tuner.report(name, mean_seconds)

@@ -555,8 +555,19 @@ def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) 
     if _box_empty(box):
         return
     g0 = grids[0]
-    subs = [_subgrid(g.local, box, g0.origin, g0.ghost_depth, g.neighbor_definition)
-            for g in grids]
+    subs = []
+    for g in grids:
+        # contiguous views stay valid as long as the local array does: keep them
+        cache = g.__dict__.setdefault("_views", {})
+        hit = cache.get(box)
+        if hit is not None and hit.data.base is g.local.data:
+            hit.neighbor_definition = g.neighbor_definition
+            subs.append((hit, True))
+            continue
+        sub = _subgrid(g.local, box, g0.origin, g0.ghost_depth, g.neighbor_definition)
+        if sub[1]:
+            cache[box] = sub[0]
+        subs.append(sub)
     kernel.kernel(*[s for s, _ in subs])
     out_sub, is_view = subs[-1]
     if not is_view:
