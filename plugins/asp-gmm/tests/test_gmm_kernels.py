@@ -62,8 +62,10 @@ def test_generated_source_is_specialised():
     variant = variants_for("openmp", "em_step", 32, 16, "full")[0]
     src = openmp_source(variant)
     assert "#define D 16" in src and "#define M 32" in src and "#define BLOCK 256" in src
-    assert "int asp_gmm_em_step(" in src
-    assert "log_prob_impl" not in src  # only the op's own body is generated
+    assert "int asp_gmm_em_step(" in src and "int asp_gmm_log_prob(" in src
+    # predict's kernel is the same translation unit as the default EM variant
+    lp_variant = variants_for("openmp", "log_prob", 32, 16, "full")[0]
+    assert openmp_source(lp_variant) == src
 
 
 def test_far_offset_data_keeps_covariance_accuracy(problem):

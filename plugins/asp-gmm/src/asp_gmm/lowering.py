@@ -55,8 +55,8 @@ def _define(name: str, value: int | str) -> c.Define:
 def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]:
     lay = plan.layout
     full = lay.cov == "full"
-    nodes: list[c.Node] = [c.Comment(f"asp_gmm: {plan.op} for M={lay.M}, D={lay.D}, "
-                                     f"cov={lay.cov}, X {plan.ctype}")]
+    nodes: list[c.Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
+                                     f"D={lay.D}, cov={lay.cov}, X {plan.ctype}")]
     nodes += [c.Include(h) for h in ("math.h", "stdint.h", "stdlib.h", "string.h")]
     if not cuda:
         nodes.append(c.Include("omp.h"))
@@ -96,10 +96,12 @@ def exports(op: str) -> list[c.FunctionDef]:
 
 
 def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Module:
+    """Both entry points, whatever the op: the E-step kernel behind ``predict`` is then the
+    same shared object as the default EM variant (one compile, a cache hit for the other)."""
     return c.Module(prelude(plan, block, cuda=cuda) + [
         c.Comment("kernel bodies: templates/" + ("em_cuda.cu.mako" if cuda else
                                                  "em_openmp.c.mako")),
-        *exports(plan.op)])
+        *exports("em_step"), *exports("log_prob")])
 
 
 def get_define(module: c.Module, name: str) -> int | str:

@@ -41,7 +41,9 @@ class CPUVariants(PlatformOptimizer):
     def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
         plan = program.meta["plan"]
         if plan.op == "log_prob":
-            return [_variant(program, "blocked-b256", "fused", 256, False)]
+            # the same translation unit as the default EM variant: a code-cache hit
+            return [_variant(program, f"fused-b{FUSED_BLOCKS[0]}", "fused", FUSED_BLOCKS[0],
+                             False)]
         out = []
         if plan.fused:
             out += [_variant(program, f"fused-b{b}", "fused", b, False) for b in FUSED_BLOCKS]
@@ -61,7 +63,7 @@ class CudaVariants(PlatformOptimizer):
     def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
         plan = program.meta["plan"]
         if plan.op == "log_prob":
-            return [_variant(program, "samples-t128", "samples", 128, False)]
+            return [_variant(program, "fused-t128", "fused", 128, False)]
         out = []
         if plan.fused:
             out += [_variant(program, f"fused-t{t}", "fused", t, False) for t in (128, 256)]

@@ -280,7 +280,6 @@ static int upload(device_buffers *b, const xtype *X, int64_t N, const double *pa
     return cudaGetLastError() == cudaSuccess ? 0 : 3;
 }
 
-% if op == "em_step":
 static int em_step_impl(const xtype *X, int64_t N, const double *pa, const double *pb,
                         const double *pc, const double *shift, double *out, double *work)
 {
@@ -313,7 +312,6 @@ static int em_step_impl(const xtype *X, int64_t N, const double *pa, const doubl
     return rc;
 }
 
-% else:
 static int log_prob_impl(const xtype *X, int64_t N, const double *pa, const double *pb,
                          const double *pc, double *out)
 {
@@ -326,4 +324,3 @@ static int log_prob_impl(const xtype *X, int64_t N, const double *pa, const doub
     release(&b);
     return rc;
 }
-% endif

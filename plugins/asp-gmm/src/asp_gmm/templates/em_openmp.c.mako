@@ -423,7 +423,6 @@ static void reduce_threads(const double *acc, int nt, double *out)
         for (int i = 0; i < NSTAT; ++i) out[i] += acc[(size_t)t * NSTATP + i];
 }
 
-% if op == "log_prob":
 static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restrict pa,
                          const double *restrict pb, const double *restrict pc,
                          double *restrict out)
@@ -453,7 +452,6 @@ static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restr
     return fail;
 }
 
-% else:
 static int em_step_impl(const xtype *restrict X, int64_t N, const double *restrict pa,
                         const double *restrict pb, const double *restrict pc,
                         const double *restrict shift, double *restrict out,
@@ -580,4 +578,3 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
     free(acc);
     return fail;
 }
-% endif
