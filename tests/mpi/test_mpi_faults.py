@@ -50,7 +50,7 @@ def test_mpi_mismatched_inputs_fail_on_every_rank():
 
 @requires_mpi
 def test_mpi_a_failing_local_em_step_stops_every_rank():
-    run = run_mpi(FAULTS, 3, timeout=90, args=["em-failure"])
+    run = run_mpi(FAULTS, 3, timeout=90, args=["em-failure"], env={"ASP_AUTOTUNE": "off"})
     assert run.ok, run.describe()
     assert "FAULT-OK em-failure rank 1: kernel crashed on rank 1" in run.stdout, run.describe()
     for r in (0, 2):

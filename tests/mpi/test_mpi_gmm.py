@@ -16,11 +16,10 @@ SCRIPTS = Path(__file__).parent / "scripts"
 @requires_compiler
 @pytest.mark.parametrize("nprocs", [1, 2, 3])
 def test_mpi_gmm_equal_to_one_process(nprocs):
-    # with 2 ranks the variants are tuned in lock-step (the script checks that the ranks agree);
-    # with 1 and 3 the default variant keeps the test short
-    tune = "always" if nprocs == 2 else "off"
+    # with 2 ranks the diag variants are tuned in lock-step (the script checks that the ranks
+    # agree); otherwise the default variant keeps the test short
     run = run_mpi(SCRIPTS / "mpi_gmm_check.py", nprocs, timeout=150,
-                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": tune})
+                  args=["--tune"] if nprocs == 2 else [], env={"ASP_MODE": "strict"})
     assert run.ok, run.describe()
     assert "GMM-ALL-OK" in run.stdout, run.describe()
     lines = list(run.lines("GMM-OK"))
@@ -30,5 +29,8 @@ def test_mpi_gmm_equal_to_one_process(nprocs):
     for ln in lines:
         if "reductions=" in ln:
             assert ln.split("iters=")[1].split()[0] == ln.split("reductions=")[1].split()[0]
+    if nprocs == 2:  # diag was tuned over several variants (and the ranks agreed)
+        diag = next(ln for ln in lines if ln.split()[1] == "diag")
+        assert int(diag.split("tuned=")[1].split()[0]) > 1, diag
     if nprocs == 3:  # an empty and a one-sample shard took part
         assert "[2999, 0, 1]" in run.stdout

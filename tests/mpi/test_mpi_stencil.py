@@ -21,8 +21,9 @@ def test_mpi_stencil_bitwise_equal_to_one_process(nprocs):
     assert run.ok, run.describe()
     assert "STENCIL-ALL-OK" in run.stdout, run.describe()
     cases = list(run.lines("STENCIL-OK"))
-    # every kernel, with and without overlap, with a one-step and a deep halo
-    assert len(cases) >= 17, run.describe()
+    # every kernel with a one-step and a deep halo, three of them also overlapped
+    assert len(cases) >= 13, run.describe()
+    assert sum("overlap=True" in c for c in cases) >= 6
     # the deep halo exchanges less often than the one-step halo
     deep = [c for c in cases if "jacobi-3d overlap=False halo=3" in c][0]
     plain = [c for c in cases if "jacobi-3d overlap=False halo=1" in c][0]

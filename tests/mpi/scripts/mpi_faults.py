@@ -86,8 +86,10 @@ def main():
         X = np.random.default_rng(comm.rank).standard_normal((100, 2))
         with fatal_errors(comm):
             try:
-                distributed.DistributedGaussianMixture(2, comm=comm, max_iter=3,
-                                                       random_state=0).fit(X)
+                distributed.DistributedGaussianMixture(
+                    2, comm=comm, max_iter=3, covariance_type="diag", weights_init=[0.5, 0.5],
+                    means_init=[[-1.0, 0.0], [1.0, 0.0]], precisions_init=np.ones((2, 2))
+                ).fit(X)
             except RuntimeError as exc:
                 sys.stdout.write(f"FAULT-OK em-failure rank {comm.rank}: {exc}\n")
                 sys.stdout.flush()

@@ -91,7 +91,7 @@ def same(a, b, what, comm):
 
 
 def case(comm, name, kernel, shape, n_inputs, *, ghost_depth=1, neighbor=None, steps=5,
-         halo_factor=3, dims=None):
+         halo_factor=3, dims=None, overlaps=(False, True)):
     ref = grids(shape, n_inputs + 1, 17, ghost_depth, neighbor)
     start = [g.data.copy() for g in ref]
     # single process: one sweep, then iterate
@@ -102,7 +102,7 @@ def case(comm, name, kernel, shape, n_inputs, *, ghost_depth=1, neighbor=None, s
     last = kernel.iterate(*ref, steps=steps)
     many = last.data.copy()
 
-    for overlap in (False, True):
+    for overlap in overlaps:  # every sub-block shape compiles: keep the overlap cases few
         for halo_mult, every in ((1, 1), (halo_factor, None)):
             dk = distribute(kernel, overlap=overlap)
             dg = [DistributedStencilGrid.from_global(
@@ -164,13 +164,13 @@ def main():
     with fatal_errors(comm):
         helpers(comm)
         case(comm, "figure2-2d", Figure2Kernel(), (11, 13), 1)
-        case(comm, "jacobi-3d", JacobiKernel(0.1, 3), (9, 8, 7), 1, steps=7)
+        case(comm, "jacobi-3d", JacobiKernel(0.1, 3), (9, 8, 7), 1, steps=7, overlaps=(False,))
         case(comm, "moore-2d", MooreKernel(), (12, 10), 2, neighbor=moore, steps=4)
         case(comm, "wide-2d", WideKernel(), (16, 7), 1, ghost_depth=2, neighbor=wide, steps=4,
              halo_factor=2)
         if comm.size > 1:  # a thin split along one axis: blocks thinner than the halo
             case(comm, "jacobi-1d-thin", JacobiKernel(0.2, 1), (2 + 2 * comm.size,), 1, steps=6,
-                 halo_factor=3)
+                 halo_factor=3, overlaps=(False,))
     if comm.rank == 0:
         print("STENCIL-ALL-OK", flush=True)
 

@@ -401,7 +401,6 @@ class DistributedGaussianMixture:
     def fit(self, X: Any, y: Any = None) -> DistributedGaussianMixture:
         """Collective: EM on the union of every rank's shard ``X``."""
         from mpi4py import MPI
-        from sklearn.utils import check_random_state
 
         from asp_gmm.linalg import precision_cholesky
 
@@ -409,7 +408,7 @@ class DistributedGaussianMixture:
         X = self._validate(X, fitting=True)
         n_global = int(comm.allreduce(len(X), op=MPI.SUM))
         self._check_parameters(n_global, X.shape[1])
-        rng = check_random_state(self.random_state)
+        rng = _random_state(self.random_state)
         engine = DistributedEM(comm, self.asp_options)
         self.engine_ = engine
         best: tuple | None = None
@@ -516,6 +515,17 @@ class DistributedGaussianMixture:
         s = self.score_samples(X)
         tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
         return float(-2 * tot[0] + 2 * self._n_parameters())
+
+
+def _random_state(seed: Any) -> np.random.RandomState:
+    """scikit-learn's ``check_random_state`` without importing scikit-learn."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
 
 
 def _precisions(pc: np.ndarray, cov: str) -> np.ndarray:
