@@ -65,6 +65,15 @@ def test_closure_property_random(n, density, nblocks, k, seed):
     check_closure(csr, order, bounds, k, plan)
 
 
+def test_closure_size_guard():
+    from asp_mpk.partition import ClosureTooLarge
+
+    A = as_csr(sp.random(400, 400, density=0.05, random_state=1, format="csr")
+               + sp.identity(400))
+    with pytest.raises(ClosureTooLarge):
+        build_closures(A, np.arange(400), block_bounds(400, 20), 6, max_copies=2.0)
+
+
 def test_block_bounds():
     b = block_bounds(10, 3)
     assert b[0] == 0 and b[-1] == 10 and len(b) == 4 and np.all(np.diff(b) > 0)

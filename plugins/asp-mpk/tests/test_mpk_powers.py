@@ -65,7 +65,9 @@ def test_every_variant_matches_repeated_spmv(name, k):
     ref = reference(A, x[None], None, k)
     mp = MatrixPowers(A, k, tune=False)
     variants = mp.variants()
-    assert "naive" in variants and len(variants) >= 2
+    assert any(v.startswith("naive") for v in variants)
+    if name != "unstructured":  # an expander-like graph: PA1 is (rightly) not proposed
+        assert len(variants) >= 2
     coefs = np.zeros((3, k))
     coefs[0] = 1.0
     for vname, fn in variants.items():

@@ -163,8 +163,16 @@ class CBackend(Backend):
                       "sym": fmt == "csr-sym", "ordering": p["ordering"]}
         else:
             params = {"format": "naive"}
+        from asp_mpk.partition import ClosureTooLarge
+
         order = mp.order(p["ordering"]) if cfmt == "csr" else None
-        plan = get_plan(mp.csr, mp.pattern, mp.values, params, order=order)
+        try:
+            plan = get_plan(mp.csr, mp.pattern, mp.values, params, order=order)
+        except ClosureTooLarge as exc:   # the graph is too "wide": fall back to the baseline
+            ctx.record("plan", variant=variant.name, fallback="naive", reason=str(exc))
+            fmt = cfmt = "naive"
+            params = {"format": "naive"}
+            plan = get_plan(mp.csr, mp.pattern, mp.values, params)
         kinds = getattr(plan, "kinds", None)
         src = render_source(cfmt, op.dtype, monomial=op.monomial,
                             offsets=op.matrix.offsets or (), sym=fmt == "csr-sym", kinds=kinds)

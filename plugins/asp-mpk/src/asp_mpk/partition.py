@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["block_bounds", "ClosurePlan", "build_closures", "gather_rows"]
+__all__ = ["block_bounds", "ClosurePlan", "ClosureTooLarge", "build_closures", "gather_rows"]
 
 
 def block_bounds(n: int, nblocks: int) -> np.ndarray:
@@ -59,8 +59,12 @@ class ClosurePlan:
                 "rp": self.rp, "ci": self.ci, "va": self.va}
 
 
+class ClosureTooLarge(ValueError):
+    """The ghost closures would hold too many copies of A (PA1 cannot pay off)."""
+
+
 def build_closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, *,
-                   sym: bool = False) -> ClosurePlan:
+                   sym: bool = False, max_copies: float = 4.0) -> ClosurePlan:
     """Ghost closures and local CSR matrices for parts ``order[bounds[b]:bounds[b+1]]``.
 
     ``sym``: store each local matrix as its upper triangle (incl. diagonal) in local numbering;
@@ -112,6 +116,9 @@ def build_closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, *,
         np.cumsum(lens, out=rp[1:])
         rp += nnz_pos
         nnz_pos += int(lens.sum())
+        if nnz_pos > max_copies * max(csr.nnz, 1) + 100_000:
+            raise ClosureTooLarge(f"ghost closures exceed {max_copies}x the nonzeros of A "
+                                  f"after {b + 1} of {nb} blocks")
         loc[glob] = -1
         globs.append(glob)
         rps.append(rp)

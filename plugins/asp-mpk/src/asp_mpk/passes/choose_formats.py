@@ -1,7 +1,9 @@
 """Pass ``choose-formats``: the storage formats worth trying for this matrix.
 
 DIA (banded PA1) when few diagonals hold the entries, with constant diagonals compressed to
-byte masks when some are constant ("dia-c"); graph PA1 over CSR otherwise; its symmetric
+byte masks when some are constant ("dia-c"); graph PA1 over CSR otherwise, when the
+ordering is thin enough that k levels of ghost rows stay a small part of the matrix (on an
+expander graph every closure is the whole matrix and PA1 cannot save traffic); its symmetric
 (upper-triangle) storage when A is symmetric; the naive k-SpMV baseline last.
 """
 
@@ -26,7 +28,10 @@ def choose_formats(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
         if op.matrix.offsets is not None:
             cands.append(Candidate("dia", note=f"{len(op.matrix.offsets)} diagonals, fill "
                                                f"{op.matrix.dia_fill:.2f}"))
-        if op.matrix.offsets is None:  # banded matrices are served better by DIA
+        bw = op.matrix.bandwidth if op.ordering == "natural" else \
+            (op.matrix.rcm_bandwidth or op.matrix.bandwidth)
+        thin = 4 * op.k * bw < op.matrix.n   # ghost zones small next to the matrix
+        if op.matrix.offsets is None and thin:  # banded matrices are served better by DIA
             cands.append(Candidate("csr", note=f"graph PA1, {op.ordering} order"))
             if op.matrix.symmetric:
                 cands.append(Candidate("csr-sym", note="upper triangle of each local matrix"))
