@@ -263,3 +263,30 @@ def test_random_kernels_emulated(case):
 @given(kernel_sources())
 def test_random_kernels_nvcc_and_emulated_200(case):
     _random_case(case, compile_with_nvcc=True)
+
+
+class Square(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.border_points():
+            out[x] = -(u[x] ** 2)
+        for x in out.interior_points():
+            out[x] = u[x] ** 2 * 0.5
+
+
+@requires_compiler
+def test_emulated_pow_is_libm_pow_like_python():
+    """``x ** 2`` in Python is libm's ``pow`` (not always ``x * x``): the emulation keeps it."""
+    x = 2.7054028525535854
+    assert x ** 2 != x * x
+    k = Square()
+    grids = make_grids((5, 6), 1, seed=0)
+    grids[0].data[...] = x
+    prog = specialise(k, tuple(grids))[1]
+    src, vs = _cuda(prog)
+    lib = emulated_library(src)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    for v in vs:
+        test = clone_grids(grids)
+        assert run_emulated(lib, prog, v, test) == 0
+        assert_bitwise(ref[-1].data, test[-1].data, what=v.label)

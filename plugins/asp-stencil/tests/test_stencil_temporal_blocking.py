@@ -296,3 +296,51 @@ def test_random_kernels_blocked_equal_python(case):
     it.run(tuple(test), 3, TemporalParams(3, 2, 2))
     for r, t in zip(ref, test):
         assert_bitwise(r.data, t.data, what=f"kernel\n{source}")
+
+
+class StoresNothing(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = u[x] * 2.0
+        for x in out.border_points():
+            out[x] = u[x] * 0.5
+
+
+@requires_compiler
+def test_loop_without_store_has_no_effect():
+    k = StoresNothing()
+    grids = make_grids((7, 9), 1, seed=1)
+    plan = temporal_plan(specialise(k, tuple(grids))[1])
+    assert plan.coverage == "border"
+    it = get_iterator(k, tuple(grids))
+    for tp in (TemporalParams(3, 2, 2), TemporalParams(3, 2, 2, 1)):
+        ref, test = clone_grids(grids), clone_grids(grids)
+        _reference(k, ref, 5)
+        it.run(tuple(test), 5, tp)
+        for r, t in zip(ref, test):
+            assert_bitwise(r.data, t.data, what=tp.label)
+
+
+class Square(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.border_points():
+            out[x] = -(u[x] ** 2)
+        for x in out.interior_points():
+            out[x] = u[x] ** 2 * 0.5
+
+
+@requires_compiler
+def test_pow_is_libm_pow_like_python():
+    """Python's ``x ** 2`` is libm's ``pow``, which can differ from ``x * x`` in the last bit
+    (2.7054028525535854 ** 2 is one such value); the compiled code must call ``pow`` too."""
+    k = Square()
+    grids = make_grids((5, 6), 1, seed=0)
+    grids[0].data[...] = 2.7054028525535854
+    ref = clone_grids(grids)
+    _reference(k, ref, 3)
+    x = 2.7054028525535854
+    assert x ** 2 != x * x  # the premise: libm's pow differs from the product here
+    test = clone_grids(grids)
+    get_iterator(k, tuple(test)).run(tuple(test), 3, TemporalParams(3, 2, 2))
+    for r, t in zip(ref, test):
+        assert_bitwise(r.data, t.data)

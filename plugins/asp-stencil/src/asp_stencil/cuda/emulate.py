@@ -85,7 +85,10 @@ def emulation_source(cuda_source: str) -> str:
 
 def emulated_library(cuda_source: str, name: str = "cuda_emulated") -> ctypes.CDLL:
     """Compile the emulation of ``cuda_source`` (through the core's cache) and load it."""
+    # -fno-builtin-pow: keep pow(x, 2.0) a libm call, as Python's x ** 2 is (g++ would
+    # otherwise fold it into x*x, which can differ from libm's pow in the last bit)
     return compile_library(emulation_source(cuda_source), lang="c++", openmp=True, name=name,
+                           flags=("-fno-builtin-pow",),
                            specialised_on={"emulated": "cuda"}).cdll
 
 

@@ -26,7 +26,7 @@ from typing import Union
 
 from .. import dast as D
 
-__all__ = ["TemporalPlan", "temporal_plan", "pad3"]
+__all__ = ["TemporalPlan", "temporal_plan", "pad3", "stores"]
 
 
 def pad3(values: tuple[int, ...], fill: int) -> tuple[int, int, int]:
@@ -65,7 +65,12 @@ class TemporalPlan:
 
 
 def _loops(prog: D.StencilProgram) -> list[D.PointLoop]:
-    return [s for s in prog.body if isinstance(s, D.PointLoop)]
+    """The point loops that store (a loop without a store has no observable effect)."""
+    return [s for s in prog.body if isinstance(s, D.PointLoop) and stores(s)]
+
+
+def stores(loop: D.PointLoop) -> bool:
+    return any(isinstance(s, D.Store) for s in loop.body)
 
 
 def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
@@ -89,7 +94,7 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
             return f"top-level {type(s).__name__} statement"
     loops = _loops(prog)
     if not loops:
-        return "the kernel has no point loop"
+        return "no point loop writes the output"
     for n in D.expr_nodes(prog):
         if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
             return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"

@@ -19,7 +19,7 @@ from asp_core import cast as C
 
 from .. import dast as D
 from ..lower_c import ExprLowering, c_var
-from .analysis import TemporalPlan, pad3
+from .analysis import TemporalPlan, pad3, stores
 
 __all__ = ["RowKernel", "row_kernels", "dz_name"]
 
@@ -71,8 +71,8 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
     out: list[RowKernel] = []
     x = C.Name("x")
     for pos, loop in enumerate(prog.body):
-        if not isinstance(loop, D.PointLoop):
-            continue
+        if not isinstance(loop, D.PointLoop) or not stores(loop):
+            continue  # a loop that stores nothing has no effect on any sweep
         idx = len(out)
         dzs = sorted({pad3(r.at.offset, 0)[0] for s in loop.body for r in D.reads(s.value)
                       if r.grid == plan.state})

@@ -31,6 +31,9 @@ __all__ = ["BlockedIterator", "TemporalParams", "blocked_iterate", "wants_blocki
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
+#: compiler flags keeping libm calls as Python makes them (see :func:`compile_iterator`)
+EXACT_FLAGS = ("-fno-builtin-pow",)
+
 
 @dataclass(frozen=True)
 class TemporalParams:
@@ -215,7 +218,10 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     from asp_core.autotune import Autotuner
 
     source = temporal_source(prog, plan)
+    # -fno-builtin-pow: gcc turns pow(x, 2.0) into x*x, but Python's x ** 2 calls libm's pow,
+    # which is not always correctly rounded; calling pow keeps the results bitwise equal
     lib = ctx.compile(source, lang="c", openmp=True, name=symbol_prefix(prog),
+                      flags=EXACT_FLAGS,
                       specialised_on={"temporal": True, "shape": prog.output.shape,
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
