@@ -97,7 +97,8 @@ class MatrixPowers:
 
         arr = as_vector(x, self.n, allow_2d=True)
         two_d = arr.ndim == 2
-        xs = np.array(arr if two_d else arr[None, :], dtype=self.dtype, order="C", copy=True)
+        # the kernel only reads xs: no copy when x already has the right layout
+        xs = np.ascontiguousarray(arr if two_d else arr[None, :], dtype=self.dtype)
         if xs.shape[0] == 0:
             raise ValueError("x has no vectors")
         coefs = basis_coefs(basis, self.k, shifts=shifts, ritz=self._ritz)
