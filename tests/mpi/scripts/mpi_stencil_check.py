@@ -168,8 +168,8 @@ def main():
         case(comm, "moore-2d", MooreKernel(), (12, 10), 2, neighbor=moore, steps=4)
         case(comm, "wide-2d", WideKernel(), (16, 7), 1, ghost_depth=2, neighbor=wide, steps=4,
              halo_factor=2)
-        if comm.size > 1:  # a thin split along one axis: blocks thinner than the halo
-            case(comm, "jacobi-1d-thin", JacobiKernel(0.2, 1), (2 + 2 * comm.size,), 1, steps=6,
+        if comm.size > 1:  # one interior point per rank: blocks much thinner than the halo
+            case(comm, "jacobi-1d-thin", JacobiKernel(0.2, 1), (2 + comm.size,), 1, steps=6,
                  halo_factor=3, overlaps=(False,))
     if comm.rank == 0:
         print("STENCIL-ALL-OK", flush=True)
