@@ -57,7 +57,15 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
     source = textwrap.dedent(raw)
     indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
     try:
-        tree = ast.parse(source)
+        try:
+            tree = ast.parse(source)
+        except IndentationError:
+            # a string literal with lines left of the def (e.g. a docstring continued at column
+            # 0) defeats textwrap.dedent; remove the def's own indentation where it is present
+            prefix = lines[0][:indent] if lines else ""
+            source = "".join(line[indent:] if line.startswith(prefix) else line
+                             for line in lines)
+            tree = ast.parse(source)
     except SyntaxError as exc:
         raise Unspecializable("source that does not parse on its own", filename=filename,
                               lineno=firstlineno, reason=str(exc)) from None
