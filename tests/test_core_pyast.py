@@ -115,3 +115,19 @@ def test_register_source_makes_exec_code_specialisable():
     src = kernel_source(ns["generated"])
     assert src.filename == filename and src.firstlineno == 1
     assert match(src.function.body[0].value, ast.BinOp(op=ast.Mult())) == {}
+
+
+class Documented:
+    def method(self, a):
+        """A docstring whose second line starts at column 0:
+it defeats textwrap.dedent."""
+        return a * 2  # DOC-MARK
+
+
+def test_method_with_unindented_docstring_line():
+    src = kernel_source(Documented.method)
+    assert src.function.name == "method" and src.col_offset == 4
+    ret = src.function.body[-1]
+    line, col = location(src, ret)
+    lines = open(__file__).read().splitlines()
+    assert lines[line - 1].endswith("# DOC-MARK") and col == lines[line - 1].index("return") + 1
