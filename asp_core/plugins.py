@@ -136,12 +136,17 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
     """Call a registration hook one plugin at a time so a failure is pinned on its plugin."""
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
+    trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
     for impl in reversed(hook.get_hookimpls()):
         registry = kwargs.get("register")
         dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))
         if isinstance(registry, Registry):
             registry._plugin, registry._distribution, registry._version = (
                 impl.plugin_name, dist, version)
+        elif hasattr(registry, "_plugin"):  # the benchmark registry remembers the plugin too
+            registry._plugin = impl.plugin_name
+        if trace:  # these calls bypass pluggy's hook monitoring, so trace them here
+            print(f"asp: hook {hook_name} -> {impl.plugin_name} ({dist})", file=sys.stderr)
         accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
         try:
             impl.function(**accepted)
