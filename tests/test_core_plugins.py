@@ -343,3 +343,27 @@ def test_doctor_survives_a_raising_check(plugin_state, monkeypatch):
     assert ("thing", True, "fine") in rows
     bad = [r for r in rows if "chk" in r[0] and not r[1]]
     assert bad and "check bug" in bad[0][2]
+
+
+def test_trace_hooks(plugin_state, monkeypatch, capsys):
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("ASP_TRACE_HOOKS", "1")
+    plugins_mod.reset()
+    plugins_mod.register_plugin(_module("traced", asp_register_specializers=_registers("tr")),
+                                name="traced")
+    assert "tr" in plugins_mod.get_registry().specializers
+    assert "asp: hook asp_register_specializers -> traced ((in-process))" in \
+        capsys.readouterr().err
+
+
+def test_benchmarks_remember_their_plugin(plugin_state, monkeypatch):
+    from asp_core.bench import collect_benchmarks
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+
+    def reg(register):
+        register.benchmark(name="b1", func=lambda bench: None)
+
+    plugins_mod.register_plugin(_module("benchy", asp_register_benchmarks=reg), name="benchy")
+    assert collect_benchmarks().benchmarks["b1"].plugin == "benchy"
