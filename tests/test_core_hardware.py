@@ -85,3 +85,27 @@ def test_stream_copy_kernel_copies_and_keeps_arrays_alive(fresh_cache):
         hardware.stream_copy_kernel(np.zeros(4, np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError):
         hardware.stream_copy_kernel(np.zeros(4), np.zeros(5))
+
+
+def _fake_smi(tmp_path, monkeypatch, script: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + script)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_gpus_from_nvidia_smi(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, monkeypatch, 'echo "NVIDIA H100 80GB HBM3, 81559, 9.0"\n'
+                                     'echo "NVIDIA A100-SXM4-40GB, 40960, 8.0"\n')
+    gpus = hardware._gpus()
+    assert gpus == [hardware.GPU("NVIDIA H100 80GB HBM3", 81559 << 20, "9.0"),
+                    hardware.GPU("NVIDIA A100-SXM4-40GB", 40960 << 20, "8.0")]
+
+
+@pytest.mark.parametrize("script", ["echo 'NVIDIA-SMI has failed' >&2; exit 9\n",
+                                    "echo 'garbage line without fields'\n"])
+def test_broken_nvidia_smi_means_no_gpu(tmp_path, monkeypatch, script):
+    _fake_smi(tmp_path, monkeypatch, script)
+    assert hardware._gpus() == []
