@@ -221,7 +221,7 @@ def test_candidates_fit_cache_and_are_odd_depths():
 @requires_compiler
 def test_autotuner_times_candidates_and_remembers_winner():
     k = _heat(3)
-    grids = make_grids((20, 21, 22), 1, seed=9)
+    grids = make_grids((10, 11, 12), 1, seed=9)
     it = get_iterator(k, tuple(grids))
     assert not it.tuner.done or it.tuner.source == "perf database"
     ref = clone_grids(grids)
@@ -267,7 +267,7 @@ def test_wants_blocking_policy(monkeypatch):
 # -- random kernels from the hypothesis strategy -------------------------------------------------
 
 @requires_compiler
-@settings(max_examples=25, deadline=None, derandomize=True,
+@settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
 @given(kernel_sources(max_depth=2))
