@@ -85,6 +85,7 @@ def test_asp_list_json_shows_the_numpy_components():
     assert plat["distribution"] == "asp-stencil-numpy"
     assert plat["priority"] == -10
     assert _names(spec, "backend")["numpy"]["distribution"] == "asp-stencil-numpy"
+    assert not _names(spec, "backend")["numpy"]["default"]  # asp-stencil's stay listed first
     assert _names(spec, "platform_optimization")["numpy-slabs"]["distribution"] == \
         "asp-stencil-numpy"
     # the specializer itself still comes from asp-stencil

@@ -21,10 +21,12 @@ SPECIALIZER = "stencil"
 def asp_register_specializers(register: Any) -> None:
     register.component(specializer=SPECIALIZER, phase="platform_selection", name="numpy",
                        obj=NumpyPlatform(), priority=PRIORITY)
+    # Only used on the numpy platform (their ``platforms`` say so); the low priority keeps
+    # asp-stencil's own components first in `asp list`, which does not filter by platform.
     register.component(specializer=SPECIALIZER, phase="platform_optimization",
-                       name="numpy-slabs", obj=SlabVariants(), priority=0)
+                       name="numpy-slabs", obj=SlabVariants(), priority=PRIORITY)
     register.component(specializer=SPECIALIZER, phase="backend", name="numpy",
-                       obj=NumpyBackend(), priority=0)
+                       obj=NumpyBackend(), priority=PRIORITY)
 
 
 @hookimpl
