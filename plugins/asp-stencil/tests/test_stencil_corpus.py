@@ -142,6 +142,14 @@ class Operators(StencilKernel):
             out[x] *= (a[x] if a[x] > 0 and not b[x] > 0 else (b[x] if a[x] < b[x] < 1 else 2))
 
 
+class Powers(StencilKernel):
+    """glibc's pow(x, 2.0) is not x * x in the last bit; Python calls pow, so must we."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] ** 2 + u[x] ** 0.5 + u[x] ** 3 + u[x] ** -1 + u[x] ** u[x]
+
+
 class NestedNeighbors(StencilKernel):
     """Neighbours of neighbours (ghost depth 2): a 13-point 2-D stencil."""
 
@@ -201,6 +209,7 @@ CASES = [
     ("operators-2d", Operators, (10, 11), 2, 1, None),
     ("operators-3d", Operators, (5, 6, 7), 2, 1, None),
     ("nested-2d", NestedNeighbors, (12, 12), 1, 2, None),
+    ("powers-2d", Powers, (40, 41), 1, 1, None),
     ("cse-2d", CSEHeavy, (9, 9), 1, 1, None),
 ]
 
@@ -293,3 +302,17 @@ def test_inherited_kernel_attribute_in_key():
     expected, actual = run_both(k, grids)
     assert_bitwise(expected, actual)
     assert len(k.kernel.specializations) == 2
+
+
+@requires_compiler
+def test_pow_two_is_libm_pow_not_a_product():
+    u, out = StencilGrid([3, 3]), StencilGrid([3, 3])
+    u.data[1, 1] = 1.2387167087539326  # glibc pow(x, 2.0) != x * x for this x
+    Powers2().kernel(u, out)
+    assert out.data[1, 1] == u.data[1, 1] ** 2 == math.pow(u.data[1, 1], 2.0)
+
+
+class Powers2(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] ** 2

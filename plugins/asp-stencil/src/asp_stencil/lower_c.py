@@ -10,9 +10,10 @@ and the helpers reproduce what Python computes on NumPy float64 scalars:
   rule and the snap to the nearest integer; division by zero gives ``a / b``, like NumPy);
 * ``min(a, b, ...)`` → ``asp_min(asp_min(a, b), ...)`` with ``asp_min(r, v) = v < r ? v : r``,
   exactly Python's left-to-right scan (so NaN handling and the sign of zero match); ``max`` alike;
-* ``a ** b`` → ``asp_pow`` (``pow`` behind a ``noipa`` call: inside vectorised loops gcc would
-  otherwise turn ``pow(x, 0.5)`` into ``sqrt(x)``, wrong for ``-0.0`` and ``-inf``), except
-  ``a ** 2`` → ``pow`` (which gcc turns into the exactly rounded ``a * a``); ``abs`` → ``fabs``; ``math.sqrt/exp/log/sin/cos`` → the same libm
+* ``a ** b`` → ``asp_pow``: libm ``pow`` behind a ``noipa`` call, because gcc rewrites
+  ``pow(x, 2.0)`` as ``x * x`` (glibc's ``pow`` is not correctly rounded, so the last bit can
+  differ from Python's ``x ** 2``) and, in vectorised loops, ``pow(x, 0.5)`` as ``sqrt(x)`` (wrong
+  for ``-0.0`` and ``-inf``); ``abs`` → ``fabs``; ``math.sqrt/exp/log/sin/cos`` → the same libm
   functions Python calls;
 * constants are printed as the shortest round-trip literal of the double Python would convert
   them to (integers become doubles, as NumPy converts them).
@@ -73,10 +74,10 @@ class ExprLowering:
             if e.op in _BIN:
                 return C.BinOp(left, _BIN[e.op], right)
             if e.op == "**":
-                # gcc rewrites pow(x, 0.5) as sqrt(x) in vectorised loops, which differs for
-                # -0.0 and -inf; asp_pow hides the exponent. x ** 2 stays pow (gcc: x * x, exact)
-                if isinstance(e.right, D.Const) and e.right.value == 2:
-                    return C.Call("pow", [left, right])
+                # Python (and NumPy scalars) call libm pow; gcc would rewrite pow(x, 2.0) as x * x
+                # (glibc's pow is not correctly rounded: it differs in the last bit) and, in
+                # vectorised loops, pow(x, 0.5) as sqrt(x) (wrong for -0.0 and -inf). asp_pow
+                # hides the exponent from the compiler.
                 return C.Call("asp_pow", [left, right])
             if e.op == "//":
                 return C.Call("asp_floordiv", [left, right])

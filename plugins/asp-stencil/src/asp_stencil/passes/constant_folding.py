@@ -36,9 +36,9 @@ class FoldError(Exception):
 def _real(v: Any, what: str) -> Any:
     if isinstance(v, bool) or isinstance(v, (int, float)):
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2 ** 1023:
-            raise FoldError(f"{what} is an integer too large for a float")
+            raise FoldError(f"constant expression: {what} gives an integer too large for a float")
         return v
-    raise FoldError(f"{what} has a non-real result ({type(v).__name__})")
+    raise FoldError(f"constant expression: {what} has a non-real result ({type(v).__name__})")
 
 
 def fold_node(e: D.Expr) -> D.Expr | None:
@@ -62,8 +62,8 @@ def fold_node(e: D.Expr) -> D.Expr | None:
         try:
             return D.Const(_real(_FUNCS[e.func](*(a.value for a in e.args)), e.func))
         except (ValueError, OverflowError) as exc:
-            raise FoldError(f"{e.func}() of constant arguments raises {type(exc).__name__}") \
-                from None
+            raise FoldError(f"constant expression: {e.func}() of constant arguments raises "
+                            f"{type(exc).__name__}") from None
     if isinstance(e, D.Compare) and isinstance(e.left, D.Const) \
             and all(isinstance(c, D.Const) for c in e.comparators):
         left, ok = e.left.value, True
