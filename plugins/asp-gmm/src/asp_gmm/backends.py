@@ -60,24 +60,37 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
             "dtype": plan.ctype, "variant": variant.name}
 
 
+def _compile(variant: Variant, ctx: Any, args: Callable[[Variant], dict[str, Any]]) -> Any:
+    """Compile ``variant``; the default variant compiles all its siblings in one batch."""
+    siblings = variant.program.meta.get("siblings")
+    if siblings and len(siblings) > 1 and siblings[0] is variant:
+        return ctx.compile_many([args(v) for v in siblings])[0]
+    return ctx.compile(**args(variant))
+
+
 class OpenMPBackend(Backend):
     platforms = ("openmp",)
 
+    @staticmethod
+    def compile_args(variant: Variant) -> dict[str, Any]:
+        return {"source": openmp_source(variant), "lang": "c", "openmp": True,
+                "flags": C_FLAGS, "name": "gmm_em", "specialised_on": _specialised_on(variant)}
+
     def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
-        lib = ctx.compile(openmp_source(variant), lang="c", openmp=True, flags=C_FLAGS,
-                          name="gmm_em",
-                          specialised_on=_specialised_on(variant))
-        return _bind(lib, variant)
+        return _bind(_compile(variant, ctx, self.compile_args), variant)
 
 
 class CudaBackend(Backend):
     platforms = ("cuda",)
 
+    @staticmethod
+    def compile_args(variant: Variant) -> dict[str, Any]:
+        return {"source": cuda_source(variant), "lang": "cuda", "openmp": False,
+                "flags": CUDA_FLAGS, "name": "gmm_em_cuda",
+                "specialised_on": _specialised_on(variant)}
+
     def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
-        lib = ctx.compile(cuda_source(variant), lang="cuda", openmp=False, flags=CUDA_FLAGS,
-                          name="gmm_em_cuda",
-                          specialised_on=_specialised_on(variant))
-        return _bind(lib, variant)
+        return _bind(_compile(variant, ctx, self.compile_args), variant)
 
 
 class NumpyBackend(Backend):

@@ -160,6 +160,13 @@ class DistributedEM:
         from asp_gmm import reference
         from asp_gmm.engine import GMMKernel
 
+        from asp_core import config
+        from asp_core.errors import AspError
+
+        if config.mode() == "python":  # ASP_MODE=python: never specialise
+            self._variants = {"numpy": reference.em_step}
+            self._fixed = self.winner = "numpy"
+            return
         sample = np.ascontiguousarray(X[:1]) if len(X) else np.zeros((1, params[1].shape[1]),
                                                                      dtype=X.dtype)
         args = (sample, *params)
@@ -185,12 +192,13 @@ class DistributedEM:
         if any(errors) or names != names0:
             why = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) or \
                 "ranks built different variant lists"
+            if config.mode() == "strict":
+                raise AspError(f"distributed EM cannot be specialised: {why}")
             warnings.warn(f"asp: distributed EM runs the NumPy reference on every rank: {why}",
                           _specialization_warning(), stacklevel=4)
             self._variants = {"numpy": reference.em_step}
             self._fixed = self.winner = "numpy"
             return
-        self._built: dict[str, Callable[..., EMStep]] = {}
         self._builder = builder
         self._variants = {n: None for n in names}  # type: ignore[misc]
         magnitude = int(math.floor(math.log10(max(n_global, 1))))
@@ -199,10 +207,11 @@ class DistributedEM:
                          variants=sorted(names))
         tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1)
         stored = self.comm.bcast(tuner.winner if tuner.done else None, root=0)
-        if stored in names:
+        if stored in names:  # rank 0's decision (stored, or the default when tuning is off)
             self._fixed = self.winner = stored
-        else:
-            self._tuner = tuner
+        else:  # tune in lock-step; a winner stored on another rank must not desynchronise it
+            self._tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1,
+                                    mode="always")
 
     def _fn(self, name: str) -> Callable[..., EMStep]:
         assert self._variants is not None
