@@ -120,12 +120,15 @@ class ExprLowering:
 
 
 def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
-                     qualifier: str = "",
-                     opaque: tuple[str, ...] = ("static", "__attribute__((noipa))")
+                     qualifier: str = "", opaque: tuple[str, ...] | None = None
                      ) -> list[C.FunctionDef]:
     """``asp_min``, ``asp_max``, ``asp_floordiv`` and ``asp_pow`` as cast functions
-    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, which
-    must stay a real call so the compiler cannot specialise ``pow`` on a constant exponent)."""
+    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, by
+    default gcc's ``noipa`` for host code so it stays a real call and the compiler cannot
+    specialise ``pow`` on a constant exponent, and ``storage`` for device code, whose ``pow`` is
+    CUDA's own)."""
+    if opaque is None:
+        opaque = storage if qualifier else ("static", "__attribute__((noipa))")
     t = ctype
     a, b, r, v = C.Name("a"), C.Name("b"), C.Name("r"), C.Name("v")
 
