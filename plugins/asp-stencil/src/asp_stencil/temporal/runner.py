@@ -88,7 +88,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         tiles = [b for b in (16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
         groups.append((tiles, chunk_opts, budget))
-        groups.append(([n1], [-(-n0 // nt)], llc_bytes // (2 * nt)))
+        groups.append(([n1], [-(-n0 // nt)], int(0.6 * llc_bytes / nt)))
     else:
         groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), budget))
     ranked: list[list[TemporalParams]] = []
