@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 
 from asp_core.autotune import PerfDB
 from asp_core.errors import Unspecializable
@@ -266,12 +267,7 @@ def test_wants_blocking_policy(monkeypatch):
 
 # -- random kernels from the hypothesis strategy -------------------------------------------------
 
-@requires_compiler
-@settings(max_examples=15, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much])
-@given(kernel_sources(max_depth=2))
-def test_random_kernels_blocked_equal_python(case):
+def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
     source, dim, n_inputs, ghost, custom = case
     cls = load_kernel(source)
     shape = [4 + 2 * ghost + (i % 2) for i in range(dim)]
@@ -288,14 +284,33 @@ def test_random_kernels_blocked_equal_python(case):
         reject()
     ref = clone_grids(grids)
     try:
-        _reference(k, ref, 3)
+        _reference(k, ref, steps)
     except (ArithmeticError, ValueError):
         reject()
     it = get_iterator(k, tuple(grids))
     test = clone_grids(grids)
-    it.run(tuple(test), 3, TemporalParams(3, 2, 2))
+    it.run(tuple(test), steps, tp)
     for r, t in zip(ref, test):
         assert_bitwise(r.data, t.data, what=f"kernel\n{source}")
+
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+
+@requires_compiler
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=_SUPPRESS)
+@given(kernel_sources(max_depth=2))
+def test_random_kernels_blocked_equal_python(case):
+    _random_blocked(case, 3, TemporalParams(3, 2, 2))
+
+
+@pytest.mark.slow
+@requires_compiler
+@settings(max_examples=300, deadline=None, suppress_health_check=_SUPPRESS)
+@given(kernel_sources(), st.sampled_from([2, 3, 7]), st.sampled_from([3, 5]),
+       st.integers(1, 4), st.integers(1, 4), st.integers(0, 1))
+def test_random_kernels_blocked_equal_python_300(case, steps, k, b0, b1, nt):
+    _random_blocked(case, steps, TemporalParams(k, b0, b1, nt))
 
 
 class StoresNothing(StencilKernel):
