@@ -181,10 +181,11 @@ def test_blocked_in_process_the_default_returns(monkeypatch, reload_plugins):
     assert_bitwise(ref[-1].data, out[-1].data)
 
 
-def test_plugin_module_does_not_import_asp_stencil():
-    """The registration module stays light: asp-stencil loads only when a kernel needs it."""
-    code = ("import sys, asp_stencil_numpy.plugin; "
-            "print(sorted(m for m in sys.modules if m.startswith('asp_stencil.')))")
+def test_plugin_module_does_not_import_asp_stencil_or_numpy():
+    """The registration module stays light: asp-stencil and NumPy load only when a kernel
+    needs them."""
+    code = ("import sys, asp_stencil_numpy.plugin; print(sorted(m for m in sys.modules "
+            "if m.startswith('asp_stencil.') or m.split('.')[0] == 'numpy'))")
     proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
