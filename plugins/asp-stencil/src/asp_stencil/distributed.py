@@ -481,33 +481,46 @@ def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
     _finish_exchange(list(grids), reqs)
 
 
+def _buffers(g0: DistributedStencilGrid, ngrids: int) -> tuple[list, list]:
+    """Receive and send buffers of g0's exchange plan for ``ngrids`` grids, kept for reuse
+    (each exchange completes before the next one starts)."""
+    cache = g0.__dict__.setdefault("_buffers", {})
+    bufs = cache.get(ngrids)
+    if bufs is None:
+        recv = [np.empty(_size(box) * ngrids, dtype=g0.dtype) for _, box in g0._plan.recv]
+        send = [np.empty(_size(box) * ngrids, dtype=g0.dtype) for _, box in g0._plan.send]
+        bufs = cache[ngrids] = (recv, send)
+    return bufs
+
+
 def _start_exchange(grids: list[DistributedStencilGrid], stats: Any) -> Any:
     if not grids:
         return None
+    from mpi4py import MPI
+
     g0 = grids[0]
-    MPI = __import__("mpi4py.MPI", fromlist=["MPI"])
-    dtype = g0.dtype
-    recvs, sends, reqs = [], [], []
-    for q, box in g0._plan.recv:
-        buf = np.empty(_size(box) * len(grids), dtype=dtype)
-        recvs.append((buf, box))
+    recv_bufs, send_bufs = _buffers(g0, len(grids))
+    reqs = []
+    for (q, _box), buf in zip(g0._plan.recv, recv_bufs):
         reqs.append(g0.cart.Irecv(buf, source=q, tag=_TAG))
-    for q, box in g0._plan.send:
+    for (q, box), buf in zip(g0._plan.send, send_bufs):
         sl = _slices(box, g0.origin)
-        buf = np.concatenate([g.local.data[sl].ravel() for g in grids])
-        sends.append(buf)
+        shape = tuple(hi - lo for lo, hi in box)
+        n = _size(box)
+        for i, g in enumerate(grids):  # pack straight into the message buffer
+            buf[i * n:(i + 1) * n].reshape(shape)[...] = g.local.data[sl]
         reqs.append(g0.cart.Isend(buf, dest=q, tag=_TAG))
         if stats is not None:
             stats.message(buf.nbytes)
     if stats is not None:
         stats.exchanges += 1
-    return (MPI, reqs, recvs, sends)
+    return (MPI, reqs, list(zip(recv_bufs, (box for _, box in g0._plan.recv))))
 
 
 def _finish_exchange(grids: list[DistributedStencilGrid], pending: Any) -> None:
     if pending is None:
         return
-    MPI, reqs, recvs, _sends = pending
+    MPI, reqs, recvs = pending
     MPI.Request.Waitall(reqs)
     g0 = grids[0]
     for buf, box in recvs:
