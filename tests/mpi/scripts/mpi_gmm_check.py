@@ -108,6 +108,10 @@ def default_init(comm):
     g = DistributedGaussianMixture(4, covariance_type="diag", random_state=0, max_iter=200,
                                    tol=1e-6, comm=comm).fit(X[lo:hi])
     identical_everywhere(comm, [g.means_, g.covariances_, g.weights_], "kmeans init")
+    labels = DistributedGaussianMixture(4, covariance_type="diag", random_state=0, max_iter=200,
+                                        tol=1e-6, comm=comm).fit_predict(X[lo:hi])
+    if not np.array_equal(labels, g.predict(X[lo:hi])):
+        raise AssertionError("fit_predict differs from fit().predict()")
     if not g.converged_:
         raise AssertionError("default-initialised distributed EM did not converge")
     # every true centre is found

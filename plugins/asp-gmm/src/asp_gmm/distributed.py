@@ -464,6 +464,10 @@ class DistributedGaussianMixture:
                           ConvergenceWarning, stacklevel=2)
         return self
 
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Collective: ``fit(X)``, then the labels of the local shard."""
+        return self.fit(X).predict(X)
+
     # -- prediction (local shard) ------------------------------------------------------------------
     def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         from asp_gmm import engine
