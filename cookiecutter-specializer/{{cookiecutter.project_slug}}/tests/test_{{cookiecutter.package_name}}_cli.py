@@ -17,3 +17,13 @@ def test_asp_list_shows_all_five_phases():
     spec = next(s for s in json.loads(proc.stdout)["specializers"] if s["name"] == SPECIALIZER)
     assert spec["distribution"] == "{{ cookiecutter.project_slug }}"
     assert all(spec["phases"][phase] for phase in spec["phases"]) and len(spec["phases"]) == 5
+
+
+def test_registration_is_cheap():
+    """``asp list`` imports the plugin module: it must not pull in NumPy or compile anything."""
+    code = ("import sys, {{ cookiecutter.package_name }}.plugin; "
+            "print('numpy' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

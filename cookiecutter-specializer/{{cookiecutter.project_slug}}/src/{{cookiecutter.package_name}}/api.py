@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
 from asp_core import Dispatcher
 
 from {{ cookiecutter.package_name }}.signature import check_arrays
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["SPECIALIZER", "elementwise", "python_map"]
 
@@ -17,6 +19,8 @@ SPECIALIZER = "{{ cookiecutter.specializer_name }}"
 
 def python_map(func: Callable[..., float]) -> Callable[..., np.ndarray]:
     """The reference semantics: ``func`` applied point by point (also the fallback)."""
+    import numpy as np
+
     vectorized = np.vectorize(func, otypes=[np.float64])
 
     def run(*arrays: np.ndarray) -> np.ndarray:

@@ -8,15 +8,17 @@ cache, locking) and binds the plain-C-ABI function with ctypes. ``vectorize`` se
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
 from asp_core import Backend, Variant
 from asp_core import cast as c
 
 from {{ cookiecutter.package_name }}.api import python_map
 from {{ cookiecutter.package_name }}.platforms import FUNCTION
 from {{ cookiecutter.package_name }}.signature import check_arrays
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CBackend", "PythonBackend"]
 
@@ -26,6 +28,8 @@ class CBackend(Backend):
     platforms = ("openmp",)
 
     def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+        import numpy as np
+
         nparams = variant.program.meta["nparams"]
         lib = ctx.compile(c.print_c(variant.program.ir), name=FUNCTION,
                           specialised_on={"nparams": nparams, "variant": variant.name})

@@ -4,19 +4,22 @@ Asp calls :func:`signature` on every call (it must be cheap) and specialises onc
 key. The generated C depends only on the number of arrays (their length is passed at run time),
 so that is the key. Validation happens here and again in every bound callable, so bad input is a
 clear ``TypeError``/``ValueError`` before any native code runs.
+
+NumPy is imported inside the functions: ``asp list`` imports every plugin's registration module
+(and so this one), and listing should not pay for NumPy.
 """
 
 from __future__ import annotations
 
 from typing import Any, Hashable
 
-import numpy as np
-
 __all__ = ["check_arrays", "signature"]
 
 
 def check_arrays(arrays: tuple) -> None:
     """Raise for anything the generated code cannot read safely."""
+    import numpy as np
+
     if not arrays:
         raise TypeError("an element-wise kernel needs at least one array")
     shape = None
