@@ -139,17 +139,21 @@ def test_verify_removes_bad_entries(fresh_cache):
 
 
 @requires_compiler
-def test_eight_processes_compile_one_entry(fresh_cache, tmp_path):
-    """8 processes reach the first call at once: one compiles, seven wait and load its entry."""
+@pytest.mark.parametrize("autotune", ["off", "once"])
+def test_eight_processes_compile_one_entry(fresh_cache, tmp_path, autotune):
+    """8 processes reach the first call at once: one compiles each entry, the others wait and
+    load it; with tuning on, all of them also time both variants into one perf database."""
     n = 8
+    calls = "12" if autotune == "once" else "2"
+    variants = 2 if autotune == "once" else 1
     go = tmp_path / "go"
     procs, ready = [], []
     for i in range(n):
         r = tmp_path / f"ready{i}"
         ready.append(r)
         procs.append(subprocess.Popen(
-            [sys.executable, str(RUNNER), "--calls", "2", "--ready", str(r), "--go", str(go)],
-            env=_env(fresh_cache, ASP_AUTOTUNE="off"), stdout=subprocess.PIPE,
+            [sys.executable, str(RUNNER), "--calls", calls, "--ready", str(r), "--go", str(go)],
+            env=_env(fresh_cache, ASP_AUTOTUNE=autotune), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.time() + 240
@@ -169,12 +173,18 @@ def test_eight_processes_compile_one_entry(fresh_cache, tmp_path):
                 p.kill()
     assert all(o["ok"] for o in outs)
     cached = [c["cached"] for o in outs for c in o["compiles"]]
-    assert len(cached) == n and cached.count(False) == 1, cached
+    assert len(cached) == n * variants and cached.count(False) == variants, cached
     entries = _entries(fresh_cache)
-    assert len(entries) == 1
-    assert CodeCache(fresh_cache).lookup(entries[0].name) is not None
-    assert {o["compiles"][0]["path"] for o in outs} == {str(entries[0] / "libasp_map.so")}
+    assert len(entries) == variants
+    assert all(CodeCache(fresh_cache).lookup(e.name) is not None for e in entries)
+    assert {c["path"] for o in outs for c in o["compiles"]} == {
+        str(e / "libasp_map.so") for e in entries}
     assert list((fresh_cache / "tmp").iterdir()) == []
+    if autotune == "once":
+        assert all(o["bound"] == "function" for o in outs)  # every process finished tuning
+        from asp_core.autotune import PerfDB
+
+        assert len(PerfDB(fresh_cache / "perf.sqlite").summary()) == 1
 
 
 # -- unsafe directories ---------------------------------------------------------------------
