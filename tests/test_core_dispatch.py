@@ -81,18 +81,21 @@ def test_new_shape_is_a_new_specialisation(elementwise, derived, fresh_cache, mo
     assert d.last_context is not first and d.last_context.key == (2, (33,))
     d(a, b)  # known again: no third context
     assert d.last_context.key == (2, (33,))
+    m = np.ones((3, 4))
+    np.testing.assert_array_equal(d(m, m), 3.5 * m)  # 2-D: another key
+    assert (2, (3, 4)) in d.specializations and len(d.specializations) == 3
 
 
 @requires_compiler
-def test_new_arity_is_a_new_specialisation(elementwise, fresh_cache, monkeypatch):
+def test_separate_kernels_have_separate_tables(elementwise, fresh_cache, monkeypatch):
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
-    d1 = Dispatcher("elementwise", lambda_free_one := _one_arg)
+    d1 = Dispatcher("elementwise", _one_arg)
     d2 = Dispatcher("elementwise", axpy)
     a, b = _arrays()
     np.testing.assert_array_equal(d1(a), -a * a)
     np.testing.assert_array_equal(d2(a, b), 2.5 * a + b)
     assert list(d1.specializations) == [(1,)] and list(d2.specializations) == [(2,)]
-    assert lambda_free_one is _one_arg
+    assert len(_entries(fresh_cache)) == 2
 
 
 def _one_arg(x):
