@@ -7,11 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture as SkGaussianMixture
-
 from asp_gmm import GMM, GaussianMixture, engine
 from asp_gmm.linalg import ILL_DEFINED
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from .conftest import make_problem
 

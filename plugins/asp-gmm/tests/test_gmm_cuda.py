@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from asp_core import SpecializationContext
-from asp_core.testing import has_gpu, has_nvcc
-
 from asp_gmm import reference
 from asp_gmm.backends import CudaBackend, cuda_source
 from asp_gmm.programs import variants_for
 
-from .conftest import make_problem
-
-
+from asp_core import SpecializationContext
+from asp_core.testing import has_gpu, has_nvcc
 
 CASES = [("full", "em_step", "float64"), ("full", "log_prob", "float64"),
          ("diag", "em_step", "float64"), ("diag", "log_prob", "float64"),

@@ -7,12 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
+from asp_gmm import GaussianMixture, reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
-
-from asp_gmm import GaussianMixture, reference
 
 from .conftest import make_problem
 

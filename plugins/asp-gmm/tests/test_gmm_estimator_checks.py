@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from sklearn.utils.estimator_checks import parametrize_with_checks
-
 from asp_gmm import GaussianMixture
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 
 @parametrize_with_checks([GaussianMixture(), GaussianMixture(covariance_type="diag")])

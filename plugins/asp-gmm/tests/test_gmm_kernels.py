@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from asp_core import SpecializationContext
-from asp_core.testing import has_compiler
-
 from asp_gmm import reference
 from asp_gmm.backends import OpenMPBackend, openmp_source
 from asp_gmm.programs import variants_for
+
+from asp_core import SpecializationContext
+from asp_core.testing import has_compiler
 
 pytestmark = [pytest.mark.compiler,
               pytest.mark.skipif(not has_compiler("c"), reason="no C compiler (install gcc)")]

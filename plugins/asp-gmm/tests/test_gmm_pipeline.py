@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from asp_core import SpecializationWarning, get_registry
-from asp_core.autotune import PerfDB
-
 from asp_gmm import engine, reference
 from asp_gmm.dast import Fused, LogDensity, Moments, find
 from asp_gmm.programs import problem, variants_for
+
+from asp_core import SpecializationWarning, get_registry
+from asp_core.autotune import PerfDB
 
 from .conftest import make_problem
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GaussianMixture", "GMM", "__version__"]
+__all__ = ["GMM", "GaussianMixture", "__version__"]
 __version__ = "0.1.0"
 
 

@@ -9,15 +9,15 @@ package. The NumPy backend returns the reference functions.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from asp_core import Backend, Variant
 from asp_core.cast import print_c, print_cuda
 from asp_core.templates import render
-
 from asp_gmm.lowering import KernelPlan, split_module
 
-__all__ = ["OpenMPBackend", "CudaBackend", "NumpyBackend", "openmp_source", "cuda_source"]
+__all__ = ["CudaBackend", "NumpyBackend", "OpenMPBackend", "cuda_source", "openmp_source"]
 
 C_FLAGS = ("-ffp-contract=fast",)
 CUDA_FLAGS: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run_gmm_benchmarks", "CASES", "model_flops"]
+__all__ = ["CASES", "model_flops", "run_gmm_benchmarks"]
 
 #: (N, D, M, covariance types) from issue 5
 CASES = [(200_000, 16, 32, ("full", "diag")), (1_000_000, 2, 8, ("full", "diag")),

@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 
 from asp_core.ir import Node
 
-__all__ = ["EMProblem", "LogDensity", "AddLogWeights", "LogSumExp", "Responsibilities",
-           "Moments", "Fused", "find"]
+__all__ = [
+    "AddLogWeights",
+    "EMProblem",
+    "Fused",
+    "LogDensity",
+    "LogSumExp",
+    "Moments",
+    "Responsibilities",
+    "find",
+]
 
 
 @dataclass

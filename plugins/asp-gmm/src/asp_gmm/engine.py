@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from asp_core import Dispatcher
-
 from asp_gmm import reference
 from asp_gmm.reference import EMStep
 
-__all__ = ["GMMKernel", "dispatcher", "em_step", "log_prob", "reset", "winner", "tuning"]
+__all__ = ["GMMKernel", "dispatcher", "em_step", "log_prob", "reset", "tuning", "winner"]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import Frontend
-
-from asp_gmm.dast import (AddLogWeights, EMProblem, LogDensity, LogSumExp, Moments,
-                          Responsibilities)
+from asp_gmm.dast import AddLogWeights, EMProblem, LogDensity, LogSumExp, Moments, Responsibilities
 
 __all__ = ["EMFrontend"]
 

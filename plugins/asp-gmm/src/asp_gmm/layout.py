@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Layout", "layout_for", "MAX_FEATURES_C"]
+__all__ = ["MAX_FEATURES_C", "Layout", "layout_for"]
 
 #: largest D the C/OpenMP and CUDA platforms accept (stack tiles stay bounded); larger problems
 #: are lowered to the NumPy platform.

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COVARIANCE_TYPES", "ILL_DEFINED", "precision_cholesky", "log_det_cholesky",
-           "precision_cholesky_from_precisions", "covariances_from_precision_cholesky"]
+__all__ = [
+    "COVARIANCE_TYPES",
+    "ILL_DEFINED",
+    "covariances_from_precision_cholesky",
+    "log_det_cholesky",
+    "precision_cholesky",
+    "precision_cholesky_from_precisions",
+]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 

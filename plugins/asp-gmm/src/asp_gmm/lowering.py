@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from asp_core import cast as c
-
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
 
-__all__ = ["KernelPlan", "plan_for", "prelude", "exports", "program_module", "set_define",
-           "get_define", "split_module"]
+__all__ = [
+    "KernelPlan",
+    "exports",
+    "get_define",
+    "plan_for",
+    "prelude",
+    "program_module",
+    "set_define",
+    "split_module",
+]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from asp_gmm.layout import Layout
 from asp_gmm.linalg import log_det_cholesky
 from asp_gmm.reference import EMStep
 
-__all__ = ["Packed", "pack", "finish_em_step"]
+__all__ = ["Packed", "finish_em_step", "pack"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 

@@ -25,7 +25,7 @@ __all__ = ["GMM"]
 def _check_X(X: Any, D: int) -> np.ndarray:
     try:
         X = np.asarray(X)
-    except Exception as exc:  # e.g. ragged lists
+    except (ValueError, TypeError) as exc:  # e.g. ragged lists
         raise ValueError(f"X cannot be converted to an array: {exc}") from None
     if X.dtype.kind not in "fiu":
         raise TypeError(f"X must be numeric, got dtype {X.dtype}")

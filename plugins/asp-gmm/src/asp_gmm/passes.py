@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import DomainOptimizer, PassManager, asp_pass
-
 from asp_gmm.dast import AddLogWeights, EMProblem, Fused, LogDensity, Moments
 
 __all__ = ["GMMDomainOptimizer", "domain_passes"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import Platform, PlatformProgram
-
 from asp_gmm.dast import EMProblem, LogDensity, find
 from asp_gmm.layout import MAX_FEATURES_C
 from asp_gmm.lowering import plan_for, program_module
 
-__all__ = ["OpenMPPlatform", "CudaPlatform", "NumpyPlatform"]
+__all__ = ["CudaPlatform", "NumpyPlatform", "OpenMPPlatform"]
 
 
 def _compiled_reason(problem: EMProblem) -> str | None:

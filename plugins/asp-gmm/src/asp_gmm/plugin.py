@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import hookimpl
-
 from asp_gmm.backends import CudaBackend, NumpyBackend, OpenMPBackend
 from asp_gmm.frontend import EMFrontend
 from asp_gmm.passes import GMMDomainOptimizer

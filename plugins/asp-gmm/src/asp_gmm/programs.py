@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from asp_core import SpecializationContext, Variant
-
 from asp_gmm.dast import EMProblem, LogDensity
 from asp_gmm.frontend import EMFrontend
 from asp_gmm.passes import domain_passes

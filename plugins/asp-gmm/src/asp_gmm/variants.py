@@ -18,10 +18,9 @@ from dataclasses import replace
 from typing import Any
 
 from asp_core import PlatformOptimizer, PlatformProgram, Variant
-
 from asp_gmm.lowering import set_define
 
-__all__ = ["CPUVariants", "CudaVariants", "FUSED_BLOCKS"]
+__all__ = ["FUSED_BLOCKS", "CPUVariants", "CudaVariants"]
 
 FUSED_BLOCKS = (256, 64)
 
