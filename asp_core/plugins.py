@@ -137,7 +137,7 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
     trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in hook.get_hookimpls():  # registration order: entry points sorted by name
         registry = kwargs.get("register")
         dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))
         if isinstance(registry, Registry):

@@ -42,12 +42,24 @@ def test_list_json_schema(elementwise):
                 assert {"name", "distribution", "default"} <= set(comp)
                 assert isinstance(comp["default"], bool)
             if comps:
-                assert [c["default"] for c in comps] == [True] + [False] * (len(comps) - 1)
+                if phase in ("platform_optimization", "backend"):
+                    # each platform has its own default: the first component serving it
+                    seen: list[set] = []
+                    for comp in comps:
+                        mine = set(comp["platforms"])
+                        clash = any(not mine or not other or mine & other for other in seen)
+                        assert comp["default"] is (not clash)
+                        seen.append(mine)
+                else:
+                    assert [c["default"] for c in comps] == [True] + [False] * (len(comps) - 1)
     ew = by_name["elementwise"]
     assert ew["distribution"] == "(in-process)"
     sel = ew["phases"]["platform_selection"]
     assert [(c["name"], c["default"]) for c in sel] == [("openmp", True), ("python", False)]
     assert [c["name"] for c in ew["phases"]["backend"]] == ["c", "vectorize"]
+    # "c" serves openmp, "vectorize" python: neither competes with the other
+    assert [(c["platforms"], c["default"]) for c in ew["phases"]["backend"]] == [
+        (["openmp"], True), (["python"], True)]
 
 
 def test_list_reports_installed_distributions_and_versions():

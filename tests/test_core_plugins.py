@@ -66,17 +66,18 @@ def test_import_failure_is_skipped_and_listed(entry_points):
 
 
 def test_duplicate_component_breaks_only_its_plugin(entry_points):
-    dup = FakeEntryPoint("dup", _module("dup_plugin", asp_register_specializers=_registers(
+    # entry points load in name order and register in that order: "zdup" comes after "good"
+    dup = FakeEntryPoint("zdup", _module("dup_plugin", asp_register_specializers=_registers(
         "", ("fake", "beta", 0), ("fake", "alpha", 5))))
     other = FakeEntryPoint("other", _module("other_plugin", asp_register_specializers=_registers(
         "", ("fake", "gamma", 1))))
     entry_points(_good(), dup, other)
-    with pytest.warns(PluginWarning, match=r"'dup'.*fake/platform_selection/alpha is already "
+    with pytest.warns(PluginWarning, match=r"'zdup'.*fake/platform_selection/alpha is already "
                                            r"registered by plugin 'good'"):
         registry = plugins_mod.get_registry()
     names = [c.name for c in registry.for_phase("fake", "platform_selection")]
     assert "alpha" in names and "gamma" in names
-    assert [b.name for b in plugins_mod.broken_plugins()] == ["dup"]
+    assert [b.name for b in plugins_mod.broken_plugins()] == ["zdup"]
     alpha = [c for c in registry.for_phase("fake", "platform_selection") if c.name == "alpha"]
     assert alpha[0].plugin == "good" and alpha[0].priority == 0
 

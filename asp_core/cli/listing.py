@@ -8,8 +8,19 @@ from typing import Any
 import click
 
 from asp_core.phases import PHASES
+from asp_core.registry import Component
 
 __all__ = ["command", "listing"]
+
+
+def _is_default(comp: Component, before: list[Component]) -> bool:
+    """Used unless a user setting picks another: no earlier candidate serves its platforms.
+
+    Platform-optimisation and backend components only compete with those accepting the same
+    platform (an empty ``platforms`` accepts any), so each platform has its own default.
+    """
+    mine = set(comp.platforms)
+    return not any(not mine or not b.platforms or mine & set(b.platforms) for b in before)
 
 
 def listing() -> dict[str, Any]:
@@ -26,7 +37,9 @@ def listing() -> dict[str, Any]:
             comps = reg.for_phase(name, phase)
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
                               "version": c.version, "priority": c.priority,
-                              "default": i == 0} for i, c in enumerate(comps)]
+                              "platforms": list(c.platforms),
+                              "default": _is_default(c, comps[:i])}
+                             for i, c in enumerate(comps)]
         specs.append({"name": name,
                       "description": spec.description if spec else "",
                       "distribution": spec.distribution if spec else "",
