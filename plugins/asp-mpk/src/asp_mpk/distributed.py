@@ -266,12 +266,8 @@ class DistributedMatrix:
         self.exchange(v, self.halo_1)
         return self.A_own @ v[0]
 
-    def check_local_vector(self, x: Any, name: str = "x") -> np.ndarray:
-        """Collective: this rank's block of a vector; the same error on all ranks if bad."""
-        from asp_core.mpi import agree
-
-        error = None
-        arr = None
+    def local_vector(self, x: Any, name: str = "x") -> tuple[np.ndarray | None, str | None]:
+        """This rank's block of a vector as float64, or the reason it is bad (no collective)."""
         try:
             arr = np.asarray(x)
             if arr.dtype.kind not in "fiu":
@@ -283,7 +279,14 @@ class DistributedMatrix:
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name} has non-finite values")
         except (TypeError, ValueError) as exc:
-            error = str(exc)
+            return None, str(exc)
+        return arr, None
+
+    def check_local_vector(self, x: Any, name: str = "x") -> np.ndarray:
+        """Collective: this rank's block of a vector; the same error on all ranks if bad."""
+        from asp_core.mpi import agree
+
+        arr, error = self.local_vector(x, name)
         agree(self.comm, error)
         return arr  # type: ignore[return-value]
 
@@ -321,21 +324,38 @@ class DistributedMatrixPowers:
         return self._mp
 
     def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None) -> np.ndarray:
-        """Collective: array (k+1, n_own) (or (nvec, k+1, n_own) for 2-D x) of basis rows."""
+        """Collective: array (k+1, n_own) (or (nvec, k+1, n_own) for 2-D x) of basis rows.
+
+        Arguments are validated with one collective agreement, then ONE exchange.
+        """
         from asp_core.mpi import agree
 
         m = self.matrix
         error = None
+        xs = None
         if basis not in ("monomial", "newton", "chebyshev"):
             error = f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'"
         elif basis != "monomial" and shifts is None:
             error = (f"basis={basis!r} needs explicit shifts in a distributed run (locally "
                      "estimated Ritz values would differ between ranks)")
+        else:
+            arr = np.asarray(x)
+            if arr.ndim not in (1, 2):
+                error = f"x must be 1-D or 2-D, got shape {arr.shape}"
+            else:
+                checked = [m.local_vector(r) for r in (arr if arr.ndim == 2 else arr[None, :])]
+                error = next((e for _, e in checked if e is not None), None)
+                if error is None and not checked:
+                    error = "x has no vectors"
+                if error is None:
+                    xs = np.stack([v for v, _ in checked])
         agree(m.comm, error)
-        arr = np.asarray(x)
-        two_d = arr.ndim == 2
-        rows = arr if two_d else arr[None, :]
-        xs = np.stack([m.check_local_vector(r) for r in rows]) if len(rows) else rows
+        res = self._run(xs, basis, shifts)  # type: ignore[arg-type]
+        return res if np.ndim(x) == 2 else res[0]
+
+    def _run(self, xs: np.ndarray, basis: str, shifts: Any) -> np.ndarray:
+        """Collective, no validation: (nvec, k+1, n_own) for validated rows ``xs``."""
+        m = self.matrix
         ext = np.zeros((xs.shape[0], m.n_ext))
         ext[:, m.own] = xs
         m.exchange(ext, m.halo_k)
@@ -345,8 +365,7 @@ class DistributedMatrixPowers:
             out = ext[:, None, :]
         else:
             out = self._local().powers(ext, basis=basis, shifts=shifts)
-        res = np.ascontiguousarray(out[:, :, m.own])
-        return res if two_d else res[0]
+        return np.ascontiguousarray(out[:, :, m.own])
 
     __call__ = powers
 
@@ -507,7 +526,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
         B = np.zeros((m, m))
         B[:s + 1, :s + 1] = Bs
         B[s + 1:, s + 1:] = Bs
-        V = mp.powers(np.stack([p, r]), basis="chebyshev", shifts=(lo, hi)).reshape(m, -1)
+        V = mp._run(np.stack([p, r]), "chebyshev", (lo, hi)).reshape(m, -1)
         G = mat.allreduce(V @ V.T)  # THE reduction of this outer iteration
         res.outer += 1
         pc = np.zeros(m)
