@@ -11,6 +11,7 @@ pure-Python kernel, for single calls and for the device-side ``iterate`` with T 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.temporal.runner import specialise
 from asp_stencil.testing import (assert_bitwise, clone_grids, kernel_sources, load_kernel,
                                  make_grids)
+
+#: NumPy's warning when a complex value is stored into a float array (Python went complex)
+_COMPLEX_WARNING = getattr(getattr(np, "exceptions", np), "ComplexWarning")
 
 
 def _corpus() -> list[tuple]:
@@ -228,10 +232,11 @@ def _random_case(case, compile_with_nvcc: bool) -> None:
     k = cls()
     ref = clone_grids(grids)
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("error", _COMPLEX_WARNING)
             k.pure_python(*ref)
-    except (ArithmeticError, ValueError):
-        reject()
+    except (ArithmeticError, ValueError, _COMPLEX_WARNING):
+        reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
     prog = specialise(k, tuple(grids))[1]
     if unsupported_reason(prog):
         assert any(loop.sequential for loop in prog.body if hasattr(loop, "sequential")), \
