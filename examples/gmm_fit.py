@@ -3,9 +3,8 @@ scikit-learn. ``asp explain examples/gmm_fit.py`` shows the phases, the variants
 EM-iteration timings."""
 
 import numpy as np
-from sklearn.mixture import GaussianMixture as SkGaussianMixture
-
 from asp_gmm import GaussianMixture
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 rng = np.random.default_rng(0)
 centers = rng.normal(scale=1.5, size=(8, 6))
