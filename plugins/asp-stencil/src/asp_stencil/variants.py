@@ -5,8 +5,8 @@ writes an output much larger than the last-level cache without reading it is lim
 traffic, and streaming stores save the read-for-ownership of every output line, so they come
 first; small outputs stay in cache and use regular stores. The alternatives let the autotuner
 check the guess on the real inputs: a dynamic OpenMP schedule (robust when other processes share
-the cores), the other store kind, one thread (wins for grids too small to amortise a parallel
-region, and on an oversubscribed machine), 3-D tiling (loop order tile→i→j→k), ``collapse(2)``
+the cores), the other store kind, one thread (for grids below ~1M points, too small to amortise a
+parallel region), 3-D tiling (loop order tile→i→j→k), ``collapse(2)``
 and an unrolled inner loop. Each variant re-lowers the DAST with its :class:`~asp_stencil.schedule.Schedule`.
 """
 
@@ -46,7 +46,9 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
         out.append(Schedule(nt=nt, omp_schedule="dynamic,2"))
     if nt_ok and (big or out_bytes > (1 << 20)):
         out.append(Schedule(nt=not nt))
-    if parallel_size:
+    if parallel_size and points < (1 << 20):
+        # below ~1M points fork/join can cost more than the second core gives; above, a
+        # one-thread win only reflects a momentarily oversubscribed machine at tuning time
         out.append(Schedule(nt=nt, threads=1))
     if dim >= 3 and prog.output.shape[-2] >= 64:
         out.append(Schedule(nt=nt, block=16))
