@@ -59,6 +59,16 @@ def test_mpi_a_failing_local_em_step_stops_every_rank():
 
 
 @requires_mpi
+def test_mpi_a_failing_local_cacg_basis_stops_every_rank():
+    run = run_mpi(FAULTS, 3, timeout=90, args=["cg-failure"])
+    assert run.ok, run.describe()
+    assert "FAULT-OK cg-failure rank 1: local basis failed on rank 1" in run.stdout, run.describe()
+    for r in (0, 2):
+        assert (f"FAULT-OK cg-failure rank {r}: CA-CG failed on 1 other rank(s)"
+                in run.stdout), run.describe()
+
+
+@requires_mpi
 def test_mpi_run_mpi_kills_a_hung_job():
     start = time.perf_counter()
     run = run_mpi(FAULTS, 2, timeout=3, args=["hang"])

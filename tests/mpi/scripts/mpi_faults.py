@@ -6,6 +6,7 @@
 * ``mismatch``: every rank passes a different grid shape / feature count / vector length.
 * ``em-failure``: the local EM step fails on rank 1 only; every rank must raise (rank 1 its
   own error) instead of waiting in the Allreduce.
+* ``cg-failure``: the local basis of CA-CG fails on rank 1 only; every rank must raise.
 * ``hang``: rank 1 sleeps forever (``run_mpi``'s timeout must kill the job).
 The validation cases print ``FAULT-OK <case> rank <r>: <message>`` on every rank and exit 0.
 """
@@ -92,6 +93,27 @@ def main():
                 ).fit(X)
             except RuntimeError as exc:
                 sys.stdout.write(f"FAULT-OK em-failure rank {comm.rank}: {exc}\n")
+                sys.stdout.flush()
+            else:
+                raise AssertionError(f"no error on rank {comm.rank}")
+    elif case == "cg-failure":
+        import scipy.sparse as sp
+
+        from asp_mpk import distributed
+
+        if comm.rank == 1:  # the local kernel (after the exchange) fails on rank 1 only
+            class Broken:
+                def powers(self, *args, **kwargs):
+                    raise RuntimeError("local basis failed on rank 1")
+            distributed.DistributedMatrixPowers._local = lambda self: Broken()
+        A = (sp.identity(40, format="csr") * 4.0 + sp.eye(40, k=1) + sp.eye(40, k=-1)).tocsr()
+        lo, hi = distributed.partition_rows(40, comm.size)[comm.rank:comm.rank + 2]
+        with fatal_errors(comm):
+            try:
+                distributed.cg(A, np.ones(hi - lo), comm=comm, s=3,
+                               options={"platform_selection": "scipy"})
+            except RuntimeError as exc:
+                sys.stdout.write(f"FAULT-OK cg-failure rank {comm.rank}: {exc}\n")
                 sys.stdout.flush()
             else:
                 raise AssertionError(f"no error on rank {comm.rank}")

@@ -526,8 +526,23 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
         B = np.zeros((m, m))
         B[:s + 1, :s + 1] = Bs
         B[s + 1:, s + 1:] = Bs
-        V = mp._run(np.stack([p, r]), "chebyshev", (lo, hi)).reshape(m, -1)
-        G = mat.allreduce(V @ V.T)  # THE reduction of this outer iteration
+        failure: BaseException | None = None
+        try:
+            V = mp._run(np.stack([p, r]), "chebyshev", (lo, hi)).reshape(m, -1)
+        except Exception as exc:  # e.g. the local kernel failed to build on this rank only
+            failure, V = exc, np.zeros((m, mat.n_own))
+        # THE reduction of this outer iteration: the Gram matrix, plus a failure count so that
+        # a rank that failed locally stops every rank instead of leaving them waiting
+        Gf = np.zeros(m * m + 1)
+        Gf[:m * m] = (V @ V.T).ravel()
+        Gf[-1] = failure is not None
+        Gf = mat.allreduce(Gf)
+        if Gf[-1]:
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"CA-CG failed on {int(Gf[-1])} other rank(s); their error "
+                               "output says why")
+        G = Gf[:m * m].reshape(m, m)
         res.outer += 1
         pc = np.zeros(m)
         pc[0] = 1.0
