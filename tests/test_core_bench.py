@@ -6,8 +6,13 @@ import json
 
 import pytest
 
-from asp_core.bench import BenchContext, BenchmarkRegistry, interleaved, write_results, \
-    write_roofline
+from asp_core.bench import (
+    BenchContext,
+    BenchmarkRegistry,
+    interleaved,
+    write_results,
+    write_roofline,
+)
 
 
 def test_interleaved_alternates_implementations():

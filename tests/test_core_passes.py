@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, \
-    asp_pass
+from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, asp_pass
 from asp_core.passes import PassError
 from asp_core.testing import requires_compiler
 
