@@ -92,4 +92,9 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
                                  threads=1 if small else cores))
         if small and cores > 1:
             out.append(out[-1].replace(nblocks=2 * cores, threads=cores))
+        elif cores > 1 and c is op.candidates[0]:
+            # one single-threaded twin of the first format (same plan, same code): on a busy
+            # machine a second thread that is descheduled stalls every parallel region
+            first = out[-len(choices)]
+            out.append(first.replace(threads=1))
     return op.replace(candidates=out)
