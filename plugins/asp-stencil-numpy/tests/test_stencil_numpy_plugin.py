@@ -85,7 +85,10 @@ def test_asp_list_json_shows_the_numpy_components():
     assert plat["distribution"] == "asp-stencil-numpy"
     assert plat["priority"] == -10
     assert _names(spec, "backend")["numpy"]["distribution"] == "asp-stencil-numpy"
-    assert not _names(spec, "backend")["numpy"]["default"]  # asp-stencil's stay listed first
+    # the numpy backend serves only the numpy platform, so it is that platform's default backend
+    assert _names(spec, "backend")["numpy"]["platforms"] == ["numpy"]
+    assert _names(spec, "backend")["numpy"]["default"]
+    assert _names(spec, "backend")["c"]["default"]  # asp-stencil's C backend is untouched
     assert _names(spec, "platform_optimization")["numpy-slabs"]["distribution"] == \
         "asp-stencil-numpy"
     # the specializer itself still comes from asp-stencil
