@@ -75,8 +75,8 @@ class Dispatcher:
         spec = get_registry().specializers.get(self.specializer)
         if spec is None or spec.signature is None:
             return ("<no specializer>",), None
-        self._signature = spec.signature
-        key = spec.signature(args, kwargs, self.instance)
+        self._signature = signature = spec.hook("signature")
+        key = signature(args, kwargs, self.instance)
         ctx = SpecializationContext(self.specializer, self.func, args, kwargs, self.instance,
                                     self.options, key, self.name)
         return key, ctx

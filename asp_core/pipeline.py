@@ -169,8 +169,8 @@ class Pipeline:
             ctx.record("build", variant=name, seconds=time.perf_counter() - start)
             return fn
 
-        tuning = (self.spec.tuning_key(ctx.args, ctx.kwargs, ctx.instance)
-                  if self.spec.tuning_key else ctx.key)
+        tuning_fn = self.spec.hook("tuning_key")
+        tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key
         tkey = cache_key(specializer=self.spec.name, tuning=repr(tuning),
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)

@@ -12,11 +12,13 @@ from typing import Any, Callable, Hashable, Iterator
 
 from asp_core import config
 from asp_core.errors import PluginError
-from asp_core.phases import PHASES, check_phase
+from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, check_phase
 
 __all__ = ["Specializer", "Component", "Registry", "Choice"]
 
 SignatureFn = Callable[[tuple, dict, Any], Hashable]
+#: A signature function, or ``"package.module:function"`` naming one (imported on first use).
+SignatureLike = SignatureFn | str
 
 
 @dataclass
@@ -34,32 +36,83 @@ class Specializer:
 
     name: str
     description: str = ""
-    signature: SignatureFn | None = None
-    tuning_key: SignatureFn | None = None
+    signature: SignatureLike | None = None
+    tuning_key: SignatureLike | None = None
     plugin: str = ""
     distribution: str = ""
     version: str = ""
     tuning_repeats: int = 3
 
+    def hook(self, attr: str) -> SignatureFn | None:
+        """``signature`` or ``tuning_key`` as a function, importing it now if registered by name
+        (``"package.module:function"``, so registration imports nothing heavy)."""
+        value = getattr(self, attr)
+        if isinstance(value, str):
+            value = _import_attr(value, f"specializer {self.name!r} {attr}", self.plugin,
+                                 self.distribution)
+            setattr(self, attr, value)
+        return value
+
 
 @dataclass
 class Component:
-    """One implementation of one phase of one specializer."""
+    """One implementation of one phase of one specializer.
+
+    ``target`` is the component object, or a ``"package.module:attribute"`` string naming it.
+    A string is imported on first use, so a plugin can register everything it offers while
+    ``asp list`` and ``import asp_core`` import none of its implementation modules (llm's
+    lesson: plugins importing heavy modules at registration made ``llm --help`` 8x slower).
+    """
 
     specializer: str
     phase: str
     name: str
-    obj: Any
+    target: Any
     priority: int = 0
     plugin: str = ""
     distribution: str = ""
     version: str = ""
     order: int = 0
+    declared_platforms: tuple[str, ...] | None = None
+
+    @property
+    def obj(self) -> Any:
+        """The component object (importing it now if it was registered by name)."""
+        if isinstance(self.target, str):
+            self.target = _resolve(self.target, self)
+        return self.target
 
     @property
     def platforms(self) -> tuple[str, ...]:
         """Platforms a platform-optimisation or backend component accepts (empty: any)."""
+        if self.declared_platforms is not None:
+            return self.declared_platforms
+        if self.phase not in (PLATFORM_OPTIMIZATION, BACKEND):
+            return ()  # only these two phases are filtered by platform
         return tuple(getattr(self.obj, "platforms", ()) or ())
+
+
+def _import_attr(spec: str, what: str, plugin: str, distribution: str) -> Any:
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise PluginError(f"{what} of plugin {plugin!r} names {spec!r}; expected "
+                          "'package.module:attribute'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{what} of plugin {plugin!r} ({distribution}) cannot be loaded from "
+                          f"{spec!r}: {type(exc).__name__}: {exc}") from exc
+    return obj
+
+
+def _resolve(spec: str, comp: Component) -> Any:
+    obj = _import_attr(spec, f"component {comp.specializer}/{comp.phase}/{comp.name}",
+                       comp.plugin, comp.distribution)
+    return obj() if isinstance(obj, type) else obj
 
 
 @dataclass
@@ -82,8 +135,8 @@ class Registry:
     _version: str = ""
 
     # -- registration API (what plugins call) -------------------------------------------------
-    def specializer(self, name: str, description: str = "", signature: SignatureFn | None = None,
-                    tuning_key: SignatureFn | None = None, tuning_repeats: int = 3
+    def specializer(self, name: str, description: str = "", signature: SignatureLike | None = None,
+                    tuning_key: SignatureLike | None = None, tuning_repeats: int = 3
                     ) -> Specializer:
         """Declare a specializer. Raises :class:`PluginError` if the name is taken."""
         if not name or not isinstance(name, str):
@@ -100,8 +153,14 @@ class Registry:
         return spec
 
     def component(self, specializer: str, phase: str, name: str, obj: Any,
-                  priority: int = 0) -> Component:
-        """Add a component; ``(specializer, phase, name)`` must be new."""
+                  priority: int = 0, platforms: tuple[str, ...] | list[str] | None = None
+                  ) -> Component:
+        """Add a component; ``(specializer, phase, name)`` must be new.
+
+        ``obj`` is the component, or ``"package.module:attribute"`` to import it lazily (a class
+        there is instantiated without arguments). ``platforms`` declares what a
+        platform-optimisation or backend component accepts without importing it.
+        """
         check_phase(phase)
         for comp in self.components:
             if (comp.specializer, comp.phase, comp.name) == (specializer, phase, name):
@@ -109,7 +168,8 @@ class Registry:
                     f"component {specializer}/{phase}/{name} is already registered by plugin "
                     f"{comp.plugin!r} ({comp.distribution}); choose another name")
         comp = Component(specializer, phase, name, obj, int(priority), self._plugin,
-                         self._distribution, self._version, len(self.components))
+                         self._distribution, self._version, len(self.components),
+                         tuple(platforms) if platforms is not None else None)
         self.components.append(comp)
         return comp
 

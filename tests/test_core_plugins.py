@@ -368,3 +368,34 @@ def test_benchmarks_remember_their_plugin(plugin_state, monkeypatch):
 
     plugins_mod.register_plugin(_module("benchy", asp_register_benchmarks=reg), name="benchy")
     assert collect_benchmarks().benchmarks["b1"].plugin == "benchy"
+
+
+def test_component_registered_by_name_is_imported_on_first_use(tmp_path, monkeypatch):
+    """``"module:attr"`` components cost nothing until used; their platforms can be declared."""
+    import sys
+
+    from asp_core.errors import PluginError
+    from asp_core.registry import Registry
+
+    pkg = tmp_path / "lazy_component_mod.py"
+    pkg.write_text("class Backend:\n    platforms = ('openmp',)\n    made = 0\n"
+                   "    def __init__(self):\n        Backend.made += 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry()
+    comp = reg.component("x", "backend", "lazy", "lazy_component_mod:Backend",
+                         platforms=["openmp"])
+    assert "lazy_component_mod" not in sys.modules
+    assert comp.platforms == ("openmp",)
+    assert reg.choose("x", "backend", platform="openmp").candidates == [comp]
+    assert "lazy_component_mod" not in sys.modules
+    obj = comp.obj
+    assert type(obj).__name__ == "Backend" and obj is comp.obj
+    assert sys.modules["lazy_component_mod"].Backend.made == 1
+
+    undeclared = reg.component("x", "backend", "lazy2", "lazy_component_mod:Backend")
+    assert undeclared.platforms == ("openmp",)  # read from the imported object
+    for bad, match in (("no_colon_here", "expected 'package.module:attribute'"),
+                       ("no_such_module_xyz:Thing", "cannot be loaded from"),
+                       ("lazy_component_mod:Missing", "cannot be loaded from")):
+        with pytest.raises(PluginError, match=match):
+            _ = reg.component("x", "frontend", bad, bad).obj

@@ -8,36 +8,34 @@ from __future__ import annotations
 
 from asp_core import hookimpl
 
-from .backend import OpenMPBackend
-from .domain import StencilDomainOptimizer
-from .frontend import StencilFrontend
-from .openmp import OpenMPPlatform
-from .python_platform import PythonBackend, PythonPlatform
-from .signature import stencil_signature
-from .variants import ScheduleVariants
+_S = "stencil"
 
 
 @hookimpl
 def asp_register_specializers(register):  # type: ignore[no-untyped-def]
+    # Components are named, not imported: `asp list` and `import asp_core` stay cheap, and the
+    # implementation modules (numpy, the C lowering) load at a kernel's first call.
     register.specializer(
-        name="stencil",
+        name=_S,
         description="Structured-grid stencils (Asp paper, Figure 2): OpenMP C, autotuned",
-        signature=stencil_signature,
+        signature="asp_stencil.signature:stencil_signature",
     )
-    register.component(specializer="stencil", phase="frontend", name="python-ast",
-                       obj=StencilFrontend(), priority=0)
-    register.component(specializer="stencil", phase="domain_optimization", name="stencil-passes",
-                       obj=StencilDomainOptimizer(), priority=0)
-    register.component(specializer="stencil", phase="platform_selection", name="openmp",
-                       obj=OpenMPPlatform(), priority=10)
-    register.component(specializer="stencil", phase="platform_selection", name="python",
-                       obj=PythonPlatform(), priority=-100)
-    register.component(specializer="stencil", phase="platform_optimization", name="schedules",
-                       obj=ScheduleVariants(), priority=0)
-    register.component(specializer="stencil", phase="backend", name="c",
-                       obj=OpenMPBackend(), priority=0)
-    register.component(specializer="stencil", phase="backend", name="python",
-                       obj=PythonBackend(), priority=0)
+    register.component(specializer=_S, phase="frontend", name="python-ast",
+                       obj="asp_stencil.frontend:StencilFrontend", priority=0)
+    register.component(specializer=_S, phase="domain_optimization", name="stencil-passes",
+                       obj="asp_stencil.domain:StencilDomainOptimizer", priority=0)
+    register.component(specializer=_S, phase="platform_selection", name="openmp",
+                       obj="asp_stencil.openmp:OpenMPPlatform", priority=10)
+    register.component(specializer=_S, phase="platform_selection", name="python",
+                       obj="asp_stencil.python_platform:PythonPlatform", priority=-100)
+    register.component(specializer=_S, phase="platform_optimization", name="schedules",
+                       obj="asp_stencil.variants:ScheduleVariants", priority=0,
+                       platforms=("openmp",))
+    register.component(specializer=_S, phase="backend", name="c",
+                       obj="asp_stencil.backend:OpenMPBackend", priority=0, platforms=("openmp",))
+    register.component(specializer=_S, phase="backend", name="python",
+                       obj="asp_stencil.python_platform:PythonBackend", priority=0,
+                       platforms=("python",))
 
 
 @hookimpl

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from asp_core import hookimpl
 
-from .cuda.backend import CudaBackend
-from .cuda.platform import CudaPlatform, CudaVariants
-
 
 @hookimpl
 def asp_register_specializers(register):  # type: ignore[no-untyped-def]
     register.component(specializer="stencil", phase="platform_selection", name="cuda",
-                       obj=CudaPlatform(), priority=20)
+                       obj="asp_stencil.cuda.platform:CudaPlatform", priority=20)
     register.component(specializer="stencil", phase="platform_optimization", name="cuda-blocks",
-                       obj=CudaVariants(), priority=0)
+                       obj="asp_stencil.cuda.platform:CudaVariants", priority=0,
+                       platforms=("cuda",))
     register.component(specializer="stencil", phase="backend", name="cuda",
-                       obj=CudaBackend(), priority=0)
+                       obj="asp_stencil.cuda.backend:CudaBackend", priority=0,
+                       platforms=("cuda",))
 
 
 @hookimpl
