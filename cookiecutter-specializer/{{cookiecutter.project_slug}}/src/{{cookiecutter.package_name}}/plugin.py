@@ -1,8 +1,10 @@
 """Registration with Asp (the ``asp`` entry point in pyproject.toml points here).
 
-Keep this module's imports light: ``asp list`` imports every plugin. Components are plain
-objects; ``priority`` decides between competing components of one phase when the user sets
-nothing (see Asp's plugin conventions).
+``asp list`` imports every installed plugin, so this module imports nothing but ``asp_core``:
+components are registered by ``"module:attribute"`` name and imported at a kernel's first call
+(a class named there is instantiated). ``priority`` decides between competing components of one
+phase when the user sets nothing; ``platforms`` tells the registry, without importing anything,
+which platform a platform-optimisation or backend component serves.
 """
 
 from __future__ import annotations
@@ -11,29 +13,26 @@ from typing import Any
 
 from asp_core import hookimpl
 
-from {{ cookiecutter.package_name }}.api import SPECIALIZER
-from {{ cookiecutter.package_name }}.backends import CBackend, PythonBackend
-from {{ cookiecutter.package_name }}.domain import ElementwiseOptimizer
-from {{ cookiecutter.package_name }}.frontend import ElementwiseFrontend
-from {{ cookiecutter.package_name }}.platforms import OpenMPPlatform, PythonPlatform
-from {{ cookiecutter.package_name }}.signature import signature
-from {{ cookiecutter.package_name }}.variants import LoopVariants
+SPECIALIZER = "{{ cookiecutter.specializer_name }}"
+PKG = "{{ cookiecutter.package_name }}"
 
 
 @hookimpl
 def asp_register_specializers(register: Any) -> None:
     register.specializer(name=SPECIALIZER, description="{{ cookiecutter.description }}",
-                         signature=signature)
+                         signature=f"{PKG}.signature:signature")
     register.component(specializer=SPECIALIZER, phase="frontend", name="python-ast",
-                       obj=ElementwiseFrontend())
+                       obj=f"{PKG}.frontend:ElementwiseFrontend")
     register.component(specializer=SPECIALIZER, phase="domain_optimization",
-                       name="domain-passes", obj=ElementwiseOptimizer())
+                       name="domain-passes", obj=f"{PKG}.domain:ElementwiseOptimizer")
     register.component(specializer=SPECIALIZER, phase="platform_selection", name="openmp",
-                       obj=OpenMPPlatform(), priority=10)
+                       obj=f"{PKG}.platforms:OpenMPPlatform", priority=10)
     register.component(specializer=SPECIALIZER, phase="platform_selection", name="python",
-                       obj=PythonPlatform(), priority=-100)
+                       obj=f"{PKG}.platforms:PythonPlatform", priority=-100)
     register.component(specializer=SPECIALIZER, phase="platform_optimization",
-                       name="loop-variants", obj=LoopVariants())
-    register.component(specializer=SPECIALIZER, phase="backend", name="c", obj=CBackend())
+                       name="loop-variants", obj=f"{PKG}.variants:LoopVariants",
+                       platforms=("openmp",))
+    register.component(specializer=SPECIALIZER, phase="backend", name="c",
+                       obj=f"{PKG}.backends:CBackend", platforms=("openmp",))
     register.component(specializer=SPECIALIZER, phase="backend", name="vectorize",
-                       obj=PythonBackend())
+                       obj=f"{PKG}.backends:PythonBackend", platforms=("python",))
