@@ -175,7 +175,9 @@ class DistributedEM:
         try:
             reg = get_registry()
             spec = reg.specializers["gmm"]
-            key = spec.signature(args, {}, inst)
+            # a signature registered by name ("module:function") is imported by hook()
+            signature = spec.hook("signature") if hasattr(spec, "hook") else spec.signature
+            key = signature(args, {}, inst)
             ctx = SpecializationContext("gmm", reference.em_step, args, {}, inst, self.options,
                                         key, "asp_gmm.em_step[mpi]")
             _, variants, backend = Pipeline(reg, "gmm").lower(ctx)
