@@ -39,6 +39,7 @@ class CGStats:
         self.s = 0
         self.basis = ""
         self.method = ""
+        self.modes: dict[str, float] = {}
         self.seconds: dict[str, float] = {"powers": 0.0, "combine": 0.0, "inner": 0.0,
                                           "residual": 0.0}
 
@@ -224,6 +225,7 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
     s = max(1, min(s, n))
     stats.s, stats.basis = s, basis
     mp = _powers_for(csr, s)
+    stats.modes = mode_t = {}
     m = 2 * (s + 1)
     V = np.empty((2, s + 1, n))
     Vf = V.reshape(m, n)
@@ -284,9 +286,17 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
         B[s + 1:, s + 1:] = Bs
         B[:, m - 1] = 0.0
         t0 = clock()
-        if kern is None or not streaming:
+        if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
-            streaming = kern is not None and kern.can_stream and callback is None
+        # stored basis vs recomputed ("streaming") basis: time one outer step of each once the
+        # kernel is tuned, keep the faster (streaming wins when a block's levels fit in cache)
+        mode = "stored"
+        if kern is not None and kern.can_stream and callback is None:
+            if "stored" in mode_t and "stream" not in mode_t:
+                mode = "stream"
+            elif "stream" in mode_t and mode_t["stream"] < mode_t["stored"]:
+                mode = "stream"
+        streaming = mode == "stream"
         if streaming:
             kern.stream(xs, coefs, gram=G)            # basis never stored: Gram only
         else:
@@ -345,7 +355,10 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
                 r[:] = upd[1]
                 p[:] = upd[2]
             rr = float(r @ r)
-        stats.seconds["combine"] += clock() - t2
+        t3 = clock()
+        stats.seconds["combine"] += t3 - t2
+        if kern is not None and steps == s:
+            mode_t.setdefault(mode, (t1 - t0) + (t3 - t2))
         if broke:
             stats.iterations = it
             return x, max(it, 1)
