@@ -74,6 +74,7 @@ def test_platform_choice_and_tuning_are_recorded_and_remembered(fresh):
     assert tuned["source"] == "tuned now"
     assert {t[0] for t in tuned["timings"]} == {"fused-b256", "fused-b64", "samples",
                                                 "components", "dims"}
+    assert calls == 5 and all(t[2] == 1 for t in tuned["timings"])  # one iteration each
     assert len(PerfDB().summary()) == 1
     # a new process with a problem of the same order of magnitude reuses the winner
     engine.reset()
