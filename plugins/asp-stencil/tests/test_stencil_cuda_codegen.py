@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 
 from asp_core import cast as C
+from asp_core.errors import Unspecializable
 from asp_core.testing import requires_compiler, requires_nvcc
 from asp_core.toolchain import find_toolchain
 from asp_stencil import StencilKernel
@@ -235,9 +236,12 @@ def _random_case(case, compile_with_nvcc: bool) -> None:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("error", _COMPLEX_WARNING)
             k.pure_python(*ref)
-    except (ArithmeticError, ValueError, _COMPLEX_WARNING):
+    except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
-    prog = specialise(k, tuple(grids))[1]
+    try:
+        prog = specialise(k, tuple(grids))[1]
+    except Unspecializable:  # e.g. a constant sub-expression with a complex value
+        reject()
     if unsupported_reason(prog):
         assert any(loop.sequential for loop in prog.body if hasattr(loop, "sequential")), \
             unsupported_reason(prog)

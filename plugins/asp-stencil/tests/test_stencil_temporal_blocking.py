@@ -291,7 +291,7 @@ def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", _COMPLEX_WARNING)
             _reference(k, ref, steps)
-    except (ArithmeticError, ValueError, _COMPLEX_WARNING):
+    except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
     it = get_iterator(k, tuple(grids))
     test = clone_grids(grids)
