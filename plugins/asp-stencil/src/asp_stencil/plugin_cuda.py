@@ -4,7 +4,8 @@ Registers, for the ``stencil`` specializer defined by ``asp_stencil.plugin``, a 
 platform (priority above OpenMP, but its ``check`` refuses unless a GPU is present or the user
 forces it), the ``cuda-blocks`` variant generator and the ``cuda`` backend; and the benchmark
 suite ``stencil-temporal``. Only ``asp_core`` and this package are imported here: pycuda,
-cuda-python, cupy, numba, Devito and pystencils are imported when something runs.
+cuda-python, cupy, numba, Devito and pystencils are imported when something runs; the
+components themselves are registered by name and imported on first use.
 """
 
 from __future__ import annotations
