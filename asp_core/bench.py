@@ -162,8 +162,11 @@ def write_roofline(results: list[Measurement], stream_gbs: float, path: Path,
     rows = [r for r in results if r.gbs or r.gflops]
     if not rows:
         return None
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("the roofline plot needs matplotlib: pip install 'asp-core[bench]'"
+                           ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -82,7 +82,11 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         from asp_core.hardware import query
 
         stream = query().stream_copy_gbs()
-    png = write_roofline(results, stream, outdir / "roofline.png")
+    try:
+        png = write_roofline(results, stream, outdir / "roofline.png")
+    except RuntimeError as exc:  # matplotlib missing: the numbers are still written
+        png = None
+        click.echo(f"no roofline plot: {exc}", err=True)
     click.echo(f"results: {outdir / 'results.json'}" + (f", plot: {png}" if png else ""))
     if failed:
         raise click.ClickException(f"benchmark suite(s) failed: {', '.join(failed)}")
