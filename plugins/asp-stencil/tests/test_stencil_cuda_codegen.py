@@ -265,6 +265,7 @@ def test_random_kernels_emulated(case):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @requires_nvcc
 @requires_compiler
 @settings(max_examples=200, deadline=None,

@@ -311,6 +311,7 @@ def test_random_kernels_blocked_equal_python(case):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @requires_compiler
 @settings(max_examples=300, deadline=None, suppress_health_check=_SUPPRESS)
 @given(kernel_sources(), st.sampled_from([2, 3, 7]), st.sampled_from([3, 5]),
