@@ -7,6 +7,7 @@ here directly, for 1-D, 2-D and 3-D kernels with interior, border and sequential
 from __future__ import annotations
 
 import ctypes
+import math
 
 import pytest
 
@@ -28,7 +29,9 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, threads=2, parallel_min_points=1),
              Schedule(simd=False, parallel_min_points=1),
              Schedule(nt=True, omp_schedule="dynamic,2", parallel_min_points=1),
-             Schedule(block=4, omp_schedule="dynamic,1", parallel_min_points=1)]
+             Schedule(block=4, omp_schedule="dynamic,1", parallel_min_points=1),
+             Schedule(nt=True, vec=True), Schedule(nt=True, vec=True, parallel_min_points=1),
+             Schedule(nt=True, vec=True, block=4, parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -74,3 +77,41 @@ def test_schedule_bitwise(name, cls, shape, n_inputs, nd, sched):
     k.pure_python(*ref)
     _run(prog, sched, grids)
     assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} {sched.label}")
+
+
+@requires_compiler
+@pytest.mark.parametrize("name,cls,shape,n_inputs,nd", KERNELS[:3], ids=[k[0] for k in KERNELS[:3]])
+def test_vector_rows_bitwise_on_special_values(name, cls, shape, n_inputs, nd):
+    """The AVX-512 rows keep each lane's IEEE operations: ±0, ±inf and NaN come out as in
+    Python (negation included: it flips the sign bit), whatever the row's alignment."""
+    from asp_stencil.vector import vectorizable
+
+    grids = make_grids(shape, n_inputs, neighbor_definition=nd, seed=5, special=True)
+    k = cls()
+    prog = _prog(k, grids)
+    assert all(vectorizable(l) for l in prog.body if getattr(l, "region", "") == "interior")
+    src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True, parallel_min_points=1),
+                               ("avx512f",)))
+    assert "_mm512_stream_pd" in src and "buf[" not in src  # straight from registers
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    _run(prog, Schedule(nt=True, vec=True, parallel_min_points=1), grids)
+    assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} nt-vec special values")
+
+
+def test_vector_rows_only_for_arithmetic():
+    """A kernel calling math functions keeps the buffered streaming rows."""
+    from asp_stencil import StencilKernel
+    from asp_stencil.vector import vectorizable
+
+    class Root(StencilKernel):
+        def kernel(self, a, out):
+            for x in out.interior_points():
+                out[x] = math.sqrt(abs(a[x])) - a[x]
+
+    grids = make_grids((6, 8, 40), 1, seed=3)
+    prog = _prog(Root(), grids)
+    loops = [l for l in prog.body if getattr(l, "region", "") == "interior"]
+    assert loops and not any(vectorizable(l) for l in loops)
+    src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), ("avx512f",)))
+    assert "buf[" in src and "_mm512_loadu_pd(g_" not in src

@@ -23,6 +23,7 @@ from asp_core.components import Platform, PlatformProgram
 from . import dast as D
 from .lower_c import ExprLowering, c_var, helper_functions
 from .schedule import Schedule
+from .vector import VECTOR, WIDTH, VectorLowering, vectorizable
 
 __all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param", "stream_width"]
 
@@ -67,6 +68,7 @@ class _Lowering:
         self.dim = len(self.shape)
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
         self.uses_stream = False
+        self.uses_intrinsics = False
 
     # -- expressions ------------------------------------------------------------------------
     def flat(self, off: tuple[int, ...]) -> int:
@@ -94,6 +96,53 @@ class _Lowering:
 
     def direct_store(self, value: C.Expr) -> C.Stmt:
         return C.Assign(C.Index(C.Name(grid_param(self.prog.output.name)), C.Name("p")), value)
+
+    def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
+        """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
+        aligned output element, AVX-512 body with streaming stores, scalar tail."""
+        out_name = grid_param(self.prog.output.name)
+        k = C.Name("k")
+
+        def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
+            point = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+            point += self.body(loop, self.direct_store)
+            return C.For("k", a, b, C.Block(point))
+
+        vec = VectorLowering(lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
+            C.Name("p"), C.Constant(self.flat(r.at.offset)))))
+        vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+        declared: set[str] = set()
+        for st in loop.body:
+            value = vec(st.value)
+            if isinstance(st, D.Assign):
+                target = c_var(st.target)
+                vpoint.append(C.Assign(C.Name(target), value) if st.target in declared
+                              else C.Decl(VECTOR, target, value))
+                declared.add(st.target)
+            else:
+                vpoint.append(C.ExprStmt(C.Call("_mm512_stream_pd", [
+                    C.BinOp(C.Name(out_name), "+", C.Name("p")), value])))
+        addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
+                                                     _add(C.Name("r"), C.Constant(lo))))
+        mis = C.BinOp(C.Name("a"), "&", C.Constant(63))
+        head = C.BinOp(C.BinOp(C.BinOp(C.Constant(64), "-", mis), "&", C.Constant(63)), ">>",
+                       C.Constant(3))
+        kh = C.Ternary(C.BinOp(C.BinOp(C.Name("a"), "&", C.Constant(7)), "!=", C.Constant(0)),
+                       C.Constant(hi), C.BinOp(C.Constant(lo), "+", head))
+        kh_capped = C.Ternary(C.BinOp(C.Name("kh0"), "<", C.Constant(hi)), C.Name("kh0"),
+                              C.Constant(hi))
+        kv = C.BinOp(C.Name("kh"), "+", C.BinOp(C.BinOp(C.BinOp(C.Constant(hi), "-", C.Name("kh")),
+                                                       "/", C.Constant(WIDTH)), "*",
+                                              C.Constant(WIDTH)))
+        return [
+            C.Decl(C.CType("uintptr_t", const=True), "a", addr),
+            C.Decl(CONST_LONG, "kh0", kh),
+            C.Decl(CONST_LONG, "kh", kh_capped),
+            C.Decl(CONST_LONG, "kv", kv),
+            scalar(C.Constant(lo), C.Name("kh")),
+            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(WIDTH)),
+            scalar(C.Name("kv"), C.Constant(hi)),
+        ]
 
     # -- loops ------------------------------------------------------------------------------
     def bounds(self, loop: D.PointLoop) -> tuple[list[int], list[int]]:
@@ -144,12 +193,16 @@ class _Lowering:
         npoints = prod(h - l for l, h in zip(lo, hi))
         par = self.parallel_ok(npoints)
         nt = self.s.nt and self.dim >= 2
+        vec = nt and self.s.vec and "avx512f" in self.isa and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)
 
         # innermost loop over idx[-1]
-        if nt:
+        if vec:
+            self.uses_intrinsics = True
+            innermost: C.Stmt = C.Block(self.vector_row(loop, lo[d_in], hi[d_in]))
+        elif nt:
             self.uses_stream = True
             length = hi[d_in] - lo[d_in]
             chunk = min(length, 2048)
@@ -170,8 +223,8 @@ class _Lowering:
                     C.BinOp(C.Name(out_name), "+", C.BinOp(C.Name("r"), "+", kk)),
                     C.Name("buf"), C.Name("kn")])),
             ])
-            innermost: C.Stmt = C.For("kk", C.Constant(lo[d_in]), C.Constant(hi[d_in]), chunk_body,
-                                      step=C.Constant(chunk))
+            innermost = C.For("kk", C.Constant(lo[d_in]), C.Constant(hi[d_in]), chunk_body,
+                              step=C.Constant(chunk))
         else:
             point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[d_in])))]
             point += self.body(loop, self.direct_store)
@@ -211,11 +264,9 @@ class _Lowering:
             extra = " collapse(2)" if (self.s.collapse and not block and self.dim >= 3) else ""
             stmt.pragmas = [C.Pragma(self.omp_for(extra, combined=not nt))]
         if nt:
-            region: list[C.Stmt] = [
-                C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64),
-                stmt,
-                C.ExprStmt(C.Call("_mm_sfence", [])),
-            ]
+            region: list[C.Stmt] = [] if vec else [
+                C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
+            region += [stmt, C.ExprStmt(C.Call("_mm_sfence", []))]
             head = []
             if par:
                 text = "omp parallel" + (f" num_threads({self.s.threads})" if self.s.threads > 1 else "")
@@ -297,7 +348,7 @@ class _Lowering:
             params.append(C.Param(t, grid_param(g.name)))
         fn = C.FunctionDef(function_name(self.prog), params, C.Block(stmts))
         head: list[Any] = [C.Include("math.h"), C.Include("stdint.h")]
-        if self.uses_stream:
+        if self.uses_stream or self.uses_intrinsics:
             head.append(C.Include("immintrin.h"))
         head += helper_functions(C.DOUBLE)
         if self.uses_stream:

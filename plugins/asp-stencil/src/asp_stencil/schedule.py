@@ -15,6 +15,8 @@ class Schedule:
     * ``nt``: streaming (non-temporal) stores of the output — each row is computed into an
       aligned per-thread buffer by a ``simd`` loop and written with ``_mm*_stream_pd``, so the
       output does not pass through the cache (worth it when it does not fit there);
+    * ``vec``: with ``nt``, rows of pure arithmetic are computed with AVX-512 intrinsics and
+      streamed straight from registers (no buffer; see :mod:`asp_stencil.vector`);
     * ``block``: rows of dimension ``dim-2`` per tile (0: none); tiles become the parallel unit and
       the loop order is *tile, i, j-in-tile, k*, so the planes a tile reads stay in cache;
     * ``collapse``: ``collapse(2)`` on the two outer loops (3-D and up, unblocked);
@@ -29,6 +31,7 @@ class Schedule:
     """
 
     nt: bool = False
+    vec: bool = False
     block: int = 0
     collapse: bool = False
     unroll: int = 0
@@ -43,6 +46,8 @@ class Schedule:
     @property
     def label(self) -> str:
         parts = ["nt" if self.nt else "st"]
+        if self.vec:
+            parts.append("vec")
         if self.block:
             parts.append(f"b{self.block}")
         if self.collapse:
