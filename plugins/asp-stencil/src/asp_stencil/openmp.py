@@ -23,7 +23,7 @@ from asp_core.components import Platform, PlatformProgram
 from . import dast as D
 from .lower_c import ExprLowering, c_var, helper_functions
 from .schedule import Schedule
-from .vector import VECTOR, WIDTH, VectorLowering, vectorizable
+from .vector import VectorLowering, vector_isa, vectorizable
 
 __all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param", "stream_width"]
 
@@ -40,11 +40,10 @@ def grid_param(name: str) -> str:
 
 def stream_width(isa: tuple[str, ...]) -> tuple[int, str, str]:
     """``(doubles per streaming store, store intrinsic, load intrinsic)`` for this ISA."""
-    if "avx512f" in isa:
-        return 8, "_mm512_stream_pd", "_mm512_loadu_pd"
-    if "avx" in isa or "avx2" in isa:
-        return 4, "_mm256_stream_pd", "_mm256_loadu_pd"
-    return 2, "_mm_stream_pd", "_mm_loadu_pd"
+    v = vector_isa(isa)
+    if v is None:
+        raise ValueError(f"no streaming-store intrinsics for ISA {isa!r} (x86 only)")
+    return v.width, v.fn("stream"), v.fn("loadu")
 
 
 def _add(a: C.Expr, b: C.Expr) -> C.Expr:
@@ -99,7 +98,7 @@ class _Lowering:
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
         """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
-        aligned output element, AVX-512 body with streaming stores, scalar tail."""
+        aligned output element, SIMD body with streaming stores, scalar tail."""
         out_name = grid_param(self.prog.output.name)
         k = C.Name("k")
 
@@ -108,7 +107,10 @@ class _Lowering:
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
-        vec = VectorLowering(lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
+        isa = vector_isa(self.isa)
+        assert isa is not None
+        width = isa.width
+        vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
             C.Name("p"), C.Constant(self.flat(r.at.offset)))))
         vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
         declared: set[str] = set()
@@ -117,10 +119,10 @@ class _Lowering:
             if isinstance(st, D.Assign):
                 target = c_var(st.target)
                 vpoint.append(C.Assign(C.Name(target), value) if st.target in declared
-                              else C.Decl(VECTOR, target, value))
+                              else C.Decl(isa.type, target, value))
                 declared.add(st.target)
             else:
-                vpoint.append(C.ExprStmt(C.Call("_mm512_stream_pd", [
+                vpoint.append(C.ExprStmt(C.Call(isa.fn("stream"), [
                     C.BinOp(C.Name(out_name), "+", C.Name("p")), value])))
         addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
                                                      _add(C.Name("r"), C.Constant(lo))))
@@ -132,15 +134,15 @@ class _Lowering:
         kh_capped = C.Ternary(C.BinOp(C.Name("kh0"), "<", C.Constant(hi)), C.Name("kh0"),
                               C.Constant(hi))
         kv = C.BinOp(C.Name("kh"), "+", C.BinOp(C.BinOp(C.BinOp(C.Constant(hi), "-", C.Name("kh")),
-                                                       "/", C.Constant(WIDTH)), "*",
-                                              C.Constant(WIDTH)))
+                                                       "/", C.Constant(width)), "*",
+                                              C.Constant(width)))
         return [
             C.Decl(C.CType("uintptr_t", const=True), "a", addr),
             C.Decl(CONST_LONG, "kh0", kh),
             C.Decl(CONST_LONG, "kh", kh_capped),
             C.Decl(CONST_LONG, "kv", kv),
             scalar(C.Constant(lo), C.Name("kh")),
-            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(WIDTH)),
+            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(width)),
             scalar(C.Name("kv"), C.Constant(hi)),
         ]
 
@@ -192,8 +194,8 @@ class _Lowering:
             return [C.Comment(f"{loop.region} points: none for this shape")]
         npoints = prod(h - l for l, h in zip(lo, hi))
         par = self.parallel_ok(npoints)
-        nt = self.s.nt and self.dim >= 2
-        vec = nt and self.s.vec and "avx512f" in self.isa and vectorizable(loop)
+        nt = self.s.nt and self.dim >= 2 and vector_isa(self.isa) is not None
+        vec = nt and self.s.vec and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)

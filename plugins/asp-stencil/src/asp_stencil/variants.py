@@ -20,7 +20,7 @@ from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
 from . import dast as D
 from .openmp import lower_openmp
 from .schedule import Schedule
-from .vector import vectorizable
+from .vector import vector_isa, vectorizable
 
 __all__ = ["ScheduleVariants", "candidate_schedules"]
 
@@ -36,14 +36,14 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
     points = prod(prog.output.shape)
     out_bytes = points * 8
     reads_out = any(l["reads_output"] for l in parallel if l["region"] == "interior")
-    nt_ok = dim >= 2 and prog.output.shape[-1] >= 16
+    nt_ok = dim >= 2 and prog.output.shape[-1] >= 16 and vector_isa(isa) is not None
     big = out_bytes > max(llc_bytes // 2, 4 << 20)
     nt = nt_ok and big and not reads_out
     first = Schedule(nt=nt)
     out = [first]
     interior = [l for l in prog.body if isinstance(l, D.PointLoop) and l.region == "interior"
                 and not l.sequential]
-    if nt and "avx512f" in isa and interior and all(vectorizable(l) for l in interior):
+    if nt and interior and all(vectorizable(l) for l in interior):
         # straight from registers to memory: the roofline variant (ENVIRONMENT.md measured
         # 71-105 % of STREAM copy for such code, against 52-77 % for plain omp simd)
         out.insert(0, Schedule(nt=True, vec=True))

@@ -1,16 +1,22 @@
-"""AVX-512 lowering of straight-line arithmetic, for rows written with streaming stores.
+"""x86 SIMD lowering of straight-line arithmetic, for rows written with streaming stores.
 
 gcc ignores ``#pragma omp simd nontemporal(...)``, so the plain streaming variant computes a row
-into a buffer and copies it out with ``_mm512_stream_pd``. For kernels whose points are pure
+into a buffer and copies it out with streaming stores. For kernels whose points are pure
 arithmetic (``+ - * /``, unary minus, literals, locals and grid reads: the Laplacian, heat,
 divergence, ...) this module writes the row loop with intrinsics instead, so each vector of
 results goes straight from registers to memory. Every DAST operation becomes one IEEE operation
-on eight lanes with the same operands in the same order (no FMA), so results stay bitwise equal
-to the scalar code and to Python; negation flips the sign bit, as Python's ``-x`` does.
+per lane with the same operands in the same order (no FMA), so results stay bitwise equal to the
+scalar code and to Python; negation flips the sign bit, as Python's ``-x`` does.
+
+The vector width follows the machine the code is compiled for (the hardware query's ISA, the
+same machine ``-march=native`` targets): AVX-512 (8 doubles), AVX (4) or SSE2 (2, every x86-64).
+Other architectures have no streaming-store intrinsics here: :func:`vector_isa` returns None and
+the streaming schedules are not proposed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from asp_core import cast as C
@@ -18,12 +24,42 @@ from asp_core import cast as C
 from . import dast as D
 from .lower_c import c_var
 
-__all__ = ["VECTOR", "WIDTH", "vectorizable", "VectorLowering"]
+__all__ = ["VectorISA", "vector_isa", "vectorizable", "VectorLowering"]
 
-VECTOR = C.CType("__m512d")
-WIDTH = 8
-_OPS = {"+": "_mm512_add_pd", "-": "_mm512_sub_pd", "*": "_mm512_mul_pd", "/": "_mm512_div_pd"}
+_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 _SIGN_BIT = C.BinOp(C.UnaryOp("-", C.Constant(2**63 - 1)), "-", C.Constant(1))  # INT64_MIN
+
+
+@dataclass(frozen=True)
+class VectorISA:
+    """One x86 vector extension: its double-vector type, lane count and intrinsic prefix."""
+
+    name: str
+    width: int          # doubles per vector
+    prefix: str         # "_mm512", "_mm256", "_mm"
+
+    @property
+    def type(self) -> C.CType:
+        return C.CType(f"__m{self.width * 64}d")
+
+    def fn(self, op: str) -> str:
+        return f"{self.prefix}_{op}_pd"
+
+
+AVX512 = VectorISA("avx512f", 8, "_mm512")
+AVX = VectorISA("avx", 4, "_mm256")
+SSE2 = VectorISA("sse2", 2, "_mm")
+
+
+def vector_isa(isa: tuple[str, ...]) -> VectorISA | None:
+    """The widest vector extension in ``isa`` (hardware query feature names), None off x86."""
+    if "avx512f" in isa:
+        return AVX512
+    if "avx" in isa or "avx2" in isa:
+        return AVX
+    if "sse4_2" in isa or "sse2" in isa:
+        return SSE2
+    return None
 
 
 def vectorizable(loop: D.PointLoop) -> bool:
@@ -50,25 +86,29 @@ def vectorizable(loop: D.PointLoop) -> bool:
 
 
 class VectorLowering:
-    """DAST expression → ``__m512d`` expression; ``address(read)`` gives a read's pointer."""
+    """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer."""
 
-    def __init__(self, address: Callable[[D.Read], C.Expr]) -> None:
+    def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr]) -> None:
+        self.isa = isa
         self.address = address
 
     def __call__(self, e: D.Node) -> C.Expr:
+        v = self.isa
         if isinstance(e, D.Const):
-            return C.Call("_mm512_set1_pd", [C.Constant(float(e.value), C.DOUBLE)])
+            return C.Call(v.fn("set1"), [C.Constant(float(e.value), C.DOUBLE)])
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):
-            return C.Call("_mm512_loadu_pd", [self.address(e)])
+            return C.Call(v.fn("loadu"), [self.address(e)])
         if isinstance(e, D.BinOp):
-            return C.Call(_OPS[e.op], [self(e.left), self(e.right)])
+            return C.Call(v.fn(_OPS[e.op]), [self(e.left), self(e.right)])
         if isinstance(e, D.UnaryOp):
             x = self(e.operand)
             if e.op == "+":
                 return x
-            flipped = C.Call("_mm512_xor_si512", [C.Call("_mm512_castpd_si512", [x]),
-                                                  C.Call("_mm512_set1_epi64", [_SIGN_BIT])])
-            return C.Call("_mm512_castsi512_pd", [flipped])
+            if v is AVX512:  # _mm512_xor_pd needs AVX512DQ: flip the bit as integers
+                flipped = C.Call("_mm512_xor_si512", [C.Call("_mm512_castpd_si512", [x]),
+                                                      C.Call("_mm512_set1_epi64", [_SIGN_BIT])])
+                return C.Call("_mm512_castsi512_pd", [flipped])
+            return C.Call(v.fn("xor"), [x, C.Call(v.fn("set1"), [C.Constant(-0.0, C.DOUBLE)])])
         raise TypeError(f"{type(e).__name__} cannot be vectorised (check vectorizable() first)")
