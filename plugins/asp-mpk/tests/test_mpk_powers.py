@@ -21,7 +21,18 @@ MATRICES = {
     "banded_spd": lambda: gallery.banded_spd(1500, bandwidth=4, seed=3),
     "unstructured_spd": lambda: gallery.unstructured_spd(1200, seed=2),
     "unstructured": lambda: gallery.unstructured(800, density=0.004, seed=1),
+    "elasticity_perm": lambda: node_permuted(gallery.elasticity(50), 2),
+    "blocks3": lambda: sp.kron(gallery.banded_spd(400, bandwidth=4, seed=4),
+                               np.array([[4.0, 1.0, 0.5], [1.0, 5.0, 1.0], [0.5, 1.0, 6.0]])
+                               ).tocsr(),
 }
+
+
+def node_permuted(A, r):
+    """A with its r x r nodal blocks shuffled: not banded any more, still block-structured."""
+    nodes = np.random.default_rng(0).permutation(A.shape[0] // r)
+    perm = (r * nodes[:, None] + np.arange(r)).ravel()
+    return A[perm][:, perm].tocsr()
 
 
 def reference(A, xs, coefs, k, monomial=True):
@@ -52,7 +63,7 @@ def _no_tuning(monkeypatch):
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
 
 
-FAST = [("poisson2d", 5), ("unstructured_spd", 5), ("elasticity", 3)]
+FAST = [("poisson2d", 5), ("unstructured_spd", 5), ("elasticity", 3), ("blocks3", 3)]
 SLOW = [(name, k) for name in sorted(MATRICES) for k in (1, 5) if (name, k) not in FAST]
 
 
@@ -77,7 +88,7 @@ def test_every_variant_matches_repeated_spmv(name, k):
 
 
 @requires_compiler
-@pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd",
+@pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd", "elasticity_perm",
                                   pytest.param("elasticity", marks=pytest.mark.slow)])
 def test_recurrence_bases_and_fused_gram(name):
     A = MATRICES[name]()
@@ -134,6 +145,43 @@ def test_float32_and_2d_input_and_out():
     res = mp(X[0], out=out)
     assert res.base is out or res is out or np.shares_memory(res, out)
     np.testing.assert_array_equal(out, P[0])
+
+
+def test_dense_blocks_are_detected_and_proposed_as_bcsr():
+    from asp_mpk.analysis import analyse, dense_block_sizes
+
+    assert dense_block_sizes(MATRICES["blocks3"]())[0] == 3
+    assert 2 in dense_block_sizes(gallery.elasticity(12))
+    # scalar matrices, sparse blocks, and sizes that r does not divide: no BCSR
+    assert dense_block_sizes(gallery.poisson2d(40)) == ()
+    assert dense_block_sizes(gallery.unstructured_spd(1200, seed=2)) == ()
+    odd = sp.kron(sp.identity(101), np.ones((2, 2))).tocsr()[:-1, :-1]
+    assert 2 not in analyse(odd.tocsr()).bcsr
+    mp = MatrixPowers(MATRICES["elasticity_perm"](), 4, tune=False)
+    assert mp.structure.offsets is None
+    names = list(mp.variants())
+    assert any(v.startswith("bcsr2-") for v in names), names
+
+
+@requires_compiler
+@pytest.mark.parametrize("basis", ["monomial", "recurrence"])
+def test_bcsr_float32_and_several_vectors(basis):
+    A = MATRICES["blocks3"]().astype(np.float32)
+    n, k = A.shape[0], 4
+    xs = np.random.default_rng(5).standard_normal((3, n)).astype(np.float32)
+    coefs = chebyshev_coefs(0.0, float(abs(A).sum(axis=1).max()), k)
+    if basis == "monomial":
+        coefs = np.zeros((3, k))
+        coefs[0] = 1.0
+    ref = reference(A.astype(np.float64), xs.astype(np.float64), coefs, k,
+                    monomial=basis == "monomial")
+    mp = MatrixPowers(A, k, tune=False)
+    bcsr = {v: fn for v, fn in mp.variants(nvec=3, basis=basis).items() if v.startswith("bcsr3")}
+    assert bcsr
+    for fn in bcsr.values():
+        out = np.full((3, k + 1, n), np.nan, dtype=np.float32)
+        fn(xs.copy(), out, coefs, None, basis)
+        assert_levels_close(out.astype(np.float64), ref, 1e-5)
 
 
 @requires_compiler

@@ -45,7 +45,8 @@ class MatrixFrontend(Frontend):
         st = mp.structure
         xs, out, coefs, gram, basis = ctx.args[:5]
         ms = MatrixStructure(st.n, st.nnz, st.pattern, st.symmetric, st.bandwidth, st.offsets,
-                             round(st.dia_fill, 4), st.rcm_bandwidth, st.dia_compressible)
+                             round(st.dia_fill, 4), st.rcm_bandwidth, st.dia_compressible,
+                             st.bcsr)
         return MatrixPowersOp(ms, str(mp.dtype), out.shape[1] - 1, out.shape[0],
                               basis == "monomial", gram is not None)
 
@@ -92,9 +93,12 @@ class OpenMPPlatform(Platform):
         from asp_mpk.kernels import render_source
 
         first = dast.candidates[0]
-        fmt = {"csr-sym": "csr", "dia-c": "dia"}.get(first.format, first.format)
+        block = int(first.format[4:]) if first.format.startswith("bcsr") else 1
+        fmt = "csr" if block > 1 else {"csr-sym": "csr", "dia-c": "dia"}.get(first.format,
+                                                                           first.format)
         src = render_source(fmt, dast.dtype, monomial=dast.monomial,
-                            offsets=dast.matrix.offsets or (), sym=first.format == "csr-sym")
+                            offsets=dast.matrix.offsets or (), sym=first.format == "csr-sym",
+                            block=block)
         return PlatformProgram("openmp", _Program(dast, src), {"ordering": dast.ordering})
 
 
@@ -151,7 +155,8 @@ class CBackend(Backend):
         op: MatrixPowersOp = variant.program.ir.op
         p = variant.params
         fmt = p["format"]
-        cfmt = {"csr-sym": "csr", "dia-c": "dia"}.get(fmt, fmt)
+        block = int(fmt[4:]) if fmt.startswith("bcsr") else 1
+        cfmt = "csr" if block > 1 else {"csr-sym": "csr", "dia-c": "dia"}.get(fmt, fmt)
         k = op.k
         ks = p["ksplit"] or k
         if cfmt == "dia":
@@ -160,25 +165,27 @@ class CBackend(Backend):
         elif cfmt == "csr":
             levels = {ks} | ({k % ks} if k % ks else set())
             params = {"format": "csr", "nblocks": p["nblocks"], "ks": tuple(sorted(levels)),
-                      "sym": fmt == "csr-sym", "ordering": p["ordering"]}
+                      "sym": fmt == "csr-sym", "ordering": p["ordering"], "block": block}
         else:
             params = {"format": "naive"}
         from asp_mpk.partition import ClosureTooLarge
 
-        order = mp.order(p["ordering"]) if cfmt == "csr" else None
+        order = mp.order(p["ordering"], block) if cfmt == "csr" else None
         try:
             plan = get_plan(mp.csr, mp.pattern, mp.values, params, order=order)
         except ClosureTooLarge as exc:   # the graph is too "wide": fall back to the baseline
             ctx.record("plan", variant=variant.name, fallback="naive", reason=str(exc))
             fmt = cfmt = "naive"
+            block = 1
             params = {"format": "naive"}
             plan = get_plan(mp.csr, mp.pattern, mp.values, params)
         kinds = getattr(plan, "kinds", None)
         src = render_source(cfmt, op.dtype, monomial=op.monomial,
-                            offsets=op.matrix.offsets or (), sym=fmt == "csr-sym", kinds=kinds)
+                            offsets=op.matrix.offsets or (), sym=fmt == "csr-sym", kinds=kinds,
+                            block=block)
         lib = ctx.compile(src, name=f"mpk_{cfmt}",
                           specialised_on={"format": fmt, "dtype": op.dtype,
-                                          "monomial": op.monomial,
+                                          "monomial": op.monomial, "block": block,
                                           "offsets": list(op.matrix.offsets or ()),
                                           "kinds": [list(x) for x in kinds or []]})
         threads = p["threads"] or (os.cpu_count() or 1)

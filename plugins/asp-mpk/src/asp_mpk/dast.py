@@ -29,13 +29,15 @@ class MatrixStructure(Node):
     dia_fill: float
     rcm_bandwidth: int | None = None
     dia_compressible: int = 0
+    bcsr: tuple[int, ...] = ()
 
 
 @dataclass
 class Candidate(Node):
     """One storage/partitioning choice the platform optimiser may turn into a variant."""
 
-    format: str                 # "dia-c"/"dia" (banded PA1), "csr" (graph PA1), "csr-sym", "naive"
+    format: str                 # "dia-c"/"dia" (banded PA1), "csr" (graph PA1), "csr-sym",
+                                #   "bcsrR" (graph PA1 over R x R blocks), "naive"
     nblocks: int = 1
     ksplit: int = 0             # 0: all k levels in one pass
     threads: int = 0            # 0: all cores

@@ -23,8 +23,9 @@ _int = ctypes.c_int
 
 
 def render_source(fmt: str, dtype: str, *, monomial: bool, offsets: tuple[int, ...] = (),
-                  sym: bool = False, kinds: list[tuple] | None = None) -> str:
-    """C source of the ``fmt`` kernel ("dia", "csr" or "naive") for ``dtype``."""
+                  sym: bool = False, kinds: list[tuple] | None = None, block: int = 1) -> str:
+    """C source of the ``fmt`` kernel ("dia", "csr" or "naive") for ``dtype``; ``block`` > 1
+    makes the csr kernel work on ``block`` x ``block`` register blocks (BCSR)."""
     from asp_core.templates import render
 
     T = C_TYPES[dtype]
@@ -34,7 +35,9 @@ def render_source(fmt: str, dtype: str, *, monomial: bool, offsets: tuple[int, .
         return render("asp_mpk", "mpk_dia.c.mako", T=T, offsets=list(offsets), monomial=monomial,
                       kinds=list(kinds))
     if fmt == "csr":
-        return render("asp_mpk", "mpk_csr.c.mako", T=T, monomial=monomial, sym=sym)
+        if block > 1 and sym:
+            raise ValueError("symmetric storage is not implemented for BCSR")
+        return render("asp_mpk", "mpk_csr.c.mako", T=T, monomial=monomial, sym=sym, R=block)
     if fmt == "naive":
         return render("asp_mpk", "naive.c.mako", T=T, monomial=monomial)
     raise ValueError(f"unknown kernel format {fmt!r}")

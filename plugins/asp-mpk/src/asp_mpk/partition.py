@@ -64,16 +64,19 @@ class ClosureTooLarge(ValueError):
 
 
 def build_closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, *,
-                   sym: bool = False, max_copies: float = 4.0) -> ClosurePlan:
+                   sym: bool = False, max_copies: float = 4.0,
+                   values: np.ndarray | None = None) -> ClosurePlan:
     """Ghost closures and local CSR matrices for parts ``order[bounds[b]:bounds[b+1]]``.
 
     ``sym``: store each local matrix as its upper triangle (incl. diagonal) in local numbering;
-    only valid for a symmetric ``csr``.
+    only valid for a symmetric ``csr``.  ``values``: what to store for each entry of ``csr``
+    instead of ``csr.data`` (BCSR passes the pattern of its blocks as ``csr`` and the
+    ``(nblocks, r, r)`` block values here).
     """
     n = csr.shape[0]
     indptr = csr.indptr.astype(np.int64)
     indices = csr.indices.astype(np.int64)
-    data = csr.data
+    data = csr.data if values is None else values
     nb = len(bounds) - 1
     mark = np.zeros(n, dtype=bool)
     loc = np.full(n, -1, dtype=np.int64)

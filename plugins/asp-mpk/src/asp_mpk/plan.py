@@ -20,7 +20,7 @@ import numpy as np
 from asp_mpk.analysis import compress_diagonals, dia_arrays
 from asp_mpk.partition import ClosurePlan, block_bounds, build_closures
 
-__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "get_plan", "plan_cache_info", "clear_plans"]
+__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "get_plan", "plan_cache_info", "clear_plans"]
 
 
 @dataclass
@@ -72,7 +72,9 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
     """The plan for ``csr`` with tuning ``params`` (cached).
 
     params: ``format`` ("dia", "csr", "naive"); for dia ``offsets`` and ``nblocks``; for csr
-    ``nblocks``, ``ks`` (tuple of level counts whose closures are needed) and ``sym``.
+    ``nblocks``, ``ks`` (tuple of level counts whose closures are needed), ``sym`` and
+    ``block`` (r > 1: closures over the r x r block graph, BCSR values; ``order`` then orders
+    block rows).
     """
     key = _key(csr, pattern, values, params)
     with _LOCK:
@@ -94,13 +96,16 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
                 np.zeros((1, 1), dtype=np.uint8)
         plan = DiaPlan(offsets, F, block_bounds(n, params["nblocks"]), kinds, M)
     elif fmt == "csr":
+        r = int(params.get("block", 1))
+        graph, values = (csr, None) if r == 1 else block_graph(csr, r)
         if order is None:
-            order = np.arange(n, dtype=np.int64)
-        bounds = block_bounds(n, params["nblocks"])
+            order = np.arange(graph.shape[0], dtype=np.int64)
+        bounds = block_bounds(graph.shape[0], params["nblocks"])
         plan = CsrPlan(order)
         for k in params["ks"]:
-            plan.closures[int(k)] = build_closures(csr, order, bounds, int(k),
-                                                   sym=bool(params.get("sym", False)))
+            plan.closures[int(k)] = build_closures(graph, order, bounds, int(k),
+                                                   sym=bool(params.get("sym", False)),
+                                                   values=values)
     elif fmt == "naive":
         plan = NaivePlan(np.ascontiguousarray(csr.indptr, dtype=np.int64),
                          np.ascontiguousarray(csr.indices, dtype=np.int32),
@@ -114,6 +119,19 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
             _, old = _CACHE.popitem(last=False)
             total -= old.nbytes
     return plan
+
+
+def block_graph(csr: Any, r: int) -> tuple[Any, np.ndarray]:
+    """The BCSR view of ``csr``: the pattern of its r x r blocks as an (n/r)-row CSR matrix
+    (what the partitioner and the ghost closures work on) and the ``(nblocks, r, r)`` values."""
+    import scipy.sparse as sp
+
+    bsr = csr.tobsr(blocksize=(r, r))
+    bsr.sort_indices()
+    nb = csr.shape[0] // r
+    pattern = sp.csr_matrix((np.ones(len(bsr.indices), dtype=np.int8), bsr.indices, bsr.indptr),
+                            shape=(nb, nb))
+    return pattern, np.ascontiguousarray(bsr.data)
 
 
 def plan_cache_info() -> dict[str, int]:

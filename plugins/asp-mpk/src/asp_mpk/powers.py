@@ -52,18 +52,24 @@ class MatrixPowers:
             self.tune()
 
     # -- used by the components -----------------------------------------------------------------
-    def order(self, kind: str) -> np.ndarray:
-        """Row ordering for the partitioner: ``natural`` or ``rcm``."""
+    def order(self, kind: str, block: int = 1) -> np.ndarray:
+        """Row ordering for the partitioner: ``natural`` or ``rcm``; of the block rows of the
+        ``block`` x ``block`` BCSR view when ``block`` > 1."""
         with self._lock:
-            if kind not in self._orders:
+            key = f"{kind}/{block}"
+            if key not in self._orders:
+                nrows = self.n // block
                 if kind == "rcm":
                     from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-                    perm = reverse_cuthill_mckee(self.csr, symmetric_mode=self.structure.symmetric)
-                    self._orders[kind] = np.asarray(perm, dtype=np.int64)
+                    from asp_mpk.plan import block_graph
+
+                    graph = self.csr if block == 1 else block_graph(self.csr, block)[0]
+                    perm = reverse_cuthill_mckee(graph, symmetric_mode=self.structure.symmetric)
+                    self._orders[key] = np.asarray(perm, dtype=np.int64)
                 else:
-                    self._orders[kind] = np.arange(self.n, dtype=np.int64)
-            return self._orders[kind]
+                    self._orders[key] = np.arange(nrows, dtype=np.int64)
+            return self._orders[key]
 
     def _reference(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                    gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:

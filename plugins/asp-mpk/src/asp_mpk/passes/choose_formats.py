@@ -4,7 +4,9 @@ DIA (banded PA1) when few diagonals hold the entries, with constant diagonals co
 byte masks when some are constant ("dia-c"); graph PA1 over CSR otherwise, when the
 ordering is thin enough that k levels of ghost rows stay a small part of the matrix (on an
 expander graph every closure is the whole matrix and PA1 cannot save traffic); its symmetric
-(upper-triangle) storage when A is symmetric; the naive k-SpMV baseline last.
+(upper-triangle) storage when A is symmetric; graph PA1 over BCSR register blocks ("bcsr2",
+"bcsr3", ...) when A is made of dense r x r blocks (several unknowns per node), whether or not
+it is also banded; the naive k-SpMV baseline last.
 """
 
 from __future__ import annotations
@@ -35,5 +37,9 @@ def choose_formats(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
             cands.append(Candidate("csr", note=f"graph PA1, {op.ordering} order"))
             if op.matrix.symmetric:
                 cands.append(Candidate("csr-sym", note="upper triangle of each local matrix"))
+        if thin:
+            for r in op.matrix.bcsr[:2]:
+                cands.append(Candidate(f"bcsr{r}", note=f"graph PA1 over dense {r}x{r} blocks, "
+                                                        f"{op.ordering} order"))
     cands.append(Candidate("naive", note="k threaded SpMVs (baseline)"))
     return op.replace(candidates=cands)

@@ -81,7 +81,8 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
                                     allow_split=split_ok)
         else:
             bw = m.bandwidth if op.ordering == "natural" else (m.rcm_bandwidth or m.bandwidth)
-            mat = nnz_row * (isz + 4) * (0.6 if c.format == "csr-sym" else 1.0)
+            r = int(c.format[4:]) if c.format.startswith("bcsr") else 1
+            mat = nnz_row * (isz + 4 / (r * r)) * (0.6 if c.format == "csr-sym" else 1.0)
             choices = block_choices(n, k, min(bw, n), mat + isz * (k + 1) * op.nvec,
                                     targets[:2], cores, allow_split=False)
         # small problems: a call lasts microseconds, so fork/join (and, on a busy machine,

@@ -7,7 +7,9 @@ level j-1, all inside per-thread buffers, and the block's local CSR (the rows R_
 local numbering) is read from memory once and from cache k-1 more times.
 
 Template parameters: T (C type), monomial (bool), sym (bool: the local matrix is stored as its
-upper triangle incl. diagonal; the lower part is applied by transposition).
+upper triangle incl. diagonal; the lower part is applied by transposition), R (register block
+size: with R > 1 every "row" is a block row of R scalar rows, every entry a dense R x R block
+stored row-major (BCSR), and a block row's R sums stay in registers; R = 1 is plain CSR).
 </%doc>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,10 +20,12 @@ upper triangle incl. diagonal; the lower part is applied by transposition).
 #endif
 
 typedef ${T} real;
+#define R ${R}
 
 <%include file="_gram.c.mako"/>
 
-/* Blocks are described by concatenated arrays:
+/* Rows, ghost closures and local matrices below count block rows of R scalar rows (R = 1: rows).
+   Blocks are described by concatenated arrays:
    meta[b*(k+2) + j] = m_j for j = 0..k (m_0 = |R_0|), meta[b*(k+2) + k + 1] = 1 if the owned
    rows are the contiguous global range starting at glob[gofs[b]] (lets the output be copied).
    glob[gofs[b] + i]: global row of local row i; rp[rofs[b] + i]: start of local row i in ci/va
@@ -35,6 +39,7 @@ int mpk_csr(int64_t n, int64_t nvec, const real *x, int64_t k,
     int64_t wmax = 1;
     for (int64_t b = 0; b < nblk; ++b)
         if (meta[b * (k + 2)] > wmax) wmax = meta[b * (k + 2)];
+    wmax *= R;   /* level-vector stride in scalars */
     const int64_t m = nvec * (k + 1);
     int failed = 0;
     if (gram) memset(gram, 0, sizeof(double) * (size_t)(m * m));
@@ -57,7 +62,8 @@ int mpk_csr(int64_t n, int64_t nvec, const real *x, int64_t k,
             for (int64_t v = 0; v < nvec; ++v) {
                 real *L = lev + v * (k + 1) * wmax;
                 const real *xv = x + v * n;
-                for (int64_t i = 0; i < mj[0]; ++i) L[i] = xv[gl[i]];
+                for (int64_t i = 0; i < mj[0]; ++i)
+                    for (int r = 0; r < R; ++r) L[i * R + r] = xv[gl[i] * R + r];
                 for (int64_t j = 1; j <= k; ++j) {
                     const real *xp = L + (j - 1) * wmax;
                     const real *xq = j >= 2 ? L + (j - 2) * wmax : NULL;
@@ -76,11 +82,23 @@ int mpk_csr(int64_t n, int64_t nvec, const real *x, int64_t k,
                         }
                         y[i] = s;
                     }
-% else:
+% elif R == 1:
                     for (int64_t i = 0; i < mr; ++i) {
                         real s = (real)0;
                         for (int64_t t = rpb[i]; t < rpb[i + 1]; ++t) s += va[t] * xp[ci[t]];
                         y[i] = s;
+                    }
+% else:
+                    for (int64_t i = 0; i < mr; ++i) {
+                        ${" ".join(f"real s{a} = (real)0;" for a in range(R))}
+                        for (int64_t t = rpb[i]; t < rpb[i + 1]; ++t) {
+                            const real *a = va + t * (R * R);
+                            const real *xc = xp + (int64_t)ci[t] * R;
+% for a in range(R):
+                            s${a} += ${" + ".join(f"a[{a * R + c}] * xc[{c}]" for c in range(R))};
+% endfor
+                        }
+                        ${" ".join(f"y[i * R + {a}] = s{a};" for a in range(R))}
                     }
 % endif
 % if not monomial:
@@ -88,10 +106,10 @@ int mpk_csr(int64_t n, int64_t nvec, const real *x, int64_t k,
                         const real a1 = (real)al[j - 1], b1 = (real)be[j - 1], g1 = (real)ga[j - 1];
                         if (xq) {
 #pragma omp simd
-                            for (int64_t i = 0; i < mr; ++i) y[i] = a1 * y[i] + b1 * xp[i] + g1 * xq[i];
+                            for (int64_t i = 0; i < mr * R; ++i) y[i] = a1 * y[i] + b1 * xp[i] + g1 * xq[i];
                         } else {
 #pragma omp simd
-                            for (int64_t i = 0; i < mr; ++i) y[i] = a1 * y[i] + b1 * xp[i];
+                            for (int64_t i = 0; i < mr * R; ++i) y[i] = a1 * y[i] + b1 * xp[i];
                         }
                     }
 % endif
@@ -100,12 +118,13 @@ int mpk_csr(int64_t n, int64_t nvec, const real *x, int64_t k,
                 for (int64_t j = 0; j <= k; ++j) {
                     const real *src = L + j * wmax;
                     real *dst = ov + j * n;
-                    if (contiguous) memcpy(dst + gl[0], src, sizeof(real) * (size_t)nb);
-                    else for (int64_t i = 0; i < nb; ++i) dst[gl[i]] = src[i];
+                    if (contiguous) memcpy(dst + gl[0] * R, src, sizeof(real) * (size_t)(nb * R));
+                    else for (int64_t i = 0; i < nb; ++i)
+                        for (int r = 0; r < R; ++r) dst[gl[i] * R + r] = src[i * R + r];
                 }
             }
             /* the nvec level sets are adjacent in lev: stride wmax throughout */
-            if (g) gram_rows(m, lev, wmax, 0, nb, g);
+            if (g) gram_rows(m, lev, wmax, 0, nb * R, g);
         }
         if (g) {
 #pragma omp critical
