@@ -21,18 +21,11 @@ MATRICES = {
     "banded_spd": lambda: gallery.banded_spd(1500, bandwidth=4, seed=3),
     "unstructured_spd": lambda: gallery.unstructured_spd(1200, seed=2),
     "unstructured": lambda: gallery.unstructured(800, density=0.004, seed=1),
-    "elasticity_perm": lambda: node_permuted(gallery.elasticity(50), 2),
+    "elasticity_perm": lambda: gallery.shuffle_nodes(gallery.elasticity(50), 2),
     "blocks3": lambda: sp.kron(gallery.banded_spd(400, bandwidth=4, seed=4),
                                np.array([[4.0, 1.0, 0.5], [1.0, 5.0, 1.0], [0.5, 1.0, 6.0]])
                                ).tocsr(),
 }
-
-
-def node_permuted(A, r):
-    """A with its r x r nodal blocks shuffled: not banded any more, still block-structured."""
-    nodes = np.random.default_rng(0).permutation(A.shape[0] // r)
-    perm = (r * nodes[:, None] + np.arange(r)).ravel()
-    return A[perm][:, perm].tocsr()
 
 
 def reference(A, xs, coefs, k, monomial=True):

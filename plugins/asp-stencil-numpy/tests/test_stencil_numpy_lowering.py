@@ -3,6 +3,7 @@ equal the pure-Python kernel (bit for bit where NumPy calls the same operation a
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -64,9 +65,6 @@ class Math(StencilKernel):
     def kernel(self, u, out):
         for x in out.interior_points():
             out[x] = math.sqrt(abs(u[x])) + math.exp(min(u[x], 5.0)) * u[x] ** 2
-
-
-import math
 
 
 @pytest.mark.parametrize("cls,shape,n", [(Laplacian3D, (9, 8, 7), 1),

@@ -98,7 +98,7 @@ def test_vector_rows_bitwise_on_special_values(name, cls, shape, n_inputs, nd):
     grids = make_grids(shape, n_inputs, neighbor_definition=nd, seed=5, special=True)
     k = cls()
     prog = _prog(k, grids)
-    assert all(vectorizable(l) for l in prog.body if getattr(l, "region", "") == "interior")
+    assert all(vectorizable(lp) for lp in prog.body if getattr(lp, "region", "") == "interior")
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True, parallel_min_points=1),
                                HOST_ISA))
     assert isa.fn("stream") in src and "buf[" not in src  # straight from registers
@@ -120,8 +120,8 @@ def test_vector_rows_only_for_arithmetic():
 
     grids = make_grids((6, 8, 40), 1, seed=3)
     prog = _prog(Root(), grids)
-    loops = [l for l in prog.body if getattr(l, "region", "") == "interior"]
-    assert loops and not any(vectorizable(l) for l in loops)
+    loops = [lp for lp in prog.body if getattr(lp, "region", "") == "interior"]
+    assert loops and not any(vectorizable(lp) for lp in loops)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), ("avx512f",)))
     assert "buf[" in src and "_mm512_loadu_pd(g_" not in src
 

@@ -6,6 +6,8 @@ Cases (``--quick`` shrinks every problem for CI):
   naive k-SpMV variant (same generated code family, matrix read k times) and SciPy's repeated
   ``A @ x`` (anchor).  The naive k-SpMV memory roofline (CSR bytes x k / STREAM copy measured in
   this run) is printed: only avoiding traffic can beat it.
+- k = 4, 8 on 2-D linear elasticity (2x2 nodal blocks, nodes numbered in random order as an
+  unstructured mesh would): PA1 over CSR and over BCSR register blocks timed on their own.
 - CG to rtol 1e-8: ``asp_mpk.cg`` vs ``scipy.sparse.linalg.cg`` on 3-D Poisson 100³ and 2-D
   Poisson 700², and vs ``scipy.linalg.solve`` (dense, the paper's baseline) on a 4000 x 4000
   2-D Poisson system.
@@ -27,7 +29,9 @@ def naive_kspmv_bytes(A: Any, k: int) -> float:
     return float(k * (nnz * (8 + 4) + (n + 1) * 4 + 2 * n * 8))
 
 
-def _powers_cases(bench: Any, name: str, A: Any, ks: list[int]) -> None:
+def _powers_cases(bench: Any, name: str, A: Any, ks: list[int],
+                  formats: tuple[str, ...] = ()) -> None:
+    """``formats``: variant-name prefixes (e.g. "csr-", "bcsr") also timed on their own."""
     from asp_mpk.powers import MatrixPowers
 
     n = A.shape[0]
@@ -60,12 +64,19 @@ def _powers_cases(bench: Any, name: str, A: Any, ks: list[int]) -> None:
         bench.note(f"{name} k={k}: variant {mp.variant} (analysis + tuning {setup:.2f} s); "
                    f"naive k-SpMV roofline {nbytes / (stream * 1e9) * 1e3:.2f} ms "
                    f"({nbytes / 1e6:.0f} MB at STREAM copy {stream:.1f} GB/s)")
-        bench.compare(f"matrix powers {name} k={k}", {
+        contenders = {
             "scipy A@x": scipy_powers,
             "asp naive k-SpMV": lambda naive=naive, o3=o3, xs=xs, coefs=coefs:
                 naive(xs, o3, coefs, None, "monomial"),
             "asp PA1 (tuned)": lambda mp=mp, out=out: mp.powers(x, out=out),
-        }, anchor="scipy A@x", bytes=nbytes, check=check)
+        }
+        for prefix in formats:
+            vname = next((v for v in built if v.startswith(prefix)), None)
+            if vname is not None:
+                contenders[f"asp {vname}"] = lambda fn=built[vname], o3=o3, xs=xs, \
+                    coefs=coefs: fn(xs, o3, coefs, None, "monomial")
+        bench.compare(f"matrix powers {name} k={k}", contenders, anchor="scipy A@x",
+                      bytes=nbytes, check=check)
 
 
 def _cg_case(bench: Any, name: str, A: Any, repeats: int) -> None:
@@ -132,6 +143,9 @@ def run_benchmarks(bench: Any) -> None:
     ks = [2, 8] if quick else [2, 4, 8, 16]
     _powers_cases(bench, f"2-D Poisson {p2.shape[0]} rows", p2, ks)
     _powers_cases(bench, f"3-D Poisson {p3.shape[0]} rows", p3, ks)
+    el = gallery.shuffle_nodes(gallery.elasticity(120 if quick else 400), 2)
+    _powers_cases(bench, f"2-D elasticity {el.shape[0]} rows, shuffled nodes", el,
+                  [4] if quick else [4, 8], formats=("csr-", "bcsr"))
     _cg_case(bench, f"3-D Poisson {p3.shape[0]} rows", p3, repeats=1 if not quick else 3)
     q2 = gallery.poisson2d(150 if quick else 700)
     _cg_case(bench, f"2-D Poisson {q2.shape[0]} rows", q2, repeats=1 if not quick else 3)

@@ -219,7 +219,7 @@ def _pcg(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: An
 
 def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
            s: int, basis: str, stats: CGStats) -> tuple[np.ndarray, int]:
-    from asp_mpk.bases import change_of_basis, chebyshev_coefs, leja_order, newton_coefs
+    from asp_mpk.bases import change_of_basis, chebyshev_coefs, newton_coefs
 
     n = csr.shape[0]
     s = max(1, min(s, n))

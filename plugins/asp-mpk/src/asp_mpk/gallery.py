@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["poisson2d", "poisson3d", "elasticity", "banded_spd", "unstructured_spd",
-           "unstructured"]
+__all__ = ["poisson2d", "poisson3d", "elasticity", "banded_spd", "shuffle_nodes",
+           "unstructured_spd", "unstructured"]
 
 
 def _lap1d(m: int) -> Any:
@@ -91,6 +91,14 @@ def elasticity(m: int) -> Any:
     fixed = np.array([2 * (j * nx) + c for j in range(nx) for c in (0, 1)])  # clamp x = 0
     keep = np.setdiff1d(np.arange(n), fixed)
     return A[keep][:, keep].tocsr()
+
+
+def shuffle_nodes(A: Any, r: int, seed: int = 0) -> Any:
+    """``A`` with its r x r nodal blocks in random order, as an unstructured mesh numbers them:
+    no longer banded, still made of dense blocks (the BCSR test and benchmark case)."""
+    nodes = np.random.default_rng(seed).permutation(A.shape[0] // r)
+    perm = (r * nodes[:, None] + np.arange(r)).ravel()
+    return A[perm][:, perm].tocsr()
 
 
 def banded_spd(n: int, bandwidth: int = 5, seed: int = 0) -> Any:

@@ -190,9 +190,9 @@ class _Lowering:
 
     def interior(self, loop: D.PointLoop) -> list[C.Stmt]:
         lo, hi = self.bounds(loop)
-        if any(h <= l for l, h in zip(lo, hi)):
+        if any(h <= lp for lp, h in zip(lo, hi)):
             return [C.Comment(f"{loop.region} points: none for this shape")]
-        npoints = prod(h - l for l, h in zip(lo, hi))
+        npoints = prod(h - lp for lp, h in zip(lo, hi))
         par = self.parallel_ok(npoints)
         nt = self.s.nt and self.dim >= 2 and vector_isa(self.isa) is not None
         vec = nt and self.s.vec and vectorizable(loop)

@@ -29,21 +29,21 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
                         isa: tuple[str, ...] = ()) -> list[Schedule]:
     """Schedules worth timing for ``prog``, the expected best first."""
     loops = prog.info.get("loops", [])
-    parallel = [l for l in loops if not l["sequential"]]
+    parallel = [lp for lp in loops if not lp["sequential"]]
     if not parallel:
         return [Schedule()]
     dim = prog.dim
     points = prod(prog.output.shape)
     out_bytes = points * 8
-    reads_out = any(l["reads_output"] for l in parallel if l["region"] == "interior")
+    reads_out = any(lp["reads_output"] for lp in parallel if lp["region"] == "interior")
     nt_ok = dim >= 2 and prog.output.shape[-1] >= 16 and vector_isa(isa) is not None
     big = out_bytes > max(llc_bytes // 2, 4 << 20)
     nt = nt_ok and big and not reads_out
     first = Schedule(nt=nt)
     out = [first]
-    interior = [l for l in prog.body if isinstance(l, D.PointLoop) and l.region == "interior"
-                and not l.sequential]
-    if nt and interior and all(vectorizable(l) for l in interior):
+    interior = [lp for lp in prog.body
+                if isinstance(lp, D.PointLoop) and lp.region == "interior" and not lp.sequential]
+    if nt and interior and all(vectorizable(lp) for lp in interior):
         # straight from registers to memory: the roofline variant (ENVIRONMENT.md measured
         # 71-105 % of STREAM copy for such code, against 52-77 % for plain omp simd)
         out.insert(0, Schedule(nt=True, vec=True))

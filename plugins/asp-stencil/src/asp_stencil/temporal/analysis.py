@@ -100,7 +100,7 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
             return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
         if isinstance(n, D.PointExpr) and n.var is not None:
             return "neighbour reads remain (unroll-neighbors was disabled)"
-    depths = {prog.grid(l.grid).ghost_depth for l in loops}
+    depths = {prog.grid(lp.grid).ghost_depth for lp in loops}
     if len(depths) != 1:
         return "point loops over grids with different ghost depths"
     g = depths.pop()
@@ -118,10 +118,10 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
                     return f"a read at offset {r.at.offset} exceeds the ghost depth {g}"
                 if r.grid == state.name:
                     radius = [max(a, abs(o)) for a, o in zip(radius, r.at.offset)]
-    regions = {l.region for l in loops}
+    regions = {lp.region for lp in loops}
     coverage = "all" if regions == {"interior", "border"} else regions.pop()
     if g == 0:
-        coverage = "all" if "interior" in {l.region for l in loops} else "border"
+        coverage = "all" if "interior" in {lp.region for lp in loops} else "border"
     return TemporalPlan(
         dim=dims, shape=pad3(out.shape, 1), ghost=pad3((g,) * dims, 0),
         radius=pad3(tuple(radius), 0), state=state.name, output=out.name,
