@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import sys
 import time
@@ -31,6 +32,25 @@ CREATE TABLE IF NOT EXISTS winners (
     key TEXT PRIMARY KEY, variant TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
     decided REAL NOT NULL);
 """
+
+
+_BUSY_SECONDS = 30.0
+
+
+def _retry_locked(step: Callable[[], Any]) -> Any:
+    """Run ``step``, retrying for up to ``_BUSY_SECONDS`` while SQLite says the database is
+    locked or busy (the cases its own busy timeout does not cover)."""
+    deadline = time.monotonic() + _BUSY_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            msg = str(exc).lower()
+            if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay * (1.0 + random.random()))
+        delay = min(delay * 2, 0.2)
 
 
 class PerfDB:
@@ -55,14 +75,23 @@ class PerfDB:
             return self._open()
 
     def _open(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30)
+        # IMMEDIATE: write transactions take the write lock up front, so two writers wait for
+        # each other (busy timeout) instead of deadlocking on a read-to-write upgrade.
+        con = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level="IMMEDIATE")
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+            _retry_locked(lambda: self._prepare(con))
         except BaseException:
             con.close()
             raise
         return con
+
+    @staticmethod
+    def _prepare(con: sqlite3.Connection) -> None:
+        # Switching to WAL needs an exclusive lock and SQLite answers "locked" at once (no busy
+        # wait) when another process holds one; the mode is persistent, so set it only once.
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(_SCHEMA)
 
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,
                label: str = "") -> None:

@@ -108,7 +108,8 @@ def test_autotuner_exclude(db):
 def test_progress_is_shown_when_tuning_is_slow(db, monkeypatch, capsys):
     clock = iter([100.0, 100.5, 101.5, 103.0, 104.0, 105.0])
     monkeypatch.setattr(autotune_mod, "time", types.SimpleNamespace(
-        perf_counter=lambda: next(clock), time=lambda: 0.0))
+        perf_counter=lambda: next(clock), time=lambda: 0.0, monotonic=lambda: 0.0,
+        sleep=lambda _s: None))
     t = Autotuner("k", ["a", "b"], mode="once", db=db, label="mykernel")
     t.tune(_times({"a": 0.8, "b": 0.9}))
     err = capsys.readouterr().err
@@ -199,3 +200,32 @@ def test_corrupted_perf_database_does_not_break_kernels(elementwise, fresh_cache
     for _ in range(8):
         np.testing.assert_array_equal(d(a, b), a * b - 1.0)
     assert not isinstance(d.specializations[(2,)], TuningCallable)
+
+
+def _hammer_perfdb(path: str, start: float, worker: int) -> int:
+    """Open a fresh database at the same moment as the other workers, then write to it."""
+    import time as _time
+
+    while _time.time() < start:
+        pass
+    db = PerfDB(path)
+    for i in range(60):
+        db.record(f"key-{i % 3}", f"v{worker}", 1e-3 * (worker + 1) + i * 1e-6)
+        db.set_winner(f"key-{i % 3}", f"v{worker}")
+        db.winner(f"key-{i % 3}")
+    return len(db.timings("key-0"))
+
+
+def test_perfdb_concurrent_first_use_from_eight_processes(tmp_path):
+    """Eight processes creating the same database at once and writing to it all succeed
+    (switching it to WAL answers "locked" without SQLite's busy wait: retried)."""
+    import multiprocessing as mp
+    import time as _time
+
+    path = str(tmp_path / "perf.sqlite")
+    start = _time.time() + 1.0
+    with mp.get_context("spawn").Pool(8) as pool:
+        counts = pool.starmap(_hammer_perfdb, [(path, start, w) for w in range(8)])
+    assert all(c >= 1 for c in counts)
+    assert sum(n for _, _, n in PerfDB(path).timings("key-0")) == 8 * 20
+    assert PerfDB(path).winner("key-1") in {f"v{w}" for w in range(8)}
