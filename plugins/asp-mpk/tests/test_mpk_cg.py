@@ -50,8 +50,51 @@ def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
     assert st.method == "s-step" and st.s >= 2 and st.outer >= 1
     assert np.linalg.norm(b - A @ x) < rtol * np.linalg.norm(b)
     assert st.iterations <= 1.2 * it_ref + 1, (st.iterations, it_ref)
-    if name in ("poisson2d", "poisson3d"):  # DIA: both basis modes were timed
-        assert set(st.modes) == {"stored", "stream"}
+    if name in ("poisson2d", "poisson3d"):  # DIA: every mode was timed (now or before)
+        assert set(st.modes) == {"stored", "stream", "classical"}
+    assert sum(st.steps_by_mode.values()) == st.iterations
+
+
+@requires_compiler
+@pytest.mark.parametrize("name", ["poisson3d", "banded_spd"])
+def test_classical_mode_when_it_is_the_fastest(name):
+    """When classical CG timed fastest, every iteration runs in the fused passes, with SciPy's
+    iteration count and accuracy; an explicit s keeps the s-step method."""
+    from asp_mpk.cacg import _powers_for, choose_s
+    from asp_mpk.validate import as_csr
+
+    A = SPD[name]()
+    b = np.random.default_rng(3).standard_normal(A.shape[0])
+    _, _, it_ref = scipy_iterations(A, b, rtol=1e-10)
+    mp = _powers_for(as_csr(A), choose_s(A.shape[0], A.nnz))
+    asp_mpk.cg(A, b, rtol=1e-10)                       # times the modes
+    assert "classical" in mp.cg_mode_seconds
+    mp.cg_mode_seconds.update(stored=1.0, stream=1.0, classical=0.0)
+    x, info = asp_mpk.cg(A, b, rtol=1e-10)
+    st = last_stats()
+    assert info == 0 and st.steps_by_mode == {"classical": st.iterations}
+    assert np.linalg.norm(b - A @ x) < 1e-10 * np.linalg.norm(b)
+    assert abs(st.iterations - it_ref) <= 2
+    x2, info2 = asp_mpk.cg(A, b, rtol=1e-10, s=4)
+    assert info2 == 0 and "classical" not in last_stats().steps_by_mode
+
+
+@requires_compiler
+def test_fused_cg_passes_check_their_vectors():
+    from asp_mpk.powers import MatrixPowers
+
+    A = gallery.poisson2d(20)
+    kern = MatrixPowers(A, 1, tune=False).variants()["naive-t1"].kernel
+    n = A.shape[0]
+    p, q = np.random.default_rng(0).standard_normal((2, n))
+    assert np.isclose(kern.cg_apply_dot(p, q), p @ (A @ p))
+    np.testing.assert_allclose(q, A @ p, rtol=1e-14)
+    with pytest.raises(ValueError, match="contiguous"):
+        kern.cg_apply_dot(p[::2], q[::2])
+    with pytest.raises(ValueError, match="contiguous"):
+        kern.cg_update(1.0, p, q, p.astype(np.float32), q)
+    with pytest.raises(ValueError, match="overlap"):
+        kern.cg_apply_dot(p, p)
 
 
 @requires_compiler

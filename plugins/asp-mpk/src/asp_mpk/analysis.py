@@ -26,18 +26,27 @@ BCSR_SIZES = (2, 3, 4)
 BCSR_MIN_FILL = 0.65
 
 
+def _update(h: Any, a: np.ndarray) -> None:
+    """Feed an array's dtype and bytes to ``h`` without copying it (hashing runs every solve)."""
+    a = np.ascontiguousarray(a)
+    h.update(a.dtype.str.encode())
+    h.update(memoryview(a).cast("B"))
+
+
 def pattern_hash(csr: Any) -> str:
     """Hash of the sparsity pattern (shape, indptr, indices): the plan cache key."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(csr.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(csr.indptr, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(csr.indices, dtype=np.int64).tobytes())
+    _update(h, np.asarray(csr.shape, dtype=np.int64))
+    _update(h, csr.indptr)
+    _update(h, csr.indices)
     return h.hexdigest()
 
 
 def values_hash(csr: Any) -> str:
     """Hash of the stored values (plans hold copies of them)."""
-    return hashlib.blake2b(np.ascontiguousarray(csr.data).tobytes(), digest_size=16).hexdigest()
+    h = hashlib.blake2b(digest_size=16)
+    _update(h, csr.data)
+    return h.hexdigest()
 
 
 def bandwidth(csr: Any) -> int:

@@ -39,9 +39,10 @@ class CGStats:
         self.s = 0
         self.basis = ""
         self.method = ""
-        self.modes: dict[str, float] = {}
+        self.modes: dict[str, float] = {}          # seconds of one s-iteration step per mode
+        self.steps_by_mode: dict[str, int] = {}    # CG iterations done in each mode
         self.seconds: dict[str, float] = {"powers": 0.0, "combine": 0.0, "inner": 0.0,
-                                          "residual": 0.0}
+                                          "classical": 0.0}
 
 
 _local = threading.local()
@@ -76,12 +77,6 @@ def _powers_for(csr: Any, s: int) -> Any:
                 _MP.clear()
             _MP[key] = mp
     return mp
-
-
-def _gershgorin(csr: Any) -> tuple[float, float]:
-    d = csr.diagonal()
-    rad = np.asarray(abs(csr).sum(axis=1)).ravel() - np.abs(d)
-    return float(np.min(d - rad)), float(np.max(d + rad))
 
 
 def _lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
@@ -122,7 +117,10 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     """Solve ``A x = b`` for symmetric positive definite sparse ``A``; SciPy's ``cg`` contract.
 
     Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
-    ``basis`` "chebyshev" or "newton").  With a preconditioner ``M`` (matrix, array or
+    ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
+    classical CG in three fused generated passes and keeps whichever is faster on this machine
+    (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
+    classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner ``M`` (matrix, array or
     ``LinearOperator`` approximating A⁻¹) it is classical preconditioned CG with the generated
     SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
     rebuilds x at each step, which costs one pass over the basis).
@@ -162,7 +160,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     else:
         stats.method = "s-step"
         x, info = _sstep(csr, bvec, x, tol, int(maxiter), callback,
-                         int(s) if s is not None else choose_s(n, csr.nnz), basis, stats)
+                         int(s) if s is not None else choose_s(n, csr.nnz), basis, stats,
+                         allow_classical=s is None)
     return x.astype(out_dtype, copy=False), info
 
 
@@ -217,15 +216,44 @@ def _pcg(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: An
     return x, maxiter
 
 
+def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray,
+                     rr: float, steps: int, tol: float, callback: Any
+                     ) -> tuple[int, float, list[float], list[float], bool]:
+    """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place).
+
+    Returns (iterations done, new r.r, alphas, betas, broke down)."""
+    alphas: list[float] = []
+    betas: list[float] = []
+    for _ in range(steps):
+        pq = kern.cg_apply_dot(p, q)
+        if not np.isfinite(pq) or pq == 0.0:
+            return len(alphas), rr, alphas, betas, True
+        alpha = rr / pq
+        rr_new = kern.cg_update(alpha, x, p, r, q)
+        if not np.isfinite(rr_new):
+            return len(alphas), rr, alphas, betas, True
+        beta = rr_new / rr if rr > 0 else 0.0
+        kern.cg_direction(beta, r, p)
+        alphas.append(alpha)
+        betas.append(beta)
+        rr = rr_new
+        if callback is not None:
+            callback(x)
+        if np.sqrt(rr) < tol:
+            break
+    return len(alphas), rr, alphas, betas, False
+
+
 def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
-           s: int, basis: str, stats: CGStats) -> tuple[np.ndarray, int]:
+           s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
+           ) -> tuple[np.ndarray, int]:
     from asp_mpk.bases import change_of_basis, chebyshev_coefs, newton_coefs
 
     n = csr.shape[0]
     s = max(1, min(s, n))
     stats.s, stats.basis = s, basis
     mp = _powers_for(csr, s)
-    stats.modes = mode_t = {}
+    stats.modes = mode_t = mp.cg_mode_seconds   # timed once per matrix, kept for later solves
     m = 2 * (s + 1)
     V = np.empty((2, s + 1, n))
     Vf = V.reshape(m, n)
@@ -233,13 +261,15 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
     xs = np.empty((2, n))
     xs_alt = np.empty((2, n))
     kern = None
+    # written now so that page faults do not count against the classical mode's timing
+    q = np.full(n, 0.0) if allow_classical else np.empty(0)
     streaming = False
     p, r = xs[0], xs[1]          # the kernel's inputs live where CG keeps p and r: no copies
     r[:] = b - csr @ x if x.any() else b
     p[:] = r
     clock = time.perf_counter
     rr = float(r @ r)
-    lo_g, hi_g = _gershgorin(csr)
+    lo_g, hi_g = mp.gershgorin()
     lo, hi = 0.0 if lo_g < 0 < hi_g or lo_g >= 0 else lo_g, hi_g
     if hi <= lo:
         hi = lo + 1.0
@@ -288,14 +318,34 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
         t0 = clock()
         if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
-        # stored basis vs recomputed ("streaming") basis: time one outer step of each once the
-        # kernel is tuned, keep the faster (streaming wins when a block's levels fit in cache)
+        # stored basis vs recomputed ("streaming") basis vs s classical iterations: time one
+        # outer step of each once the kernel is tuned, keep the fastest (streaming wins when a
+        # block's levels fit in cache; classical when the Gram flops cost more than the
+        # matrix reads they save).  The CG state (x, r, p, r.r) is the same in every mode.
         mode = "stored"
-        if kern is not None and kern.can_stream and callback is None:
-            if "stored" in mode_t and "stream" not in mode_t:
-                mode = "stream"
-            elif "stream" in mode_t and mode_t["stream"] < mode_t["stored"]:
-                mode = "stream"
+        if kern is not None:
+            modes = ["stored"]
+            if kern.can_stream and callback is None:
+                modes.append("stream")
+            if allow_classical and kern.has_cg:
+                modes.append("classical")
+            untimed = [md for md in modes if md not in mode_t]
+            mode = untimed[0] if untimed else min(modes, key=mode_t.__getitem__)
+        if mode == "classical":
+            done, rr, al, be, broke = _classical_steps(kern, x, p, r, q, rr,
+                                                       min(s, maxiter - it), tol, callback)
+            alphas += al
+            betas += be
+            it += done
+            elapsed = clock() - t0
+            stats.seconds["classical"] += elapsed
+            stats.steps_by_mode["classical"] = stats.steps_by_mode.get("classical", 0) + done
+            if done == s:
+                mode_t.setdefault("classical", elapsed)
+            if broke:
+                stats.iterations = it
+                return x, max(it, 1)
+            continue
         streaming = mode == "stream"
         if streaming:
             kern.stream(xs, coefs, gram=G)            # basis never stored: Gram only
@@ -339,6 +389,7 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
                 break
         t2 = clock()
         stats.seconds["inner"] += t2 - t1
+        stats.steps_by_mode[mode] = stats.steps_by_mode.get(mode, 0) + steps
         if steps:
             C = np.stack([xc, rc, pc])
             if streaming:

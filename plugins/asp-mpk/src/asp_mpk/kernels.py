@@ -87,6 +87,17 @@ class CKernel:
         self._fn = fn
         if fmt != "dia":
             self._stream = None
+        self._cg: tuple[Any, Any, Any] | None = None
+        if fmt in ("dia", "naive"):
+            dot, upd, dirn = cdll.cg_apply_dot, cdll.cg_update, cdll.cg_direction
+            mat = [_ptr, _ptr] if fmt == "dia" else [_ptr, _ptr, _ptr]
+            dot.argtypes = [_i64, *mat, _ptr, _ptr, _int]
+            dot.restype = ctypes.c_double
+            upd.argtypes = [_i64, ctypes.c_double, _ptr, _ptr, _ptr, _ptr, _int]
+            upd.restype = ctypes.c_double
+            dirn.argtypes = [_i64, ctypes.c_double, _ptr, _ptr, _int]
+            dirn.restype = None
+            self._cg = (dot, upd, dirn)
         self._combine = cdll.combine
         self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
         self._combine.restype = _int
@@ -222,6 +233,45 @@ class CKernel:
                           _p(C), _p(xo), _p(ro), _p(po))
         if rc != 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
+
+    @property
+    def has_cg(self) -> bool:
+        """True when the kernel holds the whole matrix and offers the fused CG passes."""
+        return self._cg is not None
+
+    def _vectors(self, *vs: np.ndarray) -> None:
+        for v in vs:
+            if not (isinstance(v, np.ndarray) and v.shape == (self.n,) and v.dtype == self.dtype
+                    and v.flags.c_contiguous):
+                raise ValueError(f"CG vectors must be contiguous ({self.n},) {self.dtype} arrays")
+
+    def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
+        """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
+        if self._cg is None:
+            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        self._vectors(p, q)
+        if np.shares_memory(p, q):
+            raise ValueError("p and q must not overlap")
+        pl = self.plan
+        mat = (_p(pl.dvals), _p(pl.masks)) if self.fmt == "dia" else \
+            (_p(pl.indptr), _p(pl.indices), _p(pl.data))
+        return float(self._cg[0](self.n, *mat, _p(p), _p(q), self.nthreads))
+
+    def cg_update(self, alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray,
+                  q: np.ndarray) -> float:
+        """``x += alpha p``, ``r -= alpha q``; returns ``r . r`` (fused CG pass 2)."""
+        if self._cg is None:
+            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        self._vectors(x, p, r, q)
+        return float(self._cg[1](self.n, float(alpha), _p(x), _p(p), _p(r), _p(q),
+                                 self.nthreads))
+
+    def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
+        """``p = r + beta p`` (CG pass 3)."""
+        if self._cg is None:
+            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        self._vectors(r, p)
+        self._cg[2](self.n, float(beta), _p(r), _p(p), self.nthreads)
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""

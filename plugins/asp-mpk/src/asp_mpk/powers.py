@@ -42,6 +42,10 @@ class MatrixPowers:
         self.pattern = self.structure.pattern
         self.values = values_hash(self.csr)
         self._orders: dict[str, np.ndarray] = {}
+        #: seconds of one s-iteration outer step of :func:`asp_mpk.cg` per mode ("stored",
+        #: "stream", "classical"), measured by the first solves and reused by later ones
+        self.cg_mode_seconds: dict[str, float] = {}
+        self._gershgorin: tuple[float, float] | None = None
         self._lock = threading.Lock()
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
@@ -70,6 +74,16 @@ class MatrixPowers:
                 else:
                     self._orders[key] = np.arange(nrows, dtype=np.int64)
             return self._orders[key]
+
+    def gershgorin(self) -> tuple[float, float]:
+        """Gershgorin bounds (lower, upper) of A's spectrum, computed once (s-step CG starts
+        its basis from them)."""
+        with self._lock:
+            if self._gershgorin is None:
+                d = self.csr.diagonal()
+                rad = np.asarray(abs(self.csr).sum(axis=1)).ravel() - np.abs(d)
+                self._gershgorin = (float(np.min(d - rad)), float(np.max(d + rad)))
+            return self._gershgorin
 
     def _reference(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                    gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:

@@ -111,6 +111,14 @@ int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *
     return 0;
 }
 
+static void dia_rows(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *y,
+                     int64_t a, int64_t b)
+{
+    level_rows(n, dv, mk, x, 0, NULL, 0, y, 0, NULL, a, b, (real)1, (real)0, (real)0);
+}
+
+<%include file="_cg.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows'"/>
+
 /* The k+1 basis vectors of nvec starting vectors: out[v][j] (each n long) = P_j(A) x[v].
    P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
    bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V. */
