@@ -113,7 +113,7 @@ def _cg_case(bench: Any, name: str, A: Any, repeats: int) -> None:
 
     bench.compare(f"CG to rtol 1e-8 {name}", {
         "scipy cg": lambda: spla.cg(A, b, rtol=1e-8),
-        "asp s-step cg": lambda: asp_mpk.cg(A, b, rtol=1e-8),
+        "asp cg": lambda: asp_mpk.cg(A, b, rtol=1e-8),
     }, anchor="scipy cg", repeats=repeats, check=check)
 
 
@@ -132,7 +132,7 @@ def _dense_case(bench: Any, A: Any) -> None:
 
     bench.compare(f"solve {A.shape[0]}x{A.shape[1]} 2-D Poisson (paper baseline)", {
         "scipy.linalg.solve": lambda: scipy.linalg.solve(D, b, assume_a="pos"),
-        "asp s-step cg": lambda: asp_mpk.cg(A, b, rtol=1e-8),
+        "asp cg": lambda: asp_mpk.cg(A, b, rtol=1e-8),
     }, anchor="scipy.linalg.solve", check=check)
 
 
