@@ -91,3 +91,58 @@ def test_concurrent_calls_from_threads(problem):
         results = list(pool.map(lambda _: fn(X, w, means, pc, "full", 1e-6), range(8)))
     for got in results:
         assert _rel(got.means, ref.means) < 1e-10
+
+
+def test_layout_follows_the_simd_registers_of_the_target():
+    """AVX-512 code on an AVX2 machine spilled and ran 10x slower: vectors and register tiles
+    are sized from the hardware query's ISA flags."""
+    from asp_gmm.layout import layout_for, simd_shape
+
+    assert simd_shape(("sse4_2", "avx", "avx2", "fma")) == (4, 16)
+    assert simd_shape(("avx2", "avx512f")) == (8, 32)
+    assert simd_shape(("neon", "asimd")) == (2, 32)
+    assert simd_shape(()) == (2, 16)
+    for M, D in ((32, 16), (16, 64), (5, 3)):
+        for width, regs in ((8, 32), (4, 16), (2, 16)):
+            lay = layout_for(M, D, "full", vector_doubles=width, registers=regs)
+            assert lay.VW <= width and lay.DP % lay.VW == 0 and lay.DP >= D
+            assert lay.unroll * lay.NV <= max(regs // 2, lay.NV)
+            assert lay.rows * lay.NV <= max(regs // 2, lay.NV)
+            diag = layout_for(M, D, "diag", vector_doubles=width, registers=regs)
+            assert diag.VK <= width and diag.MP % diag.VK == 0
+
+
+def test_openmp_plan_uses_the_host_isa():
+    from asp_core.hardware import query
+    from asp_gmm.layout import simd_shape
+
+    width, _ = simd_shape(tuple(query().isa))
+    variant = variants_for("openmp", "em_step", 32, 16, "full")[0]
+    assert variant.program.meta["plan"].layout.VW == min(width, 16)
+    assert f"#define VW {min(width, 16)}" in openmp_source(variant)
+
+
+@pytest.mark.parametrize("isa,flag", [(("avx512f",), "-mavx512f"), (("avx2", "avx"), "-mavx2"),
+                                      (("sse4_2",), "-msse4.2")])
+def test_sources_for_other_x86_targets_compile(isa, flag, tmp_path):
+    """Each CI machine runs its own shape; the others are checked to be valid C for theirs."""
+    import shutil
+    import subprocess
+
+    from asp_core import PlatformProgram
+    from asp_gmm.lowering import plan_for, program_module
+    from asp_gmm.programs import problem as make_problem
+    from asp_gmm.variants import CPUVariants
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is needed to check code for other targets")
+    plan = plan_for(make_problem("em_step", 32, 16, "full", "float64", 1000, None), isa)
+    program = PlatformProgram("openmp", program_module(plan, 256), {"plan": plan})
+    ctx = SpecializationContext("gmm", None)
+    src = openmp_source(CPUVariants().variants(program, ctx)[0])
+    path = tmp_path / "em.c"
+    path.write_text(src)
+    proc = subprocess.run([gcc, "-fsyntax-only", "-fopenmp", flag, str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -25,7 +25,7 @@ __all__ = ["CASES", "model_flops", "run_gmm_benchmarks"]
 CASES = [(200_000, 16, 32, ("full", "diag")), (1_000_000, 2, 8, ("full", "diag")),
          (20_000, 64, 16, ("full", "diag"))]
 
-GHZ = 2.6  # this machine's documented clock (ENVIRONMENT.md); 16 DP flops/cycle (AVX-512 FMA)
+GHZ = 2.6  # documented clock (ENVIRONMENT.md); 16 DP flops/cycle: two 256-bit or one 512-bit FMA
 
 
 def model_flops(N: int, D: int, M: int, cov: str) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_FEATURES_C", "Layout", "layout_for"]
+__all__ = ["MAX_FEATURES_C", "Layout", "layout_for", "simd_shape"]
 
 #: largest D the C/OpenMP and CUDA platforms accept (stack tiles stay bounded); larger problems
 #: are lowered to the NumPy platform.
@@ -64,6 +64,17 @@ class Layout:
                 "qchunk": self.qchunk}
 
 
+def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
+    """``(doubles per SIMD register, SIMD registers)`` of a CPU with hardware-query ISA flags."""
+    if "avx512f" in isa:
+        return 8, 32
+    if "avx" in isa or "avx2" in isa:
+        return 4, 16
+    if "neon" in isa or "asimd" in isa or "sve" in isa:
+        return 2, 32
+    return 2, 16
+
+
 def _lanes(count: int, widest: int = 8) -> int:
     """Smallest power of two >= count, capped at ``widest`` (8 doubles = one AVX-512 vector)."""
     lanes = 1
@@ -72,21 +83,29 @@ def _lanes(count: int, widest: int = 8) -> int:
     return max(lanes, 2)
 
 
-def layout_for(M: int, D: int, cov: str) -> Layout:
-    """The layout of the kernels for ``M`` components, ``D`` features and ``cov``."""
+def layout_for(M: int, D: int, cov: str, *, vector_doubles: int = 8,
+               registers: int = 32) -> Layout:
+    """The layout of the kernels for ``M`` components, ``D`` features and ``cov``.
+
+    ``vector_doubles`` (doubles per SIMD register) and ``registers`` (SIMD registers) describe
+    the target: AVX-512 has 32 registers of 8 doubles, AVX2 16 of 4.  The register tiles
+    (``unroll`` rows of ``NV`` vectors in the log-density, ``rows`` in the covariance update)
+    are sized to half the registers, so the loads beside them do not spill.
+    """
     if cov not in ("full", "diag"):
         raise ValueError(f"no compiled layout for covariance_type={cov!r}")
     if M < 1 or D < 1:
         raise ValueError(f"need M >= 1 and D >= 1, got M={M}, D={D}")
+    tile = max(1, registers // 2)
     if cov == "full":
-        VW = _lanes(D)
+        VW = _lanes(D, vector_doubles)
         DP = _round_up(D, VW)
         NV = DP // VW
-        unroll = max(1, min(4, 16 // NV))
-        rows = max(1, min(VW, 16 // NV, 4))
+        unroll = max(1, min(4, tile // NV))
+        rows = max(1, min(VW, tile // NV, 4))
         return Layout(M=M, D=D, cov=cov, VW=VW, VK=2, DP=DP, MP=M, unroll=unroll, rows=rows,
                       qchunk=1)
-    VK = _lanes(M)
+    VK = _lanes(M, vector_doubles)
     MP = _round_up(M, VK)
     qchunk = max(1, min(4, MP // VK))
     return Layout(M=M, D=D, cov=cov, VW=2, VK=VK, DP=D, MP=MP, unroll=1, rows=1, qchunk=qchunk)

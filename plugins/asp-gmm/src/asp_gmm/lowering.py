@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from asp_core import cast as c
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
-from asp_gmm.layout import Layout, layout_for
+from asp_gmm.layout import Layout, layout_for, simd_shape
 
 __all__ = [
     "KernelPlan",
@@ -42,12 +42,16 @@ class KernelPlan:
         return replace(self, center=center)
 
 
-def plan_for(problem: EMProblem) -> KernelPlan:
+def plan_for(problem: EMProblem, isa: tuple[str, ...] | None = None) -> KernelPlan:
+    """The plan for ``problem``; ``isa`` (hardware-query flags of the CPU the code is compiled
+    for) sizes the SIMD vectors and register tiles, None keeps the AVX-512 shape."""
     density = find(problem, LogDensity)
     moments = find(problem, Moments)
+    width, registers = simd_shape(isa) if isa is not None else (8, 32)
     return KernelPlan(
         op=problem.op,
-        layout=layout_for(problem.n_components, problem.n_features, problem.covariance),
+        layout=layout_for(problem.n_components, problem.n_features, problem.covariance,
+                          vector_doubles=width, registers=registers),
         ctype="float" if problem.x_dtype == "float32" else "double",
         triangular=bool(density is not None and density.triangular),
         center=moments.center if moments is not None else "origin",

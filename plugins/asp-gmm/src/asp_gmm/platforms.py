@@ -42,7 +42,7 @@ class OpenMPPlatform(Platform):
         from asp_core.toolchain import find_toolchain
 
         find_toolchain("c")
-        plan = plan_for(dast)
+        plan = plan_for(dast, tuple(ctx.hardware.isa))
         return PlatformProgram("openmp", program_module(plan, 256), {"plan": plan})
 
 

@@ -15,7 +15,7 @@ class Schedule:
     * ``nt``: streaming (non-temporal) stores of the output — each row is computed into an
       aligned per-thread buffer by a ``simd`` loop and written with ``_mm*_stream_pd``, so the
       output does not pass through the cache (worth it when it does not fit there);
-    * ``vec``: with ``nt``, rows of pure arithmetic are computed with AVX-512 intrinsics and
+    * ``vec``: with ``nt``, rows of pure arithmetic are computed with x86 intrinsics (AVX-512, AVX or SSE2) and
       streamed straight from registers (no buffer; see :mod:`asp_stencil.vector`);
     * ``block``: rows of dimension ``dim-2`` per tile (0: none); tiles become the parallel unit and
       the loop order is *tile, i, j-in-tile, k*, so the planes a tile reads stay in cache;
