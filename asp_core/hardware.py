@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "measure_stream_copy", "stream_copy_kernel"]
+__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "measure_stream_copy",
+           "stream_copy_kernel"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -152,6 +153,20 @@ def query() -> HardwareInfo:
     return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
                         logical_cpus=logical, caches=_caches(),
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
+
+
+def default_threads() -> int:
+    """Threads a generated kernel should use when nothing else is chosen: ``OMP_NUM_THREADS``
+    (its first value) when set, else every logical CPU.
+
+    Kernels that pass ``num_threads(n)`` explicitly must start from this, not from
+    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank, and ignoring it puts
+    ranks x cores spinning OpenMP threads on the cores (measured: 2 ranks ran 3x slower).
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
 
 
 def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:

@@ -109,3 +109,20 @@ def test_gpus_from_nvidia_smi(tmp_path, monkeypatch):
 def test_broken_nvidia_smi_means_no_gpu(tmp_path, monkeypatch, script):
     _fake_smi(tmp_path, monkeypatch, script)
     assert hardware._gpus() == []
+
+
+def test_default_threads_honours_omp_num_threads(monkeypatch):
+    """MPI launchers set OMP_NUM_THREADS=1 per rank; kernels with explicit num_threads must
+    follow it (else ranks x cores threads fight for the cores)."""
+    from asp_core.hardware import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3,2")   # nested levels: the outer one counts
+    assert default_threads() == 3
+    for bad in ("", "0", "abc"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        assert default_threads() == (os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == (os.cpu_count() or 1)
+

@@ -267,3 +267,12 @@ def test_streaming_basis_gram_and_combine(name):
         np.testing.assert_allclose(po, want[2], rtol=0, atol=1e-12 * scale)
         with pytest.raises(ValueError):
             kern.stream(xs, coefs, C=C, xo=xo, ro=xs[1], po=po)   # would alias the input
+
+
+@requires_compiler
+def test_kernels_follow_omp_num_threads(monkeypatch):
+    """An MPI rank with OMP_NUM_THREADS=1 must not start a thread per core in every kernel."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    kernels = [fn.kernel for fn in MatrixPowers(gallery.poisson2d(300), 4, tune=False)
+               .variants().values()]
+    assert kernels and all(k.nthreads == 1 for k in kernels)

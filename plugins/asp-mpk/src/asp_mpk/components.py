@@ -146,7 +146,7 @@ class CBackend(Backend):
     platforms = ("openmp",)
 
     def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
-        import os
+        from asp_core.hardware import default_threads
 
         from asp_mpk.kernels import CKernel, render_source
         from asp_mpk.plan import get_plan
@@ -188,7 +188,7 @@ class CBackend(Backend):
                                           "monomial": op.monomial, "block": block,
                                           "offsets": list(op.matrix.offsets or ()),
                                           "kinds": [list(x) for x in kinds or []]})
-        threads = p["threads"] or (os.cpu_count() or 1)
+        threads = p["threads"] or default_threads()
         kern = CKernel(lib, cfmt, plan, n=op.matrix.n, k=k, dtype=op.dtype,
                        nthreads=threads, ksplit=ks, name=variant.name)
         ctx.record("plan", variant=variant.name, params=params, plan_bytes=plan.nbytes,

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from asp_core import asp_pass
+from asp_core.hardware import default_threads
 
 from asp_mpk.dast import Candidate, MatrixPowersOp
 
@@ -27,7 +28,7 @@ def _hardware(ctx: Any) -> tuple[int, int, int]:
         hw = ctx.hardware
         l2 = int(hw.caches.get("L2", 1 << 20))
         l3 = int(hw.last_level_cache)
-        cores = max(1, int(hw.physical_cores or hw.logical_cpus or 1))
+        cores = max(1, min(int(hw.physical_cores or hw.logical_cpus or 1), default_threads()))
     except Exception:  # hardware query failed: conservative defaults
         l2, l3, cores = 1 << 20, 8 << 20, 1
     return l2, l3, cores

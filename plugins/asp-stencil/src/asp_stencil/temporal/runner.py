@@ -20,6 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from asp_core.context import SpecializationContext
+from asp_core.hardware import default_threads
 
 from .. import dast as D
 from ..signature import check_grids, stencil_signature
@@ -53,13 +54,6 @@ class TemporalParams:
         return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT}
 
 
-def _threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return os.cpu_count() or 1
-
-
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
     n0, n1, n2 = plan.shape
@@ -81,7 +75,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     """
     n0, n1, n2 = plan.shape
     r0, r1, _ = plan.radius
-    nt = max(1, threads or _threads())
+    nt = max(1, threads or default_threads())
     budget = 2 * l2_bytes
     groups: list[tuple[list[int], list[int], int]] = []  # (tiles, chunks, ring budget)
     if n1 > 1:
@@ -238,7 +232,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     if forced:  # "K,B0,B1[,NT]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
-    key = f"{lib.key}:temporal:{_threads()}"
+    key = f"{lib.key}:temporal:{default_threads()}"
     tuner = Autotuner(key, [c.label for c in cands],
                       params={c.label: c.as_dict() for c in cands},
                       label=f"{prog.name} temporal {prog.output.shape}", repeats=2,
