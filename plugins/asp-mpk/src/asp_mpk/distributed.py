@@ -309,11 +309,26 @@ class DistributedMatrixPowers:
                  bounds: Sequence[int] | None = None, options: dict | None = None) -> None:
         from asp_mpk.validate import check_k
 
-        self.k = check_k(k)
-        self.matrix = DistributedMatrix(A, comm, rows=rows, bounds=bounds,
-                                        depth=max(self.k, 1))
-        self.stats = self.matrix.stats
+        k = check_k(k)
+        self._attach(DistributedMatrix(A, comm, rows=rows, bounds=bounds, depth=max(k, 1)), k,
+                     options)
+
+    @classmethod
+    def on_matrix(cls, matrix: DistributedMatrix, k: int, options: dict | None = None
+                  ) -> DistributedMatrixPowers:
+        """Powers over an already distributed matrix (its ghost depth must be at least k)."""
+        if matrix.depth < k:
+            raise ValueError(f"the DistributedMatrix has ghost depth {matrix.depth} < k = {k}")
+        self = cls.__new__(cls)
+        self._attach(matrix, k, options)
+        return self
+
+    def _attach(self, matrix: DistributedMatrix, k: int, options: dict | None) -> None:
+        self.k = k
+        self.matrix = matrix
+        self.stats = matrix.stats
         self._mp: Any = None
+        self._scratch: np.ndarray | None = None
         self._options = options
 
     def _local(self) -> Any:
@@ -364,7 +379,12 @@ class DistributedMatrixPowers:
         elif self.k == 0:
             out = ext[:, None, :]
         else:
-            out = self._local().powers(ext, basis=basis, shifts=shifts)
+            # the extended basis is scratch (only the owned rows are returned): reuse its buffer,
+            # a fresh one costs a page fault per 4 KiB on every call
+            shape = (xs.shape[0], self.k + 1, m.n_ext)
+            if self._scratch is None or self._scratch.shape != shape:
+                self._scratch = np.empty(shape)
+            out = self._local().powers(ext, basis=basis, shifts=shifts, out=self._scratch)
         return np.ascontiguousarray(out[:, :, m.own])
 
     __call__ = powers
@@ -471,8 +491,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     st = mat.stats
     base = (st.exchanges, st.messages, st.reductions)
     res = CGResult(s=s)
-    mp = DistributedMatrixPowers.__new__(DistributedMatrixPowers)
-    mp.k, mp.matrix, mp.stats, mp._mp, mp._options = s, mat, st, None, options
+    mp = DistributedMatrixPowers.on_matrix(mat, s, options)
     # spectral interval: Gershgorin over all rows (one reduction), refined by Ritz values
     if mat.n_own:
         d = _own_diagonal(mat)
