@@ -144,6 +144,31 @@ class Dispatcher:
         """Key → bound callable (or the fallback) for every key seen so far."""
         return dict(self._table)
 
+    def tuned(self, key: Hashable) -> Callable[..., Any] | None:
+        """The callable calls with specialisation ``key`` go to once the key is specialised and
+        its variants are tuned; None while the key is unseen, still timing variants, or fell
+        back to Python."""
+        from asp_core.pipeline import TuningCallable
+
+        fn = self._table.get(key)
+        if fn is None or fn is self.fallback or isinstance(fn, TuningCallable):
+            return None
+        return fn
+
+    def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
+        """Every variant the pipeline proposes for a call with these arguments, built: name →
+        callable taking the kernel's arguments.  For tests and benchmarks that compare
+        variants; nothing is bound or tuned (ordinary calls keep using the tuned winner)."""
+        from asp_core.pipeline import Pipeline
+        from asp_core.plugins import get_registry
+
+        _, ctx = self._prepare(args, kwargs)
+        if ctx is None:
+            raise AspError(f"specializer {self.specializer!r} is not installed; "
+                           f"pip install asp-{self.specializer}")
+        _, variants, backend = Pipeline(get_registry(), self.specializer).lower(ctx)
+        return {v.name: backend.obj.build(v, ctx) for v in variants}
+
     def clear(self) -> None:
         """Forget every specialisation (the code cache keeps the compiled code)."""
         with self._lock:

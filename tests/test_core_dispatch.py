@@ -303,3 +303,40 @@ def test_compile_many_keeps_order_and_records(elementwise, fresh_cache):
     assert [getattr(lib.cdll, f"f{k}")() for k, lib in enumerate(libs)] == [0, 1, 2]
     assert sorted(e["name"] for n, e in ctx.events if n == "compile") == ["f0", "f1", "f2"]
     assert ctx.compile_many([]) == []
+
+
+@requires_compiler
+def test_build_variants_and_tuned(elementwise, fresh_cache, monkeypatch):
+    """Plugins compare variants through ``build_variants`` and ask ``tuned(key)`` whether a
+    key's winner is bound, without reaching into the pipeline."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    built = d.build_variants(a, b)
+    assert set(built) == {"parallel-simd", "serial"}
+    for fn in built.values():
+        np.testing.assert_array_equal(fn(a, b), 2.5 * a + b)
+    assert d.specializations == {} and d.tuned((2,)) is None  # nothing bound by building
+    d(a, b)
+    assert d.tuned((2,)) is None  # still timing the second variant
+    for _ in range(10):
+        d(a, b)
+        if d.tuned((2,)) is not None:
+            break
+    winner = d.tuned((2,))
+    assert winner is not None and winner is d.specializations[(2,)]
+    np.testing.assert_array_equal(winner(a, b), 2.5 * a + b)
+
+
+def test_tuned_is_none_for_a_python_fallback(elementwise, fresh_cache):
+    d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
+    with pytest.warns(SpecializationWarning):
+        d(np.ones(3))
+    (key,) = d.specializations
+    assert d.tuned(key) is None
+
+
+def test_build_variants_needs_the_specializer():
+    d = Dispatcher("no-such-specializer", axpy)
+    with pytest.raises(Exception, match="not installed"):
+        d.build_variants(*_arrays())

@@ -138,18 +138,21 @@ class MatrixPowers:
 
     def tune(self) -> str | None:
         """Time every variant now (on a random vector); returns the chosen variant's name."""
-        from asp_core.pipeline import TuningCallable
+        from asp_mpk.components import signature
 
         rng = np.random.default_rng(12345)
         xs = rng.standard_normal((1, self.n)).astype(self.dtype)
         out = np.empty((1, self.k + 1, self.n), dtype=self.dtype)
         coefs = np.zeros((3, max(self.k, 1)))
         coefs[0, :self.k] = 1.0
+        args = (xs, out, coefs, None, "monomial")
+        key = signature(args, {}, self)
         for _ in range(64):
-            self.run(xs, out, coefs, None, "monomial")
-            fns = list(self._dispatch.specializations.values())
-            if not any(isinstance(f, TuningCallable) and not f.tuner.done for f in fns):
-                break
+            self.run(*args)
+            bound = self._dispatch.specializations.get(key)
+            if bound is None or bound is self._dispatch.fallback or \
+                    self._dispatch.tuned(key) is not None:
+                break   # tuned, or not specialisable (the SciPy fallback runs)
         return self.variant
 
     @property
@@ -168,27 +171,21 @@ class MatrixPowers:
                  options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Every variant the pipeline proposes for this matrix, built (name -> callable with
         the kernel's arguments).  For tests and benchmarks; normal calls use the tuned one."""
-        from asp_core import SpecializationContext, get_registry
-        from asp_core.pipeline import Pipeline
+        from asp_core import Dispatcher
 
         xs = np.zeros((nvec, self.n), dtype=self.dtype)
         out = np.zeros((nvec, self.k + 1, self.n), dtype=self.dtype)
         coefs = np.zeros((3, max(self.k, 1)))
         g = np.zeros((nvec * (self.k + 1),) * 2) if gram else None
-        args = (xs, out, coefs, g, basis)
-        from asp_mpk.components import signature
-
-        ctx = SpecializationContext("mpk", self._reference, args, {}, self,
-                                    dict(options or self._dispatch.options),
-                                    signature(args, {}, self), "MatrixPowers.variants")
-        _, variants, backend = Pipeline(get_registry(), "mpk").lower(ctx)
-        return {v.name: backend.obj.build(v, ctx) for v in variants}
+        dispatch = self._dispatch if options is None else \
+            Dispatcher("mpk", self._reference, instance=self, options=options)
+        return dispatch.build_variants(xs, out, coefs, g, basis)
 
     def tuned_kernel(self, *, nvec: int, gram: bool, basis: str) -> Any:
         """The compiled kernel bound for this call kind once tuning has finished, else None."""
         key = (self.pattern, self.values, str(self.dtype), self.k, nvec, basis == "monomial",
                gram)
-        return getattr(self._dispatch.specializations.get(key), "kernel", None)
+        return getattr(self._dispatch.tuned(key), "kernel", None)
 
     def bound_kernel(self) -> Any:
         """A compiled :class:`~asp_mpk.kernels.CKernel` for this matrix if one is built (its
