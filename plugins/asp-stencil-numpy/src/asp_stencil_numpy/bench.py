@@ -63,17 +63,12 @@ def _grids(shape: tuple[int, ...], seed: int) -> tuple[StencilGrid, StencilGrid]
 
 def _variants(cls: type, grids: tuple[StencilGrid, ...]) -> dict[str, Callable[..., None]]:
     """Every variant of the NumPy platform for these grids, built through the core's pipeline."""
-    from asp_core import SpecializationContext, get_registry
-    from asp_core.pipeline import Pipeline
+    from asp_core import Dispatcher
 
     k = cls()
-    spec = get_registry().specializers["stencil"]
-    key = spec.signature(grids, {}, k)
     func = type(k).kernel.func.__get__(k, type(k))
-    ctx = SpecializationContext("stencil", func, grids, {}, k, dict(NUMPY), key,
-                                f"{cls.__name__}.kernel")
-    _, variants, backend = Pipeline(get_registry(), "stencil").lower(ctx)
-    return {v.name: backend.obj.build(v, ctx) for v in variants}
+    return Dispatcher("stencil", func, instance=k, options=dict(NUMPY),
+                      name=f"{cls.__name__}.kernel").build_variants(*grids)
 
 
 def _tuned(cls: type, grids: tuple[StencilGrid, ...], options: dict[str, Any]
