@@ -75,20 +75,24 @@ class SpecializationContext:
     # -- services -----------------------------------------------------------------------------
     def compile(self, source: str, *, lang: str = "c", openmp: bool = True,
                 flags: tuple[str, ...] = (), name: str = "kernel",
-                specialised_on: dict[str, Any] | None = None) -> CompiledLibrary:
-        """Compile (or fetch from the cache) and load ``source``; recorded for ``asp explain``."""
+                specialised_on: dict[str, Any] | None = None,
+                variant: str | None = None) -> CompiledLibrary:
+        """Compile (or fetch from the cache) and load ``source``; recorded for ``asp explain``
+        under ``variant`` (default: the variant being built)."""
         from asp_core.build import compile_library
 
         lib = compile_library(source, lang=lang, openmp=openmp, flags=flags, name=name,
                               specialised_on=specialised_on)
-        self.record("compile", name=name, variant=self.variant, lang=lang, command=lib.command, seconds=lib.seconds,
-                    cached=lib.cached, path=str(lib.path), source=source)
+        self.record("compile", name=name, variant=variant or self.variant, lang=lang,
+                    command=lib.command, seconds=lib.seconds, cached=lib.cached,
+                    path=str(lib.path), source=source)
         return lib
 
     def compile_many(self, sources: list[dict[str, Any]], max_workers: int | None = None
                      ) -> list[CompiledLibrary]:
         """Compile several independent sources at once (each dict holds :meth:`compile`'s
-        arguments, ``source`` included); gcc runs in parallel, results keep the input order.
+        arguments, ``source`` included, and ``variant`` to label it in ``asp explain``); gcc
+        runs in parallel, results keep the input order.
 
         Sibling variants are independent compiler runs, so a cold specialisation with several
         variants costs about one compile per core instead of one per variant.

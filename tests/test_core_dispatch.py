@@ -297,11 +297,12 @@ def test_compile_many_keeps_order_and_records(elementwise, fresh_cache):
     from asp_core import SpecializationContext
 
     ctx = SpecializationContext("elementwise", axpy)
-    srcs = [{"source": f"int f{k}(void) {{ return {k}; }}\n", "name": f"f{k}", "openmp": False}
-            for k in range(3)]
+    srcs = [{"source": f"int f{k}(void) {{ return {k}; }}\n", "name": f"f{k}", "openmp": False,
+             "variant": f"v{k}"} for k in range(3)]
     libs = ctx.compile_many(srcs)
     assert [getattr(lib.cdll, f"f{k}")() for k, lib in enumerate(libs)] == [0, 1, 2]
-    assert sorted(e["name"] for n, e in ctx.events if n == "compile") == ["f0", "f1", "f2"]
+    assert sorted((e["name"], e["variant"]) for n, e in ctx.events if n == "compile") == \
+        [("f0", "v0"), ("f1", "v1"), ("f2", "v2")]  # each labelled with its own variant
     assert ctx.compile_many([]) == []
 
 

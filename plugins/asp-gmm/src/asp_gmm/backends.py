@@ -64,7 +64,7 @@ def _compile(variant: Variant, ctx: Any, args: Callable[[Variant], dict[str, Any
     """Compile ``variant``; the default variant compiles all its siblings in one batch."""
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
-        return ctx.compile_many([args(v) for v in siblings])[0]
+        return ctx.compile_many([{**args(v), "variant": v.name} for v in siblings])[0]
     return ctx.compile(**args(variant))
 
 
