@@ -25,7 +25,7 @@ from .lower_c import ExprLowering, c_var, helper_functions
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
 
-__all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param", "stream_width"]
+__all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param"]
 
 CONST_LONG = C.CType("long", const=True)
 
@@ -36,14 +36,6 @@ def function_name(prog: D.StencilProgram) -> str:
 
 def grid_param(name: str) -> str:
     return "g_" + name
-
-
-def stream_width(isa: tuple[str, ...]) -> tuple[int, str, str]:
-    """``(doubles per streaming store, store intrinsic, load intrinsic)`` for this ISA."""
-    v = vector_isa(isa)
-    if v is None:
-        raise ValueError(f"no streaming-store intrinsics for ISA {isa!r} (x86 only)")
-    return v.width, v.fn("stream"), v.fn("loadu")
 
 
 def _add(a: C.Expr, b: C.Expr) -> C.Expr:
@@ -63,6 +55,7 @@ class _Lowering:
         self.prog = prog
         self.s = schedule
         self.isa = isa
+        self.vector = vector_isa(isa)   # None off x86: no streaming stores
         self.shape = prog.output.shape
         self.dim = len(self.shape)
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
@@ -107,7 +100,7 @@ class _Lowering:
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
-        isa = vector_isa(self.isa)
+        isa = self.vector
         assert isa is not None
         width = isa.width
         vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
@@ -190,11 +183,11 @@ class _Lowering:
 
     def interior(self, loop: D.PointLoop) -> list[C.Stmt]:
         lo, hi = self.bounds(loop)
-        if any(h <= lp for lp, h in zip(lo, hi)):
+        if any(high <= low for low, high in zip(lo, hi)):
             return [C.Comment(f"{loop.region} points: none for this shape")]
-        npoints = prod(h - lp for lp, h in zip(lo, hi))
+        npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
-        nt = self.s.nt and self.dim >= 2 and vector_isa(self.isa) is not None
+        nt = self.s.nt and self.dim >= 2 and self.vector is not None
         vec = nt and self.s.vec and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
@@ -308,7 +301,8 @@ class _Lowering:
         return [C.Comment("border points"), stmt]
 
     def stream_helper(self) -> C.FunctionDef:
-        width, store, load = stream_width(self.isa)
+        assert self.vector is not None
+        width, store, load = self.vector.width, self.vector.fn("stream"), self.vector.fn("loadu")
         i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
         misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
                                      C.Constant(width * 8 - 1)), "!=", C.Constant(0))

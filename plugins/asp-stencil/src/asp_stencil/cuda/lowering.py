@@ -337,7 +337,7 @@ class _CudaLowering:
                  args: list[C.Expr]) -> list[C.Stmt]:
         out: list[C.Stmt] = []
         for name, lo, hi in kernels:
-            if any(h <= lp for lp, h in zip(lo, hi)):
+            if any(high <= low for low, high in zip(lo, hi)):
                 out.append(C.Comment(f"{name}: no points for this shape"))
                 continue
             grid = []
