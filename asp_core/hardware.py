@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "measure_stream_copy",
-           "stream_copy_kernel"]
+__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "simd_shape",
+           "measure_stream_copy", "stream_copy_kernel"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -153,6 +153,18 @@ def query() -> HardwareInfo:
     return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
                         logical_cpus=logical, caches=_caches(),
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
+
+
+def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
+    """``(doubles per SIMD register, SIMD registers)`` of a CPU with these ISA flags
+    (:attr:`HardwareInfo.isa`): what generated code sizes its vectors and register tiles by."""
+    if "avx512f" in isa:
+        return 8, 32
+    if "avx" in isa or "avx2" in isa:
+        return 4, 16
+    if "neon" in isa or "asimd" in isa or "sve" in isa:
+        return 2, 32
+    return 2, 16
 
 
 def default_threads() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MAX_FEATURES_C", "Layout", "layout_for", "simd_shape"]
+__all__ = ["MAX_FEATURES_C", "Layout", "layout_for"]
 
 #: largest D the C/OpenMP and CUDA platforms accept (stack tiles stay bounded); larger problems
 #: are lowered to the NumPy platform.
@@ -62,17 +62,6 @@ class Layout:
         return {"M": self.M, "D": self.D, "DP": self.DP, "MP": self.MP, "VW": self.VW,
                 "VK": self.VK, "cov": self.cov, "unroll": self.unroll, "rows": self.rows,
                 "qchunk": self.qchunk}
-
-
-def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
-    """``(doubles per SIMD register, SIMD registers)`` of a CPU with hardware-query ISA flags."""
-    if "avx512f" in isa:
-        return 8, 32
-    if "avx" in isa or "avx2" in isa:
-        return 4, 16
-    if "neon" in isa or "asimd" in isa or "sve" in isa:
-        return 2, 32
-    return 2, 16
 
 
 def _lanes(count: int, widest: int = 8) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from asp_core import cast as c
+from asp_core.hardware import simd_shape
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
-from asp_gmm.layout import Layout, layout_for, simd_shape
+from asp_gmm.layout import Layout, layout_for
 
 __all__ = [
     "KernelPlan",
