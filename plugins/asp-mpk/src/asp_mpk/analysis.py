@@ -49,16 +49,20 @@ def values_hash(csr: Any) -> str:
     return h.hexdigest()
 
 
+def _entry_rows(csr: Any) -> np.ndarray:
+    """The row index of every stored entry (int64, in storage order)."""
+    return np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+
+
 def bandwidth(csr: Any) -> int:
     """max |i - j| over the stored entries."""
     if csr.nnz == 0:
         return 0
-    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
-    return int(np.abs(csr.indices.astype(np.int64) - rows).max())
+    return int(np.abs(_offsets(csr)).max())
 
 
 def _offsets(csr: Any) -> np.ndarray:
-    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    rows = _entry_rows(csr)
     return csr.indices.astype(np.int64) - rows
 
 
@@ -122,11 +126,12 @@ def dense_block_sizes(csr: Any) -> tuple[int, ...]:
     """
     n, nnz = csr.shape[0], csr.nnz
     ranked = []
+    rows = _entry_rows(csr)
+    cols = csr.indices.astype(np.int64)
     for r in BCSR_SIZES:
         if n % r or nnz == 0 or n < 4 * r:
             continue
-        rows = np.repeat(np.arange(n, dtype=np.int64) // r, np.diff(csr.indptr))
-        blocks = np.unique(rows * (n // r) + csr.indices.astype(np.int64) // r).size
+        blocks = np.unique(rows // r * (n // r) + cols // r).size
         fill = nnz / (blocks * r * r)
         if fill >= BCSR_MIN_FILL:
             ranked.append(((csr.dtype.itemsize + 4 / (r * r)) / fill, r))
@@ -137,7 +142,7 @@ def dia_arrays(csr: Any, offsets: tuple[int, ...]) -> np.ndarray:
     """(ndiag, n) array: ``D[d, i] = A[i, i + offsets[d]]`` (0 where outside the matrix)."""
     n = csr.shape[0]
     offs = _offsets(csr)
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(csr.indptr))
+    rows = _entry_rows(csr)
     index = {o: d for d, o in enumerate(offsets)}
     lut = np.searchsorted(np.asarray(offsets, dtype=np.int64), offs)
     if not np.array_equal(np.asarray(offsets, dtype=np.int64)[lut], offs):

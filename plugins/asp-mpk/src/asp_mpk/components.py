@@ -18,7 +18,7 @@ from typing import Any, Callable
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
                       PlatformOptimizer, PlatformProgram, Variant)
 
-from asp_mpk.dast import MatrixPowersOp, MatrixStructure
+from asp_mpk.dast import MatrixPowersOp, MatrixStructure, kernel_format
 from asp_mpk.passes import DEFAULT_PASSES
 
 __all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
@@ -93,9 +93,7 @@ class OpenMPPlatform(Platform):
         from asp_mpk.kernels import render_source
 
         first = dast.candidates[0]
-        block = int(first.format[4:]) if first.format.startswith("bcsr") else 1
-        fmt = "csr" if block > 1 else {"csr-sym": "csr", "dia-c": "dia"}.get(first.format,
-                                                                           first.format)
+        fmt, block = kernel_format(first.format)
         src = render_source(fmt, dast.dtype, monomial=dast.monomial,
                             offsets=dast.matrix.offsets or (), sym=first.format == "csr-sym",
                             block=block)
@@ -155,8 +153,7 @@ class CBackend(Backend):
         op: MatrixPowersOp = variant.program.ir.op
         p = variant.params
         fmt = p["format"]
-        block = int(fmt[4:]) if fmt.startswith("bcsr") else 1
-        cfmt = "csr" if block > 1 else {"csr-sym": "csr", "dia-c": "dia"}.get(fmt, fmt)
+        cfmt, block = kernel_format(fmt)
         k = op.k
         ks = p["ksplit"] or k
         if cfmt == "dia":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from asp_core.ir import Node
 
-__all__ = ["MatrixStructure", "MatrixPowersOp", "Candidate"]
+__all__ = ["MatrixStructure", "MatrixPowersOp", "Candidate", "kernel_format"]
 
 
 @dataclass
@@ -42,6 +42,14 @@ class Candidate(Node):
     ksplit: int = 0             # 0: all k levels in one pass
     threads: int = 0            # 0: all cores
     note: str = ""
+
+
+def kernel_format(fmt: str) -> tuple[str, int]:
+    """``(template format, register block size)`` of a candidate format: "dia-c" is a "dia"
+    kernel, "csr-sym" and "bcsrR" are "csr" kernels (the latter over R x R blocks)."""
+    if fmt.startswith("bcsr"):
+        return "csr", int(fmt[4:])
+    return {"csr-sym": "csr", "dia-c": "dia"}.get(fmt, fmt), 1
 
 
 @dataclass

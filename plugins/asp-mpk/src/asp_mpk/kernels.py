@@ -239,6 +239,18 @@ class CKernel:
         """True when the kernel holds the whole matrix and offers the fused CG passes."""
         return self._cg is not None
 
+    def _whole_matrix(self) -> tuple[int | None, ...]:
+        """The matrix arguments of the whole-matrix entry points (dia and naive kernels)."""
+        p = self.plan
+        if self.fmt == "dia":
+            return _p(p.dvals), _p(p.masks)
+        return _p(p.indptr), _p(p.indices), _p(p.data)
+
+    def _cg_pass(self, i: int) -> Any:
+        if self._cg is None:
+            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        return self._cg[i]
+
     def _vectors(self, *vs: np.ndarray) -> None:
         for v in vs:
             if not (isinstance(v, np.ndarray) and v.shape == (self.n,) and v.dtype == self.dtype
@@ -247,42 +259,30 @@ class CKernel:
 
     def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
-        if self._cg is None:
-            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        fn = self._cg_pass(0)
         self._vectors(p, q)
         if np.shares_memory(p, q):
             raise ValueError("p and q must not overlap")
-        pl = self.plan
-        mat = (_p(pl.dvals), _p(pl.masks)) if self.fmt == "dia" else \
-            (_p(pl.indptr), _p(pl.indices), _p(pl.data))
-        return float(self._cg[0](self.n, *mat, _p(p), _p(q), self.nthreads))
+        return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.nthreads))
 
     def cg_update(self, alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray,
                   q: np.ndarray) -> float:
         """``x += alpha p``, ``r -= alpha q``; returns ``r . r`` (fused CG pass 2)."""
-        if self._cg is None:
-            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        fn = self._cg_pass(1)
         self._vectors(x, p, r, q)
-        return float(self._cg[1](self.n, float(alpha), _p(x), _p(p), _p(r), _p(q),
-                                 self.nthreads))
+        return float(fn(self.n, float(alpha), _p(x), _p(p), _p(r), _p(q), self.nthreads))
 
     def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
         """``p = r + beta p`` (CG pass 3)."""
-        if self._cg is None:
-            raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
+        fn = self._cg_pass(2)
         self._vectors(r, p)
-        self._cg[2](self.n, float(beta), _p(r), _p(p), self.nthreads)
+        fn(self.n, float(beta), _p(r), _p(p), self.nthreads)
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""
         if self._spmv is None:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
-        p = self.plan
-        if self.fmt == "dia":
-            self._spmv(self.n, _p(p.dvals), _p(p.masks), _p(x), _p(y), self.nthreads)
-        else:
-            self._spmv(self.n, _p(p.indptr), _p(p.indices), _p(p.data), _p(x), _p(y),
-                       self.nthreads)
+        self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.nthreads)
         return y
 
 

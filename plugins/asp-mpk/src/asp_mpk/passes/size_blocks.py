@@ -16,7 +16,7 @@ from typing import Any
 from asp_core import asp_pass
 from asp_core.hardware import default_threads
 
-from asp_mpk.dast import Candidate, MatrixPowersOp
+from asp_mpk.dast import Candidate, MatrixPowersOp, kernel_format
 
 
 #: below this many nonzeros x levels per call, single-threaded candidates come first
@@ -82,7 +82,7 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
                                     allow_split=split_ok)
         else:
             bw = m.bandwidth if op.ordering == "natural" else (m.rcm_bandwidth or m.bandwidth)
-            r = int(c.format[4:]) if c.format.startswith("bcsr") else 1
+            r = kernel_format(c.format)[1]
             mat = nnz_row * (isz + 4 / (r * r)) * (0.6 if c.format == "csr-sym" else 1.0)
             choices = block_choices(n, k, min(bw, n), mat + isz * (k + 1) * op.nvec,
                                     targets[:2], cores, allow_split=False)
