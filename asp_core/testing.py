@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import shutil
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from asp_core.errors import CompilerNotFound
 
 __all__ = ["requires_compiler", "requires_nvcc", "requires_gpu", "requires_mpi", "has_compiler",
-           "has_nvcc", "has_gpu", "has_mpi"]
+           "has_nvcc", "has_gpu", "has_mpi", "assert_valid_c_for_target"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,6 +32,26 @@ def has_compiler(lang: str = "c") -> bool:
         return True
     except CompilerNotFound:
         return False
+
+
+def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> None:
+    """Fail unless gcc accepts ``source`` (OpenMP C) for another target, e.g. ``"-mavx512f"``.
+
+    Code generated for an ISA this machine lacks cannot be loaded and run here, but compiling
+    it to an object file with the target's flag (``-c -O2``: intrinsics are inlined there, so a
+    call the target does not have fails, which ``-fsyntax-only`` would miss) catches what CI
+    machines of that kind would reject. Skips the test when gcc is not installed.
+    """
+    import subprocess
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is needed to check code for other targets")
+    path = workdir / "target_check.c"
+    path.write_text(source)
+    proc = subprocess.run([gcc, "-c", "-O2", "-fopenmp", target_flag, str(path),
+                           "-o", str(workdir / "target_check.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, f"gcc {target_flag} rejects the code:\n{proc.stderr[-2000:]}"
 
 
 def has_nvcc() -> bool:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def test_marks_skip_when_the_tool_is_missing(tmp_path):
     (tmp_path / "test_needs.py").write_text(textwrap.dedent("""
@@ -26,3 +28,19 @@ def test_marks_skip_when_the_tool_is_missing(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
     assert "no C compiler (install gcc or set ASP_CC)" in proc.stdout
+
+
+def test_valid_c_for_target_catches_intrinsics_the_target_lacks(tmp_path):
+    """Compiling (not only parsing) for the target: AVX-512 intrinsics pass with -mavx512f and
+    fail for SSE4.2, which ``gcc -fsyntax-only`` would not notice."""
+    import shutil
+
+    from asp_core.testing import assert_valid_c_for_target
+
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    src = ("#include <immintrin.h>\n"
+           "void f(double *p) { _mm512_stream_pd(p, _mm512_set1_pd(1.0)); }\n")
+    assert_valid_c_for_target(src, "-mavx512f", tmp_path)
+    with pytest.raises(AssertionError, match="target specific option mismatch"):
+        assert_valid_c_for_target(src, "-msse4.2", tmp_path)
