@@ -1,0 +1,23 @@
+"""``fold-constants``: log det L_k, log w_k and -D/2 log 2 pi become one number per component."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asp_core import asp_pass
+from asp_gmm.dast import AddLogWeights, EMProblem, LogDensity
+
+__all__ = ["fold_constants"]
+
+
+@asp_pass("fold-constants")
+def fold_constants(problem: EMProblem, ctx: Any) -> EMProblem:
+    """Fold the per-component constant terms of the weighted log-density into one number."""
+    steps = []
+    for step in problem.steps:
+        if isinstance(step, LogDensity):
+            step = step.replace(constants_folded=True)
+        elif isinstance(step, AddLogWeights):
+            continue
+        steps.append(step)
+    return problem.replace(steps=steps)
