@@ -13,14 +13,14 @@ from asp_core.errors import (AspError, CacheError, CompileError, CompilerNotFoun
                              PluginWarning, SpecializationWarning, ToolchainError,
                              Unspecializable)
 from asp_core.hookspecs import hookspec
-from asp_core.passes import Pass, PassManager, asp_pass
+from asp_core.passes import Pass, PassManager, PassResult, asp_pass
 from asp_core.phases import PHASES
 from asp_core.plugins import get_plugin_manager, get_registry, hookimpl
 
 __all__ = [
     "__version__", "hookimpl", "hookspec", "PHASES", "Dispatcher", "specialize",
     "SpecializationContext", "PlatformProgram", "Variant", "Frontend", "DomainOptimizer",
-    "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "asp_pass",
+    "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "PassResult", "asp_pass",
     "get_plugin_manager", "get_registry", "AspError", "Unspecializable", "SpecializationWarning",
     "ToolchainError", "CompilerNotFound", "CompileError", "CacheError", "PluginError",
     "PluginWarning",

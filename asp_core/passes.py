@@ -1,49 +1,101 @@
 """Named passes and a small pass manager (numba's PassManager, Devito's switchable passes).
 
-Inside a phase, each step is a named pass: it takes an IR and the context and returns a new IR.
-The manager runs them in order, skips those disabled by name (``ASP_DISABLE_PASSES`` or the
-kernel option ``disable_passes``), records for ``asp explain`` whether each changed the IR and
-what the IR looked like afterwards, and names the pass when one fails.
+Inside a phase, each step is a named pass: it takes an IR and the context and returns
+``(new_ir, changed)`` — a :class:`PassResult` or a plain 2-tuple — where ``changed`` is the pass's
+own statement of whether it rewrote anything (the manager never infers it by comparing trees).
+The manager runs the passes in order, skips those disabled by name (``ASP_DISABLE_PASSES`` or
+the kernel option ``disable_passes``; a name no pass has is an error listing the known ones),
+records for ``asp explain`` whether each changed the IR (and, while ``asp explain`` records, the
+IR after each pass, for ``asp explain --after PASS``), and names the pass when one fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from asp_core import config
+from asp_core import config, recording
 from asp_core.errors import AspError, Unspecializable
 from asp_core.ir import dump
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["Pass", "PassManager", "PassError", "asp_pass"]
+__all__ = ["Pass", "PassManager", "PassError", "PassResult", "asp_pass", "known_passes"]
 
-PassFn = Callable[[Any, "SpecializationContext"], Any]
+
+class PassResult(NamedTuple):
+    """What a pass returns: the new IR and whether the pass changed anything."""
+
+    ir: Any
+    changed: bool
+
+
+PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]"]
+
+#: every pass name defined in this process (plugins define theirs when they are loaded)
+_KNOWN: set[str] = set()
+
+
+def known_passes() -> frozenset[str]:
+    """Names of every pass defined so far (those of all loaded plugins included)."""
+    return frozenset(_KNOWN)
 
 
 class PassError(AspError):
-    """A pass raised: a bug in a specializer, reported with the pass's name."""
+    """A pass raised or broke the pass protocol: a bug in a specializer, reported with the
+    pass's name."""
+
+
+def _result(p: Pass, out: Any, where: str) -> PassResult:
+    if (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], bool)
+            and out[0] is not None):
+        return PassResult(out[0], out[1])
+    got = "None" if out is None else type(out).__name__
+    raise PassError(f"pass {p.name!r}{where} returned {got} instead of (ir, changed)")
 
 
 @dataclass(frozen=True)
 class Pass:
+    """A named step ``fn(ir, ctx) -> (ir, changed)``.
+
+    Calling the pass returns only the new IR (convenient when passes are chained by hand, as
+    tests do); :meth:`apply` returns the whole :class:`PassResult`.
+    """
+
     name: str
     fn: PassFn
     description: str = ""
 
+    def __post_init__(self) -> None:
+        _KNOWN.add(self.name)
+
+    def apply(self, ir: Any, ctx: SpecializationContext) -> PassResult:
+        return _result(self, self.fn(ir, ctx), "")
+
     def __call__(self, ir: Any, ctx: SpecializationContext) -> Any:
-        return self.fn(ir, ctx)
+        return self.apply(ir, ctx).ir
 
 
 def asp_pass(name: str, description: str = "") -> Callable[[PassFn], Pass]:
-    """Decorator turning ``fn(ir, ctx) -> ir`` into a :class:`Pass` called ``name``."""
+    """Decorator turning ``fn(ir, ctx) -> (ir, changed)`` into a :class:`Pass` called ``name``."""
 
     def wrap(fn: PassFn) -> Pass:
         return Pass(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
 
     return wrap
+
+
+def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
+    """Raise ``ValueError`` for disabled names that no pass has (a typo would otherwise leave
+    the pass running without a word)."""
+    unknown = disabled - _KNOWN - set(own)
+    if unknown:
+        known = ", ".join(sorted(_KNOWN | set(own))) or "none"
+        names = ", ".join(repr(n) for n in sorted(unknown))
+        raise ValueError(f"unknown pass name{'s' if len(unknown) > 1 else ''} {names} in "
+                         f"ASP_DISABLE_PASSES or the kernel option disable_passes; known "
+                         f"passes: {known}")
 
 
 class PassManager:
@@ -70,21 +122,22 @@ class PassManager:
 
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
         disabled = config.disabled_passes(ctx.options)
+        if disabled:
+            check_disabled(disabled, self.names)
+        keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
         for p in self.passes:
             if p.name in disabled:
-                ctx.record("pass", manager=self.name, name=p.name, skipped=True, changed=False)
+                ctx.record("pass", manager=self.name, name=p.name, skipped=True, changed=False,
+                           ir=dump(ir) if keep_ir else None)
                 continue
             try:
-                new = p(ir, ctx)
+                out = p.fn(ir, ctx)
             except (Unspecializable, AspError):
                 raise
             except Exception as exc:
                 raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
-            if new is None:
-                raise PassError(f"pass {p.name!r} of {self.name!r} returned None instead of IR")
-            changed = new != ir
+            ir, changed = _result(p, out, f" of {self.name!r}")
             ctx.record("pass", manager=self.name, name=p.name, skipped=False, changed=changed,
-                       ir=dump(new) if changed else None)
-            ir = new
+                       ir=dump(ir) if keep_ir else None)
         return ir

@@ -1,4 +1,5 @@
-"""PassManager: order, disabling by name, errors naming the pass, insertion."""
+"""PassManager: order, change reporting, disabling by name (unknown names are errors), errors
+naming the pass, insertion, and ``asp explain --after PASS``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, asp_pass
-from asp_core.passes import PassError
+from asp_core.passes import PassError, PassResult, known_passes
 from asp_core.testing import requires_compiler
 
 
@@ -17,17 +18,23 @@ def _ctx(**options) -> SpecializationContext:
 @asp_pass("double")
 def double(ir, ctx):
     """Multiply by two."""
-    return ir * 2
+    return ir * 2, ir != 0
 
 
 @asp_pass("inc", "add one")
 def inc(ir, ctx):
-    return ir + 1
+    return PassResult(ir + 1, True)
 
 
 @asp_pass("same")
 def same(ir, ctx):
-    return ir
+    return ir, False
+
+
+@asp_pass("annotate")
+def annotate(ir, ctx):
+    """Reports a change the tree comparison would miss (an analysis filling in facts)."""
+    return ir, True
 
 
 def _passes(ctx):
@@ -43,9 +50,48 @@ def test_runs_in_order_and_records():
     assert isinstance(double, Pass) and pm.names == ["double", "inc", "same"]
 
 
+def test_change_is_what_the_pass_reports_not_a_comparison():
+    ctx = _ctx()
+    # double(0) == 0 reports no change; annotate returns an equal IR but says it changed
+    assert PassManager("m", [double, annotate]).run(0, ctx) == 0
+    assert _passes(ctx) == [("double", False, False), ("annotate", False, True)]
+    assert all(d["ir"] is None for e, d in ctx.events if e == "pass")  # no dumps unless explaining
+
+
+def test_direct_call_returns_the_ir_and_apply_the_result():
+    assert double(4, _ctx()) == 8
+    assert double.apply(4, _ctx()) == PassResult(8, True)
+    assert same.apply(4, _ctx()) == (4, False)
+
+
+@pytest.mark.parametrize("bad", [None, 5, (5,), (5, 1), (None, True), [5, True]])
+def test_pass_breaking_the_protocol_is_named(bad):
+    broken = Pass("protocol-breaker", lambda ir, ctx: bad)
+    with pytest.raises(PassError, match=r"'protocol-breaker' of 'mgr' returned \w+ instead of "
+                                        r"\(ir, changed\)"):
+        PassManager("mgr", [broken]).run(1, _ctx())
+    with pytest.raises(PassError, match="'protocol-breaker' returned"):
+        broken(1, _ctx())
+
+
+def test_unknown_disabled_name_is_an_error_listing_known_passes(monkeypatch):
+    pm = PassManager("m", [double, inc])
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "double,dobule")
+    with pytest.raises(ValueError, match=r"unknown pass name 'dobule' in ASP_DISABLE_PASSES.*"
+                                         r"known passes: .*annotate, double, .*inc"):
+        pm.run(3, _ctx())
+    monkeypatch.delenv("ASP_DISABLE_PASSES")
+    with pytest.raises(ValueError, match=r"unknown pass names 'no-such-1', 'no-such-2'"):
+        pm.run(3, _ctx(disable_passes=["no-such-2", "no-such-1"]))
+    # a pass of another manager (another specializer) is known, so naming it is fine
+    assert {"same", "annotate"} <= known_passes()
+    ctx = _ctx(disable_passes="same,double")  # a string is split on commas, not into letters
+    assert pm.run(3, ctx) == 4
+
+
 def test_disable_by_environment_and_option(monkeypatch):
     pm = PassManager("m", [double, inc])
-    monkeypatch.setenv("ASP_DISABLE_PASSES", " double , other")
+    monkeypatch.setenv("ASP_DISABLE_PASSES", " double , same")
     ctx = _ctx()
     assert pm.run(3, ctx) == 4
     assert _passes(ctx) == [("double", True, False), ("inc", False, True)]
@@ -66,12 +112,6 @@ def test_error_names_the_pass():
     assert isinstance(info.value.__cause__, TypeError)
 
 
-def test_pass_returning_none_is_an_error():
-    pm = PassManager("mgr", [Pass("forgetful", lambda ir, ctx: None)])
-    with pytest.raises(PassError, match="'forgetful' of 'mgr' returned None"):
-        pm.run(1, _ctx())
-
-
 def test_unspecializable_passes_through():
     def refuse(ir, ctx):
         raise Unspecializable("while loop", filename="f.py", lineno=3, col=5)
@@ -90,7 +130,7 @@ def test_add_and_add_after():
         pm.add(inc)
     with pytest.raises(ValueError, match=r"no pass 'nope' in 'm'; passes: \['double', 'inc', "
                                          r"'same'\]"):
-        pm.add_after("nope", Pass("x", lambda ir, ctx: ir))
+        pm.add_after("nope", Pass("x", lambda ir, ctx: (ir, False)))
 
 
 def _folded(a):
@@ -118,7 +158,7 @@ def test_failing_pass_falls_back_naming_it(elementwise, derived, fresh_cache, mo
 
     class Buggy(DomainOptimizer):
         def optimize(self, dast, ctx):
-            return PassManager("buggy-domain", [Pass("explode", lambda ir, c: 1 / 0)]).run(
+            return PassManager("buggy-domain", [Pass("explode", lambda ir, c: (1 / 0, True))]).run(
                 dast, ctx)
 
     name = derived("ew-buggy", replace={("domain_optimization", "fold"): Buggy()})
@@ -127,3 +167,70 @@ def test_failing_pass_falls_back_naming_it(elementwise, derived, fresh_cache, mo
     with pytest.warns(SpecializationWarning, match="pass 'explode' of 'buggy-domain' failed: "
                                                    "ZeroDivisionError"):
         np.testing.assert_array_equal(d(a), a * 5.0)
+
+
+EXPLAIN_SCRIPT = """
+import sys
+sys.path.insert(0, {repo!r})
+import numpy as np
+from asp_core import Dispatcher, plugins
+from tests.specializers import elementwise
+
+if not plugins.get_plugin_manager().is_registered(elementwise):
+    plugins.register_plugin(elementwise, name="explain-after-elementwise")
+
+
+def folded(a):
+    return a * (2.0 + 3.0)
+
+
+assert np.array_equal(Dispatcher("elementwise", folded)(np.ones(4)), np.full(4, 5.0))
+"""
+
+
+@pytest.fixture
+def explain_script(tmp_path, fresh_cache, monkeypatch):
+    from pathlib import Path
+
+    from asp_core import plugins
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    path = tmp_path / "fold_script.py"
+    path.write_text(EXPLAIN_SCRIPT.format(repo=str(Path(__file__).resolve().parents[1])))
+    yield path
+    plugins.unregister_plugin("explain-after-elementwise")
+
+
+def _explain(*args):
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    return CliRunner().invoke(cli, ["explain", *map(str, args)], catch_exceptions=False)
+
+
+@requires_compiler
+def test_explain_after_prints_the_ir_after_the_named_pass(explain_script, monkeypatch):
+    out = _explain(explain_script, "--after", "constant-folding")
+    assert out.exit_code == 0, out.output
+    assert "=== kernel folded (elementwise)" in out.output
+    assert "--- IR after elementwise-domain:constant-folding (changed the IR)" in out.output
+    assert "Num(value=5.0)" in out.output and "Bin(op='+')" not in out.output
+    assert "--- components chosen" not in out.output  # only the IR was asked for
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "constant-folding")
+    out = _explain(explain_script, "--after", "constant-folding").output
+    assert "constant-folding (skipped (disabled))" in out
+    assert "Bin(op='+')" in out and "Num(value=5.0)" not in out
+
+
+@requires_compiler
+def test_explain_after_json_and_unknown_pass(explain_script):
+    import json
+
+    data = json.loads(_explain(explain_script, "--json").output)
+    (p,) = data["kernels"][0]["passes"]
+    assert p["name"] == "constant-folding" and "Num(value=5.0)" in p["ir"]
+    bad = _explain(explain_script, "--after", "constant-foldin")
+    assert bad.exit_code == 2
+    assert "no pass is called 'constant-foldin'; known passes: " in bad.output
+    assert "constant-folding" in bad.output.split("known passes:")[1]

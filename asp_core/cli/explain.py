@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from asp_core import recording
+from asp_core.passes import known_passes
 
 __all__ = ["command", "render"]
 
@@ -36,6 +37,20 @@ def _record_dict(rec: recording.KernelRecord) -> dict[str, Any]:
                      for c in compiles],
         "autotune": [clean(d) for d in rec.of("autotune")],
     }
+
+
+def render_after(rec: dict[str, Any], name: str) -> str:
+    """The IR of one kernel after every run of the pass called ``name``."""
+    out = [f"=== kernel {rec['kernel']} ({rec['specializer']}) at {rec['file']}:{rec['line']}"]
+    runs = [p for p in rec["passes"] if p["name"] == name]
+    if not runs:
+        ran = ", ".join(dict.fromkeys(p["name"] for p in rec["passes"])) or "none"
+        return "\n".join(out + [f"--- pass {name!r} did not run for this kernel (passes: {ran})"])
+    for p in runs:
+        state = "skipped (disabled)" if p["skipped"] else (
+            "changed the IR" if p["changed"] else "no change")
+        out += [f"--- IR after {p['manager']}:{name} ({state})", p.get("ir") or ""]
+    return "\n".join(out)
 
 
 def render(rec: dict[str, Any]) -> str:
@@ -82,8 +97,13 @@ def render(rec: dict[str, Any]) -> str:
 @click.argument("script_args", nargs=-1)
 @click.option("--kernel", "kernel", default=None, help="Only kernels whose name contains this.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_json: bool) -> None:
-    """Run SCRIPT and explain every kernel it specialised or that fell back."""
+@click.option("--after", "after", default=None, metavar="PASS",
+              help="Print only the IR after the named pass (e.g. constant-folding).")
+def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_json: bool,
+            after: str | None) -> None:
+    """Run SCRIPT and explain every kernel it specialised or that fell back.
+
+    With --json each pass entry carries the IR after it (key "ir")."""
     recording.start()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
@@ -104,6 +124,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         sys.path[:] = path
         recs = recording.stop()
     data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
+    if after is not None and after not in known_passes():
+        raise click.BadParameter(f"no pass is called {after!r}; known passes: "
+                                 f"{', '.join(sorted(known_passes())) or 'none'}",
+                                 param_hint="--after")
     if as_json:
         click.echo(json.dumps({"kernels": data}, indent=1, default=repr))
     else:
@@ -111,7 +135,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             click.echo("asp explain: no kernel was specialised"
                        + (f" matching {kernel!r}" if kernel else ""))
         for rec in data:
-            click.echo(render(rec))
+            click.echo(render(rec) if after is None else render_after(rec, after))
             click.echo()
     if failed:
         raise SystemExit(1)

@@ -106,9 +106,10 @@ class _Fold(Transformer):
 
 
 @asp_pass("constant-folding")
-def fold_constants(dast: Map, ctx: Any) -> Map:
+def fold_constants(dast: Map, ctx: Any) -> tuple[Map, bool]:
     """Evaluate operations on literals at specialisation time."""
-    return _Fold().visit(dast)
+    new = _Fold().visit(dast)
+    return new, new is not dast  # a Transformer returns the same node when nothing changed
 
 
 class ElementwiseOptimizer(DomainOptimizer):

@@ -1,9 +1,10 @@
 """Phase 2, domain optimisation: platform-independent rewrites of the DAST, as named passes.
 
-Each pass is a function decorated with :func:`asp_core.asp_pass`; the
-:class:`asp_core.PassManager` runs them in order, records for ``asp explain`` whether each changed
-the IR, and skips the ones a user disabled (``ASP_DISABLE_PASSES=constant-folding``). Add a pass
-by writing one more function and listing it in :func:`domain_passes`.
+Each pass is a function decorated with :func:`asp_core.asp_pass` that returns ``(new_ir,
+changed)``; the :class:`asp_core.PassManager` runs them in order, records for ``asp explain``
+whether each changed the IR (``asp explain --after constant-folding`` prints the IR after it),
+and skips the ones a user disabled (``ASP_DISABLE_PASSES=constant-folding``). Add a pass by
+writing one more function and listing it in :func:`domain_passes`.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ class _Fold(Transformer):
 
 
 @asp_pass("constant-folding")
-def fold_constants(dast: Map, ctx: Any) -> Map:
+def fold_constants(dast: Map, ctx: Any) -> tuple[Map, bool]:
     """Evaluate operations on literals at specialisation time."""
-    return _Fold().visit(dast)
+    new = _Fold().visit(dast)
+    return new, new is not dast  # a Transformer returns the same node when nothing changed
 
 
 def domain_passes() -> PassManager:

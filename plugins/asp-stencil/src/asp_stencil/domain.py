@@ -23,7 +23,6 @@ class StencilDomainOptimizer(DomainOptimizer):
     name = "stencil-passes"
 
     def optimize(self, dast: D.StencilProgram, ctx: Any) -> D.StencilProgram:
-        prog = default_passes().run(dast, ctx)
-        if "loops" not in prog.info:  # linear-detection disabled: platforms still need the facts
-            prog = linear_detection(prog, ctx)
-        return prog
+        # With ``linear-detection`` disabled the program carries no ``info["loops"]`` facts and
+        # the platform optimiser offers only the schedule that needs none (no streaming stores).
+        return default_passes().run(dast, ctx)

@@ -11,13 +11,16 @@ __all__ = ["fold_constants"]
 
 
 @asp_pass("fold-constants")
-def fold_constants(problem: EMProblem, ctx: Any) -> EMProblem:
+def fold_constants(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
     """Fold the per-component constant terms of the weighted log-density into one number."""
     steps = []
+    changed = False
     for step in problem.steps:
-        if isinstance(step, LogDensity):
+        if isinstance(step, LogDensity) and not step.constants_folded:
             step = step.replace(constants_folded=True)
+            changed = True
         elif isinstance(step, AddLogWeights):
+            changed = True
             continue
         steps.append(step)
-    return problem.replace(steps=steps)
+    return problem.replace(steps=steps), changed

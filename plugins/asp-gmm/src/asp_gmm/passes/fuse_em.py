@@ -12,10 +12,10 @@ __all__ = ["fuse_em"]
 
 
 @asp_pass("fuse-em")
-def fuse_em(problem: EMProblem, ctx: Any) -> EMProblem:
+def fuse_em(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
     """Group everything after the density into one block-local step."""
     if problem.op != "em_step" or any(isinstance(s, Fused) for s in problem.steps):
-        return problem
+        return problem, False
     head = [s for s in problem.steps if isinstance(s, LogDensity)]
     tail = [s for s in problem.steps if not isinstance(s, LogDensity)]
-    return problem.replace(steps=[Fused(steps=head + tail)])
+    return problem.replace(steps=[Fused(steps=head + tail)]), True

@@ -12,8 +12,11 @@ __all__ = ["shift_moments"]
 
 
 @asp_pass("shift-moments")
-def shift_moments(problem: EMProblem, ctx: Any) -> EMProblem:
+def shift_moments(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
     """Accumulate moments about the incoming means (full) or one global point (diag)."""
     center = "component" if problem.covariance == "full" else "global"
-    return problem.replace(steps=[s.replace(center=center) if isinstance(s, Moments) else s
-                                  for s in problem.steps])
+    todo = [isinstance(s, Moments) and s.center != center for s in problem.steps]
+    if not any(todo):
+        return problem, False
+    return problem.replace(steps=[s.replace(center=center) if t else s
+                                  for s, t in zip(problem.steps, todo)]), True

@@ -1,4 +1,5 @@
-"""``triangular-precision``: the precision Cholesky factors are upper-triangular: skip their zeros."""
+"""``triangular-precision``: the precision Cholesky factors are upper-triangular: skip their
+zeros."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ __all__ = ["triangular_precision"]
 
 
 @asp_pass("triangular-precision")
-def triangular_precision(problem: EMProblem, ctx: Any) -> EMProblem:
+def triangular_precision(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
     """Mark the full-covariance densities as triangular products (diag has no triangle)."""
-    if problem.covariance != "full":
-        return problem
-    return problem.replace(steps=[s.replace(triangular=True) if isinstance(s, LogDensity) else s
-                                  for s in problem.steps])
+    todo = [isinstance(s, LogDensity) and not s.triangular for s in problem.steps]
+    if problem.covariance != "full" or not any(todo):
+        return problem, False
+    return problem.replace(steps=[s.replace(triangular=True) if t else s
+                                  for s, t in zip(problem.steps, todo)]), True

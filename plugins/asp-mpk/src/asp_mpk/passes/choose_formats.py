@@ -19,7 +19,7 @@ from asp_mpk.dast import Candidate, MatrixPowersOp
 
 
 @asp_pass("choose-formats")
-def choose_formats(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+def choose_formats(op: MatrixPowersOp, ctx: Any) -> tuple[MatrixPowersOp, bool]:
     """Candidate formats (block counts are filled in by ``size-blocks``)."""
     cands: list[Candidate] = []
     if op.k >= 1:
@@ -42,4 +42,4 @@ def choose_formats(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
                 cands.append(Candidate(f"bcsr{r}", note=f"graph PA1 over dense {r}x{r} blocks, "
                                                         f"{op.ordering} order"))
     cands.append(Candidate("naive", note="k threaded SpMVs (baseline)"))
-    return op.replace(candidates=cands)
+    return op.replace(candidates=cands), cands != list(op.candidates)

@@ -14,9 +14,9 @@ from asp_mpk.dast import MatrixPowersOp
 
 
 @asp_pass("order-rows")
-def order_rows(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+def order_rows(op: MatrixPowersOp, ctx: Any) -> tuple[MatrixPowersOp, bool]:
     """Choose natural or RCM ordering from the bandwidths."""
     m = op.matrix
     if m.offsets is None and m.rcm_bandwidth is not None and 2 * m.rcm_bandwidth < m.bandwidth:
-        return op.replace(ordering="rcm")
-    return op
+        return op.replace(ordering="rcm"), op.ordering != "rcm"
+    return op, False

@@ -60,7 +60,7 @@ def block_choices(n: int, k: int, halo: int, row_bytes: float, targets: list[int
 
 
 @asp_pass("size-blocks")
-def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+def size_blocks(op: MatrixPowersOp, ctx: Any) -> tuple[MatrixPowersOp, bool]:
     """Expand each candidate into block-count (and k-split) choices."""
     l2, l3, cores = _hardware(ctx)
     m = op.matrix
@@ -99,4 +99,4 @@ def size_blocks(op: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
             # machine a second thread that is descheduled stalls every parallel region
             first = out[-len(choices)]
             out.append(first.replace(threads=1))
-    return op.replace(candidates=out)
+    return op.replace(candidates=out), out != list(op.candidates)

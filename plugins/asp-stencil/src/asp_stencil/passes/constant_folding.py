@@ -112,17 +112,19 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
 
 
 @asp_pass("constant-folding")
-def constant_folding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+def constant_folding(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
     """Fold constants, kernel attributes and distances; propagate constant locals."""
     env: dict[str, D.Const] = {}
     out: list[D.Stmt] = []
+    changed = False
     for s in prog.body:
         try:
-            if isinstance(s, D.Assign):
+            if isinstance(s, D.Assign):  # folded into its uses, and dropped
                 v = fold_expr(s.value, env)
                 if not isinstance(v, D.Const):  # pragma: no cover - frontend admits no reads here
                     raise unsupported_at(ctx, s.line, "non-constant top-level assignment")
                 env[s.target] = v
+                changed = True
             elif isinstance(s, D.PointLoop):
                 local = dict(env)
                 body: list[D.Stmt] = []
@@ -132,11 +134,13 @@ def constant_folding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
                     if isinstance(t, D.Assign):
                         if isinstance(v, D.Const):
                             local[t.target] = v
+                            changed = True
                             continue
                         local.pop(t.target, None)
+                    changed = changed or v != t.value
                     body.append(t.replace(value=v))
                 out.append(s.replace(body=tuple(body)))
         except FoldError as exc:
             line = getattr(s, "line", 0) if not isinstance(s, D.PointLoop) else line
             raise unsupported_at(ctx, line, str(exc)) from None
-    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info))
+    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info)), changed

@@ -97,8 +97,14 @@ def cse_body(body: tuple[D.Stmt, ...]) -> tuple[D.Stmt, ...]:
 
 
 @asp_pass("cse")
-def cse(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+def cse(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
     """Compute each repeated subexpression of a point iteration once."""
-    body = tuple(s.replace(body=cse_body(s.body)) if isinstance(s, D.PointLoop) else s
-                 for s in prog.body)
-    return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info))
+    body: list[D.Stmt] = []
+    changed = False
+    for s in prog.body:
+        if isinstance(s, D.PointLoop):
+            new = cse_body(s.body)
+            changed = changed or new != s.body  # SSA renaming or hoisted subexpressions
+            s = s.replace(body=new)
+        body.append(s)
+    return D.StencilProgram(prog.name, prog.grids, tuple(body), dict(prog.info)), changed

@@ -102,8 +102,10 @@ def analyse(loop: D.PointLoop, out: str) -> dict[str, Any]:
 
 
 @asp_pass("linear-detection")
-def linear_detection(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+def linear_detection(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
     """Record per-loop linearity, coefficients, reads and flops in ``prog.info['loops']``."""
     info = dict(prog.info)
     info["loops"] = [analyse(s, prog.output.name) for s in prog.body if isinstance(s, D.PointLoop)]
-    return D.StencilProgram(prog.name, prog.grids, prog.body, info)
+    # the statements are untouched; the program changed if its recorded facts did
+    return D.StencilProgram(prog.name, prog.grids, prog.body, info), \
+        info["loops"] != prog.info.get("loops")

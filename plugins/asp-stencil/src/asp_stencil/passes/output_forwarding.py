@@ -53,8 +53,11 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
 
 
 @asp_pass("output-forwarding")
-def output_forwarding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+def output_forwarding(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
     """One store per point: forward the output value through locals; mark sequential loops."""
     out = prog.output.name
     body = tuple(forward_loop(s, out) if isinstance(s, D.PointLoop) else s for s in prog.body)
-    return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info))
+    # every loop that stores is rewritten (its stores become locals); others may only be marked
+    changed = any(new.sequential != old.sequential or any(isinstance(s, D.Store) for s in old.body)
+                  for old, new in zip(prog.body, body) if isinstance(old, D.PointLoop))
+    return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info)), changed

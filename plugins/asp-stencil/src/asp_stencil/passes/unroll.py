@@ -47,6 +47,7 @@ def _subst(e: Any, env: dict[str, tuple[int, ...]]) -> Any:
 class _Unroller:
     def __init__(self, prog: D.StencilProgram, ctx: Any) -> None:
         self.prog, self.ctx = prog, ctx
+        self.unrolled = 0  # neighbour loops replaced
 
     def body(self, stmts: tuple[D.Stmt, ...], env: dict[str, tuple[int, ...]]) -> list[D.Stmt]:
         out: list[D.Stmt] = []
@@ -56,6 +57,7 @@ class _Unroller:
                 if not 0 <= s.nid < len(g.neighbors):
                     raise ValueError(f"neighbour id {s.nid} is not defined for grid '{g.name}' "
                                      f"(its neighbor_definition has ids 0..{len(g.neighbors) - 1})")
+                self.unrolled += 1
                 center = _shift(s.center, env)
                 for off in g.neighbors[s.nid]:
                     if len(off) != len(g.shape):
@@ -101,7 +103,7 @@ class _Unroller:
 
 
 @asp_pass("unroll-neighbors")
-def unroll_neighbors(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+def unroll_neighbors(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
     """Unroll neighbour loops into straight-line code with constant offsets."""
     u = _Unroller(prog, ctx)
     out: list[D.Stmt] = []
@@ -115,4 +117,4 @@ def unroll_neighbors(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
             if isinstance(s, D.Assign):
                 toplevel.add(s.target)
             out.append(s)
-    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info))
+    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info)), u.unrolled > 0
