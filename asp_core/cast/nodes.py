@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from asp_core.ir import Node
 
@@ -87,9 +87,6 @@ class Expr(Node):
 
 class Stmt(Node):
     """Base of statements."""
-
-
-ExprLike = Union["Expr", int, float]
 
 
 @dataclass

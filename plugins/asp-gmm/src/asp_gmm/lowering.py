@@ -9,7 +9,7 @@ block size), the kernel bodies rendered from a Mako template, and the exported e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from asp_core import cast as c
 from asp_core.hardware import simd_shape
@@ -19,7 +19,6 @@ from asp_gmm.layout import Layout, layout_for
 __all__ = [
     "KernelPlan",
     "exports",
-    "get_define",
     "plan_for",
     "prelude",
     "program_module",
@@ -38,9 +37,6 @@ class KernelPlan:
     triangular: bool
     center: str  # origin | component | global
     fused: bool  # the fuse-em pass ran: fused variants allowed
-
-    def with_center(self, center: str) -> KernelPlan:
-        return replace(self, center=center)
 
 
 def plan_for(problem: EMProblem, isa: tuple[str, ...] | None = None) -> KernelPlan:
@@ -114,14 +110,6 @@ def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Mod
         c.Comment("kernel bodies: templates/" + ("em_cuda.cu.mako" if cuda else
                                                  "em_openmp.c.mako")),
         *exports("em_step"), *exports("log_prob")])
-
-
-def get_define(module: c.Module, name: str) -> int | str:
-    for node in module.body:
-        if isinstance(node, c.Define) and node.name == name:
-            value = node.value
-            return value.value if isinstance(value, c.Constant) else value.id  # type: ignore
-    raise KeyError(name)
 
 
 def set_define(module: c.Module, name: str, value: int) -> c.Module:

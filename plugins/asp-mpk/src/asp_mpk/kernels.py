@@ -9,7 +9,7 @@ and contiguity itself before entering C, so a wrong call is a ``ValueError``, ne
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -284,6 +284,3 @@ class CKernel:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
         self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.nthreads)
         return y
-
-
-KernelFactory = Callable[..., CKernel]

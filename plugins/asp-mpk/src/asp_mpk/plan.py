@@ -20,7 +20,7 @@ import numpy as np
 from asp_mpk.analysis import compress_diagonals, dia_arrays
 from asp_mpk.partition import ClosurePlan, block_bounds, build_closures
 
-__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "get_plan", "plan_cache_info", "clear_plans"]
+__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "get_plan"]
 
 
 @dataclass
@@ -60,7 +60,6 @@ class NaivePlan:
 _LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _MAX_BYTES = 4 << 30
-_STATS = {"hits": 0, "misses": 0}
 
 
 def _key(csr: Any, pattern: str, values: str, params: dict[str, Any]) -> tuple:
@@ -81,9 +80,7 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         plan = _CACHE.get(key)
         if plan is not None:
             _CACHE.move_to_end(key)
-            _STATS["hits"] += 1
             return plan
-        _STATS["misses"] += 1
     fmt = params["format"]
     n = csr.shape[0]
     if fmt == "dia":
@@ -132,13 +129,3 @@ def block_graph(csr: Any, r: int) -> tuple[Any, np.ndarray]:
     pattern = sp.csr_matrix((np.ones(len(bsr.indices), dtype=np.int8), bsr.indices, bsr.indptr),
                             shape=(nb, nb))
     return pattern, np.ascontiguousarray(bsr.data)
-
-
-def plan_cache_info() -> dict[str, int]:
-    with _LOCK:
-        return {"entries": len(_CACHE), "hits": _STATS["hits"], "misses": _STATS["misses"]}
-
-
-def clear_plans() -> None:
-    with _LOCK:
-        _CACHE.clear()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "check_k", "result_dtype", "SUPPORTED_DTYPES"]
+__all__ = ["as_csr", "as_vector", "check_k", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -88,9 +88,3 @@ def check_k(k: Any) -> int:
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     return int(k)
-
-
-def result_dtype(*dtypes: np.dtype) -> np.dtype:
-    """float32 only when everything is float32; otherwise float64."""
-    return np.dtype(np.float32) if all(np.dtype(d) == np.float32 for d in dtypes) else \
-        np.dtype(np.float64)

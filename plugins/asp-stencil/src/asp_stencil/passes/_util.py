@@ -49,13 +49,6 @@ def map_expr(e: D.Expr, fn: Callable[[D.Expr], D.Expr | None], *, into_branches:
     return new if out is None else out
 
 
-def map_stmt_exprs(s: D.Stmt, fn: Callable[[D.Expr], D.Expr]) -> D.Stmt:
-    """``s`` with ``fn`` applied to each expression it holds directly (not nested loops)."""
-    if isinstance(s, (D.Assign, D.Store)):
-        return s.replace(value=fn(s.value))
-    return s
-
-
 def loops(prog: D.StencilProgram) -> list[D.PointLoop]:
     return [s for s in prog.body if isinstance(s, D.PointLoop)]
 
