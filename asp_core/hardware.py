@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "simd_shape",
+__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "simd_shape",
            "measure_stream_copy", "stream_copy_kernel"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
@@ -153,6 +153,11 @@ def query() -> HardwareInfo:
     return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
                         logical_cpus=logical, caches=_caches(),
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
+
+
+def has_gpu() -> bool:
+    """Whether this machine has a CUDA GPU (``nvidia-smi`` lists one; asked once per process)."""
+    return query().has_gpu
 
 
 def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:

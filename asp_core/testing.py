@@ -17,21 +17,12 @@ from typing import Callable
 
 import pytest
 
-from asp_core.errors import CompilerNotFound
+# the probes live with what they probe, for run-time code too; re-exported here for tests
+from asp_core.hardware import has_gpu
+from asp_core.toolchain import has_compiler, has_nvcc
 
 __all__ = ["requires_compiler", "requires_nvcc", "requires_gpu", "requires_mpi", "has_compiler",
            "has_nvcc", "has_gpu", "has_mpi", "assert_valid_c_for_target"]
-
-
-@functools.lru_cache(maxsize=None)
-def has_compiler(lang: str = "c") -> bool:
-    from asp_core.toolchain import find_toolchain
-
-    try:
-        find_toolchain(lang)
-        return True
-    except CompilerNotFound:
-        return False
 
 
 def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> None:
@@ -52,16 +43,6 @@ def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> N
     proc = subprocess.run([gcc, "-c", "-O2", "-fopenmp", target_flag, str(path),
                            "-o", str(workdir / "target_check.o")], capture_output=True, text=True)
     assert proc.returncode == 0, f"gcc {target_flag} rejects the code:\n{proc.stderr[-2000:]}"
-
-
-def has_nvcc() -> bool:
-    return has_compiler("cuda")
-
-
-def has_gpu() -> bool:
-    from asp_core.hardware import query
-
-    return query().has_gpu
 
 
 def has_mpi() -> bool:

@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 from asp_core.errors import CompileError, CompilerNotFound
 
-__all__ = ["Toolchain", "find_toolchain", "available_toolchains", "CompileResult", "INSTALL_HINT"]
+__all__ = ["Toolchain", "find_toolchain", "available_toolchains", "has_compiler", "has_nvcc",
+           "CompileResult", "INSTALL_HINT"]
 
 INSTALL_HINT = {
     "c": ("install a C compiler: `sudo apt-get install gcc` (Debian/Ubuntu), `sudo dnf install gcc` "
@@ -245,3 +246,27 @@ def available_toolchains() -> dict[str, Toolchain | str]:
         except CompilerNotFound as exc:
             found[lang] = str(exc)
     return found
+
+
+def has_compiler(lang: str = "c") -> bool:
+    """Whether :func:`find_toolchain` finds a compiler for ``lang`` (what a platform's ``check``
+    asks). Remembered per compiler setting (``ASP_CC``/``ASP_CXX``/``ASP_NVCC`` and ``PATH``),
+    so asking on every specialisation costs a dictionary look-up."""
+    if lang not in _CANDIDATES:
+        raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
+    return _has_compiler(lang, os.environ.get(_CANDIDATES[lang][0], ""),
+                         os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=32)
+def _has_compiler(lang: str, _explicit: str, _path: str) -> bool:
+    try:
+        find_toolchain(lang)
+        return True
+    except CompilerNotFound:
+        return False
+
+
+def has_nvcc() -> bool:
+    """Whether the CUDA compiler is there (it compiles CUDA even on machines without a GPU)."""
+    return has_compiler("cuda")

@@ -58,7 +58,8 @@ class CudaPlatform(Platform):
         reason = _compiled_reason(dast)
         if reason:
             return reason
-        from asp_core.testing import has_gpu, has_nvcc
+        from asp_core.hardware import has_gpu
+        from asp_core.toolchain import has_nvcc
 
         if not has_nvcc():
             return "nvcc not found (CUDA toolkit not installed)"

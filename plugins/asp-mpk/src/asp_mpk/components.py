@@ -83,7 +83,7 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: MatrixPowersOp, ctx: Any) -> str | None:
-        from asp_core.testing import has_compiler
+        from asp_core.toolchain import has_compiler
 
         if not has_compiler("c"):
             return "no C compiler found"
