@@ -33,12 +33,24 @@ class PassResult(NamedTuple):
 
 PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]"]
 
-#: every pass name defined in this process (plugins define theirs when they are loaded)
+#: every pass name defined in this process so far (a pass is defined when its module is imported)
 _KNOWN: set[str] = set()
 
 
 def known_passes() -> frozenset[str]:
-    """Names of every pass defined so far (those of all loaded plugins included)."""
+    """Names of every pass the installed plugins define.
+
+    Components registered by name (``"package.module:Class"``) are imported lazily, so a pass
+    module may not have been imported yet: this imports every registered component first (a
+    component that fails to load is skipped; the dispatcher reports it when it is chosen).
+    """
+    from asp_core.plugins import get_registry
+
+    for comp in get_registry():
+        try:
+            comp.obj
+        except Exception:  # noqa: BLE001 - a broken plugin must not hide the others' passes
+            pass
     return frozenset(_KNOWN)
 
 
@@ -89,9 +101,12 @@ def asp_pass(name: str, description: str = "") -> Callable[[PassFn], Pass]:
 def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
     """Raise ``ValueError`` for disabled names that no pass has (a typo would otherwise leave
     the pass running without a word)."""
-    unknown = disabled - _KNOWN - set(own)
+    if not disabled - _KNOWN - set(own):
+        return
+    every = known_passes() | set(own)
+    unknown = disabled - every
     if unknown:
-        known = ", ".join(sorted(_KNOWN | set(own))) or "none"
+        known = ", ".join(sorted(every)) or "none"
         names = ", ".join(repr(n) for n in sorted(unknown))
         raise ValueError(f"unknown pass name{'s' if len(unknown) > 1 else ''} {names} in "
                          f"ASP_DISABLE_PASSES or the kernel option disable_passes; known "
