@@ -236,13 +236,14 @@ def measure_stream_copy(nbytes: int, repeats: int = 8) -> float:
 
 
 def _stream_source() -> str:
-    from asp_core.cast import (DOUBLE, LONG, Assign, Block, Constant, For, FunctionDef, Index,
-                               Module, Name, Param, Pragma, print_c)
+    from asp_core.cast import (DOUBLE, LONG, Assign, Block, Clause, Constant, For, FunctionDef,
+                               Index, Module, Name, Param, Pragma, print_c)
 
     i = Name("i")
     body = Block([For("i", Constant(0), Name("n"),
                       Block([Assign(Index(Name("b"), i), Index(Name("a"), i))]),
-                      pragmas=[Pragma("omp parallel for simd schedule(static)")])])
+                      pragmas=[Pragma("omp", "parallel for simd",
+                                      [Clause("schedule", ("static",))])])])
     fn = FunctionDef("asp_stream_copy", [Param(DOUBLE.as_const().ptr(restrict=True), "a"),
                                          Param(DOUBLE.ptr(restrict=True), "b"),
                                          Param(LONG, "n")], body)

@@ -24,7 +24,7 @@ i, n, a = c.Name("i"), c.Name("n"), c.Name("a")
 def _loop() -> c.For:
     return c.For("i", c.Constant(0), n, c.Block([
         c.Assign(c.Index(a, i), c.BinOp(c.Index(a, i), "*", c.Constant(2.0)))]),
-        pragmas=[c.Pragma("omp parallel for")])
+        pragmas=[c.Pragma("omp", "parallel for")])
 
 
 def test_structural_equality_and_clone():
@@ -126,7 +126,15 @@ def test_print_expressions(node, text):
     (c.Assign(a, i), "a = i;"),
     (c.AugAssign(c.Index(a, i), "+", c.Constant(1.0)), "a[i] += 1.0;"),
     (c.ExprStmt(c.Call("g", [a])), "g(a);"),
-    (c.Pragma("omp barrier"), "#pragma omp barrier"),
+    (c.Pragma("omp", "barrier"), "#pragma omp barrier"),
+    (c.Pragma("GCC", "unroll 4"), "#pragma GCC unroll 4"),
+    (c.Pragma("omp", "parallel for simd", [c.Clause("schedule", ("dynamic", 2)),
+                                           c.Clause("num_threads", (c.Name("nt"),)),
+                                           c.Clause("nowait")]),
+     "#pragma omp parallel for simd schedule(dynamic, 2) num_threads(nt) nowait"),
+    (c.Pragma("omp", "simd", [c.Clause("aligned", (a, c.Name("b"))),
+                              c.Clause("reduction", (c.Name("s"),), modifier="max")]),
+     "#pragma omp simd aligned(a, b) reduction(max:s)"),
     (c.Comment("note */ end"), "/* note * / end */"),
     (c.Return(), "return;"),
     (c.Return(c.Constant(0)), "return 0;"),
@@ -144,11 +152,27 @@ def test_print_expressions(node, text):
     (c.For("i", c.Constant(0), n, c.Block([c.Continue()])),
      "for (long i = 0; i < n; ++i) {\n    continue;\n}"),
     (c.For("j", c.Constant(1), n, c.Block([]), step=c.Constant(4), ctype=c.INT,
-           pragmas=[c.Pragma("omp simd"), c.Pragma("GCC ivdep")]),
+           pragmas=[c.Pragma("omp", "simd"), c.Pragma("GCC", "ivdep")]),
      "#pragma omp simd\n#pragma GCC ivdep\nfor (int j = 1; j < n; j += 4) {\n}"),
 ])
 def test_print_statements(node, text):
     assert c.print_c(node) == text + "\n"
+
+
+@pytest.mark.parametrize("pragma", [
+    c.Pragma("omp parallel for", ""),  # the old free-text form
+    c.Pragma("omp", "parallel for schedule(static)"),
+    c.Pragma("omp", "for", [c.Clause("schedule(static)")]),
+    c.Pragma("omp", "for", [c.Clause("schedule", ("static); system(\"x\"",))]),
+    c.Pragma("omp", "for", [c.Clause("reduction", (c.Name("s"),), modifier="+:")]),
+    c.Pragma("omp", "for", [c.Clause("nowait", modifier="+")]),
+    c.Pragma("omp", "for", [c.Clause("collapse", (True,))]),
+    c.Pragma("omp", "for", ["schedule(static)"]),  # type: ignore[list-item]
+])
+def test_malformed_pragmas_are_refused(pragma):
+    with pytest.raises(ValueError, match="malformed|not an identifier|not a C expression|"
+                                         "modifier but no arguments"):
+        c.print_c(pragma)
 
 
 def test_print_function_and_module_c():
@@ -277,7 +301,8 @@ def _every_c_node() -> c.Module:
                                                                         c.BinOp(i, "&",
                                                                                 c.Constant(3)))
                                               )),
-        ]), pragmas=[c.Pragma("omp parallel for reduction(+:acc)")]),
+        ]), pragmas=[c.Pragma("omp", "parallel for",
+                              [c.Clause("reduction", (c.Name("acc"),), modifier="+")])]),
         c.Decl(c.LONG, "k", c.Constant(0)),
         c.While(c.Constant(1), c.Block([
             c.If(c.BinOp(c.Name("k"), ">=", c.Name("m")), c.Block([c.Break()])),

@@ -21,7 +21,7 @@ __all__ = [
     "CType", "DOUBLE", "FLOAT", "INT", "LONG", "VOID", "SIZE_T", "ctype_for",
     "Expr", "Stmt", "Name", "Constant", "BinOp", "UnaryOp", "Call", "Index", "Cast", "Ternary",
     "Member", "Decl", "Assign", "AugAssign", "ExprStmt", "Block", "For", "While", "If", "Return",
-    "Break", "Continue", "Pragma", "Comment", "Include", "Define", "Param", "FunctionDef",
+    "Break", "Continue", "Clause", "Pragma", "Comment", "Include", "Define", "Param", "FunctionDef",
     "Module", "CudaLaunch", "BINARY_OPS", "UNARY_OPS",
 ]
 
@@ -189,10 +189,32 @@ class ExprStmt(Stmt):
 
 
 @dataclass
-class Pragma(Stmt):
-    """``#pragma <text>`` (e.g. ``omp parallel for schedule(static)``)."""
+class Clause(Node):
+    """One pragma clause: ``name`` alone (``nowait``) or ``name([modifier:]args)``.
 
-    text: str
+    ``args`` are C expressions, integers or identifier keywords (``static``): ``Clause("schedule",
+    ("dynamic", 2))`` prints ``schedule(dynamic, 2)``, ``Clause("reduction", (Name("acc"),),
+    modifier="+")`` prints ``reduction(+:acc)``. The printer checks every part, so no stray
+    text reaches the compiler.
+    """
+
+    name: str
+    args: tuple[Expr | int | str, ...] = ()
+    modifier: str = ""
+
+
+@dataclass
+class Pragma(Stmt):
+    """``#pragma <namespace> <directive> <clauses>``, e.g. ``Pragma("omp", "parallel for",
+    [Clause("schedule", ("static",))])`` or ``Pragma("GCC", "unroll 4")``.
+
+    ``directive`` is words (identifiers, or integers after the first), never punctuation:
+    anything with arguments is a :class:`Clause`.
+    """
+
+    namespace: str
+    directive: str
+    clauses: list[Clause] = field(default_factory=list)
 
 
 @dataclass

@@ -9,6 +9,7 @@ platform-AST node — a DAST node that was never lowered, a string — is refuse
 from __future__ import annotations
 
 import math
+import re
 
 from asp_core.cast import nodes as n
 
@@ -133,8 +134,45 @@ class CPrinter:
     def _s_ExprStmt(self, s: n.ExprStmt) -> list[str]:
         return [self._pad(self.expr(s.expr) + ";")]
 
+    _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+    _DIRECTIVE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*( ([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*\Z")
+    _MODIFIER = re.compile(r"([-+*&|^]|&&|\|\||[A-Za-z_][A-Za-z0-9_]*)\Z")
+
+    def pragma(self, p: n.Pragma) -> str:
+        """``#pragma namespace directive clause...``, each part checked."""
+        if not self._IDENT.match(p.namespace) or not self._DIRECTIVE.match(p.directive):
+            raise ValueError(f"malformed pragma {p.namespace!r} {p.directive!r}: the namespace "
+                             "is an identifier and the directive words; put arguments in "
+                             "Clause nodes")
+        return " ".join(["#pragma", p.namespace, p.directive, *map(self.clause, p.clauses)])
+
+    def clause(self, c: n.Clause) -> str:
+        if not isinstance(c, n.Clause) or not self._IDENT.match(c.name):
+            raise ValueError(f"malformed pragma clause {c!r}")
+        if c.modifier and not self._MODIFIER.match(c.modifier):
+            raise ValueError(f"malformed modifier {c.modifier!r} in pragma clause {c.name!r}")
+        if not c.args:
+            if c.modifier:
+                raise ValueError(f"pragma clause {c.name!r} has a modifier but no arguments")
+            return c.name
+        args = ", ".join(self._clause_arg(c.name, a) for a in c.args)
+        return f"{c.name}({c.modifier + ':' if c.modifier else ''}{args})"
+
+    def _clause_arg(self, name: str, a: n.Expr | int | str) -> str:
+        if isinstance(a, bool) or not isinstance(a, (int, str, n.Expr)):
+            raise ValueError(f"argument {a!r} of pragma clause {name!r} is not a C expression, "
+                             "an integer or an identifier")
+        if isinstance(a, int):
+            return str(a)
+        if isinstance(a, str):
+            if not self._IDENT.match(a):
+                raise ValueError(f"argument {a!r} of pragma clause {name!r} is not an "
+                                 "identifier (use a cast node for an expression)")
+            return a
+        return self.expr(a)
+
     def _s_Pragma(self, s: n.Pragma) -> list[str]:
-        return [f"#pragma {s.text}"]
+        return [self.pragma(s)]
 
     def _s_Comment(self, s: n.Comment) -> list[str]:
         return [self._pad(f"/* {s.text.replace('*/', '* /')} */")]
@@ -152,7 +190,7 @@ class CPrinter:
         return [self._pad(head) + " {"] + lines[1:]
 
     def _s_For(self, s: n.For) -> list[str]:
-        out = [f"#pragma {p.text}" for p in s.pragmas]
+        out = [self.pragma(p) for p in s.pragmas]
         step = self.expr(s.step)
         inc = f"++{s.var}" if step == "1" else f"{s.var} += {step}"
         head = (f"for ({self.ctype(s.ctype, s.var)} = {self.expr(s.start)}; "

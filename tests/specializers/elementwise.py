@@ -171,13 +171,13 @@ class LoopVariants(PlatformOptimizer):
 
     def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
         out = []
-        for name, pragma in (("parallel-simd", "omp parallel for simd schedule(static)"),
-                             ("serial", None)):
+        for name, parallel in (("parallel-simd", True), ("serial", False)):
             ir = program.ir.clone()
             loop = ir.body[-1].body.body[0]
-            loop.pragmas = [c.Pragma(pragma)] if pragma else []
+            loop.pragmas = [c.Pragma("omp", "parallel for simd",
+                                     [c.Clause("schedule", ("static",))])] if parallel else []
             out.append(Variant(name, PlatformProgram(program.platform, ir, program.meta),
-                               {"pragma": pragma}))
+                               {"parallel": parallel}))
         return out
 
 

@@ -15,7 +15,10 @@ from asp_core import cast as c
 
 __all__ = ["LoopVariants", "SCHEDULES"]
 
-SCHEDULES = (("parallel-simd", "omp parallel for simd schedule(static)"), ("serial", None))
+#: variant name -> the pragma on the loop (a structured node: the printer writes the text)
+SCHEDULES = (("parallel-simd", c.Pragma("omp", "parallel for simd",
+                                        [c.Clause("schedule", ("static",))])),
+             ("serial", None))
 
 
 class LoopVariants(PlatformOptimizer):
@@ -27,7 +30,7 @@ class LoopVariants(PlatformOptimizer):
         for name, pragma in SCHEDULES:
             module = program.ir.clone()
             loop = module.body[-1].body.body[0]
-            loop.pragmas = [c.Pragma(pragma)] if pragma else []
+            loop.pragmas = [pragma.clone()] if pragma else []
             out.append(Variant(name, PlatformProgram(program.platform, module, program.meta),
-                               {"pragma": pragma}))
+                               {"parallel": pragma is not None}))
         return out

@@ -147,20 +147,24 @@ class _Lowering:
     def parallel_ok(self, npoints: int) -> bool:
         return self.s.threads != 1 and npoints >= self.s.parallel_min_points
 
-    def omp_for(self, extra: str = "", combined: bool = True, simd: bool = False) -> str:
-        text = (("omp parallel for" if combined else "omp for") + (" simd" if simd else "")
-                + f" schedule({self.s.omp_schedule})" + extra)
+    def omp_for(self, collapse: bool = False, combined: bool = True, simd: bool = False
+                ) -> C.Pragma:
+        kind, _, chunk = self.s.omp_schedule.partition(",")
+        clauses = [C.Clause("schedule", (kind.strip(), int(chunk)) if chunk else (kind.strip(),))]
+        if collapse:
+            clauses.append(C.Clause("collapse", (2,)))
         if combined and self.s.threads > 1:
-            text += f" num_threads({self.s.threads})"
-        return text
+            clauses.append(C.Clause("num_threads", (self.s.threads,)))
+        return C.Pragma("omp", ("parallel for" if combined else "for") + (" simd" if simd else ""),
+                        clauses)
 
     def inner_pragmas(self, simd: bool) -> list[C.Pragma]:
         # gcc accepts only one of these before a loop: an unrolled variant relies on -O3's
         # auto-vectoriser (the restrict pointers make it legal) instead of ``omp simd``
         if self.s.unroll:
-            return [C.Pragma(f"GCC unroll {self.s.unroll}")]
+            return [C.Pragma("GCC", f"unroll {int(self.s.unroll)}")]
         if simd and self.s.simd:
-            return [C.Pragma("omp simd")]
+            return [C.Pragma("omp", "simd")]
         return []
 
     def row_base(self, idx: list[str]) -> C.Stmt:
@@ -225,7 +229,7 @@ class _Lowering:
             point += self.body(loop, self.direct_store)
             pr = self.inner_pragmas(True)
             if self.dim == 1 and par:
-                pr = [C.Pragma(self.omp_for(simd=self.s.simd))]
+                pr = [self.omp_for(simd=self.s.simd)]
             innermost = C.For(idx[d_in], C.Constant(lo[d_in]), C.Constant(hi[d_in]),
                               C.Block(point), pragmas=pr)
         if self.dim == 1:
@@ -256,16 +260,16 @@ class _Lowering:
             ])
             stmt = C.For("tb", C.Constant(0), C.Constant(ntiles), tile)
         if par:
-            extra = " collapse(2)" if (self.s.collapse and not block and self.dim >= 3) else ""
-            stmt.pragmas = [C.Pragma(self.omp_for(extra, combined=not nt))]
+            collapse = bool(self.s.collapse and not block and self.dim >= 3)
+            stmt.pragmas = [self.omp_for(collapse, combined=not nt)]
         if nt:
             region: list[C.Stmt] = [] if vec else [
                 C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
             region += [stmt, C.ExprStmt(C.Call("_mm_sfence", []))]
             head = []
             if par:
-                text = "omp parallel" + (f" num_threads({self.s.threads})" if self.s.threads > 1 else "")
-                head = [C.Pragma(text)]
+                threads = [C.Clause("num_threads", (self.s.threads,))] if self.s.threads > 1 else []
+                head = [C.Pragma("omp", "parallel", threads)]
             return [C.Comment(f"{loop.region} points, streaming stores"), *head, C.Block(region)]
         return [C.Comment(f"{loop.region} points"), stmt]
 
@@ -297,7 +301,7 @@ class _Lowering:
             stmt = C.Block([stmt]) if d else stmt
         assert isinstance(stmt, C.For)
         if self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) and n[0] >= 4:
-            stmt.pragmas = [C.Pragma(self.omp_for())]
+            stmt.pragmas = [self.omp_for()]
         return [C.Comment("border points"), stmt]
 
     def stream_helper(self) -> C.FunctionDef:

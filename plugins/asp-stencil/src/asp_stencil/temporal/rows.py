@@ -104,7 +104,7 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
                 C.BinOp(C.Name("y"), "*", _const(n2)))))
         body += _prologue(prog, pos, low)
         body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
-                          pragmas=[C.Pragma("omp simd")]))
+                          pragmas=[C.Pragma("omp", "simd")]))
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
         params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
         params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
