@@ -175,7 +175,8 @@ class CodeCache:
 
     def verify(self) -> tuple[list[Path], list[Path]]:
         """Check every entry; return ``(good, bad)``. Bad entries are removed."""
-        good, bad = [], []
+        good: list[Path] = []
+        bad: list[Path] = []
         for path in self.entries():
             (good if self.lookup(path.name) is not None else bad).append(path)
         for path in bad:

@@ -75,7 +75,9 @@ class Dispatcher:
         spec = get_registry().specializers.get(self.specializer)
         if spec is None or spec.signature is None:
             return ("<no specializer>",), None
-        self._signature = signature = spec.hook("signature")
+        signature = spec.hook("signature")
+        assert signature is not None  # spec.signature was checked above
+        self._signature = signature
         key = signature(args, kwargs, self.instance)
         ctx = SpecializationContext(self.specializer, self.func, args, kwargs, self.instance,
                                     self.options, key, self.name)

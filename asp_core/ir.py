@@ -104,7 +104,8 @@ def dump(node: Any, indent: int = 0) -> str:
     """An indented, readable rendering of a tree (what ``asp explain`` prints for a DAST)."""
     pad = "  " * indent
     if isinstance(node, Node):
-        simple, nested = [], []
+        simple: list[tuple[str, Any]] = []
+        nested: list[tuple[str, Any]] = []
         for k, v in node.fields():
             is_nested = isinstance(v, Node) or (
                 isinstance(v, (list, tuple)) and any(isinstance(x, Node) for x in v))

@@ -87,17 +87,16 @@ class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(co
             self.comm = world()
         return self.comm
 
-    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            return False
+            return
         rank, size = _rank_size(self.comm)
         text = "".join(traceback.format_exception(etype, exc, tb))
         sys.stdout.flush()
         sys.stderr.write(f"asp[mpi] rank {rank}/{size}: fatal error, aborting all ranks: "
                          f"{etype.__name__}: {exc}\n{text}")
         sys.stderr.flush()
-        self.comm.Abort(self.exit_code)
-        return False  # pragma: no cover - Abort does not return
+        self.comm.Abort(self.exit_code)  # does not return
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)

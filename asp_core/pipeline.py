@@ -127,6 +127,7 @@ class Pipeline:
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
         if not variants:
+            assert popt is not None  # the default variant list is never empty
             raise NoPlatform(f"platform optimiser {popt.name!r} produced no variants")
         ctx.record("variants", names=[v.name for v in variants],
                    params={v.name: v.params for v in variants})

@@ -20,7 +20,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import pluggy
 
@@ -116,11 +116,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _enable_tracing(pm: pluggy.PluginManager) -> None:
-    def before(hook_name: str, impls: Any, kwargs: dict) -> None:
+    def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+               ) -> None:
         print(f"asp: hook {hook_name}({', '.join(kwargs)}) -> "
               f"{[i.plugin_name for i in impls]}", file=sys.stderr)
 
-    def after(outcome: Any, hook_name: str, impls: Any, kwargs: dict) -> None:
+    def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
+              kwargs: Mapping[str, Any]) -> None:
         print(f"asp: hook {hook_name} returned {outcome.get_result()!r}", file=sys.stderr)
 
     pm.add_hookcall_monitoring(before, after)
@@ -138,7 +140,7 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
     hook = getattr(pm.hook, hook_name)
     trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
     for impl in hook.get_hookimpls():  # registration order: entry points sorted by name
-        registry = kwargs.get("register")
+        registry: Any = kwargs.get("register")
         dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))
         if isinstance(registry, Registry):
             registry._plugin, registry._distribution, registry._version = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-
+from typing import cast
 
 import click
 
@@ -54,7 +54,7 @@ def checks(measure_stream: bool = True) -> list[tuple[str, bool, str]]:
                 "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken)))
     for impl in reversed(pm.hook.asp_doctor_checks.get_hookimpls()):
         try:  # one plugin at a time: a check that raises is itself a failed check
-            out.extend(impl.function() or [])
+            out.extend(cast("list[tuple[str, bool, str]]", impl.function() or []))
         except Exception as exc:  # noqa: BLE001
             out.append((f"plugin {impl.plugin_name}", False,
                         f"its asp_doctor_checks raised {type(exc).__name__}: {exc}"))

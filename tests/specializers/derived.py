@@ -7,10 +7,13 @@ a new specializer name, with phases dropped or replaced, so each test states onl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from asp_core import hookimpl
+from asp_core import SpecializationContext, hookimpl
 from tests.specializers import elementwise
+
+if TYPE_CHECKING:
+    from asp_core.registry import Registry
 
 
 class _Renamed:
@@ -45,7 +48,7 @@ class DerivedPlugin:
         self.drop, self.replace = set(drop), dict(replace or {})
 
     @hookimpl
-    def asp_register_specializers(self, register: Any) -> None:
+    def asp_register_specializers(self, register: Registry) -> None:
         elementwise.asp_register_specializers(
             _Renamed(register, self.name, self.signature, self.drop, self.replace))
 
@@ -53,7 +56,7 @@ class DerivedPlugin:
 class TrustingOpenMP(elementwise.OpenMPPlatform):
     """An OpenMP platform that does not check for a compiler, so the backend meets its absence."""
 
-    def check(self, dast: Any, ctx: Any) -> None:
+    def check(self, dast: Any, ctx: SpecializationContext) -> None:
         return None
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import ast
 import ctypes
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from asp_core import (Backend, DomainOptimizer, Frontend, Platform, PlatformOptimizer,
-                      PlatformProgram, Variant, asp_pass, hookimpl)
+                     PlatformProgram, SpecializationContext, Variant, asp_pass, hookimpl)
 from asp_core import cast as c
 from asp_core.ir import Node, Transformer
 from asp_core.passes import PassManager
+
+if TYPE_CHECKING:
+    from asp_core.registry import Registry
 
 NAME = "elementwise"
 
@@ -64,7 +67,7 @@ _FUNCS = {"abs": "fabs", "min": "fmin", "max": "fmax", "sqrt": "sqrt"}
 
 
 class ElementwiseFrontend(Frontend):
-    def parse(self, ctx: Any) -> Map:
+    def parse(self, ctx: SpecializationContext) -> Map:
         fn = ctx.tree.body[0]
         params = [a.arg for a in fn.args.args]
         body = [s for s in fn.body if not (isinstance(s, ast.Expr) and
@@ -73,7 +76,7 @@ class ElementwiseFrontend(Frontend):
             raise ctx.unsupported(body[0] if body else fn, "a body other than one return")
         return Map(len(params), self._expr(body[0].value, params, ctx))
 
-    def _expr(self, node: ast.AST, params: list[str], ctx: Any) -> Node:
+    def _expr(self, node: ast.AST, params: list[str], ctx: SpecializationContext) -> Node:
         if isinstance(node, ast.Name) and node.id in params:
             return Param(params.index(node.id))
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
@@ -106,14 +109,14 @@ class _Fold(Transformer):
 
 
 @asp_pass("constant-folding")
-def fold_constants(dast: Map, ctx: Any) -> tuple[Map, bool]:
+def fold_constants(dast: Map, ctx: SpecializationContext) -> tuple[Map, bool]:
     """Evaluate operations on literals at specialisation time."""
     new = _Fold().visit(dast)
     return new, new is not dast  # a Transformer returns the same node when nothing changed
 
 
 class ElementwiseOptimizer(DomainOptimizer):
-    def optimize(self, dast: Map, ctx: Any) -> Map:
+    def optimize(self, dast: Map, ctx: SpecializationContext) -> Map:
         return PassManager("elementwise-domain", [fold_constants]).run(dast, ctx)
 
 
@@ -135,7 +138,7 @@ def _lower_expr(node: Node) -> c.Expr:
 class OpenMPPlatform(Platform):
     name = "openmp"
 
-    def check(self, dast: Map, ctx: Any) -> str | None:
+    def check(self, dast: Map, ctx: SpecializationContext) -> str | None:
         from asp_core.errors import CompilerNotFound
         from asp_core.toolchain import find_toolchain
 
@@ -145,7 +148,7 @@ class OpenMPPlatform(Platform):
             return str(exc)
         return None
 
-    def lower(self, dast: Map, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         params = [c.Param(c.DOUBLE.as_const().ptr(restrict=True), f"in{k}")
                   for k in range(dast.nparams)]
         params += [c.Param(c.DOUBLE.ptr(restrict=True), "out"), c.Param(c.LONG, "n")]
@@ -161,7 +164,7 @@ class PythonPlatform(Platform):
 
     name = "python"
 
-    def lower(self, dast: Map, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("python", ctx.func, {"nparams": dast.nparams})
 
 
@@ -169,7 +172,7 @@ class PythonPlatform(Platform):
 class LoopVariants(PlatformOptimizer):
     platforms = ("openmp",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         out = []
         for name, parallel in (("parallel-simd", True), ("serial", False)):
             ir = program.ir.clone()
@@ -185,7 +188,7 @@ class LoopVariants(PlatformOptimizer):
 class CBackend(Backend):
     platforms = ("openmp",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., np.ndarray]:
         lib = ctx.compile(c.print_c(variant.program.ir), name="asp_map",
                           specialised_on={"nparams": variant.program.meta["nparams"]})
         fn = lib.cdll.asp_map
@@ -205,7 +208,7 @@ class CBackend(Backend):
 class PythonBackend(Backend):
     platforms = ("python",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., np.ndarray]:
         vec = np.vectorize(variant.program.ir, otypes=[np.float64])
         return lambda *arrays: vec(*arrays)
 
@@ -232,7 +235,7 @@ def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
 
 
 @hookimpl
-def asp_register_specializers(register: Any) -> None:
+def asp_register_specializers(register: Registry) -> None:
     register.specializer(name=NAME, description="element-wise maps (test specializer)",
                          signature=signature)
     register.component(specializer=NAME, phase="frontend", name="python-ast",

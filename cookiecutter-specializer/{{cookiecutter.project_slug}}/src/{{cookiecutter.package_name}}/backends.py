@@ -8,9 +8,9 @@ cache, locking) and binds the plain-C-ABI function with ctypes. ``vectorize`` se
 from __future__ import annotations
 
 import ctypes
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from asp_core import Backend, Variant
+from asp_core import Backend, SpecializationContext, Variant
 from asp_core import cast as c
 
 from {{ cookiecutter.package_name }}.api import python_map
@@ -27,7 +27,7 @@ class CBackend(Backend):
     name = "c"
     platforms = ("openmp",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., np.ndarray]:
         import numpy as np
 
         nparams = variant.program.meta["nparams"]
@@ -53,5 +53,5 @@ class PythonBackend(Backend):
     name = "vectorize"
     platforms = ("python",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., np.ndarray]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., np.ndarray]:
         return python_map(variant.program.ir)

@@ -10,9 +10,8 @@ writing one more function and listing it in :func:`domain_passes`.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from asp_core import DomainOptimizer, PassManager, asp_pass
+from asp_core import DomainOptimizer, PassManager, SpecializationContext, asp_pass
 from asp_core.ir import Transformer
 
 from {{ cookiecutter.package_name }}.dast import Bin, Fn, Map, Neg, Node, Num
@@ -48,7 +47,7 @@ class _Fold(Transformer):
 
 
 @asp_pass("constant-folding")
-def fold_constants(dast: Map, ctx: Any) -> tuple[Map, bool]:
+def fold_constants(dast: Map, ctx: SpecializationContext) -> tuple[Map, bool]:
     """Evaluate operations on literals at specialisation time."""
     new = _Fold().visit(dast)
     return new, new is not dast  # a Transformer returns the same node when nothing changed
@@ -62,5 +61,5 @@ def domain_passes() -> PassManager:
 class ElementwiseOptimizer(DomainOptimizer):
     name = "domain-passes"
 
-    def optimize(self, dast: Map, ctx: Any) -> Map:
+    def optimize(self, dast: Map, ctx: SpecializationContext) -> Map:
         return domain_passes().run(dast, ctx)

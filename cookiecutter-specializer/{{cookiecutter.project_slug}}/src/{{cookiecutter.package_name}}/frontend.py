@@ -8,9 +8,8 @@ Python and warns once, naming the file, line and construct.
 from __future__ import annotations
 
 import ast
-from typing import Any
 
-from asp_core import Frontend
+from asp_core import Frontend, SpecializationContext
 
 from {{ cookiecutter.package_name }}.dast import FUNCTIONS, Bin, Fn, Map, Neg, Node, Num, Param
 
@@ -22,7 +21,7 @@ _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 class ElementwiseFrontend(Frontend):
     name = "python-ast"
 
-    def parse(self, ctx: Any) -> Map:
+    def parse(self, ctx: SpecializationContext) -> Map:
         fn = ctx.tree.body[0]
         args = fn.args
         if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults:
@@ -34,7 +33,7 @@ class ElementwiseFrontend(Frontend):
             raise ctx.unsupported(body[0] if body else fn, "a body other than one return")
         return Map(len(params), self._expr(body[0].value, params, ctx))
 
-    def _expr(self, node: ast.AST, params: list[str], ctx: Any) -> Node:
+    def _expr(self, node: ast.AST, params: list[str], ctx: SpecializationContext) -> Node:
         if isinstance(node, ast.Name) and node.id in params:
             return Param(params.index(node.id))
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):

@@ -7,9 +7,8 @@ when no C compiler is installed, or on request (``ASP_PLATFORM_SELECTION=python`
 
 from __future__ import annotations
 
-from typing import Any
 
-from asp_core import Platform, PlatformProgram
+from asp_core import Platform, PlatformProgram, SpecializationContext
 from asp_core import cast as c
 
 from {{ cookiecutter.package_name }}.dast import Bin, Fn, Map, Neg, Node, Num, Param
@@ -56,7 +55,7 @@ def _helpers() -> list[c.FunctionDef]:
 class OpenMPPlatform(Platform):
     name = "openmp"
 
-    def check(self, dast: Map, ctx: Any) -> str | None:
+    def check(self, dast: Map, ctx: SpecializationContext) -> str | None:
         from asp_core.errors import CompilerNotFound
         from asp_core.toolchain import find_toolchain
 
@@ -66,7 +65,7 @@ class OpenMPPlatform(Platform):
             return str(exc)
         return None
 
-    def lower(self, dast: Map, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         params = [c.Param(c.DOUBLE.as_const().ptr(restrict=True), f"in{k}")
                   for k in range(dast.nparams)]
         params += [c.Param(c.DOUBLE.ptr(restrict=True), "out"), c.Param(c.LONG, "n")]
@@ -82,5 +81,5 @@ class PythonPlatform(Platform):
 
     name = "python"
 
-    def lower(self, dast: Map, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("python", ctx.func, {"nparams": dast.nparams})

@@ -9,16 +9,19 @@ which platform a platform-optimisation or backend component serves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core import hookimpl
+
+if TYPE_CHECKING:
+    from asp_core.registry import Registry
 
 SPECIALIZER = "{{ cookiecutter.specializer_name }}"
 PKG = "{{ cookiecutter.package_name }}"
 
 
 @hookimpl
-def asp_register_specializers(register: Any) -> None:
+def asp_register_specializers(register: Registry) -> None:
     register.specializer(name=SPECIALIZER, description="{{ cookiecutter.description }}",
                          signature=f"{PKG}.signature:signature")
     register.component(specializer=SPECIALIZER, phase="frontend", name="python-ast",

@@ -8,9 +8,8 @@ both on the first calls and remembers the winner per key in its performance data
 
 from __future__ import annotations
 
-from typing import Any
 
-from asp_core import PlatformOptimizer, PlatformProgram, Variant
+from asp_core import PlatformOptimizer, PlatformProgram, SpecializationContext, Variant
 from asp_core import cast as c
 
 __all__ = ["LoopVariants", "SCHEDULES"]
@@ -25,7 +24,7 @@ class LoopVariants(PlatformOptimizer):
     name = "loop-variants"
     platforms = ("openmp",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         out = []
         for name, pragma in SCHEDULES:
             module = program.ir.clone()

@@ -10,12 +10,15 @@ package. The NumPy backend returns the reference functions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core import Backend, Variant
 from asp_core.cast import print_c, print_cuda
 from asp_core.templates import render
 from asp_gmm.lowering import KernelPlan, split_module
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["CudaBackend", "NumpyBackend", "OpenMPBackend", "cuda_source", "openmp_source"]
 
@@ -60,7 +63,7 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
             "dtype": plan.ctype, "variant": variant.name}
 
 
-def _compile(variant: Variant, ctx: Any, args: Callable[[Variant], dict[str, Any]]) -> Any:
+def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:
     """Compile ``variant``; the default variant compiles all its siblings in one batch."""
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
@@ -76,7 +79,7 @@ class OpenMPBackend(Backend):
         return {"source": openmp_source(variant), "lang": "c", "openmp": True,
                 "flags": C_FLAGS, "name": "gmm_em", "specialised_on": _specialised_on(variant)}
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         return _bind(_compile(variant, ctx, self.compile_args), variant)
 
 
@@ -89,14 +92,14 @@ class CudaBackend(Backend):
                 "flags": CUDA_FLAGS, "name": "gmm_em_cuda",
                 "specialised_on": _specialised_on(variant)}
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         return _bind(_compile(variant, ctx, self.compile_args), variant)
 
 
 class NumpyBackend(Backend):
     platforms = ("numpy",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         from asp_gmm import reference
 
         op = variant.program.meta["op"]

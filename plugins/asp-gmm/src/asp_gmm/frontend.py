@@ -8,10 +8,13 @@ other function is outside the DSL and is reported as such.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core import Frontend
 from asp_gmm.dast import AddLogWeights, EMProblem, LogDensity, LogSumExp, Moments, Responsibilities
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["EMFrontend"]
 
@@ -19,7 +22,7 @@ __all__ = ["EMFrontend"]
 class EMFrontend(Frontend):
     """Builds an :class:`EMProblem` from the first call's arguments."""
 
-    def parse(self, ctx: Any) -> EMProblem:
+    def parse(self, ctx: SpecializationContext) -> EMProblem:
         name = getattr(ctx.func, "__name__", "")
         if name not in ("em_step", "log_prob"):
             raise ctx.unsupported(None, f"function {name!r}",

@@ -6,12 +6,15 @@ instance, "cuda: no CUDA GPU on this machine" next to the chosen "openmp".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import Platform, PlatformProgram
 from asp_gmm.dast import EMProblem, LogDensity, find
 from asp_gmm.layout import MAX_FEATURES_C
 from asp_gmm.lowering import plan_for, program_module
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["CudaPlatform", "NumpyPlatform", "OpenMPPlatform"]
 
@@ -33,10 +36,10 @@ class OpenMPPlatform(Platform):
 
     name = "openmp"
 
-    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+    def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
         return _compiled_reason(dast)
 
-    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: EMProblem, ctx: SpecializationContext) -> PlatformProgram:
         # A missing compiler is not a reason to pick another platform silently: it raises
         # CompilerNotFound here, so the dispatcher falls back to NumPy with the core's warning.
         from asp_core.toolchain import find_toolchain
@@ -54,7 +57,7 @@ class CudaPlatform(Platform):
 
     name = "cuda"
 
-    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+    def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
         reason = _compiled_reason(dast)
         if reason:
             return reason
@@ -67,7 +70,7 @@ class CudaPlatform(Platform):
             return "no CUDA GPU on this machine"
         return None
 
-    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: EMProblem, ctx: SpecializationContext) -> PlatformProgram:
         plan = plan_for(dast)
         return PlatformProgram("cuda", program_module(plan, 256, cuda=True), {"plan": plan})
 
@@ -77,9 +80,9 @@ class NumpyPlatform(Platform):
 
     name = "numpy"
 
-    def check(self, dast: EMProblem, ctx: Any) -> str | None:
+    def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
         return None
 
-    def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: EMProblem, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("numpy", dast, {"op": dast.op})
 

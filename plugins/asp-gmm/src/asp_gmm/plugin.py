@@ -6,7 +6,7 @@ Imports only the core and this package's light modules: no NumPy, SciPy, scikit-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core import hookimpl
 from asp_gmm.backends import CudaBackend, NumpyBackend, OpenMPBackend
@@ -14,6 +14,10 @@ from asp_gmm.frontend import EMFrontend
 from asp_gmm.passes import GMMDomainOptimizer
 from asp_gmm.platforms import CudaPlatform, NumpyPlatform, OpenMPPlatform
 from asp_gmm.variants import CPUVariants, CudaVariants
+
+if TYPE_CHECKING:
+    from asp_core.bench import BenchmarkRegistry
+    from asp_core.registry import Registry
 
 NAME = "gmm"
 
@@ -31,7 +35,7 @@ def _tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
 
 
 @hookimpl
-def asp_register_specializers(register: Any) -> None:
+def asp_register_specializers(register: Registry) -> None:
     register.specializer(
         name=NAME,
         description="Gaussian mixture EM with autotuned CPU/CUDA variants (Asp paper, Sec. 5)",
@@ -58,7 +62,7 @@ def asp_register_specializers(register: Any) -> None:
 
 
 @hookimpl
-def asp_register_benchmarks(register: Any) -> None:
+def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from asp_gmm.bench import run_gmm_benchmarks
 
     register.benchmark(name="gmm", specializer=NAME, func=run_gmm_benchmarks,

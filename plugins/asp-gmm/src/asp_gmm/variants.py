@@ -15,10 +15,13 @@ fastest (remembered in the perf database under (M, D, order of magnitude of N, d
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import PlatformOptimizer, PlatformProgram, Variant
 from asp_gmm.lowering import set_define
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["FUSED_BLOCKS", "CPUVariants", "CudaVariants"]
 
@@ -45,7 +48,7 @@ class CPUVariants(PlatformOptimizer):
 
     platforms = ("openmp",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         plan = program.meta["plan"]
         if plan.op == "log_prob":
             # the same translation unit as the default EM variant: a code-cache hit
@@ -67,7 +70,7 @@ class CudaVariants(PlatformOptimizer):
 
     platforms = ("cuda",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         plan = program.meta["plan"]
         if plan.op == "log_prob":
             return [_variant(program, "fused-t128", "fused", 128, False)]

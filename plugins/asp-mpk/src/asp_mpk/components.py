@@ -13,13 +13,16 @@ the validated CSR matrix and its analysis.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
                       PlatformOptimizer, PlatformProgram, Variant)
 
 from asp_mpk.dast import MatrixPowersOp, MatrixStructure, kernel_format
 from asp_mpk.passes import DEFAULT_PASSES
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
            "PA1Variants", "CBackend", "ScipyBackend", "signature"]
@@ -40,7 +43,7 @@ def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
 class MatrixFrontend(Frontend):
     """Phase 1: the matrix description and the call's shapes become a MatrixPowersOp."""
 
-    def parse(self, ctx: Any) -> MatrixPowersOp:
+    def parse(self, ctx: SpecializationContext) -> MatrixPowersOp:
         mp = ctx.instance
         st = mp.structure
         xs, out, coefs, gram, basis = ctx.args[:5]
@@ -57,7 +60,7 @@ class MPKDomainOptimizer(DomainOptimizer):
     def __init__(self) -> None:
         self.manager = PassManager("mpk-domain", list(DEFAULT_PASSES))
 
-    def optimize(self, dast: MatrixPowersOp, ctx: Any) -> MatrixPowersOp:
+    def optimize(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> MatrixPowersOp:
         dast = self.manager.run(dast, ctx)
         if not dast.candidates:  # every format pass disabled: the baseline still works
             from asp_mpk.dast import Candidate
@@ -82,14 +85,14 @@ class OpenMPPlatform(Platform):
 
     name = "openmp"
 
-    def check(self, dast: MatrixPowersOp, ctx: Any) -> str | None:
+    def check(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> str | None:
         from asp_core.toolchain import has_compiler
 
         if not has_compiler("c"):
             return "no C compiler found"
         return None
 
-    def lower(self, dast: MatrixPowersOp, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
         from asp_mpk.kernels import render_source
 
         first = dast.candidates[0]
@@ -105,7 +108,7 @@ class ScipyPlatform(Platform):
 
     name = "scipy"
 
-    def lower(self, dast: MatrixPowersOp, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("scipy", _Program(dast, "# repeated scipy.sparse A @ x"), {})
 
 
@@ -123,7 +126,7 @@ class PA1Variants(PlatformOptimizer):
 
     platforms = ("openmp",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         op: MatrixPowersOp = program.ir.op
         out: list[Variant] = []
         seen: set[str] = set()
@@ -143,7 +146,7 @@ class CBackend(Backend):
 
     platforms = ("openmp",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         from asp_core.hardware import default_threads
 
         from asp_mpk.kernels import CKernel, render_source
@@ -205,5 +208,5 @@ class ScipyBackend(Backend):
 
     platforms = ("scipy",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         return ctx.instance._reference

@@ -5,16 +5,20 @@ Imports only the core and this package's light modules: no SciPy, no compiler at
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import hookimpl
 
 from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, OpenMPPlatform,
                                 PA1Variants, ScipyBackend, ScipyPlatform, signature)
 
+if TYPE_CHECKING:
+    from asp_core.bench import BenchmarkRegistry
+    from asp_core.registry import Registry
+
 
 @hookimpl
-def asp_register_specializers(register: Any) -> None:
+def asp_register_specializers(register: Registry) -> None:
     register.specializer(
         name="mpk",
         description="Communication-avoiding matrix powers (PA1) and s-step CG (Asp paper)",
@@ -37,7 +41,7 @@ def asp_register_specializers(register: Any) -> None:
 
 
 @hookimpl
-def asp_register_benchmarks(register: Any) -> None:
+def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from asp_mpk.bench import run_benchmarks
 
     register.benchmark(name="mpk", specializer="mpk", func=run_benchmarks,

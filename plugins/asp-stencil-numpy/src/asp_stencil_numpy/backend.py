@@ -10,9 +10,12 @@ compiled C platform does not warn either).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core.components import Backend, Variant
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["NumpyBackend"]
 
@@ -21,7 +24,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     platforms = ("numpy",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., None]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         import numpy as np  # here, not at import: `asp list` loads this module
         from asp_stencil.signature import check_grids
 

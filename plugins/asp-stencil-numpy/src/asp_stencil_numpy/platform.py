@@ -7,9 +7,12 @@ must show it, even when asp-stencil is blocked); :mod:`asp_stencil_numpy.support
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core.components import Platform, PlatformProgram
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["PRIORITY", "NumpyPlatform"]
 
@@ -22,12 +25,12 @@ class NumpyPlatform(Platform):
 
     name = "numpy"
 
-    def check(self, dast: Any, ctx: Any) -> str | None:
+    def check(self, dast: Any, ctx: SpecializationContext) -> str | None:
         from asp_stencil_numpy.support import unsupported_reason
 
         return unsupported_reason(dast)
 
-    def lower(self, dast: Any, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
         from asp_stencil_numpy.lowering import lower_numpy
 
         source = lower_numpy(dast)

@@ -7,18 +7,22 @@ stays cheap and this plugin still loads when asp-stencil is blocked.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import hookimpl
 from asp_stencil_numpy.backend import NumpyBackend
 from asp_stencil_numpy.platform import PRIORITY, NumpyPlatform
 from asp_stencil_numpy.variants import SlabVariants
 
+if TYPE_CHECKING:
+    from asp_core.bench import BenchmarkRegistry
+    from asp_core.registry import Registry
+
 SPECIALIZER = "stencil"
 
 
 @hookimpl
-def asp_register_specializers(register: Any) -> None:
+def asp_register_specializers(register: Registry) -> None:
     register.component(specializer=SPECIALIZER, phase="platform_selection", name="numpy",
                        obj=NumpyPlatform(), priority=PRIORITY)
     # Only used on the numpy platform (their ``platforms`` say so); the low priority keeps
@@ -30,7 +34,7 @@ def asp_register_specializers(register: Any) -> None:
 
 
 @hookimpl
-def asp_register_benchmarks(register: Any) -> None:
+def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from asp_stencil_numpy.bench import run_stencil_numpy_benchmarks
 
     register.benchmark(name="stencil-numpy", specializer=SPECIALIZER,

@@ -10,9 +10,12 @@ timed by the core's autotuner on the first calls and the winner is stored.
 from __future__ import annotations
 
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["TARGET_POINTS", "SlabVariants", "slab_sizes"]
 
@@ -39,7 +42,7 @@ class SlabVariants(PlatformOptimizer):
     name = "numpy-slabs"
     platforms = ("numpy",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         from asp_stencil_numpy.lowering import lower_numpy
 
         dast = program.meta["dast"]

@@ -9,13 +9,16 @@ releases the GIL for the duration of the call.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import cast as C
 from asp_core.components import Backend, Variant
 
 from . import dast as D
 from .signature import check_grids
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["OpenMPBackend", "bind"]
 
@@ -49,7 +52,7 @@ class OpenMPBackend(Backend):
     name = "c"
     platforms = ("openmp",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., None]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         program = variant.program
         prog: D.StencilProgram = program.meta["dast"]
         source = C.print_c(program.ir)

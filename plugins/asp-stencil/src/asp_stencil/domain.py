@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core.components import DomainOptimizer
 from asp_core.passes import PassManager
 
 from . import dast as D
 from .passes import constant_folding, cse, linear_detection, output_forwarding, unroll_neighbors
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["StencilDomainOptimizer", "default_passes"]
 
@@ -22,7 +25,7 @@ def default_passes() -> PassManager:
 class StencilDomainOptimizer(DomainOptimizer):
     name = "stencil-passes"
 
-    def optimize(self, dast: D.StencilProgram, ctx: Any) -> D.StencilProgram:
+    def optimize(self, dast: D.StencilProgram, ctx: SpecializationContext) -> D.StencilProgram:
         # With ``linear-detection`` disabled the program carries no ``info["loops"]`` facts and
         # the platform optimiser offers only the schedule that needs none (no streaming stores).
         return default_passes().run(dast, ctx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from asp_core.components import Frontend
 
 from . import dast as D
 from .grid import distance as _distance
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["StencilFrontend", "MATH_FUNCTIONS", "grid_params"]
 
@@ -70,12 +73,12 @@ class StencilFrontend(Frontend):
 
     name = "python-ast"
 
-    def parse(self, ctx: Any) -> D.StencilProgram:
+    def parse(self, ctx: SpecializationContext) -> D.StencilProgram:
         return _Parser(ctx).program()
 
 
 class _Parser:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: SpecializationContext) -> None:
         self.ctx = ctx
         raw = getattr(ctx.func, "__func__", ctx.func)
         self.globals: dict[str, Any] = getattr(raw, "__globals__", {}) or {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
@@ -24,6 +24,9 @@ from . import dast as D
 from .lower_c import ExprLowering, c_var, helper_functions
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["OpenMPPlatform", "lower_openmp", "function_name", "grid_param"]
 
@@ -376,7 +379,7 @@ class OpenMPPlatform(Platform):
 
     name = "openmp"
 
-    def check(self, dast: D.StencilProgram, ctx: Any) -> str | None:
+    def check(self, dast: D.StencilProgram, ctx: SpecializationContext) -> str | None:
         bad = {g.dtype for g in dast.grids} - {"<f8"}
         if bad:
             return f"only float64 grids are compiled (got {', '.join(sorted(bad))})"
@@ -392,7 +395,7 @@ class OpenMPPlatform(Platform):
             return f"no C compiler: {exc}"
         return None
 
-    def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         isa = tuple(ctx.hardware.isa)
         schedule = Schedule()
         return PlatformProgram("openmp", lower_openmp(dast, schedule, isa),

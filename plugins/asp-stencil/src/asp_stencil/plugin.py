@@ -6,13 +6,19 @@ anchors) are imported inside the benchmark functions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from asp_core import hookimpl
+
+if TYPE_CHECKING:
+    from asp_core.bench import BenchmarkRegistry
+    from asp_core.registry import Registry
 
 _S = "stencil"
 
 
 @hookimpl
-def asp_register_specializers(register):  # type: ignore[no-untyped-def]
+def asp_register_specializers(register: Registry) -> None:
     # Components are named, not imported: `asp list` and `import asp_core` stay cheap, and the
     # implementation modules (numpy, the C lowering) load at a kernel's first call.
     register.specializer(
@@ -39,7 +45,7 @@ def asp_register_specializers(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def asp_register_benchmarks(register):  # type: ignore[no-untyped-def]
+def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from .bench import run_stencil_benchmarks
 
     register.benchmark(name="stencil", specializer="stencil", func=run_stencil_benchmarks,

@@ -10,11 +10,17 @@ components themselves are registered by name and imported on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from asp_core import hookimpl
+
+if TYPE_CHECKING:
+    from asp_core.bench import BenchmarkRegistry
+    from asp_core.registry import Registry
 
 
 @hookimpl
-def asp_register_specializers(register):  # type: ignore[no-untyped-def]
+def asp_register_specializers(register: Registry) -> None:
     register.component(specializer="stencil", phase="platform_selection", name="cuda",
                        obj="asp_stencil.cuda.platform:CudaPlatform", priority=20)
     register.component(specializer="stencil", phase="platform_optimization", name="cuda-blocks",
@@ -26,7 +32,7 @@ def asp_register_specializers(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def asp_register_benchmarks(register):  # type: ignore[no-untyped-def]
+def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from .temporal.bench import run_temporal_benchmarks
 
     register.benchmark(name="stencil-temporal", specializer="stencil",

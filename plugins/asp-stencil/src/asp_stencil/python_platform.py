@@ -8,11 +8,14 @@ arguments are still validated before the kernel runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core.components import Backend, Platform, PlatformProgram, Variant
 
 from .signature import check_grids
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["PythonPlatform", "PythonBackend"]
 
@@ -20,10 +23,10 @@ __all__ = ["PythonPlatform", "PythonBackend"]
 class PythonPlatform(Platform):
     name = "python"
 
-    def check(self, dast: Any, ctx: Any) -> str | None:
+    def check(self, dast: Any, ctx: SpecializationContext) -> str | None:
         return None
 
-    def lower(self, dast: Any, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("python", dast, {"dast": dast})
 
 
@@ -31,7 +34,7 @@ class PythonBackend(Backend):
     name = "python"
     platforms = ("python",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         func = ctx.func
         instance = ctx.instance
         bound = func if getattr(func, "__self__", None) is not None or instance is None \

@@ -13,7 +13,7 @@ and an unrolled inner loop. Each variant re-lowers the DAST with its :class:`~as
 from __future__ import annotations
 
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
 
@@ -21,6 +21,9 @@ from . import dast as D
 from .openmp import lower_openmp
 from .schedule import Schedule
 from .vector import vector_isa, vectorizable
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["ScheduleVariants", "candidate_schedules"]
 
@@ -73,7 +76,7 @@ class ScheduleVariants(PlatformOptimizer):
     name = "schedules"
     platforms = ("openmp",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         prog: D.StencilProgram = program.meta["dast"]
         isa = program.meta.get("isa", ())
         llc = ctx.hardware.last_level_cache

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import DomainOptimizer, PassManager
 from asp_gmm.dast import EMProblem
@@ -19,6 +19,9 @@ from asp_gmm.passes.fold_constants import fold_constants
 from asp_gmm.passes.fuse_em import fuse_em
 from asp_gmm.passes.shift_moments import shift_moments
 from asp_gmm.passes.triangular_precision import triangular_precision
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["GMMDomainOptimizer", "domain_passes", "fold_constants", "triangular_precision",
            "shift_moments", "fuse_em"]
@@ -32,5 +35,5 @@ def domain_passes() -> PassManager:
 class GMMDomainOptimizer(DomainOptimizer):
     """Runs :func:`domain_passes`."""
 
-    def optimize(self, dast: EMProblem, ctx: Any) -> EMProblem:
+    def optimize(self, dast: EMProblem, ctx: SpecializationContext) -> EMProblem:
         return domain_passes().run(dast, ctx)

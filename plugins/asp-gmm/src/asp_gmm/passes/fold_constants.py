@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import asp_pass
 from asp_gmm.dast import AddLogWeights, EMProblem, LogDensity
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["fold_constants"]
 
 
 @asp_pass("fold-constants")
-def fold_constants(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
+def fold_constants(problem: EMProblem, ctx: SpecializationContext) -> tuple[EMProblem, bool]:
     """Fold the per-component constant terms of the weighted log-density into one number."""
     steps = []
     changed = False

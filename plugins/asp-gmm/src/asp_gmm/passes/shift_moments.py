@@ -3,16 +3,19 @@ global point for diag) so second moments do not cancel when the data sit far fro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import asp_pass
 from asp_gmm.dast import EMProblem, Moments
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["shift_moments"]
 
 
 @asp_pass("shift-moments")
-def shift_moments(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
+def shift_moments(problem: EMProblem, ctx: SpecializationContext) -> tuple[EMProblem, bool]:
     """Accumulate moments about the incoming means (full) or one global point (diag)."""
     center = "component" if problem.covariance == "full" else "global"
     todo = [isinstance(s, Moments) and s.center != center for s in problem.steps]

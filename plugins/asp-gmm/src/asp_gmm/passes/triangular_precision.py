@@ -3,16 +3,19 @@ zeros."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import asp_pass
 from asp_gmm.dast import EMProblem, LogDensity
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["triangular_precision"]
 
 
 @asp_pass("triangular-precision")
-def triangular_precision(problem: EMProblem, ctx: Any) -> tuple[EMProblem, bool]:
+def triangular_precision(problem: EMProblem, ctx: SpecializationContext) -> tuple[EMProblem, bool]:
     """Mark the full-covariance densities as triangular products (diag has no triangle)."""
     todo = [isinstance(s, LogDensity) and not s.triangular for s in problem.steps]
     if problem.covariance != "full" or not any(todo):

@@ -11,15 +11,18 @@ it is also banded; the naive k-SpMV baseline last.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import asp_pass
 
 from asp_mpk.dast import Candidate, MatrixPowersOp
 
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
+
 
 @asp_pass("choose-formats")
-def choose_formats(op: MatrixPowersOp, ctx: Any) -> tuple[MatrixPowersOp, bool]:
+def choose_formats(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixPowersOp, bool]:
     """Candidate formats (block counts are filled in by ``size-blocks``)."""
     cands: list[Candidate] = []
     if op.k >= 1:

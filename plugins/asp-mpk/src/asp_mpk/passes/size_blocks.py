@@ -11,19 +11,22 @@ blocks" candidate (two per thread: least redundancy) is always added; the autotu
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import asp_pass
 from asp_core.hardware import default_threads
 
 from asp_mpk.dast import Candidate, MatrixPowersOp, kernel_format
 
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
+
 
 #: below this many nonzeros x levels per call, single-threaded candidates come first
 SMALL_WORK = 2_000_000
 
 
-def _hardware(ctx: Any) -> tuple[int, int, int]:
+def _hardware(ctx: SpecializationContext) -> tuple[int, int, int]:
     try:
         hw = ctx.hardware
         l2 = int(hw.caches.get("L2", 1 << 20))
@@ -60,7 +63,7 @@ def block_choices(n: int, k: int, halo: int, row_bytes: float, targets: list[int
 
 
 @asp_pass("size-blocks")
-def size_blocks(op: MatrixPowersOp, ctx: Any) -> tuple[MatrixPowersOp, bool]:
+def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixPowersOp, bool]:
     """Expand each candidate into block-count (and k-split) choices."""
     l2, l3, cores = _hardware(ctx)
     m = op.matrix

@@ -11,7 +11,7 @@ Jacobi sweeps and copies both ping-pong grids back once. Device buffers are kept
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from asp_core.components import Backend, Variant
 from .. import dast as D
 from ..signature import check_grids
 from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["CudaBackend", "bind_cuda", "gpu_arch_flags", "cuda_source"]
 
@@ -124,7 +127,7 @@ class CudaBackend(Backend):
     name = "cuda"
     platforms = ("cuda",)
 
-    def build(self, variant: Variant, ctx: Any) -> Callable[..., None]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         program = variant.program
         prog: D.StencilProgram = program.meta["dast"]
         v: CudaVariant = program.meta["variant"]

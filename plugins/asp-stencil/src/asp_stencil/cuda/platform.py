@@ -11,7 +11,7 @@ refused with the reason, and the OpenMP platform takes them.
 from __future__ import annotations
 
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core import config
 from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Variant
@@ -19,13 +19,16 @@ from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Va
 from .. import dast as D
 from .lowering import CudaVariant, default_variants, lower_cuda, unsupported_reason
 
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
+
 __all__ = ["CudaPlatform", "CudaVariants", "MIN_GPU_POINTS"]
 
 #: below this many points, a single call is dominated by host<->device copies
 MIN_GPU_POINTS = 1 << 18
 
 
-def forced(ctx: Any) -> bool:
+def forced(ctx: SpecializationContext) -> bool:
     """Did the user ask for the ``cuda`` platform by name?"""
     requested, _ = config.phase_choice(getattr(ctx, "specializer", "stencil") or "stencil",
                                        "platform_selection", getattr(ctx, "options", None))
@@ -37,7 +40,7 @@ class CudaPlatform(Platform):
 
     name = "cuda"
 
-    def check(self, dast: D.StencilProgram, ctx: Any) -> str | None:
+    def check(self, dast: D.StencilProgram, ctx: SpecializationContext) -> str | None:
         reason = unsupported_reason(dast)
         if reason:
             return reason
@@ -59,7 +62,7 @@ class CudaPlatform(Platform):
                     f"(< {MIN_GPU_POINTS}); force with ASP_PLATFORM_SELECTION=cuda")
         return None
 
-    def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
+    def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         variants = default_variants(dast)
         return PlatformProgram("cuda", lower_cuda(dast, variants),
                                {"dast": dast, "variants": variants})
@@ -75,7 +78,7 @@ class CudaVariants(PlatformOptimizer):
     name = "cuda-blocks"
     platforms = ("cuda",)
 
-    def variants(self, program: PlatformProgram, ctx: Any) -> list[Variant]:
+    def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         out = []
         v: CudaVariant
         for v in program.meta["variants"]:

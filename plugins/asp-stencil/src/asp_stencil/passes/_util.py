@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from asp_core.errors import Unspecializable
 
 from .. import dast as D
 
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
-def unsupported_at(ctx: Any, line: int, construct: str) -> Unspecializable:
+
+def unsupported_at(ctx: SpecializationContext, line: int, construct: str) -> Unspecializable:
     """An ``Unspecializable`` pointing at ``line`` of the kernel source (1-based, relative)."""
     node = ast.Pass(lineno=max(1, line), col_offset=0)
     return ctx.unsupported(node, construct)

@@ -14,12 +14,15 @@ from __future__ import annotations
 import builtins
 import math
 import operator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
 from ._util import map_expr, unsupported_at
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 _BIN = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
         "**": operator.pow, "//": operator.floordiv}
@@ -112,7 +115,7 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
 
 
 @asp_pass("constant-folding")
-def constant_folding(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
+def constant_folding(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Fold constants, kernel attributes and distances; propagate constant locals."""
     env: dict[str, D.Const] = {}
     out: list[D.Stmt] = []

@@ -11,12 +11,15 @@ hoisted (Python evaluates only the chosen arm), and no expression is reassociate
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
 from ._util import map_expr, rebuild
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 _COMPOUND = (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
 
@@ -97,7 +100,7 @@ def cse_body(body: tuple[D.Stmt, ...]) -> tuple[D.Stmt, ...]:
 
 
 @asp_pass("cse")
-def cse(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
+def cse(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Compute each repeated subexpression of a point iteration once."""
     body: list[D.Stmt] = []
     changed = False

@@ -12,11 +12,14 @@ count bytes and flops per point; later backends (CUDA, temporal blocking) use th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 Affine = tuple[dict[tuple[str, tuple[int, ...]], float], float]
 
@@ -102,7 +105,7 @@ def analyse(loop: D.PointLoop, out: str) -> dict[str, Any]:
 
 
 @asp_pass("linear-detection")
-def linear_detection(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
+def linear_detection(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Record per-loop linearity, coefficients, reads and flops in ``prog.info['loops']``."""
     info = dict(prog.info)
     info["loops"] = [analyse(s, prog.output.name) for s in prog.body if isinstance(s, D.PointLoop)]

@@ -12,12 +12,15 @@ The pass also marks a loop ``sequential`` when an iteration reads the output at 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
 from ._util import map_expr
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 
 def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
@@ -53,7 +56,7 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
 
 
 @asp_pass("output-forwarding")
-def output_forwarding(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
+def output_forwarding(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """One store per point: forward the output value through locals; mark sequential loops."""
     out = prog.output.name
     body = tuple(forward_loop(s, out) if isinstance(s, D.PointLoop) else s for s in prog.body)

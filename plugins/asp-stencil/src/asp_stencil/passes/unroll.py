@@ -9,12 +9,15 @@ before it is assigned (which only an empty neighbour list can cause).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
 from ._util import unsupported_at
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 
 def _shift(p: D.PointExpr, env: dict[str, tuple[int, ...]]) -> D.PointExpr:
@@ -45,7 +48,7 @@ def _subst(e: Any, env: dict[str, tuple[int, ...]]) -> Any:
 
 
 class _Unroller:
-    def __init__(self, prog: D.StencilProgram, ctx: Any) -> None:
+    def __init__(self, prog: D.StencilProgram, ctx: SpecializationContext) -> None:
         self.prog, self.ctx = prog, ctx
         self.unrolled = 0  # neighbour loops replaced
 
@@ -103,7 +106,7 @@ class _Unroller:
 
 
 @asp_pass("unroll-neighbors")
-def unroll_neighbors(prog: D.StencilProgram, ctx: Any) -> tuple[D.StencilProgram, bool]:
+def unroll_neighbors(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Unroll neighbour loops into straight-line code with constant offsets."""
     u = _Unroller(prog, ctx)
     out: list[D.Stmt] = []
