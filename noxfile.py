@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, one per plugin, ``docs``, ``bench``, ``lint``.
+"""Developer sessions: ``nox -s tests``, one per plugin, ``docs``, ``bench``, ``lint``,
+``typecheck``.
 
 Each session installs what it needs from this checkout into its own virtual environment.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "typecheck"]
 PLUGINS = {"stencil": "asp-stencil", "gmm": "asp-gmm", "mpk": "asp-mpk",
            "stencil_numpy": "asp-stencil-numpy"}
 
@@ -61,3 +62,12 @@ def lint(session: nox.Session) -> None:
     """ruff over the whole repository."""
     session.install("ruff")
     session.run("ruff", "check", "asp_core", "plugins", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over asp_core and every plugin (configuration: pyproject.toml [tool.mypy]); the
+    test suite runs the same check (tests/test_typecheck.py)."""
+    session.install("-r", "requirements-dev.txt")
+    packages = ["asp_core", "asp_stencil", "asp_gmm", "asp_mpk", "asp_stencil_numpy"]
+    session.run("mypy", *(arg for pkg in packages for arg in ("-p", pkg)), *session.posargs)

@@ -10,8 +10,11 @@ the E- and M-steps); platforms lower it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from asp_core.ir import Node
+
+N = TypeVar("N", bound=Node)
 
 __all__ = [
     "AddLogWeights",
@@ -81,7 +84,7 @@ class EMProblem(Node):
     steps: list[Node] = field(default_factory=list)
 
 
-def find(problem: EMProblem, kind: type) -> Node | None:
+def find(problem: EMProblem, kind: type[N]) -> N | None:
     """The first step of class ``kind`` (looking inside :class:`Fused`), or None."""
     for step in problem.steps:
         if isinstance(step, kind):
