@@ -52,6 +52,17 @@ def map_expr(e: D.Expr, fn: Callable[[D.Expr], D.Expr | None], *, into_branches:
     return new if out is None else out
 
 
+def point_body(loop: D.PointLoop) -> list[D.Assign | D.Store]:
+    """The statements of a point loop once ``unroll-neighbors`` ran: assignments and stores only
+    (a neighbour loop left here means a pass ran too early, reported as such)."""
+    body: list[D.Assign | D.Store] = []
+    for s in loop.body:
+        if not isinstance(s, (D.Assign, D.Store)):
+            raise TypeError(f"{type(s).__name__} in a point loop: unroll-neighbors must run first")
+        body.append(s)
+    return body
+
+
 def loops(prog: D.StencilProgram) -> list[D.PointLoop]:
     return [s for s in prog.body if isinstance(s, D.PointLoop)]
 

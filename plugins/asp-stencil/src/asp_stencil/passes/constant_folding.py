@@ -14,12 +14,12 @@ from __future__ import annotations
 import builtins
 import math
 import operator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
-from ._util import map_expr, unsupported_at
+from ._util import map_expr, point_body, unsupported_at
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -44,6 +44,12 @@ def _real(v: Any, what: str) -> Any:
     raise FoldError(f"constant expression: {what} has a non-real result ({type(v).__name__})")
 
 
+def _consts(exprs: tuple[D.Expr, ...]) -> list[D.Const] | None:
+    """``exprs`` if every one is a constant, else None."""
+    out = [e for e in exprs if isinstance(e, D.Const)]
+    return out if len(out) == len(exprs) else None
+
+
 def fold_node(e: D.Expr) -> D.Expr | None:
     """The folded replacement of ``e`` whose children are already folded, or ``None``."""
     if isinstance(e, D.Attr):
@@ -61,21 +67,22 @@ def fold_node(e: D.Expr) -> D.Expr | None:
     if isinstance(e, D.UnaryOp) and isinstance(e.operand, D.Const):
         v = e.operand.value
         return D.Const(-v if e.op == "-" else (+v if e.op == "+" else (not v)))
-    if isinstance(e, D.Call) and all(isinstance(a, D.Const) for a in e.args):
+    if isinstance(e, D.Call) and (args := _consts(e.args)) is not None:
         try:
-            return D.Const(_real(_FUNCS[e.func](*(a.value for a in e.args)), e.func))
+            fn = cast("Callable[..., float]", _FUNCS[e.func])  # builtins and math functions
+            return D.Const(_real(fn(*(a.value for a in args)), e.func))
         except (ValueError, OverflowError) as exc:
             raise FoldError(f"constant expression: {e.func}() of constant arguments raises "
                             f"{type(exc).__name__}") from None
     if isinstance(e, D.Compare) and isinstance(e.left, D.Const) \
-            and all(isinstance(c, D.Const) for c in e.comparators):
+            and (comparators := _consts(e.comparators)) is not None:
         left, ok = e.left.value, True
-        for op, c in zip(e.ops, e.comparators):
+        for op, c in zip(e.ops, comparators):
             ok = ok and _CMP[op](left, c.value)
             left = c.value
         return D.Const(bool(ok))
-    if isinstance(e, D.BoolOp) and all(isinstance(v, D.Const) for v in e.values):
-        vals = [bool(v.value) for v in e.values]
+    if isinstance(e, D.BoolOp) and (values := _consts(e.values)) is not None:
+        vals = [bool(v.value) for v in values]
         return D.Const(all(vals) if e.op == "and" else any(vals))
     if isinstance(e, D.IfExp) and isinstance(e.test, D.Const):
         return e.body if e.test.value else e.orelse
@@ -131,7 +138,7 @@ def constant_folding(prog: D.StencilProgram, ctx: SpecializationContext) -> tupl
             elif isinstance(s, D.PointLoop):
                 local = dict(env)
                 body: list[D.Stmt] = []
-                for t in s.body:
+                for t in point_body(s):
                     line = t.line
                     v = fold_expr(t.value, local)
                     if isinstance(t, D.Assign):

@@ -11,12 +11,12 @@ hoisted (Python evaluates only the chosen arm), and no expression is reassociate
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from asp_core.passes import asp_pass
 
 from .. import dast as D
-from ._util import map_expr, rebuild
+from ._util import map_expr, point_body, rebuild
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 _COMPOUND = (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
 
 
-def ssa(body: tuple[D.Stmt, ...]) -> list[D.Stmt]:
+def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
     """Rename locals so each is assigned exactly once (``s`` → ``s``, ``s_1``, ``s_2``...)."""
     current: dict[str, str] = {}
     count: Counter[str] = Counter()
-    out: list[D.Stmt] = []
+    out: list[D.Assign | D.Store] = []
 
     def ren(e: D.Expr) -> D.Expr | None:
         if isinstance(e, D.Var) and e.name in current:
@@ -59,7 +59,7 @@ def _count(e: D.Expr, c: Counter) -> None:
             _count(k, c)
 
 
-def cse_body(body: tuple[D.Stmt, ...]) -> tuple[D.Stmt, ...]:
+def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ...]:
     stmts = ssa(body)
     counts: Counter = Counter()
     for s in stmts:
@@ -68,8 +68,8 @@ def cse_body(body: tuple[D.Stmt, ...]) -> tuple[D.Stmt, ...]:
     if not shared:
         return tuple(stmts)
     available: dict[D.Expr, str] = {}
-    out: list[D.Stmt] = []
-    pending: list[D.Stmt] = []
+    out: list[D.Assign | D.Store] = []
+    pending: list[D.Assign] = []
 
     def subst_only(e: D.Expr) -> D.Expr:
         if e in available:
@@ -106,7 +106,7 @@ def cse(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilPr
     changed = False
     for s in prog.body:
         if isinstance(s, D.PointLoop):
-            new = cse_body(s.body)
+            new = cse_body(point_body(s))
             changed = changed or new != s.body  # SSA renaming or hoisted subexpressions
             s = s.replace(body=new)
         body.append(s)

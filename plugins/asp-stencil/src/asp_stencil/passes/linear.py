@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from asp_core.passes import asp_pass
 
 from .. import dast as D
+from ._util import point_body
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -75,7 +76,7 @@ def analyse(loop: D.PointLoop, out: str) -> dict[str, Any]:
     const: Any = 0
     reads: set[tuple[str, tuple[int, ...]]] = set()
     flops = 0
-    for s in loop.body:
+    for s in point_body(loop):
         reads.update((r.grid, r.at.offset) for r in D.reads(s.value))
         flops += _flops(s.value)
         if not linear:

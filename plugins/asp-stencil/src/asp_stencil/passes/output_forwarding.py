@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING
 from asp_core.passes import asp_pass
 
 from .. import dast as D
-from ._util import map_expr
+from ._util import map_expr, point_body
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 
 def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
+    stmts = point_body(loop)
     sequential = loop.sequential or any(
-        r.grid == out and any(r.at.offset) for s in loop.body for r in D.reads(s.value))
-    stores = [s for s in loop.body if isinstance(s, D.Store)]
+        r.grid == out and any(r.at.offset) for s in stmts for r in D.reads(s.value))
+    stores = [s for s in stmts if isinstance(s, D.Store)]
     if not stores:
         return loop.replace(sequential=sequential)
     dim = len(stores[0].at.offset)
@@ -41,7 +42,7 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
             return D.Var(cur)
         return None
 
-    for s in loop.body:
+    for s in stmts:
         value = map_expr(s.value, fwd)
         if isinstance(s, D.Store):
             n += 1
@@ -61,6 +62,7 @@ def output_forwarding(prog: D.StencilProgram, ctx: SpecializationContext) -> tup
     out = prog.output.name
     body = tuple(forward_loop(s, out) if isinstance(s, D.PointLoop) else s for s in prog.body)
     # every loop that stores is rewritten (its stores become locals); others may only be marked
-    changed = any(new.sequential != old.sequential or any(isinstance(s, D.Store) for s in old.body)
-                  for old, new in zip(prog.body, body) if isinstance(old, D.PointLoop))
+    changed = any(isinstance(new, D.PointLoop) and (new.sequential != old.sequential or any(
+        isinstance(s, D.Store) for s in old.body))
+        for old, new in zip(prog.body, body) if isinstance(old, D.PointLoop))
     return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info)), changed

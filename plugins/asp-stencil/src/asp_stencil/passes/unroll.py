@@ -52,8 +52,9 @@ class _Unroller:
         self.prog, self.ctx = prog, ctx
         self.unrolled = 0  # neighbour loops replaced
 
-    def body(self, stmts: tuple[D.Stmt, ...], env: dict[str, tuple[int, ...]]) -> list[D.Stmt]:
-        out: list[D.Stmt] = []
+    def body(self, stmts: tuple[D.Stmt, ...], env: dict[str, tuple[int, ...]]
+             ) -> list[D.Assign | D.Store]:
+        out: list[D.Assign | D.Store] = []
         for s in stmts:
             if isinstance(s, D.NeighborLoop):
                 g = self.prog.grid(s.grid)
@@ -76,7 +77,8 @@ class _Unroller:
                 raise TypeError(f"unexpected statement {type(s).__name__} in a point loop")
         return out
 
-    def check(self, loop: D.PointLoop, body: list[D.Stmt], toplevel: set[str]) -> None:
+    def check(self, loop: D.PointLoop, body: list[D.Assign | D.Store], toplevel: set[str]
+              ) -> None:
         it = self.prog.grid(loop.grid)
         defined = set(toplevel)
         for s in body:
