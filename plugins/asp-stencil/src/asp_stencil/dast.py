@@ -21,7 +21,7 @@ on this package):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 from asp_core.ir import Node
 
@@ -231,7 +231,7 @@ class StencilProgram(Node):
         return len(self.grids[-1].shape)
 
 
-def expr_nodes(node: Node):
+def expr_nodes(node: Node) -> Iterator[Node]:
     """Every node under ``node`` (parents first)."""
     stack = [node]
     while stack:

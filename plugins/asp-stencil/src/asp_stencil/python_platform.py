@@ -36,6 +36,8 @@ class PythonBackend(Backend):
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         func = ctx.func
+        if func is None:  # every stencil kernel has one; a context without it is a caller's bug
+            raise TypeError("the python platform needs the kernel function (ctx.func is None)")
         instance = ctx.instance
         bound = func if getattr(func, "__self__", None) is not None or instance is None \
             else func.__get__(instance, type(instance))
