@@ -141,7 +141,7 @@ def phase_choice(specializer: str, phase: str, options: dict[str, Any] | None = 
 def disabled_passes(options: dict[str, Any] | None = None) -> frozenset[str]:
     """Pass names switched off by ``ASP_DISABLE_PASSES`` or the kernel option ``disable_passes``."""
     names = {p.strip() for p in os.environ.get("ASP_DISABLE_PASSES", "").split(",") if p.strip()}
-    extra = (options or {}).get("disable_passes", ())
+    extra = (options or {}).get("disable_passes") or ()
     if isinstance(extra, str):  # "cse" or "cse,fuse-em", not the characters of the string
         extra = extra.split(",")
     names.update(str(p).strip() for p in extra if str(p).strip())
