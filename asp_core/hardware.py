@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import shutil
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "simd_shape",
+__all__ = ["HardwareInfo", "GPU", "query", "default_threads", "available_cpus", "simd_shape",
            "measure_stream_copy", "stream_copy_kernel"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
@@ -44,6 +45,14 @@ class HardwareInfo:
     memory_bytes: int
     gpus: list[GPU] = field(default_factory=list)
     machine: str = platform.machine()
+    #: why the reported cache sizes are not this process's to use ("" when they are): a VM
+    #: reporting its host's L3, or a cache shared with CPUs this process may not run on
+    caches_note: str = ""
+
+    @property
+    def caches_trusted(self) -> bool:
+        """Whether :attr:`caches` describe cache this process can count on."""
+        return not self.caches_note
 
     @property
     def last_level_cache(self) -> int:
@@ -59,7 +68,7 @@ class HardwareInfo:
         from asp_core.config import cache_dir
 
         path = cache_dir() / "hardware.json"
-        ident = f"{self.cpu_model}|{self.logical_cpus}|{os.environ.get('OMP_NUM_THREADS', '')}"
+        ident = f"{self.cpu_model}|{default_threads()}"
         if not refresh:
             try:
                 data = json.loads(path.read_text())
@@ -93,9 +102,21 @@ def _size(text: str) -> int:
     return int(digits) * mult if digits.isdigit() else 0
 
 
-def _caches() -> dict[str, int]:
+def _cpu_list_len(text: str) -> int:
+    """How many CPUs a sysfs list such as ``0-3,8`` names."""
+    count = 0
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            count += int(hi) - int(lo) + 1 if hi.strip().isdigit() else 1
+    return count
+
+
+def _caches(base: Path = Path("/sys/devices/system/cpu/cpu0/cache")
+            ) -> tuple[dict[str, int], dict[str, int]]:
+    """``({name: bytes}, {name: CPUs sharing it})`` for cpu0's data and unified caches."""
     out: dict[str, int] = {}
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    sharing: dict[str, int] = {}
     if base.exists():
         for idx in sorted(base.glob("index*")):
             level = _read(str(idx / "level")).strip()
@@ -105,7 +126,30 @@ def _caches() -> dict[str, int]:
                 continue
             name = f"L{level}{'d' if kind == 'Data' else ''}"
             out[name] = size
-    return out
+            sharing[name] = _cpu_list_len(_read(str(idx / "shared_cpu_list")))
+    return out, sharing
+
+
+#: more last-level cache per CPU than any real processor has (the largest, 3D V-Cache parts,
+#: have 12 MiB per core): a figure above it is a hypervisor passing on its host's cache
+_MAX_REAL_LLC_PER_CPU = 16 << 20
+
+
+def _caches_note(caches: dict[str, int], sharing: dict[str, int], hypervisor: bool,
+                 usable: int) -> str:
+    """Why ``caches`` are not this process's to use, or ``""``."""
+    if not caches:
+        return ""
+    name = max(caches, key=lambda k: caches[k])
+    size, shared = caches[name], sharing.get(name, 0)
+    notes = []
+    if hypervisor and size > _MAX_REAL_LLC_PER_CPU * max(1, shared or usable):
+        notes.append(f"the {name} of {size >> 20} MiB is the VM host's (more than "
+                     f"{_MAX_REAL_LLC_PER_CPU >> 20} MiB per CPU of this guest), shared with "
+                     "other guests")
+    if shared > usable:
+        notes.append(f"the {name} is shared by {shared} CPUs and this process may use {usable}")
+    return "; ".join(notes)
 
 
 def _gpus() -> list[GPU]:
@@ -150,9 +194,12 @@ def query() -> HardwareInfo:
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) * 1024
+    caches, sharing = _caches()
+    note = _caches_note(caches, sharing, "hypervisor" in flags, available_cpus())
     return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
-                        logical_cpus=logical, caches=_caches(),
-                        isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
+                        logical_cpus=logical, caches=caches,
+                        isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus(),
+                        caches_note=note)
 
 
 def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
@@ -169,16 +216,59 @@ def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
 
 def default_threads() -> int:
     """Threads a generated kernel should use when nothing else is chosen: ``OMP_NUM_THREADS``
-    (its first value) when set, else every logical CPU.
+    (its first value) when set, else :func:`available_cpus`.
 
     Kernels that pass ``num_threads(n)`` explicitly must start from this, not from
-    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank, and ignoring it puts
-    ranks x cores spinning OpenMP threads on the cores (measured: 2 ranks ran 3x slower).
+    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank or bind each rank to a
+    few cores, SLURM and containers restrict affinity or CPU quota, and ignoring that puts
+    more spinning OpenMP threads than CPUs on the cores (measured: 2 ranks ran 3x slower).
     """
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return os.cpu_count() or 1
+    return available_cpus()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, ``mpiexec`` binding, SLURM),
+    capped by a cgroup CPU quota (containers: ``docker --cpus=1.5`` gives 2)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows: no affinity API
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
+                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota (in CPUs) of this process's cgroup and its ancestors, ``None`` if unlimited.
+
+    cgroup v2 (``cpu.max``: ``"quota period"`` or ``"max period"``) and v1
+    (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, ``-1`` for none) are both read.
+    """
+    limits: list[float] = []
+    for line in _read(str(membership)).splitlines():
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        rel = Path(path.lstrip("/"))
+        if controllers == "":  # v2 unified hierarchy: every ancestor's cpu.max applies
+            for d in [rel, *rel.parents]:
+                quota, _, period = _read(str(root / d / "cpu.max")).partition(" ")
+                if quota.strip().isdigit() and period.strip().isdigit() and int(period):
+                    limits.append(int(quota) / int(period))
+        elif "cpu" in controllers.split(","):
+            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct")
+                         if (root / n).is_dir()), None)
+            if base is None:
+                continue
+            for d in [rel, *rel.parents]:
+                quota = _read(str(base / d / "cpu.cfs_quota_us")).strip()
+                period = _read(str(base / d / "cpu.cfs_period_us")).strip()
+                if quota.isdigit() and period.isdigit() and int(period):
+                    limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
 
 
 def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
