@@ -55,9 +55,9 @@ class CudaPlatform(Platform):
     name = "cuda"
 
     def check(self, dast: EMProblem, ctx: Any) -> str | None:
-        reason = _compiled_reason(dast)
-        if reason:
-            return reason
+        return _compiled_reason(dast) or self.unavailable_reason()
+
+    def unavailable_reason(self) -> str | None:
         from asp_core.testing import has_gpu, has_nvcc
 
         if not has_nvcc():

@@ -59,6 +59,14 @@ class CudaPlatform(Platform):
                     f"(< {MIN_GPU_POINTS}); force with ASP_PLATFORM_SELECTION=cuda")
         return None
 
+    def unavailable_reason(self) -> str | None:
+        from asp_core.hardware import query
+        from asp_core.testing import has_nvcc
+
+        if not has_nvcc():
+            return "nvcc not found (CUDA toolkit not installed)"
+        return None if query().has_gpu else "no CUDA GPU on this machine"
+
     def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
         variants = default_variants(dast)
         return PlatformProgram("cuda", lower_cuda(dast, variants),
