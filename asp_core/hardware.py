@@ -65,24 +65,36 @@ class HardwareInfo:
 
     def stream_copy_gbs(self, refresh: bool = False) -> float:
         """STREAM copy bandwidth in GB/s (counting read + write), measured once and cached."""
+        if not refresh:
+            stored = self.stored_stream_copy()
+            if stored is not None:
+                return stored[0]
         from asp_core.config import cache_dir
 
         path = cache_dir() / "hardware.json"
-        ident = f"{self.cpu_model}|{default_threads()}"
-        if not refresh:
-            try:
-                data = json.loads(path.read_text())
-                if data.get("ident") == ident:
-                    return float(data["stream_copy_gbs"])
-            except (OSError, ValueError, KeyError):
-                pass
         gbs = measure_stream_copy(max(4 * self.last_level_cache, 64 << 20))
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ident": ident, "stream_copy_gbs": gbs,
+        tmp.write_text(json.dumps({"ident": self._stream_ident(), "stream_copy_gbs": gbs,
                                    "measured": time.time()}))
         os.replace(tmp, path)
         return gbs
+
+    def stored_stream_copy(self) -> tuple[float, float] | None:
+        """``(GB/s, when measured as a Unix time)`` from the cache, if measured before with this
+        CPU and thread count; ``None`` when :meth:`stream_copy_gbs` would have to measure."""
+        from asp_core.config import cache_dir
+
+        try:
+            data = json.loads((cache_dir() / "hardware.json").read_text())
+            if data.get("ident") == self._stream_ident():
+                return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None
+
+    def _stream_ident(self) -> str:
+        return f"{self.cpu_model}|{default_threads()}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

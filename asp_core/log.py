@@ -117,7 +117,8 @@ class Progress:
             self._bar.refresh()
             atexit.register(self.close)
         else:
-            self.log.log(level, "%s (%d steps)", description, total)
+            self.log.log(level, "%s" if total == 1 else "%s (%d steps)",
+                         *((description,) if total == 1 else (description, total)))
 
     def advance(self, detail: str = "", steps: int = 1) -> None:
         """``steps`` more done; ``detail`` says which (e.g. a variant and its time)."""

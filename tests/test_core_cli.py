@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -36,29 +40,50 @@ def test_list_json_schema(elementwise):
     for spec in data["specializers"]:
         assert {"name", "distribution", "version", "phases"} <= set(spec)
         assert list(spec["phases"]) == list(PHASES)
+        chosen = None
         for phase, comps in spec["phases"].items():
             for comp in comps:
-                assert {"name", "distribution", "default"} <= set(comp)
+                assert {"name", "distribution", "default", "unavailable"} <= set(comp)
                 assert isinstance(comp["default"], bool)
-            if comps:
-                if phase in ("platform_optimization", "backend"):
-                    # each platform has its own default: the first component serving it
-                    seen: list[set] = []
-                    for comp in comps:
-                        mine = set(comp["platforms"])
-                        clash = any(not mine or not other or mine & other for other in seen)
-                        assert comp["default"] is (not clash)
-                        seen.append(mine)
-                else:
-                    assert [c["default"] for c in comps] == [True] + [False] * (len(comps) - 1)
+            defaults = [c for c in comps if c["default"]]
+            assert len(defaults) <= 1, f"{spec['name']}/{phase}: several defaults"
+            if phase == "platform_selection":
+                usable = [c for c in comps if not c["unavailable"]]
+                assert defaults == usable[:1]
+                chosen = usable[0]["name"] if usable else None
+            elif phase in ("platform_optimization", "backend") and chosen:
+                serving = [c for c in comps if not c["platforms"] or chosen in c["platforms"]]
+                assert defaults == serving[:1]
+            else:
+                assert defaults == comps[:1]
     ew = by_name["elementwise"]
     assert ew["distribution"] == "(in-process)"
     sel = ew["phases"]["platform_selection"]
     assert [(c["name"], c["default"]) for c in sel] == [("openmp", True), ("python", False)]
-    assert [c["name"] for c in ew["phases"]["backend"]] == ["c", "vectorize"]
-    # "c" serves openmp, "vectorize" python: neither competes with the other
-    assert [(c["platforms"], c["default"]) for c in ew["phases"]["backend"]] == [
-        (["openmp"], True), (["python"], True)]
+    assert [(c["name"], c["platforms"], c["default"]) for c in ew["phases"]["backend"]] == [
+        ("c", ["openmp"], True), ("vectorize", ["python"], False)]
+
+
+def test_list_default_follows_settings_and_unavailable_platforms(elementwise, monkeypatch):
+    """The default is what a kernel gets here: a user setting wins; a platform that cannot run
+    on this machine (no GPU, say) is passed over, with its reason, and the backend follows."""
+    def by(data):
+        ew = next(s for s in data["specializers"] if s["name"] == "elementwise")
+        return {phase: [c["name"] for c in comps if c["default"]]
+                for phase, comps in ew["phases"].items()}, ew
+
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "python")
+    defaults, _ = by(json.loads(_invoke("list", "--json").output))
+    assert defaults["platform_selection"] == ["python"] and defaults["backend"] == ["vectorize"]
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION")
+    monkeypatch.setattr(elementwise.OpenMPPlatform, "unavailable_reason",
+                        lambda self: "no such device here", raising=False)
+    defaults, ew = by(json.loads(_invoke("list", "--json").output))
+    assert defaults["platform_selection"] == ["python"] and defaults["backend"] == ["vectorize"]
+    omp = ew["phases"]["platform_selection"][0]
+    assert omp["name"] == "openmp" and omp["unavailable"] == "no such device here"
+    text = _invoke("list").output
+    assert "unavailable: no such device here" in text
 
 
 def test_list_reports_installed_distributions_and_versions():
@@ -77,8 +102,8 @@ def test_list_reports_installed_distributions_and_versions():
 
 def test_list_text(elementwise):
     out = _invoke("list").output
-    assert "elementwise" in out and "openmp* [(in-process)]" in out
-    assert "platform_selection" in out
+    row = next(line for line in out.splitlines() if " openmp " in line and "(in-process)" in line)
+    assert "default" in row and "elementwise" in out and "platform_selection" in out
 
 
 # -- asp explain --------------------------------------------------------------------------------
@@ -393,3 +418,54 @@ def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fre
     assert "suite(s) failed: aaa-broken" in result.output
     rows = json.loads((out / "results.json").read_text())
     assert {r["suite"] for r in rows} == {"zzz-fine"}
+
+
+# -- output for machines and people -------------------------------------------------------------
+@requires_compiler
+def test_explain_json_is_pure_json_even_when_the_script_prints(tmp_path, fresh_cache):
+    """``asp explain --json script.py | python -m json.tool``: the script's Python prints and
+    its C-level writes to fd 1 go to stderr; stdout is the report alone."""
+    path = tmp_path / "noisy.py"
+    path.write_text(SCRIPT.format(repo=str(REPO)) + textwrap.dedent("""
+        import os
+        print("hello from the script")
+        os.write(1, b"raw bytes on fd 1\\n")
+    """))
+    env = dict(os.environ, ASP_CACHE_DIR=str(fresh_cache))
+    proc = subprocess.run([sys.executable, "-m", "asp_core.cli", "explain", "--json", str(path)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [k["kernel"] for k in data["kernels"]] == ["saxpy", "squares"]
+    assert "hello from the script" in proc.stderr and "raw bytes on fd 1" in proc.stderr
+
+
+def test_quiet_and_verbose_set_the_asp_log_level():
+    import logging
+
+    from asp_core.log import logger, set_level
+
+    try:
+        _invoke("-q", "cache", "info")
+        assert logger.level == logging.WARNING
+        _invoke("-qq", "cache", "info")
+        assert logger.level == logging.ERROR
+        _invoke("-v", "cache", "info")
+        assert logger.level == logging.DEBUG
+    finally:
+        set_level()
+
+
+def test_platform_reason_names_the_platforms_that_declined():
+    from asp_core.pipeline import _platform_reason
+    from asp_core.registry import Choice, Component
+
+    def comp(name, priority):
+        return Component("s", "platform_selection", name, object(), priority, "p", "d", "1", 0,
+                         None)
+
+    cuda, omp = comp("cuda", 20), comp("openmp", 10)
+    choice = Choice([cuda, omp], "highest priority (20)")
+    assert _platform_reason(choice, cuda, []) == "highest priority (20)"
+    reason = _platform_reason(choice, omp, ["cuda"])
+    assert reason.startswith("priority 10") and "cuda declined it" in reason

@@ -92,6 +92,8 @@ def command(as_json: bool) -> None:
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # piped or captured: no terminal width to fit, keep rows whole
+        console.width = 160
     if not data["specializers"]:
         console.print("No specializers installed (pip install asp-stencil asp-gmm asp-mpk).")
     for spec in data["specializers"]:
@@ -99,7 +101,7 @@ def command(as_json: bool) -> None:
         table = Table(title=f"[bold]{spec['name']}[/bold]  ({origin})  {spec['description']}",
                       title_justify="left", show_lines=False)
         for col in ("phase", "component", "priority", "platforms", "distribution", "here"):
-            table.add_column(col, no_wrap=col != "here")
+            table.add_column(col, no_wrap=col != "here", overflow="fold")
         for phase, comps in spec["phases"].items():
             if not comps:
                 table.add_row(phase, "-", "", "", "", "")
