@@ -95,9 +95,12 @@ def test_wheels_build_and_ship_their_files(tmp_path, isolation):
         for want in expect.get(name, []):
             assert want in files, f"{wheel.name} lacks {want}"
         # every template in the source tree is in the wheel
-        src = sources[name] / ("src" if name != "asp-core" else "")
+        src = sources[name] / ("src" if name != "asp-core" else "asp_core")
         for mako in src.rglob("*.mako"):
-            rel = mako.relative_to(src).as_posix()
+            if name == "asp-core":
+                rel = "asp_core/" + mako.relative_to(src).as_posix()
+            else:
+                rel = mako.relative_to(src).as_posix()
             assert rel in files, f"{wheel.name} lacks the template {rel}"
         assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files), wheel.name
         metadata = zipfile.ZipFile(wheel).read(

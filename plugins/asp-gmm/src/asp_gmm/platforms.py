@@ -58,13 +58,16 @@ class CudaPlatform(Platform):
         return _compiled_reason(dast) or self.unavailable_reason()
 
     def unavailable_reason(self) -> str | None:
-        from asp_core.testing import has_gpu, has_nvcc
+        # not asp_core.testing's helpers: that module needs pytest, which users need not have
+        from asp_core.errors import ToolchainError
+        from asp_core.hardware import query
+        from asp_core.toolchain import find_toolchain
 
-        if not has_nvcc():
+        try:
+            find_toolchain("cuda")
+        except ToolchainError:
             return "nvcc not found (CUDA toolkit not installed)"
-        if not has_gpu():
-            return "no CUDA GPU on this machine"
-        return None
+        return None if query().has_gpu else "no CUDA GPU on this machine"
 
     def lower(self, dast: EMProblem, ctx: Any) -> PlatformProgram:
         plan = plan_for(dast)

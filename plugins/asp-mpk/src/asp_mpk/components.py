@@ -83,9 +83,13 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: MatrixPowersOp, ctx: Any) -> str | None:
-        from asp_core.testing import has_compiler
+        # not asp_core.testing's has_compiler: that module needs pytest, which users need not have
+        from asp_core.errors import ToolchainError
+        from asp_core.toolchain import find_toolchain
 
-        if not has_compiler("c"):
+        try:
+            find_toolchain("c")
+        except ToolchainError:
             return "no C compiler found"
         return None
 

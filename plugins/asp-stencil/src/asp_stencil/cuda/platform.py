@@ -60,10 +60,14 @@ class CudaPlatform(Platform):
         return None
 
     def unavailable_reason(self) -> str | None:
+        # not asp_core.testing's helpers: that module needs pytest, which users need not have
+        from asp_core.errors import ToolchainError
         from asp_core.hardware import query
-        from asp_core.testing import has_nvcc
+        from asp_core.toolchain import find_toolchain
 
-        if not has_nvcc():
+        try:
+            find_toolchain("cuda")
+        except ToolchainError:
             return "nvcc not found (CUDA toolkit not installed)"
         return None if query().has_gpu else "no CUDA GPU on this machine"
 
