@@ -51,6 +51,11 @@ def test_html_builds_without_warnings(tmp_path):
     cli = (tmp_path / "html" / "reference" / "cli.html").read_text()
     for command in ("list", "explain", "doctor", "cache", "bench", "new"):
         assert f'id="asp-{command}"' in cli, f"asp {command} missing from the CLI reference"
+    api = (tmp_path / "html" / "reference" / "specializers.html").read_text()
+    for name in ("asp_stencil.StencilKernel.iterate", "asp_stencil.StencilGrid",
+                 "asp_gmm.GaussianMixture", "asp_gmm.GaussianMixture.fit", "asp_mpk.cg",
+                 "asp_mpk.matrix_powers", "asp_mpk.MatrixPowers", "asp_stencil_numpy.NumpyPlatform"):
+        assert f'id="{name}"' in api, f"{name} missing from the specializer API reference"
 
 
 @needs_sphinx
