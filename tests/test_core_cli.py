@@ -279,7 +279,7 @@ def run(bench):
     x = np.arange(2000.0)
     bench.note("quick=%s" % bench.quick)
     bench.compare("copy 16 KB", {{"numpy-copy": lambda: x.copy(), "asp-slice": lambda: x[:] * 1}},
-                  anchor="numpy-copy", bytes=2 * x.nbytes, repeats=3)
+                  anchor="numpy-copy", bytes=2 * x.nbytes, flops=x.size, repeats=3)
 
 
 @hookimpl
@@ -312,8 +312,9 @@ def test_bench_runs_registered_suite(tmp_path, monkeypatch, fresh_cache, plugin_
         assert r["ratio"] > 0 and r["best"] <= r["median"]
     anchor = next(r for r in rows if r["impl"] == "numpy-copy")
     assert anchor["ratio"] == 1.0
-    png = (out_dir / "roofline.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    for name in ("roofline.png", "ratios.png"):
+        png = (out_dir / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     bad = CliRunner().invoke(cli, ["bench", "no-such-suite", "--path", str(bench_dir)])
     assert bad.exit_code == 2 and "unknown suite" in bad.output
 
