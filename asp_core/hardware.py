@@ -366,16 +366,16 @@ def measure_peak_gflops(seconds: float = 0.2, repeats: int = 3) -> float | None:
     fn.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_double)]
     fn.restype = ctypes.c_int
     sink = ctypes.c_double(0.0)
+    fn(1, ctypes.byref(sink))  # starts the OpenMP threads: not part of any timing
     n = 1 << 12
     while True:  # size the run to about `seconds`
         t0 = time.perf_counter()
-        threads = fn(n, ctypes.byref(sink))
-        took = time.perf_counter() - t0
-        if took > seconds / 4 or n > 1 << 40:
+        fn(n, ctypes.byref(sink))
+        if time.perf_counter() - t0 > seconds / 4 or n > 1 << 40:
             break
         n *= 4
-    best = took
-    for _ in range(max(0, repeats - 1)):
+    best, threads = float("inf"), 1
+    for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         threads = fn(n, ctypes.byref(sink))
         best = min(best, time.perf_counter() - t0)
