@@ -202,10 +202,10 @@ def write_roofline(results: list[Measurement], stream_gbs: float, path: Path,
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)],
                    s=60 if _is_asp(impl) else 40, zorder=3, label=impl,
                    edgecolors="k" if _is_asp(impl) else "none")
-    for a, r in zip(ai, rows):
-        if _is_asp(r.impl):
-            ax.annotate(f"{r.case}", (a, r.gflops), fontsize=7, xytext=(5, -10),
-                        textcoords="offset points")
+    for case in dict.fromkeys(r.case for r in rows):  # one label per case, at its best point
+        a, r = max(((a, r) for a, r in zip(ai, rows) if r.case == case),
+                   key=lambda ar: ar[1].gflops or 0.0)
+        ax.annotate(case, (a, r.gflops), fontsize=7, xytext=(6, 4), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
