@@ -186,7 +186,7 @@ def _gpus() -> list[GPU]:
 def query() -> HardwareInfo:
     """The machine's :class:`HardwareInfo` (static parts cached for the process)."""
     cpuinfo = _read("/proc/cpuinfo")
-    model, flags, cores = platform.processor() or "unknown", set(), set()
+    model, flags, cores = "", set(), set()
     phys = core = None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -200,6 +200,8 @@ def query() -> HardwareInfo:
         elif key == "core id":
             core = value.strip()
             cores.add((phys, core))
+    # platform.processor() runs `uname -p`: only where /proc/cpuinfo has no model name
+    model = model or platform.processor() or "unknown"
     logical = os.cpu_count() or 1
     meminfo = _read("/proc/meminfo")
     mem = 0

@@ -65,11 +65,13 @@ class CudaPlatform(Platform):
         from asp_core.hardware import query
         from asp_core.toolchain import find_toolchain
 
+        if not query().has_gpu:  # first: no nvidia-smi means no subprocess (asp list stays fast)
+            return "no CUDA GPU on this machine"
         try:
             find_toolchain("cuda")
         except ToolchainError:
             return "nvcc not found (CUDA toolkit not installed)"
-        return None if query().has_gpu else "no CUDA GPU on this machine"
+        return None
 
     def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
         variants = default_variants(dast)
