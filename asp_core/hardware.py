@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["HardwareInfo", "GPU", "query", "default_threads", "available_cpus", "simd_shape",
-           "measure_stream_copy", "stream_copy_kernel", "measure_peak_gflops"]
+           "measure_stream_copy", "stream_copy_kernel", "measure_peak_gflops",
+           "cuda_unavailable_reason"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -214,6 +215,25 @@ def query() -> HardwareInfo:
                         logical_cpus=logical, caches=caches,
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus(),
                         caches_note=note)
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``.
+
+    What CUDA platforms answer to :meth:`~asp_core.components.Platform.unavailable_reason`. The
+    GPU is checked first: where ``nvidia-smi`` is absent that runs no subprocess, so ``asp list``
+    stays fast on CPU machines.
+    """
+    from asp_core.errors import ToolchainError
+    from asp_core.toolchain import find_toolchain
+
+    if not query().has_gpu:
+        return "no CUDA GPU on this machine"
+    try:
+        find_toolchain("cuda")
+    except ToolchainError:
+        return "nvcc not found (CUDA toolkit not installed)"
+    return None
 
 
 def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:

@@ -60,18 +60,9 @@ class CudaPlatform(Platform):
         return None
 
     def unavailable_reason(self) -> str | None:
-        # not asp_core.testing's helpers: that module needs pytest, which users need not have
-        from asp_core.errors import ToolchainError
-        from asp_core.hardware import query
-        from asp_core.toolchain import find_toolchain
+        from asp_core.hardware import cuda_unavailable_reason
 
-        if not query().has_gpu:  # first: no nvidia-smi means no subprocess (asp list stays fast)
-            return "no CUDA GPU on this machine"
-        try:
-            find_toolchain("cuda")
-        except ToolchainError:
-            return "nvcc not found (CUDA toolkit not installed)"
-        return None
+        return cuda_unavailable_reason()
 
     def lower(self, dast: D.StencilProgram, ctx: Any) -> PlatformProgram:
         variants = default_variants(dast)
