@@ -226,6 +226,35 @@ def test_doctor_no_stream(fresh_cache, monkeypatch):
     assert result.exit_code == (1 if "FAIL" in out else 0)
 
 
+def test_doctor_labels_fresh_and_cached_bandwidth_honestly(fresh_cache, monkeypatch):
+    """First run: measured now (announced before the wait); second: the cached figure with its
+    date; --refresh: measured again."""
+    from asp_core import hardware
+
+    calls = []
+    monkeypatch.setattr(hardware, "measure_stream_copy",
+                        lambda *a, **k: calls.append(1) or 21.5)
+    first = _invoke("doctor").output
+    assert "STREAM copy    21.5 GB/s (measured now)" in first and len(calls) == 1
+    second = _invoke("doctor").output
+    assert "21.5 GB/s (cached measurement from 2" in second and len(calls) == 1
+    third = _invoke("doctor", "--refresh").output
+    assert "(measured now)" in third and len(calls) == 2
+
+
+def test_explain_sections_mark_generated_code_for_highlighting():
+    from asp_core.cli.explain import _sections, render
+
+    rec = {"kernel": "k", "specializer": "s", "file": "f.py", "line": 1, "key": "x",
+           "source": "def k(): ...", "dast": [], "passes": [], "phases": [], "variants": [],
+           "program": [{"platform": "openmp", "text": "void f(void) {}\n"}], "compiles": [],
+           "autotune": [], "fallback": None}
+    lexers = [lexer for lexer, _ in _sections(rec)]
+    assert lexers == ["", "c"] and "void f(void) {}" in render(rec)
+    rec["program"][0]["platform"] = "cuda"
+    assert [lexer for lexer, _ in _sections(rec)] == ["", "cuda"]
+
+
 def test_doctor_explains_broken_plugin_and_bad_cache(plugin_state, monkeypatch, tmp_path):
     install(monkeypatch, FakeEntryPoint("halfbaked", ImportError("No module named 'nothere'"),
                                         dist="asp-halfbaked"))
