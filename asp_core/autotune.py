@@ -13,15 +13,17 @@ import json
 import os
 import random
 import sqlite3
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import config
+from asp_core.log import Progress, get_logger
 
 __all__ = ["PerfDB", "Autotuner"]
+
+_log = get_logger("autotune")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS timings (
@@ -157,7 +159,8 @@ class Autotuner:
         self.times: dict[str, list[float]] = {}
         self._on_event = on_event or (lambda *a, **k: None)
         self._started: float | None = None
-        self._announced = False
+        self._progress: Progress | None = None
+        self._shown = 0  # variants already counted in the progress report
         self.winner: str | None = None
         self.source = ""
         if self.mode == "off" or len(self.variants) == 1:
@@ -207,18 +210,20 @@ class Autotuner:
         self.db.record(self.key, variant, seconds, self.params.get(variant), self.label)
         elapsed = time.perf_counter() - (self._started or time.perf_counter())
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
-        if elapsed > 1.0:
-            self._progress(timed, variant, seconds)
+        if elapsed > 1.0 or self._progress is not None:
+            self._show(timed, variant)
         if timed == len(self.variants):
             self._decide()
 
-    def _progress(self, timed: int, variant: str, seconds: float) -> None:
-        if not self._announced:
-            sys.stderr.write(f"asp: tuning {self.label or self.key[:12]} over "
-                             f"{len(self.variants)} variants\n")
-            self._announced = True
-        sys.stderr.write(f"asp:   [{timed}/{len(self.variants)}] {variant}: "
-                         f"{seconds * 1e3:.2f} ms\n")
+    def _show(self, timed: int, variant: str) -> None:
+        """Progress once tuning has taken over a second: one step per fully timed variant."""
+        if self._progress is None:
+            self._progress = Progress(f"tuning {self.label or self.key[:12]}",
+                                      len(self.variants), log=_log)
+        if timed > self._shown:
+            best = min(self.times[variant])
+            self._progress.advance(f"{variant}: {best * 1e3:.2f} ms", steps=timed - self._shown)
+            self._shown = timed
 
     def _decide(self) -> str:
         best = min(self.variants, key=lambda v: min(self.times.get(v, [float("inf")])))
@@ -227,8 +232,9 @@ class Autotuner:
         self._on_event("autotune", winner=best, source=self.source,
                        timings=[(v, min(t), len(t)) for v, t in sorted(
                            self.times.items(), key=lambda kv: min(kv[1]))])
-        if self._announced:
-            sys.stderr.write(f"asp: tuned {self.label or self.key[:12]}: {best}\n")
+        if self._progress is not None:
+            self._progress.close(f"tuned {self.label or self.key[:12]}: {best}")
+            self._progress = None
         return best
 
     def tune(self, run: Callable[[str], float]) -> str:

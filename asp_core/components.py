@@ -58,6 +58,11 @@ class Platform:
         """``None`` if this platform can run the kernel here, else the reason it cannot."""
         return None
 
+    def unavailable_reason(self) -> str | None:
+        """Why this platform can run no kernel at all on this machine (no GPU, no compiler),
+        else ``None``. ``asp list`` uses it to show the default that would be chosen here."""
+        return None
+
     def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
         raise NotImplementedError
 

@@ -97,12 +97,24 @@ class SpecializationContext:
         Sibling variants are independent compiler runs, so a cold specialisation with several
         variants costs about one compile per core instead of one per variant.
         """
-        import os
-        from concurrent.futures import ThreadPoolExecutor
+        import logging
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        workers = max_workers or min(len(sources), os.cpu_count() or 1) or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda kw: self.compile(**kw), sources))
+        from asp_core.hardware import available_cpus
+        from asp_core.log import Progress, get_logger
+
+        workers = max_workers or min(len(sources), available_cpus()) or 1
+        progress = Progress(f"compiling {self.specializer}", len(sources), level=logging.DEBUG,
+                            log=get_logger("build"))
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(self.compile, **kw): i for i, kw in enumerate(sources)}
+                for fut in as_completed(futures):
+                    kw = sources[futures[fut]]
+                    progress.advance(str(kw.get("variant") or kw.get("name") or ""))
+                return [f.result() for f in futures]
+        finally:
+            progress.close()
 
     @property
     def hardware(self) -> HardwareInfo:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import shutil
@@ -19,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "simd_shape",
-           "measure_stream_copy", "stream_copy_kernel"]
+__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus", "simd_shape",
+           "measure_stream_copy", "stream_copy_kernel", "measure_peak_gflops",
+           "cuda_unavailable_reason"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -44,6 +46,14 @@ class HardwareInfo:
     memory_bytes: int
     gpus: list[GPU] = field(default_factory=list)
     machine: str = platform.machine()
+    #: why the reported cache sizes are not this process's to use ("" when they are): a VM
+    #: reporting its host's L3, or a cache shared with CPUs this process may not run on
+    caches_note: str = ""
+
+    @property
+    def caches_trusted(self) -> bool:
+        """Whether :attr:`caches` describe cache this process can count on."""
+        return not self.caches_note
 
     @property
     def last_level_cache(self) -> int:
@@ -56,24 +66,36 @@ class HardwareInfo:
 
     def stream_copy_gbs(self, refresh: bool = False) -> float:
         """STREAM copy bandwidth in GB/s (counting read + write), measured once and cached."""
+        if not refresh:
+            stored = self.stored_stream_copy()
+            if stored is not None:
+                return stored[0]
         from asp_core.config import cache_dir
 
         path = cache_dir() / "hardware.json"
-        ident = f"{self.cpu_model}|{self.logical_cpus}|{os.environ.get('OMP_NUM_THREADS', '')}"
-        if not refresh:
-            try:
-                data = json.loads(path.read_text())
-                if data.get("ident") == ident:
-                    return float(data["stream_copy_gbs"])
-            except (OSError, ValueError, KeyError):
-                pass
         gbs = measure_stream_copy(max(4 * self.last_level_cache, 64 << 20))
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ident": ident, "stream_copy_gbs": gbs,
+        tmp.write_text(json.dumps({"ident": self._stream_ident(), "stream_copy_gbs": gbs,
                                    "measured": time.time()}))
         os.replace(tmp, path)
         return gbs
+
+    def stored_stream_copy(self) -> tuple[float, float] | None:
+        """``(GB/s, when measured as a Unix time)`` from the cache, if measured before with this
+        CPU and thread count; ``None`` when :meth:`stream_copy_gbs` would have to measure."""
+        from asp_core.config import cache_dir
+
+        try:
+            data = json.loads((cache_dir() / "hardware.json").read_text())
+            if data.get("ident") == self._stream_ident():
+                return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None
+
+    def _stream_ident(self) -> str:
+        return f"{self.cpu_model}|{default_threads()}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +115,21 @@ def _size(text: str) -> int:
     return int(digits) * mult if digits.isdigit() else 0
 
 
-def _caches() -> dict[str, int]:
+def _cpu_list_len(text: str) -> int:
+    """How many CPUs a sysfs list such as ``0-3,8`` names."""
+    count = 0
+    for part in text.strip().split(","):
+        lo, _, hi = part.partition("-")
+        if lo.strip().isdigit():
+            count += int(hi) - int(lo) + 1 if hi.strip().isdigit() else 1
+    return count
+
+
+def _caches(base: Path = Path("/sys/devices/system/cpu/cpu0/cache")
+            ) -> tuple[dict[str, int], dict[str, int]]:
+    """``({name: bytes}, {name: CPUs sharing it})`` for cpu0's data and unified caches."""
     out: dict[str, int] = {}
-    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    sharing: dict[str, int] = {}
     if base.exists():
         for idx in sorted(base.glob("index*")):
             level = _read(str(idx / "level")).strip()
@@ -105,7 +139,30 @@ def _caches() -> dict[str, int]:
                 continue
             name = f"L{level}{'d' if kind == 'Data' else ''}"
             out[name] = size
-    return out
+            sharing[name] = _cpu_list_len(_read(str(idx / "shared_cpu_list")))
+    return out, sharing
+
+
+#: more last-level cache per CPU than any real processor has (the largest, 3D V-Cache parts,
+#: have 12 MiB per core): a figure above it is a hypervisor passing on its host's cache
+_MAX_REAL_LLC_PER_CPU = 16 << 20
+
+
+def _caches_note(caches: dict[str, int], sharing: dict[str, int], hypervisor: bool,
+                 usable: int) -> str:
+    """Why ``caches`` are not this process's to use, or ``""``."""
+    if not caches:
+        return ""
+    name = max(caches, key=lambda k: caches[k])
+    size, shared = caches[name], sharing.get(name, 0)
+    notes = []
+    if hypervisor and size > _MAX_REAL_LLC_PER_CPU * max(1, shared or usable):
+        notes.append(f"the {name} of {size >> 20} MiB is the VM host's (more than "
+                     f"{_MAX_REAL_LLC_PER_CPU >> 20} MiB per CPU of this guest), shared with "
+                     "other guests")
+    if shared > usable:
+        notes.append(f"the {name} is shared by {shared} CPUs and this process may use {usable}")
+    return "; ".join(notes)
 
 
 def _gpus() -> list[GPU]:
@@ -130,7 +187,7 @@ def _gpus() -> list[GPU]:
 def query() -> HardwareInfo:
     """The machine's :class:`HardwareInfo` (static parts cached for the process)."""
     cpuinfo = _read("/proc/cpuinfo")
-    model, flags, cores = platform.processor() or "unknown", set(), set()
+    model, flags, cores = "", set(), set()
     phys = core = None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -144,15 +201,39 @@ def query() -> HardwareInfo:
         elif key == "core id":
             core = value.strip()
             cores.add((phys, core))
+    # platform.processor() runs `uname -p`: only where /proc/cpuinfo has no model name
+    model = model or platform.processor() or "unknown"
     logical = os.cpu_count() or 1
     meminfo = _read("/proc/meminfo")
     mem = 0
     for line in meminfo.splitlines():
         if line.startswith("MemTotal:"):
             mem = int(line.split()[1]) * 1024
+    caches, sharing = _caches()
+    note = _caches_note(caches, sharing, "hypervisor" in flags, available_cpus())
     return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
-                        logical_cpus=logical, caches=_caches(),
-                        isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus())
+                        logical_cpus=logical, caches=caches,
+                        isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus(),
+                        caches_note=note)
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``.
+
+    What CUDA platforms answer to :meth:`~asp_core.components.Platform.unavailable_reason`. The
+    GPU is checked first: where ``nvidia-smi`` is absent that runs no subprocess, so ``asp list``
+    stays fast on CPU machines.
+    """
+    from asp_core.errors import ToolchainError
+    from asp_core.toolchain import find_toolchain
+
+    if not query().has_gpu:
+        return "no CUDA GPU on this machine"
+    try:
+        find_toolchain("cuda")
+    except ToolchainError:
+        return "nvcc not found (CUDA toolkit not installed)"
+    return None
 
 
 def has_gpu() -> bool:
@@ -174,16 +255,59 @@ def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
 
 def default_threads() -> int:
     """Threads a generated kernel should use when nothing else is chosen: ``OMP_NUM_THREADS``
-    (its first value) when set, else every logical CPU.
+    (its first value) when set, else :func:`available_cpus`.
 
     Kernels that pass ``num_threads(n)`` explicitly must start from this, not from
-    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank, and ignoring it puts
-    ranks x cores spinning OpenMP threads on the cores (measured: 2 ranks ran 3x slower).
+    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank or bind each rank to a
+    few cores, SLURM and containers restrict affinity or CPU quota, and ignoring that puts
+    more spinning OpenMP threads than CPUs on the cores (measured: 2 ranks ran 3x slower).
     """
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return os.cpu_count() or 1
+    return available_cpus()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask (``taskset``, ``mpiexec`` binding, SLURM),
+    capped by a cgroup CPU quota (containers: ``docker --cpus=1.5`` gives 2)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows: no affinity API
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
+                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota (in CPUs) of this process's cgroup and its ancestors, ``None`` if unlimited.
+
+    cgroup v2 (``cpu.max``: ``"quota period"`` or ``"max period"``) and v1
+    (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, ``-1`` for none) are both read.
+    """
+    limits: list[float] = []
+    for line in _read(str(membership)).splitlines():
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        rel = Path(path.lstrip("/"))
+        if controllers == "":  # v2 unified hierarchy: every ancestor's cpu.max applies
+            for d in [rel, *rel.parents]:
+                quota, _, period = _read(str(root / d / "cpu.max")).partition(" ")
+                if quota.strip().isdigit() and period.strip().isdigit() and int(period):
+                    limits.append(int(quota) / int(period))
+        elif "cpu" in controllers.split(","):
+            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct")
+                         if (root / n).is_dir()), None)
+            if base is None:
+                continue
+            for d in [rel, *rel.parents]:
+                quota = _read(str(base / d / "cpu.cfs_quota_us")).strip()
+                period = _read(str(base / d / "cpu.cfs_period_us")).strip()
+                if quota.isdigit() and period.isdigit() and int(period):
+                    limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
 
 
 def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
@@ -249,3 +373,68 @@ def _stream_source() -> str:
                                          Param(LONG, "n")], body)
     return print_c(Module([fn]))
 
+
+#: independent accumulators per thread: enough FMA chains to cover the FMA latency on every
+#: vector width up to AVX-512 (8 registers of 8 doubles, or 16 of 4)
+_PEAK_LANES = 64
+
+
+def measure_peak_gflops(seconds: float = 0.2, repeats: int = 3) -> float | None:
+    """Double-precision GFLOP/s of a compiled, register-resident FMA loop on
+    :func:`default_threads` threads: the compute roof of a roofline, measured in the run (best of
+    ``repeats``). ``None`` where no C compiler exists."""
+    import ctypes
+
+    try:
+        from asp_core.build import compile_library
+
+        fn = compile_library(_peak_source(), name="peak_fma").cdll.asp_peak_fma
+    except Exception:  # noqa: BLE001 - no compiler: the plot then has no compute roof
+        return None
+    fn.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_double)]
+    fn.restype = ctypes.c_int
+    sink = ctypes.c_double(0.0)
+    fn(1, ctypes.byref(sink))  # starts the OpenMP threads: not part of any timing
+    n = 1 << 12
+    while True:  # size the run to about `seconds`
+        t0 = time.perf_counter()
+        fn(n, ctypes.byref(sink))
+        if time.perf_counter() - t0 > seconds / 4 or n > 1 << 40:
+            break
+        n *= 4
+    best, threads = float("inf"), 1
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        threads = fn(n, ctypes.byref(sink))
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * _PEAK_LANES * n * threads / best / 1e9
+
+
+def _peak_source() -> str:
+    """``int asp_peak_fma(long n, double *out)``: ``n`` rounds of ``acc = fma(acc, m, c)`` over
+    :data:`_PEAK_LANES` accumulators per thread; returns the thread count."""
+    from asp_core.cast import (DOUBLE, INT, LONG, Assign, AugAssign, Block, Call, Constant, Decl,
+                               For, FunctionDef, Include, Index, Module, Name, Param, Pragma,
+                               Return, print_c)
+
+    j, acc = Name("j"), Name("acc")
+    lanes = Constant(_PEAK_LANES)
+    simd = [Pragma("omp simd")]
+    region = Block([
+        Decl(DOUBLE, "acc", dims=(_PEAK_LANES,), align=64),
+        For("j", Constant(0), lanes, Block([Assign(Index(acc, j), Constant(1.0))]),
+            pragmas=simd),
+        For("i", Constant(0), Name("n"), Block([
+            For("j", Constant(0), lanes, Block([Assign(Index(acc, j), Call("fma", [
+                Index(acc, j), Constant(0.9999999), Constant(1e-7)]))]), pragmas=simd)])),
+        Decl(DOUBLE, "s", Constant(0.0)),
+        For("j", Constant(0), lanes, Block([AugAssign(Name("s"), "+", Index(acc, j))])),
+        Pragma("omp critical"),
+        Block([AugAssign(Index(Name("out"), Constant(0)), "+", Name("s")),
+               Assign(Name("threads"), Call("omp_get_num_threads", []))]),
+    ])
+    body = Block([Decl(INT, "threads", Constant(1)), Pragma("omp parallel"), region,
+                  Return(Name("threads"))])
+    fn = FunctionDef("asp_peak_fma", [Param(LONG, "n"), Param(DOUBLE.ptr(), "out")], body,
+                     ret=INT)
+    return print_c(Module([Include("math.h"), Include("omp.h"), fn]))

@@ -18,7 +18,7 @@ from asp_core.errors import AspError
 from asp_core.ir import Node, dump
 from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
                              PLATFORM_SELECTION)
-from asp_core.registry import Component, Registry
+from asp_core.registry import Choice, Component, Registry
 
 __all__ = ["Pipeline", "NoPlatform", "TuningCallable", "render_program"]
 
@@ -146,7 +146,8 @@ class Pipeline:
             if reason is None:
                 program = comp.obj.lower(dast, ctx)
                 ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                           distribution=comp.distribution, reason=choice.reason,
+                           distribution=comp.distribution, reason=_platform_reason(
+                               choice, comp, [n for n, _ in rejected]),
                            rejected=rejected, candidates=[c.name for c in choice.candidates])
                 ctx.record("program", platform=program.platform, text=render_program(program))
                 return comp, program
@@ -184,3 +185,12 @@ class Pipeline:
         # or an unusable cache must become a fallback warning, not an error on a later call.
         first = variants[0].name
         return TuningCallable(tuner, build, rebind, built={first: build(first)})
+
+
+def _platform_reason(choice: Choice, comp: Component, declined: list[str]) -> str:
+    """Why ``comp`` is the platform: the registry's reason is about the first candidate, so
+    when higher-priority platforms declined the kernel, the reason names them instead."""
+    if not declined or choice.requested == comp.name:
+        return choice.reason
+    return (f"priority {comp.priority}, the highest among the platforms that accept this kernel "
+            f"({', '.join(declined)} declined it)")

@@ -15,7 +15,6 @@ Environment:
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -115,15 +114,22 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _pm
 
 
+def _trace_log() -> Any:
+    """``ASP_TRACE_HOOKS`` output goes through the ``asp.plugins`` logger (stderr by default)."""
+    from asp_core.log import get_logger
+
+    return get_logger("plugins")
+
+
 def _enable_tracing(pm: pluggy.PluginManager) -> None:
     def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
                ) -> None:
-        print(f"asp: hook {hook_name}({', '.join(kwargs)}) -> "
-              f"{[i.plugin_name for i in impls]}", file=sys.stderr)
+        _trace_log().info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs),
+                          [i.plugin_name for i in impls])
 
     def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
               kwargs: Mapping[str, Any]) -> None:
-        print(f"asp: hook {hook_name} returned {outcome.get_result()!r}", file=sys.stderr)
+        _trace_log().info("hook %s returned %r", hook_name, outcome.get_result())
 
     pm.add_hookcall_monitoring(before, after)
 
@@ -148,7 +154,7 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
         elif hasattr(registry, "_plugin"):  # the benchmark registry remembers the plugin too
             registry._plugin = impl.plugin_name
         if trace:  # these calls bypass pluggy's hook monitoring, so trace them here
-            print(f"asp: hook {hook_name} -> {impl.plugin_name} ({dist})", file=sys.stderr)
+            _trace_log().info("hook %s -> %s (%s)", hook_name, impl.plugin_name, dist)
         accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
         try:
             impl.function(**accepted)

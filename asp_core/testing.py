@@ -1,10 +1,15 @@
 """Pytest support for specializer authors (a pytest plugin, loaded through ``pytest11``).
 
-``requires_compiler``, ``requires_nvcc``, ``requires_gpu`` and ``requires_mpi`` are plain pytest
-marks (``compiler``, ``nvcc``, ``gpu``, ``mpi``): use them as decorators or in ``pytestmark``.
-This plugin registers the marks and skips a marked test, with a reason naming what is missing,
-when the machine lacks the thing; ``-m "not gpu"`` style selection works as usual. The checks run
-once per session and only when a marked test is about to run.
+pytest loads this plugin in *every* project of an environment where asp-core is installed, so it
+only acts on marks that are Asp's by name: ``requires_compiler``, ``requires_nvcc``,
+``requires_gpu`` and ``requires_mpi`` are the pytest marks ``asp_compiler``, ``asp_nvcc``,
+``asp_gpu`` and ``asp_mpi`` (use them as decorators or in ``pytestmark``; select with
+``-m "not asp_gpu"``). A test marked with one is skipped, with a reason naming what is missing,
+when the machine lacks the thing. Another project's own ``gpu``, ``mpi``, ``compiler`` or
+``nvcc`` marks are left alone, unless that project opts in with the ini option
+``asp_short_markers = true`` (Asp's own test suites do), which makes the short names mean the
+same as the ``asp_`` ones. The checks run once per session and only when a marked test is about
+to run.
 """
 
 from __future__ import annotations
@@ -64,16 +69,32 @@ _REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {
     "mpi": (has_mpi, "mpi4py or mpiexec missing (pip install 'asp-core[mpi]')"),
 }
 
-requires_compiler = pytest.mark.compiler
-requires_nvcc = pytest.mark.nvcc
-requires_gpu = pytest.mark.gpu
-requires_mpi = pytest.mark.mpi
+_PREFIX = "asp_"
+_SHORT_INI = "asp_short_markers"
+
+requires_compiler = pytest.mark.asp_compiler
+requires_nvcc = pytest.mark.asp_nvcc
+requires_gpu = pytest.mark.asp_gpu
+requires_mpi = pytest.mark.asp_mpi
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(_SHORT_INI, type="bool", default=False,
+                  help="Asp: also skip tests marked compiler/nvcc/gpu/mpi (without the asp_ "
+                       "prefix) when the machine lacks the thing")
+
+
+def _short_names(config: pytest.Config) -> bool:
+    return bool(config.getini(_SHORT_INI))
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    short = _short_names(config)
     for name, (_, reason) in _REQUIREMENTS.items():
-        config.addinivalue_line("markers", f"{name}: needs it; skipped when absent ({reason})")
-    config.addinivalue_line("markers", "slow: long-running; excluded from the default run")
+        config.addinivalue_line("markers", f"{_PREFIX}{name}: needs it; skipped when absent "
+                                f"({reason})")
+        if short:
+            config.addinivalue_line("markers", f"{name}: same as {_PREFIX}{name}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,6 +103,9 @@ def _available(name: str) -> bool:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    short = _short_names(item.config)
     for name, (_, reason) in _REQUIREMENTS.items():
-        if item.get_closest_marker(name) is not None and not _available(name):
+        marked = item.get_closest_marker(_PREFIX + name) is not None or (
+            short and item.get_closest_marker(name) is not None)
+        if marked and not _available(name):
             pytest.skip(reason)

@@ -305,7 +305,7 @@ def worker(kind: str, quick: bool) -> None:
         sys.stdout.flush()
 
 
-# -- a cluster scaling model (docs/guide/mpi.md) -------------------------------------------------
+# -- a cluster scaling model (docs/guides/mpi.md) -------------------------------------------------
 
 #: Assumptions of the model, stated once: one MPI rank per node (OpenMP inside the node).
 CLUSTER = {

@@ -119,7 +119,7 @@ def test_non_default_options_through_asp_new(tmp_path, installed):
     assert license_text.startswith("MIT License") and "Ada Lovelace" in license_text
     pyproject = (project / "pyproject.toml").read_text()
     assert 'name = "my-fancy-spec"' in pyproject
-    assert 'license = { text = "MIT" }' in pyproject
+    assert 'license = "MIT"' in pyproject
     assert '{ name = "Ada Lovelace", email = "ada@example.org" }' in pyproject
     assert 'fancy-map = "my_fancy_spec.plugin"' in pyproject
     assert "Ada Lovelace" in (project / "README.md").read_text()

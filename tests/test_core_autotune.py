@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+
 import types
 
 import numpy as np
@@ -105,21 +108,26 @@ def test_autotuner_exclude(db):
     assert t2.winner == "a" and t2.source == "only variant that built"
 
 
-def test_progress_is_shown_when_tuning_is_slow(db, monkeypatch, capsys):
-    clock = iter([100.0, 100.5, 101.5, 103.0, 104.0, 105.0])
+def test_progress_is_logged_once_per_variant_when_tuning_is_slow(db, monkeypatch, caplog):
+    """Through the ``asp`` logger; each variant counted once, however many repeats it gets."""
+    clock = itertools.count(100.0, 0.7)
     monkeypatch.setattr(autotune_mod, "time", types.SimpleNamespace(
         perf_counter=lambda: next(clock), time=lambda: 0.0, monotonic=lambda: 0.0,
         sleep=lambda _s: None))
-    t = Autotuner("k", ["a", "b"], mode="once", db=db, label="mykernel")
-    t.tune(_times({"a": 0.8, "b": 0.9}))
-    err = capsys.readouterr().err
-    assert "asp: tuning mykernel over 2 variants" in err
-    assert "asp: tuned mykernel: a" in err
+    t = Autotuner("k", ["a", "b", "c"], mode="once", db=db, label="mykernel", repeats=3)
+    with caplog.at_level(logging.INFO, logger="asp"):
+        t.tune(_times({"a": 0.8, "b": 0.9, "c": 1.0}))
+    lines = [r.getMessage() for r in caplog.records if r.name == "asp.autotune"]
+    assert lines[0] == "tuning mykernel (3 steps)" and lines[-1] == "tuned mykernel: a"
+    steps = [line for line in lines if line.strip().startswith("[")]
+    assert [s.split("]")[0].strip() for s in steps] == ["[1/3", "[2/3", "[3/3"], lines
+    assert "b: 900.00 ms" in steps[1]
 
 
-def test_no_progress_when_tuning_is_quick(db, capsys):
-    Autotuner("k", ["a", "b"], mode="once", db=db).tune(_times({"a": 1e-6, "b": 2e-6}))
-    assert capsys.readouterr().err == ""
+def test_no_progress_when_tuning_is_quick(db, caplog):
+    with caplog.at_level(logging.DEBUG, logger="asp"):
+        Autotuner("k", ["a", "b"], mode="once", db=db).tune(_times({"a": 1e-6, "b": 2e-6}))
+    assert not [r for r in caplog.records if r.name == "asp.autotune"]
 
 
 def _k(a, b):

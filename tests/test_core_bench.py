@@ -9,8 +9,10 @@ import pytest
 from asp_core.bench import (
     BenchContext,
     BenchmarkRegistry,
+    Measurement,
     interleaved,
     write_results,
+    write_ratio_chart,
     write_roofline,
 )
 
@@ -62,11 +64,35 @@ def test_registry_refuses_duplicates():
 
 def test_results_and_roofline_files(tmp_path):
     ctx = BenchContext("s", repeats=1, echo=lambda s: None)
-    ctx.compare("c", {"asp": lambda: None, "numpy": lambda: None}, anchor="numpy", bytes=1e3)
+    ctx.compare("c", {"asp": lambda: None, "numpy": lambda: None}, anchor="numpy", bytes=1e3,
+                flops=250)
     write_results(ctx.results, tmp_path / "r.json")
     assert [r["impl"] for r in json.loads((tmp_path / "r.json").read_text())] == ["asp", "numpy"]
-    assert write_roofline(ctx.results, 10.0, tmp_path / "r.png") == tmp_path / "r.png"
-    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
-    no_rates = BenchContext("t", repeats=1, echo=lambda s: None)
-    no_rates.compare("c", {"a": lambda: None}, anchor="a")
-    assert write_roofline(no_rates.results, 10.0, tmp_path / "none.png") is None
+    for peak in (None, 80.0):
+        assert write_roofline(ctx.results, 10.0, tmp_path / "r.png", peak) == tmp_path / "r.png"
+        assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert write_ratio_chart(ctx.results, tmp_path / "q.png") == tmp_path / "q.png"
+    bytes_only = BenchContext("t", repeats=1, echo=lambda s: None)
+    bytes_only.compare("c", {"a": lambda: None}, anchor="a", bytes=1e3)
+    # no flop count: no point on a roofline; only an anchor: no ratio to draw
+    assert write_roofline(bytes_only.results, 10.0, tmp_path / "none.png") is None
+    assert write_ratio_chart(bytes_only.results, tmp_path / "none.png") is None
+
+
+def test_roofline_places_points_by_intensity_and_draws_both_roofs(tmp_path, monkeypatch):
+    """Each point sits at (flops / bytes, GFLOP/s); the memory roof is STREAM × intensity up to
+    the ridge, the compute roof the measured peak."""
+    import matplotlib.pyplot as plt
+
+    saved = {}
+    monkeypatch.setattr(plt, "close", lambda fig: saved.setdefault("fig", fig))
+    rows = [Measurement("s", "lap", "asp", 1e-3, 1e-3, "numpy", 2.0, gbs=16.0, gflops=8.0),
+            Measurement("s", "lap", "numpy", 2e-3, 2e-3, "numpy", 1.0, gbs=8.0, gflops=4.0)]
+    write_roofline(rows, 20.0, tmp_path / "r.png", peak_gflops=80.0)
+    ax = saved["fig"].axes[0]
+    points = sorted(tuple(map(float, p)) for c in ax.collections for p in c.get_offsets())
+    assert points == [(0.5, 4.0), (0.5, 8.0)]
+    roof_x, roof_y = ax.lines[0].get_data()
+    for x, y in zip(roof_x, roof_y):
+        assert y == pytest.approx(min(20.0 * x, 80.0))
+    assert roof_x[0] < 0.5 < 4.0 < roof_x[-1]  # the points and the ridge (80 / 20) are shown

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from importlib import metadata
 from pathlib import Path
 
@@ -36,29 +40,50 @@ def test_list_json_schema(elementwise):
     for spec in data["specializers"]:
         assert {"name", "distribution", "version", "phases"} <= set(spec)
         assert list(spec["phases"]) == list(PHASES)
+        chosen = None
         for phase, comps in spec["phases"].items():
             for comp in comps:
-                assert {"name", "distribution", "default"} <= set(comp)
+                assert {"name", "distribution", "default", "unavailable"} <= set(comp)
                 assert isinstance(comp["default"], bool)
-            if comps:
-                if phase in ("platform_optimization", "backend"):
-                    # each platform has its own default: the first component serving it
-                    seen: list[set] = []
-                    for comp in comps:
-                        mine = set(comp["platforms"])
-                        clash = any(not mine or not other or mine & other for other in seen)
-                        assert comp["default"] is (not clash)
-                        seen.append(mine)
-                else:
-                    assert [c["default"] for c in comps] == [True] + [False] * (len(comps) - 1)
+            defaults = [c for c in comps if c["default"]]
+            assert len(defaults) <= 1, f"{spec['name']}/{phase}: several defaults"
+            if phase == "platform_selection":
+                usable = [c for c in comps if not c["unavailable"]]
+                assert defaults == usable[:1]
+                chosen = usable[0]["name"] if usable else None
+            elif phase in ("platform_optimization", "backend") and chosen:
+                serving = [c for c in comps if not c["platforms"] or chosen in c["platforms"]]
+                assert defaults == serving[:1]
+            else:
+                assert defaults == comps[:1]
     ew = by_name["elementwise"]
     assert ew["distribution"] == "(in-process)"
     sel = ew["phases"]["platform_selection"]
     assert [(c["name"], c["default"]) for c in sel] == [("openmp", True), ("python", False)]
-    assert [c["name"] for c in ew["phases"]["backend"]] == ["c", "vectorize"]
-    # "c" serves openmp, "vectorize" python: neither competes with the other
-    assert [(c["platforms"], c["default"]) for c in ew["phases"]["backend"]] == [
-        (["openmp"], True), (["python"], True)]
+    assert [(c["name"], c["platforms"], c["default"]) for c in ew["phases"]["backend"]] == [
+        ("c", ["openmp"], True), ("vectorize", ["python"], False)]
+
+
+def test_list_default_follows_settings_and_unavailable_platforms(elementwise, monkeypatch):
+    """The default is what a kernel gets here: a user setting wins; a platform that cannot run
+    on this machine (no GPU, say) is passed over, with its reason, and the backend follows."""
+    def by(data):
+        ew = next(s for s in data["specializers"] if s["name"] == "elementwise")
+        return {phase: [c["name"] for c in comps if c["default"]]
+                for phase, comps in ew["phases"].items()}, ew
+
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "python")
+    defaults, _ = by(json.loads(_invoke("list", "--json").output))
+    assert defaults["platform_selection"] == ["python"] and defaults["backend"] == ["vectorize"]
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION")
+    monkeypatch.setattr(elementwise.OpenMPPlatform, "unavailable_reason",
+                        lambda self: "no such device here", raising=False)
+    defaults, ew = by(json.loads(_invoke("list", "--json").output))
+    assert defaults["platform_selection"] == ["python"] and defaults["backend"] == ["vectorize"]
+    omp = ew["phases"]["platform_selection"][0]
+    assert omp["name"] == "openmp" and omp["unavailable"] == "no such device here"
+    text = _invoke("list").output
+    assert "unavailable: no such device here" in text
 
 
 def test_list_reports_installed_distributions_and_versions():
@@ -77,8 +102,8 @@ def test_list_reports_installed_distributions_and_versions():
 
 def test_list_text(elementwise):
     out = _invoke("list").output
-    assert "elementwise" in out and "openmp* [(in-process)]" in out
-    assert "platform_selection" in out
+    row = next(line for line in out.splitlines() if " openmp " in line and "(in-process)" in line)
+    assert "default" in row and "elementwise" in out and "platform_selection" in out
 
 
 # -- asp explain --------------------------------------------------------------------------------
@@ -201,6 +226,35 @@ def test_doctor_no_stream(fresh_cache, monkeypatch):
     assert result.exit_code == (1 if "FAIL" in out else 0)
 
 
+def test_doctor_labels_fresh_and_cached_bandwidth_honestly(fresh_cache, monkeypatch):
+    """First run: measured now (announced before the wait); second: the cached figure with its
+    date; --refresh: measured again."""
+    from asp_core import hardware
+
+    calls = []
+    monkeypatch.setattr(hardware, "measure_stream_copy",
+                        lambda *a, **k: calls.append(1) or 21.5)
+    first = _invoke("doctor").output
+    assert "STREAM copy    21.5 GB/s (measured now)" in first and len(calls) == 1
+    second = _invoke("doctor").output
+    assert "21.5 GB/s (cached measurement from 2" in second and len(calls) == 1
+    third = _invoke("doctor", "--refresh").output
+    assert "(measured now)" in third and len(calls) == 2
+
+
+def test_explain_sections_mark_generated_code_for_highlighting():
+    from asp_core.cli.explain import _sections, render
+
+    rec = {"kernel": "k", "specializer": "s", "file": "f.py", "line": 1, "key": "x",
+           "source": "def k(): ...", "dast": [], "passes": [], "phases": [], "variants": [],
+           "program": [{"platform": "openmp", "text": "void f(void) {}\n"}], "compiles": [],
+           "autotune": [], "fallback": None}
+    lexers = [lexer for lexer, _ in _sections(rec)]
+    assert lexers == ["", "c"] and "void f(void) {}" in render(rec)
+    rec["program"][0]["platform"] = "cuda"
+    assert [lexer for lexer, _ in _sections(rec)] == ["", "cuda"]
+
+
 def test_doctor_explains_broken_plugin_and_bad_cache(plugin_state, monkeypatch, tmp_path):
     install(monkeypatch, FakeEntryPoint("halfbaked", ImportError("No module named 'nothere'"),
                                         dist="asp-halfbaked"))
@@ -254,7 +308,7 @@ def run(bench):
     x = np.arange(2000.0)
     bench.note("quick=%s" % bench.quick)
     bench.compare("copy 16 KB", {{"numpy-copy": lambda: x.copy(), "asp-slice": lambda: x[:] * 1}},
-                  anchor="numpy-copy", bytes=2 * x.nbytes, repeats=3)
+                  anchor="numpy-copy", bytes=2 * x.nbytes, flops=x.size, repeats=3)
 
 
 @hookimpl
@@ -287,8 +341,9 @@ def test_bench_runs_registered_suite(tmp_path, monkeypatch, fresh_cache, plugin_
         assert r["ratio"] > 0 and r["best"] <= r["median"]
     anchor = next(r for r in rows if r["impl"] == "numpy-copy")
     assert anchor["ratio"] == 1.0
-    png = (out_dir / "roofline.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    for name in ("roofline.png", "ratios.png"):
+        png = (out_dir / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     bad = CliRunner().invoke(cli, ["bench", "no-such-suite", "--path", str(bench_dir)])
     assert bad.exit_code == 2 and "unknown suite" in bad.output
 
@@ -393,3 +448,54 @@ def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fre
     assert "suite(s) failed: aaa-broken" in result.output
     rows = json.loads((out / "results.json").read_text())
     assert {r["suite"] for r in rows} == {"zzz-fine"}
+
+
+# -- output for machines and people -------------------------------------------------------------
+@requires_compiler
+def test_explain_json_is_pure_json_even_when_the_script_prints(tmp_path, fresh_cache):
+    """``asp explain --json script.py | python -m json.tool``: the script's Python prints and
+    its C-level writes to fd 1 go to stderr; stdout is the report alone."""
+    path = tmp_path / "noisy.py"
+    path.write_text(SCRIPT.format(repo=str(REPO)) + textwrap.dedent("""
+        import os
+        print("hello from the script")
+        os.write(1, b"raw bytes on fd 1\\n")
+    """))
+    env = dict(os.environ, ASP_CACHE_DIR=str(fresh_cache))
+    proc = subprocess.run([sys.executable, "-m", "asp_core.cli", "explain", "--json", str(path)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [k["kernel"] for k in data["kernels"]] == ["saxpy", "squares"]
+    assert "hello from the script" in proc.stderr and "raw bytes on fd 1" in proc.stderr
+
+
+def test_quiet_and_verbose_set_the_asp_log_level():
+    import logging
+
+    from asp_core.log import logger, set_level
+
+    try:
+        _invoke("-q", "cache", "info")
+        assert logger.level == logging.WARNING
+        _invoke("-qq", "cache", "info")
+        assert logger.level == logging.ERROR
+        _invoke("-v", "cache", "info")
+        assert logger.level == logging.DEBUG
+    finally:
+        set_level()
+
+
+def test_platform_reason_names_the_platforms_that_declined():
+    from asp_core.pipeline import _platform_reason
+    from asp_core.registry import Choice, Component
+
+    def comp(name, priority):
+        return Component("s", "platform_selection", name, object(), priority, "p", "d", "1", 0,
+                         None)
+
+    cuda, omp = comp("cuda", 20), comp("openmp", 10)
+    choice = Choice([cuda, omp], "highest priority (20)")
+    assert _platform_reason(choice, cuda, []) == "highest priority (20)"
+    reason = _platform_reason(choice, omp, ["cuda"])
+    assert reason.startswith("priority 10") and "cuda declined it" in reason

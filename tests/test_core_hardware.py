@@ -122,7 +122,90 @@ def test_default_threads_honours_omp_num_threads(monkeypatch):
     assert default_threads() == 3
     for bad in ("", "0", "abc"):
         monkeypatch.setenv("OMP_NUM_THREADS", bad)
-        assert default_threads() == (os.cpu_count() or 1)
+        assert default_threads() == hardware.available_cpus()
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert default_threads() == (os.cpu_count() or 1)
+    assert default_threads() == hardware.available_cpus()
 
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
+def test_default_threads_honours_cpu_affinity():
+    """Under ``taskset -c 0`` (SLURM, mpiexec binding, containers) one CPU is all the process
+    has: more threads would only oversubscribe it."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from asp_core.hardware import default_threads; print(default_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "1"
+    assert hardware.available_cpus() <= len(os.sched_getaffinity(0))
+
+
+def _cgroup(tmp_path, membership: str, files: dict[str, str]):
+    for rel, text in files.items():
+        path = tmp_path / "fs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "self-cgroup").write_text(membership)
+    return hardware.cgroup_cpu_quota(tmp_path / "fs", tmp_path / "self-cgroup")
+
+
+def test_cgroup_v2_quota_is_the_tightest_ancestor(tmp_path):
+    assert _cgroup(tmp_path, "0::/job/step\n", {
+        "cpu.max": "max 100000\n", "job/cpu.max": "150000 100000\n",
+        "job/step/cpu.max": "max 100000\n"}) == 1.5
+
+
+def test_cgroup_v1_quota(tmp_path):
+    assert _cgroup(tmp_path, "4:memory:/x\n1:cpu,cpuacct:/docker/abc\n", {
+        "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+        "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}) == 0.5
+
+
+@pytest.mark.parametrize("membership,files", [
+    ("0::/\n", {"cpu.max": "max 100000\n"}),
+    ("1:cpu:/\n", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}),
+    ("", {}),
+])
+def test_no_cgroup_quota(tmp_path, membership, files):
+    assert _cgroup(tmp_path, membership, files) is None
+
+
+def test_cgroup_quota_caps_available_cpus(monkeypatch):
+    monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 0.3)
+    assert hardware.available_cpus() == 1
+    monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 1000.0)
+    assert hardware.available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_cache_sizes_say_whose_they_are():
+    """A VM reporting its host's 480 MiB L3 to a 2-CPU guest, a cache shared beyond the CPUs
+    this process may use, and a plain machine."""
+    mib = 1 << 20
+    caches = {"L1d": 48 << 10, "L2": 2 * mib, "L3": 480 * mib}
+    vm = hardware._caches_note(caches, {"L3": 2}, hypervisor=True, usable=2)
+    assert "VM host" in vm and "480 MiB" in vm
+    assert hardware._caches_note({"L3": 32 * mib}, {"L3": 2}, hypervisor=True, usable=2) == ""
+    shared = hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, hypervisor=False, usable=4)
+    assert "shared by 16 CPUs" in shared and "may use 4" in shared
+    assert hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, False, 16) == ""
+    hw = hardware.query()
+    assert hw.caches_trusted == (hw.caches_note == "")
+
+
+def test_cpu_list_parser():
+    assert hardware._cpu_list_len("0-3,8,10-11\n") == 7
+    assert hardware._cpu_list_len("") == 0
+
+
+@requires_compiler
+def test_peak_gflops_is_measured_with_a_register_resident_fma_loop(fresh_cache):
+    """The compute roof: a positive figure, and the loop really uses fma() on many independent
+    accumulators (the generated C goes through the printer like every kernel)."""
+    src = hardware._peak_source()
+    assert "fma(acc[j]" in src and "#pragma omp parallel" in src and "acc[64]" in src
+    gflops = hardware.measure_peak_gflops(repeats=1)
+    assert gflops is not None and gflops > 0.1

@@ -346,15 +346,17 @@ def test_doctor_survives_a_raising_check(plugin_state, monkeypatch):
     assert bad and "check bug" in bad[0][2]
 
 
-def test_trace_hooks(plugin_state, monkeypatch, capsys):
+def test_trace_hooks(plugin_state, monkeypatch, caplog):
+    """Through the ``asp.plugins`` logger, like every message of Asp."""
     monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("ASP_TRACE_HOOKS", "1")
     plugins_mod.reset()
     plugins_mod.register_plugin(_module("traced", asp_register_specializers=_registers("tr")),
                                 name="traced")
-    assert "tr" in plugins_mod.get_registry().specializers
-    assert "asp: hook asp_register_specializers -> traced ((in-process))" in \
-        capsys.readouterr().err
+    with caplog.at_level("INFO", logger="asp"):
+        assert "tr" in plugins_mod.get_registry().specializers
+    assert "hook asp_register_specializers -> traced ((in-process))" in [
+        r.getMessage() for r in caplog.records if r.name == "asp.plugins"]
 
 
 def test_benchmarks_remember_their_plugin(plugin_state, monkeypatch):

@@ -1,5 +1,5 @@
 """The pytest plugin shipped in asp_core.testing: marks skip, with a reason, what the machine
-cannot run."""
+cannot run, and only Asp's own (``asp_``-prefixed, or short names where a project opts in)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,48 @@ def test_marks_skip_when_the_tool_is_missing(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "1 passed, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
     assert "no C compiler (install gcc or set ASP_CC)" in proc.stdout
+
+
+def _pytest_in(project, ini: str | None, body: str) -> subprocess.CompletedProcess:
+    """Run pytest in ``project`` (a directory standing for another project), with no compiler."""
+    (project / "test_other.py").write_text(textwrap.dedent(body))
+    if ini is not None:
+        (project / "pytest.ini").write_text(textwrap.dedent(ini))
+    env = dict(os.environ, ASP_CC="/nonexistent/cc", ASP_CACHE_DIR=str(project / "cache"))
+    return subprocess.run([sys.executable, "-m", "pytest", "-rs", "-q", "-p", "no:cacheprovider",
+                           str(project / "test_other.py")],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=project)
+
+
+_SHORT_MARKS = """
+    import pytest
+
+    @pytest.mark.compiler
+    def test_own_compiler_mark():
+        pass
+
+    @pytest.mark.mpi
+    @pytest.mark.gpu
+    def test_own_gpu_mark():
+        pass
+"""
+
+
+def test_other_projects_marks_are_left_alone(tmp_path):
+    """pytest loads Asp's plugin in every project of the environment: a project's own ``gpu``
+    or ``compiler`` mark must not be skipped (or registered) by it."""
+    proc = _pytest_in(tmp_path, None, _SHORT_MARKS)
+    assert "2 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout + proc.stderr
+    markers = subprocess.run([sys.executable, "-m", "pytest", "--markers", "-p",
+                              "no:cacheprovider"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120).stdout
+    assert "@pytest.mark.asp_gpu" in markers and "@pytest.mark.gpu:" not in markers
+
+
+def test_short_marks_are_opt_in(tmp_path):
+    proc = _pytest_in(tmp_path, "[pytest]\nasp_short_markers = true\n", _SHORT_MARKS)
+    assert "no C compiler (install gcc or set ASP_CC)" in proc.stdout, proc.stdout + proc.stderr
+    assert "passed" not in proc.stdout or "1 passed" in proc.stdout  # the gpu one: machine-bound
 
 
 def test_valid_c_for_target_catches_intrinsics_the_target_lacks(tmp_path):

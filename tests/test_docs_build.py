@@ -51,6 +51,11 @@ def test_html_builds_without_warnings(tmp_path):
     cli = (tmp_path / "html" / "reference" / "cli.html").read_text()
     for command in ("list", "explain", "doctor", "cache", "bench", "new"):
         assert f'id="asp-{command}"' in cli, f"asp {command} missing from the CLI reference"
+    api = (tmp_path / "html" / "reference" / "specializers.html").read_text()
+    for name in ("asp_stencil.StencilKernel.iterate", "asp_stencil.StencilGrid",
+                 "asp_gmm.GaussianMixture", "asp_gmm.GaussianMixture.fit", "asp_mpk.cg",
+                 "asp_mpk.matrix_powers", "asp_mpk.MatrixPowers", "asp_stencil_numpy.NumpyPlatform"):
+        assert f'id="{name}"' in api, f"{name} missing from the specializer API reference"
 
 
 @needs_sphinx
@@ -63,3 +68,32 @@ def test_guide_examples_run(tmp_path):
     text = report.read_text() if report.exists() else ""
     assert proc.returncode == 0, text + proc.stdout + proc.stderr
     assert "0 failures in tests" in text and " 0 tests" not in text
+
+
+def _variables_read_by_code() -> set[str]:
+    """Every ``ASP_*`` name written as a string in the core and the plugins' sources (how the
+    code reads them: ``os.environ.get("ASP_X")``, click's ``envvar="ASP_X"``), plus the
+    per-phase family ``ASP_<PHASE>`` that config.phase_choice builds from the phase names."""
+    import re
+
+    from asp_core.phases import PHASES
+
+    root = DOCS.parent
+    names: set[str] = {f"ASP_{p.upper()}" for p in PHASES}
+    for path in [*(root / "asp_core").rglob("*.py"), *(root / "plugins").glob("*/src/**/*.py")]:
+        if "cookiecutter" in path.parts:
+            continue
+        names |= set(re.findall(r"""["'](ASP_[A-Z0-9_]*[A-Z0-9])["']""", path.read_text()))
+    return names
+
+
+def test_every_asp_variable_is_documented_and_every_documented_one_is_read():
+    import re
+
+    page = (DOCS / "configuration.md").read_text()
+    table = "\n".join(line for line in page.splitlines() if line.startswith("| `ASP_"))
+    documented = set(re.findall(r"`(ASP_[A-Z0-9_]*[A-Z0-9])`", table))
+    code = _variables_read_by_code()
+    assert "`ASP_<PHASE>`" in table
+    assert code - documented == set(), "read by the code, missing from configuration.md"
+    assert documented - code == set(), "documented in configuration.md, read by no code"

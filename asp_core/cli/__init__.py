@@ -11,8 +11,20 @@ __all__ = ["cli", "main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="asp")
-def cli() -> None:
-    """Asp is SEJITS for Python: specialise Python kernels to C/OpenMP and CUDA at run time."""
+@click.option("-q", "--quiet", "quiet", count=True,
+              help="Fewer messages on stderr (-q: warnings and errors, -qq: errors only).")
+@click.option("-v", "--verbose", "verbose", count=True,
+              help="More messages on stderr (every compile, hook traces with ASP_TRACE_HOOKS).")
+def cli(quiet: int, verbose: int) -> None:
+    """Asp is SEJITS for Python: specialise Python kernels to C/OpenMP and CUDA at run time.
+
+    Messages (progress, tuning, warnings) go to stderr through the ``asp`` logger, at the level
+    ASP_LOG_LEVEL names (default INFO) unless -q / -v say otherwise; results go to stdout.
+    """
+    if quiet or verbose:
+        from asp_core.log import set_level
+
+        set_level(("DEBUG", "INFO", "WARNING", "ERROR")[max(0, min(3, 1 + quiet - verbose))])
 
 
 def _register() -> None:

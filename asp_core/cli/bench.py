@@ -38,13 +38,14 @@ def _load_files(paths: tuple[str, ...]) -> None:
 @click.option("--path", "paths", multiple=True, type=click.Path(exists=True),
               help="Also load bench_*.py files from this folder or file.")
 @click.option("--out", "out", default="bench-results", type=click.Path(file_okay=False),
-              help="Where to write results.json and roofline.png.")
+              help="Where to write results.json, roofline.png and ratios.png.")
 @click.option("--repeats", default=5, show_default=True, help="Interleaved repetitions.")
 @click.option("--list", "list_only", is_flag=True, help="Only list the available suites.")
 def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str, repeats: int,
             list_only: bool) -> None:
     """Run benchmark suites (all, or NAMES) with their anchors in the same run."""
-    from asp_core.bench import BenchContext, collect_benchmarks, write_results, write_roofline
+    from asp_core.bench import (BenchContext, collect_benchmarks, write_ratio_chart,
+                                write_results, write_roofline)
 
     _load_files(paths)
     reg = collect_benchmarks()
@@ -78,15 +79,18 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     write_results(results, outdir / "results.json")
-    if stream is None:
-        from asp_core.hardware import query
+    from asp_core.hardware import measure_peak_gflops, query
 
+    if stream is None:
         stream = query().stream_copy_gbs()
+    peak = measure_peak_gflops()  # the compute roof, measured now like the suites
+    plots = []
     try:
-        png = write_roofline(results, stream, outdir / "roofline.png")
+        plots = [p for p in (write_roofline(results, stream, outdir / "roofline.png", peak),
+                             write_ratio_chart(results, outdir / "ratios.png")) if p]
     except RuntimeError as exc:  # matplotlib missing: the numbers are still written
-        png = None
-        click.echo(f"no roofline plot: {exc}", err=True)
-    click.echo(f"results: {outdir / 'results.json'}" + (f", plot: {png}" if png else ""))
+        click.echo(f"no plots: {exc}", err=True)
+    click.echo(f"results: {outdir / 'results.json'}"
+               + (f", plots: {', '.join(map(str, plots))}" if plots else ""))
     if failed:
         raise click.ClickException(f"benchmark suite(s) failed: {', '.join(failed)}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
 import sys
 import traceback
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -55,6 +56,12 @@ def render_after(rec: dict[str, Any], name: str) -> str:
 
 def render(rec: dict[str, Any]) -> str:
     """Human-readable text for one kernel record."""
+    return "\n".join(text for _, text in _sections(rec))
+
+
+def _sections(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(lexer, text)`` pieces of the report: ``""`` for plain text, else the language of
+    generated code (highlighted on a terminal)."""
     out = [f"=== kernel {rec['kernel']} ({rec['specializer']}) at {rec['file']}:{rec['line']}",
            f"specialised on: {rec['key']}"]
     if rec["source"]:
@@ -74,8 +81,12 @@ def render(rec: dict[str, Any]) -> str:
             if p.get("rejected"):
                 line += "; not usable: " + "; ".join(f"{n} ({r})" for n, r in p["rejected"])
             out.append(line)
+    pieces: list[tuple[str, str]] = []
     for prog in rec["program"]:
-        out += [f"--- platform program ({prog['platform']})", prog["text"].rstrip()]
+        out.append(f"--- platform program ({prog['platform']})")
+        pieces += [("", "\n".join(out)), ("cuda" if "cuda" in prog["platform"] else "c",
+                                          prog["text"].rstrip())]
+        out = []
     for v in rec["variants"]:
         out.append("--- variants: " + ", ".join(v["names"]))
     for c in rec["compiles"]:
@@ -89,7 +100,48 @@ def render(rec: dict[str, Any]) -> str:
             out.append(f"  {name:<32} {best * 1e3:10.3f} ms  ({n} timing{'s' if n > 1 else ''})")
     if rec["fallback"]:
         out += ["--- FALLBACK to pure Python", f"  {rec['fallback']}"]
-    return "\n".join(out)
+    if out:
+        pieces.append(("", "\n".join(out)))
+    return pieces
+
+
+def _show(rec: dict[str, Any]) -> None:
+    """Print one report: plain text, or with highlighted C/CUDA on a terminal."""
+    if not sys.stdout.isatty():
+        click.echo(render(rec))
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    console = Console(highlight=False, soft_wrap=True)
+    for lexer, text in _sections(rec):
+        if lexer:
+            console.print(Syntax(text, lexer, background_color="default"))
+        else:
+            console.print(text, markup=False)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """The script's output (Python prints and C-level writes to fd 1) goes to stderr, so that
+    stdout carries only the JSON report."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (tests, notebooks)
+        fd = None
+    saved = os.dup(fd) if fd is not None else None
+    if fd is not None:
+        sys.stderr.flush()
+        os.dup2(sys.stderr.fileno(), fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None and fd is not None:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 @click.command("explain")
@@ -109,8 +161,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
     failed = False
+    quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
     try:
-        runpy.run_path(script, run_name="__main__")
+        with quiet_stdout:
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
@@ -135,7 +189,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             click.echo("asp explain: no kernel was specialised"
                        + (f" matching {kernel!r}" if kernel else ""))
         for rec in data:
-            click.echo(render(rec) if after is None else render_after(rec, after))
+            if after is None:
+                _show(rec)
+            else:
+                click.echo(render_after(rec, after))
             click.echo()
     if failed:
         raise SystemExit(1)

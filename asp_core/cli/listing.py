@@ -7,20 +7,47 @@ from typing import Any
 
 import click
 
-from asp_core.phases import PHASES
+from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, PLATFORM_SELECTION
 from asp_core.registry import Component
 
 __all__ = ["command", "listing"]
 
 
-def _is_default(comp: Component, before: list[Component]) -> bool:
-    """Used unless a user setting picks another: no earlier candidate serves its platforms.
+def _unavailable(comp: Component) -> str | None:
+    """A platform's reason to be skipped on this machine, whatever the kernel."""
+    try:
+        probe = getattr(comp.obj, "unavailable_reason", None)
+        return probe() if callable(probe) else None
+    except Exception as exc:  # noqa: BLE001 - a plugin that cannot even load is not usable
+        return f"cannot load: {type(exc).__name__}: {exc}"
 
-    Platform-optimisation and backend components only compete with those accepting the same
-    platform (an empty ``platforms`` accepts any), so each platform has its own default.
-    """
-    mine = set(comp.platforms)
-    return not any(not mine or not b.platforms or mine & set(b.platforms) for b in before)
+
+def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
+              unavailable: dict[str, str | None]) -> dict[str, str | None]:
+    """Per phase, the component a kernel gets here unless the kernel itself is refused:
+    the user's setting (``ASP_<PHASE>``, the config file), else the highest-priority one;
+    a platform unavailable on this machine is passed over, and the platform-optimisation and
+    backend components are those accepting the chosen platform."""
+    from asp_core import config
+
+    out: dict[str, str | None] = {}
+    platform = None
+    for phase in PHASES:
+        comps = comps_by_phase[phase]
+        if phase in (PLATFORM_OPTIMIZATION, BACKEND) and platform is not None:
+            comps = [c for c in comps if not c.platforms or platform in c.platforms]
+        requested, _ = config.phase_choice(spec, phase, None)
+        names = [c.name for c in comps]
+        if requested in names:
+            pick: str | None = requested
+        elif phase == PLATFORM_SELECTION:
+            pick = next((c.name for c in comps if not unavailable.get(c.name)), None)
+        else:
+            pick = names[0] if names else None
+        out[phase] = pick
+        if phase == PLATFORM_SELECTION:
+            platform = pick
+    return out
 
 
 def listing() -> dict[str, Any]:
@@ -32,14 +59,18 @@ def listing() -> dict[str, Any]:
     specs = []
     for name in names:
         spec = reg.specializers.get(name)
+        by_phase = {phase: reg.for_phase(name, phase) for phase in PHASES}
+        unavailable = {c.name: _unavailable(c) for c in by_phase[PLATFORM_SELECTION]}
+        chosen = _defaults(name, by_phase, unavailable)
         phases = {}
-        for phase in PHASES:
-            comps = reg.for_phase(name, phase)
+        for phase, comps in by_phase.items():
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
                               "version": c.version, "priority": c.priority,
                               "platforms": list(c.platforms),
-                              "default": _is_default(c, comps[:i])}
-                             for i, c in enumerate(comps)]
+                              "default": c.name == chosen[phase],
+                              "unavailable": unavailable.get(c.name)
+                              if phase == PLATFORM_SELECTION else None}
+                             for c in comps]
         specs.append({"name": name,
                       "description": spec.description if spec else "",
                       "distribution": spec.distribution if spec else "",
@@ -57,19 +88,33 @@ def command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # piped or captured: no terminal width to fit, keep rows whole
+        console.width = 160
     if not data["specializers"]:
-        click.echo("No specializers installed (pip install asp-stencil asp-gmm asp-mpk).")
+        console.print("No specializers installed (pip install asp-stencil asp-gmm asp-mpk).")
     for spec in data["specializers"]:
         origin = f"{spec['distribution']} {spec['version']}".strip() or "not defined by any plugin"
-        click.secho(f"{spec['name']}", bold=True, nl=False)
-        click.echo(f"  ({origin})  {spec['description']}")
+        table = Table(title=f"[bold]{spec['name']}[/bold]  ({origin})  {spec['description']}",
+                      title_justify="left", show_lines=False)
+        for col in ("phase", "component", "priority", "platforms", "distribution", "here"):
+            table.add_column(col, no_wrap=col != "here", overflow="fold")
         for phase, comps in spec["phases"].items():
-            text = ", ".join(f"{c['name']}{'*' if c['default'] else ''} [{c['distribution']}]"
-                             for c in comps) or "-"
-            click.echo(f"  {phase:<22} {text}")
+            if not comps:
+                table.add_row(phase, "-", "", "", "", "")
+            for i, c in enumerate(comps):
+                here = "[green]default[/green]" if c["default"] else (
+                    f"[dim]unavailable: {c['unavailable']}[/dim]" if c["unavailable"] else "")
+                table.add_row(phase if i == 0 else "", c["name"], str(c["priority"]),
+                              ", ".join(c["platforms"]) or "any", c["distribution"], here)
+        console.print(table)
     if data["broken"]:
-        click.secho("Broken plugins (skipped):", fg="red", bold=True)
+        console.print("[bold red]Broken plugins (skipped):[/bold red]")
         for b in data["broken"]:
-            click.echo(f"  {b['name']} ({b['distribution']}): {b['error']}")
+            console.print(f"  {b['name']} ({b['distribution']}): {b['error']}", markup=False)
     elif data["specializers"]:
-        click.echo("(* = used unless a user setting picks another)")
+        console.print("default: what a kernel gets on this machine unless a setting picks another "
+                      "or the kernel is outside what it supports")

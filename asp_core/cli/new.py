@@ -1,8 +1,7 @@
 """``asp new NAME``: start a specializer distribution from the cookiecutter template.
 
-The template's single source is ``cookiecutter-specializer/`` at the root of the Asp checkout;
-editable installs of asp-core find it there. A packaged copy at ``asp_core/cookiecutter`` (if a
-build ever ships one) takes precedence, and ``--template`` / ``ASP_TEMPLATE`` name any other
+The template ships inside the package (``asp_core/cookiecutter``, package data), so ``asp new``
+works from a wheel as from a checkout. ``--template`` / ``ASP_TEMPLATE`` name any other
 cookiecutter template (a folder, a git URL, ``gh:owner/repo``).
 """
 
@@ -18,16 +17,23 @@ __all__ = ["command", "template_dir"]
 
 
 def template_dir() -> Path:
-    """The cookiecutter template: shipped inside asp_core, or the checkout's copy."""
+    """The cookiecutter template shipped inside asp_core."""
     packaged = Path(__file__).resolve().parent.parent / "cookiecutter"
     if (packaged / "cookiecutter.json").exists():
         return packaged
-    checkout = Path(__file__).resolve().parents[2] / "cookiecutter-specializer"
-    if (checkout / "cookiecutter.json").exists():
-        return checkout
     raise click.ClickException(
-        "the specializer template is not installed with asp-core (it ships with editable "
-        "installs of a checkout); pass --template PATH_OR_URL or set ASP_TEMPLATE")
+        f"the specializer template is missing from this asp-core install ({packaged}); "
+        "reinstall asp-core, or pass --template PATH_OR_URL or set ASP_TEMPLATE")
+
+
+def core_requirement() -> str:
+    """The ``asp-core`` range a new specializer should depend on: this release series
+    (``>=0.1.0,<0.2`` for 0.1.x; ``>=1.2.0,<2`` from 1.0 on)."""
+    from asp_core._version import __version__
+
+    major, minor = (int(x) for x in __version__.split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f"asp-core>={major}.{minor}.0,<{upper}"
 
 
 @click.command("new")
@@ -55,6 +61,8 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
         raise click.ClickException("asp new needs cookiecutter: pip install 'asp-core[new]'"
                                    ) from None
     context = {"project_name": name}
+    if template is None:
+        context["_asp_core_requirement"] = core_requirement()
     for item in extra:
         key, sep, value = item.partition("=")
         if not sep:

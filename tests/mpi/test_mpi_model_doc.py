@@ -1,4 +1,4 @@
-"""The scaling model in docs/guide/mpi.md is the one benchmarks/bench_mpi.py computes."""
+"""The scaling model in docs/guides/mpi.md is the one benchmarks/bench_mpi.py computes."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ def _bench_module():
 
 def test_mpi_guide_tables_match_the_model():
     table = _bench_module().scaling_table()
-    doc = (ROOT / "docs" / "guide" / "mpi.md").read_text()
+    doc = (ROOT / "docs" / "guides" / "mpi.md").read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith("| ")]
     assert len(rows) == 2 * 6  # header + 5 node counts, strong and weak
     for row in rows:
-        assert row in doc, f"docs/guide/mpi.md is out of date with the model: {row}"
+        assert row in doc, f"docs/guides/mpi.md is out of date with the model: {row}"
 
 
 def test_mpi_model_communication_avoidance_pays_at_scale():

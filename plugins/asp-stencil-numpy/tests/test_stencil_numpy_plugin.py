@@ -85,10 +85,17 @@ def test_asp_list_json_shows_the_numpy_components():
     assert plat["distribution"] == "asp-stencil-numpy"
     assert plat["priority"] == -10
     assert _names(spec, "backend")["numpy"]["distribution"] == "asp-stencil-numpy"
-    # the numpy backend serves only the numpy platform, so it is that platform's default backend
+    # the numpy backend serves only the numpy platform: the default where that platform is
+    # chosen; otherwise asp-stencil's C backend stays the default, untouched
     assert _names(spec, "backend")["numpy"]["platforms"] == ["numpy"]
-    assert _names(spec, "backend")["numpy"]["default"]
-    assert _names(spec, "backend")["c"]["default"]  # asp-stencil's C backend is untouched
+    if _names(spec, "platform_selection")["openmp"]["default"]:
+        assert _names(spec, "backend")["c"]["default"]
+        assert not _names(spec, "backend")["numpy"]["default"]
+    chosen = _stencil(json.loads(_asp("list", "--json", env={
+        "ASP_PLATFORM_SELECTION": "stencil:numpy"}).stdout))
+    assert _names(chosen, "platform_selection")["numpy"]["default"]
+    assert _names(chosen, "backend")["numpy"]["default"]
+    assert _names(chosen, "platform_optimization")["numpy-slabs"]["default"]
     assert _names(spec, "platform_optimization")["numpy-slabs"]["distribution"] == \
         "asp-stencil-numpy"
     # the specializer itself still comes from asp-stencil

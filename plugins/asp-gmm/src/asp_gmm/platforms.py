@@ -58,17 +58,12 @@ class CudaPlatform(Platform):
     name = "cuda"
 
     def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
-        reason = _compiled_reason(dast)
-        if reason:
-            return reason
-        from asp_core.hardware import has_gpu
-        from asp_core.toolchain import has_nvcc
+        return _compiled_reason(dast) or self.unavailable_reason()
 
-        if not has_nvcc():
-            return "nvcc not found (CUDA toolkit not installed)"
-        if not has_gpu():
-            return "no CUDA GPU on this machine"
-        return None
+    def unavailable_reason(self) -> str | None:
+        from asp_core.hardware import cuda_unavailable_reason
+
+        return cuda_unavailable_reason()
 
     def lower(self, dast: EMProblem, ctx: SpecializationContext) -> PlatformProgram:
         plan = plan_for(dast)

@@ -18,4 +18,5 @@ from asp_stencil_numpy.backend import NumpyBackend
 from asp_stencil_numpy.platform import PRIORITY, NumpyPlatform
 from asp_stencil_numpy.variants import SlabVariants
 
-__all__ = ["PRIORITY", "NumpyBackend", "NumpyPlatform", "SlabVariants"]
+__version__ = "0.1.0"
+__all__ = ["__version__", "PRIORITY", "NumpyBackend", "NumpyPlatform", "SlabVariants"]

@@ -62,6 +62,11 @@ class CudaPlatform(Platform):
                     f"(< {MIN_GPU_POINTS}); force with ASP_PLATFORM_SELECTION=cuda")
         return None
 
+    def unavailable_reason(self) -> str | None:
+        from asp_core.hardware import cuda_unavailable_reason
+
+        return cuda_unavailable_reason()
+
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         variants = default_variants(dast)
         return PlatformProgram("cuda", lower_cuda(dast, variants),
