@@ -419,7 +419,7 @@ def _peak_source() -> str:
 
     j, acc = Name("j"), Name("acc")
     lanes = Constant(_PEAK_LANES)
-    simd = [Pragma("omp simd")]
+    simd = [Pragma("omp", "simd")]
     region = Block([
         Decl(DOUBLE, "acc", dims=(_PEAK_LANES,), align=64),
         For("j", Constant(0), lanes, Block([Assign(Index(acc, j), Constant(1.0))]),
@@ -429,11 +429,11 @@ def _peak_source() -> str:
                 Index(acc, j), Constant(0.9999999), Constant(1e-7)]))]), pragmas=simd)])),
         Decl(DOUBLE, "s", Constant(0.0)),
         For("j", Constant(0), lanes, Block([AugAssign(Name("s"), "+", Index(acc, j))])),
-        Pragma("omp critical"),
+        Pragma("omp", "critical"),
         Block([AugAssign(Index(Name("out"), Constant(0)), "+", Name("s")),
                Assign(Name("threads"), Call("omp_get_num_threads", []))]),
     ])
-    body = Block([Decl(INT, "threads", Constant(1)), Pragma("omp parallel"), region,
+    body = Block([Decl(INT, "threads", Constant(1)), Pragma("omp", "parallel"), region,
                   Return(Name("threads"))])
     fn = FunctionDef("asp_peak_fma", [Param(LONG, "n"), Param(DOUBLE.ptr(), "out")], body,
                      ret=INT)
