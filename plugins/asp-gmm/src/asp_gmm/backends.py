@@ -44,13 +44,14 @@ def cuda_source(variant: Variant) -> str:
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
-    from asp_gmm.binding import EMStepKernel, LogProbKernel
+    from asp_gmm.binding import EMStepKernel, EStepKernel, LogProbKernel, MStepKernel
 
     plan: KernelPlan = variant.program.meta["plan"]
     if plan.op == "em_step":
         return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
                             lib)
-    return LogProbKernel(lib.cdll, plan, variant.name, lib)
+    kernel = {"log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel}[plan.op]
+    return kernel(lib.cdll, plan, variant.name, lib)
 
 
 def _specialised_on(variant: Variant) -> dict[str, Any]:
@@ -99,5 +100,4 @@ class NumpyBackend(Backend):
     def build(self, variant: Variant, ctx: Any) -> Callable[..., Any]:
         from asp_gmm import reference
 
-        op = variant.program.meta["op"]
-        return reference.em_step if op == "em_step" else reference.log_prob
+        return getattr(reference, variant.program.meta["op"])

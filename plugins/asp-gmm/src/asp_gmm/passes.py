@@ -1,7 +1,8 @@
 """Phase 2: domain passes over the EM problem (each can be disabled by name).
 
 ``fold-constants``   log det L_k, log w_k and -D/2 log 2 pi become one number per component.
-``triangular-precision``  the precision Cholesky factors are upper-triangular: skip their zeros.
+``triangular-precision``  the precision Cholesky factors are upper-triangular: skip their zeros
+                     (and accumulate only the upper triangle of the symmetric second moments).
 ``shift-moments``    accumulate moments of x - c (c: the component's incoming mean for full,
                      one global point for diag) so second moments do not cancel when the data
                      sit far from the origin.
@@ -37,7 +38,8 @@ def triangular_precision(problem: EMProblem, ctx: Any) -> EMProblem:
     """Mark the full-covariance densities as triangular products (diag has no triangle)."""
     if problem.covariance != "full":
         return problem
-    return problem.replace(steps=[s.replace(triangular=True) if isinstance(s, LogDensity) else s
+    return problem.replace(steps=[s.replace(triangular=True)
+                                  if isinstance(s, (LogDensity, Moments)) else s
                                   for s in problem.steps])
 
 

@@ -23,7 +23,7 @@ def _compiled_reason(problem: EMProblem) -> str | None:
     if problem.n_features > MAX_FEATURES_C:
         return f"{problem.n_features} features > {MAX_FEATURES_C}, the compiled kernels' limit"
     density = find(problem, LogDensity)
-    if density is None or not density.constants_folded:
+    if problem.op != "m_step" and (density is None or not density.constants_folded):
         return "the compiled kernels need the fold-constants pass (disabled)"
     return None
 
@@ -58,6 +58,8 @@ class CudaPlatform(Platform):
         reason = _compiled_reason(dast)
         if reason:
             return reason
+        if dast.op in ("e_step", "m_step"):
+            return f"{dast.op} is compiled for OpenMP only (the CUDA units have em_step and log_prob)"
         from asp_core.testing import has_gpu, has_nvcc
 
         if not has_nvcc():
