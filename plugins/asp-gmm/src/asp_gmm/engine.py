@@ -81,11 +81,15 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     M, D = n_components, n_features
     X = np.zeros((M, D), dtype=dt)
     prec = np.tile(np.eye(D), (M, 1, 1)) if covariance_type == "full" else np.ones((M, D))
-    args = (X, np.full(M, 1.0 / M), np.zeros((M, D)), prec, covariance_type, 0.0)
+    em_args = (X, np.full(M, 1.0 / M), np.zeros((M, D)), prec, covariance_type, 0.0)
+    m_args = (X, np.zeros(M, dtype=np.int64), M, covariance_type, 0.0)
 
     def build() -> None:
         try:
-            dispatcher("em_step", options).build_variants(*args)
+            # the model's variant alone first (the initial M-step needs it; on two cores a
+            # compile next to k-means is slow enough), then the other EM candidate(s)
+            dispatcher("m_step", options).build_variants(*m_args)
+            dispatcher("em_step", options).build_variants(*em_args)
         except Exception:  # noqa: BLE001 - the real call reports it
             pass
 

@@ -114,7 +114,7 @@ class GaussianMixture(_SkGaussianMixture):
         ``sklearn.mixture.GaussianMixture.fit_predict``)."""
         X = self._fit(X)
         # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
-        return self._e_step(X, "labels")
+        return self._compiled_e_step(X, "labels")
 
     def _fit(self, X: Any) -> np.ndarray:
         """scikit-learn's ``fit_predict`` loop without its final E-step; returns checked X."""
@@ -209,7 +209,7 @@ class GaussianMixture(_SkGaussianMixture):
                 setattr(self, name, value.astype(dtype, copy=False))
 
     # -- the compiled E-step behind the public methods ---------------------------------------
-    def _e_step(self, X: np.ndarray, output: str) -> Any:
+    def _compiled_e_step(self, X: np.ndarray, output: str) -> Any:
         if X.dtype not in (np.float32, np.float64):  # predict() keeps integer input as is
             X = X.astype(np.float64)
         f64 = [np.asarray(getattr(self, n), dtype=np.float64)
@@ -223,23 +223,23 @@ class GaussianMixture(_SkGaussianMixture):
     def predict(self, X: Any) -> np.ndarray:
         """The most probable component of each sample (see
         ``sklearn.mixture.GaussianMixture.predict``)."""
-        return self._e_step(self._checked(X), "labels")
+        return self._compiled_e_step(self._checked(X), "labels")
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The responsibilities of each component for each sample (see
         ``sklearn.mixture.GaussianMixture.predict_proba``)."""
         X = self._checked(X)
-        return self._e_step(X, "proba").astype(X.dtype, copy=False) \
-            if X.dtype == np.float32 else self._e_step(X, "proba")
+        return self._compiled_e_step(X, "proba").astype(X.dtype, copy=False) \
+            if X.dtype == np.float32 else self._compiled_e_step(X, "proba")
 
     def score_samples(self, X: Any) -> np.ndarray:
         """The log-likelihood of each sample (see
         ``sklearn.mixture.GaussianMixture.score_samples``)."""
         X = self._checked(X)
-        lse = self._e_step(X, "score_samples")
+        lse = self._compiled_e_step(X, "score_samples")
         return lse.astype(X.dtype, copy=False) if X.dtype == np.float32 else lse
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood of the samples (see
         ``sklearn.mixture.GaussianMixture.score``)."""
-        return float(self._e_step(self._checked(X), "score"))
+        return float(self._compiled_e_step(self._checked(X), "score"))
