@@ -192,3 +192,26 @@ def test_entry_point_is_installed():
 
     eps = {ep.name: ep.value for ep in entry_points(group="asp")}
     assert eps.get("gmm") == "asp_gmm.plugin"
+
+
+def test_fit_drops_candidates_still_compiling(fresh, monkeypatch):
+    """fit never waits for gcc to time a second candidate: while one still compiles in the
+    background, the model's variant is kept for this process and nothing is stored."""
+    from asp_gmm import backends
+
+    monkeypatch.setattr(backends, "compiling", lambda: True)
+    X, w, means, pc = make_problem(2000, 4, 3, "full", seed=13)
+    engine.em_step(X, w, means, pc, "full", 1e-6, wait_for_candidates=False)
+    assert not engine.tuning()
+    events = _events()
+    names = [d for e, d in events if e == "variants"][0]["names"]
+    (excluded,) = [d for e, d in events if e == "autotune-excluded"]
+    assert excluded["variant"] == names[1] and "still compiling" in excluded["reason"]
+    assert [d["winner"] for e, d in events if e == "autotune"] == [names[0]]
+    assert PerfDB().summary() == []
+    # when nothing is compiling, the default engine call times every candidate
+    engine.reset()
+    monkeypatch.setattr(backends, "compiling", lambda: False)
+    for _ in range(3):
+        engine.em_step(X, w, means, pc, "full", 1e-6, wait_for_candidates=False)
+    assert [d["source"] for e, d in _events(kind="autotune")] == ["tuned now"]

@@ -119,10 +119,36 @@ def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
             precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float,
-            options: dict[str, Any] | None = None) -> EMStep:
-    """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised."""
-    return dispatcher("em_step", options)(X, weights, means, precisions_cholesky,
-                                          covariance_type, reg_covar)
+            options: dict[str, Any] | None = None, *, wait_for_candidates: bool = True
+            ) -> EMStep:
+    """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised.
+
+    ``wait_for_candidates=False`` (what ``fit`` passes): while the variants are being timed
+    and some candidate is still compiling in the background, the untimed candidates are
+    dropped for this process, since waiting for gcc would cost more than a better variant
+    saves on a fit whose iterations finish first. Nothing is stored, so a later process, which
+    finds them compiled, times them at no compile cost.
+    """
+    d = dispatcher("em_step", options)
+    args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
+    result = d(*args)
+    if not wait_for_candidates:
+        _drop_candidates_still_compiling(d, args)
+    return result
+
+
+def _drop_candidates_still_compiling(d: Dispatcher, args: tuple) -> None:
+    from asp_core.pipeline import TuningCallable
+    from asp_gmm.backends import compiling
+    from asp_gmm.signature import signature
+
+    fn = d.specializations.get(signature(args, {}, d.instance))
+    if not isinstance(fn, TuningCallable) or fn.tuner.done or not fn.tuner.times:
+        return
+    if not compiling():
+        return
+    for name in [v for v in fn.tuner.variants if v not in fn.tuner.times]:
+        fn.tuner.exclude(name, "still compiling in the background: not timed in this process")
 
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,

@@ -185,7 +185,7 @@ class GaussianMixture(_SkGaussianMixture):
         """One EM iteration in one engine call; returns the incoming parameters' lower bound."""
         step = engine.em_step(X, self.weights_, self.means_, self.precisions_cholesky_,
                               self.covariance_type, float(self.reg_covar),
-                              options=self.asp_options)
+                              options=self.asp_options, wait_for_candidates=False)
         self.weights_ = step.weights
         self.means_ = step.means
         self.covariances_ = step.covariances

@@ -58,9 +58,9 @@ def _variant(program: PlatformProgram, name: str, strategy: str, block: int,
 
 
 def _with_siblings(variants: list[Variant]) -> list[Variant]:
-    """Let the default variant carry the whole list, so the backend compiles every variant in
-    one parallel batch (``ctx.compile_many``) when the first is built; the later builds, one
-    per tuning call, are then cache hits and the timed iterations run on a quiet machine."""
+    """Let the default variant carry the whole list, so the backend starts compiling the
+    other variants in the background when the first is built; the later builds, one per
+    tuning call, are then cache hits (or wait for that compile)."""
     variants[0].program.meta["siblings"] = list(variants)
     return variants
 
