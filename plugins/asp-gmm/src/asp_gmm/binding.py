@@ -34,45 +34,6 @@ def _x(X: np.ndarray, plan: KernelPlan) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=want)
 
 
-class EMStepKernel:
-    """``(X, weights, means, precisions_cholesky, covariance_type, reg_covar) -> EMStep``."""
-
-    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, materialise: bool, name: str,
-                 library: Any = None) -> None:
-        self.plan = plan
-        self.materialise = materialise
-        self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_em_step
-        self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P]
-        self._local = threading.local()  # the N x MP work matrix, one per calling thread
-
-    def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
-                 precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float
-                 ) -> EMStep:
-        call = parse_call("em_step", (X, weights, means, precisions_cholesky, covariance_type,
-                                      reg_covar), {})
-        lay = self.plan.layout
-        if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
-            raise ValueError("arguments do not match the specialised (M, D, covariance_type)")
-        X = _x(X, self.plan)
-        N = X.shape[0]
-        if N == 0:
-            raise ValueError("X has no samples")
-        packed = pack(lay, weights, means, precisions_cholesky)
-        shift = packed.shift if self.plan.center != "origin" else np.zeros_like(packed.shift)
-        out = np.zeros(lay.n_stat)
-        work = getattr(self._local, "work", None)
-        if work is None or (self.materialise and work.size < N * lay.MP):
-            work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
-        rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc),
-                      _ptr(shift), _ptr(out), _ptr(work))
-        if rc != 0:
-            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
-        return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
-
-
 def _check_specialised(call: Any, plan: KernelPlan) -> None:
     lay = plan.layout
     if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
@@ -83,18 +44,67 @@ def _nullable(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
-class EStepKernel:
-    """``(X, weights, means, precisions_cholesky, covariance_type, output)``: the E-step
-    reduced to labels, responsibilities, per-sample or mean log-likelihood in one pass."""
+class _EntryPoint:
+    """One exported function of a library: its ctypes signature and the error check."""
+
+    symbol = ""
+    n_pointers = 0  # pointer arguments after (X, N)
 
     def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
                  ) -> None:
         self.plan = plan
         self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_e_step
+        self.library = library  # keeps the shared object loaded while this callable lives
+        self._fn = getattr(cdll, self.symbol)
         self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P, _P]
+        self._fn.argtypes = [_P, ctypes.c_int64] + [_P] * self.n_pointers
+
+    def _run(self, X: np.ndarray, *pointers: int | None) -> None:
+        rc = self._fn(_ptr(X), X.shape[0], *pointers)
+        if rc != 0:
+            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+
+
+class EMStepKernel(_EntryPoint):
+    """``(X, weights, means, precisions_cholesky, covariance_type, reg_covar) -> EMStep``."""
+
+    symbol = "asp_gmm_em_step"
+    n_pointers = 6
+
+    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, materialise: bool, name: str,
+                 library: Any = None) -> None:
+        super().__init__(cdll, plan, name, library)
+        self.materialise = materialise
+        self._local = threading.local()  # the N x MP work matrix, one per calling thread
+
+    def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                 precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float
+                 ) -> EMStep:
+        call = parse_call("em_step", (X, weights, means, precisions_cholesky, covariance_type,
+                                      reg_covar), {})
+        _check_specialised(call, self.plan)
+        lay = self.plan.layout
+        X = _x(X, self.plan)
+        N = X.shape[0]
+        if N == 0:
+            raise ValueError("X has no samples")
+        packed = pack(lay, weights, means, precisions_cholesky)
+        shift = packed.shift if self.plan.center != "origin" else np.zeros_like(packed.shift)
+        out = np.zeros(lay.n_stat)
+        work = getattr(self._local, "work", None)
+        if work is None or (self.materialise and work.size < N * lay.MP):
+            work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
+        self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(shift), _ptr(out),
+                  _ptr(work))
+        return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
+
+
+class EStepKernel(_EntryPoint):
+    """``(X, weights, means, precisions_cholesky, covariance_type, output)``: the E-step
+    reduced to labels, responsibilities, per-sample or mean log-likelihood in one pass."""
+
+    symbol = "asp_gmm_e_step"
+    n_pointers = 7
 
     def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
                  precisions_cholesky: np.ndarray, covariance_type: str, output: str
@@ -110,38 +120,27 @@ class EStepKernel:
         labels = np.empty(N, dtype=np.int64) if output == "labels" else None
         total = np.zeros(1)
         if N:
-            rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc),
-                          _nullable(resp), _nullable(lse), _nullable(labels), _ptr(total))
-            if rc != 0:
-                raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _nullable(resp),
+                      _nullable(lse), _nullable(labels), _ptr(total))
         if output == "score":
             return float(total[0]) / N if N else float("nan")
         return {"proba": resp, "score_samples": lse, "labels": labels}[output]
 
 
-class MStepKernel:
+class MStepKernel(_EntryPoint):
     """``(X, resp, n_components, covariance_type, reg_covar) -> EMStep``: the M-step from
     given responsibilities (dense, or hard labels), in two passes as scikit-learn computes
     it: the counts and means first, then the moments about those means."""
 
-    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
-                 ) -> None:
-        self.plan = plan
-        self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_m_step
-        self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P]
+    symbol = "asp_gmm_m_step"
+    n_pointers = 4
 
     def _pass(self, X: np.ndarray, resp: np.ndarray, shift: np.ndarray, reg_covar: float,
               eps: float) -> EMStep:
         lay = self.plan.layout
         out = np.zeros(lay.n_stat)
         dense, labels = (resp, None) if resp.ndim == 2 else (None, resp)
-        rc = self._fn(_ptr(X), X.shape[0], _nullable(dense), _nullable(labels), _ptr(shift),
-                      _ptr(out))
-        if rc != 0:
-            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+        self._run(X, _nullable(dense), _nullable(labels), _ptr(shift), _ptr(out))
         return finish_em_step(lay, out, shift, X.shape[0], reg_covar, eps,
                               weights_over=float(X.shape[0]))
 
@@ -166,31 +165,20 @@ class MStepKernel:
         return self._pass(X, resp, shift, float(reg_covar), eps)
 
 
-class LogProbKernel:
+class LogProbKernel(_EntryPoint):
     """``(X, means, precisions_cholesky, covariance_type) -> (N, M) log-densities``."""
 
-    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
-                 ) -> None:
-        self.plan = plan
-        self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_log_prob
-        self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P]
+    symbol = "asp_gmm_log_prob"
+    n_pointers = 4
 
     def __call__(self, X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
                  covariance_type: str) -> np.ndarray:
         call = parse_call("log_prob", (X, means, precisions_cholesky, covariance_type), {})
+        _check_specialised(call, self.plan)
         lay = self.plan.layout
-        if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
-            raise ValueError("arguments do not match the specialised (M, D, covariance_type)")
         X = _x(X, self.plan)
-        N = X.shape[0]
         packed = pack(lay, None, means, precisions_cholesky)
-        out = np.empty((N, lay.M))
-        if N == 0:
-            return out
-        rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(out))
-        if rc != 0:
-            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+        out = np.empty((X.shape[0], lay.M))
+        if X.shape[0]:
+            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(out))
         return out
