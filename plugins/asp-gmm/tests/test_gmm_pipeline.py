@@ -206,7 +206,7 @@ def test_fit_drops_candidates_still_compiling(fresh, monkeypatch):
     events = _events()
     names = [d for e, d in events if e == "variants"][0]["names"]
     (excluded,) = [d for e, d in events if e == "autotune-excluded"]
-    assert excluded["variant"] == names[1] and "still compiling" in excluded["reason"]
+    assert excluded["variant"] == names[1] and "compiling in the background" in excluded["reason"]
     assert [d["winner"] for e, d in events if e == "autotune"] == [names[0]]
     assert PerfDB().summary() == []
     # when nothing is compiling, the default engine call times every candidate

@@ -124,31 +124,33 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised.
 
     ``wait_for_candidates=False`` (what ``fit`` passes): while the variants are being timed
-    and some candidate is still compiling in the background, the untimed candidates are
-    dropped for this process, since waiting for gcc would cost more than a better variant
-    saves on a fit whose iterations finish first. Nothing is stored, so a later process, which
-    finds them compiled, times them at no compile cost.
+    and a candidate compiled in the background during this call (so the call's time shared
+    the cores with gcc) or still compiles, the untimed candidates are dropped for this
+    process: waiting for gcc would cost more than a better variant saves on a fit whose
+    iterations finish first, and a time taken next to gcc would bias the choice. Nothing is
+    stored, so a later process, which finds them compiled, times them at no compile cost.
     """
+    from asp_gmm.backends import compiling
+
     d = dispatcher("em_step", options)
     args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
+    busy = not wait_for_candidates and compiling()
     result = d(*args)
-    if not wait_for_candidates:
-        _drop_candidates_still_compiling(d, args)
+    if not wait_for_candidates and (busy or compiling()):
+        _drop_untimed_candidates(d, args)
     return result
 
 
-def _drop_candidates_still_compiling(d: Dispatcher, args: tuple) -> None:
+def _drop_untimed_candidates(d: Dispatcher, args: tuple) -> None:
     from asp_core.pipeline import TuningCallable
-    from asp_gmm.backends import compiling
     from asp_gmm.signature import signature
 
     fn = d.specializations.get(signature(args, {}, d.instance))
     if not isinstance(fn, TuningCallable) or fn.tuner.done or not fn.tuner.times:
         return
-    if not compiling():
-        return
     for name in [v for v in fn.tuner.variants if v not in fn.tuner.times]:
-        fn.tuner.exclude(name, "still compiling in the background: not timed in this process")
+        fn.tuner.exclude(name, "compiling in the background while the others were timed: "
+                               "not timed in this process")
 
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
