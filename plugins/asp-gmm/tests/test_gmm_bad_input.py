@@ -131,3 +131,24 @@ def test_paper_interface_rejects_bad_input():
         g.train(np.array([["a"] * 3] * 4, dtype=object))
     with pytest.raises(ValueError, match="no parameters yet"):
         g.eval(np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize("param,value", [("tol", -1.0), ("reg_covar", -1e-6), ("max_iter", -1),
+                                         ("n_init", 0), ("verbose_interval", 0),
+                                         ("warm_start", "yes")])
+def test_bad_hyperparameters(param, value):
+    """Our own checks (scikit-learn's validation is private) give scikit-learn's text."""
+    _same_error(lambda cls: cls(2, **{param: value}).fit(X_OK))
+
+
+@pytest.mark.parametrize("param", ["covariance_type", "init_params"])
+def test_bad_string_options(param):
+    """scikit-learn lists the options of a set (its order varies between processes); ours
+    lists them sorted, with the same sentence around them."""
+    with pytest.raises(ValueError, match=rf"^The '{param}' parameter of GaussianMixture must "
+                                         r"be a str among \{'.*'\}\. Got 'banana' instead\.$"):
+        GaussianMixture(2, **{param: "banana"}).fit(X_OK)
+
+
+def test_verbose_accepts_a_bool():
+    GaussianMixture(2, verbose=False, random_state=0).fit(X_OK)

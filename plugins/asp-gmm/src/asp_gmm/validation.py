@@ -38,7 +38,7 @@ def _real(name: str, value: Any) -> None:
 
 def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
-        listed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
+        listed = ", ".join(repr(o) for o in sorted(options))
         _fail(name, f"a str among {{{listed}}}", value)
 
 
@@ -52,8 +52,10 @@ def check_hyperparameters(est: Any) -> None:
     _integer("n_init", est.n_init, 1)
     _one_of("init_params", est.init_params, INIT_PARAMS)
     if not isinstance(est.warm_start, (bool, np.bool_)):
-        _fail("warm_start", "an instance of 'bool'", est.warm_start)
-    _integer("verbose", est.verbose, 0)
+        _fail("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'",
+              est.warm_start)
+    if not isinstance(est.verbose, (bool, np.bool_)):  # scikit-learn takes a bool too
+        _integer("verbose", est.verbose, 0)
     _integer("verbose_interval", est.verbose_interval, 1)
     if est.asp_options is not None and not isinstance(est.asp_options, dict):
         _fail("asp_options", "an instance of 'dict' or None", est.asp_options)
