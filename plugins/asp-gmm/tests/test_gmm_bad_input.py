@@ -134,8 +134,7 @@ def test_paper_interface_rejects_bad_input():
 
 
 @pytest.mark.parametrize("param,value", [("tol", -1.0), ("reg_covar", -1e-6), ("max_iter", -1),
-                                         ("n_init", 0), ("verbose_interval", 0),
-                                         ("warm_start", "yes")])
+                                         ("n_init", 0), ("verbose_interval", 0)])
 def test_bad_hyperparameters(param, value):
     """Our own checks (scikit-learn's validation is private) give scikit-learn's text."""
     _same_error(lambda cls: cls(2, **{param: value}).fit(X_OK))
@@ -148,6 +147,12 @@ def test_bad_string_options(param):
     with pytest.raises(ValueError, match=rf"^The '{param}' parameter of GaussianMixture must "
                                          r"be a str among \{'.*'\}\. Got 'banana' instead\.$"):
         GaussianMixture(2, **{param: "banana"}).fit(X_OK)
+
+
+def test_warm_start_must_be_a_bool():
+    with pytest.raises(ValueError, match=r"^The 'warm_start' parameter of GaussianMixture must "
+                                         r"be an instance of 'bool'.* Got 'yes' instead\.$"):
+        GaussianMixture(2, warm_start="yes").fit(X_OK)
 
 
 def test_verbose_accepts_a_bool():
