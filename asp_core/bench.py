@@ -122,7 +122,16 @@ class BenchContext:
             raise ValueError(f"anchor {anchor!r} is not among the implementations {list(impls)}")
         if check is not None:
             check()
-        samples = interleaved(impls, repeats or self.repeats)
+        return self.record(case, interleaved(impls, repeats or self.repeats), anchor,
+                           bytes=bytes, flops=flops)
+
+    def record(self, case: str, samples: dict[str, list[float]], anchor: str, *,
+               bytes: float | None = None, flops: float | None = None) -> list[Measurement]:
+        """Report times measured elsewhere (e.g. inside fresh subprocesses, for first calls
+        with an empty cache) exactly as :meth:`compare` reports its own."""
+        if anchor not in samples:
+            raise ValueError(f"anchor {anchor!r} is not among the implementations "
+                             f"{list(samples)}")
         ref = min(samples[anchor])
         out = []
         for impl, ts in samples.items():

@@ -14,7 +14,7 @@ from asp_core.bench import BenchContext
 
 def main(argv: list[str]) -> None:
     bench = BenchContext("gmm", quick="--quick" in argv)
-    print("gmm: EM vs scikit-learn GaussianMixture (identical initialisation)")
+    print("gmm: GaussianMixture.fit as users call it, and one EM iteration, vs scikit-learn")
     run_gmm_benchmarks(bench)
 
 

@@ -25,6 +25,19 @@ def test_interleaved_alternates_implementations():
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3}
 
 
+def test_record_reports_times_measured_elsewhere():
+    """Times taken inside subprocesses (first calls with an empty cache) are reported like
+    compare's: best, median and the ratio against the anchor."""
+    lines = []
+    ctx = BenchContext("s", echo=lines.append)
+    rows = ctx.record("first call", {"asp": [0.5, 0.7], "ref": [2.0, 3.0]}, anchor="ref")
+    by = {m.impl: m for m in rows}
+    assert by["asp"].ratio == pytest.approx(4.0) and by["asp"].median == pytest.approx(0.6)
+    assert ctx.results == rows and lines[0] == "  first call"
+    with pytest.raises(ValueError, match="anchor"):
+        ctx.record("x", {"asp": [1.0]}, anchor="ref")
+
+
 def test_compare_ratios_against_anchor(monkeypatch):
     lines = []
     ctx = BenchContext("s", repeats=2, echo=lines.append)

@@ -28,7 +28,8 @@ def test_every_em_variant_matches_reference(cov, N, D, M, problem):
     ref = reference.em_step(X, w, means, pc, cov, 1e-6)
     ctx = SpecializationContext("gmm", None)
     names = []
-    for variant in variants_for("openmp", "em_step", M, D, cov, n_samples=X.shape[0]):
+    for variant in variants_for("openmp", "em_step", M, D, cov, n_samples=X.shape[0],
+                                options={"variants": "all"}):
         fn = OpenMPBackend().build(variant, ctx)
         got = fn(X, w, means, pc, cov, 1e-6)
         names.append(variant.name)
@@ -61,11 +62,14 @@ def test_generated_source_is_specialised():
     """Loops over D are compile-time constants; the entry point has C linkage."""
     variant = variants_for("openmp", "em_step", 32, 16, "full")[0]
     src = openmp_source(variant)
-    assert "#define D 16" in src and "#define M 32" in src and "#define BLOCK 256" in src
-    assert "int asp_gmm_em_step(" in src and "int asp_gmm_log_prob(" in src
-    # predict's kernel is the same translation unit as the default EM variant
-    lp_variant = variants_for("openmp", "log_prob", 32, 16, "full")[0]
-    assert openmp_source(lp_variant) == src
+    assert "#define D 16" in src and "#define M 32" in src
+    assert f"#define BLOCK {variant.params['block']}" in src
+    for op in ("em_step", "log_prob", "e_step", "m_step"):
+        assert f"int asp_gmm_{op}(" in src
+    # predict's E-step and the initial M-step are the same translation unit as the default
+    # EM variant
+    for op in ("log_prob", "e_step", "m_step"):
+        assert openmp_source(variants_for("openmp", op, 32, 16, "full")[0]) == src
 
 
 def test_far_offset_data_keeps_covariance_accuracy(problem):
@@ -85,7 +89,8 @@ def test_concurrent_calls_from_threads(problem):
     X, w, means, pc = problem(4000, 5, 4, "full", seed=8)
     ref = reference.em_step(X, w, means, pc, "full", 1e-6)
     ctx = SpecializationContext("gmm", None)
-    samples = [v for v in variants_for("openmp", "em_step", 4, 5, "full") if v.name == "samples"]
+    samples = [v for v in variants_for("openmp", "em_step", 4, 5, "full",
+                                       options={"variants": "all"}) if v.name == "samples"]
     fn = OpenMPBackend().build(samples[0], ctx)
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: fn(X, w, means, pc, "full", 1e-6), range(8)))
@@ -137,3 +142,43 @@ def test_sources_for_other_x86_targets_compile(isa, flag, tmp_path):
     ctx = SpecializationContext("gmm", None)
     src = openmp_source(CPUVariants().variants(program, ctx)[0])
     assert_valid_c_for_target(src, flag, tmp_path)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("N,D,M", SIZES)
+def test_e_step_and_m_step_match_reference(cov, N, D, M, problem):
+    """The compiled E-step (every output) and the initial M-step (labels with unassigned
+    samples, and dense responsibilities) equal the NumPy reference."""
+    X, w, means, pc = problem(max(N, M), D, M, cov, seed=N + 2 * D + M)
+    ctx = SpecializationContext("gmm", None)
+    (e_variant,) = variants_for("openmp", "e_step", M, D, cov)
+    e_step = OpenMPBackend().build(e_variant, ctx)
+    for output in ("labels", "proba", "score_samples", "score"):
+        got = e_step(X, w, means, pc, cov, output)
+        want = reference.e_step(X, w, means, pc, cov, output)
+        if output == "labels":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+    (m_variant,) = variants_for("openmp", "m_step", M, D, cov)
+    m_step = OpenMPBackend().build(m_variant, ctx)
+    rng = np.random.default_rng(N)
+    labels = rng.integers(-1, M, X.shape[0])
+    resp = rng.random((X.shape[0], M))
+    resp /= resp.sum(axis=1, keepdims=True)
+    for r in (labels, resp):
+        got = m_step(X, r, M, cov, 1e-6)
+        want = reference.m_step(X, r, M, cov, 1e-6)
+        for name in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-9,
+                                       atol=1e-12, err_msg=name)
+
+
+def test_m_step_rejects_labels_out_of_range(problem):
+    X, w, means, pc = problem(50, 3, 2, "diag")
+    ctx = SpecializationContext("gmm", None)
+    m_step = OpenMPBackend().build(variants_for("openmp", "m_step", 2, 3, "diag")[0], ctx)
+    with pytest.raises(ValueError, match="labels must be < n_components"):
+        m_step(X, np.full(50, 2, dtype=np.int64), 2, "diag", 1e-6)
+    with pytest.raises(ValueError, match="labels must be int64"):
+        m_step(X, np.zeros(50, dtype=np.int32), 2, "diag", 1e-6)

@@ -48,8 +48,16 @@ def test_domain_passes_rewrite_the_dast():
 
 
 def test_variants_differ_in_parallel_strategy():
+    from asp_core.hardware import query
+    from asp_gmm.layout import layout_for
+    from asp_gmm.variants import fused_blocks
+
+    first, second = fused_blocks(layout_for(8, 4, "diag"), query().caches.get("L1d"))
     names = [v.name for v in variants_for("openmp", "em_step", 8, 4, "diag")]
-    assert names == ["fused-b256", "fused-b64", "samples", "components", "dims"]
+    assert names == [f"fused-b{first}", f"fused-b{second}"]
+    every = [v.name for v in variants_for("openmp", "em_step", 8, 4, "diag",
+                                          options={"variants": "all"})]
+    assert every == names + ["samples", "components", "dims"]
     without = variants_for("openmp", "em_step", 8, 4, "diag",
                            options={"disable_passes": ("fuse-em",)})
     assert [v.name for v in without] == ["samples", "components", "dims"]
@@ -57,30 +65,46 @@ def test_variants_differ_in_parallel_strategy():
     assert cuda == ["fused-t128", "fused-t256", "samples", "components", "dims"]
 
 
+def test_block_model_fits_the_l1_cache():
+    """The first candidate is the largest block whose scratch fits L1; the second its half."""
+    from asp_gmm.layout import layout_for
+    from asp_gmm.variants import fused_blocks
+
+    full = layout_for(32, 16, "full")  # 640 bytes per sample
+    assert fused_blocks(full, 48 * 1024) == (64, 32)
+    assert fused_blocks(full, 32 * 1024) == (32, 64)  # smallest size: the double is timed
+    assert fused_blocks(full, 1 << 20) == (256, 128)
+    assert fused_blocks(full, None) == fused_blocks(full, 32 * 1024)
+
+
 def test_platform_choice_and_tuning_are_recorded_and_remembered(fresh):
     X, w, means, pc = make_problem(3000, 4, 3, "full", seed=11)
     ref = reference.em_step(X, w, means, pc, "full", 1e-6)
     calls = 0
-    while calls == 0 or engine.tuning():  # 5 variants timed on real iterations, then the winner
-        got = engine.em_step(X, w, means, pc, "full", 1e-6)
+    opts = {"variants": "all"}
+    while calls == 0 or engine.tuning(options=opts):  # each variant timed on a real iteration
+        got = engine.em_step(X, w, means, pc, "full", 1e-6, options=opts)
         np.testing.assert_allclose(got.means, ref.means, rtol=1e-10)
         calls += 1
         assert calls < 50, "tuning never finished"
     assert calls >= 5
-    chosen = [d for e, d in _events(kind="phase") if d["phase"] == "platform_selection"][0]
+    events = _events(options=opts)
+    chosen = [d for e, d in events if e == "phase" and d["phase"] == "platform_selection"][0]
     assert chosen["component"] == "openmp"
     assert dict(chosen["rejected"]).get("cuda")  # the reason CUDA was not used
-    (tuned,) = [d for e, d in _events(kind="autotune")]
+    (tuned,) = [d for e, d in events if e == "autotune"]
     assert tuned["source"] == "tuned now"
-    assert {t[0] for t in tuned["timings"]} == {"fused-b256", "fused-b64", "samples",
-                                                "components", "dims"}
+    names = [d for e, d in events if e == "variants"][0]["names"]
+    assert {t[0] for t in tuned["timings"]} == set(names)
+    assert {"samples", "components", "dims"} < set(names)
     assert calls == 5 and all(t[2] == 1 for t in tuned["timings"])  # one iteration each
     assert len(PerfDB().summary()) == 1
-    # a new process with a problem of the same order of magnitude reuses the winner
+    # a new process with a problem of the same shape class (order of magnitude of N) reuses
+    # the winner
     engine.reset()
     X2, w2, means2, pc2 = make_problem(5000, 4, 3, "full", seed=12)
-    engine.em_step(X2, w2, means2, pc2, "full", 1e-6)
-    (again,) = [d for e, d in _events(kind="autotune")]
+    engine.em_step(X2, w2, means2, pc2, "full", 1e-6, options=opts)
+    (again,) = [d for e, d in _events(options=opts, kind="autotune")]
     assert again["source"] == "perf database" and again["winner"] == tuned["winner"]
 
 
@@ -168,3 +192,37 @@ def test_entry_point_is_installed():
 
     eps = {ep.name: ep.value for ep in entry_points(group="asp")}
     assert eps.get("gmm") == "asp_gmm.plugin"
+
+
+def test_fit_drops_candidates_still_compiling(fresh, monkeypatch):
+    """fit never waits for gcc to time a second candidate: while one still compiles in the
+    background, the model's variant is kept for this process and nothing is stored."""
+    from asp_gmm import backends
+
+    monkeypatch.setattr(backends, "compiling", lambda: True)
+    X, w, means, pc = make_problem(2000, 4, 3, "full", seed=13)
+    engine.em_step(X, w, means, pc, "full", 1e-6, wait_for_candidates=False)
+    assert not engine.tuning()
+    events = _events()
+    names = [d for e, d in events if e == "variants"][0]["names"]
+    (excluded,) = [d for e, d in events if e == "autotune-excluded"]
+    assert excluded["variant"] == names[1] and "compiling in the background" in excluded["reason"]
+    assert [d["winner"] for e, d in events if e == "autotune"] == [names[0]]
+    assert PerfDB().summary() == []
+    # when nothing is compiling, the default engine call times every candidate
+    engine.reset()
+    monkeypatch.setattr(backends, "compiling", lambda: False)
+    for _ in range(3):
+        engine.em_step(X, w, means, pc, "full", 1e-6, wait_for_candidates=False)
+    assert [d["source"] for e, d in _events(kind="autotune")] == ["tuned now"]
+
+
+def test_bench_times_fit_in_a_fresh_process(tmp_path):
+    """The benchmark's first-fit row: a new Python process with an empty cache runs two
+    fits as a user writes them and reports both times."""
+    from asp_gmm.bench import fit_in_subprocess
+
+    got = fit_in_subprocess("asp", 400, 2, 2, "diag", str(tmp_path / "cache"))
+    assert got["first"] > 0 and got["second"] > 0
+    assert got["first_iterations"] >= 1 and np.isfinite(got["first_lower_bound"])
+    assert (tmp_path / "cache" / "code").is_dir()  # the child compiled into the empty cache

@@ -9,7 +9,10 @@ package. The NumPy backend returns the reference functions.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from asp_core import Backend, Variant
@@ -20,7 +23,8 @@ from asp_gmm.lowering import KernelPlan, split_module
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["CudaBackend", "NumpyBackend", "OpenMPBackend", "cuda_source", "openmp_source"]
+__all__ = ["CudaBackend", "NumpyBackend", "OpenMPBackend", "compiling", "cuda_source",
+           "openmp_source"]
 
 C_FLAGS = ("-ffp-contract=fast",)
 CUDA_FLAGS: tuple[str, ...] = ()
@@ -47,13 +51,15 @@ def cuda_source(variant: Variant) -> str:
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
-    from asp_gmm.binding import EMStepKernel, LogProbKernel
+    from asp_gmm.binding import EMStepKernel, EStepKernel, LogProbKernel, MStepKernel
 
     plan: KernelPlan = variant.program.meta["plan"]
     if plan.op == "em_step":
         return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
                             lib)
-    return LogProbKernel(lib.cdll, plan, variant.name, lib)
+    kernels: dict[str, type[LogProbKernel | EStepKernel | MStepKernel]] = {
+        "log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel}
+    return kernels[plan.op](lib.cdll, plan, variant.name, lib)
 
 
 def _specialised_on(variant: Variant) -> dict[str, Any]:
@@ -63,11 +69,39 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
             "dtype": plan.ctype, "variant": variant.name}
 
 
+_BACKGROUND = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
+                                 thread_name_prefix="asp-gmm-compile")
+_PENDING: set[Future] = set()
+_PENDING_LOCK = threading.Lock()
+
+
+def compiling() -> bool:
+    """Whether sibling variants are still compiling in the background."""
+    with _PENDING_LOCK:
+        return any(not f.done() for f in _PENDING)
+
+
+def _in_background(ctx: SpecializationContext, kwargs: dict[str, Any]) -> None:
+    def job() -> None:
+        try:
+            ctx.compile(**kwargs)
+        except Exception:  # noqa: BLE001 - the variant's own build reports it when it is used
+            pass
+
+    future = _BACKGROUND.submit(job)
+    with _PENDING_LOCK:
+        _PENDING.difference_update({f for f in _PENDING if f.done()})
+        _PENDING.add(future)
+
+
 def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:
-    """Compile ``variant``; the default variant compiles all its siblings in one batch."""
+    """Compile ``variant``; when it is the default, start its siblings' compiles in the
+    background (their builds, one per tuning call, then find the code cache warm or wait on
+    its lock: one gcc per variant either way), so the first call waits for one compile only."""
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
-        return ctx.compile_many([{**args(v), "variant": v.name} for v in siblings])[0]
+        for sibling in siblings[1:]:
+            _in_background(ctx, {**args(sibling), "variant": sibling.name})
     return ctx.compile(**args(variant))
 
 
@@ -102,5 +136,4 @@ class NumpyBackend(Backend):
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         from asp_gmm import reference
 
-        op = variant.program.meta["op"]
-        return reference.em_step if op == "em_step" else reference.log_prob
+        return getattr(reference, variant.program.meta["op"])

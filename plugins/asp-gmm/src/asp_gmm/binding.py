@@ -2,7 +2,9 @@
 
 The callables take exactly the reference kernels' arguments, validate them again (shapes,
 dtypes) before any native code runs, pack the parameters (:mod:`asp_gmm.packing`), call the
-library and turn its statistics back into scikit-learn's parameters.
+library and turn its statistics back into scikit-learn's parameters. Every OpenMP unit has all
+four entry points, so one library serves the EM iterations, the initial M-step and the E-step
+behind ``predict``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from asp_gmm.lowering import KernelPlan
-from asp_gmm.packing import finish_em_step, pack
+from asp_gmm.packing import finish_em_step, pack, zero_shift
 from asp_gmm.reference import EMStep
 from asp_gmm.signature import parse_call
 
-__all__ = ["EMStepKernel", "LogProbKernel"]
+__all__ = ["EMStepKernel", "EStepKernel", "LogProbKernel", "MStepKernel"]
 
 _P = ctypes.c_void_p
 
@@ -32,18 +34,47 @@ def _x(X: np.ndarray, plan: KernelPlan) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=want)
 
 
-class EMStepKernel:
+def _check_specialised(call: Any, plan: KernelPlan) -> None:
+    lay = plan.layout
+    if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
+        raise ValueError("arguments do not match the specialised (M, D, covariance_type)")
+
+
+def _nullable(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+class _EntryPoint:
+    """One exported function of a library: its ctypes signature and the error check."""
+
+    symbol = ""
+    n_pointers = 0  # pointer arguments after (X, N)
+
+    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
+                 ) -> None:
+        self.plan = plan
+        self.name = name
+        self.library = library  # keeps the shared object loaded while this callable lives
+        self._fn = getattr(cdll, self.symbol)
+        self._fn.restype = ctypes.c_int
+        self._fn.argtypes = [_P, ctypes.c_int64] + [_P] * self.n_pointers
+
+    def _run(self, X: np.ndarray, *pointers: int | None) -> None:
+        rc = self._fn(_ptr(X), X.shape[0], *pointers)
+        if rc != 0:
+            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+
+
+class EMStepKernel(_EntryPoint):
     """``(X, weights, means, precisions_cholesky, covariance_type, reg_covar) -> EMStep``."""
+
+    symbol = "asp_gmm_em_step"
+    n_pointers = 6
 
     def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, materialise: bool, name: str,
                  library: Any = None) -> None:
-        self.plan = plan
+        super().__init__(cdll, plan, name, library)
         self.materialise = materialise
-        self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_em_step
-        self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P, _P, _P]
         self._local = threading.local()  # the N x MP work matrix, one per calling thread
 
     def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
@@ -51,9 +82,8 @@ class EMStepKernel:
                  ) -> EMStep:
         call = parse_call("em_step", (X, weights, means, precisions_cholesky, covariance_type,
                                       reg_covar), {})
+        _check_specialised(call, self.plan)
         lay = self.plan.layout
-        if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
-            raise ValueError("arguments do not match the specialised (M, D, covariance_type)")
         X = _x(X, self.plan)
         N = X.shape[0]
         if N == 0:
@@ -64,38 +94,92 @@ class EMStepKernel:
         work = getattr(self._local, "work", None)
         if work is None or (self.materialise and work.size < N * lay.MP):
             work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
-        rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc),
-                      _ptr(shift), _ptr(out), _ptr(work))
-        if rc != 0:
-            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+        self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(shift), _ptr(out),
+                  _ptr(work))
         return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
 
 
-class LogProbKernel:
+class EStepKernel(_EntryPoint):
+    """``(X, weights, means, precisions_cholesky, covariance_type, output)``: the E-step
+    reduced to labels, responsibilities, per-sample or mean log-likelihood in one pass."""
+
+    symbol = "asp_gmm_e_step"
+    n_pointers = 7
+
+    def __call__(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                 precisions_cholesky: np.ndarray, covariance_type: str, output: str
+                 ) -> np.ndarray | float:
+        call = parse_call("e_step", (X, weights, means, precisions_cholesky, covariance_type,
+                                     output), {})
+        _check_specialised(call, self.plan)
+        X = _x(X, self.plan)
+        N, M = X.shape[0], self.plan.layout.M
+        packed = pack(self.plan.layout, weights, means, precisions_cholesky)
+        resp = np.empty((N, M)) if output == "proba" else None
+        lse = np.empty(N) if output == "score_samples" else None
+        labels = np.empty(N, dtype=np.int64) if output == "labels" else None
+        total = np.zeros(1)
+        if N:
+            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _nullable(resp),
+                      _nullable(lse), _nullable(labels), _ptr(total))
+        if output == "score":
+            return float(total[0]) / N if N else float("nan")
+        outputs: dict[str, Any] = {"proba": resp, "score_samples": lse, "labels": labels}
+        return outputs[output]
+
+
+class MStepKernel(_EntryPoint):
+    """``(X, resp, n_components, covariance_type, reg_covar) -> EMStep``: the M-step from
+    given responsibilities (dense, or hard labels), in two passes as scikit-learn computes
+    it: the counts and means first, then the moments about those means."""
+
+    symbol = "asp_gmm_m_step"
+    n_pointers = 4
+
+    def _pass(self, X: np.ndarray, resp: np.ndarray, shift: np.ndarray, reg_covar: float,
+              eps: float) -> EMStep:
+        lay = self.plan.layout
+        out = np.zeros(lay.n_stat)
+        dense, labels = (resp, None) if resp.ndim == 2 else (None, resp)
+        self._run(X, _nullable(dense), _nullable(labels), _ptr(shift), _ptr(out))
+        return finish_em_step(lay, out, shift, X.shape[0], reg_covar, eps,
+                              weights_over=float(X.shape[0]))
+
+    def __call__(self, X: np.ndarray, resp: np.ndarray, n_components: int,
+                 covariance_type: str, reg_covar: float) -> EMStep:
+        call = parse_call("m_step", (X, resp, n_components, covariance_type, reg_covar), {})
+        _check_specialised(call, self.plan)
+        lay = self.plan.layout
+        if resp.ndim == 1 and resp.size and int(resp.max()) >= lay.M:
+            raise ValueError(f"labels must be < n_components = {lay.M}")
+        X = _x(X, self.plan)
+        if X.shape[0] == 0:
+            raise ValueError("X has no samples")
+        eps = float(np.finfo(X.dtype).eps)
+        first = self._pass(X, resp, zero_shift(lay), float(reg_covar), eps)
+        shift = zero_shift(lay)
+        if lay.cov == "full":
+            shift[:, :lay.D] = first.means
+        else:
+            nk = first.weights
+            shift[:] = nk @ first.means / max(float(nk.sum()), 1e-300)
+        return self._pass(X, resp, shift, float(reg_covar), eps)
+
+
+class LogProbKernel(_EntryPoint):
     """``(X, means, precisions_cholesky, covariance_type) -> (N, M) log-densities``."""
 
-    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
-                 ) -> None:
-        self.plan = plan
-        self.name = name
-        self.library = library
-        self._fn = cdll.asp_gmm_log_prob
-        self._fn.restype = ctypes.c_int
-        self._fn.argtypes = [_P, ctypes.c_int64, _P, _P, _P, _P]
+    symbol = "asp_gmm_log_prob"
+    n_pointers = 4
 
     def __call__(self, X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
                  covariance_type: str) -> np.ndarray:
         call = parse_call("log_prob", (X, means, precisions_cholesky, covariance_type), {})
+        _check_specialised(call, self.plan)
         lay = self.plan.layout
-        if (call.n_components, call.n_features, call.covariance) != (lay.M, lay.D, lay.cov):
-            raise ValueError("arguments do not match the specialised (M, D, covariance_type)")
         X = _x(X, self.plan)
-        N = X.shape[0]
         packed = pack(lay, None, means, precisions_cholesky)
-        out = np.empty((N, lay.M))
-        if N == 0:
-            return out
-        rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(out))
-        if rc != 0:
-            raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
+        out = np.empty((X.shape[0], lay.M))
+        if X.shape[0]:
+            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(out))
         return out

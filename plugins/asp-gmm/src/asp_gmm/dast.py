@@ -62,6 +62,7 @@ class Moments(Node):
 
     covariance: str
     center: str = "origin"
+    triangular: bool = False  # only the upper triangle of sum r d d^T (it is symmetric)
 
 
 @dataclass
@@ -73,7 +74,9 @@ class Fused(Node):
 
 @dataclass
 class EMProblem(Node):
-    """One GMM computation: ``op`` is ``em_step`` or ``log_prob``."""
+    """One GMM computation: ``op`` is ``em_step``, ``log_prob``, ``e_step`` (the E-step's
+    labels/responsibilities/log-likelihoods) or ``m_step`` (the M-step from given
+    responsibilities)."""
 
     op: str
     n_components: int

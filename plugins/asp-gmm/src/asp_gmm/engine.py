@@ -1,8 +1,10 @@
 """The specialised EM engine: the two GMM kernels behind the core's Dispatcher.
 
-``em_step`` and ``log_prob`` have the signatures of :mod:`asp_gmm.reference`; the first call
-with a new (M, D, covariance type, dtype) runs the pipeline, and the first EM iterations of a
-new problem size each run a different variant until the fastest is known.
+``em_step``, ``log_prob``, ``e_step`` and ``m_step`` have the signatures of
+:mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
+pipeline (:func:`prepare` starts that compile in the background ahead of time), and the first
+EM iterations of a new shape class each run a different candidate variant until the fastest is
+known.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from asp_core import Dispatcher
 from asp_gmm import reference
 from asp_gmm.reference import EMStep
 
-__all__ = ["GMMKernel", "dispatcher", "em_step", "log_prob", "reset", "tuning", "winner"]
+__all__ = ["GMMKernel", "dispatcher", "e_step", "em_step", "log_prob", "m_step", "prepare",
+           "reset", "tuning", "winner"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
     with _LOCK:
         d = _DISPATCHERS.get(key)
         if d is None:
-            func = reference.em_step if op == "em_step" else reference.log_prob
+            func = getattr(reference, op)
             d = _DISPATCHERS[key] = Dispatcher("gmm", func, fallback=func,
                                                instance=GMMKernel(op), options=options,
                                                name=f"asp_gmm.{op}")
@@ -47,8 +50,56 @@ def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
 def reset() -> None:
     """Forget every specialisation in this process (the code cache and perf database stay);
     the next call runs the pipeline again, as a new process would."""
+    for thread in list(_PREPARING.values()):
+        thread.join()
     with _LOCK:
         _DISPATCHERS.clear()
+        _PREPARING.clear()
+
+
+_PREPARING: dict[tuple, threading.Thread] = {}
+
+
+def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any,
+            options: dict[str, Any] | None = None) -> threading.Thread | None:
+    """Start compiling, in a background thread, the code a fit of this shape will call.
+
+    The estimator calls this before its initialisation (k-means), so gcc runs while
+    scikit-learn's k-means does, and the fit's first kernel call finds the code cache warm.
+    It builds the EM candidates through the dispatcher's public ``build_variants`` (phases 1-5,
+    nothing bound or tuned; the other ops share the default variant's library). Failures are
+    left to the real call, which reports them (fallback warning or error) as usual. Returns
+    the thread (None when nothing needs compiling), once per shape and process.
+    """
+    from asp_core import config
+
+    if covariance_type not in ("full", "diag") or config.mode() == "python":
+        return None
+    dt = np.dtype(dtype)
+    key = (n_features, n_components, covariance_type, dt.name,
+           tuple(sorted((options or {}).items())))
+    M, D = n_components, n_features
+    X = np.zeros((M, D), dtype=dt)
+    prec = np.tile(np.eye(D), (M, 1, 1)) if covariance_type == "full" else np.ones((M, D))
+    em_args = (X, np.full(M, 1.0 / M), np.zeros((M, D)), prec, covariance_type, 0.0)
+    m_args = (X, np.zeros(M, dtype=np.int64), M, covariance_type, 0.0)
+
+    def build() -> None:
+        try:
+            # the model's variant alone first (the initial M-step needs it; on two cores a
+            # compile next to k-means is slow enough), then the other EM candidate(s)
+            dispatcher("m_step", options).build_variants(*m_args)
+            dispatcher("em_step", options).build_variants(*em_args)
+        except Exception:  # noqa: BLE001 - the real call reports it
+            pass
+
+    with _LOCK:
+        if key in _PREPARING:
+            return None
+        thread = _PREPARING[key] = threading.Thread(target=build, daemon=True,
+                                                    name=f"asp-gmm-prepare-{M}x{D}")
+    thread.start()
+    return thread
 
 
 def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
@@ -68,13 +119,56 @@ def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
             precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float,
-            options: dict[str, Any] | None = None) -> EMStep:
-    """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised."""
-    return dispatcher("em_step", options)(X, weights, means, precisions_cholesky,
-                                          covariance_type, reg_covar)
+            options: dict[str, Any] | None = None, *, wait_for_candidates: bool = True
+            ) -> EMStep:
+    """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised.
+
+    ``wait_for_candidates=False`` (what ``fit`` passes): while the variants are being timed
+    and a candidate compiled in the background during this call (so the call's time shared
+    the cores with gcc) or still compiles, the untimed candidates are dropped for this
+    process: waiting for gcc would cost more than a better variant saves on a fit whose
+    iterations finish first, and a time taken next to gcc would bias the choice. Nothing is
+    stored, so a later process, which finds them compiled, times them at no compile cost.
+    """
+    from asp_gmm.backends import compiling
+
+    d = dispatcher("em_step", options)
+    args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
+    busy = not wait_for_candidates and compiling()
+    result = d(*args)
+    if not wait_for_candidates and (busy or compiling()):
+        _drop_untimed_candidates(d, args)
+    return result
+
+
+def _drop_untimed_candidates(d: Dispatcher, args: tuple) -> None:
+    from asp_core.pipeline import TuningCallable
+    from asp_gmm.signature import signature
+
+    fn = d.specializations.get(signature(args, {}, d.instance))
+    if not isinstance(fn, TuningCallable) or fn.tuner.done or not fn.tuner.times:
+        return
+    for name in [v for v in fn.tuner.variants if v not in fn.tuner.times]:
+        fn.tuner.exclude(name, "compiling in the background while the others were timed: "
+                               "not timed in this process")
 
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
              covariance_type: str, options: dict[str, Any] | None = None) -> np.ndarray:
     """Per-component log-densities (see :func:`asp_gmm.reference.log_prob`), specialised."""
     return dispatcher("log_prob", options)(X, means, precisions_cholesky, covariance_type)
+
+
+def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+           precisions_cholesky: np.ndarray, covariance_type: str, output: str,
+           options: dict[str, Any] | None = None) -> np.ndarray | float:
+    """The E-step reduced to ``output`` (see :func:`asp_gmm.reference.e_step`), specialised."""
+    return dispatcher("e_step", options)(X, weights, means, precisions_cholesky,
+                                         covariance_type, output)
+
+
+def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: str,
+           reg_covar: float, options: dict[str, Any] | None = None) -> EMStep:
+    """The M-step from given responsibilities or labels (see
+    :func:`asp_gmm.reference.m_step`), specialised."""
+    return dispatcher("m_step", options)(X, resp, n_components, covariance_type, reg_covar)

@@ -1,31 +1,77 @@
 """``asp_gmm.GaussianMixture``: scikit-learn's estimator on the specialised EM engine.
 
-Parameters, validation, initialisation, convergence logic, fitted attributes and every public
-method are scikit-learn's (this class subclasses ``sklearn.mixture.GaussianMixture``); what
-changes is the EM iteration, which runs as one fused, compiled kernel call per iteration
-(:func:`asp_gmm.engine.em_step`) instead of separate E- and M-steps in NumPy, and the
-E-step densities behind ``predict``/``score_samples``/``predict_proba``
-(:func:`asp_gmm.engine.log_prob`). Computation is in float64 whatever the input dtype; fitted
-attributes take the input's dtype, as scikit-learn's do.
+Parameters, initialisation, convergence logic, fitted attributes and every public method
+behave as ``sklearn.mixture.GaussianMixture``'s (this class subclasses it, so ``get_params``,
+``bic``, ``aic``, ``sample`` and the estimator tags are scikit-learn's own); what changes is
+that everything ``fit`` does per sample runs compiled:
+
+* the initial M-step from the initial responsibilities (:mod:`asp_gmm.initialisation`;
+  the hard assignments of k-means stay labels),
+* every EM iteration as one fused kernel call (:func:`asp_gmm.engine.em_step`), whose lower
+  bound is the convergence test's (no extra pass),
+* the E-step behind ``fit_predict``, ``predict``, ``predict_proba``, ``score_samples`` and
+  ``score`` (:func:`asp_gmm.engine.e_step`); ``fit`` skips scikit-learn's final E-step,
+  whose labels ``fit`` throws away.
+
+Only scikit-learn's public API is used (``validate_data``, ``check_is_fitted``,
+``check_random_state``, ``check_array``, ``KMeans``, ``kmeans_plusplus``): no private imports
+and no override of private methods, so a minor release cannot change what runs. Computation
+is in float64 whatever the input dtype; fitted attributes take the input's dtype, as
+scikit-learn's do.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
-from sklearn.utils._array_api import get_namespace
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from asp_gmm import engine
+from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
+from asp_gmm.validation import check_hyperparameters, check_initial_parameters
 
 __all__ = ["GaussianMixture"]
+
+_PARAMETERS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+class _Verbose:
+    """scikit-learn's progress messages (``verbose`` 1: iterations, 2: with times)."""
+
+    def __init__(self, level: int, interval: int) -> None:
+        self.level, self.interval = level, interval
+        self.init_start = self.iter_start = time.time()
+
+    def init_begin(self, n_init: int) -> None:
+        if self.level >= 1:
+            print(f"Initialization {n_init}")
+            self.init_start = self.iter_start = time.time()
+
+    def iteration_end(self, n_iter: int, change: float) -> None:
+        if n_iter % self.interval or self.level < 1:
+            return
+        if self.level == 1:
+            print(f"  Iteration {n_iter}")
+            return
+        now = time.time()
+        print(f"  Iteration {n_iter}\t time lapse {now - self.iter_start:.5f}s\t "
+              f"ll change {change:.5f}")
+        self.iter_start = now
+
+    def init_end(self, lower_bound: float, converged: bool) -> None:
+        msg = "converged" if converged else "did not converge"
+        if self.level == 1:
+            print(f"Initialization {msg}.")
+        elif self.level >= 2:
+            print(f"Initialization {msg}. time lapse {time.time() - self.init_start:.5f}s\t "
+                  f"lower bound {lower_bound:.5f}.")
 
 
 class GaussianMixture(_SkGaussianMixture):
@@ -33,11 +79,9 @@ class GaussianMixture(_SkGaussianMixture):
 
     The one extra parameter, ``asp_options``, is passed to the Asp dispatcher: e.g.
     ``{"platform_selection": "numpy"}`` forces the NumPy engine,
-    ``{"disable_passes": ("fuse-em",)}`` removes the fused variants.
+    ``{"disable_passes": ("fuse-em",)}`` removes the fused variants, ``{"variants": "all"}``
+    times the paper's parallelisation strategies too.
     """
-
-    _parameter_constraints: dict = {**_SkGaussianMixture._parameter_constraints,
-                                    "asp_options": [dict, None]}
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
                  tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
@@ -58,100 +102,144 @@ class GaussianMixture(_SkGaussianMixture):
         tags.array_api_support = False
         return tags
 
-    # -- the specialised pieces ---------------------------------------------------------------
-    def _estimate_log_prob(self, X: np.ndarray, xp: Any = None) -> np.ndarray:
-        if X.dtype not in (np.float32, np.float64):  # predict() keeps integer input as is
-            X = X.astype(np.float64)
-        lp = engine.log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type,
-                             options=self.asp_options)
-        return lp.astype(X.dtype, copy=False)
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> GaussianMixture:
+        """Estimate the model parameters with EM (see ``sklearn.mixture.GaussianMixture.fit``).
+        """
+        self._fit(X)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Estimate the model parameters with EM and predict the labels of X (see
+        ``sklearn.mixture.GaussianMixture.fit_predict``)."""
+        X = self._fit(X)
+        # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
+        return self._compiled_e_step(X, "labels")
+
+    def _fit(self, X: Any) -> np.ndarray:
+        """scikit-learn's ``fit_predict`` loop without its final E-step; returns checked X."""
+        check_hyperparameters(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        if X.shape[0] < self.n_components:
+            raise ValueError("Expected n_samples >= n_components "
+                             f"but got n_components = {self.n_components}, "
+                             f"n_samples = {X.shape[0]}")
+        init = check_initial_parameters(self, X.shape[1])
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        # gcc runs while k-means does: the first kernel call finds the code compiled
+        engine.prepare(X.shape[1], self.n_components, self.covariance_type, X.dtype,
+                       self.asp_options)
+        verbose = _Verbose(self.verbose, self.verbose_interval)
+        max_lower_bound = -np.inf
+        best_params: tuple = ()
+        best_n_iter = 0
+        best_lower_bounds: list[float] = []
+        self.converged_ = False
+        random_state = check_random_state(self.random_state)
+
+        for n_try in range(n_init):
+            verbose.init_begin(n_try)
+            if do_init:
+                start = initial_parameters(self, X, random_state, *init)
+                self.weights_, self.means_ = start.weights, start.means
+                self.covariances_ = start.covariances
+                self.precisions_cholesky_ = start.precisions_cholesky
+            else:
+                self._cast_parameters(np.float64)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            current_lower_bounds: list[float] = []
+            n_iter, converged = 0, False
+            for n_iter in range(1, self.max_iter + 1):
+                prev_lower_bound = lower_bound
+                lower_bound = self._em_iteration(X)
+                current_lower_bounds.append(lower_bound)
+                change = lower_bound - prev_lower_bound
+                verbose.iteration_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.max_iter > 0:
+                verbose.init_end(lower_bound, converged)
+            if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                max_lower_bound = lower_bound
+                best_params = tuple(getattr(self, name, None) for name in _PARAMETERS)
+                best_n_iter = n_iter
+                best_lower_bounds = current_lower_bounds
+                self.converged_ = converged
+
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. "
+                          "Try different init parameters, or increase max_iter, "
+                          "tol, or check for degenerate data.", ConvergenceWarning)
+        for name, value in zip(_PARAMETERS, best_params):
+            setattr(self, name, value)
+        self._set_precisions()
+        self._cast_parameters(X.dtype)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_lower_bounds
+        return X
 
     def _em_iteration(self, X: np.ndarray) -> float:
         """One EM iteration in one engine call; returns the incoming parameters' lower bound."""
-        step = engine.em_step(X, np.asarray(self.weights_, dtype=np.float64),
-                              np.asarray(self.means_, dtype=np.float64),
-                              np.asarray(self.precisions_cholesky_, dtype=np.float64),
+        step = engine.em_step(X, self.weights_, self.means_, self.precisions_cholesky_,
                               self.covariance_type, float(self.reg_covar),
-                              options=self.asp_options)
+                              options=self.asp_options, wait_for_candidates=False)
         self.weights_ = step.weights
         self.means_ = step.means
         self.covariances_ = step.covariances
         self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
         return step.log_prob_norm
 
-    def _cast_parameters(self, dtype: np.dtype) -> None:
-        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_",
-                     "precisions_"):
+    def _set_precisions(self) -> None:
+        """``precisions_`` from ``precisions_cholesky_`` (scikit-learn's ``_set_parameters``)."""
+        pc = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            self.precisions_ = pc @ np.transpose(pc, (0, 2, 1))
+        elif self.covariance_type == "tied":
+            self.precisions_ = pc @ pc.T
+        else:
+            self.precisions_ = pc**2
+
+    def _cast_parameters(self, dtype: Any) -> None:
+        for name in (*_PARAMETERS, "precisions_"):
             value = getattr(self, name, None)
             if isinstance(value, np.ndarray):
                 setattr(self, name, value.astype(dtype, copy=False))
 
-    # -- scikit-learn's fit loop with the fused iteration --------------------------------------
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """Estimate the model parameters with EM and predict the labels of X
-        (see ``sklearn.mixture.GaussianMixture.fit_predict``)."""
-        xp, _ = get_namespace(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        if X.shape[0] < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, "
-                f"n_samples = {X.shape[0]}"
-            )
-        self._check_parameters(X, xp=xp)
+    # -- the compiled E-step behind the public methods ---------------------------------------
+    def _compiled_e_step(self, X: np.ndarray, output: str) -> Any:
+        if X.dtype not in (np.float32, np.float64):  # predict() keeps integer input as is
+            X = X.astype(np.float64)
+        f64 = [np.asarray(getattr(self, n), dtype=np.float64)
+               for n in ("weights_", "means_", "precisions_cholesky_")]
+        return engine.e_step(X, *f64, self.covariance_type, output, options=self.asp_options)
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
+    def _checked(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False)
 
-        max_lower_bound = -np.inf
-        best_lower_bounds: list[float] = []
-        self.converged_ = False
-        random_state = check_random_state(self.random_state)
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable component of each sample (see
+        ``sklearn.mixture.GaussianMixture.predict``)."""
+        return self._compiled_e_step(self._checked(X), "labels")
 
-        for init in range(n_init):
-            self._print_verbose_msg_init_beg(init)
-            if do_init:
-                self._initialize_parameters(X, random_state, xp=xp)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            current_lower_bounds: list[float] = []
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The responsibilities of each component for each sample (see
+        ``sklearn.mixture.GaussianMixture.predict_proba``)."""
+        X = self._checked(X)
+        return self._compiled_e_step(X, "proba").astype(X.dtype, copy=False) \
+            if X.dtype == np.float32 else self._compiled_e_step(X, "proba")
 
-            if self.max_iter == 0:
-                best_params = self._get_parameters()
-                best_n_iter = 0
-            else:
-                converged = False
-                for n_iter in range(1, self.max_iter + 1):
-                    prev_lower_bound = lower_bound
-                    lower_bound = self._em_iteration(X)
-                    current_lower_bounds.append(lower_bound)
-                    change = lower_bound - prev_lower_bound
-                    self._print_verbose_msg_iter_end(n_iter, change)
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
-                self._print_verbose_msg_init_end(lower_bound, converged)
-                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-                    max_lower_bound = lower_bound
-                    best_params = self._get_parameters()
-                    best_n_iter = n_iter
-                    best_lower_bounds = current_lower_bounds
-                    self.converged_ = converged
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The log-likelihood of each sample (see
+        ``sklearn.mixture.GaussianMixture.score_samples``)."""
+        X = self._checked(X)
+        lse = self._compiled_e_step(X, "score_samples")
+        return lse.astype(X.dtype, copy=False) if X.dtype == np.float32 else lse
 
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-
-        self._set_parameters(best_params, xp=xp)
-        self._cast_parameters(X.dtype)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = best_lower_bounds
-
-        # a final E-step so that fit_predict(X) agrees with fit(X).predict(X)
-        _, log_resp = self._e_step(X, xp=xp)
-        return log_resp.argmax(axis=1)
+    def score(self, X: Any, y: Any = None) -> float:
+        """The mean log-likelihood of the samples (see
+        ``sklearn.mixture.GaussianMixture.score``)."""
+        return float(self._compiled_e_step(self._checked(X), "score"))

@@ -17,6 +17,7 @@ from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
 
 __all__ = [
+    "CPU_OPS",
     "KernelPlan",
     "exports",
     "plan_for",
@@ -50,7 +51,8 @@ def plan_for(problem: EMProblem, isa: tuple[str, ...] | None = None) -> KernelPl
         layout=layout_for(problem.n_components, problem.n_features, problem.covariance,
                           vector_doubles=width, registers=registers),
         ctype="float" if problem.x_dtype == "float32" else "double",
-        triangular=bool(density is not None and density.triangular),
+        triangular=bool((density is not None and density.triangular)
+                        or (moments is not None and moments.triangular)),
         center=moments.center if moments is not None else "origin",
         fused=any(isinstance(s, Fused) for s in problem.steps),
     )
@@ -93,6 +95,18 @@ def exports(op: str) -> list[c.FunctionDef]:
                   c.Param(_ptr("double"), "pc"), c.Param(_ptr("double"), "shift"),
                   c.Param(_ptr("double", False), "out"), c.Param(_ptr("double", False), "work")]
         impl = "em_step_impl"
+    elif op == "e_step":
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
+                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "resp"),
+                  c.Param(_ptr("double", False), "lse"), c.Param(_ptr("int64_t", False), "labels"),
+                  c.Param(_ptr("double", False), "total")]
+        impl = "e_step_impl"
+    elif op == "m_step":
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "resp"), c.Param(_ptr("int64_t"), "labels"),
+                  c.Param(_ptr("double"), "shift"), c.Param(_ptr("double", False), "out")]
+        impl = "m_step_impl"
     else:
         params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
                   c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
@@ -103,13 +117,19 @@ def exports(op: str) -> list[c.FunctionDef]:
                           extern_c=True)]
 
 
+#: the entry points of every OpenMP translation unit (CUDA units have the first two)
+CPU_OPS = ("em_step", "log_prob", "e_step", "m_step")
+
+
 def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Module:
-    """Both entry points, whatever the op: the E-step kernel behind ``predict`` is then the
-    same shared object as the default EM variant (one compile, a cache hit for the other)."""
+    """Every entry point, whatever the op: the E-step behind ``predict`` and the initial
+    M-step are then the same shared object as the default EM variant (one compile, cache hits
+    for the other ops)."""
+    ops = CPU_OPS[:2] if cuda else CPU_OPS
     return c.Module(prelude(plan, block, cuda=cuda) + [
         c.Comment("kernel bodies: templates/" + ("em_cuda.cu.mako" if cuda else
                                                  "em_openmp.c.mako")),
-        *exports("em_step"), *exports("log_prob")])
+        *(fn for op in ops for fn in exports(op))])
 
 
 def set_define(module: c.Module, name: str, value: int) -> c.Module:

@@ -17,7 +17,7 @@ from asp_gmm.layout import Layout
 from asp_gmm.linalg import log_det_cholesky
 from asp_gmm.reference import EMStep
 
-__all__ = ["Packed", "finish_em_step", "pack"]
+__all__ = ["Packed", "finish_em_step", "pack", "zero_shift"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -62,9 +62,17 @@ def pack(layout: Layout, weights: np.ndarray | None, means: np.ndarray,
     return Packed(muT, pT, cpad, shift)
 
 
+def zero_shift(layout: Layout) -> np.ndarray:
+    """The shift buffer of moments about the origin (M x DP for full, D for diag)."""
+    return np.zeros((layout.M, layout.DP) if layout.cov == "full" else layout.D)
+
+
 def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_samples: int,
-                   reg_covar: float, eps: float) -> EMStep:
-    """New parameters from a kernel's statistics (``eps``: machine epsilon of X's dtype)."""
+                   reg_covar: float, eps: float, weights_over: float | None = None) -> EMStep:
+    """New parameters from a kernel's statistics (``eps``: machine epsilon of X's dtype).
+
+    The weights are the counts over their sum (an EM iteration) or over ``weights_over``
+    (scikit-learn's initialisation divides by the number of samples)."""
     M, D, MP = layout.M, layout.D, layout.MP
     s0 = stats[:M]
     s1 = stats[MP:MP + layout.s1_size]
@@ -93,4 +101,4 @@ def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_sampl
         # scikit-learn: sum(r x^2)/nk - mu^2 + reg; the same value written around the shift
         cov = ((q - 2.0 * e * delta + s0[:, None] * delta**2) / nk[:, None]
                + means**2 * ((10 * eps) / nk)[:, None] + reg_covar)
-    return EMStep(log_prob_norm, nk / nk.sum(), means, cov)
+    return EMStep(log_prob_norm, nk / (weights_over or nk.sum()), means, cov)

@@ -26,7 +26,7 @@ def _compiled_reason(problem: EMProblem) -> str | None:
     if problem.n_features > MAX_FEATURES_C:
         return f"{problem.n_features} features > {MAX_FEATURES_C}, the compiled kernels' limit"
     density = find(problem, LogDensity)
-    if density is None or not density.constants_folded:
+    if problem.op != "m_step" and (density is None or not density.constants_folded):
         return "the compiled kernels need the fold-constants pass (disabled)"
     return None
 
@@ -58,7 +58,12 @@ class CudaPlatform(Platform):
     name = "cuda"
 
     def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
-        return _compiled_reason(dast) or self.unavailable_reason()
+        reason = _compiled_reason(dast)
+        if reason:
+            return reason
+        if dast.op in ("e_step", "m_step"):
+            return f"{dast.op} is compiled for OpenMP only (the CUDA units have em_step and log_prob)"
+        return self.unavailable_reason()
 
     def unavailable_reason(self) -> str | None:
         from asp_core.hardware import cuda_unavailable_reason

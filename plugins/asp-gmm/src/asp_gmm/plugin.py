@@ -66,5 +66,6 @@ def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from asp_gmm.bench import run_gmm_benchmarks
 
     register.benchmark(name="gmm", specializer=NAME, func=run_gmm_benchmarks,
-                       description="EM per iteration and total fit vs scikit-learn "
-                                   "GaussianMixture (identical initialisation)")
+                       description="GaussianMixture.fit as users call it (first fit in a "
+                                   "new process with an empty cache, second fit) and one EM "
+                                   "iteration (kernel only) vs scikit-learn")

@@ -16,7 +16,8 @@ import numpy as np
 
 from asp_gmm.linalg import log_det_cholesky
 
-__all__ = ["EMStep", "em_step", "log_prob", "logsumexp_rows"]
+__all__ = ["E_STEP_OUTPUTS", "EMStep", "e_step", "em_step", "log_prob", "logsumexp_rows",
+           "m_step"]
 
 
 class EMStep(NamedTuple):
@@ -101,3 +102,45 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
         resp = np.exp(weighted - log_prob_norm[:, np.newaxis])
     nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
     return EMStep(float(np.mean(log_prob_norm)), nk / nk.sum(), new_means, cov)
+
+
+#: what :func:`e_step` returns: the most probable component of each sample, the
+#: responsibilities, the log-likelihood of each sample, or the mean log-likelihood
+E_STEP_OUTPUTS = ("labels", "proba", "score_samples", "score")
+
+
+def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+           precisions_cholesky: np.ndarray, covariance_type: str, output: str
+           ) -> np.ndarray | float:
+    """The E-step under the given parameters, reduced to ``output`` (see
+    :data:`E_STEP_OUTPUTS`): what ``predict``, ``predict_proba``, ``score_samples`` and
+    ``score`` return."""
+    with np.errstate(divide="ignore"):
+        weighted = log_prob(X, means, precisions_cholesky, covariance_type) + np.log(weights)
+    if output == "labels":
+        return weighted.argmax(axis=1)
+    lse = logsumexp_rows(weighted)
+    if output == "score_samples":
+        return lse
+    if output == "score":
+        return float(np.mean(lse))
+    with np.errstate(under="ignore"):
+        return np.exp(weighted - lse[:, np.newaxis])
+
+
+def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: str,
+           reg_covar: float) -> EMStep:
+    """The M-step from given responsibilities, as scikit-learn's initialisation does it.
+
+    ``resp`` is either dense (N x M) or hard labels (N integers; -1 = no component, as for
+    the samples ``random_from_data`` does not pick). The weights are the counts over N (not
+    normalised: scikit-learn's initial weights of ``random_from_data`` sum to M/N);
+    ``log_prob_norm`` is 0.
+    """
+    if resp.ndim == 1:
+        dense = np.zeros((X.shape[0], n_components), dtype=X.dtype)
+        rows = np.flatnonzero(resp >= 0)
+        dense[rows, resp[rows]] = 1.0
+        resp = dense
+    nk, means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
+    return EMStep(0.0, nk / X.shape[0], means, cov)

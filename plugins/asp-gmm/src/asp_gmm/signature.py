@@ -14,11 +14,17 @@ from typing import Any
 import numpy as np
 
 from asp_gmm.linalg import COVARIANCE_TYPES
+from asp_gmm.reference import E_STEP_OUTPUTS
 
-__all__ = ["Call", "parse_call", "signature", "tuning_key"]
+__all__ = ["OPS", "Call", "parse_call", "signature", "tuning_key"]
 
-_EM_ARGS = ("X", "weights", "means", "precisions_cholesky", "covariance_type", "reg_covar")
-_LP_ARGS = ("X", "means", "precisions_cholesky", "covariance_type")
+_ARGS = {
+    "em_step": ("X", "weights", "means", "precisions_cholesky", "covariance_type", "reg_covar"),
+    "log_prob": ("X", "means", "precisions_cholesky", "covariance_type"),
+    "e_step": ("X", "weights", "means", "precisions_cholesky", "covariance_type", "output"),
+    "m_step": ("X", "resp", "n_components", "covariance_type", "reg_covar"),
+}
+OPS = tuple(_ARGS)
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,29 @@ def _expect_shape(name: str, arr: Any, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
 
 
+def _check_responsibilities(resp: Any, N: int, M: Any) -> int:
+    """The number of components of an ``m_step`` call (dense resp or hard labels)."""
+    if not isinstance(M, (int, np.integer)) or isinstance(M, bool) or M < 1:
+        raise ValueError(f"n_components must be a positive integer, got {M!r}")
+    if not isinstance(resp, np.ndarray):
+        raise TypeError(f"resp must be a numpy array, got {type(resp).__name__}")
+    if resp.ndim == 2:
+        if resp.shape != (N, M) or resp.dtype != np.float64:
+            raise ValueError(f"resp must be float64 of shape ({N}, {M}), got {resp.dtype} "
+                             f"{resp.shape}")
+    elif resp.ndim == 1:
+        if resp.shape != (N,) or resp.dtype != np.int64:
+            raise ValueError(f"labels must be int64 of shape ({N},), got {resp.dtype} "
+                             f"{resp.shape}")
+    else:
+        raise ValueError("resp must be responsibilities (n_samples, n_components) or labels "
+                         "(n_samples,)")
+    return int(M)
+
+
 def parse_call(op: str, args: tuple, kwargs: dict[str, Any]) -> Call:
     """Validate one kernel call; return its data signature."""
-    b = _bind(_EM_ARGS if op == "em_step" else _LP_ARGS, args, kwargs)
+    b = _bind(_ARGS[op], args, kwargs)
     X = b["X"]
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         raise ValueError("X must be a 2-D numpy array of shape (n_samples, n_features)")
@@ -64,22 +90,33 @@ def parse_call(op: str, args: tuple, kwargs: dict[str, Any]) -> Call:
     if cov not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {cov!r}")
     N, D = X.shape
+    if op == "m_step":
+        M = _check_responsibilities(b["resp"], N, b["n_components"])
+        _check_reg_covar(b["reg_covar"])
+        return Call(op, N, D, M, cov, X.dtype.name)
     means = b["means"]
     if not isinstance(means, np.ndarray) or means.ndim != 2 or means.shape[1] != D:
         raise ValueError(f"means must have shape (n_components, {D})")
     M = means.shape[0]
     pshape = {"full": (M, D, D), "tied": (D, D), "diag": (M, D), "spherical": (M,)}[cov]
     _expect_shape("precisions_cholesky", b["precisions_cholesky"], pshape)
-    if op == "em_step":
+    if op in ("em_step", "e_step"):
         _expect_shape("weights", b["weights"], (M,))
-        if not float(b["reg_covar"]) >= 0.0:
-            raise ValueError(f"reg_covar must be >= 0, got {b['reg_covar']!r}")
+    if op == "em_step":
+        _check_reg_covar(b["reg_covar"])
+    if op == "e_step" and b["output"] not in E_STEP_OUTPUTS:
+        raise ValueError(f"output must be one of {E_STEP_OUTPUTS}, got {b['output']!r}")
     return Call(op, N, D, M, cov, X.dtype.name)
+
+
+def _check_reg_covar(reg_covar: Any) -> None:
+    if not float(reg_covar) >= 0.0:
+        raise ValueError(f"reg_covar must be >= 0, got {reg_covar!r}")
 
 
 def _op(instance: Any) -> str:
     op = getattr(instance, "op", None)
-    if op not in ("em_step", "log_prob"):
+    if op not in OPS:
         raise TypeError("gmm kernels are dispatched with a GMMKernel instance naming the op")
     return op
 

@@ -1,7 +1,8 @@
 """Phase 2: domain passes over the EM problem, one per module (each can be disabled by name).
 
 ``fold-constants``   log det L_k, log w_k and -D/2 log 2 pi become one number per component.
-``triangular-precision``  the precision Cholesky factors are upper-triangular: skip their zeros.
+``triangular-precision``  the precision Cholesky factors are upper-triangular: skip their zeros
+                     (and accumulate only the upper triangle of the symmetric second moments).
 ``shift-moments``    accumulate moments of x - c (c: the component's incoming mean for full,
                      one global point for diag) so second moments do not cancel when the data
                      sit far from the origin.

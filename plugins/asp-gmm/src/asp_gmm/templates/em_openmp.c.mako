@@ -452,6 +452,162 @@ static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restr
     return fail;
 }
 
+/* per row of a block's weighted log-probabilities (stride MP): the log-sum-exp, the most
+   probable component (the first on ties, as numpy.argmax) and, when asked, the responsibilities
+   exp(lp - lse); each output may be NULL.  Returns the sum of the log-sum-exps. */
+static double rows_block(double *restrict lp, int nb, int64_t n0, double *restrict resp,
+                         double *restrict lse, int64_t *restrict labels)
+{
+    double total = 0.0;
+    for (int b = 0; b < nb; ++b) {
+        double *row = lp + (int64_t)b * MP;
+        double mx = row[0];
+        int arg = 0;
+        for (int k = 1; k < M; ++k)
+            if (row[k] > mx) {
+                mx = row[k];
+                arg = k;
+            }
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (int k = 0; k < M; ++k) {
+            double e = asp_exp(row[k] - mx);
+            row[k] = e;
+            s += e;
+        }
+        const double l = mx + log(s);
+        total += l;
+        if (lse) lse[n0 + b] = l;
+        if (labels) labels[n0 + b] = arg;
+        if (resp) {
+            const double inv = 1.0 / s;
+            double *out = resp + (n0 + b) * (int64_t)M;
+#pragma omp simd
+            for (int k = 0; k < M; ++k) out[k] = row[k] * inv;
+        }
+    }
+    return total;
+}
+
+/* The E-step alone (predict, predict_proba, score_samples, score, fit_predict's labels):
+   pc holds the weighted constants (log w folded in); total[0] gets the sum of the
+   log-sum-exps, so score() needs no per-sample array. */
+static int e_step_impl(const xtype *restrict X, int64_t N, const double *restrict pa,
+                       const double *restrict pb, const double *restrict pc,
+                       double *restrict resp, double *restrict lse, int64_t *restrict labels,
+                       double *restrict total)
+{
+    int fail = 0;
+    double sum = 0.0;
+    int64_t nblocks = (N + BLOCK - 1) / BLOCK;
+#pragma omp parallel reduction(+ : sum)
+    {
+        scratch_t s;
+        int ok = scratch_alloc(&s);
+        if (!ok) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t ib = 0; ib < nblocks; ++ib) {
+            if (!ok) continue;
+            int64_t n0 = ib * BLOCK;
+            int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
+            load_block(X, n0, nb, s.xb);
+            logp_block(s.xb, nb, pa, pb, pc, s.lp, 0, M);
+            sum += rows_block(s.lp, nb, n0, resp, lse, labels);
+        }
+        scratch_free(&s);
+    }
+    total[0] = sum;
+    return fail;
+}
+
+/* hard assignments: the statistics of the samples whose label is k in [0, M) (others, e.g.
+   label -1, belong to no component); d = x - shift as in stats_block */
+static void labels_block(const double *restrict xb, int nb, const int64_t *restrict lab,
+                         const double *restrict shift, double *restrict acc)
+{
+    for (int b = 0; b < nb; ++b) {
+        const int64_t k = lab[b];
+        if (k < 0 || k >= M) continue;
+        const double *x = xb + (int64_t)b * XS;
+        acc[k] += 1.0;
+% if full:
+        const double *sk = shift + k * DP;
+        double *S1 = acc + S1OFF + k * DP;
+        double *S2 = acc + S2OFF + k * DP * DP;
+        double d[DP] __attribute__((aligned(64)));
+#pragma omp simd
+        for (int j = 0; j < DP; ++j) d[j] = x[j] - sk[j];
+#pragma omp simd
+        for (int j = 0; j < DP; ++j) S1[j] += d[j];
+        for (int i = 0; i < D; ++i) {
+            const double di = d[i];
+#pragma omp simd
+            for (int j = 0; j < DP; ++j) S2[i * DP + j] += di * d[j];
+        }
+% else:
+        for (int j = 0; j < D; ++j) {
+            const double dj = x[j] - shift[j];
+            acc[S1OFF + j * MP + k] += dj;
+            acc[S2OFF + j * MP + k] += dj * dj;
+        }
+% endif
+    }
+}
+
+/* The M-step from given responsibilities (the initialisation's): either dense resp (N x M)
+   or hard labels (N, -1 = none); writes the statistics vector of em_step_impl (moments of
+   x - shift, the log-sum-exp slot zero). */
+static int m_step_impl(const xtype *restrict X, int64_t N, const double *restrict resp,
+                       const int64_t *restrict labels, const double *restrict shift,
+                       double *restrict out)
+{
+    int nt = omp_get_max_threads();
+    int64_t nblocks = (N + BLOCK - 1) / BLOCK;
+    int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
+    if (G > nblocks) G = nblocks > 0 ? nblocks : 1;
+    double *acc = (double *)aligned_alloc(64, (size_t)G * NSTATP * 8);
+    if (!acc) return 1;
+    memset(acc, 0, (size_t)G * NSTATP * 8);
+    int fail = 0;
+#pragma omp parallel num_threads(nt)
+    {
+        scratch_t s;
+        int ok = scratch_alloc(&s);
+        if (!ok) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < G; ++g) {
+            if (!ok) continue;
+            double *ga = acc + (size_t)g * NSTATP;
+            for (int64_t ib = nblocks * g / G; ib < nblocks * (g + 1) / G; ++ib) {
+                int64_t n0 = ib * BLOCK;
+                int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
+                load_block(X, n0, nb, s.xb);
+                if (labels) {
+                    labels_block(s.xb, nb, labels + n0, shift, ga);
+                    continue;
+                }
+                for (int b = 0; b < nb; ++b) {
+                    double *row = s.lp + (int64_t)b * MP;
+                    const double *rin = resp + (n0 + b) * (int64_t)M;
+                    for (int k = 0; k < M; ++k) row[k] = rin[k];
+                    for (int k = M; k < MP; ++k) row[k] = 0.0;
+                }
+                stats_block(s.xb, nb, s.lp, shift, ga, s.d, s.w);
+            }
+        }
+        scratch_free(&s);
+    }
+    if (!fail) reduce_threads(acc, (int)G, out);
+    free(acc);
+    return fail;
+}
+
 static int em_step_impl(const xtype *restrict X, int64_t N, const double *restrict pa,
                         const double *restrict pb, const double *restrict pc,
                         const double *restrict shift, double *restrict out,

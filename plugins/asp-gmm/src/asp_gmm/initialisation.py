@@ -1,0 +1,75 @@
+"""scikit-learn's initialisation of a Gaussian mixture, with the initial M-step compiled.
+
+The responsibilities come from exactly what scikit-learn draws (its public ``KMeans`` and
+``kmeans_plusplus`` and the same calls on the same ``RandomState``), so a fit with the same
+``random_state`` starts from the same point; the hard assignments of ``kmeans``, ``k-means++``
+and ``random_from_data`` stay labels (N integers, -1 for none) instead of an N x M one-hot
+matrix, and the M-step from them (counts, means, covariances) runs in the compiled
+``m_step`` kernel (:func:`asp_gmm.engine.m_step`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from asp_gmm import engine
+from asp_gmm.linalg import precision_cholesky, precision_cholesky_from_precisions
+
+__all__ = ["InitialParameters", "initial_parameters", "initial_responsibilities"]
+
+
+class InitialParameters(NamedTuple):
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray | None  # None when precisions_init is given (as scikit-learn)
+    precisions_cholesky: np.ndarray
+
+
+def initial_responsibilities(X: np.ndarray, n_components: int, init_params: str,
+                             random_state: np.random.RandomState) -> np.ndarray:
+    """Labels (int64, N) or dense responsibilities (float64, N x M), drawn as scikit-learn's
+    ``BaseMixture._initialize_parameters`` draws them."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    N, M = X.shape[0], n_components
+    if init_params == "kmeans":
+        km = KMeans(n_clusters=M, n_init=1, random_state=random_state).fit(X)
+        return np.asarray(km.labels_, dtype=np.int64)
+    if init_params == "random":
+        resp = np.asarray(random_state.uniform(size=(N, M)), dtype=X.dtype)
+        resp /= resp.sum(axis=1)[:, np.newaxis]
+        return resp.astype(np.float64, copy=False)
+    if init_params == "random_from_data":
+        indices = random_state.choice(N, size=M, replace=False)
+    else:  # k-means++
+        _, indices = kmeans_plusplus(X, M, random_state=random_state)
+    labels = np.full(N, -1, dtype=np.int64)
+    labels[indices] = np.arange(M)
+    return labels
+
+
+def initial_parameters(est: Any, X: np.ndarray, random_state: np.random.RandomState,
+                       weights_init: np.ndarray | None, means_init: np.ndarray | None,
+                       precisions_init: np.ndarray | None) -> InitialParameters:
+    """scikit-learn's ``GaussianMixture._initialize`` for ``est``: the responsibilities are
+    computed only when some initial parameter is missing, given ones take precedence, and the
+    initial weights are the counts over N."""
+    cov_type = est.covariance_type
+    step: Any = None  # set whenever a parameter below is missing
+    if weights_init is None or means_init is None or precisions_init is None:
+        resp = initial_responsibilities(X, est.n_components, est.init_params, random_state)
+        step = engine.m_step(X, resp, est.n_components, cov_type, float(est.reg_covar),
+                             options=est.asp_options)
+    weights = step.weights if weights_init is None else weights_init
+    means = step.means if means_init is None else means_init
+    if precisions_init is None:
+        covariances = step.covariances
+        prec_chol = precision_cholesky(covariances, cov_type)
+    else:
+        covariances = None
+        prec_chol = precision_cholesky_from_precisions(precisions_init, cov_type)
+    return InitialParameters(np.asarray(weights, dtype=np.float64),
+                             np.asarray(means, dtype=np.float64), covariances,
+                             np.asarray(prec_chol, dtype=np.float64))
