@@ -29,7 +29,7 @@ __all__ = [
     "Expr", "Stmt", "PointExpr", "Const", "Attr", "Var", "Read", "BinOp", "UnaryOp", "Call",
     "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
-    "reads", "expr_nodes",
+    "reads", "expr_nodes", "const", "written_grids", "loop_statements",
 ]
 
 #: Binary operators of the DSL (Python spelling).
@@ -54,9 +54,19 @@ class PointExpr(Node):
 
 @dataclass(frozen=True)
 class Const(Node):
-    """An exact Python number (``int`` or ``float``; ``bool`` only as a folded condition)."""
+    """An exact Python number (``int`` or ``float``; ``bool`` only as a folded condition) or a
+    NumPy scalar (a kernel attribute such as ``numpy.float32(0.1)``, or a value folded from
+    one); ``kind`` is the NumPy dtype string of a NumPy scalar ("" for Python numbers), so
+    constants of different types are never equal (``numpy.float32(0.5) == 0.5`` in Python)."""
 
     value: Any
+    kind: str = ""
+
+
+def const(value: Any) -> Const:
+    """The ``Const`` of a Python or NumPy scalar (sets ``kind`` for NumPy scalars)."""
+    dtype = getattr(value, "dtype", None)
+    return Const(value, dtype.str if dtype is not None else "")
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,8 @@ class GridParam(Node):
     ghost_depth: int
     neighbors: tuple[tuple[tuple[int, ...], ...], ...]
     output: bool
+    #: ghost cells are filled by wrap-around before each sweep (``StencilGrid(periodic=True)``)
+    periodic: bool = False
 
 
 @dataclass
@@ -218,7 +230,19 @@ class StencilProgram(Node):
 
     @property
     def output(self) -> GridParam:
+        """The last grid (the one ``iterate`` swaps with the last input)."""
         return self.grids[-1]
+
+    @property
+    def outputs(self) -> tuple[GridParam, ...]:
+        """Every grid the kernel writes (``output`` flag), in argument order."""
+        return tuple(g for g in self.grids if g.output)
+
+    @property
+    def periodic(self) -> bool:
+        """Whether a grid is periodic: its ghosts are refilled before each sweep, so sweeps
+        cannot be fused (temporal blocking declines such programs)."""
+        return any(g.periodic for g in self.grids)
 
     def grid(self, name: str) -> GridParam:
         for g in self.grids:
@@ -243,3 +267,13 @@ def expr_nodes(node: Node):
 def reads(node: Node) -> list[Read]:
     """All grid reads under ``node``, in evaluation order."""
     return [n for n in expr_nodes(node) if isinstance(n, Read)]
+
+
+def written_grids(prog: StencilProgram) -> set[str]:
+    """Names of the grids some ``Store`` of ``prog`` writes."""
+    return {n.grid for n in expr_nodes(prog) if isinstance(n, Store)}
+
+
+def loop_statements(prog: StencilProgram) -> list[Stmt]:
+    """Statements of every point loop, in order (for analyses that look at each once)."""
+    return [s for loop in prog.body if isinstance(loop, PointLoop) for s in loop.body]

@@ -21,7 +21,8 @@ from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
-from .lower_c import ExprLowering, c_var, helper_functions
+from .lower_c import ExprLowering, c_var, helper_functions, lower_statements
+from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
 
@@ -61,6 +62,10 @@ class _Lowering:
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
         self.uses_stream = False
         self.uses_intrinsics = False
+        self.kinds = {g.name: g.dtype for g in prog.grids}
+        # streaming stores (buffered or vector) are written for one float64 output
+        self.streamable = (sum(g.output for g in prog.grids) == 1
+                           and all(g.dtype == "<f8" for g in prog.grids))
 
     # -- expressions ------------------------------------------------------------------------
     def flat(self, off: tuple[int, ...]) -> int:
@@ -70,24 +75,11 @@ class _Lowering:
         return C.Index(C.Name(grid_param(r.grid)), _add(C.Name("p"), C.Constant(self.flat(r.at.offset))))
 
     def body(self, loop: D.PointLoop, store: Any) -> list[C.Stmt]:
-        """The statements of one point (``p`` is its flat index); ``store(value)`` writes it."""
-        low = ExprLowering(self.read, C.DOUBLE)
-        out: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in loop.body:
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    out.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    out.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                out.append(store(value))
-        return out
+        """The statements of one point (``p`` is its flat index); ``store(stmt, value)`` writes."""
+        return lower_statements(loop.body, ExprLowering(self.read, grid_kinds=self.kinds), store)
 
-    def direct_store(self, value: C.Expr) -> C.Stmt:
-        return C.Assign(C.Index(C.Name(grid_param(self.prog.output.name)), C.Name("p")), value)
+    def direct_store(self, s: D.Store, value: C.Expr) -> C.Stmt:
+        return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
         """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
@@ -187,7 +179,7 @@ class _Lowering:
             return [C.Comment(f"{loop.region} points: none for this shape")]
         npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
-        nt = self.s.nt and self.dim >= 2 and self.vector is not None
+        nt = self.s.nt and self.dim >= 2 and self.vector is not None and self.streamable
         vec = nt and self.s.vec and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
@@ -203,7 +195,7 @@ class _Lowering:
             chunk = min(length, 2048)
             kk = C.Name("kk")
 
-            def buf_store(value: C.Expr) -> C.Stmt:
+            def buf_store(_: D.Store, value: C.Expr) -> C.Stmt:
                 return C.Assign(C.Index(C.Name("buf"), C.Name("k")), value)
 
             point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
@@ -340,7 +332,8 @@ class _Lowering:
                 stmts += self.interior(s)
         params = []
         for g in self.prog.grids:
-            t = C.DOUBLE.ptr(restrict=True) if g.output else C.CType("double", 1, True, True)
+            base = ctype_of(g.dtype).base
+            t = C.CType(base, 1, restrict=True) if g.output else C.CType(base, 1, True, True)
             params.append(C.Param(t, grid_param(g.name)))
         fn = C.FunctionDef(function_name(self.prog), params, C.Block(stmts))
         head: list[Any] = [C.Include("math.h"), C.Include("stdint.h")]
@@ -373,9 +366,9 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: D.StencilProgram, ctx: Any) -> str | None:
-        bad = {g.dtype for g in dast.grids} - {"<f8"}
+        bad = {g.dtype for g in dast.grids} - set(GRID_DTYPES)
         if bad:
-            return f"only float64 grids are compiled (got {', '.join(sorted(bad))})"
+            return f"grids of dtype {', '.join(sorted(bad))} are not compiled"
         reason = _unlowered(dast)
         if reason:
             return reason

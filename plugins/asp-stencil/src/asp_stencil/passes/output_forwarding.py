@@ -20,12 +20,20 @@ from .. import dast as D
 from ._util import map_expr
 
 
-def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
+def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = ()) -> D.PointLoop:
+    """Forward the stores to each written grid (``out`` and ``written``) through locals."""
+    grids = [out] + [g for g in written if g != out]
     sequential = loop.sequential or any(
-        r.grid == out and any(r.at.offset) for s in loop.body for r in D.reads(s.value))
-    stores = [s for s in loop.body if isinstance(s, D.Store)]
+        r.grid in grids and any(r.at.offset) for s in loop.body for r in D.reads(s.value))
+    for grid in grids:
+        loop = _forward(loop, grid)
+    return loop.replace(sequential=sequential)
+
+
+def _forward(loop: D.PointLoop, out: str) -> D.PointLoop:
+    stores = [s for s in loop.body if isinstance(s, D.Store) and s.grid == out]
     if not stores:
-        return loop.replace(sequential=sequential)
+        return loop
     dim = len(stores[0].at.offset)
     centre = D.Read(out, D.PointExpr(None, (0,) * dim))
     cur: str | None = None
@@ -40,7 +48,7 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
 
     for s in loop.body:
         value = map_expr(s.value, fwd)
-        if isinstance(s, D.Store):
+        if isinstance(s, D.Store) and s.grid == out:
             n += 1
             cur = f"_{out}_{n}"
             body.append(D.Assign(cur, value, line=s.line))
@@ -49,12 +57,15 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
             body.append(s.replace(value=value))
     assert cur is not None
     body.append(D.Store(out, D.PointExpr(None, (0,) * dim), D.Var(cur), line=last_line))
-    return loop.replace(body=tuple(body), sequential=sequential)
+    return loop.replace(body=tuple(body))
 
 
 @asp_pass("output-forwarding")
 def output_forwarding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
-    """One store per point: forward the output value through locals; mark sequential loops."""
+    """One store per point and grid: forward each written grid's value through locals; mark
+    sequential loops."""
     out = prog.output.name
-    body = tuple(forward_loop(s, out) if isinstance(s, D.PointLoop) else s for s in prog.body)
+    written = tuple(g.name for g in prog.outputs)
+    body = tuple(forward_loop(s, out, written) if isinstance(s, D.PointLoop) else s
+                 for s in prog.body)
     return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info))
