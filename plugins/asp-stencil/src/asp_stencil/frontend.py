@@ -409,8 +409,8 @@ class _Parser:
                     raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
                 v = _scalar_value(getattr(self.instance, node.attr))
                 if v is None:
-                    raise self.err(node, f"attribute 'self.{node.attr}' that is not an int or float "
-                                         "(64-bit) scalar")
+                    raise self.err(node, f"attribute 'self.{node.attr}' that is not a real scalar "
+                                         "(a Python or NumPy int or float)")
                 return D.Attr(node.attr, v)
             if isinstance(node.value, ast.Name) and self.resolve(node.value) is math \
                     and node.attr in _MATH_CONSTANTS:

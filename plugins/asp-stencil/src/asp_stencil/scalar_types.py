@@ -118,8 +118,9 @@ def storage(kinds: Kinds) -> str:
     precs = {precision(k) for k in kinds}
     if len(precs) == 1:
         return precs.pop()
-    if all(is_float(p) for p in precs):
-        return "<f8"  # float32 values are exact in double
+    if all(is_float(k) or k in ("int", "bool") for k in kinds):
+        # float32 values are exact in double, and so are the Python ints of a kernel (constants)
+        return "<f8"
     if not any(is_float(p) for p in precs):
         return "<i8"
     raise TypeRefusal("a value that is an integer on one path and a float on another")
