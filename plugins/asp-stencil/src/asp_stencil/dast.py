@@ -44,10 +44,15 @@ COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 @dataclass(frozen=True)
 class PointExpr(Node):
-    """A grid point: the neighbour variable ``var`` (``None``: the loop point) plus ``offset``."""
+    """A grid point: the neighbour variable ``var`` (``None``: the loop point) plus ``offset``.
+
+    ``clamp >= 0``: instead, the interior point nearest to the loop point of a border loop,
+    for a grid of ghost depth ``clamp`` (``g.nearest_interior(x)``: Neumann boundaries).
+    """
 
     var: Union[str, None]
     offset: tuple[int, ...]
+    clamp: int = -1
 
 
 # --- expressions ----------------------------------------------------------------------------

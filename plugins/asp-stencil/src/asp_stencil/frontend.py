@@ -283,8 +283,20 @@ class _Parser:
                 return int(v)
         raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
 
-    def point(self, node: ast.expr) -> D.PointExpr:
+    def point(self, node: ast.expr, clamp_ok: bool = False) -> D.PointExpr:
         dim = len(self.grids[self.output].shape)
+        if (clamp_ok and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "nearest_interior" and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in self.grids and len(node.args) == 1
+                and not node.keywords and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == self.loop_var):
+            if self.loop_region != "border":
+                raise self.err(node, "nearest_interior() outside a border_points() loop")
+            g = self.grids[node.func.value.id]
+            if any(n - 2 * g.ghost_depth <= 0 for n in g.shape):
+                raise self.err(node, f"nearest_interior() of grid '{g.name}', which has no "
+                                     "interior points")
+            return D.PointExpr(None, (0,) * dim, clamp=g.ghost_depth)
         if isinstance(node, ast.Name):
             if node.id == self.loop_var:
                 return D.PointExpr(None, (0,) * dim)
@@ -420,7 +432,7 @@ class _Parser:
             if isinstance(node.value, ast.Name) and node.value.id in self.grids:
                 if self.loop_var is None:
                     raise self.err(node, "grid read outside a point loop")
-                at = self.point(node.slice)
+                at = self.point(node.slice, clamp_ok=True)
                 self.check_reach(node.value.id, at)
                 return D.Read(node.value.id, at)
             raise self.err(node, f"subscript '{ast.unparse(node)}'")

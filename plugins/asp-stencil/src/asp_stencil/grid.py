@@ -96,6 +96,13 @@ class StencilGrid:
             if any(i < g or i >= n - g for i, n in zip(p, self.shape)):
                 yield p
 
+    def nearest_interior(self, x: Sequence[int]) -> Point:
+        """The interior point nearest to ``x`` (each coordinate clamped into the interior):
+        ``out[x] = u[u.nearest_interior(x)]`` in a border loop copies the adjacent interior
+        value outwards (a zero-gradient, Neumann, boundary)."""
+        g = self.ghost_depth
+        return tuple(min(max(int(c), g), n - g - 1) for c, n in zip(x, self.shape))
+
     def neighbors(self, x: Sequence[int], id: int) -> Iterator[Point]:  # noqa: A002 (paper API)
         for offset in self.neighbor_definition[id]:
             yield tuple(a + b for a, b in zip(x, offset))

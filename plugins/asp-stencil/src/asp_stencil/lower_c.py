@@ -33,7 +33,8 @@ from asp_core import cast as C
 from . import dast as D
 from . import scalar_types as T
 
-__all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements"]
+__all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
+           "clamped_index"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
@@ -138,7 +139,7 @@ class ExprLowering:
             terms: list[C.Expr] = []
             left = e.left
             for op, comp in zip(e.ops, e.comparators):
-                prec = T.compare_kind(self.kinds(left), self.kinds(comp))
+                prec = self.compare_precision(left, comp)
                 terms.append(C.BinOp(self.convert(left, prec), _CMP[op], self.convert(comp, prec)))
                 left = comp
             acc = terms[0]
@@ -156,6 +157,20 @@ class ExprLowering:
             st = T.storage(kinds)
             return C.Ternary(self(e.test), self.convert(e.body, st), self.convert(e.orelse, st)), kinds
         raise NotLowered(f"{type(e).__name__} node (an earlier pass should have removed it)")
+
+    def compare_precision(self, a: D.Expr, b: D.Expr) -> str:
+        """The precision ``a`` and ``b`` compare in. A float value whose precision depends on
+        the branch taken still compares exactly with a constant every candidate precision
+        represents exactly (``w > 0``): then in double, which holds every candidate value."""
+        ka, kb = self.kinds(a), self.kinds(b)
+        try:
+            return T.compare_kind(ka, kb)
+        except T.TypeRefusal:
+            for x, other in ((a, kb), (b, ka)):
+                if isinstance(x, D.Const) and T.exact_in_float32(x.value) and all(
+                        T.is_float(k) or k == "int" for k in other):
+                    return "<f8"
+            raise
 
     def call(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
         if e.func in ("min", "max"):
@@ -185,6 +200,23 @@ class ExprLowering:
         if e.func == "pow":
             return C.Call("asp_pow", args), frozenset({"float"})
         return C.Call(_LIBM[e.func], args), frozenset({"float"})
+
+
+def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
+    """Flat index of the interior point nearest to ``(i0, i1, ...)`` (the loop's coordinate
+    variables): each coordinate ``min(max(i, g), n - g - 1)``, as ``nearest_interior``."""
+    idx: C.Expr | None = None
+    stride = 1
+    for d in reversed(range(len(shape))):
+        i = C.Name(f"i{d}")
+        lo, hi = C.Constant(ghost), C.Constant(shape[d] - ghost - 1)
+        t = C.Ternary(C.BinOp(i, "<", lo), lo, i)
+        t = C.Ternary(C.BinOp(t, ">", hi), hi, t)
+        term = t if stride == 1 else C.BinOp(t, "*", C.Constant(stride))
+        idx = term if idx is None else C.BinOp(term, "+", idx)
+        stride *= shape[d]
+    assert idx is not None
+    return idx
 
 
 def lower_statements(stmts: Any, low: ExprLowering,

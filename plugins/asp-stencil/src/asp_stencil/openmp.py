@@ -21,7 +21,7 @@ from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
-from .lower_c import ExprLowering, c_var, helper_functions, lower_statements
+from .lower_c import ExprLowering, c_var, clamped_index, helper_functions, lower_statements
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
@@ -72,6 +72,8 @@ class _Lowering:
         return sum(o * s for o, s in zip(off, self.strides))
 
     def read(self, r: D.Read) -> C.Expr:
+        if r.at.clamp >= 0:
+            return C.Index(C.Name(grid_param(r.grid)), clamped_index(self.shape, r.at.clamp))
         return C.Index(C.Name(grid_param(r.grid)), _add(C.Name("p"), C.Constant(self.flat(r.at.offset))))
 
     def body(self, loop: D.PointLoop, store: Any) -> list[C.Stmt]:

@@ -28,7 +28,7 @@ import numpy as np
 from asp_core import cast as C
 
 __all__ = ["Kinds", "TypeRefusal", "kind_of", "grid_kind", "result_kind", "arith_kind",
-           "compare_kind", "storage", "ctype_of", "GRID_DTYPES", "is_float", "is_int"]
+           "compare_kind", "storage", "ctype_of", "exact_in_float32", "GRID_DTYPES", "is_float", "is_int"]
 
 Kinds = frozenset
 #: Grid dtypes the compiled backends read and write.
@@ -124,6 +124,16 @@ def storage(kinds: Kinds) -> str:
     if not any(is_float(p) for p in precs):
         return "<i8"
     raise TypeRefusal("a value that is an integer on one path and a float on another")
+
+
+def exact_in_float32(value: Any) -> bool:
+    """Whether a constant is the same number in float32, float64 and as a Python number."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    try:
+        return float(np.float32(value)) == value and abs(value) < 2 ** 24
+    except (OverflowError, TypeError):
+        return False
 
 
 def ctype_of(kind: str) -> C.CType:

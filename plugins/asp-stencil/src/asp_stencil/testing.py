@@ -26,18 +26,26 @@ _counter = itertools.count()
 
 def make_grids(shape: Sequence[int], n_inputs: int = 1, *, ghost_depth: int = 1, seed: int = 0,
                neighbor_definition: Sequence[Sequence[tuple[int, ...]]] | None = None,
-               special: bool = False) -> list[StencilGrid]:
+               special: bool = False, dtypes: Sequence[Any] | None = None,
+               periodic: bool = False) -> list[StencilGrid]:
     """``n_inputs`` input grids and an output grid, all filled with random numbers.
 
     The output starts random too, so a kernel that reads it, or a border it must not touch, is
-    checked as well. ``special`` sprinkles zeros, negative zeros, infinities and NaNs.
+    checked as well. ``special`` sprinkles zeros, negative zeros, infinities and NaNs (float
+    grids). ``dtypes``: one dtype per grid (default float64); integer grids hold -20..20
+    (0..40 unsigned).
     """
     rng = np.random.default_rng(seed)
     grids = []
-    for _ in range(n_inputs + 1):
-        g = StencilGrid(shape, ghost_depth=ghost_depth)
-        g.data[...] = rng.standard_normal(g.shape) * 3
-        if special:
+    for i in range(n_inputs + 1):
+        dtype = np.dtype(dtypes[i] if dtypes is not None else np.float64)
+        g = StencilGrid(shape, dtype=dtype, ghost_depth=ghost_depth, periodic=periodic)
+        if dtype.kind in "iu":
+            g.data[...] = rng.integers(0 if dtype.kind == "u" else -20, 20 if dtype.kind == "i"
+                                       else 40, size=g.shape)
+        else:
+            g.data[...] = rng.standard_normal(g.shape) * 3
+        if special and dtype.kind == "f":
             flat = g.data.reshape(-1)
             for value in (0.0, -0.0, np.inf, -np.inf, np.nan, 2.0, -2.0):
                 idx = rng.integers(0, flat.size, size=max(1, flat.size // 40))
@@ -51,7 +59,8 @@ def make_grids(shape: Sequence[int], n_inputs: int = 1, *, ghost_depth: int = 1,
 def clone_grids(grids: Sequence[StencilGrid]) -> list[StencilGrid]:
     out = []
     for g in grids:
-        c = StencilGrid(g.shape, dtype=g.data.dtype, ghost_depth=g.ghost_depth)
+        c = StencilGrid(g.shape, dtype=g.data.dtype, ghost_depth=g.ghost_depth,
+                        periodic=getattr(g, "periodic", False))
         c.data[...] = g.data
         c.neighbor_definition = [list(ids) for ids in g.neighbor_definition]
         out.append(c)
@@ -59,14 +68,15 @@ def clone_grids(grids: Sequence[StencilGrid]) -> list[StencilGrid]:
 
 
 def run_both(kernel: Any, grids: Sequence[StencilGrid]) -> tuple[np.ndarray, np.ndarray]:
-    """(pure-Python result, specialised result) of ``kernel`` on copies of ``grids``."""
+    """(pure-Python result, specialised result) of ``kernel`` on copies of ``grids``; every
+    other grid (inputs, further outputs, periodic ghosts) must agree as well."""
     ref = clone_grids(grids)
     test = clone_grids(grids)
     with np.errstate(all="ignore"):
         kernel.pure_python(*ref)
         kernel.kernel(*test)
-    for a, b in zip(ref[:-1], test[:-1]):
-        assert_bitwise(a.data, b.data, what="an input grid was modified")
+    for i, (a, b) in enumerate(zip(ref[:-1], test[:-1])):
+        assert_bitwise(a.data, b.data, what=f"grid {i + 1} differs from pure Python")
     return ref[-1].data, test[-1].data
 
 
@@ -84,8 +94,12 @@ def assert_bitwise(expected: np.ndarray, actual: np.ndarray, what: str = "result
     assert expected.shape == actual.shape, (expected.shape, actual.shape)
     e = np.ascontiguousarray(expected)
     a = np.ascontiguousarray(actual)
-    iview = np.uint64 if e.dtype.itemsize == 8 else np.uint32
-    same = (e.view(iview) == a.view(iview)) | (np.isnan(e) & np.isnan(a))
+    assert e.dtype == a.dtype, (e.dtype, a.dtype)
+    if e.dtype.kind != "f":
+        same = e == a
+    else:
+        iview = np.uint64 if e.dtype.itemsize == 8 else np.uint32
+        same = (e.view(iview) == a.view(iview)) | (np.isnan(e) & np.isnan(a))
     if not same.all():
         bad = np.argwhere(~same)
         i = tuple(bad[0])

@@ -34,7 +34,7 @@ from typing import Any
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import ExprLowering, helper_functions, lower_statements
+from ..lower_c import ExprLowering, clamped_index, helper_functions, lower_statements
 from ..scalar_types import GRID_DTYPES, ctype_of
 
 __all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
@@ -198,7 +198,8 @@ class _CudaLowering:
 
     def _global_read(self, r: D.Read) -> C.Expr:
         ptr = C.Name("g_" + r.grid)
-        idx = _add(C.Name("p"), self.flat(r.at.offset))
+        idx = (clamped_index(self.shape, r.at.clamp) if r.at.clamp >= 0
+               else _add(C.Name("p"), self.flat(r.at.offset)))
         if self.prog.grid(r.grid).output:
             return C.Index(ptr, idx)
         return C.Call("__ldg", [C.BinOp(ptr, "+", idx)])
@@ -362,7 +363,9 @@ class _CudaLowering:
                     C.Return(C.Cast(C.INT, C.Call("cudaGetLastError", [])))]
             items.append(C.FunctionDef(launcher_name(self.prog, v), self._params() + sizes,
                                        C.Block(body), ret=C.INT))
-            if len(self.prog.grids) >= 2:
+            grids = self.prog.grids
+            if len(grids) >= 2 and grids[-2].dtype == grids[-1].dtype \
+                    and len(self.prog.outputs) == 1:  # output and last input swappable
                 items.append(self.iterate_launcher(v, kernels, sizes))
         return C.Module(items)
 

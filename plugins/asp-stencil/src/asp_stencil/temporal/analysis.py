@@ -112,6 +112,8 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
             for r in D.reads(s.value):
                 if r.grid == out.name:
                     return f"the {loop.region} loop reads the output grid"
+                if r.at.clamp >= 0:
+                    return "a border loop reads the nearest interior point (Neumann)"
                 if loop.region == "border" and any(r.at.offset):
                     return "a border loop reads a neighbour (only the point itself is supported)"
                 if any(abs(o) > g for o in r.at.offset):
