@@ -99,9 +99,8 @@ class ExprLowering:
             kind = T.kind_of(e.value)
             return self.const(e.value, T.precision(kind)), frozenset({kind})
         if isinstance(e, D.Var):
-            if e.name not in self.vars:
-                raise NotLowered(f"local {e.name!r} read before it is assigned")
-            kinds = self.vars[e.name]
+            # callers that track no kinds (float64-only backends) get float64 locals
+            kinds = self.vars.get(e.name, frozenset({"<f8"}))
             name: C.Expr = C.Name(c_var(e.name))
             if self.declared.get(e.name, T.storage(kinds)) != T.storage(kinds):
                 name = C.Cast(T.ctype_of(T.storage(kinds)), name)
@@ -130,7 +129,7 @@ class ExprLowering:
             operand, kinds = self.typed(e.operand)
             if e.op == "not":
                 return C.UnaryOp("!", operand), frozenset({"bool"})
-            if not all(T.is_float(k) for k in kinds):
+            if not all(T.is_float(k) or k == "int" for k in kinds):
                 raise T.TypeRefusal(f"integer arithmetic (unary '{e.op}' of an integer value)")
             return (C.UnaryOp("-", operand) if e.op == "-" else operand), kinds
         if isinstance(e, D.Call):
@@ -192,9 +191,12 @@ class ExprLowering:
             return acc, kinds
         if e.func == "abs":
             arg, kinds = self.typed(e.args[0])
-            if not all(T.is_float(k) for k in kinds):
+            if not all(T.is_float(k) or k == "int" for k in kinds):
                 raise T.TypeRefusal("abs() of an integer value (integer arithmetic)")
-            return C.Call("fabsf" if T.storage(kinds) == "<f4" else "fabs", [arg]), kinds
+            st = T.storage(kinds)
+            if st == "<i8":  # Python ints (constants chosen by a branch)
+                return C.Ternary(C.BinOp(arg, "<", C.Constant(0)), C.UnaryOp("-", arg), arg), kinds
+            return C.Call("fabsf" if st == "<f4" else "fabs", [arg]), kinds
         # math functions convert their arguments to Python floats (doubles)
         args = [self.convert(a, "<f8") for a in e.args]
         if e.func == "pow":

@@ -87,6 +87,9 @@ def precision(kind: str) -> str:
 def _single(kinds: set[str], what: str) -> str:
     precs = {precision(k) for k in kinds}
     if len(precs) != 1:
+        # a Python int (a constant a branch chose) computes exactly in double too
+        precs = {"<f8" if k in ("int", "bool") else precision(k) for k in kinds}
+    if len(precs) != 1:
         names = ", ".join(sorted(_name(k) for k in kinds))
         raise TypeRefusal(f"{what} whose precision depends on the value taken at run time "
                           f"({names}; NumPy would pick it per value)")
@@ -101,6 +104,8 @@ def arith_kind(op: str, a: Kinds, b: Kinds) -> tuple[Kinds, str]:
     """``(result kinds, precision computed in)`` of ``a op b``; refuses integer arithmetic."""
     results = {result_kind(op, x, y) for x in a for y in b}
     prec = _single(results, f"operator '{op}'")
+    if results == {"int"} and op in "+-*":
+        return frozenset(results), prec  # Python ints of the kernel's constants: exact in int64
     if not is_float(prec):
         raise TypeRefusal(f"integer arithmetic ('{op}' of integer values): integer grids can "
                           "be read, compared and combined with floats")
