@@ -63,9 +63,11 @@ class _Lowering:
         self.uses_stream = False
         self.uses_intrinsics = False
         self.kinds = {g.name: g.dtype for g in prog.grids}
-        # streaming stores (buffered or vector) are written for one float64 output
-        self.streamable = (sum(g.output for g in prog.grids) == 1
-                           and all(g.dtype == "<f8" for g in prog.grids))
+        # streaming stores are written for one float output (buffered rows: float64 or float32;
+        # intrinsic rows: float64 grids only)
+        self.streamable = (len(prog.outputs) == 1 and prog.output.dtype in ("<f8", "<f4"))
+        self.all_double = all(g.dtype == "<f8" for g in prog.grids)
+        self.out_ctype = ctype_of(prog.output.dtype)
 
     # -- expressions ------------------------------------------------------------------------
     def flat(self, off: tuple[int, ...]) -> int:
@@ -182,7 +184,7 @@ class _Lowering:
         npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
         nt = self.s.nt and self.dim >= 2 and self.vector is not None and self.streamable
-        vec = nt and self.s.vec and vectorizable(loop)
+        vec = nt and self.s.vec and self.all_double and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)
@@ -254,7 +256,7 @@ class _Lowering:
             stmt.pragmas = [C.Pragma(self.omp_for(extra, combined=not nt))]
         if nt:
             region: list[C.Stmt] = [] if vec else [
-                C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
+                C.Decl(self.out_ctype, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
             region += [stmt, C.ExprStmt(C.Call("_mm_sfence", []))]
             head = []
             if par:
@@ -296,10 +298,15 @@ class _Lowering:
 
     def stream_helper(self) -> C.FunctionDef:
         assert self.vector is not None
-        width, store, load = self.vector.width, self.vector.fn("stream"), self.vector.fn("loadu")
+        # a vector is 64·width bits: width doubles or 2·width floats
+        single = self.out_ctype.base == "float"
+        width = self.vector.width * (2 if single else 1)
+        store, load = self.vector.fn("stream"), self.vector.fn("loadu")
+        if single:
+            store, load = store[:-3] + "_ps", load[:-3] + "_ps"
         i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
         misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
-                                     C.Constant(width * 8 - 1)), "!=", C.Constant(0))
+                                     C.Constant(self.vector.width * 8 - 1)), "!=", C.Constant(0))
         body = [
             C.Decl(C.LONG, "i", C.Constant(0)),
             C.While(C.BinOp(C.BinOp(i, "<", n), "&&", misaligned),
@@ -316,8 +323,8 @@ class _Lowering:
                   C.Block([C.Assign(C.Index(dst, C.Name("j")), C.Index(src, C.Name("j")))])),
         ]
         return C.FunctionDef("asp_stream", [
-            C.Param(C.DOUBLE.ptr(restrict=True), "dst"),
-            C.Param(C.CType("double", 1, True, True), "src"), C.Param(C.LONG, "n")],
+            C.Param(self.out_ctype.ptr(restrict=True), "dst"),
+            C.Param(C.CType(self.out_ctype.base, 1, True, True), "src"), C.Param(C.LONG, "n")],
             C.Block(body), extern_c=False, storage=("static", "inline"))
 
     # -- the translation unit -----------------------------------------------------------------

@@ -226,3 +226,158 @@ def kernel_sources(max_depth: int = 3) -> Any:
         return source, dim, n_inputs, ghost, custom
 
     return build()
+
+
+def breadth_kernel_sources(max_depth: int = 3) -> Any:
+    """Hypothesis strategy for the DSL's breadth (issue 15):
+    ``(source, dim, dtypes, ghost_depth, custom_offsets, periodic)``.
+
+    Beyond :func:`kernel_sources`: grids of their own dtypes (float64, float32, and int32/int8
+    inputs read through ``m[x] * 0.5``-like uses), ``if``/``elif``/``else`` blocks with
+    temporaries assigned in every branch and stores in some, tests with comparisons,
+    ``and``/``or``/``not`` and chained comparisons, ``math.pow`` and ``**`` with integer and
+    float exponents, border loops with Dirichlet values and Neumann copies
+    (``g[g.nearest_interior(x)]``), one or two output grids, periodic grids.
+    """
+    from hypothesis import strategies as st
+
+    @st.composite
+    def build(draw: Any) -> tuple:
+        dim = draw(st.integers(1, 3))
+        ghost = draw(st.integers(1, 2))
+        n_inputs = draw(st.integers(1, 2))
+        n_outputs = draw(st.integers(1, 2))
+        float_dt = draw(st.sampled_from(["f8", "f4", "f4", "mixed"]))
+
+        def fdt() -> str:
+            return draw(st.sampled_from(["f8", "f4"])) if float_dt == "mixed" else float_dt
+
+        in_dts = [draw(st.sampled_from([fdt(), fdt(), fdt(), "i4", "i1"])) for _ in range(n_inputs)]
+        if all(d in ("i4", "i1") for d in in_dts):
+            in_dts[0] = fdt()
+        out_dts = [fdt() for _ in range(n_outputs)]
+        dtypes = in_dts + out_dts
+        names = [f"a{i}" for i in range(n_inputs)] + [f"o{i}" for i in range(n_outputs - 1)] + ["out"]
+        kinds = dict(zip(names, dtypes))
+        floats = [g for g in names if not kinds[g].startswith("i")]
+        ints = [g for g in names if kinds[g].startswith("i")]
+        outputs = names[n_inputs:]
+        custom = draw(st.lists(st.tuples(*[st.integers(-ghost, ghost)] * dim), min_size=1,
+                               max_size=3))
+        periodic = draw(st.booleans())
+        lits = st.sampled_from(["2", "3", "0.5", "1.5", "-1.25", "0.1", "7", "-4", "0"])
+
+        def leaf(locs: list[str], pts: list[str], region: str) -> str:
+            options = [lits, st.just("self.alpha"), st.just("self.k"),
+                       st.sampled_from([f"{g}[{p}]" for g in floats for p in pts])]
+            if ints:
+                options.append(st.sampled_from([f"({g}[{p}] * 0.5)" for g in ints for p in pts]
+                                               + [f"({g}[{p}] / 3)" for g in ints for p in pts]))
+            if region == "border":
+                options.append(st.sampled_from([f"{g}[{g}.nearest_interior(x)]" for g in floats]))
+            if locs:
+                options.append(st.sampled_from(locs))
+            return draw(st.one_of(*options))
+
+        def cond(locs: list[str], pts: list[str], region: str, depth: int) -> str:
+            kind = draw(st.sampled_from(["cmp", "cmp", "and", "or", "not", "chain", "int"]))
+            sub = lambda: expr(locs, pts, region, depth - 1)  # noqa: E731
+            op = lambda: draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))  # noqa: E731
+            if kind == "cmp":
+                return f"{sub()} {op()} {sub()}"
+            if kind == "chain":
+                return f"{sub()} < {sub()} <= {sub()}"
+            if kind == "not":
+                return f"not {sub()} {op()} {sub()}"
+            if kind == "int" and ints:
+                return f"{draw(st.sampled_from(ints))}[x] {op()} {draw(st.sampled_from(['0', '3', '-2']))}"
+            joiner = "and" if kind == "and" else "or"
+            return f"({sub()} {op()} {sub()} {joiner} {sub()} {op()} {sub()})"
+
+        def expr(locs: list[str], pts: list[str], region: str, depth: int) -> str:
+            if depth <= 0:
+                return leaf(locs, pts, region)
+            kind = draw(st.sampled_from(["leaf", "bin", "bin", "bin", "neg", "call", "cond",
+                                         "pow", "div"]))
+            sub = lambda: expr(locs, pts, region, depth - 1)  # noqa: E731
+            if kind == "leaf":
+                return leaf(locs, pts, region)
+            if kind == "bin":
+                return f"({sub()} {draw(st.sampled_from(['+', '-', '*']))} {sub()})"
+            if kind == "div":
+                op = draw(st.sampled_from(["/", "/", "//"]))
+                return f"({sub()} {op} {draw(st.sampled_from(['2', '0.5', '-3', '1.5']))})"
+            if kind == "pow":
+                return f"({sub()} ** {draw(st.sampled_from(['2', '3', '0.5', '-1', '1.5']))})"
+            if kind == "neg":
+                return f"(-{sub()})"
+            if kind == "cond":
+                return f"({sub()} if {cond(locs, pts, region, depth)} else {sub()})"
+            fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos",
+                                       "pow"]))
+            if fn == "abs":
+                return f"abs({sub()})"
+            if fn in ("min", "max"):
+                return f"{fn}({', '.join(sub() for _ in range(draw(st.integers(2, 3))))})"
+            if fn == "sqrt":
+                return f"math.sqrt(abs({sub()}))"
+            if fn == "exp":
+                return f"math.exp(min({sub()}, 30.0))"
+            if fn == "log":
+                return f"math.log(abs({sub()}) + 1.0)"
+            if fn == "pow":
+                return f"math.pow(abs({sub()}) + 0.5, {draw(st.sampled_from(['2', '0.5', '-1.5', '3']))})"
+            return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+
+        lines = ["class K(StencilKernel):", "    alpha = 0.75", "    k = 3",
+                 f"    def kernel(self, {', '.join(names)}):", "        c0 = self.alpha * 2"]
+        counter = itertools.count()
+
+        def statements(pad: str, locs: list[str], region: str, depth: int, n: int) -> list[str]:
+            out: list[str] = []
+            for _ in range(n):
+                kind = draw(st.sampled_from(["local", "store", "store", "aug", "nbr", "if"]))
+                name = f"t{next(counter)}"
+                if kind == "nbr" and region == "interior":
+                    src = draw(st.sampled_from(floats))
+                    out.append(f"{pad}{name} = {expr(locs, ['x'], region, 1)}")
+                    out.append(f"{pad}for y in {src}.neighbors(x, {draw(st.sampled_from([0, 1, 2]))}):")
+                    out.append(f"{pad}    {name} = {name} {draw(st.sampled_from(['+', '-', '*']))} "
+                               f"{expr(locs + [name], ['x', 'y'], region, max_depth - 1)}")
+                    locs.append(name)
+                elif kind == "if" and depth > 0:
+                    fresh = f"t{next(counter)}"
+                    n_branches = draw(st.integers(1, 3))
+                    for b in range(n_branches):
+                        head = "if" if b == 0 else ("elif" if b < n_branches - 1 or
+                                                    draw(st.booleans()) else "else")
+                        test = "" if head == "else" else f" {cond(locs, ['x'], region, 2)}"
+                        out.append(f"{pad}{head}{test}:")
+                        inner = list(locs)
+                        out.append(f"{pad}    {fresh} = {expr(inner, ['x'], region, max_depth - 1)}")
+                        out += statements(pad + "    ", inner + [fresh], region, depth - 1,
+                                          draw(st.integers(0, 2)))
+                        if head == "else":
+                            break
+                    if head == "else":
+                        locs.append(fresh)  # assigned on every path
+                elif kind == "local":
+                    out.append(f"{pad}{name} = {expr(locs, ['x'], region, max_depth)}")
+                    locs.append(name)
+                else:
+                    g = draw(st.sampled_from(outputs))
+                    op = "=" if kind == "store" else draw(st.sampled_from(["+=", "-=", "*="]))
+                    if kinds[g].startswith("i"):
+                        continue
+                    out.append(f"{pad}{g}[x] {op} {expr(locs, ['x'], region, max_depth)}")
+            return out
+
+        for _ in range(draw(st.integers(1, 2))):
+            region = draw(st.sampled_from(["interior", "interior", "border"]))
+            lines.append(f"        for x in out.{region}_points():")
+            body = statements("            ", ["c0"], region, 1, draw(st.integers(1, 4)))
+            lines += body or ["            out[x] = 1.0"]
+        source = "\n".join(lines) + "\n"
+        return source, dim, tuple(dtypes), ghost, custom, periodic
+
+    return build()
