@@ -157,11 +157,17 @@ Expr = Union[Const, Attr, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, Bo
 
 @dataclass(frozen=True)
 class Assign(Node):
-    """``name = value`` (a local scalar). Augmented assignment is normalised to this."""
+    """``name = value`` (a local scalar). Augmented assignment is normalised to this.
+
+    ``as_dtype``: the local stands for a grid element (``output-forwarding``): the value is
+    converted to that dtype, as storing it into the grid would, and reads of the local are
+    scalars of that dtype, as reading the grid back would give.
+    """
 
     target: str
     value: Expr
     line: int = field(default=0, compare=False)
+    as_dtype: str = ""
 
 
 @dataclass(frozen=True)

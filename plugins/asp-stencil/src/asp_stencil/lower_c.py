@@ -236,7 +236,7 @@ def lower_statements(stmts: Any, low: ExprLowering,
     for s in stmts:  # first pass: the kinds each local takes
         if isinstance(s, D.Assign):
             try:
-                k = low.kinds(s.value)
+                k = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
             except T.TypeRefusal as exc:
                 exc.line = s.line
                 raise
@@ -259,8 +259,9 @@ def _lower_statements(stmts: list, low: ExprLowering, store: Callable[[D.Store, 
         low.line = s.line
         if isinstance(s, D.Assign):
             st = T.storage(frozenset(kinds_all[s.target]))
-            value = low.convert(s.value, st)
-            low.vars[s.target] = low.kinds(s.value)
+            value = (_to_grid_dtype(low, s.value, s.as_dtype, s.target) if s.as_dtype
+                     else low.convert(s.value, st))
+            low.vars[s.target] = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
             if s.target in low.declared:
                 out.append(C.Assign(C.Name(c_var(s.target)), value))
             else:
@@ -268,13 +269,17 @@ def _lower_statements(stmts: list, low: ExprLowering, store: Callable[[D.Store, 
                 out.append(C.Decl(T.ctype_of(st), c_var(s.target), value))
         else:
             dtype = T.grid_kind(grid_kinds.get(s.grid, "<f8"))
-            if T.is_float(dtype):
-                out.append(store(s, low.convert(s.value, dtype)))
-                continue
-            if any(T.is_float(k) for k in low.kinds(s.value)):
-                raise T.TypeRefusal(f"a float value stored into the integer grid '{s.grid}'")
-            out.append(store(s, C.Cast(T.ctype_of(dtype), low(s.value))))
+            out.append(store(s, _to_grid_dtype(low, s.value, dtype, s.grid)))
     return out
+
+
+def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C.Expr:
+    """``value`` converted as NumPy converts it when stored into a grid of ``dtype``."""
+    if T.is_float(dtype):
+        return low.convert(value, dtype)
+    if any(T.is_float(k) for k in low.kinds(value)):
+        raise T.TypeRefusal(f"a float value stored into the integer grid '{grid.lstrip('_')}'")
+    return C.Cast(T.ctype_of(dtype), low(value))
 
 
 def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,

@@ -39,7 +39,7 @@ def ssa(body: tuple[D.Stmt, ...]) -> list[D.Stmt]:
             count[s.target] += 1
             name = s.target if k == 0 else f"{s.target}_{k}"
             current[s.target] = name
-            out.append(D.Assign(name, value, line=s.line))
+            out.append(s.replace(target=name, value=value))
         else:
             out.append(s.replace(value=value))
     return out

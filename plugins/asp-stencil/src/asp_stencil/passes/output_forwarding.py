@@ -20,17 +20,19 @@ from .. import dast as D
 from ._util import map_expr
 
 
-def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = ()) -> D.PointLoop:
+def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = (),
+                 dtypes: dict[str, str] | None = None) -> D.PointLoop:
     """Forward the stores to each written grid (``out`` and ``written``) through locals."""
     grids = [out] + [g for g in written if g != out]
+    dtypes = dtypes or {}
     sequential = loop.sequential or any(
         r.grid in grids and any(r.at.offset) for s in loop.body for r in D.reads(s.value))
     for grid in grids:
-        loop = _forward(loop, grid)
+        loop = _forward(loop, grid, dtypes.get(grid, "<f8"))
     return loop.replace(sequential=sequential)
 
 
-def _forward(loop: D.PointLoop, out: str) -> D.PointLoop:
+def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
     stores = [s for s in loop.body if isinstance(s, D.Store) and s.grid == out]
     if not stores:
         return loop
@@ -51,7 +53,7 @@ def _forward(loop: D.PointLoop, out: str) -> D.PointLoop:
         if isinstance(s, D.Store) and s.grid == out:
             n += 1
             cur = f"_{out}_{n}"
-            body.append(D.Assign(cur, value, line=s.line))
+            body.append(D.Assign(cur, value, line=s.line, as_dtype=dtype))
             last_line = s.line
         else:
             body.append(s.replace(value=value))
@@ -66,6 +68,7 @@ def output_forwarding(prog: D.StencilProgram, ctx: Any) -> D.StencilProgram:
     sequential loops."""
     out = prog.output.name
     written = tuple(g.name for g in prog.outputs)
-    body = tuple(forward_loop(s, out, written) if isinstance(s, D.PointLoop) else s
+    dtypes = {g.name: g.dtype for g in prog.grids}
+    body = tuple(forward_loop(s, out, written, dtypes) if isinstance(s, D.PointLoop) else s
                  for s in prog.body)
     return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info))
