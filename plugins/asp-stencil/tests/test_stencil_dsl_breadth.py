@@ -377,3 +377,41 @@ def test_if_statement_outside_point_loop_is_refused_with_its_line():
         warnings.simplefilter("ignore")
         with pytest.raises(Unspecializable, match="if statement"):
             specialise(TopIf(), tuple(make_grids((5, 5), 1)))
+
+
+
+def _schedules():
+    from asp_stencil.schedule import Schedule
+
+    return [Schedule(), Schedule(nt=True, parallel_min_points=1), Schedule(nt=True, vec=True),
+            Schedule(nt=True, block=4, parallel_min_points=1), Schedule(collapse=True),
+            Schedule(unroll=2), Schedule(threads=2, parallel_min_points=1)]
+
+
+@requires_compiler
+@pytest.mark.parametrize("dtypes", [(F4, F4), (F4, F8), (F8, F4)], ids=["f4", "f4-f8", "f8-f4"])
+def test_every_schedule_of_float32_grids_equals_python(dtypes):
+    """Streaming-store rows of a float32 output (``_stream_ps``), blocking, collapsing and the
+    rest, built directly (the autotuner reaches only some of them)."""
+    import ctypes
+
+    from asp_core.build import compile_library
+    from asp_core.hardware import query
+    from asp_stencil.openmp import function_name
+
+    isa = tuple(query().isa)
+    grids = make_grids((7, 19, 41), 1, dtypes=dtypes, seed=8, special=True)
+    prog = specialise(Laplacian(), tuple(grids))[1]
+    ref = clone_grids(grids)
+    with np.errstate(all="ignore"):
+        Laplacian().pure_python(*ref)
+    for sched in _schedules():
+        src = C.print_c(lower_openmp(prog, sched, isa))
+        if sched.nt and dtypes[-1] is F4 and any(f in isa for f in ("avx512f", "avx", "sse2")):
+            assert "_stream_ps" in src
+        test = clone_grids(grids)
+        lib = compile_library(src, name=function_name(prog), specialised_on={"t": sched.label})
+        fn = getattr(lib.cdll, function_name(prog))
+        fn.argtypes = [ctypes.c_void_p] * 2
+        fn(*[g.data.ctypes.data for g in test])
+        assert_bitwise(ref[-1].data, test[-1].data, what=f"{dtypes} {sched.label}")
