@@ -232,31 +232,46 @@ def test_float32_result_is_numpy_float32_arithmetic(monkeypatch):
 
 
 class BranchPrecision(StencilKernel):
+    """NumPy picks the precision per value: ``t + 0.2`` is Python-float (double) arithmetic
+    where ``t`` is the literal, float32 arithmetic where it is ``u[x]``; ``max(u[x], 0.1) * 3.0``
+    alike. The generated code carries each value's kind at run time and does the same."""
+
     def kernel(self, u, out):
         for x in out.interior_points():
             t = 0.1 if u[x] > 0 else u[x]
-            out[x] = t + 0.2  # Python float + Python float, or float32 + float32
+            r = max(u[x], 0.1) * 3.0
+            if t < 0.1:
+                r = min(t, r, 0.7) ** 0.5
+            out[x] = t + 0.2 + r
 
 
 class IntegerArithmetic(StencilKernel):
     def kernel(self, m, out):
         for x in out.interior_points():
-            out[x] = m[x] + 1
+            out[x] = m[x] + 1  # <- integer arithmetic
 
 
 @requires_compiler
-@pytest.mark.parametrize("cls,dtypes,message", [
-    (BranchPrecision, (F4, F4), "precision depends on the value"),
-    (IntegerArithmetic, (I32, I32), "integer arithmetic"),
-])
-def test_value_dependent_precision_is_refused_not_guessed(cls, dtypes, message, monkeypatch):
-    grids = make_grids((6, 7), 1, dtypes=dtypes)
+@pytest.mark.parametrize("dtypes", [(F4, F4), (F4, F8), (F8, F4)], ids=["f4", "f4-f8", "f8-f4"])
+def test_precision_chosen_per_value_like_numpy(dtypes, monkeypatch):
     monkeypatch.setenv("ASP_MODE", "strict")
-    with pytest.raises(Unspecializable, match=message):
-        cls().kernel(*clone_grids(grids))
+    grids = make_grids((12, 13), 1, dtypes=dtypes, seed=6)
+    grids[0].data[::2] = np.abs(grids[0].data[::2]) * 0.01  # both sides of 0.1, and of 0
+    k = BranchPrecision()
+    expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+    assert_specialised(k)
+
+
+@requires_compiler
+def test_integer_arithmetic_is_refused_with_one_warning(monkeypatch):
+    grids = make_grids((6, 7), 1, dtypes=(I32, I32))
+    monkeypatch.setenv("ASP_MODE", "strict")
+    with pytest.raises(Unspecializable, match="integer arithmetic"):
+        IntegerArithmetic().kernel(*clone_grids(grids))
     monkeypatch.setenv("ASP_MODE", "auto")
-    k = cls()
-    with pytest.warns(SpecializationWarning, match=message):
+    k = IntegerArithmetic()
+    with pytest.warns(SpecializationWarning, match="integer arithmetic"):
         expected, actual = run_both(k, grids)
     assert_bitwise(expected, actual)
 

@@ -70,6 +70,17 @@ class ExprLowering:
         self.vars: dict[str, T.Kinds] = {}
         self.declared: dict[str, str] = {}  # local → the dtype its C variable has
         self.line = 0  # of the statement being lowered (for TypeRefusal)
+        # run-time kind tags (NumPy's precision chosen per value): locals with a tag variable,
+        # statements to emit before the current one (materialised operands), per-statement memo
+        self.tagged: set[str] = set()
+        self.pre: list[C.Stmt] = []
+        self._memo: dict[Any, tuple[C.Expr, T.Kinds]] = {}
+        self._tags: dict[Any, C.Expr] = {}
+        self._n = 0
+
+    def new_statement(self) -> None:
+        """Forget what was computed for the previous statement (locals may have changed)."""
+        self.pre, self._memo, self._tags = [], {}, {}
 
     def const(self, v: Any, prec: str = "<f8") -> C.Expr:
         if isinstance(v, (bool, np.bool_)):
@@ -95,6 +106,138 @@ class ExprLowering:
 
     def typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:
         """``(C expression in the storage type of its kinds, kinds)``."""
+        hit = self._memo.get(e)
+        if hit is None:
+            hit = self._memo[e] = self._typed(e)
+        return hit
+
+    # -- run-time kinds ------------------------------------------------------------------------
+    def tag(self, e: D.Expr) -> C.Expr:
+        """An ``int`` C expression: the code (:func:`scalar_types.code`) of ``e``'s kind."""
+        kinds = self.kinds(e)
+        if len(kinds) == 1:
+            return C.Constant(T.code(next(iter(kinds))))
+        if e in self._tags:
+            return self._tags[e]
+        if isinstance(e, D.Var) and e.name in self.tagged:
+            t: C.Expr = C.Name(tag_var(e.name))
+        elif isinstance(e, D.IfExp):
+            t = C.Ternary(self(e.test), self.tag(e.body), self.tag(e.orelse))
+        elif isinstance(e, D.UnaryOp) or (isinstance(e, D.Call) and e.func == "abs"):
+            t = self.tag(e.operand if isinstance(e, D.UnaryOp) else e.args[0])
+        elif isinstance(e, D.BinOp):  # one precision, several result kinds
+            ka, kb = sorted(self.kinds(e.left)), sorted(self.kinds(e.right))
+            ta, tb = self.tag(e.left), self.tag(e.right)
+            t = self._chain([(a, b) for a in ka for b in kb], ta, tb,
+                            lambda a, b: C.Constant(T.code(T.result_kind(e.op, a, b))))
+        elif isinstance(e, D.Call) and e.func in ("min", "max"):
+            acc, acc_kinds = self.convert(e.args[0], "<f8"), self.kinds(e.args[0])
+            t = self.tag(e.args[0])
+            for a in e.args[1:]:
+                sel = self._compare("<" if e.func == "min" else ">", a, None, acc, acc_kinds, t)
+                t = C.Ternary(sel, self.tag(a), t)
+                acc = C.Ternary(sel, self.convert(a, "<f8"), acc)
+                acc_kinds = acc_kinds | self.kinds(a)
+        else:
+            raise NotLowered(f"no run-time kind for {type(e).__name__}")
+        self._tags[e] = t
+        return t
+
+    def materialize(self, e: D.Expr) -> tuple[C.Expr, C.Expr]:
+        """``e``'s value (as a double) and kind tag in fresh C locals emitted before the
+        statement, so dispatching on the tag does not repeat the expression."""
+        value, tag = self.convert(e, "<f8"), self.tag(e)
+        if isinstance(value, (C.Name, C.Constant)) and isinstance(tag, (C.Name, C.Constant)):
+            return value, tag
+        n = self._n
+        self._n += 1
+        self.pre += [C.Decl(C.DOUBLE, f"asp_u{n}", value), C.Decl(C.INT, f"asp_k{n}", tag)]
+        return C.Name(f"asp_u{n}"), C.Name(f"asp_k{n}")
+
+    def _chain(self, combos: list[tuple[str, str]], ta: C.Expr, tb: C.Expr,
+               make: Callable[[str, str], C.Expr]) -> C.Expr:
+        """``make(a, b)`` for the kinds ``(a, b)`` the tags ``ta``/``tb`` name at run time."""
+        out: C.Expr | None = None
+        for a, b in reversed(combos):
+            v = make(a, b)
+            if out is None:
+                out = v
+                continue
+            cond = C.BinOp(C.BinOp(ta, "==", C.Constant(T.code(a))), "&&",
+                           C.BinOp(tb, "==", C.Constant(T.code(b))))
+            out = C.Ternary(cond, v, out)
+        assert out is not None
+        return out
+
+    def _floats_only(self, kinds: T.Kinds, what: str) -> None:
+        if not all(T.is_float(k) or k in ("int", "bool") for k in kinds):
+            raise T.TypeRefusal(f"{what} of an integer-grid value whose precision depends on "
+                                "the value taken at run time")
+
+    def _dispatch_binop(self, e: D.BinOp) -> tuple[C.Expr, T.Kinds]:
+        """``a op b`` in the precision NumPy picks for the kinds the operands have at run time."""
+        ka, kb = self.kinds(e.left), self.kinds(e.right)
+        self._floats_only(ka | kb, f"operator '{e.op}'")
+        xa, ta = self.materialize(e.left)
+        xb, tb = self.materialize(e.right)
+        combos = [(a, b) for a in sorted(ka) for b in sorted(kb)]
+
+        def value(a: str, b: str) -> C.Expr:
+            _, prec = T.arith_combo(e.op, a, b)
+            ct = T.ctype_of(prec)
+            return C.Cast(C.DOUBLE, self._arith(e.op, C.Cast(ct, xa), C.Cast(ct, xb), prec))
+
+        kinds = frozenset(T.arith_combo(e.op, a, b)[0] for a, b in combos)
+        n = self._n
+        self._n += 1
+        self.pre += [C.Decl(C.DOUBLE, f"asp_u{n}", self._chain(combos, ta, tb, value)),
+                     C.Decl(C.INT, f"asp_k{n}", self._chain(combos, ta, tb, lambda a, b: C.Constant(
+                         T.code(T.arith_combo(e.op, a, b)[0]))))]
+        self._tags[e] = C.Name(f"asp_k{n}")
+        return C.Name(f"asp_u{n}"), kinds
+
+    def _compare(self, op: str, left: D.Expr, right: D.Expr | None, acc: C.Expr | None = None,
+                 acc_kinds: T.Kinds | None = None, acc_tag: C.Expr | None = None) -> C.Expr:
+        """``left op right`` (or ``left op acc`` for min/max) in NumPy's precision, dispatching on
+        run-time kinds where that precision depends on them."""
+        kl = self.kinds(left)
+        kr = self.kinds(right) if right is not None else acc_kinds
+        assert kr is not None
+        try:
+            prec = (self.compare_precision(left, right) if right is not None
+                    else T.compare_kind(kl, kr))
+            xr = self.convert(right, prec) if right is not None else _cast_to(acc, prec, kr)
+            return C.BinOp(self.convert(left, prec), _CMP[op], xr)
+        except T.PrecisionDependsOnValue:
+            self._floats_only(kl | kr, "comparison")
+        xl, tl = self.materialize(left)
+        if right is not None:
+            xr, tr = self.materialize(right)
+        else:
+            assert acc is not None and acc_tag is not None
+            xr, tr = acc, acc_tag
+
+        def cmp(a: str, b: str) -> C.Expr:
+            ct = T.ctype_of(T.compare_kind(frozenset({a}), frozenset({b})))
+            return C.BinOp(C.Cast(ct, xl), _CMP[op], C.Cast(ct, xr))
+
+        return self._chain([(a, b) for a in sorted(kl) for b in sorted(kr)], tl, tr, cmp)
+
+    def _arith(self, op: str, left: C.Expr, right: C.Expr, prec: str) -> C.Expr:
+        sfx = _SUFFIX[prec]
+        if op in _BIN:
+            return C.BinOp(left, _BIN[op], right)
+        if op == "**":
+            # Python (and NumPy scalars) call libm pow; gcc would rewrite pow(x, 2.0) as x * x
+            # (glibc's pow is not correctly rounded: it differs in the last bit) and, in
+            # vectorised loops, pow(x, 0.5) as sqrt(x) (wrong for -0.0 and -inf). asp_pow
+            # hides the exponent from the compiler.
+            return C.Call("asp_pow" + sfx, [left, right])
+        if op == "//":
+            return C.Call("asp_floordiv" + sfx, [left, right])
+        raise NotLowered(f"binary operator {op!r}")
+
+    def _typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:
         if isinstance(e, D.Const):
             kind = T.kind_of(e.value)
             return self.const(e.value, T.precision(kind)), frozenset({kind})
@@ -111,20 +254,12 @@ class ExprLowering:
                                  "run the unroll-neighbors pass first")
             return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
-            kinds, prec = T.arith_kind(e.op, self.kinds(e.left), self.kinds(e.right))
+            try:
+                kinds, prec = T.arith_kind(e.op, self.kinds(e.left), self.kinds(e.right))
+            except T.PrecisionDependsOnValue:
+                return self._dispatch_binop(e)
             left, right = self.convert(e.left, prec), self.convert(e.right, prec)
-            sfx = _SUFFIX[prec]
-            if e.op in _BIN:
-                return C.BinOp(left, _BIN[e.op], right), kinds
-            if e.op == "**":
-                # Python (and NumPy scalars) call libm pow; gcc would rewrite pow(x, 2.0) as x * x
-                # (glibc's pow is not correctly rounded: it differs in the last bit) and, in
-                # vectorised loops, pow(x, 0.5) as sqrt(x) (wrong for -0.0 and -inf). asp_pow
-                # hides the exponent from the compiler.
-                return C.Call("asp_pow" + sfx, [left, right]), kinds
-            if e.op == "//":
-                return C.Call("asp_floordiv" + sfx, [left, right]), kinds
-            raise NotLowered(f"binary operator {e.op!r}")
+            return self._arith(e.op, left, right, prec), kinds
         if isinstance(e, D.UnaryOp):
             operand, kinds = self.typed(e.operand)
             if e.op == "not":
@@ -138,8 +273,7 @@ class ExprLowering:
             terms: list[C.Expr] = []
             left = e.left
             for op, comp in zip(e.ops, e.comparators):
-                prec = self.compare_precision(left, comp)
-                terms.append(C.BinOp(self.convert(left, prec), _CMP[op], self.convert(comp, prec)))
+                terms.append(self._compare(op, left, comp))
                 left = comp
             acc = terms[0]
             for t in terms[1:]:
@@ -176,9 +310,12 @@ class ExprLowering:
             # Python's left-to-right scan: r = v if v < r else r, each comparison in the precision
             # NumPy compares that pair in; the result keeps the chosen value's own kind
             acc_kinds = self.kinds(e.args[0])
-            for a in e.args[1:]:
-                T.compare_kind(acc_kinds, self.kinds(a))
-                acc_kinds = acc_kinds | self.kinds(a)
+            try:
+                for a in e.args[1:]:
+                    T.compare_kind(acc_kinds, self.kinds(a))
+                    acc_kinds = acc_kinds | self.kinds(a)
+            except T.PrecisionDependsOnValue:
+                return self._dispatch_minmax(e)
             st = T.storage(acc_kinds)
             acc = self.convert(e.args[0], st)
             kinds = self.kinds(e.args[0])
@@ -189,6 +326,27 @@ class ExprLowering:
                 name = f"asp_{e.func}" + ("_f" if prec != st else _SUFFIX[st])
                 acc = C.Call(name, [acc, self.convert(a, st)])
             return acc, kinds
+        return self._math(e)
+
+    def _dispatch_minmax(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
+        """``min``/``max`` whose comparisons' precision depends on run-time kinds: a scan over
+        materialised values and tags."""
+        acc, acc_tag = self.materialize(e.args[0])
+        kinds = self.kinds(e.args[0])
+        for a in e.args[1:]:
+            sel = self._compare("<" if e.func == "min" else ">", a, None, acc, kinds, acc_tag)
+            xa, ta = self.materialize(a)
+            n = self._n
+            self._n += 1
+            self.pre += [C.Decl(C.INT, f"asp_s{n}", sel),
+                         C.Decl(C.DOUBLE, f"asp_u{n}", C.Ternary(C.Name(f"asp_s{n}"), xa, acc)),
+                         C.Decl(C.INT, f"asp_k{n}", C.Ternary(C.Name(f"asp_s{n}"), ta, acc_tag))]
+            acc, acc_tag = C.Name(f"asp_u{n}"), C.Name(f"asp_k{n}")
+            kinds = kinds | self.kinds(a)
+        self._tags[e] = acc_tag
+        return acc, kinds
+
+    def _math(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
         if e.func == "abs":
             arg, kinds = self.typed(e.args[0])
             if not all(T.is_float(k) or k == "int" for k in kinds):
@@ -202,6 +360,15 @@ class ExprLowering:
         if e.func == "pow":
             return C.Call("asp_pow", args), frozenset({"float"})
         return C.Call(_LIBM[e.func], args), frozenset({"float"})
+
+
+def tag_var(name: str) -> str:
+    """The C local holding the run-time kind tag of local ``name``."""
+    return "kind_" + c_var(name)
+
+
+def _cast_to(value: C.Expr, prec: str, kinds: T.Kinds) -> C.Expr:
+    return value if T.storage(kinds) == prec else C.Cast(T.ctype_of(prec), value)
 
 
 def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
@@ -233,16 +400,26 @@ def lower_statements(stmts: Any, low: ExprLowering,
     stmts = list(stmts)
     kinds_all: dict[str, set[str]] = {}
     saved = dict(low.vars)
+    saved_tagged = set(low.tagged)
     for s in stmts:  # first pass: the kinds each local takes
-        if isinstance(s, D.Assign):
-            try:
-                k = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
-            except T.TypeRefusal as exc:
-                exc.line = s.line
-                raise
-            kinds_all.setdefault(s.target, set()).update(k)
-            low.vars[s.target] = k
+        low.new_statement()
+        try:
+            k = frozenset({s.as_dtype}) if isinstance(s, D.Assign) and s.as_dtype \
+                else low.kinds(s.value)
+            if isinstance(s, D.Store):
+                continue
+            if len(k) > 1:
+                low.tag(s.value)  # a refusal (integer kinds mixed) surfaces here
+        except T.TypeRefusal as exc:
+            exc.line = s.line
+            raise
+        kinds_all.setdefault(s.target, set()).update(k)
+        low.vars[s.target] = k
+        if len(kinds_all[s.target]) > 1:
+            low.tagged.add(s.target)
     low.vars = saved
+    low.tagged = saved_tagged | {n for n, k in kinds_all.items() if len(k) > 1}
+    low.new_statement()
     try:
         return _lower_statements(stmts, low, store, grid_kinds, kinds_all)
     except T.TypeRefusal as exc:
@@ -257,19 +434,28 @@ def _lower_statements(stmts: list, low: ExprLowering, store: Callable[[D.Store, 
     grid_kinds = grid_kinds or low.grid_kinds
     for s in stmts:
         low.line = s.line
+        low.new_statement()
         if isinstance(s, D.Assign):
             st = T.storage(frozenset(kinds_all[s.target]))
             value = (_to_grid_dtype(low, s.value, s.as_dtype, s.target) if s.as_dtype
                      else low.convert(s.value, st))
+            tag = low.tag(s.value) if s.target in low.tagged else None
             low.vars[s.target] = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
-            if s.target in low.declared:
-                out.append(C.Assign(C.Name(c_var(s.target)), value))
-            else:
+            out += low.pre
+            first = s.target not in low.declared
+            if first:
                 low.declared[s.target] = st
                 out.append(C.Decl(T.ctype_of(st), c_var(s.target), value))
+            else:
+                out.append(C.Assign(C.Name(c_var(s.target)), value))
+            if tag is not None:
+                out.append(C.Decl(C.INT, tag_var(s.target), tag) if first
+                           else C.Assign(C.Name(tag_var(s.target)), tag))
         else:
             dtype = T.grid_kind(grid_kinds.get(s.grid, "<f8"))
-            out.append(store(s, _to_grid_dtype(low, s.value, dtype, s.grid)))
+            value = _to_grid_dtype(low, s.value, dtype, s.grid)
+            out += low.pre
+            out.append(store(s, value))
     return out
 
 

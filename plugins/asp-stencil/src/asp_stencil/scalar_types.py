@@ -28,7 +28,8 @@ import numpy as np
 from asp_core import cast as C
 
 __all__ = ["Kinds", "TypeRefusal", "kind_of", "grid_kind", "result_kind", "arith_kind",
-           "compare_kind", "storage", "ctype_of", "exact_in_float32", "GRID_DTYPES", "is_float", "is_int"]
+           "compare_kind", "storage", "ctype_of", "exact_in_float32", "code", "arith_combo",
+           "PrecisionDependsOnValue", "GRID_DTYPES", "is_float", "is_int"]
 
 Kinds = frozenset
 #: Grid dtypes the compiled backends read and write.
@@ -39,6 +40,26 @@ _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.t
 
 class TypeRefusal(Exception):
     """An operation whose precision NumPy would choose per value, or an unsupported one."""
+
+
+class PrecisionDependsOnValue(TypeRefusal):
+    """The operation's precision depends on which kind an operand has at run time: the
+    lowering dispatches on the operands' run-time kind tags instead (see ``lower_c``)."""
+
+
+#: every kind, in a fixed order: the run-time tag of a value is its kind's index here
+ALL_KINDS = ("float", "int", "bool") + GRID_DTYPES
+
+
+def code(kind: str) -> int:
+    """The run-time tag of ``kind``."""
+    return ALL_KINDS.index(kind)
+
+
+def arith_combo(op: str, a: str, b: str) -> tuple[str, str]:
+    """``(result kind, precision)`` of ``a op b`` for single kinds (no integer arithmetic)."""
+    kinds, prec = arith_kind(op, frozenset({a}), frozenset({b}))
+    return next(iter(kinds)), prec
 
 
 def kind_of(value: Any) -> str:
@@ -91,7 +112,7 @@ def _single(kinds: set[str], what: str) -> str:
         precs = {"<f8" if k in ("int", "bool") else precision(k) for k in kinds}
     if len(precs) != 1:
         names = ", ".join(sorted(_name(k) for k in kinds))
-        raise TypeRefusal(f"{what} whose precision depends on the value taken at run time "
+        raise PrecisionDependsOnValue(f"{what} whose precision depends on the value taken at run time "
                           f"({names}; NumPy would pick it per value)")
     return precs.pop()
 

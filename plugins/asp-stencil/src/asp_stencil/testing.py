@@ -247,7 +247,7 @@ def breadth_kernel_sources(max_depth: int = 3) -> Any:
         ghost = draw(st.integers(1, 2))
         n_inputs = draw(st.integers(1, 2))
         n_outputs = draw(st.integers(1, 2))
-        float_dt = draw(st.sampled_from(["f8", "f4", "f4", "mixed"]))
+        float_dt = draw(st.sampled_from(["f8", "f4", "mixed"]))
 
         def fdt() -> str:
             return draw(st.sampled_from(["f8", "f4"])) if float_dt == "mixed" else float_dt
