@@ -79,6 +79,22 @@ class Branches(StencilKernel):
             out[x] = t + w * u[x] + (out[x] if w > 0 else c[x])
 
 
+class NeighbourBranches(StencilKernel):
+    """``if`` inside a neighbour loop; a float32 sum that starts as the Python float 0.0."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = 0.0
+            n = 0
+            for y in u.neighbors(x, 1):
+                if u[y] > u[x]:
+                    s = s + u[y]
+                    n = n + 1
+                elif u[y] == u[x]:
+                    pass
+            out[x] = s / n if n > 0 else u[x]
+
+
 class Functions(StencilKernel):
     p = 3
 
@@ -148,6 +164,8 @@ CASES = [
     ("integer-copy", IntegerCopy, (7, 8), (I8, I32), False),
     ("branches-f8", Branches, (9, 10), (F8, F8, F8), False),
     ("branches-f4", Branches, (9, 10), (F4, F4, F4), False),
+    ("neighbour-branches-f4", NeighbourBranches, (6, 7, 8), (F4, F4), False),
+    ("neighbour-branches-f8", NeighbourBranches, (9, 10), (F8, F8), False),
     ("functions-f8", Functions, (9, 10), (F8, F8), False),
     ("functions-f4", Functions, (9, 10), (F4, F4), False),
     ("attributes-f4", Attributes, (6, 7), (F4, F4), False),

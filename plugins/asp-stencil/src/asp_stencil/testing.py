@@ -19,7 +19,7 @@ import numpy as np
 from .grid import StencilGrid
 
 __all__ = ["make_grids", "clone_grids", "run_both", "assert_bitwise", "assert_specialised", "load_kernel",
-           "kernel_sources"]
+           "kernel_sources", "breadth_kernel_sources"]
 
 _counter = itertools.count()
 
@@ -123,6 +123,27 @@ def load_kernel(source: str, class_name: str = "K", namespace: dict[str, Any] | 
     return ns[class_name]
 
 
+def _function_call(draw: Any, fn: str, sub: Any, exp_cap: str) -> str:
+    """A call of DSL function ``fn`` on random subexpressions ``sub()``, arguments kept in the
+    function's domain (Python raises where C returns NaN)."""
+    from hypothesis import strategies as st
+
+    if fn == "abs":
+        return f"abs({sub()})"
+    if fn in ("min", "max"):
+        n = draw(st.integers(2, 3))
+        return f"{fn}({', '.join(sub() for _ in range(n))})"
+    if fn == "sqrt":
+        return f"math.sqrt(abs({sub()}))"
+    if fn == "exp":
+        return f"math.exp(min({sub()}, {exp_cap}))"
+    if fn == "log":
+        return f"math.log(abs({sub()}) + 1.0)"
+    if fn == "pow":
+        return f"math.pow(abs({sub()}) + 0.5, {draw(st.sampled_from(['2', '0.5', '-1.5', '3']))})"
+    return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+
+
 def kernel_sources(max_depth: int = 3) -> Any:
     """Hypothesis strategy: ``(source, dim, n_inputs, ghost_depth, custom_offsets)``.
 
@@ -174,18 +195,7 @@ def kernel_sources(max_depth: int = 3) -> Any:
                 cmp = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
                 return f"({sub()} if {sub()} {cmp} {sub()} else {sub()})"
             fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos"]))
-            if fn == "abs":
-                return f"abs({sub()})"
-            if fn in ("min", "max"):
-                n = draw(st.integers(2, 3))
-                return f"{fn}({', '.join(sub() for _ in range(n))})"
-            if fn == "sqrt":
-                return f"math.sqrt(abs({sub()}))"
-            if fn == "exp":
-                return f"math.exp(min({sub()}, 50.0))"
-            if fn == "log":
-                return f"math.log(abs({sub()}) + 1.0)"
-            return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+            return _function_call(draw, fn, sub, exp_cap="50.0")
 
         lines = ["class K(StencilKernel):",
                  "    alpha = 0.75",
@@ -315,19 +325,7 @@ def breadth_kernel_sources(max_depth: int = 3) -> Any:
                 return f"({sub()} if {cond(locs, pts, region, depth)} else {sub()})"
             fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos",
                                        "pow"]))
-            if fn == "abs":
-                return f"abs({sub()})"
-            if fn in ("min", "max"):
-                return f"{fn}({', '.join(sub() for _ in range(draw(st.integers(2, 3))))})"
-            if fn == "sqrt":
-                return f"math.sqrt(abs({sub()}))"
-            if fn == "exp":
-                return f"math.exp(min({sub()}, 30.0))"
-            if fn == "log":
-                return f"math.log(abs({sub()}) + 1.0)"
-            if fn == "pow":
-                return f"math.pow(abs({sub()}) + 0.5, {draw(st.sampled_from(['2', '0.5', '-1.5', '3']))})"
-            return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+            return _function_call(draw, fn, sub, exp_cap="30.0")
 
         lines = ["class K(StencilKernel):", "    alpha = 0.75", "    k = 3",
                  f"    def kernel(self, {', '.join(names)}):", "        c0 = self.alpha * 2"]
