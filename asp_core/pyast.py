@@ -44,6 +44,15 @@ def register_source(filename: str, source: str) -> None:
     linecache.cache[filename] = (len(source), None, lines, filename)
 
 
+def no_source_advice(filename: str, exc: BaseException) -> str:
+    """Why a kernel has no source and what to do (the fallback warning's reason)."""
+    where = {"<stdin>": "the interactive prompt", "<string>": "`python -c` or exec()"}.get(
+        filename, "the interactive prompt" if filename.startswith("<python-input") else filename)
+    return (f"{exc}: Python keeps no source text for code defined in {where}, so it cannot be "
+            "specialised; put the kernel in a .py file and import it, or define it in a "
+            "Jupyter/IPython cell (IPython keeps cell sources)")
+
+
 def kernel_source(func: Callable[..., Any]) -> KernelSource:
     """The source and AST of ``func``; :class:`Unspecializable` if it has none (REPL, C)."""
     func = inspect.unwrap(getattr(func, "__func__", func))
@@ -52,7 +61,7 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
         lines, firstlineno = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:
         raise Unspecializable("kernel without retrievable source", filename=filename,
-                              reason=str(exc)) from None
+                              reason=no_source_advice(filename, exc)) from None
     raw = "".join(lines)
     source = textwrap.dedent(raw)
     indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0

@@ -11,16 +11,49 @@ from __future__ import annotations
 import ctypes
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
+
 from asp_core import cast as C
 from asp_core.components import Backend, Variant
 
 from . import dast as D
+from .grid import fill_periodic_ghosts
 from .signature import check_grids
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["OpenMPBackend", "bind"]
+__all__ = ["OpenMPBackend", "bind", "compiled_for"]
+
+
+def compiled_for(prog: D.StencilProgram) -> Callable[[tuple], list[Any]]:
+    """A check that grids match what ``prog`` was compiled for (count, shape, each grid's dtype,
+    outputs that share no memory with another grid); returns their arrays."""
+    n = len(prog.grids)
+    shape = prog.output.shape
+    dtypes = [g.dtype for g in prog.grids]
+    extra_outputs = [g.index for g in prog.outputs if g.index != n - 1]
+    name = prog.name
+
+    def check(grids: tuple) -> list[Any]:
+        if len(grids) != n:
+            raise TypeError(f"{name}() takes {n} grids, got {len(grids)}")
+        check_grids(grids)
+        data = [g.data for g in grids]
+        if data[0].shape != shape or [d.dtype.str for d in data] != dtypes:
+            raise ValueError(f"{name}: compiled for shape {shape} and dtypes {dtypes}, called "
+                             f"with {data[0].shape} {[d.dtype.str for d in data]}")
+        for i in extra_outputs:
+            if not data[i].flags.writeable:
+                raise ValueError(f"grid {i + 1} is written by the kernel but its .data is "
+                                 "read-only")
+            for j, other in enumerate(data):
+                if j != i and np.may_share_memory(data[i], other):
+                    raise ValueError(f"grid {i + 1}, which the kernel writes, shares memory "
+                                     f"with grid {j + 1}; pass separate grids")
+        return data
+
+    return check
 
 
 def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
@@ -28,21 +61,14 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     n = len(prog.grids)
     cfunc.argtypes = [ctypes.c_void_p] * n
     cfunc.restype = None
-    shape = prog.output.shape
-    dtype = prog.output.dtype
-    name = prog.name
+    check = compiled_for(prog)
 
     def run(*grids: Any) -> None:
-        if len(grids) != n:
-            raise TypeError(f"{name}() takes {n} grids, got {len(grids)}")
-        check_grids(grids)
-        data = [g.data for g in grids]
-        if data[0].shape != shape or data[0].dtype.str != dtype:
-            raise ValueError(f"{name}: compiled for shape {shape} {dtype}, called with "
-                             f"{data[0].shape} {data[0].dtype.str}")
+        data = check(grids)
+        fill_periodic_ghosts(grids)
         cfunc(*[d.ctypes.data for d in data])
 
-    run.__name__ = f"{name}_compiled"
+    run.__name__ = f"{prog.name}_compiled"
     return run
 
 
@@ -59,5 +85,5 @@ class OpenMPBackend(Backend):
         fname = program.meta["function"]
         lib = ctx.compile(source, lang="c", openmp=True, name=fname,
                           specialised_on={"variant": variant.name, "shape": prog.output.shape,
-                                          "dtype": prog.output.dtype})
+                                          "dtype": [g.dtype for g in prog.grids]})
         return bind(getattr(lib.cdll, fname), prog)

@@ -29,7 +29,7 @@ __all__ = [
     "Expr", "Stmt", "PointExpr", "Const", "Attr", "Var", "Read", "BinOp", "UnaryOp", "Call",
     "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
-    "reads", "expr_nodes",
+    "reads", "expr_nodes", "const", "written_grids", "loop_statements",
 ]
 
 #: Binary operators of the DSL (Python spelling).
@@ -44,19 +44,34 @@ COMPARE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 @dataclass(frozen=True)
 class PointExpr(Node):
-    """A grid point: the neighbour variable ``var`` (``None``: the loop point) plus ``offset``."""
+    """A grid point: the neighbour variable ``var`` (``None``: the loop point) plus ``offset``.
+
+    ``clamp >= 0``: instead, the interior point nearest to the loop point of a border loop,
+    for a grid of ghost depth ``clamp`` (``g.nearest_interior(x)``: Neumann boundaries).
+    """
 
     var: Union[str, None]
     offset: tuple[int, ...]
+    clamp: int = -1
 
 
 # --- expressions ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Const(Node):
-    """An exact Python number (``int`` or ``float``; ``bool`` only as a folded condition)."""
+    """An exact Python number (``int`` or ``float``; ``bool`` only as a folded condition) or a
+    NumPy scalar (a kernel attribute such as ``numpy.float32(0.1)``, or a value folded from
+    one); ``kind`` is the NumPy dtype string of a NumPy scalar ("" for Python numbers), so
+    constants of different types are never equal (``numpy.float32(0.5) == 0.5`` in Python)."""
 
     value: Any
+    kind: str = ""
+
+
+def const(value: Any) -> Const:
+    """The ``Const`` of a Python or NumPy scalar (sets ``kind`` for NumPy scalars)."""
+    dtype = getattr(value, "dtype", None)
+    return Const(value, dtype.str if dtype is not None else "")
 
 
 @dataclass(frozen=True)
@@ -142,11 +157,17 @@ Expr = Union[Const, Attr, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, Bo
 
 @dataclass(frozen=True)
 class Assign(Node):
-    """``name = value`` (a local scalar). Augmented assignment is normalised to this."""
+    """``name = value`` (a local scalar). Augmented assignment is normalised to this.
+
+    ``as_dtype``: the local stands for a grid element (``output-forwarding``): the value is
+    converted to that dtype, as storing it into the grid would, and reads of the local are
+    scalars of that dtype, as reading the grid back would give.
+    """
 
     target: str
     value: Expr
     line: int = field(default=0, compare=False)
+    as_dtype: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,6 +222,8 @@ class GridParam(Node):
     ghost_depth: int
     neighbors: tuple[tuple[tuple[int, ...], ...], ...]
     output: bool
+    #: ghost cells are filled by wrap-around before each sweep (``StencilGrid(periodic=True)``)
+    periodic: bool = False
 
 
 @dataclass
@@ -218,7 +241,19 @@ class StencilProgram(Node):
 
     @property
     def output(self) -> GridParam:
+        """The last grid (the one ``iterate`` swaps with the last input)."""
         return self.grids[-1]
+
+    @property
+    def outputs(self) -> tuple[GridParam, ...]:
+        """Every grid the kernel writes (``output`` flag), in argument order."""
+        return tuple(g for g in self.grids if g.output)
+
+    @property
+    def periodic(self) -> bool:
+        """Whether a grid is periodic: its ghosts are refilled before each sweep, so sweeps
+        cannot be fused (temporal blocking declines such programs)."""
+        return any(g.periodic for g in self.grids)
 
     def grid(self, name: str) -> GridParam:
         for g in self.grids:
@@ -243,3 +278,13 @@ def expr_nodes(node: Node) -> Iterator[Node]:
 def reads(node: Node) -> list[Read]:
     """All grid reads under ``node``, in evaluation order."""
     return [n for n in expr_nodes(node) if isinstance(n, Read)]
+
+
+def written_grids(prog: StencilProgram) -> set[str]:
+    """Names of the grids some ``Store`` of ``prog`` writes."""
+    return {n.grid for n in expr_nodes(prog) if isinstance(n, Store)}
+
+
+def loop_statements(prog: StencilProgram) -> list[Stmt]:
+    """Statements of every point loop, in order (for analyses that look at each once)."""
+    return [s for loop in prog.body if isinstance(loop, PointLoop) for s in loop.body]

@@ -8,7 +8,8 @@ from asp_core.components import DomainOptimizer
 from asp_core.passes import PassManager
 
 from . import dast as D
-from .passes import constant_folding, cse, linear_detection, output_forwarding, unroll_neighbors
+from .passes import (constant_folding, cse, dead_locals, linear_detection, output_forwarding,
+                     type_check, unroll_neighbors)
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -19,7 +20,7 @@ __all__ = ["StencilDomainOptimizer", "default_passes"]
 def default_passes() -> PassManager:
     """A fresh pass manager holding the default pipeline (other plugins may extend a copy)."""
     return PassManager("stencil-domain", [unroll_neighbors, constant_folding, output_forwarding,
-                                          cse, linear_detection])
+                                          dead_locals, cse, linear_detection, type_check])
 
 
 class StencilDomainOptimizer(DomainOptimizer):

@@ -1,12 +1,19 @@
 """Frontend: the kernel's Python AST → stencil DAST (``asp_stencil.dast``).
 
-The DSL (issue 3): loops over ``g.interior_points()`` / ``g.border_points()``; nested
-``for y in g.neighbors(p, id)``; ``=`` and augmented assignment to the output grid at the loop
-point; reads of any grid at a point variable; numeric literals; scalar attributes of the kernel
-instance; ``+ - * / ** //``, unary minus; ``abs``, ``min``, ``max``, ``math.sqrt/exp/log/sin/cos``;
-``distance(x, y)``; local scalar variables; conditional expressions. Everything else raises
-``ctx.unsupported(node, construct)`` so the kernel falls back to Python with a warning that names
-the file, the line and the construct.
+The DSL (issues 3 and 15): loops over ``g.interior_points()`` / ``g.border_points()``; nested
+``for y in g.neighbors(p, id)``; ``=`` and augmented assignment to any grid at the loop point
+(several output grids); reads of any grid at a point variable; numeric literals; scalar
+attributes of the kernel instance (Python or NumPy numbers); ``+ - * / ** //``, unary minus;
+``abs``, ``min``, ``max``, ``math.sqrt/exp/log/sin/cos/pow``; ``distance(x, y)``; local scalar
+variables; conditional expressions; ``if``/``elif``/``else`` statements with comparisons and
+``and``/``or``/``not`` in their tests. Everything else raises ``ctx.unsupported(node,
+construct)`` so the kernel falls back to Python with a warning that names the file, the line and
+the construct.
+
+``if`` statements are *if-converted* here: the test is kept in a local ``_ifN`` and each
+assignment in a branch becomes ``name = value if guard else name`` (a store
+``g[x] = value if guard else g[x]``), so the DAST stays straight-line code that every pass and
+backend already handles, and only the chosen branch's values reach any variable or grid.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from asp_core.components import Frontend
 
 from . import dast as D
 from .grid import distance as _distance
+from .scalar_types import GRID_DTYPES
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -32,6 +40,7 @@ __all__ = ["StencilFrontend", "MATH_FUNCTIONS", "grid_params"]
 MATH_FUNCTIONS: dict[Any, str] = {
     builtins.abs: "abs", builtins.min: "min", builtins.max: "max",
     math.sqrt: "sqrt", math.exp: "exp", math.log: "log", math.sin: "sin", math.cos: "cos",
+    math.pow: "pow",
 }
 _MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
@@ -46,25 +55,31 @@ def _is_grid(obj: Any) -> bool:
     return all(hasattr(obj, a) for a in ("data", "shape", "ghost_depth", "neighbor_definition"))
 
 
-def grid_params(names: list[str], grids: tuple[Any, ...]) -> tuple[D.GridParam, ...]:
-    """The specialisation-relevant description of each grid argument (inputs first)."""
+def grid_params(names: list[str], grids: tuple[Any, ...], written: set[str] | None = None
+                ) -> tuple[D.GridParam, ...]:
+    """The specialisation-relevant description of each grid argument (inputs first); the last
+    grid and every grid in ``written`` are outputs."""
     out = []
     for i, (name, g) in enumerate(zip(names, grids)):
         nd = tuple(tuple(tuple(int(c) for c in off) for off in offs) for offs in g.neighbor_definition)
         out.append(D.GridParam(name=name, index=i, shape=tuple(int(s) for s in g.data.shape),
                                dtype=np.dtype(g.data.dtype).str, ghost_depth=int(g.ghost_depth),
-                               neighbors=nd, output=(i == len(grids) - 1)))
+                               neighbors=nd, output=(i == len(grids) - 1 or name in (written or ())),
+                               periodic=bool(getattr(g, "periodic", False))))
     return tuple(out)
 
 
 def _scalar_value(value: Any) -> Any:
-    """A kernel attribute usable as a constant, or ``None``."""
+    """A kernel attribute usable as a constant (Python numbers, NumPy float/int scalars kept as
+    they are, so NumPy's promotion applies to them), or ``None``."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, int):
         return int(value)
-    if isinstance(value, (float, np.floating)) and np.dtype(type(value)).itemsize == 8:
-        return float(value)
+    if isinstance(value, float) and type(value) is float:
+        return value
+    if isinstance(value, np.generic) and value.dtype.str in GRID_DTYPES:
+        return value
     return None
 
 
@@ -95,6 +110,12 @@ class _Parser:
         self.toplevel: set[str] = set()
         self.assigned: set[str] = set()
         self.loop_assigns: set[str] = set()
+        # if-conversion state: the guard of the current branch (None outside any ``if``), the
+        # locals some earlier statement declares, the locals assigned on some path only
+        self.guard: D.Expr | None = None
+        self.declared: set[str] = set()
+        self.maybe: set[str] = set()
+        self.n_ifs = 0
 
     def err(self, node: ast.AST, construct: str) -> Exception:
         return self.ctx.unsupported(node, construct)
@@ -126,10 +147,14 @@ class _Parser:
             if not _is_grid(g):
                 raise TypeError(f"argument '{name}' of {fn.name}() must be a StencilGrid, "
                                 f"got {type(g).__name__}")
-        params = grid_params(names, args)
-        if params[0].dtype != "<f8":
-            raise self.err(fn, f"{np.dtype(params[0].dtype).name} grids (asp-stencil compiles "
-                               "float64 grids; others run in Python)")
+        written = {t.value.id for n in ast.walk(fn) if isinstance(n, (ast.Assign, ast.AugAssign))
+                   for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                   if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)}
+        params = grid_params(names, args, written)
+        for p in params:
+            if p.dtype not in GRID_DTYPES:
+                raise self.err(fn, f"{np.dtype(p.dtype).name} grids (compiled: float64, float32 "
+                                   "and integer grids; others run in Python)")
         self.grids = {p.name: p for p in params}
         self.output = names[-1]
         body = self.block(fn.body, level="top")
@@ -162,6 +187,8 @@ class _Parser:
             return [self.assign(s.target, s.value, s, op, level)]
         if isinstance(s, ast.AnnAssign):
             raise self.err(s, "annotated assignment")
+        if isinstance(s, ast.If) and level != "top":
+            return self.if_stmt(s, level)
         names = {ast.If: "if statement", ast.While: "while loop", ast.Return: "return statement",
                  ast.Expr: "expression statement (e.g. a call)", ast.With: "with statement",
                  ast.Try: "try statement", ast.Break: "break", ast.Continue: "continue",
@@ -196,6 +223,7 @@ class _Parser:
             self.loop_grid, self.loop_region = grid, method.split("_")[0]
             self.offsets = {None: {(0,) * len(self.grids[grid].shape)}}
             self.assigned = set()
+            self.declared, self.maybe = set(), set()
             self.loop_assigns = _assigned_names(s.body)
             try:
                 body = self.block(s.body, level="point")
@@ -258,8 +286,20 @@ class _Parser:
                 return int(v)
         raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
 
-    def point(self, node: ast.expr) -> D.PointExpr:
+    def point(self, node: ast.expr, clamp_ok: bool = False) -> D.PointExpr:
         dim = len(self.grids[self.output].shape)
+        if (clamp_ok and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "nearest_interior" and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in self.grids and len(node.args) == 1
+                and not node.keywords and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == self.loop_var):
+            if self.loop_region != "border":
+                raise self.err(node, "nearest_interior() outside a border_points() loop")
+            g = self.grids[node.func.value.id]
+            if any(n - 2 * g.ghost_depth <= 0 for n in g.shape):
+                raise self.err(node, f"nearest_interior() of grid '{g.name}', which has no "
+                                     "interior points")
+            return D.PointExpr(None, (0,) * dim, clamp=g.ghost_depth)
         if isinstance(node, ast.Name):
             if node.id == self.loop_var:
                 return D.PointExpr(None, (0,) * dim)
@@ -279,8 +319,11 @@ class _Parser:
                 rhs = D.BinOp(op, self.name_value(target), rhs)
             if level == "top":
                 self.toplevel.add(name)
-            else:
-                self.assigned.add(name)
+                return D.Assign(target=name, value=rhs, line=s.lineno)
+            self.assigned.add(name)
+            if self.guard is not None and name in self.declared:
+                rhs = D.IfExp(self.guard, rhs, D.Var(name))
+            self.declared.add(name)
             return D.Assign(target=name, value=rhs, line=s.lineno)
         if isinstance(target, ast.Subscript):
             if not (isinstance(target.value, ast.Name) and target.value.id in self.grids):
@@ -288,9 +331,6 @@ class _Parser:
             grid = target.value.id
             if level == "top":
                 raise self.err(target, "grid assignment outside a point loop")
-            if grid != self.output:
-                raise self.err(target, f"assignment to input grid '{grid}' (only the output "
-                                       f"grid '{self.output}' may be written)")
             at = self.point(target.slice)
             if at.var is not None:
                 raise self.err(target, "write to a neighbour point (only the loop point may be "
@@ -298,8 +338,36 @@ class _Parser:
             rhs = self.expr(value)
             if op is not None:
                 rhs = D.BinOp(op, D.Read(grid, at), rhs)
+            if self.guard is not None:
+                rhs = D.IfExp(self.guard, rhs, D.Read(grid, at))
             return D.Store(grid=grid, at=at, value=rhs, line=s.lineno)
         raise self.err(target, f"assignment target {type(target).__name__}")
+
+    def if_stmt(self, s: ast.If, level: str) -> list[D.Stmt]:
+        """``if``/``elif``/``else`` → a guard local and guarded assignments (see module doc)."""
+        test = self.expr(s.test, cond=True)
+        self.n_ifs += 1
+        flag = f"_if{self.n_ifs}"
+        outer = self.guard
+        out: list[D.Stmt] = [D.Assign(flag, test if outer is None else
+                                      D.IfExp(outer, test, D.Const(False)), line=s.lineno)]
+        self.declared.add(flag)
+        self.assigned.add(flag)
+        before = set(self.assigned)
+        not_flag = D.UnaryOp("not", D.Var(flag))
+        branches = ((s.body, D.Var(flag)),
+                    (s.orelse, not_flag if outer is None else D.BoolOp("and", (outer, not_flag))))
+        after: set[str] | None = None
+        try:
+            for stmts, guard in branches:
+                self.guard, self.assigned = guard, set(before)
+                out += self.block(stmts, level)
+                self.maybe |= self.assigned - before
+                after = set(self.assigned) if after is None else after & self.assigned
+        finally:
+            self.guard = outer
+        self.assigned = after if after is not None else before
+        return out
 
     # -- expressions ----------------------------------------------------------------------
     def name_value(self, node: ast.Name) -> D.Expr:
@@ -315,6 +383,9 @@ class _Parser:
                 return D.Var(n)
             if n in self.toplevel and n not in self.loop_assigns:
                 return D.Var(n)
+            if n in self.maybe:
+                raise self.err(node, f"local variable '{n}' read where only some branches of "
+                                     "an if assigned it")
             if n in self.loop_assigns:
                 raise self.err(node, f"local variable '{n}' read before it is assigned in the "
                                      f"loop body (a value carried between points)")
@@ -353,8 +424,8 @@ class _Parser:
                     raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
                 v = _scalar_value(getattr(self.instance, node.attr))
                 if v is None:
-                    raise self.err(node, f"attribute 'self.{node.attr}' that is not an int or float "
-                                         "(64-bit) scalar")
+                    raise self.err(node, f"attribute 'self.{node.attr}' that is not a real scalar "
+                                         "(a Python or NumPy int or float)")
                 return D.Attr(node.attr, v)
             if isinstance(node.value, ast.Name) and self.resolve(node.value) is math \
                     and node.attr in _MATH_CONSTANTS:
@@ -364,7 +435,7 @@ class _Parser:
             if isinstance(node.value, ast.Name) and node.value.id in self.grids:
                 if self.loop_var is None:
                     raise self.err(node, "grid read outside a point loop")
-                at = self.point(node.slice)
+                at = self.point(node.slice, clamp_ok=True)
                 self.check_reach(node.value.id, at)
                 return D.Read(node.value.id, at)
             raise self.err(node, f"subscript '{ast.unparse(node)}'")
@@ -429,6 +500,9 @@ class _Parser:
         if fname in ("min", "max"):
             if n < 2:
                 raise self.err(node, f"{fname}() of an iterable (give two or more scalars)")
+        elif fname == "pow":
+            if n != 2:
+                raise self.err(node, f"{label}() with {n} arguments")
         elif n != 1:
             raise self.err(node, f"{label}() with {n} arguments")
         return D.Call(fname, tuple(self.expr(a) for a in node.args))

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["StencilGrid", "distance", "default_neighbor_definition"]
+__all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts"]
 
 Point = tuple[int, ...]
 
@@ -35,9 +35,16 @@ class StencilGrid:
 
     ``shape`` includes the ghost layers (as in the original Asp): ``interior_points()`` are the
     points at least ``ghost_depth`` away from every edge, ``border_points()`` all the others.
+
+    ``dtype``: the element type (float64 by default; float32 and integer grids are compiled too,
+    and a kernel's arithmetic follows NumPy's rules for scalars of these types).
+    ``periodic=True``: before each sweep of a kernel (each call, each step of ``iterate``) the
+    ghost cells are filled by wrap-around from the opposite side of the interior
+    (:meth:`fill_ghosts`), so interior points near an edge read their periodic neighbours.
     """
 
-    def __init__(self, shape: Sequence[int], dtype: Any = np.float64, ghost_depth: int = 1) -> None:
+    def __init__(self, shape: Sequence[int], dtype: Any = np.float64, ghost_depth: int = 1,
+                 periodic: bool = False) -> None:
         try:
             dims = tuple(int(s) for s in shape)
         except TypeError:
@@ -49,6 +56,9 @@ class StencilGrid:
         self.shape: tuple[int, ...] = dims
         self.dim: int = len(dims)
         self.ghost_depth: int = int(ghost_depth)
+        if not isinstance(periodic, (bool, np.bool_)):
+            raise TypeError(f"periodic must be True or False, got {periodic!r}")
+        self.periodic: bool = bool(periodic)
         self.data: np.ndarray = np.zeros(dims, dtype=dtype)
         self.neighbor_definition: list[list[Point]] = default_neighbor_definition(self.dim)
 
@@ -58,6 +68,22 @@ class StencilGrid:
 
     def __setitem__(self, x: Any, value: Any) -> None:
         self.data[x] = value
+
+    def fill_ghosts(self) -> None:
+        """Fill the ghost cells by wrap-around: ghost index ``i`` along an axis of size ``n``
+        takes the value at ``g + (i - g) mod (n - 2g)``; axes are filled in order over their
+        whole extent, so edges and corners come from the diagonally opposite interior."""
+        g = self.ghost_depth
+        if g == 0:
+            return
+        for axis, n in enumerate(self.shape):
+            m = n - 2 * g
+            if m <= 0:
+                continue
+            for i in [*range(g), *range(n - g, n)]:
+                src = g + (i - g) % m
+                dst_idx = (slice(None),) * axis + (i,)
+                self.data[dst_idx] = self.data[(slice(None),) * axis + (src,)]
 
     # -- point iterators (the DSL) --------------------------------------------------------
     def interior_points(self) -> Iterator[Point]:
@@ -70,15 +96,33 @@ class StencilGrid:
             if any(i < g or i >= n - g for i, n in zip(p, self.shape)):
                 yield p
 
+    def nearest_interior(self, x: Sequence[int]) -> Point:
+        """The interior point nearest to ``x`` (each coordinate clamped into the interior):
+        ``out[x] = u[u.nearest_interior(x)]`` in a border loop copies the adjacent interior
+        value outwards (a zero-gradient, Neumann, boundary)."""
+        g = self.ghost_depth
+        return tuple(min(max(int(c), g), n - g - 1) for c, n in zip(x, self.shape))
+
     def neighbors(self, x: Sequence[int], id: int) -> Iterator[Point]:  # noqa: A002 (paper API)
         for offset in self.neighbor_definition[id]:
             yield tuple(a + b for a, b in zip(x, offset))
 
     def __repr__(self) -> str:
         return (f"StencilGrid(shape={list(self.shape)}, dtype={self.data.dtype}, "
-                f"ghost_depth={self.ghost_depth})")
+                f"ghost_depth={self.ghost_depth}" + (", periodic=True)" if self.periodic else ")"))
 
 
 def distance(x: Sequence[int], y: Sequence[int]) -> float:
     """Euclidean distance between two points (as in the original Asp)."""
     return math.sqrt(sum((a - b) ** 2 for a, b in zip(x, y)))
+
+
+def fill_periodic_ghosts(grids: Sequence[Any]) -> None:
+    """Before a sweep: fill the ghosts of every periodic grid among ``grids`` by wrap-around.
+
+    Every way a kernel runs calls this first (the compiled callables, the Python platform, the
+    dispatcher's fallback and ``StencilKernel.pure_python``), so all of them see the same data.
+    """
+    for g in grids:
+        if getattr(g, "periodic", False):
+            g.fill_ghosts()

@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .grid import fill_periodic_ghosts
+
 __all__ = ["StencilKernel", "KernelMethod"]
+
+
+def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (the kernel as Python) preceded by the periodic ghost fill of its grids."""
+
+    def run(*grids: Any) -> Any:
+        fill_periodic_ghosts(grids)
+        return func(*grids)
+
+    run.__wrapped__ = func  # type: ignore[attr-defined]
+    return run
 
 
 class KernelMethod:
@@ -34,7 +47,7 @@ class KernelMethod:
         from asp_core import Dispatcher
 
         bound = self.func.__get__(instance, owner)
-        d = Dispatcher("stencil", bound, fallback=bound, instance=instance,
+        d = Dispatcher("stencil", bound, fallback=_filling_ghosts(bound), instance=instance,
                        options=dict(getattr(instance, "asp_options", {}) or {}),
                        name=f"{type(instance).__name__}.{self.__name__}")
         instance.__dict__[getattr(self, "attr", "kernel")] = d
@@ -67,6 +80,7 @@ class StencilKernel:
             if k is not None:
                 break
         func = k.func if isinstance(k, KernelMethod) else k
+        fill_periodic_ghosts(grids)
         return func(self, *grids)
 
     def iterate(self, *grids: Any, steps: int) -> Any:

@@ -15,6 +15,9 @@ and the helpers reproduce what Python computes on NumPy float64 scalars:
   differ from Python's ``x ** 2``) and, in vectorised loops, ``pow(x, 0.5)`` as ``sqrt(x)`` (wrong
   for ``-0.0`` and ``-inf``); ``abs`` → ``fabs``; ``math.sqrt/exp/log/sin/cos`` → the same libm
   functions Python calls;
+* float32 grids compute in float (``asp_powf``, ``asp_floordivf``, ``fabsf``; literals printed
+  with an ``f`` suffix), mixed kinds follow NumPy's promotion (see :mod:`.scalar_types`): each
+  operand is converted to the precision NumPy computes the operation in, explicitly;
 * constants are printed as the shortest round-trip literal of the double Python would convert
   them to (integers become doubles, as NumPy converts them).
 """
@@ -23,15 +26,20 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from asp_core import cast as C
 
 from . import dast as D
+from . import scalar_types as T
 
-__all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered"]
+__all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
+           "clamped_index"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
-_LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "abs": "fabs"}
+_LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
+_SUFFIX = {"<f8": "", "<f4": "f", "<i8": "_l"}
 
 
 class NotLowered(TypeError):
@@ -47,116 +55,478 @@ class ExprLowering:
     """Callable turning a DAST expression into a cast expression.
 
     :param read: maps a ``Read`` (already unrolled: ``at.var is None``) to a cast expression.
-    :param ctype: the scalar type of runtime values (``double`` for float64 grids).
+    :param ctype: unused (kept for callers written before grids had their own dtypes).
+    :param grid_kinds: dtype string of each grid (default: every grid float64).
+
+    ``vars`` holds the kinds of the locals assigned so far (see :func:`lower_statements`).
+    Raises :class:`~asp_stencil.scalar_types.TypeRefusal` for operations NumPy would compute in
+    a precision chosen per value, and for integer arithmetic.
     """
 
-    def __init__(self, read: Callable[[D.Read], C.Expr], ctype: C.CType = C.DOUBLE) -> None:
+    def __init__(self, read: Callable[[D.Read], C.Expr], ctype: C.CType = C.DOUBLE,
+                 grid_kinds: dict[str, str] | None = None) -> None:
         self.read = read
-        self.ctype = ctype
+        self.grid_kinds = grid_kinds or {}
+        self.vars: dict[str, T.Kinds] = {}
+        self.declared: dict[str, str] = {}  # local → the dtype its C variable has
+        self.line = 0  # of the statement being lowered (for TypeRefusal)
+        # run-time kind tags (NumPy's precision chosen per value): locals with a tag variable,
+        # statements to emit before the current one (materialised operands), per-statement memo
+        self.tagged: set[str] = set()
+        self.pre: list[C.Stmt] = []
+        self._memo: dict[Any, tuple[C.Expr, T.Kinds]] = {}
+        self._tags: dict[Any, C.Expr] = {}
+        self._n = 0
 
-    def const(self, v: Any) -> C.Expr:
-        if isinstance(v, bool):
-            return C.Constant(v)
-        return C.Constant(float(v), self.ctype)
+    def new_statement(self) -> None:
+        """Forget what was computed for the previous statement (locals may have changed)."""
+        self.pre, self._memo, self._tags = [], {}, {}
+
+    def const(self, v: Any, prec: str = "<f8") -> C.Expr:
+        if isinstance(v, (bool, np.bool_)):
+            return C.Constant(bool(v))
+        if T.is_float(prec):
+            return C.Constant(float(np.dtype(prec).type(v)), T.ctype_of(prec))
+        return C.Constant(int(v))
 
     def __call__(self, e: D.Expr) -> C.Expr:
+        return self.typed(e)[0]
+
+    def kinds(self, e: D.Expr) -> T.Kinds:
+        return self.typed(e)[1]
+
+    def convert(self, e: D.Expr, prec: str) -> C.Expr:
+        """``e`` computed and converted to precision ``prec`` (constants printed in it)."""
+        if isinstance(e, D.Const) and not isinstance(e.value, (bool, np.bool_)):
+            return self.const(e.value, prec)
+        c, kinds = self.typed(e)
+        if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
+            return c
+        return C.Cast(T.ctype_of(prec), c)
+
+    def typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:
+        """``(C expression in the storage type of its kinds, kinds)``."""
+        hit = self._memo.get(e)
+        if hit is None:
+            hit = self._memo[e] = self._typed(e)
+        return hit
+
+    # -- run-time kinds ------------------------------------------------------------------------
+    def tag(self, e: D.Expr) -> C.Expr:
+        """An ``int`` C expression: the code (:func:`scalar_types.code`) of ``e``'s kind."""
+        kinds = self.kinds(e)
+        if len(kinds) == 1:
+            return C.Constant(T.code(next(iter(kinds))))
+        if e in self._tags:
+            return self._tags[e]
+        if isinstance(e, D.Var) and e.name in self.tagged:
+            t: C.Expr = C.Name(tag_var(e.name))
+        elif isinstance(e, D.IfExp):
+            t = C.Ternary(self(e.test), self.tag(e.body), self.tag(e.orelse))
+        elif isinstance(e, D.UnaryOp) or (isinstance(e, D.Call) and e.func == "abs"):
+            t = self.tag(e.operand if isinstance(e, D.UnaryOp) else e.args[0])
+        elif isinstance(e, D.BinOp):  # one precision, several result kinds
+            ka, kb = sorted(self.kinds(e.left)), sorted(self.kinds(e.right))
+            ta, tb = self.tag(e.left), self.tag(e.right)
+            t = self._chain([(a, b) for a in ka for b in kb], ta, tb,
+                            lambda a, b: C.Constant(T.code(T.result_kind(e.op, a, b))))
+        elif isinstance(e, D.Call) and e.func in ("min", "max"):
+            acc, acc_kinds = self.convert(e.args[0], "<f8"), self.kinds(e.args[0])
+            t = self.tag(e.args[0])
+            for a in e.args[1:]:
+                sel = self._compare("<" if e.func == "min" else ">", a, None, acc, acc_kinds, t)
+                t = C.Ternary(sel, self.tag(a), t)
+                acc = C.Ternary(sel, self.convert(a, "<f8"), acc)
+                acc_kinds = acc_kinds | self.kinds(a)
+        else:
+            raise NotLowered(f"no run-time kind for {type(e).__name__}")
+        self._tags[e] = t
+        return t
+
+    def materialize(self, e: D.Expr) -> tuple[C.Expr, C.Expr]:
+        """``e``'s value (as a double) and kind tag in fresh C locals emitted before the
+        statement, so dispatching on the tag does not repeat the expression."""
+        value, tag = self.convert(e, "<f8"), self.tag(e)
+        if isinstance(value, (C.Name, C.Constant)) and isinstance(tag, (C.Name, C.Constant)):
+            return value, tag
+        n = self._n
+        self._n += 1
+        self.pre += [C.Decl(C.DOUBLE, f"asp_u{n}", value), C.Decl(C.INT, f"asp_k{n}", tag)]
+        return C.Name(f"asp_u{n}"), C.Name(f"asp_k{n}")
+
+    def _chain(self, combos: list[tuple[str, str]], ta: C.Expr, tb: C.Expr,
+               make: Callable[[str, str], C.Expr]) -> C.Expr:
+        """``make(a, b)`` for the kinds ``(a, b)`` the tags ``ta``/``tb`` name at run time."""
+        out: C.Expr | None = None
+        for a, b in reversed(combos):
+            v = make(a, b)
+            if out is None:
+                out = v
+                continue
+            cond = C.BinOp(C.BinOp(ta, "==", C.Constant(T.code(a))), "&&",
+                           C.BinOp(tb, "==", C.Constant(T.code(b))))
+            out = C.Ternary(cond, v, out)
+        assert out is not None
+        return out
+
+    def _floats_only(self, kinds: T.Kinds, what: str) -> None:
+        if not all(T.is_float(k) or k in ("int", "bool") for k in kinds):
+            raise T.TypeRefusal(f"{what} of an integer-grid value whose precision depends on "
+                                "the value taken at run time")
+
+    def _dispatch_binop(self, e: D.BinOp) -> tuple[C.Expr, T.Kinds]:
+        """``a op b`` in the precision NumPy picks for the kinds the operands have at run time."""
+        ka, kb = self.kinds(e.left), self.kinds(e.right)
+        self._floats_only(ka | kb, f"operator '{e.op}'")
+        xa, ta = self.materialize(e.left)
+        xb, tb = self.materialize(e.right)
+        combos = [(a, b) for a in sorted(ka) for b in sorted(kb)]
+
+        def value(a: str, b: str) -> C.Expr:
+            _, prec = T.arith_combo(e.op, a, b)
+            ct = T.ctype_of(prec)
+            return C.Cast(C.DOUBLE, self._arith(e.op, C.Cast(ct, xa), C.Cast(ct, xb), prec))
+
+        kinds = frozenset(T.arith_combo(e.op, a, b)[0] for a, b in combos)
+        n = self._n
+        self._n += 1
+        self.pre += [C.Decl(C.DOUBLE, f"asp_u{n}", self._chain(combos, ta, tb, value)),
+                     C.Decl(C.INT, f"asp_k{n}", self._chain(combos, ta, tb, lambda a, b: C.Constant(
+                         T.code(T.arith_combo(e.op, a, b)[0]))))]
+        self._tags[e] = C.Name(f"asp_k{n}")
+        return C.Name(f"asp_u{n}"), kinds
+
+    def _compare(self, op: str, left: D.Expr, right: D.Expr | None, acc: C.Expr | None = None,
+                 acc_kinds: T.Kinds | None = None, acc_tag: C.Expr | None = None) -> C.Expr:
+        """``left op right`` (or ``left op acc`` for min/max) in NumPy's precision, dispatching on
+        run-time kinds where that precision depends on them."""
+        kl = self.kinds(left)
+        kr = self.kinds(right) if right is not None else acc_kinds
+        assert kr is not None
+        try:
+            prec = (self.compare_precision(left, right) if right is not None
+                    else T.compare_kind(kl, kr))
+            if right is not None:
+                xr = self.convert(right, prec)
+            else:
+                assert acc is not None, "min/max compare without an accumulator"
+                xr = _cast_to(acc, prec, kr)
+            return C.BinOp(self.convert(left, prec), _CMP[op], xr)
+        except T.PrecisionDependsOnValue:
+            self._floats_only(kl | kr, "comparison")
+        xl, tl = self.materialize(left)
+        if right is not None:
+            xr, tr = self.materialize(right)
+        else:
+            assert acc is not None and acc_tag is not None
+            xr, tr = acc, acc_tag
+
+        def cmp(a: str, b: str) -> C.Expr:
+            ct = T.ctype_of(T.compare_kind(frozenset({a}), frozenset({b})))
+            return C.BinOp(C.Cast(ct, xl), _CMP[op], C.Cast(ct, xr))
+
+        return self._chain([(a, b) for a in sorted(kl) for b in sorted(kr)], tl, tr, cmp)
+
+    def _arith(self, op: str, left: C.Expr, right: C.Expr, prec: str) -> C.Expr:
+        sfx = _SUFFIX[prec]
+        if op in _BIN:
+            return C.BinOp(left, _BIN[op], right)
+        if op == "**":
+            # Python (and NumPy scalars) call libm pow; gcc would rewrite pow(x, 2.0) as x * x
+            # (glibc's pow is not correctly rounded: it differs in the last bit) and, in
+            # vectorised loops, pow(x, 0.5) as sqrt(x) (wrong for -0.0 and -inf). asp_pow
+            # hides the exponent from the compiler.
+            return C.Call("asp_pow" + sfx, [left, right])
+        if op == "//":
+            return C.Call("asp_floordiv" + sfx, [left, right])
+        raise NotLowered(f"binary operator {op!r}")
+
+    def _typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:
         if isinstance(e, D.Const):
-            return self.const(e.value)
+            kind = T.kind_of(e.value)
+            return self.const(e.value, T.precision(kind)), frozenset({kind})
         if isinstance(e, D.Var):
-            return C.Name(c_var(e.name))
+            # callers that track no kinds (float64-only backends) get float64 locals
+            kinds = self.vars.get(e.name, frozenset({"<f8"}))
+            name: C.Expr = C.Name(c_var(e.name))
+            if self.declared.get(e.name, T.storage(kinds)) != T.storage(kinds):
+                name = C.Cast(T.ctype_of(T.storage(kinds)), name)
+            return name, kinds
         if isinstance(e, D.Read):
             if e.at.var is not None:
                 raise NotLowered(f"read of {e.grid} at neighbour variable {e.at.var!r}: "
                                  "run the unroll-neighbors pass first")
-            return self.read(e)
+            return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
-            left, right = self(e.left), self(e.right)
-            if e.op in _BIN:
-                return C.BinOp(left, _BIN[e.op], right)
-            if e.op == "**":
-                # Python (and NumPy scalars) call libm pow; gcc would rewrite pow(x, 2.0) as x * x
-                # (glibc's pow is not correctly rounded: it differs in the last bit) and, in
-                # vectorised loops, pow(x, 0.5) as sqrt(x) (wrong for -0.0 and -inf). asp_pow
-                # hides the exponent from the compiler.
-                return C.Call("asp_pow", [left, right])
-            if e.op == "//":
-                return C.Call("asp_floordiv", [left, right])
-            raise NotLowered(f"binary operator {e.op!r}")
+            try:
+                kinds, prec = T.arith_kind(e.op, self.kinds(e.left), self.kinds(e.right))
+            except T.PrecisionDependsOnValue:
+                return self._dispatch_binop(e)
+            left, right = self.convert(e.left, prec), self.convert(e.right, prec)
+            return self._arith(e.op, left, right, prec), kinds
         if isinstance(e, D.UnaryOp):
-            operand = self(e.operand)
-            if e.op == "-":
-                return C.UnaryOp("-", operand)
-            if e.op == "+":
-                return operand
-            return C.UnaryOp("!", operand)
+            operand, kinds = self.typed(e.operand)
+            if e.op == "not":
+                return C.UnaryOp("!", operand), frozenset({"bool"})
+            if not all(T.is_float(k) or k == "int" for k in kinds):
+                raise T.TypeRefusal(f"integer arithmetic (unary '{e.op}' of an integer value)")
+            return (C.UnaryOp("-", operand) if e.op == "-" else operand), kinds
         if isinstance(e, D.Call):
-            args = [self(a) for a in e.args]
-            if e.func in ("min", "max"):
-                acc = args[0]
-                for a in args[1:]:
-                    acc = C.Call(f"asp_{e.func}", [acc, a])
-                return acc
-            return C.Call(_LIBM[e.func], args)
+            return self.call(e)
         if isinstance(e, D.Compare):
-            terms: list[C.Expr] = []
-            left = self(e.left)
-            for op, comp in zip(e.ops, e.comparators):
-                right = self(comp)
-                terms.append(C.BinOp(left, _CMP[op], right))
-                left = right
+            # a < b < c is (a < b) && (b < c)
+            terms = [self._compare(op, lhs, rhs) for op, lhs, rhs
+                     in zip(e.ops, (e.left, *e.comparators), e.comparators)]
             acc = terms[0]
             for t in terms[1:]:
                 acc = C.BinOp(acc, "&&", t)
-            return acc
+            return acc, frozenset({"bool"})
         if isinstance(e, D.BoolOp):
             vals = [self(v) for v in e.values]
             acc = vals[0]
             for v in vals[1:]:
                 acc = C.BinOp(acc, "&&" if e.op == "and" else "||", v)
-            return acc
+            return acc, frozenset({"bool"})
         if isinstance(e, D.IfExp):
-            return C.Ternary(self(e.test), self(e.body), self(e.orelse))
+            kinds = self.kinds(e.body) | self.kinds(e.orelse)
+            st = T.storage(kinds)
+            return C.Ternary(self(e.test), self.convert(e.body, st), self.convert(e.orelse, st)), kinds
         raise NotLowered(f"{type(e).__name__} node (an earlier pass should have removed it)")
 
+    def compare_precision(self, a: D.Expr, b: D.Expr) -> str:
+        """The precision ``a`` and ``b`` compare in. A float value whose precision depends on
+        the branch taken still compares exactly with a constant every candidate precision
+        represents exactly (``w > 0``): then in double, which holds every candidate value."""
+        ka, kb = self.kinds(a), self.kinds(b)
+        try:
+            return T.compare_kind(ka, kb)
+        except T.TypeRefusal:
+            for x, other in ((a, kb), (b, ka)):
+                if isinstance(x, D.Const) and T.exact_in_float32(x.value) and all(
+                        T.is_float(k) or k == "int" for k in other):
+                    return "<f8"
+            raise
 
-def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
-                     qualifier: str = "", opaque: tuple[str, ...] | None = None
-                     ) -> list[C.FunctionDef]:
-    """``asp_min``, ``asp_max``, ``asp_floordiv`` and ``asp_pow`` as cast functions
-    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, by
-    default gcc's ``noipa`` for host code so it stays a real call and the compiler cannot
-    specialise ``pow`` on a constant exponent, and ``storage`` for device code, whose ``pow`` is
-    CUDA's own)."""
-    if opaque is None:
-        opaque = storage if qualifier else ("static", "__attribute__((noipa))")
-    t = ctype
+    def call(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
+        if e.func in ("min", "max"):
+            # Python's left-to-right scan: r = v if v < r else r, each comparison in the precision
+            # NumPy compares that pair in; the result keeps the chosen value's own kind
+            acc_kinds = self.kinds(e.args[0])
+            try:
+                for a in e.args[1:]:
+                    T.compare_kind(acc_kinds, self.kinds(a))
+                    acc_kinds = acc_kinds | self.kinds(a)
+            except T.PrecisionDependsOnValue:
+                return self._dispatch_minmax(e)
+            st = T.storage(acc_kinds)
+            acc = self.convert(e.args[0], st)
+            kinds = self.kinds(e.args[0])
+            for a in e.args[1:]:
+                prec = T.compare_kind(kinds, self.kinds(a))
+                kinds = kinds | self.kinds(a)
+                # a double holding float32 and Python-float values, compared in float32
+                name = f"asp_{e.func}" + ("_f" if prec != st else _SUFFIX[st])
+                acc = C.Call(name, [acc, self.convert(a, st)])
+            return acc, kinds
+        return self._math(e)
+
+    def _dispatch_minmax(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
+        """``min``/``max`` whose comparisons' precision depends on run-time kinds: a scan over
+        materialised values and tags."""
+        acc, acc_tag = self.materialize(e.args[0])
+        kinds = self.kinds(e.args[0])
+        for a in e.args[1:]:
+            sel = self._compare("<" if e.func == "min" else ">", a, None, acc, kinds, acc_tag)
+            xa, ta = self.materialize(a)
+            n = self._n
+            self._n += 1
+            self.pre += [C.Decl(C.INT, f"asp_s{n}", sel),
+                         C.Decl(C.DOUBLE, f"asp_u{n}", C.Ternary(C.Name(f"asp_s{n}"), xa, acc)),
+                         C.Decl(C.INT, f"asp_k{n}", C.Ternary(C.Name(f"asp_s{n}"), ta, acc_tag))]
+            acc, acc_tag = C.Name(f"asp_u{n}"), C.Name(f"asp_k{n}")
+            kinds = kinds | self.kinds(a)
+        self._tags[e] = acc_tag
+        return acc, kinds
+
+    def _math(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
+        if e.func == "abs":
+            arg, kinds = self.typed(e.args[0])
+            if not all(T.is_float(k) or k == "int" for k in kinds):
+                raise T.TypeRefusal("abs() of an integer value (integer arithmetic)")
+            st = T.storage(kinds)
+            if st == "<i8":  # Python ints (constants chosen by a branch)
+                return C.Ternary(C.BinOp(arg, "<", C.Constant(0)), C.UnaryOp("-", arg), arg), kinds
+            return C.Call("fabsf" if st == "<f4" else "fabs", [arg]), kinds
+        # math functions convert their arguments to Python floats (doubles)
+        args = [self.convert(a, "<f8") for a in e.args]
+        if e.func == "pow":
+            return C.Call("asp_pow", args), frozenset({"float"})
+        return C.Call(_LIBM[e.func], args), frozenset({"float"})
+
+
+def tag_var(name: str) -> str:
+    """The C local holding the run-time kind tag of local ``name``."""
+    return "kind_" + c_var(name)
+
+
+def _cast_to(value: C.Expr, prec: str, kinds: T.Kinds) -> C.Expr:
+    return value if T.storage(kinds) == prec else C.Cast(T.ctype_of(prec), value)
+
+
+def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
+    """Flat index of the interior point nearest to ``(i0, i1, ...)`` (the loop's coordinate
+    variables): each coordinate ``min(max(i, g), n - g - 1)``, as ``nearest_interior``."""
+    idx: C.Expr | None = None
+    stride = 1
+    for d in reversed(range(len(shape))):
+        i = C.Name(f"i{d}")
+        lo, hi = C.Constant(ghost), C.Constant(shape[d] - ghost - 1)
+        t = C.Ternary(C.BinOp(i, "<", lo), lo, i)
+        t = C.Ternary(C.BinOp(t, ">", hi), hi, t)
+        term = t if stride == 1 else C.BinOp(t, "*", C.Constant(stride))
+        idx = term if idx is None else C.BinOp(term, "+", idx)
+        stride *= shape[d]
+    assert idx is not None
+    return idx
+
+
+def lower_statements(stmts: Any, low: ExprLowering,
+                     store: Callable[[D.Store, C.Expr], C.Stmt],
+                     grid_kinds: dict[str, str] | None = None) -> list[C.Stmt]:
+    """Assignments and stores of one point as C statements.
+
+    A local is declared at its first assignment in a C type holding every kind it is assigned
+    (a double for a local that is float32 on one path and a Python float on another); a store
+    converts the value to the grid's dtype as NumPy's item assignment does.
+    """
+    stmts = list(stmts)
+    kinds_all: dict[str, set[str]] = {}
+    saved = dict(low.vars)
+    saved_tagged = set(low.tagged)
+    for s in stmts:  # first pass: the kinds each local takes
+        low.new_statement()
+        try:
+            k = frozenset({s.as_dtype}) if isinstance(s, D.Assign) and s.as_dtype \
+                else low.kinds(s.value)
+            if isinstance(s, D.Store):
+                continue
+            if len(k) > 1:
+                low.tag(s.value)  # a refusal (integer kinds mixed) surfaces here
+        except T.TypeRefusal as exc:
+            exc.line = s.line
+            raise
+        kinds_all.setdefault(s.target, set()).update(k)
+        low.vars[s.target] = k
+        if len(kinds_all[s.target]) > 1:
+            low.tagged.add(s.target)
+    low.vars = saved
+    low.tagged = saved_tagged | {n for n, k in kinds_all.items() if len(k) > 1}
+    low.new_statement()
+    try:
+        return _lower_statements(stmts, low, store, grid_kinds, kinds_all)
+    except T.TypeRefusal as exc:
+        exc.line = getattr(exc, "line", 0) or getattr(low, "line", 0)
+        raise
+
+
+def _lower_statements(stmts: list, low: ExprLowering, store: Callable[[D.Store, C.Expr], C.Stmt],
+                      grid_kinds: dict[str, str] | None, kinds_all: dict[str, set[str]]
+                      ) -> list[C.Stmt]:
+    out: list[C.Stmt] = []
+    grid_kinds = grid_kinds or low.grid_kinds
+    for s in stmts:
+        low.line = s.line
+        low.new_statement()
+        if isinstance(s, D.Assign):
+            st = T.storage(frozenset(kinds_all[s.target]))
+            value = (_to_grid_dtype(low, s.value, s.as_dtype, s.target) if s.as_dtype
+                     else low.convert(s.value, st))
+            tag = low.tag(s.value) if s.target in low.tagged else None
+            low.vars[s.target] = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
+            out += low.pre
+            first = s.target not in low.declared
+            if first:
+                low.declared[s.target] = st
+                out.append(C.Decl(T.ctype_of(st), c_var(s.target), value))
+            else:
+                out.append(C.Assign(C.Name(c_var(s.target)), value))
+            if tag is not None:
+                out.append(C.Decl(C.INT, tag_var(s.target), tag) if first
+                           else C.Assign(C.Name(tag_var(s.target)), tag))
+        else:
+            dtype = T.grid_kind(grid_kinds.get(s.grid, "<f8"))
+            value = _to_grid_dtype(low, s.value, dtype, s.grid)
+            out += low.pre
+            out.append(store(s, value))
+    return out
+
+
+def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C.Expr:
+    """``value`` converted as NumPy converts it when stored into a grid of ``dtype``."""
+    if T.is_float(dtype):
+        return low.convert(value, dtype)
+    if any(T.is_float(k) for k in low.kinds(value)):
+        raise T.TypeRefusal(f"a float value stored into the integer grid '{grid.lstrip('_')}'")
+    return C.Cast(T.ctype_of(dtype), low(value))
+
+
+def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,
+             opaque: tuple[str, ...]) -> list[C.FunctionDef]:
     a, b, r, v = C.Name("a"), C.Name("b"), C.Name("r"), C.Name("v")
+    f = "f" if t.base == "float" else ""
 
-    def fn(name: str, params: list[C.Param], body: list[C.Stmt]) -> C.FunctionDef:
+    def fn(name: str, params: list[C.Param], body: list[C.Stmt], st: tuple[str, ...] = storage
+           ) -> C.FunctionDef:
         return C.FunctionDef(name, params, C.Block(body), ret=t, extern_c=False,
-                             qualifier=qualifier, storage=storage)
+                             qualifier=qualifier, storage=st)
 
-    minf = fn("asp_min", [C.Param(t, "r"), C.Param(t, "v")],
-              [C.Return(C.Ternary(C.BinOp(v, "<", r), v, r))])
-    maxf = fn("asp_max", [C.Param(t, "r"), C.Param(t, "v")],
-              [C.Return(C.Ternary(C.BinOp(v, ">", r), v, r))])
+    out = [fn(f"asp_min{sfx}", [C.Param(t, "r"), C.Param(t, "v")],
+              [C.Return(C.Ternary(C.BinOp(v, "<", r), v, r))]),
+           fn(f"asp_max{sfx}", [C.Param(t, "r"), C.Param(t, "v")],
+              [C.Return(C.Ternary(C.BinOp(v, ">", r), v, r))])]
+    if t.base not in ("double", "float"):
+        return out
     zero, one, half = (C.Constant(0.0, t), C.Constant(1.0, t), C.Constant(0.5, t))
     mod, div, fl = C.Name("mod"), C.Name("div"), C.Name("fl")
-    floordiv = fn("asp_floordiv", [C.Param(t, "a"), C.Param(t, "b")], [
+    out.append(fn(f"asp_floordiv{sfx}", [C.Param(t, "a"), C.Param(t, "b")], [
         C.If(C.BinOp(b, "==", zero), C.Block([C.Return(C.BinOp(a, "/", b))])),
-        C.Decl(t, "mod", C.Call("fmod", [a, b])),
+        C.Decl(t, "mod", C.Call("fmod" + f, [a, b])),
         C.Decl(t, "div", C.BinOp(C.BinOp(a, "-", mod), "/", b)),
         C.If(C.BinOp(mod, "!=", zero),
              C.Block([C.If(C.BinOp(C.BinOp(b, "<", zero), "!=", C.BinOp(mod, "<", zero)),
                            C.Block([C.Assign(div, C.BinOp(div, "-", one))]))])),
         C.If(C.BinOp(div, "!=", zero), C.Block([
-            C.Decl(t, "fl", C.Call("floor", [div])),
+            C.Decl(t, "fl", C.Call("floor" + f, [div])),
             C.If(C.BinOp(C.BinOp(div, "-", fl), ">", half),
                  C.Block([C.Assign(fl, C.BinOp(fl, "+", one))])),
             C.Return(fl)])),
-        C.Return(C.Call("copysign", [zero, C.BinOp(a, "/", b)])),
-    ])
-    powf_ = C.FunctionDef("asp_pow", [C.Param(t, "a"), C.Param(t, "b")],
-                          C.Block([C.Return(C.Call("pow", [a, b]))]), ret=t, extern_c=False,
-                          qualifier=qualifier, storage=opaque)
-    return [minf, maxf, floordiv, powf_]
+        C.Return(C.Call("copysign" + f, [zero, C.BinOp(a, "/", b)])),
+    ]))
+    out.append(fn(f"asp_pow{sfx}", [C.Param(t, "a"), C.Param(t, "b")],
+                  [C.Return(C.Call("pow" + f, [a, b]))], st=opaque))
+    return out
+
+
+def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
+                     qualifier: str = "", opaque: tuple[str, ...] | None = None
+                     ) -> list[C.FunctionDef]:
+    """``asp_min``, ``asp_max``, ``asp_floordiv`` and ``asp_pow`` as cast functions, for double
+    and (suffix ``f``) float, ``asp_min_l``/``asp_max_l`` for int64 and ``asp_min_f``/``asp_max_f``
+    (float32 and Python float values held in a double, compared in float32)
+    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, by
+    default gcc's ``noipa`` for host code so it stays a real call and the compiler cannot
+    specialise ``pow`` on a constant exponent, and ``storage`` for device code, whose ``pow`` is
+    CUDA's own). ``ctype`` is unused (every variant is emitted; unused static inline functions
+    cost nothing)."""
+    if opaque is None:
+        opaque = storage if qualifier else ("static", "__attribute__((noipa))")
+    out = _helpers(C.DOUBLE, "", storage, qualifier, opaque)
+    out += _helpers(C.FLOAT, "f", storage, qualifier, opaque)
+    out += _helpers(C.CType("int64_t"), "_l", storage, qualifier, opaque)
+    r, v = C.Name("r"), C.Name("v")
+    for name, op in (("asp_min_f", "<"), ("asp_max_f", ">")):
+        cmp = C.BinOp(C.Cast(C.FLOAT, v), op, C.Cast(C.FLOAT, r))
+        out.append(C.FunctionDef(name, [C.Param(C.DOUBLE, "r"), C.Param(C.DOUBLE, "v")],
+                                 C.Block([C.Return(C.Ternary(cmp, v, r))]), ret=C.DOUBLE,
+                                 extern_c=False, qualifier=qualifier, storage=storage))
+    return out

@@ -21,7 +21,8 @@ from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
-from .lower_c import ExprLowering, c_var, helper_functions
+from .lower_c import ExprLowering, c_var, clamped_index, helper_functions, lower_statements
+from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
 
@@ -64,33 +65,28 @@ class _Lowering:
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
         self.uses_stream = False
         self.uses_intrinsics = False
+        self.kinds = {g.name: g.dtype for g in prog.grids}
+        # streaming stores are written for one float output (buffered rows: float64 or float32;
+        # intrinsic rows: float64 grids only)
+        self.streamable = (len(prog.outputs) == 1 and prog.output.dtype in ("<f8", "<f4"))
+        self.all_double = all(g.dtype == "<f8" for g in prog.grids)
+        self.out_ctype = ctype_of(prog.output.dtype)
 
     # -- expressions ------------------------------------------------------------------------
     def flat(self, off: tuple[int, ...]) -> int:
         return sum(o * s for o, s in zip(off, self.strides))
 
     def read(self, r: D.Read) -> C.Expr:
+        if r.at.clamp >= 0:
+            return C.Index(C.Name(grid_param(r.grid)), clamped_index(self.shape, r.at.clamp))
         return C.Index(C.Name(grid_param(r.grid)), _add(C.Name("p"), C.Constant(self.flat(r.at.offset))))
 
     def body(self, loop: D.PointLoop, store: Any) -> list[C.Stmt]:
-        """The statements of one point (``p`` is its flat index); ``store(value)`` writes it."""
-        low = ExprLowering(self.read, C.DOUBLE)
-        out: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in loop.body:
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    out.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    out.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                out.append(store(value))
-        return out
+        """The statements of one point (``p`` is its flat index); ``store(stmt, value)`` writes."""
+        return lower_statements(loop.body, ExprLowering(self.read, grid_kinds=self.kinds), store)
 
-    def direct_store(self, value: C.Expr) -> C.Stmt:
-        return C.Assign(C.Index(C.Name(grid_param(self.prog.output.name)), C.Name("p")), value)
+    def direct_store(self, s: D.Store, value: C.Expr) -> C.Stmt:
+        return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
         """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
@@ -194,8 +190,8 @@ class _Lowering:
             return [C.Comment(f"{loop.region} points: none for this shape")]
         npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
-        nt = self.s.nt and self.dim >= 2 and self.vector is not None
-        vec = nt and self.s.vec and vectorizable(loop)
+        nt = self.s.nt and self.dim >= 2 and self.vector is not None and self.streamable
+        vec = nt and self.s.vec and self.all_double and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)
@@ -210,7 +206,7 @@ class _Lowering:
             chunk = min(length, 2048)
             kk = C.Name("kk")
 
-            def buf_store(value: C.Expr) -> C.Stmt:
+            def buf_store(_: D.Store, value: C.Expr) -> C.Stmt:
                 return C.Assign(C.Index(C.Name("buf"), C.Name("k")), value)
 
             point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
@@ -267,7 +263,7 @@ class _Lowering:
             stmt.pragmas = [self.omp_for(collapse, combined=not nt)]
         if nt:
             region: list[C.Stmt] = [] if vec else [
-                C.Decl(C.DOUBLE, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
+                C.Decl(self.out_ctype, "buf", dims=(min(hi[d_in] - lo[d_in], 2048),), align=64)]
             region += [stmt, C.ExprStmt(C.Call("_mm_sfence", []))]
             head = []
             if par:
@@ -309,10 +305,15 @@ class _Lowering:
 
     def stream_helper(self) -> C.FunctionDef:
         assert self.vector is not None
-        width, store, load = self.vector.width, self.vector.fn("stream"), self.vector.fn("loadu")
+        # a vector is 64·width bits: width doubles or 2·width floats
+        single = self.out_ctype.base == "float"
+        width = self.vector.width * (2 if single else 1)
+        store, load = self.vector.fn("stream"), self.vector.fn("loadu")
+        if single:
+            store, load = store[:-3] + "_ps", load[:-3] + "_ps"
         i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
         misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
-                                     C.Constant(width * 8 - 1)), "!=", C.Constant(0))
+                                     C.Constant(self.vector.width * 8 - 1)), "!=", C.Constant(0))
         body = [
             C.Decl(C.LONG, "i", C.Constant(0)),
             C.While(C.BinOp(C.BinOp(i, "<", n), "&&", misaligned),
@@ -329,8 +330,8 @@ class _Lowering:
                   C.Block([C.Assign(C.Index(dst, C.Name("j")), C.Index(src, C.Name("j")))])),
         ]
         return C.FunctionDef("asp_stream", [
-            C.Param(C.DOUBLE.ptr(restrict=True), "dst"),
-            C.Param(C.CType("double", 1, True, True), "src"), C.Param(C.LONG, "n")],
+            C.Param(self.out_ctype.ptr(restrict=True), "dst"),
+            C.Param(C.CType(self.out_ctype.base, 1, True, True), "src"), C.Param(C.LONG, "n")],
             C.Block(body), extern_c=False, storage=("static", "inline"))
 
     # -- the translation unit -----------------------------------------------------------------
@@ -347,7 +348,8 @@ class _Lowering:
                 stmts += self.interior(s)
         params = []
         for g in self.prog.grids:
-            t = C.DOUBLE.ptr(restrict=True) if g.output else C.CType("double", 1, True, True)
+            base = ctype_of(g.dtype).base
+            t = C.CType(base, 1, restrict=True) if g.output else C.CType(base, 1, True, True)
             params.append(C.Param(t, grid_param(g.name)))
         fn = C.FunctionDef(function_name(self.prog), params, C.Block(stmts))
         head: list[Any] = [C.Include("math.h"), C.Include("stdint.h")]
@@ -380,9 +382,9 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: D.StencilProgram, ctx: SpecializationContext) -> str | None:
-        bad = {g.dtype for g in dast.grids} - {"<f8"}
+        bad = {g.dtype for g in dast.grids} - set(GRID_DTYPES)
         if bad:
-            return f"only float64 grids are compiled (got {', '.join(sorted(bad))})"
+            return f"grids of dtype {', '.join(sorted(bad))} are not compiled"
         reason = _unlowered(dast)
         if reason:
             return reason

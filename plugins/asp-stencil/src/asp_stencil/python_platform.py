@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core.components import Backend, Platform, PlatformProgram, Variant
 
+from .grid import fill_periodic_ghosts
 from .signature import check_grids
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class PythonBackend(Backend):
 
         def run(*grids: Any) -> Any:
             check_grids(grids)
+            fill_periodic_ghosts(grids)
             return bound(*grids)
 
         return run

@@ -3,7 +3,7 @@
 Runs on every call (the dispatcher's hot path) and again in each bound callable, so bad input is
 reported with a clear ``TypeError``/``ValueError`` before any compiled code runs: grids that are
 not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the grid's shape,
-unsupported or mixed dtypes, different shapes, a read-only output, and an output whose memory
+unsupported dtypes (each grid has its own), different shapes, a read-only output, and an output whose memory
 overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
 neighbour definitions and the values of the kernel attributes the kernel reads.
 """
@@ -17,7 +17,8 @@ import numpy as np
 
 __all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "SUPPORTED_DTYPES"]
 
-SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1",
+                                                "<u2", "<u4"))
 _ATTR_NAMES: dict[Any, tuple[str, ...]] = {}
 
 
@@ -41,7 +42,7 @@ def check_grids(args: tuple) -> None:
                              f"shape is {tuple(g.shape)}")
         if data.dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"{_describe(i, n)} has dtype {data.dtype}; stencil grids must be "
-                            "float64 (or float32)")
+                            "float64, float32 or an integer type of at most 32 bits (int64 too)")
         if not data.flags.c_contiguous:
             raise ValueError(f"{_describe(i, n)}: .data is not C-contiguous; use "
                              "numpy.ascontiguousarray")
@@ -51,9 +52,6 @@ def check_grids(args: tuple) -> None:
             if data.shape != first.shape:
                 raise ValueError(f"grids of different shapes: {first.shape} and {data.shape} "
                                  f"({_describe(i, n)}); a stencil kernel needs equal shapes")
-            if data.dtype != first.dtype:
-                raise TypeError(f"grids of different dtypes: {first.dtype} and {data.dtype} "
-                                f"({_describe(i, n)})")
     out = args[-1].data
     if not out.flags.writeable:
         raise ValueError("the output grid's .data is read-only")
@@ -99,7 +97,8 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     check_grids(args)
     grids = tuple(
         (g.data.shape, g.data.dtype.str, int(g.ghost_depth),
-         tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition))
+         tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition),
+         bool(getattr(g, "periodic", False)))
         for g in args)
     attrs: tuple = ()
     if instance is not None:

@@ -19,25 +19,33 @@ import numpy as np
 from .grid import StencilGrid
 
 __all__ = ["make_grids", "clone_grids", "run_both", "assert_bitwise", "assert_specialised", "load_kernel",
-           "kernel_sources"]
+           "kernel_sources", "breadth_kernel_sources"]
 
 _counter = itertools.count()
 
 
 def make_grids(shape: Sequence[int], n_inputs: int = 1, *, ghost_depth: int = 1, seed: int = 0,
                neighbor_definition: Sequence[Sequence[tuple[int, ...]]] | None = None,
-               special: bool = False) -> list[StencilGrid]:
+               special: bool = False, dtypes: Sequence[Any] | None = None,
+               periodic: bool = False) -> list[StencilGrid]:
     """``n_inputs`` input grids and an output grid, all filled with random numbers.
 
     The output starts random too, so a kernel that reads it, or a border it must not touch, is
-    checked as well. ``special`` sprinkles zeros, negative zeros, infinities and NaNs.
+    checked as well. ``special`` sprinkles zeros, negative zeros, infinities and NaNs (float
+    grids). ``dtypes``: one dtype per grid (default float64); integer grids hold -20..20
+    (0..40 unsigned).
     """
     rng = np.random.default_rng(seed)
     grids = []
-    for _ in range(n_inputs + 1):
-        g = StencilGrid(shape, ghost_depth=ghost_depth)
-        g.data[...] = rng.standard_normal(g.shape) * 3
-        if special:
+    for i in range(n_inputs + 1):
+        dtype = np.dtype(dtypes[i] if dtypes is not None else np.float64)
+        g = StencilGrid(shape, dtype=dtype, ghost_depth=ghost_depth, periodic=periodic)
+        if dtype.kind in "iu":
+            g.data[...] = rng.integers(0 if dtype.kind == "u" else -20, 20 if dtype.kind == "i"
+                                       else 40, size=g.shape)
+        else:
+            g.data[...] = rng.standard_normal(g.shape) * 3
+        if special and dtype.kind == "f":
             flat = g.data.reshape(-1)
             for value in (0.0, -0.0, np.inf, -np.inf, np.nan, 2.0, -2.0):
                 idx = rng.integers(0, flat.size, size=max(1, flat.size // 40))
@@ -51,7 +59,8 @@ def make_grids(shape: Sequence[int], n_inputs: int = 1, *, ghost_depth: int = 1,
 def clone_grids(grids: Sequence[StencilGrid]) -> list[StencilGrid]:
     out = []
     for g in grids:
-        c = StencilGrid(g.shape, dtype=g.data.dtype, ghost_depth=g.ghost_depth)
+        c = StencilGrid(g.shape, dtype=g.data.dtype, ghost_depth=g.ghost_depth,
+                        periodic=getattr(g, "periodic", False))
         c.data[...] = g.data
         c.neighbor_definition = [list(ids) for ids in g.neighbor_definition]
         out.append(c)
@@ -59,14 +68,15 @@ def clone_grids(grids: Sequence[StencilGrid]) -> list[StencilGrid]:
 
 
 def run_both(kernel: Any, grids: Sequence[StencilGrid]) -> tuple[np.ndarray, np.ndarray]:
-    """(pure-Python result, specialised result) of ``kernel`` on copies of ``grids``."""
+    """(pure-Python result, specialised result) of ``kernel`` on copies of ``grids``; every
+    other grid (inputs, further outputs, periodic ghosts) must agree as well."""
     ref = clone_grids(grids)
     test = clone_grids(grids)
     with np.errstate(all="ignore"):
         kernel.pure_python(*ref)
         kernel.kernel(*test)
-    for a, b in zip(ref[:-1], test[:-1]):
-        assert_bitwise(a.data, b.data, what="an input grid was modified")
+    for i, (a, b) in enumerate(zip(ref[:-1], test[:-1])):
+        assert_bitwise(a.data, b.data, what=f"grid {i + 1} differs from pure Python")
     return ref[-1].data, test[-1].data
 
 
@@ -84,8 +94,12 @@ def assert_bitwise(expected: np.ndarray, actual: np.ndarray, what: str = "result
     assert expected.shape == actual.shape, (expected.shape, actual.shape)
     e = np.ascontiguousarray(expected)
     a = np.ascontiguousarray(actual)
-    iview = np.uint64 if e.dtype.itemsize == 8 else np.uint32
-    same = (e.view(iview) == a.view(iview)) | (np.isnan(e) & np.isnan(a))
+    assert e.dtype == a.dtype, (e.dtype, a.dtype)
+    if e.dtype.kind != "f":
+        same = e == a
+    else:
+        iview = np.uint64 if e.dtype.itemsize == 8 else np.uint32
+        same = (e.view(iview) == a.view(iview)) | (np.isnan(e) & np.isnan(a))
     if not same.all():
         bad = np.argwhere(~same)
         i = tuple(bad[0])
@@ -107,6 +121,27 @@ def load_kernel(source: str, class_name: str = "K", namespace: dict[str, Any] | 
     ns.update(namespace or {})
     exec(compile(source, filename, "exec"), ns)  # noqa: S102 - test helper
     return ns[class_name]
+
+
+def _function_call(draw: Any, fn: str, sub: Any, exp_cap: str) -> str:
+    """A call of DSL function ``fn`` on random subexpressions ``sub()``, arguments kept in the
+    function's domain (Python raises where C returns NaN)."""
+    from hypothesis import strategies as st
+
+    if fn == "abs":
+        return f"abs({sub()})"
+    if fn in ("min", "max"):
+        n = draw(st.integers(2, 3))
+        return f"{fn}({', '.join(sub() for _ in range(n))})"
+    if fn == "sqrt":
+        return f"math.sqrt(abs({sub()}))"
+    if fn == "exp":
+        return f"math.exp(min({sub()}, {exp_cap}))"
+    if fn == "log":
+        return f"math.log(abs({sub()}) + 1.0)"
+    if fn == "pow":
+        return f"math.pow(abs({sub()}) + 0.5, {draw(st.sampled_from(['2', '0.5', '-1.5', '3']))})"
+    return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
 
 
 def kernel_sources(max_depth: int = 3) -> Any:
@@ -160,18 +195,7 @@ def kernel_sources(max_depth: int = 3) -> Any:
                 cmp = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
                 return f"({sub()} if {sub()} {cmp} {sub()} else {sub()})"
             fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos"]))
-            if fn == "abs":
-                return f"abs({sub()})"
-            if fn in ("min", "max"):
-                n = draw(st.integers(2, 3))
-                return f"{fn}({', '.join(sub() for _ in range(n))})"
-            if fn == "sqrt":
-                return f"math.sqrt(abs({sub()}))"
-            if fn == "exp":
-                return f"math.exp(min({sub()}, 50.0))"
-            if fn == "log":
-                return f"math.log(abs({sub()}) + 1.0)"
-            return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+            return _function_call(draw, fn, sub, exp_cap="50.0")
 
         lines = ["class K(StencilKernel):",
                  "    alpha = 0.75",
@@ -210,5 +234,148 @@ def kernel_sources(max_depth: int = 3) -> Any:
                     lines.append(f"{pad}out[x] = {expr(locs, ['x'], max_depth)}")
         source = "\n".join(lines) + "\n"
         return source, dim, n_inputs, ghost, custom
+
+    return build()
+
+
+def breadth_kernel_sources(max_depth: int = 3) -> Any:
+    """Hypothesis strategy for the DSL's breadth (issue 15):
+    ``(source, dim, dtypes, ghost_depth, custom_offsets, periodic)``.
+
+    Beyond :func:`kernel_sources`: grids of their own dtypes (float64, float32, and int32/int8
+    inputs read through ``m[x] * 0.5``-like uses), ``if``/``elif``/``else`` blocks with
+    temporaries assigned in every branch and stores in some, tests with comparisons,
+    ``and``/``or``/``not`` and chained comparisons, ``math.pow`` and ``**`` with integer and
+    float exponents, border loops with Dirichlet values and Neumann copies
+    (``g[g.nearest_interior(x)]``), one or two output grids, periodic grids.
+    """
+    from hypothesis import strategies as st
+
+    @st.composite
+    def build(draw: Any) -> tuple:
+        dim = draw(st.integers(1, 3))
+        ghost = draw(st.integers(1, 2))
+        n_inputs = draw(st.integers(1, 2))
+        n_outputs = draw(st.integers(1, 2))
+        float_dt = draw(st.sampled_from(["f8", "f4", "mixed"]))
+
+        def fdt() -> str:
+            return draw(st.sampled_from(["f8", "f4"])) if float_dt == "mixed" else float_dt
+
+        in_dts = [draw(st.sampled_from([fdt(), fdt(), fdt(), "i4", "i1"])) for _ in range(n_inputs)]
+        if all(d in ("i4", "i1") for d in in_dts):
+            in_dts[0] = fdt()
+        out_dts = [fdt() for _ in range(n_outputs)]
+        dtypes = in_dts + out_dts
+        names = [f"a{i}" for i in range(n_inputs)] + [f"o{i}" for i in range(n_outputs - 1)] + ["out"]
+        kinds = dict(zip(names, dtypes))
+        floats = [g for g in names if not kinds[g].startswith("i")]
+        ints = [g for g in names if kinds[g].startswith("i")]
+        outputs = names[n_inputs:]
+        custom = draw(st.lists(st.tuples(*[st.integers(-ghost, ghost)] * dim), min_size=1,
+                               max_size=3))
+        periodic = draw(st.booleans())
+        lits = st.sampled_from(["2", "3", "0.5", "1.5", "-1.25", "0.1", "7", "-4", "0"])
+
+        def leaf(locs: list[str], pts: list[str], region: str) -> str:
+            options = [lits, st.just("self.alpha"), st.just("self.k"),
+                       st.sampled_from([f"{g}[{p}]" for g in floats for p in pts])]
+            if ints:
+                options.append(st.sampled_from([f"({g}[{p}] * 0.5)" for g in ints for p in pts]
+                                               + [f"({g}[{p}] / 3)" for g in ints for p in pts]))
+            if region == "border":
+                options.append(st.sampled_from([f"{g}[{g}.nearest_interior(x)]" for g in floats]))
+            if locs:
+                options.append(st.sampled_from(locs))
+            return draw(st.one_of(*options))
+
+        def cond(locs: list[str], pts: list[str], region: str, depth: int) -> str:
+            kind = draw(st.sampled_from(["cmp", "cmp", "and", "or", "not", "chain", "int"]))
+            sub = lambda: expr(locs, pts, region, depth - 1)  # noqa: E731
+            op = lambda: draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))  # noqa: E731
+            if kind == "cmp":
+                return f"{sub()} {op()} {sub()}"
+            if kind == "chain":
+                return f"{sub()} < {sub()} <= {sub()}"
+            if kind == "not":
+                return f"not {sub()} {op()} {sub()}"
+            if kind == "int" and ints:
+                return f"{draw(st.sampled_from(ints))}[x] {op()} {draw(st.sampled_from(['0', '3', '-2']))}"
+            joiner = "and" if kind == "and" else "or"
+            return f"({sub()} {op()} {sub()} {joiner} {sub()} {op()} {sub()})"
+
+        def expr(locs: list[str], pts: list[str], region: str, depth: int) -> str:
+            if depth <= 0:
+                return leaf(locs, pts, region)
+            kind = draw(st.sampled_from(["leaf", "bin", "bin", "bin", "neg", "call", "cond",
+                                         "pow", "div"]))
+            sub = lambda: expr(locs, pts, region, depth - 1)  # noqa: E731
+            if kind == "leaf":
+                return leaf(locs, pts, region)
+            if kind == "bin":
+                return f"({sub()} {draw(st.sampled_from(['+', '-', '*']))} {sub()})"
+            if kind == "div":
+                op = draw(st.sampled_from(["/", "/", "//"]))
+                return f"({sub()} {op} {draw(st.sampled_from(['2', '0.5', '-3', '1.5']))})"
+            if kind == "pow":
+                return f"({sub()} ** {draw(st.sampled_from(['2', '3', '0.5', '-1', '1.5']))})"
+            if kind == "neg":
+                return f"(-{sub()})"
+            if kind == "cond":
+                return f"({sub()} if {cond(locs, pts, region, depth)} else {sub()})"
+            fn = draw(st.sampled_from(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos",
+                                       "pow"]))
+            return _function_call(draw, fn, sub, exp_cap="30.0")
+
+        lines = ["class K(StencilKernel):", "    alpha = 0.75", "    k = 3",
+                 f"    def kernel(self, {', '.join(names)}):", "        c0 = self.alpha * 2"]
+        counter = itertools.count()
+
+        def statements(pad: str, locs: list[str], region: str, depth: int, n: int) -> list[str]:
+            out: list[str] = []
+            for _ in range(n):
+                kind = draw(st.sampled_from(["local", "store", "store", "aug", "nbr", "if"]))
+                name = f"t{next(counter)}"
+                if kind == "nbr" and region == "interior":
+                    src = draw(st.sampled_from(floats))
+                    out.append(f"{pad}{name} = {expr(locs, ['x'], region, 1)}")
+                    out.append(f"{pad}for y in {src}.neighbors(x, {draw(st.sampled_from([0, 1, 2]))}):")
+                    out.append(f"{pad}    {name} = {name} {draw(st.sampled_from(['+', '-', '*']))} "
+                               f"{expr(locs + [name], ['x', 'y'], region, max_depth - 1)}")
+                    locs.append(name)
+                elif kind == "if" and depth > 0:
+                    fresh = f"t{next(counter)}"
+                    n_branches = draw(st.integers(1, 3))
+                    for b in range(n_branches):
+                        head = "if" if b == 0 else ("elif" if b < n_branches - 1 or
+                                                    draw(st.booleans()) else "else")
+                        test = "" if head == "else" else f" {cond(locs, ['x'], region, 2)}"
+                        out.append(f"{pad}{head}{test}:")
+                        inner = list(locs)
+                        out.append(f"{pad}    {fresh} = {expr(inner, ['x'], region, max_depth - 1)}")
+                        out += statements(pad + "    ", inner + [fresh], region, depth - 1,
+                                          draw(st.integers(0, 2)))
+                        if head == "else":
+                            break
+                    if head == "else":
+                        locs.append(fresh)  # assigned on every path
+                elif kind == "local":
+                    out.append(f"{pad}{name} = {expr(locs, ['x'], region, max_depth)}")
+                    locs.append(name)
+                else:
+                    g = draw(st.sampled_from(outputs))
+                    op = "=" if kind == "store" else draw(st.sampled_from(["+=", "-=", "*="]))
+                    if kinds[g].startswith("i"):
+                        continue
+                    out.append(f"{pad}{g}[x] {op} {expr(locs, ['x'], region, max_depth)}")
+            return out
+
+        for _ in range(draw(st.integers(1, 2))):
+            region = draw(st.sampled_from(["interior", "interior", "border"]))
+            lines.append(f"        for x in out.{region}_points():")
+            body = statements("            ", ["c0"], region, 1, draw(st.integers(1, 4)))
+            lines += body or ["            out[x] = 1.0"]
+        source = "\n".join(lines) + "\n"
+        return source, dim, tuple(dtypes), ghost, custom, periodic
 
     return build()

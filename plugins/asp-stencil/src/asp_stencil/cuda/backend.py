@@ -19,7 +19,8 @@ from asp_core import cast as C
 from asp_core.components import Backend, Variant
 
 from .. import dast as D
-from ..signature import check_grids
+from ..backend import compiled_for
+from ..grid import fill_periodic_ghosts
 from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
 
 if TYPE_CHECKING:
@@ -79,18 +80,11 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> Callable[...,
             buf = buffers[i] = DeviceBuffer(get_device_memory(), host)
         return buf
 
-    def validate(grids: tuple) -> list[np.ndarray]:
-        if len(grids) != ngrids:
-            raise TypeError(f"{prog.name}() takes {ngrids} grids, got {len(grids)}")
-        check_grids(grids)
-        data = [g.data for g in grids]
-        if data[0].shape != shape or data[0].dtype.str != prog.output.dtype:
-            raise ValueError(f"{prog.name}: compiled for shape {shape} {prog.output.dtype}, "
-                             f"called with {data[0].shape} {data[0].dtype.str}")
-        return data
+    validate = compiled_for(prog)
 
     def run(*grids: Any) -> None:
         data = validate(grids)
+        fill_periodic_ghosts(grids)
         bufs = [device(i, d) for i, d in enumerate(data)]
         for b, d in zip(bufs, data):
             b.upload(d)
@@ -101,6 +95,9 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> Callable[...,
     def iterate(grids: tuple, steps: int) -> None:
         """``steps`` sweeps on the device; afterwards both ping-pong grids hold what the plain
         host loop leaves in them (the swap is of roles, not of the arrays)."""
+        if prog.periodic:
+            raise TypeError(f"{prog.name}: periodic grids refill their ghosts before each sweep, "
+                            "which the device loop does not do; iterate on the host instead")
         if it is None or not swappable:
             raise TypeError(f"{prog.name}: the last input and the output grid are not "
                             "interchangeable (or there is no input), so the device loop cannot "
@@ -134,5 +131,5 @@ class CudaBackend(Backend):
         lib = ctx.compile(cuda_source(program), lang="cuda", openmp=False,
                           flags=gpu_arch_flags(ctx.hardware), name=kernel_symbol(prog),
                           specialised_on={"shape": prog.output.shape,
-                                          "dtype": prog.output.dtype})
+                                          "dtype": [g.dtype for g in prog.grids]})
         return bind_cuda(lib.cdll, prog, v)

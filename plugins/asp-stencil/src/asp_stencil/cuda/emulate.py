@@ -94,9 +94,10 @@ def emulated_library(cuda_source: str, name: str = "cuda_emulated") -> ctypes.CD
 
 def _check(prog: D.StencilProgram, grids: Any) -> list[np.ndarray]:
     data = [np.ascontiguousarray(g.data) if hasattr(g, "data") else g for g in grids]
-    for d in data:
-        if d.shape != prog.output.shape or d.dtype != np.float64 or not d.flags.c_contiguous:
-            raise ValueError("emulation needs C-contiguous float64 arrays of the compiled shape")
+    for d, g in zip(data, prog.grids):
+        if d.shape != prog.output.shape or d.dtype.str != g.dtype or not d.flags.c_contiguous:
+            raise ValueError("emulation needs C-contiguous arrays of the compiled shape and "
+                             "dtypes")
     return data
 
 

@@ -34,14 +34,13 @@ from typing import Any
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import ExprLowering, c_var, helper_functions
+from ..lower_c import ExprLowering, clamped_index, helper_functions, lower_statements
+from ..scalar_types import GRID_DTYPES, ctype_of
 
 __all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
            "unsupported_reason", "kernel_symbol"]
 
 CONST_LONG = C.CType("long", const=True)
-IN_PTR = C.CType("double", 1, True, True)
-OUT_PTR = C.DOUBLE.ptr(restrict=True)
 AXES = ("x", "y", "z")
 
 
@@ -99,7 +98,7 @@ def _halo(prog: D.StencilProgram, loop: D.PointLoop) -> dict[str, tuple[int, ...
     out: dict[str, list[int]] = {}
     for s in loop.body:
         for r in D.reads(s.value):
-            if r.grid == prog.output.name or not any(r.at.offset):
+            if prog.grid(r.grid).output or not any(r.at.offset):
                 continue
             h = out.setdefault(r.grid, [0] * prog.dim)
             for d, o in enumerate(r.at.offset):
@@ -111,9 +110,9 @@ def unsupported_reason(prog: D.StencilProgram) -> str | None:
     """Why this DAST cannot be lowered to CUDA (``None``: it can)."""
     if prog.dim not in (1, 2, 3):
         return f"{prog.dim}-D grids (the CUDA backend handles 1-3 dimensions)"
-    bad = {g.dtype for g in prog.grids} - {"<f8"}
+    bad = {g.dtype for g in prog.grids} - set(GRID_DTYPES)
     if bad:
-        return f"only float64 grids are generated for CUDA (got {', '.join(sorted(bad))})"
+        return f"grids of dtype {', '.join(sorted(bad))} are not generated for CUDA"
     for n in D.expr_nodes(prog):
         if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
             return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
@@ -130,6 +129,12 @@ def unsupported_reason(prog: D.StencilProgram) -> str | None:
         elif not isinstance(s, D.Assign):
             return f"top-level {type(s).__name__}"
     return None
+
+
+def _grid_ptr(g: D.GridParam) -> C.CType:
+    """``const T *__restrict__`` for a grid the kernel only reads, ``T *__restrict__`` else."""
+    base = ctype_of(g.dtype).base
+    return C.CType(base, 1, restrict=True) if g.output else C.CType(base, 1, True, True)
 
 
 def _c(v: int) -> C.Expr:
@@ -176,27 +181,15 @@ class _CudaLowering:
         return self.dim - 1 - d
 
     def _params(self) -> list[C.Param]:
-        return [C.Param(OUT_PTR if g.output else IN_PTR, "g_" + g.name) for g in self.prog.grids]
+        return [C.Param(_grid_ptr(g), "g_" + g.name) for g in self.prog.grids]
 
     def _point_body(self, loop: D.PointLoop, read: Any) -> list[C.Stmt]:
-        low = ExprLowering(read, C.DOUBLE)
-        out: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in self._prologue(loop, low) + list(loop.body):
-            if isinstance(s, C.Stmt):
-                out.append(s)
-                continue
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    out.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    out.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                out.append(C.Assign(C.Index(C.Name("g_" + self.prog.output.name), C.Name("p")),
-                                    value))
-        return out
+        low = ExprLowering(read, grid_kinds={g.name: g.dtype for g in self.prog.grids})
+
+        def store(s: D.Store, value: C.Expr) -> C.Stmt:
+            return C.Assign(C.Index(C.Name("g_" + s.grid), C.Name("p")), value)
+
+        return lower_statements(self._prologue(loop, low) + list(loop.body), low, store)
 
     def _prologue(self, loop: D.PointLoop, low: ExprLowering) -> list[Any]:
         """Top-level scalar assignments before ``loop`` (kernel locals), as DAST statements."""
@@ -205,8 +198,9 @@ class _CudaLowering:
 
     def _global_read(self, r: D.Read) -> C.Expr:
         ptr = C.Name("g_" + r.grid)
-        idx = _add(C.Name("p"), self.flat(r.at.offset))
-        if r.grid == self.prog.output.name:
+        idx = (clamped_index(self.shape, r.at.clamp) if r.at.clamp >= 0
+               else _add(C.Name("p"), self.flat(r.at.offset)))
+        if self.prog.grid(r.grid).output:
             return C.Index(ptr, idx)
         return C.Call("__ldg", [C.BinOp(ptr, "+", idx)])
 
@@ -280,7 +274,7 @@ class _CudaLowering:
         for gname, h in halos.items():
             dims = self._tile_dims(block, h)
             vol = prod(dims)
-            shared_t = C.CType("double", qualifiers=("__shared__",))
+            shared_t = C.CType(ctype_of(self.prog.grid(gname).dtype).base, qualifiers=("__shared__",))
             out.append(C.Decl(shared_t, "sh_" + gname, dims=(vol,)))
             loop_body: list[C.Stmt] = []
             rest: C.Expr = C.Name("t")
@@ -369,7 +363,9 @@ class _CudaLowering:
                     C.Return(C.Cast(C.INT, C.Call("cudaGetLastError", [])))]
             items.append(C.FunctionDef(launcher_name(self.prog, v), self._params() + sizes,
                                        C.Block(body), ret=C.INT))
-            if len(self.prog.grids) >= 2:
+            grids = self.prog.grids
+            if len(grids) >= 2 and grids[-2].dtype == grids[-1].dtype \
+                    and len(self.prog.outputs) == 1:  # output and last input swappable
                 items.append(self.iterate_launcher(v, kernels, sizes))
         return C.Module(items)
 
@@ -378,14 +374,15 @@ class _CudaLowering:
         """``steps`` sweeps on the device with the Jacobi swap of output and last input."""
         grids = self.prog.grids
         state, out = "g_" + grids[-2].name, "g_" + grids[-1].name
-        params = [C.Param(IN_PTR, "g_" + g.name) for g in grids[:-2]]
-        params += [C.Param(C.DOUBLE.ptr(), "x0"), C.Param(C.DOUBLE.ptr(), "x1"),
+        params = [C.Param(_grid_ptr(g), "g_" + g.name) for g in grids[:-2]]
+        t = ctype_of(grids[-1].dtype)
+        params += [C.Param(t.ptr(), "x0"), C.Param(t.ptr(), "x1"),
                    C.Param(C.LONG, "steps")] + sizes
         args: list[C.Expr] = [C.Name("g_" + g.name) for g in grids[:-2]]
         args += [C.Name(state), C.Name(out)]
-        step = [C.Decl(IN_PTR, state, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
+        step = [C.Decl(C.CType(t.base, 1, True, True), state, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
                                                          _c(0)), C.Name("x0"), C.Name("x1"))),
-                C.Decl(OUT_PTR, out, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
+                C.Decl(t.ptr(restrict=True), out, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
                                                         _c(0)), C.Name("x1"), C.Name("x0")))]
         step += self.launches(v, kernels, args)
         step.append(C.Decl(C.CType("cudaError_t", const=True), "err",

@@ -16,6 +16,8 @@ import math
 import operator
 from typing import TYPE_CHECKING, Any, Callable, cast
 
+import numpy as np
+
 from asp_core.passes import asp_pass
 
 from .. import dast as D
@@ -29,7 +31,7 @@ _BIN = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.t
 _CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
 _FUNCS = {"abs": builtins.abs, "min": builtins.min, "max": builtins.max, "sqrt": math.sqrt,
-          "exp": math.exp, "log": math.log, "sin": math.sin, "cos": math.cos}
+          "exp": math.exp, "log": math.log, "sin": math.sin, "cos": math.cos, "pow": math.pow}
 
 
 class FoldError(Exception):
@@ -37,6 +39,8 @@ class FoldError(Exception):
 
 
 def _real(v: Any, what: str) -> Any:
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v  # NumPy scalar arithmetic (a NumPy attribute): NumPy's own result
     if isinstance(v, bool) or isinstance(v, (int, float)):
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2 ** 1023:
             raise FoldError(f"constant expression: {what} gives an integer too large for a float")
@@ -53,24 +57,24 @@ def _consts(exprs: tuple[D.Expr, ...]) -> list[D.Const] | None:
 def fold_node(e: D.Expr) -> D.Expr | None:
     """The folded replacement of ``e`` whose children are already folded, or ``None``."""
     if isinstance(e, D.Attr):
-        return D.Const(e.value)
+        return D.const(e.value)
     if isinstance(e, D.Distance):
         if e.a.var is None and e.b.var is None:
-            return D.Const(math.sqrt(sum((a - b) ** 2 for a, b in zip(e.a.offset, e.b.offset))))
+            return D.const(math.sqrt(sum((a - b) ** 2 for a, b in zip(e.a.offset, e.b.offset))))
         return None
     if isinstance(e, D.BinOp) and isinstance(e.left, D.Const) and isinstance(e.right, D.Const):
         try:
-            return D.Const(_real(_BIN[e.op](e.left.value, e.right.value), f"'{e.op}'"))
+            return D.const(_real(_BIN[e.op](e.left.value, e.right.value), f"'{e.op}'"))
         except (ZeroDivisionError, OverflowError, ValueError) as exc:
             raise FoldError(f"constant expression {e.left.value!r} {e.op} {e.right.value!r} "
                             f"raises {type(exc).__name__}") from None
     if isinstance(e, D.UnaryOp) and isinstance(e.operand, D.Const):
         v = e.operand.value
-        return D.Const(-v if e.op == "-" else (+v if e.op == "+" else (not v)))
+        return D.const(-v if e.op == "-" else (+v if e.op == "+" else (not v)))
     if isinstance(e, D.Call) and (args := _consts(e.args)) is not None:
         try:
             fn = cast("Callable[..., float]", _FUNCS[e.func])  # builtins and math functions
-            return D.Const(_real(fn(*(a.value for a in args)), e.func))
+            return D.const(_real(fn(*(a.value for a in args)), e.func))
         except (ValueError, OverflowError) as exc:
             raise FoldError(f"constant expression: {e.func}() of constant arguments raises "
                             f"{type(exc).__name__}") from None
@@ -80,10 +84,10 @@ def fold_node(e: D.Expr) -> D.Expr | None:
         for op, c in zip(e.ops, comparators):
             ok = ok and _CMP[op](left, c.value)
             left = c.value
-        return D.Const(bool(ok))
+        return D.const(bool(ok))
     if isinstance(e, D.BoolOp) and (values := _consts(e.values)) is not None:
         vals = [bool(v.value) for v in values]
-        return D.Const(all(vals) if e.op == "and" else any(vals))
+        return D.const(all(vals) if e.op == "and" else any(vals))
     if isinstance(e, D.IfExp) and isinstance(e.test, D.Const):
         return e.body if e.test.value else e.orelse
     return None
@@ -124,6 +128,12 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
 @asp_pass("constant-folding")
 def constant_folding(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Fold constants, kernel attributes and distances; propagate constant locals."""
+    with np.errstate(all="ignore"):  # NumPy scalars fold as they compute: inf/nan, no warning
+        return _fold_program(prog, ctx)
+
+
+def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
+                  ) -> tuple[D.StencilProgram, bool]:
     env: dict[str, D.Const] = {}
     out: list[D.Stmt] = []
     changed = False

@@ -42,7 +42,7 @@ def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
             count[s.target] += 1
             name = s.target if k == 0 else f"{s.target}_{k}"
             current[s.target] = name
-            out.append(D.Assign(name, value, line=s.line))
+            out.append(s.replace(target=name, value=value))
         else:
             out.append(s.replace(value=value))
     return out

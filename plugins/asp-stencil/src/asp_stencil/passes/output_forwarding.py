@@ -23,13 +23,23 @@ if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 
-def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
-    stmts = point_body(loop)
+def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = (),
+                 dtypes: dict[str, str] | None = None) -> D.PointLoop:
+    """Forward the stores to each written grid (``out`` and ``written``) through locals."""
+    grids = [out] + [g for g in written if g != out]
+    dtypes = dtypes or {}
     sequential = loop.sequential or any(
-        r.grid == out and any(r.at.offset) for s in stmts for r in D.reads(s.value))
-    stores = [s for s in stmts if isinstance(s, D.Store)]
+        r.grid in grids and any(r.at.offset) for s in point_body(loop)
+        for r in D.reads(s.value))
+    for grid in grids:
+        loop = _forward(loop, grid, dtypes.get(grid, "<f8"))
+    return loop.replace(sequential=sequential)
+
+
+def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
+    stores = [s for s in loop.body if isinstance(s, D.Store) and s.grid == out]
     if not stores:
-        return loop.replace(sequential=sequential)
+        return loop
     dim = len(stores[0].at.offset)
     centre = D.Read(out, D.PointExpr(None, (0,) * dim))
     cur: str | None = None
@@ -42,25 +52,30 @@ def forward_loop(loop: D.PointLoop, out: str) -> D.PointLoop:
             return D.Var(cur)
         return None
 
-    for s in stmts:
+    for s in point_body(loop):
         value = map_expr(s.value, fwd)
-        if isinstance(s, D.Store):
+        if isinstance(s, D.Store) and s.grid == out:
             n += 1
             cur = f"_{out}_{n}"
-            body.append(D.Assign(cur, value, line=s.line))
+            body.append(D.Assign(cur, value, line=s.line, as_dtype=dtype))
             last_line = s.line
         else:
             body.append(s.replace(value=value))
     assert cur is not None
     body.append(D.Store(out, D.PointExpr(None, (0,) * dim), D.Var(cur), line=last_line))
-    return loop.replace(body=tuple(body), sequential=sequential)
+    return loop.replace(body=tuple(body))
 
 
 @asp_pass("output-forwarding")
-def output_forwarding(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
-    """One store per point: forward the output value through locals; mark sequential loops."""
+def output_forwarding(prog: D.StencilProgram, ctx: SpecializationContext
+                      ) -> tuple[D.StencilProgram, bool]:
+    """One store per point and grid: forward each written grid's value through locals; mark
+    sequential loops."""
     out = prog.output.name
-    body = tuple(forward_loop(s, out) if isinstance(s, D.PointLoop) else s for s in prog.body)
+    written = tuple(g.name for g in prog.outputs)
+    dtypes = {g.name: g.dtype for g in prog.grids}
+    body = tuple(forward_loop(s, out, written, dtypes) if isinstance(s, D.PointLoop) else s
+                 for s in prog.body)
     # every loop that stores is rewritten (its stores become locals); others may only be marked
     changed = any(isinstance(new, D.PointLoop) and (new.sequential != old.sequential or any(
         isinstance(s, D.Store) for s in old.body))

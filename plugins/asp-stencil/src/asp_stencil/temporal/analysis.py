@@ -85,6 +85,8 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
             (out.shape, out.dtype, out.ghost_depth, out.neighbors):
         return ("the state grid and the output grid differ (shape, dtype, ghost depth or "
                 "neighbours), so each swap re-specialises")
+    if len(prog.outputs) > 1:
+        return "the kernel writes several grids"
     if any(g.dtype != "<f8" for g in prog.grids):
         return "temporal blocking is generated for float64 grids only"
     if any(g.shape != out.shape for g in prog.grids):
@@ -112,6 +114,8 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
             for r in D.reads(s.value):
                 if r.grid == out.name:
                     return f"the {loop.region} loop reads the output grid"
+                if r.at.clamp >= 0:
+                    return "a border loop reads the nearest interior point (Neumann)"
                 if loop.region == "border" and any(r.at.offset):
                     return "a border loop reads a neighbour (only the point itself is supported)"
                 if any(abs(o) > g for o in r.at.offset):
