@@ -13,6 +13,7 @@ __all__ = ["command", "checks"]
 
 def checks(measure_stream: bool = True) -> list[tuple[str, bool, str]]:
     """``(name, ok, detail)`` for compilers, OpenMP, CUDA, GPU, MPI, cache, plugins, STREAM."""
+    from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
     from asp_core.errors import CacheError
     from asp_core.hardware import query
@@ -39,14 +40,19 @@ def checks(measure_stream: bool = True) -> list[tuple[str, bool, str]]:
     mpi_ok = importlib.util.find_spec("mpi4py") is not None and shutil.which("mpiexec")
     out.append(("MPI", True, f"mpi4py + {shutil.which('mpiexec')}" if mpi_ok else
                 "not available (optional: pip install 'asp-core[mpi]')"))
-    try:
-        cache = get_cache()
-        cache.ensure()
-        good, bad = cache.verify()
-        out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
-                    "removed"))
-    except CacheError as exc:
-        out.append(("cache", False, str(exc)))
+    cache = get_cache()
+    problems = cache.problems()
+    if problems:
+        out.append(("cache", False, "; ".join(problems)))
+    else:
+        try:
+            good, bad = cache.verify()
+            out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
+                        "entries or build leftovers removed"))
+        except CacheError as exc:
+            out.append(("cache", False, str(exc)))
+    perf = PerfDB().problem()
+    out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
     broken = broken_plugins()
     names = [n for n, _ in pm.list_name_plugin() if n]
