@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from asp_core import CacheError, Dispatcher, SpecializationWarning
+from asp_core import CacheError
 from asp_core.build import compile_library, library_key
 from asp_core.cache import CodeCache, cache_key
 from asp_core.testing import requires_compiler
