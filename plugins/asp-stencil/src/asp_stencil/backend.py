@@ -32,8 +32,7 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     def run(*grids: Any) -> None:
         if len(grids) != n:
             raise TypeError(f"{name}() takes {n} grids, got {len(grids)}")
-        check_grids(grids)
-        data = [g.data for g in grids]
+        data = check_grids(grids)  # the exact arrays checked are the ones passed to C
         if data[0].shape != shape or data[0].dtype.str != dtype:
             raise ValueError(f"{name}: compiled for shape {shape} {dtype}, called with "
                              f"{data[0].shape} {data[0].dtype.str}")
