@@ -3,15 +3,18 @@
 The compiled function takes one data pointer per grid (inputs first, output last). The returned
 callable takes the kernel's own arguments (the grids), re-validates them (a cheap check: the
 dispatcher's key function did the full one) and calls the C function through ctypes, which
-releases the GIL for the duration of the call.
+releases the GIL for the duration of the call; calls on large grids run through
+:func:`asp_core.interrupt.call`, so Ctrl-C interrupts them.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import Any, Callable
 
 from asp_core import cast as C
+from asp_core import interrupt
 from asp_core.components import Backend, Variant
 
 from . import dast as D
@@ -28,6 +31,7 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     shape = prog.output.shape
     dtype = prog.output.dtype
     name = prog.name
+    big = interrupt.worth_it(math.prod(shape))
 
     def run(*grids: Any) -> None:
         if len(grids) != n:
@@ -36,7 +40,10 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
         if data[0].shape != shape or data[0].dtype.str != dtype:
             raise ValueError(f"{name}: compiled for shape {shape} {dtype}, called with "
                              f"{data[0].shape} {data[0].dtype.str}")
-        cfunc(*[d.ctypes.data for d in data])
+        if big:  # Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
+            interrupt.call(cfunc, *[d.ctypes.data for d in data], keep=data)
+        else:
+            cfunc(*[d.ctypes.data for d in data])
 
     run.__name__ = f"{name}_compiled"
     return run
