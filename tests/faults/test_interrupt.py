@@ -94,3 +94,17 @@ def test_large_stencil_calls_go_through_the_interruptible_path(fresh_cache, monk
             + u.data[1:-1, 2:] + u.data[1:-1, :-2]
         np.testing.assert_allclose(out.data[1:-1, 1:-1], ref, rtol=1e-14)
         assert bool(used) == expect
+
+
+@requires_compiler
+@pytest.mark.filterwarnings("ignore:Best performing initialization did not converge")
+def test_large_gmm_em_steps_go_through_the_interruptible_path(fresh_cache, monkeypatch):
+    asp_gmm = pytest.importorskip("asp_gmm")
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    used = []
+    real = interrupt.call
+    monkeypatch.setattr(interrupt, "call", lambda fn, *a, **k: used.append(fn) or real(fn, *a, **k))
+    X = np.random.default_rng(0).normal(size=(300_000, 4))
+    asp_gmm.GaussianMixture(4, covariance_type="diag", max_iter=2, random_state=0).fit(X)
+    assert used

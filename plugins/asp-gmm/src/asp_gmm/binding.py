@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack
 from asp_gmm.reference import EMStep
@@ -64,8 +65,12 @@ class EMStepKernel:
         work = getattr(self._local, "work", None)
         if work is None or (self.materialise and work.size < N * lay.MP):
             work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
-        rc = self._fn(_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc),
-                      _ptr(shift), _ptr(out), _ptr(work))
+        args = (_ptr(X), N, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(shift),
+                _ptr(out), _ptr(work))
+        if interrupt.worth_it(N * lay.M * lay.D):  # a long call: Ctrl-C must reach the user
+            rc = interrupt.call(self._fn, *args, keep=(X, packed, shift, out, work))
+        else:
+            rc = self._fn(*args)
         if rc != 0:
             raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
         return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
