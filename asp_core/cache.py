@@ -134,9 +134,12 @@ class CodeCache:
             raise CacheError(f"refusing to load compiled code from the Asp cache directory: "
                              f"{why}. Run `chmod 700 {self.root}` if it is yours, or set "
                              "ASP_CACHE_DIR to a private directory you own.")
-        try:
-            if not self.is_marked() and self._looks_like_asp():
+        if not self.is_marked() and self._looks_like_asp():
+            try:
                 (self.root / ROOT_MARKER).write_text(_TAG)
+            except OSError:
+                pass  # a read-only cache from before the marker: still loadable, never cleared
+        try:
             for sub in ("code", "locks", "tmp"):
                 (self.root / sub).mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:

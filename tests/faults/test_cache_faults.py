@@ -20,6 +20,7 @@ from asp_core.build import compile_library
 from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _sha256
 from asp_core.cli import cli
 from asp_core.testing import requires_compiler
+from asp_core.toolchain import find_toolchain
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = "double asp_thrice(double x) { return 3.0 * x; }\n"
@@ -131,7 +132,7 @@ def test_planted_library_in_writable_directory_is_never_loaded(fresh_cache, tmp_
     evil.write_text('#include <stdio.h>\n__attribute__((constructor)) static void own(void) '
                     f'{{ FILE *f = fopen("{flag}", "w"); if (f) fclose(f); }}\n'
                     "double asp_thrice(double x) { return -1.0; }\n")
-    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "evil.so"), str(evil)],
+    subprocess.run([find_toolchain("c").executable, "-shared", "-fPIC", "-o", str(tmp_path / "evil.so"), str(evil)],
                    check=True)
     _replace_keeping_checksums(lib_path, (tmp_path / "evil.so").read_bytes())
     target = {"code": fresh_cache / "code", "prefix": entry.parent, "entry": entry}[where]
@@ -141,7 +142,6 @@ def test_planted_library_in_writable_directory_is_never_loaded(fresh_cache, tmp_
             lib = compile_library(SRC, name="thrice", openmp=False)
         assert not flag.exists()
         assert not str(lib.path).startswith(str(fresh_cache))
-        assert lib.cdll.asp_thrice.restype is not None or True
         import ctypes
 
         fn = lib.cdll.asp_thrice
