@@ -11,20 +11,9 @@ from click.testing import CliRunner
 
 from asp_core import Dispatcher, Platform, PluginWarning, hookimpl
 from asp_core import plugins as plugins_mod
-from tests.specializers.fake_plugins import FakeEntryPoint, install
+from tests.specializers.fake_plugins import FakeEntryPoint
 from tests.specializers.fake_plugins import module as _module
 from tests.specializers.fake_plugins import registers as _registers
-
-
-@pytest.fixture
-def entry_points(monkeypatch, plugin_state):
-    current = install(monkeypatch)
-
-    def add(*new: FakeEntryPoint) -> None:
-        current.extend(new)
-        plugins_mod.reset()
-
-    return add
 
 
 def test_plugin_calling_sys_exit_at_import_is_reported_not_fatal(entry_points):
