@@ -236,8 +236,9 @@ def _locate(lang: str) -> str | None:
     if explicit:
         found = shutil.which(explicit)
         if found is None:
-            raise CompilerNotFound(f"${env}={explicit!r} is not an executable compiler (not "
-                                   f"found, or not executable); unset {env} or "
+            raise CompilerNotFound(f"no {lang} compiler: ${env}={explicit!r} is not an "
+                                   f"executable compiler (not found, or not executable); "
+                                   f"unset {env} or "
                                    + INSTALL_HINT[lang])
         return found
     for name in names:
