@@ -191,9 +191,9 @@ def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
             proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
                                    str(Path(tmp) / "libomp_probe.so"), str(src)],
                                   capture_output=True, text=True, timeout=60)
-            return proc.returncode == 0
+            return proc.returncode == 0 and (Path(tmp) / "libomp_probe.so").is_file()
 
-    return bool(_disk_memo(f"openmp:{flag}", executable, mtime, run,
+    return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run,
                            lambda v: isinstance(v, bool)))
 
 
@@ -262,7 +262,8 @@ def find_toolchain(lang: str = "c") -> Toolchain:
             f"no {lang} compiler found (looked at ${env} and {', '.join(_CANDIDATES[lang][1])}); "
             + INSTALL_HINT[lang])
     mtime = os.stat(path).st_mtime
-    why = _broken(path, mtime, lang)
+    omp_ok = lang != "cuda" and _openmp_works(path, mtime, "-fopenmp")
+    why = "" if omp_ok else _broken(path, mtime, lang)  # built an OpenMP library: it works
     if why:
         env = _CANDIDATES[lang][0]
         source = f"{env}={os.environ[env]!r}" if os.environ.get(env) else path
@@ -277,7 +278,7 @@ def find_toolchain(lang: str = "c") -> Toolchain:
     std = ("-std=gnu11",) if lang == "c" else ("-std=gnu++17",)
     flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
              "-fno-trapping-math", *std)
-    omp = ("-fopenmp",) if _openmp_works(path, mtime, "-fopenmp") else ()
+    omp = ("-fopenmp",) if omp_ok else ()
     return Toolchain(lang, path, family, version, flags, omp, extra)
 
 
