@@ -9,7 +9,7 @@ from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, P
                                  PlatformProgram, Variant)
 from asp_core.context import SpecializationContext
 from asp_core.dispatch import Dispatcher, specialize
-from asp_core.errors import (AspError, CacheError, CompileError, CompilerNotFound, PluginError,
+from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, CompilerNotFound, PluginError,
                              PluginWarning, SpecializationWarning, ToolchainError,
                              Unspecializable)
 from asp_core.hookspecs import hookspec
@@ -23,5 +23,5 @@ __all__ = [
     "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "PassResult", "asp_pass",
     "get_plugin_manager", "get_registry", "AspError", "Unspecializable", "SpecializationWarning",
     "ToolchainError", "CompilerNotFound", "CompileError", "CacheError", "PluginError",
-    "PluginWarning",
+    "PluginWarning", "CacheWarning",
 ]

@@ -9,17 +9,20 @@ call until each has been timed, then fixes the winner and stores it (and every t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
 import sqlite3
 import time
+import warnings
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from asp_core import config
 from asp_core.log import Progress, get_logger
+from asp_core.errors import CacheWarning
 
 __all__ = ["PerfDB", "Autotuner"]
 
@@ -55,8 +58,42 @@ def _retry_locked(step: Callable[[], Any]) -> Any:
         delay = min(delay * 2, 0.2)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_warned: set[str] = set()
+
+
+def _tolerant(default: Any) -> Callable[[_F], _F]:
+    """Tuning data is an optimisation: when the database cannot be used (a directory, a foreign
+    schema, a read-only cache, a full disk) the method returns ``default`` and the kernel runs
+    untuned or with its default variant; one :class:`CacheWarning` per database says why."""
+
+    def wrap(method: _F) -> _F:
+        @functools.wraps(method)
+        def run(self: PerfDB, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                _warn_unusable(self.path, exc)
+                return default
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _warn_unusable(path: Path, exc: BaseException) -> None:
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        warnings.warn(f"asp: the tuning database {path} cannot be used ({type(exc).__name__}: "
+                      f"{exc}); tuning results are neither read nor stored, kernels still run",
+                      CacheWarning, stacklevel=4)
+
+
 class PerfDB:
-    """Timings and winners in SQLite (safe for concurrent processes: WAL + busy timeout)."""
+    """Timings and winners in SQLite (safe for concurrent processes: WAL + busy timeout).
+
+    Never raises for an unusable database: see :func:`_tolerant`.
+    """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else config.cache_dir() / "perf.sqlite"
@@ -95,6 +132,7 @@ class PerfDB:
             con.execute("PRAGMA journal_mode=WAL")
         con.executescript(_SCHEMA)
 
+    @_tolerant(None)
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,
                label: str = "") -> None:
         with closing(self._connect()) as con, con:
@@ -102,6 +140,7 @@ class PerfDB:
                         (key, variant, json.dumps(params or {}, sort_keys=True, default=repr),
                          float(seconds), label, time.time()))
 
+    @_tolerant([])
     def timings(self, key: str) -> list[tuple[str, float, int]]:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
         if not self.path.exists():
@@ -111,6 +150,7 @@ class PerfDB:
                                "GROUP BY variant ORDER BY MIN(seconds)", (key,)).fetchall()
         return [(r[0], float(r[1]), int(r[2])) for r in rows]
 
+    @_tolerant(None)
     def winner(self, key: str) -> str | None:
         if not self.path.exists():
             return None
@@ -118,11 +158,13 @@ class PerfDB:
             row = con.execute("SELECT variant FROM winners WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    @_tolerant(None)
     def set_winner(self, key: str, variant: str, label: str = "") -> None:
         with closing(self._connect()) as con, con:
             con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
                         (key, variant, label, time.time()))
 
+    @_tolerant([])
     def summary(self) -> list[tuple[str, str, str]]:
         """``(key, label, winner)`` rows, for ``asp cache info``."""
         if not self.path.exists():
@@ -130,6 +172,22 @@ class PerfDB:
         with closing(self._connect()) as con:
             return [tuple(r) for r in con.execute("SELECT key, label, variant FROM winners")]
 
+    def problem(self) -> str | None:
+        """Why the database cannot be used, or None (``asp doctor``)."""
+        try:
+            if self.path.exists():
+                with closing(self._connect()) as con:
+                    con.execute("SELECT key, variant, params, seconds, label, recorded FROM "
+                                "timings LIMIT 1").fetchall()
+                    con.execute("SELECT key, variant, label, decided FROM winners LIMIT 1")
+            elif not os.access(self.path.parent if self.path.parent.exists() else
+                               self.path.parent.parent, os.W_OK):
+                return f"{self.path.parent} is not writable: tuning results cannot be stored"
+        except (sqlite3.Error, OSError) as exc:
+            return f"{self.path} cannot be used ({type(exc).__name__}: {exc}); kernels run untuned"
+        return None
+
+    @_tolerant(None)
     def clear(self) -> None:
         if self.path.exists():
             with closing(self._connect()) as con, con:
@@ -170,9 +228,9 @@ class Autotuner:
             stored = self.db.winner(key)
             if stored in self.variants:
                 self.winner, self.source = stored, "perf database"
-        if self.winner is not None:
+        if self.winner is not None:  # the database is read only when it decided
             self._on_event("autotune", winner=self.winner, source=self.source,
-                           timings=self.db.timings(key))
+                           timings=self.db.timings(key) if self.source == "perf database" else [])
 
     @property
     def done(self) -> bool:

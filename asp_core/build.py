@@ -10,10 +10,12 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from asp_core._version import __version__
-from asp_core.cache import cache_key, get_cache, load_library
+from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, get_cache, load_library,
+                            private_cache)
+from asp_core.errors import CacheError
 from asp_core.toolchain import find_toolchain
 
 __all__ = ["CompiledLibrary", "compile_library", "library_key"]
@@ -52,6 +54,7 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
     :class:`~asp_core.errors.CompileError` when the compiler rejects the code.
     """
     tc = find_toolchain(lang)
+    name = file_stem(name)
     key = library_key(source, lang=lang, openmp=openmp, flags=flags,
                       specialised_on=specialised_on)
 
@@ -61,14 +64,36 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
                 "toolchain": tc.abi_id(), "specialised_on": specialised_on or {},
                 "asp_version": __version__}
 
-    cache = get_cache()
-    entry, cached = cache.get_or_build(key, build)
     suffix = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}[lang]
-    lib_path = entry.file(f"lib{entry.meta.get('name', name)}.so")
+    try:
+        return _load(get_cache(), key, build, name, suffix)
+    except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe
+        return _load(private_cache(str(exc)), key, build, name, suffix)
+
+
+def _load(cache: CodeCache, key: str, build: Callable[[Path], dict[str, Any]], name: str,
+          suffix: str) -> CompiledLibrary:
+    """Get or build ``key`` in ``cache`` and load it; a library that passes its checksums but
+    does not load is rebuilt once, then reported as a :class:`CacheError`."""
+    if on_noexec_mount(cache.root):
+        raise CacheError(f"the Asp cache {cache.root} is on a noexec mount, so compiled kernels "
+                         "cannot be loaded from it")
+    entry, cached = cache.get_or_build(key, build)
+    stem = entry.meta.get("name", name)
     start = time.perf_counter()
-    cdll = load_library(lib_path)
+    try:
+        cdll = load_library(entry.file(f"lib{stem}.so"))
+    except OSError:
+        entry, cached = cache.rebuild(entry, build), False
+        stem = entry.meta.get("name", name)
+        start = time.perf_counter()
+        try:
+            cdll = load_library(entry.file(f"lib{stem}.so"))
+        except OSError as exc:
+            raise CacheError(f"a freshly built library does not load: {exc}") from None
     load_seconds = time.perf_counter() - start
-    return CompiledLibrary(cdll, lib_path, entry.file(f"{entry.meta.get('name', name)}{suffix}"),
+    lib_path = entry.file(f"lib{stem}.so")
+    return CompiledLibrary(cdll, lib_path, entry.file(f"{stem}{suffix}"),
                            key, list(entry.meta.get("command", [])),
                            0.0 if cached else float(entry.meta.get("seconds", 0.0)), cached,
                            load_seconds)

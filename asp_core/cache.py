@@ -6,34 +6,82 @@ Layout (``ASP_CACHE_DIR`` or the user cache dir, mode 0700)::
     <root>/locks/<key>.lock      cross-process lock: one process compiles, the others wait
     <root>/tmp/                  builds happen here, then one atomic rename publishes them
     <root>/perf.sqlite           autotuning database (asp_core.autotune)
+    <root>/CACHEDIR.TAG          marks the root as an Asp cache (the cache-directory tag standard)
+    <entry>/.asp-entry           marks an entry as created by Asp (holds its key)
 
 An entry is verified (checksums) before it is loaded; a bad one is rebuilt. The cache refuses to
 load code from a directory another user owns or can write to: loading a shared object runs its
-code, so such a directory would let that user run code as you.
+code, so such a directory would let that user run code as you. Every directory from the root to
+the entry, and every file of the entry, is checked before a load. Maintenance (``verify``,
+``clear``) touches only what carries Asp's markers, so a cache directory shared with other files
+loses none of them.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import config
-from asp_core.errors import CacheError
+from asp_core.errors import CacheError, CacheWarning
 
-__all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache"]
+__all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "file_stem",
+           "ROOT_MARKER", "ENTRY_MARKER", "on_noexec_mount"]
 
 _LOCK_TIMEOUT = 900.0
 META = "meta.json"
+ROOT_MARKER = "CACHEDIR.TAG"
+ENTRY_MARKER = ".asp-entry"
+_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+        "# This file marks an Asp code cache (asp_core.cache). `asp cache clear` and\n"
+        "# `asp cache verify` only ever remove entries and build leftovers that Asp created.\n")
+#: Names Asp itself creates in the root: a root holding only these may be marked as a cache.
+_OWN_NAMES = {"code", "locks", "tmp", "perf.sqlite", "perf.sqlite-wal", "perf.sqlite-shm",
+              "toolchains.json", "hardware.json", ROOT_MARKER}
+_KEY = re.compile(r"[0-9a-f]{64}")
+_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[A-Za-z0-9_]+")
+_STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
+_MAX_STEM = 64
+
+
+def file_stem(name: str) -> str:
+    """``name`` made safe as a file name: at most 64 characters (long names keep a prefix and
+    get a hash suffix, so two long names stay distinct) and no path separators."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "kernel"
+    if len(safe) <= _MAX_STEM and safe == name:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return f"{safe[:_MAX_STEM - 13]}_{digest}"
+
+
+def _unsafe(path: Path, st: os.stat_result) -> str | None:
+    """Why loading code from ``path`` would let another user run code as you, or None."""
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return (f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def on_noexec_mount(path: Path) -> bool:
+    """True when ``path`` is on a file system mounted ``noexec`` (libraries there cannot load)."""
+    try:
+        return bool(os.statvfs(path).f_flag & getattr(os, "ST_NOEXEC", 0))
+    except OSError:
+        return False
 
 
 def cache_key(**parts: Any) -> str:
@@ -75,25 +123,70 @@ class CodeCache:
         Runs on every lookup (a few ``stat`` calls, only on a kernel's first call), so a cache
         directory whose permissions change under a running process is still refused.
         """
+        self.check_root()
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise CacheError(f"cannot create the Asp cache directory {self.root}: {exc}. "
                              "Set ASP_CACHE_DIR to a writable directory you own.") from None
-        st = self.root.stat()
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            raise CacheError(
-                f"the Asp cache directory {self.root} is owned by uid {st.st_uid}, not by you "
-                f"(uid {os.getuid()}); refusing to load compiled code from it. Set ASP_CACHE_DIR "
-                "to a directory you own.")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise CacheError(
-                f"the Asp cache directory {self.root} is writable by other users (mode "
-                f"{stat.S_IMODE(st.st_mode):o}); refusing to load compiled code from it. Run "
-                f"`chmod 700 {self.root}` or set ASP_CACHE_DIR to a private directory.")
-        for sub in ("code", "locks", "tmp"):
-            (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+        why = _unsafe(self.root, self.root.stat())
+        if why:
+            raise CacheError(f"refusing to load compiled code from the Asp cache directory: "
+                             f"{why}. Run `chmod 700 {self.root}` if it is yours, or set "
+                             "ASP_CACHE_DIR to a private directory you own.")
+        if not self.is_marked() and self._looks_like_asp():
+            try:
+                (self.root / ROOT_MARKER).write_text(_TAG)
+            except OSError:
+                pass  # a read-only cache from before the marker: still loadable, never cleared
+        try:
+            for sub in ("code", "locks", "tmp"):
+                (self.root / sub).mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise CacheError(f"the Asp cache directory {self.root} is not writable ({exc}); "
+                             "set ASP_CACHE_DIR to a writable directory you own") from None
         return self.root
+
+    def _looks_like_asp(self) -> bool:
+        """Empty, or only what Asp creates (a cache from before the marker existed)."""
+        if not {p.name for p in self.root.iterdir()} <= _OWN_NAMES:
+            return False
+        code = self.root / "code"
+        return not code.is_dir() or all(re.fullmatch(r"[0-9a-f]{2}", p.name)
+                                        for p in code.iterdir())
+
+    def check_root(self) -> None:
+        """Raise :class:`CacheError` when the root exists but is not a directory."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheError(f"the Asp cache location {self.root} is a file, not a directory; "
+                             "point ASP_CACHE_DIR at a directory (it is created if missing)")
+
+    def is_marked(self) -> bool:
+        """True when the root carries Asp's marker (only then may ``clear`` empty it)."""
+        try:
+            return "Asp code cache" in (self.root / ROOT_MARKER).read_text()
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def problems(self) -> list[str]:
+        """Why kernels cannot be compiled into or loaded from this cache (``asp doctor``)."""
+        try:
+            self.ensure()
+        except CacheError as exc:
+            return [str(exc)]
+        out = []
+        if not os.access(self.root / "tmp", os.W_OK) or not os.access(self.root / "code",
+                                                                        os.W_OK):
+            out.append(f"{self.root} is read-only: new kernels compile into a private "
+                       "temporary cache")
+        if on_noexec_mount(self.root):
+            out.append(f"{self.root} is on a noexec mount: compiled kernels cannot be loaded "
+                       "from it, so they compile into a private temporary cache")
+        for sub in ("code", "tmp"):
+            why = _unsafe(self.root / sub, (self.root / sub).stat())
+            if why:
+                out.append(why)
+        return out
 
     # -- entries ----------------------------------------------------------------------------
     def entry_path(self, key: str) -> Path:
@@ -106,6 +199,7 @@ class CodeCache:
         meta_path = path / META
         if not meta_path.exists():
             return None
+        self._check_chain(path)
         try:
             meta = json.loads(meta_path.read_text())
             files = meta["files"]
@@ -121,6 +215,19 @@ class CodeCache:
             return None
         return CacheEntry(key, path, meta)
 
+    def _check_chain(self, entry: Path) -> None:
+        """Every directory from the root to ``entry``, and each file in it, must be yours and
+        writable by nobody else; otherwise :class:`CacheError` (checked before any load)."""
+        paths = [self.root / "code", entry.parent, entry]
+        try:
+            paths += [p for p in entry.iterdir()]
+            for path in paths:
+                why = _unsafe(path, path.lstat())
+                if why:
+                    raise CacheError(f"refusing to load compiled code: {why}")
+        except OSError:
+            return  # vanished under us: the checksum pass will call the entry missing
+
     def get_or_build(self, key: str, build: Callable[[Path], dict[str, Any]]
                      ) -> tuple[CacheEntry, bool]:
         """Return ``(entry, was_cached)``; on a miss run ``build(tmpdir)`` under the lock.
@@ -132,24 +239,38 @@ class CodeCache:
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
+        return self._locked_build(key, build)
+
+    def rebuild(self, failed: CacheEntry, build: Callable[[Path], dict[str, Any]]
+                ) -> CacheEntry:
+        """Build ``failed.key`` again although its entry verified (it failed to load). Under
+        the lock; if another process rebuilt it meanwhile, that entry is returned."""
+        return self._locked_build(failed.key, build, failed.meta.get("created"))[0]
+
+    def _locked_build(self, key: str, build: Callable[[Path], dict[str, Any]],
+                      failed_created: Any = None) -> tuple[CacheEntry, bool]:
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(self.root / "locks" / f"{key}.lock"))
         try:
             with lock.acquire(timeout=_LOCK_TIMEOUT):
                 entry = self.lookup(key)
-                if entry is not None:
+                if entry is not None and (failed_created is None or
+                                          entry.meta.get("created") != failed_created):
                     return entry, True
                 return self._build(key, build), False
         except Timeout:
             raise CacheError(f"waited {_LOCK_TIMEOUT:.0f} s for another process to build cache "
                              f"entry {key[:12]}; remove {lock.lock_file} if no Asp process "
                              "is running") from None
+        except OSError as exc:  # read-only cache or subdirectory, full disk, ...
+            raise CacheError(f"cannot write to the Asp cache {self.root}: {exc}") from None
 
     def _build(self, key: str, build: Callable[[Path], dict[str, Any]]) -> CacheEntry:
         tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=self.root / "tmp"))
         try:
             extra = build(tmp) or {}
+            (tmp / ENTRY_MARKER).write_text(key)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"key": key, "files": files, "created": time.time(), **extra}
             (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
@@ -168,31 +289,90 @@ class CodeCache:
 
     # -- maintenance (asp cache ...) ---------------------------------------------------------
     def entries(self) -> list[Path]:
+        """Entries Asp created (64-hex-digit directories carrying the entry marker)."""
+        self.check_root()
         code = self.root / "code"
-        if not code.exists():
+        if not code.is_dir():
             return []
-        return sorted(p for d in code.iterdir() if d.is_dir() for p in d.iterdir() if p.is_dir())
+        return sorted(p for d in code.iterdir() if d.is_dir() and not d.is_symlink()
+                      for p in d.iterdir() if self._is_entry(p))
+
+    @staticmethod
+    def _is_entry(path: Path) -> bool:
+        if not (_KEY.fullmatch(path.name) and path.is_dir() and not path.is_symlink()):
+            return False
+        try:
+            return (path / ENTRY_MARKER).read_text() == path.name
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    def leftovers(self) -> list[Path]:
+        """Build directories of killed compiles and entries moved aside (``tmp/``) that no
+        running build is using."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return []
+        out = []
+        for path in sorted(tmp.iterdir()):
+            if _STALE.fullmatch(path.name):
+                out.append(path)
+            elif (m := _TMP_BUILD.fullmatch(path.name)) and not self._building(m.group(1)):
+                out.append(path)
+        return out
+
+    def _building(self, prefix: str) -> bool:
+        """Is a build of a key starting with ``prefix`` under way (its lock is held)?"""
+        from filelock import FileLock, Timeout
+
+        for lock_path in (self.root / "locks").glob(f"{prefix}*.lock"):
+            try:
+                with FileLock(str(lock_path)).acquire(timeout=0):
+                    pass
+            except Timeout:
+                return True
+            except OSError:
+                return True  # cannot tell: leave it
+        return False
 
     def verify(self) -> tuple[list[Path], list[Path]]:
-        """Check every entry; return ``(good, bad)``. Bad entries are removed."""
+        """Check every entry; return ``(good, removed)``: bad entries and build leftovers are
+        removed. Files and directories Asp did not create are never touched."""
+        if self.root.exists():
+            self.ensure()  # an unsafe root is refused, not cleaned
         good: list[Path] = []
         bad: list[Path] = []
         for path in self.entries():
-            (good if self.lookup(path.name) is not None else bad).append(path)
+            try:
+                ok = self.lookup(path.name) is not None
+            except CacheError:
+                ok = False
+            (good if ok else bad).append(path)
+        bad += self.leftovers()
         for path in bad:
             shutil.rmtree(path, ignore_errors=True)
         return good, bad
 
     def size(self) -> int:
+        self.check_root()
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) \
             if self.root.exists() else 0
 
     def clear(self) -> int:
-        """Remove every entry and temporary file (keeps the perf database); returns the count."""
-        n = len(self.entries())
-        for sub in ("code", "tmp"):
-            shutil.rmtree(self.root / sub, ignore_errors=True)
-        return n
+        """Remove every entry and build leftover (keeps the perf database); returns the number
+        of entries. Refuses a directory that is not marked as an Asp cache."""
+        self.check_root()
+        if not self.root.exists():
+            return 0
+        if not self.is_marked():
+            raise CacheError(f"{self.root} is not an Asp cache (it has no {ROOT_MARKER} written "
+                             "by Asp); refusing to clear it")
+        entries = self.entries()
+        for path in entries + self.leftovers():
+            shutil.rmtree(path, ignore_errors=True)
+        for d in (self.root / "code").iterdir() if (self.root / "code").is_dir() else ():
+            if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+                d.rmdir()
+        return len(entries)
 
 
 _caches: dict[Path, CodeCache] = {}
@@ -205,6 +385,25 @@ def get_cache() -> CodeCache:
     if cache is None:
         cache = _caches[root] = CodeCache(root)
     return cache
+
+
+_private: CodeCache | None = None
+_warned: set[str] = set()
+
+
+def private_cache(reason: str) -> CodeCache:
+    """A cache in a fresh private temporary directory for this process (removed at exit), used
+    when the configured cache cannot be used safely; warns once per reason."""
+    global _private
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(f"asp: {reason.rstrip('.')}; compiling kernels into a private temporary cache for this "
+                      "process instead", CacheWarning, stacklevel=4)
+    if _private is None or not _private.root.is_dir():
+        root = Path(tempfile.mkdtemp(prefix="asp-private-cache-"))
+        atexit.register(shutil.rmtree, root, True)
+        _private = CodeCache(root)
+    return _private
 
 
 def load_library(path: Path) -> ctypes.CDLL:

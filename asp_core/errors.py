@@ -15,6 +15,7 @@ __all__ = [
     "CompilerNotFound",
     "CompileError",
     "CacheError",
+    "CacheWarning",
     "PluginError",
     "PluginWarning",
 ]
@@ -76,6 +77,11 @@ class CompileError(ToolchainError):
 
 class CacheError(AspError):
     """The code cache cannot be used safely (wrong owner, permissions, corrupted beyond repair)."""
+
+
+class CacheWarning(UserWarning):
+    """The configured cache or tuning database cannot be used; Asp works around it (private
+    temporary cache, untuned defaults) and says so once."""
 
 
 class PluginError(AspError):

@@ -8,6 +8,9 @@ module holds what every distributed component needs and nothing heavier:
   ``asp_core`` or a plugin's registration module must never import mpi4py);
 * :func:`fatal_errors` – a context manager/decorator that turns an exception on ONE rank into
   ``comm.Abort`` so that no other rank waits forever in a collective;
+* :func:`abort_on_uncaught` – the same for code outside any guard: Asp's MPI runners install
+  it by default, so an uncaught exception on one rank aborts the whole job
+  (``ASP_MPI_ABORT_ON_ERROR=0`` turns it off);
 * :func:`agree` and :func:`check_same` – collective validation: a bad argument found on any
   rank (or a value that differs between ranks, e.g. a grid shape) raises the same clear
   ``ValueError`` on every rank, so they all leave the collective path together;
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
+           "abort_on_uncaught",
            "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "MPIRun",
            "run_mpi"]
 
@@ -57,8 +61,45 @@ def import_mpi() -> Any:
 
 
 def world() -> Any:
-    """``MPI.COMM_WORLD``."""
-    return import_mpi().COMM_WORLD
+    """``MPI.COMM_WORLD`` (and :func:`abort_on_uncaught` installed)."""
+    comm = import_mpi().COMM_WORLD
+    abort_on_uncaught(comm)
+    return comm
+
+
+_hook_comm: list[Any] = []
+
+
+def abort_on_uncaught(comm: Any = None) -> None:
+    """Make an uncaught exception on any rank end every rank within seconds.
+
+    Without this a rank that dies while the others wait in a collective leaves the job hanging
+    until a batch-system timeout. The hook wraps ``sys.excepthook``: the traceback is printed
+    as usual, then (when the communicator has more than one rank) ``asp[mpi] rank r/P:
+    uncaught ...`` and ``comm.Abort(1)``. Installed once per process, by :func:`world` and the
+    distributed runners of asp-stencil, asp-gmm and asp-mpk; ``ASP_MPI_ABORT_ON_ERROR=0``
+    keeps Python's default (exit this rank only).
+    """
+    if os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
+                                                                         "off"):
+        return
+    if _hook_comm:
+        return
+    _hook_comm.append(comm if comm is not None else import_mpi().COMM_WORLD)
+    previous = sys.excepthook
+
+    def hook(etype: Any, exc: BaseException, tb: Any) -> None:
+        previous(etype, exc, tb)
+        target = _hook_comm[0]
+        rank, size = _rank_size(target)
+        if size > 1 and not issubclass(etype, KeyboardInterrupt):
+            sys.stdout.flush()
+            sys.stderr.write(f"asp[mpi] rank {rank}/{size}: uncaught {etype.__name__}, aborting "
+                             "all ranks (ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n")
+            sys.stderr.flush()
+            target.Abort(1)
+
+    sys.excepthook = hook
 
 
 def _rank_size(comm: Any) -> tuple[int, int]:

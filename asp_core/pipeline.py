@@ -142,9 +142,18 @@ class Pipeline:
         choice = self.registry.choose(self.spec.name, PLATFORM_SELECTION, ctx.options)
         rejected: list[tuple[str, str]] = []
         for comp in choice.candidates:
-            reason = comp.obj.check(dast, ctx)
-            if reason is None:
-                program = comp.obj.lower(dast, ctx)
+            program = None
+            try:
+                reason = comp.obj.check(dast, ctx)
+                program = comp.obj.lower(dast, ctx) if reason is None else None
+            except AspError:
+                raise  # the platform's own clear answer (e.g. Unspecializable)
+            except Exception as exc:  # noqa: BLE001 - a faulty platform must not stop the rest
+                from asp_core.plugins import report_broken_component
+
+                report_broken_component(comp, exc, "check/lower")
+                reason = f"broken: {type(exc).__name__}: {exc}"
+            if program is not None:
                 ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
                            distribution=comp.distribution, reason=_platform_reason(
                                choice, comp, [n for n, _ in rejected]),

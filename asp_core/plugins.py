@@ -29,9 +29,13 @@ from asp_core.registry import Registry
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
-           "plugin_distributions"]
+           "plugin_distributions", "report_broken_component", "BUILTIN_DISTRIBUTIONS"]
 
 ENTRY_POINT_GROUP = "asp"
+#: Distributions shipped with Asp. Their plugins register before any third party's, so a third
+#: party that reuses a built-in component name is the late registration that gets refused.
+BUILTIN_DISTRIBUTIONS = frozenset({"asp-core", "asp-stencil", "asp-stencil-numpy", "asp-gmm",
+                                   "asp-mpk"})
 hookimpl = pluggy.HookimplMarker("asp")
 
 _lock = threading.RLock()
@@ -60,8 +64,8 @@ def _env_list(var: str) -> set[str] | None:
     return {x.strip() for x in raw.split(",") if x.strip()}
 
 
-def _mark_broken(name: str, dist: str, exc: BaseException, what: str) -> None:
-    error = f"{type(exc).__name__}: {exc}"
+def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: str = "") -> None:
+    error = f"{prefix}{type(exc).__name__}: {exc}"
     if BrokenPlugin(name, dist, error) in _broken:  # e.g. an observer failing on every kernel
         return
     _broken.append(BrokenPlugin(name, dist, error))
@@ -74,7 +78,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         return
     blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
     allowed = _env_list("ASP_LOAD_PLUGINS")
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    def order(ep: Any) -> tuple[bool, str]:
+        return (ep.dist is None or ep.dist.name not in BUILTIN_DISTRIBUTIONS, ep.name)
+
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         if ep.name in blocked or dist in blocked:
@@ -86,7 +93,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as exc:  # noqa: BLE001 - any failure of a plugin must not break the host
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin must not end the host
             _mark_broken(ep.name, dist, exc, "load")
             continue
         _dists[ep.name] = (dist, version)
@@ -156,10 +163,20 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
         if trace:  # these calls bypass pluggy's hook monitoring, so trace them here
             _trace_log().info("hook %s -> %s (%s)", hook_name, impl.plugin_name, dist)
         accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
+        mark = registry.mark() if isinstance(registry, Registry) else None
         try:
             impl.function(**accepted)
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
+            if mark is not None:  # all or nothing: a plugin is never left half-registered
+                registry.rollback(mark)
             _mark_broken(impl.plugin_name, dist, exc, f"run {hook_name}")
+
+
+def report_broken_component(comp: Any, exc: BaseException, what: str) -> None:
+    """Report a component that raised instead of answering (``asp list``, ``asp doctor``)."""
+    where = f"{comp.specializer}/{comp.phase}/{comp.name}"
+    _mark_broken(comp.plugin or "(in-process)", comp.distribution or "(in-process)", exc,
+                 f"run {what} of {where}", prefix=f"{where}: {what} raised ")
 
 
 def get_registry() -> Registry:

@@ -173,6 +173,17 @@ class Registry:
         self.components.append(comp)
         return comp
 
+    def mark(self) -> tuple[int, frozenset[str]]:
+        """A point :meth:`rollback` can return to (taken before each plugin registers)."""
+        return len(self.components), frozenset(self.specializers)
+
+    def rollback(self, mark: tuple[int, frozenset[str]]) -> None:
+        """Forget everything registered since ``mark`` (a plugin whose registration failed)."""
+        n, names = mark
+        del self.components[n:]
+        for name in set(self.specializers) - names:
+            del self.specializers[name]
+
     # -- queries (what the core calls) ----------------------------------------------------------
     def for_phase(self, specializer: str, phase: str) -> list[Component]:
         """Components of a phase, by priority (high first) then registration order."""

@@ -192,17 +192,56 @@ def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
             proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
                                    str(Path(tmp) / "libomp_probe.so"), str(src)],
                                   capture_output=True, text=True, timeout=60)
-            return proc.returncode == 0
+            return proc.returncode == 0 and (Path(tmp) / "libomp_probe.so").is_file()
 
-    return bool(_disk_memo(f"openmp:{flag}", executable, mtime, run,
+    return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run,
                            lambda v: isinstance(v, bool)))
+
+
+@functools.lru_cache(maxsize=32)
+def _broken(executable: str, mtime: float, lang: str) -> str:
+    """Why ``executable`` is not a working compiler for ``lang`` ("" when it is): it must build
+    a one-line shared object (``ASP_CC=/bin/true`` "succeeds" and writes nothing)."""
+
+    def run() -> str:
+        if lang == "cuda":  # a test compile costs seconds with nvcc: check who answers
+            out = subprocess.run([executable, "--version"], capture_output=True, text=True,
+                                 timeout=30)
+            text = out.stdout + out.stderr
+            return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
+                else "`--version` does not identify nvcc"
+        with tempfile.TemporaryDirectory(prefix="asp-cc-") as tmp:
+            src = Path(tmp) / f"probe{_SUFFIX[lang]}"
+            src.write_text("int asp_probe(void) { return 42; }\n")
+            lib = Path(tmp) / "libprobe.so"
+            proc = subprocess.run([executable, "-fPIC", "-shared", "-o", str(lib), str(src)],
+                                  capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0:
+                log = (proc.stdout + proc.stderr).strip().splitlines()
+                return f"a one-line test file failed to compile (exit {proc.returncode}" + \
+                    (f": {log[-1]}" if log else "") + ")"
+            if not lib.is_file() or lib.stat().st_size == 0:
+                return "it exited successfully but wrote no shared object"
+        return ""
+
+    try:
+        return str(_disk_memo(f"works:{lang}", executable, mtime, run,
+                              lambda v: isinstance(v, str)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"it cannot be run ({exc})"
 
 
 def _locate(lang: str) -> str | None:
     env, names = _CANDIDATES[lang]
     explicit = os.environ.get(env)
     if explicit:
-        return shutil.which(explicit)
+        found = shutil.which(explicit)
+        if found is None:
+            raise CompilerNotFound(f"no {lang} compiler: ${env}={explicit!r} is not an "
+                                   f"executable compiler (not found, or not executable); "
+                                   f"unset {env} or "
+                                   + INSTALL_HINT[lang])
+        return found
     for name in names:
         path = shutil.which(name)
         if path:
@@ -224,6 +263,13 @@ def find_toolchain(lang: str = "c") -> Toolchain:
             f"no {lang} compiler found (looked at ${env} and {', '.join(_CANDIDATES[lang][1])}); "
             + INSTALL_HINT[lang])
     mtime = os.stat(path).st_mtime
+    omp_ok = lang != "cuda" and _openmp_works(path, mtime, "-fopenmp")
+    why = "" if omp_ok else _broken(path, mtime, lang)  # built an OpenMP library: it works
+    if why:
+        env = _CANDIDATES[lang][0]
+        source = f"{env}={os.environ[env]!r}" if os.environ.get(env) else path
+        raise CompilerNotFound(f"{source} is not a working {lang} compiler: {why}; "
+                               + INSTALL_HINT[lang])
     family, version = _probe(path, mtime, lang)
     extra = tuple(os.environ.get("ASP_CFLAGS", "").split()) if lang != "cuda" else ()
     if lang == "cuda":
@@ -233,7 +279,7 @@ def find_toolchain(lang: str = "c") -> Toolchain:
     std = ("-std=gnu11",) if lang == "c" else ("-std=gnu++17",)
     flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
              "-fno-trapping-math", *std)
-    omp = ("-fopenmp",) if _openmp_works(path, mtime, "-fopenmp") else ()
+    omp = ("-fopenmp",) if omp_ok else ()
     return Toolchain(lang, path, family, version, flags, omp, extra)
 
 

@@ -47,3 +47,17 @@ def derived():
     yield make
     for n in names:
         plugins.unregister_plugin(n)
+
+
+@pytest.fixture
+def entry_points(monkeypatch, plugin_state):
+    """Install fake entry points: ``entry_points(ep, ep, ...)`` (adds to those installed)."""
+    from tests.specializers.fake_plugins import install
+
+    current = install(monkeypatch)
+
+    def add(*new):
+        current.extend(new)
+        plugins.reset()
+
+    return add

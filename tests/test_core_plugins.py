@@ -12,21 +12,9 @@ import pytest
 
 from asp_core import PluginError, PluginWarning
 from asp_core import plugins as plugins_mod
-from tests.specializers.fake_plugins import FakeEntryPoint, install
+from tests.specializers.fake_plugins import FakeEntryPoint
 from tests.specializers.fake_plugins import module as _module
 from tests.specializers.fake_plugins import registers as _registers
-
-
-@pytest.fixture
-def entry_points(monkeypatch, plugin_state):
-    """Install fake entry points: ``entry_points(ep, ep, ...)`` (adds to those installed)."""
-    current = install(monkeypatch)
-
-    def add(*new: FakeEntryPoint) -> None:
-        current.extend(new)
-        plugins_mod.reset()
-
-    return add
 
 
 def _good() -> FakeEntryPoint:

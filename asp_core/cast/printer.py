@@ -30,6 +30,17 @@ def format_float(value: float, single: bool = False) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
+def comment_lines(text: str) -> list[str]:
+    """``text`` as lines that are safe inside ``/* ... */``: nothing in them can end the comment.
+
+    C joins lines before it finds comments, so each line becomes its own comment (a backslash,
+    or the trigraph ``??/``, at the end of one can no longer splice in the next) and ``*/`` is
+    broken up; the trigraph is broken up too, for compilers run with ``-trigraphs``.
+    """
+    return [line.replace("??/", "?? /").replace("*/", "* /") for line in text.splitlines()] \
+        or [""]
+
+
 class CPrinter:
     """C99/C11 printer; subclasses add dialects (CUDA)."""
 
@@ -175,7 +186,7 @@ class CPrinter:
         return [self.pragma(s)]
 
     def _s_Comment(self, s: n.Comment) -> list[str]:
-        return [self._pad(f"/* {s.text.replace('*/', '* /')} */")]
+        return [self._pad(f"/* {line} */") for line in comment_lines(s.text)]
 
     def _s_Block(self, s: n.Block) -> list[str]:
         out = [self._pad("{")]

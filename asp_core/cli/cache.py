@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import click
 
 __all__ = ["command"]
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """An unusable cache (unsafe, a file, not Asp's) is one line of text, not a traceback."""
+    from asp_core.errors import CacheError
+
+    try:
+        yield
+    except CacheError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("cache")
@@ -19,9 +33,11 @@ def info() -> None:
     from asp_core.cache import get_cache
 
     cache = get_cache()
-    entries = cache.entries()
+    with _clear_errors():
+        entries = cache.entries()
+        size = cache.size()
     click.echo(f"cache directory: {cache.root}")
-    click.echo(f"entries: {len(entries)}, size: {cache.size() / 2**20:.2f} MiB")
+    click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
     winners = PerfDB().summary()
     click.echo(f"autotuned kernels: {len(winners)}")
     for key, label, variant in winners:
@@ -35,7 +51,8 @@ def clear(perf: bool) -> None:
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
 
-    n = get_cache().clear()
+    with _clear_errors():
+        n = get_cache().clear()
     if perf:
         PerfDB().clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
@@ -43,14 +60,12 @@ def clear(perf: bool) -> None:
 
 @command.command("verify")
 def verify() -> None:
-    """Check every entry's checksums; remove bad ones (they are rebuilt on next use)."""
+    """Check every entry's checksums; remove bad ones (rebuilt on next use) and leftovers of
+    killed compiles. Files Asp did not create are never touched."""
     from asp_core.cache import get_cache
-    from asp_core.errors import CacheError
 
-    try:
+    with _clear_errors():
         good, bad = get_cache().verify()
-    except CacheError as exc:  # an unsafe directory: say so, no traceback
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(good)} entries OK, {len(bad)} bad entries removed")
     for path in bad:
         click.echo(f"  removed {path}")

@@ -15,6 +15,7 @@ __all__ = ["command", "checks"]
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
     """``(name, ok, detail)`` for compilers, OpenMP, CUDA, GPU, MPI, cache, plugins, STREAM."""
+    from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
     from asp_core.errors import CacheError
     from asp_core.hardware import query
@@ -46,14 +47,19 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                 "not available: " + ("no mpiexec next to this Python or on PATH" if has_mpi4py
                                      else "mpi4py not installed")
                 + " (optional: pip install 'asp-core[mpi]')"))
-    try:
-        cache = get_cache()
-        cache.ensure()
-        good, bad = cache.verify()
-        out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
-                    "removed"))
-    except CacheError as exc:
-        out.append(("cache", False, str(exc)))
+    cache = get_cache()
+    problems = cache.problems()
+    if problems:
+        out.append(("cache", False, "; ".join(problems)))
+    else:
+        try:
+            good, bad = cache.verify()
+            out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
+                        "entries or build leftovers removed"))
+        except CacheError as exc:
+            out.append(("cache", False, str(exc)))
+    perf = PerfDB().problem()
+    out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
     broken = broken_plugins()
     names = [n for n, _ in pm.list_name_plugin() if n]

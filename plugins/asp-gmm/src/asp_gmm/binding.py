@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
 from asp_gmm.reference import EMStep
@@ -59,8 +60,15 @@ class _EntryPoint:
         self._fn.restype = ctypes.c_int
         self._fn.argtypes = [_P, ctypes.c_int64] + [_P] * self.n_pointers
 
-    def _run(self, X: np.ndarray, *pointers: int | None) -> None:
-        rc = self._fn(_ptr(X), X.shape[0], *pointers)
+    def _run(self, X: np.ndarray, *arrays: np.ndarray | None) -> None:
+        """Call the kernel on ``X`` and ``arrays`` (``None``: a NULL pointer); a long call runs
+        where Ctrl-C can interrupt the wait (:mod:`asp_core.interrupt`)."""
+        args = (_ptr(X), X.shape[0], *(_nullable(a) for a in arrays))
+        lay = self.plan.layout
+        if interrupt.worth_it(X.shape[0] * lay.M * lay.D):
+            rc = interrupt.call(self._fn, *args, keep=(X, arrays))
+        else:
+            rc = self._fn(*args)
         if rc != 0:
             raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
 
@@ -94,8 +102,8 @@ class EMStepKernel(_EntryPoint):
         work = getattr(self._local, "work", None)
         if work is None or (self.materialise and work.size < N * lay.MP):
             work = self._local.work = np.empty(N * lay.MP if self.materialise else 1)
-        self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(shift), _ptr(out),
-                  _ptr(work))
+        self._run(X, packed.pa, packed.pb, packed.pc, shift, out,
+                  work)
         return finish_em_step(lay, out, shift, N, float(reg_covar), float(np.finfo(X.dtype).eps))
 
 
@@ -120,8 +128,8 @@ class EStepKernel(_EntryPoint):
         labels = np.empty(N, dtype=np.int64) if output == "labels" else None
         total = np.zeros(1)
         if N:
-            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _nullable(resp),
-                      _nullable(lse), _nullable(labels), _ptr(total))
+            self._run(X, packed.pa, packed.pb, packed.pc, resp,
+                      lse, labels, total)
         if output == "score":
             return float(total[0]) / N if N else float("nan")
         outputs: dict[str, Any] = {"proba": resp, "score_samples": lse, "labels": labels}
@@ -141,7 +149,7 @@ class MStepKernel(_EntryPoint):
         lay = self.plan.layout
         out = np.zeros(lay.n_stat)
         dense, labels = (resp, None) if resp.ndim == 2 else (None, resp)
-        self._run(X, _nullable(dense), _nullable(labels), _ptr(shift), _ptr(out))
+        self._run(X, dense, labels, shift, out)
         return finish_em_step(lay, out, shift, X.shape[0], reg_covar, eps,
                               weights_over=float(X.shape[0]))
 
@@ -181,5 +189,5 @@ class LogProbKernel(_EntryPoint):
         packed = pack(lay, None, means, precisions_cholesky)
         out = np.empty((X.shape[0], lay.M))
         if X.shape[0]:
-            self._run(X, _ptr(packed.pa), _ptr(packed.pb), _ptr(packed.pc), _ptr(out))
+            self._run(X, packed.pa, packed.pb, packed.pc, out)
         return out

@@ -302,6 +302,10 @@ class DistributedGaussianMixture:
             from asp_core.mpi import world
 
             self.comm = world()
+        else:
+            from asp_core.mpi import abort_on_uncaught
+
+            abort_on_uncaught(self.comm)
         return self.comm
 
     def _validate(self, X: Any, *, fitting: bool) -> np.ndarray:

@@ -65,10 +65,11 @@ class DistributedMatrix:
                  bounds: Sequence[int] | None = None, depth: int = 1) -> None:
         import scipy.sparse as sp
 
-        from asp_core.mpi import CommStats, agree, check_same, import_mpi
+        from asp_core.mpi import CommStats, abort_on_uncaught, agree, check_same, import_mpi
 
         MPI = import_mpi()
         self.comm = MPI.COMM_WORLD if comm is None else comm
+        abort_on_uncaught(self.comm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.stats = CommStats()
         error = None

@@ -3,17 +3,20 @@
 The compiled function takes one data pointer per grid (inputs first, output last). The returned
 callable takes the kernel's own arguments (the grids), re-validates them (a cheap check: the
 dispatcher's key function did the full one) and calls the C function through ctypes, which
-releases the GIL for the duration of the call.
+releases the GIL for the duration of the call; calls on large grids run through
+:func:`asp_core.interrupt.call`, so Ctrl-C interrupts them.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from asp_core import cast as C
+from asp_core import interrupt
 from asp_core.components import Backend, Variant
 
 from . import dast as D
@@ -38,8 +41,7 @@ def compiled_for(prog: D.StencilProgram) -> Callable[[tuple], list[Any]]:
     def check(grids: tuple) -> list[Any]:
         if len(grids) != n:
             raise TypeError(f"{name}() takes {n} grids, got {len(grids)}")
-        check_grids(grids)
-        data = [g.data for g in grids]
+        data = check_grids(grids)  # the arrays checked are the ones returned
         if data[0].shape != shape or [d.dtype.str for d in data] != dtypes:
             raise ValueError(f"{name}: compiled for shape {shape} and dtypes {dtypes}, called "
                              f"with {data[0].shape} {[d.dtype.str for d in data]}")
@@ -62,11 +64,15 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     cfunc.argtypes = [ctypes.c_void_p] * n
     cfunc.restype = None
     check = compiled_for(prog)
+    big = interrupt.worth_it(math.prod(prog.output.shape))
 
     def run(*grids: Any) -> None:
+        fill_periodic_ghosts(grids)  # Python hooks first: then the arrays passed to C are checked
         data = check(grids)
-        fill_periodic_ghosts(grids)
-        cfunc(*[d.ctypes.data for d in data])
+        if big:  # Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
+            interrupt.call(cfunc, *[d.ctypes.data for d in data], keep=data)
+        else:
+            cfunc(*[d.ctypes.data for d in data])
 
     run.__name__ = f"{prog.name}_compiled"
     return run

@@ -174,7 +174,7 @@ class DistributedStencilGrid:
                  dtype: Any = None, ghost_depth: int = 1, halo_depth: int | None = None,
                  dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
                  ) -> None:
-        from asp_core.mpi import agree, check_same, import_mpi
+        from asp_core.mpi import abort_on_uncaught, agree, check_same, import_mpi
 
         if like is not None:
             if not isinstance(like, DistributedStencilGrid):
@@ -185,6 +185,7 @@ class DistributedStencilGrid:
         dtype = np.float64 if dtype is None else dtype
         MPI = import_mpi()
         comm = MPI.COMM_WORLD if comm is None else comm
+        abort_on_uncaught(comm)
         error = None
         try:
             template = StencilGrid(shape if shape is not None else (), dtype=dtype,

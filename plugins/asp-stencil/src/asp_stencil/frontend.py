@@ -28,6 +28,7 @@ import numpy as np
 from asp_core.components import Frontend
 
 from . import dast as D
+from .grid import check_ghost_depth, check_neighbor_definition
 from .grid import distance as _distance
 from .scalar_types import GRID_DTYPES
 
@@ -61,9 +62,10 @@ def grid_params(names: list[str], grids: tuple[Any, ...], written: set[str] | No
     grid and every grid in ``written`` are outputs."""
     out = []
     for i, (name, g) in enumerate(zip(names, grids)):
-        nd = tuple(tuple(tuple(int(c) for c in off) for off in offs) for offs in g.neighbor_definition)
+        nd = tuple(tuple(offs) for offs in check_neighbor_definition(g.neighbor_definition,
+                                                                   len(g.data.shape)))
         out.append(D.GridParam(name=name, index=i, shape=tuple(int(s) for s in g.data.shape),
-                               dtype=np.dtype(g.data.dtype).str, ghost_depth=int(g.ghost_depth),
+                               dtype=np.dtype(g.data.dtype).str, ghost_depth=check_ghost_depth(g.ghost_depth),
                                neighbors=nd, output=(i == len(grids) - 1 or name in (written or ())),
                                periodic=bool(getattr(g, "periodic", False))))
     return tuple(out)

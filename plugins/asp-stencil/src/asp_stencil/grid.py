@@ -13,7 +13,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts"]
+__all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts",
+           "check_ghost_depth", "check_neighbor_definition"]
 
 Point = tuple[int, ...]
 
@@ -28,6 +29,42 @@ def default_neighbor_definition(dim: int) -> list[list[Point]]:
             p[axis] = step
             faces.append(tuple(p))
     return [[zero], faces]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_ghost_depth(value: Any) -> int:
+    """``value`` as a ghost depth, or the ``ValueError`` that both the compiled and the
+    pure-Python paths raise (a float such as 1.5 would otherwise be truncated by C)."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"ghost_depth must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def check_neighbor_definition(value: Any, dim: int) -> list[list[Point]]:
+    """``value`` as a neighbour definition: a list (one per neighbour id) of offsets, each a
+    tuple of ``dim`` ints. Raises the same ``ValueError`` in every mode (an offset ``1.7`` or
+    ``"1"`` would otherwise be truncated by compiled code and fail differently in Python)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"neighbor_definition must be a list of lists of offsets, got "
+                         f"{type(value).__name__}")
+    out: list[list[Point]] = []
+    for i, offsets in enumerate(value):
+        if isinstance(offsets, (str, bytes)) or not hasattr(offsets, "__iter__"):
+            raise ValueError(f"neighbor_definition[{i}] must be a list of offsets, got "
+                             f"{offsets!r}")
+        row: list[Point] = []
+        for j, off in enumerate(offsets):
+            coords = tuple(off) if hasattr(off, "__iter__") and not isinstance(
+                off, (str, bytes)) else None
+            if coords is None or len(coords) != dim or not all(_is_int(c) for c in coords):
+                raise ValueError(f"neighbor_definition[{i}][{j}] = {off!r}: an offset must be "
+                                 f"a tuple of {dim} ints")
+            row.append(tuple(int(c) for c in coords))
+        out.append(row)
+    return out
 
 
 class StencilGrid:
@@ -51,16 +88,31 @@ class StencilGrid:
             raise TypeError(f"StencilGrid shape must be a sequence of ints, got {shape!r}") from None
         if not dims or any(s <= 0 for s in dims):
             raise ValueError(f"StencilGrid shape must be non-empty positive sizes, got {shape!r}")
-        if isinstance(ghost_depth, bool) or not isinstance(ghost_depth, (int, np.integer)) or ghost_depth < 0:
-            raise ValueError(f"ghost_depth must be an int >= 0, got {ghost_depth!r}")
         self.shape: tuple[int, ...] = dims
         self.dim: int = len(dims)
-        self.ghost_depth: int = int(ghost_depth)
+        self.ghost_depth = ghost_depth
         if not isinstance(periodic, (bool, np.bool_)):
             raise TypeError(f"periodic must be True or False, got {periodic!r}")
         self.periodic: bool = bool(periodic)
         self.data: np.ndarray = np.zeros(dims, dtype=dtype)
-        self.neighbor_definition: list[list[Point]] = default_neighbor_definition(self.dim)
+        self.neighbor_definition = default_neighbor_definition(self.dim)
+
+    # validated on assignment, so a bad value fails where it is set, in every mode
+    @property
+    def ghost_depth(self) -> int:
+        return self._ghost_depth
+
+    @ghost_depth.setter
+    def ghost_depth(self, value: Any) -> None:
+        self._ghost_depth = check_ghost_depth(value)
+
+    @property
+    def neighbor_definition(self) -> list[list[Point]]:
+        return self._neighbor_definition
+
+    @neighbor_definition.setter
+    def neighbor_definition(self, value: Any) -> None:
+        self._neighbor_definition = check_neighbor_definition(value, self.dim)
 
     # -- element access -------------------------------------------------------------------
     def __getitem__(self, x: Any) -> Any:

@@ -26,17 +26,24 @@ def _describe(i: int, n: int) -> str:
     return "the output grid (last argument)" if i == n - 1 else f"input grid {i + 1}"
 
 
-def check_grids(args: tuple) -> None:
-    """Raise ``TypeError``/``ValueError`` for arguments no stencil kernel can run on."""
+def check_grids(args: tuple) -> list[np.ndarray]:
+    """Raise ``TypeError``/``ValueError`` for arguments no stencil kernel can run on; return
+    the arrays that were checked (plain ``ndarray`` views). Each grid's ``.data`` is read
+    exactly once, so compiled code must be given these arrays and no second read of ``.data``
+    (a property could return another array then)."""
     n = len(args)
     if n == 0:
         raise TypeError("a stencil kernel takes its grids as arguments (inputs first, output last)")
     first = None
+    arrays = []
     for i, g in enumerate(args):
         data = getattr(g, "data", None)
         if not isinstance(data, np.ndarray) or not hasattr(g, "ghost_depth"):
             raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
                             f"{type(g).__name__}")
+        if type(data) is not np.ndarray:  # a subclass's methods run no further Python code
+            data = np.ndarray.view(data, np.ndarray)
+        arrays.append(data)
         if tuple(data.shape) != tuple(g.shape):
             raise ValueError(f"{_describe(i, n)}: .data has shape {data.shape} but the grid's "
                              f"shape is {tuple(g.shape)}")
@@ -52,13 +59,14 @@ def check_grids(args: tuple) -> None:
             if data.shape != first.shape:
                 raise ValueError(f"grids of different shapes: {first.shape} and {data.shape} "
                                  f"({_describe(i, n)}); a stencil kernel needs equal shapes")
-    out = args[-1].data
+    out = arrays[-1]
     if not out.flags.writeable:
         raise ValueError("the output grid's .data is read-only")
     for i, g in enumerate(args[:-1]):
-        if g is args[-1] or np.may_share_memory(out, g.data):
+        if g is args[-1] or np.may_share_memory(out, arrays[i]):
             raise ValueError(f"the output grid aliases input grid {i + 1} (they share memory); "
                              "pass a separate output grid")
+    return arrays
 
 
 def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
