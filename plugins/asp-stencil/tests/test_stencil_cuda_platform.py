@@ -55,7 +55,10 @@ def test_check_refuses_without_gpu_and_accepts_when_forced(monkeypatch):
 def test_check_with_gpu_wants_a_big_enough_grid(monkeypatch):
     from asp_core.hardware import GPU
 
+    import asp_stencil.cuda.devmem as dm
+
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    monkeypatch.setattr(dm, "_chosen", dm.DeviceMemory())  # a binding that works
     gpu = [GPU("Test GPU", 80 << 30, "9.0")]
     small = CudaPlatform().check(_prog(), _Ctx(gpus=gpu))
     assert small is not None and "too small" in small
@@ -98,6 +101,59 @@ def test_device_memory_error_names_every_binding(monkeypatch):
     monkeypatch.setenv("ASP_CUDA_MEMORY", "nonsense")
     with pytest.raises(ValueError, match="ASP_CUDA_MEMORY"):
         get_device_memory()
+
+
+def _no_bindings(monkeypatch):
+    """Simulate a machine where pycuda, cuda-python and cupy are not installed."""
+    import asp_stencil.cuda.devmem as dm
+
+    def missing(name):
+        def binding():
+            raise ImportError(f"No module named {name!r}")
+        return binding
+
+    monkeypatch.setattr(dm, "_chosen", None)
+    monkeypatch.setattr(dm, "_BINDINGS", {n: missing(n) for n in dm._BINDINGS})
+    monkeypatch.delenv("ASP_CUDA_MEMORY", raising=False)
+
+
+@requires_nvcc
+def test_check_declines_a_gpu_without_a_device_memory_binding(monkeypatch):
+    from asp_core.hardware import GPU
+
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    _no_bindings(monkeypatch)
+    gpu = [GPU("Test GPU", 80 << 30, "9.0")]
+    reason = CudaPlatform().check(_prog(shape=(70, 70, 70)), _Ctx(gpus=gpu))
+    assert reason is not None and "no usable CUDA binding" in reason
+    for name in ("pycuda", "cuda-python", "cupy"):
+        assert name in reason
+
+
+@requires_nvcc
+@requires_compiler
+def test_a_gpu_without_bindings_runs_the_kernel_on_openmp(monkeypatch):
+    """The first call must not raise CudaUnavailable: selection falls through to OpenMP."""
+    import dataclasses
+
+    import asp_core.hardware as hw
+    from asp_core.hardware import GPU
+
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    _no_bindings(monkeypatch)
+    with_gpu = dataclasses.replace(hw.query(), gpus=[GPU("Test GPU", 80 << 30, "9.0")])
+    monkeypatch.setattr(hw, "query", lambda: with_gpu)
+    k = Laplacian()
+    grids = make_grids((66, 66, 66), 1, seed=3)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    k.kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)
+    events = k.kernel.last_context.events
+    chosen = [e[1] for e in events if e[0] == "phase" and e[1]["phase"] == "platform_selection"
+              and "rejected" in e[1]]
+    assert chosen[-1]["component"] == "openmp"
+    assert any(n == "cuda" and "no usable CUDA binding" in r for n, r in chosen[-1]["rejected"])
 
 
 @requires_compiler
