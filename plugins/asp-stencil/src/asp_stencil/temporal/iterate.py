@@ -110,7 +110,8 @@ def _chosen_platform(dispatcher: Any) -> str | None:
 
 
 def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
-    """The plain-vs-blocked choice for these grids, or None where only plain sweeps apply."""
+    """The plain-vs-blocked choice for iterations of ``steps`` sweeps on these grids, or None
+    where only plain sweeps apply."""
     mode = temporal_mode(kernel)
     if mode == "off":
         return None
@@ -138,6 +139,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     if steps == 0:
         return gs[-1]
     dispatcher = kernel.kernel
+    total = steps
     while steps > 0:
         key = stencil_signature(tuple(gs), {}, kernel)
         fn = dispatcher.tuned(key) if config.mode() != "python" else None
@@ -157,7 +159,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps
                 pass
-        choice = _choice(kernel, dispatcher, gs, steps) if steps > 1 else None
+        choice = _choice(kernel, dispatcher, gs, total) if steps > 1 else None
         if choice is None:
             _plain(fn, gs, steps)
         else:
