@@ -32,7 +32,10 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, omp_schedule="dynamic,2", parallel_min_points=1),
              Schedule(block=4, omp_schedule="dynamic,1", parallel_min_points=1),
              Schedule(nt=True, vec=True), Schedule(nt=True, vec=True, parallel_min_points=1),
-             Schedule(nt=True, vec=True, block=4, parallel_min_points=1)]
+             Schedule(nt=True, vec=True, block=4, parallel_min_points=1),
+             Schedule(nt=True, vec=True, collapse=True, parallel_min_points=1),
+             Schedule(nt=True, vec=True, unroll=2, parallel_min_points=1),
+             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
