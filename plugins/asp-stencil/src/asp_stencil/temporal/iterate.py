@@ -123,8 +123,10 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
     if isinstance(blocked, str):
         return None
     # a power of two below ``steps`` (few tuners, whatever the iteration lengths), at most
-    # deep enough for the deepest block
+    # deep enough for the deepest block, and two or more chunks per call of 32 steps or more
     chunk = min(1 << (steps.bit_length() - 1), max(16, 2 * max(c.K for c in blocked.candidates)))
+    if steps >= 32:
+        chunk = min(chunk, steps // 2)
     per = blocked.choices
     hit = per.get((chunk, mode))
     if hit is None:

@@ -66,7 +66,7 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 10, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
+                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
     Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
