@@ -152,3 +152,23 @@ def test_no_streaming_off_x86():
     prog = _prog(Laplacian(), grids)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), ("neon", "asimd")))
     assert "_stream_pd" not in src and "immintrin.h" not in src
+
+
+@requires_compiler
+def test_a_cold_cache_compiles_every_variant_at_the_first_call(monkeypatch, tmp_path):
+    """The tuner's next calls must run variants, not wait for gcc (a new process would need
+    more calls to reach a warm one's speed)."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))  # the cache follows it on each call
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    k = Laplacian()
+    grids = make_grids((40, 41, 42), 1, seed=1)
+    k.kernel(*grids)
+    ctx = k.kernel.last_context
+    variants = [e[1]["names"] for e in ctx.events if e[0] == "variants"][-1]
+    compiled = {e[1]["variant"] for e in ctx.events if e[0] == "compile"}
+    assert len(variants) > 1 and compiled == set(variants)
+    n = len([e for e in ctx.events if e[0] == "compile"])
+    for _ in range(3 * len(variants)):
+        k.kernel(*grids)
+    later = [e[1] for e in ctx.events if e[0] == "compile"][n:]
+    assert later and all(c["cached"] for c in later)  # loaded from the cache, no compiler run

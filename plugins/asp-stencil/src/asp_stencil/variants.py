@@ -103,4 +103,7 @@ class ScheduleVariants(PlatformOptimizer):
             meta = dict(program.meta, schedule=sched)
             out.append(Variant(sched.label, PlatformProgram(program.platform, ir, meta),
                                sched.params()))
+        siblings = tuple((v.name, v.program) for v in out)  # the backend pre-compiles them
+        for v in out:
+            v.program.meta["siblings"] = siblings
         return out
