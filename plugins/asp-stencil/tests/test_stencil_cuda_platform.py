@@ -117,6 +117,17 @@ def _no_bindings(monkeypatch):
     monkeypatch.delenv("ASP_CUDA_MEMORY", raising=False)
 
 
+def _runs_like_python(shape):
+    """A Laplacian called on ``shape``, checked bitwise against Python; returns the kernel."""
+    k = Laplacian()
+    grids = make_grids(shape, 1, seed=3)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    k.kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)
+    return k
+
+
 @requires_nvcc
 def test_check_declines_a_gpu_without_a_device_memory_binding(monkeypatch):
     from asp_core.hardware import GPU
@@ -143,12 +154,7 @@ def test_a_gpu_without_bindings_runs_the_kernel_on_openmp(monkeypatch):
     _no_bindings(monkeypatch)
     with_gpu = dataclasses.replace(hw.query(), gpus=[GPU("Test GPU", 80 << 30, "9.0")])
     monkeypatch.setattr(hw, "query", lambda: with_gpu)
-    k = Laplacian()
-    grids = make_grids((66, 66, 66), 1, seed=3)
-    ref = clone_grids(grids)
-    k.pure_python(*ref)
-    k.kernel(*grids)
-    assert_bitwise(ref[-1].data, grids[-1].data)
+    k = _runs_like_python((66, 66, 66))
     events = k.kernel.last_context.events
     chosen = [e[1] for e in events if e[0] == "phase" and e[1]["phase"] == "platform_selection"
               and "rejected" in e[1]]
@@ -161,12 +167,7 @@ def test_without_gpu_the_openmp_platform_runs_the_kernel(monkeypatch):
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
     if has_gpu():
         pytest.skip("a GPU is present")
-    k = Laplacian()
-    grids = make_grids((9, 10, 11), 1, seed=2)
-    ref = clone_grids(grids)
-    k.pure_python(*ref)
-    k.kernel(*grids)
-    assert_bitwise(ref[-1].data, grids[-1].data)
+    _runs_like_python((9, 10, 11))
 
 
 @requires_nvcc
