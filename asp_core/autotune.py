@@ -227,16 +227,17 @@ class Autotuner:
         elapsed = time.perf_counter() - (self._started or time.perf_counter())
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
         if elapsed > 1.0:
-            self._progress(timed, variant, seconds)
+            self._progress(sum(min(len(self.times.get(v, ())), self.repeats)
+                               for v in self.variants), variant, seconds)
         if timed == len(self.variants):
             self._decide()
 
-    def _progress(self, timed: int, variant: str, seconds: float) -> None:
+    def _progress(self, runs: int, variant: str, seconds: float) -> None:
         if not self._announced:
             sys.stderr.write(f"asp: tuning {self.label or self.key[:12]} over "
                              f"{len(self.variants)} variants\n")
             self._announced = True
-        sys.stderr.write(f"asp:   [{timed}/{len(self.variants)}] {variant}: "
+        sys.stderr.write(f"asp:   [{runs}/{len(self.variants) * self.repeats}] {variant}: "
                          f"{seconds * 1e3:.2f} ms\n")
 
     def _decide(self) -> str:
