@@ -155,6 +155,27 @@ def test_kernels_the_blocked_code_cannot_take_run_plain_sweeps(monkeypatch):
     assert all(isinstance(v, str) for v in runner._ITERATORS[k].values())
 
 
+@requires_compiler
+def test_state_and_output_described_differently(monkeypatch):
+    """Ghost depths 1 and 2: every swap changes the specialisation, and each sweep must use
+    the code specialised for the grids it gets."""
+    from asp_stencil import StencilGrid
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    k = _heat(2)
+    rng = np.random.default_rng(4)
+    for steps in (1, 2, 5, 20):
+        grids = [StencilGrid((19, 23), ghost_depth=1), StencilGrid((19, 23), ghost_depth=2)]
+        for g in grids:
+            g.data[...] = rng.random(g.data.shape)
+        ref = clone_grids(grids)
+        expected = _python_sweeps(k, ref, steps)
+        got = k.iterate(*grids, steps=steps)
+        assert got is grids[ref.index(expected)]
+        for r, t in zip(ref, grids):
+            assert_bitwise(r.data, t.data, what=f"T={steps}")
+
+
 def test_unknown_grid_or_loop_properties_make_the_plan_decline():
     """A DSL feature the generator does not know (say periodic grids) must not be blocked."""
     prog = runner.specialise(_heat(2), tuple(make_grids((8, 9), 1)))[1]

@@ -153,6 +153,11 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
             gs[-1], gs[-2] = gs[-2], gs[-1]
             steps -= 1
             continue
+        swapped = (*gs[:-2], gs[-1], gs[-2])
+        if stencil_signature(swapped, {}, kernel) != key:
+            # state and output described differently: each swap changes the specialisation
+            _plain(dispatcher, gs, steps)
+            break
         device_iterate = getattr(fn, "iterate", None)
         if callable(device_iterate) and steps > 1:
             try:
