@@ -138,12 +138,20 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     from asp_core.testing import assert_valid_c_for_target
     from asp_stencil.vector import vector_isa
 
+    from asp_stencil.variants import candidate_schedules
+
     grids = make_grids((9, 20, 37), 1, seed=2)
     prog = _prog(Laplacian(), grids)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), isa))
     v = vector_isa(isa)
     assert f"{v.prefix}_stream_pd" in src and v.type.base in src
     assert_valid_c_for_target(src, flag, tmp_path)
+    # every schedule the tuner would time on a large grid of such a machine
+    big = _prog(Laplacian(), make_grids((80, 70, 100), 1, seed=2))  # 4.5 MB
+    scheds = candidate_schedules(big, 1 << 20, max_variants=8, isa=isa)
+    assert scheds[0] == Schedule(nt=True, vec=True) and len(scheds) >= 5
+    for sched in scheds:
+        assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
 
 
 def test_no_streaming_off_x86():
