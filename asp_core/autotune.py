@@ -2,8 +2,9 @@
 
 The paper's GMM specializer runs one EM iteration with each parallelisation strategy and keeps
 the fastest; this module generalises that. An :class:`Autotuner` hands out one variant per real
-call until each has been timed, then fixes the winner and stores it (and every timing) in
-``<cache>/perf.sqlite`` under a tuning key, so later processes skip tuning.
+call until each has been timed, then fixes the winner and stores it (and every timing, in one
+transaction: no database access on the tuning calls themselves) in ``<cache>/perf.sqlite``
+under a tuning key, so later processes skip tuning.
 ``ASP_AUTOTUNE=off`` always uses the first (default) variant; ``always`` ignores stored winners.
 """
 
@@ -140,6 +141,20 @@ class PerfDB:
                         (key, variant, json.dumps(params or {}, sort_keys=True, default=repr),
                          float(seconds), label, time.time()))
 
+    @_tolerant(None)
+    def record_many(self, key: str, rows: list[tuple[str, float, dict[str, Any] | None]],
+                    label: str = "", winner: str | None = None) -> None:
+        """Store several ``(variant, seconds, params)`` timings and, if given, the winner, in
+        one connection and one transaction (opening one costs ~10 ms, more than many kernels)."""
+        now = time.time()
+        with closing(self._connect()) as con, con:
+            con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
+                            [(key, v, json.dumps(p or {}, sort_keys=True, default=repr),
+                              float(t), label, now) for v, t, p in rows])
+            if winner is not None:
+                con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
+                            (key, winner, label, now))
+
     @_tolerant([])
     def timings(self, key: str) -> list[tuple[str, float, int]]:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
@@ -219,6 +234,7 @@ class Autotuner:
         self._started: float | None = None
         self._progress: Progress | None = None
         self._shown = 0  # variants already counted in the progress report
+        self._pending: list[tuple[str, float, dict | None]] = []
         self.winner: str | None = None
         self.source = ""
         if self.mode == "off" or len(self.variants) == 1:
@@ -242,9 +258,11 @@ class Autotuner:
             return self.winner
         if self._started is None:
             self._started = time.perf_counter()
-        for name in self.variants:
-            if len(self.times.get(name, ())) < self.repeats:
-                return name
+        # round robin (a, b, c, a, b, c, ...): a burst of load from another process on a shared
+        # machine then slows one timing of several variants, not every timing of one variant
+        fewest = min(self.variants, key=lambda v: len(self.times.get(v, ())))
+        if len(self.times.get(fewest, ())) < self.repeats:
+            return fewest
         return self._decide()
 
     def exclude(self, variant: str, reason: str = "") -> None:
@@ -265,7 +283,9 @@ class Autotuner:
         if self.winner is not None:
             return
         self.times.setdefault(variant, []).append(seconds)
-        self.db.record(self.key, variant, seconds, self.params.get(variant), self.label)
+        # kept in memory and stored with the winner: a database write per call would cost the
+        # tuning calls more than the kernels they time
+        self._pending.append((variant, seconds, self.params.get(variant)))
         elapsed = time.perf_counter() - (self._started or time.perf_counter())
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
         if elapsed > 1.0 or self._progress is not None:
@@ -286,7 +306,8 @@ class Autotuner:
     def _decide(self) -> str:
         best = min(self.variants, key=lambda v: min(self.times.get(v, [float("inf")])))
         self.winner, self.source = best, "tuned now"
-        self.db.set_winner(self.key, best, self.label)
+        pending, self._pending = self._pending, []
+        self.db.record_many(self.key, pending, self.label, winner=best)
         self._on_event("autotune", winner=best, source=self.source,
                        timings=[(v, min(t), len(t)) for v, t in sorted(
                            self.times.items(), key=lambda kv: min(kv[1]))])

@@ -64,7 +64,7 @@ def test_autotuner_once_tunes_then_reuses(db):
         name = t.next()
         order.append(name)
         t.report(name, {"a": 3.0, "b": 1.0, "c": 2.0}[name])
-    assert order == ["a", "a", "b", "b", "c", "c"]
+    assert order == ["a", "b", "c", "a", "b", "c"]  # interleaved
     assert t.winner == "b" and t.source == "tuned now"
     assert db.winner("k") == "b" and len(db.timings("k")) == 3
     assert events[-1][0] == "autotune" and events[-1][1]["winner"] == "b"
@@ -237,3 +237,16 @@ def test_perfdb_concurrent_first_use_from_eight_processes(tmp_path):
     assert all(c >= 1 for c in counts)
     assert sum(n for _, _, n in PerfDB(path).timings("key-0")) == 8 * 20
     assert PerfDB(path).winner("key-1") in {f"v{w}" for w in range(8)}
+
+
+def test_tuning_calls_do_not_touch_the_database(tmp_path):
+    """Opening SQLite costs about as much as a kernel call: timings are written with the winner."""
+    db = PerfDB(tmp_path / "perf.sqlite")
+    t = Autotuner("k", ["a", "b"], mode="once", db=db, repeats=2)
+    for name in ("a", "b", "a"):
+        assert t.next() == name
+        t.report(name, {"a": 2.0, "b": 1.0}[name])
+        assert not db.path.exists()
+    t.report(t.next(), 1.5)
+    assert t.winner == "b" and db.winner("k") == "b"
+    assert db.timings("k") == [("b", 1.0, 2), ("a", 2.0, 2)]

@@ -55,7 +55,10 @@ def test_check_refuses_without_gpu_and_accepts_when_forced(monkeypatch):
 def test_check_with_gpu_wants_a_big_enough_grid(monkeypatch):
     from asp_core.hardware import GPU
 
+    import asp_stencil.cuda.devmem as dm
+
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    monkeypatch.setattr(dm, "_chosen", dm.DeviceMemory())  # a binding that works
     gpu = [GPU("Test GPU", 80 << 30, "9.0")]
     small = CudaPlatform().check(_prog(), _Ctx(gpus=gpu))
     assert small is not None and "too small" in small
@@ -100,17 +103,71 @@ def test_device_memory_error_names_every_binding(monkeypatch):
         get_device_memory()
 
 
+def _no_bindings(monkeypatch):
+    """Simulate a machine where pycuda, cuda-python and cupy are not installed."""
+    import asp_stencil.cuda.devmem as dm
+
+    def missing(name):
+        def binding():
+            raise ImportError(f"No module named {name!r}")
+        return binding
+
+    monkeypatch.setattr(dm, "_chosen", None)
+    monkeypatch.setattr(dm, "_BINDINGS", {n: missing(n) for n in dm._BINDINGS})
+    monkeypatch.delenv("ASP_CUDA_MEMORY", raising=False)
+
+
+def _runs_like_python(shape):
+    """A Laplacian called on ``shape``, checked bitwise against Python; returns the kernel."""
+    k = Laplacian()
+    grids = make_grids(shape, 1, seed=3)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    k.kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)
+    return k
+
+
+@requires_nvcc
+def test_check_declines_a_gpu_without_a_device_memory_binding(monkeypatch):
+    from asp_core.hardware import GPU
+
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    _no_bindings(monkeypatch)
+    gpu = [GPU("Test GPU", 80 << 30, "9.0")]
+    reason = CudaPlatform().check(_prog(shape=(70, 70, 70)), _Ctx(gpus=gpu))
+    assert reason is not None and "no usable CUDA binding" in reason
+    for name in ("pycuda", "cuda-python", "cupy"):
+        assert name in reason
+
+
+@requires_nvcc
+@requires_compiler
+def test_a_gpu_without_bindings_runs_the_kernel_on_openmp(monkeypatch):
+    """The first call must not raise CudaUnavailable: selection falls through to OpenMP."""
+    import dataclasses
+
+    import asp_core.hardware as hw
+    from asp_core.hardware import GPU
+
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    _no_bindings(monkeypatch)
+    with_gpu = dataclasses.replace(hw.query(), gpus=[GPU("Test GPU", 80 << 30, "9.0")])
+    monkeypatch.setattr(hw, "query", lambda: with_gpu)
+    k = _runs_like_python((66, 66, 66))
+    events = k.kernel.last_context.events
+    chosen = [e[1] for e in events if e[0] == "phase" and e[1]["phase"] == "platform_selection"
+              and "rejected" in e[1]]
+    assert chosen[-1]["component"] == "openmp"
+    assert any(n == "cuda" and "no usable CUDA binding" in r for n, r in chosen[-1]["rejected"])
+
+
 @requires_compiler
 def test_without_gpu_the_openmp_platform_runs_the_kernel(monkeypatch):
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
     if has_gpu():
         pytest.skip("a GPU is present")
-    k = Laplacian()
-    grids = make_grids((9, 10, 11), 1, seed=2)
-    ref = clone_grids(grids)
-    k.pure_python(*ref)
-    k.kernel(*grids)
-    assert_bitwise(ref[-1].data, grids[-1].data)
+    _runs_like_python((9, 10, 11))
 
 
 @requires_nvcc

@@ -172,6 +172,18 @@ def test_candidate_schedules_prefer_streaming_for_large_write_only_outputs():
     fig, ctx2 = _parse(Fig2, shape=(2000, 2000))
     fig = StencilDomainOptimizer().optimize(fig, ctx2)
     assert not candidate_schedules(fig, 32 << 20, isa=("avx",))[0].nt  # reads its output: no streaming first
+    # a VM reporting its host's 480 MiB L3: regular stores first, but nt-vec is still timed
+    vm = candidate_schedules(prog, 480 << 20, isa=("avx512f",))
+    assert not vm[0].nt and Schedule(nt=True, vec=True) in vm
+
+
+def test_usable_cache_caps_a_host_l3_reported_to_a_vm():
+    from types import SimpleNamespace
+
+    from asp_stencil.variants import usable_cache
+
+    assert usable_cache(SimpleNamespace(last_level_cache=480 << 20, physical_cores=2)) == 16 << 20
+    assert usable_cache(SimpleNamespace(last_level_cache=16 << 20, physical_cores=2)) == 16 << 20
 
 
 def test_unlowered_nodes_are_refused():

@@ -32,7 +32,10 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, omp_schedule="dynamic,2", parallel_min_points=1),
              Schedule(block=4, omp_schedule="dynamic,1", parallel_min_points=1),
              Schedule(nt=True, vec=True), Schedule(nt=True, vec=True, parallel_min_points=1),
-             Schedule(nt=True, vec=True, block=4, parallel_min_points=1)]
+             Schedule(nt=True, vec=True, block=4, parallel_min_points=1),
+             Schedule(nt=True, vec=True, collapse=True, parallel_min_points=1),
+             Schedule(nt=True, vec=True, unroll=2, parallel_min_points=1),
+             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -135,12 +138,20 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     from asp_core.testing import assert_valid_c_for_target
     from asp_stencil.vector import vector_isa
 
+    from asp_stencil.variants import candidate_schedules
+
     grids = make_grids((9, 20, 37), 1, seed=2)
     prog = _prog(Laplacian(), grids)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), isa))
     v = vector_isa(isa)
     assert f"{v.prefix}_stream_pd" in src and v.type.base in src
     assert_valid_c_for_target(src, flag, tmp_path)
+    # every schedule the tuner would time on a large grid of such a machine
+    big = _prog(Laplacian(), make_grids((80, 70, 100), 1, seed=2))  # 4.5 MB
+    scheds = candidate_schedules(big, 1 << 20, max_variants=8, isa=isa)
+    assert scheds[0] == Schedule(nt=True, vec=True) and len(scheds) >= 5
+    for sched in scheds:
+        assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
 
 
 def test_no_streaming_off_x86():
@@ -149,3 +160,23 @@ def test_no_streaming_off_x86():
     prog = _prog(Laplacian(), grids)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), ("neon", "asimd")))
     assert "_stream_pd" not in src and "immintrin.h" not in src
+
+
+@requires_compiler
+def test_a_cold_cache_compiles_every_variant_at_the_first_call(monkeypatch, tmp_path):
+    """The tuner's next calls must run variants, not wait for gcc (a new process would need
+    more calls to reach a warm one's speed)."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))  # the cache follows it on each call
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    k = Laplacian()
+    grids = make_grids((40, 41, 42), 1, seed=1)
+    k.kernel(*grids)
+    ctx = k.kernel.last_context
+    variants = [e[1]["names"] for e in ctx.events if e[0] == "variants"][-1]
+    compiled = {e[1]["variant"] for e in ctx.events if e[0] == "compile"}
+    assert len(variants) > 1 and compiled == set(variants)
+    n = len([e for e in ctx.events if e[0] == "compile"])
+    for _ in range(3 * len(variants)):
+        k.kernel(*grids)
+    later = [e[1] for e in ctx.events if e[0] == "compile"][n:]
+    assert later and all(c["cached"] for c in later)  # loaded from the cache, no compiler run

@@ -16,15 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from asp_core.autotune import PerfDB
 from asp_core.errors import Unspecializable
 from asp_core.testing import requires_compiler
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.temporal import temporal_plan, temporal_source
-from asp_stencil.temporal.runner import (TemporalParams, blocked_iterate, candidate_params,
-                                         get_iterator, specialise, wants_blocking)
+from asp_stencil.temporal.runner import (TemporalParams, candidate_params, get_iterator,
+                                         specialise)
 from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
 
 #: NumPy's warning when a complex value is stored into a float array (Python went complex)
@@ -155,15 +154,15 @@ def test_blocked_equals_python_sweeps(name, make, shape, n_inputs, ghost):
 
 
 @requires_compiler
-def test_blocked_iterate_returns_the_grid_holding_the_result():
+def test_blocked_run_leaves_the_result_where_plain_sweeps_do():
     k = _heat(2)
     for steps in (0, 1, 4, 5):
         grids = make_grids((14, 15), 1, seed=steps)
         ref = clone_grids(grids)
-        expected = _reference(k, ref, steps)
-        got = blocked_iterate(k, tuple(grids), steps)
-        assert got is grids[ref.index(expected)]
-        assert_bitwise(expected.data, got.data)
+        _reference(k, ref, steps)
+        get_iterator(k, tuple(grids)).run(tuple(grids), steps, TemporalParams(3, 4, 1))
+        for r, t in zip(ref, grids):
+            assert_bitwise(r.data, t.data, what=f"T={steps}")
 
 
 @requires_compiler
@@ -186,10 +185,7 @@ def test_plan_refuses_with_reason(cls, needle):
     prog = specialise(cls(), tuple(make_grids((8, 9), 1)))[1]
     reason = temporal_plan(prog)
     assert isinstance(reason, str) and needle in reason
-    grids = make_grids((8, 9), 1)
-    before = [g.data.copy() for g in grids]
-    assert isinstance(blocked_iterate(cls(), tuple(grids), 3), str)
-    assert all(np.array_equal(b, g.data) for b, g in zip(before, grids))  # nothing ran
+    assert isinstance(get_iterator(cls(), tuple(make_grids((8, 9), 1))), str)
 
 
 def test_plan_refuses_different_state_and_output():
@@ -223,22 +219,6 @@ def test_candidates_fit_cache_and_are_odd_depths():
     assert all(c.B1 == 1 and c.B0 >= 1 for c in cands2)
 
 
-@requires_compiler
-def test_autotuner_times_candidates_and_remembers_winner():
-    k = _heat(3)
-    grids = make_grids((10, 11, 12), 1, seed=9)
-    it = get_iterator(k, tuple(grids))
-    assert not it.tuner.done or it.tuner.source == "perf database"
-    ref = clone_grids(grids)
-    for _ in range(2 * len(it.candidates)):  # each candidate is timed twice; results stay exact
-        _reference(k, ref, 3)
-        it.run(tuple(grids), 3)
-    for r, t in zip(ref, grids):
-        assert_bitwise(r.data, t.data)
-    assert it.tuner.done and it.winner in it.candidates
-    assert PerfDB().winner(it.key) == it.winner.label
-
-
 # -- bad input -----------------------------------------------------------------------------------
 
 @requires_compiler
@@ -247,26 +227,14 @@ def test_bad_input_is_rejected_before_native_code():
     grids = make_grids((12, 13), 1)
     it = get_iterator(k, tuple(grids))
     grids[0].data.flags.writeable = False
+    tp = it.candidates[0]
     with pytest.raises(ValueError, match="read-only"):
-        it.run(tuple(grids), 2)
+        it.run(tuple(grids), 2, tp)
     grids = make_grids((12, 14), 1)
     with pytest.raises(ValueError, match="compiled for shape"):
-        it.run(tuple(grids), 2)
+        it.run(tuple(grids), 2, tp)
     with pytest.raises(ValueError):
-        it.run((grids[0], grids[0]), 2)
-
-
-def test_wants_blocking_policy(monkeypatch):
-    k = _heat(3)
-    small = make_grids((8, 8, 8), 1)
-    monkeypatch.delenv("ASP_STENCIL_TEMPORAL", raising=False)
-    assert not wants_blocking(k, tuple(small), 64)  # fits in cache
-    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
-    assert wants_blocking(k, tuple(small), 64)
-    assert not wants_blocking(k, tuple(small), 1)  # one sweep: nothing to reuse
-    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "off")
-    k.asp_options = {"temporal": "on"}
-    assert wants_blocking(k, tuple(small), 8)  # the kernel option wins over the environment
+        it.run((grids[0], grids[0]), 2, tp)
 
 
 # -- random kernels from the hypothesis strategy -------------------------------------------------

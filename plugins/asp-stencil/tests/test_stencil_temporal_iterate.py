@@ -1,22 +1,31 @@
-"""``iterate`` hands sweeps after the first to temporal blocking (or the GPU) when it applies."""
+"""``StencilKernel.iterate`` picks plain sweeps, temporal blocking or the GPU device loop.
+
+Every path must give what ``steps`` plain calls give, bit for bit, in both ping-pong grids and
+return the grid holding the last result; the choice between plain and blocked sweeps is made by
+the autotuner (plain sweeps are a candidate), never by a cache size.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from asp_core import SpecializationWarning
+from asp_core.autotune import PerfDB
 from asp_core.testing import requires_compiler
 from asp_stencil import StencilKernel
+from asp_stencil import dast as D
 from asp_stencil.bench import Heat
-from asp_stencil.temporal import runner
-from asp_stencil.temporal.iterate import accelerated_iterate
+from asp_stencil.temporal import runner, temporal_plan
+from asp_stencil.temporal.iterate import PLAIN, temporal_mode
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 
 
-def _heat3() -> Heat:
+def _heat(dim: int) -> Heat:
     k = Heat()
-    k.centre = -6.0
+    k.centre = -2.0 * dim
     return k
 
 
@@ -28,46 +37,89 @@ def _python_sweeps(k, grids, steps):
     return gs[-2] if steps else gs[-1]
 
 
-def _first_sweep_then(k, grids, steps):
-    """What ``iterate`` does: one sweep through the dispatcher, then the accelerated rest."""
-    gs = list(grids)
-    k.kernel(*gs)
-    gs[-1], gs[-2] = gs[-2], gs[-1]
-    return gs, accelerated_iterate(k, k.kernel, tuple(gs), steps - 1)
+def _choices(k):
+    return [c for it in runner._ITERATORS.get(k, {}).values() if not isinstance(it, str)
+            for c in it.choices.values()]
 
 
-@requires_compiler
-@pytest.mark.parametrize("steps", [3, 7, 64])
-def test_blocked_rest_equals_python(monkeypatch, steps):
-    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
-    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
-    k = _heat3()
-    grids = make_grids((11, 12, 13), 1, seed=steps)
+def _check(k, shape, steps, seed=0, grids=None):
+    """``k.iterate`` on ``grids`` (default: random ones of ``shape``) equals Python's sweeps."""
+    grids = make_grids(shape, 1, seed=seed) if grids is None else grids
     ref = clone_grids(grids)
     expected = _python_sweeps(k, ref, steps)
-    gs, got = _first_sweep_then(k, grids, steps)
-    assert got is not None
+    got = k.iterate(*grids, steps=steps)
     assert got is grids[ref.index(expected)]
     for r, t in zip(ref, grids):
-        assert_bitwise(r.data, t.data, what=f"T={steps}")
-    assert k in runner._ITERATORS  # the blocked code ran
+        assert_bitwise(r.data, t.data, what=f"{shape} T={steps}")
 
 
 @requires_compiler
-def test_not_used_when_it_does_not_pay_or_is_not_wanted(monkeypatch):
+@pytest.mark.parametrize("shape", [(11, 12, 13), (37, 19), (53,)], ids=["3d", "2d", "1d"])
+def test_iterate_equals_python_sweeps_while_tuning_and_after(monkeypatch, shape):
+    """Ragged sizes; the first calls time plain and blocked candidates on chunks of one call."""
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
-    k = _heat3()
-    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")  # small grids fit in cache
-    grids = make_grids((9, 10, 11), 1)
-    assert _first_sweep_then(k, grids, 5)[1] is None
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    k = _heat(len(shape))
+    for i, steps in enumerate([0, 1, 2, 3, 7, 64, 64, 64, 7, 3]):
+        _check(k, shape, steps, seed=i)
+    choices = _choices(k)
+    assert choices, "the plain-vs-blocked choice was never made"
+    assert all(PLAIN in c.tuner.variants and len(c.tuner.variants) > 1 for c in choices)
+
+
+@requires_compiler
+@pytest.mark.parametrize("steps", [2, 3, 7, 64])
+def test_blocked_only_when_forced(monkeypatch, steps):
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
-    assert accelerated_iterate(k, k.kernel, tuple(grids), 1) is None  # one sweep: nothing to gain
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    k = _heat(3)
+    _check(k, (10, 9, 17), steps, seed=steps)
+    choices = _choices(k)
+    if steps > 2:  # one sweep warms the dispatcher, so T=2 leaves one step: plain
+        assert choices and all(PLAIN not in c.tuner.variants for c in choices)
+
+
+@requires_compiler
+def test_the_winner_is_stored_and_reused_by_a_new_kernel(monkeypatch):
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    k = _heat(2)
+    shape = (23, 29)
+    for i in range(40):
+        _check(k, shape, 17, seed=i)
+        if _choices(k) and _choices(k)[0].tuner.done:
+            break
+    (choice,) = _choices(k)  # one tuner per iteration length (rounded down to a power of 2)
+    assert choice.chunk == 16
+    assert choice.tuner.done and choice.tuner.source == "tuned now"
+    assert PerfDB().winner(choice.tuner.key) == choice.tuner.winner
+    k2 = _heat(2)
+    _check(k2, shape, 17, seed=99)
+    (again,) = _choices(k2)
+    assert again.tuner.source == "perf database" and again.tuner.winner == choice.tuner.winner
+
+
+@requires_compiler
+def test_not_used_when_not_wanted(monkeypatch):
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "off")
+    k = _heat(3)
+    _check(k, (9, 10, 11), 9)
+    assert not _choices(k) and k not in runner._ITERATORS
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
     monkeypatch.setenv("ASP_MODE", "python")
-    assert accelerated_iterate(k, k.kernel, tuple(grids), 5) is None
+    k1 = _heat(2)
+    _check(k1, (9, 10), 5)
+    assert k1 not in runner._ITERATORS
     monkeypatch.delenv("ASP_MODE")
-    k2 = _heat3()
+    k2 = _heat(3)
     k2.asp_options = {"platform_selection": "python"}  # the user chose pure Python
-    assert _first_sweep_then(k2, make_grids((9, 10, 11), 1), 5)[1] is None
+    _check(k2, (9, 10, 11), 5)
+    assert k2 not in runner._ITERATORS
+    k3 = _heat(2)
+    k3.asp_options = {"temporal": "sometimes"}
+    with pytest.raises(ValueError, match="temporal"):
+        temporal_mode(k3)
 
 
 @requires_compiler
@@ -83,31 +135,89 @@ def test_not_used_for_a_kernel_that_fell_back(monkeypatch):
                 out[x] = helper(u[x])
 
     k = UsesHelper()
-    grids = make_grids((8, 9), 1)
     with pytest.warns(SpecializationWarning, match="helper"):
-        gs, got = _first_sweep_then(k, grids, 4)
-    assert got is None
+        _check(k, (8, 9), 4)
     assert k not in runner._ITERATORS
 
 
-class _FakeDispatcher:
-    """Stands in for a dispatcher whose selection chose ``platform`` and bound ``fn``."""
+@requires_compiler
+def test_kernels_the_blocked_code_cannot_take_run_plain_sweeps(monkeypatch):
+    """Figure 2 reads its output: the plan declines and iterate still equals plain sweeps."""
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
 
-    def __init__(self, key, fn, platform):
+    class Fig2(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                for y in u.neighbors(x, 1):
+                    out[x] = out[x] + u[y]
+
+    k = Fig2()
+    _check(k, (12, 13), 5)
+    assert all(isinstance(v, str) for v in runner._ITERATORS[k].values())
+
+
+@requires_compiler
+def test_state_and_output_described_differently(monkeypatch):
+    """Ghost depths 1 and 2: every swap changes the specialisation, and each sweep must use
+    the code specialised for the grids it gets."""
+    from asp_stencil import StencilGrid
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    k = _heat(2)
+    rng = np.random.default_rng(4)
+    for steps in (1, 2, 5, 20):
+        grids = [StencilGrid((19, 23), ghost_depth=1), StencilGrid((19, 23), ghost_depth=2)]
+        for g in grids:
+            g.data[...] = rng.random(g.data.shape)
+        _check(k, (19, 23), steps, grids=grids)
+
+
+def test_unknown_grid_or_loop_properties_make_the_plan_decline():
+    """A DSL feature the generator does not know (say mirrored grids) must not be blocked."""
+    prog = runner.specialise(_heat(2), tuple(make_grids((8, 9), 1)))[1]
+    assert not isinstance(temporal_plan(prog), str)
+    Mirrored = dataclasses.make_dataclass(
+        "Mirrored", [("mirrored", tuple, dataclasses.field(default=()))], bases=(D.GridParam,),
+        frozen=True)
+    grids = tuple(Mirrored(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)},
+                           mirrored=(True, False)) for g in prog.grids)
+    reason = temporal_plan(dataclasses.replace(prog, grids=grids))
+    assert isinstance(reason, str) and "mirrored=(True, False)" in reason
+    same = tuple(Mirrored(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)})
+                 for g in prog.grids)
+    assert not isinstance(temporal_plan(dataclasses.replace(prog, grids=same)), str)
+
+
+def test_periodic_grids_are_not_blocked():
+    """Periodic grids refill their ghosts before every sweep: the blocked path cannot."""
+    prog = runner.specialise(_heat(2), tuple(make_grids((8, 9), 1)))[1]
+    grids = tuple(dataclasses.replace(g, periodic=True) for g in prog.grids)
+    reason = temporal_plan(dataclasses.replace(prog, grids=grids))
+    assert isinstance(reason, str) and "periodic" in reason
+
+
+class _FakeDispatcher:
+    """Stands in for a kernel's dispatcher whose selection chose ``platform`` and bound ``fn``."""
+
+    def __init__(self, fn, platform):
         from types import SimpleNamespace
 
-        self.specializations = {key: fn}
+        self.fn = fn
         self.fallback = None
         self.options = {}
         self.last_context = SimpleNamespace(events=[
             ("phase", {"phase": "platform_selection", "component": platform})])
 
+    def tuned(self, key):
+        return self.fn
 
-def test_device_iterate_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
-    from asp_stencil.signature import stencil_signature
+    def __call__(self, *grids):
+        return self.fn(*grids)
 
+
+def test_device_loop_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
-    k = _heat3()
+    k = _heat(3)
     grids = tuple(make_grids((6, 7, 8), 1))
     calls = []
 
@@ -115,19 +225,30 @@ def test_device_iterate_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
         raise AssertionError("single sweeps must not run")
 
     bound.iterate = lambda gs, steps: calls.append((gs, steps))
-    d = _FakeDispatcher(stencil_signature(grids, {}, k), bound, "cuda")
-    assert accelerated_iterate(k, d, grids, 5) is grids[-1]  # odd: result in the output grid
-    assert accelerated_iterate(k, d, grids, 4) is grids[-2]
+    k.__dict__["kernel"] = _FakeDispatcher(bound, "cuda")
+    assert k.iterate(*grids, steps=5) is grids[-1]  # odd: result in the output grid
+    assert k.iterate(*grids, steps=4) is grids[-2]
     assert [c[1] for c in calls] == [5, 4] and calls[0][0] == grids
 
 
 def test_cpu_blocking_is_not_used_while_cuda_is_the_platform(monkeypatch):
-    from asp_stencil.signature import stencil_signature
-
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
-    k = _heat3()
+    k = _heat(3)
     grids = tuple(make_grids((6, 7, 8), 1))
-    d = _FakeDispatcher(stencil_signature(grids, {}, k), lambda *gs: None, "cuda")
-    before = [g.data.copy() for g in grids]
-    assert accelerated_iterate(k, d, grids, 5) is None
-    assert all(np.array_equal(b, g.data) for b, g in zip(before, grids))
+    sweeps = []
+    k.__dict__["kernel"] = _FakeDispatcher(lambda *gs: sweeps.append(gs), "cuda")
+    assert k.iterate(*grids, steps=5) is grids[-1]
+    assert len(sweeps) == 5 and k not in runner._ITERATORS
+
+
+def test_bad_steps_are_refused():
+    k = _heat(2)
+    grids = make_grids((6, 7), 1)
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="steps"):
+            k.iterate(*grids, steps=bad)
+    with pytest.raises(TypeError, match="output grid"):
+        k.iterate(grids[0], steps=2)
+    before = grids[-1].data.copy()
+    assert k.iterate(*grids, steps=0) is grids[-1]
+    assert np.array_equal(before, grids[-1].data)

@@ -17,7 +17,8 @@ import numpy as np
 
 from asp_core import cast as C
 from asp_core import interrupt
-from asp_core.components import Backend, Variant
+from asp_core.components import Backend, PlatformProgram, Variant
+from asp_core.errors import AspError
 
 from . import dast as D
 from .grid import fill_periodic_ghosts
@@ -78,6 +79,16 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     return run
 
 
+def _compile_args(name: str, program: PlatformProgram) -> dict[str, Any]:
+    """``ctx.compile`` arguments of one variant (the same for a build and a pre-compile, so the
+    second finds the first in the cache)."""
+    prog: D.StencilProgram = program.meta["dast"]
+    return {"source": C.print_c(program.ir), "lang": "c", "openmp": True,
+            "name": program.meta["function"], "variant": name,
+            "specialised_on": {"variant": name, "shape": prog.output.shape,
+                               "dtype": [g.dtype for g in prog.grids]}}
+
+
 class OpenMPBackend(Backend):
     """Phase 5 component ``c`` for the ``openmp`` platform."""
 
@@ -86,10 +97,21 @@ class OpenMPBackend(Backend):
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         program = variant.program
-        prog: D.StencilProgram = program.meta["dast"]
-        source = C.print_c(program.ir)
-        fname = program.meta["function"]
-        lib = ctx.compile(source, lang="c", openmp=True, name=fname,
-                          specialised_on={"variant": variant.name, "shape": prog.output.shape,
-                                          "dtype": [g.dtype for g in prog.grids]})
-        return bind(getattr(lib.cdll, fname), prog)
+        lib = ctx.compile(**_compile_args(variant.name, program))
+        if not lib.cached:
+            self._precompile_siblings(variant, ctx)
+        return bind(getattr(lib.cdll, program.meta["function"]), program.meta["dast"])
+
+    @staticmethod
+    def _precompile_siblings(variant: Variant, ctx: SpecializationContext) -> None:
+        """On a cold cache, compile the variants the autotuner will time next, in parallel, now:
+        otherwise each of the next calls would pay a compile, and a new process would need
+        more calls to reach a warm one's speed. A sibling that fails is left to the tuner."""
+        siblings = [(n, p) for n, p in variant.program.meta.get("siblings", ())
+                    if n != variant.name]
+        if not siblings:
+            return
+        try:
+            ctx.compile_many([_compile_args(n, p) for n, p in siblings])
+        except AspError:
+            pass  # the tuner builds it again, gets the error and excludes the variant

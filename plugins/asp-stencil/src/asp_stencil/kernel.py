@@ -85,15 +85,14 @@ class StencilKernel:
 
     def iterate(self, *grids: Any, steps: int) -> Any:
         """Run ``steps`` sweeps, swapping the output with the last input after each (Jacobi
-        ping-pong); returns the grid holding the last result. Equal to ``steps`` separate calls
-        with the swaps done by hand."""
+        ping-pong); returns the grid holding the last result. Bitwise equal to ``steps``
+        separate calls with the swaps done by hand, but on OpenMP the sweeps may run temporally
+        blocked and on CUDA in one device loop, whichever timing shows is fastest (see
+        :mod:`asp_stencil.temporal.iterate`)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
         if len(grids) < 2:
             raise TypeError("iterate() needs at least one input grid and the output grid")
-        gs = list(grids)
-        kernel = self.kernel
-        for _ in range(steps):
-            kernel(*gs)
-            gs[-1], gs[-2] = gs[-2], gs[-1]
-        return gs[-2] if steps else gs[-1]
+        from .temporal.iterate import iterate
+
+        return iterate(self, grids, steps)

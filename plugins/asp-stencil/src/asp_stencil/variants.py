@@ -3,17 +3,21 @@
 The guess follows the roofline of this kind of machine (see ENVIRONMENT.md): a stencil that
 writes an output much larger than the last-level cache without reading it is limited by memory
 traffic, and streaming stores save the read-for-ownership of every output line, so they come
-first; small outputs stay in cache and use regular stores. The alternatives let the autotuner
-check the guess on the real inputs: a dynamic OpenMP schedule (robust when other processes share
-the cores), the other store kind, one thread (for grids below ~1M points, too small to amortise a
-parallel region), 3-D tiling (loop order tile→i→j→k), ``collapse(2)``
-and an unrolled inner loop. Each variant re-lowers the DAST with its :class:`~asp_stencil.schedule.Schedule`.
+first (``nt-vec``, rows of pure arithmetic computed with intrinsics and streamed from registers,
+before the buffered ``nt``); small outputs stay in cache and use regular stores. The reported
+cache size only orders the guesses: both store kinds are timed for any output beyond 1 MiB, so
+a virtual machine reporting its host's L3 still gets streaming stores when they win. The other
+alternatives: a dynamic OpenMP schedule (robust when other processes share the cores), one
+thread (for grids below ~1M points, too small to amortise a parallel region), 3-D tiling (loop
+order tile→i→j→k), ``collapse(2)`` and an unrolled inner loop. Each variant re-lowers the DAST
+with its :class:`~asp_stencil.schedule.Schedule`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
 
@@ -25,12 +29,17 @@ from .vector import vector_isa, vectorizable
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["ScheduleVariants", "candidate_schedules"]
+__all__ = ["ScheduleVariants", "candidate_schedules", "usable_cache"]
 
 
 def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: int = 5,
                         isa: tuple[str, ...] = ()) -> list[Schedule]:
-    """Schedules worth timing for ``prog``, the expected best first."""
+    """Schedules worth timing for ``prog``, the expected best first.
+
+    ``llc_bytes`` only orders the guesses (streaming stores first for outputs well beyond it);
+    every store kind the kernel allows is proposed whenever the output exceeds 1 MiB, so the
+    autotuner decides on the real inputs even where the reported cache size is wrong.
+    """
     loops = prog.info.get("loops", [])
     parallel = [lp for lp in loops if not lp["sequential"]]
     if not parallel:
@@ -40,36 +49,46 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
     out_bytes = points * 8
     reads_out = any(lp["reads_output"] for lp in parallel if lp["region"] == "interior")
     nt_ok = dim >= 2 and prog.output.shape[-1] >= 16 and vector_isa(isa) is not None
-    big = out_bytes > max(llc_bytes // 2, 4 << 20)
-    nt = nt_ok and big and not reads_out
-    first = Schedule(nt=nt)
-    out = [first]
     interior = [lp for lp in prog.body
                 if isinstance(lp, D.PointLoop) and lp.region == "interior" and not lp.sequential]
-    if nt and interior and all(vectorizable(lp) for lp in interior):
-        # straight from registers to memory: the roofline variant (ENVIRONMENT.md measured
-        # 71-105 % of STREAM copy for such code, against 52-77 % for plain omp simd)
-        out.insert(0, Schedule(nt=True, vec=True))
+    # straight from registers to memory: the roofline variant (ENVIRONMENT.md measured
+    # 71-105 % of STREAM copy for such code, against 52-77 % for plain omp simd)
+    vec_ok = nt_ok and bool(interior) and all(vectorizable(lp) for lp in interior)
+    streaming = [Schedule(nt=True, vec=True)] if vec_ok else []
+    streaming.append(Schedule(nt=True))
+    big = out_bytes > max(llc_bytes // 2, 4 << 20)
+    if nt_ok and big and not reads_out:
+        out = streaming + [Schedule()]
+    elif nt_ok and out_bytes > (1 << 20):
+        out = [Schedule()] + streaming
+    else:
+        out = [Schedule()]
+    first = out[0]
     parallel_size = points >= first.parallel_min_points
     if parallel_size:
         # shared machines: a thread descheduled by another process stalls a static schedule
-        out.append(Schedule(nt=nt, omp_schedule="dynamic,2"))
-    if nt_ok and (big or out_bytes > (1 << 20)):
-        out.append(Schedule(nt=not nt))
+        out.append(replace(first, omp_schedule="dynamic,2"))
     if parallel_size and points < (1 << 20):
         # below ~1M points fork/join can cost more than the second core gives; above, a
         # one-thread win only reflects a momentarily oversubscribed machine at tuning time
-        out.append(Schedule(nt=nt, threads=1))
+        out.append(replace(first, threads=1))
     if dim >= 3 and prog.output.shape[-2] >= 64:
-        out.append(Schedule(nt=nt, block=16))
+        out.append(replace(first, block=16))
     if dim >= 3:
-        out.append(Schedule(nt=nt, collapse=True))
-    out.append(Schedule(nt=nt, unroll=2))
+        out.append(replace(first, collapse=True))
+    out.append(replace(first, unroll=2))
     seen: list[Schedule] = []
     for s in out:
         if s not in seen:
             seen.append(s)
     return seen[:max_variants]
+
+
+def usable_cache(hardware: Any) -> int:
+    """The last-level cache this process can count on: the reported size, but at most 8 MiB per
+    core it may run on (a virtual machine reports the host's whole L3, e.g. 480 MiB)."""
+    cores = max(1, int(getattr(hardware, "physical_cores", 1) or 1))
+    return min(int(hardware.last_level_cache), cores * (8 << 20))
 
 
 class ScheduleVariants(PlatformOptimizer):
@@ -79,7 +98,7 @@ class ScheduleVariants(PlatformOptimizer):
     def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         prog: D.StencilProgram = program.meta["dast"]
         isa = program.meta.get("isa", ())
-        llc = ctx.hardware.last_level_cache
+        llc = usable_cache(ctx.hardware)
         max_v = int(ctx.options.get("max_variants", 5))
         out = []
         for sched in candidate_schedules(prog, llc, max_v, isa):
@@ -87,4 +106,7 @@ class ScheduleVariants(PlatformOptimizer):
             meta = dict(program.meta, schedule=sched)
             out.append(Variant(sched.label, PlatformProgram(program.platform, ir, meta),
                                sched.params()))
+        siblings = tuple((v.name, v.program) for v in out)  # the backend pre-compiles them
+        for v in out:
+            v.program.meta["siblings"] = siblings
         return out

@@ -1,7 +1,8 @@
 """Phase 3 and 4 components of the CUDA backend: the ``cuda`` platform and its variants.
 
 Selection: ``check`` accepts a kernel only when a CUDA GPU is present (``nvidia-smi`` through
-``asp_core.hardware``) and the grid is big enough for a GPU to pay for the transfers, or when the
+``asp_core.hardware``), the grid is big enough for a GPU to pay for the transfers and a binding
+for device memory (pycuda, cuda-python or cupy) works, or when the
 user forces the platform (``ASP_PLATFORM_SELECTION=cuda`` or the kernel option
 ``{"platform_selection": "cuda"}``; then only ``nvcc`` is required, which is how CI compiles
 the CUDA code on machines without a GPU). Kernels that cannot run in parallel (Gauss–Seidel) are
@@ -60,6 +61,12 @@ class CudaPlatform(Platform):
         if points < MIN_GPU_POINTS:
             return (f"grid of {points} points is too small for a GPU to pay for the copies "
                     f"(< {MIN_GPU_POINTS}); force with ASP_PLATFORM_SELECTION=cuda")
+        from .devmem import CudaUnavailable, get_device_memory
+
+        try:  # the generated launchers need device memory from pycuda, cuda-python or cupy
+            get_device_memory()
+        except CudaUnavailable as exc:
+            return str(exc)
         return None
 
     def unavailable_reason(self) -> str | None:

@@ -14,15 +14,20 @@ alone, so it is only applied to kernels whose sweep is a pure function of the pr
   loops read only at the point itself (offset zero), so the set of points a sweep writes is the
   same every step: the interior box, the border, or both;
 * state and output grids are described identically (shape, dtype, ghost depth, neighbours), so
-  swapping them does not change the specialisation.
+  swapping them does not change the specialisation;
+* grids and program carry nothing the generator does not know: a property added to
+  :class:`~asp_stencil.dast.GridParam` or :class:`~asp_stencil.dast.StencilProgram` later
+  (periodic boundaries, say) makes the plan decline while it has a non-default value, so a new
+  DSL feature falls back to plain sweeps until this generator learns it;
+* point loops hold only assignments and stores (no statement types added later).
 
 :func:`temporal_plan` returns a :class:`TemporalPlan` or the reason blocking does not apply.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Union
 
 from .. import dast as D
 
@@ -73,8 +78,35 @@ def stores(loop: D.PointLoop) -> bool:
     return any(isinstance(s, D.Store) for s in loop.body)
 
 
+#: the fields of the DAST descriptions this generator knows how to honour
+KNOWN_GRID_FIELDS = frozenset({"name", "index", "shape", "dtype", "ghost_depth", "neighbors",
+                               "output"})
+KNOWN_PROGRAM_FIELDS = frozenset({"name", "grids", "body", "info"})
+KNOWN_LOOP_FIELDS = frozenset({"var", "grid", "region", "body", "sequential", "line"})
+
+
+def _unknown_property(node: Any, known: frozenset) -> str | None:
+    """The first field of ``node`` outside ``known`` whose value is not its default."""
+    for f in fields(node):
+        if f.name in known:
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(node, f.name)
+        if default is MISSING or value != default:
+            return f"{f.name}={value!r}"
+    return None
+
+
 def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
     """The plan for ``prog`` (an optimised DAST), or a sentence saying why it cannot be blocked."""
+    unknown = _unknown_property(prog, KNOWN_PROGRAM_FIELDS)
+    if unknown:
+        return f"the kernel has {unknown}, which temporal blocking does not support"
+    for g in prog.grids:
+        unknown = _unknown_property(g, KNOWN_GRID_FIELDS)
+        if unknown:
+            return f"grid {g.name!r} has {unknown}, which temporal blocking does not support"
     if len(prog.grids) < 2:
         return "iterate needs an input grid to swap with the output"
     dims = prog.dim
@@ -110,6 +142,13 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
     for loop in loops:
         if loop.sequential:
             return f"the {loop.region} loop reads its own output at a neighbour (sequential)"
+        unknown = _unknown_property(loop, KNOWN_LOOP_FIELDS)
+        if unknown or loop.region not in ("interior", "border"):
+            return (f"the {loop.region} loop has {unknown or 'that region'}, which temporal "
+                    f"blocking does not support")
+        for s in loop.body:
+            if not isinstance(s, (D.Assign, D.Store)):
+                return f"a {type(s).__name__} statement inside the {loop.region} loop"
         for s in loop.body:
             for r in D.reads(s.value):
                 if r.grid == out.name:

@@ -1,38 +1,103 @@
-"""``StencilKernel.iterate`` beyond plain sweeps: temporal blocking on the CPU, or on the GPU.
+"""What ``StencilKernel.iterate`` runs: plain sweeps, temporal blocking or the GPU device loop.
 
-``iterate`` runs its first sweep through the kernel's dispatcher as always (that validates the
-grids, specialises, picks the platform, or falls back to Python with the core's warning), then
-asks :func:`accelerated_iterate` whether the remaining sweeps can run faster:
+:func:`iterate` runs sweeps through the kernel's dispatcher (that validates the grids,
+specialises, picks the platform, tunes the single sweep, or falls back to Python with the
+core's warning) until the dispatcher has bound its tuned callable, then hands the remaining
+sweeps on:
 
-* the dispatcher bound CUDA code (``fn.iterate`` exists): all sweeps run on the device with one
+* the tuned callable runs on CUDA (it has ``.iterate``): all sweeps run on the device with one
   upload and one download;
-* otherwise, if the user did not choose a platform other than OpenMP and
-  :func:`~asp_stencil.temporal.runner.wants_blocking` says the grids exceed the last-level cache,
-  the temporally blocked C variant runs them (exactly equal to plain sweeps).
+* it runs on OpenMP: an :class:`~asp_core.autotune.Autotuner` picks between *plain sweeps* (the
+  tuned single-sweep callable in a loop) and the temporally blocked variants (block depth and
+  tile sizes, see :mod:`.runner`), timing each on chunks of the real iteration. Splitting an
+  iteration into chunks is exact (blocked sweeps are bitwise equal to plain ones), so tuning
+  costs no extra sweep; the winner is kept in the perf database, so a later process runs it
+  from its first call. No cache size decides: a virtual machine may report its host's L3.
 
-It returns ``None`` when neither applies, and ``iterate`` goes on with plain sweeps.
+Kernels the blocked code cannot take (:func:`~.analysis.temporal_plan` says why) and other
+platforms (pure Python, NumPy, a fallback) always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or
+the kernel option ``temporal`` (``auto``, ``on``: blocked variants only, ``off``) overrides the
+choice; ``ASP_AUTOTUNE=off`` keeps plain sweeps (the default variant).
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+import os
+import time
+from typing import Any, Callable
 
 from asp_core import config
-from asp_core.errors import CompileError, SpecializationWarning
+from asp_core.autotune import Autotuner
 
 from ..signature import stencil_signature
-from .runner import blocked_iterate, wants_blocking
+from .runner import BlockedIterator, TemporalParams, get_iterator
 
-__all__ = ["accelerated_iterate"]
+__all__ = ["iterate", "temporal_mode", "IterateChoice", "PLAIN"]
+
+#: the name of the plain-sweep candidate among the blocked ones
+PLAIN = "plain"
 
 
-def _result(grids: tuple, steps: int) -> Any:
-    """The grid holding the last result after ``steps`` sweeps with Jacobi swaps."""
-    gs = list(grids)
+def temporal_mode(kernel: Any) -> str:
+    """``auto`` (time plain and blocked sweeps), ``on`` (blocked only, where possible) or
+    ``off``, from the kernel option ``temporal``, else ``ASP_STENCIL_TEMPORAL``."""
+    opt = str((getattr(kernel, "asp_options", None) or {}).get(
+        "temporal", os.environ.get("ASP_STENCIL_TEMPORAL", "auto"))).strip().lower()
+    if opt in ("off", "0", "false", "no"):
+        return "off"
+    if opt in ("on", "1", "true", "yes", "always"):
+        return "on"
+    if opt != "auto":
+        raise ValueError(f"temporal must be 'auto', 'on' or 'off', got {opt!r}")
+    return "auto"
+
+
+def _swap(gs: list, steps: int) -> None:
     if steps % 2:
         gs[-1], gs[-2] = gs[-2], gs[-1]
-    return gs[-2] if steps else gs[-1]
+
+
+def _plain(fn: Callable[..., Any], gs: list, steps: int) -> None:
+    for _ in range(steps):
+        fn(*gs)
+        gs[-1], gs[-2] = gs[-2], gs[-1]
+
+
+class IterateChoice:
+    """Plain sweeps against the blocked variants of one compiled :class:`BlockedIterator`.
+
+    Candidates are timed per sweep on chunks of ``chunk`` sweeps of real ``iterate`` calls (at
+    most deep enough for the deepest block; shorter iterations get their own, shorter chunks,
+    since blocking gains less on them). The rest of an iteration shorter than a chunk runs the
+    winner, or plain sweeps while tuning.
+    """
+
+    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str, on_event: Any = None
+                 ) -> None:
+        self.blocked = blocked
+        self.chunk = chunk
+        self.params: dict[str, TemporalParams] = {c.label: c for c in blocked.candidates}
+        names = ([] if mode == "on" else [PLAIN]) + list(self.params)
+        self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
+                               params={n: p.as_dict() for n, p in self.params.items()},
+                               label=f"{blocked.prog.name} iterate {blocked.prog.output.shape}",
+                               repeats=2, on_event=on_event)
+
+    def run(self, sweep: Callable[..., Any], gs: list, steps: int) -> None:
+        """``steps`` sweeps on ``gs`` (swapped in place as plain sweeps would leave them)."""
+        while steps > 0:
+            tuning = not self.tuner.done and steps >= self.chunk
+            name = self.tuner.next() if tuning or self.tuner.done else PLAIN
+            n = self.chunk if tuning else steps
+            start = time.perf_counter()
+            if name == PLAIN:
+                _plain(sweep, gs, n)
+            else:
+                self.blocked.run(tuple(gs), n, self.params[name])
+                _swap(gs, n)
+            if tuning:
+                self.tuner.report(name, (time.perf_counter() - start) / n)
+            steps -= n
 
 
 def _chosen_platform(dispatcher: Any) -> str | None:
@@ -44,36 +109,67 @@ def _chosen_platform(dispatcher: Any) -> str | None:
     return None
 
 
-def accelerated_iterate(kernel: Any, dispatcher: Any, grids: tuple, steps: int) -> Any:
-    """Run ``steps`` sweeps of ``kernel`` on ``grids`` faster than plain sweeps if possible.
-
-    Returns the grid holding the last result, or ``None`` (nothing ran) when the caller should
-    use plain sweeps.
-    """
-    if steps < 2 or config.mode() == "python":
+def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
+    """The plain-vs-blocked choice for iterations of ``steps`` sweeps on these grids, or None
+    where only plain sweeps apply."""
+    mode = temporal_mode(kernel)
+    if mode == "off":
         return None
-    key = stencil_signature(tuple(grids), {}, kernel)
-    fn = dispatcher.specializations.get(key)
-    if fn is None or fn is getattr(dispatcher, "fallback", None):
-        return None
-    device_iterate = getattr(fn, "iterate", None)
-    if callable(device_iterate):
-        try:
-            device_iterate(tuple(grids), steps)
-        except TypeError:  # state and output not interchangeable: plain sweeps
-            return None
-        return _result(grids, steps)
     requested, _ = config.phase_choice("stencil", "platform_selection",
                                        getattr(dispatcher, "options", None))
     if requested not in (None, "openmp") or _chosen_platform(dispatcher) not in (None, "openmp"):
-        return None  # the user or the selection chose another platform (e.g. CUDA, tuning)
-    if not wants_blocking(kernel, grids, steps):
+        return None  # the user or the selection chose another platform
+    blocked = get_iterator(kernel, tuple(gs))
+    if isinstance(blocked, str):
         return None
-    try:
-        result = blocked_iterate(kernel, tuple(grids), steps)
-    except CompileError as exc:
-        warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to compile "
-                      f"(a bug; please report it), plain sweeps are used: {exc}",
-                      SpecializationWarning, stacklevel=3)
-        return None
-    return None if isinstance(result, str) else result
+    # a power of two below ``steps`` (few tuners, whatever the iteration lengths), at most
+    # deep enough for the deepest block, and two or more chunks per call of 32 steps or more
+    chunk = min(1 << (steps.bit_length() - 1), max(16, 2 * max(c.K for c in blocked.candidates)))
+    if steps >= 32:
+        chunk = min(chunk, steps // 2)
+    per = blocked.choices
+    hit = per.get((chunk, mode))
+    if hit is None:
+        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, blocked.on_event)
+    return hit
+
+
+def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
+    """``steps`` Jacobi sweeps of ``kernel`` (see the module docstring); returns the grid
+    holding the last result."""
+    gs = list(grids)
+    if steps == 0:
+        return gs[-1]
+    dispatcher = kernel.kernel
+    total = steps
+    while steps > 0:
+        key = stencil_signature(tuple(gs), {}, kernel)
+        fn = dispatcher.tuned(key) if config.mode() != "python" else None
+        if fn is None and temporal_mode(kernel) == "on" and \
+                dispatcher.specializations.get(key) not in (None, dispatcher.fallback):
+            fn = dispatcher  # still timing the sweep's variants: no need to wait for blocking
+        if fn is None:  # not yet specialised, still tuning the sweep, or plain Python
+            dispatcher(*gs)
+            gs[-1], gs[-2] = gs[-2], gs[-1]
+            steps -= 1
+            continue
+        swapped = (*gs[:-2], gs[-1], gs[-2])
+        if stencil_signature(swapped, {}, kernel) != key:
+            # state and output described differently: each swap changes the specialisation
+            _plain(dispatcher, gs, steps)
+            break
+        device_iterate = getattr(fn, "iterate", None)
+        if callable(device_iterate) and steps > 1:
+            try:
+                device_iterate(tuple(gs), steps)
+                _swap(gs, steps)
+                return gs[-2]
+            except TypeError:  # state and output not interchangeable: plain sweeps
+                pass
+        choice = _choice(kernel, dispatcher, gs, total) if steps > 1 else None
+        if choice is None:
+            _plain(fn, gs, steps)
+        else:
+            choice.run(fn, gs, steps)
+        break
+    return gs[-2]

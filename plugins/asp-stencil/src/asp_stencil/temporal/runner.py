@@ -1,18 +1,18 @@
-"""Compile, autotune and run the temporally blocked ``iterate`` of a kernel instance.
+"""Compile and run the temporally blocked ``iterate`` of a kernel instance.
 
-:func:`blocked_iterate` is what ``StencilKernel.iterate`` calls when blocking is worth it (see
-:func:`wants_blocking`): it specialises the kernel exactly as a call would (same frontend and
-domain passes, through an ``asp_core.SpecializationContext``), checks the plan, compiles the
-generated C through the core's cache, and runs ``steps`` sweeps in one C call. Block depth ``K``
-and tile sizes ``B0``/``B1`` are runtime arguments of that one library; the candidates are timed
-on the first calls by ``asp_core.autotune.Autotuner`` and the winner is kept in the perf database.
+:func:`get_iterator` specialises the kernel exactly as a call would (same frontend and domain
+passes, through an ``asp_core.SpecializationContext``), checks the plan, compiles the generated
+C through the core's cache and returns a :class:`BlockedIterator` that runs ``steps`` sweeps in
+one C call. Block depth ``K`` and tile sizes ``B0``/``B1`` are runtime arguments of that one
+library; :func:`candidate_params` proposes the ones worth timing, and
+:mod:`.iterate` times them against plain sweeps on real calls.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import time
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -20,15 +20,17 @@ from typing import Any, Union
 import numpy as np
 
 from asp_core.context import SpecializationContext
+from asp_core.errors import CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
 
 from .. import dast as D
 from ..signature import check_grids, stencil_signature
+from ..variants import usable_cache
 from .analysis import TemporalPlan, temporal_plan
 from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source
 
-__all__ = ["BlockedIterator", "TemporalParams", "blocked_iterate", "wants_blocking",
-           "candidate_params", "compile_iterator", "specialise"]
+__all__ = ["BlockedIterator", "TemporalParams", "candidate_params", "compile_iterator",
+           "get_iterator", "specialise"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -64,7 +66,7 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 10, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
+                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
     Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
@@ -115,22 +117,6 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     return plain + streamed
 
 
-def wants_blocking(kernel: Any, grids: tuple, steps: int) -> bool:
-    """Whether ``iterate`` should try the blocked variant: more than one step on data that does
-    not fit in the last-level cache, unless ``ASP_STENCIL_TEMPORAL`` (``auto``/``on``/``off``)
-    or the kernel option ``temporal`` says otherwise."""
-    opt = str((getattr(kernel, "asp_options", None) or {}).get(
-        "temporal", os.environ.get("ASP_STENCIL_TEMPORAL", "auto"))).lower()
-    if opt in ("off", "0", "false", "no") or steps < 2:
-        return False
-    if opt in ("on", "1", "true", "yes", "always"):
-        return True
-    from asp_core.hardware import query
-
-    nbytes = sum(int(getattr(g, "data", np.empty(0)).nbytes) for g in grids)
-    return nbytes > query().last_level_cache
-
-
 def _kernel_function(kernel: Any) -> Any:
     for klass in type(kernel).__mro__:
         k = klass.__dict__.get("kernel")
@@ -156,7 +142,11 @@ def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.Sten
 
 @dataclass
 class BlockedIterator:
-    """The compiled blocked iteration of one specialisation, with its tuner."""
+    """The compiled blocked iteration of one specialisation.
+
+    ``choices`` holds the plain-vs-blocked tuners of :mod:`.iterate` (one per chunk length and
+    mode), ``on_event`` records their decisions in the specialisation's context.
+    """
 
     prog: D.StencilProgram
     plan: TemporalPlan
@@ -164,11 +154,13 @@ class BlockedIterator:
     scratch: Any
     candidates: list[TemporalParams]
     key: str
-    tuner: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
+    on_event: Any = None
+    choices: dict = field(default_factory=dict)
 
-    def run(self, grids: tuple, steps: int, params: TemporalParams | None = None) -> None:
-        """``steps`` sweeps on ``grids`` (state = ``grids[-2]``, output = ``grids[-1]``)."""
+    def run(self, grids: tuple, steps: int, params: TemporalParams) -> None:
+        """``steps`` sweeps of ``params`` on ``grids`` (state = ``grids[-2]``, output =
+        ``grids[-1]``); like plain sweeps, the result is in the output grid if ``steps`` is odd,
+        else in the state grid."""
         check_grids(grids)
         shape = self.prog.output.shape
         if grids[-1].data.shape != shape or grids[-1].data.dtype != np.float64:
@@ -180,37 +172,16 @@ class BlockedIterator:
             raise ValueError("iterate writes the last input grid too (ping-pong), but its .data "
                              "is read-only")
         tp = params
-        name = ""
-        if tp is None:
-            name = self.tuner.next()
-            tp = next(c for c in self.candidates if c.label == name)
         consts = [g.data.ctypes.data for g in grids[:-2]]
-        t0 = time.perf_counter()
         rc = self.cfunc(grids[-2].data.ctypes.data, grids[-1].data.ctypes.data, *consts,
                         int(steps), tp.K, tp.B0, tp.B1, tp.NT)
-        seconds = time.perf_counter() - t0
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
-        if name and steps > 0:
-            self.tuner.report(name, seconds / steps)
-
-    def tune(self, grids: tuple, steps: int) -> TemporalParams:
-        """Time every candidate now (``steps`` sweeps each, on these grids) and fix the winner."""
-        while not self.tuner.done:
-            self.run(grids, steps)
-        return self.winner
-
-    @property
-    def winner(self) -> TemporalParams:
-        name = self.tuner.winner or self.tuner.next()
-        return next(c for c in self.candidates if c.label == name)
 
 
 def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: TemporalPlan
                      ) -> BlockedIterator:
-    """Generate, compile (through the core's cache) and bind; set up the autotuner."""
-    from asp_core.autotune import Autotuner
-
+    """Generate, compile (through the core's cache) and bind."""
     source = temporal_source(prog, plan)
     # -fno-builtin-pow: gcc turns pow(x, 2.0) into x*x, but Python's x ** 2 calls libm's pow,
     # which is not always correctly rounded; calling pow keeps the results bitwise equal
@@ -227,17 +198,14 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
-    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=hw.last_level_cache)
+    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw))
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
     if forced:  # "K,B0,B1[,NT]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
-    tuner = Autotuner(key, [c.label for c in cands],
-                      params={c.label: c.as_dict() for c in cands},
-                      label=f"{prog.name} temporal {prog.output.shape}", repeats=2,
-                      on_event=lambda ev, **d: ctx.record(ev, **d))
-    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, tuner)
+    return BlockedIterator(prog, plan, cfunc, scratch, cands, key,
+                           on_event=lambda ev, **d: ctx.record(ev, **d))
 
 
 def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
@@ -256,21 +224,15 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
         else:
             from asp_core.toolchain import find_toolchain
 
-            tc = find_toolchain("c")
-            hit = compile_iterator(ctx, prog, plan) if tc.has_openmp else \
-                "the C compiler has no OpenMP"
+            if not find_toolchain("c").has_openmp:
+                hit = "the C compiler has no OpenMP"
+            else:
+                try:
+                    hit = compile_iterator(ctx, prog, plan)
+                except CompileError as exc:
+                    hit = f"the blocked code failed to compile: {exc}"
+                    warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to "
+                                  f"compile (a bug; please report it), plain sweeps are used: "
+                                  f"{exc}", SpecializationWarning, stacklevel=4)
         per_kernel[key] = hit
     return hit
-
-
-def blocked_iterate(kernel: Any, grids: tuple, steps: int) -> Union[Any, str]:
-    """Run ``steps`` blocked sweeps; return the grid holding the last result (as ``iterate``
-    does), or a string saying why blocking does not apply (nothing has run then)."""
-    it = get_iterator(kernel, grids)
-    if isinstance(it, str):
-        return it
-    it.run(tuple(grids), steps)
-    gs = list(grids)
-    if steps % 2:
-        gs[-1], gs[-2] = gs[-2], gs[-1]
-    return gs[-2] if steps else gs[-1]
