@@ -207,6 +207,7 @@ class HaloExchange:
         self.recvs = {self._peer(q, size): self._selection(sel) for q, sel in recvs.items()}
         self._buffers: dict[tuple, tuple[list, list]] = {}
         self._pending: tuple[list, list, tuple[np.ndarray, ...]] | None = None
+        self._waitall: Any = None  # MPI.Request.Waitall, looked up at the first exchange
 
     @staticmethod
     def _peer(q: Any, size: int) -> int:
@@ -232,10 +233,12 @@ class HaloExchange:
 
     def _views(self, selections: dict[int, Selection], arrays: tuple[np.ndarray, ...],
                dtype: np.dtype) -> list:
-        """Per peer: (peer, buffer, selection, one view of the buffer per array)."""
+        """Per peer: (peer, buffer, box or None, index array or None, one buffer view per
+        array)."""
         out = []
         for q, sel in selections.items():
-            shapes = [a[sel].shape if isinstance(sel, tuple) else a.shape[:-1] + (len(sel),)
+            box = sel if isinstance(sel, tuple) else None
+            shapes = [a[sel].shape if box is not None else a.shape[:-1] + (len(sel),)
                       for a in arrays]
             sizes = [int(np.prod(s)) for s in shapes]
             buf = np.empty(sum(sizes), dtype=dtype)
@@ -243,7 +246,7 @@ class HaloExchange:
             for shape, n in zip(shapes, sizes):
                 views.append(buf[off:off + n].reshape(shape))
                 off += n
-            out.append((q, buf, sel, views))
+            out.append((q, buf, box, None if box is not None else sel, views))
         return out
 
     def start(self, *arrays: np.ndarray, stats: CommStats | None = None) -> None:
@@ -253,27 +256,30 @@ class HaloExchange:
                                "call finish() first (its buffers are reused)")
         if not arrays:
             raise TypeError("HaloExchange.start needs at least one array")
-        dtype = arrays[0].dtype
-        for i, a in enumerate(arrays):
-            if not isinstance(a, np.ndarray) or a.dtype != dtype:
-                raise TypeError(f"HaloExchange: array {i + 1} is "
-                                f"{getattr(a, 'dtype', type(a).__name__)}, array 1 {dtype}; one "
-                                "exchange moves numpy arrays of one dtype")
-        key = (dtype.str, tuple(a.shape for a in arrays))
+        try:
+            dtype = arrays[0].dtype
+            # a mixed-dtype call makes a shorter key, which no stored key equals
+            key = (len(arrays), dtype, *[a.shape for a in arrays if a.dtype == dtype])
+        except AttributeError:
+            key = ()
         bufs = self._buffers.get(key)
         if bufs is None:
+            if len(key) != len(arrays) + 2 or not all(isinstance(a, np.ndarray) for a in arrays):
+                raise TypeError("HaloExchange: one exchange moves numpy arrays of one dtype, "
+                                f"got {[getattr(a, 'dtype', type(a).__name__) for a in arrays]}")
             bufs = self._buffers[key] = (self._views(self.recvs, arrays, dtype),
                                          self._views(self.sends, arrays, dtype))
+            self._waitall = import_mpi().Request.Waitall
         recv, send = bufs
         comm, tag = self.comm, self.tag
-        reqs = [comm.Irecv(buf, source=q, tag=tag) for q, buf, _, _ in recv]
-        for q, buf, sel, views in send:
-            if isinstance(sel, tuple):
+        reqs = [comm.Irecv(buf, source=q, tag=tag) for q, buf, _, _, _ in recv]
+        for q, buf, box, idx, views in send:
+            if box is not None:
                 for a, v in zip(arrays, views):  # pack straight into the message buffer
-                    v[...] = a[sel]
+                    v[...] = a[box]
             else:
                 for a, v in zip(arrays, views):
-                    np.take(a, sel, axis=-1, out=v)
+                    a.take(idx, axis=-1, out=v)
             reqs.append(comm.Isend(buf, dest=q, tag=tag))
             if stats is not None:
                 stats.message(buf.nbytes)
@@ -287,14 +293,14 @@ class HaloExchange:
             raise RuntimeError("HaloExchange.finish: no exchange has started")
         reqs, recv, arrays = self._pending
         self._pending = None
-        import_mpi().Request.Waitall(reqs)
-        for _, _, sel, views in recv:
-            if isinstance(sel, tuple):
+        self._waitall(reqs)
+        for _, _, box, idx, views in recv:
+            if box is not None:
                 for a, v in zip(arrays, views):
-                    a[sel] = v
+                    a[box] = v
             else:
                 for a, v in zip(arrays, views):
-                    a[..., sel] = v
+                    a[..., idx] = v
 
     def exchange(self, *arrays: np.ndarray, stats: CommStats | None = None) -> None:
         """Collective: :meth:`start` then :meth:`finish`."""

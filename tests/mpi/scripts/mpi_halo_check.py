@@ -60,7 +60,7 @@ def main() -> None:
         idx.start(v, v64)
         raise AssertionError("mixed dtypes accepted")
     except TypeError as exc:
-        assert "one dtype" in str(exc)
+        assert "of one dtype" in str(exc)
     done = comm.gather((stats.messages, stats.bytes, st.messages), root=0)
     if rank == 0:  # one writer: mpiexec may interleave the lines of several ranks
         print(f"HALO-ALL-OK ranks={len(done)} counts={sorted(set(done))}", flush=True)
