@@ -207,13 +207,13 @@ class DistributedEM:
         tkey = cache_key(specializer="gmm", tuning=repr(("em_step[mpi]", self.comm.Get_size(),
                                                          *key[1:], magnitude)),
                          variants=sorted(names))
-        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1)
-        stored = self.comm.bcast(tuner.winner if tuner.done else None, root=0)
-        if stored in names:  # rank 0's decision (stored, or the default when tuning is off)
-            self._fixed = self.winner = stored
-        else:  # tune in lock-step; a winner stored on another rank must not desynchronise it
-            self._tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1,
-                                    mode="always")
+        # collective: rank 0's stored winner (or the default when tuning is off) everywhere,
+        # else every rank tunes in lock step
+        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1, comm=self.comm)
+        if tuner.done:
+            self._fixed = self.winner = tuner.winner
+        else:
+            self._tuner = tuner
 
     def _fn(self, name: str) -> Callable[..., EMStep]:
         assert self._variants is not None
@@ -248,7 +248,7 @@ class DistributedEM:
             stats=self.stats, error=error)
         if tuning:
             self.timings[name] = mean_seconds
-            self._tuner.report(name, mean_seconds)
+            self._tuner.report(name, mean_seconds, agreed=True)  # it travelled in the Allreduce
             if self._tuner.done:
                 self.winner = self._tuner.winner
         return step
