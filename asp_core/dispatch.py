@@ -10,16 +10,18 @@ when the kernel cannot be specialised: ``auto`` falls back to Python with one
 from __future__ import annotations
 
 import threading
-import time
 import warnings
-from typing import Any, Callable, Hashable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from asp_core import config, recording
 from asp_core.context import SpecializationContext
 from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
                              Unspecializable)
 
-__all__ = ["Dispatcher", "Variants", "specialize"]
+if TYPE_CHECKING:
+    from asp_core.pipeline import Variants
+
+__all__ = ["Dispatcher", "specialize"]
 
 
 class Dispatcher:
@@ -160,10 +162,10 @@ class Dispatcher:
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for a call with these arguments: the variants the pipeline proposes, as
-        a :class:`Variants` mapping that compiles each on first access.  For runners that
+        a :class:`~asp_core.pipeline.Variants` mapping that compiles each on first access.  For runners that
         time or choose variants themselves (e.g. collectively over MPI, with
         :class:`~asp_core.autotune.Autotuner` ``comm=``); nothing is bound or tuned here."""
-        from asp_core.pipeline import Pipeline
+        from asp_core.pipeline import Pipeline, Variants
         from asp_core.plugins import get_registry
 
         _, ctx = self._prepare(args, kwargs)
@@ -185,38 +187,6 @@ class Dispatcher:
         with self._lock:
             self._table.clear()
             self._warned = False
-
-
-class Variants(Mapping[str, Callable[..., Any]]):
-    """The variants of one call, name → callable (default first), each built on first access.
-
-    ``key`` is the call's specialisation key and ``context`` its
-    :class:`~asp_core.context.SpecializationContext` (the phase decisions and builds are
-    recorded there, as for an ordinary specialisation).
-    """
-
-    def __init__(self, ctx: SpecializationContext, variants: list[Any], backend: Any) -> None:
-        self.context = ctx
-        self.key = ctx.key
-        self._by_name = {v.name: v for v in variants}
-        self._backend = backend
-        self._built: dict[str, Callable[..., Any]] = {}
-
-    def __getitem__(self, name: str) -> Callable[..., Any]:
-        fn = self._built.get(name)
-        if fn is None:
-            variant = self._by_name[name]
-            start = time.perf_counter()
-            self.context.variant = name
-            fn = self._built[name] = self._backend.obj.build(variant, self.context)
-            self.context.record("build", variant=name, seconds=time.perf_counter() - start)
-        return fn
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
 
 
 def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:
