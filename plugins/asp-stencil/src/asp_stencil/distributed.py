@@ -58,13 +58,6 @@ def _intersect(a: Box, b: Box) -> Box:
     return tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b))
 
 
-def _size(b: Box) -> int:
-    n = 1
-    for lo, hi in b:
-        n *= max(0, hi - lo)
-    return n
-
-
 def _slices(b: Box, origin: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(lo - o, hi - o) for (lo, hi), o in zip(b, origin))
 
