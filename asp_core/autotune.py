@@ -6,6 +6,10 @@ call until each has been timed, then fixes the winner and stores it (and every t
 transaction: no database access on the tuning calls themselves) in ``<cache>/perf.sqlite``
 under a tuning key, so later processes skip tuning.
 ``ASP_AUTOTUNE=off`` always uses the first (default) variant; ``always`` ignores stored winners.
+
+Distributed runs tune collectively (``Autotuner(..., comm=comm)``): every rank times the same
+variant in lock step, the time that counts is the slowest rank's (what the job pays), and rank
+0's stored winner and database decide, so every rank runs the same winner.
 """
 
 from __future__ import annotations
@@ -215,13 +219,22 @@ class Autotuner:
 
     Use :meth:`next` to learn which variant the coming call should run and :meth:`report` to hand
     back its time; or :meth:`tune` to time all of them at once through a callback.
+
+    ``comm`` (an mpi4py communicator) makes the tuning collective: construction checks that
+    every rank proposes the same variants and gives every rank rank 0's decision (its stored
+    winner, or none: then all ranks tune), :meth:`report` agrees on the slowest rank's time, and
+    only rank 0 writes the perf database, so all ranks pick the same winner. Every rank must
+    then call :meth:`report` (or :meth:`tune`) for the same variants in the same order.
     """
 
     def __init__(self, key: str, variants: list[str], *, params: dict[str, dict] | None = None,
                  label: str = "", mode: str | None = None, db: PerfDB | None = None,
-                 repeats: int = 1, on_event: Callable[..., None] | None = None) -> None:
+                 repeats: int = 1, on_event: Callable[..., None] | None = None,
+                 comm: Any = None) -> None:
         if not variants:
             raise ValueError("Autotuner needs at least one variant")
+        self.comm = comm
+        self._root = comm is None or comm.Get_rank() == 0
         self.key = key
         self.variants = list(variants)
         self.params = params or {}
@@ -240,13 +253,28 @@ class Autotuner:
         if self.mode == "off" or len(self.variants) == 1:
             self.winner, self.source = self.variants[0], (
                 "only variant" if len(self.variants) == 1 else "ASP_AUTOTUNE=off: default")
-        elif self.mode == "once":
+        elif self.mode == "once" and self._root:
             stored = self.db.winner(key)
             if stored in self.variants:
                 self.winner, self.source = stored, "perf database"
-        if self.winner is not None:  # the database is read only when it decided
+        if comm is not None:
+            self._agree_on_start(comm)
+        if self.winner is not None:
             self._on_event("autotune", winner=self.winner, source=self.source,
                            timings=self.db.timings(key) if self.source == "perf database" else [])
+
+    def _agree_on_start(self, comm: Any) -> None:
+        """Collective: the same variant list on every rank, then rank 0's winner (or none, and
+        every rank tunes) everywhere."""
+        from asp_core.mpi import check_same
+
+        check_same(comm, self.variants, "autotuning variants")
+        self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
+
+    @property
+    def collective(self) -> bool:
+        """Tuning is agreed over ``comm``: :meth:`report` and :meth:`exclude` are collective."""
+        return self.comm is not None
 
     @property
     def done(self) -> bool:
@@ -266,7 +294,8 @@ class Autotuner:
         return self._decide()
 
     def exclude(self, variant: str, reason: str = "") -> None:
-        """Drop ``variant`` from the tuning (e.g. it failed to build); decides if one is left."""
+        """Drop ``variant`` from the tuning (e.g. it failed to build); decides if one is left.
+        When tuning over ``comm``, every rank must exclude the same variant."""
         if self.winner is not None or variant not in self.variants:
             return
         self.variants.remove(variant)
@@ -278,17 +307,26 @@ class Autotuner:
         elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants):
             self._decide()
 
-    def report(self, variant: str, seconds: float) -> None:
-        """Record the time of one call of ``variant``; decides once all are timed."""
+    def report(self, variant: str, seconds: float, *, agreed: bool = False) -> None:
+        """Record the time of one call of ``variant``; decides once all are timed.
+
+        Collective when tuning over ``comm``: every rank reports the same variant and the
+        slowest rank's time counts (one ``allreduce``), unless ``agreed=True`` says ``seconds``
+        is already the same on every rank (e.g. it travelled in the caller's own reduction).
+        """
         if self.winner is not None:
             return
+        if self.comm is not None and not agreed:
+            from asp_core.mpi import import_mpi
+
+            seconds = self.comm.allreduce(float(seconds), op=import_mpi().MAX)
         self.times.setdefault(variant, []).append(seconds)
         # kept in memory and stored with the winner: a database write per call would cost the
         # tuning calls more than the kernels they time
         self._pending.append((variant, seconds, self.params.get(variant)))
         elapsed = time.perf_counter() - (self._started or time.perf_counter())
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
-        if elapsed > 1.0 or self._progress is not None:
+        if self._root and (elapsed > 1.0 or self._progress is not None):
             self._show(timed, variant)
         if timed == len(self.variants):
             self._decide()
@@ -307,7 +345,8 @@ class Autotuner:
         best = min(self.variants, key=lambda v: min(self.times.get(v, [float("inf")])))
         self.winner, self.source = best, "tuned now"
         pending, self._pending = self._pending, []
-        self.db.record_many(self.key, pending, self.label, winner=best)
+        if self._root:  # one rank stores what the job decided
+            self.db.record_many(self.key, pending, self.label, winner=best)
         self._on_event("autotune", winner=best, source=self.source,
                        timings=[(v, min(t), len(t)) for v, t in sorted(
                            self.times.items(), key=lambda kv: min(kv[1]))])

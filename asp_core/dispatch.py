@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 import warnings
-from typing import Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from asp_core import config, recording
 from asp_core.context import SpecializationContext
 from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
                              Unspecializable)
+
+if TYPE_CHECKING:
+    from asp_core.pipeline import Variants
 
 __all__ = ["Dispatcher", "specialize"]
 
@@ -157,11 +160,12 @@ class Dispatcher:
             return None
         return fn
 
-    def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
-        """Every variant the pipeline proposes for a call with these arguments, built: name →
-        callable taking the kernel's arguments.  For tests and benchmarks that compare
-        variants; nothing is bound or tuned (ordinary calls keep using the tuned winner)."""
-        from asp_core.pipeline import Pipeline
+    def variants(self, *args: Any, **kwargs: Any) -> Variants:
+        """Phases 1-4 for a call with these arguments: the variants the pipeline proposes, as
+        a :class:`~asp_core.pipeline.Variants` mapping that compiles each on first access.  For runners that
+        time or choose variants themselves (e.g. collectively over MPI, with
+        :class:`~asp_core.autotune.Autotuner` ``comm=``); nothing is bound or tuned here."""
+        from asp_core.pipeline import Pipeline, Variants
         from asp_core.plugins import get_registry
 
         _, ctx = self._prepare(args, kwargs)
@@ -169,7 +173,14 @@ class Dispatcher:
             raise AspError(f"specializer {self.specializer!r} is not installed; "
                            f"pip install asp-{self.specializer}")
         _, variants, backend = Pipeline(get_registry(), self.specializer).lower(ctx)
-        return {v.name: backend.obj.build(v, ctx) for v in variants}
+        return Variants(ctx, variants, backend)
+
+    def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
+        """Every variant the pipeline proposes for a call with these arguments, built: name →
+        callable taking the kernel's arguments.  For tests and benchmarks that compare
+        variants; nothing is bound or tuned (ordinary calls keep using the tuned winner)."""
+        built = self.variants(*args, **kwargs)
+        return {name: built[name] for name in built}
 
     def clear(self) -> None:
         """Forget every specialisation (the code cache keeps the compiled code)."""

@@ -16,6 +16,9 @@ module holds what every distributed component needs and nothing heavier:
   ``ValueError`` on every rank, so they all leave the collective path together;
 * :class:`CommStats` – counters of point-to-point messages and global reductions, the figures
   the communication-avoiding algorithms are judged by;
+* :class:`HaloExchange` – the neighbour exchange of ghost/halo values, one packed non-blocking
+  message per peer rank, with reused buffers and :class:`CommStats` accounting (the distributed
+  stencil grids and the distributed sparse matrices both use it);
 * :func:`block_range` – the balanced contiguous split used for rows, samples and grid axes;
 * :func:`find_mpiexec` and :func:`run_mpi` – launching ``mpiexec -n N python script.py`` from
   pytest or a benchmark with a hard timeout (the whole process group is killed on expiry, so a
@@ -34,12 +37,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, Union
+
+import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
            "abort_on_uncaught",
            "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "MPIRun",
-           "run_mpi"]
+           "run_mpi", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
 
@@ -205,6 +210,143 @@ class CommStats:
         allv = comm.allgather(mine)
         return {"messages": sum(v[0] for v in allv), "bytes": sum(v[1] for v in allv),
                 "exchanges": max(v[2] for v in allv), "reductions": max(v[3] for v in allv)}
+
+
+Selection = Union[tuple[slice, ...], np.ndarray]
+"""What one message of a :class:`HaloExchange` carries from (or into) each array: a box as a
+tuple of slices (basic indexing, a view), or a 1-D integer array of positions along the last
+axis (every leading index travels: the rows of an ``(nvec, n)`` block)."""
+
+
+class HaloExchange:
+    """Collective: the neighbour exchange of one rank, fixed once, run many times.
+
+    ``sends[q]`` selects what this rank sends to rank ``q``; ``recvs[q]`` where the values rank
+    ``q`` sends land (see :data:`Selection`). Every exchange moves the same selections of one or
+    more arrays of one dtype (several grids, or the vectors of a block) packed into ONE message
+    per peer, so the message count does not grow with the number of arrays. Receives are posted
+    before sends, peers in the order of the mappings, all with one ``tag``; the peers of a pair
+    of ranks must agree on the selections' sizes and pass arrays of the same shapes in the same
+    order (as for any MPI exchange, a mismatch is an MPI truncation error).
+
+    :meth:`start` packs and posts the messages and returns at once, so computation that needs no
+    halo can overlap the transfer; :meth:`finish` waits and unpacks. :meth:`exchange` does both.
+    The message buffers are allocated at the first exchange of a given dtype and array shapes
+    and reused afterwards; one exchange must therefore finish before the next starts on the same
+    object. A :class:`CommStats` passed to :meth:`start` counts each send (and its bytes) and the
+    exchange round, which is what the communication-avoiding algorithms are judged by.
+
+    mpi4py is imported when the first exchange starts, never at import.
+    """
+
+    def __init__(self, comm: Any, sends: Mapping[int, Selection], recvs: Mapping[int, Selection],
+                 *, tag: int = 7300) -> None:
+        size = int(comm.Get_size())
+        self.comm = comm
+        self.tag = int(tag)
+        self.sends = {self._peer(q, size): self._selection(sel) for q, sel in sends.items()}
+        self.recvs = {self._peer(q, size): self._selection(sel) for q, sel in recvs.items()}
+        self._buffers: dict[tuple, tuple[list, list]] = {}
+        self._pending: tuple[list, list, tuple[np.ndarray, ...]] | None = None
+        self._waitall: Any = None  # MPI.Request.Waitall, looked up at the first exchange
+
+    @staticmethod
+    def _peer(q: Any, size: int) -> int:
+        if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 0 <= q < size:
+            raise ValueError(f"HaloExchange: peer {q!r} is not a rank of this communicator "
+                             f"(0..{size - 1})")
+        return int(q)
+
+    @staticmethod
+    def _selection(sel: Any) -> Selection:
+        if isinstance(sel, tuple) and all(isinstance(s, slice) for s in sel):
+            return sel
+        idx = np.asarray(sel)
+        if idx.ndim != 1 or (idx.dtype.kind not in "iu" and idx.size):
+            raise TypeError("HaloExchange: a selection is a tuple of slices or a 1-D integer "
+                            f"array, got {type(sel).__name__} {getattr(idx, 'shape', '')}")
+        return np.ascontiguousarray(idx, dtype=np.intp)
+
+    @property
+    def active(self) -> bool:
+        """An exchange has started and not finished."""
+        return self._pending is not None
+
+    def _views(self, selections: dict[int, Selection], arrays: tuple[np.ndarray, ...],
+               dtype: np.dtype) -> list:
+        """Per peer: (peer, buffer, box or None, index array or None, one buffer view per
+        array)."""
+        out = []
+        for q, sel in selections.items():
+            box = sel if isinstance(sel, tuple) else None
+            shapes = [a[sel].shape if box is not None else a.shape[:-1] + (len(sel),)
+                      for a in arrays]
+            sizes = [int(np.prod(s)) for s in shapes]
+            buf = np.empty(sum(sizes), dtype=dtype)
+            views, off = [], 0
+            for shape, n in zip(shapes, sizes):
+                views.append(buf[off:off + n].reshape(shape))
+                off += n
+            out.append((q, buf, box, None if box is not None else sel, views))
+        return out
+
+    def start(self, *arrays: np.ndarray, stats: CommStats | None = None) -> None:
+        """Pack ``arrays`` and post the receives and sends (non-blocking)."""
+        if self._pending is not None:
+            raise RuntimeError("HaloExchange.start: the previous exchange has not finished; "
+                               "call finish() first (its buffers are reused)")
+        if not arrays:
+            raise TypeError("HaloExchange.start needs at least one array")
+        try:
+            dtype = arrays[0].dtype
+            # a mixed-dtype call makes a shorter key, which no stored key equals
+            key = (len(arrays), dtype, *[a.shape for a in arrays if a.dtype == dtype])
+        except AttributeError:
+            key = ()
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            if len(key) != len(arrays) + 2 or not all(isinstance(a, np.ndarray) for a in arrays):
+                raise TypeError("HaloExchange: one exchange moves numpy arrays of one dtype, "
+                                f"got {[getattr(a, 'dtype', type(a).__name__) for a in arrays]}")
+            bufs = self._buffers[key] = (self._views(self.recvs, arrays, dtype),
+                                         self._views(self.sends, arrays, dtype))
+            self._waitall = import_mpi().Request.Waitall
+        recv, send = bufs
+        comm, tag = self.comm, self.tag
+        reqs = [comm.Irecv(buf, source=q, tag=tag) for q, buf, _, _, _ in recv]
+        for q, buf, box, idx, views in send:
+            if box is not None:
+                for a, v in zip(arrays, views):  # pack straight into the message buffer
+                    v[...] = a[box]
+            else:
+                for a, v in zip(arrays, views):
+                    a.take(idx, axis=-1, out=v)
+            reqs.append(comm.Isend(buf, dest=q, tag=tag))
+            if stats is not None:
+                stats.message(buf.nbytes)
+        if stats is not None:
+            stats.exchanges += 1
+        self._pending = (reqs, recv, arrays)
+
+    def finish(self) -> None:
+        """Wait for the messages of :meth:`start` and unpack the received values."""
+        if self._pending is None:
+            raise RuntimeError("HaloExchange.finish: no exchange has started")
+        reqs, recv, arrays = self._pending
+        self._pending = None
+        self._waitall(reqs)
+        for _, _, box, idx, views in recv:
+            if box is not None:
+                for a, v in zip(arrays, views):
+                    a[box] = v
+            else:
+                for a, v in zip(arrays, views):
+                    a[..., idx] = v
+
+    def exchange(self, *arrays: np.ndarray, stats: CommStats | None = None) -> None:
+        """Collective: :meth:`start` then :meth:`finish`."""
+        self.start(*arrays, stats=stats)
+        self.finish()
 
 
 def block_range(n: int, parts: int, index: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ registry and recording every choice and its reason in the context.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
@@ -20,7 +20,7 @@ from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OP
                              PLATFORM_SELECTION)
 from asp_core.registry import Choice, Component, Registry
 
-__all__ = ["Pipeline", "NoPlatform", "TuningCallable", "render_program"]
+__all__ = ["Pipeline", "NoPlatform", "TuningCallable", "Variants", "render_program"]
 
 
 class NoPlatform(AspError):
@@ -86,6 +86,39 @@ class TuningCallable:
         if self.tuner.done:
             self._on_decided(self._get(self.tuner.winner or name))
         return result
+
+
+class Variants(Mapping[str, Callable[..., Any]]):
+    """The variants of one call, name → callable (default first), each built on first access.
+
+    ``key`` is the call's specialisation key and ``context`` its
+    :class:`~asp_core.context.SpecializationContext` (the phase decisions and builds are
+    recorded there, as for an ordinary specialisation).
+    """
+
+    def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component
+                 ) -> None:
+        self.context = ctx
+        self.key = ctx.key
+        self._by_name = {v.name: v for v in variants}
+        self._backend = backend
+        self._built: dict[str, Callable[..., Any]] = {}
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        fn = self._built.get(name)
+        if fn is None:
+            variant = self._by_name[name]
+            start = time.perf_counter()
+            self.context.variant = name
+            fn = self._built[name] = self._backend.obj.build(variant, self.context)
+            self.context.record("build", variant=name, seconds=time.perf_counter() - start)
+        return fn
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 class Pipeline:
@@ -172,13 +205,7 @@ class Pipeline:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
         _, variants, backend = self.lower(ctx)
         by_name = {v.name: v for v in variants}
-
-        def build(name: str) -> Callable[..., Any]:
-            start = time.perf_counter()
-            ctx.variant = name
-            fn = backend.obj.build(by_name[name], ctx)
-            ctx.record("build", variant=name, seconds=time.perf_counter() - start)
-            return fn
+        build = Variants(ctx, variants, backend).__getitem__
 
         tuning_fn = self.spec.hook("tuning_key")
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key

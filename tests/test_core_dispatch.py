@@ -341,3 +341,20 @@ def test_build_variants_needs_the_specializer():
     d = Dispatcher("no-such-specializer", axpy)
     with pytest.raises(Exception, match="not installed"):
         d.build_variants(*_arrays())
+
+
+@requires_compiler
+def test_variants_compile_on_first_access(elementwise, fresh_cache):
+    """``variants`` runs phases 1-4 only; each variant is compiled when first asked for."""
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    variants = d.variants(a, b)
+    assert list(variants) == ["parallel-simd", "serial"] and len(variants) == 2
+    assert variants.key == (2,)
+    builds = lambda: [e["variant"] for n, e in variants.context.events if n == "build"]  # noqa: E731
+    assert builds() == []
+    np.testing.assert_array_equal(variants["serial"](a, b), 2.5 * a + b)
+    assert variants["serial"] is variants["serial"] and builds() == ["serial"]
+    assert d.specializations == {}
+    with pytest.raises(KeyError):
+        variants["no-such-variant"]

@@ -6,6 +6,7 @@ import builtins
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from asp_core import mpi
@@ -126,3 +127,18 @@ def test_mpi_comm_stats_counts():
                                         "reductions": 1}
     st.reset()
     assert st.messages == st.bytes == st.reductions == 0
+
+
+def test_mpi_halo_exchange_rejects_bad_peers_and_selections():
+    comm = FakeComm([0, 0])
+    with pytest.raises(ValueError, match="peer 2 is not a rank"):
+        mpi.HaloExchange(comm, {2: (slice(0, 1),)}, {})
+    with pytest.raises(TypeError, match="tuple of slices or a 1-D integer array"):
+        mpi.HaloExchange(comm, {1: [[1, 2]]}, {})
+    with pytest.raises(TypeError, match="tuple of slices or a 1-D integer array"):
+        mpi.HaloExchange(comm, {}, {1: np.array([0.5])})
+    halo = mpi.HaloExchange(comm, {}, {})
+    with pytest.raises(RuntimeError, match="no exchange has started"):
+        halo.finish()
+    with pytest.raises(TypeError, match="at least one array"):
+        halo.start()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -142,7 +142,7 @@ class DistributedEM:
         self.comm = comm
         self.options = dict(options or {})
         self.stats = CommStats()
-        self._variants: dict[str, Callable[..., EMStep]] | None = None
+        self._variants: Mapping[str, Callable[..., EMStep]] | None = None
         self._tuner: Any = None
         self._fixed: str | None = None
         self.winner: str | None = None
@@ -153,14 +153,11 @@ class DistributedEM:
         """Build the variants (lazily, each on its first use) and the agreed tuner."""
         from asp_core.autotune import Autotuner
         from asp_core.cache import cache_key
-        from asp_core.context import SpecializationContext
-        from asp_core.pipeline import Pipeline
-        from asp_core.plugins import get_registry
 
         from asp_gmm import reference
         from asp_gmm.engine import GMMKernel
 
-        from asp_core import config
+        from asp_core import Dispatcher, config
         from asp_core.errors import AspError
 
         if config.mode() == "python":  # ASP_MODE=python: never specialise
@@ -169,24 +166,12 @@ class DistributedEM:
             return
         sample = np.ascontiguousarray(X[:1]) if len(X) else np.zeros((1, params[1].shape[1]),
                                                                      dtype=X.dtype)
-        args = (sample, *params)
-        inst = GMMKernel("em_step")
-        error, names, builder = None, [], None
-        try:
-            reg = get_registry()
-            spec = reg.specializers["gmm"]
-            # a signature registered by name ("module:function") is imported by hook()
-            signature = spec.hook("signature") if hasattr(spec, "hook") else spec.signature
-            key = signature(args, {}, inst)
-            ctx = SpecializationContext("gmm", reference.em_step, args, {}, inst, self.options,
-                                        key, "asp_gmm.em_step[mpi]")
-            _, variants, backend = Pipeline(reg, "gmm").lower(ctx)
-            by_name = {v.name: v for v in variants}
-            names = [v.name for v in variants]
-
-            def builder(name: str) -> Callable[..., EMStep]:
-                ctx.variant = name
-                return backend.obj.build(by_name[name], ctx)
+        error, names = None, []
+        try:  # phases 1-4 through the core; variants compile on first use
+            variants = Dispatcher("gmm", reference.em_step, instance=GMMKernel("em_step"),
+                                  options=self.options, name="asp_gmm.em_step[mpi]"
+                                  ).variants(sample, *params)
+            key, names = variants.key, list(variants)
         except Exception as exc:  # any failure: every rank falls back together
             error = f"{type(exc).__name__}: {exc}"
         errors = self.comm.allgather(error)
@@ -201,26 +186,22 @@ class DistributedEM:
             self._variants = {"numpy": reference.em_step}
             self._fixed = self.winner = "numpy"
             return
-        self._builder = builder
-        self._variants = {n: None for n in names}  # type: ignore[misc]
+        self._variants = variants
         magnitude = int(math.floor(math.log10(max(n_global, 1))))
         tkey = cache_key(specializer="gmm", tuning=repr(("em_step[mpi]", self.comm.Get_size(),
                                                          *key[1:], magnitude)),
                          variants=sorted(names))
-        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1)
-        stored = self.comm.bcast(tuner.winner if tuner.done else None, root=0)
-        if stored in names:  # rank 0's decision (stored, or the default when tuning is off)
-            self._fixed = self.winner = stored
-        else:  # tune in lock-step; a winner stored on another rank must not desynchronise it
-            self._tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1,
-                                    mode="always")
+        # collective: rank 0's stored winner (or the default when tuning is off) everywhere,
+        # else every rank tunes in lock step
+        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1, comm=self.comm)
+        if tuner.done:
+            self._fixed = self.winner = tuner.winner
+        else:
+            self._tuner = tuner
 
     def _fn(self, name: str) -> Callable[..., EMStep]:
         assert self._variants is not None
-        fn = self._variants.get(name)
-        if fn is None:
-            fn = self._variants[name] = self._builder(name)
-        return fn
+        return self._variants[name]
 
     def step(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
              precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float,
@@ -248,7 +229,7 @@ class DistributedEM:
             stats=self.stats, error=error)
         if tuning:
             self.timings[name] = mean_seconds
-            self._tuner.report(name, mean_seconds)
+            self._tuner.report(name, mean_seconds, agreed=True)  # it travelled in the Allreduce
             if self._tuner.done:
                 self.winner = self._tuner.winner
         return step

@@ -20,10 +20,12 @@ Set-up (closures, exchange lists) uses a few ``alltoall`` rounds, counted separa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from asp_core.mpi import HaloExchange
 
 __all__ = ["DistributedMatrix", "DistributedMatrixPowers", "cg", "plain_cg", "partition_rows"]
 
@@ -41,14 +43,6 @@ def partition_rows(n: int, size: int, weights: Sequence[float] | None = None) ->
         raise ValueError(f"weights must be {size} non-negative numbers with a positive sum")
     cuts = np.round(np.cumsum(w) / w.sum() * n).astype(np.int64)
     return np.concatenate([[0], cuts])
-
-
-@dataclass
-class _Halo:
-    """One exchange pattern: what to receive into which ghost positions, what to send."""
-
-    recv: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (peer, ext positions)
-    send: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (peer, owned positions)
 
 
 class DistributedMatrix:
@@ -213,42 +207,25 @@ class DistributedMatrix:
         self.halo_k = self._halo(glob[ghost], pos[ghost])
         self.halo_1 = self._halo(glob[depth == 1], pos[depth == 1])
 
-    def _halo(self, ghosts: np.ndarray, positions: np.ndarray) -> _Halo:
+    def _halo(self, ghosts: np.ndarray, positions: np.ndarray) -> HaloExchange:
         """Collective: receive ``ghosts`` (global rows) into ``positions``; learn what to send."""
         owners = self._owner(ghosts)
-        halo = _Halo()
+        recv = {}
         req = []
         for q in range(self.size):
             sel = np.nonzero(owners == q)[0]
             req.append(ghosts[sel])
             if len(sel):
-                halo.recv.append((q, positions[sel]))
+                recv[q] = positions[sel]
         asked = self._alltoall(req)
-        for q, ids in enumerate(asked):
-            if ids is not None and len(ids):
-                halo.send.append((q, np.asarray(ids, dtype=np.int64) - self.lo + self.own.start))
-        return halo
+        send = {q: np.asarray(ids, dtype=np.int64) - self.lo + self.own.start
+                for q, ids in enumerate(asked) if ids is not None and len(ids)}
+        return HaloExchange(self.comm, send, recv, tag=_TAG)
 
     # -- communication ----------------------------------------------------------------------------
-    def exchange(self, vecs: np.ndarray, halo: _Halo) -> None:
+    def exchange(self, vecs: np.ndarray, halo: HaloExchange) -> None:
         """Collective: fill the ghost entries of ``vecs`` (nvec, n_ext) from their owners."""
-        from mpi4py import MPI
-
-        nvec = vecs.shape[0]
-        reqs, recvs, sends = [], [], []
-        for q, pos in halo.recv:
-            buf = np.empty(nvec * len(pos))
-            recvs.append((buf, pos))
-            reqs.append(self.comm.Irecv(buf, source=q, tag=_TAG))
-        for q, pos in halo.send:
-            buf = np.ascontiguousarray(vecs[:, pos]).ravel()
-            sends.append(buf)
-            reqs.append(self.comm.Isend(buf, dest=q, tag=_TAG))
-            self.stats.message(buf.nbytes)
-        self.stats.exchanges += 1
-        MPI.Request.Waitall(reqs)
-        for buf, pos in recvs:
-            vecs[:, pos] = buf.reshape(nvec, len(pos))
+        halo.exchange(vecs, stats=self.stats)
 
     def allreduce(self, a: np.ndarray) -> np.ndarray:
         """Collective: the element-wise sum over ranks (one counted reduction)."""

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from asp_core.mpi import HaloExchange
 from asp_stencil.grid import StencilGrid
 
 __all__ = ["Decomposition", "DistributedStencilGrid", "DistributedKernel", "distribute",
@@ -55,13 +56,6 @@ def _box_empty(b: Box) -> bool:
 
 def _intersect(a: Box, b: Box) -> Box:
     return tuple((max(a0, b0), min(a1, b1)) for (a0, a1), (b0, b1) in zip(a, b))
-
-
-def _size(b: Box) -> int:
-    n = 1
-    for lo, hi in b:
-        n *= max(0, hi - lo)
-    return n
 
 
 def _slices(b: Box, origin: Sequence[int]) -> tuple[slice, ...]:
@@ -132,7 +126,8 @@ class Decomposition:
 
 @dataclass
 class _Plan:
-    """The messages of one halo exchange for one rank: (peer, box) to receive and to send."""
+    """The geometry of one rank's halo exchange: (peer, global box) to receive and to send
+    (the grid turns it into its :class:`~asp_core.mpi.HaloExchange`)."""
 
     recv: list[tuple[int, Box]] = field(default_factory=list)
     send: list[tuple[int, Box]] = field(default_factory=list)
@@ -240,6 +235,9 @@ class DistributedStencilGrid:
                                  ghost_depth=self.ghost_depth)
         self.neighbor_definition = neighbor_definition
         self._plan = _exchange_plan(self.dec, self.rank)
+        self._halo = HaloExchange(
+            self.cart, {q: _slices(box, self.origin) for q, box in self._plan.send},
+            {q: _slices(box, self.origin) for q, box in self._plan.recv}, tag=_TAG)
 
     # -- views ----------------------------------------------------------------------------------
     @property
@@ -478,58 +476,22 @@ def _sync_neighbors(grids: Sequence[DistributedStencilGrid]) -> None:
 
 def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
     """Collective: refresh the halos of ``grids`` (one packed message per neighbour rank)."""
-    reqs = _start_exchange(list(grids), stats)
-    _finish_exchange(list(grids), reqs)
+    _finish_exchange(_start_exchange(list(grids), stats))
 
 
-def _buffers(g0: DistributedStencilGrid, ngrids: int) -> tuple[list, list]:
-    """Receive and send buffers of g0's exchange plan for ``ngrids`` grids, kept for reuse
-    (each exchange completes before the next one starts)."""
-    cache = g0.__dict__.setdefault("_buffers", {})
-    bufs = cache.get(ngrids)
-    if bufs is None:
-        recv = [np.empty(_size(box) * ngrids, dtype=g0.dtype) for _, box in g0._plan.recv]
-        send = [np.empty(_size(box) * ngrids, dtype=g0.dtype) for _, box in g0._plan.send]
-        bufs = cache[ngrids] = (recv, send)
-    return bufs
-
-
-def _start_exchange(grids: list[DistributedStencilGrid], stats: Any) -> Any:
+def _start_exchange(grids: list[DistributedStencilGrid], stats: Any) -> HaloExchange | None:
+    """Post the halo messages of ``grids`` (all of one decomposition) on the first grid's
+    exchange; returns it for :func:`_finish_exchange`."""
     if not grids:
         return None
-    from mpi4py import MPI
-
-    g0 = grids[0]
-    recv_bufs, send_bufs = _buffers(g0, len(grids))
-    reqs = []
-    for (q, _box), buf in zip(g0._plan.recv, recv_bufs):
-        reqs.append(g0.cart.Irecv(buf, source=q, tag=_TAG))
-    for (q, box), buf in zip(g0._plan.send, send_bufs):
-        sl = _slices(box, g0.origin)
-        shape = tuple(hi - lo for lo, hi in box)
-        n = _size(box)
-        for i, g in enumerate(grids):  # pack straight into the message buffer
-            buf[i * n:(i + 1) * n].reshape(shape)[...] = g.local.data[sl]
-        reqs.append(g0.cart.Isend(buf, dest=q, tag=_TAG))
-        if stats is not None:
-            stats.message(buf.nbytes)
-    if stats is not None:
-        stats.exchanges += 1
-    return (MPI, reqs, list(zip(recv_bufs, (box for _, box in g0._plan.recv))))
+    halo = grids[0]._halo
+    halo.start(*(g.local.data for g in grids), stats=stats)
+    return halo
 
 
-def _finish_exchange(grids: list[DistributedStencilGrid], pending: Any) -> None:
-    if pending is None:
-        return
-    MPI, reqs, recvs = pending
-    MPI.Request.Waitall(reqs)
-    g0 = grids[0]
-    for buf, box in recvs:
-        sl = _slices(box, g0.origin)
-        shape = tuple(hi - lo for lo, hi in box)
-        n = _size(box)
-        for i, g in enumerate(grids):
-            g.local.data[sl] = buf[i * n:(i + 1) * n].reshape(shape)
+def _finish_exchange(pending: HaloExchange | None) -> None:
+    if pending is not None:
+        pending.finish()
 
 
 def _subgrid(g: StencilGrid, box: Box, origin: Sequence[int], ghost: int, neighbor_def: list
@@ -619,7 +581,7 @@ def _step(kernel: Any, grids: Sequence[DistributedStencilGrid],
     pending = _start_exchange(travel, stats)
     inner = g0.dec.halo_free_box(g0.rank)
     _run_region(kernel, grids, inner)
-    _finish_exchange(travel, pending)
+    _finish_exchange(pending)
     for box in _shell_boxes(g0.dec.compute_box(g0.rank), inner):
         _run_region(kernel, grids, box)
 
