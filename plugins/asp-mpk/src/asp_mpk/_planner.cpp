@@ -1,0 +1,501 @@
+// Native plan builder of asp-mpk (pybind11, built once when asp-mpk is pip-installed).
+//
+// Everything asp-mpk computes once per matrix, in single passes over the CSR arrays with the
+// GIL released: the structure check (out-of-range column indices are a ValueError, never a
+// crash in generated code), the analysis (bandwidth, diagonals, symmetry, constant diagonals,
+// dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and
+// local CSR matrices), the bandwidth under a permutation, and the fast checksum with which the
+// functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
+// the same results with numpy (asp_mpk.native picks one).
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace py = pybind11;
+using i64 = std::int64_t;
+using u64 = std::uint64_t;
+
+namespace {
+
+// ---- array access ------------------------------------------------------------------------------
+struct Raw {
+    const void *ptr;
+    i64 size;
+    char kind;
+    int itemsize;
+};
+
+Raw raw(const py::array &a, const char *name) {
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+    return Raw{a.data(), static_cast<i64>(a.size()), a.dtype().kind(),
+               static_cast<int>(a.itemsize())};
+}
+
+template <class F>
+auto with_index(const Raw &r, const char *name, F f) {
+    if (r.kind == 'i' && r.itemsize == 4) return f(static_cast<const std::int32_t *>(r.ptr));
+    if (r.kind == 'i' && r.itemsize == 8) return f(static_cast<const std::int64_t *>(r.ptr));
+    throw py::type_error(std::string(name) + " must be int32 or int64");
+}
+
+template <class F>
+auto with_value(const Raw &r, const char *name, F f) {
+    if (r.kind == 'f' && r.itemsize == 8) return f(static_cast<const double *>(r.ptr));
+    if (r.kind == 'f' && r.itemsize == 4) return f(static_cast<const float *>(r.ptr));
+    throw py::type_error(std::string(name) + " must be float64 or float32");
+}
+
+// ---- checksum: Fletcher-style sums over 8 lanes of 64-bit words --------------------------------
+// Position dependent (s2 weights each word by its distance from the end), vectorisable by any
+// compiler at -O2, memory-bound: it exists to notice a matrix modified in place, not to resist
+// an adversary.
+struct Sums {
+    u64 s1[8] = {0}, s2[8] = {0};
+};
+
+void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
+    i64 nwords = nbytes / 8, i = 0;
+    for (; i + 8 <= nwords; i += 8) {
+        u64 w[8];
+        std::memcpy(w, p + 8 * i, 64);
+        for (int l = 0; l < 8; ++l) {
+            s.s1[l] += w[l];
+            s.s2[l] += s.s1[l];
+        }
+    }
+    for (; i < nwords; ++i) {
+        u64 w;
+        std::memcpy(&w, p + 8 * i, 8);
+        s.s1[0] += w;
+        s.s2[0] += s.s1[0];
+    }
+    u64 tail = 0;
+    std::memcpy(&tail, p + 8 * nwords, static_cast<size_t>(nbytes - 8 * nwords));
+    s.s1[1] += tail ^ static_cast<u64>(nbytes);
+    s.s2[1] += s.s1[1];
+}
+
+u64 mix(u64 h, u64 v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+u64 checksum_bytes(const unsigned char *p, i64 nbytes) {
+    // chunks of 1 MiB, summed on up to 4 threads for large buffers; each chunk's sums are mixed
+    // with its index, so the result does not depend on the thread count
+    const i64 chunk = 1 << 20;
+    i64 nchunks = (nbytes + chunk - 1) / chunk;
+    std::vector<u64> part(static_cast<size_t>(std::max<i64>(nchunks, 1)), 0);
+    auto work = [&](i64 c0, i64 c1) {
+        for (i64 c = c0; c < c1; ++c) {
+            Sums s;
+            i64 off = c * chunk, len = std::min(chunk, nbytes - off);
+            fletcher(p + off, len, s);
+            u64 h = static_cast<u64>(c);
+            for (int l = 0; l < 8; ++l) h = mix(mix(h, s.s1[l]), s.s2[l]);
+            part[static_cast<size_t>(c)] = h;
+        }
+    };
+    unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    i64 nt = std::min<i64>({static_cast<i64>(hw), 4, nchunks / 8});
+    if (nt <= 1) {
+        work(0, nchunks);
+    } else {
+        std::vector<std::thread> ts;
+        for (i64 t = 0; t < nt; ++t)
+            ts.emplace_back(work, nchunks * t / nt, nchunks * (t + 1) / nt);
+        for (auto &t : ts) t.join();
+    }
+    u64 h = static_cast<u64>(nbytes);
+    for (u64 v : part) h = mix(h, v);
+    return h;
+}
+
+u64 checksum(const std::vector<py::array> &arrays) {
+    std::vector<Raw> rs;
+    for (auto &a : arrays) rs.push_back(raw(a, "array"));
+    u64 h = 0x243f6a8885a308d3ULL;
+    py::gil_scoped_release nogil;
+    for (auto &r : rs)
+        h = mix(h, checksum_bytes(static_cast<const unsigned char *>(r.ptr),
+                                  r.size * r.itemsize));
+    return h;
+}
+
+// ---- the CSR structure check -------------------------------------------------------------------
+template <class I, class J>
+py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 ncols) {
+    if (indptr[0] != 0)
+        throw py::value_error("invalid CSR structure: indptr[0] is " +
+                              std::to_string(static_cast<i64>(indptr[0])) + ", expected 0");
+    if (static_cast<i64>(indptr[n]) > nnz_arr || indptr[n] < 0)
+        throw py::value_error("invalid CSR structure: indptr[-1] is " +
+                              std::to_string(static_cast<i64>(indptr[n])) + " but indices has " +
+                              std::to_string(nnz_arr) + " entries");
+    bool canonical = true;  // sorted, no duplicates
+    i64 bad_row = -1, bad_pos = -1, bad_col = 0;
+    {
+        py::gil_scoped_release nogil;
+        for (i64 i = 0; i < n && bad_row < 0; ++i) {
+            i64 a = indptr[i], b = indptr[i + 1];
+            if (b < a) {
+                bad_row = i;
+                break;
+            }
+            for (i64 p = a; p < b; ++p) {
+                i64 c = indices[p];
+                if (c < 0 || c >= ncols) {
+                    bad_row = i, bad_pos = p, bad_col = c;
+                    break;
+                }
+                if (p > a && c <= static_cast<i64>(indices[p - 1])) canonical = false;
+            }
+        }
+    }
+    if (bad_row >= 0 && bad_pos < 0)
+        throw py::value_error("invalid CSR structure: indptr decreases at row " +
+                              std::to_string(bad_row));
+    if (bad_row >= 0)
+        throw py::value_error("invalid CSR structure: column index " + std::to_string(bad_col) +
+                              " in row " + std::to_string(bad_row) + " (entry " +
+                              std::to_string(bad_pos) + ") is outside 0.." +
+                              std::to_string(ncols - 1));
+    py::dict out;
+    out["canonical"] = canonical;
+    return out;
+}
+
+py::dict check_csr(py::array indptr, py::array indices, i64 ncols) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    if (rp.size < 1) throw py::value_error("invalid CSR structure: indptr is empty");
+    return with_index(rp, "indptr", [&](auto ip) {
+        return with_index(ri, "indices",
+                          [&](auto ix) { return check_csr_t(ip, rp.size - 1, ix, ri.size, ncols); });
+    });
+}
+
+// ---- values: finite? explicit zeros? ------------------------------------------------------------
+py::dict value_flags(py::array data) {
+    Raw rd = raw(data, "data");
+    bool finite = true, zeros = false;
+    {
+        py::gil_scoped_release nogil;
+        if (rd.kind == 'f' && rd.itemsize == 8) {
+            const u64 *w = static_cast<const u64 *>(rd.ptr);
+            const u64 E = 0x7ff0000000000000ULL;
+            u64 bad = 0, zero = 0;
+            for (i64 p = 0; p < rd.size; ++p) {
+                bad |= ((w[p] & E) == E);
+                zero |= ((w[p] << 1) == 0);
+            }
+            finite = !bad, zeros = zero;
+        } else if (rd.kind == 'f' && rd.itemsize == 4) {
+            const std::uint32_t *w = static_cast<const std::uint32_t *>(rd.ptr);
+            const std::uint32_t E = 0x7f800000U;
+            std::uint32_t bad = 0, zero = 0;
+            for (i64 p = 0; p < rd.size; ++p) {
+                bad |= ((w[p] & E) == E);
+                zero |= ((w[p] << 1) == 0);
+            }
+            finite = !bad, zeros = zero;
+        } else {
+            py::gil_scoped_acquire gil;
+            throw py::type_error("data must be float64 or float32");
+        }
+    }
+    py::dict out;
+    out["finite"] = finite;
+    out["zeros"] = zeros;
+    return out;
+}
+
+// ---- the analysis ------------------------------------------------------------------------------
+template <class I, class V>
+py::dict analyse_t(const I *indptr, const I *indices, const V *data, i64 n, i64 max_diagonals,
+                   const std::vector<int> &block_sizes) {
+    i64 nnz = indptr[n];
+    i64 bw = 0;
+    bool symmetric = true;
+    bool too_many = false;
+    std::vector<i64> offs;                // distinct offsets j - i, sorted
+    std::vector<i64> count;               // entries per offset
+    std::vector<double> first;            // first nonzero value per offset
+    std::vector<char> constant;           // every nonzero equal to the first
+    std::vector<i64> nblocks(block_sizes.size(), -1);
+    {
+        py::gil_scoped_release nogil;
+        std::vector<i64> cur(indptr, indptr + n);
+        for (i64 i = 0; i < n; ++i) {
+            for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) {
+                i64 j = indices[p], o = j - i;
+                bw = std::max(bw, o < 0 ? -o : o);
+                if (!too_many) {
+                    auto it = std::lower_bound(offs.begin(), offs.end(), o);
+                    size_t d = static_cast<size_t>(it - offs.begin());
+                    double x = static_cast<double>(data[p]);
+                    if (it == offs.end() || *it != o) {
+                        if (static_cast<i64>(offs.size()) >= max_diagonals) {
+                            too_many = true;
+                        } else {
+                            offs.insert(it, o);
+                            count.insert(count.begin() + static_cast<long>(d), 1);
+                            first.insert(first.begin() + static_cast<long>(d), x);
+                            constant.insert(constant.begin() + static_cast<long>(d), 1);
+                        }
+                    } else {
+                        ++count[d];
+                        if (x != 0.0) {
+                            if (first[d] == 0.0) first[d] = x;
+                            else if (x != first[d]) constant[d] = 0;
+                        }
+                    }
+                }
+                if (symmetric) {
+                    // A[j, i] must exist with the same value.  Rows are sorted and i grows, so
+                    // the entry (j, i) lies at or after row j's cursor: one pass in all.
+                    i64 &q = cur[static_cast<size_t>(j)];
+                    i64 e = indptr[j + 1];
+                    while (q < e && static_cast<i64>(indices[q]) < i) ++q;
+                    if (q == e || static_cast<i64>(indices[q]) != i || data[q] != data[p])
+                        symmetric = false;
+                }
+            }
+        }
+        // dense r x r blocks: distinct (block row, block column) pairs per block row
+        std::vector<i64> cols;
+        for (size_t s = 0; s < block_sizes.size(); ++s) {
+            i64 r = block_sizes[s];
+            if (n % r || nnz == 0 || n < 4 * r) continue;
+            i64 blocks = 0;
+            for (i64 bi = 0; bi < n / r; ++bi) {
+                cols.clear();
+                for (i64 p = indptr[bi * r]; p < indptr[bi * r + r]; ++p)
+                    cols.push_back(static_cast<i64>(indices[p]) / r);
+                std::sort(cols.begin(), cols.end());
+                blocks += std::unique(cols.begin(), cols.end()) - cols.begin();
+            }
+            nblocks[s] = blocks;
+        }
+    }
+    py::dict out;
+    out["bandwidth"] = bw;
+    out["symmetric"] = symmetric;
+    if (too_many) {
+        out["offsets"] = py::none();
+    } else {
+        i64 nconst = 0;
+        for (char c : constant) nconst += c ? 1 : 0;
+        out["offsets"] = offs;
+        out["counts"] = count;
+        out["constant"] = nconst;
+    }
+    py::dict blocks;
+    for (size_t s = 0; s < block_sizes.size(); ++s)
+        if (nblocks[s] >= 0) blocks[py::int_(block_sizes[s])] = nblocks[s];
+    out["blocks"] = blocks;
+    return out;
+}
+
+py::dict analyse(py::array indptr, py::array indices, py::array data, i64 max_diagonals,
+                 std::vector<int> block_sizes) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    i64 n = rp.size - 1;
+    return with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return with_value(rd, "data", [&](auto v) {
+            return analyse_t<I>(ip, static_cast<const I *>(ri.ptr), v, n, max_diagonals,
+                                block_sizes);
+        });
+    });
+}
+
+// ---- DIA arrays ---------------------------------------------------------------------------------
+py::array dia_arrays(py::array indptr, py::array indices, py::array data,
+                     std::vector<i64> offsets) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    i64 n = rp.size - 1;
+    i64 nd = static_cast<i64>(offsets.size());
+    return with_value(rd, "data", [&](auto v) -> py::array {
+        using V = std::remove_const_t<std::remove_pointer_t<decltype(v)>>;
+        py::array_t<V> D({nd, n});
+        V *d = D.mutable_data();
+        bool outside = false;
+        with_index(rp, "indptr", [&](auto ip) {
+            return with_index(ri, "indices", [&](auto ix) {
+                py::gil_scoped_release nogil;
+                std::fill(d, d + nd * n, V(0));
+                for (i64 i = 0; i < n && !outside; ++i)
+                    for (i64 p = ip[i]; p < ip[i + 1]; ++p) {
+                        i64 o = static_cast<i64>(ix[p]) - i;
+                        auto it = std::lower_bound(offsets.begin(), offsets.end(), o);
+                        if (it == offsets.end() || *it != o) {
+                            outside = true;
+                            break;
+                        }
+                        d[(it - offsets.begin()) * n + i] = v[p];
+                    }
+                return 0;
+            });
+        });
+        if (outside) throw py::value_error("matrix has entries outside the given diagonals");
+        return D;
+    });
+}
+
+// ---- bandwidth under a permutation --------------------------------------------------------------
+i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> perm) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    i64 n = rp.size - 1;
+    if (perm.size() != n) throw py::value_error("perm has the wrong length");
+    const i64 *pm = perm.data();
+    return with_index(rp, "indptr", [&](auto ip) {
+        return with_index(ri, "indices", [&](auto ix) {
+            py::gil_scoped_release nogil;
+            std::vector<i64> inv(static_cast<size_t>(n));
+            for (i64 i = 0; i < n; ++i) inv[static_cast<size_t>(pm[i])] = i;
+            i64 bw = 0;
+            for (i64 i = 0; i < n; ++i)
+                for (i64 p = ip[i]; p < ip[i + 1]; ++p) {
+                    i64 d = inv[static_cast<size_t>(i)] - inv[static_cast<size_t>(ix[p])];
+                    bw = std::max(bw, d < 0 ? -d : d);
+                }
+            return bw;
+        });
+    });
+}
+
+// ---- PA1 ghost closures -------------------------------------------------------------------------
+// For each part order[bounds[b]:bounds[b+1]] (owned rows, sorted), k levels of ghost rows (each
+// level sorted), and the local CSR matrix of the first m_1 local rows in local numbering.
+// Returns None when the local matrices would exceed max_entries (PA1 cannot pay off).
+template <class I>
+py::object closures_t(const I *indptr, const I *indices, i64 n, const i64 *order,
+                      const i64 *bounds, i64 nb, i64 k, bool sym, i64 max_entries) {
+    std::vector<char> mark(static_cast<size_t>(n), 0);
+    std::vector<i64> loc(static_cast<size_t>(n), -1);
+    std::vector<i64> meta, glob, gofs{0}, rofs{0}, rp, ci, pos;
+    i64 computed = 0;
+    bool too_large = false;
+    {
+        py::gil_scoped_release nogil;
+        std::vector<i64> nbrs;
+        for (i64 b = 0; b < nb && !too_large; ++b) {
+            size_t g0 = glob.size();
+            glob.insert(glob.end(), order + bounds[b], order + bounds[b + 1]);
+            std::sort(glob.begin() + static_cast<long>(g0), glob.end());
+            for (size_t q = g0; q < glob.size(); ++q) mark[static_cast<size_t>(glob[q])] = 1;
+            std::vector<i64> sizes{static_cast<i64>(glob.size() - g0)};
+            size_t f0 = g0, f1 = glob.size();
+            for (i64 lev = 0; lev < k; ++lev) {
+                nbrs.clear();
+                for (size_t q = f0; q < f1; ++q) {
+                    i64 row = glob[q];
+                    for (i64 p = indptr[row]; p < indptr[row + 1]; ++p) {
+                        i64 c = indices[p];
+                        if (!mark[static_cast<size_t>(c)]) {
+                            mark[static_cast<size_t>(c)] = 1;
+                            nbrs.push_back(c);
+                        }
+                    }
+                }
+                std::sort(nbrs.begin(), nbrs.end());
+                glob.insert(glob.end(), nbrs.begin(), nbrs.end());
+                f0 = f1;
+                f1 = glob.size();
+                sizes.push_back(sizes.back() + static_cast<i64>(nbrs.size()));
+            }
+            i64 m0 = static_cast<i64>(glob.size() - g0);
+            // m_0 .. m_k = |R_0| .. |R_k| (R_k = owned rows)
+            for (i64 j = 0; j <= k; ++j) meta.push_back(sizes[static_cast<size_t>(k - j)]);
+            i64 own = sizes[0];
+            bool contiguous = own > 0 && glob[g0 + own - 1] - glob[g0] + 1 == own;
+            meta.push_back(contiguous ? 1 : 0);
+            for (i64 j = 1; j <= k; ++j) computed += sizes[static_cast<size_t>(k - j)];
+            for (i64 q = 0; q < m0; ++q) {
+                loc[static_cast<size_t>(glob[g0 + q])] = q;
+                mark[static_cast<size_t>(glob[g0 + q])] = 0;
+            }
+            i64 m1 = k >= 1 ? sizes[static_cast<size_t>(k - 1)] : 0;
+            for (i64 r = 0; r < m1; ++r) {
+                rp.push_back(static_cast<i64>(ci.size()));
+                i64 row = glob[g0 + r];
+                for (i64 p = indptr[row]; p < indptr[row + 1]; ++p) {
+                    i64 c = loc[static_cast<size_t>(indices[p])];
+                    if (sym && c < r) continue;
+                    ci.push_back(c);  // >= 0: every neighbour of a row of R_1 is in R_0
+                    pos.push_back(p);
+                }
+            }
+            rp.push_back(static_cast<i64>(ci.size()));
+            for (i64 q = 0; q < m0; ++q) loc[static_cast<size_t>(glob[g0 + q])] = -1;
+            gofs.push_back(static_cast<i64>(glob.size()));
+            rofs.push_back(static_cast<i64>(rp.size()));
+            if (static_cast<i64>(ci.size()) > max_entries) too_large = true;
+        }
+    }
+    if (too_large) return py::none();
+    auto arr = [](const std::vector<i64> &v) { return py::array_t<i64>(v.size(), v.data()); };
+    std::vector<std::int32_t> ci32(ci.begin(), ci.end());
+    py::dict out;
+    out["meta"] = arr(meta).attr("reshape")(nb, k + 2);
+    out["gofs"] = arr(gofs);
+    out["glob"] = arr(glob);
+    out["rofs"] = arr(rofs);
+    out["rp"] = arr(rp);
+    out["ci"] = py::array_t<std::int32_t>(ci32.size(), ci32.data());
+    out["pos"] = arr(pos);
+    out["computed"] = computed;
+    return out;
+}
+
+py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
+                    py::array_t<i64> bounds, i64 k, bool sym, i64 max_entries) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    i64 n = rp.size - 1;
+    if (order.size() != n) throw py::value_error("order has the wrong length");
+    return with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return closures_t<I>(ip, static_cast<const I *>(ri.ptr), n, order.data(), bounds.data(),
+                             static_cast<i64>(bounds.size()) - 1, k, sym, max_entries);
+    });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_planner, m) {
+    m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
+    m.def("checksum", &checksum, py::arg("arrays"),
+          "64-bit position-dependent checksum of the bytes of C-contiguous arrays.");
+    m.def("check_csr", &check_csr, py::arg("indptr"), py::arg("indices"), py::arg("ncols"),
+          "Validate CSR structure (ValueError naming the problem); {'canonical': sorted+unique}.");
+    m.def("value_flags", &value_flags, py::arg("data"),
+          "{'finite': all values finite, 'zeros': some value is 0}.");
+    m.def("analyse", &analyse, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("max_diagonals"), py::arg("block_sizes"),
+          "Bandwidth, diagonals, symmetry, constant diagonals, dense blocks.");
+    m.def("dia_arrays", &dia_arrays, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("offsets"), "(ndiag, n) DIA values D[d, i] = A[i, i + offsets[d]].");
+    m.def("permuted_bandwidth", &permuted_bandwidth, py::arg("indptr"), py::arg("indices"),
+          py::arg("perm"), "Bandwidth of A[perm][:, perm].");
+    m.def("closures", &closures, py::arg("indptr"), py::arg("indices"), py::arg("order"),
+          py::arg("bounds"), py::arg("k"), py::arg("sym"), py::arg("max_entries"),
+          "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");
+}
