@@ -117,6 +117,69 @@ def _cg_case(bench: Any, name: str, A: Any, repeats: int) -> None:
     }, anchor="scipy cg", repeats=repeats, check=check)
 
 
+#: what a fresh process runs (``{matrix}`` and ``{call}`` filled in): SciPy, then the first
+#: asp call as a new user makes it (empty ASP_CACHE_DIR: analysis, compiles, tuning included),
+#: then steady state interleaved with SciPy.  Prints one JSON line.
+_FRESH = """
+import json, time
+import numpy as np
+import asp_mpk
+import scipy.sparse.linalg as spla
+from asp_mpk import gallery
+A = {matrix}
+v = np.random.default_rng(1).standard_normal(A.shape[0])
+def scipy_call():
+    {scipy}
+def asp_call():
+    {call}
+clock = time.perf_counter
+t = clock(); scipy_call(); sc = [clock() - t]
+t = clock(); asp_call(); first = clock() - t
+steady = []
+for _ in range({repeats}):
+    t = clock(); asp_call(); steady.append(clock() - t)
+    t = clock(); scipy_call(); sc.append(clock() - t)
+print(json.dumps({{"scipy": min(sc), "first": first, "steady": min(steady)}}))
+"""
+
+_CALLS = {
+    "cg": ("spla.cg(A, v, rtol=1e-8)", "asp_mpk.cg(A, v, rtol=1e-8)"),
+    "powers": ("w = v\n    for _ in range(8): w = A @ w",
+               "asp_mpk.matrix_powers(A, v, 8)"),
+}
+
+
+def fresh_process(matrix: str, call: str, repeats: int = 3) -> dict[str, float]:
+    """Seconds of SciPy (best), of asp's first call and of its steady state (best of
+    ``repeats``), measured in a new Python process with an empty ``ASP_CACHE_DIR``.
+    ``matrix``: an expression over ``gallery``; ``call``: "cg" (rtol 1e-8) or "powers" (k=8)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    scipy_call, asp_call = _CALLS[call]
+    script = _FRESH.format(matrix=matrix, scipy=scipy_call, call=asp_call, repeats=repeats)
+    with tempfile.TemporaryDirectory(prefix="asp-bench-cache-") as cache:
+        env = {**os.environ, "ASP_CACHE_DIR": cache}
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"fresh-process benchmark failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fresh_case(bench: Any, label: str, matrix: str, call: str, repeats: int) -> None:
+    """A fresh-process row: first call and steady state as ratios against SciPy."""
+    r = fresh_process(matrix, call, repeats)
+    what = "cg rtol 1e-8" if call == "cg" else "matrix_powers k=8"
+    bench.note(f"{what} {label}, as users call it (new process, empty cache): SciPy "
+               f"{r['scipy']:.3f} s; asp first call {r['first']:.3f} s "
+               f"(x{r['scipy'] / r['first']:.2f}), steady {r['steady']:.3f} s "
+               f"(x{r['scipy'] / r['steady']:.2f})")
+
+
 def _dense_case(bench: Any, A: Any) -> None:
     import scipy.linalg
 
