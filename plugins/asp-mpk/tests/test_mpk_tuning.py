@@ -68,3 +68,34 @@ def test_structure_class_ignores_values_and_small_size_changes():
     assert key(gallery.poisson2d(100)) != key(gallery.poisson2d(400))
     assert key(gallery.poisson2d(100)) != key(gallery.variable_poisson2d(100))
     assert key(gallery.poisson2d(100)) != key(gallery.poisson3d(22))
+
+
+@requires_compiler
+def test_first_calls_run_scipy_while_the_kernel_compiles(fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    A = gallery.variable_poisson2d(120, seed=2)
+    x = np.random.default_rng(1).standard_normal(A.shape[0])
+    ref = [x]
+    for _ in range(3):
+        ref.append(A @ ref[-1])
+    mp = asp_mpk.MatrixPowers(A, 3)
+    np.testing.assert_allclose(mp(x), np.stack(ref), rtol=1e-12)   # SciPy or the kernel
+    assert mp.wait(timeout=600)
+    np.testing.assert_allclose(mp(x), np.stack(ref), rtol=1e-12)
+    assert mp.bound_kernel() is not None           # the compiled kernel answered
+    A.data *= -1.0                                 # in place: the functional API notices
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3)[3], -ref[3], rtol=1e-12)
+
+
+@requires_compiler
+def test_cg_first_solve_starts_with_scipy_steps(fresh_cache, monkeypatch):
+    from asp_mpk.cacg import last_stats
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    A = gallery.poisson2d(150)
+    b = np.random.default_rng(4).standard_normal(A.shape[0])
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    assert st.steps_by_mode.get("scipy", 0) > 0        # a cold cache: gcc takes a while
+    assert sum(st.steps_by_mode.values()) == st.iterations

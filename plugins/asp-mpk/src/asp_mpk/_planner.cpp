@@ -18,7 +18,6 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace py = pybind11;
@@ -56,34 +55,46 @@ auto with_value(const Raw &r, const char *name, F f) {
     throw py::type_error(std::string(name) + " must be float64 or float32");
 }
 
-// ---- checksum: Fletcher-style sums over 8 lanes of 64-bit words --------------------------------
-// Position dependent (s2 weights each word by its distance from the end), vectorisable by any
-// compiler at -O2, memory-bound: it exists to notice a matrix modified in place, not to resist
-// an adversary.
+// ---- checksum: XXH3-style accumulation over 8 lanes of 64-bit words ------------------------------
+// Each word, xored with a per-lane key, has its two 32-bit halves multiplied (a 32x32->64
+// product, one SSE2/AVX2 instruction per lanes: the high bits reach the low ones, so changes
+// that cancel in plain sums, like flipping the sign of an even number of doubles, do not) and
+// added with the neighbouring lane's word; a second sum of the running accumulators weights
+// each word by its position.  Memory-bound; it exists to notice a matrix modified in place, not
+// to resist an adversary.
+constexpr int LANES = 8;
+constexpr u64 KEY[LANES] = {0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL,
+                            0x1f67b3b7a4a44072ULL, 0x78e5c0cc4ee679cbULL, 0x2172ffcc7dd05a82ULL,
+                            0x8e2443f7744608b8ULL, 0x4c263a81e69035e0ULL};
+
 struct Sums {
-    u64 s1[8] = {0}, s2[8] = {0};
+    u64 acc[LANES] = {0}, pos[LANES] = {0};
 };
 
 void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
     i64 nwords = nbytes / 8, i = 0;
-    for (; i + 8 <= nwords; i += 8) {
-        u64 w[8];
-        std::memcpy(w, p + 8 * i, 64);
-        for (int l = 0; l < 8; ++l) {
-            s.s1[l] += w[l];
-            s.s2[l] += s.s1[l];
+    u64 acc[LANES], pos[LANES];
+    for (int l = 0; l < LANES; ++l) acc[l] = s.acc[l], pos[l] = s.pos[l];
+    for (; i + LANES <= nwords; i += LANES) {
+        u64 w[LANES];
+        std::memcpy(w, p + 8 * i, sizeof(w));
+#if defined(__GNUC__)
+        __builtin_prefetch(p + 8 * i + 4096);
+#endif
+        for (int l = 0; l < LANES; ++l) {
+            u64 k = w[l] ^ KEY[l];
+            acc[l] += (k & 0xffffffffULL) * (k >> 32) + w[l ^ 1];
+            pos[l] += acc[l];
         }
     }
-    for (; i < nwords; ++i) {
-        u64 w;
-        std::memcpy(&w, p + 8 * i, 8);
-        s.s1[0] += w;
-        s.s2[0] += s.s1[0];
+    u64 tail[LANES] = {0};
+    std::memcpy(tail, p + 8 * i, static_cast<size_t>(nbytes - 8 * i));
+    for (int l = 0; l < LANES; ++l) {
+        u64 k = tail[l] ^ KEY[l];
+        acc[l] += (k & 0xffffffffULL) * (k >> 32) + tail[l ^ 1] + static_cast<u64>(nbytes);
+        pos[l] += acc[l];
     }
-    u64 tail = 0;
-    std::memcpy(&tail, p + 8 * nwords, static_cast<size_t>(nbytes - 8 * nwords));
-    s.s1[1] += tail ^ static_cast<u64>(nbytes);
-    s.s2[1] += s.s1[1];
+    for (int l = 0; l < LANES; ++l) s.acc[l] = acc[l], s.pos[l] = pos[l];
 }
 
 u64 mix(u64 h, u64 v) {
@@ -95,33 +106,12 @@ u64 mix(u64 h, u64 v) {
 }
 
 u64 checksum_bytes(const unsigned char *p, i64 nbytes) {
-    // chunks of 1 MiB, summed on up to 4 threads for large buffers; each chunk's sums are mixed
-    // with its index, so the result does not depend on the thread count
-    const i64 chunk = 1 << 20;
-    i64 nchunks = (nbytes + chunk - 1) / chunk;
-    std::vector<u64> part(static_cast<size_t>(std::max<i64>(nchunks, 1)), 0);
-    auto work = [&](i64 c0, i64 c1) {
-        for (i64 c = c0; c < c1; ++c) {
-            Sums s;
-            i64 off = c * chunk, len = std::min(chunk, nbytes - off);
-            fletcher(p + off, len, s);
-            u64 h = static_cast<u64>(c);
-            for (int l = 0; l < 8; ++l) h = mix(mix(h, s.s1[l]), s.s2[l]);
-            part[static_cast<size_t>(c)] = h;
-        }
-    };
-    unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    i64 nt = std::min<i64>({static_cast<i64>(hw), 4, nchunks / 8});
-    if (nt <= 1) {
-        work(0, nchunks);
-    } else {
-        std::vector<std::thread> ts;
-        for (i64 t = 0; t < nt; ++t)
-            ts.emplace_back(work, nchunks * t / nt, nchunks * (t + 1) / nt);
-        for (auto &t : ts) t.join();
-    }
+    // one thread: memory-bound already, and on a busy machine a second thread that waits for
+    // a core costs more than it saves
+    Sums s;
+    fletcher(p, nbytes, s);
     u64 h = static_cast<u64>(nbytes);
-    for (u64 v : part) h = mix(h, v);
+    for (int l = 0; l < LANES; ++l) h = mix(mix(h, s.acc[l]), s.pos[l]);
     return h;
 }
 

@@ -212,7 +212,8 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
 def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray,
                      rr: float, steps: int, tol: float, callback: Any
                      ) -> tuple[int, float, list[float], list[float], bool]:
-    """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place).
+    """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place;
+    ``kern`` may also be :class:`_ScipyPasses`).
 
     Returns (iterations done, new r.r, alphas, betas, broke down)."""
     alphas: list[float] = []
@@ -235,6 +236,30 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
         if np.sqrt(rr) < tol:
             break
     return len(alphas), rr, alphas, betas, False
+
+
+class _ScipyPasses:
+    """The three passes of a classical CG step with SciPy's product and numpy (what runs while
+    the kernel compiles); same calls as the generated kernel's ``cg_*`` functions."""
+
+    def __init__(self, csr: Any) -> None:
+        self.csr = csr
+
+    def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
+        q[:] = self.csr @ p
+        return float(p @ q)
+
+    @staticmethod
+    def cg_update(alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray
+                  ) -> float:
+        x += alpha * p
+        r -= alpha * q
+        return float(r @ r)
+
+    @staticmethod
+    def cg_direction(beta: float, r: np.ndarray, p: np.ndarray) -> None:
+        p *= beta
+        p += r
 
 
 def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
@@ -310,6 +335,22 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         B[s + 1:, s + 1:] = Bs
         B[:, m - 1] = 0.0
         t0 = clock()
+        if kern is None and not mp.prepare(nvec=2, gram=True, basis="recurrence"):
+            # the kernel is being compiled in the background: meanwhile, s steps of SciPy's
+            # own classical CG, so the first solve never runs slower than scipy's cg
+            if q.size != n:
+                q = np.zeros(n)
+            done, rr, al, be, broke = _classical_steps(_ScipyPasses(csr), x, p, r, q, rr,
+                                                       min(s, maxiter - it), tol, callback)
+            alphas += al
+            betas += be
+            it += done
+            stats.seconds["classical"] += clock() - t0
+            stats.steps_by_mode["scipy"] = stats.steps_by_mode.get("scipy", 0) + done
+            if broke:
+                stats.iterations = it
+                return x, max(it, 1)
+            continue
         if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
         # stored basis vs recomputed ("streaming") basis vs s classical iterations: time one

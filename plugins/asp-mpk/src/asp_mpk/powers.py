@@ -9,6 +9,7 @@ right away on a random vector, else the first real calls time them.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,9 @@ class MatrixPowers:
         #: seconds of one s-iteration outer step of :func:`asp_mpk.cg` per mode ("stored",
         #: "stream", "classical"), measured by the first solves and reused by later ones
         self.cg_mode_seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._ready: set[tuple] = set()                 # call kinds served by the kernel
+        self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
                                     name=f"MatrixPowers(n={self.n}, k={self.k})")
@@ -88,8 +92,53 @@ class MatrixPowers:
     # -- calls ----------------------------------------------------------------------------------
     def run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
             basis: str) -> np.ndarray:
-        """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`."""
-        return self._dispatch(xs, out, coefs, gram, basis)
+        """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`.
+
+        While the kernel for this call kind is still being specialised in the background
+        (see :meth:`prepare`), the call runs SciPy's repeated ``A @ x`` instead: the first calls
+        cost what SciPy's would, never a compile."""
+        if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
+            return self._dispatch(xs, out, coefs, gram, basis)
+        return self._reference(xs, out, coefs, gram, basis)
+
+    def prepare(self, *, nvec: int, gram: bool, basis: str) -> bool:
+        """Whether calls of this kind go to the specialised kernel now.  The first time a kind
+        is seen this starts its specialisation (analysis → compile of the first variant) on a
+        background thread and answers False until it is done; with ``ASP_MPK_COMPILE=wait``
+        or ``ASP_MODE=strict`` (errors must reach the caller) it waits instead."""
+        kind = (nvec, gram, basis == "monomial")
+        if kind in self._ready:
+            return True
+        with self._lock:
+            worker = self._pending.get(kind)
+            if worker is None:
+                if not _compile_in_background():
+                    self._ready.add(kind)
+                    return True
+                worker = threading.Thread(target=self._specialise, args=(nvec, gram, basis),
+                                          name="asp-mpk-specialise", daemon=True)
+                self._pending[kind] = worker
+                worker.start()
+        if worker.is_alive():
+            return False
+        self._ready.add(kind)
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background specialisations started so far; True when all finished."""
+        for worker in list(self._pending.values()):
+            worker.join(timeout)
+        return not any(w.is_alive() for w in self._pending.values())
+
+    def _specialise(self, nvec: int, gram: bool, basis: str) -> None:
+        """One call of the dispatcher on zero vectors: specialises (and times the first
+        variant); later real calls time the others, whose code compiles meanwhile."""
+        xs = np.zeros((nvec, self.n), dtype=self.dtype)
+        out = np.empty((nvec, self.k + 1, self.n), dtype=self.dtype)
+        coefs = np.zeros((3, max(self.k, 1)))
+        coefs[0, :self.k] = 1.0
+        g = np.empty((nvec * (self.k + 1),) * 2) if gram else None
+        self._dispatch(xs, out, coefs, g, basis)
 
     def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None,
                out: np.ndarray | None = None) -> np.ndarray:
@@ -128,8 +177,9 @@ class MatrixPowers:
         coefs[0, :self.k] = 1.0
         args = (xs, out, coefs, None, "monomial")
         key = signature(args, {}, self)
+        self._ready.add((1, False, True))
         for _ in range(64):
-            self.run(*args)
+            self._dispatch(*args)
             bound = self._dispatch.specializations.get(key)
             if bound is None or bound is self._dispatch.fallback or \
                     self._dispatch.tuned(key) is not None:
@@ -185,6 +235,19 @@ class MatrixPowers:
         from asp_mpk.bases import lanczos_ritz
 
         return lanczos_ritz(lambda v: self.csr @ v, self.n, m)
+
+
+def _compile_in_background() -> bool:
+    """``ASP_MPK_COMPILE``: ``background`` (default) serves calls with SciPy while the kernel
+    compiles; ``wait`` compiles on the first call.  ``ASP_MODE=strict`` always waits."""
+    import os
+
+    from asp_core import config
+
+    choice = os.environ.get("ASP_MPK_COMPILE", "background").strip().lower()
+    if choice not in ("background", "wait"):
+        raise ValueError(f"ASP_MPK_COMPILE must be 'background' or 'wait', got {choice!r}")
+    return choice == "background" and config.mode() == "auto"
 
 
 def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None
