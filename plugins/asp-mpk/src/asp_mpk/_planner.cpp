@@ -468,6 +468,68 @@ py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
     });
 }
 
+// ---- matrix powers without a compiled kernel ---------------------------------------------------
+// What calls run while the generated kernel compiles in the background: k CSR products per
+// vector written straight into out (no temporaries), with the basis recurrence
+// out[j] = a_j A out[j-1] + b_j out[j-1] + c_j out[j-2] unless monomial.  One thread, as
+// SciPy's product.
+template <class I, class V>
+void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const V *xs, V *out,
+                  i64 nvec, i64 k, const double *coefs, bool monomial) {
+    i64 kk = std::max<i64>(k, 1);
+    for (i64 v = 0; v < nvec; ++v) {
+        V *o = out + v * (k + 1) * n;
+        std::memcpy(o, xs + v * n, sizeof(V) * static_cast<size_t>(n));
+        for (i64 j = 1; j <= k; ++j) {
+            const V *prev = o + (j - 1) * n, *prev2 = j >= 2 ? o + (j - 2) * n : nullptr;
+            V *y = o + j * n;
+            double a = coefs[j - 1], b = coefs[kk + j - 1], c = coefs[2 * kk + j - 1];
+            for (i64 i = 0; i < n; ++i) {
+                V sum = 0;
+                for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) sum += data[p] * prev[indices[p]];
+                if (!monomial) {
+                    double t = a * sum + b * prev[i];
+                    if (prev2) t += c * prev2[i];
+                    sum = static_cast<V>(t);
+                }
+                y[i] = sum;
+            }
+        }
+    }
+}
+
+void csr_powers(py::array indptr, py::array indices, py::array data, py::array xs, py::array out,
+                py::array_t<double> coefs, bool monomial) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    Raw rx = raw(xs, "xs"), ro = raw(out, "out");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    if (rx.kind != rd.kind || rx.itemsize != rd.itemsize || ro.kind != rd.kind ||
+        ro.itemsize != rd.itemsize)
+        throw py::type_error("xs, out and data must have the same dtype");
+    i64 n = rp.size - 1;
+    if (xs.ndim() != 2 || xs.shape(1) != n || out.ndim() != 3 || out.shape(0) != xs.shape(0) ||
+        out.shape(2) != n || !out.writeable())
+        throw py::value_error("csr_powers: xs must be (nvec, n) and out a writeable (nvec, k+1, n)");
+    i64 nvec = xs.shape(0), k = out.shape(1) - 1;
+    if (coefs.ndim() != 2 || coefs.shape(0) != 3 || coefs.shape(1) != std::max<i64>(k, 1) ||
+        !(coefs.flags() & py::array::c_style))
+        throw py::value_error("csr_powers: coefs must be a C-contiguous (3, max(k, 1)) array");
+    void *po = out.mutable_data();
+    const double *pc = coefs.data();
+    with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return with_value(rd, "data", [&](auto dv) {
+            using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
+            py::gil_scoped_release nogil;
+            csr_powers_t<I, V>(ip, static_cast<const I *>(ri.ptr), dv, n,
+                               static_cast<const V *>(rx.ptr), static_cast<V *>(po), nvec, k,
+                               pc, monomial);
+            return 0;
+        });
+    });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_planner, m) {
@@ -485,6 +547,9 @@ PYBIND11_MODULE(_planner, m) {
           py::arg("offsets"), "(ndiag, n) DIA values D[d, i] = A[i, i + offsets[d]].");
     m.def("permuted_bandwidth", &permuted_bandwidth, py::arg("indptr"), py::arg("indices"),
           py::arg("perm"), "Bandwidth of A[perm][:, perm].");
+    m.def("csr_powers", &csr_powers, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("xs"), py::arg("out"), py::arg("coefs"), py::arg("monomial"),
+          "Matrix powers (or a three-term basis) by k CSR products into out, one thread.");
     m.def("closures", &closures, py::arg("indptr"), py::arg("indices"), py::arg("order"),
           py::arg("bounds"), py::arg("k"), py::arg("sym"), py::arg("max_entries"),
           "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");

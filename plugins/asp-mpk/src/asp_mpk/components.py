@@ -14,7 +14,6 @@ the validated CSR matrix and its analysis.
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any, Callable
 
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
@@ -257,7 +256,9 @@ def _precompile_in_background(ctx: Any, op: MatrixPowersOp) -> None:
         except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
             pass
 
-    threading.Thread(target=run, name="asp-mpk-precompile", daemon=True).start()
+    from asp_mpk import background
+
+    background.start(run, name="asp-mpk-precompile")
 
 
 class ScipyBackend(Backend):

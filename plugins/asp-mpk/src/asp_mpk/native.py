@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["planner", "checksum", "check_csr", "value_flags", "scan", "dia_arrays",
-           "permuted_bandwidth", "closures"]
+           "permuted_bandwidth", "closures", "csr_powers"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -188,3 +188,18 @@ def closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, sym: bool,
                        np.ascontiguousarray(bounds, dtype=np.int64), int(k), bool(sym),
                        int(max_entries))
     return None if out is None else dict(out)
+
+
+def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool
+               ) -> bool:
+    """``out[v] = [xs[v], P_1(A) xs[v], ...]`` by k CSR products straight into ``out`` (one
+    thread, no temporaries); False (nothing done) without the extension."""
+    mod = planner()
+    if mod is None:
+        return False
+    indptr, indices = csr.indptr, csr.indices
+    if indptr.dtype != indices.dtype:
+        indptr = indptr.astype(indices.dtype)
+    mod.csr_powers(_c(indptr), _c(indices), _c(csr.data), xs, out,
+                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial))
+    return True

@@ -99,7 +99,20 @@ class MatrixPowers:
         cost what SciPy's would, never a compile."""
         if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
             return self._dispatch(xs, out, coefs, gram, basis)
-        return self._reference(xs, out, coefs, gram, basis)
+        return self._interim(xs, out, coefs, gram, basis)
+
+    def _interim(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+                 gram: np.ndarray | None, basis: str) -> np.ndarray:
+        """What runs while the kernel compiles: the plan builder's one-thread CSR products
+        into ``out`` (SciPy's order of operations, no temporaries), else :meth:`_reference`."""
+        from asp_mpk import native
+
+        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial"):
+            return self._reference(xs, out, coefs, gram, basis)
+        if gram is not None:
+            V = out.reshape(-1, self.n).astype(np.float64, copy=False)
+            gram[...] = V @ V.T
+        return out
 
     def prepare(self, *, nvec: int, gram: bool, basis: str) -> bool:
         """Whether calls of this kind go to the specialised kernel now.  The first time a kind
@@ -115,10 +128,11 @@ class MatrixPowers:
                 if not _compile_in_background():
                     self._ready.add(kind)
                     return True
-                worker = threading.Thread(target=self._specialise, args=(nvec, gram, basis),
-                                          name="asp-mpk-specialise", daemon=True)
+                from asp_mpk import background
+
+                worker = background.start(self._specialise, nvec, gram, basis,
+                                          name="asp-mpk-specialise")
                 self._pending[kind] = worker
-                worker.start()
         if worker.is_alive():
             return False
         self._ready.add(kind)
