@@ -192,3 +192,21 @@ def test_construction_compiles_nothing():
         warnings.simplefilter("error")
         mp = asp_mpk.MatrixPowers(A, 4)
     assert mp.variant is None
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("basis", ["monomial", "recurrence"])
+def test_interim_products_match_the_reference(dtype, basis):
+    A = gallery.variable_poisson2d(15, seed=3).astype(dtype)
+    mp = asp_mpk.MatrixPowers(A, 4)
+    rng = np.random.default_rng(7)
+    xs = rng.standard_normal((2, A.shape[0])).astype(dtype)
+    coefs = rng.uniform(-1, 1, (3, 4))
+    got, ref = (np.empty((2, 5, A.shape[0]), dtype=dtype) for _ in range(2))
+    g_got, g_ref = np.empty((10, 10)), np.empty((10, 10))
+    mp._interim(xs, got, coefs, g_got, basis)
+    mp._reference(xs, ref, coefs, g_ref, basis)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    np.testing.assert_allclose(g_got, g_ref, rtol=tol * 10)
