@@ -97,6 +97,12 @@ def value_flags(data: np.ndarray) -> tuple[bool, bool]:
     return bool(np.all(np.isfinite(data))), bool(np.any(data == 0))
 
 
+def _pattern(csr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, indices)`` C-contiguous and of one integer dtype (what the extension takes)."""
+    indptr, indices = _c(csr.indptr), _c(csr.indices)
+    return (indptr if indptr.dtype == indices.dtype else indptr.astype(indices.dtype)), indices
+
+
 def _entry_rows(indptr: np.ndarray, n: int) -> np.ndarray:
     return np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
 
@@ -108,11 +114,9 @@ def scan(csr: Any, max_diagonals: int, block_sizes: tuple[int, ...]) -> dict[str
     ({r: distinct r x r blocks} for each r in ``block_sizes`` that divides n)."""
     mod = planner()
     n = csr.shape[0]
-    indptr, indices = csr.indptr, csr.indices
-    if indptr.dtype != indices.dtype:
-        indptr = indptr.astype(indices.dtype)
+    indptr, indices = _pattern(csr)
     if mod is not None:
-        out = dict(mod.analyse(_c(indptr), _c(indices), _c(csr.data), int(max_diagonals),
+        out = dict(mod.analyse(indptr, indices, _c(csr.data), int(max_diagonals),
                                list(block_sizes)))
         out["blocks"] = {int(r): int(c) for r, c in out["blocks"].items()}
         return out
@@ -181,10 +185,8 @@ def closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, sym: bool,
     mod = planner()
     if mod is None:
         return None
-    indptr, indices = csr.indptr, csr.indices
-    if indptr.dtype != indices.dtype:
-        indptr = indptr.astype(indices.dtype)
-    out = mod.closures(_c(indptr), _c(indices), np.ascontiguousarray(order, dtype=np.int64),
+    indptr, indices = _pattern(csr)
+    out = mod.closures(indptr, indices, np.ascontiguousarray(order, dtype=np.int64),
                        np.ascontiguousarray(bounds, dtype=np.int64), int(k), bool(sym),
                        int(max_entries))
     return None if out is None else dict(out)
@@ -197,9 +199,7 @@ def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, mon
     mod = planner()
     if mod is None:
         return False
-    indptr, indices = csr.indptr, csr.indices
-    if indptr.dtype != indices.dtype:
-        indptr = indptr.astype(indices.dtype)
-    mod.csr_powers(_c(indptr), _c(indices), _c(csr.data), xs, out,
+    indptr, indices = _pattern(csr)
+    mod.csr_powers(indptr, indices, _c(csr.data), xs, out,
                    np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial))
     return True
