@@ -95,8 +95,8 @@ class MatrixPowers:
         """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`.
 
         While the kernel for this call kind is still being specialised in the background
-        (see :meth:`prepare`), the call runs SciPy's repeated ``A @ x`` instead: the first calls
-        cost what SciPy's would, never a compile."""
+        (see :meth:`prepare`), the call runs :meth:`_interim` (one-thread CSR products, as
+        SciPy's ``A @ x``): the first calls cost what SciPy's would, never a compile."""
         if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
             return self._dispatch(xs, out, coefs, gram, basis)
         return self._interim(xs, out, coefs, gram, basis)
