@@ -172,7 +172,6 @@ class CBackend(Backend):
 
         mp = ctx.instance
         op: MatrixPowersOp = variant.program.ir.op
-        _precompile_in_background(ctx, op)
         p = variant.params
         fmt = p["format"]
         cfmt, block = kernel_format(fmt)
@@ -199,6 +198,7 @@ class CBackend(Backend):
             params = {"format": "naive"}
             plan = get_plan(mp.csr, mp.pattern, mp.values, params)
         lib = ctx.compile(**_compile_args(fmt, op, getattr(plan, "kinds", None)))
+        _precompile_in_background(ctx, op)   # after the first variant's own compile
         threads = p["threads"] or default_threads()
         kern = CKernel(lib, cfmt, plan, n=op.matrix.n, k=k, dtype=op.dtype,
                        nthreads=threads, ksplit=ks, name=variant.name)
@@ -229,10 +229,12 @@ def _compile_args(fmt: str, op: MatrixPowersOp, kinds: list[tuple] | None) -> di
 
 
 def _precompile_in_background(ctx: Any, op: MatrixPowersOp) -> None:
-    """While variants are still to be timed, compile every candidate format's kernel on a
-    background thread (gcc runs in parallel), once per specialisation: the autotuner then
-    builds the variants it times from the code cache instead of compiling on the caller's path.
-    Errors are left to the foreground build of the same variant, which reports them."""
+    """While variants are still to be timed, compile every other candidate format's kernel on
+    a background thread, once per specialisation: the autotuner then builds the variants it
+    times from the code cache instead of compiling on the caller's path.  Started after the
+    first variant's compile and one gcc at a time, so neither that compile nor the caller's
+    work (a solve running meanwhile) waits for a core.  Errors are left to the foreground build
+    of the same variant, which reports them."""
     if any(event in ("precompile", "autotune") for event, _ in ctx.events):
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
     formats = list(dict.fromkeys(c.format for c in op.candidates))
@@ -252,7 +254,7 @@ def _precompile_in_background(ctx: Any, op: MatrixPowersOp) -> None:
                     kinds = dia_storage(mp.csr, mp.pattern, mp.values, op.matrix.offsets,
                                         fmt == "dia-c")[0]
                 jobs.append({**_compile_args(fmt, op, kinds), "variant": fmt})
-            ctx.compile_many(jobs)
+            ctx.compile_many(jobs, max_workers=1)
         except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
             pass
 
