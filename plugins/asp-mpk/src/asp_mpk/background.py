@@ -11,7 +11,7 @@ import atexit
 import threading
 from typing import Any, Callable
 
-__all__ = ["start", "join_all"]
+__all__ = ["start", "join_all", "in_background"]
 
 _LOCK = threading.Lock()
 _THREADS: list[threading.Thread] = []
@@ -25,6 +25,12 @@ def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread
         _THREADS.append(thread)
     thread.start()
     return thread
+
+
+def in_background() -> bool:
+    """Whether the calling thread is one that :func:`start` started."""
+    with _LOCK:
+        return threading.current_thread() in _THREADS
 
 
 @atexit.register

@@ -233,8 +233,10 @@ def _precompile_in_background(ctx: Any, op: MatrixPowersOp) -> None:
     a background thread, once per specialisation: the autotuner then builds the variants it
     times from the code cache instead of compiling on the caller's path.  Started after the
     first variant's compile and one gcc at a time, so neither that compile nor the caller's
-    work (a solve running meanwhile) waits for a core.  Errors are left to the foreground build
-    of the same variant, which reports them."""
+    work (a solve running meanwhile) waits for a core.  When the specialisation itself runs in
+    the background (:meth:`MatrixPowers.prepare`), the compiles run there before the kernel is
+    handed over, so no variant is timed while gcc competes for the cores.  Errors are left to
+    the foreground build of the same variant, which reports them."""
     if any(event in ("precompile", "autotune") for event, _ in ctx.events):
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
     formats = list(dict.fromkeys(c.format for c in op.candidates))
@@ -260,7 +262,10 @@ def _precompile_in_background(ctx: Any, op: MatrixPowersOp) -> None:
 
     from asp_mpk import background
 
-    background.start(run, name="asp-mpk-precompile")
+    if background.in_background():
+        run()   # the caller is not waiting: the variants are timed once all are compiled
+    else:
+        background.start(run, name="asp-mpk-precompile")
 
 
 class ScipyBackend(Backend):
