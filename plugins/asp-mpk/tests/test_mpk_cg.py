@@ -47,7 +47,9 @@ def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
     x, info = asp_mpk.cg(A, b, rtol=rtol)
     st = last_stats()
     assert info == 0
-    assert st.method == "s-step" and st.s >= 2 and st.outer >= 1
+    assert st.method == "s-step" and st.s >= 2
+    # a later solve of the same matrix may run all steps in whichever mode timed fastest
+    assert st.outer >= 1 or st.steps_by_mode.get("classical", 0) == st.iterations
     assert np.linalg.norm(b - A @ x) < rtol * np.linalg.norm(b)
     assert st.iterations <= 1.2 * it_ref + 1, (st.iterations, it_ref)
     if name in ("poisson2d", "poisson3d"):  # DIA: every mode was timed (now or before)

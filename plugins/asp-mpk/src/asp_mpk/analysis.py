@@ -8,13 +8,15 @@ is the graph partitioner's first step for general sparsity).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Structure", "analyse", "pattern_hash", "dia_arrays", "bandwidth"]
+from asp_mpk import native
+
+__all__ = ["Structure", "analyse", "pattern_hash", "values_hash", "dia_arrays",
+           "dense_block_sizes", "compress_diagonals"]
 
 #: DIA is chosen when at most this many diagonals ...
 DIA_MAX_DIAGONALS = 27
@@ -26,44 +28,15 @@ BCSR_SIZES = (2, 3, 4)
 BCSR_MIN_FILL = 0.65
 
 
-def _update(h: Any, a: np.ndarray) -> None:
-    """Feed an array's dtype and bytes to ``h`` without copying it (hashing runs every solve)."""
-    a = np.ascontiguousarray(a)
-    h.update(a.dtype.str.encode())
-    h.update(memoryview(a).cast("B"))
-
-
 def pattern_hash(csr: Any) -> str:
-    """Hash of the sparsity pattern (shape, indptr, indices): the plan cache key."""
-    h = hashlib.blake2b(digest_size=16)
-    _update(h, np.asarray(csr.shape, dtype=np.int64))
-    _update(h, csr.indptr)
-    _update(h, csr.indices)
-    return h.hexdigest()
+    """Fingerprint of the sparsity pattern (shape, indptr, indices): the plan cache key."""
+    shape = np.asarray(csr.shape, dtype=np.int64)
+    return f"{native.checksum(shape, csr.indptr, csr.indices):016x}"
 
 
 def values_hash(csr: Any) -> str:
-    """Hash of the stored values (plans hold copies of them)."""
-    h = hashlib.blake2b(digest_size=16)
-    _update(h, csr.data)
-    return h.hexdigest()
-
-
-def _entry_rows(csr: Any) -> np.ndarray:
-    """The row index of every stored entry (int64, in storage order)."""
-    return np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
-
-
-def bandwidth(csr: Any) -> int:
-    """max |i - j| over the stored entries."""
-    if csr.nnz == 0:
-        return 0
-    return int(np.abs(_offsets(csr)).max())
-
-
-def _offsets(csr: Any) -> np.ndarray:
-    rows = _entry_rows(csr)
-    return csr.indices.astype(np.int64) - rows
+    """Fingerprint of the stored values (plans hold copies of them)."""
+    return f"{native.checksum(csr.data):016x}-{csr.data.dtype.str}"
 
 
 @dataclass
@@ -81,42 +54,41 @@ class Structure:
     dia_compressible: int = 0                # diagonals holding a single nonzero value
     bcsr: tuple[int, ...] = ()               # dense r x r block sizes, best first
     notes: list[str] = field(default_factory=list)
+    rcm_order: np.ndarray | None = field(default=None, repr=False)  # the RCM permutation
 
 
 def analyse(csr: Any, *, want_rcm: bool = True) -> Structure:
-    """Analyse a canonical CSR matrix (see :func:`asp_mpk.validate.as_csr`)."""
+    """Analyse a canonical CSR matrix (see :func:`asp_mpk.validate.as_csr`) in one native pass
+    (:func:`asp_mpk.native.scan`); when A is not banded, also its reverse Cuthill-McKee ordering
+    (kept in ``rcm_order`` for the partitioner) and the bandwidth under it."""
     n, nnz = csr.shape[0], csr.nnz
     pat = pattern_hash(csr)
-    diff = csr - csr.T
-    symmetric = bool(diff.nnz == 0 or not np.any(diff.data))
-    offs = _offsets(csr)
-    bw = int(np.abs(offs).max()) if nnz else 0
-    uniq = np.unique(offs)
-    slots = sum(n - abs(int(o)) for o in uniq)
-    fill = nnz / slots if slots else 0.0
-    dia = tuple(int(o) for o in uniq) if (0 < len(uniq) <= DIA_MAX_DIAGONALS
-                                           and fill >= DIA_MIN_FILL) else None
-    st = Structure(n, nnz, pat, symmetric, bw, dia, fill)
+    sc = native.scan(csr, DIA_MAX_DIAGONALS, BCSR_SIZES)
+    bw = int(sc["bandwidth"])
+    uniq = sc["offsets"]
+    dia = None
+    fill = 0.0
+    if uniq is not None:
+        slots = sum(n - abs(int(o)) for o in uniq)
+        fill = nnz / slots if slots else 0.0
+        if 0 < len(uniq) and fill >= DIA_MIN_FILL:
+            dia = tuple(int(o) for o in uniq)
+    st = Structure(n, nnz, pat, bool(sc["symmetric"]), bw, dia, fill)
     if dia is not None:
-        order = np.argsort(offs, kind="stable")
-        so, sv = offs[order], csr.data[order]
-        cuts = np.flatnonzero(np.diff(so)) + 1
-        for vals in np.split(sv, cuts):
-            nzv = vals[vals != 0]
-            if nzv.size == 0 or np.all(nzv == nzv[0]):
-                st.dia_compressible += 1
-    st.bcsr = dense_block_sizes(csr)
+        st.dia_compressible = int(sc["constant"])
+    st.bcsr = _rank_blocks(n, nnz, csr.dtype.itemsize, sc["blocks"])
     if dia is None and want_rcm and n > 1 and nnz:
         from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-        perm = reverse_cuthill_mckee(csr.tocsr(), symmetric_mode=symmetric)
-        p = csr[perm][:, perm]
-        st.rcm_bandwidth = bandwidth(p)
+        perm = np.asarray(reverse_cuthill_mckee(csr, symmetric_mode=st.symmetric),
+                          dtype=np.int64)
+        st.rcm_order = perm
+        st.rcm_bandwidth = native.permuted_bandwidth(csr, perm)
         st.notes.append(f"RCM bandwidth {st.rcm_bandwidth} vs natural {bw}")
     return st
 
 
-def dense_block_sizes(csr: Any) -> tuple[int, ...]:
+def _rank_blocks(n: int, nnz: int, itemsize: int, blocks: dict[int, int]) -> tuple[int, ...]:
     """Block sizes r for which A is (mostly) made of dense r x r blocks, best first.
 
     Finite-element matrices with several unknowns per node (elasticity: 2 or 3) are.  Storing
@@ -124,33 +96,23 @@ def dense_block_sizes(csr: Any) -> tuple[int, ...]:
     a block row's r sums in registers.  Ranked by bytes read per nonzero
     (``(8 + 4 / r²) / fill`` for float64), each needing fill >= :data:`BCSR_MIN_FILL`.
     """
-    n, nnz = csr.shape[0], csr.nnz
     ranked = []
-    rows = _entry_rows(csr)
-    cols = csr.indices.astype(np.int64)
-    for r in BCSR_SIZES:
-        if n % r or nnz == 0 or n < 4 * r:
-            continue
-        blocks = np.unique(rows // r * (n // r) + cols // r).size
-        fill = nnz / (blocks * r * r)
+    for r, nblocks in blocks.items():
+        fill = nnz / (nblocks * r * r) if nblocks else 0.0
         if fill >= BCSR_MIN_FILL:
-            ranked.append(((csr.dtype.itemsize + 4 / (r * r)) / fill, r))
+            ranked.append(((itemsize + 4 / (r * r)) / fill, r))
     return tuple(r for _, r in sorted(ranked))
+
+
+def dense_block_sizes(csr: Any) -> tuple[int, ...]:
+    """Block sizes r for which A is (mostly) made of dense r x r blocks, best first."""
+    blocks = native.scan(csr, 0, BCSR_SIZES)["blocks"]
+    return _rank_blocks(csr.shape[0], csr.nnz, csr.dtype.itemsize, blocks)
 
 
 def dia_arrays(csr: Any, offsets: tuple[int, ...]) -> np.ndarray:
     """(ndiag, n) array: ``D[d, i] = A[i, i + offsets[d]]`` (0 where outside the matrix)."""
-    n = csr.shape[0]
-    offs = _offsets(csr)
-    rows = _entry_rows(csr)
-    index = {o: d for d, o in enumerate(offsets)}
-    lut = np.searchsorted(np.asarray(offsets, dtype=np.int64), offs)
-    if not np.array_equal(np.asarray(offsets, dtype=np.int64)[lut], offs):
-        raise ValueError("matrix has entries outside the given diagonals")
-    del index
-    D = np.zeros((len(offsets), n), dtype=csr.dtype)
-    D[lut, rows] = csr.data
-    return D
+    return native.dia_arrays(csr, offsets)
 
 
 def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from asp_mpk.validate import as_csr, as_vector
+from asp_mpk.validate import as_vector
 
 __all__ = ["cg", "choose_s", "CGStats"]
 
@@ -59,24 +59,15 @@ def choose_s(n: int, nnz: int) -> int:
     return 8
 
 
-_MP_LOCK = threading.Lock()
-_MP: dict[tuple, Any] = {}
-
-
-def _powers_for(csr: Any, s: int) -> Any:
-    from asp_mpk.analysis import pattern_hash, values_hash
+def _powers_for(A: Any, s: int) -> Any:
+    """The float64 MatrixPowers object of depth s for A (an AnalysedMatrix, a MatrixPowers or a
+    scipy.sparse matrix, recognised by its checksum)."""
+    from asp_mpk.matrix import analysed
     from asp_mpk.powers import MatrixPowers
 
-    key = (pattern_hash(csr), values_hash(csr), s)
-    with _MP_LOCK:
-        mp = _MP.get(key)
-    if mp is None:
-        mp = MatrixPowers(csr, s, tune=False)
-        with _MP_LOCK:
-            if len(_MP) > 8:
-                _MP.clear()
-            _MP[key] = mp
-    return mp
+    if isinstance(A, MatrixPowers):
+        A = A.matrix
+    return analysed(A, np.float64).powers(s)
 
 
 def _lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
@@ -125,10 +116,14 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
     rebuilds x at each step, which costs one pass over the basis).
     """
-    csr = as_csr(A)
+    from asp_mpk.matrix import analysed
+    from asp_mpk.powers import MatrixPowers
+
+    m = analysed(A.matrix if isinstance(A, MatrixPowers) else A, np.float64)
+    csr = m.csr
     n = csr.shape[0]
     bv = as_vector(b, n, name="b")
-    out_dtype = np.result_type(csr.dtype, bv.dtype)
+    out_dtype = np.result_type(A.dtype, bv.dtype)
     if x0 is not None:
         x0v = as_vector(x0, n, name="x0")
         out_dtype = np.result_type(out_dtype, x0v.dtype)
@@ -144,8 +139,6 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
         raise ValueError(f"basis must be 'chebyshev' or 'newton', got {basis!r}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable")
-    if csr.dtype != np.float64:
-        csr = csr.astype(np.float64)
     bvec = np.array(bv, dtype=np.float64)
     x = np.zeros(n) if x0 is None else np.array(x0v, dtype=np.float64)
     stats = CGStats()
@@ -156,28 +149,28 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     tol = max(atol, rtol * bnrm2)
     if M is not None:
         stats.method = "pcg"
-        x, info = _pcg(csr, bvec, x, tol, int(maxiter), M, callback, stats)
+        x, info = _pcg(m, bvec, x, tol, int(maxiter), M, callback, stats)
     else:
         stats.method = "s-step"
-        x, info = _sstep(csr, bvec, x, tol, int(maxiter), callback,
+        x, info = _sstep(m, bvec, x, tol, int(maxiter), callback,
                          int(s) if s is not None else choose_s(n, csr.nnz), basis, stats,
                          allow_classical=s is None)
     return x.astype(out_dtype, copy=False), info
 
 
-def _pcg(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
+def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
          callback: Any, stats: CGStats) -> tuple[np.ndarray, int]:
     """Classical preconditioned CG (SciPy's loop) with the generated SpMV."""
     from scipy.sparse.linalg import aslinearoperator
 
-    n = csr.shape[0]
+    n = m.n
     if isinstance(M, np.ndarray) and M.ndim == 1:
         raise TypeError("M must be a matrix or LinearOperator (use scipy.sparse.diags(m) for a "
                         "diagonal preconditioner)")
     Mop = aslinearoperator(M)
     if Mop.shape != (n, n):
         raise ValueError(f"shape mismatch: M has shape {Mop.shape} but A is {n}x{n}")
-    mp = _powers_for(csr, 1)
+    mp = m.powers(1)
     xs = np.empty((1, n))
     out = np.empty((1, 2, n))
     coefs = np.zeros((3, 1))
@@ -219,7 +212,8 @@ def _pcg(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: An
 def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray,
                      rr: float, steps: int, tol: float, callback: Any
                      ) -> tuple[int, float, list[float], list[float], bool]:
-    """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place).
+    """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place;
+    ``kern`` may also be :class:`_ScipyPasses`).
 
     Returns (iterations done, new r.r, alphas, betas, broke down)."""
     alphas: list[float] = []
@@ -244,15 +238,40 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     return len(alphas), rr, alphas, betas, False
 
 
-def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
+class _ScipyPasses:
+    """The three passes of a classical CG step with SciPy's product and numpy (what runs while
+    the kernel compiles); same calls as the generated kernel's ``cg_*`` functions."""
+
+    def __init__(self, csr: Any) -> None:
+        self.csr = csr
+
+    def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
+        q[:] = self.csr @ p
+        return float(p @ q)
+
+    @staticmethod
+    def cg_update(alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray
+                  ) -> float:
+        x += alpha * p
+        r -= alpha * q
+        return float(r @ r)
+
+    @staticmethod
+    def cg_direction(beta: float, r: np.ndarray, p: np.ndarray) -> None:
+        p *= beta
+        p += r
+
+
+def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
            s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
            ) -> tuple[np.ndarray, int]:
     from asp_mpk.bases import change_of_basis, chebyshev_coefs, newton_coefs
 
+    csr = m.csr
     n = csr.shape[0]
     s = max(1, min(s, n))
     stats.s, stats.basis = s, basis
-    mp = _powers_for(csr, s)
+    mp = m.powers(s)
     stats.modes = mode_t = mp.cg_mode_seconds   # timed once per matrix, kept for later solves
     m = 2 * (s + 1)
     V = np.empty((2, s + 1, n))
@@ -316,6 +335,22 @@ def _sstep(csr: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, cal
         B[s + 1:, s + 1:] = Bs
         B[:, m - 1] = 0.0
         t0 = clock()
+        if kern is None and not mp.prepare(nvec=2, gram=True, basis="recurrence"):
+            # the kernel is being compiled in the background: meanwhile, s steps of SciPy's
+            # own classical CG, so the first solve never runs slower than scipy's cg
+            if q.size != n:
+                q = np.zeros(n)
+            done, rr, al, be, broke = _classical_steps(_ScipyPasses(csr), x, p, r, q, rr,
+                                                       min(s, maxiter - it), tol, callback)
+            alphas += al
+            betas += be
+            it += done
+            stats.seconds["classical"] += clock() - t0
+            stats.steps_by_mode["scipy"] = stats.steps_by_mode.get("scipy", 0) + done
+            if broke:
+                stats.iterations = it
+                return x, max(it, 1)
+            continue
         if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
         # stored basis vs recomputed ("streaming") basis vs s classical iterations: time one

@@ -13,6 +13,7 @@ the validated CSR matrix and its analysis.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 __all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
-           "PA1Variants", "CBackend", "ScipyBackend", "signature"]
+           "PA1Variants", "CBackend", "ScipyBackend", "signature", "tuning_key"]
 
 
 def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
@@ -38,6 +39,26 @@ def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
         raise ValueError("out must be an (nvec, k+1, n) array")
     return (instance.pattern, instance.values, str(instance.dtype), shape[1] - 1, shape[0],
             basis == "monomial", gram is not None)
+
+
+def _octave(x: float) -> int:
+    """``x`` on a half-octave scale (sizes within ~40 % share a bucket)."""
+    return int(round(2 * math.log2(max(float(x), 1.0))))
+
+
+def tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
+    """Key under which tuning winners are stored: the matrix's structure class (format,
+    diagonal count and how many are constant, or symmetry, dense blocks and nonzeros per row;
+    bandwidth and size in half-octaves) and the call kind, not the exact matrix, so a new
+    matrix of a known kind starts with the winner (variant names do not depend on n)."""
+    sig = signature(args, kwargs, instance)
+    st = instance.structure
+    if st.offsets is not None:
+        kind: tuple = ("dia", len(st.offsets), st.dia_compressible, _octave(st.bandwidth))
+    else:
+        kind = ("csr", st.symmetric, st.bcsr[:1], round(st.nnz / max(st.n, 1)),
+                _octave(st.rcm_bandwidth or st.bandwidth))
+    return (kind, _octave(st.n), *sig[2:])
 
 
 class MatrixFrontend(Frontend):
@@ -113,7 +134,7 @@ class ScipyPlatform(Platform):
 
 
 def _variant_name(c: Any) -> str:
-    name = f"{c.format}-b{c.nblocks}" if c.format != "naive" else "naive"
+    name = f"{c.format}-{c.sizing or f'b{c.nblocks}'}" if c.format != "naive" else "naive"
     if c.ksplit:
         name += f"-ks{c.ksplit}"
     if c.threads == 1:
@@ -149,7 +170,7 @@ class CBackend(Backend):
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
         from asp_core.hardware import default_threads
 
-        from asp_mpk.kernels import CKernel, render_source
+        from asp_mpk.kernels import CKernel
         from asp_mpk.plan import get_plan
 
         mp = ctx.instance
@@ -179,15 +200,8 @@ class CBackend(Backend):
             block = 1
             params = {"format": "naive"}
             plan = get_plan(mp.csr, mp.pattern, mp.values, params)
-        kinds = getattr(plan, "kinds", None)
-        src = render_source(cfmt, op.dtype, monomial=op.monomial,
-                            offsets=op.matrix.offsets or (), sym=fmt == "csr-sym", kinds=kinds,
-                            block=block)
-        lib = ctx.compile(src, name=f"mpk_{cfmt}",
-                          specialised_on={"format": fmt, "dtype": op.dtype,
-                                          "monomial": op.monomial, "block": block,
-                                          "offsets": list(op.matrix.offsets or ()),
-                                          "kinds": [list(x) for x in kinds or []]})
+        lib = ctx.compile(**_compile_args(fmt, op, getattr(plan, "kinds", None)))
+        _precompile_in_background(ctx, op)   # after the first variant's own compile
         threads = p["threads"] or default_threads()
         kern = CKernel(lib, cfmt, plan, n=op.matrix.n, k=k, dtype=op.dtype,
                        nthreads=threads, ksplit=ks, name=variant.name)
@@ -201,6 +215,60 @@ class CBackend(Backend):
 
         bound.kernel = kern  # type: ignore[attr-defined]
         return bound
+
+
+def _compile_args(fmt: str, op: MatrixPowersOp, kinds: list[tuple] | None) -> dict[str, Any]:
+    """``ctx.compile`` arguments of the kernel for candidate format ``fmt`` (``kinds``: the DIA
+    plan's diagonal kinds, None for the other formats)."""
+    from asp_mpk.kernels import render_source
+
+    cfmt, block = kernel_format(fmt)
+    src = render_source(cfmt, op.dtype, monomial=op.monomial, offsets=op.matrix.offsets or (),
+                        sym=fmt == "csr-sym", kinds=kinds, block=block)
+    return {"source": src, "name": f"mpk_{cfmt}",
+            "specialised_on": {"format": fmt, "dtype": op.dtype, "monomial": op.monomial,
+                               "block": block, "offsets": list(op.matrix.offsets or ()),
+                               "kinds": [list(x) for x in kinds or []]}}
+
+
+def _precompile_in_background(ctx: SpecializationContext, op: MatrixPowersOp) -> None:
+    """While variants are still to be timed, compile every other candidate format's kernel on
+    a background thread, once per specialisation: the autotuner then builds the variants it
+    times from the code cache instead of compiling on the caller's path.  Started after the
+    first variant's compile and one gcc at a time, so neither that compile nor the caller's
+    work (a solve running meanwhile) waits for a core.  When the specialisation itself runs in
+    the background (:meth:`MatrixPowers.prepare`), the compiles run there before the kernel is
+    handed over, so no variant is timed while gcc competes for the cores.  Errors are left to
+    the foreground build of the same variant, which reports them."""
+    if any(event in ("precompile", "autotune") for event, _ in ctx.events):
+        return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
+    formats = list(dict.fromkeys(c.format for c in op.candidates))
+    ctx.record("precompile", formats=formats[1:])
+    if len(formats) < 2:
+        return
+    mp = ctx.instance
+
+    def run() -> None:
+        from asp_mpk.plan import dia_storage
+
+        try:
+            jobs = []
+            for fmt in formats[1:]:   # the first is the foreground build's
+                kinds = None
+                if fmt in ("dia", "dia-c"):
+                    kinds = dia_storage(mp.csr, mp.pattern, mp.values, op.matrix.offsets,
+                                        fmt == "dia-c")[0]
+                jobs.append({**_compile_args(fmt, op, kinds), "variant": fmt})
+            ctx.compile_many(jobs, max_workers=1)
+        except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
+            pass
+
+    from asp_mpk import background
+
+    if background.in_background():
+        run()   # the caller is not waiting: the variants are timed once all are compiled
+    else:
+        background.start(run, name="asp-mpk-precompile")
 
 
 class ScipyBackend(Backend):

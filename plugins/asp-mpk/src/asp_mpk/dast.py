@@ -42,6 +42,9 @@ class Candidate(Node):
     ksplit: int = 0             # 0: all k levels in one pass
     threads: int = 0            # 0: all cores
     note: str = ""
+    sizing: str = ""            # what set nblocks ("l2", "l3q", "l3h": the cache share a
+                                #   block fills; "few": two per thread; "one"), so variant
+                                #   names do not depend on n and winners carry over
 
 
 def kernel_format(fmt: str) -> tuple[str, int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["poisson2d", "poisson3d", "elasticity", "banded_spd", "shuffle_nodes",
+__all__ = ["poisson2d", "poisson3d", "elasticity", "banded_spd", "shuffle_nodes", "variable_poisson2d",
            "unstructured_spd", "unstructured"]
 
 
@@ -146,3 +146,21 @@ def unstructured_spd(n: int, degree: int = 6, seed: int = 0) -> Any:
     W = W + W.T
     L = sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W
     return (L + sp.identity(n)).tocsr()
+
+
+def variable_poisson2d(m: int, seed: int = 0) -> Any:
+    """-div(c grad u) on an m x m grid (5-point, Dirichlet) with a random coefficient in
+    [0.1, 10] on every edge: SPD, banded, and no diagonal is constant."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n = m * m
+    idx = np.arange(n).reshape(m, m)
+    rows = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    cols = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    w = rng.uniform(0.1, 10.0, len(rows))
+    W = sp.coo_matrix((w, (rows, cols)), shape=(n, n)).tocsr()
+    W = W + W.T
+    degree = np.asarray((W != 0).sum(axis=1)).ravel()
+    diag = np.asarray(W.sum(axis=1)).ravel() + (4 - degree) * 1.0   # Dirichlet faces
+    return (sp.diags(diag) - W).tocsr()

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk import native
+
 __all__ = ["block_bounds", "ClosurePlan", "ClosureTooLarge", "build_closures", "gather_rows"]
 
 
@@ -74,10 +76,21 @@ def build_closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, *,
     ``(nblocks, r, r)`` block values here).
     """
     n = csr.shape[0]
-    indptr = csr.indptr.astype(np.int64)
-    indices = csr.indices.astype(np.int64)
     data = csr.data if values is None else values
     nb = len(bounds) - 1
+    max_entries = int(max_copies * max(csr.nnz, 1) + 100_000)
+    if native.planner() is not None:
+        built = native.closures(csr, order, bounds, k, sym, max_entries)
+        if built is None:
+            raise ClosureTooLarge(f"ghost closures exceed {max_copies}x the nonzeros of A")
+        va = np.ascontiguousarray(data[built.pop("pos")])
+        computed = built.pop("computed")
+        return ClosurePlan(
+            k=k, nblocks=nb, **built, va=va, sym=sym,
+            redundancy=(computed / (k * n) - 1.0) if k and n else 0.0,
+            local_bytes=int(va.nbytes + built["ci"].nbytes + 8 * built["rofs"][-1]))
+    indptr = csr.indptr.astype(np.int64)
+    indices = csr.indices.astype(np.int64)
     mark = np.zeros(n, dtype=bool)
     loc = np.full(n, -1, dtype=np.int64)
     metas, globs, rps, cis, vas = [], [], [], [], []
@@ -119,7 +132,7 @@ def build_closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, *,
         np.cumsum(lens, out=rp[1:])
         rp += nnz_pos
         nnz_pos += int(lens.sum())
-        if nnz_pos > max_copies * max(csr.nnz, 1) + 100_000:
+        if nnz_pos > max_entries:
             raise ClosureTooLarge(f"ghost closures exceed {max_copies}x the nonzeros of A "
                                   f"after {b + 1} of {nb} blocks")
         loc[glob] = -1

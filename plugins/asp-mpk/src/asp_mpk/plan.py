@@ -20,7 +20,7 @@ import numpy as np
 from asp_mpk.analysis import compress_diagonals, dia_arrays
 from asp_mpk.partition import ClosurePlan, block_bounds, build_closures
 
-__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "get_plan"]
+__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "dia_storage", "get_plan"]
 
 
 @dataclass
@@ -85,12 +85,7 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
     n = csr.shape[0]
     if fmt == "dia":
         offsets = tuple(params["offsets"])
-        D = np.ascontiguousarray(dia_arrays(csr, offsets))
-        if params.get("compress"):
-            kinds, F, M = compress_diagonals(D, offsets)
-        else:
-            kinds, F, M = [("full", d) for d in range(len(offsets))], D, \
-                np.zeros((1, 1), dtype=np.uint8)
+        kinds, F, M = dia_storage(csr, pattern, values, offsets, bool(params.get("compress")))
         plan = DiaPlan(offsets, F, block_bounds(n, params["nblocks"]), kinds, M)
     elif fmt == "csr":
         r = int(params.get("block", 1))
@@ -116,6 +111,30 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
             _, old = _CACHE.popitem(last=False)
             total -= old.nbytes
     return plan
+
+
+_DIA: OrderedDict[tuple, tuple] = OrderedDict()
+
+
+def dia_storage(csr: Any, pattern: str, values: str, offsets: tuple[int, ...], compress: bool
+                ) -> tuple[list[tuple], np.ndarray, np.ndarray]:
+    """``(kinds, full, masks)`` DIA storage of A (see :func:`compress_diagonals`), shared by
+    every block count of the DIA variants (the last two matrices' are kept)."""
+    key = (pattern, values, str(csr.dtype), offsets, compress)
+    with _LOCK:
+        got = _DIA.get(key)
+    if got is not None:
+        return got
+    D = np.ascontiguousarray(dia_arrays(csr, offsets))
+    if compress:
+        got = compress_diagonals(D, offsets)
+    else:
+        got = [("full", d) for d in range(len(offsets))], D, np.zeros((1, 1), dtype=np.uint8)
+    with _LOCK:
+        _DIA[key] = got
+        while len(_DIA) > 4:
+            _DIA.popitem(last=False)
+    return got
 
 
 def block_graph(csr: Any, r: int) -> tuple[Any, np.ndarray]:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from asp_core import hookimpl
 
 from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, OpenMPPlatform,
-                                PA1Variants, ScipyBackend, ScipyPlatform, signature)
+                                PA1Variants, ScipyBackend, ScipyPlatform, signature,
+                                tuning_key)
 
 if TYPE_CHECKING:
     from asp_core.bench import BenchmarkRegistry
@@ -23,6 +24,8 @@ def asp_register_specializers(register: Registry) -> None:
         name="mpk",
         description="Communication-avoiding matrix powers (PA1) and s-step CG (Asp paper)",
         signature=signature,
+        tuning_key=tuning_key,
+        tuning_repeats=2,
     )
     register.component(specializer="mpk", phase="frontend", name="matrix",
                        obj=MatrixFrontend(), priority=0)

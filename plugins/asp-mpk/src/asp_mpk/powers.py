@@ -2,8 +2,9 @@
 
 ``MatrixPowers(A, k)`` converts and analyses A once, and owns an ``asp_core.Dispatcher`` for the
 ``mpk`` specializer: the first call with a new (dtype, nvec, basis kind) runs the five phases,
-later calls go straight to the compiled kernel.  With ``tune=True`` (the default for large A) the
-constructor times the variants right away on a random vector, so the first real call is fast.
+later calls go straight to the compiled kernel.  The analysis is shared by every k
+(:class:`asp_mpk.matrix.AnalysedMatrix`); with ``tune=True`` the constructor times the variants
+right away on a random vector, else the first real calls time them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from asp_mpk.validate import as_csr, as_vector, check_k
+from asp_mpk.validate import as_vector, check_k
 
 __all__ = ["MatrixPowers", "matrix_powers", "spmv"]
 
@@ -21,9 +22,14 @@ __all__ = ["MatrixPowers", "matrix_powers", "spmv"]
 class MatrixPowers:
     """The Krylov basis ``[x, P_1(A) x, ..., P_k(A) x]`` of a fixed sparse matrix.
 
-    :param A: any ``scipy.sparse`` square matrix or array (float64 or float32); copied once.
+    The object API: A is validated, copied and analysed when the object is made (a snapshot,
+    as ``scipy.sparse.linalg.splu`` takes one: later changes to A are not seen), and every call
+    goes straight to the tuned kernel, with no check of A at all.  :func:`matrix_powers` is the
+    functional form; it finds the object again by A's checksum.
+
+    :param A: any ``scipy.sparse`` square matrix or array (float64 or float32).
     :param k: number of products (>= 0).
-    :param tune: time the kernel variants now (default: when A has more than 50 000 rows).
+    :param tune: time the kernel variants now (default: no; the first calls time them).
     :param options: ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
     """
 
@@ -31,59 +37,38 @@ class MatrixPowers:
                  options: dict[str, Any] | None = None) -> None:
         from asp_core import Dispatcher
 
-        from asp_mpk.analysis import analyse, values_hash
+        from asp_mpk.matrix import analysed
 
         self.k = check_k(k)
-        self.csr = as_csr(A)
+        self.matrix = analysed(A)
+        self.csr = self.matrix.csr
         self.dtype = self.csr.dtype
         self.shape = self.csr.shape
         self.n = self.csr.shape[0]
-        self.structure = analyse(self.csr)
-        self.pattern = self.structure.pattern
-        self.values = values_hash(self.csr)
-        self._orders: dict[str, np.ndarray] = {}
+        self.structure = self.matrix.structure
+        self.pattern = self.matrix.pattern
+        self.values = self.matrix.values
         #: seconds of one s-iteration outer step of :func:`asp_mpk.cg` per mode ("stored",
         #: "stream", "classical"), measured by the first solves and reused by later ones
         self.cg_mode_seconds: dict[str, float] = {}
-        self._gershgorin: tuple[float, float] | None = None
         self._lock = threading.Lock()
+        self._ready: set[tuple] = set()                 # call kinds served by the kernel
+        self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
                                     name=f"MatrixPowers(n={self.n}, k={self.k})")
-        if tune is None:
-            tune = self.n > 50_000
         if tune:
             self.tune()
 
     # -- used by the components -----------------------------------------------------------------
     def order(self, kind: str, block: int = 1) -> np.ndarray:
-        """Row ordering for the partitioner: ``natural`` or ``rcm``; of the block rows of the
-        ``block`` x ``block`` BCSR view when ``block`` > 1."""
-        with self._lock:
-            key = f"{kind}/{block}"
-            if key not in self._orders:
-                nrows = self.n // block
-                if kind == "rcm":
-                    from scipy.sparse.csgraph import reverse_cuthill_mckee
-
-                    from asp_mpk.plan import block_graph
-
-                    graph = self.csr if block == 1 else block_graph(self.csr, block)[0]
-                    perm = reverse_cuthill_mckee(graph, symmetric_mode=self.structure.symmetric)
-                    self._orders[key] = np.asarray(perm, dtype=np.int64)
-                else:
-                    self._orders[key] = np.arange(nrows, dtype=np.int64)
-            return self._orders[key]
+        """Row ordering for the partitioner (see :meth:`AnalysedMatrix.order`)."""
+        return self.matrix.order(kind, block)
 
     def gershgorin(self) -> tuple[float, float]:
-        """Gershgorin bounds (lower, upper) of A's spectrum, computed once (s-step CG starts
-        its basis from them)."""
-        with self._lock:
-            if self._gershgorin is None:
-                d = self.csr.diagonal()
-                rad = np.asarray(abs(self.csr).sum(axis=1)).ravel() - np.abs(d)
-                self._gershgorin = (float(np.min(d - rad)), float(np.max(d + rad)))
-            return self._gershgorin
+        """Gershgorin bounds (lower, upper) of A's spectrum, computed once per matrix (s-step
+        CG starts its basis from them)."""
+        return self.matrix.gershgorin()
 
     def _reference(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                    gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:
@@ -107,8 +92,67 @@ class MatrixPowers:
     # -- calls ----------------------------------------------------------------------------------
     def run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
             basis: str) -> np.ndarray:
-        """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`."""
-        return self._dispatch(xs, out, coefs, gram, basis)
+        """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`.
+
+        While the kernel for this call kind is still being specialised in the background
+        (see :meth:`prepare`), the call runs :meth:`_interim` (one-thread CSR products, as
+        SciPy's ``A @ x``): the first calls cost what SciPy's would, never a compile."""
+        if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
+            return self._dispatch(xs, out, coefs, gram, basis)
+        return self._interim(xs, out, coefs, gram, basis)
+
+    def _interim(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+                 gram: np.ndarray | None, basis: str) -> np.ndarray:
+        """What runs while the kernel compiles: the plan builder's one-thread CSR products
+        into ``out`` (SciPy's order of operations, no temporaries), else :meth:`_reference`."""
+        from asp_mpk import native
+
+        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial"):
+            return self._reference(xs, out, coefs, gram, basis)
+        if gram is not None:
+            V = out.reshape(-1, self.n).astype(np.float64, copy=False)
+            gram[...] = V @ V.T
+        return out
+
+    def prepare(self, *, nvec: int, gram: bool, basis: str) -> bool:
+        """Whether calls of this kind go to the specialised kernel now.  The first time a kind
+        is seen this starts its specialisation (analysis → compile of the first variant) on a
+        background thread and answers False until it is done; with ``ASP_MPK_COMPILE=wait``
+        or ``ASP_MODE=strict`` (errors must reach the caller) it waits instead."""
+        kind = (nvec, gram, basis == "monomial")
+        if kind in self._ready:
+            return True
+        with self._lock:
+            worker = self._pending.get(kind)
+            if worker is None:
+                if not _compile_in_background():
+                    self._ready.add(kind)
+                    return True
+                from asp_mpk import background
+
+                worker = background.start(self._specialise, nvec, gram, basis,
+                                          name="asp-mpk-specialise")
+                self._pending[kind] = worker
+        if worker.is_alive():
+            return False
+        self._ready.add(kind)
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the background specialisations started so far; True when all finished."""
+        for worker in list(self._pending.values()):
+            worker.join(timeout)
+        return not any(w.is_alive() for w in self._pending.values())
+
+    def _specialise(self, nvec: int, gram: bool, basis: str) -> None:
+        """One call of the dispatcher on zero vectors: specialises (and times the first
+        variant); later real calls time the others, whose code compiles meanwhile."""
+        xs = np.zeros((nvec, self.n), dtype=self.dtype)
+        out = np.empty((nvec, self.k + 1, self.n), dtype=self.dtype)
+        coefs = np.zeros((3, max(self.k, 1)))
+        coefs[0, :self.k] = 1.0
+        g = np.empty((nvec * (self.k + 1),) * 2) if gram else None
+        self._dispatch(xs, out, coefs, g, basis)
 
     def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None,
                out: np.ndarray | None = None) -> np.ndarray:
@@ -147,8 +191,9 @@ class MatrixPowers:
         coefs[0, :self.k] = 1.0
         args = (xs, out, coefs, None, "monomial")
         key = signature(args, {}, self)
+        self._ready.add((1, False, True))
         for _ in range(64):
-            self.run(*args)
+            self._dispatch(*args)
             bound = self._dispatch.specializations.get(key)
             if bound is None or bound is self._dispatch.fallback or \
                     self._dispatch.tuned(key) is not None:
@@ -206,6 +251,19 @@ class MatrixPowers:
         return lanczos_ritz(lambda v: self.csr @ v, self.n, m)
 
 
+def _compile_in_background() -> bool:
+    """``ASP_MPK_COMPILE``: ``background`` (default) serves calls with SciPy while the kernel
+    compiles; ``wait`` compiles on the first call.  ``ASP_MODE=strict`` always waits."""
+    import os
+
+    from asp_core import config
+
+    choice = os.environ.get("ASP_MPK_COMPILE", "background").strip().lower()
+    if choice not in ("background", "wait"):
+        raise ValueError(f"ASP_MPK_COMPILE must be 'background' or 'wait', got {choice!r}")
+    return choice == "background" and config.mode() == "auto"
+
+
 def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None
                   ) -> np.ndarray:
     """``[x, P_1(A)x, ..., P_k(A)x]`` as an array of shape (k+1, n); SciPy-compatible inputs.
@@ -224,33 +282,12 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
                      basis=basis, shifts=shifts)
 
 
-_CACHE_LOCK = threading.Lock()
-_OBJECTS: dict[tuple, MatrixPowers] = {}
-
-
 def _cached_powers(A: Any, k: int) -> MatrixPowers:
-    """MatrixPowers objects reused for the same matrix object (identity + shape + nnz)."""
-    import scipy.sparse as sp
+    """The MatrixPowers object of depth k for A's current contents (see
+    :func:`asp_mpk.matrix.analysed`: a checksum of A's arrays, no copy or analysis when seen)."""
+    from asp_mpk.matrix import analysed
 
-    if not sp.issparse(A):
-        as_csr(A)  # raises the right error
-    key = (id(A), A.shape, A.nnz, str(A.dtype), k)
-    with _CACHE_LOCK:
-        mp = _OBJECTS.get(key)
-    if mp is not None:
-        from asp_mpk.analysis import values_hash
-
-        csr = as_csr(A)
-        if values_hash(csr) == mp.values and csr.nnz == mp.csr.nnz and \
-                np.array_equal(csr.indices, mp.csr.indices) and \
-                np.array_equal(csr.indptr, mp.csr.indptr):
-            return mp
-    mp = MatrixPowers(A, k, tune=False)
-    with _CACHE_LOCK:
-        if len(_OBJECTS) > 16:
-            _OBJECTS.clear()
-        _OBJECTS[key] = mp
-    return mp
+    return analysed(A).powers(k)
 
 
 def spmv(A: Any, x: Any) -> np.ndarray:

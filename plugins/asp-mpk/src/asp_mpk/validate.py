@@ -71,7 +71,9 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     """Canonical CSR copy of a scipy.sparse matrix/array (sorted, summed duplicates, int32/64).
 
     Raises ``TypeError`` for non-sparse input or unsupported dtypes and ``ValueError`` for a
-    non-square matrix or non-finite stored values.
+    non-square matrix, a broken CSR structure (a column index outside the matrix, a decreasing
+    indptr: checked once, natively, by :func:`asp_mpk.native.check_csr`) or non-finite stored
+    values.
     """
     import scipy.sparse as sp
 
@@ -82,16 +84,27 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
         raise TypeError(f"{name} must be a scipy.sparse matrix or array, got {type(A).__name__}")
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"{name} must be square, got shape {A.shape}")
+    _float_dtype(A.dtype, name)
     want = _float_dtype(A.dtype if dtype is None else dtype, name)
     check_structure(A, name)
     if A.shape[0] >= 2**31 - 1:
         raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
-    csr = sp.csr_matrix(A, dtype=want, copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()  # explicit zeros add work and hide DIA structure; A @ x is unchanged
-    csr.sort_indices()
-    if not np.all(np.isfinite(csr.data)):
+    from asp_mpk import native
+
+    if A.format == "csc":   # SciPy's conversion trusts the indices: check them first
+        native.check_csr(A.indptr, A.indices, A.shape[0])
+    src = A if A.format == "csr" else A.tocsr()
+    # the structure check runs on the caller's arrays, before SciPy walks them
+    canonical = native.check_csr(src.indptr, src.indices, A.shape[1])
+    csr = sp.csr_matrix(src, dtype=want, copy=src is A)
+    if not canonical:
+        csr.sum_duplicates()   # sorts too
+    finite, zeros = native.value_flags(csr.data)
+    if not finite:
         raise ValueError(f"{name} has non-finite stored values (inf or nan)")
+    if zeros:
+        csr.eliminate_zeros()  # explicit zeros add work and hide DIA structure; A @ x is unchanged
+    csr.has_canonical_format = True
     return csr
 
 

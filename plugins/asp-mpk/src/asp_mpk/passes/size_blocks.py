@@ -37,28 +37,33 @@ def _hardware(ctx: SpecializationContext) -> tuple[int, int, int]:
     return l2, l3, cores
 
 
+#: names of the cache targets of :func:`size_blocks` (in its order) in variant names
+TARGET_NAMES = ("l2", "l3q", "l3h")
+
+
 def block_choices(n: int, k: int, halo: int, row_bytes: float, targets: list[int], threads: int,
-                  *, allow_split: bool) -> list[tuple[int, int]]:
-    """``(nblocks, ksplit)`` pairs (ksplit 0 = no split) for a ghost zone of ``halo`` rows/level."""
-    out: list[tuple[int, int]] = []
+                  *, allow_split: bool) -> list[tuple[int, int, str]]:
+    """``(nblocks, ksplit, sizing)`` (ksplit 0 = no split) for a ghost zone of ``halo``
+    rows/level; ``sizing`` names the cache target (:data:`TARGET_NAMES`) or ``few``."""
+    out: list[tuple[int, int, str]] = []
 
-    def add(nb: int, ks: int) -> None:
+    def add(nb: int, ks: int, sizing: str) -> None:
         nb = max(1, min(nb, max(1, n // 64)))
-        if (nb, ks) not in out:
-            out.append((nb, ks))
+        if all((nb, ks) != (o[0], o[1]) for o in out):
+            out.append((nb, ks, sizing))
 
-    for t in targets:
+    for t, tname in zip(targets, TARGET_NAMES):
         w = t / max(row_bytes, 1.0)                      # rows that fit
         ks = k
         while ks >= 1:
             b = w - 2 * ks * halo
             if b >= 2 * ks * halo and b >= 256:          # redundancy <= 50 %
-                add(math.ceil(n / b), 0 if ks == k else ks)
+                add(math.ceil(n / b), 0 if ks == k else ks, tname)
                 break
             if not allow_split:
                 break
             ks //= 2
-    add(2 * threads, 0)                                  # few big blocks: least redundancy
+    add(2 * threads, 0, "few")                           # few big blocks: least redundancy
     return out
 
 
@@ -92,11 +97,13 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
         # small problems: a call lasts microseconds, so fork/join (and, on a busy machine,
         # waiting for a descheduled thread) costs more than a second core gains
         small = m.nnz * k < SMALL_WORK
-        for nb, ks in choices:
-            out.append(c.replace(nblocks=1 if small else nb, ksplit=ks,
-                                 threads=1 if small else cores))
+        if small:   # one block, one thread: every sizing is the same variant
+            choices = [(1, ks, "one") for ks in dict.fromkeys(ks for _, ks, _ in choices)]
+        for nb, ks, sizing in choices:
+            out.append(c.replace(nblocks=nb, ksplit=ks, threads=1 if small else cores,
+                                 sizing=sizing))
         if small and cores > 1:
-            out.append(out[-1].replace(nblocks=2 * cores, threads=cores))
+            out.append(out[-1].replace(nblocks=2 * cores, threads=cores, sizing="few"))
         elif cores > 1 and c is op.candidates[0]:
             # one single-threaded twin of the first format (same plan, same code): on a busy
             # machine a second thread that is descheduled stalls every parallel region

@@ -1,0 +1,556 @@
+// Native plan builder of asp-mpk (pybind11, built once when asp-mpk is pip-installed).
+//
+// Everything asp-mpk computes once per matrix, in single passes over the CSR arrays with the
+// GIL released: the structure check (out-of-range column indices are a ValueError, never a
+// crash in generated code), the analysis (bandwidth, diagonals, symmetry, constant diagonals,
+// dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and
+// local CSR matrices), the bandwidth under a permutation, and the fast checksum with which the
+// functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
+// the same results with numpy (asp_mpk.native picks one).
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+using i64 = std::int64_t;
+using u64 = std::uint64_t;
+
+namespace {
+
+// ---- array access ------------------------------------------------------------------------------
+struct Raw {
+    const void *ptr;
+    i64 size;
+    char kind;
+    int itemsize;
+};
+
+Raw raw(const py::array &a, const char *name) {
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+    return Raw{a.data(), static_cast<i64>(a.size()), a.dtype().kind(),
+               static_cast<int>(a.itemsize())};
+}
+
+template <class F>
+auto with_index(const Raw &r, const char *name, F f) {
+    if (r.kind == 'i' && r.itemsize == 4) return f(static_cast<const std::int32_t *>(r.ptr));
+    if (r.kind == 'i' && r.itemsize == 8) return f(static_cast<const std::int64_t *>(r.ptr));
+    throw py::type_error(std::string(name) + " must be int32 or int64");
+}
+
+template <class F>
+auto with_value(const Raw &r, const char *name, F f) {
+    if (r.kind == 'f' && r.itemsize == 8) return f(static_cast<const double *>(r.ptr));
+    if (r.kind == 'f' && r.itemsize == 4) return f(static_cast<const float *>(r.ptr));
+    throw py::type_error(std::string(name) + " must be float64 or float32");
+}
+
+// ---- checksum: XXH3-style accumulation over 8 lanes of 64-bit words ------------------------------
+// Each word, xored with a per-lane key, has its two 32-bit halves multiplied (a 32x32->64
+// product, one SSE2/AVX2 instruction per lanes: the high bits reach the low ones, so changes
+// that cancel in plain sums, like flipping the sign of an even number of doubles, do not) and
+// added with the neighbouring lane's word; a second sum of the running accumulators weights
+// each word by its position.  Memory-bound; it exists to notice a matrix modified in place, not
+// to resist an adversary.
+constexpr int LANES = 8;
+constexpr u64 KEY[LANES] = {0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL,
+                            0x1f67b3b7a4a44072ULL, 0x78e5c0cc4ee679cbULL, 0x2172ffcc7dd05a82ULL,
+                            0x8e2443f7744608b8ULL, 0x4c263a81e69035e0ULL};
+
+struct Sums {
+    u64 acc[LANES] = {0}, pos[LANES] = {0};
+};
+
+void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
+    i64 nwords = nbytes / 8, i = 0;
+    u64 acc[LANES], pos[LANES];
+    for (int l = 0; l < LANES; ++l) acc[l] = s.acc[l], pos[l] = s.pos[l];
+    for (; i + LANES <= nwords; i += LANES) {
+        u64 w[LANES];
+        std::memcpy(w, p + 8 * i, sizeof(w));
+#if defined(__GNUC__)
+        __builtin_prefetch(p + 8 * i + 4096);
+#endif
+        for (int l = 0; l < LANES; ++l) {
+            u64 k = w[l] ^ KEY[l];
+            acc[l] += (k & 0xffffffffULL) * (k >> 32) + w[l ^ 1];
+            pos[l] += acc[l];
+        }
+    }
+    u64 tail[LANES] = {0};
+    std::memcpy(tail, p + 8 * i, static_cast<size_t>(nbytes - 8 * i));
+    for (int l = 0; l < LANES; ++l) {
+        u64 k = tail[l] ^ KEY[l];
+        acc[l] += (k & 0xffffffffULL) * (k >> 32) + tail[l ^ 1] + static_cast<u64>(nbytes);
+        pos[l] += acc[l];
+    }
+    for (int l = 0; l < LANES; ++l) s.acc[l] = acc[l], s.pos[l] = pos[l];
+}
+
+u64 mix(u64 h, u64 v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+u64 checksum_bytes(const unsigned char *p, i64 nbytes) {
+    // one thread: memory-bound already, and on a busy machine a second thread that waits for
+    // a core costs more than it saves
+    Sums s;
+    fletcher(p, nbytes, s);
+    u64 h = static_cast<u64>(nbytes);
+    for (int l = 0; l < LANES; ++l) h = mix(mix(h, s.acc[l]), s.pos[l]);
+    return h;
+}
+
+u64 checksum(const std::vector<py::array> &arrays) {
+    std::vector<Raw> rs;
+    for (auto &a : arrays) rs.push_back(raw(a, "array"));
+    u64 h = 0x243f6a8885a308d3ULL;
+    py::gil_scoped_release nogil;
+    for (auto &r : rs)
+        h = mix(h, checksum_bytes(static_cast<const unsigned char *>(r.ptr),
+                                  r.size * r.itemsize));
+    return h;
+}
+
+// ---- the CSR structure check -------------------------------------------------------------------
+template <class I, class J>
+py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 ncols) {
+    if (indptr[0] != 0)
+        throw py::value_error("invalid CSR structure: indptr[0] is " +
+                              std::to_string(static_cast<i64>(indptr[0])) + ", expected 0");
+    if (static_cast<i64>(indptr[n]) > nnz_arr || indptr[n] < 0)
+        throw py::value_error("invalid CSR structure: indptr[-1] is " +
+                              std::to_string(static_cast<i64>(indptr[n])) + " but indices has " +
+                              std::to_string(nnz_arr) + " entries");
+    bool canonical = true;  // sorted, no duplicates
+    i64 bad_row = -1, bad_pos = -1, bad_col = 0;
+    {
+        py::gil_scoped_release nogil;
+        for (i64 i = 0; i < n && bad_row < 0; ++i) {
+            i64 a = indptr[i], b = indptr[i + 1];
+            if (b < a) {
+                bad_row = i;
+                break;
+            }
+            for (i64 p = a; p < b; ++p) {
+                i64 c = indices[p];
+                if (c < 0 || c >= ncols) {
+                    bad_row = i, bad_pos = p, bad_col = c;
+                    break;
+                }
+                if (p > a && c <= static_cast<i64>(indices[p - 1])) canonical = false;
+            }
+        }
+    }
+    if (bad_row >= 0 && bad_pos < 0)
+        throw py::value_error("invalid CSR structure: indptr decreases at row " +
+                              std::to_string(bad_row));
+    if (bad_row >= 0)
+        throw py::value_error("invalid CSR structure: column index " + std::to_string(bad_col) +
+                              " in row " + std::to_string(bad_row) + " (entry " +
+                              std::to_string(bad_pos) + ") is outside 0.." +
+                              std::to_string(ncols - 1));
+    py::dict out;
+    out["canonical"] = canonical;
+    return out;
+}
+
+py::dict check_csr(py::array indptr, py::array indices, i64 ncols) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    if (rp.size < 1) throw py::value_error("invalid CSR structure: indptr is empty");
+    return with_index(rp, "indptr", [&](auto ip) {
+        return with_index(ri, "indices",
+                          [&](auto ix) { return check_csr_t(ip, rp.size - 1, ix, ri.size, ncols); });
+    });
+}
+
+// ---- values: finite? explicit zeros? ------------------------------------------------------------
+py::dict value_flags(py::array data) {
+    Raw rd = raw(data, "data");
+    bool finite = true, zeros = false;
+    {
+        py::gil_scoped_release nogil;
+        if (rd.kind == 'f' && rd.itemsize == 8) {
+            const u64 *w = static_cast<const u64 *>(rd.ptr);
+            const u64 E = 0x7ff0000000000000ULL;
+            u64 bad = 0, zero = 0;
+            for (i64 p = 0; p < rd.size; ++p) {
+                bad |= ((w[p] & E) == E);
+                zero |= ((w[p] << 1) == 0);
+            }
+            finite = !bad, zeros = zero;
+        } else if (rd.kind == 'f' && rd.itemsize == 4) {
+            const std::uint32_t *w = static_cast<const std::uint32_t *>(rd.ptr);
+            const std::uint32_t E = 0x7f800000U;
+            std::uint32_t bad = 0, zero = 0;
+            for (i64 p = 0; p < rd.size; ++p) {
+                bad |= ((w[p] & E) == E);
+                zero |= ((w[p] << 1) == 0);
+            }
+            finite = !bad, zeros = zero;
+        } else {
+            py::gil_scoped_acquire gil;
+            throw py::type_error("data must be float64 or float32");
+        }
+    }
+    py::dict out;
+    out["finite"] = finite;
+    out["zeros"] = zeros;
+    return out;
+}
+
+// ---- the analysis ------------------------------------------------------------------------------
+template <class I, class V>
+py::dict analyse_t(const I *indptr, const I *indices, const V *data, i64 n, i64 max_diagonals,
+                   const std::vector<int> &block_sizes) {
+    i64 nnz = indptr[n];
+    i64 bw = 0;
+    bool symmetric = true;
+    bool too_many = false;
+    std::vector<i64> offs;                // distinct offsets j - i, sorted
+    std::vector<i64> count;               // entries per offset
+    std::vector<double> first;            // first nonzero value per offset
+    std::vector<char> constant;           // every nonzero equal to the first
+    std::vector<i64> nblocks(block_sizes.size(), -1);
+    {
+        py::gil_scoped_release nogil;
+        std::vector<i64> cur(indptr, indptr + n);
+        for (i64 i = 0; i < n; ++i) {
+            for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) {
+                i64 j = indices[p], o = j - i;
+                bw = std::max(bw, o < 0 ? -o : o);
+                if (!too_many) {
+                    auto it = std::lower_bound(offs.begin(), offs.end(), o);
+                    size_t d = static_cast<size_t>(it - offs.begin());
+                    double x = static_cast<double>(data[p]);
+                    if (it == offs.end() || *it != o) {
+                        if (static_cast<i64>(offs.size()) >= max_diagonals) {
+                            too_many = true;
+                        } else {
+                            offs.insert(it, o);
+                            count.insert(count.begin() + static_cast<long>(d), 1);
+                            first.insert(first.begin() + static_cast<long>(d), x);
+                            constant.insert(constant.begin() + static_cast<long>(d), 1);
+                        }
+                    } else {
+                        ++count[d];
+                        if (x != 0.0) {
+                            if (first[d] == 0.0) first[d] = x;
+                            else if (x != first[d]) constant[d] = 0;
+                        }
+                    }
+                }
+                if (symmetric) {
+                    // A[j, i] must exist with the same value.  Rows are sorted and i grows, so
+                    // the entry (j, i) lies at or after row j's cursor: one pass in all.
+                    i64 &q = cur[static_cast<size_t>(j)];
+                    i64 e = indptr[j + 1];
+                    while (q < e && static_cast<i64>(indices[q]) < i) ++q;
+                    if (q == e || static_cast<i64>(indices[q]) != i || data[q] != data[p])
+                        symmetric = false;
+                }
+            }
+        }
+        // dense r x r blocks: distinct (block row, block column) pairs per block row
+        std::vector<i64> cols;
+        for (size_t s = 0; s < block_sizes.size(); ++s) {
+            i64 r = block_sizes[s];
+            if (n % r || nnz == 0 || n < 4 * r) continue;
+            i64 blocks = 0;
+            for (i64 bi = 0; bi < n / r; ++bi) {
+                cols.clear();
+                for (i64 p = indptr[bi * r]; p < indptr[bi * r + r]; ++p)
+                    cols.push_back(static_cast<i64>(indices[p]) / r);
+                std::sort(cols.begin(), cols.end());
+                blocks += std::unique(cols.begin(), cols.end()) - cols.begin();
+            }
+            nblocks[s] = blocks;
+        }
+    }
+    py::dict out;
+    out["bandwidth"] = bw;
+    out["symmetric"] = symmetric;
+    if (too_many) {
+        out["offsets"] = py::none();
+    } else {
+        i64 nconst = 0;
+        for (char c : constant) nconst += c ? 1 : 0;
+        out["offsets"] = offs;
+        out["counts"] = count;
+        out["constant"] = nconst;
+    }
+    py::dict blocks;
+    for (size_t s = 0; s < block_sizes.size(); ++s)
+        if (nblocks[s] >= 0) blocks[py::int_(block_sizes[s])] = nblocks[s];
+    out["blocks"] = blocks;
+    return out;
+}
+
+py::dict analyse(py::array indptr, py::array indices, py::array data, i64 max_diagonals,
+                 std::vector<int> block_sizes) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    i64 n = rp.size - 1;
+    return with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return with_value(rd, "data", [&](auto v) {
+            return analyse_t<I>(ip, static_cast<const I *>(ri.ptr), v, n, max_diagonals,
+                                block_sizes);
+        });
+    });
+}
+
+// ---- DIA arrays ---------------------------------------------------------------------------------
+py::array dia_arrays(py::array indptr, py::array indices, py::array data,
+                     std::vector<i64> offsets) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    i64 n = rp.size - 1;
+    i64 nd = static_cast<i64>(offsets.size());
+    return with_value(rd, "data", [&](auto v) -> py::array {
+        using V = std::remove_const_t<std::remove_pointer_t<decltype(v)>>;
+        py::array_t<V> D({nd, n});
+        V *d = D.mutable_data();
+        bool outside = false;
+        with_index(rp, "indptr", [&](auto ip) {
+            return with_index(ri, "indices", [&](auto ix) {
+                py::gil_scoped_release nogil;
+                std::fill(d, d + nd * n, V(0));
+                for (i64 i = 0; i < n && !outside; ++i)
+                    for (i64 p = ip[i]; p < ip[i + 1]; ++p) {
+                        i64 o = static_cast<i64>(ix[p]) - i;
+                        auto it = std::lower_bound(offsets.begin(), offsets.end(), o);
+                        if (it == offsets.end() || *it != o) {
+                            outside = true;
+                            break;
+                        }
+                        d[(it - offsets.begin()) * n + i] = v[p];
+                    }
+                return 0;
+            });
+        });
+        if (outside) throw py::value_error("matrix has entries outside the given diagonals");
+        return D;
+    });
+}
+
+// ---- bandwidth under a permutation --------------------------------------------------------------
+i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> perm) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    i64 n = rp.size - 1;
+    if (perm.size() != n) throw py::value_error("perm has the wrong length");
+    const i64 *pm = perm.data();
+    return with_index(rp, "indptr", [&](auto ip) {
+        return with_index(ri, "indices", [&](auto ix) {
+            py::gil_scoped_release nogil;
+            std::vector<i64> inv(static_cast<size_t>(n));
+            for (i64 i = 0; i < n; ++i) inv[static_cast<size_t>(pm[i])] = i;
+            i64 bw = 0;
+            for (i64 i = 0; i < n; ++i)
+                for (i64 p = ip[i]; p < ip[i + 1]; ++p) {
+                    i64 d = inv[static_cast<size_t>(i)] - inv[static_cast<size_t>(ix[p])];
+                    bw = std::max(bw, d < 0 ? -d : d);
+                }
+            return bw;
+        });
+    });
+}
+
+// ---- PA1 ghost closures -------------------------------------------------------------------------
+// For each part order[bounds[b]:bounds[b+1]] (owned rows, sorted), k levels of ghost rows (each
+// level sorted), and the local CSR matrix of the first m_1 local rows in local numbering.
+// Returns None when the local matrices would exceed max_entries (PA1 cannot pay off).
+template <class I>
+py::object closures_t(const I *indptr, const I *indices, i64 n, const i64 *order,
+                      const i64 *bounds, i64 nb, i64 k, bool sym, i64 max_entries) {
+    std::vector<char> mark(static_cast<size_t>(n), 0);
+    std::vector<i64> loc(static_cast<size_t>(n), -1);
+    std::vector<i64> meta, glob, gofs{0}, rofs{0}, rp, ci, pos;
+    i64 computed = 0;
+    bool too_large = false;
+    {
+        py::gil_scoped_release nogil;
+        std::vector<i64> nbrs;
+        for (i64 b = 0; b < nb && !too_large; ++b) {
+            size_t g0 = glob.size();
+            glob.insert(glob.end(), order + bounds[b], order + bounds[b + 1]);
+            std::sort(glob.begin() + static_cast<long>(g0), glob.end());
+            for (size_t q = g0; q < glob.size(); ++q) mark[static_cast<size_t>(glob[q])] = 1;
+            std::vector<i64> sizes{static_cast<i64>(glob.size() - g0)};
+            size_t f0 = g0, f1 = glob.size();
+            for (i64 lev = 0; lev < k; ++lev) {
+                nbrs.clear();
+                for (size_t q = f0; q < f1; ++q) {
+                    i64 row = glob[q];
+                    for (i64 p = indptr[row]; p < indptr[row + 1]; ++p) {
+                        i64 c = indices[p];
+                        if (!mark[static_cast<size_t>(c)]) {
+                            mark[static_cast<size_t>(c)] = 1;
+                            nbrs.push_back(c);
+                        }
+                    }
+                }
+                std::sort(nbrs.begin(), nbrs.end());
+                glob.insert(glob.end(), nbrs.begin(), nbrs.end());
+                f0 = f1;
+                f1 = glob.size();
+                sizes.push_back(sizes.back() + static_cast<i64>(nbrs.size()));
+            }
+            i64 m0 = static_cast<i64>(glob.size() - g0);
+            // m_0 .. m_k = |R_0| .. |R_k| (R_k = owned rows)
+            for (i64 j = 0; j <= k; ++j) meta.push_back(sizes[static_cast<size_t>(k - j)]);
+            i64 own = sizes[0];
+            bool contiguous = own > 0 && glob[g0 + own - 1] - glob[g0] + 1 == own;
+            meta.push_back(contiguous ? 1 : 0);
+            for (i64 j = 1; j <= k; ++j) computed += sizes[static_cast<size_t>(k - j)];
+            for (i64 q = 0; q < m0; ++q) {
+                loc[static_cast<size_t>(glob[g0 + q])] = q;
+                mark[static_cast<size_t>(glob[g0 + q])] = 0;
+            }
+            i64 m1 = k >= 1 ? sizes[static_cast<size_t>(k - 1)] : 0;
+            for (i64 r = 0; r < m1; ++r) {
+                rp.push_back(static_cast<i64>(ci.size()));
+                i64 row = glob[g0 + r];
+                for (i64 p = indptr[row]; p < indptr[row + 1]; ++p) {
+                    i64 c = loc[static_cast<size_t>(indices[p])];
+                    if (sym && c < r) continue;
+                    ci.push_back(c);  // >= 0: every neighbour of a row of R_1 is in R_0
+                    pos.push_back(p);
+                }
+            }
+            rp.push_back(static_cast<i64>(ci.size()));
+            for (i64 q = 0; q < m0; ++q) loc[static_cast<size_t>(glob[g0 + q])] = -1;
+            gofs.push_back(static_cast<i64>(glob.size()));
+            rofs.push_back(static_cast<i64>(rp.size()));
+            if (static_cast<i64>(ci.size()) > max_entries) too_large = true;
+        }
+    }
+    if (too_large) return py::none();
+    auto arr = [](const std::vector<i64> &v) { return py::array_t<i64>(v.size(), v.data()); };
+    std::vector<std::int32_t> ci32(ci.begin(), ci.end());
+    py::dict out;
+    out["meta"] = arr(meta).attr("reshape")(nb, k + 2);
+    out["gofs"] = arr(gofs);
+    out["glob"] = arr(glob);
+    out["rofs"] = arr(rofs);
+    out["rp"] = arr(rp);
+    out["ci"] = py::array_t<std::int32_t>(ci32.size(), ci32.data());
+    out["pos"] = arr(pos);
+    out["computed"] = computed;
+    return out;
+}
+
+py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
+                    py::array_t<i64> bounds, i64 k, bool sym, i64 max_entries) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    i64 n = rp.size - 1;
+    if (order.size() != n) throw py::value_error("order has the wrong length");
+    return with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return closures_t<I>(ip, static_cast<const I *>(ri.ptr), n, order.data(), bounds.data(),
+                             static_cast<i64>(bounds.size()) - 1, k, sym, max_entries);
+    });
+}
+
+// ---- matrix powers without a compiled kernel ---------------------------------------------------
+// What calls run while the generated kernel compiles in the background: k CSR products per
+// vector written straight into out (no temporaries), with the basis recurrence
+// out[j] = a_j A out[j-1] + b_j out[j-1] + c_j out[j-2] unless monomial.  One thread, as
+// SciPy's product.
+template <class I, class V>
+void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const V *xs, V *out,
+                  i64 nvec, i64 k, const double *coefs, bool monomial) {
+    i64 kk = std::max<i64>(k, 1);
+    for (i64 v = 0; v < nvec; ++v) {
+        V *o = out + v * (k + 1) * n;
+        std::memcpy(o, xs + v * n, sizeof(V) * static_cast<size_t>(n));
+        for (i64 j = 1; j <= k; ++j) {
+            const V *prev = o + (j - 1) * n, *prev2 = j >= 2 ? o + (j - 2) * n : nullptr;
+            V *y = o + j * n;
+            double a = coefs[j - 1], b = coefs[kk + j - 1], c = coefs[2 * kk + j - 1];
+            for (i64 i = 0; i < n; ++i) {
+                V sum = 0;
+                for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) sum += data[p] * prev[indices[p]];
+                if (!monomial) {
+                    double t = a * sum + b * prev[i];
+                    if (prev2) t += c * prev2[i];
+                    sum = static_cast<V>(t);
+                }
+                y[i] = sum;
+            }
+        }
+    }
+}
+
+void csr_powers(py::array indptr, py::array indices, py::array data, py::array xs, py::array out,
+                py::array_t<double> coefs, bool monomial) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    Raw rx = raw(xs, "xs"), ro = raw(out, "out");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    if (rx.kind != rd.kind || rx.itemsize != rd.itemsize || ro.kind != rd.kind ||
+        ro.itemsize != rd.itemsize)
+        throw py::type_error("xs, out and data must have the same dtype");
+    i64 n = rp.size - 1;
+    if (xs.ndim() != 2 || xs.shape(1) != n || out.ndim() != 3 || out.shape(0) != xs.shape(0) ||
+        out.shape(2) != n || !out.writeable())
+        throw py::value_error("csr_powers: xs must be (nvec, n) and out a writeable (nvec, k+1, n)");
+    i64 nvec = xs.shape(0), k = out.shape(1) - 1;
+    if (coefs.ndim() != 2 || coefs.shape(0) != 3 || coefs.shape(1) != std::max<i64>(k, 1) ||
+        !(coefs.flags() & py::array::c_style))
+        throw py::value_error("csr_powers: coefs must be a C-contiguous (3, max(k, 1)) array");
+    void *po = out.mutable_data();
+    const double *pc = coefs.data();
+    with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return with_value(rd, "data", [&](auto dv) {
+            using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
+            py::gil_scoped_release nogil;
+            csr_powers_t<I, V>(ip, static_cast<const I *>(ri.ptr), dv, n,
+                               static_cast<const V *>(rx.ptr), static_cast<V *>(po), nvec, k,
+                               pc, monomial);
+            return 0;
+        });
+    });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_planner, m) {
+    m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
+    m.def("checksum", &checksum, py::arg("arrays"),
+          "64-bit position-dependent checksum of the bytes of C-contiguous arrays.");
+    m.def("check_csr", &check_csr, py::arg("indptr"), py::arg("indices"), py::arg("ncols"),
+          "Validate CSR structure (ValueError naming the problem); {'canonical': sorted+unique}.");
+    m.def("value_flags", &value_flags, py::arg("data"),
+          "{'finite': all values finite, 'zeros': some value is 0}.");
+    m.def("analyse", &analyse, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("max_diagonals"), py::arg("block_sizes"),
+          "Bandwidth, diagonals, symmetry, constant diagonals, dense blocks.");
+    m.def("dia_arrays", &dia_arrays, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("offsets"), "(ndiag, n) DIA values D[d, i] = A[i, i + offsets[d]].");
+    m.def("permuted_bandwidth", &permuted_bandwidth, py::arg("indptr"), py::arg("indices"),
+          py::arg("perm"), "Bandwidth of A[perm][:, perm].");
+    m.def("csr_powers", &csr_powers, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("xs"), py::arg("out"), py::arg("coefs"), py::arg("monomial"),
+          "Matrix powers (or a three-term basis) by k CSR products into out, one thread.");
+    m.def("closures", &closures, py::arg("indptr"), py::arg("indices"), py::arg("order"),
+          py::arg("bounds"), py::arg("k"), py::arg("sym"), py::arg("max_entries"),
+          "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");
+}

@@ -1,0 +1,205 @@
+"""The plan builder's entry points: the pybind11 extension ``asp_mpk._planner`` when it was built
+at install time, else numpy code computing the same results (one warning, at first use).
+
+Every function here runs once per matrix (or once per call, for :func:`checksum`), so speed
+matters: the extension does each job in one pass over the CSR arrays without the GIL; the numpy
+fallbacks make several passes and temporary arrays.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import zlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["planner", "checksum", "check_csr", "value_flags", "scan", "dia_arrays",
+           "permuted_bandwidth", "closures", "csr_powers"]
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+def planner() -> Any:
+    """The extension module, or None (then warn once: the Python plan builder is slow)."""
+    if "mod" not in _STATE:
+        with _LOCK:
+            if "mod" not in _STATE:
+                try:
+                    from asp_mpk import _planner as mod
+                except ImportError as exc:
+                    mod = None
+                    warnings.warn(
+                        "asp_mpk: the native plan builder (asp_mpk._planner) is not built "
+                        f"({exc}); matrix analysis runs in numpy and is several times slower. "
+                        "Reinstall asp-mpk with a C++ compiler present to build it.",
+                        RuntimeWarning, stacklevel=3)
+                _STATE["mod"] = mod
+    return _STATE["mod"]
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a)
+
+
+def checksum(*arrays: np.ndarray) -> int:
+    """Position-dependent 64-bit checksum of the arrays' bytes (≈ memory speed natively): how
+    the functional API notices that a matrix changed in place since it was analysed."""
+    arrs = [_c(a) for a in arrays]
+    mod = planner()
+    if mod is not None:
+        return int(mod.checksum(arrs))
+    h = 0
+    for a in arrs:
+        h = (h * 0x100000001B3 + zlib.crc32(a.data.cast("B")) + a.nbytes) % (1 << 64)
+    return h
+
+
+def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:
+    """Validate a CSR structure: ``ValueError`` naming the first problem (indptr not starting at
+    0 or decreasing, indptr[-1] past the end of indices, a column index outside the matrix).
+    Returns whether the rows are canonical (sorted, no duplicates)."""
+    mod = planner()
+    if mod is not None:
+        return bool(mod.check_csr(_c(indptr), _c(indices), int(ncols))["canonical"])
+    ip = np.asarray(indptr, dtype=np.int64)
+    if ip.size < 1:
+        raise ValueError("invalid CSR structure: indptr is empty")
+    if ip[0] != 0:
+        raise ValueError(f"invalid CSR structure: indptr[0] is {ip[0]}, expected 0")
+    if ip[-1] > len(indices) or ip[-1] < 0:
+        raise ValueError(f"invalid CSR structure: indptr[-1] is {ip[-1]} but indices has "
+                         f"{len(indices)} entries")
+    steps = np.diff(ip)
+    if np.any(steps < 0):
+        raise ValueError("invalid CSR structure: indptr decreases at row "
+                         f"{int(np.argmax(steps < 0))}")
+    idx = np.asarray(indices[:ip[-1]], dtype=np.int64)
+    bad = np.flatnonzero((idx < 0) | (idx >= ncols))
+    if bad.size:
+        p = int(bad[0])
+        row = int(np.searchsorted(ip, p, side="right") - 1)
+        raise ValueError(f"invalid CSR structure: column index {idx[p]} in row {row} (entry {p}) "
+                         f"is outside 0..{ncols - 1}")
+    rows = np.repeat(np.arange(len(ip) - 1), steps)
+    same_row = rows[1:] == rows[:-1]
+    return bool(not np.any(same_row & (idx[1:] <= idx[:-1])))
+
+
+def value_flags(data: np.ndarray) -> tuple[bool, bool]:
+    """(every value finite, some value is an explicit zero)."""
+    mod = planner()
+    if mod is not None:
+        f = mod.value_flags(_c(data))
+        return bool(f["finite"]), bool(f["zeros"])
+    return bool(np.all(np.isfinite(data))), bool(np.any(data == 0))
+
+
+def _pattern(csr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, indices)`` C-contiguous and of one integer dtype (what the extension takes)."""
+    indptr, indices = _c(csr.indptr), _c(csr.indices)
+    return (indptr if indptr.dtype == indices.dtype else indptr.astype(indices.dtype)), indices
+
+
+def _entry_rows(indptr: np.ndarray, n: int) -> np.ndarray:
+    return np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+
+
+def scan(csr: Any, max_diagonals: int, block_sizes: tuple[int, ...]) -> dict[str, Any]:
+    """One pass over a canonical CSR matrix: ``bandwidth``, ``symmetric`` (values included),
+    ``offsets`` (sorted distinct j - i, or None beyond ``max_diagonals``), ``counts`` (entries
+    per offset), ``constant`` (offsets whose nonzeros all share one value), ``blocks``
+    ({r: distinct r x r blocks} for each r in ``block_sizes`` that divides n)."""
+    mod = planner()
+    n = csr.shape[0]
+    indptr, indices = _pattern(csr)
+    if mod is not None:
+        found: dict[str, Any] = dict(mod.analyse(indptr, indices, _c(csr.data),
+                                                 int(max_diagonals), list(block_sizes)))
+        found["blocks"] = {int(r): int(c) for r, c in found["blocks"].items()}
+        return found
+    nnz = csr.nnz
+    rows = _entry_rows(indptr, n)
+    offs = indices.astype(np.int64) - rows
+    diff = csr - csr.T
+    out: dict[str, Any] = {"bandwidth": int(np.abs(offs).max()) if nnz else 0,
+                           "symmetric": bool(diff.nnz == 0 or not np.any(diff.data))}
+    uniq, counts = np.unique(offs, return_counts=True)
+    if len(uniq) > max_diagonals:
+        out["offsets"] = None
+    else:
+        out["offsets"] = [int(o) for o in uniq]
+        out["counts"] = [int(c) for c in counts]
+        order = np.argsort(offs, kind="stable")
+        cuts = np.flatnonzero(np.diff(offs[order])) + 1
+        const = 0
+        for vals in np.split(csr.data[order], cuts):
+            nzv = vals[vals != 0]
+            const += int(nzv.size == 0 or bool(np.all(nzv == nzv[0])))
+        out["constant"] = const
+    cols = indices.astype(np.int64)
+    out["blocks"] = {r: int(np.unique(rows // r * (n // r) + cols // r).size)
+                     for r in block_sizes if not (n % r or nnz == 0 or n < 4 * r)}
+    return out
+
+
+def dia_arrays(csr: Any, offsets: tuple[int, ...]) -> np.ndarray:
+    """(ndiag, n) array: ``D[d, i] = A[i, i + offsets[d]]`` (0 where outside the matrix)."""
+    mod = planner()
+    if mod is not None:
+        return mod.dia_arrays(_c(csr.indptr), _c(csr.indices), _c(csr.data),
+                              [int(o) for o in offsets])
+    n = csr.shape[0]
+    rows = _entry_rows(csr.indptr, n)
+    offs = csr.indices.astype(np.int64) - rows
+    ofa = np.asarray(offsets, dtype=np.int64)
+    lut = np.minimum(np.searchsorted(ofa, offs), len(ofa) - 1)
+    if not np.array_equal(ofa[lut], offs):
+        raise ValueError("matrix has entries outside the given diagonals")
+    D = np.zeros((len(offsets), n), dtype=csr.dtype)
+    D[lut, rows] = csr.data
+    return D
+
+
+def permuted_bandwidth(csr: Any, perm: np.ndarray) -> int:
+    """Bandwidth of ``A[perm][:, perm]`` (without building it)."""
+    mod = planner()
+    perm = np.ascontiguousarray(perm, dtype=np.int64)
+    if mod is not None:
+        return int(mod.permuted_bandwidth(_c(csr.indptr), _c(csr.indices), perm))
+    if csr.nnz == 0:
+        return 0
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    rows = _entry_rows(csr.indptr, csr.shape[0])
+    return int(np.abs(inv[rows] - inv[csr.indices]).max())
+
+
+def closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, sym: bool,
+             max_entries: int) -> dict[str, Any] | None:
+    """PA1 ghost closures natively (see :func:`asp_mpk.partition.build_closures`): the arrays
+    ``meta, gofs, glob, rofs, rp, ci`` plus ``pos`` (each local entry's position in A's
+    entries) and ``computed``; None when larger than ``max_entries`` or without the extension."""
+    mod = planner()
+    if mod is None:
+        return None
+    indptr, indices = _pattern(csr)
+    out = mod.closures(indptr, indices, np.ascontiguousarray(order, dtype=np.int64),
+                       np.ascontiguousarray(bounds, dtype=np.int64), int(k), bool(sym),
+                       int(max_entries))
+    return None if out is None else dict(out)
+
+
+def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool
+               ) -> bool:
+    """``out[v] = [xs[v], P_1(A) xs[v], ...]`` by k CSR products straight into ``out`` (one
+    thread, no temporaries); False (nothing done) without the extension."""
+    mod = planner()
+    if mod is None:
+        return False
+    indptr, indices = _pattern(csr)
+    mod.csr_powers(indptr, indices, _c(csr.data), xs, out,
+                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial))
+    return True

@@ -1,0 +1,11 @@
+"""asp-mpk test setup: kernels compile on the first call (``ASP_MPK_COMPILE=wait``), so a test
+sees the kernel it asks about; the tests of background compilation switch it back."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _compile_on_first_call(monkeypatch):
+    monkeypatch.setenv("ASP_MPK_COMPILE", "wait")

@@ -1,0 +1,212 @@
+"""The native plan builder agrees with its numpy fallback; matrices are recognised by checksum,
+and a matrix changed in place is never served stale plans."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from asp_core.testing import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery, native
+from asp_mpk.analysis import analyse
+from asp_mpk.matrix import analysed
+from asp_mpk.partition import block_bounds, build_closures
+from asp_mpk.validate import as_csr
+
+needs_native = pytest.mark.skipif(native.planner() is None,
+                                  reason="asp_mpk._planner was not built")
+
+MATRICES = {
+    "poisson2d": lambda: gallery.poisson2d(30),
+    "poisson3d": lambda: gallery.poisson3d(9),
+    "variable": lambda: gallery.variable_poisson2d(25, seed=4),
+    "banded_spd": lambda: gallery.banded_spd(700, bandwidth=3, seed=1),
+    "elasticity": lambda: gallery.elasticity(10),
+    "unstructured": lambda: gallery.unstructured(500, density=0.01, seed=2),
+    "unstructured_spd": lambda: gallery.unstructured_spd(600, seed=5),
+    "float32": lambda: gallery.banded_spd(300, bandwidth=2, seed=6).astype(np.float32),
+}
+
+
+@pytest.fixture
+def numpy_planner(monkeypatch):
+    """Run the numpy fallbacks (as on a machine where the extension was not built)."""
+    monkeypatch.setitem(native._STATE, "mod", None)
+
+
+def _both(fn, monkeypatch):
+    got = fn()
+    monkeypatch.setitem(native._STATE, "mod", None)
+    ref = fn()
+    monkeypatch.undo()
+    return got, ref
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_analysis_matches_numpy(name, monkeypatch):
+    csr = as_csr(MATRICES[name]())
+    got, ref = _both(lambda: analyse(csr, want_rcm=False), monkeypatch)
+    for field in ("symmetric", "bandwidth", "offsets", "dia_fill", "dia_compressible", "bcsr"):
+        assert getattr(got, field) == getattr(ref, field), field
+    if got.offsets is not None:
+        D, Dref = _both(lambda: native.dia_arrays(csr, got.offsets), monkeypatch)
+        np.testing.assert_array_equal(D, Dref)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd", "unstructured", "elasticity"])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("sym", [False, True])
+def test_closures_match_numpy(name, k, sym, monkeypatch):
+    csr = as_csr(MATRICES[name]())
+    order = np.random.default_rng(k).permutation(csr.shape[0]).astype(np.int64)
+    bounds = block_bounds(csr.shape[0], 5)
+    got, ref = _both(lambda: build_closures(csr, order, bounds, k, sym=sym, max_copies=100),
+                     monkeypatch)
+    for key, arr in ref.arrays().items():
+        np.testing.assert_array_equal(got.arrays()[key], arr, err_msg=key)
+    assert got.redundancy == pytest.approx(ref.redundancy)
+
+
+@needs_native
+def test_permuted_bandwidth_matches_numpy(monkeypatch):
+    csr = as_csr(MATRICES["unstructured_spd"]())
+    perm = np.random.default_rng(0).permutation(csr.shape[0])
+    got, ref = _both(lambda: native.permuted_bandwidth(csr, perm), monkeypatch)
+    assert got == ref
+
+
+def _bad_columns():
+    return sp.csr_matrix((np.ones(3), np.array([0, 7, 1]), np.array([0, 1, 2, 3])),
+                         shape=(3, 3))
+
+
+@pytest.mark.parametrize("use_numpy", [False, True])
+def test_out_of_range_column_is_a_value_error(use_numpy, monkeypatch):
+    if use_numpy:
+        monkeypatch.setitem(native._STATE, "mod", None)
+    x = np.ones(3)
+    with pytest.raises(ValueError, match=r"column index 7 in row 1 .*outside 0\.\.2"):
+        asp_mpk.matrix_powers(_bad_columns(), x, 2)
+    with pytest.raises(ValueError, match="column index 7"):
+        asp_mpk.cg(_bad_columns(), x)
+    bad = sp.csr_matrix((np.ones(2), np.array([0, 1]), np.array([0, 2, 1, 2])), shape=(3, 3))
+    with pytest.raises(ValueError, match="indptr decreases at row 1"):
+        asp_mpk.spmv(bad, x)
+
+
+def test_csc_with_bad_row_index_is_a_value_error():
+    A = sp.csc_matrix((np.ones(3), np.array([0, 9, 1]), np.array([0, 1, 2, 3])), shape=(3, 3))
+    with pytest.raises(ValueError, match="index 9"):
+        asp_mpk.matrix_powers(A, np.ones(3), 1)
+
+
+@pytest.mark.parametrize("use_numpy", [False, True])
+def test_checksum_sees_small_changes(use_numpy, monkeypatch):
+    if use_numpy:
+        monkeypatch.setitem(native._STATE, "mod", None)
+    a = np.random.default_rng(0).standard_normal(100_003)
+    h = native.checksum(a)
+    assert native.checksum(a.copy()) == h
+    b = a.copy()
+    b[50_000] = np.nextafter(b[50_000], 1.0)
+    assert native.checksum(b) != h
+    b = a.copy()
+    b[[10, 99_000]] = b[[99_000, 10]]       # same values, other places
+    assert native.checksum(b) != h
+    assert native.checksum(a[:-1]) != h
+
+
+def test_missing_extension_warns_once():
+    code = ("import sys, warnings; sys.modules['asp_mpk._planner'] = None\n"
+            "warnings.simplefilter('always')\n"
+            "import numpy as np, asp_mpk\nfrom asp_mpk import gallery\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    A = gallery.poisson2d(12)\n"
+            "    asp_mpk.MatrixPowers(A, 2); asp_mpk.MatrixPowers(2 * A, 3)\n"
+            "print(sum('native plan builder' in str(x.message) for x in w))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "1"
+
+
+def test_unchanged_matrix_is_not_analysed_again():
+    A = gallery.poisson2d(20)
+    m = analysed(A)
+    assert analysed(A) is m
+    assert analysed(A.copy()) is m            # same contents, another object
+    assert analysed(A.tocoo()) is not m       # another format: its own entry
+    B = A.copy()
+    B.data[3] += 1.0
+    assert analysed(B) is not m
+
+
+@requires_compiler
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csc"])
+def test_matrix_changed_in_place_gives_right_answers(fmt):
+    A = gallery.variable_poisson2d(20, seed=1).asformat(fmt)
+    x = np.random.default_rng(2).standard_normal(A.shape[0])
+
+    def ref(M):
+        return np.stack([x, M @ x, M @ (M @ x)])
+
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2), ref(A), rtol=1e-12)
+    A.data *= 3.0                             # values changed in place
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2), ref(A), rtol=1e-12)
+    A.data[5] = -7.5                          # one value
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2), ref(A), rtol=1e-12)
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    if fmt == "csr":                          # structure changed in place (same nnz)
+        A.indices[A.indptr[3]] = (A.indices[A.indptr[3]] + 37) % A.shape[0]
+        A.has_sorted_indices = False
+        np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2), ref(A), rtol=1e-12)
+    b = np.ones(A.shape[0])
+    xs, info = asp_mpk.cg(A.tocsr() + A.T.tocsr() + 50 * sp.identity(A.shape[0]), b,
+                          rtol=1e-10)
+    assert info == 0
+
+
+@requires_compiler
+def test_object_api_is_a_snapshot():
+    A = gallery.poisson2d(15)
+    x = np.random.default_rng(3).standard_normal(A.shape[0])
+    mp = asp_mpk.MatrixPowers(A, 2)
+    before = np.stack([x, A @ x, A @ (A @ x)])
+    A.data *= 2.0
+    np.testing.assert_allclose(mp(x), before, rtol=1e-12)
+    x2, info = asp_mpk.cg(mp, np.ones(A.shape[0]), rtol=1e-10)   # cg reuses the object
+    assert info == 0
+    assert np.linalg.norm(mp.csr @ x2 - 1.0) <= 1e-10 * np.sqrt(A.shape[0])
+
+
+def test_construction_compiles_nothing():
+    A = gallery.poisson2d(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mp = asp_mpk.MatrixPowers(A, 4)
+    assert mp.variant is None
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("basis", ["monomial", "recurrence"])
+def test_interim_products_match_the_reference(dtype, basis):
+    A = gallery.variable_poisson2d(15, seed=3).astype(dtype)
+    mp = asp_mpk.MatrixPowers(A, 4)
+    rng = np.random.default_rng(7)
+    xs = rng.standard_normal((2, A.shape[0])).astype(dtype)
+    coefs = rng.uniform(-1, 1, (3, 4))
+    got, ref = (np.empty((2, 5, A.shape[0]), dtype=dtype) for _ in range(2))
+    g_got, g_ref = np.empty((10, 10)), np.empty((10, 10))
+    mp._interim(xs, got, coefs, g_got, basis)
+    mp._reference(xs, ref, coefs, g_ref, basis)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    np.testing.assert_allclose(g_got, g_ref, rtol=tol * 10)

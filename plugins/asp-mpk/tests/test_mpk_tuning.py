@@ -1,0 +1,101 @@
+"""Tuning off the caller's path: variants compile in the background while the first calls time
+them, and winners are stored per matrix-structure class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from asp_core.testing import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery
+from asp_mpk.components import tuning_key
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_AUTOTUNE", "once")
+
+
+def _events(mp, kind):
+    return [data for event, data in mp._dispatch.last_context.events if event == kind]
+
+
+@requires_compiler
+def test_variants_compile_in_the_background(fresh_cache):
+    A = gallery.poisson2d(400)                      # dia-c, dia and naive formats
+    mp = asp_mpk.MatrixPowers(A, 4)
+    mp.tune()
+    assert mp.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None
+    started = _events(mp, "precompile")
+    assert len(started) == 1 and set(started[0]["formats"]) == {"dia", "naive"}
+    compiles = _events(mp, "compile")
+    background = [c for c in compiles if c["variant"] in ("dia", "naive")]
+    assert {c["variant"] for c in background} == {"dia", "naive"}
+    foreground = [c for c in compiles if c not in background]
+    first = foreground[0]["variant"]             # compiled on the caller's path: dia-c
+    assert first.startswith("dia-c-")
+    later = [c for c in foreground[1:] if not c["variant"].startswith("dia-c-")]
+    assert later and all(c["cached"] for c in later), later
+
+
+@requires_compiler
+def test_new_matrix_of_a_known_kind_starts_tuned(fresh_cache):
+    x = np.random.default_rng(0).standard_normal(300 * 300)
+    A = gallery.poisson2d(300)
+    mp = asp_mpk.MatrixPowers(A, 4)
+    mp.tune()
+    winner = mp.variant
+    B = 3.0 * A                                   # other values, same structure class
+    mp2 = asp_mpk.MatrixPowers(B, 4)
+    assert mp2.values != mp.values
+    np.testing.assert_allclose(mp2(x)[4], B @ (B @ (B @ (B @ x))), rtol=1e-12)
+    assert mp2.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None   # 1 call
+    assert mp2.variant == winner
+    assert not _events(mp2, "precompile") or _events(mp2, "autotune")[0]["source"] == \
+        "perf database"
+
+
+def test_structure_class_ignores_values_and_small_size_changes():
+    def key(A):
+        mp = asp_mpk.MatrixPowers(A, 3)
+        out = np.empty((1, 4, A.shape[0]))
+        return tuning_key((None, out, None, None, "monomial"), {}, mp)
+
+    assert key(gallery.poisson2d(100)) == key(2.0 * gallery.poisson2d(100))
+    assert key(gallery.poisson2d(100)) == key(gallery.poisson2d(104))
+    assert key(gallery.poisson2d(100)) != key(gallery.poisson2d(400))
+    assert key(gallery.poisson2d(100)) != key(gallery.variable_poisson2d(100))
+    assert key(gallery.poisson2d(100)) != key(gallery.poisson3d(22))
+
+
+@requires_compiler
+def test_first_calls_run_scipy_while_the_kernel_compiles(fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    A = gallery.variable_poisson2d(120, seed=2)
+    x = np.random.default_rng(1).standard_normal(A.shape[0])
+    ref = [x]
+    for _ in range(3):
+        ref.append(A @ ref[-1])
+    mp = asp_mpk.MatrixPowers(A, 3)
+    np.testing.assert_allclose(mp(x), np.stack(ref), rtol=1e-12)   # SciPy or the kernel
+    assert mp.wait(timeout=600)
+    np.testing.assert_allclose(mp(x), np.stack(ref), rtol=1e-12)
+    assert mp.bound_kernel() is not None           # the compiled kernel answered
+    A.data *= -1.0                                 # in place: the functional API notices
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3)[3], -ref[3], rtol=1e-12)
+
+
+@requires_compiler
+def test_cg_first_solve_starts_with_scipy_steps(fresh_cache, monkeypatch):
+    from asp_mpk.cacg import last_stats
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    A = gallery.poisson2d(150)
+    b = np.random.default_rng(4).standard_normal(A.shape[0])
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    assert st.steps_by_mode.get("scipy", 0) > 0        # a cold cache: gcc takes a while
+    assert sum(st.steps_by_mode.values()) == st.iterations
