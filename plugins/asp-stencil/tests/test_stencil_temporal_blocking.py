@@ -166,6 +166,30 @@ def test_blocked_run_leaves_the_result_where_plain_sweeps_do():
 
 
 @requires_compiler
+def test_long_blocked_runs_go_through_the_interruptible_worker(monkeypatch):
+    """A long blocked run waits where Ctrl-C reaches the user, on the arrays it checked."""
+    from asp_core import interrupt
+
+    calls = []
+    real = interrupt.call
+
+    def spy(fn, *args, keep=None):
+        calls.append(keep)
+        return real(fn, *args, keep=keep)
+
+    monkeypatch.setattr(interrupt, "MIN_WORK", 1)
+    monkeypatch.setattr(interrupt, "call", spy)
+    k = _heat(2)
+    grids = make_grids((14, 15), 1, seed=3)
+    ref = clone_grids(grids)
+    _reference(k, ref, 5)
+    get_iterator(k, tuple(grids)).run(tuple(grids), 5, TemporalParams(3, 4, 1))
+    for r, t in zip(ref, grids):
+        assert_bitwise(r.data, t.data, what="T=5 through the worker")
+    assert len(calls) == 1 and all(a is g.data for a, g in zip(calls[0], grids))
+
+
+@requires_compiler
 def test_special_values_propagate_identically():
     k = _laplacian()
     grids = make_grids((12, 9, 10), 1, seed=3, special=True)

@@ -11,6 +11,7 @@ library; :func:`candidate_params` proposes the ones worth timing, and
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import warnings
 import weakref
@@ -19,6 +20,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from asp_core import interrupt
 from asp_core.context import SpecializationContext
 from asp_core.errors import CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
@@ -161,20 +163,24 @@ class BlockedIterator:
         """``steps`` sweeps of ``params`` on ``grids`` (state = ``grids[-2]``, output =
         ``grids[-1]``); like plain sweeps, the result is in the output grid if ``steps`` is odd,
         else in the state grid."""
-        check_grids(grids)
+        data = check_grids(grids)  # read once: the arrays checked are the ones passed to C
+        state, out = data[-2], data[-1]
         shape = self.prog.output.shape
-        if grids[-1].data.shape != shape or grids[-1].data.dtype != np.float64:
+        if out.shape != shape or out.dtype != np.float64:
             raise ValueError(f"compiled for shape {shape} float64, called with "
-                             f"{grids[-1].data.shape} {grids[-1].data.dtype}")
-        if np.may_share_memory(grids[-2].data, grids[-1].data):
+                             f"{out.shape} {out.dtype}")
+        if np.may_share_memory(state, out):
             raise ValueError("the state grid and the output grid share memory")
-        if not grids[-2].data.flags.writeable:
+        if not state.flags.writeable:
             raise ValueError("iterate writes the last input grid too (ping-pong), but its .data "
                              "is read-only")
         tp = params
-        consts = [g.data.ctypes.data for g in grids[:-2]]
-        rc = self.cfunc(grids[-2].data.ctypes.data, grids[-1].data.ctypes.data, *consts,
-                        int(steps), tp.K, tp.B0, tp.B1, tp.NT)
+        args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
+                int(steps), tp.K, tp.B0, tp.B1, tp.NT)
+        if interrupt.worth_it(math.prod(shape) * int(steps)):  # Ctrl-C reaches the user
+            rc = interrupt.call(self.cfunc, *args, keep=data)
+        else:
+            rc = self.cfunc(*args)
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
 
