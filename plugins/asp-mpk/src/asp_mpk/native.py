@@ -57,10 +57,19 @@ def checksum(*arrays: np.ndarray) -> int:
     return h
 
 
-def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:
-    """Validate a CSR structure: ``ValueError`` naming the first problem (indptr not starting at
-    0 or decreasing, indptr[-1] past the end of indices, a column index outside the matrix).
-    Returns whether the rows are canonical (sorted, no duplicates)."""
+def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:
+    """Validate a CSR structure once per matrix, before C code indexes with it (SciPy checks
+    none of this after construction, and C would write out of bounds): ``ValueError``
+    "``name`` has an invalid CSR structure: ..." naming the first problem (indptr empty, not
+    starting at 0 or decreasing, indptr[-1] past the end of indices, a column index outside the
+    matrix). Returns whether the rows are canonical (sorted, no duplicates)."""
+    try:
+        return _check_csr(indptr, indices, ncols)
+    except ValueError as exc:
+        raise ValueError(f"{name} has an {exc}") from None
+
+
+def _check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:
     mod = planner()
     if mod is not None:
         return bool(mod.check_csr(_c(indptr), _c(indices), int(ncols))["canonical"])

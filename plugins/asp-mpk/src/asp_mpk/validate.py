@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "check_k", "check_structure",
+__all__ = ["as_csr", "as_vector", "check_k",
            "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -31,40 +31,6 @@ def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
     if dtype.kind == "f":  # float16, longdouble
         raise TypeError(f"{what} has dtype {dtype}; use float64 or float32")
     raise TypeError(f"{what} has unsupported dtype {dtype}; use float64 or float32")
-
-
-def check_structure(A: Any, name: str = "A") -> None:
-    """``ValueError`` when a CSR/CSC matrix's index arrays are inconsistent (an out-of-range
-    column index, a decreasing or overlong ``indptr``). SciPy does not check these on
-    construction and C code indexing with them writes out of bounds, so this runs once per
-    matrix, before any conversion: a few vectorised passes over ``indices``, cheaper than the
-    copy that follows."""
-    fmt = getattr(A, "format", None)
-    if fmt not in ("csr", "csc"):
-        return  # COO and DIA/LIL/DOK are checked by SciPy when they are built
-    major, minor = (A.shape[0], A.shape[1]) if fmt == "csr" else (A.shape[1], A.shape[0])
-    what = "column" if fmt == "csr" else "row"
-    indptr, indices = np.asarray(A.indptr), np.asarray(A.indices)
-    problem = None
-    if indptr.ndim != 1 or len(indptr) != major + 1:
-        problem = f"indptr has length {len(indptr)}, expected {major + 1}"
-    elif indptr[0] != 0:
-        problem = f"indptr[0] is {indptr[0]}, expected 0"
-    elif np.any(indptr[1:] < indptr[:-1]):
-        at = int(np.argmax(indptr[1:] < indptr[:-1]))
-        problem = f"indptr decreases at position {at + 1} ({indptr[at]} > {indptr[at + 1]})"
-    elif indptr[-1] > min(len(indices), len(A.data)):
-        problem = (f"indptr[-1] is {indptr[-1]} but only {min(len(indices), len(A.data))} "
-                   "entries are stored")
-    else:
-        used = indices[:indptr[-1]]
-        bad = (used < 0) | (used >= minor)
-        if used.size and bad.any():
-            at = int(np.argmax(bad))
-            problem = (f"{what} index {used[at]} at position {at} is out of range "
-                       f"[0, {minor})")
-    if problem is not None:
-        raise ValueError(f"{name} has an invalid {fmt.upper()} structure: {problem}")
 
 
 def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
@@ -86,16 +52,15 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
         raise ValueError(f"{name} must be square, got shape {A.shape}")
     _float_dtype(A.dtype, name)
     want = _float_dtype(A.dtype if dtype is None else dtype, name)
-    check_structure(A, name)
     if A.shape[0] >= 2**31 - 1:
         raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
     from asp_mpk import native
 
     if A.format == "csc":   # SciPy's conversion trusts the indices: check them first
-        native.check_csr(A.indptr, A.indices, A.shape[0])
+        native.check_csr(A.indptr, A.indices, A.shape[0], name=f"{name} (CSC)")
     src = A if A.format == "csr" else A.tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
-    canonical = native.check_csr(src.indptr, src.indices, A.shape[1])
+    canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
     csr = sp.csr_matrix(src, dtype=want, copy=src is A)
     if not canonical:
         csr.sum_duplicates()   # sorts too
