@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import math
 
+import numpy as np
 import pytest
 
 from asp_core.build import compile_library
@@ -111,6 +112,31 @@ def test_vector_rows_bitwise_on_special_values(name, cls, shape, n_inputs, nd):
     assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} nt-vec special values")
 
 
+@requires_compiler
+@pytest.mark.parametrize("name,cls,shape,n_inputs,nd", KERNELS[:3], ids=[k[0] for k in KERNELS[:3]])
+def test_float32_vector_rows_bitwise_on_special_values(name, cls, shape, n_inputs, nd):
+    """float32 kernels get intrinsic rows too (twice the lanes, ``_ps`` operations in float32
+    like the scalar code): bitwise equal to Python, special values and negation included."""
+    from asp_stencil.vector import vector_isa
+
+    isa = vector_isa(HOST_ISA)
+    if isa is None:
+        pytest.skip(f"no x86 vector ISA on this machine ({HOST_ISA})")
+    grids = make_grids(shape, n_inputs, neighbor_definition=nd, seed=5, special=True,
+                       dtypes=(np.float32,) * (n_inputs + 1))
+    k = cls()
+    prog = _prog(k, grids)
+    sched = Schedule(nt=True, vec=True, parallel_min_points=1)
+    src = print_c(lower_openmp(prog, sched, HOST_ISA))
+    assert isa.single().fn("stream") in src and isa.single().type.base in src
+    assert "buf[" not in src and "_pd(" not in src  # straight from float registers
+    ref = clone_grids(grids)
+    with np.errstate(all="ignore"):
+        k.pure_python(*ref)
+    _run(prog, sched, grids)
+    assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} float32 nt-vec special values")
+
+
 def test_vector_rows_only_for_arithmetic():
     """A kernel calling math functions keeps the buffered streaming rows."""
     from asp_stencil import StencilKernel
@@ -152,6 +178,10 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     assert scheds[0] == Schedule(nt=True, vec=True) and len(scheds) >= 5
     for sched in scheds:
         assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
+    f4 = _prog(Laplacian(), make_grids((9, 20, 37), 1, seed=2, dtypes=(np.float32,) * 2))
+    src = print_c(lower_openmp(f4, Schedule(nt=True, vec=True), isa))
+    assert f"{v.prefix}_stream_ps" in src and v.single().type.base in src
+    assert_valid_c_for_target(src, flag, tmp_path)
 
 
 def test_no_streaming_off_x86():

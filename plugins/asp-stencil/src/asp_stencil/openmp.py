@@ -69,7 +69,10 @@ class _Lowering:
         # streaming stores are written for one float output (buffered rows: float64 or float32;
         # intrinsic rows: float64 grids only)
         self.streamable = (len(prog.outputs) == 1 and prog.output.dtype in ("<f8", "<f4"))
-        self.all_double = all(g.dtype == "<f8" for g in prog.grids)
+        # the one floating dtype of every grid, which intrinsic rows need (None: mixed/other)
+        dtypes = {g.dtype for g in prog.grids}
+        self.vector_dtype = dtypes.pop() if len(dtypes) == 1 and dtypes <= {"<f8", "<f4"} \
+            else None
         self.out_ctype = ctype_of(prog.output.dtype)
 
     # -- expressions ------------------------------------------------------------------------
@@ -99,9 +102,9 @@ class _Lowering:
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
-        isa = self.vector
-        assert isa is not None
-        width = isa.width
+        assert self.vector is not None and self.vector_dtype is not None
+        isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
+        width, item = isa.width, isa.itemsize
         vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
             C.Name("p"), C.Constant(self.flat(r.at.offset)))))
         vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
@@ -120,8 +123,9 @@ class _Lowering:
                                                      _add(C.Name("r"), C.Constant(lo))))
         mis = C.BinOp(C.Name("a"), "&", C.Constant(63))
         head = C.BinOp(C.BinOp(C.BinOp(C.Constant(64), "-", mis), "&", C.Constant(63)), ">>",
-                       C.Constant(3))
-        kh = C.Ternary(C.BinOp(C.BinOp(C.Name("a"), "&", C.Constant(7)), "!=", C.Constant(0)),
+                       C.Constant(item.bit_length() - 1))  # bytes to elements
+        kh = C.Ternary(C.BinOp(C.BinOp(C.Name("a"), "&", C.Constant(item - 1)), "!=",
+                               C.Constant(0)),
                        C.Constant(hi), C.BinOp(C.Constant(lo), "+", head))
         kh_capped = C.Ternary(C.BinOp(C.Name("kh0"), "<", C.Constant(hi)), C.Name("kh0"),
                               C.Constant(hi))
@@ -191,7 +195,7 @@ class _Lowering:
         npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
         nt = self.s.nt and self.dim >= 2 and self.vector is not None and self.streamable
-        vec = nt and self.s.vec and self.all_double and vectorizable(loop)
+        vec = nt and self.s.vec and self.vector_dtype is not None and vectorizable(loop)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)
@@ -306,11 +310,9 @@ class _Lowering:
     def stream_helper(self) -> C.FunctionDef:
         assert self.vector is not None
         # a vector is 64·width bits: width doubles or 2·width floats
-        single = self.out_ctype.base == "float"
-        width = self.vector.width * (2 if single else 1)
-        store, load = self.vector.fn("stream"), self.vector.fn("loadu")
-        if single:
-            store, load = store[:-3] + "_ps", load[:-3] + "_ps"
+        isa = self.vector.single() if self.out_ctype.base == "float" else self.vector
+        width = isa.width
+        store, load = isa.fn("stream"), isa.fn("loadu")
         i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
         misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
                                      C.Constant(self.vector.width * 8 - 1)), "!=", C.Constant(0))

@@ -19,6 +19,8 @@ from dataclasses import replace
 from math import prod
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from asp_core.components import PlatformOptimizer, PlatformProgram, Variant
 
 from . import dast as D
@@ -46,14 +48,17 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
         return [Schedule()]
     dim = prog.dim
     points = prod(prog.output.shape)
-    out_bytes = points * 8
+    out_bytes = points * np.dtype(prog.output.dtype).itemsize
     reads_out = any(lp["reads_output"] for lp in parallel if lp["region"] == "interior")
     nt_ok = dim >= 2 and prog.output.shape[-1] >= 16 and vector_isa(isa) is not None
     interior = [lp for lp in prog.body
                 if isinstance(lp, D.PointLoop) and lp.region == "interior" and not lp.sequential]
     # straight from registers to memory: the roofline variant (ENVIRONMENT.md measured
     # 71-105 % of STREAM copy for such code, against 52-77 % for plain omp simd)
-    vec_ok = nt_ok and bool(interior) and all(vectorizable(lp) for lp in interior)
+    # intrinsic rows: every grid float64, or every grid float32
+    one_float = {g.dtype for g in prog.grids} in ({"<f8"}, {"<f4"})
+    vec_ok = nt_ok and bool(interior) and one_float and \
+        all(vectorizable(lp) for lp in interior)
     streaming = [Schedule(nt=True, vec=True)] if vec_ok else []
     streaming.append(Schedule(nt=True))
     big = out_bytes > max(llc_bytes // 2, 4 << 20)

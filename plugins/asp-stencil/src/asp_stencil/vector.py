@@ -9,14 +9,16 @@ per lane with the same operands in the same order (no FMA), so results stay bitw
 scalar code and to Python; negation flips the sign bit, as Python's ``-x`` does.
 
 The vector width follows the machine the code is compiled for (the hardware query's ISA, the
-same machine ``-march=native`` targets): AVX-512 (8 doubles), AVX (4) or SSE2 (2, every x86-64).
+same machine ``-march=native`` targets): AVX-512 (8 doubles), AVX (4) or SSE2 (2, every x86-64),
+and twice as many floats for float32 kernels (:meth:`VectorISA.single`), whose operations are
+float32 IEEE operations like the scalar code's.
 Other architectures have no streaming-store intrinsics here: :func:`vector_isa` returns None and
 the streaming schedules are not proposed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from asp_core import cast as C
@@ -28,22 +30,37 @@ __all__ = ["VectorISA", "vector_isa", "vectorizable", "VectorLowering"]
 
 _OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 _SIGN_BIT = C.BinOp(C.UnaryOp("-", C.Constant(2**63 - 1)), "-", C.Constant(1))  # INT64_MIN
+_SIGN_BIT32 = C.BinOp(C.UnaryOp("-", C.Constant(2**31 - 1)), "-", C.Constant(1))  # INT32_MIN
 
 
 @dataclass(frozen=True)
 class VectorISA:
-    """One x86 vector extension: its double-vector type, lane count and intrinsic prefix."""
+    """One x86 vector extension for one element type: its vector type, lane count and
+    intrinsic prefix (doubles unless :meth:`single` made it the float version)."""
 
     name: str
-    width: int          # doubles per vector
+    width: int          # elements (lanes) per vector
     prefix: str         # "_mm512", "_mm256", "_mm"
+    double: bool = True
+
+    @property
+    def itemsize(self) -> int:
+        return 8 if self.double else 4
 
     @property
     def type(self) -> C.CType:
-        return C.CType(f"__m{self.width * 64}d")
+        return C.CType(f"__m{self.width * self.itemsize * 8}{'d' if self.double else ''}")
+
+    @property
+    def scalar(self) -> C.CType:
+        return C.DOUBLE if self.double else C.FLOAT
 
     def fn(self, op: str) -> str:
-        return f"{self.prefix}_{op}_pd"
+        return f"{self.prefix}_{op}_{'pd' if self.double else 'ps'}"
+
+    def single(self) -> VectorISA:
+        """The float32 version: the same registers hold twice as many lanes."""
+        return replace(self, width=self.width * 2 if self.double else self.width, double=False)
 
 
 AVX512 = VectorISA("avx512f", 8, "_mm512")
@@ -94,8 +111,8 @@ class VectorLowering:
 
     def __call__(self, e: D.Node) -> C.Expr:
         v = self.isa
-        if isinstance(e, D.Const):
-            return C.Call(v.fn("set1"), [C.Constant(float(e.value), C.DOUBLE)])
+        if isinstance(e, D.Const):  # float32: the literal rounded to float, as the scalar code
+            return C.Call(v.fn("set1"), [C.Constant(float(e.value), v.scalar)])
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):
@@ -106,9 +123,11 @@ class VectorLowering:
             x = self(e.operand)
             if e.op == "+":
                 return x
-            if v is AVX512:  # _mm512_xor_pd needs AVX512DQ: flip the bit as integers
-                flipped = C.Call("_mm512_xor_si512", [C.Call("_mm512_castpd_si512", [x]),
-                                                      C.Call("_mm512_set1_epi64", [_SIGN_BIT])])
-                return C.Call("_mm512_castsi512_pd", [flipped])
-            return C.Call(v.fn("xor"), [x, C.Call(v.fn("set1"), [C.Constant(-0.0, C.DOUBLE)])])
+            if v.prefix == "_mm512":  # _mm512_xor_p[ds] need AVX512DQ: flip the bit as integers
+                sfx, lanes, bit = ("pd", "epi64", _SIGN_BIT) if v.double else \
+                    ("ps", "epi32", _SIGN_BIT32)
+                flipped = C.Call("_mm512_xor_si512", [C.Call(f"_mm512_cast{sfx}_si512", [x]),
+                                                      C.Call(f"_mm512_set1_{lanes}", [bit])])
+                return C.Call(f"_mm512_castsi512_{sfx}", [flipped])
+            return C.Call(v.fn("xor"), [x, C.Call(v.fn("set1"), [C.Constant(-0.0, v.scalar)])])
         raise TypeError(f"{type(e).__name__} cannot be vectorised (check vectorizable() first)")
