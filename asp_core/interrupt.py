@@ -12,9 +12,9 @@ alive, so it never writes to freed memory), and the next :func:`call` waits unti
 finished (calls never overlap). After an interrupt the output arrays of that call are
 undefined and may still change until it ends; :func:`wait_idle` waits for that.
 
-The hand-off costs a few tens of microseconds, so backends use it only for calls whose work is
-large (:func:`worth_it`); calls from threads other than the main one run directly (signals
-are delivered to the main thread only).
+The hand-off costs a few tens of microseconds, so backends go through :func:`run`, which hands
+off only calls whose work reaches :data:`MIN_WORK`; calls from threads other than the main one
+run directly (signals are delivered to the main thread only).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-__all__ = ["call", "wait_idle", "worth_it", "MIN_WORK"]
+__all__ = ["call", "run", "wait_idle", "MIN_WORK"]
 
 #: Elements (grid points, stored matrix entries, samples x features) from which a call is run
 #: interruptibly: several milliseconds of work, so the ~35 us hand-off costs under 1 %; smaller
@@ -73,9 +73,13 @@ def _finished() -> None:
             _state.notify_all()
 
 
-def worth_it(work: int) -> bool:
-    """Should a call doing ``work`` element updates go through :func:`call`?"""
-    return work >= MIN_WORK
+def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:
+    """``fn(*args)`` through :func:`call` when its ``work`` (element updates: grid points ×
+    steps, samples × components × features...) reaches :data:`MIN_WORK`, else directly: a
+    shorter call ends before a Ctrl-C would be noticed as late."""
+    if work >= MIN_WORK:
+        return call(fn, *args, keep=keep)
+    return fn(*args)
 
 
 def call(fn: Callable[..., Any], *args: Any, keep: Any = None) -> Any:

@@ -65,10 +65,7 @@ class _EntryPoint:
         where Ctrl-C can interrupt the wait (:mod:`asp_core.interrupt`)."""
         args = (_ptr(X), X.shape[0], *(_nullable(a) for a in arrays))
         lay = self.plan.layout
-        if interrupt.worth_it(X.shape[0] * lay.M * lay.D):
-            rc = interrupt.call(self._fn, *args, keep=(X, arrays))
-        else:
-            rc = self._fn(*args)
+        rc = interrupt.run(self._fn, *args, keep=(X, arrays), work=X.shape[0] * lay.M * lay.D)
         if rc != 0:
             raise MemoryError(f"gmm kernel {self.name}: out of memory (code {rc})")
 

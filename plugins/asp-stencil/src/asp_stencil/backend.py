@@ -4,7 +4,7 @@ The compiled function takes one data pointer per grid (inputs first, output last
 callable takes the kernel's own arguments (the grids), re-validates them (a cheap check: the
 dispatcher's key function did the full one) and calls the C function through ctypes, which
 releases the GIL for the duration of the call; calls on large grids run through
-:func:`asp_core.interrupt.call`, so Ctrl-C interrupts them.
+:func:`asp_core.interrupt.run`, so Ctrl-C interrupts them.
 """
 
 from __future__ import annotations
@@ -65,15 +65,13 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     cfunc.argtypes = [ctypes.c_void_p] * n
     cfunc.restype = None
     check = compiled_for(prog)
-    big = interrupt.worth_it(math.prod(prog.output.shape))
+    points = math.prod(prog.output.shape)
 
     def run(*grids: Any) -> None:
         fill_periodic_ghosts(grids)  # Python hooks first: then the arrays passed to C are checked
         data = check(grids)
-        if big:  # Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
-            interrupt.call(cfunc, *[d.ctypes.data for d in data], keep=data)
-        else:
-            cfunc(*[d.ctypes.data for d in data])
+        # a long call: Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
+        interrupt.run(cfunc, *[d.ctypes.data for d in data], keep=data, work=points)
 
     run.__name__ = f"{prog.name}_compiled"
     return run

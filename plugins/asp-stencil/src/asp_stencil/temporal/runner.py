@@ -177,10 +177,7 @@ class BlockedIterator:
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
                 int(steps), tp.K, tp.B0, tp.B1, tp.NT)
-        if interrupt.worth_it(math.prod(shape) * int(steps)):  # Ctrl-C reaches the user
-            rc = interrupt.call(self.cfunc, *args, keep=data)
-        else:
-            rc = self.cfunc(*args)
+        rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
 
