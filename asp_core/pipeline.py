@@ -8,6 +8,7 @@ registry and recording every choice and its reason in the context.
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
 from asp_core.autotune import Autotuner
@@ -55,6 +56,12 @@ class TuningCallable:
         self._built: dict[str, Callable[..., Any]] = dict(built or {})
         self._on_decided = on_decided
         self.failed: dict[str, str] = {}
+
+    @property
+    def built(self) -> Mapping[str, Callable[..., Any]]:
+        """The variants built so far, name → callable (read-only): what a caller may reuse
+        while tuning goes on, e.g. a format-independent helper of any compiled variant."""
+        return MappingProxyType(self._built)
 
     def _get(self, name: str) -> Callable[..., Any]:
         fn = self._built.get(name)

@@ -239,7 +239,7 @@ class MatrixPowers:
             kern = getattr(fn, "kernel", None)
             if kern is not None:
                 return kern
-            for built in getattr(fn, "_built", {}).values():
+            for built in getattr(fn, "built", {}).values():  # variants built while tuning
                 kern = getattr(built, "kernel", None)
                 if kern is not None:
                     return kern
