@@ -14,6 +14,8 @@ the validated CSR matrix and its analysis.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
@@ -200,6 +202,7 @@ class CBackend(Backend):
             block = 1
             params = {"format": "naive"}
             plan = get_plan(mp.csr, mp.pattern, mp.values, params)
+        _await_precompile(mp, fmt)
         lib = ctx.compile(**_compile_args(fmt, op, getattr(plan, "kinds", None)))
         _precompile_in_background(ctx, op)   # after the first variant's own compile
         threads = p["threads"] or default_threads()
@@ -231,6 +234,21 @@ def _compile_args(fmt: str, op: MatrixPowersOp, kinds: list[tuple] | None) -> di
                                "kinds": [list(x) for x in kinds or []]}}
 
 
+#: per MatrixPowers: candidate format -> set once its background precompile has ended
+_PRECOMPILED: weakref.WeakKeyDictionary[Any, dict[str, threading.Event]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _await_precompile(mp: Any, fmt: str) -> None:
+    """A foreground build of a format the background is compiling waits for that compile and
+    loads it from the code cache, instead of running a second gcc on the caller's path."""
+    from asp_mpk import background
+
+    done = _PRECOMPILED.get(mp, {}).get(fmt)
+    if done is not None and not background.in_background():
+        done.wait()
+
+
 def _precompile_in_background(ctx: SpecializationContext, op: MatrixPowersOp) -> None:
     """While variants are still to be timed, compile every other candidate format's kernel on
     a background thread, once per specialisation: the autotuner then builds the variants it
@@ -247,21 +265,25 @@ def _precompile_in_background(ctx: SpecializationContext, op: MatrixPowersOp) ->
     if len(formats) < 2:
         return
     mp = ctx.instance
+    done = {fmt: threading.Event() for fmt in formats[1:]}   # the first is the foreground's
+    _PRECOMPILED[mp] = done
 
     def run() -> None:
         from asp_mpk.plan import dia_storage
 
         try:
-            jobs = []
-            for fmt in formats[1:]:   # the first is the foreground build's
+            for fmt, compiled in done.items():   # one gcc at a time
                 kinds = None
                 if fmt in ("dia", "dia-c"):
                     kinds = dia_storage(mp.csr, mp.pattern, mp.values, op.matrix.offsets,
                                         fmt == "dia-c")[0]
-                jobs.append({**_compile_args(fmt, op, kinds), "variant": fmt})
-            ctx.compile_many(jobs, max_workers=1)
+                ctx.compile(**_compile_args(fmt, op, kinds), variant=fmt)
+                compiled.set()
         except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
             pass
+        finally:
+            for compiled in done.values():   # nobody waits for a compile that will not come
+                compiled.set()
 
     from asp_mpk import background
 
