@@ -6,7 +6,7 @@ import ast
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
 
 from asp_core.errors import Unspecializable
 from asp_core.pyast import KernelSource, kernel_source, location
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from asp_core.hardware import HardwareInfo
 
 __all__ = ["SpecializationContext"]
+
+_D = TypeVar("_D")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class SpecializationContext:
     kernel_name: str = ""
     variant: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: typed decision records (dataclass instances), see :meth:`decide`
+    decisions: list[Any] = field(default_factory=list)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
     @functools.cached_property
@@ -71,6 +75,20 @@ class SpecializationContext:
         """Note something for ``asp explain`` (cheap; kept with the context)."""
         data.setdefault("time", time.time())
         self.events.append((event, data))
+
+    def decide(self, decision: _D) -> _D:
+        """Keep a typed decision record (a dataclass instance: the tuning winner, a storage
+        fallback, ...).  Later phases and callers read it with :meth:`decided`; the untyped
+        :attr:`events` are for ``asp explain`` only, not to be parsed for decisions."""
+        self.decisions.append(decision)
+        return decision
+
+    def decided(self, kind: type[_D]) -> _D | None:
+        """The latest decision record of type ``kind``, or None when none was taken."""
+        for decision in reversed(self.decisions):
+            if isinstance(decision, kind):
+                return decision
+        return None
 
     # -- services -----------------------------------------------------------------------------
     def compile(self, source: str, *, lang: str = "c", openmp: bool = True,

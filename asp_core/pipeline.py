@@ -11,7 +11,7 @@ import time
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
-from asp_core.autotune import Autotuner
+from asp_core.autotune import Autotuner, TuningDecision
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
 from asp_core.context import SpecializationContext
@@ -219,8 +219,14 @@ class Pipeline:
         tkey = cache_key(specializer=self.spec.name, tuning=repr(tuning),
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)
+
+        def on_event(event: str, **data: Any) -> None:
+            ctx.record(event, **data)
+            if event == "autotune":   # the tuner's decision, typed for later phases
+                ctx.decide(TuningDecision(data["winner"], data["source"]))
+
         tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
-                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record,
+                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=on_event,
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
             return build(tuner.winner or variants[0].name)
