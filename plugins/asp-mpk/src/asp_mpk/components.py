@@ -2,9 +2,11 @@
 
 frontend ``matrix`` (matrix description + call shapes → :class:`MatrixPowersOp`) → domain
 passes (``order-rows``, ``choose-formats``, ``size-blocks``) → platform ``openmp`` (generated C,
-needs a compiler) or ``scipy`` (repeated ``A @ x``, always available) → platform optimiser
-``pa1-variants`` (one variant per format/block count/k-split/thread count) → backend ``c``
-(plan + template + ``ctx.compile`` + ctypes) or ``scipy``.
+needs a compiler: each candidate format lowered to its storage and kernel template) or ``scipy``
+(repeated ``A @ x``, always available) → platform optimiser ``pa1-variants`` (one variant per
+format/block count/k-split/thread count, each with its plan parameters and fallback; see
+:mod:`asp_mpk.program`) → backend ``c`` (materialise the plan, ``ctx.compile``, ctypes) or
+``scipy``.
 
 The kernel's call arguments are ``(xs, out, coefs, gram, basis)`` (see
 :class:`asp_mpk.powers.MatrixPowers`); ``ctx.instance`` is the ``MatrixPowers`` object that owns
@@ -21,11 +23,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
                       PlatformOptimizer, PlatformProgram, Variant)
 
-from asp_mpk.dast import MatrixPowersOp, MatrixStructure, kernel_format
+from asp_mpk.dast import Candidate, MatrixPowersOp, MatrixStructure
 from asp_mpk.passes import DEFAULT_PASSES
+from asp_mpk.program import MPKProgram, ReferenceProgram, VariantProgram, variant_program
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
+
+    from asp_mpk.kernels import CKernel
+    from asp_mpk.powers import MatrixPowers
 
 __all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
            "PA1Variants", "CBackend", "ScipyBackend", "signature", "tuning_key"]
@@ -86,25 +92,13 @@ class MPKDomainOptimizer(DomainOptimizer):
     def optimize(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> MatrixPowersOp:
         dast = self.manager.run(dast, ctx)
         if not dast.candidates:  # every format pass disabled: the baseline still works
-            from asp_mpk.dast import Candidate
-
             dast = dast.replace(candidates=[Candidate("naive", threads=0)])
         return dast
 
 
-class _Program:
-    """Platform IR: the op plus the rendered default source (shown by ``asp explain``)."""
-
-    def __init__(self, op: MatrixPowersOp, source: str) -> None:
-        self.op = op
-        self.source = source
-
-    def __str__(self) -> str:
-        return self.source
-
-
 class OpenMPPlatform(Platform):
-    """Phase 3: generated C with OpenMP (needs a C compiler)."""
+    """Phase 3: generated C with OpenMP (needs a C compiler); lowers each candidate format to
+    its storage and kernel template (:class:`~asp_mpk.program.MPKProgram`)."""
 
     name = "openmp"
 
@@ -116,14 +110,7 @@ class OpenMPPlatform(Platform):
         return None
 
     def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
-        from asp_mpk.kernels import render_source
-
-        first = dast.candidates[0]
-        fmt, block = kernel_format(first.format)
-        src = render_source(fmt, dast.dtype, monomial=dast.monomial,
-                            offsets=dast.matrix.offsets or (), sym=first.format == "csr-sym",
-                            block=block)
-        return PlatformProgram("openmp", _Program(dast, src), {"ordering": dast.ordering})
+        return PlatformProgram("openmp", MPKProgram.lower(dast), {"ordering": dast.ordering})
 
 
 class ScipyPlatform(Platform):
@@ -132,10 +119,10 @@ class ScipyPlatform(Platform):
     name = "scipy"
 
     def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
-        return PlatformProgram("scipy", _Program(dast, "# repeated scipy.sparse A @ x"), {})
+        return PlatformProgram("scipy", ReferenceProgram(dast), {})
 
 
-def _variant_name(c: Any) -> str:
+def _variant_name(c: Candidate) -> str:
     name = f"{c.format}-{c.sizing or f'b{c.nblocks}'}" if c.format != "naive" else "naive"
     if c.ksplit:
         name += f"-ks{c.ksplit}"
@@ -145,12 +132,15 @@ def _variant_name(c: Any) -> str:
 
 
 class PA1Variants(PlatformOptimizer):
-    """Phase 4: one variant per candidate (default: the first, a cache-sized PA1 when any)."""
+    """Phase 4: one variant per candidate (default: the first, a cache-sized PA1 when any),
+    each a :class:`~asp_mpk.program.VariantProgram`: storage, plan parameters, threads,
+    k-split and the fallback used when its plan cannot be built."""
 
     platforms = ("openmp",)
 
     def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
-        op: MatrixPowersOp = program.ir.op
+        mpk: MPKProgram = program.ir
+        op = mpk.op
         out: list[Variant] = []
         seen: set[str] = set()
         for c in op.candidates:
@@ -158,98 +148,63 @@ class PA1Variants(PlatformOptimizer):
             if name in seen:
                 continue
             seen.add(name)
-            out.append(Variant(name, program, {"format": c.format, "nblocks": c.nblocks,
-                                               "ksplit": c.ksplit, "threads": c.threads,
-                                               "ordering": op.ordering}))
+            ir = variant_program(name, mpk, c)
+            out.append(Variant(name, PlatformProgram(program.platform, ir, program.meta),
+                               {"format": c.format, "nblocks": c.nblocks, "ksplit": c.ksplit,
+                                "threads": c.threads, "ordering": op.ordering}))
         return out
 
 
 class CBackend(Backend):
-    """Phase 5: build the plan, render and compile the template, bind with ctypes."""
+    """Phase 5: materialise the variant's plan, compile its kernel, bind it with ctypes."""
 
     platforms = ("openmp",)
 
-    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> CKernel:
         from asp_core.hardware import default_threads
 
         from asp_mpk.kernels import CKernel
-        from asp_mpk.plan import get_plan
 
-        mp = ctx.instance
-        op: MatrixPowersOp = variant.program.ir.op
-        p = variant.params
-        fmt = p["format"]
-        cfmt, block = kernel_format(fmt)
-        k = op.k
-        ks = p["ksplit"] or k
-        if cfmt == "dia":
-            params = {"format": "dia", "offsets": op.matrix.offsets, "nblocks": p["nblocks"],
-                      "compress": fmt == "dia-c"}
-        elif cfmt == "csr":
-            levels = {ks} | ({k % ks} if k % ks else set())
-            params = {"format": "csr", "nblocks": p["nblocks"], "ks": tuple(sorted(levels)),
-                      "sym": fmt == "csr-sym", "ordering": p["ordering"], "block": block}
-        else:
-            params = {"format": "naive"}
-        from asp_mpk.partition import ClosureTooLarge
-
-        order = mp.order(p["ordering"], block) if cfmt == "csr" else None
-        try:
-            plan = get_plan(mp.csr, mp.pattern, mp.values, params, order=order)
-        except ClosureTooLarge as exc:   # the graph is too "wide": fall back to the baseline
-            ctx.record("plan", variant=variant.name, fallback="naive", reason=str(exc))
-            fmt = cfmt = "naive"
-            block = 1
-            params = {"format": "naive"}
-            plan = get_plan(mp.csr, mp.pattern, mp.values, params)
-        _await_precompile(mp, fmt)
-        lib = ctx.compile(**_compile_args(fmt, op, getattr(plan, "kinds", None)))
-        _precompile_in_background(ctx, op)   # after the first variant's own compile
-        threads = p["threads"] or default_threads()
-        kern = CKernel(lib, cfmt, plan, n=op.matrix.n, k=k, dtype=op.dtype,
-                       nthreads=threads, ksplit=ks, name=variant.name)
-        ctx.record("plan", variant=variant.name, params=params, plan_bytes=plan.nbytes,
+        mp: MatrixPowers = ctx.instance
+        vp: VariantProgram = variant.program.ir
+        op = vp.program.op
+        planned = vp.materialise(mp)
+        if planned.fallback is not None:
+            ctx.decide(planned.fallback)
+            ctx.record("plan", variant=variant.name, fallback=planned.fallback.to,
+                       reason=planned.fallback.reason)
+        built = planned.variant
+        _await_precompile(vp.program, built.storage.format)
+        lib = ctx.compile(**planned.compile_args())
+        _precompile_in_background(ctx, vp.program, mp)   # after the first variant's compile
+        plan = planned.plan
+        kern = CKernel(lib, built.storage.template, plan, n=op.matrix.n, k=op.k, dtype=op.dtype,
+                       nthreads=built.threads or default_threads(), ksplit=built.ksplit or op.k,
+                       name=variant.name)
+        ctx.record("plan", variant=variant.name, params=built.plan.params(),
+                   plan_bytes=plan.nbytes,
                    redundancy=[round(c.redundancy, 3) for c in getattr(plan, "closures",
                                                                        {}).values()])
-
-        def bound(xs: Any, out: Any, coefs: Any, gram: Any = None, basis: str = "monomial"
-                  ) -> Any:
-            return kern(xs, out, coefs, gram)
-
-        bound.kernel = kern  # type: ignore[attr-defined]
-        return bound
+        return kern
 
 
-def _compile_args(fmt: str, op: MatrixPowersOp, kinds: list[tuple] | None) -> dict[str, Any]:
-    """``ctx.compile`` arguments of the kernel for candidate format ``fmt`` (``kinds``: the DIA
-    plan's diagonal kinds, None for the other formats)."""
-    from asp_mpk.kernels import render_source
-
-    cfmt, block = kernel_format(fmt)
-    src = render_source(cfmt, op.dtype, monomial=op.monomial, offsets=op.matrix.offsets or (),
-                        sym=fmt == "csr-sym", kinds=kinds, block=block)
-    return {"source": src, "name": f"mpk_{cfmt}",
-            "specialised_on": {"format": fmt, "dtype": op.dtype, "monomial": op.monomial,
-                               "block": block, "offsets": list(op.matrix.offsets or ()),
-                               "kinds": [list(x) for x in kinds or []]}}
-
-
-#: per MatrixPowers: candidate format -> set once its background precompile has ended
-_PRECOMPILED: weakref.WeakKeyDictionary[Any, dict[str, threading.Event]] = \
+#: per platform program: candidate format -> set once its background precompile has ended
+_PRECOMPILED: weakref.WeakKeyDictionary[MPKProgram, dict[str, threading.Event]] = \
     weakref.WeakKeyDictionary()
 
 
-def _await_precompile(mp: Any, fmt: str) -> None:
+def _await_precompile(program: MPKProgram, fmt: str) -> None:
     """A foreground build of a format the background is compiling waits for that compile and
     loads it from the code cache, instead of running a second gcc on the caller's path."""
     from asp_mpk import background
 
-    done = _PRECOMPILED.get(mp, {}).get(fmt)
+    done = _PRECOMPILED.get(program, {}).get(fmt)
     if done is not None and not background.in_background():
         done.wait()
 
 
-def _precompile_in_background(ctx: SpecializationContext, op: MatrixPowersOp) -> None:
+def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
+                              mp: MatrixPowers) -> None:
     """While variants are still to be timed, compile every other candidate format's kernel on
     a background thread, once per specialisation: the autotuner then builds the variants it
     times from the code cache instead of compiling on the caller's path.  Started after the
@@ -258,26 +213,23 @@ def _precompile_in_background(ctx: SpecializationContext, op: MatrixPowersOp) ->
     the background (:meth:`MatrixPowers.prepare`), the compiles run there before the kernel is
     handed over, so no variant is timed while gcc competes for the cores.  Errors are left to
     the foreground build of the same variant, which reports them."""
-    if any(event in ("precompile", "autotune") for event, _ in ctx.events):
+    from asp_core.autotune import TuningDecision
+
+    if program in _PRECOMPILED or ctx.decided(TuningDecision) is not None:
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
-    formats = list(dict.fromkeys(c.format for c in op.candidates))
+    formats = list(program.storage)
     ctx.record("precompile", formats=formats[1:])
-    if len(formats) < 2:
-        return
-    mp = ctx.instance
     done = {fmt: threading.Event() for fmt in formats[1:]}   # the first is the foreground's
-    _PRECOMPILED[mp] = done
+    _PRECOMPILED[program] = done
+    if not done:
+        return
 
     def run() -> None:
-        from asp_mpk.plan import dia_storage
-
         try:
             for fmt, compiled in done.items():   # one gcc at a time
-                kinds = None
-                if fmt in ("dia", "dia-c"):
-                    kinds = dia_storage(mp.csr, mp.pattern, mp.values, op.matrix.offsets,
-                                        fmt == "dia-c")[0]
-                ctx.compile(**_compile_args(fmt, op, kinds), variant=fmt)
+                storage = program.storage[fmt]
+                kinds = program.diagonal_kinds(storage, mp)
+                ctx.compile(**program.compile_args(storage, kinds), variant=fmt)
                 compiled.set()
         except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
             pass
@@ -299,4 +251,5 @@ class ScipyBackend(Backend):
     platforms = ("scipy",)
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., Any]:
-        return ctx.instance._reference
+        mp: MatrixPowers = ctx.instance
+        return mp._reference

@@ -1,6 +1,6 @@
 """Generated C kernels: rendering the templates, compiling through the core, ctypes binding.
 
-A bound kernel takes ``(xs, out, coefs, gram)``: ``xs`` (nvec, n) starting vectors, ``out``
+A bound kernel takes ``(xs, out, coefs, gram, basis)``: ``xs`` (nvec, n) starting vectors, ``out``
 (nvec, k+1, n) result, ``coefs`` a (3, k) float64 array of basis recurrence coefficients
 (alpha, beta, gamma) and ``gram`` an (m, m) float64 array or ``None``.  It checks shapes, dtypes
 and contiguity itself before entering C, so a wrong call is a ``ValueError``, never a crash.
@@ -50,7 +50,7 @@ def _p(a: np.ndarray | None) -> int | None:
 class CKernel:
     """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
 
-    def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: np.dtype,
+    def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: str | np.dtype,
                  nthreads: int, ksplit: int, name: str) -> None:
         self.lib = lib
         self.fmt = fmt
@@ -147,7 +147,9 @@ class CKernel:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
 
     def __call__(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
-                 gram: np.ndarray | None = None) -> np.ndarray:
+                 gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:
+        """The kernel's call (the backend binds this object itself): ``basis`` only names the
+        call kind, the recurrence is in ``coefs``."""
         k = out.shape[1] - 1 if isinstance(out, np.ndarray) and out.ndim == 3 else -1
         if k != self.k:
             raise ValueError(f"this kernel computes k={self.k} levels; out has shape "

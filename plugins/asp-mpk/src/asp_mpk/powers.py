@@ -203,10 +203,11 @@ class MatrixPowers:
     @property
     def variant(self) -> str | None:
         """Name of the bound variant for the monomial single-vector key (None before a call)."""
+        from asp_mpk.kernels import CKernel
+
         for fn in self._dispatch.specializations.values():
-            kern = getattr(fn, "kernel", None)
-            if kern is not None:
-                return kern.name
+            if isinstance(fn, CKernel):
+                return fn.name
             tuner = getattr(fn, "tuner", None)
             if tuner is not None:
                 return tuner.winner
@@ -228,21 +229,24 @@ class MatrixPowers:
 
     def tuned_kernel(self, *, nvec: int, gram: bool, basis: str) -> Any:
         """The compiled kernel bound for this call kind once tuning has finished, else None."""
+        from asp_mpk.kernels import CKernel
+
         key = (self.pattern, self.values, str(self.dtype), self.k, nvec, basis == "monomial",
                gram)
-        return getattr(self._dispatch.tuned(key), "kernel", None)
+        fn = self._dispatch.tuned(key)
+        return fn if isinstance(fn, CKernel) else None
 
     def bound_kernel(self) -> Any:
         """A compiled :class:`~asp_mpk.kernels.CKernel` for this matrix if one is built (its
         ``combine``/``spmv`` helpers are format-independent), else None."""
+        from asp_mpk.kernels import CKernel
+
         for fn in self._dispatch.specializations.values():
-            kern = getattr(fn, "kernel", None)
-            if kern is not None:
-                return kern
+            if isinstance(fn, CKernel):
+                return fn
             for built in getattr(fn, "built", {}).values():  # variants built while tuning
-                kern = getattr(built, "kernel", None)
-                if kern is not None:
-                    return kern
+                if isinstance(built, CKernel):
+                    return built
         return None
 
     def _ritz(self, m: int) -> np.ndarray:
