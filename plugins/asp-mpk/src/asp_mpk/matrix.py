@@ -109,12 +109,16 @@ def _arrays(A: Any) -> tuple[np.ndarray, ...] | None:
 
 
 def input_key(A: Any, dtype: Any = None) -> tuple | None:
-    """Identity of a matrix's current contents: format, shape, dtypes, array shapes and the
-    checksum of the arrays' bytes (None for formats without flat arrays)."""
+    """Identity of a matrix's current contents converted to ``dtype`` (default: its own):
+    format, shape, dtypes, array shapes and the checksum of the arrays' bytes (None for formats
+    without flat arrays).  ``dtype=None`` and A's own dtype give the same key, so
+    :func:`~asp_mpk.powers.matrix_powers` and :func:`~asp_mpk.cacg.cg` (which asks for
+    float64) share one analysed matrix and its MatrixPowers objects."""
     arrays = _arrays(A)
     if arrays is None:
         return None
-    return (A.format, A.shape, str(A.dtype), str(np.dtype(dtype)) if dtype else "",
+    target = np.dtype(A.dtype if dtype is None else dtype)
+    return (A.format, A.shape, str(A.dtype), str(target),
             tuple((a.shape, a.dtype.str) for a in arrays), native.checksum(*arrays))
 
 
