@@ -57,13 +57,13 @@ def _powers_cases(bench: Any, name: str, A: Any, ks: list[int],
         xs = x[None].copy()
         o3 = np.empty((1, k + 1, n))
 
-        def scipy_powers(A=A, k=k) -> np.ndarray:
+        def scipy_powers(A: Any = A, k: int = k) -> np.ndarray:
             v = x
             for _ in range(k):
                 v = A @ v
             return v
 
-        def check(mp=mp, out=out, k=k) -> None:
+        def check(mp: MatrixPowers = mp, out: np.ndarray = out, k: int = k) -> None:
             mp.powers(x, out=out)
             ref = scipy_powers()
             assert np.allclose(out[k], ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())

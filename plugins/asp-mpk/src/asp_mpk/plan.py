@@ -13,14 +13,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
 from asp_mpk.analysis import compress_diagonals, dia_arrays
 from asp_mpk.partition import ClosurePlan, block_bounds, build_closures
 
-__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "block_graph", "dia_storage", "get_plan"]
+__all__ = ["DiaPlan", "CsrPlan", "NaivePlan", "Plan", "block_graph", "dia_storage", "get_plan"]
 
 
 @dataclass
@@ -57,8 +57,11 @@ class NaivePlan:
         return int(self.indptr.nbytes + self.indices.nbytes + self.data.nbytes)
 
 
+#: what :func:`get_plan` returns
+Plan = Union[DiaPlan, CsrPlan, NaivePlan]
+
 _LOCK = threading.Lock()
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE: OrderedDict[tuple, Plan] = OrderedDict()
 _MAX_BYTES = 4 << 30
 
 
@@ -67,7 +70,7 @@ def _key(csr: Any, pattern: str, values: str, params: dict[str, Any]) -> tuple:
 
 
 def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
-             order: np.ndarray | None = None) -> Any:
+             order: np.ndarray | None = None) -> Plan:
     """The plan for ``csr`` with tuning ``params`` (cached).
 
     params: ``format`` ("dia", "csr", "naive"); for dia ``offsets`` and ``nblocks``; for csr
@@ -89,7 +92,7 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         plan = DiaPlan(offsets, F, block_bounds(n, params["nblocks"]), kinds, M)
     elif fmt == "csr":
         r = int(params.get("block", 1))
-        graph, values = (csr, None) if r == 1 else block_graph(csr, r)
+        graph, blocks = (csr, None) if r == 1 else block_graph(csr, r)
         if order is None:
             order = np.arange(graph.shape[0], dtype=np.int64)
         bounds = block_bounds(graph.shape[0], params["nblocks"])
@@ -97,7 +100,7 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         for k in params["ks"]:
             plan.closures[int(k)] = build_closures(graph, order, bounds, int(k),
                                                    sym=bool(params.get("sym", False)),
-                                                   values=values)
+                                                   values=blocks)
     elif fmt == "naive":
         plan = NaivePlan(np.ascontiguousarray(csr.indptr, dtype=np.int64),
                          np.ascontiguousarray(csr.indices, dtype=np.int32),
