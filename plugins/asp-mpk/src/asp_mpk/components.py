@@ -161,8 +161,6 @@ class CBackend(Backend):
     platforms = ("openmp",)
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> CKernel:
-        from asp_core.hardware import default_threads
-
         from asp_mpk.kernels import CKernel
 
         mp: MatrixPowers = ctx.instance
@@ -179,8 +177,7 @@ class CBackend(Backend):
         _precompile_in_background(ctx, vp.program, mp)   # after the first variant's compile
         plan = planned.plan
         kern = CKernel(lib, built.storage.template, plan, n=op.matrix.n, k=op.k, dtype=op.dtype,
-                       nthreads=built.threads or default_threads(), ksplit=built.ksplit or op.k,
-                       name=variant.name)
+                       nthreads=built.threads, ksplit=built.ksplit, name=variant.name)
         ctx.record("plan", variant=variant.name, params=built.plan.params(),
                    plan_bytes=plan.nbytes,
                    redundancy=[round(c.redundancy, 3) for c in getattr(plan, "closures",

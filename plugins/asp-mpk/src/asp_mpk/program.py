@@ -170,7 +170,7 @@ class VariantProgram:
     program: MPKProgram
     storage: Storage
     plan: PlanSpec
-    threads: int = 0       # 0: all cores
+    threads: int = 1       # OpenMP threads of the kernel
     ksplit: int = 0        # 0: all k levels in one pass
     fallback: VariantProgram | None = None
 
@@ -210,11 +210,14 @@ def variant_program(name: str, program: MPKProgram, c: Candidate) -> VariantProg
                         ordering=op.ordering, block=storage.block)
     else:
         spec = PlanSpec("naive")
+    from asp_core.hardware import default_threads
+
+    threads = c.threads or default_threads()
     fallback = None
     if storage.template == "csr":
         fallback = VariantProgram(name, program, Storage.of("naive"), PlanSpec("naive"),
-                                  c.threads, c.ksplit)
-    return VariantProgram(name, program, storage, spec, c.threads, c.ksplit, fallback)
+                                  threads, c.ksplit)
+    return VariantProgram(name, program, storage, spec, threads, c.ksplit, fallback)
 
 
 @dataclass(frozen=True)
