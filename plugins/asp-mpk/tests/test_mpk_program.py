@@ -62,7 +62,11 @@ def test_variants_carry_their_plan_and_fallback():
                                        offsets=(-300, -1, 0, 1, 300),
                                        compress=ir.storage.compress)
     mp = MatrixPowers(gallery.unstructured_spd(3000, seed=1), 8, tune=False)
-    _, _, variants = _lowered(mp)
+    ctx, _, variants = _lowered(mp)
+    shown = [d["text"] for e, d in ctx.events
+             if e == "program" and d["platform"] == "openmp variants"]   # for asp explain
+    assert len(shown) == 1 and all(v.name in shown[0] for v in variants)
+    assert "ghost closures" in shown[0] and "exceed 4x nnz: naive" in shown[0]
     csr = [v.program.ir for v in variants if v.params["format"] == "csr"]
     assert csr
     for ir in csr:

@@ -152,6 +152,8 @@ class PA1Variants(PlatformOptimizer):
             out.append(Variant(name, PlatformProgram(program.platform, ir, program.meta),
                                {"format": c.format, "nblocks": c.nblocks, "ksplit": c.ksplit,
                                 "threads": c.threads, "ordering": op.ordering}))
+        ctx.record("program", platform=f"{program.platform} variants", text="/* " + "\n   ".join(
+            str(v.program.ir) for v in out) + " */")
         return out
 
 

@@ -76,6 +76,17 @@ class PlanSpec:
                     "sym": self.sym, "ordering": self.ordering, "block": self.block}
         return {"format": "naive"}
 
+    def __str__(self) -> str:
+        if self.template == "dia":
+            return (f"{self.nblocks} row block(s) of {len(self.offsets)} diagonals"
+                    + (", constant ones as masks" if self.compress else ""))
+        if self.template == "csr":
+            return (f"ghost closures of {self.nblocks} part(s) of the {self.ordering} order, "
+                    f"depths {', '.join(map(str, self.levels))}"
+                    + (f", {self.block}x{self.block} blocks" if self.block > 1 else "")
+                    + (", upper triangles" if self.sym else ""))
+        return "the CSR arrays"
+
     def build(self, mp: MatrixPowers) -> Plan:
         """The plan for ``mp``'s matrix (cached by :func:`~asp_mpk.plan.get_plan`); raises
         :class:`~asp_mpk.partition.ClosureTooLarge` when PA1 closures cannot pay off."""
@@ -189,9 +200,11 @@ class VariantProgram:
                                                str(exc)))
 
     def __str__(self) -> str:
-        text = f"{self.name}: {self.storage.format} storage, plan {self.plan}"
+        text = (f"{self.name}: {self.storage.format} kernel, {self.threads} thread(s)"
+                + (f", {self.ksplit} levels per pass" if self.ksplit else "")
+                + f"; plan: {self.plan}")
         if self.fallback is not None:
-            text += f"; if its closures are too large: {self.fallback.storage.format}"
+            text += f"; when the closures exceed 4x nnz: {self.fallback.storage.format}"
         return text
 
 
