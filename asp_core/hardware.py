@@ -310,12 +310,13 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
     return min(limits) if limits else None
 
 
-def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
+def stream_copy_kernel(a: Any, b: Any, *, numpy_fallback: bool = True) -> Callable[[], None]:
     """A callable doing the STREAM copy ``b[:] = a`` with a compiled OpenMP loop.
 
-    Benchmarks put it in the same :meth:`asp_core.bench.BenchContext.compare` as the kernels they
-    measure, so the roofline is taken in the same run, under the same noise. Falls back to
-    ``numpy.copyto`` when no C compiler exists.
+    Benchmarks put it in the same comparison as the kernels they measure, so the roofline is
+    taken in the same run, under the same noise. Without a C compiler it falls back to
+    ``numpy.copyto``, or with ``numpy_fallback=False`` raises the compile error (a benchmark
+    row labelled as the compiled copy must not silently time NumPy).
     """
     import ctypes
 
@@ -329,6 +330,8 @@ def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
 
         fn = compile_library(_stream_source(), name="stream_copy").cdll.asp_stream_copy
     except Exception:  # noqa: BLE001 - no compiler: NumPy still gives a usable figure
+        if not numpy_fallback:
+            raise
         return lambda: np.copyto(b, a)
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     fn.restype = None

@@ -87,6 +87,21 @@ def test_stream_copy_kernel_copies_and_keeps_arrays_alive(fresh_cache):
         hardware.stream_copy_kernel(np.zeros(4), np.zeros(5))
 
 
+def test_stream_copy_kernel_without_compiler_falls_back_only_if_asked(fresh_cache, monkeypatch):
+    from asp_core import build
+    from asp_core.errors import CompilerNotFound
+
+    def no_compiler(*args, **kwargs):
+        raise CompilerNotFound("no C compiler")
+
+    monkeypatch.setattr(build, "compile_library", no_compiler)
+    a, b = np.arange(5.0), np.zeros(5)
+    hardware.stream_copy_kernel(a, b)()  # NumPy's copy stands in
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(CompilerNotFound):
+        hardware.stream_copy_kernel(a, b, numpy_fallback=False)
+
+
 def _fake_smi(tmp_path, monkeypatch, script: str) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
