@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 __all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus", "simd_shape",
            "measure_stream_copy", "stream_copy_kernel", "measure_peak_gflops",
-           "cuda_unavailable_reason"]
+           "cuda_unavailable_reason", "nvcc_unavailable_reason"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -217,22 +217,31 @@ def query() -> HardwareInfo:
                         caches_note=note)
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_unavailable_reason() -> str | None:
-    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``.
+    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``; asked once
+    per process.
 
     What CUDA platforms answer to :meth:`~asp_core.components.Platform.unavailable_reason`. The
     GPU is checked first: where ``nvidia-smi`` is absent that runs no subprocess, so ``asp list``
     stays fast on CPU machines.
     """
+    if not query().has_gpu:
+        return "no CUDA GPU on this machine"
+    return "nvcc not found (CUDA toolkit not installed)" if nvcc_unavailable_reason() else None
+
+
+@functools.lru_cache(maxsize=1)
+def nvcc_unavailable_reason() -> str | None:
+    """Why CUDA code cannot be compiled here (no working ``nvcc``), or ``None``; probed once
+    per process, so a platform's ``check`` can ask on every specialisation."""
     from asp_core.errors import ToolchainError
     from asp_core.toolchain import find_toolchain
 
-    if not query().has_gpu:
-        return "no CUDA GPU on this machine"
     try:
         find_toolchain("cuda")
-    except ToolchainError:
-        return "nvcc not found (CUDA toolkit not installed)"
+    except ToolchainError as exc:
+        return f"no nvcc: {exc}"
     return None
 
 

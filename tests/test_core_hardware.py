@@ -224,3 +224,29 @@ def test_peak_gflops_is_measured_with_a_register_resident_fma_loop(fresh_cache):
     assert "fma(acc[j]" in src and "#pragma omp parallel" in src and "acc[64]" in src
     gflops = hardware.measure_peak_gflops(repeats=1)
     assert gflops is not None and gflops > 0.1
+
+
+def test_cuda_probes_run_once_per_process(monkeypatch):
+    from asp_core import toolchain
+    from asp_core.errors import CompilerNotFound
+
+    calls = []
+
+    def no_nvcc(lang="c"):
+        calls.append(lang)
+        raise CompilerNotFound("no cuda compiler found")
+
+    monkeypatch.setattr(toolchain, "find_toolchain", no_nvcc)
+    monkeypatch.setattr(hardware, "query", lambda: hardware.HardwareInfo(
+        "cpu", 1, 1, {}, (), 0, gpus=[hardware.GPU("Test GPU", 1 << 30, "9.0")]))
+    hardware.nvcc_unavailable_reason.cache_clear()
+    hardware.cuda_unavailable_reason.cache_clear()
+    try:
+        for _ in range(3):
+            assert hardware.nvcc_unavailable_reason() == "no nvcc: no cuda compiler found"
+            assert hardware.cuda_unavailable_reason() == \
+                "nvcc not found (CUDA toolkit not installed)"
+        assert calls == ["cuda"]
+    finally:
+        hardware.nvcc_unavailable_reason.cache_clear()
+        hardware.cuda_unavailable_reason.cache_clear()
