@@ -54,15 +54,10 @@ def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> N
 
 
 def has_mpi() -> bool:
-    return importlib.util.find_spec("mpi4py") is not None and (
-        shutil.which("mpiexec") is not None or _mpiexec_beside_python())
+    """mpi4py importable and an ``mpiexec`` where Asp's launcher looks for one."""
+    from asp_core.mpi import find_mpiexec
 
-
-def _mpiexec_beside_python() -> bool:
-    import sys
-    from pathlib import Path
-
-    return (Path(sys.executable).parent / "mpiexec").exists()
+    return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
 
 
 _REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {
