@@ -337,7 +337,7 @@ class DistributedStencilGrid:
     def allgather(self) -> np.ndarray:
         """Collective: the global array on every rank."""
         out = self.gather(0)
-        if self.rank != 0:
+        if out is None:  # every rank but 0
             out = np.empty(self.shape, dtype=self.dtype)
         self.cart.Bcast(out, root=0)
         return out
