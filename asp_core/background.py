@@ -26,6 +26,7 @@ import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable
 
+from asp_core import config
 from asp_core.log import get_logger
 
 if TYPE_CHECKING:
@@ -36,10 +37,11 @@ __all__ = ["submit", "busy", "claim", "shutdown"]
 
 _log = get_logger("build")
 _lock = threading.Lock()
-_jobs: queue.SimpleQueue[tuple[str, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
+_Slot = tuple[str, str]  # (cache directory, cache key): one compile's identity
+_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
 _workers: list[threading.Thread] = []
-_futures: dict[str, Future] = {}  # cache key -> queued or running compile
-_local = threading.local()  # .key: what this worker thread is compiling
+_futures: dict[_Slot, Future] = {}  # queued or running compiles
+_local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
 
 
@@ -48,29 +50,37 @@ def submit(ctx: SpecializationContext | None = None, **compile_args: Any
     """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s
     (``source`` and ``variant`` included).  With ``ctx`` the compile is recorded there for
     ``asp explain``.  A key already queued or compiling returns the same future; after
-    :func:`shutdown` (interpreter exit) the compile runs on the calling thread."""
+    :func:`shutdown` (interpreter exit) the compile runs on the calling thread.  Never raises:
+    every error (no compiler, a rejected source) is in the future."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}
-    key = library_key(args["source"], **{k: v for k, v in args.items()
-                                         if k in ("lang", "openmp", "flags", "specialised_on")})
+    try:
+        key = library_key(args["source"], **{k: v for k, v in args.items()
+                                             if k in ("lang", "openmp", "flags",
+                                                      "specialised_on")})
+    except Exception as exc:  # noqa: BLE001 - e.g. no compiler: the future holds it
+        failed: Future[CompiledLibrary] = Future()
+        failed.set_exception(exc)
+        return failed
 
     def job() -> CompiledLibrary:
         return ctx.compile(**compile_args) if ctx is not None else compile_library(**args)
 
+    slot = _slot(key)
     with _lock:
-        future = _futures.get(key)
+        future = _futures.get(slot)
         if future is not None:
             return future
         future = Future()
         if not _closed:
-            _futures[key] = future
-            _jobs.put((key, future, job))
+            _futures[slot] = future
+            _jobs.put((slot, future, job))
             if len(_workers) < min(len(_futures), _max_workers()):
                 _start_worker()
             return future
     future.set_running_or_notify_cancel()
-    _run(key, future, job)
+    _run(slot, future, job)
     return future
 
 
@@ -84,13 +94,14 @@ def busy() -> bool:
 def claim(key: str) -> Future[CompiledLibrary] | None:
     """For a foreground build of ``key``: the running background compile to wait for, or None
     (build it yourself: nothing is compiling it, or a queued compile was cancelled for you)."""
-    if getattr(_local, "key", None) == key:
+    slot = _slot(key)
+    if getattr(_local, "slot", None) == slot:
         return None  # the worker's own build of its key
     with _lock:
-        future = _futures.get(key)
+        future = _futures.get(slot)
         if future is None or not future.cancel():
             return future
-        del _futures[key]
+        del _futures[slot]
         return None
 
 
@@ -100,9 +111,9 @@ def shutdown(wait: bool = True) -> None:
     global _closed
     with _lock:
         _closed = True
-        for key, future in list(_futures.items()):
+        for slot, future in list(_futures.items()):
             if future.cancel():
-                del _futures[key]
+                del _futures[slot]
         workers = list(_workers)
     for _ in workers:
         _jobs.put(None)
@@ -112,6 +123,11 @@ def shutdown(wait: bool = True) -> None:
 
 
 atexit.register(shutdown)
+
+
+def _slot(key: str) -> _Slot:
+    """A compile's identity: its key in the cache it goes to (``ASP_CACHE_DIR`` may change)."""
+    return str(config.cache_dir()), key
 
 
 def _max_workers() -> int:
@@ -128,23 +144,23 @@ def _start_worker() -> None:
 
 def _work() -> None:
     while (item := _jobs.get()) is not None:
-        key, future, job = item
+        slot, future, job = item
         if future.set_running_or_notify_cancel():
-            _run(key, future, job)
+            _run(slot, future, job)
 
 
-def _run(key: str, future: Future, job: Callable[[], Any]) -> None:
-    _local.key = key
+def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
+    _local.slot = slot
     try:
         future.set_result(job())
     except BaseException as exc:  # noqa: BLE001 - kept in the future for whoever waits
-        _log.debug("background compile %s failed: %s", key[:12], exc)
+        _log.debug("background compile %s failed: %s", slot[1][:12], exc)
         future.set_exception(exc)
     finally:
-        _local.key = None
+        _local.slot = None
         with _lock:
-            if _futures.get(key) is future:
-                del _futures[key]
+            if _futures.get(slot) is future:
+                del _futures[slot]
 
 
 def _after_fork() -> None:

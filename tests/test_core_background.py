@@ -93,6 +93,15 @@ def test_errors_stay_in_the_future_and_reach_the_foreground(fresh_cache):
         compile_library(bad, openmp=False, name="bg_bad")
 
 
+def test_submit_without_a_compiler_returns_the_error(fresh_cache, monkeypatch):
+    from asp_core.errors import CompilerNotFound
+
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    future = background.submit(source=_source("none"), openmp=False, name="bg_none")
+    assert isinstance(future.exception(timeout=5), CompilerNotFound)
+    assert not background.busy()
+
+
 def test_context_compile_many_keeps_order(fresh_cache):
     ctx = SpecializationContext("test", None)
     libs = ctx.compile_many([{"source": _source(t), "openmp": False, "name": f"bg_{t}",
