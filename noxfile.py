@@ -10,7 +10,8 @@ import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 PLUGINS = {"stencil": "asp-stencil", "gmm": "asp-gmm", "mpk": "asp-mpk",
-           "stencil_numpy": "asp-stencil-numpy"}
+           "stencil_numpy": "asp-stencil-numpy", "pytest_asp": "pytest-asp",
+           "asp_bench": "asp-bench"}
 
 
 @nox.session
@@ -23,14 +24,15 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """Core tests only, with no specializer plugin installed."""
-    session.install("-e", ".[test,new]")
+    session.install("-e", ".[test,new]", "-e", "./plugins/pytest-asp", "-e", "./plugins/asp-bench")
     session.run("pytest", "tests", *session.posargs)
 
 
 def _plugin_session(short: str, dist: str) -> None:
     @nox.session(name=short)
     def run(session: nox.Session) -> None:
-        session.install("-e", ".[test]", "-e", f"./plugins/{dist}[test]")
+        session.install("-e", ".[test]", "-e", "./plugins/pytest-asp", "-e",
+                        f"./plugins/{dist}[test]")
         if short == "stencil_numpy":
             session.install("-e", "./plugins/asp-stencil[test]")
         session.run("pytest", f"plugins/{dist}", *session.posargs)
@@ -69,5 +71,6 @@ def typecheck(session: nox.Session) -> None:
     """mypy over asp_core and every plugin (configuration: pyproject.toml [tool.mypy]); the
     test suite runs the same check (tests/test_typecheck.py)."""
     session.install("-r", "requirements-dev.txt")
-    packages = ["asp_core", "asp_stencil", "asp_gmm", "asp_mpk", "asp_stencil_numpy"]
+    packages = ["asp_core", "asp_stencil", "asp_gmm", "asp_mpk", "asp_stencil_numpy",
+                "pytest_asp", "asp_bench"]
     session.run("mypy", *(arg for pkg in packages for arg in ("-p", pkg)), *session.posargs)

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from asp_core import background
 from asp_core._version import __version__
 from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, get_cache, load_library,
                             private_cache)
@@ -48,7 +50,8 @@ def library_key(source: str, *, lang: str = "c", openmp: bool = True,
 def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
                     flags: tuple[str, ...] = (), name: str = "kernel",
                     specialised_on: dict[str, Any] | None = None) -> CompiledLibrary:
-    """Return the loaded library for ``source``, compiling it only on a cache miss.
+    """Return the loaded library for ``source``, compiling it only on a cache miss (a compile
+    of the same key running in :mod:`asp_core.background` is waited for, and counts as cached).
 
     Raises :class:`~asp_core.errors.CompilerNotFound` when no compiler exists and
     :class:`~asp_core.errors.CompileError` when the compiler rejects the code.
@@ -57,6 +60,12 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
     name = file_stem(name)
     key = library_key(source, lang=lang, openmp=openmp, flags=flags,
                       specialised_on=specialised_on)
+    running = background.claim(key)
+    if running is not None:  # being compiled in the background: take that compile's library
+        try:
+            return dataclasses.replace(running.result(), cached=True)
+        except Exception:  # noqa: BLE001 - compile it here, raising its error to this caller
+            pass
 
     def build(tmp: Path) -> dict[str, Any]:
         result = tc.compile(source, tmp, name=name, openmp=openmp, flags=flags)

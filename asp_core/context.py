@@ -106,33 +106,17 @@ class SpecializationContext:
                     path=str(lib.path), source=source)
         return lib
 
-    def compile_many(self, sources: list[dict[str, Any]], max_workers: int | None = None
-                     ) -> list[CompiledLibrary]:
+    def compile_many(self, sources: list[dict[str, Any]]) -> list[CompiledLibrary]:
         """Compile several independent sources at once (each dict holds :meth:`compile`'s
-        arguments, ``source`` included, and ``variant`` to label it in ``asp explain``); gcc
-        runs in parallel, results keep the input order.
+        arguments, ``source`` included, and ``variant`` to label it in ``asp explain``) on the
+        :mod:`asp_core.background` pool; results keep the input order, the first error raises.
 
         Sibling variants are independent compiler runs, so a cold specialisation with several
         variants costs about one compile per core instead of one per variant.
         """
-        import logging
-        from concurrent.futures import ThreadPoolExecutor, as_completed
+        from asp_core import background
 
-        from asp_core.hardware import available_cpus
-        from asp_core.log import Progress, get_logger
-
-        workers = max_workers or min(len(sources), available_cpus()) or 1
-        progress = Progress(f"compiling {self.specializer}", len(sources), level=logging.DEBUG,
-                            log=get_logger("build"))
-        try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(self.compile, **kw): i for i, kw in enumerate(sources)}
-                for fut in as_completed(futures):
-                    kw = sources[futures[fut]]
-                    progress.advance(str(kw.get("variant") or kw.get("name") or ""))
-                return [f.result() for f in futures]
-        finally:
-            progress.close()
+        return [f.result() for f in [background.submit(self, **kw) for kw in sources]]
 
     @property
     def hardware(self) -> HardwareInfo:

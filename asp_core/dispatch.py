@@ -138,10 +138,10 @@ class Dispatcher:
                 kernel=self.name, specializer=self.specializer, key=repr(key), filename=filename,
                 lineno=lineno, source=source,
                 fallback=result if isinstance(result, str) else None, events=ctx.events))
-        from asp_core.plugins import _call_per_plugin
+        from asp_core.plugins import call_per_plugin
 
         # one plugin at a time: an observer that raises is reported, not fatal to the kernel
-        _call_per_plugin("asp_specialization_done", ctx=ctx, result=result)
+        call_per_plugin("asp_specialization_done", ctx=ctx, result=result)
 
     # -- introspection ------------------------------------------------------------------------
     @property

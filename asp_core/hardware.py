@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus", "simd_shape",
-           "measure_stream_copy", "stream_copy_kernel", "measure_peak_gflops",
-           "cuda_unavailable_reason"]
+           "measure_stream_copy", "stream_copy_kernel",
+           "cuda_unavailable_reason", "nvcc_unavailable_reason"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -217,22 +217,31 @@ def query() -> HardwareInfo:
                         caches_note=note)
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_unavailable_reason() -> str | None:
-    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``.
+    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``; asked once
+    per process.
 
     What CUDA platforms answer to :meth:`~asp_core.components.Platform.unavailable_reason`. The
     GPU is checked first: where ``nvidia-smi`` is absent that runs no subprocess, so ``asp list``
     stays fast on CPU machines.
     """
+    if not query().has_gpu:
+        return "no CUDA GPU on this machine"
+    return "nvcc not found (CUDA toolkit not installed)" if nvcc_unavailable_reason() else None
+
+
+@functools.lru_cache(maxsize=1)
+def nvcc_unavailable_reason() -> str | None:
+    """Why CUDA code cannot be compiled here (no working ``nvcc``), or ``None``; probed once
+    per process, so a platform's ``check`` can ask on every specialisation."""
     from asp_core.errors import ToolchainError
     from asp_core.toolchain import find_toolchain
 
-    if not query().has_gpu:
-        return "no CUDA GPU on this machine"
     try:
         find_toolchain("cuda")
-    except ToolchainError:
-        return "nvcc not found (CUDA toolkit not installed)"
+    except ToolchainError as exc:
+        return f"no nvcc: {exc}"
     return None
 
 
@@ -310,12 +319,13 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
     return min(limits) if limits else None
 
 
-def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
+def stream_copy_kernel(a: Any, b: Any, *, numpy_fallback: bool = True) -> Callable[[], None]:
     """A callable doing the STREAM copy ``b[:] = a`` with a compiled OpenMP loop.
 
-    Benchmarks put it in the same :meth:`asp_core.bench.BenchContext.compare` as the kernels they
-    measure, so the roofline is taken in the same run, under the same noise. Falls back to
-    ``numpy.copyto`` when no C compiler exists.
+    Benchmarks put it in the same comparison as the kernels they measure, so the roofline is
+    taken in the same run, under the same noise. Without a C compiler it falls back to
+    ``numpy.copyto``, or with ``numpy_fallback=False`` raises the compile error (a benchmark
+    row labelled as the compiled copy must not silently time NumPy).
     """
     import ctypes
 
@@ -329,6 +339,8 @@ def stream_copy_kernel(a: Any, b: Any) -> Callable[[], None]:
 
         fn = compile_library(_stream_source(), name="stream_copy").cdll.asp_stream_copy
     except Exception:  # noqa: BLE001 - no compiler: NumPy still gives a usable figure
+        if not numpy_fallback:
+            raise
         return lambda: np.copyto(b, a)
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
     fn.restype = None
@@ -372,69 +384,3 @@ def _stream_source() -> str:
                                          Param(DOUBLE.ptr(restrict=True), "b"),
                                          Param(LONG, "n")], body)
     return print_c(Module([fn]))
-
-
-#: independent accumulators per thread: enough FMA chains to cover the FMA latency on every
-#: vector width up to AVX-512 (8 registers of 8 doubles, or 16 of 4)
-_PEAK_LANES = 64
-
-
-def measure_peak_gflops(seconds: float = 0.2, repeats: int = 3) -> float | None:
-    """Double-precision GFLOP/s of a compiled, register-resident FMA loop on
-    :func:`default_threads` threads: the compute roof of a roofline, measured in the run (best of
-    ``repeats``). ``None`` where no C compiler exists."""
-    import ctypes
-
-    try:
-        from asp_core.build import compile_library
-
-        fn = compile_library(_peak_source(), name="peak_fma").cdll.asp_peak_fma
-    except Exception:  # noqa: BLE001 - no compiler: the plot then has no compute roof
-        return None
-    fn.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_double)]
-    fn.restype = ctypes.c_int
-    sink = ctypes.c_double(0.0)
-    fn(1, ctypes.byref(sink))  # starts the OpenMP threads: not part of any timing
-    n = 1 << 12
-    while True:  # size the run to about `seconds`
-        t0 = time.perf_counter()
-        fn(n, ctypes.byref(sink))
-        if time.perf_counter() - t0 > seconds / 4 or n > 1 << 40:
-            break
-        n *= 4
-    best, threads = float("inf"), 1
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        threads = fn(n, ctypes.byref(sink))
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * _PEAK_LANES * n * threads / best / 1e9
-
-
-def _peak_source() -> str:
-    """``int asp_peak_fma(long n, double *out)``: ``n`` rounds of ``acc = fma(acc, m, c)`` over
-    :data:`_PEAK_LANES` accumulators per thread; returns the thread count."""
-    from asp_core.cast import (DOUBLE, INT, LONG, Assign, AugAssign, Block, Call, Constant, Decl,
-                               For, FunctionDef, Include, Index, Module, Name, Param, Pragma,
-                               Return, print_c)
-
-    j, acc = Name("j"), Name("acc")
-    lanes = Constant(_PEAK_LANES)
-    simd = [Pragma("omp", "simd")]
-    region = Block([
-        Decl(DOUBLE, "acc", dims=(_PEAK_LANES,), align=64),
-        For("j", Constant(0), lanes, Block([Assign(Index(acc, j), Constant(1.0))]),
-            pragmas=simd),
-        For("i", Constant(0), Name("n"), Block([
-            For("j", Constant(0), lanes, Block([Assign(Index(acc, j), Call("fma", [
-                Index(acc, j), Constant(0.9999999), Constant(1e-7)]))]), pragmas=simd)])),
-        Decl(DOUBLE, "s", Constant(0.0)),
-        For("j", Constant(0), lanes, Block([AugAssign(Name("s"), "+", Index(acc, j))])),
-        Pragma("omp", "critical"),
-        Block([AugAssign(Index(Name("out"), Constant(0)), "+", Name("s")),
-               Assign(Name("threads"), Call("omp_get_num_threads", []))]),
-    ])
-    body = Block([Decl(INT, "threads", Constant(1)), Pragma("omp", "parallel"), region,
-                  Return(Name("threads"))])
-    fn = FunctionDef("asp_peak_fma", [Param(LONG, "n"), Param(DOUBLE.ptr(), "out")], body,
-                     ret=INT)
-    return print_c(Module([Include("math.h"), Include("omp.h"), fn]))

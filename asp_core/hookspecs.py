@@ -21,7 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from asp_core.bench import BenchmarkRegistry
+    from asp_bench import BenchmarkRegistry
     from asp_core.context import SpecializationContext
     from asp_core.registry import Registry
 
@@ -60,7 +60,7 @@ def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     """Register benchmark suites run by ``asp bench``.
 
     :param register: call ``register.benchmark(name=..., func=..., specializer=...,
-        description=...)``; ``func(bench)`` receives an :class:`asp_core.bench.BenchContext`
+        description=...)``; ``func(bench)`` receives an :class:`asp_bench.BenchContext`
         and records comparisons against an anchor with ``bench.compare(...)``.
 
     Not ``firstresult``. Example::

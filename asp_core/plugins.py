@@ -29,7 +29,8 @@ from asp_core.registry import Registry
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
-           "plugin_distributions", "report_broken_component", "BUILTIN_DISTRIBUTIONS"]
+           "plugin_distributions", "report_broken_component", "call_per_plugin",
+           "BUILTIN_DISTRIBUTIONS"]
 
 ENTRY_POINT_GROUP = "asp"
 #: Distributions shipped with Asp. Their plugins register before any third party's, so a third
@@ -147,8 +148,10 @@ def plugin_distributions() -> dict[str, tuple[str, str]]:
     return dict(_dists)
 
 
-def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
-    """Call a registration hook one plugin at a time so a failure is pinned on its plugin."""
+def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
+    """Call a hook one plugin at a time so a failure is pinned on its plugin (reported like a
+    broken plugin, never raised). A ``register`` argument with a ``plugin`` attribute (e.g.
+    ``asp_bench.BenchmarkRegistry``) gets the name of the plugin being called."""
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
     trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
@@ -158,8 +161,8 @@ def _call_per_plugin(hook_name: str, **kwargs: Any) -> None:
         if isinstance(registry, Registry):
             registry._plugin, registry._distribution, registry._version = (
                 impl.plugin_name, dist, version)
-        elif hasattr(registry, "_plugin"):  # the benchmark registry remembers the plugin too
-            registry._plugin = impl.plugin_name
+        elif hasattr(registry, "plugin"):  # other registries (benchmarks) remember it too
+            registry.plugin = impl.plugin_name
         if trace:  # these calls bypass pluggy's hook monitoring, so trace them here
             _trace_log().info("hook %s -> %s (%s)", hook_name, impl.plugin_name, dist)
         accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
@@ -185,7 +188,7 @@ def get_registry() -> Registry:
     with _lock:
         if _registry is None:
             registry = Registry()
-            _call_per_plugin("asp_register_specializers", register=registry)
+            call_per_plugin("asp_register_specializers", register=registry)
             registry._plugin = registry._distribution = registry._version = ""
             _registry = registry
         return _registry

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import hookimpl
-from asp_core.bench import BenchContext, Measurement
+from asp_bench import BenchContext, Measurement
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import sys
 
 from asp_gmm.bench import run_gmm_benchmarks
 
-from asp_core.bench import BenchContext
+from asp_bench import BenchContext
 
 
 def main(argv: list[str]) -> None:

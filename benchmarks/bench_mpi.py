@@ -54,7 +54,7 @@ def _launch(kind: str, nprocs: int, quick: bool, threads: int = 1) -> dict[str, 
 
 
 def run_mpi_benchmarks(bench: Any) -> None:
-    from asp_core.bench import Measurement
+    from asp_bench import Measurement
     from asp_core.mpi import find_mpiexec
 
     if find_mpiexec() is None:
@@ -384,7 +384,7 @@ def main(argv: list[str]) -> None:
         print("assumptions:", CLUSTER)
         print(scaling_table())
         return
-    from asp_core.bench import BenchContext
+    from asp_bench import BenchContext
 
     bench = BenchContext("mpi", quick="--quick" in argv)
     print("mpi: 1 vs 2 ranks (OMP_NUM_THREADS=1 per rank) and communication counts")

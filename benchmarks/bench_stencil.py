@@ -5,7 +5,7 @@
 
 import sys
 
-from asp_core.bench import BenchContext
+from asp_bench import BenchContext
 from asp_stencil.bench import run_stencil_benchmarks
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 
 from asp_stencil_numpy.bench import run_stencil_numpy_benchmarks
 
-from asp_core.bench import BenchContext
+from asp_bench import BenchContext
 
 if __name__ == "__main__":
     bench = BenchContext("stencil-numpy", quick="--quick" in sys.argv)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from asp_core.bench import BenchContext
+from asp_bench import BenchContext
 from asp_stencil.temporal.bench import run_temporal_benchmarks
 
 

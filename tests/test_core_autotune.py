@@ -14,7 +14,7 @@ from asp_core import Dispatcher
 from asp_core import autotune as autotune_mod
 from asp_core.autotune import Autotuner, PerfDB
 from asp_core.pipeline import TuningCallable
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 
 @pytest.fixture

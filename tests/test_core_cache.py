@@ -15,7 +15,7 @@ import pytest
 from asp_core import CacheError
 from asp_core.build import compile_library, library_key
 from asp_core.cache import CodeCache, cache_key
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "tests" / "specializers" / "run_kernel.py"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from asp_core import cast as c
 from asp_core.ir import Node, Transformer, Visitor, dump, walk
-from asp_core.testing import requires_compiler, requires_nvcc
+from pytest_asp import requires_compiler, requires_nvcc
 
 i, n, a = c.Name("i"), c.Name("n"), c.Name("a")
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from asp_core import PHASES
 from asp_core import plugins as plugins_mod
 from asp_core.cli import cli
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from tests.specializers.fake_plugins import FakeEntryPoint, install
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from asp_core import Dispatcher, SpecializationWarning, Unspecializable, specialize
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from tests.specializers.derived import TrustingOpenMP, shaped_signature
 
 HERE = Path(__file__).resolve()

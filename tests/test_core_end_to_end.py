@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asp_core import Dispatcher
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 _counter = itertools.count()
 

@@ -8,7 +8,7 @@ import pytest
 
 from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, asp_pass
 from asp_core.passes import PassError, PassResult, known_passes
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 
 def _ctx(**options) -> SpecializationContext:

@@ -348,7 +348,7 @@ def test_trace_hooks(plugin_state, monkeypatch, caplog):
 
 
 def test_benchmarks_remember_their_plugin(plugin_state, monkeypatch):
-    from asp_core.bench import collect_benchmarks
+    from asp_bench import collect_benchmarks
 
     monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
     plugins_mod.reset()

@@ -1,6 +1,6 @@
 """The machine probes (``has_compiler``, ``has_nvcc``, ``has_gpu``) are run-time API in
 ``asp_core.toolchain`` / ``asp_core.hardware``: specializers ask them in their platforms'
-``check`` without importing ``asp_core.testing`` (which imports pytest)."""
+``check`` without importing the pytest plugin ``pytest_asp``."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from asp_core import hardware, testing, toolchain
-from asp_core.testing import requires_compiler
+import pytest_asp
+from asp_core import hardware, toolchain
+from pytest_asp import requires_compiler
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_testing_re_exports_the_run_time_probes():
-    assert testing.has_compiler is toolchain.has_compiler
-    assert testing.has_nvcc is toolchain.has_nvcc
-    assert testing.has_gpu is hardware.has_gpu
+    assert pytest_asp.has_compiler is toolchain.has_compiler
+    assert pytest_asp.has_nvcc is toolchain.has_nvcc
+    assert pytest_asp.has_gpu is hardware.has_gpu
     assert hardware.has_gpu() == hardware.query().has_gpu
 
 
@@ -50,10 +51,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_no_run_time_module_imports_the_pytest_plugin():
     sources = [*(REPO / "asp_core").rglob("*.py"), *(REPO / "plugins").glob("*/src/**/*.py")]
+    sources = [p for p in sources if "pytest_asp" not in p.parts]  # the plugin itself
     # the cookiecutter template's files are Jinja sources, not modules of asp_core
     sources = [p for p in sources if "cookiecutter" not in p.relative_to(REPO).parts]
     offenders = [str(p.relative_to(REPO)) for p in sources
-                 if p.name != "testing.py" and {"asp_core.testing", "pytest"} & _imports(p)]
+                 if {"pytest_asp", "pytest"} & _imports(p)]
     assert offenders == []
 
 
@@ -69,7 +71,7 @@ from asp_mpk.components import OpenMPPlatform
 ctx = SpecializationContext("x", None)
 CudaPlatform().check(problem("em_step", 2, 2, "diag"), ctx)
 OpenMPPlatform().check(None, ctx)
-print(sorted(m for m in ("pytest", "asp_core.testing") if m in sys.modules))
+print(sorted(m for m in ("pytest", "pytest_asp") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from asp_core import CompileError, CompilerNotFound
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_core.toolchain import INSTALL_HINT, available_toolchains, find_toolchain
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from asp_core import hookspecs
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 _MISSING = [m for m in ("sphinx", "myst_parser", "sphinx_click")

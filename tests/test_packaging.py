@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 REPO = Path(__file__).resolve().parent.parent
 DISTS = {"asp-core": REPO, **{p.name: p for p in sorted((REPO / "plugins").iterdir())

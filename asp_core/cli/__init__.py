@@ -32,9 +32,9 @@ def _register() -> None:
 
     for module in (listing, explain, doctor, cache, bench, new):
         cli.add_command(module.command)
-    from asp_core.plugins import _call_per_plugin
+    from asp_core.plugins import call_per_plugin
 
-    _call_per_plugin("asp_register_commands", cli=cli)
+    call_per_plugin("asp_register_commands", cli=cli)
 
 
 _register()

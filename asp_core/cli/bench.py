@@ -44,8 +44,12 @@ def _load_files(paths: tuple[str, ...]) -> None:
 def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str, repeats: int,
             list_only: bool) -> None:
     """Run benchmark suites (all, or NAMES) with their anchors in the same run."""
-    from asp_core.bench import (BenchContext, collect_benchmarks, write_ratio_chart,
-                                write_results, write_roofline)
+    try:
+        from asp_bench import (BenchContext, collect_benchmarks, measure_peak_gflops,
+                               write_ratio_chart, write_results, write_roofline)
+    except ImportError:
+        raise click.ClickException("`asp bench` needs the asp-bench distribution: pip install "
+                                   "asp-bench (plugins/asp-bench in a checkout)") from None
 
     _load_files(paths)
     reg = collect_benchmarks()
@@ -79,7 +83,7 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     write_results(results, outdir / "results.json")
-    from asp_core.hardware import measure_peak_gflops, query
+    from asp_core.hardware import query
 
     if stream is None:
         stream = query().stream_copy_gbs()

@@ -19,7 +19,7 @@ from asp_core import CacheError, CacheWarning, Dispatcher, SpecializationWarning
 from asp_core.build import compile_library
 from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _sha256
 from asp_core.cli import cli
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_core.toolchain import find_toolchain
 
 REPO = Path(__file__).resolve().parents[2]

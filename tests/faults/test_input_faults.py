@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 asp_stencil = pytest.importorskip("asp_stencil")
 StencilGrid, StencilKernel = asp_stencil.StencilGrid, asp_stencil.StencilKernel

@@ -13,7 +13,7 @@ import pytest
 
 from asp_core import interrupt
 from asp_core.build import compile_library
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 SPIN = r"""
 #include <time.h>

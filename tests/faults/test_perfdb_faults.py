@@ -11,7 +11,7 @@ import pytest
 
 from asp_core import CacheWarning, Dispatcher, SpecializationWarning
 from asp_core.autotune import Autotuner, PerfDB
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 
 def _axpy(a, b):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from asp_core import cast as C
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_core.toolchain import find_toolchain
 
 HOSTILE = [

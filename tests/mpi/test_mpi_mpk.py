@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from asp_core.mpi import run_mpi
-from asp_core.testing import requires_compiler, requires_mpi
+from pytest_asp import requires_compiler, requires_mpi
 
 SCRIPTS = Path(__file__).parent / "scripts"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from asp_core.mpi import run_mpi
-from asp_core.testing import requires_compiler, requires_mpi
+from pytest_asp import requires_compiler, requires_mpi
 
 SCRIPTS = Path(__file__).parent / "scripts"
 STRICT = {"ASP_MODE": "strict", "ASP_AUTOTUNE": "off"}
@@ -29,3 +29,16 @@ def test_mpi_stencil_bitwise_equal_to_one_process(nprocs):
     plain = [c for c in cases if "jacobi-3d overlap=False halo=1" in c][0]
     assert int(deep.split("exchanges=")[1].split()[0]) < int(
         plain.split("exchanges=")[1].split()[0])
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_stencil_ranks_tune_together(nprocs, tmp_path):
+    """Blocks of different shapes and per-rank noise: the variant is still one for all ranks,
+    chosen on times agreed over the job (each rank reports the slowest rank's time)."""
+    run = run_mpi(SCRIPTS / "mpi_stencil_tuning.py", nprocs, timeout=240,
+                  env={"ASP_MODE": "strict", "ASP_AUTOTUNE": "always",
+                       "ASP_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.ok, run.describe()
+    assert "TUNING-OK" in run.stdout, run.describe()

@@ -9,7 +9,7 @@ from asp_gmm.backends import CudaBackend, cuda_source
 from asp_gmm.programs import variants_for
 
 from asp_core import SpecializationContext
-from asp_core.testing import has_gpu, has_nvcc
+from pytest_asp import has_gpu, has_nvcc
 
 CASES = [("full", "em_step", "float64"), ("full", "log_prob", "float64"),
          ("diag", "em_step", "float64"), ("diag", "log_prob", "float64"),

@@ -9,7 +9,7 @@ from asp_gmm.backends import OpenMPBackend, openmp_source
 from asp_gmm.programs import variants_for
 
 from asp_core import SpecializationContext
-from asp_core.testing import has_compiler
+from pytest_asp import has_compiler
 
 pytestmark = [pytest.mark.compiler,
               pytest.mark.skipif(not has_compiler("c"), reason="no C compiler (install gcc)")]
@@ -132,7 +132,7 @@ def test_openmp_plan_uses_the_host_isa():
 def test_sources_for_other_x86_targets_compile(isa, flag, tmp_path):
     """Each CI machine runs its own shape; the others are checked to be valid C for theirs."""
     from asp_core import PlatformProgram
-    from asp_core.testing import assert_valid_c_for_target
+    from pytest_asp import assert_valid_c_for_target
     from asp_gmm.lowering import plan_for, program_module
     from asp_gmm.programs import problem as make_problem
     from asp_gmm.variants import CPUVariants

@@ -93,7 +93,7 @@ def test_partial_initial_parameters_follow_sklearn():
 def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
     """The initial M-step, the EM iterations and predict's E-step all run on the OpenMP
     platform, from one shared object."""
-    from asp_core.testing import has_compiler
+    from pytest_asp import has_compiler
 
     if not has_compiler("c"):
         pytest.skip("no C compiler (install gcc)")

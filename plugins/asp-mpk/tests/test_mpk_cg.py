@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 import asp_mpk
 from asp_mpk import gallery

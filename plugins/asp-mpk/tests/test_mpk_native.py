@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 import asp_mpk
 from asp_mpk import gallery, native

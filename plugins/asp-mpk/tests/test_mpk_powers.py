@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 import asp_mpk
 from asp_mpk import gallery

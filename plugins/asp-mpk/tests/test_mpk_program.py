@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from asp_core import SpecializationContext
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 from asp_mpk import gallery
 from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, OpenMPPlatform,

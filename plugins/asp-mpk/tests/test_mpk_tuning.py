@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 import asp_mpk
 from asp_mpk import gallery

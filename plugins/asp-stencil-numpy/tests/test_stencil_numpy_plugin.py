@@ -20,7 +20,7 @@ from asp_stencil import StencilKernel
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 
 from asp_core import SpecializationWarning, plugins
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 SCRIPT = textwrap.dedent('''
     import numpy as np

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil import StencilGrid, StencilKernel, distance
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.testing import assert_bitwise, assert_specialised, make_grids, run_both

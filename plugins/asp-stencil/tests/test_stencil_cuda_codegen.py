@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, reject, settings
 
 from asp_core import cast as C
 from asp_core.errors import Unspecializable
-from asp_core.testing import requires_compiler, requires_nvcc
+from pytest_asp import requires_compiler, requires_nvcc
 from asp_core.toolchain import find_toolchain
 from asp_stencil import StencilKernel
 from asp_stencil.bench import Heat, Laplacian

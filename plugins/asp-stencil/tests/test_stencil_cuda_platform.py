@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from asp_core.testing import has_gpu, requires_compiler, requires_gpu, requires_nvcc
+from pytest_asp import has_gpu, requires_compiler, requires_gpu, requires_nvcc
 from asp_stencil import StencilKernel
 from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.cuda.backend import gpu_arch_flags

@@ -18,7 +18,7 @@ import pytest
 
 from asp_core import SpecializationWarning, Unspecializable
 from asp_core import cast as C
-from asp_core.testing import requires_compiler, requires_nvcc
+from pytest_asp import requires_compiler, requires_nvcc
 from asp_core.toolchain import find_toolchain
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.cuda.emulate import emulated_library, run_emulated

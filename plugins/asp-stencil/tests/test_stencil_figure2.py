@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "examples" / "figure2.py"

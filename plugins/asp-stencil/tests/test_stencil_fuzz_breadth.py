@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from asp_core import SpecializationWarning
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.testing import (assert_bitwise, assert_specialised, breadth_kernel_sources,
                                  clone_grids, load_kernel, make_grids)

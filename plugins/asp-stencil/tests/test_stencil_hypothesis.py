@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, reject, settings
 
 from asp_core import SpecializationWarning
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.testing import assert_bitwise, assert_specialised, clone_grids, kernel_sources, load_kernel, make_grids, run_both
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from asp_core.context import SpecializationContext
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.domain import StencilDomainOptimizer
 from asp_stencil.frontend import StencilFrontend

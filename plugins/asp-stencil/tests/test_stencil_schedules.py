@@ -16,7 +16,7 @@ from asp_core.build import compile_library
 from asp_core.cast import print_c
 from asp_core.context import SpecializationContext
 from asp_core.hardware import query
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil.domain import StencilDomainOptimizer
 from asp_stencil.frontend import StencilFrontend
 from asp_stencil.openmp import function_name, lower_openmp
@@ -161,7 +161,7 @@ def test_vector_rows_only_for_arithmetic():
 def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     """Whatever this machine has, the rows for every x86 vector width are valid C for a
     compiler targeting that width (each CI machine runs only its own)."""
-    from asp_core.testing import assert_valid_c_for_target
+    from pytest_asp import assert_valid_c_for_target
     from asp_stencil.vector import vector_isa
 
     from asp_stencil.variants import candidate_schedules

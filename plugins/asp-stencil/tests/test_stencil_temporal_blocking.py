@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from asp_core.errors import Unspecializable
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.grid import default_neighbor_definition

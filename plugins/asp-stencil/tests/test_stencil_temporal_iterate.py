@@ -14,7 +14,7 @@ import pytest
 
 from asp_core import SpecializationWarning
 from asp_core.autotune import PerfDB
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 from asp_stencil import StencilKernel
 from asp_stencil import dast as D
 from asp_stencil.bench import Heat

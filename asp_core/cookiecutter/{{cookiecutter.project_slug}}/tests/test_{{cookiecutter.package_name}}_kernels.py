@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 from {{ cookiecutter.package_name }} import SPECIALIZER, elementwise, python_map
 

@@ -9,13 +9,10 @@ package. The NumPy backend returns the reference functions.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from asp_core import Backend, Variant
+from asp_core import Backend, Variant, background
 from asp_core.cast import print_c, print_cuda
 from asp_core.templates import render
 from asp_gmm.lowering import KernelPlan, split_module
@@ -69,39 +66,21 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
             "dtype": plan.ctype, "variant": variant.name}
 
 
-_BACKGROUND = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1),
-                                 thread_name_prefix="asp-gmm-compile")
-_PENDING: set[Future] = set()
-_PENDING_LOCK = threading.Lock()
-
-
 def compiling() -> bool:
-    """Whether sibling variants are still compiling in the background."""
-    with _PENDING_LOCK:
-        return any(not f.done() for f in _PENDING)
-
-
-def _in_background(ctx: SpecializationContext, kwargs: dict[str, Any]) -> None:
-    def job() -> None:
-        try:
-            ctx.compile(**kwargs)
-        except Exception:  # noqa: BLE001 - the variant's own build reports it when it is used
-            pass
-
-    future = _BACKGROUND.submit(job)
-    with _PENDING_LOCK:
-        _PENDING.difference_update({f for f in _PENDING if f.done()})
-        _PENDING.add(future)
+    """Whether variants are still compiling in the background (:mod:`asp_core.background`)."""
+    return background.busy()
 
 
 def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:
     """Compile ``variant``; when it is the default, start its siblings' compiles in the
-    background (their builds, one per tuning call, then find the code cache warm or wait on
-    its lock: one gcc per variant either way), so the first call waits for one compile only."""
+    background (their builds, one per tuning call, then take the background compile's library
+    or the code cache: one gcc per variant either way), so the first call waits for one
+    compile only. A sibling that fails to compile fails again in its own build, which reports
+    it."""
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
         for sibling in siblings[1:]:
-            _in_background(ctx, {**args(sibling), "variant": sibling.name})
+            background.submit(ctx, **args(sibling), variant=sibling.name)
     return ctx.compile(**args(variant))
 
 

@@ -16,7 +16,7 @@ from asp_gmm.platforms import CudaPlatform, NumpyPlatform, OpenMPPlatform
 from asp_gmm.variants import CPUVariants, CudaVariants
 
 if TYPE_CHECKING:
-    from asp_core.bench import BenchmarkRegistry
+    from asp_bench import BenchmarkRegistry
     from asp_core.registry import Registry
 
 NAME = "gmm"

@@ -210,7 +210,7 @@ def _dense_case(bench: Any, A: Any) -> None:
 
 
 def run_benchmarks(bench: Any) -> None:
-    """Entry point of ``asp bench mpk`` (``bench`` is an ``asp_core.bench.BenchContext``)."""
+    """Entry point of ``asp bench mpk`` (``bench`` is an ``asp_bench.BenchContext``)."""
     from asp_mpk import gallery
 
     quick = bool(getattr(bench, "quick", False))

@@ -14,7 +14,7 @@ from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, Op
                                 tuning_key)
 
 if TYPE_CHECKING:
-    from asp_core.bench import BenchmarkRegistry
+    from asp_bench import BenchmarkRegistry
     from asp_core.registry import Registry
 
 

@@ -14,11 +14,13 @@ Every case first checks that all implementations give the anchor's bits.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from asp_core.toolchain import has_compiler
 from asp_stencil import StencilGrid, StencilKernel
 
 __all__ = ["Figure2", "Laplacian", "run_stencil_numpy_benchmarks"]
@@ -27,7 +29,7 @@ NUMPY = {"platform_selection": "numpy"}
 
 
 class Laplacian(StencilKernel):
-    def kernel(self, u, out):
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
         for x in out.interior_points():
             s = -6.0 * u[x]
             for y in u.neighbors(x, 1):
@@ -36,7 +38,7 @@ class Laplacian(StencilKernel):
 
 
 class Figure2(StencilKernel):
-    def kernel(self, in_grid, out_grid):
+    def kernel(self, in_grid: StencilGrid, out_grid: StencilGrid) -> None:
         for x in out_grid.interior_points():
             for y in in_grid.neighbors(x, 1):
                 out_grid[x] = out_grid[x] + in_grid[y]
@@ -71,7 +73,7 @@ def _variants(cls: type, grids: tuple[StencilGrid, ...]) -> dict[str, Callable[.
                       name=f"{cls.__name__}.kernel").build_variants(*grids)
 
 
-def _tuned(cls: type, grids: tuple[StencilGrid, ...], options: dict[str, Any]
+def _tuned(cls: type[StencilKernel], grids: tuple[StencilGrid, ...], options: dict[str, Any]
            ) -> tuple[Callable[[], None], str]:
     """A kernel instance with ``options``, called until autotuning has picked its winner."""
     cls.asp_options = dict(options)
@@ -98,17 +100,6 @@ def _same_as(anchor_out: np.ndarray, runs: dict[str, tuple[Callable[[], None], n
     return check
 
 
-def _has_compiler() -> bool:
-    from asp_core.errors import CompilerNotFound
-    from asp_core.toolchain import find_toolchain
-
-    try:
-        find_toolchain("c")
-        return True
-    except CompilerNotFound:
-        return False
-
-
 def _laplacian(bench: Any) -> None:
     n = 64 if bench.quick else 256
     shape = (n, n, n)
@@ -119,13 +110,13 @@ def _laplacian(bench: Any) -> None:
     outs: dict[str, tuple[Callable[[], None], np.ndarray]] = {}
     for name, fn in _variants(Laplacian, (u, out)).items():
         g = StencilGrid(shape)
-        impls[f"asp numpy {name}"] = (lambda fn=fn, g=g: fn(u, g))
+        impls[f"asp numpy {name}"] = functools.partial(fn, u, g)
         outs[f"asp numpy {name}"] = (impls[f"asp numpy {name}"], g.data)
     g_t = StencilGrid(shape)
     tuned, winner = _tuned(Laplacian, (u, g_t), NUMPY)
     impls[f"asp numpy tuned ({winner})"] = tuned
     outs["asp numpy tuned"] = (tuned, g_t.data)
-    if _has_compiler():
+    if has_compiler("c"):
         g_c = StencilGrid(shape)
         omp, _ = _tuned(Laplacian, (u, g_c), {})
         impls["asp openmp"] = omp
@@ -158,7 +149,7 @@ def _figure2(bench: Any) -> None:
 
     impls = {"numpy": anchor, f"asp numpy ({winner})": asp_numpy}
     outs = {"asp numpy": (asp_numpy, g_t.data)}
-    if _has_compiler():
+    if has_compiler("c"):
         g_c = StencilGrid((n, n))
         omp, _ = _tuned(Figure2, (u, g_c), {})
 

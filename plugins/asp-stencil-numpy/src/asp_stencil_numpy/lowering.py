@@ -101,7 +101,7 @@ def _np_call(fn: str, *args: ast.expr) -> ast.Call:
 def _plus(e: ast.expr, k: int) -> ast.expr:
     if k == 0:
         return e
-    if isinstance(e, ast.Constant):
+    if isinstance(e, ast.Constant) and isinstance(e.value, int):
         return ast.Constant(e.value + k)
     return ast.BinOp(e, ast.Add() if k > 0 else ast.Sub(), ast.Constant(abs(k)))
 
@@ -122,7 +122,7 @@ class _Statements:
 
     def index(self, offset: tuple[int, ...]) -> ast.expr:
         dims = [ast.Slice(_plus(lo, o), _plus(hi, o)) for (lo, hi), o in zip(self.bounds, offset)]
-        return dims[0] if len(dims) == 1 else ast.Tuple(dims, ast.Load())
+        return dims[0] if len(dims) == 1 else ast.Tuple(list[ast.expr](dims), ast.Load())
 
     def expr(self, e: Any) -> ast.expr:
         if isinstance(e, D.Const):
@@ -211,6 +211,8 @@ def lower_numpy(prog: D.StencilProgram, block: int | None = None) -> NumpySource
         if isinstance(s, D.Assign):
             body.append(_Statements([]).stmt(s))
             continue
+        if not isinstance(s, D.PointLoop):
+            raise TypeError(f"a top-level {type(s).__name__} is not lowered (support refuses it)")
         ghost = prog.grid(s.grid).ghost_depth
         loop = s.replace(body=inline_single_use(s.body))
         for box in boxes(s.region, shape, ghost):

@@ -15,7 +15,7 @@ from asp_stencil_numpy.platform import PRIORITY, NumpyPlatform
 from asp_stencil_numpy.variants import SlabVariants
 
 if TYPE_CHECKING:
-    from asp_core.bench import BenchmarkRegistry
+    from asp_bench import BenchmarkRegistry
     from asp_core.registry import Registry
 
 SPECIALIZER = "stencil"

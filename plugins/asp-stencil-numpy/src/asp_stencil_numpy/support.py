@@ -61,6 +61,8 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
     assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
     before: set[str] = set()
     for s in loop.body:
+        if not isinstance(s, (D.Assign, D.Store)):  # neighbour loops are unrolled by now
+            return f"{where} holds a loop the domain passes did not unroll"
         for r in D.reads(s.value):
             off = r.at.offset
             if len(off) != dim:

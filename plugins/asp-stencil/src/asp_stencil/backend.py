@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import ctypes
 import math
+from concurrent import futures
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from asp_core import cast as C
-from asp_core import interrupt
+from asp_core import background, interrupt
 from asp_core.components import Backend, PlatformProgram, Variant
-from asp_core.errors import AspError
 
 from . import dast as D
 from .grid import fill_periodic_ghosts
@@ -102,14 +102,12 @@ class OpenMPBackend(Backend):
 
     @staticmethod
     def _precompile_siblings(variant: Variant, ctx: SpecializationContext) -> None:
-        """On a cold cache, compile the variants the autotuner will time next, in parallel, now:
-        otherwise each of the next calls would pay a compile, and a new process would need
-        more calls to reach a warm one's speed. A sibling that fails is left to the tuner."""
+        """On a cold cache, compile the variants the autotuner will time next, in parallel on
+        the core's background pool, and wait for them: otherwise each of the next calls would
+        pay a compile, and the variants timed meanwhile would share the cores with gcc.  A
+        sibling that fails is left to the tuner (its build raises the error and the tuner
+        excludes the variant)."""
         siblings = [(n, p) for n, p in variant.program.meta.get("siblings", ())
                     if n != variant.name]
-        if not siblings:
-            return
-        try:
-            ctx.compile_many([_compile_args(n, p) for n, p in siblings])
-        except AspError:
-            pass  # the tuner builds it again, gets the error and excludes the variant
+        if siblings:
+            futures.wait([background.submit(ctx, **_compile_args(n, p)) for n, p in siblings])

@@ -12,7 +12,6 @@ installed are skipped with a note; all heavy imports happen inside the functions
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -100,22 +99,13 @@ def _grid(shape: tuple[int, ...], rng: Any, nd: Any = None) -> StencilGrid:
 
 def _stream_copy(n: int) -> Callable[[], None] | None:
     """The core's compiled STREAM copy over ``n`` doubles (None without a compiler)."""
-    try:
-        from asp_core.build import compile_library
-        from asp_core.hardware import _stream_source
+    from asp_core.hardware import stream_copy_kernel
 
-        fn = compile_library(_stream_source(), name="stream_copy").cdll.asp_stream_copy
+    a = np.random.default_rng(1).random(n)
+    try:
+        return stream_copy_kernel(a, np.empty_like(a), numpy_fallback=False)
     except Exception:  # noqa: BLE001 - no compiler: the note uses the cached figure
         return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
-    fn.restype = None
-    a = np.random.default_rng(1).random(n)
-    b = np.empty_like(a)
-    pa, pb = a.ctypes.data, b.ctypes.data
-
-    def copy(keep: tuple = (a, b)) -> None:  # ``keep`` holds the arrays alive
-        fn(pa, pb, n)
-    return copy
 
 
 def _anchor(bench: Any, name: str, make: Callable[[], Callable[[], Any]]) -> Callable[[], Any] | None:

@@ -26,6 +26,16 @@ Communication:
 * :func:`iterate` with ``halo_depth = s * ghost_depth`` exchanges once every ``s`` steps instead
   of every step (communication avoidance, at the price of redundant halo computation).
 
+Tuning: a step is as slow as its slowest rank, and each rank tuning alone could pick a
+different variant (their blocks differ in shape, and a shared machine's noise differs per rank).
+So the local calls of a kernel on one decomposition are tuned collectively: every rank proposes
+the variants of its own block (:meth:`asp_core.Dispatcher.variants`), they time the variants
+all ranks share in the same order, each time agreed as the slowest rank's
+(:class:`asp_core.autotune.Autotuner` with ``comm=``; rank 0's stored winner, if any, is used
+everywhere), and every rank then runs the same variant (:func:`tuned_variant`). The sub-block
+calls of ``overlap=True`` differ in number and shape between ranks, so they keep the kernel's
+own (per-rank) tuning.
+
 Gather/scatter helpers move whole grids between one rank and the decomposition.
 mpi4py is imported only when a distributed object is created (never by ``import asp_stencil``).
 """
@@ -35,16 +45,19 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+import time
+import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
 from asp_core.mpi import HaloExchange
 from asp_stencil.grid import StencilGrid
+from asp_stencil.signature import stencil_signature
 
 __all__ = ["Decomposition", "DistributedStencilGrid", "DistributedKernel", "distribute",
-           "exchange", "sweep", "iterate", "check_kernel"]
+           "exchange", "sweep", "iterate", "check_kernel", "tuned_variant"]
 
 Box = tuple[tuple[int, int], ...]
 _TAG = 7301
@@ -324,7 +337,7 @@ class DistributedStencilGrid:
     def allgather(self) -> np.ndarray:
         """Collective: the global array on every rank."""
         out = self.gather(0)
-        if self.rank != 0:
+        if out is None:  # every rank but 0
             out = np.empty(self.shape, dtype=self.dtype)
         self.cart.Bcast(out, root=0)
         return out
@@ -552,8 +565,115 @@ def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) 
         grids[-1].local.data[_slices(box, g0.origin)] = out_sub.data[inner]
 
 
+class _AgreedVariant:
+    """The variant every rank runs for one kernel on one decomposition, tuned collectively
+    (see the module docstring). Constructed and called by all ranks together."""
+
+    def __init__(self, kernel: Any, local: list[StencilGrid], comm: Any) -> None:
+        from asp_core import config
+        from asp_core.autotune import Autotuner
+        from asp_core.cache import cache_key
+        from asp_core.errors import AspError
+        from asp_core.mpi import import_mpi
+        from asp_core.plugins import get_registry
+
+        self.comm = comm
+        self.dispatcher = kernel.kernel
+        self.fn: Callable[..., Any] | None = None
+        self.tuner: Autotuner | None = None
+        self._max = import_mpi().MAX
+        error = None
+        if config.mode() != "python":
+            try:
+                self.variants = self.dispatcher.variants(*local)
+            except AspError as exc:
+                error = str(exc)
+        # a rank that cannot specialise (or ASP_MODE=python): every rank runs its own
+        # dispatcher, which falls back (or raises, ASP_MODE=strict) as one process would
+        if config.mode() == "python" or comm.allreduce(error is not None, op=self._max):
+            self.fn = self.dispatcher
+            return
+        proposed = comm.allgather(list(self.variants))
+        names = [n for n in proposed[0] if all(n in p for p in proposed)]
+        if not names:  # no variant common to all blocks: nothing to agree on
+            self.fn = self.dispatcher
+            return
+        spec = get_registry().specializers[self.dispatcher.specializer]
+        ctx = self.variants.context
+        key = cache_key(specializer=spec.name, distributed=comm.Get_size(),
+                        tuning=repr(self.variants.key), variants=sorted(names))
+        self.tuner = Autotuner(key, names, comm=comm, on_event=ctx.record,
+                               label=f"{spec.name}:{ctx.kernel_name} on {comm.Get_size()} ranks",
+                               repeats=spec.tuning_repeats)
+
+    @property
+    def winner(self) -> str | None:
+        return self.tuner.winner if self.tuner is not None else None
+
+    def __call__(self, *local: StencilGrid) -> None:
+        if self.fn is not None:
+            self.fn(*local)
+            return
+        from asp_core.errors import AspError
+
+        tuner = self.tuner
+        assert tuner is not None
+        while not tuner.done:
+            name = tuner.next()
+            if tuner.done:
+                break
+            error = ""
+            try:
+                fn = self.variants[name]
+            except AspError as exc:
+                error = str(exc)
+            if self.comm.allreduce(bool(error), op=self._max):  # excluded on every rank
+                tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
+                continue
+            start = time.perf_counter()
+            fn(*local)
+            tuner.report(name, time.perf_counter() - start)  # the slowest rank's time
+            if tuner.done:
+                self.fn = self.variants[tuner.winner or name]
+            return
+        self.fn = self.variants[tuner.winner or tuner.variants[0]]
+        self.fn(*local)
+
+
+#: kernel -> (decomposition, specialisation key of the local grids) -> the agreed variant
+_AGREED: weakref.WeakKeyDictionary[Any, dict[Hashable, _AgreedVariant]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[StencilGrid]
+          ) -> Hashable:
+    """What the agreed variant is kept under: the decomposition and the local specialisation
+    key. Aligned across ranks: for one decomposition each rank's block shapes are fixed, so the
+    local key changes on every rank at once (dtype, neighbour definitions, kernel attributes)."""
+    dec = grids[0].dec
+    return ((dec.shape, dec.ghost_depth, dec.halo, dec.dims),
+            stencil_signature(tuple(local), {}, kernel))
+
+
+def tuned_variant(kernel: Any, *grids: DistributedStencilGrid) -> str | None:
+    """The variant every rank runs for ``kernel`` on these grids once the collective tuning has
+    decided; None before the first call, while tuning, or when the kernel is not specialised.
+    Local (no communication)."""
+    local = [g.local for g in grids]
+    agreed = _AGREED.get(kernel, {}).get(_site(kernel, grids, local))
+    return agreed.winner if agreed is not None else None
+
+
 def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid]) -> None:
-    kernel.kernel(*[g.local for g in grids])
+    """The kernel on every rank's whole block, with the variant the ranks agreed on (created
+    collectively on a new decomposition or key)."""
+    local = [g.local for g in grids]
+    sites = _AGREED.setdefault(kernel, {})
+    site = _site(kernel, grids, local)
+    agreed = sites.get(site)
+    if agreed is None:
+        agreed = sites[site] = _AgreedVariant(kernel, local, grids[0].cart)
+    agreed(*local)
 
 
 def sweep(kernel: Any, *grids: DistributedStencilGrid, overlap: bool = False,

@@ -283,9 +283,9 @@ class _Parser:
         if isinstance(node, ast.Constant) and type(node.value) is int:
             return node.value
         if self._is_self_attr(node):
-            v = getattr(self.instance, node.attr, None)  # type: ignore[attr-defined]
-            if type(_scalar_value(v)) is int:
-                return int(v)
+            v = _scalar_value(getattr(self.instance, node.attr, None))  # type: ignore[attr-defined]
+            if type(v) is int:
+                return v
         raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
 
     def point(self, node: ast.expr, clamp_ok: bool = False) -> D.PointExpr:

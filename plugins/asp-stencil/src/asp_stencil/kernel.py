@@ -80,6 +80,8 @@ class StencilKernel:
             if k is not None:
                 break
         func = k.func if isinstance(k, KernelMethod) else k
+        if func is None:
+            raise TypeError(f"{type(self).__name__} defines no kernel method")
         fill_periodic_ghosts(grids)
         return func(self, *grids)
 

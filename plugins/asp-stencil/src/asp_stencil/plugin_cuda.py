@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from asp_core import hookimpl
 
 if TYPE_CHECKING:
-    from asp_core.bench import BenchmarkRegistry
+    from asp_bench import BenchmarkRegistry
     from asp_core.registry import Registry
 
 

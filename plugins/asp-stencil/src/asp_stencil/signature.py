@@ -80,6 +80,8 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
         try:
             from asp_core.pyast import kernel_source
 
+            if func is None:
+                raise TypeError("no kernel method")
             src = kernel_source(func)
             fn = src.function
             self_name = fn.args.args[0].arg if fn.args.args else None

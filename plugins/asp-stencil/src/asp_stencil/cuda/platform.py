@@ -45,13 +45,11 @@ class CudaPlatform(Platform):
         reason = unsupported_reason(dast)
         if reason:
             return reason
-        from asp_core.errors import ToolchainError
-        from asp_core.toolchain import find_toolchain
+        from asp_core.hardware import nvcc_unavailable_reason
 
-        try:
-            find_toolchain("cuda")
-        except ToolchainError as exc:
-            return f"no nvcc: {exc}"
+        nvcc = nvcc_unavailable_reason()  # probed once per process
+        if nvcc:
+            return nvcc
         if forced(ctx):
             return None
         if not ctx.hardware.has_gpu:

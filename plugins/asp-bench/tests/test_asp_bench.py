@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from asp_core.bench import (
+from asp_bench import peak as peak_module
+from pytest_asp import requires_compiler
+from asp_bench import (
     BenchContext,
     BenchmarkRegistry,
     Measurement,
@@ -42,7 +44,7 @@ def test_compare_ratios_against_anchor(monkeypatch):
     lines = []
     ctx = BenchContext("s", repeats=2, echo=lines.append)
     fake = {"slow": 0.02, "fast": 0.005}
-    monkeypatch.setattr("asp_core.bench.interleaved",
+    monkeypatch.setattr("asp_bench.compare.interleaved",
                         lambda fns, repeats: {k: [fake[k], fake[k] * 2] for k in fns})
     rows = ctx.compare("case", {"slow": lambda: None, "fast": lambda: None}, anchor="slow",
                        bytes=1e6, flops=2e6)
@@ -109,3 +111,14 @@ def test_roofline_places_points_by_intensity_and_draws_both_roofs(tmp_path, monk
     for x, y in zip(roof_x, roof_y):
         assert y == pytest.approx(min(20.0 * x, 80.0))
     assert roof_x[0] < 0.5 < 4.0 < roof_x[-1]  # the points and the ridge (80 / 20) are shown
+
+
+@requires_compiler
+def test_peak_gflops_is_measured_with_a_register_resident_fma_loop(tmp_path, monkeypatch):
+    """The compute roof: a positive figure, and the loop really uses fma() on many independent
+    accumulators (the generated C goes through the printer like every kernel)."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    src = peak_module._peak_source()
+    assert "fma(acc[j]" in src and "#pragma omp parallel" in src and "acc[64]" in src
+    gflops = peak_module.measure_peak_gflops(repeats=1)
+    assert gflops is not None and gflops > 0.1

@@ -1,4 +1,4 @@
-"""The pytest plugin shipped in asp_core.testing: marks skip, with a reason, what the machine
+"""The pytest plugin pytest-asp (plugins/pytest-asp): marks skip, with a reason, what the machine
 cannot run, and only Asp's own (``asp_``-prefixed, or short names where a project opts in)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 def test_marks_skip_when_the_tool_is_missing(tmp_path):
     (tmp_path / "test_needs.py").write_text(textwrap.dedent("""
-        from asp_core.testing import requires_compiler
+        from pytest_asp import requires_compiler
 
         @requires_compiler
         def test_needs_cc():
@@ -77,7 +77,7 @@ def test_valid_c_for_target_catches_intrinsics_the_target_lacks(tmp_path):
     fail for SSE4.2, which ``gcc -fsyntax-only`` would not notice."""
     import shutil
 
-    from asp_core.testing import assert_valid_c_for_target
+    from pytest_asp import assert_valid_c_for_target
 
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")

@@ -1,6 +1,7 @@
-"""Pytest support for specializer authors (a pytest plugin, loaded through ``pytest11``).
+"""pytest-asp: pytest support for specializer authors (a pytest plugin, loaded through
+``pytest11``).
 
-pytest loads this plugin in *every* project of an environment where asp-core is installed, so it
+pytest loads this plugin in *every* project of an environment where it is installed, so it
 only acts on marks that are Asp's by name: ``requires_compiler``, ``requires_nvcc``,
 ``requires_gpu`` and ``requires_mpi`` are the pytest marks ``asp_compiler``, ``asp_nvcc``,
 ``asp_gpu`` and ``asp_mpi`` (use them as decorators or in ``pytestmark``; select with
@@ -26,8 +27,10 @@ import pytest
 from asp_core.hardware import has_gpu
 from asp_core.toolchain import has_compiler, has_nvcc
 
+__version__ = "0.1.0"
+
 __all__ = ["requires_compiler", "requires_nvcc", "requires_gpu", "requires_mpi", "has_compiler",
-           "has_nvcc", "has_gpu", "has_mpi", "assert_valid_c_for_target"]
+           "has_nvcc", "has_gpu", "has_mpi", "assert_valid_c_for_target", "__version__"]
 
 
 def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> None:
@@ -51,15 +54,10 @@ def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> N
 
 
 def has_mpi() -> bool:
-    return importlib.util.find_spec("mpi4py") is not None and (
-        shutil.which("mpiexec") is not None or _mpiexec_beside_python())
+    """mpi4py importable and an ``mpiexec`` where Asp's launcher looks for one."""
+    from asp_core.mpi import find_mpiexec
 
-
-def _mpiexec_beside_python() -> bool:
-    import sys
-    from pathlib import Path
-
-    return (Path(sys.executable).parent / "mpiexec").exists()
+    return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
 
 
 _REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {

@@ -1,0 +1,176 @@
+"""Compiling in the background: the variants a call will want next, built while it goes on.
+
+A specialisation proposes several variants and the autotuner times them on the next calls; each
+would pay its compile on the caller's path.  :func:`submit` hands such compiles to a small pool
+of daemon threads (at most one per usable core: each runs a compiler process) and returns a
+:class:`~concurrent.futures.Future` of the :class:`~asp_core.build.CompiledLibrary`.
+
+Futures are kept per code-cache key while they are queued or running, so a foreground
+:func:`~asp_core.build.compile_library` of the same key never races a second compiler: if the
+compile is running it waits for it and takes its library; if it is still queued it takes the
+compile over (the queued one is cancelled), so a caller never waits behind other variants.
+A failed background compile keeps its exception in its future (logged at ``DEBUG``); the
+foreground build of that key then compiles itself and raises the error on the caller's path.
+
+At exit, compiles not yet started are cancelled and running ones are waited for: a compiler cut
+off mid-build leaves a build directory behind and wastes work the next process would find in
+the cache.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Callable
+
+from asp_core import config
+from asp_core.log import get_logger
+
+if TYPE_CHECKING:
+    from asp_core.build import CompiledLibrary
+    from asp_core.context import SpecializationContext
+
+__all__ = ["submit", "busy", "claim", "shutdown"]
+
+_log = get_logger("build")
+_lock = threading.Lock()
+_Slot = tuple[str, str]  # (cache directory, cache key): one compile's identity
+_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
+_workers: list[threading.Thread] = []
+_futures: dict[_Slot, Future] = {}  # queued or running compiles
+_local = threading.local()  # .slot: what this worker thread is compiling
+_closed = False
+
+
+def submit(ctx: SpecializationContext | None = None, **compile_args: Any
+           ) -> Future[CompiledLibrary]:
+    """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s
+    (``source`` and ``variant`` included).  With ``ctx`` the compile is recorded there for
+    ``asp explain``.  A key already queued or compiling returns the same future; after
+    :func:`shutdown` (interpreter exit) the compile runs on the calling thread.  Never raises:
+    every error (no compiler, a rejected source) is in the future."""
+    from asp_core.build import compile_library, library_key
+
+    args = {k: v for k, v in compile_args.items() if k != "variant"}
+    try:
+        key = library_key(args["source"], **{k: v for k, v in args.items()
+                                             if k in ("lang", "openmp", "flags",
+                                                      "specialised_on")})
+    except Exception as exc:  # noqa: BLE001 - e.g. no compiler: the future holds it
+        failed: Future[CompiledLibrary] = Future()
+        failed.set_exception(exc)
+        return failed
+
+    def job() -> CompiledLibrary:
+        return ctx.compile(**compile_args) if ctx is not None else compile_library(**args)
+
+    slot = _slot(key)
+    with _lock:
+        future = _futures.get(slot)
+        if future is not None:
+            return future
+        future = Future()
+        if not _closed:
+            _futures[slot] = future
+            _jobs.put((slot, future, job))
+            if len(_workers) < min(len(_futures), _max_workers()):
+                _start_worker()
+            return future
+    future.set_running_or_notify_cancel()
+    _run(slot, future, job)
+    return future
+
+
+def busy() -> bool:
+    """Whether background compiles are queued or running (a timing taken now shares the
+    cores with a compiler)."""
+    with _lock:
+        return bool(_futures)
+
+
+def claim(key: str) -> Future[CompiledLibrary] | None:
+    """For a foreground build of ``key``: the running background compile to wait for, or None
+    (build it yourself: nothing is compiling it, or a queued compile was cancelled for you)."""
+    slot = _slot(key)
+    if getattr(_local, "slot", None) == slot:
+        return None  # the worker's own build of its key
+    with _lock:
+        future = _futures.get(slot)
+        if future is None or not future.cancel():
+            return future
+        del _futures[slot]
+        return None
+
+
+def shutdown(wait: bool = True) -> None:
+    """Cancel the queued compiles and (``wait``) wait for the running ones; later
+    :func:`submit` calls compile on the calling thread.  Registered to run at exit."""
+    global _closed
+    with _lock:
+        _closed = True
+        for slot, future in list(_futures.items()):
+            if future.cancel():
+                del _futures[slot]
+        workers = list(_workers)
+    for _ in workers:
+        _jobs.put(None)
+    if wait:
+        for thread in workers:
+            thread.join()
+
+
+atexit.register(shutdown)
+
+
+def _slot(key: str) -> _Slot:
+    """A compile's identity: its key in the cache it goes to (``ASP_CACHE_DIR`` may change)."""
+    return str(config.cache_dir()), key
+
+
+def _max_workers() -> int:
+    from asp_core.hardware import available_cpus
+
+    return available_cpus()
+
+
+def _start_worker() -> None:
+    thread = threading.Thread(target=_work, name=f"asp-compile-{len(_workers)}", daemon=True)
+    _workers.append(thread)
+    thread.start()
+
+
+def _work() -> None:
+    while (item := _jobs.get()) is not None:
+        slot, future, job = item
+        if future.set_running_or_notify_cancel():
+            _run(slot, future, job)
+
+
+def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
+    _local.slot = slot
+    try:
+        future.set_result(job())
+    except BaseException as exc:  # noqa: BLE001 - kept in the future for whoever waits
+        _log.debug("background compile %s failed: %s", slot[1][:12], exc)
+        future.set_exception(exc)
+    finally:
+        _local.slot = None
+        with _lock:
+            if _futures.get(slot) is future:
+                del _futures[slot]
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: start from an empty pool."""
+    global _lock, _jobs
+    _lock = threading.Lock()
+    _jobs = queue.SimpleQueue()
+    _workers.clear()
+    _futures.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

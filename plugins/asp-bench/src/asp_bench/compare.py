@@ -1,0 +1,124 @@
+"""Timing a case: implementations interleaved, reported as ratios against the anchor.
+
+A suite calls :meth:`BenchContext.compare` with the implementations of one case; repetitions
+are interleaved (a, b, c, a, b, c, ...) so that the noise of a shared machine hits all of them
+alike, and the result is reported as ratios against the anchor, never as bare absolute times.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["BenchContext", "Measurement", "interleaved"]
+
+
+@dataclass
+class Measurement:
+    """One implementation of one case: best and median time, and derived rates."""
+
+    suite: str
+    case: str
+    impl: str
+    best: float
+    median: float
+    anchor: str
+    ratio: float = 1.0  # anchor best / this best: > 1 means faster than the anchor
+    gbs: float | None = None
+    gflops: float | None = None
+    note: str = ""
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
+                min_time: float = 0.0) -> dict[str, list[float]]:
+    """Time each callable ``repeats`` times, interleaving them; returns the samples."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or (time.perf_counter() - start < min_time and rounds < 100 * repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return samples
+
+
+class BenchContext:
+    """What a suite gets: problem-size hints, the machine, and :meth:`compare`."""
+
+    def __init__(self, suite: str, quick: bool = False, repeats: int = 5,
+                 echo: Callable[[str], None] = print) -> None:
+        self.suite = suite
+        self.quick = quick
+        self.repeats = repeats
+        self.results: list[Measurement] = []
+        self.notes: list[str] = []
+        self._echo = echo
+        self._stream: float | None = None
+
+    @property
+    def hardware(self) -> Any:
+        from asp_core.hardware import query
+
+        return query()
+
+    def stream_copy_gbs(self) -> float:
+        """STREAM copy bandwidth measured now (same run as the suite)."""
+        if self._stream is None:
+            from asp_core.hardware import measure_stream_copy
+
+            self._stream = measure_stream_copy(max(4 * self.hardware.last_level_cache, 64 << 20))
+        return self._stream
+
+    def note(self, text: str) -> None:
+        """A free-form line printed with the results (e.g. a cold-start time)."""
+        self.notes.append(text)
+        self._echo(f"  {text}")
+
+    def compare(self, case: str, impls: dict[str, Callable[[], Any]], anchor: str, *,
+                bytes: float | None = None, flops: float | None = None,
+                repeats: int | None = None, check: Callable[[], None] | None = None
+                ) -> list[Measurement]:
+        """Time ``impls`` interleaved; ratios are against ``impls[anchor]``'s best time.
+
+        ``bytes``/``flops`` per call give GB/s and GFLOP/s columns; ``check`` runs first
+        (e.g. asserting all implementations agree) so a fast wrong answer is never reported.
+        """
+        if anchor not in impls:
+            raise ValueError(f"anchor {anchor!r} is not among the implementations {list(impls)}")
+        if check is not None:
+            check()
+        return self.record(case, interleaved(impls, repeats or self.repeats), anchor,
+                           bytes=bytes, flops=flops)
+
+    def record(self, case: str, samples: dict[str, list[float]], anchor: str, *,
+               bytes: float | None = None, flops: float | None = None) -> list[Measurement]:
+        """Report times measured elsewhere (e.g. inside fresh subprocesses, for first calls
+        with an empty cache) exactly as :meth:`compare` reports its own."""
+        if anchor not in samples:
+            raise ValueError(f"anchor {anchor!r} is not among the implementations "
+                             f"{list(samples)}")
+        ref = min(samples[anchor])
+        out = []
+        for impl, ts in samples.items():
+            best = min(ts)
+            out.append(Measurement(self.suite, case, impl, best, statistics.median(ts), anchor,
+                                   ref / best, bytes / best / 1e9 if bytes else None,
+                                   flops / best / 1e9 if flops else None))
+        self.results.extend(out)
+        self._print(case, out)
+        return out
+
+    def _print(self, case: str, rows: list[Measurement]) -> None:
+        self._echo(f"  {case}")
+        for m in sorted(rows, key=lambda m: m.best):
+            extra = "".join([f"  {m.gbs:7.1f} GB/s" if m.gbs else "",
+                             f"  {m.gflops:7.1f} GFLOP/s" if m.gflops else ""])
+            self._echo(f"    {m.impl:<22} {m.best * 1e3:10.3f} ms  "
+                       f"x{m.ratio:7.2f} vs {m.anchor}{extra}")

@@ -1,0 +1,130 @@
+"""asp_core.background: compiles off the caller's path, one compiler per cache key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import textwrap
+
+import pytest
+
+from asp_core import background
+from asp_core.build import compile_library
+from asp_core.context import SpecializationContext
+from asp_core.errors import CompileError
+from asp_core.toolchain import Toolchain
+
+pytestmark = pytest.mark.compiler
+
+
+def _source(tag: str) -> str:
+    return f'int asp_bg_{tag}(int x) {{ return x + {len(tag)}; }}\n'
+
+
+@pytest.fixture
+def gated_compiler(monkeypatch):
+    """Counts compiler runs per source; a run of a source listed in ``hold`` waits for
+    ``release``, so a test can look at the pool while a compile is running."""
+    real = Toolchain.compile
+    state = {"runs": [], "hold": set(), "release": threading.Event(), "started": threading.Event()}
+
+    def compile(self, source, workdir, **kw):
+        state["runs"].append(source)
+        if source in state["hold"]:
+            state["started"].set()
+            assert state["release"].wait(60)
+        return real(self, source, workdir, **kw)
+
+    monkeypatch.setattr(Toolchain, "compile", compile)
+    yield state
+    state["release"].set()
+
+
+def test_submit_compiles_and_records(fresh_cache):
+    ctx = SpecializationContext("test", None, variant="default")
+    lib = background.submit(ctx, source=_source("a"), openmp=False, name="bg_a",
+                            variant="wide").result(timeout=120)
+    assert lib.cdll.asp_bg_a(1) == 2 and not lib.cached
+    assert [d["variant"] for e, d in ctx.events if e == "compile"] == ["wide"]
+    assert not background.busy()
+    again = compile_library(_source("a"), openmp=False, name="bg_a")
+    assert again.cached and again.path == lib.path
+
+
+def test_foreground_waits_for_the_running_compile(fresh_cache, gated_compiler):
+    src = _source("run")
+    gated_compiler["hold"].add(src)
+    future = background.submit(source=src, openmp=False, name="bg_run")
+    assert background.submit(source=src, openmp=False, name="bg_run") is future  # one per key
+    assert gated_compiler["started"].wait(60) and background.busy()
+    result: list = []
+    fg = threading.Thread(target=lambda: result.append(
+        compile_library(src, openmp=False, name="bg_run")))
+    fg.start()
+    fg.join(0.3)
+    assert fg.is_alive()  # waiting for the background compile, not compiling itself
+    gated_compiler["release"].set()
+    fg.join(60)
+    assert gated_compiler["runs"].count(src) == 1
+    assert result[0].cached and result[0].path == future.result().path
+    assert not background.busy()
+
+
+def test_foreground_takes_over_a_queued_compile(fresh_cache, gated_compiler, monkeypatch):
+    monkeypatch.setattr(background, "_max_workers", lambda: 1)
+    first, queued = _source("first"), _source("queued")
+    gated_compiler["hold"].add(first)
+    f1 = background.submit(source=first, openmp=False, name="bg_first")
+    assert gated_compiler["started"].wait(60)
+    f2 = background.submit(source=queued, openmp=False, name="bg_queued")
+    lib = compile_library(queued, openmp=False, name="bg_queued")  # no wait behind `first`
+    assert f2.cancelled() and not lib.cached and lib.cdll.asp_bg_queued(0) == 6
+    gated_compiler["release"].set()
+    assert f1.result(timeout=60).cdll.asp_bg_first(0) == 5
+    assert gated_compiler["runs"].count(queued) == 1
+
+
+def test_errors_stay_in_the_future_and_reach_the_foreground(fresh_cache):
+    bad = "int asp_bg_bad(void) { return undeclared_name; }\n"
+    future = background.submit(source=bad, openmp=False, name="bg_bad")
+    assert isinstance(future.exception(timeout=120), CompileError)
+    with pytest.raises(CompileError, match="undeclared_name"):
+        compile_library(bad, openmp=False, name="bg_bad")
+
+
+def test_submit_without_a_compiler_returns_the_error(fresh_cache, monkeypatch):
+    from asp_core.errors import CompilerNotFound
+
+    monkeypatch.setenv("ASP_CC", "/nonexistent/cc")
+    future = background.submit(source=_source("none"), openmp=False, name="bg_none")
+    assert isinstance(future.exception(timeout=5), CompilerNotFound)
+    assert not background.busy()
+
+
+def test_context_compile_many_keeps_order(fresh_cache):
+    ctx = SpecializationContext("test", None)
+    libs = ctx.compile_many([{"source": _source(t), "openmp": False, "name": f"bg_{t}",
+                              "variant": t} for t in ("x", "yy", "zzz")])
+    assert [lib.cdll[f"asp_bg_{t}"](0) for lib, t in zip(libs, ("x", "yy", "zzz"))] == [1, 2, 3]
+
+
+def test_exit_cancels_queued_compiles_and_waits_for_running_ones(fresh_cache):
+    script = textwrap.dedent("""
+        from asp_core import background
+        background._max_workers = lambda: 1
+        futures = [background.submit(source=f"int asp_bg_{i}(void) {{ return {i}; }}\\n",
+                                     openmp=False, name=f"bg_{i}") for i in range(6)]
+        background.shutdown()
+        done = [f for f in futures if not f.cancelled()]
+        assert done and all(f.done() for f in done), futures
+        assert any(f.cancelled() for f in futures), futures
+        assert done[0].result().cdll.asp_bg_0() == 0
+        late = background.submit(source="int asp_bg_late(void) { return 7; }\\n",
+                                 openmp=False, name="bg_late")
+        assert late.done() and late.result().cdll.asp_bg_late() == 7
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
