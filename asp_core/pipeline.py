@@ -150,8 +150,9 @@ class Pipeline:
                    reason=choice.reason, candidates=[c.name for c in choice.candidates])
         return comp
 
-    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
-        """Phases 1-4: the variants to build and the backend that builds them."""
+    def analyse(self, ctx: SpecializationContext) -> Any:
+        """Phases 1-2: the optimised domain IR, through the registry's frontend and domain
+        optimiser (what a runner that generates its own code from the IR starts from)."""
         front = self._one(ctx, FRONTEND)
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
@@ -163,6 +164,11 @@ class Pipeline:
             dast = opt.obj.optimize(dast, ctx)
             if dast != before:
                 ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
+        return dast
+
+    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
+        """Phases 1-4: the variants to build and the backend that builds them."""
+        dast = self.analyse(ctx)
         platform, program = self._select_platform(ctx, dast)
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]

@@ -21,7 +21,7 @@ from .. import dast as D
 from ..lower_c import ExprLowering, c_var
 from .analysis import TemporalPlan, pad3, stores
 
-__all__ = ["RowKernel", "row_kernels", "dz_name"]
+__all__ = ["RowKernel", "row_kernels", "point_body", "dz_name"]
 
 CONST_LONG = C.CType("long", const=True)
 IN_PTR = C.CType("double", 1, True, True)
@@ -65,8 +65,29 @@ def _prologue(prog: D.StencilProgram, upto: int, low: ExprLowering) -> list[C.St
     return out
 
 
-def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
-    """One :class:`RowKernel` per point loop of ``prog``, in program order."""
+def point_body(loop: D.PointLoop, low: ExprLowering, target: C.Expr) -> list[C.Stmt]:
+    """The C statements of one point of ``loop``: its assignments as locals, its stores into
+    ``target``. The one place this generator lowers a point body; reads are addressed by
+    ``low``'s read hook (row pointers here, global offsets in the plain sweep)."""
+    point: list[C.Stmt] = []
+    declared: set[str] = set()
+    for s in loop.body:
+        value = low(s.value)
+        if isinstance(s, D.Assign):
+            if s.target in declared:
+                point.append(C.Assign(C.Name(c_var(s.target)), value))
+            else:
+                declared.add(s.target)
+                point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
+        else:
+            point.append(C.Assign(target, value))
+    return point
+
+
+def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
+                ) -> list[RowKernel]:
+    """One :class:`RowKernel` per point loop of ``prog``, in program order; ``suffix`` names a
+    second copy of the functions (the engine compiled for another vector width)."""
     n0, n1, n2 = plan.shape
     out: list[RowKernel] = []
     x = C.Name("x")
@@ -85,18 +106,7 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
         low = ExprLowering(read, C.DOUBLE)
-        point: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in loop.body:
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    point.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                point.append(C.Assign(C.Index(C.Name("out"), x), value))
+        point = point_body(loop, low, C.Index(C.Name("out"), x))
         body: list[C.Stmt] = []
         if plan.constants:
             body.append(C.Decl(CONST_LONG, "base", C.BinOp(
@@ -110,7 +120,7 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
         params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
         params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "lo"),
                    C.Param(C.LONG, "hi")]
-        name = f"asp_row{idx}"
+        name = f"asp_row{idx}{suffix}"
         fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
                            storage=("static", "inline"))
         out.append(RowKernel(idx, loop.region, name, tuple(dzs), fn))

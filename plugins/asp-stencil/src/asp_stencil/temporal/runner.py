@@ -15,7 +15,7 @@ import math
 import os
 import warnings
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import numpy as np
@@ -29,7 +29,7 @@ from .. import dast as D
 from ..signature import check_grids, stencil_signature
 from ..variants import usable_cache
 from .analysis import TemporalPlan, temporal_plan
-from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source
+from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source, wide_symbol
 
 __all__ = ["BlockedIterator", "TemporalParams", "candidate_params", "compile_iterator",
            "get_iterator", "specialise"]
@@ -43,19 +43,23 @@ EXACT_FLAGS = ("-fno-builtin-pow",)
 @dataclass(frozen=True)
 class TemporalParams:
     """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
-    ``NT`` streaming stores for each block's last level (written once, never re-read)."""
+    ``NT`` streaming stores for each block's last level (written once, never re-read), ``W``
+    the full-width vector engine (AVX-512 ``zmm`` where the library has it, see
+    :func:`compile_iterator`)."""
 
     K: int
     B0: int
     B1: int
     NT: int = 0
+    W: int = 0
 
     @property
     def label(self) -> str:
-        return f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + ("-nt" if self.NT else "")
+        return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + ("-nt" if self.NT else "")
+                + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT}
+        return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
@@ -68,14 +72,19 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
+                     max_variants: int = 12, llc_bytes: int = 32 << 20, wide: bool = False
+                     ) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
-    Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
-    (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole planes per unit
-    resident in a share of the last-level cache (no halo rows, but chunks of ``B0`` planes per
-    thread redo about ``R0·K`` planes at their edges). Deeper blocks save memory traffic (``1/K``)
-    but redo more halo work; the guess balances the two and the autotuner measures.
+    Geometries come in two families: units whose working set (``ring_bytes``) stays within about
+    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole
+    planes per unit resident in a share of the last-level cache (no halo rows, but chunks of
+    ``B0`` planes per thread redo about ``R0·K`` planes at their edges). Deeper blocks save
+    memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
+    autotuner measures. The best geometries are proposed in the full-width engine where the
+    library has one (``wide``: the blocked loops run from cache, so they are compute-bound), and
+    the first few again in the default-width engine and with streaming stores of the last level
+    (saves the read for ownership of the destination; worth most for shallow blocks).
     """
     n0, n1, n2 = plan.shape
     r0, r1, _ = plan.radius
@@ -83,7 +92,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     budget = 2 * l2_bytes
     groups: list[tuple[list[int], list[int], int]] = []  # (tiles, chunks, ring budget)
     if n1 > 1:
-        tiles = [b for b in (16, 32, 64) if b < n1] or [n1]
+        tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
         groups.append((tiles, chunk_opts, budget))
         groups.append(([n1], [-(-n0 // nt)], int(0.6 * llc_bytes / nt)))
@@ -104,41 +113,33 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                     cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
                     cands.append((cost, tp))
         cands.sort(key=lambda c: c[0])
-        ranked.append([tp for _, tp in cands])
-    plain: list[TemporalParams] = []
-    want = max(1, max_variants - max_variants // 3)
+        # the best depth of every tile shape first (the cost guess is rough; the tuner sees
+        # each shape), then the other depths
+        order = sorted(cands, key=lambda c: (c[1] != next(t for _, t in cands if (t.B0, t.B1)
+                                                          == (c[1].B0, c[1].B1)), c[0]))
+        ranked.append([tp for _, tp in order])
+    extra = max_variants // 4                 # each: default width, streaming stores
+    n_geo = max(1, max_variants - extra * (2 if wide else 1))
+    geo: list[TemporalParams] = []
     for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed
         for group in ranked:
-            if i < len(group) and group[i] not in plain and len(plain) < want:
-                plain.append(group[i])
-    plain = plain or [TemporalParams(3, n0, max(1, n1))]
-    # the best guesses again with streaming stores of the last level (saves the read for
-    # ownership of the destination; worth most for shallow blocks, which move more data)
-    streamed = [TemporalParams(tp.K, tp.B0, tp.B1, 1)
-                for tp in sorted(plain, key=lambda t: t.K)[:max_variants // 3]]
-    return plain + streamed
-
-
-def _kernel_function(kernel: Any) -> Any:
-    for klass in type(kernel).__mro__:
-        k = klass.__dict__.get("kernel")
-        if k is not None:
-            func = getattr(k, "func", k)
-            return func.__get__(kernel, type(kernel))
-    raise TypeError(f"{type(kernel).__name__} has no kernel method")
+            if i < len(group) and group[i] not in geo and len(geo) < n_geo:
+                geo.append(group[i])
+    geo = geo or [TemporalParams(3, n0, max(1, n1))]
+    w = int(wide)
+    out = [replace(tp, W=w) for tp in geo]
+    if wide:
+        out += [tp for tp in geo[:extra]]
+    out += [replace(tp, NT=1, W=w) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
+    return out
 
 
 def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.StencilProgram]:
-    """The optimised DAST of ``kernel`` for ``grids`` (the same phases 1-2 a call runs)."""
-    from ..domain import StencilDomainOptimizer
-    from ..frontend import StencilFrontend
-
-    func = _kernel_function(kernel)
-    ctx = SpecializationContext(specializer="stencil", func=func, args=tuple(grids),
-                                instance=kernel, kernel_name=type(kernel).__name__,
-                                variant="temporal")
-    prog = StencilFrontend().parse(ctx)
-    prog = StencilDomainOptimizer().optimize(prog, ctx)
+    """The optimised DAST of ``kernel`` for ``grids``: phases 1-2 through the kernel's
+    dispatcher, so the registry's frontend and domain optimiser (and the kernel's options)
+    decide, exactly as for a call."""
+    ctx, prog = kernel.kernel.analyse(*grids)
+    ctx.variant = "temporal"
     return ctx, prog
 
 
@@ -156,6 +157,7 @@ class BlockedIterator:
     scratch: Any
     candidates: list[TemporalParams]
     key: str
+    wide: bool = False
     on_event: Any = None
     choices: dict = field(default_factory=dict)
 
@@ -176,7 +178,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.NT)
+                int(steps), tp.K, tp.B0, tp.B1, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -194,20 +196,23 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 5
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 6
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
     scratch.argtypes = [ctypes.c_long, ctypes.c_long]
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
-    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw))
+    wide = getattr(lib.cdll, wide_symbol(prog))
+    wide.argtypes, wide.restype = [], ctypes.c_long
+    has_wide = bool(wide())
+    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
-    return BlockedIterator(prog, plan, cfunc, scratch, cands, key,
+    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, has_wide,
                            on_event=lambda ev, **d: ctx.record(ev, **d))
 
 

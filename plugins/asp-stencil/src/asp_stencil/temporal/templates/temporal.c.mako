@@ -37,37 +37,12 @@
 
 ${helpers}
 
-${row_functions}
-
 static inline long asp_lmin(long a, long b) { return a < b ? a : b; }
 static inline long asp_lmax(long a, long b) { return a > b ? a : b; }
 
 /* Is row (p, y) inside the interior box along the two outer dimensions? */
 static inline int asp_row_interior(long p, long y) {
     return p >= G0 && p < N0 - G0 && y >= G1 && y < N1 - G1;
-}
-
-/* Compute the written points of row (p, y) of one level into `out` (row start).
-   `s[j]` points at row y of plane p + dz_j of the previous level, wherever it is stored. */
-static inline void asp_row_all(double *restrict out, const double *const *s,
-${const_params_decl}
-                               long p, long y) {
-    const int inner = asp_row_interior(p, y);
-% for rk in rows:
-    {   /* loop ${rk.index}: ${rk.region} points */
-% if rk.region == "interior":
-        if (inner && G2 < N2 - G2)
-            ${rk.name}(out${rk.args}, p, y, G2, N2 - G2);
-% else:
-        if (!inner) {
-            ${rk.name}(out${rk.args}, p, y, 0, N2);
-        } else {
-            ${rk.name}(out${rk.args}, p, y, 0, asp_lmin(G2, N2));
-            ${rk.name}(out${rk.args}, p, y, asp_lmax(N2 - G2, G2), N2);
-        }
-% endif
-    }
-% endfor
 }
 
 /* Copy the points no loop writes of row (p, y) from `from` (the array of this level's parity). */
@@ -137,9 +112,40 @@ static inline long asp_ring_doubles(long K, long B1) {
     return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * N2 : 0;
 }
 
+
+<%def name="engine(sfx)">\
+${row_functions[sfx]}
+
+/* Compute the written points of row (p, y) of one level into `out` (row start).
+   `s[j]` points at row y of plane p + dz_j of the previous level, wherever it is stored. */
+static inline void asp_row_all${sfx}(double *restrict out, const double *const *s,
+% for decl in const_params:
+                               ${decl},
+% endfor
+                               long p, long y) {
+    const int inner = asp_row_interior(p, y);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && G2 < N2 - G2)
+            ${rk.calls[sfx]["interior"]};
+% else:
+        if (!inner) {
+            ${rk.calls[sfx]["whole"]};
+        } else {
+            ${rk.calls[sfx]["left"]};
+            ${rk.calls[sfx]["right"]};
+        }
+% endif
+    }
+% endfor
+}
+
 /* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
-static void asp_block(const double *restrict src, double *restrict dst,
-${const_params_decl}
+static void asp_block${sfx}(const double *restrict src, double *restrict dst,
+% for decl in const_params:
+                      ${decl},
+% endfor
                       long K, long B0, long B1, long nt, double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long W1 = B1 + 2 * R1 * K;
@@ -178,7 +184,7 @@ ${const_params_decl}
 % endif
                         double *out = k < K ? lvl + (y - y0) * N2
                                     : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        asp_row_all(out, s, ${const_args}p, y);
+                        ${row_all_calls[sfx]};
                         if (k < K) asp_row_untouched(out, from + (p * N1 + y) * N2, p, y);
                         else if (nt) asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y);
                     }
@@ -188,6 +194,25 @@ ${const_params_decl}
         }
     }
 }
+</%def>\
+${engine("")}
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+/* The same engine compiled for full-width AVX-512 vectors: gcc's default on these CPUs is
+   256-bit vectors (kinder to the clock of mixed code); the blocked loops are compute-bound, so
+   the tuner times both. */
+#define ASP_WIDE 1
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+${engine("_w512")}
+#pragma GCC pop_options
+#else
+#define ASP_WIDE 0
+#endif
+
+/* 1 if this library has the full-width engine (`wide` != 0 in _run selects it), else 0. */
+long ${prefix}_wide(void) {
+    return ASP_WIDE;
+}
 
 /* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows, in doubles. */
 long ${prefix}_scratch_doubles(long K, long B1) {
@@ -195,11 +220,14 @@ long ${prefix}_scratch_doubles(long K, long B1) {
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `nt` != 0
-   writes each block's last level with streaming stores. Returns 0, or -1 if the scratch could
+   writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
+   where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
 int ${prefix}_run(double *x0, double *x1,
-${const_params_decl}
-                  long steps, long K, long B0, long B1, long nt) {
+% for decl in const_params:
+                  ${decl},
+% endfor
+                  long steps, long K, long B0, long B1, long nt, long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
@@ -220,10 +248,16 @@ ${const_params_decl}
         while (steps - t > 1) {
             long k = asp_lmin(K, steps - 1 - t);
             if (k % 2 == 0) k -= 1;
-            asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}k, B0, B1, nt, scratch);
+#if ASP_WIDE
+            if (wide) ${block_calls["_w512"]["k"]}; else
+#endif
+            ${block_calls[""]["k"]};
             t += k;
         }
-        asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}1, B0, B1, nt, scratch);
+#if ASP_WIDE
+        if (wide) ${block_calls["_w512"]["1"]}; else
+#endif
+        ${block_calls[""]["1"]};
     }
     for (int t = 0; t < nthreads; ++t) free(scratch[t]);
     free(scratch);
