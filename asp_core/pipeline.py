@@ -15,6 +15,7 @@ from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
 from asp_core.context import SpecializationContext
+from asp_core.decisions import PLATFORM, VARIANT
 from asp_core.errors import AspError
 from asp_core.ir import Node, dump
 from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
@@ -200,10 +201,13 @@ class Pipeline:
                 report_broken_component(comp, exc, "check/lower")
                 reason = f"broken: {type(exc).__name__}: {exc}"
             if program is not None:
+                reason = _platform_reason(choice, comp, [n for n, _ in rejected])
                 ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                           distribution=comp.distribution, reason=_platform_reason(
-                               choice, comp, [n for n, _ in rejected]),
+                           distribution=comp.distribution, reason=reason,
                            rejected=rejected, candidates=[c.name for c in choice.candidates])
+                ctx.decide(PLATFORM, comp.name, reason=reason,
+                           source="requested" if choice.requested == comp.name else "priority",
+                           candidates=[c.name for c in choice.candidates])
                 ctx.record("program", platform=program.platform, text=render_program(program))
                 return comp, program
             rejected.append((comp.name, reason))
@@ -226,7 +230,8 @@ class Pipeline:
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)
         tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
-                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=ctx.record,
+                          label=f"{self.spec.name}:{ctx.kernel_name}",
+                          on_event=ctx.tuning_events(VARIANT),
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
             return build(tuner.winner or variants[0].name)

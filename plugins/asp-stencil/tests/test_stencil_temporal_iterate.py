@@ -19,7 +19,8 @@ from asp_stencil import StencilKernel
 from asp_stencil import dast as D
 from asp_stencil.bench import Heat
 from asp_stencil.temporal import runner, temporal_plan
-from asp_stencil.temporal.iterate import PLAIN, temporal_mode
+from asp_stencil.cuda.backend import DeviceSweep
+from asp_stencil.temporal.iterate import ITERATE, PLAIN, iterate_decision, temporal_mode
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 
 
@@ -93,10 +94,15 @@ def test_the_winner_is_stored_and_reused_by_a_new_kernel(monkeypatch):
     assert choice.chunk == 16
     assert choice.tuner.done and choice.tuner.source == "tuned now"
     assert PerfDB().winner(choice.tuner.key) == choice.tuner.winner
+    decided = iterate_decision(k)  # the typed record, not a parse of the event log
+    assert decided is not None and decided.what == ITERATE
+    assert (decided.choice, decided.source) == (choice.tuner.winner, "tuned now")
+    assert dict(decided.params) == {"chunk": 16, "mode": "auto"}
     k2 = _heat(2)
     _check(k2, shape, 17, seed=99)
     (again,) = _choices(k2)
     assert again.tuner.source == "perf database" and again.tuner.winner == choice.tuner.winner
+    assert iterate_decision(k2).source == "perf database"
 
 
 @requires_compiler
@@ -200,13 +206,14 @@ class _FakeDispatcher:
     """Stands in for a kernel's dispatcher whose selection chose ``platform`` and bound ``fn``."""
 
     def __init__(self, fn, platform):
-        from types import SimpleNamespace
+        from asp_core.context import SpecializationContext
+        from asp_core.decisions import PLATFORM
 
         self.fn = fn
         self.fallback = None
         self.options = {}
-        self.last_context = SimpleNamespace(events=[
-            ("phase", {"phase": "platform_selection", "component": platform})])
+        self.last_context = SpecializationContext("stencil", None)
+        self.last_context.decide(PLATFORM, platform)
 
     def tuned(self, key):
         return self.fn
@@ -221,10 +228,10 @@ def test_device_loop_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
     grids = tuple(make_grids((6, 7, 8), 1))
     calls = []
 
-    def bound(*gs):
+    def sweep(*gs):
         raise AssertionError("single sweeps must not run")
 
-    bound.iterate = lambda gs, steps: calls.append((gs, steps))
+    bound = DeviceSweep(sweep, lambda gs, steps: calls.append((gs, steps)), "fake")
     k.__dict__["kernel"] = _FakeDispatcher(bound, "cuda")
     assert k.iterate(*grids, steps=5) is grids[-1]  # odd: result in the output grid
     assert k.iterate(*grids, steps=4) is grids[-2]

@@ -5,8 +5,8 @@ specialises, picks the platform, tunes the single sweep, or falls back to Python
 core's warning) until the dispatcher has bound its tuned callable, then hands the remaining
 sweeps on:
 
-* the tuned callable runs on CUDA (it has ``.iterate``): all sweeps run on the device with one
-  upload and one download;
+* the tuned callable runs on CUDA (a :class:`~asp_stencil.cuda.backend.DeviceSweep`): all
+  sweeps run on the device with one upload and one download;
 * it runs on OpenMP: an :class:`~asp_core.autotune.Autotuner` picks between *plain sweeps* (the
   tuned single-sweep callable in a loop) and the temporally blocked variants (block depth and
   tile sizes, see :mod:`.runner`), timing each on chunks of the real iteration. Splitting an
@@ -28,14 +28,18 @@ from typing import Any, Callable
 
 from asp_core import config
 from asp_core.autotune import Autotuner
+from asp_core.decisions import PLATFORM, Decision
 
+from ..cuda.backend import DeviceSweep
 from ..signature import stencil_signature
-from .runner import BlockedIterator, TemporalParams, get_iterator
+from .runner import BlockedIterator, TemporalParams, get_iterator, iterators
 
-__all__ = ["iterate", "temporal_mode", "IterateChoice", "PLAIN"]
+__all__ = ["iterate", "iterate_decision", "temporal_mode", "IterateChoice", "ITERATE", "PLAIN"]
 
 #: the name of the plain-sweep candidate among the blocked ones
 PLAIN = "plain"
+#: the kind of the typed decision (:class:`~asp_core.decisions.Decision`) the choice records
+ITERATE = "iterate"
 
 
 def temporal_mode(kernel: Any) -> str:
@@ -72,8 +76,7 @@ class IterateChoice:
     winner, or plain sweeps while tuning.
     """
 
-    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str, on_event: Any = None
-                 ) -> None:
+    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str) -> None:
         self.blocked = blocked
         self.chunk = chunk
         self.params: dict[str, TemporalParams] = {c.label: c for c in blocked.candidates}
@@ -81,7 +84,8 @@ class IterateChoice:
         self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
                                params={n: p.as_dict() for n, p in self.params.items()},
                                label=f"{blocked.prog.name} iterate {blocked.prog.output.shape}",
-                               repeats=2, on_event=on_event)
+                               repeats=2, on_event=None if blocked.ctx is None else
+                               blocked.ctx.tuning_events(ITERATE, chunk=chunk, mode=mode))
 
     def run(self, sweep: Callable[..., Any], gs: list, steps: int) -> None:
         """``steps`` sweeps on ``gs`` (swapped in place as plain sweeps would leave them)."""
@@ -103,10 +107,17 @@ class IterateChoice:
 def _chosen_platform(dispatcher: Any) -> str | None:
     """The platform the dispatcher's latest specialisation selected (``None`` if unknown)."""
     ctx = getattr(dispatcher, "last_context", None)
-    for event, data in reversed(getattr(ctx, "events", []) or []):
-        if event == "phase" and data.get("phase") == "platform_selection":
-            return data.get("component")
-    return None
+    chosen = ctx.decision(PLATFORM) if ctx is not None else None
+    return chosen.choice if chosen is not None else None
+
+
+def iterate_decision(kernel: Any) -> Decision | None:
+    """What ``kernel.iterate`` chose for its longest tuned iterations in this process (``plain``
+    or a blocked variant's label), as the typed decision its tuner recorded; None while
+    undecided or where blocking never applied."""
+    found = [d for it in iterators(kernel) if it.ctx is not None
+             for d in it.ctx.decisions if d.what == ITERATE]
+    return max(found, key=lambda d: d.params.get("chunk", 0)) if found else None
 
 
 def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
@@ -130,7 +141,7 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
     per = blocked.choices
     hit = per.get((chunk, mode))
     if hit is None:
-        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, blocked.on_event)
+        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode)
     return hit
 
 
@@ -158,10 +169,9 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
             # state and output described differently: each swap changes the specialisation
             _plain(dispatcher, gs, steps)
             break
-        device_iterate = getattr(fn, "iterate", None)
-        if callable(device_iterate) and steps > 1:
+        if isinstance(fn, DeviceSweep) and steps > 1:
             try:
-                device_iterate(tuple(gs), steps)
+                fn.iterate(tuple(gs), steps)
                 _swap(gs, steps)
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps

@@ -32,7 +32,7 @@ from .analysis import TemporalPlan, temporal_plan
 from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source, wide_symbol
 
 __all__ = ["BlockedIterator", "TemporalParams", "candidate_params", "compile_iterator",
-           "get_iterator", "specialise"]
+           "get_iterator", "iterators", "specialise"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -148,7 +148,8 @@ class BlockedIterator:
     """The compiled blocked iteration of one specialisation.
 
     ``choices`` holds the plain-vs-blocked tuners of :mod:`.iterate` (one per chunk length and
-    mode), ``on_event`` records their decisions in the specialisation's context.
+    mode); they record their events and typed decisions in ``ctx``, the context of the
+    specialisation this iterator was generated from.
     """
 
     prog: D.StencilProgram
@@ -158,7 +159,7 @@ class BlockedIterator:
     candidates: list[TemporalParams]
     key: str
     wide: bool = False
-    on_event: Any = None
+    ctx: SpecializationContext | None = None
     choices: dict = field(default_factory=dict)
 
     def run(self, grids: tuple, steps: int, params: TemporalParams) -> None:
@@ -212,8 +213,16 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
-    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, has_wide,
-                           on_event=lambda ev, **d: ctx.record(ev, **d))
+    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, has_wide, ctx)
+
+
+def iterators(kernel: Any) -> list[BlockedIterator]:
+    """The blocked iterators compiled for ``kernel`` in this process (one per grid signature)."""
+    try:
+        per_kernel = _ITERATORS.get(kernel, {})
+    except TypeError:
+        return []
+    return [it for it in per_kernel.values() if not isinstance(it, str)]
 
 
 def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
