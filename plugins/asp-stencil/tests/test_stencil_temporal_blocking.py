@@ -126,7 +126,11 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(3, 4, 3, 1), TemporalParams(7, 100, 100, 1), TemporalParams(1, 2, 2, 1),
           # the full-width engine (AVX-512 builds; elsewhere the library runs the default one)
           TemporalParams(3, 4, 3, 0, 1), TemporalParams(5, 3, 2, 1, 1),
-          TemporalParams(7, 100, 100, 0, 1)]
+          TemporalParams(7, 100, 100, 0, 1),
+          # row segments (planes of one row: 1-D and 2-D; 3-D runs whole rows)
+          TemporalParams(5, 3, 1, B2=4), TemporalParams(7, 100, 100, 1, 1, B2=5),
+          TemporalParams(9, 1, 1, B2=1), TemporalParams(3, 4, 3, 0, 1, B2=3),
+          TemporalParams(11, 2, 1, 1, 0, B2=7)]
 
 
 def _reference(k, grids, steps):

@@ -3,9 +3,10 @@
 The row kernels (one per point loop) are platform-AST functions printed with ``print_c``; the
 driver that arranges them into wavefronts, ring buffers and blocks is the Mako template
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
-exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, nt, wide)``: ``steps`` Jacobi
-sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K`` time
-levels deep over chunks of ``B0`` planes and tiles of ``B1`` rows, with streaming stores of each
+exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, nt, wide)``: ``steps``
+Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
+time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and (where a plane is one
+row) segments of ``B2`` points, with streaming stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
 says the library has one): the tuning parameters, chosen at run time, so every variant shares
 one compiled library. Calls and parameter declarations are printed by the core's C printer.
@@ -58,14 +59,22 @@ def _call(func: str, *args: C.Expr) -> str:
     return C.print_c(C.Call(func, list(args)))
 
 
-#: the row segments the driver passes to a row kernel: interior, whole row, and the two ends of
-#: an interior row (for a border loop)
-_N2, _G2 = _name("N2"), _name("G2")
+def _min(a: C.Expr, b: C.Expr) -> C.Expr:
+    return C.Call("asp_lmin", [a, b])
+
+
+def _max(a: C.Expr, b: C.Expr) -> C.Expr:
+    return C.Call("asp_lmax", [a, b])
+
+
+#: the row segments the driver passes to a row kernel, each clipped to the unit's [xlo, xhi):
+#: interior, whole row, and the two ends of an interior row (for a border loop)
+_N2, _G2, _XLO, _XHI = _name("N2"), _name("G2"), _name("xlo"), _name("xhi")
 _SEGMENTS = {
-    "interior": (_G2, C.BinOp(_N2, "-", _G2)),
-    "whole": (C.Constant(0), _N2),
-    "left": (C.Constant(0), C.Call("asp_lmin", [_G2, _N2])),
-    "right": (C.Call("asp_lmax", [C.BinOp(_N2, "-", _G2), _G2]), _N2),
+    "interior": (_max(_G2, _XLO), _min(C.BinOp(_N2, "-", _G2), _XHI)),
+    "whole": (_XLO, _XHI),
+    "left": (_XLO, _min(_min(_G2, _N2), _XHI)),
+    "right": (_max(_max(C.BinOp(_N2, "-", _G2), _G2), _XLO), _XHI),
 }
 
 
@@ -93,22 +102,23 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                         for seg, (lo, hi) in _SEGMENTS.items()}
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
-                                _name("p"), _name("y")) for sfx in ENGINES}
+                                _name("p"), _name("y"), _XLO, _XHI) for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
     block_calls = {sfx: {depth: _call(
         f"asp_block{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
-        _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("nt"),
+        _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
+        _name("nt"),
         _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
     functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
                  for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape
     g0, g1, g2 = plan.ghost
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     return render("asp_stencil.temporal", "temporal.c.mako",
-                  n0=n0, n1=n1, n2=n2, g0=g0, g1=g1, g2=g2, r0=r0, r1=r1,
+                  n0=n0, n1=n1, n2=n2, g0=g0, g1=g1, g2=g2, r0=r0, r1=r1, r2=r2,
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
                   const_params=const_params, row_all_calls=row_all_calls,

@@ -43,7 +43,9 @@ EXACT_FLAGS = ("-fno-builtin-pow",)
 @dataclass(frozen=True)
 class TemporalParams:
     """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
-    ``NT`` streaming stores for each block's last level (written once, never re-read), ``W``
+    ``B2`` points per row segment (0: whole rows; segments only where a plane is one row, i.e.
+    2-D and 1-D grids, whose long rows would not stay in cache K levels deep), ``NT`` streaming
+    stores for each block's last level (written once, never re-read), ``W``
     the full-width vector engine (AVX-512 ``zmm`` where the library has it, see
     :func:`compile_iterator`)."""
 
@@ -52,23 +54,26 @@ class TemporalParams:
     B1: int
     NT: int = 0
     W: int = 0
+    B2: int = 0
 
     @property
     def label(self) -> str:
-        return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + ("-nt" if self.NT else "")
-                + ("-w" if self.W else ""))
+        return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
+                + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT, "W": self.W}
+        return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "NT": self.NT,
+                "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
     n0, n1, n2 = plan.shape
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     if tp.K <= 1:
         return 8
-    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * n2
+    row = n2 if n1 > 1 or not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
+    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
@@ -87,36 +92,43 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     (saves the read for ownership of the destination; worth most for shallow blocks).
     """
     n0, n1, n2 = plan.shape
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     nt = max(1, threads or default_threads())
     budget = 2 * l2_bytes
-    groups: list[tuple[list[int], list[int], int]] = []  # (tiles, chunks, ring budget)
-    if n1 > 1:
+    groups: list[tuple[list[int], list[int], list[int], int]] = []  # tiles, chunks, segments,
+    if n1 > 1:                                                         # ring budget
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
-        groups.append((tiles, chunk_opts, budget))
-        groups.append(([n1], [-(-n0 // nt)], int(0.6 * llc_bytes / nt)))
+        groups.append((tiles, chunk_opts, [0], budget))
+        groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt)))
     else:
-        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), budget))
+        # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache
+        segs = [0] + [b for b in (1024, 256) if 2 * b <= n2]
+        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), segs,
+                       budget))
     ranked: list[list[TemporalParams]] = []
-    for tiles, chunk_opts, limit in groups:
+    for tiles, chunk_opts, segs, limit in groups:
         cands: list[tuple[float, TemporalParams]] = []
         for b1 in tiles:
             for b0 in chunk_opts:
-                b0 = max(1, b0)
-                for k in (3, 5, 7, 9, 11, 15, 21):
-                    tp = TemporalParams(k, b0, b1)
-                    if ring_bytes(plan, tp) > limit and k > 3:
-                        continue
-                    halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
-                    warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
-                    cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
-                    cands.append((cost, tp))
+                for b2 in segs:
+                    b0 = max(1, b0)
+                    for k in (3, 5, 7, 9, 11, 15, 21, 31):
+                        tp = TemporalParams(k, b0, b1, B2=b2)
+                        if ring_bytes(plan, tp) > limit and k > 3:
+                            continue
+                        halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
+                        warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
+                        seg = 1.0 + (r2 * (k - 1) / b2 if 0 < b2 < n2 else 0.0)
+                        # compute (in cache) + memory traffic
+                        cands.append((halo * warm * seg + 3.0 / k, tp))
         cands.sort(key=lambda c: c[0])
         # the best depth of every tile shape first (the cost guess is rough; the tuner sees
         # each shape), then the other depths
-        order = sorted(cands, key=lambda c: (c[1] != next(t for _, t in cands if (t.B0, t.B1)
-                                                          == (c[1].B0, c[1].B1)), c[0]))
+        best: dict[tuple[int, int, int], TemporalParams] = {}
+        for _, tp in cands:
+            best.setdefault((tp.B0, tp.B1, tp.B2), tp)
+        order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
         ranked.append([tp for _, tp in order])
     extra = max_variants // 4                 # each: default width, streaming stores
     n_geo = max(1, max_variants - extra * (2 if wide else 1))
@@ -179,7 +191,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.NT, tp.W)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -197,10 +209,10 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 6
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 7
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
-    scratch.argtypes = [ctypes.c_long, ctypes.c_long]
+    scratch.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
@@ -209,7 +221,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W]]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
