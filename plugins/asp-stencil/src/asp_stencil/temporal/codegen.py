@@ -5,8 +5,8 @@ driver that arranges them into wavefronts, ring buffers and blocks is the Mako t
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
 exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, nt, wide)``: ``steps``
 Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
-time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and (where a plane is one
-row) segments of ``B2`` points, with streaming stores of each
+time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and segments of ``B2``
+points, with streaming stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
 says the library has one): the tuning parameters, chosen at run time, so every variant shares
 one compiled library. Calls and parameter declarations are printed by the core's C printer.
@@ -98,11 +98,12 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
         for sfx, rows in engines.items():
             s_args = [C.Index(_name("s"), C.Constant(dzs.index(dz))) for dz in rk.dzs]
             per[sfx] = {seg: _call(rows[i].name, _name("out"), *s_args, *consts, _name("p"),
-                                   _name("y"), lo, hi)
+                                   _name("y"), _name("ys"), lo, hi)
                         for seg, (lo, hi) in _SEGMENTS.items()}
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
-                                _name("p"), _name("y"), _XLO, _XHI) for sfx in ENGINES}
+                                _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                     for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
     block_calls = {sfx: {depth: _call(

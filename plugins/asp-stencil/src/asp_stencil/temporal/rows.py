@@ -4,8 +4,9 @@ The temporally blocked driver (``templates/temporal.c.mako``) never addresses a 
 global position alone: the state grid of the previous time level may live in the global array or
 in a per-thread ring buffer of planes. So each point loop becomes a ``static`` C function over a
 row segment ``[lo, hi)`` that receives, for every plane offset ``dz`` it reads the state at, a
-pointer to the start of row ``y`` of plane ``p + dz`` wherever that plane is stored (rows are
-``N2`` doubles apart in both places); constant inputs are read from their global arrays.
+pointer to row ``y`` of plane ``p + dz`` wherever that plane is stored, indexed by the global
+``x`` (rows are ``ys`` doubles apart: ``N2`` in the grid, the ring's row length in the ring);
+constant inputs are read from their global arrays.
 
 Expressions are lowered by the OpenMP backend's :class:`~asp_stencil.lower_c.ExprLowering`, so a
 point computes exactly what the plain sweep computes (same operations, same order).
@@ -100,8 +101,11 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
 
         def read(r: D.Read) -> C.Expr:
             dz, dy, dx = pad3(r.at.offset, 0)
-            if r.grid == plan.state:
-                return C.Index(C.Name(dz_name(dz)), _plus(x, dy * n2 + dx))
+            if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
+                at = _plus(x, dx)
+                if dy:
+                    at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
+                return C.Index(C.Name(dz_name(dz)), at)
             return C.Index(C.Name("c_" + r.grid),
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
@@ -118,8 +122,8 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
         params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
         params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
-        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "lo"),
-                   C.Param(C.LONG, "hi")]
+        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
+                   C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
         name = f"asp_row{idx}{suffix}"
         fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
                            storage=("static", "inline"))

@@ -43,9 +43,8 @@ EXACT_FLAGS = ("-fno-builtin-pow",)
 @dataclass(frozen=True)
 class TemporalParams:
     """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
-    ``B2`` points per row segment (0: whole rows; segments only where a plane is one row, i.e.
-    2-D and 1-D grids, whose long rows would not stay in cache K levels deep), ``NT`` streaming
-    stores for each block's last level (written once, never re-read), ``W``
+    ``B2`` points per row segment (0: whole rows; segments keep long rows' levels in cache at
+    the price of halo points at their ends), ``NT`` streaming stores for each block's last level (written once, never re-read), ``W``
     the full-width vector engine (AVX-512 ``zmm`` where the library has it, see
     :func:`compile_iterator`)."""
 
@@ -72,7 +71,7 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     r0, r1, r2 = plan.radius
     if tp.K <= 1:
         return 8
-    row = n2 if n1 > 1 or not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
+    row = n2 if not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
     return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
 
 
@@ -99,7 +98,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     if n1 > 1:                                                         # ring budget
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
-        groups.append((tiles, chunk_opts, [0], budget))
+        groups.append((tiles, chunk_opts, [0] + [b for b in (64, 128) if 2 * b <= n2], budget))
         groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt)))
     else:
         # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache

@@ -10,9 +10,9 @@
   keeping the last 2 R0 + 1 planes of every intermediate level in a per-thread ring buffer that
   stays in cache. Rows of level k extend R1 * (K - k) beyond the tile (overlapped tiling, a
   little redundant work instead of synchronisation), planes R0 * (K - k) beyond the chunk.
-  Where a plane is one row (2-D and 1-D grids), units also tile the row into segments of B2
-  points, extended R2 * (K - k) on each side at level k: the ring then holds only segments
-  (compact rows of RS points), small enough for the L1/L2 cache however long the rows are.
+  Units also tile rows into segments of B2 points, extended R2 * (K - k) on each side at level
+  k: the ring then holds only segments (compact rows of RS points), small enough for the cache
+  however long the rows are.
   Points no loop writes ("untouched") keep, at level k, the value of array x[k % 2]: they are
   copied from there into the ring buffer so every read sees exactly what the plain sweep sees.
   The schedule runs blocks of odd depth up to K for steps - 1 levels, then one plain sweep, so
@@ -122,9 +122,8 @@ static inline void asp_row_stream(double *restrict dst, const double *restrict b
 % endif
 }
 
-/* Points of a ring row: whole rows (the row kernels address neighbouring rows N2 apart), or,
-   for segments of B2 < N2 points (planes of one row only), the widest level's segment rounded
-   up to whole cache lines. */
+/* Points of a ring row: whole rows, or for segments of B2 < N2 points the widest level's
+   segment rounded up to whole cache lines (row kernels take the row stride as `ys`). */
 static inline long asp_ring_row(long K, long B2) {
     return B2 >= N2 ? N2 : asp_lmin(N2, (B2 + 2 * R2 * K + 7) / 8 * 8);
 }
@@ -146,7 +145,7 @@ static inline void asp_row_all${sfx}(double *restrict out, const double *const *
 % for decl in const_params:
                                ${decl},
 % endfor
-                               long p, long y, long xlo, long xhi) {
+                               long p, long y, long ys, long xlo, long xhi) {
     const int inner = asp_row_interior(p, y);
 % for rk in rows:
     {   /* loop ${rk.index}: ${rk.region} points */
@@ -197,6 +196,7 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
                     const long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
                     const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
                     const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
+                    const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
                     double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
                     const double *from = (k % 2 == 0) ? src : dst;
                     for (long y = ylo; y < yhi; ++y) {
@@ -268,7 +268,7 @@ int ${prefix}_run(double *x0, double *x1,
     if (K % 2 == 0) K -= 1;
     if (B0 < 1) B0 = N0;
     if (B1 < 1) B1 = N1;
-    if (N1 > 1 || B2 < 1 || B2 > N2) B2 = N2;  /* segments only where a plane is one row */
+    if (B2 < 1 || B2 > N2) B2 = N2;
     const int nthreads = omp_get_max_threads();
     double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
