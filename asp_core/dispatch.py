@@ -129,15 +129,7 @@ class Dispatcher:
 
     def _finish(self, ctx: SpecializationContext, key: Hashable, result: Any) -> None:
         self.last_context = ctx
-        if recording.is_recording():
-            try:
-                filename, lineno, source = ctx.filename, ctx.firstlineno, ctx.source
-            except Unspecializable:
-                filename, lineno, source = "", 0, ""
-            recording.add(recording.KernelRecord(
-                kernel=self.name, specializer=self.specializer, key=repr(key), filename=filename,
-                lineno=lineno, source=source,
-                fallback=result if isinstance(result, str) else None, events=ctx.events))
+        recording.add_context(ctx, self.name, result if isinstance(result, str) else None)
         from asp_core.plugins import _call_per_plugin
 
         # one plugin at a time: an observer that raises is reported, not fatal to the kernel

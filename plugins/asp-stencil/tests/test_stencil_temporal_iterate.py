@@ -259,3 +259,24 @@ def test_bad_steps_are_refused():
     before = grids[-1].data.copy()
     assert k.iterate(*grids, steps=0) is grids[-1]
     assert np.array_equal(before, grids[-1].data)
+
+
+@requires_compiler
+def test_asp_explain_shows_the_blocked_iteration_and_its_decision(monkeypatch):
+    from asp_core import recording
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    k = _heat(2)
+    recording.start()
+    try:
+        for i in range(60):
+            _check(k, (21, 26), 17, seed=i)
+            if iterate_decision(k) is not None:
+                break
+    finally:
+        records = recording.stop()
+    (blocked,) = [r for r in records if "temporal blocking" in r.kernel]
+    assert blocked.fallback is None and blocked.of("compile")
+    assert blocked.of("decision")[-1]["what"] == ITERATE  # recorded after the record was added
+    assert blocked.of("decision")[-1]["choice"] == iterate_decision(k).choice

@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from asp_core import interrupt
+from asp_core import interrupt, recording
 from asp_core.context import SpecializationContext
 from asp_core.errors import CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
@@ -247,6 +247,7 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
     if hit is None:
         ctx, prog = specialise(kernel, grids)
         plan = temporal_plan(prog)
+        ctx.record("temporal-plan", plan=plan if isinstance(plan, str) else repr(plan))
         if isinstance(plan, str):
             hit = plan
         else:
@@ -263,4 +264,7 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
                                   f"compile (a bug; please report it), plain sweeps are used: "
                                   f"{exc}", SpecializationWarning, stacklevel=4)
         per_kernel[key] = hit
+        # ``asp explain`` shows the blocked iteration like any specialisation (its tuning too)
+        recording.add_context(ctx, f"{kernel.kernel.name} (iterate, temporal blocking)",
+                              hit if isinstance(hit, str) else None)
     return hit
