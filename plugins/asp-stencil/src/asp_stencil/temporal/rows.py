@@ -52,27 +52,14 @@ def _plus(a: C.Expr, k: int) -> C.Expr:
     return a if k == 0 else C.BinOp(a, "+", _const(k))
 
 
-def _prologue(prog: D.StencilProgram, upto: int, low: ExprLowering) -> list[C.Stmt]:
-    """The top-level scalar assignments before statement ``upto`` (locals of the kernel)."""
-    out: list[C.Stmt] = []
-    declared: set[str] = set()
-    for s in prog.body[:upto]:
-        if isinstance(s, D.Assign):
-            if s.target in declared:
-                out.append(C.Assign(C.Name(c_var(s.target)), low(s.value)))
-            else:
-                declared.add(s.target)
-                out.append(C.Decl(C.DOUBLE, c_var(s.target), low(s.value)))
-    return out
-
-
-def point_body(loop: D.PointLoop, low: ExprLowering, target: C.Expr) -> list[C.Stmt]:
-    """The C statements of one point of ``loop``: its assignments as locals, its stores into
-    ``target``. The one place this generator lowers a point body; reads are addressed by
-    ``low``'s read hook (row pointers here, global offsets in the plain sweep)."""
+def point_body(stmts: list[D.Stmt], low: ExprLowering, target: C.Expr | None) -> list[C.Stmt]:
+    """The C statements of ``stmts`` (a point loop's body, or the kernel's top-level
+    assignments before it): assignments as locals, stores into ``target``. The one place this
+    generator lowers a point body; reads are addressed by ``low``'s read hook (row pointers
+    here, global offsets in the plain sweep)."""
     point: list[C.Stmt] = []
     declared: set[str] = set()
-    for s in loop.body:
+    for s in stmts:
         value = low(s.value)
         if isinstance(s, D.Assign):
             if s.target in declared:
@@ -81,6 +68,7 @@ def point_body(loop: D.PointLoop, low: ExprLowering, target: C.Expr) -> list[C.S
                 declared.add(s.target)
                 point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
         else:
+            assert target is not None, "a store outside a point loop"
             point.append(C.Assign(target, value))
     return point
 
@@ -110,13 +98,14 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
         low = ExprLowering(read, C.DOUBLE)
-        point = point_body(loop, low, C.Index(C.Name("out"), x))
+        point = point_body(loop.body, low, C.Index(C.Name("out"), x))
         body: list[C.Stmt] = []
         if plan.constants:
             body.append(C.Decl(CONST_LONG, "base", C.BinOp(
                 C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
                 C.BinOp(C.Name("y"), "*", _const(n2)))))
-        body += _prologue(prog, pos, low)
+        # the kernel's top-level assignments before this loop are its locals
+        body += point_body([t for t in prog.body[:pos] if isinstance(t, D.Assign)], low, None)
         body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
                           pragmas=[C.Pragma("omp", "simd")]))
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
