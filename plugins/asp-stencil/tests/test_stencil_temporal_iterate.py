@@ -280,3 +280,25 @@ def test_asp_explain_shows_the_blocked_iteration_and_its_decision(monkeypatch):
     assert blocked.fallback is None and blocked.of("compile")
     assert blocked.of("decision")[-1]["what"] == ITERATE  # recorded after the record was added
     assert blocked.of("decision")[-1]["choice"] == iterate_decision(k).choice
+
+
+def test_slow_candidates_are_dropped_after_one_timing_each(monkeypatch, tmp_path):
+    from asp_core.autotune import Autotuner
+
+    from asp_stencil.temporal.iterate import prune_slow
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    tuner = Autotuner("prune-test", ["plain", "a", "b", "c"], repeats=2)
+    first = {"plain": 4.0, "a": 1.0, "b": 1.4, "c": 1.6}
+    for v in ("plain", "a", "b"):
+        assert tuner.next() == v
+        tuner.report(v, first[v])
+        assert prune_slow(tuner, 1.5) == []  # not every candidate timed yet
+    tuner.report(tuner.next(), first["c"])
+    assert prune_slow(tuner, 1.5) == ["plain", "c"]
+    assert tuner.variants == ["a", "b"] and not tuner.done
+    while not tuner.done:
+        v = tuner.next()
+        tuner.report(v, first[v])
+    assert tuner.winner == "a"

@@ -34,7 +34,8 @@ from ..cuda.backend import DeviceSweep
 from ..signature import stencil_signature
 from .runner import BlockedIterator, TemporalParams, get_iterator, iterators
 
-__all__ = ["iterate", "iterate_decision", "temporal_mode", "IterateChoice", "ITERATE", "PLAIN"]
+__all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
+           "ITERATE", "PLAIN", "PRUNE_FACTOR"]
 
 #: the name of the plain-sweep candidate among the blocked ones
 PLAIN = "plain"
@@ -67,13 +68,32 @@ def _plain(fn: Callable[..., Any], gs: list, steps: int) -> None:
         gs[-1], gs[-2] = gs[-2], gs[-1]
 
 
+#: after one timing of every candidate, those slower than this many times the fastest are not
+#: timed again (each timing is a chunk of a real call: a slow candidate costs the user time)
+PRUNE_FACTOR = 1.5
+
+
+def prune_slow(tuner: Autotuner, factor: float = PRUNE_FACTOR) -> list[str]:
+    """Once every candidate of ``tuner`` has one timing, exclude those slower than ``factor``
+    times the fastest (successive halving, one round); returns the excluded names."""
+    times = tuner.times
+    if tuner.done or any(not times.get(v) for v in tuner.variants):
+        return []
+    best = min(min(times[v]) for v in tuner.variants)
+    slow = [v for v in tuner.variants if min(times[v]) > factor * best]
+    for v in slow:
+        tuner.exclude(v, f"first timing over {factor}x the fastest")
+    return slow
+
+
 class IterateChoice:
     """Plain sweeps against the blocked variants of one compiled :class:`BlockedIterator`.
 
     Candidates are timed per sweep on chunks of ``chunk`` sweeps of real ``iterate`` calls (at
     most deep enough for the deepest block; shorter iterations get their own, shorter chunks,
     since blocking gains less on them). The rest of an iteration shorter than a chunk runs the
-    winner, or plain sweeps while tuning.
+    winner, or plain sweeps while tuning. After one timing of each, candidates slower than
+    :data:`PRUNE_FACTOR` times the fastest are dropped (:func:`prune_slow`).
     """
 
     def __init__(self, blocked: BlockedIterator, chunk: int, mode: str) -> None:
@@ -81,6 +101,7 @@ class IterateChoice:
         self.chunk = chunk
         self.params: dict[str, TemporalParams] = {c.label: c for c in blocked.candidates}
         names = ([] if mode == "on" else [PLAIN]) + list(self.params)
+        self.pruned = False
         self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
                                params={n: p.as_dict() for n, p in self.params.items()},
                                label=f"{blocked.prog.name} iterate {blocked.prog.output.shape}",
@@ -101,6 +122,9 @@ class IterateChoice:
                 _swap(gs, n)
             if tuning:
                 self.tuner.report(name, (time.perf_counter() - start) / n)
+                if not self.pruned and all(self.tuner.times.get(v) for v in self.tuner.variants):
+                    prune_slow(self.tuner)
+                    self.pruned = True
             steps -= n
 
 
