@@ -49,9 +49,17 @@ static inline int asp_row_interior(long p, long y) {
     return p >= G0 && p < N0 - G0 && y >= G1 && y < N1 - G1;
 }
 
-/* Copy [lo, hi) of a row (nothing if empty). */
+/* Copy [lo, hi) of a row (nothing if empty). The ghost ends of interior rows are a point or
+   two: copied inline, not through a libc call per row. */
 static inline void asp_copy(double *restrict out, const double *restrict from, long lo, long hi) {
-    if (lo < hi) memcpy(out + lo, from + lo, sizeof(double) * (size_t)(hi - lo));
+    const long n = hi - lo;
+    if (n <= 0) return;
+    if (n <= 2) {
+        out[lo] = from[lo];
+        if (n == 2) out[lo + 1] = from[lo + 1];
+    } else {
+        memcpy(out + lo, from + lo, sizeof(double) * (size_t)n);
+    }
 }
 
 /* Copy the points no loop writes of row (p, y), segment [lo, hi), from `from` (the array of
