@@ -130,7 +130,10 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           # row segments (planes of one row: 1-D and 2-D; 3-D runs whole rows)
           TemporalParams(5, 3, 1, B2=4), TemporalParams(7, 100, 100, 1, 1, B2=5),
           TemporalParams(9, 1, 1, B2=1), TemporalParams(3, 4, 3, 0, 1, B2=3),
-          TemporalParams(11, 2, 1, 1, 0, B2=7)]
+          TemporalParams(11, 2, 1, 1, 0, B2=7),
+          # rows skewed level by level (3-D and any kernel reading other rows of a plane)
+          TemporalParams(5, 3, 2, SK=1), TemporalParams(7, 100, 100, 1, 1, SK=1),
+          TemporalParams(9, 1, 1, SK=1), TemporalParams(3, 4, 3, 0, 1, B2=3, SK=1)]
 
 
 def _reference(k, grids, steps):

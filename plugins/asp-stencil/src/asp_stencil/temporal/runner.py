@@ -44,9 +44,10 @@ EXACT_FLAGS = ("-fno-builtin-pow",)
 class TemporalParams:
     """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
     ``B2`` points per row segment (0: whole rows; segments keep long rows' levels in cache at
-    the price of halo points at their ends), ``NT`` streaming stores for each block's last level (written once, never re-read), ``W``
-    the full-width vector engine (AVX-512 ``zmm`` where the library has it, see
-    :func:`compile_iterator`)."""
+    the price of halo points at their ends), ``SK`` rows skewed level by level (each level
+    reads the row the level below produced last while it is in L1), ``NT`` streaming stores for
+    each block's last level (written once, never re-read), ``W`` the full-width vector engine
+    (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`)."""
 
     K: int
     B0: int
@@ -54,15 +55,17 @@ class TemporalParams:
     NT: int = 0
     W: int = 0
     B2: int = 0
+    SK: int = 0
 
     @property
     def label(self) -> str:
         return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
-                + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
+                + ("-sk" if self.SK else "") + ("-nt" if self.NT else "")
+                + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "NT": self.NT,
-                "W": self.W}
+        return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
+                "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
@@ -87,8 +90,9 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
     autotuner measures. The best geometries are proposed in the full-width engine where the
     library has one (``wide``: the blocked loops run from cache, so they are compute-bound), and
-    the first few again in the default-width engine and with streaming stores of the last level
-    (saves the read for ownership of the destination; worth most for shallow blocks).
+    the first few again in the default-width engine, with rows skewed level by level (3-D), and
+    with streaming stores of the last level (saves the read for ownership of the destination;
+    worth most for shallow blocks).
     """
     n0, n1, n2 = plan.shape
     r0, r1, r2 = plan.radius
@@ -129,8 +133,11 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
             best.setdefault((tp.B0, tp.B1, tp.B2), tp)
         order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
         ranked.append([tp for _, tp in order])
-    extra = max_variants // 4                 # each: default width, streaming stores
-    n_geo = max(1, max_variants - extra * (2 if wide else 1))
+    # variations of the first geometries: default width (where there is a full-width engine),
+    # skewed rows (where levels read other rows of a plane), streaming stores of the last level
+    families = 1 + int(wide) + int(n1 > 1 and r1 > 0)
+    extra = max(1, max_variants // 6)
+    n_geo = max(1, max_variants - extra * families)
     geo: list[TemporalParams] = []
     for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed
         for group in ranked:
@@ -140,7 +147,9 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     w = int(wide)
     out = [replace(tp, W=w) for tp in geo]
     if wide:
-        out += [tp for tp in geo[:extra]]
+        out += geo[:extra]
+    if n1 > 1 and r1 > 0:
+        out += [replace(tp, SK=1, W=w) for tp in geo[:extra]]
     out += [replace(tp, NT=1, W=w) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
     return out
 
@@ -190,7 +199,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.NT, tp.W)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -208,7 +217,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 7
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 8
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
     scratch.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
@@ -220,7 +229,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W[,B2]]]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK]]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"

@@ -177,7 +177,8 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                       ${decl},
 % endfor
-                      long K, long B0, long B1, long B2, long nt, double *const *scratch) {
+                      long K, long B0, long B1, long B2, long sk, long nt,
+                      double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1, nxi = (N2 + B2 - 1) / B2;
     const long W1 = B1 + 2 * R1 * K;
     const long RS = asp_ring_row(K, B2);
@@ -194,14 +195,23 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
             const long y0 = c - R1 * K;
             /* ring rows hold [xo, xo + RS); their pointers are offset so x stays absolute */
             const long xo = RS == N2 ? 0 : xa - R2 * K;
+            /* sk: rows skewed too — at (i, j) level k computes row j - (k - 1) R1 of its plane,
+               right after level k - 1 produced the row it needs last (still in L1) */
+            const long jlo = sk ? c - R1 * (K - 1) : 0, jhi = sk ? e + R1 * (K - 1) : 1;
             for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+              for (long j = jlo; j < jhi; ++j) {
                 for (long k = 1; k <= K; ++k) {
                     const long p = i - (k - 1) * R0;
                     const long plo = asp_lmax(0, a - R0 * (K - k));
                     const long phi = asp_lmin(N0, b + R0 * (K - k));
                     if (p < plo || p >= phi) continue;
-                    const long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
-                    const long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
+                    long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
+                    long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
+                    if (sk) {
+                        const long yk = j - (k - 1) * R1;
+                        ylo = asp_lmax(ylo, yk);
+                        yhi = asp_lmin(yhi, yk + 1);
+                    }
                     const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
                     const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
                     const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
@@ -230,6 +240,7 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
                             asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
                     }
                 }
+              }
             }
             if (nt) asp_store_fence();
           }
@@ -270,7 +281,7 @@ int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
 % endfor
-                  long steps, long K, long B0, long B1, long B2, long nt, long wide) {
+                  long steps, long K, long B0, long B1, long B2, long sk, long nt, long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
