@@ -265,6 +265,10 @@ def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
     assert geo <= {(c.K, c.B0, c.B1) for c in both if c.W}
     # 3-D proposes several tile shapes, not one depth ladder of the same tile
     assert len({(c.B0, c.B1) for c in both}) >= 3
+    # rows skewed level by level, timed against unskewed ones; not where a plane is one row
+    assert {c.SK for c in both} == {0, 1}
+    plan2 = temporal_plan(specialise(_heat(2), tuple(make_grids((300, 300), 1)))[1])
+    assert not any(c.SK for c in candidate_params(plan2, threads=2, wide=True))
 
 
 @requires_compiler
