@@ -90,8 +90,8 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
     autotuner measures. The best geometries are proposed in the full-width engine where the
     library has one (``wide``: the blocked loops run from cache, so they are compute-bound), and
-    the first few again in the default-width engine, without skewing the rows (3-D proposes
-    rows skewed level by level), and with streaming stores of the last level (saves the read for ownership of the destination;
+    the first few again in the default-width engine, with rows skewed level by level (3-D), and
+    with streaming stores of the last level (saves the read for ownership of the destination;
     worth most for shallow blocks).
     """
     n0, n1, n2 = plan.shape
@@ -134,8 +134,8 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
         ranked.append([tp for _, tp in order])
     # variations of the first geometries: default width (where there is a full-width engine),
-    # unskewed rows (skewed ones are proposed where levels read other rows of a plane: the
-    # same work with the freshest row still in L1), streaming stores of the last level
+    # rows skewed level by level (where levels read other rows of a plane: the same work with
+    # the freshest row still in L1; it loses as often as it wins), streaming stores
     skew = int(n1 > 1 and r1 > 0)
     families = 1 + int(wide) + skew
     extra = max(1, max_variants // 6)
@@ -147,12 +147,12 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                 geo.append(group[i])
     geo = geo or [TemporalParams(3, n0, max(1, n1))]
     w = int(wide)
-    out = [replace(tp, W=w, SK=skew) for tp in geo]
+    out = [replace(tp, W=w) for tp in geo]
     if wide:
-        out += [replace(tp, SK=skew) for tp in geo[:extra]]
+        out += geo[:extra]
     if skew:
-        out += [replace(tp, W=w) for tp in geo[:extra]]
-    out += [replace(tp, NT=1, W=w, SK=skew) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
+        out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
+    out += [replace(tp, NT=1, W=w) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
     return out
 
 
