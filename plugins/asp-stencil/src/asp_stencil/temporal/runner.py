@@ -102,7 +102,9 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     if n1 > 1:                                                         # ring budget
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
-        groups.append((tiles, chunk_opts, [0] + [b for b in (64, 128) if 2 * b <= n2], budget))
+        # whole rows: 3-D segments add halo in a second dimension, and lost every timing
+        # against whole rows (the C takes them: ASP_STENCIL_TEMPORAL_PARAMS)
+        groups.append((tiles, chunk_opts, [0], budget))
         groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt)))
     else:
         # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache
