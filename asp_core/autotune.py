@@ -22,7 +22,6 @@ import sqlite3
 import time
 import warnings
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -30,18 +29,10 @@ from asp_core import config
 from asp_core.log import Progress, get_logger
 from asp_core.errors import CacheWarning
 
-__all__ = ["PerfDB", "Autotuner", "TuningDecision"]
+__all__ = ["PerfDB", "Autotuner"]
 
 _log = get_logger("autotune")
 
-
-@dataclass(frozen=True)
-class TuningDecision:
-    """Decision record (see :meth:`SpecializationContext.decide`): the variant calls run and
-    why ("perf database", "tuned now", "ASP_AUTOTUNE=off: default", ...)."""
-
-    winner: str
-    source: str
 
 
 _SCHEMA = """

@@ -6,8 +6,9 @@ import ast
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Hashable
 
+from asp_core.decisions import Decision
 from asp_core.errors import Unspecializable
 from asp_core.pyast import KernelSource, kernel_source, location
 
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
     from asp_core.hardware import HardwareInfo
 
 __all__ = ["SpecializationContext"]
-
-_D = TypeVar("_D")
 
 
 @dataclass
@@ -34,8 +33,7 @@ class SpecializationContext:
     kernel_name: str = ""
     variant: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    #: typed decision records (dataclass instances), see :meth:`decide`
-    decisions: list[Any] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
     @functools.cached_property
@@ -76,19 +74,35 @@ class SpecializationContext:
         data.setdefault("time", time.time())
         self.events.append((event, data))
 
-    def decide(self, decision: _D) -> _D:
-        """Keep a typed decision record (a dataclass instance: the tuning winner, a storage
-        fallback, ...).  Later phases and callers read it with :meth:`decided`; the untyped
-        :attr:`events` are for ``asp explain`` only, not to be parsed for decisions."""
-        self.decisions.append(decision)
-        return decision
+    def decide(self, what: str, choice: str, *, reason: str = "", source: str = "",
+               candidates: tuple[str, ...] | list[str] = (), **params: Any) -> Decision:
+        """Record a typed :class:`~asp_core.decisions.Decision` (and an event for ``asp
+        explain``); callers read it back with :meth:`decision`."""
+        d = Decision(what, choice, reason, source, tuple(candidates), params)
+        self.decisions.append(d)
+        self.record("decision", what=what, choice=choice, reason=reason, source=source,
+                    params=dict(params))
+        return d
 
-    def decided(self, kind: type[_D]) -> _D | None:
-        """The latest decision record of type ``kind``, or None when none was taken."""
-        for decision in reversed(self.decisions):
-            if isinstance(decision, kind):
-                return decision
+    def decision(self, what: str, **params: Any) -> Decision | None:
+        """The latest decision of kind ``what`` whose params include ``params``, or None."""
+        for d in reversed(self.decisions):
+            if d.what == what and all(d.params.get(k) == v for k, v in params.items()):
+                return d
         return None
+
+    def tuning_events(self, what: str, **params: Any) -> Callable[..., None]:
+        """An :class:`~asp_core.autotune.Autotuner` ``on_event``: records every event and,
+        when the tuner fixes its winner, the decision ``what`` (with ``params``)."""
+
+        def on_event(event: str, **data: Any) -> None:
+            self.record(event, **data)
+            if event == "autotune" and data.get("winner"):
+                self.decide(what, str(data["winner"]), source=str(data.get("source", "")),
+                            candidates=[str(t[0]) for t in data.get("timings") or ()
+                                        if isinstance(t, (tuple, list)) and t], **params)
+
+        return on_event
 
     # -- services -----------------------------------------------------------------------------
     def compile(self, source: str, *, lang: str = "c", openmp: bool = True,

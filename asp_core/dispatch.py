@@ -129,15 +129,7 @@ class Dispatcher:
 
     def _finish(self, ctx: SpecializationContext, key: Hashable, result: Any) -> None:
         self.last_context = ctx
-        if recording.is_recording():
-            try:
-                filename, lineno, source = ctx.filename, ctx.firstlineno, ctx.source
-            except Unspecializable:
-                filename, lineno, source = "", 0, ""
-            recording.add(recording.KernelRecord(
-                kernel=self.name, specializer=self.specializer, key=repr(key), filename=filename,
-                lineno=lineno, source=source,
-                fallback=result if isinstance(result, str) else None, events=ctx.events))
+        recording.add_context(ctx, self.name, result if isinstance(result, str) else None)
         from asp_core.plugins import call_per_plugin
 
         # one plugin at a time: an observer that raises is reported, not fatal to the kernel
@@ -174,6 +166,20 @@ class Dispatcher:
                            f"pip install asp-{self.specializer}")
         _, variants, backend = Pipeline(get_registry(), self.specializer).lower(ctx)
         return Variants(ctx, variants, backend)
+
+    def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
+        """Phases 1-2 for a call with these arguments: a fresh context and the optimised
+        domain IR, through the registry's frontend and domain optimiser. For runners that
+        generate their own code from the IR (the stencil's temporal blocking) and compile it
+        with ``ctx.compile``; nothing is bound or tuned here."""
+        from asp_core.pipeline import Pipeline
+        from asp_core.plugins import get_registry
+
+        _, ctx = self._prepare(args, kwargs)
+        if ctx is None:
+            raise AspError(f"specializer {self.specializer!r} is not installed; "
+                           f"pip install asp-{self.specializer}")
+        return ctx, Pipeline(get_registry(), self.specializer).analyse(ctx)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
         """Every variant the pipeline proposes for a call with these arguments, built: name →

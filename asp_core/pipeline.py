@@ -11,10 +11,11 @@ import time
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
-from asp_core.autotune import Autotuner, TuningDecision
+from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
 from asp_core.context import SpecializationContext
+from asp_core.decisions import PLATFORM, VARIANT
 from asp_core.errors import AspError
 from asp_core.ir import Node, dump
 from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
@@ -150,8 +151,9 @@ class Pipeline:
                    reason=choice.reason, candidates=[c.name for c in choice.candidates])
         return comp
 
-    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
-        """Phases 1-4: the variants to build and the backend that builds them."""
+    def analyse(self, ctx: SpecializationContext) -> Any:
+        """Phases 1-2: the optimised domain IR, through the registry's frontend and domain
+        optimiser (what a runner that generates its own code from the IR starts from)."""
         front = self._one(ctx, FRONTEND)
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
@@ -163,6 +165,11 @@ class Pipeline:
             dast = opt.obj.optimize(dast, ctx)
             if dast != before:
                 ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
+        return dast
+
+    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
+        """Phases 1-4: the variants to build and the backend that builds them."""
+        dast = self.analyse(ctx)
         platform, program = self._select_platform(ctx, dast)
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
@@ -194,10 +201,13 @@ class Pipeline:
                 report_broken_component(comp, exc, "check/lower")
                 reason = f"broken: {type(exc).__name__}: {exc}"
             if program is not None:
+                reason = _platform_reason(choice, comp, [n for n, _ in rejected])
                 ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                           distribution=comp.distribution, reason=_platform_reason(
-                               choice, comp, [n for n, _ in rejected]),
+                           distribution=comp.distribution, reason=reason,
                            rejected=rejected, candidates=[c.name for c in choice.candidates])
+                ctx.decide(PLATFORM, comp.name, reason=reason,
+                           source="requested" if choice.requested == comp.name else "priority",
+                           candidates=[c.name for c in choice.candidates])
                 ctx.record("program", platform=program.platform, text=render_program(program))
                 return comp, program
             rejected.append((comp.name, reason))
@@ -220,13 +230,9 @@ class Pipeline:
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)
 
-        def on_event(event: str, **data: Any) -> None:
-            ctx.record(event, **data)
-            if event == "autotune":   # the tuner's decision, typed for later phases
-                ctx.decide(TuningDecision(data["winner"], data["source"]))
-
         tuner = Autotuner(tkey, list(by_name), params={v.name: v.params for v in variants},
-                          label=f"{self.spec.name}:{ctx.kernel_name}", on_event=on_event,
+                          label=f"{self.spec.name}:{ctx.kernel_name}",
+                          on_event=ctx.tuning_events(VARIANT),
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
             return build(tuner.winner or variants[0].name)

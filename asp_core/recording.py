@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KernelRecord", "start", "stop", "records", "is_recording", "add"]
+__all__ = ["KernelRecord", "start", "stop", "records", "is_recording", "add", "add_context"]
 
 
 @dataclass
@@ -50,6 +50,23 @@ def is_recording() -> bool:
 def add(record: KernelRecord) -> None:
     if _records is not None:
         _records.append(record)
+
+
+def add_context(ctx: Any, kernel: str, fallback: str | None = None) -> None:
+    """Record the specialisation context ``ctx`` (a ``SpecializationContext``) of ``kernel``
+    when recording is on. Its event list is shared, so what is recorded on ``ctx`` later (the
+    autotuner's timings and decision) shows too."""
+    if _records is None:
+        return
+    from asp_core.errors import Unspecializable
+
+    try:
+        filename, lineno, source = ctx.filename, ctx.firstlineno, ctx.source
+    except Unspecializable:
+        filename, lineno, source = "", 0, ""
+    _records.append(KernelRecord(kernel=kernel, specializer=ctx.specializer, key=repr(ctx.key),
+                                 filename=filename, lineno=lineno, source=source,
+                                 fallback=fallback, events=ctx.events))
 
 
 def records() -> list[KernelRecord]:

@@ -14,7 +14,7 @@ from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, Op
                                 PA1Variants, signature)
 from asp_mpk.dast import Candidate
 from asp_mpk.powers import MatrixPowers
-from asp_mpk.program import MPKProgram, PlanFallback, PlanSpec, Storage, VariantProgram
+from asp_mpk.program import PLAN_FALLBACK, MPKProgram, PlanSpec, Storage, VariantProgram
 
 
 def _ctx(mp: MatrixPowers, nvec: int = 1, gram: bool = False, basis: str = "monomial"
@@ -91,8 +91,9 @@ def test_backend_builds_the_fallback_when_closures_are_too_large(monkeypatch):
     program = OpenMPPlatform().lower(op, ctx)
     (variant,) = PA1Variants().variants(program, ctx)
     kern = CBackend().build(variant, ctx)
-    decision = ctx.decided(PlanFallback)
-    assert decision is not None and decision.variant == variant.name and decision.to == "naive"
+    decision = ctx.decision(PLAN_FALLBACK)
+    assert decision is not None and decision.params["variant"] == variant.name
+    assert decision.choice == "naive"
     assert "ghost closures" in decision.reason
     assert kern.fmt == "naive" and kern.name == variant.name and kern.nthreads == 1
     x = np.random.default_rng(1).standard_normal(n)

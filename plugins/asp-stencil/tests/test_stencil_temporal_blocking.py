@@ -123,7 +123,17 @@ CASES = [
 
 PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
           TemporalParams(9, 1, 1), TemporalParams(4, 5, 7), TemporalParams(1, 2, 2),
-          TemporalParams(3, 4, 3, 1), TemporalParams(7, 100, 100, 1), TemporalParams(1, 2, 2, 1)]
+          TemporalParams(3, 4, 3, 1), TemporalParams(7, 100, 100, 1), TemporalParams(1, 2, 2, 1),
+          # the full-width engine (AVX-512 builds; elsewhere the library runs the default one)
+          TemporalParams(3, 4, 3, 0, 1), TemporalParams(5, 3, 2, 1, 1),
+          TemporalParams(7, 100, 100, 0, 1),
+          # row segments (planes of one row: 1-D and 2-D; 3-D runs whole rows)
+          TemporalParams(5, 3, 1, B2=4), TemporalParams(7, 100, 100, 1, 1, B2=5),
+          TemporalParams(9, 1, 1, B2=1), TemporalParams(3, 4, 3, 0, 1, B2=3),
+          TemporalParams(11, 2, 1, 1, 0, B2=7),
+          # rows skewed level by level (3-D and any kernel reading other rows of a plane)
+          TemporalParams(5, 3, 2, SK=1), TemporalParams(7, 100, 100, 1, 1, SK=1),
+          TemporalParams(9, 1, 1, SK=1), TemporalParams(3, 4, 3, 0, 1, B2=3, SK=1)]
 
 
 def _reference(k, grids, steps):
@@ -241,6 +251,32 @@ def test_candidates_fit_cache_and_are_odd_depths():
     prog2 = specialise(_heat(2), tuple(make_grids((4000, 4000), 1)))[1]
     cands2 = candidate_params(temporal_plan(prog2), threads=2, l2_bytes=1 << 20)
     assert all(c.B1 == 1 and c.B0 >= 1 for c in cands2)
+
+
+def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
+    plan = temporal_plan(specialise(_heat(3), tuple(make_grids((64, 64, 64), 1)))[1])
+    narrow = candidate_params(plan, threads=2, l2_bytes=1 << 20)
+    assert not any(c.W for c in narrow)
+    both = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True)
+    assert len(set(both)) == len(both) <= 12
+    assert {c.W for c in both} == {0, 1} and any(c.NT for c in both)
+    # the same geometries are timed in both widths
+    geo = {(c.K, c.B0, c.B1) for c in both if not c.W}
+    assert geo <= {(c.K, c.B0, c.B1) for c in both if c.W}
+    # 3-D proposes several tile shapes, not one depth ladder of the same tile
+    assert len({(c.B0, c.B1) for c in both}) >= 3
+    # rows skewed level by level, timed against unskewed ones; not where a plane is one row
+    assert {c.SK for c in both} == {0, 1}
+    plan2 = temporal_plan(specialise(_heat(2), tuple(make_grids((300, 300), 1)))[1])
+    assert not any(c.SK for c in candidate_params(plan2, threads=2, wide=True))
+
+
+@requires_compiler
+def test_the_full_width_engine_is_timed_only_where_the_library_has_it():
+    it = get_iterator(_heat(3), tuple(make_grids((12, 10, 17), 1)))
+    assert 'target("prefer-vector-width=512")' in temporal_source(it.prog, it.plan)
+    assert any(c.W for c in it.candidates) == it.wide
+    assert any(not c.W for c in it.candidates)
 
 
 # -- bad input -----------------------------------------------------------------------------------

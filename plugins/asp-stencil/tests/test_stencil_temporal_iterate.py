@@ -19,7 +19,8 @@ from asp_stencil import StencilKernel
 from asp_stencil import dast as D
 from asp_stencil.bench import Heat
 from asp_stencil.temporal import runner, temporal_plan
-from asp_stencil.temporal.iterate import PLAIN, temporal_mode
+from asp_stencil.cuda.backend import DeviceSweep
+from asp_stencil.temporal.iterate import ITERATE, PLAIN, iterate_decision, temporal_mode
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 
 
@@ -93,10 +94,15 @@ def test_the_winner_is_stored_and_reused_by_a_new_kernel(monkeypatch):
     assert choice.chunk == 16
     assert choice.tuner.done and choice.tuner.source == "tuned now"
     assert PerfDB().winner(choice.tuner.key) == choice.tuner.winner
+    decided = iterate_decision(k)  # the typed record, not a parse of the event log
+    assert decided is not None and decided.what == ITERATE
+    assert (decided.choice, decided.source) == (choice.tuner.winner, "tuned now")
+    assert dict(decided.params) == {"chunk": 16, "mode": "auto"}
     k2 = _heat(2)
     _check(k2, shape, 17, seed=99)
     (again,) = _choices(k2)
     assert again.tuner.source == "perf database" and again.tuner.winner == choice.tuner.winner
+    assert iterate_decision(k2).source == "perf database"
 
 
 @requires_compiler
@@ -200,13 +206,14 @@ class _FakeDispatcher:
     """Stands in for a kernel's dispatcher whose selection chose ``platform`` and bound ``fn``."""
 
     def __init__(self, fn, platform):
-        from types import SimpleNamespace
+        from asp_core.context import SpecializationContext
+        from asp_core.decisions import PLATFORM
 
         self.fn = fn
         self.fallback = None
         self.options = {}
-        self.last_context = SimpleNamespace(events=[
-            ("phase", {"phase": "platform_selection", "component": platform})])
+        self.last_context = SpecializationContext("stencil", None)
+        self.last_context.decide(PLATFORM, platform)
 
     def tuned(self, key):
         return self.fn
@@ -221,10 +228,10 @@ def test_device_loop_is_used_when_the_kernel_runs_on_cuda(monkeypatch):
     grids = tuple(make_grids((6, 7, 8), 1))
     calls = []
 
-    def bound(*gs):
+    def sweep(*gs):
         raise AssertionError("single sweeps must not run")
 
-    bound.iterate = lambda gs, steps: calls.append((gs, steps))
+    bound = DeviceSweep(sweep, lambda gs, steps: calls.append((gs, steps)), "fake")
     k.__dict__["kernel"] = _FakeDispatcher(bound, "cuda")
     assert k.iterate(*grids, steps=5) is grids[-1]  # odd: result in the output grid
     assert k.iterate(*grids, steps=4) is grids[-2]
@@ -252,3 +259,46 @@ def test_bad_steps_are_refused():
     before = grids[-1].data.copy()
     assert k.iterate(*grids, steps=0) is grids[-1]
     assert np.array_equal(before, grids[-1].data)
+
+
+@requires_compiler
+def test_asp_explain_shows_the_blocked_iteration_and_its_decision(monkeypatch):
+    from asp_core import recording
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    k = _heat(2)
+    recording.start()
+    try:
+        for i in range(60):
+            _check(k, (21, 26), 17, seed=i)
+            if iterate_decision(k) is not None:
+                break
+    finally:
+        records = recording.stop()
+    (blocked,) = [r for r in records if "temporal blocking" in r.kernel]
+    assert blocked.fallback is None and blocked.of("compile")
+    assert blocked.of("decision")[-1]["what"] == ITERATE  # recorded after the record was added
+    assert blocked.of("decision")[-1]["choice"] == iterate_decision(k).choice
+
+
+def test_slow_candidates_are_dropped_after_one_timing_each(monkeypatch, tmp_path):
+    from asp_core.autotune import Autotuner
+
+    from asp_stencil.temporal.iterate import prune_slow
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    tuner = Autotuner("prune-test", ["plain", "a", "b", "c"], repeats=2)
+    first = {"plain": 4.0, "a": 1.0, "b": 1.4, "c": 1.6}
+    for v in ("plain", "a", "b"):
+        assert tuner.next() == v
+        tuner.report(v, first[v])
+        assert prune_slow(tuner, 1.5) == []  # not every candidate timed yet
+    tuner.report(tuner.next(), first["c"])
+    assert prune_slow(tuner, 1.5) == ["plain", "c"]
+    assert tuner.variants == ["a", "b"] and not tuner.done
+    while not tuner.done:
+        v = tuner.next()
+        tuner.report(v, first[v])
+    assert tuner.winner == "a"

@@ -20,12 +20,14 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
+from asp_core.decisions import VARIANT
 from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
                       PlatformOptimizer, PlatformProgram, Variant)
 
 from asp_mpk.dast import Candidate, MatrixPowersOp, MatrixStructure
 from asp_mpk.passes import DEFAULT_PASSES
-from asp_mpk.program import MPKProgram, ReferenceProgram, VariantProgram, variant_program
+from asp_mpk.program import (PLAN_FALLBACK, MPKProgram, ReferenceProgram, VariantProgram,
+                             variant_program)
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -170,9 +172,8 @@ class CBackend(Backend):
         op = vp.program.op
         planned = vp.materialise(mp)
         if planned.fallback is not None:
-            ctx.decide(planned.fallback)
-            ctx.record("plan", variant=variant.name, fallback=planned.fallback.to,
-                       reason=planned.fallback.reason)
+            fb = planned.fallback
+            ctx.decide(PLAN_FALLBACK, fb.to, reason=fb.reason, variant=fb.variant)
         built = planned.variant
         _await_precompile(vp.program, built.storage.format)
         lib = ctx.compile(**planned.compile_args())
@@ -212,9 +213,7 @@ def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
     the background (:meth:`MatrixPowers.prepare`), the compiles run there before the kernel is
     handed over, so no variant is timed while gcc competes for the cores.  Errors are left to
     the foreground build of the same variant, which reports them."""
-    from asp_core.autotune import TuningDecision
-
-    if program in _PRECOMPILED or ctx.decided(TuningDecision) is not None:
+    if program in _PRECOMPILED or ctx.decision(VARIANT) is not None:
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
     formats = list(program.storage)
     ctx.record("precompile", formats=formats[1:])

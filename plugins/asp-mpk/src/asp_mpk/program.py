@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
 
 __all__ = ["Storage", "PlanSpec", "MPKProgram", "VariantProgram", "PlannedVariant",
-           "PlanFallback", "ReferenceProgram", "variant_program"]
+           "PlanFallback", "PLAN_FALLBACK", "ReferenceProgram", "variant_program"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,10 @@ class MPKProgram:
         lines.append(f"   row order: {self.op.ordering} */")
         first = next(iter(self.storage.values()), None)
         return "\n".join(lines) + ("\n" + self.source(first) if first is not None else "")
+
+
+#: the kind of :class:`asp_core.decisions.Decision` the backend records for a :class:`PlanFallback`
+PLAN_FALLBACK = "plan-fallback"
 
 
 @dataclass(frozen=True)

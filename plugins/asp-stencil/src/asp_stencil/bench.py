@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from asp_core.decisions import VARIANT
+
 from .grid import StencilGrid, default_neighbor_definition
 from .kernel import StencilKernel
 from .temporal.bench import iterate_winner, tune_iterate
@@ -243,10 +245,8 @@ def _pystencils_kernel(dim: int, kind: str) -> Callable[..., Any]:
 def _winner(kernel: Any) -> str:
     """The variant the autotuner chose for the kernel's last specialisation."""
     ctx = getattr(kernel.kernel, "last_context", None)
-    for event, data in reversed(ctx.events if ctx is not None else []):
-        if event == "autotune" and data.get("winner"):
-            return str(data["winner"])
-    return "?"
+    chosen = ctx.decision(VARIANT) if ctx is not None else None
+    return chosen.choice if chosen is not None else "?"
 
 
 def _pct_stream(bench: Any, rows: list[Any], impl: str, bytes_per_call: float, label: str) -> None:

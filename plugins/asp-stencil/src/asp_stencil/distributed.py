@@ -573,6 +573,7 @@ class _AgreedVariant:
         from asp_core import config
         from asp_core.autotune import Autotuner
         from asp_core.cache import cache_key
+        from asp_core.decisions import VARIANT
         from asp_core.errors import AspError
         from asp_core.mpi import import_mpi
         from asp_core.plugins import get_registry
@@ -602,7 +603,7 @@ class _AgreedVariant:
         ctx = self.variants.context
         key = cache_key(specializer=spec.name, distributed=comm.Get_size(),
                         tuning=repr(self.variants.key), variants=sorted(names))
-        self.tuner = Autotuner(key, names, comm=comm, on_event=ctx.record,
+        self.tuner = Autotuner(key, names, comm=comm, on_event=ctx.tuning_events(VARIANT),
                                label=f"{spec.name}:{ctx.kernel_name} on {comm.Get_size()} ranks",
                                repeats=spec.tuning_repeats)
 

@@ -4,8 +4,9 @@ The shared object exports plain C launchers taking device pointers and sizes (se
 :mod:`.lowering`). The bound callable takes the kernel's own arguments (host ``StencilGrid``s):
 it validates them, copies every grid to the device (the output too: points the kernel does not
 write, and reads of the output, must see its current values), launches, waits, and copies the
-output back. ``run.iterate(grids, steps)`` keeps the grids on the device for all ``steps``
-Jacobi sweeps and copies both ping-pong grids back once. Device buffers are kept between calls.
+output back. It is a :class:`DeviceSweep`, whose :meth:`~DeviceSweep.iterate` keeps the grids on
+the device for all ``steps`` Jacobi sweeps and copies both ping-pong grids back once (what
+``StencilKernel.iterate`` uses on this platform). Device buffers are kept between calls.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["CudaBackend", "bind_cuda", "gpu_arch_flags", "cuda_source"]
+__all__ = ["CudaBackend", "DeviceSweep", "bind_cuda", "gpu_arch_flags", "cuda_source"]
 
 _CUDA_ERRORS = {1: "cudaErrorInvalidValue (grid sizes differ from the compiled ones)",
                 2: "cudaErrorMemoryAllocation", 3: "cudaErrorInitializationError",
@@ -54,7 +55,25 @@ def _raise(rc: int, what: str) -> None:
                            f"{_CUDA_ERRORS.get(rc, '')}".rstrip())
 
 
-def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> Callable[..., None]:
+class DeviceSweep:
+    """The bound CUDA sweep: calling it runs one sweep on the kernel's own arguments;
+    :meth:`iterate` runs ``steps`` sweeps on the device with one upload and one download."""
+
+    def __init__(self, sweep: Callable[..., None], iterate: Callable[[tuple, int], None],
+                 name: str) -> None:
+        self._sweep, self._iterate, self.__name__ = sweep, iterate, name
+
+    def __call__(self, *grids: Any) -> None:
+        self._sweep(*grids)
+
+    def iterate(self, grids: tuple, steps: int) -> None:
+        """``steps`` sweeps on the device; afterwards both ping-pong grids hold what the plain
+        host loop leaves in them. Raises ``TypeError`` where the device loop cannot run the
+        kernel (periodic grids, state and output not interchangeable)."""
+        self._iterate(grids, steps)
+
+
+def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
     """The Python callable for variant ``v`` of ``prog`` in the loaded library ``lib``."""
     ngrids = len(prog.grids)
     dim = prog.dim
@@ -113,9 +132,7 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> Callable[...,
         bufs[-2].download(data[-2])
         bufs[-1].download(data[-1])
 
-    run.iterate = iterate  # type: ignore[attr-defined]
-    run.__name__ = f"{prog.name}_cuda_{v.label}"
-    return run
+    return DeviceSweep(run, iterate, f"{prog.name}_cuda_{v.label}")
 
 
 class CudaBackend(Backend):
@@ -124,7 +141,7 @@ class CudaBackend(Backend):
     name = "cuda"
     platforms = ("cuda",)
 
-    def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
+    def build(self, variant: Variant, ctx: SpecializationContext) -> DeviceSweep:
         program = variant.program
         prog: D.StencilProgram = program.meta["dast"]
         v: CudaVariant = program.meta["variant"]

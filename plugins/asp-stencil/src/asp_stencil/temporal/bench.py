@@ -134,14 +134,15 @@ def _pystencils(kind: str, dim: int, c: float) -> Callable[..., Any]:
 
 def iterate_winner(kernel: Any) -> str:
     """What ``kernel.iterate`` chose for its longest tuned iterations: ``plain``, a blocked
-    variant's label, or ``-`` when it never chose (a platform or kernel blocking cannot take)."""
-    from .runner import _ITERATORS
+    variant's label, ``still tuning``, or ``-`` when it never chose (a platform or kernel
+    blocking cannot take)."""
+    from .iterate import iterate_decision
+    from .runner import iterators
 
-    choices = [c for it in _ITERATORS.get(kernel, {}).values() if not isinstance(it, str)
-               for c in it.choices.values()]
-    if not choices:
+    if not any(it.choices for it in iterators(kernel)):
         return "-"
-    return max(choices, key=lambda c: c.chunk).tuner.winner or "still tuning"
+    decided = iterate_decision(kernel)
+    return decided.choice if decided is not None else "still tuning"
 
 
 def tune_iterate(kernel: Any, grids: tuple, steps: int, max_calls: int = 40) -> None:

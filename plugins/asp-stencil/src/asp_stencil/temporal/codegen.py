@@ -3,10 +3,13 @@
 The row kernels (one per point loop) are platform-AST functions printed with ``print_c``; the
 driver that arranges them into wavefronts, ring buffers and blocks is the Mako template
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
-exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1)``: ``steps`` Jacobi sweeps of the
-kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K`` time levels deep over
-chunks of ``B0`` planes and tiles of ``B1`` rows (the tuning parameters, chosen at run time, so
-every variant shares one compiled library).
+exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, nt, wide)``: ``steps``
+Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
+time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and segments of ``B2``
+points (rows skewed level by level too with ``sk``), with streaming stores of each
+block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
+says the library has one): the tuning parameters, chosen at run time, so every variant shares
+one compiled library. Calls and parameter declarations are printed by the core's C printer.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from ..lower_c import helper_functions
 from .analysis import TemporalPlan
 from .rows import row_kernels
 
-__all__ = ["temporal_source", "run_symbol", "scratch_symbol", "symbol_prefix"]
+__all__ = ["temporal_source", "run_symbol", "scratch_symbol", "symbol_prefix", "wide_symbol"]
 
 
 def symbol_prefix(prog: D.StencilProgram) -> str:
@@ -36,31 +39,88 @@ def scratch_symbol(prog: D.StencilProgram) -> str:
     return symbol_prefix(prog) + "_scratch_doubles"
 
 
-class _RowCall:
-    """What the template needs to call one row kernel."""
+def wide_symbol(prog: D.StencilProgram) -> str:
+    return symbol_prefix(prog) + "_wide"
 
-    def __init__(self, index: int, region: str, name: str, args: str) -> None:
-        self.index, self.region, self.name, self.args = index, region, name, args
+
+#: suffixes of the engines in one library: default vector width, and full-width AVX-512 where
+#: gcc targets it (the template compiles that copy only then; ``<prefix>_wide()`` says which)
+ENGINES = ("", "_w512")
+
+IN_PTR = C.CType("double", 1, True, True)
+
+
+def _name(n: str) -> C.Name:
+    return C.Name(n)
+
+
+def _call(func: str, *args: C.Expr) -> str:
+    """A call printed by the core's printer (no argument lists assembled from strings)."""
+    return C.print_c(C.Call(func, list(args)))
+
+
+def _min(a: C.Expr, b: C.Expr) -> C.Expr:
+    return C.Call("asp_lmin", [a, b])
+
+
+def _max(a: C.Expr, b: C.Expr) -> C.Expr:
+    return C.Call("asp_lmax", [a, b])
+
+
+#: the row segments the driver passes to a row kernel, each clipped to the unit's [xlo, xhi):
+#: interior, whole row, and the two ends of an interior row (for a border loop)
+_N2, _G2, _XLO, _XHI = _name("N2"), _name("G2"), _name("xlo"), _name("xhi")
+_SEGMENTS = {
+    "interior": (_max(_G2, _XLO), _min(C.BinOp(_N2, "-", _G2), _XHI)),
+    "whole": (_XLO, _XHI),
+    "left": (_XLO, _min(_min(_G2, _N2), _XHI)),
+    "right": (_max(_max(C.BinOp(_N2, "-", _G2), _G2), _XLO), _XHI),
+}
+
+
+class _RowCall:
+    """What the template needs to call one row kernel: per engine, the call for each segment."""
+
+    def __init__(self, index: int, region: str, calls: dict[str, dict[str, str]]) -> None:
+        self.index, self.region, self.calls = index, region, calls
 
 
 def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
     """The whole translation unit (C11 + OpenMP) for ``prog`` under ``plan``."""
-    rows = row_kernels(prog, plan)
-    dzs = sorted({dz for rk in rows for dz in rk.dzs})
+    engines = {sfx: row_kernels(prog, plan, sfx) for sfx in ENGINES}
+    dzs = sorted({dz for rk in engines[""] for dz in rk.dzs})
+    consts = [_name(f"c_{n}") for n in plan.constants]
+    printer = C.CPrinter()
+    const_params = [printer.ctype(IN_PTR, f"c_{n}") for n in plan.constants]
     calls = []
-    for rk in rows:
-        args = "".join(f", s[{dzs.index(dz)}]" for dz in rk.dzs)
-        args += "".join(f", c_{name}" for name in plan.constants)
-        calls.append(_RowCall(rk.index, rk.region, rk.name, args))
+    for i, rk in enumerate(engines[""]):
+        per: dict[str, dict[str, str]] = {}
+        for sfx, rows in engines.items():
+            s_args = [C.Index(_name("s"), C.Constant(dzs.index(dz))) for dz in rk.dzs]
+            per[sfx] = {seg: _call(rows[i].name, _name("out"), *s_args, *consts, _name("p"),
+                                   _name("y"), _name("ys"), lo, hi)
+                        for seg, (lo, hi) in _SEGMENTS.items()}
+        calls.append(_RowCall(rk.index, rk.region, per))
+    row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
+                                _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                     for sfx in ENGINES}
+    x = _name("x")
+    t = _name("t")
+    block_calls = {sfx: {depth: _call(
+        f"asp_block{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
+        C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
+        _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
+        _name("sk"), _name("nt"),
+        _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
-    functions = C.print_c(C.Module([rk.function for rk in rows]))
+    functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
+                 for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape
     g0, g1, g2 = plan.ghost
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     return render("asp_stencil.temporal", "temporal.c.mako",
-                  n0=n0, n1=n1, n2=n2, g0=g0, g1=g1, g2=g2, r0=r0, r1=r1,
+                  n0=n0, n1=n1, n2=n2, g0=g0, g1=g1, g2=g2, r0=r0, r1=r1, r2=r2,
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
-                  const_params_decl="".join(f"    const double *restrict c_{n},\n"
-                                            for n in plan.constants),
-                  const_args="".join(f"c_{n}, " for n in plan.constants))
+                  const_params=const_params, row_all_calls=row_all_calls,
+                  block_calls=block_calls)

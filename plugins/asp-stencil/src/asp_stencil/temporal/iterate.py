@@ -5,8 +5,8 @@ specialises, picks the platform, tunes the single sweep, or falls back to Python
 core's warning) until the dispatcher has bound its tuned callable, then hands the remaining
 sweeps on:
 
-* the tuned callable runs on CUDA (it has ``.iterate``): all sweeps run on the device with one
-  upload and one download;
+* the tuned callable runs on CUDA (a :class:`~asp_stencil.cuda.backend.DeviceSweep`): all
+  sweeps run on the device with one upload and one download;
 * it runs on OpenMP: an :class:`~asp_core.autotune.Autotuner` picks between *plain sweeps* (the
   tuned single-sweep callable in a loop) and the temporally blocked variants (block depth and
   tile sizes, see :mod:`.runner`), timing each on chunks of the real iteration. Splitting an
@@ -28,14 +28,19 @@ from typing import Any, Callable
 
 from asp_core import config
 from asp_core.autotune import Autotuner
+from asp_core.decisions import PLATFORM, Decision
 
+from ..cuda.backend import DeviceSweep
 from ..signature import stencil_signature
-from .runner import BlockedIterator, TemporalParams, get_iterator
+from .runner import BlockedIterator, TemporalParams, get_iterator, iterators
 
-__all__ = ["iterate", "temporal_mode", "IterateChoice", "PLAIN"]
+__all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
+           "ITERATE", "PLAIN", "PRUNE_FACTOR"]
 
 #: the name of the plain-sweep candidate among the blocked ones
 PLAIN = "plain"
+#: the kind of the typed decision (:class:`~asp_core.decisions.Decision`) the choice records
+ITERATE = "iterate"
 
 
 def temporal_mode(kernel: Any) -> str:
@@ -63,25 +68,45 @@ def _plain(fn: Callable[..., Any], gs: list, steps: int) -> None:
         gs[-1], gs[-2] = gs[-2], gs[-1]
 
 
+#: after one timing of every candidate, those slower than this many times the fastest are not
+#: timed again (each timing is a chunk of a real call: a slow candidate costs the user time)
+PRUNE_FACTOR = 1.5
+
+
+def prune_slow(tuner: Autotuner, factor: float = PRUNE_FACTOR) -> list[str]:
+    """Once every candidate of ``tuner`` has one timing, exclude those slower than ``factor``
+    times the fastest (successive halving, one round); returns the excluded names."""
+    times = tuner.times
+    if tuner.done or any(not times.get(v) for v in tuner.variants):
+        return []
+    best = min(min(times[v]) for v in tuner.variants)
+    slow = [v for v in tuner.variants if min(times[v]) > factor * best]
+    for v in slow:
+        tuner.exclude(v, f"first timing over {factor}x the fastest")
+    return slow
+
+
 class IterateChoice:
     """Plain sweeps against the blocked variants of one compiled :class:`BlockedIterator`.
 
     Candidates are timed per sweep on chunks of ``chunk`` sweeps of real ``iterate`` calls (at
     most deep enough for the deepest block; shorter iterations get their own, shorter chunks,
     since blocking gains less on them). The rest of an iteration shorter than a chunk runs the
-    winner, or plain sweeps while tuning.
+    winner, or plain sweeps while tuning. After one timing of each, candidates slower than
+    :data:`PRUNE_FACTOR` times the fastest are dropped (:func:`prune_slow`).
     """
 
-    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str, on_event: Any = None
-                 ) -> None:
+    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str) -> None:
         self.blocked = blocked
         self.chunk = chunk
         self.params: dict[str, TemporalParams] = {c.label: c for c in blocked.candidates}
         names = ([] if mode == "on" else [PLAIN]) + list(self.params)
+        self.pruned = False
         self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
                                params={n: p.as_dict() for n, p in self.params.items()},
                                label=f"{blocked.prog.name} iterate {blocked.prog.output.shape}",
-                               repeats=2, on_event=on_event)
+                               repeats=2, on_event=None if blocked.ctx is None else
+                               blocked.ctx.tuning_events(ITERATE, chunk=chunk, mode=mode))
 
     def run(self, sweep: Callable[..., Any], gs: list, steps: int) -> None:
         """``steps`` sweeps on ``gs`` (swapped in place as plain sweeps would leave them)."""
@@ -97,16 +122,26 @@ class IterateChoice:
                 _swap(gs, n)
             if tuning:
                 self.tuner.report(name, (time.perf_counter() - start) / n)
+                if not self.pruned and all(self.tuner.times.get(v) for v in self.tuner.variants):
+                    prune_slow(self.tuner)
+                    self.pruned = True
             steps -= n
 
 
 def _chosen_platform(dispatcher: Any) -> str | None:
     """The platform the dispatcher's latest specialisation selected (``None`` if unknown)."""
     ctx = getattr(dispatcher, "last_context", None)
-    for event, data in reversed(getattr(ctx, "events", []) or []):
-        if event == "phase" and data.get("phase") == "platform_selection":
-            return data.get("component")
-    return None
+    chosen = ctx.decision(PLATFORM) if ctx is not None else None
+    return chosen.choice if chosen is not None else None
+
+
+def iterate_decision(kernel: Any) -> Decision | None:
+    """What ``kernel.iterate`` chose for its longest tuned iterations in this process (``plain``
+    or a blocked variant's label), as the typed decision its tuner recorded; None while
+    undecided or where blocking never applied."""
+    found = [d for it in iterators(kernel) if it.ctx is not None
+             for d in it.ctx.decisions if d.what == ITERATE]
+    return max(found, key=lambda d: d.params.get("chunk", 0)) if found else None
 
 
 def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
@@ -130,7 +165,7 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
     per = blocked.choices
     hit = per.get((chunk, mode))
     if hit is None:
-        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, blocked.on_event)
+        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode)
     return hit
 
 
@@ -158,10 +193,9 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
             # state and output described differently: each swap changes the specialisation
             _plain(dispatcher, gs, steps)
             break
-        device_iterate = getattr(fn, "iterate", None)
-        if callable(device_iterate) and steps > 1:
+        if isinstance(fn, DeviceSweep) and steps > 1:
             try:
-                device_iterate(tuple(gs), steps)
+                fn.iterate(tuple(gs), steps)
                 _swap(gs, steps)
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps

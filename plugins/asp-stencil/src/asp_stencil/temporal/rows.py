@@ -4,8 +4,9 @@ The temporally blocked driver (``templates/temporal.c.mako``) never addresses a 
 global position alone: the state grid of the previous time level may live in the global array or
 in a per-thread ring buffer of planes. So each point loop becomes a ``static`` C function over a
 row segment ``[lo, hi)`` that receives, for every plane offset ``dz`` it reads the state at, a
-pointer to the start of row ``y`` of plane ``p + dz`` wherever that plane is stored (rows are
-``N2`` doubles apart in both places); constant inputs are read from their global arrays.
+pointer to row ``y`` of plane ``p + dz`` wherever that plane is stored, indexed by the global
+``x`` (rows are ``ys`` doubles apart: ``N2`` in the grid, the ring's row length in the ring);
+constant inputs are read from their global arrays.
 
 Expressions are lowered by the OpenMP backend's :class:`~asp_stencil.lower_c.ExprLowering`, so a
 point computes exactly what the plain sweep computes (same operations, same order).
@@ -21,7 +22,7 @@ from .. import dast as D
 from ..lower_c import ExprLowering, c_var
 from .analysis import TemporalPlan, pad3, stores
 
-__all__ = ["RowKernel", "row_kernels", "dz_name"]
+__all__ = ["RowKernel", "row_kernels", "point_body", "dz_name"]
 
 CONST_LONG = C.CType("long", const=True)
 IN_PTR = C.CType("double", 1, True, True)
@@ -51,22 +52,31 @@ def _plus(a: C.Expr, k: int) -> C.Expr:
     return a if k == 0 else C.BinOp(a, "+", _const(k))
 
 
-def _prologue(prog: D.StencilProgram, upto: int, low: ExprLowering) -> list[C.Stmt]:
-    """The top-level scalar assignments before statement ``upto`` (locals of the kernel)."""
-    out: list[C.Stmt] = []
+def point_body(stmts: list[D.Stmt], low: ExprLowering, target: C.Expr | None) -> list[C.Stmt]:
+    """The C statements of ``stmts`` (a point loop's body, or the kernel's top-level
+    assignments before it): assignments as locals, stores into ``target``. The one place this
+    generator lowers a point body; reads are addressed by ``low``'s read hook (row pointers
+    here, global offsets in the plain sweep)."""
+    point: list[C.Stmt] = []
     declared: set[str] = set()
-    for s in prog.body[:upto]:
+    for s in stmts:
+        value = low(s.value)
         if isinstance(s, D.Assign):
             if s.target in declared:
-                out.append(C.Assign(C.Name(c_var(s.target)), low(s.value)))
+                point.append(C.Assign(C.Name(c_var(s.target)), value))
             else:
                 declared.add(s.target)
-                out.append(C.Decl(C.DOUBLE, c_var(s.target), low(s.value)))
-    return out
+                point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
+        else:
+            assert target is not None, "a store outside a point loop"
+            point.append(C.Assign(target, value))
+    return point
 
 
-def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
-    """One :class:`RowKernel` per point loop of ``prog``, in program order."""
+def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
+                ) -> list[RowKernel]:
+    """One :class:`RowKernel` per point loop of ``prog``, in program order; ``suffix`` names a
+    second copy of the functions (the engine compiled for another vector width)."""
     n0, n1, n2 = plan.shape
     out: list[RowKernel] = []
     x = C.Name("x")
@@ -79,38 +89,31 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
 
         def read(r: D.Read) -> C.Expr:
             dz, dy, dx = pad3(r.at.offset, 0)
-            if r.grid == plan.state:
-                return C.Index(C.Name(dz_name(dz)), _plus(x, dy * n2 + dx))
+            if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
+                at = _plus(x, dx)
+                if dy:
+                    at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
+                return C.Index(C.Name(dz_name(dz)), at)
             return C.Index(C.Name("c_" + r.grid),
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
         low = ExprLowering(read, C.DOUBLE)
-        point: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in loop.body:
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    point.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                point.append(C.Assign(C.Index(C.Name("out"), x), value))
+        point = point_body(loop.body, low, C.Index(C.Name("out"), x))
         body: list[C.Stmt] = []
         if plan.constants:
             body.append(C.Decl(CONST_LONG, "base", C.BinOp(
                 C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
                 C.BinOp(C.Name("y"), "*", _const(n2)))))
-        body += _prologue(prog, pos, low)
+        # the kernel's top-level assignments before this loop are its locals
+        body += point_body([t for t in prog.body[:pos] if isinstance(t, D.Assign)], low, None)
         body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
                           pragmas=[C.Pragma("omp", "simd")]))
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
         params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
         params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
-        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "lo"),
-                   C.Param(C.LONG, "hi")]
-        name = f"asp_row{idx}"
+        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
+                   C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
+        name = f"asp_row{idx}{suffix}"
         fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
                            storage=("static", "inline"))
         out.append(RowKernel(idx, loop.region, name, tuple(dzs), fn))

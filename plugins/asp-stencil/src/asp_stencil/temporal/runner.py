@@ -15,12 +15,12 @@ import math
 import os
 import warnings
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import numpy as np
 
-from asp_core import interrupt
+from asp_core import interrupt, recording
 from asp_core.context import SpecializationContext
 from asp_core.errors import CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
@@ -29,10 +29,10 @@ from .. import dast as D
 from ..signature import check_grids, stencil_signature
 from ..variants import usable_cache
 from .analysis import TemporalPlan, temporal_plan
-from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source
+from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source, wide_symbol
 
 __all__ = ["BlockedIterator", "TemporalParams", "candidate_params", "compile_iterator",
-           "get_iterator", "specialise"]
+           "get_iterator", "iterators", "specialise"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -43,102 +43,127 @@ EXACT_FLAGS = ("-fno-builtin-pow",)
 @dataclass(frozen=True)
 class TemporalParams:
     """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
-    ``NT`` streaming stores for each block's last level (written once, never re-read)."""
+    ``B2`` points per row segment (0: whole rows; segments keep long rows' levels in cache at
+    the price of halo points at their ends), ``SK`` rows skewed level by level (each level
+    reads the row the level below produced last while it is in L1), ``NT`` streaming stores for
+    each block's last level (written once, never re-read), ``W`` the full-width vector engine
+    (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`)."""
 
     K: int
     B0: int
     B1: int
     NT: int = 0
+    W: int = 0
+    B2: int = 0
+    SK: int = 0
 
     @property
     def label(self) -> str:
-        return f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + ("-nt" if self.NT else "")
+        return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
+                + ("-sk" if self.SK else "") + ("-nt" if self.NT else "")
+                + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1, "NT": self.NT}
+        return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
+                "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
     n0, n1, n2 = plan.shape
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     if tp.K <= 1:
         return 8
-    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * n2
+    row = n2 if not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
+    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 8, llc_bytes: int = 32 << 20) -> list[TemporalParams]:
+                     max_variants: int = 12, llc_bytes: int = 32 << 20, wide: bool = False
+                     ) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
-    Two families: units whose working set (``ring_bytes``) stays within about the per-core L2
-    (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole planes per unit
-    resident in a share of the last-level cache (no halo rows, but chunks of ``B0`` planes per
-    thread redo about ``R0·K`` planes at their edges). Deeper blocks save memory traffic (``1/K``)
-    but redo more halo work; the guess balances the two and the autotuner measures.
+    Geometries come in two families: units whose working set (``ring_bytes``) stays within about
+    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole
+    planes per unit resident in a share of the last-level cache (no halo rows, but chunks of
+    ``B0`` planes per thread redo about ``R0·K`` planes at their edges). Deeper blocks save
+    memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
+    autotuner measures. The best geometries are proposed in the full-width engine where the
+    library has one (``wide``: the blocked loops run from cache, so they are compute-bound), and
+    the first few again in the default-width engine, with rows skewed level by level (3-D), and
+    with streaming stores of the last level (saves the read for ownership of the destination;
+    worth most for shallow blocks).
     """
     n0, n1, n2 = plan.shape
-    r0, r1, _ = plan.radius
+    r0, r1, r2 = plan.radius
     nt = max(1, threads or default_threads())
     budget = 2 * l2_bytes
-    groups: list[tuple[list[int], list[int], int]] = []  # (tiles, chunks, ring budget)
-    if n1 > 1:
-        tiles = [b for b in (16, 32, 64) if b < n1] or [n1]
+    groups: list[tuple[list[int], list[int], list[int], int]] = []  # tiles, chunks, segments,
+    if n1 > 1:                                                         # ring budget
+        tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
-        groups.append((tiles, chunk_opts, budget))
-        groups.append(([n1], [-(-n0 // nt)], int(0.6 * llc_bytes / nt)))
+        # whole rows: 3-D segments add halo in a second dimension, and lost every timing
+        # against whole rows (the C takes them: ASP_STENCIL_TEMPORAL_PARAMS)
+        groups.append((tiles, chunk_opts, [0], budget))
+        groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt)))
     else:
-        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), budget))
+        # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache
+        segs = [0] + [b for b in (1024, 256) if 2 * b <= n2]
+        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), segs,
+                       budget))
     ranked: list[list[TemporalParams]] = []
-    for tiles, chunk_opts, limit in groups:
+    for tiles, chunk_opts, segs, limit in groups:
         cands: list[tuple[float, TemporalParams]] = []
         for b1 in tiles:
             for b0 in chunk_opts:
-                b0 = max(1, b0)
-                for k in (3, 5, 7, 9, 11, 15, 21):
-                    tp = TemporalParams(k, b0, b1)
-                    if ring_bytes(plan, tp) > limit and k > 3:
-                        continue
-                    halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
-                    warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
-                    cost = halo * warm * 1.0 + 3.0 / k  # compute (in cache) + memory traffic
-                    cands.append((cost, tp))
+                for b2 in segs:
+                    b0 = max(1, b0)
+                    for k in (3, 5, 7, 9, 11, 15, 21, 31):
+                        tp = TemporalParams(k, b0, b1, B2=b2)
+                        if ring_bytes(plan, tp) > limit and k > 3:
+                            continue
+                        halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
+                        warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
+                        seg = 1.0 + (r2 * (k - 1) / b2 if 0 < b2 < n2 else 0.0)
+                        # compute (in cache) + memory traffic
+                        cands.append((halo * warm * seg + 3.0 / k, tp))
         cands.sort(key=lambda c: c[0])
-        ranked.append([tp for _, tp in cands])
-    plain: list[TemporalParams] = []
-    want = max(1, max_variants - max_variants // 3)
+        # the best depth of every tile shape first (the cost guess is rough; the tuner sees
+        # each shape), then the other depths
+        best: dict[tuple[int, int, int], TemporalParams] = {}
+        for _, tp in cands:
+            best.setdefault((tp.B0, tp.B1, tp.B2), tp)
+        order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
+        ranked.append([tp for _, tp in order])
+    # variations of the first geometries: default width (where there is a full-width engine),
+    # rows skewed level by level (where levels read other rows of a plane: the same work with
+    # the freshest row still in L1; it loses as often as it wins), streaming stores
+    skew = int(n1 > 1 and r1 > 0)
+    families = 1 + int(wide) + skew
+    extra = max(1, max_variants // 6)
+    n_geo = max(1, max_variants - extra * families)
+    geo: list[TemporalParams] = []
     for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed
         for group in ranked:
-            if i < len(group) and group[i] not in plain and len(plain) < want:
-                plain.append(group[i])
-    plain = plain or [TemporalParams(3, n0, max(1, n1))]
-    # the best guesses again with streaming stores of the last level (saves the read for
-    # ownership of the destination; worth most for shallow blocks, which move more data)
-    streamed = [TemporalParams(tp.K, tp.B0, tp.B1, 1)
-                for tp in sorted(plain, key=lambda t: t.K)[:max_variants // 3]]
-    return plain + streamed
-
-
-def _kernel_function(kernel: Any) -> Any:
-    for klass in type(kernel).__mro__:
-        k = klass.__dict__.get("kernel")
-        if k is not None:
-            func = getattr(k, "func", k)
-            return func.__get__(kernel, type(kernel))
-    raise TypeError(f"{type(kernel).__name__} has no kernel method")
+            if i < len(group) and group[i] not in geo and len(geo) < n_geo:
+                geo.append(group[i])
+    geo = geo or [TemporalParams(3, n0, max(1, n1))]
+    w = int(wide)
+    out = [replace(tp, W=w) for tp in geo]
+    if wide:
+        out += geo[:extra]
+    if skew:
+        out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
+    out += [replace(tp, NT=1, W=w) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
+    return out
 
 
 def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.StencilProgram]:
-    """The optimised DAST of ``kernel`` for ``grids`` (the same phases 1-2 a call runs)."""
-    from ..domain import StencilDomainOptimizer
-    from ..frontend import StencilFrontend
-
-    func = _kernel_function(kernel)
-    ctx = SpecializationContext(specializer="stencil", func=func, args=tuple(grids),
-                                instance=kernel, kernel_name=type(kernel).__name__,
-                                variant="temporal")
-    prog = StencilFrontend().parse(ctx)
-    prog = StencilDomainOptimizer().optimize(prog, ctx)
+    """The optimised DAST of ``kernel`` for ``grids``: phases 1-2 through the kernel's
+    dispatcher, so the registry's frontend and domain optimiser (and the kernel's options)
+    decide, exactly as for a call."""
+    ctx, prog = kernel.kernel.analyse(*grids)
+    ctx.variant = "temporal"
     return ctx, prog
 
 
@@ -147,7 +172,8 @@ class BlockedIterator:
     """The compiled blocked iteration of one specialisation.
 
     ``choices`` holds the plain-vs-blocked tuners of :mod:`.iterate` (one per chunk length and
-    mode), ``on_event`` records their decisions in the specialisation's context.
+    mode); they record their events and typed decisions in ``ctx``, the context of the
+    specialisation this iterator was generated from.
     """
 
     prog: D.StencilProgram
@@ -156,7 +182,8 @@ class BlockedIterator:
     scratch: Any
     candidates: list[TemporalParams]
     key: str
-    on_event: Any = None
+    wide: bool = False
+    ctx: SpecializationContext | None = None
     choices: dict = field(default_factory=dict)
 
     def run(self, grids: tuple, steps: int, params: TemporalParams) -> None:
@@ -176,7 +203,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.NT)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -194,21 +221,32 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 5
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 8
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
-    scratch.argtypes = [ctypes.c_long, ctypes.c_long]
+    scratch.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
-    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw))
+    wide = getattr(lib.cdll, wide_symbol(prog))
+    wide.argtypes, wide.restype = [], ctypes.c_long
+    has_wide = bool(wide())
+    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK]]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
-    return BlockedIterator(prog, plan, cfunc, scratch, cands, key,
-                           on_event=lambda ev, **d: ctx.record(ev, **d))
+    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, has_wide, ctx)
+
+
+def iterators(kernel: Any) -> list[BlockedIterator]:
+    """The blocked iterators compiled for ``kernel`` in this process (one per grid signature)."""
+    try:
+        per_kernel = _ITERATORS.get(kernel, {})
+    except TypeError:
+        return []
+    return [it for it in per_kernel.values() if not isinstance(it, str)]
 
 
 def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
@@ -222,6 +260,7 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
     if hit is None:
         ctx, prog = specialise(kernel, grids)
         plan = temporal_plan(prog)
+        ctx.record("temporal-plan", plan=plan if isinstance(plan, str) else repr(plan))
         if isinstance(plan, str):
             hit = plan
         else:
@@ -238,4 +277,7 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
                                   f"compile (a bug; please report it), plain sweeps are used: "
                                   f"{exc}", SpecializationWarning, stacklevel=4)
         per_kernel[key] = hit
+        # ``asp explain`` shows the blocked iteration like any specialisation (its tuning too)
+        recording.add_context(ctx, f"{kernel.kernel.name} (iterate, temporal blocking)",
+                              hit if isinstance(hit, str) else None)
     return hit

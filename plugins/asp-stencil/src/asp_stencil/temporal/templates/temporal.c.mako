@@ -10,6 +10,9 @@
   keeping the last 2 R0 + 1 planes of every intermediate level in a per-thread ring buffer that
   stays in cache. Rows of level k extend R1 * (K - k) beyond the tile (overlapped tiling, a
   little redundant work instead of synchronisation), planes R0 * (K - k) beyond the chunk.
+  Units also tile rows into segments of B2 points, extended R2 * (K - k) on each side at level
+  k: the ring then holds only segments (compact rows of RS points), small enough for the cache
+  however long the rows are.
   Points no loop writes ("untouched") keep, at level k, the value of array x[k % 2]: they are
   copied from there into the ring buffer so every read sees exactly what the plain sweep sees.
   The schedule runs blocks of odd depth up to K for steps - 1 levels, then one plain sweep, so
@@ -33,11 +36,10 @@
 #define G2 ${g2}L
 #define R0 ${r0}L
 #define R1 ${r1}L
+#define R2 ${r2}L
 #define SLOTS (2L * R0 + 1L)
 
 ${helpers}
-
-${row_functions}
 
 static inline long asp_lmin(long a, long b) { return a < b ? a : b; }
 static inline long asp_lmax(long a, long b) { return a > b ? a : b; }
@@ -47,44 +49,35 @@ static inline int asp_row_interior(long p, long y) {
     return p >= G0 && p < N0 - G0 && y >= G1 && y < N1 - G1;
 }
 
-/* Compute the written points of row (p, y) of one level into `out` (row start).
-   `s[j]` points at row y of plane p + dz_j of the previous level, wherever it is stored. */
-static inline void asp_row_all(double *restrict out, const double *const *s,
-${const_params_decl}
-                               long p, long y) {
-    const int inner = asp_row_interior(p, y);
-% for rk in rows:
-    {   /* loop ${rk.index}: ${rk.region} points */
-% if rk.region == "interior":
-        if (inner && G2 < N2 - G2)
-            ${rk.name}(out${rk.args}, p, y, G2, N2 - G2);
-% else:
-        if (!inner) {
-            ${rk.name}(out${rk.args}, p, y, 0, N2);
-        } else {
-            ${rk.name}(out${rk.args}, p, y, 0, asp_lmin(G2, N2));
-            ${rk.name}(out${rk.args}, p, y, asp_lmax(N2 - G2, G2), N2);
-        }
-% endif
+/* Copy [lo, hi) of a row (nothing if empty). The ghost ends of interior rows are a point or
+   two: copied inline, not through a libc call per row. */
+static inline void asp_copy(double *restrict out, const double *restrict from, long lo, long hi) {
+    const long n = hi - lo;
+    if (n <= 0) return;
+    if (n <= 2) {
+        out[lo] = from[lo];
+        if (n == 2) out[lo + 1] = from[lo + 1];
+    } else {
+        memcpy(out + lo, from + lo, sizeof(double) * (size_t)n);
     }
-% endfor
 }
 
-/* Copy the points no loop writes of row (p, y) from `from` (the array of this level's parity). */
+/* Copy the points no loop writes of row (p, y), segment [lo, hi), from `from` (the array of
+   this level's parity). */
 static inline void asp_row_untouched(double *restrict out, const double *restrict from, long p,
-                                     long y) {
+                                     long y, long lo, long hi) {
 % if untouched == "none":
-    (void)out; (void)from; (void)p; (void)y;
+    (void)out; (void)from; (void)p; (void)y; (void)lo; (void)hi;
 % elif untouched == "border":
     if (!asp_row_interior(p, y) || G2 >= N2 - G2) {
-        memcpy(out, from, sizeof(double) * N2);
+        asp_copy(out, from, lo, hi);
     } else {
-        memcpy(out, from, sizeof(double) * G2);
-        memcpy(out + (N2 - G2), from + (N2 - G2), sizeof(double) * G2);
+        asp_copy(out, from, lo, asp_lmin(G2, hi));
+        asp_copy(out, from, asp_lmax(N2 - G2, lo), hi);
     }
 % else:
     if (asp_row_interior(p, y) && G2 < N2 - G2)
-        memcpy(out + G2, from + G2, sizeof(double) * (N2 - 2 * G2));
+        asp_copy(out, from, asp_lmax(G2, lo), asp_lmin(N2 - G2, hi));
 % endif
 }
 
@@ -112,54 +105,116 @@ static inline void asp_store_fence(void) {
 #endif
 }
 
-/* Stream the points a sweep writes of row (p, y) from the row buffer into the global row. */
+static inline void asp_stream_seg(double *restrict dst, const double *restrict buf, long lo,
+                                  long hi) {
+    if (lo < hi) asp_stream_row(dst + lo, buf + lo, hi - lo);
+}
+
+/* Stream the points a sweep writes of row (p, y), segment [lo, hi), from the row buffer into
+   the global row. */
 static inline void asp_row_stream(double *restrict dst, const double *restrict buf, long p,
-                                  long y) {
+                                  long y, long lo, long hi) {
 % if untouched == "none":
     (void)p; (void)y;
-    asp_stream_row(dst, buf, N2);
+    asp_stream_seg(dst, buf, lo, hi);
 % elif untouched == "border":
     if (asp_row_interior(p, y) && G2 < N2 - G2)
-        asp_stream_row(dst + G2, buf + G2, N2 - 2 * G2);
+        asp_stream_seg(dst, buf, asp_lmax(G2, lo), asp_lmin(N2 - G2, hi));
 % else:
     if (!asp_row_interior(p, y) || G2 >= N2 - G2) {
-        asp_stream_row(dst, buf, N2);
+        asp_stream_seg(dst, buf, lo, hi);
     } else {
-        asp_stream_row(dst, buf, G2);
-        asp_stream_row(dst + (N2 - G2), buf + (N2 - G2), G2);
+        asp_stream_seg(dst, buf, lo, asp_lmin(G2, hi));
+        asp_stream_seg(dst, buf, asp_lmax(N2 - G2, lo), hi);
     }
 % endif
 }
 
+/* Points of a ring row: whole rows, or for segments of B2 < N2 points the widest level's
+   segment rounded up to whole cache lines (row kernels take the row stride as `ys`). */
+static inline long asp_ring_row(long K, long B2) {
+    return B2 >= N2 ? N2 : asp_lmin(N2, (B2 + 2 * R2 * K + 7) / 8 * 8);
+}
+
 /* Doubles of per-thread scratch: K-1 ring levels of SLOTS planes of W1 rows, then a row buffer
    for streaming stores. */
-static inline long asp_ring_doubles(long K, long B1) {
-    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * N2 : 0;
+static inline long asp_ring_doubles(long K, long B1, long B2) {
+    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * asp_ring_row(K, B2) : 0;
+}
+
+
+<%def name="engine(sfx)">\
+${row_functions[sfx]}
+
+/* Compute the written points of row (p, y), segment [xlo, xhi), of one level into `out`
+   (pointing at x = 0 of the row).
+   `s[j]` points at row y of plane p + dz_j of the previous level, wherever it is stored. */
+static inline void asp_row_all${sfx}(double *restrict out, const double *const *s,
+% for decl in const_params:
+                               ${decl},
+% endfor
+                               long p, long y, long ys, long xlo, long xhi) {
+    const int inner = asp_row_interior(p, y);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && G2 < N2 - G2)
+            ${rk.calls[sfx]["interior"]};
+% else:
+        if (!inner) {
+            ${rk.calls[sfx]["whole"]};
+        } else {
+            ${rk.calls[sfx]["left"]};
+            ${rk.calls[sfx]["right"]};
+        }
+% endif
+    }
+% endfor
 }
 
 /* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
-static void asp_block(const double *restrict src, double *restrict dst,
-${const_params_decl}
-                      long K, long B0, long B1, long nt, double *const *scratch) {
-    const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
+static void asp_block${sfx}(const double *restrict src, double *restrict dst,
+% for decl in const_params:
+                      ${decl},
+% endfor
+                      long K, long B0, long B1, long B2, long sk, long nt,
+                      double *const *scratch) {
+    const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1, nxi = (N2 + B2 - 1) / B2;
     const long W1 = B1 + 2 * R1 * K;
-    const long plane = W1 * N2;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    const long RS = asp_ring_row(K, B2);
+    const long plane = W1 * RS;
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (long ci = 0; ci < nch; ++ci) {
         for (long ti = 0; ti < nti; ++ti) {
+          for (long xi = 0; xi < nxi; ++xi) {
             double *ring = scratch[omp_get_thread_num()];
-            double *rowbuf = ring + (asp_ring_doubles(K, B1) + 7) / 8 * 8;
+            double *rowbuf = ring + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8;
             const long a = ci * B0, b = asp_lmin(a + B0, N0);
             const long c = ti * B1, e = asp_lmin(c + B1, N1);
+            const long xa = xi * B2, xe = asp_lmin(xa + B2, N2);
             const long y0 = c - R1 * K;
+            /* ring rows hold [xo, xo + RS); their pointers are offset so x stays absolute */
+            const long xo = RS == N2 ? 0 : xa - R2 * K;
+            /* sk: rows skewed too — at (i, j) level k computes row j - (k - 1) R1 of its plane,
+               right after level k - 1 produced the row it needs last (still in L1) */
+            const long jlo = sk ? c - R1 * (K - 1) : 0, jhi = sk ? e + R1 * (K - 1) : 1;
             for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+              for (long j = jlo; j < jhi; ++j) {
                 for (long k = 1; k <= K; ++k) {
                     const long p = i - (k - 1) * R0;
                     const long plo = asp_lmax(0, a - R0 * (K - k));
                     const long phi = asp_lmin(N0, b + R0 * (K - k));
                     if (p < plo || p >= phi) continue;
-                    const long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
-                    const long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
+                    long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
+                    long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
+                    if (sk) {
+                        const long yk = j - (k - 1) * R1;
+                        ylo = asp_lmax(ylo, yk);
+                        yhi = asp_lmin(yhi, yk + 1);
+                    }
+                    const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
+                    const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
+                    const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
                     double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
                     const double *from = (k % 2 == 0) ? src : dst;
                     for (long y = ylo; y < yhi; ++y) {
@@ -170,45 +225,73 @@ ${const_params_decl}
                             s[${j}] = (q < 0 || q >= N0) ? NULL
                                 : k == 1 ? src + (q * N1 + y) * N2
                                 : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
-                                       + (y - y0) * N2;
+                                       + (y - y0) * RS - xo;
                         }
 % endfor
 % if not dzs:
                         s[0] = NULL;
 % endif
-                        double *out = k < K ? lvl + (y - y0) * N2
+                        double *out = k < K ? lvl + (y - y0) * RS - xo
                                     : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        asp_row_all(out, s, ${const_args}p, y);
-                        if (k < K) asp_row_untouched(out, from + (p * N1 + y) * N2, p, y);
-                        else if (nt) asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y);
+                        ${row_all_calls[sfx]};
+                        if (k < K)
+                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
+                        else if (nt)
+                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
                     }
                 }
+              }
             }
             if (nt) asp_store_fence();
+          }
         }
     }
 }
+</%def>\
+${engine("")}
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+/* The same engine compiled for full-width AVX-512 vectors: gcc's default on these CPUs is
+   256-bit vectors (kinder to the clock of mixed code); the blocked loops are compute-bound, so
+   the tuner times both. */
+#define ASP_WIDE 1
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+${engine("_w512")}
+#pragma GCC pop_options
+#else
+#define ASP_WIDE 0
+#endif
 
-/* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows, in doubles. */
-long ${prefix}_scratch_doubles(long K, long B1) {
-    return (asp_ring_doubles(K, B1) + 7) / 8 * 8 + N2;
+/* 1 if this library has the full-width engine (`wide` != 0 in _run selects it), else 0. */
+long ${prefix}_wide(void) {
+    return ASP_WIDE;
+}
+
+/* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows and segments
+   of B2 points, in doubles. */
+long ${prefix}_scratch_doubles(long K, long B1, long B2) {
+    return (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + N2;
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `nt` != 0
-   writes each block's last level with streaming stores. Returns 0, or -1 if the scratch could
+   writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
+   where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
 int ${prefix}_run(double *x0, double *x1,
-${const_params_decl}
-                  long steps, long K, long B0, long B1, long nt) {
+% for decl in const_params:
+                  ${decl},
+% endfor
+                  long steps, long K, long B0, long B1, long B2, long sk, long nt, long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
     if (B0 < 1) B0 = N0;
     if (B1 < 1) B1 = N1;
+    if (B2 < 1 || B2 > N2) B2 = N2;
     const int nthreads = omp_get_max_threads();
     double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
-    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1) * sizeof(double);
+    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1, B2) * sizeof(double);
     int failed = 0;
     for (int t = 0; t < nthreads; ++t) {
         scratch[t] = (double *)aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -220,10 +303,16 @@ ${const_params_decl}
         while (steps - t > 1) {
             long k = asp_lmin(K, steps - 1 - t);
             if (k % 2 == 0) k -= 1;
-            asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}k, B0, B1, nt, scratch);
+#if ASP_WIDE
+            if (wide) ${block_calls["_w512"]["k"]}; else
+#endif
+            ${block_calls[""]["k"]};
             t += k;
         }
-        asp_block(x[t % 2], x[(t + 1) % 2], ${const_args}1, B0, B1, nt, scratch);
+#if ASP_WIDE
+        if (wide) ${block_calls["_w512"]["1"]}; else
+#endif
+        ${block_calls[""]["1"]};
     }
     for (int t = 0; t < nthreads; ++t) free(scratch[t]);
     free(scratch);
