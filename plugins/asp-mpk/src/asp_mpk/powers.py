@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
 __all__ = ["MatrixPowers", "matrix_powers", "spmv"]
@@ -52,6 +53,7 @@ class MatrixPowers:
         #: "stream", "classical"), measured by the first solves and reused by later ones
         self.cg_mode_seconds: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
         self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
@@ -167,8 +169,8 @@ class MatrixPowers:
             raise ValueError("x has no vectors")
         coefs = basis_coefs(basis, self.k, shifts=shifts, ritz=self._ritz)
         shape = (xs.shape[0], self.k + 1, self.n)
-        if out is None:
-            res = np.empty(shape, dtype=self.dtype)
+        if out is None:   # a result of an earlier call the caller has dropped, else a new one
+            res = self._outputs.empty(shape, self.dtype)
         else:
             want = shape if two_d else shape[1:]
             if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == self.dtype
