@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk.cg_modes import ModeTimes
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
@@ -49,9 +50,11 @@ class MatrixPowers:
         self.structure = self.matrix.structure
         self.pattern = self.matrix.pattern
         self.values = self.matrix.values
-        #: seconds of one s-iteration outer step of :func:`asp_mpk.cg` per mode ("stored",
-        #: "stream", "classical"), measured by the first solves and reused by later ones
-        self.cg_mode_seconds: dict[str, float] = {}
+        #: how fast :func:`asp_mpk.cg` runs s steps in each mode ("stored", "stream",
+        #: "classical") on this matrix, measured by the solves and reused by later ones
+        self.cg_modes = ModeTimes()
+        #: the basis arrays of :func:`asp_mpk.cg`, reused by the next solve once one ends
+        self.cg_workspace = Recycler(keep=1)
         self._lock = threading.Lock()
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
