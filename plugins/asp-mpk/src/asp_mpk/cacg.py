@@ -173,7 +173,7 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
             p[:] = z
         q = matvec(p)
         pq = float(p @ q)
-        if not np.isfinite(pq) or pq == 0.0 or not np.isfinite(rho):
+        if not np.isfinite(pq) or pq <= 0.0 or not np.isfinite(rho):
             stats.iterations = it
             return x, max(it, 1)
         alpha = rho / pq
@@ -197,7 +197,7 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     betas: list[float] = []
     for _ in range(steps):
         pq = kern.cg_apply_dot(p, q)
-        if not np.isfinite(pq) or pq == 0.0:
+        if not np.isfinite(pq) or pq <= 0.0:
             return len(alphas), rr, alphas, betas, True
         alpha = rr / pq
         rr_new = kern.cg_update(alpha, x, p, r, q)

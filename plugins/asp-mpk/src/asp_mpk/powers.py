@@ -47,8 +47,6 @@ class MatrixPowers:
         self.dtype = self.csr.dtype
         self.shape = self.csr.shape
         self.n = self.csr.shape[0]
-        self.structure = self.matrix.structure
-        self.pattern = self.matrix.pattern
         self.values = self.matrix.values
         #: how fast :func:`asp_mpk.cg` runs s steps in each mode ("stored", "stream",
         #: "classical") on this matrix, measured by the solves and reused by later ones
@@ -66,6 +64,16 @@ class MatrixPowers:
             self.tune()
 
     # -- used by the components -----------------------------------------------------------------
+    @property
+    def structure(self) -> Any:
+        """The matrix analysis (computed on first use, see :attr:`AnalysedMatrix.structure`)."""
+        return self.matrix.structure
+
+    @property
+    def pattern(self) -> str:
+        """Hash of the sparsity pattern."""
+        return self.matrix.pattern
+
     def order(self, kind: str, block: int = 1) -> np.ndarray:
         """Row ordering for the partitioner (see :meth:`AnalysedMatrix.order`)."""
         return self.matrix.order(kind, block)
