@@ -194,9 +194,10 @@ u64 mix(u64 h, u64 v) {
 
 // The bytes are cut into fixed 1 MiB chunks, each summed on its own and folded into the result
 // in order, so the value does not depend on how many threads summed them.  Threads take chunks
-// from a shared counter: a thread the scheduler starts late (a busy machine) just takes fewer,
-// so two threads never cost more than one; one thread alone reads at ~8 GB/s here, two reach
-// the memory bandwidth the check is bound by (it runs on every functional-API call).
+// from a shared counter, so a thread the scheduler starts late (a busy machine) just takes
+// fewer.  It runs on every functional-API call and reads all of A: on a quiet machine one core
+// does not reach the memory bandwidth, so the threads the kernels may use share the work
+// (`threads`, from OMP_NUM_THREADS or the CPUs the process may use).
 constexpr i64 CHUNK = i64(1) << 20;
 
 u64 fold(const Sums &s, i64 nbytes) {
@@ -205,7 +206,7 @@ u64 fold(const Sums &s, i64 nbytes) {
     return h;
 }
 
-u64 checksum(const std::vector<py::array> &arrays) {
+u64 checksum(const std::vector<py::array> &arrays, int threads) {
     struct Piece {
         const unsigned char *p;
         i64 nbytes;
@@ -234,8 +235,8 @@ u64 checksum(const std::vector<py::array> &arrays) {
                 sums[c] = fold(s, pieces[c].nbytes);
             }
         };
-        unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-        i64 nthreads = std::min<i64>({static_cast<i64>(hw), 8, total / (4 * CHUNK)});
+        i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+        i64 nthreads = std::min<i64>({hw, 8, total / (4 * CHUNK)});
         std::vector<std::thread> helpers;
         try {
             for (i64 t = 1; t < nthreads; ++t) helpers.emplace_back(work);
@@ -661,8 +662,9 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
 
 PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
-    m.def("checksum", &checksum, py::arg("arrays"),
-          "64-bit position-dependent checksum of the bytes of C-contiguous arrays.");
+    m.def("checksum", &checksum, py::arg("arrays"), py::arg("threads") = 0,
+          "64-bit position-dependent checksum of the bytes of C-contiguous arrays, on at most "
+          "`threads` threads (0: one per hardware thread); the value does not depend on it.");
     m.def("check_csr", &check_csr, py::arg("indptr"), py::arg("indices"), py::arg("ncols"),
           "Validate CSR structure (ValueError naming the problem); {'canonical': sorted+unique}.");
     m.def("value_flags", &value_flags, py::arg("data"),

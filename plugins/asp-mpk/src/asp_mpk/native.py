@@ -50,11 +50,26 @@ def checksum(*arrays: np.ndarray) -> int:
     arrs = [_c(a) for a in arrays]
     mod = planner()
     if mod is not None:
-        return int(mod.checksum(arrs))
+        return int(mod.checksum(arrs, _threads()))
     h = 0
     for a in arrs:
         h = (h * 0x100000001B3 + zlib.crc32(a.data.cast("B")) + a.nbytes) % (1 << 64)
     return h
+
+
+def _threads() -> int:
+    """Threads for the checksum: the kernels' rule (``OMP_NUM_THREADS``, else the CPUs this
+    process may use), the latter looked up once (it reads cgroup files: ~1 ms, per call)."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if "cpus" not in _STATE:
+        from asp_core.hardware import available_cpus
+
+        _STATE["cpus"] = available_cpus()
+    return int(_STATE["cpus"])
 
 
 def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:
