@@ -225,3 +225,20 @@ def test_samples_taken_while_compiling_are_not_kept():
     modes.record("stored", 1.0)
     assert modes.best == {"stored": 1.0, "classical": 2.0}
     assert modes.choose(["stored", "classical"]) == "stored"
+
+
+def test_tuning_steps_are_provisional_and_interleaved():
+    """While the stored basis's variants are tuned (provisional samples), the faster mode runs
+    and a tuning step comes every RETRY_AFTER outer steps, not on every step."""
+    from asp_mpk.cg_modes import ModeTimes
+
+    modes = ModeTimes()
+    seq = []
+    for _ in range(6 * ModeTimes.RETRY_AFTER):
+        mode = modes.choose(["stored", "classical"])
+        seq.append(mode)
+        modes.record(mode, {"stored": 5.0, "classical": 1.0}[mode], final=mode != "stored")
+    assert seq[:2] == ["stored", "classical"]
+    tuning = seq[2:].count("stored")
+    assert 3 <= tuning <= len(seq) // ModeTimes.RETRY_AFTER + 1
+    assert modes.samples["stored"] == 0 and modes.best["stored"] == 5.0

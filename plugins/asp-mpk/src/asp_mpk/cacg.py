@@ -317,20 +317,22 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             continue
         if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
-        # stored basis vs recomputed ("streaming") basis vs s classical iterations: time one
-        # outer step of each once the kernel is tuned, keep the fastest (streaming wins when a
-        # block's levels fit in cache; classical when the Gram flops cost more than the
-        # matrix reads they save).  The CG state (x, r, p, r.r) is the same in every mode.
-        mode = "stored"
-        if kern is not None:
-            available = ["stored"]
-            if kern.can_stream and callback is None:
-                available.append("stream")
-            if allow_classical and kern.has_cg:
-                available.append("classical")
-            mode = modes.choose(available)
+        # stored basis vs recomputed ("streaming") basis vs s classical iterations, chosen by
+        # timing them (streaming wins when a block's levels fit in cache; classical when the
+        # Gram flops cost more than the matrix reads they save).  The CG state (x, r, p, r.r)
+        # is the same in every mode.  While the variants are still being tuned (each "stored"
+        # step times one), any compiled variant already offers the fused classical passes:
+        # stored steps then only count as provisional samples, so the solver runs the faster
+        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path.
+        passes = kern if kern is not None else mp.bound_kernel()
+        available = ["stored"]
+        if kern is not None and kern.can_stream and callback is None:
+            available.append("stream")
+        if allow_classical and passes is not None and passes.has_cg:
+            available.append("classical")
+        mode = modes.choose(available)
         if mode == "classical":
-            done, rr, al, be, broke = _classical_steps(kern, x, p, r, q, rr,
+            done, rr, al, be, broke = _classical_steps(passes, x, p, r, q, rr,
                                                        min(s, maxiter - it), tol, callback)
             alphas += al
             betas += be
@@ -378,8 +380,9 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             rr = float(r @ r)
         t3 = clock()
         stats.seconds["combine"] += t3 - t2
-        if kern is not None and steps == s:
-            modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy())
+        if steps == s:
+            modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy(),
+                          final=kern is not None)
         if broke:
             stats.iterations = it
             return x, max(it, 1)

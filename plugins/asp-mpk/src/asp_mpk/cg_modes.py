@@ -11,7 +11,8 @@ Taken once and kept, such a sample made a slow mode look fast for the rest of th
 a mode's time is the best of its samples, every mode is sampled :data:`ModeTimes.SAMPLES` times
 (a rival at most once every :data:`ModeTimes.RETRY_AFTER` outer steps, so exploring costs a few
 outer steps in hundreds), and samples taken while asp-mpk compiles in the background are not
-recorded.
+recorded.  While the variants of the stored basis are still being tuned, its steps are
+provisional samples: the solve runs the fastest mode so far and tunes in between.
 """
 
 from __future__ import annotations
@@ -55,15 +56,21 @@ class ModeTimes:
                     return mode
             return fastest
 
-    def record(self, mode: str, seconds: float, *, trusted: bool = True) -> None:
-        """One outer step of ``mode`` took ``seconds`` (``trusted=False``: taken while asp-mpk
-        compiled in the background; the mode is tried again later instead)."""
+    def record(self, mode: str, seconds: float, *, trusted: bool = True,
+               final: bool = True) -> None:
+        """One outer step of ``mode`` took ``seconds``.  ``trusted=False``: taken while asp-mpk
+        compiled in the background (dropped; the mode is tried again later).  ``final=False``:
+        the mode is still being tuned (the time bounds it from above, but does not count as
+        one of its samples, so it keeps being tried, every :data:`RETRY_AFTER` steps)."""
         with self._lock:
             self._tried_at[mode] = self._steps
             if not trusted or not math.isfinite(seconds):
                 return
             self.best[mode] = min(self.best.get(mode, math.inf), float(seconds))
-            self.samples[mode] = self.samples.get(mode, 0) + 1
+            if final:
+                self.samples[mode] = self.samples.get(mode, 0) + 1
+            else:
+                self.samples.setdefault(mode, 0)
 
     def seconds(self) -> dict[str, float]:
         """The best time of each mode timed so far."""
