@@ -210,3 +210,21 @@ def test_interim_products_match_the_reference(dtype, basis):
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
     np.testing.assert_allclose(g_got, g_ref, rtol=tol * 10)
+
+
+def test_checksum_does_not_depend_on_threads_or_chunking():
+    mod = native.planner()
+    if mod is None:
+        pytest.skip("the native plan builder is not built")
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(3_000_017), rng.integers(0, 9, 1_500_001).astype(np.int32),
+              np.arange(0)]
+    values = {mod.checksum(arrays, t) for t in (1, 2, 3, 8, 0)}
+    assert len(values) == 1
+    b = arrays[0].copy()
+    b[-1] = -b[-1]                                   # last word of a later chunk
+    assert mod.checksum([b, *arrays[1:]], 2) not in values
+    # the same bytes split differently between arrays are another matrix
+    x = arrays[0]
+    assert mod.checksum([x[:1 << 17], x[1 << 17:]], 2) != mod.checksum([x[:1 << 18],
+                                                                        x[1 << 18:]], 2)

@@ -279,3 +279,35 @@ def test_kernels_follow_omp_num_threads(monkeypatch):
     kernels = list(built.values())   # the backend binds the compiled kernel itself
     assert kernels and all(isinstance(k, CKernel) and k.name == name for name, k in built.items())
     assert all(k.nthreads == 1 for k in kernels)
+
+
+def test_recycled_results_are_never_ones_the_caller_still_holds():
+    from asp_mpk.recycle import MIN_BYTES, Recycler
+
+    rec = Recycler()
+    shape = (2, MIN_BYTES // 8)
+    a = rec.empty(shape, np.float64)
+    b = rec.empty(shape, np.float64)
+    assert not np.shares_memory(a, b)          # both held
+    view = a[1]
+    del a
+    c = rec.empty(shape, np.float64)           # a is still held through its view
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, b)
+    address = c.ctypes.data
+    del c
+    d = rec.empty(shape, np.float64)           # a dropped result comes back
+    assert d.ctypes.data == address and not np.shares_memory(d, b)
+    assert rec.empty((3, 4), np.float64).shape == (3, 4)   # small ones are always fresh
+
+
+def test_functional_results_stay_valid_across_calls():
+    A = gallery.poisson2d(600)                 # results above the recycling threshold
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.standard_normal((2, A.shape[0]))
+    V1 = asp_mpk.matrix_powers(A, x1, 2)
+    keep = V1.copy()
+    V2 = asp_mpk.matrix_powers(A, x2, 2)
+    V3 = asp_mpk.matrix_powers(A, x1, 2)
+    np.testing.assert_array_equal(V1, keep)    # held results are never reused
+    assert not np.shares_memory(V1, V2) and not np.shares_memory(V2, V3)
+    np.testing.assert_allclose(V2[2], A @ (A @ x2), rtol=1e-12, atol=1e-12)

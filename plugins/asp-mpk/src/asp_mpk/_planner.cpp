@@ -13,12 +13,19 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace py = pybind11;
 using i64 = std::int64_t;
@@ -57,10 +64,10 @@ auto with_value(const Raw &r, const char *name, F f) {
 
 // ---- checksum: XXH3-style accumulation over 8 lanes of 64-bit words ------------------------------
 // Each word, xored with a per-lane key, has its two 32-bit halves multiplied (a 32x32->64
-// product, one SSE2/AVX2 instruction per lanes: the high bits reach the low ones, so changes
+// product, one pmuludq per 2, 4 or 8 lanes: the high bits reach the low ones, so changes
 // that cancel in plain sums, like flipping the sign of an even number of doubles, do not) and
 // added with the neighbouring lane's word; a second sum of the running accumulators weights
-// each word by its position.  Memory-bound; it exists to notice a matrix modified in place, not
+// each word by its position.  Memory-bound with SIMD; it exists to notice a matrix modified in place, not
 // to resist an adversary.
 constexpr int LANES = 8;
 constexpr u64 KEY[LANES] = {0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL,
@@ -71,30 +78,110 @@ struct Sums {
     u64 acc[LANES] = {0}, pos[LANES] = {0};
 };
 
-void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
-    i64 nwords = nbytes / 8, i = 0;
-    u64 acc[LANES], pos[LANES];
-    for (int l = 0; l < LANES; ++l) acc[l] = s.acc[l], pos[l] = s.pos[l];
+// The main loop in SIMD registers where the CPU has them (the same sums, lane for lane: the
+// value does not depend on the machine); `main_loop_*` return how many words they consumed.
+using MainLoop = i64 (*)(const unsigned char *, i64, Sums &);
+
+[[maybe_unused]] i64 main_loop_scalar(const unsigned char *p, i64 nwords, Sums &s) {
+    i64 i = 0;
     for (; i + LANES <= nwords; i += LANES) {
         u64 w[LANES];
         std::memcpy(w, p + 8 * i, sizeof(w));
-#if defined(__GNUC__)
-        __builtin_prefetch(p + 8 * i + 4096);
-#endif
         for (int l = 0; l < LANES; ++l) {
             u64 k = w[l] ^ KEY[l];
-            acc[l] += (k & 0xffffffffULL) * (k >> 32) + w[l ^ 1];
-            pos[l] += acc[l];
+            s.acc[l] += (k & 0xffffffffULL) * (k >> 32) + w[l ^ 1];
+            s.pos[l] += s.acc[l];
         }
     }
+    return i;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// 32x32->64 multiplies of each word's halves (pmuludq), the neighbour word by a 64-bit swap
+__attribute__((target("avx512f"))) i64 main_loop_avx512(const unsigned char *p, i64 nwords,
+                                                         Sums &s) {
+    __m512i acc = _mm512_loadu_si512(s.acc), pos = _mm512_loadu_si512(s.pos);
+    const __m512i key = _mm512_loadu_si512(KEY);
+    i64 i = 0;
+    for (; i + LANES <= nwords; i += LANES) {
+        __m512i w = _mm512_loadu_si512(p + 8 * i), k = _mm512_xor_si512(w, key);
+        acc = _mm512_add_epi64(acc, _mm512_add_epi64(_mm512_mul_epu32(k, _mm512_srli_epi64(k, 32)),
+                                                     _mm512_shuffle_epi32(w, _MM_PERM_BADC)));
+        pos = _mm512_add_epi64(pos, acc);
+    }
+    _mm512_storeu_si512(s.acc, acc);
+    _mm512_storeu_si512(s.pos, pos);
+    return i;
+}
+
+__attribute__((target("avx2"))) i64 main_loop_avx2(const unsigned char *p, i64 nwords, Sums &s) {
+    __m256i acc[2], pos[2], key[2];
+    for (int r = 0; r < 2; ++r) {
+        acc[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s.acc + 4 * r));
+        pos[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s.pos + 4 * r));
+        key[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(KEY + 4 * r));
+    }
+    i64 i = 0;
+    for (; i + LANES <= nwords; i += LANES)
+        for (int r = 0; r < 2; ++r) {
+            __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 8 * i + 32 * r));
+            __m256i k = _mm256_xor_si256(w, key[r]);
+            acc[r] = _mm256_add_epi64(acc[r], _mm256_add_epi64(
+                _mm256_mul_epu32(k, _mm256_srli_epi64(k, 32)), _mm256_shuffle_epi32(w, 0x4E)));
+            pos[r] = _mm256_add_epi64(pos[r], acc[r]);
+        }
+    for (int r = 0; r < 2; ++r) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(s.acc + 4 * r), acc[r]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(s.pos + 4 * r), pos[r]);
+    }
+    return i;
+}
+
+i64 main_loop_sse2(const unsigned char *p, i64 nwords, Sums &s) {   // the x86-64 baseline
+    __m128i acc[4], pos[4], key[4];
+    for (int r = 0; r < 4; ++r) {
+        acc[r] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s.acc + 2 * r));
+        pos[r] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s.pos + 2 * r));
+        key[r] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(KEY + 2 * r));
+    }
+    i64 i = 0;
+    for (; i + LANES <= nwords; i += LANES)
+        for (int r = 0; r < 4; ++r) {
+            __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 8 * i + 16 * r));
+            __m128i k = _mm_xor_si128(w, key[r]);
+            acc[r] = _mm_add_epi64(acc[r], _mm_add_epi64(_mm_mul_epu32(k, _mm_srli_epi64(k, 32)),
+                                                         _mm_shuffle_epi32(w, 0x4E)));
+            pos[r] = _mm_add_epi64(pos[r], acc[r]);
+        }
+    for (int r = 0; r < 4; ++r) {
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(s.acc + 2 * r), acc[r]);
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(s.pos + 2 * r), pos[r]);
+    }
+    return i;
+}
+
+MainLoop pick_main_loop() {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return main_loop_avx512;
+    if (__builtin_cpu_supports("avx2")) return main_loop_avx2;
+    return main_loop_sse2;
+}
+#else
+MainLoop pick_main_loop() { return main_loop_scalar; }
+#endif
+
+const MainLoop main_loop = pick_main_loop();
+
+void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
+    i64 nwords = nbytes / 8;
+    i64 i = main_loop(p, nwords, s);
     u64 tail[LANES] = {0};
     std::memcpy(tail, p + 8 * i, static_cast<size_t>(nbytes - 8 * i));
     for (int l = 0; l < LANES; ++l) {
         u64 k = tail[l] ^ KEY[l];
-        acc[l] += (k & 0xffffffffULL) * (k >> 32) + tail[l ^ 1] + static_cast<u64>(nbytes);
-        pos[l] += acc[l];
+        s.acc[l] += (k & 0xffffffffULL) * (k >> 32) + tail[l ^ 1] + static_cast<u64>(nbytes);
+        s.pos[l] += s.acc[l];
     }
-    for (int l = 0; l < LANES; ++l) s.acc[l] = acc[l], s.pos[l] = pos[l];
 }
 
 u64 mix(u64 h, u64 v) {
@@ -105,24 +192,65 @@ u64 mix(u64 h, u64 v) {
     return h;
 }
 
-u64 checksum_bytes(const unsigned char *p, i64 nbytes) {
-    // one thread: memory-bound already, and on a busy machine a second thread that waits for
-    // a core costs more than it saves
-    Sums s;
-    fletcher(p, nbytes, s);
+// The bytes are cut into fixed 1 MiB chunks, each summed on its own and folded into the result
+// in order, so the value does not depend on how many threads summed them.  Threads take chunks
+// from a shared counter, so a thread the scheduler starts late (a busy machine) just takes
+// fewer.  It runs on every functional-API call and reads all of A: on a quiet machine one core
+// does not reach the memory bandwidth, so the threads the kernels may use share the work
+// (`threads`, from OMP_NUM_THREADS or the CPUs the process may use).
+constexpr i64 CHUNK = i64(1) << 20;
+
+u64 fold(const Sums &s, i64 nbytes) {
     u64 h = static_cast<u64>(nbytes);
     for (int l = 0; l < LANES; ++l) h = mix(mix(h, s.acc[l]), s.pos[l]);
     return h;
 }
 
-u64 checksum(const std::vector<py::array> &arrays) {
-    std::vector<Raw> rs;
-    for (auto &a : arrays) rs.push_back(raw(a, "array"));
+u64 checksum(const std::vector<py::array> &arrays, int threads) {
+    struct Piece {
+        const unsigned char *p;
+        i64 nbytes;
+    };
+    std::vector<Piece> pieces;        // the chunks of every array, in order
+    std::vector<std::size_t> first;   // index of each array's first piece
+    i64 total = 0;
+    for (auto &a : arrays) {
+        Raw r = raw(a, "array");
+        auto p = static_cast<const unsigned char *>(r.ptr);
+        i64 nbytes = r.size * r.itemsize;
+        first.push_back(pieces.size());
+        for (i64 o = 0; o < nbytes || o == 0; o += CHUNK)
+            pieces.push_back({p + o, std::min(CHUNK, nbytes - o)});
+        total += nbytes;
+    }
+    first.push_back(pieces.size());
+    std::vector<u64> sums(pieces.size());
+    {
+        py::gil_scoped_release nogil;
+        std::atomic<std::size_t> next{0};
+        auto work = [&]() {
+            for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();) {
+                Sums s;
+                fletcher(pieces[c].p, pieces[c].nbytes, s);
+                sums[c] = fold(s, pieces[c].nbytes);
+            }
+        };
+        i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+        i64 nthreads = std::min<i64>({hw, 8, total / (4 * CHUNK)});
+        std::vector<std::thread> helpers;
+        try {
+            for (i64 t = 1; t < nthreads; ++t) helpers.emplace_back(work);
+        } catch (const std::system_error &) {   // no thread to be had: this one does it all
+        }
+        work();
+        for (auto &t : helpers) t.join();
+    }
     u64 h = 0x243f6a8885a308d3ULL;
-    py::gil_scoped_release nogil;
-    for (auto &r : rs)
-        h = mix(h, checksum_bytes(static_cast<const unsigned char *>(r.ptr),
-                                  r.size * r.itemsize));
+    for (std::size_t a = 0; a + 1 < first.size(); ++a) {
+        u64 ha = 0x452821e638d01377ULL;
+        for (std::size_t c = first[a]; c < first[a + 1]; ++c) ha = mix(ha, sums[c]);
+        h = mix(h, ha);
+    }
     return h;
 }
 
@@ -534,8 +662,9 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
 
 PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
-    m.def("checksum", &checksum, py::arg("arrays"),
-          "64-bit position-dependent checksum of the bytes of C-contiguous arrays.");
+    m.def("checksum", &checksum, py::arg("arrays"), py::arg("threads") = 0,
+          "64-bit position-dependent checksum of the bytes of C-contiguous arrays, on at most "
+          "`threads` threads (0: one per hardware thread); the value does not depend on it.");
     m.def("check_csr", &check_csr, py::arg("indptr"), py::arg("indices"), py::arg("ncols"),
           "Validate CSR structure (ValueError naming the problem); {'canonical': sorted+unique}.");
     m.def("value_flags", &value_flags, py::arg("data"),

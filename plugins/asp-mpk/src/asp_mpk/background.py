@@ -11,7 +11,7 @@ import atexit
 import threading
 from typing import Any, Callable
 
-__all__ = ["start", "join_all", "in_background"]
+__all__ = ["start", "join_all", "in_background", "busy"]
 
 _LOCK = threading.Lock()
 _THREADS: list[threading.Thread] = []
@@ -31,6 +31,13 @@ def in_background() -> bool:
     """Whether the calling thread is one that :func:`start` started."""
     with _LOCK:
         return threading.current_thread() in _THREADS
+
+
+def busy() -> bool:
+    """Whether background work (a compile, a specialisation) is running now: timings taken
+    meanwhile share the cores with gcc."""
+    with _LOCK:
+        return any(t.is_alive() for t in _THREADS)
 
 
 @atexit.register

@@ -70,29 +70,6 @@ def _powers_for(A: Any, s: int) -> Any:
     return analysed(A, np.float64).powers(s)
 
 
-def _lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
-    """Ritz values of the Lanczos tridiagonal built from CG's alpha_j, beta_j."""
-    from scipy.linalg import eigvalsh_tridiagonal
-
-    m = len(alphas)
-    if m < 2:
-        return None
-    a = np.asarray(alphas)
-    b = np.asarray(betas[:m - 1])
-    diag = 1.0 / a
-    diag[1:] += b / a[:-1]
-    off = np.sqrt(np.abs(b)) / a[:-1]
-    if not (np.all(np.isfinite(diag)) and np.all(np.isfinite(off))):
-        return None
-    return eigvalsh_tridiagonal(diag, off)
-
-
-def _ritz_bounds(alphas: list[float], betas: list[float]) -> tuple[float, float] | None:
-    """Extreme Ritz values (spectral interval estimate for the Chebyshev basis)."""
-    ev = _lanczos_ritz(alphas, betas)
-    return None if ev is None else (float(ev[0]), float(ev[-1]))
-
-
 def _check_tols(rtol: Any, atol: Any) -> tuple[float, float]:
     for name, v in (("rtol", rtol), ("atol", atol)):
         if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
@@ -196,7 +173,7 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
             p[:] = z
         q = matvec(p)
         pq = float(p @ q)
-        if not np.isfinite(pq) or pq == 0.0 or not np.isfinite(rho):
+        if not np.isfinite(pq) or pq <= 0.0 or not np.isfinite(rho):
             stats.iterations = it
             return x, max(it, 1)
         alpha = rho / pq
@@ -220,7 +197,7 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     betas: list[float] = []
     for _ in range(steps):
         pq = kern.cg_apply_dot(p, q)
-        if not np.isfinite(pq) or pq == 0.0:
+        if not np.isfinite(pq) or pq <= 0.0:
             return len(alphas), rr, alphas, betas, True
         alpha = rr / pq
         rr_new = kern.cg_update(alpha, x, p, r, q)
@@ -265,16 +242,20 @@ class _ScipyPasses:
 def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
            s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
            ) -> tuple[np.ndarray, int]:
-    from asp_mpk.bases import change_of_basis, chebyshev_coefs, newton_coefs
+    from asp_mpk import background
+    from asp_mpk.bases import chebyshev_coefs, newton_coefs
+    from asp_mpk.sstep import (Interval, coefficient_steps, newton_shifts, replace_residual,
+                               stacked_change_of_basis)
 
     csr = m.csr
     n = csr.shape[0]
     s = max(1, min(s, n))
     stats.s, stats.basis = s, basis
     mp = m.powers(s)
-    stats.modes = mode_t = mp.cg_mode_seconds   # timed once per matrix, kept for later solves
+    modes = mp.cg_modes                # timed per matrix, kept for later solves
+    stats.modes = modes.best
     m = 2 * (s + 1)
-    V = np.empty((2, s + 1, n))
+    V = mp.cg_workspace.empty((2, s + 1, n), np.dtype(np.float64))
     Vf = V.reshape(m, n)
     G = np.empty((m, m))
     xs = np.empty((2, n))
@@ -288,16 +269,12 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     p[:] = r
     clock = time.perf_counter
     rr = float(r @ r)
-    lo_g, hi_g = mp.gershgorin()
-    lo, hi = 0.0 if lo_g < 0 < hi_g or lo_g >= 0 else lo_g, hi_g
-    if hi <= lo:
-        hi = lo + 1.0
+    interval = Interval(*mp.gershgorin())
     alphas: list[float] = []
     betas: list[float] = []
     it = 0
-    last_bounds_at = 0
     since_replace = float(np.sqrt(rr))
-    newton_shifts: np.ndarray | None = None
+    shifts: np.ndarray | None = None
     while True:
         if np.sqrt(rr) < tol:
             # recursive residual says converged: confirm with the true residual
@@ -314,26 +291,13 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             stats.iterations = it
             return x, maxiter
         # -- basis coefficients (refresh the spectral estimate as Lanczos information grows) --
-        if len(alphas) >= 2 and len(alphas) >= 2 * last_bounds_at:
-            bounds = _ritz_bounds(alphas, betas)
-            if bounds is not None and bounds[1] > 0:
-                lo = max(0.0, bounds[0] * 0.9) if lo_g >= 0 or bounds[0] > 0 else bounds[0]
-                hi = min(bounds[1] * 1.02, hi_g) if hi_g > 0 else bounds[1] * 1.02
-                if hi <= lo:
-                    hi = lo + abs(lo) + 1.0
-                if basis == "newton":
-                    newton_shifts = _newton_shifts(alphas, betas, s)
-            last_bounds_at = len(alphas)
-        if basis == "newton" and newton_shifts is not None:
-            coefs = newton_coefs(newton_shifts, s)
+        if interval.refresh(alphas, betas) and basis == "newton":
+            shifts = newton_shifts(alphas, betas, s)
+        if basis == "newton" and shifts is not None:
+            coefs = newton_coefs(shifts, s)
         else:
-            coefs = chebyshev_coefs(lo, hi, s)
-        Bs = change_of_basis(coefs, s)
-        Bs[:, s] = 0.0
-        B = np.zeros((m, m))
-        B[:s + 1, :s + 1] = Bs
-        B[s + 1:, s + 1:] = Bs
-        B[:, m - 1] = 0.0
+            coefs = chebyshev_coefs(interval.lo, interval.hi, s)
+        B = stacked_change_of_basis(coefs, s)
         t0 = clock()
         if kern is None and not mp.prepare(nvec=2, gram=True, basis="recurrence"):
             # the kernel is being compiled in the background: meanwhile, s steps of SciPy's
@@ -353,21 +317,22 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             continue
         if kern is None:
             kern = mp.tuned_kernel(nvec=2, gram=True, basis="recurrence")
-        # stored basis vs recomputed ("streaming") basis vs s classical iterations: time one
-        # outer step of each once the kernel is tuned, keep the fastest (streaming wins when a
-        # block's levels fit in cache; classical when the Gram flops cost more than the
-        # matrix reads they save).  The CG state (x, r, p, r.r) is the same in every mode.
-        mode = "stored"
-        if kern is not None:
-            modes = ["stored"]
-            if kern.can_stream and callback is None:
-                modes.append("stream")
-            if allow_classical and kern.has_cg:
-                modes.append("classical")
-            untimed = [md for md in modes if md not in mode_t]
-            mode = untimed[0] if untimed else min(modes, key=mode_t.__getitem__)
+        # stored basis vs recomputed ("streaming") basis vs s classical iterations, chosen by
+        # timing them (streaming wins when a block's levels fit in cache; classical when the
+        # Gram flops cost more than the matrix reads they save).  The CG state (x, r, p, r.r)
+        # is the same in every mode.  While the variants are still being tuned (each "stored"
+        # step times one), any compiled variant already offers the fused classical passes:
+        # stored steps then only count as provisional samples, so the solver runs the faster
+        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path.
+        passes = kern if kern is not None else mp.bound_kernel()
+        available = ["stored"]
+        if kern is not None and kern.can_stream and callback is None:
+            available.append("stream")
+        if allow_classical and passes is not None and passes.has_cg:
+            available.append("classical")
+        mode = modes.choose(available)
         if mode == "classical":
-            done, rr, al, be, broke = _classical_steps(kern, x, p, r, q, rr,
+            done, rr, al, be, broke = _classical_steps(passes, x, p, r, q, rr,
                                                        min(s, maxiter - it), tol, callback)
             alphas += al
             betas += be
@@ -376,7 +341,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             stats.seconds["classical"] += elapsed
             stats.steps_by_mode["classical"] = stats.steps_by_mode.get("classical", 0) + done
             if done == s:
-                mode_t.setdefault("classical", elapsed)
+                modes.record("classical", elapsed, trusted=not background.busy())
             if broke:
                 stats.iterations = it
                 return x, max(it, 1)
@@ -390,43 +355,15 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         stats.seconds["powers"] += t1 - t0
         stats.outer += 1
         # -- s CG steps on coefficient vectors ------------------------------------------------
-        pc = np.zeros(m)
-        pc[0] = 1.0
-        rc = np.zeros(m)
-        rc[s + 1] = 1.0
-        xc = np.zeros(m)
-        steps = 0
-        broke = False
-        for j in range(s):
-            Apc = B @ pc
-            pAp = float(pc @ G @ Apc)
-            if not np.isfinite(pAp) or pAp == 0.0:
-                broke = True
-                break
-            alpha = rr / pAp
-            xc += alpha * pc
-            rc -= alpha * Apc
-            rr_new = float(rc @ G @ rc)
-            if not np.isfinite(rr_new):
-                broke = True
-                break
-            rr_new = max(rr_new, 0.0)
-            beta = rr_new / rr if rr > 0 else 0.0
-            pc = rc + beta * pc
-            alphas.append(alpha)
-            betas.append(beta)
-            rr = rr_new
-            it += 1
-            steps += 1
-            if callback is not None:
-                callback(x + xc @ Vf)
-            if np.sqrt(rr) < tol or it >= maxiter:
-                break
+        on_step = None if callback is None else (lambda xc: callback(x + xc @ Vf))
+        st = coefficient_steps(G, B, rr, s, tol, maxiter - it, alphas, betas, on_step)
+        steps, rr, broke = st.done, st.rr, st.broke
+        it += steps
         t2 = clock()
         stats.seconds["inner"] += t2 - t1
         stats.steps_by_mode[mode] = stats.steps_by_mode.get(mode, 0) + steps
         if steps:
-            C = np.stack([xc, rc, pc])
+            C = np.stack([st.xc, st.rc, st.pc])
             if streaming:
                 # recompute the basis block by block and combine it in cache; the new p, r go
                 # to the other buffer because neighbouring blocks still read the old ones
@@ -443,27 +380,16 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             rr = float(r @ r)
         t3 = clock()
         stats.seconds["combine"] += t3 - t2
-        if kern is not None and steps == s:
-            mode_t.setdefault(mode, (t1 - t0) + (t3 - t2))
+        if steps == s:
+            modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy(),
+                          final=kern is not None)
         if broke:
             stats.iterations = it
             return x, max(it, 1)
         # residual replacement when the recursive residual fell far below the last true one
-        nr = float(np.sqrt(rr))
-        if nr < 1e-6 * since_replace and nr >= tol:
+        if replace_residual(rr, since_replace, tol):
             rt = b - csr @ x
             r[:] = rt
             rr = float(rt @ rt)
             stats.replacements += 1
             since_replace = float(np.sqrt(rr))
-
-
-def _newton_shifts(alphas: list[float], betas: list[float], s: int) -> np.ndarray | None:
-    from asp_mpk.bases import leja_order
-
-    ev = _lanczos_ritz(alphas, betas)
-    if ev is None:
-        return None
-    # s Ritz values spread over the spectrum (take evenly spaced ones if more are known)
-    idx = np.unique(np.linspace(0, len(ev) - 1, s).round().astype(int))
-    return leja_order(ev[idx])

@@ -458,8 +458,9 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     confirmed on the true residual (residual replacement, as :func:`asp_mpk.cg`).
     Per outer iteration of s steps: one depth-s exchange and one reduction (the Gram matrix).
     """
-    from asp_mpk.bases import change_of_basis, chebyshev_coefs
-    from asp_mpk.cacg import _ritz_bounds
+    from asp_mpk.bases import chebyshev_coefs
+    from asp_mpk.sstep import (Interval, coefficient_steps, replace_residual,
+                               stacked_change_of_basis)
 
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 32:
         raise ValueError(f"s must be an integer in 1..32, got {s!r}")
@@ -482,10 +483,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     g = np.empty(2)
     mat.comm.Allreduce(gl, g, op=MPI.MAX)
     st.reduction()
-    lo_g, hi_g = -g[0], g[1]
-    lo, hi = (0.0 if lo_g < 0 < hi_g or lo_g >= 0 else lo_g), hi_g
-    if hi <= lo:
-        hi = lo + 1.0
+    interval = Interval(-g[0], g[1])
     nz = mat.allreduce(np.array([float(np.any(x))]))[0]
     r = b - mat.matvec(x) if nz else b.copy()
     p = r.copy()
@@ -494,7 +492,6 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     alphas: list[float] = []
     betas: list[float] = []
     it = 0
-    last_bounds_at = 0
     since_replace = float(np.sqrt(rr))
     info = maxiter
     while True:
@@ -510,22 +507,13 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
         if it >= maxiter:
             info = maxiter
             break
-        if len(alphas) >= 2 and len(alphas) >= 2 * last_bounds_at:
-            bnd = _ritz_bounds(alphas, betas)
-            if bnd is not None and bnd[1] > 0:
-                lo = max(0.0, bnd[0] * 0.9) if lo_g >= 0 or bnd[0] > 0 else bnd[0]
-                hi = min(bnd[1] * 1.02, hi_g) if hi_g > 0 else bnd[1] * 1.02
-                if hi <= lo:
-                    hi = lo + abs(lo) + 1.0
-            last_bounds_at = len(alphas)
-        coefs = chebyshev_coefs(lo, hi, s)
-        Bs = change_of_basis(coefs, s)
-        B = np.zeros((m, m))
-        B[:s + 1, :s + 1] = Bs
-        B[s + 1:, s + 1:] = Bs
+        interval.refresh(alphas, betas)
+        coefs = chebyshev_coefs(interval.lo, interval.hi, s)
+        B = stacked_change_of_basis(coefs, s)
         failure: BaseException | None = None
         try:
-            V = mp._run(np.stack([p, r]), "chebyshev", (lo, hi)).reshape(m, -1)
+            V = mp._run(np.stack([p, r]), "chebyshev", (interval.lo, interval.hi)
+                        ).reshape(m, -1)
         except Exception as exc:  # e.g. the local kernel failed to build on this rank only
             failure, V = exc, np.zeros((m, mat.n_own))
         # THE reduction of this outer iteration: the Gram matrix, plus a failure count so that
@@ -541,45 +529,17 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
                                "output says why")
         G = Gf[:m * m].reshape(m, m)
         res.outer += 1
-        pc = np.zeros(m)
-        pc[0] = 1.0
-        rc = np.zeros(m)
-        rc[s + 1] = 1.0
-        xc = np.zeros(m)
-        steps = 0
-        broke = False
-        for _ in range(s):
-            Apc = B @ pc
-            pAp = float(pc @ G @ Apc)
-            if not np.isfinite(pAp) or pAp <= 0.0:
-                broke = True
-                break
-            alpha = rr / pAp
-            xc += alpha * pc
-            rc -= alpha * Apc
-            rr_new = float(rc @ G @ rc)
-            if not np.isfinite(rr_new):
-                broke = True
-                break
-            rr_new = max(rr_new, 0.0)
-            beta = rr_new / rr if rr > 0 else 0.0
-            pc = rc + beta * pc
-            alphas.append(alpha)
-            betas.append(beta)
-            rr = rr_new
-            it += 1
-            steps += 1
-            if np.sqrt(rr) < tol or it >= maxiter:
-                break
-        if steps:
-            upd = np.stack([xc, rc, pc]) @ V
+        steps = coefficient_steps(G, B, rr, s, tol, maxiter - it, alphas, betas)
+        it += steps.done
+        rr = steps.rr
+        if steps.done:
+            upd = np.stack([steps.xc, steps.rc, steps.pc]) @ V
             x += upd[0]
             r, p = upd[1], upd[2]
-        if broke:
+        if steps.broke:
             info = max(it, 1)
             break
-        nr = float(np.sqrt(rr))
-        if nr < 1e-6 * since_replace and nr >= tol:
+        if replace_residual(rr, since_replace, tol):
             rt = b - mat.matvec(x)
             r, rr = rt, float(mat.allreduce(np.array([rt @ rt]))[0])
             res.replacements += 1

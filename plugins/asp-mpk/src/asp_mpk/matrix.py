@@ -34,19 +34,37 @@ class AnalysedMatrix:
     """A validated canonical CSR copy of A plus its analysis, shared by every depth k."""
 
     def __init__(self, csr: Any) -> None:
-        from asp_mpk.analysis import analyse, values_hash
+        from asp_mpk.analysis import values_hash
 
         self.csr = csr
         self.dtype = csr.dtype
         self.shape = csr.shape
         self.n = csr.shape[0]
-        self.structure = analyse(csr)
-        self.pattern = self.structure.pattern
         self.values = values_hash(csr)
+        self._structure: Any = None
+        self._structure_lock = threading.Lock()
         self._orders: dict[str, np.ndarray] = {}
         self._gershgorin: tuple[float, float] | None = None
         self._powers: dict[int, MatrixPowers] = {}
         self._lock = threading.Lock()
+
+    @property
+    def structure(self) -> Any:
+        """The analysis (:func:`asp_mpk.analysis.analyse`), made on first use: only the
+        specialisation needs it, and that runs in the background, so a first call goes from
+        validation straight to the products."""
+        if self._structure is None:
+            from asp_mpk.analysis import analyse
+
+            with self._structure_lock:
+                if self._structure is None:
+                    self._structure = analyse(self.csr)
+        return self._structure
+
+    @property
+    def pattern(self) -> str:
+        """Hash of the sparsity pattern (part of every specialisation key)."""
+        return self.structure.pattern
 
     def order(self, kind: str, block: int = 1) -> np.ndarray:
         """Row ordering for the partitioner: ``natural`` or ``rcm``; of the block rows of the

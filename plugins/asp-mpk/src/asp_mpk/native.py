@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["planner", "checksum", "check_csr", "value_flags", "scan", "dia_arrays",
+__all__ = ["planner", "checksum", "check_csr", "value_flags", "all_finite", "scan", "dia_arrays",
            "permuted_bandwidth", "closures", "csr_powers"]
 
 _LOCK = threading.Lock()
@@ -50,11 +50,26 @@ def checksum(*arrays: np.ndarray) -> int:
     arrs = [_c(a) for a in arrays]
     mod = planner()
     if mod is not None:
-        return int(mod.checksum(arrs))
+        return int(mod.checksum(arrs, _threads()))
     h = 0
     for a in arrs:
         h = (h * 0x100000001B3 + zlib.crc32(a.data.cast("B")) + a.nbytes) % (1 << 64)
     return h
+
+
+def _threads() -> int:
+    """Threads for the checksum: the kernels' rule (``OMP_NUM_THREADS``, else the CPUs this
+    process may use), the latter looked up once (it reads cgroup files: ~1 ms, per call)."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if "cpus" not in _STATE:
+        from asp_core.hardware import available_cpus
+
+        _STATE["cpus"] = available_cpus()
+    return int(_STATE["cpus"])
 
 
 def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:
@@ -104,6 +119,16 @@ def value_flags(data: np.ndarray) -> tuple[bool, bool]:
         f = mod.value_flags(_c(data))
         return bool(f["finite"]), bool(f["zeros"])
     return bool(np.all(np.isfinite(data))), bool(np.any(data == 0))
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of a float array is finite: one pass and no temporary for large
+    contiguous arrays (``numpy.isfinite`` builds a boolean array as large as a column of the
+    result: most of a vector check's cost on every call)."""
+    mod = planner()
+    if mod is not None and a.size >= 1 << 15 and a.flags.c_contiguous:
+        return bool(mod.value_flags(a)["finite"])
+    return bool(np.all(np.isfinite(a)))
 
 
 def _pattern(csr: Any) -> tuple[np.ndarray, np.ndarray]:

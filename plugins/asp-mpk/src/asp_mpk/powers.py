@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk.cg_modes import ModeTimes
+from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
 __all__ = ["MatrixPowers", "matrix_powers", "spmv"]
@@ -45,13 +47,14 @@ class MatrixPowers:
         self.dtype = self.csr.dtype
         self.shape = self.csr.shape
         self.n = self.csr.shape[0]
-        self.structure = self.matrix.structure
-        self.pattern = self.matrix.pattern
         self.values = self.matrix.values
-        #: seconds of one s-iteration outer step of :func:`asp_mpk.cg` per mode ("stored",
-        #: "stream", "classical"), measured by the first solves and reused by later ones
-        self.cg_mode_seconds: dict[str, float] = {}
+        #: how fast :func:`asp_mpk.cg` runs s steps in each mode ("stored", "stream",
+        #: "classical") on this matrix, measured by the solves and reused by later ones
+        self.cg_modes = ModeTimes()
+        #: the basis arrays of :func:`asp_mpk.cg`, reused by the next solve once one ends
+        self.cg_workspace = Recycler(keep=1)
         self._lock = threading.Lock()
+        self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
         self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
@@ -61,6 +64,16 @@ class MatrixPowers:
             self.tune()
 
     # -- used by the components -----------------------------------------------------------------
+    @property
+    def structure(self) -> Any:
+        """The matrix analysis (computed on first use, see :attr:`AnalysedMatrix.structure`)."""
+        return self.matrix.structure
+
+    @property
+    def pattern(self) -> str:
+        """Hash of the sparsity pattern."""
+        return self.matrix.pattern
+
     def order(self, kind: str, block: int = 1) -> np.ndarray:
         """Row ordering for the partitioner (see :meth:`AnalysedMatrix.order`)."""
         return self.matrix.order(kind, block)
@@ -167,8 +180,8 @@ class MatrixPowers:
             raise ValueError("x has no vectors")
         coefs = basis_coefs(basis, self.k, shifts=shifts, ritz=self._ritz)
         shape = (xs.shape[0], self.k + 1, self.n)
-        if out is None:
-            res = np.empty(shape, dtype=self.dtype)
+        if out is None:   # a result of an earlier call the caller has dropped, else a new one
+            res = self._outputs.empty(shape, self.dtype)
         else:
             want = shape if two_d else shape[1:]
             if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == self.dtype

@@ -90,7 +90,9 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False) -> np.
         arr = arr[:, 0]
     else:
         raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    from asp_mpk import native
+
+    if not native.all_finite(arr):
         raise ValueError(f"{name} has non-finite values (inf or nan)")
     return arr
 

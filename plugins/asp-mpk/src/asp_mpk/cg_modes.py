@@ -1,0 +1,78 @@
+"""Which way :func:`asp_mpk.cg` runs its next s steps on one matrix, decided by timing them.
+
+Three modes do the same s CG steps: ``stored`` (the basis written by the matrix-powers kernel,
+then combined), ``stream`` (the basis recomputed block by block, never stored) and ``classical``
+(s iterations of classical CG in fused generated passes).  Which is fastest depends on the
+machine, so each is timed on the solve's own outer steps.
+
+A single timing cannot be trusted: the first step of a mode touches fresh pages, and early in a
+process's life gcc (the background specialisation) or other programs compete for the cores.
+Taken once and kept, such a sample made a slow mode look fast for the rest of the process.  So
+a mode's time is the best of its samples, every mode is sampled :data:`ModeTimes.SAMPLES` times
+(a rival at most once every :data:`ModeTimes.RETRY_AFTER` outer steps, so exploring costs a few
+outer steps in hundreds), and samples taken while asp-mpk compiles in the background are not
+recorded.  While the variants of the stored basis are still being tuned, its steps are
+provisional samples: the solve runs the fastest mode so far and tunes in between.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+__all__ = ["ModeTimes"]
+
+
+class ModeTimes:
+    """Best seconds per s CG steps of each mode on one matrix (kept across solves)."""
+
+    #: samples a mode gets before only the fastest runs
+    SAMPLES = 3
+    #: outer steps between two samples of a mode that is not the fastest
+    RETRY_AFTER = 8
+
+    def __init__(self) -> None:
+        self.best: dict[str, float] = {}
+        self.samples: dict[str, int] = {}
+        self._tried_at: dict[str, int] = {}
+        self._steps = 0
+        self._lock = threading.Lock()
+
+    def choose(self, modes: list[str]) -> str:
+        """The mode of the next outer step: one never timed, else a rival still short of
+        samples whose turn has come, else the fastest."""
+        with self._lock:
+            self._steps += 1
+            for mode in modes:
+                if mode not in self.best and self._steps - self._tried_at.get(mode, -1) > 1:
+                    return mode
+            timed = [m for m in modes if m in self.best]
+            if not timed:
+                return modes[0]
+            fastest = min(timed, key=self.best.__getitem__)
+            for mode in timed:
+                if mode != fastest and self.samples[mode] < self.SAMPLES and \
+                        self._steps - self._tried_at.get(mode, 0) >= self.RETRY_AFTER:
+                    return mode
+            return fastest
+
+    def record(self, mode: str, seconds: float, *, trusted: bool = True,
+               final: bool = True) -> None:
+        """One outer step of ``mode`` took ``seconds``.  ``trusted=False``: taken while asp-mpk
+        compiled in the background (dropped; the mode is tried again later).  ``final=False``:
+        the mode is still being tuned (the time bounds it from above, but does not count as
+        one of its samples, so it keeps being tried, every :data:`RETRY_AFTER` steps)."""
+        with self._lock:
+            self._tried_at[mode] = self._steps
+            if not trusted or not math.isfinite(seconds):
+                return
+            self.best[mode] = min(self.best.get(mode, math.inf), float(seconds))
+            if final:
+                self.samples[mode] = self.samples.get(mode, 0) + 1
+            else:
+                self.samples.setdefault(mode, 0)
+
+    def seconds(self) -> dict[str, float]:
+        """The best time of each mode timed so far."""
+        with self._lock:
+            return dict(self.best)
