@@ -10,7 +10,7 @@ from asp_core import Dispatcher
 from asp_core.autotune import Autotuner
 from asp_core.context import SpecializationContext
 from asp_core.decisions import PLATFORM, VARIANT, Decision
-from asp_core.testing import requires_compiler
+from pytest_asp import requires_compiler
 
 
 def axpy(a, b):
