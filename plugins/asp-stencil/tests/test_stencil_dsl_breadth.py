@@ -57,6 +57,29 @@ class IntegerCopy(StencilKernel):
             out[x] = m[x] if m[x] > 3 else max(m[x], -2)
 
 
+class IntegerArithmetic(StencilKernel):
+    """Integer grids computed as NumPy computes them: wrap-around on overflow, floor division
+    and a modulo with the divisor's sign, 0 for a zero divisor, ``abs``/``-`` of the minimum."""
+
+    def kernel(self, m, n, out):
+        for x in out.interior_points():
+            t = m[x] * 7 - n[x] // 3 + m[x] % -4
+            if t > 5:
+                t = -t + abs(n[x]) * m[x]
+            out[x] = max(t, m[x] // n[x]) % 11 + min(m[x], n[x]) * 100 - (-m[x]) * 3 + m[x] % n[x]
+
+
+class IntegerLaplacian(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = u[x] * 6
+            for y in u.neighbors(x, 1):
+                s = s - u[y]
+            out[x] = s // 2 if s > 7 else -(s % 5)
+        for x in out.border_points():
+            out[x] = u[x] * 3
+
+
 class Branches(StencilKernel):
     """if/elif/else, and/or/not, chained comparisons, temporaries assigned in branches."""
 
@@ -162,6 +185,12 @@ CASES = [
     ("masked-f4-i32", Masked, (8, 9), (F4, I32, F4), False),
     ("masked-f8-i8", Masked, (8, 9), (F8, I8, F8), False),
     ("integer-copy", IntegerCopy, (7, 8), (I8, I32), False),
+    ("integer-arithmetic-i32", IntegerArithmetic, (6, 7, 9), (I32, I32, I32), False),
+    ("integer-arithmetic-i8-wraps", IntegerArithmetic, (8, 9), (I8, I8, I8), False),
+    ("integer-arithmetic-i16", IntegerArithmetic, (8, 9), (np.int16, np.int16, np.int16), False),
+    ("integer-laplacian-i32-in-i64-out", IntegerLaplacian, (8, 9), (I32, np.int64), False),
+    ("integer-laplacian-u8", IntegerLaplacian, (6, 7, 8), (np.uint8, np.uint8), False),
+    ("integer-laplacian-i64-periodic", IntegerLaplacian, (9, 10), (np.int64, np.int64), True),
     ("branches-f8", Branches, (9, 10), (F8, F8, F8), False),
     ("branches-f4", Branches, (9, 10), (F4, F4, F4), False),
     ("neighbour-branches-f4", NeighbourBranches, (6, 7, 8), (F4, F4), False),
@@ -263,10 +292,10 @@ class BranchPrecision(StencilKernel):
             out[x] = t + 0.2 + r
 
 
-class IntegerArithmetic(StencilKernel):
+class IntegerPower(StencilKernel):
     def kernel(self, m, out):
         for x in out.interior_points():
-            out[x] = m[x] + 1  # <- integer arithmetic
+            out[x] = m[x] ** 2  # <- NumPy raises for negative integer exponents
 
 
 @requires_compiler
@@ -282,14 +311,14 @@ def test_precision_chosen_per_value_like_numpy(dtypes, monkeypatch):
 
 
 @requires_compiler
-def test_integer_arithmetic_is_refused_with_one_warning(monkeypatch):
+def test_integer_power_is_refused_with_one_warning(monkeypatch):
     grids = make_grids((6, 7), 1, dtypes=(I32, I32))
     monkeypatch.setenv("ASP_MODE", "strict")
-    with pytest.raises(Unspecializable, match="integer arithmetic"):
-        IntegerArithmetic().kernel(*clone_grids(grids))
+    with pytest.raises(Unspecializable, match="integer power"):
+        IntegerPower().kernel(*clone_grids(grids))
     monkeypatch.setenv("ASP_MODE", "auto")
-    k = IntegerArithmetic()
-    with pytest.warns(SpecializationWarning, match="integer arithmetic"):
+    k = IntegerPower()
+    with pytest.warns(SpecializationWarning, match="integer power"):
         expected, actual = run_both(k, grids)
     assert_bitwise(expected, actual)
 

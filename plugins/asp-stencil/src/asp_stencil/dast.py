@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Binary operators of the DSL (Python spelling).
-BINARY_OPS = ("+", "-", "*", "/", "**", "//")
+BINARY_OPS = ("+", "-", "*", "/", "**", "//", "%")
 #: Unary operators of the DSL; ``not`` only inside a condition.
 UNARY_OPS = ("-", "+", "not")
 #: Functions of the DSL: builtins ``abs/min/max`` and ``math.sqrt/exp/log/sin/cos``.

@@ -39,7 +39,9 @@ __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_sta
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 _LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
-_SUFFIX = {"<f8": "", "<f4": "f", "<i8": "_l"}
+_SUFFIX = {"<f8": "", "<f4": "f", "<i8": "_l", "|i1": "_i1", "<i2": "_i2", "<i4": "_i4",
+           "|u1": "_u1", "<u2": "_u2", "<u4": "_u4"}
+_INT_DTYPES = ("|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4")
 
 
 class NotLowered(TypeError):
@@ -98,6 +100,11 @@ class ExprLowering:
     def convert(self, e: D.Expr, prec: str) -> C.Expr:
         """``e`` computed and converted to precision ``prec`` (constants printed in it)."""
         if isinstance(e, D.Const) and not isinstance(e.value, (bool, np.bool_)):
+            if not T.is_float(prec):
+                lo, hi = T.int_range(prec)
+                if not lo <= int(e.value) <= hi:
+                    raise T.TypeRefusal(f"the constant {e.value} is out of bounds for "
+                                        f"{np.dtype(prec).name} (NumPy raises OverflowError)")
             return self.const(e.value, prec)
         c, kinds = self.typed(e)
         if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
@@ -229,6 +236,15 @@ class ExprLowering:
 
     def _arith(self, op: str, left: C.Expr, right: C.Expr, prec: str) -> C.Expr:
         sfx = _SUFFIX[prec]
+        if not T.is_float(prec):
+            if op in ("+", "-", "*"):  # NumPy wraps around: unsigned arithmetic, no C UB
+                u = _unsigned(prec)
+                return C.Cast(T.ctype_of(prec), C.BinOp(C.Cast(u, left), op, C.Cast(u, right)))
+            if op in ("//", "%"):
+                return C.Call(("asp_floordiv" if op == "//" else "asp_mod") + sfx, [left, right])
+            raise NotLowered(f"integer operator {op!r}")
+        if op == "%":
+            return C.Call("asp_mod" + sfx, [left, right])
         if op in _BIN:
             return C.BinOp(left, _BIN[op], right)
         if op == "**":
@@ -268,9 +284,14 @@ class ExprLowering:
             operand, kinds = self.typed(e.operand)
             if e.op == "not":
                 return C.UnaryOp("!", operand), frozenset({"bool"})
-            if not all(T.is_float(k) or k == "int" for k in kinds):
-                raise T.TypeRefusal(f"integer arithmetic (unary '{e.op}' of an integer value)")
-            return (C.UnaryOp("-", operand) if e.op == "-" else operand), kinds
+            if e.op == "+":
+                return operand, kinds
+            st = _int_storage(kinds, f"unary '{e.op}'")
+            if st is None:
+                return C.UnaryOp("-", operand), kinds
+            u = _unsigned(st)  # -INT_MIN wraps to INT_MIN, as in NumPy
+            return C.Cast(T.ctype_of(st), C.BinOp(C.Cast(u, C.Constant(0)), "-",
+                                                  C.Cast(u, operand))), kinds
         if isinstance(e, D.Call):
             return self.call(e)
         if isinstance(e, D.Compare):
@@ -325,7 +346,8 @@ class ExprLowering:
                 prec = T.compare_kind(kinds, self.kinds(a))
                 kinds = kinds | self.kinds(a)
                 # a double holding float32 and Python-float values, compared in float32
-                name = f"asp_{e.func}" + ("_f" if prec != st else _SUFFIX[st])
+                name = f"asp_{e.func}" + ("_f" if prec != st and T.is_float(prec)
+                                          else _SUFFIX[st])
                 acc = C.Call(name, [acc, self.convert(a, st)])
             return acc, kinds
         return self._math(e)
@@ -351,11 +373,15 @@ class ExprLowering:
     def _math(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
         if e.func == "abs":
             arg, kinds = self.typed(e.args[0])
-            if not all(T.is_float(k) or k == "int" for k in kinds):
-                raise T.TypeRefusal("abs() of an integer value (integer arithmetic)")
+            ist = _int_storage(kinds, "abs()")
+            if ist is not None:
+                if np.dtype(ist).kind == "u":
+                    return arg, kinds
+                u = _unsigned(ist)  # abs(INT_MIN) wraps to INT_MIN, as in NumPy
+                neg = C.BinOp(C.Cast(u, C.Constant(0)), "-", C.Cast(u, arg))
+                return C.Cast(T.ctype_of(ist), C.Ternary(C.BinOp(arg, "<", C.Constant(0)), neg,
+                                                         C.Cast(u, arg))), kinds
             st = T.storage(kinds)
-            if st == "<i8":  # Python ints (constants chosen by a branch)
-                return C.Ternary(C.BinOp(arg, "<", C.Constant(0)), C.UnaryOp("-", arg), arg), kinds
             return C.Call("fabsf" if st == "<f4" else "fabs", [arg]), kinds
         # math functions convert their arguments to Python floats (doubles)
         args = [self.convert(a, "<f8") for a in e.args]
@@ -367,6 +393,26 @@ class ExprLowering:
 def tag_var(name: str) -> str:
     """The C local holding the run-time kind tag of local ``name``."""
     return "kind_" + c_var(name)
+
+
+def _unsigned(prec: str) -> C.CType:
+    """The unsigned C type integer arithmetic of ``prec`` wraps in (at least 32 bits, so the
+    C integer promotions cannot bring in signed overflow)."""
+    return C.CType("uint64_t" if np.dtype(prec).itemsize == 8 else "uint32_t")
+
+
+def _int_storage(kinds: T.Kinds, what: str) -> str | None:
+    """The integer dtype ``kinds`` compute in (``None``: float arithmetic); refuses values that
+    are integers of different dtypes on different paths (NumPy's result would depend on it)."""
+    if all(T.is_float(k) or k == "int" for k in kinds) and any(T.is_float(k) for k in kinds):
+        return None
+    if all(T.is_float(k) for k in kinds):
+        return None
+    precs = {T.precision(k) for k in kinds}
+    if len(precs) != 1 or any(T.is_float(k) for k in kinds):
+        raise T.PrecisionDependsOnValue(f"{what} of a value whose dtype depends on the path "
+                                        "taken at run time")
+    return precs.pop()
 
 
 def _cast_to(value: C.Expr, prec: str, kinds: T.Kinds) -> C.Expr:
@@ -465,9 +511,40 @@ def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C
     """``value`` converted as NumPy converts it when stored into a grid of ``dtype``."""
     if T.is_float(dtype):
         return low.convert(value, dtype)
-    if any(T.is_float(k) for k in low.kinds(value)):
-        raise T.TypeRefusal(f"a float value stored into the integer grid '{grid.lstrip('_')}'")
+    kinds = low.kinds(value)
+    name = grid.lstrip("_")
+    if any(T.is_float(k) for k in kinds):
+        raise T.TypeRefusal(f"a float value stored into the integer grid '{name}'")
+    lo, hi = T.int_range(dtype)
+    if isinstance(value, D.Const):
+        if not lo <= int(value.value) <= hi:
+            raise T.TypeRefusal(f"the constant {value.value} stored into the "
+                                f"{np.dtype(dtype).name} grid '{name}' (NumPy raises "
+                                "OverflowError)")
+    else:
+        for k in kinds - {"bool"}:
+            klo, khi = T.int_range(k)
+            if k == "int" and _python_ints_within(low, value, lo, hi):
+                continue
+            if k == "int" or klo < lo or khi > hi:
+                raise T.TypeRefusal(
+                    f"a value of type {T.kind_name(k)} stored into the {np.dtype(dtype).name} grid "
+                    f"'{name}': NumPy raises OverflowError for values out of its range")
     return C.Cast(T.ctype_of(dtype), low(value))
+
+
+def _python_ints_within(low: ExprLowering, e: D.Expr, lo: int, hi: int) -> bool:
+    """Whether every Python int ``e`` can evaluate to is a constant in ``[lo, hi]`` (chosen by
+    a conditional expression, ``min`` or ``max``); other Python ints are not known here."""
+    if "int" not in low.kinds(e):
+        return True
+    if isinstance(e, D.Const):
+        return lo <= int(e.value) <= hi
+    if isinstance(e, D.IfExp):
+        return all(_python_ints_within(low, x, lo, hi) for x in (e.body, e.orelse))
+    if isinstance(e, D.Call) and e.func in ("min", "max"):
+        return all(_python_ints_within(low, x, lo, hi) for x in e.args)
+    return False
 
 
 def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,
@@ -488,6 +565,16 @@ def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,
         return out
     zero, one, half = (C.Constant(0.0, t), C.Constant(1.0, t), C.Constant(0.5, t))
     mod, div, fl = C.Name("mod"), C.Name("div"), C.Name("fl")
+    # NumPy's npy_remainder: fmod, then Python's sign rule (the divisor's sign)
+    out.append(fn(f"asp_mod{sfx}", [C.Param(t, "a"), C.Param(t, "b")], [
+        C.Decl(t, "mod", C.Call("fmod" + f, [a, b])),
+        C.If(C.BinOp(b, "==", zero), C.Block([C.Return(mod)])),
+        C.If(C.BinOp(mod, "!=", zero),
+             C.Block([C.If(C.BinOp(C.BinOp(b, "<", zero), "!=", C.BinOp(mod, "<", zero)),
+                           C.Block([C.Assign(mod, C.BinOp(mod, "+", b))]))]),
+             C.Block([C.Assign(mod, C.Call("copysign" + f, [zero, b]))])),
+        C.Return(mod),
+    ]))
     out.append(fn(f"asp_floordiv{sfx}", [C.Param(t, "a"), C.Param(t, "b")], [
         C.If(C.BinOp(b, "==", zero), C.Block([C.Return(C.BinOp(a, "/", b))])),
         C.Decl(t, "mod", C.Call("fmod" + f, [a, b])),
@@ -507,6 +594,46 @@ def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,
     return out
 
 
+def _int_helpers(prec: str, storage: tuple[str, ...], qualifier: str) -> list[C.FunctionDef]:
+    """``asp_floordiv_<sfx>`` and ``asp_mod_<sfx>`` for integer dtype ``prec`` with NumPy's
+    semantics: floor division and a remainder with the divisor's sign, 0 for a zero divisor
+    (NumPy warns and returns 0), ``MIN // -1`` wrapping to ``MIN`` (C would trap)."""
+    t = T.ctype_of(prec)
+    sfx = _SUFFIX[prec]
+    a, b, q, r = C.Name("a"), C.Name("b"), C.Name("q"), C.Name("r")
+    zero = C.Constant(0)
+    params = [C.Param(t, "a"), C.Param(t, "b")]
+
+    def fn(name: str, body: list[C.Stmt]) -> C.FunctionDef:
+        return C.FunctionDef(name + sfx, params, C.Block(body), ret=t, extern_c=False,
+                             qualifier=qualifier, storage=storage)
+
+    by_zero = C.If(C.BinOp(b, "==", zero), C.Block([C.Return(zero)]))
+    if np.dtype(prec).kind == "u":
+        return [fn("asp_floordiv", [by_zero, C.Return(C.BinOp(a, "/", b))]),
+                fn("asp_mod", [by_zero, C.Return(C.BinOp(a, "%", b))])]
+    u = _unsigned(prec)
+    minus_one = C.BinOp(b, "==", C.UnaryOp("-", C.Constant(1)))
+    opposite = C.BinOp(C.BinOp(r, "<", zero), "!=", C.BinOp(b, "<", zero))
+    return [
+        fn("asp_floordiv", [
+            by_zero,
+            C.If(minus_one, C.Block([C.Return(C.Cast(t, C.BinOp(C.Cast(u, zero), "-",
+                                                                C.Cast(u, a))))])),
+            C.Decl(t, "q", C.Cast(t, C.BinOp(a, "/", b))),
+            C.Decl(t, "r", C.Cast(t, C.BinOp(a, "%", b))),
+            C.If(C.BinOp(C.BinOp(r, "!=", zero), "&&", opposite),
+                 C.Block([C.Assign(q, C.Cast(t, C.BinOp(q, "-", C.Constant(1))))])),
+            C.Return(q)]),
+        fn("asp_mod", [
+            C.If(C.BinOp(C.BinOp(b, "==", zero), "||", minus_one), C.Block([C.Return(zero)])),
+            C.Decl(t, "r", C.Cast(t, C.BinOp(a, "%", b))),
+            C.If(C.BinOp(C.BinOp(r, "!=", zero), "&&", opposite),
+                 C.Block([C.Assign(r, C.Cast(t, C.BinOp(r, "+", b)))])),
+            C.Return(r)]),
+    ]
+
+
 def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
                      qualifier: str = "", opaque: tuple[str, ...] | None = None
                      ) -> list[C.FunctionDef]:
@@ -522,7 +649,9 @@ def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("sta
         opaque = storage if qualifier else ("static", "__attribute__((noipa))")
     out = _helpers(C.DOUBLE, "", storage, qualifier, opaque)
     out += _helpers(C.FLOAT, "f", storage, qualifier, opaque)
-    out += _helpers(C.CType("int64_t"), "_l", storage, qualifier, opaque)
+    for prec in _INT_DTYPES:
+        out += _helpers(T.ctype_of(prec), _SUFFIX[prec], storage, qualifier, opaque)
+        out += _int_helpers(prec, storage, qualifier)
     r, v = C.Name("r"), C.Name("v")
     for name, op in (("asp_min_f", "<"), ("asp_max_f", ">")):
         cmp = C.BinOp(C.Cast(C.FLOAT, v), op, C.Cast(C.FLOAT, r))

@@ -347,7 +347,7 @@ class _CudaLowering:
         return C.If(bad, C.Block([C.Return(C.Name("cudaErrorInvalidValue"))]))
 
     def module(self, variants: list[CudaVariant]) -> C.Module:
-        items: list[Any] = [C.Include("math.h"), C.Include("cuda_runtime.h")]
+        items: list[Any] = [C.Include("math.h"), C.Include("stdint.h"), C.Include("cuda_runtime.h")]
         items += helper_functions(C.DOUBLE, storage=("static", "inline"), qualifier="__device__")
         sizes = [C.Param(C.LONG, f"n{d}") for d in range(self.dim)]
         names = [C.Name("g_" + g.name) for g in self.prog.grids]
