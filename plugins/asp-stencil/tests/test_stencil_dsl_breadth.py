@@ -69,6 +69,14 @@ class IntegerArithmetic(StencilKernel):
             out[x] = max(t, m[x] // n[x]) % 11 + min(m[x], n[x]) * 100 - (-m[x]) * 3 + m[x] % n[x]
 
 
+class FloatModulo(StencilKernel):
+    """``%`` of floats: NumPy's remainder (the divisor's sign; a zero divisor gives NaN)."""
+
+    def kernel(self, u, v, out):
+        for x in out.interior_points():
+            out[x] = u[x] % 0.75 + u[x] % -2.0 + v[x] % u[x] + (u[x] - u[x]) % v[x]
+
+
 class IntegerLaplacian(StencilKernel):
     def kernel(self, u, out):
         for x in out.interior_points():
@@ -185,6 +193,8 @@ CASES = [
     ("masked-f4-i32", Masked, (8, 9), (F4, I32, F4), False),
     ("masked-f8-i8", Masked, (8, 9), (F8, I8, F8), False),
     ("integer-copy", IntegerCopy, (7, 8), (I8, I32), False),
+    ("float-modulo-f8", FloatModulo, (7, 8), (F8, F8, F8), False),
+    ("float-modulo-f4", FloatModulo, (7, 8), (F4, F4, F4), False),
     ("integer-arithmetic-i32", IntegerArithmetic, (6, 7, 9), (I32, I32, I32), False),
     ("integer-arithmetic-i8-wraps", IntegerArithmetic, (8, 9), (I8, I8, I8), False),
     ("integer-arithmetic-i16", IntegerArithmetic, (8, 9), (np.int16, np.int16, np.int16), False),

@@ -34,7 +34,7 @@ from . import dast as D
 from . import scalar_types as T
 
 __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
-           "clamped_index"]
+           "clamped_index", "point_body"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
@@ -274,6 +274,11 @@ class ExprLowering:
                                  "run the unroll-neighbors pass first")
             return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
+            if e.op == "**" and "float" in self.kinds(e.left) and not _integral(e.right) \
+                    and not _nonnegative(e.left):
+                raise T.TypeRefusal("'**' of a Python float that may be negative with a "
+                                    "fractional exponent (Python returns a complex number); "
+                                    "write abs(base) ** y or math.pow(base, y)")
             try:
                 kinds, prec = T.arith_kind(e.op, self.kinds(e.left), self.kinds(e.right))
             except T.PrecisionDependsOnValue:
@@ -288,6 +293,12 @@ class ExprLowering:
                 return operand, kinds
             st = _int_storage(kinds, f"unary '{e.op}'")
             if st is None:
+                if "int" in kinds:  # -0 is 0 for a Python int, -0.0 for a float
+                    # (-v) + 0.0 turns -0.0 into 0.0 (gcc folds 0.0 - (c ? x : 0.0) wrongly)
+                    is_int = C.BinOp(self.tag(e.operand), "==", C.Constant(T.code("int")))
+                    return C.Ternary(is_int, C.BinOp(C.UnaryOp("-", operand), "+",
+                                                     self.const(0.0)),
+                                     C.UnaryOp("-", operand)), kinds
                 return C.UnaryOp("-", operand), kinds
             u = _unsigned(st)  # -INT_MIN wraps to INT_MIN, as in NumPy
             return C.Cast(T.ctype_of(st), C.BinOp(C.Cast(u, C.Constant(0)), "-",
@@ -395,6 +406,22 @@ def tag_var(name: str) -> str:
     return "kind_" + c_var(name)
 
 
+def _integral(e: D.Expr) -> bool:
+    """A constant with an integral value (``x ** 2`` is real for every real ``x``)."""
+    return isinstance(e, D.Const) and float(e.value).is_integer()
+
+
+def _nonnegative(e: D.Expr) -> bool:
+    """Whether ``e`` is non-negative (or NaN) whatever the run-time values."""
+    if isinstance(e, D.Const):
+        return not e.value < 0
+    if isinstance(e, D.Call):
+        return e.func in ("abs", "sqrt", "exp")
+    if isinstance(e, D.IfExp):
+        return _nonnegative(e.body) and _nonnegative(e.orelse)
+    return False
+
+
 def _unsigned(prec: str) -> C.CType:
     """The unsigned C type integer arithmetic of ``prec`` wraps in (at least 32 bits, so the
     C integer promotions cannot bring in signed overflow)."""
@@ -434,6 +461,25 @@ def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
         stride *= shape[d]
     assert idx is not None
     return idx
+
+
+def point_body(prog: D.StencilProgram, loop: D.PointLoop, read: Callable[[D.Read], C.Expr],
+               store: Callable[[D.Store, C.Expr], C.Stmt]) -> list[C.Stmt]:
+    """The C statements of one point of ``loop``: the lowering every C-like path shares (the
+    OpenMP loops, the CUDA kernels, the temporally blocked row kernels).
+
+    The kernel's top-level scalar assignments before ``loop`` come first (locals every point
+    sees; the compiler hoists them), then the loop's statements, lowered with each grid's dtype
+    as NumPy computes (:func:`lower_statements`). Only addressing differs between the paths:
+    ``read(r)`` gives the C expression of a grid read (already unrolled: ``r.at.var is None``),
+    ``store(s, value)`` the statement writing ``value`` (already converted to the grid's dtype).
+    Raises :class:`~asp_stencil.scalar_types.TypeRefusal` where NumPy's result type would
+    depend on run-time values.
+    """
+    pos = next(i for i, s in enumerate(prog.body) if s is loop)
+    prologue = [s for s in prog.body[:pos] if isinstance(s, D.Assign)]
+    low = ExprLowering(read, grid_kinds={g.name: g.dtype for g in prog.grids})
+    return lower_statements(prologue + list(loop.body), low, store)
 
 
 def lower_statements(stmts: Any, low: ExprLowering,

@@ -7,8 +7,9 @@ row segment ``[lo, hi)`` that receives, for every plane offset ``dz`` it reads t
 pointer to the start of row ``y`` of plane ``p + dz`` wherever that plane is stored (rows are
 ``N2`` doubles apart in both places); constant inputs are read from their global arrays.
 
-Expressions are lowered by the OpenMP backend's :class:`~asp_stencil.lower_c.ExprLowering`, so a
-point computes exactly what the plain sweep computes (same operations, same order).
+Each point is lowered by :func:`~asp_stencil.lower_c.point_body`, the lowering the OpenMP and
+CUDA paths share, so a point computes exactly what the plain sweep computes (same operations,
+same order, the kernel's top-level locals first); only the addressing of reads differs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import ExprLowering, c_var
+from ..lower_c import point_body
 from .analysis import TemporalPlan, pad3, stores
 
 __all__ = ["RowKernel", "row_kernels", "dz_name"]
@@ -51,26 +52,12 @@ def _plus(a: C.Expr, k: int) -> C.Expr:
     return a if k == 0 else C.BinOp(a, "+", _const(k))
 
 
-def _prologue(prog: D.StencilProgram, upto: int, low: ExprLowering) -> list[C.Stmt]:
-    """The top-level scalar assignments before statement ``upto`` (locals of the kernel)."""
-    out: list[C.Stmt] = []
-    declared: set[str] = set()
-    for s in prog.body[:upto]:
-        if isinstance(s, D.Assign):
-            if s.target in declared:
-                out.append(C.Assign(C.Name(c_var(s.target)), low(s.value)))
-            else:
-                declared.add(s.target)
-                out.append(C.Decl(C.DOUBLE, c_var(s.target), low(s.value)))
-    return out
-
-
 def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
     """One :class:`RowKernel` per point loop of ``prog``, in program order."""
     n0, n1, n2 = plan.shape
     out: list[RowKernel] = []
     x = C.Name("x")
-    for pos, loop in enumerate(prog.body):
+    for loop in prog.body:
         if not isinstance(loop, D.PointLoop) or not stores(loop):
             continue  # a loop that stores nothing has no effect on any sweep
         idx = len(out)
@@ -84,25 +71,13 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan) -> list[RowKernel]:
             return C.Index(C.Name("c_" + r.grid),
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
-        low = ExprLowering(read, C.DOUBLE)
-        point: list[C.Stmt] = []
-        declared: set[str] = set()
-        for s in loop.body:
-            value = low(s.value)
-            if isinstance(s, D.Assign):
-                if s.target in declared:
-                    point.append(C.Assign(C.Name(c_var(s.target)), value))
-                else:
-                    declared.add(s.target)
-                    point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-            else:
-                point.append(C.Assign(C.Index(C.Name("out"), x), value))
+        point = point_body(prog, loop, read,
+                           lambda s, value: C.Assign(C.Index(C.Name("out"), x), value))
         body: list[C.Stmt] = []
         if plan.constants:
             body.append(C.Decl(CONST_LONG, "base", C.BinOp(
                 C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
                 C.BinOp(C.Name("y"), "*", _const(n2)))))
-        body += _prologue(prog, pos, low)
         body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
                           pragmas=[C.Pragma("omp", "simd")]))
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]

@@ -26,6 +26,7 @@ from asp_core.errors import CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
 
 from .. import dast as D
+from ..kernel import kernel_function
 from ..signature import check_grids, stencil_signature
 from ..variants import usable_cache
 from .analysis import TemporalPlan, temporal_plan
@@ -119,21 +120,12 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     return plain + streamed
 
 
-def _kernel_function(kernel: Any) -> Any:
-    for klass in type(kernel).__mro__:
-        k = klass.__dict__.get("kernel")
-        if k is not None:
-            func = getattr(k, "func", k)
-            return func.__get__(kernel, type(kernel))
-    raise TypeError(f"{type(kernel).__name__} has no kernel method")
-
-
 def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.StencilProgram]:
     """The optimised DAST of ``kernel`` for ``grids`` (the same phases 1-2 a call runs)."""
     from ..domain import StencilDomainOptimizer
     from ..frontend import StencilFrontend
 
-    func = _kernel_function(kernel)
+    func = kernel_function(kernel)
     ctx = SpecializationContext(specializer="stencil", func=func, args=tuple(grids),
                                 instance=kernel, kernel_name=type(kernel).__name__,
                                 variant="temporal")
