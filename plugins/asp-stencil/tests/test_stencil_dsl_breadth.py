@@ -243,7 +243,7 @@ def test_cuda_emulated_equals_python(name, cls, shape, dtypes, periodic):
     prog = specialise(cls(), tuple(grids))[1]
     assert unsupported_reason(prog) is None
     variants = default_variants(prog)
-    lib = emulated_library(C.print_cuda(lower_cuda(prog, variants)))
+    lib = emulated_library(lower_cuda(prog, variants))
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         cls().pure_python(*ref)
