@@ -21,7 +21,8 @@ from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
-from .lower_c import c_var, clamped_index, helper_functions, point_body
+from .c_helpers import helper_functions
+from .lower_c import c_var, clamped_index, point_body
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable

@@ -34,7 +34,8 @@ from typing import Any
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import clamped_index, helper_functions, point_body
+from ..c_helpers import helper_functions
+from ..lower_c import clamped_index, point_body
 from ..scalar_types import GRID_DTYPES, ctype_of
 
 __all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
