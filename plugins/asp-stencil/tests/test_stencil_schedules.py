@@ -169,6 +169,18 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
     assert_bitwise(ref[-1].data, grids[-1].data, what=f"{isa} {dtype.__name__} row {row}")
 
 
+def test_float32_gets_the_same_schedules_as_float64():
+    """The tuner times the same variants for a float32 grid far beyond the cache as for the
+    float64 one (the guesses are ordered by the output's bytes, and both are large)."""
+    from asp_stencil.variants import candidate_schedules
+
+    isa = ("avx512f",)
+    f8 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1))
+    f4 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1, dtypes=(np.float32,) * 2))
+    assert candidate_schedules(f4, 1 << 20, 8, isa) == candidate_schedules(f8, 1 << 20, 8, isa)
+    assert candidate_schedules(f4, 1 << 20, 8, isa)[0] == Schedule(nt=True, vec=True)
+
+
 def test_vector_rows_only_for_arithmetic():
     """A kernel calling math functions keeps the buffered streaming rows."""
     from asp_stencil import StencilKernel
