@@ -333,6 +333,26 @@ def test_integer_power_is_refused_with_one_warning(monkeypatch):
     assert_bitwise(expected, actual)
 
 
+class ComplexPower(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = 0.5 if u[x] > 0 else -1.25
+            out[x] = abs(t ** 0.5) + u[x]  # <- (-1.25) ** 0.5 is complex in Python
+
+
+def test_fractional_power_of_a_negative_python_float_is_refused(monkeypatch):
+    """Python gives a complex number there (and abs() of it a real one); C would give NaN."""
+    grids = make_grids((6, 7), 1, seed=2)
+    monkeypatch.setenv("ASP_MODE", "strict")
+    with pytest.raises(Unspecializable, match="complex number"):
+        ComplexPower().kernel(*clone_grids(grids))
+    monkeypatch.setenv("ASP_MODE", "auto")
+    k = ComplexPower()
+    with pytest.warns(SpecializationWarning, match="complex number"):
+        expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+
+
 def test_periodic_fill_wraps_every_axis_and_corner():
     g = StencilGrid((7, 6), ghost_depth=2, periodic=True)
     g.data[...] = np.arange(42).reshape(7, 6)

@@ -74,6 +74,7 @@ class ExprLowering:
         # run-time kind tags (NumPy's precision chosen per value): locals with a tag variable,
         # statements to emit before the current one (materialised operands), per-statement memo
         self.tagged: set[str] = set()
+        self.defs: dict[str, list[D.Expr]] = {}  # every value assigned to each local
         self.pre: list[C.Stmt] = []
         self._memo: dict[Any, tuple[C.Expr, T.Kinds]] = {}
         self._tags: dict[Any, C.Expr] = {}
@@ -274,7 +275,7 @@ class ExprLowering:
             return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
             if e.op == "**" and "float" in self.kinds(e.left) and not _integral(e.right) \
-                    and not _nonnegative(e.left):
+                    and not self.python_floats_nonnegative(e.left, set()):
                 raise T.TypeRefusal("'**' of a Python float that may be negative with a "
                                     "fractional exponent (Python returns a complex number); "
                                     "write abs(base) ** y or math.pow(base, y)")
@@ -323,6 +324,30 @@ class ExprLowering:
             st = T.storage(kinds)
             return C.Ternary(self(e.test), self.convert(e.body, st), self.convert(e.orelse, st)), kinds
         raise NotLowered(f"{type(e).__name__} node (an earlier pass should have removed it)")
+
+    def python_floats_nonnegative(self, e: D.Expr, seen: set[str]) -> bool:
+        """Whether every Python float or int ``e`` can evaluate to is ``>= 0`` (or NaN): its
+        NumPy-scalar values do not matter (``np.float32(-2) ** 0.5`` is NaN, as in C), a
+        negative Python float raised to a fractional power is complex in Python. Locals are
+        followed through their assignments (:attr:`defs`)."""
+        if not {"float", "int"} & self.kinds(e):
+            return True
+        if isinstance(e, D.Const):
+            return not e.value < 0
+        if isinstance(e, D.Call):
+            if e.func in ("abs", "sqrt", "exp"):
+                return True
+            return e.func in ("min", "max") and all(
+                self.python_floats_nonnegative(a, seen) for a in e.args)
+        if isinstance(e, D.IfExp):
+            return all(self.python_floats_nonnegative(x, seen) for x in (e.body, e.orelse))
+        if isinstance(e, D.BinOp) and e.op in ("+", "*", "/", "**"):
+            # a Python-number result comes from Python-number operands on that path
+            return all(self.python_floats_nonnegative(x, seen) for x in (e.left, e.right))
+        if isinstance(e, D.Var) and e.name in self.defs and e.name not in seen:
+            seen.add(e.name)
+            return all(self.python_floats_nonnegative(d, seen) for d in self.defs[e.name])
+        return False
 
     def compare_precision(self, a: D.Expr, b: D.Expr) -> str:
         """The precision ``a`` and ``b`` compare in. A float value whose precision depends on
@@ -410,17 +435,6 @@ def _integral(e: D.Expr) -> bool:
     return isinstance(e, D.Const) and float(e.value).is_integer()
 
 
-def _nonnegative(e: D.Expr) -> bool:
-    """Whether ``e`` is non-negative (or NaN) whatever the run-time values."""
-    if isinstance(e, D.Const):
-        return not e.value < 0
-    if isinstance(e, D.Call):
-        return e.func in ("abs", "sqrt", "exp")
-    if isinstance(e, D.IfExp):
-        return _nonnegative(e.body) and _nonnegative(e.orelse)
-    return False
-
-
 def _int_storage(kinds: T.Kinds, what: str) -> str | None:
     """The integer dtype ``kinds`` compute in (``None``: float arithmetic); refuses values that
     are integers of different dtypes on different paths (NumPy's result would depend on it)."""
@@ -485,6 +499,9 @@ def lower_statements(stmts: Any, low: ExprLowering,
     converts the value to the grid's dtype as NumPy's item assignment does.
     """
     stmts = list(stmts)
+    for s in stmts:
+        if isinstance(s, D.Assign):
+            low.defs.setdefault(s.target, []).append(s.value)
     kinds_all: dict[str, set[str]] = {}
     saved = dict(low.vars)
     saved_tagged = set(low.tagged)
