@@ -92,46 +92,33 @@ class _Lowering:
         return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
-        """One row ``k in [lo, hi)`` (row base ``r``): an edge up to the first 64-byte aligned
-        output element, a SIMD body whose whole vectors go to memory with streaming stores, and
-        an edge after the last whole vector. Where the extension has masked loads and stores
-        (AVX-512, AVX), each edge is one masked vector (the lanes of the row only; the store is
-        a regular one, since a partly written cache line must be read anyway); with SSE2 the
-        edges are scalar points. Every lane computes what the scalar code computes."""
+        """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
+        aligned output element, SIMD body with streaming stores, scalar tail."""
         out_name = grid_param(self.prog.output.name)
         k = C.Name("k")
-        assert self.vector is not None and self.vector_dtype is not None
-        isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
-        width, item = isa.width, isa.itemsize
 
-        def vector_point(mask: C.Expr | None) -> list[C.Stmt]:
-            vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
-                C.Name("p"), C.Constant(self.flat(r.at.offset)))), mask)
-            out: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
-            declared: set[str] = set()
-            for st in loop.body:
-                value = vec(st.value)
-                if isinstance(st, D.Assign):
-                    target = c_var(st.target)
-                    out.append(C.Assign(C.Name(target), value) if st.target in declared
-                               else C.Decl(isa.type, target, value))
-                    declared.add(st.target)
-                else:
-                    ptr = C.BinOp(C.Name(out_name), "+", C.Name("p"))
-                    out.append(isa.masked_store(ptr, value, mask) if mask is not None else
-                               C.ExprStmt(C.Call(isa.fn("stream"), [ptr, value])))
-            return out
-
-        def edge(a: C.Expr, b: C.Expr) -> C.Stmt:
-            if isa.masked:
-                body = [C.Decl(C.CType(isa.mask_type, const=True), "mask",
-                               isa.mask(C.BinOp(b, "-", k)))]
-                body += vector_point(C.Name("mask"))
-                return C.For("k", a, b, C.Block(body), step=C.Constant(width))
+        def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
             point = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
+        assert self.vector is not None and self.vector_dtype is not None
+        isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
+        width, item = isa.width, isa.itemsize
+        vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
+            C.Name("p"), C.Constant(self.flat(r.at.offset)))))
+        vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+        declared: set[str] = set()
+        for st in loop.body:
+            value = vec(st.value)
+            if isinstance(st, D.Assign):
+                target = c_var(st.target)
+                vpoint.append(C.Assign(C.Name(target), value) if st.target in declared
+                              else C.Decl(isa.type, target, value))
+                declared.add(st.target)
+            else:
+                vpoint.append(C.ExprStmt(C.Call(isa.fn("stream"), [
+                    C.BinOp(C.Name(out_name), "+", C.Name("p")), value])))
         addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
                                                      _add(C.Name("r"), C.Constant(lo))))
         mis = C.BinOp(C.Name("a"), "&", C.Constant(63))
@@ -150,10 +137,9 @@ class _Lowering:
             C.Decl(CONST_LONG, "kh0", kh),
             C.Decl(CONST_LONG, "kh", kh_capped),
             C.Decl(CONST_LONG, "kv", kv),
-            edge(C.Constant(lo), C.Name("kh")),
-            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vector_point(None)),
-                  step=C.Constant(width)),
-            edge(C.Name("kv"), C.Constant(hi)),
+            scalar(C.Constant(lo), C.Name("kh")),
+            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(width)),
+            scalar(C.Name("kv"), C.Constant(hi)),
         ]
 
     # -- loops ------------------------------------------------------------------------------

@@ -62,46 +62,6 @@ class VectorISA:
         """The float32 version: the same registers hold twice as many lanes."""
         return replace(self, width=self.width * 2 if self.double else self.width, double=False)
 
-    @property
-    def masked(self) -> bool:
-        """Whether the extension has masked loads and stores (AVX-512F, AVX; not SSE2)."""
-        return self.prefix in ("_mm512", "_mm256")
-
-    @property
-    def mask_type(self) -> str:
-        """The C type of :meth:`mask`'s value."""
-        return f"__mmask{self.width}" if self.prefix == "_mm512" else "__m256i"
-
-    def mask(self, count: C.Expr) -> C.Expr:
-        """The mask selecting the first ``min(count, width)`` lanes (``count >= 1``).
-
-        AVX-512: a ``__mmask8``/``__mmask16`` bit mask; AVX: a vector whose selected lanes have
-        every bit set (built lane by lane, so plain AVX without AVX2 suffices)."""
-        w = C.Constant(self.width)
-        n = C.Ternary(C.BinOp(count, "<", w), count, w)
-        if self.prefix == "_mm512":
-            bits = C.BinOp(C.BinOp(C.Cast(C.CType("unsigned"), C.Constant(1)), "<<", n), "-",
-                           C.Constant(1))
-            return C.Cast(C.CType(self.mask_type), bits)
-        lanes = [C.Ternary(C.BinOp(C.Constant(i), "<", n), C.Constant(-1), C.Constant(0))
-                 for i in range(self.width)]
-        return C.Call("_mm256_setr_epi64x" if self.double else "_mm256_setr_epi32", lanes)
-
-    def load(self, ptr: C.Expr, mask: C.Expr | None = None) -> C.Expr:
-        """An unaligned load; with ``mask``, only the selected lanes are read (the others are
-        zero and cannot fault, so a masked load may reach past the end of an array)."""
-        if mask is None:
-            return C.Call(self.fn("loadu"), [ptr])
-        if self.prefix == "_mm512":
-            return C.Call(self.fn("maskz_loadu"), [mask, ptr])
-        return C.Call(self.fn("maskload"), [ptr, mask])
-
-    def masked_store(self, ptr: C.Expr, value: C.Expr, mask: C.Expr) -> C.Stmt:
-        """A regular store of the lanes ``mask`` selects (a row's unaligned edge)."""
-        if self.prefix == "_mm512":
-            return C.ExprStmt(C.Call(self.fn("mask_storeu"), [ptr, mask, value]))
-        return C.ExprStmt(C.Call(self.fn("maskstore"), [ptr, mask, value]))
-
 
 AVX512 = VectorISA("avx512f", 8, "_mm512")
 AVX = VectorISA("avx", 4, "_mm256")
@@ -143,14 +103,11 @@ def vectorizable(loop: D.PointLoop) -> bool:
 
 
 class VectorLowering:
-    """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer;
-    with ``mask`` (see :meth:`VectorISA.mask`) every grid read is a masked load."""
+    """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer."""
 
-    def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr],
-                 mask: C.Expr | None = None) -> None:
+    def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr]) -> None:
         self.isa = isa
         self.address = address
-        self.mask = mask
 
     def __call__(self, e: D.Node) -> C.Expr:
         v = self.isa
@@ -159,7 +116,7 @@ class VectorLowering:
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):
-            return v.load(self.address(e), self.mask)
+            return C.Call(v.fn("loadu"), [self.address(e)])
         if isinstance(e, D.BinOp):
             return C.Call(v.fn(_OPS[e.op]), [self(e.left), self(e.right)])
         if isinstance(e, D.UnaryOp):
