@@ -50,7 +50,7 @@ class BorderAndInterior(StencilKernel):
         for x in out.border_points():
             out[x] = a[x] * c - b[x]
         for x in out.interior_points():
-            t = max(a[x], b[x], 0.25) // 0.75
+            t = max(a[x], b[x], 0.25) // 0.75 + a[x] % -0.75 + b[x] % a[x]
             out[x] = abs(t) if a[x] < b[x] <= 2.0 else min(t, -b[x])
 
 

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 
 from asp_core import cast as C
+from asp_core.ir import walk
 from asp_core.errors import Unspecializable
 from pytest_asp import requires_compiler, requires_nvcc
 from asp_core.toolchain import find_toolchain
@@ -56,8 +57,13 @@ def _program(cls, grids):
 
 
 def _cuda(prog, variants=None) -> tuple[str, list[CudaVariant]]:
+    module, vs = _module(prog, variants)
+    return C.print_cuda(module), vs
+
+
+def _module(prog, variants=None) -> tuple[C.Module, list[CudaVariant]]:
     vs = variants or default_variants(prog)
-    return C.print_cuda(lower_cuda(prog, vs)), vs
+    return lower_cuda(prog, vs), vs
 
 
 # -- structure (no compiler) -------------------------------------------------------------------
@@ -98,11 +104,14 @@ def test_gauss_seidel_is_refused_with_reason():
 
 def test_emulation_rewrites_every_launch():
     prog = _program(Heat, make_grids((30, 40), 1))
-    src, _ = _cuda(prog)
-    emu = emulation_source(src)
-    assert "<<<" not in emu and "asp_emu_launch(" in emu
+    module, _ = _module(prog)
+    emu = emulation_source(module)
+    launches = [n for n in walk(module) if isinstance(n, C.CudaLaunch)]
+    assert launches and "<<<" not in emu and "cuda_runtime.h" not in emu
+    assert emu.count("asp_emu_launch(") == len(launches) + 1  # and its definition
     with pytest.raises(ValueError):
-        emulation_source("int main() { return 0; }")
+        emulation_source(C.Module([C.Include("math.h")]))
+
 
 
 # -- nvcc compiles every generated kernel ------------------------------------------------------
@@ -132,8 +141,8 @@ def test_corpus_emulated_bitwise(name, cls, shape, n_inputs, ghost, nd):
     prog = _program(cls, grids)
     if unsupported_reason(prog):
         pytest.skip(f"not a CUDA kernel: {unsupported_reason(prog)}")
-    src, vs = _cuda(prog)
-    lib = emulated_library(src)
+    module, vs = _module(prog)
+    lib = emulated_library(module)
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         k.pure_python(*ref)
@@ -149,8 +158,8 @@ def test_launcher_rejects_wrong_sizes():
     pytest.importorskip("numpy")
     grids = make_grids((9, 10, 11), 1)
     prog = _program(Laplacian, grids)
-    src, vs = _cuda(prog)
-    lib = emulated_library(src)
+    module, vs = _module(prog)
+    lib = emulated_library(module)
     import ctypes
 
     fn = getattr(lib, launcher_name(prog, vs[0]))
@@ -209,8 +218,8 @@ def test_device_iterate_emulated(name, cls, shape, n_inputs):
         k.centre = -4.0
     grids = make_grids(shape, n_inputs, seed=11)
     prog = specialise(k, tuple(grids))[1]
-    src, vs = _cuda(prog)
-    lib = emulated_library(src)
+    module, vs = _module(prog)
+    lib = emulated_library(module)
     for steps in (1, 2, 3, 7, 64):
         ref = clone_grids(grids)
         _reference_iterate(k, ref, steps)
@@ -246,10 +255,10 @@ def _random_case(case, compile_with_nvcc: bool) -> None:
         assert any(loop.sequential for loop in prog.body if hasattr(loop, "sequential")), \
             unsupported_reason(prog)
         return
-    src, vs = _cuda(prog)
+    module, vs = _module(prog)
     if compile_with_nvcc:
-        find_toolchain("cuda").check(src)
-    lib = emulated_library(src)
+        find_toolchain("cuda").check(C.print_cuda(module))
+    lib = emulated_library(module)
     for v in vs:
         test = clone_grids(grids)
         assert run_emulated(lib, prog, v, test) == 0
@@ -292,8 +301,8 @@ def test_emulated_pow_is_libm_pow_like_python():
     grids = make_grids((5, 6), 1, seed=0)
     grids[0].data[...] = x
     prog = specialise(k, tuple(grids))[1]
-    src, vs = _cuda(prog)
-    lib = emulated_library(src)
+    module, vs = _module(prog)
+    lib = emulated_library(module)
     ref = clone_grids(grids)
     k.pure_python(*ref)
     for v in vs:

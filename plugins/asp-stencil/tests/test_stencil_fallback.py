@@ -25,10 +25,12 @@ class UserFunction(StencilKernel):
             out[x] = helper(u[x])  # <- call to user function 'helper'
 
 
-class Modulo(StencilKernel):
+class BitwiseAnd(StencilKernel):
+    k = 3
+
     def kernel(self, u, out):
         for x in out.interior_points():
-            out[x] = u[x] % 2.0  # <- operator '%'
+            out[x] = u[x] * (self.k & 1)  # <- operator '&'
 
 
 class TopLevelIf(StencilKernel):
@@ -116,7 +118,7 @@ class NonScalarAttribute(StencilKernel):
             out[x] = u[x] * self.scale  # <- attribute 'self.scale' that is not a real scalar
 
 
-CASES = [UserFunction, Modulo, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
+CASES = [UserFunction, BitwiseAnd, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
          GlobalName, WriteNeighbour, PointArithmetic, BorderNeighbour, CarriedLocal,
          NonScalarAttribute]
 

@@ -1,5 +1,5 @@
 """Differential fuzzing of the DSL's breadth (issue 15): random kernels with float32/float64 and
-integer grids, if/elif/else, comparisons and boolean operators, math functions and powers,
+integer grids (read and mixed with floats, or computed in integer arithmetic), if/elif/else, comparisons and boolean operators, math functions and powers,
 Dirichlet/Neumann borders, periodic grids and several outputs, compiled by the OpenMP backend,
 equal pure Python bit for bit on every grid.
 
@@ -24,7 +24,8 @@ from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.testing import (assert_bitwise, assert_specialised, breadth_kernel_sources,
                                  clone_grids, load_kernel, make_grids)
 
-_DTYPES = {"f8": np.float64, "f4": np.float32, "i4": np.int32, "i1": np.int8}
+_DTYPES = {"f8": np.float64, "f4": np.float32, "i1": np.int8, "i2": np.int16, "i4": np.int32,
+           "i8": np.int64, "u1": np.uint8, "u2": np.uint16, "u4": np.uint32}
 
 
 def check_case(case) -> tuple[str, str]:

@@ -49,10 +49,10 @@ def _prog(kernel, grids):
 HOST_ISA = tuple(query().isa)
 
 
-def _run(prog, sched, grids):
-    src = print_c(lower_openmp(prog, sched, HOST_ISA))
+def _run(prog, sched, grids, isa=HOST_ISA):
+    src = print_c(lower_openmp(prog, sched, isa))
     name = function_name(prog)
-    lib = compile_library(src, name=name, specialised_on={"test": sched.label})
+    lib = compile_library(src, name=name, specialised_on={"test": sched.label, "isa": isa})
     fn = getattr(lib.cdll, name)
     fn.argtypes = [ctypes.c_void_p] * len(grids)
     fn(*[g.data.ctypes.data for g in grids])
@@ -135,6 +135,50 @@ def test_float32_vector_rows_bitwise_on_special_values(name, cls, shape, n_input
         k.pure_python(*ref)
     _run(prog, sched, grids)
     assert_bitwise(ref[-1].data, grids[-1].data, what=f"{name} float32 nt-vec special values")
+
+
+#: narrower extensions this machine also runs (AVX-512 machines run AVX and SSE2 code)
+_RUNNABLE = [isa for isa, need in ((("avx512f",), "avx512f"), (("avx",), "avx"),
+                                   (("sse2",), "sse4_2")) if need in HOST_ISA]
+
+
+@requires_compiler
+@pytest.mark.parametrize("isa", _RUNNABLE or [()], ids=[i[0] for i in _RUNNABLE] or ["none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", [3, 9, 18, 37, 70])
+def test_vector_row_edges_bitwise(isa, dtype, row):
+    """A row's unaligned edges (scalar points before the first aligned vector and after the
+    last whole one) cover exactly the row, for every vector width this machine runs: rows
+    shorter than a vector, edges of every length, and the points next to the ghost cells,
+    which must not be written, all equal to Python."""
+    from asp_stencil.vector import vector_isa
+
+    if vector_isa(isa) is None:
+        pytest.skip(f"no x86 vector ISA on this machine ({HOST_ISA})")
+    grids = make_grids((4, 5, row), 1, seed=row, special=True, dtypes=(dtype,) * 2)
+    k = Laplacian()
+    prog = _prog(k, grids)
+    sched = Schedule(nt=True, vec=True, parallel_min_points=1)
+    v = vector_isa(isa)
+    v = v if dtype is np.float64 else v.single()
+    assert v.fn("stream") in print_c(lower_openmp(prog, sched, isa))
+    ref = clone_grids(grids)
+    with np.errstate(all="ignore"):
+        k.pure_python(*ref)
+    _run(prog, sched, grids, isa)
+    assert_bitwise(ref[-1].data, grids[-1].data, what=f"{isa} {dtype.__name__} row {row}")
+
+
+def test_float32_gets_the_same_schedules_as_float64():
+    """The tuner times the same variants for a float32 grid far beyond the cache as for the
+    float64 one (the guesses are ordered by the output's bytes, and both are large)."""
+    from asp_stencil.variants import candidate_schedules
+
+    isa = ("avx512f",)
+    f8 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1))
+    f4 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1, dtypes=(np.float32,) * 2))
+    assert candidate_schedules(f4, 1 << 20, 8, isa) == candidate_schedules(f8, 1 << 20, 8, isa)
+    assert candidate_schedules(f4, 1 << 20, 8, isa)[0] == Schedule(nt=True, vec=True)
 
 
 def test_vector_rows_only_for_arithmetic():

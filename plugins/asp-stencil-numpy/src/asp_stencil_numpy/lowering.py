@@ -139,6 +139,8 @@ class _Statements:
                 return _np_call("power", left, right)
             if e.op == "//":
                 return _np_call("floor_divide", left, right)
+            if e.op == "%":
+                return _np_call("remainder", left, right)
         if isinstance(e, D.UnaryOp):
             operand = self.expr(e.operand)
             if e.op == "-":

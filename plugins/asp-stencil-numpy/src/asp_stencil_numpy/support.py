@@ -25,15 +25,6 @@ __all__ = ["SUPPORTED_DTYPES", "unsupported_reason"]
 SUPPORTED_DTYPES = ("<f8", "<f4")
 
 
-def _leftover(prog: D.StencilProgram) -> str | None:
-    for n in D.expr_nodes(prog):
-        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
-            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
-        if isinstance(n, D.PointExpr) and n.var is not None:
-            return "neighbour reads remain (unroll-neighbors was disabled)"
-    return None
-
-
 def _var_names(e: Any) -> set[str]:
     return {n.name for n in D.expr_nodes(e) if isinstance(n, D.Var)}
 
@@ -92,7 +83,7 @@ def unsupported_reason(prog: Any) -> str | None:
     bad = dtypes - set(SUPPORTED_DTYPES)
     if bad:
         return f"grid dtype {', '.join(sorted(bad))} (supported: float64, float32)"
-    reason = _leftover(prog)
+    reason = D.unlowered_reason(prog)
     if reason:
         return reason
     if "<f4" in dtypes:

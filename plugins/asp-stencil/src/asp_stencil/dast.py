@@ -29,11 +29,11 @@ __all__ = [
     "Expr", "Stmt", "PointExpr", "Const", "Attr", "Var", "Read", "BinOp", "UnaryOp", "Call",
     "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
-    "reads", "expr_nodes", "const", "written_grids", "loop_statements",
+    "reads", "expr_nodes", "const", "written_grids", "loop_statements", "unlowered_reason",
 ]
 
 #: Binary operators of the DSL (Python spelling).
-BINARY_OPS = ("+", "-", "*", "/", "**", "//")
+BINARY_OPS = ("+", "-", "*", "/", "**", "//", "%")
 #: Unary operators of the DSL; ``not`` only inside a condition.
 UNARY_OPS = ("-", "+", "not")
 #: Functions of the DSL: builtins ``abs/min/max`` and ``math.sqrt/exp/log/sin/cos``.
@@ -288,3 +288,18 @@ def written_grids(prog: StencilProgram) -> set[str]:
 def loop_statements(prog: StencilProgram) -> list[Stmt]:
     """Statements of every point loop, in order (for analyses that look at each once)."""
     return [s for loop in prog.body if isinstance(loop, PointLoop) for s in loop.body]
+
+
+def unlowered_reason(prog: StencilProgram) -> str | None:
+    """Why ``prog`` still holds nodes no platform lowers (``None``: it holds none).
+
+    The domain passes replace neighbour loops, attributes and ``distance`` calls; a user who
+    disables one of them (``ASP_DISABLE_PASSES``) leaves such nodes behind, and every
+    platform's ``check`` declines the program with this reason instead of failing to lower it.
+    """
+    for n in expr_nodes(prog):
+        if isinstance(n, (NeighborLoop, Attr, Distance)):
+            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
+        if isinstance(n, PointExpr) and n.var is not None:
+            return "neighbour reads remain (unroll-neighbors was disabled)"
+    return None

@@ -55,6 +55,7 @@ import numpy as np
 from asp_core.mpi import HaloExchange
 from asp_stencil.grid import StencilGrid
 from asp_stencil.signature import stencil_signature
+from asp_stencil.kernel import kernel_function
 
 __all__ = ["Decomposition", "DistributedStencilGrid", "DistributedKernel", "distribute",
            "exchange", "sweep", "iterate", "check_kernel", "tuned_variant"]
@@ -363,15 +364,6 @@ class DistributedStencilGrid:
 _CHECKED: dict[type, tuple[str | None, bool]] = {}
 
 
-def _kernel_function(kernel: Any) -> Any:
-    for klass in type(kernel).__mro__:
-        k = klass.__dict__.get("kernel")
-        if k is not None:
-            return getattr(k, "func", k)
-    raise TypeError(f"{type(kernel).__name__} has no kernel method; distributed stencils run "
-                    "StencilKernel subclasses")
-
-
 def check_kernel(kernel: Any) -> bool:
     """Refuse kernels a decomposition cannot run; return whether the kernel reads its output.
 
@@ -381,7 +373,7 @@ def check_kernel(kernel: Any) -> bool:
     """
     cls = type(kernel)
     if cls not in _CHECKED:
-        func = _kernel_function(kernel)
+        func = kernel_function(kernel)
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
         except (OSError, TypeError):

@@ -45,9 +45,9 @@ MATH_FUNCTIONS: dict[Any, str] = {
 }
 _MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
-           ast.FloorDiv: "//"}
+           ast.FloorDiv: "//", ast.Mod: "%"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
-_OP_NAMES = {ast.Mod: "operator '%'", ast.MatMult: "operator '@'", ast.BitAnd: "operator '&'",
+_OP_NAMES = {ast.MatMult: "operator '@'", ast.BitAnd: "operator '&'",
              ast.BitOr: "operator '|'", ast.BitXor: "operator '^'", ast.LShift: "operator '<<'",
              ast.RShift: "operator '>>'"}
 

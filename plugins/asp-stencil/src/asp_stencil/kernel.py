@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from .grid import fill_periodic_ghosts
 
-__all__ = ["StencilKernel", "KernelMethod"]
+__all__ = ["StencilKernel", "KernelMethod", "kernel_function"]
 
 
 def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,6 +24,19 @@ def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
 
     run.__wrapped__ = func  # type: ignore[attr-defined]
     return run
+
+
+def kernel_function(kernel: Any) -> Callable[..., Any]:
+    """The Python function of ``kernel``'s ``kernel`` method bound to ``kernel`` (found along
+    its class's MRO; not the dispatcher): what the frontend parses and the pure-Python
+    reference runs. ``TypeError`` if the class has no ``kernel``."""
+    for klass in type(kernel).__mro__:
+        k = klass.__dict__.get("kernel")
+        if k is not None:
+            func = k.func if isinstance(k, KernelMethod) else k
+            return func.__get__(kernel, type(kernel))
+    raise TypeError(f"{type(kernel).__name__} has no kernel method; stencil kernels subclass "
+                    "StencilKernel and define kernel(self, *inputs, output)")
 
 
 class KernelMethod:
@@ -74,16 +87,9 @@ class StencilKernel:
 
     def pure_python(self, *grids: Any) -> Any:
         """Run the kernel as plain Python (the reference semantics)."""
-        k = None
-        for klass in type(self).__mro__:
-            k = klass.__dict__.get("kernel")
-            if k is not None:
-                break
-        func = k.func if isinstance(k, KernelMethod) else k
-        if func is None:
-            raise TypeError(f"{type(self).__name__} defines no kernel method")
+        func = kernel_function(self)
         fill_periodic_ghosts(grids)
-        return func(self, *grids)
+        return func(*grids)
 
     def iterate(self, *grids: Any, steps: int) -> Any:
         """Run ``steps`` sweeps, swapping the output with the last input after each (Jacobi

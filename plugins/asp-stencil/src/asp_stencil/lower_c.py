@@ -1,10 +1,11 @@
 """Lowering of DAST expressions to ``asp_core.cast`` nodes (shared by every C-like backend).
 
-The OpenMP backend uses it here; the CUDA and temporal-blocking backends reuse it with their own
-``read`` callback (how a grid access is addressed) and, for CUDA, ``device=True`` helpers.
+:func:`point_body` lowers one point of a point loop; the OpenMP loops, the CUDA kernels and the
+temporally blocked row kernels all call it, each with its own ``read`` callback (how a grid
+access is addressed) and ``store``. The C helpers it calls are in :mod:`.c_helpers`.
 
 Exactness: each DAST operation maps to one C operation with the same operands in the same order,
-and the helpers reproduce what Python computes on NumPy float64 scalars:
+and the helpers reproduce what Python computes on NumPy scalars:
 
 * ``a // b`` → ``asp_floordiv``: NumPy's ``npy_floor_divide`` (``fmod``-based, with Python's sign
   rule and the snap to the nearest integer; division by zero gives ``a / b``, like NumPy);
@@ -32,14 +33,14 @@ from asp_core import cast as C
 
 from . import dast as D
 from . import scalar_types as T
+from .c_helpers import SUFFIX, helper_functions, unsigned_type
 
 __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
-           "clamped_index"]
+           "clamped_index", "point_body"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 _LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
-_SUFFIX = {"<f8": "", "<f4": "f", "<i8": "_l"}
 
 
 class NotLowered(TypeError):
@@ -73,6 +74,7 @@ class ExprLowering:
         # run-time kind tags (NumPy's precision chosen per value): locals with a tag variable,
         # statements to emit before the current one (materialised operands), per-statement memo
         self.tagged: set[str] = set()
+        self.defs: dict[str, list[D.Expr]] = {}  # every value assigned to each local
         self.pre: list[C.Stmt] = []
         self._memo: dict[Any, tuple[C.Expr, T.Kinds]] = {}
         self._tags: dict[Any, C.Expr] = {}
@@ -98,6 +100,11 @@ class ExprLowering:
     def convert(self, e: D.Expr, prec: str) -> C.Expr:
         """``e`` computed and converted to precision ``prec`` (constants printed in it)."""
         if isinstance(e, D.Const) and not isinstance(e.value, (bool, np.bool_)):
+            if not T.is_float(prec):
+                lo, hi = T.int_range(prec)
+                if not lo <= int(e.value) <= hi:
+                    raise T.TypeRefusal(f"the constant {e.value} is out of bounds for "
+                                        f"{np.dtype(prec).name} (NumPy raises OverflowError)")
             return self.const(e.value, prec)
         c, kinds = self.typed(e)
         if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
@@ -228,7 +235,16 @@ class ExprLowering:
         return self._chain([(a, b) for a in sorted(kl) for b in sorted(kr)], tl, tr, cmp)
 
     def _arith(self, op: str, left: C.Expr, right: C.Expr, prec: str) -> C.Expr:
-        sfx = _SUFFIX[prec]
+        sfx = SUFFIX[prec]
+        if not T.is_float(prec):
+            if op in ("+", "-", "*"):  # NumPy wraps around: unsigned arithmetic, no C UB
+                u = unsigned_type(prec)
+                return C.Cast(T.ctype_of(prec), C.BinOp(C.Cast(u, left), op, C.Cast(u, right)))
+            if op in ("//", "%"):
+                return C.Call(("asp_floordiv" if op == "//" else "asp_mod") + sfx, [left, right])
+            raise NotLowered(f"integer operator {op!r}")
+        if op == "%":
+            return C.Call("asp_mod" + sfx, [left, right])
         if op in _BIN:
             return C.BinOp(left, _BIN[op], right)
         if op == "**":
@@ -258,6 +274,11 @@ class ExprLowering:
                                  "run the unroll-neighbors pass first")
             return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
+            if e.op == "**" and "float" in self.kinds(e.left) and not _integral(e.right) \
+                    and not self.python_floats_nonnegative(e.left, set()):
+                raise T.TypeRefusal("'**' of a Python float that may be negative with a "
+                                    "fractional exponent (Python returns a complex number); "
+                                    "write abs(base) ** y or math.pow(base, y)")
             try:
                 kinds, prec = T.arith_kind(e.op, self.kinds(e.left), self.kinds(e.right))
             except T.PrecisionDependsOnValue:
@@ -268,9 +289,20 @@ class ExprLowering:
             operand, kinds = self.typed(e.operand)
             if e.op == "not":
                 return C.UnaryOp("!", operand), frozenset({"bool"})
-            if not all(T.is_float(k) or k == "int" for k in kinds):
-                raise T.TypeRefusal(f"integer arithmetic (unary '{e.op}' of an integer value)")
-            return (C.UnaryOp("-", operand) if e.op == "-" else operand), kinds
+            if e.op == "+":
+                return operand, kinds
+            st = _int_storage(kinds, f"unary '{e.op}'")
+            if st is None:
+                if "int" in kinds:  # -0 is 0 for a Python int, -0.0 for a float
+                    # (-v) + 0.0 turns -0.0 into 0.0 (gcc folds 0.0 - (c ? x : 0.0) wrongly)
+                    is_int = C.BinOp(self.tag(e.operand), "==", C.Constant(T.code("int")))
+                    return C.Ternary(is_int, C.BinOp(C.UnaryOp("-", operand), "+",
+                                                     self.const(0.0)),
+                                     C.UnaryOp("-", operand)), kinds
+                return C.UnaryOp("-", operand), kinds
+            u = unsigned_type(st)  # -INT_MIN wraps to INT_MIN, as in NumPy
+            return C.Cast(T.ctype_of(st), C.BinOp(C.Cast(u, C.Constant(0)), "-",
+                                                  C.Cast(u, operand))), kinds
         if isinstance(e, D.Call):
             return self.call(e)
         if isinstance(e, D.Compare):
@@ -292,6 +324,30 @@ class ExprLowering:
             st = T.storage(kinds)
             return C.Ternary(self(e.test), self.convert(e.body, st), self.convert(e.orelse, st)), kinds
         raise NotLowered(f"{type(e).__name__} node (an earlier pass should have removed it)")
+
+    def python_floats_nonnegative(self, e: D.Expr, seen: set[str]) -> bool:
+        """Whether every Python float or int ``e`` can evaluate to is ``>= 0`` (or NaN): its
+        NumPy-scalar values do not matter (``np.float32(-2) ** 0.5`` is NaN, as in C), a
+        negative Python float raised to a fractional power is complex in Python. Locals are
+        followed through their assignments (:attr:`defs`)."""
+        if not {"float", "int"} & self.kinds(e):
+            return True
+        if isinstance(e, D.Const):
+            return not e.value < 0
+        if isinstance(e, D.Call):
+            if e.func in ("abs", "sqrt", "exp"):
+                return True
+            return e.func in ("min", "max") and all(
+                self.python_floats_nonnegative(a, seen) for a in e.args)
+        if isinstance(e, D.IfExp):
+            return all(self.python_floats_nonnegative(x, seen) for x in (e.body, e.orelse))
+        if isinstance(e, D.BinOp) and e.op in ("+", "*", "/", "**"):
+            # a Python-number result comes from Python-number operands on that path
+            return all(self.python_floats_nonnegative(x, seen) for x in (e.left, e.right))
+        if isinstance(e, D.Var) and e.name in self.defs and e.name not in seen:
+            seen.add(e.name)
+            return all(self.python_floats_nonnegative(d, seen) for d in self.defs[e.name])
+        return False
 
     def compare_precision(self, a: D.Expr, b: D.Expr) -> str:
         """The precision ``a`` and ``b`` compare in. A float value whose precision depends on
@@ -325,7 +381,8 @@ class ExprLowering:
                 prec = T.compare_kind(kinds, self.kinds(a))
                 kinds = kinds | self.kinds(a)
                 # a double holding float32 and Python-float values, compared in float32
-                name = f"asp_{e.func}" + ("_f" if prec != st else _SUFFIX[st])
+                name = f"asp_{e.func}" + ("_f" if prec != st and T.is_float(prec)
+                                          else SUFFIX[st])
                 acc = C.Call(name, [acc, self.convert(a, st)])
             return acc, kinds
         return self._math(e)
@@ -351,11 +408,15 @@ class ExprLowering:
     def _math(self, e: D.Call) -> tuple[C.Expr, T.Kinds]:
         if e.func == "abs":
             arg, kinds = self.typed(e.args[0])
-            if not all(T.is_float(k) or k == "int" for k in kinds):
-                raise T.TypeRefusal("abs() of an integer value (integer arithmetic)")
+            ist = _int_storage(kinds, "abs()")
+            if ist is not None:
+                if np.dtype(ist).kind == "u":
+                    return arg, kinds
+                u = unsigned_type(ist)  # abs(INT_MIN) wraps to INT_MIN, as in NumPy
+                neg = C.BinOp(C.Cast(u, C.Constant(0)), "-", C.Cast(u, arg))
+                return C.Cast(T.ctype_of(ist), C.Ternary(C.BinOp(arg, "<", C.Constant(0)), neg,
+                                                         C.Cast(u, arg))), kinds
             st = T.storage(kinds)
-            if st == "<i8":  # Python ints (constants chosen by a branch)
-                return C.Ternary(C.BinOp(arg, "<", C.Constant(0)), C.UnaryOp("-", arg), arg), kinds
             return C.Call("fabsf" if st == "<f4" else "fabs", [arg]), kinds
         # math functions convert their arguments to Python floats (doubles)
         args = [self.convert(a, "<f8") for a in e.args]
@@ -367,6 +428,25 @@ class ExprLowering:
 def tag_var(name: str) -> str:
     """The C local holding the run-time kind tag of local ``name``."""
     return "kind_" + c_var(name)
+
+
+def _integral(e: D.Expr) -> bool:
+    """A constant with an integral value (``x ** 2`` is real for every real ``x``)."""
+    return isinstance(e, D.Const) and float(e.value).is_integer()
+
+
+def _int_storage(kinds: T.Kinds, what: str) -> str | None:
+    """The integer dtype ``kinds`` compute in (``None``: float arithmetic); refuses values that
+    are integers of different dtypes on different paths (NumPy's result would depend on it)."""
+    if all(T.is_float(k) or k == "int" for k in kinds) and any(T.is_float(k) for k in kinds):
+        return None
+    if all(T.is_float(k) for k in kinds):
+        return None
+    precs = {T.precision(k) for k in kinds}
+    if len(precs) != 1 or any(T.is_float(k) for k in kinds):
+        raise T.PrecisionDependsOnValue(f"{what} of a value whose dtype depends on the path "
+                                        "taken at run time")
+    return precs.pop()
 
 
 def _cast_to(value: C.Expr, prec: str, kinds: T.Kinds) -> C.Expr:
@@ -390,6 +470,25 @@ def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
     return idx
 
 
+def point_body(prog: D.StencilProgram, loop: D.PointLoop, read: Callable[[D.Read], C.Expr],
+               store: Callable[[D.Store, C.Expr], C.Stmt]) -> list[C.Stmt]:
+    """The C statements of one point of ``loop``: the lowering every C-like path shares (the
+    OpenMP loops, the CUDA kernels, the temporally blocked row kernels).
+
+    The kernel's top-level scalar assignments before ``loop`` come first (locals every point
+    sees; the compiler hoists them), then the loop's statements, lowered with each grid's dtype
+    as NumPy computes (:func:`lower_statements`). Only addressing differs between the paths:
+    ``read(r)`` gives the C expression of a grid read (already unrolled: ``r.at.var is None``),
+    ``store(s, value)`` the statement writing ``value`` (already converted to the grid's dtype).
+    Raises :class:`~asp_stencil.scalar_types.TypeRefusal` where NumPy's result type would
+    depend on run-time values.
+    """
+    pos = next(i for i, s in enumerate(prog.body) if s is loop)
+    prologue = [s for s in prog.body[:pos] if isinstance(s, D.Assign)]
+    low = ExprLowering(read, grid_kinds={g.name: g.dtype for g in prog.grids})
+    return lower_statements(prologue + list(loop.body), low, store)
+
+
 def lower_statements(stmts: Any, low: ExprLowering,
                      store: Callable[[D.Store, C.Expr], C.Stmt],
                      grid_kinds: dict[str, str] | None = None) -> list[C.Stmt]:
@@ -400,6 +499,9 @@ def lower_statements(stmts: Any, low: ExprLowering,
     converts the value to the grid's dtype as NumPy's item assignment does.
     """
     stmts = list(stmts)
+    for s in stmts:
+        if isinstance(s, D.Assign):
+            low.defs.setdefault(s.target, []).append(s.value)
     kinds_all: dict[str, set[str]] = {}
     saved = dict(low.vars)
     saved_tagged = set(low.tagged)
@@ -465,68 +567,37 @@ def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C
     """``value`` converted as NumPy converts it when stored into a grid of ``dtype``."""
     if T.is_float(dtype):
         return low.convert(value, dtype)
-    if any(T.is_float(k) for k in low.kinds(value)):
-        raise T.TypeRefusal(f"a float value stored into the integer grid '{grid.lstrip('_')}'")
+    kinds = low.kinds(value)
+    name = grid.lstrip("_")
+    if any(T.is_float(k) for k in kinds):
+        raise T.TypeRefusal(f"a float value stored into the integer grid '{name}'")
+    lo, hi = T.int_range(dtype)
+    if isinstance(value, D.Const):
+        if not lo <= int(value.value) <= hi:
+            raise T.TypeRefusal(f"the constant {value.value} stored into the "
+                                f"{np.dtype(dtype).name} grid '{name}' (NumPy raises "
+                                "OverflowError)")
+    else:
+        for k in kinds - {"bool"}:
+            klo, khi = T.int_range(k)
+            if k == "int" and _python_ints_within(low, value, lo, hi):
+                continue
+            if k == "int" or klo < lo or khi > hi:
+                raise T.TypeRefusal(
+                    f"a value of type {T.kind_name(k)} stored into the {np.dtype(dtype).name} grid "
+                    f"'{name}': NumPy raises OverflowError for values out of its range")
     return C.Cast(T.ctype_of(dtype), low(value))
 
 
-def _helpers(t: C.CType, sfx: str, storage: tuple[str, ...], qualifier: str,
-             opaque: tuple[str, ...]) -> list[C.FunctionDef]:
-    a, b, r, v = C.Name("a"), C.Name("b"), C.Name("r"), C.Name("v")
-    f = "f" if t.base == "float" else ""
-
-    def fn(name: str, params: list[C.Param], body: list[C.Stmt], st: tuple[str, ...] = storage
-           ) -> C.FunctionDef:
-        return C.FunctionDef(name, params, C.Block(body), ret=t, extern_c=False,
-                             qualifier=qualifier, storage=st)
-
-    out = [fn(f"asp_min{sfx}", [C.Param(t, "r"), C.Param(t, "v")],
-              [C.Return(C.Ternary(C.BinOp(v, "<", r), v, r))]),
-           fn(f"asp_max{sfx}", [C.Param(t, "r"), C.Param(t, "v")],
-              [C.Return(C.Ternary(C.BinOp(v, ">", r), v, r))])]
-    if t.base not in ("double", "float"):
-        return out
-    zero, one, half = (C.Constant(0.0, t), C.Constant(1.0, t), C.Constant(0.5, t))
-    mod, div, fl = C.Name("mod"), C.Name("div"), C.Name("fl")
-    out.append(fn(f"asp_floordiv{sfx}", [C.Param(t, "a"), C.Param(t, "b")], [
-        C.If(C.BinOp(b, "==", zero), C.Block([C.Return(C.BinOp(a, "/", b))])),
-        C.Decl(t, "mod", C.Call("fmod" + f, [a, b])),
-        C.Decl(t, "div", C.BinOp(C.BinOp(a, "-", mod), "/", b)),
-        C.If(C.BinOp(mod, "!=", zero),
-             C.Block([C.If(C.BinOp(C.BinOp(b, "<", zero), "!=", C.BinOp(mod, "<", zero)),
-                           C.Block([C.Assign(div, C.BinOp(div, "-", one))]))])),
-        C.If(C.BinOp(div, "!=", zero), C.Block([
-            C.Decl(t, "fl", C.Call("floor" + f, [div])),
-            C.If(C.BinOp(C.BinOp(div, "-", fl), ">", half),
-                 C.Block([C.Assign(fl, C.BinOp(fl, "+", one))])),
-            C.Return(fl)])),
-        C.Return(C.Call("copysign" + f, [zero, C.BinOp(a, "/", b)])),
-    ]))
-    out.append(fn(f"asp_pow{sfx}", [C.Param(t, "a"), C.Param(t, "b")],
-                  [C.Return(C.Call("pow" + f, [a, b]))], st=opaque))
-    return out
-
-
-def helper_functions(ctype: C.CType = C.DOUBLE, storage: tuple[str, ...] = ("static", "inline"),
-                     qualifier: str = "", opaque: tuple[str, ...] | None = None
-                     ) -> list[C.FunctionDef]:
-    """``asp_min``, ``asp_max``, ``asp_floordiv`` and ``asp_pow`` as cast functions, for double
-    and (suffix ``f``) float, ``asp_min_l``/``asp_max_l`` for int64 and ``asp_min_f``/``asp_max_f``
-    (float32 and Python float values held in a double, compared in float32)
-    (``qualifier``: e.g. ``__device__`` for CUDA; ``opaque``: the storage of ``asp_pow``, by
-    default gcc's ``noipa`` for host code so it stays a real call and the compiler cannot
-    specialise ``pow`` on a constant exponent, and ``storage`` for device code, whose ``pow`` is
-    CUDA's own). ``ctype`` is unused (every variant is emitted; unused static inline functions
-    cost nothing)."""
-    if opaque is None:
-        opaque = storage if qualifier else ("static", "__attribute__((noipa))")
-    out = _helpers(C.DOUBLE, "", storage, qualifier, opaque)
-    out += _helpers(C.FLOAT, "f", storage, qualifier, opaque)
-    out += _helpers(C.CType("int64_t"), "_l", storage, qualifier, opaque)
-    r, v = C.Name("r"), C.Name("v")
-    for name, op in (("asp_min_f", "<"), ("asp_max_f", ">")):
-        cmp = C.BinOp(C.Cast(C.FLOAT, v), op, C.Cast(C.FLOAT, r))
-        out.append(C.FunctionDef(name, [C.Param(C.DOUBLE, "r"), C.Param(C.DOUBLE, "v")],
-                                 C.Block([C.Return(C.Ternary(cmp, v, r))]), ret=C.DOUBLE,
-                                 extern_c=False, qualifier=qualifier, storage=storage))
-    return out
+def _python_ints_within(low: ExprLowering, e: D.Expr, lo: int, hi: int) -> bool:
+    """Whether every Python int ``e`` can evaluate to is a constant in ``[lo, hi]`` (chosen by
+    a conditional expression, ``min`` or ``max``); other Python ints are not known here."""
+    if "int" not in low.kinds(e):
+        return True
+    if isinstance(e, D.Const):
+        return lo <= int(e.value) <= hi
+    if isinstance(e, D.IfExp):
+        return all(_python_ints_within(low, x, lo, hi) for x in (e.body, e.orelse))
+    if isinstance(e, D.Call) and e.func in ("min", "max"):
+        return all(_python_ints_within(low, x, lo, hi) for x in e.args)
+    return False

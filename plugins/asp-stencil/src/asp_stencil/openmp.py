@@ -21,7 +21,8 @@ from asp_core import cast as C
 from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
-from .lower_c import ExprLowering, c_var, clamped_index, helper_functions, lower_statements
+from .c_helpers import helper_functions
+from .lower_c import c_var, clamped_index, point_body
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorLowering, vector_isa, vectorizable
@@ -65,7 +66,6 @@ class _Lowering:
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
         self.uses_stream = False
         self.uses_intrinsics = False
-        self.kinds = {g.name: g.dtype for g in prog.grids}
         # streaming stores are written for one float output (buffered rows: float64 or float32;
         # intrinsic rows: float64 grids only)
         self.streamable = (len(prog.outputs) == 1 and prog.output.dtype in ("<f8", "<f4"))
@@ -86,7 +86,7 @@ class _Lowering:
 
     def body(self, loop: D.PointLoop, store: Any) -> list[C.Stmt]:
         """The statements of one point (``p`` is its flat index); ``store(stmt, value)`` writes."""
-        return lower_statements(loop.body, ExprLowering(self.read, grid_kinds=self.kinds), store)
+        return point_body(self.prog, loop, self.read, store)
 
     def direct_store(self, s: D.Store, value: C.Expr) -> C.Stmt:
         return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
@@ -369,15 +369,6 @@ def lower_openmp(prog: D.StencilProgram, schedule: Schedule | None = None,
     return _Lowering(prog, schedule or Schedule(), isa).module()
 
 
-def _unlowered(prog: D.StencilProgram) -> str | None:
-    for n in D.expr_nodes(prog):
-        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
-            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
-        if isinstance(n, D.PointExpr) and n.var is not None:
-            return "neighbour reads remain (unroll-neighbors was disabled)"
-    return None
-
-
 class OpenMPPlatform(Platform):
     """Phase 3 component ``openmp`` (the default platform)."""
 
@@ -387,7 +378,7 @@ class OpenMPPlatform(Platform):
         bad = {g.dtype for g in dast.grids} - set(GRID_DTYPES)
         if bad:
             return f"grids of dtype {', '.join(sorted(bad))} are not compiled"
-        reason = _unlowered(dast)
+        reason = D.unlowered_reason(dast)
         if reason:
             return reason
         from asp_core.errors import ToolchainError

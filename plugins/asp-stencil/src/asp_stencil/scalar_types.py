@@ -29,13 +29,16 @@ from asp_core import cast as C
 
 __all__ = ["Kinds", "TypeRefusal", "kind_of", "grid_kind", "result_kind", "arith_kind",
            "compare_kind", "storage", "ctype_of", "exact_in_float32", "code", "arith_combo",
-           "PrecisionDependsOnValue", "GRID_DTYPES", "is_float", "is_int"]
+           "PrecisionDependsOnValue", "GRID_DTYPES", "is_float", "is_int", "INT_OPS",
+           "int_range", "kind_name"]
 
 Kinds = frozenset
 #: Grid dtypes the compiled backends read and write.
 GRID_DTYPES = ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1", "<u2", "<u4")
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-        "**": operator.pow, "//": operator.floordiv, "<": operator.add}
+        "**": operator.pow, "//": operator.floordiv, "%": operator.mod, "<": operator.add}
+#: operators computed on integer values (NumPy's wrap-around and floor semantics, see lower_c)
+INT_OPS = ("+", "-", "*", "//", "%")
 
 
 class TypeRefusal(Exception):
@@ -114,25 +117,28 @@ def _single(kinds: set[str], what: str) -> str:
         # a Python int (a constant a branch chose) computes exactly in double too
         precs = {"<f8" if k in ("int", "bool") else precision(k) for k in kinds}
     if len(precs) != 1:
-        names = ", ".join(sorted(_name(k) for k in kinds))
+        names = ", ".join(sorted(kind_name(k) for k in kinds))
         raise PrecisionDependsOnValue(f"{what} whose precision depends on the value taken at run time "
                           f"({names}; NumPy would pick it per value)")
     return precs.pop()
 
 
-def _name(kind: str) -> str:
+def kind_name(kind: str) -> str:
+    """A kind as users know it: ``float32``, ``int``, ..."""
     return kind if kind in ("float", "int", "bool") else np.dtype(kind).name
 
 
 def arith_kind(op: str, a: Kinds, b: Kinds) -> tuple[Kinds, str]:
-    """``(result kinds, precision computed in)`` of ``a op b``; refuses integer arithmetic."""
+    """``(result kinds, precision computed in)`` of ``a op b``.
+
+    Integer results are computed for :data:`INT_OPS` (NumPy wraps on overflow, floors ``//``
+    and ``%``; the C lowering does the same); ``**`` of integers is refused: NumPy raises for
+    a negative exponent, which compiled code cannot do."""
     results = {result_kind(op, x, y) for x in a for y in b}
     prec = _single(results, f"operator '{op}'")
-    if results == {"int"} and op in "+-*":
-        return frozenset(results), prec  # Python ints of the kernel's constants: exact in int64
-    if not is_float(prec):
-        raise TypeRefusal(f"integer arithmetic ('{op}' of integer values): integer grids can "
-                          "be read, compared and combined with floats")
+    if not is_float(prec) and op not in INT_OPS:
+        raise TypeRefusal(f"integer power ('{op}' of integer values: NumPy raises for negative "
+                          "exponents); write a float exponent or base, e.g. m[x] ** 2.0")
     return frozenset(results), prec
 
 
@@ -153,6 +159,12 @@ def storage(kinds: Kinds) -> str:
     if not any(is_float(p) for p in precs):
         return "<i8"
     raise TypeRefusal("a value that is an integer on one path and a float on another")
+
+
+def int_range(kind: str) -> tuple[int, int]:
+    """The values an integer kind holds (a Python int: int64, the arithmetic it gets here)."""
+    info = np.iinfo(np.dtype(precision(kind)))
+    return int(info.min), int(info.max)
 
 
 def exact_in_float32(value: Any) -> bool:

@@ -75,14 +75,12 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
     names = _ATTR_NAMES.get(cls)
     if names is None:
         names = ()
-        func = next((k.__dict__["kernel"] for k in cls.__mro__ if "kernel" in k.__dict__), None)
-        func = getattr(func, "func", func)
         try:
             from asp_core.pyast import kernel_source
 
-            if func is None:
-                raise TypeError("no kernel method")
-            src = kernel_source(func)
+            from .kernel import kernel_function
+
+            src = kernel_source(kernel_function(instance))
             fn = src.function
             self_name = fn.args.args[0].arg if fn.args.args else None
             names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)

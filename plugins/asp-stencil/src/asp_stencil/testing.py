@@ -247,7 +247,9 @@ def breadth_kernel_sources(max_depth: int = 3) -> Any:
     temporaries assigned in every branch and stores in some, tests with comparisons,
     ``and``/``or``/``not`` and chained comparisons, ``math.pow`` and ``**`` with integer and
     float exponents, border loops with Dirichlet values and Neumann copies
-    (``g[g.nearest_interior(x)]``), one or two output grids, periodic grids.
+    (``g[g.nearest_interior(x)]``), one or two output grids, periodic grids; and, one kernel in
+    four, integer kernels (int8/16/32/64, uint8/16/32 grids) computing ``+ - * // %``, negation,
+    ``abs``/``min``/``max``, conditionals and neighbour sums in the grids' integer type.
     """
     from hypothesis import strategies as st
 
@@ -257,6 +259,8 @@ def breadth_kernel_sources(max_depth: int = 3) -> Any:
         ghost = draw(st.integers(1, 2))
         n_inputs = draw(st.integers(1, 2))
         n_outputs = draw(st.integers(1, 2))
+        if draw(st.integers(0, 3)) == 0:
+            return draw(_integer_kernel(dim, ghost, max_depth))
         float_dt = draw(st.sampled_from(["f8", "f4", "mixed"]))
 
         def fdt() -> str:
@@ -377,5 +381,95 @@ def breadth_kernel_sources(max_depth: int = 3) -> Any:
             lines += body or ["            out[x] = 1.0"]
         source = "\n".join(lines) + "\n"
         return source, dim, tuple(dtypes), ghost, custom, periodic
+
+    return build()
+
+
+_INT_CODES = ("i1", "i2", "i4", "i8", "u1", "u2", "u4")
+
+
+def _integer_kernel(dim: int, ghost: int, max_depth: int) -> Any:
+    """Strategy: an integer kernel for :func:`breadth_kernel_sources` (same tuple shape).
+
+    Every grid has one integer dtype, and every value the kernel computes has it too (NumPy
+    would pick the type of ``m[x] if c else 3`` per value), so integer arithmetic, overflow
+    wrap-around, floor division and modulo by zero are what is exercised."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def build(draw: Any) -> tuple:
+        code = draw(st.sampled_from(_INT_CODES))
+        signed = code.startswith("i")
+        n_inputs = draw(st.integers(1, 2))
+        names = [f"a{i}" for i in range(n_inputs)] + ["out"]
+        lits = ["2", "3", "7", "0", "1"] + (["-1", "-3"] if signed else [])
+        periodic = draw(st.booleans())
+        custom = draw(st.lists(st.tuples(*[st.integers(-ghost, ghost)] * dim), min_size=1,
+                               max_size=3))
+
+        def expr(locs: list[str], pts: list[str], depth: int) -> str:
+            reads = [f"{g}[{p}]" for g in names for p in pts]
+            if depth <= 0:
+                return draw(st.sampled_from(reads + locs))
+            kind = draw(st.sampled_from(["leaf", "bin", "bin", "lit", "div", "neg", "abs",
+                                         "minmax", "cond"]))
+            sub = lambda: expr(locs, pts, depth - 1)  # noqa: E731
+            if kind == "leaf":
+                return draw(st.sampled_from(reads + locs))
+            if kind == "bin":
+                return f"({sub()} {draw(st.sampled_from(['+', '-', '*', '//', '%']))} {sub()})"
+            if kind == "lit":
+                return f"({sub()} {draw(st.sampled_from(['+', '-', '*']))} " \
+                       f"{draw(st.sampled_from(lits))})"
+            if kind == "div":
+                return f"({sub()} {draw(st.sampled_from(['//', '%']))} " \
+                       f"{draw(st.sampled_from([x for x in lits if x != '0']))})"
+            if kind == "neg":
+                return f"(-{sub()})"
+            if kind == "abs":
+                return f"abs({sub()})"
+            if kind == "minmax":
+                return f"{draw(st.sampled_from(['min', 'max']))}({sub()}, {sub()})"
+            cmp = draw(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]))
+            right = draw(st.one_of(st.just(sub()), st.sampled_from(lits)))
+            return f"({sub()} if {sub()} {cmp} {right} else {sub()})"
+
+        lines = ["class K(StencilKernel):", "    alpha = 0.75", "    k = 3",
+                 f"    def kernel(self, {', '.join(names)}):"]
+        counter = itertools.count()
+        for _ in range(draw(st.integers(1, 2))):
+            region = draw(st.sampled_from(["interior", "interior", "border"]))
+            pad = "            "
+            lines.append(f"        for x in out.{region}_points():")
+            locs: list[str] = []
+            for _ in range(draw(st.integers(1, 4))):
+                kind = draw(st.sampled_from(["local", "store", "aug", "nbr", "if"]))
+                name = f"t{next(counter)}"
+                if kind == "nbr" and region == "interior":
+                    lines.append(f"{pad}{name} = {expr(locs, ['x'], 1)}")
+                    lines.append(f"{pad}for y in {draw(st.sampled_from(names))}.neighbors(x, "
+                                 f"{draw(st.sampled_from([0, 1, 2]))}):")
+                    lines.append(f"{pad}    {name} = {name} "
+                                 f"{draw(st.sampled_from(['+', '-', '*']))} "
+                                 f"{expr(locs + [name], ['x', 'y'], max_depth - 1)}")
+                    locs.append(name)
+                elif kind == "if":
+                    cmp = draw(st.sampled_from(["<", ">=", "==", "!="]))
+                    lines.append(f"{pad}if {expr(locs, ['x'], 1)} {cmp} "
+                                 f"{draw(st.sampled_from(lits))}:")
+                    lines.append(f"{pad}    {name} = {expr(locs, ['x'], max_depth - 1)}")
+                    lines.append(f"{pad}else:")
+                    lines.append(f"{pad}    {name} = {expr(locs, ['x'], max_depth - 1)}")
+                    locs.append(name)
+                elif kind == "local":
+                    lines.append(f"{pad}{name} = {expr(locs, ['x'], max_depth)}")
+                    locs.append(name)
+                else:
+                    op = "=" if kind == "store" else draw(st.sampled_from(["+=", "-=", "*="]))
+                    lines.append(f"{pad}out[x] {op} {expr(locs, ['x'], max_depth)}")
+            if not any(line.strip().startswith("out[x]") for line in lines[-12:]):
+                lines.append(f"{pad}out[x] = {expr(locs, ['x'], 1)}")
+        source = "\n".join(lines) + "\n"
+        return source, dim, (code,) * len(names), ghost, custom, periodic
 
     return build()

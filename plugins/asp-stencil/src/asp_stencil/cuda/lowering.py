@@ -34,7 +34,8 @@ from typing import Any
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import ExprLowering, clamped_index, helper_functions, lower_statements
+from ..c_helpers import helper_functions
+from ..lower_c import clamped_index, point_body
 from ..scalar_types import GRID_DTYPES, ctype_of
 
 __all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
@@ -113,11 +114,9 @@ def unsupported_reason(prog: D.StencilProgram) -> str | None:
     bad = {g.dtype for g in prog.grids} - set(GRID_DTYPES)
     if bad:
         return f"grids of dtype {', '.join(sorted(bad))} are not generated for CUDA"
-    for n in D.expr_nodes(prog):
-        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
-            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
-        if isinstance(n, D.PointExpr) and n.var is not None:
-            return "neighbour reads remain (unroll-neighbors was disabled)"
+    reason = D.unlowered_reason(prog)
+    if reason:
+        return reason
     for s in prog.body:
         if isinstance(s, D.PointLoop):
             if s.sequential:
@@ -184,17 +183,10 @@ class _CudaLowering:
         return [C.Param(_grid_ptr(g), "g_" + g.name) for g in self.prog.grids]
 
     def _point_body(self, loop: D.PointLoop, read: Any) -> list[C.Stmt]:
-        low = ExprLowering(read, grid_kinds={g.name: g.dtype for g in self.prog.grids})
-
         def store(s: D.Store, value: C.Expr) -> C.Stmt:
             return C.Assign(C.Index(C.Name("g_" + s.grid), C.Name("p")), value)
 
-        return lower_statements(self._prologue(loop, low) + list(loop.body), low, store)
-
-    def _prologue(self, loop: D.PointLoop, low: ExprLowering) -> list[Any]:
-        """Top-level scalar assignments before ``loop`` (kernel locals), as DAST statements."""
-        pos = self.prog.body.index(loop)
-        return [s for s in self.prog.body[:pos] if isinstance(s, D.Assign)]
+        return point_body(self.prog, loop, read, store)
 
     def _global_read(self, r: D.Read) -> C.Expr:
         ptr = C.Name("g_" + r.grid)
@@ -347,7 +339,7 @@ class _CudaLowering:
         return C.If(bad, C.Block([C.Return(C.Name("cudaErrorInvalidValue"))]))
 
     def module(self, variants: list[CudaVariant]) -> C.Module:
-        items: list[Any] = [C.Include("math.h"), C.Include("cuda_runtime.h")]
+        items: list[Any] = [C.Include("math.h"), C.Include("stdint.h"), C.Include("cuda_runtime.h")]
         items += helper_functions(C.DOUBLE, storage=("static", "inline"), qualifier="__device__")
         sizes = [C.Param(C.LONG, f"n{d}") for d in range(self.dim)]
         names = [C.Name("g_" + g.name) for g in self.prog.grids]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 _BIN = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-        "**": operator.pow, "//": operator.floordiv}
+        "**": operator.pow, "//": operator.floordiv, "%": operator.mod}
 _CMP = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
         "==": operator.eq, "!=": operator.ne}
 _FUNCS = {"abs": builtins.abs, "min": builtins.min, "max": builtins.max, "sqrt": math.sqrt,

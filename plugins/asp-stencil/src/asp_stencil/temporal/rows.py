@@ -8,8 +8,9 @@ pointer to row ``y`` of plane ``p + dz`` wherever that plane is stored, indexed 
 ``x`` (rows are ``ys`` doubles apart: ``N2`` in the grid, the ring's row length in the ring);
 constant inputs are read from their global arrays.
 
-Expressions are lowered by the OpenMP backend's :class:`~asp_stencil.lower_c.ExprLowering`, so a
-point computes exactly what the plain sweep computes (same operations, same order).
+Each point is lowered by :func:`~asp_stencil.lower_c.point_body`, the lowering the OpenMP and
+CUDA paths share, so a point computes exactly what the plain sweep computes (same operations,
+same order, the kernel's top-level locals first); only the addressing of reads differs.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import ExprLowering, c_var
+from ..lower_c import point_body
 from .analysis import TemporalPlan, pad3, stores
 
-__all__ = ["RowKernel", "row_kernels", "point_body", "dz_name"]
+__all__ = ["RowKernel", "row_kernels", "dz_name"]
 
 CONST_LONG = C.CType("long", const=True)
 IN_PTR = C.CType("double", 1, True, True)
@@ -52,27 +53,6 @@ def _plus(a: C.Expr, k: int) -> C.Expr:
     return a if k == 0 else C.BinOp(a, "+", _const(k))
 
 
-def point_body(stmts: list[D.Stmt], low: ExprLowering, target: C.Expr | None) -> list[C.Stmt]:
-    """The C statements of ``stmts`` (a point loop's body, or the kernel's top-level
-    assignments before it): assignments as locals, stores into ``target``. The one place this
-    generator lowers a point body; reads are addressed by ``low``'s read hook (row pointers
-    here, global offsets in the plain sweep)."""
-    point: list[C.Stmt] = []
-    declared: set[str] = set()
-    for s in stmts:
-        value = low(s.value)
-        if isinstance(s, D.Assign):
-            if s.target in declared:
-                point.append(C.Assign(C.Name(c_var(s.target)), value))
-            else:
-                declared.add(s.target)
-                point.append(C.Decl(C.DOUBLE, c_var(s.target), value))
-        else:
-            assert target is not None, "a store outside a point loop"
-            point.append(C.Assign(target, value))
-    return point
-
-
 def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
                 ) -> list[RowKernel]:
     """One :class:`RowKernel` per point loop of ``prog``, in program order; ``suffix`` names a
@@ -80,7 +60,7 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
     n0, n1, n2 = plan.shape
     out: list[RowKernel] = []
     x = C.Name("x")
-    for pos, loop in enumerate(prog.body):
+    for loop in prog.body:
         if not isinstance(loop, D.PointLoop) or not stores(loop):
             continue  # a loop that stores nothing has no effect on any sweep
         idx = len(out)
@@ -97,15 +77,13 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
             return C.Index(C.Name("c_" + r.grid),
                            _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
 
-        low = ExprLowering(read, C.DOUBLE)
-        point = point_body(loop.body, low, C.Index(C.Name("out"), x))
+        point = point_body(prog, loop, read,
+                           lambda s, value: C.Assign(C.Index(C.Name("out"), x), value))
         body: list[C.Stmt] = []
         if plan.constants:
             body.append(C.Decl(CONST_LONG, "base", C.BinOp(
                 C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
                 C.BinOp(C.Name("y"), "*", _const(n2)))))
-        # the kernel's top-level assignments before this loop are its locals
-        body += point_body([t for t in prog.body[:pos] if isinstance(t, D.Assign)], low, None)
         body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
                           pragmas=[C.Pragma("omp", "simd")]))
         params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
