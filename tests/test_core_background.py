@@ -41,6 +41,23 @@ def gated_compiler(monkeypatch):
     state["release"].set()
 
 
+def _restart_pool() -> None:
+    """Stop the workers earlier tests started (they would take a job this test queues) and
+    reopen the pool empty."""
+    background.shutdown(wait=True)
+    background._workers.clear()
+    background._closed = False
+
+
+@pytest.fixture
+def one_worker(monkeypatch):
+    """A pool of exactly one worker for the length of the test."""
+    _restart_pool()
+    monkeypatch.setattr(background, "_max_workers", lambda: 1)
+    yield
+    _restart_pool()
+
+
 def test_submit_compiles_and_records(fresh_cache):
     ctx = SpecializationContext("test", None, variant="default")
     lib = background.submit(ctx, source=_source("a"), openmp=False, name="bg_a",
@@ -71,8 +88,7 @@ def test_foreground_waits_for_the_running_compile(fresh_cache, gated_compiler):
     assert not background.busy()
 
 
-def test_foreground_takes_over_a_queued_compile(fresh_cache, gated_compiler, monkeypatch):
-    monkeypatch.setattr(background, "_max_workers", lambda: 1)
+def test_foreground_takes_over_a_queued_compile(fresh_cache, gated_compiler, one_worker):
     first, queued = _source("first"), _source("queued")
     gated_compiler["hold"].add(first)
     f1 = background.submit(source=first, openmp=False, name="bg_first")
