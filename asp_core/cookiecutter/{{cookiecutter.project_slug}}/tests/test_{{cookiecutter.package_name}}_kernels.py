@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from asp_core.decisions import PLATFORM, VARIANT
 from pytest_asp import requires_compiler
 
 from {{ cookiecutter.package_name }} import SPECIALIZER, elementwise, python_map
@@ -23,6 +24,7 @@ def norm3(x, y, z):
 
 
 def _chosen(kernel) -> dict[str, str]:
+    """The component of each phase, as ``asp explain`` shows them."""
     return {e["phase"]: e["component"] for kind, e in kernel.last_context.events
             if kind == "phase"}
 
@@ -54,8 +56,9 @@ def test_every_variant_gives_the_same_result(monkeypatch):
     y = np.cos(x)
     kernel = elementwise(blend)
     results = [kernel(x, y) for _ in range(6)]  # tuning runs each variant twice
-    tuned = [e for kind, e in kernel.last_context.events if kind == "autotune"]
-    assert tuned, "the variants were not autotuned"
+    decision = kernel.last_context.decision(VARIANT)   # the tuner's typed decision record
+    assert decision is not None and decision.source == "tuned now", "not autotuned"
+    assert decision.choice in {"parallel-simd", "serial"}
     for r in results:
         assert _same_bits(r, python_map(blend)(x, y))
 
@@ -64,6 +67,7 @@ def test_python_platform_on_request():
     kernel = elementwise(blend, platform_selection="python")
     a, b = np.arange(5.0), np.arange(5.0)[::-1].copy()
     np.testing.assert_array_equal(kernel(a, b), python_map(blend)(a, b))
+    assert kernel.last_context.decision(PLATFORM).choice == "python"
     assert _chosen(kernel)["backend"] == "vectorize"
 
 
