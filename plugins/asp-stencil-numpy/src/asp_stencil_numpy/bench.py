@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from asp_core.decisions import VARIANT
 from asp_core.toolchain import has_compiler
 from asp_stencil import StencilGrid, StencilKernel
 
@@ -80,11 +81,9 @@ def _tuned(cls: type[StencilKernel], grids: tuple[StencilGrid, ...], options: di
     k = cls()
     for _ in range(12):
         k.kernel(*grids)
-    winner = "?"
     ctx = k.kernel.last_context
-    for kind, e in (ctx.events if ctx else []):
-        if kind == "autotune" and e.get("winner"):
-            winner = e["winner"]
+    decision = ctx.decision(VARIANT) if ctx else None
+    winner = decision.choice if decision else "?"
     cls.asp_options = {}
     return (lambda: k.kernel(*grids)), winner
 
