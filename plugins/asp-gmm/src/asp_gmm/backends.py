@@ -51,14 +51,23 @@ def cuda_source(variant: Variant) -> str:
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
-    from asp_gmm.binding import EMStepKernel, EStepKernel, LogProbKernel, MStepKernel
+    from asp_gmm.binding import (
+        EMStepKernel,
+        EStepKernel,
+        KMeansAssignKernel,
+        KMeansSeedKernel,
+        LogProbKernel,
+        MStepKernel,
+    )
 
     plan: KernelPlan = variant.program.meta["plan"]
     if plan.op == "em_step":
         return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
                             lib)
-    kernels: dict[str, type[LogProbKernel | EStepKernel | MStepKernel]] = {
-        "log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel}
+    kernels: dict[str, type[LogProbKernel | EStepKernel | MStepKernel | KMeansAssignKernel
+                            | KMeansSeedKernel]] = {
+        "log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel,
+        "kmeans_assign": KMeansAssignKernel, "kmeans_seed": KMeansSeedKernel}
     return kernels[plan.op](lib.cdll, plan, variant.name, lib)
 
 

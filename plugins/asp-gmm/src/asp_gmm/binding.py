@@ -18,10 +18,11 @@ import numpy as np
 from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
-from asp_gmm.reference import EMStep
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 from asp_gmm.signature import parse_call
 
-__all__ = ["EMStepKernel", "EStepKernel", "LogProbKernel", "MStepKernel"]
+__all__ = ["EMStepKernel", "EStepKernel", "KMeansAssignKernel", "KMeansSeedKernel",
+           "LogProbKernel", "MStepKernel"]
 
 _P = ctypes.c_void_p
 
@@ -188,3 +189,43 @@ class LogProbKernel(_EntryPoint):
         if X.shape[0]:
             self._run(X, packed.pa, packed.pb, packed.pc, out)
         return out
+
+
+class KMeansAssignKernel(_EntryPoint):
+    """``(X, centers, covariance_type) -> KMeansAssignment``: one Lloyd pass of k-means."""
+
+    symbol = "asp_gmm_kmeans_assign"
+    n_pointers = 4
+
+    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str
+                 ) -> KMeansAssignment:
+        call = parse_call("kmeans_assign", (X, centers, covariance_type), {})
+        _check_specialised(call, self.plan)
+        lay = self.plan.layout
+        X = _x(X, self.plan)
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        sums, counts = np.empty((lay.M, lay.D)), np.empty(lay.M)
+        if X.shape[0]:
+            self._run(X, np.ascontiguousarray(centers), labels, sums, counts)
+        return KMeansAssignment(labels, sums, counts)
+
+
+class KMeansSeedKernel(_EntryPoint):
+    """``(X, x_squared_norms, candidates, closest, n_components, covariance_type) ->
+    KMeansSeed``: one k-means++ seeding step."""
+
+    symbol = "asp_gmm_kmeans_seed"
+    n_pointers = 6
+
+    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                 closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
+        args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
+        _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
+        X = _x(X, self.plan)
+        new_closest = np.empty(X.shape[0])
+        pots = np.empty(candidates.shape[0])
+        best = np.zeros(1, dtype=np.int64)
+        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
+                  np.ascontiguousarray(closest), new_closest, pots, best)
+        b = int(best[0])
+        return KMeansSeed(b, float(pots[b]), new_closest)

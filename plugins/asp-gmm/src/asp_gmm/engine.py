@@ -1,6 +1,7 @@
 """The specialised EM engine: the two GMM kernels behind the core's Dispatcher.
 
-``em_step``, ``log_prob``, ``e_step`` and ``m_step`` have the signatures of
+``em_step``, ``log_prob``, ``e_step``, ``m_step``, ``kmeans_assign`` and ``kmeans_seed`` have the
+signatures of
 :mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
 pipeline (:func:`prepare` starts that compile in the background ahead of time), and the first
 EM iterations of a new shape class each run a different candidate variant until the fastest is
@@ -17,10 +18,10 @@ import numpy as np
 
 from asp_core import Dispatcher
 from asp_gmm import reference
-from asp_gmm.reference import EMStep
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 
-__all__ = ["GMMKernel", "dispatcher", "e_step", "em_step", "log_prob", "m_step", "prepare",
-           "reset", "tuning", "winner"]
+__all__ = ["GMMKernel", "dispatcher", "e_step", "em_step", "kmeans_assign", "kmeans_seed",
+           "log_prob", "m_step", "prepare", "reset", "tuning", "winner"]
 
 
 @dataclass(frozen=True)
@@ -172,3 +173,17 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
     """The M-step from given responsibilities or labels (see
     :func:`asp_gmm.reference.m_step`), specialised."""
     return dispatcher("m_step", options)(X, resp, n_components, covariance_type, reg_covar)
+
+
+def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  options: dict[str, Any] | None = None) -> KMeansAssignment:
+    """One Lloyd pass of k-means (see :func:`asp_gmm.reference.kmeans_assign`), specialised."""
+    return dispatcher("kmeans_assign", options)(X, centers, covariance_type)
+
+
+def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                closest: np.ndarray, n_components: int, covariance_type: str,
+                options: dict[str, Any] | None = None) -> KMeansSeed:
+    """One k-means++ seeding step (see :func:`asp_gmm.reference.kmeans_seed`), specialised."""
+    return dispatcher("kmeans_seed", options)(X, x_squared_norms, candidates, closest,
+                                              n_components, covariance_type)

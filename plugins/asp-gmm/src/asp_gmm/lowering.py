@@ -9,6 +9,7 @@ block size), the kernel bodies rendered from a Mako template, and the exported e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from asp_core import cast as c
@@ -18,8 +19,10 @@ from asp_gmm.layout import Layout, layout_for
 
 __all__ = [
     "CPU_OPS",
+    "MOMENT_OPS",
     "KernelPlan",
     "exports",
+    "kmeans_trials",
     "plan_for",
     "prelude",
     "program_module",
@@ -78,8 +81,15 @@ def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]
         ("BLOCK", block), ("S1OFF", lay.MP), ("S2OFF", lay.MP + s1),
         ("LPNOFF", lay.MP + s1 + s2), ("NSTAT", lay.n_stat),
         ("NSTATP", (lay.n_stat + 7) // 8 * 8), ("xtype", plan.ctype)]
+    if not cuda:  # scikit-learn's k-means++ tries 2 + int(log M) candidates per centre
+        values.append(("KM_TRIALS", kmeans_trials(lay.M)))
     nodes += [_define(name, value) for name, value in values]
     return nodes
+
+
+def kmeans_trials(n_clusters: int) -> int:
+    """The candidates per k-means++ seeding step: scikit-learn's default ``n_local_trials``."""
+    return 2 + int(math.log(n_clusters))
 
 
 def _ptr(base: str, const: bool = True) -> c.CType:
@@ -107,6 +117,17 @@ def exports(op: str) -> list[c.FunctionDef]:
                   c.Param(_ptr("double"), "resp"), c.Param(_ptr("int64_t"), "labels"),
                   c.Param(_ptr("double"), "shift"), c.Param(_ptr("double", False), "out")]
         impl = "m_step_impl"
+    elif op == "kmeans_assign":
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "centers"), c.Param(_ptr("int64_t", False), "labels"),
+                  c.Param(_ptr("double", False), "sums"), c.Param(_ptr("double", False), "counts")]
+        impl = "kmeans_assign_impl"
+    elif op == "kmeans_seed":
+        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
+                  c.Param(_ptr("double"), "xx"), c.Param(_ptr("int64_t"), "cand"),
+                  c.Param(_ptr("double"), "closest"), c.Param(_ptr("double", False), "new_closest"),
+                  c.Param(_ptr("double", False), "pots"), c.Param(_ptr("int64_t", False), "best")]
+        impl = "kmeans_seed_impl"
     else:
         params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
                   c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
@@ -118,7 +139,9 @@ def exports(op: str) -> list[c.FunctionDef]:
 
 
 #: the entry points of every OpenMP translation unit (CUDA units have the first two)
-CPU_OPS = ("em_step", "log_prob", "e_step", "m_step")
+CPU_OPS = ("em_step", "log_prob", "e_step", "m_step", "kmeans_assign", "kmeans_seed")
+#: the ops computed without the log-densities (no fold-constants needed), OpenMP only
+MOMENT_OPS = ("m_step", "kmeans_assign", "kmeans_seed")
 
 
 def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Module:

@@ -734,3 +734,135 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
     free(acc);
     return fail;
 }
+
+/* k-means as scikit-learn's KMeans runs it for init_params="kmeans" (asp_gmm.kmeans drives
+   the loops and the random draws; these are its passes over the samples). X is row-major
+   N x D (unpadded). The per-thread partial sums are reduced in thread order: a given thread
+   count gives the same result every run. */
+
+/* One Lloyd assignment: labels[i] = argmin_j |c_j|^2 - 2 x_i.c_j (the first on ties, as
+   scikit-learn's strict <), and, when sums is not NULL, the per-cluster sums of the samples
+   (M x D) and their counts (M). */
+static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
+                              const double *restrict centers, int64_t *restrict labels,
+                              double *restrict sums, double *restrict counts)
+{
+    int nt = omp_get_max_threads();
+    double *ct = (double *)malloc((size_t)D * MP * 8);
+    double *acc = sums ? (double *)calloc((size_t)nt * (M * D + M), 8) : NULL;
+    if (!ct || (sums && !acc)) {
+        free(ct);
+        free(acc);
+        return 1;
+    }
+    double csq[MP];
+    for (int j = 0; j < MP; ++j) {
+        double s = 0.0;
+        for (int k = 0; k < D; ++k) {
+            double c = j < M ? centers[j * D + k] : 0.0;
+            ct[k * MP + j] = c;
+            s += c * c;
+        }
+        csq[j] = s;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        double *as = sums ? acc + (size_t)omp_get_thread_num() * (M * D + M) : NULL;
+        double dot[MP] __attribute__((aligned(64)));
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; ++i) {
+            const xtype *x = X + i * D;
+            for (int j = 0; j < MP; ++j) dot[j] = 0.0;
+            for (int k = 0; k < D; ++k) {
+                double xk = x[k];
+                const double *c = ct + k * MP;
+                for (int j = 0; j < MP; ++j) dot[j] += xk * c[j];
+            }
+            int best = 0;
+            double bd = csq[0] + -2.0 * dot[0];
+            for (int j = 1; j < M; ++j) {
+                double d = csq[j] + -2.0 * dot[j];
+                if (d < bd) {
+                    bd = d;
+                    best = j;
+                }
+            }
+            labels[i] = best;
+            if (as) {
+                double *s = as + best * D;
+                for (int k = 0; k < D; ++k) s[k] += x[k];
+                as[M * D + best] += 1.0;
+            }
+        }
+    }
+    if (sums) {
+        memset(sums, 0, (size_t)M * D * 8);
+        memset(counts, 0, (size_t)M * 8);
+        for (int t = 0; t < nt; ++t) {
+            const double *as = acc + (size_t)t * (M * D + M);
+            for (int q = 0; q < M * D; ++q) sums[q] += as[q];
+            for (int j = 0; j < M; ++j) counts[j] += as[M * D + j];
+        }
+    }
+    free(ct);
+    free(acc);
+    return 0;
+}
+
+/* One k-means++ seeding step over KM_TRIALS candidate samples: for each candidate the
+   potential sum_i min(closest_i, |x_i - x_cand|^2), with the squared distance computed as
+   scikit-learn's euclidean_distances does ((-2 x.y + |x|^2) + |y|^2, clipped at 0); the
+   first candidate of least potential is best[0], its potential pots[best], and new_closest the
+   distances to the nearest centre once it is added. */
+static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
+                            const int64_t *restrict cand, const double *restrict closest,
+                            double *restrict new_closest, double *restrict pots,
+                            int64_t *restrict best)
+{
+    int nt = omp_get_max_threads();
+    double cx[KM_TRIALS][D], cxx[KM_TRIALS];
+    for (int l = 0; l < KM_TRIALS; ++l) {
+        double s = 0.0;
+        for (int k = 0; k < D; ++k) {
+            cx[l][k] = X[cand[l] * D + k];
+            s += cx[l][k] * cx[l][k];
+        }
+        cxx[l] = s;
+    }
+    double *part = (double *)calloc((size_t)nt * KM_TRIALS, 8);
+    if (!part) return 1;
+#pragma omp parallel num_threads(nt)
+    {
+        double *p = part + (size_t)omp_get_thread_num() * KM_TRIALS;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; ++i) {
+            const xtype *x = X + i * D;
+            for (int l = 0; l < KM_TRIALS; ++l) {
+                double dot = 0.0;
+                for (int k = 0; k < D; ++k) dot += x[k] * cx[l][k];
+                double d = (-2.0 * dot + cxx[l]) + xx[i];
+                if (d < 0.0) d = 0.0;
+                p[l] += closest[i] < d ? closest[i] : d;
+            }
+        }
+    }
+    int b = 0;
+    for (int l = 0; l < KM_TRIALS; ++l) {
+        double s = 0.0;
+        for (int t = 0; t < nt; ++t) s += part[(size_t)t * KM_TRIALS + l];
+        pots[l] = s;
+        if (s < pots[b]) b = l;
+    }
+    free(part);
+    best[0] = b;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+        const xtype *x = X + i * D;
+        double dot = 0.0;
+        for (int k = 0; k < D; ++k) dot += x[k] * cx[b][k];
+        double d = (-2.0 * dot + cxx[b]) + xx[i];
+        if (d < 0.0) d = 0.0;
+        new_closest[i] = closest[i] < d ? closest[i] : d;
+    }
+    return 0;
+}
