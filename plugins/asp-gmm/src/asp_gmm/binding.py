@@ -215,17 +215,16 @@ class KMeansSeedKernel(_EntryPoint):
     KMeansSeed``: one k-means++ seeding step."""
 
     symbol = "asp_gmm_kmeans_seed"
-    n_pointers = 6
+    n_pointers = 5
 
     def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
                  closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
         args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
         _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
         X = _x(X, self.plan)
-        new_closest = np.empty(X.shape[0])
+        dists = np.empty((candidates.shape[0], X.shape[0]))
         pots = np.empty(candidates.shape[0])
-        best = np.zeros(1, dtype=np.int64)
         self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
-                  np.ascontiguousarray(closest), new_closest, pots, best)
-        b = int(best[0])
-        return KMeansSeed(b, float(pots[b]), new_closest)
+                  np.ascontiguousarray(closest), dists, pots)
+        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin
+        return KMeansSeed(best, float(pots[best]), dists[best])

@@ -18,8 +18,11 @@ scikit-learn's, in its order:
 
 The random state is consumed exactly as scikit-learn consumes it, so a later initialisation
 (``n_init > 1``) draws what scikit-learn's would. The distances are summed in another order
-than scikit-learn's BLAS calls, so a sample whose two nearest centres are equal to rounding
-(about 1e-16 relative) may be assigned differently; otherwise the labels are scikit-learn's.
+than scikit-learn's BLAS calls, so where a decision rests on rounding the two can differ: a
+sample whose two nearest centres are equal to about 1e-16 relative, or k-means++ seeding once
+every remaining distance is rounding noise (near-duplicate samples, fewer distinct points
+than clusters). Exact ties (equal distances computed exactly) are broken as scikit-learn
+breaks them, towards the first.
 """
 
 from __future__ import annotations

@@ -125,8 +125,8 @@ def exports(op: str) -> list[c.FunctionDef]:
     elif op == "kmeans_seed":
         params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
                   c.Param(_ptr("double"), "xx"), c.Param(_ptr("int64_t"), "cand"),
-                  c.Param(_ptr("double"), "closest"), c.Param(_ptr("double", False), "new_closest"),
-                  c.Param(_ptr("double", False), "pots"), c.Param(_ptr("int64_t", False), "best")]
+                  c.Param(_ptr("double"), "closest"), c.Param(_ptr("double", False), "dists"),
+                  c.Param(_ptr("double", False), "pots")]
         impl = "kmeans_seed_impl"
     else:
         params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),

@@ -809,60 +809,62 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     return 0;
 }
 
-/* One k-means++ seeding step over KM_TRIALS candidate samples: for each candidate the
-   potential sum_i min(closest_i, |x_i - x_cand|^2), with the squared distance computed as
-   scikit-learn's euclidean_distances does ((-2 x.y + |x|^2) + |y|^2, clipped at 0); the
-   first candidate of least potential is best[0], its potential pots[best], and new_closest the
-   distances to the nearest centre once it is added. */
+/* One k-means++ seeding step over KM_TRIALS candidate samples: for each candidate l and
+   sample i, dists[l * N + i] = min(closest_i, |x_i - x_cand_l|^2), the squared distance
+   computed as scikit-learn's euclidean_distances does ((-2 x.y + |y|^2) + |x|^2, clipped at
+   0), and its potential pots[l] = sum_i dists[l * N + i]. One pass over X: the caller keeps
+   the row of the candidate it chooses. */
 static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
                             const int64_t *restrict cand, const double *restrict closest,
-                            double *restrict new_closest, double *restrict pots,
-                            int64_t *restrict best)
+                            double *restrict dists, double *restrict pots)
 {
+    /* the candidates transposed and padded to a vector of lanes (KMP), so one sample's
+       KM_TRIALS dot products are D vector FMAs */
+    enum { KMP = (KM_TRIALS + 7) / 8 * 8 };
     int nt = omp_get_max_threads();
-    double cx[KM_TRIALS][D], cxx[KM_TRIALS];
-    for (int l = 0; l < KM_TRIALS; ++l) {
+    double cx[D][KMP] __attribute__((aligned(64)));
+    double cxx[KMP] __attribute__((aligned(64)));
+    for (int l = 0; l < KMP; ++l) {
         double s = 0.0;
         for (int k = 0; k < D; ++k) {
-            cx[l][k] = X[cand[l] * D + k];
-            s += cx[l][k] * cx[l][k];
+            double v = l < KM_TRIALS ? X[cand[l] * D + k] : 0.0;
+            cx[k][l] = v;
+            s += v * v;
         }
         cxx[l] = s;
     }
-    double *part = (double *)calloc((size_t)nt * KM_TRIALS, 8);
+    double *part = (double *)calloc((size_t)nt * KMP, 8);
     if (!part) return 1;
 #pragma omp parallel num_threads(nt)
     {
-        double *p = part + (size_t)omp_get_thread_num() * KM_TRIALS;
+        double acc[KMP] __attribute__((aligned(64)));
+        for (int l = 0; l < KMP; ++l) acc[l] = 0.0;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < N; ++i) {
             const xtype *x = X + i * D;
-            for (int l = 0; l < KM_TRIALS; ++l) {
-                double dot = 0.0;
-                for (int k = 0; k < D; ++k) dot += x[k] * cx[l][k];
-                double d = (-2.0 * dot + cxx[l]) + xx[i];
-                if (d < 0.0) d = 0.0;
-                p[l] += closest[i] < d ? closest[i] : d;
+            double dot[KMP] __attribute__((aligned(64)));
+            for (int l = 0; l < KMP; ++l) dot[l] = 0.0;
+            for (int k = 0; k < D; ++k) {
+                double xk = x[k];
+                for (int l = 0; l < KMP; ++l) dot[l] += xk * cx[k][l];
+            }
+            double ci = closest[i], yi = xx[i];
+            for (int l = 0; l < KMP; ++l) {
+                double d = (-2.0 * dot[l] + cxx[l]) + yi;
+                d = d < 0.0 ? 0.0 : d;
+                d = ci < d ? ci : d;
+                acc[l] += d;
+                if (l < KM_TRIALS) dists[l * N + i] = d;
             }
         }
+        double *p = part + (size_t)omp_get_thread_num() * KMP;
+        for (int l = 0; l < KMP; ++l) p[l] = acc[l];
     }
-    int b = 0;
     for (int l = 0; l < KM_TRIALS; ++l) {
         double s = 0.0;
-        for (int t = 0; t < nt; ++t) s += part[(size_t)t * KM_TRIALS + l];
+        for (int t = 0; t < nt; ++t) s += part[(size_t)t * KMP + l];
         pots[l] = s;
-        if (s < pots[b]) b = l;
     }
     free(part);
-    best[0] = b;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-        const xtype *x = X + i * D;
-        double dot = 0.0;
-        for (int k = 0; k < D; ++k) dot += x[k] * cx[b][k];
-        double d = (-2.0 * dot + cxx[b]) + xx[i];
-        if (d < 0.0) d = 0.0;
-        new_closest[i] = closest[i] < d ? closest[i] : d;
-    }
     return 0;
 }
