@@ -81,7 +81,7 @@ def initial_parameters(est: Any, X: np.ndarray, random_state: np.random.RandomSt
         resp = initial_responsibilities(X, est.n_components, est.init_params, random_state,
                                         cov_type, est.asp_options)
         step = engine.m_step(X, resp, est.n_components, cov_type, float(est.reg_covar),
-                             options=est.asp_options)
+                             options=est.asp_options, wait_for_compile=False)
     weights = step.weights if weights_init is None else weights_init
     means = step.means if means_init is None else means_init
     if precisions_init is None:

@@ -5,7 +5,8 @@ keeps its labels; ``init_params="k-means++"`` runs ``kmeans_plusplus(X, M, rando
 Both spend their time in passes over the samples (each k-means++ centre scores
 ``2 + log M`` candidates over all samples; each Lloyd iteration assigns every sample), which run
 here as the compiled ``kmeans_seed`` and ``kmeans_assign`` kernels of the mixture's own
-library (:mod:`asp_gmm.engine`), while the loops, the random draws and the decisions are
+library (:mod:`asp_gmm.engine`; while that library is still compiling in the background,
+as the NumPy passes of :mod:`asp_gmm.reference`, one pass at a time), while the loops, the random draws and the decisions are
 scikit-learn's, in its order:
 
 * k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
@@ -32,14 +33,32 @@ from typing import Any
 
 import numpy as np
 
-from asp_gmm import engine
+from asp_gmm import engine, reference
 from asp_gmm.lowering import kmeans_trials
+from asp_gmm.reference import KMeansAssignment, KMeansSeed
 
 __all__ = ["kmeans_labels", "kmeans_plusplus_indices"]
 
 #: scikit-learn's KMeans defaults, as GaussianMixture constructs it
 MAX_ITER = 300
 TOL = 1e-4
+
+
+def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
+          n_clusters: int, covariance_type: str, options: dict[str, Any] | None) -> KMeansSeed:
+    """One seeding step: compiled, or in NumPy while the library is still compiling."""
+    args = (X, xx, candidates, closest, n_clusters, covariance_type)
+    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
+        return engine.kmeans_seed(*args, options=options)
+    return engine.while_compiling(reference.kmeans_seed, *args)
+
+
+def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+            options: dict[str, Any] | None) -> KMeansAssignment:
+    """One Lloyd pass: compiled, or in NumPy while the library is still compiling."""
+    if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
+        return engine.kmeans_assign(X, centers, covariance_type, options)
+    return engine.while_compiling(reference.kmeans_assign, X, centers, covariance_type)
 
 
 def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
@@ -55,16 +74,15 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
     # the first centre's distances: all candidates the same sample, nothing closer yet
-    step = engine.kmeans_seed(X, xx, np.full(trials, first, dtype=np.int64),
-                              np.full(N, np.inf), n_clusters, covariance_type, options)
+    step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
+                 n_clusters, covariance_type, options)
     closest, potential = step.closest, step.potential
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=trials) * potential
         candidates = np.searchsorted(np.cumsum(closest), rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = engine.kmeans_seed(X, xx, candidates, closest, n_clusters, covariance_type,
-                                  options)
+        step = _seed(X, xx, candidates, closest, n_clusters, covariance_type, options)
         closest, potential = step.closest, step.potential
         indices[c] = candidates[step.best]
     return indices
@@ -99,7 +117,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)
     strict = False
     for _ in range(MAX_ITER):
-        step = engine.kmeans_assign(Xc, centers, covariance_type, options)
+        step = _assign(Xc, centers, covariance_type, options)
         labels, sums, counts = step.labels, step.sums, step.counts
         _relocate_empty(Xc, centers, sums, counts, labels)
         new = sums * (1.0 / np.where(counts > 0, counts, 1.0))[:, np.newaxis]
@@ -112,7 +130,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
             break
         labels_old = labels
     if not strict:
-        labels = engine.kmeans_assign(Xc, centers, covariance_type, options).labels
+        labels = _assign(Xc, centers, covariance_type, options).labels
     distinct = np.unique(labels).size
     if distinct < n_clusters:
         warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

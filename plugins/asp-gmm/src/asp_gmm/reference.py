@@ -177,8 +177,8 @@ def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
         dist = csq + -2.0 * (X[start:start + 4096] @ centers.T)
         labels[start:start + 4096] = np.argmin(dist, axis=1)
     counts = np.bincount(labels, minlength=M).astype(np.float64)
-    sums = np.zeros((M, X.shape[1]))
-    np.add.at(sums, labels, X)
+    sums = np.stack([np.bincount(labels, weights=X[:, k], minlength=M)
+                     for k in range(X.shape[1])], axis=1)
     return KMeansAssignment(labels, sums, counts)
 
 
