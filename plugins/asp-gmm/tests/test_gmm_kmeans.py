@@ -102,3 +102,36 @@ def test_kmeans_seed_rejects_bad_arguments():
         engine.kmeans_seed(X, xx, np.zeros(2, dtype=np.int64), np.zeros(9), 2, "diag")
     with pytest.raises(ValueError, match="centers must be float64"):
         engine.kmeans_assign(X, np.zeros((3, 5)), "diag")
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_fit_while_compiling_runs_numpy_and_equals_sklearn(cov, monkeypatch):
+    """While the shape's library is still compiling, the k-means passes, the initial M-step
+    and the EM iterations run the NumPy reference (no wait for gcc) and end where
+    scikit-learn's fit ends."""
+    from asp_gmm import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "compiled", lambda *a, **k: False)
+    monkeypatch.setattr(engine, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(engine, "dispatcher", lambda *a, **k: calls.append(a) or 1 / 0)
+    X = _clusters(2000, 4, 3, 5)
+    ours = GaussianMixture(3, covariance_type=cov, random_state=2).fit(X)
+    ref = SkGaussianMixture(3, covariance_type=cov, random_state=2).fit(X)
+    assert calls == []
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+
+
+def test_winner_names_the_chosen_variant():
+    from asp_gmm import engine
+
+    X = _clusters(5000, 3, 4, 1)
+    gm = GaussianMixture(4, covariance_type="diag", max_iter=20, tol=0.0, random_state=0)
+    gm.fit(X)
+    for _ in range(10):  # the fit's iterations may have run while gcc worked
+        engine.em_step(X, gm.weights_, gm.means_, gm.precisions_cholesky_, "diag", 1e-6)
+        if not engine.tuning():
+            break
+    assert engine.winner() in {f"fused-b{b}" for b in (32, 64, 128, 256, 512)}

@@ -10,6 +10,7 @@ known.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,16 @@ def reset() -> None:
 
 
 _PREPARING: dict[tuple, threading.Thread] = {}
+
+
+@atexit.register
+def _finish_preparing() -> None:
+    """A process whose fits all ran in NumPy while gcc worked (small problems) waits at exit
+    for those compiles, so the next process finds the code cache warm instead of starting
+    over."""
+    for thread in list(_PREPARING.values()):
+        thread.join()
+
 #: set once the background build of a shape has compiled (or failed to compile) its library
 _BUILT: dict[tuple, threading.Event] = {}
 
@@ -160,10 +171,16 @@ def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
 
 
 def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | None:
-    """The variant chosen for the latest specialisation of ``op`` (None while tuning)."""
-    ctx = dispatcher(op, options).last_context
-    events = [data for name, data in (ctx.events if ctx else []) if name == "autotune"]
-    return events[-1].get("winner") if events else None
+    """The variant chosen for the latest specialisation of ``op`` (None while tuning): the
+    tuner's decision (timed here or read from the perf database), or the only variant built."""
+    from asp_core.pipeline import TuningCallable
+
+    d = dispatcher(op, options)
+    ctx = d.last_context
+    fn = d.specializations.get(ctx.key) if ctx is not None else None
+    if isinstance(fn, TuningCallable):
+        return fn.tuner.winner
+    return getattr(fn, "name", None)
 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
@@ -183,11 +200,11 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     """
     from asp_gmm.backends import compiling
 
-    d = dispatcher("em_step", options)
     args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
     if not wait_for_candidates and not _compiled_for(X, means.shape[0], covariance_type,
                                                      options):
         return while_compiling(reference.em_step, *args)
+    d = dispatcher("em_step", options)
     busy = not wait_for_candidates and compiling()
     result = d(*args)
     if not wait_for_candidates and (busy or compiling()):

@@ -37,6 +37,7 @@
     NSTAT = MP + S1SIZE + S2SIZE + 1
     NSTATP = (NSTAT + 7) // 8 * 8
 %>\
+${prelude}
 /* kernel bodies: the constants (M, D, DP, MP, VW, VK, NV, NQ, XS, BLOCK, offsets), the
    input type `xtype` and the exported entry points come from the platform AST around this text */
 typedef double vd __attribute__((vector_size(VW * 8)));
@@ -868,3 +869,5 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
     free(part);
     return 0;
 }
+
+${exports}
