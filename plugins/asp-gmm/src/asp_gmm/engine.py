@@ -24,8 +24,9 @@ from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 
 T = TypeVar("T")
 
-__all__ = ["GMMKernel", "dispatcher", "e_step", "em_step", "kmeans_assign", "kmeans_seed",
-           "log_prob", "m_step", "prepare", "reset", "tuning", "winner"]
+__all__ = ["GMMKernel", "compiled", "dispatcher", "e_step", "em_step", "finish_preparing",
+           "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare", "reset", "tuning",
+           "while_compiling", "winner"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,10 @@ _PREPARING: dict[tuple, threading.Thread] = {}
 
 
 @atexit.register
-def _finish_preparing() -> None:
-    """A process whose fits all ran in NumPy while gcc worked (small problems) waits at exit
-    for those compiles, so the next process finds the code cache warm instead of starting
-    over."""
+def finish_preparing() -> None:
+    """Wait until the background compiles :func:`prepare` started are done. Also run at
+    exit: a process whose fits all ran in NumPy while gcc worked (small problems) waits for
+    those compiles, so the next process finds the code cache warm instead of starting over."""
     for thread in list(_PREPARING.values()):
         thread.join()
 
@@ -111,7 +112,7 @@ def while_compiling(fn: Callable[..., T], *args: Any) -> T:
 
 def _compiled_for(X: Any, n_components: int, covariance_type: str,
                   options: dict[str, Any] | None) -> bool:
-    shape = getattr(X, "shape", ())
+    shape: tuple[int, ...] = getattr(X, "shape", ())
     if len(shape) != 2:  # the dispatcher's signature reports what is wrong
         return True
     return compiled(shape[1], n_components, covariance_type, X.dtype, options)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from asp_core import cast as c
+from asp_core.ir import Node
 from asp_core.hardware import simd_shape
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
@@ -65,10 +66,10 @@ def _define(name: str, value: int | str) -> c.Define:
     return c.Define(name, c.Constant(value) if isinstance(value, int) else c.Name(value))
 
 
-def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]:
+def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[Node]:
     lay = plan.layout
     full = lay.cov == "full"
-    nodes: list[c.Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
+    nodes: list[Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
                                      f"D={lay.D}, cov={lay.cov}, X {plan.ctype}")]
     nodes += [c.Include(h) for h in ("math.h", "stdint.h", "stdlib.h", "string.h")]
     if not cuda:
@@ -166,5 +167,5 @@ def set_define(module: c.Module, name: str, value: int) -> c.Module:
 def split_module(module: c.Module) -> tuple[c.Module, c.Module]:
     """(prelude, exported functions): the template's text goes between them."""
     head = [n for n in module.body if not isinstance(n, c.FunctionDef)]
-    tail = [n for n in module.body if isinstance(n, c.FunctionDef)]
+    tail: list[Node] = [n for n in module.body if isinstance(n, c.FunctionDef)]
     return c.Module(head), c.Module(tail)
