@@ -3,8 +3,8 @@
 The callables take exactly the reference kernels' arguments, validate them again (shapes,
 dtypes) before any native code runs, pack the parameters (:mod:`asp_gmm.packing`), call the
 library and turn its statistics back into scikit-learn's parameters. Every OpenMP unit has all
-four entry points, so one library serves the EM iterations, the initial M-step and the E-step
-behind ``predict``.
+six entry points, so one library serves the k-means initialisation, the initial M-step, the EM
+iterations and the E-step behind ``predict``.
 """
 
 from __future__ import annotations
