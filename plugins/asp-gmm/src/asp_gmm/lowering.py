@@ -97,44 +97,30 @@ def _ptr(base: str, const: bool = True) -> c.CType:
     return c.CType(base, 1, const)
 
 
+#: each entry point's pointer parameters after (X, N): (C element type, name, written?)
+_POINTERS: dict[str, list[tuple[str, str, bool]]] = {
+    "em_step": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+                ("double", "shift", False), ("double", "out", True), ("double", "work", True)],
+    "log_prob": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+                 ("double", "out", True)],
+    "e_step": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+               ("double", "resp", True), ("double", "lse", True), ("int64_t", "labels", True),
+               ("double", "total", True)],
+    "m_step": [("double", "resp", False), ("int64_t", "labels", False),
+               ("double", "shift", False), ("double", "out", True)],
+    "kmeans_assign": [("double", "centers", False), ("int64_t", "labels", True),
+                      ("double", "sums", True), ("double", "counts", True)],
+    "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
+                    ("double", "closest", False), ("double", "dists", True),
+                    ("double", "pots", True)],
+}
+
+
 def exports(op: str) -> list[c.FunctionDef]:
-    """The extern "C" entry point(s) forwarding to the template's static implementation."""
-    i64 = c.CType("int64_t")
-    if op == "em_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double"), "shift"),
-                  c.Param(_ptr("double", False), "out"), c.Param(_ptr("double", False), "work")]
-        impl = "em_step_impl"
-    elif op == "e_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "resp"),
-                  c.Param(_ptr("double", False), "lse"), c.Param(_ptr("int64_t", False), "labels"),
-                  c.Param(_ptr("double", False), "total")]
-        impl = "e_step_impl"
-    elif op == "m_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "resp"), c.Param(_ptr("int64_t"), "labels"),
-                  c.Param(_ptr("double"), "shift"), c.Param(_ptr("double", False), "out")]
-        impl = "m_step_impl"
-    elif op == "kmeans_assign":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "centers"), c.Param(_ptr("int64_t", False), "labels"),
-                  c.Param(_ptr("double", False), "sums"), c.Param(_ptr("double", False), "counts")]
-        impl = "kmeans_assign_impl"
-    elif op == "kmeans_seed":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "xx"), c.Param(_ptr("int64_t"), "cand"),
-                  c.Param(_ptr("double"), "closest"), c.Param(_ptr("double", False), "dists"),
-                  c.Param(_ptr("double", False), "pots")]
-        impl = "kmeans_seed_impl"
-    else:
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "out")]
-        impl = "log_prob_impl"
-    call = c.Call(impl, [c.Name(p.name) for p in params])
+    """The extern "C" entry point forwarding to the template's static ``<op>_impl``."""
+    params = [c.Param(_ptr("xtype"), "X"), c.Param(c.CType("int64_t"), "N")]
+    params += [c.Param(_ptr(ctype, not written), name) for ctype, name, written in _POINTERS[op]]
+    call = c.Call(f"{op}_impl", [c.Name(p.name) for p in params])
     return [c.FunctionDef(f"asp_gmm_{op}", params, c.Block([c.Return(call)]), ret=c.INT,
                           extern_c=True)]
 
