@@ -738,8 +738,17 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
 
 /* k-means as scikit-learn's KMeans runs it for init_params="kmeans" (asp_gmm.kmeans drives
    the loops and the random draws; these are its passes over the samples). X is row-major
-   N x D (unpadded). The per-thread partial sums are reduced in thread order: a given thread
-   count gives the same result every run. */
+   N x D (unpadded). As in em_step_impl, the samples are split into a fixed number of groups
+   of consecutive samples, handed out dynamically (a core that another process holds does not
+   hold up the pass, as a static split did: 3-7x slower passes under load) and each with its
+   own partial sums, reduced in group order: every run gives the same result. */
+static int64_t km_groups(int64_t N)
+{
+    int nt = omp_get_max_threads();
+    int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
+    int64_t nb = (N + 63) / 64;
+    return G < nb ? G : (nb > 0 ? nb : 1);
+}
 
 /* One Lloyd assignment: labels[i] = argmin_j |c_j|^2 - 2 x_i.c_j (the first on ties, as
    scikit-learn's strict <), and, when sums is not NULL, the per-cluster sums of the samples
@@ -757,6 +766,7 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
 {
     enum { NVK = MP / VK };
     int nt = omp_get_max_threads();
+    int64_t G = km_groups(N);
     vk ct[D][NVK], csq[NVK];
     vki lane, perm[8];
     for (int l = 0; l < VK; ++l) lane[l] = l;
@@ -771,14 +781,14 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
         }
         csq[j / VK][j % VK] = j < M ? s : INFINITY;  /* padded lanes never win */
     }
-    double *acc = sums ? (double *)calloc((size_t)nt * (M * D + M), 8) : NULL;
+    double *acc = sums ? (double *)calloc((size_t)G * (M * D + M), 8) : NULL;
     if (sums && !acc) return 1;
-#pragma omp parallel num_threads(nt)
-    {
-        double *as = sums ? acc + (size_t)omp_get_thread_num() * (M * D + M) : NULL;
-#pragma omp for schedule(static)
-        for (int64_t i0 = 0; i0 < N; i0 += KM_NB) {
-            int nb = N - i0 < KM_NB ? (int)(N - i0) : KM_NB;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t g = 0; g < G; ++g) {
+        double *as = sums ? acc + (size_t)g * (M * D + M) : NULL;
+        int64_t iend = N * (g + 1) / G;
+        for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
+            int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
             vk dot[KM_NB][NVK];
             for (int b = 0; b < KM_NB; ++b)
                 for (int v = 0; v < NVK; ++v) dot[b][v] = (vk){0};
@@ -818,8 +828,8 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     if (sums) {
         memset(sums, 0, (size_t)M * D * 8);
         memset(counts, 0, (size_t)M * 8);
-        for (int t = 0; t < nt; ++t) {
-            const double *as = acc + (size_t)t * (M * D + M);
+        for (int64_t g = 0; g < G; ++g) {
+            const double *as = acc + (size_t)g * (M * D + M);
             for (int q = 0; q < M * D; ++q) sums[q] += as[q];
             for (int j = 0; j < M; ++j) counts[j] += as[M * D + j];
         }
@@ -857,14 +867,14 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
         }
         cxx[l] = s;
     }
-    double *part = (double *)calloc((size_t)nt * KMP, 8);
+    int64_t G = km_groups(N);
+    double *part = (double *)calloc((size_t)G * KMP, 8);
     if (!part) return 1;
-#pragma omp parallel num_threads(nt)
-    {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t g = 0; g < G; ++g) {
         double acc[KMP] __attribute__((aligned(64)));
         for (int l = 0; l < KMP; ++l) acc[l] = 0.0;
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < N; ++i) {
+        for (int64_t i = N * g / G; i < N * (g + 1) / G; ++i) {
             const xtype *x = X + i * D;
             double dot[KMP] __attribute__((aligned(64)));
             for (int l = 0; l < KMP; ++l) dot[l] = 0.0;
@@ -881,12 +891,12 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
                 if (l < KM_TRIALS) dists[l * N + i] = d;
             }
         }
-        double *p = part + (size_t)omp_get_thread_num() * KMP;
+        double *p = part + (size_t)g * KMP;
         for (int l = 0; l < KMP; ++l) p[l] = acc[l];
     }
     for (int l = 0; l < KM_TRIALS; ++l) {
         double s = 0.0;
-        for (int t = 0; t < nt; ++t) s += part[(size_t)t * KMP + l];
+        for (int64_t g = 0; g < G; ++g) s += part[(size_t)g * KMP + l];
         pots[l] = s;
     }
     free(part);
