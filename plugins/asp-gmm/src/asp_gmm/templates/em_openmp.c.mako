@@ -756,10 +756,16 @@ static int64_t km_groups(int64_t N)
    centres, held in component vectors (VK lanes), are D broadcasts and FMAs each; the argmin
    is taken in the vectors (least distance per lane, then halving the lanes, the smaller index
    on equal distances), without the data-dependent branch of a scalar search, which cost more
-   than the dot products (measured: 2.3x on AVX-512, 1.5x on AVX2). */
+   than the dot products (measured: 2.3x on AVX-512, 1.5x on AVX2). The library is built
+   with -ffp-contract=off; this function alone contracts its multiply-adds into FMAs, as the
+   BLAS of scikit-learn's distances does: half the instructions of the dot products, 1.35x
+   faster passes on AVX-512 (measured). */
 typedef long long vki __attribute__((vector_size(VK * 8)));
 #define KM_NB 4
 #define KM_SEL(t, a, b) (((a) & (t)) | ((b) & ~(t)))
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=fast")))
+#endif
 static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
                               const double *restrict centers, int64_t *restrict labels,
                               double *restrict sums, double *restrict counts)
