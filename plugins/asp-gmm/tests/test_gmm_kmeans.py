@@ -28,11 +28,12 @@ def _clusters(N: int, D: int, M: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("N,D,M", SHAPES)
-def test_kmeans_labels_and_random_state_equal_sklearn(N, D, M, seed):
+@pytest.mark.parametrize("cov", ["diag", "full"])  # their libraries' layouts pad M differently
+def test_kmeans_labels_and_random_state_equal_sklearn(N, D, M, seed, cov):
     X = _clusters(N, D, M, seed)
     ours_rs, sk_rs = np.random.RandomState(seed), np.random.RandomState(seed)
     expected = KMeans(n_clusters=M, n_init=1, random_state=sk_rs).fit(X).labels_
-    labels = kmeans_labels(X, M, ours_rs, "diag")
+    labels = kmeans_labels(X, M, ours_rs, cov)
     assert labels.dtype == np.int64
     np.testing.assert_array_equal(labels, expected)
     # the state was advanced exactly as scikit-learn's KMeans advances it
