@@ -1,10 +1,13 @@
-"""Developer sessions: ``nox -s tests``, one per plugin, ``docs``, ``bench``, ``lint``,
-``typecheck``.
+"""Developer sessions: ``nox -s tests``, one per plugin, ``gmm_sklearn_lowest``, ``docs``,
+``bench``, ``lint``, ``typecheck``.
 
 Each session installs what it needs from this checkout into its own virtual environment.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import nox
 
@@ -42,6 +45,25 @@ def _plugin_session(short: str, dist: str) -> None:
 
 for _short, _dist in PLUGINS.items():
     _plugin_session(_short, _dist)
+
+
+def lowest_supported(pyproject: str, dist: str) -> str:
+    """The version after ``>=`` in ``dist``'s requirement in ``pyproject``'s dependencies."""
+    text = Path(__file__).parent / pyproject
+    found = re.search(rf'"{re.escape(dist)}\s*>=\s*([0-9][^",<;\s]*)', text.read_text())
+    if found is None:
+        raise ValueError(f"{pyproject} declares no lower bound for {dist}")
+    return found.group(1)
+
+
+@nox.session
+def gmm_sklearn_lowest(session: nox.Session) -> None:
+    """asp-gmm's tests against the lowest scikit-learn it declares (``tests`` and ``gmm``
+    install the newest): both ends of the supported range are tested."""
+    floor = lowest_supported("plugins/asp-gmm/pyproject.toml", "scikit-learn")
+    session.install("-e", ".[test]", "-e", "./plugins/asp-gmm[test]",
+                    f"scikit-learn=={floor}")
+    session.run("pytest", "plugins/asp-gmm", *session.posargs)
 
 
 @nox.session

@@ -91,8 +91,9 @@ def test_partial_initial_parameters_follow_sklearn():
 
 
 def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
-    """The initial M-step, the EM iterations and predict's E-step all run on the OpenMP
-    platform, from one shared object."""
+    """Once compiled, the k-means passes, the initial M-step, the EM iterations and predict's
+    E-step all run on the OpenMP platform, from one shared object. (A fit that starts while
+    the library compiles runs those steps in NumPy meanwhile.)"""
     from pytest_asp import has_compiler
 
     if not has_compiler("c"):
@@ -101,9 +102,11 @@ def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
     engine.reset()
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 5))
+    GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
+    engine.finish_preparing()
     gm = GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
     gm.predict(X)
-    for op in ("m_step", "em_step", "e_step"):
+    for op in ("kmeans_seed", "kmeans_assign", "m_step", "em_step", "e_step"):
         ctx = engine.dispatcher(op).last_context
         chosen = [d["component"] for e, d in ctx.events
                   if e == "phase" and d["phase"] == "platform_selection"]

@@ -1,8 +1,9 @@
 """Phase 5: print, compile through the core, bind.
 
-The OpenMP backend prints the PAST prelude, the rendered template and the PAST entry points,
-compiles with the core's C toolchain (its flags plus ``-ffp-contract=fast``: the EM numerics are
-defined to rounding, not bitwise, so FMAs are allowed) and binds with ctypes. The CUDA backend
+The OpenMP backend renders the template with the printed PAST prelude and entry points (the
+template places them around the kernel bodies; no C is assembled here), compiles with the
+core's C toolchain (its flags plus ``-ffp-contract=fast``: the EM numerics are defined to
+rounding, not bitwise, so FMAs are allowed) and binds with ctypes. The CUDA backend
 does the same with nvcc; its shared object takes host pointers, so it needs no Python CUDA
 package. The NumPy backend returns the reference functions.
 """
@@ -34,28 +35,38 @@ def _template_args(variant: Variant) -> dict[str, Any]:
 
 
 def openmp_source(variant: Variant) -> str:
-    """The complete C translation unit of an OpenMP variant."""
+    """The complete C translation unit of an OpenMP variant: the template places the printed
+    prelude and entry points around the kernel bodies."""
     head, tail = split_module(variant.program.ir)
-    body = render("asp_gmm", "em_openmp.c.mako", **_template_args(variant))
-    return print_c(head) + "\n" + body + "\n" + print_c(tail)
+    return render("asp_gmm", "em_openmp.c.mako", prelude=print_c(head),
+                  exports=print_c(tail), **_template_args(variant))
 
 
 def cuda_source(variant: Variant) -> str:
-    """The complete CUDA translation unit of a CUDA variant."""
+    """The complete CUDA translation unit of a CUDA variant (as :func:`openmp_source`)."""
     head, tail = split_module(variant.program.ir)
-    body = render("asp_gmm", "em_cuda.cu.mako", **_template_args(variant))
-    return print_cuda(head) + "\n" + body + "\n" + print_cuda(tail)
+    return render("asp_gmm", "em_cuda.cu.mako", prelude=print_cuda(head),
+                  exports=print_cuda(tail), **_template_args(variant))
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:
-    from asp_gmm.binding import EMStepKernel, EStepKernel, LogProbKernel, MStepKernel
+    from asp_gmm.binding import (
+        EMStepKernel,
+        EStepKernel,
+        KMeansAssignKernel,
+        KMeansSeedKernel,
+        LogProbKernel,
+        MStepKernel,
+    )
 
     plan: KernelPlan = variant.program.meta["plan"]
     if plan.op == "em_step":
         return EMStepKernel(lib.cdll, plan, bool(variant.params["materialise"]), variant.name,
                             lib)
-    kernels: dict[str, type[LogProbKernel | EStepKernel | MStepKernel]] = {
-        "log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel}
+    kernels: dict[str, type[LogProbKernel | EStepKernel | MStepKernel | KMeansAssignKernel
+                            | KMeansSeedKernel]] = {
+        "log_prob": LogProbKernel, "e_step": EStepKernel, "m_step": MStepKernel,
+        "kmeans_assign": KMeansAssignKernel, "kmeans_seed": KMeansSeedKernel}
     return kernels[plan.op](lib.cdll, plan, variant.name, lib)
 
 

@@ -3,8 +3,8 @@
 The callables take exactly the reference kernels' arguments, validate them again (shapes,
 dtypes) before any native code runs, pack the parameters (:mod:`asp_gmm.packing`), call the
 library and turn its statistics back into scikit-learn's parameters. Every OpenMP unit has all
-four entry points, so one library serves the EM iterations, the initial M-step and the E-step
-behind ``predict``.
+six entry points, so one library serves the k-means initialisation, the initial M-step, the EM
+iterations and the E-step behind ``predict``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import numpy as np
 from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
-from asp_gmm.reference import EMStep
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 from asp_gmm.signature import parse_call
 
-__all__ = ["EMStepKernel", "EStepKernel", "LogProbKernel", "MStepKernel"]
+__all__ = ["EMStepKernel", "EStepKernel", "KMeansAssignKernel", "KMeansSeedKernel",
+           "LogProbKernel", "MStepKernel"]
 
 _P = ctypes.c_void_p
 
@@ -188,3 +189,52 @@ class LogProbKernel(_EntryPoint):
         if X.shape[0]:
             self._run(X, packed.pa, packed.pb, packed.pc, out)
         return out
+
+
+class KMeansAssignKernel(_EntryPoint):
+    """``(X, centers, covariance_type) -> KMeansAssignment``: one Lloyd pass of k-means."""
+
+    symbol = "asp_gmm_kmeans_assign"
+    n_pointers = 4
+
+    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str
+                 ) -> KMeansAssignment:
+        call = parse_call("kmeans_assign", (X, centers, covariance_type), {})
+        _check_specialised(call, self.plan)
+        lay = self.plan.layout
+        X = _x(X, self.plan)
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        sums, counts = np.empty((lay.M, lay.D)), np.empty(lay.M)
+        if X.shape[0]:
+            self._run(X, np.ascontiguousarray(centers), labels, sums, counts)
+        return KMeansAssignment(labels, sums, counts)
+
+
+class KMeansSeedKernel(_EntryPoint):
+    """``(X, x_squared_norms, candidates, closest, n_components, covariance_type) ->
+    KMeansSeed``: one k-means++ seeding step."""
+
+    symbol = "asp_gmm_kmeans_seed"
+    n_pointers = 5
+
+    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
+                 ) -> None:
+        super().__init__(cdll, plan, name, library)
+        self._local = threading.local()
+
+    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                 closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
+        args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
+        _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
+        X = _x(X, self.plan)
+        shape = (candidates.shape[0], X.shape[0])
+        # one (trials x N) scratch per calling thread, reused by the M steps of a seeding:
+        # fresh pages for it on every step cost as much as the kernel's pass
+        dists = getattr(self._local, "dists", None)
+        if dists is None or dists.shape != shape:
+            dists = self._local.dists = np.empty(shape)
+        pots = np.empty(candidates.shape[0])
+        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
+                  np.ascontiguousarray(closest), dists, pots)
+        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin
+        return KMeansSeed(best, float(pots[best]), dists[best].copy())

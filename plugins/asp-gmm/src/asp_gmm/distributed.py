@@ -188,8 +188,9 @@ class DistributedEM:
             return
         self._variants = variants
         magnitude = int(math.floor(math.log10(max(n_global, 1))))
+        shape_key = tuple(key) if isinstance(key, tuple) else (key,)  # (op, M, D, cov, dtype)
         tkey = cache_key(specializer="gmm", tuning=repr(("em_step[mpi]", self.comm.Get_size(),
-                                                         *key[1:], magnitude)),
+                                                         *shape_key[1:], magnitude)),
                          variants=sorted(names))
         # collective: rank 0's stored winner (or the default when tuning is off) everywhere,
         # else every rank tunes in lock step

@@ -1,6 +1,7 @@
 """The specialised EM engine: the two GMM kernels behind the core's Dispatcher.
 
-``em_step``, ``log_prob``, ``e_step`` and ``m_step`` have the signatures of
+``em_step``, ``log_prob``, ``e_step``, ``m_step``, ``kmeans_assign`` and ``kmeans_seed`` have the
+signatures of
 :mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
 pipeline (:func:`prepare` starts that compile in the background ahead of time), and the first
 EM iterations of a new shape class each run a different candidate variant until the fastest is
@@ -9,18 +10,23 @@ known.
 
 from __future__ import annotations
 
+import atexit
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from asp_core import Dispatcher
 from asp_gmm import reference
-from asp_gmm.reference import EMStep
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 
-__all__ = ["GMMKernel", "dispatcher", "e_step", "em_step", "log_prob", "m_step", "prepare",
-           "reset", "tuning", "winner"]
+T = TypeVar("T")
+
+__all__ = ["GMMKernel", "compiled", "dispatcher", "e_step", "em_step", "finish_preparing",
+           "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare", "reset", "tuning",
+           "while_compiling", "winner"]
 
 
 @dataclass(frozen=True)
@@ -55,17 +61,69 @@ def reset() -> None:
     with _LOCK:
         _DISPATCHERS.clear()
         _PREPARING.clear()
+        _BUILT.clear()
 
 
 _PREPARING: dict[tuple, threading.Thread] = {}
+
+
+@atexit.register
+def finish_preparing() -> None:
+    """Wait until the background compiles :func:`prepare` started are done. Also run at
+    exit: a process whose fits all ran in NumPy while gcc worked (small problems) waits for
+    those compiles, so the next process finds the code cache warm instead of starting over."""
+    for thread in list(_PREPARING.values()):
+        thread.join()
+
+#: set once the background build of a shape has compiled (or failed to compile) its library
+_BUILT: dict[tuple, threading.Event] = {}
+
+
+def _shape_key(n_features: int, n_components: int, covariance_type: str, dtype: Any,
+               options: dict[str, Any] | None) -> tuple:
+    return (n_features, n_components, covariance_type, np.dtype(dtype).name,
+            tuple(sorted((options or {}).items())))
+
+
+def compiled(n_features: int, n_components: int, covariance_type: str, dtype: Any,
+             options: dict[str, Any] | None = None) -> bool:
+    """Whether a kernel call of this shape would start without waiting for gcc: true unless
+    :func:`prepare` is still compiling the shape's library in the background. The k-means
+    initialisation asks before each pass and runs the NumPy reference pass meanwhile."""
+    event = _BUILT.get(_shape_key(n_features, n_components, covariance_type, dtype, options))
+    return event is None or event.is_set()
+
+
+_CONTROLLER: list[Any] = []
+
+
+def while_compiling(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (a NumPy reference pass) with BLAS on one thread: it runs while gcc
+    compiles in the background, and a multi-threaded BLAS whose threads spin for a core gcc
+    holds is tens of times slower than one thread (measured on two cores)."""
+    from threadpoolctl import ThreadpoolController
+
+    with _LOCK:
+        if not _CONTROLLER:
+            _CONTROLLER.append(ThreadpoolController())
+    with _CONTROLLER[0].limit(limits=1, user_api="blas"):
+        return fn(*args)
+
+
+def _compiled_for(X: Any, n_components: int, covariance_type: str,
+                  options: dict[str, Any] | None) -> bool:
+    shape: tuple[int, ...] = getattr(X, "shape", ())
+    if len(shape) != 2:  # the dispatcher's signature reports what is wrong
+        return True
+    return compiled(shape[1], n_components, covariance_type, X.dtype, options)
 
 
 def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any,
             options: dict[str, Any] | None = None) -> threading.Thread | None:
     """Start compiling, in a background thread, the code a fit of this shape will call.
 
-    The estimator calls this before its initialisation (k-means), so gcc runs while
-    scikit-learn's k-means does, and the fit's first kernel call finds the code cache warm.
+    The estimator calls this before its initialisation, whose k-means passes run in NumPy
+    until the library is compiled (:func:`compiled`), so gcc runs while they do.
     It builds the EM candidates through the dispatcher's public ``build_variants`` (phases 1-5,
     nothing bound or tuned; the other ops share the default variant's library). Failures are
     left to the real call, which reports them (fallback warning or error) as usual. Returns
@@ -76,8 +134,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     if covariance_type not in ("full", "diag") or config.mode() == "python":
         return None
     dt = np.dtype(dtype)
-    key = (n_features, n_components, covariance_type, dt.name,
-           tuple(sorted((options or {}).items())))
+    key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
     X = np.zeros((M, D), dtype=dt)
     prec = np.tile(np.eye(D), (M, 1, 1)) if covariance_type == "full" else np.ones((M, D))
@@ -86,9 +143,12 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
 
     def build() -> None:
         try:
-            # the model's variant alone first (the initial M-step needs it; on two cores a
-            # compile next to k-means is slow enough), then the other EM candidate(s)
-            dispatcher("m_step", options).build_variants(*m_args)
+            # the model's variant alone first (k-means and the initial M-step need it; on two
+            # cores a compile next to k-means is slow enough), then the other EM candidate(s)
+            try:
+                dispatcher("m_step", options).build_variants(*m_args)
+            finally:
+                built.set()
             dispatcher("em_step", options).build_variants(*em_args)
         except Exception:  # noqa: BLE001 - the real call reports it
             pass
@@ -96,6 +156,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     with _LOCK:
         if key in _PREPARING:
             return None
+        built = _BUILT[key] = threading.Event()
         thread = _PREPARING[key] = threading.Thread(target=build, daemon=True,
                                                     name=f"asp-gmm-prepare-{M}x{D}")
     thread.start()
@@ -111,10 +172,16 @@ def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
 
 
 def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | None:
-    """The variant chosen for the latest specialisation of ``op`` (None while tuning)."""
-    ctx = dispatcher(op, options).last_context
-    events = [data for name, data in (ctx.events if ctx else []) if name == "autotune"]
-    return events[-1].get("winner") if events else None
+    """The variant chosen for the latest specialisation of ``op`` (None while tuning): the
+    tuner's decision (timed here or read from the perf database), or the only variant built."""
+    from asp_core.pipeline import TuningCallable
+
+    d = dispatcher(op, options)
+    ctx = d.last_context
+    fn = d.specializations.get(ctx.key) if ctx is not None else None
+    if isinstance(fn, TuningCallable):
+        return fn.tuner.winner
+    return getattr(fn, "name", None)
 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
@@ -123,7 +190,9 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
             ) -> EMStep:
     """One EM iteration (see :func:`asp_gmm.reference.em_step`), specialised.
 
-    ``wait_for_candidates=False`` (what ``fit`` passes): while the variants are being timed
+    ``wait_for_candidates=False`` (what ``fit`` passes): while :func:`prepare` is still
+    compiling the shape's library, the iteration runs in NumPy (:func:`asp_gmm.reference.em_step`,
+    scikit-learn's arithmetic) instead of waiting for gcc; while the variants are being timed
     and a candidate compiled in the background during this call (so the call's time shared
     the cores with gcc) or still compiles, the untimed candidates are dropped for this
     process: waiting for gcc would cost more than a better variant saves on a fit whose
@@ -132,8 +201,11 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     """
     from asp_gmm.backends import compiling
 
-    d = dispatcher("em_step", options)
     args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
+    if not wait_for_candidates and not _compiled_for(X, means.shape[0], covariance_type,
+                                                     options):
+        return while_compiling(reference.em_step, *args)
+    d = dispatcher("em_step", options)
     busy = not wait_for_candidates and compiling()
     result = d(*args)
     if not wait_for_candidates and (busy or compiling()):
@@ -168,7 +240,26 @@ def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
 
 
 def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: str,
-           reg_covar: float, options: dict[str, Any] | None = None) -> EMStep:
+           reg_covar: float, options: dict[str, Any] | None = None, *,
+           wait_for_compile: bool = True) -> EMStep:
     """The M-step from given responsibilities or labels (see
-    :func:`asp_gmm.reference.m_step`), specialised."""
+    :func:`asp_gmm.reference.m_step`), specialised; with ``wait_for_compile=False`` it runs
+    in NumPy while :func:`prepare` is still compiling the shape's library."""
+    if not wait_for_compile and not _compiled_for(X, n_components, covariance_type, options):
+        return while_compiling(reference.m_step, X, resp, n_components, covariance_type,
+                               reg_covar)
     return dispatcher("m_step", options)(X, resp, n_components, covariance_type, reg_covar)
+
+
+def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  options: dict[str, Any] | None = None) -> KMeansAssignment:
+    """One Lloyd pass of k-means (see :func:`asp_gmm.reference.kmeans_assign`), specialised."""
+    return dispatcher("kmeans_assign", options)(X, centers, covariance_type)
+
+
+def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                closest: np.ndarray, n_components: int, covariance_type: str,
+                options: dict[str, Any] | None = None) -> KMeansSeed:
+    """One k-means++ seeding step (see :func:`asp_gmm.reference.kmeans_seed`), specialised."""
+    return dispatcher("kmeans_seed", options)(X, x_squared_norms, candidates, closest,
+                                              n_components, covariance_type)

@@ -83,6 +83,8 @@ class GaussianMixture(_SkGaussianMixture):
     times the paper's parallelisation strategies too.
     """
 
+    lower_bound_: float  # set by fit (annotated for the type checker; no class default)
+
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
                  tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
                  n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
@@ -147,7 +149,7 @@ class GaussianMixture(_SkGaussianMixture):
                 self.precisions_cholesky_ = start.precisions_cholesky
             else:
                 self._cast_parameters(np.float64)
-            lower_bound = -np.inf if do_init else self.lower_bound_
+            lower_bound: float = -np.inf if do_init else float(self.lower_bound_)
             current_lower_bounds: list[float] = []
             n_iter, converged = 0, False
             for n_iter in range(1, self.max_iter + 1):
@@ -212,9 +214,10 @@ class GaussianMixture(_SkGaussianMixture):
     def _compiled_e_step(self, X: np.ndarray, output: str) -> Any:
         if X.dtype not in (np.float32, np.float64):  # predict() keeps integer input as is
             X = X.astype(np.float64)
-        f64 = [np.asarray(getattr(self, n), dtype=np.float64)
-               for n in ("weights_", "means_", "precisions_cholesky_")]
-        return engine.e_step(X, *f64, self.covariance_type, output, options=self.asp_options)
+        w, mu, pc = (np.asarray(getattr(self, n), dtype=np.float64)
+                     for n in ("weights_", "means_", "precisions_cholesky_"))
+        return engine.e_step(X, w, mu, pc, self.covariance_type, output,
+                             options=self.asp_options)
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self)

@@ -1,7 +1,8 @@
 """Phase 1: from a call of a reference kernel to the domain AST.
 
 The "kernel" of the GMM specializer is a call of one of :mod:`asp_gmm.reference`'s four
-computations (``em_step``, ``log_prob``, ``e_step``, ``m_step``); what is specialised is its data signature (M, D,
+computations (``em_step``, ``log_prob``, ``e_step``, ``m_step`` and the k-means passes of
+the initialisation, ``kmeans_assign`` and ``kmeans_seed``); what is specialised is its data signature (M, D,
 covariance type, dtype), so the frontend reads the call's arguments, not free-form code. Any
 other function is outside the DSL and is reported as such.
 """
@@ -38,6 +39,9 @@ class EMFrontend(Frontend):
             "log_prob": [LogDensity(cov)],
             "e_step": [LogDensity(cov), AddLogWeights(), LogSumExp(), Responsibilities()],
             "m_step": [Moments(cov)],
+            # k-means computes no densities; its entry points share the M-step's unit
+            "kmeans_assign": [Moments(cov)],
+            "kmeans_seed": [Moments(cov)],
         }
         steps = programs[name]
         return EMProblem(op=name, n_components=call.n_components, n_features=call.n_features,

@@ -1,7 +1,8 @@
 """scikit-learn's initialisation of a Gaussian mixture, with the initial M-step compiled.
 
-The responsibilities come from exactly what scikit-learn draws (its public ``KMeans`` and
-``kmeans_plusplus`` and the same calls on the same ``RandomState``), so a fit with the same
+The responsibilities come from exactly what scikit-learn draws (its k-means and k-means++ with
+their passes compiled, :mod:`asp_gmm.kmeans`, or its public ``KMeans`` and ``kmeans_plusplus``
+where those do not run compiled; the same calls on the same ``RandomState``), so a fit with the same
 ``random_state`` starts from the same point; the hard assignments of ``kmeans``, ``k-means++``
 and ``random_from_data`` stay labels (N integers, -1 for none) instead of an N x M one-hot
 matrix, and the M-step from them (counts, means, covariances) runs in the compiled
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from asp_gmm import engine
+from asp_gmm.kmeans import kmeans_labels, kmeans_plusplus_indices
 from asp_gmm.linalg import precision_cholesky, precision_cholesky_from_precisions
 
 __all__ = ["InitialParameters", "initial_parameters", "initial_responsibilities"]
@@ -27,14 +29,29 @@ class InitialParameters(NamedTuple):
     precisions_cholesky: np.ndarray
 
 
+def _compiled_kmeans(X: np.ndarray, covariance_type: str) -> bool:
+    """Whether the k-means passes run compiled: float64 data of a mixture whose kernels are
+    compiled (full, diag) in a mode that compiles; otherwise scikit-learn's own KMeans runs
+    (float32 k-means is scikit-learn's float32 arithmetic, kept exactly)."""
+    from asp_core import config
+
+    return (X.dtype == np.float64 and covariance_type in ("full", "diag")
+            and config.mode() != "python")
+
+
 def initial_responsibilities(X: np.ndarray, n_components: int, init_params: str,
-                             random_state: np.random.RandomState) -> np.ndarray:
+                             random_state: np.random.RandomState, covariance_type: str = "full",
+                             options: dict[str, Any] | None = None) -> np.ndarray:
     """Labels (int64, N) or dense responsibilities (float64, N x M), drawn as scikit-learn's
-    ``BaseMixture._initialize_parameters`` draws them."""
+    ``BaseMixture._initialize_parameters`` draws them (k-means through
+    :mod:`asp_gmm.kmeans` when it runs compiled)."""
     from sklearn.cluster import KMeans, kmeans_plusplus
 
     N, M = X.shape[0], n_components
+    compiled = _compiled_kmeans(X, covariance_type)
     if init_params == "kmeans":
+        if compiled:
+            return kmeans_labels(X, M, random_state, covariance_type, options)
         km = KMeans(n_clusters=M, n_init=1, random_state=random_state).fit(X)
         return np.asarray(km.labels_, dtype=np.int64)
     if init_params == "random":
@@ -43,7 +60,9 @@ def initial_responsibilities(X: np.ndarray, n_components: int, init_params: str,
         return resp.astype(np.float64, copy=False)
     if init_params == "random_from_data":
         indices = random_state.choice(N, size=M, replace=False)
-    else:  # k-means++
+    elif compiled:  # k-means++
+        indices = kmeans_plusplus_indices(X, M, random_state, covariance_type, options)
+    else:
         _, indices = kmeans_plusplus(X, M, random_state=random_state)
     labels = np.full(N, -1, dtype=np.int64)
     labels[indices] = np.arange(M)
@@ -59,9 +78,10 @@ def initial_parameters(est: Any, X: np.ndarray, random_state: np.random.RandomSt
     cov_type = est.covariance_type
     step: Any = None  # set whenever a parameter below is missing
     if weights_init is None or means_init is None or precisions_init is None:
-        resp = initial_responsibilities(X, est.n_components, est.init_params, random_state)
+        resp = initial_responsibilities(X, est.n_components, est.init_params, random_state,
+                                        cov_type, est.asp_options)
         step = engine.m_step(X, resp, est.n_components, cov_type, float(est.reg_covar),
-                             options=est.asp_options)
+                             options=est.asp_options, wait_for_compile=False)
     weights = step.weights if weights_init is None else weights_init
     means = step.means if means_init is None else means_init
     if precisions_init is None:

@@ -9,17 +9,21 @@ block size), the kernel bodies rendered from a Mako template, and the exported e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from asp_core import cast as c
+from asp_core.ir import Node
 from asp_core.hardware import simd_shape
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
 
 __all__ = [
     "CPU_OPS",
+    "MOMENT_OPS",
     "KernelPlan",
     "exports",
+    "kmeans_trials",
     "plan_for",
     "prelude",
     "program_module",
@@ -62,10 +66,10 @@ def _define(name: str, value: int | str) -> c.Define:
     return c.Define(name, c.Constant(value) if isinstance(value, int) else c.Name(value))
 
 
-def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]:
+def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[Node]:
     lay = plan.layout
     full = lay.cov == "full"
-    nodes: list[c.Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
+    nodes: list[Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
                                      f"D={lay.D}, cov={lay.cov}, X {plan.ctype}")]
     nodes += [c.Include(h) for h in ("math.h", "stdint.h", "stdlib.h", "string.h")]
     if not cuda:
@@ -78,47 +82,53 @@ def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[c.Node]
         ("BLOCK", block), ("S1OFF", lay.MP), ("S2OFF", lay.MP + s1),
         ("LPNOFF", lay.MP + s1 + s2), ("NSTAT", lay.n_stat),
         ("NSTATP", (lay.n_stat + 7) // 8 * 8), ("xtype", plan.ctype)]
+    if not cuda:  # scikit-learn's k-means++ tries 2 + int(log M) candidates per centre
+        values.append(("KM_TRIALS", kmeans_trials(lay.M)))
     nodes += [_define(name, value) for name, value in values]
     return nodes
+
+
+def kmeans_trials(n_clusters: int) -> int:
+    """The candidates per k-means++ seeding step: scikit-learn's default ``n_local_trials``."""
+    return 2 + int(math.log(n_clusters))
 
 
 def _ptr(base: str, const: bool = True) -> c.CType:
     return c.CType(base, 1, const)
 
 
+#: each entry point's pointer parameters after (X, N): (C element type, name, written?)
+_POINTERS: dict[str, list[tuple[str, str, bool]]] = {
+    "em_step": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+                ("double", "shift", False), ("double", "out", True), ("double", "work", True)],
+    "log_prob": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+                 ("double", "out", True)],
+    "e_step": [("double", "pa", False), ("double", "pb", False), ("double", "pc", False),
+               ("double", "resp", True), ("double", "lse", True), ("int64_t", "labels", True),
+               ("double", "total", True)],
+    "m_step": [("double", "resp", False), ("int64_t", "labels", False),
+               ("double", "shift", False), ("double", "out", True)],
+    "kmeans_assign": [("double", "centers", False), ("int64_t", "labels", True),
+                      ("double", "sums", True), ("double", "counts", True)],
+    "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
+                    ("double", "closest", False), ("double", "dists", True),
+                    ("double", "pots", True)],
+}
+
+
 def exports(op: str) -> list[c.FunctionDef]:
-    """The extern "C" entry point(s) forwarding to the template's static implementation."""
-    i64 = c.CType("int64_t")
-    if op == "em_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double"), "shift"),
-                  c.Param(_ptr("double", False), "out"), c.Param(_ptr("double", False), "work")]
-        impl = "em_step_impl"
-    elif op == "e_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "resp"),
-                  c.Param(_ptr("double", False), "lse"), c.Param(_ptr("int64_t", False), "labels"),
-                  c.Param(_ptr("double", False), "total")]
-        impl = "e_step_impl"
-    elif op == "m_step":
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "resp"), c.Param(_ptr("int64_t"), "labels"),
-                  c.Param(_ptr("double"), "shift"), c.Param(_ptr("double", False), "out")]
-        impl = "m_step_impl"
-    else:
-        params = [c.Param(_ptr("xtype"), "X"), c.Param(i64, "N"),
-                  c.Param(_ptr("double"), "pa"), c.Param(_ptr("double"), "pb"),
-                  c.Param(_ptr("double"), "pc"), c.Param(_ptr("double", False), "out")]
-        impl = "log_prob_impl"
-    call = c.Call(impl, [c.Name(p.name) for p in params])
+    """The extern "C" entry point forwarding to the template's static ``<op>_impl``."""
+    params = [c.Param(_ptr("xtype"), "X"), c.Param(c.CType("int64_t"), "N")]
+    params += [c.Param(_ptr(ctype, not written), name) for ctype, name, written in _POINTERS[op]]
+    call = c.Call(f"{op}_impl", [c.Name(p.name) for p in params])
     return [c.FunctionDef(f"asp_gmm_{op}", params, c.Block([c.Return(call)]), ret=c.INT,
                           extern_c=True)]
 
 
 #: the entry points of every OpenMP translation unit (CUDA units have the first two)
-CPU_OPS = ("em_step", "log_prob", "e_step", "m_step")
+CPU_OPS = ("em_step", "log_prob", "e_step", "m_step", "kmeans_assign", "kmeans_seed")
+#: the ops computed without the log-densities (no fold-constants needed), OpenMP only
+MOMENT_OPS = ("m_step", "kmeans_assign", "kmeans_seed")
 
 
 def program_module(plan: KernelPlan, block: int, *, cuda: bool = False) -> c.Module:
@@ -143,5 +153,5 @@ def set_define(module: c.Module, name: str, value: int) -> c.Module:
 def split_module(module: c.Module) -> tuple[c.Module, c.Module]:
     """(prelude, exported functions): the template's text goes between them."""
     head = [n for n in module.body if not isinstance(n, c.FunctionDef)]
-    tail = [n for n in module.body if isinstance(n, c.FunctionDef)]
+    tail: list[Node] = [n for n in module.body if isinstance(n, c.FunctionDef)]
     return c.Module(head), c.Module(tail)

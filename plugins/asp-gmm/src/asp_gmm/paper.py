@@ -92,6 +92,8 @@ class GMM:
         X = _check_X(X, self.D)
         self._init_missing(X)
         previous = -np.inf
+        assert self.weights is not None and self.means is not None \
+            and self._prec_chol is not None  # _init_missing set them
         for it in range(1, max_em_iters + 1):
             step = engine.em_step(X, self.weights, self.means, self._prec_chol, self.cvtype,
                                   self.reg_covar, options=self.options)

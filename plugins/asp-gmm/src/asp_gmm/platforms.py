@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from asp_core import Platform, PlatformProgram
 from asp_gmm.dast import EMProblem, LogDensity, find
 from asp_gmm.layout import MAX_FEATURES_C
-from asp_gmm.lowering import plan_for, program_module
+from asp_gmm.lowering import MOMENT_OPS, plan_for, program_module
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -26,7 +26,7 @@ def _compiled_reason(problem: EMProblem) -> str | None:
     if problem.n_features > MAX_FEATURES_C:
         return f"{problem.n_features} features > {MAX_FEATURES_C}, the compiled kernels' limit"
     density = find(problem, LogDensity)
-    if problem.op != "m_step" and (density is None or not density.constants_folded):
+    if problem.op not in MOMENT_OPS and (density is None or not density.constants_folded):
         return "the compiled kernels need the fold-constants pass (disabled)"
     return None
 
@@ -61,7 +61,7 @@ class CudaPlatform(Platform):
         reason = _compiled_reason(dast)
         if reason:
             return reason
-        if dast.op in ("e_step", "m_step"):
+        if dast.op in ("e_step", *MOMENT_OPS):
             return f"{dast.op} is compiled for OpenMP only (the CUDA units have em_step and log_prob)"
         return self.unavailable_reason()
 

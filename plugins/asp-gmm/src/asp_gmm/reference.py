@@ -16,8 +16,8 @@ import numpy as np
 
 from asp_gmm.linalg import log_det_cholesky
 
-__all__ = ["E_STEP_OUTPUTS", "EMStep", "e_step", "em_step", "log_prob", "logsumexp_rows",
-           "m_step"]
+__all__ = ["E_STEP_OUTPUTS", "EMStep", "KMeansAssignment", "KMeansSeed", "e_step", "em_step",
+           "kmeans_assign", "kmeans_seed", "log_prob", "logsumexp_rows", "m_step"]
 
 
 class EMStep(NamedTuple):
@@ -144,3 +144,56 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
         resp = dense
     nk, means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
     return EMStep(0.0, nk / X.shape[0], means, cov)
+
+
+class KMeansAssignment(NamedTuple):
+    """One Lloyd assignment: each sample's nearest centre, and the clusters' sums and sizes."""
+
+    labels: np.ndarray  # int64 (N,)
+    sums: np.ndarray  # (M, D)
+    counts: np.ndarray  # float64 (M,)
+
+
+class KMeansSeed(NamedTuple):
+    """One k-means++ seeding step: the chosen candidate and what it leaves."""
+
+    best: int  # position in ``candidates``
+    potential: float  # sum of ``closest`` once it is a centre
+    closest: np.ndarray  # squared distance of each sample to its nearest centre
+
+
+def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
+                  ) -> KMeansAssignment:
+    """scikit-learn's Lloyd pass (``lloyd_iter_chunked_dense``) without its centre update:
+    labels by least ``|c|^2 - 2 x.c`` (the first on ties), and per-cluster sums and counts.
+
+    ``covariance_type`` only names the mixture the k-means initialises (the compiled kernel
+    shares that mixture's library)."""
+    N = X.shape[0]
+    M = centers.shape[0]
+    csq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(N, dtype=np.int64)
+    for start in range(0, N, 4096):
+        dist = csq + -2.0 * (X[start:start + 4096] @ centers.T)
+        labels[start:start + 4096] = np.argmin(dist, axis=1)
+    counts = np.bincount(labels, minlength=M).astype(np.float64)
+    sums = np.stack([np.bincount(labels, weights=X[:, k], minlength=M)
+                     for k in range(X.shape[1])], axis=1)
+    return KMeansAssignment(labels, sums, counts)
+
+
+def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
+    """One step of scikit-learn's ``_kmeans_plusplus`` after the candidates are drawn, in its
+    own NumPy expressions: the potential of each candidate, the first least one, and the
+    squared distances to the nearest centre once it is added (``n_components`` and
+    ``covariance_type`` name the mixture, as for :func:`kmeans_assign`)."""
+    Y = X[candidates]
+    dist = -2 * (Y @ X.T)
+    dist += np.einsum("ij,ij->i", Y, Y)[:, np.newaxis]
+    dist += x_squared_norms.reshape(1, -1)
+    np.maximum(dist, 0, out=dist)
+    np.minimum(closest, dist, out=dist)
+    pots = dist @ np.ones(X.shape[0], dtype=X.dtype).reshape(-1, 1)
+    best = int(np.argmin(pots))
+    return KMeansSeed(best, float(pots[best, 0]), dist[best])

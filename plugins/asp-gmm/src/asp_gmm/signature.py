@@ -23,6 +23,9 @@ _ARGS = {
     "log_prob": ("X", "means", "precisions_cholesky", "covariance_type"),
     "e_step": ("X", "weights", "means", "precisions_cholesky", "covariance_type", "output"),
     "m_step": ("X", "resp", "n_components", "covariance_type", "reg_covar"),
+    "kmeans_assign": ("X", "centers", "covariance_type"),
+    "kmeans_seed": ("X", "x_squared_norms", "candidates", "closest", "n_components",
+                    "covariance_type"),
 }
 OPS = tuple(_ARGS)
 
@@ -90,6 +93,14 @@ def parse_call(op: str, args: tuple, kwargs: dict[str, Any]) -> Call:
     if cov not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {cov!r}")
     N, D = X.shape
+    if op == "kmeans_seed":
+        return Call(op, N, D, _check_seed(b, N), cov, X.dtype.name)
+    if op == "kmeans_assign":
+        centers = b["centers"]
+        if not isinstance(centers, np.ndarray) or centers.ndim != 2 or centers.shape[1] != D \
+                or centers.shape[0] < 1 or centers.dtype != np.float64:
+            raise ValueError(f"centers must be float64 of shape (n_clusters, {D})")
+        return Call(op, N, D, centers.shape[0], cov, X.dtype.name)
     if op == "m_step":
         M = _check_responsibilities(b["resp"], N, b["n_components"])
         _check_reg_covar(b["reg_covar"])
@@ -107,6 +118,26 @@ def parse_call(op: str, args: tuple, kwargs: dict[str, Any]) -> Call:
     if op == "e_step" and b["output"] not in E_STEP_OUTPUTS:
         raise ValueError(f"output must be one of {E_STEP_OUTPUTS}, got {b['output']!r}")
     return Call(op, N, D, M, cov, X.dtype.name)
+
+
+def _check_seed(b: dict[str, Any], N: int) -> int:
+    """The number of components of a ``kmeans_seed`` call, its arrays checked."""
+    from asp_gmm.lowering import kmeans_trials
+
+    M = b["n_components"]
+    if not isinstance(M, (int, np.integer)) or isinstance(M, bool) or not 1 <= M <= N:
+        raise ValueError(f"n_components must be an integer in [1, {N}], got {M!r}")
+    for name in ("x_squared_norms", "closest"):
+        arr = b[name]
+        if not isinstance(arr, np.ndarray) or arr.shape != (N,) or arr.dtype != np.float64:
+            raise ValueError(f"{name} must be float64 of shape ({N},)")
+    cand = b["candidates"]
+    L = kmeans_trials(int(M))
+    if not isinstance(cand, np.ndarray) or cand.shape != (L,) or cand.dtype != np.int64:
+        raise ValueError(f"candidates must be int64 of shape ({L},)")
+    if L and (cand.min() < 0 or cand.max() >= N):
+        raise ValueError(f"candidates must be sample indices in [0, {N})")
+    return int(M)
 
 
 def _check_reg_covar(reg_covar: Any) -> None:

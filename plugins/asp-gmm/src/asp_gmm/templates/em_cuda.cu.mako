@@ -1,7 +1,8 @@
 <%doc>
   CUDA kernel bodies of one EM iteration, specialised like the OpenMP ones (M, D, covariance
   type, dtype are compile-time constants; the #defines and the extern "C" entry points are
-  platform-AST nodes printed around this text, see asp_gmm.lowering). The entry points take
+  platform-AST nodes, printed by the
+  backend and passed in as `prelude` and `exports`, which this template places around its text, see asp_gmm.lowering). The entry points take
   HOST pointers and the same packed buffers as the OpenMP code, copy to the device, run, and
   copy the statistics back, so the shared object is bound with ctypes like the CPU one.
 
@@ -20,6 +21,7 @@
     SB = max(1, min(block, 5888 // (MP + D)))  # shared: SB (D + MP) + threads doubles <= 48 KiB
     NENT = M + M * D + (M * D * D if full else M * D)
 %>\
+${prelude}
 #include <cuda_runtime.h>
 
 #define SB ${SB}
@@ -324,3 +326,5 @@ static int log_prob_impl(const xtype *X, int64_t N, const double *pa, const doub
     release(&b);
     return rc;
 }
+
+${exports}

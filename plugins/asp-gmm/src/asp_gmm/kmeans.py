@@ -1,0 +1,139 @@
+"""scikit-learn's k-means initialisation of a Gaussian mixture, with its passes compiled.
+
+``init_params="kmeans"`` runs ``KMeans(n_clusters=M, n_init=1, random_state=rs).fit(X)`` and
+keeps its labels; ``init_params="k-means++"`` runs ``kmeans_plusplus(X, M, random_state=rs)``.
+Both spend their time in passes over the samples (each k-means++ centre scores
+``2 + log M`` candidates over all samples; each Lloyd iteration assigns every sample), which run
+here as the compiled ``kmeans_seed`` and ``kmeans_assign`` kernels of the mixture's own
+library (:mod:`asp_gmm.engine`; while that library is still compiling in the background,
+as the NumPy passes of :mod:`asp_gmm.reference`, one pass at a time), while the loops, the random draws and the decisions are
+scikit-learn's, in its order:
+
+* k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
+  each next one ``rs.uniform(size=trials) * potential`` searched in the cumulative sum of the
+  squared distances, the candidate of least potential kept;
+* Lloyd (``_kmeans_single_lloyd``): on the data centred by its mean, at most 300 iterations,
+  stopping when the labels repeat (strict convergence) or when the squared centre shift falls
+  to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
+  their centres; after a non-strict stop the labels are recomputed from the final centres.
+
+The random state is consumed exactly as scikit-learn consumes it, so a later initialisation
+(``n_init > 1``) draws what scikit-learn's would. The distances are summed in another order
+than scikit-learn's BLAS calls, so where a decision rests on rounding the two can differ: a
+sample whose two nearest centres are equal to about 1e-16 relative, or k-means++ seeding once
+every remaining distance is rounding noise (near-duplicate samples, fewer distinct points
+than clusters). Exact ties (equal distances computed exactly) are broken as scikit-learn
+breaks them, towards the first.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from asp_gmm import engine, reference
+from asp_gmm.lowering import kmeans_trials
+from asp_gmm.reference import KMeansAssignment, KMeansSeed
+
+__all__ = ["kmeans_labels", "kmeans_plusplus_indices"]
+
+#: scikit-learn's KMeans defaults, as GaussianMixture constructs it
+MAX_ITER = 300
+TOL = 1e-4
+
+
+def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
+          n_clusters: int, covariance_type: str, options: dict[str, Any] | None) -> KMeansSeed:
+    """One seeding step: compiled, or in NumPy while the library is still compiling."""
+    args = (X, xx, candidates, closest, n_clusters, covariance_type)
+    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
+        return engine.kmeans_seed(*args, options=options)
+    return engine.while_compiling(reference.kmeans_seed, *args)
+
+
+def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+            options: dict[str, Any] | None) -> KMeansAssignment:
+    """One Lloyd pass: compiled, or in NumPy while the library is still compiling."""
+    if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
+        return engine.kmeans_assign(X, centers, covariance_type, options)
+    return engine.while_compiling(reference.kmeans_assign, X, centers, covariance_type)
+
+
+def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
+                            covariance_type: str, options: dict[str, Any] | None = None
+                            ) -> np.ndarray:
+    """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
+    random_state=random_state)`` returns, drawn from ``random_state`` as it draws them."""
+    N = X.shape[0]
+    trials = kmeans_trials(n_clusters)
+    xx = np.einsum("ij,ij->i", X, X)
+    weights = np.ones(N, dtype=X.dtype)
+    first = random_state.choice(N, p=weights / weights.sum())
+    indices = np.full(n_clusters, -1, dtype=np.int64)
+    indices[0] = first
+    # the first centre's distances: all candidates the same sample, nothing closer yet
+    step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
+                 n_clusters, covariance_type, options)
+    closest, potential = step.closest, step.potential
+    for c in range(1, n_clusters):
+        rand_vals = random_state.uniform(size=trials) * potential
+        candidates = np.searchsorted(np.cumsum(closest), rand_vals)
+        np.clip(candidates, None, N - 1, out=candidates)
+        candidates = candidates.astype(np.int64, copy=False)
+        step = _seed(X, xx, candidates, closest, n_clusters, covariance_type, options)
+        closest, potential = step.closest, step.potential
+        indices[c] = candidates[step.best]
+    return indices
+
+
+def _relocate_empty(X: np.ndarray, centers: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+                    labels: np.ndarray) -> None:
+    """scikit-learn's ``_relocate_empty_clusters_dense``: each empty cluster takes one of the
+    samples farthest from their centres (in place on ``sums`` and ``counts``)."""
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return
+    distances = ((X - centers[labels]) ** 2).sum(axis=1)
+    far = np.argpartition(distances, -empty.size)[:-empty.size - 1:-1]
+    for new, i in zip(empty, far):
+        old = labels[i]
+        sums[old] -= X[i]
+        sums[new] = X[i]
+        counts[new] = 1.0
+        counts[old] -= 1.0
+
+
+def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
+                  covariance_type: str, options: dict[str, Any] | None = None) -> np.ndarray:
+    """``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X).labels_`` (int64)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    tol = float(np.mean(np.var(X, axis=0))) * TOL
+    Xc = X - X.mean(axis=0)
+    centers = Xc[kmeans_plusplus_indices(Xc, n_clusters, random_state, covariance_type,
+                                         options)].astype(np.float64)
+    labels_old = np.full(X.shape[0], -1, dtype=np.int64)
+    strict = False
+    for _ in range(MAX_ITER):
+        step = _assign(Xc, centers, covariance_type, options)
+        labels, sums, counts = step.labels, step.sums, step.counts
+        _relocate_empty(Xc, centers, sums, counts, labels)
+        new = sums * (1.0 / np.where(counts > 0, counts, 1.0))[:, np.newaxis]
+        shift = ((new - centers) ** 2).sum()
+        centers = new
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        labels = _assign(Xc, centers, covariance_type, options).labels
+    distinct = np.unique(labels).size
+    if distinct < n_clusters:
+        warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                      f"({n_clusters}). Possibly due to duplicate points in X.",
+                      ConvergenceWarning, stacklevel=2)
+    return labels

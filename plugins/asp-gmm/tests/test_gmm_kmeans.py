@@ -1,0 +1,138 @@
+"""The k-means initialisation (``init_params="kmeans"`` and ``"k-means++"``) runs compiled and
+still draws what scikit-learn draws: the same labels, the same seeds, the same use of the
+random state (issue 12)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from asp_gmm import GaussianMixture
+from asp_gmm.kmeans import kmeans_labels, kmeans_plusplus_indices
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+pytestmark = pytest.mark.compiler
+
+SHAPES = [(2000, 2, 3), (3000, 16, 8), (4000, 64, 16), (1500, 5, 40), (300, 3, 7)]
+NUMPY = {"platform_selection": "numpy"}
+
+
+def _clusters(N: int, D: int, M: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(M, D)) + 10.0
+    return centers[rng.integers(0, M, N)] + rng.normal(size=(N, D)) * rng.uniform(0.5, 2, D)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("N,D,M", SHAPES)
+@pytest.mark.parametrize("cov", ["diag", "full"])  # their libraries' layouts pad M differently
+def test_kmeans_labels_and_random_state_equal_sklearn(N, D, M, seed, cov):
+    X = _clusters(N, D, M, seed)
+    ours_rs, sk_rs = np.random.RandomState(seed), np.random.RandomState(seed)
+    expected = KMeans(n_clusters=M, n_init=1, random_state=sk_rs).fit(X).labels_
+    labels = kmeans_labels(X, M, ours_rs, cov)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, expected)
+    # the state was advanced exactly as scikit-learn's KMeans advances it
+    assert ours_rs.uniform() == sk_rs.uniform()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("N,D,M", SHAPES)
+def test_kmeans_plusplus_indices_equal_sklearn(N, D, M, seed):
+    X = _clusters(N, D, M, seed)
+    _, expected = kmeans_plusplus(X, M, random_state=np.random.RandomState(seed))
+    got = kmeans_plusplus_indices(X, M, np.random.RandomState(seed), "full")
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("options", [None, NUMPY], ids=["compiled", "numpy"])
+def test_empty_clusters_are_relocated_as_sklearn(options):
+    """Duplicated samples leave clusters empty: they take the farthest samples, and fewer
+    distinct clusters than asked warn as scikit-learn's KMeans warns. (Integer points
+    symmetric about 0: every distance is exact, so ties are true ties in both.)"""
+    points = np.array([[3, 1], [5, -2], [0, 4], [7, 7]], dtype=np.float64)
+    X = np.repeat(np.concatenate([points, -points]), 40, axis=0)
+    for M in (10, 12):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            expected = KMeans(n_clusters=M, n_init=1, random_state=1).fit(X).labels_
+        sk_msgs = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+        assert sk_msgs  # 8 distinct points, more clusters
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            labels = kmeans_labels(X, M, np.random.RandomState(1), "diag", options)
+        np.testing.assert_array_equal(labels, expected)
+        assert [str(w.message) for w in ours if issubclass(w.category, ConvergenceWarning)] \
+            == sk_msgs
+
+
+@pytest.mark.parametrize("N,D,M", SHAPES[:3])
+def test_numpy_engine_kmeans_equals_sklearn(N, D, M):
+    """Without a compiler the same loops run the NumPy reference passes."""
+    X = _clusters(N, D, M, 7)
+    expected = KMeans(n_clusters=M, n_init=1, random_state=7).fit(X).labels_
+    np.testing.assert_array_equal(kmeans_labels(X, M, np.random.RandomState(7), "full", NUMPY),
+                                  expected)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_fit_from_kmeans_equals_sklearn(cov, n_init):
+    """A default fit (k-means initialisation, several inits drawing from one state) ends
+    where scikit-learn's ends."""
+    X = _clusters(3000, 6, 5, 11)
+    ours = GaussianMixture(5, covariance_type=cov, n_init=n_init, random_state=4).fit(X)
+    ref = SkGaussianMixture(5, covariance_type=cov, n_init=n_init, random_state=4).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+
+
+def test_kmeans_seed_rejects_bad_arguments():
+    from asp_gmm import engine
+
+    X = np.zeros((10, 2))
+    xx = np.zeros(10)
+    with pytest.raises(ValueError, match="candidates must be sample indices"):
+        engine.kmeans_seed(X, xx, np.full(2, 10, dtype=np.int64), np.zeros(10), 2, "diag")
+    with pytest.raises(ValueError, match="closest must be float64"):
+        engine.kmeans_seed(X, xx, np.zeros(2, dtype=np.int64), np.zeros(9), 2, "diag")
+    with pytest.raises(ValueError, match="centers must be float64"):
+        engine.kmeans_assign(X, np.zeros((3, 5)), "diag")
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_fit_while_compiling_runs_numpy_and_equals_sklearn(cov, monkeypatch):
+    """While the shape's library is still compiling, the k-means passes, the initial M-step
+    and the EM iterations run the NumPy reference (no wait for gcc) and end where
+    scikit-learn's fit ends."""
+    from asp_gmm import engine
+
+    calls = []
+    monkeypatch.setattr(engine, "compiled", lambda *a, **k: False)
+    monkeypatch.setattr(engine, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(engine, "dispatcher", lambda *a, **k: calls.append(a) or 1 / 0)
+    X = _clusters(2000, 4, 3, 5)
+    ours = GaussianMixture(3, covariance_type=cov, random_state=2).fit(X)
+    ref = SkGaussianMixture(3, covariance_type=cov, random_state=2).fit(X)
+    assert calls == []
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+
+
+def test_winner_names_the_chosen_variant():
+    from asp_gmm import engine
+
+    X = _clusters(5000, 3, 4, 1)
+    gm = GaussianMixture(4, covariance_type="diag", max_iter=20, tol=0.0, random_state=0)
+    gm.fit(X)
+    for _ in range(10):  # the fit's iterations may have run while gcc worked
+        engine.em_step(X, gm.weights_, gm.means_, gm.precisions_cholesky_, "diag", 1e-6)
+        if not engine.tuning():
+            break
+    assert engine.winner() in {f"fused-b{b}" for b in (32, 64, 128, 256, 512)}
