@@ -234,11 +234,27 @@ def test_tuning_steps_are_provisional_and_interleaved():
 
     modes = ModeTimes()
     seq = []
+    timed = {"stored": 2.5, "classical": 1.0}   # within GIVE_UP: tuning goes on
     for _ in range(6 * ModeTimes.RETRY_AFTER):
         mode = modes.choose(["stored", "classical"])
         seq.append(mode)
-        modes.record(mode, {"stored": 5.0, "classical": 1.0}[mode], final=mode != "stored")
+        modes.record(mode, timed[mode], final=mode != "stored")
     assert seq[:2] == ["stored", "classical"]
     tuning = seq[2:].count("stored")
     assert 3 <= tuning <= len(seq) // ModeTimes.RETRY_AFTER + 1
-    assert modes.samples["stored"] == 0 and modes.best["stored"] == 5.0
+    assert modes.samples["stored"] == 0 and modes.best["stored"] == 2.5
+
+
+def test_a_mode_far_slower_after_two_tries_is_given_up():
+    """A rival still more than GIVE_UP times the fastest after two tries is not tried again
+    (each try of it costs the solve that much); one slow first try is not enough."""
+    from asp_mpk.cg_modes import ModeTimes
+
+    modes = ModeTimes()
+    seq = []
+    for _ in range(10 * ModeTimes.RETRY_AFTER):
+        mode = modes.choose(["stored", "classical"])
+        seq.append(mode)
+        modes.record(mode, {"stored": 3.5, "classical": 1.0}[mode], final=False)
+    assert seq.count("stored") == ModeTimes.TRIES_BEFORE_GIVING_UP
+    assert seq[-5 * ModeTimes.RETRY_AFTER:] == ["classical"] * (5 * ModeTimes.RETRY_AFTER)

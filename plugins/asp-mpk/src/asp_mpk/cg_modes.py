@@ -12,7 +12,10 @@ a mode's time is the best of its samples, every mode is sampled :data:`ModeTimes
 (a rival at most once every :data:`ModeTimes.RETRY_AFTER` outer steps, so exploring costs a few
 outer steps in hundreds), and samples taken while asp-mpk compiles in the background are not
 recorded.  While the variants of the stored basis are still being tuned, its steps are
-provisional samples: the solve runs the fastest mode so far and tunes in between.
+provisional samples: the solve runs the fastest mode so far and tunes in between.  A rival
+whose best time, after :data:`ModeTimes.TRIES_BEFORE_GIVING_UP` tries, is still more than
+:data:`ModeTimes.GIVE_UP` times the fastest's is not tried again on this matrix: no variant a
+further tuning step could find closes such a gap, and each try costs the solve that much.
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ class ModeTimes:
     SAMPLES = 3
     #: outer steps between two samples of a mode that is not the fastest
     RETRY_AFTER = 8
+    #: a rival this many times slower than the fastest (by best times) is given up ...
+    GIVE_UP = 3.0
+    #: ... once it has been tried this often (its first try may touch fresh pages)
+    TRIES_BEFORE_GIVING_UP = 2
 
     def __init__(self) -> None:
         self.best: dict[str, float] = {}
         self.samples: dict[str, int] = {}
         self._tried_at: dict[str, int] = {}
+        self._tries: dict[str, int] = {}
         self._steps = 0
         self._lock = threading.Lock()
 
@@ -52,9 +60,14 @@ class ModeTimes:
             fastest = min(timed, key=self.best.__getitem__)
             for mode in timed:
                 if mode != fastest and self.samples[mode] < self.SAMPLES and \
-                        self._steps - self._tried_at.get(mode, 0) >= self.RETRY_AFTER:
+                        self._steps - self._tried_at.get(mode, 0) >= self.RETRY_AFTER and \
+                        not self._hopeless(mode, fastest):
                     return mode
             return fastest
+
+    def _hopeless(self, mode: str, fastest: str) -> bool:
+        return (self._tries.get(mode, 0) >= self.TRIES_BEFORE_GIVING_UP
+                and self.best[mode] > self.GIVE_UP * self.best[fastest])
 
     def record(self, mode: str, seconds: float, *, trusted: bool = True,
                final: bool = True) -> None:
@@ -67,6 +80,7 @@ class ModeTimes:
             if not trusted or not math.isfinite(seconds):
                 return
             self.best[mode] = min(self.best.get(mode, math.inf), float(seconds))
+            self._tries[mode] = self._tries.get(mode, 0) + 1
             if final:
                 self.samples[mode] = self.samples.get(mode, 0) + 1
             else:
