@@ -228,3 +228,51 @@ def test_checksum_does_not_depend_on_threads_or_chunking():
     x = arrays[0]
     assert mod.checksum([x[:1 << 17], x[1 << 17:]], 2) != mod.checksum([x[:1 << 18],
                                                                         x[1 << 18:]], 2)
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("name", ["poisson3d", "unstructured_spd", "elasticity"])
+def test_native_cg_passes_equal_scipy_and_numpy(name, threads, monkeypatch):
+    """The passes cg runs while its kernel compiles compute what SciPy's product and numpy do,
+    for int32 and int64 indices and any thread count (rows split in fixed parts)."""
+    from asp_mpk.cacg import _ScipyPasses
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    base = as_csr(MATRICES[name]()).astype(np.float64)
+    big = sp.block_diag([base] * (60_000 // base.shape[0] + 1), format="csr")  # split in 3
+    for A in (big, sp.csr_matrix((big.data, big.indices.astype(np.int64),
+                                  big.indptr.astype(np.int64)), shape=big.shape)):
+        n = A.shape[0]
+        rng = np.random.default_rng(n)
+        p, x, r = rng.standard_normal((3, n))
+        fast, ref = native.cg_passes(A), _ScipyPasses(A)
+        q1, q2 = np.empty(n), np.empty(n)
+        assert fast.cg_apply_dot(p, q1) == pytest.approx(ref.cg_apply_dot(p, q2), rel=1e-12)
+        np.testing.assert_allclose(q1, q2, rtol=1e-13, atol=1e-13)
+        x1, r1, x2, r2 = x.copy(), r.copy(), x.copy(), r.copy()
+        assert fast.cg_update(0.3, x1, p, r1, q1) == pytest.approx(
+            ref.cg_update(0.3, x2, p, r2, q2), rel=1e-12)
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(r1, r2)
+        fast.cg_direction(-0.7, r1, x1)
+        ref.cg_direction(-0.7, r2, x2)
+        np.testing.assert_allclose(x1, x2, rtol=1e-15)
+
+
+@needs_native
+def test_native_cg_passes_refuse_wrong_vectors():
+    A = gallery.poisson2d(20)
+    fast = native.cg_passes(A)
+    n = A.shape[0]
+    with pytest.raises(ValueError, match="p must be"):
+        fast.cg_apply_dot(np.zeros(n - 1), np.zeros(n))
+    with pytest.raises(ValueError, match="q must be a C-contiguous writeable"):
+        q = np.zeros(n)
+        q.flags.writeable = False
+        fast.cg_apply_dot(np.zeros(n), q)
+    with pytest.raises(ValueError, match="r must be"):
+        fast.cg_update(0.1, np.zeros(n), np.zeros(n), np.zeros(n, np.float32), np.zeros(n))
+    with pytest.raises(ValueError, match="p must be"):
+        fast.cg_direction(0.1, np.zeros(n), np.zeros((2, n))[:, 0])
+    assert native.cg_passes(A.astype(np.float32)) is None

@@ -6,7 +6,8 @@
 // dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and
 // local CSR matrices), the bandwidth under a permutation, and the fast checksum with which the
 // functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
-// the same results with numpy (asp_mpk.native picks one).
+// the same results with numpy (asp_mpk.native picks one).  Also the passes of classical CG on
+// the CSR arrays, which asp_mpk.cg runs while its generated kernel compiles.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -498,6 +499,112 @@ i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> per
     });
 }
 
+// ---- classical CG passes on the CSR arrays ------------------------------------------------------
+// What asp_mpk.cg runs while its generated kernel compiles: the three passes of a classical CG
+// step (q = A p with p.q; x += a p, r -= a q with r.r; p = r + b p), each one pass over its
+// arrays split by rows over up to `threads` threads (fixed parts, so the sums are the same on
+// every call with the same thread count).
+template <class F>
+void in_parts(int parts, F f) {
+    std::vector<std::thread> helpers;
+    int t = 1;
+    try {
+        for (; t < parts; ++t) helpers.emplace_back(f, t);
+    } catch (const std::system_error &) {   // no thread to be had: this one does the rest
+    }
+    f(0);
+    for (int u = t; u < parts; ++u) f(u);
+    for (auto &h : helpers) h.join();
+}
+
+int parts_for(i64 n, int threads) {
+    return static_cast<int>(std::max<i64>(1, std::min<i64>({threads, 16, n / 16384})));
+}
+
+py::array_t<double> vector_arg(py::array a, i64 n, const char *name, bool write) {
+    if (a.ndim() != 1 || a.shape(0) != n || a.dtype().kind() != 'f' || a.itemsize() != 8 ||
+        !(a.flags() & py::array::c_style) || (write && !a.writeable()))
+        throw py::value_error(std::string("cg passes: ") + name + " must be a C-contiguous " +
+                              (write ? "writeable " : "") + "float64 vector of the matrix's size");
+    return py::reinterpret_borrow<py::array_t<double>>(a);
+}
+
+double cg_apply_dot(py::array indptr, py::array indices, py::array data, py::array p,
+                    py::array q, int threads) {
+    Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
+    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+    if (rd.kind != 'f' || rd.itemsize != 8 || rd.size != ri.size)
+        throw py::type_error("cg passes: data must be float64, one value per column index");
+    i64 n = rp.size - 1;
+    auto pv = vector_arg(p, n, "p", false);
+    auto qv = vector_arg(q, n, "q", true);
+    const double *pp = pv.data(), *dv = static_cast<const double *>(rd.ptr);
+    double *qq = qv.mutable_data();
+    int parts = parts_for(n, threads);
+    std::vector<double> dots(static_cast<size_t>(parts), 0.0);
+    with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        const I *ix = static_cast<const I *>(ri.ptr);
+        py::gil_scoped_release nogil;
+        in_parts(parts, [&](int t) {
+            i64 lo = n * t / parts, hi = n * (t + 1) / parts;
+            double d = 0.0;
+            for (i64 i = lo; i < hi; ++i) {
+                double s = 0.0;
+                for (i64 k = ip[i]; k < ip[i + 1]; ++k) s += dv[k] * pp[ix[k]];
+                qq[i] = s;
+                d += pp[i] * s;
+            }
+            dots[static_cast<size_t>(t)] = d;
+        });
+        return 0;
+    });
+    double d = 0.0;
+    for (double v : dots) d += v;
+    return d;
+}
+
+double cg_update(double alpha, py::array x, py::array p, py::array r, py::array q, int threads) {
+    i64 n = x.ndim() == 1 ? x.shape(0) : -1;
+    auto xv = vector_arg(x, n, "x", true), pv = vector_arg(p, n, "p", false);
+    auto rv = vector_arg(r, n, "r", true), qv = vector_arg(q, n, "q", false);
+    double *xx = xv.mutable_data(), *rr = rv.mutable_data();
+    const double *pp = pv.data(), *qq = qv.data();
+    int parts = parts_for(n, threads);
+    std::vector<double> dots(static_cast<size_t>(parts), 0.0);
+    {
+        py::gil_scoped_release nogil;
+        in_parts(parts, [&](int t) {
+            i64 lo = n * t / parts, hi = n * (t + 1) / parts;
+            double d = 0.0;
+            for (i64 i = lo; i < hi; ++i) {
+                xx[i] += alpha * pp[i];
+                double ri = rr[i] - alpha * qq[i];
+                rr[i] = ri;
+                d += ri * ri;
+            }
+            dots[static_cast<size_t>(t)] = d;
+        });
+    }
+    double d = 0.0;
+    for (double v : dots) d += v;
+    return d;
+}
+
+void cg_direction(double beta, py::array r, py::array p, int threads) {
+    i64 n = r.ndim() == 1 ? r.shape(0) : -1;
+    auto rv = vector_arg(r, n, "r", false), pv = vector_arg(p, n, "p", true);
+    const double *rr = rv.data();
+    double *pp = pv.mutable_data();
+    int parts = parts_for(n, threads);
+    py::gil_scoped_release nogil;
+    in_parts(parts, [&](int t) {
+        for (i64 i = n * t / parts, hi = n * (t + 1) / parts; i < hi; ++i)
+            pp[i] = rr[i] + beta * pp[i];
+    });
+}
+
 // ---- PA1 ghost closures -------------------------------------------------------------------------
 // For each part order[bounds[b]:bounds[b+1]] (owned rows, sorted), k levels of ghost rows (each
 // level sorted), and the local CSR matrix of the first m_1 local rows in local numbering.
@@ -679,6 +786,13 @@ PYBIND11_MODULE(_planner, m) {
     m.def("csr_powers", &csr_powers, py::arg("indptr"), py::arg("indices"), py::arg("data"),
           py::arg("xs"), py::arg("out"), py::arg("coefs"), py::arg("monomial"),
           "Matrix powers (or a three-term basis) by k CSR products into out, one thread.");
+    m.def("cg_apply_dot", &cg_apply_dot, py::arg("indptr"), py::arg("indices"), py::arg("data"),
+          py::arg("p"), py::arg("q"), py::arg("threads"),
+          "q = A p for a float64 CSR matrix; returns p.q (threads split the rows)");
+    m.def("cg_update", &cg_update, py::arg("alpha"), py::arg("x"), py::arg("p"), py::arg("r"),
+          py::arg("q"), py::arg("threads"), "x += alpha p, r -= alpha q; returns r.r");
+    m.def("cg_direction", &cg_direction, py::arg("beta"), py::arg("r"), py::arg("p"),
+          py::arg("threads"), "p = r + beta p");
     m.def("closures", &closures, py::arg("indptr"), py::arg("indices"), py::arg("order"),
           py::arg("bounds"), py::arg("k"), py::arg("sym"), py::arg("max_entries"),
           "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");

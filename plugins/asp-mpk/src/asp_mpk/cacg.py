@@ -190,7 +190,7 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
                      rr: float, steps: int, tol: float, callback: Any
                      ) -> tuple[int, float, list[float], list[float], bool]:
     """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place;
-    ``kern`` may also be :class:`_ScipyPasses`).
+    ``kern`` may also be :func:`_interim_passes`).
 
     Returns (iterations done, new r.r, alphas, betas, broke down)."""
     alphas: list[float] = []
@@ -215,9 +215,17 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     return len(alphas), rr, alphas, betas, False
 
 
+def _interim_passes(csr: Any) -> Any:
+    """What runs classical CG steps while the kernel compiles: the native extension's threaded
+    passes over the CSR arrays (one pass each, both cores), else SciPy's product and numpy."""
+    from asp_mpk import native
+
+    return native.cg_passes(csr) or _ScipyPasses(csr)
+
+
 class _ScipyPasses:
-    """The three passes of a classical CG step with SciPy's product and numpy (what runs while
-    the kernel compiles); same calls as the generated kernel's ``cg_*`` functions."""
+    """The three passes of a classical CG step with SciPy's product and numpy (without the
+    native extension); same calls as the generated kernel's ``cg_*`` functions."""
 
     def __init__(self, csr: Any) -> None:
         self.csr = csr
@@ -256,6 +264,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     stats.modes = modes.best
     m = 2 * (s + 1)
     V = mp.cg_workspace.empty((2, s + 1, n), np.dtype(np.float64))
+    interim = None   # the passes run while the kernel compiles, made on first use
     Vf = V.reshape(m, n)
     G = np.empty((m, m))
     xs = np.empty((2, n))
@@ -300,11 +309,12 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         B = stacked_change_of_basis(coefs, s)
         t0 = clock()
         if kern is None and not mp.prepare(nvec=2, gram=True, basis="recurrence"):
-            # the kernel is being compiled in the background: meanwhile, s steps of SciPy's
-            # own classical CG, so the first solve never runs slower than scipy's cg
+            # the kernel is being compiled in the background: meanwhile, s steps of classical
+            # CG on the CSR arrays, so the first solve never runs slower than scipy's cg
             if q.size != n:
                 q = np.zeros(n)
-            done, rr, al, be, broke = _classical_steps(_ScipyPasses(csr), x, p, r, q, rr,
+            interim = interim or _interim_passes(csr)
+            done, rr, al, be, broke = _classical_steps(interim, x, p, r, q, rr,
                                                        min(s, maxiter - it), tol, callback)
             alphas += al
             betas += be

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["planner", "checksum", "check_csr", "value_flags", "all_finite", "scan", "dia_arrays",
-           "permuted_bandwidth", "closures", "csr_powers"]
+           "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -237,3 +237,36 @@ def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, mon
     mod.csr_powers(indptr, indices, _c(csr.data), xs, out,
                    np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial))
     return True
+
+
+class CGPasses:
+    """The three passes of a classical CG step on a float64 CSR matrix, natively, each one
+    threaded pass (``q = A p`` with ``p.q``; ``x += a p, r -= a q`` with ``r.r``; ``p = r + b
+    p``): what :func:`asp_mpk.cg` runs while its generated kernel compiles.  The same calls as
+    the generated kernel's ``cg_*`` functions.  One core is left to that compile (where there
+    is more than one): the sooner it is done, the sooner the solve runs the generated code."""
+
+    def __init__(self, mod: Any, csr: Any) -> None:
+        self._mod = mod
+        self._indptr, self._indices = _pattern(csr)
+        self._data = _c(csr.data)
+        self._threads = max(1, _threads() - 1)
+
+    def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
+        return float(self._mod.cg_apply_dot(self._indptr, self._indices, self._data, p, q,
+                                            self._threads))
+
+    def cg_update(self, alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray,
+                  q: np.ndarray) -> float:
+        return float(self._mod.cg_update(alpha, x, p, r, q, self._threads))
+
+    def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
+        self._mod.cg_direction(beta, r, p, self._threads)
+
+
+def cg_passes(csr: Any) -> CGPasses | None:
+    """Native classical-CG passes over ``csr`` (float64), or None without the extension."""
+    mod = planner()
+    if mod is None or csr.dtype != np.float64 or not hasattr(mod, "cg_apply_dot"):
+        return None
+    return CGPasses(mod, csr)
