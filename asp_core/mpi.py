@@ -102,6 +102,9 @@ def abort_on_uncaught(comm: Any = None) -> None:
             sys.stderr.write(f"asp[mpi] rank {rank}/{size}: uncaught {etype.__name__}, aborting "
                              "all ranks (ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n")
             sys.stderr.flush()
+            # the launcher forwards a rank's output through a pipe and stops reading it when
+            # the job aborts: give it a moment, or the traceback above can be lost
+            time.sleep(0.2)
             target.Abort(1)
 
     sys.excepthook = hook

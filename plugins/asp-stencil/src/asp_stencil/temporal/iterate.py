@@ -75,12 +75,14 @@ PRUNE_FACTOR = 1.5
 
 def prune_slow(tuner: Autotuner, factor: float = PRUNE_FACTOR) -> list[str]:
     """Once every candidate of ``tuner`` has one timing, exclude those slower than ``factor``
-    times the fastest (successive halving, one round); returns the excluded names."""
+    times the fastest (successive halving, one round), keeping at least two, so that the
+    winner is still decided by the tuner's repeated timings; returns the excluded names."""
     times = tuner.times
     if tuner.done or any(not times.get(v) for v in tuner.variants):
         return []
-    best = min(min(times[v]) for v in tuner.variants)
-    slow = [v for v in tuner.variants if min(times[v]) > factor * best]
+    ranked = sorted(tuner.variants, key=lambda v: min(times[v]))
+    best = min(times[ranked[0]])
+    slow = [v for v in ranked[2:] if min(times[v]) > factor * best]
     for v in slow:
         tuner.exclude(v, f"first timing over {factor}x the fastest")
     return slow
