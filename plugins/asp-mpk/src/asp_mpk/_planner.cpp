@@ -56,6 +56,12 @@ auto with_index(const Raw &r, const char *name, F f) {
     throw py::type_error(std::string(name) + " must be int32 or int64");
 }
 
+// indptr and indices are read through one index type
+void same_index_dtype(const Raw &indptr, const Raw &indices) {
+    if (indptr.kind != indices.kind || indptr.itemsize != indices.itemsize)
+        throw py::type_error("indptr and indices must have the same dtype");
+}
+
 template <class F>
 auto with_value(const Raw &r, const char *name, F f) {
     if (r.kind == 'f' && r.itemsize == 8) return f(static_cast<const double *>(r.ptr));
@@ -207,6 +213,20 @@ u64 fold(const Sums &s, i64 nbytes) {
     return h;
 }
 
+// Runs f(0) .. f(parts - 1), on helper threads where they can be had, f(0) on this one.
+template <class F>
+void in_parts(int parts, F f) {
+    std::vector<std::thread> helpers;
+    int t = 1;
+    try {
+        for (; t < parts; ++t) helpers.emplace_back(f, t);
+    } catch (const std::system_error &) {   // no thread to be had: this one does the rest
+    }
+    f(0);
+    for (int u = t; u < parts; ++u) f(u);
+    for (auto &h : helpers) h.join();
+}
+
 u64 checksum(const std::vector<py::array> &arrays, int threads) {
     struct Piece {
         const unsigned char *p;
@@ -238,13 +258,7 @@ u64 checksum(const std::vector<py::array> &arrays, int threads) {
         };
         i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
         i64 nthreads = std::min<i64>({hw, 8, total / (4 * CHUNK)});
-        std::vector<std::thread> helpers;
-        try {
-            for (i64 t = 1; t < nthreads; ++t) helpers.emplace_back(work);
-        } catch (const std::system_error &) {   // no thread to be had: this one does it all
-        }
-        work();
-        for (auto &t : helpers) t.join();
+        in_parts(static_cast<int>(std::max<i64>(1, nthreads)), [&](int) { work(); });
     }
     u64 h = 0x243f6a8885a308d3ULL;
     for (std::size_t a = 0; a + 1 < first.size(); ++a) {
@@ -432,8 +446,7 @@ py::dict analyse_t(const I *indptr, const I *indices, const V *data, i64 n, i64 
 py::dict analyse(py::array indptr, py::array indices, py::array data, i64 max_diagonals,
                  std::vector<int> block_sizes) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
-    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
-        throw py::type_error("indptr and indices must have the same dtype");
+    same_index_dtype(rp, ri);
     i64 n = rp.size - 1;
     return with_index(rp, "indptr", [&](auto ip) {
         using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
@@ -504,19 +517,6 @@ i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> per
 // step (q = A p with p.q; x += a p, r -= a q with r.r; p = r + b p), each one pass over its
 // arrays split by rows over up to `threads` threads (fixed parts, so the sums are the same on
 // every call with the same thread count).
-template <class F>
-void in_parts(int parts, F f) {
-    std::vector<std::thread> helpers;
-    int t = 1;
-    try {
-        for (; t < parts; ++t) helpers.emplace_back(f, t);
-    } catch (const std::system_error &) {   // no thread to be had: this one does the rest
-    }
-    f(0);
-    for (int u = t; u < parts; ++u) f(u);
-    for (auto &h : helpers) h.join();
-}
-
 int parts_for(i64 n, int threads) {
     return static_cast<int>(std::max<i64>(1, std::min<i64>({threads, 16, n / 16384})));
 }
@@ -532,8 +532,7 @@ py::array_t<double> vector_arg(py::array a, i64 n, const char *name, bool write)
 double cg_apply_dot(py::array indptr, py::array indices, py::array data, py::array p,
                     py::array q, int threads) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
-    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
-        throw py::type_error("indptr and indices must have the same dtype");
+    same_index_dtype(rp, ri);
     if (rd.kind != 'f' || rd.itemsize != 8 || rd.size != ri.size)
         throw py::type_error("cg passes: data must be float64, one value per column index");
     i64 n = rp.size - 1;
@@ -692,8 +691,7 @@ py::object closures_t(const I *indptr, const I *indices, i64 n, const i64 *order
 py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
                     py::array_t<i64> bounds, i64 k, bool sym, i64 max_entries) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
-    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
-        throw py::type_error("indptr and indices must have the same dtype");
+    same_index_dtype(rp, ri);
     i64 n = rp.size - 1;
     if (order.size() != n) throw py::value_error("order has the wrong length");
     return with_index(rp, "indptr", [&](auto ip) {
@@ -737,8 +735,7 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
                 py::array_t<double> coefs, bool monomial) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
     Raw rx = raw(xs, "xs"), ro = raw(out, "out");
-    if (rp.kind != ri.kind || rp.itemsize != ri.itemsize)
-        throw py::type_error("indptr and indices must have the same dtype");
+    same_index_dtype(rp, ri);
     if (rx.kind != rd.kind || rx.itemsize != rd.itemsize || ro.kind != rd.kind ||
         ro.itemsize != rd.itemsize)
         throw py::type_error("xs, out and data must have the same dtype");
