@@ -48,7 +48,7 @@ class ModeTimes:
 
     def choose(self, modes: list[str]) -> str:
         """The mode of the next outer step: one never timed, else a rival still short of
-        samples whose turn has come, else the fastest."""
+        samples whose turn has come and not given up, else the fastest."""
         with self._lock:
             self._steps += 1
             for mode in modes:
