@@ -20,9 +20,7 @@ module holds what every distributed component needs and nothing heavier:
   message per peer rank, with reused buffers and :class:`CommStats` accounting (the distributed
   stencil grids and the distributed sparse matrices both use it);
 * :func:`block_range` – the balanced contiguous split used for rows, samples and grid axes;
-* :func:`find_mpiexec` and :func:`run_mpi` – launching ``mpiexec -n N python script.py`` from
-  pytest or a benchmark with a hard timeout (the whole process group is killed on expiry, so a
-  hung run fails the test instead of hanging CI).
+* :func:`find_mpiexec` – the ``mpiexec`` the runners (and ``pytest_asp.mpi.run_mpi``) launch.
 """
 
 from __future__ import annotations
@@ -30,21 +28,18 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, TypeVar, Union
 
 import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
            "abort_on_uncaught",
-           "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "MPIRun",
-           "run_mpi", "HaloExchange"]
+           "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
 
@@ -365,8 +360,6 @@ def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
     return lo, lo + base + (1 if index < extra else 0)
 
 
-# -- launching ------------------------------------------------------------------------------------
-
 def find_mpiexec() -> str | None:
     """``mpiexec`` next to the running Python (the mpich wheel puts it there), else on PATH."""
     here = Path(sys.executable).parent
@@ -375,70 +368,3 @@ def find_mpiexec() -> str | None:
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
     return shutil.which("mpiexec") or shutil.which("mpirun")
-
-
-@dataclass
-class MPIRun:
-    """The outcome of :func:`run_mpi`."""
-
-    command: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    timed_out: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
-    def lines(self, prefix: str) -> Iterator[str]:
-        """Lines of stdout starting with ``prefix`` (scripts report results this way)."""
-        return (ln for ln in self.stdout.splitlines() if ln.startswith(prefix))
-
-    def describe(self) -> str:
-        state = "timed out" if self.timed_out else f"exit code {self.returncode}"
-        return (f"{' '.join(self.command)}: {state} after {self.seconds:.1f} s\n"
-                f"--- stdout ---\n{self.stdout[-6000:]}\n--- stderr ---\n{self.stderr[-6000:]}")
-
-
-def run_mpi(script_or_module: str | os.PathLike[str], nprocs: int, timeout: float = 60.0, *,
-            args: Sequence[str] = (), module: bool = False, env: dict[str, str] | None = None,
-            check: bool = False, cwd: str | os.PathLike[str] | None = None) -> MPIRun:
-    """Run ``mpiexec -n nprocs python script args`` (or ``python -m module``), with a timeout.
-
-    On timeout every process of the launch is killed (it runs in its own session, so one
-    ``killpg`` reaches mpiexec and all ranks) and ``timed_out`` is set. ``check=True`` raises
-    ``RuntimeError`` with both output streams when the run failed or timed out.
-    ``env`` is added to the current environment; ``OMP_NUM_THREADS`` defaults to 1 so that
-    ranks do not oversubscribe the cores (override it in ``env``).
-    """
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
-        raise MPIUnavailable(f"mpiexec not found next to {sys.executable} or on PATH; "
-                             f"{MPI_INSTALL_HINT}")
-    if int(nprocs) < 1:
-        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
-    target = ["-m", str(script_or_module)] if module else [str(script_or_module)]
-    cmd = [mpiexec, "-n", str(int(nprocs)), sys.executable, *target, *map(str, args)]
-    full_env = dict(os.environ)
-    full_env.setdefault("OMP_NUM_THREADS", "1")
-    full_env.update(env or {})
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=full_env, cwd=cwd, start_new_session=True)
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # pragma: no cover - ended just now
-            pass
-        out, err = proc.communicate()
-    result = MPIRun(cmd, proc.returncode if not timed_out else -9, out, err,
-                    time.perf_counter() - start, timed_out)
-    if check and not result.ok:
-        raise RuntimeError(result.describe())
-    return result

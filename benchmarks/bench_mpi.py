@@ -40,7 +40,7 @@ def asp_register_benchmarks(register: Any) -> None:
 # -- driver ------------------------------------------------------------------------------------
 
 def _launch(kind: str, nprocs: int, quick: bool, threads: int = 1) -> dict[str, Any]:
-    from asp_core.mpi import run_mpi
+    from pytest_asp.mpi import run_mpi
 
     args = ["--worker", kind] + (["--quick"] if quick else [])
     run = run_mpi(HERE, nprocs, timeout=590, args=args,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asp_core.mpi import run_mpi
+from pytest_asp.mpi import run_mpi
 from pytest_asp import requires_compiler, requires_mpi
 
 SCRIPTS = Path(__file__).parent / "scripts"

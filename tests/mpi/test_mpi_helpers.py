@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from asp_core import mpi
+from pytest_asp.mpi import run_mpi
 
 
 class FakeComm:
@@ -111,10 +112,10 @@ def test_mpi_find_mpiexec_and_bad_nprocs(monkeypatch):
     path = mpi.find_mpiexec()
     if path is None:
         with pytest.raises(mpi.MPIUnavailable, match="mpiexec not found"):
-            mpi.run_mpi("x.py", 2)
+            run_mpi("x.py", 2)
     else:
         with pytest.raises(ValueError, match="nprocs"):
-            mpi.run_mpi("x.py", 0)
+            run_mpi("x.py", 0)
 
 
 def test_mpi_comm_stats_counts():
