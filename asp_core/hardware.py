@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus", "simd_shape",
+__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus",
            "measure_stream_copy", "stream_copy_kernel",
            "cuda_unavailable_reason", "nvcc_unavailable_reason"]
 
@@ -248,18 +248,6 @@ def nvcc_unavailable_reason() -> str | None:
 def has_gpu() -> bool:
     """Whether this machine has a CUDA GPU (``nvidia-smi`` lists one; asked once per process)."""
     return query().has_gpu
-
-
-def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
-    """``(doubles per SIMD register, SIMD registers)`` of a CPU with these ISA flags
-    (:attr:`HardwareInfo.isa`): what generated code sizes its vectors and register tiles by."""
-    if "avx512f" in isa:
-        return 8, 32
-    if "avx" in isa or "avx2" in isa:
-        return 4, 16
-    if "neon" in isa or "asimd" in isa or "sve" in isa:
-        return 2, 32
-    return 2, 16
 
 
 def default_threads() -> int:

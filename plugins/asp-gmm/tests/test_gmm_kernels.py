@@ -101,7 +101,7 @@ def test_concurrent_calls_from_threads(problem):
 def test_layout_follows_the_simd_registers_of_the_target():
     """AVX-512 code on an AVX2 machine spilled and ran 10x slower: vectors and register tiles
     are sized from the hardware query's ISA flags."""
-    from asp_core.hardware import simd_shape
+    from asp_gmm.lowering import simd_shape
     from asp_gmm.layout import layout_for
 
     assert simd_shape(("sse4_2", "avx", "avx2", "fma")) == (4, 16)
@@ -119,7 +119,8 @@ def test_layout_follows_the_simd_registers_of_the_target():
 
 
 def test_openmp_plan_uses_the_host_isa():
-    from asp_core.hardware import query, simd_shape
+    from asp_core.hardware import query
+    from asp_gmm.lowering import simd_shape
 
     width, _ = simd_shape(tuple(query().isa))
     variant = variants_for("openmp", "em_step", 32, 16, "full")[0]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from asp_core import cast as c
 from asp_core.ir import Node
-from asp_core.hardware import simd_shape
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
 
@@ -42,6 +41,19 @@ class KernelPlan:
     triangular: bool
     center: str  # origin | component | global
     fused: bool  # the fuse-em pass ran: fused variants allowed
+
+
+def simd_shape(isa: tuple[str, ...]) -> tuple[int, int]:
+    """``(doubles per SIMD register, SIMD registers)`` of a CPU with these ISA flags
+    (:attr:`asp_core.hardware.HardwareInfo.isa`): what the vectors and register tiles are
+    sized by."""
+    if "avx512f" in isa:
+        return 8, 32
+    if "avx" in isa or "avx2" in isa:
+        return 4, 16
+    if "neon" in isa or "asimd" in isa or "sve" in isa:
+        return 2, 32
+    return 2, 16
 
 
 def plan_for(problem: EMProblem, isa: tuple[str, ...] | None = None) -> KernelPlan:
