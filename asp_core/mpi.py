@@ -1,26 +1,9 @@
-"""Small MPI helpers shared by the distributed specializers and their tests.
+"""MPI helpers shared by the distributed specializers: lazy mpi4py import, aborting the whole
+job when one rank fails, collective argument checks, communication counters, the one halo
+exchange, the balanced block split, and finding ``mpiexec``.
 
-Asp never ships its own transport: distributed runs use mpi4py over whatever MPI the user has
-(the ``mpich`` wheel from the package index is enough, ``pip install 'asp-core[mpi]'``). This
-module holds what every distributed component needs and nothing heavier:
-
-* :func:`import_mpi` – the lazy import of ``mpi4py.MPI`` with an actionable error (importing
-  ``asp_core`` or a plugin's registration module must never import mpi4py);
-* :func:`fatal_errors` – a context manager/decorator that turns an exception on ONE rank into
-  ``comm.Abort`` so that no other rank waits forever in a collective;
-* :func:`abort_on_uncaught` – the same for code outside any guard: Asp's MPI runners install
-  it by default, so an uncaught exception on one rank aborts the whole job
-  (``ASP_MPI_ABORT_ON_ERROR=0`` turns it off);
-* :func:`agree` and :func:`check_same` – collective validation: a bad argument found on any
-  rank (or a value that differs between ranks, e.g. a grid shape) raises the same clear
-  ``ValueError`` on every rank, so they all leave the collective path together;
-* :class:`CommStats` – counters of point-to-point messages and global reductions, the figures
-  the communication-avoiding algorithms are judged by;
-* :class:`HaloExchange` – the neighbour exchange of ghost/halo values, one packed non-blocking
-  message per peer rank, with reused buffers and :class:`CommStats` accounting (the distributed
-  stencil grids and the distributed sparse matrices both use it);
-* :func:`block_range` – the balanced contiguous split used for rows, samples and grid axes;
-* :func:`find_mpiexec` – the ``mpiexec`` the runners (and ``pytest_asp.mpi.run_mpi``) launch.
+Asp ships no transport of its own: mpi4py over the user's MPI (``pip install 'asp-core[mpi]'``
+brings the mpich wheel). Importing this module never imports mpi4py.
 """
 
 from __future__ import annotations
@@ -71,14 +54,9 @@ _hook_comm: list[Any] = []
 
 
 def abort_on_uncaught(comm: Any = None) -> None:
-    """Make an uncaught exception on any rank end every rank within seconds.
-
-    Without this a rank that dies while the others wait in a collective leaves the job hanging
-    until a batch-system timeout. The hook wraps ``sys.excepthook``: the traceback is printed
-    as usual, then (when the communicator has more than one rank) ``asp[mpi] rank r/P:
-    uncaught ...`` and ``comm.Abort(1)``. Installed once per process, by :func:`world` and the
-    distributed runners of asp-stencil, asp-gmm and asp-mpk; ``ASP_MPI_ABORT_ON_ERROR=0``
-    keeps Python's default (exit this rank only).
+    """Make an uncaught exception on any rank end every rank within seconds (``comm.Abort``
+    after the traceback), instead of leaving the others hanging in a collective until a batch
+    timeout. Installed once per process; ``ASP_MPI_ABORT_ON_ERROR=0`` keeps Python's default.
     """
     if os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
                                                                          "off"):
@@ -113,14 +91,9 @@ def _rank_size(comm: Any) -> tuple[int, int]:
 
 
 class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(comm):``
-    """Abort the whole job when the body raises on any rank.
-
-    MPI programs hang when one rank dies with an exception while the others wait in a
-    collective. Inside ``with fatal_errors(comm):`` (or on a function decorated with
-    ``@fatal_errors()``) an exception prints ``asp[mpi] rank r/P: fatal error`` and the
-    traceback to stderr, then calls ``comm.Abort(exit_code)``, which ends every rank.
-    ``SystemExit(0)`` passes through untouched.
-    """
+    """Abort the whole job (``comm.Abort``, after the traceback) when the body raises on any
+    rank, so no other rank waits forever in a collective; a context manager or, called, a
+    decorator. ``SystemExit(0)`` passes through."""
 
     def __init__(self, comm: Any = None, exit_code: int = 1) -> None:
         self.comm = comm
@@ -152,11 +125,8 @@ class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(co
 
 
 def agree(comm: Any, error: str | None, exc_type: type[Exception] = ValueError) -> None:
-    """Collective: raise ``exc_type`` on EVERY rank if ``error`` is set on ANY rank.
-
-    Each rank passes ``None`` when its local checks passed, else a message; the message of every
-    failing rank (prefixed with its number) ends up in the exception, identical on all ranks.
-    """
+    """Collective: raise ``exc_type`` on every rank, naming each failing rank's message, if
+    ``error`` (None when this rank's checks passed) is set on any rank."""
     errors = comm.allgather(error)
     bad = [(r, e) for r, e in enumerate(errors) if e is not None]
     if bad:
@@ -175,13 +145,9 @@ def check_same(comm: Any, value: Any, what: str) -> Any:
 
 @dataclass
 class CommStats:
-    """What one rank sent: point-to-point messages, their bytes, and global reductions.
-
-    ``exchanges`` counts neighbour-exchange rounds (one round may send several messages);
-    ``reductions`` counts collectives that combine values from all ranks (Allreduce and
-    friends). Algorithms increment these themselves, so the figures are exactly the traffic
-    of the algorithm, not of the set-up.
-    """
+    """What one rank sent: messages and bytes, exchange rounds and global reductions, the
+    figures communication-avoiding algorithms are judged by (counted by the algorithms, so
+    set-up traffic is excluded)."""
 
     messages: int = 0
     bytes: int = 0
@@ -210,31 +176,20 @@ class CommStats:
                 "exchanges": max(v[2] for v in allv), "reductions": max(v[3] for v in allv)}
 
 
+#: What a :class:`HaloExchange` message carries from (or into) each array: a box (tuple of
+#: slices), or a 1-D integer array of positions along the last axis.
 Selection = Union[tuple[slice, ...], np.ndarray]
-"""What one message of a :class:`HaloExchange` carries from (or into) each array: a box as a
-tuple of slices (basic indexing, a view), or a 1-D integer array of positions along the last
-axis (every leading index travels: the rows of an ``(nvec, n)`` block)."""
 
 
 class HaloExchange:
-    """Collective: the neighbour exchange of one rank, fixed once, run many times.
+    """Collective: one rank's neighbour exchange, fixed once, run many times (stencil grids and
+    MPK vectors both use it).
 
-    ``sends[q]`` selects what this rank sends to rank ``q``; ``recvs[q]`` where the values rank
-    ``q`` sends land (see :data:`Selection`). Every exchange moves the same selections of one or
-    more arrays of one dtype (several grids, or the vectors of a block) packed into ONE message
-    per peer, so the message count does not grow with the number of arrays. Receives are posted
-    before sends, peers in the order of the mappings, all with one ``tag``; the peers of a pair
-    of ranks must agree on the selections' sizes and pass arrays of the same shapes in the same
-    order (as for any MPI exchange, a mismatch is an MPI truncation error).
-
-    :meth:`start` packs and posts the messages and returns at once, so computation that needs no
-    halo can overlap the transfer; :meth:`finish` waits and unpacks. :meth:`exchange` does both.
-    The message buffers are allocated at the first exchange of a given dtype and array shapes
-    and reused afterwards; one exchange must therefore finish before the next starts on the same
-    object. A :class:`CommStats` passed to :meth:`start` counts each send (and its bytes) and the
-    exchange round, which is what the communication-avoiding algorithms are judged by.
-
-    mpi4py is imported when the first exchange starts, never at import.
+    ``sends[q]`` selects what goes to rank ``q``, ``recvs[q]`` where rank ``q``'s values land.
+    All arrays of one exchange (one dtype) travel packed in ONE message per peer, so the message
+    count does not grow with the number of arrays. :meth:`start` posts and returns, so work that
+    needs no halo overlaps the transfer; :meth:`finish` waits and unpacks. Buffers are reused
+    per dtype and shapes, so one exchange must finish before the next starts.
     """
 
     def __init__(self, comm: Any, sends: Mapping[int, Selection], recvs: Mapping[int, Selection],
@@ -272,8 +227,7 @@ class HaloExchange:
 
     def _views(self, selections: dict[int, Selection], arrays: tuple[np.ndarray, ...],
                dtype: np.dtype) -> list:
-        """Per peer: (peer, buffer, box or None, index array or None, one buffer view per
-        array)."""
+        """Per peer: (peer, buffer, box or None, indices or None, a buffer view per array)."""
         out = []
         for q, sel in selections.items():
             box = sel if isinstance(sel, tuple) else None
@@ -348,10 +302,8 @@ class HaloExchange:
 
 
 def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
-    """``[lo, hi)`` of part ``index`` when ``range(n)`` is split into ``parts`` near-equal blocks.
-
-    The first ``n % parts`` blocks get one extra item; blocks may be empty when ``n < parts``.
-    """
+    """``[lo, hi)`` of part ``index`` of ``range(n)`` split into ``parts`` near-equal blocks
+    (the first ``n % parts`` get one more; blocks may be empty)."""
     if parts < 1 or not 0 <= index < parts:
         raise ValueError(f"block_range: need 0 <= index < parts, got index={index}, "
                          f"parts={parts}")
