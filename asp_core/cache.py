@@ -9,12 +9,10 @@ Layout (``ASP_CACHE_DIR`` or the user cache dir, mode 0700)::
     <root>/CACHEDIR.TAG          marks the root as an Asp cache (the cache-directory tag standard)
     <entry>/.asp-entry           marks an entry as created by Asp (holds its key)
 
-An entry is verified (checksums) before it is loaded; a bad one is rebuilt. The cache refuses to
-load code from a directory another user owns or can write to: loading a shared object runs its
-code, so such a directory would let that user run code as you. Every directory from the root to
-the entry, and every file of the entry, is checked before a load. Maintenance (``verify``,
-``clear``) touches only what carries Asp's markers, so a cache directory shared with other files
-loses none of them.
+An entry is checksum-verified before it is loaded; a bad one is rebuilt. Code is never loaded
+from a directory (root to entry) or file another user owns or can write to: loading a shared
+object runs its code, so that user could run code as you. Maintenance lives in
+:mod:`asp_core.cli.maintenance`.
 """
 
 from __future__ import annotations
@@ -51,15 +49,12 @@ _TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
 #: Names Asp itself creates in the root: a root holding only these may be marked as a cache.
 _OWN_NAMES = {"code", "locks", "tmp", "perf.sqlite", "perf.sqlite-wal", "perf.sqlite-shm",
               "toolchains.json", "hardware.json", ROOT_MARKER}
-_KEY = re.compile(r"[0-9a-f]{64}")
-_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[A-Za-z0-9_]+")
-_STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
 _MAX_STEM = 64
 
 
 def file_stem(name: str) -> str:
-    """``name`` made safe as a file name: at most 64 characters (long names keep a prefix and
-    get a hash suffix, so two long names stay distinct) and no path separators."""
+    """``name`` as a safe file name: no separators, at most 64 characters (a long name keeps a
+    prefix and gets a hash suffix, so two stay distinct)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "kernel"
     if len(safe) <= _MAX_STEM and safe == name:
         return safe
@@ -118,11 +113,8 @@ class CodeCache:
 
     # -- safety -----------------------------------------------------------------------------
     def ensure(self) -> Path:
-        """Create the root (0700) if needed and refuse unsafe ones; returns the root.
-
-        Runs on every lookup (a few ``stat`` calls, only on a kernel's first call), so a cache
-        directory whose permissions change under a running process is still refused.
-        """
+        """Create the root (0700) if needed and refuse an unsafe one; returns the root. Run on
+        every lookup, so permissions changed under a running process are still caught."""
         self.check_root()
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -168,26 +160,6 @@ class CodeCache:
         except (OSError, UnicodeDecodeError):
             return False
 
-    def problems(self) -> list[str]:
-        """Why kernels cannot be compiled into or loaded from this cache (``asp doctor``)."""
-        try:
-            self.ensure()
-        except CacheError as exc:
-            return [str(exc)]
-        out = []
-        if not os.access(self.root / "tmp", os.W_OK) or not os.access(self.root / "code",
-                                                                        os.W_OK):
-            out.append(f"{self.root} is read-only: new kernels compile into a private "
-                       "temporary cache")
-        if on_noexec_mount(self.root):
-            out.append(f"{self.root} is on a noexec mount: compiled kernels cannot be loaded "
-                       "from it, so they compile into a private temporary cache")
-        for sub in ("code", "tmp"):
-            why = _unsafe(self.root / sub, (self.root / sub).stat())
-            if why:
-                out.append(why)
-        return out
-
     # -- entries ----------------------------------------------------------------------------
     def entry_path(self, key: str) -> Path:
         return self.root / "code" / key[:2] / key
@@ -216,8 +188,8 @@ class CodeCache:
         return CacheEntry(key, path, meta)
 
     def _check_chain(self, entry: Path) -> None:
-        """Every directory from the root to ``entry``, and each file in it, must be yours and
-        writable by nobody else; otherwise :class:`CacheError` (checked before any load)."""
+        """:class:`CacheError` unless every directory from the root to ``entry``, and each
+        file in it, is yours and writable by nobody else."""
         paths = [self.root / "code", entry.parent, entry]
         try:
             paths += [p for p in entry.iterdir()]
@@ -230,12 +202,9 @@ class CodeCache:
 
     def get_or_build(self, key: str, build: Callable[[Path], dict[str, Any]]
                      ) -> tuple[CacheEntry, bool]:
-        """Return ``(entry, was_cached)``; on a miss run ``build(tmpdir)`` under the lock.
-
-        ``build`` writes its files into the directory it gets and returns extra metadata. Every
-        file it leaves there is checksummed into ``meta.json``; the directory is then renamed into
-        place in one step, so readers never see a half-written entry.
-        """
+        """``(entry, was_cached)``; on a miss ``build(tmpdir)`` writes the files (and returns
+        extra metadata) under the lock, and the checksummed directory is renamed into place in
+        one step, so readers never see a half-written entry."""
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
@@ -243,8 +212,8 @@ class CodeCache:
 
     def rebuild(self, failed: CacheEntry, build: Callable[[Path], dict[str, Any]]
                 ) -> CacheEntry:
-        """Build ``failed.key`` again although its entry verified (it failed to load). Under
-        the lock; if another process rebuilt it meanwhile, that entry is returned."""
+        """Rebuild ``failed.key`` (it verified but did not load), unless another process
+        rebuilt it meanwhile."""
         return self._locked_build(failed.key, build, failed.meta.get("created"))[0]
 
     def _locked_build(self, key: str, build: Callable[[Path], dict[str, Any]],
@@ -287,92 +256,6 @@ class CodeCache:
             raise CacheError(f"cache entry {final} failed verification right after being written")
         return entry
 
-    # -- maintenance (asp cache ...) ---------------------------------------------------------
-    def entries(self) -> list[Path]:
-        """Entries Asp created (64-hex-digit directories carrying the entry marker)."""
-        self.check_root()
-        code = self.root / "code"
-        if not code.is_dir():
-            return []
-        return sorted(p for d in code.iterdir() if d.is_dir() and not d.is_symlink()
-                      for p in d.iterdir() if self._is_entry(p))
-
-    @staticmethod
-    def _is_entry(path: Path) -> bool:
-        if not (_KEY.fullmatch(path.name) and path.is_dir() and not path.is_symlink()):
-            return False
-        try:
-            return (path / ENTRY_MARKER).read_text() == path.name
-        except (OSError, UnicodeDecodeError):
-            return False
-
-    def leftovers(self) -> list[Path]:
-        """Build directories of killed compiles and entries moved aside (``tmp/``) that no
-        running build is using."""
-        tmp = self.root / "tmp"
-        if not tmp.is_dir():
-            return []
-        out = []
-        for path in sorted(tmp.iterdir()):
-            if _STALE.fullmatch(path.name):
-                out.append(path)
-            elif (m := _TMP_BUILD.fullmatch(path.name)) and not self._building(m.group(1)):
-                out.append(path)
-        return out
-
-    def _building(self, prefix: str) -> bool:
-        """Is a build of a key starting with ``prefix`` under way (its lock is held)?"""
-        from filelock import FileLock, Timeout
-
-        for lock_path in (self.root / "locks").glob(f"{prefix}*.lock"):
-            try:
-                with FileLock(str(lock_path)).acquire(timeout=0):
-                    pass
-            except Timeout:
-                return True
-            except OSError:
-                return True  # cannot tell: leave it
-        return False
-
-    def verify(self) -> tuple[list[Path], list[Path]]:
-        """Check every entry; return ``(good, removed)``: bad entries and build leftovers are
-        removed. Files and directories Asp did not create are never touched."""
-        if self.root.exists():
-            self.ensure()  # an unsafe root is refused, not cleaned
-        good: list[Path] = []
-        bad: list[Path] = []
-        for path in self.entries():
-            try:
-                ok = self.lookup(path.name) is not None
-            except CacheError:
-                ok = False
-            (good if ok else bad).append(path)
-        bad += self.leftovers()
-        for path in bad:
-            shutil.rmtree(path, ignore_errors=True)
-        return good, bad
-
-    def size(self) -> int:
-        self.check_root()
-        return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file()) \
-            if self.root.exists() else 0
-
-    def clear(self) -> int:
-        """Remove every entry and build leftover (keeps the perf database); returns the number
-        of entries. Refuses a directory that is not marked as an Asp cache."""
-        self.check_root()
-        if not self.root.exists():
-            return 0
-        if not self.is_marked():
-            raise CacheError(f"{self.root} is not an Asp cache (it has no {ROOT_MARKER} written "
-                             "by Asp); refusing to clear it")
-        entries = self.entries()
-        for path in entries + self.leftovers():
-            shutil.rmtree(path, ignore_errors=True)
-        for d in (self.root / "code").iterdir() if (self.root / "code").is_dir() else ():
-            if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
-                d.rmdir()
-        return len(entries)
 
 
 _caches: dict[Path, CodeCache] = {}
@@ -392,8 +275,8 @@ _warned: set[str] = set()
 
 
 def private_cache(reason: str) -> CodeCache:
-    """A cache in a fresh private temporary directory for this process (removed at exit), used
-    when the configured cache cannot be used safely; warns once per reason."""
+    """A private temporary cache for this process (removed at exit), for when the configured
+    one cannot be used safely; warns once per reason."""
     global _private
     if reason not in _warned:
         _warned.add(reason)

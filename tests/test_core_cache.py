@@ -15,6 +15,7 @@ import pytest
 from asp_core import CacheError
 from asp_core.build import compile_library, library_key
 from asp_core.cache import CodeCache, cache_key
+from asp_core.cli import maintenance
 from pytest_asp import requires_compiler
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ SRC = "double asp_twice(double x) { return 2.0 * x; }\n"
 
 
 def _entries(root: Path) -> list[Path]:
-    return CodeCache(root).entries()
+    return maintenance.entries(CodeCache(root))
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
@@ -132,7 +133,7 @@ def test_verify_removes_bad_entries(fresh_cache):
     compile_library(SRC, name="twice", openmp=False)
     bad = compile_library(SRC + "/* other */\n", name="twice", openmp=False)
     _corrupt(bad.path)
-    good, removed = CodeCache(fresh_cache).verify()
+    good, removed = maintenance.verify(CodeCache(fresh_cache))
     assert [p.name for p in removed] == [bad.key] and len(good) == 1
     assert not bad.path.parent.exists()
 

@@ -31,11 +31,12 @@ def info() -> None:
     """Where the cache is, how big, and what is tuned."""
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
+    from asp_core.cli import maintenance
 
     cache = get_cache()
     with _clear_errors():
-        entries = cache.entries()
-        size = cache.size()
+        entries = maintenance.entries(cache)
+        size = maintenance.size(cache)
     click.echo(f"cache directory: {cache.root}")
     click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
     winners = PerfDB().summary()
@@ -50,9 +51,10 @@ def clear(perf: bool) -> None:
     """Remove every compiled entry (and with --perf the tuning database)."""
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
+    from asp_core.cli import maintenance
 
     with _clear_errors():
-        n = get_cache().clear()
+        n = maintenance.clear(get_cache())
     if perf:
         PerfDB().clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
@@ -63,9 +65,10 @@ def verify() -> None:
     """Check every entry's checksums; remove bad ones (rebuilt on next use) and leftovers of
     killed compiles. Files Asp did not create are never touched."""
     from asp_core.cache import get_cache
+    from asp_core.cli import maintenance
 
     with _clear_errors():
-        good, bad = get_cache().verify()
+        good, bad = maintenance.verify(get_cache())
     click.echo(f"{len(good)} entries OK, {len(bad)} bad entries removed")
     for path in bad:
         click.echo(f"  removed {path}")

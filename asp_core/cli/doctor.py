@@ -17,6 +17,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     """``(name, ok, detail)`` for compilers, OpenMP, CUDA, GPU, MPI, cache, plugins, STREAM."""
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
+    from asp_core.cli import maintenance
     from asp_core.errors import CacheError
     from asp_core.hardware import query
     from asp_core.plugins import broken_plugins, get_plugin_manager
@@ -48,12 +49,12 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                                      else "mpi4py not installed")
                 + " (optional: pip install 'asp-core[mpi]')"))
     cache = get_cache()
-    problems = cache.problems()
+    problems = maintenance.problems(cache)
     if problems:
         out.append(("cache", False, "; ".join(problems)))
     else:
         try:
-            good, bad = cache.verify()
+            good, bad = maintenance.verify(cache)
             out.append(("cache", True, f"{cache.root}: {len(good)} entries OK, {len(bad)} bad "
                         "entries or build leftovers removed"))
         except CacheError as exc:

@@ -1,0 +1,136 @@
+"""What ``asp cache`` and ``asp doctor`` do to a code cache: list, measure, verify and clear it.
+
+Only what carries Asp's markers is ever removed (an entry's ``.asp-entry``, the root's
+``CACHEDIR.TAG``), so a cache directory shared with other files loses none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe, on_noexec_mount
+from asp_core.errors import CacheError
+
+__all__ = ["entries", "leftovers", "problems", "verify", "size", "clear"]
+
+_KEY = re.compile(r"[0-9a-f]{64}")
+#: build directories (``mkdtemp(prefix=key[:12] + "-")``) and entries moved aside by a rebuild
+_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[A-Za-z0-9_]+")
+_STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
+
+
+def entries(cache: CodeCache) -> list[Path]:
+    """Entries Asp created (64-hex-digit directories carrying the entry marker)."""
+    cache.check_root()
+    code = cache.root / "code"
+    if not code.is_dir():
+        return []
+    return sorted(p for d in code.iterdir() if d.is_dir() and not d.is_symlink()
+                  for p in d.iterdir() if _is_entry(p))
+
+
+def _is_entry(path: Path) -> bool:
+    if not (_KEY.fullmatch(path.name) and path.is_dir() and not path.is_symlink()):
+        return False
+    try:
+        return (path / ENTRY_MARKER).read_text() == path.name
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def leftovers(cache: CodeCache) -> list[Path]:
+    """Build directories of killed compiles and entries moved aside (``tmp/``) that no running
+    build is using."""
+    tmp = cache.root / "tmp"
+    if not tmp.is_dir():
+        return []
+    out = []
+    for path in sorted(tmp.iterdir()):
+        if _STALE.fullmatch(path.name):
+            out.append(path)
+        elif (m := _TMP_BUILD.fullmatch(path.name)) and not _building(cache, m.group(1)):
+            out.append(path)
+    return out
+
+
+def _building(cache: CodeCache, prefix: str) -> bool:
+    """Is a build of a key starting with ``prefix`` under way (its lock is held)?"""
+    from filelock import FileLock, Timeout
+
+    for lock_path in (cache.root / "locks").glob(f"{prefix}*.lock"):
+        try:
+            with FileLock(str(lock_path)).acquire(timeout=0):
+                pass
+        except Timeout:
+            return True
+        except OSError:
+            return True  # cannot tell: leave it
+    return False
+
+
+def problems(cache: CodeCache) -> list[str]:
+    """Why kernels cannot be compiled into or loaded from ``cache`` (``asp doctor``)."""
+    try:
+        cache.ensure()
+    except CacheError as exc:
+        return [str(exc)]
+    root = cache.root
+    out = []
+    if not os.access(root / "tmp", os.W_OK) or not os.access(root / "code", os.W_OK):
+        out.append(f"{root} is read-only: new kernels compile into a private temporary cache")
+    if on_noexec_mount(root):
+        out.append(f"{root} is on a noexec mount: compiled kernels cannot be loaded from it, "
+                   "so they compile into a private temporary cache")
+    for sub in ("code", "tmp"):
+        why = _unsafe(root / sub, (root / sub).stat())
+        if why:
+            out.append(why)
+    return out
+
+
+def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
+    """Check every entry; return ``(good, removed)``: bad entries and build leftovers are
+    removed."""
+    if cache.root.exists():
+        cache.ensure()  # an unsafe root is refused, not cleaned
+    good: list[Path] = []
+    bad: list[Path] = []
+    for path in entries(cache):
+        try:
+            ok = cache.lookup(path.name) is not None
+        except CacheError:
+            ok = False
+        (good if ok else bad).append(path)
+    bad += leftovers(cache)
+    for path in bad:
+        shutil.rmtree(path, ignore_errors=True)
+    return good, bad
+
+
+def size(cache: CodeCache) -> int:
+    """Bytes of every file under the cache root."""
+    cache.check_root()
+    root = cache.root
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+
+
+def clear(cache: CodeCache) -> int:
+    """Remove every entry and build leftover (the perf database stays); returns the number of
+    entries. Refuses a directory that is not marked as an Asp cache."""
+    cache.check_root()
+    if not cache.root.exists():
+        return 0
+    if not cache.is_marked():
+        raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
+                         "by Asp); refusing to clear it")
+    found = entries(cache)
+    for path in found + leftovers(cache):
+        shutil.rmtree(path, ignore_errors=True)
+    code = cache.root / "code"
+    for d in code.iterdir() if code.is_dir() else ():
+        if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+            d.rmdir()
+    return len(found)
