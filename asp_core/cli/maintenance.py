@@ -11,7 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
-from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe, on_noexec_mount
+from asp_core import cache as _cache
+from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe
 from asp_core.errors import CacheError
 
 __all__ = ["entries", "leftovers", "problems", "verify", "size", "clear"]
@@ -81,7 +82,7 @@ def problems(cache: CodeCache) -> list[str]:
     out = []
     if not os.access(root / "tmp", os.W_OK) or not os.access(root / "code", os.W_OK):
         out.append(f"{root} is read-only: new kernels compile into a private temporary cache")
-    if on_noexec_mount(root):
+    if _cache.on_noexec_mount(root):
         out.append(f"{root} is on a noexec mount: compiled kernels cannot be loaded from it, "
                    "so they compile into a private temporary cache")
     for sub in ("code", "tmp"):
