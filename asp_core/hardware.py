@@ -1,8 +1,7 @@
 """What the machine offers: cores, caches, ISA extensions, memory, GPUs, STREAM bandwidth.
 
-One :class:`HardwareInfo` object feeds platform selection (is there a GPU? how big is the
-last-level cache?) and the benchmarks (the STREAM copy roofline). Static facts are read from
-``/proc`` and ``/sys``; the bandwidth is measured once with a compiled OpenMP copy kernel and
+One :class:`HardwareInfo` feeds platform selection and the benchmarks' roofline. Static facts
+come from ``/proc`` and ``/sys``; the bandwidth is measured once (a compiled OpenMP copy) and
 stored in the cache directory.
 """
 
@@ -46,8 +45,8 @@ class HardwareInfo:
     memory_bytes: int
     gpus: list[GPU] = field(default_factory=list)
     machine: str = platform.machine()
-    #: why the reported cache sizes are not this process's to use ("" when they are): a VM
-    #: reporting its host's L3, or a cache shared with CPUs this process may not run on
+    #: why :attr:`caches` are not this process's to use (a VM host's L3, a cache shared with
+    #: CPUs this process may not run on), "" when they are
     caches_note: str = ""
 
     @property
@@ -82,8 +81,7 @@ class HardwareInfo:
         return gbs
 
     def stored_stream_copy(self) -> tuple[float, float] | None:
-        """``(GB/s, when measured as a Unix time)`` from the cache, if measured before with this
-        CPU and thread count; ``None`` when :meth:`stream_copy_gbs` would have to measure."""
+        """``(GB/s, Unix time measured)`` stored for this CPU and thread count, or None."""
         from asp_core.config import cache_dir
 
         try:
@@ -143,8 +141,8 @@ def _caches(base: Path = Path("/sys/devices/system/cpu/cpu0/cache")
     return out, sharing
 
 
-#: more last-level cache per CPU than any real processor has (the largest, 3D V-Cache parts,
-#: have 12 MiB per core): a figure above it is a hypervisor passing on its host's cache
+#: more last-level cache per CPU than any real processor has (3D V-Cache: 12 MiB per core);
+#: a figure above it is a hypervisor passing on its host's cache
 _MAX_REAL_LLC_PER_CPU = 16 << 20
 
 
@@ -219,13 +217,9 @@ def query() -> HardwareInfo:
 
 @functools.lru_cache(maxsize=1)
 def cuda_unavailable_reason() -> str | None:
-    """Why no CUDA kernel can run on this machine (no GPU, no nvcc), or ``None``; asked once
-    per process.
-
-    What CUDA platforms answer to :meth:`~asp_core.components.Platform.unavailable_reason`. The
-    GPU is checked first: where ``nvidia-smi`` is absent that runs no subprocess, so ``asp list``
-    stays fast on CPU machines.
-    """
+    """Why no CUDA kernel can run here (no GPU, no nvcc), or None; what CUDA platforms answer
+    to ``unavailable_reason``. The GPU is checked first: without ``nvidia-smi`` that runs no
+    subprocess, so ``asp list`` stays fast on CPU machines."""
     if not query().has_gpu:
         return "no CUDA GPU on this machine"
     return "nvcc not found (CUDA toolkit not installed)" if nvcc_unavailable_reason() else None
@@ -233,8 +227,8 @@ def cuda_unavailable_reason() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def nvcc_unavailable_reason() -> str | None:
-    """Why CUDA code cannot be compiled here (no working ``nvcc``), or ``None``; probed once
-    per process, so a platform's ``check`` can ask on every specialisation."""
+    """Why CUDA code cannot be compiled here (no working ``nvcc``), or None; probed once per
+    process, so a platform's ``check`` can ask on every specialisation."""
     from asp_core.errors import ToolchainError
     from asp_core.toolchain import find_toolchain
 
@@ -251,14 +245,9 @@ def has_gpu() -> bool:
 
 
 def default_threads() -> int:
-    """Threads a generated kernel should use when nothing else is chosen: ``OMP_NUM_THREADS``
-    (its first value) when set, else :func:`available_cpus`.
-
-    Kernels that pass ``num_threads(n)`` explicitly must start from this, not from
-    ``os.cpu_count()``: MPI launchers set ``OMP_NUM_THREADS=1`` per rank or bind each rank to a
-    few cores, SLURM and containers restrict affinity or CPU quota, and ignoring that puts
-    more spinning OpenMP threads than CPUs on the cores (measured: 2 ranks ran 3x slower).
-    """
+    """Threads a kernel uses when nothing else is chosen: ``OMP_NUM_THREADS`` (first value),
+    else :func:`available_cpus`. Never ``os.cpu_count()``: MPI launchers, SLURM and containers
+    restrict ranks to fewer CPUs, and oversubscribing them made 2 ranks run 3x slower."""
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -280,11 +269,8 @@ def available_cpus() -> int:
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
                      membership: Path = Path("/proc/self/cgroup")) -> float | None:
-    """The CPU quota (in CPUs) of this process's cgroup and its ancestors, ``None`` if unlimited.
-
-    cgroup v2 (``cpu.max``: ``"quota period"`` or ``"max period"``) and v1
-    (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, ``-1`` for none) are both read.
-    """
+    """The CPU quota (in CPUs) of this process's cgroup and its ancestors (v2 ``cpu.max`` or
+    v1 ``cpu.cfs_quota_us``), None if unlimited."""
     limits: list[float] = []
     for line in _read(str(membership)).splitlines():
         _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
@@ -308,13 +294,9 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
 
 
 def stream_copy_kernel(a: Any, b: Any, *, numpy_fallback: bool = True) -> Callable[[], None]:
-    """A callable doing the STREAM copy ``b[:] = a`` with a compiled OpenMP loop.
-
-    Benchmarks put it in the same comparison as the kernels they measure, so the roofline is
-    taken in the same run, under the same noise. Without a C compiler it falls back to
-    ``numpy.copyto``, or with ``numpy_fallback=False`` raises the compile error (a benchmark
-    row labelled as the compiled copy must not silently time NumPy).
-    """
+    """A callable doing the STREAM copy ``b[:] = a`` (compiled OpenMP), so benchmarks take the
+    roofline in the same run as their kernels. Without a compiler: ``numpy.copyto``, or with
+    ``numpy_fallback=False`` the compile error (a row labelled compiled must not time NumPy)."""
     import ctypes
 
     import numpy as np
