@@ -1,15 +1,8 @@
-"""Variant autotuning with a persistent performance database.
+"""Variant autotuning on real calls, with the winners kept in ``<cache>/perf.sqlite``.
 
-The paper's GMM specializer runs one EM iteration with each parallelisation strategy and keeps
-the fastest; this module generalises that. An :class:`Autotuner` hands out one variant per real
-call until each has been timed, then fixes the winner and stores it (and every timing, in one
-transaction: no database access on the tuning calls themselves) in ``<cache>/perf.sqlite``
-under a tuning key, so later processes skip tuning.
-``ASP_AUTOTUNE=off`` always uses the first (default) variant; ``always`` ignores stored winners.
-
-Distributed runs tune collectively (``Autotuner(..., comm=comm)``): every rank times the same
-variant in lock step, the time that counts is the slowest rank's (what the job pays), and rank
-0's stored winner and database decide, so every rank runs the same winner.
+An :class:`Autotuner` hands out one variant per call until each is timed, then fixes the winner
+and stores it with every timing in one transaction (no database access on the tuning calls), so
+later processes skip tuning. ``ASP_AUTOTUNE``: ``off`` (default variant), ``once``, ``always``.
 """
 
 from __future__ import annotations
@@ -33,8 +26,6 @@ __all__ = ["PerfDB", "Autotuner"]
 
 _log = get_logger("autotune")
 
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS timings (
     key TEXT NOT NULL, variant TEXT NOT NULL, params TEXT NOT NULL, seconds REAL NOT NULL,
@@ -44,14 +35,12 @@ CREATE TABLE IF NOT EXISTS winners (
     key TEXT PRIMARY KEY, variant TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
     decided REAL NOT NULL);
 """
-
-
 _BUSY_SECONDS = 30.0
 
 
 def _retry_locked(step: Callable[[], Any]) -> Any:
-    """Run ``step``, retrying for up to ``_BUSY_SECONDS`` while SQLite says the database is
-    locked or busy (the cases its own busy timeout does not cover)."""
+    """Run ``step``, retrying while SQLite answers "locked"/"busy" where its own busy timeout
+    does not wait."""
     deadline = time.monotonic() + _BUSY_SECONDS
     delay = 0.005
     while True:
@@ -70,9 +59,8 @@ _warned: set[str] = set()
 
 
 def _tolerant(default: Any) -> Callable[[_F], _F]:
-    """Tuning data is an optimisation: when the database cannot be used (a directory, a foreign
-    schema, a read-only cache, a full disk) the method returns ``default`` and the kernel runs
-    untuned or with its default variant; one :class:`CacheWarning` per database says why."""
+    """Tuning data is an optimisation: an unusable database (foreign schema, read-only, full
+    disk) makes the method return ``default`` and warn once per database."""
 
     def wrap(method: _F) -> _F:
         @functools.wraps(method)
@@ -97,10 +85,8 @@ def _warn_unusable(path: Path, exc: BaseException) -> None:
 
 
 class PerfDB:
-    """Timings and winners in SQLite (safe for concurrent processes: WAL + busy timeout).
-
-    Never raises for an unusable database: see :func:`_tolerant`.
-    """
+    """Timings and winners in SQLite (WAL + busy timeout: safe for concurrent processes);
+    never raises for an unusable database."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else config.cache_dir() / "perf.sqlite"
@@ -121,8 +107,7 @@ class PerfDB:
             return self._open()
 
     def _open(self) -> sqlite3.Connection:
-        # IMMEDIATE: write transactions take the write lock up front, so two writers wait for
-        # each other (busy timeout) instead of deadlocking on a read-to-write upgrade.
+        # IMMEDIATE: writers take the lock up front, so they wait instead of deadlocking
         con = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level="IMMEDIATE")
         try:
             _retry_locked(lambda: self._prepare(con))
@@ -133,8 +118,7 @@ class PerfDB:
 
     @staticmethod
     def _prepare(con: sqlite3.Connection) -> None:
-        # Switching to WAL needs an exclusive lock and SQLite answers "locked" at once (no busy
-        # wait) when another process holds one; the mode is persistent, so set it only once.
+        # switching to WAL answers "locked" at once under contention; it persists: set once
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             con.execute("PRAGMA journal_mode=WAL")
         con.executescript(_SCHEMA)
@@ -150,8 +134,8 @@ class PerfDB:
     @_tolerant(None)
     def record_many(self, key: str, rows: list[tuple[str, float, dict[str, Any] | None]],
                     label: str = "", winner: str | None = None) -> None:
-        """Store several ``(variant, seconds, params)`` timings and, if given, the winner, in
-        one connection and one transaction (opening one costs ~10 ms, more than many kernels)."""
+        """Store ``(variant, seconds, params)`` rows and the winner in one transaction (a
+        connection costs ~10 ms, more than many kernels)."""
         now = time.time()
         with closing(self._connect()) as con, con:
             con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
@@ -217,16 +201,12 @@ class PerfDB:
 
 
 class Autotuner:
-    """Picks the fastest of ``variants`` (names, default first) by timing real calls.
+    """Picks the fastest of ``variants`` (default first) by timing real calls: :meth:`next`
+    says what the coming call runs and :meth:`report` takes its time, or :meth:`tune` times all.
 
-    Use :meth:`next` to learn which variant the coming call should run and :meth:`report` to hand
-    back its time; or :meth:`tune` to time all of them at once through a callback.
-
-    ``comm`` (an mpi4py communicator) makes the tuning collective: construction checks that
-    every rank proposes the same variants and gives every rank rank 0's decision (its stored
-    winner, or none: then all ranks tune), :meth:`report` agrees on the slowest rank's time, and
-    only rank 0 writes the perf database, so all ranks pick the same winner. Every rank must
-    then call :meth:`report` (or :meth:`tune`) for the same variants in the same order.
+    With ``comm`` (mpi4py) tuning is collective, so every rank runs the same winner: rank 0's
+    stored winner decides, the slowest rank's time counts (what the job pays), only rank 0
+    writes the database, and every rank must report the same variants in the same order.
     """
 
     def __init__(self, key: str, variants: list[str], *, params: dict[str, dict] | None = None,
@@ -266,8 +246,7 @@ class Autotuner:
                            timings=self.db.timings(key) if self.source == "perf database" else [])
 
     def _agree_on_start(self, comm: Any) -> None:
-        """Collective: the same variant list on every rank, then rank 0's winner (or none, and
-        every rank tunes) everywhere."""
+        """Collective: the same variants on every rank, then rank 0's winner everywhere."""
         from asp_core.mpi import check_same
 
         check_same(comm, self.variants, "autotuning variants")
@@ -288,16 +267,14 @@ class Autotuner:
             return self.winner
         if self._started is None:
             self._started = time.perf_counter()
-        # round robin (a, b, c, a, b, c, ...): a burst of load from another process on a shared
-        # machine then slows one timing of several variants, not every timing of one variant
+        # round robin: a burst of load then slows one timing of several variants, not all of one
         fewest = min(self.variants, key=lambda v: len(self.times.get(v, ())))
         if len(self.times.get(fewest, ())) < self.repeats:
             return fewest
         return self._decide()
 
     def exclude(self, variant: str, reason: str = "") -> None:
-        """Drop ``variant`` from the tuning (e.g. it failed to build); decides if one is left.
-        When tuning over ``comm``, every rank must exclude the same variant."""
+        """Drop ``variant`` (e.g. it failed to build; collectively: on every rank)."""
         if self.winner is not None or variant not in self.variants:
             return
         self.variants.remove(variant)
@@ -310,12 +287,9 @@ class Autotuner:
             self._decide()
 
     def report(self, variant: str, seconds: float, *, agreed: bool = False) -> None:
-        """Record the time of one call of ``variant``; decides once all are timed.
-
-        Collective when tuning over ``comm``: every rank reports the same variant and the
-        slowest rank's time counts (one ``allreduce``), unless ``agreed=True`` says ``seconds``
-        is already the same on every rank (e.g. it travelled in the caller's own reduction).
-        """
+        """Record one call's time of ``variant``; decides once all are timed. Over ``comm`` the
+        slowest rank's time counts (an ``allreduce``) unless ``agreed`` says every rank already
+        has the same ``seconds``."""
         if self.winner is not None:
             return
         if self.comm is not None and not agreed:
@@ -323,8 +297,7 @@ class Autotuner:
 
             seconds = self.comm.allreduce(float(seconds), op=import_mpi().MAX)
         self.times.setdefault(variant, []).append(seconds)
-        # kept in memory and stored with the winner: a database write per call would cost the
-        # tuning calls more than the kernels they time
+        # stored with the winner: a write per call would cost more than the kernels it times
         self._pending.append((variant, seconds, self.params.get(variant)))
         elapsed = time.perf_counter() - (self._started or time.perf_counter())
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
@@ -334,7 +307,7 @@ class Autotuner:
             self._decide()
 
     def _show(self, timed: int, variant: str) -> None:
-        """Progress once tuning has taken over a second: one step per fully timed variant."""
+        """Progress once tuning takes over a second: a step per fully timed variant."""
         if self._progress is None:
             self._progress = Progress(f"tuning {self.label or self.key[:12]}",
                                       len(self.variants), log=_log)
