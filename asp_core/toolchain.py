@@ -1,9 +1,7 @@
-"""Compilers: detection, identity for the cache key, and compiling a plain-C-ABI shared object.
+"""Compilers: detection, ABI identity for the cache key, compiling plain-C-ABI shared objects.
 
-A :class:`Toolchain` knows how to compile and what its ABI identity is; it knows nothing about
-platforms or caches (Devito's ``arch/`` and codepy's ``toolchain.py`` split things the same way).
-Generated kernels are plain C (or CUDA with ``extern "C"`` launchers), so compiling one costs
-~0.07 s here, unlike a pybind11 module (8-10 s).
+A :class:`Toolchain` knows how to compile, nothing about platforms or caches (as Devito's
+``arch/`` and codepy). A plain C kernel compiles in ~0.07 s, a pybind11 module in 8-10 s.
 """
 
 from __future__ import annotations
@@ -56,11 +54,8 @@ class CompileResult:
 
 @dataclass(frozen=True)
 class Toolchain:
-    """A compiler for one language, with the flags Asp uses for generated kernels.
-
-    ``flags`` keep floating-point semantics (``-ffp-contract=off``: no FMA contraction, so code
-    that evaluates in the DAST's order is bitwise equal to Python) while optimising fully.
-    """
+    """A compiler for one language and Asp's flags for it (``-ffp-contract=off``: no FMA
+    contraction, so code evaluating in the DAST's order is bitwise equal to Python)."""
 
     lang: str
     executable: str
@@ -135,10 +130,8 @@ def _probe_cache_path() -> Path:
 
 def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any],
                valid: Callable[[Any], bool] = lambda v: True) -> Any:
-    """Remember a compiler probe on disk: a warm process must not pay ~40 ms of subprocesses.
-
-    Keyed by the executable's path and modification time, so upgrading the compiler re-probes.
-    """
+    """Remember a compiler probe on disk (a warm process must not pay ~40 ms of subprocesses),
+    keyed by the executable's path and mtime, so an upgraded compiler is probed again."""
     ident = f"{kind}|{executable}|{mtime}"
     path = _probe_cache_path()
     try:
@@ -239,8 +232,7 @@ def _locate(lang: str) -> str | None:
         if found is None:
             raise CompilerNotFound(f"no {lang} compiler: ${env}={explicit!r} is not an "
                                    f"executable compiler (not found, or not executable); "
-                                   f"unset {env} or "
-                                   + INSTALL_HINT[lang])
+                                   f"unset {env} or " + INSTALL_HINT[lang])
         return found
     for name in names:
         path = shutil.which(name)
@@ -250,10 +242,8 @@ def _locate(lang: str) -> str | None:
 
 
 def find_toolchain(lang: str = "c") -> Toolchain:
-    """The toolchain for ``lang`` (``"c"``, ``"c++"`` or ``"cuda"``).
-
-    Raises :class:`CompilerNotFound` with installation instructions when there is none.
-    """
+    """The toolchain for ``lang`` (``"c"``, ``"c++"``, ``"cuda"``); :class:`CompilerNotFound`
+    with installation instructions when there is none."""
     if lang not in _CANDIDATES:
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
     path = _locate(lang)
@@ -295,9 +285,8 @@ def available_toolchains() -> dict[str, Toolchain | str]:
 
 
 def has_compiler(lang: str = "c") -> bool:
-    """Whether :func:`find_toolchain` finds a compiler for ``lang`` (what a platform's ``check``
-    asks). Remembered per compiler setting (``ASP_CC``/``ASP_CXX``/``ASP_NVCC`` and ``PATH``),
-    so asking on every specialisation costs a dictionary look-up."""
+    """Whether :func:`find_toolchain` finds a compiler for ``lang``; remembered per ``ASP_CC``
+    (``ASP_CXX``, ``ASP_NVCC``) and ``PATH``, so a platform's ``check`` may ask every time."""
     if lang not in _CANDIDATES:
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
     return _has_compiler(lang, os.environ.get(_CANDIDATES[lang][0], ""),
