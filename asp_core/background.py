@@ -1,20 +1,12 @@
 """Compiling in the background: the variants a call will want next, built while it goes on.
 
-A specialisation proposes several variants and the autotuner times them on the next calls; each
-would pay its compile on the caller's path.  :func:`submit` hands such compiles to a small pool
-of daemon threads (at most one per usable core: each runs a compiler process) and returns a
-:class:`~concurrent.futures.Future` of the :class:`~asp_core.build.CompiledLibrary`.
-
-Futures are kept per code-cache key while they are queued or running, so a foreground
-:func:`~asp_core.build.compile_library` of the same key never races a second compiler: if the
-compile is running it waits for it and takes its library; if it is still queued it takes the
-compile over (the queued one is cancelled), so a caller never waits behind other variants.
-A failed background compile keeps its exception in its future (logged at ``DEBUG``); the
-foreground build of that key then compiles itself and raises the error on the caller's path.
-
-At exit, compiles not yet started are cancelled and running ones are waited for: a compiler cut
-off mid-build leaves a build directory behind and wastes work the next process would find in
-the cache.
+:func:`submit` hands compiles to daemon threads (one per usable core: each runs a compiler) and
+returns a future of the :class:`~asp_core.build.CompiledLibrary`. Futures are kept per cache
+key, so a foreground :func:`~asp_core.build.compile_library` of the same key never races a
+second compiler: it waits for a running compile, or takes over a queued one (a caller never
+waits behind other variants). A failed background compile is compiled again, and its error
+raised, on the caller's path. At exit, queued compiles are cancelled and running ones waited
+for (a compiler cut off leaves a build directory behind and wastes work).
 """
 
 from __future__ import annotations
@@ -47,11 +39,9 @@ _closed = False
 
 def submit(ctx: SpecializationContext | None = None, **compile_args: Any
            ) -> Future[CompiledLibrary]:
-    """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s
-    (``source`` and ``variant`` included).  With ``ctx`` the compile is recorded there for
-    ``asp explain``.  A key already queued or compiling returns the same future; after
-    :func:`shutdown` (interpreter exit) the compile runs on the calling thread.  Never raises:
-    every error (no compiler, a rejected source) is in the future."""
+    """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s,
+    recorded on ``ctx`` if given. A key already queued or compiling returns the same future;
+    after :func:`shutdown` the compile runs on the calling thread. Errors go in the future."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}
@@ -85,15 +75,14 @@ def submit(ctx: SpecializationContext | None = None, **compile_args: Any
 
 
 def busy() -> bool:
-    """Whether background compiles are queued or running (a timing taken now shares the
-    cores with a compiler)."""
+    """Whether compiles are queued or running (a timing taken now shares the cores)."""
     with _lock:
         return bool(_futures)
 
 
 def claim(key: str) -> Future[CompiledLibrary] | None:
-    """For a foreground build of ``key``: the running background compile to wait for, or None
-    (build it yourself: nothing is compiling it, or a queued compile was cancelled for you)."""
+    """For a foreground build of ``key``: the running compile to wait for, or None (build it
+    yourself; a queued compile of it is cancelled)."""
     slot = _slot(key)
     if getattr(_local, "slot", None) == slot:
         return None  # the worker's own build of its key
@@ -106,8 +95,8 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
 
 
 def shutdown(wait: bool = True) -> None:
-    """Cancel the queued compiles and (``wait``) wait for the running ones; later
-    :func:`submit` calls compile on the calling thread.  Registered to run at exit."""
+    """Cancel queued compiles and (``wait``) wait for running ones; later :func:`submit` calls
+    compile on the calling thread. Runs at exit."""
     global _closed
     with _lock:
         _closed = True

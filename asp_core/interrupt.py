@@ -1,20 +1,11 @@
 """Long compiled calls that Ctrl-C can interrupt.
 
-Python runs signal handlers only between bytecodes of the main thread, so a ``KeyboardInterrupt``
-typed during a 9-second C call normally arrives when the call returns. :func:`call` runs the
-foreign function (a ctypes function, which releases the GIL) on one persistent worker thread
-while the main thread waits on an event; that wait is interrupted by signals, so Ctrl-C raises
-``KeyboardInterrupt`` in the caller at once.
-
-What happens to memory: the C code cannot be stopped safely from outside, so it runs to its
-end in the background. Its job keeps references to every argument (the arrays it writes stay
-alive, so it never writes to freed memory), and the next :func:`call` waits until it has
-finished (calls never overlap). After an interrupt the output arrays of that call are
-undefined and may still change until it ends; :func:`wait_idle` waits for that.
-
-The hand-off costs a few tens of microseconds, so backends go through :func:`run`, which hands
-off only calls whose work reaches :data:`MIN_WORK`; calls from threads other than the main one
-run directly (signals are delivered to the main thread only).
+Python runs signal handlers between bytecodes of the main thread, so Ctrl-C during a 9-second C
+call normally arrives when it returns. :func:`call` runs the ctypes function (which releases the
+GIL) on a worker thread while the main thread waits on an event, which a signal interrupts.
+The C code cannot be stopped safely, so it runs to its end in the background, keeping its
+arguments alive; the next call waits for it, and :func:`wait_idle` too. The hand-off costs tens
+of microseconds, so backends use :func:`run`, which hands off only calls of :data:`MIN_WORK`.
 """
 
 from __future__ import annotations
@@ -25,9 +16,8 @@ from typing import Any, Callable
 
 __all__ = ["call", "run", "wait_idle", "MIN_WORK"]
 
-#: Elements (grid points, stored matrix entries, samples x features) from which a call is run
-#: interruptibly: several milliseconds of work, so the ~35 us hand-off costs under 1 %; smaller
-#: calls end long before a Ctrl-C would be noticed as late.
+#: Elements (grid points, matrix entries, samples x features) from which a call is handed off:
+#: milliseconds of work, so the ~35 us hand-off costs under 1 %.
 MIN_WORK = 1 << 22
 
 
@@ -74,19 +64,16 @@ def _finished() -> None:
 
 
 def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:
-    """``fn(*args)`` through :func:`call` when its ``work`` (element updates: grid points ×
-    steps, samples × components × features...) reaches :data:`MIN_WORK`, else directly: a
-    shorter call ends before a Ctrl-C would be noticed as late."""
+    """``fn(*args)`` through :func:`call` when ``work`` (element updates) reaches
+    :data:`MIN_WORK`, else directly: a shorter call ends before a Ctrl-C would be late."""
     if work >= MIN_WORK:
         return call(fn, *args, keep=keep)
     return fn(*args)
 
 
 def call(fn: Callable[..., Any], *args: Any, keep: Any = None) -> Any:
-    """``fn(*args)`` on the worker thread; Ctrl-C in the main thread interrupts the wait.
-
-    ``keep``: objects the C code uses through raw pointers in ``args`` (the arrays); they are
-    kept alive until the C code has finished, even after an interrupt."""
+    """``fn(*args)`` on the worker thread; Ctrl-C interrupts the wait. ``keep`` (the arrays
+    behind raw pointers in ``args``) stays alive until the C code ends, even after Ctrl-C."""
     global _worker, _pending
     if threading.current_thread() is not threading.main_thread():
         return fn(*args)
