@@ -76,8 +76,7 @@ class SpecializationContext:
 
     def decide(self, what: str, choice: str, *, reason: str = "", source: str = "",
                candidates: tuple[str, ...] | list[str] = (), **params: Any) -> Decision:
-        """Record a typed :class:`~asp_core.decisions.Decision` (and an event for ``asp
-        explain``); callers read it back with :meth:`decision`."""
+        """Record a typed :class:`~asp_core.decisions.Decision` (and an ``asp explain`` event)."""
         d = Decision(what, choice, reason, source, tuple(candidates), params)
         self.decisions.append(d)
         self.record("decision", what=what, choice=choice, reason=reason, source=source,
@@ -121,13 +120,9 @@ class SpecializationContext:
         return lib
 
     def compile_many(self, sources: list[dict[str, Any]]) -> list[CompiledLibrary]:
-        """Compile several independent sources at once (each dict holds :meth:`compile`'s
-        arguments, ``source`` included, and ``variant`` to label it in ``asp explain``) on the
-        :mod:`asp_core.background` pool; results keep the input order, the first error raises.
-
-        Sibling variants are independent compiler runs, so a cold specialisation with several
-        variants costs about one compile per core instead of one per variant.
-        """
+        """Compile independent sources (dicts of :meth:`compile`'s arguments) in parallel on the
+        :mod:`asp_core.background` pool, so sibling variants cost one compile per core; results
+        in input order, the first error raises."""
         from asp_core import background
 
         return [f.result() for f in [background.submit(self, **kw) for kw in sources]]

@@ -1,9 +1,8 @@
-"""Kernel interception: specialise on the first call, dispatch directly afterwards.
+"""Kernel interception: specialise on the first call of each key, dispatch directly afterwards.
 
-A :class:`Dispatcher` wraps one Python kernel. Each call computes the specialisation key (the
-specializer's ``signature`` function, which also validates the arguments); a known key goes
-straight to its bound callable, a new one runs the pipeline. ``ASP_MODE`` decides what happens
-when the kernel cannot be specialised: ``auto`` falls back to Python with one
+A call's key comes from the specializer's ``signature`` (which also validates the arguments);
+a known key goes straight to its bound callable, a new one runs the pipeline. ``ASP_MODE`` says
+what an unspecialisable kernel does: ``auto`` falls back to Python with one
 :class:`SpecializationWarning` per kernel, ``strict`` raises, ``python`` never specialises.
 """
 
@@ -19,20 +18,15 @@ from asp_core.errors import (AspError, CompileError, CompilerNotFound, Specializ
                              Unspecializable)
 
 if TYPE_CHECKING:
-    from asp_core.pipeline import Variants
+    from asp_core.pipeline import Pipeline, Variants
 
 __all__ = ["Dispatcher", "specialize"]
 
 
 class Dispatcher:
-    """Specialising stand-in for a kernel; see the module docstring.
-
-    :param specializer: name of a registered specializer.
-    :param func: the Python kernel function (its source is what the frontend parses).
-    :param fallback: what runs when specialisation is impossible (default: ``func``).
-    :param instance: the kernel object for class-based kernels (passed to ``signature``).
-    :param options: per-kernel settings, e.g. ``{"backend": "numpy"}`` or ``disable_passes``.
-    """
+    """Specialising stand-in for the kernel ``func`` (``fallback`` runs when it cannot be
+    specialised; ``instance`` is a class-based kernel's object; ``options`` per-kernel settings
+    such as ``{"backend": "numpy"}``)."""
 
     def __init__(self, specializer: str, func: Callable[..., Any] | None, *,
                  fallback: Callable[..., Any] | None = None, instance: Any = None,
@@ -86,20 +80,23 @@ class Dispatcher:
                                     self.options, key, self.name)
         return key, ctx
 
+    def _pipeline(self, ctx: SpecializationContext | None
+                  ) -> tuple[SpecializationContext, Pipeline]:
+        from asp_core.pipeline import Pipeline
+        from asp_core.plugins import get_registry
+
+        if ctx is None:
+            raise AspError(f"specializer {self.specializer!r} is not installed; "
+                           f"pip install asp-{self.specializer}")
+        return ctx, Pipeline(get_registry(), self.specializer)
+
     def _specialize(self, key: Hashable, ctx: SpecializationContext | None, mode: str
                     ) -> Callable[..., Any]:
-        from asp_core.pipeline import Pipeline
-
         reason: str | None = None
         error: BaseException | None = None
         fn: Callable[..., Any] | None = None
         try:
-            if ctx is None:
-                raise AspError(f"specializer {self.specializer!r} is not installed; "
-                               f"pip install asp-{self.specializer}")
-            from asp_core.plugins import get_registry
-
-            pipeline = Pipeline(get_registry(), self.specializer)
+            ctx, pipeline = self._pipeline(ctx)
             fn = pipeline.run(ctx, rebind=lambda winner: self._table.__setitem__(key, winner))
         except Unspecializable as exc:
             reason, error = f"unsupported construct `{exc.construct}` at {exc.filename}:" \
@@ -142,9 +139,7 @@ class Dispatcher:
         return dict(self._table)
 
     def tuned(self, key: Hashable) -> Callable[..., Any] | None:
-        """The callable calls with specialisation ``key`` go to once the key is specialised and
-        its variants are tuned; None while the key is unseen, still timing variants, or fell
-        back to Python."""
+        """The tuned callable for ``key``; None while unseen, tuning, or fallen back."""
         from asp_core.pipeline import TuningCallable
 
         fn = self._table.get(key)
@@ -153,38 +148,23 @@ class Dispatcher:
         return fn
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
-        """Phases 1-4 for a call with these arguments: the variants the pipeline proposes, as
-        a :class:`~asp_core.pipeline.Variants` mapping that compiles each on first access.  For runners that
-        time or choose variants themselves (e.g. collectively over MPI, with
-        :class:`~asp_core.autotune.Autotuner` ``comm=``); nothing is bound or tuned here."""
-        from asp_core.pipeline import Pipeline, Variants
-        from asp_core.plugins import get_registry
+        """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
+        for runners that time or choose them themselves (e.g. collectively over MPI)."""
+        from asp_core.pipeline import Variants
 
-        _, ctx = self._prepare(args, kwargs)
-        if ctx is None:
-            raise AspError(f"specializer {self.specializer!r} is not installed; "
-                           f"pip install asp-{self.specializer}")
-        _, variants, backend = Pipeline(get_registry(), self.specializer).lower(ctx)
+        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        _, variants, backend = pipeline.lower(ctx)
         return Variants(ctx, variants, backend)
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
-        """Phases 1-2 for a call with these arguments: a fresh context and the optimised
-        domain IR, through the registry's frontend and domain optimiser. For runners that
-        generate their own code from the IR (the stencil's temporal blocking) and compile it
-        with ``ctx.compile``; nothing is bound or tuned here."""
-        from asp_core.pipeline import Pipeline
-        from asp_core.plugins import get_registry
-
-        _, ctx = self._prepare(args, kwargs)
-        if ctx is None:
-            raise AspError(f"specializer {self.specializer!r} is not installed; "
-                           f"pip install asp-{self.specializer}")
-        return ctx, Pipeline(get_registry(), self.specializer).analyse(ctx)
+        """Phases 1-2 for these arguments: a fresh context and the optimised domain IR, for
+        runners that generate their own code from it (the stencil's temporal blocking)."""
+        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        return ctx, pipeline.analyse(ctx)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
-        """Every variant the pipeline proposes for a call with these arguments, built: name →
-        callable taking the kernel's arguments.  For tests and benchmarks that compare
-        variants; nothing is bound or tuned (ordinary calls keep using the tuned winner)."""
+        """Every proposed variant for these arguments, built (name → callable); for tests and
+        benchmarks that compare variants. Nothing is bound or tuned."""
         built = self.variants(*args, **kwargs)
         return {name: built[name] for name in built}
 

@@ -42,12 +42,8 @@ def render_program(program: PlatformProgram) -> str:
 
 
 class TuningCallable:
-    """Stands in for a kernel while its variants are timed on real calls.
-
-    Each call runs the variant the :class:`Autotuner` asks for (building it on first use) and
-    reports its time; once the winner is known, ``on_decided(callable)`` lets the dispatcher
-    bind the winner directly, so tuning costs nothing afterwards.
-    """
+    """Stands in for a kernel while its variants are timed on real calls; once the winner is
+    known, ``on_decided(callable)`` lets the dispatcher bind it directly."""
 
     def __init__(self, tuner: Autotuner, build: Callable[[str], Callable[..., Any]],
                  on_decided: Callable[[Callable[..., Any]], None],
@@ -60,8 +56,7 @@ class TuningCallable:
 
     @property
     def built(self) -> Mapping[str, Callable[..., Any]]:
-        """The variants built so far, name → callable (read-only): what a caller may reuse
-        while tuning goes on, e.g. a format-independent helper of any compiled variant."""
+        """The variants built so far, name → callable (read-only)."""
         return MappingProxyType(self._built)
 
     def _get(self, name: str) -> Callable[..., Any]:
@@ -71,8 +66,8 @@ class TuningCallable:
         return fn
 
     def _next(self) -> tuple[str, Callable[..., Any]]:
-        """The variant to run now; one that fails to build leaves the tuning (the default was
-        built by the pipeline, so at least one variant always works)."""
+        """The variant to run now; one that fails to build leaves the tuning (the default
+        is already built)."""
         while True:
             name = self.tuner.next()
             try:
@@ -97,12 +92,8 @@ class TuningCallable:
 
 
 class Variants(Mapping[str, Callable[..., Any]]):
-    """The variants of one call, name → callable (default first), each built on first access.
-
-    ``key`` is the call's specialisation key and ``context`` its
-    :class:`~asp_core.context.SpecializationContext` (the phase decisions and builds are
-    recorded there, as for an ordinary specialisation).
-    """
+    """The variants of one call, name → callable (default first), each built on first access;
+    ``context`` records the phase decisions and builds."""
 
     def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component
                  ) -> None:
@@ -152,8 +143,7 @@ class Pipeline:
         return comp
 
     def analyse(self, ctx: SpecializationContext) -> Any:
-        """Phases 1-2: the optimised domain IR, through the registry's frontend and domain
-        optimiser (what a runner that generates its own code from the IR starts from)."""
+        """Phases 1-2: the optimised domain IR."""
         front = self._one(ctx, FRONTEND)
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
@@ -236,15 +226,14 @@ class Pipeline:
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
             return build(tuner.winner or variants[0].name)
-        # Build the first variant now, inside the dispatcher's error handling: a missing compiler
-        # or an unusable cache must become a fallback warning, not an error on a later call.
+        # built now, inside the dispatcher's error handling: no compiler means a fallback now,
+        # not an error on a later call
         first = variants[0].name
         return TuningCallable(tuner, build, rebind, built={first: build(first)})
 
 
 def _platform_reason(choice: Choice, comp: Component, declined: list[str]) -> str:
-    """Why ``comp`` is the platform: the registry's reason is about the first candidate, so
-    when higher-priority platforms declined the kernel, the reason names them instead."""
+    """Why ``comp`` is the platform, naming the higher-priority platforms that declined."""
     if not declined or choice.requested == comp.name:
         return choice.reason
     return (f"priority {comp.priority}, the highest among the platforms that accept this kernel "
