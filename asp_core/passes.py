@@ -1,12 +1,9 @@
 """Named passes and a small pass manager (numba's PassManager, Devito's switchable passes).
 
-Inside a phase, each step is a named pass: it takes an IR and the context and returns
-``(new_ir, changed)`` — a :class:`PassResult` or a plain 2-tuple — where ``changed`` is the pass's
-own statement of whether it rewrote anything (the manager never infers it by comparing trees).
-The manager runs the passes in order, skips those disabled by name (``ASP_DISABLE_PASSES`` or
-the kernel option ``disable_passes``; a name no pass has is an error listing the known ones),
-records for ``asp explain`` whether each changed the IR (and, while ``asp explain`` records, the
-IR after each pass, for ``asp explain --after PASS``), and names the pass when one fails.
+A pass maps ``(ir, ctx)`` to ``(new_ir, changed)``, reporting itself whether it rewrote anything.
+The manager skips passes disabled by name (``ASP_DISABLE_PASSES``, the option
+``disable_passes``; unknown names are an error), records each pass (and, for ``asp explain
+--after``, the IR after it) and names the pass that fails.
 """
 
 from __future__ import annotations
@@ -38,12 +35,8 @@ _KNOWN: set[str] = set()
 
 
 def known_passes() -> frozenset[str]:
-    """Names of every pass the installed plugins define.
-
-    Components registered by name (``"package.module:Class"``) are imported lazily, so a pass
-    module may not have been imported yet: this imports every registered component first (a
-    component that fails to load is skipped; the dispatcher reports it when it is chosen).
-    """
+    """Names of every pass the installed plugins define (importing every lazily registered
+    component first, since a pass exists once its module is imported)."""
     from asp_core.plugins import get_registry
 
     for comp in get_registry():
@@ -55,8 +48,7 @@ def known_passes() -> frozenset[str]:
 
 
 class PassError(AspError):
-    """A pass raised or broke the pass protocol: a bug in a specializer, reported with the
-    pass's name."""
+    """A pass raised or broke the pass protocol (a specializer bug), named in the message."""
 
 
 def _result(p: Pass, out: Any, where: str) -> PassResult:
@@ -69,11 +61,8 @@ def _result(p: Pass, out: Any, where: str) -> PassResult:
 
 @dataclass(frozen=True)
 class Pass:
-    """A named step ``fn(ir, ctx) -> (ir, changed)``.
-
-    Calling the pass returns only the new IR (convenient when passes are chained by hand, as
-    tests do); :meth:`apply` returns the whole :class:`PassResult`.
-    """
+    """A named step ``fn(ir, ctx) -> (ir, changed)``; calling it returns only the new IR,
+    :meth:`apply` the :class:`PassResult`."""
 
     name: str
     fn: PassFn
@@ -99,8 +88,7 @@ def asp_pass(name: str, description: str = "") -> Callable[[PassFn], Pass]:
 
 
 def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
-    """Raise ``ValueError`` for disabled names that no pass has (a typo would otherwise leave
-    the pass running without a word)."""
+    """``ValueError`` for disabled names no pass has (a typo must not pass silently)."""
     if not disabled - _KNOWN - set(own):
         return
     every = known_passes() | set(own)

@@ -1,15 +1,9 @@
-"""Plugin discovery and loading, modelled on pytest and llm.
+"""Plugin discovery and loading (entry-point group ``asp``), modelled on pytest and llm.
 
-Plugins are modules named by entry points in the group ``asp``. Loading is wrapped: a plugin that
-fails to import or to register is reported (a :class:`PluginWarning`, ``asp list``,
-``asp doctor``) and skipped; the host keeps working.
-
-Environment:
-
-* ``ASP_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (plugins registered in code still work).
-* ``ASP_BLOCK_PLUGINS=a,b``: skip these entry-point names (or distribution names).
-* ``ASP_LOAD_PLUGINS=a,b``: load only these; empty means none.
-* ``ASP_TRACE_HOOKS=1``: log every hook call to stderr.
+A plugin that fails to import or register is reported (:class:`PluginWarning`, ``asp list``,
+``asp doctor``) and skipped; the host keeps working. ``ASP_DISABLE_PLUGIN_AUTOLOAD=1`` loads no
+entry points, ``ASP_BLOCK_PLUGINS=a,b`` skips entry-point or distribution names,
+``ASP_LOAD_PLUGINS=a,b`` loads only these, ``ASP_TRACE_HOOKS=1`` logs every hook call.
 """
 
 from __future__ import annotations
@@ -25,6 +19,7 @@ import pluggy
 
 from asp_core import hookspecs
 from asp_core.errors import PluginWarning
+from asp_core.log import get_logger
 from asp_core.registry import Registry
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
@@ -33,11 +28,12 @@ __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "BUILTIN_DISTRIBUTIONS"]
 
 ENTRY_POINT_GROUP = "asp"
-#: Distributions shipped with Asp. Their plugins register before any third party's, so a third
-#: party that reuses a built-in component name is the late registration that gets refused.
+#: Distributions shipped with Asp: they register first, so a third party reusing a built-in
+#: component name is the one refused.
 BUILTIN_DISTRIBUTIONS = frozenset({"asp-core", "asp-stencil", "asp-stencil-numpy", "asp-gmm",
                                    "asp-mpk"})
 hookimpl = pluggy.HookimplMarker("asp")
+_log = get_logger("plugins")  # ASP_TRACE_HOOKS output
 
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
@@ -122,22 +118,15 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _pm
 
 
-def _trace_log() -> Any:
-    """``ASP_TRACE_HOOKS`` output goes through the ``asp.plugins`` logger (stderr by default)."""
-    from asp_core.log import get_logger
-
-    return get_logger("plugins")
-
-
 def _enable_tracing(pm: pluggy.PluginManager) -> None:
     def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
                ) -> None:
-        _trace_log().info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs),
+        _log.info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs),
                           [i.plugin_name for i in impls])
 
     def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
               kwargs: Mapping[str, Any]) -> None:
-        _trace_log().info("hook %s returned %r", hook_name, outcome.get_result())
+        _log.info("hook %s returned %r", hook_name, outcome.get_result())
 
     pm.add_hookcall_monitoring(before, after)
 
@@ -149,9 +138,8 @@ def plugin_distributions() -> dict[str, tuple[str, str]]:
 
 
 def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
-    """Call a hook one plugin at a time so a failure is pinned on its plugin (reported like a
-    broken plugin, never raised). A ``register`` argument with a ``plugin`` attribute (e.g.
-    ``asp_bench.BenchmarkRegistry``) gets the name of the plugin being called."""
+    """Call a hook one plugin at a time, so a failure is reported as that plugin's (never
+    raised); a ``register`` argument learns which plugin is registering."""
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
     trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
@@ -164,7 +152,7 @@ def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
         elif hasattr(registry, "plugin"):  # other registries (benchmarks) remember it too
             registry.plugin = impl.plugin_name
         if trace:  # these calls bypass pluggy's hook monitoring, so trace them here
-            _trace_log().info("hook %s -> %s (%s)", hook_name, impl.plugin_name, dist)
+            _log.info("hook %s -> %s (%s)", hook_name, impl.plugin_name, dist)
         accepted = {k: v for k, v in kwargs.items() if k in impl.argnames}
         mark = registry.mark() if isinstance(registry, Registry) else None
         try:

@@ -1,8 +1,6 @@
-"""The component registry: which specializers exist and who provides each of their phases.
-
-Components are identified by ``(specializer, phase, name)``. The registry refuses duplicates,
-remembers which plugin (and distribution) registered what, and answers "which component should
-run this phase" with an explanation, so ``asp list`` and ``asp explain`` can show the choice.
+"""The component registry: the specializers and, per ``(specializer, phase, name)``, who
+provides what; it answers "which component runs this phase" with a reason ``asp list`` and
+``asp explain`` show.
 """
 
 from __future__ import annotations
@@ -25,13 +23,11 @@ SignatureLike = SignatureFn | str
 class Specializer:
     """A domain (stencil, gmm, ...) whose kernels go through the five phases.
 
-    ``signature(args, kwargs, instance)`` returns the specialisation key of a call: every
-    property the generated code depends on (shapes, dtypes, constants). It must also validate
-    the arguments, raising ``TypeError``/``ValueError`` for bad input. ``tuning_key`` (same
-    arguments) is the coarser key under which autotuning winners are stored; it defaults to the
-    specialisation key. ``tuning_repeats`` is how many real calls time each variant before the
-    winner is fixed (the minimum counts): 3 suits cheap kernels on a noisy machine, 1 suits the
-    paper's GMM selection, where one call is a whole EM iteration.
+    ``signature(args, kwargs, instance)`` returns a call's specialisation key (everything the
+    generated code depends on) and validates the arguments (``TypeError``/``ValueError``).
+    ``tuning_key`` is the coarser key tuning winners are stored under (default: the same).
+    ``tuning_repeats`` timed calls per variant: 3 for cheap kernels on a noisy machine, 1 where
+    a call is a whole EM iteration.
     """
 
     name: str
@@ -44,8 +40,7 @@ class Specializer:
     tuning_repeats: int = 3
 
     def hook(self, attr: str) -> SignatureFn | None:
-        """``signature`` or ``tuning_key`` as a function, importing it now if registered by name
-        (``"package.module:function"``, so registration imports nothing heavy)."""
+        """``signature`` or ``tuning_key`` as a function (imported now if registered by name)."""
         value = getattr(self, attr)
         if isinstance(value, str):
             value = _import_attr(value, f"specializer {self.name!r} {attr}", self.plugin,
@@ -56,13 +51,9 @@ class Specializer:
 
 @dataclass
 class Component:
-    """One implementation of one phase of one specializer.
-
-    ``target`` is the component object, or a ``"package.module:attribute"`` string naming it.
-    A string is imported on first use, so a plugin can register everything it offers while
-    ``asp list`` and ``import asp_core`` import none of its implementation modules (llm's
-    lesson: plugins importing heavy modules at registration made ``llm --help`` 8x slower).
-    """
+    """One implementation of one phase of one specializer. ``target`` is the object or a
+    ``"package.module:attribute"`` imported on first use, so ``asp list`` imports none of a
+    plugin's implementation (llm's lesson: heavy registration made ``llm --help`` 8x slower)."""
 
     specializer: str
     phase: str
@@ -155,12 +146,9 @@ class Registry:
     def component(self, specializer: str, phase: str, name: str, obj: Any,
                   priority: int = 0, platforms: tuple[str, ...] | list[str] | None = None
                   ) -> Component:
-        """Add a component; ``(specializer, phase, name)`` must be new.
-
-        ``obj`` is the component, or ``"package.module:attribute"`` to import it lazily (a class
-        there is instantiated without arguments). ``platforms`` declares what a
-        platform-optimisation or backend component accepts without importing it.
-        """
+        """Add a component; ``(specializer, phase, name)`` must be new. ``obj`` may be
+        ``"package.module:attribute"`` (imported lazily; a class is instantiated), and
+        ``platforms`` declares what a phase 4/5 component accepts without importing it."""
         check_phase(phase)
         for comp in self.components:
             if (comp.specializer, comp.phase, comp.name) == (specializer, phase, name):
@@ -195,11 +183,8 @@ class Registry:
 
     def choose(self, specializer: str, phase: str, options: dict[str, Any] | None = None,
                platform: str | None = None) -> Choice:
-        """Order the candidates: user setting > priority > registration order.
-
-        With ``platform`` given, only components accepting it are candidates. A user choice naming
-        no installed component is an error listing what is installed.
-        """
+        """Order the candidates (accepting ``platform`` if given): user setting > priority >
+        registration order. A user choice naming no installed component is an error."""
         cands = self.for_phase(specializer, phase)
         if platform is not None:
             cands = [c for c in cands if not c.platforms or platform in c.platforms]
