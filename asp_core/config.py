@@ -1,7 +1,5 @@
-"""User settings: environment variables first, then the ``asp.toml`` config file, then defaults.
-
-Settings are read on every use (cheap: a few ``os.environ`` look-ups), so tests and users can
-change them between calls without reloading anything.
+"""User settings: environment variables, then the ``asp.toml`` config file, then defaults; read
+on every use (a few ``os.environ`` look-ups), so they may change between calls.
 
 =========================  ================================================================
 variable                   meaning
@@ -115,12 +113,9 @@ def _parse_choice(text: str, specializer: str) -> str | None:
 
 def phase_choice(specializer: str, phase: str, options: dict[str, Any] | None = None
                  ) -> tuple[str | None, str]:
-    """The component a user asked for in ``phase``, and where the request came from.
-
-    Precedence: the kernel's ``options`` > ``ASP_<PHASE>`` > the config file's ``[phases]``
-    table (``[phases.<specializer>]`` before ``[phases]``). Returns ``(None, "")`` when the user
-    expressed no choice.
-    """
+    """The component the user asked for in ``phase`` and where the request came from
+    (kernel ``options`` > ``ASP_<PHASE>`` > ``[phases.<specializer>]`` > ``[phases]``), or
+    ``(None, "")``."""
     assert phase in PHASES
     if options and options.get(phase):
         return str(options[phase]), "kernel option"

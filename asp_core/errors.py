@@ -1,24 +1,11 @@
-"""Exceptions and warnings raised by Asp.
-
-Every error a user can cause carries actionable text; the classes exist so that callers (and the
-dispatcher) can tell "this kernel is outside the DSL" from "the machine cannot compile" from
-"the cache is unusable" without parsing messages.
-"""
+"""Exceptions and warnings raised by Asp: classes, so callers tell "outside the DSL" from "cannot
+compile" from "cache unusable" without parsing the (actionable) messages."""
 
 from __future__ import annotations
 
-__all__ = [
-    "AspError",
-    "Unspecializable",
-    "SpecializationWarning",
-    "ToolchainError",
-    "CompilerNotFound",
-    "CompileError",
-    "CacheError",
-    "CacheWarning",
-    "PluginError",
-    "PluginWarning",
-]
+__all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
+           "CompilerNotFound", "CompileError", "CacheError", "CacheWarning", "PluginError",
+           "PluginWarning"]
 
 
 class AspError(Exception):
@@ -26,21 +13,11 @@ class AspError(Exception):
 
 
 class Unspecializable(AspError):
-    """The kernel uses a construct outside the specializer's DSL.
+    """The kernel uses a construct outside the DSL; carries where and what, so the fallback
+    warning and ``asp explain`` point at the exact spot."""
 
-    Carries where (``filename``, ``lineno``, ``col``) and what (``construct``), so the fallback
-    warning and ``asp explain`` can point the user at the exact spot.
-    """
-
-    def __init__(
-        self,
-        construct: str,
-        *,
-        filename: str = "<unknown>",
-        lineno: int = 0,
-        col: int = 0,
-        reason: str = "",
-    ) -> None:
+    def __init__(self, construct: str, *, filename: str = "<unknown>", lineno: int = 0,
+                 col: int = 0, reason: str = "") -> None:
         self.construct = construct
         self.filename = filename
         self.lineno = lineno

@@ -1,15 +1,9 @@
-"""The hook specifications: Asp's public plugin API.
+"""The hook specifications: Asp's public plugin API (implementations are marked with
+:data:`asp_core.hookimpl` and may accept any subset of the keyword arguments).
 
-A plugin is a module (found through the ``asp`` entry-point group) or an object registered with
-:func:`asp_core.plugins.get_plugin_manager`. It implements some of these hooks, marked with
-:data:`asp_core.hookimpl`. Hooks are called with keyword arguments only; an implementation may
-accept any subset of the arguments, so new arguments can be added without breaking plugins.
-
-The five phases of a specializer (frontend, domain optimisation, platform selection, platform
-optimisation, backend) are *components* registered through :func:`asp_register_specializers`;
-they are not hooks themselves, because several plugins compete for the same phase of the same
-specializer and the user must be able to pick one by name. The registry makes that choice
-explicit; the hooks below are how components, benchmarks and CLI commands get there.
+The five phases are not hooks but *components* registered through
+:func:`asp_register_specializers`: several plugins compete for one phase, and the user must be
+able to pick one by name.
 """
 
 from __future__ import annotations

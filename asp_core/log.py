@@ -1,14 +1,8 @@
-"""Asp's messages: one logger, ``asp``, and progress bars for the long steps.
+"""Asp's messages: the ``asp`` logger (and children), and progress for the long steps.
 
-Everything Asp reports goes through :func:`logging.getLogger` ``("asp")`` and its children
-(``asp.autotune``, ``asp.plugins``, ...), so an application routes, silences or records Asp's
-messages as it does any library's. While the application has configured no logging of its own
-(the root logger has no handler), Asp writes them to stderr itself: through ``rich`` on a
-terminal, as ``asp: message`` lines otherwise. ``ASP_LOG_LEVEL`` (``DEBUG``, ``INFO``,
-``WARNING``, ``ERROR``; default ``INFO``) sets the level; the CLI's ``-q`` / ``-v`` override it.
-
-Compiling several variants and autotuning show a :class:`Progress`: a ``rich`` bar on a terminal,
-one log line per finished step elsewhere.
+An application routes or silences Asp's messages as any library's; until it configures logging
+(the root logger has no handler) Asp writes to stderr itself, through ``rich`` on a terminal.
+``ASP_LOG_LEVEL`` (default ``INFO``) sets the level; the CLI's ``-q``/``-v`` override it.
 """
 
 from __future__ import annotations
@@ -39,9 +33,8 @@ def _on_terminal() -> bool:
 
 
 class _StderrHandler(logging.Handler):
-    """Asp's own output while the application has not configured logging: ``rich`` on a
-    terminal, ``asp: message`` otherwise; silent once the root logger has a handler (the
-    record then reaches it by propagation, and printing it here too would duplicate it)."""
+    """Asp's own output until the application configures logging (then the record reaches
+    the root handler by propagation, and printing it here too would duplicate it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,10 +60,8 @@ class _StderrHandler(logging.Handler):
 
 
 def set_level(level: str | int | None = None) -> None:
-    """Set the ``asp`` logger's level: ``level``, else ``ASP_LOG_LEVEL``, else ``INFO``.
-
-    An unknown ``ASP_LOG_LEVEL`` is reported (as a warning) and ``INFO`` used.
-    """
+    """Set the ``asp`` logger's level: ``level``, else ``ASP_LOG_LEVEL`` (an unknown one is
+    warned about), else ``INFO``."""
     bad = None
     if level is None:
         env = os.environ.get("ASP_LOG_LEVEL", "").strip().upper()
@@ -88,11 +79,8 @@ set_level()
 
 
 class Progress:
-    """Progress of ``total`` steps, e.g. the variants of one autotuning.
-
-    On a terminal (with the ``asp`` logger at ``INFO`` or below) a transient ``rich`` bar on
-    stderr; elsewhere one log record at ``level`` per :meth:`advance` (each step reported once).
-    """
+    """Progress of ``total`` steps (e.g. variants being tuned): a transient ``rich`` bar on a
+    terminal, else a log record per :meth:`advance`."""
 
     def __init__(self, description: str, total: int, *, level: int = logging.INFO,
                  log: logging.Logger | None = None) -> None:

@@ -1,9 +1,6 @@
-"""Python-AST helpers for frontends: getting a kernel's source and matching patterns.
-
-Frontends recognise a DSL by matching shapes of Python AST nodes. :func:`match` compares a node
-against a template built from ``ast`` classes in which :data:`ANY` matches anything and
-:class:`Capture` records the matched sub-node, so a frontend states *what* it accepts instead of
-walking attributes by hand.
+"""Python-AST helpers for frontends: a kernel's source, and :func:`match`, which compares a node
+with a template of ``ast`` nodes (:data:`ANY`, :class:`Capture`), so a frontend states *what*
+it accepts instead of walking attributes by hand.
 """
 
 from __future__ import annotations
@@ -69,8 +66,7 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
         try:
             tree = ast.parse(source)
         except IndentationError:
-            # a string literal with lines left of the def (e.g. a docstring continued at column
-            # 0) defeats textwrap.dedent; remove the def's own indentation where it is present
+            # a string literal reaching column 0 defeats dedent: strip the def's own indent
             prefix = lines[0][:indent] if lines else ""
             source = "".join(line[indent:] if line.startswith(prefix) else line
                              for line in lines)
@@ -109,13 +105,9 @@ class Capture:
 
 def match(node: Any, pattern: Any, captures: dict[str, Any] | None = None
           ) -> dict[str, Any] | None:
-    """Match ``node`` against ``pattern``; return the captures, or None if it does not match.
-
-    Patterns are AST nodes whose fields are patterns, lists of patterns, plain values (compared
-    with ``==``), :data:`ANY` or :class:`Capture`. Fields a pattern node leaves unset are not
-    compared (``ast.Call(func=ast.Name(id="abs"))`` matches any call of ``abs``), nor are
-    positions (``lineno``...).
-    """
+    """The captures if ``node`` matches ``pattern``, else None. Fields a pattern node leaves
+    unset, and positions, are not compared: ``ast.Call(func=ast.Name(id="abs"))`` matches any
+    call of ``abs``."""
     captures = {} if captures is None else captures
     if pattern is ANY:
         return captures
