@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar, Union
 
@@ -154,7 +154,6 @@ class CommStats:
     exchanges: int = 0
     reductions: int = 0
     setup_messages: int = 0
-    notes: dict[str, int] = field(default_factory=dict)
 
     def message(self, nbytes: int) -> None:
         self.messages += 1
@@ -166,7 +165,6 @@ class CommStats:
     def reset(self) -> None:
         self.messages = self.bytes = self.exchanges = self.reductions = 0
         self.setup_messages = 0
-        self.notes.clear()
 
     def total(self, comm: Any) -> dict[str, int]:
         """Collective: counters summed over ranks (reductions and exchanges: rank 0's)."""

@@ -1,7 +1,5 @@
-"""Recording specialisations for ``asp explain``.
-
-When recording is on, each finished specialisation (or fallback) appends a
-:class:`KernelRecord`; the CLI runs a user's script and then renders what was recorded.
+"""Recording specialisations for ``asp explain``, which runs a user's script with recording on
+and then renders one :class:`KernelRecord` per finished specialisation (or fallback).
 """
 
 from __future__ import annotations
@@ -9,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KernelRecord", "start", "stop", "records", "is_recording", "add", "add_context"]
+__all__ = ["KernelRecord", "start", "stop", "is_recording", "add_context"]
 
 
 @dataclass
@@ -47,15 +45,9 @@ def is_recording() -> bool:
     return _records is not None
 
 
-def add(record: KernelRecord) -> None:
-    if _records is not None:
-        _records.append(record)
-
-
 def add_context(ctx: Any, kernel: str, fallback: str | None = None) -> None:
-    """Record the specialisation context ``ctx`` (a ``SpecializationContext``) of ``kernel``
-    when recording is on. Its event list is shared, so what is recorded on ``ctx`` later (the
-    autotuner's timings and decision) shows too."""
+    """Record ``ctx`` (a ``SpecializationContext``) of ``kernel`` when recording is on; the
+    event list is shared, so what ``ctx`` records later (tuning) shows too."""
     if _records is None:
         return
     from asp_core.errors import Unspecializable
@@ -67,7 +59,3 @@ def add_context(ctx: Any, kernel: str, fallback: str | None = None) -> None:
     _records.append(KernelRecord(kernel=kernel, specializer=ctx.specializer, key=repr(ctx.key),
                                  filename=filename, lineno=lineno, source=source,
                                  fallback=fallback, events=ctx.events))
-
-
-def records() -> list[KernelRecord]:
-    return list(_records or [])
