@@ -50,12 +50,9 @@ def library_key(source: str, *, lang: str = "c", openmp: bool = True,
 def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
                     flags: tuple[str, ...] = (), name: str = "kernel",
                     specialised_on: dict[str, Any] | None = None) -> CompiledLibrary:
-    """Return the loaded library for ``source``, compiling it only on a cache miss (a compile
-    of the same key running in :mod:`asp_core.background` is waited for, and counts as cached).
-
-    Raises :class:`~asp_core.errors.CompilerNotFound` when no compiler exists and
-    :class:`~asp_core.errors.CompileError` when the compiler rejects the code.
-    """
+    """The loaded library for ``source``, compiled only on a cache miss (a background compile
+    of the key is waited for and counts as cached); raises ``CompilerNotFound`` or
+    ``CompileError``."""
     tc = find_toolchain(lang)
     name = file_stem(name)
     key = library_key(source, lang=lang, openmp=openmp, flags=flags,
@@ -82,8 +79,8 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
 
 def _load(cache: CodeCache, key: str, build: Callable[[Path], dict[str, Any]], name: str,
           suffix: str) -> CompiledLibrary:
-    """Get or build ``key`` in ``cache`` and load it; a library that passes its checksums but
-    does not load is rebuilt once, then reported as a :class:`CacheError`."""
+    """Get or build ``key`` in ``cache`` and load it; one that verifies but does not load is
+    rebuilt once, then a :class:`CacheError`."""
     if on_noexec_mount(cache.root):
         raise CacheError(f"the Asp cache {cache.root} is on a noexec mount, so compiled kernels "
                          "cannot be loaded from it")

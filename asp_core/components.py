@@ -1,8 +1,5 @@
-"""Base classes documenting what a component of each phase must provide.
-
-Components are duck-typed: subclassing these is optional, but they state the contract (see also
-``docs/architecture/core-api.md``) and give sensible defaults.
-"""
+"""Base classes stating what a component of each phase provides (optional: components are
+duck-typed), with defaults."""
 
 from __future__ import annotations
 
@@ -59,8 +56,7 @@ class Platform:
         return None
 
     def unavailable_reason(self) -> str | None:
-        """Why this platform can run no kernel at all on this machine (no GPU, no compiler),
-        else ``None``. ``asp list`` uses it to show the default that would be chosen here."""
+        """Why this platform can run no kernel on this machine, else None (for ``asp list``)."""
         return None
 
     def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:

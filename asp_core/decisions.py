@@ -1,9 +1,5 @@
-"""Typed decision records: what a phase, the autotuner or a runner chose, and why.
-
-``ctx.events`` is a free-form log for ``asp explain``; code that needs to know a choice (which
-platform the selection took, which variant the tuner fixed, what a runner such as the stencil's
-``iterate`` picked) reads :class:`Decision` records from ``ctx.decisions`` instead of parsing that
-log. The core records the ``platform`` and ``variant`` decisions; plugins add their own kinds.
+"""Typed decision records (``ctx.decisions``): what a phase, the autotuner or a runner chose and
+why, for code that must not parse the free-form ``ctx.events`` log of ``asp explain``.
 """
 
 from __future__ import annotations
@@ -21,10 +17,8 @@ VARIANT = "variant"
 
 @dataclass(frozen=True)
 class Decision:
-    """One choice: ``what`` was decided (``"platform"``, ``"variant"``, a plugin's own kind),
-    ``choice`` (a component or variant name), ``reason``, ``source`` (``"timed"``, ``"perf
-    database"``, ``"default"``, ...), the ``candidates`` considered and structured ``params``
-    saying what the choice applies to."""
+    """One choice of kind ``what`` (``"platform"``, ``"variant"``, a plugin's own), where it
+    came from (``source``), the ``candidates`` and ``params`` saying what it applies to."""
 
     what: str
     choice: str

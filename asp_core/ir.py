@@ -1,9 +1,5 @@
-"""Generic IR node machinery shared by domain ASTs and the platform AST.
-
-Nodes are dataclasses: fields are the children, equality is structural, ``clone`` is a deep copy.
-``Visitor`` dispatches on the class name (``visit_BinOp``), ``Transformer`` rebuilds a tree from
-what its methods return; both walk lists and tuples of nodes. Specializers define their DAST node
-classes by subclassing :class:`Node` with ``@dataclass``.
+"""IR node machinery shared by domain ASTs and the platform AST: dataclass nodes (structural
+equality, ``clone``), a :class:`Visitor` dispatching on class names and a :class:`Transformer`.
 """
 
 from __future__ import annotations

@@ -11,13 +11,8 @@ PLATFORM_SELECTION = "platform_selection"
 PLATFORM_OPTIMIZATION = "platform_optimization"
 BACKEND = "backend"
 
-PHASES: tuple[str, ...] = (
-    FRONTEND,
-    DOMAIN_OPTIMIZATION,
-    PLATFORM_SELECTION,
-    PLATFORM_OPTIMIZATION,
-    BACKEND,
-)
+PHASES: tuple[str, ...] = (FRONTEND, DOMAIN_OPTIMIZATION, PLATFORM_SELECTION,
+                           PLATFORM_OPTIMIZATION, BACKEND)
 
 
 def check_phase(phase: str) -> str:

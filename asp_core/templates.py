@@ -1,8 +1,5 @@
-"""Mako templates shipped as package data (``<package>/templates/<name>``).
-
-Specializers whose generated code is mostly fixed text with a few specialised constants (the
-GMM E/M steps) write it as a template rather than as PAST nodes. Lookups are cached per package;
-``strict_undefined`` makes a missing template variable an error instead of silently empty code.
+"""Mako templates shipped as package data (``<package>/templates/<name>``), for generated code
+that is mostly fixed text; a missing template variable is an error, not empty code.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Platform AST: C, C++ and CUDA nodes.
-
-Generated code is built from these nodes and printed by :mod:`asp_core.cast.printer`; no C is
-assembled by string concatenation elsewhere (Mako templates aside). Nodes are dataclasses with
-structural equality and ``clone`` (from :class:`asp_core.ir.Node`), so platform passes can be
-tested by comparing trees without compiling anything.
+"""Platform AST: C, C++ and CUDA nodes, printed by :mod:`asp_core.cast.printer` (no C from
+strings elsewhere, Mako templates aside). Structural equality lets platform passes be tested by
+comparing trees, without compiling.
 """
 
 from __future__ import annotations
@@ -56,6 +53,7 @@ INT = CType("int")
 LONG = CType("long")
 VOID = CType("void")
 SIZE_T = CType("size_t")
+
 
 @functools.lru_cache(maxsize=1)
 def _dtypes() -> dict[Any, str]:
@@ -191,13 +189,9 @@ class ExprStmt(Stmt):
 
 @dataclass
 class Clause(Node):
-    """One pragma clause: ``name`` alone (``nowait``) or ``name([modifier:]args)``.
-
-    ``args`` are C expressions, integers or identifier keywords (``static``): ``Clause("schedule",
-    ("dynamic", 2))`` prints ``schedule(dynamic, 2)``, ``Clause("reduction", (Name("acc"),),
-    modifier="+")`` prints ``reduction(+:acc)``. The printer checks every part, so no stray
-    text reaches the compiler.
-    """
+    """One pragma clause, ``name`` or ``name([modifier:]args)``: ``Clause("reduction",
+    (Name("acc"),), modifier="+")`` prints ``reduction(+:acc)``. ``args`` are C expressions,
+    integers or identifiers; the printer checks every part."""
 
     name: str
     args: tuple[Expr | int | str, ...] = ()
@@ -206,12 +200,8 @@ class Clause(Node):
 
 @dataclass
 class Pragma(Stmt):
-    """``#pragma <namespace> <directive> <clauses>``, e.g. ``Pragma("omp", "parallel for",
-    [Clause("schedule", ("static",))])`` or ``Pragma("GCC", "unroll 4")``.
-
-    ``directive`` is words (identifiers, or integers after the first), never punctuation:
-    anything with arguments is a :class:`Clause`.
-    """
+    """``#pragma <namespace> <directive> <clauses>``, e.g. ``Pragma("GCC", "unroll 4")``;
+    ``directive`` is words, anything with arguments a :class:`Clause`."""
 
     namespace: str
     directive: str

@@ -1,9 +1,7 @@
 """Print platform-AST trees as C or CUDA source.
 
-Binary operations are fully parenthesised, so the C compiler evaluates exactly the order the tree
-says (with ``-ffp-contract=off`` that makes results bitwise reproducible). Anything that is not a
-platform-AST node — a DAST node that was never lowered, a string — is refused with a
-``TypeError`` naming it, rather than printed as garbage.
+Binary operations are fully parenthesised, so C evaluates in the tree's order (bitwise
+reproducible with ``-ffp-contract=off``); anything not lowered to the PAST is a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -31,12 +29,8 @@ def format_float(value: float, single: bool = False) -> str:
 
 
 def comment_lines(text: str) -> list[str]:
-    """``text`` as lines that are safe inside ``/* ... */``: nothing in them can end the comment.
-
-    C joins lines before it finds comments, so each line becomes its own comment (a backslash,
-    or the trigraph ``??/``, at the end of one can no longer splice in the next) and ``*/`` is
-    broken up; the trigraph is broken up too, for compilers run with ``-trigraphs``.
-    """
+    """``text`` as lines safe inside ``/* ... */``, one comment each (a trailing backslash or
+    ``??/`` cannot splice in the next), with ``*/`` and the trigraph broken up."""
     return [line.replace("??/", "?? /").replace("*/", "* /") for line in text.splitlines()] \
         or [""]
 
