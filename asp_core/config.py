@@ -1,19 +1,6 @@
 """User settings: environment variables, then the ``asp.toml`` config file, then defaults; read
-on every use (a few ``os.environ`` look-ups), so they may change between calls.
-
-=========================  ================================================================
-variable                   meaning
-=========================  ================================================================
-``ASP_MODE``               ``auto`` (default), ``strict`` or ``python``
-``ASP_CACHE_DIR``          code cache and perf database location
-``ASP_AUTOTUNE``           ``off``, ``once`` (default) or ``always``
-``ASP_<PHASE>``            component for a phase, e.g. ``ASP_BACKEND=numpy`` or
-                           ``ASP_PLATFORM_SELECTION=stencil:openmp,gmm:openmp``
-``ASP_DISABLE_PASSES``     comma-separated pass names to skip
-``ASP_CC`` / ``ASP_NVCC``  compiler executables
-``ASP_CFLAGS``             extra C compiler flags (part of the cache key)
-``ASP_CONFIG``             path of the config file (default: user config dir/asp.toml)
-=========================  ================================================================
+on every use (a few ``os.environ`` look-ups), so they may change between calls. The variables
+are listed in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
