@@ -182,25 +182,32 @@ def _gpus() -> list[GPU]:
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name, "" if unknown (part of a toolchain's ABI identity)."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return platform.processor()  # runs `uname -p`: only without a model name
+
+
+@functools.lru_cache(maxsize=1)
 def query() -> HardwareInfo:
     """The machine's :class:`HardwareInfo` (static parts cached for the process)."""
     cpuinfo = _read("/proc/cpuinfo")
-    model, flags, cores = "", set(), set()
+    flags, cores = set(), set()
     phys = core = None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
-        if key == "model name":
-            model = value.strip()
-        elif key in ("flags", "Features"):
+        if key in ("flags", "Features"):
             flags.update(value.split())
         elif key == "physical id":
             phys = value.strip()
         elif key == "core id":
             core = value.strip()
             cores.add((phys, core))
-    # platform.processor() runs `uname -p`: only where /proc/cpuinfo has no model name
-    model = model or platform.processor() or "unknown"
+    model = cpu_model() or "unknown"
     logical = os.cpu_count() or 1
     meminfo = _read("/proc/meminfo")
     mem = 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asp_core.errors import CompileError, CompilerNotFound
+from asp_core.hardware import cpu_model
 
 __all__ = ["Toolchain", "find_toolchain", "available_toolchains", "has_compiler", "has_nvcc",
            "CompileResult", "INSTALL_HINT"]
@@ -72,7 +73,7 @@ class Toolchain:
     def abi_id(self) -> str:
         """Everything that makes two builds of the same source differ (part of the cache key)."""
         return "|".join([self.lang, self.family, self.version, " ".join(self.flags),
-                         " ".join(self.extra_flags), platform.machine(), _cpu_model()])
+                         " ".join(self.extra_flags), platform.machine(), cpu_model() or "unknown-cpu"])
 
     def command(self, source: Path, output: Path, *, openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> list[str]:
@@ -109,17 +110,6 @@ class Toolchain:
         with tempfile.TemporaryDirectory(prefix="asp-check-") as tmp:
             result = self.compile(source, Path(tmp), openmp=False, flags=flags, shared=False)
             return CompileResult(Path(""), result.command, result.seconds, result.log)
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown-cpu"
 
 
 def _probe_cache_path() -> Path:
