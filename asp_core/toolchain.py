@@ -166,16 +166,28 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
     return family, version
 
 
+def _build_probe(executable: str, flags: list[str], source: str, suffix: str) -> str:
+    """Why ``executable`` cannot build ``source`` into a shared object ("" when it can)."""
+    with tempfile.TemporaryDirectory(prefix="asp-cc-") as tmp:
+        src = Path(tmp) / f"probe{suffix}"
+        src.write_text(source)
+        lib = Path(tmp) / "libprobe.so"
+        proc = subprocess.run([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            log = (proc.stdout + proc.stderr).strip().splitlines()
+            return f"a one-line test file failed to compile (exit {proc.returncode}" + \
+                (f": {log[-1]}" if log else "") + ")"
+        if not lib.is_file() or lib.stat().st_size == 0:
+            return "it exited successfully but wrote no shared object"
+    return ""
+
+
 @functools.lru_cache(maxsize=32)
 def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
     def run() -> bool:
-        with tempfile.TemporaryDirectory(prefix="asp-omp-") as tmp:
-            src = Path(tmp) / "omp.c"
-            src.write_text("#include <omp.h>\nint f(void){return omp_get_max_threads();}\n")
-            proc = subprocess.run([executable, flag, "-fPIC", "-shared", "-o",
-                                   str(Path(tmp) / "libomp_probe.so"), str(src)],
-                                  capture_output=True, text=True, timeout=60)
-            return proc.returncode == 0 and (Path(tmp) / "libomp_probe.so").is_file()
+        return not _build_probe(executable, [flag], "#include <omp.h>\nint f(void)"
+                                "{return omp_get_max_threads();}\n", ".c")
 
     return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run,
                            lambda v: isinstance(v, bool)))
@@ -193,19 +205,8 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
             text = out.stdout + out.stderr
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"
-        with tempfile.TemporaryDirectory(prefix="asp-cc-") as tmp:
-            src = Path(tmp) / f"probe{_SUFFIX[lang]}"
-            src.write_text("int asp_probe(void) { return 42; }\n")
-            lib = Path(tmp) / "libprobe.so"
-            proc = subprocess.run([executable, "-fPIC", "-shared", "-o", str(lib), str(src)],
-                                  capture_output=True, text=True, timeout=60)
-            if proc.returncode != 0:
-                log = (proc.stdout + proc.stderr).strip().splitlines()
-                return f"a one-line test file failed to compile (exit {proc.returncode}" + \
-                    (f": {log[-1]}" if log else "") + ")"
-            if not lib.is_file() or lib.stat().st_size == 0:
-                return "it exited successfully but wrote no shared object"
-        return ""
+        return _build_probe(executable, [], "int asp_probe(void) { return 42; }\n",
+                            _SUFFIX[lang])
 
     try:
         return str(_disk_memo(f"works:{lang}", executable, mtime, run,
