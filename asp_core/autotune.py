@@ -123,13 +123,9 @@ class PerfDB:
             con.execute("PRAGMA journal_mode=WAL")
         con.executescript(_SCHEMA)
 
-    @_tolerant(None)
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,
                label: str = "") -> None:
-        with closing(self._connect()) as con, con:
-            con.execute("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
-                        (key, variant, json.dumps(params or {}, sort_keys=True, default=repr),
-                         float(seconds), label, time.time()))
+        self.record_many(key, [(variant, seconds, params)], label)
 
     @_tolerant(None)
     def record_many(self, key: str, rows: list[tuple[str, float, dict[str, Any] | None]],
@@ -163,11 +159,8 @@ class PerfDB:
             row = con.execute("SELECT variant FROM winners WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    @_tolerant(None)
     def set_winner(self, key: str, variant: str, label: str = "") -> None:
-        with closing(self._connect()) as con, con:
-            con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
-                        (key, variant, label, time.time()))
+        self.record_many(key, [], label, winner=variant)
 
     @_tolerant([])
     def summary(self) -> list[tuple[str, str, str]]:
