@@ -19,7 +19,7 @@ from asp_core.errors import (AspError, CompileError, CompilerNotFound, Specializ
                              Unspecializable)
 
 if TYPE_CHECKING:
-    from asp_core.pipeline import Variants
+    from asp_core.pipeline import Pipeline, Variants
 
 __all__ = ["Dispatcher", "specialize"]
 
@@ -157,29 +157,36 @@ class Dispatcher:
         a :class:`~asp_core.pipeline.Variants` mapping that compiles each on first access.  For runners that
         time or choose variants themselves (e.g. collectively over MPI, with
         :class:`~asp_core.autotune.Autotuner` ``comm=``); nothing is bound or tuned here."""
-        from asp_core.pipeline import Pipeline, Variants
-        from asp_core.plugins import get_registry
+        return self._pipeline().variants(self._context(args, kwargs))
 
-        _, ctx = self._prepare(args, kwargs)
-        if ctx is None:
-            raise AspError(f"specializer {self.specializer!r} is not installed; "
-                           f"pip install asp-{self.specializer}")
-        _, variants, backend = Pipeline(get_registry(), self.specializer).lower(ctx)
-        return Variants(ctx, variants, backend)
+    def variants_for(self, platform: str, /, *args: Any, **kwargs: Any) -> Variants:
+        """:meth:`variants` for the named platform (a platform-selection component, e.g.
+        ``"cuda"``), lowered without its run-time check: code generation only, such as
+        compile-checking CUDA with nvcc on a machine without a GPU (see
+        :meth:`asp_core.pipeline.Pipeline.variants`).  The other phases are the registry's
+        choice, as for an ordinary call; nothing is bound or tuned here."""
+        return self._pipeline().variants(self._context(args, kwargs), platform=platform)
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
         """Phases 1-2 for a call with these arguments: a fresh context and the optimised
         domain IR, through the registry's frontend and domain optimiser. For runners that
         generate their own code from the IR (the stencil's temporal blocking) and compile it
         with ``ctx.compile``; nothing is bound or tuned here."""
-        from asp_core.pipeline import Pipeline
-        from asp_core.plugins import get_registry
+        ctx = self._context(args, kwargs)
+        return ctx, self._pipeline().analyse(ctx)
 
+    def _context(self, args: tuple, kwargs: dict[str, Any]) -> SpecializationContext:
         _, ctx = self._prepare(args, kwargs)
         if ctx is None:
             raise AspError(f"specializer {self.specializer!r} is not installed; "
                            f"pip install asp-{self.specializer}")
-        return ctx, Pipeline(get_registry(), self.specializer).analyse(ctx)
+        return ctx
+
+    def _pipeline(self) -> Pipeline:
+        from asp_core.pipeline import Pipeline
+        from asp_core.plugins import get_registry
+
+        return Pipeline(get_registry(), self.specializer)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
         """Every variant the pipeline proposes for a call with these arguments, built: name →
