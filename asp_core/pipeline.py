@@ -97,7 +97,8 @@ class TuningCallable:
 
 
 class Variants(Mapping[str, Callable[..., Any]]):
-    """The variants of one call, name → callable (default first), each built on first access.
+    """The variants of one call, name → callable (default first), each built on first access
+    (after its platform optimiser's ``materialise``, see :meth:`variant`).
 
     ``key`` is the call's specialisation key and ``context`` its
     :class:`~asp_core.context.SpecializationContext` (the phase decisions and builds are
@@ -233,13 +234,8 @@ class Pipeline:
             raise NoPlatform(f"specializer {self.spec.name!r} has no platform {name!r} "
                              f"(installed: {known})")
         program = comp.obj.lower(dast, ctx)
-        reason = "named by the caller; its run-time check was not run (code generation only)"
-        ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                   distribution=comp.distribution, reason=reason,
-                   candidates=[c.name for c in installed])
-        ctx.decide(PLATFORM, comp.name, reason=reason, source="named",
-                   candidates=[c.name for c in installed])
-        ctx.record("program", platform=program.platform, text=render_program(program))
+        _record_platform(ctx, comp, program, "named by the caller; its run-time check was not "
+                         "run (code generation only)", "named", installed, [])
         return comp, program
 
     def _select_platform(self, ctx: SpecializationContext, dast: Any
@@ -259,14 +255,10 @@ class Pipeline:
                 report_broken_component(comp, exc, "check/lower")
                 reason = f"broken: {type(exc).__name__}: {exc}"
             if program is not None:
-                reason = _platform_reason(choice, comp, [n for n, _ in rejected])
-                ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                           distribution=comp.distribution, reason=reason,
-                           rejected=rejected, candidates=[c.name for c in choice.candidates])
-                ctx.decide(PLATFORM, comp.name, reason=reason,
-                           source="requested" if choice.requested == comp.name else "priority",
-                           candidates=[c.name for c in choice.candidates])
-                ctx.record("program", platform=program.platform, text=render_program(program))
+                _record_platform(ctx, comp, program,
+                                 _platform_reason(choice, comp, [n for n, _ in rejected]),
+                                 "requested" if choice.requested == comp.name else "priority",
+                                 choice.candidates, rejected)
                 return comp, program
             rejected.append((comp.name, reason))
             if choice.requested == comp.name:
@@ -298,6 +290,19 @@ class Pipeline:
         # or an unusable cache must become a fallback warning, not an error on a later call.
         first = variants[0].name
         return TuningCallable(tuner, build, rebind, built={first: build(first)})
+
+
+def _record_platform(ctx: SpecializationContext, comp: Component, program: PlatformProgram,
+                     reason: str, source: str, candidates: list[Component],
+                     rejected: list[tuple[str, str]]) -> None:
+    """Phase 3's choice on the context: the event and program ``asp explain`` shows and the
+    typed ``platform`` decision."""
+    names = [c.name for c in candidates]
+    ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
+               distribution=comp.distribution, reason=reason, rejected=rejected,
+               candidates=names)
+    ctx.decide(PLATFORM, comp.name, reason=reason, source=source, candidates=names)
+    ctx.record("program", platform=program.platform, text=render_program(program))
 
 
 def _platform_reason(choice: Choice, comp: Component, declined: list[str]) -> str:
