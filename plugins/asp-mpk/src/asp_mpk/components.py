@@ -27,7 +27,7 @@ from asp_core import (AspError, Backend, DomainOptimizer, Frontend, PassManager,
 from asp_mpk.dast import Candidate, MatrixPowersOp, MatrixStructure
 from asp_mpk.passes import DEFAULT_PASSES
 from asp_mpk.program import (PLAN_FALLBACK, MPKProgram, PlannedVariant, ReferenceProgram,
-                             variant_program)
+                             VariantProgram, variant_program)
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -162,7 +162,8 @@ class PA1Variants(PlatformOptimizer):
         """The variant with its plan built (a :class:`~asp_mpk.program.PlannedVariant`), or
         its declared fallback's when the plan cannot pay off here (recorded as a
         ``PLAN_FALLBACK`` decision); run by the core just before the backend builds it."""
-        planned = variant.program.ir.materialise(ctx.instance)
+        vp: VariantProgram = variant.program.ir
+        planned = vp.materialise(ctx.instance)
         if planned.fallback is not None:
             fb = planned.fallback
             ctx.decide(PLAN_FALLBACK, fb.to, reason=fb.reason, variant=fb.variant)
