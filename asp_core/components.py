@@ -71,6 +71,13 @@ class PlatformOptimizer:
     def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         return [Variant("default", program, {})]
 
+    def materialise(self, variant: Variant, ctx: SpecializationContext) -> Variant:
+        """Finish one variant just before the backend builds it: the data-dependent work
+        too costly to do for every proposed variant when a stored winner means only one is
+        built (asp-mpk builds the variant's plan here and decides its fallback), so that the
+        backend only compiles and binds.  Optional; the default returns ``variant``."""
+        return variant
+
 
 class Backend:
     """Phase 5: source → compiled → bound callable taking the kernel's call arguments."""

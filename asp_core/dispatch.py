@@ -150,11 +150,15 @@ class Dispatcher:
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
         for runners that time or choose them themselves (e.g. collectively over MPI)."""
-        from asp_core.pipeline import Variants
-
         ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
-        _, variants, backend = pipeline.lower(ctx)
-        return Variants(ctx, variants, backend)
+        return pipeline.variants(ctx)
+
+    def variants_for(self, platform: str, /, *args: Any, **kwargs: Any) -> Variants:
+        """:meth:`variants` for the named platform (e.g. ``"cuda"``), lowered without its
+        run-time check: code generation only, such as compile-checking CUDA with nvcc where
+        there is no GPU. The other phases are the registry's choice, as for a call."""
+        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        return pipeline.variants(ctx, platform=platform)
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
         """Phases 1-2 for these arguments: a fresh context and the optimised domain IR, for

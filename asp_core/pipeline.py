@@ -92,21 +92,37 @@ class TuningCallable:
 
 
 class Variants(Mapping[str, Callable[..., Any]]):
-    """The variants of one call, name → callable (default first), each built on first access;
-    ``context`` records the phase decisions and builds."""
+    """The variants of one call, name → callable (default first), each built on first access
+    after its platform optimiser's ``materialise``; ``context`` records the phase decisions
+    and builds."""
 
-    def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component
-                 ) -> None:
+    def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component,
+                 optimizer: Component | None = None) -> None:
         self.context = ctx
         self.key = ctx.key
         self._by_name = {v.name: v for v in variants}
         self._backend = backend
+        self._materialise = getattr(optimizer.obj, "materialise", None) if optimizer else None
+        self._ready: dict[str, Variant] = {}
         self._built: dict[str, Callable[..., Any]] = {}
+
+    def variant(self, name: str) -> Variant:
+        """The variant called ``name`` as phase 4 finished it, not built: its platform
+        optimiser's ``materialise`` (the data a variant alone needs, e.g. asp-mpk's plan) runs
+        on first access, so only the variants that are built or inspected pay for it."""
+        ready = self._ready.get(name)
+        if ready is None:
+            ready = self._by_name[name]
+            if self._materialise is not None:
+                self.context.variant = name
+                ready = self._materialise(ready, self.context)
+            self._ready[name] = ready
+        return ready
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         fn = self._built.get(name)
         if fn is None:
-            variant = self._by_name[name]
+            variant = self.variant(name)
             start = time.perf_counter()
             self.context.variant = name
             fn = self._built[name] = self._backend.obj.build(variant, self.context)
@@ -157,10 +173,34 @@ class Pipeline:
                 ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
         return dast
 
-    def lower(self, ctx: SpecializationContext) -> tuple[Component, list[Variant], Component]:
-        """Phases 1-4: the variants to build and the backend that builds them."""
+    def lower(self, ctx: SpecializationContext, platform: str | None = None
+              ) -> tuple[Component, list[Variant], Component]:
+        """Phases 1-4: the platform component, the variants to build and the backend that
+        builds them (see :meth:`variants` for the ``platform`` argument)."""
+        comp, _, variants, backend = self._lower(ctx, platform)
+        return comp, variants, backend
+
+    def variants(self, ctx: SpecializationContext, platform: str | None = None) -> Variants:
+        """Phases 1-4 as a :class:`Variants` mapping: each variant is finished by phase 4
+        (:meth:`Variants.variant`) and built by the backend on first access.
+
+        ``platform`` names a platform-selection component (``"cuda"``, ``"openmp"``, ...):
+        phase 3 lowers for it without asking its ``check`` whether it can run here, for code
+        generation only (e.g. compile-checking CUDA with nvcc on a machine without a GPU;
+        building such a variant may fail, running it will where the platform is absent).
+        Every other phase is still the registry's choice, so an installed component that
+        replaces one is used.  Without ``platform`` the selection is the ordinary one.
+        """
+        _, popt, variants, backend = self._lower(ctx, platform)
+        return Variants(ctx, variants, backend, popt)
+
+    def _lower(self, ctx: SpecializationContext, platform: str | None
+               ) -> tuple[Component, Component | None, list[Variant], Component]:
         dast = self.analyse(ctx)
-        platform, program = self._select_platform(ctx, dast)
+        if platform is None:
+            comp, program = self._select_platform(ctx, dast)
+        else:
+            comp, program = self._named_platform(ctx, dast, platform)
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
         if not variants:
@@ -172,7 +212,21 @@ class Pipeline:
         if backend is None:
             raise NoPlatform(f"no backend installed for platform {program.platform!r} of "
                              f"specializer {self.spec.name!r}")
-        return platform, variants, backend
+        return comp, popt, variants, backend
+
+    def _named_platform(self, ctx: SpecializationContext, dast: Any, name: str
+                        ) -> tuple[Component, PlatformProgram]:
+        """Phase 3 for the platform the caller named, its run-time ``check`` skipped."""
+        installed = self.registry.for_phase(self.spec.name, PLATFORM_SELECTION)
+        comp = next((c for c in installed if c.name == name), None)
+        if comp is None:
+            known = ", ".join(c.name for c in installed) or "none"
+            raise NoPlatform(f"specializer {self.spec.name!r} has no platform {name!r} "
+                             f"(installed: {known})")
+        program = comp.obj.lower(dast, ctx)
+        _record_platform(ctx, comp, program, "named by the caller; its run-time check was not "
+                         "run (code generation only)", "named", installed, [])
+        return comp, program
 
     def _select_platform(self, ctx: SpecializationContext, dast: Any
                          ) -> tuple[Component, PlatformProgram]:
@@ -191,14 +245,10 @@ class Pipeline:
                 report_broken_component(comp, exc, "check/lower")
                 reason = f"broken: {type(exc).__name__}: {exc}"
             if program is not None:
-                reason = _platform_reason(choice, comp, [n for n, _ in rejected])
-                ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-                           distribution=comp.distribution, reason=reason,
-                           rejected=rejected, candidates=[c.name for c in choice.candidates])
-                ctx.decide(PLATFORM, comp.name, reason=reason,
-                           source="requested" if choice.requested == comp.name else "priority",
-                           candidates=[c.name for c in choice.candidates])
-                ctx.record("program", platform=program.platform, text=render_program(program))
+                _record_platform(ctx, comp, program,
+                                 _platform_reason(choice, comp, [n for n, _ in rejected]),
+                                 "requested" if choice.requested == comp.name else "priority",
+                                 choice.candidates, rejected)
                 return comp, program
             rejected.append((comp.name, reason))
             if choice.requested == comp.name:
@@ -210,9 +260,9 @@ class Pipeline:
     def run(self, ctx: SpecializationContext,
             rebind: Callable[[Callable[..., Any]], None]) -> Callable[..., Any]:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
-        _, variants, backend = self.lower(ctx)
+        _, popt, variants, backend = self._lower(ctx, None)
         by_name = {v.name: v for v in variants}
-        build = Variants(ctx, variants, backend).__getitem__
+        build = Variants(ctx, variants, backend, popt).__getitem__
 
         tuning_fn = self.spec.hook("tuning_key")
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key
@@ -230,6 +280,19 @@ class Pipeline:
         # not an error on a later call
         first = variants[0].name
         return TuningCallable(tuner, build, rebind, built={first: build(first)})
+
+
+def _record_platform(ctx: SpecializationContext, comp: Component, program: PlatformProgram,
+                     reason: str, source: str, candidates: list[Component],
+                     rejected: list[tuple[str, str]]) -> None:
+    """Phase 3's choice on the context: the event and program ``asp explain`` shows and the
+    typed ``platform`` decision."""
+    names = [c.name for c in candidates]
+    ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
+               distribution=comp.distribution, reason=reason, rejected=rejected,
+               candidates=names)
+    ctx.decide(PLATFORM, comp.name, reason=reason, source=source, candidates=names)
+    ctx.record("program", platform=program.platform, text=render_program(program))
 
 
 def _platform_reason(choice: Choice, comp: Component, declined: list[str]) -> str:

@@ -7,13 +7,18 @@ import json
 import os
 import runpy
 import sys
+import threading
+import time
 import traceback
 from typing import Any, Iterator
 
 import click
 
 from asp_core import recording
+from asp_core.context import SpecializationContext
+from asp_core.errors import AspError
 from asp_core.passes import known_passes
+from asp_core.plugins import get_registry, hookimpl, register_plugin, unregister_plugin
 
 __all__ = ["command", "render"]
 
@@ -121,6 +126,65 @@ def _show(rec: dict[str, Any]) -> None:
             console.print(text, markup=False)
 
 
+class _LowerFor:
+    """The plugin ``asp explain --platform NAME`` registers while the script runs: each
+    finished specialisation is also taken through phases 1-4 for the named platform (its
+    run-time check skipped: code generation only, e.g. CUDA on a machine without a GPU) and
+    recorded as a report of its own, named ``KERNEL [lowered for NAME]``."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+
+    @hookimpl
+    def asp_specialization_done(self, ctx: SpecializationContext, result: Any) -> None:
+        from asp_core.pipeline import Pipeline
+
+        named = SpecializationContext(ctx.specializer, ctx.func, ctx.args, ctx.kwargs,
+                                      ctx.instance, ctx.options, ctx.key, ctx.kernel_name)
+        try:
+            Pipeline(get_registry(), ctx.specializer).lower(named, platform=self.platform)
+        except AspError as exc:
+            named.record("phase", phase="platform_selection", component=None,
+                         reason=f"cannot lower for {self.platform!r}: {exc}")
+        recording.add_context(named, f"{ctx.kernel_name} [lowered for {self.platform}]")
+
+
+@contextlib.contextmanager
+def _lowering_for(platform: str | None) -> Iterator[None]:
+    if platform is None:
+        yield
+        return
+    name = register_plugin(_LowerFor(platform), name="asp-explain-platform")
+    try:
+        yield
+    finally:
+        unregister_plugin(name)
+
+
+def _wait_for_background(before: set[threading.Thread], limit: float = 300.0) -> None:
+    """Let the script's background specialisations finish before the report: asp-mpk, for
+    one, specialises a matrix on its own thread while SciPy serves the first calls, and a short
+    script ends before that thread does.  Waits (at most ``limit`` seconds in all) for the
+    threads the script started, the core's compile pool apart (its workers never end), and
+    then for the compiles queued there."""
+    from asp_core import background
+
+    deadline = time.monotonic() + limit
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()
+                and t is not threading.current_thread() and t not in background._workers]
+        if not left and not background.busy():
+            return
+        if time.monotonic() > deadline:
+            click.echo(f"asp explain: stopped waiting for {len(left)} background thread(s) "
+                       f"after {limit:.0f} s; their kernels are not shown", err=True)
+            return
+        for thread in left:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if not left:
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
     """The script's output (Python prints and C-level writes to fd 1) goes to stderr, so that
@@ -151,8 +215,11 @@ def _stdout_to_stderr() -> Iterator[None]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--after", "after", default=None, metavar="PASS",
               help="Print only the IR after the named pass (e.g. constant-folding).")
+@click.option("--platform", "platform", default=None, metavar="NAME",
+              help="Also lower each kernel for this platform (e.g. cuda), without asking "
+                   "whether it can run here, and show that code as a report of its own.")
 def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_json: bool,
-            after: str | None) -> None:
+            after: str | None, platform: str | None) -> None:
     """Run SCRIPT and explain every kernel it specialised or that fell back.
 
     With --json each pass entry carries the IR after it (key "ir")."""
@@ -162,9 +229,13 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
     failed = False
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
+    before = set(threading.enumerate())
     try:
-        with quiet_stdout:
-            runpy.run_path(script, run_name="__main__")
+        with quiet_stdout, _lowering_for(platform):
+            try:
+                runpy.run_path(script, run_name="__main__")
+            finally:
+                _wait_for_background(before)
     except SystemExit as exc:
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)

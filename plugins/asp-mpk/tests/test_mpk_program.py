@@ -1,12 +1,13 @@
 """Phases 3-5 of the mpk specializer: the platform lowers each format to its storage, the
-platform optimiser gives each variant its plan and fallback, the backend only builds them."""
+platform optimiser gives each variant its plan and fallback and materialises them, the backend
+only compiles and binds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from asp_core import SpecializationContext
+from asp_core import AspError, SpecializationContext
 from pytest_asp import requires_compiler
 
 from asp_mpk import gallery
@@ -14,7 +15,8 @@ from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, Op
                                 PA1Variants, signature)
 from asp_mpk.dast import Candidate
 from asp_mpk.powers import MatrixPowers
-from asp_mpk.program import PLAN_FALLBACK, MPKProgram, PlanSpec, Storage, VariantProgram
+from asp_mpk.program import (PLAN_FALLBACK, MPKProgram, PlannedVariant, PlanSpec, Storage,
+                             VariantProgram)
 
 
 def _ctx(mp: MatrixPowers, nvec: int = 1, gram: bool = False, basis: str = "monomial"
@@ -78,9 +80,10 @@ def test_variants_carry_their_plan_and_fallback():
 
 
 @requires_compiler
-def test_backend_builds_the_fallback_when_closures_are_too_large(monkeypatch):
-    """On an expander graph every ghost closure is the whole matrix: the variant's declared
-    fallback (the naive kernel) is built instead, and the decision is a typed record."""
+def test_phase_4_materialises_the_fallback_when_closures_are_too_large(monkeypatch):
+    """On an expander graph every ghost closure is the whole matrix: phase 4 materialises the
+    variant's declared fallback (the naive kernel) instead, the decision is a typed record,
+    and the backend builds what it was given."""
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
     n = 20000
     R = sp.random(n, n, density=5 / n, random_state=np.random.default_rng(0), format="csr")
@@ -90,11 +93,17 @@ def test_backend_builds_the_fallback_when_closures_are_too_large(monkeypatch):
     op = MatrixFrontend().parse(ctx).replace(candidates=[Candidate("csr", nblocks=8, threads=1)])
     program = OpenMPPlatform().lower(op, ctx)
     (variant,) = PA1Variants().variants(program, ctx)
-    kern = CBackend().build(variant, ctx)
+    with pytest.raises(AspError, match="planned variants"):
+        CBackend().build(variant, ctx)   # the backend plans nothing itself
+    planned = PA1Variants().materialise(variant, ctx)
     decision = ctx.decision(PLAN_FALLBACK)
     assert decision is not None and decision.params["variant"] == variant.name
     assert decision.choice == "naive"
     assert "ghost closures" in decision.reason
+    ir = planned.program.ir
+    assert isinstance(ir, PlannedVariant) and ir.variant.storage == Storage.of("naive")
+    assert planned.name == variant.name and planned.params == variant.params
+    kern = CBackend().build(planned, ctx)
     assert kern.fmt == "naive" and kern.name == variant.name and kern.nthreads == 1
     x = np.random.default_rng(1).standard_normal(n)
     out = np.empty((1, 5, n))

@@ -127,6 +127,22 @@ def test_corpus_compiles_with_nvcc(name, cls, shape, n_inputs, ghost, nd):
     assert "error" not in result.log.lower()
 
 
+@requires_nvcc
+def test_named_cuda_platform_through_the_pipeline_compiles_with_nvcc():
+    """Without a GPU the CUDA platform declines every kernel, but the core lowers for it by
+    name (phases 1-4 through the registry's components) and the code compiles."""
+    from asp_core.decisions import PLATFORM
+    from asp_stencil.cuda.backend import cuda_source
+
+    variants = Laplacian().kernel.variants_for("cuda", *make_grids((9, 10, 11), 1))
+    decision = variants.context.decision(PLATFORM)
+    assert decision is not None and (decision.choice, decision.source) == ("cuda", "named")
+    program = variants.variant(next(iter(variants))).program
+    assert program.platform == "cuda"
+    result = find_toolchain("cuda").check(cuda_source(program))
+    assert "error" not in result.log.lower()
+
+
 # -- the generated CUDA, emulated on the CPU, equals Python bit for bit ------------------------
 
 @requires_compiler

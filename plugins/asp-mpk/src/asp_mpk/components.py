@@ -5,8 +5,8 @@ passes (``order-rows``, ``choose-formats``, ``size-blocks``) → platform ``open
 needs a compiler: each candidate format lowered to its storage and kernel template) or ``scipy``
 (repeated ``A @ x``, always available) → platform optimiser ``pa1-variants`` (one variant per
 format/block count/k-split/thread count, each with its plan parameters and fallback; see
-:mod:`asp_mpk.program`) → backend ``c`` (materialise the plan, ``ctx.compile``, ctypes) or
-``scipy``.
+:mod:`asp_mpk.program`; a variant's plan is materialised by its ``materialise`` just before
+it is built) → backend ``c`` (``ctx.compile``, ctypes) or ``scipy``.
 
 The kernel's call arguments are ``(xs, out, coefs, gram, basis)`` (see
 :class:`asp_mpk.powers.MatrixPowers`); ``ctx.instance`` is the ``MatrixPowers`` object that owns
@@ -21,13 +21,13 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core.decisions import VARIANT
-from asp_core import (Backend, DomainOptimizer, Frontend, PassManager, Platform,
+from asp_core import (AspError, Backend, DomainOptimizer, Frontend, PassManager, Platform,
                       PlatformOptimizer, PlatformProgram, Variant)
 
 from asp_mpk.dast import Candidate, MatrixPowersOp, MatrixStructure
 from asp_mpk.passes import DEFAULT_PASSES
-from asp_mpk.program import (PLAN_FALLBACK, MPKProgram, ReferenceProgram, VariantProgram,
-                             variant_program)
+from asp_mpk.program import (PLAN_FALLBACK, MPKProgram, PlannedVariant, ReferenceProgram,
+                             VariantProgram, variant_program)
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -158,34 +158,43 @@ class PA1Variants(PlatformOptimizer):
             str(v.program.ir) for v in out) + " */")
         return out
 
+    def materialise(self, variant: Variant, ctx: SpecializationContext) -> Variant:
+        """The variant with its plan built (a :class:`~asp_mpk.program.PlannedVariant`), or
+        its declared fallback's when the plan cannot pay off here (recorded as a
+        ``PLAN_FALLBACK`` decision); run by the core just before the backend builds it."""
+        vp: VariantProgram = variant.program.ir
+        planned = vp.materialise(ctx.instance)
+        if planned.fallback is not None:
+            fb = planned.fallback
+            ctx.decide(PLAN_FALLBACK, fb.to, reason=fb.reason, variant=fb.variant)
+        plan = planned.plan
+        ctx.record("plan", variant=variant.name, params=planned.variant.plan.params(),
+                   plan_bytes=plan.nbytes,
+                   redundancy=[round(c.redundancy, 3) for c in getattr(plan, "closures",
+                                                                       {}).values()])
+        return Variant(variant.name, PlatformProgram(variant.program.platform, planned,
+                                                     variant.program.meta), variant.params)
+
 
 class CBackend(Backend):
-    """Phase 5: materialise the variant's plan, compile its kernel, bind it with ctypes."""
+    """Phase 5: compile the kernel of a variant phase 4 materialised, bind it with ctypes."""
 
     platforms = ("openmp",)
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> CKernel:
         from asp_mpk.kernels import CKernel
 
-        mp: MatrixPowers = ctx.instance
-        vp: VariantProgram = variant.program.ir
+        planned = variant.program.ir
+        if not isinstance(planned, PlannedVariant):
+            raise AspError(f"the mpk C backend builds planned variants (phase 4's "
+                           f"materialise), not {type(planned).__name__}")
+        vp = planned.variant
         op = vp.program.op
-        planned = vp.materialise(mp)
-        if planned.fallback is not None:
-            fb = planned.fallback
-            ctx.decide(PLAN_FALLBACK, fb.to, reason=fb.reason, variant=fb.variant)
-        built = planned.variant
-        _await_precompile(vp.program, built.storage.format)
+        _await_precompile(vp.program, vp.storage.format)
         lib = ctx.compile(**planned.compile_args())
-        _precompile_in_background(ctx, vp.program, mp)   # after the first variant's compile
-        plan = planned.plan
-        kern = CKernel(lib, built.storage.template, plan, n=op.matrix.n, k=op.k, dtype=op.dtype,
-                       nthreads=built.threads, ksplit=built.ksplit, name=variant.name)
-        ctx.record("plan", variant=variant.name, params=built.plan.params(),
-                   plan_bytes=plan.nbytes,
-                   redundancy=[round(c.redundancy, 3) for c in getattr(plan, "closures",
-                                                                       {}).values()])
-        return kern
+        _precompile_in_background(ctx, vp.program, ctx.instance)   # after the first compile
+        return CKernel(lib, vp.storage.template, planned.plan, n=op.matrix.n, k=op.k,
+                       dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name)
 
 
 #: per platform program: candidate format -> set once its background precompile has ended

@@ -6,13 +6,16 @@ with symmetric or compressed-diagonal storage; the set is an :class:`MPKProgram`
 (:class:`~asp_mpk.components.PA1Variants`) turns each candidate into a :class:`VariantProgram`:
 a storage, the :class:`PlanSpec` of the matrix data its kernel runs on (block count, ghost-zone
 depths, row order), threads, k-split, and the variant that replaces it when its plan cannot be
-built (ghost closures too large: the naive baseline).  The backend (phase 5) takes a
-:class:`PlannedVariant` from :meth:`VariantProgram.materialise`, compiles its source and binds
-it; it chooses nothing.
+built (ghost closures too large: the naive baseline).  Phase 4 also materialises a variant
+(:meth:`PA1Variants.materialise <asp_mpk.components.PA1Variants.materialise>`, which the core
+runs just before the variant is built): :meth:`VariantProgram.materialise` builds its plan, or
+its fallback's, into a :class:`PlannedVariant`.  The backend (phase 5) compiles that
+variant's source and binds it to the plan; it chooses nothing.
 
-Plans are materialised when a variant is built, not in phase 4: building the DIA storage or the
-ghost closures of a large matrix takes a noticeable fraction of a second, and most variants of
-a known matrix kind are never built (the stored winner is).
+Plans are materialised per variant, when the core is about to build it, not for every
+proposed variant: building the DIA storage or the ghost closures of a large matrix takes a
+noticeable fraction of a second, and most variants of a known matrix kind are never built
+(the stored winner is).
 """
 
 from __future__ import annotations
@@ -151,7 +154,7 @@ class MPKProgram:
         return "\n".join(lines) + ("\n" + self.source(first) if first is not None else "")
 
 
-#: the kind of :class:`asp_core.decisions.Decision` the backend records for a :class:`PlanFallback`
+#: the kind of :class:`asp_core.decisions.Decision` phase 4 records for a :class:`PlanFallback`
 PLAN_FALLBACK = "plan-fallback"
 
 
@@ -166,7 +169,8 @@ class PlanFallback:
 
 @dataclass(frozen=True)
 class PlannedVariant:
-    """A variant with its plan built: what the backend compiles and binds."""
+    """A variant with its plan built (phase 4's last step): what the backend compiles and
+    binds."""
 
     variant: VariantProgram
     plan: Plan
