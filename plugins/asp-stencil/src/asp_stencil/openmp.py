@@ -55,6 +55,15 @@ def _mul(a: C.Expr, k: int) -> C.Expr:
     return a if k == 1 else C.BinOp(a, "*", C.Constant(k))
 
 
+def _nest(loops: list[tuple[str, C.Expr, C.Expr]], body: C.Block) -> C.For:
+    """``for`` loops over ``(variable, start, stop)``, outermost first, around ``body``."""
+    assert loops
+    for var, lo, hi in reversed(loops):
+        loop = C.For(var, lo, hi, body)
+        body = C.Block([loop])
+    return loop
+
+
 class _Lowering:
     def __init__(self, prog: D.StencilProgram, schedule: Schedule, isa: tuple[str, ...]) -> None:
         self.prog = prog
@@ -98,7 +107,7 @@ class _Lowering:
         k = C.Name("k")
 
         def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
-            point = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
@@ -110,6 +119,7 @@ class _Lowering:
         vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
         declared: set[str] = set()
         for st in loop.body:
+            assert isinstance(st, (D.Assign, D.Store))  # vectorizable() checked it
             value = vec(st.value)
             if isinstance(st, D.Assign):
                 target = c_var(st.target)
@@ -213,7 +223,8 @@ class _Lowering:
             def buf_store(_: D.Store, value: C.Expr) -> C.Stmt:
                 return C.Assign(C.Index(C.Name("buf"), C.Name("k")), value)
 
-            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
+            point: list[C.Stmt] = [
+                C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
             point += self.body(loop, buf_store)
             kn = C.Ternary(C.BinOp(C.BinOp(C.Constant(hi[d_in]), "-", kk), "<", C.Constant(chunk)),
                            C.BinOp(C.Constant(hi[d_in]), "-", kk), C.Constant(chunk))
@@ -242,15 +253,10 @@ class _Lowering:
         # outer loops (dims 0 .. dim-2), optionally tiled along dim-2
         block = self.s.block if (self.dim >= 3 and self.s.block and
                                  hi[self.dim - 2] - lo[self.dim - 2] > self.s.block) else 0
-        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]), innermost])
         t = self.dim - 2
-        for d in reversed(range(self.dim - 1)):
-            if block and d == t:
-                stmt = C.For(idx[d], C.Name("jlo"), C.Name("jhi"), stmt)
-            else:
-                stmt = C.For(idx[d], C.Constant(lo[d]), C.Constant(hi[d]), stmt)
-            stmt = C.Block([stmt]) if d else stmt
-        assert isinstance(stmt, C.For)
+        stmt = _nest([(idx[d], C.Name("jlo"), C.Name("jhi")) if block and d == t else
+                      (idx[d], C.Constant(lo[d]), C.Constant(hi[d])) for d in range(self.dim - 1)],
+                     C.Block([self.row_base(idx[:-1]), innermost]))
         if block:
             ntiles = -(-(hi[t] - lo[t]) // block)
             tile_lo = C.BinOp(C.Constant(lo[t]), "+", C.BinOp(C.Name("tb"), "*", C.Constant(block)))
@@ -283,12 +289,12 @@ class _Lowering:
         last = n[-1]
 
         def inner(a: int, b: int) -> C.For:
-            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
+            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
             point += self.body(loop, self.direct_store)
             return C.For(idx[-1], C.Constant(a), C.Constant(b), C.Block(point))
 
         full = inner(0, last)
-        split = [inner(0, min(g, last)), inner(max(last - g, g), last)]
+        split: list[C.Stmt] = [inner(0, min(g, last)), inner(max(last - g, g), last)]
         if self.dim == 1:
             return [C.Comment("border points"), C.Block([C.Decl(CONST_LONG, "r", C.Constant(0)),
                                                          *split])]
@@ -297,12 +303,10 @@ class _Lowering:
             t = C.BinOp(C.BinOp(C.Name(idx[d]), "<", C.Constant(g)), "||",
                         C.BinOp(C.Name(idx[d]), ">=", C.Constant(n[d] - g)))
             cond = t if cond is None else C.BinOp(cond, "||", t)
-        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]),
-                                C.If(cond, C.Block([full]), C.Block(split))])  # type: ignore[arg-type]
-        for d in reversed(range(self.dim - 1)):
-            stmt = C.For(idx[d], C.Constant(0), C.Constant(n[d]), stmt)
-            stmt = C.Block([stmt]) if d else stmt
-        assert isinstance(stmt, C.For)
+        assert cond is not None
+        stmt = _nest([(idx[d], C.Constant(0), C.Constant(n[d])) for d in range(self.dim - 1)],
+                     C.Block([self.row_base(idx[:-1]),
+                              C.If(cond, C.Block([full]), C.Block(split))]))
         if self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) and n[0] >= 4:
             stmt.pragmas = [self.omp_for()]
         return [C.Comment("border points"), stmt]
