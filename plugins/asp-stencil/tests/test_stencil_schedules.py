@@ -36,7 +36,8 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, vec=True, block=4, parallel_min_points=1),
              Schedule(nt=True, vec=True, collapse=True, parallel_min_points=1),
              Schedule(nt=True, vec=True, unroll=2, parallel_min_points=1),
-             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1)]
+             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1),
+             Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -147,8 +148,9 @@ _RUNNABLE = [isa for isa, need in ((("avx512f",), "avx512f"), (("avx",), "avx"),
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", [3, 9, 18, 37, 70])
 def test_vector_row_edges_bitwise(isa, dtype, row):
-    """A row's unaligned edges (scalar points before the first aligned vector and after the
-    last whole one) cover exactly the row, for every vector width this machine runs: rows
+    """A row's unaligned edges (before the first aligned vector and after the last whole one:
+    one masked vector each with AVX-512, scalar points otherwise) cover exactly the row, for
+    every vector width this machine runs: rows
     shorter than a vector, edges of every length, and the points next to the ghost cells,
     which must not be written, all equal to Python."""
     from asp_stencil.vector import vector_isa
@@ -161,7 +163,8 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
     sched = Schedule(nt=True, vec=True, parallel_min_points=1)
     v = vector_isa(isa)
     v = v if dtype is np.float64 else v.single()
-    assert v.fn("stream") in print_c(lower_openmp(prog, sched, isa))
+    src = print_c(lower_openmp(prog, sched, isa))
+    assert v.fn("stream") in src and (v.fn("mask_storeu") in src) == v.masked
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         k.pure_python(*ref)
@@ -171,14 +174,20 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
 
 def test_float32_gets_the_same_schedules_as_float64():
     """The tuner times the same variants for a float32 grid far beyond the cache as for the
-    float64 one (the guesses are ordered by the output's bytes, and both are large)."""
+    float64 one (the guesses are ordered by the output's bytes, and both are large); only the
+    prefetch distance differs, the same bytes ahead being twice the float32 rows."""
+    from dataclasses import replace
+
     from asp_stencil.variants import candidate_schedules
 
     isa = ("avx512f",)
     f8 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1))
     f4 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1, dtypes=(np.float32,) * 2))
-    assert candidate_schedules(f4, 1 << 20, 8, isa) == candidate_schedules(f8, 1 << 20, 8, isa)
-    assert candidate_schedules(f4, 1 << 20, 8, isa)[0] == Schedule(nt=True, vec=True)
+    s4, s8 = candidate_schedules(f4, 1 << 20, 8, isa), candidate_schedules(f8, 1 << 20, 8, isa)
+    assert s4[0] == Schedule(nt=True, vec=True, prefetch=4)
+    assert s8[0] == Schedule(nt=True, vec=True, prefetch=2)
+    assert Schedule(nt=True, vec=True) in s4 and Schedule(nt=True, vec=True) in s8
+    assert [replace(s, prefetch=0) for s in s4] == [replace(s, prefetch=0) for s in s8]
 
 
 def test_vector_rows_only_for_arithmetic():
@@ -219,7 +228,8 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     # every schedule the tuner would time on a large grid of such a machine
     big = _prog(Laplacian(), make_grids((80, 70, 100), 1, seed=2))  # 4.5 MB
     scheds = candidate_schedules(big, 1 << 20, max_variants=8, isa=isa)
-    assert scheds[0] == Schedule(nt=True, vec=True) and len(scheds) >= 5
+    assert scheds[0] == Schedule(nt=True, vec=True, prefetch=5) and len(scheds) >= 5  # 800 B rows
+    assert Schedule(nt=True, vec=True) in scheds
     for sched in scheds:
         assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
     f4 = _prog(Laplacian(), make_grids((9, 20, 37), 1, seed=2, dtypes=(np.float32,) * 2))

@@ -101,8 +101,11 @@ class _Lowering:
         return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
-        """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
-        aligned output element, SIMD body with streaming stores, scalar tail."""
+        """One row ``k in [lo, hi)`` (row base ``r``): head up to the first 64-byte aligned
+        output element, SIMD body with streaming stores, tail. With AVX-512 the head and tail
+        are one masked vector each (regular stores: their line holds ghost cells of this row
+        or the next, which must keep their values), otherwise scalar loops; a head that is not
+        element-aligned runs the whole row scalar."""
         out_name = grid_param(self.prog.output.name)
         k = C.Name("k")
 
@@ -114,21 +117,31 @@ class _Lowering:
         assert self.vector is not None and self.vector_dtype is not None
         isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
         width, item = isa.width, isa.itemsize
-        vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
-            C.Name("p"), C.Constant(self.flat(r.at.offset)))))
-        vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
-        declared: set[str] = set()
-        for st in loop.body:
-            assert isinstance(st, (D.Assign, D.Store))  # vectorizable() checked it
-            value = vec(st.value)
-            if isinstance(st, D.Assign):
-                target = c_var(st.target)
-                vpoint.append(C.Assign(C.Name(target), value) if st.target in declared
-                              else C.Decl(isa.type, target, value))
-                declared.add(st.target)
-            else:
-                vpoint.append(C.ExprStmt(C.Call(isa.fn("stream"), [
-                    C.BinOp(C.Name(out_name), "+", C.Name("p")), value])))
+
+        def vector_point(start: C.Expr, mask: C.Expr | None) -> list[C.Stmt]:
+            """One vector of points from ``start``: all lanes streamed, or ``mask``'s stored."""
+            vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
+                C.Name("p"), C.Constant(self.flat(r.at.offset)))), mask)
+            out: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", start))]
+            declared: set[str] = set()
+            for st in loop.body:
+                assert isinstance(st, (D.Assign, D.Store))  # vectorizable() checked it
+                value = vec(st.value)
+                if isinstance(st, D.Assign):
+                    target = c_var(st.target)
+                    out.append(C.Assign(C.Name(target), value) if st.target in declared
+                               else C.Decl(isa.type, target, value))
+                    declared.add(st.target)
+                else:
+                    dst = C.BinOp(C.Name(out_name), "+", C.Name("p"))
+                    out.append(C.ExprStmt(C.Call(isa.fn("stream"), [dst, value]) if mask is None
+                                          else C.Call(isa.fn("mask_storeu"), [dst, mask, value])))
+            return out
+
+        def masked(start: C.Expr, n: C.Expr) -> list[C.Stmt]:
+            return [C.Decl(C.CType(f"__mmask{width}", const=True), "m", isa.lanes(n)),
+                    *vector_point(start, C.Name("m"))]
+
         addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
                                                      _add(C.Name("r"), C.Constant(lo))))
         mis = C.BinOp(C.Name("a"), "&", C.Constant(63))
@@ -142,14 +155,35 @@ class _Lowering:
         kv = C.BinOp(C.Name("kh"), "+", C.BinOp(C.BinOp(C.BinOp(C.Constant(hi), "-", C.Name("kh")),
                                                        "/", C.Constant(width)), "*",
                                               C.Constant(width)))
+        n_head = C.BinOp(C.Name("kh"), "-", C.Constant(lo))
+        if isa.masked:
+            short = C.BinOp(C.BinOp(C.Name("kh"), ">", C.Constant(lo)), "&&",
+                            C.BinOp(n_head, "<=", C.Constant(width)))
+            head_stmt: C.Stmt = C.If(short, C.Block(masked(C.Constant(lo), n_head)),
+                                     C.Block([scalar(C.Constant(lo), C.Name("kh"))]))
+            tail_stmt: C.Stmt = C.If(C.BinOp(C.Name("kv"), "<", C.Constant(hi)), C.Block(
+                masked(C.Name("kv"), C.BinOp(C.Constant(hi), "-", C.Name("kv")))))
+        else:
+            head_stmt = scalar(C.Constant(lo), C.Name("kh"))
+            tail_stmt = scalar(C.Name("kv"), C.Constant(hi))
+        prefetch: list[C.Stmt] = []
+        if self.s.prefetch and self.dim >= 2:
+            # the line the tail writes, some rows ahead: its read-for-ownership is under way
+            # before the regular stores need it (they would stall the streaming stores)
+            ahead = C.Constant(hi - 1 + self.s.prefetch * self.strides[-2])
+            prefetch = [C.ExprStmt(C.Call("_mm_prefetch", [
+                C.Cast(C.CType("char", 1, const=True), C.BinOp(C.Name(out_name), "+", C.BinOp(
+                    C.Name("r"), "+", ahead))), C.Name("_MM_HINT_T0")]))]
         return [
             C.Decl(C.CType("uintptr_t", const=True), "a", addr),
             C.Decl(CONST_LONG, "kh0", kh),
             C.Decl(CONST_LONG, "kh", kh_capped),
             C.Decl(CONST_LONG, "kv", kv),
-            scalar(C.Constant(lo), C.Name("kh")),
-            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(width)),
-            scalar(C.Name("kv"), C.Constant(hi)),
+            *prefetch,
+            head_stmt,
+            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vector_point(k, None)),
+                  step=C.Constant(width)),
+            tail_stmt,
         ]
 
     # -- loops ------------------------------------------------------------------------------
