@@ -467,6 +467,7 @@ def _schedules():
     from asp_stencil.schedule import Schedule
 
     return [Schedule(), Schedule(nt=True, parallel_min_points=1), Schedule(nt=True, vec=True),
+            Schedule(nt=True, vec=True, prefetch=3, parallel_min_points=1),
             Schedule(nt=True, block=4, parallel_min_points=1), Schedule(collapse=True),
             Schedule(unroll=2), Schedule(threads=2, parallel_min_points=1)]
 

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
 
 from asp_core.build import compile_library
 from asp_core.cast import print_c
@@ -21,7 +23,9 @@ from asp_stencil.domain import StencilDomainOptimizer
 from asp_stencil.frontend import StencilFrontend
 from asp_stencil.openmp import function_name, lower_openmp
 from asp_stencil.schedule import Schedule
-from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
+from asp_stencil.grid import default_neighbor_definition
+from asp_stencil.testing import (assert_bitwise, clone_grids, kernel_sources, load_kernel,
+                                 make_grids)
 
 from asp_stencil.bench import Divergence, Heat, Laplacian
 
@@ -36,7 +40,8 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, vec=True, block=4, parallel_min_points=1),
              Schedule(nt=True, vec=True, collapse=True, parallel_min_points=1),
              Schedule(nt=True, vec=True, unroll=2, parallel_min_points=1),
-             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1)]
+             Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1),
+             Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -147,8 +152,9 @@ _RUNNABLE = [isa for isa, need in ((("avx512f",), "avx512f"), (("avx",), "avx"),
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", [3, 9, 18, 37, 70])
 def test_vector_row_edges_bitwise(isa, dtype, row):
-    """A row's unaligned edges (scalar points before the first aligned vector and after the
-    last whole one) cover exactly the row, for every vector width this machine runs: rows
+    """A row's unaligned edges (before the first aligned vector and after the last whole one:
+    one masked vector each with AVX-512, scalar points otherwise) cover exactly the row, for
+    every vector width this machine runs: rows
     shorter than a vector, edges of every length, and the points next to the ghost cells,
     which must not be written, all equal to Python."""
     from asp_stencil.vector import vector_isa
@@ -161,7 +167,8 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
     sched = Schedule(nt=True, vec=True, parallel_min_points=1)
     v = vector_isa(isa)
     v = v if dtype is np.float64 else v.single()
-    assert v.fn("stream") in print_c(lower_openmp(prog, sched, isa))
+    src = print_c(lower_openmp(prog, sched, isa))
+    assert v.fn("stream") in src and (v.fn("mask_storeu") in src) == v.masked
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         k.pure_python(*ref)
@@ -171,14 +178,20 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
 
 def test_float32_gets_the_same_schedules_as_float64():
     """The tuner times the same variants for a float32 grid far beyond the cache as for the
-    float64 one (the guesses are ordered by the output's bytes, and both are large)."""
+    float64 one (the guesses are ordered by the output's bytes, and both are large); only the
+    prefetch distance differs, the same bytes ahead being twice the float32 rows."""
+    from dataclasses import replace
+
     from asp_stencil.variants import candidate_schedules
 
     isa = ("avx512f",)
     f8 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1))
     f4 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1, dtypes=(np.float32,) * 2))
-    assert candidate_schedules(f4, 1 << 20, 8, isa) == candidate_schedules(f8, 1 << 20, 8, isa)
-    assert candidate_schedules(f4, 1 << 20, 8, isa)[0] == Schedule(nt=True, vec=True)
+    s4, s8 = candidate_schedules(f4, 1 << 20, 8, isa), candidate_schedules(f8, 1 << 20, 8, isa)
+    assert s4[0] == Schedule(nt=True, vec=True, prefetch=4)
+    assert s8[0] == Schedule(nt=True, vec=True, prefetch=2)
+    assert Schedule(nt=True, vec=True) in s4 and Schedule(nt=True, vec=True) in s8
+    assert [replace(s, prefetch=0) for s in s4] == [replace(s, prefetch=0) for s in s8]
 
 
 def test_vector_rows_only_for_arithmetic():
@@ -219,7 +232,8 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     # every schedule the tuner would time on a large grid of such a machine
     big = _prog(Laplacian(), make_grids((80, 70, 100), 1, seed=2))  # 4.5 MB
     scheds = candidate_schedules(big, 1 << 20, max_variants=8, isa=isa)
-    assert scheds[0] == Schedule(nt=True, vec=True) and len(scheds) >= 5
+    assert scheds[0] == Schedule(nt=True, vec=True, prefetch=5) and len(scheds) >= 5  # 800 B rows
+    assert Schedule(nt=True, vec=True) in scheds
     for sched in scheds:
         assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
     f4 = _prog(Laplacian(), make_grids((9, 20, 37), 1, seed=2, dtypes=(np.float32,) * 2))
@@ -254,3 +268,39 @@ def test_a_cold_cache_compiles_every_variant_at_the_first_call(monkeypatch, tmp_
         k.kernel(*grids)
     later = [e[1] for e in ctx.events if e[0] == "compile"][n:]
     assert later and all(c["cached"] for c in later)  # loaded from the cache, no compiler run
+
+
+@requires_compiler
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(kernel_sources(max_depth=2), st.integers(1, 40), st.sampled_from(["f4", "f8"]))
+def test_random_kernels_in_vector_rows_match_python(case, row, dtype):
+    """Random kernels through the intrinsic rows (masked head and tail vectors with AVX-512,
+    with and without the tail-line prefetch), on rows of every length up to two vectors past a
+    float32 vector and both float dtypes: bitwise equal to Python on every grid."""
+    source, dim, n_inputs, ghost, custom = case
+    if dim < 2:
+        reject()
+    k = load_kernel(source)()
+    shape = [3 + 2 * ghost + (i % 2) for i in range(dim - 1)] + [row + 2 * ghost]
+    dt = np.float32 if dtype == "f4" else np.float64
+    grids = make_grids(shape, n_inputs, ghost_depth=ghost, seed=len(source) + row,
+                       neighbor_definition=default_neighbor_definition(dim) + [custom],
+                       dtypes=(dt,) * (n_inputs + 1))
+    ref = clone_grids(grids)
+    try:
+        with np.errstate(all="ignore"):
+            k.pure_python(*ref)
+    except (ArithmeticError, ValueError, TypeError):
+        reject()
+    try:
+        prog = _prog(k, grids)
+    except Exception:  # noqa: BLE001 - a kernel asp refuses (tested elsewhere) has no rows
+        reject()
+    for sched in (Schedule(nt=True, vec=True, parallel_min_points=1),
+                  Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1)):
+        test = clone_grids(grids)
+        with np.errstate(all="ignore"):
+            _run(prog, sched, test)
+        for i, (a, b) in enumerate(zip(ref, test)):
+            assert_bitwise(a.data, b.data, what=f"grid {i}, {sched.label}, {dtype}\n{source}")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -30,13 +30,15 @@ from .temporal.bench import iterate_winner, tune_iterate
 
 __all__ = ["run_stencil_benchmarks", "Laplacian", "Divergence", "Heat"]
 
+T = TypeVar("T")
+
 
 class Laplacian(StencilKernel):
     """3-D 7-point Laplacian (the DSL spelling of the benchmark kernel)."""
 
     inv_h2 = 1.0
 
-    def kernel(self, u, out):
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
         for x in out.interior_points():
             s = -6.0 * u[x]
             for y in u.neighbors(x, 1):
@@ -49,7 +51,8 @@ class Divergence(StencilKernel):
 
     half_inv_h = 0.5
 
-    def kernel(self, fx, fy, fz, out):
+    def kernel(self, fx: StencilGrid, fy: StencilGrid, fz: StencilGrid,
+               out: StencilGrid) -> None:
         for x in out.interior_points():
             d = 0.0
             for y in fx.neighbors(x, 2):
@@ -73,7 +76,7 @@ class Heat(StencilKernel):
     alpha = 0.1
     centre = -4.0
 
-    def kernel(self, u, out):
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
         for x in out.interior_points():
             s = self.centre * u[x]
             for y in u.neighbors(x, 1):
@@ -110,7 +113,7 @@ def _stream_copy(n: int) -> Callable[[], None] | None:
         return None
 
 
-def _anchor(bench: Any, name: str, make: Callable[[], Callable[[], Any]]) -> Callable[[], Any] | None:
+def _anchor(bench: Any, name: str, make: Callable[[], T]) -> T | None:
     try:
         return make()
     except Exception as exc:  # noqa: BLE001 - an anchor missing here is reported, not fatal
@@ -124,7 +127,7 @@ def _numba_laplacian() -> Callable[..., None]:
     import numba
 
     @numba.njit(parallel=True, cache=True)
-    def lap(u, out, c):  # pragma: no cover - compiled
+    def lap(u: np.ndarray, out: np.ndarray, c: float) -> None:  # pragma: no cover - compiled
         n0, n1, n2 = u.shape
         for i in numba.prange(1, n0 - 1):
             for j in range(1, n1 - 1):
@@ -139,12 +142,12 @@ def _numba_stencil_laplacian() -> Callable[..., None]:
     import numba
 
     @numba.stencil
-    def st(u):  # pragma: no cover - compiled
+    def st(u: np.ndarray) -> Any:  # pragma: no cover - compiled
         return (-6.0 * u[0, 0, 0] + u[1, 0, 0] + u[-1, 0, 0] + u[0, 1, 0] + u[0, -1, 0]
                 + u[0, 0, 1] + u[0, 0, -1])
 
     @numba.njit(parallel=True)
-    def run(u, out):  # pragma: no cover - compiled
+    def run(u: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
         st(u, out=out)
     return run
 
@@ -153,7 +156,8 @@ def _numba_divergence() -> Callable[..., None]:
     import numba
 
     @numba.njit(parallel=True, cache=True)
-    def div(fx, fy, fz, out, c):  # pragma: no cover - compiled
+    def div(fx: np.ndarray, fy: np.ndarray, fz: np.ndarray, out: np.ndarray,
+            c: float) -> None:  # pragma: no cover - compiled
         n0, n1, n2 = fx.shape
         for i in numba.prange(1, n0 - 1):
             for j in range(1, n1 - 1):
@@ -168,7 +172,8 @@ def _numba_heat(dim: int) -> Callable[..., Any]:
 
     if dim == 2:
         @numba.njit(parallel=True, cache=True)
-        def heat(a, b, steps, alpha):  # pragma: no cover - compiled
+        def heat(a: np.ndarray, b: np.ndarray, steps: int, alpha: float
+                 ) -> np.ndarray:  # pragma: no cover - compiled
             n0, n1 = a.shape
             for _ in range(steps):
                 for i in numba.prange(1, n0 - 1):
@@ -179,7 +184,8 @@ def _numba_heat(dim: int) -> Callable[..., Any]:
             return a
     else:
         @numba.njit(parallel=True, cache=True)
-        def heat(a, b, steps, alpha):  # pragma: no cover - compiled
+        def heat(a: np.ndarray, b: np.ndarray, steps: int, alpha: float
+                 ) -> np.ndarray:  # pragma: no cover - compiled
             n0, n1, n2 = a.shape
             for _ in range(steps):
                 for i in numba.prange(1, n0 - 1):
@@ -227,11 +233,11 @@ def _pystencils_kernel(dim: int, kind: str) -> Callable[..., Any]:
 
     cfg = ps.CreateKernelConfig(target=ps.Target.CPU)
     cfg.cpu.openmp.enable = True
+    fields: Any = ps.fields(f"src, dst: double[{3 if dim == 3 else 2}D]")
+    src, dst = fields
     if dim == 3:
-        src, dst = ps.fields("src, dst: double[3D]")
         nb = src[1, 0, 0] + src[-1, 0, 0] + src[0, 1, 0] + src[0, -1, 0] + src[0, 0, 1] + src[0, 0, -1]
     else:
-        src, dst = ps.fields("src, dst: double[2D]")
         nb = src[1, 0] + src[-1, 0] + src[0, 1] + src[0, -1]
     if kind == "laplacian":
         rhs = -6.0 * src.center + nb
@@ -501,8 +507,8 @@ def _cold_warm(bench: Any, n: int) -> None:
             bench.note(f"laplacian {n}^3 {label}: import {min(r[0] for r in runs) * 1e3:.0f} ms, "
                        f"first call {first * 1e3:.0f} ms, best of the first {FIRST_CALLS} calls "
                        f"{best[label] * 1e3:.2f} ms")
-        new, warm = best["new process, empty cache"], best["warm process"]
-        bench.note(f"laplacian {n}^3: a new process reaches {warm / new:.2f}x a warm process's "
+        new_best, warm_best = best["new process, empty cache"], best["warm process"]
+        bench.note(f"laplacian {n}^3: a new process reaches {warm_best / new_best:.2f}x a warm process's "
                    f"speed within its first {FIRST_CALLS} calls (goal: at least 0.90)")
 
 

@@ -55,6 +55,15 @@ def _mul(a: C.Expr, k: int) -> C.Expr:
     return a if k == 1 else C.BinOp(a, "*", C.Constant(k))
 
 
+def _nest(loops: list[tuple[str, C.Expr, C.Expr]], body: C.Block) -> C.For:
+    """``for`` loops over ``(variable, start, stop)``, outermost first, around ``body``."""
+    assert loops
+    for var, lo, hi in reversed(loops):
+        loop = C.For(var, lo, hi, body)
+        body = C.Block([loop])
+    return loop
+
+
 class _Lowering:
     def __init__(self, prog: D.StencilProgram, schedule: Schedule, isa: tuple[str, ...]) -> None:
         self.prog = prog
@@ -92,33 +101,47 @@ class _Lowering:
         return C.Assign(C.Index(C.Name(grid_param(s.grid)), C.Name("p")), value)
 
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
-        """One row ``k in [lo, hi)`` (row base ``r``): scalar head up to the first 64-byte
-        aligned output element, SIMD body with streaming stores, scalar tail."""
+        """One row ``k in [lo, hi)`` (row base ``r``): head up to the first 64-byte aligned
+        output element, SIMD body with streaming stores, tail. With AVX-512 the head and tail
+        are one masked vector each (regular stores: their line holds ghost cells of this row
+        or the next, which must keep their values), otherwise scalar loops; a head that is not
+        element-aligned runs the whole row scalar."""
         out_name = grid_param(self.prog.output.name)
         k = C.Name("k")
 
         def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
-            point = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
             point += self.body(loop, self.direct_store)
             return C.For("k", a, b, C.Block(point))
 
         assert self.vector is not None and self.vector_dtype is not None
         isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
         width, item = isa.width, isa.itemsize
-        vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
-            C.Name("p"), C.Constant(self.flat(r.at.offset)))))
-        vpoint: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
-        declared: set[str] = set()
-        for st in loop.body:
-            value = vec(st.value)
-            if isinstance(st, D.Assign):
-                target = c_var(st.target)
-                vpoint.append(C.Assign(C.Name(target), value) if st.target in declared
-                              else C.Decl(isa.type, target, value))
-                declared.add(st.target)
-            else:
-                vpoint.append(C.ExprStmt(C.Call(isa.fn("stream"), [
-                    C.BinOp(C.Name(out_name), "+", C.Name("p")), value])))
+
+        def vector_point(start: C.Expr, mask: C.Expr | None) -> list[C.Stmt]:
+            """One vector of points from ``start``: all lanes streamed, or ``mask``'s stored."""
+            vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
+                C.Name("p"), C.Constant(self.flat(r.at.offset)))), mask)
+            out: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", start))]
+            declared: set[str] = set()
+            for st in loop.body:
+                assert isinstance(st, (D.Assign, D.Store))  # vectorizable() checked it
+                value = vec(st.value)
+                if isinstance(st, D.Assign):
+                    target = c_var(st.target)
+                    out.append(C.Assign(C.Name(target), value) if st.target in declared
+                               else C.Decl(isa.type, target, value))
+                    declared.add(st.target)
+                else:
+                    dst = C.BinOp(C.Name(out_name), "+", C.Name("p"))
+                    out.append(C.ExprStmt(C.Call(isa.fn("stream"), [dst, value]) if mask is None
+                                          else C.Call(isa.fn("mask_storeu"), [dst, mask, value])))
+            return out
+
+        def masked(start: C.Expr, n: C.Expr) -> list[C.Stmt]:
+            return [C.Decl(C.CType(f"__mmask{width}", const=True), "m", isa.lanes(n)),
+                    *vector_point(start, C.Name("m"))]
+
         addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
                                                      _add(C.Name("r"), C.Constant(lo))))
         mis = C.BinOp(C.Name("a"), "&", C.Constant(63))
@@ -132,14 +155,35 @@ class _Lowering:
         kv = C.BinOp(C.Name("kh"), "+", C.BinOp(C.BinOp(C.BinOp(C.Constant(hi), "-", C.Name("kh")),
                                                        "/", C.Constant(width)), "*",
                                               C.Constant(width)))
+        n_head = C.BinOp(C.Name("kh"), "-", C.Constant(lo))
+        if isa.masked:
+            short = C.BinOp(C.BinOp(C.Name("kh"), ">", C.Constant(lo)), "&&",
+                            C.BinOp(n_head, "<=", C.Constant(width)))
+            head_stmt: C.Stmt = C.If(short, C.Block(masked(C.Constant(lo), n_head)),
+                                     C.Block([scalar(C.Constant(lo), C.Name("kh"))]))
+            tail_stmt: C.Stmt = C.If(C.BinOp(C.Name("kv"), "<", C.Constant(hi)), C.Block(
+                masked(C.Name("kv"), C.BinOp(C.Constant(hi), "-", C.Name("kv")))))
+        else:
+            head_stmt = scalar(C.Constant(lo), C.Name("kh"))
+            tail_stmt = scalar(C.Name("kv"), C.Constant(hi))
+        prefetch: list[C.Stmt] = []
+        if self.s.prefetch and self.dim >= 2:
+            # the line the tail writes, some rows ahead: its read-for-ownership is under way
+            # before the regular stores need it (they would stall the streaming stores)
+            ahead = C.Constant(hi - 1 + self.s.prefetch * self.strides[-2])
+            prefetch = [C.ExprStmt(C.Call("_mm_prefetch", [
+                C.Cast(C.CType("char", 1, const=True), C.BinOp(C.Name(out_name), "+", C.BinOp(
+                    C.Name("r"), "+", ahead))), C.Name("_MM_HINT_T0")]))]
         return [
             C.Decl(C.CType("uintptr_t", const=True), "a", addr),
             C.Decl(CONST_LONG, "kh0", kh),
             C.Decl(CONST_LONG, "kh", kh_capped),
             C.Decl(CONST_LONG, "kv", kv),
-            scalar(C.Constant(lo), C.Name("kh")),
-            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vpoint), step=C.Constant(width)),
-            scalar(C.Name("kv"), C.Constant(hi)),
+            *prefetch,
+            head_stmt,
+            C.For("k", C.Name("kh"), C.Name("kv"), C.Block(vector_point(k, None)),
+                  step=C.Constant(width)),
+            tail_stmt,
         ]
 
     # -- loops ------------------------------------------------------------------------------
@@ -213,7 +257,8 @@ class _Lowering:
             def buf_store(_: D.Store, value: C.Expr) -> C.Stmt:
                 return C.Assign(C.Index(C.Name("buf"), C.Name("k")), value)
 
-            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
+            point: list[C.Stmt] = [
+                C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.BinOp(kk, "+", C.Name("k"))))]
             point += self.body(loop, buf_store)
             kn = C.Ternary(C.BinOp(C.BinOp(C.Constant(hi[d_in]), "-", kk), "<", C.Constant(chunk)),
                            C.BinOp(C.Constant(hi[d_in]), "-", kk), C.Constant(chunk))
@@ -242,15 +287,10 @@ class _Lowering:
         # outer loops (dims 0 .. dim-2), optionally tiled along dim-2
         block = self.s.block if (self.dim >= 3 and self.s.block and
                                  hi[self.dim - 2] - lo[self.dim - 2] > self.s.block) else 0
-        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]), innermost])
         t = self.dim - 2
-        for d in reversed(range(self.dim - 1)):
-            if block and d == t:
-                stmt = C.For(idx[d], C.Name("jlo"), C.Name("jhi"), stmt)
-            else:
-                stmt = C.For(idx[d], C.Constant(lo[d]), C.Constant(hi[d]), stmt)
-            stmt = C.Block([stmt]) if d else stmt
-        assert isinstance(stmt, C.For)
+        stmt = _nest([(idx[d], C.Name("jlo"), C.Name("jhi")) if block and d == t else
+                      (idx[d], C.Constant(lo[d]), C.Constant(hi[d])) for d in range(self.dim - 1)],
+                     C.Block([self.row_base(idx[:-1]), innermost]))
         if block:
             ntiles = -(-(hi[t] - lo[t]) // block)
             tile_lo = C.BinOp(C.Constant(lo[t]), "+", C.BinOp(C.Name("tb"), "*", C.Constant(block)))
@@ -283,12 +323,12 @@ class _Lowering:
         last = n[-1]
 
         def inner(a: int, b: int) -> C.For:
-            point = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
+            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", _add(C.Name("r"), C.Name(idx[-1])))]
             point += self.body(loop, self.direct_store)
             return C.For(idx[-1], C.Constant(a), C.Constant(b), C.Block(point))
 
         full = inner(0, last)
-        split = [inner(0, min(g, last)), inner(max(last - g, g), last)]
+        split: list[C.Stmt] = [inner(0, min(g, last)), inner(max(last - g, g), last)]
         if self.dim == 1:
             return [C.Comment("border points"), C.Block([C.Decl(CONST_LONG, "r", C.Constant(0)),
                                                          *split])]
@@ -297,12 +337,10 @@ class _Lowering:
             t = C.BinOp(C.BinOp(C.Name(idx[d]), "<", C.Constant(g)), "||",
                         C.BinOp(C.Name(idx[d]), ">=", C.Constant(n[d] - g)))
             cond = t if cond is None else C.BinOp(cond, "||", t)
-        stmt: C.Stmt = C.Block([self.row_base(idx[:-1]),
-                                C.If(cond, C.Block([full]), C.Block(split))])  # type: ignore[arg-type]
-        for d in reversed(range(self.dim - 1)):
-            stmt = C.For(idx[d], C.Constant(0), C.Constant(n[d]), stmt)
-            stmt = C.Block([stmt]) if d else stmt
-        assert isinstance(stmt, C.For)
+        assert cond is not None
+        stmt = _nest([(idx[d], C.Constant(0), C.Constant(n[d])) for d in range(self.dim - 1)],
+                     C.Block([self.row_base(idx[:-1]),
+                              C.If(cond, C.Block([full]), C.Block(split))]))
         if self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) and n[0] >= 4:
             stmt.pragmas = [self.omp_for()]
         return [C.Comment("border points"), stmt]

@@ -58,6 +58,17 @@ class VectorISA:
     def fn(self, op: str) -> str:
         return f"{self.prefix}_{op}_{'pd' if self.double else 'ps'}"
 
+    @property
+    def masked(self) -> bool:
+        """Whether loads and stores take a lane mask (AVX-512), so a row's partial vectors at
+        its ends need no scalar loop."""
+        return self.prefix == "_mm512"
+
+    def lanes(self, n: C.Expr) -> C.Expr:
+        """The mask of the first ``n`` lanes (``0 <= n <= width``)."""
+        ones = C.BinOp(C.BinOp(C.Constant(1), "<<", n), "-", C.Constant(1))
+        return C.Cast(C.CType(f"__mmask{self.width}"), ones)
+
     def single(self) -> VectorISA:
         """The float32 version: the same registers hold twice as many lanes."""
         return replace(self, width=self.width * 2 if self.double else self.width, double=False)
@@ -103,11 +114,15 @@ def vectorizable(loop: D.PointLoop) -> bool:
 
 
 class VectorLowering:
-    """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer."""
+    """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer.
+    With ``mask`` (AVX-512) reads load only those lanes (the others are zero and never stored,
+    so a partial vector at a row's end reads nothing beyond the points it computes)."""
 
-    def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr]) -> None:
+    def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr],
+                 mask: C.Expr | None = None) -> None:
         self.isa = isa
         self.address = address
+        self.mask = mask
 
     def __call__(self, e: D.Node) -> C.Expr:
         v = self.isa
@@ -116,6 +131,8 @@ class VectorLowering:
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):
+            if self.mask is not None:
+                return C.Call(v.fn("maskz_loadu"), [self.mask, self.address(e)])
             return C.Call(v.fn("loadu"), [self.address(e)])
         if isinstance(e, D.BinOp):
             return C.Call(v.fn(_OPS[e.op]), [self(e.left), self(e.right)])

@@ -86,10 +86,11 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
         it.argtypes = [ctypes.c_void_p] * ngrids + [ctypes.c_long] * (1 + dim)
         it.restype = ctypes.c_int
     buffers: dict[int, Any] = {}
-    state, out = (prog.grids[-2], prog.grids[-1]) if ngrids >= 2 else (None, None)
-    swappable = state is not None and (state.shape, state.dtype, state.ghost_depth,
-                                       state.neighbors) == (out.shape, out.dtype,
-                                                            out.ghost_depth, out.neighbors)
+    swappable = False
+    if ngrids >= 2:
+        state, out = prog.grids[-2], prog.grids[-1]
+        swappable = (state.shape, state.dtype, state.ghost_depth, state.neighbors) == \
+            (out.shape, out.dtype, out.ghost_depth, out.neighbors)
 
     def device(i: int, host: np.ndarray) -> Any:
         from .devmem import DeviceBuffer, get_device_memory

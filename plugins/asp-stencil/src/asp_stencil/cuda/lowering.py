@@ -77,7 +77,7 @@ def default_variants(prog: D.StencilProgram) -> list[CudaVariant]:
     dim = prog.dim
     if dim == 1:
         blocks: list[tuple[int, ...]] = [(256,), (128,), (512,)]
-        shared = [(256,)]
+        shared: list[tuple[int, ...]] = [(256,)]
     elif dim == 2:
         blocks = [(32, 8), (64, 4), (128, 2)]
         shared = [(32, 8), (32, 16)]
@@ -98,6 +98,7 @@ def _halo(prog: D.StencilProgram, loop: D.PointLoop) -> dict[str, tuple[int, ...
     """Per input grid read at a neighbour in ``loop``: the halo width along each axis."""
     out: dict[str, list[int]] = {}
     for s in loop.body:
+        assert isinstance(s, (D.Assign, D.Store))  # point loops are unrolled before lowering
         for r in D.reads(s.value):
             if prog.grid(r.grid).output or not any(r.at.offset):
                 continue
@@ -122,8 +123,7 @@ def unsupported_reason(prog: D.StencilProgram) -> str | None:
             if s.sequential:
                 return (f"the {s.region} loop reads its output at a neighbour (Gauss-Seidel): "
                         "its points must run in order, which a GPU cannot do")
-            if s.region == "border" and any(any(r.at.offset) for st in s.body
-                                            for r in D.reads(st.value)):
+            if s.region == "border" and any(any(r.at.offset) for r in D.reads(s)):
                 return "a border loop reads a neighbour"
         elif not isinstance(s, D.Assign):
             return f"top-level {type(s).__name__}"
@@ -372,7 +372,7 @@ class _CudaLowering:
                    C.Param(C.LONG, "steps")] + sizes
         args: list[C.Expr] = [C.Name("g_" + g.name) for g in grids[:-2]]
         args += [C.Name(state), C.Name(out)]
-        step = [C.Decl(C.CType(t.base, 1, True, True), state, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
+        step: list[C.Stmt] = [C.Decl(C.CType(t.base, 1, True, True), state, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
                                                          _c(0)), C.Name("x0"), C.Name("x1"))),
                 C.Decl(t.ptr(restrict=True), out, C.Ternary(C.BinOp(C.BinOp(C.Name("s"), "%", _c(2)), "==",
                                                         _c(0)), C.Name("x1"), C.Name("x0")))]
