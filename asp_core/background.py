@@ -94,6 +94,11 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
         return None
 
 
+def is_worker(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is one of the pool's workers, which live as long as the process."""
+    return thread in _workers
+
+
 def shutdown(wait: bool = True) -> None:
     """Cancel queued compiles and (``wait``) wait for running ones; later :func:`submit` calls
     compile on the calling thread. Runs at exit."""

@@ -172,7 +172,7 @@ def _wait_for_background(before: set[threading.Thread], limit: float = 300.0) ->
     deadline = time.monotonic() + limit
     while True:
         left = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                and t is not threading.current_thread() and t not in background._workers]
+                and t is not threading.current_thread() and not background.is_worker(t)]
         if not left and not background.busy():
             return
         if time.monotonic() > deadline:
