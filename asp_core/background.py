@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable
@@ -40,18 +41,34 @@ _lock = threading.Lock()
 _Slot = tuple[str, str]  # (cache directory, cache key): one compile's identity
 _jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
 _workers: list[threading.Thread] = []
+#: low-priority compiles (``submit(low_priority=True)``): their own queue and worker threads,
+#: which lower their scheduling priority once (a thread cannot raise it back)
+_idle_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = \
+    queue.SimpleQueue()
+_idle_workers: list[threading.Thread] = []
+#: nice increment of the low-priority workers and of the compilers they start (as ``nice``'s
+#: default): a busy thread of the caller's computation on the same core keeps ~90% of it, yet
+#: such a compile next to another program's busy thread still progresses at ~10% (+19 would
+#: starve it)
+LOW_PRIORITY_NICE = 10
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
 
 
-def submit(ctx: SpecializationContext | None = None, **compile_args: Any
-           ) -> Future[CompiledLibrary]:
+def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = False,
+           **compile_args: Any) -> Future[CompiledLibrary]:
     """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s
     (``source`` and ``variant`` included).  With ``ctx`` the compile is recorded there for
     ``asp explain``.  A key already queued or compiling returns the same future; after
     :func:`shutdown` (interpreter exit) the compile runs on the calling thread.  Never raises:
-    every error (no compiler, a rejected source) is in the future."""
+    every error (no compiler, a rejected source) is in the future.
+
+    ``low_priority``: a compile the caller's computation must not wait for nor slow down (a
+    variant only later calls or processes may use): it runs on separate workers niced by
+    :data:`LOW_PRIORITY_NICE` on Linux (elsewhere at normal priority), so next to the
+    caller's compiled code on every core it takes a tenth of a core instead of half the
+    machine, and at full speed where the cores are idle (a caller waiting for it, exit)."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}
@@ -75,9 +92,10 @@ def submit(ctx: SpecializationContext | None = None, **compile_args: Any
         future = Future()
         if not _closed:
             _futures[slot] = future
-            _jobs.put((slot, future, job))
-            if len(_workers) < min(len(_futures), _max_workers()):
-                _start_worker()
+            jobs, workers = (_idle_jobs, _idle_workers) if low_priority else (_jobs, _workers)
+            jobs.put((slot, future, job))
+            if len(workers) < min(len(_futures), _max_workers()):
+                _start_worker(low_priority)
             return future
     future.set_running_or_notify_cancel()
     _run(slot, future, job)
@@ -114,9 +132,11 @@ def shutdown(wait: bool = True) -> None:
         for slot, future in list(_futures.items()):
             if future.cancel():
                 del _futures[slot]
-        workers = list(_workers)
-    for _ in workers:
+        workers = list(_workers) + list(_idle_workers)
+    for _ in _workers:
         _jobs.put(None)
+    for _ in _idle_workers:
+        _idle_jobs.put(None)
     if wait:
         for thread in workers:
             thread.join()
@@ -136,14 +156,31 @@ def _max_workers() -> int:
     return available_cpus()
 
 
-def _start_worker() -> None:
-    thread = threading.Thread(target=_work, name=f"asp-compile-{len(_workers)}", daemon=True)
-    _workers.append(thread)
+def _start_worker(low_priority: bool = False) -> None:
+    workers = _idle_workers if low_priority else _workers
+    name = f"asp-compile-{'low-' if low_priority else ''}{len(workers)}"
+    thread = threading.Thread(target=_work, args=(low_priority,), name=name, daemon=True)
+    workers.append(thread)
     thread.start()
 
 
-def _work() -> None:
-    while (item := _jobs.get()) is not None:
+def _lower_priority() -> None:
+    """Lower this thread's priority (Linux schedules threads one by one; the compilers it
+    starts inherit it).  Elsewhere the call would renice the whole process: skipped."""
+    if sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            nice = os.getpriority(os.PRIO_PROCESS, tid) + LOW_PRIORITY_NICE
+            os.setpriority(os.PRIO_PROCESS, tid, min(nice, 19))
+        except OSError as exc:  # e.g. a seccomp profile forbids it: normal priority then
+            _log.debug("background compiles keep normal priority: %s", exc)
+
+
+def _work(low_priority: bool = False) -> None:
+    if low_priority:
+        _lower_priority()
+    jobs = _idle_jobs if low_priority else _jobs
+    while (item := jobs.get()) is not None:
         slot, future, job = item
         if future.set_running_or_notify_cancel():
             _run(slot, future, job)
@@ -165,10 +202,12 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
 
 def _after_fork() -> None:
     """A forked child has none of the parent's threads: start from an empty pool."""
-    global _lock, _jobs
+    global _lock, _jobs, _idle_jobs
     _lock = threading.Lock()
     _jobs = queue.SimpleQueue()
+    _idle_jobs = queue.SimpleQueue()
     _workers.clear()
+    _idle_workers.clear()
     _futures.clear()
 
 
