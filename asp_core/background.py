@@ -46,11 +46,12 @@ _workers: list[threading.Thread] = []
 _idle_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = \
     queue.SimpleQueue()
 _idle_workers: list[threading.Thread] = []
-#: nice increment of the low-priority workers and of the compilers they start (as ``nice``'s
-#: default): a busy thread of the caller's computation on the same core keeps ~90% of it, yet
-#: such a compile next to another program's busy thread still progresses at ~10% (+19 would
-#: starve it)
-LOW_PRIORITY_NICE = 10
+#: nice increment of the low-priority workers and of the compilers they start. +10 still took
+#: the 2-3 ms slices that stall a two-thread OpenMP pass of a few milliseconds at its end
+#: (asp-gmm: the fit after a first one 0.44 s instead of 0.22 s with gcc at +10, 0.23-0.28 s
+#: at +19, two cores). The price: next to other programs' busy threads such a compile gets
+#: about 1.5 % of a core, so waiting for it (at exit) can take long on a busy machine.
+LOW_PRIORITY_NICE = 19
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
@@ -66,9 +67,9 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
 
     ``low_priority``: a compile the caller's computation must not wait for nor slow down (a
     variant only later calls or processes may use): it runs on separate workers niced by
-    :data:`LOW_PRIORITY_NICE` on Linux (elsewhere at normal priority), so next to the
-    caller's compiled code on every core it takes a tenth of a core instead of half the
-    machine, and at full speed where the cores are idle (a caller waiting for it, exit)."""
+    :data:`LOW_PRIORITY_NICE` on Linux (elsewhere at normal priority), so it takes no core
+    the caller's compiled code wants, and runs at full speed where the cores are idle (a
+    caller waiting for it, exit, an idle machine)."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}

@@ -89,7 +89,7 @@ def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Varia
     compile only. A sibling that fails to compile fails again in its own build, which reports
     it. The siblings compile at low priority: a fit runs its compiled passes on every core
     meanwhile and never waits for them (:func:`asp_gmm.engine.em_step`), and a gcc at normal
-    priority next to them made the fit that follows a first one 1.5x slower (measured, diag
+    priority next to them made the fit that follows a first one 1.5-2x slower (measured, diag
     N=200k D=16 M=32, two cores)."""
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
