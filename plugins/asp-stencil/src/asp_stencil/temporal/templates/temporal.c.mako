@@ -18,6 +18,13 @@
   The schedule runs blocks of odd depth up to K for steps - 1 levels, then one plain sweep, so
   at the end x[steps % 2] holds level steps and x[(steps - 1) % 2] level steps - 1, as in the
   plain ping-pong.
+  Wavefront tiles (`wt`, 3-D: planes of several rows) remove the redundant rows: one thread
+  sweeps the tiles of its chunk in order, and tile ti computes at level k the rows
+  [c - (k - 1) R1, e - (k - 1) R1) (skewed back one radius per level; the first tile starts at
+  row 0, the last ends at N1). The 2 R1 rows it lacks at the left edge of each level-k plane
+  were computed by tile ti - 1, which left them in a per-thread halo buffer (one slot per level
+  and plane of the chunk); each tile copies them into its ring and leaves its own right edge
+  there for the next tile. Rows are computed once; only the dimension-0 chunk edges overlap.
 </%doc>\
 #include <math.h>
 #include <stdint.h>
@@ -142,6 +149,28 @@ static inline long asp_ring_doubles(long K, long B1, long B2) {
     return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * asp_ring_row(K, B2) : 0;
 }
 
+/* Row stride of wavefront-tile rings: whole rows padded to an odd number of cache lines, so
+   the rows a point reads (and the row it writes) do not all fall into the same cache sets when
+   rows are a power of two long. */
+#define WRS ((N2 + 7L) / 8L % 2L ? (N2 + 7L) / 8L * 8L : (N2 + 7L) / 8L * 8L + 8L)
+
+/* Wavefront tiles: K-1 ring levels of SLOTS planes of B1 + K R1 whole rows, then the halo
+   buffer (K-1 levels of B0 + 2 R0 (K-1) planes of 2 R1 rows), each rounded to a cache line. */
+static inline long asp_wring_doubles(long K, long B1) {
+    return K > 1 ? ((K - 1) * SLOTS * (B1 + R1 * K) * WRS + 7) / 8 * 8 : 0;
+}
+
+static inline long asp_whalo_doubles(long K, long B0) {
+    return K > 1 ? ((K - 1) * (B0 + 2 * R0 * (K - 1)) * 2 * R1 * WRS + 7) / 8 * 8 : 0;
+}
+
+/* The deepest block wavefront tiles of B1 rows take: tile 0 shrinks by R1 rows a level and
+   must keep 2 R1 rows for tile 1 at every level but the last (odd, at least 1). */
+static inline long asp_wdepth(long K, long B1) {
+    if (R1 > 0 && K * R1 > B1) K = asp_lmax(1, B1 / R1);
+    return K % 2 ? K : K - 1;
+}
+
 
 <%def name="engine(sfx)">\
 ${row_functions[sfx]}
@@ -247,6 +276,72 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
         }
     }
 }
+
+/* One block of wavefront tiles (see the top): levels t+1 .. t+K from src into dst, chunks of
+   B0 planes in parallel, the tiles of B1 rows of a chunk in order by one thread. */
+static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
+% for decl in const_params:
+                       ${decl},
+% endfor
+                       long K, long B0, long B1, long nt, double *const *scratch) {
+    const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
+    const long plane = (B1 + R1 * K) * WRS;  /* doubles of one ring plane */
+    const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * WRS;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long ci = 0; ci < nch; ++ci) {
+        double *ring = scratch[omp_get_thread_num()];
+        double *halo = ring + asp_wring_doubles(K, B1);
+        double *rowbuf = halo + asp_whalo_doubles(K, B0);
+        const long a = ci * B0, b = asp_lmin(a + B0, N0);
+        const long pbase = a - R0 * (K - 1);
+        for (long ti = 0; ti < nti; ++ti) {
+            const long c = ti * B1, e = asp_lmin(c + B1, N1);
+            const int first = ti == 0, last = ti == nti - 1;
+            const long y0 = c - R1 * K;  /* ring row 0 */
+            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+                for (long k = 1; k <= K; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    const long plo = asp_lmax(0, a - R0 * (K - k));
+                    const long phi = asp_lmin(N0, b + R0 * (K - k));
+                    if (p < plo || p >= phi) continue;
+                    const long ylo = first ? 0 : c - (k - 1) * R1;
+                    const long yhi = last ? N1 : e - (k - 1) * R1;
+                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
+                    double *hs = k < K ? halo + ((k - 1) * hplanes + (p - pbase)) * hrows : NULL;
+                    if (k < K && !first && hrows)  /* tile ti - 1's right edge of this level */
+                        memcpy(lvl + (ylo - 2 * R1 - y0) * WRS, hs, sizeof(double) * hrows);
+                    const double *from = (k % 2 == 0) ? src : dst;
+                    const long ys = k == 1 ? N2 : WRS, xlo = 0, xhi = N2;  /* whole rows */
+                    for (long y = ylo; y < yhi; ++y) {
+                        const double *s[${max(len(dzs), 1)}];
+% for j, dz in enumerate(dzs):
+                        {
+                            const long q = p + (${dz});
+                            s[${j}] = (q < 0 || q >= N0) ? NULL
+                                : k == 1 ? src + (q * N1 + y) * N2
+                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
+                                       + (y - y0) * WRS;
+                        }
+% endfor
+% if not dzs:
+                        s[0] = NULL;
+% endif
+                        double *out = k < K ? lvl + (y - y0) * WRS
+                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
+                        ${row_all_calls[sfx]};
+                        if (k < K)
+                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
+                        else if (nt)
+                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
+                    }
+                    if (k < K && !last && hrows)  /* this tile's right edge, for tile ti + 1 */
+                        memcpy(hs, lvl + (yhi - 2 * R1 - y0) * WRS, sizeof(double) * hrows);
+                }
+            }
+        }
+        if (nt) asp_store_fence();
+    }
+}
 </%def>\
 ${engine("")}
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
@@ -269,11 +364,13 @@ long ${prefix}_wide(void) {
 
 /* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows and segments
    of B2 points, in doubles. */
-long ${prefix}_scratch_doubles(long K, long B1, long B2) {
+long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
+    if (wt) return asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2;
     return (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + N2;
 }
 
-/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `nt` != 0
+/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
+   runs wavefront tiles (whole rows; B2 and sk are ignored then); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
    where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
@@ -281,17 +378,19 @@ int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
 % endfor
-                  long steps, long K, long B0, long B1, long B2, long sk, long nt, long wide) {
+                  long steps, long K, long B0, long B1, long B2, long sk, long wt, long nt,
+                  long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
-    if (B0 < 1) B0 = N0;
-    if (B1 < 1) B1 = N1;
+    if (B0 < 1 || B0 > N0) B0 = N0;
+    if (B1 < 1 || B1 > N1) B1 = N1;
     if (B2 < 1 || B2 > N2) B2 = N2;
+    if (wt) K = asp_wdepth(K, B1);
     const int nthreads = omp_get_max_threads();
     double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
-    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1, B2) * sizeof(double);
+    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B0, B1, B2, wt) * sizeof(double);
     int failed = 0;
     for (int t = 0; t < nthreads; ++t) {
         scratch[t] = (double *)aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -304,8 +403,10 @@ int ${prefix}_run(double *x0, double *x1,
             long k = asp_lmin(K, steps - 1 - t);
             if (k % 2 == 0) k -= 1;
 #if ASP_WIDE
+            if (wide && wt) ${wblock_calls["_w512"]}; else
             if (wide) ${block_calls["_w512"]["k"]}; else
 #endif
+            if (wt) ${wblock_calls[""]}; else
             ${block_calls[""]["k"]};
             t += k;
         }
