@@ -117,7 +117,8 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
     wblock_calls = {sfx: _call(
         f"asp_wblock{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
-        _name("k"), _name("B0"), _name("B1"), _name("nt"), _name("scratch")) for sfx in ENGINES}
+        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("nt"), _name("scratch"))
+        for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
     functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
                  for sfx, rows in engines.items()}

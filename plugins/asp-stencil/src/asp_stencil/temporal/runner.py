@@ -154,7 +154,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     # variations of the first geometries: default width (where there is a full-width engine),
     # rows skewed level by level (where levels read other rows of a plane: the same work with
     # the freshest row still in L1; it loses as often as it wins), streaming stores
-    skew = int(n1 > 1 and r1 > 0 and any(not tp.WT for group in ranked for tp in group))
+    skew = int(n1 > 1 and r1 > 0)
     families = 1 + int(wide) + skew
     extra = max(1, max_variants // 6)
     n_geo = max(1, max_variants - extra * families)
@@ -170,7 +170,7 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     if wide:
         out += geo[:extra]
     if skew:
-        out += [replace(tp, W=w, SK=1) for tp in geo if not tp.WT][:extra]
+        out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
     # the shallowest (where streaming saves most), and the expected best wavefront tiles
     first = geo[:1] if geo[0].WT else []
     out += [replace(tp, NT=1, W=w) for tp in first + sorted(geo[len(first):], key=lambda t: t.K)

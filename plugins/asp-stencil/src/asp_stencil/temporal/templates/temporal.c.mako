@@ -278,12 +278,14 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
 }
 
 /* One block of wavefront tiles (see the top): levels t+1 .. t+K from src into dst, chunks of
-   B0 planes in parallel, the tiles of B1 rows of a chunk in order by one thread. */
+   B0 planes in parallel, the tiles of B1 rows of a chunk in order by one thread. With `sk`, rows
+   are skewed level by level as in asp_block: at (i, j) level k computes row j - (k - 1) R1,
+   right after level k - 1 produced the row of plane p + R0 it reads last. */
 static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                        ${decl},
 % endfor
-                       long K, long B0, long B1, long nt, double *const *scratch) {
+                       long K, long B0, long B1, long sk, long nt, double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long plane = (B1 + R1 * K) * WRS;  /* doubles of one ring plane */
     const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * WRS;
@@ -298,26 +300,42 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
             const long c = ti * B1, e = asp_lmin(c + B1, N1);
             const int first = ti == 0, last = ti == nti - 1;
             const long y0 = c - R1 * K;  /* ring row 0 */
+            /* skewed, level k's rows [ylo, yhi) are j - (k - 1) R1 for j in [jlo, jhi) */
+            const long jlo = sk && !first ? c : 0;
+            const long jhi = !sk ? 1 : last ? N1 + (K - 1) * R1 : e;
             for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
-                for (long k = 1; k <= K; ++k) {
+                /* the rows of tile ti - 1's right edge of every level's plane of this step;
+                   the ring slot they go to held a plane no level reads any more */
+                for (long k = 1; k < K && !first && hrows; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
+                        continue;
+                    memcpy(ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                                + ((K - k - 1) * R1) * WRS,
+                           halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
+                           sizeof(double) * hrows);
+                }
+                for (long j = jlo; j < jhi; ++j) {
+                  for (long k = 1; k <= K; ++k) {
                     const long p = i - (k - 1) * R0;
                     const long plo = asp_lmax(0, a - R0 * (K - k));
                     const long phi = asp_lmin(N0, b + R0 * (K - k));
                     if (p < plo || p >= phi) continue;
-                    const long ylo = first ? 0 : c - (k - 1) * R1;
-                    const long yhi = last ? N1 : e - (k - 1) * R1;
+                    long ylo = first ? 0 : c - (k - 1) * R1;
+                    long yhi = last ? N1 : e - (k - 1) * R1;
+                    if (sk) {
+                        ylo = asp_lmax(ylo, j - (k - 1) * R1);
+                        yhi = asp_lmin(yhi, j - (k - 1) * R1 + 1);
+                    }
                     double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
-                    double *hs = k < K ? halo + ((k - 1) * hplanes + (p - pbase)) * hrows : NULL;
-                    if (k < K && !first && hrows)  /* tile ti - 1's right edge of this level */
-                        memcpy(lvl + (ylo - 2 * R1 - y0) * WRS, hs, sizeof(double) * hrows);
                     const double *from = (k % 2 == 0) ? src : dst;
                     const long ys = k == 1 ? N2 : WRS, xlo = 0, xhi = N2;  /* whole rows */
                     for (long y = ylo; y < yhi; ++y) {
                         const double *s[${max(len(dzs), 1)}];
-% for j, dz in enumerate(dzs):
+% for jj, dz in enumerate(dzs):
                         {
                             const long q = p + (${dz});
-                            s[${j}] = (q < 0 || q >= N0) ? NULL
+                            s[${jj}] = (q < 0 || q >= N0) ? NULL
                                 : k == 1 ? src + (q * N1 + y) * N2
                                 : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
                                        + (y - y0) * WRS;
@@ -334,8 +352,17 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                         else if (nt)
                             asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
                     }
-                    if (k < K && !last && hrows)  /* this tile's right edge, for tile ti + 1 */
-                        memcpy(hs, lvl + (yhi - 2 * R1 - y0) * WRS, sizeof(double) * hrows);
+                  }
+                }
+                /* this tile's right edge of every level's plane of this step, for tile ti + 1 */
+                for (long k = 1; k < K && !last && hrows; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
+                        continue;
+                    memcpy(halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
+                           ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                                + (e - (k + 1) * R1 - y0) * WRS,
+                           sizeof(double) * hrows);
                 }
             }
         }
@@ -370,7 +397,7 @@ long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
-   runs wavefront tiles (whole rows; B2 and sk are ignored then); `nt` != 0
+   runs wavefront tiles (whole rows; B2 is ignored then); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
    where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
