@@ -172,6 +172,33 @@ static inline long asp_wdepth(long K, long B1) {
 }
 
 
+<%def name="level_rows(sfx)">\
+                    /* rows [ylo, yhi) of level k, plane p: into the ring (k < K) or dst */
+                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
+                    const double *from = (k % 2 == 0) ? src : dst;
+                    for (long y = ylo; y < yhi; ++y) {
+                        const double *s[${max(len(dzs), 1)}];
+% for j, dz in enumerate(dzs):
+                        {
+                            const long q = p + (${dz});
+                            s[${j}] = (q < 0 || q >= N0) ? NULL
+                                : k == 1 ? src + (q * N1 + y) * N2
+                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
+                                       + (y - y0) * RS - xo;
+                        }
+% endfor
+% if not dzs:
+                        s[0] = NULL;
+% endif
+                        double *out = k < K ? lvl + (y - y0) * RS - xo
+                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
+                        ${row_all_calls[sfx]};
+                        if (k < K)
+                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
+                        else if (nt)
+                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
+                    }
+</%def>\
 <%def name="engine(sfx)">\
 ${row_functions[sfx]}
 
@@ -244,31 +271,7 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
                     const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
                     const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
                     const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
-                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
-                    const double *from = (k % 2 == 0) ? src : dst;
-                    for (long y = ylo; y < yhi; ++y) {
-                        const double *s[${max(len(dzs), 1)}];
-% for j, dz in enumerate(dzs):
-                        {
-                            const long q = p + (${dz});
-                            s[${j}] = (q < 0 || q >= N0) ? NULL
-                                : k == 1 ? src + (q * N1 + y) * N2
-                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
-                                       + (y - y0) * RS - xo;
-                        }
-% endfor
-% if not dzs:
-                        s[0] = NULL;
-% endif
-                        double *out = k < K ? lvl + (y - y0) * RS - xo
-                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        ${row_all_calls[sfx]};
-                        if (k < K)
-                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
-                        else if (nt)
-                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
-                    }
-                }
+${level_rows(sfx)}                }
               }
             }
             if (nt) asp_store_fence();
@@ -287,8 +290,9 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
 % endfor
                        long K, long B0, long B1, long sk, long nt, double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
-    const long plane = (B1 + R1 * K) * WRS;  /* doubles of one ring plane */
-    const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * WRS;
+    const long RS = WRS, xo = 0;  /* ring row stride, x of a ring row's first point */
+    const long plane = (B1 + R1 * K) * RS;  /* doubles of one ring plane */
+    const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * RS;
 #pragma omp parallel for schedule(dynamic, 1)
     for (long ci = 0; ci < nch; ++ci) {
         double *ring = scratch[omp_get_thread_num()];
@@ -311,7 +315,7 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                     if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
                         continue;
                     memcpy(ring + ((k - 1) * SLOTS + p % SLOTS) * plane
-                                + ((K - k - 1) * R1) * WRS,
+                                + ((K - k - 1) * R1) * RS,
                            halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
                            sizeof(double) * hrows);
                 }
@@ -327,32 +331,8 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                         ylo = asp_lmax(ylo, j - (k - 1) * R1);
                         yhi = asp_lmin(yhi, j - (k - 1) * R1 + 1);
                     }
-                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
-                    const double *from = (k % 2 == 0) ? src : dst;
-                    const long ys = k == 1 ? N2 : WRS, xlo = 0, xhi = N2;  /* whole rows */
-                    for (long y = ylo; y < yhi; ++y) {
-                        const double *s[${max(len(dzs), 1)}];
-% for jj, dz in enumerate(dzs):
-                        {
-                            const long q = p + (${dz});
-                            s[${jj}] = (q < 0 || q >= N0) ? NULL
-                                : k == 1 ? src + (q * N1 + y) * N2
-                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
-                                       + (y - y0) * WRS;
-                        }
-% endfor
-% if not dzs:
-                        s[0] = NULL;
-% endif
-                        double *out = k < K ? lvl + (y - y0) * WRS
-                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        ${row_all_calls[sfx]};
-                        if (k < K)
-                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
-                        else if (nt)
-                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
-                    }
-                  }
+                    const long ys = k == 1 ? N2 : RS, xlo = 0, xhi = N2;  /* whole rows */
+${level_rows(sfx)}                  }
                 }
                 /* this tile's right edge of every level's plane of this step, for tile ti + 1 */
                 for (long k = 1; k < K && !last && hrows; ++k) {
@@ -361,7 +341,7 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                         continue;
                     memcpy(halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
                            ring + ((k - 1) * SLOTS + p % SLOTS) * plane
-                                + (e - (k + 1) * R1 - y0) * WRS,
+                                + (e - (k + 1) * R1 - y0) * RS,
                            sizeof(double) * hrows);
                 }
             }
