@@ -109,8 +109,10 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     groups: list[tuple[list[int], list[int], list[int], int, int]] = []
     if n1 > 1:
         # wavefront tiles first: no redundant rows, the ring (and the halo rows streaming
-        # through) within about the per-core L2
-        groups.append(([b for b in (16, 24, 32, 48, 64) if b < n1] or [n1], [-(-n0 // nt)], [0],
+        # through) within about the per-core L2; a chunk of planes per thread, or two (more
+        # overlap, but a thread slowed by other work holds the others up less)
+        groups.append(([b for b in (16, 24, 32, 48, 64) if b < n1] or [n1],
+                       sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), [0],
                        l2_bytes, 1))
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
@@ -171,10 +173,11 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         out += geo[:extra]
     if skew:
         out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
-    # the shallowest (where streaming saves most), and the expected best wavefront tiles
-    first = geo[:1] if geo[0].WT else []
-    out += [replace(tp, NT=1, W=w) for tp in first + sorted(geo[len(first):], key=lambda t: t.K)
-            ][:extra]
+    # the expected best wavefront tiles (they won with streaming stores in most timings),
+    # else the shallowest blocks (where streaming saves most)
+    first = [tp for tp in geo if tp.WT]
+    out += [replace(tp, NT=1, W=w) for tp in first + sorted(
+        (tp for tp in geo if not tp.WT), key=lambda t: t.K)][:extra]
     return out
 
 
