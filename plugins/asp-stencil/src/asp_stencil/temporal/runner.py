@@ -90,8 +90,10 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                      ) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
-    Geometries come in two families: units whose working set (``ring_bytes``) stays within about
-    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole
+    Geometries come in three families: for 3-D, wavefront tiles (``WT``: no redundant rows, the
+    ring within about the per-core L2, proposed twice as often as the others since they won
+    every 3-D timing so far); units whose working set (``ring_bytes``) stays within about
+    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``); and, for 3-D, whole
     planes per unit resident in a share of the last-level cache (no halo rows, but chunks of
     ``B0`` planes per thread redo about ``R0·K`` planes at their edges). Deeper blocks save
     memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
