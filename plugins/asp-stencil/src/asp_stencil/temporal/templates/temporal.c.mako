@@ -153,6 +153,10 @@ static inline long asp_ring_doubles(long K, long B1, long B2) {
    the rows a point reads (and the row it writes) do not all fall into the same cache sets when
    rows are a power of two long. */
 #define WRS ((N2 + 7L) / 8L % 2L ? (N2 + 7L) / 8L * 8L : (N2 + 7L) / 8L * 8L + 8L)
+/* Offset of the ring in the (cache-line aligned) scratch that puts the first interior point
+   x = G2 of every ring row on a cache line: the row kernels' loads at x and stores then do not
+   split cache lines (only the loads at x +- 1 do). */
+#define WSHIFT ((8L - G2 % 8L) % 8L)
 
 /* Wavefront tiles: K-1 ring levels of SLOTS planes of B1 + K R1 whole rows, then the halo
    buffer (K-1 levels of B0 + 2 R0 (K-1) planes of 2 R1 rows), each rounded to a cache line. */
@@ -243,14 +247,16 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
     for (long ci = 0; ci < nch; ++ci) {
         for (long ti = 0; ti < nti; ++ti) {
           for (long xi = 0; xi < nxi; ++xi) {
-            double *ring = scratch[omp_get_thread_num()];
-            double *rowbuf = ring + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8;
             const long a = ci * B0, b = asp_lmin(a + B0, N0);
             const long c = ti * B1, e = asp_lmin(c + B1, N1);
             const long xa = xi * B2, xe = asp_lmin(xa + B2, N2);
             const long y0 = c - R1 * K;
             /* ring rows hold [xo, xo + RS); their pointers are offset so x stays absolute */
             const long xo = RS == N2 ? 0 : xa - R2 * K;
+            /* x = G2 of the first ring row, and of the row buffer, on a cache line (WSHIFT) */
+            double *ring = scratch[omp_get_thread_num()] + (8 - ((G2 - xo) % 8 + 8) % 8) % 8;
+            double *rowbuf = scratch[omp_get_thread_num()] + 8
+                             + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT;
             /* sk: rows skewed too — at (i, j) level k computes row j - (k - 1) R1 of its plane,
                right after level k - 1 produced the row it needs last (still in L1) */
             const long jlo = sk ? c - R1 * (K - 1) : 0, jhi = sk ? e + R1 * (K - 1) : 1;
@@ -295,7 +301,7 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
     const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * RS;
 #pragma omp parallel for schedule(dynamic, 1)
     for (long ci = 0; ci < nch; ++ci) {
-        double *ring = scratch[omp_get_thread_num()];
+        double *ring = scratch[omp_get_thread_num()] + WSHIFT;
         double *halo = ring + asp_wring_doubles(K, B1);
         double *rowbuf = halo + asp_whalo_doubles(K, B0);
         const long a = ci * B0, b = asp_lmin(a + B0, N0);
@@ -372,8 +378,12 @@ long ${prefix}_wide(void) {
 /* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows and segments
    of B2 points, in doubles. */
 long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
-    if (wt) return asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2;
-    return (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + N2;
+    /* the last, plain sweep of a run runs asp_block with K = 1 whatever `wt` says */
+    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + N2;
+    if (wt)
+        return asp_lmax(plain,
+                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2);
+    return plain;
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
