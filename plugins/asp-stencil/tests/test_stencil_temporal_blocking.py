@@ -120,6 +120,7 @@ CASES = [
     ("interior-border-2d-gd2", InteriorAndBorder, (15, 13), 1, 2),
     ("border-only-2d", BorderOnly, (9, 8), 1, 1),
     ("varcoef-2d", VariableCoefficient, (19, 17), 2, 1),
+    ("varcoef-3d", VariableCoefficient, (9, 14, 10), 2, 1),
 ]
 
 PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
