@@ -292,7 +292,7 @@ def test_wavefront_tile_rings_fit_the_per_core_cache():
     l2 = 2 << 20
     wt = [c for c in candidate_params(plan, threads=2, l2_bytes=l2, wide=True) if c.WT]
     assert len({(c.K, c.B1) for c in wt}) >= 3
-    assert all(ring_bytes(plan, c) <= l2 for c in wt)
+    assert all(ring_bytes(plan, c) <= 3 * l2 // 4 for c in wt)
 
 
 @requires_compiler

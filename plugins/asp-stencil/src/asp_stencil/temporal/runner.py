@@ -110,12 +110,13 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     # tiles, chunks, segments, ring budget, wavefront tiles
     groups: list[tuple[list[int], list[int], list[int], int, int]] = []
     if n1 > 1:
-        # wavefront tiles first: no redundant rows, the ring (and the halo rows streaming
-        # through) within about the per-core L2; a chunk of planes per thread, or two (more
-        # overlap, but a thread slowed by other work holds the others up less)
-        groups.append(([b for b in (16, 24, 32, 48, 64) if b < n1] or [n1],
+        # wavefront tiles first: no redundant rows, the ring within 3/4 of the per-core L2
+        # (the rest for the grid rows and halo rows streaming through: fuller rings lost every
+        # timing); a chunk of planes per thread, or two (more overlap, but a thread slowed by
+        # other work holds the others up less)
+        groups.append(([b for b in (16, 20, 24, 32, 48) if b < n1] or [n1],
                        sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), [0],
-                       l2_bytes, 1))
+                       3 * l2_bytes // 4, 1))
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
         # whole rows: 3-D segments add halo in a second dimension, and lost every timing
