@@ -23,7 +23,7 @@ from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.temporal import temporal_plan, temporal_source
 from asp_stencil.temporal.runner import (TemporalParams, candidate_params, get_iterator,
-                                         specialise)
+                                         ring_bytes, specialise)
 from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
 
 #: NumPy's warning when a complex value is stored into a float array (Python went complex)
@@ -115,10 +115,12 @@ CASES = [
     ("heat-3d", lambda: _heat(3), (11, 13, 9), 1, 1),
     ("laplacian-3d", _laplacian, (13, 10, 11), 1, 1),
     ("wide2-2d", Wide2, (17, 14), 1, 2),
+    ("wide2-3d", Wide2, (12, 23, 11), 1, 2),
     ("interior-border-3d", InteriorAndBorder, (9, 11, 10), 1, 1),
     ("interior-border-2d-gd2", InteriorAndBorder, (15, 13), 1, 2),
     ("border-only-2d", BorderOnly, (9, 8), 1, 1),
     ("varcoef-2d", VariableCoefficient, (19, 17), 2, 1),
+    ("varcoef-3d", VariableCoefficient, (9, 14, 10), 2, 1),
 ]
 
 PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
@@ -133,7 +135,15 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(11, 2, 1, 1, 0, B2=7),
           # rows skewed level by level (3-D and any kernel reading other rows of a plane)
           TemporalParams(5, 3, 2, SK=1), TemporalParams(7, 100, 100, 1, 1, SK=1),
-          TemporalParams(9, 1, 1, SK=1), TemporalParams(3, 4, 3, 0, 1, B2=3, SK=1)]
+          TemporalParams(9, 1, 1, SK=1), TemporalParams(3, 4, 3, 0, 1, B2=3, SK=1),
+          # wavefront tiles: tiles too narrow for the depth (K is lowered), one tile, ragged
+          # last tiles, streaming stores, B2 and SK ignored
+          TemporalParams(3, 4, 3, WT=1), TemporalParams(5, 3, 2, 1, 0, WT=1),
+          TemporalParams(7, 100, 100, 0, 1, WT=1), TemporalParams(9, 1, 1, WT=1),
+          TemporalParams(5, 5, 7, 1, 1, WT=1), TemporalParams(7, 2, 9, 0, 1, B2=3, SK=1, WT=1),
+          TemporalParams(5, 3, 2, SK=1, WT=1), TemporalParams(9, 100, 100, 1, 1, SK=1, WT=1),
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1),
+          TemporalParams(11, 3, 12, 1, 1, WT=1)]
 
 
 def _reference(k, grids, steps):
@@ -269,6 +279,20 @@ def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
     assert {c.SK for c in both} == {0, 1}
     plan2 = temporal_plan(specialise(_heat(2), tuple(make_grids((300, 300), 1)))[1])
     assert not any(c.SK for c in candidate_params(plan2, threads=2, wide=True))
+    # wavefront tiles (3-D), timed against overlapped tiles, deep enough for their tile, one
+    # or two chunks of planes per thread; never where a plane is one row
+    assert {c.WT for c in both} == {0, 1}
+    assert all(c.K * plan.radius[1] <= c.B1 and c.B0 in (32, 16) for c in both if c.WT)
+    assert any(c.WT and c.NT for c in both)
+    assert not any(c.WT for c in candidate_params(plan2, threads=2, wide=True))
+
+
+def test_wavefront_tile_rings_fit_the_per_core_cache():
+    plan = temporal_plan(specialise(_heat(3), tuple(make_grids((256, 256, 256), 1)))[1])
+    l2 = 2 << 20
+    wt = [c for c in candidate_params(plan, threads=2, l2_bytes=l2, wide=True) if c.WT]
+    assert len({(c.K, c.B1) for c in wt}) >= 3
+    assert all(ring_bytes(plan, c) <= 3 * l2 // 4 for c in wt)
 
 
 @requires_compiler

@@ -103,10 +103,10 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
     unknown = _unknown_property(prog, KNOWN_PROGRAM_FIELDS)
     if unknown:
         return f"the kernel has {unknown}, which temporal blocking does not support"
-    for g in prog.grids:
-        unknown = _unknown_property(g, KNOWN_GRID_FIELDS)
+    for grid in prog.grids:
+        unknown = _unknown_property(grid, KNOWN_GRID_FIELDS)
         if unknown:
-            return f"grid {g.name!r} has {unknown}, which temporal blocking does not support"
+            return f"grid {grid.name!r} has {unknown}, which temporal blocking does not support"
     if len(prog.grids) < 2:
         return "iterate needs an input grid to swap with the output"
     dims = prog.dim
@@ -146,10 +146,11 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
         if unknown or loop.region not in ("interior", "border"):
             return (f"the {loop.region} loop has {unknown or 'that region'}, which temporal "
                     f"blocking does not support")
-        for s in loop.body:
-            if not isinstance(s, (D.Assign, D.Store)):
-                return f"a {type(s).__name__} statement inside the {loop.region} loop"
-        for s in loop.body:
+        simple = [s for s in loop.body if isinstance(s, (D.Assign, D.Store))]
+        if len(simple) != len(loop.body):
+            other = next(s for s in loop.body if not isinstance(s, (D.Assign, D.Store)))
+            return f"a {type(other).__name__} statement inside the {loop.region} loop"
+        for s in simple:
             for r in D.reads(s.value):
                 if r.grid == out.name:
                     return f"the {loop.region} loop reads the output grid"

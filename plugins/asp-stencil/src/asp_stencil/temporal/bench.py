@@ -35,7 +35,7 @@ class TemporalHeat(StencilKernel):
     alpha = 0.1
     centre = -6.0
 
-    def kernel(self, u, out):
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
         for x in out.interior_points():
             s = self.centre * u[x]
             for y in u.neighbors(x, 1):
@@ -48,7 +48,7 @@ class Jacobi(StencilKernel):
 
     inv = 1.0 / 6.0
 
-    def kernel(self, u, out):
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
         for x in out.interior_points():
             s = 0.0
             for y in u.neighbors(x, 1):
@@ -61,7 +61,8 @@ def _numba_sweeps(kind: str, dim: int) -> Callable[..., Any]:
 
     if dim == 2:
         @numba.njit(parallel=True, cache=True)
-        def run2(a, b, steps, c):  # pragma: no cover - compiled
+        def run2(a: np.ndarray, b: np.ndarray, steps: int,
+                 c: float) -> np.ndarray:  # pragma: no cover - compiled
             n0, n1 = a.shape
             for _ in range(steps):
                 for i in numba.prange(1, n0 - 1):
@@ -73,7 +74,8 @@ def _numba_sweeps(kind: str, dim: int) -> Callable[..., Any]:
         return run2
     if kind == "heat":
         @numba.njit(parallel=True, cache=True)
-        def run3(a, b, steps, c):  # pragma: no cover - compiled
+        def run3(a: np.ndarray, b: np.ndarray, steps: int,
+                 c: float) -> np.ndarray:  # pragma: no cover - compiled
             n0, n1, n2 = a.shape
             for _ in range(steps):
                 for i in numba.prange(1, n0 - 1):
@@ -88,7 +90,8 @@ def _numba_sweeps(kind: str, dim: int) -> Callable[..., Any]:
         return run3
 
     @numba.njit(parallel=True, cache=True)
-    def jac3(a, b, steps, c):  # pragma: no cover - compiled
+    def jac3(a: np.ndarray, b: np.ndarray, steps: int,
+             c: float) -> np.ndarray:  # pragma: no cover - compiled
         n0, n1, n2 = a.shape
         for _ in range(steps):
             for i in numba.prange(1, n0 - 1):
@@ -121,12 +124,12 @@ def _pystencils(kind: str, dim: int, c: float) -> Callable[..., Any]:
 
     cfg = ps.CreateKernelConfig(target=ps.Target.CPU)
     cfg.cpu.openmp.enable = True
+    fields: Any = ps.fields("src, dst: double[3D]" if dim == 3 else "src, dst: double[2D]")
+    src, dst = fields
     if dim == 3:
-        src, dst = ps.fields("src, dst: double[3D]")
         nb = (src[1, 0, 0] + src[-1, 0, 0] + src[0, 1, 0] + src[0, -1, 0] + src[0, 0, 1]
               + src[0, 0, -1])
     else:
-        src, dst = ps.fields("src, dst: double[2D]")
         nb = src[1, 0] + src[-1, 0] + src[0, 1] + src[0, -1]
     rhs = src.center + c * (-2.0 * dim * src.center + nb) if kind == "heat" else nb * c
     return ps.create_kernel(ps.Assignment(dst.center, rhs), cfg).compile()
@@ -168,6 +171,7 @@ def _case(bench: Any, kind: str, shape: tuple[int, ...], steps: int) -> None:
     dim = len(shape)
     rng = np.random.default_rng(3)
     init = rng.random(shape)
+    k: TemporalHeat | Jacobi
     if kind == "heat":
         k = TemporalHeat()
         k.centre = -2.0 * dim
@@ -199,14 +203,16 @@ def _case(bench: Any, kind: str, shape: tuple[int, ...], steps: int) -> None:
         "asp-plain": lambda: plain.iterate(pa, pb, steps=steps),
     }
     ma, mb = init.copy(), init.copy()
-    f = _anchor(bench, "numba-prange", lambda: _numba_sweeps(kind, dim))
+    f: Callable[..., Any] | None = _anchor(bench, "numba-prange",
+                                           lambda: _numba_sweeps(kind, dim))
     if f:
         f(ma, mb, 1, c)
         impls["numba-prange"] = lambda: f(ma, mb, steps, c)
     d = _anchor(bench, "devito", lambda: _devito(kind, shape, init, steps, c))
     if d:
         impls["devito"] = d
-    p = _anchor(bench, "pystencils", lambda: _pystencils(kind, dim, c))
+    p: Callable[..., Any] | None = _anchor(bench, "pystencils",
+                                           lambda: _pystencils(kind, dim, c))
     if p:
         xa, xb = init.copy(), init.copy()
 

@@ -3,10 +3,12 @@
 The row kernels (one per point loop) are platform-AST functions printed with ``print_c``; the
 driver that arranges them into wavefronts, ring buffers and blocks is the Mako template
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
-exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, nt, wide)``: ``steps``
+exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, wt, nt, wide)``: ``steps``
 Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
 time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and segments of ``B2``
-points (rows skewed level by level too with ``sk``), with streaming stores of each
+points (rows skewed level by level too with ``sk``), or as wavefront tiles (``wt``: the tiles
+of a chunk swept in order, passing their edges on instead of recomputing them), with streaming
+stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
 says the library has one): the tuning parameters, chosen at run time, so every variant shares
 one compiled library. Calls and parameter declarations are printed by the core's C printer.
@@ -112,6 +114,11 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
         _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
         _name("sk"), _name("nt"),
         _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
+    wblock_calls = {sfx: _call(
+        f"asp_wblock{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
+        C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
+        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("nt"), _name("scratch"))
+        for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
     functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
                  for sfx, rows in engines.items()}
@@ -123,4 +130,4 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
                   const_params=const_params, row_all_calls=row_all_calls,
-                  block_calls=block_calls)
+                  block_calls=block_calls, wblock_calls=wblock_calls)

@@ -64,7 +64,9 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
         if not isinstance(loop, D.PointLoop) or not stores(loop):
             continue  # a loop that stores nothing has no effect on any sweep
         idx = len(out)
-        dzs = sorted({pad3(r.at.offset, 0)[0] for s in loop.body for r in D.reads(s.value)
+        # the plan admits only assignments and stores in point loops
+        dzs = sorted({pad3(r.at.offset, 0)[0] for s in loop.body
+                      if isinstance(s, (D.Assign, D.Store)) for r in D.reads(s.value)
                       if r.grid == plan.state})
 
         def read(r: D.Read) -> C.Expr:

@@ -47,7 +47,9 @@ class TemporalParams:
     the price of halo points at their ends), ``SK`` rows skewed level by level (each level
     reads the row the level below produced last while it is in L1), ``NT`` streaming stores for
     each block's last level (written once, never re-read), ``W`` the full-width vector engine
-    (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`)."""
+    (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`), ``WT`` wavefront
+    tiles (3-D: one thread sweeps the tiles of its chunk in order and passes each tile's edge
+    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply)."""
 
     K: int
     B0: int
@@ -56,16 +58,17 @@ class TemporalParams:
     W: int = 0
     B2: int = 0
     SK: int = 0
+    WT: int = 0
 
     @property
     def label(self) -> str:
         return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
-                + ("-sk" if self.SK else "") + ("-nt" if self.NT else "")
-                + ("-w" if self.W else ""))
+                + ("-sk" if self.SK else "") + ("-wt" if self.WT else "")
+                + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
         return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
-                "NT": self.NT, "W": self.W}
+                "WT": self.WT, "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
@@ -74,6 +77,10 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     r0, r1, r2 = plan.radius
     if tp.K <= 1:
         return 8
+    if tp.WT:  # whole rows padded to an odd number of cache lines (WRS in the template)
+        lines = -(-n2 // 8)
+        return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + r1 * tp.K) * 8 * (
+            lines if lines % 2 else lines + 1)
     row = n2 if not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
     return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
 
@@ -83,8 +90,10 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
                      ) -> list[TemporalParams]:
     """Tuning points worth timing for ``plan``, the expected best first.
 
-    Geometries come in two families: units whose working set (``ring_bytes``) stays within about
-    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``), and, for 3-D, whole
+    Geometries come in three families: for 3-D, wavefront tiles (``WT``: no redundant rows, the
+    ring within about the per-core L2, proposed twice as often as the others since they won
+    every 3-D timing so far); units whose working set (``ring_bytes``) stays within about
+    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``); and, for 3-D, whole
     planes per unit resident in a share of the last-level cache (no halo rows, but chunks of
     ``B0`` planes per thread redo about ``R0·K`` planes at their edges). Deeper blocks save
     memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
@@ -98,35 +107,45 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     r0, r1, r2 = plan.radius
     nt = max(1, threads or default_threads())
     budget = 2 * l2_bytes
-    groups: list[tuple[list[int], list[int], list[int], int]] = []  # tiles, chunks, segments,
-    if n1 > 1:                                                         # ring budget
+    # tiles, chunks, segments, ring budget, wavefront tiles
+    groups: list[tuple[list[int], list[int], list[int], int, int]] = []
+    if n1 > 1:
+        # wavefront tiles first: no redundant rows, the ring within 3/4 of the per-core L2
+        # (the rest for the grid rows and halo rows streaming through: fuller rings lost every
+        # timing); a chunk of planes per thread, or two (more overlap, but a thread slowed by
+        # other work holds the others up less)
+        groups.append(([b for b in (16, 20, 24, 32, 48) if b < n1] or [n1],
+                       sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), [0],
+                       3 * l2_bytes // 4, 1))
         tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
         chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
         # whole rows: 3-D segments add halo in a second dimension, and lost every timing
         # against whole rows (the C takes them: ASP_STENCIL_TEMPORAL_PARAMS)
-        groups.append((tiles, chunk_opts, [0], budget))
-        groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt)))
+        groups.append((tiles, chunk_opts, [0], budget, 0))
+        groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt), 0))
     else:
         # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache
         segs = [0] + [b for b in (1024, 256) if 2 * b <= n2]
         groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), segs,
-                       budget))
+                       budget, 0))
     ranked: list[list[TemporalParams]] = []
-    for tiles, chunk_opts, segs, limit in groups:
+    for tiles, chunk_opts, segs, limit, wt in groups:
         cands: list[tuple[float, TemporalParams]] = []
         for b1 in tiles:
             for b0 in chunk_opts:
                 for b2 in segs:
                     b0 = max(1, b0)
                     for k in (3, 5, 7, 9, 11, 15, 21, 31):
-                        tp = TemporalParams(k, b0, b1, B2=b2)
-                        if ring_bytes(plan, tp) > limit and k > 3:
+                        tp = TemporalParams(k, b0, b1, B2=b2, WT=wt)
+                        if ring_bytes(plan, tp) > limit and k > 3 or wt and k * r1 > b1:
                             continue
-                        halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 else 0.0)
+                        # wavefront tiles recompute no rows but move 2 R1 halo rows per level
+                        halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 and not wt else 0.0)
+                        moved = 4.0 * r1 * (k - 1) / (b1 * k) if wt and b1 < n1 else 0.0
                         warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
                         seg = 1.0 + (r2 * (k - 1) / b2 if 0 < b2 < n2 else 0.0)
                         # compute (in cache) + memory traffic
-                        cands.append((halo * warm * seg + 3.0 / k, tp))
+                        cands.append((halo * warm * seg + 3.0 / k + moved, tp))
         cands.sort(key=lambda c: c[0])
         # the best depth of every tile shape first (the cost guess is rough; the tuner sees
         # each shape), then the other depths
@@ -134,6 +153,8 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         for _, tp in cands:
             best.setdefault((tp.B0, tp.B1, tp.B2), tp)
         order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
+        if not order and wt:
+            continue
         ranked.append([tp for _, tp in order])
     # variations of the first geometries: default width (where there is a full-width engine),
     # rows skewed level by level (where levels read other rows of a plane: the same work with
@@ -143,10 +164,11 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     extra = max(1, max_variants // 6)
     n_geo = max(1, max_variants - extra * families)
     geo: list[TemporalParams] = []
-    for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed
-        for group in ranked:
-            if i < len(group) and group[i] not in geo and len(geo) < n_geo:
-                geo.append(group[i])
+    for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed,
+        for group in ranked:                            # wavefront tiles twice as often
+            for tp in group[2 * i:2 * i + 2] if group[0].WT else group[i:i + 1]:
+                if tp not in geo and len(geo) < n_geo:
+                    geo.append(tp)
     geo = geo or [TemporalParams(3, n0, max(1, n1))]
     w = int(wide)
     out = [replace(tp, W=w) for tp in geo]
@@ -154,7 +176,11 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
         out += geo[:extra]
     if skew:
         out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
-    out += [replace(tp, NT=1, W=w) for tp in sorted(geo, key=lambda t: t.K)[:extra]]
+    # the expected best wavefront tiles (they won with streaming stores in most timings),
+    # else the shallowest blocks (where streaming saves most)
+    first = [tp for tp in geo if tp.WT]
+    out += [replace(tp, NT=1, W=w) for tp in first + sorted(
+        (tp for tp in geo if not tp.WT), key=lambda t: t.K)][:extra]
     return out
 
 
@@ -203,7 +229,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.NT, tp.W)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.WT, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -221,10 +247,10 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 8
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 9
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
-    scratch.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long]
+    scratch.argtypes = [ctypes.c_long] * 5
     scratch.restype = ctypes.c_long
     hw = ctx.hardware
     l2 = hw.caches.get("L2", 1 << 20)
@@ -233,7 +259,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK]]]]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT]]]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"

@@ -18,6 +18,13 @@
   The schedule runs blocks of odd depth up to K for steps - 1 levels, then one plain sweep, so
   at the end x[steps % 2] holds level steps and x[(steps - 1) % 2] level steps - 1, as in the
   plain ping-pong.
+  Wavefront tiles (`wt`, 3-D: planes of several rows) remove the redundant rows: one thread
+  sweeps the tiles of its chunk in order, and tile ti computes at level k the rows
+  [c - (k - 1) R1, e - (k - 1) R1) (skewed back one radius per level; the first tile starts at
+  row 0, the last ends at N1). The 2 R1 rows it lacks at the left edge of each level-k plane
+  were computed by tile ti - 1, which left them in a per-thread halo buffer (one slot per level
+  and plane of the chunk); each tile copies them into its ring and leaves its own right edge
+  there for the next tile. Rows are computed once; only the dimension-0 chunk edges overlap.
 </%doc>\
 #include <math.h>
 #include <stdint.h>
@@ -142,7 +149,60 @@ static inline long asp_ring_doubles(long K, long B1, long B2) {
     return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * asp_ring_row(K, B2) : 0;
 }
 
+/* Row stride of wavefront-tile rings: whole rows padded to an odd number of cache lines, so
+   the rows a point reads (and the row it writes) do not all fall into the same cache sets when
+   rows are a power of two long. */
+#define WRS ((N2 + 7L) / 8L % 2L ? (N2 + 7L) / 8L * 8L : (N2 + 7L) / 8L * 8L + 8L)
+/* Offset of the ring in the (cache-line aligned) scratch that puts the first interior point
+   x = G2 of every ring row on a cache line: the row kernels' loads at x and stores then do not
+   split cache lines (only the loads at x +- 1 do). */
+#define WSHIFT ((8L - G2 % 8L) % 8L)
 
+/* Wavefront tiles: K-1 ring levels of SLOTS planes of B1 + K R1 whole rows, then the halo
+   buffer (K-1 levels of B0 + 2 R0 (K-1) planes of 2 R1 rows), each rounded to a cache line. */
+static inline long asp_wring_doubles(long K, long B1) {
+    return K > 1 ? ((K - 1) * SLOTS * (B1 + R1 * K) * WRS + 7) / 8 * 8 : 0;
+}
+
+static inline long asp_whalo_doubles(long K, long B0) {
+    return K > 1 ? ((K - 1) * (B0 + 2 * R0 * (K - 1)) * 2 * R1 * WRS + 7) / 8 * 8 : 0;
+}
+
+/* The deepest block wavefront tiles of B1 rows take: tile 0 shrinks by R1 rows a level and
+   must keep 2 R1 rows for tile 1 at every level but the last (odd, at least 1). */
+static inline long asp_wdepth(long K, long B1) {
+    if (R1 > 0 && K * R1 > B1) K = asp_lmax(1, B1 / R1);
+    return K % 2 ? K : K - 1;
+}
+
+
+<%def name="level_rows(sfx)">\
+                    /* rows [ylo, yhi) of level k, plane p: into the ring (k < K) or dst */
+                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
+                    const double *from = (k % 2 == 0) ? src : dst;
+                    for (long y = ylo; y < yhi; ++y) {
+                        const double *s[${max(len(dzs), 1)}];
+% for j, dz in enumerate(dzs):
+                        {
+                            const long q = p + (${dz});
+                            s[${j}] = (q < 0 || q >= N0) ? NULL
+                                : k == 1 ? src + (q * N1 + y) * N2
+                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
+                                       + (y - y0) * RS - xo;
+                        }
+% endfor
+% if not dzs:
+                        s[0] = NULL;
+% endif
+                        double *out = k < K ? lvl + (y - y0) * RS - xo
+                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
+                        ${row_all_calls[sfx]};
+                        if (k < K)
+                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
+                        else if (nt)
+                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
+                    }
+</%def>\
 <%def name="engine(sfx)">\
 ${row_functions[sfx]}
 
@@ -187,14 +247,16 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
     for (long ci = 0; ci < nch; ++ci) {
         for (long ti = 0; ti < nti; ++ti) {
           for (long xi = 0; xi < nxi; ++xi) {
-            double *ring = scratch[omp_get_thread_num()];
-            double *rowbuf = ring + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8;
             const long a = ci * B0, b = asp_lmin(a + B0, N0);
             const long c = ti * B1, e = asp_lmin(c + B1, N1);
             const long xa = xi * B2, xe = asp_lmin(xa + B2, N2);
             const long y0 = c - R1 * K;
             /* ring rows hold [xo, xo + RS); their pointers are offset so x stays absolute */
             const long xo = RS == N2 ? 0 : xa - R2 * K;
+            /* x = G2 of the first ring row, and of the row buffer, on a cache line (WSHIFT) */
+            double *ring = scratch[omp_get_thread_num()] + (8 - ((G2 - xo) % 8 + 8) % 8) % 8;
+            double *rowbuf = scratch[omp_get_thread_num()] + 8
+                             + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT;
             /* sk: rows skewed too — at (i, j) level k computes row j - (k - 1) R1 of its plane,
                right after level k - 1 produced the row it needs last (still in L1) */
             const long jlo = sk ? c - R1 * (K - 1) : 0, jhi = sk ? e + R1 * (K - 1) : 1;
@@ -215,36 +277,82 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
                     const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
                     const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
                     const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
-                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
-                    const double *from = (k % 2 == 0) ? src : dst;
-                    for (long y = ylo; y < yhi; ++y) {
-                        const double *s[${max(len(dzs), 1)}];
-% for j, dz in enumerate(dzs):
-                        {
-                            const long q = p + (${dz});
-                            s[${j}] = (q < 0 || q >= N0) ? NULL
-                                : k == 1 ? src + (q * N1 + y) * N2
-                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
-                                       + (y - y0) * RS - xo;
-                        }
-% endfor
-% if not dzs:
-                        s[0] = NULL;
-% endif
-                        double *out = k < K ? lvl + (y - y0) * RS - xo
-                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        ${row_all_calls[sfx]};
-                        if (k < K)
-                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
-                        else if (nt)
-                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
-                    }
-                }
+${level_rows(sfx)}                }
               }
             }
             if (nt) asp_store_fence();
           }
         }
+    }
+}
+
+/* One block of wavefront tiles (see the top): levels t+1 .. t+K from src into dst, chunks of
+   B0 planes in parallel, the tiles of B1 rows of a chunk in order by one thread. With `sk`, rows
+   are skewed level by level as in asp_block: at (i, j) level k computes row j - (k - 1) R1,
+   right after level k - 1 produced the row of plane p + R0 it reads last. */
+static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
+% for decl in const_params:
+                       ${decl},
+% endfor
+                       long K, long B0, long B1, long sk, long nt, double *const *scratch) {
+    const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
+    const long RS = WRS, xo = 0;  /* ring row stride, x of a ring row's first point */
+    const long plane = (B1 + R1 * K) * RS;  /* doubles of one ring plane */
+    const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * RS;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long ci = 0; ci < nch; ++ci) {
+        double *ring = scratch[omp_get_thread_num()] + WSHIFT;
+        double *halo = ring + asp_wring_doubles(K, B1);
+        double *rowbuf = halo + asp_whalo_doubles(K, B0);
+        const long a = ci * B0, b = asp_lmin(a + B0, N0);
+        const long pbase = a - R0 * (K - 1);
+        for (long ti = 0; ti < nti; ++ti) {
+            const long c = ti * B1, e = asp_lmin(c + B1, N1);
+            const int first = ti == 0, last = ti == nti - 1;
+            const long y0 = c - R1 * K;  /* ring row 0 */
+            /* skewed, level k's rows [ylo, yhi) are j - (k - 1) R1 for j in [jlo, jhi) */
+            const long jlo = sk && !first ? c : 0;
+            const long jhi = !sk ? 1 : last ? N1 + (K - 1) * R1 : e;
+            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+                /* the rows of tile ti - 1's right edge of every level's plane of this step;
+                   the ring slot they go to held a plane no level reads any more */
+                for (long k = 1; k < K && !first && hrows; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
+                        continue;
+                    memcpy(ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                                + ((K - k - 1) * R1) * RS,
+                           halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
+                           sizeof(double) * hrows);
+                }
+                for (long j = jlo; j < jhi; ++j) {
+                  for (long k = 1; k <= K; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    const long plo = asp_lmax(0, a - R0 * (K - k));
+                    const long phi = asp_lmin(N0, b + R0 * (K - k));
+                    if (p < plo || p >= phi) continue;
+                    long ylo = first ? 0 : c - (k - 1) * R1;
+                    long yhi = last ? N1 : e - (k - 1) * R1;
+                    if (sk) {
+                        ylo = asp_lmax(ylo, j - (k - 1) * R1);
+                        yhi = asp_lmin(yhi, j - (k - 1) * R1 + 1);
+                    }
+                    const long ys = k == 1 ? N2 : RS, xlo = 0, xhi = N2;  /* whole rows */
+${level_rows(sfx)}                  }
+                }
+                /* this tile's right edge of every level's plane of this step, for tile ti + 1 */
+                for (long k = 1; k < K && !last && hrows; ++k) {
+                    const long p = i - (k - 1) * R0;
+                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
+                        continue;
+                    memcpy(halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
+                           ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                                + (e - (k + 1) * R1 - y0) * RS,
+                           sizeof(double) * hrows);
+                }
+            }
+        }
+        if (nt) asp_store_fence();
     }
 }
 </%def>\
@@ -269,11 +377,17 @@ long ${prefix}_wide(void) {
 
 /* The scratch a thread needs for blocks of depth up to K with tiles of B1 rows and segments
    of B2 points, in doubles. */
-long ${prefix}_scratch_doubles(long K, long B1, long B2) {
-    return (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + N2;
+long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
+    /* the last, plain sweep of a run runs asp_block with K = 1 whatever `wt` says */
+    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + N2;
+    if (wt)
+        return asp_lmax(plain,
+                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2);
+    return plain;
 }
 
-/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `nt` != 0
+/* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
+   runs wavefront tiles (whole rows; B2 is ignored then); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
    where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
@@ -281,17 +395,19 @@ int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
 % endfor
-                  long steps, long K, long B0, long B1, long B2, long sk, long nt, long wide) {
+                  long steps, long K, long B0, long B1, long B2, long sk, long wt, long nt,
+                  long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
-    if (B0 < 1) B0 = N0;
-    if (B1 < 1) B1 = N1;
+    if (B0 < 1 || B0 > N0) B0 = N0;
+    if (B1 < 1 || B1 > N1) B1 = N1;
     if (B2 < 1 || B2 > N2) B2 = N2;
+    if (wt) K = asp_wdepth(K, B1);
     const int nthreads = omp_get_max_threads();
     double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
-    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B1, B2) * sizeof(double);
+    const size_t bytes = (size_t)${prefix}_scratch_doubles(K, B0, B1, B2, wt) * sizeof(double);
     int failed = 0;
     for (int t = 0; t < nthreads; ++t) {
         scratch[t] = (double *)aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -304,8 +420,10 @@ int ${prefix}_run(double *x0, double *x1,
             long k = asp_lmin(K, steps - 1 - t);
             if (k % 2 == 0) k -= 1;
 #if ASP_WIDE
+            if (wide && wt) ${wblock_calls["_w512"]}; else
             if (wide) ${block_calls["_w512"]["k"]}; else
 #endif
+            if (wt) ${wblock_calls[""]}; else
             ${block_calls[""]["k"]};
             t += k;
         }
