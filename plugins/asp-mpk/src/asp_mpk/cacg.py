@@ -333,13 +333,16 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         # is the same in every mode.  While the variants are still being tuned (each "stored"
         # step times one), any compiled variant already offers the fused classical passes:
         # stored steps then only count as provisional samples, so the solver runs the faster
-        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path.
+        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path;
+        # while the other variants still compile in the background, it does not tune at all.
         passes = kern if kern is not None else mp.bound_kernel()
         available = ["stored"]
         if kern is not None and kern.can_stream and callback is None:
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
             available.append("classical")
+            if kern is None and background.busy():
+                available.remove("stored")   # its steps would time variants still compiling
         mode = modes.choose(available)
         if mode == "classical":
             done, rr, al, be, broke = _classical_steps(passes, x, p, r, q, rr,
@@ -358,6 +361,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             continue
         streaming = mode == "stream"
         if streaming:
+            assert kern is not None   # "stream" is offered with the tuned kernel only
             kern.stream(xs, coefs, gram=G)            # basis never stored: Gram only
         else:
             mp.run(xs, V, coefs, G, "recurrence")
@@ -375,6 +379,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if steps:
             C = np.stack([st.xc, st.rc, st.pc])
             if streaming:
+                assert kern is not None
                 # recompute the basis block by block and combine it in cache; the new p, r go
                 # to the other buffer because neighbouring blocks still read the old ones
                 kern.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
