@@ -140,3 +140,23 @@ def test_cg_does_not_tune_while_variants_compile(fresh_cache, monkeypatch):
     # the first outer step specialises (ASP_MPK_COMPILE=wait); no later one times variants
     assert st.steps_by_mode.get("stored", 0) <= st.s
     assert st.steps_by_mode.get("classical", 0) >= st.iterations - st.s
+
+
+@requires_compiler
+def test_cg_streams_when_the_stored_basis_is_given_up(fresh_cache):
+    """A stored basis given up on as too slow leaves its variants' tuning unfinished; the
+    streaming basis needs no tuning and is still tried with the variant already built."""
+    from asp_mpk.cacg import choose_s, last_stats
+    from asp_mpk.matrix import analysed
+
+    A = gallery.poisson2d(150)                      # DIA: the kernel can stream
+    b = np.random.default_rng(6).standard_normal(A.shape[0])
+    modes = analysed(A, np.float64).powers(choose_s(A.shape[0], A.nnz)).cg_modes
+    modes.record("classical", 1e-3)
+    for _ in range(modes.TRIES_BEFORE_GIVING_UP):
+        modes.record("stored", 1.0)                 # far slower than classical: given up
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    assert st.steps_by_mode.get("stored", 0) <= st.s   # only the step that specialised
+    assert st.steps_by_mode.get("stream", 0) > 0
