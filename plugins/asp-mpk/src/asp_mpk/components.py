@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core.decisions import VARIANT
@@ -210,7 +211,10 @@ def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
 
 def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixPowers,
                     formats: list[str]) -> None:
-    """Submit the compile of ``formats[0]``, and of the rest once it has ended."""
+    """Submit the compile of ``formats[0]``, and of the rest once it has ended.  A compile
+    cancelled while queued (a foreground build took it over, or the interpreter exits) ends the
+    chain: its callback runs under the pool's lock, where submitting would deadlock, and the
+    builds that need the remaining formats compile them themselves."""
     from asp_core import background
 
     if not formats:
@@ -220,8 +224,11 @@ def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixP
         args = program.compile_args(storage, program.diagonal_kinds(storage, mp))
     except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
         return
-    future = background.submit(ctx, **args, variant=formats[0])
-    future.add_done_callback(lambda _: _submit_in_turn(ctx, program, mp, formats[1:]))
+    def then(done: Future) -> None:
+        if not done.cancelled():
+            _submit_in_turn(ctx, program, mp, formats[1:])
+
+    background.submit(ctx, **args, variant=formats[0]).add_done_callback(then)
 
 
 class ScipyBackend(Backend):
