@@ -99,3 +99,64 @@ def test_cg_first_solve_starts_with_scipy_steps(fresh_cache, monkeypatch):
     assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
     assert st.steps_by_mode.get("scipy", 0) > 0        # a cold cache: gcc takes a while
     assert sum(st.steps_by_mode.values()) == st.iterations
+
+
+@requires_compiler
+def test_calls_do_not_tune_while_variants_compile(fresh_cache, monkeypatch):
+    """The kernel is handed over after its first variant's compile; while the others compile
+    on asp_core.background, calls run that variant instead of building and timing the next
+    one on the caller's path (which would wait for its compile)."""
+    from asp_core import background
+
+    A = gallery.poisson2d(200)                      # dia-c, dia and naive formats
+    x = np.random.default_rng(3).standard_normal(A.shape[0])
+    ref = A @ (A @ (A @ (A @ x)))
+    mp = asp_mpk.MatrixPowers(A, 4)
+    np.testing.assert_allclose(mp(x)[4], ref, rtol=1e-12)     # specialises: one variant built
+    assert _events(mp, "precompile")
+    tuning = next(iter(mp._dispatch.specializations.values()))
+    built = dict(tuning.built)
+    monkeypatch.setattr(background, "busy", lambda: True)    # the siblings still compiling
+    for _ in range(6):
+        np.testing.assert_allclose(mp(x)[4], ref, rtol=1e-12)
+    assert dict(tuning.built) == built and mp.tuned_kernel(nvec=1, gram=False,
+                                                           basis="monomial") is None
+    monkeypatch.setattr(background, "busy", lambda: False)   # compiled: tuning resumes
+    assert mp.tune() is not None and mp.tuned_kernel(nvec=1, gram=False,
+                                                     basis="monomial") is not None
+
+
+@requires_compiler
+def test_cg_does_not_tune_while_variants_compile(fresh_cache, monkeypatch):
+    from asp_core import background
+    from asp_mpk.cacg import last_stats
+
+    A = gallery.poisson2d(150)
+    b = np.random.default_rng(5).standard_normal(A.shape[0])
+    monkeypatch.setattr(background, "busy", lambda: True)
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    # the first outer step specialises (ASP_MPK_COMPILE=wait); no later one times variants
+    assert st.steps_by_mode.get("stored", 0) <= st.s
+    assert st.steps_by_mode.get("classical", 0) >= st.iterations - st.s
+
+
+@requires_compiler
+def test_cg_streams_when_the_stored_basis_is_given_up(fresh_cache):
+    """A stored basis given up on as too slow leaves its variants' tuning unfinished; the
+    streaming basis needs no tuning and is still tried with the variant already built."""
+    from asp_mpk.cacg import choose_s, last_stats
+    from asp_mpk.matrix import analysed
+
+    A = gallery.poisson2d(150)                      # DIA: the kernel can stream
+    b = np.random.default_rng(6).standard_normal(A.shape[0])
+    modes = analysed(A, np.float64).powers(choose_s(A.shape[0], A.nnz)).cg_modes
+    modes.record("classical", 1e-3)
+    for _ in range(modes.TRIES_BEFORE_GIVING_UP):
+        modes.record("stored", 1.0)                 # far slower than classical: given up
+    x, info = asp_mpk.cg(A, b, rtol=1e-8)
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    assert st.steps_by_mode.get("stored", 0) <= st.s   # only the step that specialised
+    assert st.steps_by_mode.get("stream", 0) > 0

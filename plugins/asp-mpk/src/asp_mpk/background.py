@@ -1,7 +1,9 @@
-"""Background work of asp-mpk (specialising, compiling), joined when the interpreter exits.
+"""Background specialisations of asp-mpk, joined when the interpreter exits.
 
-A compile or a first kernel call cut off at exit would leave OpenMP threads running while the
-process tears down (``terminate called without an active exception``) and waste the compile
+A specialisation runs the pipeline up to the first variant's compile and a first kernel call on
+its own thread (:meth:`asp_mpk.powers.MatrixPowers.prepare`); the other variants' compiles go
+to the core's pool, :mod:`asp_core.background`.  A compile or a first kernel call cut off at
+exit would leave OpenMP threads running while the process tears down (``terminate called without an active exception``) and waste the compile
 that the next process would find in the cache, so exit waits for what was started.
 """
 
@@ -11,7 +13,7 @@ import atexit
 import threading
 from typing import Any, Callable
 
-__all__ = ["start", "join_all", "in_background", "busy"]
+__all__ = ["start", "join_all", "busy"]
 
 _LOCK = threading.Lock()
 _THREADS: list[threading.Thread] = []
@@ -27,17 +29,15 @@ def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread
     return thread
 
 
-def in_background() -> bool:
-    """Whether the calling thread is one that :func:`start` started."""
-    with _LOCK:
-        return threading.current_thread() in _THREADS
-
-
 def busy() -> bool:
-    """Whether background work (a compile, a specialisation) is running now: timings taken
-    meanwhile share the cores with gcc."""
+    """Whether background work (a specialisation here, a compile in :mod:`asp_core.background`)
+    is running now: timings taken meanwhile share the cores with gcc."""
+    from asp_core import background as pool
+
     with _LOCK:
-        return any(t.is_alive() for t in _THREADS)
+        if any(t.is_alive() for t in _THREADS):
+            return True
+    return pool.busy()
 
 
 @atexit.register

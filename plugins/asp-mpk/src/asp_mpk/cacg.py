@@ -333,13 +333,19 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         # is the same in every mode.  While the variants are still being tuned (each "stored"
         # step times one), any compiled variant already offers the fused classical passes:
         # stored steps then only count as provisional samples, so the solver runs the faster
-        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path.
+        # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path;
+        # while the other variants still compile in the background, it runs classical steps
+        # only.  Streaming needs no tuning: any compiled variant's will do (a stored basis
+        # given up on as too slow leaves the tuning unfinished, not the streaming untried).
         passes = kern if kern is not None else mp.bound_kernel()
         available = ["stored"]
-        if kern is not None and kern.can_stream and callback is None:
+        if passes is not None and passes.can_stream and callback is None:
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
             available.append("classical")
+            if kern is None and background.busy():
+                available = ["classical"]   # the other modes' steps would wait for or time
+                                            # variants still compiling, next to gcc
         mode = modes.choose(available)
         if mode == "classical":
             done, rr, al, be, broke = _classical_steps(passes, x, p, r, q, rr,
@@ -358,7 +364,8 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             continue
         streaming = mode == "stream"
         if streaming:
-            kern.stream(xs, coefs, gram=G)            # basis never stored: Gram only
+            assert passes is not None   # "stream" is offered with a compiled kernel only
+            passes.stream(xs, coefs, gram=G)            # basis never stored: Gram only
         else:
             mp.run(xs, V, coefs, G, "recurrence")
         t1 = clock()
@@ -375,9 +382,10 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if steps:
             C = np.stack([st.xc, st.rc, st.pc])
             if streaming:
+                assert passes is not None
                 # recompute the basis block by block and combine it in cache; the new p, r go
                 # to the other buffer because neighbouring blocks still read the old ones
-                kern.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
+                passes.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
                 xs, xs_alt = xs_alt, xs
                 p, r = xs[0], xs[1]
             elif (kb := mp.bound_kernel()) is not None:
@@ -392,7 +400,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         stats.seconds["combine"] += t3 - t2
         if steps == s:
             modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy(),
-                          final=kern is not None)
+                          final=kern is not None or streaming)
         if broke:
             stats.iterations = it
             return x, max(it, 1)

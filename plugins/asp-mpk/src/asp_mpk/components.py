@@ -16,8 +16,8 @@ the validated CSR matrix and its analysis.
 from __future__ import annotations
 
 import math
-import threading
 import weakref
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core.decisions import VARIANT
@@ -190,66 +190,54 @@ class CBackend(Backend):
                            f"materialise), not {type(planned).__name__}")
         vp = planned.variant
         op = vp.program.op
-        _await_precompile(vp.program, vp.storage.format)
         lib = ctx.compile(**planned.compile_args())
         _precompile_in_background(ctx, vp.program, ctx.instance)   # after the first compile
         return CKernel(lib, vp.storage.template, planned.plan, n=op.matrix.n, k=op.k,
                        dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name)
 
 
-#: per platform program: candidate format -> set once its background precompile has ended
-_PRECOMPILED: weakref.WeakKeyDictionary[MPKProgram, dict[str, threading.Event]] = \
-    weakref.WeakKeyDictionary()
-
-
-def _await_precompile(program: MPKProgram, fmt: str) -> None:
-    """A foreground build of a format the background is compiling waits for that compile and
-    loads it from the code cache, instead of running a second gcc on the caller's path."""
-    from asp_mpk import background
-
-    done = _PRECOMPILED.get(program, {}).get(fmt)
-    if done is not None and not background.in_background():
-        done.wait()
+#: platform programs whose other formats were handed to :mod:`asp_core.background` already
+_PRECOMPILING: weakref.WeakSet[MPKProgram] = weakref.WeakSet()
 
 
 def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
                               mp: MatrixPowers) -> None:
     """While variants are still to be timed, compile every other candidate format's kernel on
-    a background thread, once per specialisation: the autotuner then builds the variants it
-    times from the code cache instead of compiling on the caller's path.  Started after the
-    first variant's compile and one gcc at a time, so neither that compile nor the caller's
-    work (a solve running meanwhile) waits for a core.  When the specialisation itself runs in
-    the background (:meth:`MatrixPowers.prepare`), the compiles run there before the kernel is
-    handed over, so no variant is timed while gcc competes for the cores.  Errors are left to
-    the foreground build of the same variant, which reports them."""
-    if program in _PRECOMPILED or ctx.decision(VARIANT) is not None:
+    the core's background pool (:mod:`asp_core.background`), once per specialisation: the
+    autotuner then builds the variants it times from the code cache, and a build of a format
+    still compiling waits for that compile instead of running a second gcc.  Started after the
+    first variant's compile, so that kernel is handed over at once, and one gcc at a time (each
+    submitted when the previous ends), so a solve running meanwhile keeps a core.  Calls do not
+    time variants while these compiles run (:meth:`MatrixPowers.run`, :func:`asp_mpk.cg`).
+    Errors are left to the foreground build of the same variant, which reports them."""
+    if program in _PRECOMPILING or ctx.decision(VARIANT) is not None:
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
-    formats = list(program.storage)
-    ctx.record("precompile", formats=formats[1:])
-    done = {fmt: threading.Event() for fmt in formats[1:]}   # the first is the foreground's
-    _PRECOMPILED[program] = done
-    if not done:
+    _PRECOMPILING.add(program)
+    formats = list(program.storage)[1:]   # the first is the foreground's
+    ctx.record("precompile", formats=formats)
+    _submit_in_turn(ctx, program, mp, formats)
+
+
+def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixPowers,
+                    formats: list[str]) -> None:
+    """Submit the compile of ``formats[0]``, and of the rest once it has ended.  A compile
+    cancelled while queued (a foreground build took it over, or the interpreter exits) ends the
+    chain: its callback runs under the pool's lock, where submitting would deadlock, and the
+    builds that need the remaining formats compile them themselves."""
+    from asp_core import background
+
+    if not formats:
         return
+    try:
+        storage = program.storage[formats[0]]
+        args = program.compile_args(storage, program.diagonal_kinds(storage, mp))
+    except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
+        return
+    def then(done: Future) -> None:
+        if not done.cancelled():
+            _submit_in_turn(ctx, program, mp, formats[1:])
 
-    def run() -> None:
-        try:
-            for fmt, compiled in done.items():   # one gcc at a time
-                storage = program.storage[fmt]
-                kinds = program.diagonal_kinds(storage, mp)
-                ctx.compile(**program.compile_args(storage, kinds), variant=fmt)
-                compiled.set()
-        except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
-            pass
-        finally:
-            for compiled in done.values():   # nobody waits for a compile that will not come
-                compiled.set()
-
-    from asp_mpk import background
-
-    if background.in_background():
-        run()   # the caller is not waiting: the variants are timed once all are compiled
-    else:
-        background.start(run, name="asp-mpk-precompile")
+    background.submit(ctx, **args, variant=formats[0]).add_done_callback(then)
 
 
 class ScipyBackend(Backend):

@@ -100,6 +100,7 @@ class DistributedMatrix:
         except (TypeError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         agree(self.comm, error)
+        assert local is not None, "agree() raised on every rank if any rank failed"
         check_same(self.comm, n, "matrix size n")
         ranges = self.comm.allgather((lo, hi))
         starts = [r[0] for r in ranges]
@@ -133,7 +134,7 @@ class DistributedMatrix:
         owners = self._owner(want)
         req = [want[owners == q] for q in range(self.size)]
         asked = self._alltoall(req)
-        reply = []
+        reply: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
         for ids in asked:
             if ids is None or len(ids) == 0:
                 reply.append(None)
@@ -341,9 +342,10 @@ class DistributedMatrixPowers:
                 if error is None and not checked:
                     error = "x has no vectors"
                 if error is None:
-                    xs = np.stack([v for v, _ in checked])
+                    xs = np.stack([v for v, _ in checked if v is not None])
         agree(m.comm, error)
-        res = self._run(xs, basis, shifts)  # type: ignore[arg-type]
+        assert xs is not None, "agree() raised on every rank if any rank failed"
+        res = self._run(xs, basis, shifts)
         return res if np.ndim(x) == 2 else res[0]
 
     def _run(self, xs: np.ndarray, basis: str, shifts: Any) -> np.ndarray:

@@ -56,6 +56,7 @@ class MatrixPowers:
         self._lock = threading.Lock()
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
+        self._tuned: set[tuple] = set()                 # ... by the tuned kernel
         self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
@@ -111,8 +112,30 @@ class MatrixPowers:
         (see :meth:`prepare`), the call runs :meth:`_interim` (one-thread CSR products, as
         SciPy's ``A @ x``): the first calls cost what SciPy's would, never a compile."""
         if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
-            return self._dispatch(xs, out, coefs, gram, basis)
+            fn = self._while_compiling(xs, out, coefs, gram, basis)
+            return (fn or self._dispatch)(xs, out, coefs, gram, basis)
         return self._interim(xs, out, coefs, gram, basis)
+
+    def _while_compiling(self, *args: Any) -> Any:
+        """While this call kind's variants are still to be timed and their siblings compile on
+        :mod:`asp_core.background`, a variant already built (the first), else None: the tuner
+        would build the variant it times next on the caller's path, waiting for its compile,
+        and time it while gcc shares the cores.  Tuning resumes once the compiles are done."""
+        from asp_core import background as pool
+
+        from asp_mpk.components import signature
+
+        kind = (args[0].shape[0], args[3] is not None, args[4] == "monomial")
+        if kind in self._tuned:
+            return None
+        key = signature(args, {}, self)
+        if self._dispatch.tuned(key) is not None:
+            self._tuned.add(kind)
+            return None
+        if not pool.busy():
+            return None
+        built = getattr(self._dispatch.specializations.get(key), "built", None)
+        return next(iter(built.values()), None) if built else None
 
     def _interim(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                  gram: np.ndarray | None, basis: str) -> np.ndarray:

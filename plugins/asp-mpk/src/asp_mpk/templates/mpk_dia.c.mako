@@ -35,7 +35,8 @@ def coef(d):
 typedef ${T} real;
 
 /* Rows [a, b) of one level: y[i - yb] = sum_d dv[d*n + i] * xp[i + off_d - xb], then the basis
-   recurrence.  y2 (if not NULL) receives the same values at y2[i] (the owned output rows). */
+   recurrence (xq: level j-2, NULL for none).  y2 (if not NULL) receives the same values at
+   y2[i] (the owned output rows). */
 static __attribute__((noinline)) void level_rows(int64_t n, const real *restrict dv, const uint8_t *restrict mk,
                               const real *restrict xp,
                               int64_t xb, const real *restrict xq, int64_t qb,
@@ -43,6 +44,11 @@ static __attribute__((noinline)) void level_rows(int64_t n, const real *restrict
                               int64_t a, int64_t b, real al, real be, real ga)
 {
     if (a >= b) return;
+% if not monomial:
+    if (!xq) {   /* no level j-2 (j = 1): its term with a zero coefficient, from cache */
+        xq = xp; qb = xb; ga = (real)0;
+    }
+% endif
     int64_t ia = a > ${-minoff} ? a : ${-minoff};
     int64_t ib = b < n - ${maxoff} ? b : n - ${maxoff};
     if (ia > b) ia = b;
@@ -56,44 +62,23 @@ static __attribute__((noinline)) void level_rows(int64_t n, const real *restrict
             if (i + (${o}) >= 0 && i + (${o}) < n) s += ${coef(d)} * xp[i + (${o}) - xb];
 % endfor
 % if not monomial:
-            s = al * s + be * xp[i - xb];
-            if (xq) s += ga * xq[i - qb];
+            s = al * s + be * xp[i - xb] + ga * xq[i - qb];
 % endif
             y[i - yb] = s;
-            if (y2) y2[i] = s;
         }
     }
-    /* interior rows: every diagonal in range, no guards, vectorised */
-% for var in ("y2", "nul"):
-    ${"if (y2)" if var == "y2" else "else"} {
-%   if not monomial:
-    if (xq) {
+    /* interior rows: every diagonal in range, no guards, vectorised (one loop: each costs
+       the compiler ~0.25 s, which the first call of a new matrix waits for) */
 #pragma omp simd
-        for (int64_t i = ia; i < ib; ++i) {
-            real s = ${" + ".join(f"{coef(d)} * xp[i + ({o}) - xb]" for d, o in enumerate(offsets))};
-            s = al * s + be * xp[i - xb] + ga * xq[i - qb];
-            y[i - yb] = s;
-%     if var == "y2":
-            y2[i] = s;
-%     endif
-        }
-    } else
-%   endif
-    {
-#pragma omp simd
-        for (int64_t i = ia; i < ib; ++i) {
-            real s = ${" + ".join(f"{coef(d)} * xp[i + ({o}) - xb]" for d, o in enumerate(offsets))};
-%   if not monomial:
-            s = al * s + be * xp[i - xb];
-%   endif
-            y[i - yb] = s;
-%   if var == "y2":
-            y2[i] = s;
-%   endif
-        }
+    for (int64_t i = ia; i < ib; ++i) {
+        real s = ${" + ".join(f"{coef(d)} * xp[i + ({o}) - xb]" for d, o in enumerate(offsets))};
+% if not monomial:
+        s = al * s + be * xp[i - xb] + ga * xq[i - qb];
+% endif
+        y[i - yb] = s;
     }
-    }
-% endfor
+    /* the owned rows' copy, from cache (one loop body less for the compiler to vectorise) */
+    if (y2) memcpy(y2 + a, y + (a - yb), sizeof(real) * (size_t)(b - a));
 }
 
 <%include file="_gram.c.mako"/>
