@@ -258,3 +258,17 @@ def test_a_mode_far_slower_after_two_tries_is_given_up():
         modes.record(mode, {"stored": 3.5, "classical": 1.0}[mode], final=False)
     assert seq.count("stored") == ModeTimes.TRIES_BEFORE_GIVING_UP
     assert seq[-5 * ModeTimes.RETRY_AFTER:] == ["classical"] * (5 * ModeTimes.RETRY_AFTER)
+
+
+def test_a_mode_hopelessly_slower_is_given_up_after_one_try():
+    """A rival more than GIVE_UP_AT_ONCE times the fastest is not tried a second time."""
+    from asp_mpk.cg_modes import ModeTimes
+
+    modes = ModeTimes()
+    seq = []
+    slow = 1.5 * ModeTimes.GIVE_UP_AT_ONCE
+    for _ in range(10 * ModeTimes.RETRY_AFTER):
+        mode = modes.choose(["stored", "classical"])
+        seq.append(mode)
+        modes.record(mode, {"stored": slow, "classical": 1.0}[mode], final=False)
+    assert seq.count("stored") == 1

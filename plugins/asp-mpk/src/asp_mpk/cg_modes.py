@@ -15,7 +15,10 @@ recorded.  While the variants of the stored basis are still being tuned, its ste
 provisional samples: the solve runs the fastest mode so far and tunes in between.  A rival
 whose best time, after :data:`ModeTimes.TRIES_BEFORE_GIVING_UP` tries, is still more than
 :data:`ModeTimes.GIVE_UP` times the fastest's is not tried again on this matrix: no variant a
-further tuning step could find closes such a gap, and each try costs the solve that much.
+further tuning step could find closes such a gap, and each try costs the solve that much.  A
+rival more than :data:`ModeTimes.GIVE_UP_AT_ONCE` times the fastest is given up after one try:
+fresh pages cost a first try far less than that, and a second try of it would cost more than
+all the tuning it could still win back in the solve.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class ModeTimes:
     GIVE_UP = 3.0
     #: ... once it has been tried this often (its first try may touch fresh pages)
     TRIES_BEFORE_GIVING_UP = 2
+    #: ... or after one try when it is this many times slower
+    GIVE_UP_AT_ONCE = 6.0
 
     def __init__(self) -> None:
         self.best: dict[str, float] = {}
@@ -66,8 +71,9 @@ class ModeTimes:
             return fastest
 
     def _hopeless(self, mode: str, fastest: str) -> bool:
-        return (self._tries.get(mode, 0) >= self.TRIES_BEFORE_GIVING_UP
-                and self.best[mode] > self.GIVE_UP * self.best[fastest])
+        tries, ratio = self._tries.get(mode, 0), self.best[mode] / self.best[fastest]
+        return (tries >= self.TRIES_BEFORE_GIVING_UP and ratio > self.GIVE_UP) or \
+            (tries >= 1 and ratio > self.GIVE_UP_AT_ONCE)
 
     def record(self, mode: str, seconds: float, *, trusted: bool = True,
                final: bool = True) -> None:
