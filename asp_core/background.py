@@ -45,6 +45,7 @@ _idle_workers: list[threading.Thread] = []
 #: about 1.5 % of a core, so waiting for it (at exit) can take long on a busy machine.
 LOW_PRIORITY_NICE = 19
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
+_low_priority: set[_Slot] = set()  # the low-priority ones among them
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
 
@@ -81,6 +82,8 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
         future = Future()
         if not _closed:
             _futures[slot] = future
+            if low_priority:
+                _low_priority.add(slot)
             jobs, workers = (_idle_jobs, _idle_workers) if low_priority else (_jobs, _workers)
             jobs.put((slot, future, job))
             if len(workers) < min(len(_futures), _max_workers()):
@@ -92,9 +95,10 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
 
 
 def busy() -> bool:
-    """Whether compiles are queued or running (a timing taken now shares the cores)."""
+    """Whether compiles at normal priority are queued or running (a timing taken now shares
+    the cores with them; low-priority ones give way to the caller's code)."""
     with _lock:
-        return bool(_futures)
+        return any(slot not in _low_priority for slot in _futures)
 
 
 def claim(key: str) -> Future[CompiledLibrary] | None:
@@ -107,7 +111,7 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
         future = _futures.get(slot)
         if future is None or not future.cancel():
             return future
-        del _futures[slot]
+        _forget(slot)
         return None
 
 
@@ -124,7 +128,7 @@ def shutdown(wait: bool = True) -> None:
         _closed = True
         for slot, future in list(_futures.items()):
             if future.cancel():
-                del _futures[slot]
+                _forget(slot)
         workers = list(_workers) + list(_idle_workers)
     for _ in _workers:
         _jobs.put(None)
@@ -141,6 +145,12 @@ atexit.register(shutdown)
 def _slot(key: str) -> _Slot:
     """A compile's identity: its key in the cache it goes to (``ASP_CACHE_DIR`` may change)."""
     return str(config.cache_dir()), key
+
+
+def _forget(slot: _Slot) -> None:
+    """Drop a compile that ended or was cancelled (the caller holds ``_lock``)."""
+    del _futures[slot]
+    _low_priority.discard(slot)
 
 
 def _max_workers() -> int:
@@ -190,7 +200,7 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
         _local.slot = None
         with _lock:
             if _futures.get(slot) is future:
-                del _futures[slot]
+                _forget(slot)
 
 
 def _after_fork() -> None:
@@ -202,6 +212,7 @@ def _after_fork() -> None:
     _workers.clear()
     _idle_workers.clear()
     _futures.clear()
+    _low_priority.clear()
 
 
 if hasattr(os, "register_at_fork"):

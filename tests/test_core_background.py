@@ -107,6 +107,21 @@ def test_low_priority_compiles_run_niced_on_their_own_workers(fresh_cache, gated
     assert not background.busy()
 
 
+def test_busy_counts_only_compiles_at_normal_priority(fresh_cache, gated_compiler):
+    """Timings taken next to a low-priority compile are trusted (it gives way to the caller's
+    code); next to a normal one they are not."""
+    low, normal = _source("busy_low"), _source("busy_normal")
+    gated_compiler["hold"].update({low, normal})
+    f_low = background.submit(source=low, openmp=False, name="bg_busy_low", low_priority=True)
+    assert gated_compiler["started"].wait(60)
+    assert not background.busy()
+    f_normal = background.submit(source=normal, openmp=False, name="bg_busy_normal")
+    assert background.busy()
+    gated_compiler["release"].set()
+    f_low.result(timeout=120), f_normal.result(timeout=120)
+    assert not background.busy()
+
+
 def test_foreground_takes_over_a_queued_compile(fresh_cache, gated_compiler, one_worker):
     first, queued = _source("first"), _source("queued")
     gated_compiler["hold"].add(first)
