@@ -143,7 +143,13 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(5, 5, 7, 1, 1, WT=1), TemporalParams(7, 2, 9, 0, 1, B2=3, SK=1, WT=1),
           TemporalParams(5, 3, 2, SK=1, WT=1), TemporalParams(9, 100, 100, 1, 1, SK=1, WT=1),
           TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1),
-          TemporalParams(11, 3, 12, 1, 1, WT=1)]
+          TemporalParams(11, 3, 12, 1, 1, WT=1),
+          # two rows per pass (JM): odd and even row counts per tile, with every other axis
+          TemporalParams(3, 4, 3, JM=1), TemporalParams(5, 3, 2, 1, 1, JM=1),
+          TemporalParams(7, 100, 100, 0, 1, B2=5, JM=1), TemporalParams(1, 2, 2, 1, JM=1),
+          TemporalParams(5, 3, 2, SK=1, JM=1), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=1),
+          TemporalParams(9, 1, 1, WT=1, JM=1), TemporalParams(11, 3, 12, 1, 1, WT=1, JM=1),
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=1)]
 
 
 def _reference(k, grids, steps):

@@ -3,10 +3,10 @@
 The row kernels (one per point loop) are platform-AST functions printed with ``print_c``; the
 driver that arranges them into wavefronts, ring buffers and blocks is the Mako template
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
-exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, wt, nt, wide)``: ``steps``
+exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, jam, wt, nt, wide)``: ``steps``
 Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
 time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and segments of ``B2``
-points (rows skewed level by level too with ``sk``), or as wavefront tiles (``wt``: the tiles
+points (rows skewed level by level too with ``sk``; two rows per pass with ``jam``), or as wavefront tiles (``wt``: the tiles
 of a chunk swept in order, passing their edges on instead of recomputing them), with streaming
 stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
@@ -102,25 +102,41 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
             per[sfx] = {seg: _call(rows[i].name, _name("out"), *s_args, *consts, _name("p"),
                                    _name("y"), _name("ys"), lo, hi)
                         for seg, (lo, hi) in _SEGMENTS.items()}
+            # row y + 1 of a pair (its own output and input row pointers), and both rows in
+            # one pass (interior loops)
+            s1_args = [C.Index(_name("s1"), C.Constant(dzs.index(dz))) for dz in rk.dzs]
+            per[sfx].update({"next_" + seg: _call(rows[i].name, _name("out1"), *s1_args,
+                                                  *consts, _name("p"), _name("y1"), _name("ys"),
+                                                  lo, hi)
+                             for seg, (lo, hi) in _SEGMENTS.items()})
+            if rows[i].pair is not None:
+                lo, hi = _SEGMENTS["interior"]
+                per[sfx]["pair"] = _call(rows[i].pair.name, _name("out"), _name("os"), *s_args,
+                                         *consts, _name("p"), _name("y"), _name("ys"), lo, hi)
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
                                 _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
                      for sfx in ENGINES}
+    row_all2_calls = {sfx: _call(f"asp_row_all2{sfx}", _name("out"), _name("os"), _name("s"),
+                                 *consts, _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                      for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
     block_calls = {sfx: {depth: _call(
         f"asp_block{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
         _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
-        _name("sk"), _name("nt"),
+        _name("sk"), _name("jam"), _name("nt"),
         _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
     wblock_calls = {sfx: _call(
         f"asp_wblock{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
-        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("nt"), _name("scratch"))
+        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("jam"), _name("nt"),
+        _name("scratch"))
         for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
-    functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
+    functions = {sfx: C.print_c(C.Module([f for rk in rows for f in (rk.function, rk.pair)
+                                          if f is not None]))
                  for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape
     g0, g1, g2 = plan.ghost
@@ -130,4 +146,5 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
                   const_params=const_params, row_all_calls=row_all_calls,
+                  row_all2_calls=row_all2_calls,
                   block_calls=block_calls, wblock_calls=wblock_calls)

@@ -43,6 +43,10 @@ class RowKernel:
     name: str
     dzs: tuple[int, ...]   # plane offsets of state reads, sorted
     function: C.FunctionDef
+    #: the same loop over two adjacent rows y, y + 1 in one pass (``<name>_2``, interior loops
+    #: only; output rows ``os`` doubles apart): each point is computed by the same statements,
+    #: but the input rows the two rows share are loaded once
+    pair: C.FunctionDef | None = None
 
 
 def _const(v: int) -> C.Expr:
@@ -69,32 +73,45 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
                       if isinstance(s, (D.Assign, D.Store)) for r in D.reads(s.value)
                       if r.grid == plan.state})
 
-        def read(r: D.Read) -> C.Expr:
-            dz, dy, dx = pad3(r.at.offset, 0)
-            if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
-                at = _plus(x, dx)
-                if dy:
-                    at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
-                return C.Index(C.Name(dz_name(dz)), at)
-            return C.Index(C.Name("c_" + r.grid),
-                           _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
+        def point(row: int) -> list[C.Stmt]:
+            """The statements of point x of row y + ``row`` (same operations for either row:
+            only the row offsets of reads and of the store move)."""
 
-        point = point_body(prog, loop, read,
-                           lambda s, value: C.Assign(C.Index(C.Name("out"), x), value))
-        body: list[C.Stmt] = []
-        if plan.constants:
-            body.append(C.Decl(CONST_LONG, "base", C.BinOp(
-                C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
-                C.BinOp(C.Name("y"), "*", _const(n2)))))
-        body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
-                          pragmas=[C.Pragma("omp", "simd")]))
-        params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
-        params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
-        params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
-        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
-                   C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
+            def read(r: D.Read) -> C.Expr:
+                dz, dy, dx = pad3(r.at.offset, 0)
+                dy += row
+                if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
+                    at = _plus(x, dx)
+                    if dy:
+                        at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
+                    return C.Index(C.Name(dz_name(dz)), at)
+                return C.Index(C.Name("c_" + r.grid), _plus(C.BinOp(C.Name("base"), "+", x),
+                                                            dz * n1 * n2 + dy * n2 + dx))
+
+            at = C.BinOp(x, "+", C.Name("os")) if row else x
+            return point_body(prog, loop, read,
+                              lambda s, value: C.Assign(C.Index(C.Name("out"), at), value))
+
+        def function(name: str, rows: int) -> C.FunctionDef:
+            body: list[C.Stmt] = []
+            if plan.constants:
+                body.append(C.Decl(CONST_LONG, "base", C.BinOp(
+                    C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
+                    C.BinOp(C.Name("y"), "*", _const(n2)))))
+            # two rows: each point in its own scope (its locals), both in one iteration
+            stmts = point(0) if rows == 1 else [C.Block(point(r)) for r in range(rows)]
+            body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(stmts),
+                              pragmas=[C.Pragma("omp", "simd")]))
+            params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
+            params += [C.Param(C.LONG, "os")] if rows > 1 else []
+            params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
+            params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
+            params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
+                       C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
+            return C.FunctionDef(name, params, C.Block(body), extern_c=False,
+                                 storage=("static", "inline"))
+
         name = f"asp_row{idx}{suffix}"
-        fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
-                           storage=("static", "inline"))
-        out.append(RowKernel(idx, loop.region, name, tuple(dzs), fn))
+        pair = function(name + "_2", 2) if loop.region == "interior" else None
+        out.append(RowKernel(idx, loop.region, name, tuple(dzs), function(name, 1), pair))
     return out

@@ -49,7 +49,9 @@ class TemporalParams:
     each block's last level (written once, never re-read), ``W`` the full-width vector engine
     (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`), ``WT`` wavefront
     tiles (3-D: one thread sweeps the tiles of its chunk in order and passes each tile's edge
-    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply)."""
+    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply),
+    ``JM`` unroll-and-jam of two rows (each pass over x computes rows y and y + 1 of a level, so
+    the input rows both read are loaded once: 2-D and 3-D, where rows are not skewed)."""
 
     K: int
     B0: int
@@ -59,16 +61,18 @@ class TemporalParams:
     B2: int = 0
     SK: int = 0
     WT: int = 0
+    JM: int = 0
 
     @property
     def label(self) -> str:
         return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
                 + ("-sk" if self.SK else "") + ("-wt" if self.WT else "")
+                + ("-j2" if self.JM else "")
                 + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
         return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
-                "WT": self.WT, "NT": self.NT, "W": self.W}
+                "WT": self.WT, "JM": self.JM, "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
@@ -229,7 +233,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.WT, tp.NT, tp.W)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.JM, tp.WT, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -247,7 +251,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 9
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 10
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
     scratch.argtypes = [ctypes.c_long] * 5
@@ -259,7 +263,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT]]]]]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"

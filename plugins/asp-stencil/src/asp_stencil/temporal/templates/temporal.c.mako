@@ -180,7 +180,9 @@ static inline long asp_wdepth(long K, long B1) {
                     /* rows [ylo, yhi) of level k, plane p: into the ring (k < K) or dst */
                     double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
                     const double *from = (k % 2 == 0) ? src : dst;
-                    for (long y = ylo; y < yhi; ++y) {
+                    for (long y = ylo; y < yhi;) {
+                        /* jam: rows y and y + 1 in one pass where both are left */
+                        const long two = jam && y + 1 < yhi;
                         const double *s[${max(len(dzs), 1)}];
 % for j, dz in enumerate(dzs):
                         {
@@ -196,11 +198,21 @@ static inline long asp_wdepth(long K, long B1) {
 % endif
                         double *out = k < K ? lvl + (y - y0) * RS - xo
                                     : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        ${row_all_calls[sfx]};
-                        if (k < K)
-                            asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
-                        else if (nt)
-                            asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
+                        const long os = k < K ? RS : N2;  /* output row stride */
+                        if (two)
+                            ${row_all2_calls[sfx]};
+                        else
+                            ${row_all_calls[sfx]};
+                        for (long r = 0; r <= two; ++r) {
+                            const long yr = y + r;
+                            if (k < K)
+                                asp_row_untouched(out + r * os, from + (p * N1 + yr) * N2, p,
+                                                  yr, xlo, xhi);
+                            else if (nt)
+                                asp_row_stream(dst + (p * N1 + yr) * N2, rowbuf + r * os, p, yr,
+                                               xlo, xhi);
+                        }
+                        y += 1 + two;
                     }
 </%def>\
 <%def name="engine(sfx)">\
@@ -232,12 +244,51 @@ static inline void asp_row_all${sfx}(double *restrict out, const double *const *
 % endfor
 }
 
+/* Rows y and y + 1 of one level into `out` and `out + os`: interior loops in one pass over
+   both rows (the input rows they share loaded once), the rest row by row. */
+static inline void asp_row_all2${sfx}(double *restrict out, long os, const double *const *s,
+% for decl in const_params:
+                                ${decl},
+% endfor
+                                long p, long y, long ys, long xlo, long xhi) {
+    const long y1 = y + 1;
+    double *out1 = out + os;
+    const double *s1[${max(len(dzs), 1)}];
+    for (int j = 0; j < ${max(len(dzs), 1)}; ++j) s1[j] = s[j] ? s[j] + ys : NULL;
+    const int inner = asp_row_interior(p, y), inner1 = asp_row_interior(p, y1);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && inner1 && G2 < N2 - G2) {
+            ${rk.calls[sfx]["pair"]};
+        } else if (G2 < N2 - G2) {
+            if (inner) ${rk.calls[sfx]["interior"]};
+            if (inner1) ${rk.calls[sfx]["next_interior"]};
+        }
+% else:
+        if (!inner) {
+            ${rk.calls[sfx]["whole"]};
+        } else {
+            ${rk.calls[sfx]["left"]};
+            ${rk.calls[sfx]["right"]};
+        }
+        if (!inner1) {
+            ${rk.calls[sfx]["next_whole"]};
+        } else {
+            ${rk.calls[sfx]["next_left"]};
+            ${rk.calls[sfx]["next_right"]};
+        }
+% endif
+    }
+% endfor
+}
+
 /* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
 static void asp_block${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                       ${decl},
 % endfor
-                      long K, long B0, long B1, long B2, long sk, long nt,
+                      long K, long B0, long B1, long B2, long sk, long jam, long nt,
                       double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1, nxi = (N2 + B2 - 1) / B2;
     const long W1 = B1 + 2 * R1 * K;
@@ -294,7 +345,8 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                        ${decl},
 % endfor
-                       long K, long B0, long B1, long sk, long nt, double *const *scratch) {
+                       long K, long B0, long B1, long sk, long jam, long nt,
+                       double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long RS = WRS, xo = 0;  /* ring row stride, x of a ring row's first point */
     const long plane = (B1 + R1 * K) * RS;  /* doubles of one ring plane */
@@ -379,15 +431,16 @@ long ${prefix}_wide(void) {
    of B2 points, in doubles. */
 long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
     /* the last, plain sweep of a run runs asp_block with K = 1 whatever `wt` says */
-    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + N2;
+    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + 2 * N2;
     if (wt)
         return asp_lmax(plain,
-                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2);
+                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + 2 * N2);
     return plain;
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
-   runs wavefront tiles (whole rows; B2 is ignored then); `nt` != 0
+   runs wavefront tiles (whole rows; B2 is ignored then); `jam` != 0 computes two rows per
+   pass (where a level's rows are not skewed one at a time); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
    where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
@@ -395,8 +448,8 @@ int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
 % endfor
-                  long steps, long K, long B0, long B1, long B2, long sk, long wt, long nt,
-                  long wide) {
+                  long steps, long K, long B0, long B1, long B2, long sk, long jam, long wt,
+                  long nt, long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
