@@ -9,6 +9,7 @@ autotuner and its perf database; bad input; and random kernels from the hypothes
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -144,7 +145,13 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(5, 3, 2, SK=1, WT=1), TemporalParams(9, 100, 100, 1, 1, SK=1, WT=1),
           TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1),
           TemporalParams(11, 3, 12, 1, 1, WT=1),
-          # two rows per pass (JM): odd and even row counts per tile, with every other axis
+          # two rows per pass (JM=1: rows y, y + 1; JM=2: planes p, p + 1): odd and even row
+          # and plane counts per tile and chunk, with every other axis
+          TemporalParams(3, 4, 3, JM=2), TemporalParams(5, 3, 2, 1, 1, JM=2),
+          TemporalParams(7, 100, 100, 0, 1, B2=5, JM=2), TemporalParams(1, 2, 2, 1, JM=2),
+          TemporalParams(5, 3, 2, SK=1, JM=2), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=2),
+          TemporalParams(9, 1, 1, WT=1, JM=2), TemporalParams(11, 3, 12, 1, 1, WT=1, JM=2),
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=2), TemporalParams(9, 2, 3, WT=1, JM=2),
           TemporalParams(3, 4, 3, JM=1), TemporalParams(5, 3, 2, 1, 1, JM=1),
           TemporalParams(7, 100, 100, 0, 1, B2=5, JM=1), TemporalParams(1, 2, 2, 1, JM=1),
           TemporalParams(5, 3, 2, SK=1, JM=1), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=1),
@@ -299,6 +306,9 @@ def test_wavefront_tile_rings_fit_the_per_core_cache():
     wt = [c for c in candidate_params(plan, threads=2, l2_bytes=l2, wide=True) if c.WT]
     assert len({(c.K, c.B1) for c in wt}) >= 3
     assert all(ring_bytes(plan, c) <= 3 * l2 // 4 for c in wt)
+    # two planes a pass: its ring holds one plane more a level, and still fits
+    jz = [c for c in wt if c.JM == 2]
+    assert jz and all(ring_bytes(plan, c) > ring_bytes(plan, replace(c, JM=0)) for c in jz)
 
 
 @requires_compiler

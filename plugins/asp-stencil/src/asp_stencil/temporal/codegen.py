@@ -91,6 +91,7 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
     """The whole translation unit (C11 + OpenMP) for ``prog`` under ``plan``."""
     engines = {sfx: row_kernels(prog, plan, sfx) for sfx in ENGINES}
     dzs = sorted({dz for rk in engines[""] for dz in rk.dzs})
+    zdzs = sorted({dz for rk in engines[""] for dz in rk.zdzs})
     consts = [_name(f"c_{n}") for n in plan.constants]
     printer = C.CPrinter()
     const_params = [printer.ctype(IN_PTR, f"c_{n}") for n in plan.constants]
@@ -109,16 +110,34 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                                                   *consts, _name("p"), _name("y1"), _name("ys"),
                                                   lo, hi)
                              for seg, (lo, hi) in _SEGMENTS.items()})
+            # row y of planes p (pointers sz[dz]) and p + 1 (sz[dz + 1]), one at a time or
+            # both in one pass
+            for tag, dp, o, pl in (("z0_", 0, "out", "p"), ("z1_", 1, "out1", "p1")):
+                z_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz + dp)))
+                          for dz in rk.dzs]
+                per[sfx].update({tag + seg: _call(rows[i].name, _name(o), *z_args, *consts,
+                                                  _name(pl), _name("y"), _name("ys"), lo, hi)
+                                 for seg, (lo, hi) in _SEGMENTS.items()})
             if rows[i].pair is not None:
                 lo, hi = _SEGMENTS["interior"]
-                per[sfx]["pair"] = _call(rows[i].pair.name, _name("out"), _name("os"), *s_args,
-                                         *consts, _name("p"), _name("y"), _name("ys"), lo, hi)
+                per[sfx]["pair"] = _call(rows[i].pair.name, _name("out"), _name("out1"),
+                                         *s_args, *consts, _name("p"), _name("y"), _name("ys"),
+                                         lo, hi)
+                zp_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz)))
+                           for dz in rk.zdzs]
+                per[sfx]["zpair"] = _call(rows[i].zpair.name, _name("out"), _name("out1"),
+                                          *zp_args, *consts, _name("p"), _name("y"),
+                                          _name("ys"), lo, hi)
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
                                 _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
                      for sfx in ENGINES}
-    row_all2_calls = {sfx: _call(f"asp_row_all2{sfx}", _name("out"), _name("os"), _name("s"),
+    row_all2_calls = {sfx: _call(f"asp_row_all2{sfx}", _name("out"), _name("out1"), _name("s"),
                                  *consts, _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                      for sfx in ENGINES}
+    row_allz_calls = {sfx: _call(f"asp_row_allz{sfx}", _name("out"), _name("out1"),
+                                 _name("sz"), *consts, _name("p"), _name("y"), _name("ys"),
+                                 _XLO, _XHI)
                       for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
@@ -135,7 +154,8 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
         _name("scratch"))
         for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
-    functions = {sfx: C.print_c(C.Module([f for rk in rows for f in (rk.function, rk.pair)
+    functions = {sfx: C.print_c(C.Module([f for rk in rows
+                                          for f in (rk.function, rk.pair, rk.zpair)
                                           if f is not None]))
                  for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape
@@ -146,5 +166,5 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
                   const_params=const_params, row_all_calls=row_all_calls,
-                  row_all2_calls=row_all2_calls,
+                  row_all2_calls=row_all2_calls, row_allz_calls=row_allz_calls, zdzs=zdzs,
                   block_calls=block_calls, wblock_calls=wblock_calls)
