@@ -339,7 +339,7 @@ def test_bad_input_is_rejected_before_native_code():
 
 # -- random kernels from the hypothesis strategy -------------------------------------------------
 
-def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
+def _random_blocked(case, steps: int, *tps: TemporalParams) -> None:
     source, dim, n_inputs, ghost, custom = case
     cls = load_kernel(source)
     shape = [4 + 2 * ghost + (i % 2) for i in range(dim)]
@@ -362,10 +362,11 @@ def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
     except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
     it = get_iterator(k, tuple(grids))
-    test = clone_grids(grids)
-    it.run(tuple(test), steps, tp)
-    for r, t in zip(ref, test):
-        assert_bitwise(r.data, t.data, what=f"kernel\n{source}")
+    for tp in tps:
+        test = clone_grids(grids)
+        it.run(tuple(test), steps, tp)
+        for r, t in zip(ref, test):
+            assert_bitwise(r.data, t.data, what=f"{tp.label} kernel\n{source}")
 
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -375,7 +376,9 @@ _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filte
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=_SUPPRESS)
 @given(kernel_sources(max_depth=2))
 def test_random_kernels_blocked_equal_python(case):
-    _random_blocked(case, 3, TemporalParams(3, 2, 2))
+    # plain rows, and two rows per pass (rows of a plane; planes, in wavefront tiles)
+    _random_blocked(case, 3, TemporalParams(3, 2, 2), TemporalParams(3, 3, 3, JM=1),
+                    TemporalParams(3, 3, 2, WT=1, JM=2))
 
 
 @pytest.mark.slow
@@ -383,9 +386,9 @@ def test_random_kernels_blocked_equal_python(case):
 @requires_compiler
 @settings(max_examples=300, deadline=None, suppress_health_check=_SUPPRESS)
 @given(kernel_sources(), st.sampled_from([2, 3, 7]), st.sampled_from([3, 5]),
-       st.integers(1, 4), st.integers(1, 4), st.integers(0, 1))
-def test_random_kernels_blocked_equal_python_300(case, steps, k, b0, b1, nt):
-    _random_blocked(case, steps, TemporalParams(k, b0, b1, nt))
+       st.integers(1, 4), st.integers(1, 4), st.integers(0, 1), st.integers(0, 2))
+def test_random_kernels_blocked_equal_python_300(case, steps, k, b0, b1, nt, jm):
+    _random_blocked(case, steps, TemporalParams(k, b0, b1, nt, JM=jm))
 
 
 class StoresNothing(StencilKernel):
