@@ -118,14 +118,15 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                 per[sfx].update({tag + seg: _call(rows[i].name, _name(o), *z_args, *consts,
                                                   _name(pl), _name("y"), _name("ys"), lo, hi)
                                  for seg, (lo, hi) in _SEGMENTS.items()})
-            if rows[i].pair is not None:
+            pair, zpair = rows[i].pair, rows[i].zpair
+            if pair is not None and zpair is not None:
                 lo, hi = _SEGMENTS["interior"]
-                per[sfx]["pair"] = _call(rows[i].pair.name, _name("out"), _name("out1"),
+                per[sfx]["pair"] = _call(pair.name, _name("out"), _name("out1"),
                                          *s_args, *consts, _name("p"), _name("y"), _name("ys"),
                                          lo, hi)
                 zp_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz)))
                            for dz in rk.zdzs]
-                per[sfx]["zpair"] = _call(rows[i].zpair.name, _name("out"), _name("out1"),
+                per[sfx]["zpair"] = _call(zpair.name, _name("out"), _name("out1"),
                                           *zp_args, *consts, _name("p"), _name("y"),
                                           _name("ys"), lo, hi)
         calls.append(_RowCall(rk.index, rk.region, per))

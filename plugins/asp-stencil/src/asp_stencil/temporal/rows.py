@@ -104,8 +104,8 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
                     C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
                     C.BinOp(C.Name("y"), "*", _const(n2)))))
             # a pair: each point in its own scope (its locals), both in one iteration
-            stmts = point(0, 0) if second is None else [C.Block(point(0, 0)),
-                                                         C.Block(point(*second))]
+            stmts: list[C.Stmt] = point(0, 0) if second is None else [
+                C.Block(point(0, 0)), C.Block(point(*second))]
             body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(stmts),
                               pragmas=[C.Pragma("omp", "simd")]))
             params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
