@@ -9,6 +9,7 @@ autotuner and its perf database; bad input; and random kernels from the hypothes
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -143,7 +144,19 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(5, 5, 7, 1, 1, WT=1), TemporalParams(7, 2, 9, 0, 1, B2=3, SK=1, WT=1),
           TemporalParams(5, 3, 2, SK=1, WT=1), TemporalParams(9, 100, 100, 1, 1, SK=1, WT=1),
           TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1),
-          TemporalParams(11, 3, 12, 1, 1, WT=1)]
+          TemporalParams(11, 3, 12, 1, 1, WT=1),
+          # two rows per pass (JM=1: rows y, y + 1; JM=2: planes p, p + 1): odd and even row
+          # and plane counts per tile and chunk, with every other axis
+          TemporalParams(3, 4, 3, JM=2), TemporalParams(5, 3, 2, 1, 1, JM=2),
+          TemporalParams(7, 100, 100, 0, 1, B2=5, JM=2), TemporalParams(1, 2, 2, 1, JM=2),
+          TemporalParams(5, 3, 2, SK=1, JM=2), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=2),
+          TemporalParams(9, 1, 1, WT=1, JM=2), TemporalParams(11, 3, 12, 1, 1, WT=1, JM=2),
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=2), TemporalParams(9, 2, 3, WT=1, JM=2),
+          TemporalParams(3, 4, 3, JM=1), TemporalParams(5, 3, 2, 1, 1, JM=1),
+          TemporalParams(7, 100, 100, 0, 1, B2=5, JM=1), TemporalParams(1, 2, 2, 1, JM=1),
+          TemporalParams(5, 3, 2, SK=1, JM=1), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=1),
+          TemporalParams(9, 1, 1, WT=1, JM=1), TemporalParams(11, 3, 12, 1, 1, WT=1, JM=1),
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=1)]
 
 
 def _reference(k, grids, steps):
@@ -293,6 +306,9 @@ def test_wavefront_tile_rings_fit_the_per_core_cache():
     wt = [c for c in candidate_params(plan, threads=2, l2_bytes=l2, wide=True) if c.WT]
     assert len({(c.K, c.B1) for c in wt}) >= 3
     assert all(ring_bytes(plan, c) <= 3 * l2 // 4 for c in wt)
+    # two planes a pass: its ring holds one plane more a level, and still fits
+    jz = [c for c in wt if c.JM == 2]
+    assert jz and all(ring_bytes(plan, c) > ring_bytes(plan, replace(c, JM=0)) for c in jz)
 
 
 @requires_compiler
@@ -323,7 +339,7 @@ def test_bad_input_is_rejected_before_native_code():
 
 # -- random kernels from the hypothesis strategy -------------------------------------------------
 
-def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
+def _random_blocked(case, steps: int, *tps: TemporalParams) -> None:
     source, dim, n_inputs, ghost, custom = case
     cls = load_kernel(source)
     shape = [4 + 2 * ghost + (i % 2) for i in range(dim)]
@@ -346,10 +362,11 @@ def _random_blocked(case, steps: int, tp: TemporalParams) -> None:
     except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
     it = get_iterator(k, tuple(grids))
-    test = clone_grids(grids)
-    it.run(tuple(test), steps, tp)
-    for r, t in zip(ref, test):
-        assert_bitwise(r.data, t.data, what=f"kernel\n{source}")
+    for tp in tps:
+        test = clone_grids(grids)
+        it.run(tuple(test), steps, tp)
+        for r, t in zip(ref, test):
+            assert_bitwise(r.data, t.data, what=f"{tp.label} kernel\n{source}")
 
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
@@ -359,7 +376,9 @@ _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filte
 @settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=_SUPPRESS)
 @given(kernel_sources(max_depth=2))
 def test_random_kernels_blocked_equal_python(case):
-    _random_blocked(case, 3, TemporalParams(3, 2, 2))
+    # plain rows, and two rows per pass (rows of a plane; planes, in wavefront tiles)
+    _random_blocked(case, 3, TemporalParams(3, 2, 2), TemporalParams(3, 3, 3, JM=1),
+                    TemporalParams(3, 3, 2, WT=1, JM=2))
 
 
 @pytest.mark.slow
@@ -367,9 +386,9 @@ def test_random_kernels_blocked_equal_python(case):
 @requires_compiler
 @settings(max_examples=300, deadline=None, suppress_health_check=_SUPPRESS)
 @given(kernel_sources(), st.sampled_from([2, 3, 7]), st.sampled_from([3, 5]),
-       st.integers(1, 4), st.integers(1, 4), st.integers(0, 1))
-def test_random_kernels_blocked_equal_python_300(case, steps, k, b0, b1, nt):
-    _random_blocked(case, steps, TemporalParams(k, b0, b1, nt))
+       st.integers(1, 4), st.integers(1, 4), st.integers(0, 1), st.integers(0, 2))
+def test_random_kernels_blocked_equal_python_300(case, steps, k, b0, b1, nt, jm):
+    _random_blocked(case, steps, TemporalParams(k, b0, b1, nt, JM=jm))
 
 
 class StoresNothing(StencilKernel):

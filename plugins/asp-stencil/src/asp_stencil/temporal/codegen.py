@@ -3,10 +3,10 @@
 The row kernels (one per point loop) are platform-AST functions printed with ``print_c``; the
 driver that arranges them into wavefronts, ring buffers and blocks is the Mako template
 ``templates/temporal.c.mako`` (fixed logic with a handful of specialised constants). The library
-exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, wt, nt, wide)``: ``steps``
+exports ``<prefix>_run(x0, x1, constants..., steps, K, B0, B1, B2, sk, jam, wt, nt, wide)``: ``steps``
 Jacobi sweeps of the kernel, exactly equal to ``steps`` plain sweeps with swaps, blocked ``K``
 time levels deep over chunks of ``B0`` planes, tiles of ``B1`` rows and segments of ``B2``
-points (rows skewed level by level too with ``sk``), or as wavefront tiles (``wt``: the tiles
+points (rows skewed level by level too with ``sk``; two rows per pass with ``jam``), or as wavefront tiles (``wt``: the tiles
 of a chunk swept in order, passing their edges on instead of recomputing them), with streaming
 stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
@@ -91,6 +91,7 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
     """The whole translation unit (C11 + OpenMP) for ``prog`` under ``plan``."""
     engines = {sfx: row_kernels(prog, plan, sfx) for sfx in ENGINES}
     dzs = sorted({dz for rk in engines[""] for dz in rk.dzs})
+    zdzs = sorted({dz for rk in engines[""] for dz in rk.zdzs})
     consts = [_name(f"c_{n}") for n in plan.constants]
     printer = C.CPrinter()
     const_params = [printer.ctype(IN_PTR, f"c_{n}") for n in plan.constants]
@@ -102,25 +103,61 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
             per[sfx] = {seg: _call(rows[i].name, _name("out"), *s_args, *consts, _name("p"),
                                    _name("y"), _name("ys"), lo, hi)
                         for seg, (lo, hi) in _SEGMENTS.items()}
+            # row y + 1 of a pair (its own output and input row pointers), and both rows in
+            # one pass (interior loops)
+            s1_args = [C.Index(_name("s1"), C.Constant(dzs.index(dz))) for dz in rk.dzs]
+            per[sfx].update({"next_" + seg: _call(rows[i].name, _name("out1"), *s1_args,
+                                                  *consts, _name("p"), _name("y1"), _name("ys"),
+                                                  lo, hi)
+                             for seg, (lo, hi) in _SEGMENTS.items()})
+            # row y of planes p (pointers sz[dz]) and p + 1 (sz[dz + 1]), one at a time or
+            # both in one pass
+            for tag, dp, o, pl in (("z0_", 0, "out", "p"), ("z1_", 1, "out1", "p1")):
+                z_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz + dp)))
+                          for dz in rk.dzs]
+                per[sfx].update({tag + seg: _call(rows[i].name, _name(o), *z_args, *consts,
+                                                  _name(pl), _name("y"), _name("ys"), lo, hi)
+                                 for seg, (lo, hi) in _SEGMENTS.items()})
+            pair, zpair = rows[i].pair, rows[i].zpair
+            if pair is not None and zpair is not None:
+                lo, hi = _SEGMENTS["interior"]
+                per[sfx]["pair"] = _call(pair.name, _name("out"), _name("out1"),
+                                         *s_args, *consts, _name("p"), _name("y"), _name("ys"),
+                                         lo, hi)
+                zp_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz)))
+                           for dz in rk.zdzs]
+                per[sfx]["zpair"] = _call(zpair.name, _name("out"), _name("out1"),
+                                          *zp_args, *consts, _name("p"), _name("y"),
+                                          _name("ys"), lo, hi)
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
                                 _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
                      for sfx in ENGINES}
+    row_all2_calls = {sfx: _call(f"asp_row_all2{sfx}", _name("out"), _name("out1"), _name("s"),
+                                 *consts, _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                      for sfx in ENGINES}
+    row_allz_calls = {sfx: _call(f"asp_row_allz{sfx}", _name("out"), _name("out1"),
+                                 _name("sz"), *consts, _name("p"), _name("y"), _name("ys"),
+                                 _XLO, _XHI)
+                      for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
     block_calls = {sfx: {depth: _call(
         f"asp_block{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
         _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
-        _name("sk"), _name("nt"),
+        _name("sk"), _name("jam"), _name("nt"),
         _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
     wblock_calls = {sfx: _call(
         f"asp_wblock{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
-        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("nt"), _name("scratch"))
+        _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("jam"), _name("nt"),
+        _name("scratch"))
         for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
-    functions = {sfx: C.print_c(C.Module([rk.function for rk in rows]))
+    functions = {sfx: C.print_c(C.Module([f for rk in rows
+                                          for f in (rk.function, rk.pair, rk.zpair)
+                                          if f is not None]))
                  for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape
     g0, g1, g2 = plan.ghost
@@ -130,4 +167,5 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
                   helpers=helpers, row_functions=functions, rows=calls, dzs=dzs,
                   untouched=plan.untouched, prefix=symbol_prefix(prog),
                   const_params=const_params, row_all_calls=row_all_calls,
+                  row_all2_calls=row_all2_calls, row_allz_calls=row_allz_calls, zdzs=zdzs,
                   block_calls=block_calls, wblock_calls=wblock_calls)

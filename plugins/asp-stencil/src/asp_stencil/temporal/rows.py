@@ -43,6 +43,13 @@ class RowKernel:
     name: str
     dzs: tuple[int, ...]   # plane offsets of state reads, sorted
     function: C.FunctionDef
+    #: the same loop over two adjacent rows in one pass (interior loops only): ``pair`` rows
+    #: y, y + 1 of plane p, ``zpair`` row y of planes p, p + 1 (output rows ``out``, ``out1``;
+    #: ``zdzs`` the plane offsets ``zpair`` reads). Each point is computed by the same
+    #: statements, but the input rows the two rows share are loaded once.
+    pair: C.FunctionDef | None = None
+    zpair: C.FunctionDef | None = None
+    zdzs: tuple[int, ...] = ()
 
 
 def _const(v: int) -> C.Expr:
@@ -69,32 +76,52 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = ""
                       if isinstance(s, (D.Assign, D.Store)) for r in D.reads(s.value)
                       if r.grid == plan.state})
 
-        def read(r: D.Read) -> C.Expr:
-            dz, dy, dx = pad3(r.at.offset, 0)
-            if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
-                at = _plus(x, dx)
-                if dy:
-                    at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
-                return C.Index(C.Name(dz_name(dz)), at)
-            return C.Index(C.Name("c_" + r.grid),
-                           _plus(C.BinOp(C.Name("base"), "+", x), dz * n1 * n2 + dy * n2 + dx))
+        def point(dz1: int, dy1: int) -> list[C.Stmt]:
+            """The statements of point x of row y + ``dy1`` of plane p + ``dz1`` (the same
+            operations for every row: only the offsets of reads move; stored into ``out``, or
+            ``out1`` for the second row of a pair)."""
 
-        point = point_body(prog, loop, read,
-                           lambda s, value: C.Assign(C.Index(C.Name("out"), x), value))
-        body: list[C.Stmt] = []
-        if plan.constants:
-            body.append(C.Decl(CONST_LONG, "base", C.BinOp(
-                C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
-                C.BinOp(C.Name("y"), "*", _const(n2)))))
-        body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(point),
-                          pragmas=[C.Pragma("omp", "simd")]))
-        params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
-        params += [C.Param(IN_PTR, dz_name(dz)) for dz in dzs]
-        params += [C.Param(IN_PTR, "c_" + name) for name in plan.constants]
-        params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
-                   C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
+            def read(r: D.Read) -> C.Expr:
+                dz, dy, dx = pad3(r.at.offset, 0)
+                dz, dy = dz + dz1, dy + dy1
+                if r.grid == plan.state:  # rows of the state are ``ys`` apart (global or ring)
+                    at = _plus(x, dx)
+                    if dy:
+                        at = C.BinOp(at, "+", C.BinOp(C.Name("ys"), "*", _const(dy)))
+                    return C.Index(C.Name(dz_name(dz)), at)
+                return C.Index(C.Name("c_" + r.grid), _plus(C.BinOp(C.Name("base"), "+", x),
+                                                            dz * n1 * n2 + dy * n2 + dx))
+
+            target = C.Name("out1" if dz1 or dy1 else "out")
+            return point_body(prog, loop, read,
+                              lambda s, value: C.Assign(C.Index(target, x), value))
+
+        def function(name: str, second: tuple[int, int] | None, planes: list[int]
+                     ) -> C.FunctionDef:
+            body: list[C.Stmt] = []
+            if plan.constants:
+                body.append(C.Decl(CONST_LONG, "base", C.BinOp(
+                    C.BinOp(C.Name("p"), "*", _const(n1 * n2)), "+",
+                    C.BinOp(C.Name("y"), "*", _const(n2)))))
+            # a pair: each point in its own scope (its locals), both in one iteration
+            stmts: list[C.Stmt] = point(0, 0) if second is None else [
+                C.Block(point(0, 0)), C.Block(point(*second))]
+            body.append(C.For("x", C.Name("lo"), C.Name("hi"), C.Block(stmts),
+                              pragmas=[C.Pragma("omp", "simd")]))
+            params = [C.Param(C.DOUBLE.ptr(restrict=True), "out")]
+            params += [C.Param(C.DOUBLE.ptr(restrict=True), "out1")] if second else []
+            params += [C.Param(IN_PTR, dz_name(dz)) for dz in planes]
+            params += [C.Param(IN_PTR, "c_" + g) for g in plan.constants]
+            params += [C.Param(C.LONG, "p"), C.Param(C.LONG, "y"), C.Param(C.LONG, "ys"),
+                       C.Param(C.LONG, "lo"), C.Param(C.LONG, "hi")]
+            return C.FunctionDef(name, params, C.Block(body), extern_c=False,
+                                 storage=("static", "inline"))
+
         name = f"asp_row{idx}{suffix}"
-        fn = C.FunctionDef(name, params, C.Block(body), extern_c=False,
-                           storage=("static", "inline"))
-        out.append(RowKernel(idx, loop.region, name, tuple(dzs), fn))
+        zdzs = sorted(set(dzs) | {dz + 1 for dz in dzs})
+        inner = loop.region == "interior"
+        out.append(RowKernel(idx, loop.region, name, tuple(dzs), function(name, None, dzs),
+                             function(name + "_y2", (0, 1), dzs) if inner else None,
+                             function(name + "_z2", (1, 0), zdzs) if inner else None,
+                             tuple(zdzs)))
     return out

@@ -49,7 +49,10 @@ class TemporalParams:
     each block's last level (written once, never re-read), ``W`` the full-width vector engine
     (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`), ``WT`` wavefront
     tiles (3-D: one thread sweeps the tiles of its chunk in order and passes each tile's edge
-    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply)."""
+    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply),
+    ``JM`` unroll-and-jam of two rows, so the input rows both read are loaded once: ``1`` rows
+    y and y + 1 of a plane (where rows are not skewed), ``2`` row y of planes p and p + 1 (the
+    wavefront advances two planes a step; the ring keeps one plane more per level)."""
 
     K: int
     B0: int
@@ -59,16 +62,18 @@ class TemporalParams:
     B2: int = 0
     SK: int = 0
     WT: int = 0
+    JM: int = 0
 
     @property
     def label(self) -> str:
         return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
                 + ("-sk" if self.SK else "") + ("-wt" if self.WT else "")
+                + ("-jy" if self.JM == 1 else "-jz" if self.JM else "")
                 + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
 
     def as_dict(self) -> dict[str, int]:
         return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
-                "WT": self.WT, "NT": self.NT, "W": self.W}
+                "WT": self.WT, "JM": self.JM, "NT": self.NT, "W": self.W}
 
 
 def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
@@ -77,12 +82,13 @@ def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
     r0, r1, r2 = plan.radius
     if tp.K <= 1:
         return 8
+    slots = 2 * r0 + 1 + int(tp.JM == 2)  # two planes a step keep one more alive
     if tp.WT:  # whole rows padded to an odd number of cache lines (WRS in the template)
         lines = -(-n2 // 8)
-        return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + r1 * tp.K) * 8 * (
+        return 8 * (tp.K - 1) * slots * (min(tp.B1, n1) + r1 * tp.K) * 8 * (
             lines if lines % 2 else lines + 1)
     row = n2 if not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
-    return 8 * (tp.K - 1) * (2 * r0 + 1) * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
+    return 8 * (tp.K - 1) * slots * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
 
 
 def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
@@ -160,7 +166,10 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     # rows skewed level by level (where levels read other rows of a plane: the same work with
     # the freshest row still in L1; it loses as often as it wins), streaming stores
     skew = int(n1 > 1 and r1 > 0)
-    families = 1 + int(wide) + skew
+    # two planes per pass (3-D wavefront tiles: each pair of rows loads the input rows the two
+    # share once; won by a few percent in single-thread timings of heat 3-D)
+    jam = int(n0 > 1 and n1 > 1 and any(tp.WT for group in ranked for tp in group))
+    families = 1 + int(wide) + skew + jam
     extra = max(1, max_variants // 6)
     n_geo = max(1, max_variants - extra * families)
     geo: list[TemporalParams] = []
@@ -181,6 +190,12 @@ def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: i
     first = [tp for tp in geo if tp.WT]
     out += [replace(tp, NT=1, W=w) for tp in first + sorted(
         (tp for tp in geo if not tp.WT), key=lambda t: t.K)][:extra]
+    if jam:  # the ring keeps one plane more a level: tiles shrunk until it fits as before
+        for tp in first[:extra]:
+            tj = replace(tp, NT=1, W=w, JM=2)
+            while tj.B1 > max(1, tj.K * r1) and ring_bytes(plan, tj) > 3 * l2_bytes // 4:
+                tj = replace(tj, B1=tj.B1 - 1)
+            out.append(tj)
     return out
 
 
@@ -229,7 +244,7 @@ class BlockedIterator:
                              "is read-only")
         tp = params
         args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.WT, tp.NT, tp.W)
+                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.JM, tp.WT, tp.NT, tp.W)
         rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
         if rc != 0:
             raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
@@ -247,7 +262,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
                                       "dtype": prog.output.dtype})
     cfunc = getattr(lib.cdll, run_symbol(prog))
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 9
+    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 10
     cfunc.restype = ctypes.c_int
     scratch = getattr(lib.cdll, scratch_symbol(prog))
     scratch.argtypes = [ctypes.c_long] * 5
@@ -259,7 +274,7 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT]]]]]": pin one tuning point (benchmarks, debugging)
+    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]": pin one tuning point (benchmarks, debugging)
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"

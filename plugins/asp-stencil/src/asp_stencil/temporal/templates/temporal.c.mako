@@ -45,6 +45,8 @@
 #define R1 ${r1}L
 #define R2 ${r2}L
 #define SLOTS (2L * R0 + 1L)
+/* slots of a ring level: two planes per pass (jam == 2) keep one plane more alive */
+#define ASP_SLOTS(jam) (SLOTS + ((jam) == 2))
 
 ${helpers}
 
@@ -143,10 +145,10 @@ static inline long asp_ring_row(long K, long B2) {
     return B2 >= N2 ? N2 : asp_lmin(N2, (B2 + 2 * R2 * K + 7) / 8 * 8);
 }
 
-/* Doubles of per-thread scratch: K-1 ring levels of SLOTS planes of W1 rows, then a row buffer
-   for streaming stores. */
+/* Doubles of per-thread scratch: K-1 ring levels of up to SLOTS + 1 planes of W1 rows, then a
+   row buffer (two rows) for streaming stores. */
 static inline long asp_ring_doubles(long K, long B1, long B2) {
-    return K > 1 ? (K - 1) * SLOTS * (B1 + 2 * R1 * K) * asp_ring_row(K, B2) : 0;
+    return K > 1 ? (K - 1) * (SLOTS + 1) * (B1 + 2 * R1 * K) * asp_ring_row(K, B2) : 0;
 }
 
 /* Row stride of wavefront-tile rings: whole rows padded to an odd number of cache lines, so
@@ -158,10 +160,10 @@ static inline long asp_ring_doubles(long K, long B1, long B2) {
    split cache lines (only the loads at x +- 1 do). */
 #define WSHIFT ((8L - G2 % 8L) % 8L)
 
-/* Wavefront tiles: K-1 ring levels of SLOTS planes of B1 + K R1 whole rows, then the halo
-   buffer (K-1 levels of B0 + 2 R0 (K-1) planes of 2 R1 rows), each rounded to a cache line. */
+/* Wavefront tiles: K-1 ring levels of up to SLOTS + 1 planes of B1 + K R1 whole rows, then the
+   halo buffer (K-1 levels of B0 + 2 R0 (K-1) planes of 2 R1 rows), each rounded to a cache line. */
 static inline long asp_wring_doubles(long K, long B1) {
-    return K > 1 ? ((K - 1) * SLOTS * (B1 + R1 * K) * WRS + 7) / 8 * 8 : 0;
+    return K > 1 ? ((K - 1) * (SLOTS + 1) * (B1 + R1 * K) * WRS + 7) / 8 * 8 : 0;
 }
 
 static inline long asp_whalo_doubles(long K, long B0) {
@@ -178,16 +180,18 @@ static inline long asp_wdepth(long K, long B1) {
 
 <%def name="level_rows(sfx)">\
                     /* rows [ylo, yhi) of level k, plane p: into the ring (k < K) or dst */
-                    double *lvl = k < K ? ring + ((k - 1) * SLOTS + p % SLOTS) * plane : NULL;
+                    double *lvl = k < K ? ring + ((k - 1) * slots + p % slots) * plane : NULL;
                     const double *from = (k % 2 == 0) ? src : dst;
-                    for (long y = ylo; y < yhi; ++y) {
+                    for (long y = ylo; y < yhi;) {
+                        /* jam: rows y and y + 1 in one pass where both are left */
+                        const long two = jam == 1 && y + 1 < yhi;
                         const double *s[${max(len(dzs), 1)}];
 % for j, dz in enumerate(dzs):
                         {
                             const long q = p + (${dz});
                             s[${j}] = (q < 0 || q >= N0) ? NULL
                                 : k == 1 ? src + (q * N1 + y) * N2
-                                : ring + ((k - 2) * SLOTS + (q + SLOTS) % SLOTS) * plane
+                                : ring + ((k - 2) * slots + (q + slots) % slots) * plane
                                        + (y - y0) * RS - xo;
                         }
 % endfor
@@ -196,11 +200,64 @@ static inline long asp_wdepth(long K, long B1) {
 % endif
                         double *out = k < K ? lvl + (y - y0) * RS - xo
                                     : nt ? rowbuf : dst + (p * N1 + y) * N2;
-                        ${row_all_calls[sfx]};
-                        if (k < K)
+                        const long os = k < K ? RS : N2;  /* output row stride */
+                        double *out1 = out + os;
+                        if (two)
+                            ${row_all2_calls[sfx]};
+                        else
+                            ${row_all_calls[sfx]};
+                        for (long r = 0; r <= two; ++r) {
+                            const long yr = y + r;
+                            if (k < K)
+                                asp_row_untouched(out + r * os, from + (p * N1 + yr) * N2, p,
+                                                  yr, xlo, xhi);
+                            else if (nt)
+                                asp_row_stream(dst + (p * N1 + yr) * N2, rowbuf + r * os, p, yr,
+                                               xlo, xhi);
+                        }
+                        y += 1 + two;
+                    }
+</%def>\
+<%def name="planes(sfx)">\
+                    if (zj && p0 >= plo && p0 + 1 < phi) {
+${level_pair(sfx)}\
+                    } else {
+                      for (long p = asp_lmax(p0, plo); p <= asp_lmin(p0 + zj, phi - 1); ++p) {
+${level_rows(sfx)}\
+                      }
+                    }
+</%def>\
+<%def name="level_pair(sfx)">\
+                    /* row y of planes p0 and p0 + 1 of level k in one pass */
+                    double *lvl = k < K ? ring + ((k - 1) * slots + p0 % slots) * plane : NULL;
+                    double *lvl1 = k < K ? ring + ((k - 1) * slots + (p0 + 1) % slots) * plane
+                                 : NULL;
+                    const double *from = (k % 2 == 0) ? src : dst;
+                    const long p = p0, p1 = p0 + 1;
+                    for (long y = ylo; y < yhi; ++y) {
+                        const double *sz[${len(zdzs)}];
+% for j, dz in enumerate(zdzs):
+                        {
+                            const long q = p + (${dz});
+                            sz[${j}] = (q < 0 || q >= N0) ? NULL
+                                : k == 1 ? src + (q * N1 + y) * N2
+                                : ring + ((k - 2) * slots + (q + slots) % slots) * plane
+                                       + (y - y0) * RS - xo;
+                        }
+% endfor
+                        double *out = k < K ? lvl + (y - y0) * RS - xo
+                                    : nt ? rowbuf : dst + (p * N1 + y) * N2;
+                        double *out1 = k < K ? lvl1 + (y - y0) * RS - xo
+                                     : nt ? rowbuf + N2 : dst + (p1 * N1 + y) * N2;
+                        ${row_allz_calls[sfx]};
+                        if (k < K) {
                             asp_row_untouched(out, from + (p * N1 + y) * N2, p, y, xlo, xhi);
-                        else if (nt)
+                            asp_row_untouched(out1, from + (p1 * N1 + y) * N2, p1, y, xlo, xhi);
+                        } else if (nt) {
                             asp_row_stream(dst + (p * N1 + y) * N2, rowbuf, p, y, xlo, xhi);
+                            asp_row_stream(dst + (p1 * N1 + y) * N2, rowbuf + N2, p1, y, xlo,
+                                           xhi);
+                        }
                     }
 </%def>\
 <%def name="engine(sfx)">\
@@ -232,17 +289,95 @@ static inline void asp_row_all${sfx}(double *restrict out, const double *const *
 % endfor
 }
 
+/* Rows y and y + 1 of one level into `out` and `out + os`: interior loops in one pass over
+   both rows (the input rows they share loaded once), the rest row by row. */
+static inline void asp_row_all2${sfx}(double *restrict out, double *restrict out1,
+                                const double *const *s,
+% for decl in const_params:
+                                ${decl},
+% endfor
+                                long p, long y, long ys, long xlo, long xhi) {
+    const long y1 = y + 1;
+    const double *s1[${max(len(dzs), 1)}];
+    for (int j = 0; j < ${max(len(dzs), 1)}; ++j) s1[j] = s[j] ? s[j] + ys : NULL;
+    const int inner = asp_row_interior(p, y), inner1 = asp_row_interior(p, y1);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && inner1 && G2 < N2 - G2) {
+            ${rk.calls[sfx]["pair"]};
+        } else if (G2 < N2 - G2) {
+            if (inner) ${rk.calls[sfx]["interior"]};
+            if (inner1) ${rk.calls[sfx]["next_interior"]};
+        }
+% else:
+        if (!inner) {
+            ${rk.calls[sfx]["whole"]};
+        } else {
+            ${rk.calls[sfx]["left"]};
+            ${rk.calls[sfx]["right"]};
+        }
+        if (!inner1) {
+            ${rk.calls[sfx]["next_whole"]};
+        } else {
+            ${rk.calls[sfx]["next_left"]};
+            ${rk.calls[sfx]["next_right"]};
+        }
+% endif
+    }
+% endfor
+}
+
+/* Row y of planes p and p + 1 of one level into `out` and `out1` (`sz[j]` points at row y of
+   plane p + zdz_j of the previous level): interior loops in one pass over both rows (the
+   input rows they share loaded once), the rest row by row. */
+static inline void asp_row_allz${sfx}(double *restrict out, double *restrict out1,
+                                const double *const *sz,
+% for decl in const_params:
+                                ${decl},
+% endfor
+                                long p, long y, long ys, long xlo, long xhi) {
+    const long p1 = p + 1;
+    const int inner = asp_row_interior(p, y), inner1 = asp_row_interior(p1, y);
+% for rk in rows:
+    {   /* loop ${rk.index}: ${rk.region} points */
+% if rk.region == "interior":
+        if (inner && inner1 && G2 < N2 - G2) {
+            ${rk.calls[sfx]["zpair"]};
+        } else if (G2 < N2 - G2) {
+            if (inner) ${rk.calls[sfx]["z0_interior"]};
+            if (inner1) ${rk.calls[sfx]["z1_interior"]};
+        }
+% else:
+        if (!inner) {
+            ${rk.calls[sfx]["z0_whole"]};
+        } else {
+            ${rk.calls[sfx]["z0_left"]};
+            ${rk.calls[sfx]["z0_right"]};
+        }
+        if (!inner1) {
+            ${rk.calls[sfx]["z1_whole"]};
+        } else {
+            ${rk.calls[sfx]["z1_left"]};
+            ${rk.calls[sfx]["z1_right"]};
+        }
+% endif
+    }
+% endfor
+}
+
 /* One block: levels t+1 .. t+K (K odd) from src = x[t%2] into dst = x[(t+1)%2]. */
 static void asp_block${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                       ${decl},
 % endfor
-                      long K, long B0, long B1, long B2, long sk, long nt,
+                      long K, long B0, long B1, long B2, long sk, long jam, long nt,
                       double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1, nxi = (N2 + B2 - 1) / B2;
     const long W1 = B1 + 2 * R1 * K;
     const long RS = asp_ring_row(K, B2);
     const long plane = W1 * RS;
+    const long zj = jam == 2, slots = ASP_SLOTS(jam);  /* two planes per pass */
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
     for (long ci = 0; ci < nch; ++ci) {
         for (long ti = 0; ti < nti; ++ti) {
@@ -260,13 +395,13 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
             /* sk: rows skewed too — at (i, j) level k computes row j - (k - 1) R1 of its plane,
                right after level k - 1 produced the row it needs last (still in L1) */
             const long jlo = sk ? c - R1 * (K - 1) : 0, jhi = sk ? e + R1 * (K - 1) : 1;
-            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); i += 1 + zj) {
               for (long j = jlo; j < jhi; ++j) {
                 for (long k = 1; k <= K; ++k) {
-                    const long p = i - (k - 1) * R0;
+                    const long p0 = i - (k - 1) * R0;  /* planes p0 .. p0 + zj */
                     const long plo = asp_lmax(0, a - R0 * (K - k));
                     const long phi = asp_lmin(N0, b + R0 * (K - k));
-                    if (p < plo || p >= phi) continue;
+                    if (p0 + zj < plo || p0 >= phi) continue;
                     long ylo = k == K ? c : asp_lmax(0, c - R1 * (K - k));
                     long yhi = k == K ? e : asp_lmin(N1, e + R1 * (K - k));
                     if (sk) {
@@ -277,7 +412,7 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
                     const long xlo = k == K ? xa : asp_lmax(0, xa - R2 * (K - k));
                     const long xhi = k == K ? xe : asp_lmin(N2, xe + R2 * (K - k));
                     const long ys = k == 1 ? N2 : RS;  /* row stride of the previous level */
-${level_rows(sfx)}                }
+${planes(sfx)}                }
               }
             }
             if (nt) asp_store_fence();
@@ -294,11 +429,13 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                        ${decl},
 % endfor
-                       long K, long B0, long B1, long sk, long nt, double *const *scratch) {
+                       long K, long B0, long B1, long sk, long jam, long nt,
+                       double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long RS = WRS, xo = 0;  /* ring row stride, x of a ring row's first point */
     const long plane = (B1 + R1 * K) * RS;  /* doubles of one ring plane */
     const long hplanes = B0 + 2 * R0 * (K - 1), hrows = 2 * R1 * RS;
+    const long zj = jam == 2, slots = ASP_SLOTS(jam);  /* two planes per pass */
 #pragma omp parallel for schedule(dynamic, 1)
     for (long ci = 0; ci < nch; ++ci) {
         double *ring = scratch[omp_get_thread_num()] + WSHIFT;
@@ -313,24 +450,25 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
             /* skewed, level k's rows [ylo, yhi) are j - (k - 1) R1 for j in [jlo, jhi) */
             const long jlo = sk && !first ? c : 0;
             const long jhi = !sk ? 1 : last ? N1 + (K - 1) * R1 : e;
-            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); ++i) {
+            for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); i += 1 + zj) {
                 /* the rows of tile ti - 1's right edge of every level's plane of this step;
                    the ring slot they go to held a plane no level reads any more */
-                for (long k = 1; k < K && !first && hrows; ++k) {
-                    const long p = i - (k - 1) * R0;
+                for (long k = 1; k < K && !first && hrows; ++k)
+                  for (long dp = 0; dp <= zj; ++dp) {
+                    const long p = i - (k - 1) * R0 + dp;
                     if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
                         continue;
-                    memcpy(ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                    memcpy(ring + ((k - 1) * slots + p % slots) * plane
                                 + ((K - k - 1) * R1) * RS,
                            halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
                            sizeof(double) * hrows);
                 }
                 for (long j = jlo; j < jhi; ++j) {
                   for (long k = 1; k <= K; ++k) {
-                    const long p = i - (k - 1) * R0;
+                    const long p0 = i - (k - 1) * R0;  /* planes p0 .. p0 + zj */
                     const long plo = asp_lmax(0, a - R0 * (K - k));
                     const long phi = asp_lmin(N0, b + R0 * (K - k));
-                    if (p < plo || p >= phi) continue;
+                    if (p0 + zj < plo || p0 >= phi) continue;
                     long ylo = first ? 0 : c - (k - 1) * R1;
                     long yhi = last ? N1 : e - (k - 1) * R1;
                     if (sk) {
@@ -338,15 +476,16 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                         yhi = asp_lmin(yhi, j - (k - 1) * R1 + 1);
                     }
                     const long ys = k == 1 ? N2 : RS, xlo = 0, xhi = N2;  /* whole rows */
-${level_rows(sfx)}                  }
+${planes(sfx)}                  }
                 }
                 /* this tile's right edge of every level's plane of this step, for tile ti + 1 */
-                for (long k = 1; k < K && !last && hrows; ++k) {
-                    const long p = i - (k - 1) * R0;
+                for (long k = 1; k < K && !last && hrows; ++k)
+                  for (long dp = 0; dp <= zj; ++dp) {
+                    const long p = i - (k - 1) * R0 + dp;
                     if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
                         continue;
                     memcpy(halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
-                           ring + ((k - 1) * SLOTS + p % SLOTS) * plane
+                           ring + ((k - 1) * slots + p % slots) * plane
                                 + (e - (k + 1) * R1 - y0) * RS,
                            sizeof(double) * hrows);
                 }
@@ -379,15 +518,16 @@ long ${prefix}_wide(void) {
    of B2 points, in doubles. */
 long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
     /* the last, plain sweep of a run runs asp_block with K = 1 whatever `wt` says */
-    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + N2;
+    const long plain = 8 + (asp_ring_doubles(K, B1, B2) + 7) / 8 * 8 + WSHIFT + 2 * N2;
     if (wt)
         return asp_lmax(plain,
-                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + N2);
+                        WSHIFT + asp_wring_doubles(K, B1) + asp_whalo_doubles(K, B0) + 2 * N2);
     return plain;
 }
 
 /* `steps` Jacobi sweeps: x0 holds level 0 (the state grid), x1 is the output grid; `wt` != 0
-   runs wavefront tiles (whole rows; B2 is ignored then); `nt` != 0
+   runs wavefront tiles (whole rows; B2 is ignored then); `jam` != 0 computes two rows per
+   pass (where a level's rows are not skewed one at a time); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
    where the library has one. Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
@@ -395,8 +535,8 @@ int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
 % endfor
-                  long steps, long K, long B0, long B1, long B2, long sk, long wt, long nt,
-                  long wide) {
+                  long steps, long K, long B0, long B1, long B2, long sk, long jam, long wt,
+                  long nt, long wide) {
     if (steps <= 0) return 0;
     if (K < 1) K = 1;
     if (K % 2 == 0) K -= 1;
