@@ -947,14 +947,18 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
         if (l > 0 && !isnan(pots[best]) && (s < pots[best] || isnan(s))) best = l;
     }
     double *row = dists + (size_t)best * N;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-        if (nearer[i] >> best & 1u) {
-            double d[KMP] __attribute__((aligned(64)));
-            seed_lanes(X + i * D, cx, cxx, xx[i], closest[i], d);
-            row[i] = d[best];
-        } else {
-            row[i] = closest[i];
+    /* the same dynamic groups as the first pass: a thread that loses its core to another
+       process leaves its groups to the others */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t g = 0; g < G; ++g) {
+        for (int64_t i = N * g / G; i < N * (g + 1) / G; ++i) {
+            if (nearer[i] >> best & 1u) {
+                double d[KMP] __attribute__((aligned(64)));
+                seed_lanes(X + i * D, cx, cxx, xx[i], closest[i], d);
+                row[i] = d[best];
+            } else {
+                row[i] = closest[i];
+            }
         }
     }
     free(nearer);
