@@ -852,8 +852,8 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
    the new squared distance to the nearest centre is d_li = min(closest_i, |x_i - x_cand_l|^2),
    the squared distance computed as scikit-learn's euclidean_distances does
    ((-2 x.y + |y|^2) + |x|^2, clipped at 0); pots[l] = sum_i d_li is each candidate's
-   potential, and the row of the first least one, best, is written to dists[best * N + i]
-   (the other rows are left as they were: the caller keeps only that row).
+   potential, and nearest[i] = d_best,i the distances once the first least one, best, is a
+   centre (the caller finds best again as NumPy's argmin of pots).
    Two passes instead of writing all KM_TRIALS rows: the first sums the potentials and keeps,
    per sample, a bit per candidate that came closer than closest_i; the second writes the
    best row, copying closest_i where its bit is clear and recomputing d with the same
@@ -896,7 +896,7 @@ static inline void seed_lanes(const xtype *restrict x, const double (*restrict c
 KM_SEED_O2
 static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
                             const int64_t *restrict cand, const double *restrict closest,
-                            double *restrict dists, double *restrict pots)
+                            double *restrict nearest, double *restrict pots)
 {
     /* the candidates transposed and padded to a vector of lanes (KMP), so one sample's
        KM_TRIALS dot products are D vector FMAs */
@@ -946,7 +946,6 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
         /* NumPy's argmin: the first least, or the first NaN */
         if (l > 0 && !isnan(pots[best]) && (s < pots[best] || isnan(s))) best = l;
     }
-    double *row = dists + (size_t)best * N;
     /* the same dynamic groups as the first pass: a thread that loses its core to another
        process leaves its groups to the others */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -955,9 +954,9 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
             if (nearer[i] >> best & 1u) {
                 double d[KMP] __attribute__((aligned(64)));
                 seed_lanes(X + i * D, cx, cxx, xx[i], closest[i], d);
-                row[i] = d[best];
+                nearest[i] = d[best];
             } else {
-                row[i] = closest[i];
+                nearest[i] = closest[i];
             }
         }
     }
