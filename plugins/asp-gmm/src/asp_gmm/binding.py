@@ -217,24 +217,15 @@ class KMeansSeedKernel(_EntryPoint):
     symbol = "asp_gmm_kmeans_seed"
     n_pointers = 5
 
-    def __init__(self, cdll: ctypes.CDLL, plan: KernelPlan, name: str, library: Any = None
-                 ) -> None:
-        super().__init__(cdll, plan, name, library)
-        self._local = threading.local()
-
     def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
                  closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
         args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
         _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
         X = _x(X, self.plan)
-        shape = (candidates.shape[0], X.shape[0])
-        # one (trials x N) scratch per calling thread, reused by the M steps of a seeding:
-        # fresh pages for it on every step cost as much as the kernel's pass
-        dists = getattr(self._local, "dists", None)
-        if dists is None or dists.shape != shape:
-            dists = self._local.dists = np.empty(shape)
+        # the kernel writes only the chosen candidate's distances, not one row per candidate
+        nearest = np.empty(X.shape[0])
         pots = np.empty(candidates.shape[0])
         self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
-                  np.ascontiguousarray(closest), dists, pots)
-        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin
-        return KMeansSeed(best, float(pots[best]), dists[best].copy())
+                  np.ascontiguousarray(closest), nearest, pots)
+        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin and the kernel's
+        return KMeansSeed(best, float(pots[best]), nearest)

@@ -77,9 +77,10 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
                  n_clusters, covariance_type, options)
     closest, potential = step.closest, step.potential
+    cumulative = np.empty(N)  # one buffer for the M steps' cumulative sums, not M fresh ones
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=trials) * potential
-        candidates = np.searchsorted(np.cumsum(closest), rand_vals)
+        candidates = np.searchsorted(np.cumsum(closest, out=cumulative), rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
         step = _seed(X, xx, candidates, closest, n_clusters, covariance_type, options)
@@ -110,8 +111,10 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
     """``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X).labels_`` (int64)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    tol = float(np.mean(np.var(X, axis=0))) * TOL
     Xc = X - X.mean(axis=0)
+    # np.var(X, axis=0) centres X again and squares it into another (N, D) temporary: its
+    # sum of squares from Xc is half the time (rounded in another order, a tolerance only)
+    tol = float(np.mean(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])) * TOL
     centers = Xc[kmeans_plusplus_indices(Xc, n_clusters, random_state, covariance_type,
                                          options)].astype(np.float64)
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)

@@ -123,7 +123,7 @@ _POINTERS: dict[str, list[tuple[str, str, bool]]] = {
     "kmeans_assign": [("double", "centers", False), ("int64_t", "labels", True),
                       ("double", "sums", True), ("double", "counts", True)],
     "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
-                    ("double", "closest", False), ("double", "dists", True),
+                    ("double", "closest", False), ("double", "nearest", True),
                     ("double", "pots", True)],
 }
 

@@ -848,23 +848,58 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     return 0;
 }
 
-/* One k-means++ seeding step over KM_TRIALS candidate samples: for each candidate l and
-   sample i, dists[l * N + i] = min(closest_i, |x_i - x_cand_l|^2), the squared distance
-   computed as scikit-learn's euclidean_distances does ((-2 x.y + |y|^2) + |x|^2, clipped at
-   0), and its potential pots[l] = sum_i dists[l * N + i]. One pass over X: the caller keeps
-   the row of the candidate it chooses. At -O3 gcc 12 unrolls the lane loops completely and
-   then vectorises the sample loop with gathers of x[k], twice as slow as -O2's code on
-   AVX-512 (measured): this one function is compiled at -O2. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("O2")))
+/* One k-means++ seeding step over KM_TRIALS candidate samples. For candidate l and sample i
+   the new squared distance to the nearest centre is d_li = min(closest_i, |x_i - x_cand_l|^2),
+   the squared distance computed as scikit-learn's euclidean_distances does
+   ((-2 x.y + |y|^2) + |x|^2, clipped at 0); pots[l] = sum_i d_li is each candidate's
+   potential, and nearest[i] = d_best,i the distances once the first least one, best, is a
+   centre (the caller finds best again as NumPy's argmin of pots).
+   Two passes instead of writing all KM_TRIALS rows: the first sums the potentials and keeps,
+   per sample, a bit per candidate that came closer than closest_i; the second writes the
+   best row, copying closest_i where its bit is clear and recomputing d with the same
+   function where it is set (a small share of the samples). Writing the KM_TRIALS rows was
+   a third of the step's memory traffic (X is read once either way).
+   At -O3 gcc 12 unrolls the lane loops completely and then vectorises the sample loop with
+   gathers of x[k], twice as slow as -O2's code on AVX-512 (measured): these functions are
+   compiled at -O2. */
+#define KMP ((KM_TRIALS + 7) / 8 * 8)
+#if KM_TRIALS > 32
+#error "kmeans_seed keeps one bit per candidate in 32 bits"
 #endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define KM_SEED_O2 __attribute__((optimize("O2")))
+#else
+#define KM_SEED_O2
+#endif
+
+/* the KMP lane distances d[l] of sample x (|x|^2 = yi, nearest centre so far ci) to the
+   transposed candidates cx (|c_l|^2 = cxx[l]); both passes call it, so the distance they
+   compute for a sample is the same number */
+KM_SEED_O2
+static inline void seed_lanes(const xtype *restrict x, const double (*restrict cx)[KMP],
+                              const double *restrict cxx, double yi, double ci,
+                              double *restrict d)
+{
+    double dot[KMP] __attribute__((aligned(64)));
+    for (int l = 0; l < KMP; ++l) dot[l] = 0.0;
+    for (int k = 0; k < D; ++k) {
+        double xk = x[k];
+        for (int l = 0; l < KMP; ++l) dot[l] += xk * cx[k][l];
+    }
+    for (int l = 0; l < KMP; ++l) {
+        double v = (-2.0 * dot[l] + cxx[l]) + yi;
+        v = v < 0.0 ? 0.0 : v;
+        d[l] = ci < v ? ci : v;
+    }
+}
+
+KM_SEED_O2
 static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
                             const int64_t *restrict cand, const double *restrict closest,
-                            double *restrict dists, double *restrict pots)
+                            double *restrict nearest, double *restrict pots)
 {
     /* the candidates transposed and padded to a vector of lanes (KMP), so one sample's
        KM_TRIALS dot products are D vector FMAs */
-    enum { KMP = (KM_TRIALS + 7) / 8 * 8 };
     int nt = omp_get_max_threads();
     double cx[D][KMP] __attribute__((aligned(64)));
     double cxx[KMP] __attribute__((aligned(64)));
@@ -879,36 +914,54 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
     }
     int64_t G = km_groups(N);
     double *part = (double *)calloc((size_t)G * KMP, 8);
-    if (!part) return 1;
+    uint32_t *nearer = (uint32_t *)malloc((size_t)(N > 0 ? N : 1) * 4);
+    if (!part || !nearer) {
+        free(part);
+        free(nearer);
+        return 1;
+    }
+    /* the groups are handed out dynamically, so a thread that loses its core to another
+       process leaves its groups to the others */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t g = 0; g < G; ++g) {
         double acc[KMP] __attribute__((aligned(64)));
         for (int l = 0; l < KMP; ++l) acc[l] = 0.0;
         for (int64_t i = N * g / G; i < N * (g + 1) / G; ++i) {
-            const xtype *x = X + i * D;
-            double dot[KMP] __attribute__((aligned(64)));
-            for (int l = 0; l < KMP; ++l) dot[l] = 0.0;
-            for (int k = 0; k < D; ++k) {
-                double xk = x[k];
-                for (int l = 0; l < KMP; ++l) dot[l] += xk * cx[k][l];
-            }
-            double ci = closest[i], yi = xx[i];
+            double d[KMP] __attribute__((aligned(64)));
+            double ci = closest[i];
+            seed_lanes(X + i * D, cx, cxx, xx[i], ci, d);
+            uint32_t bits = 0;
             for (int l = 0; l < KMP; ++l) {
-                double d = (-2.0 * dot[l] + cxx[l]) + yi;
-                d = d < 0.0 ? 0.0 : d;
-                d = ci < d ? ci : d;
-                acc[l] += d;
-                if (l < KM_TRIALS) dists[l * N + i] = d;
+                acc[l] += d[l];
+                if (l < KM_TRIALS) bits |= (uint32_t)(d[l] < ci) << l;
             }
+            nearer[i] = bits;
         }
         double *p = part + (size_t)g * KMP;
         for (int l = 0; l < KMP; ++l) p[l] = acc[l];
     }
+    int best = 0;
     for (int l = 0; l < KM_TRIALS; ++l) {
         double s = 0.0;
         for (int64_t g = 0; g < G; ++g) s += part[(size_t)g * KMP + l];
         pots[l] = s;
+        /* NumPy's argmin: the first least, or the first NaN */
+        if (l > 0 && !isnan(pots[best]) && (s < pots[best] || isnan(s))) best = l;
     }
+    /* the second pass on the calling thread: a copy with a few recomputed rows costs less
+       than a second team synchronisation, which on a loaded machine waits for a descheduled
+       thread (with a parallel second pass the step was 1.4 ms instead of 1.6 ms on a quiet
+       machine, but second fits under load were 30-50 % slower than with this one) */
+    for (int64_t i = 0; i < N; ++i) {
+        if (nearer[i] >> best & 1u) {
+            double d[KMP] __attribute__((aligned(64)));
+            seed_lanes(X + i * D, cx, cxx, xx[i], closest[i], d);
+            nearest[i] = d[best];
+        } else {
+            nearest[i] = closest[i];
+        }
+    }
+    free(nearer);
     free(part);
     return 0;
 }
