@@ -94,11 +94,12 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
     return future
 
 
-def busy() -> bool:
-    """Whether compiles at normal priority are queued or running (a timing taken now shares
-    the cores with them; low-priority ones give way to the caller's code)."""
+def busy(*, low_priority: bool = False) -> bool:
+    """Whether compiles at normal priority are queued or running: a timing taken now shares
+    the cores with them (low-priority ones give way to the caller's code). ``low_priority``:
+    count those too, i.e. whether any variant is still to come from the pool."""
     with _lock:
-        return any(slot not in _low_priority for slot in _futures)
+        return any(low_priority or slot not in _low_priority for slot in _futures)
 
 
 def claim(key: str) -> Future[CompiledLibrary] | None:

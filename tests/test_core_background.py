@@ -114,7 +114,7 @@ def test_busy_counts_only_compiles_at_normal_priority(fresh_cache, gated_compile
     gated_compiler["hold"].update({low, normal})
     f_low = background.submit(source=low, openmp=False, name="bg_busy_low", low_priority=True)
     assert gated_compiler["started"].wait(60)
-    assert not background.busy()
+    assert not background.busy() and background.busy(low_priority=True)
     f_normal = background.submit(source=normal, openmp=False, name="bg_busy_normal")
     assert background.busy()
     gated_compiler["release"].set()

@@ -173,7 +173,7 @@ def _wait_for_background(before: set[threading.Thread], limit: float = 300.0) ->
     while True:
         left = [t for t in threading.enumerate() if t not in before and t.is_alive()
                 and t is not threading.current_thread() and not background.is_worker(t)]
-        if not left and not background.busy():
+        if not left and not background.busy(low_priority=True):
             return
         if time.monotonic() > deadline:
             click.echo(f"asp explain: stopped waiting for {len(left)} background thread(s) "

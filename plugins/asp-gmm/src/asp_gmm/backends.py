@@ -78,8 +78,9 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
 
 
 def compiling() -> bool:
-    """Whether variants are still compiling in the background (:mod:`asp_core.background`)."""
-    return background.busy()
+    """Whether variants are still compiling in the background (:mod:`asp_core.background`),
+    at low priority included: building one of them now would wait for it."""
+    return background.busy(low_priority=True)
 
 
 def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:

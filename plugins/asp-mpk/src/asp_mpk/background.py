@@ -3,8 +3,9 @@
 A specialisation runs the pipeline up to the first variant's compile and a first kernel call on
 its own thread (:meth:`asp_mpk.powers.MatrixPowers.prepare`); the other variants' compiles go
 to the core's pool, :mod:`asp_core.background`.  A compile or a first kernel call cut off at
-exit would leave OpenMP threads running while the process tears down (``terminate called without an active exception``) and waste the compile
-that the next process would find in the cache, so exit waits for what was started.
+exit would leave OpenMP threads running while the process tears down (``terminate called
+without an active exception``) and waste the compile that the next process would find in the
+cache, so exit waits for what was started.
 """
 
 from __future__ import annotations

@@ -233,6 +233,7 @@ def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixP
         args = program.compile_args(storage, program.diagonal_kinds(storage, mp))
     except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
         return
+
     def then(done: Future) -> None:
         if not done.cancelled():
             _submit_in_turn(ctx, program, mp, formats[1:])
