@@ -1,7 +1,8 @@
 """Compilers: detection, ABI identity for the cache key, compiling plain-C-ABI shared objects.
 
 A :class:`Toolchain` knows how to compile, nothing about platforms or caches (as Devito's
-``arch/`` and codepy). A plain C kernel compiles in ~0.07 s, a pybind11 module in 8-10 s.
+``arch/`` and codepy). JIT kernels are plain-C-ABI shared objects (~0.07 s to compile, where a
+pybind11 module takes 8-10 s): pybind11 is only for extensions built once at install time.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from asp_core import recording
 from asp_core.context import SpecializationContext
 from asp_core.errors import AspError
 from asp_core.passes import known_passes
+from asp_core.phases import PLATFORM_SELECTION
 from asp_core.plugins import get_registry, hookimpl, register_plugin, unregister_plugin
 
 __all__ = ["command", "render"]
@@ -144,7 +145,7 @@ class _LowerFor:
         try:
             Pipeline(get_registry(), ctx.specializer).lower(named, platform=self.platform)
         except AspError as exc:
-            named.record("phase", phase="platform_selection", component=None,
+            named.record("phase", phase=PLATFORM_SELECTION, component=None,
                          reason=f"cannot lower for {self.platform!r}: {exc}")
         recording.add_context(named, f"{ctx.kernel_name} [lowered for {self.platform}]")
 

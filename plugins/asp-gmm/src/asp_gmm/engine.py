@@ -21,6 +21,7 @@ import numpy as np
 from asp_core import Dispatcher
 from asp_gmm import reference
 from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
+from asp_gmm.programs import example_args
 
 T = TypeVar("T")
 
@@ -136,10 +137,8 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
-    X = np.zeros((M, D), dtype=dt)
-    prec = np.tile(np.eye(D), (M, 1, 1)) if covariance_type == "full" else np.ones((M, D))
-    em_args = (X, np.full(M, 1.0 / M), np.zeros((M, D)), prec, covariance_type, 0.0)
-    m_args = (X, np.zeros(M, dtype=np.int64), M, covariance_type, 0.0)
+    em_args = example_args("em_step", M, D, covariance_type, dt.name, n_samples=M)
+    m_args = example_args("m_step", M, D, covariance_type, dt.name, n_samples=M)
 
     def build() -> None:
         try:
