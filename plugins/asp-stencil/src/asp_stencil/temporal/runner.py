@@ -274,7 +274,8 @@ def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: T
     has_wide = bool(wide())
     cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    if forced:  # "K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]": pin one tuning point (benchmarks, debugging)
+    # "K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]": pin one tuning point (benchmarks, debugging)
+    if forced:
         values = [int(v) for v in forced.split(",")]
         cands = [TemporalParams(*values)]
     key = f"{lib.key}:temporal:{default_threads()}"
