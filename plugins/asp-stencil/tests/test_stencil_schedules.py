@@ -41,7 +41,9 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, vec=True, collapse=True, parallel_min_points=1),
              Schedule(nt=True, vec=True, unroll=2, parallel_min_points=1),
              Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1),
-             Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1)]
+             Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1),
+             Schedule(nt=True, vec=True, nt_edges=True, parallel_min_points=1),
+             Schedule(nt=True, vec=True, nt_edges=True, block=4, parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -151,12 +153,13 @@ _RUNNABLE = [isa for isa, need in ((("avx512f",), "avx512f"), (("avx",), "avx"),
 @pytest.mark.parametrize("isa", _RUNNABLE or [()], ids=[i[0] for i in _RUNNABLE] or ["none"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", [3, 9, 18, 37, 70])
-def test_vector_row_edges_bitwise(isa, dtype, row):
+@pytest.mark.parametrize("nt_edges", [False, True], ids=["stored-edges", "nt-edges"])
+def test_vector_row_edges_bitwise(isa, dtype, row, nt_edges):
     """A row's unaligned edges (before the first aligned vector and after the last whole one:
-    one masked vector each with AVX-512, scalar points otherwise) cover exactly the row, for
-    every vector width this machine runs: rows
-    shorter than a vector, edges of every length, and the points next to the ghost cells,
-    which must not be written, all equal to Python."""
+    one masked vector each with AVX-512, scalar points otherwise; regular stores, or
+    non-temporal scalar stores of just the row's points) cover exactly the row, for every
+    vector width this machine runs: rows shorter than a vector, edges of every length, and the
+    points next to the ghost cells, which must not be written, all equal to Python."""
     from asp_stencil.vector import vector_isa
 
     if vector_isa(isa) is None:
@@ -164,11 +167,14 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
     grids = make_grids((4, 5, row), 1, seed=row, special=True, dtypes=(dtype,) * 2)
     k = Laplacian()
     prog = _prog(k, grids)
-    sched = Schedule(nt=True, vec=True, parallel_min_points=1)
+    sched = Schedule(nt=True, vec=True, nt_edges=nt_edges, parallel_min_points=1)
     v = vector_isa(isa)
     v = v if dtype is np.float64 else v.single()
     src = print_c(lower_openmp(prog, sched, isa))
-    assert v.fn("stream") in src and (v.fn("mask_storeu") in src) == v.masked
+    assert v.fn("stream") in src
+    assert (v.fn("mask_storeu") in src) == (v.masked and not nt_edges)
+    assert ("asp_stream_lanes(" in src) == (v.masked and nt_edges)
+    assert ("asp_stream_point(" in src) == nt_edges
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         k.pure_python(*ref)
@@ -178,8 +184,9 @@ def test_vector_row_edges_bitwise(isa, dtype, row):
 
 def test_float32_gets_the_same_schedules_as_float64():
     """The tuner times the same variants for a float32 grid far beyond the cache as for the
-    float64 one (the guesses are ordered by the output's bytes, and both are large); only the
-    prefetch distance differs, the same bytes ahead being twice the float32 rows."""
+    float64 one (the guesses are ordered by the output's bytes, and both are large): first the
+    rows with non-temporal edges, then those with the edge line prefetched, whose distance
+    alone differs, the same bytes ahead being twice the float32 rows."""
     from dataclasses import replace
 
     from asp_stencil.variants import candidate_schedules
@@ -188,9 +195,9 @@ def test_float32_gets_the_same_schedules_as_float64():
     f8 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1))
     f4 = _prog(Laplacian(), make_grids((64, 128, 256), 1, seed=1, dtypes=(np.float32,) * 2))
     s4, s8 = candidate_schedules(f4, 1 << 20, 8, isa), candidate_schedules(f8, 1 << 20, 8, isa)
-    assert s4[0] == Schedule(nt=True, vec=True, prefetch=4)
-    assert s8[0] == Schedule(nt=True, vec=True, prefetch=2)
-    assert Schedule(nt=True, vec=True) in s4 and Schedule(nt=True, vec=True) in s8
+    assert s4[0] == s8[0] == Schedule(nt=True, vec=True, nt_edges=True)
+    assert s4[1] == Schedule(nt=True, vec=True, prefetch=4)
+    assert s8[1] == Schedule(nt=True, vec=True, prefetch=2)
     assert [replace(s, prefetch=0) for s in s4] == [replace(s, prefetch=0) for s in s8]
 
 
@@ -232,8 +239,8 @@ def test_vector_rows_for_each_x86_isa_compile(isa, flag, tmp_path):
     # every schedule the tuner would time on a large grid of such a machine
     big = _prog(Laplacian(), make_grids((80, 70, 100), 1, seed=2))  # 4.5 MB
     scheds = candidate_schedules(big, 1 << 20, max_variants=8, isa=isa)
-    assert scheds[0] == Schedule(nt=True, vec=True, prefetch=5) and len(scheds) >= 5  # 800 B rows
-    assert Schedule(nt=True, vec=True) in scheds
+    assert scheds[0] == Schedule(nt=True, vec=True, nt_edges=True) and len(scheds) >= 5
+    assert Schedule(nt=True, vec=True, prefetch=5) in scheds  # 800 B rows
     for sched in scheds:
         assert_valid_c_for_target(print_c(lower_openmp(big, sched, isa)), flag, tmp_path)
     f4 = _prog(Laplacian(), make_grids((9, 20, 37), 1, seed=2, dtypes=(np.float32,) * 2))
@@ -276,7 +283,7 @@ def test_a_cold_cache_compiles_every_variant_at_the_first_call(monkeypatch, tmp_
 @given(kernel_sources(max_depth=2), st.integers(1, 40), st.sampled_from(["f4", "f8"]))
 def test_random_kernels_in_vector_rows_match_python(case, row, dtype):
     """Random kernels through the intrinsic rows (masked head and tail vectors with AVX-512,
-    with and without the tail-line prefetch), on rows of every length up to two vectors past a
+    with and without the tail-line prefetch, edges streamed by scalar stores), on rows of every length up to two vectors past a
     float32 vector and both float dtypes: bitwise equal to Python on every grid."""
     source, dim, n_inputs, ghost, custom = case
     if dim < 2:
@@ -298,7 +305,8 @@ def test_random_kernels_in_vector_rows_match_python(case, row, dtype):
     except Exception:  # noqa: BLE001 - a kernel asp refuses (tested elsewhere) has no rows
         reject()
     for sched in (Schedule(nt=True, vec=True, parallel_min_points=1),
-                  Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1)):
+                  Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1),
+                  Schedule(nt=True, vec=True, nt_edges=True, parallel_min_points=1)):
         test = clone_grids(grids)
         with np.errstate(all="ignore"):
             _run(prog, sched, test)

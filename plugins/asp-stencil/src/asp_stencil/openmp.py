@@ -25,7 +25,7 @@ from .c_helpers import helper_functions
 from .lower_c import c_var, clamped_index, point_body
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
-from .vector import VectorLowering, vector_isa, vectorizable
+from .vector import VectorISA, VectorLowering, vector_isa, vectorizable
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -75,6 +75,7 @@ class _Lowering:
         self.strides = [prod(self.shape[d + 1:]) for d in range(self.dim)]
         self.uses_stream = False
         self.uses_intrinsics = False
+        self.edge_isa: VectorISA | None = None  # set when rows end in non-temporal scalar stores
         # streaming stores are written for one float output (buffered rows: float64 or float32;
         # intrinsic rows: float64 grids only)
         self.streamable = (len(prog.outputs) == 1 and prog.output.dtype in ("<f8", "<f4"))
@@ -103,23 +104,31 @@ class _Lowering:
     def vector_row(self, loop: D.PointLoop, lo: int, hi: int) -> list[C.Stmt]:
         """One row ``k in [lo, hi)`` (row base ``r``): head up to the first 64-byte aligned
         output element, SIMD body with streaming stores, tail. With AVX-512 the head and tail
-        are one masked vector each (regular stores: their line holds ghost cells of this row
-        or the next, which must keep their values), otherwise scalar loops; a head that is not
-        element-aligned runs the whole row scalar."""
+        are one masked vector each, otherwise scalar loops; a head that is not element-aligned
+        runs the whole row scalar. Head and tail lines hold ghost cells of this row or the
+        next, which must keep their values, so they are not streamed whole: regular stores, or
+        with ``nt_edges`` non-temporal scalar stores of just their points."""
         out_name = grid_param(self.prog.output.name)
         k = C.Name("k")
-
-        def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
-            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
-            point += self.body(loop, self.direct_store)
-            return C.For("k", a, b, C.Block(point))
-
         assert self.vector is not None and self.vector_dtype is not None
         isa = self.vector if self.vector_dtype == "<f8" else self.vector.single()
         width, item = isa.width, isa.itemsize
+        if self.s.nt_edges:
+            self.edge_isa = isa
 
-        def vector_point(start: C.Expr, mask: C.Expr | None) -> list[C.Stmt]:
-            """One vector of points from ``start``: all lanes streamed, or ``mask``'s stored."""
+        def edge_store(s: D.Store, value: C.Expr) -> C.Stmt:
+            dst = C.BinOp(C.Name(grid_param(s.grid)), "+", C.Name("p"))
+            return C.ExprStmt(C.Call("asp_stream_point", [dst, value]))
+
+        def scalar(a: C.Expr, b: C.Expr) -> C.Stmt:
+            point: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", k))]
+            point += self.body(loop, edge_store if self.s.nt_edges else self.direct_store)
+            return C.For("k", a, b, C.Block(point))
+
+        def vector_point(start: C.Expr, mask: C.Expr | None, count: C.Expr | None = None
+                         ) -> list[C.Stmt]:
+            """One vector of points from ``start``: all lanes streamed, or the first ``count``
+            (``mask``) stored."""
             vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
                 C.Name("p"), C.Constant(self.flat(r.at.offset)))), mask)
             out: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", start))]
@@ -134,13 +143,19 @@ class _Lowering:
                     declared.add(st.target)
                 else:
                     dst = C.BinOp(C.Name(out_name), "+", C.Name("p"))
-                    out.append(C.ExprStmt(C.Call(isa.fn("stream"), [dst, value]) if mask is None
-                                          else C.Call(isa.fn("mask_storeu"), [dst, mask, value])))
+                    if mask is None:
+                        call = C.Call(isa.fn("stream"), [dst, value])
+                    elif self.s.nt_edges:
+                        assert count is not None
+                        call = C.Call("asp_stream_lanes", [dst, value, count])
+                    else:
+                        call = C.Call(isa.fn("mask_storeu"), [dst, mask, value])
+                    out.append(C.ExprStmt(call))
             return out
 
         def masked(start: C.Expr, n: C.Expr) -> list[C.Stmt]:
             return [C.Decl(C.CType(f"__mmask{width}", const=True), "m", isa.lanes(n)),
-                    *vector_point(start, C.Name("m"))]
+                    *vector_point(start, C.Name("m"), n)]
 
         addr = C.Cast(C.CType("uintptr_t"), C.BinOp(C.Name(out_name), "+",
                                                      _add(C.Name("r"), C.Constant(lo))))
@@ -398,7 +413,41 @@ class _Lowering:
         head += helper_functions(C.DOUBLE)
         if self.uses_stream:
             head.append(self.stream_helper())
+        if self.edge_isa is not None:
+            head += edge_helpers(self.edge_isa)
         return C.Module([*head, fn])
+
+
+def edge_helpers(isa: VectorISA) -> list[C.FunctionDef]:
+    """``asp_stream_point(dst, v)``: one element stored with ``movnti`` (SSE2, so every x86-64),
+    its bits moved through an SSE register; with AVX-512 also ``asp_stream_lanes(dst, v, n)``:
+    the first ``n`` lanes of ``v`` stored so. Consecutive such stores fill one write-combining
+    buffer; a partial line goes to memory with byte enables, without a read for ownership."""
+    single = not isa.double
+    scalar = isa.scalar
+    bits = C.CType("int" if single else "long long")
+    stream = "_mm_stream_si32" if single else "_mm_stream_si64"
+    dst, v = C.Name("dst"), C.Name("v")
+    as_int = C.Call("_mm_cvtsi128_si32" if single else "_mm_cvtsi128_si64", [
+        C.Call("_mm_castps_si128" if single else "_mm_castpd_si128", [
+            C.Call("_mm_set_ss" if single else "_mm_set_sd", [v])])])
+    static = ("static", "inline")
+    out = [C.FunctionDef("asp_stream_point", [C.Param(scalar.ptr(), "dst"), C.Param(scalar, "v")],
+                         C.Block([C.ExprStmt(C.Call(stream, [C.Cast(bits.ptr(), dst), as_int]))]),
+                         extern_c=False, storage=static)]
+    if isa.masked:
+        t, n, lane = C.Name("t"), C.Name("n"), C.Name("l")
+        body = [
+            C.Decl(bits, "t", dims=(isa.width,), align=64),
+            C.ExprStmt(C.Call("_mm512_store_si512", [C.Cast(C.CType("void", 1), t), C.Call(
+                "_mm512_castps_si512" if single else "_mm512_castpd_si512", [v])])),
+            C.For("l", C.Constant(0), n, C.Block([C.ExprStmt(C.Call(stream, [
+                C.BinOp(C.Cast(bits.ptr(), dst), "+", lane), C.Index(t, lane)]))])),
+        ]
+        out.append(C.FunctionDef("asp_stream_lanes", [
+            C.Param(scalar.ptr(), "dst"), C.Param(isa.type, "v"), C.Param(C.LONG, "n")],
+            C.Block(body), extern_c=False, storage=static))
+    return out
 
 
 def lower_openmp(prog: D.StencilProgram, schedule: Schedule | None = None,

@@ -27,6 +27,12 @@ class Schedule:
       many rows ahead (0: none); the tail's regular stores then find their line owned instead
       of stalling the streaming stores behind a read-for-ownership (a float32 row of 256
       points has one such line per 16, a float64 row one per 32);
+    * ``nt_edges``: with ``vec``, a row's head and tail (the partial cache lines shared with
+      the ghost cells of this row and the next, which must keep their values) are written with
+      non-temporal scalar stores (``movnti``) instead of regular ones: a partial line merges in
+      the write-combining buffer and memory, so the core never reads the line for ownership
+      (one read per row, which cost a float32 256-point row ~16 % on an AVX-512 Xeon); the
+      tuner times it against ``prefetch``;
     * ``threads``: OpenMP thread count (0: the OpenMP default, 1: no parallel region);
     * ``parallel_min_points``: loops over fewer points run on one thread (fork/join costs more);
     * ``omp_schedule``: OpenMP ``schedule`` clause of the parallel loop: ``static`` (one block per
@@ -41,6 +47,7 @@ class Schedule:
     unroll: int = 0
     simd: bool = True
     prefetch: int = 0
+    nt_edges: bool = False
     threads: int = 0
     parallel_min_points: int = 32768
     omp_schedule: str = "static"
@@ -61,6 +68,8 @@ class Schedule:
             parts.append(f"u{self.unroll}")
         if self.prefetch:
             parts.append(f"pf{self.prefetch}")
+        if self.nt_edges:
+            parts.append("ne")
         if not self.simd:
             parts.append("nosimd")
         if self.threads:

@@ -4,8 +4,9 @@ The guess follows the roofline of this kind of machine (see ENVIRONMENT.md): a s
 writes an output much larger than the last-level cache without reading it is limited by memory
 traffic, and streaming stores save the read-for-ownership of every output line, so they come
 first (``nt-vec``, rows of pure arithmetic computed with intrinsics and streamed from registers,
-with and without a software prefetch of each row's shared last line (``pf``); the buffered
-``nt`` where intrinsic rows do not apply); small outputs stay in cache and use regular stores. The reported
+their partial edge lines written with non-temporal scalar stores (``ne``) or with regular stores
+after a software prefetch of the line (``pf``); the buffered ``nt`` where intrinsic rows do not
+apply); small outputs stay in cache and use regular stores. The reported
 cache size only orders the guesses: both store kinds are timed for any output beyond 1 MiB, so
 a virtual machine reporting its host's L3 still gets streaming stores when they win. The other
 alternatives: a dynamic OpenMP schedule (robust when other processes share the cores), one
@@ -60,17 +61,20 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
     one_float = {g.dtype for g in prog.grids} in ({"<f8"}, {"<f4"})
     vec_ok = nt_ok and bool(interior) and one_float and \
         all(vectorizable(lp) for lp in interior)
-    # the same rows with the line each row's tail writes prefetched ~4 KiB ahead: a row shares
-    # its last output line with the next row's ghost cells, so that line is written with
-    # regular stores whose read-for-ownership otherwise stalls the streaming stores (measured
-    # 7-10 % on float32 256-point rows, which have such a line every 1 KiB)
+    # a row shares its edge lines with ghost cells (its own and the next row's), which must
+    # keep their values, so those lines are not streamed whole. Either their points go out as
+    # non-temporal scalar stores (``nt_edges``: no read for ownership; 15 % faster on float32
+    # 256-point rows, which have such a line every 1 KiB, 7 % on float64, AVX-512 Xeon), or
+    # as regular stores after a prefetch of the line ~4 KiB ahead (7-10 % faster than without
+    # the prefetch there). Which wins is the memory system's business: both are timed
     row_bytes = prog.output.shape[-1] * np.dtype(prog.output.dtype).itemsize
     ahead = max(1, 4096 // row_bytes)
     # intrinsic rows do what the buffered ``nt`` rows do minus a copy through a buffer (25-30 %
     # faster on the 256^3 Laplacian, float32 and float64): where they apply, ``nt`` is not
-    # timed, which leaves room for the tiling among the first five
-    streaming = [Schedule(nt=True, vec=True, prefetch=ahead), Schedule(nt=True, vec=True)] \
-        if vec_ok else [Schedule(nt=True)]
+    # timed, nor the plain rows both edge treatments beat, which leaves room for the tiling
+    # among the first five
+    streaming = [Schedule(nt=True, vec=True, nt_edges=True),
+                 Schedule(nt=True, vec=True, prefetch=ahead)] if vec_ok else [Schedule(nt=True)]
     big = out_bytes > max(llc_bytes // 2, 4 << 20)
     if nt_ok and big and not reads_out:
         out = streaming + [Schedule()]
