@@ -43,7 +43,9 @@ SCHEDULES = [Schedule(), Schedule(nt=True), Schedule(block=4), Schedule(nt=True,
              Schedule(nt=True, vec=True, omp_schedule="dynamic,2", parallel_min_points=1),
              Schedule(nt=True, vec=True, prefetch=2, parallel_min_points=1),
              Schedule(nt=True, vec=True, nt_edges=True, parallel_min_points=1),
-             Schedule(nt=True, vec=True, nt_edges=True, block=4, parallel_min_points=1)]
+             Schedule(nt=True, vec=True, nt_edges=True, block=4, parallel_min_points=1),
+             Schedule(nt=True, nt_edges=True, parallel_min_points=1),
+             Schedule(nt=True, nt_edges=True, block=4, parallel_min_points=1)]
 
 
 def _prog(kernel, grids):
@@ -202,7 +204,8 @@ def test_float32_gets_the_same_schedules_as_float64():
 
 
 def test_vector_rows_only_for_arithmetic():
-    """A kernel calling math functions keeps the buffered streaming rows."""
+    """A kernel calling math functions keeps the buffered streaming rows (timed with and
+    without non-temporal edges)."""
     from asp_stencil import StencilKernel
     from asp_stencil.vector import vectorizable
 
@@ -217,6 +220,13 @@ def test_vector_rows_only_for_arithmetic():
     assert loops and not any(vectorizable(lp) for lp in loops)
     src = print_c(lower_openmp(prog, Schedule(nt=True, vec=True), ("avx512f",)))
     assert "buf[" in src and "_mm512_loadu_pd(g_" not in src
+    # a large output: the buffered rows, their edges streamed by scalar stores or not
+    from asp_stencil.variants import candidate_schedules
+
+    big = _prog(Root(), make_grids((80, 70, 100), 1, seed=3))
+    scheds = candidate_schedules(big, 1 << 20, isa=("avx2", "avx"))
+    assert scheds[:2] == [Schedule(nt=True, nt_edges=True), Schedule(nt=True)]
+    assert "asp_stream_point(" in print_c(lower_openmp(big, scheds[0], ("avx2", "avx")))
 
 
 @requires_compiler

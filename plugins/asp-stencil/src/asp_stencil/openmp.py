@@ -367,13 +367,22 @@ class _Lowering:
         width = isa.width
         store, load = isa.fn("stream"), isa.fn("loadu")
         i, n, dst, src = C.Name("i"), C.Name("n"), C.Name("dst"), C.Name("src")
+        if self.s.nt_edges:
+            self.edge_isa = isa
+
+        def copy(at: C.Expr) -> C.Stmt:
+            # the unaligned ends: with ``nt_edges`` non-temporal too (see :func:`edge_helpers`)
+            if self.s.nt_edges:
+                return C.ExprStmt(C.Call("asp_stream_point", [C.BinOp(dst, "+", at),
+                                                              C.Index(src, at)]))
+            return C.Assign(C.Index(dst, at), C.Index(src, at))
+
         misaligned = C.BinOp(C.BinOp(C.Cast(C.CType("uintptr_t"), C.BinOp(dst, "+", i)), "&",
                                      C.Constant(self.vector.width * 8 - 1)), "!=", C.Constant(0))
         body = [
             C.Decl(C.LONG, "i", C.Constant(0)),
             C.While(C.BinOp(C.BinOp(i, "<", n), "&&", misaligned),
-                    C.Block([C.Assign(C.Index(dst, i), C.Index(src, i)),
-                             C.Assign(i, C.BinOp(i, "+", C.Constant(1)))])),
+                    C.Block([copy(i), C.Assign(i, C.BinOp(i, "+", C.Constant(1)))])),
             C.Decl(CONST_LONG, "head", i),
             C.Decl(CONST_LONG, "vend", C.BinOp(C.Name("head"), "+", C.BinOp(
                 C.BinOp(C.BinOp(n, "-", C.Name("head")), "/", C.Constant(width)), "*",
@@ -381,8 +390,7 @@ class _Lowering:
             C.For("j", C.Name("head"), C.Name("vend"), C.Block([C.ExprStmt(C.Call(store, [
                 C.BinOp(dst, "+", C.Name("j")),
                 C.Call(load, [C.BinOp(src, "+", C.Name("j"))])]))]), step=C.Constant(width)),
-            C.For("j", C.Name("vend"), n,
-                  C.Block([C.Assign(C.Index(dst, C.Name("j")), C.Index(src, C.Name("j")))])),
+            C.For("j", C.Name("vend"), n, C.Block([copy(C.Name("j"))])),
         ]
         return C.FunctionDef("asp_stream", [
             C.Param(self.out_ctype.ptr(restrict=True), "dst"),
@@ -411,11 +419,10 @@ class _Lowering:
         if self.uses_stream or self.uses_intrinsics:
             head.append(C.Include("immintrin.h"))
         head += helper_functions(C.DOUBLE)
-        if self.uses_stream:
-            head.append(self.stream_helper())
-        if self.edge_isa is not None:
+        stream = [self.stream_helper()] if self.uses_stream else []
+        if self.edge_isa is not None:  # used by the rows and by ``asp_stream``
             head += edge_helpers(self.edge_isa)
-        return C.Module([*head, fn])
+        return C.Module([*head, *stream, fn])
 
 
 def edge_helpers(isa: VectorISA) -> list[C.FunctionDef]:

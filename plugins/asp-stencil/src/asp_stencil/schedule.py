@@ -27,7 +27,7 @@ class Schedule:
       many rows ahead (0: none); the tail's regular stores then find their line owned instead
       of stalling the streaming stores behind a read-for-ownership (a float32 row of 256
       points has one such line per 16, a float64 row one per 32);
-    * ``nt_edges``: with ``vec``, a row's head and tail (the partial cache lines shared with
+    * ``nt_edges``: with ``nt``, a row's head and tail (the partial cache lines shared with
       the ghost cells of this row and the next, which must keep their values) are written with
       non-temporal scalar stores (``movnti``) instead of regular ones: a partial line merges in
       the write-combining buffer and memory, so the core never reads the line for ownership
