@@ -184,6 +184,42 @@ def test_vector_row_edges_bitwise(isa, dtype, row, nt_edges):
     assert_bitwise(ref[-1].data, grids[-1].data, what=f"{isa} {dtype.__name__} row {row}")
 
 
+@requires_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(13, 41), (5, 9, 37)], ids=["2d", "3d"])
+def test_nt_edges_next_to_border_loops_bitwise(dtype, shape):
+    """Rows whose edges go out as non-temporal scalar stores, on two threads (2-D: neighbouring
+    rows, which share an edge line, on different threads), followed by a border loop that
+    reads those points back and writes the ghost cells next to them: equal to Python."""
+    from asp_stencil import StencilKernel
+    from asp_stencil.vector import vector_isa
+
+    class CopiedBorder(StencilKernel):
+        centre = -2.0 * len(shape)
+
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                s = self.centre * u[x]
+                for y in u.neighbors(x, 1):
+                    s = s + u[y]
+                out[x] = s
+            for x in out.border_points():
+                out[x] = out[out.nearest_interior(x)]
+
+    k = CopiedBorder()
+    grids = make_grids(shape, 1, seed=4, dtypes=(dtype,) * 2)
+    prog = _prog(k, grids)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    for sched in (Schedule(nt=True, vec=True, nt_edges=True, threads=2, parallel_min_points=1),
+                  Schedule(nt=True, nt_edges=True, threads=2, parallel_min_points=1)):
+        if vector_isa(HOST_ISA) is not None:
+            assert "asp_stream_point(" in print_c(lower_openmp(prog, sched, HOST_ISA))
+        test = clone_grids(grids)
+        _run(prog, sched, test)
+        assert_bitwise(ref[-1].data, test[-1].data, what=f"{sched.label} {shape} {dtype}")
+
+
 def test_float32_gets_the_same_schedules_as_float64():
     """The tuner times the same variants for a float32 grid far beyond the cache as for the
     float64 one (the guesses are ordered by the output's bytes, and both are large): first the
