@@ -1,9 +1,6 @@
-"""Variant autotuning on real calls, with the winners kept in ``<cache>/perf.sqlite``.
-
-An :class:`Autotuner` hands out one variant per call until each is timed, then fixes the winner
-and stores it with every timing in one transaction (no database access on the tuning calls), so
-later processes skip tuning. ``ASP_AUTOTUNE``: ``off`` (default variant), ``once``, ``always``.
-"""
+"""Variant autotuning on real calls: an :class:`Autotuner` hands out one variant per call until
+each is timed, then stores the winner and every timing in ``<cache>/perf.sqlite`` in one
+transaction (none on the tuning calls), so later processes skip tuning (``ASP_AUTOTUNE``)."""
 
 from __future__ import annotations
 
@@ -39,8 +36,7 @@ _BUSY_SECONDS = 30.0
 
 
 def _retry_locked(step: Callable[[], Any]) -> Any:
-    """Run ``step``, retrying while SQLite answers "locked"/"busy" where its own busy timeout
-    does not wait."""
+    """Run ``step``, retrying where SQLite answers "locked"/"busy" without its busy timeout."""
     deadline = time.monotonic() + _BUSY_SECONDS
     delay = 0.005
     while True:
@@ -170,21 +166,6 @@ class PerfDB:
         with closing(self._connect()) as con:
             return [tuple(r) for r in con.execute("SELECT key, label, variant FROM winners")]
 
-    def problem(self) -> str | None:
-        """Why the database cannot be used, or None (``asp doctor``)."""
-        try:
-            if self.path.exists():
-                with closing(self._connect()) as con:
-                    con.execute("SELECT key, variant, params, seconds, label, recorded FROM "
-                                "timings LIMIT 1").fetchall()
-                    con.execute("SELECT key, variant, label, decided FROM winners LIMIT 1")
-            elif not os.access(self.path.parent if self.path.parent.exists() else
-                               self.path.parent.parent, os.W_OK):
-                return f"{self.path.parent} is not writable: tuning results cannot be stored"
-        except (sqlite3.Error, OSError) as exc:
-            return f"{self.path} cannot be used ({type(exc).__name__}: {exc}); kernels run untuned"
-        return None
-
     @_tolerant(None)
     def clear(self) -> None:
         if self.path.exists():
@@ -246,11 +227,6 @@ class Autotuner:
         self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
 
     @property
-    def collective(self) -> bool:
-        """Tuning is agreed over ``comm``: :meth:`report` and :meth:`exclude` are collective."""
-        return self.comm is not None
-
-    @property
     def done(self) -> bool:
         return self.winner is not None
 
@@ -258,8 +234,7 @@ class Autotuner:
         """The variant the next call should run."""
         if self.winner is not None:
             return self.winner
-        if self._started is None:
-            self._started = time.perf_counter()
+        self._started = self._started or time.perf_counter()
         # round robin: a burst of load then slows one timing of several variants, not all of one
         fewest = min(self.variants, key=lambda v: len(self.times.get(v, ())))
         if len(self.times.get(fewest, ())) < self.repeats:

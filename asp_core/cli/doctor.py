@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, cast
 import click
 
 if TYPE_CHECKING:
+    from asp_core.autotune import PerfDB
     from asp_core.hardware import HardwareInfo
 
-__all__ = ["command", "checks"]
+__all__ = ["command", "checks", "perf_db_problem"]
 
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
@@ -59,7 +60,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                         "entries or build leftovers removed"))
         except CacheError as exc:
             out.append(("cache", False, str(exc)))
-    perf = PerfDB().problem()
+    perf = perf_db_problem(PerfDB())
     out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
     broken = broken_plugins()
@@ -75,6 +76,27 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     if measure_stream:
         out.append(_stream_check(hw, refresh))
     return out
+
+
+def perf_db_problem(db: PerfDB) -> str | None:
+    """Why the tuning database cannot be used, or None."""
+    import os
+    import sqlite3
+    from contextlib import closing
+
+    path = db.path
+    try:
+        if path.exists():
+            with closing(db._connect()) as con:
+                con.execute("SELECT key, variant, params, seconds, label, recorded FROM "
+                            "timings LIMIT 1").fetchall()
+                con.execute("SELECT key, variant, label, decided FROM winners LIMIT 1")
+        elif not os.access(path.parent if path.parent.exists() else path.parent.parent,
+                           os.W_OK):
+            return f"{path.parent} is not writable: tuning results cannot be stored"
+    except (sqlite3.Error, OSError) as exc:
+        return f"{path} cannot be used ({type(exc).__name__}: {exc}); kernels run untuned"
+    return None
 
 
 def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, str]:
