@@ -10,8 +10,9 @@ import click
 if TYPE_CHECKING:
     from asp_core.autotune import PerfDB
     from asp_core.hardware import HardwareInfo
+    from asp_core.toolchain import Toolchain
 
-__all__ = ["command", "checks", "perf_db_problem"]
+__all__ = ["command", "checks", "available_toolchains", "perf_db_problem"]
 
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
@@ -22,7 +23,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     from asp_core.errors import CacheError
     from asp_core.hardware import query
     from asp_core.plugins import broken_plugins, get_plugin_manager
-    from asp_core.toolchain import Toolchain, available_toolchains
+    from asp_core.toolchain import Toolchain
 
     out: list[tuple[str, bool, str]] = []
     tcs = available_toolchains()
@@ -76,6 +77,20 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     if measure_stream:
         out.append(_stream_check(hw, refresh))
     return out
+
+
+def available_toolchains() -> dict[str, Toolchain | str]:
+    """Each language mapped to its toolchain, or to the reason none is available."""
+    from asp_core.errors import CompilerNotFound
+    from asp_core.toolchain import find_toolchain
+
+    found: dict[str, Toolchain | str] = {}
+    for lang in ("c", "c++", "cuda"):
+        try:
+            found[lang] = find_toolchain(lang)
+        except CompilerNotFound as exc:
+            found[lang] = str(exc)
+    return found
 
 
 def perf_db_problem(db: PerfDB) -> str | None:
