@@ -12,7 +12,7 @@ import platform
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -90,9 +90,6 @@ class HardwareInfo:
 
     def _stream_ident(self) -> str:
         return f"{self.cpu_model}|{default_threads()}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _read(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -26,7 +27,7 @@ def test_query_is_sane_and_cached():
     assert hw.last_level_cache == max(hw.caches.values(), default=8 << 20)
     assert set(hw.isa) <= set(hardware._ISA)
     assert hw.has_gpu == bool(hw.gpus)
-    d = hw.as_dict()
+    d = dataclasses.asdict(hw)
     assert d["logical_cpus"] == hw.logical_cpus and json.dumps(d)
 
 
