@@ -41,12 +41,11 @@ class TuningCallable:
     """Stands in for a kernel while its variants are timed on real calls; once the winner is
     known, ``on_decided(callable)`` lets the dispatcher bind it directly."""
 
-    def __init__(self, tuner: Autotuner, build: Callable[[str], Callable[..., Any]],
-                 on_decided: Callable[[Callable[..., Any]], None],
-                 built: dict[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, tuner: Autotuner, variants: Variants,
+                 on_decided: Callable[[Callable[..., Any]], None]) -> None:
         self.tuner = tuner
-        self._build = build
-        self._built: dict[str, Callable[..., Any]] = dict(built or {})
+        self._get = variants.__getitem__
+        self._built = variants._built
         self._on_decided = on_decided
         self.failed: dict[str, str] = {}
 
@@ -54,12 +53,6 @@ class TuningCallable:
     def built(self) -> Mapping[str, Callable[..., Any]]:
         """The variants built so far, name → callable (read-only)."""
         return MappingProxyType(self._built)
-
-    def _get(self, name: str) -> Callable[..., Any]:
-        fn = self._built.get(name)
-        if fn is None:
-            fn = self._built[name] = self._build(name)
-        return fn
 
     def _next(self) -> tuple[str, Callable[..., Any]]:
         """The variant to run now; one that fails to build leaves the tuning (the default
@@ -69,7 +62,7 @@ class TuningCallable:
             try:
                 return name, self._get(name)
             except AspError as exc:
-                if not self._built or name in self._built:
+                if not self._built:
                     raise
                 self.failed[name] = str(exc)
                 self.tuner.exclude(name, f"failed to build: {exc}")
@@ -239,7 +232,7 @@ class Pipeline:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
         variants, backend, popt = self._lower(ctx, None)
         by_name = {v.name: v for v in variants}
-        build = Variants(ctx, variants, backend, popt).__getitem__
+        built = Variants(ctx, variants, backend, popt)
 
         tuning_fn = self.spec.hook("tuning_key")
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key
@@ -252,11 +245,11 @@ class Pipeline:
                           on_event=ctx.tuning_events(VARIANT),
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
-            return build(tuner.winner or variants[0].name)
+            return built[tuner.winner or variants[0].name]
         # built now, inside the dispatcher's error handling: no compiler means a fallback now,
         # not an error on a later call
-        first = variants[0].name
-        return TuningCallable(tuner, build, rebind, built={first: build(first)})
+        built[variants[0].name]
+        return TuningCallable(tuner, built, rebind)
 
 
 def _record_platform(ctx: SpecializationContext, comp: Component, program: PlatformProgram,
