@@ -1,12 +1,8 @@
-"""Compiling in the background: the variants a call will want next, built while it goes on.
-
-:func:`submit` hands compiles to daemon threads (one per usable core: each runs a compiler) and
-returns a future of the :class:`~asp_core.build.CompiledLibrary`. Futures are kept per cache
-key, so a foreground :func:`~asp_core.build.compile_library` of the same key never races a
-second compiler: it waits for a running compile, or takes over a queued one (a caller never
-waits behind other variants). A failed background compile is compiled again, and its error
-raised, on the caller's path. At exit, queued compiles are cancelled and running ones waited
-for (a compiler cut off leaves a build directory behind and wastes work).
+"""Compiling in the background (daemon threads, one per usable core) the variants a call will
+want next. Futures are kept per cache key, so a foreground
+:func:`~asp_core.build.compile_library` of the key waits for a running compile or takes over a
+queued one, never racing a second compiler. At exit queued compiles are cancelled and running
+ones waited for (a compiler cut off leaves a build directory behind).
 """
 
 from __future__ import annotations
@@ -52,13 +48,11 @@ _closed = False
 
 def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = False,
            **compile_args: Any) -> Future[CompiledLibrary]:
-    """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s,
-    recorded on ``ctx`` if given. A key already queued or compiling returns the same future;
-    after :func:`shutdown` the compile runs on the calling thread. Errors go in the future.
-
-    ``low_priority``: a compile the caller must neither wait for nor be slowed by (a variant
-    only later calls may use) runs on separate workers niced by :data:`LOW_PRIORITY_NICE` on
-    Linux, so it takes no core the caller's compiled code wants."""
+    """A future of the :class:`~asp_core.build.CompiledLibrary`; ``compile_args`` are
+    :meth:`SpecializationContext.compile`'s, recorded on ``ctx`` if given. A key already queued
+    or compiling returns the same future; after :func:`shutdown` the compile runs here.
+    ``low_priority``: a compile only later calls may use runs on workers niced by
+    :data:`LOW_PRIORITY_NICE` on Linux, so it takes no core the caller's code wants."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}
@@ -169,8 +163,8 @@ def _start_worker(low_priority: bool = False) -> None:
 
 
 def _lower_priority() -> None:
-    """Lower this thread's priority (Linux schedules threads one by one; the compilers it
-    starts inherit it).  Elsewhere the call would renice the whole process: skipped."""
+    """Lower this thread's priority (and its compilers'); Linux only, where threads are
+    scheduled one by one (elsewhere it would renice the whole process)."""
     if sys.platform.startswith("linux"):
         try:
             tid = threading.get_native_id()
