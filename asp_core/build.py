@@ -18,7 +18,7 @@ from asp_core._version import __version__
 from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, get_cache, load_library,
                             private_cache)
 from asp_core.errors import CacheError
-from asp_core.toolchain import find_toolchain
+from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
 __all__ = ["CompiledLibrary", "compile_library", "library_key"]
 
@@ -70,7 +70,7 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
                 "toolchain": tc.abi_id(), "specialised_on": specialised_on or {},
                 "asp_version": __version__}
 
-    suffix = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}[lang]
+    suffix = SOURCE_SUFFIX[lang]
     try:
         return _load(get_cache(), key, build, name, suffix)
     except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe

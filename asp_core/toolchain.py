@@ -21,7 +21,7 @@ from asp_core.errors import CompileError, CompilerNotFound
 from asp_core.hardware import cpu_model
 
 __all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
-           "CompileResult", "INSTALL_HINT"]
+           "CompileResult", "INSTALL_HINT", "SOURCE_SUFFIX"]
 
 INSTALL_HINT = {
     "c": ("install a C compiler: `sudo apt-get install gcc` (Debian/Ubuntu), `sudo dnf install gcc` "
@@ -39,7 +39,7 @@ _CANDIDATES = {
     "cuda": ("ASP_NVCC", ("nvcc",)),
 }
 
-_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
+SOURCE_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Toolchain:
     def compile(self, source: str, workdir: Path, *, name: str = "kernel", openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> CompileResult:
         """Write ``source`` into ``workdir`` and compile it; raise :class:`CompileError` on failure."""
-        src = workdir / f"{name}{_SUFFIX[self.lang]}"
+        src = workdir / f"{name}{SOURCE_SUFFIX[self.lang]}"
         src.write_text(source)
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
@@ -198,7 +198,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"
         return _build_probe(executable, [], "int asp_probe(void) { return 42; }\n",
-                            _SUFFIX[lang])
+                            SOURCE_SUFFIX[lang])
 
     try:
         return str(_disk_memo(f"works:{lang}", executable, mtime, run,
