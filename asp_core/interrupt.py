@@ -42,6 +42,7 @@ _worker: threading.Thread | None = None
 
 
 def _serve() -> None:
+    global _pending
     while True:
         job = _jobs.get()
         try:
@@ -51,16 +52,11 @@ def _serve() -> None:
             job.error = exc
         finally:
             job.fn = job.args = job.keep = None  # the arrays may be freed now, not before
-            _finished()
+            with _state:
+                _pending -= 1
+                if _pending == 0:
+                    _state.notify_all()
             job.done.set()
-
-
-def _finished() -> None:
-    global _pending
-    with _state:
-        _pending -= 1
-        if _pending == 0:
-            _state.notify_all()
 
 
 def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:

@@ -105,8 +105,7 @@ class Progress:
             self._bar.refresh()
             atexit.register(self.close)
         else:
-            self.log.log(level, "%s" if total == 1 else "%s (%d steps)",
-                         *((description,) if total == 1 else (description, total)))
+            self.log.log(level, "%s%s", description, "" if total == 1 else f" ({total} steps)")
 
     def advance(self, detail: str = "", steps: int = 1) -> None:
         """``steps`` more done; ``detail`` says which (e.g. a variant and its time)."""
