@@ -1,7 +1,5 @@
-"""Compile generated source through the code cache and load it: the backend's one call.
-
-``compile_library`` = toolchain + cache key + lock + atomic publish + checksum-verified load.
-"""
+"""Compile generated source through the code cache and load it: the backend's one call
+(toolchain + cache key + lock + atomic publish + checksum-verified load)."""
 
 from __future__ import annotations
 

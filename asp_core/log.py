@@ -1,8 +1,6 @@
-"""Asp's messages: the ``asp`` logger (and children), and progress for the long steps.
-
-An application routes or silences Asp's messages as any library's; until it configures logging
-(the root logger has no handler) Asp writes to stderr itself, through ``rich`` on a terminal.
-``ASP_LOG_LEVEL`` (default ``INFO``) sets the level; the CLI's ``-q``/``-v`` override it.
+"""Asp's messages: the ``asp`` logger and progress for the long steps. Until the application
+configures logging, Asp writes to stderr itself (through ``rich`` on a terminal);
+``ASP_LOG_LEVEL`` (default ``INFO``) sets the level.
 """
 
 from __future__ import annotations
