@@ -27,13 +27,11 @@ __all__ = ["submit", "busy", "claim", "shutdown"]
 _log = get_logger("build")
 _lock = threading.Lock()
 _Slot = tuple[str, str]  # (cache directory, cache key): one compile's identity
-_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
-_workers: list[threading.Thread] = []
-#: low-priority compiles (``submit(low_priority=True)``): their own queue and worker threads,
-#: which lower their scheduling priority once (a thread cannot raise it back)
-_idle_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = \
-    queue.SimpleQueue()
-_idle_workers: list[threading.Thread] = []
+_Queue = queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None]
+#: per ``low_priority``: the job queue and its worker threads (low-priority workers lower their
+#: scheduling priority once: a thread cannot raise it back)
+_jobs: dict[bool, _Queue] = {False: queue.SimpleQueue(), True: queue.SimpleQueue()}
+_workers: dict[bool, list[threading.Thread]] = {False: [], True: []}
 #: nice increment of the low-priority workers and of the compilers they start. +10 still took
 #: the 2-3 ms slices that stall a two-thread OpenMP pass of a few milliseconds at its end
 #: (asp-gmm: the fit after a first one 0.44 s instead of 0.22 s with gcc at +10, 0.23-0.28 s
@@ -78,9 +76,8 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
             _futures[slot] = future
             if low_priority:
                 _low_priority.add(slot)
-            jobs, workers = (_idle_jobs, _idle_workers) if low_priority else (_jobs, _workers)
-            jobs.put((slot, future, job))
-            if len(workers) < min(len(_futures), _max_workers()):
+            _jobs[low_priority].put((slot, future, job))
+            if len(_workers[low_priority]) < min(len(_futures), _max_workers()):
                 _start_worker(low_priority)
             return future
     future.set_running_or_notify_cancel()
@@ -112,7 +109,7 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
 
 def is_worker(thread: threading.Thread) -> bool:
     """Whether ``thread`` is one of the pool's workers, which live as long as the process."""
-    return thread in _workers or thread in _idle_workers
+    return any(thread in workers for workers in _workers.values())
 
 
 def shutdown(wait: bool = True) -> None:
@@ -124,13 +121,12 @@ def shutdown(wait: bool = True) -> None:
         for slot, future in list(_futures.items()):
             if future.cancel():
                 _forget(slot)
-        workers = list(_workers) + list(_idle_workers)
-    for _ in _workers:
-        _jobs.put(None)
-    for _ in _idle_workers:
-        _idle_jobs.put(None)
+        workers = {low: list(threads) for low, threads in _workers.items()}
+    for low, threads in workers.items():
+        for _ in threads:
+            _jobs[low].put(None)
     if wait:
-        for thread in workers:
+        for thread in workers[False] + workers[True]:
             thread.join()
 
 
@@ -155,7 +151,7 @@ def _max_workers() -> int:
 
 
 def _start_worker(low_priority: bool = False) -> None:
-    workers = _idle_workers if low_priority else _workers
+    workers = _workers[low_priority]
     name = f"asp-compile-{'low-' if low_priority else ''}{len(workers)}"
     thread = threading.Thread(target=_work, args=(low_priority,), name=name, daemon=True)
     workers.append(thread)
@@ -177,7 +173,7 @@ def _lower_priority() -> None:
 def _work(low_priority: bool = False) -> None:
     if low_priority:
         _lower_priority()
-    jobs = _idle_jobs if low_priority else _jobs
+    jobs = _jobs[low_priority]
     while (item := jobs.get()) is not None:
         slot, future, job = item
         if future.set_running_or_notify_cancel():
@@ -200,12 +196,10 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
 
 def _after_fork() -> None:
     """A forked child has none of the parent's threads: start from an empty pool."""
-    global _lock, _jobs, _idle_jobs
+    global _lock
     _lock = threading.Lock()
-    _jobs = queue.SimpleQueue()
-    _idle_jobs = queue.SimpleQueue()
-    _workers.clear()
-    _idle_workers.clear()
+    _jobs.update({False: queue.SimpleQueue(), True: queue.SimpleQueue()})
+    _workers.update({False: [], True: []})
     _futures.clear()
     _low_priority.clear()
 
