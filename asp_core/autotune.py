@@ -213,18 +213,14 @@ class Autotuner:
             stored = self.db.winner(key)
             if stored in self.variants:
                 self.winner, self.source = stored, "perf database"
-        if comm is not None:
-            self._agree_on_start(comm)
+        if comm is not None:  # the same variants on every rank, then rank 0's winner everywhere
+            from asp_core.mpi import check_same
+
+            check_same(comm, self.variants, "autotuning variants")
+            self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
         if self.winner is not None:
             self._on_event("autotune", winner=self.winner, source=self.source,
                            timings=self.db.timings(key) if self.source == "perf database" else [])
-
-    def _agree_on_start(self, comm: Any) -> None:
-        """Collective: the same variants on every rank, then rank 0's winner everywhere."""
-        from asp_core.mpi import check_same
-
-        check_same(comm, self.variants, "autotuning variants")
-        self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
 
     @property
     def done(self) -> bool:
