@@ -46,11 +46,6 @@ class HardwareInfo:
     caches_note: str = ""
 
     @property
-    def caches_trusted(self) -> bool:
-        """Whether :attr:`caches` describe cache this process can count on."""
-        return not self.caches_note
-
-    @property
     def last_level_cache(self) -> int:
         """Size in bytes of the largest cache (L3 usually), 8 MiB if unknown."""
         return max(self.caches.values(), default=8 << 20)
