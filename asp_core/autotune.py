@@ -137,23 +137,23 @@ class PerfDB:
                 con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
                             (key, winner, label, now))
 
+    def _select(self, sql: str, *args: Any) -> list[Any]:
+        if not self.path.exists():  # nothing stored yet: do not create the file to read it
+            return []
+        with closing(self._connect()) as con:
+            return con.execute(sql, args).fetchall()
+
     @_tolerant([])
     def timings(self, key: str) -> list[tuple[str, float, int]]:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
-        if not self.path.exists():
-            return []
-        with closing(self._connect()) as con:
-            rows = con.execute("SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? "
-                               "GROUP BY variant ORDER BY MIN(seconds)", (key,)).fetchall()
-        return [(r[0], float(r[1]), int(r[2])) for r in rows]
+        return [(r[0], float(r[1]), int(r[2])) for r in self._select(
+            "SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? GROUP BY variant "
+            "ORDER BY MIN(seconds)", key)]
 
     @_tolerant(None)
     def winner(self, key: str) -> str | None:
-        if not self.path.exists():
-            return None
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT variant FROM winners WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._select("SELECT variant FROM winners WHERE key=?", key)
+        return rows[0][0] if rows else None
 
     def set_winner(self, key: str, variant: str, label: str = "") -> None:
         self.record_many(key, [], label, winner=variant)
@@ -161,10 +161,7 @@ class PerfDB:
     @_tolerant([])
     def summary(self) -> list[tuple[str, str, str]]:
         """``(key, label, winner)`` rows, for ``asp cache info``."""
-        if not self.path.exists():
-            return []
-        with closing(self._connect()) as con:
-            return [tuple(r) for r in con.execute("SELECT key, label, variant FROM winners")]
+        return [tuple(r) for r in self._select("SELECT key, label, variant FROM winners")]
 
     @_tolerant(None)
     def clear(self) -> None:
