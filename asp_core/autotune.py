@@ -1,9 +1,6 @@
-"""Variant autotuning on real calls, with the winners kept in ``<cache>/perf.sqlite``.
-
-An :class:`Autotuner` hands out one variant per call until each is timed, then fixes the winner
-and stores it with every timing in one transaction (no database access on the tuning calls), so
-later processes skip tuning. ``ASP_AUTOTUNE``: ``off`` (default variant), ``once``, ``always``.
-"""
+"""Variant autotuning on real calls: an :class:`Autotuner` hands out one variant per call until
+each is timed, then stores the winner and every timing in ``<cache>/perf.sqlite`` in one
+transaction (none on the tuning calls), so later processes skip tuning (``ASP_AUTOTUNE``)."""
 
 from __future__ import annotations
 
@@ -39,8 +36,7 @@ _BUSY_SECONDS = 30.0
 
 
 def _retry_locked(step: Callable[[], Any]) -> Any:
-    """Run ``step``, retrying while SQLite answers "locked"/"busy" where its own busy timeout
-    does not wait."""
+    """Run ``step``, retrying where SQLite answers "locked"/"busy" without its busy timeout."""
     deadline = time.monotonic() + _BUSY_SECONDS
     delay = 0.005
     while True:
@@ -141,23 +137,23 @@ class PerfDB:
                 con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
                             (key, winner, label, now))
 
+    def _select(self, sql: str, *args: Any) -> list[Any]:
+        if not self.path.exists():  # nothing stored yet: do not create the file to read it
+            return []
+        with closing(self._connect()) as con:
+            return con.execute(sql, args).fetchall()
+
     @_tolerant([])
     def timings(self, key: str) -> list[tuple[str, float, int]]:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
-        if not self.path.exists():
-            return []
-        with closing(self._connect()) as con:
-            rows = con.execute("SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? "
-                               "GROUP BY variant ORDER BY MIN(seconds)", (key,)).fetchall()
-        return [(r[0], float(r[1]), int(r[2])) for r in rows]
+        return [(r[0], float(r[1]), int(r[2])) for r in self._select(
+            "SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? GROUP BY variant "
+            "ORDER BY MIN(seconds)", key)]
 
     @_tolerant(None)
     def winner(self, key: str) -> str | None:
-        if not self.path.exists():
-            return None
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT variant FROM winners WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._select("SELECT variant FROM winners WHERE key=?", key)
+        return rows[0][0] if rows else None
 
     def set_winner(self, key: str, variant: str, label: str = "") -> None:
         self.record_many(key, [], label, winner=variant)
@@ -165,25 +161,7 @@ class PerfDB:
     @_tolerant([])
     def summary(self) -> list[tuple[str, str, str]]:
         """``(key, label, winner)`` rows, for ``asp cache info``."""
-        if not self.path.exists():
-            return []
-        with closing(self._connect()) as con:
-            return [tuple(r) for r in con.execute("SELECT key, label, variant FROM winners")]
-
-    def problem(self) -> str | None:
-        """Why the database cannot be used, or None (``asp doctor``)."""
-        try:
-            if self.path.exists():
-                with closing(self._connect()) as con:
-                    con.execute("SELECT key, variant, params, seconds, label, recorded FROM "
-                                "timings LIMIT 1").fetchall()
-                    con.execute("SELECT key, variant, label, decided FROM winners LIMIT 1")
-            elif not os.access(self.path.parent if self.path.parent.exists() else
-                               self.path.parent.parent, os.W_OK):
-                return f"{self.path.parent} is not writable: tuning results cannot be stored"
-        except (sqlite3.Error, OSError) as exc:
-            return f"{self.path} cannot be used ({type(exc).__name__}: {exc}); kernels run untuned"
-        return None
+        return [tuple(r) for r in self._select("SELECT key, label, variant FROM winners")]
 
     @_tolerant(None)
     def clear(self) -> None:
@@ -232,23 +210,14 @@ class Autotuner:
             stored = self.db.winner(key)
             if stored in self.variants:
                 self.winner, self.source = stored, "perf database"
-        if comm is not None:
-            self._agree_on_start(comm)
+        if comm is not None:  # the same variants on every rank, then rank 0's winner everywhere
+            from asp_core.mpi import check_same
+
+            check_same(comm, self.variants, "autotuning variants")
+            self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
         if self.winner is not None:
             self._on_event("autotune", winner=self.winner, source=self.source,
                            timings=self.db.timings(key) if self.source == "perf database" else [])
-
-    def _agree_on_start(self, comm: Any) -> None:
-        """Collective: the same variants on every rank, then rank 0's winner everywhere."""
-        from asp_core.mpi import check_same
-
-        check_same(comm, self.variants, "autotuning variants")
-        self.winner, self.source = comm.bcast((self.winner, self.source), root=0)
-
-    @property
-    def collective(self) -> bool:
-        """Tuning is agreed over ``comm``: :meth:`report` and :meth:`exclude` are collective."""
-        return self.comm is not None
 
     @property
     def done(self) -> bool:
@@ -258,8 +227,7 @@ class Autotuner:
         """The variant the next call should run."""
         if self.winner is not None:
             return self.winner
-        if self._started is None:
-            self._started = time.perf_counter()
+        self._started = self._started or time.perf_counter()
         # round robin: a burst of load then slows one timing of several variants, not all of one
         fewest = min(self.variants, key=lambda v: len(self.times.get(v, ())))
         if len(self.times.get(fewest, ())) < self.repeats:

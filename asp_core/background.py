@@ -1,12 +1,8 @@
-"""Compiling in the background: the variants a call will want next, built while it goes on.
-
-:func:`submit` hands compiles to daemon threads (one per usable core: each runs a compiler) and
-returns a future of the :class:`~asp_core.build.CompiledLibrary`. Futures are kept per cache
-key, so a foreground :func:`~asp_core.build.compile_library` of the same key never races a
-second compiler: it waits for a running compile, or takes over a queued one (a caller never
-waits behind other variants). A failed background compile is compiled again, and its error
-raised, on the caller's path. At exit, queued compiles are cancelled and running ones waited
-for (a compiler cut off leaves a build directory behind and wastes work).
+"""Compiling in the background (daemon threads, one per usable core) the variants a call will
+want next. Futures are kept per cache key, so a foreground
+:func:`~asp_core.build.compile_library` of the key waits for a running compile or takes over a
+queued one, never racing a second compiler. At exit queued compiles are cancelled and running
+ones waited for (a compiler cut off leaves a build directory behind).
 """
 
 from __future__ import annotations
@@ -31,13 +27,11 @@ __all__ = ["submit", "busy", "claim", "shutdown"]
 _log = get_logger("build")
 _lock = threading.Lock()
 _Slot = tuple[str, str]  # (cache directory, cache key): one compile's identity
-_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = queue.SimpleQueue()
-_workers: list[threading.Thread] = []
-#: low-priority compiles (``submit(low_priority=True)``): their own queue and worker threads,
-#: which lower their scheduling priority once (a thread cannot raise it back)
-_idle_jobs: queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None] = \
-    queue.SimpleQueue()
-_idle_workers: list[threading.Thread] = []
+_Queue = queue.SimpleQueue[tuple[_Slot, Future, Callable[[], Any]] | None]
+#: per ``low_priority``: the job queue and its worker threads (low-priority workers lower their
+#: scheduling priority once: a thread cannot raise it back)
+_jobs: dict[bool, _Queue] = {False: queue.SimpleQueue(), True: queue.SimpleQueue()}
+_workers: dict[bool, list[threading.Thread]] = {False: [], True: []}
 #: nice increment of the low-priority workers and of the compilers they start. +10 still took
 #: the 2-3 ms slices that stall a two-thread OpenMP pass of a few milliseconds at its end
 #: (asp-gmm: the fit after a first one 0.44 s instead of 0.22 s with gcc at +10, 0.23-0.28 s
@@ -52,13 +46,11 @@ _closed = False
 
 def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = False,
            **compile_args: Any) -> Future[CompiledLibrary]:
-    """Compile in the background; ``compile_args`` are :meth:`SpecializationContext.compile`'s,
-    recorded on ``ctx`` if given. A key already queued or compiling returns the same future;
-    after :func:`shutdown` the compile runs on the calling thread. Errors go in the future.
-
-    ``low_priority``: a compile the caller must neither wait for nor be slowed by (a variant
-    only later calls may use) runs on separate workers niced by :data:`LOW_PRIORITY_NICE` on
-    Linux, so it takes no core the caller's compiled code wants."""
+    """A future of the :class:`~asp_core.build.CompiledLibrary`; ``compile_args`` are
+    :meth:`SpecializationContext.compile`'s, recorded on ``ctx`` if given. A key already queued
+    or compiling returns the same future; after :func:`shutdown` the compile runs here.
+    ``low_priority``: a compile only later calls may use runs on workers niced by
+    :data:`LOW_PRIORITY_NICE` on Linux, so it takes no core the caller's code wants."""
     from asp_core.build import compile_library, library_key
 
     args = {k: v for k, v in compile_args.items() if k != "variant"}
@@ -84,9 +76,8 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
             _futures[slot] = future
             if low_priority:
                 _low_priority.add(slot)
-            jobs, workers = (_idle_jobs, _idle_workers) if low_priority else (_jobs, _workers)
-            jobs.put((slot, future, job))
-            if len(workers) < min(len(_futures), _max_workers()):
+            _jobs[low_priority].put((slot, future, job))
+            if len(_workers[low_priority]) < min(len(_futures), _max_workers()):
                 _start_worker(low_priority)
             return future
     future.set_running_or_notify_cancel()
@@ -118,7 +109,7 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
 
 def is_worker(thread: threading.Thread) -> bool:
     """Whether ``thread`` is one of the pool's workers, which live as long as the process."""
-    return thread in _workers or thread in _idle_workers
+    return any(thread in workers for workers in _workers.values())
 
 
 def shutdown(wait: bool = True) -> None:
@@ -130,13 +121,12 @@ def shutdown(wait: bool = True) -> None:
         for slot, future in list(_futures.items()):
             if future.cancel():
                 _forget(slot)
-        workers = list(_workers) + list(_idle_workers)
-    for _ in _workers:
-        _jobs.put(None)
-    for _ in _idle_workers:
-        _idle_jobs.put(None)
+        workers = {low: list(threads) for low, threads in _workers.items()}
+    for low, threads in workers.items():
+        for _ in threads:
+            _jobs[low].put(None)
     if wait:
-        for thread in workers:
+        for thread in workers[False] + workers[True]:
             thread.join()
 
 
@@ -161,7 +151,7 @@ def _max_workers() -> int:
 
 
 def _start_worker(low_priority: bool = False) -> None:
-    workers = _idle_workers if low_priority else _workers
+    workers = _workers[low_priority]
     name = f"asp-compile-{'low-' if low_priority else ''}{len(workers)}"
     thread = threading.Thread(target=_work, args=(low_priority,), name=name, daemon=True)
     workers.append(thread)
@@ -169,8 +159,8 @@ def _start_worker(low_priority: bool = False) -> None:
 
 
 def _lower_priority() -> None:
-    """Lower this thread's priority (Linux schedules threads one by one; the compilers it
-    starts inherit it).  Elsewhere the call would renice the whole process: skipped."""
+    """Lower this thread's priority (and its compilers'); Linux only, where threads are
+    scheduled one by one (elsewhere it would renice the whole process)."""
     if sys.platform.startswith("linux"):
         try:
             tid = threading.get_native_id()
@@ -183,7 +173,7 @@ def _lower_priority() -> None:
 def _work(low_priority: bool = False) -> None:
     if low_priority:
         _lower_priority()
-    jobs = _idle_jobs if low_priority else _jobs
+    jobs = _jobs[low_priority]
     while (item := jobs.get()) is not None:
         slot, future, job = item
         if future.set_running_or_notify_cancel():
@@ -206,12 +196,10 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
 
 def _after_fork() -> None:
     """A forked child has none of the parent's threads: start from an empty pool."""
-    global _lock, _jobs, _idle_jobs
+    global _lock
     _lock = threading.Lock()
-    _jobs = queue.SimpleQueue()
-    _idle_jobs = queue.SimpleQueue()
-    _workers.clear()
-    _idle_workers.clear()
+    _jobs.update({False: queue.SimpleQueue(), True: queue.SimpleQueue()})
+    _workers.update({False: [], True: []})
     _futures.clear()
     _low_priority.clear()
 

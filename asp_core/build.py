@@ -1,14 +1,11 @@
-"""Compile generated source through the code cache and load it: the backend's one call.
-
-``compile_library`` = toolchain + cache key + lock + atomic publish + checksum-verified load.
-"""
+"""Compile generated source through the code cache and load it: the backend's one call
+(toolchain + cache key + lock + atomic publish + checksum-verified load)."""
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +15,7 @@ from asp_core._version import __version__
 from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, get_cache, load_library,
                             private_cache)
 from asp_core.errors import CacheError
-from asp_core.toolchain import find_toolchain
+from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
 __all__ = ["CompiledLibrary", "compile_library", "library_key"]
 
@@ -34,7 +31,6 @@ class CompiledLibrary:
     command: list[str]
     seconds: float
     cached: bool
-    load_seconds: float
 
 
 def library_key(source: str, *, lang: str = "c", openmp: bool = True,
@@ -70,7 +66,7 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
                 "toolchain": tc.abi_id(), "specialised_on": specialised_on or {},
                 "asp_version": __version__}
 
-    suffix = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}[lang]
+    suffix = SOURCE_SUFFIX[lang]
     try:
         return _load(get_cache(), key, build, name, suffix)
     except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe
@@ -85,21 +81,15 @@ def _load(cache: CodeCache, key: str, build: Callable[[Path], dict[str, Any]], n
         raise CacheError(f"the Asp cache {cache.root} is on a noexec mount, so compiled kernels "
                          "cannot be loaded from it")
     entry, cached = cache.get_or_build(key, build)
-    stem = entry.meta.get("name", name)
-    start = time.perf_counter()
     try:
-        cdll = load_library(entry.file(f"lib{stem}.so"))
+        cdll = load_library(entry.file(f"lib{entry.meta.get('name', name)}.so"))
     except OSError:
         entry, cached = cache.rebuild(entry, build), False
-        stem = entry.meta.get("name", name)
-        start = time.perf_counter()
         try:
-            cdll = load_library(entry.file(f"lib{stem}.so"))
+            cdll = load_library(entry.file(f"lib{entry.meta.get('name', name)}.so"))
         except OSError as exc:
             raise CacheError(f"a freshly built library does not load: {exc}") from None
-    load_seconds = time.perf_counter() - start
-    lib_path = entry.file(f"lib{stem}.so")
-    return CompiledLibrary(cdll, lib_path, entry.file(f"{stem}{suffix}"),
+    stem = entry.meta.get("name", name)
+    return CompiledLibrary(cdll, entry.file(f"lib{stem}.so"), entry.file(f"{stem}{suffix}"),
                            key, list(entry.meta.get("command", [])),
-                           0.0 if cached else float(entry.meta.get("seconds", 0.0)), cached,
-                           load_seconds)
+                           0.0 if cached else float(entry.meta.get("seconds", 0.0)), cached)

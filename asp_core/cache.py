@@ -10,9 +10,7 @@ Layout (``ASP_CACHE_DIR`` or the user cache dir, mode 0700)::
     <entry>/.asp-entry           marks an entry as created by Asp (holds its key)
 
 An entry is checksum-verified before it is loaded; a bad one is rebuilt. Code is never loaded
-from a directory (root to entry) or file another user owns or can write to: loading a shared
-object runs its code, so that user could run code as you. Maintenance lives in
-:mod:`asp_core.cli.maintenance`.
+from a directory or file another user owns or can write to (loading runs its code as you).
 """
 
 from __future__ import annotations
@@ -113,8 +111,8 @@ class CodeCache:
 
     # -- safety -----------------------------------------------------------------------------
     def ensure(self) -> Path:
-        """Create the root (0700) if needed and refuse an unsafe one; returns the root. Run on
-        every lookup, so permissions changed under a running process are still caught."""
+        """Create the root (0700) if needed and refuse an unsafe one (on every lookup: the
+        permissions may change under a running process); returns the root."""
         self.check_root()
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -190,10 +188,8 @@ class CodeCache:
     def _check_chain(self, entry: Path) -> None:
         """:class:`CacheError` unless every directory from the root to ``entry``, and each
         file in it, is yours and writable by nobody else."""
-        paths = [self.root / "code", entry.parent, entry]
         try:
-            paths += [p for p in entry.iterdir()]
-            for path in paths:
+            for path in [self.root / "code", entry.parent, entry, *entry.iterdir()]:
                 why = _unsafe(path, path.lstat())
                 if why:
                     raise CacheError(f"refusing to load compiled code: {why}")
@@ -203,8 +199,7 @@ class CodeCache:
     def get_or_build(self, key: str, build: Callable[[Path], dict[str, Any]]
                      ) -> tuple[CacheEntry, bool]:
         """``(entry, was_cached)``; on a miss ``build(tmpdir)`` writes the files (and returns
-        extra metadata) under the lock, and the checksummed directory is renamed into place in
-        one step, so readers never see a half-written entry."""
+        extra metadata) under the lock, and the directory is renamed into place in one step."""
         entry = self.lookup(key)
         if entry is not None:
             return entry, True
@@ -255,7 +250,6 @@ class CodeCache:
         if entry is None:  # pragma: no cover - only if the filesystem lies
             raise CacheError(f"cache entry {final} failed verification right after being written")
         return entry
-
 
 
 _caches: dict[Path, CodeCache] = {}

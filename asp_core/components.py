@@ -72,10 +72,9 @@ class PlatformOptimizer:
         return [Variant("default", program, {})]
 
     def materialise(self, variant: Variant, ctx: SpecializationContext) -> Variant:
-        """Finish one variant just before the backend builds it: the data-dependent work
-        too costly to do for every proposed variant when a stored winner means only one is
-        built (asp-mpk builds the variant's plan here and decides its fallback), so that the
-        backend only compiles and binds.  Optional; the default returns ``variant``."""
+        """Finish one variant just before the backend builds it: data-dependent work too
+        costly for every proposed variant when a stored winner means only one is built
+        (asp-mpk's plan and fallback), so the backend only compiles and binds."""
         return variant
 
 

@@ -62,10 +62,7 @@ class SpecializationContext:
     def unsupported(self, node: ast.AST | None, construct: str, reason: str = ""
                     ) -> Unspecializable:
         """An :class:`Unspecializable` pointing at ``node`` in the user's file (raise it)."""
-        if node is None:
-            return Unspecializable(construct, filename=self.filename, lineno=self.firstlineno,
-                                   reason=reason)
-        line, col = location(self._source, node)
+        line, col = (self.firstlineno, 0) if node is None else location(self._source, node)
         return Unspecializable(construct, filename=self.filename, lineno=line, col=col,
                                reason=reason)
 

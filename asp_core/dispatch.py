@@ -1,9 +1,6 @@
-"""Kernel interception: specialise on the first call of each key, dispatch directly afterwards.
-
-A call's key comes from the specializer's ``signature`` (which also validates the arguments);
-a known key goes straight to its bound callable, a new one runs the pipeline. ``ASP_MODE`` says
-what an unspecialisable kernel does: ``auto`` falls back to Python with one
-:class:`SpecializationWarning` per kernel, ``strict`` raises, ``python`` never specialises.
+"""Kernel interception: a call's key comes from the specializer's ``signature`` (which also
+validates the arguments); a known key goes straight to its bound callable, a new one runs the
+pipeline. An unspecialisable kernel falls back to Python with one warning (``ASP_MODE``).
 """
 
 from __future__ import annotations
@@ -161,14 +158,12 @@ class Dispatcher:
         return pipeline.variants(ctx, platform=platform)
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
-        """Phases 1-2 for these arguments: a fresh context and the optimised domain IR, for
-        runners that generate their own code from it (the stencil's temporal blocking)."""
+        """Phases 1-2 for these arguments: a fresh context and the optimised domain IR."""
         ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
         return ctx, pipeline.analyse(ctx)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
-        """Every proposed variant for these arguments, built (name → callable); for tests and
-        benchmarks that compare variants. Nothing is bound or tuned."""
+        """Every proposed variant for these arguments, built (name → callable), none bound."""
         built = self.variants(*args, **kwargs)
         return {name: built[name] for name in built}
 

@@ -23,11 +23,8 @@ class Unspecializable(AspError):
         self.lineno = lineno
         self.col = col
         self.reason = reason
-        where = f"{filename}:{lineno}:{col}"
-        text = f"{where}: unsupported construct: {construct}"
-        if reason:
-            text += f" ({reason})"
-        super().__init__(text)
+        super().__init__(f"{filename}:{lineno}:{col}: unsupported construct: {construct}"
+                         + (f" ({reason})" if reason else ""))
 
 
 class SpecializationWarning(UserWarning):

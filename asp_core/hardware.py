@@ -1,9 +1,6 @@
-"""What the machine offers: cores, caches, ISA extensions, memory, GPUs, STREAM bandwidth.
-
-One :class:`HardwareInfo` feeds platform selection and the benchmarks' roofline. Static facts
-come from ``/proc`` and ``/sys``; the bandwidth is measured once (a compiled OpenMP copy) and
-stored in the cache directory.
-"""
+"""What the machine offers: cores, caches, ISA extensions, memory, GPUs, and a STREAM
+bandwidth measured once and stored in the cache directory (platform selection and the
+benchmarks' roofline read one :class:`HardwareInfo`)."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ import platform
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,14 +42,8 @@ class HardwareInfo:
     memory_bytes: int
     gpus: list[GPU] = field(default_factory=list)
     machine: str = platform.machine()
-    #: why :attr:`caches` are not this process's to use (a VM host's L3, a cache shared with
-    #: CPUs this process may not run on), "" when they are
+    #: why :attr:`caches` are not this process's to use (a VM host's L3...), "" when they are
     caches_note: str = ""
-
-    @property
-    def caches_trusted(self) -> bool:
-        """Whether :attr:`caches` describe cache this process can count on."""
-        return not self.caches_note
 
     @property
     def last_level_cache(self) -> int:
@@ -94,9 +85,6 @@ class HardwareInfo:
 
     def _stream_ident(self) -> str:
         return f"{self.cpu_model}|{default_threads()}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _read(path: str) -> str:
@@ -194,10 +182,9 @@ def cpu_model() -> str:
 @functools.lru_cache(maxsize=1)
 def query() -> HardwareInfo:
     """The machine's :class:`HardwareInfo` (static parts cached for the process)."""
-    cpuinfo = _read("/proc/cpuinfo")
     flags, cores = set(), set()
-    phys = core = None
-    for line in cpuinfo.splitlines():
+    phys = None
+    for line in _read("/proc/cpuinfo").splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key in ("flags", "Features"):
@@ -205,28 +192,22 @@ def query() -> HardwareInfo:
         elif key == "physical id":
             phys = value.strip()
         elif key == "core id":
-            core = value.strip()
-            cores.add((phys, core))
-    model = cpu_model() or "unknown"
+            cores.add((phys, value.strip()))
     logical = os.cpu_count() or 1
-    meminfo = _read("/proc/meminfo")
-    mem = 0
-    for line in meminfo.splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1]) * 1024
+    mem = next((int(line.split()[1]) * 1024 for line in _read("/proc/meminfo").splitlines()
+                if line.startswith("MemTotal:")), 0)
     caches, sharing = _caches()
-    note = _caches_note(caches, sharing, "hypervisor" in flags, available_cpus())
-    return HardwareInfo(cpu_model=model, physical_cores=len(cores) or logical,
+    return HardwareInfo(cpu_model=cpu_model() or "unknown", physical_cores=len(cores) or logical,
                         logical_cpus=logical, caches=caches,
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus(),
-                        caches_note=note)
+                        caches_note=_caches_note(caches, sharing, "hypervisor" in flags,
+                                                 available_cpus()))
 
 
 @functools.lru_cache(maxsize=1)
 def cuda_unavailable_reason() -> str | None:
-    """Why no CUDA kernel can run here (no GPU, no nvcc), or None; what CUDA platforms answer
-    to ``unavailable_reason``. The GPU is checked first: without ``nvidia-smi`` that runs no
-    subprocess, so ``asp list`` stays fast on CPU machines."""
+    """Why no CUDA kernel can run here (no GPU, no nvcc), or None. The GPU is checked first:
+    without ``nvidia-smi`` that runs no subprocess, so ``asp list`` stays fast on CPU machines."""
     if not query().has_gpu:
         return "no CUDA GPU on this machine"
     return "nvcc not found (CUDA toolkit not installed)" if nvcc_unavailable_reason() else None
@@ -235,7 +216,7 @@ def cuda_unavailable_reason() -> str | None:
 @functools.lru_cache(maxsize=1)
 def nvcc_unavailable_reason() -> str | None:
     """Why CUDA code cannot be compiled here (no working ``nvcc``), or None; probed once per
-    process, so a platform's ``check`` can ask on every specialisation."""
+    process."""
     from asp_core.errors import ToolchainError
     from asp_core.toolchain import find_toolchain
 
@@ -282,28 +263,28 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
     for line in _read(str(membership)).splitlines():
         _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
         rel = Path(path.lstrip("/"))
-        if controllers == "":  # v2 unified hierarchy: every ancestor's cpu.max applies
-            for d in [rel, *rel.parents]:
-                quota, _, period = _read(str(root / d / "cpu.max")).partition(" ")
-                if quota.strip().isdigit() and period.strip().isdigit() and int(period):
-                    limits.append(int(quota) / int(period))
-        elif "cpu" in controllers.split(","):
-            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct")
-                         if (root / n).is_dir()), None)
-            if base is None:
-                continue
-            for d in [rel, *rel.parents]:
-                quota = _read(str(base / d / "cpu.cfs_quota_us")).strip()
-                period = _read(str(base / d / "cpu.cfs_period_us")).strip()
-                if quota.isdigit() and period.isdigit() and int(period):
-                    limits.append(int(quota) / int(period))
+        if controllers and "cpu" not in controllers.split(","):  # "": v2 unified hierarchy
+            continue
+        base = root if controllers == "" else next(
+            (root / n for n in (controllers, "cpu", "cpu,cpuacct") if (root / n).is_dir()), None)
+        if base is None:
+            continue
+        for d in [rel, *rel.parents]:  # every ancestor's limit applies
+            if controllers == "":
+                quota, _, period = _read(str(base / d / "cpu.max")).partition(" ")
+            else:
+                quota = _read(str(base / d / "cpu.cfs_quota_us"))
+                period = _read(str(base / d / "cpu.cfs_period_us"))
+            quota, period = quota.strip(), period.strip()
+            if quota.isdigit() and period.isdigit() and int(period):
+                limits.append(int(quota) / int(period))
     return min(limits) if limits else None
 
 
 def stream_copy_kernel(a: Any, b: Any, *, numpy_fallback: bool = True) -> Callable[[], None]:
     """A callable doing the STREAM copy ``b[:] = a`` (compiled OpenMP), so benchmarks take the
     roofline in the same run as their kernels. Without a compiler: ``numpy.copyto``, or with
-    ``numpy_fallback=False`` the compile error (a row labelled compiled must not time NumPy)."""
+    ``numpy_fallback=False`` the compile error."""
     import ctypes
 
     import numpy as np

@@ -1,11 +1,9 @@
-"""Long compiled calls that Ctrl-C can interrupt.
-
-Python runs signal handlers between bytecodes of the main thread, so Ctrl-C during a 9-second C
-call normally arrives when it returns. :func:`call` runs the ctypes function (which releases the
-GIL) on a worker thread while the main thread waits on an event, which a signal interrupts.
-The C code cannot be stopped safely, so it runs to its end in the background, keeping its
-arguments alive; the next call waits for it, and :func:`wait_idle` too. The hand-off costs tens
-of microseconds, so backends use :func:`run`, which hands off only calls of :data:`MIN_WORK`.
+"""Long compiled calls that Ctrl-C can interrupt: Python runs signal handlers between bytecodes
+of the main thread, so Ctrl-C during a 9-second C call would arrive when it returns.
+:func:`call` runs the ctypes function on a worker thread while the main thread waits on an event
+(which a signal interrupts); the C code, which cannot be stopped safely, runs to its end keeping
+its arguments alive. The hand-off costs tens of microseconds: :func:`run` hands off only
+calls of :data:`MIN_WORK`.
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ _worker: threading.Thread | None = None
 
 
 def _serve() -> None:
+    global _pending
     while True:
         job = _jobs.get()
         try:
@@ -51,16 +50,11 @@ def _serve() -> None:
             job.error = exc
         finally:
             job.fn = job.args = job.keep = None  # the arrays may be freed now, not before
-            _finished()
+            with _state:
+                _pending -= 1
+                if _pending == 0:
+                    _state.notify_all()
             job.done.set()
-
-
-def _finished() -> None:
-    global _pending
-    with _state:
-        _pending -= 1
-        if _pending == 0:
-            _state.notify_all()
 
 
 def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:

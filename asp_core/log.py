@@ -1,8 +1,6 @@
-"""Asp's messages: the ``asp`` logger (and children), and progress for the long steps.
-
-An application routes or silences Asp's messages as any library's; until it configures logging
-(the root logger has no handler) Asp writes to stderr itself, through ``rich`` on a terminal.
-``ASP_LOG_LEVEL`` (default ``INFO``) sets the level; the CLI's ``-q``/``-v`` override it.
+"""Asp's messages: the ``asp`` logger and progress for the long steps. Until the application
+configures logging, Asp writes to stderr itself (through ``rich`` on a terminal);
+``ASP_LOG_LEVEL`` (default ``INFO``) sets the level.
 """
 
 from __future__ import annotations
@@ -105,8 +103,7 @@ class Progress:
             self._bar.refresh()
             atexit.register(self.close)
         else:
-            self.log.log(level, "%s" if total == 1 else "%s (%d steps)",
-                         *((description,) if total == 1 else (description, total)))
+            self.log.log(level, "%s%s", description, "" if total == 1 else f" ({total} steps)")
 
     def advance(self, detail: str = "", steps: int = 1) -> None:
         """``steps`` more done; ``detail`` says which (e.g. a variant and its time)."""

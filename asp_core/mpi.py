@@ -1,9 +1,6 @@
-"""MPI helpers shared by the distributed specializers: lazy mpi4py import, aborting the whole
-job when one rank fails, collective argument checks, communication counters, the one halo
-exchange, the balanced block split, and finding ``mpiexec``.
-
-Asp ships no transport of its own: mpi4py over the user's MPI (``pip install 'asp-core[mpi]'``
-brings the mpich wheel). Importing this module never imports mpi4py.
+"""MPI helpers shared by the distributed specializers: aborting the whole job when one rank
+fails, collective argument checks, communication counters, the one halo exchange, the block
+split. Asp runs on mpi4py over the user's MPI, imported on first use, never at import time.
 """
 
 from __future__ import annotations
@@ -68,17 +65,9 @@ def abort_on_uncaught(comm: Any = None) -> None:
 
     def hook(etype: Any, exc: BaseException, tb: Any) -> None:
         previous(etype, exc, tb)
-        target = _hook_comm[0]
-        rank, size = _rank_size(target)
-        if size > 1 and not issubclass(etype, KeyboardInterrupt):
-            sys.stdout.flush()
-            sys.stderr.write(f"asp[mpi] rank {rank}/{size}: uncaught {etype.__name__}, aborting "
-                             "all ranks (ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n")
-            sys.stderr.flush()
-            # the launcher forwards a rank's output through a pipe and stops reading it when
-            # the job aborts: give it a moment, or the traceback above can be lost
-            time.sleep(0.2)
-            target.Abort(1)
+        if _rank_size(_hook_comm[0])[1] > 1 and not issubclass(etype, KeyboardInterrupt):
+            _abort(_hook_comm[0], 1, f"uncaught {etype.__name__}, aborting all ranks "
+                   "(ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n")
 
     sys.excepthook = hook
 
@@ -88,6 +77,17 @@ def _rank_size(comm: Any) -> tuple[int, int]:
         return int(comm.Get_rank()), int(comm.Get_size())
     except Exception:  # pragma: no cover - a broken communicator object
         return -1, -1
+
+
+def _abort(comm: Any, code: int, message: str) -> None:
+    rank, size = _rank_size(comm)
+    sys.stdout.flush()
+    sys.stderr.write(f"asp[mpi] rank {rank}/{size}: {message}")
+    sys.stderr.flush()
+    # the launcher forwards a rank's output through a pipe and stops reading it when the job
+    # aborts: give it a moment, or the traceback can be lost
+    time.sleep(0.2)
+    comm.Abort(code)  # does not return
 
 
 class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(comm):``
@@ -107,13 +107,8 @@ class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(co
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             return
-        rank, size = _rank_size(self.comm)
-        text = "".join(traceback.format_exception(etype, exc, tb))
-        sys.stdout.flush()
-        sys.stderr.write(f"asp[mpi] rank {rank}/{size}: fatal error, aborting all ranks: "
-                         f"{etype.__name__}: {exc}\n{text}")
-        sys.stderr.flush()
-        self.comm.Abort(self.exit_code)  # does not return
+        _abort(self.comm, self.exit_code, f"fatal error, aborting all ranks: {etype.__name__}: "
+               f"{exc}\n" + "".join(traceback.format_exception(etype, exc, tb)))
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
@@ -161,17 +156,6 @@ class CommStats:
 
     def reduction(self, n: int = 1) -> None:
         self.reductions += n
-
-    def reset(self) -> None:
-        self.messages = self.bytes = self.exchanges = self.reductions = 0
-        self.setup_messages = 0
-
-    def total(self, comm: Any) -> dict[str, int]:
-        """Collective: counters summed over ranks (reductions and exchanges: rank 0's)."""
-        mine = [self.messages, self.bytes, self.exchanges, self.reductions]
-        allv = comm.allgather(mine)
-        return {"messages": sum(v[0] for v in allv), "bytes": sum(v[1] for v in allv),
-                "exchanges": max(v[2] for v in allv), "reductions": max(v[3] for v in allv)}
 
 
 #: What a :class:`HaloExchange` message carries from (or into) each array: a box (tuple of

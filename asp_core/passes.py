@@ -1,9 +1,6 @@
-"""Named passes and a small pass manager (numba's PassManager, Devito's switchable passes).
-
-A pass maps ``(ir, ctx)`` to ``(new_ir, changed)``, reporting itself whether it rewrote anything.
-The manager skips passes disabled by name (``ASP_DISABLE_PASSES``, the option
-``disable_passes``; unknown names are an error), records each pass (and, for ``asp explain
---after``, the IR after it) and names the pass that fails.
+"""Named passes ``(ir, ctx) -> (new_ir, changed)`` and a small pass manager (numba's, with
+Devito's switch by name: ``ASP_DISABLE_PASSES``, option ``disable_passes``) that records each
+pass (and, for ``asp explain --after``, the IR after it) and names the pass that fails.
 """
 
 from __future__ import annotations

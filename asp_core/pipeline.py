@@ -1,9 +1,5 @@
-"""Running the five phases for one specialisation (Asp paper, Figure 3).
-
-frontend → DAST → domain optimisation → platform selection (→ PAST) → platform optimisation
-(→ variants) → backend (→ bound callables), choosing one component per phase through the
-registry and recording every choice and its reason in the context.
-"""
+"""Running the five phases of one specialisation (Asp paper, Figure 3), one component per
+phase chosen through the registry, every choice and its reason recorded in the context."""
 
 from __future__ import annotations
 
@@ -45,12 +41,11 @@ class TuningCallable:
     """Stands in for a kernel while its variants are timed on real calls; once the winner is
     known, ``on_decided(callable)`` lets the dispatcher bind it directly."""
 
-    def __init__(self, tuner: Autotuner, build: Callable[[str], Callable[..., Any]],
-                 on_decided: Callable[[Callable[..., Any]], None],
-                 built: dict[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, tuner: Autotuner, variants: Variants,
+                 on_decided: Callable[[Callable[..., Any]], None]) -> None:
         self.tuner = tuner
-        self._build = build
-        self._built: dict[str, Callable[..., Any]] = dict(built or {})
+        self._get = variants.__getitem__
+        self._built = variants._built
         self._on_decided = on_decided
         self.failed: dict[str, str] = {}
 
@@ -58,12 +53,6 @@ class TuningCallable:
     def built(self) -> Mapping[str, Callable[..., Any]]:
         """The variants built so far, name → callable (read-only)."""
         return MappingProxyType(self._built)
-
-    def _get(self, name: str) -> Callable[..., Any]:
-        fn = self._built.get(name)
-        if fn is None:
-            fn = self._built[name] = self._build(name)
-        return fn
 
     def _next(self) -> tuple[str, Callable[..., Any]]:
         """The variant to run now; one that fails to build leaves the tuning (the default
@@ -73,7 +62,7 @@ class TuningCallable:
             try:
                 return name, self._get(name)
             except AspError as exc:
-                if not self._built or name in self._built:
+                if not self._built:
                     raise
                 self.failed[name] = str(exc)
                 self.tuner.exclude(name, f"failed to build: {exc}")
@@ -92,9 +81,8 @@ class TuningCallable:
 
 
 class Variants(Mapping[str, Callable[..., Any]]):
-    """The variants of one call, name → callable (default first), each built on first access
-    after its platform optimiser's ``materialise``; ``context`` records the phase decisions
-    and builds."""
+    """The variants of one call, name → callable (default first), each built on first access;
+    ``context`` records the phase decisions and builds."""
 
     def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component,
                  optimizer: Component | None = None) -> None:
@@ -107,9 +95,8 @@ class Variants(Mapping[str, Callable[..., Any]]):
         self._built: dict[str, Callable[..., Any]] = {}
 
     def variant(self, name: str) -> Variant:
-        """The variant called ``name`` as phase 4 finished it, not built: its platform
-        optimiser's ``materialise`` (the data a variant alone needs, e.g. asp-mpk's plan) runs
-        on first access, so only the variants that are built or inspected pay for it."""
+        """The variant called ``name`` as phase 4 finished it, not built; its optimiser's
+        ``materialise`` runs on first access, so only variants built or inspected pay for it."""
         ready = self._ready.get(name)
         if ready is None:
             ready = self._by_name[name]
@@ -173,34 +160,18 @@ class Pipeline:
                 ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
         return dast
 
-    def lower(self, ctx: SpecializationContext, platform: str | None = None
-              ) -> tuple[Component, list[Variant], Component]:
-        """Phases 1-4: the platform component, the variants to build and the backend that
-        builds them (see :meth:`variants` for the ``platform`` argument)."""
-        comp, _, variants, backend = self._lower(ctx, platform)
-        return comp, variants, backend
-
     def variants(self, ctx: SpecializationContext, platform: str | None = None) -> Variants:
-        """Phases 1-4 as a :class:`Variants` mapping: each variant is finished by phase 4
-        (:meth:`Variants.variant`) and built by the backend on first access.
-
-        ``platform`` names a platform-selection component (``"cuda"``, ``"openmp"``, ...):
-        phase 3 lowers for it without asking its ``check`` whether it can run here, for code
-        generation only (e.g. compile-checking CUDA with nvcc on a machine without a GPU;
-        building such a variant may fail, running it will where the platform is absent).
-        Every other phase is still the registry's choice, so an installed component that
-        replaces one is used.  Without ``platform`` the selection is the ordinary one.
-        """
-        _, popt, variants, backend = self._lower(ctx, platform)
-        return Variants(ctx, variants, backend, popt)
+        """Phases 1-4 as a :class:`Variants` mapping, each variant built on first access.
+        ``platform`` names a platform-selection component (``"cuda"``...) that phase 3 lowers
+        for without asking its ``check``: code generation only (compile-checking CUDA where
+        there is no GPU); the other phases are still the registry's choice."""
+        return Variants(ctx, *self._lower(ctx, platform))
 
     def _lower(self, ctx: SpecializationContext, platform: str | None
-               ) -> tuple[Component, Component | None, list[Variant], Component]:
+               ) -> tuple[list[Variant], Component, Component | None]:
         dast = self.analyse(ctx)
-        if platform is None:
-            comp, program = self._select_platform(ctx, dast)
-        else:
-            comp, program = self._named_platform(ctx, dast, platform)
+        program = (self._select_platform(ctx, dast) if platform is None else
+                   self._named_platform(ctx, dast, platform))
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
         variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
         if not variants:
@@ -212,10 +183,10 @@ class Pipeline:
         if backend is None:
             raise NoPlatform(f"no backend installed for platform {program.platform!r} of "
                              f"specializer {self.spec.name!r}")
-        return comp, popt, variants, backend
+        return variants, backend, popt
 
     def _named_platform(self, ctx: SpecializationContext, dast: Any, name: str
-                        ) -> tuple[Component, PlatformProgram]:
+                        ) -> PlatformProgram:
         """Phase 3 for the platform the caller named, its run-time ``check`` skipped."""
         installed = self.registry.for_phase(self.spec.name, PLATFORM_SELECTION)
         comp = next((c for c in installed if c.name == name), None)
@@ -226,10 +197,9 @@ class Pipeline:
         program = comp.obj.lower(dast, ctx)
         _record_platform(ctx, comp, program, "named by the caller; its run-time check was not "
                          "run (code generation only)", "named", installed, [])
-        return comp, program
+        return program
 
-    def _select_platform(self, ctx: SpecializationContext, dast: Any
-                         ) -> tuple[Component, PlatformProgram]:
+    def _select_platform(self, ctx: SpecializationContext, dast: Any) -> PlatformProgram:
         choice = self.registry.choose(self.spec.name, PLATFORM_SELECTION, ctx.options)
         rejected: list[tuple[str, str]] = []
         for comp in choice.candidates:
@@ -249,7 +219,7 @@ class Pipeline:
                                  _platform_reason(choice, comp, [n for n, _ in rejected]),
                                  "requested" if choice.requested == comp.name else "priority",
                                  choice.candidates, rejected)
-                return comp, program
+                return program
             rejected.append((comp.name, reason))
             if choice.requested == comp.name:
                 raise NoPlatform(f"platform {comp.name!r} was requested but cannot run here: "
@@ -260,9 +230,9 @@ class Pipeline:
     def run(self, ctx: SpecializationContext,
             rebind: Callable[[Callable[..., Any]], None]) -> Callable[..., Any]:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
-        _, popt, variants, backend = self._lower(ctx, None)
+        variants, backend, popt = self._lower(ctx, None)
         by_name = {v.name: v for v in variants}
-        build = Variants(ctx, variants, backend, popt).__getitem__
+        built = Variants(ctx, variants, backend, popt)
 
         tuning_fn = self.spec.hook("tuning_key")
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key
@@ -275,11 +245,11 @@ class Pipeline:
                           on_event=ctx.tuning_events(VARIANT),
                           repeats=self.spec.tuning_repeats)
         if tuner.done:
-            return build(tuner.winner or variants[0].name)
+            return built[tuner.winner or variants[0].name]
         # built now, inside the dispatcher's error handling: no compiler means a fallback now,
         # not an error on a later call
-        first = variants[0].name
-        return TuningCallable(tuner, build, rebind, built={first: build(first)})
+        built[variants[0].name]
+        return TuningCallable(tuner, built, rebind)
 
 
 def _record_platform(ctx: SpecializationContext, comp: Component, program: PlatformProgram,

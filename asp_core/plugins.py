@@ -24,7 +24,7 @@ from asp_core.registry import Registry
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
-           "plugin_distributions", "report_broken_component", "call_per_plugin",
+           "report_broken_component", "call_per_plugin",
            "BUILTIN_DISTRIBUTIONS"]
 
 ENTRY_POINT_GROUP = "asp"
@@ -49,9 +49,6 @@ class BrokenPlugin:
     name: str
     distribution: str
     error: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "distribution": self.distribution, "error": self.error}
 
 
 def _env_list(var: str) -> set[str] | None:
@@ -122,19 +119,13 @@ def _enable_tracing(pm: pluggy.PluginManager) -> None:
     def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
                ) -> None:
         _log.info("hook %s(%s) -> %s", hook_name, ", ".join(kwargs),
-                          [i.plugin_name for i in impls])
+                  [i.plugin_name for i in impls])
 
     def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl],
               kwargs: Mapping[str, Any]) -> None:
         _log.info("hook %s returned %r", hook_name, outcome.get_result())
 
     pm.add_hookcall_monitoring(before, after)
-
-
-def plugin_distributions() -> dict[str, tuple[str, str]]:
-    """Plugin name → (distribution, version) for plugins loaded from entry points."""
-    get_plugin_manager()
-    return dict(_dists)
 
 
 def call_per_plugin(hook_name: str, **kwargs: Any) -> None:

@@ -1,7 +1,5 @@
-"""The component registry: the specializers and, per ``(specializer, phase, name)``, who
-provides what; it answers "which component runs this phase" with a reason ``asp list`` and
-``asp explain`` show.
-"""
+"""The component registry: specializers and components per ``(specializer, phase, name)``;
+it answers "which component runs this phase" with the reason ``asp explain`` shows."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Compilers: detection, ABI identity for the cache key, compiling plain-C-ABI shared objects.
-
-A :class:`Toolchain` knows how to compile, nothing about platforms or caches (as Devito's
-``arch/`` and codepy). JIT kernels are plain-C-ABI shared objects (~0.07 s to compile, where a
-pybind11 module takes 8-10 s): pybind11 is only for extensions built once at install time.
+"""Compilers: detection, ABI identity for the cache key, compiling shared objects; nothing
+about platforms or caches (as Devito's ``arch/``). JIT kernels are plain-C-ABI shared objects
+(~0.07 s to compile, a pybind11 module 8-10 s): pybind11 only for install-time extensions.
 """
 
 from __future__ import annotations
@@ -22,8 +20,8 @@ from typing import Any, Callable
 from asp_core.errors import CompileError, CompilerNotFound
 from asp_core.hardware import cpu_model
 
-__all__ = ["Toolchain", "find_toolchain", "available_toolchains", "has_compiler", "has_nvcc",
-           "CompileResult", "INSTALL_HINT"]
+__all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
+           "CompileResult", "INSTALL_HINT", "SOURCE_SUFFIX"]
 
 INSTALL_HINT = {
     "c": ("install a C compiler: `sudo apt-get install gcc` (Debian/Ubuntu), `sudo dnf install gcc` "
@@ -41,7 +39,7 @@ _CANDIDATES = {
     "cuda": ("ASP_NVCC", ("nvcc",)),
 }
 
-_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
+SOURCE_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
 
 
 @dataclass(frozen=True)
@@ -78,22 +76,15 @@ class Toolchain:
 
     def command(self, source: Path, output: Path, *, openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> list[str]:
-        cmd = [self.executable, *self.flags, *self.extra_flags]
-        if openmp and self.openmp_flags:
-            cmd += list(self.openmp_flags)
-        cmd += list(flags)
-        if shared:
-            cmd += ["-shared", "-o", str(output), str(source)]
-        else:
-            cmd += ["-c", "-o", str(output), str(source)]
-        if self.lang != "cuda":
-            cmd += ["-lm"]
-        return cmd
+        cmd = [self.executable, *self.flags, *self.extra_flags,
+               *(self.openmp_flags if openmp else ()), *flags,
+               "-shared" if shared else "-c", "-o", str(output), str(source)]
+        return cmd if self.lang == "cuda" else [*cmd, "-lm"]
 
     def compile(self, source: str, workdir: Path, *, name: str = "kernel", openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> CompileResult:
         """Write ``source`` into ``workdir`` and compile it; raise :class:`CompileError` on failure."""
-        src = workdir / f"{name}{_SUFFIX[self.lang]}"
+        src = workdir / f"{name}{SOURCE_SUFFIX[self.lang]}"
         src.write_text(source)
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
@@ -207,7 +198,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"
         return _build_probe(executable, [], "int asp_probe(void) { return 42; }\n",
-                            _SUFFIX[lang])
+                            SOURCE_SUFFIX[lang])
 
     try:
         return str(_disk_memo(f"works:{lang}", executable, mtime, run,
@@ -239,16 +230,14 @@ def find_toolchain(lang: str = "c") -> Toolchain:
     if lang not in _CANDIDATES:
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
     path = _locate(lang)
+    env, names = _CANDIDATES[lang]
     if path is None:
-        env = _CANDIDATES[lang][0]
-        raise CompilerNotFound(
-            f"no {lang} compiler found (looked at ${env} and {', '.join(_CANDIDATES[lang][1])}); "
-            + INSTALL_HINT[lang])
+        raise CompilerNotFound(f"no {lang} compiler found (looked at ${env} and "
+                               f"{', '.join(names)}); " + INSTALL_HINT[lang])
     mtime = os.stat(path).st_mtime
     omp_ok = lang != "cuda" and _openmp_works(path, mtime, "-fopenmp")
     why = "" if omp_ok else _broken(path, mtime, lang)  # built an OpenMP library: it works
     if why:
-        env = _CANDIDATES[lang][0]
         source = f"{env}={os.environ[env]!r}" if os.environ.get(env) else path
         raise CompilerNotFound(f"{source} is not a working {lang} compiler: {why}; "
                                + INSTALL_HINT[lang])
@@ -263,17 +252,6 @@ def find_toolchain(lang: str = "c") -> Toolchain:
              "-fno-trapping-math", *std)
     omp = ("-fopenmp",) if omp_ok else ()
     return Toolchain(lang, path, family, version, flags, omp, extra)
-
-
-def available_toolchains() -> dict[str, Toolchain | str]:
-    """Each language mapped to its toolchain, or to the reason none is available."""
-    found: dict[str, Toolchain | str] = {}
-    for lang in _CANDIDATES:
-        try:
-            found[lang] = find_toolchain(lang)
-        except CompilerNotFound as exc:
-            found[lang] = str(exc)
-    return found
 
 
 def has_compiler(lang: str = "c") -> bool:

@@ -49,8 +49,7 @@ def _restart_pool() -> None:
     """Stop the workers earlier tests started (they would take a job this test queues) and
     reopen the pool empty."""
     background.shutdown(wait=True)
-    background._workers.clear()
-    background._idle_workers.clear()
+    background._workers.update({False: [], True: []})
     background._closed = False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -26,7 +27,7 @@ def test_query_is_sane_and_cached():
     assert hw.last_level_cache == max(hw.caches.values(), default=8 << 20)
     assert set(hw.isa) <= set(hardware._ISA)
     assert hw.has_gpu == bool(hw.gpus)
-    d = hw.as_dict()
+    d = dataclasses.asdict(hw)
     assert d["logical_cpus"] == hw.logical_cpus and json.dumps(d)
 
 
@@ -207,8 +208,6 @@ def test_cache_sizes_say_whose_they_are():
     shared = hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, hypervisor=False, usable=4)
     assert "shared by 16 CPUs" in shared and "may use 4" in shared
     assert hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, False, 16) == ""
-    hw = hardware.query()
-    assert hw.caches_trusted == (hw.caches_note == "")
 
 
 def test_cpu_list_parser():

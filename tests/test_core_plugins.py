@@ -158,7 +158,8 @@ def test_reset_rereads_entry_points(entry_points):
     entry_points(FakeEntryPoint("other", _module("o3", asp_register_specializers=_registers(
         "other"))))  # installs and resets
     assert set(plugins_mod.get_registry().specializers) == {"fake", "other"}
-    assert plugins_mod.plugin_distributions()["other"] == ("asp-other", "1.2.3")
+    other = plugins_mod.get_registry().specializers["other"]
+    assert (other.distribution, other.version) == ("asp-other", "1.2.3")
 
 
 # -- choice between components ------------------------------------------------------------------

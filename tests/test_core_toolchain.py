@@ -9,7 +9,8 @@ import pytest
 
 from asp_core import CompileError, CompilerNotFound
 from pytest_asp import requires_compiler
-from asp_core.toolchain import INSTALL_HINT, available_toolchains, find_toolchain
+from asp_core.cli.doctor import available_toolchains
+from asp_core.toolchain import INSTALL_HINT, find_toolchain
 
 
 def test_missing_compiler_says_how_to_install(monkeypatch):

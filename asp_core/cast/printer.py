@@ -1,8 +1,5 @@
-"""Print platform-AST trees as C or CUDA source.
-
-Binary operations are fully parenthesised, so C evaluates in the tree's order (bitwise
-reproducible with ``-ffp-contract=off``); anything not lowered to the PAST is a ``TypeError``.
-"""
+"""Print platform-AST trees as C or CUDA source, binary operations fully parenthesised (C then
+evaluates in the tree's order); anything not lowered to the PAST is a ``TypeError``."""
 
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, cast
 import click
 
 if TYPE_CHECKING:
+    from asp_core.autotune import PerfDB
     from asp_core.hardware import HardwareInfo
+    from asp_core.toolchain import Toolchain
 
-__all__ = ["command", "checks"]
+__all__ = ["command", "checks", "available_toolchains", "perf_db_problem"]
 
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
@@ -21,7 +23,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     from asp_core.errors import CacheError
     from asp_core.hardware import query
     from asp_core.plugins import broken_plugins, get_plugin_manager
-    from asp_core.toolchain import Toolchain, available_toolchains
+    from asp_core.toolchain import Toolchain
 
     out: list[tuple[str, bool, str]] = []
     tcs = available_toolchains()
@@ -59,7 +61,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                         "entries or build leftovers removed"))
         except CacheError as exc:
             out.append(("cache", False, str(exc)))
-    perf = PerfDB().problem()
+    perf = perf_db_problem(PerfDB())
     out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
     broken = broken_plugins()
@@ -75,6 +77,41 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     if measure_stream:
         out.append(_stream_check(hw, refresh))
     return out
+
+
+def available_toolchains() -> dict[str, Toolchain | str]:
+    """Each language mapped to its toolchain, or to the reason none is available."""
+    from asp_core.errors import CompilerNotFound
+    from asp_core.toolchain import find_toolchain
+
+    found: dict[str, Toolchain | str] = {}
+    for lang in ("c", "c++", "cuda"):
+        try:
+            found[lang] = find_toolchain(lang)
+        except CompilerNotFound as exc:
+            found[lang] = str(exc)
+    return found
+
+
+def perf_db_problem(db: PerfDB) -> str | None:
+    """Why the tuning database cannot be used, or None."""
+    import os
+    import sqlite3
+    from contextlib import closing
+
+    path = db.path
+    try:
+        if path.exists():
+            with closing(db._connect()) as con:
+                con.execute("SELECT key, variant, params, seconds, label, recorded FROM "
+                            "timings LIMIT 1").fetchall()
+                con.execute("SELECT key, variant, label, decided FROM winners LIMIT 1")
+        elif not os.access(path.parent if path.parent.exists() else path.parent.parent,
+                           os.W_OK):
+            return f"{path.parent} is not writable: tuning results cannot be stored"
+    except (sqlite3.Error, OSError) as exc:
+        return f"{path} cannot be used ({type(exc).__name__}: {exc}); kernels run untuned"
+    return None
 
 
 def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, str]:

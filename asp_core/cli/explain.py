@@ -143,7 +143,7 @@ class _LowerFor:
         named = SpecializationContext(ctx.specializer, ctx.func, ctx.args, ctx.kwargs,
                                       ctx.instance, ctx.options, ctx.key, ctx.kernel_name)
         try:
-            Pipeline(get_registry(), ctx.specializer).lower(named, platform=self.platform)
+            Pipeline(get_registry(), ctx.specializer).variants(named, platform=self.platform)
         except AspError as exc:
             named.record("phase", phase=PLATFORM_SELECTION, component=None,
                          reason=f"cannot lower for {self.platform!r}: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -77,7 +78,7 @@ def listing() -> dict[str, Any]:
                       "version": spec.version if spec else "",
                       "defined": spec is not None,
                       "phases": phases})
-    return {"specializers": specs, "broken": [b.as_dict() for b in broken_plugins()]}
+    return {"specializers": specs, "broken": [dataclasses.asdict(b) for b in broken_plugins()]}
 
 
 @click.command("list")

@@ -11,6 +11,7 @@ import pytest
 
 from asp_core import CacheWarning, Dispatcher, SpecializationWarning
 from asp_core.autotune import Autotuner, PerfDB
+from asp_core.cli.doctor import perf_db_problem
 from pytest_asp import requires_compiler
 
 
@@ -66,7 +67,7 @@ def test_perfdb_methods_never_raise(broken_db):
         db.set_winner("k", "v")
         assert db.summary() == []
         db.clear()
-    assert db.problem() is not None
+    assert perf_db_problem(db) is not None
 
 
 def test_autotuner_decides_without_the_database(broken_db):
