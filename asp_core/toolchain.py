@@ -178,8 +178,11 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
 @functools.lru_cache(maxsize=32)
 def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
     def run() -> bool:
-        return not _build_probe(executable, [flag], "#include <omp.h>\nint f(void)"
-                                "{return omp_get_max_threads();}\n", ".c")
+        # a failure is remembered on disk for good, so it must be the compiler's and not the
+        # moment's (a compile killed on a loaded machine built every later library without
+        # OpenMP, and those failed to load: undefined omp_get_thread_num): tried twice
+        return any(not _build_probe(executable, [flag], "#include <omp.h>\nint f(void)"
+                                    "{return omp_get_max_threads();}\n", ".c") for _ in range(2))
 
     return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run,
                            lambda v: isinstance(v, bool)))

@@ -83,3 +83,30 @@ def test_malformed_probe_file_is_ignored(fresh_cache, content):
         toolchain._probe.cache_clear()
         toolchain._openmp_works.cache_clear()
         os.remove(fresh_cache / "toolchains.json")
+
+
+@requires_compiler
+def test_a_passing_openmp_failure_is_not_remembered(fresh_cache, monkeypatch):
+    """One OpenMP test compile that fails (killed on a loaded machine) must not make every later
+    library of this cache build without OpenMP: the probe tries again before it records."""
+    from asp_core import toolchain
+
+    real = toolchain._build_probe
+    calls: list[list[str]] = []
+
+    def fails_once(executable, flags, source, suffix):
+        calls.append(flags)
+        if flags == ["-fopenmp"] and flags in calls[:-1]:
+            return real(executable, flags, source, suffix)
+        return "killed (signal 9)" if flags == ["-fopenmp"] else real(executable, flags, source,
+                                                                       suffix)
+
+    monkeypatch.setattr(toolchain, "_build_probe", fails_once)
+    toolchain._openmp_works.cache_clear()
+    try:
+        assert find_toolchain("c").has_openmp
+        data = json.loads((fresh_cache / "toolchains.json").read_text())
+        assert [v for k, v in data.items() if k.startswith("openmp-so:")] == [True]
+        assert calls.count(["-fopenmp"]) == 2
+    finally:
+        toolchain._openmp_works.cache_clear()
