@@ -76,15 +76,13 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     # the first centre's distances: all candidates the same sample, nothing closer yet
     step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
                  n_clusters, covariance_type, options)
-    closest, potential = step.closest, step.potential
-    cumulative = np.empty(N)  # one buffer for the M steps' cumulative sums, not M fresh ones
     for c in range(1, n_clusters):
-        rand_vals = random_state.uniform(size=trials) * potential
-        candidates = np.searchsorted(np.cumsum(closest, out=cumulative), rand_vals)
+        rand_vals = random_state.uniform(size=trials) * step.potential
+        # scikit-learn's np.cumsum(closest), which the step computed along with closest
+        candidates = np.searchsorted(step.cumulative, rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = _seed(X, xx, candidates, closest, n_clusters, covariance_type, options)
-        closest, potential = step.closest, step.potential
+        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options)
         indices[c] = candidates[step.best]
     return indices
 

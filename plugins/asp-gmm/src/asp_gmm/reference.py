@@ -169,6 +169,7 @@ class KMeansSeed(NamedTuple):
     best: int  # position in ``candidates``
     potential: float  # sum of ``closest`` once it is a centre
     closest: np.ndarray  # squared distance of each sample to its nearest centre
+    cumulative: np.ndarray  # np.cumsum(closest): what the next step's draws search
 
 
 def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
@@ -209,4 +210,4 @@ def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarr
     np.minimum(closest, dist, out=dist)
     pots = dist @ np.ones(X.shape[0], dtype=X.dtype).reshape(-1, 1)
     best = int(np.argmin(pots))
-    return KMeansSeed(best, float(pots[best, 0]), dist[best])
+    return KMeansSeed(best, float(pots[best, 0]), dist[best], np.cumsum(dist[best]))
