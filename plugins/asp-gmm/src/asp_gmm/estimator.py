@@ -129,9 +129,12 @@ class GaussianMixture(_SkGaussianMixture):
         init = check_initial_parameters(self, X.shape[1])
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        # gcc runs while k-means does: the first kernel call finds the code compiled
+        # the shape's library builds in the background, from the start of the fit if its
+        # NumPy passes foresee enough work (engine.BUILD_AFTER_S): the k-means then finds it
+        # compiled; a short fit runs in NumPy without gcc and the GIL-holding code
+        # generation beside it
         engine.prepare(X.shape[1], self.n_components, self.covariance_type, X.dtype,
-                       self.asp_options)
+                       self.asp_options, defer=True)
         verbose = _Verbose(self.verbose, self.verbose_interval)
         max_lower_bound = -np.inf
         best_params: tuple = ()
@@ -217,7 +220,7 @@ class GaussianMixture(_SkGaussianMixture):
         w, mu, pc = (np.asarray(getattr(self, n), dtype=np.float64)
                      for n in ("weights_", "means_", "precisions_cholesky_"))
         return engine.e_step(X, w, mu, pc, self.covariance_type, output,
-                             options=self.asp_options)
+                             options=self.asp_options, wait_for_compile=False)
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self)

@@ -45,20 +45,24 @@ TOL = 1e-4
 
 
 def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
-          n_clusters: int, covariance_type: str, options: dict[str, Any] | None) -> KMeansSeed:
-    """One seeding step: compiled, or in NumPy while the library is still compiling."""
+          n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
+          steps_left: int) -> KMeansSeed:
+    """One seeding step: compiled, or in NumPy while the library is not built (``steps_left``
+    such steps foreseen, this one included: they decide when a deferred build starts)."""
     args = (X, xx, candidates, closest, n_clusters, covariance_type)
     if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
         return engine.kmeans_seed(*args, options=options)
-    return engine.while_compiling(reference.kmeans_seed, *args)
+    return engine.numpy_pass(reference.kmeans_seed, X, n_clusters, covariance_type, options,
+                             *args, calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
             options: dict[str, Any] | None) -> KMeansAssignment:
-    """One Lloyd pass: compiled, or in NumPy while the library is still compiling."""
+    """One Lloyd pass: compiled, or in NumPy while the library is not built."""
     if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
         return engine.kmeans_assign(X, centers, covariance_type, options)
-    return engine.while_compiling(reference.kmeans_assign, X, centers, covariance_type)
+    return engine.numpy_pass(reference.kmeans_assign, X, centers.shape[0], covariance_type,
+                             options, X, centers, covariance_type)
 
 
 def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
@@ -75,14 +79,15 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     indices[0] = first
     # the first centre's distances: all candidates the same sample, nothing closer yet
     step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                 n_clusters, covariance_type, options)
+                 n_clusters, covariance_type, options, n_clusters)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=trials) * step.potential
         # scikit-learn's np.cumsum(closest), which the step computed along with closest
         candidates = np.searchsorted(step.cumulative, rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options)
+        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options,
+                     n_clusters - c)
         indices[c] = candidates[step.best]
     return indices
 
