@@ -79,8 +79,11 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
 
 def compiling() -> bool:
     """Whether variants are still compiling in the background (:mod:`asp_core.background`),
-    at low priority included: building one of them now would wait for it."""
-    return background.busy(low_priority=True)
+    at low priority included, or wait to compile once the fits end (:mod:`asp_gmm.fits`):
+    building one of them now would wait for gcc."""
+    from asp_gmm import fits
+
+    return background.busy(low_priority=True) or fits.pending()
 
 
 def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:
@@ -88,14 +91,17 @@ def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Varia
     background (their builds, one per tuning call, then take the background compile's library
     or the code cache: one gcc per variant either way), so the first call waits for one
     compile only. A sibling that fails to compile fails again in its own build, which reports
-    it. The siblings compile at low priority: a fit runs its compiled passes on every core
-    meanwhile and never waits for them (:func:`asp_gmm.engine.em_step`), and a gcc at normal
-    priority next to them made the fit that follows a first one 1.5-2x slower (measured, diag
-    N=200k D=16 M=32, two cores)."""
+    it. The siblings compile at low priority once no fit is running (:mod:`asp_gmm.fits`): a
+    fit never waits for them (:func:`asp_gmm.engine.em_step`), and a gcc at normal priority
+    next to its compiled passes made the fit that follows a first one 1.5-2x slower (measured,
+    diag N=200k D=16 M=32, two cores); at low priority still 1.5x."""
+    from asp_gmm import fits
+
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
         for sibling in siblings[1:]:
-            background.submit(ctx, low_priority=True, **args(sibling), variant=sibling.name)
+            fits.after_fits(lambda s=sibling: background.submit(
+                ctx, low_priority=True, **args(s), variant=s.name))
     return ctx.compile(**args(variant))
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from asp_core import Dispatcher
-from asp_gmm import reference
+from asp_gmm import fits, reference
 from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 from asp_gmm.programs import example_args
 
@@ -106,6 +106,7 @@ def finish_preparing() -> None:
             return
     for thread in list(_PREPARING.values()):
         thread.join()
+    fits.release()
 
 #: set once the background build of a shape has compiled (or failed to compile) its library
 _BUILT: dict[tuple, threading.Event] = {}
@@ -179,8 +180,8 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     ``defer=True`` registers the build without starting it: the fit's NumPy passes start it
     once they have taken, or foresee, :data:`BUILD_AFTER_S` (:func:`while_compiling`), and
     :func:`finish_preparing` (at the latest at exit) starts it otherwise.
-    It builds the EM candidates through the dispatcher's public ``build_variants`` (phases 1-5,
-    nothing bound or tuned; the other ops share the default variant's library). Failures are
+    It builds the default variant's library, which every op shares, through the dispatcher's
+    public ``build_variants`` (phases 1-5, nothing bound or tuned). Failures are
     left to the real call, which reports them (fallback warning or error) as usual. Returns
     the thread (None when nothing needs compiling), once per shape and process.
     """
@@ -191,20 +192,18 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
-    em_args = example_args("em_step", M, D, covariance_type, dt.name, n_samples=M)
     m_args = example_args("m_step", M, D, covariance_type, dt.name, n_samples=M)
 
     def build() -> None:
+        # the model's variant alone, whose library every op shares (k-means, the initial
+        # M-step, EM, predict); the other EM candidates compile once no fit runs
+        # (asp_gmm.fits), started by the first compiled EM step
         try:
-            # the model's variant alone first (k-means and the initial M-step need it; on two
-            # cores a compile next to k-means is slow enough), then the other EM candidate(s)
-            try:
-                dispatcher("m_step", options).build_variants(*m_args)
-            finally:
-                built.set()
-            dispatcher("em_step", options).build_variants(*em_args)
+            dispatcher("m_step", options).build_variants(*m_args)
         except Exception:  # noqa: BLE001 - the real call reports it
             pass
+        finally:
+            built.set()
 
     with _LOCK:
         total = _NUMPY_SECONDS.get(key, (0.0, 0.0))[0]

@@ -32,7 +32,7 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from asp_gmm import engine
+from asp_gmm import engine, fits
 from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
 from asp_gmm.validation import check_hyperparameters, check_initial_parameters
@@ -108,15 +108,17 @@ class GaussianMixture(_SkGaussianMixture):
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Estimate the model parameters with EM (see ``sklearn.mixture.GaussianMixture.fit``).
         """
-        self._fit(X)
+        with fits.fitting():
+            self._fit(X)
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Estimate the model parameters with EM and predict the labels of X (see
         ``sklearn.mixture.GaussianMixture.fit_predict``)."""
-        X = self._fit(X)
-        # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
-        return self._compiled_e_step(X, "labels")
+        with fits.fitting():
+            X = self._fit(X)
+            # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
+            return self._compiled_e_step(X, "labels")
 
     def _fit(self, X: Any) -> np.ndarray:
         """scikit-learn's ``fit_predict`` loop without its final E-step; returns checked X."""
