@@ -127,3 +127,12 @@ def test_compiled_fit_neither_compiles_nor_times_candidates(fresh_engine, monkey
     assert engine.winner() == model
     fits.release()
     assert not fits.pending()
+    # a later process finds the candidates in the code cache and times them on its fits
+    engine.reset()
+    engine.prepare(3, 4, "diag", np.float64)
+    engine.finish_preparing()
+    GaussianMixture(4, covariance_type="diag", max_iter=5, tol=0.0, random_state=0).fit(X)
+    assert not fits.pending()
+    events = engine.dispatcher("em_step").last_context.events
+    timed = [d for e, d in events if e == "autotune" and d.get("timings")]
+    assert timed and len(timed[0]["timings"]) > 1

@@ -95,14 +95,28 @@ def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Varia
     fit never waits for them (:func:`asp_gmm.engine.em_step`), and a gcc at normal priority
     next to its compiled passes made the fit that follows a first one 1.5-2x slower (measured,
     diag N=200k D=16 M=32, two cores); at low priority still 1.5x."""
-    from asp_gmm import fits
-
     siblings = variant.program.meta.get("siblings")
     if siblings and len(siblings) > 1 and siblings[0] is variant:
         for sibling in siblings[1:]:
-            fits.after_fits(lambda s=sibling: background.submit(
-                ctx, low_priority=True, **args(s), variant=s.name))
+            _compile_later(ctx, args(sibling), sibling.name)
     return ctx.compile(**args(variant))
+
+
+def _compile_later(ctx: SpecializationContext, args: dict[str, Any], name: str) -> None:
+    """A sibling's background compile once the fits end, unless the code cache has it (a
+    later process: the tuner then times it on the fit's iterations, loaded at no cost)."""
+    from asp_core.build import library_key
+    from asp_core.cache import get_cache
+    from asp_gmm import fits
+
+    keyed = ("lang", "openmp", "flags", "specialised_on")
+    try:
+        cached = get_cache().lookup(library_key(
+            args["source"], **{k: v for k, v in args.items() if k in keyed})) is not None
+    except Exception:  # noqa: BLE001 - e.g. no compiler: the sibling's own build reports it
+        cached = False
+    if not cached:
+        fits.after_fits(lambda: background.submit(ctx, low_priority=True, **args, variant=name))
 
 
 class OpenMPBackend(Backend):
