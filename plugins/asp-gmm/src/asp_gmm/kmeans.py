@@ -66,13 +66,14 @@ def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
 
 
 def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
-                            covariance_type: str, options: dict[str, Any] | None = None
-                            ) -> np.ndarray:
+                            covariance_type: str, options: dict[str, Any] | None = None,
+                            x_squared_norms: np.ndarray | None = None) -> np.ndarray:
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
-    random_state=random_state)`` returns, drawn from ``random_state`` as it draws them."""
+    random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
+    (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
     N = X.shape[0]
     trials = kmeans_trials(n_clusters)
-    xx = np.einsum("ij,ij->i", X, X)
+    xx = np.einsum("ij,ij->i", X, X) if x_squared_norms is None else x_squared_norms
     weights = np.ones(N, dtype=X.dtype)
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
@@ -114,12 +115,16 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
     """``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X).labels_`` (int64)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    Xc = X - X.mean(axis=0)
-    # np.var(X, axis=0) centres X again and squares it into another (N, D) temporary: its
-    # sum of squares from Xc is half the time (rounded in another order, a tolerance only)
-    tol = float(np.mean(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])) * TOL
+    N, D = X.shape
+    # the column means as np.einsum sums them (a third of X.mean(axis=0)'s time, the same
+    # sequential sums)
+    Xc = X - np.einsum("ij->j", X) / N
+    xx = np.einsum("ij,ij->i", Xc, Xc)
+    # np.mean(np.var(X, axis=0)) is the sum of the squared centred entries over N * D: the
+    # seeding's squared row norms summed (rounded in another order, a tolerance only)
+    tol = float(xx.sum()) / (N * D) * TOL
     centers = Xc[kmeans_plusplus_indices(Xc, n_clusters, random_state, covariance_type,
-                                         options)].astype(np.float64)
+                                         options, xx)].astype(np.float64)
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)
     strict = False
     for _ in range(MAX_ITER):
@@ -137,7 +142,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
         labels_old = labels
     if not strict:
         labels = _assign(Xc, centers, covariance_type, options).labels
-    distinct = np.unique(labels).size
+    distinct = int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
     if distinct < n_clusters:
         warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
                       f"({n_clusters}). Possibly due to duplicate points in X.",
