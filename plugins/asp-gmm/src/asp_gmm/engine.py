@@ -314,8 +314,9 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
     :func:`asp_gmm.reference.m_step`), specialised; with ``wait_for_compile=False`` it runs
     in NumPy while :func:`prepare` is still compiling the shape's library."""
     if not wait_for_compile and not _compiled_for(X, n_components, covariance_type, options):
+        # itself and an EM iteration foreseen: an E-step and an M-step
         return numpy_pass(reference.m_step, X, n_components, covariance_type, options,
-                          X, resp, n_components, covariance_type, reg_covar)
+                          X, resp, n_components, covariance_type, reg_covar, calls_left=3)
     return dispatcher("m_step", options)(X, resp, n_components, covariance_type, reg_covar)
 
 

@@ -65,6 +65,17 @@ def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
                              options, X, centers, covariance_type)
 
 
+def _em_iteration_in_seed_steps(n_clusters: int, n_features: int, trials: int,
+                                covariance_type: str) -> int:
+    """One EM iteration's floating-point work over a seeding step's (2 D trials per sample):
+    the seeding steps foresee the fit's NumPy time as the steps left plus one EM iteration
+    (8 M D per sample for diag, about 2 M D (D + 1) for full), so a fit whose EM is heavy
+    (full covariances) starts its build at the first step (:func:`asp_gmm.engine.while_compiling`)."""
+    M, D = n_clusters, n_features
+    per_sample = 2.0 * M * D * (D + 1) if covariance_type == "full" else 8.0 * M * D
+    return int(round(per_sample / (2.0 * D * trials)))
+
+
 def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
                             covariance_type: str, options: dict[str, Any] | None = None,
                             x_squared_norms: np.ndarray | None = None) -> np.ndarray:
@@ -73,6 +84,7 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
     N = X.shape[0]
     trials = kmeans_trials(n_clusters)
+    em = _em_iteration_in_seed_steps(n_clusters, X.shape[1], trials, covariance_type)
     xx = np.einsum("ij,ij->i", X, X) if x_squared_norms is None else x_squared_norms
     weights = np.ones(N, dtype=X.dtype)
     first = random_state.choice(N, p=weights / weights.sum())
@@ -80,7 +92,7 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     indices[0] = first
     # the first centre's distances: all candidates the same sample, nothing closer yet
     step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                 n_clusters, covariance_type, options, n_clusters)
+                 n_clusters, covariance_type, options, n_clusters + em)
     for c in range(1, n_clusters):
         rand_vals = random_state.uniform(size=trials) * step.potential
         # scikit-learn's np.cumsum(closest), which the step computed along with closest
@@ -88,7 +100,7 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
         step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options,
-                     n_clusters - c)
+                     n_clusters - c + em)
         indices[c] = candidates[step.best]
     return indices
 
