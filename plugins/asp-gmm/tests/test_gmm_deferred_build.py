@@ -21,7 +21,7 @@ def fresh_engine(tmp_path, monkeypatch):
 
     if not has_compiler("c"):
         pytest.skip("no C compiler (install gcc)")
-    engine.finish_preparing()  # an earlier test's build must not land in this cache
+    engine.reset()  # an earlier test's build must not land in this cache
     monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
     engine.reset()
     yield

@@ -57,8 +57,13 @@ def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
 
 def reset() -> None:
     """Forget every specialisation in this process (the code cache and perf database stay);
-    the next call runs the pipeline again, as a new process would."""
-    finish_preparing()
+    the next call runs the pipeline again, as a new process would. Builds not started yet and
+    candidate compiles waiting for the fits to end are dropped, running ones waited for."""
+    with _LOCK:
+        _DEFERRED.clear()
+    for thread in list(_PREPARING.values()):
+        thread.join()
+    fits.release(run_waiting=False)
     with _LOCK:
         _DISPATCHERS.clear()
         _PREPARING.clear()

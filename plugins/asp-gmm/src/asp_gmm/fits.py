@@ -75,11 +75,12 @@ def _idle() -> None:
     release(wait=False)
 
 
-def release(wait: bool = True) -> None:
-    """Start the waiting work now and (``wait``) wait until all of it has ended."""
+def release(wait: bool = True, run_waiting: bool = True) -> None:
+    """Start the waiting work now (or drop it: ``run_waiting=False``) and (``wait``) wait until
+    all the work started has ended."""
     global _timer
     with _lock:
-        work, _waiting[:] = list(_waiting), []
+        work, _waiting[:] = list(_waiting) if run_waiting else [], []
         if _timer is not None:
             _timer.cancel()
             _timer = None
