@@ -67,7 +67,7 @@ def test_shape_with_long_numpy_history_builds_at_the_next_fit(fresh_engine, monk
     X = _data()
     GaussianMixture(3, covariance_type="diag", max_iter=3, random_state=0).fit(X)
     assert _started() == []
-    monkeypatch.setattr(engine, "BUILD_AFTER_S", 1e-9)  # the first fit's passes exceed it
+    monkeypatch.setattr(engine, "BUILD_AFTER_FITS_S", 1e-9)  # the first fit's passes exceed it
     engine.prepare(3, 3, "diag", np.float64, defer=True)
     assert len(_started()) == 1
     engine.finish_preparing()

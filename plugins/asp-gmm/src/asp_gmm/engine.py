@@ -79,14 +79,17 @@ _DEFERRED: dict[tuple, threading.Thread] = {}
 #: current fit)
 _NUMPY_SECONDS: dict[tuple, tuple[float, float]] = {}
 
-#: NumPy seconds (spent or foreseen) after which a deferred build starts. A library takes
-#: about 0.5-1 s to generate and compile at low priority, and while it does, its Python
-#: phases hold the GIL and gcc takes a core: a fit that started its build at once was 2x
-#: slower (N=20k D=64 M=16 diag, measured under load) than one that ran all its NumPy passes
-#: first, and ended long before the library could have been used. So a build starts in a
-#: fit whose passes have taken or foresee more than this, or at the start of a fit of a shape
-#: whose earlier fits took more than this in NumPy, not in the middle of a short fit.
+#: NumPy seconds a fit's passes have taken or foresee after which its deferred build starts.
+#: A library takes about 0.5-1 s to generate and compile at low priority, and while it does,
+#: its Python phases hold the GIL and gcc takes a core: a fit that started its build at once
+#: was 2x slower (N=20k D=64 M=16 diag, measured under load) than one that ran all its NumPy
+#: passes first, and ended long before the library could have been used. A fit that
+#: foresees more than this starts it at once, so that its later passes find it compiled.
 BUILD_AFTER_S = 0.1
+#: NumPy seconds of a shape's earlier fits after which the next fit of the shape starts its
+#: build at once: about what a build costs (ski rental), so that a process fitting small
+#: problems in a loop compiles after a few fits, not in the middle of its second one.
+BUILD_AFTER_FITS_S = 0.5
 
 
 def _start(key: tuple) -> None:
@@ -183,7 +186,8 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     The estimator calls this before its initialisation, whose k-means passes run in NumPy
     until the library is compiled (:func:`compiled`), so gcc runs while they do.
     ``defer=True`` registers the build without starting it: the fit's NumPy passes start it
-    once they have taken, or foresee, :data:`BUILD_AFTER_S` (:func:`while_compiling`), and
+    once they have taken, or foresee, :data:`BUILD_AFTER_S` (:func:`while_compiling`), a
+    later fit once the shape's fits have taken :data:`BUILD_AFTER_FITS_S` in NumPy, and
     :func:`finish_preparing` (at the latest at exit) starts it otherwise.
     It builds the default variant's library, which every op shares, through the dispatcher's
     public ``build_variants`` (phases 1-5, nothing bound or tuned). Failures are
@@ -213,7 +217,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     with _LOCK:
         total = _NUMPY_SECONDS.get(key, (0.0, 0.0))[0]
         _NUMPY_SECONDS[key] = (total, 0.0)  # a new fit
-        start_now = not defer or total > BUILD_AFTER_S
+        start_now = not defer or total > BUILD_AFTER_FITS_S
         if key in _DEFERRED:
             thread = None
         elif key in _PREPARING:
