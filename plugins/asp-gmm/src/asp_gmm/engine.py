@@ -3,9 +3,10 @@
 ``em_step``, ``log_prob``, ``e_step``, ``m_step``, ``kmeans_assign`` and ``kmeans_seed`` have the
 signatures of
 :mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
-pipeline (:func:`prepare` starts that compile in the background ahead of time), and the first
-EM iterations of a new shape class each run a different candidate variant until the fastest is
-known.
+pipeline (:func:`prepare` builds that library in the background ahead of time, once a fit's
+NumPy passes show it can pay off), and the first EM iterations of a new shape class each run a
+different candidate variant until the fastest is known (candidates compiled once no fit runs:
+:mod:`asp_gmm.fits`).
 """
 
 from __future__ import annotations
