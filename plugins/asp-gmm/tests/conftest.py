@@ -31,3 +31,22 @@ def make_problem(N: int, D: int, M: int, cov: str, seed: int = 0, offset: float 
 @pytest.fixture
 def problem():
     return make_problem
+
+
+@pytest.fixture
+def compiled_fits(monkeypatch):
+    """Fits run compiled from their first pass: the build of the fit's shape, which a short fit
+    defers (``engine.BUILD_AFTER_S``) and runs its passes in NumPy meanwhile, is done before
+    the fit starts (where a compiler is present)."""
+    from asp_gmm import engine
+
+    real = engine.prepare
+
+    def prepare(*args, **kwargs):
+        kwargs["defer"] = False
+        thread = real(*args, **kwargs)
+        for building in list(engine._PREPARING.values()):  # this shape's, or an earlier one
+            building.join()
+        return thread
+
+    monkeypatch.setattr(engine, "prepare", prepare)

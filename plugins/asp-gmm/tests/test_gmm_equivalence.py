@@ -15,6 +15,10 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from .conftest import make_problem
 
+# the estimator on its compiled kernels (the NumPy passes a short fit runs while its build is
+# deferred are the reference's, tested against scikit-learn in test_gmm_kmeans)
+pytestmark = pytest.mark.usefixtures("compiled_fits")
+
 
 def _init(N, D, M, cov, seed):
     X, w, means, pc = make_problem(N, D, M, cov, seed=seed)

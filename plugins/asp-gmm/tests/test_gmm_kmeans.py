@@ -92,6 +92,31 @@ def test_fit_from_kmeans_equals_sklearn(cov, n_init):
     np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("N,D,M", [(1003, 16, 32), (517, 5, 40), (64, 64, 3)])
+def test_kmeans_seed_step_equals_reference(N, D, M):
+    """One compiled seeding step (samples in blocks, a ragged last block, candidates repeated)
+    gives NumPy's potentials, distances and cumulative sums: the running sum is np.cumsum's,
+    bit for bit, since the next step's draws search it."""
+    from asp_gmm import engine, reference
+    from asp_gmm.lowering import kmeans_trials
+
+    X = _clusters(N, D, M, 0)
+    xx = np.einsum("ij,ij->i", X, X)
+    rng = np.random.default_rng(1)
+    closest = ((X - X[0]) ** 2).sum(axis=1)
+    for _ in range(3):
+        candidates = rng.integers(0, N, kmeans_trials(M)).astype(np.int64)
+        candidates[-1] = candidates[0]
+        got = engine.kmeans_seed(X, xx, candidates, closest, M, "diag")
+        ref = reference.kmeans_seed(X, xx, candidates, closest, M, "diag")
+        assert got.best == ref.best
+        np.testing.assert_allclose(got.potential, ref.potential, rtol=1e-12)
+        np.testing.assert_allclose(got.closest, ref.closest, rtol=1e-9, atol=1e-9 * xx.max())
+        np.testing.assert_array_equal(got.cumulative, np.cumsum(got.closest))
+        assert np.all(got.closest <= closest)
+        closest = got.closest
+
+
 def test_kmeans_seed_rejects_bad_arguments():
     from asp_gmm import engine
 

@@ -215,7 +215,7 @@ class KMeansSeedKernel(_EntryPoint):
     KMeansSeed``: one k-means++ seeding step."""
 
     symbol = "asp_gmm_kmeans_seed"
-    n_pointers = 5
+    n_pointers = 6
 
     def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
                  closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
@@ -223,9 +223,9 @@ class KMeansSeedKernel(_EntryPoint):
         _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
         X = _x(X, self.plan)
         # the kernel writes only the chosen candidate's distances, not one row per candidate
-        nearest = np.empty(X.shape[0])
+        nearest, cumulative = np.empty(X.shape[0]), np.empty(X.shape[0])
         pots = np.empty(candidates.shape[0])
         self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
-                  np.ascontiguousarray(closest), nearest, pots)
+                  np.ascontiguousarray(closest), nearest, cumulative, pots)
         best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin and the kernel's
-        return KMeansSeed(best, float(pots[best]), nearest)
+        return KMeansSeed(best, float(pots[best]), nearest, cumulative)

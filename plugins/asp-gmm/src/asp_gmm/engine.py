@@ -3,15 +3,17 @@
 ``em_step``, ``log_prob``, ``e_step``, ``m_step``, ``kmeans_assign`` and ``kmeans_seed`` have the
 signatures of
 :mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
-pipeline (:func:`prepare` starts that compile in the background ahead of time), and the first
-EM iterations of a new shape class each run a different candidate variant until the fastest is
-known.
+pipeline (:func:`prepare` builds that library in the background ahead of time, once a fit's
+NumPy passes show it can pay off), and the first EM iterations of a new shape class each run a
+different candidate variant until the fastest is known (candidates compiled once no fit runs:
+:mod:`asp_gmm.fits`).
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,15 +21,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from asp_core import Dispatcher
-from asp_gmm import reference
+from asp_gmm import fits, reference
 from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
 from asp_gmm.programs import example_args
 
 T = TypeVar("T")
 
-__all__ = ["GMMKernel", "compiled", "dispatcher", "e_step", "em_step", "finish_preparing",
-           "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare", "reset", "tuning",
-           "while_compiling", "winner"]
+__all__ = ["BUILD_AFTER_S", "GMMKernel", "compiled", "dispatcher", "e_step", "em_step",
+           "finish_preparing", "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare",
+           "reset", "tuning", "while_compiling", "winner"]
 
 
 @dataclass(frozen=True)
@@ -56,25 +58,64 @@ def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
 
 def reset() -> None:
     """Forget every specialisation in this process (the code cache and perf database stay);
-    the next call runs the pipeline again, as a new process would."""
+    the next call runs the pipeline again, as a new process would. Builds not started yet and
+    candidate compiles waiting for the fits to end are dropped, running ones waited for."""
+    with _LOCK:
+        _DEFERRED.clear()
     for thread in list(_PREPARING.values()):
         thread.join()
+    fits.release(run_waiting=False)
     with _LOCK:
         _DISPATCHERS.clear()
         _PREPARING.clear()
         _BUILT.clear()
+        _DEFERRED.clear()
+        _NUMPY_SECONDS.clear()
 
 
 _PREPARING: dict[tuple, threading.Thread] = {}
+#: builds :func:`prepare` registered but has not started yet (``defer=True``), by shape
+_DEFERRED: dict[tuple, threading.Thread] = {}
+#: seconds of NumPy passes run for a shape while its library was not built: (in all, in the
+#: current fit)
+_NUMPY_SECONDS: dict[tuple, tuple[float, float]] = {}
+
+#: NumPy seconds a fit's passes have taken or foresee after which its deferred build starts.
+#: A library takes about 0.5-1 s to generate and compile at low priority, and while it does,
+#: its Python phases hold the GIL and gcc takes a core: a fit that started its build at once
+#: was 2x slower (N=20k D=64 M=16 diag, measured under load) than one that ran all its NumPy
+#: passes first, and ended long before the library could have been used. A fit that
+#: foresees more than this starts it at once, so that its later passes find it compiled.
+BUILD_AFTER_S = 0.1
+#: NumPy seconds of a shape's earlier fits after which the next fit of the shape starts its
+#: build at once: about what a build costs (ski rental), so that a process fitting small
+#: problems in a loop compiles after a few fits, not in the middle of its second one.
+BUILD_AFTER_FITS_S = 0.5
+
+
+def _start(key: tuple) -> None:
+    """Start the deferred build of ``key`` (once)."""
+    with _LOCK:
+        thread = _DEFERRED.pop(key, None)
+        if thread is None:
+            return
+        _PREPARING[key] = thread
+    thread.start()
 
 
 @atexit.register
 def finish_preparing() -> None:
-    """Wait until the background compiles :func:`prepare` started are done. Also run at
-    exit: a process whose fits all ran in NumPy while gcc worked (small problems) waits for
-    those compiles, so the next process finds the code cache warm instead of starting over."""
+    """Start the deferred builds and wait until every build :func:`prepare` registered is
+    done. Also run at exit: a process whose fits all ran in NumPy (small problems) compiles
+    then, so the next process finds the code cache warm instead of starting over."""
+    for key in list(_DEFERRED):
+        try:
+            _start(key)
+        except RuntimeError:  # no new threads at interpreter shutdown (Python >= 3.12)
+            return
     for thread in list(_PREPARING.values()):
         thread.join()
+    fits.release()
 
 #: set once the background build of a shape has compiled (or failed to compile) its library
 _BUILT: dict[tuple, threading.Event] = {}
@@ -96,19 +137,47 @@ def compiled(n_features: int, n_components: int, covariance_type: str, dtype: An
 
 
 _CONTROLLER: list[Any] = []
+_CONTROLLER_LOCK = threading.Lock()
 
 
-def while_compiling(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` (a NumPy reference pass) with BLAS on one thread: it runs while gcc
-    compiles in the background, and a multi-threaded BLAS whose threads spin for a core gcc
-    holds is tens of times slower than one thread (measured on two cores)."""
+def _controller() -> Any:
+    """threadpoolctl's controller of this process's thread pools, made once: it inspects
+    every loaded library (12 ms with scikit-learn's imports, quiet; 50 ms beside other
+    threads), so :func:`prepare` starts making it in the background as a fit begins."""
     from threadpoolctl import ThreadpoolController
 
-    with _LOCK:
+    with _CONTROLLER_LOCK:
         if not _CONTROLLER:
             _CONTROLLER.append(ThreadpoolController())
-    with _CONTROLLER[0].limit(limits=1, user_api="blas"):
-        return fn(*args)
+        return _CONTROLLER[0]
+
+
+def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None,
+                    calls_left: int = 1) -> T:
+    """``fn(*args)`` (a NumPy reference pass of a shape whose library is not built) with
+    BLAS on one thread: it may run while gcc compiles in the background, and a
+    multi-threaded BLAS whose threads spin for a core gcc holds is tens of times slower than
+    one thread (measured on two cores). ``shape`` (the :func:`_shape_key` of the pass):
+    the pass is timed, and the shape's deferred build starts once the NumPy seconds spent,
+    plus ``calls_left - 1`` more such passes foreseen, exceed :data:`BUILD_AFTER_S`."""
+    controller = _controller()
+    start = time.perf_counter()
+    with controller.limit(limits=1, user_api="blas"):
+        result = fn(*args)
+    if shape is not None and shape in _DEFERRED:
+        took = time.perf_counter() - start
+        total, this_fit = _NUMPY_SECONDS.get(shape, (0.0, 0.0))
+        _NUMPY_SECONDS[shape] = (total + took, this_fit + took)
+        if this_fit + took * calls_left > BUILD_AFTER_S:
+            _start(shape)
+    return result
+
+
+def numpy_pass(fn: Callable[..., T], X: Any, n_components: int, covariance_type: str,
+               options: dict[str, Any] | None, *args: Any, calls_left: int = 1) -> T:
+    """``fn(*args)`` through :func:`while_compiling`, accounted to the shape of ``X``."""
+    key = _shape_key(X.shape[1], n_components, covariance_type, X.dtype, options)
+    return while_compiling(fn, *args, shape=key, calls_left=calls_left)
 
 
 def _compiled_for(X: Any, n_components: int, covariance_type: str,
@@ -120,13 +189,18 @@ def _compiled_for(X: Any, n_components: int, covariance_type: str,
 
 
 def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any,
-            options: dict[str, Any] | None = None) -> threading.Thread | None:
+            options: dict[str, Any] | None = None, *, defer: bool = False
+            ) -> threading.Thread | None:
     """Start compiling, in a background thread, the code a fit of this shape will call.
 
     The estimator calls this before its initialisation, whose k-means passes run in NumPy
     until the library is compiled (:func:`compiled`), so gcc runs while they do.
-    It builds the EM candidates through the dispatcher's public ``build_variants`` (phases 1-5,
-    nothing bound or tuned; the other ops share the default variant's library). Failures are
+    ``defer=True`` registers the build without starting it: the fit's NumPy passes start it
+    once they have taken, or foresee, :data:`BUILD_AFTER_S` (:func:`while_compiling`), a
+    later fit once the shape's fits have taken :data:`BUILD_AFTER_FITS_S` in NumPy, and
+    :func:`finish_preparing` (at the latest at exit) starts it otherwise.
+    It builds the default variant's library, which every op shares, through the dispatcher's
+    public ``build_variants`` (phases 1-5, nothing bound or tuned). Failures are
     left to the real call, which reports them (fallback warning or error) as usual. Returns
     the thread (None when nothing needs compiling), once per shape and process.
     """
@@ -137,28 +211,36 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
-    em_args = example_args("em_step", M, D, covariance_type, dt.name, n_samples=M)
     m_args = example_args("m_step", M, D, covariance_type, dt.name, n_samples=M)
 
     def build() -> None:
+        # the model's variant alone, whose library every op shares (k-means, the initial
+        # M-step, EM, predict); the other EM candidates compile once no fit runs
+        # (asp_gmm.fits), started by the first compiled EM step
         try:
-            # the model's variant alone first (k-means and the initial M-step need it; on two
-            # cores a compile next to k-means is slow enough), then the other EM candidate(s)
-            try:
-                dispatcher("m_step", options).build_variants(*m_args)
-            finally:
-                built.set()
-            dispatcher("em_step", options).build_variants(*em_args)
+            dispatcher("m_step", options).build_variants(*m_args)
         except Exception:  # noqa: BLE001 - the real call reports it
             pass
+        finally:
+            built.set()
 
+    if not _CONTROLLER:  # the NumPy passes will need it (unless the build is done by then)
+        threading.Thread(target=_controller, daemon=True, name="asp-gmm-threadpools").start()
     with _LOCK:
-        if key in _PREPARING:
+        total = _NUMPY_SECONDS.get(key, (0.0, 0.0))[0]
+        _NUMPY_SECONDS[key] = (total, 0.0)  # a new fit
+        start_now = not defer or total > BUILD_AFTER_FITS_S
+        if key in _DEFERRED:
+            thread = None
+        elif key in _PREPARING:
             return None
-        built = _BUILT[key] = threading.Event()
-        thread = _PREPARING[key] = threading.Thread(target=build, daemon=True,
-                                                    name=f"asp-gmm-prepare-{M}x{D}")
-    thread.start()
+        else:
+            built = _BUILT[key] = threading.Event()
+            thread = threading.Thread(target=build, daemon=True,
+                                      name=f"asp-gmm-prepare-{M}x{D}")
+            _DEFERRED[key] = thread
+    if start_now:
+        _start(key)
     return thread
 
 
@@ -203,7 +285,8 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     args = (X, weights, means, precisions_cholesky, covariance_type, reg_covar)
     if not wait_for_candidates and not _compiled_for(X, means.shape[0], covariance_type,
                                                      options):
-        return while_compiling(reference.em_step, *args)
+        return numpy_pass(reference.em_step, X, means.shape[0], covariance_type, options,
+                          *args)
     d = dispatcher("em_step", options)
     busy = not wait_for_candidates and compiling()
     result = d(*args)
@@ -232,10 +315,17 @@ def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
 
 def e_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
            precisions_cholesky: np.ndarray, covariance_type: str, output: str,
-           options: dict[str, Any] | None = None) -> np.ndarray | float:
-    """The E-step reduced to ``output`` (see :func:`asp_gmm.reference.e_step`), specialised."""
-    return dispatcher("e_step", options)(X, weights, means, precisions_cholesky,
-                                         covariance_type, output)
+           options: dict[str, Any] | None = None, *, wait_for_compile: bool = True
+           ) -> np.ndarray | float:
+    """The E-step reduced to ``output`` (see :func:`asp_gmm.reference.e_step`), specialised;
+    with ``wait_for_compile=False`` it runs in NumPy while :func:`prepare`'s build of the
+    shape's library is pending or running."""
+    args = (X, weights, means, precisions_cholesky, covariance_type, output)
+    if not wait_for_compile and not _compiled_for(X, means.shape[0], covariance_type,
+                                                  options):
+        return numpy_pass(reference.e_step, X, means.shape[0], covariance_type, options,
+                          *args)
+    return dispatcher("e_step", options)(*args)
 
 
 def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: str,
@@ -245,8 +335,9 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
     :func:`asp_gmm.reference.m_step`), specialised; with ``wait_for_compile=False`` it runs
     in NumPy while :func:`prepare` is still compiling the shape's library."""
     if not wait_for_compile and not _compiled_for(X, n_components, covariance_type, options):
-        return while_compiling(reference.m_step, X, resp, n_components, covariance_type,
-                               reg_covar)
+        # itself and an EM iteration foreseen: an E-step and an M-step
+        return numpy_pass(reference.m_step, X, n_components, covariance_type, options,
+                          X, resp, n_components, covariance_type, reg_covar, calls_left=3)
     return dispatcher("m_step", options)(X, resp, n_components, covariance_type, reg_covar)
 
 

@@ -32,7 +32,7 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from asp_gmm import engine
+from asp_gmm import engine, fits
 from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
 from asp_gmm.validation import check_hyperparameters, check_initial_parameters
@@ -108,15 +108,17 @@ class GaussianMixture(_SkGaussianMixture):
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Estimate the model parameters with EM (see ``sklearn.mixture.GaussianMixture.fit``).
         """
-        self._fit(X)
+        with fits.fitting():
+            self._fit(X)
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Estimate the model parameters with EM and predict the labels of X (see
         ``sklearn.mixture.GaussianMixture.fit_predict``)."""
-        X = self._fit(X)
-        # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
-        return self._compiled_e_step(X, "labels")
+        with fits.fitting():
+            X = self._fit(X)
+            # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
+            return self._compiled_e_step(X, "labels")
 
     def _fit(self, X: Any) -> np.ndarray:
         """scikit-learn's ``fit_predict`` loop without its final E-step; returns checked X."""
@@ -129,9 +131,12 @@ class GaussianMixture(_SkGaussianMixture):
         init = check_initial_parameters(self, X.shape[1])
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        # gcc runs while k-means does: the first kernel call finds the code compiled
+        # the shape's library builds in the background, from the start of the fit if its
+        # NumPy passes foresee enough work (engine.BUILD_AFTER_S): the k-means then finds it
+        # compiled; a short fit runs in NumPy without gcc and the GIL-holding code
+        # generation beside it
         engine.prepare(X.shape[1], self.n_components, self.covariance_type, X.dtype,
-                       self.asp_options)
+                       self.asp_options, defer=True)
         verbose = _Verbose(self.verbose, self.verbose_interval)
         max_lower_bound = -np.inf
         best_params: tuple = ()
@@ -217,7 +222,7 @@ class GaussianMixture(_SkGaussianMixture):
         w, mu, pc = (np.asarray(getattr(self, n), dtype=np.float64)
                      for n in ("weights_", "means_", "precisions_cholesky_"))
         return engine.e_step(X, w, mu, pc, self.covariance_type, output,
-                             options=self.asp_options)
+                             options=self.asp_options, wait_for_compile=False)
 
     def _checked(self, X: Any) -> np.ndarray:
         check_is_fitted(self)

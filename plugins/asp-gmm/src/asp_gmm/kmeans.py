@@ -45,46 +45,62 @@ TOL = 1e-4
 
 
 def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
-          n_clusters: int, covariance_type: str, options: dict[str, Any] | None) -> KMeansSeed:
-    """One seeding step: compiled, or in NumPy while the library is still compiling."""
+          n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
+          steps_left: int) -> KMeansSeed:
+    """One seeding step: compiled, or in NumPy while the library is not built (``steps_left``
+    such steps foreseen, this one included: they decide when a deferred build starts)."""
     args = (X, xx, candidates, closest, n_clusters, covariance_type)
     if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
         return engine.kmeans_seed(*args, options=options)
-    return engine.while_compiling(reference.kmeans_seed, *args)
+    return engine.numpy_pass(reference.kmeans_seed, X, n_clusters, covariance_type, options,
+                             *args, calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
             options: dict[str, Any] | None) -> KMeansAssignment:
-    """One Lloyd pass: compiled, or in NumPy while the library is still compiling."""
+    """One Lloyd pass: compiled, or in NumPy while the library is not built."""
     if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
         return engine.kmeans_assign(X, centers, covariance_type, options)
-    return engine.while_compiling(reference.kmeans_assign, X, centers, covariance_type)
+    return engine.numpy_pass(reference.kmeans_assign, X, centers.shape[0], covariance_type,
+                             options, X, centers, covariance_type)
+
+
+def _em_iteration_in_seed_steps(n_clusters: int, n_features: int, trials: int,
+                                covariance_type: str) -> int:
+    """One EM iteration's floating-point work over a seeding step's (2 D trials per sample):
+    the seeding steps foresee the fit's NumPy time as the steps left plus one EM iteration
+    (8 M D per sample for diag, about 2 M D (D + 1) for full), so a fit whose EM is heavy
+    (full covariances) starts its build at the first step (:func:`asp_gmm.engine.while_compiling`)."""
+    M, D = n_clusters, n_features
+    per_sample = 2.0 * M * D * (D + 1) if covariance_type == "full" else 8.0 * M * D
+    return int(round(per_sample / (2.0 * D * trials)))
 
 
 def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
-                            covariance_type: str, options: dict[str, Any] | None = None
-                            ) -> np.ndarray:
+                            covariance_type: str, options: dict[str, Any] | None = None,
+                            x_squared_norms: np.ndarray | None = None) -> np.ndarray:
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
-    random_state=random_state)`` returns, drawn from ``random_state`` as it draws them."""
+    random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
+    (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
     N = X.shape[0]
     trials = kmeans_trials(n_clusters)
-    xx = np.einsum("ij,ij->i", X, X)
+    em = _em_iteration_in_seed_steps(n_clusters, X.shape[1], trials, covariance_type)
+    xx = np.einsum("ij,ij->i", X, X) if x_squared_norms is None else x_squared_norms
     weights = np.ones(N, dtype=X.dtype)
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
     # the first centre's distances: all candidates the same sample, nothing closer yet
     step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                 n_clusters, covariance_type, options)
-    closest, potential = step.closest, step.potential
-    cumulative = np.empty(N)  # one buffer for the M steps' cumulative sums, not M fresh ones
+                 n_clusters, covariance_type, options, n_clusters + em)
     for c in range(1, n_clusters):
-        rand_vals = random_state.uniform(size=trials) * potential
-        candidates = np.searchsorted(np.cumsum(closest, out=cumulative), rand_vals)
+        rand_vals = random_state.uniform(size=trials) * step.potential
+        # scikit-learn's np.cumsum(closest), which the step computed along with closest
+        candidates = np.searchsorted(step.cumulative, rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = _seed(X, xx, candidates, closest, n_clusters, covariance_type, options)
-        closest, potential = step.closest, step.potential
+        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options,
+                     n_clusters - c + em)
         indices[c] = candidates[step.best]
     return indices
 
@@ -111,12 +127,16 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
     """``KMeans(n_clusters, n_init=1, random_state=random_state).fit(X).labels_`` (int64)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    Xc = X - X.mean(axis=0)
-    # np.var(X, axis=0) centres X again and squares it into another (N, D) temporary: its
-    # sum of squares from Xc is half the time (rounded in another order, a tolerance only)
-    tol = float(np.mean(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])) * TOL
+    N, D = X.shape
+    # the column means as np.einsum sums them (a third of X.mean(axis=0)'s time, the same
+    # sequential sums)
+    Xc = X - np.einsum("ij->j", X) / N
+    xx = np.einsum("ij,ij->i", Xc, Xc)
+    # np.mean(np.var(X, axis=0)) is the sum of the squared centred entries over N * D: the
+    # seeding's squared row norms summed (rounded in another order, a tolerance only)
+    tol = float(xx.sum()) / (N * D) * TOL
     centers = Xc[kmeans_plusplus_indices(Xc, n_clusters, random_state, covariance_type,
-                                         options)].astype(np.float64)
+                                         options, xx)].astype(np.float64)
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)
     strict = False
     for _ in range(MAX_ITER):
@@ -134,7 +154,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
         labels_old = labels
     if not strict:
         labels = _assign(Xc, centers, covariance_type, options).labels
-    distinct = np.unique(labels).size
+    distinct = int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
     if distinct < n_clusters:
         warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
                       f"({n_clusters}). Possibly due to duplicate points in X.",

@@ -124,7 +124,7 @@ _POINTERS: dict[str, list[tuple[str, str, bool]]] = {
                       ("double", "sums", True), ("double", "counts", True)],
     "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
                     ("double", "closest", False), ("double", "nearest", True),
-                    ("double", "pots", True)],
+                    ("double", "cumulative", True), ("double", "pots", True)],
 }
 
 

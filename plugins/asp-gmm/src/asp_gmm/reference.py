@@ -4,8 +4,10 @@ These functions are the Python "kernels" handed to the core's Dispatcher: the fr
 their call signature to build the domain AST, and when no compiler is present (or the problem
 is outside what the C/CUDA platforms accept) they run as they are. They follow scikit-learn's
 ``GaussianMixture`` step for step (log-sum-exp normalisation, ``10 * eps`` added to the
-component counts, Cholesky factors of the precisions), so the NumPy engine is bitwise
-scikit-learn's and the compiled engines match it to rounding.
+component counts, Cholesky factors of the precisions), so the NumPy engine is scikit-learn's
+arithmetic to rounding (one exp serves the normaliser and the responsibilities, and terms
+below the least normal double are zero: :func:`_exp_normal`) and the compiled engines match
+it to rounding.
 """
 
 from __future__ import annotations
@@ -33,13 +35,35 @@ class EMStep(NamedTuple):
     covariances: np.ndarray
 
 
+#: below this exponent exp() is subnormal or zero: those terms are taken as zero
+#: (:func:`_exp_normal`)
+_LEAST_NORMAL_EXP = float(np.log(np.finfo(np.float64).tiny))
+
+
+def _exp_normal(a: np.ndarray) -> np.ndarray:
+    """``exp(a)`` in place, the terms below the least normal double (< 2.3e-308) zero.
+
+    scikit-learn keeps them subnormal; on the order of 1e-308 they change no sum of
+    responsibilities, but every product with a subnormal operand is slow: with them the
+    M-step's ``resp.T @ X`` was 4.7x slower (N=20k D=64 M=16, a few % subnormal), and exp()
+    of arguments that underflow 2-6x slower than of -inf."""
+    np.copyto(a, -np.inf, where=a < _LEAST_NORMAL_EXP)
+    return np.exp(a, out=a)
+
+
+def _shifted_exp(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``exp(a - rowmax)`` with subnormal terms zero, the finite row maxima) of (N, M) ``a``."""
+    amax = np.max(a, axis=1)
+    amax = np.where(np.isfinite(amax), amax, 0.0)
+    with np.errstate(invalid="ignore"):  # rows of -inf: -inf - 0 stays -inf
+        return _exp_normal(a - amax[:, np.newaxis]), amax
+
+
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     """log(sum(exp(a), axis=1)) without overflow."""
-    amax = np.max(a, axis=1, keepdims=True)
-    amax = np.where(np.isfinite(amax), amax, 0.0)
-    with np.errstate(under="ignore", divide="ignore"):
-        out = np.log(np.sum(np.exp(a - amax), axis=1))
-    return out + amax[:, 0]
+    e, amax = _shifted_exp(a)
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(e, axis=1)) + amax
 
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
@@ -106,9 +130,12 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     spherical square X once for both)."""
     X2 = X * X if covariance_type in ("diag", "spherical") else None
     weighted = _log_prob(X, X2, means, precisions_cholesky, covariance_type) + np.log(weights)
-    log_prob_norm = logsumexp_rows(weighted)
-    with np.errstate(under="ignore"):
-        resp = np.exp(weighted - log_prob_norm[:, np.newaxis])
+    # one exp for the normaliser and the responsibilities: exp(w - lse) = exp(w - max) / sum
+    resp, amax = _shifted_exp(weighted)
+    total = np.sum(resp, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_prob_norm = np.log(total) + amax
+        resp *= (1.0 / total)[:, np.newaxis]
     nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type, X2)
     return EMStep(float(np.mean(log_prob_norm)), nk / nk.sum(), new_means, cov)
 
@@ -169,6 +196,7 @@ class KMeansSeed(NamedTuple):
     best: int  # position in ``candidates``
     potential: float  # sum of ``closest`` once it is a centre
     closest: np.ndarray  # squared distance of each sample to its nearest centre
+    cumulative: np.ndarray  # np.cumsum(closest): what the next step's draws search
 
 
 def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
@@ -209,4 +237,4 @@ def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarr
     np.minimum(closest, dist, out=dist)
     pots = dist @ np.ones(X.shape[0], dtype=X.dtype).reshape(-1, 1)
     best = int(np.argmin(pots))
-    return KMeansSeed(best, float(pots[best, 0]), dist[best])
+    return KMeansSeed(best, float(pots[best, 0]), dist[best], np.cumsum(dist[best]))

@@ -853,7 +853,9 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
    the squared distance computed as scikit-learn's euclidean_distances does
    ((-2 x.y + |y|^2) + |x|^2, clipped at 0); pots[l] = sum_i d_li is each candidate's
    potential, and nearest[i] = d_best,i the distances once the first least one, best, is a
-   centre (the caller finds best again as NumPy's argmin of pots).
+   centre (the caller finds best again as NumPy's argmin of pots), with their running sum
+   cumulative[i] (NumPy's cumsum of nearest, added in the same order: the next step's draws
+   search it, and a separate np.cumsum was another pass over N doubles per step).
    Two passes instead of writing all KM_TRIALS rows: the first sums the potentials and keeps,
    per sample, a bit per candidate that came closer than closest_i; the second writes the
    best row, copying closest_i where its bit is clear and recomputing d with the same
@@ -863,54 +865,72 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
    gathers of x[k], twice as slow as -O2's code on AVX-512 (measured): these functions are
    compiled at -O2. */
 #define KMP ((KM_TRIALS + 7) / 8 * 8)
+#define KMV (KMP / 8)
 #if KM_TRIALS > 32
 #error "kmeans_seed keeps one bit per candidate in 32 bits"
 #endif
+typedef double kv8 __attribute__((vector_size(64)));
+typedef long long kvi8 __attribute__((vector_size(64)));
 #if defined(__GNUC__) && !defined(__clang__)
-#define KM_SEED_O2 __attribute__((optimize("O2")))
+#define KM_SEED_FN __attribute__((optimize("O2", "fp-contract=fast"), noinline))
 #else
-#define KM_SEED_O2
+#define KM_SEED_FN __attribute__((noinline))
 #endif
 
-/* the KMP lane distances d[l] of sample x (|x|^2 = yi, nearest centre so far ci) to the
-   transposed candidates cx (|c_l|^2 = cxx[l]); both passes call it, so the distance they
-   compute for a sample is the same number */
-KM_SEED_O2
-static inline void seed_lanes(const xtype *restrict x, const double (*restrict cx)[KMP],
-                              const double *restrict cxx, double yi, double ci,
-                              double *restrict d)
+/* the lane distances d[b] of the KM_NB consecutive samples at x (|x|^2 = yi[b], nearest
+   centre so far ci[b]) to the transposed candidates cx (|c_l|^2 = cxx). KM_NB samples a
+   call: their dot products are independent chains of vector FMAs (one sample's chain alone
+   is latency-bound: 2.5x slower passes, measured on AVX-512). Both passes call this one
+   (not inlined) function, the second with the sample in the first row of a zero-padded
+   block, so the distance they compute for a sample is the same number. */
+KM_SEED_FN
+static void seed_lanes(const xtype *restrict x, const kv8 (*restrict cx)[KMV],
+                       const kv8 *restrict cxx, const double *restrict yi,
+                       const double *restrict ci, kv8 (*restrict d)[KMV])
 {
-    double dot[KMP] __attribute__((aligned(64)));
-    for (int l = 0; l < KMP; ++l) dot[l] = 0.0;
-    for (int k = 0; k < D; ++k) {
-        double xk = x[k];
-        for (int l = 0; l < KMP; ++l) dot[l] += xk * cx[k][l];
-    }
-    for (int l = 0; l < KMP; ++l) {
-        double v = (-2.0 * dot[l] + cxx[l]) + yi;
-        v = v < 0.0 ? 0.0 : v;
-        d[l] = ci < v ? ci : v;
-    }
+    /* the sample and lane loops unrolled (as -O2 does not), so dot stays in registers */
+    kv8 dot[KM_NB][KMV];
+#pragma GCC unroll 16
+    for (int b = 0; b < KM_NB; ++b)
+#pragma GCC unroll 4
+        for (int v = 0; v < KMV; ++v) dot[b][v] = (kv8){0};
+    for (int k = 0; k < D; ++k)
+#pragma GCC unroll 16
+        for (int b = 0; b < KM_NB; ++b) {
+            double xk = (double)x[b * D + k];
+#pragma GCC unroll 4
+            for (int v = 0; v < KMV; ++v) dot[b][v] += xk * cx[k][v];
+        }
+#pragma GCC unroll 16
+    for (int b = 0; b < KM_NB; ++b)
+#pragma GCC unroll 4
+        for (int v = 0; v < KMV; ++v) {
+            kv8 val = (-2.0 * dot[b][v] + cxx[v]) + yi[b];
+            kvi8 neg = val < 0.0;
+            val = (kv8)((kvi8)val & ~neg);  /* clipped at +0; NaN stays NaN */
+            kv8 c = ci[b] - (kv8){0};
+            kvi8 lt = c < val;
+            d[b][v] = (kv8)KM_SEL(lt, (kvi8)c, (kvi8)val);
+        }
 }
 
-KM_SEED_O2
 static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
                             const int64_t *restrict cand, const double *restrict closest,
-                            double *restrict nearest, double *restrict pots)
+                            double *restrict nearest, double *restrict cumulative,
+                            double *restrict pots)
 {
-    /* the candidates transposed and padded to a vector of lanes (KMP), so one sample's
+    /* the candidates transposed and padded to vectors of lanes (KMP), so one sample's
        KM_TRIALS dot products are D vector FMAs */
     int nt = omp_get_max_threads();
-    double cx[D][KMP] __attribute__((aligned(64)));
-    double cxx[KMP] __attribute__((aligned(64)));
+    kv8 cx[D][KMV], cxx[KMV];
     for (int l = 0; l < KMP; ++l) {
         double s = 0.0;
         for (int k = 0; k < D; ++k) {
             double v = l < KM_TRIALS ? X[cand[l] * D + k] : 0.0;
-            cx[k][l] = v;
+            cx[k][l / 8][l % 8] = v;
             s += v * v;
         }
-        cxx[l] = s;
+        cxx[l / 8][l % 8] = s;
     }
     int64_t G = km_groups(N);
     double *part = (double *)calloc((size_t)G * KMP, 8);
@@ -924,21 +944,34 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
        process leaves its groups to the others */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t g = 0; g < G; ++g) {
-        double acc[KMP] __attribute__((aligned(64)));
-        for (int l = 0; l < KMP; ++l) acc[l] = 0.0;
-        for (int64_t i = N * g / G; i < N * (g + 1) / G; ++i) {
-            double d[KMP] __attribute__((aligned(64)));
-            double ci = closest[i];
-            seed_lanes(X + i * D, cx, cxx, xx[i], ci, d);
-            uint32_t bits = 0;
-            for (int l = 0; l < KMP; ++l) {
-                acc[l] += d[l];
-                if (l < KM_TRIALS) bits |= (uint32_t)(d[l] < ci) << l;
+        kv8 acc[KMV], d[KM_NB][KMV];
+        xtype pad[KM_NB * D];
+        double yi[KM_NB], ci[KM_NB];
+        for (int v = 0; v < KMV; ++v) acc[v] = (kv8){0};
+        int64_t iend = N * (g + 1) / G;
+        for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
+            int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
+            const xtype *x = X + i0 * D;
+            if (nb < KM_NB) {  /* the group's last samples, in a zero-padded block */
+                memset(pad, 0, sizeof pad);
+                memcpy(pad, x, (size_t)nb * D * sizeof(xtype));
+                x = pad;
             }
-            nearer[i] = bits;
+            for (int b = 0; b < KM_NB; ++b) {
+                yi[b] = b < nb ? xx[i0 + b] : 0.0;
+                ci[b] = b < nb ? closest[i0 + b] : 0.0;
+            }
+            seed_lanes(x, cx, cxx, yi, ci, d);
+            for (int b = 0; b < nb; ++b) {
+                uint32_t bits = 0;
+                for (int v = 0; v < KMV; ++v) acc[v] += d[b][v];
+                for (int l = 0; l < KM_TRIALS; ++l)
+                    bits |= (uint32_t)(d[b][l / 8][l % 8] < ci[b]) << l;
+                nearer[i0 + b] = bits;
+            }
         }
         double *p = part + (size_t)g * KMP;
-        for (int l = 0; l < KMP; ++l) p[l] = acc[l];
+        for (int l = 0; l < KMP; ++l) p[l] = acc[l / 8][l % 8];
     }
     int best = 0;
     for (int l = 0; l < KM_TRIALS; ++l) {
@@ -951,15 +984,25 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
     /* the second pass on the calling thread: a copy with a few recomputed rows costs less
        than a second team synchronisation, which on a loaded machine waits for a descheduled
        thread (with a parallel second pass the step was 1.4 ms instead of 1.6 ms on a quiet
-       machine, but second fits under load were 30-50 % slower than with this one) */
+       machine, but second fits under load were 30-50 % slower than with this one); the
+       running sum is sequential anyway */
+    xtype pad[KM_NB * D];
+    double yi[KM_NB] = {0}, ci[KM_NB] = {0};
+    kv8 d[KM_NB][KMV];
+    memset(pad, 0, sizeof pad);
+    double run = 0.0;
     for (int64_t i = 0; i < N; ++i) {
+        double v = closest[i];
         if (nearer[i] >> best & 1u) {
-            double d[KMP] __attribute__((aligned(64)));
-            seed_lanes(X + i * D, cx, cxx, xx[i], closest[i], d);
-            nearest[i] = d[best];
-        } else {
-            nearest[i] = closest[i];
+            memcpy(pad, X + i * D, D * sizeof(xtype));
+            yi[0] = xx[i];
+            ci[0] = v;
+            seed_lanes(pad, cx, cxx, yi, ci, d);
+            v = d[0][best / 8][best % 8];
         }
+        nearest[i] = v;
+        run += v;
+        cumulative[i] = run;
     }
     free(nearer);
     free(part);

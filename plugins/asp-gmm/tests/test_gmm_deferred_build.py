@@ -1,0 +1,138 @@
+"""When ``fit`` builds its shape's library (issue 12): a short fit runs its NumPy passes without
+gcc and code generation beside it; a fit whose passes take or foresee more than
+``engine.BUILD_AFTER_S`` starts the build at once; a deferred build runs at the latest in
+``finish_preparing`` (at exit), after which fits run compiled."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import numpy as np
+import pytest
+from asp_gmm import GaussianMixture, engine
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+pytestmark = pytest.mark.compiler
+
+
+@pytest.fixture
+def fresh_engine(tmp_path, monkeypatch):
+    from pytest_asp import has_compiler
+
+    if not has_compiler("c"):
+        pytest.skip("no C compiler (install gcc)")
+    engine.reset()  # an earlier test's build must not land in this cache
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    engine.reset()
+    yield
+    engine.reset()
+
+
+def _data(N: int = 1500, D: int = 3, M: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    return rng.normal(scale=4.0, size=(M, D))[rng.integers(0, M, N)] + rng.normal(size=(N, D))
+
+
+def _started() -> list[tuple]:
+    return list(engine._PREPARING)
+
+
+def test_short_fit_defers_its_build_until_finish_preparing(fresh_engine, monkeypatch):
+    monkeypatch.setattr(engine, "BUILD_AFTER_S", 60.0)
+    X = _data()
+    ours = GaussianMixture(3, covariance_type="diag", random_state=1).fit(X)
+    assert _started() == []  # every pass ran in NumPy, nothing compiled beside them
+    ref = SkGaussianMixture(3, covariance_type="diag", random_state=1).fit(X)
+    np.testing.assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-6)
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-9)
+    engine.finish_preparing()
+    assert len(_started()) == 1
+    assert engine.compiled(3, 3, "diag", np.float64)
+    assert not engine.dispatcher("em_step").specializations  # built, nothing bound yet
+    again = GaussianMixture(3, covariance_type="diag", random_state=1).fit(X)
+    assert engine.dispatcher("em_step").specializations  # the EM iterations ran compiled
+    np.testing.assert_allclose(again.lower_bound_, ref.lower_bound_, rtol=1e-6)
+
+
+def test_fit_foreseeing_long_numpy_passes_starts_the_build(fresh_engine, monkeypatch):
+    monkeypatch.setattr(engine, "BUILD_AFTER_S", 0.0)
+    GaussianMixture(3, covariance_type="diag", max_iter=3, random_state=0).fit(_data())
+    assert len(_started()) == 1
+    engine.finish_preparing()
+
+
+def test_shape_with_long_numpy_history_builds_at_the_next_fit(fresh_engine, monkeypatch):
+    monkeypatch.setattr(engine, "BUILD_AFTER_S", 60.0)
+    X = _data()
+    GaussianMixture(3, covariance_type="diag", max_iter=3, random_state=0).fit(X)
+    assert _started() == []
+    monkeypatch.setattr(engine, "BUILD_AFTER_FITS_S", 1e-9)  # the first fit's passes exceed it
+    engine.prepare(3, 3, "diag", np.float64, defer=True)
+    assert len(_started()) == 1
+    engine.finish_preparing()
+
+
+def _done_future() -> Future:
+    future: Future = Future()
+    future.set_result(None)
+    return future
+
+
+def test_work_after_fits_waits_for_the_running_fit(monkeypatch):
+    from asp_gmm import fits
+
+    monkeypatch.setattr(fits, "IDLE_S", 60.0)
+    calls: list[int] = []
+    with fits.fitting():
+        fits.after_fits(lambda: calls.append(1) or _done_future())
+        assert calls == [] and fits.pending()
+    assert calls == []  # a next fit may follow at once
+    fits.release()
+    assert calls == [1] and not fits.pending()
+    fits.after_fits(lambda: calls.append(2) or _done_future())  # no fit running: now
+    assert calls == [1, 2]
+
+
+def test_work_after_fits_starts_once_idle(monkeypatch):
+    import time
+
+    from asp_gmm import fits
+
+    monkeypatch.setattr(fits, "IDLE_S", 0.01)
+    calls: list[int] = []
+    with fits.fitting():
+        fits.after_fits(lambda: calls.append(1) or _done_future())
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == [1] and not fits.pending()
+
+
+@pytest.mark.filterwarnings("ignore:Best performing initialization did not converge")
+def test_compiled_fit_neither_compiles_nor_times_candidates(fresh_engine, monkeypatch):
+    """The EM candidates besides the model's variant wait for the fits to end: a fit on the
+    compiled library runs that variant and drops the untimed ones for this process."""
+    from asp_gmm import fits
+    from asp_gmm.programs import variants_for
+
+    monkeypatch.setattr(fits, "IDLE_S", 60.0)
+    X = _data(4000, 3, 4)
+    engine.prepare(3, 4, "diag", np.float64)
+    engine.finish_preparing()
+    GaussianMixture(4, covariance_type="diag", max_iter=5, tol=0.0, random_state=0).fit(X)
+    assert fits.pending()
+    assert not engine.tuning()
+    model = variants_for("openmp", "em_step", 4, 3, "diag")[0].name
+    assert engine.winner() == model
+    fits.release()
+    assert not fits.pending()
+    # a later process finds the candidates in the code cache and times them on its fits
+    engine.reset()
+    engine.prepare(3, 4, "diag", np.float64)
+    engine.finish_preparing()
+    GaussianMixture(4, covariance_type="diag", max_iter=5, tol=0.0, random_state=0).fit(X)
+    assert not fits.pending()
+    events = engine.dispatcher("em_step").last_context.events
+    timed = [d for e, d in events if e == "autotune" and d.get("timings")]
+    assert timed and len(timed[0]["timings"]) > 1
