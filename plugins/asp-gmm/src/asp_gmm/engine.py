@@ -103,11 +103,9 @@ def _start(key: tuple) -> None:
     thread.start()
 
 
-@atexit.register
-def finish_preparing() -> None:
+def finish_preparing(*, candidates: bool = True) -> None:
     """Start the deferred builds and wait until every build :func:`prepare` registered is
-    done. Also run at exit: a process whose fits all ran in NumPy (small problems) compiles
-    then, so the next process finds the code cache warm instead of starting over."""
+    done, and (``candidates``) the EM candidates waiting for the fits to end."""
     for key in list(_DEFERRED):
         try:
             _start(key)
@@ -115,7 +113,17 @@ def finish_preparing() -> None:
             return
     for thread in list(_PREPARING.values()):
         thread.join()
-    fits.release()
+    fits.release(run_waiting=candidates)
+
+
+@atexit.register
+def _at_exit() -> None:
+    """A process whose fits all ran in NumPy (small problems) builds its shapes' libraries at
+    exit, once per shape and cache (about a second at normal priority), so the next process
+    starts compiled. The EM candidates still waiting are dropped: they compile at low
+    priority, which on a busy machine could hold the exit for minutes; a later process that
+    idles after its fits compiles and times them."""
+    finish_preparing(candidates=False)
 
 #: set once the background build of a shape has compiled (or failed to compile) its library
 _BUILT: dict[tuple, threading.Event] = {}

@@ -5,8 +5,8 @@ timed. Compiled next to a fit (even at low priority), they cost it: in a process
 had just built its library, the second fit (N=200k D=16 M=32 diag) took 0.28-0.42 s instead of
 0.18 s while the siblings compiled and were timed. So the estimator runs its fits inside
 :func:`fitting`, and the backend hands the candidates' compiles to :func:`after_fits`: they
-start once no fit has run for :data:`IDLE_S` (a process fitting in a loop compiles them at exit,
-:func:`release`, and its next run times them from the code cache). While any wait,
+start once no fit has run for :data:`IDLE_S` (at exit those still waiting are dropped: at low
+priority they could hold a busy machine's exit for minutes). While any wait,
 :func:`pending` is true, and a fit's EM step drops the untimed candidates for this process
 instead of compiling them on its own thread.
 """
