@@ -10,6 +10,7 @@ import pytest
 from asp_gmm import GaussianMixture, reference
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pytest_asp import requires_compiler
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
@@ -122,3 +123,29 @@ def test_n_init_and_init_params_follow_sklearn(init_params):
     assert _rel(ours.means_, ref.means_) < 1e-6
     samples, labels = ours.sample(50)
     assert samples.shape == (50, 2) and labels.shape == (50,)
+
+
+@requires_compiler
+def test_compiled_without_openmp_runs_on_one_thread(tmp_path, monkeypatch):
+    """A compiler without OpenMP (e.g. Apple clang without libomp) still builds a library that
+    loads and fits as scikit-learn does: the kernels' omp_* calls fall back to one thread."""
+    from asp_core import toolchain
+    from asp_gmm import engine
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_MODE", "strict")  # a library that fails to load is an error here
+    monkeypatch.setattr(toolchain, "_openmp_works", lambda *args: False)
+    assert not toolchain.find_toolchain("c").has_openmp
+    engine.reset()
+    try:
+        X, init = _init(2000, 4, 3, "diag", seed=7)
+        kw = dict(n_components=3, covariance_type="diag", max_iter=8, tol=0.0, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours = GaussianMixture(**kw).fit(X)
+            theirs = SkGaussianMixture(**kw).fit(X)
+        assert _rel(ours.means_, theirs.means_) < 1e-6
+        assert abs(ours.lower_bound_ - theirs.lower_bound_) <= 1e-6 * abs(theirs.lower_bound_)
+        assert list(tmp_path.rglob("*.so")), "nothing was compiled"
+    finally:
+        engine.reset()

@@ -84,8 +84,6 @@ def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[Node]:
     nodes: list[Node] = [c.Comment(f"asp_gmm: EM step and log-densities for M={lay.M}, "
                                      f"D={lay.D}, cov={lay.cov}, X {plan.ctype}")]
     nodes += [c.Include(h) for h in ("math.h", "stdint.h", "stdlib.h", "string.h")]
-    if not cuda:
-        nodes.append(c.Include("omp.h"))
     s1 = lay.s1_size
     s2 = lay.s2_size
     values: list[tuple[str, int | str]] = [

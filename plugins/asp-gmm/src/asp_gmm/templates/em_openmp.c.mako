@@ -38,6 +38,12 @@
     NSTATP = (NSTAT + 7) // 8 * 8
 %>\
 ${prelude}
+#ifdef _OPENMP
+#include <omp.h>
+#else  /* a compiler without OpenMP (asp_core.toolchain probes it): one thread */
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
 /* kernel bodies: the constants (M, D, DP, MP, VW, VK, NV, NQ, XS, BLOCK, offsets), the
    input type `xtype` and the exported entry points come from the platform AST around this text */
 typedef double vd __attribute__((vector_size(VW * 8)));
