@@ -103,6 +103,32 @@ def test_fused_cg_passes_check_their_vectors():
 
 
 @requires_compiler
+@pytest.mark.parametrize("variant", ["naive-t1", "dia"])
+def test_fused_direction_pass_keeps_q_equal_to_a_p(variant):
+    """The two-pass iteration: ``cg_update`` without x, then ``cg_direction_apply`` applies
+    the x update, the new direction and q = A p (as A r + beta q) in one pass."""
+    from asp_mpk.powers import MatrixPowers
+
+    A = gallery.variable_poisson2d(30)
+    built = MatrixPowers(A, 1, tune=False).variants()
+    kern = built[next(v for v in built if v.startswith(variant))]
+    n = A.shape[0]
+    x, r, p = np.random.default_rng(1).standard_normal((3, n))
+    q = A @ p
+    x0, r0, p0 = x.copy(), r.copy(), p.copy()
+    rr = kern.cg_update(0.25, None, p, r, q)
+    np.testing.assert_allclose(r, r0 - 0.25 * q, rtol=1e-14)
+    assert np.isclose(rr, r @ r) and np.array_equal(x, x0)
+    pq = kern.cg_direction_apply(0.5, r, p, q, x, 0.25)
+    np.testing.assert_allclose(x, x0 + 0.25 * p0, rtol=1e-14)
+    np.testing.assert_allclose(p, r + 0.5 * p0, rtol=1e-14)
+    np.testing.assert_allclose(q, A @ p, rtol=1e-12, atol=1e-12 * np.abs(q).max())
+    assert np.isclose(pq, p @ q)
+    with pytest.raises(ValueError, match="overlap"):
+        kern.cg_direction_apply(0.5, r, p, p)
+
+
+@requires_compiler
 @pytest.mark.parametrize("basis", ["newton", "chebyshev"])
 @pytest.mark.parametrize("s", [2, 5, 10])
 def test_bases_and_s(basis, s):
