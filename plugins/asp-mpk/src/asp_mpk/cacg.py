@@ -274,6 +274,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     stats.s, stats.basis = s, basis
     mp = m.powers(s)
     modes = mp.cg_modes                # timed per matrix, kept for later solves
+    modes.begin_solve()
     stats.modes = modes.best
     m = 2 * (s + 1)
     V = mp.cg_workspace.empty((2, s + 1, n), np.dtype(np.float64))
@@ -356,7 +357,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if passes is not None and passes.can_stream and callback is None:
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
-            available.append("classical")
+            available.insert(0, "classical")   # timed first: it needs no tuning
             if kern is None and background.busy():
                 available = ["classical"]   # the other modes' steps would wait for or time
                                             # variants still compiling, next to gcc
