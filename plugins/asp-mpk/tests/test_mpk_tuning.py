@@ -24,7 +24,7 @@ def _wait_for_background_compiles(timeout=600.0):
     from asp_mpk import background
 
     deadline = time.monotonic() + timeout
-    while background.busy(low_priority=True) and time.monotonic() < deadline:
+    while background.busy() and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
@@ -126,12 +126,12 @@ def test_calls_do_not_tune_while_variants_compile(fresh_cache, monkeypatch):
     assert _events(mp, "precompile")
     tuning = next(iter(mp._dispatch.specializations.values()))
     built = dict(tuning.built)
-    monkeypatch.setattr(background, "busy", lambda **_: True)    # the siblings still compiling
+    monkeypatch.setattr(background, "busy", lambda: True)    # the siblings still compiling
     for _ in range(6):
         np.testing.assert_allclose(mp(x)[4], ref, rtol=1e-12)
     assert dict(tuning.built) == built and mp.tuned_kernel(nvec=1, gram=False,
                                                            basis="monomial") is None
-    monkeypatch.setattr(background, "busy", lambda **_: False)   # compiled: tuning resumes
+    monkeypatch.setattr(background, "busy", lambda: False)   # compiled: tuning resumes
     assert mp.tune() is not None and mp.tuned_kernel(nvec=1, gram=False,
                                                      basis="monomial") is not None
 
@@ -143,7 +143,7 @@ def test_cg_does_not_tune_while_variants_compile(fresh_cache, monkeypatch):
 
     A = gallery.poisson2d(150)
     b = np.random.default_rng(5).standard_normal(A.shape[0])
-    monkeypatch.setattr(background, "busy", lambda **_: True)
+    monkeypatch.setattr(background, "busy", lambda: True)
     x, info = asp_mpk.cg(A, b, rtol=1e-8)
     st = last_stats()
     assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)

@@ -30,17 +30,15 @@ def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread
     return thread
 
 
-def busy(*, low_priority: bool = False) -> bool:
+def busy() -> bool:
     """Whether background work (a specialisation here, a compile in :mod:`asp_core.background`)
-    is running now: timings taken meanwhile share the cores with gcc.  ``low_priority``: count
-    the niced compiles of variants too (they give way to the caller's code, but a variant they
-    make is not there yet)."""
+    is running now: timings taken meanwhile share the cores with gcc."""
     from asp_core import background as pool
 
     with _LOCK:
         if any(t.is_alive() for t in _THREADS):
             return True
-    return pool.busy(low_priority=low_priority)
+    return pool.busy()
 
 
 @atexit.register

@@ -368,7 +368,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
             available.insert(0, "classical")   # timed first: it needs no tuning
-            if kern is None and background.busy(low_priority=True):
+            if kern is None and background.busy():
                 available = ["classical"]   # the other modes' steps would wait for or time
                                             # variants still compiling, next to gcc
         mode = modes.choose(available)

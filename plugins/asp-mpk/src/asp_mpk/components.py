@@ -206,11 +206,9 @@ def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
     the core's background pool (:mod:`asp_core.background`), once per specialisation: the
     autotuner then builds the variants it times from the code cache, and a build of a format
     still compiling waits for that compile instead of running a second gcc.  Started after the
-    first variant's compile, so that kernel is handed over at once, one gcc at a time (each
-    submitted when the previous ends) and at low priority (niced): only later calls time these
-    variants (:func:`asp_mpk.cg` explores the modes that use them from a matrix's third solve),
-    so the calls running meanwhile keep both cores.  Calls do not time variants while these
-    compiles run (:meth:`MatrixPowers.run`, :func:`asp_mpk.cg`).
+    first variant's compile, so that kernel is handed over at once, and one gcc at a time (each
+    submitted when the previous ends), so a solve running meanwhile keeps a core.  Calls do not
+    time variants while these compiles run (:meth:`MatrixPowers.run`, :func:`asp_mpk.cg`).
     Errors are left to the foreground build of the same variant, which reports them."""
     if program in _PRECOMPILING or ctx.decision(VARIANT) is not None:
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
@@ -240,7 +238,7 @@ def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixP
         if not done.cancelled():
             _submit_in_turn(ctx, program, mp, formats[1:])
 
-    background.submit(ctx, **args, variant=formats[0], low_priority=True).add_done_callback(then)
+    background.submit(ctx, **args, variant=formats[0]).add_done_callback(then)
 
 
 class ScipyBackend(Backend):

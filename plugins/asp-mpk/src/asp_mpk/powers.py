@@ -132,7 +132,7 @@ class MatrixPowers:
         if self._dispatch.tuned(key) is not None:
             self._tuned.add(kind)
             return None
-        if not pool.busy(low_priority=True):
+        if not pool.busy():
             return None
         built = getattr(self._dispatch.specializations.get(key), "built", None)
         return next(iter(built.values()), None) if built else None
