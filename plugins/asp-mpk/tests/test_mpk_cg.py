@@ -258,6 +258,39 @@ def test_modes_never_tried_are_explored_from_the_third_solve_one_per_solve():
     assert set(last_stats().modes) == {"stored", "stream", "classical"}
 
 
+@requires_compiler
+@pytest.mark.parametrize("variant", ["naive-t1", "dia"])
+def test_cg_steps_in_one_call_match_the_pass_by_pass_loop(variant):
+    """``CKernel.cg_steps`` runs the classical loop in C; the same iterations pass by pass
+    (the loop used with a callback) give the same coefficients and vectors; a matrix that is
+    not positive definite reports a breakdown."""
+    from asp_mpk.cacg import _classical_steps
+    from asp_mpk.powers import MatrixPowers
+
+    A = gallery.variable_poisson2d(30)
+    built = MatrixPowers(A, 1, tune=False).variants()
+    kern = built[next(v for v in built if v.startswith(variant))]
+    n = A.shape[0]
+    b = np.random.default_rng(2).standard_normal(n)
+    runs = []
+    for callback in (None, lambda xk: None):
+        x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+        pq, rr, out = None, float(b @ b), []
+        for _ in range(3):                                # q = A p carried between runs
+            done, rr, al, be, broke, pq = _classical_steps(kern, x, p, r, q, rr, 8, 0.0,
+                                                           callback, pq)
+            assert done == 8 and not broke
+            out += al + be
+        runs.append((x, r, p, np.array(out)))
+    for got, want in zip(runs[0], runs[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+    neg = MatrixPowers(-A, 1, tune=False).variants()
+    kneg = neg[next(v for v in neg if v.startswith(variant))]
+    done, _, _, _, broke, pq = kneg.cg_steps(x, p, r, q, float(b @ b), 8, 0.0)
+    assert (done, broke, pq) == (0, True, None)
+
+
 def test_samples_taken_while_compiling_are_not_kept():
     from asp_mpk.cg_modes import ModeTimes
 

@@ -197,6 +197,8 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     the direction and its product together (:meth:`~asp_mpk.kernels.CKernel.cg_direction_apply`).
     Returns (iterations done, new r.r, alphas, betas, broke down, ``p . q`` of the new p with
     q = A p or None)."""
+    if callback is None and hasattr(kern, "cg_steps"):
+        return kern.cg_steps(x, p, r, q, rr, steps, tol, pq)   # the same loop, in C
     fused = getattr(kern, "cg_direction_apply", None)
     alphas: list[float] = []
     betas: list[float] = []

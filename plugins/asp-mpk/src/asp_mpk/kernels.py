@@ -87,7 +87,7 @@ class CKernel:
         self._fn = fn
         if fmt != "dia":
             self._stream = None
-        self._cg: tuple[Any, Any, Any, Any] | None = None
+        self._cg: tuple[Any, ...] | None = None
         if fmt in ("dia", "naive"):
             dot, upd, dirn = cdll.cg_apply_dot, cdll.cg_update, cdll.cg_direction
             dap = cdll.cg_direction_apply
@@ -101,7 +101,11 @@ class CKernel:
             dap.argtypes = [_i64, *mat, ctypes.c_double, ctypes.c_double, _ptr, _ptr, _ptr, _ptr,
                            _int]
             dap.restype = ctypes.c_double
-            self._cg = (dot, upd, dirn, dap)
+            steps = cdll.cg_steps
+            steps.argtypes = [_i64, *mat, _ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_double, _ptr,
+                              _ptr, _ptr, _int]
+            steps.restype = _i64
+            self._cg = (dot, upd, dirn, dap, steps)
         self._combine = cdll.combine
         self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
         self._combine.restype = _int
@@ -297,6 +301,29 @@ class CKernel:
             raise ValueError("r, p, q and x must not overlap")
         return float(fn(self.n, *self._whole_matrix(), float(alpha), float(beta), _p(x), _p(r),
                         _p(p), _p(q), self.nthreads))
+
+    def cg_steps(self, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray, rr: float,
+                 steps: int, tol: float, pq: float | None = None
+                 ) -> tuple[int, float, list[float], list[float], bool, float | None]:
+        """Up to ``steps`` classical CG iterations (two fused passes each) in one call, in
+        place; stops once ``sqrt(r.r) < tol``.  ``pq``: ``p . q`` when q holds ``A p``, else
+        None.  Returns what :func:`asp_mpk.cacg._classical_steps` does: (iterations done,
+        r.r, alphas, betas, broke down, ``p . q`` of the new p or None)."""
+        fn = self._cg_pass(4)
+        vs = (x, p, r, q)
+        self._vectors(*vs)
+        if any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
+            raise ValueError("x, p, r and q must not overlap")
+        steps = max(int(steps), 0)
+        st = np.array([rr, np.nan if pq is None else pq])
+        coefs = np.empty((2, max(steps, 1)))
+        ret = int(fn(self.n, *self._whole_matrix(), _p(x), _p(r), _p(p), _p(q), steps,
+                     float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.nthreads))
+        broke = ret < 0
+        done = -ret - 1 if broke else ret
+        pq_out = float(st[1])
+        return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
+                pq_out if np.isfinite(pq_out) else None)
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""

@@ -93,3 +93,40 @@ double cg_direction_apply(int64_t n, ${params}, double alpha, double beta, real 
     }
     return s;
 }
+
+/* Up to `steps` classical CG iterations, two fused passes each: the loop of
+   asp_mpk.cacg._classical_steps in one call, so that the calling thread takes the GIL back once
+   per run instead of twice per iteration (a Python thread working in the background, e.g. a
+   specialisation, made every reacquisition wait up to the interpreter's switch interval).
+   st[0]: r.r (in/out); st[1]: p.q with q = A p on entry, NaN when q is stale (out: the same
+   for the new p).  alphas, betas (steps long) receive the coefficients.  Returns the
+   iterations done, or -(done + 1) on a breakdown (p.q <= 0 or a value not finite). */
+int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real *restrict p,
+                 real *restrict q, int64_t steps, double tol, double *st, double *alphas,
+                 double *betas, int nthreads)
+{
+    double rr = st[0], pq = st[1];
+    for (int64_t j = 0; j < steps; ++j) {
+        if (isnan(pq)) pq = cg_apply_dot(n, ${args}, p, q, nthreads);
+        if (!isfinite(pq) || pq <= 0.0) {
+            st[1] = NAN;
+            return -(j + 1);
+        }
+        const double alpha = rr / pq;
+        const double rr_new = cg_update(n, alpha, NULL, p, r, q, nthreads);
+        if (!isfinite(rr_new)) {
+            for (int64_t i = 0; i < n; ++i) x[i] += (real)alpha * p[i];
+            st[1] = NAN;
+            return -(j + 1);
+        }
+        const double beta = rr > 0.0 ? rr_new / rr : 0.0;
+        alphas[j] = alpha;
+        betas[j] = beta;
+        rr = rr_new;
+        pq = cg_direction_apply(n, ${args}, alpha, beta, x, r, p, q, nthreads);
+        st[0] = rr;
+        st[1] = pq;
+        if (sqrt(rr) < tol) return j + 1;
+    }
+    return steps;
+}
