@@ -86,7 +86,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
 
     Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
     ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
-    classical CG in three fused generated passes and keeps whichever is faster on this machine
+    classical CG in two fused generated passes and keeps whichever is faster on this machine
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
     classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner ``M`` (matrix, array or
     ``LinearOperator`` approximating A⁻¹) it is classical preconditioned CG with the generated
