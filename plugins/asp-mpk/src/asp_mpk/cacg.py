@@ -326,28 +326,18 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         B = stacked_change_of_basis(coefs, s)
         t0 = clock()
         if kern is None and not mp.prepare(nvec=2, gram=True, basis="recurrence"):
-            # the kernel is being specialised in the background: meanwhile, s steps of classical
-            # CG, so the first solve never runs slower than scipy's cg: in the generated
-            # passes once the first variant is compiled (the background's first call of it,
-            # on a whole basis, can take a second more), before that on the CSR arrays
+            # the kernel is being compiled in the background: meanwhile, s steps of classical
+            # CG on the CSR arrays, so the first solve never runs slower than scipy's cg
             if q.size != n:
                 q = np.zeros(n)
-            early = mp.bound_kernel()
-            if early is not None and early.has_cg:
-                steps_with, label = early, "classical"
-            else:
-                interim = steps_with = interim or _interim_passes(csr)
-                label = "scipy"
-            done, rr, al, be, broke, pq = _classical_steps(steps_with, x, p, r, q, rr,
-                                                           min(s, maxiter - it), tol, callback,
-                                                           pq if label == "classical" else None)
-            if label != "classical":
-                pq = None
+            interim = interim or _interim_passes(csr)
+            done, rr, al, be, broke, pq = _classical_steps(interim, x, p, r, q, rr,
+                                                           min(s, maxiter - it), tol, callback)
             alphas += al
             betas += be
             it += done
             stats.seconds["classical"] += clock() - t0
-            stats.steps_by_mode[label] = stats.steps_by_mode.get(label, 0) + done
+            stats.steps_by_mode["scipy"] = stats.steps_by_mode.get("scipy", 0) + done
             if broke:
                 stats.iterations = it
                 return x, max(it, 1)

@@ -280,7 +280,7 @@ class MatrixPowers:
         for fn in self._dispatch.specializations.values():
             if isinstance(fn, CKernel):
                 return fn
-            for built in list(getattr(fn, "built", {}).values()):  # built while tuning
+            for built in getattr(fn, "built", {}).values():  # variants built while tuning
                 if isinstance(built, CKernel):
                     return built
         return None
