@@ -86,7 +86,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
 
     Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
     ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
-    classical CG in three fused generated passes and keeps whichever is faster on this machine
+    classical CG in two fused generated passes and keeps whichever is faster on this machine
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
     classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner ``M`` (matrix, array or
     ``LinearOperator`` approximating A⁻¹) it is classical preconditioned CG with the generated
@@ -187,32 +187,47 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
 
 
 def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray,
-                     rr: float, steps: int, tol: float, callback: Any
-                     ) -> tuple[int, float, list[float], list[float], bool]:
+                     rr: float, steps: int, tol: float, callback: Any, pq: float | None = None
+                     ) -> tuple[int, float, list[float], list[float], bool, float | None]:
     """Up to ``steps`` classical CG iterations with the kernel's fused passes (in place;
-    ``kern`` may also be :func:`_interim_passes`).
+    ``kern`` may also be :func:`_interim_passes`).  ``pq``: ``p . q`` when q already holds
+    ``A p`` (left so by the previous call), else None (the first iteration computes it).
 
-    Returns (iterations done, new r.r, alphas, betas, broke down)."""
+    A compiled kernel runs an iteration in two passes instead of three: r and r.r, then x,
+    the direction and its product together (:meth:`~asp_mpk.kernels.CKernel.cg_direction_apply`).
+    Returns (iterations done, new r.r, alphas, betas, broke down, ``p . q`` of the new p with
+    q = A p or None)."""
+    if callback is None and hasattr(kern, "cg_steps"):
+        return kern.cg_steps(x, p, r, q, rr, steps, tol, pq)   # the same loop, in C
+    fused = getattr(kern, "cg_direction_apply", None)
     alphas: list[float] = []
     betas: list[float] = []
     for _ in range(steps):
-        pq = kern.cg_apply_dot(p, q)
+        if pq is None:
+            pq = kern.cg_apply_dot(p, q)
         if not np.isfinite(pq) or pq <= 0.0:
-            return len(alphas), rr, alphas, betas, True
+            return len(alphas), rr, alphas, betas, True, None
         alpha = rr / pq
-        rr_new = kern.cg_update(alpha, x, p, r, q)
+        # with the fused pass, x += alpha p happens there (it reads p anyway)
+        rr_new = kern.cg_update(alpha, None if fused is not None else x, p, r, q)
         if not np.isfinite(rr_new):
-            return len(alphas), rr, alphas, betas, True
+            if fused is not None:
+                x += alpha * p
+            return len(alphas), rr, alphas, betas, True, None
         beta = rr_new / rr if rr > 0 else 0.0
-        kern.cg_direction(beta, r, p)
         alphas.append(alpha)
         betas.append(beta)
         rr = rr_new
+        if fused is not None:
+            pq = fused(beta, r, p, q, x, alpha)
+        else:
+            kern.cg_direction(beta, r, p)
+            pq = None
         if callback is not None:
             callback(x)
         if np.sqrt(rr) < tol:
             break
-    return len(alphas), rr, alphas, betas, False
+    return len(alphas), rr, alphas, betas, False, pq
 
 
 def _interim_passes(csr: Any) -> Any:
@@ -261,6 +276,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     stats.s, stats.basis = s, basis
     mp = m.powers(s)
     modes = mp.cg_modes                # timed per matrix, kept for later solves
+    modes.begin_solve()
     stats.modes = modes.best
     m = 2 * (s + 1)
     V = mp.cg_workspace.empty((2, s + 1, n), np.dtype(np.float64))
@@ -284,6 +300,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     it = 0
     since_replace = float(np.sqrt(rr))
     shifts: np.ndarray | None = None
+    pq: float | None = None      # p . q while q holds A p (kept between classical runs)
     while True:
         if np.sqrt(rr) < tol:
             # recursive residual says converged: confirm with the true residual
@@ -314,8 +331,8 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             if q.size != n:
                 q = np.zeros(n)
             interim = interim or _interim_passes(csr)
-            done, rr, al, be, broke = _classical_steps(interim, x, p, r, q, rr,
-                                                       min(s, maxiter - it), tol, callback)
+            done, rr, al, be, broke, pq = _classical_steps(interim, x, p, r, q, rr,
+                                                           min(s, maxiter - it), tol, callback)
             alphas += al
             betas += be
             it += done
@@ -342,14 +359,15 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if passes is not None and passes.can_stream and callback is None:
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
-            available.append("classical")
+            available.insert(0, "classical")   # timed first: it needs no tuning
             if kern is None and background.busy():
                 available = ["classical"]   # the other modes' steps would wait for or time
                                             # variants still compiling, next to gcc
         mode = modes.choose(available)
         if mode == "classical":
-            done, rr, al, be, broke = _classical_steps(passes, x, p, r, q, rr,
-                                                       min(s, maxiter - it), tol, callback)
+            done, rr, al, be, broke, pq = _classical_steps(passes, x, p, r, q, rr,
+                                                           min(s, maxiter - it), tol, callback,
+                                                           pq)
             alphas += al
             betas += be
             it += done
@@ -362,6 +380,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
                 stats.iterations = it
                 return x, max(it, 1)
             continue
+        pq = None   # the s-step modes write p: q no longer holds A p
         streaming = mode == "stream"
         if streaming:
             assert passes is not None   # "stream" is offered with a compiled kernel only

@@ -19,6 +19,14 @@ further tuning step could find closes such a gap, and each try costs the solve t
 rival more than :data:`ModeTimes.GIVE_UP_AT_ONCE` times the fastest is given up after one try:
 fresh pages cost a first try far less than that, and a second try of it would cost more than
 all the tuning it could still win back in the solve.
+
+A mode never tried on a matrix, other than the caller's default (the first it offers), is first
+tried in its :attr:`ModeTimes.explore_from_solve`-th
+solve (counted by :meth:`ModeTimes.begin_solve`), one such mode per solve, once some mode is
+timed: a faster mode found during a solve pays back only over later solves, while a losing try
+costs the solve its whole excess (the stored basis ran 16x a classical step on 3-D Poisson 100³
+on the Intel AVX-512 machine, a third of that solve), so a process solving with a matrix once
+or twice never pays for exploring, and one that keeps solving with it does, once.
 """
 
 from __future__ import annotations
@@ -43,7 +51,15 @@ class ModeTimes:
     #: ... or after one try when it is this many times slower
     GIVE_UP_AT_ONCE = 6.0
 
-    def __init__(self) -> None:
+    #: the solve in which modes never tried are first tried (MatrixPowers' solves)
+    EXPLORE_FROM_SOLVE = 3
+
+    def __init__(self, *, explore_from_solve: int = 0) -> None:
+        #: the solve (see :meth:`begin_solve`) from which a mode never tried may be tried, once
+        #: some mode is timed, one per solve (0: at once, no limit)
+        self.explore_from_solve = int(explore_from_solve)
+        self._solve = 0
+        self._explored_in = -1      # the solve in which a new mode was last tried
         self.best: dict[str, float] = {}
         self.samples: dict[str, int] = {}
         self._tried_at: dict[str, int] = {}
@@ -51,15 +67,29 @@ class ModeTimes:
         self._steps = 0
         self._lock = threading.Lock()
 
+    def begin_solve(self) -> None:
+        """A solve with this matrix starts (counts solves for :attr:`explore_from_solve`)."""
+        with self._lock:
+            self._solve += 1
+
     def choose(self, modes: list[str]) -> str:
-        """The mode of the next outer step: one never timed, else a rival still short of
-        samples whose turn has come and not given up, else the fastest."""
+        """The mode of the next outer step: one never timed (a mode never tried other than
+        ``modes[0]``, the caller's default: only when none is timed, or from solve
+        :attr:`explore_from_solve` on, one per solve), else a rival still short of samples
+        whose turn has come and not given up, else the fastest."""
         with self._lock:
             self._steps += 1
-            for mode in modes:
-                if mode not in self.best and self._steps - self._tried_at.get(mode, -1) > 1:
-                    return mode
             timed = [m for m in modes if m in self.best]
+            for mode in modes:
+                if mode in self.best or self._steps - self._tried_at.get(mode, -1) <= 1:
+                    continue
+                if mode in self._tried_at or not timed or mode == modes[0]:
+                    return mode
+                if self.explore_from_solve == 0:
+                    return mode
+                if self._solve >= self.explore_from_solve and self._explored_in != self._solve:
+                    self._explored_in = self._solve
+                    return mode
             if not timed:
                 return modes[0]
             fastest = min(timed, key=self.best.__getitem__)

@@ -87,9 +87,10 @@ class CKernel:
         self._fn = fn
         if fmt != "dia":
             self._stream = None
-        self._cg: tuple[Any, Any, Any] | None = None
+        self._cg: tuple[Any, ...] | None = None
         if fmt in ("dia", "naive"):
             dot, upd, dirn = cdll.cg_apply_dot, cdll.cg_update, cdll.cg_direction
+            dap = cdll.cg_direction_apply
             mat = [_ptr, _ptr] if fmt == "dia" else [_ptr, _ptr, _ptr]
             dot.argtypes = [_i64, *mat, _ptr, _ptr, _int]
             dot.restype = ctypes.c_double
@@ -97,7 +98,14 @@ class CKernel:
             upd.restype = ctypes.c_double
             dirn.argtypes = [_i64, ctypes.c_double, _ptr, _ptr, _int]
             dirn.restype = None
-            self._cg = (dot, upd, dirn)
+            dap.argtypes = [_i64, *mat, ctypes.c_double, ctypes.c_double, _ptr, _ptr, _ptr, _ptr,
+                           _int]
+            dap.restype = ctypes.c_double
+            steps = cdll.cg_steps
+            steps.argtypes = [_i64, *mat, _ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_double, _ptr,
+                              _ptr, _ptr, _int]
+            steps.restype = _i64
+            self._cg = (dot, upd, dirn, dap, steps)
         self._combine = cdll.combine
         self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
         self._combine.restype = _int
@@ -267,11 +275,12 @@ class CKernel:
             raise ValueError("p and q must not overlap")
         return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.nthreads))
 
-    def cg_update(self, alpha: float, x: np.ndarray, p: np.ndarray, r: np.ndarray,
+    def cg_update(self, alpha: float, x: np.ndarray | None, p: np.ndarray, r: np.ndarray,
                   q: np.ndarray) -> float:
-        """``x += alpha p``, ``r -= alpha q``; returns ``r . r`` (fused CG pass 2)."""
+        """``x += alpha p``, ``r -= alpha q``; returns ``r . r`` (fused CG pass 2).  ``x=None``
+        leaves the x update to :meth:`cg_direction_apply`, which reads p anyway."""
         fn = self._cg_pass(1)
-        self._vectors(x, p, r, q)
+        self._vectors(p, r, q, *(() if x is None else (x,)))
         return float(fn(self.n, float(alpha), _p(x), _p(p), _p(r), _p(q), self.nthreads))
 
     def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
@@ -279,6 +288,42 @@ class CKernel:
         fn = self._cg_pass(2)
         self._vectors(r, p)
         fn(self.n, float(beta), _p(r), _p(p), self.nthreads)
+
+    def cg_direction_apply(self, beta: float, r: np.ndarray, p: np.ndarray, q: np.ndarray,
+                           x: np.ndarray | None = None, alpha: float = 0.0) -> float:
+        """``x += alpha p`` (when x is given), then ``p = r + beta p`` and ``q = A r + beta q``,
+        in one pass; returns ``p . q``.  When q held ``A p`` on entry it holds ``A p`` of the
+        new p on return (fused CG pass: the next iteration's product, this one's direction)."""
+        fn = self._cg_pass(3)
+        vs = (r, p, q) if x is None else (r, p, q, x)
+        self._vectors(*vs)
+        if any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
+            raise ValueError("r, p, q and x must not overlap")
+        return float(fn(self.n, *self._whole_matrix(), float(alpha), float(beta), _p(x), _p(r),
+                        _p(p), _p(q), self.nthreads))
+
+    def cg_steps(self, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray, rr: float,
+                 steps: int, tol: float, pq: float | None = None
+                 ) -> tuple[int, float, list[float], list[float], bool, float | None]:
+        """Up to ``steps`` classical CG iterations (two fused passes each) in one call, in
+        place; stops once ``sqrt(r.r) < tol``.  ``pq``: ``p . q`` when q holds ``A p``, else
+        None.  Returns what :func:`asp_mpk.cacg._classical_steps` does: (iterations done,
+        r.r, alphas, betas, broke down, ``p . q`` of the new p or None)."""
+        fn = self._cg_pass(4)
+        vs = (x, p, r, q)
+        self._vectors(*vs)
+        if any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
+            raise ValueError("x, p, r and q must not overlap")
+        steps = max(int(steps), 0)
+        st = np.array([rr, np.nan if pq is None else pq])
+        coefs = np.empty((2, max(steps, 1)))
+        ret = int(fn(self.n, *self._whole_matrix(), _p(x), _p(r), _p(p), _p(q), steps,
+                     float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.nthreads))
+        broke = ret < 0
+        done = -ret - 1 if broke else ret
+        pq_out = float(st[1])
+        return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
+                pq_out if np.isfinite(pq_out) else None)
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""

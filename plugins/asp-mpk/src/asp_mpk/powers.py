@@ -50,7 +50,7 @@ class MatrixPowers:
         self.values = self.matrix.values
         #: how fast :func:`asp_mpk.cg` runs s steps in each mode ("stored", "stream",
         #: "classical") on this matrix, measured by the solves and reused by later ones
-        self.cg_modes = ModeTimes()
+        self.cg_modes = ModeTimes(explore_from_solve=ModeTimes.EXPLORE_FROM_SOLVE)
         #: the basis arrays of :func:`asp_mpk.cg`, reused by the next solve once one ends
         self.cg_workspace = Recycler(keep=1)
         self._lock = threading.Lock()

@@ -83,11 +83,11 @@ static __attribute__((noinline)) void level_rows(int64_t n, const real *restrict
 
 <%include file="_gram.c.mako"/>
 
-/* y[a:b] = (A x)[a:b] */
+/* y[i - yb] = (A x)[i] for the rows i in [a, b) */
 static void dia_rows(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *y,
-                     int64_t a, int64_t b)
+                     int64_t yb, int64_t a, int64_t b)
 {
-    level_rows(n, dv, mk, x, 0, NULL, 0, y, 0, NULL, a, b, (real)1, (real)0, (real)0);
+    level_rows(n, dv, mk, x, 0, NULL, 0, y, yb, NULL, a, b, (real)1, (real)0, (real)0);
 }
 
 /* y = A x over all rows (one level, no recurrence), threaded. */
@@ -97,7 +97,7 @@ int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *
     int64_t nch = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t c = 0; c < nch; ++c)
-        dia_rows(n, dv, mk, x, y, c * CH, c * CH + CH < n ? c * CH + CH : n);
+        dia_rows(n, dv, mk, x, y, 0, c * CH, c * CH + CH < n ? c * CH + CH : n);
     return 0;
 }
 

@@ -15,13 +15,13 @@ typedef ${T} real;
 <%include file="_gram.c.mako"/>
 
 static void csr_rows(int64_t n, const int64_t *rp, const int32_t *ci, const real *va,
-                     const real *x, real *y, int64_t a, int64_t b)
+                     const real *x, real *y, int64_t yb, int64_t a, int64_t b)
 {
     (void)n;
     for (int64_t i = a; i < b; ++i) {
         real s = (real)0;
         for (int64_t t = rp[i]; t < rp[i + 1]; ++t) s += va[t] * x[ci[t]];
-        y[i] = s;
+        y[i - yb] = s;
     }
 }
 
@@ -33,7 +33,7 @@ int spmv_csr(int64_t n, const int64_t *rp, const int32_t *ci, const real *va,
     const int64_t CH = 2048, nch = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t c = 0; c < nch; ++c)
-        csr_rows(n, rp, ci, va, x, y, c * CH, c * CH + CH < n ? c * CH + CH : n);
+        csr_rows(n, rp, ci, va, x, y, 0, c * CH, c * CH + CH < n ? c * CH + CH : n);
     return 0;
 }
 
