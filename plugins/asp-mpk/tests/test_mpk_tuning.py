@@ -153,21 +153,40 @@ def test_cg_does_not_tune_while_variants_compile(fresh_cache, monkeypatch):
 
 
 @requires_compiler
-def test_cg_streams_when_the_stored_basis_is_given_up(fresh_cache):
+@pytest.mark.parametrize("powers_first", [False, True])
+def test_cg_streams_when_the_stored_basis_is_given_up(fresh_cache, powers_first):
     """A stored basis given up on as too slow leaves its variants' tuning unfinished; the
-    streaming basis needs no tuning and is still tried with the variant already built."""
+    streaming basis needs no tuning and is still tried with the variant already built.
+    ``powers_first``: matrix_powers calls first bound a kernel of the monomial basis, which
+    must not stream CG's recurrence basis (it did: the solve then never converged)."""
     from asp_mpk.cacg import choose_s, last_stats
     from asp_mpk.matrix import analysed
 
-    A = gallery.poisson2d(150)                      # DIA: the kernel can stream
+    # DIA: the kernel can stream; a matrix of its own per case (analyses are kept per process)
+    A = gallery.poisson2d(149 if powers_first else 150)
     b = np.random.default_rng(6).standard_normal(A.shape[0])
-    modes = analysed(A, np.float64).powers(choose_s(A.shape[0], A.nnz)).cg_modes
+    s = choose_s(A.shape[0], A.nnz)
+    mp = analysed(A, np.float64).powers(s)
+    if powers_first:
+        for _ in range(2):
+            asp_mpk.matrix_powers(A, b, s)
+            _wait_for_background_compiles()
+        # one call of CG's kind builds a variant of it (bound second, untuned)
+        m = 2 * (s + 1)
+        coefs = np.zeros((3, s))
+        coefs[0] = 1.0
+        mp.run(np.stack([b, b]), np.empty((2, s + 1, A.shape[0])), coefs, np.empty((m, m)),
+               "recurrence")
+        _wait_for_background_compiles()
+        assert mp.bound_kernel() is mp.bound_kernel(basis="monomial") is not None
+        assert mp.bound_kernel(basis="recurrence") is not None
+    modes = mp.cg_modes
     modes.record("classical", 1e-3)
     for _ in range(modes.TRIES_BEFORE_GIVING_UP):
         modes.record("stored", 1.0)                 # far slower than classical: given up
     streamed = 0
     for _ in range(modes.EXPLORE_FROM_SOLVE):          # up to the solve exploring a new mode
-        x, info = asp_mpk.cg(A, b, rtol=1e-8)
+        x, info = asp_mpk.cg(A, b, rtol=1e-8, maxiter=2000)   # SciPy takes 453
         st = last_stats()
         assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
         assert st.steps_by_mode.get("stored", 0) <= st.s   # only the step that specialised

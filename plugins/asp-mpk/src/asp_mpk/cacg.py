@@ -353,10 +353,13 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         # mode and tunes on every RETRY_AFTER-th outer step instead of on the caller's path;
         # while the other variants still compile in the background, it runs classical steps
         # only.  Streaming needs no tuning: any compiled variant's will do (a stored basis
-        # given up on as too slow leaves the tuning unfinished, not the streaming untried).
+        # given up on as too slow leaves the tuning unfinished, not the streaming untried),
+        # but it must be one compiled for the recurrence basis (a monomial one, bound by
+        # matrix_powers calls, streams A^j p: CG then never converged).
         passes = kern if kern is not None else mp.bound_kernel()
+        streamer = kern if kern is not None else mp.bound_kernel(basis="recurrence")
         available = ["stored"]
-        if passes is not None and passes.can_stream and callback is None:
+        if streamer is not None and streamer.can_stream and callback is None:
             available.append("stream")
         if allow_classical and passes is not None and passes.has_cg:
             available.insert(0, "classical")   # timed first: it needs no tuning
@@ -383,8 +386,8 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         pq = None   # the s-step modes write p: q no longer holds A p
         streaming = mode == "stream"
         if streaming:
-            assert passes is not None   # "stream" is offered with a compiled kernel only
-            passes.stream(xs, coefs, gram=G)            # basis never stored: Gram only
+            assert streamer is not None   # "stream" is offered with a compiled kernel only
+            streamer.stream(xs, coefs, gram=G)          # basis never stored: Gram only
         else:
             mp.run(xs, V, coefs, G, "recurrence")
         t1 = clock()
@@ -401,10 +404,10 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if steps:
             C = np.stack([st.xc, st.rc, st.pc])
             if streaming:
-                assert passes is not None
+                assert streamer is not None
                 # recompute the basis block by block and combine it in cache; the new p, r go
                 # to the other buffer because neighbouring blocks still read the old ones
-                passes.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
+                streamer.stream(xs, coefs, C=C, xo=x, ro=xs_alt[1], po=xs_alt[0])
                 xs, xs_alt = xs_alt, xs
                 p, r = xs[0], xs[1]
             elif (kb := mp.bound_kernel()) is not None:

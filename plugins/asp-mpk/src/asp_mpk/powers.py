@@ -272,12 +272,16 @@ class MatrixPowers:
         fn = self._dispatch.tuned(key)
         return fn if isinstance(fn, CKernel) else None
 
-    def bound_kernel(self) -> Any:
+    def bound_kernel(self, *, basis: str | None = None) -> Any:
         """A compiled :class:`~asp_mpk.kernels.CKernel` for this matrix if one is built (its
-        ``combine``/``spmv`` helpers are format-independent), else None."""
+        ``combine``/``spmv`` helpers and CG passes are basis-independent), else None.
+        ``basis``: only a kernel compiled for that basis ("monomial" or "recurrence"), as its
+        powers and ``stream`` compute that basis only."""
         from asp_mpk.kernels import CKernel
 
-        for fn in self._dispatch.specializations.values():
+        for key, fn in self._dispatch.specializations.items():
+            if basis is not None and key[5] != (basis == "monomial"):   # see tuned_kernel
+                continue
             if isinstance(fn, CKernel):
                 return fn
             for built in getattr(fn, "built", {}).values():  # variants built while tuning
