@@ -37,7 +37,11 @@ def _spin(fresh_cache):
 
 
 @requires_compiler
-def test_ctrl_c_interrupts_a_long_compiled_call(fresh_cache):
+def test_ctrl_c_interrupts_a_long_compiled_call(fresh_cache, request):
+    # Python's own Ctrl-C handler, whatever the test run inherited (a job started in the
+    # background by a non-interactive shell ignores SIGINT, and Python then installs none)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     lib, fn, finished = _spin(fresh_cache)
     out = np.zeros(1)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))

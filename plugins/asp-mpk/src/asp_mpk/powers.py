@@ -280,7 +280,8 @@ class MatrixPowers:
         from asp_mpk.kernels import CKernel
 
         for key, fn in self._dispatch.specializations.items():
-            if basis is not None and key[5] != (basis == "monomial"):   # see tuned_kernel
+            # the key is tuned_kernel's: its sixth item says "monomial"
+            if basis is not None and isinstance(key, tuple) and key[5] != (basis == "monomial"):
                 continue
             if isinstance(fn, CKernel):
                 return fn
