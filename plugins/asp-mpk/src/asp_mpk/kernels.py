@@ -261,18 +261,20 @@ class CKernel:
             raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
         return self._cg[i]
 
-    def _vectors(self, *vs: np.ndarray) -> None:
+    def _vectors(self, *vs: np.ndarray, distinct: str = "") -> None:
+        """Check the CG vectors; with ``distinct`` (their names, for the error) also that no
+        two overlap (the passes read one while writing another)."""
         for v in vs:
             if not (isinstance(v, np.ndarray) and v.shape == (self.n,) and v.dtype == self.dtype
                     and v.flags.c_contiguous):
                 raise ValueError(f"CG vectors must be contiguous ({self.n},) {self.dtype} arrays")
+        if distinct and any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
+            raise ValueError(f"{distinct} must not overlap")
 
     def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
         fn = self._cg_pass(0)
-        self._vectors(p, q)
-        if np.shares_memory(p, q):
-            raise ValueError("p and q must not overlap")
+        self._vectors(p, q, distinct="p and q")
         return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.nthreads))
 
     def cg_update(self, alpha: float, x: np.ndarray | None, p: np.ndarray, r: np.ndarray,
@@ -296,9 +298,7 @@ class CKernel:
         new p on return (fused CG pass: the next iteration's product, this one's direction)."""
         fn = self._cg_pass(3)
         vs = (r, p, q) if x is None else (r, p, q, x)
-        self._vectors(*vs)
-        if any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
-            raise ValueError("r, p, q and x must not overlap")
+        self._vectors(*vs, distinct="r, p, q and x")
         return float(fn(self.n, *self._whole_matrix(), float(alpha), float(beta), _p(x), _p(r),
                         _p(p), _p(q), self.nthreads))
 
@@ -310,10 +310,7 @@ class CKernel:
         None.  Returns what :func:`asp_mpk.cacg._classical_steps` does: (iterations done,
         r.r, alphas, betas, broke down, ``p . q`` of the new p or None)."""
         fn = self._cg_pass(4)
-        vs = (x, p, r, q)
-        self._vectors(*vs)
-        if any(np.shares_memory(a, b) for i, a in enumerate(vs) for b in vs[i + 1:]):
-            raise ValueError("x, p, r and q must not overlap")
+        self._vectors(x, p, r, q, distinct="x, p, r and q")
         steps = max(int(steps), 0)
         st = np.array([rr, np.nan if pq is None else pq])
         coefs = np.empty((2, max(steps, 1)))
