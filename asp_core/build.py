@@ -17,7 +17,7 @@ from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, ge
 from asp_core.errors import CacheError
 from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
-__all__ = ["CompiledLibrary", "compile_library", "library_key"]
+__all__ = ["CompiledLibrary", "compile_library", "is_cached", "library_key"]
 
 
 @dataclass
@@ -41,6 +41,18 @@ def library_key(source: str, *, lang: str = "c", openmp: bool = True,
                      openmp=bool(openmp and tc.has_openmp), lang=lang,
                      machine=platform.machine(), asp=__version__,
                      specialised_on=specialised_on or {})
+
+
+def is_cached(source: str, *, lang: str = "c", openmp: bool = True, flags: tuple[str, ...] = (),
+              specialised_on: dict[str, Any] | None = None) -> bool:
+    """Whether :func:`compile_library` would find ``source`` built in the code cache (nothing
+    is compiled): a plugin can leave out work that only pays off in a process that compiles."""
+    key = library_key(source, lang=lang, openmp=openmp, flags=flags,
+                      specialised_on=specialised_on)
+    try:
+        return get_cache().lookup(key) is not None
+    except CacheError:  # unusable cache: compile_library would build in a private one
+        return False
 
 
 def compile_library(source: str, *, lang: str = "c", openmp: bool = True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from asp_core import CacheError
-from asp_core.build import compile_library, library_key
+from asp_core.build import compile_library, is_cached, library_key
 from asp_core.cache import CodeCache, cache_key
 from asp_core.cli import maintenance
 from pytest_asp import requires_compiler
@@ -85,6 +85,15 @@ def test_entry_has_checksums_and_private_mode(fresh_cache):
     again = compile_library(SRC, name="twice", openmp=False)
     assert again.cached and again.seconds == 0.0 and again.path == lib.path
     assert len(_entries(fresh_cache)) == 1
+
+
+@requires_compiler
+def test_is_cached_answers_without_compiling(fresh_cache):
+    assert not is_cached(SRC, openmp=False)
+    assert not _entries(fresh_cache)   # nothing was built
+    compile_library(SRC, name="twice", openmp=False)
+    assert is_cached(SRC, openmp=False)
+    assert not is_cached(SRC, openmp=False, specialised_on={"n": 1})   # another key
 
 
 @requires_compiler

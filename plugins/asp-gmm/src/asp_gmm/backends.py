@@ -105,14 +105,12 @@ def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Varia
 def _compile_later(ctx: SpecializationContext, args: dict[str, Any], name: str) -> None:
     """A sibling's background compile once the fits end, unless the code cache has it (a
     later process: the tuner then times it on the fit's iterations, loaded at no cost)."""
-    from asp_core.build import library_key
-    from asp_core.cache import get_cache
+    from asp_core.build import is_cached
     from asp_gmm import fits
 
     keyed = ("lang", "openmp", "flags", "specialised_on")
     try:
-        cached = get_cache().lookup(library_key(
-            args["source"], **{k: v for k, v in args.items() if k in keyed})) is not None
+        cached = is_cached(args["source"], **{k: v for k, v in args.items() if k in keyed})
     except Exception:  # noqa: BLE001 - e.g. no compiler: the sibling's own build reports it
         cached = False
     if not cached:
