@@ -64,20 +64,16 @@ def _tolerant(default: Any) -> Callable[[_F], _F]:
             try:
                 return method(self, *args, **kwargs)
             except (sqlite3.Error, OSError) as exc:
-                _warn_unusable(self.path, exc)
+                if str(self.path) not in _warned:
+                    _warned.add(str(self.path))
+                    warnings.warn(f"asp: the tuning database {self.path} cannot be used "
+                                  f"({type(exc).__name__}: {exc}); tuning results are neither "
+                                  "read nor stored, kernels still run", CacheWarning, stacklevel=3)
                 return default
 
         return run  # type: ignore[return-value]
 
     return wrap
-
-
-def _warn_unusable(path: Path, exc: BaseException) -> None:
-    if str(path) not in _warned:
-        _warned.add(str(path))
-        warnings.warn(f"asp: the tuning database {path} cannot be used ({type(exc).__name__}: "
-                      f"{exc}); tuning results are neither read nor stored, kernels still run",
-                      CacheWarning, stacklevel=4)
 
 
 class PerfDB:

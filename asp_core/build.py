@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from asp_core import background
 from asp_core._version import __version__
-from asp_core.cache import (CodeCache, on_noexec_mount, cache_key, file_stem, get_cache, load_library,
+from asp_core.cache import (CodeCache, cache_key, file_stem, get_cache, on_noexec_mount,
                             private_cache)
 from asp_core.errors import CacheError
 from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
@@ -83,6 +83,11 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
         return _load(get_cache(), key, build, name, suffix)
     except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe
         return _load(private_cache(str(exc)), key, build, name, suffix)
+
+
+def load_library(path: Path) -> ctypes.CDLL:
+    """``dlopen`` a verified shared object (a seam the fault tests replace)."""
+    return ctypes.CDLL(str(path))
 
 
 def _load(cache: CodeCache, key: str, build: Callable[[Path], dict[str, Any]], name: str,

@@ -16,7 +16,6 @@ from a directory or file another user owns or can write to (loading runs its cod
 from __future__ import annotations
 
 import atexit
-import ctypes
 import hashlib
 import json
 import os
@@ -258,10 +257,7 @@ _caches: dict[Path, CodeCache] = {}
 def get_cache() -> CodeCache:
     """The cache for the current ``ASP_CACHE_DIR`` (re-read on each call)."""
     root = config.cache_dir()
-    cache = _caches.get(root)
-    if cache is None:
-        cache = _caches[root] = CodeCache(root)
-    return cache
+    return _caches.get(root) or _caches.setdefault(root, CodeCache(root))
 
 
 _private: CodeCache | None = None
@@ -281,8 +277,3 @@ def private_cache(reason: str) -> CodeCache:
         atexit.register(shutil.rmtree, root, True)
         _private = CodeCache(root)
     return _private
-
-
-def load_library(path: Path) -> ctypes.CDLL:
-    """``dlopen`` a verified shared object."""
-    return ctypes.CDLL(str(path))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["PHASES", "FRONTEND", "DOMAIN_OPTIMIZATION", "PLATFORM_SELECTION",
-           "PLATFORM_OPTIMIZATION", "BACKEND", "check_phase"]
+           "PLATFORM_OPTIMIZATION", "BACKEND"]
 
 FRONTEND = "frontend"
 DOMAIN_OPTIMIZATION = "domain_optimization"
@@ -13,10 +13,3 @@ BACKEND = "backend"
 
 PHASES: tuple[str, ...] = (FRONTEND, DOMAIN_OPTIMIZATION, PLATFORM_SELECTION,
                            PLATFORM_OPTIMIZATION, BACKEND)
-
-
-def check_phase(phase: str) -> str:
-    """Return ``phase`` if it names one of :data:`PHASES`, else raise ``ValueError``."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
-    return phase

@@ -47,7 +47,6 @@ class TuningCallable:
         self._get = variants.__getitem__
         self._built = variants._built
         self._on_decided = on_decided
-        self.failed: dict[str, str] = {}
 
     @property
     def built(self) -> Mapping[str, Callable[..., Any]]:
@@ -64,7 +63,6 @@ class TuningCallable:
             except AspError as exc:
                 if not self._built:
                     raise
-                self.failed[name] = str(exc)
                 self.tuner.exclude(name, f"failed to build: {exc}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Hashable, Iterator
 
 from asp_core import config
 from asp_core.errors import PluginError
-from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, check_phase
+from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION
 
 __all__ = ["Specializer", "Component", "Registry", "Choice"]
 
@@ -147,7 +147,8 @@ class Registry:
         """Add a component; ``(specializer, phase, name)`` must be new. ``obj`` may be
         ``"package.module:attribute"`` (imported lazily; a class is instantiated), and
         ``platforms`` declares what a phase 4/5 component accepts without importing it."""
-        check_phase(phase)
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
         for comp in self.components:
             if (comp.specializer, comp.phase, comp.name) == (specializer, phase, name):
                 raise PluginError(

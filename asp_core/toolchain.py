@@ -104,18 +104,14 @@ class Toolchain:
             return CompileResult(Path(""), result.command, result.seconds, result.log)
 
 
-def _probe_cache_path() -> Path:
-    from asp_core.config import cache_dir
-
-    return cache_dir() / "toolchains.json"
-
-
 def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any],
                valid: Callable[[Any], bool] = lambda v: True) -> Any:
     """Remember a compiler probe on disk (a warm process must not pay ~40 ms of subprocesses),
     keyed by the executable's path and mtime, so an upgraded compiler is probed again."""
+    from asp_core.config import cache_dir
+
     ident = f"{kind}|{executable}|{mtime}"
-    path = _probe_cache_path()
+    path = cache_dir() / "toolchains.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

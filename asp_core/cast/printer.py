@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from asp_core.cast import nodes as n
 
@@ -47,18 +48,17 @@ class CPrinter:
         return "\n".join(self.lines(node)) + "\n"
 
     def lines(self, node: object) -> list[str]:
-        method = getattr(self, "_s_" + type(node).__name__, None)
-        if method is None or not isinstance(node, n.Node):
-            raise TypeError(f"cannot print {type(node).__name__}: not a lowered platform-AST "
-                            "statement (lower domain nodes to asp_core.cast nodes first)")
-        return method(node)
+        return self._method("_s_", node, "statement")(node)
 
     def expr(self, node: object) -> str:
-        method = getattr(self, "_e_" + type(node).__name__, None)
+        return self._method("_e_", node, "expression")(node)
+
+    def _method(self, prefix: str, node: object, what: str) -> Any:
+        method = getattr(self, prefix + type(node).__name__, None)
         if method is None or not isinstance(node, n.Node):
             raise TypeError(f"cannot print {type(node).__name__}: not a lowered platform-AST "
-                            "expression (lower domain nodes to asp_core.cast nodes first)")
-        return method(node)
+                            f"{what} (lower domain nodes to asp_core.cast nodes first)")
+        return method
 
     def _pad(self, text: str) -> str:
         return self.indent_unit * self._level + text
