@@ -195,7 +195,7 @@ class MatrixPowers:
         """Array of shape (k+1, n) (or (nvec, k+1, n) for a 2-D ``x``) of basis vectors."""
         from asp_mpk.bases import basis_coefs
 
-        arr = as_vector(x, self.n, allow_2d=True)
+        arr = as_vector(x, self.n, allow_2d=True, finite=False)
         two_d = arr.ndim == 2
         # the kernel only reads xs: no copy when x already has the right layout
         xs = np.ascontiguousarray(arr if two_d else arr[None, :], dtype=self.dtype)
@@ -211,7 +211,13 @@ class MatrixPowers:
                     and out.flags.c_contiguous):
                 raise ValueError(f"out must be a C-contiguous {want} {self.dtype} array")
             res = out.reshape(shape)
-        self.run(xs, res, coefs, None, "monomial" if basis == "monomial" else "recurrence")
+        kind = "monomial" if basis == "monomial" else "recurrence"
+        kern = self.tuned_kernel(nvec=xs.shape[0], gram=False, basis=kind)
+        if kern is not None:   # steady state: the winner, which checks x as it copies it
+            kern(xs, res, coefs, None, kind, check_x=True)
+        else:
+            as_vector(xs, self.n, allow_2d=True)
+            self.run(xs, res, coefs, None, kind)
         return res if two_d else res[0]
 
     __call__ = powers
