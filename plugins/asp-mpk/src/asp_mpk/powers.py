@@ -218,6 +218,8 @@ class MatrixPowers:
         else:
             as_vector(xs, self.n, allow_2d=True)
             self.run(xs, res, coefs, None, kind)
+        if out is not None:
+            return out
         return res if two_d else res[0]
 
     __call__ = powers
@@ -315,13 +317,15 @@ def _compile_in_background() -> bool:
     return choice == "background" and config.mode() == "auto"
 
 
-def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None
-                  ) -> np.ndarray:
+def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """``[x, P_1(A)x, ..., P_k(A)x]`` as an array of shape (k+1, n); SciPy-compatible inputs.
 
     ``basis``: ``"monomial"`` (A^j x), ``"newton"`` (products of (A - shifts[j]); Leja-ordered
     Ritz values when ``shifts`` is None) or ``"chebyshev"`` (scaled Chebyshev polynomials on the
     interval ``shifts = (lmin, lmax)``, estimated by Lanczos when None).
+    ``out``: a C-contiguous array of the result's shape and A's dtype to write into (returned);
+    without it a new array, or a result of an earlier call that nothing refers to any more.
     """
     k = check_k(k)
     if basis not in ("monomial", "newton", "chebyshev"):
@@ -330,7 +334,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     if np.asarray(x).dtype != mp.dtype:
         as_vector(x, mp.n)  # validate before the conversion below
     return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
-                     basis=basis, shifts=shifts)
+                     basis=basis, shifts=shifts, out=out)
 
 
 def _cached_powers(A: Any, k: int) -> MatrixPowers:
@@ -341,8 +345,22 @@ def _cached_powers(A: Any, k: int) -> MatrixPowers:
     return analysed(A).powers(k)
 
 
-def spmv(A: Any, x: Any) -> np.ndarray:
-    """``A @ x`` through the generated kernel (the k = 1 matrix-powers kernel)."""
+def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``A @ x`` through the generated kernel; ``out``: a C-contiguous (n,) array of A's dtype
+    to write into (not overlapping x).  Once tuned, the k = 1 kernel's own product entry point
+    runs (y = A x: x read, y written, nothing else); before that, the matrix-powers call."""
     mp = _cached_powers(A, 1)
-    arr = as_vector(x, mp.n)
-    return mp.powers(arr.astype(mp.dtype, copy=False))[1].copy()
+    xv = np.ascontiguousarray(as_vector(x, mp.n), dtype=mp.dtype)
+    if out is None:
+        y = np.empty(mp.n, dtype=mp.dtype)
+    elif not (isinstance(out, np.ndarray) and out.shape == (mp.n,) and out.dtype == mp.dtype
+              and out.flags.c_contiguous) or np.shares_memory(out, xv):
+        raise ValueError(f"out must be a C-contiguous ({mp.n},) {mp.dtype} array not "
+                         "overlapping x")
+    else:
+        y = out
+    kern = mp.tuned_kernel(nvec=1, gram=False, basis="monomial")
+    if kern is not None and kern.has_spmv:
+        return kern.spmv(xv, y)
+    y[...] = mp.powers(xv)[1]
+    return y
