@@ -315,9 +315,10 @@ def test_functional_results_stay_valid_across_calls():
 
 @requires_compiler
 def test_streaming_store_variants_match_and_come_first(monkeypatch):
-    """A basis far larger than the L2 caches: the first DIA format gets streaming-store twins,
-    proposed first; every variant still equals repeated ``A @ x``, and x with inf or nan is a
-    ValueError from each (dia kernels check x while they copy it)."""
+    """A basis far larger than the L2 caches: the first DIA format's variants write it with
+    streaming stores (one regular-store twin left to compare); every variant still equals
+    repeated ``A @ x``, and x with inf or nan is a ValueError from each (dia kernels check x
+    while they copy it)."""
     import importlib
     import platform
 
@@ -332,7 +333,7 @@ def test_streaming_store_variants_match_and_come_first(monkeypatch):
     variants = MatrixPowers(A, k, tune=False).variants()
     names = list(variants)
     assert names[0].endswith("-nt") and variants[names[0]].nt
-    assert {v[:-3] for v in names if v.endswith("-nt")} <= set(names)   # twins of variants
+    assert names[0][:-3] in names      # its regular-store twin, for the tuner to compare
     coefs = np.zeros((3, k))
     coefs[0] = 1.0
     bad = x[None].copy()

@@ -116,12 +116,13 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
 
 def streaming_twins(cands: list[Candidate], op: MatrixPowersOp, l2_total: int
                     ) -> list[Candidate]:
-    """``cands`` plus a twin of each that writes the basis with streaming
-    stores (same plan, same code: a runtime flag), where those exist (x86) and the basis is
-    written without being read back (no Gram matrix) and is larger than the cores' L2 caches.
-    The twins come first (the default before tuning) when the basis is over four times those
-    caches: it cannot stay in cache for the caller anyway, and the stores then cost a read of
-    each line for ownership.  The tuner decides between them."""
+    """``cands`` with streaming-store twins (same plan, same code: a runtime flag that writes
+    the basis with streaming stores), where those exist (x86) and the basis is written without
+    being read back (no Gram matrix) and is larger than the cores' L2 caches.  Past four times
+    those caches the basis cannot stay in cache for the caller anyway and regular stores cost a
+    read of each line for ownership: the twins then replace the candidates (first, the default
+    before tuning) but for the first, left for the tuner to time against them; below that both
+    are timed.  Every twin is one more timed call while tuning."""
     import platform
 
     isz = 8 if op.dtype == "float64" else 4
@@ -130,4 +131,4 @@ def streaming_twins(cands: list[Candidate], op: MatrixPowersOp, l2_total: int
             platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return cands
     twins = [c.replace(nt=True) for c in cands]
-    return twins + cands if basis > 4 * l2_total else cands + twins
+    return twins + cands[:1] if basis > 4 * l2_total else cands + twins
