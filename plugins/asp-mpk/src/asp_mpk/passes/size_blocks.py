@@ -103,13 +103,12 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
                 for nb, ks, sizing in choices]
         if small and cores > 1:
             mine.append(mine[-1].replace(nblocks=2 * cores, threads=cores, sizing="few"))
-        first = mine[0]
         if c is op.candidates[0] and c.format in ("dia", "dia-c"):
             mine = streaming_twins(mine, op, l2 * cores)
         if not small and cores > 1 and c is op.candidates[0]:
-            # one single-threaded twin of the first format (same plan, same code): on a busy
+            # one single-threaded twin of the first variant (same plan, same code): on a busy
             # machine a second thread that is descheduled stalls every parallel region
-            mine.append(first.replace(threads=1))
+            mine.append(mine[0].replace(threads=1))
         out.extend(mine)
     return op.replace(candidates=out), out != list(op.candidates)
 
