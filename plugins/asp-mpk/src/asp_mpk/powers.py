@@ -57,6 +57,7 @@ class MatrixPowers:
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
         self._tuned: set[tuple] = set()                 # ... by the tuned kernel
+        self._winners: dict[tuple, Any] = {}            # ... and that kernel (no gram)
         self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
@@ -212,7 +213,7 @@ class MatrixPowers:
                 raise ValueError(f"out must be a C-contiguous {want} {self.dtype} array")
             res = out.reshape(shape)
         kind = "monomial" if basis == "monomial" else "recurrence"
-        kern = self.tuned_kernel(nvec=xs.shape[0], gram=False, basis=kind)
+        kern = self._winner(xs.shape[0], kind)
         if kern is not None:   # steady state: the winner, which checks x as it copies it
             kern(xs, res, coefs, None, kind, check_x=True)
         else:
@@ -270,6 +271,18 @@ class MatrixPowers:
         dispatch = self._dispatch if options is None else \
             Dispatcher("mpk", self._reference, instance=self, options=options)
         return dispatch.build_variants(xs, out, coefs, g, basis)
+
+    def _winner(self, nvec: int, basis: str) -> Any:
+        """:meth:`tuned_kernel` for calls without a Gram matrix, remembered once found, and
+        not looked for before this call kind's specialisation is done (the lookup needs the
+        analysis, which a first call must not wait for)."""
+        kind = (nvec, False, basis == "monomial")
+        kern = self._winners.get(kind)
+        if kern is None and kind in self._ready:
+            kern = self.tuned_kernel(nvec=nvec, gram=False, basis=basis)
+            if kern is not None:
+                self._winners[kind] = kern
+        return kern
 
     def tuned_kernel(self, *, nvec: int, gram: bool, basis: str) -> Any:
         """The compiled kernel bound for this call kind once tuning has finished, else None."""
@@ -359,7 +372,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
                          "overlapping x")
     else:
         y = out
-    kern = mp.tuned_kernel(nvec=1, gram=False, basis="monomial")
+    kern = mp._winner(1, "monomial")
     if kern is not None and kern.has_spmv:
         return kern.spmv(xv, y)
     y[...] = mp.powers(xv)[1]
