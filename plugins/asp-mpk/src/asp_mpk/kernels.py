@@ -346,7 +346,7 @@ class CKernel:
 
     @property
     def has_spmv(self) -> bool:
-        """True when the kernel has a plain product entry point (:meth:`spmv`)."""
+        """True when the kernel holds the whole matrix and offers :meth:`spmv`."""
         return self._spmv is not None
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
