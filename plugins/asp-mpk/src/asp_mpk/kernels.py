@@ -66,10 +66,10 @@ class CKernel:
         self.k = k
         self.dtype = np.dtype(dtype)
         self.nthreads = int(nthreads)
-        #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
-        self.nt = bool(nt) and fmt == "dia"
         self.ksplit = int(ksplit) if ksplit else k
         self.name = name
+        #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
+        self.nt = bool(nt) and fmt == "dia"
         cdll = lib.cdll
         if fmt == "dia":
             fn = cdll.mpk_dia
