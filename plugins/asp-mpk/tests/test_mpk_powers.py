@@ -311,3 +311,72 @@ def test_functional_results_stay_valid_across_calls():
     np.testing.assert_array_equal(V1, keep)    # held results are never reused
     assert not np.shares_memory(V1, V2) and not np.shares_memory(V2, V3)
     np.testing.assert_allclose(V2[2], A @ (A @ x2), rtol=1e-12, atol=1e-12)
+
+
+@requires_compiler
+def test_streaming_store_variants_match_and_come_first(monkeypatch):
+    """A basis far larger than the L2 caches: the first DIA format's variants write it with
+    streaming stores (one regular-store twin left to compare); every variant still equals
+    repeated ``A @ x``, and x with inf or nan is a ValueError from each (dia kernels check x
+    while they copy it)."""
+    import importlib
+    import platform
+
+    size_blocks = importlib.import_module("asp_mpk.passes.size_blocks")
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        pytest.skip("streaming stores are proposed on x86 only")
+    monkeypatch.setattr(size_blocks, "_hardware", lambda ctx: (256 << 10, 8 << 20, 2))
+    A = gallery.poisson2d(300)               # not a small problem: several threads, blocks
+    n, k = A.shape[0], 5
+    x = np.random.default_rng(4).standard_normal(n)
+    ref = reference(A, x[None], None, k)
+    variants = MatrixPowers(A, k, tune=False).variants()
+    names = list(variants)
+    assert names[0].endswith("-nt") and variants[names[0]].nt
+    assert names[0][:-3] in names      # its regular-store twin, for the tuner to compare
+    coefs = np.zeros((3, k))
+    coefs[0] = 1.0
+    bad = x[None].copy()
+    bad[0, n // 2] = np.nan
+    for vname, fn in variants.items():
+        out = np.full((1, k + 1, n), np.nan)
+        fn(x[None].copy(), out, coefs, None, "monomial", check_x=True)
+        assert_levels_close(out, ref, 1e-12)
+        with pytest.raises(ValueError, match="non-finite"):
+            fn(bad, out, coefs, None, "monomial", check_x=True)
+    # no twins where the basis is read back (the fused Gram matrix of s-step CG)
+    gram = MatrixPowers(A, k, tune=False).variants(nvec=2, basis="recurrence", gram=True)
+    assert not any(v.endswith("-nt") for v in gram)
+
+
+@requires_compiler
+def test_out_arguments_and_tuned_fast_paths(monkeypatch):
+    """``matrix_powers(..., out=)`` and ``spmv(..., out=)`` write into the caller's array; once
+    tuned, ``MatrixPowers.powers`` calls the tuned kernel itself and ``spmv`` its product entry
+    point; x with nan is still refused on those paths."""
+    A = gallery.poisson2d(60)
+    n = A.shape[0]
+    x = np.random.default_rng(5).standard_normal(n)
+    out = np.empty((4, n))
+    res = asp_mpk.matrix_powers(A, x, 3, out=out)
+    assert res is out
+    assert_levels_close(out[None], reference(A, x[None], None, 3), 1e-12)
+    with pytest.raises(ValueError, match="out must be"):
+        asp_mpk.matrix_powers(A, x, 3, out=np.empty((3, n)))
+    mp = asp_mpk.matrix.analysed(A).powers(3)
+    assert mp.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None   # tuning off
+    y = np.empty(n)
+    assert asp_mpk.spmv(A, x, out=y) is y
+    np.testing.assert_allclose(y, A @ x, rtol=1e-13, atol=1e-13)
+    kern = asp_mpk.matrix.analysed(A).powers(1).tuned_kernel(nvec=1, gram=False,
+                                                              basis="monomial")
+    assert kern is not None and kern.has_spmv
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="overlapping"):
+        asp_mpk.spmv(A, x, out=x)
+    bad = x.copy()
+    bad[7] = np.inf
+    for call in (lambda: asp_mpk.matrix_powers(A, bad, 3), lambda: mp.powers(bad),
+                 lambda: asp_mpk.spmv(A, bad)):
+        with pytest.raises(ValueError, match="non-finite"):
+            call()

@@ -130,6 +130,8 @@ def _variant_name(c: Candidate) -> str:
         name += f"-ks{c.ksplit}"
     if c.threads == 1:
         name += "-t1"
+    if c.nt:
+        name += "-nt"
     return name
 
 
@@ -153,7 +155,7 @@ class PA1Variants(PlatformOptimizer):
             ir = variant_program(name, mpk, c)
             out.append(Variant(name, PlatformProgram(program.platform, ir, program.meta),
                                {"format": c.format, "nblocks": c.nblocks, "ksplit": c.ksplit,
-                                "threads": c.threads, "ordering": op.ordering}))
+                                "threads": c.threads, "nt": c.nt, "ordering": op.ordering}))
         ctx.record("program", platform=f"{program.platform} variants", text="/* " + "\n   ".join(
             str(v.program.ir) for v in out) + " */")
         return out
@@ -193,7 +195,8 @@ class CBackend(Backend):
         lib = ctx.compile(**planned.compile_args())
         _precompile_in_background(ctx, vp.program, ctx.instance)   # after the first compile
         return CKernel(lib, vp.storage.template, planned.plan, n=op.matrix.n, k=op.k,
-                       dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name)
+                       dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name,
+                       nt=vp.nt)
 
 
 #: platform programs whose other formats were handed to :mod:`asp_core.background` already

@@ -42,6 +42,7 @@ class Candidate(Node):
     ksplit: int = 0             # 0: all k levels in one pass
     threads: int = 0            # 0: all cores
     note: str = ""
+    nt: bool = False            # streaming stores for the basis (dia formats)
     sizing: str = ""            # what set nblocks ("l2", "l3q", "l3h": the cache share a
                                 #   block fills; "few": two per thread; "one"), so variant
                                 #   names do not depend on n and winners carry over

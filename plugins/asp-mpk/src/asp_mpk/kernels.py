@@ -47,11 +47,18 @@ def _p(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+def _check_finite(xs: np.ndarray) -> None:
+    from asp_mpk import native
+
+    if not native.all_finite(xs):
+        raise ValueError("x has non-finite values (inf or nan)")
+
+
 class CKernel:
     """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
 
     def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: str | np.dtype,
-                 nthreads: int, ksplit: int, name: str) -> None:
+                 nthreads: int, ksplit: int, name: str, nt: bool = False) -> None:
         self.lib = lib
         self.fmt = fmt
         self.plan = plan
@@ -61,11 +68,13 @@ class CKernel:
         self.nthreads = int(nthreads)
         self.ksplit = int(ksplit) if ksplit else k
         self.name = name
+        #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
+        self.nt = bool(nt) and fmt == "dia"
         cdll = lib.cdll
         if fmt == "dia":
             fn = cdll.mpk_dia
             fn.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr,
-                           _int, _ptr]
+                           _int, _ptr, _int, _ptr]
             self._spmv = cdll.spmv_dia
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _int]
             self._stream = cdll.mpk_dia_stream
@@ -135,14 +144,21 @@ class CKernel:
 
     # -- calls ----------------------------------------------------------------------------------
     def _run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
-             k: int) -> None:
+             k: int, check_x: bool = False) -> None:
+        """One pass of the kernel; ``check_x``: raise ``ValueError`` when ``xs`` holds a value
+        that is not finite (dia kernels check during their copy of ``xs``, the others first)."""
         p = self.plan
+        bad = ctypes.c_int(0)
+        if check_x and self.fmt != "dia":
+            _check_finite(xs)
         al, be, ga = (coefs[0], coefs[1], coefs[2])
         al, be, ga = (np.ascontiguousarray(a) for a in (al, be, ga))
         nvec = xs.shape[0]
         if self.fmt == "dia":
             rc = self._fn(self.n, _p(p.dvals), _p(p.masks), nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out),
-                          len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram))
+                          len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram),
+                          int(self.nt and gram is None),
+                          ctypes.addressof(bad) if check_x else None)
         elif self.fmt == "csr":
             c = p.closures[k]
             rc = self._fn(self.n, nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out), c.nblocks,
@@ -153,11 +169,15 @@ class CKernel:
                           _p(al), _p(be), _p(ga), _p(out), self.nthreads, _p(gram))
         if rc != 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
+        if bad.value:
+            raise ValueError("x has non-finite values (inf or nan)")
 
     def __call__(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
-                 gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:
+                 gram: np.ndarray | None = None, basis: str = "monomial", *,
+                 check_x: bool = False) -> np.ndarray:
         """The kernel's call (the backend binds this object itself): ``basis`` only names the
-        call kind, the recurrence is in ``coefs``."""
+        call kind, the recurrence is in ``coefs``.  ``check_x``: ``ValueError`` when ``xs`` holds
+        inf or nan (checked by a dia kernel as it copies ``xs``: no extra pass)."""
         k = out.shape[1] - 1 if isinstance(out, np.ndarray) and out.ndim == 3 else -1
         if k != self.k:
             raise ValueError(f"this kernel computes k={self.k} levels; out has shape "
@@ -167,8 +187,10 @@ class CKernel:
         if ks <= 0 or ks >= k or gram is not None or \
                 any(coefs[2, j] != 0.0 for j in range(ks, k, ks)):
             # one pass (three-term recurrences need two levels at a segment start: no split)
-            self._run(xs, out, coefs, gram, k)
+            self._run(xs, out, coefs, gram, k, check_x)
             return out
+        if check_x:
+            _check_finite(xs)
         # k-splitting: levels j0+1..j0+ks from level j0, ks at a time (shorter ghost zones,
         # less redundant work, at the price of reading the matrix once per segment)
         nvec = xs.shape[0]
@@ -321,6 +343,11 @@ class CKernel:
         pq_out = float(st[1])
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
+
+    @property
+    def has_spmv(self) -> bool:
+        """True when the kernel holds the whole matrix and offers :meth:`spmv`."""
+        return self._spmv is not None
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""

@@ -57,6 +57,7 @@ class MatrixPowers:
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
         self._tuned: set[tuple] = set()                 # ... by the tuned kernel
+        self._winners: dict[tuple, Any] = {}            # ... and that kernel (no gram)
         self._pending: dict[tuple, threading.Thread] = {}
         self._dispatch = Dispatcher("mpk", self._reference, fallback=self._reference,
                                     instance=self, options=options or {},
@@ -195,7 +196,7 @@ class MatrixPowers:
         """Array of shape (k+1, n) (or (nvec, k+1, n) for a 2-D ``x``) of basis vectors."""
         from asp_mpk.bases import basis_coefs
 
-        arr = as_vector(x, self.n, allow_2d=True)
+        arr = as_vector(x, self.n, allow_2d=True, finite=False)
         two_d = arr.ndim == 2
         # the kernel only reads xs: no copy when x already has the right layout
         xs = np.ascontiguousarray(arr if two_d else arr[None, :], dtype=self.dtype)
@@ -211,7 +212,15 @@ class MatrixPowers:
                     and out.flags.c_contiguous):
                 raise ValueError(f"out must be a C-contiguous {want} {self.dtype} array")
             res = out.reshape(shape)
-        self.run(xs, res, coefs, None, "monomial" if basis == "monomial" else "recurrence")
+        kind = "monomial" if basis == "monomial" else "recurrence"
+        kern = self._winner(xs.shape[0], kind)
+        if kern is not None:   # steady state: the winner, which checks x as it copies it
+            kern(xs, res, coefs, None, kind, check_x=True)
+        else:
+            as_vector(xs, self.n, allow_2d=True)
+            self.run(xs, res, coefs, None, kind)
+        if out is not None:
+            return out
         return res if two_d else res[0]
 
     __call__ = powers
@@ -263,6 +272,18 @@ class MatrixPowers:
             Dispatcher("mpk", self._reference, instance=self, options=options)
         return dispatch.build_variants(xs, out, coefs, g, basis)
 
+    def _winner(self, nvec: int, basis: str) -> Any:
+        """:meth:`tuned_kernel` for calls without a Gram matrix, remembered once found, and
+        not looked for before this call kind's specialisation is done (the lookup needs the
+        analysis, which a first call must not wait for)."""
+        kind = (nvec, False, basis == "monomial")
+        kern = self._winners.get(kind)
+        if kern is None and kind in self._ready:
+            kern = self.tuned_kernel(nvec=nvec, gram=False, basis=basis)
+            if kern is not None:
+                self._winners[kind] = kern
+        return kern
+
     def tuned_kernel(self, *, nvec: int, gram: bool, basis: str) -> Any:
         """The compiled kernel bound for this call kind once tuning has finished, else None."""
         from asp_mpk.kernels import CKernel
@@ -309,13 +330,15 @@ def _compile_in_background() -> bool:
     return choice == "background" and config.mode() == "auto"
 
 
-def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None
-                  ) -> np.ndarray:
+def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None, *,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """``[x, P_1(A)x, ..., P_k(A)x]`` as an array of shape (k+1, n); SciPy-compatible inputs.
 
     ``basis``: ``"monomial"`` (A^j x), ``"newton"`` (products of (A - shifts[j]); Leja-ordered
     Ritz values when ``shifts`` is None) or ``"chebyshev"`` (scaled Chebyshev polynomials on the
     interval ``shifts = (lmin, lmax)``, estimated by Lanczos when None).
+    ``out``: a C-contiguous array of the result's shape and A's dtype to write into (returned);
+    without it a new array, or a result of an earlier call that nothing refers to any more.
     """
     k = check_k(k)
     if basis not in ("monomial", "newton", "chebyshev"):
@@ -324,7 +347,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     if np.asarray(x).dtype != mp.dtype:
         as_vector(x, mp.n)  # validate before the conversion below
     return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
-                     basis=basis, shifts=shifts)
+                     basis=basis, shifts=shifts, out=out)
 
 
 def _cached_powers(A: Any, k: int) -> MatrixPowers:
@@ -335,8 +358,22 @@ def _cached_powers(A: Any, k: int) -> MatrixPowers:
     return analysed(A).powers(k)
 
 
-def spmv(A: Any, x: Any) -> np.ndarray:
-    """``A @ x`` through the generated kernel (the k = 1 matrix-powers kernel)."""
+def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``A @ x`` through the generated kernel; ``out``: a C-contiguous (n,) array of A's dtype
+    to write into (not overlapping x).  Once tuned, the k = 1 kernel's own product entry point
+    runs (y = A x: x read, y written, nothing else); before that, the matrix-powers call."""
     mp = _cached_powers(A, 1)
-    arr = as_vector(x, mp.n)
-    return mp.powers(arr.astype(mp.dtype, copy=False))[1].copy()
+    xv = np.ascontiguousarray(as_vector(x, mp.n), dtype=mp.dtype)
+    if out is None:
+        y = np.empty(mp.n, dtype=mp.dtype)
+    elif not (isinstance(out, np.ndarray) and out.shape == (mp.n,) and out.dtype == mp.dtype
+              and out.flags.c_contiguous) or np.shares_memory(out, xv):
+        raise ValueError(f"out must be a C-contiguous ({mp.n},) {mp.dtype} array not "
+                         "overlapping x")
+    else:
+        y = out
+    kern = mp._winner(1, "monomial")
+    if kern is not None and kern.has_spmv:
+        return kern.spmv(xv, y)
+    y[...] = mp.powers(xv)[1]
+    return y

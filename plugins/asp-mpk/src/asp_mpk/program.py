@@ -192,6 +192,7 @@ class VariantProgram:
     threads: int = 1       # OpenMP threads of the kernel
     ksplit: int = 0        # 0: all k levels in one pass
     fallback: VariantProgram | None = None
+    nt: bool = False       # streaming stores for the basis (dia kernels)
 
     def materialise(self, mp: MatrixPowers) -> PlannedVariant:
         """Build this variant's plan, or its fallback's when PA1 cannot pay off here."""
@@ -210,6 +211,7 @@ class VariantProgram:
     def __str__(self) -> str:
         text = (f"{self.name}: {self.storage.format} kernel, {self.threads} thread(s)"
                 + (f", {self.ksplit} levels per pass" if self.ksplit else "")
+                + (", streaming stores" if self.nt else "")
                 + f"; plan: {self.plan}")
         if self.fallback is not None:
             text += f"; when the closures exceed 4x nnz: {self.fallback.storage.format}"
@@ -238,7 +240,8 @@ def variant_program(name: str, program: MPKProgram, c: Candidate) -> VariantProg
     if storage.template == "csr":
         fallback = VariantProgram(name, program, Storage.of("naive"), PlanSpec("naive"),
                                   threads, c.ksplit)
-    return VariantProgram(name, program, storage, spec, threads, c.ksplit, fallback)
+    return VariantProgram(name, program, storage, spec, threads, c.ksplit, fallback,
+                          nt=c.nt and storage.template == "dia")
 
 
 @dataclass(frozen=True)

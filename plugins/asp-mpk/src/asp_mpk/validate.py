@@ -73,8 +73,11 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     return csr
 
 
-def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False) -> np.ndarray:
-    """Validated float array of length ``n`` (or shape (m, n) when ``allow_2d``); never a view."""
+def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
+              finite: bool = True) -> np.ndarray:
+    """Validated float array of length ``n`` (or shape (m, n) when ``allow_2d``); never a view.
+    ``finite=False`` leaves the check for inf and nan to the caller (a kernel that makes it
+    while it copies x anyway)."""
     arr = np.asarray(x)
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got dtype object")
@@ -92,7 +95,7 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False) -> np.
         raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
     from asp_mpk import native
 
-    if not native.all_finite(arr):
+    if finite and not native.all_finite(arr):
         raise ValueError(f"{name} has non-finite values (inf or nan)")
     return arr
 

@@ -99,14 +99,35 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
         small = m.nnz * k < SMALL_WORK
         if small:   # one block, one thread: every sizing is the same variant
             choices = [(1, ks, "one") for ks in dict.fromkeys(ks for _, ks, _ in choices)]
-        for nb, ks, sizing in choices:
-            out.append(c.replace(nblocks=nb, ksplit=ks, threads=1 if small else cores,
-                                 sizing=sizing))
+        mine = [c.replace(nblocks=nb, ksplit=ks, threads=1 if small else cores, sizing=sizing)
+                for nb, ks, sizing in choices]
         if small and cores > 1:
-            out.append(out[-1].replace(nblocks=2 * cores, threads=cores, sizing="few"))
-        elif cores > 1 and c is op.candidates[0]:
-            # one single-threaded twin of the first format (same plan, same code): on a busy
+            mine.append(mine[-1].replace(nblocks=2 * cores, threads=cores, sizing="few"))
+        if c is op.candidates[0] and c.format in ("dia", "dia-c"):
+            mine = streaming_twins(mine, op, l2 * cores)
+        if not small and cores > 1 and c is op.candidates[0]:
+            # one single-threaded twin of the first variant (same plan, same code): on a busy
             # machine a second thread that is descheduled stalls every parallel region
-            first = out[-len(choices)]
-            out.append(first.replace(threads=1))
+            mine.append(mine[0].replace(threads=1))
+        out.extend(mine)
     return op.replace(candidates=out), out != list(op.candidates)
+
+
+def streaming_twins(cands: list[Candidate], op: MatrixPowersOp, l2_total: int
+                    ) -> list[Candidate]:
+    """``cands`` with streaming-store twins (same plan, same code: a runtime flag that writes
+    the basis with streaming stores), where those exist (x86) and the basis is written without
+    being read back (no Gram matrix) and is larger than the cores' L2 caches.  Past four times
+    those caches the basis cannot stay in cache for the caller anyway and regular stores cost a
+    read of each line for ownership: the twins then replace the candidates (first, the default
+    before tuning) but for the first, left for the tuner to time against them; below that both
+    are timed.  Every twin is one more timed call while tuning."""
+    import platform
+
+    isz = 8 if op.dtype == "float64" else 4
+    basis = op.nvec * (op.k + 1) * op.matrix.n * isz
+    if op.gram or basis <= l2_total or \
+            platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return cands
+    twins = [c.replace(nt=True) for c in cands]
+    return twins + cands[:1] if basis > 4 * l2_total else cands + twins

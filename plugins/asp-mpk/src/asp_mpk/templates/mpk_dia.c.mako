@@ -31,8 +31,56 @@ def coef(d):
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__AVX512F__) || defined(__AVX__) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 typedef ${T} real;
+<%
+sfx = "pd" if T == "double" else "ps"
+isas = [("__AVX512F__", "_mm512", 64), ("__AVX__", "_mm256", 32), ("__SSE2__", "_mm", 16)]
+%>
+/* dst[0, len) = src[0, len); with nt, in streaming (non-temporal) stores from the first
+   vector-aligned element: the basis vectors are written once and not read back by this call,
+   so they need not pass through the cache (which would first read each line for ownership:
+   the output is most of this kernel's memory traffic).  Whether that pays is the tuner's
+   call (the "-nt" variants). */
+static void copy_out(real *restrict dst, const real *restrict src, int64_t len, int nt)
+{
+% for i, (macro, pre, vb) in enumerate(isas):
+#${"if" if i == 0 else "elif"} defined(${macro})
+    if (nt) {
+        int64_t i = 0;
+        for (; i < len && ((uintptr_t)(dst + i) & ${vb - 1}); ++i) dst[i] = src[i];
+        for (; i + ${vb} / (int64_t)sizeof(real) <= len; i += ${vb} / (int64_t)sizeof(real))
+            ${pre}_stream_${sfx}(dst + i, ${pre}_loadu_${sfx}(src + i));
+        for (; i < len; ++i) dst[i] = src[i];
+        return;
+    }
+% endfor
+#endif
+    memcpy(dst, src, sizeof(real) * (size_t)len);
+}
+
+/* copy_out, also telling whether src holds a value that is not finite (inf or nan): the
+   check of the starting vectors comes with the copy every call makes, while they are in cache,
+   instead of a separate pass over them before the call */
+static int copy_checked(real *restrict dst, const real *restrict src, int64_t len, int nt)
+{
+    copy_out(dst, src, len, nt);
+    real z = (real)0;   /* x - x is 0 for a finite x, nan for inf and nan */
+#pragma omp simd reduction(+:z)
+    for (int64_t i = 0; i < len; ++i) z += src[i] - src[i];
+    return z != (real)0;
+}
+
+/* orders this thread's streaming stores before what follows (the caller reading the result) */
+static void stores_done(void)
+{
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
 
 /* Rows [a, b) of one level: y[i - yb] = sum_d dv[d*n + i] * xp[i + off_d - xb], then the basis
    recurrence (xq: level j-2, NULL for none).  y2 (if not NULL) receives the same values at
@@ -105,10 +153,13 @@ int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *
 
 /* The k+1 basis vectors of nvec starting vectors: out[v][j] (each n long) = P_j(A) x[v].
    P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
-   bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V. */
+   bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V.
+   nt: write out with streaming stores (see copy_out; not with gram, which reads it back).
+   xbad (if not NULL) receives 1 when x holds a value that is not finite, else 0. */
 int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const real *x, int64_t k,
             const double *al, const double *be, const double *ga,
-            real *out, int64_t nblk, const int64_t *bounds, int nthreads, double *gram)
+            real *out, int64_t nblk, const int64_t *bounds, int nthreads, double *gram, int nt,
+            int *xbad)
 {
     const int64_t H = ${max(-minoff, maxoff)};
     int64_t wmax = 0;
@@ -119,7 +170,7 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
         if (hi - lo > wmax) wmax = hi - lo;
     }
     const int64_t m = nvec * (k + 1);
-    int failed = 0;
+    int failed = 0, bad = 0;
     if (gram) memset(gram, 0, sizeof(double) * (size_t)(m * m));
 #pragma omp parallel num_threads(nthreads)
     {
@@ -137,7 +188,12 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
             for (int64_t v = 0; v < nvec; ++v) {
                 const real *xv = x + v * n;
                 real *ov = out + v * (k + 1) * n;
-                memcpy(ov + lo, xv + lo, sizeof(real) * (size_t)(hi - lo));
+                if (!xbad) {
+                    copy_out(ov + lo, xv + lo, hi - lo, nt);
+                } else if (copy_checked(ov + lo, xv + lo, hi - lo, nt)) {
+#pragma omp atomic write
+                    bad = 1;
+                }
                 const real *p1 = xv; int64_t b1 = 0;      /* level j-1 and its base row */
                 const real *p2 = NULL; int64_t b2 = 0;    /* level j-2 */
                 for (int64_t j = 1; j <= k; ++j) {
@@ -151,8 +207,14 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
                     real gaj = ${"(real)0" if monomial else "(real)ga[j - 1]"};
                     if (j < k) {
                         level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, a, lo, alj, bej, gaj);
-                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, oj, lo, hi, alj, bej, gaj);
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, nt ? NULL : oj, lo, hi,
+                                   alj, bej, gaj);
                         level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, hi, e, alj, bej, gaj);
+                        if (nt) copy_out(oj + lo, y + (lo - L0), hi - lo, 1);
+                    } else if (nt) {
+                        /* last level: only the owned rows, through the ring (from cache) */
+                        level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, lo, hi, alj, bej, gaj);
+                        copy_out(oj + lo, y + (lo - L0), hi - lo, 1);
                     } else {
                         /* last level: only the owned rows, straight into the output */
                         level_rows(n, dv, mk, p1, b1, p2, b2, oj, 0, NULL, lo, hi, alj, bej, gaj);
@@ -170,10 +232,12 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
             free(g);
         }
         free(ring);
+        if (nt) stores_done();
     }
     if (gram)
         for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
+    if (xbad) *xbad = bad;
     return failed ? -1 : 0;
 }
 
