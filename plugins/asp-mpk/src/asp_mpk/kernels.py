@@ -88,6 +88,7 @@ class CKernel:
         if fmt != "dia":
             self._stream = None
         self._cg: tuple[Any, ...] | None = None
+        self._cg_dots: tuple[tuple, tuple[float, float]] = ((), (np.nan, np.nan))
         if fmt in ("dia", "naive"):
             dot, upd, dirn = cdll.cg_apply_dot, cdll.cg_update, cdll.cg_direction
             dap = cdll.cg_direction_apply
@@ -312,13 +313,18 @@ class CKernel:
         fn = self._cg_pass(4)
         self._vectors(x, p, r, q, distinct="x, p, r and q")
         steps = max(int(steps), 0)
-        st = np.array([rr, np.nan if pq is None else pq])
+        # r.q and q.q that the DIA kernels' one-pass iteration left (see _cg.c.mako), reused
+        # when the caller continues with the same vectors: else a pass computes them again
+        key = (_p(r), _p(q), pq)
+        dots = self._cg_dots[1] if pq is not None and self._cg_dots[0] == key else (np.nan,) * 2
+        st = np.array([rr, np.nan if pq is None else pq, *dots])
         coefs = np.empty((2, max(steps, 1)))
         ret = int(fn(self.n, *self._whole_matrix(), _p(x), _p(r), _p(p), _p(q), steps,
                      float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.nthreads))
         broke = ret < 0
         done = -ret - 1 if broke else ret
         pq_out = float(st[1])
+        self._cg_dots = ((_p(r), _p(q), pq_out), (float(st[2]), float(st[3])))
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
 
