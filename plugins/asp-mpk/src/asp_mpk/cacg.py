@@ -266,6 +266,16 @@ class _ScipyPasses:
         p += r
 
 
+def _true_residual(mp: Any, csr: Any, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``b - A x``, with the threaded product of a compiled whole-matrix kernel when one is
+    built (SciPy's one-thread product cost 1-2 % of a steady 3-D Poisson 100³ solve)."""
+    kern = mp.bound_kernel()
+    if kern is None or not kern.has_spmv:
+        return b - csr @ x
+    ax = kern.spmv(x, np.empty_like(x))
+    return np.subtract(b, ax, out=ax)
+
+
 def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
            s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
            ) -> tuple[np.ndarray, int]:
@@ -308,7 +318,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     while True:
         if np.sqrt(rr) < tol:
             # recursive residual says converged: confirm with the true residual
-            rt = b - csr @ x
+            rt = _true_residual(mp, csr, b, x)
             rrt = float(rt @ rt)
             if np.sqrt(rrt) < tol:
                 stats.iterations = it
@@ -432,7 +442,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             return x, max(it, 1)
         # residual replacement when the recursive residual fell far below the last true one
         if replace_residual(rr, since_replace, tol):
-            rt = b - csr @ x
+            rt = _true_residual(mp, csr, b, x)
             r[:] = rt
             rr = float(rt @ rt)
             stats.replacements += 1

@@ -328,6 +328,11 @@ class CKernel:
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
 
+    @property
+    def has_spmv(self) -> bool:
+        """True when the kernel holds the whole matrix and offers :meth:`spmv`."""
+        return self._spmv is not None
+
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """y = A x with the kernel's matrix (dia and naive formats)."""
         if self._spmv is None:
