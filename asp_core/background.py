@@ -49,6 +49,7 @@ _workers: dict[bool, list[threading.Thread]] = {False: [], True: []}
 LOW_PRIORITY_NICE = 19
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
 _low_priority: set[_Slot] = set()  # the low-priority ones among them
+_held: set[_Slot] = set()  # the when_idle ones not handed to the workers yet
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
 #: seconds without a :func:`foreground` span after which ``when_idle`` compiles start
@@ -95,6 +96,7 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
                 _low_priority.add(slot)
             if when_idle and (_spans or _idle_timer is not None):
                 _deferred.append((low_priority, (slot, future, job)))
+                _held.add(slot)
             else:
                 _enqueue(low_priority, (slot, future, job))
             return future
@@ -142,14 +144,17 @@ def _idle() -> None:
         for low_priority, item in _deferred:
             _enqueue(low_priority, item)
         _deferred.clear()
+        _held.clear()
 
 
-def busy(*, low_priority: bool = False) -> bool:
+def busy(*, low_priority: bool = False, waiting: bool = True) -> bool:
     """Whether compiles at normal priority are queued or running: a timing taken now shares
     the cores with them (low-priority ones give way to the caller's code). ``low_priority``:
-    count those too, i.e. whether any variant is still to come from the pool."""
+    count those too, i.e. whether any variant is still to come from the pool. ``waiting=False``:
+    leave out ``when_idle`` compiles still held back (they run no compiler yet)."""
     with _lock:
-        return any(low_priority or slot not in _low_priority for slot in _futures)
+        return any((low_priority or slot not in _low_priority)
+                   and (waiting or slot not in _held) for slot in _futures)
 
 
 def claim(key: str) -> Future[CompiledLibrary] | None:
@@ -205,6 +210,7 @@ def _forget(slot: _Slot) -> None:
     """Drop a compile that ended or was cancelled (the caller holds ``_lock``)."""
     del _futures[slot]
     _low_priority.discard(slot)
+    _held.discard(slot)
 
 
 def _max_workers() -> int:
@@ -267,6 +273,7 @@ def _after_fork() -> None:
     _workers.update({False: [], True: []})
     _futures.clear()
     _low_priority.clear()
+    _held.clear()
 
 
 if hasattr(os, "register_at_fork"):

@@ -188,6 +188,7 @@ def test_when_idle_compiles_wait_for_the_foreground_spans(fresh_cache, gated_com
     with background.foreground():
         future = background.submit(source=src, openmp=False, name="bg_idle", when_idle=True)
         assert background.busy() and not future.running()
+        assert not background.busy(waiting=False)   # held back: no compiler runs yet
     with background.foreground():   # within IDLE_S of the first span: still waiting
         threading.Event().wait(0.3)
         assert src not in gated_compiler["runs"] and not future.done()

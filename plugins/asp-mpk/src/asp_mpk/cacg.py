@@ -392,7 +392,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             stats.seconds["classical"] += elapsed
             stats.steps_by_mode["classical"] = stats.steps_by_mode.get("classical", 0) + done
             if done == s:
-                modes.record("classical", elapsed, trusted=not background.busy())
+                modes.record("classical", elapsed, trusted=not background.busy(waiting=False))
             if broke:
                 stats.iterations = it
                 return x, max(it, 1)
@@ -435,7 +435,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         t3 = clock()
         stats.seconds["combine"] += t3 - t2
         if steps == s:
-            modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy(),
+            modes.record(mode, (t1 - t0) + (t3 - t2), trusted=not background.busy(waiting=False),
                           final=kern is not None or streaming)
         if broke:
             stats.iterations = it
