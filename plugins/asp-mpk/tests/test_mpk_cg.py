@@ -382,3 +382,16 @@ def test_a_mode_hopelessly_slower_is_given_up_after_one_try():
         seq.append(mode)
         modes.record(mode, {"stored": slow, "classical": 1.0}[mode], final=False)
     assert seq.count("stored") == 1
+
+
+@requires_compiler
+def test_b_and_x0_are_left_unchanged():
+    """b is read in place (no copy) and x0 copied: neither is written by the solve."""
+    A = gallery.poisson2d(40)
+    b = np.random.default_rng(8).standard_normal(A.shape[0])
+    x0 = np.ones(A.shape[0])
+    b_in, x0_in = b.copy(), x0.copy()
+    for _ in range(2):
+        x, info = asp_mpk.cg(A, b, x0, rtol=1e-8)
+        assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+        assert np.array_equal(b, b_in) and np.array_equal(x0, x0_in)

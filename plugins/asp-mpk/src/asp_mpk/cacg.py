@@ -118,7 +118,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
         raise ValueError(f"basis must be 'chebyshev' or 'newton', got {basis!r}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable")
-    bvec = np.array(bv, dtype=np.float64)
+    bvec = np.ascontiguousarray(bv, dtype=np.float64)   # only read, as SciPy reads b
     x = np.zeros(n) if x0 is None else np.array(x0v, dtype=np.float64)
     stats = CGStats()
     _local.stats = stats
