@@ -177,3 +177,33 @@ def test_exit_cancels_queued_compiles_and_waits_for_running_ones(fresh_cache):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_when_idle_compiles_wait_for_the_foreground_spans(fresh_cache, gated_compiler,
+                                                          monkeypatch):
+    """A ``when_idle`` compile submitted inside a foreground span starts only once no span has
+    run for IDLE_S: a second span begun in between holds it back again."""
+    monkeypatch.setattr(background, "IDLE_S", 0.2)
+    src = _source("idle")
+    with background.foreground():
+        future = background.submit(source=src, openmp=False, name="bg_idle", when_idle=True)
+        assert background.busy() and not future.running()
+        assert not background.busy(waiting=False)   # held back: no compiler runs yet
+    with background.foreground():   # within IDLE_S of the first span: still waiting
+        threading.Event().wait(0.3)
+        assert src not in gated_compiler["runs"] and not future.done()
+    assert future.result(timeout=120).cdll.asp_bg_idle(1) == 5
+    assert gated_compiler["runs"].count(src) == 1
+    assert not background.busy()
+
+
+def test_when_idle_compile_runs_at_once_outside_spans_and_a_build_takes_it_over(
+        fresh_cache, gated_compiler):
+    now = background.submit(source=_source("now"), openmp=False, name="bg_now", when_idle=True)
+    assert now.result(timeout=120).cdll.asp_bg_now(1) == 4   # no span: not deferred
+    src = _source("over")
+    with background.foreground():
+        waiting = background.submit(source=src, openmp=False, name="bg_over", when_idle=True)
+        lib = compile_library(src, openmp=False, name="bg_over")   # the caller needs it now
+        assert waiting.cancelled() and lib.cdll.asp_bg_over(1) == 5
+    assert gated_compiler["runs"].count(src) == 1 and not background.busy()

@@ -291,6 +291,38 @@ def test_cg_steps_in_one_call_match_the_pass_by_pass_loop(variant):
     assert (done, broke, pq) == (0, True, None)
 
 
+@requires_compiler
+@pytest.mark.parametrize("make", [lambda: gallery.variable_poisson2d(300),
+                                  lambda: gallery.poisson2d(9000, 8)],
+                         ids=["halo-under-a-chunk", "halo-over-a-chunk"])
+def test_one_pass_iterations_match_the_two_pass_loop_across_chunks_and_threads(make):
+    """The DIA kernels' one-pass iteration updates r a halo ahead of the product, each thread
+    on its own rows: on matrices of several chunks per thread (halo of 300 rows, and of 9000
+    rows, more than a chunk) it gives the two-pass loop's vectors and coefficients."""
+    from asp_mpk.cacg import _classical_steps
+    from asp_mpk.powers import MatrixPowers
+
+    A = make()
+    built = MatrixPowers(A, 1, tune=False).variants()
+    kern = built[next(v for v in built if v.startswith("dia"))]
+    n = A.shape[0]
+    b = np.random.default_rng(3).standard_normal(n)
+    runs = []
+    for callback in (None, lambda xk: None):   # one call in C (one pass) / pass by pass
+        x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+        pq, rr, out = None, float(b @ b), []
+        for _ in range(3):
+            done, rr, al, be, broke, pq = _classical_steps(kern, x, p, r, q, rr, 8, 0.0,
+                                                           callback, pq)
+            assert done == 8 and not broke
+            out += al + be
+        runs.append((x, r, p, q, np.array(out)))
+    for got, want in zip(runs[0], runs[1]):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(runs[0][3], A @ runs[0][2], rtol=1e-12,
+                               atol=1e-12 * np.abs(runs[0][3]).max())
+
+
 def test_samples_taken_while_compiling_are_not_kept():
     from asp_mpk.cg_modes import ModeTimes
 
@@ -350,3 +382,16 @@ def test_a_mode_hopelessly_slower_is_given_up_after_one_try():
         seq.append(mode)
         modes.record(mode, {"stored": slow, "classical": 1.0}[mode], final=False)
     assert seq.count("stored") == 1
+
+
+@requires_compiler
+def test_b_and_x0_are_left_unchanged():
+    """b is read in place (no copy) and x0 copied: neither is written by the solve."""
+    A = gallery.poisson2d(40)
+    b = np.random.default_rng(8).standard_normal(A.shape[0])
+    x0 = np.ones(A.shape[0])
+    b_in, x0_in = b.copy(), x0.copy()
+    for _ in range(2):
+        x, info = asp_mpk.cg(A, b, x0, rtol=1e-8)
+        assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+        assert np.array_equal(b, b_in) and np.array_equal(x0, x0_in)

@@ -143,7 +143,7 @@ def test_cg_does_not_tune_while_variants_compile(fresh_cache, monkeypatch):
 
     A = gallery.poisson2d(150)
     b = np.random.default_rng(5).standard_normal(A.shape[0])
-    monkeypatch.setattr(background, "busy", lambda: True)
+    monkeypatch.setattr(background, "busy", lambda **kw: True)
     x, info = asp_mpk.cg(A, b, rtol=1e-8)
     st = last_stats()
     assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
@@ -193,3 +193,40 @@ def test_cg_streams_when_the_stored_basis_is_given_up(fresh_cache, powers_first)
         streamed += st.steps_by_mode.get("stream", 0)
         _wait_for_background_compiles()                 # (modes are not timed next to gcc)
     assert streamed > 0
+
+
+@requires_compiler
+def test_other_formats_compile_between_solves_not_during_them(fresh_cache, monkeypatch):
+    """A solve is a foreground span of the core's pool: the other formats' compiles, handed to
+    the pool by the first variant's build, start only once no solve has run for IDLE_S."""
+    import threading
+
+    from asp_core import background as pool
+    from asp_core.toolchain import Toolchain
+
+    monkeypatch.setattr(pool, "IDLE_S", 0.3)
+    real = Toolchain.compile
+    runs: list[tuple[str, float, float]] = []
+
+    def compile(self, source, workdir, **kw):
+        t0 = time.monotonic()
+        try:
+            return real(self, source, workdir, **kw)
+        finally:
+            runs.append((threading.current_thread().name, t0, time.monotonic()))
+
+    monkeypatch.setattr(Toolchain, "compile", compile)
+    A = gallery.poisson2d(300)                    # dia-c first; dia and naive in the pool
+    b = np.random.default_rng(4).standard_normal(A.shape[0])
+    spans = []
+    for _ in range(2):                            # back to back: the compiles wait
+        t0 = time.monotonic()
+        x, info = asp_mpk.cg(A, b, rtol=1e-8)
+        spans.append((t0, time.monotonic()))
+        assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+    assert pool.busy()                            # waiting for the gap after the solves
+    _wait_for_background_compiles()
+    pooled = [(t0, t1) for name, t0, t1 in runs if name.startswith("asp-compile")]
+    assert len(pooled) == 2
+    end = spans[-1][1]
+    assert all(t0 >= end + 0.25 for t0, _ in pooled), (pooled, spans)

@@ -30,15 +30,16 @@ def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread
     return thread
 
 
-def busy() -> bool:
+def busy(*, waiting: bool = True) -> bool:
     """Whether background work (a specialisation here, a compile in :mod:`asp_core.background`)
-    is running now: timings taken meanwhile share the cores with gcc."""
+    is running now: timings taken meanwhile share the cores with gcc.  ``waiting=False``: leave
+    out compiles the pool holds back until the solves pause (they share nothing yet)."""
     from asp_core import background as pool
 
     with _LOCK:
         if any(t.is_alive() for t in _THREADS):
             return True
-    return pool.busy()
+    return pool.busy(waiting=waiting)
 
 
 @atexit.register

@@ -209,9 +209,11 @@ def _precompile_in_background(ctx: SpecializationContext, program: MPKProgram,
     the core's background pool (:mod:`asp_core.background`), once per specialisation: the
     autotuner then builds the variants it times from the code cache, and a build of a format
     still compiling waits for that compile instead of running a second gcc.  Started after the
-    first variant's compile, so that kernel is handed over at once, and one gcc at a time (each
-    submitted when the previous ends), so a solve running meanwhile keeps a core.  Calls do not
-    time variants while these compiles run (:meth:`MatrixPowers.run`, :func:`asp_mpk.cg`).
+first variant's compile, so that kernel is handed over at once, one gcc at a time (each
+    submitted when the previous ends), and only while no solve runs (``when_idle``: a solve is a
+    :func:`asp_core.background.foreground` span), so a solve never shares the cores with gcc:
+    on two cores a second solve took twice its steady time next to these compiles.  Calls do
+    not time variants while they wait or run (:meth:`MatrixPowers.run`, :func:`asp_mpk.cg`).
     Errors are left to the foreground build of the same variant, which reports them."""
     if program in _PRECOMPILING or ctx.decision(VARIANT) is not None:
         return   # started already, or the winner is known (perf database, ASP_AUTOTUNE=off)
@@ -241,7 +243,7 @@ def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixP
         if not done.cancelled():
             _submit_in_turn(ctx, program, mp, formats[1:])
 
-    background.submit(ctx, **args, variant=formats[0]).add_done_callback(then)
+    background.submit(ctx, **args, variant=formats[0], when_idle=True).add_done_callback(then)
 
 
 class ScipyBackend(Backend):

@@ -66,6 +66,13 @@ class CKernel:
         self.k = k
         self.dtype = np.dtype(dtype)
         self.nthreads = int(nthreads)
+        #: threads of the whole-matrix passes (classical CG, spmv): all of them.  A variant's
+        #: own count is the tuner's choice for its PA1 kernel (a "-t1" variant can win there
+        #: on a busy machine); memory-bound passes on one thread made classical CG, timed
+        #: with the tuned kernel's passes, look slower than s-step CG (3-D Poisson 100³)
+        from asp_core.hardware import default_threads
+
+        self.pass_threads = max(self.nthreads, default_threads())
         self.ksplit = int(ksplit) if ksplit else k
         self.name = name
         #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
@@ -97,6 +104,7 @@ class CKernel:
         if fmt != "dia":
             self._stream = None
         self._cg: tuple[Any, ...] | None = None
+        self._cg_dots: tuple[tuple, tuple[float, float]] = ((), (np.nan, np.nan))
         if fmt in ("dia", "naive"):
             dot, upd, dirn = cdll.cg_apply_dot, cdll.cg_update, cdll.cg_direction
             dap = cdll.cg_direction_apply
@@ -297,7 +305,7 @@ class CKernel:
         """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
         fn = self._cg_pass(0)
         self._vectors(p, q, distinct="p and q")
-        return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.nthreads))
+        return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.pass_threads))
 
     def cg_update(self, alpha: float, x: np.ndarray | None, p: np.ndarray, r: np.ndarray,
                   q: np.ndarray) -> float:
@@ -305,13 +313,13 @@ class CKernel:
         leaves the x update to :meth:`cg_direction_apply`, which reads p anyway."""
         fn = self._cg_pass(1)
         self._vectors(p, r, q, *(() if x is None else (x,)))
-        return float(fn(self.n, float(alpha), _p(x), _p(p), _p(r), _p(q), self.nthreads))
+        return float(fn(self.n, float(alpha), _p(x), _p(p), _p(r), _p(q), self.pass_threads))
 
     def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
         """``p = r + beta p`` (CG pass 3)."""
         fn = self._cg_pass(2)
         self._vectors(r, p)
-        fn(self.n, float(beta), _p(r), _p(p), self.nthreads)
+        fn(self.n, float(beta), _p(r), _p(p), self.pass_threads)
 
     def cg_direction_apply(self, beta: float, r: np.ndarray, p: np.ndarray, q: np.ndarray,
                            x: np.ndarray | None = None, alpha: float = 0.0) -> float:
@@ -322,7 +330,7 @@ class CKernel:
         vs = (r, p, q) if x is None else (r, p, q, x)
         self._vectors(*vs, distinct="r, p, q and x")
         return float(fn(self.n, *self._whole_matrix(), float(alpha), float(beta), _p(x), _p(r),
-                        _p(p), _p(q), self.nthreads))
+                        _p(p), _p(q), self.pass_threads))
 
     def cg_steps(self, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray, rr: float,
                  steps: int, tol: float, pq: float | None = None
@@ -334,13 +342,18 @@ class CKernel:
         fn = self._cg_pass(4)
         self._vectors(x, p, r, q, distinct="x, p, r and q")
         steps = max(int(steps), 0)
-        st = np.array([rr, np.nan if pq is None else pq])
+        # r.q and q.q that the DIA kernels' one-pass iteration left (see _cg.c.mako), reused
+        # when the caller continues with the same vectors: else a pass computes them again
+        key = (_p(r), _p(q), pq)
+        dots = self._cg_dots[1] if pq is not None and self._cg_dots[0] == key else (np.nan,) * 2
+        st = np.array([rr, np.nan if pq is None else pq, *dots])
         coefs = np.empty((2, max(steps, 1)))
         ret = int(fn(self.n, *self._whole_matrix(), _p(x), _p(r), _p(p), _p(q), steps,
-                     float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.nthreads))
+                     float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.pass_threads))
         broke = ret < 0
         done = -ret - 1 if broke else ret
         pq_out = float(st[1])
+        self._cg_dots = ((_p(r), _p(q), pq_out), (float(st[2]), float(st[3])))
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
 
@@ -353,5 +366,5 @@ class CKernel:
         """y = A x with the kernel's matrix (dia and naive formats)."""
         if self._spmv is None:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
-        self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.nthreads)
+        self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.pass_threads)
         return y

@@ -99,6 +99,17 @@ class PlanSpec:
         return get_plan(mp.csr, mp.pattern, mp.values, self.params(), order=order)
 
 
+#: optimisation level of the generated kernels, after the toolchain's own ``-O3``.  Their hot
+#: loops carry ``#pragma omp simd``, which gcc vectorises at ``-O2`` as well; ``-O3`` adds the
+#: loop vectoriser's versions of every other loop (guarded boundary rows, Gram and combine
+#: tails), which cost the compile 4x (compressed DIA, 2-D Poisson: 1.8 s against 0.43 s; 3-D:
+#: 3.1 s against 0.77 s, gcc 12) for no measured kernel speed (matrix powers, streaming and
+#: classical CG passes within noise on the Intel AVX-512 machine).  A first solve runs
+#: interim passes until that compile ends, and later solves share the cores with the other
+#: formats' compiles.
+OPT_FLAGS = ("-O2",)
+
+
 @dataclass(eq=False)
 class MPKProgram:
     """Phase 3's platform program: the op and the storage of each candidate format (in the
@@ -136,6 +147,7 @@ class MPKProgram:
         """:meth:`SpecializationContext.compile` arguments of the kernel for ``storage``."""
         op = self.op
         return {"source": self.source(storage, kinds), "name": f"mpk_{storage.template}",
+                "flags": OPT_FLAGS,
                 "specialised_on": {"format": storage.format, "dtype": op.dtype,
                                    "monomial": op.monomial, "block": storage.block,
                                    "offsets": list(op.matrix.offsets or ()),

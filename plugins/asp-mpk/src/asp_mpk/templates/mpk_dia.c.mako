@@ -149,7 +149,7 @@ int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *
     return 0;
 }
 
-<%include file="_cg.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows'"/>
+<%include file="_cg.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows', halo=max(-minoff, maxoff)"/>
 
 /* The k+1 basis vectors of nvec starting vectors: out[v][j] (each n long) = P_j(A) x[v].
    P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
