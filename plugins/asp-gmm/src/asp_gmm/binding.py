@@ -18,7 +18,7 @@ import numpy as np
 from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
-from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
 from asp_gmm.signature import parse_call
 
 __all__ = ["EMStepKernel", "EStepKernel", "KMeansAssignKernel", "KMeansSeedKernel",
@@ -211,21 +211,20 @@ class KMeansAssignKernel(_EntryPoint):
 
 
 class KMeansSeedKernel(_EntryPoint):
-    """``(X, x_squared_norms, candidates, closest, n_components, covariance_type) ->
-    KMeansSeed``: one k-means++ seeding step."""
+    """``(X, x_squared_norms, indices, closest, uniforms, n_components, covariance_type) ->
+    KMeansSeeding``: the rest of a k-means++ seeding, in one call."""
 
     symbol = "asp_gmm_kmeans_seed"
-    n_pointers = 6
+    n_pointers = 4
 
-    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
-                 closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
-        args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
+    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
+                 closest: np.ndarray, uniforms: np.ndarray, n_components: int,
+                 covariance_type: str) -> KMeansSeeding:
+        args = (X, x_squared_norms, indices, closest, uniforms, n_components, covariance_type)
         _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
         X = _x(X, self.plan)
-        # the kernel writes only the chosen candidate's distances, not one row per candidate
-        nearest, cumulative = np.empty(X.shape[0]), np.empty(X.shape[0])
-        pots = np.empty(candidates.shape[0])
-        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
-                  np.ascontiguousarray(closest), nearest, cumulative, pots)
-        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin and the kernel's
-        return KMeansSeed(best, float(pots[best]), nearest, cumulative)
+        # the kernel completes copies of the caller's arrays
+        indices, closest = np.array(indices), np.array(closest)
+        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(uniforms),
+                  indices, closest)
+        return KMeansSeeding(indices, closest)

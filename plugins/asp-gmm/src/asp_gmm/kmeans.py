@@ -11,7 +11,9 @@ scikit-learn's, in its order:
 
 * k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
   each next one ``rs.uniform(size=trials) * potential`` searched in the cumulative sum of the
-  squared distances, the candidate of least potential kept;
+  squared distances, the candidate of least potential kept; the steps after the first centre
+  run in one compiled call (one parallel pass per step, the draws searched block by block:
+  :func:`asp_gmm.reference.kmeans_seed`), their uniforms drawn in one call (the same numbers);
 * Lloyd (``_kmeans_single_lloyd``): on the data centred by its mean, at most 300 iterations,
   stopping when the labels repeat (strict convergence) or when the squared centre shift falls
   to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
@@ -44,16 +46,14 @@ MAX_ITER = 300
 TOL = 1e-4
 
 
-def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
-          n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
-          steps_left: int) -> KMeansSeed:
-    """One seeding step: compiled, or in NumPy while the library is not built (``steps_left``
-    such steps foreseen, this one included: they decide when a deferred build starts)."""
-    args = (X, xx, candidates, closest, n_clusters, covariance_type)
-    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
-        return engine.kmeans_seed(*args, options=options)
-    return engine.numpy_pass(reference.kmeans_seed, X, n_clusters, covariance_type, options,
-                             *args, calls_left=steps_left)
+def _numpy_seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray,
+                     closest: np.ndarray, n_clusters: int, covariance_type: str,
+                     options: dict[str, Any] | None, steps_left: int) -> KMeansSeed:
+    """One seeding step in NumPy while the library compiles (``steps_left`` such steps
+    foreseen, this one included: they decide when a deferred build starts)."""
+    return engine.numpy_pass(reference.kmeans_seed_step, X, n_clusters, covariance_type,
+                             options, X, xx, candidates, closest, n_clusters, covariance_type,
+                             calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
@@ -82,27 +82,40 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
     random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
     (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
-    N = X.shape[0]
+    N, D = X.shape
     trials = kmeans_trials(n_clusters)
-    em = _em_iteration_in_seed_steps(n_clusters, X.shape[1], trials, covariance_type)
+    em = _em_iteration_in_seed_steps(n_clusters, D, trials, covariance_type)
     xx = np.einsum("ij,ij->i", X, X) if x_squared_norms is None else x_squared_norms
     weights = np.ones(N, dtype=X.dtype)
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
-    # the first centre's distances: all candidates the same sample, nothing closer yet
-    step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                 n_clusters, covariance_type, options, n_clusters + em)
-    for c in range(1, n_clusters):
+    step: KMeansSeed | None = None
+    c = 1
+    # one step at a time in NumPy while the library compiles in the background
+    while c < n_clusters and not engine.compiled(D, n_clusters, covariance_type, X.dtype,
+                                                 options):
+        if step is None:  # the first centre's distances: all candidates the same sample
+            step = _numpy_seed_step(X, xx, np.full(trials, first, dtype=np.int64),
+                                    np.full(N, np.inf), n_clusters, covariance_type, options,
+                                    n_clusters + em)
+            continue
         rand_vals = random_state.uniform(size=trials) * step.potential
-        # scikit-learn's np.cumsum(closest), which the step computed along with closest
         candidates = np.searchsorted(step.cumulative, rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options,
-                     n_clusters - c + em)
+        step = _numpy_seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
+                                options, n_clusters - c + em)
         indices[c] = candidates[step.best]
-    return indices
+        c += 1
+    if c == n_clusters:
+        return indices
+    # the remaining steps in one compiled call, their draws made at once (the same numbers
+    # as one draw of `trials` per step)
+    uniforms = random_state.uniform(size=(n_clusters - c) * trials)
+    closest = np.full(N, np.inf) if step is None else step.closest
+    return engine.kmeans_seed(X, xx, indices, closest, uniforms, n_clusters, covariance_type,
+                              options).indices
 
 
 def _relocate_empty(X: np.ndarray, centers: np.ndarray, sums: np.ndarray, counts: np.ndarray,

@@ -120,9 +120,8 @@ _POINTERS: dict[str, list[tuple[str, str, bool]]] = {
                ("double", "shift", False), ("double", "out", True)],
     "kmeans_assign": [("double", "centers", False), ("int64_t", "labels", True),
                       ("double", "sums", True), ("double", "counts", True)],
-    "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
-                    ("double", "closest", False), ("double", "nearest", True),
-                    ("double", "cumulative", True), ("double", "pots", True)],
+    "kmeans_seed": [("double", "xx", False), ("double", "uniforms", False),
+                    ("int64_t", "indices", True), ("double", "closest", True)],
 }
 
 

@@ -24,7 +24,7 @@ _ARGS = {
     "e_step": ("X", "weights", "means", "precisions_cholesky", "covariance_type", "output"),
     "m_step": ("X", "resp", "n_components", "covariance_type", "reg_covar"),
     "kmeans_assign": ("X", "centers", "covariance_type"),
-    "kmeans_seed": ("X", "x_squared_norms", "candidates", "closest", "n_components",
+    "kmeans_seed": ("X", "x_squared_norms", "indices", "closest", "uniforms", "n_components",
                     "covariance_type"),
 }
 OPS = tuple(_ARGS)
@@ -131,12 +131,18 @@ def _check_seed(b: dict[str, Any], N: int) -> int:
         arr = b[name]
         if not isinstance(arr, np.ndarray) or arr.shape != (N,) or arr.dtype != np.float64:
             raise ValueError(f"{name} must be float64 of shape ({N},)")
-    cand = b["candidates"]
-    L = kmeans_trials(int(M))
-    if not isinstance(cand, np.ndarray) or cand.shape != (L,) or cand.dtype != np.int64:
-        raise ValueError(f"candidates must be int64 of shape ({L},)")
-    if L and (cand.min() < 0 or cand.max() >= N):
-        raise ValueError(f"candidates must be sample indices in [0, {N})")
+    idx = b["indices"]
+    if not isinstance(idx, np.ndarray) or idx.shape != (M,) or idx.dtype != np.int64:
+        raise ValueError(f"indices must be int64 of shape ({M},)")
+    c = int(np.count_nonzero(idx >= 0))
+    if c < 1 or (idx[:c] >= N).any() or (idx[c:] != -1).any():
+        raise ValueError(f"indices must be the chosen centres' sample indices in [0, {N}) "
+                         "(at least one), followed by -1")
+    uni = b["uniforms"]
+    L = (M - c) * kmeans_trials(int(M))
+    if not isinstance(uni, np.ndarray) or uni.shape != (L,) or uni.dtype != np.float64:
+        raise ValueError(f"uniforms must be float64 of shape ({L},): the draws of the "
+                         f"{M - c} steps left")
     return int(M)
 
 

@@ -854,26 +854,28 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     return 0;
 }
 
-/* One k-means++ seeding step over KM_TRIALS candidate samples. For candidate l and sample i
-   the new squared distance to the nearest centre is d_li = min(closest_i, |x_i - x_cand_l|^2),
-   the squared distance computed as scikit-learn's euclidean_distances does
-   ((-2 x.y + |y|^2) + |x|^2, clipped at 0); pots[l] = sum_i d_li is each candidate's
-   potential, and nearest[i] = d_best,i the distances once the first least one, best, is a
-   centre (the caller finds best again as NumPy's argmin of pots), with their running sum
-   cumulative[i] (NumPy's cumsum of nearest, added in the same order: the next step's draws
-   search it, and a separate np.cumsum was another pass over N doubles per step).
-   Two passes instead of writing all KM_TRIALS rows: the first sums the potentials and keeps,
-   per sample, a bit per candidate that came closer than closest_i; the second writes the
-   best row, copying closest_i where its bit is clear and recomputing d with the same
-   function where it is set (a small share of the samples). Writing the KM_TRIALS rows was
-   a third of the step's memory traffic (X is read once either way).
-   At -O3 gcc 12 unrolls the lane loops completely and then vectorises the sample loop with
-   gathers of x[k], twice as slow as -O2's code on AVX-512 (measured): these functions are
-   compiled at -O2. */
-#define KMP ((KM_TRIALS + 7) / 8 * 8)
+/* The k-means++ seeding (scikit-learn's _kmeans_plusplus) from its first chosen centres, in one
+   call: asp_gmm.kmeans draws the first centre and every step's uniforms (uniforms[t] of step s
+   at s * KM_TRIALS + t), and this function runs the steps. Each step is one parallel pass over
+   the samples, in lanes of 8: lane 0 is the centre chosen last, lanes 1..KM_TRIALS the step's
+   candidates. For sample i the pass folds lane 0 into closest_i (its squared distance to the
+   nearest centre) and sums, per block of SEED_BLK samples, d_li = min(closest_i,
+   |x_i - x_cand_l|^2) for each lane (the squared distance as scikit-learn's
+   euclidean_distances computes it: (-2 x.y + |y|^2) + |x|^2, clipped at 0), keeping a bit per
+   lane that came closer than closest_i. The block sums in order give each candidate's
+   potential (the first least is chosen, as NumPy's argmin) and the running sums at the block
+   starts; each of the next step's draws u * potential is then searched as np.searchsorted
+   searches the cumulative sum: in the block whose running sum reaches it, summing that
+   block's d_best,i from its start (recomputed with the same function where the bit is set).
+   This is np.cumsum's search except that the sums restart at each block from the sum of the
+   earlier blocks (rounded in another order: a draw within about 1e-16 relative of a running
+   sum may land one sample over), and it replaces a sequential pass over N per step, which
+   took as long as the parallel one. */
+#define KMP ((KM_TRIALS + 1 + 7) / 8 * 8)
 #define KMV (KMP / 8)
-#if KM_TRIALS > 32
-#error "kmeans_seed keeps one bit per candidate in 32 bits"
+#define SEED_BLK 1024
+#if KM_TRIALS + 1 > 32
+#error "kmeans_seed keeps one bit per lane in 32 bits"
 #endif
 typedef double kv8 __attribute__((vector_size(64)));
 typedef long long kvi8 __attribute__((vector_size(64)));
@@ -886,9 +888,12 @@ typedef long long kvi8 __attribute__((vector_size(64)));
 /* the lane distances d[b] of the KM_NB consecutive samples at x (|x|^2 = yi[b], nearest
    centre so far ci[b]) to the transposed candidates cx (|c_l|^2 = cxx). KM_NB samples a
    call: their dot products are independent chains of vector FMAs (one sample's chain alone
-   is latency-bound: 2.5x slower passes, measured on AVX-512). Both passes call this one
-   (not inlined) function, the second with the sample in the first row of a zero-padded
-   block, so the distance they compute for a sample is the same number. */
+   is latency-bound: 2.5x slower passes, measured on AVX-512). The pass and the search call
+   this one (not inlined) function, the search with the sample in the first row of a
+   zero-padded block, so the distance they compute for a sample is the same number.
+   At -O3 gcc 12 unrolls the lane loops completely and then vectorises the sample loop with
+   gathers of x[k], twice as slow as -O2's code on AVX-512 (measured): these functions are
+   compiled at -O2. */
 KM_SEED_FN
 static void seed_lanes(const xtype *restrict x, const kv8 (*restrict cx)[KMV],
                        const kv8 *restrict cxx, const double *restrict yi,
@@ -920,45 +925,42 @@ static void seed_lanes(const xtype *restrict x, const kv8 (*restrict cx)[KMV],
         }
 }
 
-static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
-                            const int64_t *restrict cand, const double *restrict closest,
-                            double *restrict nearest, double *restrict cumulative,
-                            double *restrict pots)
+/* the lanes' samples transposed and padded to vectors of lanes, so one sample's distances to
+   all of them are D vector FMAs */
+static void seed_centres(const xtype *restrict X, const int64_t *restrict cand,
+                         kv8 (*restrict cx)[KMV], kv8 *restrict cxx)
 {
-    /* the candidates transposed and padded to vectors of lanes (KMP), so one sample's
-       KM_TRIALS dot products are D vector FMAs */
-    int nt = omp_get_max_threads();
-    kv8 cx[D][KMV], cxx[KMV];
     for (int l = 0; l < KMP; ++l) {
         double s = 0.0;
         for (int k = 0; k < D; ++k) {
-            double v = l < KM_TRIALS ? X[cand[l] * D + k] : 0.0;
+            double v = l <= KM_TRIALS ? X[cand[l] * D + k] : 0.0;
             cx[k][l / 8][l % 8] = v;
             s += v * v;
         }
         cxx[l / 8][l % 8] = s;
     }
-    int64_t G = km_groups(N);
-    double *part = (double *)calloc((size_t)G * KMP, 8);
-    uint32_t *nearer = (uint32_t *)malloc((size_t)(N > 0 ? N : 1) * 4);
-    if (!part || !nearer) {
-        free(part);
-        free(nearer);
-        return 1;
-    }
-    /* the groups are handed out dynamically, so a thread that loses its core to another
-       process leaves its groups to the others */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t g = 0; g < G; ++g) {
+}
+
+/* one step's pass (see above): closest folds in lane 0; part[blk * KMP + l] is block blk's
+   sum of d_l; bit l of nearer[i] is set where candidate l is nearer than closest_i. The blocks
+   are handed out dynamically, so a thread that loses its core to another process leaves its
+   blocks to the others. */
+static void seed_pass(const xtype *restrict X, int64_t N, const double *restrict xx,
+                      double *restrict closest, const kv8 (*restrict cx)[KMV],
+                      const kv8 *restrict cxx, double *restrict part, uint32_t *restrict nearer)
+{
+    int64_t nblocks = (N + SEED_BLK - 1) / SEED_BLK;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
         kv8 acc[KMV], d[KM_NB][KMV];
         xtype pad[KM_NB * D];
         double yi[KM_NB], ci[KM_NB];
         for (int v = 0; v < KMV; ++v) acc[v] = (kv8){0};
-        int64_t iend = N * (g + 1) / G;
-        for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
+        int64_t iend = N - blk * SEED_BLK < SEED_BLK ? N : (blk + 1) * SEED_BLK;
+        for (int64_t i0 = blk * SEED_BLK; i0 < iend; i0 += KM_NB) {
             int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
             const xtype *x = X + i0 * D;
-            if (nb < KM_NB) {  /* the group's last samples, in a zero-padded block */
+            if (nb < KM_NB) {  /* the last samples, in a zero-padded block */
                 memset(pad, 0, sizeof pad);
                 memcpy(pad, x, (size_t)nb * D * sizeof(xtype));
                 x = pad;
@@ -969,49 +971,116 @@ static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *re
             }
             seed_lanes(x, cx, cxx, yi, ci, d);
             for (int b = 0; b < nb; ++b) {
+                const double cl = d[b][0][0];
+                const kv8 clv = cl - (kv8){0};
                 uint32_t bits = 0;
-                for (int v = 0; v < KMV; ++v) acc[v] += d[b][v];
-                for (int l = 0; l < KM_TRIALS; ++l)
-                    bits |= (uint32_t)(d[b][l / 8][l % 8] < ci[b]) << l;
+                for (int v = 0; v < KMV; ++v) {
+                    kvi8 lt = d[b][v] < clv;
+                    acc[v] += (kv8)KM_SEL(lt, (kvi8)d[b][v], (kvi8)clv);
+                    for (int l = 0; l < 8; ++l) bits |= (uint32_t)(lt[l] & 1) << (v * 8 + l);
+                }
+                closest[i0 + b] = cl;
                 nearer[i0 + b] = bits;
             }
         }
-        double *p = part + (size_t)g * KMP;
-        for (int l = 0; l < KMP; ++l) p[l] = acc[l / 8][l % 8];
+        for (int l = 0; l < KMP; ++l) part[blk * KMP + l] = acc[l / 8][l % 8];
     }
-    int best = 0;
-    for (int l = 0; l < KM_TRIALS; ++l) {
-        double s = 0.0;
-        for (int64_t g = 0; g < G; ++g) s += part[(size_t)g * KMP + l];
-        pots[l] = s;
-        /* NumPy's argmin: the first least, or the first NaN */
-        if (l > 0 && !isnan(pots[best]) && (s < pots[best] || isnan(s))) best = l;
-    }
-    /* the second pass on the calling thread: a copy with a few recomputed rows costs less
-       than a second team synchronisation, which on a loaded machine waits for a descheduled
-       thread (with a parallel second pass the step was 1.4 ms instead of 1.6 ms on a quiet
-       machine, but second fits under load were 30-50 % slower than with this one); the
-       running sum is sequential anyway */
+}
+
+/* d_lane of sample i after the pass: closest_i, or its candidate's distance where nearer */
+static double seed_distance(const xtype *restrict X, int64_t i, const double *restrict xx,
+                            const double *restrict closest, const uint32_t *restrict nearer,
+                            const kv8 (*restrict cx)[KMV], const kv8 *restrict cxx, int lane)
+{
+    if (!(nearer[i] >> lane & 1u)) return closest[i];
     xtype pad[KM_NB * D];
     double yi[KM_NB] = {0}, ci[KM_NB] = {0};
     kv8 d[KM_NB][KMV];
     memset(pad, 0, sizeof pad);
-    double run = 0.0;
-    for (int64_t i = 0; i < N; ++i) {
-        double v = closest[i];
-        if (nearer[i] >> best & 1u) {
-            memcpy(pad, X + i * D, D * sizeof(xtype));
-            yi[0] = xx[i];
-            ci[0] = v;
-            seed_lanes(pad, cx, cxx, yi, ci, d);
-            v = d[0][best / 8][best % 8];
-        }
-        nearest[i] = v;
-        run += v;
-        cumulative[i] = run;
+    memcpy(pad, X + i * D, D * sizeof(xtype));
+    yi[0] = xx[i];
+    ci[0] = closest[i];
+    seed_lanes(pad, cx, cxx, yi, ci, d);
+    return d[0][lane / 8][lane % 8];
+}
+
+static int kmeans_seed_impl(const xtype *restrict X, int64_t N, const double *restrict xx,
+                            const double *restrict uniforms, int64_t *restrict indices,
+                            double *restrict closest)
+{
+    int c = 0;
+    while (c < M && indices[c] >= 0) ++c;
+    if (c < 1) return 1;
+    int64_t nblocks = (N + SEED_BLK - 1) / SEED_BLK;
+    double *part = (double *)malloc((size_t)(nblocks > 0 ? nblocks : 1) * KMP * 8);
+    double *start = (double *)malloc((size_t)(nblocks + 1) * 8);
+    uint32_t *nearer = (uint32_t *)malloc((size_t)(N > 0 ? N : 1) * 4);
+    if (!part || !start || !nearer) {
+        free(part);
+        free(start);
+        free(nearer);
+        return 1;
     }
-    free(nearer);
+    kv8 cx[D][KMV], cxx[KMV];
+    int64_t cand[KM_TRIALS + 1];
+    /* the first pass has no candidates: the last chosen centre's distances alone */
+    for (int l = 0; l <= KM_TRIALS; ++l) cand[l] = indices[c - 1];
+    int lane = 0, first = 1;
+    for (;;) {
+        seed_centres(X, cand, cx, cxx);
+        seed_pass(X, N, xx, closest, cx, cxx, part, nearer);
+        if (!first) {
+            /* each candidate's potential, summed over the blocks in order; NumPy's argmin:
+               the first least, or the first NaN */
+            double best_pot = 0.0;
+            for (int l = 1; l <= KM_TRIALS; ++l) {
+                double s = 0.0;
+                for (int64_t blk = 0; blk < nblocks; ++blk) s += part[blk * KMP + l];
+                if (l == 1 || (!isnan(best_pot) && (s < best_pot || isnan(s)))) {
+                    best_pot = s;
+                    lane = l;
+                }
+            }
+            indices[c++] = cand[lane];
+        }
+        if (c == M) break;
+        first = 0;
+        /* the running sum of the searched lane at each block's start; start[nblocks] is the
+           potential the draws scale */
+        start[0] = 0.0;
+        for (int64_t blk = 0; blk < nblocks; ++blk)
+            start[blk + 1] = start[blk] + part[blk * KMP + lane];
+        const double pot = start[nblocks];
+        int64_t next[KM_TRIALS];
+        for (int t = 0; t < KM_TRIALS; ++t) {
+            const double r = uniforms[t] * pot;
+            int64_t blk = 0;
+            while (blk < nblocks && !(start[blk + 1] >= r)) ++blk;
+            int64_t pick = N - 1;  /* past the end: np.clip(searchsorted, None, N - 1) */
+            double run = blk < nblocks ? start[blk] : 0.0;
+            for (int64_t i = blk * SEED_BLK; i < N; ++i) {
+                run += seed_distance(X, i, xx, closest, nearer, cx, cxx, lane);
+                if (run >= r) {
+                    pick = i;
+                    break;
+                }
+            }
+            next[t] = pick;
+        }
+        uniforms += KM_TRIALS;
+        cand[0] = indices[c - 1];
+        for (int t = 0; t < KM_TRIALS; ++t) cand[t + 1] = next[t];
+    }
+    /* the distances to the last centre chosen, folded into closest */
+    if (lane > 0) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < N; ++i)
+            if (nearer[i] >> lane & 1u)
+                closest[i] = seed_distance(X, i, xx, closest, nearer, cx, cxx, lane);
+    }
     free(part);
+    free(start);
+    free(nearer);
     return 0;
 }
 
