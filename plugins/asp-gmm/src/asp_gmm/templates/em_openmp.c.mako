@@ -334,75 +334,51 @@ static void stats_row(const xtype *restrict X, int64_t N, const double *restrict
 
 % else:
 /* diag: vectors run over the components (VK lanes), so no horizontal sums are needed.
-   lp[b][k] = pc[k] - 1/2 sum_j ((x_bj - mu_kj) p_kj)^2, expanded as scikit-learn expands it
-   (-1/2 sum p^2 mu^2 - 2 x.(mu p^2) + x^2.p^2): two multiply-adds per feature and component
-   instead of a subtraction, a product and a multiply-add, a fifth of an EM iteration's
-   arithmetic. diag_expand turns the packed (muT, pT, cst) into the expansion's A = -1/2 p^2,
-   B = p^2 mu (D x MP each) and C = cst - 1/2 sum_j p^2 mu^2 (MP; -inf in the padded lanes
-   stays -inf); the caller frees the buffer. */
-static double *diag_expand(const double *restrict muT, const double *restrict pT,
-                           const double *restrict cst)
-{
-    double *e = (double *)malloc(((size_t)2 * D * MP + MP) * 8);
-    if (!e) return NULL;
-    double *A = e, *B = e + D * MP, *C = e + 2 * D * MP;
-    for (int k = 0; k < MP; ++k) C[k] = 0.0;
-    for (int j = 0; j < D; ++j)
-        for (int k = 0; k < MP; ++k) {
-            const double p2 = pT[j * MP + k] * pT[j * MP + k], mu = muT[j * MP + k];
-            A[j * MP + k] = -0.5 * p2;
-            B[j * MP + k] = p2 * mu;
-            C[k] += p2 * mu * mu;
-        }
-    for (int k = 0; k < MP; ++k) C[k] = cst[k] - 0.5 * C[k];
-    return e;
-}
-
-/* lp for the components of [q0, q1) vectors from diag_expand's A, B, C; the x and x^2 terms
-   in two accumulators (twice the independent multiply-add chains) */
-static void logp_block_q(const double *restrict xb, int nb, const double *restrict A,
-                         const double *restrict B, const double *restrict C,
+   lp[b][k] = pc[k] - 1/2 sum_j ((x_bj - mu_kj) p_kj)^2 for the components of [q0, q1) vectors */
+static void logp_block_q(const double *restrict xb, int nb, const double *restrict muT,
+                         const double *restrict pT, const double *restrict cst,
                          double *restrict lp, int q0, int q1)
 {
     for (int qc = q0; qc < q1; qc += ${qchunk}) {
         int qn = q1 - qc < ${qchunk} ? q1 - qc : ${qchunk};
         if (qn == ${qchunk}) {
             for (int b = 0; b < nb; ++b) {
-                vk a1[${qchunk}], a2[${qchunk}];
-                for (int q = 0; q < ${qchunk}; ++q) a1[q] = a2[q] = (vk){0};
+                vk a[${qchunk}];
+                for (int q = 0; q < ${qchunk}; ++q) a[q] = (vk){0};
                 for (int j = 0; j < D; ++j) {
-                    const double xj = xb[(int64_t)b * D + j], xj2 = xj * xj;
+                    double xj = xb[(int64_t)b * D + j];
                     for (int q = 0; q < ${qchunk}; ++q) {
-                        a1[q] += xj * LDK(B + j * MP + (qc + q) * VK);
-                        a2[q] += xj2 * LDK(A + j * MP + (qc + q) * VK);
+                        vk t = (xj - LDK(muT + j * MP + (qc + q) * VK)) *
+                               LDK(pT + j * MP + (qc + q) * VK);
+                        a[q] += t * t;
                     }
                 }
                 for (int q = 0; q < ${qchunk}; ++q)
                     STK(lp + (int64_t)b * MP + (qc + q) * VK,
-                        LDK(C + (qc + q) * VK) + (a1[q] + a2[q]));
+                        LDK(cst + (qc + q) * VK) - 0.5 * a[q]);
             }
         } else {
             for (int b = 0; b < nb; ++b) {
                 for (int q = qc; q < q1; ++q) {
-                    vk a1 = (vk){0}, a2 = (vk){0};
+                    vk a = (vk){0};
                     for (int j = 0; j < D; ++j) {
-                        const double xj = xb[(int64_t)b * D + j], xj2 = xj * xj;
-                        a1 += xj * LDK(B + j * MP + q * VK);
-                        a2 += xj2 * LDK(A + j * MP + q * VK);
+                        double xj = xb[(int64_t)b * D + j];
+                        vk t = (xj - LDK(muT + j * MP + q * VK)) * LDK(pT + j * MP + q * VK);
+                        a += t * t;
                     }
-                    STK(lp + (int64_t)b * MP + q * VK, LDK(C + q * VK) + (a1 + a2));
+                    STK(lp + (int64_t)b * MP + q * VK, LDK(cst + q * VK) - 0.5 * a);
                 }
             }
         }
     }
 }
 
-static void logp_block(const double *restrict xb, int nb, const double *restrict A,
-                       const double *restrict B, const double *restrict C,
+static void logp_block(const double *restrict xb, int nb, const double *restrict muT,
+                       const double *restrict pT, const double *restrict cst,
                        double *restrict lp, int k0, int k1)
 {
     /* component ranges are handled in whole vectors of VK components */
-    logp_block_q(xb, nb, A, B, C, lp, k0 / VK, (k1 + VK - 1) / VK);
+    logp_block_q(xb, nb, muT, pT, cst, lp, k0 / VK, (k1 + VK - 1) / VK);
 }
 
 /* S0[k] += r, S1[j][k] += r x'_j, S2[j][k] += r x'_j^2 with x' = x - shift, for the
@@ -526,13 +502,6 @@ static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restr
                          const double *restrict pb, const double *restrict pc,
                          double *restrict out)
 {
-% if not full:
-    double *expanded = diag_expand(pa, pb, pc);
-    if (!expanded) return 1;
-    pa = expanded;
-    pb = expanded + D * MP;
-    pc = expanded + 2 * D * MP;
-% endif
     int fail = 0;
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
 #pragma omp parallel
@@ -555,9 +524,6 @@ static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restr
         }
         scratch_free(&s);
     }
-% if not full:
-    free(expanded);
-% endif
     return fail;
 }
 
@@ -606,13 +572,6 @@ static int e_step_impl(const xtype *restrict X, int64_t N, const double *restric
                        double *restrict resp, double *restrict lse, int64_t *restrict labels,
                        double *restrict total)
 {
-% if not full:
-    double *expanded = diag_expand(pa, pb, pc);
-    if (!expanded) return 1;
-    pa = expanded;
-    pb = expanded + D * MP;
-    pc = expanded + 2 * D * MP;
-% endif
     int fail = 0;
     double sum = 0.0;
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
@@ -636,9 +595,6 @@ static int e_step_impl(const xtype *restrict X, int64_t N, const double *restric
         scratch_free(&s);
     }
     total[0] = sum;
-% if not full:
-    free(expanded);
-% endif
     return fail;
 }
 
@@ -743,16 +699,6 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
     double *acc = (double *)aligned_alloc(64, (size_t)nacc * NSTATP * 8);
     if (!acc) return 1;
     memset(acc, 0, (size_t)nacc * NSTATP * 8);
-% if not full:
-    double *expanded = diag_expand(pa, pb, pc);
-    if (!expanded) {
-        free(acc);
-        return 1;
-    }
-    pa = expanded;
-    pb = expanded + D * MP;
-    pc = expanded + 2 * D * MP;
-% endif
     int fail = 0;
     (void)work;
 #pragma omp parallel num_threads(nt)
@@ -861,9 +807,6 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
     }
     if (!fail) reduce_threads(acc, (int)nacc, out);
     free(acc);
-% if not full:
-    free(expanded);
-% endif
     return fail;
 }
 
