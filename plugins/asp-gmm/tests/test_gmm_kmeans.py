@@ -136,6 +136,30 @@ def test_kmeans_seed_equals_reference(N, D, M, chosen):
     assert (indices[chosen:] == -1).all()  # the caller's arrays are left as they were
 
 
+def test_lloyd_bounds_skip_only_samples_whose_label_cannot_change():
+    """Passes that keep Hamerly's bounds between them (samples skipped where the bounds
+    prove the label) give the labels and sums of passes computing every distance; a NumPy
+    pass in between (the library built mid-k-means) marks the bounds unknown."""
+    from asp_gmm import engine, reference
+
+    X = _clusters(4000, 8, 6, 3)
+    rng = np.random.default_rng(0)
+    centers = X[rng.choice(4000, 6, replace=False)].copy()
+    bounds, moved = np.full((4000, 3), -1.0), np.zeros(6)
+    for it in range(6):
+        got = engine.kmeans_assign(X, centers, "diag", bounds, moved)
+        fresh = engine.kmeans_assign(X, centers, "diag", np.full((4000, 3), -1.0), moved)
+        np.testing.assert_array_equal(got.labels, fresh.labels)
+        np.testing.assert_allclose(got.sums, fresh.sums, rtol=1e-12)
+        new = got.sums / np.maximum(got.counts, 1.0)[:, None]
+        moved = np.sqrt(((new - centers) ** 2).sum(axis=1))
+        centers = new
+        if it == 3:
+            reference.kmeans_assign(X, centers, "diag", bounds, moved)
+            assert (bounds[:, 2] == -1).all()
+    assert (bounds[:, 2] >= 0).all()
+
+
 def test_kmeans_seed_rejects_bad_arguments():
     from asp_gmm import engine
 
@@ -151,7 +175,9 @@ def test_kmeans_seed_rejects_bad_arguments():
     with pytest.raises(ValueError, match="uniforms must be float64 of shape \\(2,\\)"):
         engine.kmeans_seed(X, xx, first, np.zeros(10), np.zeros(3), 2, "diag")
     with pytest.raises(ValueError, match="centers must be float64"):
-        engine.kmeans_assign(X, np.zeros((3, 5)), "diag")
+        engine.kmeans_assign(X, np.zeros((3, 5)), "diag", np.zeros((10, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="bounds must be a writeable"):
+        engine.kmeans_assign(X, np.zeros((3, 2)), "diag", np.zeros((3, 10)).T, np.zeros(3))
 
 
 @pytest.mark.parametrize("cov", ["full", "diag"])

@@ -192,21 +192,23 @@ class LogProbKernel(_EntryPoint):
 
 
 class KMeansAssignKernel(_EntryPoint):
-    """``(X, centers, covariance_type) -> KMeansAssignment``: one Lloyd pass of k-means."""
+    """``(X, centers, covariance_type, bounds, moved) -> KMeansAssignment``: one Lloyd pass
+    of k-means (``bounds`` updated in place)."""
 
     symbol = "asp_gmm_kmeans_assign"
-    n_pointers = 4
+    n_pointers = 6
 
-    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str
-                 ) -> KMeansAssignment:
-        call = parse_call("kmeans_assign", (X, centers, covariance_type), {})
+    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                 bounds: np.ndarray, moved: np.ndarray) -> KMeansAssignment:
+        call = parse_call("kmeans_assign", (X, centers, covariance_type, bounds, moved), {})
         _check_specialised(call, self.plan)
         lay = self.plan.layout
         X = _x(X, self.plan)
         labels = np.empty(X.shape[0], dtype=np.int64)
         sums, counts = np.empty((lay.M, lay.D)), np.empty(lay.M)
         if X.shape[0]:
-            self._run(X, np.ascontiguousarray(centers), labels, sums, counts)
+            self._run(X, np.ascontiguousarray(centers), np.ascontiguousarray(moved), labels,
+                      sums, counts, bounds)
         return KMeansAssignment(labels, sums, counts)
 
 

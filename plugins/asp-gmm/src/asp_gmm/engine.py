@@ -350,9 +350,10 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
 
 
 def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  bounds: np.ndarray, moved: np.ndarray,
                   options: dict[str, Any] | None = None) -> KMeansAssignment:
     """One Lloyd pass of k-means (see :func:`asp_gmm.reference.kmeans_assign`), specialised."""
-    return dispatcher("kmeans_assign", options)(X, centers, covariance_type)
+    return dispatcher("kmeans_assign", options)(X, centers, covariance_type, bounds, moved)
 
 
 def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,

@@ -57,12 +57,15 @@ def _numpy_seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray,
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
-            options: dict[str, Any] | None) -> KMeansAssignment:
-    """One Lloyd pass: compiled, or in NumPy while the library is not built."""
+            options: dict[str, Any] | None, bounds: np.ndarray, moved: np.ndarray
+            ) -> KMeansAssignment:
+    """One Lloyd pass: compiled, or in NumPy while the library is not built (``bounds``,
+    ``moved``: the state the compiled passes keep, :func:`asp_gmm.reference.kmeans_assign`)."""
+    args = (X, centers, covariance_type, bounds, moved)
     if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
-        return engine.kmeans_assign(X, centers, covariance_type, options)
+        return engine.kmeans_assign(*args, options=options)
     return engine.numpy_pass(reference.kmeans_assign, X, centers.shape[0], covariance_type,
-                             options, X, centers, covariance_type)
+                             options, *args)
 
 
 def _em_iteration_in_seed_steps(n_clusters: int, n_features: int, trials: int,
@@ -152,12 +155,16 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
                                          options, xx)].astype(np.float64)
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)
     strict = False
+    # the compiled passes' bounds (none known yet) and each centre's move since the last pass
+    bounds, moved = np.full((N, 3), -1.0), np.zeros(n_clusters)
     for _ in range(MAX_ITER):
-        step = _assign(Xc, centers, covariance_type, options)
+        step = _assign(Xc, centers, covariance_type, options, bounds, moved)
         labels, sums, counts = step.labels, step.sums, step.counts
         _relocate_empty(Xc, centers, sums, counts, labels)
         new = sums * (1.0 / np.where(counts > 0, counts, 1.0))[:, np.newaxis]
-        shift = ((new - centers) ** 2).sum()
+        moves = (new - centers) ** 2
+        shift = moves.sum()
+        moved = np.sqrt(moves.sum(axis=1))
         centers = new
         if np.array_equal(labels, labels_old):
             strict = True
@@ -166,7 +173,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
             break
         labels_old = labels
     if not strict:
-        labels = _assign(Xc, centers, covariance_type, options).labels
+        labels = _assign(Xc, centers, covariance_type, options, bounds, moved).labels
     distinct = int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
     if distinct < n_clusters:
         warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

@@ -40,7 +40,7 @@ def example_args(op: str, M: int, D: int, cov: str, dtype: str = "float64",
     if op == "m_step":
         return (X, np.zeros(n_samples, dtype=np.int64), M, cov, 0.0)
     if op == "kmeans_assign":
-        return (X, means, cov)
+        return (X, means, cov, np.full((n_samples, 3), -1.0), np.zeros(M))
     if op == "kmeans_seed":
         from asp_gmm.lowering import kmeans_trials
 

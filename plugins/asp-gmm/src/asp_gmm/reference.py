@@ -207,13 +207,19 @@ class KMeansSeeding(NamedTuple):
     closest: np.ndarray  # squared distance of each sample to its nearest centre
 
 
-def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
-                  ) -> KMeansAssignment:
+def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  bounds: np.ndarray, moved: np.ndarray) -> KMeansAssignment:
     """scikit-learn's Lloyd pass (``lloyd_iter_chunked_dense``) without its centre update:
     labels by least ``|c|^2 - 2 x.c`` (the first on ties), and per-cluster sums and counts.
 
     ``covariance_type`` only names the mixture the k-means initialises (the compiled kernel
-    shares that mixture's library)."""
+    shares that mixture's library). ``bounds`` (N x 3) and ``moved`` (M) carry what the
+    compiled pass keeps between the passes of one k-means to skip samples whose label cannot
+    change (per sample: bounds on the distances to its centre and to the others, its label;
+    how far each centre moved since): this pass computes every distance and marks the
+    bounds unknown (label -1), so a compiled pass after it computes every distance too."""
+    del moved  # what the compiled pass needs with the bounds
+    bounds[:, 2] = -1.0
     N = X.shape[0]
     M = centers.shape[0]
     csq = np.einsum("ij,ij->i", centers, centers)

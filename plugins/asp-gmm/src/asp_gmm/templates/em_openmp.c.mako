@@ -833,7 +833,20 @@ static int64_t km_groups(int64_t N)
    than the dot products (measured: 2.3x on AVX-512, 1.5x on AVX2). The library is built
    with -ffp-contract=off; this function alone contracts its multiply-adds into FMAs, as the
    BLAS of scikit-learn's distances does: half the instructions of the dot products, 1.35x
-   faster passes on AVX-512 (measured). */
+   faster passes on AVX-512 (measured).
+   Hamerly's bounds skip the distances of samples whose label cannot change: bounds (N x 3,
+   kept by the caller between the passes of one k-means) holds per sample an upper bound on
+   its distance to its centre, a lower bound on its distance to every other centre, and its
+   label (-1: unknown); moved[j] is how far centre j moved since the pass that wrote them.
+   The bounds grow and shrink by those moves; a sample whose bounds stay apart by more than
+   the rounding of the computed distances (l^2 - u^2 > 2 e; e bounds the error of one
+   |c|^2 - 2 x.c + |x|^2, KM_ERR (|x| + max |c|)^2, four times over the (D + 3) roundings of
+   at most 2^-53 (|x| + |c|)^2 each) keeps its label: the computed argmin would be it, so the
+   labels are the ones computing every distance gives. The others are computed, and their
+   bounds set from the least and second least distances. After the first passes most
+   samples keep their label: 5.4 -> 2 ms per pass (N=200k D=16 M=32, one thread). */
+#define KM_ERR (4.0 * (D + 4) * 0x1p-52)
+#define KM_SLACK (1.0 + 1e-12)  /* for the rounding of the bounds' own arithmetic */
 /* lanes of the centre vectors: the wider of the layout's two vector widths (full covariance
    keeps VK = 2 and vectors over the features, VW, instead) */
 #define KM_W (VK > VW ? VK : VW)
@@ -845,14 +858,16 @@ typedef long long vki __attribute__((vector_size(KM_W * 8)));
 __attribute__((optimize("fp-contract=fast")))
 #endif
 static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
-                              const double *restrict centers, int64_t *restrict labels,
-                              double *restrict sums, double *restrict counts)
+                              const double *restrict centers, const double *restrict moved,
+                              int64_t *restrict labels, double *restrict sums,
+                              double *restrict counts, double *restrict bounds)
 {
     enum { NVK = (M + KM_W - 1) / KM_W };  /* padded here: full covariance has MP = M */
     int nt = omp_get_max_threads();
     int64_t G = km_groups(N);
     kmv ct[D][NVK], csq[NVK];
     vki lane, perm[8];
+    double cmax = 0.0, dmax = 0.0;
     for (int l = 0; l < KM_W; ++l) lane[l] = l;
     for (int h = 0, w = KM_W / 2; w >= 1; ++h, w /= 2)
         for (int l = 0; l < KM_W; ++l) perm[h][l] = l ^ w;
@@ -864,7 +879,10 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
             s += c * c;
         }
         csq[j / KM_W][j % KM_W] = j < M ? s : INFINITY;  /* padded lanes never win */
+        cmax = s > cmax ? s : cmax;
     }
+    cmax = sqrt(cmax) * KM_SLACK;
+    for (int j = 0; j < M; ++j) dmax = moved[j] > dmax ? moved[j] : dmax;
     double *acc = sums ? (double *)calloc((size_t)G * (M * D + M), 8) : NULL;
     if (sums && !acc) return 1;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
@@ -873,36 +891,85 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
         int64_t iend = N * (g + 1) / G;
         for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
             int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
-            kmv dot[KM_NB][NVK];
-            for (int b = 0; b < KM_NB; ++b)
-                for (int v = 0; v < NVK; ++v) dot[b][v] = (kmv){0};
-            for (int k = 0; k < D; ++k)
-                for (int b = 0; b < KM_NB; ++b) {
-                    double xk = b < nb ? (double)X[(i0 + b) * D + k] : 0.0;
-                    for (int v = 0; v < NVK; ++v) dot[b][v] += xk * ct[k][v];
-                }
+            int need = 0;
             for (int b = 0; b < nb; ++b) {
-                kmv m = csq[0] + -2.0 * dot[b][0];
-                vki mi = lane;
-                for (int v = 1; v < NVK; ++v) {
-                    kmv d = csq[v] + -2.0 * dot[b][v];
-                    vki lt = d < m;
-                    m = (kmv)KM_SEL(lt, (vki)d, (vki)m);
-                    mi = KM_SEL(lt, lane + KM_W * v, mi);
+                const int64_t i = i0 + b;
+                double *bd = bounds + 3 * i;
+                if (bd[2] >= 0.0) {  /* a label from the last pass and bounds around it */
+                    const int a = (int)bd[2];
+                    const double u = (bd[0] + moved[a]) * KM_SLACK;
+                    const double l = (bd[1] - dmax) / KM_SLACK;
+                    /* |x| <= |c_a| + u */
+                    const double xr = u + 2.0 * cmax;
+                    if (l > u && l * l - u * u > 2.0 * KM_ERR * xr * xr) {
+                        labels[i] = a;
+                        bd[0] = u;
+                        bd[1] = l;
+                        continue;
+                    }
                 }
-                for (int h = 0, w = KM_W / 2; w >= 1; ++h, w /= 2) {
-                    kmv m2 = __builtin_shuffle(m, perm[h]);
-                    vki i2 = __builtin_shuffle(mi, perm[h]);
-                    vki t = (m2 < m) | ((m2 == m) & (i2 < mi));
-                    m = (kmv)KM_SEL(t, (vki)m2, (vki)m);
-                    mi = KM_SEL(t, i2, mi);
+                need |= 1 << b;
+            }
+            if (need) {
+                kmv dot[KM_NB][NVK];
+                for (int b = 0; b < KM_NB; ++b)
+                    for (int v = 0; v < NVK; ++v) dot[b][v] = (kmv){0};
+                for (int k = 0; k < D; ++k)
+                    for (int b = 0; b < KM_NB; ++b) {
+                        double xk = b < nb ? (double)X[(i0 + b) * D + k] : 0.0;
+                        for (int v = 0; v < NVK; ++v) dot[b][v] += xk * ct[k][v];
+                    }
+                for (int b = 0; b < nb; ++b) {
+                    if (!(need >> b & 1)) continue;
+                    kmv m = csq[0] + -2.0 * dot[b][0];
+                    vki mi = lane;
+                    for (int v = 1; v < NVK; ++v) {
+                        kmv d = csq[v] + -2.0 * dot[b][v];
+                        vki lt = d < m;
+                        m = (kmv)KM_SEL(lt, (vki)d, (vki)m);
+                        mi = KM_SEL(lt, lane + KM_W * v, mi);
+                    }
+                    for (int h = 0, w = KM_W / 2; w >= 1; ++h, w /= 2) {
+                        kmv m2 = __builtin_shuffle(m, perm[h]);
+                        vki i2 = __builtin_shuffle(mi, perm[h]);
+                        vki t = (m2 < m) | ((m2 == m) & (i2 < mi));
+                        m = (kmv)KM_SEL(t, (vki)m2, (vki)m);
+                        mi = KM_SEL(t, i2, mi);
+                    }
+                    int best = (int)mi[0];
+                    best = best < M ? best : 0;  /* NaN distances: no lane wins */
+                    labels[i0 + b] = best;
+                    /* the second least distance: the bound on the other centres */
+                    kmv s = (kmv){0} + INFINITY;
+                    for (int v = 0; v < NVK; ++v) {
+                        kmv d = csq[v] + -2.0 * dot[b][v];
+                        vki other = (lane + KM_W * v) != best;
+                        d = (kmv)KM_SEL(other, (vki)d, (vki)((kmv){0} + INFINITY));
+                        vki lt = d < s;
+                        s = (kmv)KM_SEL(lt, (vki)d, (vki)s);
+                    }
+                    for (int h = 0; KM_W >> h > 1; ++h) {
+                        kmv s2 = __builtin_shuffle(s, perm[h]);
+                        vki lt = s2 < s;
+                        s = (kmv)KM_SEL(lt, (vki)s2, (vki)s);
+                    }
+                    const xtype *x = X + (i0 + b) * D;
+                    double n2 = 0.0;
+                    for (int k = 0; k < D; ++k) n2 += (double)x[k] * x[k];
+                    const double err = 2.0 * KM_ERR * (n2 + cmax * cmax);  /* (a+b)^2 <= 2a^2+2b^2 */
+                    const double up = m[0] + n2 + err, lo = s[0] + n2 - err;
+                    double *bd = bounds + 3 * (i0 + b);
+                    bd[0] = sqrt(up > 0.0 ? up : 0.0) * KM_SLACK;
+                    bd[1] = sqrt(lo > 0.0 ? lo : 0.0) / KM_SLACK;
+                    bd[2] = best;
                 }
-                int best = (int)mi[0];
-                best = best < M ? best : 0;  /* NaN distances: no lane wins */
-                labels[i0 + b] = best;
-                if (as) {
+            }
+            if (as) {
+                for (int b = 0; b < nb; ++b) {
+                    const int64_t best = labels[i0 + b];
                     const xtype *x = X + (i0 + b) * D;
                     double *s = as + best * D;
+#pragma GCC ivdep
                     for (int k = 0; k < D; ++k) s[k] += x[k];
                     as[M * D + best] += 1.0;
                 }
