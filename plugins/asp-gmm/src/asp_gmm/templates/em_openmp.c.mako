@@ -176,6 +176,8 @@ static inline vk asp_exp_v(vk x)
 static double normalise_block(double *restrict lp, int nb)
 {
     double total = 0.0;
+    vkl lanes;
+    for (int l = 0; l < VK; ++l) lanes[l] = l;
     for (int b = 0; b < nb; ++b) {
         double *row = lp + (int64_t)b * MP;
         vk m = LDK(row);
@@ -183,16 +185,20 @@ static double normalise_block(double *restrict lp, int nb)
             const vk v = LDK(row + q * VK);
             m = VSEL(v > m, v, m);
         }
-        double mx = m[0];
-        for (int l = 1; l < VK; ++l) mx = m[l] > mx ? m[l] : mx;
+        /* the lanes' maximum and sum by halving (the lane loops compiled to scalar chains) */
+        for (int w = VK / 2; w >= 1; w /= 2) {
+            const vk t = __builtin_shuffle(m, lanes ^ w);
+            m = VSEL(t > m, t, m);
+        }
+        const double mx = m[0];
         vk sv = (vk){0};
         for (int q = 0; q < NQ; ++q) {
             const vk e = asp_exp_v(LDK(row + q * VK) - mx);
             STK(row + q * VK, e);
             sv += e;
         }
-        double s = sv[0];
-        for (int l = 1; l < VK; ++l) s += sv[l];
+        for (int w = VK / 2; w >= 1; w /= 2) sv += __builtin_shuffle(sv, lanes ^ w);
+        const double s = sv[0];
         total += mx + log(s);
         const double inv = 1.0 / s;
         for (int q = 0; q < NQ; ++q) STK(row + q * VK, LDK(row + q * VK) * inv);
