@@ -607,7 +607,8 @@ static int e_step_impl(const xtype *restrict X, int64_t N, const double *restric
 /* hard assignments: the statistics of the samples whose label is k in [0, M) (others, e.g.
    label -1, belong to no component); d = x - shift as in stats_block */
 static void labels_block(const double *restrict xb, int nb, const int64_t *restrict lab,
-                         const double *restrict shift, double *restrict acc)
+                         const double *restrict shift, double *restrict acc,
+                         double *restrict kt)
 {
     for (int b = 0; b < nb; ++b) {
         const int64_t k = lab[b];
@@ -628,15 +629,33 @@ static void labels_block(const double *restrict xb, int nb, const int64_t *restr
 #pragma omp simd
             for (int j = 0; j < DP; ++j) S2[i * DP + j] += di * d[j];
         }
+        (void)kt;
 % else:
+        /* component-major (kt: S1 row then S2 row per component, contiguous, so vector adds;
+           the statistics' feature-major layout made these 2 D scattered scalar updates) */
+        double *t = kt + k * 2 * D;
+#pragma omp simd
         for (int j = 0; j < D; ++j) {
             const double dj = x[j] - shift[j];
-            acc[S1OFF + j * MP + k] += dj;
-            acc[S2OFF + j * MP + k] += dj * dj;
+            t[j] += dj;
+            t[D + j] += dj * dj;
         }
 % endif
     }
 }
+
+% if not full:
+/* adds labels_block's component-major sums kt into the statistics acc and clears kt */
+static void labels_flush(double *restrict kt, double *restrict acc)
+{
+    for (int k = 0; k < M; ++k)
+        for (int j = 0; j < D; ++j) {
+            acc[S1OFF + j * MP + k] += kt[k * 2 * D + j];
+            acc[S2OFF + j * MP + k] += kt[k * 2 * D + D + j];
+        }
+    memset(kt, 0, (size_t)M * 2 * D * 8);
+}
+% endif
 
 /* The M-step from given responsibilities (the initialisation's): either dense resp (N x M)
    or hard labels (N, -1 = none); writes the statistics vector of em_step_impl (moments of
@@ -657,6 +676,12 @@ static int m_step_impl(const xtype *restrict X, int64_t N, const double *restric
     {
         scratch_t s;
         int ok = scratch_alloc(&s);
+% if full:
+        double *kt = NULL;
+% else:
+        double *kt = labels ? (double *)calloc((size_t)M * 2 * D, 8) : NULL;
+        if (labels && !kt) ok = 0;
+% endif
         if (!ok) {
 #pragma omp atomic write
             fail = 1;
@@ -670,7 +695,7 @@ static int m_step_impl(const xtype *restrict X, int64_t N, const double *restric
                 int nb = (int)(N - n0 < BLOCK ? N - n0 : BLOCK);
                 load_block(X, n0, nb, s.xb);
                 if (labels) {
-                    labels_block(s.xb, nb, labels + n0, shift, ga);
+                    labels_block(s.xb, nb, labels + n0, shift, ga, kt);
                     continue;
                 }
                 for (int b = 0; b < nb; ++b) {
@@ -681,7 +706,11 @@ static int m_step_impl(const xtype *restrict X, int64_t N, const double *restric
                 }
                 stats_block(s.xb, nb, s.lp, shift, ga, s.d, s.w);
             }
+% if not full:
+            if (kt) labels_flush(kt, ga);
+% endif
         }
+        free(kt);
         scratch_free(&s);
     }
     if (!fail) reduce_threads(acc, (int)G, out);
