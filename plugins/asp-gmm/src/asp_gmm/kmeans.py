@@ -18,6 +18,9 @@ scikit-learn's, in its order:
   stopping when the labels repeat (strict convergence) or when the squared centre shift falls
   to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
   their centres; after a non-strict stop the labels are recomputed from the final centres.
+  The compiled passes keep Hamerly's bounds between them (``bounds``, ``moved``) and skip
+  the distances of samples whose label the bounds prove, with a margin for rounding, so the
+  labels are those of computing every distance.
 
 The random state is consumed exactly as scikit-learn consumes it, so a later initialisation
 (``n_init > 1``) draws what scikit-learn's would. The distances are summed in another order
