@@ -49,6 +49,22 @@ def test_kmeans_plusplus_indices_equal_sklearn(N, D, M, seed):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_kmeans_plusplus_finishes_compiled_what_numpy_began(monkeypatch):
+    """The library finishing its build mid-seeding: the first steps ran in NumPy (one draw
+    of the random state each), the rest in one compiled call (their draws at once); the
+    centres and the state's use are scikit-learn's."""
+    from asp_gmm import engine
+
+    X = _clusters(3000, 16, 8, 2)
+    answers = iter([False] * 4)
+    monkeypatch.setattr(engine, "compiled", lambda *a, **k: next(answers, True))
+    sk_rs, ours_rs = np.random.RandomState(5), np.random.RandomState(5)
+    _, expected = kmeans_plusplus(X, 8, random_state=sk_rs)
+    np.testing.assert_array_equal(kmeans_plusplus_indices(X, 8, ours_rs, "diag"), expected)
+    assert next(answers, None) is None  # all four NumPy steps ran
+    assert ours_rs.uniform() == sk_rs.uniform()
+
+
 @pytest.mark.parametrize("options", [None, NUMPY], ids=["compiled", "numpy"])
 def test_empty_clusters_are_relocated_as_sklearn(options):
     """Duplicated samples leave clusters empty: they take the farthest samples, and fewer
@@ -92,29 +108,56 @@ def test_fit_from_kmeans_equals_sklearn(cov, n_init):
     np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("N,D,M", [(1003, 16, 32), (517, 5, 40), (64, 64, 3)])
-def test_kmeans_seed_step_equals_reference(N, D, M):
-    """One compiled seeding step (samples in blocks, a ragged last block, candidates repeated)
-    gives NumPy's potentials, distances and cumulative sums: the running sum is np.cumsum's,
-    bit for bit, since the next step's draws search it."""
+@pytest.mark.parametrize("N,D,M", [(3003, 16, 32), (517, 5, 40), (64, 64, 3)])
+@pytest.mark.parametrize("chosen", [1, 3])
+def test_kmeans_seed_equals_reference(N, D, M, chosen):
+    """The compiled seeding (one pass per step, samples in blocks with a ragged last one, the
+    draws searched block by block) picks NumPy's centres, from the first centre or from a
+    seeding that NumPy began (as when the library finishes compiling mid-seeding)."""
     from asp_gmm import engine, reference
     from asp_gmm.lowering import kmeans_trials
 
     X = _clusters(N, D, M, 0)
     xx = np.einsum("ij,ij->i", X, X)
     rng = np.random.default_rng(1)
-    closest = ((X - X[0]) ** 2).sum(axis=1)
-    for _ in range(3):
-        candidates = rng.integers(0, N, kmeans_trials(M)).astype(np.int64)
-        candidates[-1] = candidates[0]
-        got = engine.kmeans_seed(X, xx, candidates, closest, M, "diag")
-        ref = reference.kmeans_seed(X, xx, candidates, closest, M, "diag")
-        assert got.best == ref.best
-        np.testing.assert_allclose(got.potential, ref.potential, rtol=1e-12)
-        np.testing.assert_allclose(got.closest, ref.closest, rtol=1e-9, atol=1e-9 * xx.max())
-        np.testing.assert_array_equal(got.cumulative, np.cumsum(got.closest))
-        assert np.all(got.closest <= closest)
-        closest = got.closest
+    indices = np.full(M, -1, dtype=np.int64)
+    indices[:chosen] = rng.choice(N, chosen, replace=False)
+    closest = np.full(N, np.inf)
+    if chosen > 1:  # the distances to all but the last, as NumPy's steps leave them
+        closest = ((X[:, None, :] - X[indices[:chosen - 1]]) ** 2).sum(axis=2).min(axis=1)
+    uniforms = rng.uniform(size=(M - chosen) * kmeans_trials(M))
+    got = engine.kmeans_seed(X, xx, indices, closest, uniforms, M, "diag")
+    ref = reference.kmeans_seed(X, xx, indices, closest, uniforms, M, "diag")
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    np.testing.assert_array_equal(got.indices[:chosen], indices[:chosen])
+    assert len(set(got.indices.tolist())) == M  # distinct data: a centre is never drawn twice
+    np.testing.assert_allclose(got.closest, ref.closest, rtol=1e-9, atol=1e-9 * xx.max())
+    assert np.all(got.closest <= closest)
+    assert (indices[chosen:] == -1).all()  # the caller's arrays are left as they were
+
+
+def test_lloyd_bounds_skip_only_samples_whose_label_cannot_change():
+    """Passes that keep Hamerly's bounds between them (samples skipped where the bounds
+    prove the label) give the labels and sums of passes computing every distance; a NumPy
+    pass in between (the library built mid-k-means) marks the bounds unknown."""
+    from asp_gmm import engine, reference
+
+    X = _clusters(4000, 8, 6, 3)
+    rng = np.random.default_rng(0)
+    centers = X[rng.choice(4000, 6, replace=False)].copy()
+    bounds, moved = np.full((4000, 3), -1.0), np.zeros(6)
+    for it in range(6):
+        got = engine.kmeans_assign(X, centers, "diag", bounds, moved)
+        fresh = engine.kmeans_assign(X, centers, "diag", np.full((4000, 3), -1.0), moved)
+        np.testing.assert_array_equal(got.labels, fresh.labels)
+        np.testing.assert_allclose(got.sums, fresh.sums, rtol=1e-12)
+        new = got.sums / np.maximum(got.counts, 1.0)[:, None]
+        moved = np.sqrt(((new - centers) ** 2).sum(axis=1))
+        centers = new
+        if it == 3:
+            reference.kmeans_assign(X, centers, "diag", bounds, moved)
+            assert (bounds[:, 2] == -1).all()
+    assert (bounds[:, 2] >= 0).all()
 
 
 def test_kmeans_seed_rejects_bad_arguments():
@@ -122,12 +165,19 @@ def test_kmeans_seed_rejects_bad_arguments():
 
     X = np.zeros((10, 2))
     xx = np.zeros(10)
-    with pytest.raises(ValueError, match="candidates must be sample indices"):
-        engine.kmeans_seed(X, xx, np.full(2, 10, dtype=np.int64), np.zeros(10), 2, "diag")
+    first = np.array([0, -1], dtype=np.int64)
+    with pytest.raises(ValueError, match="indices must be the chosen centres"):
+        engine.kmeans_seed(X, xx, np.array([10, -1]), np.zeros(10), np.zeros(2), 2, "diag")
+    with pytest.raises(ValueError, match="indices must be the chosen centres"):
+        engine.kmeans_seed(X, xx, np.array([-1, 0]), np.zeros(10), np.zeros(2), 2, "diag")
     with pytest.raises(ValueError, match="closest must be float64"):
-        engine.kmeans_seed(X, xx, np.zeros(2, dtype=np.int64), np.zeros(9), 2, "diag")
+        engine.kmeans_seed(X, xx, first, np.zeros(9), np.zeros(2), 2, "diag")
+    with pytest.raises(ValueError, match="uniforms must be float64 of shape \\(2,\\)"):
+        engine.kmeans_seed(X, xx, first, np.zeros(10), np.zeros(3), 2, "diag")
     with pytest.raises(ValueError, match="centers must be float64"):
-        engine.kmeans_assign(X, np.zeros((3, 5)), "diag")
+        engine.kmeans_assign(X, np.zeros((3, 5)), "diag", np.zeros((10, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="bounds must be a writeable"):
+        engine.kmeans_assign(X, np.zeros((3, 2)), "diag", np.zeros((3, 10)).T, np.zeros(3))
 
 
 @pytest.mark.parametrize("cov", ["full", "diag"])

@@ -18,7 +18,7 @@ import numpy as np
 from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
-from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
 from asp_gmm.signature import parse_call
 
 __all__ = ["EMStepKernel", "EStepKernel", "KMeansAssignKernel", "KMeansSeedKernel",
@@ -192,40 +192,41 @@ class LogProbKernel(_EntryPoint):
 
 
 class KMeansAssignKernel(_EntryPoint):
-    """``(X, centers, covariance_type) -> KMeansAssignment``: one Lloyd pass of k-means."""
+    """``(X, centers, covariance_type, bounds, moved) -> KMeansAssignment``: one Lloyd pass
+    of k-means (``bounds`` updated in place)."""
 
     symbol = "asp_gmm_kmeans_assign"
-    n_pointers = 4
+    n_pointers = 6
 
-    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str
-                 ) -> KMeansAssignment:
-        call = parse_call("kmeans_assign", (X, centers, covariance_type), {})
+    def __call__(self, X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                 bounds: np.ndarray, moved: np.ndarray) -> KMeansAssignment:
+        call = parse_call("kmeans_assign", (X, centers, covariance_type, bounds, moved), {})
         _check_specialised(call, self.plan)
         lay = self.plan.layout
         X = _x(X, self.plan)
         labels = np.empty(X.shape[0], dtype=np.int64)
         sums, counts = np.empty((lay.M, lay.D)), np.empty(lay.M)
         if X.shape[0]:
-            self._run(X, np.ascontiguousarray(centers), labels, sums, counts)
+            self._run(X, np.ascontiguousarray(centers), np.ascontiguousarray(moved), labels,
+                      sums, counts, bounds)
         return KMeansAssignment(labels, sums, counts)
 
 
 class KMeansSeedKernel(_EntryPoint):
-    """``(X, x_squared_norms, candidates, closest, n_components, covariance_type) ->
-    KMeansSeed``: one k-means++ seeding step."""
+    """``(X, x_squared_norms, indices, closest, uniforms, n_components, covariance_type) ->
+    KMeansSeeding``: the rest of a k-means++ seeding, in one call."""
 
     symbol = "asp_gmm_kmeans_seed"
-    n_pointers = 6
+    n_pointers = 4
 
-    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
-                 closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
-        args = (X, x_squared_norms, candidates, closest, n_components, covariance_type)
+    def __call__(self, X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
+                 closest: np.ndarray, uniforms: np.ndarray, n_components: int,
+                 covariance_type: str) -> KMeansSeeding:
+        args = (X, x_squared_norms, indices, closest, uniforms, n_components, covariance_type)
         _check_specialised(parse_call("kmeans_seed", args, {}), self.plan)
         X = _x(X, self.plan)
-        # the kernel writes only the chosen candidate's distances, not one row per candidate
-        nearest, cumulative = np.empty(X.shape[0]), np.empty(X.shape[0])
-        pots = np.empty(candidates.shape[0])
-        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(candidates),
-                  np.ascontiguousarray(closest), nearest, cumulative, pots)
-        best = int(np.argmin(pots))  # the first least, as scikit-learn's argmin and the kernel's
-        return KMeansSeed(best, float(pots[best]), nearest, cumulative)
+        # the kernel completes copies of the caller's arrays
+        indices, closest = np.array(indices), np.array(closest)
+        self._run(X, np.ascontiguousarray(x_squared_norms), np.ascontiguousarray(uniforms),
+                  indices, closest)
+        return KMeansSeeding(indices, closest)

@@ -22,7 +22,7 @@ import numpy as np
 
 from asp_core import Dispatcher
 from asp_gmm import fits, reference
-from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeed
+from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
 from asp_gmm.programs import example_args
 
 T = TypeVar("T")
@@ -350,14 +350,16 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
 
 
 def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  bounds: np.ndarray, moved: np.ndarray,
                   options: dict[str, Any] | None = None) -> KMeansAssignment:
     """One Lloyd pass of k-means (see :func:`asp_gmm.reference.kmeans_assign`), specialised."""
-    return dispatcher("kmeans_assign", options)(X, centers, covariance_type)
+    return dispatcher("kmeans_assign", options)(X, centers, covariance_type, bounds, moved)
 
 
-def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
-                closest: np.ndarray, n_components: int, covariance_type: str,
-                options: dict[str, Any] | None = None) -> KMeansSeed:
-    """One k-means++ seeding step (see :func:`asp_gmm.reference.kmeans_seed`), specialised."""
-    return dispatcher("kmeans_seed", options)(X, x_squared_norms, candidates, closest,
+def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
+                closest: np.ndarray, uniforms: np.ndarray, n_components: int,
+                covariance_type: str, options: dict[str, Any] | None = None) -> KMeansSeeding:
+    """The rest of a k-means++ seeding (see :func:`asp_gmm.reference.kmeans_seed`),
+    specialised."""
+    return dispatcher("kmeans_seed", options)(X, x_squared_norms, indices, closest, uniforms,
                                               n_components, covariance_type)

@@ -11,11 +11,16 @@ scikit-learn's, in its order:
 
 * k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
   each next one ``rs.uniform(size=trials) * potential`` searched in the cumulative sum of the
-  squared distances, the candidate of least potential kept;
+  squared distances, the candidate of least potential kept; the steps after the first centre
+  run in one compiled call (one parallel pass per step, the draws searched block by block:
+  :func:`asp_gmm.reference.kmeans_seed`), their uniforms drawn in one call (the same numbers);
 * Lloyd (``_kmeans_single_lloyd``): on the data centred by its mean, at most 300 iterations,
   stopping when the labels repeat (strict convergence) or when the squared centre shift falls
   to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
   their centres; after a non-strict stop the labels are recomputed from the final centres.
+  The compiled passes keep Hamerly's bounds between them (``bounds``, ``moved``) and skip
+  the distances of samples whose label the bounds prove, with a margin for rounding, so the
+  labels are those of computing every distance.
 
 The random state is consumed exactly as scikit-learn consumes it, so a later initialisation
 (``n_init > 1``) draws what scikit-learn's would. The distances are summed in another order
@@ -44,25 +49,26 @@ MAX_ITER = 300
 TOL = 1e-4
 
 
-def _seed(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
-          n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
-          steps_left: int) -> KMeansSeed:
-    """One seeding step: compiled, or in NumPy while the library is not built (``steps_left``
-    such steps foreseen, this one included: they decide when a deferred build starts)."""
-    args = (X, xx, candidates, closest, n_clusters, covariance_type)
-    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
-        return engine.kmeans_seed(*args, options=options)
-    return engine.numpy_pass(reference.kmeans_seed, X, n_clusters, covariance_type, options,
-                             *args, calls_left=steps_left)
+def _numpy_seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray,
+                     closest: np.ndarray, n_clusters: int, covariance_type: str,
+                     options: dict[str, Any] | None, steps_left: int) -> KMeansSeed:
+    """One seeding step in NumPy while the library compiles (``steps_left`` such steps
+    foreseen, this one included: they decide when a deferred build starts)."""
+    return engine.numpy_pass(reference.kmeans_seed_step, X, n_clusters, covariance_type,
+                             options, X, xx, candidates, closest, n_clusters, covariance_type,
+                             calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
-            options: dict[str, Any] | None) -> KMeansAssignment:
-    """One Lloyd pass: compiled, or in NumPy while the library is not built."""
+            options: dict[str, Any] | None, bounds: np.ndarray, moved: np.ndarray
+            ) -> KMeansAssignment:
+    """One Lloyd pass: compiled, or in NumPy while the library is not built (``bounds``,
+    ``moved``: the state the compiled passes keep, :func:`asp_gmm.reference.kmeans_assign`)."""
+    args = (X, centers, covariance_type, bounds, moved)
     if engine.compiled(X.shape[1], centers.shape[0], covariance_type, X.dtype, options):
-        return engine.kmeans_assign(X, centers, covariance_type, options)
+        return engine.kmeans_assign(*args, options=options)
     return engine.numpy_pass(reference.kmeans_assign, X, centers.shape[0], covariance_type,
-                             options, X, centers, covariance_type)
+                             options, *args)
 
 
 def _em_iteration_in_seed_steps(n_clusters: int, n_features: int, trials: int,
@@ -82,27 +88,40 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
     random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
     (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
-    N = X.shape[0]
+    N, D = X.shape
     trials = kmeans_trials(n_clusters)
-    em = _em_iteration_in_seed_steps(n_clusters, X.shape[1], trials, covariance_type)
+    em = _em_iteration_in_seed_steps(n_clusters, D, trials, covariance_type)
     xx = np.einsum("ij,ij->i", X, X) if x_squared_norms is None else x_squared_norms
     weights = np.ones(N, dtype=X.dtype)
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
-    # the first centre's distances: all candidates the same sample, nothing closer yet
-    step = _seed(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                 n_clusters, covariance_type, options, n_clusters + em)
-    for c in range(1, n_clusters):
+    step: KMeansSeed | None = None
+    c = 1
+    # one step at a time in NumPy while the library compiles in the background
+    while c < n_clusters and not engine.compiled(D, n_clusters, covariance_type, X.dtype,
+                                                 options):
+        if step is None:  # the first centre's distances: all candidates the same sample
+            step = _numpy_seed_step(X, xx, np.full(trials, first, dtype=np.int64),
+                                    np.full(N, np.inf), n_clusters, covariance_type, options,
+                                    n_clusters + em)
+            continue
         rand_vals = random_state.uniform(size=trials) * step.potential
-        # scikit-learn's np.cumsum(closest), which the step computed along with closest
         candidates = np.searchsorted(step.cumulative, rand_vals)
         np.clip(candidates, None, N - 1, out=candidates)
         candidates = candidates.astype(np.int64, copy=False)
-        step = _seed(X, xx, candidates, step.closest, n_clusters, covariance_type, options,
-                     n_clusters - c + em)
+        step = _numpy_seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
+                                options, n_clusters - c + em)
         indices[c] = candidates[step.best]
-    return indices
+        c += 1
+    if c == n_clusters:
+        return indices
+    # the remaining steps in one compiled call, their draws made at once (the same numbers
+    # as one draw of `trials` per step)
+    uniforms = random_state.uniform(size=(n_clusters - c) * trials)
+    closest = np.full(N, np.inf) if step is None else step.closest
+    return engine.kmeans_seed(X, xx, indices, closest, uniforms, n_clusters, covariance_type,
+                              options).indices
 
 
 def _relocate_empty(X: np.ndarray, centers: np.ndarray, sums: np.ndarray, counts: np.ndarray,
@@ -139,12 +158,16 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
                                          options, xx)].astype(np.float64)
     labels_old = np.full(X.shape[0], -1, dtype=np.int64)
     strict = False
+    # the compiled passes' bounds (none known yet) and each centre's move since the last pass
+    bounds, moved = np.full((N, 3), -1.0), np.zeros(n_clusters)
     for _ in range(MAX_ITER):
-        step = _assign(Xc, centers, covariance_type, options)
+        step = _assign(Xc, centers, covariance_type, options, bounds, moved)
         labels, sums, counts = step.labels, step.sums, step.counts
         _relocate_empty(Xc, centers, sums, counts, labels)
         new = sums * (1.0 / np.where(counts > 0, counts, 1.0))[:, np.newaxis]
-        shift = ((new - centers) ** 2).sum()
+        moves = (new - centers) ** 2
+        shift = moves.sum()
+        moved = np.sqrt(moves.sum(axis=1))
         centers = new
         if np.array_equal(labels, labels_old):
             strict = True
@@ -153,7 +176,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
             break
         labels_old = labels
     if not strict:
-        labels = _assign(Xc, centers, covariance_type, options).labels
+        labels = _assign(Xc, centers, covariance_type, options, bounds, moved).labels
     distinct = int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
     if distinct < n_clusters:
         warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

@@ -118,11 +118,12 @@ _POINTERS: dict[str, list[tuple[str, str, bool]]] = {
                ("double", "total", True)],
     "m_step": [("double", "resp", False), ("int64_t", "labels", False),
                ("double", "shift", False), ("double", "out", True)],
-    "kmeans_assign": [("double", "centers", False), ("int64_t", "labels", True),
-                      ("double", "sums", True), ("double", "counts", True)],
-    "kmeans_seed": [("double", "xx", False), ("int64_t", "cand", False),
-                    ("double", "closest", False), ("double", "nearest", True),
-                    ("double", "cumulative", True), ("double", "pots", True)],
+    "kmeans_assign": [("double", "centers", False), ("double", "moved", False),
+                      ("int64_t", "labels", True),
+                      ("double", "sums", True), ("double", "counts", True),
+                      ("double", "bounds", True)],
+    "kmeans_seed": [("double", "xx", False), ("double", "uniforms", False),
+                    ("int64_t", "indices", True), ("double", "closest", True)],
 }
 
 

@@ -40,12 +40,14 @@ def example_args(op: str, M: int, D: int, cov: str, dtype: str = "float64",
     if op == "m_step":
         return (X, np.zeros(n_samples, dtype=np.int64), M, cov, 0.0)
     if op == "kmeans_assign":
-        return (X, means, cov)
+        return (X, means, cov, np.full((n_samples, 3), -1.0), np.zeros(M))
     if op == "kmeans_seed":
         from asp_gmm.lowering import kmeans_trials
 
-        candidates = np.zeros(kmeans_trials(M), dtype=np.int64)
-        return (X, np.zeros(n_samples), candidates, np.zeros(n_samples), M, cov)
+        indices = np.full(M, -1, dtype=np.int64)
+        indices[0] = 0
+        uniforms = np.zeros((M - 1) * kmeans_trials(M))
+        return (X, np.zeros(n_samples), indices, np.full(n_samples, np.inf), uniforms, M, cov)
     from asp_gmm.signature import OPS
 
     raise ValueError(f"unknown gmm op {op!r}; expected one of {', '.join(OPS)}")

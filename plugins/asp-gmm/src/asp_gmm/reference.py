@@ -18,8 +18,9 @@ import numpy as np
 
 from asp_gmm.linalg import log_det_cholesky
 
-__all__ = ["E_STEP_OUTPUTS", "EMStep", "KMeansAssignment", "KMeansSeed", "e_step", "em_step",
-           "kmeans_assign", "kmeans_seed", "log_prob", "logsumexp_rows", "m_step"]
+__all__ = ["E_STEP_OUTPUTS", "EMStep", "KMeansAssignment", "KMeansSeed", "KMeansSeeding", "e_step",
+           "em_step", "kmeans_assign", "kmeans_seed", "kmeans_seed_step", "log_prob",
+           "logsumexp_rows", "m_step"]
 
 
 class EMStep(NamedTuple):
@@ -199,13 +200,26 @@ class KMeansSeed(NamedTuple):
     cumulative: np.ndarray  # np.cumsum(closest): what the next step's draws search
 
 
-def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
-                  ) -> KMeansAssignment:
+class KMeansSeeding(NamedTuple):
+    """The k-means++ seeding's result: every centre, and the distances they leave."""
+
+    indices: np.ndarray  # int64 (M,): the centres' sample indices, in the order chosen
+    closest: np.ndarray  # squared distance of each sample to its nearest centre
+
+
+def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
+                  bounds: np.ndarray, moved: np.ndarray) -> KMeansAssignment:
     """scikit-learn's Lloyd pass (``lloyd_iter_chunked_dense``) without its centre update:
     labels by least ``|c|^2 - 2 x.c`` (the first on ties), and per-cluster sums and counts.
 
     ``covariance_type`` only names the mixture the k-means initialises (the compiled kernel
-    shares that mixture's library)."""
+    shares that mixture's library). ``bounds`` (N x 3) and ``moved`` (M) carry what the
+    compiled pass keeps between the passes of one k-means to skip samples whose label cannot
+    change (per sample: bounds on the distances to its centre and to the others, its label;
+    how far each centre moved since): this pass computes every distance and marks the
+    bounds unknown (label -1), so a compiled pass after it computes every distance too."""
+    del moved  # what the compiled pass needs with the bounds
+    bounds[:, 2] = -1.0
     N = X.shape[0]
     M = centers.shape[0]
     csq = np.einsum("ij,ij->i", centers, centers)
@@ -223,8 +237,8 @@ def kmeans_assign(X: np.ndarray, centers: np.ndarray, covariance_type: str
     return KMeansAssignment(labels, sums, counts)
 
 
-def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
-                closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
+def kmeans_seed_step(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarray,
+                     closest: np.ndarray, n_components: int, covariance_type: str) -> KMeansSeed:
     """One step of scikit-learn's ``_kmeans_plusplus`` after the candidates are drawn, in its
     own NumPy expressions: the potential of each candidate, the first least one, and the
     squared distances to the nearest centre once it is added (``n_components`` and
@@ -238,3 +252,32 @@ def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.ndarr
     pots = dist @ np.ones(X.shape[0], dtype=X.dtype).reshape(-1, 1)
     best = int(np.argmin(pots))
     return KMeansSeed(best, float(pots[best, 0]), dist[best], np.cumsum(dist[best]))
+
+
+def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
+                closest: np.ndarray, uniforms: np.ndarray, n_components: int,
+                covariance_type: str) -> KMeansSeeding:
+    """The rest of scikit-learn's k-means++ seeding (``_kmeans_plusplus``) from its first
+    ``c >= 1`` centres: ``indices`` holds their sample indices followed by ``-1`` (M in all);
+    ``closest`` each sample's squared distance to the nearest of them (or of all but the last:
+    ``inf`` for ``c = 1``); ``uniforms`` the ``(M - c) * trials`` draws of
+    ``random_state.uniform`` the remaining steps take (``trials`` of them each, drawn in one
+    call: the same numbers). Each step searches ``uniforms * potential`` in the cumulative sum
+    of the distances and keeps the candidate of least potential (:func:`kmeans_seed_step`)."""
+    from asp_gmm.lowering import kmeans_trials
+
+    trials = kmeans_trials(n_components)
+    indices = np.array(indices, dtype=np.int64)
+    c = int(np.count_nonzero(indices >= 0))
+    # the last chosen centre's distances, whether or not closest has them already
+    step = kmeans_seed_step(X, x_squared_norms, np.full(trials, indices[c - 1], dtype=np.int64),
+                            closest, n_components, covariance_type)
+    for s, k in enumerate(range(c, n_components)):
+        rand_vals = uniforms[s * trials:(s + 1) * trials] * step.potential
+        candidates = np.searchsorted(step.cumulative, rand_vals)
+        np.clip(candidates, None, X.shape[0] - 1, out=candidates)
+        candidates = candidates.astype(np.int64, copy=False)
+        step = kmeans_seed_step(X, x_squared_norms, candidates, step.closest, n_components,
+                                covariance_type)
+        indices[k] = candidates[step.best]
+    return KMeansSeeding(indices, step.closest)

@@ -23,8 +23,8 @@ _ARGS = {
     "log_prob": ("X", "means", "precisions_cholesky", "covariance_type"),
     "e_step": ("X", "weights", "means", "precisions_cholesky", "covariance_type", "output"),
     "m_step": ("X", "resp", "n_components", "covariance_type", "reg_covar"),
-    "kmeans_assign": ("X", "centers", "covariance_type"),
-    "kmeans_seed": ("X", "x_squared_norms", "candidates", "closest", "n_components",
+    "kmeans_assign": ("X", "centers", "covariance_type", "bounds", "moved"),
+    "kmeans_seed": ("X", "x_squared_norms", "indices", "closest", "uniforms", "n_components",
                     "covariance_type"),
 }
 OPS = tuple(_ARGS)
@@ -100,6 +100,7 @@ def parse_call(op: str, args: tuple, kwargs: dict[str, Any]) -> Call:
         if not isinstance(centers, np.ndarray) or centers.ndim != 2 or centers.shape[1] != D \
                 or centers.shape[0] < 1 or centers.dtype != np.float64:
             raise ValueError(f"centers must be float64 of shape (n_clusters, {D})")
+        _check_bounds(b["bounds"], b["moved"], N, centers.shape[0])
         return Call(op, N, D, centers.shape[0], cov, X.dtype.name)
     if op == "m_step":
         M = _check_responsibilities(b["resp"], N, b["n_components"])
@@ -131,13 +132,30 @@ def _check_seed(b: dict[str, Any], N: int) -> int:
         arr = b[name]
         if not isinstance(arr, np.ndarray) or arr.shape != (N,) or arr.dtype != np.float64:
             raise ValueError(f"{name} must be float64 of shape ({N},)")
-    cand = b["candidates"]
-    L = kmeans_trials(int(M))
-    if not isinstance(cand, np.ndarray) or cand.shape != (L,) or cand.dtype != np.int64:
-        raise ValueError(f"candidates must be int64 of shape ({L},)")
-    if L and (cand.min() < 0 or cand.max() >= N):
-        raise ValueError(f"candidates must be sample indices in [0, {N})")
+    idx = b["indices"]
+    if not isinstance(idx, np.ndarray) or idx.shape != (M,) or idx.dtype != np.int64:
+        raise ValueError(f"indices must be int64 of shape ({M},)")
+    c = int(np.count_nonzero(idx >= 0))
+    if c < 1 or (idx[:c] >= N).any() or (idx[c:] != -1).any():
+        raise ValueError(f"indices must be the chosen centres' sample indices in [0, {N}) "
+                         "(at least one), followed by -1")
+    uni = b["uniforms"]
+    L = (M - c) * kmeans_trials(int(M))
+    if not isinstance(uni, np.ndarray) or uni.shape != (L,) or uni.dtype != np.float64:
+        raise ValueError(f"uniforms must be float64 of shape ({L},): the draws of the "
+                         f"{M - c} steps left")
     return int(M)
+
+
+def _check_bounds(bounds: Any, moved: Any, N: int, M: int) -> None:
+    """A ``kmeans_assign`` call's state: written in place, so C-contiguous and writeable."""
+    if not isinstance(bounds, np.ndarray) or bounds.shape != (N, 3) \
+            or bounds.dtype != np.float64 or not bounds.flags.c_contiguous \
+            or not bounds.flags.writeable:
+        raise ValueError(f"bounds must be a writeable C-contiguous float64 array of shape "
+                         f"({N}, 3)")
+    if not isinstance(moved, np.ndarray) or moved.shape != (M,) or moved.dtype != np.float64:
+        raise ValueError(f"moved must be float64 of shape ({M},)")
 
 
 def _check_reg_covar(reg_covar: Any) -> None:
