@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from asp_core.build import CompiledLibrary
     from asp_core.context import SpecializationContext
 
-__all__ = ["submit", "busy", "claim", "shutdown", "foreground", "IDLE_S"]
+__all__ = ["submit", "busy", "claim", "release", "shutdown", "foreground", "IDLE_S"]
 
 _log = get_logger("build")
 _lock = threading.Lock()
@@ -169,6 +169,31 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
             return future
         _forget(slot)
         return None
+
+
+def release(*, run_waiting: bool = True, wait: bool = True) -> None:
+    """Hand the ``when_idle`` compiles held back to the workers now (``run_waiting=False``:
+    cancel them) and (``wait``) wait until every queued or running compile has ended. For a
+    plugin that must see its variants compiled now (its exit, a reset) rather than after the
+    next idle gap; a failed compile is left to its own build to report."""
+    global _idle_timer
+    with _lock:
+        if _idle_timer is not None:
+            _idle_timer.cancel()
+            _idle_timer = None
+        held, _deferred[:] = list(_deferred), []
+        _held.clear()
+        for low_priority, (slot, future, job) in held:
+            if run_waiting and not _closed:
+                _enqueue(low_priority, (slot, future, job))
+            elif future.cancel() and _futures.get(slot) is future:
+                _forget(slot)  # (one a foreground build took over is forgotten already)
+        futures = list(_futures.values()) if wait else []
+    for future in futures:
+        try:
+            future.result()
+        except BaseException:  # noqa: BLE001 - cancelled or failed: reported by its own build
+            pass
 
 
 def is_worker(thread: threading.Thread) -> bool:

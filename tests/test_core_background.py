@@ -207,3 +207,24 @@ def test_when_idle_compile_runs_at_once_outside_spans_and_a_build_takes_it_over(
         lib = compile_library(src, openmp=False, name="bg_over")   # the caller needs it now
         assert waiting.cancelled() and lib.cdll.asp_bg_over(1) == 5
     assert gated_compiler["runs"].count(src) == 1 and not background.busy()
+
+
+def test_release_starts_or_cancels_the_held_back_compiles_and_waits(fresh_cache,
+                                                                    gated_compiler,
+                                                                    monkeypatch):
+    """``release`` does at once what the idle gap would do (or drops the held-back compiles)
+    and waits for every queued or running compile: a plugin's exit and reset need that."""
+    monkeypatch.setattr(background, "IDLE_S", 60.0)
+    kept, dropped = _source("kept"), _source("dropped")
+    with background.foreground():
+        future = background.submit(source=kept, openmp=False, name="bg_kept", when_idle=True)
+    assert not future.running() and background.busy()
+    background.release()
+    assert future.done() and future.result().cdll.asp_bg_kept(1) == 5
+    assert gated_compiler["runs"].count(kept) == 1 and not background.busy()
+    with background.foreground():
+        gone = background.submit(source=dropped, openmp=False, name="bg_dropped",
+                                 when_idle=True)
+    background.release(run_waiting=False)
+    assert gone.cancelled() and dropped not in gated_compiler["runs"]
+    assert not background.busy()

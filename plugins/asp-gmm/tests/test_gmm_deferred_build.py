@@ -5,8 +5,6 @@ gcc and code generation beside it; a fit whose passes take or foresee more than
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-
 import numpy as np
 import pytest
 from asp_gmm import GaussianMixture, engine
@@ -73,66 +71,31 @@ def test_shape_with_long_numpy_history_builds_at_the_next_fit(fresh_engine, monk
     engine.finish_preparing()
 
 
-def _done_future() -> Future:
-    future: Future = Future()
-    future.set_result(None)
-    return future
-
-
-def test_work_after_fits_waits_for_the_running_fit(monkeypatch):
-    from asp_gmm import fits
-
-    monkeypatch.setattr(fits, "IDLE_S", 60.0)
-    calls: list[int] = []
-    with fits.fitting():
-        fits.after_fits(lambda: calls.append(1) or _done_future())
-        assert calls == [] and fits.pending()
-    assert calls == []  # a next fit may follow at once
-    fits.release()
-    assert calls == [1] and not fits.pending()
-    fits.after_fits(lambda: calls.append(2) or _done_future())  # no fit running: now
-    assert calls == [1, 2]
-
-
-def test_work_after_fits_starts_once_idle(monkeypatch):
-    import time
-
-    from asp_gmm import fits
-
-    monkeypatch.setattr(fits, "IDLE_S", 0.01)
-    calls: list[int] = []
-    with fits.fitting():
-        fits.after_fits(lambda: calls.append(1) or _done_future())
-    deadline = time.monotonic() + 10
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert calls == [1] and not fits.pending()
-
-
 @pytest.mark.filterwarnings("ignore:Best performing initialization did not converge")
 def test_compiled_fit_neither_compiles_nor_times_candidates(fresh_engine, monkeypatch):
     """The EM candidates besides the model's variant wait for the fits to end: a fit on the
     compiled library runs that variant and drops the untimed ones for this process."""
-    from asp_gmm import fits
+    from asp_core import background
     from asp_gmm.programs import variants_for
 
-    monkeypatch.setattr(fits, "IDLE_S", 60.0)
+    monkeypatch.setattr(background, "IDLE_S", 60.0)
     X = _data(4000, 3, 4)
     engine.prepare(3, 4, "diag", np.float64)
     engine.finish_preparing()
     GaussianMixture(4, covariance_type="diag", max_iter=5, tol=0.0, random_state=0).fit(X)
-    assert fits.pending()
+    assert background.busy(low_priority=True)   # the candidates wait for the idle gap
+    assert not background.busy(low_priority=True, waiting=False)
     assert not engine.tuning()
     model = variants_for("openmp", "em_step", 4, 3, "diag")[0].name
     assert engine.winner() == model
-    fits.release()
-    assert not fits.pending()
+    background.release()
+    assert not background.busy(low_priority=True)
     # a later process finds the candidates in the code cache and times them on its fits
     engine.reset()
     engine.prepare(3, 4, "diag", np.float64)
     engine.finish_preparing()
     GaussianMixture(4, covariance_type="diag", max_iter=5, tol=0.0, random_state=0).fit(X)
-    assert not fits.pending()
+    assert not background.busy(low_priority=True)
     events = engine.dispatcher("em_step").last_context.events
     timed = [d for e, d in events if e == "autotune" and d.get("timings")]
     assert timed and len(timed[0]["timings"]) > 1

@@ -79,11 +79,9 @@ def _specialised_on(variant: Variant) -> dict[str, Any]:
 
 def compiling() -> bool:
     """Whether variants are still compiling in the background (:mod:`asp_core.background`),
-    at low priority included, or wait to compile once the fits end (:mod:`asp_gmm.fits`):
-    building one of them now would wait for gcc."""
-    from asp_gmm import fits
-
-    return background.busy(low_priority=True) or fits.pending()
+    at low priority included, or wait to compile once the fits end: building one of them now
+    would wait for gcc."""
+    return background.busy(low_priority=True)
 
 
 def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Variant], dict[str, Any]]) -> Any:
@@ -91,7 +89,8 @@ def _compile(variant: Variant, ctx: SpecializationContext, args: Callable[[Varia
     background (their builds, one per tuning call, then take the background compile's library
     or the code cache: one gcc per variant either way), so the first call waits for one
     compile only. A sibling that fails to compile fails again in its own build, which reports
-    it. The siblings compile at low priority once no fit is running (:mod:`asp_gmm.fits`): a
+    it. The siblings compile at low priority once no fit has run for a while
+    (:func:`asp_core.background.foreground`): a
     fit never waits for them (:func:`asp_gmm.engine.em_step`), and a gcc at normal priority
     next to its compiled passes made the fit that follows a first one 1.5-2x slower (measured,
     diag N=200k D=16 M=32, two cores); at low priority still 1.5x."""
@@ -106,7 +105,6 @@ def _compile_later(ctx: SpecializationContext, args: dict[str, Any], name: str) 
     """A sibling's background compile once the fits end, unless the code cache has it (a
     later process: the tuner then times it on the fit's iterations, loaded at no cost)."""
     from asp_core.build import is_cached
-    from asp_gmm import fits
 
     keyed = ("lang", "openmp", "flags", "specialised_on")
     try:
@@ -114,7 +112,7 @@ def _compile_later(ctx: SpecializationContext, args: dict[str, Any], name: str) 
     except Exception:  # noqa: BLE001 - e.g. no compiler: the sibling's own build reports it
         cached = False
     if not cached:
-        fits.after_fits(lambda: background.submit(ctx, low_priority=True, **args, variant=name))
+        background.submit(ctx, low_priority=True, when_idle=True, **args, variant=name)
 
 
 class OpenMPBackend(Backend):

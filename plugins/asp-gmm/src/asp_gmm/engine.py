@@ -5,8 +5,9 @@ signatures of
 :mod:`asp_gmm.reference`; the first call with a new (M, D, covariance type, dtype) runs the
 pipeline (:func:`prepare` builds that library in the background ahead of time, once a fit's
 NumPy passes show it can pay off), and the first EM iterations of a new shape class each run a
-different candidate variant until the fastest is known (candidates compiled once no fit runs:
-:mod:`asp_gmm.fits`).
+different candidate variant until the fastest is known (candidates compiled once no fit has
+run for a while: ``when_idle`` compiles of :mod:`asp_core.background`, fits being its
+foreground spans).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from asp_core import Dispatcher
-from asp_gmm import fits, reference
+from asp_core import Dispatcher, background
+from asp_gmm import reference
 from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
 from asp_gmm.programs import example_args
 
@@ -64,7 +65,7 @@ def reset() -> None:
         _DEFERRED.clear()
     for thread in list(_PREPARING.values()):
         thread.join()
-    fits.release(run_waiting=False)
+    background.release(run_waiting=False)
     with _LOCK:
         _DISPATCHERS.clear()
         _PREPARING.clear()
@@ -113,7 +114,7 @@ def finish_preparing(*, candidates: bool = True) -> None:
             return
     for thread in list(_PREPARING.values()):
         thread.join()
-    fits.release(run_waiting=candidates)
+    background.release(run_waiting=candidates)
 
 
 @atexit.register
@@ -224,7 +225,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     def build() -> None:
         # the model's variant alone, whose library every op shares (k-means, the initial
         # M-step, EM, predict); the other EM candidates compile once no fit runs
-        # (asp_gmm.fits), started by the first compiled EM step
+        # (asp_core.background, when_idle), started by the first compiled EM step
         try:
             dispatcher("m_step", options).build_variants(*m_args)
         except Exception:  # noqa: BLE001 - the real call reports it

@@ -32,7 +32,8 @@ from sklearn.mixture import GaussianMixture as _SkGaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from asp_gmm import engine, fits
+from asp_core import background
+from asp_gmm import engine
 from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
 from asp_gmm.validation import check_hyperparameters, check_initial_parameters
@@ -108,14 +109,14 @@ class GaussianMixture(_SkGaussianMixture):
     def fit(self, X: Any, y: Any = None) -> GaussianMixture:
         """Estimate the model parameters with EM (see ``sklearn.mixture.GaussianMixture.fit``).
         """
-        with fits.fitting():
+        with background.foreground():
             self._fit(X)
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Estimate the model parameters with EM and predict the labels of X (see
         ``sklearn.mixture.GaussianMixture.fit_predict``)."""
-        with fits.fitting():
+        with background.foreground():
             X = self._fit(X)
             # the final E-step, so that fit_predict(X) agrees with fit(X).predict(X)
             return self._compiled_e_step(X, "labels")
