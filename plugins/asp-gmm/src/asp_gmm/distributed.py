@@ -26,11 +26,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from asp_gmm.reference import EMStep
+
+if TYPE_CHECKING:
+    from asp_core.autotune import Autotuner
+    from asp_core.collective import AgreedVariants
 
 __all__ = ["DistributedGaussianMixture", "DistributedEM", "combine_em_steps"]
 
@@ -142,63 +146,37 @@ class DistributedEM:
         self.comm = comm
         self.options = dict(options or {})
         self.stats = CommStats()
-        self._variants: Mapping[str, Callable[..., EMStep]] | None = None
-        self._tuner: Any = None
-        self._fixed: str | None = None
+        self._variants: Mapping[str, Callable[..., EMStep]] | AgreedVariants | None = None
+        self._tuner: Autotuner | None = None
         self.winner: str | None = None
         self.timings: dict[str, float] = {}
 
     # -- variants ----------------------------------------------------------------------------
     def _prepare(self, X: np.ndarray, params: tuple, n_global: int) -> None:
-        """Build the variants (lazily, each on its first use) and the agreed tuner."""
-        from asp_core.autotune import Autotuner
-        from asp_core.cache import cache_key
+        """The variants every rank has (each built on its first use) and their collective
+        tuner, kept per order of magnitude of the global N; the NumPy step on every rank when
+        any rank cannot specialise."""
+        from asp_core import Dispatcher
+        from asp_core.collective import AgreedVariants
 
         from asp_gmm import reference
         from asp_gmm.engine import GMMKernel
 
-        from asp_core import Dispatcher, config
-        from asp_core.errors import AspError
-
-        if config.mode() == "python":  # ASP_MODE=python: never specialise
-            self._variants = {"numpy": reference.em_step}
-            self._fixed = self.winner = "numpy"
-            return
         sample = np.ascontiguousarray(X[:1]) if len(X) else np.zeros((1, params[1].shape[1]),
                                                                      dtype=X.dtype)
-        error, names = None, []
-        try:  # phases 1-4 through the core; variants compile on first use
-            variants = Dispatcher("gmm", reference.em_step, instance=GMMKernel("em_step"),
-                                  options=self.options, name="asp_gmm.em_step[mpi]"
-                                  ).variants(sample, *params)
-            key, names = variants.key, list(variants)
-        except Exception as exc:  # any failure: every rank falls back together
-            error = f"{type(exc).__name__}: {exc}"
-        errors = self.comm.allgather(error)
-        names0 = self.comm.bcast(names, root=0)
-        if any(errors) or names != names0:
-            why = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) or \
-                "ranks built different variant lists"
-            if config.mode() == "strict":
-                raise AspError(f"distributed EM cannot be specialised: {why}")
-            warnings.warn(f"asp: distributed EM runs the NumPy reference on every rank: {why}",
-                          _specialization_warning(), stacklevel=4)
+        dispatcher = Dispatcher("gmm", reference.em_step, instance=GMMKernel("em_step"),
+                                options=self.options, name="asp_gmm.em_step[mpi]")
+        agreed = AgreedVariants(dispatcher, (sample, *params), self.comm,
+                                tuning=int(math.floor(math.log10(max(n_global, 1)))),
+                                what="distributed EM")
+        if agreed.tuner is None:
             self._variants = {"numpy": reference.em_step}
-            self._fixed = self.winner = "numpy"
+            self.winner = "numpy"
             return
-        self._variants = variants
-        magnitude = int(math.floor(math.log10(max(n_global, 1))))
-        shape_key = tuple(key) if isinstance(key, tuple) else (key,)  # (op, M, D, cov, dtype)
-        tkey = cache_key(specializer="gmm", tuning=repr(("em_step[mpi]", self.comm.Get_size(),
-                                                         *shape_key[1:], magnitude)),
-                         variants=sorted(names))
-        # collective: rank 0's stored winner (or the default when tuning is off) everywhere,
-        # else every rank tunes in lock step
-        tuner = Autotuner(tkey, names, label="gmm:em_step[mpi]", repeats=1, comm=self.comm)
-        if tuner.done:
-            self._fixed = self.winner = tuner.winner
-        else:
-            self._tuner = tuner
+        self._variants = agreed
+        self._tuner = agreed.tuner
+        if agreed.tuner.done:  # rank 0's stored winner, or the default with tuning off
+            self.winner = agreed.tuner.winner
 
     def _fn(self, name: str) -> Callable[..., EMStep]:
         assert self._variants is not None
@@ -211,8 +189,10 @@ class DistributedEM:
         params = (weights, means, precisions_cholesky, covariance_type, float(reg_covar))
         if self._variants is None:
             self._prepare(X, params, n_global)
-        tuning = self._tuner is not None and not self._tuner.done
-        name = self._tuner.next() if tuning else (self._fixed or self._tuner.winner)
+        tuner = self._tuner
+        tuning = tuner is not None and not tuner.done
+        name = tuner.next() if tuner is not None and tuning else self.winner
+        assert name is not None
         local: EMStep | None = None
         seconds = 0.0
         error: BaseException | None = None
@@ -230,16 +210,11 @@ class DistributedEM:
             stats=self.stats, error=error)
         if tuning:
             self.timings[name] = mean_seconds
-            self._tuner.report(name, mean_seconds, agreed=True)  # it travelled in the Allreduce
-            if self._tuner.done:
-                self.winner = self._tuner.winner
+            assert tuner is not None
+            tuner.report(name, mean_seconds, agreed=True)  # it travelled in the Allreduce
+            if tuner.done:
+                self.winner = tuner.winner
         return step
-
-
-def _specialization_warning() -> type[Warning]:
-    from asp_core.errors import SpecializationWarning
-
-    return SpecializationWarning
 
 
 class DistributedGaussianMixture:

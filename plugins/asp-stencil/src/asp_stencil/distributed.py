@@ -31,8 +31,9 @@ different variant (their blocks differ in shape, and a shared machine's noise di
 So the local calls of a kernel on one decomposition are tuned collectively: every rank proposes
 the variants of its own block (:meth:`asp_core.Dispatcher.variants`), they time the variants
 all ranks share in the same order, each time agreed as the slowest rank's
-(:class:`asp_core.autotune.Autotuner` with ``comm=``; rank 0's stored winner, if any, is used
-everywhere), and every rank then runs the same variant (:func:`tuned_variant`). The sub-block
+(:class:`asp_core.collective.AgreedVariants`; rank 0's stored winner, if any, is used
+everywhere), and every rank then runs the same variant (:func:`tuned_variant`). When a rank
+cannot specialise, every rank runs the kernel's Python (ASP_MODE=strict: raises). The sub-block
 calls of ``overlap=True`` differ in number and shape between ranks, so they keep the kernel's
 own (per-rank) tuning.
 
@@ -559,49 +560,25 @@ def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) 
 
 class _AgreedVariant:
     """The variant every rank runs for one kernel on one decomposition, tuned collectively
-    (see the module docstring). Constructed and called by all ranks together."""
+    (:class:`asp_core.collective.AgreedVariants`). Constructed and called by all ranks
+    together; when the ranks fall back, each runs the kernel's pure-Python function."""
 
     def __init__(self, kernel: Any, local: list[StencilGrid], comm: Any) -> None:
-        from asp_core import config
-        from asp_core.autotune import Autotuner
-        from asp_core.cache import cache_key
-        from asp_core.decisions import VARIANT
-        from asp_core.errors import AspError
+        from asp_core.collective import AgreedVariants
         from asp_core.mpi import import_mpi
-        from asp_core.plugins import get_registry
 
         self.comm = comm
         self.dispatcher = kernel.kernel
+        self.variants = AgreedVariants(self.dispatcher, tuple(local), comm,
+                                       what=f"stencil kernel {self.dispatcher.name!r}")
         self.fn: Callable[..., Any] | None = None
-        self.tuner: Autotuner | None = None
+        if not self.variants.specialised:
+            self.fn = self.dispatcher.fallback or self.dispatcher
         self._max = import_mpi().MAX
-        error = None
-        if config.mode() != "python":
-            try:
-                self.variants = self.dispatcher.variants(*local)
-            except AspError as exc:
-                error = str(exc)
-        # a rank that cannot specialise (or ASP_MODE=python): every rank runs its own
-        # dispatcher, which falls back (or raises, ASP_MODE=strict) as one process would
-        if config.mode() == "python" or comm.allreduce(error is not None, op=self._max):
-            self.fn = self.dispatcher
-            return
-        proposed = comm.allgather(list(self.variants))
-        names = [n for n in proposed[0] if all(n in p for p in proposed)]
-        if not names:  # no variant common to all blocks: nothing to agree on
-            self.fn = self.dispatcher
-            return
-        spec = get_registry().specializers[self.dispatcher.specializer]
-        ctx = self.variants.context
-        key = cache_key(specializer=spec.name, distributed=comm.Get_size(),
-                        tuning=repr(self.variants.key), variants=sorted(names))
-        self.tuner = Autotuner(key, names, comm=comm, on_event=ctx.tuning_events(VARIANT),
-                               label=f"{spec.name}:{ctx.kernel_name} on {comm.Get_size()} ranks",
-                               repeats=spec.tuning_repeats)
 
     @property
     def winner(self) -> str | None:
-        return self.tuner.winner if self.tuner is not None else None
+        return self.variants.winner
 
     def __call__(self, *local: StencilGrid) -> None:
         if self.fn is not None:
@@ -609,7 +586,7 @@ class _AgreedVariant:
             return
         from asp_core.errors import AspError
 
-        tuner = self.tuner
+        tuner = self.variants.tuner
         assert tuner is not None
         while not tuner.done:
             name = tuner.next()
