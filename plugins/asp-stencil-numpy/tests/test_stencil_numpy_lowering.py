@@ -18,9 +18,9 @@ NUMPY = {"platform_selection": "numpy"}
 
 
 def _platform(kernel) -> str:
-    events = kernel.kernel.last_context.events
-    chosen = [e for kind, e in events if kind == "phase" and e["phase"] == "platform_selection"]
-    return chosen[-1]["component"]
+    chosen = kernel.kernel.last_context.decision("platform_selection")
+    assert chosen is not None
+    return chosen.choice
 
 
 def _run(cls, grids, options=NUMPY):
