@@ -13,15 +13,15 @@ from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, C
                              PluginWarning, SpecializationWarning, ToolchainError,
                              Unspecializable)
 from asp_core.hookspecs import hookspec
-from asp_core.passes import Pass, PassManager, PassResult, asp_pass
+from asp_core.passes import Pass, PassManager, PassReport, PassResult, asp_pass
 from asp_core.phases import PHASES
 from asp_core.plugins import get_plugin_manager, get_registry, hookimpl
 
 __all__ = [
     "__version__", "hookimpl", "hookspec", "PHASES", "Dispatcher", "specialize",
     "SpecializationContext", "PlatformProgram", "Variant", "Frontend", "DomainOptimizer",
-    "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "PassResult", "asp_pass",
-    "get_plugin_manager", "get_registry", "AspError", "Unspecializable", "SpecializationWarning",
-    "ToolchainError", "CompilerNotFound", "CompileError", "CacheError", "PluginError",
-    "PluginWarning", "CacheWarning",
+    "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "PassReport", "PassResult",
+    "asp_pass", "get_plugin_manager", "get_registry", "AspError", "Unspecializable",
+    "SpecializationWarning", "ToolchainError", "CompilerNotFound", "CompileError", "CacheError",
+    "PluginError", "PluginWarning", "CacheWarning",
 ]

@@ -15,13 +15,33 @@ from asp_core.pyast import KernelSource, kernel_source, location
 if TYPE_CHECKING:
     from asp_core.build import CompiledLibrary
     from asp_core.hardware import HardwareInfo
+    from asp_core.passes import PassReport
 
-__all__ = ["SpecializationContext"]
+__all__ = ["SpecializationContext", "Compiled"]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One :meth:`SpecializationContext.compile` (``ctx.compiles``): the library
+    (``library.cached``: whether it came from the code cache) and what it was built for."""
+
+    name: str
+    variant: str
+    library: CompiledLibrary
+
+    @property
+    def cached(self) -> bool:
+        return self.library.cached
 
 
 @dataclass
 class SpecializationContext:
-    """Built by the core for each new specialisation key and passed to every component."""
+    """Built by the core for each new specialisation key and passed to every component.
+
+    ``events`` is the human-readable log ``asp explain`` prints; code that acts on what
+    happened reads the typed records instead: ``decisions`` (one per phase, the tuner's
+    winner, plugins' own), ``passes`` (:class:`~asp_core.passes.PassReport`) and
+    ``compiles`` (:class:`Compiled`)."""
 
     specializer: str
     func: Callable[..., Any] | None
@@ -34,6 +54,8 @@ class SpecializationContext:
     variant: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    passes: list[PassReport] = field(default_factory=list)
+    compiles: list[Compiled] = field(default_factory=list)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
     @functools.cached_property
@@ -111,9 +133,10 @@ class SpecializationContext:
 
         lib = compile_library(source, lang=lang, openmp=openmp, flags=flags, name=name,
                               specialised_on=specialised_on)
-        self.record("compile", name=name, variant=variant or self.variant, lang=lang,
-                    command=lib.command, seconds=lib.seconds, cached=lib.cached,
-                    path=str(lib.path), source=source)
+        variant = variant or self.variant
+        self.compiles.append(Compiled(name, variant, lib))
+        self.record("compile", name=name, variant=variant, lang=lang, command=lib.command,
+                    seconds=lib.seconds, cached=lib.cached, path=str(lib.path), source=source)
         return lib
 
     def compile_many(self, sources: list[dict[str, Any]]) -> list[CompiledLibrary]:

@@ -1,10 +1,12 @@
 """Named passes ``(ir, ctx) -> (new_ir, changed)`` and a small pass manager (numba's, with
-Devito's switch by name: ``ASP_DISABLE_PASSES``, option ``disable_passes``) that records each
-pass (and, for ``asp explain --after``, the IR after it) and names the pass that fails.
+Devito's switch by name: ``ASP_DISABLE_PASSES``, option ``disable_passes``) that reports each
+pass on the context (a typed :class:`PassReport` in ``ctx.passes``; for ``asp explain --after``
+also the IR after it) and names the pass that fails.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
@@ -15,7 +17,8 @@ from asp_core.ir import dump
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["Pass", "PassManager", "PassError", "PassResult", "asp_pass", "known_passes"]
+__all__ = ["Pass", "PassManager", "PassError", "PassReport", "PassResult", "asp_pass",
+           "known_passes"]
 
 
 class PassResult(NamedTuple):
@@ -23,6 +26,18 @@ class PassResult(NamedTuple):
 
     ir: Any
     changed: bool
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """One pass run by a :class:`PassManager` (``ctx.passes``): ``skipped`` when disabled by
+    name (then ``changed`` is False and ``seconds`` 0)."""
+
+    manager: str
+    name: str
+    changed: bool
+    skipped: bool = False
+    seconds: float = 0.0
 
 
 PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]"]
@@ -127,17 +142,21 @@ class PassManager:
         keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
         for p in self.passes:
             if p.name in disabled:
-                ctx.record("pass", manager=self.name, name=p.name, skipped=True, changed=False,
-                           ir=dump(ir) if keep_ir else None)
-                continue
-            try:
-                out = p.fn(ir, ctx)
-            except (Unspecializable, AspError):
-                raise
-            except Exception as exc:
-                raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
-            ir, changed = _result(p, out, f" of {self.name!r}")
-            ctx.record("pass", manager=self.name, name=p.name, skipped=False, changed=changed,
+                report = PassReport(self.name, p.name, changed=False, skipped=True)
+            else:
+                start = time.perf_counter()
+                try:
+                    out = p.fn(ir, ctx)
+                except (Unspecializable, AspError):
+                    raise
+                except Exception as exc:
+                    raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+                ir, changed = _result(p, out, f" of {self.name!r}")
+                report = PassReport(self.name, p.name, changed,
+                                    seconds=time.perf_counter() - start)
+            ctx.passes.append(report)
+            ctx.record("pass", manager=self.name, name=p.name, skipped=report.skipped,
+                       changed=report.changed, seconds=report.seconds,
                        ir=dump(ir) if keep_ir else None)
         return ir

@@ -1,5 +1,6 @@
 """Running the five phases of one specialisation (Asp paper, Figure 3), one component per
-phase chosen through the registry, every choice and its reason recorded in the context."""
+phase chosen through the registry, every choice and its reason recorded in the context (a
+typed :class:`~asp_core.decisions.Decision` per phase, ``what`` the phase's name)."""
 
 from __future__ import annotations
 
@@ -139,8 +140,11 @@ class Pipeline:
             ctx.record("phase", phase=phase, component=None, reason=choice.reason)
             return None
         comp = choice.candidates[0]
+        names = [c.name for c in choice.candidates]
         ctx.record("phase", phase=phase, component=comp.name, distribution=comp.distribution,
-                   reason=choice.reason, candidates=[c.name for c in choice.candidates])
+                   reason=choice.reason, candidates=names)
+        ctx.decide(phase, comp.name, reason=choice.reason, source=_source(choice, comp),
+                   candidates=names, distribution=comp.distribution)
         return comp
 
     def analyse(self, ctx: SpecializationContext) -> Any:
@@ -215,8 +219,7 @@ class Pipeline:
             if program is not None:
                 _record_platform(ctx, comp, program,
                                  _platform_reason(choice, comp, [n for n, _ in rejected]),
-                                 "requested" if choice.requested == comp.name else "priority",
-                                 choice.candidates, rejected)
+                                 _source(choice, comp), choice.candidates, rejected)
                 return program
             rejected.append((comp.name, reason))
             if choice.requested == comp.name:
@@ -259,8 +262,14 @@ def _record_platform(ctx: SpecializationContext, comp: Component, program: Platf
     ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
                distribution=comp.distribution, reason=reason, rejected=rejected,
                candidates=names)
-    ctx.decide(PLATFORM, comp.name, reason=reason, source=source, candidates=names)
+    ctx.decide(PLATFORM, comp.name, reason=reason, source=source, candidates=names,
+               distribution=comp.distribution, rejected=tuple(rejected))
     ctx.record("program", platform=program.platform, text=render_program(program))
+
+
+def _source(choice: Choice, comp: Component) -> str:
+    """Where a phase's choice came from: the user's request or the components' priorities."""
+    return "requested" if choice.requested == comp.name else "priority"
 
 
 def _platform_reason(choice: Choice, comp: Component, declined: list[str]) -> str:

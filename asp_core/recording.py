@@ -5,7 +5,10 @@ and then renders one :class:`KernelRecord` per finished specialisation (or fallb
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
 
 __all__ = ["KernelRecord", "start", "stop", "is_recording", "add_context"]
 
@@ -45,9 +48,9 @@ def is_recording() -> bool:
     return _records is not None
 
 
-def add_context(ctx: Any, kernel: str, fallback: str | None = None) -> None:
-    """Record ``ctx`` (a ``SpecializationContext``) of ``kernel`` when recording is on; the
-    event list is shared, so what ``ctx`` records later (tuning) shows too."""
+def add_context(ctx: SpecializationContext, kernel: str, fallback: str | None = None) -> None:
+    """Record ``ctx`` of ``kernel`` when recording is on; the event list is shared, so what
+    ``ctx`` records later (tuning) shows too."""
     if _records is None:
         return
     from asp_core.errors import Unspecializable

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import hookimpl
-from asp_bench import BenchContext, Measurement
+from asp_bench import BenchContext
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +51,7 @@ for k in range({calls}):
     if k == 0:
         t2 = time.perf_counter()
 assert np.array_equal(r, a * 2.0 + b)
-compiled = [e["cached"] for n, e in d.last_context.events if n == "compile"]
+compiled = [c.cached for c in d.last_context.compiles]
 print(json.dumps({{"import": t1 - t0, "first_call": t2 - t1, "cached": compiled}}))
 """
 
@@ -186,12 +185,7 @@ def _cold_warm(bench: BenchContext, env: dict[str, str], repeats: int) -> None:
             samples["warm first call"].append(warm["first_call"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    ref = min(samples["import (anchor)"])
-    case = "new process: first call of a kernel"
-    rows = [Measurement(bench.suite, case, impl, min(ts), statistics.median(ts),
-                        "import (anchor)", ref / min(ts)) for impl, ts in samples.items()]
-    bench.results.extend(rows)
-    bench._print(case, rows)
+    rows = bench.record("new process: first call of a kernel", samples, "import (anchor)")
     best = {m.impl: m.best for m in rows}
     bench.note(f"cold first call (empty cache: compile + load): "
                f"{best['cold first call'] * 1e3:.0f} ms (target <= 600 ms); warm first call "

@@ -67,7 +67,7 @@ def test_submit_compiles_and_records(fresh_cache):
     lib = background.submit(ctx, source=_source("a"), openmp=False, name="bg_a",
                             variant="wide").result(timeout=120)
     assert lib.cdll.asp_bg_a(1) == 2 and not lib.cached
-    assert [d["variant"] for e, d in ctx.events if e == "compile"] == ["wide"]
+    assert [(c.variant, c.library) for c in ctx.compiles] == [("wide", lib)]
     assert not background.busy()
     again = compile_library(_source("a"), openmp=False, name="bg_a")
     assert again.cached and again.path == lib.path

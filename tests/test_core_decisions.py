@@ -1,6 +1,6 @@
-"""Typed decision records on the specialisation context (``ctx.decide`` / ``ctx.decision``):
-the pipeline records its platform and variant choices there, so callers need not parse
-``ctx.events``."""
+"""Typed records on the specialisation context (``ctx.decide`` / ``ctx.decision``,
+``ctx.passes``, ``ctx.compiles``): the pipeline records each phase's component, the platform and
+the variant there, so callers need not parse ``ctx.events``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from asp_core import Dispatcher
 from asp_core.autotune import Autotuner
 from asp_core.context import SpecializationContext
 from asp_core.decisions import PLATFORM, VARIANT, Decision
+from asp_core.phases import PHASES
 from pytest_asp import requires_compiler
 
 
@@ -60,3 +61,49 @@ def test_the_pipeline_records_platform_and_variant(elementwise, fresh_cache, mon
     assert platform.choice == phase[-1]["component"]
     variant = ctx.decision(VARIANT)
     assert variant is not None and variant.source  # ASP_AUTOTUNE=off: the default, decided now
+
+
+@requires_compiler
+def test_one_decision_per_phase_with_the_component_chosen(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    d = Dispatcher("elementwise", axpy)
+    d(np.ones(4), np.ones(4))
+    ctx = d.last_context
+    chosen = {p: ctx.decision(p) for p in PHASES}
+    assert {p: c.choice for p, c in chosen.items()} == {
+        "frontend": "python-ast", "domain_optimization": "fold", "platform_selection": "openmp",
+        "platform_optimization": "loops", "backend": "c"}
+    assert chosen["platform_selection"] is ctx.decision(PLATFORM)
+    assert chosen["platform_selection"].candidates == ("openmp", "python")
+    assert chosen["backend"].candidates == ("c",)   # the backends for the chosen platform
+    assert all(c.source == "priority" and c.reason for c in chosen.values())
+    assert chosen["frontend"].params["distribution"]   # the package that provides it
+
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "elementwise:python")
+    d2 = Dispatcher("elementwise", axpy)
+    d2(np.ones(4), np.ones(4))
+    platform, backend = d2.last_context.decision(PLATFORM), d2.last_context.decision("backend")
+    assert (platform.choice, platform.source) == ("python", "requested")
+    assert backend.choice == "vectorize"
+
+
+@requires_compiler
+def test_pass_reports_and_compiles_are_typed(elementwise, fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    d = Dispatcher("elementwise", axpy)
+    a, b = np.ones(4), np.arange(4.0)
+    d(a, b)
+    ctx = d.last_context
+    assert [(r.manager, r.name, r.skipped) for r in ctx.passes] == \
+        [("elementwise-domain", "constant-folding", False)]
+    assert [(c.name, c.variant, c.cached) for c in ctx.compiles] == \
+        [("asp_map", ctx.decision(VARIANT).choice, False)]
+
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "constant-folding")
+    again = Dispatcher("elementwise", axpy)   # a new dispatcher: the same source, from the cache
+    np.testing.assert_array_equal(again(a, b), 2.5 * a + b)
+    ctx2 = again.last_context
+    report, = ctx2.passes
+    assert (report.name, report.skipped, report.changed) == ("constant-folding", True, False)
+    compiled, = ctx2.compiles
+    assert compiled.cached and compiled.library.path == ctx.compiles[0].library.path

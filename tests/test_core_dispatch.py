@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from asp_core import Dispatcher, SpecializationWarning, Unspecializable, specialize
+from asp_core.decisions import PLATFORM
 from pytest_asp import requires_compiler
 from tests.specializers.derived import TrustingOpenMP, shaped_signature
 
@@ -52,7 +53,7 @@ def test_first_call_specialises_then_hits_table(elementwise, fresh_cache, monkey
     bound = d.specializations[(2,)]
     assert getattr(bound, "c_function", None) is not None  # compiled C, not the fallback
     ctx = d.last_context
-    assert [e for e, _ in ctx.events].count("compile") == 1
+    assert [c.cached for c in ctx.compiles] == [False]  # compiled now, once
 
     import asp_core.pipeline as pipeline_mod
 
@@ -192,10 +193,10 @@ def test_missing_compiler_uses_python_platform_when_installed(elementwise, fresh
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
-    sel = [d for e, d in d.last_context.events
-           if e == "phase" and d["phase"] == "platform_selection" and "rejected" in d]
-    assert sel[0]["component"] == "python"
-    assert sel[0]["rejected"][0][0] == "openmp" and "no c compiler" in sel[0]["rejected"][0][1]
+    sel = d.last_context.decision(PLATFORM)
+    assert sel is not None and sel.choice == "python"
+    name, reason = sel.params["rejected"][0]
+    assert name == "openmp" and "no c compiler" in reason
 
 
 @requires_compiler
@@ -246,7 +247,7 @@ def test_specialize_decorator_and_clear(elementwise, fresh_cache, monkeypatch):
     assert sq.specializations == {}
     np.testing.assert_array_equal(sq(a), a * a)
     assert sq.last_context.events  # specialised again (from the code cache)
-    assert [d["cached"] for e, d in sq.last_context.events if e == "compile"] == [True]
+    assert [c.cached for c in sq.last_context.compiles] == [True]
 
 
 def test_dispatcher_needs_something_to_run():
@@ -301,8 +302,9 @@ def test_compile_many_keeps_order_and_records(elementwise, fresh_cache):
              "variant": f"v{k}"} for k in range(3)]
     libs = ctx.compile_many(srcs)
     assert [getattr(lib.cdll, f"f{k}")() for k, lib in enumerate(libs)] == [0, 1, 2]
-    assert sorted((e["name"], e["variant"]) for n, e in ctx.events if n == "compile") == \
+    assert sorted((c.name, c.variant) for c in ctx.compiles) == \
         [("f0", "v0"), ("f1", "v1"), ("f2", "v2")]  # each labelled with its own variant
+    assert sorted(c.library.path for c in ctx.compiles) == sorted(lib.path for lib in libs)
     assert ctx.compile_many([]) == []
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, asp_pass
-from asp_core.passes import PassError, PassResult, known_passes
+from asp_core.passes import PassError, PassReport, PassResult, known_passes
 from pytest_asp import requires_compiler
 
 
@@ -38,7 +38,7 @@ def annotate(ir, ctx):
 
 
 def _passes(ctx):
-    return [(d["name"], d["skipped"], d["changed"]) for e, d in ctx.events if e == "pass"]
+    return [(r.name, r.skipped, r.changed) for r in ctx.passes]
 
 
 def test_runs_in_order_and_records():
@@ -46,6 +46,11 @@ def test_runs_in_order_and_records():
     ctx = _ctx()
     assert pm.run(3, ctx) == 7
     assert _passes(ctx) == [("double", False, True), ("inc", False, True), ("same", False, False)]
+    assert all(isinstance(r, PassReport) and r.manager == "m" and r.seconds >= 0
+               for r in ctx.passes)
+    # the asp explain log says the same
+    assert [(d["name"], d["changed"]) for e, d in ctx.events if e == "pass"] == \
+        [(r.name, r.changed) for r in ctx.passes]
     assert double.description == "Multiply by two." and inc.description == "add one"
     assert isinstance(double, Pass) and pm.names == ["double", "inc", "same"]
 
@@ -95,6 +100,7 @@ def test_disable_by_environment_and_option(monkeypatch):
     ctx = _ctx()
     assert pm.run(3, ctx) == 4
     assert _passes(ctx) == [("double", True, False), ("inc", False, True)]
+    assert ctx.passes[0] == PassReport("m", "double", changed=False, skipped=True, seconds=0.0)
     monkeypatch.delenv("ASP_DISABLE_PASSES")
     ctx = _ctx(disable_passes=["inc"])
     assert pm.run(3, ctx) == 6

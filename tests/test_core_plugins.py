@@ -275,11 +275,11 @@ def test_end_to_end_choice_recorded(elementwise, fresh_cache, monkeypatch):
     d = Dispatcher("elementwise", k)
     a = np.arange(5.0)
     np.testing.assert_array_equal(d(a), a + 1.0)
-    phases = {e["phase"]: e for n, e in d.last_context.events if n == "phase"}
-    assert phases["platform_selection"]["component"] == "python"
-    assert phases["platform_selection"]["reason"] == "'python' requested by " \
-                                                     "ASP_PLATFORM_SELECTION"
-    assert phases["backend"]["component"] == "vectorize"
+    platform = d.last_context.decision("platform_selection")
+    assert platform is not None and platform.choice == "python"
+    assert platform.reason == "'python' requested by ASP_PLATFORM_SELECTION"
+    assert platform.source == "requested"
+    assert d.last_context.decision("backend").choice == "vectorize"
     assert not (fresh_cache / "code").exists()
 
 

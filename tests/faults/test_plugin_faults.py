@@ -94,10 +94,9 @@ def test_raising_third_party_platform_is_broken_and_next_candidate_runs(
         a = np.arange(6.0)
         with pytest.warns(PluginWarning, match=f"{where} exploded"):
             np.testing.assert_array_equal(d(a), a * 2.0)
-        ps = [e for n, e in d.last_context.events if n == "phase"
-              and e["phase"] == "platform_selection"]
-        assert ps[-1]["component"] != "shiny"
-        assert ("shiny", f"broken: RuntimeError: {where} exploded") in ps[-1]["rejected"]
+        ps = d.last_context.decision("platform_selection")
+        assert ps is not None and ps.choice != "shiny"
+        assert ("shiny", f"broken: RuntimeError: {where} exploded") in ps.params["rejected"]
         broken = plugins_mod.broken_plugins()
         assert any(b.name == "third-shiny" and "platform_selection/shiny" in b.error
                    for b in broken)

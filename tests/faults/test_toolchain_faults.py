@@ -28,10 +28,9 @@ def test_platform_rejection_names_the_broken_compiler(elementwise, monkeypatch, 
     d = Dispatcher("elementwise", _axpy)
     a, b = np.ones(4), np.arange(4.0)
     np.testing.assert_array_equal(d(a, b), a + 3.0 * b)
-    ps = [e for n, e in d.last_context.events if n == "phase"
-          and e["phase"] == "platform_selection"][-1]
-    assert ps["component"] == "python"
-    assert "ASP_CC='/bin/true' is not a working c compiler" in dict(ps["rejected"])["openmp"]
+    ps = d.last_context.decision("platform_selection")
+    assert ps is not None and ps.choice == "python"
+    assert "ASP_CC='/bin/true' is not a working c compiler" in dict(ps.params["rejected"])["openmp"]
 
 
 def test_strict_mode_error_is_compiler_not_found(elementwise, monkeypatch, fresh_cache):

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 
 from asp_core import Dispatcher, plugins  # noqa: E402
+from asp_core.decisions import VARIANT  # noqa: E402
 from tests.specializers import elementwise  # noqa: E402
 
 
@@ -50,15 +51,15 @@ def main() -> None:
     for _ in range(ns.calls):
         ok &= bool(np.array_equal(d(a, b), (a - b) * 0.5 + a * a))
     seconds = time.perf_counter() - t0
-    events = d.last_context.events if d.last_context else []
+    ctx = d.last_context
     bound = d.specializations.get((2,))
     print(json.dumps({
         "ok": ok,
         "seconds": seconds,
-        "compiles": [{"cached": e["cached"], "path": e["path"], "variant": e["variant"]}
-                     for n, e in events if n == "compile"],
-        "autotune": [{"winner": e["winner"], "source": e["source"]}
-                     for n, e in events if n == "autotune"],
+        "compiles": [{"cached": c.cached, "path": str(c.library.path), "variant": c.variant}
+                     for c in (ctx.compiles if ctx else [])],
+        "autotune": [{"winner": v.choice, "source": v.source}
+                     for v in (ctx.decisions if ctx else []) if v.what == VARIANT],
         "bound": type(bound).__name__,
     }))
 

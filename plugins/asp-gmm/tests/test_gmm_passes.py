@@ -35,6 +35,6 @@ def test_passes_with_nothing_to_do_say_so():
 def test_manager_records_the_reports():
     ctx = SpecializationContext("gmm", None, options={"disable_passes": ["shift-moments"]})
     domain_passes().run(_problem("diag"), ctx)
-    reports = [(d["name"], d["skipped"], d["changed"]) for e, d in ctx.events if e == "pass"]
+    reports = [(r.name, r.skipped, r.changed) for r in ctx.passes]
     assert reports == [("fold-constants", False, True), ("triangular-precision", False, False),
                        ("shift-moments", True, False), ("fuse-em", False, True)]

@@ -28,6 +28,13 @@ def _events(op="em_step", options=None, kind=None):
     return [(e, d) for e, d in ctx.events if kind is None or e == kind]
 
 
+def _platform(op="em_step", options=None):
+    """The platform selection's typed decision for the last specialisation of ``op``."""
+    chosen = engine.dispatcher(op, options).last_context.decision("platform_selection")
+    assert chosen is not None
+    return chosen
+
+
 def test_all_five_phases_are_registered():
     phases = get_registry().phases("gmm")
     names = {phase: [c.name for c in comps] for phase, comps in phases.items()}
@@ -89,9 +96,9 @@ def test_platform_choice_and_tuning_are_recorded_and_remembered(fresh):
         assert calls < 50, "tuning never finished"
     assert calls >= 5
     events = _events(options=opts)
-    chosen = [d for e, d in events if e == "phase" and d["phase"] == "platform_selection"][0]
-    assert chosen["component"] == "openmp"
-    assert dict(chosen["rejected"]).get("cuda")  # the reason CUDA was not used
+    chosen = _platform(options=opts)
+    assert chosen.choice == "openmp"
+    assert dict(chosen.params["rejected"]).get("cuda")  # the reason CUDA was not used
     (tuned,) = [d for e, d in events if e == "autotune"]
     assert tuned["source"] == "tuned now"
     names = [d for e, d in events if e == "variants"][0]["names"]
@@ -114,9 +121,9 @@ def test_tied_and_spherical_run_on_numpy_platform(fresh):
         got = engine.em_step(X, w, means, pc, cov, 1e-6)
         ref = reference.em_step(X, w, means, pc, cov, 1e-6)
         np.testing.assert_array_equal(got.means, ref.means)
-        chosen = [d for e, d in _events(kind="phase") if d["phase"] == "platform_selection"]
-        assert chosen[0]["component"] == "numpy"
-        assert "openmp" in dict(chosen[0]["rejected"])
+        chosen = _platform()
+        assert chosen.choice == "numpy"
+        assert "openmp" in dict(chosen.params["rejected"])
 
 
 def test_user_can_choose_numpy_platform(fresh):
@@ -125,19 +132,16 @@ def test_user_can_choose_numpy_platform(fresh):
     got = engine.em_step(X, w, means, pc, "diag", 1e-6, options=opts)
     np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "diag",
                                                                1e-6).means)
-    chosen = [d for e, d in _events(options=opts, kind="phase")
-              if d["phase"] == "platform_selection"]
-    assert chosen[0]["component"] == "numpy"
+    assert _platform(options=opts).choice == "numpy"
 
 
 def test_disabling_fold_constants_moves_to_numpy(fresh):
     X, w, means, pc = make_problem(200, 3, 2, "full", seed=3)
     opts = {"disable_passes": ("fold-constants",)}
     engine.em_step(X, w, means, pc, "full", 1e-6, options=opts)
-    chosen = [d for e, d in _events(options=opts, kind="phase")
-              if d["phase"] == "platform_selection"]
-    assert chosen[0]["component"] == "numpy"
-    assert "fold-constants" in dict(chosen[0]["rejected"])["openmp"]
+    chosen = _platform(options=opts)
+    assert chosen.choice == "numpy"
+    assert "fold-constants" in dict(chosen.params["rejected"])["openmp"]
 
 
 def test_disabling_shift_moments_still_correct(fresh):

@@ -108,8 +108,7 @@ def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
     gm.predict(X)
     for op in ("kmeans_seed", "kmeans_assign", "m_step", "em_step", "e_step"):
         ctx = engine.dispatcher(op).last_context
-        chosen = [d["component"] for e, d in ctx.events
-                  if e == "phase" and d["phase"] == "platform_selection"]
+        chosen = [d.choice for d in ctx.decisions if d.what == "platform_selection"]
         assert chosen == ["openmp"], op
     engine.reset()
 

@@ -63,9 +63,9 @@ class Heat(StencilKernel):
 
 
 def _chosen_platform(kernel: StencilKernel) -> tuple[str, dict]:
-    events = kernel.kernel.last_context.events
-    phase = [e for kind, e in events if kind == "phase" and e["phase"] == "platform_selection"][-1]
-    return phase["component"], dict(phase.get("rejected") or [])
+    chosen = kernel.kernel.last_context.decision("platform_selection")
+    assert chosen is not None
+    return chosen.choice, dict(chosen.params["rejected"])
 
 
 @pytest.fixture

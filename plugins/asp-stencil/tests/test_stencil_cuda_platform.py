@@ -155,11 +155,9 @@ def test_a_gpu_without_bindings_runs_the_kernel_on_openmp(monkeypatch):
     with_gpu = dataclasses.replace(hw.query(), gpus=[GPU("Test GPU", 80 << 30, "9.0")])
     monkeypatch.setattr(hw, "query", lambda: with_gpu)
     k = _runs_like_python((66, 66, 66))
-    events = k.kernel.last_context.events
-    chosen = [e[1] for e in events if e[0] == "phase" and e[1]["phase"] == "platform_selection"
-              and "rejected" in e[1]]
-    assert chosen[-1]["component"] == "openmp"
-    assert any(n == "cuda" and "no usable CUDA binding" in r for n, r in chosen[-1]["rejected"])
+    chosen = k.kernel.last_context.decision("platform_selection")
+    assert chosen is not None and chosen.choice == "openmp"
+    assert any(n == "cuda" and "no usable CUDA binding" in r for n, r in chosen.params["rejected"])
 
 
 @requires_compiler
@@ -184,11 +182,12 @@ def test_forced_cuda_compiles_then_fails_clearly_without_device(monkeypatch):
             k.kernel(*grids)
     assert np.array_equal(before, grids[-1].data)  # nothing ran
     ctx = k.kernel.last_context
-    platform = [e for e in ctx.events if e[0] == "phase" and e[1]["phase"] == "platform_selection"]
-    assert platform and platform[-1][1]["component"] == "cuda"
-    compiled = [e[1] for e in ctx.events if e[0] == "compile"]
-    assert compiled and all(c["lang"] == "cuda" for c in compiled)
-    assert '__global__' in compiled[0]["source"] and "nvcc" in compiled[0]["command"][0]
+    platform = ctx.decision("platform_selection")
+    assert platform is not None and platform.choice == "cuda"
+    compiled = [c.library for c in ctx.compiles]
+    assert compiled and all(lib.source_path.suffix == ".cu" for lib in compiled)
+    assert '__global__' in compiled[0].source_path.read_text()
+    assert "nvcc" in compiled[0].command[0]
 
 
 # -- on a GPU --------------------------------------------------------------------------------

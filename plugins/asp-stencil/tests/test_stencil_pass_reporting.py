@@ -40,7 +40,7 @@ def _parse(cls, shape=(64, 64), **options):
 
 
 def _reports(ctx):
-    return {d["name"]: (d["skipped"], d["changed"]) for e, d in ctx.events if e == "pass"}
+    return {r.name: (r.skipped, r.changed) for r in ctx.passes}
 
 
 def test_each_pass_reports_its_change():

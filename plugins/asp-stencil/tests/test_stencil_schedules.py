@@ -314,13 +314,13 @@ def test_a_cold_cache_compiles_every_variant_at_the_first_call(monkeypatch, tmp_
     k.kernel(*grids)
     ctx = k.kernel.last_context
     variants = [e[1]["names"] for e in ctx.events if e[0] == "variants"][-1]
-    compiled = {e[1]["variant"] for e in ctx.events if e[0] == "compile"}
+    compiled = {c.variant for c in ctx.compiles}
     assert len(variants) > 1 and compiled == set(variants)
-    n = len([e for e in ctx.events if e[0] == "compile"])
+    n = len(ctx.compiles)
     for _ in range(3 * len(variants)):
         k.kernel(*grids)
-    later = [e[1] for e in ctx.events if e[0] == "compile"][n:]
-    assert later and all(c["cached"] for c in later)  # loaded from the cache, no compiler run
+    later = ctx.compiles[n:]
+    assert later and all(c.cached for c in later)  # loaded from the cache, no compiler run
 
 
 @requires_compiler

@@ -49,5 +49,4 @@ class NumpyBackend(Backend):
                 fn(*[g.data for g in grids])
 
         run.__name__ = f"{program.meta['function']}_{variant.name.replace('-', '_')}"
-        run.python_function = fn  # type: ignore[attr-defined]
         return run
