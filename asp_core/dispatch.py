@@ -15,6 +15,7 @@ from asp_core.errors import (AspError, CompileError, CompilerNotFound, Specializ
                              Unspecializable)
 
 if TYPE_CHECKING:
+    from asp_core.autotune import Tuning
     from asp_core.pipeline import Pipeline, Variants
 
 __all__ = ["Dispatcher", "specialize"]
@@ -135,6 +136,10 @@ class Dispatcher:
         """Key → bound callable (or the fallback) for every key seen so far."""
         return dict(self._table)
 
+    def keys(self) -> list[Hashable]:
+        """The keys seen so far, in the order they were first called."""
+        return list(self._table)
+
     def tuned(self, key: Hashable) -> Callable[..., Any] | None:
         """The tuned callable for ``key``; None while unseen, tuning, or fallen back."""
         from asp_core.pipeline import TuningCallable
@@ -143,6 +148,17 @@ class Dispatcher:
         if fn is None or fn is self.fallback or isinstance(fn, TuningCallable):
             return None
         return fn
+
+    def tuning(self, key: Hashable) -> Tuning | None:
+        """The tuning of ``key`` while its variants are timed on real calls (its candidates,
+        timings, built variants; a plugin may exclude candidates), else None: unseen, tuned
+        (see :meth:`tuned`) or fallen back. ``done`` may already be true: the winner is
+        bound on the key's next call."""
+        from asp_core.autotune import Tuning
+        from asp_core.pipeline import TuningCallable
+
+        fn = self._table.get(key)
+        return Tuning(fn.tuner, fn.built) if isinstance(fn, TuningCallable) else None
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
