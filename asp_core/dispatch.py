@@ -133,7 +133,8 @@ class Dispatcher:
     # -- introspection ------------------------------------------------------------------------
     @property
     def specializations(self) -> dict[Hashable, Callable[..., Any]]:
-        """Key → bound callable (or the fallback) for every key seen so far."""
+        """Key → bound callable (or the fallback) for every key seen so far; while a key is
+        tuned its entry is the core's stand-in: plugins ask :meth:`tuned` and :meth:`tuning`."""
         return dict(self._table)
 
     def keys(self) -> list[Hashable]:
