@@ -5,6 +5,7 @@ pipeline. An unspecialisable kernel falls back to Python with one warning (``ASP
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -16,7 +17,7 @@ from asp_core.errors import (AspError, CompileError, CompilerNotFound, Specializ
 
 if TYPE_CHECKING:
     from asp_core.autotune import Tuning
-    from asp_core.pipeline import Pipeline, Variants
+    from asp_core.pipeline import Pipeline, TuningCallable, Variants
 
 __all__ = ["Dispatcher", "specialize"]
 
@@ -143,10 +144,8 @@ class Dispatcher:
 
     def tuned(self, key: Hashable) -> Callable[..., Any] | None:
         """The tuned callable for ``key``; None while unseen, tuning, or fallen back."""
-        from asp_core.pipeline import TuningCallable
-
         fn = self._table.get(key)
-        if fn is None or fn is self.fallback or isinstance(fn, TuningCallable):
+        if fn is None or fn is self.fallback or isinstance(fn, _tuning_types()[0]):
             return None
         return fn
 
@@ -155,11 +154,9 @@ class Dispatcher:
         timings, built variants; a plugin may exclude candidates), else None: unseen, tuned
         (see :meth:`tuned`) or fallen back. ``done`` may already be true: the winner is
         bound on the key's next call."""
-        from asp_core.autotune import Tuning
-        from asp_core.pipeline import TuningCallable
-
         fn = self._table.get(key)
-        return Tuning(fn.tuner, fn.built) if isinstance(fn, TuningCallable) else None
+        stand_in, handle = _tuning_types()
+        return handle(fn.tuner, fn.built) if isinstance(fn, stand_in) else None
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
@@ -189,6 +186,16 @@ class Dispatcher:
         with self._lock:
             self._table.clear()
             self._warned = False
+
+
+@functools.cache
+def _tuning_types() -> tuple[type[TuningCallable], type[Tuning]]:
+    """The pipeline's stand-in for a key being tuned and the handle plugins get for it,
+    imported on first use (the pipeline costs ~10 ms to import) and then at no cost."""
+    from asp_core.autotune import Tuning
+    from asp_core.pipeline import TuningCallable
+
+    return TuningCallable, Tuning
 
 
 def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:
