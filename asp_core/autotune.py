@@ -13,13 +13,13 @@ import time
 import warnings
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from asp_core import config
 from asp_core.log import Progress, get_logger
 from asp_core.errors import CacheWarning
 
-__all__ = ["PerfDB", "Autotuner"]
+__all__ = ["PerfDB", "Autotuner", "Tuning"]
 
 _log = get_logger("autotune")
 
@@ -295,3 +295,42 @@ class Autotuner:
                 break
             self.report(name, run(name))
         return self.winner
+
+
+class Tuning:
+    """A specialisation whose variants are being timed on real calls, as plugins see it
+    (:meth:`asp_core.Dispatcher.tuning`): a view of its :class:`Autotuner` and of the variants
+    built so far, so a plugin can steer tuning (drop a candidate) without the core's internals."""
+
+    __slots__ = ("_tuner", "built")
+
+    def __init__(self, tuner: Autotuner, built: Mapping[str, Callable[..., Any]]) -> None:
+        self._tuner = tuner
+        #: the variants built so far, name -> callable (read-only, default first)
+        self.built = built
+
+    @property
+    def done(self) -> bool:
+        """The winner is chosen (the next call binds it)."""
+        return self._tuner.done
+
+    @property
+    def winner(self) -> str | None:
+        """The chosen variant's name, None while timing."""
+        return self._tuner.winner
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The variants still in the running (default first)."""
+        return tuple(self._tuner.variants)
+
+    @property
+    def timings(self) -> dict[str, tuple[float, ...]]:
+        """Seconds of each call timed so far, per variant timed."""
+        return {name: tuple(t) for name, t in self._tuner.times.items()}
+
+    def exclude(self, name: str, reason: str = "") -> None:
+        """Drop candidate ``name`` for this process (recorded with ``reason`` for ``asp
+        explain``; nothing is stored); the last one left wins, and once every remaining
+        candidate is timed the fastest does. No effect once :attr:`done`."""
+        self._tuner.exclude(name, reason)

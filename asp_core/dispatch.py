@@ -5,6 +5,7 @@ pipeline. An unspecialisable kernel falls back to Python with one warning (``ASP
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -15,7 +16,8 @@ from asp_core.errors import (AspError, CompileError, CompilerNotFound, Specializ
                              Unspecializable)
 
 if TYPE_CHECKING:
-    from asp_core.pipeline import Pipeline, Variants
+    from asp_core.autotune import Tuning
+    from asp_core.pipeline import Pipeline, TuningCallable, Variants
 
 __all__ = ["Dispatcher", "specialize"]
 
@@ -132,17 +134,29 @@ class Dispatcher:
     # -- introspection ------------------------------------------------------------------------
     @property
     def specializations(self) -> dict[Hashable, Callable[..., Any]]:
-        """Key → bound callable (or the fallback) for every key seen so far."""
+        """Key → bound callable (or the fallback) for every key seen so far; while a key is
+        tuned its entry is the core's stand-in: plugins ask :meth:`tuned` and :meth:`tuning`."""
         return dict(self._table)
+
+    def keys(self) -> list[Hashable]:
+        """The keys seen so far, in the order they were first called."""
+        return list(self._table)
 
     def tuned(self, key: Hashable) -> Callable[..., Any] | None:
         """The tuned callable for ``key``; None while unseen, tuning, or fallen back."""
-        from asp_core.pipeline import TuningCallable
-
         fn = self._table.get(key)
-        if fn is None or fn is self.fallback or isinstance(fn, TuningCallable):
+        if fn is None or fn is self.fallback or isinstance(fn, _tuning_types()[0]):
             return None
         return fn
+
+    def tuning(self, key: Hashable) -> Tuning | None:
+        """The tuning of ``key`` while its variants are timed on real calls (its candidates,
+        timings, built variants; a plugin may exclude candidates), else None: unseen, tuned
+        (see :meth:`tuned`) or fallen back. ``done`` may already be true: the winner is
+        bound on the key's next call."""
+        fn = self._table.get(key)
+        stand_in, handle = _tuning_types()
+        return handle(fn.tuner, fn.built) if isinstance(fn, stand_in) else None
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
@@ -172,6 +186,16 @@ class Dispatcher:
         with self._lock:
             self._table.clear()
             self._warned = False
+
+
+@functools.cache
+def _tuning_types() -> tuple[type[TuningCallable], type[Tuning]]:
+    """The pipeline's stand-in for a key being tuned and the handle plugins get for it,
+    imported on first use (the pipeline costs ~10 ms to import) and then at no cost."""
+    from asp_core.autotune import Tuning
+    from asp_core.pipeline import TuningCallable
+
+    return TuningCallable, Tuning
 
 
 def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:

@@ -165,6 +165,35 @@ def test_dispatcher_tunes_then_binds_winner(elementwise, fresh_cache, monkeypatc
 
 
 @requires_compiler
+def test_tuning_handle_shows_and_steers_tuning(elementwise, fresh_cache, monkeypatch):
+    """``Dispatcher.tuning`` is the plugins' view of a key being tuned: candidates, timings and
+    built variants as the calls go, and ``exclude`` ends tuning with the one left."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "once")
+    d = Dispatcher("elementwise", _k)
+    a, b = np.linspace(0, 1, 64), np.linspace(1, 2, 64)
+    assert d.keys() == [] and d.tuning((2,)) is None
+    d(a, b)
+    t = d.tuning((2,))
+    assert d.keys() == [(2,)] and d.tuned((2,)) is None
+    assert t is not None and not t.done and t.winner is None
+    assert t.candidates == ("parallel-simd", "serial")
+    assert list(t.timings) == ["parallel-simd"] and len(t.timings["parallel-simd"]) == 1
+    assert list(t.built) == ["parallel-simd"]  # the others are built when they are timed
+    with pytest.raises(TypeError):
+        t.built["x"] = _k  # read-only
+    t.exclude("serial", "not wanted here")
+    assert t.done and t.winner == "parallel-simd" and t.candidates == ("parallel-simd",)
+    assert d.last_context.decision("variant").choice == "parallel-simd"
+    assert ("autotune-excluded", "not wanted here") in [
+        (n, e.get("reason")) for n, e in d.last_context.events]
+    np.testing.assert_array_equal(d(a, b), a * b - 1.0)  # binds the winner
+    assert d.tuning((2,)) is None and d.tuned((2,)) is t.built["parallel-simd"]
+    t.exclude("parallel-simd")  # no effect once done
+    assert t.winner == "parallel-simd"
+    assert PerfDB().summary() == []  # an exclusion is this process's choice: nothing stored
+
+
+@requires_compiler
 def test_variant_that_fails_to_build_leaves_tuning(elementwise, derived, fresh_cache,
                                                    monkeypatch):
     from asp_core import CompileError

@@ -255,23 +255,25 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
 
 def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
     """Whether some specialisation of ``op`` is still timing its variants."""
-    from asp_core.pipeline import TuningCallable
-
-    table = dispatcher(op, options).specializations
-    return any(isinstance(fn, TuningCallable) and not fn.tuner.done for fn in table.values())
+    d = dispatcher(op, options)
+    return any(t is not None and not t.done for t in map(d.tuning, d.keys()))
 
 
 def winner(op: str = "em_step", options: dict[str, Any] | None = None) -> str | None:
-    """The variant chosen for the latest specialisation of ``op`` (None while tuning): the
-    tuner's decision (timed here or read from the perf database), or the only variant built."""
-    from asp_core.pipeline import TuningCallable
+    """The variant chosen for the latest specialisation of ``op`` (None while tuning or fallen
+    back): the tuner's decision (timed here or read from the perf database), or the only
+    variant built."""
+    from asp_core.decisions import VARIANT
 
     d = dispatcher(op, options)
     ctx = d.last_context
-    fn = d.specializations.get(ctx.key) if ctx is not None else None
-    if isinstance(fn, TuningCallable):
-        return fn.tuner.winner
-    return getattr(fn, "name", None)
+    if ctx is None:
+        return None
+    t = d.tuning(ctx.key)
+    if t is not None:
+        return t.winner
+    decided = ctx.decision(VARIANT) if d.tuned(ctx.key) is not None else None
+    return decided.choice if decided is not None else None
 
 
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
@@ -305,15 +307,15 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
 
 
 def _drop_untimed_candidates(d: Dispatcher, args: tuple) -> None:
-    from asp_core.pipeline import TuningCallable
     from asp_gmm.signature import signature
 
-    fn = d.specializations.get(signature(args, {}, d.instance))
-    if not isinstance(fn, TuningCallable) or fn.tuner.done or not fn.tuner.times:
+    t = d.tuning(signature(args, {}, d.instance))
+    if t is None or t.done or not t.timings:
         return
-    for name in [v for v in fn.tuner.variants if v not in fn.tuner.times]:
-        fn.tuner.exclude(name, "compiling in the background while the others were timed: "
-                               "not timed in this process")
+    timed = t.timings
+    for name in [v for v in t.candidates if v not in timed]:
+        t.exclude(name, "compiling in the background while the others were timed: "
+                        "not timed in this process")
 
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,

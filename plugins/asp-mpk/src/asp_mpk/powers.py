@@ -135,8 +135,8 @@ class MatrixPowers:
             return None
         if not pool.busy():
             return None
-        built = getattr(self._dispatch.specializations.get(key), "built", None)
-        return next(iter(built.values()), None) if built else None
+        tuning = self._dispatch.tuning(key)
+        return next(iter(tuning.built.values()), None) if tuning is not None else None
 
     def _interim(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                  gram: np.ndarray | None, basis: str) -> np.ndarray:
@@ -239,9 +239,7 @@ class MatrixPowers:
         self._ready.add((1, False, True))
         for _ in range(64):
             self._dispatch(*args)
-            bound = self._dispatch.specializations.get(key)
-            if bound is None or bound is self._dispatch.fallback or \
-                    self._dispatch.tuned(key) is not None:
+            if self._dispatch.tuning(key) is None:
                 break   # tuned, or not specialisable (the SciPy fallback runs)
         return self.variant
 
@@ -250,12 +248,14 @@ class MatrixPowers:
         """Name of the bound variant for the monomial single-vector key (None before a call)."""
         from asp_mpk.kernels import CKernel
 
-        for fn in self._dispatch.specializations.values():
+        d = self._dispatch
+        for key in d.keys():   # asked in the order a key moves through: tuning, then tuned
+            tuning = d.tuning(key)
+            if tuning is not None:
+                return tuning.winner
+            fn = d.tuned(key)
             if isinstance(fn, CKernel):
                 return fn.name
-            tuner = getattr(fn, "tuner", None)
-            if tuner is not None:
-                return tuner.winner
         return None
 
     def variants(self, *, nvec: int = 1, basis: str = "monomial", gram: bool = False,
@@ -300,15 +300,18 @@ class MatrixPowers:
         powers and ``stream`` compute that basis only."""
         from asp_mpk.kernels import CKernel
 
-        for key, fn in self._dispatch.specializations.items():
+        d = self._dispatch
+        for key in d.keys():
             # the key is tuned_kernel's: its sixth item says "monomial"
             if basis is not None and isinstance(key, tuple) and key[5] != (basis == "monomial"):
                 continue
+            tuning = d.tuning(key)   # first: a key moves from tuning to tuned
+            for built in tuning.built.values() if tuning is not None else ():
+                if isinstance(built, CKernel):  # variants built while tuning
+                    return built
+            fn = d.tuned(key)
             if isinstance(fn, CKernel):
                 return fn
-            for built in getattr(fn, "built", {}).values():  # variants built while tuning
-                if isinstance(built, CKernel):
-                    return built
         return None
 
     def _ritz(self, m: int) -> np.ndarray:

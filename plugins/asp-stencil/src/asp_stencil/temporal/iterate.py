@@ -182,8 +182,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     while steps > 0:
         key = stencil_signature(tuple(gs), {}, kernel)
         fn = dispatcher.tuned(key) if config.mode() != "python" else None
-        if fn is None and temporal_mode(kernel) == "on" and \
-                dispatcher.specializations.get(key) not in (None, dispatcher.fallback):
+        if fn is None and temporal_mode(kernel) == "on" and dispatcher.tuning(key) is not None:
             fn = dispatcher  # still timing the sweep's variants: no need to wait for blocking
         if fn is None:  # not yet specialised, still tuning the sweep, or plain Python
             dispatcher(*gs)
