@@ -302,12 +302,24 @@ class Tuning:
     (:meth:`asp_core.Dispatcher.tuning`): a view of its :class:`Autotuner` and of the variants
     built so far, so a plugin can steer tuning (drop a candidate) without the core's internals."""
 
-    __slots__ = ("_tuner", "built")
+    __slots__ = ("_tuner", "built", "_variant")
 
-    def __init__(self, tuner: Autotuner, built: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, tuner: Autotuner, built: Mapping[str, Callable[..., Any]],
+                 variant: Callable[[str], Any]) -> None:
         self._tuner = tuner
         #: the variants built so far, name -> callable (read-only, default first)
         self.built = built
+        self._variant = variant
+
+    def prepare(self, name: str) -> None:
+        """Run phase 4's ``materialise`` of candidate ``name`` now, on this thread (e.g. a
+        plugin's background thread), so the call that first times it only builds it: a
+        plan built there costs that call its time (asp-mpk: 0.5 s of BCSR blocks and PA1
+        closures on a 1M-row matrix). Errors are left to that build, which reports them."""
+        try:
+            self._variant(name)
+        except Exception:  # noqa: BLE001 - the build of the same variant raises it again
+            pass
 
     @property
     def done(self) -> bool:

@@ -156,7 +156,7 @@ class Dispatcher:
         bound on the key's next call."""
         fn = self._table.get(key)
         stand_in, handle = _tuning_types()
-        return handle(fn.tuner, fn.built) if isinstance(fn, stand_in) else None
+        return handle(fn.tuner, fn.built, fn.variant) if isinstance(fn, stand_in) else None
 
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,

@@ -46,6 +46,7 @@ class TuningCallable:
                  on_decided: Callable[[Callable[..., Any]], None]) -> None:
         self.tuner = tuner
         self._get = variants.__getitem__
+        self.variant = variants.variant
         self._built = variants._built
         self._on_decided = on_decided
 

@@ -158,3 +158,27 @@ def test_explain_platform_adds_a_report_lowered_for_the_named_platform(nodevice,
     out = CliRunner().invoke(cli, ["explain", str(script), "--platform", "cuda"],
                              catch_exceptions=False).output
     assert "cannot lower for 'cuda'" in out and "installed: openmp, python" in out
+
+
+def test_a_tuning_handle_prepares_a_candidate_so_its_timed_call_only_builds_it(
+        derived, fresh_cache, monkeypatch):
+    """``Dispatcher.tuning(key).prepare(name)`` runs phase 4's materialise of a candidate on
+    the caller's thread (a plugin's background thread), once: the call that times it later
+    only builds it."""
+    opt, backend = ThirdPartyVariants(), RecordingBackend()
+    name = derived("prepared", replace={("platform_optimization", "loops"): opt,
+                                        ("backend", "c"): backend})
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    d = Dispatcher(name, axpy)
+    a, b = _arrays()
+    d(a, b)   # builds and times the default
+    (key,) = d.keys()
+    tuning = d.tuning(key)
+    assert tuning is not None and opt.materialised == ["3p-parallel-simd"]
+    tuning.prepare("3p-serial")
+    assert opt.materialised == ["3p-parallel-simd", "3p-serial"] and len(backend.given) == 1
+    while d.tuning(key) is not None:
+        d(a, b)
+    assert opt.materialised == ["3p-parallel-simd", "3p-serial"]   # not again on the call
+    assert [v.name for v in backend.given] == ["3p-parallel-simd", "3p-serial"]
+    assert backend.given[1].params["planned"]

@@ -230,3 +230,39 @@ def test_other_formats_compile_between_solves_not_during_them(fresh_cache, monke
     assert len(pooled) == 2
     end = spans[-1][1]
     assert all(t0 >= end + 0.25 for t0, _ in pooled), (pooled, spans)
+
+
+@requires_compiler
+def test_candidates_plans_are_built_off_the_call_path(fresh_cache, monkeypatch):
+    """Once the first variant runs, phase 4 builds the other candidates' plans on a background
+    thread, and calls keep running that variant meanwhile: the calls that time a candidate only
+    build it (its BCSR conversion and PA1 closures cost one call 0.5 s on a 1M-row banded
+    matrix)."""
+    import threading
+
+    from asp_mpk.program import VariantProgram
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    where: list[tuple[str, str]] = []
+    real = VariantProgram.materialise
+
+    def spy(self, mp):
+        where.append((self.name, threading.current_thread().name))
+        return real(self, mp)
+
+    monkeypatch.setattr(VariantProgram, "materialise", spy)
+    A = gallery.banded_spd(20000, bandwidth=3)
+    x = np.random.default_rng(5).standard_normal(A.shape[0])
+    ref = A @ (A @ (A @ (A @ x)))
+    mp = asp_mpk.MatrixPowers(A, 4)
+    for _ in range(2000):
+        np.testing.assert_allclose(mp(x)[4], ref, rtol=1e-10)
+        if mp.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None:
+            break
+        time.sleep(0.002)   # let the background compiles and plans run
+    assert mp.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None
+    threads = {t for _, t in where}
+    assert len({n for n, _ in where}) > 2 and "asp-mpk-plans" in threads, where
+    assert threading.main_thread().name not in threads, where
+    _wait_for_background_compiles()
