@@ -12,7 +12,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-__all__ = ["call", "run", "wait_idle", "MIN_WORK"]
+__all__ = ["call", "run", "wait_idle", "is_worker", "MIN_WORK"]
 
 #: Elements (grid points, matrix entries, samples x features) from which a call is handed off:
 #: milliseconds of work, so the ~35 us hand-off costs under 1 %.
@@ -84,6 +84,12 @@ def call(fn: Callable[..., Any], *args: Any, keep: Any = None) -> Any:
     if job.error is not None:
         raise job.error
     return job.result
+
+
+def is_worker(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is the worker that runs handed-off calls (it lives as long as the
+    process: :func:`wait_idle` says when it has nothing left to run)."""
+    return thread is _worker
 
 
 def wait_idle(timeout: float | None = None) -> bool:

@@ -499,3 +499,21 @@ def test_platform_reason_names_the_platforms_that_declined():
     assert _platform_reason(choice, cuda, []) == "highest priority (20)"
     reason = _platform_reason(choice, omp, ["cuda"])
     assert reason.startswith("priority 10") and "cuda declined it" in reason
+
+
+def test_explain_does_not_wait_for_the_core_s_long_lived_workers(tmp_path, monkeypatch):
+    """The worker of interruptible calls (started by the script's first long compiled call)
+    lives as long as the process, like the compile pool's: explain waits for its work, not
+    for it (it waited its whole limit, 300 s, after examples/demo.py)."""
+    from asp_core import interrupt
+    from asp_core.cli import explain
+
+    monkeypatch.setattr(interrupt, "_worker", None)   # the script starts a fresh one
+    monkeypatch.setattr(explain, "WAIT_LIMIT_S", 20.0)
+    path = tmp_path / "long_call.py"
+    path.write_text("from asp_core import interrupt\n"
+                    "assert interrupt.call(lambda: 41 + 1) == 42\n")
+    result = _invoke("explain", str(path))
+    assert result.exit_code == 0, result.output
+    assert "stopped waiting" not in result.output
+    assert interrupt._worker is not None and interrupt.is_worker(interrupt._worker)

@@ -162,19 +162,25 @@ def _lowering_for(platform: str | None) -> Iterator[None]:
         unregister_plugin(name)
 
 
-def _wait_for_background(before: set[threading.Thread], limit: float = 300.0) -> None:
+#: seconds ``asp explain`` waits at most for the script's background work
+WAIT_LIMIT_S = 300.0
+
+
+def _wait_for_background(before: set[threading.Thread]) -> None:
     """Let the script's background specialisations finish before the report: asp-mpk, for
     one, specialises a matrix on its own thread while SciPy serves the first calls, and a short
-    script ends before that thread does.  Waits (at most ``limit`` seconds in all) for the
-    threads the script started, the core's compile pool apart (its workers never end), and
-    then for the compiles queued there."""
-    from asp_core import background
+    script ends before that thread does.  Waits (at most :data:`WAIT_LIMIT_S` in all) for the
+    threads the script started, apart from the core's long-lived workers (the compile pool,
+    the worker of interruptible calls), and then for the work queued on those."""
+    from asp_core import background, interrupt
 
+    limit = WAIT_LIMIT_S
     deadline = time.monotonic() + limit
     while True:
         left = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                and t is not threading.current_thread() and not background.is_worker(t)]
-        if not left and not background.busy(low_priority=True):
+                and t is not threading.current_thread() and not background.is_worker(t)
+                and not interrupt.is_worker(t)]
+        if not left and not background.busy(low_priority=True) and interrupt.wait_idle(0):
             return
         if time.monotonic() > deadline:
             click.echo(f"asp explain: stopped waiting for {len(left)} background thread(s) "
