@@ -106,10 +106,7 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
                                     np.full(N, np.inf), n_clusters, covariance_type, options,
                                     n_clusters + em)
             continue
-        rand_vals = random_state.uniform(size=trials) * step.potential
-        candidates = np.searchsorted(step.cumulative, rand_vals)
-        np.clip(candidates, None, N - 1, out=candidates)
-        candidates = candidates.astype(np.int64, copy=False)
+        candidates = reference.kmeans_seed_candidates(step, random_state.uniform(size=trials), N)
         step = _numpy_seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
                                 options, n_clusters - c + em)
         indices[c] = candidates[step.best]

@@ -18,9 +18,9 @@ import numpy as np
 
 from asp_gmm.linalg import log_det_cholesky
 
-__all__ = ["E_STEP_OUTPUTS", "EMStep", "KMeansAssignment", "KMeansSeed", "KMeansSeeding", "e_step",
-           "em_step", "kmeans_assign", "kmeans_seed", "kmeans_seed_step", "log_prob",
-           "logsumexp_rows", "m_step"]
+__all__ = ["E_STEP_OUTPUTS", "EMStep", "KMeansAssignment", "KMeansSeed", "KMeansSeeding",
+           "e_step", "em_step", "kmeans_assign", "kmeans_seed", "kmeans_seed_candidates",
+           "kmeans_seed_step", "log_prob", "logsumexp_rows", "m_step"]
 
 
 class EMStep(NamedTuple):
@@ -254,6 +254,15 @@ def kmeans_seed_step(X: np.ndarray, x_squared_norms: np.ndarray, candidates: np.
     return KMeansSeed(best, float(pots[best, 0]), dist[best], np.cumsum(dist[best]))
 
 
+def kmeans_seed_candidates(step: KMeansSeed, uniforms: np.ndarray, n_samples: int
+                           ) -> np.ndarray:
+    """scikit-learn's draw of the next centre's candidates after ``step``: ``uniforms`` times
+    the potential, searched in the cumulative sum of the distances (int64 sample indices)."""
+    candidates = np.searchsorted(step.cumulative, uniforms * step.potential)
+    np.clip(candidates, None, n_samples - 1, out=candidates)
+    return candidates.astype(np.int64, copy=False)
+
+
 def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
                 closest: np.ndarray, uniforms: np.ndarray, n_components: int,
                 covariance_type: str) -> KMeansSeeding:
@@ -262,8 +271,8 @@ def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
     ``closest`` each sample's squared distance to the nearest of them (or of all but the last:
     ``inf`` for ``c = 1``); ``uniforms`` the ``(M - c) * trials`` draws of
     ``random_state.uniform`` the remaining steps take (``trials`` of them each, drawn in one
-    call: the same numbers). Each step searches ``uniforms * potential`` in the cumulative sum
-    of the distances and keeps the candidate of least potential (:func:`kmeans_seed_step`)."""
+    call: the same numbers). Each step draws its candidates (:func:`kmeans_seed_candidates`)
+    and keeps the one of least potential (:func:`kmeans_seed_step`)."""
     from asp_gmm.lowering import kmeans_trials
 
     trials = kmeans_trials(n_components)
@@ -273,10 +282,8 @@ def kmeans_seed(X: np.ndarray, x_squared_norms: np.ndarray, indices: np.ndarray,
     step = kmeans_seed_step(X, x_squared_norms, np.full(trials, indices[c - 1], dtype=np.int64),
                             closest, n_components, covariance_type)
     for s, k in enumerate(range(c, n_components)):
-        rand_vals = uniforms[s * trials:(s + 1) * trials] * step.potential
-        candidates = np.searchsorted(step.cumulative, rand_vals)
-        np.clip(candidates, None, X.shape[0] - 1, out=candidates)
-        candidates = candidates.astype(np.int64, copy=False)
+        candidates = kmeans_seed_candidates(step, uniforms[s * trials:(s + 1) * trials],
+                                            X.shape[0])
         step = kmeans_seed_step(X, x_squared_norms, candidates, step.closest, n_components,
                                 covariance_type)
         indices[k] = candidates[step.best]
