@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from asp_core.mpi import HaloExchange
+from asp_mpk.validate import check_finite
 
 __all__ = ["DistributedMatrix", "DistributedMatrixPowers", "cg", "plain_cg", "partition_rows"]
 
@@ -255,8 +256,7 @@ class DistributedMatrix:
                 raise ValueError(f"{name} on rank {self.rank} has shape {arr.shape}; this "
                                  f"rank owns rows {self.lo}..{self.hi} (shape ({self.n_own},))")
             arr = np.array(arr, dtype=np.float64)
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{name} has non-finite values")
+            check_finite(arr, name)
         except (TypeError, ValueError) as exc:
             return None, str(exc)
         return arr, None

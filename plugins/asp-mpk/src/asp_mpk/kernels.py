@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk.validate import check_finite, non_finite
+
 __all__ = ["render_source", "CKernel", "C_TYPES"]
 
 C_TYPES = {"float64": "double", "float32": "float"}
@@ -45,13 +47,6 @@ def render_source(fmt: str, dtype: str, *, monomial: bool, offsets: tuple[int, .
 
 def _p(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
-
-
-def _check_finite(xs: np.ndarray) -> None:
-    from asp_mpk import native
-
-    if not native.all_finite(xs):
-        raise ValueError("x has non-finite values (inf or nan)")
 
 
 class CKernel:
@@ -158,7 +153,7 @@ class CKernel:
         p = self.plan
         bad = ctypes.c_int(0)
         if check_x and self.fmt != "dia":
-            _check_finite(xs)
+            check_finite(xs)
         al, be, ga = (coefs[0], coefs[1], coefs[2])
         al, be, ga = (np.ascontiguousarray(a) for a in (al, be, ga))
         nvec = xs.shape[0]
@@ -178,7 +173,7 @@ class CKernel:
         if rc != 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
         if bad.value:
-            raise ValueError("x has non-finite values (inf or nan)")
+            raise non_finite()
 
     def __call__(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                  gram: np.ndarray | None = None, basis: str = "monomial", *,
@@ -198,7 +193,7 @@ class CKernel:
             self._run(xs, out, coefs, gram, k, check_x)
             return out
         if check_x:
-            _check_finite(xs)
+            check_finite(xs)
         # k-splitting: levels j0+1..j0+ks from level j0, ks at a time (shorter ghost zones,
         # less redundant work, at the price of reading the matrix once per segment)
         nvec = xs.shape[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "check_k",
+__all__ = ["as_csr", "as_vector", "check_finite", "non_finite", "check_k",
            "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -93,11 +93,22 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
         arr = arr[:, 0]
     else:
         raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def check_finite(arr: np.ndarray, name: str = "x") -> None:
+    """``ValueError`` naming ``name`` when ``arr`` holds inf or nan (one native pass)."""
     from asp_mpk import native
 
-    if finite and not native.all_finite(arr):
-        raise ValueError(f"{name} has non-finite values (inf or nan)")
-    return arr
+    if not native.all_finite(arr):
+        raise non_finite(name)
+
+
+def non_finite(name: str = "x") -> ValueError:
+    """The error for a vector holding inf or nan, however it was found."""
+    return ValueError(f"{name} has non-finite values (inf or nan)")
 
 
 def check_k(k: Any) -> int:
