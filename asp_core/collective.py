@@ -1,17 +1,23 @@
 """Variants every MPI rank agrees on, tuned collectively: how distributed runners (stencil
-sweeps, data-parallel EM) reach compiled code.
+sweeps, data-parallel EM, distributed matrix powers) reach compiled code.
 
 Each rank runs phases 1-4 of the kernel's :class:`~asp_core.Dispatcher` for its own block; the
-ranks keep the variant names all of them proposed, in rank 0's order, and one
-:class:`~asp_core.autotune.Autotuner` over ``comm`` picks the variant every rank runs (the
+ranks keep the variant names all of them proposed, in the first proposing rank's order, and
+one :class:`~asp_core.autotune.Autotuner` over ``comm`` picks the variant every rank runs (the
 slowest rank's time counts). A rank that cannot specialise makes every rank fall back
 together, as one process would: ``ASP_MODE=strict`` raises on every rank, otherwise each rank
-warns once, naming every failing rank. The context is recorded like a call's, so
-``asp explain`` shows distributed runs and their tuning decision.
+warns once, naming every failing rank. A rank with nothing to compute (an empty block) takes
+part in every collective step without narrowing the others' choice. The context is recorded
+like a call's, so ``asp explain`` shows distributed runs and their tuning decision.
+
+Calling the object (:meth:`AgreedVariants.__call__`) is one collectively tuned call: runners
+call it on every rank and get the agreed variant's result.
 """
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
@@ -29,36 +35,50 @@ if TYPE_CHECKING:
 __all__ = ["AgreedVariants"]
 
 
+def _nothing(*args: Any) -> None:
+    """What a rank with nothing to compute runs once the ranks have decided."""
+
+
 class AgreedVariants:
     """The variants of ``dispatcher`` for this rank's ``args`` that every rank of ``comm`` has,
-    and their collective tuner. Constructed by all ranks together. ``tuning`` is what the stored
-    winner is kept under besides the variant names and the rank count (e.g. a size class);
+    and their collective tuner. Constructed by all ranks together. ``args=None`` says this
+    rank has no call of its own (e.g. an empty block): it proposes nothing, runs nothing and
+    only takes part in the agreement. ``tuning`` is what the stored winner is kept under
+    besides the variant names, the specialisation key and the rank count (e.g. a size class);
     ``what`` names the run in the fallback warning.
 
-    :attr:`specialised` is False (and :attr:`reason` says why) when the ranks fall back; else
-    the caller runs ``self[name]`` for ``name = self.tuner.next()`` and reports its time until
-    ``self.tuner.done``, then :attr:`winner`.
+    :attr:`specialised` is False (and :attr:`reason` says why) when the ranks fall back. Runners
+    call the object with each call's arguments (:meth:`__call__`, collective while tuning);
+    :attr:`winner` names the variant every rank runs once decided. For runners that time calls
+    themselves (e.g. inside their own reduction), ``self[name]`` builds a variant and
+    :attr:`tuner` is the collective tuner.
     """
 
-    def __init__(self, dispatcher: Dispatcher, args: tuple, comm: Any, *,
+    def __init__(self, dispatcher: Dispatcher, args: tuple | None, comm: Any, *,
                  tuning: Hashable = None, what: str = "") -> None:
         self.comm = comm
         self.tuner: Autotuner | None = None
         self.reason: str | None = None
         self._variants: Variants | None = None
+        self._idle = args is None
+        self._fallback: Callable[..., Any] = dispatcher.fallback or dispatcher
+        self._bound: Callable[..., Any] | None = None
         if config.mode() == "python":
             self.reason = "ASP_MODE=python"
             return
-        error, names = None, []
+        error, names = None, None
         try:  # any failure, on any rank, is every rank's: no rank may wait in a collective
-            variants = dispatcher.variants(*args)
-            names = list(variants)
+            if args is not None:
+                self._variants = dispatcher.variants(*args)
+                names = list(self._variants)
         except Exception as exc:  # noqa: BLE001 - reported below, on every rank
-            error = f"{type(exc).__name__}: {exc}"
+            error, names = f"{type(exc).__name__}: {exc}", []
         errors = comm.allgather(error)
         proposed = comm.allgather(names)
-        common = [n for n in proposed[0] if all(n in p for p in proposed)]
+        offers = [(rank, p) for rank, p in enumerate(proposed) if p is not None]
+        common = [n for n in offers[0][1] if all(n in p for _, p in offers)] if offers else []
         if any(errors) or not common:
+            self._variants = None
             self.reason = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) \
                 or "the ranks proposed no variant in common"
             what = what or f"kernel {dispatcher.name!r}"
@@ -70,15 +90,20 @@ class AgreedVariants:
             return
         from asp_core.plugins import get_registry
 
-        self._variants = variants
-        ctx = variants.context
+        key = self._variants.key if self._variants is not None else None
+        if proposed[0] is None:  # rank 0 keeps the perf database: give it a proposer's key
+            key = comm.bcast(key, root=offers[0][0])
+        ctx = self._variants.context if self._variants is not None else None
         spec = get_registry().specializers[dispatcher.specializer]
-        key = cache_key(specializer=spec.name, distributed=comm.Get_size(),
-                        tuning=repr((variants.key, tuning)), variants=sorted(common))
-        self.tuner = Autotuner(key, common, comm=comm, on_event=ctx.tuning_events(VARIANT),
-                               label=f"{spec.name}:{ctx.kernel_name} on {comm.Get_size()} ranks",
+        size = comm.Get_size()
+        self.tuner = Autotuner(cache_key(specializer=spec.name, distributed=size,
+                                         tuning=repr((key, tuning)), variants=sorted(common)),
+                               common, comm=comm, label=f"{spec.name}:{dispatcher.name} on "
+                                                        f"{size} ranks",
+                               on_event=ctx.tuning_events(VARIANT) if ctx is not None else None,
                                repeats=spec.tuning_repeats)
-        recording.add_context(ctx, f"{dispatcher.name}[{comm.Get_size()} ranks]")
+        if ctx is not None:
+            recording.add_context(ctx, f"{dispatcher.name}[{size} ranks]")
 
     @property
     def specialised(self) -> bool:
@@ -94,5 +119,77 @@ class AgreedVariants:
         """Variant ``name``, built on first use (may raise: build it on every rank, then agree
         before using it, as :meth:`~asp_core.autotune.Autotuner.exclude` needs)."""
         if self._variants is None:
-            raise KeyError(f"no variants: {self.reason}")
+            raise KeyError(f"no variants: {self.reason or 'this rank has no call of its own'}")
         return self._variants[name]
+
+    def __call__(self, *args: Any) -> Any:
+        """Collective while tuning: one call with this rank's ``args`` (those of its
+        construction, or of the same specialisation), returning the variant's result.
+
+        While the ranks tune, every rank runs the next variant to time: each builds it, the
+        ranks agree whether any of them failed to (then every rank drops it, and tries the
+        next), and the call's time is reported, the slowest rank's counting. A variant whose
+        call raises on any rank is dropped on every rank (the other ranks are not left
+        waiting) and the error reaches that rank's caller. Once decided every rank binds the
+        winner (rank 0's stored winner, if any, from the start) and later calls go straight
+        to it, with no communication. When the ranks fall back each runs the dispatcher's
+        fallback; a rank constructed with ``args=None`` runs nothing and returns None."""
+        bound = self._bound
+        if bound is not None:
+            return bound(*args)
+        tuner = self.tuner
+        if tuner is None:
+            return self._bind(None)(*args)
+        from asp_core.mpi import import_mpi
+
+        while not tuner.done:
+            name = tuner.next()
+            if tuner.done:
+                break
+            fn, error = self._build(name)
+            if self.comm.allreduce(bool(error), op=import_mpi().MAX):  # dropped on every rank
+                tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
+                continue
+            return self._timed(name, fn, args)
+        return self._bind(tuner.winner)(*args)
+
+    def _timed(self, name: str, fn: Callable[..., Any], args: tuple) -> Any:
+        """One timed call of variant ``name`` on every rank (see :meth:`__call__`)."""
+        from asp_core.mpi import import_mpi
+
+        tuner = self.tuner
+        assert tuner is not None
+        failure: Exception | None = None
+        start = time.perf_counter()
+        try:
+            result = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - agreed on below, then raised on this rank
+            result, failure = None, exc
+        seconds = time.perf_counter() - start if failure is None else math.inf
+        seconds = self.comm.allreduce(seconds, op=import_mpi().MAX)  # the slowest rank's
+        if math.isinf(seconds):
+            tuner.exclude(name, "raised on a rank")
+        else:
+            tuner.report(name, seconds, agreed=True)
+        if tuner.done:
+            self._bind(tuner.winner)
+        if failure is not None:
+            raise failure
+        return result
+
+    def _build(self, name: str) -> tuple[Callable[..., Any], str]:
+        """Variant ``name`` on this rank and why it failed to build ("" when it did not)."""
+        if self._idle:
+            return _nothing, ""
+        try:
+            return self[name], ""
+        except Exception as exc:  # noqa: BLE001 - agreed on by every rank in __call__
+            return _nothing, f"{type(exc).__name__}: {exc}"
+
+    def _bind(self, name: str | None) -> Callable[..., Any]:
+        """What this rank's later calls run: variant ``name``, or the fallback for None."""
+        if self._idle:
+            self._bound = _nothing
+        else:
+            self._bound = self._fallback if name is None else self[name]
+        return self._bound

@@ -20,10 +20,13 @@ Heat = pytest.importorskip("asp_stencil.bench").Heat   # any stencil kernel will
 
 class _Rank0:
     """Rank 0 of 2: ``allgather`` pairs this rank's value with the other rank's next one
-    (its error, then its variant names); ``allreduce`` takes the slower time."""
+    (its error, then its variant names); ``allreduce`` takes the slower time, or for a
+    failure flag whether either rank failed (the other rank's flags: ``other_fails``)."""
 
-    def __init__(self, *others, other_time: float = 0.0):
+    def __init__(self, *others, other_time: float = 0.0, other_fails=()):
         self.others, self.other_time = list(others), other_time
+        self.other_fails = list(other_fails)
+        self.collectives = 0
 
     def Get_rank(self):
         return 0
@@ -32,12 +35,16 @@ class _Rank0:
         return 2
 
     def allgather(self, value):
+        self.collectives += 1
         return [value, self.others.pop(0) if self.others else value]
 
     def bcast(self, value, root=0):
         return value
 
     def allreduce(self, value, op=None):
+        self.collectives += 1
+        if isinstance(value, bool):
+            return value or (self.other_fails.pop(0) if self.other_fails else False)
         return max(value, self.other_time)
 
 
@@ -45,6 +52,12 @@ def _grids():
     u, out = asp_stencil.StencilGrid((12, 12)), asp_stencil.StencilGrid((12, 12))
     u.data[...] = np.arange(144.0).reshape(12, 12)
     return u, out
+
+
+def _expected(u):
+    ref = asp_stencil.StencilGrid(u.shape)
+    Heat().pure_python(u, ref)
+    return ref.data
 
 
 @requires_compiler
@@ -97,3 +110,114 @@ def test_a_rank_that_cannot_specialise_makes_every_rank_fall_back(fresh_cache, m
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert AgreedVariants(kernel.kernel, (u, out), _Rank0()).reason == "ASP_MODE=python"
+
+
+@requires_compiler
+def test_a_call_runs_the_next_variant_on_every_rank_then_the_winner(fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    kernel, (u, out) = Heat(), _grids()
+    names = list(kernel.kernel.variants(u, out))
+    comm = _Rank0(None, names, other_time=1.0)
+    recording.start()
+    try:
+        agreed = AgreedVariants(kernel.kernel, (u, out), comm)
+        tuner = agreed.tuner
+        calls = 0
+        while not tuner.done:
+            out.data[...] = 0.0
+            agreed(u, out)   # builds, agrees that it built, times: two collectives a call
+            np.testing.assert_allclose(out.data, _expected(u), rtol=1e-12)
+            calls += 1
+    finally:
+        (rec,) = recording.stop()
+    assert calls == len(names) * tuner.repeats
+    assert {n: set(t) for n, t in tuner.times.items()} == {n: {1.0} for n in names}
+    assert agreed.winner in names and rec.kernel.endswith("[2 ranks]")
+    before = comm.collectives
+    out.data[...] = 0.0
+    agreed(u, out)   # the bound winner: no communication
+    assert comm.collectives == before
+    np.testing.assert_allclose(out.data, _expected(u), rtol=1e-12)
+
+
+@requires_compiler
+def test_a_variant_that_fails_to_build_on_one_rank_is_dropped_on_every_rank(fresh_cache,
+                                                                           monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    kernel, (u, out) = Heat(), _grids()
+    names = list(kernel.kernel.variants(u, out))
+    agreed = AgreedVariants(kernel.kernel, (u, out), _Rank0(None, names, other_fails=[True]))
+    first = agreed.tuner.next()
+    agreed(u, out)   # the other rank could not build the first variant: it was not timed
+    assert first not in agreed.tuner.variants and first not in agreed.tuner.times
+    while not agreed.tuner.done:
+        agreed(u, out)
+    assert agreed.winner in names and agreed.winner != first
+
+
+class _RaisingFirst(AgreedVariants):
+    """Rank 0's first variant raises when called (a kernel failing on this rank only)."""
+
+    def __getitem__(self, name):
+        fn = super().__getitem__(name)
+        if name != self.tuner.variants[0]:
+            return fn
+
+        def fail(*args):
+            raise RuntimeError("crashed on rank 0")
+        return fail
+
+
+@requires_compiler
+def test_a_variant_that_raises_on_one_rank_is_dropped_on_every_rank(fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    kernel, (u, out) = Heat(), _grids()
+    names = list(kernel.kernel.variants(u, out))
+    comm = _Rank0(None, names)
+    agreed = _RaisingFirst(kernel.kernel, (u, out), comm)
+    before = comm.collectives
+    with pytest.raises(RuntimeError, match="crashed on rank 0"):
+        agreed(u, out)
+    # the other rank, waiting for this call's time, got one, and both drop the variant
+    assert comm.collectives == before + 2   # agreed it built, then its time
+    assert names[0] not in agreed.tuner.variants and names[0] not in agreed.tuner.times
+    while not agreed.tuner.done:
+        agreed(u, out)
+    assert agreed.winner != names[0]
+
+
+@requires_compiler
+def test_a_rank_with_nothing_to_compute_joins_without_narrowing_the_choice(fresh_cache,
+                                                                           monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "always")
+    kernel, (u, out) = Heat(), _grids()
+    names = list(kernel.kernel.variants(u, out))
+    # rank 0 has no block: rank 1's names are kept, rank 0 times nothing but agrees on each time
+    idle = AgreedVariants(kernel.kernel, None, _Rank0(None, names, other_time=1.0))
+    assert idle.specialised and idle.tuner.variants == names
+    with pytest.raises(KeyError, match="no call of its own"):
+        idle[names[0]]
+    calls = 0
+    while not idle.tuner.done:
+        assert idle(u, out) is None
+        calls += 1
+    assert calls == len(names) * idle.tuner.repeats
+    assert all(t == [1.0] * idle.tuner.repeats for t in idle.tuner.times.values())
+    assert idle(u, out) is None and not out.data.any()   # it never ran a kernel
+    # the other way round: rank 1 has no block, rank 0's names all stay
+    busy = AgreedVariants(kernel.kernel, (u, out), _Rank0(None, None))
+    assert busy.tuner.variants == names
+
+
+def test_falling_back_runs_the_kernels_python_on_every_call(fresh_cache, monkeypatch):
+    kernel, (u, out) = Heat(), _grids()
+    monkeypatch.setenv("ASP_MODE", "auto")
+    comm = _Rank0("CompileError: boom", [])
+    with pytest.warns(SpecializationWarning):
+        agreed = AgreedVariants(kernel.kernel, (u, out), comm)
+    before = comm.collectives
+    for _ in range(2):
+        out.data[...] = 0.0
+        agreed(u, out)
+        np.testing.assert_allclose(out.data, _expected(u), rtol=1e-12)
+    assert comm.collectives == before

@@ -42,7 +42,7 @@ def main() -> None:
     winner = tuned_variant(kernel, src, out)
     assert winner is not None, f"rank {comm.rank}: still tuning after {calls} calls"
     agreed = dist._AGREED[kernel][dist._site(kernel, [src, out], [src.local, out.local])]
-    tuner = agreed.variants.tuner
+    tuner = agreed.tuner
     assert tuner is not None and len(tuner.variants) >= 2, "nothing was tuned"
     # the same decision and the same (agreed) times on every rank, in the same number of calls
     mine = (winner, calls, sorted((v, tuple(t)) for v, t in tuner.times.items()))

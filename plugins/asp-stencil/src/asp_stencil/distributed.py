@@ -46,10 +46,9 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
@@ -57,6 +56,9 @@ from asp_core.mpi import HaloExchange
 from asp_stencil.grid import StencilGrid
 from asp_stencil.signature import stencil_signature
 from asp_stencil.kernel import kernel_function
+
+if TYPE_CHECKING:
+    from asp_core.collective import AgreedVariants
 
 __all__ = ["Decomposition", "DistributedStencilGrid", "DistributedKernel", "distribute",
            "exchange", "sweep", "iterate", "check_kernel", "tuned_variant"]
@@ -558,60 +560,8 @@ def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) 
         grids[-1].local.data[_slices(box, g0.origin)] = out_sub.data[inner]
 
 
-class _AgreedVariant:
-    """The variant every rank runs for one kernel on one decomposition, tuned collectively
-    (:class:`asp_core.collective.AgreedVariants`). Constructed and called by all ranks
-    together; when the ranks fall back, each runs the kernel's pure-Python function."""
-
-    def __init__(self, kernel: Any, local: list[StencilGrid], comm: Any) -> None:
-        from asp_core.collective import AgreedVariants
-        from asp_core.mpi import import_mpi
-
-        self.comm = comm
-        self.dispatcher = kernel.kernel
-        self.variants = AgreedVariants(self.dispatcher, tuple(local), comm,
-                                       what=f"stencil kernel {self.dispatcher.name!r}")
-        self.fn: Callable[..., Any] | None = None
-        if not self.variants.specialised:
-            self.fn = self.dispatcher.fallback or self.dispatcher
-        self._max = import_mpi().MAX
-
-    @property
-    def winner(self) -> str | None:
-        return self.variants.winner
-
-    def __call__(self, *local: StencilGrid) -> None:
-        if self.fn is not None:
-            self.fn(*local)
-            return
-        from asp_core.errors import AspError
-
-        tuner = self.variants.tuner
-        assert tuner is not None
-        while not tuner.done:
-            name = tuner.next()
-            if tuner.done:
-                break
-            error = ""
-            try:
-                fn = self.variants[name]
-            except AspError as exc:
-                error = str(exc)
-            if self.comm.allreduce(bool(error), op=self._max):  # excluded on every rank
-                tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
-                continue
-            start = time.perf_counter()
-            fn(*local)
-            tuner.report(name, time.perf_counter() - start)  # the slowest rank's time
-            if tuner.done:
-                self.fn = self.variants[tuner.winner or name]
-            return
-        self.fn = self.variants[tuner.winner or tuner.variants[0]]
-        self.fn(*local)
-
-
-#: kernel -> (decomposition, specialisation key of the local grids) -> the agreed variant
-_AGREED: weakref.WeakKeyDictionary[Any, dict[Hashable, _AgreedVariant]] = \
+#: kernel -> (decomposition, specialisation key of the local grids) -> the agreed variants
+_AGREED: weakref.WeakKeyDictionary[Any, dict[Hashable, AgreedVariants]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -641,8 +591,11 @@ def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid]) -> None:
     sites = _AGREED.setdefault(kernel, {})
     site = _site(kernel, grids, local)
     agreed = sites.get(site)
-    if agreed is None:
-        agreed = sites[site] = _AgreedVariant(kernel, local, grids[0].cart)
+    if agreed is None:  # a pure-Python kernel on every rank when any rank cannot specialise
+        from asp_core.collective import AgreedVariants
+
+        agreed = sites[site] = AgreedVariants(kernel.kernel, tuple(local), grids[0].cart,
+                                              what=f"stencil kernel {kernel.kernel.name!r}")
     agreed(*local)
 
 
