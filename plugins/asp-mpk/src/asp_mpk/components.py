@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
 
 __all__ = ["MatrixFrontend", "MPKDomainOptimizer", "OpenMPPlatform", "ScipyPlatform",
-           "PA1Variants", "CBackend", "ScipyBackend", "signature", "tuning_key"]
+           "PA1Variants", "CBackend", "ScipyBackend", "signature", "tuning_key", "half_octave"]
 
 
 def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
@@ -51,8 +51,9 @@ def signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
             basis == "monomial", gram is not None)
 
 
-def _octave(x: float) -> int:
-    """``x`` on a half-octave scale (sizes within ~40 % share a bucket)."""
+def half_octave(x: float) -> int:
+    """``x`` on a half-octave scale (sizes within ~40 % share a bucket): the size class
+    tuning winners are kept under."""
     return int(round(2 * math.log2(max(float(x), 1.0))))
 
 
@@ -64,11 +65,11 @@ def tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
     sig = signature(args, kwargs, instance)
     st = instance.structure
     if st.offsets is not None:
-        kind: tuple = ("dia", len(st.offsets), st.dia_compressible, _octave(st.bandwidth))
+        kind: tuple = ("dia", len(st.offsets), st.dia_compressible, half_octave(st.bandwidth))
     else:
         kind = ("csr", st.symmetric, st.bcsr[:1], round(st.nnz / max(st.n, 1)),
-                _octave(st.rcm_bandwidth or st.bandwidth))
-    return (kind, _octave(st.n), *sig[2:])
+                half_octave(st.rcm_bandwidth or st.bandwidth))
+    return (kind, half_octave(st.n), *sig[2:])
 
 
 class MatrixFrontend(Frontend):

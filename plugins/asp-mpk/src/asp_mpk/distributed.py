@@ -4,9 +4,24 @@ Each rank owns a contiguous block of rows (uneven, tiny and empty blocks are all
 powers it keeps the rows of its *k-level closure* (PA1, the Asp paper's algorithm): the rows at
 graph distance 1..k from its block. One exchange of x on those ghost rows then suffices for all k
 products; each rank computes them on its extended local matrix with the single-process
-specializer (:class:`asp_mpk.MatrixPowers`), redundantly on the ghost rows, and keeps its own
-rows. Level j is exact on the rows at distance <= k - j, so the owned rows are exact at every
-level. The naive scheme needs k exchanges of depth 1.
+specializer's kernel (the dispatcher of an :class:`asp_mpk.MatrixPowers`), redundantly on the
+ghost rows, and keeps its own rows. Level j is exact on the rows at distance <= k - j, so the
+owned rows are exact at every level. The naive scheme needs k exchanges of depth 1.
+
+Tuning: a call is as slow as its slowest rank, and ranks tuning alone could pick different
+variants of the local kernel (their extended matrices differ, and so does the noise of a shared
+machine). So each call kind (vector count, basis kind) is tuned collectively
+(:class:`asp_core.collective.AgreedVariants`): every rank proposes the variants of its own
+extended matrix, they time those all ranks share, in the same order, each time agreed as the
+slowest rank's (rank 0's stored winner, kept per rank count and global size class, is used
+everywhere), and every rank then runs the same variant; :attr:`DistributedMatrixPowers.variant`
+names it (local, no communication) and :class:`CGResult` ``.variant`` the one a solve ran. A
+rank that owns no rows and has no ghost rows joins the agreement without narrowing it. When a
+rank cannot specialise, every rank runs the SciPy reference together, each warning once per
+call kind (``ASP_MODE=strict``: raises on every rank). ``asp explain`` shows the run as
+``MatrixPowers(n=<local rows>, k=<k>)[<N> ranks]``. Unlike the single-process object, the
+distributed one specialises on the call (not on a background thread), as every rank must
+take part in each step of the agreement.
 
 :func:`cg` is s-step (communication-avoiding) CG over that kernel: per outer iteration ONE
 exchange of depth s (p and r travel in the same message) and ONE global reduction (the Gram
@@ -21,12 +36,17 @@ Set-up (closures, exchange lists) uses a few ``alltoall`` rounds, counted separa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from asp_core.mpi import HaloExchange
 from asp_mpk.validate import check_finite
+
+if TYPE_CHECKING:
+    from asp_core.collective import AgreedVariants
+
+    from asp_mpk.powers import MatrixPowers
 
 __all__ = ["DistributedMatrix", "DistributedMatrixPowers", "cg", "plain_cg", "partition_rows"]
 
@@ -281,7 +301,8 @@ class DistributedMatrixPowers:
     """``[x, P_1(A)x, ..., P_k(A)x]`` on this rank's rows with one exchange (PA1).
 
     ``basis`` is "monomial", or "newton"/"chebyshev" with explicit ``shifts`` (every rank must
-    use the same polynomials, so they are not estimated locally).
+    use the same polynomials, so they are not estimated locally). ``options`` are the local
+    kernel's ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
     """
 
     def __init__(self, A: Any, k: int, comm: Any = None, *, rows: tuple[int, int] | None = None,
@@ -306,16 +327,45 @@ class DistributedMatrixPowers:
         self.k = k
         self.matrix = matrix
         self.stats = matrix.stats
-        self._mp: Any = None
+        self._mp: MatrixPowers | None = None
         self._scratch: np.ndarray | None = None
         self._options = options
+        self._agreed: dict[tuple[int, str], AgreedVariants] = {}
+        self._last: AgreedVariants | None = None
 
-    def _local(self) -> Any:
+    @property
+    def variant(self) -> str | None:
+        """The local kernel's variant every rank runs for the last call's kind (vector count,
+        basis kind) once the ranks have agreed on it; None before the first call, while they
+        tune, when they fall back, or for k = 0. Local (no communication)."""
+        return self._last.winner if self._last is not None else None
+
+    def _local(self) -> MatrixPowers:
+        """The single-process object on this rank's extended matrix (0 x 0 on a rank with no
+        rows and no ghosts): owner of the kernel's dispatcher."""
         if self._mp is None:
             from asp_mpk.powers import MatrixPowers
 
             self._mp = MatrixPowers(self.matrix.A_ext, self.k, options=self._options)
         return self._mp
+
+    def _kernel(self, args: tuple) -> AgreedVariants:
+        """The agreed variants of the local kernel for this call kind; created by all ranks
+        together on the kind's first call (every rank makes the same calls)."""
+        kind = (args[0].shape[0], args[4])
+        agreed = self._agreed.get(kind)
+        if agreed is None:
+            from asp_core.collective import AgreedVariants
+
+            from asp_mpk.components import half_octave
+
+            m = self.matrix
+            agreed = self._agreed[kind] = AgreedVariants(
+                self._local().dispatcher, args if m.n_ext else None, m.comm,
+                tuning=("global rows", half_octave(m.n)),
+                what=f"distributed matrix powers (n={m.n}, k={self.k})")
+        self._last = agreed
+        return agreed
 
     def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None) -> np.ndarray:
         """Collective: array (k+1, n_own) (or (nvec, k+1, n_own) for 2-D x) of basis rows.
@@ -324,9 +374,11 @@ class DistributedMatrixPowers:
         """
         from asp_core.mpi import agree
 
+        from asp_mpk.bases import basis_coefs
+
         m = self.matrix
         error = None
-        xs = None
+        xs = coefs = None
         if basis not in ("monomial", "newton", "chebyshev"):
             error = f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'"
         elif basis != "monomial" and shifts is None:
@@ -343,29 +395,33 @@ class DistributedMatrixPowers:
                     error = "x has no vectors"
                 if error is None:
                     xs = np.stack([v for v, _ in checked if v is not None])
+            if error is None:
+                try:
+                    coefs = basis_coefs(basis, self.k, shifts=shifts)
+                except ValueError as exc:
+                    error = str(exc)
         agree(m.comm, error)
-        assert xs is not None, "agree() raised on every rank if any rank failed"
-        res = self._run(xs, basis, shifts)
+        assert xs is not None and coefs is not None, "agree() raised on every rank if any failed"
+        res = self._run(xs, coefs, "monomial" if basis == "monomial" else "recurrence")
         return res if np.ndim(x) == 2 else res[0]
 
-    def _run(self, xs: np.ndarray, basis: str, shifts: Any) -> np.ndarray:
-        """Collective, no validation: (nvec, k+1, n_own) for validated rows ``xs``."""
+    def _run(self, xs: np.ndarray, coefs: np.ndarray, kind: str) -> np.ndarray:
+        """Collective, no validation: (nvec, k+1, n_own) for validated rows ``xs``, with the
+        recurrence ``coefs`` (3, k) of a "monomial" or "recurrence" basis ``kind``."""
         m = self.matrix
         ext = np.zeros((xs.shape[0], m.n_ext))
         ext[:, m.own] = xs
         m.exchange(ext, m.halo_k)
-        if m.n_ext == 0:
-            out = np.zeros((xs.shape[0], self.k + 1, 0))
-        elif self.k == 0:
-            out = ext[:, None, :]
-        else:
-            # the extended basis is scratch (only the owned rows are returned): reuse its buffer,
-            # a fresh one costs a page fault per 4 KiB on every call
-            shape = (xs.shape[0], self.k + 1, m.n_ext)
-            if self._scratch is None or self._scratch.shape != shape:
-                self._scratch = np.empty(shape)
-            out = self._local().powers(ext, basis=basis, shifts=shifts, out=self._scratch)
-        return np.ascontiguousarray(out[:, :, m.own])
+        if self.k == 0:
+            return np.ascontiguousarray(ext[:, None, m.own])
+        # the extended basis is scratch (only the owned rows are returned): reuse its buffer,
+        # a fresh one costs a page fault per 4 KiB on every call
+        shape = (xs.shape[0], self.k + 1, m.n_ext)
+        if self._scratch is None or self._scratch.shape != shape:
+            self._scratch = np.empty(shape)
+        args = (ext, self._scratch, coefs, None, kind)
+        self._kernel(args)(*args)
+        return np.ascontiguousarray(self._scratch[:, :, m.own])
 
     __call__ = powers
 
@@ -393,6 +449,8 @@ class CGResult:
     exchanges: int = 0
     messages: int = 0
     reductions: int = 0
+    #: the local kernel's variant every rank ran once agreed (None: still tuning, or SciPy)
+    variant: str | None = None
 
 
 def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: int,
@@ -514,9 +572,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
         B = stacked_change_of_basis(coefs, s)
         failure: BaseException | None = None
         try:
-            V = mp._run(np.stack([p, r]), "chebyshev", (interval.lo, interval.hi)
-                        ).reshape(m, -1)
-        except Exception as exc:  # e.g. the local kernel failed to build on this rank only
+            V = mp._run(np.stack([p, r]), coefs, "recurrence").reshape(m, -1)
+        except Exception as exc:  # e.g. the local kernel failed on this rank only
             failure, V = exc, np.zeros((m, mat.n_own))
         # THE reduction of this outer iteration: the Gram matrix, plus a failure count so that
         # a rank that failed locally stops every rank instead of leaving them waiting
@@ -547,6 +604,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
     res.iterations = it
+    res.variant = mp.variant
     res.exchanges, res.messages, res.reductions = (st.exchanges - base[0],
                                                    st.messages - base[1],
                                                    st.reductions - base[2])

@@ -19,6 +19,7 @@ from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
 if TYPE_CHECKING:
+    from asp_core import Dispatcher
     from asp_core.autotune import Tuning
 
 __all__ = ["MatrixPowers", "matrix_powers", "spmv"]
@@ -68,6 +69,14 @@ class MatrixPowers:
                                     name=f"MatrixPowers(n={self.n}, k={self.k})")
         if tune:
             self.tune()
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The core dispatcher of the ``mpk`` kernel on this matrix (called as ``(xs, out,
+        coefs, gram, basis)``, see :meth:`run`), for runners that choose its variants
+        themselves: :class:`asp_mpk.distributed.DistributedMatrixPowers` has every MPI rank
+        agree on one (:class:`asp_core.collective.AgreedVariants`)."""
+        return self._dispatch
 
     # -- used by the components -----------------------------------------------------------------
     @property
