@@ -1,11 +1,10 @@
-"""What the machine offers: cores, caches, ISA extensions, memory, GPUs, and a STREAM
-bandwidth measured once and stored in the cache directory (platform selection and the
-benchmarks' roofline read one :class:`HardwareInfo`)."""
+"""What the machine offers: cores, caches, ISA extensions, memory, GPUs (one
+:class:`HardwareInfo` for platform selection and the benchmarks), the CPUs this process may use,
+and the compiled STREAM copy that benchmarks measure their roofline with."""
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import platform
@@ -32,7 +31,7 @@ class GPU:
 
 @dataclass
 class HardwareInfo:
-    """Static facts about this machine; ``stream_copy_gbs()`` measures (and caches) bandwidth."""
+    """Static facts about this machine."""
 
     cpu_model: str
     physical_cores: int
@@ -53,38 +52,6 @@ class HardwareInfo:
     @property
     def has_gpu(self) -> bool:
         return bool(self.gpus)
-
-    def stream_copy_gbs(self, refresh: bool = False) -> float:
-        """STREAM copy bandwidth in GB/s (counting read + write), measured once and cached."""
-        if not refresh:
-            stored = self.stored_stream_copy()
-            if stored is not None:
-                return stored[0]
-        from asp_core.config import cache_dir
-
-        path = cache_dir() / "hardware.json"
-        gbs = measure_stream_copy(max(4 * self.last_level_cache, 64 << 20))
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ident": self._stream_ident(), "stream_copy_gbs": gbs,
-                                   "measured": time.time()}))
-        os.replace(tmp, path)
-        return gbs
-
-    def stored_stream_copy(self) -> tuple[float, float] | None:
-        """``(GB/s, Unix time measured)`` stored for this CPU and thread count, or None."""
-        from asp_core.config import cache_dir
-
-        try:
-            data = json.loads((cache_dir() / "hardware.json").read_text())
-            if data.get("ident") == self._stream_ident():
-                return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-        return None
-
-    def _stream_ident(self) -> str:
-        return f"{self.cpu_model}|{default_threads()}"
 
 
 def _read(path: str) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from asp_core import hardware
+from asp_core.cli.doctor import stream_copy_gbs
 from pytest_asp import requires_compiler
 
 
@@ -46,14 +47,14 @@ def test_stream_copy_is_measured_once_and_cached(fresh_cache, monkeypatch):
 
     monkeypatch.setattr(hardware, "measure_stream_copy", fake)
     hw = hardware.query()
-    assert hw.stream_copy_gbs() == 12.5
+    assert stream_copy_gbs(hw) == 12.5
     assert len(calls) == 1 and calls[0] >= 64 << 20
     stored = json.loads((fresh_cache / "hardware.json").read_text())
     assert stored["stream_copy_gbs"] == 12.5
-    assert hw.stream_copy_gbs() == 12.5 and len(calls) == 1  # second call: no measurement
-    assert hw.stream_copy_gbs(refresh=True) == 12.5 and len(calls) == 2
+    assert stream_copy_gbs(hw) == 12.5 and len(calls) == 1  # second call: no measurement
+    assert stream_copy_gbs(hw, refresh=True) == 12.5 and len(calls) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # another configuration: measured again
-    hw.stream_copy_gbs()
+    stream_copy_gbs(hw)
     assert len(calls) == 3
 
 
@@ -61,7 +62,7 @@ def test_corrupt_stream_cache_is_remeasured(fresh_cache, monkeypatch):
     monkeypatch.setattr(hardware, "measure_stream_copy", lambda nbytes, repeats=8: 3.0)
     fresh_cache.mkdir(parents=True)
     (fresh_cache / "hardware.json").write_text("{ broken")
-    assert hardware.query().stream_copy_gbs() == 3.0
+    assert stream_copy_gbs(hardware.query()) == 3.0
 
 
 @requires_compiler

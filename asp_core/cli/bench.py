@@ -83,10 +83,11 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     write_results(results, outdir / "results.json")
+    from asp_core.cli.doctor import stream_copy_gbs
     from asp_core.hardware import query
 
     if stream is None:
-        stream = query().stream_copy_gbs()
+        stream = stream_copy_gbs(query())
     peak = measure_peak_gflops()  # the compute roof, measured now like the suites
     plots = []
     try:

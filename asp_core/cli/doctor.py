@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from asp_core.hardware import HardwareInfo
     from asp_core.toolchain import Toolchain
 
-__all__ = ["command", "checks", "available_toolchains", "perf_db_problem"]
+__all__ = ["command", "checks", "available_toolchains", "perf_db_problem", "stream_copy_gbs",
+           "stored_stream_copy"]
 
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
@@ -114,11 +115,55 @@ def perf_db_problem(db: PerfDB) -> str | None:
     return None
 
 
+def stream_copy_gbs(hw: HardwareInfo, refresh: bool = False) -> float:
+    """STREAM copy bandwidth in GB/s (counting read + write), measured once per CPU model and
+    thread count and kept in ``<cache>/hardware.json`` (``asp doctor``, ``asp bench``)."""
+    import json
+    import os
+    import time
+
+    from asp_core import hardware
+    from asp_core.config import cache_dir
+
+    stored = None if refresh else stored_stream_copy(hw)
+    if stored is not None:
+        return stored[0]
+    path = cache_dir() / "hardware.json"
+    gbs = hardware.measure_stream_copy(max(4 * hw.last_level_cache, 64 << 20))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"ident": _stream_ident(hw), "stream_copy_gbs": gbs,
+                               "measured": time.time()}))
+    os.replace(tmp, path)
+    return gbs
+
+
+def stored_stream_copy(hw: HardwareInfo) -> tuple[float, float] | None:
+    """``(GB/s, Unix time measured)`` stored for this CPU and thread count, or None."""
+    import json
+
+    from asp_core.config import cache_dir
+
+    try:
+        data = json.loads((cache_dir() / "hardware.json").read_text())
+        if data.get("ident") == _stream_ident(hw):
+            return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _stream_ident(hw: HardwareInfo) -> str:
+    from asp_core.hardware import default_threads
+
+    return f"{hw.cpu_model}|{default_threads()}"
+
+
 def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, str]:
     """The STREAM copy figure, labelled as measured now or as the cached one (with its date)."""
     import time
 
-    stored = None if refresh else hw.stored_stream_copy()
+    stored = None if refresh else stored_stream_copy(hw)
     if stored is not None:
         gbs, when = stored
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "earlier"
@@ -128,7 +173,7 @@ def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, s
 
     progress = Progress("measuring STREAM copy bandwidth (once, then cached)", 1)
     try:
-        gbs = hw.stream_copy_gbs(refresh=True)
+        gbs = stream_copy_gbs(hw, refresh=True)
     except Exception as exc:  # noqa: BLE001
         return ("STREAM copy", False, f"could not measure: {exc}")
     finally:
