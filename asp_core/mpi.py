@@ -5,7 +5,7 @@ split. Asp runs on mpi4py over the user's MPI, imported on first use, never at i
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import shutil
 import sys
@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar, Union
+from typing import Any, Mapping, Union
 
 import numpy as np
 
@@ -22,9 +22,6 @@ __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_e
            "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 class MPIUnavailable(ImportError):
     """mpi4py (or an MPI library under it) cannot be imported."""
@@ -55,10 +52,9 @@ def abort_on_uncaught(comm: Any = None) -> None:
     after the traceback), instead of leaving the others hanging in a collective until a batch
     timeout. Installed once per process; ``ASP_MPI_ABORT_ON_ERROR=0`` keeps Python's default.
     """
-    if os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
-                                                                         "off"):
-        return
-    if _hook_comm:
+    off = os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
+                                                                          "off")
+    if off or _hook_comm:
         return
     _hook_comm.append(comm if comm is not None else import_mpi().COMM_WORLD)
     previous = sys.excepthook
@@ -90,7 +86,7 @@ def _abort(comm: Any, code: int, message: str) -> None:
     comm.Abort(code)  # does not return
 
 
-class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(comm):``
+class fatal_errors(contextlib.ContextDecorator):  # noqa: N801 - ``with fatal_errors(comm):``
     """Abort the whole job (``comm.Abort``, after the traceback) when the body raises on any
     rank, so no other rank waits forever in a collective; a context manager or, called, a
     decorator. ``SystemExit(0)`` passes through."""
@@ -110,20 +106,11 @@ class fatal_errors:  # noqa: N801 - used like a function: ``with fatal_errors(co
         _abort(self.comm, self.exit_code, f"fatal error, aborting all ranks: {etype.__name__}: "
                f"{exc}\n" + "".join(traceback.format_exception(etype, exc, tb)))
 
-    def __call__(self, func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with fatal_errors(self.comm, self.exit_code):
-                return func(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
 
 def agree(comm: Any, error: str | None, exc_type: type[Exception] = ValueError) -> None:
     """Collective: raise ``exc_type`` on every rank, naming each failing rank's message, if
     ``error`` (None when this rank's checks passed) is set on any rank."""
-    errors = comm.allgather(error)
-    bad = [(r, e) for r, e in enumerate(errors) if e is not None]
+    bad = [(r, e) for r, e in enumerate(comm.allgather(error)) if e is not None]
     if bad:
         raise exc_type("; ".join(f"rank {r}: {e}" for r, e in bad))
 
@@ -217,10 +204,8 @@ class HaloExchange:
                       for a in arrays]
             sizes = [int(np.prod(s)) for s in shapes]
             buf = np.empty(sum(sizes), dtype=dtype)
-            views, off = [], 0
-            for shape, n in zip(shapes, sizes):
-                views.append(buf[off:off + n].reshape(shape))
-                off += n
+            ends = np.cumsum(sizes)
+            views = [buf[e - n:e].reshape(s) for s, n, e in zip(shapes, sizes, ends)]
             out.append((q, buf, box, None if box is not None else sel, views))
         return out
 
@@ -297,8 +282,7 @@ def block_range(n: int, parts: int, index: int) -> tuple[int, int]:
 def find_mpiexec() -> str | None:
     """``mpiexec`` next to the running Python (the mpich wheel puts it there), else on PATH."""
     here = Path(sys.executable).parent
-    for name in ("mpiexec", "mpirun"):
-        cand = here / name
+    for cand in (here / "mpiexec", here / "mpirun"):
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
     return shutil.which("mpiexec") or shutil.which("mpirun")
