@@ -60,12 +60,9 @@ def _dtypes() -> dict[Any, str]:
     # built on first use: importing the PAST (plugins do, at registration) must not cost numpy
     import numpy as np
 
+    ints = (np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint16, np.uint32, np.uint64)
     return {np.dtype(np.float64): "double", np.dtype(np.float32): "float",
-            np.dtype(np.int64): "int64_t", np.dtype(np.int32): "int32_t",
-            np.dtype(np.int16): "int16_t", np.dtype(np.int8): "int8_t",
-            np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
-            np.dtype(np.uint32): "uint32_t",
-            np.dtype(np.uint64): "uint64_t", np.dtype(np.bool_): "uint8_t"}
+            **{np.dtype(t): f"{np.dtype(t).name}_t" for t in ints}, np.dtype(np.bool_): "uint8_t"}
 
 
 def ctype_for(dtype: np.dtype | type | str) -> CType:
@@ -108,8 +105,7 @@ class BinOp(Expr):
     right: Expr
 
     def __post_init__(self) -> None:
-        if self.op not in BINARY_OPS:
-            raise ValueError(f"unknown C binary operator {self.op!r}")
+        _check_op(self.op, BINARY_OPS, "binary")
 
 
 @dataclass
@@ -118,8 +114,12 @@ class UnaryOp(Expr):
     operand: Expr
 
     def __post_init__(self) -> None:
-        if self.op not in UNARY_OPS:
-            raise ValueError(f"unknown C unary operator {self.op!r}")
+        _check_op(self.op, UNARY_OPS, "unary")
+
+
+def _check_op(op: str, known: frozenset[str], kind: str) -> None:
+    if op not in known:
+        raise ValueError(f"unknown C {kind} operator {op!r}")
 
 
 @dataclass
@@ -251,12 +251,12 @@ class Return(Stmt):
 
 @dataclass
 class Break(Stmt):
-    pass
+    """``break;``"""
 
 
 @dataclass
 class Continue(Stmt):
-    pass
+    """``continue;``"""
 
 
 @dataclass
