@@ -12,7 +12,7 @@ from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
 from asp_core.context import SpecializationContext
-from asp_core.decisions import PLATFORM, VARIANT
+from asp_core.decisions import VARIANT
 from asp_core.errors import AspError
 from asp_core.ir import Node, dump
 from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
@@ -141,11 +141,7 @@ class Pipeline:
             ctx.record("phase", phase=phase, component=None, reason=choice.reason)
             return None
         comp = choice.candidates[0]
-        names = [c.name for c in choice.candidates]
-        ctx.record("phase", phase=phase, component=comp.name, distribution=comp.distribution,
-                   reason=choice.reason, candidates=names)
-        ctx.decide(phase, comp.name, reason=choice.reason, source=_source(choice, comp),
-                   candidates=names, distribution=comp.distribution)
+        _chosen(ctx, phase, comp, choice.candidates, choice.reason, _source(choice, comp))
         return comp
 
     def analyse(self, ctx: SpecializationContext) -> Any:
@@ -198,8 +194,8 @@ class Pipeline:
             raise NoPlatform(f"specializer {self.spec.name!r} has no platform {name!r} "
                              f"(installed: {known})")
         program = comp.obj.lower(dast, ctx)
-        _record_platform(ctx, comp, program, "named by the caller; its run-time check was not "
-                         "run (code generation only)", "named", installed, [])
+        _chosen(ctx, PLATFORM_SELECTION, comp, installed, "named by the caller; its run-time "
+                "check was not run (code generation only)", "named", program, [])
         return program
 
     def _select_platform(self, ctx: SpecializationContext, dast: Any) -> PlatformProgram:
@@ -218,9 +214,9 @@ class Pipeline:
                 report_broken_component(comp, exc, "check/lower")
                 reason = f"broken: {type(exc).__name__}: {exc}"
             if program is not None:
-                _record_platform(ctx, comp, program,
-                                 _platform_reason(choice, comp, [n for n, _ in rejected]),
-                                 _source(choice, comp), choice.candidates, rejected)
+                _chosen(ctx, PLATFORM_SELECTION, comp, choice.candidates,
+                        _platform_reason(choice, comp, [n for n, _ in rejected]),
+                        _source(choice, comp), program, rejected)
                 return program
             rejected.append((comp.name, reason))
             if choice.requested == comp.name:
@@ -254,18 +250,19 @@ class Pipeline:
         return TuningCallable(tuner, built, rebind)
 
 
-def _record_platform(ctx: SpecializationContext, comp: Component, program: PlatformProgram,
-                     reason: str, source: str, candidates: list[Component],
-                     rejected: list[tuple[str, str]]) -> None:
-    """Phase 3's choice on the context: the event and program ``asp explain`` shows and the
-    typed ``platform`` decision."""
+def _chosen(ctx: SpecializationContext, phase: str, comp: Component, candidates: list[Component],
+            reason: str, source: str, program: PlatformProgram | None = None,
+            rejected: list[tuple[str, str]] | None = None) -> None:
+    """A phase's choice on the context: the event ``asp explain`` shows and the typed decision
+    (for phase 3 also the platforms that declined and the program's text)."""
     names = [c.name for c in candidates]
-    ctx.record("phase", phase=PLATFORM_SELECTION, component=comp.name,
-               distribution=comp.distribution, reason=reason, rejected=rejected,
-               candidates=names)
-    ctx.decide(PLATFORM, comp.name, reason=reason, source=source, candidates=names,
-               distribution=comp.distribution, rejected=tuple(rejected))
-    ctx.record("program", platform=program.platform, text=render_program(program))
+    extra = {} if rejected is None else {"rejected": rejected}
+    ctx.record("phase", phase=phase, component=comp.name, distribution=comp.distribution,
+               reason=reason, candidates=names, **extra)
+    ctx.decide(phase, comp.name, reason=reason, source=source, candidates=names,
+               distribution=comp.distribution, **{k: tuple(v) for k, v in extra.items()})
+    if program is not None:
+        ctx.record("program", platform=program.platform, text=render_program(program))
 
 
 def _source(choice: Choice, comp: Component) -> str:
