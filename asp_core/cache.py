@@ -200,9 +200,7 @@ class CodeCache:
         """``(entry, was_cached)``; on a miss ``build(tmpdir)`` writes the files (and returns
         extra metadata) under the lock, and the directory is renamed into place in one step."""
         entry = self.lookup(key)
-        if entry is not None:
-            return entry, True
-        return self._locked_build(key, build)
+        return (entry, True) if entry is not None else self._locked_build(key, build)
 
     def rebuild(self, failed: CacheEntry, build: Callable[[Path], dict[str, Any]]
                 ) -> CacheEntry:

@@ -178,8 +178,7 @@ class Dispatcher:
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
         """Every proposed variant for these arguments, built (name → callable), none bound."""
-        built = self.variants(*args, **kwargs)
-        return {name: built[name] for name in built}
+        return dict(self.variants(*args, **kwargs))
 
     def clear(self) -> None:
         """Forget every specialisation (the code cache keeps the compiled code)."""
@@ -200,8 +199,4 @@ def _tuning_types() -> tuple[type[TuningCallable], type[Tuning]]:
 
 def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:
     """Decorator: ``@specialize("elementwise")`` turns a function into a :class:`Dispatcher`."""
-
-    def wrap(func: Callable[..., Any]) -> Dispatcher:
-        return Dispatcher(specializer, func, options=options)
-
-    return wrap
+    return functools.partial(Dispatcher, specializer, options=options)

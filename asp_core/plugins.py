@@ -72,17 +72,15 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         return
     blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
     allowed = _env_list("ASP_LOAD_PLUGINS")
+
     def order(ep: Any) -> tuple[bool, str]:
         return (ep.dist is None or ep.dist.name not in BUILTIN_DISTRIBUTIONS, ep.name)
 
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if ep.name in blocked or dist in blocked:
-            continue
-        if allowed is not None and ep.name not in allowed and dist not in allowed:
-            continue
-        if pm.has_plugin(ep.name):
+        if (ep.name in blocked or dist in blocked or pm.has_plugin(ep.name)
+                or (allowed is not None and ep.name not in allowed and dist not in allowed)):
             continue
         try:
             module = ep.load()
