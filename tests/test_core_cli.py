@@ -213,10 +213,47 @@ def test_explain_script_without_kernels(tmp_path):
 
 
 # -- asp doctor ---------------------------------------------------------------------------------
-def test_doctor_no_stream(fresh_cache, monkeypatch):
-    from asp_core import hardware
+def test_stream_copy_is_measured_once_and_cached(fresh_cache, monkeypatch):
+    from asp_bench import stream
 
-    monkeypatch.setattr(hardware, "measure_stream_copy",
+    from asp_core import hardware
+    from asp_core.cli.doctor import stream_copy_gbs
+
+    calls = []
+
+    def fake(nbytes, repeats=8):
+        calls.append(nbytes)
+        return 12.5
+
+    monkeypatch.setattr(stream, "measure_stream_copy", fake)
+    hw = hardware.query()
+    assert stream_copy_gbs(hw) == 12.5
+    assert len(calls) == 1 and calls[0] >= 64 << 20
+    stored = json.loads((fresh_cache / "hardware.json").read_text())
+    assert stored["stream_copy_gbs"] == 12.5
+    assert stream_copy_gbs(hw) == 12.5 and len(calls) == 1  # second call: no measurement
+    assert stream_copy_gbs(hw, refresh=True) == 12.5 and len(calls) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # another configuration: measured again
+    stream_copy_gbs(hw)
+    assert len(calls) == 3
+
+
+def test_corrupt_stream_cache_is_remeasured(fresh_cache, monkeypatch):
+    from asp_bench import stream
+
+    from asp_core import hardware
+    from asp_core.cli.doctor import stream_copy_gbs
+
+    monkeypatch.setattr(stream, "measure_stream_copy", lambda nbytes, repeats=8: 3.0)
+    fresh_cache.mkdir(parents=True)
+    (fresh_cache / "hardware.json").write_text("{ broken")
+    assert stream_copy_gbs(hardware.query()) == 3.0
+
+
+def test_doctor_no_stream(fresh_cache, monkeypatch):
+    from asp_bench import stream
+
+    monkeypatch.setattr(stream, "measure_stream_copy",
                         lambda *a, **k: pytest.fail("--no-stream measured the bandwidth"))
     result = _invoke("doctor", "--no-stream")
     out = result.output
@@ -229,10 +266,10 @@ def test_doctor_no_stream(fresh_cache, monkeypatch):
 def test_doctor_labels_fresh_and_cached_bandwidth_honestly(fresh_cache, monkeypatch):
     """First run: measured now (announced before the wait); second: the cached figure with its
     date; --refresh: measured again."""
-    from asp_core import hardware
+    from asp_bench import stream
 
     calls = []
-    monkeypatch.setattr(hardware, "measure_stream_copy",
+    monkeypatch.setattr(stream, "measure_stream_copy",
                         lambda *a, **k: calls.append(1) or 21.5)
     first = _invoke("doctor").output
     assert "STREAM copy    21.5 GB/s (measured now)" in first and len(calls) == 1
@@ -318,11 +355,11 @@ def asp_register_benchmarks(register):
 
 
 def test_bench_runs_registered_suite(tmp_path, monkeypatch, fresh_cache, plugin_state):
-    from asp_core import hardware
+    from asp_bench import stream
 
     monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")  # only the suite under test
     plugins_mod.reset()
-    monkeypatch.setattr(hardware, "measure_stream_copy", lambda *a, **k: 20.0)
+    monkeypatch.setattr(stream, "measure_stream_copy", lambda *a, **k: 20.0)
     suite = "tinysuite"
     bench_dir = tmp_path / "benches"
     bench_dir.mkdir()
@@ -435,11 +472,11 @@ def asp_register_benchmarks(register):
 
 def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fresh_cache,
                                                      plugin_state):
-    from asp_core import hardware
+    from asp_bench import stream
 
     monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
     plugins_mod.reset()
-    monkeypatch.setattr(hardware, "measure_stream_copy", lambda *a, **k: 20.0)
+    monkeypatch.setattr(stream, "measure_stream_copy", lambda *a, **k: 20.0)
     (tmp_path / "bench_two.py").write_text(FAILING_BENCH)
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["bench", "--path", str(tmp_path), "--out", str(out)])

@@ -117,19 +117,20 @@ def perf_db_problem(db: PerfDB) -> str | None:
 
 def stream_copy_gbs(hw: HardwareInfo, refresh: bool = False) -> float:
     """STREAM copy bandwidth in GB/s (counting read + write), measured once per CPU model and
-    thread count and kept in ``<cache>/hardware.json`` (``asp doctor``, ``asp bench``)."""
+    thread count and kept in ``<cache>/hardware.json`` (``asp doctor``, ``asp bench``); the
+    kernel is asp-bench's."""
     import json
     import os
     import time
 
-    from asp_core import hardware
+    from asp_bench import stream
     from asp_core.config import cache_dir
 
     stored = None if refresh else stored_stream_copy(hw)
     if stored is not None:
         return stored[0]
     path = cache_dir() / "hardware.json"
-    gbs = hardware.measure_stream_copy(max(4 * hw.last_level_cache, 64 << 20))
+    gbs = stream.measure_stream_copy(max(4 * hw.last_level_cache, 64 << 20))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"ident": _stream_ident(hw), "stream_copy_gbs": gbs,
@@ -169,6 +170,9 @@ def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, s
         date = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "earlier"
         return ("STREAM copy", True, f"{gbs:.1f} GB/s (cached measurement from {date}; "
                 "asp doctor --refresh re-measures)")
+    if importlib.util.find_spec("asp_bench") is None:
+        return ("STREAM copy", True, "not measured: the STREAM kernel comes with asp-bench "
+                "(pip install asp-bench)")
     from asp_core.log import Progress
 
     progress = Progress("measuring STREAM copy bandwidth (once, then cached)", 1)

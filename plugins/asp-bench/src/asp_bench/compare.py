@@ -71,9 +71,9 @@ class BenchContext:
     def stream_copy_gbs(self) -> float:
         """STREAM copy bandwidth measured now (same run as the suite)."""
         if self._stream is None:
-            from asp_core.hardware import measure_stream_copy
+            from asp_bench import stream
 
-            self._stream = measure_stream_copy(max(4 * self.hardware.last_level_cache, 64 << 20))
+            self._stream = stream.measure_stream_copy(max(4 * self.hardware.last_level_cache, 64 << 20))
         return self._stream
 
     def note(self, text: str) -> None:

@@ -103,8 +103,8 @@ def _grid(shape: tuple[int, ...], rng: Any, nd: Any = None) -> StencilGrid:
 
 
 def _stream_copy(n: int) -> Callable[[], None] | None:
-    """The core's compiled STREAM copy over ``n`` doubles (None without a compiler)."""
-    from asp_core.hardware import stream_copy_kernel
+    """asp-bench's compiled STREAM copy over ``n`` doubles (None without a compiler)."""
+    from asp_bench.stream import stream_copy_kernel
 
     a = np.random.default_rng(1).random(n)
     try:
