@@ -147,10 +147,8 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
             "gcc" in lower or "free software foundation" in lower) else Path(executable).name
         return [family, text.splitlines()[0] if text else ""]
 
-    def valid(v: Any) -> bool:
-        return isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v)
-
-    family, version = _disk_memo(f"version:{lang}", executable, mtime, run, valid)
+    family, version = _disk_memo(f"version:{lang}", executable, mtime, run, lambda v: isinstance(
+        v, list) and len(v) == 2 and all(isinstance(x, str) for x in v))
     return family, version
 
 
@@ -216,11 +214,7 @@ def _locate(lang: str) -> str | None:
                                    f"executable compiler (not found, or not executable); "
                                    f"unset {env} or " + INSTALL_HINT[lang])
         return found
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+    return next((path for path in map(shutil.which, names) if path), None)
 
 
 def find_toolchain(lang: str = "c") -> Toolchain:
@@ -241,16 +235,14 @@ def find_toolchain(lang: str = "c") -> Toolchain:
         raise CompilerNotFound(f"{source} is not a working {lang} compiler: {why}; "
                                + INSTALL_HINT[lang])
     family, version = _probe(path, mtime, lang)
-    extra = tuple(os.environ.get("ASP_CFLAGS", "").split()) if lang != "cuda" else ()
     if lang == "cuda":
-        flags = ("-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
-                 "--fmad=false", "-std=c++17")
-        return Toolchain(lang, path, "nvcc", version, flags, (), extra)
-    std = ("-std=gnu11",) if lang == "c" else ("-std=gnu++17",)
+        return Toolchain(lang, path, "nvcc", version, ("-O3", "-Xcompiler", "-fPIC", "-Xcompiler",
+                                                       "-ffp-contract=off", "--fmad=false",
+                                                       "-std=c++17"))
     flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
-             "-fno-trapping-math", *std)
-    omp = ("-fopenmp",) if omp_ok else ()
-    return Toolchain(lang, path, family, version, flags, omp, extra)
+             "-fno-trapping-math", "-std=gnu11" if lang == "c" else "-std=gnu++17")
+    return Toolchain(lang, path, family, version, flags, ("-fopenmp",) if omp_ok else (),
+                     tuple(os.environ.get("ASP_CFLAGS", "").split()))
 
 
 def has_compiler(lang: str = "c") -> bool:
