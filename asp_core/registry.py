@@ -66,9 +66,12 @@ class Component:
 
     @property
     def obj(self) -> Any:
-        """The component object (importing it now if it was registered by name)."""
+        """The component object (imported now if it was registered by name; a class named so is
+        instantiated)."""
         if isinstance(self.target, str):
-            self.target = _resolve(self.target, self)
+            obj = _import_attr(self.target, f"component {self.specializer}/{self.phase}/{self.name}",
+                               self.plugin, self.distribution)
+            self.target = obj() if isinstance(obj, type) else obj
         return self.target
 
     @property
@@ -96,12 +99,6 @@ def _import_attr(spec: str, what: str, plugin: str, distribution: str) -> Any:
         raise PluginError(f"{what} of plugin {plugin!r} ({distribution}) cannot be loaded from "
                           f"{spec!r}: {type(exc).__name__}: {exc}") from exc
     return obj
-
-
-def _resolve(spec: str, comp: Component) -> Any:
-    obj = _import_attr(spec, f"component {comp.specializer}/{comp.phase}/{comp.name}",
-                       comp.plugin, comp.distribution)
-    return obj() if isinstance(obj, type) else obj
 
 
 @dataclass
