@@ -104,10 +104,8 @@ class SpecializationContext:
 
     def decision(self, what: str, **params: Any) -> Decision | None:
         """The latest decision of kind ``what`` whose params include ``params``, or None."""
-        for d in reversed(self.decisions):
-            if d.what == what and all(d.params.get(k) == v for k, v in params.items()):
-                return d
-        return None
+        return next((d for d in reversed(self.decisions) if d.what == what
+                     and all(d.params.get(k) == v for k, v in params.items())), None)
 
     def tuning_events(self, what: str, **params: Any) -> Callable[..., None]:
         """An :class:`~asp_core.autotune.Autotuner` ``on_event``: records every event and,

@@ -68,11 +68,8 @@ class Transformer(Visitor):
     def generic_visit(self, node: Any) -> Any:
         if not isinstance(node, Node):
             return node
-        changes = {}
-        for name, value in node.fields():
-            new = self._transform_value(value)
-            if new is not value:
-                changes[name] = new
+        changes = {name: new for name, value in node.fields()
+                   if (new := self._transform_value(value)) is not value}
         return dataclasses.replace(node, **changes) if changes else node  # type: ignore
 
     def _transform_value(self, value: Any) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from asp_core import config, recording
-from asp_core.errors import AspError, Unspecializable
+from asp_core.errors import AspError
 from asp_core.ir import dump
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class PassManager:
                 start = time.perf_counter()
                 try:
                     out = p.fn(ir, ctx)
-                except (Unspecializable, AspError):
+                except AspError:  # Unspecializable among them: the pass's own clear answer
                     raise
                 except Exception as exc:
                     raise PassError(f"pass {p.name!r} of {self.name!r} failed: "

@@ -188,8 +188,7 @@ class CPrinter:
         return out + [self._pad("}")]
 
     def _body(self, head: str, body: n.Block) -> list[str]:
-        lines = self._s_Block(body)
-        return [self._pad(head) + " {"] + lines[1:]
+        return [self._pad(head) + " {"] + self._s_Block(body)[1:]
 
     def _s_For(self, s: n.For) -> list[str]:
         out = [self.pragma(p) for p in s.pragmas]
@@ -240,10 +239,9 @@ class CPrinter:
     def _s_Module(self, m: n.Module) -> list[str]:
         out: list[str] = []
         for item in m.body:
-            block = self.lines(item)
             if isinstance(item, n.FunctionDef) and out:
                 out.append("")
-            out += block
+            out += self.lines(item)
         return out
 
 
