@@ -38,8 +38,10 @@ class HardwareInfo:
     memory_bytes: int
     gpus: list[GPU] = field(default_factory=list)
     machine: str = platform.machine()
-    #: why :attr:`caches` are not this process's to use (a VM host's L3...), "" when they are
-    caches_note: str = ""
+    #: CPUs sharing each of :attr:`caches`, and whether this is a virtual machine: a cache may
+    #: not be this process's to count on (``asp doctor`` says when)
+    cache_sharing: dict[str, int] = field(default_factory=dict)
+    hypervisor: bool = False
 
     @property
     def last_level_cache(self) -> int:
@@ -93,28 +95,6 @@ def _caches(base: Path = Path("/sys/devices/system/cpu/cpu0/cache")
     return out, sharing
 
 
-#: more last-level cache per CPU than any real processor has (3D V-Cache: 12 MiB per core);
-#: a figure above it is a hypervisor passing on its host's cache
-_MAX_REAL_LLC_PER_CPU = 16 << 20
-
-
-def _caches_note(caches: dict[str, int], sharing: dict[str, int], hypervisor: bool,
-                 usable: int) -> str:
-    """Why ``caches`` are not this process's to use, or ``""``."""
-    if not caches:
-        return ""
-    name = max(caches, key=lambda k: caches[k])
-    size, shared = caches[name], sharing.get(name, 0)
-    notes = []
-    if hypervisor and size > _MAX_REAL_LLC_PER_CPU * max(1, shared or usable):
-        notes.append(f"the {name} of {size >> 20} MiB is the VM host's (more than "
-                     f"{_MAX_REAL_LLC_PER_CPU >> 20} MiB per CPU of this guest), shared with "
-                     "other guests")
-    if shared > usable:
-        notes.append(f"the {name} is shared by {shared} CPUs and this process may use {usable}")
-    return "; ".join(notes)
-
-
 def _gpus() -> list[GPU]:
     smi = shutil.which("nvidia-smi")
     if not smi:
@@ -164,8 +144,7 @@ def query() -> HardwareInfo:
     return HardwareInfo(cpu_model=cpu_model() or "unknown", physical_cores=len(cores) or logical,
                         logical_cpus=logical, caches=caches,
                         isa=tuple(f for f in _ISA if f in flags), memory_bytes=mem, gpus=_gpus(),
-                        caches_note=_caches_note(caches, sharing, "hypervisor" in flags,
-                                                 available_cpus()))
+                        cache_sharing=sharing, hypervisor="hypervisor" in flags)
 
 
 @functools.lru_cache(maxsize=1)

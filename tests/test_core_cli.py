@@ -213,6 +213,21 @@ def test_explain_script_without_kernels(tmp_path):
 
 
 # -- asp doctor ---------------------------------------------------------------------------------
+def test_cache_sizes_say_whose_they_are():
+    """A VM reporting its host's 480 MiB L3 to a 2-CPU guest, a cache shared beyond the CPUs
+    this process may use, and a plain machine."""
+    from asp_core.cli.doctor import caches_note
+
+    mib = 1 << 20
+    caches = {"L1d": 48 << 10, "L2": 2 * mib, "L3": 480 * mib}
+    vm = caches_note(caches, {"L3": 2}, hypervisor=True, usable=2)
+    assert "VM host" in vm and "480 MiB" in vm
+    assert caches_note({"L3": 32 * mib}, {"L3": 2}, hypervisor=True, usable=2) == ""
+    shared = caches_note({"L3": 32 * mib}, {"L3": 16}, hypervisor=False, usable=4)
+    assert "shared by 16 CPUs" in shared and "may use 4" in shared
+    assert caches_note({"L3": 32 * mib}, {"L3": 16}, False, 16) == ""
+
+
 def test_stream_copy_is_measured_once_and_cached(fresh_cache, monkeypatch):
     from asp_bench import stream
 

@@ -127,19 +127,6 @@ def test_cgroup_quota_caps_available_cpus(monkeypatch):
     assert hardware.available_cpus() == len(os.sched_getaffinity(0))
 
 
-def test_cache_sizes_say_whose_they_are():
-    """A VM reporting its host's 480 MiB L3 to a 2-CPU guest, a cache shared beyond the CPUs
-    this process may use, and a plain machine."""
-    mib = 1 << 20
-    caches = {"L1d": 48 << 10, "L2": 2 * mib, "L3": 480 * mib}
-    vm = hardware._caches_note(caches, {"L3": 2}, hypervisor=True, usable=2)
-    assert "VM host" in vm and "480 MiB" in vm
-    assert hardware._caches_note({"L3": 32 * mib}, {"L3": 2}, hypervisor=True, usable=2) == ""
-    shared = hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, hypervisor=False, usable=4)
-    assert "shared by 16 CPUs" in shared and "may use 4" in shared
-    assert hardware._caches_note({"L3": 32 * mib}, {"L3": 16}, False, 16) == ""
-
-
 def test_cpu_list_parser():
     assert hardware._cpu_list_len("0-3,8,10-11\n") == 7
     assert hardware._cpu_list_len("") == 0

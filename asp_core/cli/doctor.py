@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from asp_core.toolchain import Toolchain
 
 __all__ = ["command", "checks", "available_toolchains", "perf_db_problem", "stream_copy_gbs",
-           "stored_stream_copy"]
+           "stored_stream_copy", "caches_note"]
 
 
 def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str, bool, str]]:
@@ -115,6 +115,28 @@ def perf_db_problem(db: PerfDB) -> str | None:
     return None
 
 
+#: more last-level cache per CPU than any real processor has (3D V-Cache: 12 MiB per core);
+#: a figure above it is a hypervisor passing on its host's cache
+_MAX_REAL_LLC_PER_CPU = 16 << 20
+
+
+def caches_note(caches: dict[str, int], sharing: dict[str, int], hypervisor: bool,
+                 usable: int) -> str:
+    """Why ``caches`` are not this process's to use, or ``""``."""
+    if not caches:
+        return ""
+    name = max(caches, key=lambda k: caches[k])
+    size, shared = caches[name], sharing.get(name, 0)
+    notes = []
+    if hypervisor and size > _MAX_REAL_LLC_PER_CPU * max(1, shared or usable):
+        notes.append(f"the {name} of {size >> 20} MiB is the VM host's (more than "
+                     f"{_MAX_REAL_LLC_PER_CPU >> 20} MiB per CPU of this guest), shared with "
+                     "other guests")
+    if shared > usable:
+        notes.append(f"the {name} is shared by {shared} CPUs and this process may use {usable}")
+    return "; ".join(notes)
+
+
 def stream_copy_gbs(hw: HardwareInfo, refresh: bool = False) -> float:
     """STREAM copy bandwidth in GB/s (counting read + write), measured once per CPU model and
     thread count and kept in ``<cache>/hardware.json`` (``asp doctor``, ``asp bench``); the
@@ -190,15 +212,16 @@ def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, s
 @click.option("--no-stream", is_flag=True, help="Skip the bandwidth measurement.")
 def command(refresh: bool, no_stream: bool) -> None:
     """Check compilers, OpenMP, CUDA, GPU, MPI, the cache, plugins and memory bandwidth."""
-    from asp_core.hardware import query
+    from asp_core.hardware import available_cpus, query
 
     hw = query()
     click.echo(f"machine: {hw.cpu_model}, {hw.physical_cores} cores / {hw.logical_cpus} threads, "
                f"{hw.memory_bytes / 2**30:.1f} GiB, caches "
                + ", ".join(f"{k} {v >> 10} KiB" for k, v in hw.caches.items())
                + f", ISA {' '.join(hw.isa)}")
-    if hw.caches_note:
-        click.echo(f"  note: cache sizes are not this process's to count on: {hw.caches_note}")
+    note = caches_note(hw.caches, hw.cache_sharing, hw.hypervisor, available_cpus())
+    if note:
+        click.echo(f"  note: cache sizes are not this process's to count on: {note}")
     failed = 0
     for name, ok, detail in checks(measure_stream=not no_stream, refresh=refresh):
         failed += not ok
