@@ -9,8 +9,8 @@ from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, P
                                  PlatformProgram, Variant)
 from asp_core.context import SpecializationContext
 from asp_core.dispatch import Dispatcher, specialize
-from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, CompilerNotFound, PluginError,
-                             PluginWarning, SpecializationWarning, ToolchainError,
+from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, CompilerNotFound,
+                             PluginError, PluginWarning, SpecializationWarning, ToolchainError,
                              Unspecializable)
 from asp_core.hookspecs import hookspec
 from asp_core.passes import Pass, PassManager, PassReport, PassResult, asp_pass

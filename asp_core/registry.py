@@ -69,8 +69,8 @@ class Component:
         """The component object (imported now if it was registered by name; a class named so is
         instantiated)."""
         if isinstance(self.target, str):
-            obj = _import_attr(self.target, f"component {self.specializer}/{self.phase}/{self.name}",
-                               self.plugin, self.distribution)
+            where = f"component {self.specializer}/{self.phase}/{self.name}"
+            obj = _import_attr(self.target, where, self.plugin, self.distribution)
             self.target = obj() if isinstance(obj, type) else obj
         return self.target
 
