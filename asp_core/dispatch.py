@@ -167,7 +167,9 @@ class Dispatcher:
     def variants_for(self, platform: str, /, *args: Any, **kwargs: Any) -> Variants:
         """:meth:`variants` for the named platform (e.g. ``"cuda"``), lowered without its
         run-time check: code generation only, such as compile-checking CUDA with nvcc where
-        there is no GPU. The other phases are the registry's choice, as for a call."""
+        there is no GPU, or a platform only its caller knows when to run (the stencil's
+        ``openmp-temporal`` for ``iterate``). The other phases are the registry's choice, as
+        for a call."""
         ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
         return pipeline.variants(ctx, platform=platform)
 

@@ -162,8 +162,9 @@ class Pipeline:
     def variants(self, ctx: SpecializationContext, platform: str | None = None) -> Variants:
         """Phases 1-4 as a :class:`Variants` mapping, each variant built on first access.
         ``platform`` names a platform-selection component (``"cuda"``...) that phase 3 lowers
-        for without asking its ``check``: code generation only (compile-checking CUDA where
-        there is no GPU); the other phases are still the registry's choice."""
+        for without asking its ``check`` (code generation only, such as compile-checking CUDA
+        where there is no GPU, or a platform only its caller knows when to use); the other
+        phases are still the registry's choice."""
         return Variants(ctx, *self._lower(ctx, platform))
 
     def _lower(self, ctx: SpecializationContext, platform: str | None
@@ -195,7 +196,7 @@ class Pipeline:
                              f"(installed: {known})")
         program = comp.obj.lower(dast, ctx)
         _chosen(ctx, PLATFORM_SELECTION, comp, installed, "named by the caller; its run-time "
-                "check was not run (code generation only)", "named", program, [])
+                "check was not run", "named", program, [])
         return program
 
     def _select_platform(self, ctx: SpecializationContext, dast: Any) -> PlatformProgram:

@@ -55,3 +55,55 @@ def test_explain_shows_gmm_and_mpk_through_the_pipeline(tmp_path, fresh_cache, m
     assert gmm_cuda["compiles"] == []   # lowered, never built
     mpk_cuda = kernels[mpk["kernel"] + " [lowered for cuda]"]
     assert "no platform 'cuda'" in mpk_cuda["phases"][-1]["reason"]
+
+
+ITERATE_SCRIPT = """
+import numpy as np
+from asp_stencil import StencilGrid
+from asp_stencil.temporal.bench import TemporalHeat
+from asp_stencil.temporal.iterate import iterate_decision
+
+k = TemporalHeat()
+a, b = StencilGrid((40, 40, 40)), StencilGrid((40, 40, 40))
+a.data[...] = np.random.default_rng(0).random(a.data.shape)
+for _ in range(40):   # a dozen calls usually decide; more where the timings are close
+    k.iterate(a, b, steps=64)
+    if iterate_decision(k) is not None:
+        break
+"""
+
+
+@requires_compiler
+def test_explain_shows_the_blocked_iteration_through_all_five_phases(tmp_path, fresh_cache,
+                                                                     monkeypatch):
+    """``iterate``'s temporally blocked code is the stencil specializer's ``openmp-temporal``
+    platform: its report shows the five phases, its program, variants and tuning winner."""
+    pytest.importorskip("asp_stencil")
+    from asp_core.cli.explain import render
+
+    for name in ("ASP_STENCIL_TEMPORAL", "ASP_STENCIL_TEMPORAL_PARAMS", "ASP_AUTOTUNE",
+                 "ASP_PLATFORM_SELECTION"):
+        monkeypatch.delenv(name, raising=False)
+    script = tmp_path / "heat_iterate.py"
+    script.write_text(ITERATE_SCRIPT)
+    result = CliRunner().invoke(cli, ["explain", "--json", str(script)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    kernels = {k["kernel"]: k for k in json.loads(result.output)["kernels"]}
+    rec = kernels["TemporalHeat.kernel (iterate, temporal blocking)"]
+    assert rec["fallback"] is None
+    chosen = {p["phase"]: p["component"] for p in rec["phases"]}
+    assert set(chosen) == set(PHASES)
+    assert (chosen["platform_selection"], chosen["platform_optimization"],
+            chosen["backend"]) == ("openmp-temporal", "temporal-params", "c-temporal")
+    (program,) = rec["program"]
+    assert program["platform"] == "openmp-temporal" and "_run(" in program["text"]
+    names = rec["variants"][0]["names"]
+    assert names and all(n.startswith("K") for n in names)
+    assert rec["compiles"] and rec["builds"]
+    winner = rec["autotune"][-1]["winner"]
+    assert winner in ["plain", *names]
+    text = render(rec)
+    for phase in PHASES:
+        assert f"  {phase}: {chosen[phase]} — " in text
+    assert "--- platform program (openmp-temporal)" in text
+    assert f"--- autotuning: winner {winner}" in text

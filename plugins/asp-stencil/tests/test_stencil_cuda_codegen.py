@@ -30,7 +30,6 @@ from asp_stencil.cuda.emulate import (emulated_library, emulation_source, iterat
 from asp_stencil.cuda.lowering import (CudaVariant, default_variants, iterate_name,
                                        launcher_name, lower_cuda, unsupported_reason)
 from asp_stencil.grid import default_neighbor_definition
-from asp_stencil.temporal.runner import specialise
 from asp_stencil.testing import (assert_bitwise, clone_grids, kernel_sources, load_kernel,
                                  make_grids)
 
@@ -53,7 +52,7 @@ IDS = [c[0] for c in CASES]
 
 
 def _program(cls, grids):
-    return specialise(cls(), tuple(grids))[1]
+    return cls().kernel.analyse(*grids)[1]
 
 
 def _cuda(prog, variants=None) -> tuple[str, list[CudaVariant]]:
@@ -233,7 +232,7 @@ def test_device_iterate_emulated(name, cls, shape, n_inputs):
     if cls is Heat:
         k.centre = -4.0
     grids = make_grids(shape, n_inputs, seed=11)
-    prog = specialise(k, tuple(grids))[1]
+    prog = k.kernel.analyse(*grids)[1]
     module, vs = _module(prog)
     lib = emulated_library(module)
     for steps in (1, 2, 3, 7, 64):
@@ -264,7 +263,7 @@ def _random_case(case, compile_with_nvcc: bool) -> None:
     except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
     try:
-        prog = specialise(k, tuple(grids))[1]
+        prog = k.kernel.analyse(*grids)[1]
     except Unspecializable:  # e.g. a constant sub-expression with a complex value
         reject()
     if unsupported_reason(prog):
@@ -316,7 +315,7 @@ def test_emulated_pow_is_libm_pow_like_python():
     k = Square()
     grids = make_grids((5, 6), 1, seed=0)
     grids[0].data[...] = x
-    prog = specialise(k, tuple(grids))[1]
+    prog = k.kernel.analyse(*grids)[1]
     module, vs = _module(prog)
     lib = emulated_library(module)
     ref = clone_grids(grids)

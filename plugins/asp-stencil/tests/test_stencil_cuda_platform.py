@@ -21,7 +21,6 @@ from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.cuda.backend import gpu_arch_flags
 from asp_stencil.cuda.devmem import CudaUnavailable, get_device_memory
 from asp_stencil.cuda.platform import MIN_GPU_POINTS, CudaPlatform, forced
-from asp_stencil.temporal.runner import specialise
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 
 
@@ -37,7 +36,7 @@ class _Ctx:
 
 
 def _prog(cls=Laplacian, shape=(9, 10, 11)):
-    return specialise(cls(), tuple(make_grids(shape, 1)))[1]
+    return cls().kernel.analyse(*make_grids(shape, 1))[1]
 
 
 @requires_nvcc
@@ -233,7 +232,7 @@ def test_gpu_iterate_on_device(monkeypatch):
     k = Heat()
     k.centre = -4.0
     grids = make_grids((130, 257), 1, seed=8)
-    prog = specialise(k, tuple(grids))[1]
+    prog = k.kernel.analyse(*grids)[1]
     vs = default_variants(prog)
     lib = compile_library(C.print_cuda(lower_cuda(prog, vs)), lang="cuda", openmp=False,
                           name="gpu_iterate_test")

@@ -25,7 +25,6 @@ from asp_stencil.cuda.emulate import emulated_library, run_emulated
 from asp_stencil.cuda.lowering import default_variants, lower_cuda, unsupported_reason
 from asp_stencil.grid import fill_periodic_ghosts
 from asp_stencil.openmp import lower_openmp
-from asp_stencil.temporal.runner import specialise
 from asp_stencil.testing import (assert_bitwise, assert_specialised, clone_grids, make_grids,
                                  run_both)
 
@@ -240,7 +239,7 @@ def test_openmp_equals_python_in_strict_mode(name, cls, shape, dtypes, periodic,
 @pytest.mark.parametrize("name,cls,shape,dtypes,periodic", CASES, ids=IDS)
 def test_cuda_emulated_equals_python(name, cls, shape, dtypes, periodic):
     grids = _grids(cls, shape, dtypes, periodic)
-    prog = specialise(cls(), tuple(grids))[1]
+    prog = cls().kernel.analyse(*grids)[1]
     assert unsupported_reason(prog) is None
     variants = default_variants(prog)
     lib = emulated_library(lower_cuda(prog, variants))
@@ -258,12 +257,12 @@ def test_cuda_emulated_equals_python(name, cls, shape, dtypes, periodic):
 @requires_nvcc
 @pytest.mark.parametrize("name,cls,shape,dtypes,periodic", CASES[::3], ids=IDS[::3])
 def test_cuda_compiles_with_nvcc(name, cls, shape, dtypes, periodic):
-    prog = specialise(cls(), tuple(_grids(cls, shape, dtypes, periodic)))[1]
+    prog = cls().kernel.analyse(*_grids(cls, shape, dtypes, periodic))[1]
     find_toolchain("cuda").check(C.print_cuda(lower_cuda(prog)))
 
 
 def test_float32_code_computes_in_float():
-    prog = specialise(Laplacian(), tuple(make_grids((8, 9), 1, dtypes=(F4, F4))))[1]
+    prog = Laplacian().kernel.analyse(*make_grids((8, 9), 1, dtypes=(F4, F4)))[1]
     src = C.print_c(lower_openmp(prog))
     assert "const float *restrict g_u" in src and "float *restrict g_out" in src
     # literals rounded to float32 (0.1 → 0.10000000149011612f), no double temporaries
@@ -459,7 +458,7 @@ def test_if_statement_outside_point_loop_is_refused_with_its_line():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(Unspecializable, match="if statement"):
-            specialise(TopIf(), tuple(make_grids((5, 5), 1)))
+            TopIf().kernel.analyse(*make_grids((5, 5), 1))
 
 
 
@@ -485,7 +484,7 @@ def test_every_schedule_of_float32_grids_equals_python(dtypes):
 
     isa = tuple(query().isa)
     grids = make_grids((7, 19, 41), 1, dtypes=dtypes, seed=8, special=True)
-    prog = specialise(Laplacian(), tuple(grids))[1]
+    prog = Laplacian().kernel.analyse(*grids)[1]
     ref = clone_grids(grids)
     with np.errstate(all="ignore"):
         Laplacian().pure_python(*ref)

@@ -17,14 +17,20 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from asp_core.components import Variant
 from asp_core.errors import Unspecializable
+from asp_core.hardware import query
+from asp_core.toolchain import find_toolchain
 from pytest_asp import requires_compiler
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.bench import Heat, Laplacian
 from asp_stencil.grid import default_neighbor_definition
 from asp_stencil.temporal import temporal_plan, temporal_source
-from asp_stencil.temporal.runner import (TemporalParams, candidate_params, get_iterator,
-                                         ring_bytes, specialise)
+from asp_stencil.temporal.backend import TemporalBackend, has_wide_engine
+from asp_stencil.temporal.platform import PLATFORM
+from asp_stencil.temporal.runner import get_iterator
+from asp_stencil.temporal.variants import (TemporalParams, candidate_params, ring_bytes,
+                                           wide_engine)
 from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
 
 #: NumPy's warning when a complex value is stored into a float array (Python went complex)
@@ -168,14 +174,29 @@ def _reference(k, grids, steps):
     return gs[-2] if steps else gs[-1]
 
 
+class AnyPoint:
+    """Any tuning point of ``k``'s blocked library for ``grids``: phases 1-4 through the
+    dispatcher, then phase 5's backend binds the point asked for (phase 4 proposes only some;
+    without a full-width engine the default width runs)."""
+
+    def __init__(self, k, grids):
+        self.variants = k.kernel.variants_for(PLATFORM, *grids)
+        self.program = self.variants.variant(next(iter(self.variants))).program
+        self.wide = wide_engine(tuple(query().isa), find_toolchain("c").family)
+
+    def run(self, grids, steps, tp):
+        tp = tp if self.wide else replace(tp, W=0)
+        variant = Variant(tp.label, self.program, tp.as_dict())
+        TemporalBackend().build(variant, self.variants.context)(*grids, steps=steps)
+
+
 @requires_compiler
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name,make,shape,n_inputs,ghost", CASES, ids=[c[0] for c in CASES])
 def test_blocked_equals_python_sweeps(name, make, shape, n_inputs, ghost):
     k = make()
     grids = make_grids(shape, n_inputs, ghost_depth=ghost, seed=5)
-    it = get_iterator(k, tuple(grids))
-    assert not isinstance(it, str), it
+    it = AnyPoint(k, tuple(grids))
     for steps in (1, 2, 3, 7, 64):
         ref = clone_grids(grids)
         _reference(k, ref, steps)
@@ -193,7 +214,7 @@ def test_blocked_run_leaves_the_result_where_plain_sweeps_do():
         grids = make_grids((14, 15), 1, seed=steps)
         ref = clone_grids(grids)
         _reference(k, ref, steps)
-        get_iterator(k, tuple(grids)).run(tuple(grids), steps, TemporalParams(3, 4, 1))
+        AnyPoint(k, tuple(grids)).run(tuple(grids), steps, TemporalParams(3, 4, 1))
         for r, t in zip(ref, grids):
             assert_bitwise(r.data, t.data, what=f"T={steps}")
 
@@ -216,7 +237,7 @@ def test_long_blocked_runs_go_through_the_interruptible_worker(monkeypatch):
     grids = make_grids((14, 15), 1, seed=3)
     ref = clone_grids(grids)
     _reference(k, ref, 5)
-    get_iterator(k, tuple(grids)).run(tuple(grids), 5, TemporalParams(3, 4, 1))
+    AnyPoint(k, tuple(grids)).run(tuple(grids), 5, TemporalParams(3, 4, 1))
     for r, t in zip(ref, grids):
         assert_bitwise(r.data, t.data, what="T=5 through the worker")
     assert len(calls) == 1 and all(a is g.data for a, g in zip(calls[0], grids))
@@ -228,7 +249,7 @@ def test_special_values_propagate_identically():
     grids = make_grids((12, 9, 10), 1, seed=3, special=True)
     ref = clone_grids(grids)
     _reference(k, ref, 7)
-    it = get_iterator(k, tuple(grids))
+    it = AnyPoint(k, tuple(grids))
     it.run(tuple(grids), 7, TemporalParams(3, 5, 4))
     for r, t in zip(ref, grids):
         assert_bitwise(r.data, t.data)
@@ -239,25 +260,25 @@ def test_special_values_propagate_identically():
 @pytest.mark.parametrize("cls,needle", [(Figure2, "reads the output"),
                                         (GaussSeidel, "sequential")])
 def test_plan_refuses_with_reason(cls, needle):
-    prog = specialise(cls(), tuple(make_grids((8, 9), 1)))[1]
+    prog = cls().kernel.analyse(*make_grids((8, 9), 1))[1]
     reason = temporal_plan(prog)
     assert isinstance(reason, str) and needle in reason
-    assert isinstance(get_iterator(cls(), tuple(make_grids((8, 9), 1))), str)
+    assert needle in get_iterator(cls(), tuple(make_grids((8, 9), 1)))
 
 
 def test_plan_refuses_different_state_and_output():
     a = StencilGrid((8, 9), ghost_depth=1)
     b = StencilGrid((8, 9), ghost_depth=2)
-    prog = specialise(_heat(2), (a, b))[1]
+    prog = _heat(2).kernel.analyse(a, b)[1]
     assert "differ" in temporal_plan(prog)
 
 
 def test_plan_geometry():
-    prog = specialise(Wide2(), tuple(make_grids((17, 14), 1, ghost_depth=2)))[1]
+    prog = Wide2().kernel.analyse(*make_grids((17, 14), 1, ghost_depth=2))[1]
     plan = temporal_plan(prog)
     assert plan.shape == (17, 1, 14) and plan.ghost == (2, 0, 2) and plan.radius == (2, 0, 2)
     assert plan.coverage == "interior" and plan.untouched == "border"
-    prog = specialise(InteriorAndBorder(), tuple(make_grids((5, 6, 7), 1)))[1]
+    prog = InteriorAndBorder().kernel.analyse(*make_grids((5, 6, 7), 1))[1]
     assert temporal_plan(prog).coverage == "all"
     src = temporal_source(prog, temporal_plan(prog))
     assert "#pragma omp simd" in src and "asp_block" in src
@@ -266,18 +287,18 @@ def test_plan_geometry():
 # -- tuning ------------------------------------------------------------------------------------
 
 def test_candidates_fit_cache_and_are_odd_depths():
-    prog = specialise(_heat(3), tuple(make_grids((40, 50, 60), 1)))[1]
+    prog = _heat(3).kernel.analyse(*make_grids((40, 50, 60), 1))[1]
     plan = temporal_plan(prog)
     cands = candidate_params(plan, threads=2, l2_bytes=1 << 20, max_variants=6)
     assert 1 <= len(cands) <= 6 and len(set(cands)) == len(cands)
     assert all(c.K % 2 == 1 and c.K >= 3 for c in cands)
-    prog2 = specialise(_heat(2), tuple(make_grids((4000, 4000), 1)))[1]
+    prog2 = _heat(2).kernel.analyse(*make_grids((4000, 4000), 1))[1]
     cands2 = candidate_params(temporal_plan(prog2), threads=2, l2_bytes=1 << 20)
     assert all(c.B1 == 1 and c.B0 >= 1 for c in cands2)
 
 
 def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
-    plan = temporal_plan(specialise(_heat(3), tuple(make_grids((64, 64, 64), 1)))[1])
+    plan = temporal_plan(_heat(3).kernel.analyse(*make_grids((64, 64, 64), 1))[1])
     narrow = candidate_params(plan, threads=2, l2_bytes=1 << 20)
     assert not any(c.W for c in narrow)
     both = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True)
@@ -290,7 +311,7 @@ def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
     assert len({(c.B0, c.B1) for c in both}) >= 3
     # rows skewed level by level, timed against unskewed ones; not where a plane is one row
     assert {c.SK for c in both} == {0, 1}
-    plan2 = temporal_plan(specialise(_heat(2), tuple(make_grids((300, 300), 1)))[1])
+    plan2 = temporal_plan(_heat(2).kernel.analyse(*make_grids((300, 300), 1))[1])
     assert not any(c.SK for c in candidate_params(plan2, threads=2, wide=True))
     # wavefront tiles (3-D), timed against overlapped tiles, deep enough for their tile, one
     # or two chunks of planes per thread; never where a plane is one row
@@ -301,7 +322,7 @@ def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
 
 
 def test_wavefront_tile_rings_fit_the_per_core_cache():
-    plan = temporal_plan(specialise(_heat(3), tuple(make_grids((256, 256, 256), 1)))[1])
+    plan = temporal_plan(_heat(3).kernel.analyse(*make_grids((256, 256, 256), 1))[1])
     l2 = 2 << 20
     wt = [c for c in candidate_params(plan, threads=2, l2_bytes=l2, wide=True) if c.WT]
     assert len({(c.K, c.B1) for c in wt}) >= 3
@@ -313,10 +334,14 @@ def test_wavefront_tile_rings_fit_the_per_core_cache():
 
 @requires_compiler
 def test_the_full_width_engine_is_timed_only_where_the_library_has_it():
+    """Phase 4 decides before compiling; the library it gets agrees."""
     it = get_iterator(_heat(3), tuple(make_grids((12, 10, 17), 1)))
-    assert 'target("prefer-vector-width=512")' in temporal_source(it.prog, it.plan)
-    assert any(c.W for c in it.candidates) == it.wide
-    assert any(not c.W for c in it.candidates)
+    program = it.variants.variant(next(iter(it.runs))).program
+    assert 'target("prefer-vector-width=512")' in program.ir
+    wide = has_wide_engine(it.ctx.compiles[-1].library, program.meta["dast"])
+    assert wide == wide_engine(tuple(query().isa), find_toolchain("c").family)
+    assert any(p["W"] for p in it.params.values()) == wide
+    assert any(not p["W"] for p in it.params.values())
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -326,15 +351,17 @@ def test_bad_input_is_rejected_before_native_code():
     k = _heat(2)
     grids = make_grids((12, 13), 1)
     it = get_iterator(k, tuple(grids))
+    fn = next(iter(it.runs.values()))
     grids[0].data.flags.writeable = False
-    tp = it.candidates[0]
     with pytest.raises(ValueError, match="read-only"):
-        it.run(tuple(grids), 2, tp)
+        fn(*grids, steps=2)
     grids = make_grids((12, 14), 1)
     with pytest.raises(ValueError, match="compiled for shape"):
-        it.run(tuple(grids), 2, tp)
+        fn(*grids, steps=2)
     with pytest.raises(ValueError):
-        it.run((grids[0], grids[0]), 2, tp)
+        fn(grids[0], grids[0], steps=2)
+    with pytest.raises(TypeError, match="takes 2 grids"):
+        fn(*make_grids((12, 13), 2), steps=2)
 
 
 # -- random kernels from the hypothesis strategy -------------------------------------------------
@@ -348,7 +375,7 @@ def _random_blocked(case, steps: int, *tps: TemporalParams) -> None:
                        seed=len(source))
     k = cls()
     try:
-        prog = specialise(k, tuple(grids))[1]
+        prog = k.kernel.analyse(*grids)[1]
     except Unspecializable:  # e.g. a constant sub-expression that raises in Python
         reject()
     plan = temporal_plan(prog)
@@ -361,7 +388,7 @@ def _random_blocked(case, steps: int, *tps: TemporalParams) -> None:
             _reference(k, ref, steps)
     except (ArithmeticError, ValueError, TypeError, _COMPLEX_WARNING):
         reject()  # Python raised, or went complex (x ** 0.5 of a negative float), where C gives NaN
-    it = get_iterator(k, tuple(grids))
+    it = AnyPoint(k, tuple(grids))
     for tp in tps:
         test = clone_grids(grids)
         it.run(tuple(test), steps, tp)
@@ -403,9 +430,9 @@ class StoresNothing(StencilKernel):
 def test_loop_without_store_has_no_effect():
     k = StoresNothing()
     grids = make_grids((7, 9), 1, seed=1)
-    plan = temporal_plan(specialise(k, tuple(grids))[1])
+    plan = temporal_plan(k.kernel.analyse(*grids)[1])
     assert plan.coverage == "border"
-    it = get_iterator(k, tuple(grids))
+    it = AnyPoint(k, tuple(grids))
     for tp in (TemporalParams(3, 2, 2), TemporalParams(3, 2, 2, 1)):
         ref, test = clone_grids(grids), clone_grids(grids)
         _reference(k, ref, 5)
@@ -434,6 +461,6 @@ def test_pow_is_libm_pow_like_python():
     x = 2.7054028525535854
     assert x ** 2 != x * x  # the premise: libm's pow differs from the product here
     test = clone_grids(grids)
-    get_iterator(k, tuple(test)).run(tuple(test), 3, TemporalParams(3, 2, 2))
+    AnyPoint(k, tuple(test)).run(tuple(test), 3, TemporalParams(3, 2, 2))
     for r, t in zip(ref, test):
         assert_bitwise(r.data, t.data)

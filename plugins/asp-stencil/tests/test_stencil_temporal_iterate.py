@@ -180,7 +180,7 @@ def test_state_and_output_described_differently(monkeypatch):
 
 def test_unknown_grid_or_loop_properties_make_the_plan_decline():
     """A DSL feature the generator does not know (say mirrored grids) must not be blocked."""
-    prog = runner.specialise(_heat(2), tuple(make_grids((8, 9), 1)))[1]
+    prog = _heat(2).kernel.analyse(*make_grids((8, 9), 1))[1]
     assert not isinstance(temporal_plan(prog), str)
     Mirrored = dataclasses.make_dataclass(
         "Mirrored", [("mirrored", tuple, dataclasses.field(default=()))], bases=(D.GridParam,),
@@ -196,7 +196,7 @@ def test_unknown_grid_or_loop_properties_make_the_plan_decline():
 
 def test_periodic_grids_are_not_blocked():
     """Periodic grids refill their ghosts before every sweep: the blocked path cannot."""
-    prog = runner.specialise(_heat(2), tuple(make_grids((8, 9), 1)))[1]
+    prog = _heat(2).kernel.analyse(*make_grids((8, 9), 1))[1]
     grids = tuple(dataclasses.replace(g, periodic=True) for g in prog.grids)
     reason = temporal_plan(dataclasses.replace(prog, grids=grids))
     assert isinstance(reason, str) and "periodic" in reason

@@ -34,11 +34,21 @@ def asp_register_specializers(register: Registry) -> None:
                        obj="asp_stencil.openmp:OpenMPPlatform", priority=10)
     register.component(specializer=_S, phase="platform_selection", name="python",
                        obj="asp_stencil.python_platform:PythonPlatform", priority=-100)
+    # the blocked multi-step code of ``StencilKernel.iterate``, which names this platform; its
+    # check declines ordinary calls
+    register.component(specializer=_S, phase="platform_selection", name="openmp-temporal",
+                       obj="asp_stencil.temporal.platform:TemporalPlatform", priority=-200)
     register.component(specializer=_S, phase="platform_optimization", name="schedules",
                        obj="asp_stencil.variants:ScheduleVariants", priority=0,
                        platforms=("openmp",))
     register.component(specializer=_S, phase="backend", name="c",
                        obj="asp_stencil.backend:OpenMPBackend", priority=0, platforms=("openmp",))
+    register.component(specializer=_S, phase="platform_optimization", name="temporal-params",
+                       obj="asp_stencil.temporal.variants:TemporalVariants", priority=0,
+                       platforms=("openmp-temporal",))
+    register.component(specializer=_S, phase="backend", name="c-temporal",
+                       obj="asp_stencil.temporal.backend:TemporalBackend", priority=0,
+                       platforms=("openmp-temporal",))
     register.component(specializer=_S, phase="backend", name="python",
                        obj="asp_stencil.python_platform:PythonBackend", priority=0,
                        platforms=("python",))

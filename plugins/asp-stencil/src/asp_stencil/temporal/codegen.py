@@ -26,7 +26,7 @@ from ..lower_c import helper_functions
 from .analysis import TemporalPlan
 from .rows import row_kernels
 
-__all__ = ["temporal_source", "run_symbol", "scratch_symbol", "symbol_prefix", "wide_symbol"]
+__all__ = ["temporal_source", "run_symbol", "symbol_prefix", "wide_symbol"]
 
 
 def symbol_prefix(prog: D.StencilProgram) -> str:
@@ -35,10 +35,6 @@ def symbol_prefix(prog: D.StencilProgram) -> str:
 
 def run_symbol(prog: D.StencilProgram) -> str:
     return symbol_prefix(prog) + "_run"
-
-
-def scratch_symbol(prog: D.StencilProgram) -> str:
-    return symbol_prefix(prog) + "_scratch_doubles"
 
 
 def wide_symbol(prog: D.StencilProgram) -> str:

@@ -9,12 +9,15 @@ sweeps on:
   sweeps run on the device with one upload and one download;
 * it runs on OpenMP: an :class:`~asp_core.autotune.Autotuner` picks between *plain sweeps* (the
   tuned single-sweep callable in a loop) and the temporally blocked variants (block depth and
-  tile sizes, see :mod:`.runner`), timing each on chunks of the real iteration. Splitting an
+  tile sizes): the variants of the ``openmp-temporal`` platform, which :mod:`.runner` gets
+  through the core's phases 3-5 like any specialisation's, timing each on chunks of the real
+  iteration. Splitting an
   iteration into chunks is exact (blocked sweeps are bitwise equal to plain ones), so tuning
   costs no extra sweep; the winner is kept in the perf database, so a later process runs it
   from its first call. No cache size decides: a virtual machine may report its host's L3.
 
-Kernels the blocked code cannot take (:func:`~.analysis.temporal_plan` says why) and other
+Kernels the blocked code cannot take (the platform's lowering raises the reason
+:func:`~.analysis.temporal_plan` gives) and other
 platforms (pure Python, NumPy, a fallback) always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or
 the kernel option ``temporal`` (``auto``, ``on``: blocked variants only, ``off``) overrides the
 choice; ``ASP_AUTOTUNE=off`` keeps plain sweeps (the default variant).
@@ -32,7 +35,7 @@ from asp_core.decisions import PLATFORM, Decision
 
 from ..cuda.backend import DeviceSweep
 from ..signature import stencil_signature
-from .runner import BlockedIterator, TemporalParams, get_iterator, iterators
+from .runner import Blocked, get_iterator, iterators
 
 __all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
            "ITERATE", "PLAIN", "PRUNE_FACTOR"]
@@ -89,7 +92,7 @@ def prune_slow(tuner: Autotuner, factor: float = PRUNE_FACTOR) -> list[str]:
 
 
 class IterateChoice:
-    """Plain sweeps against the blocked variants of one compiled :class:`BlockedIterator`.
+    """Plain sweeps against the blocked variants of one :class:`~.runner.Blocked`.
 
     Candidates are timed per sweep on chunks of ``chunk`` sweeps of real ``iterate`` calls (at
     most deep enough for the deepest block; shorter iterations get their own, shorter chunks,
@@ -98,17 +101,15 @@ class IterateChoice:
     :data:`PRUNE_FACTOR` times the fastest are dropped (:func:`prune_slow`).
     """
 
-    def __init__(self, blocked: BlockedIterator, chunk: int, mode: str) -> None:
+    def __init__(self, blocked: Blocked, chunk: int, mode: str, label: str) -> None:
         self.blocked = blocked
         self.chunk = chunk
-        self.params: dict[str, TemporalParams] = {c.label: c for c in blocked.candidates}
-        names = ([] if mode == "on" else [PLAIN]) + list(self.params)
+        names = ([] if mode == "on" else [PLAIN]) + list(blocked.runs)
         self.pruned = False
         self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
-                               params={n: p.as_dict() for n, p in self.params.items()},
-                               label=f"{blocked.prog.name} iterate {blocked.prog.output.shape}",
-                               repeats=2, on_event=None if blocked.ctx is None else
-                               blocked.ctx.tuning_events(ITERATE, chunk=chunk, mode=mode))
+                               params=blocked.params, label=label, repeats=2,
+                               on_event=blocked.ctx.tuning_events(ITERATE, chunk=chunk,
+                                                                  mode=mode))
 
     def run(self, sweep: Callable[..., Any], gs: list, steps: int) -> None:
         """``steps`` sweeps on ``gs`` (swapped in place as plain sweeps would leave them)."""
@@ -120,7 +121,7 @@ class IterateChoice:
             if name == PLAIN:
                 _plain(sweep, gs, n)
             else:
-                self.blocked.run(tuple(gs), n, self.params[name])
+                self.blocked.runs[name](*gs, steps=n)
                 _swap(gs, n)
             if tuning:
                 self.tuner.report(name, (time.perf_counter() - start) / n)
@@ -141,8 +142,7 @@ def iterate_decision(kernel: Any) -> Decision | None:
     """What ``kernel.iterate`` chose for its longest tuned iterations in this process (``plain``
     or a blocked variant's label), as the typed decision its tuner recorded; None while
     undecided or where blocking never applied."""
-    found = [d for it in iterators(kernel) if it.ctx is not None
-             for d in it.ctx.decisions if d.what == ITERATE]
+    found = [d for it in iterators(kernel) for d in it.ctx.decisions if d.what == ITERATE]
     return max(found, key=lambda d: d.params.get("chunk", 0)) if found else None
 
 
@@ -161,13 +161,15 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
         return None
     # a power of two below ``steps`` (few tuners, whatever the iteration lengths), at most
     # deep enough for the deepest block, and two or more chunks per call of 32 steps or more
-    chunk = min(1 << (steps.bit_length() - 1), max(16, 2 * max(c.K for c in blocked.candidates)))
+    depth = max(int(p.get("K", 1)) for p in blocked.params.values())
+    chunk = min(1 << (steps.bit_length() - 1), max(16, 2 * depth))
     if steps >= 32:
         chunk = min(chunk, steps // 2)
     per = blocked.choices
     hit = per.get((chunk, mode))
     if hit is None:
-        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode)
+        label = f"{dispatcher.name} iterate {gs[-1].data.shape}"
+        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, label)
     return hit
 
 

@@ -1,289 +1,63 @@
-"""Compile and run the temporally blocked ``iterate`` of a kernel instance.
+"""The temporally blocked variants of a kernel instance, one set per grid signature.
 
-:func:`get_iterator` specialises the kernel exactly as a call would (same frontend and domain
-passes, through an ``asp_core.SpecializationContext``), checks the plan, compiles the generated
-C through the core's cache and returns a :class:`BlockedIterator` that runs ``steps`` sweeps in
-one C call. Block depth ``K`` and tile sizes ``B0``/``B1`` are runtime arguments of that one
-library; :func:`candidate_params` proposes the ones worth timing, and
-:mod:`.iterate` times them against plain sweeps on real calls.
+:func:`get_iterator` asks the kernel's dispatcher for the variants of the ``openmp-temporal``
+platform (``Dispatcher.variants_for``, the core's public way to a named platform): phases 1-2
+as for a call (the same frontend, domain passes and kernel options), phase 3 lowers the
+blocked C (:mod:`.platform`), phase 4 proposes the tuning points (:mod:`.variants`) and phase 5
+binds each as a callable running ``steps`` sweeps (:mod:`.backend`), every phase the registry's
+choice. It builds them all at once (one library: the tuning point is a run-time argument) and
+records the specialisation for ``asp explain``; :mod:`.iterate` times them against plain
+sweeps on real calls.
 """
 
 from __future__ import annotations
 
-import ctypes
-import math
-import os
 import warnings
 import weakref
-from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Union
 
-import numpy as np
-
-from asp_core import interrupt, recording
+from asp_core import recording
+from asp_core.cache import cache_key
 from asp_core.context import SpecializationContext
-from asp_core.errors import CompileError, SpecializationWarning
+from asp_core.errors import AspError, CompileError, SpecializationWarning
 from asp_core.hardware import default_threads
+from asp_core.phases import PLATFORM_SELECTION
+from asp_core.pipeline import render_program
 
-from .. import dast as D
-from ..signature import check_grids, stencil_signature
-from ..variants import usable_cache
-from .analysis import TemporalPlan, temporal_plan
-from .codegen import run_symbol, scratch_symbol, symbol_prefix, temporal_source, wide_symbol
+from ..signature import stencil_signature
+from .platform import PLATFORM
 
-__all__ = ["BlockedIterator", "TemporalParams", "candidate_params", "compile_iterator",
-           "get_iterator", "iterators", "specialise"]
+if TYPE_CHECKING:
+    from asp_core.pipeline import Variants
+
+__all__ = ["Blocked", "get_iterator", "iterators"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
-#: compiler flags keeping libm calls as Python makes them (see :func:`compile_iterator`)
-EXACT_FLAGS = ("-fno-builtin-pow",)
-
-
-@dataclass(frozen=True)
-class TemporalParams:
-    """One tuning point: block depth ``K`` (odd), ``B0`` planes per chunk, ``B1`` rows per tile,
-    ``B2`` points per row segment (0: whole rows; segments keep long rows' levels in cache at
-    the price of halo points at their ends), ``SK`` rows skewed level by level (each level
-    reads the row the level below produced last while it is in L1), ``NT`` streaming stores for
-    each block's last level (written once, never re-read), ``W`` the full-width vector engine
-    (AVX-512 ``zmm`` where the library has it, see :func:`compile_iterator`), ``WT`` wavefront
-    tiles (3-D: one thread sweeps the tiles of its chunk in order and passes each tile's edge
-    rows on to the next instead of every tile recomputing them; ``B2`` and ``SK`` do not apply),
-    ``JM`` unroll-and-jam of two rows, so the input rows both read are loaded once: ``1`` rows
-    y and y + 1 of a plane (where rows are not skewed), ``2`` row y of planes p and p + 1 (the
-    wavefront advances two planes a step; the ring keeps one plane more per level)."""
-
-    K: int
-    B0: int
-    B1: int
-    NT: int = 0
-    W: int = 0
-    B2: int = 0
-    SK: int = 0
-    WT: int = 0
-    JM: int = 0
-
-    @property
-    def label(self) -> str:
-        return (f"K{self.K}-B0_{self.B0}-B1_{self.B1}" + (f"-B2_{self.B2}" if self.B2 else "")
-                + ("-sk" if self.SK else "") + ("-wt" if self.WT else "")
-                + ("-jy" if self.JM == 1 else "-jz" if self.JM else "")
-                + ("-nt" if self.NT else "") + ("-w" if self.W else ""))
-
-    def as_dict(self) -> dict[str, int]:
-        return {"K": self.K, "B0": self.B0, "B1": self.B1, "B2": self.B2, "SK": self.SK,
-                "WT": self.WT, "JM": self.JM, "NT": self.NT, "W": self.W}
-
-
-def ring_bytes(plan: TemporalPlan, tp: TemporalParams) -> int:
-    """Per-thread scratch of ``tp`` under ``plan`` (the in-cache working set of one unit)."""
-    n0, n1, n2 = plan.shape
-    r0, r1, r2 = plan.radius
-    if tp.K <= 1:
-        return 8
-    slots = 2 * r0 + 1 + int(tp.JM == 2)  # two planes a step keep one more alive
-    if tp.WT:  # whole rows padded to an odd number of cache lines (WRS in the template)
-        lines = -(-n2 // 8)
-        return 8 * (tp.K - 1) * slots * (min(tp.B1, n1) + r1 * tp.K) * 8 * (
-            lines if lines % 2 else lines + 1)
-    row = n2 if not 0 < tp.B2 < n2 else min(n2, -(-(tp.B2 + 2 * r2 * tp.K) // 8) * 8)
-    return 8 * (tp.K - 1) * slots * (min(tp.B1, n1) + 2 * r1 * tp.K) * row
-
-
-def candidate_params(plan: TemporalPlan, threads: int | None = None, l2_bytes: int = 1 << 20,
-                     max_variants: int = 12, llc_bytes: int = 32 << 20, wide: bool = False
-                     ) -> list[TemporalParams]:
-    """Tuning points worth timing for ``plan``, the expected best first.
-
-    Geometries come in three families: for 3-D, wavefront tiles (``WT``: no redundant rows, the
-    ring within about the per-core L2, proposed twice as often as the others since they won
-    every 3-D timing so far); units whose working set (``ring_bytes``) stays within about
-    the per-core L2 (tiles of ``B1`` rows, redundant halo rows ``R1·K/B1``); and, for 3-D, whole
-    planes per unit resident in a share of the last-level cache (no halo rows, but chunks of
-    ``B0`` planes per thread redo about ``R0·K`` planes at their edges). Deeper blocks save
-    memory traffic (``1/K``) but redo more halo work; the guess balances the two and the
-    autotuner measures. The best geometries are proposed in the full-width engine where the
-    library has one (``wide``: the blocked loops run from cache, so they are compute-bound), and
-    the first few again in the default-width engine, with rows skewed level by level (3-D), and
-    with streaming stores of the last level (saves the read for ownership of the destination;
-    worth most for shallow blocks).
-    """
-    n0, n1, n2 = plan.shape
-    r0, r1, r2 = plan.radius
-    nt = max(1, threads or default_threads())
-    budget = 2 * l2_bytes
-    # tiles, chunks, segments, ring budget, wavefront tiles
-    groups: list[tuple[list[int], list[int], list[int], int, int]] = []
-    if n1 > 1:
-        # wavefront tiles first: no redundant rows, the ring within 3/4 of the per-core L2
-        # (the rest for the grid rows and halo rows streaming through: fuller rings lost every
-        # timing); a chunk of planes per thread, or two (more overlap, but a thread slowed by
-        # other work holds the others up less)
-        groups.append(([b for b in (16, 20, 24, 32, 48) if b < n1] or [n1],
-                       sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), [0],
-                       3 * l2_bytes // 4, 1))
-        tiles = [b for b in (8, 16, 32, 64) if b < n1] or [n1]
-        chunk_opts = [n0] if -(-n1 // min(tiles)) >= 2 * nt else [-(-n0 // nt)]
-        # whole rows: 3-D segments add halo in a second dimension, and lost every timing
-        # against whole rows (the C takes them: ASP_STENCIL_TEMPORAL_PARAMS)
-        groups.append((tiles, chunk_opts, [0], budget, 0))
-        groups.append(([n1], [-(-n0 // nt)], [0], int(0.6 * llc_bytes / nt), 0))
-    else:
-        # planes of one row: whole rows, or segments whose levels stay in the L1/L2 cache
-        segs = [0] + [b for b in (1024, 256) if 2 * b <= n2]
-        groups.append(([1], sorted({-(-n0 // nt), -(-n0 // (2 * nt))}, reverse=True), segs,
-                       budget, 0))
-    ranked: list[list[TemporalParams]] = []
-    for tiles, chunk_opts, segs, limit, wt in groups:
-        cands: list[tuple[float, TemporalParams]] = []
-        for b1 in tiles:
-            for b0 in chunk_opts:
-                for b2 in segs:
-                    b0 = max(1, b0)
-                    for k in (3, 5, 7, 9, 11, 15, 21, 31):
-                        tp = TemporalParams(k, b0, b1, B2=b2, WT=wt)
-                        if ring_bytes(plan, tp) > limit and k > 3 or wt and k * r1 > b1:
-                            continue
-                        # wavefront tiles recompute no rows but move 2 R1 halo rows per level
-                        halo = 1.0 + (r1 * (k - 1) / b1 if b1 < n1 and not wt else 0.0)
-                        moved = 4.0 * r1 * (k - 1) / (b1 * k) if wt and b1 < n1 else 0.0
-                        warm = 1.0 + (r0 * (k - 1) / b0 if b0 < n0 else 0.0)
-                        seg = 1.0 + (r2 * (k - 1) / b2 if 0 < b2 < n2 else 0.0)
-                        # compute (in cache) + memory traffic
-                        cands.append((halo * warm * seg + 3.0 / k + moved, tp))
-        cands.sort(key=lambda c: c[0])
-        # the best depth of every tile shape first (the cost guess is rough; the tuner sees
-        # each shape), then the other depths
-        best: dict[tuple[int, int, int], TemporalParams] = {}
-        for _, tp in cands:
-            best.setdefault((tp.B0, tp.B1, tp.B2), tp)
-        order = sorted(cands, key=lambda c: (best[(c[1].B0, c[1].B1, c[1].B2)] != c[1], c[0]))
-        if not order and wt:
-            continue
-        ranked.append([tp for _, tp in order])
-    # variations of the first geometries: default width (where there is a full-width engine),
-    # rows skewed level by level (where levels read other rows of a plane: the same work with
-    # the freshest row still in L1; it loses as often as it wins), streaming stores
-    skew = int(n1 > 1 and r1 > 0)
-    # two planes per pass (3-D wavefront tiles: each pair of rows loads the input rows the two
-    # share once; won by a few percent in single-thread timings of heat 3-D)
-    jam = int(n0 > 1 and n1 > 1 and any(tp.WT for group in ranked for tp in group))
-    families = 1 + int(wide) + skew + jam
-    extra = max(1, max_variants // 6)
-    n_geo = max(1, max_variants - extra * families)
-    geo: list[TemporalParams] = []
-    for i in range(max(map(len, ranked), default=0)):  # round robin: every family is timed,
-        for group in ranked:                            # wavefront tiles twice as often
-            for tp in group[2 * i:2 * i + 2] if group[0].WT else group[i:i + 1]:
-                if tp not in geo and len(geo) < n_geo:
-                    geo.append(tp)
-    geo = geo or [TemporalParams(3, n0, max(1, n1))]
-    w = int(wide)
-    out = [replace(tp, W=w) for tp in geo]
-    if wide:
-        out += geo[:extra]
-    if skew:
-        out += [replace(tp, W=w, SK=1) for tp in geo[:extra]]
-    # the expected best wavefront tiles (they won with streaming stores in most timings),
-    # else the shallowest blocks (where streaming saves most)
-    first = [tp for tp in geo if tp.WT]
-    out += [replace(tp, NT=1, W=w) for tp in first + sorted(
-        (tp for tp in geo if not tp.WT), key=lambda t: t.K)][:extra]
-    if jam:  # the ring keeps one plane more a level: tiles shrunk until it fits as before
-        for tp in first[:extra]:
-            tj = replace(tp, NT=1, W=w, JM=2)
-            while tj.B1 > max(1, tj.K * r1) and ring_bytes(plan, tj) > 3 * l2_bytes // 4:
-                tj = replace(tj, B1=tj.B1 - 1)
-            out.append(tj)
-    return out
-
-
-def specialise(kernel: Any, grids: tuple) -> tuple[SpecializationContext, D.StencilProgram]:
-    """The optimised DAST of ``kernel`` for ``grids``: phases 1-2 through the kernel's
-    dispatcher, so the registry's frontend and domain optimiser (and the kernel's options)
-    decide, exactly as for a call."""
-    ctx, prog = kernel.kernel.analyse(*grids)
-    ctx.variant = "temporal"
-    return ctx, prog
-
 
 @dataclass
-class BlockedIterator:
-    """The compiled blocked iteration of one specialisation.
+class Blocked:
+    """The built blocked variants of one specialisation: ``runs`` maps each variant's name to
+    its callable ``fn(*grids, steps=n)``, in phase 4's order, ``params`` to its tuning
+    parameters; ``key`` names the specialisation in the perf database (the generated program,
+    the signature, the variants and the thread count). ``choices`` holds the plain-vs-blocked tuners of
+    :mod:`.iterate` (one per chunk length and mode); they record their events and typed
+    decisions in :attr:`ctx`, the context of this specialisation."""
 
-    ``choices`` holds the plain-vs-blocked tuners of :mod:`.iterate` (one per chunk length and
-    mode); they record their events and typed decisions in ``ctx``, the context of the
-    specialisation this iterator was generated from.
-    """
-
-    prog: D.StencilProgram
-    plan: TemporalPlan
-    cfunc: Any
-    scratch: Any
-    candidates: list[TemporalParams]
+    variants: Variants
+    runs: dict[str, Callable[..., Any]]
+    params: dict[str, dict[str, Any]]
     key: str
-    wide: bool = False
-    ctx: SpecializationContext | None = None
     choices: dict = field(default_factory=dict)
 
-    def run(self, grids: tuple, steps: int, params: TemporalParams) -> None:
-        """``steps`` sweeps of ``params`` on ``grids`` (state = ``grids[-2]``, output =
-        ``grids[-1]``); like plain sweeps, the result is in the output grid if ``steps`` is odd,
-        else in the state grid."""
-        data = check_grids(grids)  # read once: the arrays checked are the ones passed to C
-        state, out = data[-2], data[-1]
-        shape = self.prog.output.shape
-        if out.shape != shape or out.dtype != np.float64:
-            raise ValueError(f"compiled for shape {shape} float64, called with "
-                             f"{out.shape} {out.dtype}")
-        if np.may_share_memory(state, out):
-            raise ValueError("the state grid and the output grid share memory")
-        if not state.flags.writeable:
-            raise ValueError("iterate writes the last input grid too (ping-pong), but its .data "
-                             "is read-only")
-        tp = params
-        args = (state.ctypes.data, out.ctypes.data, *(d.ctypes.data for d in data[:-2]),
-                int(steps), tp.K, tp.B0, tp.B1, tp.B2, tp.SK, tp.JM, tp.WT, tp.NT, tp.W)
-        rc = interrupt.run(self.cfunc, *args, keep=data, work=math.prod(shape) * int(steps))
-        if rc != 0:
-            raise MemoryError("temporal blocking: could not allocate the per-thread scratch")
+    @property
+    def ctx(self) -> SpecializationContext:
+        return self.variants.context
 
 
-def compile_iterator(ctx: SpecializationContext, prog: D.StencilProgram, plan: TemporalPlan
-                     ) -> BlockedIterator:
-    """Generate, compile (through the core's cache) and bind."""
-    source = temporal_source(prog, plan)
-    # -fno-builtin-pow: gcc turns pow(x, 2.0) into x*x, but Python's x ** 2 calls libm's pow,
-    # which is not always correctly rounded; calling pow keeps the results bitwise equal
-    lib = ctx.compile(source, lang="c", openmp=True, name=symbol_prefix(prog),
-                      flags=EXACT_FLAGS,
-                      specialised_on={"temporal": True, "shape": prog.output.shape,
-                                      "dtype": prog.output.dtype})
-    cfunc = getattr(lib.cdll, run_symbol(prog))
-    n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n + [ctypes.c_long] * 10
-    cfunc.restype = ctypes.c_int
-    scratch = getattr(lib.cdll, scratch_symbol(prog))
-    scratch.argtypes = [ctypes.c_long] * 5
-    scratch.restype = ctypes.c_long
-    hw = ctx.hardware
-    l2 = hw.caches.get("L2", 1 << 20)
-    wide = getattr(lib.cdll, wide_symbol(prog))
-    wide.argtypes, wide.restype = [], ctypes.c_long
-    has_wide = bool(wide())
-    cands = candidate_params(plan, l2_bytes=l2, llc_bytes=usable_cache(hw), wide=has_wide)
-    forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    # "K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]": pin one tuning point (benchmarks, debugging)
-    if forced:
-        values = [int(v) for v in forced.split(",")]
-        cands = [TemporalParams(*values)]
-    key = f"{lib.key}:temporal:{default_threads()}"
-    return BlockedIterator(prog, plan, cfunc, scratch, cands, key, has_wide, ctx)
-
-
-def iterators(kernel: Any) -> list[BlockedIterator]:
-    """The blocked iterators compiled for ``kernel`` in this process (one per grid signature)."""
+def iterators(kernel: Any) -> list[Blocked]:
+    """The blocked variants built for ``kernel`` in this process (one set per grid signature)."""
     try:
         per_kernel = _ITERATORS.get(kernel, {})
     except TypeError:
@@ -291,8 +65,41 @@ def iterators(kernel: Any) -> list[BlockedIterator]:
     return [it for it in per_kernel.values() if not isinstance(it, str)]
 
 
-def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
-    """The (cached) blocked iterator of ``kernel`` for ``grids``, or why there is none."""
+def _build(kernel: Any, variants: Variants) -> Union[Blocked, str]:
+    """Every variant built (one compile; a variant the library cannot run is left out, its
+    reason recorded), or why none can run."""
+    runs, failed = {}, []
+    for name in variants:
+        try:
+            runs[name] = variants[name]
+        except CompileError as exc:
+            warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to compile "
+                          f"(a bug; please report it), plain sweeps are used: {exc}",
+                          SpecializationWarning, stacklevel=5)
+            return f"the blocked code failed to compile: {exc}"
+        except AspError as exc:
+            variants.context.record("variant-skipped", variant=name, reason=str(exc))
+            failed.append(str(exc))
+    if not runs:
+        return "no blocked variant could be built: " + "; ".join(failed)
+    program = variants.variant(next(iter(runs))).program
+    params = {name: dict(variants.variant(name).params) for name in runs}
+    key = cache_key(specializer="stencil", platform=program.platform, tuning=repr(variants.key),
+                    program=render_program(program), variants=params, threads=default_threads())
+    return Blocked(variants, runs, params, key)
+
+
+def _declined(kernel: Any, grids: tuple, key: Any, reason: str) -> SpecializationContext:
+    """A context saying why the blocked iteration does not apply, for ``asp explain``."""
+    d = kernel.kernel
+    ctx = SpecializationContext("stencil", d.func, grids, {}, d.instance, d.options, key, d.name)
+    ctx.record("phase", phase=PLATFORM_SELECTION, component=None,
+               reason=f"cannot lower for {PLATFORM!r}: {reason}")
+    return ctx
+
+
+def get_iterator(kernel: Any, grids: tuple) -> Union[Blocked, str]:
+    """The (cached) blocked variants of ``kernel`` for ``grids``, or why there are none."""
     key = stencil_signature(tuple(grids), {}, kernel)
     try:
         per_kernel = _ITERATORS.setdefault(kernel, {})
@@ -300,24 +107,14 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[BlockedIterator, str]:
         per_kernel = {}
     hit = per_kernel.get(key)
     if hit is None:
-        ctx, prog = specialise(kernel, grids)
-        plan = temporal_plan(prog)
-        ctx.record("temporal-plan", plan=plan if isinstance(plan, str) else repr(plan))
-        if isinstance(plan, str):
-            hit = plan
+        try:
+            variants = kernel.kernel.variants_for(PLATFORM, *grids)
+        except AspError as exc:
+            hit = str(exc)
+            ctx = _declined(kernel, tuple(grids), key, hit)
         else:
-            from asp_core.toolchain import find_toolchain
-
-            if not find_toolchain("c").has_openmp:
-                hit = "the C compiler has no OpenMP"
-            else:
-                try:
-                    hit = compile_iterator(ctx, prog, plan)
-                except CompileError as exc:
-                    hit = f"the blocked code failed to compile: {exc}"
-                    warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to "
-                                  f"compile (a bug; please report it), plain sweeps are used: "
-                                  f"{exc}", SpecializationWarning, stacklevel=4)
+            hit = _build(kernel, variants)
+            ctx = variants.context
         per_kernel[key] = hit
         # ``asp explain`` shows the blocked iteration like any specialisation (its tuning too)
         recording.add_context(ctx, f"{kernel.kernel.name} (iterate, temporal blocking)",
