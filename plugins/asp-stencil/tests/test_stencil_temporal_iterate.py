@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from asp_core import SpecializationWarning
+from asp_core import SpecializationWarning, hookimpl
 from asp_core.autotune import PerfDB
 from pytest_asp import requires_compiler
 from asp_stencil import StencilKernel
@@ -309,3 +309,43 @@ def test_slow_candidates_are_dropped_after_one_timing_each(monkeypatch, tmp_path
         lone.report(v, t)
     assert prune_slow(lone, 1.5) == ["plain"]
     assert lone.variants == ["a", "b"] and not lone.done
+
+
+class _OnePoint:
+    """Another plugin's phase 4 for the blocked iteration: one tuning point of its own."""
+
+    name = "one-point"
+    platforms = ("openmp-temporal",)
+
+    def variants(self, program, ctx):
+        from asp_core.components import Variant
+        from asp_stencil.temporal.variants import TemporalParams
+
+        tp = TemporalParams(3, 4, 2)
+        return [Variant(tp.label, program, tp.as_dict())]
+
+    @hookimpl
+    def asp_register_specializers(self, register):
+        register.component(specializer="stencil", phase="platform_optimization",
+                           name=self.name, obj=self, priority=10,
+                           platforms=self.platforms)
+
+
+@requires_compiler
+def test_another_plugin_replaces_a_phase_of_the_blocked_iteration(monkeypatch):
+    """The blocked iteration's phases are the registry's choice, as for a call."""
+    from asp_core import plugins
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    name = plugins.register_plugin(_OnePoint(), name="test-one-point")
+    try:
+        k = _heat(2)
+        _check(k, (13, 17), 9)
+        (choice,) = _choices(k)
+        assert choice.tuner.variants == ["K3-B0_4-B1_2"]
+        (it,) = runner.iterators(k)
+        assert it.ctx.decision("platform_optimization").choice == "one-point"
+        assert it.ctx.decision("backend").choice == "c-temporal"
+    finally:
+        plugins.unregister_plugin(name)

@@ -48,11 +48,11 @@ class BlockedSweeps:
 
     def __call__(self, *grids: Any, steps: int) -> None:
         data = check_grids(grids)  # read once: the arrays checked are the ones passed to C
-        state, out = data[-2], data[-1]
-        shape = self.prog.output.shape
         if len(data) != len(self.prog.grids):
             raise TypeError(f"{self.prog.name}() takes {len(self.prog.grids)} grids, got "
                             f"{len(data)}")
+        state, out = data[-2], data[-1]
+        shape = self.prog.output.shape
         if out.shape != shape or out.dtype != np.float64:
             raise ValueError(f"compiled for shape {shape} float64, called with "
                              f"{out.shape} {out.dtype}")
