@@ -9,18 +9,18 @@ sweeps on:
   sweeps run on the device with one upload and one download;
 * it runs on OpenMP: an :class:`~asp_core.autotune.Autotuner` picks between *plain sweeps* (the
   tuned single-sweep callable in a loop) and the temporally blocked variants (block depth and
-  tile sizes): the variants of the ``openmp-temporal`` platform, which :mod:`.runner` gets
-  through the core's phases 3-5 like any specialisation's, timing each on chunks of the real
-  iteration. Splitting an
-  iteration into chunks is exact (blocked sweeps are bitwise equal to plain ones), so tuning
-  costs no extra sweep; the winner is kept in the perf database, so a later process runs it
-  from its first call. No cache size decides: a virtual machine may report its host's L3.
+  tile sizes): those of the ``openmp-temporal`` platform, which :mod:`.runner` gets through the
+  core's phases like any specialisation's. Each is timed on chunks of the real iteration.
+  Splitting an iteration into chunks is exact (blocked sweeps are bitwise equal to plain ones),
+  so tuning costs no extra sweep; the winner is kept in the perf database, so a later process
+  runs it from its first call. No cache size decides: a virtual machine may report its host's
+  L3.
 
 Kernels the blocked code cannot take (the platform's lowering raises the reason
-:func:`~.analysis.temporal_plan` gives) and other
-platforms (pure Python, NumPy, a fallback) always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or
-the kernel option ``temporal`` (``auto``, ``on``: blocked variants only, ``off``) overrides the
-choice; ``ASP_AUTOTUNE=off`` keeps plain sweeps (the default variant).
+:func:`~.analysis.temporal_plan` gives) and other platforms (pure Python, NumPy, a fallback)
+always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or the kernel option ``temporal`` (``auto``,
+``on``: blocked variants only, ``off``) overrides the choice; ``ASP_AUTOTUNE=off`` keeps plain
+sweeps (the default variant).
 """
 
 from __future__ import annotations
