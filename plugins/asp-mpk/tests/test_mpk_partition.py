@@ -110,6 +110,40 @@ def test_analysis_dia_and_compression():
     assert pattern_hash(U2) == pattern_hash(U)
 
 
+def _rebuild(kinds, F, M, offsets, n):
+    R = np.zeros((len(offsets), n))
+    for d, (kd, o) in enumerate(zip(kinds, offsets)):
+        lo, hi = max(0, -o), min(n, n - o)
+        if kd[0] == "const":
+            R[d, lo:hi] = float.fromhex(kd[1])
+        elif kd[0] == "mask":
+            R[d] = M[kd[1]] * float.fromhex(kd[2])
+        elif kd[0] == "mirror":
+            R[d, lo:hi] = F[kd[1], lo + kd[2]:hi + kd[2]]
+        else:
+            R[d, lo:hi] = F[kd[1], lo:hi]
+    return R
+
+
+def test_a_symmetric_matrix_keeps_only_its_upper_diagonals():
+    A = as_csr(gallery.variable_poisson2d(12, seed=1))
+    s = analyse(A)
+    assert s.symmetric and s.dia_compressible == 0
+    D = dia_arrays(A, s.offsets)
+    kinds, F, M = compress_diagonals(D, s.offsets)
+    assert [k[0] for k in kinds] == ["mirror", "mirror", "full", "full", "full"]
+    assert F.shape == (3, A.shape[0]) and [k[2] for k in kinds[:2]] == [-12, -1]
+    np.testing.assert_array_equal(_rebuild(kinds, F, M, s.offsets, A.shape[0]), D)
+    # one value changed below the diagonal: that diagonal is stored again, nothing else changes
+    B = A.tolil()
+    B[7, 6] = 123.0
+    B = as_csr(B.tocsr())
+    DB = dia_arrays(B, s.offsets)
+    kb, FB, MB = compress_diagonals(DB, s.offsets)
+    assert [k[0] for k in kb] == ["mirror", "full", "full", "full", "full"]
+    np.testing.assert_array_equal(_rebuild(kb, FB, MB, s.offsets, B.shape[0]), DB)
+
+
 def test_leja_and_change_of_basis():
     pts = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     z = leja_order(pts)

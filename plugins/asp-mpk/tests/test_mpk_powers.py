@@ -19,6 +19,7 @@ MATRICES = {
     "poisson3d": lambda: gallery.poisson3d(12),
     "elasticity": lambda: gallery.elasticity(12),
     "banded_spd": lambda: gallery.banded_spd(1500, bandwidth=4, seed=3),
+    "variable": lambda: gallery.variable_poisson2d(40, seed=2),
     "unstructured_spd": lambda: gallery.unstructured_spd(1200, seed=2),
     "unstructured": lambda: gallery.unstructured(800, density=0.004, seed=1),
     "elasticity_perm": lambda: gallery.shuffle_nodes(gallery.elasticity(50), 2),
@@ -56,7 +57,8 @@ def _no_tuning(monkeypatch):
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
 
 
-FAST = [("poisson2d", 5), ("unstructured_spd", 5), ("elasticity", 3), ("blocks3", 3)]
+FAST = [("poisson2d", 5), ("unstructured_spd", 5), ("elasticity", 3), ("blocks3", 3),
+        ("variable", 5)]
 SLOW = [(name, k) for name in sorted(MATRICES) for k in (1, 5) if (name, k) not in FAST]
 
 
@@ -380,3 +382,18 @@ def test_out_arguments_and_tuned_fast_paths(monkeypatch):
                  lambda: asp_mpk.spmv(A, bad)):
         with pytest.raises(ValueError, match="non-finite"):
             call()
+
+
+@requires_compiler
+def test_a_symmetric_matrix_changed_in_place_to_an_unsymmetric_one_gives_its_own_powers():
+    """The DIA kernels of a symmetric A read its lower diagonals from the upper ones; a value
+    changed in place on one side only must be seen by the next functional call."""
+    A = gallery.variable_poisson2d(40, seed=5)
+    x = np.random.default_rng(3).standard_normal(A.shape[0])
+    default = next(iter(MatrixPowers(A, 4, tune=False).variants()))
+    assert default.startswith("dia-c")  # what runs untuned: the mirrored diagonals
+    assert_levels_close(asp_mpk.matrix_powers(A, x, 4), reference(A, x[None], None, 4)[0],
+                        1e-12)
+    A.data[A.indices < np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] *= 1.5  # lower
+    assert_levels_close(asp_mpk.matrix_powers(A, x, 4), reference(A, x[None], None, 4)[0],
+                        1e-12)

@@ -117,16 +117,19 @@ def dia_arrays(csr: Any, offsets: tuple[int, ...]) -> np.ndarray:
 
 def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
                        ) -> tuple[list[tuple], np.ndarray, np.ndarray]:
-    """Split DIA storage into constant / masked-constant / full diagonals.
+    """Split DIA storage into constant / masked-constant / mirrored / full diagonals.
 
     Returns ``(kinds, full, masks)``: ``kinds[d]`` is ``("const", c)``, ``("mask", j, c)``
-    (value ``c`` where ``masks[j]`` is 1, else 0) or ``("full", j)`` (values ``full[j]``), with
-    ``c`` a C99 hex float literal (exact).  Only entries inside the matrix count: the kernels
-    never read a diagonal outside its valid rows.
+    (value ``c`` where ``masks[j]`` is 1, else 0), ``("full", j)`` (values ``full[j]``) or
+    ``("mirror", j, o)``: a diagonal below the main one (offset ``o < 0``) equal to the stored
+    diagonal ``-o`` read ``o`` rows earlier, ``A[i, i + o] == full[j][i + o]`` (a symmetric
+    matrix's lower half: the kernels read the upper diagonals' values twice instead of five
+    diagonals' once, which is what bounds a variable-coefficient kernel). ``c`` is a C99 hex
+    float literal (exact). Only entries inside the matrix count: the kernels never read a
+    diagonal outside its valid rows.
     """
     n = D.shape[1]
     kinds: list[tuple] = []
-    full: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     for d, o in enumerate(offsets):
         lo, hi = max(0, -o), min(n, n - o)
@@ -143,8 +146,25 @@ def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
         elif len(vals) == 0:
             kinds.append(("const", float(0.0).hex()))
         else:
-            kinds.append(("full", len(full)))
-            full.append(D[d])
-    F = np.ascontiguousarray(np.stack(full)) if full else np.zeros((1, 1), dtype=D.dtype)
+            kinds.append(("full", d))
+    partner = {d: _upper_twin(D, offsets, d) for d, kind in enumerate(kinds)
+               if kind[0] == "full" and offsets[d] < 0}
+    stored = [d for d, kind in enumerate(kinds)
+              if kind[0] == "full" and (partner.get(d) is None or kinds[partner[d]][0] != "full")]
+    row = {d: j for j, d in enumerate(stored)}
+    kinds = [kind if kind[0] != "full" else ("full", row[d]) if d in row else
+             ("mirror", row[partner[d]], offsets[d]) for d, kind in enumerate(kinds)]
+    F = np.ascontiguousarray(np.stack([D[d] for d in stored])) if stored else \
+        np.zeros((1, 1), dtype=D.dtype)
     M = np.ascontiguousarray(np.stack(masks)) if masks else np.zeros((1, 1), dtype=np.uint8)
     return kinds, F, M
+
+
+def _upper_twin(D: np.ndarray, offsets: tuple[int, ...], d: int) -> int | None:
+    """The diagonal ``-offsets[d]`` if diagonal ``d`` (below the main one) holds exactly its
+    values shifted by ``offsets[d]`` rows (``A[i, i + o] == A[i + o, i]``), else None."""
+    o, n = offsets[d], D.shape[1]
+    twin = offsets.index(-o) if -o in offsets else None
+    if twin is None or not np.array_equal(D[d, -o:], D[twin, :n + o]):
+        return None
+    return twin

@@ -59,13 +59,15 @@ def half_octave(x: float) -> int:
 
 def tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
     """Key under which tuning winners are stored: the matrix's structure class (format,
-    diagonal count and how many are constant, or symmetry, dense blocks and nonzeros per row;
-    bandwidth and size in half-octaves) and the call kind, not the exact matrix, so a new
-    matrix of a known kind starts with the winner (variant names do not depend on n)."""
+    diagonal count, how many are constant and symmetry, or symmetry, dense blocks and
+    nonzeros per row; bandwidth and size in half-octaves) and the call kind, not the exact
+    matrix, so a new matrix of a known kind starts with the winner (variant names do not
+    depend on n)."""
     sig = signature(args, kwargs, instance)
     st = instance.structure
     if st.offsets is not None:
-        kind: tuple = ("dia", len(st.offsets), st.dia_compressible, half_octave(st.bandwidth))
+        kind: tuple = ("dia", len(st.offsets), st.dia_compressible, st.symmetric,
+                       half_octave(st.bandwidth))
     else:
         kind = ("csr", st.symmetric, st.bcsr[:1], round(st.nnz / max(st.n, 1)),
                 half_octave(st.rcm_bandwidth or st.bandwidth))

@@ -26,10 +26,15 @@ def choose_formats(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[Matr
     """Candidate formats (block counts are filled in by ``size-blocks``)."""
     cands: list[Candidate] = []
     if op.k >= 1:
-        if op.matrix.offsets is not None and op.matrix.dia_compressible:
+        if op.matrix.offsets is not None and (op.matrix.dia_compressible or
+                                              op.matrix.symmetric):
             cands.append(Candidate("dia-c", note=f"{op.matrix.dia_compressible} of "
                                                  f"{len(op.matrix.offsets)} diagonals constant "
-                                                 "(stored as masks)"))
+                                                 "(stored as masks)" + (
+                                                     ", the lower ones read from the upper"
+                                                     if op.matrix.symmetric and
+                                                     op.matrix.dia_compressible <
+                                                     len(op.matrix.offsets) else "")))
         if op.matrix.offsets is not None:
             cands.append(Candidate("dia", note=f"{len(op.matrix.offsets)} diagonals, fill "
                                                f"{op.matrix.dia_fill:.2f}"))

@@ -85,7 +85,10 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
         if c.format in ("dia", "dia-c"):
             nd = len(m.offsets or ())
             halo = max((abs(o) for o in (m.offsets or (0,))), default=0)
-            mat: float = nd * isz if c.format == "dia" else (nd - m.dia_compressible) * isz + nd
+            stored = nd - m.dia_compressible   # full diagonals; a symmetric A keeps the upper
+            if m.symmetric:                      # ones and the main one
+                stored = (stored + 1) // 2
+            mat: float = nd * isz if c.format == "dia" else stored * isz + nd
             choices = block_choices(n, k, halo, mat + 3 * isz, targets, cores,
                                     allow_split=split_ok)
         else:

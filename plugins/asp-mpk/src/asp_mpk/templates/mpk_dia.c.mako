@@ -8,7 +8,8 @@ from memory once per call instead of k times.
 
 Template parameters: T (C type), offsets (sorted list of ints), monomial (bool), kinds (one
 per diagonal: ("full", row of dv) - stored values; ("mask", row of mk, C) - the constant C where
-the uint8 mask is 1, else 0; ("const", C) - the constant C on the whole diagonal).  Compressed
+the uint8 mask is 1, else 0; ("const", C) - the constant C on the whole diagonal; ("mirror",
+row of dv, o) - a symmetric matrix's diagonal o < 0, read from the stored diagonal -o at i + o).  Compressed
 diagonals cut the matrix bytes 8x (constant-coefficient stencils: Poisson, graph Laplacians), so
 a block's share of A stays in cache at larger block sizes.  C is a C99 hex literal: exact.
 </%doc>
@@ -22,6 +23,8 @@ def coef(d):
         return f"dv[(int64_t){kind[1]} * n + i]"
     if kind[0] == "mask":
         return f"((real)mk[(int64_t){kind[1]} * n + i] * (real){kind[2]})"
+    if kind[0] == "mirror":
+        return f"dv[(int64_t){kind[1]} * n + i + ({kind[2]})]"
     return f"(real){kind[1]}"
 %>
 #include <stdint.h>
