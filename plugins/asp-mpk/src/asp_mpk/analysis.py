@@ -147,10 +147,12 @@ def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
             kinds.append(("const", float(0.0).hex()))
         else:
             kinds.append(("full", d))
-    partner = {d: _upper_twin(D, offsets, d) for d, kind in enumerate(kinds)
-               if kind[0] == "full" and offsets[d] < 0}
-    stored = [d for d, kind in enumerate(kinds)
-              if kind[0] == "full" and (partner.get(d) is None or kinds[partner[d]][0] != "full")]
+    partner: dict[int, int] = {}   # lower full diagonal -> its full upper twin
+    for d, kind in enumerate(kinds):
+        twin = _upper_twin(D, offsets, d) if kind[0] == "full" and offsets[d] < 0 else None
+        if twin is not None and kinds[twin][0] == "full":
+            partner[d] = twin
+    stored = [d for d, kind in enumerate(kinds) if kind[0] == "full" and d not in partner]
     row = {d: j for j, d in enumerate(stored)}
     kinds = [kind if kind[0] != "full" else ("full", row[d]) if d in row else
              ("mirror", row[partner[d]], offsets[d]) for d, kind in enumerate(kinds)]
