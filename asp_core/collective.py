@@ -45,7 +45,11 @@ class AgreedVariants:
     rank has no call of its own (e.g. an empty block): it proposes nothing, runs nothing and
     only takes part in the agreement. ``tuning`` is what the stored winner is kept under
     besides the variant names, the specialisation key and the rank count (e.g. a size class);
-    ``what`` names the run in the fallback warning.
+    ``what`` names the run in the fallback warning. ``per_rank=True`` (for runners whose ranks
+    need not run the same code, each computing its own block) makes ranks that proposed
+    different variants (blocks of very different sizes, say) each run the dispatcher itself,
+    tuned in its own process, instead of only the variants all of them share, which may be
+    none or the slowest (:attr:`per_rank` then says so).
 
     :attr:`specialised` is False (and :attr:`reason` says why) when the ranks fall back. Runners
     call the object with each call's arguments (:meth:`__call__`, collective while tuning);
@@ -55,10 +59,11 @@ class AgreedVariants:
     """
 
     def __init__(self, dispatcher: Dispatcher, args: tuple | None, comm: Any, *,
-                 tuning: Hashable = None, what: str = "") -> None:
+                 tuning: Hashable = None, what: str = "", per_rank: bool = False) -> None:
         self.comm = comm
         self.tuner: Autotuner | None = None
         self.reason: str | None = None
+        self.per_rank = False
         self._variants: Variants | None = None
         self._idle = args is None
         self._fallback: Callable[..., Any] = dispatcher.fallback or dispatcher
@@ -77,6 +82,11 @@ class AgreedVariants:
         proposed = comm.allgather(names)
         offers = [(rank, p) for rank, p in enumerate(proposed) if p is not None]
         common = [n for n in offers[0][1] if all(n in p for _, p in offers)] if offers else []
+        if per_rank and not any(errors) and any(set(p) != set(common) for _, p in offers):
+            self.per_rank = True   # no collective from here on: each rank's own dispatcher
+            self._variants = None
+            self._bound = _nothing if self._idle else dispatcher
+            return
         if any(errors) or not common:
             self._variants = None
             self.reason = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) \
@@ -108,7 +118,7 @@ class AgreedVariants:
     @property
     def specialised(self) -> bool:
         """Whether every rank runs compiled variants (else they all fall back)."""
-        return self.tuner is not None
+        return self.tuner is not None or self.per_rank
 
     @property
     def winner(self) -> str | None:

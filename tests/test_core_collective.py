@@ -221,3 +221,24 @@ def test_falling_back_runs_the_kernels_python_on_every_call(fresh_cache, monkeyp
         agreed(u, out)
         np.testing.assert_allclose(out.data, _expected(u), rtol=1e-12)
     assert comm.collectives == before
+
+
+@requires_compiler
+def test_with_per_rank_ranks_proposing_different_variants_each_run_their_own_dispatcher(
+        fresh_cache, monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    kernel, (u, out) = Heat(), _grids()
+    names = list(kernel.kernel.variants(u, out))
+    comm = _Rank0(None, [names[-1]])   # the other rank shares one variant of ours only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecializationWarning)
+        agreed = AgreedVariants(kernel.kernel, (u, out), comm, per_rank=True)
+    assert agreed.per_rank and agreed.specialised and agreed.tuner is None
+    before = comm.collectives
+    agreed(u, out)   # this rank's own dispatcher: no collective
+    assert comm.collectives == before
+    np.testing.assert_allclose(out.data, _expected(u), rtol=1e-12)
+    assert kernel.kernel.keys(), "the dispatcher specialised the call"
+    # without per_rank the ranks keep the variant they share
+    shared = AgreedVariants(kernel.kernel, (u, out), _Rank0(None, [names[-1]]))
+    assert not shared.per_rank and shared.tuner.variants == [names[-1]]

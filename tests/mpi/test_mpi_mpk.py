@@ -59,6 +59,15 @@ def test_mpi_mpk_ranks_agree_on_the_local_variant(nprocs, tmp_path):
 
 @requires_mpi
 @requires_compiler
+def test_mpi_mpk_ranks_with_different_variants_each_tune_their_own(tmp_path):
+    run = run_mpi(SCRIPTS / "mpi_mpk_tuning.py", 2, timeout=240, args=["uneven"],
+                  env={"ASP_AUTOTUNE": "always", "ASP_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.ok, run.describe()
+    assert len(list(run.lines("MPK-UNEVEN-OK"))) == 2, run.describe()
+
+
+@requires_mpi
+@requires_compiler
 @pytest.mark.parametrize("case,mode", [("fallback", "auto"), ("strict", "strict")])
 def test_mpi_mpk_a_rank_that_cannot_specialise_makes_every_rank_fall_back(case, mode,
                                                                           tmp_path):

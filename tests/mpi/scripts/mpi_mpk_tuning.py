@@ -5,6 +5,9 @@
   same variant; the powers equal SciPy's to 1e-10 and CA-CG converges, reporting one variant
   on every rank. Rank 0 also checks that ``asp explain`` records the run as
   ``...[P ranks]``. Rank 0 prints ``MPK-TUNING-OK``.
+* ``uneven``: one small block and large ones propose different variants, so each rank tunes
+  its own (no warning; SciPy's results; the large blocks do not run the naive products).
+  Each rank prints ``MPK-UNEVEN-OK rank <r>: ...``.
 * ``fallback`` (``ASP_MODE=auto``) and ``strict`` (``ASP_MODE=strict``): the local kernel
   cannot be specialised on rank 1 only. Every rank falls back with one warning (results still
   SciPy's), or every rank raises. Each rank prints ``MPK-<CASE>-OK rank <r>: <message>``.
@@ -146,10 +149,35 @@ def strict(comm):
         raise AssertionError(f"no error from cg on rank {comm.rank}")
 
 
+def uneven(comm):
+    """Blocks of very different sizes propose different variants (a small block's are
+    one-thread, one-block ones): each rank tunes its own instead of the variants all share
+    (here only the naive k products), with no warning, and the results stay SciPy's."""
+    from asp_mpk import gallery
+
+    A = gallery.poisson2d(400)   # the large blocks: above the one-thread size
+    n, k = A.shape[0], 4
+    bounds = [0, 600] + [600 + (n - 600) * r // (comm.size - 1) for r in range(1, comm.size)]
+    x = np.random.default_rng(5).standard_normal(n)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp = DistributedMatrixPowers(A, k, comm, bounds=bounds)
+        calls = 0
+        while calls < 80 and (calls < 2 or any(comm.allgather(mp.variant is None))):
+            check_powers(comm, A, mp, x, k)
+            calls += 1
+    assert not [w for w in caught if issubclass(w.category, SpecializationWarning)], caught
+    assert mp._last.per_rank and mp.variant is not None, (calls, mp.variant)
+    variants = comm.allgather(mp.variant)
+    assert not variants[-1].startswith("naive"), variants
+    say("UNEVEN", comm, f"variants={variants} calls={calls}")
+
+
 def main():
     comm = world()
     with fatal_errors(comm):
-        {"tune": tune, "fallback": fallback, "strict": strict}[sys.argv[1]](comm)
+        {"tune": tune, "fallback": fallback, "strict": strict,
+         "uneven": uneven}[sys.argv[1]](comm)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ extended matrix, they time those all ranks share, in the same order, each time a
 slowest rank's (rank 0's stored winner, kept per rank count and global size class, is used
 everywhere), and every rank then runs the same variant; :attr:`DistributedMatrixPowers.variant`
 names it (local, no communication) and :class:`CGResult` ``.variant`` the one a solve ran. A
-rank that owns no rows and has no ghost rows joins the agreement without narrowing it. When a
+rank that owns no rows and has no ghost rows joins the agreement without narrowing it. Ranks
+whose blocks propose different variants (very uneven blocks: a small block's are one-thread
+ones, and what all share may be only the naive products) each tune their own kernel instead
+(``per_rank=True``): every rank computes only its own rows, so they need not run the same
+code. When a
 rank cannot specialise, every rank runs the SciPy reference together, each warning once per
 call kind (``ASP_MODE=strict``: raises on every rank). ``asp explain`` shows the run as
 ``MatrixPowers(n=<local rows>, k=<k>)[<N> ranks]``. Unlike the single-process object, the
@@ -337,7 +341,11 @@ class DistributedMatrixPowers:
     def variant(self) -> str | None:
         """The local kernel's variant every rank runs for the last call's kind (vector count,
         basis kind) once the ranks have agreed on it; None before the first call, while they
-        tune, when they fall back, or for k = 0. Local (no communication)."""
+        tune, when they fall back, or for k = 0. Where the ranks' blocks proposed different
+        variants (very uneven blocks), each rank tunes its own: this rank's. Local (no
+        communication)."""
+        if self._last is not None and self._last.per_rank:
+            return self._local().variant
         return self._last.winner if self._last is not None else None
 
     def _local(self) -> MatrixPowers:
@@ -363,7 +371,7 @@ class DistributedMatrixPowers:
             agreed = self._agreed[kind] = AgreedVariants(
                 self._local().dispatcher, args if m.n_ext else None, m.comm,
                 tuning=("global rows", half_octave(m.n)),
-                what=f"distributed matrix powers (n={m.n}, k={self.k})")
+                what=f"distributed matrix powers (n={m.n}, k={self.k})", per_rank=True)
         self._last = agreed
         return agreed
 
