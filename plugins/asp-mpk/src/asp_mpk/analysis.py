@@ -123,8 +123,8 @@ def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
     (value ``c`` where ``masks[j]`` is 1, else 0), ``("full", j)`` (values ``full[j]``) or
     ``("mirror", j, o)``: a diagonal below the main one (offset ``o < 0``) equal to the stored
     diagonal ``-o`` read ``o`` rows earlier, ``A[i, i + o] == full[j][i + o]`` (a symmetric
-    matrix's lower half: the kernels read the upper diagonals' values twice instead of five
-    diagonals' once, which is what bounds a variable-coefficient kernel). ``c`` is a C99 hex
+    matrix's lower half: the kernels read each stored upper diagonal twice instead of both
+    twins once, and the diagonal bytes are what bound a variable-coefficient kernel). ``c`` is a C99 hex
     float literal (exact). Only entries inside the matrix count: the kernels never read a
     diagonal outside its valid rows.
     """

@@ -26,15 +26,13 @@ def choose_formats(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[Matr
     """Candidate formats (block counts are filled in by ``size-blocks``)."""
     cands: list[Candidate] = []
     if op.k >= 1:
-        if op.matrix.offsets is not None and (op.matrix.dia_compressible or
-                                              op.matrix.symmetric):
-            cands.append(Candidate("dia-c", note=f"{op.matrix.dia_compressible} of "
-                                                 f"{len(op.matrix.offsets)} diagonals constant "
-                                                 "(stored as masks)" + (
-                                                     ", the lower ones read from the upper"
-                                                     if op.matrix.symmetric and
-                                                     op.matrix.dia_compressible <
-                                                     len(op.matrix.offsets) else "")))
+        m = op.matrix
+        if m.offsets is not None and (m.dia_compressible or m.symmetric):
+            mirrored = m.symmetric and m.dia_compressible < len(m.offsets)
+            cands.append(Candidate("dia-c", note=f"{m.dia_compressible} of {len(m.offsets)} "
+                                                 "diagonals constant (stored as masks)"
+                                   + (", the lower ones read from the upper" if mirrored
+                                      else "")))
         if op.matrix.offsets is not None:
             cands.append(Candidate("dia", note=f"{len(op.matrix.offsets)} diagonals, fill "
                                                f"{op.matrix.dia_fill:.2f}"))
