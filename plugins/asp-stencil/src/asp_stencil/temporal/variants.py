@@ -22,6 +22,7 @@ from asp_core.hardware import default_threads
 
 from ..variants import usable_cache
 from .analysis import TemporalPlan
+from .platform import PLATFORM
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -207,7 +208,7 @@ class TemporalVariants(PlatformOptimizer):
     variant per tuning point, all sharing the platform's program."""
 
     name = "temporal-params"
-    platforms = ("openmp-temporal",)
+    platforms = (PLATFORM,)
 
     def variants(self, program: PlatformProgram, ctx: SpecializationContext) -> list[Variant]:
         from asp_core.toolchain import find_toolchain
