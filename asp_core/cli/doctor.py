@@ -222,11 +222,13 @@ def command(refresh: bool, no_stream: bool) -> None:
     note = caches_note(hw.caches, hw.cache_sharing, hw.hypervisor, available_cpus())
     if note:
         click.echo(f"  note: cache sizes are not this process's to count on: {note}")
+    results = checks(measure_stream=not no_stream, refresh=refresh)
+    width = max(len(name) for name, _, _ in results)
     failed = 0
-    for name, ok, detail in checks(measure_stream=not no_stream, refresh=refresh):
+    for name, ok, detail in results:
         failed += not ok
         click.echo(f"  [{click.style('ok', fg='green') if ok else click.style('FAIL', fg='red')}] "
-                   f"{name:<14} {detail}")
+                   f"{name:<{width}} {detail}")
     if failed:
         raise SystemExit(1)
 

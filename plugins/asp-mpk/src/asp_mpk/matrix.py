@@ -5,9 +5,14 @@ matrix: the analysis, orderings, spectral bounds, and the :class:`~asp_mpk.power
 objects (with their tuned kernels) for each depth k.  :func:`analysed` returns the one for a
 user's matrix.  It recognises a matrix by the format, shape and dtype of its arrays plus a
 position-dependent checksum of their bytes, computed natively at memory speed
-(:func:`asp_mpk.native.checksum`, > 10 GB/s): cheap next to one product with A, and a matrix
-whose values or structure changed in place since the last call is analysed afresh instead of
-reusing stale plans.  No copy, validation or analysis happens on a hit.
+(:func:`asp_mpk.native.checksum`, > 10 GB/s), and a matrix whose values or structure changed in
+place since the last call is analysed afresh instead of reusing stale plans.  No copy,
+validation or analysis happens on a hit.
+
+Even at memory speed, reading A costs more than a compressed kernel that does not read A's
+arrays at all, so arrays seen before (same buffers, shapes and dtypes) skip the checksum when
+the operating system says none of their pages was written since it was taken
+(:mod:`asp_mpk.writewatch`); where it cannot say, the checksum runs.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asp_mpk import native
+from asp_mpk import native, writewatch
 from asp_mpk.validate import as_csr
+from asp_mpk.writewatch import Watched, watcher
 
 if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
@@ -28,6 +34,9 @@ __all__ = ["AnalysedMatrix", "analysed", "input_key", "clear_matrices"]
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
 MAX_MATRICES = 8
+#: arrays found written this many checks in a row are checksummed instead of watched
+#: (after each watched write the next write to every page of it costs a page fault)
+VOLATILE_STREAK = 2
 
 
 class AnalysedMatrix:
@@ -147,14 +156,10 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
         if dtype is None or A.dtype == dtype:
             return A
         A = A.csr
-    import scipy.sparse as sp
-
-    if not sp.issparse(A):
-        as_csr(A)  # raises the right error
-    key = input_key(A, dtype)
+    key = _recognise(A, dtype)
     csr = None
-    if key is None:   # lil, dok...: convert, then recognise the converted arrays
-        csr = as_csr(A, dtype=dtype)
+    if key is None:   # lil, dok...: convert, then recognise the converted arrays (or raise
+        csr = as_csr(A, dtype=dtype)  # the right error for what is not a sparse matrix)
         key = input_key(csr, dtype)
     assert key is not None, "a CSR matrix always has a key"
     with _LOCK:
@@ -170,7 +175,58 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
     return m
 
 
+class _Seen:
+    """Arrays the functional API has checksummed: their content key and, while they are
+    watched, the write watch that vouches the key still holds."""
+
+    def __init__(self, key: tuple, watched: Watched | None, streak: int) -> None:
+        self.key, self.watched, self.streak = key, watched, streak
+
+
+_SEEN: OrderedDict[tuple, _Seen] = OrderedDict()
+
+
+def _recognise(A: Any, dtype: Any) -> tuple | None:
+    """:func:`input_key` of A, without the checksum when A's arrays are the ones seen before
+    and no page of them was written since (see the module's docstring)."""
+    arrays = _arrays(A)
+    if arrays is None:
+        return None
+    ident = (A.format, A.shape, str(A.dtype), str(dtype), tuple(
+        (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str) for a in arrays))
+    with _LOCK:
+        seen = _SEEN.get(ident)
+        if seen is not None:
+            _SEEN.move_to_end(ident)
+    if seen is not None and seen.watched is not None and seen.watched.owner.unchanged(
+            seen.watched):
+        seen.streak = 0
+        return seen.key
+    watch = watcher() if sum(a.nbytes for a in arrays) >= writewatch.MIN_BYTES else None
+    if watch is None:
+        return input_key(A, dtype)
+    streak = 0 if seen is None else seen.streak + 1
+    # watch again before the checksum, so that a write from now on is seen
+    watched = None if streak >= VOLATILE_STREAK else watch.watch(arrays)
+    key = input_key(A, dtype)
+    assert key is not None, "A has flat arrays"
+    stale = [seen] if seen is not None else []
+    with _LOCK:
+        _SEEN[ident] = _Seen(key, watched, streak)
+        while len(_SEEN) > 2 * MAX_MATRICES:
+            stale.append(_SEEN.popitem(last=False)[1])
+    for old in stale:
+        if old.watched is not None:
+            old.watched.owner.release(old.watched)
+    return key
+
+
 def clear_matrices() -> None:
     """Forget every analysed matrix (the plans and compiled code caches stay)."""
     with _LOCK:
         _MATRICES.clear()
+        stale = list(_SEEN.values())
+        _SEEN.clear()
+    for old in stale:
+        if old.watched is not None:
+            old.watched.owner.release(old.watched)

@@ -44,6 +44,30 @@ def asp_register_specializers(register: Registry) -> None:
 
 
 @hookimpl
+def asp_doctor_checks() -> list[tuple[str, bool, str]]:
+    import importlib.util
+    import os
+
+    from asp_mpk.writewatch import watcher
+
+    built = importlib.util.find_spec("asp_mpk._planner") is not None
+    if watcher() is not None:
+        watching = "on: matrix_powers/spmv/cg recognise an unchanged matrix without reading it"
+    else:
+        why = ("ASP_MPK_WATCH_WRITES=0" if os.environ.get("ASP_MPK_WATCH_WRITES") == "0" else
+               "needs Linux >= 6.7 with the userfaultfd system call allowed; container seccomp "
+               "profiles may filter it")
+        watching = (f"off ({why}): matrix_powers/spmv/cg checksum A's arrays on every call; "
+                    "asp_mpk.MatrixPowers(A, k) never reads A again")
+    return [
+        ("asp-mpk plan builder", built, "native (pybind11)" if built else
+         "not built: matrix analysis runs in numpy, several times slower (reinstall asp-mpk "
+         "with a C++ compiler present)"),
+        ("asp-mpk write watching", True, watching),
+    ]
+
+
+@hookimpl
 def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from asp_mpk.bench import run_benchmarks
 

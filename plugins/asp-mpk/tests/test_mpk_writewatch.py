@@ -1,0 +1,207 @@
+"""Write watching (userfaultfd write-protection, asynchronous) tells the functional API that a
+matrix was not written since its checksum, and never misses a write: every way the bytes can
+change is either seen or makes the watch decline."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import asp_mpk
+from asp_mpk import gallery, matrix, writewatch
+from asp_mpk.matrix import analysed, clear_matrices
+from pytest_asp import requires_compiler
+
+PAGE = mmap.PAGESIZE
+
+
+@pytest.fixture
+def watch():
+    w = writewatch.watcher()
+    if w is None:
+        pytest.skip("this system cannot watch writes (userfaultfd WP_ASYNC, Linux >= 6.7)")
+    return w
+
+
+def _interior(a: np.ndarray, offset_pages: int) -> int:
+    """Index of an element in the ``offset_pages``-th whole page inside ``a``."""
+    first = -(-a.ctypes.data // PAGE) * PAGE
+    return (first + offset_pages * PAGE - a.ctypes.data) // a.itemsize + 3
+
+
+def test_no_write_means_unchanged_and_any_write_is_seen(watch):
+    a = np.random.default_rng(0).random(3_000_000)
+    b = np.arange(1_000_000, dtype=np.int32)
+    watched = watch.watch((a, b))
+    assert watched is not None and watched.pages
+    assert watch.unchanged(watched) and watch.unchanged(watched)
+    rng = np.random.default_rng(1)
+    npages = a.nbytes // PAGE - 1
+    for trial in range(60):
+        watched = watch.watch((a, b))
+        i = _interior(a, int(rng.integers(0, npages)))
+        if trial % 3 == 0:
+            a[i] = a[i]                               # same value: still a write, still seen
+        elif trial % 3 == 1:
+            a[i:i + 2] += 1.0
+        else:
+            ctypes.memmove(a.ctypes.data + 8 * i, b"\x01" * 8, 8)
+        assert not watch.unchanged(watched)
+    watched = watch.watch((a, b))
+    b[_interior(b, 10)] += 1
+    assert not watch.unchanged(watched)
+
+
+def test_partial_pages_at_the_ends_are_compared_byte_for_byte(watch):
+    a = np.random.default_rng(0).random(600_000)
+    for index in (0, 1, -1, -2):
+        watched = watch.watch((a,))
+        a[index] += 1.0
+        assert not watch.unchanged(watched)
+    watched = watch.watch((a,))
+    small = np.arange(10.0)                           # no whole page at all: edges only
+    w2 = watch.watch((small,))
+    assert w2 is not None and not w2.pages and watch.unchanged(w2)
+    small[4] = -1.0
+    assert not watch.unchanged(w2)
+    assert watch.unchanged(watched)
+
+
+def test_a_write_is_seen_by_every_entry_watching_the_array(watch):
+    a = np.random.default_rng(0).random(2_000_000)
+    first, second = watch.watch((a,)), watch.watch((a,))
+    a[_interior(a, 5)] = 0.0
+    assert not watch.unchanged(first)                 # this check protects the page again...
+    assert not watch.unchanged(second)                # ...but the other entry still sees it
+    again = watch.watch((a,))
+    assert watch.unchanged(again)
+    for w in (first, second, again):
+        watch.release(w)
+
+
+def test_memory_another_process_could_write_is_not_watched(watch, tmp_path):
+    path = tmp_path / "m.bin"
+    shared = np.memmap(path, dtype=np.float64, mode="w+", shape=(1_000_000,))
+    private = np.memmap(path, dtype=np.float64, mode="c", shape=(1_000_000,))
+    anon_shared = mmap.mmap(-1, 8 << 20, flags=mmap.MAP_SHARED)
+    for arr in (shared, private, np.frombuffer(anon_shared, dtype=np.float64)):
+        assert watch.watch((arr,)) is None
+    del shared, private
+
+
+def test_pages_dropped_without_a_write_count_as_changed(watch):
+    a = np.ones(2_000_000)
+    watched = watch.watch((a,))
+    page = -(-a.ctypes.data // PAGE) * PAGE + 7 * PAGE
+    assert ctypes.CDLL(None).madvise(ctypes.c_void_p(page), PAGE, 4) == 0   # MADV_DONTNEED
+    assert not watch.unchanged(watched)
+
+
+def test_release_unregisters_what_nothing_else_watches(watch):
+    a = np.ones(1_000_000)
+    before = len(watch._ranges)
+    w1, w2 = watch.watch((a,)), watch.watch((a,))
+    assert len(watch._ranges) == before + 1
+    watch.release(w1)
+    assert len(watch._ranges) == before + 1 and watch.unchanged(w2)
+    watch.release(w2)
+    assert len(watch._ranges) == before
+
+
+def test_a_forked_child_does_not_trust_its_parents_watch(watch):
+    a = np.ones(2_000_000)
+    watched = watch.watch((a,))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # pragma: no cover - the child reports through the pipe
+        try:
+            child = writewatch.watcher()
+            ok = not watch.unchanged(watched)         # the parent's watch: not trusted
+            if child is not None:
+                mine = child.watch((a,))
+                a[_interior(a, 3)] = 2.0
+                ok = ok and mine is not None and not child.unchanged(mine)
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert watch.unchanged(watched)                   # the child's write was to its own copy
+
+
+def test_watching_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("ASP_MPK_WATCH_WRITES", "0")
+    assert writewatch._open() is None
+
+
+@pytest.fixture
+def counted_checksums(monkeypatch):
+    """The functional API's checksums of A (not the analysis's own)."""
+    calls = []
+    real = matrix.input_key
+
+    def input_key(A, dtype=None):
+        calls.append(A.format)
+        return real(A, dtype)
+
+    monkeypatch.setattr(matrix, "input_key", input_key)
+    clear_matrices()
+    yield calls
+    clear_matrices()
+
+
+def test_an_unchanged_watched_matrix_is_recognised_without_reading_it(watch, counted_checksums):
+    A = gallery.poisson2d(300)                        # 3.6 MB of CSR arrays: watched
+    m = analysed(A)
+    assert counted_checksums == ["csr"]
+    for _ in range(3):
+        assert analysed(A) is m
+    assert counted_checksums == ["csr"]               # no read of A on a hit
+    A.data[A.nnz // 2] *= 1.0                         # written, same bytes: checksum, same entry
+    assert analysed(A) is m and len(counted_checksums) == 2
+
+
+@requires_compiler
+def test_a_watched_matrix_changed_in_place_gives_right_answers(watch, counted_checksums):
+    A = gallery.variable_poisson2d(300, seed=1).tocsr()
+    x = np.random.default_rng(2).standard_normal(A.shape[0])
+
+    def check():
+        ref = np.stack([x, A @ x, A @ (A @ x)])
+        np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2), ref, rtol=1e-12)
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+
+    check()
+    check()
+    A.data[A.nnz // 3] = -7.5                         # one value inside the array
+    check()
+    A.data[-1] += 2.0                                 # in the partial page at its end
+    check()
+    row = 1000
+    A.indices[A.indptr[row]] = (A.indices[A.indptr[row]] + 37) % A.shape[0]
+    A.has_sorted_indices = False                      # structure changed in place
+    check()
+    reads = len(counted_checksums)
+    check()
+    assert len(counted_checksums) == reads            # unchanged again: watched, not read
+
+
+@requires_compiler
+def test_a_matrix_written_before_every_call_is_checksummed_not_watched(watch,
+                                                                       counted_checksums):
+    A = sp.csr_matrix(gallery.poisson2d(300))
+    x = np.ones(A.shape[0])
+    for step in range(4):
+        A.data[7 + step] += 1.0
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    from asp_mpk.matrix import _SEEN
+
+    (seen,) = _SEEN.values()
+    assert seen.watched is None                       # volatile: each write would fault
+    assert len(counted_checksums) == 4
