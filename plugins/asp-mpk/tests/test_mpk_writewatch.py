@@ -39,7 +39,7 @@ def test_no_write_means_unchanged_and_any_write_is_seen(watch):
     b = np.arange(1_000_000, dtype=np.int32)
     watched = watch.watch((a, b))
     assert watched is not None and watched.pages
-    assert watch.unchanged(watched) and watch.unchanged(watched)
+    assert watch.unchanged(watched, (a, b)) and watch.unchanged(watched, (a, b))
     rng = np.random.default_rng(1)
     npages = a.nbytes // PAGE - 1
     for trial in range(60):
@@ -51,10 +51,10 @@ def test_no_write_means_unchanged_and_any_write_is_seen(watch):
             a[i:i + 2] += 1.0
         else:
             ctypes.memmove(a.ctypes.data + 8 * i, b"\x01" * 8, 8)
-        assert not watch.unchanged(watched)
+        assert not watch.unchanged(watched, (a, b))
     watched = watch.watch((a, b))
     b[_interior(b, 10)] += 1
-    assert not watch.unchanged(watched)
+    assert not watch.unchanged(watched, (a, b))
 
 
 def test_partial_pages_at_the_ends_are_compared_byte_for_byte(watch):
@@ -62,24 +62,35 @@ def test_partial_pages_at_the_ends_are_compared_byte_for_byte(watch):
     for index in (0, 1, -1, -2):
         watched = watch.watch((a,))
         a[index] += 1.0
-        assert not watch.unchanged(watched)
+        assert not watch.unchanged(watched, (a,))
     watched = watch.watch((a,))
     small = np.arange(10.0)                           # no whole page at all: edges only
     w2 = watch.watch((small,))
-    assert w2 is not None and not w2.pages and watch.unchanged(w2)
+    assert w2 is not None and not w2.pages and watch.unchanged(w2, (small,))
     small[4] = -1.0
-    assert not watch.unchanged(w2)
-    assert watch.unchanged(watched)
+    assert not watch.unchanged(w2, (small,))
+    assert watch.unchanged(watched, (a,))
+
+
+def test_other_arrays_or_a_changed_layout_are_not_the_watched_ones(watch):
+    a = np.random.default_rng(0).random(1_000_000)
+    watched = watch.watch((a,))
+    assert watch.unchanged(watched, (a,))
+    assert not watch.unchanged(watched, (a.copy(),))          # another buffer, same bytes
+    assert not watch.unchanged(watched, (a.reshape(1000, 1000),))
+    assert not watch.unchanged(watched, (a.view(np.int64),))  # same bytes, another dtype
+    assert not watch.unchanged(watched, (a, a))
+    assert watch.unchanged(watched, (a,))
 
 
 def test_a_write_is_seen_by_every_entry_watching_the_array(watch):
     a = np.random.default_rng(0).random(2_000_000)
     first, second = watch.watch((a,)), watch.watch((a,))
     a[_interior(a, 5)] = 0.0
-    assert not watch.unchanged(first)                 # this check protects the page again...
-    assert not watch.unchanged(second)                # ...but the other entry still sees it
+    assert not watch.unchanged(first, (a,))                 # this check protects the page again...
+    assert not watch.unchanged(second, (a,))                # ...but the other entry still sees it
     again = watch.watch((a,))
-    assert watch.unchanged(again)
+    assert watch.unchanged(again, (a,))
     for w in (first, second, again):
         watch.release(w)
 
@@ -99,18 +110,19 @@ def test_pages_dropped_without_a_write_count_as_changed(watch):
     watched = watch.watch((a,))
     page = -(-a.ctypes.data // PAGE) * PAGE + 7 * PAGE
     assert ctypes.CDLL(None).madvise(ctypes.c_void_p(page), PAGE, 4) == 0   # MADV_DONTNEED
-    assert not watch.unchanged(watched)
+    assert not watch.unchanged(watched, (a,))
 
 
 def test_release_unregisters_what_nothing_else_watches(watch):
     a = np.ones(1_000_000)
-    before = len(watch._ranges)
     w1, w2 = watch.watch((a,)), watch.watch((a,))
-    assert len(watch._ranges) == before + 1
+    ((pages, _),) = w1.pages
+    users = pages.users                               # earlier tests' arrays may share it
     watch.release(w1)
-    assert len(watch._ranges) == before + 1 and watch.unchanged(w2)
+    assert pages.users == users - 1 and watch.unchanged(w2, (a,))
     watch.release(w2)
-    assert len(watch._ranges) == before
+    assert pages.users == users - 2
+    assert ((pages.start, pages.end) in watch._ranges) == (pages.users > 0)
 
 
 def test_a_forked_child_does_not_trust_its_parents_watch(watch):
@@ -121,18 +133,18 @@ def test_a_forked_child_does_not_trust_its_parents_watch(watch):
     if pid == 0:   # pragma: no cover - the child reports through the pipe
         try:
             child = writewatch.watcher()
-            ok = not watch.unchanged(watched)         # the parent's watch: not trusted
+            ok = not watch.unchanged(watched, (a,))         # the parent's watch: not trusted
             if child is not None:
                 mine = child.watch((a,))
                 a[_interior(a, 3)] = 2.0
-                ok = ok and mine is not None and not child.unchanged(mine)
+                ok = ok and mine is not None and not child.unchanged(mine, (a,))
             os.write(write, b"1" if ok else b"0")
         finally:
             os._exit(0)
     os.close(write)
     assert os.read(read, 1) == b"1"
     os.waitpid(pid, 0)
-    assert watch.unchanged(watched)                   # the child's write was to its own copy
+    assert watch.unchanged(watched, (a,))             # the child's write was to its own copy
 
 
 def test_watching_can_be_turned_off(monkeypatch):

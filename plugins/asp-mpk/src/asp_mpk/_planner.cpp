@@ -4,8 +4,8 @@
 // GIL released: the structure check (out-of-range column indices are a ValueError, never a
 // crash in generated code), the analysis (bandwidth, diagonals, symmetry, constant diagonals,
 // dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and
-// local CSR matrices), the bandwidth under a permutation, and the fast checksum with which the
-// functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
+// local CSR matrices), the bandwidth under a permutation, and the fast checksum and write-watch
+// check with which the functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
 // the same results with numpy (asp_mpk.native picks one).  Also the passes of classical CG on
 // the CSR arrays, which asp_mpk.cg runs while its generated kernel compiles.
 
@@ -26,6 +26,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/ioctl.h>
 #endif
 
 namespace py = pybind11;
@@ -772,6 +775,98 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
     });
 }
 
+// ---- write watching: the functional API's per-call check -------------------------------------
+// What asp_mpk.writewatch recorded about a matrix's arrays when it write-protected their whole
+// pages and the caller checksummed them.  clean() answers, without reading the arrays, whether
+// they can have changed since: the same buffers, shapes, strides and dtypes; the same bytes in
+// the partial pages at their ends; and one PAGEMAP_SCAN per page range that reports a single
+// resident, unwritten region.  It touches a few cache lines where the Python check touched a
+// few hundred (after a kernel has streamed the caches away, that was most of its cost).
+// Anything else, including not being Linux, is "cannot tell": the Python side decides then.
+struct PageScan {  // struct pm_scan_arg of linux/fs.h (Linux 6.7)
+    u64 size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
+        category_mask, category_anyof_mask, return_mask;
+};
+struct PageRegion {  // struct page_region
+    u64 start, end, categories;
+};
+constexpr u64 kScanCheckWpAsync = 1u << 1, kWritten = 1u << 1, kPresent = 1u << 3,
+              kSwapped = 1u << 4;
+constexpr unsigned long kPagemapScan = (3ul << 30) | (sizeof(PageScan) << 16) | ('f' << 8) | 16;
+
+struct WatchedArray {
+    std::uintptr_t ptr;
+    std::vector<py::ssize_t> shape, strides;
+    int type_num;
+    char byteorder;
+    std::string head, tail;  // the bytes of the partial pages at each end
+    std::uintptr_t lo, hi;   // the whole pages in between
+};
+
+class WriteCheck {
+  public:
+    WriteCheck(int pagemap, const py::tuple &arrays, std::uintptr_t page) : pagemap_(pagemap) {
+        for (const auto &obj : arrays) {
+            auto a = py::reinterpret_borrow<py::array>(obj);
+            WatchedArray w;
+            describe(a, w);
+            const auto start = w.ptr, end = start + static_cast<std::uintptr_t>(a.nbytes());
+            w.lo = (start + page - 1) / page * page;
+            w.hi = std::max(w.lo, end / page * page);
+            w.head.assign(reinterpret_cast<const char *>(start), std::min(w.lo, end) - start);
+            w.tail.assign(reinterpret_cast<const char *>(w.hi), end > w.hi ? end - w.hi : 0);
+            arrays_.push_back(std::move(w));
+        }
+    }
+
+    bool clean(const py::tuple &arrays) const {
+        if (arrays.size() != arrays_.size()) return false;
+        for (std::size_t i = 0; i < arrays_.size(); ++i) {
+            if (!py::isinstance<py::array>(arrays[i])) return false;
+            WatchedArray now;
+            describe(py::reinterpret_borrow<py::array>(arrays[i]), now);
+            const auto &w = arrays_[i];
+            if (now.ptr != w.ptr || now.shape != w.shape || now.strides != w.strides ||
+                now.type_num != w.type_num || now.byteorder != w.byteorder ||
+                std::memcmp(reinterpret_cast<const void *>(w.ptr), w.head.data(),
+                            w.head.size()) != 0 ||
+                std::memcmp(reinterpret_cast<const void *>(w.hi), w.tail.data(),
+                            w.tail.size()) != 0)
+                return false;
+        }
+        for (const auto &w : arrays_)
+            if (w.hi > w.lo && !unwritten(w.lo, w.hi)) return false;
+        return true;
+    }
+
+  private:
+    static void describe(const py::array &a, WatchedArray &w) {
+        w.ptr = reinterpret_cast<std::uintptr_t>(a.data());
+        w.shape.assign(a.shape(), a.shape() + a.ndim());
+        w.strides.assign(a.strides(), a.strides() + a.ndim());
+        const auto *d = py::detail::array_descriptor_proxy(a.dtype().ptr());
+        w.type_num = d->type_num;
+        w.byteorder = d->byteorder;
+    }
+
+    bool unwritten(std::uintptr_t lo, std::uintptr_t hi) const {
+#if defined(__linux__)
+        PageRegion vec[2];
+        PageScan arg{sizeof(PageScan), kScanCheckWpAsync, lo, hi, 0,
+                     reinterpret_cast<u64>(vec), 2, 0, 0, 0, 0, kWritten | kPresent | kSwapped};
+        if (ioctl(pagemap_, kPagemapScan, &arg) != 1) return false;
+        return vec[0].start == lo && vec[0].end == hi && !(vec[0].categories & kWritten) &&
+               (vec[0].categories & (kPresent | kSwapped));
+#else
+        (void)lo, (void)hi;
+        return false;
+#endif
+    }
+
+    int pagemap_;
+    std::vector<WatchedArray> arrays_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_planner, m) {
@@ -803,4 +898,11 @@ PYBIND11_MODULE(_planner, m) {
     m.def("closures", &closures, py::arg("indptr"), py::arg("indices"), py::arg("order"),
           py::arg("bounds"), py::arg("k"), py::arg("sym"), py::arg("max_entries"),
           "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");
+    py::class_<WriteCheck>(m, "WriteCheck",
+                           "The arrays as write-watched and checksummed (see asp_mpk.writewatch).")
+        .def(py::init<int, const py::tuple &, std::uintptr_t>(), py::arg("pagemap"),
+             py::arg("arrays"), py::arg("page"))
+        .def("clean", &WriteCheck::clean, py::arg("arrays"),
+             "True when the arrays are the same buffers with the same layout and end bytes, "
+             "and no page of them was written since they were protected.");
 }

@@ -12,6 +12,8 @@ Cases (``--quick`` shrinks every problem for CI):
   kernel into a preallocated ``out`` and the naive k-SpMV variant (matrix read k times), to
   show the kernel apart from the call.  SciPy's repeated ``A @ x`` is the anchor.  The naive
   k-SpMV memory roofline (CSR bytes x k / STREAM copy measured in this run) is printed.
+- ``asp_mpk.spmv(A, x)`` on the same two matrices against its kernel only (the tuned product
+  into a preallocated y) and SciPy's ``A @ x``.
 - k = 4, 8 on 2-D linear elasticity (2x2 nodal blocks, nodes numbered in random order as an
   unstructured mesh would): PA1 over CSR and over BCSR register blocks (kernel only).
 - CG to rtol 1e-8, steady state: ``asp_mpk.cg`` (s-step, or fused classical CG where that
@@ -87,6 +89,28 @@ def _powers_cases(bench: Any, name: str, A: Any, ks: list[int],
                     coefs=coefs: fn(xs, o3, coefs, None, "monomial")
         bench.compare(f"matrix powers {name} k={k}", contenders, anchor="scipy A@x",
                       bytes=nbytes, check=check)
+
+
+def _spmv_case(bench: Any, name: str, A: Any) -> None:
+    """``asp_mpk.spmv(A, x)`` as users call it against its own kernel (the tuned k = 1
+    kernel's product entry point into a preallocated y) and SciPy's ``A @ x``."""
+    import asp_mpk
+    from asp_mpk.matrix import analysed
+
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    y = np.empty(A.shape[0])
+    mp = analysed(A).powers(1)
+    mp.tune()
+    kern = mp._winner(1, "monomial")
+    contenders = {"scipy A@x": lambda: A @ x, "asp spmv": lambda: asp_mpk.spmv(A, x)}
+    if kern is not None and kern.has_spmv:
+        contenders["asp spmv (kernel only)"] = lambda: kern.spmv(x, y)
+
+    def check() -> None:
+        ref = A @ x
+        assert np.allclose(asp_mpk.spmv(A, x), ref, rtol=1e-12, atol=1e-14 * np.abs(ref).max())
+
+    bench.compare(f"spmv {name}", contenders, anchor="scipy A@x", check=check)
 
 
 def _cg_case(bench: Any, name: str, A: Any, repeats: int) -> None:
@@ -232,6 +256,8 @@ def run_benchmarks(bench: Any) -> None:
     ks = [2, 8] if quick else [2, 4, 8, 16]
     _powers_cases(bench, f"2-D Poisson {p2.shape[0]} rows", p2, ks)
     _powers_cases(bench, f"3-D Poisson {p3.shape[0]} rows", p3, ks)
+    _spmv_case(bench, f"2-D Poisson {p2.shape[0]} rows", p2)
+    _spmv_case(bench, f"3-D Poisson {p3.shape[0]} rows", p3)
     el = gallery.shuffle_nodes(gallery.elasticity(120 if quick else 400), 2)
     _powers_cases(bench, f"2-D elasticity {el.shape[0]} rows, shuffled nodes", el,
                   [4] if quick else [4, 8], formats=("csr-", "bcsr"))

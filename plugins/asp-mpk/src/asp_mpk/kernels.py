@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from asp_mpk import native
 from asp_mpk.validate import check_finite, non_finite
 
 __all__ = ["render_source", "CKernel", "C_TYPES"]
@@ -77,7 +78,7 @@ class CKernel:
             fn = cdll.mpk_dia
             fn.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr,
                            _int, _ptr, _int, _ptr]
-            self._spmv = cdll.spmv_dia
+            self._spmv = cdll.spmv
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _int]
             self._stream = cdll.mpk_dia_stream
             self._stream.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _i64,
@@ -92,7 +93,7 @@ class CKernel:
             fn = cdll.mpk_naive
             fn.argtypes = [_i64, _ptr, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _int,
                            _ptr]
-            self._spmv = cdll.spmv_csr
+            self._spmv = cdll.spmv
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _int]
         fn.restype = _int
         self._fn = fn
@@ -358,8 +359,12 @@ class CKernel:
         return self._spmv is not None
 
     def spmv(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """y = A x with the kernel's matrix (dia and naive formats)."""
+        """y = A x with the kernel's matrix (dia and naive formats); ``ValueError`` when x
+        holds inf or nan that reach y (the kernel checks y as it writes it, so a finite x costs
+        no pass of its own)."""
         if self._spmv is None:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
-        self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.pass_threads)
+        if self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.pass_threads) \
+                and not native.all_finite(x):
+            raise non_finite()
         return y

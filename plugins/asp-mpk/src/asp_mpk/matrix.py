@@ -192,14 +192,12 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     arrays = _arrays(A)
     if arrays is None:
         return None
-    ident = (A.format, A.shape, str(A.dtype), str(dtype), tuple(
-        (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str) for a in arrays))
-    with _LOCK:
-        seen = _SEEN.get(ident)
-        if seen is not None:
-            _SEEN.move_to_end(ident)
+    # the arrays' ids find the entry; its watch then checks buffers, layouts and contents
+    ident = (A.format, A.shape, None if dtype is None else np.dtype(dtype).str,
+             *map(id, arrays))
+    seen = _SEEN.get(ident)
     if seen is not None and seen.watched is not None and seen.watched.owner.unchanged(
-            seen.watched):
+            seen.watched, arrays):
         seen.streak = 0
         return seen.key
     watch = watcher() if sum(a.nbytes for a in arrays) >= writewatch.MIN_BYTES else None
@@ -211,7 +209,8 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     key = input_key(A, dtype)
     assert key is not None, "A has flat arrays"
     stale = [seen] if seen is not None else []
-    with _LOCK:
+    with _LOCK:   # first in, first out (a hit does not reorder: it takes no lock)
+        _SEEN.pop(ident, None)
         _SEEN[ident] = _Seen(key, watched, streak)
         while len(_SEEN) > 2 * MAX_MATRICES:
             stale.append(_SEEN.popitem(last=False)[1])

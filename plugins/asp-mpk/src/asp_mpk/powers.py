@@ -397,7 +397,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     to write into (not overlapping x).  Once tuned, the k = 1 kernel's own product entry point
     runs (y = A x: x read, y written, nothing else); before that, the matrix-powers call."""
     mp = _cached_powers(A, 1)
-    xv = np.ascontiguousarray(as_vector(x, mp.n), dtype=mp.dtype)
+    xv = np.ascontiguousarray(as_vector(x, mp.n, finite=False), dtype=mp.dtype)
     if out is None:
         y = np.empty(mp.n, dtype=mp.dtype)
     elif not (isinstance(out, np.ndarray) and out.shape == (mp.n,) and out.dtype == mp.dtype

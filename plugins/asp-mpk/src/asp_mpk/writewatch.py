@@ -11,9 +11,11 @@ writer never waits), and the ``PAGEMAP_SCAN`` ioctl reports which pages were wri
 Wine's emulation of Windows' ``GetWriteWatch`` is built on the same two calls.
 
 :class:`WriteWatch` protects the whole pages inside each array before the caller checksums
-it, and :meth:`WriteWatch.unchanged` then answers from one page-table walk (tens of
-microseconds for 64 MB); the partial pages at each array's ends, which other objects may
-share, are compared byte for byte instead.  It answers "changed" whenever it cannot be sure:
+it, and :meth:`WriteWatch.unchanged` then answers from one page-table walk per array (about
+12 µs in all for 64 MB); the partial pages at each array's ends, which other objects may
+share, are compared byte for byte instead.  The per-call check runs in the native module
+(``asp_mpk._planner.WriteCheck``) where it is built: called right after a kernel has streamed
+the caches away, the Python version cost three times its warm time in cache misses.  It answers "changed" whenever it cannot be sure:
 a page was written, unmapped or swapped out, the memory is file-backed or shared (another
 process could write it without our page tables knowing), the registration vanished (memory
 freed and mapped again), or after ``fork`` in the child.  Arrays written between most calls
@@ -31,8 +33,11 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from asp_mpk import native
 
 __all__ = ["WriteWatch", "Watched", "watcher", "MIN_BYTES"]
 
@@ -104,12 +109,22 @@ class _Pages:
 
 @dataclass(eq=False)
 class Watched:
-    """What :meth:`WriteWatch.watch` hands back for a set of arrays: the page ranges with their
-    versions at watch time and the bytes of the partial pages at the arrays' ends."""
+    """What :meth:`WriteWatch.watch` hands back for a set of arrays: their buffers and layouts,
+    the page ranges with their versions at watch time, the bytes of the partial pages at the
+    arrays' ends, and the native module's copy of all that (``check``, valid while the
+    watcher's ``generation`` has not moved)."""
 
     owner: WriteWatch
+    layout: tuple
     pages: list[tuple[_Pages, int]] = field(default_factory=list)
     edges: list[tuple[int, bytes]] = field(default_factory=list)
+    check: Any = None
+    generation: int = 0
+
+
+def _layout(arrays: tuple[np.ndarray, ...]) -> tuple:
+    return tuple((a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+                 for a in arrays)
 
 
 class WriteWatch:
@@ -122,6 +137,9 @@ class WriteWatch:
         self._libc = libc
         self._ranges: dict[tuple[int, int], _Pages] = {}
         self._closed = False
+        #: moves on whenever a write is seen anywhere: a native check made before is then
+        #: confirmed once by the Python one (which knows the ranges' versions)
+        self.generation = 0
         self._lock = threading.Lock()
         self._vec = (_Region * 2)()
 
@@ -131,9 +149,9 @@ class WriteWatch:
     def watch(self, arrays: tuple[np.ndarray, ...]) -> Watched | None:
         """Start watching ``arrays`` (before the caller checksums them: a write after this
         call is seen).  None when any of them cannot be watched exactly."""
-        if not all(a.flags.c_contiguous for a in arrays):
+        if not all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays):
             return None
-        watched = Watched(self)
+        watched = Watched(self, _layout(arrays))
         with self._lock:
             for a in arrays:
                 start, nbytes = a.ctypes.data, a.nbytes
@@ -148,6 +166,10 @@ class WriteWatch:
                         self._release_locked(watched)
                         return None
                     watched.pages.append((pages, pages.version))
+            watched.generation = self.generation
+        mod = native.planner()
+        if mod is not None:
+            watched.check = mod.WriteCheck(self._pagemap, arrays, _PAGE)
         return watched
 
     def _add(self, lo: int, hi: int) -> _Pages | None:
@@ -186,11 +208,17 @@ class WriteWatch:
         return (region.start == pages.start and region.end == pages.end
                 and not cats & _WRITTEN and bool(cats & (_PRESENT | _SWAPPED)))
 
-    def unchanged(self, watched: Watched) -> bool:
-        """Whether no byte of the watched arrays can have changed since :meth:`watch`.  When
-        False, the written ranges are protected again and moved to a new version, so a fresh
-        :meth:`watch` followed by a checksum makes the entry exact again."""
+    def unchanged(self, watched: Watched, arrays: tuple[np.ndarray, ...]) -> bool:
+        """Whether ``arrays`` are the watched ones (same buffers and layouts) and no byte of
+        them can have changed since :meth:`watch`.  When False, the written ranges are
+        protected again and moved to a new version, so a fresh :meth:`watch` followed by a
+        checksum makes the entry exact again."""
         if self._closed:   # watched by the parent of this forked process
+            return False
+        if watched.check is not None and watched.generation == self.generation \
+                and watched.check.clean(arrays):
+            return True
+        if _layout(arrays) != watched.layout:
             return False
         for addr, data in watched.edges:
             if data and self._libc.memcmp(addr, data, len(data)) != 0:
@@ -203,9 +231,12 @@ class WriteWatch:
                 elif not self._clean(pages):
                     self._written(pages)
                     ok = False
+            if ok:
+                watched.generation = self.generation
             return ok
 
     def _written(self, pages: _Pages) -> None:
+        self.generation += 1
         for other in self._ranges.values():
             if other.start < pages.end and pages.start < other.end:
                 other.version += 1

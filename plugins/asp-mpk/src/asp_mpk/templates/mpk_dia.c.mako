@@ -141,16 +141,7 @@ static void dia_rows(int64_t n, const real *dv, const uint8_t *mk, const real *x
     level_rows(n, dv, mk, x, 0, NULL, 0, y, yb, NULL, a, b, (real)1, (real)0, (real)0);
 }
 
-/* y = A x over all rows (one level, no recurrence), threaded. */
-int spmv_dia(int64_t n, const real *dv, const uint8_t *mk, const real *x, real *y, int nthreads)
-{
-    const int64_t CH = 8192;
-    int64_t nch = (n + CH - 1) / CH;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t c = 0; c < nch; ++c)
-        dia_rows(n, dv, mk, x, y, 0, c * CH, c * CH + CH < n ? c * CH + CH : n);
-    return 0;
-}
+<%include file="_spmv.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows'"/>
 
 <%include file="_cg.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows', halo=max(-minoff, maxoff)"/>
 

@@ -27,15 +27,7 @@ static void csr_rows(int64_t n, const int64_t *rp, const int32_t *ci, const real
 
 <%include file="_cg.c.mako" args="params='const int64_t *rp, const int32_t *ci, const real *va', args='rp, ci, va', rows='csr_rows'"/>
 
-int spmv_csr(int64_t n, const int64_t *rp, const int32_t *ci, const real *va,
-             const real *x, real *y, int nthreads)
-{
-    const int64_t CH = 2048, nch = (n + CH - 1) / CH;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t c = 0; c < nch; ++c)
-        csr_rows(n, rp, ci, va, x, y, 0, c * CH, c * CH + CH < n ? c * CH + CH : n);
-    return 0;
-}
+<%include file="_spmv.c.mako" args="params='const int64_t *rp, const int32_t *ci, const real *va', args='rp, ci, va', rows='csr_rows', chunk=2048"/>
 
 int mpk_naive(int64_t n, const int64_t *rp, const int32_t *ci, const real *va,
               int64_t nvec, const real *x, int64_t k,
@@ -50,7 +42,7 @@ int mpk_naive(int64_t n, const int64_t *rp, const int32_t *ci, const real *va,
             const real *xq = j >= 2 ? ov + (j - 2) * n : NULL;
             real *y = ov + j * n;
 % if monomial:
-            spmv_csr(n, rp, ci, va, xp, y, nthreads);
+            (void)spmv(n, rp, ci, va, xp, y, nthreads);   /* x was checked by the caller */
             (void)xq;
 % else:
             const real a1 = (real)al[j - 1], b1 = (real)be[j - 1], g1 = (real)ga[j - 1];
