@@ -34,8 +34,8 @@ __all__ = ["AnalysedMatrix", "analysed", "input_key", "clear_matrices"]
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
 MAX_MATRICES = 8
-#: arrays found written this many checks in a row are checksummed instead of watched
-#: (after each watched write the next write to every page of it costs a page fault)
+#: arrays found written (or not watchable) this many checks in a row are checksummed instead
+#: of watched (after each watched write the next write to every page of it costs a page fault)
 VOLATILE_STREAK = 2
 
 
@@ -208,9 +208,11 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     watched = None if streak >= VOLATILE_STREAK else watch.watch(arrays)
     key = input_key(A, dtype)
     assert key is not None, "A has flat arrays"
-    stale = [seen] if seen is not None else []
+    stale = []
     with _LOCK:   # first in, first out (a hit does not reorder: it takes no lock)
-        _SEEN.pop(ident, None)
+        previous = _SEEN.pop(ident, None)   # this call's entry, or another thread's newer one
+        if previous is not None:
+            stale.append(previous)
         _SEEN[ident] = _Seen(key, watched, streak)
         while len(_SEEN) > 2 * MAX_MATRICES:
             stale.append(_SEEN.popitem(last=False)[1])

@@ -15,11 +15,13 @@ it, and :meth:`WriteWatch.unchanged` then answers from one page-table walk per a
 12 µs in all for 64 MB); the partial pages at each array's ends, which other objects may
 share, are compared byte for byte instead.  The per-call check runs in the native module
 (``asp_mpk._planner.WriteCheck``) where it is built: called right after a kernel has streamed
-the caches away, the Python version cost three times its warm time in cache misses.  It answers "changed" whenever it cannot be sure:
-a page was written, unmapped or swapped out, the memory is file-backed or shared (another
-process could write it without our page tables knowing), the registration vanished (memory
-freed and mapped again), or after ``fork`` in the child.  Arrays written between most calls
-stop being watched (each watched write costs a page fault), and the checksum is used for them.
+the caches away, the Python version cost three times its warm time in cache misses.
+
+It answers "changed" whenever it cannot be sure: a page was written, dropped or unmapped, the
+memory is file-backed or shared (another process could write it without our page tables
+knowing), the registration vanished (memory freed and mapped again), or after ``fork`` in the
+child.  Arrays written between most calls stop being watched (each watched write costs a page
+fault), and the checksum is used for them.
 
 Where the system offers none of this (other kernels and systems, containers that filter the
 ``userfaultfd`` system call), :func:`watcher` returns None and the checksum is the only check.
