@@ -217,3 +217,22 @@ def test_a_matrix_written_before_every_call_is_checksummed_not_watched(watch,
     (seen,) = _SEEN.values()
     assert seen.watched is None                       # volatile: each write would fault
     assert len(counted_checksums) == 4
+    for _ in range(3):                                # left alone again: watched again
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    (seen,) = _SEEN.values()
+    assert seen.watched is not None and len(counted_checksums) == 6
+
+
+def test_memory_that_cannot_be_watched_is_not_tried_again(watch, counted_checksums,
+                                                          tmp_path, monkeypatch):
+    A = gallery.poisson2d(300).tocsr()
+    data = np.memmap(tmp_path / "data.bin", dtype=A.dtype, mode="w+", shape=A.data.shape)
+    data[:] = A.data
+    A.data = data                                     # values in a shared file mapping
+    tries = []
+    real = writewatch.WriteWatch.watch
+    monkeypatch.setattr(writewatch.WriteWatch, "watch",
+                        lambda self, arrays: tries.append(1) or real(self, arrays))
+    for _ in range(4):
+        analysed(A)
+    assert len(tries) == 1 and len(counted_checksums) == 4

@@ -176,11 +176,13 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
 
 
 class _Seen:
-    """Arrays the functional API has checksummed: their content key and, while they are
-    watched, the write watch that vouches the key still holds."""
+    """Arrays the functional API has checksummed: their content key; while they are watched,
+    the write watch that vouches the key still holds; how many checks in a row found them
+    changed (``streak``); and whether their memory can be watched at all."""
 
-    def __init__(self, key: tuple, watched: Watched | None, streak: int) -> None:
-        self.key, self.watched, self.streak = key, watched, streak
+    def __init__(self, key: tuple, watched: Watched | None, streak: int,
+                 watchable: bool) -> None:
+        self.key, self.watched, self.streak, self.watchable = key, watched, streak, watchable
 
 
 _SEEN: OrderedDict[tuple, _Seen] = OrderedDict()
@@ -204,16 +206,22 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     if watch is None:
         return input_key(A, dtype)
     streak = 0 if seen is None else seen.streak + 1
-    # watch again before the checksum, so that a write from now on is seen
-    watched = None if streak >= VOLATILE_STREAK else watch.watch(arrays)
+    watchable = seen is None or seen.watchable
+    watched = None
+    if watchable and streak < VOLATILE_STREAK:
+        # watch (again) before the checksum, so that a write from now on is seen
+        watched = watch.watch(arrays)
+        watchable = watched is not None   # file-backed or shared memory: never
     key = input_key(A, dtype)
     assert key is not None, "A has flat arrays"
+    if seen is not None and key == seen.key:
+        streak = 0   # the same contents after all: watched again from the next call
     stale = []
     with _LOCK:   # first in, first out (a hit does not reorder: it takes no lock)
         previous = _SEEN.pop(ident, None)   # this call's entry, or another thread's newer one
         if previous is not None:
             stale.append(previous)
-        _SEEN[ident] = _Seen(key, watched, streak)
+        _SEEN[ident] = _Seen(key, watched, streak, watchable)
         while len(_SEEN) > 2 * MAX_MATRICES:
             stale.append(_SEEN.popitem(last=False)[1])
     for old in stale:
