@@ -58,6 +58,7 @@ class CKernel:
         self.lib = lib
         self.fmt = fmt
         self.plan = plan
+        self._matrix_args: tuple[int | None, ...] | None = None
         self.n = n
         self.k = k
         self.dtype = np.dtype(dtype)
@@ -276,11 +277,13 @@ class CKernel:
         return self._cg is not None
 
     def _whole_matrix(self) -> tuple[int | None, ...]:
-        """The matrix arguments of the whole-matrix entry points (dia and naive kernels)."""
-        p = self.plan
-        if self.fmt == "dia":
-            return _p(p.dvals), _p(p.masks)
-        return _p(p.indptr), _p(p.indices), _p(p.data)
+        """The matrix arguments of the whole-matrix entry points (dia and naive kernels),
+        taken once: the plan's arrays live as long as the kernel."""
+        if self._matrix_args is None:
+            p = self.plan
+            self._matrix_args = ((_p(p.dvals), _p(p.masks)) if self.fmt == "dia" else
+                                 (_p(p.indptr), _p(p.indices), _p(p.data)))
+        return self._matrix_args
 
     def _cg_pass(self, i: int) -> Any:
         if self._cg is None:
