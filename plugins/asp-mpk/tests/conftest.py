@@ -9,3 +9,12 @@ import pytest
 @pytest.fixture(autouse=True)
 def _compile_on_first_call(monkeypatch):
     monkeypatch.setenv("ASP_MPK_COMPILE", "wait")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_matrices():
+    """Each test analyses its matrices afresh: an analysed matrix left by an earlier test (the
+    functional API keeps eight) may hold kernels still compiling under another mode."""
+    from asp_mpk.matrix import clear_matrices
+
+    clear_matrices()
