@@ -113,6 +113,28 @@ def test_pages_dropped_without_a_write_count_as_changed(watch):
     assert not watch.unchanged(watched, (a,))
 
 
+def test_memory_mapped_afresh_in_place_counts_as_changed(watch):
+    """Freed and mapped again at the same address (zero pages, no write anywhere): the new
+    mapping is not registered, so the scan refuses it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    size, rw, private_anon, fixed = 64 * PAGE, 3, 0x02 | 0x20, 0x10
+    addr = libc.mmap(None, size, rw, private_anon, -1, 0)
+    assert addr not in (None, ctypes.c_void_p(-1).value)
+    try:
+        a = np.ctypeslib.as_array((ctypes.c_double * (size // 8)).from_address(addr))
+        a[:] = 1.0
+        watched = watch.watch((a,))
+        assert watched is not None and watch.unchanged(watched, (a,))
+        assert libc.mmap(addr, size, rw, private_anon | fixed, -1, 0) == addr
+        assert a[100] == 0.0 and not watch.unchanged(watched, (a,))
+        watch.release(watched)
+    finally:
+        libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+
+
 def test_release_unregisters_what_nothing_else_watches(watch):
     a = np.ones(1_000_000)
     w1, w2 = watch.watch((a,)), watch.watch((a,))
