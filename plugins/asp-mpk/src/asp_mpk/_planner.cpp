@@ -3,9 +3,9 @@
 // Everything asp-mpk computes once per matrix, in single passes over the CSR arrays with the
 // GIL released: the structure check (out-of-range column indices are a ValueError, never a
 // crash in generated code), the analysis (bandwidth, diagonals, symmetry, constant diagonals,
-// dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and
-// local CSR matrices), the bandwidth under a permutation, and the fast checksum and write-watch
-// check with which the functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
+// dense r x r blocks), the DIA arrays, the PA1 ghost closures (levels and local CSR matrices),
+// the bandwidth under a permutation, and the fast checksum and write-watch check with which the
+// functional API recognises a matrix it has analysed.  The Python fallbacks in asp_mpk compute
 // the same results with numpy (asp_mpk.native picks one).  Also the passes of classical CG on
 // the CSR arrays, which asp_mpk.cg runs while its generated kernel compiles.
 
