@@ -258,3 +258,30 @@ def test_memory_that_cannot_be_watched_is_not_tried_again(watch, counted_checksu
     for _ in range(4):
         analysed(A)
     assert len(tries) == 1 and len(counted_checksums) == 4
+
+
+@requires_compiler
+def test_spmv_takes_the_short_way_and_still_sees_writes(watch, counted_checksums, monkeypatch):
+    """Once spmv has its tuned kernel, a watched matrix goes the short way (``vouched``: the
+    native check only, no checksum, no :func:`analysed`); a write in place still leads to the
+    new matrix's product."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")        # the default variant is the winner
+    A = gallery.variable_poisson2d(300, seed=3).tocsr()
+    x = np.random.default_rng(4).standard_normal(A.shape[0])
+    for _ in range(3):
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    m = analysed(A)
+    assert m.spmv_kernel is not None and m.spmv_kernel.has_spmv
+    slow = []
+    monkeypatch.setattr(matrix, "_recognise",
+                        lambda *args, real=matrix._recognise: slow.append(1) or real(*args))
+    reads = len(counted_checksums)
+    y = np.empty_like(x)
+    assert asp_mpk.spmv(A, x, out=y) is y
+    np.testing.assert_allclose(y, A @ x, rtol=1e-12)
+    assert not slow and len(counted_checksums) == reads
+    A.data[A.nnz // 2] = 11.0                         # a write: the short way declines
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    assert slow and analysed(A) is not m and len(counted_checksums) == reads + 1
+    x32 = x.astype(np.float32)                        # x to convert: the checked way
+    np.testing.assert_allclose(asp_mpk.spmv(A, x32), A @ x32.astype(np.float64), rtol=1e-6)

@@ -13,13 +13,15 @@ __all__ = ["GMM", "GaussianMixture", "__version__"]
 __version__ = "0.1.0"
 
 
+_EXPORTS = {"GaussianMixture": "estimator", "GMM": "paper"}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "GaussianMixture":
-        from asp_gmm.estimator import GaussianMixture
+    # Lazy (PEP 562), then kept in the module so that later lookups skip this function
+    if name in _EXPORTS:
+        import importlib
 
-        return GaussianMixture
-    if name == "GMM":
-        from asp_gmm.paper import GMM
-
-        return GMM
-    raise AttributeError(f"module 'asp_gmm' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,13 +19,17 @@ __version__ = "0.1.0"
 __all__ = ["matrix_powers", "MatrixPowers", "cg", "spmv", "__version__"]
 
 
+_EXPORTS = {"matrix_powers": "powers", "MatrixPowers": "powers", "spmv": "powers",
+            "cg": "cacg"}
+
+
 def __getattr__(name: str) -> Any:
-    if name in ("matrix_powers", "MatrixPowers", "spmv"):
-        from asp_mpk import powers
+    # Lazy (PEP 562), then kept in the module: a call through ``asp_mpk.spmv`` must not pay
+    # this function again (microseconds each time, right after a kernel: that is spmv's budget)
+    if name in _EXPORTS:
+        import importlib
 
-        return getattr(powers, name)
-    if name == "cg":
-        from asp_mpk.cacg import cg
-
-        return cg
-    raise AttributeError(f"module 'asp_mpk' has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

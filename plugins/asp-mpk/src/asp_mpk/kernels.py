@@ -58,7 +58,6 @@ class CKernel:
         self.lib = lib
         self.fmt = fmt
         self.plan = plan
-        self._matrix_args: tuple[int | None, ...] | None = None
         self.n = n
         self.k = k
         self.dtype = np.dtype(dtype)
@@ -98,6 +97,11 @@ class CKernel:
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _int]
         fn.restype = _int
         self._fn = fn
+        #: the matrix arguments of the whole-matrix entry points (the plan's arrays live as
+        #: long as the kernel)
+        self._whole = ((_p(plan.dvals), _p(plan.masks)) if fmt == "dia" else
+                       (_p(plan.indptr), _p(plan.indices), _p(plan.data)) if fmt == "naive"
+                       else ())
         if fmt != "dia":
             self._stream = None
         self._cg: tuple[Any, ...] | None = None
@@ -276,15 +280,6 @@ class CKernel:
         """True when the kernel holds the whole matrix and offers the fused CG passes."""
         return self._cg is not None
 
-    def _whole_matrix(self) -> tuple[int | None, ...]:
-        """The matrix arguments of the whole-matrix entry points (dia and naive kernels),
-        taken once: the plan's arrays live as long as the kernel."""
-        if self._matrix_args is None:
-            p = self.plan
-            self._matrix_args = ((_p(p.dvals), _p(p.masks)) if self.fmt == "dia" else
-                                 (_p(p.indptr), _p(p.indices), _p(p.data)))
-        return self._matrix_args
-
     def _cg_pass(self, i: int) -> Any:
         if self._cg is None:
             raise NotImplementedError("the fused CG passes are provided by dia and naive kernels")
@@ -304,7 +299,7 @@ class CKernel:
         """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
         fn = self._cg_pass(0)
         self._vectors(p, q, distinct="p and q")
-        return float(fn(self.n, *self._whole_matrix(), _p(p), _p(q), self.pass_threads))
+        return float(fn(self.n, *self._whole, _p(p), _p(q), self.pass_threads))
 
     def cg_update(self, alpha: float, x: np.ndarray | None, p: np.ndarray, r: np.ndarray,
                   q: np.ndarray) -> float:
@@ -328,7 +323,7 @@ class CKernel:
         fn = self._cg_pass(3)
         vs = (r, p, q) if x is None else (r, p, q, x)
         self._vectors(*vs, distinct="r, p, q and x")
-        return float(fn(self.n, *self._whole_matrix(), float(alpha), float(beta), _p(x), _p(r),
+        return float(fn(self.n, *self._whole, float(alpha), float(beta), _p(x), _p(r),
                         _p(p), _p(q), self.pass_threads))
 
     def cg_steps(self, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray, rr: float,
@@ -347,7 +342,7 @@ class CKernel:
         dots = self._cg_dots[1] if pq is not None and self._cg_dots[0] == key else (np.nan,) * 2
         st = np.array([rr, np.nan if pq is None else pq, *dots])
         coefs = np.empty((2, max(steps, 1)))
-        ret = int(fn(self.n, *self._whole_matrix(), _p(x), _p(r), _p(p), _p(q), steps,
+        ret = int(fn(self.n, *self._whole, _p(x), _p(r), _p(p), _p(q), steps,
                      float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.pass_threads))
         broke = ret < 0
         done = -ret - 1 if broke else ret
@@ -367,7 +362,8 @@ class CKernel:
         no pass of its own)."""
         if self._spmv is None:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
-        if self._spmv(self.n, *self._whole_matrix(), _p(x), _p(y), self.pass_threads) \
+        if self._spmv(self.n, *self._whole, x.ctypes.data, y.ctypes.data,
+                      self.pass_threads) \
                 and not native.all_finite(x):
             raise non_finite()
         return y

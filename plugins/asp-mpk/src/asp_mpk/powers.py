@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asp_mpk.cg_modes import ModeTimes
+from asp_mpk.matrix import analysed, vouched
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
@@ -42,8 +43,6 @@ class MatrixPowers:
     def __init__(self, A: Any, k: int, *, tune: bool | None = None,
                  options: dict[str, Any] | None = None) -> None:
         from asp_core import Dispatcher
-
-        from asp_mpk.matrix import analysed
 
         self.k = check_k(k)
         self.matrix = analysed(A)
@@ -377,37 +376,42 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     k = check_k(k)
     if basis not in ("monomial", "newton", "chebyshev"):
         raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
-    mp = _cached_powers(A, k)
+    mp = (vouched(A) or analysed(A)).powers(k)   # no copy or analysis for a matrix seen before
     if np.asarray(x).dtype != mp.dtype:
         as_vector(x, mp.n)  # validate before the conversion below
     return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
                      basis=basis, shifts=shifts, out=out)
 
 
-def _cached_powers(A: Any, k: int) -> MatrixPowers:
-    """The MatrixPowers object of depth k for A's current contents (see
-    :func:`asp_mpk.matrix.analysed`: a checksum of A's arrays, no copy or analysis when seen)."""
-    from asp_mpk.matrix import analysed
-
-    return analysed(A).powers(k)
-
-
 def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     """``A @ x`` through the generated kernel; ``out``: a C-contiguous (n,) array of A's dtype
     to write into (not overlapping x).  Once tuned, the k = 1 kernel's own product entry point
     runs (y = A x: x read, y written, nothing else); before that, the matrix-powers call."""
-    mp = _cached_powers(A, 1)
-    xv = np.ascontiguousarray(as_vector(x, mp.n, finite=False), dtype=mp.dtype)
+    m = vouched(A)   # the short way for a matrix seen before (see its docs)
+    kern = None if m is None else m.spmv_kernel
+    mp = None
+    if kern is None:
+        mp = analysed(A).powers(1)
+        kern = mp._winner(1, "monomial")
+        if kern is not None and kern.has_spmv:
+            mp.matrix.spmv_kernel = kern
+        else:
+            kern = None
+    sized: Any = kern if kern is not None else mp   # both know n and the dtype
+    n, dtype = sized.n, sized.dtype
+    if type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,) and x.flags.c_contiguous:
+        xv = x   # the usual call: nothing to convert
+    else:
+        xv = np.ascontiguousarray(as_vector(x, n, finite=False), dtype=dtype)
     if out is None:
-        y = np.empty(mp.n, dtype=mp.dtype)
-    elif not (isinstance(out, np.ndarray) and out.shape == (mp.n,) and out.dtype == mp.dtype
+        y = np.empty(n, dtype=dtype)
+    elif not (isinstance(out, np.ndarray) and out.shape == (n,) and out.dtype == dtype
               and out.flags.c_contiguous) or np.shares_memory(out, xv):
-        raise ValueError(f"out must be a C-contiguous ({mp.n},) {mp.dtype} array not "
-                         "overlapping x")
+        raise ValueError(f"out must be a C-contiguous ({n},) {dtype} array not overlapping x")
     else:
         y = out
-    kern = mp._winner(1, "monomial")
-    if kern is not None and kern.has_spmv:
+    if kern is not None:
         return kern.spmv(xv, y)
+    assert mp is not None
     y[...] = mp.powers(xv)[1]
     return y

@@ -271,6 +271,7 @@ class WriteWatch:
         """Close the descriptors (a forked child's copies: the registrations are the parent's,
         so ``release`` does nothing from now on)."""
         self._closed = True
+        self.generation += 1   # no native check vouches for anything any more
         os.close(self._uffd)
         os.close(self._pagemap)
 
