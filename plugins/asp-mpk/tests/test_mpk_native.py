@@ -276,3 +276,21 @@ def test_native_cg_passes_refuse_wrong_vectors():
     with pytest.raises(ValueError, match="p must be"):
         fast.cg_direction(0.1, np.zeros(n), np.zeros((2, n))[:, 0])
     assert native.cg_passes(A.astype(np.float32)) is None
+
+
+@needs_native
+def test_addresses_are_numpys_and_kernels_run_with_either(monkeypatch):
+    a = np.arange(10.0)
+    views = (a, a[3:], None, np.zeros((2, 3), dtype=np.int32)[1])
+    expected = tuple(None if v is None else v.ctypes.data for v in views)
+    assert native.address_function()(*views) == expected
+    with pytest.raises(TypeError, match="numpy arrays or None"):
+        native.address_function()([1.0])
+    monkeypatch.setitem(native._STATE, "mod", None)
+    assert native.address_function()(*views) == expected
+    monkeypatch.setenv("ASP_MPK_COMPILE", "wait")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    A = gallery.variable_poisson2d(30, seed=2)      # kernels bound with numpy's addresses
+    x = np.linspace(-1, 1, A.shape[0])
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-13)
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2)[2], A @ (A @ x), rtol=1e-12)

@@ -46,10 +46,6 @@ def render_source(fmt: str, dtype: str, *, monomial: bool, offsets: tuple[int, .
     raise ValueError(f"unknown kernel format {fmt!r}")
 
 
-def _p(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
-
-
 class CKernel:
     """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
 
@@ -97,10 +93,13 @@ class CKernel:
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _int]
         fn.restype = _int
         self._fn = fn
+        #: data addresses of a call's arrays, as one native call where the extension is built:
+        #: ``a.ctypes.data`` costs µs per array right after a kernel has streamed the caches away
+        self._addr = native.address_function()
         #: the matrix arguments of the whole-matrix entry points (the plan's arrays live as
         #: long as the kernel)
-        self._whole = ((_p(plan.dvals), _p(plan.masks)) if fmt == "dia" else
-                       (_p(plan.indptr), _p(plan.indices), _p(plan.data)) if fmt == "naive"
+        self._whole = (self._addr(plan.dvals, plan.masks) if fmt == "dia" else
+                       self._addr(plan.indptr, plan.indices, plan.data) if fmt == "naive"
                        else ())
         if fmt != "dia":
             self._stream = None
@@ -163,19 +162,20 @@ class CKernel:
         al, be, ga = (coefs[0], coefs[1], coefs[2])
         al, be, ga = (np.ascontiguousarray(a) for a in (al, be, ga))
         nvec = xs.shape[0]
+        pxs, pal, pbe, pga, pout, pgram = self._addr(xs, al, be, ga, out, gram)
         if self.fmt == "dia":
-            rc = self._fn(self.n, _p(p.dvals), _p(p.masks), nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out),
-                          len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram),
+            rc = self._fn(self.n, *self._whole, nvec, pxs, k, pal, pbe, pga, pout,
+                          len(p.bounds) - 1, *self._addr(p.bounds), self.nthreads, pgram,
                           int(self.nt and gram is None),
                           ctypes.addressof(bad) if check_x else None)
         elif self.fmt == "csr":
             c = p.closures[k]
-            rc = self._fn(self.n, nvec, _p(xs), k, _p(al), _p(be), _p(ga), _p(out), c.nblocks,
-                          _p(c.meta), _p(c.gofs), _p(c.glob), _p(c.rofs), _p(c.rp), _p(c.ci),
-                          _p(c.va), self.nthreads, _p(gram))
+            rc = self._fn(self.n, nvec, pxs, k, pal, pbe, pga, pout, c.nblocks,
+                          *self._addr(c.meta, c.gofs, c.glob, c.rofs, c.rp, c.ci, c.va),
+                          self.nthreads, pgram)
         else:
-            rc = self._fn(self.n, _p(p.indptr), _p(p.indices), _p(p.data), nvec, _p(xs), k,
-                          _p(al), _p(be), _p(ga), _p(out), self.nthreads, _p(gram))
+            rc = self._fn(self.n, *self._whole, nvec, pxs, k, pal, pbe, pga, pout,
+                          self.nthreads, pgram)
         if rc != 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
         if bad.value:
@@ -269,9 +269,10 @@ class CKernel:
                     raise ValueError("xo, ro, po must be contiguous vectors not overlapping xs")
         p = self.plan
         al, be, ga = (np.ascontiguousarray(coefs[i]) for i in range(3))
-        rc = self._stream(n, _p(p.dvals), _p(p.masks), xs.shape[0], _p(xs), k, _p(al), _p(be),
-                          _p(ga), len(p.bounds) - 1, _p(p.bounds), self.nthreads, _p(gram),
-                          _p(C), _p(xo), _p(ro), _p(po))
+        pxs, pal, pbe, pga, pbounds, pgram, pC, pxo, pro, ppo = self._addr(
+            xs, al, be, ga, p.bounds, gram, C, xo, ro, po)
+        rc = self._stream(n, *self._whole, xs.shape[0], pxs, k, pal, pbe, pga,
+                          len(p.bounds) - 1, pbounds, self.nthreads, pgram, pC, pxo, pro, ppo)
         if rc != 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
 
@@ -299,7 +300,7 @@ class CKernel:
         """``q = A p`` and ``p . q`` in one pass (fused CG pass 1)."""
         fn = self._cg_pass(0)
         self._vectors(p, q, distinct="p and q")
-        return float(fn(self.n, *self._whole, _p(p), _p(q), self.pass_threads))
+        return float(fn(self.n, *self._whole, *self._addr(p, q), self.pass_threads))
 
     def cg_update(self, alpha: float, x: np.ndarray | None, p: np.ndarray, r: np.ndarray,
                   q: np.ndarray) -> float:
@@ -307,13 +308,13 @@ class CKernel:
         leaves the x update to :meth:`cg_direction_apply`, which reads p anyway."""
         fn = self._cg_pass(1)
         self._vectors(p, r, q, *(() if x is None else (x,)))
-        return float(fn(self.n, float(alpha), _p(x), _p(p), _p(r), _p(q), self.pass_threads))
+        return float(fn(self.n, float(alpha), *self._addr(x, p, r, q), self.pass_threads))
 
     def cg_direction(self, beta: float, r: np.ndarray, p: np.ndarray) -> None:
         """``p = r + beta p`` (CG pass 3)."""
         fn = self._cg_pass(2)
         self._vectors(r, p)
-        fn(self.n, float(beta), _p(r), _p(p), self.pass_threads)
+        fn(self.n, float(beta), *self._addr(r, p), self.pass_threads)
 
     def cg_direction_apply(self, beta: float, r: np.ndarray, p: np.ndarray, q: np.ndarray,
                            x: np.ndarray | None = None, alpha: float = 0.0) -> float:
@@ -323,8 +324,8 @@ class CKernel:
         fn = self._cg_pass(3)
         vs = (r, p, q) if x is None else (r, p, q, x)
         self._vectors(*vs, distinct="r, p, q and x")
-        return float(fn(self.n, *self._whole, float(alpha), float(beta), _p(x), _p(r),
-                        _p(p), _p(q), self.pass_threads))
+        return float(fn(self.n, *self._whole, float(alpha), float(beta),
+                        *self._addr(x, r, p, q), self.pass_threads))
 
     def cg_steps(self, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: np.ndarray, rr: float,
                  steps: int, tol: float, pq: float | None = None
@@ -338,16 +339,17 @@ class CKernel:
         steps = max(int(steps), 0)
         # r.q and q.q that the DIA kernels' one-pass iteration left (see _cg.c.mako), reused
         # when the caller continues with the same vectors: else a pass computes them again
-        key = (_p(r), _p(q), pq)
+        px, pr, pp, pq_ = self._addr(x, r, p, q)
+        key = (pr, pq_, pq)
         dots = self._cg_dots[1] if pq is not None and self._cg_dots[0] == key else (np.nan,) * 2
         st = np.array([rr, np.nan if pq is None else pq, *dots])
         coefs = np.empty((2, max(steps, 1)))
-        ret = int(fn(self.n, *self._whole, _p(x), _p(r), _p(p), _p(q), steps,
-                     float(tol), _p(st), _p(coefs[0]), _p(coefs[1]), self.pass_threads))
+        ret = int(fn(self.n, *self._whole, px, pr, pp, pq_, steps, float(tol),
+                     *self._addr(st, coefs[0], coefs[1]), self.pass_threads))
         broke = ret < 0
         done = -ret - 1 if broke else ret
         pq_out = float(st[1])
-        self._cg_dots = ((_p(r), _p(q), pq_out), (float(st[2]), float(st[3])))
+        self._cg_dots = ((pr, pq_, pq_out), (float(st[2]), float(st[3])))
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
 
@@ -362,8 +364,7 @@ class CKernel:
         no pass of its own)."""
         if self._spmv is None:
             raise NotImplementedError("spmv is provided by the dia and naive kernels")
-        if self._spmv(self.n, *self._whole, x.ctypes.data, y.ctypes.data,
-                      self.pass_threads) \
+        if self._spmv(self.n, *self._whole, *self._addr(x, y), self.pass_threads) \
                 and not native.all_finite(x):
             raise non_finite()
         return y

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["planner", "checksum", "check_csr", "value_flags", "all_finite", "scan", "dia_arrays",
+__all__ = ["planner", "address_function", "checksum", "check_csr", "value_flags", "all_finite", "scan", "dia_arrays",
            "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
 
 _LOCK = threading.Lock()
@@ -55,6 +55,18 @@ def checksum(*arrays: np.ndarray) -> int:
     for a in arrs:
         h = (h * 0x100000001B3 + zlib.crc32(a.data.cast("B")) + a.nbytes) % (1 << 64)
     return h
+
+
+def address_function() -> Any:
+    """``addresses(*arrays)``: the data addresses of numpy arrays (None for None), for ctypes
+    calls; the extension's where it is built (one call: ``a.ctypes.data`` builds a Python helper
+    object per array, microseconds each right after a kernel), else numpy's."""
+    mod = planner()
+    return mod.addresses if mod is not None else _addresses
+
+
+def _addresses(*arrays: np.ndarray | None) -> tuple[int | None, ...]:
+    return tuple(None if a is None else a.ctypes.data for a in arrays)
 
 
 def _threads() -> int:
