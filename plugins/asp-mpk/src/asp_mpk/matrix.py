@@ -124,9 +124,11 @@ _LOCK = threading.Lock()
 _MATRICES: OrderedDict[tuple, AnalysedMatrix] = OrderedDict()
 
 
-def _arrays(A: Any) -> tuple[np.ndarray, ...] | None:
-    """The arrays that hold a sparse matrix of a known format (None: lil, dok, ...)."""
-    fmt = getattr(A, "format", None)
+def _arrays(A: Any, fmt: str | None = None) -> tuple[np.ndarray, ...] | None:
+    """The arrays that hold a sparse matrix of a known format (None: lil, dok, ...); ``fmt``:
+    ``A.format`` when the caller has read it (a property: it costs on a hot path)."""
+    if fmt is None:
+        fmt = getattr(A, "format", None)
     if fmt in ("csr", "csc", "bsr"):
         return A.data, A.indices, A.indptr
     if fmt == "coo":
@@ -182,8 +184,9 @@ def vouched(A: Any) -> AnalysedMatrix | None:
     What :func:`asp_mpk.spmv` tries first: it runs right after a kernel has streamed the caches
     away, where every Python call costs microseconds, so this is one call where
     :func:`analysed` makes six."""
-    arrays = _arrays(A)
-    seen = None if arrays is None else _SEEN.get((A.format, A.shape, None, *map(id, arrays)))
+    fmt = getattr(A, "format", None)
+    arrays = _arrays(A, fmt)
+    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
     watched = None if seen is None else seen.watched
     if seen is None or watched is None or watched.check is None or \
             watched.generation != watched.owner.generation or not watched.check.clean(arrays):
@@ -212,11 +215,12 @@ _SEEN: OrderedDict[tuple, _Seen] = OrderedDict()
 def _recognise(A: Any, dtype: Any) -> tuple | None:
     """:func:`input_key` of A, without the checksum when A's arrays are the ones seen before
     and no page of them was written since (see the module's docstring)."""
-    arrays = _arrays(A)
+    fmt = getattr(A, "format", None)
+    arrays = _arrays(A, fmt)
     if arrays is None:
         return None
     # the arrays' ids find the entry; its watch then checks buffers, layouts and contents
-    ident = (A.format, A.shape, None if dtype is None else np.dtype(dtype).str,
+    ident = (fmt, A.shape, None if dtype is None else np.dtype(dtype).str,
              *map(id, arrays))
     seen = _SEEN.get(ident)
     if seen is not None and seen.watched is not None and seen.watched.owner.unchanged(
