@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["planner", "address_function", "checksum", "check_csr", "value_flags", "all_finite", "scan", "dia_arrays",
-           "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
+__all__ = ["planner", "address_function", "checksum", "check_csr", "value_flags", "all_finite",
+           "scan", "dia_arrays", "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
