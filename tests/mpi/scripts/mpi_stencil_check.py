@@ -145,6 +145,20 @@ def helpers(comm):
     back = a.allgather()
     if not np.array_equal(back, full):
         raise AssertionError("allgather round trip differs")
+    g = a.to_stencil_grid(root=0)
+    if comm.rank == 0:
+        if not (isinstance(g, StencilGrid) and np.array_equal(g.data, full)
+                and g.ghost_depth == a.ghost_depth):
+            raise AssertionError("to_stencil_grid differs from the global grid")
+    elif g is not None:
+        raise AssertionError("to_stencil_grid returned a grid off the root")
+    # halo partners: never this rank, each pair both ways, everyone's on a split grid
+    partners = comm.allgather(a.neighbor_ranks())
+    for p, qs in enumerate(partners):
+        if p in qs or any(p not in partners[q] for q in qs):
+            raise AssertionError(f"halo partners are not symmetric: {partners}")
+    if comm.size > 1 and not all(partners):
+        raise AssertionError(f"a rank without halo partners: {partners}")
     # bad input: mixed dtypes, aliased output, a kernel over border points
     c = DistributedStencilGrid(like=a, dtype=np.float32)
     assert DistributedStencilGrid(like=c).dtype == np.float32

@@ -271,7 +271,7 @@ class DistributedStencilGrid:
         """This rank's block of the global grid (a view into the local array)."""
         return self.local.data[_slices(self.owned_box, self.origin)]
 
-    def neighbors_of(self) -> list[int]:
+    def neighbor_ranks(self) -> list[int]:
         """Ranks this rank receives halo data from."""
         return [q for q, _ in self._plan.recv]
 
