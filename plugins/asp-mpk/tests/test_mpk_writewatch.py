@@ -285,3 +285,21 @@ def test_spmv_takes_the_short_way_and_still_sees_writes(watch, counted_checksums
     assert slow and analysed(A) is not m and len(counted_checksums) == reads + 1
     x32 = x.astype(np.float32)                        # x to convert: the checked way
     np.testing.assert_allclose(asp_mpk.spmv(A, x32), A @ x32.astype(np.float64), rtol=1e-6)
+
+
+@requires_compiler
+def test_spmv_checks_a_vouched_matrix_once_before_its_kernel_is_tuned(watch, monkeypatch):
+    """Before spmv has a product kernel (compiling, or a winner without one), a matrix the
+    native check vouched for is not checked a second time through :func:`analysed`."""
+    A = gallery.poisson2d(300).tocsr()
+    x = np.ones(A.shape[0])
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    m = analysed(A)
+    monkeypatch.setattr(m, "spmv_kernel", None)
+    monkeypatch.setattr(m.powers(1), "_winner", lambda *args: None)   # no product kernel
+    slow = []
+    monkeypatch.setattr(matrix, "_recognise",
+                        lambda *args, real=matrix._recognise: slow.append(1) or real(*args))
+    for _ in range(3):
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    assert not slow

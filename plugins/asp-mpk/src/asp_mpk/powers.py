@@ -390,8 +390,8 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
     kern = None if m is None else m.spmv_kernel
     mp = None
-    if kern is None:
-        mp = analysed(A).powers(1)
+    if kern is None:   # vouched for but without a product kernel yet: no second check
+        mp = (m if m is not None else analysed(A)).powers(1)
         kern = mp._winner(1, "monomial")
         if kern is not None and kern.has_spmv:
             mp.matrix.spmv_kernel = kern
