@@ -124,9 +124,9 @@ def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
     ``("mirror", j, o)``: a diagonal below the main one (offset ``o < 0``) equal to the stored
     diagonal ``-o`` read ``o`` rows earlier, ``A[i, i + o] == full[j][i + o]`` (a symmetric
     matrix's lower half: the kernels read each stored upper diagonal twice instead of both
-    twins once, and the diagonal bytes are what bound a variable-coefficient kernel). ``c`` is a C99 hex
-    float literal (exact). Only entries inside the matrix count: the kernels never read a
-    diagonal outside its valid rows.
+    twins once, and the diagonal bytes are what bound a variable-coefficient kernel). ``c`` is
+    a C99 hex float literal (exact). Only entries inside the matrix count: the kernels never
+    read a diagonal outside its valid rows.
     """
     n = D.shape[1]
     kinds: list[tuple] = []

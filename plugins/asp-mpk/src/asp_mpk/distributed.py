@@ -21,8 +21,8 @@ whose blocks propose different variants (very uneven blocks: a small block's are
 ones, and what all share may be only the naive products) each tune their own kernel instead
 (``per_rank=True``): every rank computes only its own rows, so they need not run the same
 code. When a rank cannot specialise, every rank runs the SciPy reference together, each
-warning once per call kind (``ASP_MODE=strict``: raises on every rank). ``asp explain`` shows the run as
-``MatrixPowers(n=<local rows>, k=<k>)[<N> ranks]``. Unlike the single-process object, the
+warning once per call kind (``ASP_MODE=strict``: raises on every rank). ``asp explain`` shows
+the run as ``MatrixPowers(n=<local rows>, k=<k>)[<N> ranks]``. Unlike the single-process object, the
 distributed one specialises on the call (not on a background thread), as every rank must
 take part in each step of the agreement.
 
