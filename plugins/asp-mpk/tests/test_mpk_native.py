@@ -102,6 +102,80 @@ def test_out_of_range_column_is_a_value_error(use_numpy, monkeypatch):
         asp_mpk.spmv(bad, x)
 
 
+def _check_either(indptr, indices, ncols, monkeypatch, threads):
+    """check_csr's answer (canonical, or the error's message), natively on ``threads`` threads
+    and by the numpy fallback."""
+    def answer(fn):
+        try:
+            return fn()
+        except ValueError as exc:
+            return str(exc)
+
+    mod = native.planner()
+    got = answer(lambda: bool(mod.check_csr(indptr, indices, ncols, threads)["canonical"]))
+    monkeypatch.setitem(native._STATE, "mod", None)
+    ref = answer(lambda: native._check_csr(indptr, indices, ncols))
+    monkeypatch.undo()
+    return got, ref
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+@pytest.mark.parametrize("itype", [np.int32, np.int64])
+def test_structure_check_agrees_with_numpy(itype, threads, monkeypatch):
+    """The native check splits rows between threads and into blocks of 4096: unsorted rows,
+    duplicates and bad indices at and around those boundaries, and empty rows, are found as
+    numpy finds them."""
+    n = 300_000
+    keep = np.ones(n)
+    keep[4000:4200] = 0                                    # empty rows across a block boundary
+    base = (sp.diags(keep) @ gallery.poisson2d(548)[:n, :n]).tocsr()
+    base.eliminate_zeros()
+    base.sort_indices()
+    ip0, ix0 = base.indptr.astype(itype), base.indices.astype(itype)
+    assert np.all(np.diff(ip0)[4000:4200] == 0)
+    assert _check_either(ip0, ix0, n, monkeypatch, threads) == (True, True)
+    for row in (1, 4095, 4096, 4200, n // 3, 2 * n // 3, n - 1):   # swap a row's first two
+        ip, ix = ip0, ix0.copy()
+        a = ip[row]
+        ix[a], ix[a + 1] = ix[a + 1], ix[a]
+        assert _check_either(ip, ix, n, monkeypatch, threads) == (False, False), row
+        ix[a + 1] = ix[a]                                  # a duplicate
+        assert _check_either(ip, ix, n, monkeypatch, threads) == (False, False), row
+    for row, col in ((0, -1), (8192, n), (150_000, -7), (n - 1, n + 5)):
+        ix = ix0.copy()
+        ix[ip0[row + 1] - 1] = col
+        got, ref = _check_either(ip0, ix, n, monkeypatch, threads)
+        assert got == ref and f"column index {col} in row {row} " in got
+
+
+@needs_native
+def test_structure_check_reads_no_row_past_a_decrease(monkeypatch):
+    """An indptr that jumps far past the end of indices and comes back is a decreasing indptr,
+    found before any row is read (reading row 1 here would go 10⁹ entries out of bounds)."""
+    ip = np.array([0, 1, 10**9, 3], dtype=np.int64)
+    ix = np.array([0, 1, 2], dtype=np.int64)
+    got, ref = _check_either(ip, ix, 3, monkeypatch, 2)
+    assert got == ref == "invalid CSR structure: indptr decreases at row 2"
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_value_flags_agree_with_numpy(dtype, threads):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(1_000_003).astype(dtype)
+    mod = native.planner()
+    tiny = np.finfo(dtype).smallest_subnormal
+    for where in (0, 262_143, 262_144, 700_001, a.size - 1):
+        for value in (np.inf, -np.inf, np.nan, 0.0, -0.0, tiny, -tiny, np.finfo(dtype).max):
+            b = a.copy()
+            b[where] = value
+            f = mod.value_flags(b, threads)
+            assert (f["finite"], f["zeros"]) == (bool(np.all(np.isfinite(b))),
+                                                 bool(np.any(b == 0))), (where, value)
+
+
 def test_csc_with_bad_row_index_is_a_value_error():
     A = sp.csc_matrix((np.ones(3), np.array([0, 9, 1]), np.array([0, 1, 2, 3])), shape=(3, 3))
     with pytest.raises(ValueError, match="index 9"):

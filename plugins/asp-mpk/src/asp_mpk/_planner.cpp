@@ -283,8 +283,46 @@ u64 checksum(const std::vector<py::array> &arrays, int threads) {
 }
 
 // ---- the CSR structure check -------------------------------------------------------------------
+// In two passes, each split over `threads` threads: indptr (starts at 0, never decreases, ends
+// inside indices) before anything indexes with it, then the column indices, in blocks of rows
+// small enough to stay in cache.  A block's entries are scanned branch-free (smallest and
+// largest index, and `descents`: entries not above their left neighbour), which vectorises;
+// then the descents at the first entries of its rows are taken off.  The rows are sorted and
+// free of duplicates exactly when none is left.  Errors are found again one entry at a time, to
+// name the first.  (Checking row by row took 13 ms on a 5M-entry matrix, as long as a copy.)
+constexpr i64 kRowsPerPart = i64(1) << 16, kRowsPerBlock = 4096;
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define ASP_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ASP_SIMD_CLONES
+#endif
+
+int parts_for(i64 items, i64 per_part, int threads) {
+    i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+    return static_cast<int>(std::max<i64>(1, std::min<i64>({hw, 8, items / per_part})));
+}
+
+struct IndexScan {
+    i64 lo, hi, descents;
+};
+
+// indices[p0:p1] (p1 > p0): smallest, largest, and how many are not above their predecessor
+template <class J>
+ASP_SIMD_CLONES IndexScan scan_indices(const J *indices, i64 p0, i64 p1) {
+    J lo = indices[p0], hi = indices[p0];
+    i64 descents = 0;
+    for (i64 p = p0 + 1; p < p1; ++p) {
+        lo = std::min(lo, indices[p]);
+        hi = std::max(hi, indices[p]);
+        descents += indices[p] <= indices[p - 1];
+    }
+    return {static_cast<i64>(lo), static_cast<i64>(hi), descents};
+}
+
 template <class I, class J>
-py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 ncols) {
+py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 ncols,
+                     int threads) {
     if (indptr[0] != 0)
         throw py::value_error("invalid CSR structure: indptr[0] is " +
                               std::to_string(static_cast<i64>(indptr[0])) + ", expected 0");
@@ -292,80 +330,115 @@ py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 
         throw py::value_error("invalid CSR structure: indptr[-1] is " +
                               std::to_string(static_cast<i64>(indptr[n])) + " but indices has " +
                               std::to_string(nnz_arr) + " entries");
-    bool canonical = true;  // sorted, no duplicates
-    i64 bad_row = -1, bad_pos = -1, bad_col = 0;
+    const int parts = parts_for(n, kRowsPerPart, threads);
+    auto rows_of = [&](int t) { return std::make_pair(n * t / parts, n * (t + 1) / parts); };
+    std::vector<char> decreasing(parts, 0), out_of_range(parts, 0), unsorted(parts, 0);
     {
         py::gil_scoped_release nogil;
-        for (i64 i = 0; i < n && bad_row < 0; ++i) {
-            i64 a = indptr[i], b = indptr[i + 1];
-            if (b < a) {
-                bad_row = i;
-                break;
-            }
-            for (i64 p = a; p < b; ++p) {
-                i64 c = indices[p];
-                if (c < 0 || c >= ncols) {
-                    bad_row = i, bad_pos = p, bad_col = c;
-                    break;
-                }
-                if (p > a && c <= static_cast<i64>(indices[p - 1])) canonical = false;
-            }
-        }
+        in_parts(parts, [&](int t) {
+            auto [r0, r1] = rows_of(t);
+            bool down = false;
+            for (i64 i = r0; i < r1; ++i) down |= indptr[i + 1] < indptr[i];
+            decreasing[t] = down;
+        });
     }
-    if (bad_row >= 0 && bad_pos < 0)
-        throw py::value_error("invalid CSR structure: indptr decreases at row " +
-                              std::to_string(bad_row));
-    if (bad_row >= 0)
-        throw py::value_error("invalid CSR structure: column index " + std::to_string(bad_col) +
-                              " in row " + std::to_string(bad_row) + " (entry " +
-                              std::to_string(bad_pos) + ") is outside 0.." +
-                              std::to_string(ncols - 1));
+    // indptr[0] = 0 <= ... <= indptr[n] <= len(indices) from here on: every row is in bounds
+    if (std::find(decreasing.begin(), decreasing.end(), 1) != decreasing.end()) {
+        i64 i = 0;
+        while (indptr[i + 1] >= indptr[i]) ++i;
+        throw py::value_error("invalid CSR structure: indptr decreases at row " + std::to_string(i));
+    }
+    {
+        py::gil_scoped_release nogil;
+        in_parts(parts, [&](int t) {
+            auto [r0, r1] = rows_of(t);
+            bool outside = false;
+            i64 descents = 0;   // not at the first entry of a row
+            for (i64 b0 = r0; b0 < r1; b0 += kRowsPerBlock) {
+                const i64 b1 = std::min(r1, b0 + kRowsPerBlock);
+                const i64 q0 = indptr[b0], q1 = indptr[b1];
+                if (q1 == q0) continue;
+                // q0 starts a row, so its own descent is never counted
+                const IndexScan s = scan_indices(indices, q0, q1);
+                outside |= s.lo < 0 || s.hi >= ncols;
+                descents += s.descents;
+                for (i64 i = b0 + 1; i < b1; ++i) {
+                    const i64 a = indptr[i];
+                    descents -= a > q0 && a < indptr[i + 1] && indices[a] <= indices[a - 1];
+                }
+            }
+            out_of_range[t] = outside;
+            unsorted[t] = descents > 0;
+        });
+    }
+    if (std::find(out_of_range.begin(), out_of_range.end(), 1) != out_of_range.end()) {
+        i64 p = 0;
+        while (static_cast<i64>(indices[p]) >= 0 && static_cast<i64>(indices[p]) < ncols) ++p;
+        const i64 row = std::upper_bound(indptr, indptr + n + 1, static_cast<I>(p)) - indptr - 1;
+        throw py::value_error("invalid CSR structure: column index " +
+                              std::to_string(static_cast<i64>(indices[p])) + " in row " +
+                              std::to_string(row) + " (entry " + std::to_string(p) +
+                              ") is outside 0.." + std::to_string(ncols - 1));
+    }
     py::dict out;
-    out["canonical"] = canonical;
+    out["canonical"] = std::find(unsorted.begin(), unsorted.end(), 1) == unsorted.end();
     return out;
 }
 
-py::dict check_csr(py::array indptr, py::array indices, i64 ncols) {
+py::dict check_csr(py::array indptr, py::array indices, i64 ncols, int threads) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices");
     if (rp.size < 1) throw py::value_error("invalid CSR structure: indptr is empty");
     return with_index(rp, "indptr", [&](auto ip) {
-        return with_index(ri, "indices",
-                          [&](auto ix) { return check_csr_t(ip, rp.size - 1, ix, ri.size, ncols); });
+        return with_index(ri, "indices", [&](auto ix) {
+            return check_csr_t(ip, rp.size - 1, ix, ri.size, ncols, threads);
+        });
     });
 }
 
 // ---- values: finite? explicit zeros? ------------------------------------------------------------
-py::dict value_flags(py::array data) {
+// Branch-free with only the integer operations SSE2 has for 64-bit lanes (no 64-bit compare):
+// an exponent of all ones carries into the top bit when one more is added below it, and
+// v = w << 1 is zero exactly when (v - 1) & ~v has its top bit set.  Split over `threads`.
+template <class U>
+ASP_SIMD_CLONES void flag_bits(const U *w, i64 size, U &bad, U &zero) {
+    constexpr int kBits = 8 * sizeof(U);
+    constexpr int kMantissa = kBits == 64 ? 52 : 23;
+    constexpr U kExponent = static_cast<U>(~U(0) << kMantissa) & static_cast<U>(~U(0) >> 1);
+    U b = 0, z = 0;
+    for (i64 p = 0; p < size; ++p) {
+        const U v = static_cast<U>(w[p] << 1);
+        b |= static_cast<U>((w[p] & kExponent) + (U(1) << kMantissa));
+        z |= static_cast<U>((v - 1) & ~v);
+    }
+    bad |= b >> (kBits - 1), zero |= z >> (kBits - 1);
+}
+
+constexpr i64 kValuesPerPart = i64(1) << 18;
+
+py::dict value_flags(py::array data, int threads) {
     Raw rd = raw(data, "data");
-    bool finite = true, zeros = false;
+    if (rd.kind != 'f' || (rd.itemsize != 8 && rd.itemsize != 4))
+        throw py::type_error("data must be float64 or float32");
+    const int parts = parts_for(rd.size, kValuesPerPart, threads);
+    std::vector<char> bad(parts, 0), zeros(parts, 0);
     {
         py::gil_scoped_release nogil;
-        if (rd.kind == 'f' && rd.itemsize == 8) {
-            const u64 *w = static_cast<const u64 *>(rd.ptr);
-            const u64 E = 0x7ff0000000000000ULL;
-            u64 bad = 0, zero = 0;
-            for (i64 p = 0; p < rd.size; ++p) {
-                bad |= ((w[p] & E) == E);
-                zero |= ((w[p] << 1) == 0);
+        in_parts(parts, [&](int t) {
+            const i64 lo = rd.size * t / parts, hi = rd.size * (t + 1) / parts;
+            if (rd.itemsize == 8) {
+                std::uint64_t b = 0, z = 0;
+                flag_bits(static_cast<const std::uint64_t *>(rd.ptr) + lo, hi - lo, b, z);
+                bad[t] = b != 0, zeros[t] = z != 0;
+            } else {
+                std::uint32_t b = 0, z = 0;
+                flag_bits(static_cast<const std::uint32_t *>(rd.ptr) + lo, hi - lo, b, z);
+                bad[t] = b != 0, zeros[t] = z != 0;
             }
-            finite = !bad, zeros = zero;
-        } else if (rd.kind == 'f' && rd.itemsize == 4) {
-            const std::uint32_t *w = static_cast<const std::uint32_t *>(rd.ptr);
-            const std::uint32_t E = 0x7f800000U;
-            std::uint32_t bad = 0, zero = 0;
-            for (i64 p = 0; p < rd.size; ++p) {
-                bad |= ((w[p] & E) == E);
-                zero |= ((w[p] << 1) == 0);
-            }
-            finite = !bad, zeros = zero;
-        } else {
-            py::gil_scoped_acquire gil;
-            throw py::type_error("data must be float64 or float32");
-        }
+        });
     }
     py::dict out;
-    out["finite"] = finite;
-    out["zeros"] = zeros;
+    out["finite"] = std::find(bad.begin(), bad.end(), 1) == bad.end();
+    out["zeros"] = std::find(zeros.begin(), zeros.end(), 1) != zeros.end();
     return out;
 }
 
@@ -895,8 +968,9 @@ PYBIND11_MODULE(_planner, m) {
           "64-bit position-dependent checksum of the bytes of C-contiguous arrays, on at most "
           "`threads` threads (0: one per hardware thread); the value does not depend on it.");
     m.def("check_csr", &check_csr, py::arg("indptr"), py::arg("indices"), py::arg("ncols"),
+          py::arg("threads") = 0,
           "Validate CSR structure (ValueError naming the problem); {'canonical': sorted+unique}.");
-    m.def("value_flags", &value_flags, py::arg("data"),
+    m.def("value_flags", &value_flags, py::arg("data"), py::arg("threads") = 0,
           "{'finite': all values finite, 'zeros': some value is 0}.");
     m.def("analyse", &analyse, py::arg("indptr"), py::arg("indices"), py::arg("data"),
           py::arg("max_diagonals"), py::arg("block_sizes"),

@@ -99,7 +99,7 @@ def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "
 def _check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:
     mod = planner()
     if mod is not None:
-        return bool(mod.check_csr(_c(indptr), _c(indices), int(ncols))["canonical"])
+        return bool(mod.check_csr(_c(indptr), _c(indices), int(ncols), _threads())["canonical"])
     ip = np.asarray(indptr, dtype=np.int64)
     if ip.size < 1:
         raise ValueError("invalid CSR structure: indptr is empty")
@@ -128,7 +128,7 @@ def value_flags(data: np.ndarray) -> tuple[bool, bool]:
     """(every value finite, some value is an explicit zero)."""
     mod = planner()
     if mod is not None:
-        f = mod.value_flags(_c(data))
+        f = mod.value_flags(_c(data), _threads())
         return bool(f["finite"]), bool(f["zeros"])
     return bool(np.all(np.isfinite(data))), bool(np.any(data == 0))
 
@@ -139,7 +139,7 @@ def all_finite(a: np.ndarray) -> bool:
     result: most of a vector check's cost on every call)."""
     mod = planner()
     if mod is not None and a.size >= 1 << 15 and a.flags.c_contiguous:
-        return bool(mod.value_flags(a)["finite"])
+        return bool(mod.value_flags(a, _threads())["finite"])
     return bool(np.all(np.isfinite(a)))
 
 
