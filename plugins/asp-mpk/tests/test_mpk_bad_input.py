@@ -102,6 +102,53 @@ def test_bad_options(A):
         asp_mpk.cg(A, np.ones(n), callback=3)
 
 
+def _corrupt(fmt, change):
+    """A 50 x 50 matrix in ``fmt`` whose arrays were changed after it was built (SciPy checks
+    them only then)."""
+    n = 50
+    if fmt == "bsr":
+        M = sp.bsr_matrix(sp.eye(n), blocksize=(2, 2))
+    else:
+        M = (sp.random(n, n, density=0.1, random_state=1) + sp.eye(n)).asformat(fmt)
+    change(M)
+    return M
+
+
+CORRUPTED = {
+    "coo row outside": ("coo", lambda M: M.row.__setitem__(3, 10**6),
+                        r"\(COO\) .*row index 1000000 \(entry 3\) is outside 0\.\.49"),
+    "coo negative col": ("coo", lambda M: M.col.__setitem__(3, -5), "col index -5"),
+    "coo short row": ("coo", lambda M: setattr(M, "row", M.row[:-5]), "differ"),
+    "csc short data": ("csc", lambda M: setattr(M, "data", M.data[:-5]),
+                       r"\(CSC\) .*data has \d+ entries"),
+    "csc short indptr": ("csc", lambda M: setattr(M, "indptr", M.indptr[:-5]),
+                         "do not fit its shape"),
+    "csc bad row": ("csc", lambda M: M.indices.__setitem__(0, 77), "index 77"),
+    "bsr indptr past the end": ("bsr", lambda M: M.indptr.__setitem__(3, 10**8),
+                                r"\(BSR\) .*indptr decreases at row 3"),
+    "bsr short data": ("bsr", lambda M: setattr(M, "data", M.data[:-2]), "data has"),
+    "bsr bad block column": ("bsr", lambda M: M.indices.__setitem__(0, 999), "index 999"),
+    "dia offsets short": ("dia", lambda M: setattr(M, "offsets", M.offsets[:-1]),
+                          r"\(DIA\) .*one row per offset"),
+    "dia float offsets": ("dia", lambda M: setattr(M, "offsets", M.offsets.astype(float)),
+                          "offsets has dtype float64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTED))
+def test_arrays_changed_after_construction(case):
+    """SciPy's own conversions index with a matrix's arrays unchecked (a segmentation fault or
+    silently wrong values when they were changed after construction): each is refused with a
+    ValueError naming the problem before any conversion runs."""
+    M = _corrupt(*CORRUPTED[case][:2])
+    message = CORRUPTED[case][2]
+    x = np.ones(50)
+    for call in (lambda: asp_mpk.spmv(M, x), lambda: asp_mpk.matrix_powers(M, x, 2),
+                 lambda: asp_mpk.cg(M, x), lambda: MatrixPowers(M, 2)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
 def test_kernel_call_checks_arrays(A):
     """The bound kernel refuses wrong shapes/dtypes/aliasing itself (no crash in C)."""
     mp = MatrixPowers(A, 3, tune=False)

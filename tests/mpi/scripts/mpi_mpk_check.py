@@ -106,6 +106,19 @@ def local_rows_case(comm, A, bounds, k):
         ref.append(A @ ref[-1])
     mp = DistributedMatrixPowers(A[lo:hi], k, comm, rows=(lo, hi))
     close(mp.powers(x[lo:hi]), np.array(ref)[:, lo:hi], 1e-12, "local-rows powers")
+    # a row block whose arrays were changed after construction is refused on every rank,
+    # naming the rank and the entry, before SciPy or C code indexes with it
+    bad = A[lo:hi].tocsr(copy=True)
+    last = comm.size - 1
+    if comm.rank == last:
+        bad.indices[0] = 10**6
+    try:
+        DistributedMatrixPowers(bad, k, comm, rows=(lo, hi))
+    except ValueError as exc:
+        assert f"rank {last}: ValueError: A has an invalid CSR structure: column index 1000000" \
+            in str(exc), exc
+    else:
+        raise AssertionError("a row block with a column index outside the matrix was accepted")
     if comm.rank == 0:
         print(f"MPK-OK local-rows k={k} setup_messages={mp.stats.setup_messages}", flush=True)
 

@@ -111,8 +111,14 @@ class DistributedMatrix:
                 lo, hi = int(b[self.rank]), int(b[self.rank + 1])
                 local = csr[lo:hi]
             else:
+                from asp_mpk import native
+                from asp_mpk.validate import check_before_conversion
+
                 lo, hi = int(rows[0]), int(rows[1])
+                if getattr(A, "format", None) != "csr":
+                    check_before_conversion(A, "A")
                 local = sp.csr_matrix(A, dtype=np.float64)
+                native.check_csr(local.indptr, local.indices, local.shape[1])
                 n = local.shape[1]
                 if local.shape[0] != hi - lo or not 0 <= lo <= hi <= n:
                     raise ValueError(f"rows=({lo}, {hi}) does not match the local block of "

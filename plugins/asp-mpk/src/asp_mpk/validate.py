@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "check_finite", "non_finite", "check_k",
-           "SUPPORTED_DTYPES"]
+__all__ = ["as_csr", "as_vector", "check_before_conversion", "check_finite", "non_finite",
+           "check_k", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -38,8 +38,8 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
 
     Raises ``TypeError`` for non-sparse input or unsupported dtypes and ``ValueError`` for a
     non-square matrix, a broken CSR structure (a column index outside the matrix, a decreasing
-    indptr: checked once, natively, by :func:`asp_mpk.native.check_csr`) or non-finite stored
-    values.
+    indptr: checked once, natively, by :func:`asp_mpk.native.check_csr`; the arrays of other
+    formats are checked before SciPy converts them) or non-finite stored values.
     """
     import scipy.sparse as sp
 
@@ -56,8 +56,8 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
         raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
     from asp_mpk import native
 
-    if A.format == "csc":   # SciPy's conversion trusts the indices: check them first
-        native.check_csr(A.indptr, A.indices, A.shape[0], name=f"{name} (CSC)")
+    if A.format != "csr":
+        check_before_conversion(A, name)
     src = A if A.format == "csr" else A.tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
     canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
@@ -71,6 +71,54 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
         csr.eliminate_zeros()  # explicit zeros add work and hide DIA structure; A @ x is unchanged
     csr.has_canonical_format = True
     return csr
+
+
+def check_before_conversion(A: Any, name: str) -> None:
+    """``ValueError`` naming what is wrong with the arrays of a CSC, BSR, COO or DIA matrix
+    that SciPy's ``tocsr`` would index with unchecked.  SciPy checks them when the matrix is
+    built, but they can be changed or replaced afterwards, and its conversions then read or
+    write out of bounds (a segmentation fault, or silently wrong values)."""
+    from asp_mpk import native
+
+    fmt = A.format
+    what = f"{name} ({fmt.upper()})"
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{what} has an invalid structure: {problem}")
+
+    arrays = {"data": A.data, "offsets": A.offsets} if fmt == "dia" else \
+        {"data": A.data, "row": A.row, "col": A.col} if fmt == "coo" else \
+        {"data": A.data, "indices": A.indices, "indptr": A.indptr} if fmt in ("csc", "bsr") else {}
+    for key, arr in arrays.items():
+        if not isinstance(arr, np.ndarray):
+            raise bad(f"{key} is a {type(arr).__name__}, not a numpy array")
+        if key != "data" and arr.dtype.kind not in "iu":
+            raise bad(f"{key} has dtype {arr.dtype}; an integer dtype is needed")
+    if fmt in ("csc", "bsr"):
+        block = (1, 1) if fmt == "csc" else A.data.shape[1:]
+        lines, across = (A.shape[1], A.shape[0]) if fmt == "csc" else \
+            (A.shape[0] // max(block[0], 1), A.shape[1] // max(block[1], 1))
+        if A.data.ndim != (1 if fmt == "csc" else 3) or A.indptr.ndim != 1 or \
+                A.indices.ndim != 1 or len(A.indptr) != lines + 1:
+            raise bad(f"data {A.data.shape}, indices {A.indices.shape} and indptr "
+                      f"{A.indptr.shape} do not fit its shape {A.shape}")
+        if fmt == "bsr" and (0 in block or A.shape[0] % block[0] or A.shape[1] % block[1]):
+            raise bad(f"blocks of {block} do not divide its shape {A.shape}")
+        native.check_csr(A.indptr, A.indices, across, name=what)
+        if len(A.data) < A.indptr[-1]:
+            raise bad(f"indptr[-1] is {A.indptr[-1]} but data has {len(A.data)} entries")
+    elif fmt == "coo":
+        if not (A.data.ndim == A.row.ndim == A.col.ndim == 1
+                and len(A.data) == len(A.row) == len(A.col)):
+            raise bad(f"data {A.data.shape}, row {A.row.shape} and col {A.col.shape} differ")
+        for key, index, size in (("row", A.row, A.shape[0]), ("col", A.col, A.shape[1])):
+            if index.size and (index.min() < 0 or index.max() >= size):
+                p = int(np.flatnonzero((index < 0) | (index >= size))[0])
+                raise bad(f"{key} index {index[p]} (entry {p}) is outside 0..{size - 1}")
+    elif fmt == "dia":
+        if A.data.ndim != 2 or A.offsets.ndim != 1 or len(A.offsets) != len(A.data):
+            raise bad(f"data {A.data.shape} does not have one row per offset "
+                      f"(offsets {A.offsets.shape})")
 
 
 def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
