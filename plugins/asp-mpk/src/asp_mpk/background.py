@@ -5,7 +5,8 @@ its own thread (:meth:`asp_mpk.powers.MatrixPowers.prepare`); the other variants
 to the core's pool, :mod:`asp_core.background`.  A compile or a first kernel call cut off at
 exit would leave OpenMP threads running while the process tears down (``terminate called
 without an active exception``) and waste the compile that the next process would find in the
-cache, so exit waits for what was started.
+cache, so exit waits for what was started, including threads those threads start meanwhile
+(work that can stop early asks :func:`stopping`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import atexit
 import threading
 from typing import Any, Callable
 
-__all__ = ["start", "join_all", "busy"]
+__all__ = ["start", "join_all", "busy", "stopping"]
 
 _LOCK = threading.Lock()
 _THREADS: list[threading.Thread] = []
+_STOPPING = threading.Event()
 
 
 def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
@@ -42,10 +44,24 @@ def busy(*, waiting: bool = True) -> bool:
     return pool.busy(waiting=waiting)
 
 
-@atexit.register
+def stopping() -> bool:
+    """Whether the interpreter is exiting: optional background work should end now."""
+    return _STOPPING.is_set()
+
+
 def join_all(timeout: float | None = None) -> None:
-    """Wait for every background thread started so far."""
-    with _LOCK:
-        threads = list(_THREADS)
-    for thread in threads:
-        thread.join(timeout)
+    """Wait for every background thread started so far (each for at most ``timeout`` s) and,
+    without a timeout, for those they start meanwhile."""
+    while True:
+        with _LOCK:
+            alive = [t for t in _THREADS if t.is_alive()]
+        for thread in alive:
+            thread.join(timeout)
+        if not alive or timeout is not None:
+            return
+
+
+@atexit.register
+def _at_exit() -> None:
+    _STOPPING.set()
+    join_all()

@@ -357,10 +357,14 @@ def _plan_candidates(tuning: Tuning) -> None:
     """Build the plans of the candidates still to be timed (phase 4's ``materialise``) on a
     background thread, while calls run the variant already built (:meth:`MatrixPowers.run`):
     built on the call that times a candidate, a plan cost that call its time (a 2x2 BCSR
-    conversion and PA1 closures: 0.5 s of one call on a 1M-row banded matrix)."""
+    conversion and PA1 closures: 0.5 s of one call on a 1M-row banded matrix).  At exit it
+    stops after the plan it is building."""
+    from asp_mpk import background
+
     for name in tuning.candidates:
-        if not tuning.done:
-            tuning.prepare(name)
+        if tuning.done or background.stopping():
+            return
+        tuning.prepare(name)
 
 
 def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None, *,
