@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from pytest_asp import requires_compiler
 
 import asp_mpk
 from asp_mpk import gallery
@@ -147,6 +148,29 @@ def test_arrays_changed_after_construction(case):
                  lambda: asp_mpk.cg(M, x), lambda: MatrixPowers(M, 2)):
         with pytest.raises(ValueError, match=message):
             call()
+
+
+@requires_compiler
+def test_read_only_out_is_refused(A):
+    """``out`` backed by immutable memory (here a bytes object) is refused, before and after
+    the kernels are tuned: the kernels would write into it."""
+    from asp_mpk.matrix import analysed
+
+    n = A.shape[0]
+    x = np.ones(n)
+    y = np.frombuffer(bytes(8 * n))
+    V = np.frombuffer(bytes(8 * 4 * n)).reshape(4, n)
+    for tuned in (False, True):
+        if tuned:
+            analysed(A).powers(1).tune()
+            analysed(A).powers(3).tune()
+        with pytest.raises(ValueError, match="out must be a writeable"):
+            asp_mpk.spmv(A, x, out=y)
+        with pytest.raises(ValueError, match="out must be a writeable"):
+            asp_mpk.matrix_powers(A, x, 3, out=V)
+        with pytest.raises(ValueError, match="out must be a writeable"):
+            MatrixPowers(A, 3).powers(x, out=V)
+    assert not np.any(y) and not np.any(V)
 
 
 def test_kernel_call_checks_arrays(A):

@@ -136,17 +136,18 @@ class CKernel:
             raise ValueError(f"xs must be a C-contiguous ({'{nvec}'}, {n}) {self.dtype} array")
         nvec = xs.shape[0]
         if not (isinstance(out, np.ndarray) and out.shape == (nvec, k + 1, n)
-                and out.dtype == self.dtype and out.flags.c_contiguous):
-            raise ValueError(f"out must be a C-contiguous ({nvec}, {k + 1}, {n}) {self.dtype} "
-                             "array")
+                and out.dtype == self.dtype and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous ({nvec}, {k + 1}, {n}) "
+                             f"{self.dtype} array")
         if not (coefs.shape == (3, max(k, 1)) and coefs.dtype == np.float64
                 and coefs.flags.c_contiguous):
             raise ValueError(f"coefs must be a C-contiguous (3, {max(k, 1)}) float64 array")
         if gram is not None:
             m = nvec * (k + 1)
             if not (gram.shape == (m, m) and gram.dtype == np.float64
-                    and gram.flags.c_contiguous):
-                raise ValueError(f"gram must be a C-contiguous ({m}, {m}) float64 array")
+                    and gram.flags.c_contiguous and gram.flags.writeable):
+                raise ValueError(f"gram must be a writeable C-contiguous ({m}, {m}) float64 "
+                                 "array")
         if np.shares_memory(xs, out):
             raise ValueError("xs and out must not overlap")
 

@@ -229,8 +229,8 @@ class MatrixPowers:
         else:
             want = shape if two_d else shape[1:]
             if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == self.dtype
-                    and out.flags.c_contiguous):
-                raise ValueError(f"out must be a C-contiguous {want} {self.dtype} array")
+                    and out.flags.c_contiguous and out.flags.writeable):
+                raise ValueError(f"out must be a writeable C-contiguous {want} {self.dtype} array")
             res = out.reshape(shape)
         kind = "monomial" if basis == "monomial" else "recurrence"
         kern = self._winner(xs.shape[0], kind)
@@ -410,8 +410,9 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         y = np.empty(n, dtype=dtype)
     elif not (isinstance(out, np.ndarray) and out.shape == (n,) and out.dtype == dtype
-              and out.flags.c_contiguous) or np.shares_memory(out, xv):
-        raise ValueError(f"out must be a C-contiguous ({n},) {dtype} array not overlapping x")
+              and out.flags.c_contiguous and out.flags.writeable) or np.shares_memory(out, xv):
+        raise ValueError(f"out must be a writeable C-contiguous ({n},) {dtype} array not "
+                         "overlapping x")
     else:
         y = out
     if kern is not None:
