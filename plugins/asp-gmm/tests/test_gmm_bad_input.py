@@ -134,7 +134,8 @@ def test_paper_interface_rejects_bad_input():
 
 
 @pytest.mark.parametrize("param,value", [("tol", -1.0), ("reg_covar", -1e-6), ("max_iter", -1),
-                                         ("n_init", 0), ("verbose_interval", 0)])
+                                         ("n_init", 0), ("verbose_interval", 0),
+                                         ("tol", np.inf), ("reg_covar", np.inf)])
 def test_bad_hyperparameters(param, value):
     """Our own checks (scikit-learn's validation is private) give scikit-learn's text."""
     _same_error(lambda cls: cls(2, **{param: value}).fit(X_OK))
@@ -157,3 +158,31 @@ def test_warm_start_must_be_a_bool():
 
 def test_verbose_accepts_a_bool():
     GaussianMixture(2, verbose=False, random_state=0).fit(X_OK)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_covariances_that_overflow_are_an_error(cov):
+    """Data whose spread overflows float64: scikit-learn returns a model of nan for diag and
+    spherical (and an unclear error for full); here each is an error that says why."""
+    X = np.random.default_rng(0).normal(size=(50, 3)) * 1e300
+    with pytest.raises(ValueError, match="not finite .*Scale the input data"):
+        GaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_samples_no_component_can_explain_score_minus_inf(cov, compiled):
+    """Points so far away that every component's log-density is -inf: a log-likelihood of
+    -inf, as scikit-learn's (the compiled E-step gave nan from -inf - -inf)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-3, 1, (100, 3)), rng.normal(3, 1, (100, 3))])
+    if compiled:
+        GaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
+        engine.finish_preparing()
+    ours = GaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
+    theirs = SkGaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
+    far = X[:3] * 1e160
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(ours.score_samples(far), theirs.score_samples(far))
+        assert ours.score(far) == theirs.score(far) == -np.inf
+        assert ours.predict(far).tolist() == theirs.predict(far).tolist()

@@ -118,6 +118,32 @@ def test_layout_follows_the_simd_registers_of_the_target():
             assert diag.VK <= width and diag.MP % diag.VK == 0
 
 
+def test_covariance_row_tiles_divide_the_vectors():
+    """The full M-step walks each vector's VW covariance rows in tiles of ``rows``; a tile
+    that does not divide VW (3 of 8 at 33-40 features on AVX-512) counted rows twice and
+    wrote a row past the component's block."""
+    from asp_gmm.layout import layout_for
+
+    for D in range(1, 130):
+        for width, regs in ((8, 32), (4, 16), (2, 16), (8, 16)):
+            lay = layout_for(3, D, "full", vector_doubles=width, registers=regs)
+            assert lay.VW % lay.rows == 0, (D, width, regs, lay.rows)
+
+
+def test_full_covariance_at_36_features_matches_reference(problem):
+    """At 33-40 features the AVX-512 layout has 5 vectors per row: every variant of the host's
+    layout, against the reference."""
+    X, w, means, pc = problem(500, 36, 3, "full", seed=36)
+    ref = reference.em_step(X, w, means, pc, "full", 1e-6)
+    ctx = SpecializationContext("gmm", None)
+    for variant in variants_for("openmp", "em_step", 3, 36, "full", n_samples=X.shape[0],
+                                options={"variants": "all"}):
+        got = OpenMPBackend().build(variant, ctx)(X, w, means, pc, "full", 1e-6)
+        assert got.log_prob_norm == pytest.approx(ref.log_prob_norm, rel=1e-12)
+        assert _rel(got.means, ref.means) < 1e-10, variant.name
+        assert _rel(got.covariances, ref.covariances) < 1e-9, variant.name
+
+
 def test_openmp_plan_uses_the_host_isa():
     from asp_core.hardware import query
     from asp_gmm.lowering import simd_shape

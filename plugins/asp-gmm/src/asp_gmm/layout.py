@@ -92,6 +92,7 @@ def layout_for(M: int, D: int, cov: str, *, vector_doubles: int = 8,
         NV = DP // VW
         unroll = max(1, min(4, tile // NV))
         rows = max(1, min(VW, tile // NV, 4))
+        rows = 1 << (rows.bit_length() - 1)   # a power of two: the tiles must divide VW
         return Layout(M=M, D=D, cov=cov, VW=VW, VK=2, DP=DP, MP=M, unroll=unroll, rows=rows,
                       qchunk=1)
     VK = _lanes(M, vector_doubles)

@@ -49,8 +49,13 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndar
     """Cholesky factors of the precisions (upper-triangular for full/tied), as scikit-learn.
 
     Raises ``ValueError`` with scikit-learn's message when a covariance is not positive
-    definite (a collapsed component).
+    definite (a collapsed component), and one naming the overflow when a covariance is not
+    finite (scikit-learn goes on with nan there).
     """
+    if not np.all(np.isfinite(covariances)):   # scikit-learn returns a model of nan here
+        raise ValueError("Fitting the mixture model failed because some components have "
+                         "covariances that are not finite (inf or nan): the data's spread "
+                         "overflows the floating-point range. Scale the input data.")
     message = ILL_DEFINED
     if covariances.dtype == np.float32:
         message += (" The numerical accuracy can also be improved by passing float64"

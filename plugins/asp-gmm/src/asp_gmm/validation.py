@@ -9,6 +9,7 @@ releases. These functions raise ``ValueError`` / ``TypeError`` with the same tex
 
 from __future__ import annotations
 
+from math import inf
 from numbers import Integral, Real
 from typing import Any
 
@@ -32,7 +33,7 @@ def _integer(name: str, value: Any, low: int) -> None:
 
 
 def _real(name: str, value: Any) -> None:
-    if not isinstance(value, Real) or isinstance(value, bool) or not float(value) >= 0.0:
+    if not isinstance(value, Real) or isinstance(value, bool) or not 0.0 <= float(value) < inf:
         _fail(name, "a float in the range [0.0, inf)", value)
 
 

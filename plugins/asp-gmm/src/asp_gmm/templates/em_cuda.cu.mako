@@ -70,6 +70,7 @@ __device__ double sample_resp(const double *x, const double *__restrict__ pa,
         r[k] = logp_k(x, k, pa, pb, pc);
         mx = fmax(mx, r[k]);
     }
+    if (!isfinite(mx)) mx = 0.0; /* a row of -inf: lse -inf, as numpy's (not -inf - -inf) */
     double s = 0.0;
     for (int k = 0; k < M; ++k) s += exp(r[k] - mx);
     double lse = mx + log(s);
@@ -219,6 +220,7 @@ __global__ void normalise_rows(int64_t N, double *resp, double *out)
     double *r = resp + n * MP;
     double mx = -INFINITY;
     for (int k = 0; k < M; ++k) mx = fmax(mx, r[k]);
+    if (!isfinite(mx)) mx = 0.0; /* a row of -inf: lse -inf */
     double s = 0.0;
     for (int k = 0; k < M; ++k) s += exp(r[k] - mx);
     double lse = mx + log(s);

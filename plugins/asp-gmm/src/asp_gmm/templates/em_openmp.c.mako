@@ -119,6 +119,7 @@ static double normalise_block(double *restrict lp, int nb)
         double mx = row[0];
 #pragma omp simd reduction(max : mx)
         for (int k = 1; k < M; ++k) mx = row[k] > mx ? row[k] : mx;
+        if (!isfinite(mx)) mx = 0.0; /* a row of -inf: lse -inf, as numpy's (not -inf - -inf) */
         double s = 0.0;
 #pragma omp simd reduction(+ : s)
         for (int k = 0; k < MP; ++k) {
@@ -190,7 +191,7 @@ static double normalise_block(double *restrict lp, int nb)
             const vk t = __builtin_shuffle(m, lanes ^ w);
             m = VSEL(t > m, t, m);
         }
-        const double mx = m[0];
+        const double mx = isfinite(m[0]) ? m[0] : 0.0; /* a row of -inf: lse -inf */
         vk sv = (vk){0};
         for (int q = 0; q < NQ; ++q) {
             const vk e = asp_exp_v(LDK(row + q * VK) - mx);
@@ -549,6 +550,7 @@ static double rows_block(double *restrict lp, int nb, int64_t n0, double *restri
                 mx = row[k];
                 arg = k;
             }
+        if (!isfinite(mx)) mx = 0.0; /* a row of -inf: lse -inf, as numpy's (not -inf - -inf) */
         double s = 0.0;
 #pragma omp simd reduction(+ : s)
         for (int k = 0; k < M; ++k) {
