@@ -1,19 +1,14 @@
 """Registration of the GMM specializer with Asp (the ``asp`` entry point).
 
-Imports only the core and this package's light modules: no NumPy, SciPy, scikit-learn or CUDA
-(``asp list`` stays fast); those are imported when a kernel is first specialised.
+Imports only the core: the components are registered by name and load when a kernel is first
+specialised (no NumPy, SciPy, scikit-learn or CUDA for ``asp list`` or another plugin's call).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asp_core import hookimpl
-from asp_gmm.backends import CudaBackend, NumpyBackend, OpenMPBackend
-from asp_gmm.frontend import EMFrontend
-from asp_gmm.passes import GMMDomainOptimizer
-from asp_gmm.platforms import CudaPlatform, NumpyPlatform, OpenMPPlatform
-from asp_gmm.variants import CPUVariants, CudaVariants
 
 if TYPE_CHECKING:
     from asp_bench import BenchmarkRegistry
@@ -22,43 +17,30 @@ if TYPE_CHECKING:
 NAME = "gmm"
 
 
-def _signature(args: tuple, kwargs: dict, instance: Any) -> tuple:
-    from asp_gmm.signature import signature
-
-    return signature(args, kwargs, instance)
-
-
-def _tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
-    from asp_gmm.signature import tuning_key
-
-    return tuning_key(args, kwargs, instance)
-
-
 @hookimpl
 def asp_register_specializers(register: Registry) -> None:
+    # Components are named, not imported: a stencil or MPK call, ``asp list`` and ``import
+    # asp_core`` load none of asp-gmm's implementation.
     register.specializer(
         name=NAME,
         description="Gaussian mixture EM with autotuned CPU/CUDA variants (Asp paper, Sec. 5)",
-        signature=_signature,
-        tuning_key=_tuning_key,
+        signature="asp_gmm.signature:signature",
+        tuning_key="asp_gmm.signature:tuning_key",
         tuning_repeats=1,  # the paper: one timed EM iteration per variant, then the fastest
     )
-    register.component(specializer=NAME, phase="frontend", name="em-call", obj=EMFrontend())
-    register.component(specializer=NAME, phase="domain_optimization", name="em-passes",
-                       obj=GMMDomainOptimizer())
-    register.component(specializer=NAME, phase="platform_selection", name="cuda",
-                       obj=CudaPlatform(), priority=20)
-    register.component(specializer=NAME, phase="platform_selection", name="openmp",
-                       obj=OpenMPPlatform(), priority=10)
-    register.component(specializer=NAME, phase="platform_selection", name="numpy",
-                       obj=NumpyPlatform(), priority=-10)
-    register.component(specializer=NAME, phase="platform_optimization", name="cpu-variants",
-                       obj=CPUVariants())
-    register.component(specializer=NAME, phase="platform_optimization", name="cuda-variants",
-                       obj=CudaVariants())
-    register.component(specializer=NAME, phase="backend", name="openmp-c", obj=OpenMPBackend())
-    register.component(specializer=NAME, phase="backend", name="cuda-c", obj=CudaBackend())
-    register.component(specializer=NAME, phase="backend", name="numpy", obj=NumpyBackend())
+    for phase, name, target, priority, platforms in (
+            ("frontend", "em-call", "frontend:EMFrontend", 0, None),
+            ("domain_optimization", "em-passes", "passes:GMMDomainOptimizer", 0, None),
+            ("platform_selection", "cuda", "platforms:CudaPlatform", 20, None),
+            ("platform_selection", "openmp", "platforms:OpenMPPlatform", 10, None),
+            ("platform_selection", "numpy", "platforms:NumpyPlatform", -10, None),
+            ("platform_optimization", "cpu-variants", "variants:CPUVariants", 0, ("openmp",)),
+            ("platform_optimization", "cuda-variants", "variants:CudaVariants", 0, ("cuda",)),
+            ("backend", "openmp-c", "backends:OpenMPBackend", 0, ("openmp",)),
+            ("backend", "cuda-c", "backends:CudaBackend", 0, ("cuda",)),
+            ("backend", "numpy", "backends:NumpyBackend", 0, ("numpy",))):
+        register.component(specializer=NAME, phase=phase, name=name, obj=f"asp_gmm.{target}",
+                           priority=priority, platforms=platforms)
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Registration of the ``mpk`` specializer with Asp (the ``asp`` entry point).
 
-Imports only the core and this package's light modules: no SciPy, no compiler at import time.
+Imports only the core: the components are registered by name and load at the first call.
 """
 
 from __future__ import annotations
@@ -9,10 +9,6 @@ from typing import TYPE_CHECKING
 
 from asp_core import hookimpl
 
-from asp_mpk.components import (CBackend, MatrixFrontend, MPKDomainOptimizer, OpenMPPlatform,
-                                PA1Variants, ScipyBackend, ScipyPlatform, signature,
-                                tuning_key)
-
 if TYPE_CHECKING:
     from asp_bench import BenchmarkRegistry
     from asp_core.registry import Registry
@@ -20,27 +16,30 @@ if TYPE_CHECKING:
 
 @hookimpl
 def asp_register_specializers(register: Registry) -> None:
+    # Components are named, not imported: a stencil or GMM call, ``asp list`` and ``import
+    # asp_core`` load none of asp-mpk's implementation (which imports SciPy).
+    where = "asp_mpk.components:"
     register.specializer(
         name="mpk",
         description="Communication-avoiding matrix powers (PA1) and s-step CG (Asp paper)",
-        signature=signature,
-        tuning_key=tuning_key,
+        signature=where + "signature",
+        tuning_key=where + "tuning_key",
         tuning_repeats=2,
     )
     register.component(specializer="mpk", phase="frontend", name="matrix",
-                       obj=MatrixFrontend(), priority=0)
+                       obj=where + "MatrixFrontend", priority=0)
     register.component(specializer="mpk", phase="domain_optimization", name="mpk-passes",
-                       obj=MPKDomainOptimizer(), priority=0)
+                       obj=where + "MPKDomainOptimizer", priority=0)
     register.component(specializer="mpk", phase="platform_selection", name="openmp",
-                       obj=OpenMPPlatform(), priority=10)
+                       obj=where + "OpenMPPlatform", priority=10)
     register.component(specializer="mpk", phase="platform_selection", name="scipy",
-                       obj=ScipyPlatform(), priority=0)
+                       obj=where + "ScipyPlatform", priority=0)
     register.component(specializer="mpk", phase="platform_optimization", name="pa1-variants",
-                       obj=PA1Variants(), priority=0)
-    register.component(specializer="mpk", phase="backend", name="c", obj=CBackend(),
-                       priority=10)
-    register.component(specializer="mpk", phase="backend", name="scipy", obj=ScipyBackend(),
-                       priority=0)
+                       obj=where + "PA1Variants", priority=0, platforms=("openmp",))
+    register.component(specializer="mpk", phase="backend", name="c", obj=where + "CBackend",
+                       priority=10, platforms=("openmp",))
+    register.component(specializer="mpk", phase="backend", name="scipy",
+                       obj=where + "ScipyBackend", priority=0, platforms=("scipy",))
 
 
 @hookimpl
