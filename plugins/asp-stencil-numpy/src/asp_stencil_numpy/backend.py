@@ -1,10 +1,10 @@
 """Phase 5 component ``numpy``: compile the generated Python module and bind it to the grids.
 
 No C compiler is involved: the module is compiled by Python's :func:`compile` (microseconds).
-The bound callable validates its arguments exactly as asp-stencil does (same messages) before
-any NumPy code runs, then calls the generated function on the grids' ``.data`` arrays with
-floating-point warnings silenced (Python's scalar semantics would warn point by point; the
-compiled C platform does not warn either).
+The bound callable fills periodic ghosts and validates its arguments exactly as asp-stencil's
+compiled platforms do (same check, same messages) before any NumPy code runs, then calls the
+generated function on the checked plain arrays with floating-point warnings silenced (Python's
+scalar semantics would warn point by point; the compiled C platform does not warn either).
 """
 
 from __future__ import annotations
@@ -26,27 +26,21 @@ class NumpyBackend(Backend):
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         import numpy as np  # here, not at import: `asp list` loads this module
-        from asp_stencil.signature import check_grids
+        from asp_stencil.backend import compiled_for
+        from asp_stencil.grid import fill_periodic_ghosts
 
         program = variant.program
         prog = program.meta["dast"]
         fn = program.ir.load()
         if program.ir.block:  # the whole-array program was already recorded by the platform
             ctx.record("program", platform="numpy", variant=variant.name, text=program.ir.text)
-        shapes = [tuple(g.shape) for g in sorted(prog.grids, key=lambda g: g.index)]
-        dtype = np.dtype(prog.output.dtype)
+        check = compiled_for(prog)   # asp-stencil's own check: count, shape, each grid's dtype
 
         def run(*grids: Any) -> None:
-            check_grids(grids)
-            if len(grids) != len(shapes):
-                raise TypeError(f"this kernel was specialised for {len(shapes)} grids, got "
-                                f"{len(grids)}")
-            for i, (g, shape) in enumerate(zip(grids, shapes)):
-                if g.data.shape != shape or g.data.dtype != dtype:
-                    raise ValueError(f"grid {i + 1} is {g.data.dtype}{list(g.data.shape)}; this "
-                                     f"kernel was specialised for {dtype}{list(shape)}")
+            fill_periodic_ghosts(grids)  # as every stencil platform, before the arrays are read
+            data = check(grids)   # plain ndarrays (an np.matrix's * is a matrix product)
             with np.errstate(all="ignore"):
-                fn(*[g.data for g in grids])
+                fn(*data)
 
         run.__name__ = f"{program.meta['function']}_{variant.name.replace('-', '_')}"
         return run
