@@ -115,6 +115,19 @@ def test_read_only_output(lap):
 
 
 @requires_compiler
+@pytest.mark.parametrize("which", [0, 1])
+def test_masked_array_data(lap, which):
+    """Compiled code would write under the output's mask and leave it masked (Python unmasks
+    what it writes), and read the values under an input's mask."""
+    grids = _pair()
+    before = grids[1].data.copy()
+    grids[which].data = np.ma.masked_array(grids[which].data, mask=True)
+    with pytest.raises(TypeError, match="MaskedArray"):
+        lap.kernel(*grids)
+    assert np.array_equal(np.asarray(grids[1].data), before)
+
+
+@requires_compiler
 def test_data_of_wrong_shape(lap):
     a, out = _pair()
     before = out.data.copy()

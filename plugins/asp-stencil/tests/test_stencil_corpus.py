@@ -281,7 +281,7 @@ def test_iterate_equals_separate_calls_with_swaps():
     assert result is b  # odd number of steps: the last result is in the original output
     assert_bitwise(gs[0].data, result.data)
     assert_bitwise(gs[1].data, a.data)
-    assert k.iterate(a, b, steps=0) is b
+    assert k.iterate(a, b, steps=0) is a  # no step: the state is still in the first grid
     with pytest.raises(ValueError):
         k.iterate(a, b, steps=-1)
 

@@ -343,6 +343,67 @@ def test_refused_with_one_warning_and_run_in_python(cls, dtype, reason, monkeypa
     assert_bitwise(expected, actual)
 
 
+class ChosenInt(StencilKernel):
+    """A Python int chosen by a branch meets an unsigned grid value: NumPy converts it to
+    uint32 and raises OverflowError for -3; C would wrap it to 4294967293."""
+
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            t = -3 if a[x] >= 0 else a[x]
+            out[x] = t * b[x]
+
+
+class MinInt(StencilKernel):
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            out[x] = min(-3, a[x]) * b[x]
+
+
+class BranchInt(StencilKernel):
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            if a[x] >= 0:
+                t = -3
+            else:
+                t = a[x]
+            out[x] = t * b[x]
+
+
+class ChosenIntInRange(StencilKernel):
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            t = 3 if a[x] >= 0 else 5
+            if a[x] > 9:
+                t = -t + 9
+            out[x] = min(t, 7) * b[x] + (2 if a[x] > 9 else 5) * b[x] + t * b[x]
+
+
+@requires_compiler
+@pytest.mark.parametrize("cls", [ChosenInt, MinInt, BranchInt])
+def test_python_int_out_of_a_grid_dtypes_range_raises_as_numpy(cls, monkeypatch):
+    """The range check of a Python int follows it through conditional expressions, min/max
+    and the locals it is assigned to: refused, so the kernel runs in Python and raises."""
+    grids = make_grids((5, 6), 2, dtypes=(np.uint8, np.uint32, np.uint32), seed=4)
+    monkeypatch.setenv("ASP_MODE", "strict")
+    with pytest.raises(Unspecializable, match="out of bounds for uint32"):
+        cls().kernel(*clone_grids(grids))
+    monkeypatch.setenv("ASP_MODE", "auto")
+    with pytest.raises(OverflowError), pytest.warns(SpecializationWarning):
+        cls().kernel(*clone_grids(grids))
+
+
+@requires_compiler
+def test_python_ints_in_range_still_specialise(monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids((5, 6), 2, dtypes=(np.int16, np.uint32, np.uint32), seed=4)
+    k = ChosenIntInRange()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # NumPy's wrap-around, as C's
+        expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+    assert_specialised(k)
+
+
 def test_periodic_fill_wraps_every_axis_and_corner():
     g = StencilGrid((7, 6), ghost_depth=2, periodic=True)
     g.data[...] = np.arange(42).reshape(7, 6)

@@ -35,7 +35,7 @@ def _python_sweeps(k, grids, steps):
     for _ in range(steps):
         k.pure_python(*gs)
         gs[-1], gs[-2] = gs[-2], gs[-1]
-    return gs[-2] if steps else gs[-1]
+    return gs[-2]   # the state: the first grid when no step ran
 
 
 def _choices(k):
@@ -256,9 +256,20 @@ def test_bad_steps_are_refused():
             k.iterate(*grids, steps=bad)
     with pytest.raises(TypeError, match="output grid"):
         k.iterate(grids[0], steps=2)
-    before = grids[-1].data.copy()
-    assert k.iterate(*grids, steps=0) is grids[-1]
-    assert np.array_equal(before, grids[-1].data)
+    with pytest.raises(TypeError, match="output grid"):
+        k.iterate(grids[0], "not a grid", steps=0)   # checked even when nothing runs
+
+
+def test_steps_are_counted_as_by_hand():
+    """``u = k.iterate(u, v, steps=n)`` is ``for _ in range(n): k(u, v); u, v = v, u``: with
+    no step the state stays in the input, untouched; NumPy integers count too."""
+    k = _heat(2)
+    grids = make_grids((6, 7), 1)
+    before = [g.data.copy() for g in grids]
+    assert k.iterate(*grids, steps=0) is grids[0]
+    assert all(np.array_equal(b, g.data) for b, g in zip(before, grids))
+    assert k.iterate(*grids, steps=np.int64(1)) is grids[1]
+    assert k.iterate(*grids, steps=np.uint8(2)) is grids[0]
 
 
 @requires_compiler

@@ -673,7 +673,7 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
                 _local_call(kernel, gs)
             gs[-1], gs[-2] = gs[-2], gs[-1]
         done += block
-    return gs[-2] if steps else gs[-1]
+    return gs[-2]   # with no step, the state: the first grid
 
 
 class DistributedKernel:

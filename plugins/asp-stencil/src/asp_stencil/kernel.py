@@ -8,6 +8,7 @@ itself must be the specialised entry point). The original function stays availab
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, Callable
 
 from .grid import fill_periodic_ghosts
@@ -97,8 +98,9 @@ class StencilKernel:
         separate calls with the swaps done by hand, but on OpenMP the sweeps may run temporally
         blocked and on CUDA in one device loop, whichever timing shows is fastest (see
         :mod:`asp_stencil.temporal.iterate`)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 0:
             raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        steps = int(steps)
         if len(grids) < 2:
             raise TypeError("iterate() needs at least one input grid and the output grid")
         from .temporal.iterate import iterate

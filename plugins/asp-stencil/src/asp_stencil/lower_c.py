@@ -107,6 +107,12 @@ class ExprLowering:
                                         f"{np.dtype(prec).name} (NumPy raises OverflowError)")
             return self.const(e.value, prec)
         c, kinds = self.typed(e)
+        if "int" in kinds and T.is_int(prec) and not _python_ints_within(self, e,
+                                                                         *T.int_range(prec)):
+            # NumPy converts a Python int to the other operand's dtype, raising OverflowError
+            # when it does not fit; C would wrap it around
+            raise T.TypeRefusal(f"a Python int that may be out of bounds for "
+                                f"{np.dtype(prec).name} (NumPy raises OverflowError)")
         if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
             return c
         return C.Cast(T.ctype_of(prec), c)
@@ -590,14 +596,57 @@ def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C
 
 
 def _python_ints_within(low: ExprLowering, e: D.Expr, lo: int, hi: int) -> bool:
-    """Whether every Python int ``e`` can evaluate to is a constant in ``[lo, hi]`` (chosen by
-    a conditional expression, ``min`` or ``max``); other Python ints are not known here."""
-    if "int" not in low.kinds(e):
-        return True
+    """Whether every Python int ``e`` can evaluate to is known to lie in ``[lo, hi]``."""
+    bounds = _python_int_bounds(low, e, frozenset())
+    return bounds is not None and (bounds == _NO_INTS or lo <= bounds[0] and bounds[1] <= hi)
+
+
+#: the bounds of an expression that never evaluates to a Python int
+_NO_INTS = (1, 0)
+
+
+def _python_int_bounds(low: ExprLowering, e: D.Expr,
+                       seen: frozenset[str]) -> tuple[int, int] | None:
+    """``(least, greatest)`` Python int ``e`` can evaluate to (:data:`_NO_INTS`: none; None:
+    not known).  The Python ints of a kernel are its constants, chosen by conditional
+    expressions, ``min``/``max`` or assignments on some path, and ``+ - *`` of them."""
+    kinds = low.kinds(e)
+    if "int" not in kinds:
+        return _NO_INTS
+
+    def union(parts: list[tuple[int, int] | None]) -> tuple[int, int] | None:
+        if any(p is None for p in parts):
+            return None
+        known = [p for p in parts if p is not None and p != _NO_INTS]
+        return (min(p[0] for p in known), max(p[1] for p in known)) if known else _NO_INTS
+
     if isinstance(e, D.Const):
-        return lo <= int(e.value) <= hi
+        return int(e.value), int(e.value)
     if isinstance(e, D.IfExp):
-        return all(_python_ints_within(low, x, lo, hi) for x in (e.body, e.orelse))
+        return union([_python_int_bounds(low, x, seen) for x in (e.body, e.orelse)])
     if isinstance(e, D.Call) and e.func in ("min", "max"):
-        return all(_python_ints_within(low, x, lo, hi) for x in e.args)
-    return False
+        return union([_python_int_bounds(low, x, seen) for x in e.args])
+    if isinstance(e, D.Var) and e.name in low.defs and e.name not in seen:
+        return union([_python_int_bounds(low, d, seen | {e.name}) for d in low.defs[e.name]])
+    if isinstance(e, D.UnaryOp) and e.op in ("-", "+"):
+        b = _python_int_bounds(low, e.operand, seen)
+        return b if b in (None, _NO_INTS) or e.op == "+" else (-b[1], -b[0])
+    if isinstance(e, D.BinOp) and e.op in ("+", "-", "*"):
+        sides = []
+        for x in (e.left, e.right):   # an int result comes from int or bool operands
+            b = _python_int_bounds(low, x, seen)
+            if b is None:
+                return None
+            if "bool" in low.kinds(x):
+                b = (0, 1) if b == _NO_INTS else (min(b[0], 0), max(b[1], 1))
+            if b == _NO_INTS:
+                return _NO_INTS
+            sides.append(b)
+        (a0, a1), (b0, b1) = sides
+        if e.op == "+":
+            return a0 + b0, a1 + b1
+        if e.op == "-":
+            return a0 - b1, a1 - b0
+        corners = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]
+        return min(corners), max(corners)
+    return None

@@ -2,7 +2,8 @@
 
 Runs on every call (the dispatcher's hot path) and again in each bound callable, so bad input is
 reported with a clear ``TypeError``/``ValueError`` before any compiled code runs: grids that are
-not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the grid's shape,
+not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the grid's shape
+(or is a masked array),
 unsupported dtypes (each grid has its own), different shapes, a read-only output, and an output whose memory
 overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
 neighbour definitions and the values of the kernel attributes the kernel reads.
@@ -41,6 +42,10 @@ def check_grids(args: tuple) -> list[np.ndarray]:
         if not isinstance(data, np.ndarray) or not hasattr(g, "ghost_depth"):
             raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
                             f"{type(g).__name__}")
+        if isinstance(data, np.ma.MaskedArray):
+            raise TypeError(f"{_describe(i, n)} holds a numpy.ma.MaskedArray: compiled code "
+                            "would read and write the values under its mask and leave the "
+                            "mask as it was; pass its .filled(value) or np.asarray(.data)")
         if type(data) is not np.ndarray:  # a subclass's methods run no further Python code
             data = np.ndarray.view(data, np.ndarray)
         arrays.append(data)
