@@ -73,6 +73,11 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     return csr
 
 
+#: the arrays of each format SciPy converts from, as attribute names
+_ARRAYS = {"csc": ("data", "indices", "indptr"), "bsr": ("data", "indices", "indptr"),
+           "coo": ("data", "row", "col"), "dia": ("data", "offsets")}
+
+
 def check_before_conversion(A: Any, name: str) -> None:
     """``ValueError`` naming what is wrong with the arrays of a CSC, BSR, COO or DIA matrix
     that SciPy's ``tocsr`` would index with unchecked.  SciPy checks them when the matrix is
@@ -86,27 +91,27 @@ def check_before_conversion(A: Any, name: str) -> None:
     def bad(problem: str) -> ValueError:
         return ValueError(f"{what} has an invalid structure: {problem}")
 
-    arrays = {"data": A.data, "offsets": A.offsets} if fmt == "dia" else \
-        {"data": A.data, "row": A.row, "col": A.col} if fmt == "coo" else \
-        {"data": A.data, "indices": A.indices, "indptr": A.indptr} if fmt in ("csc", "bsr") else {}
+    arrays = {key: getattr(A, key) for key in _ARRAYS.get(fmt, ())}
     for key, arr in arrays.items():
         if not isinstance(arr, np.ndarray):
             raise bad(f"{key} is a {type(arr).__name__}, not a numpy array")
         if key != "data" and arr.dtype.kind not in "iu":
             raise bad(f"{key} has dtype {arr.dtype}; an integer dtype is needed")
     if fmt in ("csc", "bsr"):
-        block = (1, 1) if fmt == "csc" else A.data.shape[1:]
-        lines, across = (A.shape[1], A.shape[0]) if fmt == "csc" else \
-            (A.shape[0] // max(block[0], 1), A.shape[1] // max(block[1], 1))
-        if A.data.ndim != (1 if fmt == "csc" else 3) or A.indptr.ndim != 1 or \
-                A.indices.ndim != 1 or len(A.indptr) != lines + 1:
-            raise bad(f"data {A.data.shape}, indices {A.indices.shape} and indptr "
-                      f"{A.indptr.shape} do not fit its shape {A.shape}")
-        if fmt == "bsr" and (0 in block or A.shape[0] % block[0] or A.shape[1] % block[1]):
-            raise bad(f"blocks of {block} do not divide its shape {A.shape}")
-        native.check_csr(A.indptr, A.indices, across, name=what)
-        if len(A.data) < A.indptr[-1]:
-            raise bad(f"indptr[-1] is {A.indptr[-1]} but data has {len(A.data)} entries")
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        if data.ndim != (1 if fmt == "csc" else 3) or indices.ndim != 1 or indptr.ndim != 1:
+            raise bad(f"data {data.shape}, indices {indices.shape} and indptr {indptr.shape} "
+                      "have the wrong dimensions")
+        rows, cols = (1, 1) if fmt == "csc" else data.shape[1:]
+        if 0 in (rows, cols) or A.shape[0] % rows or A.shape[1] % cols:
+            raise bad(f"blocks of {(rows, cols)} do not divide its shape {A.shape}")
+        lines, across = ((A.shape[1], A.shape[0]) if fmt == "csc" else
+                         (A.shape[0] // rows, A.shape[1] // cols))
+        if len(indptr) != lines + 1:
+            raise bad(f"indptr has {len(indptr)} entries; its shape {A.shape} needs {lines + 1}")
+        native.check_csr(indptr, indices, across, name=what)
+        if len(data) < indptr[-1]:
+            raise bad(f"indptr[-1] is {indptr[-1]} but data has {len(data)} entries")
     elif fmt == "coo":
         if not (A.data.ndim == A.row.ndim == A.col.ndim == 1
                 and len(A.data) == len(A.row) == len(A.col)):
