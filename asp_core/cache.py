@@ -123,7 +123,7 @@ class CodeCache:
             raise CacheError(f"refusing to load compiled code from the Asp cache directory: "
                              f"{why}. Run `chmod 700 {self.root}` if it is yours, or set "
                              "ASP_CACHE_DIR to a private directory you own.")
-        if not self.is_marked() and self._looks_like_asp():
+        if not self.is_marked() and self.looks_like_asp():
             try:
                 (self.root / ROOT_MARKER).write_text(_TAG)
             except OSError:
@@ -136,8 +136,9 @@ class CodeCache:
                              "set ASP_CACHE_DIR to a writable directory you own") from None
         return self.root
 
-    def _looks_like_asp(self) -> bool:
-        """Empty, or only what Asp creates (a cache from before the marker existed)."""
+    def looks_like_asp(self) -> bool:
+        """The existing root is empty, or holds only what Asp creates (a cache from before
+        the marker existed)."""
         if not {p.name for p in self.root.iterdir()} <= _OWN_NAMES:
             return False
         code = self.root / "code"
@@ -145,8 +146,14 @@ class CodeCache:
                                         for p in code.iterdir())
 
     def check_root(self) -> None:
-        """Raise :class:`CacheError` when the root exists but is not a directory."""
-        if self.root.exists() and not self.root.is_dir():
+        """Raise :class:`CacheError` when the root exists but is not a directory, or cannot
+        be looked at (a name too long, no permission)."""
+        try:
+            is_file = self.root.exists() and not self.root.is_dir()
+        except OSError as exc:
+            raise CacheError(f"the Asp cache location {self.root} cannot be used: {exc}; "
+                             "point ASP_CACHE_DIR at a directory you own") from None
+        if is_file:
             raise CacheError(f"the Asp cache location {self.root} is a file, not a directory; "
                              "point ASP_CACHE_DIR at a directory (it is created if missing)")
 

@@ -56,11 +56,41 @@ def _read_config(path: str, mtime: float) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
         import tomli as tomllib
-    with open(path, "rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"invalid Asp config file {path}: {exc}") from None
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"invalid Asp config file {path}: {exc}") from None
+    problem = _layout_problem(data)
+    if problem:
+        raise ValueError(f"invalid Asp config file {path}: {problem}")
+    return data
+
+
+def _layout_problem(data: dict[str, Any]) -> str | None:
+    """What in a parsed config is not where or of the type Asp reads it (None: all fine)."""
+    asp, phases = data.get("asp", {}), data.get("phases", {})
+    if not isinstance(asp, dict):
+        return "'asp' must be a table ([asp])"
+    for key in ("cache_dir", "mode", "autotune"):
+        if key in asp and not isinstance(asp[key], str):
+            return f"[asp] {key} must be a string, got {asp[key]!r}"
+    if not isinstance(phases, dict):
+        return "'phases' must be a table ([phases])"
+    for key, value in phases.items():
+        where = f"[phases] {key}"
+        if key in PHASES:
+            if not isinstance(value, str):
+                return f"{where} must be a component name (a string), got {value!r}"
+        elif not isinstance(value, dict):
+            return (f"{where}: {key!r} is not a phase ({', '.join(PHASES)}), so it must be a "
+                    f"specializer's table [phases.{key}]")
+        else:
+            for phase, name in value.items():
+                if phase not in PHASES or not isinstance(name, str):
+                    return (f"[phases.{key}] {phase} = {name!r}: expected a phase "
+                            f"({', '.join(PHASES)}) = a component name (a string)")
+    return None
 
 
 def load_config() -> dict[str, Any]:
@@ -76,8 +106,8 @@ def load_config() -> dict[str, Any]:
 def cache_dir() -> Path:
     """``ASP_CACHE_DIR``, else the config's ``[asp] cache_dir``, else the user cache dir."""
     explicit = os.environ.get("ASP_CACHE_DIR") or load_config().get("asp", {}).get("cache_dir")
-    if explicit:
-        return Path(explicit).expanduser()
+    if explicit:   # absolute: compilers run in a build directory of the cache
+        return Path(explicit).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("asp"))

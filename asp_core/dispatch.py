@@ -6,6 +6,7 @@ pipeline. An unspecialisable kernel falls back to Python with one warning (``ASP
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -103,8 +104,10 @@ class Dispatcher:
         except CompilerNotFound as exc:
             reason, error = f"no compiler: {exc}", exc
         except CompileError as exc:
-            reason, error = f"generated code failed to compile (a bug; please report it): " \
-                            f"{exc}", exc
+            flags = os.environ.get("ASP_CFLAGS", "").strip()
+            cause = (f"ASP_CFLAGS={flags!r} is set: check those flags, else a bug; please report "
+                     "it" if flags else "a bug; please report it")
+            reason, error = f"generated code failed to compile ({cause}): {exc}", exc
         except AspError as exc:
             reason, error = str(exc), exc
         if ctx is not None:

@@ -102,7 +102,7 @@ def _gpus() -> list[GPU]:
     try:
         proc = subprocess.run([smi, "--query-gpu=name,memory.total,compute_cap",
                                "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                              timeout=20)
+                              errors="replace", timeout=20)
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []

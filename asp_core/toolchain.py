@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -89,12 +90,17 @@ class Toolchain:
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+        # compilers print in the locale's encoding: an undecodable byte must not hide the log
+        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", cwd=workdir)
         seconds = time.perf_counter() - start
         log = (proc.stdout + proc.stderr).strip()
         if proc.returncode != 0 or not out.exists():
+            # the build directory goes when the build fails: keep the source for the report
+            fd, kept = tempfile.mkstemp(prefix=f"asp-failed-{name}-", suffix=src.suffix)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(source)
             raise CompileError(f"{self.family} failed on generated code (exit {proc.returncode})",
-                               command=cmd, log=log, source_path=str(src))
+                               command=cmd, log=log, source_path=kept)
         return CompileResult(out, cmd, seconds, log)
 
     def check(self, source: str, *, flags: tuple[str, ...] = ()) -> CompileResult:
@@ -138,7 +144,7 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
 
     def run() -> list[str]:
         out = subprocess.run([executable, "--version"], capture_output=True, text=True,
-                             timeout=30)
+                             errors="replace", timeout=30)
         text = (out.stdout + out.stderr).strip()
         if lang == "cuda":
             return ["nvcc", text.splitlines()[-1] if text else "?"]
@@ -159,7 +165,7 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
         src.write_text(source)
         lib = Path(tmp) / "libprobe.so"
         proc = subprocess.run([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, errors="replace", timeout=60)
         if proc.returncode != 0:
             log = (proc.stdout + proc.stderr).strip().splitlines()
             return f"a one-line test file failed to compile (exit {proc.returncode}" + \
@@ -190,7 +196,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
     def run() -> str:
         if lang == "cuda":  # a test compile costs seconds with nvcc: check who answers
             out = subprocess.run([executable, "--version"], capture_output=True, text=True,
-                                 timeout=30)
+                                 errors="replace", timeout=30)
             text = out.stdout + out.stderr
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"
@@ -242,7 +248,7 @@ def find_toolchain(lang: str = "c") -> Toolchain:
     flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
              "-fno-trapping-math", "-std=gnu11" if lang == "c" else "-std=gnu++17")
     return Toolchain(lang, path, family, version, flags, ("-fopenmp",) if omp_ok else (),
-                     tuple(os.environ.get("ASP_CFLAGS", "").split()))
+                     tuple(shlex.split(os.environ.get("ASP_CFLAGS", ""))))
 
 
 def has_compiler(lang: str = "c") -> bool:

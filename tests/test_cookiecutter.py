@@ -132,7 +132,10 @@ def test_non_default_options_through_asp_new(tmp_path, installed):
 
 
 @pytest.mark.parametrize("name,problem", [("3d spec", "not a Python identifier"),
-                                          ("class", "not a Python identifier")])
+                                          ("class", "not a Python identifier"),
+                                          ("asp-core", "taken by an installed module"),
+                                          ("numpy", "taken by an installed module"),
+                                          ("a/b", "is a path")])
 def test_invalid_names_are_refused(tmp_path, name, problem):
     proc = subprocess.run([sys.executable, "-c", "from asp_core.cli import main; main()", "new",
                            name, "--no-input", "--output-dir", str(tmp_path)],

@@ -231,6 +231,25 @@ def test_foreign_owned_cache_is_refused(shared_dir, monkeypatch):
 # tests/faults/test_cache_faults.py::test_unsafe_root_builds_in_a_private_cache_with_one_warning
 
 
+def test_verify_and_doctor_touch_nothing_in_a_directory_that_is_not_a_cache(tmp_path):
+    """A home-like folder given as ASP_CACHE_DIR: a folder of the user's in its tmp/ whose
+    name looks like a build folder stays, and nothing is created."""
+    (tmp_path / "tmp" / "202401151030-photos").mkdir(parents=True)
+    (tmp_path / "tmp" / "202401151030-photos" / "img.jpg").write_text("x")
+    (tmp_path / "notes.txt").write_text("mine")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    cache = CodeCache(tmp_path)
+    with pytest.raises(CacheError, match="is not an Asp cache .*refusing to verify"):
+        maintenance.verify(cache)
+    assert any("not an Asp cache" in p for p in maintenance.problems(cache))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_cache_location_that_cannot_be_looked_at_is_a_cache_error(tmp_path):
+    with pytest.raises(CacheError, match="cannot be used: .*File name too long"):
+        CodeCache(tmp_path / ("x" * 300)).check_root()
+
+
 def test_uncreatable_cache_dir_is_a_cache_error(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -210,7 +210,12 @@ def test_explain_script_without_kernels(tmp_path):
     assert "no kernel was specialised" in _invoke("explain", str(path)).output
     failing = tmp_path / "exits.py"
     failing.write_text("raise SystemExit(3)\n")
-    assert "exited with 3" in _invoke("explain", str(failing)).output
+    result = _invoke("explain", str(failing))
+    assert "exited with 3" in result.output and result.exit_code == 3   # CI sees the failure
+    path.write_text("print('ran')\n")
+    result = CliRunner().invoke(cli, ["explain", str(path), "--after", "no-such-pass"])
+    assert result.exit_code == 2 and "no pass is called 'no-such-pass'" in result.output
+    assert "ran" not in result.output   # refused before the script ran
 
 
 # -- asp doctor ---------------------------------------------------------------------------------
@@ -343,8 +348,12 @@ def test_cache_info_verify_clear(fresh_cache):
     out = _invoke("cache", "verify").output
     assert "1 entries OK, 1 bad entries removed" in out and bad.key in out
     assert good.path.exists() and not bad.path.parent.exists()
+    mine = [fresh_cache / "code" / "userdir", fresh_cache / "code" / "ab"]
+    for folder in mine:   # empty folders of the user's: clear removes only what Asp made
+        folder.mkdir()
     out = _invoke("cache", "clear").output
     assert "removed 1 entries" in out and not good.path.exists()
+    assert not good.path.parent.parent.exists() and all(f.is_dir() for f in mine)
     assert PerfDB().winner("k" * 64) == "fast-variant"  # kept without --perf
     assert "entries: 0" in _invoke("cache", "info").output
     assert "tuning results" in _invoke("cache", "clear", "--perf").output

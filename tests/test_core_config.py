@@ -57,6 +57,40 @@ def test_invalid_values_are_clear_errors(toml, monkeypatch):
         config.mode()
 
 
+@pytest.mark.parametrize("text,problem", [
+    ('asp = "x"\n', "'asp' must be a table"),
+    ('phases = "x"\n', "'phases' must be a table"),
+    ("[asp]\ncache_dir = 5\n", "cache_dir must be a string, got 5"),
+    ("[phases]\nplatform_selection = 7\n", "must be a component name"),
+    ('[phases]\nstencil = "numpy"\n', "'stencil' is not a phase"),
+    ('[phases.stencil]\nplatform = "numpy"\n', "platform = 'numpy': expected a phase"),
+])
+def test_config_of_the_wrong_shape_names_the_file(toml, text, problem):
+    path = toml(text)
+    with pytest.raises(ValueError, match=f"invalid Asp config file {path}: .*{problem}"):
+        config.phase_choice("stencil", "platform_selection")
+
+
+def test_unreadable_config_names_the_file(toml, tmp_path, monkeypatch):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe binary")
+    monkeypatch.setenv("ASP_CONFIG", str(binary))
+    with pytest.raises(ValueError, match="invalid Asp config file .*binary.toml"):
+        config.mode()
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    monkeypatch.setenv("ASP_CONFIG", str(folder))
+    with pytest.raises(ValueError, match="invalid Asp config file .*folder.toml"):
+        config.mode()
+
+
+def test_relative_cache_dir_is_made_absolute(toml, monkeypatch, tmp_path):
+    """Compilers run inside the cache's build folder: a relative path would not be found."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASP_CACHE_DIR", "relcache")
+    assert config.cache_dir() == tmp_path / "relcache"
+
+
 def test_phase_choice_forms(toml, monkeypatch):
     toml('[phases]\nbackend = "c"\n[phases.stencil]\nbackend = "cuda"\n')
     assert config.phase_choice("gmm", "backend") == ("c", "config [phases]")

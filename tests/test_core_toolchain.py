@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from asp_core import CompileError, CompilerNotFound
 from pytest_asp import requires_compiler
 from asp_core.cli.doctor import available_toolchains
-from asp_core.toolchain import INSTALL_HINT, find_toolchain
+from asp_core.toolchain import INSTALL_HINT, Toolchain, find_toolchain
 
 
 def test_missing_compiler_says_how_to_install(monkeypatch):
@@ -44,8 +45,29 @@ def test_c_toolchain_flags_and_identity(fresh_cache, monkeypatch):
 def test_compile_error_carries_log(tmp_path):
     with pytest.raises(CompileError) as info:
         find_toolchain("c").compile("this is not C\n", tmp_path, name="bad")
-    assert "bad.c" in info.value.source_path and info.value.log
-    assert "command:" in str(info.value)
+    assert info.value.log and "command:" in str(info.value)
+    # the build directory goes with a failed build: the report names a copy that stays
+    kept = Path(info.value.source_path)
+    assert kept.name.startswith("asp-failed-bad-") and kept.read_text() == "this is not C\n"
+    kept.unlink()
+
+
+def test_compiler_output_that_is_not_utf8_is_kept_in_the_log(tmp_path):
+    """A compiler printing in another locale's encoding: the log keeps it, replaced."""
+    fake = tmp_path / "fakecc"
+    fake.write_text("#!/bin/sh\nprintf 'erreur: \\351\\n' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    tc = Toolchain("c", str(fake), "gcc", "12", ())
+    with pytest.raises(CompileError) as info:
+        tc.compile("int x;\n", tmp_path, name="latin1")
+    assert "erreur: \ufffd" in info.value.log
+    Path(info.value.source_path).unlink()
+
+
+@requires_compiler
+def test_asp_cflags_are_split_as_a_shell_does(monkeypatch):
+    monkeypatch.setenv("ASP_CFLAGS", "-DNAME='a b' -O2")
+    assert find_toolchain("c").extra_flags == ("-DNAME=a b", "-O2")
 
 
 @requires_compiler

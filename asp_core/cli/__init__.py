@@ -21,6 +21,12 @@ def cli(quiet: int, verbose: int) -> None:
     Messages (progress, tuning, warnings) go to stderr through the ``asp`` logger, at the level
     ASP_LOG_LEVEL names (default INFO) unless -q / -v say otherwise; results go to stdout.
     """
+    from asp_core.config import load_config
+
+    try:   # a broken config file is one line naming it, not a traceback from deep inside
+        load_config()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if quiet or verbose:
         from asp_core.log import set_level
 

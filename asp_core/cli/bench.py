@@ -25,7 +25,9 @@ def _load_files(paths: tuple[str, ...]) -> None:
             if pm.has_plugin(name):
                 continue
             spec = importlib.util.spec_from_file_location(f"asp_bench_{f.stem}", f)
-            assert spec and spec.loader
+            if f.suffix != ".py" or spec is None or spec.loader is None:
+                raise click.BadParameter(f"{f} is neither a folder of bench_*.py files nor a "
+                                         "Python file", param_hint="--path")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             if hasattr(module, "asp_register_benchmarks"):

@@ -229,12 +229,17 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             after: str | None, platform: str | None) -> None:
     """Run SCRIPT and explain every kernel it specialised or that fell back.
 
-    With --json each pass entry carries the IR after it (key "ir")."""
+    With --json each pass entry carries the IR after it (key "ir").  Exits with the script's
+    status when it exits with one, 1 when it raises."""
+    if after is not None and after not in known_passes():   # before the script runs
+        raise click.BadParameter(f"no pass is called {after!r}; known passes: "
+                                 f"{', '.join(sorted(known_passes())) or 'none'}",
+                                 param_hint="--after")
     recording.start()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
-    failed = False
+    status = 0
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
     before = set(threading.enumerate())
     try:
@@ -246,8 +251,9 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     except SystemExit as exc:
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
+            status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
     except Exception:  # noqa: BLE001 - the script's own error: show it, then what was recorded
-        failed = True
+        status = 1
         click.echo(traceback.format_exc().rstrip(), err=True)
         click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
                    "follow", err=True)
@@ -256,10 +262,6 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         sys.path[:] = path
         recs = recording.stop()
     data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
-    if after is not None and after not in known_passes():
-        raise click.BadParameter(f"no pass is called {after!r}; known passes: "
-                                 f"{', '.join(sorted(known_passes())) or 'none'}",
-                                 param_hint="--after")
     if as_json:
         click.echo(json.dumps({"kernels": data}, indent=1, default=repr))
     else:
@@ -272,5 +274,5 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             else:
                 click.echo(render_after(rec, after))
             click.echo()
-    if failed:
-        raise SystemExit(1)
+    if status:
+        raise SystemExit(status)

@@ -72,9 +72,21 @@ def _building(cache: CodeCache, prefix: str) -> bool:
     return False
 
 
+def _check_own(cache: CodeCache, doing: str) -> None:
+    """:class:`CacheError` unless the existing root is Asp's: marked, or holding only what Asp
+    creates (a cache from before the marker, which ``ensure`` then marks)."""
+    if not (cache.is_marked() or cache.looks_like_asp()):
+        raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
+                         f"by Asp and holds other files); refusing to {doing} it")
+
+
 def problems(cache: CodeCache) -> list[str]:
-    """Why kernels cannot be compiled into or loaded from ``cache`` (``asp doctor``)."""
+    """Why kernels cannot be compiled into or loaded from ``cache``, or it cannot be
+    maintained (``asp doctor``); creates nothing in a directory that is not Asp's."""
     try:
+        cache.check_root()
+        if cache.root.exists():
+            _check_own(cache, "verify or clear")
         cache.ensure()
     except CacheError as exc:
         return [str(exc)]
@@ -95,8 +107,11 @@ def problems(cache: CodeCache) -> list[str]:
 def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
     """Check every entry; return ``(good, removed)``: bad entries and build leftovers are
     removed."""
-    if cache.root.exists():
-        cache.ensure()  # an unsafe root is refused, not cleaned
+    cache.check_root()
+    if not cache.root.exists():
+        return [], []
+    _check_own(cache, "verify")
+    cache.ensure()  # an unsafe root is refused, not cleaned
     good: list[Path] = []
     bad: list[Path] = []
     for path in entries(cache):
@@ -130,8 +145,7 @@ def clear(cache: CodeCache) -> int:
     found = entries(cache)
     for path in found + leftovers(cache):
         shutil.rmtree(path, ignore_errors=True)
-    code = cache.root / "code"
-    for d in code.iterdir() if code.is_dir() else ():
-        if d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
-            d.rmdir()
+    for prefix in {path.parent for path in found}:   # only the folders the entries were in
+        if not any(prefix.iterdir()):
+            prefix.rmdir()
     return len(found)

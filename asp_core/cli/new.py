@@ -60,6 +60,9 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     except ImportError:
         raise click.ClickException("asp new needs cookiecutter: pip install 'asp-core[new]'"
                                    ) from None
+    if "/" in name or os.sep in name:   # cookiecutter would leave the parent folder behind
+        raise click.BadParameter(f"{name!r} is a path; give a name and --output-dir",
+                                 param_hint="NAME")
     context = {"project_name": name}
     if template is None:
         context["_asp_core_requirement"] = core_requirement()
