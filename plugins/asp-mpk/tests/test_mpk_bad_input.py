@@ -214,3 +214,20 @@ def test_nothing_mutated():
         np.testing.assert_array_equal(M.data, M0.data)
         np.testing.assert_array_equal(M.indices, M0.indices)
         np.testing.assert_array_equal(M.indptr, M0.indptr)
+
+
+def test_result_shape_and_dtype_follow_scipy():
+    """``spmv`` of an (n, 1) x is (n, 1); a float64 x with a float32 matrix computes and
+    returns float64 (x was rounded to float32), as SciPy's ``A @ x``."""
+    A = gallery.poisson2d(6)
+    A32 = A.astype(np.float32)
+    x = np.random.default_rng(1).standard_normal(A.shape[0]) / 3
+    assert asp_mpk.spmv(A, x[:, None]).shape == (A @ x[:, None]).shape == (A.shape[0], 1)
+    for _ in range(2):   # the first call and the call that finds the matrix again
+        y = asp_mpk.spmv(A32, x)
+        assert y.dtype == (A32 @ x).dtype == np.float64
+        np.testing.assert_allclose(y, A32 @ x, rtol=1e-14, atol=1e-14)
+        V = asp_mpk.matrix_powers(A32, x, 2)
+        assert V.dtype == np.float64
+        np.testing.assert_allclose(V[2], A32 @ (A32 @ x), rtol=1e-13, atol=1e-13)
+        assert asp_mpk.spmv(A32, x.astype(np.float32)).dtype == np.float32

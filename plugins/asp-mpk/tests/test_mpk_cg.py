@@ -263,7 +263,7 @@ def test_modes_never_tried_are_explored_from_the_third_solve_one_per_solve():
 def test_cg_steps_in_one_call_match_the_pass_by_pass_loop(variant):
     """``CKernel.cg_steps`` runs the classical loop in C; the same iterations pass by pass
     (the loop used with a callback) give the same coefficients and vectors; a matrix that is
-    not positive definite reports a breakdown."""
+    not positive definite goes on as in SciPy, and a zero curvature is a breakdown."""
     from asp_mpk.cacg import _classical_steps
     from asp_mpk.powers import MatrixPowers
 
@@ -284,10 +284,19 @@ def test_cg_steps_in_one_call_match_the_pass_by_pass_loop(variant):
         runs.append((x, r, p, np.array(out)))
     for got, want in zip(runs[0], runs[1]):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
     neg = MatrixPowers(-A, 1, tune=False).variants()
     kneg = neg[next(v for v in neg if v.startswith(variant))]
-    done, _, _, _, broke, pq = kneg.cg_steps(x, p, r, q, float(b @ b), 8, 0.0)
+    x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+    done, _, _, _, broke, _ = kneg.cg_steps(x, p, r, q, float(b @ b), 8, 0.0)
+    assert (done, broke) == (8, False)
+    x_pos, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+    kern.cg_steps(x_pos, p, r, q, float(b @ b), 8, 0.0)
+    np.testing.assert_allclose(-x, x_pos, rtol=1e-9, atol=1e-12)   # CG on -A: -x
+    zero = MatrixPowers(sp.diags(np.r_[np.zeros(n - 1), 1.0]).tocsr(), 1, tune=False).variants()
+    kzero = zero[next(v for v in zero if v.startswith("naive"))]
+    x, r, p, q = np.zeros(n), b.copy(), b.copy(), np.zeros(n)
+    p[-1] = r[-1] = 0.0                                   # a direction A maps to 0
+    done, _, _, _, broke, pq = kzero.cg_steps(x, p, r, q, float(r @ r), 8, 0.0)
     assert (done, broke, pq) == (0, True, None)
 
 

@@ -1,5 +1,6 @@
 """The s-step CG core (asp_mpk.sstep) on explicit bases: its s coefficient-space steps are
-classical CG's s steps, and negative curvature is a breakdown (shared by cg and distributed.cg)."""
+classical CG's s steps; negative curvature goes on as in SciPy, zero curvature is a breakdown,
+and an exhausted Krylov space ends the block (shared by cg and distributed.cg)."""
 
 from __future__ import annotations
 
@@ -61,8 +62,24 @@ def test_budget_tolerance_and_negative_curvature():
     G, B = V @ V.T, stacked_change_of_basis(coefs, 4)
     assert coefficient_steps(G, B, float(b @ b), 4, 0.0, 2, [], []).done == 2   # budget
     assert coefficient_steps(G, B, float(b @ b), 4, 1e9, 4, [], []).done == 1   # converged
-    st = coefficient_steps(-G, B, float(b @ b), 4, 0.0, 4, [], [])              # p.Ap < 0
+    st = coefficient_steps(G, -B, float(b @ b), 4, 0.0, 4, [], [])              # p.Ap < 0
+    assert not st.broke and st.done == 4                                          # as SciPy
+    st = coefficient_steps(G, 0 * B, float(b @ b), 4, 0.0, 4, [], [])           # A p = 0
     assert st.broke and st.done == 0
+
+
+def test_an_exhausted_krylov_space_ends_the_block():
+    """A matrix with two distinct eigenvalues: CG is done after two steps, and the basis of
+    s = 4 has rank 2. The block stops there instead of dividing rounding noise by rounding
+    noise (which took the residual from 1e-16 to 1e20)."""
+    A = np.diag(np.r_[[1.0] * 8, [2.0] * 16, [1.0] * 8])
+    b = np.ones(32)
+    coefs = chebyshev_coefs(0.0, 3.0, 4)
+    V = np.vstack([_basis(A, b, coefs, 4), _basis(A, b, coefs, 4)])
+    st = coefficient_steps(V @ V.T, stacked_change_of_basis(coefs, 4), float(b @ b), 4, 0.0,
+                           4, [], [])
+    assert not st.broke and st.done <= 3
+    assert np.linalg.norm(b - A @ (st.xc @ V)) < 1e-12
 
 
 def test_interval_follows_ritz_values_and_replacement_rule():

@@ -73,13 +73,16 @@ auto with_value(const Raw &r, const char *name, F f) {
 }
 
 // ---- checksum: XXH3-style accumulation over 8 lanes of 64-bit words ------------------------------
-// Each word, xored with a per-lane key, has its two 32-bit halves multiplied (a 32x32->64
-// product, one pmuludq per 2, 4 or 8 lanes: the high bits reach the low ones, so changes
-// that cancel in plain sums, like flipping the sign of an even number of doubles, do not) and
-// added with the neighbouring lane's word; a second sum of the running accumulators weights
-// each word by its position.  Memory-bound with SIMD; it exists to notice a matrix modified in place, not
-// to resist an adversary.
+// Each word, xored with a per-lane key and a per-block tweak (block b of 8 words: b * STEP),
+// has its two 32-bit halves multiplied (a 32x32->64 product, one pmuludq per 2, 4 or 8 lanes:
+// the high bits reach the low ones, so changes that cancel in plain sums, like flipping the sign
+// of an even number of doubles, do not) and added with the neighbouring lane's word; a second
+// sum of the running accumulators weights each word by its position.  The tweak makes a block's
+// term depend on where it is: with linear weights alone, blocks A B B A rewritten as B A A B kept
+// the sum (values 1 1 2 2 ... swapped in place went unnoticed).  Memory-bound with SIMD; it
+// exists to notice a matrix modified in place, not to resist an adversary.
 constexpr int LANES = 8;
+constexpr u64 STEP = 0x9e3779b97f4a7c15ULL;
 constexpr u64 KEY[LANES] = {0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL,
                             0x1f67b3b7a4a44072ULL, 0x78e5c0cc4ee679cbULL, 0x2172ffcc7dd05a82ULL,
                             0x8e2443f7744608b8ULL, 0x4c263a81e69035e0ULL};
@@ -94,11 +97,11 @@ using MainLoop = i64 (*)(const unsigned char *, i64, Sums &);
 
 [[maybe_unused]] i64 main_loop_scalar(const unsigned char *p, i64 nwords, Sums &s) {
     i64 i = 0;
-    for (; i + LANES <= nwords; i += LANES) {
+    for (u64 t = 0; i + LANES <= nwords; i += LANES, t += STEP) {
         u64 w[LANES];
         std::memcpy(w, p + 8 * i, sizeof(w));
         for (int l = 0; l < LANES; ++l) {
-            u64 k = w[l] ^ KEY[l];
+            u64 k = w[l] ^ KEY[l] ^ t;
             s.acc[l] += (k & 0xffffffffULL) * (k >> 32) + w[l ^ 1];
             s.pos[l] += s.acc[l];
         }
@@ -111,10 +114,12 @@ using MainLoop = i64 (*)(const unsigned char *, i64, Sums &);
 __attribute__((target("avx512f"))) i64 main_loop_avx512(const unsigned char *p, i64 nwords,
                                                          Sums &s) {
     __m512i acc = _mm512_loadu_si512(s.acc), pos = _mm512_loadu_si512(s.pos);
-    const __m512i key = _mm512_loadu_si512(KEY);
+    const __m512i key = _mm512_loadu_si512(KEY), step = _mm512_set1_epi64(STEP);
+    __m512i t = _mm512_setzero_si512();
     i64 i = 0;
-    for (; i + LANES <= nwords; i += LANES) {
-        __m512i w = _mm512_loadu_si512(p + 8 * i), k = _mm512_xor_si512(w, key);
+    for (; i + LANES <= nwords; i += LANES, t = _mm512_add_epi64(t, step)) {
+        __m512i w = _mm512_loadu_si512(p + 8 * i),
+                k = _mm512_xor_si512(w, _mm512_xor_si512(key, t));
         acc = _mm512_add_epi64(acc, _mm512_add_epi64(_mm512_mul_epu32(k, _mm512_srli_epi64(k, 32)),
                                                      _mm512_shuffle_epi32(w, _MM_PERM_BADC)));
         pos = _mm512_add_epi64(pos, acc);
@@ -131,11 +136,13 @@ __attribute__((target("avx2"))) i64 main_loop_avx2(const unsigned char *p, i64 n
         pos[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(s.pos + 4 * r));
         key[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(KEY + 4 * r));
     }
+    const __m256i step = _mm256_set1_epi64x(static_cast<long long>(STEP));
+    __m256i t = _mm256_setzero_si256();
     i64 i = 0;
-    for (; i + LANES <= nwords; i += LANES)
+    for (; i + LANES <= nwords; i += LANES, t = _mm256_add_epi64(t, step))
         for (int r = 0; r < 2; ++r) {
             __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(p + 8 * i + 32 * r));
-            __m256i k = _mm256_xor_si256(w, key[r]);
+            __m256i k = _mm256_xor_si256(w, _mm256_xor_si256(key[r], t));
             acc[r] = _mm256_add_epi64(acc[r], _mm256_add_epi64(
                 _mm256_mul_epu32(k, _mm256_srli_epi64(k, 32)), _mm256_shuffle_epi32(w, 0x4E)));
             pos[r] = _mm256_add_epi64(pos[r], acc[r]);
@@ -154,11 +161,13 @@ i64 main_loop_sse2(const unsigned char *p, i64 nwords, Sums &s) {   // the x86-6
         pos[r] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(s.pos + 2 * r));
         key[r] = _mm_loadu_si128(reinterpret_cast<const __m128i *>(KEY + 2 * r));
     }
+    const __m128i step = _mm_set1_epi64x(static_cast<long long>(STEP));
+    __m128i t = _mm_setzero_si128();
     i64 i = 0;
-    for (; i + LANES <= nwords; i += LANES)
+    for (; i + LANES <= nwords; i += LANES, t = _mm_add_epi64(t, step))
         for (int r = 0; r < 4; ++r) {
             __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 8 * i + 16 * r));
-            __m128i k = _mm_xor_si128(w, key[r]);
+            __m128i k = _mm_xor_si128(w, _mm_xor_si128(key[r], t));
             acc[r] = _mm_add_epi64(acc[r], _mm_add_epi64(_mm_mul_epu32(k, _mm_srli_epi64(k, 32)),
                                                          _mm_shuffle_epi32(w, 0x4E)));
             pos[r] = _mm_add_epi64(pos[r], acc[r]);
@@ -187,8 +196,9 @@ void fletcher(const unsigned char *p, i64 nbytes, Sums &s) {
     i64 i = main_loop(p, nwords, s);
     u64 tail[LANES] = {0};
     std::memcpy(tail, p + 8 * i, static_cast<size_t>(nbytes - 8 * i));
+    const u64 t = static_cast<u64>(i / LANES) * STEP;   // the tail's block
     for (int l = 0; l < LANES; ++l) {
-        u64 k = tail[l] ^ KEY[l];
+        u64 k = tail[l] ^ KEY[l] ^ t;
         s.acc[l] += (k & 0xffffffffULL) * (k >> 32) + tail[l ^ 1] + static_cast<u64>(nbytes);
         s.pos[l] += s.acc[l];
     }

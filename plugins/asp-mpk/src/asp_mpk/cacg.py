@@ -13,7 +13,8 @@ interval comes from the Ritz values of the Lanczos matrix assembled from the CG 
 ``b - A x``; a stale recursive residual is replaced by the true one (residual replacement), so
 the final accuracy matches classical CG.  Semantics and return values follow
 ``scipy.sparse.linalg.cg``: stop when ``||r|| < max(atol, rtol ||b||)``; ``info = 0`` on success,
-else the number of iterations done (also on breakdown, e.g. for matrices that are not SPD).
+else the number of iterations done (also on breakdown: ``p.Ap`` zero or a value not finite; a
+negative ``p.Ap``, A not positive definite, goes on as in SciPy).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
             p[:] = z
         q = matvec(p)
         pq = float(p @ q)
-        if not np.isfinite(pq) or pq <= 0.0 or not np.isfinite(rho):
+        if not np.isfinite(pq) or pq == 0.0 or not np.isfinite(rho):   # SciPy: 0 / 0
             stats.iterations = it
             return x, max(it, 1)
         alpha = rho / pq
@@ -209,7 +210,7 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     for _ in range(steps):
         if pq is None:
             pq = kern.cg_apply_dot(p, q)
-        if not np.isfinite(pq) or pq <= 0.0:
+        if not np.isfinite(pq) or pq == 0.0:   # a negative p.q goes on, as in SciPy
             return len(alphas), rr, alphas, betas, True, None
         alpha = rr / pq
         # with the fused pass, x += alpha p happens there (it reads p anyway)

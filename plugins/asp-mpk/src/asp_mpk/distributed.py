@@ -508,7 +508,7 @@ def plain_cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 
             p = r + (rho / rho_prev) * p
         q = mat.matvec(p)
         pq = float(mat.allreduce(np.array([p @ q]))[0])
-        if not np.isfinite(pq) or pq <= 0.0:
+        if not np.isfinite(pq) or pq == 0.0:   # negative goes on, as in SciPy
             res.iterations, info = it, max(it, 1)
             break
         alpha = rho / pq

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asp_mpk.cg_modes import ModeTimes
-from asp_mpk.matrix import analysed, vouched
+from asp_mpk.matrix import AnalysedMatrix, analysed, vouched
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
@@ -374,28 +374,46 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     ``basis``: ``"monomial"`` (A^j x), ``"newton"`` (products of (A - shifts[j]); Leja-ordered
     Ritz values when ``shifts`` is None) or ``"chebyshev"`` (scaled Chebyshev polynomials on the
     interval ``shifts = (lmin, lmax)``, estimated by Lanczos when None).
-    ``out``: a C-contiguous array of the result's shape and A's dtype to write into (returned);
+    The result has SciPy's dtype for ``A @ x``: A's, or x's when x is a wider float.
+    ``out``: a C-contiguous array of the result's shape and dtype to write into (returned);
     without it a new array, or a result of an earlier call that nothing refers to any more.
     """
     k = check_k(k)
     if basis not in ("monomial", "newton", "chebyshev"):
         raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
-    mp = (vouched(A) or analysed(A)).powers(k)   # no copy or analysis for a matrix seen before
+    m = vouched(A)   # no copy or analysis for a matrix seen before
+    if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
+        m = _for_x(A, x, m)
+    mp = m.powers(k)
     if np.asarray(x).dtype != mp.dtype:
         as_vector(x, mp.n)  # validate before the conversion below
     return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
                      basis=basis, shifts=shifts, out=out)
 
 
+def _for_x(A: Any, x: Any, m: AnalysedMatrix | None) -> AnalysedMatrix:
+    """The analysed matrix a product with ``x`` computes in (``m``: A's own, when known): A's
+    dtype, or x's when x is a wider float, as SciPy's ``float32 A @ float64 x`` is float64."""
+    own = m if m is not None else analysed(A)
+    xdtype = np.asarray(x).dtype
+    if xdtype.kind == "f" and np.result_type(own.dtype, xdtype) != own.dtype:
+        return analysed(A, np.result_type(own.dtype, xdtype))
+    return own
+
+
 def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
-    """``A @ x`` through the generated kernel; ``out``: a C-contiguous (n,) array of A's dtype
-    to write into (not overlapping x).  Once tuned, the k = 1 kernel's own product entry point
-    runs (y = A x: x read, y written, nothing else); before that, the matrix-powers call."""
+    """``A @ x`` through the generated kernel, of SciPy's shape and dtype (x of shape (n, 1)
+    gives (n, 1); a float64 x makes a float32 A's product float64); ``out``: a C-contiguous
+    (n,) array of that dtype to write into (not overlapping x).  Once tuned, the k = 1 kernel's
+    own product entry point runs (y = A x: x read, y written, nothing else); before that, the
+    matrix-powers call."""
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
-    kern = None if m is None else m.spmv_kernel
+    if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
+        m = _for_x(A, x, m)
+    kern = m.spmv_kernel
     mp = None
     if kern is None:   # vouched for but without a product kernel yet: no second check
-        mp = (m if m is not None else analysed(A)).powers(1)
+        mp = m.powers(1)
         kern = mp._winner(1, "monomial")
         if kern is not None and kern.has_spmv:
             mp.matrix.spmv_kernel = kern
@@ -403,10 +421,12 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
             kern = None
     sized: Any = kern if kern is not None else mp   # both know n and the dtype
     n, dtype = sized.n, sized.dtype
+    column = False
     if type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,) and x.flags.c_contiguous:
         xv = x   # the usual call: nothing to convert
     else:
         xv = np.ascontiguousarray(as_vector(x, n, finite=False), dtype=dtype)
+        column = np.ndim(x) == 2   # (n, 1), as SciPy returns it
     if out is None:
         y = np.empty(n, dtype=dtype)
     elif not (isinstance(out, np.ndarray) and out.shape == (n,) and out.dtype == dtype
@@ -416,7 +436,8 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     else:
         y = out
     if kern is not None:
-        return kern.spmv(xv, y)
-    assert mp is not None
-    y[...] = mp.powers(xv)[1]
-    return y
+        kern.spmv(xv, y)
+    else:
+        assert mp is not None
+        y[...] = mp.powers(xv)[1]
+    return y[:, np.newaxis] if column and out is None else y

@@ -113,16 +113,26 @@ class Steps:
     broke: bool
 
 
+#: the relative rounding level of a quadratic form in the Gram matrix: below it (relative to
+#: the same form on absolute values) the form carries no information
+NOISE = 64 * float(np.finfo(np.float64).eps)
+
+
 def coefficient_steps(G: np.ndarray, B: np.ndarray, rr: float, s: int, tol: float, budget: int,
                       alphas: list[float], betas: list[float],
                       on_step: Callable[[np.ndarray], object] | None = None) -> Steps:
     """Up to ``min(s, budget)`` CG steps in coefficient space (p = V pc, r = V rc), stopping
     early when ``sqrt(r.r) < tol``; appends each step's alpha and beta.
 
-    Breakdown (``broke``): ``p.Ap`` not finite or not positive (A is not SPD, or the basis lost
-    rank: G is a Gram matrix, so for an SPD matrix ``pc·G·B pc`` is positive in exact
-    arithmetic), or ``r.r`` not finite.  ``on_step(xc)`` runs after each step (callbacks)."""
+    The block also ends early when ``p.Ap`` or ``r.r`` falls to the rounding level of the basis
+    (the Krylov space is exhausted: a matrix with few distinct eigenvalues, or a residual
+    already at roundoff): the caller then rebuilds r from the basis and checks it.  Further
+    steps would divide noise by noise (they took CG from a residual of 1e-16 to 1e20).
+    Breakdown (``broke``) as SciPy's loop would meet it: ``p.Ap`` or ``r.r`` not finite, or
+    ``p.Ap`` zero (at the rounding level) on the block's first step.  A negative ``p.Ap`` (A
+    not positive definite) goes on, as in SciPy.  ``on_step(xc)`` runs after each step."""
     m = G.shape[0]
+    Gabs = np.abs(G)
     pc = np.zeros(m)
     pc[0] = 1.0
     rc = np.zeros(m)
@@ -132,14 +142,17 @@ def coefficient_steps(G: np.ndarray, B: np.ndarray, rr: float, s: int, tol: floa
     for _ in range(min(s, budget)):
         Apc = B @ pc
         pAp = float(pc @ G @ Apc)
-        if not np.isfinite(pAp) or pAp <= 0.0:
+        if not np.isfinite(pAp):
             return Steps(xc, rc, pc, done, rr, True)
+        if abs(pAp) <= NOISE * float(np.abs(pc) @ Gabs @ np.abs(Apc)):
+            return Steps(xc, rc, pc, done, rr, done == 0)
         alpha = rr / pAp
         xc += alpha * pc
         rc -= alpha * Apc
         rr_new = float(rc @ G @ rc)
         if not np.isfinite(rr_new):
             return Steps(xc, rc, pc, done, rr, True)
+        resolved = rr_new > NOISE * float(np.abs(rc) @ Gabs @ np.abs(rc))
         rr_new = max(rr_new, 0.0)
         beta = rr_new / rr if rr > 0 else 0.0
         pc = rc + beta * pc
@@ -149,7 +162,7 @@ def coefficient_steps(G: np.ndarray, B: np.ndarray, rr: float, s: int, tol: floa
         done += 1
         if on_step is not None:
             on_step(xc)
-        if np.sqrt(rr) < tol:
+        if np.sqrt(rr) < tol or not resolved:
             break
     return Steps(xc, rc, pc, done, rr, False)
 

@@ -197,7 +197,7 @@ static void cg_dots(int64_t n, const real *restrict r, const real *restrict q, d
    passes of the exact update instead).  st[0]: r.r; st[1]: p.q with q = A p on entry, NaN when
    q is stale; st[2], st[3]: r.q and q.q of those vectors, NaN when not known (all out: the same
    for the new vectors).  alphas, betas (steps long) receive the coefficients.  Returns the
-   iterations done, or -(done + 1) on a breakdown (p.q <= 0 or a value not finite). */
+   iterations done, or -(done + 1) on a breakdown (p.q zero or a value not finite). */
 int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real *restrict p,
                  real *restrict q, int64_t steps, double tol, double *st, double *alphas,
                  double *betas, int nthreads)
@@ -209,7 +209,7 @@ int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real 
     }
     if (isnan(st[2]) || isnan(st[3])) cg_dots(n, r, q, st + 2, nthreads);
     for (int64_t j = 0; j < steps; ++j) {
-        if (!isfinite(pq) || pq <= 0.0) {
+        if (!isfinite(pq) || pq == 0.0) { /* negative: goes on, as SciPy */
             st[1] = NAN;
             return -(j + 1);
         }
@@ -253,7 +253,7 @@ int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real 
    specialisation, made every reacquisition wait up to the interpreter's switch interval).
    st[0]: r.r (in/out); st[1]: p.q with q = A p on entry, NaN when q is stale (out: the same
    for the new p).  alphas, betas (steps long) receive the coefficients.  Returns the
-   iterations done, or -(done + 1) on a breakdown (p.q <= 0 or a value not finite). */
+   iterations done, or -(done + 1) on a breakdown (p.q zero or a value not finite). */
 int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real *restrict p,
                  real *restrict q, int64_t steps, double tol, double *st, double *alphas,
                  double *betas, int nthreads)
@@ -261,7 +261,7 @@ int64_t cg_steps(int64_t n, ${params}, real *restrict x, real *restrict r, real 
     double rr = st[0], pq = st[1];
     for (int64_t j = 0; j < steps; ++j) {
         if (isnan(pq)) pq = cg_apply_dot(n, ${args}, p, q, nthreads);
-        if (!isfinite(pq) || pq <= 0.0) {
+        if (!isfinite(pq) || pq == 0.0) { /* negative: goes on, as SciPy */
             st[1] = NAN;
             return -(j + 1);
         }
