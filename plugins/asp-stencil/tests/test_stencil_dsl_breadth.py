@@ -392,11 +392,25 @@ def test_python_int_out_of_a_grid_dtypes_range_raises_as_numpy(cls, monkeypatch)
         cls().kernel(*clone_grids(grids))
 
 
+class NeighbourCount(StencilKernel):
+    """A Python int carried by a loop meets int64 values: its own storage, still compiled."""
+
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            n = 0
+            for y in a.neighbors(x, 1):
+                if a[y] > 0:
+                    n = n + 1
+            out[x] = n * a[x]
+
+
 @requires_compiler
-def test_python_ints_in_range_still_specialise(monkeypatch):
+@pytest.mark.parametrize("cls,dtypes", [(ChosenIntInRange, (np.int16, np.uint32, np.uint32)),
+                                        (NeighbourCount, (np.int64, np.int64))])
+def test_python_ints_in_range_still_specialise(cls, dtypes, monkeypatch):
     monkeypatch.setenv("ASP_MODE", "strict")
-    grids = make_grids((5, 6), 2, dtypes=(np.int16, np.uint32, np.uint32), seed=4)
-    k = ChosenIntInRange()
+    grids = make_grids((5, 6), len(dtypes) - 1, dtypes=dtypes, seed=4)
+    k = cls()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # NumPy's wrap-around, as C's
         expected, actual = run_both(k, grids)

@@ -107,10 +107,11 @@ class ExprLowering:
                                         f"{np.dtype(prec).name} (NumPy raises OverflowError)")
             return self.const(e.value, prec)
         c, kinds = self.typed(e)
-        if "int" in kinds and T.is_int(prec) and not _python_ints_within(self, e,
-                                                                         *T.int_range(prec)):
+        if "int" in kinds and T.is_int(prec) and prec != "<i8" and not _python_ints_within(
+                self, e, *T.int_range(prec)):
             # NumPy converts a Python int to the other operand's dtype, raising OverflowError
-            # when it does not fit; C would wrap it around
+            # when it does not fit; C would wrap it around (int64 is the Python ints' own
+            # storage here: a counter carried by a loop stays allowed there)
             raise T.TypeRefusal(f"a Python int that may be out of bounds for "
                                 f"{np.dtype(prec).name} (NumPy raises OverflowError)")
         if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
