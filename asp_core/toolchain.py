@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,19 +119,23 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
 
     ident = f"{kind}|{executable}|{mtime}"
     path = cache_dir() / "toolchains.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}  # a damaged file is only a lost memo: probe again and overwrite it
+
+    def read() -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}  # damaged: only a lost memo
+
+    data = read()
     if ident in data and valid(data[ident]):
         return data[ident]
     value = compute()
-    data[ident] = value
+    # read again after the probe (seconds, maybe): what other probes wrote meanwhile stays
+    data = {**read(), ident: value}
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
     except OSError:

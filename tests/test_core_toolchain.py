@@ -132,3 +132,23 @@ def test_a_passing_openmp_failure_is_not_remembered(fresh_cache, monkeypatch):
         assert calls.count(["-fopenmp"]) == 2
     finally:
         toolchain._openmp_works.cache_clear()
+
+
+def test_probes_remembered_at_the_same_time_are_all_kept(fresh_cache):
+    """A probe that finishes while another runs is not lost when the slower one writes."""
+    import threading
+    import time
+
+    from asp_core.toolchain import _disk_memo
+
+    def slow() -> str:
+        time.sleep(0.3)
+        return "slow"
+
+    t = threading.Thread(target=_disk_memo, args=("a", "/bin/slow", 1.0, slow))
+    t.start()
+    time.sleep(0.05)
+    _disk_memo("b", "/bin/fast", 1.0, lambda: "fast")
+    t.join()
+    memo = json.loads((fresh_cache / "toolchains.json").read_text())
+    assert memo["a|/bin/slow|1.0"] == "slow" and memo["b|/bin/fast|1.0"] == "fast"
