@@ -16,6 +16,7 @@ call it on every rank and get the agreed variant's result.
 
 from __future__ import annotations
 
+import builtins
 import math
 import time
 import warnings
@@ -71,15 +72,28 @@ class AgreedVariants:
         if config.mode() == "python":
             self.reason = "ASP_MODE=python"
             return
-        error, names = None, None
+        error, names, bad_input = None, None, None
         try:  # any failure, on any rank, is every rank's: no rank may wait in a collective
             if args is not None:
                 self._variants = dispatcher.variants(*args)
                 names = list(self._variants)
-        except Exception as exc:  # noqa: BLE001 - reported below, on every rank
+        except AspError as exc:  # cannot be specialised: every rank falls back (below)
             error, names = f"{type(exc).__name__}: {exc}", []
-        errors = comm.allgather(error)
-        proposed = comm.allgather(names)
+        except Exception as exc:  # noqa: BLE001 - bad input: raised on every rank (below)
+            error, names, bad_input = f"{type(exc).__name__}: {exc}", [], type(exc).__name__
+        gathered = comm.allgather((error, names, bad_input))
+        errors = [e for e, _, _ in gathered]
+        proposed = [p for _, p, _ in gathered]
+        kinds = [k for _, _, k in gathered if k]
+        if kinds:   # as one process raises it, not a fallback that would run on the bad input
+            kind = getattr(builtins, kinds[0], None)
+            ranks: dict[str, list[str]] = {}
+            for r, (e, _, k) in enumerate(gathered):
+                if k:
+                    ranks.setdefault(e, []).append(str(r))
+            raise (kind if isinstance(kind, type) and issubclass(kind, Exception)
+                   else ValueError)("; ".join(f"rank{'s' * (len(rs) > 1)} {', '.join(rs)}: {e}"
+                                              for e, rs in ranks.items()))
         offers = [(rank, p) for rank, p in enumerate(proposed) if p is not None]
         common = [n for n in offers[0][1] if all(n in p for _, p in offers)] if offers else []
         if per_rank and not any(errors) and any(set(p) != set(common) for _, p in offers):

@@ -119,6 +119,24 @@ def local_rows_case(comm, A, bounds, k):
             in str(exc), exc
     else:
         raise AssertionError("a row block with a column index outside the matrix was accepted")
+    # arguments that shape the messages must agree: a clear error on every rank, not a hang
+    for call, what in ((lambda: DistributedMatrixPowers(A[lo:hi], k + comm.rank, comm,
+                                                        rows=(lo, hi)), "depth"),
+                       (lambda: mp.powers(np.ones((1 + comm.rank, hi - lo))), "vectors"),
+                       (lambda: DistributedMatrixPowers(A[lo:hi], k, comm,
+                                                        rows=(lo,) if comm.rank else (lo, hi)),
+                        "rows")):
+        try:
+            call()
+        except ValueError as exc:
+            if comm.size > 1 and what not in str(exc):
+                raise
+        else:
+            if comm.size > 1:
+                raise AssertionError(f"no ValueError for {what} differing between ranks")
+    x0, info, _ = cg(A[lo:hi], np.zeros(hi - lo), comm=comm, rows=(lo, hi))
+    if info != 0 or np.any(x0):   # b = 0: x = 0 and converged, as SciPy
+        raise AssertionError(f"cg with b = 0 gave info {info}")
     if comm.rank == 0:
         print(f"MPK-OK local-rows k={k} setup_messages={mp.stats.setup_messages}", flush=True)
 

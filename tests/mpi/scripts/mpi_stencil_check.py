@@ -26,6 +26,14 @@ class Figure2Kernel(StencilKernel):
                 out_grid[x] = out_grid[x] + in_grid[y]
 
 
+class FarKernel(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = 0.5 * a[x]
+            for y in a.neighbors(x, 2):
+                out[x] += 0.1 * a[y]
+
+
 class JacobiKernel(StencilKernel):
     """Heat-equation step; does not read its output."""
 
@@ -169,6 +177,27 @@ def helpers(comm):
             pass
         else:
             raise AssertionError(f"no {err.__name__} for bad grids")
+    # a neighbourhood reaching past the ghost depth raises on every rank, as in one process
+    # (it ran the Python fallback, which wrapped the index: results changed with the ranks)
+    far = [list(ids) for ids in a.local.neighbor_definition[:2]] + [[(-2, 0)]]
+    d = DistributedStencilGrid(like=a)
+    a.neighbor_definition, d.neighbor_definition = far, far
+    try:
+        distribute(FarKernel()).kernel(a, d)
+    except ValueError as exc:
+        if "beyond the ghost depth" not in str(exc):
+            raise
+    else:
+        raise AssertionError("no ValueError for a neighbourhood beyond the ghost depth")
+    # a root that is not a rank (MPI takes -1 as "no process": nothing was sent)
+    for root in (-1, comm.size):
+        try:
+            a.scatter(full if comm.rank == 0 else None, root=root)
+        except ValueError as exc:
+            if "root must be a rank" not in str(exc):
+                raise
+        else:
+            raise AssertionError(f"no ValueError for scatter(root={root})")
     if comm.rank == 0:
         print(f"STENCIL-OK helpers messages={stats.messages}", flush=True)
 

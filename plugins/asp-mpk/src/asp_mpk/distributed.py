@@ -114,6 +114,8 @@ class DistributedMatrix:
                 from asp_mpk import native
                 from asp_mpk.validate import check_before_conversion
 
+                if isinstance(rows, (str, bytes)) or np.shape(rows) != (2,):
+                    raise ValueError(f"rows must be (lo, hi), got {rows!r}")
                 lo, hi = int(rows[0]), int(rows[1])
                 if getattr(A, "format", None) != "csr":
                     check_before_conversion(A, "A")
@@ -132,6 +134,7 @@ class DistributedMatrix:
         agree(self.comm, error)
         assert local is not None, "agree() raised on every rank if any rank failed"
         check_same(self.comm, n, "matrix size n")
+        check_same(self.comm, int(depth), "depth (k, or cg's s)")   # sets the exchange rounds
         ranges = self.comm.allgather((lo, hi))
         starts = [r[0] for r in ranges]
         if starts[0] != 0 or ranges[-1][1] != n or any(ranges[i][1] != ranges[i + 1][0]
@@ -385,7 +388,7 @@ class DistributedMatrixPowers:
 
         Arguments are validated with one collective agreement, then ONE exchange.
         """
-        from asp_core.mpi import agree
+        from asp_core.mpi import agree, check_same
 
         from asp_mpk.bases import basis_coefs
 
@@ -415,6 +418,9 @@ class DistributedMatrixPowers:
                     error = str(exc)
         agree(m.comm, error)
         assert xs is not None and coefs is not None, "agree() raised on every rank if any failed"
+        # the same polynomials and number of vectors everywhere: they shape every message
+        given = None if basis == "monomial" else tuple(np.ravel(shifts).tolist())
+        check_same(m.comm, (xs.shape[0], basis, given), "(number of vectors, basis, shifts)")
         res = self._run(xs, coefs, "monomial" if basis == "monomial" else "recurrence")
         return res if np.ndim(x) == 2 else res[0]
 
@@ -468,7 +474,8 @@ class CGResult:
 
 def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: int,
              rtol: float, atol: float, maxiter: Any) -> tuple[Any, np.ndarray, np.ndarray, float,
-                                                          int]:
+                                                          int, bool]:
+    """(matrix, b, x, tolerance, maxiter, whether b is zero on every rank)."""
     from asp_mpk.cacg import _check_tols
 
     mat = A if isinstance(A, DistributedMatrix) else DistributedMatrix(
@@ -481,7 +488,7 @@ def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: 
     if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
         raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
     bnrm2 = float(np.sqrt(mat.allreduce(np.array([bv @ bv]))[0]))
-    return mat, bv, x, max(atol, rtol * bnrm2), int(maxiter)
+    return mat, bv, x, max(atol, rtol * bnrm2), int(maxiter), bnrm2 == 0.0
 
 
 def plain_cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
@@ -491,7 +498,10 @@ def plain_cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 
 
     Per iteration: one depth-1 exchange (the product) and two reductions (r.r and p.Ap).
     """
-    mat, b, x, tol, maxiter = _prepare(A, b, x0, comm, rows, bounds, 1, rtol, atol, maxiter)
+    mat, b, x, tol, maxiter, zero_b = _prepare(A, b, x0, comm, rows, bounds, 1, rtol, atol,
+                                               maxiter)
+    if zero_b:   # as SciPy: x = 0, converged
+        return np.zeros(mat.n_own), 0, CGResult()
     st = mat.stats
     base = (st.exchanges, st.messages, st.reductions)
     res = CGResult()
@@ -537,7 +547,10 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
 
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 32:
         raise ValueError(f"s must be an integer in 1..32, got {s!r}")
-    mat, b, x, tol, maxiter = _prepare(A, b, x0, comm, rows, bounds, s, rtol, atol, maxiter)
+    mat, b, x, tol, maxiter, zero_b = _prepare(A, b, x0, comm, rows, bounds, s, rtol, atol,
+                                               maxiter)
+    if zero_b:   # as SciPy: x = 0, converged
+        return np.zeros(mat.n_own), 0, CGResult()
     if mat.depth < s:
         raise ValueError(f"the DistributedMatrix has ghost depth {mat.depth} < s = {s}")
     st = mat.stats

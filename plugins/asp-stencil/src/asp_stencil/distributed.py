@@ -297,10 +297,22 @@ class DistributedStencilGrid:
         out.load_global(arr)
         return out
 
+    def _root(self, root: Any) -> int:
+        """``root`` checked on every rank: the same rank of this grid's communicator (MPI
+        takes -1 as "no process" and would send nothing)."""
+        from asp_core.mpi import check_same
+
+        root = check_same(self.cart, root, "root")
+        if isinstance(root, bool) or not isinstance(root, (int, np.integer)) \
+                or not 0 <= root < self.size:
+            raise ValueError(f"root must be a rank in 0..{self.size - 1}, got {root!r}")
+        return int(root)
+
     def scatter(self, array: np.ndarray | None, root: int = 0) -> None:
         """Collective: distribute ``array`` (significant on ``root`` only) over the ranks."""
         from asp_core.mpi import agree
 
+        root = self._root(root)
         error = None
         if self.rank == root and (array is None or np.shape(array) != self.shape):
             error = (f"scatter: root must pass an array of the grid's shape {self.shape}, "
@@ -323,6 +335,7 @@ class DistributedStencilGrid:
 
     def gather(self, root: int = 0) -> np.ndarray | None:
         """Collective: the global array on ``root`` (``None`` elsewhere)."""
+        root = self._root(root)
         mine = np.ascontiguousarray(self.owned)
         if self.rank != root:
             self.cart.Send(mine, dest=root, tag=_TAG + 2)
