@@ -36,6 +36,10 @@ class _Rank0:
 
     def allgather(self, value):
         self.collectives += 1
+        if isinstance(value, tuple) and len(value) == 3:   # AgreedVariants' (error, names, -)
+            error = self.others.pop(0) if self.others else value[0]
+            names = self.others.pop(0) if self.others else value[1]
+            return [value, (error, names, None)]
         return [value, self.others.pop(0) if self.others else value]
 
     def bcast(self, value, root=0):
@@ -91,6 +95,16 @@ def test_the_ranks_tune_the_variants_all_of_them_have_and_explain_shows_it(fresh
     assert agreed.tuner.winner == agreed.winner
     ctx = kernel.kernel.variants(u, out).context   # a fresh context knows nothing of it
     assert ctx.decision(VARIANT) is None
+
+
+def test_bad_input_on_a_rank_is_raised_not_run_in_python(fresh_cache, monkeypatch):
+    """Grids no kernel can run on are the caller's error, as in one process: raised (the
+    same exception on every rank), not an unspecialised run of the bad input."""
+    kernel, (u, out) = Heat(), _grids()
+    monkeypatch.setenv("ASP_MODE", "auto")
+    small = asp_stencil.StencilGrid((5, 5))
+    with pytest.raises(ValueError, match=r"rank 0: ValueError: grids of different shapes"):
+        AgreedVariants(kernel.kernel, (small, out), _Rank0(None, []))
 
 
 def test_a_rank_that_cannot_specialise_makes_every_rank_fall_back(fresh_cache, monkeypatch):
