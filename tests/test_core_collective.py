@@ -100,7 +100,7 @@ def test_the_ranks_tune_the_variants_all_of_them_have_and_explain_shows_it(fresh
 def test_bad_input_on_a_rank_is_raised_not_run_in_python(fresh_cache, monkeypatch):
     """Grids no kernel can run on are the caller's error, as in one process: raised (the
     same exception on every rank), not an unspecialised run of the bad input."""
-    kernel, (u, out) = Heat(), _grids()
+    kernel, (_, out) = Heat(), _grids()
     monkeypatch.setenv("ASP_MODE", "auto")
     small = asp_stencil.StencilGrid((5, 5))
     with pytest.raises(ValueError, match=r"rank 0: ValueError: grids of different shapes"):
