@@ -131,8 +131,28 @@ def main():
             os.environ["ASP_AUTOTUNE"] = "always" if tune and cov == "diag" else "off"
             check(comm, cov)
         default_init(comm)
+        bad_input(comm)
     if comm.rank == 0:
         print("GMM-ALL-OK", flush=True)
+
+
+def bad_input(comm):
+    """Hyperparameters that differ between ranks are a ValueError on every rank (a rank
+    with other values waited forever in another collective, or fitted another model); tiny
+    shards still give the sample the components need."""
+    X = np.random.default_rng(comm.rank).standard_normal((20, 2))
+    for kw in ({"n_components": 2 + comm.rank}, {"reg_covar": 1e-6 * (1 + comm.rank)},
+               {"covariance_type": ("full", "diag", "tied")[comm.rank % 3]}):
+        try:
+            DistributedGaussianMixture(**{"n_components": 2, **kw}, comm=comm).fit(X)
+        except ValueError as exc:
+            if comm.size > 1 and "mismatched hyperparameters" not in str(exc):
+                raise
+        else:
+            if comm.size > 1:
+                raise AssertionError(f"no ValueError for {kw} differing between ranks")
+    small = np.random.default_rng(7).standard_normal((1 + (comm.rank == comm.size - 1), 2))
+    DistributedGaussianMixture(2, init_sample=2, comm=comm).fit(small + 5.0 * comm.rank)
 
 
 if __name__ == "__main__":

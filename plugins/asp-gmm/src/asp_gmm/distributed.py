@@ -295,6 +295,21 @@ class DistributedGaussianMixture:
         return arr
 
     def _check_parameters(self, n_global: int, D: int) -> None:
+        """Collective: the same hyperparameters and initial parameters on every rank (else a
+        ValueError on every rank; a rank with other values would wait in another collective or
+        fit another model), then their checks, which then fail on every rank alike."""
+        import hashlib
+
+        from asp_core.mpi import check_same
+
+        inits = tuple(None if a is None else hashlib.sha256(
+            np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()[:16]
+            for a in (self.weights_init, self.means_init, self.precisions_init))
+        check_same(self._comm(), (repr(self.n_components), repr(self.covariance_type),
+                                  repr(self.tol), repr(self.reg_covar), repr(self.max_iter),
+                                  repr(self.n_init), repr(self.init_sample), inits),
+                   "hyperparameters (n_components, covariance_type, tol, reg_covar, max_iter, "
+                   "n_init, init_sample, and the initial weights, means and precisions)")
         if isinstance(self.n_components, bool) or not isinstance(self.n_components,
                                                                  (int, np.integer)) \
                 or self.n_components < 1:
@@ -318,7 +333,7 @@ class DistributedGaussianMixture:
         M, D, cov = self.n_components, X.shape[1], self.covariance_type
         given = (self.weights_init is not None and self.means_init is not None
                  and self.precisions_init is not None)
-        if given:
+        if given:   # the same arrays on every rank (checked): so are these checks' results
             w = np.asarray(self.weights_init, dtype=np.float64)
             mu = np.asarray(self.means_init, dtype=np.float64)
             if w.shape != (M,) or mu.shape != (M, D):
@@ -327,9 +342,16 @@ class DistributedGaussianMixture:
             pc = precision_cholesky_from_precisions(np.asarray(self.precisions_init,
                                                                dtype=np.float64), cov)
             return w, mu, pc
-        # rank 0 initialises from a sample drawn from every shard (in proportion to its size)
+        # rank 0 initialises from a sample drawn from every shard, in proportion to its size:
+        # shares by largest remainder, so that they add up to the sample (rounding each one
+        # left 1 + 1 + 2 samples with 0 + 0 + 1 taken, fewer than the components)
         want = min(n_global, max(int(self.init_sample), M))
-        take = int(round(want * len(X) / n_global))
+        sizes = np.array(comm.allgather(len(X)), dtype=np.int64)
+        exact = want * sizes / n_global
+        shares = np.floor(exact).astype(np.int64)
+        order = np.argsort(-(exact - shares), kind="stable")
+        shares[order[:want - int(shares.sum())]] += 1
+        take = int(shares[comm.Get_rank()])
         seed = int(rng.randint(0, 2**31 - 1))
         local_rng = np.random.default_rng([seed, comm.Get_rank()])
         pick = np.sort(local_rng.choice(len(X), size=min(take, len(X)), replace=False))
