@@ -50,13 +50,20 @@ _hook_comm: list[Any] = []
 def abort_on_uncaught(comm: Any = None) -> None:
     """Make an uncaught exception on any rank end every rank within seconds (``comm.Abort``
     after the traceback), instead of leaving the others hanging in a collective until a batch
-    timeout. Installed once per process; ``ASP_MPI_ABORT_ON_ERROR=0`` keeps Python's default.
+    timeout. Installed once per process, on the largest communicator it is given (one of
+    ``COMM_SELF`` first must not leave a later ``COMM_WORLD`` run unguarded);
+    ``ASP_MPI_ABORT_ON_ERROR=0`` keeps Python's default.
     """
     off = os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
                                                                           "off")
-    if off or _hook_comm:
+    if off:
         return
-    _hook_comm.append(comm if comm is not None else import_mpi().COMM_WORLD)
+    comm = comm if comm is not None else import_mpi().COMM_WORLD
+    if _hook_comm:
+        if _rank_size(comm)[1] > _rank_size(_hook_comm[0])[1]:
+            _hook_comm[0] = comm
+        return
+    _hook_comm.append(comm)
     previous = sys.excepthook
 
     def hook(etype: Any, exc: BaseException, tb: Any) -> None:

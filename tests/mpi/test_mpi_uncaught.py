@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "mpi_uncaught.py"
 
 
 @requires_mpi
-@pytest.mark.parametrize("case", ["world", "stencil", "mpk", "gmm"])
+@pytest.mark.parametrize("case", ["world", "stencil", "mpk", "mpk-self-first", "gmm"])
 def test_unguarded_failing_rank_aborts_all_ranks(case):
     run = run_mpi(SCRIPT, 2, timeout=90, args=[case], env={"ASP_AUTOTUNE": "off"})
     assert not run.timed_out, run.describe()

@@ -2,7 +2,8 @@
 in a collective. Asp's MPI runners install an excepthook that aborts every rank, so the job
 ends within seconds instead of hanging (issue 14).
 
-Cases: ``stencil`` (a DistributedStencilGrid was built), ``mpk`` (a distributed matrix),
+Cases: ``stencil`` (a DistributedStencilGrid was built), ``mpk`` (a distributed matrix;
+``mpk-self-first``: one on ``COMM_SELF`` before it),
 ``gmm`` (a DistributedGaussianMixture fit), ``world`` (only ``asp_core.mpi.world()``).
 """
 
@@ -22,11 +23,13 @@ def main() -> None:
         from asp_stencil.distributed import DistributedStencilGrid
 
         DistributedStencilGrid((8, 8), comm)
-    elif case == "mpk":
+    elif case in ("mpk", "mpk-self-first"):
         import scipy.sparse as sp
 
         from asp_mpk.distributed import DistributedMatrix
 
+        if case == "mpk-self-first":   # a per-rank object first: the world run is still guarded
+            DistributedMatrix(sp.eye(8, format="csr"), MPI.COMM_SELF)
         DistributedMatrix(sp.eye(8, format="csr"), comm)
     elif case == "gmm":
         from asp_gmm.distributed import DistributedGaussianMixture
