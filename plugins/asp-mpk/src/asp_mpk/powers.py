@@ -381,21 +381,22 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     k = check_k(k)
     if basis not in ("monomial", "newton", "chebyshev"):
         raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
+    xa = np.asarray(x)   # once (a list would be converted at every look)
     m = vouched(A)   # no copy or analysis for a matrix seen before
-    if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
-        m = _for_x(A, x, m)
+    if m is None or xa.dtype != m.dtype:
+        m = _for_x(A, xa.dtype, m)
     mp = m.powers(k)
-    if np.asarray(x).dtype != mp.dtype:
-        as_vector(x, mp.n)  # validate before the conversion below
-    return mp.powers(np.asarray(x, dtype=mp.dtype) if np.asarray(x).dtype.kind == "f" else x,
+    if xa.dtype != mp.dtype:
+        as_vector(xa, mp.n)  # validate before the conversion below
+    return mp.powers(xa.astype(mp.dtype, copy=False) if xa.dtype.kind == "f" else xa,
                      basis=basis, shifts=shifts, out=out)
 
 
-def _for_x(A: Any, x: Any, m: AnalysedMatrix | None) -> AnalysedMatrix:
-    """The analysed matrix a product with ``x`` computes in (``m``: A's own, when known): A's
-    dtype, or x's when x is a wider float, as SciPy's ``float32 A @ float64 x`` is float64."""
+def _for_x(A: Any, xdtype: np.dtype, m: AnalysedMatrix | None) -> AnalysedMatrix:
+    """The analysed matrix a product with an x of ``xdtype`` computes in (``m``: A's own, when
+    known): A's dtype, or x's when x is a wider float, as SciPy's ``float32 A @ float64 x`` is
+    float64."""
     own = m if m is not None else analysed(A)
-    xdtype = np.asarray(x).dtype
     if xdtype.kind == "f" and np.result_type(own.dtype, xdtype) != own.dtype:
         return analysed(A, np.result_type(own.dtype, xdtype))
     return own
@@ -409,7 +410,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     matrix-powers call."""
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
     if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
-        m = _for_x(A, x, m)
+        m = _for_x(A, np.asarray(x).dtype, m)
     kern = m.spmv_kernel
     mp = None
     if kern is None:   # vouched for but without a product kernel yet: no second check
