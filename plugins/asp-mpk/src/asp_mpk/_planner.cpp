@@ -226,6 +226,17 @@ u64 fold(const Sums &s, i64 nbytes) {
     return h;
 }
 
+// How many parts a pass over `items` splits into: at most `threads` and `most`, each at least
+// `per_part` items.  `hardware_threads(t)`: t, or this machine's hardware threads for t <= 0.
+int hardware_threads(int threads) {
+    return threads > 0 ? threads
+                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int parts_for(i64 items, i64 per_part, int threads, i64 most) {
+    return static_cast<int>(std::max<i64>(1, std::min<i64>({threads, most, items / per_part})));
+}
+
 // Runs f(0) .. f(parts - 1) in parallel (f must not throw).  Built with OpenMP, on the threads
 // of the OpenMP runtime the generated kernels use: after a kernel those spin for milliseconds
 // waiting for more work, and new threads would share the cores with them (the functional
@@ -279,9 +290,7 @@ u64 checksum(const std::vector<py::array> &arrays, int threads) {
                 sums[c] = fold(s, pieces[c].nbytes);
             }
         };
-        i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
-        i64 nthreads = std::min<i64>({hw, 8, total / (4 * CHUNK)});
-        in_parts(static_cast<int>(std::max<i64>(1, nthreads)), [&](int) { work(); });
+        in_parts(parts_for(total, 4 * CHUNK, hardware_threads(threads), 8), [&](int) { work(); });
     }
     u64 h = 0x243f6a8885a308d3ULL;
     for (std::size_t a = 0; a + 1 < first.size(); ++a) {
@@ -307,11 +316,6 @@ constexpr i64 kRowsPerPart = i64(1) << 16, kRowsPerBlock = 4096;
 #else
 #define ASP_SIMD_CLONES
 #endif
-
-int parts_for(i64 items, i64 per_part, int threads) {
-    i64 hw = threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
-    return static_cast<int>(std::max<i64>(1, std::min<i64>({hw, 8, items / per_part})));
-}
 
 struct IndexScan {
     i64 lo, hi, descents;
@@ -340,7 +344,7 @@ py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 
         throw py::value_error("invalid CSR structure: indptr[-1] is " +
                               std::to_string(static_cast<i64>(indptr[n])) + " but indices has " +
                               std::to_string(nnz_arr) + " entries");
-    const int parts = parts_for(n, kRowsPerPart, threads);
+    const int parts = parts_for(n, kRowsPerPart, hardware_threads(threads), 8);
     auto rows_of = [&](int t) { return std::make_pair(n * t / parts, n * (t + 1) / parts); };
     std::vector<char> decreasing(parts, 0), out_of_range(parts, 0), unsorted(parts, 0);
     {
@@ -356,7 +360,8 @@ py::dict check_csr_t(const I *indptr, i64 n, const J *indices, i64 nnz_arr, i64 
     if (std::find(decreasing.begin(), decreasing.end(), 1) != decreasing.end()) {
         i64 i = 0;
         while (indptr[i + 1] >= indptr[i]) ++i;
-        throw py::value_error("invalid CSR structure: indptr decreases at row " + std::to_string(i));
+        throw py::value_error("invalid CSR structure: indptr decreases at row " +
+                              std::to_string(i));
     }
     {
         py::gil_scoped_release nogil;
@@ -429,7 +434,7 @@ py::dict value_flags(py::array data, int threads) {
     Raw rd = raw(data, "data");
     if (rd.kind != 'f' || (rd.itemsize != 8 && rd.itemsize != 4))
         throw py::type_error("data must be float64 or float32");
-    const int parts = parts_for(rd.size, kValuesPerPart, threads);
+    const int parts = parts_for(rd.size, kValuesPerPart, hardware_threads(threads), 8);
     std::vector<char> bad(parts, 0), zeros(parts, 0);
     {
         py::gil_scoped_release nogil;
@@ -613,10 +618,6 @@ i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> per
 // step (q = A p with p.q; x += a p, r -= a q with r.r; p = r + b p), each one pass over its
 // arrays split by rows over up to `threads` threads (fixed parts, so the sums are the same on
 // every call with the same thread count).
-int parts_for(i64 n, int threads) {
-    return static_cast<int>(std::max<i64>(1, std::min<i64>({threads, 16, n / 16384})));
-}
-
 py::array_t<double> vector_arg(py::array a, i64 n, const char *name, bool write) {
     if (a.ndim() != 1 || a.shape(0) != n || a.dtype().kind() != 'f' || a.itemsize() != 8 ||
         !(a.flags() & py::array::c_style) || (write && !a.writeable()))
@@ -636,7 +637,7 @@ double cg_apply_dot(py::array indptr, py::array indices, py::array data, py::arr
     auto qv = vector_arg(q, n, "q", true);
     const double *pp = pv.data(), *dv = static_cast<const double *>(rd.ptr);
     double *qq = qv.mutable_data();
-    int parts = parts_for(n, threads);
+    int parts = parts_for(n, 16384, threads, 16);
     std::vector<double> dots(static_cast<size_t>(parts), 0.0);
     with_index(rp, "indptr", [&](auto ip) {
         using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
@@ -666,7 +667,7 @@ double cg_update(double alpha, py::array x, py::array p, py::array r, py::array 
     auto rv = vector_arg(r, n, "r", true), qv = vector_arg(q, n, "q", false);
     double *xx = xv.mutable_data(), *rr = rv.mutable_data();
     const double *pp = pv.data(), *qq = qv.data();
-    int parts = parts_for(n, threads);
+    int parts = parts_for(n, 16384, threads, 16);
     std::vector<double> dots(static_cast<size_t>(parts), 0.0);
     {
         py::gil_scoped_release nogil;
@@ -692,7 +693,7 @@ void cg_direction(double beta, py::array r, py::array p, int threads) {
     auto rv = vector_arg(r, n, "r", false), pv = vector_arg(p, n, "p", true);
     const double *rr = rv.data();
     double *pp = pv.mutable_data();
-    int parts = parts_for(n, threads);
+    int parts = parts_for(n, 16384, threads, 16);
     py::gil_scoped_release nogil;
     in_parts(parts, [&](int t) {
         for (i64 i = n * t / parts, hi = n * (t + 1) / parts; i < hi; ++i)
