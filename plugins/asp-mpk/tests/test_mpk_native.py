@@ -294,7 +294,7 @@ def test_construction_compiles_nothing():
 @needs_native
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("basis", ["monomial", "recurrence"])
-def test_interim_products_match_the_reference(dtype, basis):
+def test_sparse_products_match_the_reference(dtype, basis):
     A = gallery.variable_poisson2d(15, seed=3).astype(dtype)
     mp = asp_mpk.MatrixPowers(A, 4)
     rng = np.random.default_rng(7)
@@ -302,7 +302,7 @@ def test_interim_products_match_the_reference(dtype, basis):
     coefs = rng.uniform(-1, 1, (3, 4))
     got, ref = (np.empty((2, 5, A.shape[0]), dtype=dtype) for _ in range(2))
     g_got, g_ref = np.empty((10, 10)), np.empty((10, 10))
-    mp._interim(xs, got, coefs, g_got, basis)
+    mp.sparse_products(xs, got, coefs, g_got, basis)
     mp._reference(xs, ref, coefs, g_ref, basis)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())

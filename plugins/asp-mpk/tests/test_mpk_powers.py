@@ -83,6 +83,28 @@ def test_every_variant_matches_repeated_spmv(name, k):
 
 
 @requires_compiler
+def test_powers_that_overflow_give_scipys_infinities():
+    """Past 1e308 every variant gives SciPy's +inf, not nan: the zeros a DIA kernel stores
+    where A has no entry would make 0 * inf = nan (the kernel reports the overflow and the
+    call is redone by A's sparse products)."""
+    T = sp.diags([1.0, 2.0, 1.0], [-1, 0, 1], shape=(20, 20))
+    A = (sp.kron(sp.eye(20), T) + sp.kron(T, sp.eye(20))).tocsr() * 1e60
+    x = np.ones(A.shape[0])
+    k = 8
+    ref = reference(A, x[None], None, k)
+    assert np.isposinf(ref[0, -3:]).all() and not np.isnan(ref).any()
+    coefs = np.zeros((3, k))
+    coefs[0] = 1.0
+    variants = MatrixPowers(A, k, tune=False).variants()
+    assert any(v.startswith("dia") for v in variants)
+    for vname, fn in variants.items():
+        out = np.empty((1, k + 1, A.shape[0]))
+        fn(x[None].copy(), out, coefs, None, "monomial")
+        assert not np.isnan(out).any(), vname
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref), err_msg=vname)
+
+
+@requires_compiler
 @pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd", "elasticity_perm",
                                   pytest.param("elasticity", marks=pytest.mark.slow)])
 def test_recurrence_bases_and_fused_gram(name):

@@ -199,7 +199,7 @@ class CBackend(Backend):
         _precompile_in_background(ctx, vp.program, ctx.instance)   # after the first compile
         return CKernel(lib, vp.storage.template, planned.plan, n=op.matrix.n, k=op.k,
                        dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name,
-                       nt=vp.nt)
+                       nt=vp.nt, exact=ctx.instance.sparse_products)
 
 
 #: platform programs whose other formats were handed to :mod:`asp_core.background` already

@@ -9,7 +9,7 @@ and contiguity itself before entering C, so a wrong call is a ``ValueError``, ne
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,7 +50,8 @@ class CKernel:
     """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
 
     def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: str | np.dtype,
-                 nthreads: int, ksplit: int, name: str, nt: bool = False) -> None:
+                 nthreads: int, ksplit: int, name: str, nt: bool = False,
+                 exact: Callable[..., Any] | None = None) -> None:
         self.lib = lib
         self.fmt = fmt
         self.plan = plan
@@ -69,6 +70,10 @@ class CKernel:
         self.name = name
         #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
         self.nt = bool(nt) and fmt == "dia"
+        #: recomputes a call by A's sparse products (``(xs, out, coefs, gram, basis)``, SciPy's
+        #: semantics) when a dia kernel reports an overflowed level: its stored zeros would
+        #: turn inf into nan where A has no entry
+        self._exact = exact
         cdll = lib.cdll
         if fmt == "dia":
             fn = cdll.mpk_dia
@@ -153,7 +158,7 @@ class CKernel:
 
     # -- calls ----------------------------------------------------------------------------------
     def _run(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, gram: np.ndarray | None,
-             k: int, check_x: bool = False) -> None:
+             k: int, basis: str, check_x: bool = False) -> None:
         """One pass of the kernel; ``check_x``: raise ``ValueError`` when ``xs`` holds a value
         that is not finite (dia kernels check during their copy of ``xs``, the others first)."""
         p = self.plan
@@ -177,10 +182,12 @@ class CKernel:
         else:
             rc = self._fn(self.n, *self._whole, nvec, pxs, k, pal, pbe, pga, pout,
                           self.nthreads, pgram)
-        if rc != 0:
+        if rc < 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
         if bad.value:
             raise non_finite()
+        if rc > 0 and self._exact is not None:
+            self._exact(xs, out, coefs, gram, basis)
 
     def __call__(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                  gram: np.ndarray | None = None, basis: str = "monomial", *,
@@ -197,7 +204,7 @@ class CKernel:
         if ks <= 0 or ks >= k or gram is not None or \
                 any(coefs[2, j] != 0.0 for j in range(ks, k, ks)):
             # one pass (three-term recurrences need two levels at a segment start: no split)
-            self._run(xs, out, coefs, gram, k, check_x)
+            self._run(xs, out, coefs, gram, k, basis, check_x)
             return out
         if check_x:
             check_finite(xs)
@@ -212,7 +219,7 @@ class CKernel:
                 seg = np.empty((nvec, kk + 1, self.n), dtype=self.dtype)
             start = np.ascontiguousarray(out[:, j0]) if j0 else xs
             sub = np.ascontiguousarray(coefs[:, j0:j0 + kk])
-            self._run(start, seg, sub, None, kk)
+            self._run(start, seg, sub, None, kk, basis)
             out[:, j0 + 1:j0 + kk + 1] = seg[:, 1:]
             j0 += kk
         out[:, 0] = xs

@@ -122,12 +122,12 @@ class MatrixPowers:
         """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`.
 
         While the kernel for this call kind is still being specialised in the background
-        (see :meth:`prepare`), the call runs :meth:`_interim` (one-thread CSR products, as
+        (see :meth:`prepare`), the call runs :meth:`sparse_products` (one-thread CSR products, as
         SciPy's ``A @ x``): the first calls cost what SciPy's would, never a compile."""
         if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
             fn = self._while_compiling(xs, out, coefs, gram, basis)
             return (fn or self._dispatch)(xs, out, coefs, gram, basis)
-        return self._interim(xs, out, coefs, gram, basis)
+        return self.sparse_products(xs, out, coefs, gram, basis)
 
     def _while_compiling(self, *args: Any) -> Any:
         """While this call kind's variants are still to be timed and their siblings compile on
@@ -151,10 +151,11 @@ class MatrixPowers:
         tuning = self._dispatch.tuning(key)
         return next(iter(tuning.built.values()), None) if tuning is not None else None
 
-    def _interim(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
-                 gram: np.ndarray | None, basis: str) -> np.ndarray:
-        """What runs while the kernel compiles: the plan builder's one-thread CSR products
-        into ``out`` (SciPy's order of operations, no temporaries), else :meth:`_reference`."""
+    def sparse_products(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
+                        gram: np.ndarray | None, basis: str) -> np.ndarray:
+        """The kernel's call by A's sparse products: the plan builder's one-thread CSR products
+        into ``out`` (SciPy's order of operations, no temporaries), else :meth:`_reference`.
+        What runs while the kernel compiles, and what redoes a call whose basis overflowed."""
         from asp_mpk import native
 
         if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial"):

@@ -65,16 +65,22 @@ static void copy_out(real *restrict dst, const real *restrict src, int64_t len, 
     memcpy(dst, src, sizeof(real) * (size_t)len);
 }
 
-/* copy_out, also telling whether src holds a value that is not finite (inf or nan): the
-   check of the starting vectors comes with the copy every call makes, while they are in cache,
-   instead of a separate pass over them before the call */
+/* whether p[0, len) holds a value that is not finite (inf or nan) */
+static int nonfinite(const real *restrict p, int64_t len)
+{
+    real z = (real)0;   /* x - x is 0 for a finite x, nan for inf and nan */
+#pragma omp simd reduction(+:z)
+    for (int64_t i = 0; i < len; ++i) z += p[i] - p[i];
+    return z != (real)0;
+}
+
+/* copy_out, also telling whether src holds a value that is not finite: the check of the
+   starting vectors comes with the copy every call makes, while they are in cache, instead of
+   a separate pass over them before the call */
 static int copy_checked(real *restrict dst, const real *restrict src, int64_t len, int nt)
 {
     copy_out(dst, src, len, nt);
-    real z = (real)0;   /* x - x is 0 for a finite x, nan for inf and nan */
-#pragma omp simd reduction(+:z)
-    for (int64_t i = 0; i < len; ++i) z += src[i] - src[i];
-    return z != (real)0;
+    return nonfinite(src, len);
 }
 
 /* orders this thread's streaming stores before what follows (the caller reading the result) */
@@ -149,7 +155,10 @@ static void dia_rows(int64_t n, const real *dv, const uint8_t *mk, const real *x
    P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
    bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V.
    nt: write out with streaming stores (see copy_out; not with gram, which reads it back).
-   xbad (if not NULL) receives 1 when x holds a value that is not finite, else 0. */
+   xbad (if not NULL) receives 1 when x holds a value that is not finite, else 0.
+   Returns -1 when a work buffer could not be allocated, 1 when a level below k overflowed
+   (holds inf or nan: the stored zeros of the diagonals then make 0 * inf = nan where A's
+   sparse product has no entry, so the caller recomputes by that product), else 0. */
 int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const real *x, int64_t k,
             const double *al, const double *be, const double *ga,
             real *out, int64_t nblk, const int64_t *bounds, int nthreads, double *gram, int nt,
@@ -164,7 +173,7 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
         if (hi - lo > wmax) wmax = hi - lo;
     }
     const int64_t m = nvec * (k + 1);
-    int failed = 0, bad = 0;
+    int failed = 0, bad = 0, overflow = 0;
     if (gram) memset(gram, 0, sizeof(double) * (size_t)(m * m));
 #pragma omp parallel num_threads(nthreads)
     {
@@ -205,6 +214,10 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
                                    alj, bej, gaj);
                         level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, hi, e, alj, bej, gaj);
                         if (nt) copy_out(oj + lo, y + (lo - L0), hi - lo, 1);
+                        if (nonfinite(y + (lo - L0), hi - lo)) {   /* owned rows, from cache */
+#pragma omp atomic write
+                            overflow = 1;
+                        }
                     } else if (nt) {
                         /* last level: only the owned rows, through the ring (from cache) */
                         level_rows(n, dv, mk, p1, b1, p2, b2, y, L0, NULL, lo, hi, alj, bej, gaj);
@@ -232,7 +245,7 @@ int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const re
         for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < i; ++j) gram[i * m + j] = gram[j * m + i];
     if (xbad) *xbad = bad;
-    return failed ? -1 : 0;
+    return failed ? -1 : overflow;
 }
 
 /* Streaming basis for s-step CG ("recompute" variant, Hoemmen 2010): the basis of the nvec
