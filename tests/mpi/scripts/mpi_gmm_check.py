@@ -151,6 +151,9 @@ def bad_input(comm):
         else:
             if comm.size > 1:
                 raise AssertionError(f"no ValueError for {kw} differing between ranks")
+    # one value given as a NumPy scalar on one rank and a Python number on another agrees
+    DistributedGaussianMixture(2, tol=np.float64(1e-3) if comm.rank else 1e-3,
+                               max_iter=np.int64(20) if comm.rank else 20, comm=comm).fit(X)
     small = np.random.default_rng(7).standard_normal((1 + (comm.rank == comm.size - 1), 2))
     DistributedGaussianMixture(2, init_sample=2, comm=comm).fit(small + 5.0 * comm.rank)
 
