@@ -6,6 +6,7 @@ split. Asp runs on mpi4py over the user's MPI, imported on first use, never at i
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import shutil
 import sys
@@ -123,13 +124,30 @@ def agree(comm: Any, error: str | None, exc_type: type[Exception] = ValueError) 
 
 
 def check_same(comm: Any, value: Any, what: str) -> Any:
-    """Collective: ``value`` must be equal on all ranks, else ValueError on all ranks."""
+    """Collective: ``value`` must be equal on all ranks, else ValueError on all ranks.
+
+    Numbers compare by kind and value (``np.float64(0.1)`` on one rank agrees with ``0.1`` on
+    another, nan with nan, so a bad value reaches its own check on every rank alike), tuples
+    and lists item by item, strings by ``==``, anything else by its repr."""
     values = comm.allgather(value)
-    if any(v != values[0] for v in values[1:]):
+    first = _comparable(values[0])
+    if any(_comparable(v) != first for v in values[1:]):
         listing = ", ".join(f"rank {r}: {v!r}" for r, v in enumerate(values))
         raise ValueError(f"mismatched {what} across ranks ({listing}); every rank must pass "
                          f"the same {what}")
     return values[0]
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, (bool, np.bool_)):
+        return ("bool", bool(value))
+    if isinstance(value, numbers.Integral):
+        return ("int", int(value))
+    if isinstance(value, numbers.Real):
+        return ("real", float(value).hex())
+    return value if value is None or isinstance(value, (str, bytes)) else ("repr", repr(value))
 
 
 @dataclass

@@ -60,6 +60,18 @@ def test_mpi_check_same_names_every_rank():
         mpi.check_same(FakeComm([3, 4]), 3, "width")
 
 
+def test_mpi_check_same_compares_numbers_by_value():
+    """A NumPy scalar on one rank and a Python number on another agree (their reprs differ);
+    nan agrees with nan, so the value's own check fails on every rank alike."""
+    nan = float("nan")
+    for values in ([np.float64(1e-3), 1e-3], [(2, np.int64(3)), (2, 3)], [nan, np.nan],
+                   [("a", None), ["a", None]]):
+        assert mpi.check_same(FakeComm(values), values[0], "value") is values[0]
+    for values in ([True, 1], [1, 1.0], [1e-3, 1e-3 + 1e-18], ["a", "b"], [(1, 2), (1, 2, 3)]):
+        with pytest.raises(ValueError, match="mismatched value"):
+            mpi.check_same(FakeComm(values), values[0], "value")
+
+
 def test_mpi_fatal_errors_aborts_with_a_message(capsys):
     comm = FakeComm([0, 1], rank=1)
     with pytest.raises(RuntimeError):  # the fake Abort returns; a real one ends the process

@@ -125,7 +125,11 @@ def local_rows_case(comm, A, bounds, k):
                        (lambda: mp.powers(np.ones((1 + comm.rank, hi - lo))), "vectors"),
                        (lambda: DistributedMatrixPowers(A[lo:hi], k, comm,
                                                         rows=(lo,) if comm.rank else (lo, hi)),
-                        "rows")):
+                        "rows"),
+                       (lambda: cg(A[lo:hi], np.ones(hi - lo), comm=comm, rows=(lo, hi),
+                                   maxiter=3 + comm.rank), "maxiter"),
+                       (lambda: cg(A[lo:hi], np.ones(hi - lo), comm=comm, rows=(lo, hi),
+                                   rtol=-1.0 if comm.rank else 1e-5), "rtol")):
         try:
             call()
         except ValueError as exc:

@@ -189,6 +189,16 @@ def helpers(comm):
             raise
     else:
         raise AssertionError("no ValueError for a neighbourhood beyond the ghost depth")
+    # steps that differ between ranks (one would wait in an exchange the others never start)
+    for steps in (2 + comm.rank, -1 if comm.rank else 2):
+        try:
+            distribute(Figure2Kernel()).iterate(a, DistributedStencilGrid(like=a), steps=steps)
+        except ValueError as exc:
+            if comm.size > 1 and "mismatched steps" not in str(exc):
+                raise
+        else:
+            if comm.size > 1:
+                raise AssertionError(f"no ValueError for steps {steps} differing between ranks")
     # a root that is not a rank (MPI takes -1 as "no process": nothing was sent)
     for root in (-1, comm.size):
         try:

@@ -24,7 +24,6 @@ database is broadcast and used by all ranks.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -218,19 +217,6 @@ class DistributedEM:
         return step
 
 
-def _comparable(value: Any) -> Any:
-    """``value`` as ranks compare it: a number by its value and kind (``np.float64(0.1)`` and
-    ``0.1`` agree; nan agrees with nan, so a bad value reaches its own check on every rank),
-    anything else by its repr."""
-    if isinstance(value, (bool, np.bool_)):
-        return ("bool", bool(value))
-    if isinstance(value, numbers.Integral):
-        return ("int", int(value))
-    if isinstance(value, numbers.Real):
-        return ("real", float(value).hex())
-    return ("repr", repr(value))
-
-
 class DistributedGaussianMixture:
     """Gaussian mixture fitted by data-parallel EM; each rank passes its own shard of X.
 
@@ -319,9 +305,9 @@ class DistributedGaussianMixture:
         inits = tuple(None if a is None else hashlib.sha256(
             np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()[:16]
             for a in (self.weights_init, self.means_init, self.precisions_init))
-        check_same(self._comm(), (*map(_comparable, (
-            self.n_components, self.covariance_type, self.tol, self.reg_covar, self.max_iter,
-            self.n_init, self.init_sample)), inits),
+        check_same(self._comm(), (self.n_components, self.covariance_type, self.tol,
+                                  self.reg_covar, self.max_iter, self.n_init, self.init_sample,
+                                  inits),
                    "hyperparameters (n_components, covariance_type, tol, reg_covar, max_iter, "
                    "n_init, init_sample, and the initial weights, means and precisions)")
         if isinstance(self.n_components, bool) or not isinstance(self.n_components,

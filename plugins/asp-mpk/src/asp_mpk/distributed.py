@@ -476,10 +476,14 @@ def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: 
              rtol: float, atol: float, maxiter: Any) -> tuple[Any, np.ndarray, np.ndarray, float,
                                                           int, bool]:
     """(matrix, b, x, tolerance, maxiter, whether b is zero on every rank)."""
+    from asp_core.mpi import check_same
+
     from asp_mpk.cacg import _check_tols
 
     mat = A if isinstance(A, DistributedMatrix) else DistributedMatrix(
         A, comm, rows=rows, bounds=bounds, depth=depth)
+    # a rank with another tolerance or maxiter would stop while the others wait in a reduction
+    check_same(mat.comm, (rtol, atol, maxiter), "rtol, atol and maxiter")
     bv = mat.check_local_vector(b, "b")
     x = np.zeros(mat.n_own) if x0 is None else mat.check_local_vector(x0, "x0")
     rtol, atol = _check_tols(rtol, atol)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
-from asp_core.mpi import HaloExchange
+from asp_core.mpi import HaloExchange, check_same
 from asp_stencil.grid import StencilGrid
 from asp_stencil.signature import stencil_signature
 from asp_stencil.kernel import kernel_function
@@ -186,7 +186,7 @@ class DistributedStencilGrid:
                  dtype: Any = None, ghost_depth: int = 1, halo_depth: int | None = None,
                  dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
                  ) -> None:
-        from asp_core.mpi import abort_on_uncaught, agree, check_same, import_mpi
+        from asp_core.mpi import abort_on_uncaught, agree, import_mpi
 
         if like is not None:
             if not isinstance(like, DistributedStencilGrid):
@@ -300,8 +300,6 @@ class DistributedStencilGrid:
     def _root(self, root: Any) -> int:
         """``root`` checked on every rank: the same rank of this grid's communicator (MPI
         takes -1 as "no process" and would send nothing)."""
-        from asp_core.mpi import check_same
-
         root = check_same(self.cart, root, "root")
         if isinstance(root, bool) or not isinstance(root, (int, np.integer)) \
                 or not 0 <= root < self.size:
@@ -651,11 +649,14 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
     ``halo_depth // ghost_depth``); between exchanges each rank recomputes the part of its halo
     that later steps need. Returns the grid holding the last result.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if len(grids) < 2:
         raise TypeError("iterate() needs at least one input grid and the output grid")
     _check_grids(grids)
+    # a rank with other steps would wait in an exchange the others never start
+    check_same(grids[0].comm, (steps, exchange_every, overlap),
+               "steps, exchange_every and overlap")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     reads_out = check_kernel(kernel)
     _sync_neighbors(grids)
     g0 = grids[0]
