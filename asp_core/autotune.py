@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from asp_core import config
+from asp_core.cache import cache_file
 from asp_core.log import Progress, get_logger
-from asp_core.errors import CacheWarning
+from asp_core.errors import CacheError, CacheWarning
 
 __all__ = ["PerfDB", "Autotuner", "Tuning"]
 
@@ -81,7 +82,7 @@ class PerfDB:
     never raises for an unusable database."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else config.cache_dir() / "perf.sqlite"
+        self.path = Path(path) if path is not None else cache_file("perf.sqlite")
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -161,10 +162,17 @@ class PerfDB:
 
     @_tolerant(None)
     def clear(self) -> None:
-        if self.path.exists():
+        """Forget every timing and winner; :class:`CacheError` when that cannot be done (a
+        read-only database): ``asp cache clear --perf`` must not report what did not happen."""
+        if not self.path.exists():
+            return
+        try:
             with closing(self._connect()) as con, con:
                 con.execute("DELETE FROM timings")
                 con.execute("DELETE FROM winners")
+        except (sqlite3.Error, OSError) as exc:
+            raise CacheError(f"could not clear the tuning results in {self.path}: {exc}"
+                             ) from None
 
 
 class Autotuner:

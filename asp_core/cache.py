@@ -33,8 +33,8 @@ from typing import Any, Callable
 from asp_core import config
 from asp_core.errors import CacheError, CacheWarning
 
-__all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "file_stem",
-           "ROOT_MARKER", "ENTRY_MARKER", "on_noexec_mount"]
+__all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "cache_file",
+           "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "on_noexec_mount"]
 
 _LOCK_TIMEOUT = 900.0
 META = "meta.json"
@@ -43,9 +43,6 @@ ENTRY_MARKER = ".asp-entry"
 _TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
         "# This file marks an Asp code cache (asp_core.cache). `asp cache clear` and\n"
         "# `asp cache verify` only ever remove entries and build leftovers that Asp created.\n")
-#: Names Asp itself creates in the root: a root holding only these may be marked as a cache.
-_OWN_NAMES = {"code", "locks", "tmp", "perf.sqlite", "perf.sqlite-wal", "perf.sqlite-shm",
-              "toolchains.json", "hardware.json", ROOT_MARKER}
 _MAX_STEM = 64
 
 
@@ -123,11 +120,16 @@ class CodeCache:
             raise CacheError(f"refusing to load compiled code from the Asp cache directory: "
                              f"{why}. Run `chmod 700 {self.root}` if it is yours, or set "
                              "ASP_CACHE_DIR to a private directory you own.")
-        if not self.is_marked() and self.looks_like_asp():
+        if not self.is_marked():
+            if not self.looks_like_asp():
+                raise CacheError(f"{self.root} is not an Asp cache: it holds files Asp did not "
+                                 f"create and no {ROOT_MARKER} written by Asp. Point "
+                                 "ASP_CACHE_DIR at a new or empty directory (Asp creates it)")
             try:
                 (self.root / ROOT_MARKER).write_text(_TAG)
-            except OSError:
-                pass  # a read-only cache from before the marker: still loadable, never cleared
+            except OSError as exc:
+                raise CacheError(f"the Asp cache directory {self.root} is not writable ({exc}); "
+                                 "set ASP_CACHE_DIR to a writable directory you own") from None
         try:
             for sub in ("code", "locks", "tmp"):
                 (self.root / sub).mkdir(exist_ok=True, mode=0o700)
@@ -137,13 +139,10 @@ class CodeCache:
         return self.root
 
     def looks_like_asp(self) -> bool:
-        """The existing root is empty, or holds only what Asp creates (a cache from before
-        the marker existed)."""
-        if not {p.name for p in self.root.iterdir()} <= _OWN_NAMES:
-            return False
-        code = self.root / "code"
-        return not code.is_dir() or all(re.fullmatch(r"[0-9a-f]{2}", p.name)
-                                        for p in code.iterdir())
+        """The existing root is empty, or holds only the marker (another process is writing
+        it): Asp may make it its cache.  Anything else there is not Asp's, whatever its names
+        (a folder ``tmp/`` of the user's must never be taken for build leftovers)."""
+        return {p.name for p in self.root.iterdir()} <= {ROOT_MARKER}
 
     def check_root(self) -> None:
         """Raise :class:`CacheError` when the root exists but is not a directory, or cannot
@@ -263,6 +262,17 @@ def get_cache() -> CodeCache:
     """The cache for the current ``ASP_CACHE_DIR`` (re-read on each call)."""
     root = config.cache_dir()
     return _caches.get(root) or _caches.setdefault(root, CodeCache(root))
+
+
+def cache_file(name: str) -> Path:
+    """Where Asp keeps ``name`` beside its entries (the tuning database, the toolchain and
+    hardware memos): in the configured cache when it is usable, else in this process's private
+    cache, as the kernels are.  Never a file of a directory Asp did not create."""
+    cache = get_cache()
+    try:
+        return cache.ensure() / name
+    except CacheError as exc:
+        return private_cache(str(exc)).root / name
 
 
 _private: CodeCache | None = None

@@ -115,10 +115,10 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
                valid: Callable[[Any], bool] = lambda v: True) -> Any:
     """Remember a compiler probe on disk (a warm process must not pay ~40 ms of subprocesses),
     keyed by the executable's path and mtime, so an upgraded compiler is probed again."""
-    from asp_core.config import cache_dir
+    from asp_core.cache import cache_file
 
     ident = f"{kind}|{executable}|{mtime}"
-    path = cache_dir() / "toolchains.json"
+    path = cache_file("toolchains.json")
 
     def read() -> dict[str, Any]:
         try:

@@ -13,6 +13,7 @@ import pytest
 from asp_core import Dispatcher
 from asp_core import autotune as autotune_mod
 from asp_core.autotune import Autotuner, PerfDB
+from asp_core.cache import CodeCache
 from asp_core.pipeline import TuningCallable
 from pytest_asp import requires_compiler
 
@@ -230,7 +231,7 @@ def test_corrupted_perf_database_is_set_aside(tmp_path):
 
 @requires_compiler
 def test_corrupted_perf_database_does_not_break_kernels(elementwise, fresh_cache, monkeypatch):
-    fresh_cache.mkdir(mode=0o700, parents=True)
+    CodeCache(fresh_cache).ensure()
     (fresh_cache / "perf.sqlite").write_bytes(b"\0garbage" * 512)
     d = Dispatcher("elementwise", _k)
     a, b = np.ones(4), np.arange(4.0)

@@ -245,6 +245,86 @@ def test_verify_and_doctor_touch_nothing_in_a_directory_that_is_not_a_cache(tmp_
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*"))}
+
+
+def test_a_folder_whose_names_asp_also_uses_is_not_taken_for_a_cache(tmp_path, monkeypatch):
+    """Only ``tmp/<12 hex digits>-notes/thesis.tex``: names Asp uses, a folder that looks
+    like a build folder.  verify deleted it (the root was taken for a cache from before the
+    marker); now nothing treats it as Asp's, and nothing is created there."""
+    thesis = tmp_path / "tmp" / "cafe0123beef-notes" / "thesis.tex"
+    thesis.parent.mkdir(parents=True)
+    thesis.write_text("chapter 1")
+    before = _snapshot(tmp_path)
+    cache = CodeCache(tmp_path)
+    for call in (cache.ensure, lambda: maintenance.verify(cache),
+                 lambda: maintenance.clear(cache)):
+        with pytest.raises(CacheError, match="not an Asp cache"):
+            call()
+    assert any("not an Asp cache" in p for p in maintenance.problems(cache))
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    result = CliRunner().invoke(cli, ["cache", "info"])
+    assert result.exit_code != 0 and "not an Asp cache" in result.output
+    assert _snapshot(tmp_path) == before
+
+
+@requires_compiler
+def test_files_asp_keeps_beside_its_entries_never_go_into_a_users_folder(tmp_path,
+                                                                         monkeypatch):
+    """A folder of the user's holding files named as Asp's (perf.sqlite, toolchains.json,
+    hardware.json): a kernel compiles into a private cache, with one warning, and the tuning
+    database and probe memos go there too; the user's files stay byte for byte."""
+    import sqlite3
+
+    from asp_core import CacheWarning
+    from asp_core.autotune import PerfDB
+    from asp_core.cache import cache_file
+
+    con = sqlite3.connect(tmp_path / "perf.sqlite")
+    con.execute("CREATE TABLE mydata (x)")
+    con.commit()
+    con.close()
+    for name in ("toolchains.json", "hardware.json", "notes.txt"):
+        (tmp_path / name).write_text('{"mine": true}')
+    before = _snapshot(tmp_path)
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    with pytest.warns(CacheWarning, match="not an Asp cache.*private temporary cache"):
+        lib = compile_library(SRC, name="twice", openmp=False)
+    assert tmp_path not in lib.path.parents
+    assert tmp_path not in PerfDB().path.parents
+    assert tmp_path not in cache_file("toolchains.json").parents
+    assert _snapshot(tmp_path) == before
+
+
+def test_removal_that_fails_is_an_error_and_one_gone_meanwhile_is_not_counted(fresh_cache,
+                                                                               monkeypatch):
+    """``clear`` on a read-only cache reported "removed 1 entries"; ``verify`` counted builds
+    that finished (were published) while it ran as removed."""
+    import shutil
+
+    cache = CodeCache(fresh_cache)
+    cache.ensure()
+    gone = fresh_cache / "tmp" / "0123456789ab-abcdefgh"
+    stuck = fresh_cache / "tmp" / "0123456789ab-stuck123"
+    stuck.mkdir()
+    assert maintenance.leftovers(cache) == [stuck]
+
+    def rmtree(path, onerror=None, onexc=None):   # what a read-only file system answers
+        (onexc or onerror)(os.unlink, str(path / "f"), PermissionError(13, "Read-only"))
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    with pytest.raises(CacheError, match="could not remove 1 of 1 .*Read-only"):
+        maintenance.clear(cache)
+    monkeypatch.undo()
+    assert maintenance._remove([gone, stuck]) == [stuck] and not stuck.exists()
+
+
 def test_a_cache_location_that_cannot_be_looked_at_is_a_cache_error(tmp_path):
     with pytest.raises(CacheError, match="cannot be used: .*File name too long"):
         CodeCache(tmp_path / ("x" * 300)).check_root()

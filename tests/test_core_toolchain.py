@@ -94,8 +94,9 @@ def test_probe_is_remembered_on_disk(fresh_cache, monkeypatch):
 @pytest.mark.parametrize("content", ["[1, 2]", '{"version:c|x": "y"}', "not json"])
 def test_malformed_probe_file_is_ignored(fresh_cache, content):
     from asp_core import toolchain
+    from asp_core.cache import CodeCache
 
-    fresh_cache.mkdir(mode=0o700, parents=True)
+    CodeCache(fresh_cache).ensure()
     (fresh_cache / "toolchains.json").write_text(content)
     toolchain._probe.cache_clear()
     toolchain._openmp_works.cache_clear()

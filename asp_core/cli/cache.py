@@ -35,6 +35,7 @@ def info() -> None:
 
     cache = get_cache()
     with _clear_errors():
+        maintenance.check_own(cache, "inspect")   # a user's folder: its files are not Asp's
         entries = maintenance.entries(cache)
         size = maintenance.size(cache)
     click.echo(f"cache directory: {cache.root}")
@@ -55,8 +56,8 @@ def clear(perf: bool) -> None:
 
     with _clear_errors():
         n = maintenance.clear(get_cache())
-    if perf:
-        PerfDB().clear()
+        if perf:
+            PerfDB().clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from typing import TYPE_CHECKING, cast
 
 import click
@@ -21,13 +22,15 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
-    from asp_core.errors import CacheError
+    from asp_core.errors import CacheError, CacheWarning
     from asp_core.hardware import query
     from asp_core.plugins import broken_plugins, get_plugin_manager
     from asp_core.toolchain import Toolchain
 
     out: list[tuple[str, bool, str]] = []
-    tcs = available_toolchains()
+    with warnings.catch_warnings():   # an unusable cache is reported below, once
+        warnings.simplefilter("ignore", CacheWarning)
+        tcs = available_toolchains()
     for lang, tc in tcs.items():
         if isinstance(tc, Toolchain):
             out.append((f"{lang} compiler", True, f"{tc.executable} ({tc.version})"))
@@ -55,6 +58,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     problems = maintenance.problems(cache)
     if problems:
         out.append(("cache", False, "; ".join(problems)))
+        out.append(("tuning data", False, "not kept across processes: the cache is not usable"))
     else:
         try:
             good, bad = maintenance.verify(cache)
@@ -62,8 +66,8 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                         "entries or build leftovers removed"))
         except CacheError as exc:
             out.append(("cache", False, str(exc)))
-    perf = perf_db_problem(PerfDB())
-    out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
+        perf = perf_db_problem(PerfDB())
+        out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
     broken = broken_plugins()
     names = [n for n, _ in pm.list_name_plugin() if n]
@@ -146,12 +150,12 @@ def stream_copy_gbs(hw: HardwareInfo, refresh: bool = False) -> float:
     import time
 
     from asp_bench import stream
-    from asp_core.config import cache_dir
+    from asp_core.cache import cache_file
 
     stored = None if refresh else stored_stream_copy(hw)
     if stored is not None:
         return stored[0]
-    path = cache_dir() / "hardware.json"
+    path = cache_file("hardware.json")
     gbs = stream.measure_stream_copy(max(4 * hw.last_level_cache, 64 << 20))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -165,10 +169,10 @@ def stored_stream_copy(hw: HardwareInfo) -> tuple[float, float] | None:
     """``(GB/s, Unix time measured)`` stored for this CPU and thread count, or None."""
     import json
 
-    from asp_core.config import cache_dir
+    from asp_core.cache import cache_file
 
     try:
-        data = json.loads((cache_dir() / "hardware.json").read_text())
+        data = json.loads(cache_file("hardware.json").read_text())
         if data.get("ident") == _stream_ident(hw):
             return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

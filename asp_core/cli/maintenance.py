@@ -9,17 +9,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 from asp_core import cache as _cache
 from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe
 from asp_core.errors import CacheError
 
-__all__ = ["entries", "leftovers", "problems", "verify", "size", "clear"]
+__all__ = ["entries", "leftovers", "check_own", "problems", "verify", "size", "clear"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 #: build directories (``mkdtemp(prefix=key[:12] + "-")``) and entries moved aside by a rebuild
-_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[A-Za-z0-9_]+")
+_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[a-z0-9_]{8}")
 _STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
 
 
@@ -72,10 +74,11 @@ def _building(cache: CodeCache, prefix: str) -> bool:
     return False
 
 
-def _check_own(cache: CodeCache, doing: str) -> None:
-    """:class:`CacheError` unless the existing root is Asp's: marked, or holding only what Asp
-    creates (a cache from before the marker, which ``ensure`` then marks)."""
-    if not (cache.is_marked() or cache.looks_like_asp()):
+def check_own(cache: CodeCache, doing: str) -> None:
+    """:class:`CacheError` unless the root is missing or Asp's: marked, or empty (``ensure``
+    then marks it); also when it is a file or cannot be looked at."""
+    cache.check_root()
+    if cache.root.exists() and not (cache.is_marked() or cache.looks_like_asp()):
         raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
                          f"by Asp and holds other files); refusing to {doing} it")
 
@@ -84,9 +87,7 @@ def problems(cache: CodeCache) -> list[str]:
     """Why kernels cannot be compiled into or loaded from ``cache``, or it cannot be
     maintained (``asp doctor``); creates nothing in a directory that is not Asp's."""
     try:
-        cache.check_root()
-        if cache.root.exists():
-            _check_own(cache, "verify or clear")
+        check_own(cache, "verify or clear")
         cache.ensure()
     except CacheError as exc:
         return [str(exc)]
@@ -110,7 +111,7 @@ def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
     cache.check_root()
     if not cache.root.exists():
         return [], []
-    _check_own(cache, "verify")
+    check_own(cache, "verify")
     cache.ensure()  # an unsafe root is refused, not cleaned
     good: list[Path] = []
     bad: list[Path] = []
@@ -121,9 +122,34 @@ def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
             ok = False
         (good if ok else bad).append(path)
     bad += leftovers(cache)
-    for path in bad:
-        shutil.rmtree(path, ignore_errors=True)
-    return good, bad
+    return good, _remove(bad)
+
+
+def _remove(paths: list[Path]) -> list[Path]:
+    """Remove ``paths``; returns those this call removed (a build that finished meanwhile was
+    published, not lost).  :class:`CacheError` naming what could not be removed (a read-only
+    cache): a report of success would be false."""
+    removed, failed = [], []
+    for path in paths:
+        if not path.exists():
+            continue
+        errors: list[str] = []
+
+        def note(fn: Any, where: str, exc: Any) -> None:   # exc: an (type, value, tb) < 3.12
+            errors.append(f"{where}: {exc[1] if isinstance(exc, tuple) else exc}")
+
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=note)
+        else:
+            shutil.rmtree(path, onerror=note)
+        if errors and path.exists():
+            failed.append(errors[0])
+        else:
+            removed.append(path)
+    if failed:
+        raise CacheError(f"could not remove {len(failed)} of {len(removed) + len(failed)} "
+                         f"cache entries or build leftovers: {failed[0]}")
+    return removed
 
 
 def size(cache: CodeCache) -> int:
@@ -143,8 +169,7 @@ def clear(cache: CodeCache) -> int:
         raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
                          "by Asp); refusing to clear it")
     found = entries(cache)
-    for path in found + leftovers(cache):
-        shutil.rmtree(path, ignore_errors=True)
+    _remove(found + leftovers(cache))
     for prefix in {path.parent for path in found}:   # only the folders the entries were in
         if not any(prefix.iterdir()):
             prefix.rmdir()

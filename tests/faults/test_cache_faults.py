@@ -84,7 +84,8 @@ def test_clear_refuses_a_directory_that_is_not_an_asp_cache(tmp_path, monkeypatc
     assert result.exit_code != 0
     assert "is not an Asp cache" in result.output
     assert (project / "code" / "src" / "main.py").exists() and (project / "tmp" / "scratch").exists()
-    CodeCache(project).ensure()  # using it does not mark it as Asp's
+    with pytest.raises(CacheError, match="is not an Asp cache"):   # nor used, nor marked
+        CodeCache(project).ensure()
     assert not (project / ROOT_MARKER).exists()
 
 
@@ -103,7 +104,7 @@ def test_entries_carry_their_marker(fresh_cache):
 def test_verify_reports_and_removes_build_leftovers(fresh_cache):
     cache = CodeCache(fresh_cache)
     cache.ensure()
-    killed = fresh_cache / "tmp" / "0123456789ab-x1y2z3"
+    killed = fresh_cache / "tmp" / "0123456789ab-x1y2z3w4"
     stale = fresh_cache / "tmp" / "stale-0123456789ab-deadbeef"
     for d in (killed, stale):
         d.mkdir()

@@ -9,8 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from asp_core import CacheWarning, Dispatcher, SpecializationWarning
+from asp_core import CacheError, CacheWarning, Dispatcher, SpecializationWarning
 from asp_core.autotune import Autotuner, PerfDB
+from asp_core.cache import CodeCache
 from asp_core.cli.doctor import perf_db_problem
 from pytest_asp import requires_compiler
 
@@ -20,11 +21,10 @@ def _axpy(a, b):
 
 
 def _as_directory(root):
-    (root / "perf.sqlite").mkdir(parents=True)
+    (root / "perf.sqlite").mkdir()
 
 
 def _foreign_schema(root):
-    root.mkdir(parents=True)
     con = sqlite3.connect(root / "perf.sqlite")
     con.execute("CREATE TABLE timings (id INTEGER PRIMARY KEY, note TEXT)")
     con.execute("CREATE TABLE winners (who TEXT)")
@@ -37,7 +37,6 @@ def _read_only(root, monkeypatch):
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
     monkeypatch.setattr(PerfDB, "_open", refuse)
-    (root).mkdir(parents=True)
     (root / "perf.sqlite").write_bytes(b"")
 
 
@@ -49,6 +48,7 @@ def broken_db(request, fresh_cache, monkeypatch):
     import asp_core.autotune as autotune_mod
 
     monkeypatch.setattr(autotune_mod, "_warned", set())
+    CodeCache(fresh_cache).ensure()   # Asp's cache, then its database breaks
     if request.param == "read-only":
         _read_only(fresh_cache, monkeypatch)
     else:
@@ -66,7 +66,8 @@ def test_perfdb_methods_never_raise(broken_db):
         assert db.timings("k") == []
         db.set_winner("k", "v")
         assert db.summary() == []
-        db.clear()
+    with pytest.raises(CacheError, match="could not clear the tuning results"):
+        db.clear()   # `asp cache clear --perf` must not report what did not happen
     assert perf_db_problem(db) is not None
 
 
