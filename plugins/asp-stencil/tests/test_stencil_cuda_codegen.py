@@ -10,6 +10,7 @@ pure-Python kernel, for single calls and for the device-side ``iterate`` with T 
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import warnings
 from pathlib import Path
@@ -169,13 +170,71 @@ def test_corpus_emulated_bitwise(name, cls, shape, n_inputs, ghost, nd):
             assert_bitwise(a.data, b.data, what="an input grid was modified")
 
 
+class _HostMemory:
+    """Device memory that is host memory: the emulated kernels take host pointers, so the
+    real binding (uploads, launch, downloads) runs on the CPU."""
+
+    name = "host"
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, np.ndarray] = {}
+
+    def alloc(self, nbytes: int) -> int:
+        block = np.zeros(max(1, nbytes), np.uint8)
+        self.blocks[block.ctypes.data] = block
+        return block.ctypes.data
+
+    def free(self, ptr: int) -> None:
+        self.blocks.pop(ptr, None)
+
+    def htod(self, ptr: int, host: np.ndarray) -> None:
+        ctypes.memmove(ptr, np.ascontiguousarray(host).ctypes.data, host.nbytes)
+
+    def dtoh(self, host: np.ndarray, ptr: int) -> None:
+        ctypes.memmove(host.ctypes.data, ptr, host.nbytes)
+
+    def synchronize(self) -> None:
+        pass
+
+
+class TwoOutputs(StencilKernel):
+    def kernel(self, u, grad, out):
+        for x in out.interior_points():
+            grad[x] = u[x] * 2.0
+            s = u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = s
+
+
+@requires_compiler
+def test_bound_sweep_brings_back_every_output_grid(monkeypatch):
+    """The bound CUDA sweep downloaded only the last grid: a kernel writing two kept the
+    other's old values on the host."""
+    import asp_stencil.cuda.devmem as dm
+    from asp_stencil.cuda.backend import bind_cuda
+
+    monkeypatch.setattr(dm, "_chosen", _HostMemory())
+    grids = make_grids((20, 40), 2, seed=1)
+    prog = _program(TwoOutputs, grids)
+    assert [g.name for g in prog.outputs] == ["grad", "out"]
+    module, vs = _module(prog)
+    lib = emulated_library(module)
+    ref = clone_grids(grids)
+    TwoOutputs().pure_python(*ref)
+    for v in vs:
+        test = clone_grids(grids)
+        bind_cuda(lib, prog, v)(*test)
+        for r, t in zip(ref, test):
+            assert_bitwise(r.data, t.data, what=f"[{v.label}]")
+
+
 def test_launcher_rejects_wrong_sizes():
     pytest.importorskip("numpy")
     grids = make_grids((9, 10, 11), 1)
     prog = _program(Laplacian, grids)
     module, vs = _module(prog)
     lib = emulated_library(module)
-    import ctypes
 
     fn = getattr(lib, launcher_name(prog, vs[0]))
     fn.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_long] * 3

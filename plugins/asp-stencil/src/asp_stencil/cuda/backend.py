@@ -110,7 +110,8 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
             b.upload(d)
         _raise(launch(*[b.ptr for b in bufs], *shape), launcher_name(prog, v))
         bufs[0].mem.synchronize()
-        bufs[-1].download(data[-1])
+        for g in prog.outputs:   # every grid the kernel writes, not only the last
+            bufs[g.index].download(data[g.index])
 
     def iterate(grids: tuple, steps: int) -> None:
         """``steps`` sweeps on the device; afterwards both ping-pong grids hold what the plain
