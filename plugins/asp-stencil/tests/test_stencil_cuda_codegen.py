@@ -113,6 +113,90 @@ def test_emulation_rewrites_every_launch():
         emulation_source(C.Module([C.Include("math.h")]))
 
 
+class WideStar(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = u[x] * -6.0
+            for y in u.neighbors(x, 1):
+                s = s + u[y] * 0.1
+            out[x] = s
+
+
+def _star(radius: int, dim: int) -> list:
+    return [[(0,) * dim], [tuple(sgn * r if a == d else 0 for a in range(dim))
+                           for r in range(1, radius + 1) for d in range(dim) for sgn in (-1, 1)]]
+
+
+def test_shared_tiles_beyond_static_shared_memory_are_not_proposed():
+    """A 3-D radius-4 star in float64 staged a 51,200-byte tile with 32x8x2 blocks: ptxas
+    refused it (48 KiB of static shared memory), and with it the whole translation unit."""
+    from asp_stencil.cuda.lowering import MAX_STATIC_SHARED, _CudaLowering
+
+    prog = _program(WideStar, make_grids((20, 21, 70), 1, ghost_depth=4,
+                                         neighbor_definition=_star(4, 3)))
+    vs = default_variants(prog)
+    shared = [v for v in vs if v.strategy == "shared"]
+    assert [v.label for v in shared] == ["shared_32x4x4"]
+    assert _CudaLowering(prog).shared_bytes((32, 8, 2)) > MAX_STATIC_SHARED
+    assert all(_CudaLowering(prog).shared_bytes(v.block) <= MAX_STATIC_SHARED for v in shared)
+
+
+@pytest.mark.parametrize("shape", [(131074, 34), (524290, 10), (70000, 8, 40)])
+def test_tall_grids_launch_in_chunks_within_cudas_grid_limits(shape):
+    """gridDim.y and z are at most 65535: a taller grid runs as several launches, each told
+    its chunk's block offset (such a launch failed with cudaErrorInvalidConfiguration)."""
+    from asp_stencil.cuda.lowering import MAX_GRID_YZ
+
+    prog = _program(Heat if len(shape) == 2 else Laplacian, make_grids(shape, 1))
+    module, vs = _module(prog)
+    assert len(vs) >= 3
+    chunked = 0
+    for launch in (n for n in walk(module) if isinstance(n, C.CudaLaunch)):
+        for g in launch.grid[1:]:
+            if isinstance(g, C.Ternary):   # min(blocks left, MAX_GRID_YZ)
+                assert g.orelse == C.Constant(MAX_GRID_YZ)
+                chunked += 1
+            else:
+                assert isinstance(g, C.Constant) and g.value <= MAX_GRID_YZ
+    assert chunked
+
+
+@requires_nvcc
+def test_wide_stars_and_tall_grids_compile_with_nvcc():
+    for prog in (_program(WideStar, make_grids((20, 21, 70), 1, ghost_depth=4,
+                                               neighbor_definition=_star(4, 3))),
+                 _program(Laplacian, make_grids((70000, 8, 40), 1))):
+        result = find_toolchain("cuda").check(_cuda(prog)[0])
+        assert "error" not in result.log.lower()
+
+
+@requires_compiler
+@pytest.mark.parametrize("shape", [(13, 40), (9, 20, 13)])
+def test_chunked_launches_emulated_bitwise(monkeypatch, shape):
+    """The chunks' block offsets reach every point once: with a limit of 2 blocks per launch
+    along y and z, every variant still equals Python bit for bit (sweeps and device loop)."""
+    from asp_stencil.cuda import lowering
+
+    monkeypatch.setattr(lowering, "MAX_GRID_YZ", 2)
+    k = Heat() if len(shape) == 2 else Laplacian()
+    grids = make_grids(shape, 1, seed=3)
+    prog = k.kernel.analyse(*grids)[1]
+    module, vs = _module(prog)
+    src = C.print_cuda(module)
+    assert "bo1 += 2" in src and ("bo2 += 2" in src) == (len(shape) == 3)
+    lib = emulated_library(module, name="cuda_chunked")
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    for v in vs:
+        test = clone_grids(grids)
+        assert run_emulated(lib, prog, v, test) == 0
+        assert_bitwise(ref[-1].data, test[-1].data, what=f"[{v.label}]")
+        test, ref3 = clone_grids(grids), clone_grids(grids)
+        assert iterate_emulated(lib, prog, v, test, 3) == 0
+        _reference_iterate(k, ref3, 3)
+        for r, t in zip(ref3, test):
+            assert_bitwise(r.data, t.data, what=f"T=3 [{v.label}]")
+
 
 # -- nvcc compiles every generated kernel ------------------------------------------------------
 

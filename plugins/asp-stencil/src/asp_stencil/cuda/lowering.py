@@ -16,7 +16,11 @@ Variants (see :class:`CudaVariant`):
 * ``direct``: one thread per point, a 1-D/2-D/3-D thread block whose ``x`` runs along the
   contiguous axis (coalesced), reads through the read-only cache (``__ldg``);
 * ``shared``: the block first stages its tile plus halo of every input grid read at a neighbour
-  into shared memory (cooperative, coalesced loads), synchronises, then computes from it.
+  into shared memory (cooperative, coalesced loads), synchronises, then computes from it; not
+  proposed for a block whose tiles exceed 48 KiB of static shared memory.
+
+A grid needing more than 65535 blocks along y or z (CUDA's limit) is launched in chunks, each
+kernel taking its chunk's block offsets ``bo1``/``bo2``.
 
 Expressions are lowered by the shared :class:`~asp_stencil.lower_c.ExprLowering` with
 ``__device__`` helpers, so each point evaluates the DAST's operations in the same order; with
@@ -31,18 +35,23 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
+import numpy as np
+
 from asp_core import cast as C
 
 from .. import dast as D
 from ..c_helpers import helper_functions
 from ..lower_c import clamped_index, point_body
-from ..scalar_types import GRID_DTYPES, ctype_of
+from ..scalar_types import GRID_DTYPES, ctype_of, precision
 
 __all__ = ["CudaVariant", "lower_cuda", "launcher_name", "iterate_name", "default_variants",
            "unsupported_reason", "kernel_symbol"]
 
 CONST_LONG = C.CType("long", const=True)
 AXES = ("x", "y", "z")
+#: CUDA's launch limits: blocks along a grid's y and z, and a kernel's static shared memory
+MAX_GRID_YZ = 65535
+MAX_STATIC_SHARED = 48 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,11 @@ def default_variants(prog: D.StencilProgram) -> list[CudaVariant]:
         shared = [(32, 4, 4), (32, 8, 2)]
     out = [CudaVariant("direct", b) for b in blocks]
     if any(_halo(prog, loop) for loop in _loops(prog) if loop.region == "interior"):
-        out += [CudaVariant("shared", b) for b in shared]
+        # a tile that does not fit in a block's static shared memory would fail ptxas, and
+        # with it every variant of the translation unit
+        low = _CudaLowering(prog)
+        out += [CudaVariant("shared", b) for b in shared
+                if low.shared_bytes(b) <= MAX_STATIC_SHARED]
     return out
 
 
@@ -154,8 +167,11 @@ def _tid(axis: int) -> C.Expr:
     return C.Member(C.Name("threadIdx"), AXES[axis])
 
 
-def _bid(axis: int) -> C.Expr:
-    return C.Member(C.Name("blockIdx"), AXES[axis])
+def _block_index(axis: int) -> C.Expr:
+    """The block's index along ``axis`` in the whole grid, as a long: ``blockIdx`` plus the
+    launch's chunk offset ``bo<axis>`` along y and z."""
+    idx: C.Expr = C.Cast(C.LONG, C.Member(C.Name("blockIdx"), AXES[axis]))
+    return idx if axis == 0 else C.BinOp(idx, "+", C.Name(f"bo{axis}"))
 
 
 def _or(terms: list[C.Expr]) -> C.Expr:
@@ -202,8 +218,19 @@ class _CudaLowering:
             a = self._axis(d)
             bsz = block[a] if a < len(block) else 1
             out.append(C.Decl(CONST_LONG, f"i{d}", _add(C.BinOp(
-                C.BinOp(C.Cast(C.LONG, _bid(a)), "*", _c(bsz)), "+", _tid(a)), lo[d])))
+                C.BinOp(_block_index(a), "*", _c(bsz)), "+", _tid(a)), lo[d])))
         return out
+
+    def _kernel_params(self) -> list[C.Param]:
+        """The grids, then the block offsets along y and z of a launch split in chunks (a
+        grid taller than :data:`MAX_GRID_YZ` blocks runs as several launches)."""
+        return self._params() + [C.Param(C.LONG, f"bo{a}") for a in range(1, self.dim)]
+
+    def shared_bytes(self, block: tuple[int, ...]) -> int:
+        """Static shared memory of the ``shared`` strategy's largest kernel with ``block``."""
+        return max((sum(prod(self._tile_dims(block, h)) * np.dtype(precision(
+            self.prog.grid(g).dtype)).itemsize for g, h in _halo(self.prog, loop).items())
+            for loop in _loops(self.prog) if loop.region == "interior"), default=0)
 
     def _flat_p(self) -> C.Stmt:
         expr: C.Expr = _c(0)
@@ -244,7 +271,7 @@ class _CudaLowering:
         body.append(C.If(outside, C.Block([C.Return()])))
         body.append(self._flat_p())
         body += self._point_body(loop, read)
-        fn = C.FunctionDef(name, self._params(), C.Block(body), extern_c=False,
+        fn = C.FunctionDef(name, self._kernel_params(), C.Block(body), extern_c=False,
                            qualifier="__global__")
         return fn, lo, hi
 
@@ -280,7 +307,7 @@ class _CudaLowering:
                 else:
                     local = C.BinOp(rest, "%", _c(dims[d]))
                 loop_body.append(C.Decl(CONST_LONG, f"q{d}", C.BinOp(_add(C.BinOp(
-                    C.Cast(C.LONG, _bid(a)), "*", _c(bsz)), lo[d] - h[d]), "+", local)))
+                    _block_index(a), "*", _c(bsz)), lo[d] - h[d]), "+", local)))
                 if d:
                     rest = C.BinOp(rest, "/", _c(dims[d]))
                 conds.append(C.BinOp(C.Name(f"q{d}"), "<", _c(self.shape[d])))
@@ -314,7 +341,7 @@ class _CudaLowering:
         body.append(C.If(C.BinOp(outside, "||", interior), C.Block([C.Return()])))
         body.append(self._flat_p())
         body += self._point_body(loop, self._global_read)
-        fn = C.FunctionDef(name, self._params(), C.Block(body), extern_c=False,
+        fn = C.FunctionDef(name, self._kernel_params(), C.Block(body), extern_c=False,
                            qualifier="__global__")
         return fn, lo, hi
 
@@ -326,12 +353,32 @@ class _CudaLowering:
             if any(high <= low for low, high in zip(lo, hi)):
                 out.append(C.Comment(f"{name}: no points for this shape"))
                 continue
-            grid = []
+            blocks = []
             for a in range(len(v.block)):
                 d = self.dim - 1 - a
                 extent = hi[d] - lo[d] if d >= 0 else 1
-                grid.append(_c(-(-extent // v.block[a])))
-            out.append(C.CudaLaunch(name, grid, [_c(b) for b in v.block], args))
+                blocks.append(-(-extent // v.block[a]))
+            grid: list[C.Expr] = [_c(blocks[0])]
+            offsets: list[C.Expr] = []
+            chunked = []
+            for a in range(1, len(blocks)):
+                if a >= self.dim:   # a block axis the grid does not have
+                    grid.append(_c(blocks[a]))
+                elif blocks[a] <= MAX_GRID_YZ:
+                    grid.append(_c(blocks[a]))
+                    offsets.append(_c(0))
+                else:   # chunks of MAX_GRID_YZ blocks, the last one shorter
+                    left = C.BinOp(_c(blocks[a]), "-", C.Name(f"bo{a}"))
+                    grid.append(C.Ternary(C.BinOp(left, "<", _c(MAX_GRID_YZ)), left,
+                                          _c(MAX_GRID_YZ)))
+                    offsets.append(C.Name(f"bo{a}"))
+                    chunked.append(a)
+            launch: C.Stmt = C.CudaLaunch(name, grid, [_c(b) for b in v.block],
+                                          [*args, *offsets])
+            for a in chunked:
+                launch = C.For(f"bo{a}", _c(0), _c(blocks[a]), C.Block([launch]),
+                               step=_c(MAX_GRID_YZ))
+            out.append(launch)
         return out
 
     def size_check(self) -> C.Stmt:
