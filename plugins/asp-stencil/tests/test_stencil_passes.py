@@ -47,8 +47,8 @@ class Seidel(StencilKernel):
             out[x] = s * 0.25
 
 
-def _parse(cls, shape=(6, 7)):
-    grids = [StencilGrid(shape) for _ in range(2)]
+def _parse(cls, shape=(6, 7), n=2):
+    grids = [StencilGrid(shape) for _ in range(n)]
     k = cls()
     ctx = SpecializationContext("stencil", cls.kernel.func.__get__(k), tuple(grids), {}, k, {},
                                 None, cls.__name__)
@@ -100,6 +100,30 @@ def test_output_forwarding_single_store_and_no_load_when_written_first():
     assert len(stores) == 1 and stores[0] is loop.body[-1]
     assert not any(r.grid == "out" for r in D.reads(loop))
     assert not loop.sequential
+
+
+class TwoStage(StencilKernel):
+    def kernel(self, u, tmp, out):
+        for x in tmp.interior_points():
+            tmp[x] = u[x] * 0.5
+        for x in out.interior_points():
+            s = tmp[x]
+            for y in tmp.neighbors(x, 1):
+                s = s - tmp[y] * 0.25
+            out[x] = s
+
+
+def test_a_grid_an_earlier_loop_wrote_read_at_a_neighbour_keeps_the_loop_parallel():
+    """Loop 2 reads ``tmp``, complete once loop 1 ended, at neighbours: its points are
+    independent.  It was marked Gauss-Seidel (any written grid counted): OpenMP ran it on one
+    thread and CUDA refused the kernel."""
+    from asp_stencil.cuda.lowering import unsupported_reason
+
+    prog, ctx = _parse(TwoStage, (23, 70), n=3)
+    prog = output_forwarding(unroll_neighbors(prog, ctx), ctx)
+    assert [loop.sequential for loop in prog.body if isinstance(loop, D.PointLoop)] == \
+        [False, False]
+    assert unsupported_reason(prog) is None
 
 
 def test_output_read_at_neighbour_makes_loop_sequential():

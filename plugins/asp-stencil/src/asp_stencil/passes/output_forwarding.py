@@ -6,8 +6,10 @@ values and their order are unchanged, other points never see the intermediate va
 the output only at ``x``), and a kernel that writes before reading never loads the output at all,
 which lets the platform use streaming stores.
 
-The pass also marks a loop ``sequential`` when an iteration reads the output at a non-zero offset
-(Gauss–Seidel style): then points depend on earlier points and the loop must run in Python's order.
+The pass also marks a loop ``sequential`` when an iteration reads a grid the loop writes at a
+non-zero offset (Gauss–Seidel style): then points depend on earlier points and the loop must run
+in Python's order.  A grid an earlier loop wrote is complete when the loop starts: reading it at
+a neighbour keeps the loop parallel.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = (),
     """Forward the stores to each written grid (``out`` and ``written``) through locals."""
     grids = [out] + [g for g in written if g != out]
     dtypes = dtypes or {}
+    # only a grid this loop stores makes its points depend on each other: one an earlier loop
+    # wrote is complete before this loop starts
+    stored = {s.grid for s in point_body(loop) if isinstance(s, D.Store)}
     sequential = loop.sequential or any(
-        r.grid in grids and any(r.at.offset) for s in point_body(loop)
+        r.grid in stored and any(r.at.offset) for s in point_body(loop)
         for r in D.reads(s.value))
     for grid in grids:
         loop = _forward(loop, grid, dtypes.get(grid, "<f8"))
