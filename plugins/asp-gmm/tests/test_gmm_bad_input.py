@@ -118,7 +118,7 @@ def test_engine_validates_before_native_code():
 
 
 def test_paper_interface_rejects_bad_input():
-    with pytest.raises(ValueError, match="M and D"):
+    with pytest.raises(ValueError, match="'M' parameter of GMM"):
         GMM(0, 3)
     with pytest.raises(ValueError, match="cvtype"):
         GMM(2, 3, cvtype="banana")
@@ -133,9 +133,62 @@ def test_paper_interface_rejects_bad_input():
         g.eval(np.zeros((4, 3)))
 
 
+_A = np.array([[1.0, 0.9, 0.0], [-0.9, 1.0, 0.0], [0.0, 0.0, 1.0]])  # not symmetric
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(weights=[0.0, 0.0]), "'weights' should be non-negative with a positive"),
+    (dict(weights=[np.nan, 1.0]), "'weights' contains NaN"),
+    (dict(weights=[-0.5, 1.5]), "'weights' should be non-negative"),
+    (dict(means=[[np.inf, 0, 0], [0, 0, 0]]), "'means' contains NaN or infinity"),
+    (dict(means=[["a", "b", "c"]] * 2), "'means' cannot be converted"),
+    (dict(covars=np.stack([_A, _A]), cvtype="full"),
+     "'covars' should be symmetric, positive-definite"),
+    (dict(covars=[[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]]), "'covars' should be positive"),
+    (dict(covars=np.ones(3)), r"'covars' should have the shape of \(2, 3\)"),
+    (dict(options="numpy"), "'options' parameter of GMM must be an instance of 'dict'"),
+    (dict(M=2.7), "'M' parameter of GMM must be an int"),
+    (dict(M="2"), "'M' parameter of GMM must be an int"),
+    (dict(M=True), "'M' parameter of GMM must be an int"),
+    (dict(D=np.bool_(True)), "'D' parameter of GMM must be an int"),
+    (dict(reg_covar=-1.0), "'reg_covar' parameter of GMM"),
+    (dict(tol=np.nan), "'tol' parameter of GMM"),
+])
+def test_paper_interface_checks_its_arguments(kwargs, message):
+    """Each argument of GMM is checked as the estimator's are, the error naming it (zero or
+    nan weights became nan, infinite means an overflow error in train, a non-symmetric
+    covariance was read by its lower triangle, M=2.7 truncated)."""
+    with pytest.raises(ValueError, match=message):
+        GMM(**{"M": 2, "D": 3, **kwargs})
+
+
+def test_paper_interface_checks_assigned_parameters():
+    g = GMM(2, 3)
+    with pytest.raises(ValueError, match="'weights' contains NaN"):
+        g.weights = [np.nan, 1.0]
+    with pytest.raises(ValueError, match="'means' should have the shape"):
+        g.means = np.zeros((3, 3))
+    assert g.weights is None and g.means is None
+
+
+@pytest.mark.parametrize("param,value", [("max_iter", True), ("max_iter", False),
+                                         ("n_init", True), ("tol", True), ("tol", False),
+                                         ("reg_covar", True), ("verbose_interval", True)])
+def test_bool_hyperparameters_fit_as_in_sklearn(param, value):
+    """scikit-learn's Interval(Integral/Real, ...) takes a bool (an Integral): both fit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SkGaussianMixture(2, random_state=0, **{param: value}).fit(X_OK)
+        ours = GaussianMixture(2, random_state=0, **{param: value}).fit(X_OK)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-6)
+
+
 @pytest.mark.parametrize("param,value", [("tol", -1.0), ("reg_covar", -1e-6), ("max_iter", -1),
                                          ("n_init", 0), ("verbose_interval", 0),
-                                         ("tol", np.inf), ("reg_covar", np.inf)])
+                                         ("tol", np.inf), ("reg_covar", np.inf),
+                                         ("n_init", False), ("max_iter", np.True_),
+                                         ("tol", np.True_)])
 def test_bad_hyperparameters(param, value):
     """Our own checks (scikit-learn's validation is private) give scikit-learn's text."""
     _same_error(lambda cls: cls(2, **{param: value}).fit(X_OK))

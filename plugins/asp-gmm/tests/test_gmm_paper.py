@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from asp_gmm import GMM, reference
 
 
@@ -50,3 +51,38 @@ def test_min_em_iters_is_respected():
     h = GMM(3, 3, means=centers, cvtype="diag", tol=0.0)
     h.train(X, min_em_iters=4, max_em_iters=4)
     np.testing.assert_allclose(g.means, h.means, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cvtype", ["full", "diag", "tied", "spherical"])
+def test_assigned_parameters_take_effect(cvtype):
+    """weights, means and covars assigned after construction are what eval and train use, as
+    if given to the constructor (assigned covariances were ignored: eval and train used
+    precision factors computed before)."""
+    X, _, _ = _blobs(3)
+    g = GMM(3, 3, cvtype=cvtype)
+    g.train(X, max_em_iters=3)
+    before = g.eval(X)[0]
+    g.covars = g.covars * 4.0
+    g.means = g.means + 0.5
+    g.weights = g.weights[::-1] * 2.0  # normalised, as the constructor's
+    fresh = GMM(3, 3, means=g.means, covars=g.covars, weights=g.weights, cvtype=cvtype)
+    np.testing.assert_array_equal(g.eval(X)[0], fresh.eval(X)[0])
+    assert not np.allclose(g.eval(X)[0], before)
+    assert g.weights.sum() == pytest.approx(1.0)
+    g.train(X, max_em_iters=2)
+    fresh.train(X, max_em_iters=2)
+    np.testing.assert_array_equal(g.covars, fresh.covars)
+
+
+def test_parameters_change_by_assignment_only():
+    """In place, a change would bypass the checks and the precision factors: the arrays are
+    read-only. A rejected assignment leaves the model as it was."""
+    g = GMM(2, 3, cvtype="full")
+    g.train(_blobs(4)[0], max_em_iters=2)
+    for name in ("weights", "means", "covars"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(g, name)[0] = 0.0
+    covars = g.covars
+    with pytest.raises(ValueError, match="'covars' should be symmetric, positive-definite"):
+        g.covars = -covars
+    assert g.covars is covars

@@ -135,6 +135,31 @@ def test_user_can_choose_numpy_platform(fresh):
     assert _platform(options=opts).choice == "numpy"
 
 
+def test_options_may_hold_lists(fresh):
+    """Options as docs/configuration.md writes them (``disable_passes`` a list; here on the
+    NumPy platform, so nothing compiles), nested or with names of mixed types: the engine's
+    per-options tables key them (a list was unhashable), a list and a tuple of the same names
+    sharing one dispatcher."""
+    from asp_gmm import GMM, GaussianMixture
+
+    X, w, means, pc = make_problem(200, 3, 2, "diag", seed=7)
+    listed = {"platform_selection": "numpy", "disable_passes": ["fuse-em"]}
+    GaussianMixture(2, covariance_type="diag", random_state=0, asp_options=listed).fit(X)
+    GMM(2, 3, options=listed).train(X)
+    got = engine.em_step(X, w, means, pc, "diag", 1e-6, options=listed,
+                         wait_for_candidates=False)
+    np.testing.assert_array_equal(got.means, reference.em_step(X, w, means, pc, "diag",
+                                                               1e-6).means)
+    tupled = {"disable_passes": ("fuse-em",), "platform_selection": "numpy"}
+    assert engine.dispatcher("em_step", listed) is engine.dispatcher("em_step", tupled)
+    mixed = {**listed, 1: {"nested": [1, {2}], 3.0: None}}
+    assert engine.dispatcher("em_step", mixed) is engine.dispatcher("em_step", dict(mixed))
+    assert engine.dispatcher("em_step", mixed) is not engine.dispatcher("em_step", listed)
+    assert engine.compiled(3, 2, "diag", np.float64, mixed)
+    with pytest.raises(TypeError, match="asp options must be"):
+        engine.dispatcher("em_step", {"platform_selection": np.zeros(2)})
+
+
 def test_disabling_fold_constants_moves_to_numpy(fresh):
     X, w, means, pc = make_problem(200, 3, 2, "full", seed=3)
     opts = {"disable_passes": ("fold-constants",)}

@@ -90,6 +90,21 @@ def test_partial_initial_parameters_follow_sklearn():
         assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-9, name
 
 
+@pytest.mark.parametrize("cov", ["full", "diag", "tied", "spherical"])
+def test_output_dtypes_follow_sklearn(cov):
+    """predict_proba and score_samples return scikit-learn's dtype: float32 only for float32
+    X under a float32 fit (float32 X under a float64 fit gave float32)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    for fit_dtype in (np.float64, np.float32):
+        ours = GaussianMixture(2, covariance_type=cov, random_state=0).fit(X.astype(fit_dtype))
+        ref = SkGaussianMixture(2, covariance_type=cov, random_state=0).fit(X.astype(fit_dtype))
+        for dtype in (np.float32, np.float64, np.int64):
+            Xp = X.astype(dtype)
+            assert ours.predict_proba(Xp).dtype == ref.predict_proba(Xp).dtype
+            assert ours.score_samples(Xp).dtype == ref.score_samples(Xp).dtype
+
+
 def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
     """Once compiled, the k-means passes, the initial M-step, the EM iterations and predict's
     E-step all run on the OpenMP platform, from one shared object. (A fit that starts while

@@ -41,12 +41,35 @@ class GMMKernel:
 
 
 _LOCK = threading.Lock()
-_DISPATCHERS: dict[tuple[str, tuple], Dispatcher] = {}
+_DISPATCHERS: dict[tuple[str, frozenset], Dispatcher] = {}
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` as part of a dictionary key: lists and tuples as tuples, sets and dicts as
+    frozensets, recursively (frozensets, not sorted tuples: keys of mixed types cannot be
+    sorted)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(map(_hashable, value))
+    if isinstance(value, (set, frozenset)):
+        return frozenset(map(_hashable, value))
+    if isinstance(value, dict):
+        return frozenset((_hashable(k), _hashable(v)) for k, v in value.items())
+    return value
+
+
+def _options_key(options: dict[str, Any] | None) -> frozenset:
+    """The key of ``options`` in the per-options tables: option values are often lists
+    (docs/configuration.md: ``disable_passes`` lists passes to skip), which are not hashable."""
+    try:
+        return _hashable(options or {})  # a frozenset: building it hashes every part
+    except TypeError as exc:
+        raise TypeError(f"asp options must be lists, tuples, sets, dicts or hashable values, "
+                        f"got {options!r} ({exc})") from None
 
 
 def dispatcher(op: str, options: dict[str, Any] | None = None) -> Dispatcher:
     """The shared dispatcher of ``op`` for these options (one per process and options)."""
-    key = (op, tuple(sorted((options or {}).items())))
+    key = (op, _options_key(options))
     with _LOCK:
         d = _DISPATCHERS.get(key)
         if d is None:
@@ -133,7 +156,7 @@ _BUILT: dict[tuple, threading.Event] = {}
 def _shape_key(n_features: int, n_components: int, covariance_type: str, dtype: Any,
                options: dict[str, Any] | None) -> tuple:
     return (n_features, n_components, covariance_type, np.dtype(dtype).name,
-            tuple(sorted((options or {}).items())))
+            _options_key(options))
 
 
 def compiled(n_features: int, n_components: int, covariance_type: str, dtype: Any,

@@ -16,8 +16,9 @@ that everything ``fit`` does per sample runs compiled:
 Only scikit-learn's public API is used (``validate_data``, ``check_is_fitted``,
 ``check_random_state``, ``check_array``, ``KMeans``, ``kmeans_plusplus``): no private imports
 and no override of private methods, so a minor release cannot change what runs. Computation
-is in float64 whatever the input dtype; fitted attributes take the input's dtype, as
-scikit-learn's do.
+is in float64 whatever the input dtype, on every engine; fitted attributes take the input's
+dtype, and ``predict_proba`` and ``score_samples`` return scikit-learn's dtype (float32 only
+for float32 X under a float32 fit), as scikit-learn's do.
 """
 
 from __future__ import annotations
@@ -229,6 +230,13 @@ class GaussianMixture(_SkGaussianMixture):
         check_is_fitted(self)
         return validate_data(self, X, reset=False)
 
+    def _output_dtype(self, X: np.ndarray) -> np.dtype:
+        """scikit-learn's dtype of the responsibilities and log-likelihoods: its arithmetic's,
+        X's promoted with the parameters' (float32 only for float32 X under a float32 fit);
+        ours is float64 throughout."""
+        return np.result_type(X.dtype, *(np.asarray(getattr(self, n)).dtype
+                                         for n in ("weights_", "means_", "precisions_cholesky_")))
+
     def predict(self, X: Any) -> np.ndarray:
         """The most probable component of each sample (see
         ``sklearn.mixture.GaussianMixture.predict``)."""
@@ -238,15 +246,14 @@ class GaussianMixture(_SkGaussianMixture):
         """The responsibilities of each component for each sample (see
         ``sklearn.mixture.GaussianMixture.predict_proba``)."""
         X = self._checked(X)
-        return self._compiled_e_step(X, "proba").astype(X.dtype, copy=False) \
-            if X.dtype == np.float32 else self._compiled_e_step(X, "proba")
+        return self._compiled_e_step(X, "proba").astype(self._output_dtype(X), copy=False)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """The log-likelihood of each sample (see
         ``sklearn.mixture.GaussianMixture.score_samples``)."""
         X = self._checked(X)
         lse = self._compiled_e_step(X, "score_samples")
-        return lse.astype(X.dtype, copy=False) if X.dtype == np.float32 else lse
+        return lse.astype(self._output_dtype(X), copy=False)
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood of the samples (see

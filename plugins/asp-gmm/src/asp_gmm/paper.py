@@ -18,6 +18,8 @@ import numpy as np
 from asp_gmm import engine
 from asp_gmm.linalg import precision_cholesky
 from asp_gmm.reference import logsumexp_rows
+from asp_gmm.validation import (check_gmm_arguments, check_gmm_covars, check_gmm_means,
+                                check_gmm_weights)
 
 __all__ = ["GMM"]
 
@@ -38,42 +40,78 @@ def _check_X(X: Any, D: int) -> np.ndarray:
     return np.ascontiguousarray(X)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, an array the model owns, made read-only (see :class:`GMM`)."""
+    a.flags.writeable = False
+    return a
+
+
 class GMM:
     """A Gaussian mixture of ``M`` components in ``D`` dimensions (``cvtype`` full or diag;
-    tied and spherical run on the NumPy engine)."""
+    tied and spherical run on the NumPy engine).
+
+    ``weights``, ``means`` and ``covars`` may be assigned at any time: an assignment is
+    checked as the constructor's arguments are (weights normalised to sum 1) and the next
+    ``eval`` or ``train`` uses it. The arrays are read-only, so that a change in place cannot
+    be silently ignored by the precision factors computed from them: assign a new array.
+    """
 
     def __init__(self, M: int, D: int, means: Any = None, covars: Any = None,
                  weights: Any = None, cvtype: str = "diag", reg_covar: float = 1e-6,
                  tol: float = 1e-3, options: dict | None = None) -> None:
-        if int(M) < 1 or int(D) < 1:
-            raise ValueError(f"M and D must be >= 1, got M={M}, D={D}")
-        if cvtype not in ("full", "diag", "tied", "spherical"):
-            raise ValueError(f"cvtype must be 'full', 'diag', 'tied' or 'spherical', "
-                             f"got {cvtype!r}")
+        check_gmm_arguments(M, D, cvtype, reg_covar, tol, options)
         self.M, self.D, self.cvtype = int(M), int(D), cvtype
         self.reg_covar, self.tol, self.options = float(reg_covar), float(tol), options
-        self.means = None if means is None else np.array(means, dtype=np.float64)
-        self.weights = None if weights is None else np.array(weights, dtype=np.float64)
-        self.covars = None if covars is None else np.array(covars, dtype=np.float64)
-        if self.means is not None and self.means.shape != (self.M, self.D):
-            raise ValueError(f"means must have shape ({M}, {D})")
-        if self.weights is not None:
-            if self.weights.shape != (self.M,) or np.any(self.weights < 0):
-                raise ValueError(f"weights must be {M} non-negative numbers")
-            self.weights = self.weights / self.weights.sum()
-        cshape = {"full": (self.M, self.D, self.D), "diag": (self.M, self.D),
-                  "tied": (self.D, self.D), "spherical": (self.M,)}[cvtype]
-        if self.covars is not None and self.covars.shape != cshape:
-            raise ValueError(f"covars must have shape {cshape} for cvtype={cvtype!r}")
-        self._prec_chol = None if self.covars is None else precision_cholesky(self.covars,
-                                                                              cvtype)
+        self._weights: np.ndarray | None = None
+        self._means: np.ndarray | None = None
+        self._covars: np.ndarray | None = None
+        self._prec_chol: np.ndarray | None = None
+        self.means, self.covars, self.weights = means, covars, weights
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The mixture weights (M,), summing to 1; None until given or trained."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: Any) -> None:
+        self._weights = None if value is None else _read_only(check_gmm_weights(value, self.M))
+
+    @property
+    def means(self) -> np.ndarray | None:
+        """The component means (M, D); None until given or trained."""
+        return self._means
+
+    @means.setter
+    def means(self, value: Any) -> None:
+        self._means = (None if value is None
+                       else _read_only(check_gmm_means(value, self.M, self.D)))
+
+    @property
+    def covars(self) -> np.ndarray | None:
+        """The covariances: (M, D, D) full, (M, D) diag, (D, D) tied, (M,) spherical; None
+        until given or trained."""
+        return self._covars
+
+    @covars.setter
+    def covars(self, value: Any) -> None:
+        if value is None:
+            self._covars = self._prec_chol = None
+        else:
+            self._set_covars(check_gmm_covars(value, self.cvtype, self.M, self.D))
+
+    def _set_covars(self, covars: np.ndarray) -> None:
+        """``covars`` and the precision factors ``eval`` and ``train`` use, computed once here
+        (first, so that covariances without a Cholesky factor leave the model as it was)."""
+        self._prec_chol = precision_cholesky(covars, self.cvtype)
+        self._covars = _read_only(covars)
 
     def _init_missing(self, X: np.ndarray) -> None:
         if X.shape[0] < self.M:
             raise ValueError(f"need at least M={self.M} samples, got {X.shape[0]}")
         if self.means is None:
             rng = np.random.default_rng(0)
-            self.means = X[rng.choice(X.shape[0], self.M, replace=False)].astype(np.float64)
+            self.means = X[rng.choice(X.shape[0], self.M, replace=False)]
         if self.weights is None:
             self.weights = np.full(self.M, 1.0 / self.M)
         if self.covars is None:
@@ -81,7 +119,6 @@ class GMM:
             self.covars = {"full": np.tile(eye, (self.M, 1, 1)),
                            "diag": np.ones((self.M, self.D)), "tied": eye,
                            "spherical": np.ones(self.M)}[self.cvtype]
-            self._prec_chol = precision_cholesky(self.covars, self.cvtype)
 
     def train(self, X: Any, min_em_iters: int = 1, max_em_iters: int = 10) -> float:
         """Run EM (at least ``min_em_iters``, at most ``max_em_iters`` iterations, stopping
@@ -92,13 +129,14 @@ class GMM:
         X = _check_X(X, self.D)
         self._init_missing(X)
         previous = -np.inf
-        assert self.weights is not None and self.means is not None \
+        assert self._weights is not None and self._means is not None \
             and self._prec_chol is not None  # _init_missing set them
         for it in range(1, max_em_iters + 1):
-            step = engine.em_step(X, self.weights, self.means, self._prec_chol, self.cvtype,
+            step = engine.em_step(X, self._weights, self._means, self._prec_chol, self.cvtype,
                                   self.reg_covar, options=self.options)
-            self.weights, self.means, self.covars = step.weights, step.means, step.covariances
-            self._prec_chol = precision_cholesky(self.covars, self.cvtype)
+            # the engine's parameters are valid: not checked again
+            self._set_covars(step.covariances)
+            self._weights, self._means = _read_only(step.weights), _read_only(step.means)
             if it >= min_em_iters and abs(step.log_prob_norm - previous) < self.tol:
                 break
             previous = step.log_prob_norm
@@ -106,12 +144,12 @@ class GMM:
 
     def eval(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """(log-probability of each sample, posteriors N x M) under the current model."""
-        if self.means is None or self._prec_chol is None or self.weights is None:
+        if self._means is None or self._prec_chol is None or self._weights is None:
             raise ValueError("the model has no parameters yet: give them or call train first")
         X = _check_X(X, self.D)
         with np.errstate(divide="ignore"):
-            weighted = engine.log_prob(X, self.means, self._prec_chol, self.cvtype,
-                                       options=self.options) + np.log(self.weights)
+            weighted = engine.log_prob(X, self._means, self._prec_chol, self.cvtype,
+                                       options=self.options) + np.log(self._weights)
         log_prob = logsumexp_rows(weighted)
         with np.errstate(under="ignore"):
             posteriors = np.exp(weighted - log_prob[:, None])

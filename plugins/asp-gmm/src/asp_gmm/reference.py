@@ -7,7 +7,9 @@ is outside what the C/CUDA platforms accept) they run as they are. They follow s
 component counts, Cholesky factors of the precisions), so the NumPy engine is scikit-learn's
 arithmetic to rounding (one exp serves the normaliser and the responsibilities, and terms
 below the least normal double are zero: :func:`_exp_normal`) and the compiled engines match
-it to rounding.
+it to rounding. float32 data are computed in float64, as the compiled kernels compute them
+(scikit-learn computes in float32), with scikit-learn's ``10 * eps`` of float32: see
+:func:`_in_float64`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ def _shifted_exp(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _exp_normal(a - amax[:, np.newaxis]), amax
 
 
+def _in_float64(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """(X in float64, ``10 * eps`` of X's own dtype), what the EM steps compute with.
+
+    The compiled kernels read float32 samples into double and add scikit-learn's ``10 * eps``
+    of the data's dtype to the counts (:func:`asp_gmm.packing.finish_em_step`); the NumPy
+    engine does the same, so a fit does not depend on which engine ran it. Squares and
+    products in float32 had made the tied covariance of data 1000 from the origin wrong in
+    its first digit, and the variances of collapsed components negative. float64 X is not
+    copied."""
+    return np.asarray(X, dtype=np.float64), 10 * float(np.finfo(X.dtype).eps)
+
+
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
     """log(sum(exp(a), axis=1)) without overflow."""
     e, amax = _shifted_exp(a)
@@ -69,8 +83,10 @@ def logsumexp_rows(a: np.ndarray) -> np.ndarray:
 
 def log_prob(X: np.ndarray, means: np.ndarray, precisions_cholesky: np.ndarray,
              covariance_type: str) -> np.ndarray:
-    """Log-density of each sample under each component, shape (N, M) (not weighted)."""
-    return _log_prob(X, None, means, precisions_cholesky, covariance_type)
+    """Log-density of each sample under each component, shape (N, M) (not weighted), in
+    float64 whatever X's dtype (:func:`_in_float64`)."""
+    return _log_prob(np.asarray(X, dtype=np.float64), None, means, precisions_cholesky,
+                     covariance_type)
 
 
 def _log_prob(X: np.ndarray, X2: np.ndarray | None, means: np.ndarray,
@@ -101,9 +117,11 @@ def _log_prob(X: np.ndarray, X2: np.ndarray | None, means: np.ndarray,
 
 
 def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
-                         covariance_type: str, X2: np.ndarray | None = None
+                         covariance_type: str, tiny: float, X2: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    nk = resp.sum(axis=0) + 10 * np.finfo(resp.dtype).eps
+    """(counts, means, covariances) from float64 X; ``tiny`` (``10 * eps`` of the data's
+    dtype) is added to the counts, as scikit-learn does (:func:`_in_float64`)."""
+    nk = resp.sum(axis=0) + tiny
     means = (resp.T @ X) / nk[:, np.newaxis]
     n_components, n_features = means.shape
     if covariance_type == "full":
@@ -128,7 +146,8 @@ def _gaussian_parameters(X: np.ndarray, resp: np.ndarray, reg_covar: float,
 def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
             precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float) -> EMStep:
     """One EM iteration: E-step under the given parameters, then the M-step (diag and
-    spherical square X once for both)."""
+    spherical square X once for both), in float64 whatever X's dtype (:func:`_in_float64`)."""
+    X, tiny = _in_float64(X)
     X2 = X * X if covariance_type in ("diag", "spherical") else None
     weighted = _log_prob(X, X2, means, precisions_cholesky, covariance_type) + np.log(weights)
     # one exp for the normaliser and the responsibilities: exp(w - lse) = exp(w - max) / sum
@@ -137,7 +156,7 @@ def em_step(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         log_prob_norm = np.log(total) + amax
         resp *= (1.0 / total)[:, np.newaxis]
-    nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type, X2)
+    nk, new_means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type, tiny, X2)
     return EMStep(float(np.mean(log_prob_norm)), nk / nk.sum(), new_means, cov)
 
 
@@ -172,14 +191,15 @@ def m_step(X: np.ndarray, resp: np.ndarray, n_components: int, covariance_type: 
     ``resp`` is either dense (N x M) or hard labels (N integers; -1 = no component, as for
     the samples ``random_from_data`` does not pick). The weights are the counts over N (not
     normalised: scikit-learn's initial weights of ``random_from_data`` sum to M/N);
-    ``log_prob_norm`` is 0.
+    ``log_prob_norm`` is 0. Computed in float64 whatever X's dtype (:func:`_in_float64`).
     """
+    X, tiny = _in_float64(X)
     if resp.ndim == 1:
         dense = np.zeros((X.shape[0], n_components), dtype=X.dtype)
         rows = np.flatnonzero(resp >= 0)
         dense[rows, resp[rows]] = 1.0
         resp = dense
-    nk, means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type)
+    nk, means, cov = _gaussian_parameters(X, resp, reg_covar, covariance_type, tiny)
     return EMStep(0.0, nk / X.shape[0], means, cov)
 
 

@@ -1,10 +1,13 @@
 """Checks of the estimator's hyper-parameters and initial parameters, with scikit-learn's
-messages but without its private validation machinery.
+messages but without its private validation machinery, and the same checks of the paper
+``GMM``'s arguments.
 
 scikit-learn validates through ``sklearn.utils._param_validation`` and the ``_check_*``
 helpers of ``sklearn.mixture._gaussian_mixture``; both are private and change between minor
 releases. These functions raise ``ValueError`` / ``TypeError`` with the same text (scikit-learn's
 ``InvalidParameterError`` is a subclass of both), from public ``sklearn.utils`` functions only.
+scikit-learn is imported only where the estimator's checks need it (:func:`_check_array`): the
+paper ``GMM`` runs without it.
 """
 
 from __future__ import annotations
@@ -14,33 +17,41 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.utils import check_array
 
-__all__ = ["check_hyperparameters", "check_initial_parameters"]
+__all__ = ["check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
+           "check_hyperparameters", "check_initial_parameters"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def _fail(name: str, what: str, value: Any, exc: type = ValueError) -> None:
-    raise exc(f"The {name!r} parameter of GaussianMixture must be {what}. Got {value!r} "
-              "instead.")
+def _fail(name: str, what: str, value: Any, owner: str = "GaussianMixture") -> None:
+    raise ValueError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} "
+                     "instead.")
 
 
-def _integer(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        _fail(name, f"an int in the range [{low}, inf)", value)
+def _integer(name: str, value: Any, low: int, owner: str = "GaussianMixture",
+             allow_bool: bool = True) -> None:
+    """scikit-learn's ``Interval(Integral, low, None)``, which takes a bool (an ``Integral``:
+    ``max_iter=True`` fits there) but not ``np.bool_``; the paper ``GMM``, which is not
+    scikit-learn's API, refuses a bool as a count (``allow_bool=False``)."""
+    if (not isinstance(value, Integral) or (isinstance(value, bool) and not allow_bool)
+            or value < low):
+        _fail(name, f"an int in the range [{low}, inf)", value, owner)
 
 
-def _real(name: str, value: Any) -> None:
-    if not isinstance(value, Real) or isinstance(value, bool) or not 0.0 <= float(value) < inf:
-        _fail(name, "a float in the range [0.0, inf)", value)
+def _real(name: str, value: Any, owner: str = "GaussianMixture") -> None:
+    """scikit-learn's ``Interval(Real, 0.0, None, closed="left")``, [0, inf), which takes a
+    bool too (a ``Real``)."""
+    if not isinstance(value, Real) or not 0.0 <= float(value) < inf:
+        _fail(name, "a float in the range [0.0, inf)", value, owner)
 
 
-def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
+def _one_of(name: str, value: Any, options: tuple[str, ...], owner: str = "GaussianMixture"
+            ) -> None:
     if value not in options:
         listed = ", ".join(repr(o) for o in sorted(options))
-        _fail(name, f"a str among {{{listed}}}", value)
+        _fail(name, f"a str among {{{listed}}}", value, owner)
 
 
 def check_hyperparameters(est: Any) -> None:
@@ -68,8 +79,31 @@ def _check_shape(param: np.ndarray, shape: tuple[int, ...], name: str) -> None:
                          f"{param.shape}")
 
 
+def _check_array(value: Any, allow_nd: bool = False) -> np.ndarray:
+    """scikit-learn's ``check_array`` for an initial parameter (finite float64 or float32),
+    imported here: the paper ``GMM`` validates through this module without scikit-learn."""
+    from sklearn.utils import check_array
+
+    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False,
+                       allow_nd=allow_nd)
+
+
+def _finite_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A float64 copy of ``value``, of ``shape`` and finite: :func:`_check_array`'s checks of
+    a paper ``GMM`` parameter, in NumPy alone."""
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # e.g. ragged lists, strings
+        raise ValueError(f"The parameter '{name}' cannot be converted to a float array: "
+                         f"{exc}") from None
+    _check_shape(array, shape, name)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity")
+    return array
+
+
 def _weights(weights: Any, n_components: int) -> np.ndarray:
-    weights = check_array(weights, dtype=[np.float64, np.float32], ensure_2d=False)
+    weights = _check_array(weights)
     _check_shape(weights, (n_components,), "weights")
     if np.any(weights < 0.0) or np.any(weights > 1.0):
         raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max "
@@ -81,27 +115,31 @@ def _weights(weights: Any, n_components: int) -> np.ndarray:
     return weights
 
 
-def _precision_matrix(precision: np.ndarray, covariance_type: str) -> None:
-    if not (np.all(np.isclose(precision, precision.T))
-            and np.all(np.linalg.eigvalsh(precision) > 0.0)):
-        raise ValueError(f"'{covariance_type} precision' should be symmetric, "
-                         "positive-definite")
+def _covariance_shape(covariance_type: str, n_components: int, n_features: int
+                      ) -> tuple[int, ...]:
+    return {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
+            "diag": (n_components, n_features), "spherical": (n_components,)}[covariance_type]
+
+
+def _positive_definite(matrices: np.ndarray, covariance_type: str, name: str) -> None:
+    """Precisions or covariances (both are): symmetric positive-definite matrices (full,
+    tied), positive numbers (diag, spherical)."""
+    if covariance_type in ("diag", "spherical"):
+        if np.any(matrices <= 0.0):
+            raise ValueError(f"'{name}' should be positive")
+        return
+    for matrix in matrices if covariance_type == "full" else [matrices]:
+        if not (np.all(np.isclose(matrix, matrix.T))
+                and np.all(np.linalg.eigvalsh(matrix) > 0.0)):
+            raise ValueError(f"'{name}' should be symmetric, positive-definite")
 
 
 def _precisions(precisions: Any, covariance_type: str, n_components: int, n_features: int
                 ) -> np.ndarray:
-    precisions = check_array(precisions, dtype=[np.float64, np.float32], ensure_2d=False,
-                             allow_nd=covariance_type == "full")
-    shape = {"full": (n_components, n_features, n_features), "tied": (n_features, n_features),
-             "diag": (n_components, n_features), "spherical": (n_components,)}[covariance_type]
-    _check_shape(precisions, shape, f"{covariance_type} precision")
-    if covariance_type == "full":
-        for matrix in precisions:
-            _precision_matrix(matrix, covariance_type)
-    elif covariance_type == "tied":
-        _precision_matrix(precisions, covariance_type)
-    elif np.any(precisions <= 0.0):
-        raise ValueError(f"'{covariance_type} precision' should be positive")
+    precisions = _check_array(precisions, allow_nd=covariance_type == "full")
+    name = f"{covariance_type} precision"
+    _check_shape(precisions, _covariance_shape(covariance_type, n_components, n_features), name)
+    _positive_definite(precisions, covariance_type, name)
     return precisions
 
 
@@ -113,9 +151,45 @@ def check_initial_parameters(est: Any, n_features: int
     weights = None if est.weights_init is None else _weights(est.weights_init, M)
     means = None
     if est.means_init is not None:
-        means = check_array(est.means_init, dtype=[np.float64, np.float32], ensure_2d=False)
+        means = _check_array(est.means_init)
         _check_shape(means, (M, n_features), "means")
     precisions = None
     if est.precisions_init is not None:
         precisions = _precisions(est.precisions_init, est.covariance_type, M, n_features)
     return weights, means, precisions
+
+
+def check_gmm_arguments(M: Any, D: Any, cvtype: Any, reg_covar: Any, tol: Any, options: Any
+                        ) -> None:
+    """The paper ``GMM``'s scalar arguments, with the estimator's checks and messages (but no
+    bool for ``M`` or ``D``: a count given as True is a mistake outside scikit-learn's API)."""
+    _integer("M", M, 1, "GMM", allow_bool=False)
+    _integer("D", D, 1, "GMM", allow_bool=False)
+    _one_of("cvtype", cvtype, COVARIANCE_TYPES, "GMM")
+    _real("reg_covar", reg_covar, "GMM")
+    _real("tol", tol, "GMM")
+    if options is not None and not isinstance(options, dict):
+        _fail("options", "an instance of 'dict' or None", options, "GMM")
+
+
+def check_gmm_weights(weights: Any, M: int) -> np.ndarray:
+    """The paper ``GMM``'s weights (M non-negative numbers, not all zero) over their sum."""
+    weights = _finite_array(weights, (M,), "weights")
+    total = float(np.sum(weights))
+    if np.any(weights < 0.0) or not 0.0 < total < inf:
+        raise ValueError("The parameter 'weights' should be non-negative with a positive, "
+                         f"finite sum, but got {weights}")
+    return weights / total
+
+
+def check_gmm_means(means: Any, M: int, D: int) -> np.ndarray:
+    """The paper ``GMM``'s means: finite, M x D."""
+    return _finite_array(means, (M, D), "means")
+
+
+def check_gmm_covars(covars: Any, cvtype: str, M: int, D: int) -> np.ndarray:
+    """The paper ``GMM``'s covariances: finite, of ``cvtype``'s shape, and symmetric
+    positive-definite (full, tied; only one triangle of a matrix is read) or positive."""
+    covars = _finite_array(covars, _covariance_shape(cvtype, M, D), "covars")
+    _positive_definite(covars, cvtype, "covars")
+    return covars
