@@ -18,11 +18,17 @@ __all__ = ["mode", "autotune_mode", "cache_dir", "phase_choice", "disabled_passe
 
 _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
+#: the ``[asp]`` keys whose values are one of a few words, checked when the file is read
+_CHOICES = {"mode": _MODES, "autotune": _AUTOTUNE}
 
 
 def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
-    value = os.environ.get(var, "").strip().lower() or str(load_config().get("asp", {}).get(
-        var[4:].lower(), default))
+    """The variable ``var``, else its ``[asp]`` key in the config file, else ``default``. Only
+    the variable is checked here: the file's value was checked when it was read, so an error
+    names the place the value came from."""
+    value = os.environ.get(var, "").strip().lower()
+    if not value:
+        return str(load_config().get("asp", {}).get(var[4:].lower(), default))
     if value not in allowed:
         raise ValueError(f"{var}={value!r} is not valid; use one of: {', '.join(allowed)}")
     return value
@@ -75,6 +81,9 @@ def _layout_problem(data: dict[str, Any]) -> str | None:
     for key in ("cache_dir", "mode", "autotune"):
         if key in asp and not isinstance(asp[key], str):
             return f"[asp] {key} must be a string, got {asp[key]!r}"
+    for key, allowed in _CHOICES.items():
+        if key in asp and asp[key] not in allowed:
+            return f"[asp] {key} = {asp[key]!r} is not valid; use one of: {', '.join(allowed)}"
     if not isinstance(phases, dict):
         return "'phases' must be a table ([phases])"
     for key, value in phases.items():

@@ -8,18 +8,23 @@ they run by default.
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 pytest.importorskip("cookiecutter", reason="the template tests need cookiecutter "
                                            "(pip install 'asp-core[new]')")
 
+from asp_core.cli import cli
 from asp_core.cli.new import template_dir
 from asp_core.phases import PHASES
 
@@ -32,13 +37,22 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     return proc
 
 
+def _template_setuptools() -> tuple[int, int]:
+    """The setuptools release the template's ``[build-system]`` requires."""
+    text = (template_dir() / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text()
+    found = re.search(r'"setuptools>=(\d+)(?:\.(\d+))?', text)
+    assert found, "the template's build-system requires no setuptools>=N"
+    return int(found.group(1)), int(found.group(2) or 0)
+
+
 def _can_build_without_isolation() -> bool:
-    """setuptools builds editable wheels offline if it has ``bdist_wheel`` (>= 70.1, or the
-    ``wheel`` package); otherwise pip must fetch a build backend into an isolated env."""
+    """pip builds a generated project offline only with the setuptools its ``[build-system]``
+    requires (>= 77: the SPDX ``license`` string; ``bdist_wheel`` alone, from 70.1 or the
+    ``wheel`` package, is not enough); otherwise it must fetch one into an isolated env."""
     import setuptools
 
-    major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+    have = re.match(r"(\d+)\.(\d+)", setuptools.__version__)
+    return have is not None and (int(have[1]), int(have[2])) >= _template_setuptools()
 
 
 @pytest.fixture
@@ -143,3 +157,103 @@ def test_invalid_names_are_refused(tmp_path, name, problem):
     assert proc.returncode != 0
     assert problem in proc.stdout + proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_offline_builds_need_the_setuptools_the_template_requires(monkeypatch):
+    """setuptools 75 has ``bdist_wheel`` but not the SPDX ``license`` string: counted as enough,
+    the install failed instead of taking the isolated build."""
+    import setuptools
+
+    assert _template_setuptools() == (77, 0)
+    for version, enough in (("70.1.0", False), ("76.9.1", False), ("77.0.3", True),
+                            ("80.9.0", True)):
+        monkeypatch.setattr(setuptools, "__version__", version)
+        assert _can_build_without_isolation() is enough, version
+
+
+def _new(*args: str):
+    result = CliRunner().invoke(cli, ["new", *args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("license=GPL", "the choices are ['BSD-3-Clause', 'MIT', 'Apache-2.0']"),
+    ("description=undecodable \udcff byte", "is not valid Unicode text"),
+])
+def test_bad_extra_values_are_one_line_errors(tmp_path, extra, message):
+    result = _new("any-spec", "--no-input", "--output-dir", str(tmp_path), "--extra", extra)
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit)
+    assert message in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_refused_value_is_not_blamed_on_the_project_name(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "from asp_core.cli import main; main()", "new",
+                           "ok5", "--no-input", "--output-dir", str(tmp_path),
+                           "--extra", "specializer_name=bad name"],
+                          check=False, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1
+    assert "specializer name 'bad name'" in proc.stderr   # the template's own check says which
+    assert "Error: the template refused the values given" in proc.stderr
+    assert "'ok5'" not in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_values_are_escaped_where_they_land_in_python_and_toml(tmp_path, monkeypatch):
+    """Quotes, backslashes and control characters in a value keep pyproject.toml and the Python
+    files valid and mean the value itself (a quoted description ended the string early); the
+    hint's paths are shell-quoted."""
+    description = 'Maps "fast" kernels \\ with """quotes""", a\ttab, a\nnewline and \u2603 \U0001f680'
+    author = 'Ada "Countess" Lovelace \\'
+    monkeypatch.chdir(tmp_path)
+    result = _new("quoted-spec", "--no-input", "--output-dir", "with space",
+                  "--extra", f"description={description}", "--extra", f"author={author}")
+    assert result.exit_code == 0, result.output
+    project = tmp_path / "with space" / "quoted-spec"
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert meta["description"] == description and meta["authors"][0]["name"] == author
+    for path in project.rglob("*.py"):
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    package = project / "src" / "quoted_spec"
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8")),
+                            clean=False)
+    assert doc is not None and doc.startswith(description + ".")
+    plugin = ast.parse((package / "plugin.py").read_text(encoding="utf-8"))
+    registered = [ast.literal_eval(k.value) for k in ast.walk(plugin)
+                  if isinstance(k, ast.keyword) and k.arg == "description"]
+    assert registered == [description]
+    hint = next(line for line in result.output.splitlines() if line.startswith("next: "))
+    rel = os.path.join("with space", "quoted-spec")
+    assert shlex.split(hint.removeprefix("next: ")) == [
+        "pip", "install", "-e", f"{rel}[test]", "&&", "pytest", rel]
+
+
+# run after each example: every kernel it defines, called once more, whether or not it calls it
+CALL_EVERY_KERNEL = """
+import inspect as _inspect
+import numpy as _np
+from asp_core import Dispatcher as _Dispatcher
+for _kernel in [k for k in globals().values() if isinstance(k, _Dispatcher)]:
+    _kernel(*[_np.linspace(1.0, 2.0, 5)] * len(_inspect.signature(_kernel.func).parameters))
+"""
+
+
+def test_generated_docs_examples_run_in_python_mode(tmp_path):
+    """Every Python example of the generated README and docs page runs as plain Python
+    (``ASP_MODE=python``: no compiler, no install), its kernels included: the docs' hypot
+    lacked ``import math``, so it worked only compiled."""
+    from cookiecutter.main import cookiecutter
+
+    project = Path(cookiecutter(str(template_dir()), no_input=True, output_dir=str(tmp_path),
+                                extra_context={"project_name": "docs-example-spec"}))
+    env = dict(os.environ, ASP_MODE="python", PYTHONPATH=str(project / "src"))
+    examples = [block for page in ("README.md", "docs/index.md")
+                for block in re.findall(r"```python\n(.*?)```", (project / page).read_text(),
+                                        flags=re.DOTALL)]
+    assert len(examples) == 2 and any("math.sqrt" in code for code in examples)
+    for code in examples:
+        proc = subprocess.run([sys.executable, "-c", code + CALL_EVERY_KERNEL], cwd=tmp_path,
+                              env=env, check=False, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+        assert proc.returncode == 0, f"{code}\n{proc.stderr}"

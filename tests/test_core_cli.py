@@ -184,7 +184,7 @@ def test_explain_text(script, fresh_cache):
 
 @requires_compiler
 def test_explain_json_and_kernel_filter(script, fresh_cache):
-    result = _invoke("explain", str(script), "--json")
+    result = _invoke("explain", "--json", str(script))
     assert result.exit_code == 0, result.output
     kernels = json.loads(result.output)["kernels"]
     assert [k["kernel"] for k in kernels] == ["saxpy", "squares"]
@@ -200,7 +200,7 @@ def test_explain_json_and_kernel_filter(script, fresh_cache):
     assert sax["autotune"][-1]["source"] == "tuned now"
     assert sq["fallback"].startswith("unsupported construct `BinOp`")
     assert f":{_fallback_line(script)}:" in sq["fallback"]
-    only = json.loads(_invoke("explain", str(script), "--json", "--kernel", "squa").output)
+    only = json.loads(_invoke("explain", "--json", "--kernel", "squa", str(script)).output)
     assert [k["kernel"] for k in only["kernels"]] == ["squares"]
 
 
@@ -213,9 +213,47 @@ def test_explain_script_without_kernels(tmp_path):
     result = _invoke("explain", str(failing))
     assert "exited with 3" in result.output and result.exit_code == 3   # CI sees the failure
     path.write_text("print('ran')\n")
-    result = CliRunner().invoke(cli, ["explain", str(path), "--after", "no-such-pass"])
+    result = CliRunner().invoke(cli, ["explain", "--after", "no-such-pass", str(path)])
     assert result.exit_code == 2 and "no pass is called 'no-such-pass'" in result.output
     assert "ran" not in result.output   # refused before the script ran
+
+
+def test_explain_passes_every_argument_after_the_script_to_it(tmp_path):
+    """``asp explain SCRIPT ARGS`` is ``python SCRIPT ARGS``: options the script shares with asp
+    (``--json``, ``-h``), ones asp lacks (``--n``) and ``--`` all reach the script's argv;
+    asp's own options go before SCRIPT."""
+    seen = tmp_path / "argv.json"
+    path = tmp_path / "args.py"
+    path.write_text(f"import json, sys\nopen({str(seen)!r}, 'w').write(json.dumps(sys.argv))\n")
+    for args in (["--n", "3", "a", "--", "b"], ["--json"], ["-h"]):
+        result = _invoke("explain", str(path), *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(seen.read_text()) == [str(path), *args]
+        assert "Usage:" not in result.output and '"kernels"' not in result.output
+    result = _invoke("explain", "--json", "--kernel", "x", str(path), "--kernel")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"kernels": []}
+    assert json.loads(seen.read_text()) == [str(path), "--kernel"]
+
+
+def test_explain_reports_a_script_error_as_python_does(tmp_path):
+    """Only the script's frames, not explain's and runpy's; a file that is not Python is
+    Python's SyntaxError report, without a traceback."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello world text\n")
+    result = CliRunner().invoke(cli, ["explain", str(notes)])
+    assert result.exit_code == 1
+    assert f'File "{notes}", line 1' in result.output
+    assert "SyntaxError: invalid syntax" in result.output
+    assert "Traceback" not in result.output and "runpy" not in result.output
+    raising = tmp_path / "raising.py"
+    raising.write_text("def fail():\n    raise ValueError('boom')\n\n\nfail()\n")
+    result = CliRunner().invoke(cli, ["explain", str(raising)])
+    assert result.exit_code == 1
+    trace = result.output[result.output.index("Traceback (most recent call last):"):]
+    frames = re.findall(r'File "([^"]+)", line (\d+)', trace)
+    assert frames == [(str(raising), "5"), (str(raising), "2")], trace
+    assert "ValueError: boom" in trace
 
 
 # -- asp doctor ---------------------------------------------------------------------------------
@@ -266,7 +304,9 @@ def test_corrupt_stream_cache_is_remeasured(fresh_cache, monkeypatch):
     from asp_core.cli.doctor import stream_copy_gbs
 
     monkeypatch.setattr(stream, "measure_stream_copy", lambda nbytes, repeats=8: 3.0)
-    fresh_cache.mkdir(parents=True)
+    from asp_core.cache import CodeCache
+
+    CodeCache(fresh_cache).ensure()
     (fresh_cache / "hardware.json").write_text("{ broken")
     assert stream_copy_gbs(hardware.query()) == 3.0
 
@@ -510,6 +550,32 @@ def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fre
     assert "suite(s) failed: aaa-broken" in result.output
     rows = json.loads((out / "results.json").read_text())
     assert {r["suite"] for r in rows} == {"zzz-fine"}
+
+
+def test_bench_refuses_bad_options_before_any_suite_runs(tmp_path, monkeypatch, fresh_cache,
+                                                         plugin_state):
+    """``--repeats 0`` (every suite failed on min() of no timings), an ``--out`` that cannot be
+    created (the results were lost after all suites ran) and a ``--path`` file that does not
+    import (a traceback) are one-line usage errors, given before anything is timed."""
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    (tmp_path / "bench_tiny.py").write_text(BENCH.format(name="tinysuite"))
+    (tmp_path / "afile").write_text("")
+    runs = [(["--repeats", "0"], "'--repeats': 0 is not in the range x>=1"),
+            (["--repeats", "-2"], "'--repeats': -2 is not in the range x>=1"),
+            (["--out", str(tmp_path / "afile" / "sub")], "--out: cannot create")]
+    for args, message in runs:
+        result = CliRunner().invoke(cli, ["bench", "--path", str(tmp_path), "--quick", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "== tinysuite" not in result.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for text, error in (("def oops(:\n", "SyntaxError: "),
+                        ("raise RuntimeError('import fails')\n", "RuntimeError: import fails")):
+        (bad / "bench_bad.py").write_text(text)
+        result = CliRunner().invoke(cli, ["bench", "--path", str(bad), "--list"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"--path: cannot load {bad / 'bench_bad.py'}: {error}" in result.output
 
 
 # -- output for machines and people -------------------------------------------------------------

@@ -48,9 +48,16 @@ def test_config_change_is_seen_without_reload(toml):
 
 
 def test_invalid_values_are_clear_errors(toml, monkeypatch):
-    toml('[asp]\nmode = "turbo"\n')
+    """Each message names where the bad value came from: the variable, or the file and key
+    (the variable was blamed for a value that came from the file, with the variable unset)."""
+    monkeypatch.setenv("ASP_MODE", "turbo")
     with pytest.raises(ValueError, match="ASP_MODE='turbo' is not valid; use one of: auto, "
                                          "strict, python"):
+        config.mode()
+    monkeypatch.delenv("ASP_MODE")
+    path = toml('[asp]\nmode = "turbo"\n')
+    with pytest.raises(ValueError, match=f"invalid Asp config file {path}: \\[asp\\] mode = "
+                                         "'turbo' is not valid; use one of: auto, strict, python"):
         config.mode()
     toml("not = [valid", "broken.toml")
     with pytest.raises(ValueError, match="invalid Asp config file .*broken.toml"):
@@ -64,6 +71,8 @@ def test_invalid_values_are_clear_errors(toml, monkeypatch):
     ("[phases]\nplatform_selection = 7\n", "must be a component name"),
     ('[phases]\nstencil = "numpy"\n', "'stencil' is not a phase"),
     ('[phases.stencil]\nplatform = "numpy"\n', "platform = 'numpy': expected a phase"),
+    ('[asp]\nmode = "weird"\n', "mode = 'weird' is not valid; use one of: auto, strict, python"),
+    ('[asp]\nautotune = "never"\n', "autotune = 'never' is not valid; use one of: off, once"),
 ])
 def test_config_of_the_wrong_shape_names_the_file(toml, text, problem):
     path = toml(text)

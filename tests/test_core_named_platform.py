@@ -148,14 +148,14 @@ def test_explain_platform_adds_a_report_lowered_for_the_named_platform(nodevice,
     script.write_text("import numpy as np\nfrom asp_core import Dispatcher\n"
                       "from tests.test_core_named_platform import axpy\n"
                       f"Dispatcher({name!r}, axpy)(np.ones(4), np.ones(4))\n")
-    out = CliRunner().invoke(cli, ["explain", str(script), "--platform", "openmp"],
+    out = CliRunner().invoke(cli, ["explain", "--platform", "openmp", str(script)],
                              catch_exceptions=False).output
     ran, lowered = out.split("=== kernel axpy [lowered for openmp]")
     assert "platform_selection: python" in ran and "not usable: openmp (no device" in ran
     assert "platform_selection: openmp — named by the caller" in lowered
     assert "--- platform program (openmp)" in lowered and "asp_map" in lowered
     assert "--- variants: 3p-parallel-simd, 3p-serial" in lowered
-    out = CliRunner().invoke(cli, ["explain", str(script), "--platform", "cuda"],
+    out = CliRunner().invoke(cli, ["explain", "--platform", "cuda", str(script)],
                              catch_exceptions=False).output
     assert "cannot lower for 'cuda'" in out and "installed: openmp, python" in out
 

@@ -217,14 +217,14 @@ def _explain(*args):
 
 @requires_compiler
 def test_explain_after_prints_the_ir_after_the_named_pass(explain_script, monkeypatch):
-    out = _explain(explain_script, "--after", "constant-folding")
+    out = _explain("--after", "constant-folding", explain_script)
     assert out.exit_code == 0, out.output
     assert "=== kernel folded (elementwise)" in out.output
     assert "--- IR after elementwise-domain:constant-folding (changed the IR)" in out.output
     assert "Num(value=5.0)" in out.output and "Bin(op='+')" not in out.output
     assert "--- components chosen" not in out.output  # only the IR was asked for
     monkeypatch.setenv("ASP_DISABLE_PASSES", "constant-folding")
-    out = _explain(explain_script, "--after", "constant-folding").output
+    out = _explain("--after", "constant-folding", explain_script).output
     assert "constant-folding (skipped (disabled))" in out
     assert "Bin(op='+')" in out and "Num(value=5.0)" not in out
 
@@ -233,10 +233,10 @@ def test_explain_after_prints_the_ir_after_the_named_pass(explain_script, monkey
 def test_explain_after_json_and_unknown_pass(explain_script):
     import json
 
-    data = json.loads(_explain(explain_script, "--json").output)
+    data = json.loads(_explain("--json", explain_script).output)
     (p,) = data["kernels"][0]["passes"]
     assert p["name"] == "constant-folding" and "Num(value=5.0)" in p["ir"]
-    bad = _explain(explain_script, "--after", "constant-foldin")
+    bad = _explain("--after", "constant-foldin", explain_script)
     assert bad.exit_code == 2
     assert "no pass is called 'constant-foldin'; known passes: " in bad.output
     assert "constant-folding" in bad.output.split("known passes:")[1]

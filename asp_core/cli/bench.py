@@ -29,9 +29,25 @@ def _load_files(paths: tuple[str, ...]) -> None:
                 raise click.BadParameter(f"{f} is neither a folder of bench_*.py files nor a "
                                          "Python file", param_hint="--path")
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # noqa: BLE001 - the user's file: one line, not a traceback
+                raise click.BadParameter(f"cannot load {f}: {type(exc).__name__}: {exc}",
+                                         param_hint="--path") from None
             if hasattr(module, "asp_register_benchmarks"):
                 register_plugin(module, name=name)
+
+
+def _output_dir(out: str) -> Path:
+    """Create ``--out`` before any suite runs: a folder that cannot be made would otherwise fail
+    only after all the suites ran, losing their results."""
+    outdir = Path(out)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot create {out!r}: {exc.strerror or exc}",
+                                 param_hint="--out") from None
+    return outdir
 
 
 @click.command("bench")
@@ -41,7 +57,8 @@ def _load_files(paths: tuple[str, ...]) -> None:
               help="Also load bench_*.py files from this folder or file.")
 @click.option("--out", "out", default="bench-results", type=click.Path(file_okay=False),
               help="Where to write results.json, roofline.png and ratios.png.")
-@click.option("--repeats", default=5, show_default=True, help="Interleaved repetitions.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Interleaved repetitions.")
 @click.option("--list", "list_only", is_flag=True, help="Only list the available suites.")
 def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str, repeats: int,
             list_only: bool) -> None:
@@ -66,6 +83,7 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; available: "
                                  f"{', '.join(reg.benchmarks)}", param_hint="NAMES")
     selected = [reg.benchmarks[n] for n in (names or reg.benchmarks)]
+    outdir = _output_dir(out)
     results = []
     stream = None
     failed: list[str] = []
@@ -82,8 +100,6 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         click.echo(f"  ({time.perf_counter() - t0:.1f} s)")
         results.extend(ctx.results)
         stream = ctx._stream or stream
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
     write_results(results, outdir / "results.json")
     from asp_core.cli.doctor import stream_copy_gbs
     from asp_core.hardware import query

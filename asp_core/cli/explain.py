@@ -215,9 +215,21 @@ def _stdout_to_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-@click.command("explain")
+def _script_traceback(exc: BaseException, script: str) -> str:
+    """The script's exception as ``python SCRIPT`` prints it: the traceback from the script's
+    own first frame on, without explain's and runpy's frames above it; for a script that does
+    not compile (a SyntaxError: no frame of the script ran), Python's report of the error."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != script:  # runpy's name for it
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+
+
+# everything after SCRIPT is the script's, verbatim (its own --json, -h, --): `python SCRIPT
+# ARGS` semantics; asp explain's options go before SCRIPT
+@click.command("explain", context_settings={"allow_interspersed_args": False})
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
-@click.argument("script_args", nargs=-1)
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--kernel", "kernel", default=None, help="Only kernels whose name contains this.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--after", "after", default=None, metavar="PASS",
@@ -229,8 +241,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             after: str | None, platform: str | None) -> None:
     """Run SCRIPT and explain every kernel it specialised or that fell back.
 
-    With --json each pass entry carries the IR after it (key "ir").  Exits with the script's
-    status when it exits with one, 1 when it raises."""
+    Options go before SCRIPT: every argument after it is passed to the script unchanged, as
+    ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
+    entry carries the IR after it (key "ir").  Exits with the script's status when it exits
+    with one, 1 when it raises."""
     if after is not None and after not in known_passes():   # before the script runs
         raise click.BadParameter(f"no pass is called {after!r}; known passes: "
                                  f"{', '.join(sorted(known_passes())) or 'none'}",
@@ -252,9 +266,9 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
-    except Exception:  # noqa: BLE001 - the script's own error: show it, then what was recorded
+    except Exception as exc:  # noqa: BLE001 - the script's own error: show it, then the kernels
         status = 1
-        click.echo(traceback.format_exc().rstrip(), err=True)
+        click.echo(_script_traceback(exc, script), err=True)
         click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
                    "follow", err=True)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -70,6 +71,11 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--extra")
+        try:   # a lone surrogate (undecodable bytes in argv) cannot be written to a file
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter(f"{item!r} is not valid Unicode text",
+                                     param_hint="--extra") from None
         context[key.strip()] = value
     source = template or str(template_dir())
     quiet = logging.getLogger("cookiecutter")  # it logs a traceback for a refused name
@@ -78,12 +84,13 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     try:
         path = cookiecutter(source, no_input=no_input, output_dir=output_dir,
                             extra_context=context, overwrite_if_exists=overwrite)
-    except CookiecutterException as exc:
+    except (CookiecutterException, ValueError) as exc:  # ValueError: --extra KEY=a non-choice
         detail = str(exc).removeprefix("Error: ")
-        if "Hook script failed" in detail:
-            detail = f"the name {name!r} was refused by the template (see the message above)"
+        if "Hook script failed" in detail:   # the hook printed which value and why
+            detail = "the template refused the values given (see its message above)"
         raise click.ClickException(detail) from None
     finally:
         quiet.setLevel(level)
-    rel = os.path.relpath(path)
-    click.echo(f"created {path}\nnext: pip install -e {rel}[test] && pytest {rel}")
+    rel = os.path.relpath(path)   # quoted: the hint is meant to be pasted into a shell
+    click.echo(f"created {path}\nnext: pip install -e {shlex.quote(rel + '[test]')} && "
+               f"pytest {shlex.quote(rel)}")

@@ -5,9 +5,9 @@ import keyword
 import re
 import sys
 
-slug = "{{ cookiecutter.project_slug }}"
-package = "{{ cookiecutter.package_name }}"
-specializer = "{{ cookiecutter.specializer_name }}"
+slug = "{{ cookiecutter.project_slug|escape_str }}"
+package = "{{ cookiecutter.package_name|escape_str }}"
+specializer = "{{ cookiecutter.specializer_name|escape_str }}"
 
 problems = []
 if not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", slug):

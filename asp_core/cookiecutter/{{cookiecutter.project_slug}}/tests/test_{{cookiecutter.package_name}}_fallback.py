@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from asp_core import SpecializationWarning, Unspecializable
@@ -50,3 +52,44 @@ def test_python_mode_never_specialises(monkeypatch):
     kernel = elementwise(two_statements)
     np.testing.assert_array_equal(kernel(np.ones(2)), np.full(2, 2.0))
     assert kernel.keys() == []
+
+
+SHADOWED = """
+def max(a, b):               # this module's own max, not the builtin
+    return a + b
+
+
+def uses_its_own_max(a, b):
+    return max(a, b)
+
+
+def sqrt_of_a_module_not_imported(a):
+    return math.sqrt(a)      # no `import math` here: Python raises NameError
+"""
+
+
+def test_calls_are_matched_by_what_the_name_is_not_how_it_is_spelled(tmp_path):
+    """A kernel calling a module's own ``max`` computes what Python does (compiled as C's max,
+    it did not); ``math.sqrt`` without ``import math`` raises NameError as in Python."""
+    path = tmp_path / "kernels_elsewhere.py"
+    path.write_text(SHADOWED)
+    spec = importlib.util.spec_from_file_location("kernels_elsewhere", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    a, b = np.array([1.0, 2.0]), np.array([10.0, 20.0])
+    with pytest.warns(SpecializationWarning, match="call to max.*kernels_elsewhere.py:7"):
+        np.testing.assert_array_equal(elementwise(module.uses_its_own_max)(a, b), a + b)
+    with pytest.warns(SpecializationWarning, match="call to math.sqrt"), \
+            pytest.raises(NameError, match="math"):
+        elementwise(module.sqrt_of_a_module_not_imported)(a)
+
+
+def test_a_local_function_named_like_a_builtin_is_not_the_builtin():
+    def abs(v):
+        return v * 10.0
+
+    def scaled(a):
+        return abs(a)
+
+    with pytest.warns(SpecializationWarning, match="call to abs"):
+        np.testing.assert_array_equal(elementwise(scaled)(np.array([-1.0])), [-10.0])

@@ -62,6 +62,19 @@ def test_every_variant_gives_the_same_result(monkeypatch):
         assert _same_bits(r, python_map(blend)(x, y))
 
 
+@requires_compiler
+def test_math_sqrt_is_recognised_however_it_is_imported():
+    from math import sqrt as root
+
+    def roots(a):
+        return root(a) + math.sqrt(a)
+
+    a = np.linspace(0.0, 9.0, 10)
+    kernel = elementwise(roots)
+    assert _same_bits(kernel(a), python_map(roots)(a))
+    assert _chosen(kernel)["backend"] == "c"
+
+
 def test_python_platform_on_request():
     kernel = elementwise(blend, platform_selection="python")
     a, b = np.arange(5.0), np.arange(5.0)[::-1].copy()

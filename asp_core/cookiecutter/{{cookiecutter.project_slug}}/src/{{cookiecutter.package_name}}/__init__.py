@@ -1,4 +1,4 @@
-"""{{ cookiecutter.description }}.
+"""{{ cookiecutter.description|escape_str }}.
 
 Write a function of scalars that returns one arithmetic expression, decorate it with
 :func:`elementwise`, and call it on equally shaped float64 NumPy arrays::
@@ -17,5 +17,5 @@ The first call runs Asp's five phases (one module each here: :mod:`.frontend`, :
 
 from {{ cookiecutter.package_name }}.api import SPECIALIZER, elementwise, python_map
 
-__version__ = "{{ cookiecutter.version }}"
+__version__ = "{{ cookiecutter.version|escape_str }}"
 __all__ = ["elementwise", "python_map", "SPECIALIZER", "__version__"]

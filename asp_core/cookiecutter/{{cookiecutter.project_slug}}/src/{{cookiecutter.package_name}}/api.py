@@ -34,9 +34,11 @@ def python_map(func: Callable[..., float]) -> Callable[..., np.ndarray]:
 def elementwise(func: Callable[..., float] | None = None, **options: Any) -> Any:
     """Decorator: specialise ``func`` (a function of scalars) into an element-wise map.
 
-    ``options`` are per-kernel Asp settings, e.g. ``backend="vectorize"`` or
-    ``disable_passes=["constant-folding"]``. The result is an :class:`asp_core.Dispatcher`;
-    the original function stays available as ``.func``.
+    ``options`` are per-kernel Asp settings, e.g. ``platform_selection="python"`` (run through
+    ``numpy.vectorize``) or ``disable_passes=["constant-folding"]``; a ``backend`` is chosen
+    among those serving the selected platform (``vectorize`` serves ``python`` only). The
+    result is an :class:`asp_core.Dispatcher`; the original function stays available as
+    ``.func``.
     """
 
     def wrap(f: Callable[..., float]) -> Dispatcher:

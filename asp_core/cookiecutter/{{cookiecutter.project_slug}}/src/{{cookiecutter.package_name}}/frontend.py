@@ -8,6 +8,11 @@ Python and warns once, naming the file, line and construct.
 from __future__ import annotations
 
 import ast
+import builtins
+import inspect
+import math
+import types
+from typing import Any, Callable
 
 from asp_core import Frontend, SpecializationContext
 
@@ -16,6 +21,10 @@ from {{ cookiecutter.package_name }}.dast import FUNCTIONS, Bin, Fn, Map, Neg, N
 __all__ = ["ElementwiseFrontend"]
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+#: The object each DSL function (:data:`.dast.FUNCTIONS`) must be where the kernel calls it.
+_CALLABLES: dict[str, Any] = {"abs": builtins.abs, "min": builtins.min, "max": builtins.max,
+                              "sqrt": math.sqrt}
+_UNBOUND = object()
 
 
 class ElementwiseFrontend(Frontend):
@@ -44,7 +53,7 @@ class ElementwiseFrontend(Frontend):
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return Neg(self._expr(node.operand, params, ctx))
         if isinstance(node, ast.Call) and not node.keywords:
-            name = self._function_name(node.func)
+            name = self._function_name(node.func, params, ctx)
             if name in FUNCTIONS:
                 arity = {"abs": (1,), "sqrt": (1,)}.get(name)
                 if (arity and len(node.args) not in arity) or len(node.args) < 1 or \
@@ -57,10 +66,38 @@ class ElementwiseFrontend(Frontend):
         raise ctx.unsupported(node, f"{type(node).__name__} expression")
 
     @staticmethod
-    def _function_name(func: ast.AST) -> str | None:
-        if isinstance(func, ast.Name) and func.id in ("abs", "min", "max"):
-            return func.id
-        if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id == "math" and func.attr == "sqrt"):
-            return "sqrt"
-        return None
+    def _function_name(func: ast.AST, params: list[str], ctx: SpecializationContext
+                       ) -> str | None:
+        """The DSL function a call's callee is, judged by the object it names when the kernel
+        runs, not by its spelling: a module's own ``max``, or ``math.sqrt`` where ``math`` is
+        not imported, is not the DSL's (compiled, it gave other results than Python, or none
+        where Python raises NameError), while ``from math import sqrt`` is."""
+        kernel = inspect.unwrap(getattr(ctx.func, "__func__", ctx.func))
+        target = _resolve(func, params, kernel)
+        return next((name for name, obj in _CALLABLES.items() if target is obj), None)
+
+
+def _resolve(node: ast.AST, params: list[str], kernel: Callable[..., Any]) -> Any:
+    """The object a ``name`` or ``module.attribute`` callee is in ``kernel``, looked up as Python
+    does when it runs: a parameter (not known yet: unbound here), the closure, the module's
+    globals, the builtins. Only modules' attributes are read: no property of a user's object
+    runs while the kernel is parsed."""
+    if isinstance(node, ast.Attribute):
+        owner = _resolve(node.value, params, kernel)
+        return getattr(owner, node.attr, _UNBOUND) if isinstance(owner, types.ModuleType) \
+            else _UNBOUND
+    if not isinstance(node, ast.Name) or node.id in params:
+        return _UNBOUND
+    code = getattr(kernel, "__code__", None)
+    cells = dict(zip(code.co_freevars, getattr(kernel, "__closure__", None) or ())) if code \
+        else {}
+    if node.id in cells:
+        try:
+            return cells[node.id].cell_contents
+        except ValueError:  # an empty cell: NameError in Python
+            return _UNBOUND
+    for namespace in (getattr(kernel, "__globals__", {}),
+                      getattr(kernel, "__builtins__", vars(builtins))):
+        if node.id in namespace:
+            return namespace[node.id]
+    return _UNBOUND

@@ -22,7 +22,7 @@ PKG = "{{ cookiecutter.package_name }}"
 
 @hookimpl
 def asp_register_specializers(register: Registry) -> None:
-    register.specializer(name=SPECIALIZER, description="{{ cookiecutter.description }}",
+    register.specializer(name=SPECIALIZER, description="{{ cookiecutter.description|escape_str }}",
                          signature=f"{PKG}.signature:signature")
     register.component(specializer=SPECIALIZER, phase="frontend", name="python-ast",
                        obj=f"{PKG}.frontend:ElementwiseFrontend")
