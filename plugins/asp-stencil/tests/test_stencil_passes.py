@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
 
 from asp_core.cast import print_c
@@ -15,7 +17,9 @@ from asp_stencil.openmp import lower_openmp
 from asp_stencil.passes import (constant_folding, cse, linear_detection, output_forwarding,
                                 unroll_neighbors)
 from asp_stencil.schedule import Schedule
+from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
 from asp_stencil.variants import candidate_schedules
+from pytest_asp import requires_compiler
 
 
 class Fig2(StencilKernel):
@@ -124,6 +128,45 @@ def test_a_grid_an_earlier_loop_wrote_read_at_a_neighbour_keeps_the_loop_paralle
     assert [loop.sequential for loop in prog.body if isinstance(loop, D.PointLoop)] == \
         [False, False]
     assert unsupported_reason(prog) is None
+
+
+@requires_compiler
+def test_gauss_seidel_stays_sequential_with_output_forwarding_disabled(monkeypatch):
+    """The pass that forwarded stores also marked Gauss-Seidel loops: disabling it ran them in
+    parallel, racing (results differed from Python).  ``sequential`` comes from the body."""
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "output-forwarding")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    prog, ctx = _parse(Seidel)
+    assert _loop(unroll_neighbors(prog, ctx)).sequential
+    grids = make_grids((300, 300), 1, seed=2)
+    ref = clone_grids(grids)
+    Seidel().pure_python(*ref)
+    Seidel().kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)
+
+
+class NeumannAfterStore(StencilKernel):
+    def kernel(self, u, out):
+        for x in u.border_points():
+            out[x] = u[x] * 2.0
+            out[x] = out[out.nearest_interior(x)] + 1.0
+
+
+@requires_compiler
+def test_a_nearest_interior_read_of_the_point_just_stored_sees_the_store():
+    """``out`` has a smaller ghost depth than the loop's grid, so ``out.nearest_interior(x)``
+    is ``x`` at some border points: the read must see the value just stored there (forwarding
+    had deferred the store past it)."""
+    u, out = StencilGrid([8], ghost_depth=2), StencilGrid([8], ghost_depth=1)
+    u.data[...] = np.arange(8.0)
+    out.data[...] = -100.0
+    ref = clone_grids([u, out])
+    NeumannAfterStore().pure_python(*ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # compiled, not a fallback
+        NeumannAfterStore().kernel(u, out)
+    np.testing.assert_array_equal(ref[1].data, [-99, 3, -100, -100, -100, -100, 13, 14])
+    assert_bitwise(ref[1].data, out.data)
 
 
 def test_output_read_at_neighbour_makes_loop_sequential():

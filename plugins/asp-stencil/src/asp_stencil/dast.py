@@ -194,18 +194,24 @@ class NeighborLoop(Node):
 
 @dataclass(frozen=True)
 class PointLoop(Node):
-    """``for var in grid.interior_points()`` (``region='interior'``) or ``border_points()``.
-
-    ``sequential`` is set by analysis when an iteration reads a value another iteration of the
-    same loop writes (the output at a non-zero offset): such a loop must run in Python's order.
-    """
+    """``for var in grid.interior_points()`` (``region='interior'``) or ``border_points()``."""
 
     var: str
     grid: str
     region: str
     body: tuple["Stmt", ...]
-    sequential: bool = False
     line: int = field(default=0, compare=False)
+
+    @property
+    def sequential(self) -> bool:
+        """Whether an iteration reads, at another point, a grid this loop stores (Gauss-Seidel):
+        then points depend on earlier points and the loop must run in Python's order.  Derived
+        from the body, not marked by a pass: a user may disable any pass, and a parallel
+        Gauss-Seidel loop would race.  A grid an earlier loop wrote is complete when this one
+        starts, so reading it at a neighbour keeps the loop parallel."""
+        stored = {n.grid for n in expr_nodes(self) if isinstance(n, Store)}
+        return any(r.grid in stored and (r.at.var is not None or any(r.at.offset))
+                   for r in reads(self))
 
 
 Stmt = Union[Assign, Store, NeighborLoop, PointLoop]

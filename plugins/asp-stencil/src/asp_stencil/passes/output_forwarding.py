@@ -6,10 +6,9 @@ values and their order are unchanged, other points never see the intermediate va
 the output only at ``x``), and a kernel that writes before reading never loads the output at all,
 which lets the platform use streaming stores.
 
-The pass also marks a loop ``sequential`` when an iteration reads a grid the loop writes at a
-non-zero offset (Gauss–Seidel style): then points depend on earlier points and the loop must run
-in Python's order.  A grid an earlier loop wrote is complete when the loop starts: reading it at
-a neighbour keeps the loop parallel.
+A grid read through ``nearest_interior`` after a store in the same point is not forwarded: that
+point may be the loop point itself (a grid of smaller ghost depth than the loop's), whose value
+must then be the one just stored; its stores stay where they are, in order.
 """
 
 from __future__ import annotations
@@ -30,21 +29,19 @@ def forward_loop(loop: D.PointLoop, out: str, written: tuple[str, ...] = (),
     """Forward the stores to each written grid (``out`` and ``written``) through locals."""
     grids = [out] + [g for g in written if g != out]
     dtypes = dtypes or {}
-    # only a grid this loop stores makes its points depend on each other: one an earlier loop
-    # wrote is complete before this loop starts
-    stored = {s.grid for s in point_body(loop) if isinstance(s, D.Store)}
-    sequential = loop.sequential or any(
-        r.grid in stored and any(r.at.offset) for s in point_body(loop)
-        for r in D.reads(s.value))
     for grid in grids:
         loop = _forward(loop, grid, dtypes.get(grid, "<f8"))
-    return loop.replace(sequential=sequential)
+    return loop
 
 
 def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
     stores = [s for s in loop.body if isinstance(s, D.Store) and s.grid == out]
     if not stores:
         return loop
+    stmts = point_body(loop)
+    after_store = stmts[stmts.index(stores[0]) + 1:]
+    if any(r.grid == out and r.at.clamp >= 0 for s in after_store for r in D.reads(s.value)):
+        return loop   # a nearest_interior read may be of the point just stored (see above)
     dim = len(stores[0].at.offset)
     centre = D.Read(out, D.PointExpr(None, (0,) * dim))
     cur: str | None = None
@@ -57,7 +54,7 @@ def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
             return D.Var(cur)
         return None
 
-    for s in point_body(loop):
+    for s in stmts:
         value = map_expr(s.value, fwd)
         if isinstance(s, D.Store) and s.grid == out:
             n += 1
@@ -74,15 +71,11 @@ def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
 @asp_pass("output-forwarding")
 def output_forwarding(prog: D.StencilProgram, ctx: SpecializationContext
                       ) -> tuple[D.StencilProgram, bool]:
-    """One store per point and grid: forward each written grid's value through locals; mark
-    sequential loops."""
+    """One store per point and grid: forward each written grid's value through locals."""
     out = prog.output.name
     written = tuple(g.name for g in prog.outputs)
     dtypes = {g.name: g.dtype for g in prog.grids}
     body = tuple(forward_loop(s, out, written, dtypes) if isinstance(s, D.PointLoop) else s
                  for s in prog.body)
-    # every loop that stores is rewritten (its stores become locals); others may only be marked
-    changed = any(isinstance(new, D.PointLoop) and (new.sequential != old.sequential or any(
-        isinstance(s, D.Store) for s in old.body))
-        for old, new in zip(prog.body, body) if isinstance(old, D.PointLoop))
+    changed = any(new != old for old, new in zip(prog.body, body))
     return D.StencilProgram(prog.name, prog.grids, body, dict(prog.info)), changed
