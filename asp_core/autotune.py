@@ -82,7 +82,16 @@ class PerfDB:
     never raises for an unusable database."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else cache_file("perf.sqlite")
+        self._path = Path(path) if path is not None else None
+
+    @property
+    def path(self) -> Path:
+        """The database file: the given one, else the cache's (:func:`cache_file`), found on
+        first use, so a tuner that never reads nor writes (``ASP_AUTOTUNE=off``) touches no
+        directory."""
+        if self._path is None:
+            self._path = cache_file("perf.sqlite")
+        return self._path
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -181,17 +181,23 @@ class Registry:
                platform: str | None = None) -> Choice:
         """Order the candidates (accepting ``platform`` if given): user setting > priority >
         registration order. A user choice naming no installed component is an error."""
-        cands = self.for_phase(specializer, phase)
-        if platform is not None:
-            cands = [c for c in cands if not c.platforms or platform in c.platforms]
+        installed = self.for_phase(specializer, phase)
+        cands = installed if platform is None else [
+            c for c in installed if not c.platforms or platform in c.platforms]
         requested, source = config.phase_choice(specializer, phase, options)
         if requested:
             picked = [c for c in cands if c.name == requested]
             if not picked:
                 names = ", ".join(c.name for c in cands) or "none"
+                other = next((c for c in installed if c.name == requested), None)
+                why = (f"it serves platforms {', '.join(other.platforms)}, not {platform!r} "
+                       f"(the platform phase's choice: set platform_selection to one of them "
+                       f"too); the ones serving {platform!r} are: {names}"
+                       if other is not None else "the installed ones" + (
+                           "" if platform is None else f" serving {platform!r}") + f" are: {names}")
                 raise PluginError(
                     f"{source} asks for {phase} component {requested!r} of specializer "
-                    f"{specializer!r}, but the installed ones are: {names}")
+                    f"{specializer!r}, but {why}")
             rest = [c for c in cands if c.name != requested]
             return Choice(picked + rest, f"{requested!r} requested by {source}", requested)
         if not cands:

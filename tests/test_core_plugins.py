@@ -258,8 +258,14 @@ def test_platform_filter_for_backends():
     reg.component("s", "backend", "generic", any_)
     assert [c.name for c in reg.choose("s", "backend", platform="openmp").candidates] == [
         "c", "generic"]
-    with pytest.raises(PluginError, match="installed ones are: c, generic"):
+    # a backend of another platform is named as such (it was "the installed ones are: c,
+    # generic", as if "cu" were not installed)
+    with pytest.raises(PluginError, match=r"'cu' of specializer 's', but it serves platforms "
+                                          r"cuda, not 'openmp' .*platform_selection.*the ones "
+                                          r"serving 'openmp' are: c, generic"):
         reg.choose("s", "backend", {"backend": "cu"}, platform="openmp")
+    with pytest.raises(PluginError, match="'zz' .*the installed ones serving 'openmp' are: c, generic"):
+        reg.choose("s", "backend", {"backend": "zz"}, platform="openmp")
 
 
 def test_end_to_end_choice_recorded(elementwise, fresh_cache, monkeypatch):
