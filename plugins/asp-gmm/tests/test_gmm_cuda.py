@@ -35,6 +35,36 @@ def test_cuda_variants_compile_with_nvcc(cov, op, dtype):
         assert "error" not in result.log.lower(), result.log
 
 
+def test_shared_tiles_fit_a_blocks_shared_memory():
+    """Many components: the statistics kernel staged SB (D + MP) + threads doubles, past 48
+    KiB once SB was clamped to 1 (M = 6000: ptxas refused the unit).  A thread count whose
+    tiles do not fit is not proposed; where none fits, the CUDA platform declines."""
+    from asp_gmm.layout import CUDA_SHARED_DOUBLES
+    from asp_gmm.platforms import CudaPlatform
+    from asp_gmm.programs import problem
+
+    variants = variants_for("cuda", "em_step", 6000, 8, "full")
+    assert "fused-t128" in [v.name for v in variants]
+    assert "fused-t256" not in [v.name for v in variants]
+    for v in variants:
+        lay, threads = v.program.meta["plan"].layout, v.params["block"]
+        sb = lay.cuda_samples_per_block(threads)
+        assert sb >= 1 and sb * (lay.D + lay.MP) + threads <= CUDA_SHARED_DOUBLES
+        assert f"#define SB {sb}\n" in cuda_source(v)
+    reason = CudaPlatform().check(problem("em_step", 7000, 8, "diag", n_samples=8), None)
+    assert reason is not None and "48 KiB of shared memory" in reason
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not has_nvcc(), reason="nvcc not found (no CUDA toolkit)")
+def test_many_components_compile_with_nvcc():
+    from asp_core.toolchain import find_toolchain
+
+    for variant in variants_for("cuda", "em_step", 6000, 8, "full"):
+        result = find_toolchain("cuda").check(cuda_source(variant))
+        assert "error" not in result.log.lower(), result.log
+
+
 @pytest.mark.parametrize("cov", ["full", "diag"])
 @pytest.mark.gpu
 @pytest.mark.skipif(not (has_gpu() and has_nvcc()), reason="needs a CUDA GPU and nvcc")

@@ -45,8 +45,10 @@ def openmp_source(variant: Variant) -> str:
 def cuda_source(variant: Variant) -> str:
     """The complete CUDA translation unit of a CUDA variant (as :func:`openmp_source`)."""
     head, tail = split_module(variant.program.ir)
+    block = variant.params["block"]
     return render("asp_gmm", "em_cuda.cu.mako", prelude=print_cuda(head),
-                  exports=print_cuda(tail), **_template_args(variant))
+                  exports=print_cuda(tail), **_template_args(variant),
+                  SB=variant.program.meta["plan"].layout.cuda_samples_per_block(block))
 
 
 def _bind(lib: Any, variant: Variant) -> Callable[..., Any]:

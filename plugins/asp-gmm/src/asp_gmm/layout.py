@@ -16,6 +16,8 @@ __all__ = ["MAX_FEATURES_C", "Layout", "layout_for"]
 #: largest D the C/OpenMP and CUDA platforms accept (stack tiles stay bounded); larger problems
 #: are lowered to the NumPy platform.
 MAX_FEATURES_C = 256
+#: doubles of a CUDA block's static shared memory (48 KiB)
+CUDA_SHARED_DOUBLES = 48 * 1024 // 8
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -57,6 +59,12 @@ class Layout:
     def n_stat(self) -> int:
         """Length of the statistics vector the kernel writes: S0 | S1 | S2 | sum log-sum-exp."""
         return self.MP + self.s1_size + self.s2_size + 1
+
+    def cuda_samples_per_block(self, threads: int) -> int:
+        """Samples a CUDA block of ``threads`` stages in shared memory for its statistics
+        (``SB``: ``SB (D + MP) + threads`` doubles within 48 KiB of static shared memory);
+        0 when not one fits (the CUDA unit would not compile)."""
+        return max(0, min(threads, (CUDA_SHARED_DOUBLES - threads) // (self.MP + self.D)))
 
     def template_args(self) -> dict[str, int | str]:
         return {"M": self.M, "D": self.D, "DP": self.DP, "MP": self.MP, "VW": self.VW,

@@ -63,6 +63,9 @@ class CudaPlatform(Platform):
             return reason
         if dast.op in ("e_step", *MOMENT_OPS):
             return f"{dast.op} is compiled for OpenMP only (the CUDA units have em_step and log_prob)"
+        if not plan_for(dast).layout.cuda_samples_per_block(128):
+            return (f"M={dast.n_components} components and D={dast.n_features} features do not "
+                    "fit a CUDA block's 48 KiB of shared memory for one sample's statistics")
         return self.unavailable_reason()
 
     def unavailable_reason(self) -> str | None:

@@ -110,8 +110,9 @@ class CudaVariants(PlatformOptimizer):
         if plan.op == "log_prob":
             return [_variant(program, "fused-t128", "fused", 128, False)]
         out = []
-        if plan.fused:
-            out += [_variant(program, f"fused-t{t}", "fused", t, False) for t in (128, 256)]
+        if plan.fused:   # the threads whose shared tiles fit (the platform checked 128)
+            out += [_variant(program, f"fused-t{t}", "fused", t, False) for t in (128, 256)
+                    if plan.layout.cuda_samples_per_block(t)]
         # device buffers are allocated by the entry points: no host work array
         out += [_variant(program, name, name, 128, False)
                 for name in ("samples", "components", "dims")]

@@ -15,10 +15,11 @@
                 statistics kernel reads them.
     components  E-step thread per (sample, component); M-step one block per component.
     dims        E-step thread per sample; M-step one block per feature (covariance row).
+  SB: samples a block stages in shared memory for its statistics (Layout.cuda_samples_per_block,
+  within 48 KiB with the block's log-sum-exp slots).
 </%doc>
 <%
     full = cov == "full"
-    SB = max(1, min(block, 5888 // (MP + D)))  # shared: SB (D + MP) + threads doubles <= 48 KiB
     NENT = M + M * D + (M * D * D if full else M * D)
 %>\
 ${prelude}
