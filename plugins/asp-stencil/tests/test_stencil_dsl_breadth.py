@@ -536,6 +536,35 @@ def test_if_statement_outside_point_loop_is_refused_with_its_line():
             TopIf().kernel.analyse(*make_grids((5, 5), 1))
 
 
+class LocalsAcrossLoops(StencilKernel):
+    """A top-level local a point loop reassigns and reads there, reassigned at top level before
+    a later loop reads it; a loop's own local reassigned at top level after it."""
+
+    def kernel(self, u, out):
+        c = 1.0
+        for x in out.interior_points():
+            c = u[x] * 2.0
+            if u[x] > 0.0:
+                c = c + 1.0
+            out[x] = c
+        c = 3.0
+        for x in out.border_points():
+            t = u[x]
+            out[x] = c + t
+        t = 0.25
+        for x in out.interior_points():
+            out[x] += t
+
+
+@requires_compiler
+def test_locals_assigned_again_after_a_loop_compile(monkeypatch):
+    monkeypatch.setenv("ASP_MODE", "strict")
+    k = LocalsAcrossLoops()
+    expected, actual = run_both(k, make_grids((6, 7), 1))
+    assert_bitwise(expected, actual)
+    assert_specialised(k)
+
+
 
 def _schedules():
     from asp_stencil.schedule import Schedule

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
+import functools
 import inspect
+import math
 import re
+import textwrap
 
 import numpy as np
 import pytest
 
-from asp_core import SpecializationWarning
+from asp_core import SpecializationWarning, Unspecializable
 from asp_stencil import StencilKernel
-from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
+from asp_stencil.testing import assert_bitwise, clone_grids, load_kernel, make_grids
 
 GLOBAL_SCALE = 2.0
 
@@ -110,6 +114,32 @@ class CarriedLocal(StencilKernel):
             acc = u[x]
 
 
+class LocalAfterLoop(StencilKernel):
+    def kernel(self, u, out):
+        c = 1.0
+        for x in out.interior_points():
+            c = u[x] * 2.0
+            out[x] = c
+        d = c + 0.5  # <- local variable 'c' read after the point loop
+        for x in out.border_points():
+            out[x] = d
+
+
+def _closure_max():
+    def max(a, b):  # the function enclosing the kernel class shadows the builtin
+        return a + b
+
+    class ClosureMax(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = max(u[x], 1.0)  # <- call to user function 'max'
+
+    return ClosureMax
+
+
+ClosureMax = _closure_max()
+
+
 class NonScalarAttribute(StencilKernel):
     scale = np.float16(2.0)
 
@@ -120,7 +150,7 @@ class NonScalarAttribute(StencilKernel):
 
 CASES = [UserFunction, BitwiseAnd, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
          GlobalName, WriteNeighbour, PointArithmetic, BorderNeighbour, CarriedLocal,
-         NonScalarAttribute]
+         LocalAfterLoop, ClosureMax, NonScalarAttribute]
 
 
 def _marker(cls):
@@ -180,3 +210,156 @@ def test_python_mode_never_specialises(monkeypatch):
     k.pure_python(*ref)
     k.kernel(*grids)
     assert_bitwise(ref[-1].data, grids[-1].data)
+
+
+# A local a point loop assigns holds, after the loop, the last point's value in Python's order
+# only: read there (top level or a later loop) it is refused, however the loop assigned it.
+AFTER_LOOP = {
+    "later-loop": """
+        c = 1.0
+        for x in out.interior_points():
+            c = u[x] * 2.0
+            out[x] = c
+        for x in out.border_points():
+            out[x] = c  # <- c""",
+    "first-assigned-in-the-loop": """
+        for x in out.interior_points():
+            t = u[x]
+            out[x] = t
+        d = t + 1.0  # <- t
+        for x in out.border_points():
+            out[x] = d""",
+    "assigned-in-an-if": """
+        c = 1.0
+        for x in out.interior_points():
+            if u[x] > 0.0:
+                c = u[x]
+            out[x] = u[x]
+        for x in out.border_points():
+            out[x] = c  # <- c""",
+    "assigned-in-a-neighbour-loop": """
+        s = 0.0
+        for x in out.interior_points():
+            for y in u.neighbors(x, 1):
+                s = u[y]
+            out[x] = s
+        for x in out.border_points():
+            out[x] = s + u[x]  # <- s""",
+    "augmented-in-the-loop": """
+        c = 0.0
+        for x in out.interior_points():
+            c = u[x]
+            c += 1.0
+            out[x] = c
+        for x in out.border_points():
+            out[x] = c  # <- c""",
+    "augmented-after-the-loop": """
+        c = 0.0
+        for x in out.interior_points():
+            c = u[x]
+            out[x] = c
+        c += 1.0  # <- c
+        for x in out.border_points():
+            out[x] = c""",
+}
+
+
+def _kernel_source(body):
+    return ("class K(StencilKernel):\n    def kernel(self, u, out):"
+            + textwrap.indent(textwrap.dedent(body), " " * 8))
+
+
+def _kernel_class(body, namespace=None):
+    return load_kernel(_kernel_source(body), namespace=namespace)
+
+
+@pytest.mark.parametrize("body", AFTER_LOOP.values(), ids=AFTER_LOOP)
+def test_local_read_after_the_point_loop_that_assigned_it_is_refused(body):
+    cls = _kernel_class(body)
+    lines = _kernel_source(body).splitlines()
+    loop = 1 + next(i for i, text in enumerate(lines) if "interior_points()" in text)
+    read = 1 + next(i for i, text in enumerate(lines) if "# <- " in text)
+    name = lines[read - 1].split("# <- ")[1]
+    with pytest.raises(Unspecializable, match=rf"local variable '{name}' read after the point "
+                                              rf"loop at line {loop} assigned it") as info:
+        cls().kernel.analyse(*make_grids((5, 6), 1))
+    assert info.value.lineno == read
+
+
+class _Ops:
+    """An object whose attribute is a property: parsing a kernel must not run it."""
+
+    def __init__(self):
+        self.runs = 0
+
+    @property
+    def sqrt(self):
+        self.runs += 1
+        return math.sqrt
+
+
+def _passthrough(func):
+    """A decorator from another module than the kernel's (this one has no ``max`` of its own)."""
+
+    @functools.wraps(func)
+    def wrapper(*args):
+        return func(*args)
+
+    return wrapper
+
+
+def _sum(a, b):
+    return a + b
+
+
+def _closure_root():
+    root = math.sqrt  # the DSL's sqrt under a closure variable's name
+
+    class ClosureRoot(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = root(u[x] * u[x])
+
+    return ClosureRoot
+
+
+# A callee is the object its name has when the kernel runs (Python's lookup: kernel locals, the
+# closure, the unwrapped function's globals, its builtins), not its spelling: anything but a DSL
+# function is refused, a DSL function under any name compiles.
+CALLEES = {
+    "closure-shadows-max": (ClosureMax, False),
+    "kernel-local-max": (_kernel_class("""
+        max = 2.0
+        for x in out.interior_points():
+            out[x] = max(u[x], 1.0)"""), False),
+    "decorated-kernel-module-max": (load_kernel("""
+def max(a, b):
+    return a + b
+
+class K(StencilKernel):
+    @passthrough
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = max(u[x], 1.0)
+""", namespace={"passthrough": _passthrough}), False),
+    "function-builtins-max": (_kernel_class("""
+        for x in out.interior_points():
+            out[x] = max(u[x], 1.0)""", {"__builtins__": {**vars(builtins), "max": _sum}}), False),
+    "property-of-an-object": (_kernel_class("""
+        for x in out.interior_points():
+            out[x] = ops.sqrt(u[x])""", {"ops": _Ops()}), False),
+    "closure-names-math-sqrt": (_closure_root(), True),
+}
+
+
+@pytest.mark.parametrize("cls,compiles", CALLEES.values(), ids=CALLEES)
+def test_callee_is_resolved_as_python_resolves_it_at_call_time(cls, compiles):
+    grids = make_grids((5, 6), 1)
+    ops = cls.kernel.func.__globals__.get("ops")
+    if compiles:
+        cls().kernel.analyse(*grids)
+    else:
+        with pytest.raises(Unspecializable, match=r"call to (user|unknown) function"):
+            cls().kernel.analyse(*grids)
+    if ops is not None:
+        assert ops.runs == 0, "a property of a user's object ran while the kernel was parsed"

@@ -8,7 +8,10 @@ attributes of the kernel instance (Python or NumPy numbers); ``+ - * / ** //``, 
 variables; conditional expressions; ``if``/``elif``/``else`` statements with comparisons and
 ``and``/``or``/``not`` in their tests. Everything else raises ``ctx.unsupported(node,
 construct)`` so the kernel falls back to Python with a warning that names the file, the line and
-the construct.
+the construct. A callee is the object its name has when the kernel runs (its locals, closure,
+globals, builtins, as Python looks it up), so a ``max`` of the user's is not the DSL's. A local
+a point loop assigns is not read after that loop until a top-level statement assigns it again:
+Python leaves it at the last point's value, which a parallel loop does not have.
 
 ``if`` statements are *if-converted* here: the test is kept in a local ``_ifN`` and each
 assignment in a branch becomes ``name = value if guard else name`` (a store
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import inspect
 import math
+import types
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,8 +102,13 @@ class StencilFrontend(Frontend):
 class _Parser:
     def __init__(self, ctx: SpecializationContext) -> None:
         self.ctx = ctx
-        raw = getattr(ctx.func, "__func__", ctx.func)
-        self.globals: dict[str, Any] = getattr(raw, "__globals__", {}) or {}
+        # the function whose source ctx.tree is (a decorator's wrapper has other globals)
+        raw: Any = getattr(ctx.func, "__func__", ctx.func)
+        func = inspect.unwrap(raw)
+        code = func.__code__
+        self.kernel_locals = set(code.co_varnames) | set(code.co_cellvars)
+        self.closure = dict(zip(code.co_freevars, func.__closure__ or ()))
+        self.namespaces: tuple[dict[str, Any], ...] = (func.__globals__, func.__builtins__)
         self.instance = ctx.instance
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
@@ -112,6 +122,10 @@ class _Parser:
         self.toplevel: set[str] = set()
         self.assigned: set[str] = set()
         self.loop_assigns: set[str] = set()
+        # locals a finished point loop assigned (→ the loop's file line) and no later top-level
+        # statement reassigned: after a parallel loop they hold "the last point's" value only
+        # in Python's point order, so reading them is refused rather than carried out
+        self.after_loop: dict[str, int] = {}
         # if-conversion state: the guard of the current branch (None outside any ``if``), the
         # locals some earlier statement declares, the locals assigned on some path only
         self.guard: D.Expr | None = None
@@ -231,6 +245,8 @@ class _Parser:
                 body = self.block(s.body, level="point")
             finally:
                 self.loop_var, self.nbr_vars = None, {}
+            self.after_loop.update(dict.fromkeys(self.loop_assigns,
+                                                 self.ctx.firstlineno + s.lineno - 1))
             return D.PointLoop(var=var, grid=grid, region=method.split("_")[0], body=tuple(body),
                                line=s.lineno)
         if method == "neighbors":
@@ -321,6 +337,7 @@ class _Parser:
                 rhs = D.BinOp(op, self.name_value(target), rhs)
             if level == "top":
                 self.toplevel.add(name)
+                self.after_loop.pop(name, None)
                 return D.Assign(target=name, value=rhs, line=s.lineno)
             self.assigned.add(name)
             if self.guard is not None and name in self.declared:
@@ -383,15 +400,18 @@ class _Parser:
         if self.loop_var is not None:
             if n in self.assigned:
                 return D.Var(n)
-            if n in self.toplevel and n not in self.loop_assigns:
-                return D.Var(n)
             if n in self.maybe:
                 raise self.err(node, f"local variable '{n}' read where only some branches of "
                                      "an if assigned it")
             if n in self.loop_assigns:
                 raise self.err(node, f"local variable '{n}' read before it is assigned in the "
                                      f"loop body (a value carried between points)")
-        elif n in self.toplevel:
+        if n in self.after_loop:
+            raise self.err(node, f"local variable '{n}' read after the point loop at line "
+                                 f"{self.after_loop[n]} assigned it "
+                                 "(its value after a parallel loop is the last point's only in "
+                                 "Python's order)")
+        if n in self.toplevel:
             return D.Var(n)
         raise self.err(node, f"global name '{n}'")
 
@@ -400,15 +420,23 @@ class _Parser:
                 and node.value.id == self.self_name and self.self_name is not None)
 
     def resolve(self, node: ast.expr) -> Any:
-        """The object a function or module name refers to in the kernel's globals."""
-        if isinstance(node, ast.Name):
-            if node.id in self.globals:
-                return self.globals[node.id]
-            return getattr(builtins, node.id, None)
+        """The object a callee ``name`` or ``module.attribute`` is when the kernel runs, looked
+        up as Python does then, or ``None``: a local of the kernel (no object before it runs),
+        the closure, the globals, the builtins, so a ``max`` the user defined anywhere is not
+        taken for the DSL's. Only modules' attributes are read: no property of a user's object
+        runs while the kernel is parsed."""
         if isinstance(node, ast.Attribute):
-            base = self.resolve(node.value)
-            return getattr(base, node.attr, None) if base is not None else None
-        return None
+            owner = self.resolve(node.value)
+            return getattr(owner, node.attr, None) if isinstance(owner, types.ModuleType) \
+                else None
+        if not isinstance(node, ast.Name) or node.id in self.kernel_locals:
+            return None
+        if node.id in self.closure:
+            try:
+                return self.closure[node.id].cell_contents
+            except ValueError:  # an empty cell: NameError in Python
+                return None
+        return next((ns[node.id] for ns in self.namespaces if node.id in ns), None)
 
     def expr(self, node: ast.expr, cond: bool = False) -> D.Expr:
         if isinstance(node, ast.Constant):
