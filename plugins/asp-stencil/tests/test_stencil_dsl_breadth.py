@@ -343,6 +343,33 @@ def test_refused_with_one_warning_and_run_in_python(cls, dtype, reason, monkeypa
     assert_bitwise(expected, actual)
 
 
+class IntToFloatPower(StencilKernel):
+    def kernel(self, m, out):
+        for x in out.interior_points():
+            out[x] = m[x] ** 1.5 + (m[x] * 1.0) ** 2.5
+
+
+@requires_compiler
+def test_an_integer_to_a_float_power_is_numpys_pow(monkeypatch):
+    """NumPy computes an integer scalar to a Python float power with its np.power loop, on
+    AVX-512 CPUs its own vectorised pow: 19 of 0..255 ** 1.5 differed from the compiled libm
+    pow in the last bit.  Where the probe finds that, the kernel runs in Python; a float64
+    base, (m[x] * 1.0) ** y, is libm's pow in both."""
+    from asp_stencil.scalar_types import pow_is_libm
+
+    grids = make_grids((18, 19), 1, dtypes=(I32, F8), seed=2)
+    grids[0].data[...] = np.arange(grids[0].data.size, dtype=np.int32).reshape(18, 19)
+    assert pow_is_libm("<f8", "float")
+    monkeypatch.setenv("ASP_MODE", "auto")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        expected, actual = run_both(IntToFloatPower(), grids)
+    refused = [w for w in seen if issubclass(w.category, SpecializationWarning)
+               and "vectorised pow" in str(w.message)]
+    assert len(refused) == (0 if pow_is_libm("<i4", "float") else 1)
+    assert_bitwise(expected, actual)
+
+
 class ChosenInt(StencilKernel):
     """A Python int chosen by a branch meets an unsigned grid value: NumPy converts it to
     uint32 and raises OverflowError for -3; C would wrap it to 4294967293."""

@@ -138,8 +138,59 @@ def arith_kind(op: str, a: Kinds, b: Kinds) -> tuple[Kinds, str]:
     prec = _single(results, f"operator '{op}'")
     if not is_float(prec) and op not in INT_OPS:
         raise TypeRefusal(f"integer power ('{op}' of integer values: NumPy raises for negative "
-                          "exponents); write a float exponent or base, e.g. m[x] ** 2.0")
+                          "exponents); make the base a float, e.g. (m[x] * 1.0) ** 2")
+    if op == "**":
+        for x in sorted(a):
+            for y in sorted(b):
+                if not pow_is_libm(x, y):
+                    raise TypeRefusal(
+                        f"'**' of a {kind_name(x)} value to a {kind_name(y)} power: NumPy "
+                        "computes it with its own vectorised pow on this CPU, which differs "
+                        "from the C library's in the last bit; make the base a float64 value, "
+                        "e.g. (m[x] * 1.0) ** y")
     return frozenset(results), prec
+
+
+def _value(kind: str, v: float) -> Any:
+    if kind == "float":
+        return float(v)
+    if kind in ("int", "bool"):
+        return int(v) if kind == "int" else bool(v)
+    return np.dtype(kind).type(v)
+
+
+@functools.lru_cache(maxsize=None)
+def _c_pow(prec: str) -> Any:
+    """The C library's ``pow`` (``powf`` for float32): what the compiled ``asp_pow`` calls."""
+    import ctypes
+    import ctypes.util
+
+    fn = getattr(ctypes.CDLL(ctypes.util.find_library("m")), "powf" if prec == "<f4" else "pow")
+    ctype = ctypes.c_float if prec == "<f4" else ctypes.c_double
+    fn.argtypes, fn.restype = [ctype, ctype], ctype
+    return fn
+
+
+@functools.lru_cache(maxsize=None)
+def pow_is_libm(a: str, b: str) -> bool:
+    """Whether ``a ** b`` gives, for sample values of kinds ``a`` and ``b``, what the C
+    library's pow gives in the result's precision (the compiled code's ``asp_pow``).  NumPy
+    sends some kinds (an integer scalar to a Python float power) through its ``np.power``
+    loop, which on AVX-512 CPUs is NumPy's own vectorised pow, not libm's.  Probed, not
+    tabulated: it depends on the NumPy build and the CPU."""
+    prec = precision(result_kind("**", a, b))
+    if not is_float(prec):
+        return True
+    c_pow, ftype = _c_pow(prec), np.dtype(prec).type
+    exponents = (2, 3, 5) if is_int(b) else (0.25, 0.5, 1.5, 2.5, 3.0, -1.5)
+    with np.errstate(all="ignore"):
+        for base in range(1, 100):
+            for e in exponents:
+                x, y = _value(a, base), _value(b, e)
+                want = ftype(c_pow(float(ftype(x)), float(ftype(y))))
+                if float(x ** y) != float(want):
+                    return False
+    return True
 
 
 def compare_kind(a: Kinds, b: Kinds) -> str:
