@@ -180,6 +180,8 @@ def _new(*args: str):
 @pytest.mark.parametrize("extra,message", [
     ("license=GPL", "the choices are ['BSD-3-Clause', 'MIT', 'Apache-2.0']"),
     ("description=undecodable \udcff byte", "is not valid Unicode text"),
+    # cookiecutter ignores a variable the template does not have: a BSD project was made
+    ("licence=MIT", "the template has no variable 'licence'; it has: author, description"),
 ])
 def test_bad_extra_values_are_one_line_errors(tmp_path, extra, message):
     result = _new("any-spec", "--no-input", "--output-dir", str(tmp_path), "--extra", extra)

@@ -78,6 +78,11 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
                                      param_hint="--extra") from None
         context[key.strip()] = value
     source = template or str(template_dir())
+    known = _template_variables(source)
+    unknown = sorted(set(context) - {"project_name", "_asp_core_requirement"} - known)
+    if known and unknown:   # cookiecutter ignores them: --extra licence=MIT made a BSD project
+        raise click.BadParameter(f"the template has no variable {', '.join(map(repr, unknown))};"
+                                 f" it has: {', '.join(sorted(known))}", param_hint="--extra")
     quiet = logging.getLogger("cookiecutter")  # it logs a traceback for a refused name
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -94,3 +99,16 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     rel = os.path.relpath(path)   # quoted: the hint is meant to be pasted into a shell
     click.echo(f"created {path}\nnext: pip install -e {shlex.quote(rel + '[test]')} && "
                f"pytest {shlex.quote(rel)}")
+
+
+def _template_variables(source: str) -> set[str]:
+    """The variables a local template asks for (its ``cookiecutter.json`` keys, without the
+    private ``_`` ones); empty when it cannot be read here (a remote template)."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads((Path(source) / "cookiecutter.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {k for k in data if not k.startswith("_")} if isinstance(data, dict) else set()
