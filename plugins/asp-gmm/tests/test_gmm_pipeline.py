@@ -126,6 +126,20 @@ def test_tied_and_spherical_run_on_numpy_platform(fresh):
         assert "openmp" in dict(chosen.params["rejected"])
 
 
+def test_a_function_named_like_an_op_is_not_specialised_as_it(fresh):
+    """The frontend matched the kernel by its name: a user's own ``em_step`` handed to the
+    gmm specializer compiled asp_gmm's EM step in its place."""
+    from asp_core import Dispatcher
+
+    def em_step(X, weights, means, precisions_cholesky, covariance_type, reg_covar):
+        return "mine"
+
+    X, w, means, pc = make_problem(50, 2, 2, "diag", seed=3)
+    with pytest.warns(SpecializationWarning, match="handles calls of asp_gmm.reference"):
+        d = Dispatcher("gmm", em_step, instance=engine.GMMKernel("em_step"))
+        assert d(X, w, means, pc, "diag", 1e-6) == "mine"
+
+
 def test_user_can_choose_numpy_platform(fresh):
     X, w, means, pc = make_problem(200, 3, 2, "diag", seed=2)
     opts = {"platform_selection": "numpy"}

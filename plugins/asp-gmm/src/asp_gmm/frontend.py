@@ -24,10 +24,12 @@ class EMFrontend(Frontend):
     """Builds an :class:`EMProblem` from the first call's arguments."""
 
     def parse(self, ctx: SpecializationContext) -> EMProblem:
+        from asp_gmm import reference
         from asp_gmm.signature import OPS, parse_call
 
         name = getattr(ctx.func, "__name__", "")
-        if name not in OPS:
+        # the function itself, not its name: a user's em_step is not asp_gmm's
+        if name not in OPS or ctx.func is not getattr(reference, name):
             raise ctx.unsupported(None, f"function {name!r}",
                                   "the gmm specializer handles calls of asp_gmm.reference's "
                                   + ", ".join(OPS) + " only")
