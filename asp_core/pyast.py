@@ -51,8 +51,19 @@ def no_source_advice(filename: str, exc: BaseException) -> str:
 
 
 def kernel_source(func: Callable[..., Any]) -> KernelSource:
-    """The source and AST of ``func``; :class:`Unspecializable` if it has none (REPL, C)."""
-    func = inspect.unwrap(getattr(func, "__func__", func))
+    """The source and AST of ``func``; :class:`Unspecializable` if it has none (REPL, C) or
+    is a decorator's wrapper (``functools.wraps``): the function inside is not what a call
+    runs, so compiling it would skip whatever the wrapper does."""
+    func = getattr(func, "__func__", func)
+    if hasattr(func, "__wrapped__"):
+        inner = inspect.unwrap(func)
+        code = getattr(inner, "__code__", None)
+        raise Unspecializable("kernel wrapped by a decorator",
+                              filename=getattr(code, "co_filename", "<unknown>"),
+                              lineno=getattr(code, "co_firstlineno", 0),
+                              reason="a call runs the decorator's wrapper, which compiling the "
+                                     "function inside would skip; remove the decorator to "
+                                     "specialise the kernel")
     filename = getattr(getattr(func, "__code__", None), "co_filename", "<unknown>")
     try:
         lines, firstlineno = inspect.getsourcelines(func)

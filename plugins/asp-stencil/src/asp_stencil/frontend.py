@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import inspect
 import math
 import types
 from typing import TYPE_CHECKING, Any
@@ -102,9 +101,8 @@ class StencilFrontend(Frontend):
 class _Parser:
     def __init__(self, ctx: SpecializationContext) -> None:
         self.ctx = ctx
-        # the function whose source ctx.tree is (a decorator's wrapper has other globals)
-        raw: Any = getattr(ctx.func, "__func__", ctx.func)
-        func = inspect.unwrap(raw)
+        # a decorator's wrapper never gets here (asp_core.pyast.kernel_source refuses it)
+        func: Any = getattr(ctx.func, "__func__", ctx.func)
         code = func.__code__
         self.kernel_locals = set(code.co_varnames) | set(code.co_cellvars)
         self.closure = dict(zip(code.co_freevars, func.__closure__ or ()))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import inspect
 import math
 import types
 from typing import Any, Callable
@@ -72,7 +71,7 @@ class ElementwiseFrontend(Frontend):
         runs, not by its spelling: a module's own ``max``, or ``math.sqrt`` where ``math`` is
         not imported, is not the DSL's (compiled, it gave other results than Python, or none
         where Python raises NameError), while ``from math import sqrt`` is."""
-        kernel = inspect.unwrap(getattr(ctx.func, "__func__", ctx.func))
+        kernel = getattr(ctx.func, "__func__", ctx.func)   # never a wrapper: kernel_source
         target = _resolve(func, params, kernel)
         return next((name for name, obj in _CALLABLES.items() if target is obj), None)
 
