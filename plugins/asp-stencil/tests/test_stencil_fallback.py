@@ -369,3 +369,42 @@ def test_a_kernel_wrapped_by_a_decorator_runs_its_wrapper():
     with pytest.warns(SpecializationWarning, match="wrapped by a decorator"):
         expected, actual = run_both(Doubled(), grids)
     assert_bitwise(expected, actual)
+
+
+class Scaled(StencilKernel):
+    c = 0.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = self.c * u[x]
+
+
+@pytest.mark.parametrize("zero", [0.0, np.float32(0.0)], ids=["float", "float32"])
+def test_an_attribute_changed_to_the_other_zero_or_nan_is_seen(zero, monkeypatch):
+    """Attributes key the specialisation by their bits: ``0.0 == -0.0``, so -0.0 reused the
+    code compiled for 0.0 (+0.0 where Python gives -0.0); a nan is one key, not a new one per
+    call."""
+    monkeypatch.setenv("ASP_MODE", "strict")
+    k = Scaled()
+    grids = make_grids((5, 6), 1, seed=1)
+    for c in (zero, -zero, zero, np.nan, float("nan")):
+        k.c = type(zero)(c)
+        expected, actual = run_both(k, grids)
+        assert_bitwise(expected, actual)
+    assert len(k.kernel.specializations) == 3   # +0, -0, nan
+
+
+class BoolAttribute(StencilKernel):
+    b = np.True_
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = (self.b + self.b) * u[x]
+
+
+def test_a_numpy_bool_attribute_keeps_numpys_arithmetic():
+    """np.True_ + np.True_ is np.True_ (logical or): compiled as a Python bool it gave 2."""
+    grids = make_grids((5, 6), 1, seed=1)
+    with pytest.warns(SpecializationWarning, match="self.b"):
+        expected, actual = run_both(BoolAttribute(), grids)
+    assert_bitwise(expected, actual)

@@ -77,9 +77,10 @@ def grid_params(names: list[str], grids: tuple[Any, ...], written: set[str] | No
 
 def _scalar_value(value: Any) -> Any:
     """A kernel attribute usable as a constant (Python numbers, NumPy float/int scalars kept as
-    they are, so NumPy's promotion applies to them), or ``None``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
+    they are, so NumPy's promotion applies to them), or ``None`` (a ``numpy.bool_`` too: its
+    arithmetic is not Python's, ``True + True`` is ``True`` and ``-True`` raises)."""
+    if isinstance(value, bool):
+        return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float) and type(value) is float:

@@ -97,7 +97,13 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
 
 
 def _hashable(v: Any) -> Hashable:
-    if isinstance(v, (bool, int, float, str, type(None), np.number, np.bool_)):
+    """``v`` as part of the key: numbers by their exact bits (``0.0 == -0.0`` would reuse the
+    code of the other sign; a nan never equals itself and would specialise on every call)."""
+    if isinstance(v, float):
+        return (type(v).__name__, v.hex())
+    if isinstance(v, np.generic) and v.dtype.kind in "fc":
+        return (type(v).__name__, v.tobytes())
+    if isinstance(v, (bool, int, str, type(None), np.number, np.bool_)):
         return (type(v).__name__, v)
     return (type(v).__name__, id(v))
 
