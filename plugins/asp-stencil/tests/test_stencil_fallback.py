@@ -408,3 +408,49 @@ def test_a_numpy_bool_attribute_keeps_numpys_arithmetic():
     with pytest.warns(SpecializationWarning, match="self.b"):
         expected, actual = run_both(BoolAttribute(), grids)
     assert_bitwise(expected, actual)
+
+
+class Static(StencilKernel):
+    @staticmethod
+    def kernel(u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + 1.0
+
+
+class ClassLevel(StencilKernel):
+    c = 1.0
+
+    @classmethod
+    def kernel(cls, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + cls.c
+
+
+@pytest.mark.parametrize("cls", [Static, ClassLevel])
+def test_a_static_or_class_method_kernel_runs_in_python(cls):
+    """A @staticmethod kernel raised TypeError (its first grid was taken for self); a
+    @classmethod's self is the class, whose attributes an instance may shadow."""
+    k = cls()
+    k.c = 5.0   # the classmethod reads cls.c = 1.0, never this
+    grids = make_grids((5, 6), 1, seed=1)
+    with pytest.warns(SpecializationWarning, match="not an instance method"):
+        expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+
+
+def test_copies_and_pickles_of_a_kernel_specialise_afresh():
+    """A copy made after the first call kept the original's dispatcher (bound to the original:
+    its attributes, not the copy's); deepcopy and pickle failed on its lock and closures."""
+    import copy
+    import pickle
+
+    k = Scaled()
+    k.c = 2.0
+    grids = make_grids((5, 6), 1, seed=1)
+    run_both(k, grids)
+    for dup in (copy.copy(k), copy.deepcopy(k), pickle.loads(pickle.dumps(k))):
+        dup.c = 5.0
+        expected, actual = run_both(dup, grids)
+        assert_bitwise(expected, actual)
+        assert dup.kernel.instance is dup
+    assert k.c == 2.0 and k.kernel.instance is k

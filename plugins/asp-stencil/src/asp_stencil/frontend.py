@@ -96,6 +96,12 @@ class StencilFrontend(Frontend):
     name = "python-ast"
 
     def parse(self, ctx: SpecializationContext) -> D.StencilProgram:
+        if getattr(ctx.func, "__self__", None) is not ctx.instance:
+            # a @staticmethod has no self (its first grid was taken for it), a @classmethod's
+            # self is the class (whose attributes an instance may shadow)
+            raise ctx.unsupported(None, "kernel that is not an instance method",
+                                  "declare kernel(self, *inputs, output) without @staticmethod "
+                                  "or @classmethod")
         return _Parser(ctx).program()
 
 

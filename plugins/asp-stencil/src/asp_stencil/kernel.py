@@ -81,10 +81,19 @@ class StencilKernel:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         k = cls.__dict__.get("kernel")
-        if callable(k) and not isinstance(k, KernelMethod):
+        # a classmethod too (not callable itself): its call is then told it runs in Python
+        if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod):
             desc = KernelMethod(k)
             desc.attr = "kernel"
             setattr(cls, "kernel", desc)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:
+        they are bound to this instance (a copy's ``kernel`` ran with the original's
+        attributes) and hold locks and compiled code (deepcopy and pickle failed). A copy or
+        an unpickled kernel specialises afresh, from the code cache."""
+        return {name: value for name, value in self.__dict__.items()
+                if not isinstance(getattr(type(self), name, None), KernelMethod)}
 
     def pure_python(self, *grids: Any) -> Any:
         """Run the kernel as plain Python (the reference semantics)."""
