@@ -47,7 +47,7 @@ class KernelMethod:
     ``__dict__`` under the same name, so later accesses are plain attribute lookups.
     """
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(self, func: Any) -> None:   # a function, a staticmethod or a classmethod
         self.func = func
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "kernel")
