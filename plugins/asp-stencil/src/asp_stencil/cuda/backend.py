@@ -151,4 +151,12 @@ class CudaBackend(Backend):
                           flags=gpu_arch_flags(ctx.hardware), name=kernel_symbol(prog),
                           specialised_on={"shape": prog.output.shape,
                                           "dtype": [g.dtype for g in prog.grids]})
+        from .devmem import CudaUnavailable, get_device_memory
+
+        try:   # the platform was forced (its check passes then): compiled, but can it run?
+            get_device_memory()
+        except CudaUnavailable as exc:   # a fallback with its reason, not a RuntimeError per call
+            raise ctx.unsupported(None, "a CUDA run on this machine",
+                                  f"{exc}; the CUDA code was generated and compiled because "
+                                  "the cuda platform was requested by name") from None
         return bind_cuda(lib.cdll, prog, v)
