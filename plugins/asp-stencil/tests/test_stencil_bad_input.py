@@ -176,3 +176,7 @@ def test_grid_constructor_validation():
         StencilGrid([4, 4], ghost_depth=-1)
     with pytest.raises(TypeError):
         StencilGrid(5)
+    for shape in ([4.7, 5], "45", [True, 3]):   # int() truncated 4.7 and split "45" into (4, 5)
+        with pytest.raises(TypeError, match="sequence of ints"):
+            StencilGrid(shape)
+    assert StencilGrid([np.int64(4), 5]).shape == (4, 5)

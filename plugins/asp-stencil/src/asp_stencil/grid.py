@@ -82,10 +82,13 @@ class StencilGrid:
 
     def __init__(self, shape: Sequence[int], dtype: Any = np.float64, ghost_depth: int = 1,
                  periodic: bool = False) -> None:
-        try:
-            dims = tuple(int(s) for s in shape)
+        try:   # ints only: int() truncated 4.7 and read the string "45" as (4, 5)
+            sizes = None if isinstance(shape, (str, bytes)) else list(shape)
         except TypeError:
-            raise TypeError(f"StencilGrid shape must be a sequence of ints, got {shape!r}") from None
+            sizes = None
+        if sizes is None or not all(_is_int(s) for s in sizes):
+            raise TypeError(f"StencilGrid shape must be a sequence of ints, got {shape!r}")
+        dims = tuple(int(s) for s in sizes)
         if not dims or any(s <= 0 for s in dims):
             raise ValueError(f"StencilGrid shape must be non-empty positive sizes, got {shape!r}")
         self.shape: tuple[int, ...] = dims
