@@ -40,3 +40,11 @@ def test_redefinition_uses_the_old_value_once():
             D.Store("out", P0, D.Var("s")))
     (store,) = inline_single_use(body)
     assert store.value == D.BinOp("+", r("u"), r("u", (0, 1)))
+
+
+def test_a_local_still_to_be_converted_stays():
+    """``as_dtype`` left on a local: the lowering converts the value where it is assigned, so
+    folding it into its use would skip the conversion."""
+    body = (D.Assign("_out_1", r("u"), as_dtype="<f4"),
+            D.Store("out", P0, D.BinOp("*", D.Var("_out_1"), D.Const(2.0))))
+    assert inline_single_use(body) == body

@@ -240,3 +240,146 @@ def test_random_kernels_match_python(case):
                                    err_msg=source)
     else:
         assert_bitwise(expected, actual, what=f"kernel\n{source}")
+
+
+def _dast(kernel, grids):
+    return kernel.kernel.variants(*grids).variant("whole").program.meta["dast"]
+
+
+def _run_blocked(dast, grids, block):
+    """The output of the slab-by-slab code of ``dast`` (``block`` planes per slab) on copies."""
+    from asp_stencil_numpy.lowering import lower_numpy
+
+    data = [g.data for g in clone_grids(grids)]
+    with np.errstate(all="ignore"):
+        lower_numpy(dast, block=block).load()(*data)
+    return data[-1]
+
+
+class Neumann(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + 1.0
+        for x in out.border_points():
+            out[x] = out[out.nearest_interior(x)]
+
+
+class NeumannOfTwoGrids(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.border_points():
+            s = u[u.nearest_interior(x)]
+            out[x] = u[x] * s
+            out[x] = out[x] + out[out.nearest_interior(x)] * s
+
+
+@pytest.mark.parametrize("cls", [Neumann, NeumannOfTwoGrids])
+@pytest.mark.parametrize("shape", [(9,), (6, 7), (5, 6, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ghosts", [(1, 1), (2, 2), (1, 2), (2, 1)])
+def test_nearest_interior_reads_match_python(cls, shape, dtype, ghosts, monkeypatch):
+    """``g[g.nearest_interior(x)]`` in a border loop reads the interior point nearest to each
+    border point (of ``g``'s own ghost depth), whole and slab by slab: on every face, edge and
+    corner, not the border point itself."""
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids(shape, 1, dtypes=(dtype, dtype), seed=sum(shape))
+    for g, depth in zip(grids, ghosts):
+        g.ghost_depth = depth
+    k, expected, actual = _run(cls, grids)
+    assert _platform(k) == "numpy"
+    assert_bitwise(expected, actual)
+    assert_bitwise(expected, _run_blocked(_dast(k, grids), grids, block=1))
+
+
+def test_nearest_interior_of_a_stored_grid_of_smaller_ghost_depth_is_declined():
+    """With a ghost depth below the loop's, the nearest interior point of ``out`` can be another
+    border point of the loop: which value it holds depends on Python's point order."""
+    from asp_stencil import dast as D
+
+    def prog(loop_ghost, out_ghost):
+        u = D.GridParam("u", 0, (6, 6), "<f8", loop_ghost, (((0, 0),),), False)
+        o = D.GridParam("out", 1, (6, 6), "<f8", out_ghost, (((0, 0),),), True)
+        near = D.Read("out", D.PointExpr(None, (0, 0), clamp=out_ghost))
+        body = (D.Store("out", D.PointExpr(None, (0, 0)), near),)
+        return D.StencilProgram("k", (u, o), (D.PointLoop("x", "u", "border", body),))
+
+    assert "Python's point order" in unsupported_reason(prog(2, 1))
+    assert unsupported_reason(prog(1, 2)) is None
+    assert unsupported_reason(prog(1, 1)) is None
+
+
+class ScaledBy(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * self.alpha + u[x] / self.beta
+
+
+@pytest.mark.parametrize("alpha,beta", [(np.float32(0.1), np.float32(3)),
+                                        (np.float64(0.1), np.int64(3)),
+                                        (np.float32(0.1), np.int8(-3)),
+                                        (0.1, 3)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numpy_scalar_attributes_keep_numpy_promotion(alpha, beta, dtype, monkeypatch):
+    """A NumPy scalar attribute stays a NumPy scalar in the generated code (not weak like a
+    Python number under NEP 50: float32 data times ``float64(0.1)`` computes in float64),
+    with its exact value."""
+    monkeypatch.setenv("ASP_MODE", "strict")
+    cls = type("Scaled", (ScaledBy,), {"alpha": alpha, "beta": beta})
+    grids = make_grids((6, 7), 1, dtypes=(dtype, dtype), seed=4)
+    k, expected, actual = _run(cls, grids)
+    assert _platform(k) == "numpy"
+    assert_bitwise(expected, actual)
+    if isinstance(alpha, np.generic):
+        text = k.kernel.variants(*grids).variant("whole").program.ir.text
+        assert f"_np.{type(alpha).__name__}({alpha.item()!r})" in text
+
+
+class HeldLocal(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = out[x]
+            s = t
+            w = t * 2.0
+            out[x] = u[x] + w
+            out[x] = s + out[x] + s
+
+
+@pytest.mark.parametrize("disabled", [["output-forwarding"], ["output-forwarding", "cse"], []])
+def test_locals_hold_values_not_views_of_the_grid(disabled, monkeypatch):
+    """``t = out[x]`` lowers to a slice, a view into the grid, and ``s = t`` to the same view:
+    a store to the grid before ``s`` is read must not change it. Only such a local is copied
+    (with ``output-forwarding`` disabled; with it, the one store comes last: no copy)."""
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids((6, 7), 1, seed=8)
+    k, expected, actual = _run(HeldLocal, grids, {**NUMPY, "disable_passes": disabled})
+    assert_bitwise(expected, actual)
+    text = k.kernel.variants(*grids).variant("whole").program.ir.text
+    assert [line.strip() for line in text.splitlines() if ".copy()" in line] == (
+        ["v_s = v_t.copy()"] if disabled else [])
+
+
+class Forwarded(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 3.0
+            out[x] = out[x] / 7.0 + u[x]
+
+
+class ForwardedConstant(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 9007199254740993   # 2**53 + 1: 2**53 once stored in a float grid
+            out[x] = out[x] - 9007199254740992 + u[x]
+
+
+@pytest.mark.parametrize("cls", [Forwarded, ForwardedConstant])
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float32), (np.float32, np.float64),
+                                    (np.float64, np.float64)])
+def test_forwarded_output_values_have_the_grid_dtype(cls, dtypes, monkeypatch):
+    """``out[x] = e`` then ``out[x]`` gives back ``e`` converted to ``out``'s dtype; once
+    ``output-forwarding`` keeps it in a local, the local is converted likewise."""
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids((5, 6, 7), 1, dtypes=dtypes, seed=6)
+    k, expected, actual = _run(cls, grids)
+    assert _platform(k) == "numpy"
+    assert_bitwise(expected, actual)
+    assert_bitwise(expected, _run_blocked(_dast(k, grids), grids, block=2))

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from asp_stencil import StencilGrid
-from asp_stencil_numpy.regions import border_boxes, boxes, interior_box
+from asp_stencil_numpy.regions import border_boxes, boxes, clamp_boxes, interior_box
 
 
 def _points(box_list):
@@ -29,6 +29,21 @@ def test_boxes_match_the_grid_iterators(shape, ghost):
     assert set(border) == set(grid.border_points())
     assert interior == list(grid.interior_points())
     assert _points(boxes("border", shape, ghost)) == border
+
+
+@pytest.mark.parametrize("shape", [(7,), (6, 7), (5, 4, 6), (9, 8)])
+@pytest.mark.parametrize("ghost,clamps", [(1, {1}), (2, {1}), (1, {2}), (2, {1, 2}), (1, {0, 1})])
+def test_clamp_boxes_make_each_nearest_interior_read_one_slice(shape, ghost, clamps):
+    """The parts cover each border box once, and in each part every clamp maps an axis either
+    to itself or to one index (so the lowering reads a slice, broadcast where constant)."""
+    for box in border_boxes(shape, ghost):
+        parts = clamp_boxes(box, shape, clamps)
+        assert sorted(_points(parts)) == sorted(_points([box]))
+        for part in parts:
+            for (lo, hi), n in zip(part, shape):
+                for c in clamps:
+                    near = {min(max(i, c), n - 1 - c) for i in range(lo, hi)}
+                    assert near == set(range(lo, hi)) or len(near) == 1, (part, c)
 
 
 def test_unknown_region_is_an_error():

@@ -8,7 +8,9 @@ exactly once into its use gives one expression, in which NumPy reuses its tempor
 are the same bits.
 
 A definition is inlined only when its single use comes before the name is redefined and no store
-in between writes a grid the definition reads (which would change the value it sees).
+in between writes a grid the definition reads (which would change the value it sees), and not
+when its value is still to be converted to a grid's dtype (``as_dtype``, see
+:mod:`asp_stencil_numpy.conversions`): the conversion belongs to the local.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def inline_single_use(body: tuple) -> tuple:
         value = sub.visit(s.value)
         for name in sub.used:
             del env[name]
-        if isinstance(s, D.Assign):
+        if isinstance(s, D.Assign) and not s.as_dtype:
             j = _single_use(body, i)
             grids = {r.grid for r in D.reads(value)}
             if j is not None and not any(isinstance(body[k], D.Store) and body[k].grid in grids

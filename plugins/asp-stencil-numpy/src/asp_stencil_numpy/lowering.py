@@ -11,6 +11,10 @@ Locals used once are folded into their use first (:mod:`asp_stencil_numpy.inline
 value is one expression whose temporaries NumPy reuses in place. With ``block=B`` the boxes are walked in slabs of ``B`` planes along the first axis, so the
 temporaries of a statement stay in cache.
 
+A local bound to a bare read holds a slice, a view: it is copied where the grid is stored
+before the local's last use. A ``nearest_interior`` read is a slice of the nearest interior layer,
+broadcast over each part of a border box (:func:`~asp_stencil_numpy.regions.clamp_boxes`).
+
 Exactness: ``+ - * /``, unary minus, comparisons, ``abs``, ``//`` (``numpy.floor_divide``, the
 function Python calls on NumPy scalars), ``min``/``max`` (``where(v < r, v, r)``: Python's
 left-to-right scan) and ``math.sqrt`` give the bits Python gives. ``**`` and
@@ -32,14 +36,14 @@ from typing import Any
 import numpy as np
 from asp_stencil import dast as D
 
+from asp_stencil_numpy.conversions import UFUNCS, settle_conversions
 from asp_stencil_numpy.inline import inline_single_use
-from asp_stencil_numpy.regions import Box, boxes
+from asp_stencil_numpy.regions import Box, boxes, clamp_boxes
 
 __all__ = ["HELPERS", "NumpySource", "function_name", "lower_numpy"]
 
 _BIN = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}
 _CMP = {"<": ast.Lt, "<=": ast.LtE, ">": ast.Gt, ">=": ast.GtE, "==": ast.Eq, "!=": ast.NotEq}
-_UFUNC = {"abs": "abs", "sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
 _NP = "_np"
 
 
@@ -114,23 +118,53 @@ def var_name(v: str) -> str:
     return "v_" + v
 
 
+def _constant(c: D.Const) -> ast.expr:
+    """A Python number as a literal; a NumPy scalar as a call of its type on its exact value
+    (``_np.float32(0.10000000149011612)``): it must stay a NumPy scalar, which NEP 50 does not
+    treat as weak like a Python number (``u32[x] * float64(0.5)`` computes in float64)."""
+    if not c.kind:
+        return ast.Constant(c.value)
+    return _np_call(np.dtype(c.kind).type.__name__, ast.Constant(c.value.item()))
+
+
 class _Statements:
-    """Lowers the statements of one point loop over one box (slice bounds per dimension)."""
+    """Lowers the statements of one point loop over one box (slice bounds per dimension).
 
-    def __init__(self, bounds: list[tuple[ast.expr, ast.expr]]) -> None:
+    ``box`` (the box's extent) and ``shape`` (the grid's) place ``nearest_interior`` reads; the
+    box was cut by :func:`~asp_stencil_numpy.regions.clamp_boxes` for them.
+    """
+
+    def __init__(self, bounds: list[tuple[ast.expr, ast.expr]], box: Box = (),
+                 shape: tuple[int, ...] = ()) -> None:
         self.bounds = bounds
+        self.box = box
+        self.shape = shape
 
-    def index(self, offset: tuple[int, ...]) -> ast.expr:
-        dims = [ast.Slice(_plus(lo, o), _plus(hi, o)) for (lo, hi), o in zip(self.bounds, offset)]
+    def index(self, at: D.PointExpr) -> ast.expr:
+        dims = [self._axis(d, o, at.clamp) for d, o in enumerate(at.offset)]
         return dims[0] if len(dims) == 1 else ast.Tuple(list[ast.expr](dims), ast.Load())
+
+    def _axis(self, d: int, offset: int, clamp: int) -> ast.Slice:
+        """Along axis ``d``: the box shifted by ``offset``; for a ``nearest_interior`` read of a
+        grid of ghost depth ``clamp``, the box itself where it lies in that grid's interior,
+        else the interior layer nearest to it (one index, which NumPy broadcasts)."""
+        lo, hi = self.bounds[d]
+        if clamp >= 0:
+            (first, end), n = self.box[d], self.shape[d]
+            if end <= clamp:
+                return ast.Slice(ast.Constant(clamp), ast.Constant(clamp + 1))
+            if first >= n - clamp:
+                return ast.Slice(ast.Constant(n - 1 - clamp), ast.Constant(n - clamp))
+            assert clamp <= first and end <= n - clamp, "a box not cut by clamp_boxes"
+        return ast.Slice(_plus(lo, offset), _plus(hi, offset))
 
     def expr(self, e: Any) -> ast.expr:
         if isinstance(e, D.Const):
-            return ast.Constant(e.value)
+            return _constant(e)
         if isinstance(e, D.Var):
             return _name(var_name(e.name))
         if isinstance(e, D.Read):
-            return ast.Subscript(_name(grid_name(e.grid)), self.index(e.at.offset), ast.Load())
+            return ast.Subscript(_name(grid_name(e.grid)), self.index(e.at), ast.Load())
         if isinstance(e, D.BinOp):
             left, right = self.expr(e.left), self.expr(e.right)
             if e.op in _BIN:
@@ -156,8 +190,8 @@ class _Statements:
                 for a in args[1:]:
                     acc = ast.Call(_name(f"_asp_{e.func}"), [acc, a], [])
                 return acc
-            if e.func in _UFUNC and len(args) == 1:
-                return _np_call(_UFUNC[e.func], args[0])
+            if e.func in UFUNCS and len(args) == 1:
+                return _np_call(e.func, args[0])
         if isinstance(e, D.Compare):
             terms: list[ast.expr] = []
             left = self.expr(e.left)
@@ -180,25 +214,81 @@ class _Statements:
             acc = _np_call(fn, acc, t)
         return acc
 
-    def stmt(self, s: Any) -> ast.stmt:
+    def stmt(self, s: Any, copy: bool = False) -> ast.stmt:
+        """``s`` as an assignment; ``copy``: the local holds a copy of its value (a slice)."""
         value = self.expr(s.value)
         if isinstance(s, D.Assign):
+            if s.as_dtype:  # left by settle_conversions: the value needs converting
+                value = _np_call(np.dtype(s.as_dtype).type.__name__, value)
+            elif copy:
+                value = ast.Call(ast.Attribute(value, "copy", ast.Load()), [], [])
             return ast.Assign([_name(var_name(s.target), store=True)], value)
-        target = ast.Subscript(_name(grid_name(s.grid)), self.index(s.at.offset), ast.Store())
+        target = ast.Subscript(_name(grid_name(s.grid)), self.index(s.at), ast.Store())
         return ast.Assign([target], value)
 
 
-def _box_statements(loop: D.PointLoop, box: Box, block: int | None) -> list[ast.stmt]:
+def _viewed_grid(e: Any, views: dict[str, str]) -> str | None:
+    """The grid whose memory the lowered ``e`` is a view of (``views``: the locals holding
+    one), or ``None``: a bare read is a slice, ``+`` and locals pass it on unchanged."""
+    while isinstance(e, D.UnaryOp) and e.op == "+":
+        e = e.operand
+    if isinstance(e, D.Read):
+        return e.grid
+    if isinstance(e, D.Var):
+        return views.get(e.name)
+    return None
+
+
+def _stored_while_live(body: tuple, i: int, grid: str) -> bool:
+    """Whether ``grid`` is stored after ``body[i]`` and before a later read of its local."""
+    name = body[i].target
+    stored = False
+    for s in body[i + 1:]:
+        if stored and any(isinstance(n, D.Var) and n.name == name
+                          for n in D.expr_nodes(s.value)):
+            return True
+        if isinstance(s, D.Store):
+            stored = stored or s.grid == grid
+        elif s.target == name:
+            return False
+    return False
+
+
+def _held_views(body: tuple) -> set[int]:
+    """Indices of the assignments in ``body`` whose local must hold a copy of its value.
+
+    Lowered, a bare grid read is a view into the grid, not a value: a store to the grid while
+    the local is still to be read would change what it reads, where Python's local keeps the
+    value it was given (possible with ``output-forwarding`` disabled). Only those are copied.
+    """
+    views: dict[str, str] = {}
+    held: set[int] = set()
+    for i, s in enumerate(body):
+        if not isinstance(s, D.Assign):
+            continue
+        grid = None if s.as_dtype else _viewed_grid(s.value, views)
+        if grid is not None and _stored_while_live(body, i, grid):
+            held.add(i)
+            grid = None
+        if grid is None:
+            views.pop(s.target, None)
+        else:
+            views[s.target] = grid
+    return held
+
+
+def _box_statements(loop: D.PointLoop, box: Box, block: int | None, shape: tuple[int, ...],
+                    held: set[int]) -> list[ast.stmt]:
     (lo0, hi0), rest = box[0], box[1:]
     consts = [(ast.Constant(lo), ast.Constant(hi)) for lo, hi in rest]
     if not block or hi0 - lo0 <= block:
-        lower = _Statements([(ast.Constant(lo0), ast.Constant(hi0)), *consts])
-        return [lower.stmt(s) for s in loop.body]
-    lower = _Statements([(_name("_b"), _name("_e")), *consts])
+        lower = _Statements([(ast.Constant(lo0), ast.Constant(hi0)), *consts], box, shape)
+        return [lower.stmt(s, i in held) for i, s in enumerate(loop.body)]
+    lower = _Statements([(_name("_b"), _name("_e")), *consts], box, shape)
     end = ast.Call(_name("min"), [ast.BinOp(_name("_b"), ast.Add(), ast.Constant(block)),
                                   ast.Constant(hi0)], [])
     body: list[ast.stmt] = [ast.Assign([_name("_e", store=True)], end)]
-    body += [lower.stmt(s) for s in loop.body]
+    body += [lower.stmt(s, i in held) for i, s in enumerate(loop.body)]
     rng = ast.Call(_name("range"), [ast.Constant(lo0), ast.Constant(hi0), ast.Constant(block)], [])
     return [ast.For(_name("_b", store=True), rng, body, [])]
 
@@ -207,6 +297,7 @@ def lower_numpy(prog: D.StencilProgram, block: int | None = None) -> NumpySource
     """The NumPy module of ``prog`` (which :func:`~asp_stencil_numpy.support.unsupported_reason`
     accepted); ``block``: planes per slab along the first axis (``None``: whole boxes)."""
     grids = sorted(prog.grids, key=lambda g: g.index)
+    dtypes = {g.name: g.dtype for g in grids}
     shape = prog.output.shape
     body: list[ast.stmt] = []
     for s in prog.body:
@@ -216,9 +307,12 @@ def lower_numpy(prog: D.StencilProgram, block: int | None = None) -> NumpySource
         if not isinstance(s, D.PointLoop):
             raise TypeError(f"a top-level {type(s).__name__} is not lowered (support refuses it)")
         ghost = prog.grid(s.grid).ghost_depth
-        loop = s.replace(body=inline_single_use(s.body))
+        loop = s.replace(body=inline_single_use(settle_conversions(s.body, dtypes)))
+        held = _held_views(loop.body)
+        clamps = {r.at.clamp for r in D.reads(loop) if r.at.clamp >= 0}
         for box in boxes(s.region, shape, ghost):
-            body += _box_statements(loop, box, block)
+            for part in clamp_boxes(box, shape, clamps):
+                body += _box_statements(loop, part, block, shape, held)
     if not body:
         body = [ast.Pass()]
     args = ast.arguments(posonlyargs=[], args=[ast.arg(grid_name(g.name)) for g in grids],

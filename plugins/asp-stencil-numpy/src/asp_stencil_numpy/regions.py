@@ -6,13 +6,18 @@ slabs: along dimension ``d``, the low and the high ``g`` layers, restricted to t
 dimensions before ``d`` and spanning the whole grid after it; the slabs are disjoint and cover the
 border exactly once. The order in which points are visited does not matter on this platform
 (:mod:`asp_stencil_numpy.support` declines loops where it would).
+
+A loop reading ``g[g.nearest_interior(x)]`` has its boxes cut further (:func:`clamp_boxes`), so
+that in each part the nearest interior point is, along every axis, either the loop point's own
+coordinate or one constant: the read is then one slice, broadcast along the constant axes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 
-__all__ = ["Box", "border_boxes", "boxes", "interior_box"]
+__all__ = ["Box", "border_boxes", "boxes", "clamp_boxes", "interior_box"]
 
 Box = tuple[tuple[int, int], ...]  # per dimension: half-open [lo, hi)
 
@@ -46,3 +51,15 @@ def boxes(region: str, shape: Sequence[int], ghost: int) -> list[Box]:
     if region == "border":
         return border_boxes(shape, ghost)
     raise ValueError(f"unknown point region {region!r}")
+
+
+def clamp_boxes(box: Box, shape: Sequence[int], clamps: Iterable[int]) -> list[Box]:
+    """``box`` cut at ``c`` and ``n - c`` along each axis (of size ``n``) for each ``c`` in
+    ``clamps``: in every part, ``min(max(i, c), n - 1 - c)`` (``nearest_interior`` of a grid
+    of ghost depth ``c``) is ``i`` itself or the same value for all the part's ``i``."""
+    cuts = set(clamps)
+    axes = []
+    for (lo, hi), n in zip(box, shape):
+        edges = sorted({lo, hi} | {k for c in cuts for k in (c, n - c) if lo < k < hi})
+        axes.append(list(zip(edges, edges[1:])))
+    return list(itertools.product(*axes))

@@ -7,6 +7,9 @@ pure Python):
 
 * loops marked ``sequential`` (the output read at a neighbour: Gauss-Seidel order);
 * border loops reading at a non-zero offset (Python's indexing would wrap or raise there);
+* border loops reading a grid they store at its ``nearest_interior`` point when that grid's ghost
+  depth is smaller than the loop's: the point read may be another border point of the loop,
+  stored before or after it in Python's point order;
 * locals carried from one point to the next (read before being assigned in the loop body);
 * nodes an earlier pass should have removed (a required domain pass was disabled);
 * float32 grids with ``min/max``, ``math`` functions or conditional expressions: in Python those
@@ -50,6 +53,7 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
     ghost = prog.grid(loop.grid).ghost_depth
     dim = len(prog.output.shape)
     assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
+    stored = {s.grid for s in loop.body if isinstance(s, D.Store)}
     before: set[str] = set()
     for s in loop.body:
         if not isinstance(s, (D.Assign, D.Store)):  # neighbour loops are unrolled by now
@@ -63,6 +67,10 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
                         "outside the grid")
             if any(abs(o) > ghost for o in off):
                 return f"{where} reads {r.grid} at offset {off}, beyond the ghost depth {ghost}"
+            if 0 < r.at.clamp < ghost and r.grid in stored:
+                return (f"{where} reads {r.grid}.nearest_interior(x), a point this loop may also "
+                        f"store ({r.grid}'s ghost depth {r.at.clamp} is below the loop's {ghost}): "
+                        "Python's point order decides which value it sees")
         for name in sorted(_var_names(s.value)):
             if name in before or (name in scalars and name not in assigned_in_loop):
                 continue
