@@ -261,3 +261,26 @@ def test_unlowered_nodes_are_refused():
         low(D.Attr("c", 1.0))
     with pytest.raises(NotLowered):
         low(D.Read("u", D.PointExpr("y", (0,))))
+
+
+class ReadAfterStore(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+            a = out[x] * 3.0
+            out[x] = u[x] + 1.0
+            b = out[x] * 3.0
+            out[x] = a + b
+
+
+@requires_compiler
+def test_cse_does_not_reuse_a_read_across_a_store_to_its_grid(monkeypatch):
+    """With output-forwarding disabled, cse merged ``out[x] * 3.0`` before a store to ``out``
+    with the same text after it (wrong results on every platform)."""
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "output-forwarding")
+    monkeypatch.setenv("ASP_MODE", "strict")
+    grids = make_grids((6, 7), 1, seed=4)
+    ref = clone_grids(grids)
+    ReadAfterStore().pure_python(*ref)
+    ReadAfterStore().kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)

@@ -1,9 +1,9 @@
 """Pass ``cse``: common-subexpression elimination within one point iteration.
 
 After unrolling, a loop body is straight-line code. Locals are first renamed so each is assigned
-once (SSA), which makes structurally equal expressions equal in value (inputs are never written;
-the output is only read at the point, and ``output-forwarding`` has already turned reads after a
-store into locals). Every compound subexpression that occurs at least twice is then computed once
+once (SSA), which makes structurally equal expressions equal in value, up to a store: an
+expression reading a grid is not reused after a store to that grid (``output-forwarding`` has
+usually turned such reads into locals, but a user may disable it). Every compound subexpression that occurs at least twice is then computed once
 into a temporary ``_cseN`` right before its first use. Arms of conditional expressions are not
 hoisted (Python evaluates only the chosen arm), and no expression is reassociated.
 """
@@ -11,6 +11,7 @@ hoisted (Python evaluates only the chosen arm), and no expression is reassociate
 from __future__ import annotations
 
 from collections import Counter
+from itertools import count
 from typing import TYPE_CHECKING, Sequence
 
 from asp_core.passes import asp_pass
@@ -27,7 +28,7 @@ _COMPOUND = (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
 def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
     """Rename locals so each is assigned exactly once (``s`` → ``s``, ``s_1``, ``s_2``...)."""
     current: dict[str, str] = {}
-    count: Counter[str] = Counter()
+    assigned: Counter[str] = Counter()
     out: list[D.Assign | D.Store] = []
 
     def ren(e: D.Expr) -> D.Expr | None:
@@ -38,8 +39,8 @@ def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
     for s in body:
         value = map_expr(s.value, ren)
         if isinstance(s, D.Assign):
-            k = count[s.target]
-            count[s.target] += 1
+            k = assigned[s.target]
+            assigned[s.target] += 1
             name = s.target if k == 0 else f"{s.target}_{k}"
             current[s.target] = name
             out.append(s.replace(target=name, value=value))
@@ -68,6 +69,7 @@ def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ..
     if not shared:
         return tuple(stmts)
     available: dict[D.Expr, str] = {}
+    temps = count()   # names stay unique when a store drops entries from ``available``
     out: list[D.Assign | D.Store] = []
     pending: list[D.Assign] = []
 
@@ -84,7 +86,7 @@ def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ..
         else:
             new = rebuild(e, rw)
         if e in shared:
-            name = f"_cse{len(available)}"
+            name = f"_cse{next(temps)}"
             available[e] = name
             pending.append(D.Assign(name, new, line=line))
             return D.Var(name)
@@ -96,6 +98,9 @@ def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ..
         out.extend(pending)
         pending.clear()
         out.append(s.replace(value=value))
+        if isinstance(s, D.Store):   # what was read from this grid is stale from here on
+            for e in [e for e in available if any(r.grid == s.grid for r in D.reads(e))]:
+                del available[e]
     return tuple(out)
 
 
