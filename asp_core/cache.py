@@ -120,14 +120,20 @@ class CodeCache:
             raise CacheError(f"refusing to load compiled code from the Asp cache directory: "
                              f"{why}. Run `chmod 700 {self.root}` if it is yours, or set "
                              "ASP_CACHE_DIR to a private directory you own.")
+        # the listing before the marker: another thread or process that made code/ wrote the
+        # whole marker first (atomically), so a root that lists more is marked by then
+        empty = self.looks_like_asp()
         if not self.is_marked():
-            if not self.looks_like_asp():
+            if not empty:
                 raise CacheError(f"{self.root} is not an Asp cache: it holds files Asp did not "
                                  f"create and no {ROOT_MARKER} written by Asp. Point "
                                  "ASP_CACHE_DIR at a new or empty directory (Asp creates it)")
+            tmp = self.root / f"{ROOT_MARKER}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             try:
-                (self.root / ROOT_MARKER).write_text(_TAG)
+                tmp.write_text(_TAG)
+                os.replace(tmp, self.root / ROOT_MARKER)
             except OSError as exc:
+                tmp.unlink(missing_ok=True)
                 raise CacheError(f"the Asp cache directory {self.root} is not writable ({exc}); "
                                  "set ASP_CACHE_DIR to a writable directory you own") from None
         try:
@@ -139,10 +145,13 @@ class CodeCache:
         return self.root
 
     def looks_like_asp(self) -> bool:
-        """The existing root is empty, or holds only the marker (another process is writing
-        it): Asp may make it its cache.  Anything else there is not Asp's, whatever its names
-        (a folder ``tmp/`` of the user's must never be taken for build leftovers)."""
-        return {p.name for p in self.root.iterdir()} <= {ROOT_MARKER}
+        """The existing root is empty, or holds only the marker or markers being written (by
+        another thread or process): Asp may make it its cache.  Anything else there is not
+        Asp's, whatever its names (a folder ``tmp/`` of the user's must never be taken for build
+        leftovers)."""
+        return all(p.name == ROOT_MARKER or (p.name.startswith(ROOT_MARKER + ".")
+                                             and p.name.endswith(".tmp"))
+                   for p in self.root.iterdir())
 
     def check_root(self) -> None:
         """Raise :class:`CacheError` when the root exists but is not a directory, or cannot
@@ -291,4 +300,5 @@ def private_cache(reason: str) -> CodeCache:
         root = Path(tempfile.mkdtemp(prefix="asp-private-cache-"))
         atexit.register(shutil.rmtree, root, True)
         _private = CodeCache(root)
+        _private.ensure()   # marked before cache_file puts a memo there (else it is not Asp's)
     return _private

@@ -9,6 +9,7 @@ import functools
 import os
 import threading
 import warnings
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from asp_core import config, recording
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from asp_core.pipeline import Pipeline, TuningCallable, Variants
 
 __all__ = ["Dispatcher", "specialize"]
+
+
+#: every dispatcher alive, for the reset of their locks in a forked child
+_DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
 
 class Dispatcher:
@@ -44,6 +49,7 @@ class Dispatcher:
         self._warned = False
         self._lock = threading.Lock()
         self.last_context: SpecializationContext | None = None
+        _DISPATCHERS.add(self)
 
     # -- the hot path -------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -205,3 +211,15 @@ def _tuning_types() -> tuple[type[TuningCallable], type[Tuning]]:
 def specialize(specializer: str, **options: Any) -> Callable[[Callable[..., Any]], Dispatcher]:
     """Decorator: ``@specialize("elementwise")`` turns a function into a :class:`Dispatcher`."""
     return functools.partial(Dispatcher, specializer, options=options)
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: a dispatcher lock one of them held (a
+    specialisation under way in the background) would never be released, and the child's first
+    call would wait forever.  The child specialises afresh what the parent had not finished."""
+    for dispatcher in list(_DISPATCHERS):
+        dispatcher._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -302,6 +302,50 @@ def test_files_asp_keeps_beside_its_entries_never_go_into_a_users_folder(tmp_pat
     assert _snapshot(tmp_path) == before
 
 
+@requires_compiler
+def test_the_private_cache_is_asps_from_its_first_memo(tmp_path):
+    """In a new process whose ASP_CACHE_DIR is a user's folder, the toolchain memo went into the
+    private cache before anything marked it, so the private cache was refused in turn and every
+    kernel ran in Python."""
+    (tmp_path / "notes.txt").write_text("mine")
+    code = ("import warnings\nwarnings.simplefilter('error', SyntaxWarning)\n"
+            "from asp_core.build import compile_library\n"
+            f"print(compile_library({SRC!r}, name='twice', openmp=False).path)\n")
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                         text=True, env=_env(tmp_path), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("CacheWarning") == 1 and "not an Asp cache" in out.stderr
+    assert str(tmp_path) not in out.stdout and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_new_cache_first_used_by_many_threads_is_asps(tmp_path):
+    """Threads racing to make a new cache saw one another's half-written marker, or code/ made
+    by a thread that had just marked it, and took the folder for a user's."""
+    import threading
+
+    for attempt in range(20):
+        root = tmp_path / f"c{attempt}"
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def use(root: Path = root, errors: list = errors, start: threading.Barrier = start
+                ) -> None:
+            start.wait()
+            try:
+                CodeCache(root).ensure()
+            except CacheError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=use) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert CodeCache(root).is_marked() and sorted(p.name for p in root.iterdir()) == [
+            "CACHEDIR.TAG", "code", "locks", "tmp"]
+
+
 def test_removal_that_fails_is_an_error_and_one_gone_meanwhile_is_not_counted(fresh_cache,
                                                                                monkeypatch):
     """``clear`` on a read-only cache reported "removed 1 entries"; ``verify`` counted builds

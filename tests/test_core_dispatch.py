@@ -384,3 +384,33 @@ def test_tuning_decision_reaches_the_context(elementwise, fresh_cache, monkeypat
     decision = ctx.decision(VARIANT)
     assert decision is not None and decision.source == "tuned now"
     assert decision.choice in {"parallel-simd", "serial"}
+
+
+def test_a_forked_child_does_not_wait_for_a_lock_a_parents_thread_held(tmp_path):
+    """A dispatcher's lock held by another thread at the fork (a specialisation under way)
+    stayed held in the child, whose first call then waited forever."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, threading, faulthandler\n"
+              "from asp_core import Dispatcher\n"
+              "d = Dispatcher('no-such-specializer', None, fallback=lambda x: 2 * x)\n"
+              "held, done = threading.Event(), threading.Event()\n"
+              "def holder():\n"
+              "    with d._lock:\n"
+              "        held.set(); done.wait()\n"
+              "t = threading.Thread(target=holder); t.start(); held.wait()\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    faulthandler.dump_traceback_later(30, exit=True)\n"
+              "    os._exit(0 if d(21) == 42 else 3)\n"
+              "done.set(); t.join()\n"
+              "print('child', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    env = {**os.environ, "ASP_CACHE_DIR": str(tmp_path / "cache"),
+           "ASP_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]

@@ -290,6 +290,62 @@ def test_exit_waits_for_threads_started_by_background_threads():
     assert finished == ["first", "second"]
 
 
+def test_exit_waits_for_threads_started_at_the_same_moment():
+    """start() kept only live threads: one another caller had appended but not started yet
+    was dropped, so exit did not wait for it (8 first calls from 8 threads left 1-7 running,
+    and some exits aborted with "terminate called")."""
+    import threading
+
+    from asp_mpk import background
+
+    release = threading.Event()
+    barrier = threading.Barrier(8)
+    mine = []
+
+    def caller():
+        barrier.wait()
+        mine.append(background.start(release.wait, name="test-concurrent"))
+
+    callers = [threading.Thread(target=caller) for _ in range(8)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    with background._LOCK:
+        tracked = [t for t in background._THREADS if t in mine]
+    release.set()
+    background.join_all()
+    assert len(tracked) == 8
+
+
+@requires_compiler
+def test_a_child_forked_during_a_first_calls_specialisation_runs(tmp_path):
+    """The specialisation thread held the plugin registry's and the dispatcher's locks when
+    the process forked; the child's first call waited for them forever."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, faulthandler, numpy as np, asp_mpk\n"
+              "from asp_mpk.gallery import poisson2d\n"
+              "A = poisson2d(70); x = np.ones(A.shape[0])\n"
+              "asp_mpk.matrix_powers(A, x, 3)\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    faulthandler.dump_traceback_later(60, exit=True)\n"
+              "    V = asp_mpk.matrix_powers(A, x, 3)\n"
+              "    os._exit(0 if np.allclose(V[3], A @ (A @ (A @ x))) else 3)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    env = {**os.environ, "ASP_CACHE_DIR": str(tmp_path / "cache"),
+           "ASP_MPK_COMPILE": "background"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
 def test_candidate_plans_stop_when_the_interpreter_exits(monkeypatch):
     from asp_mpk import background
     from asp_mpk.powers import _plan_candidates

@@ -12,7 +12,9 @@ cache, so exit waits for what was started, including threads those threads start
 from __future__ import annotations
 
 import atexit
+import os
 import threading
+import time
 from typing import Any, Callable
 
 __all__ = ["start", "join_all", "busy", "stopping"]
@@ -25,10 +27,15 @@ _STOPPING = threading.Event()
 def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
     """Run ``target(*args)`` on a daemon thread that :func:`join_all` waits for."""
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-    with _LOCK:
-        _THREADS[:] = [t for t in _THREADS if t.is_alive()]
+    with _LOCK:   # keep threads another caller appended but has not started yet
+        _THREADS[:] = [t for t in _THREADS if t.ident is None or t.is_alive()]
         _THREADS.append(thread)
-    thread.start()
+    try:
+        thread.start()
+    except BaseException:
+        with _LOCK:
+            _THREADS.remove(thread)
+        raise
     return thread
 
 
@@ -54,9 +61,12 @@ def join_all(timeout: float | None = None) -> None:
     without a timeout, for those they start meanwhile."""
     while True:
         with _LOCK:
-            alive = [t for t in _THREADS if t.is_alive()]
+            alive = [t for t in _THREADS if t.ident is None or t.is_alive()]
         for thread in alive:
-            thread.join(timeout)
+            if thread.ident is None:   # appended by start(), which starts it right away
+                time.sleep(0.001)
+            else:
+                thread.join(timeout)
         if not alive or timeout is not None:
             return
 
@@ -65,3 +75,15 @@ def join_all(timeout: float | None = None) -> None:
 def _at_exit() -> None:
     _STOPPING.set()
     join_all()
+
+
+def _before_fork() -> None:
+    """A fork while a specialisation runs would copy the locks it holds (the plugin registry's,
+    the dispatcher's) into a child with no thread to release them: the child's first call
+    waited forever.  The specialisations end with their first compile, so the fork waits."""
+    if threading.current_thread() not in _THREADS:
+        join_all()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
