@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import config
-from asp_core.errors import CacheError, CacheWarning
+from asp_core.errors import CacheError, CacheWarning, CompileError
 
 __all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "cache_file",
            "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "on_noexec_mount"]
@@ -245,7 +245,14 @@ class CodeCache:
     def _build(self, key: str, build: Callable[[Path], dict[str, Any]]) -> CacheEntry:
         tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=self.root / "tmp"))
         try:
-            extra = build(tmp) or {}
+            try:
+                extra = build(tmp) or {}
+            except CompileError:
+                if tmp.is_dir():
+                    raise
+                # not the code's fault: the compiler's output folder went away under it
+                raise CacheError(f"the build folder {tmp} was removed while a kernel compiled "
+                                 "in it (the cache cleared or deleted meanwhile)") from None
             (tmp / ENTRY_MARKER).write_text(key)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"key": key, "files": files, "created": time.time(), **extra}

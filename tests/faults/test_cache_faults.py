@@ -319,3 +319,32 @@ def test_cache_dir_that_is_a_file_fails_lookups_clearly(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CacheError, match="is a file, not a directory"):
         CodeCache(blocker).lookup("0" * 64)
+
+
+@requires_compiler
+def test_a_build_folder_removed_under_the_compiler_is_a_cache_problem_not_a_bug(fresh_cache,
+                                                                                monkeypatch):
+    """The cache deleted while a kernel compiled (a user's rm -rf, a concurrent clear): the
+    compiler could not write its output, and the kernel ran in Python for the rest of the
+    process under "generated code failed to compile (a bug)".  It now builds in the private
+    cache with one CacheWarning naming what happened."""
+    import shutil
+
+    from asp_core import toolchain
+
+    run = toolchain.subprocess.run
+    removed = []
+
+    def run_after_removal(cmd, **kw):   # the first compile's folder goes away under it
+        if not removed and kw.get("cwd") is not None:
+            removed.append(kw["cwd"])
+            shutil.rmtree(kw["cwd"])
+            kw["cwd"] = Path(kw["cwd"]).parent
+        return run(cmd, **kw)
+
+    toolchain.find_toolchain("c")   # probes done before the compiler is sabotaged
+    monkeypatch.setattr(toolchain.subprocess, "run", run_after_removal)
+    with pytest.warns(CacheWarning, match="was removed while a kernel compiled"):
+        lib = compile_library(SRC.replace("3.0", "5.0"), name="five", openmp=False)
+    monkeypatch.undo()
+    assert removed and fresh_cache not in lib.path.parents
