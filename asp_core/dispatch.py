@@ -188,8 +188,12 @@ class Dispatcher:
         return ctx, pipeline.analyse(ctx)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
-        """Every proposed variant for these arguments, built (name → callable), none bound."""
-        return dict(self.variants(*args, **kwargs))
+        """Every proposed variant for these arguments, built (name → callable), none bound;
+        recorded for ``asp explain`` like a call (its compiles were otherwise shown nowhere,
+        and a later call of the kernel reported them as cache hits)."""
+        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        recording.add_context(ctx, f"{self.name} (every variant built)")
+        return dict(pipeline.variants(ctx))
 
     def clear(self) -> None:
         """Forget every specialisation (the code cache keeps the compiled code)."""

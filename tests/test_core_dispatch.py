@@ -331,6 +331,23 @@ def test_build_variants_and_tuned(elementwise, fresh_cache, monkeypatch):
     np.testing.assert_array_equal(winner(a, b), 2.5 * a + b)
 
 
+def test_variants_built_by_a_plugin_show_in_asp_explain(elementwise, fresh_cache):
+    """asp-gmm builds its variants ahead of calls: those compiles were recorded nowhere, and the
+    kernel's call later showed them as cache hits."""
+    from asp_core import recording
+
+    d = Dispatcher("elementwise", axpy)
+    recording.start()
+    try:
+        d.build_variants(*_arrays())
+    finally:
+        records = recording.stop()
+    (rec,) = records
+    assert rec.kernel.endswith("(every variant built)")
+    compiles = [data for event, data in rec.events if event == "compile"]
+    assert compiles and not any(data["cached"] for data in compiles)
+
+
 def test_tuned_is_none_for_a_python_fallback(elementwise, fresh_cache):
     d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
     with pytest.warns(SpecializationWarning):
