@@ -276,7 +276,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         sys.path[:] = path
         recs = recording.stop()
     data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
-    if as_json:
+    comm = _world_of_several_ranks()
+    if comm is not None:   # rank 0 prints every rank's reports, one rank after the other
+        _show_ranks(comm, data, as_json, after)
+    elif as_json:
         click.echo(json.dumps({"kernels": data}, indent=1, default=repr))
     else:
         if not data:
@@ -290,3 +293,31 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             click.echo()
     if status:
         raise SystemExit(status)
+
+
+def _world_of_several_ranks() -> Any:
+    """MPI's world communicator when the script ran under MPI with more than one rank (each
+    rank runs ``asp explain``), else None."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return None
+    return mpi.COMM_WORLD if mpi.COMM_WORLD.Get_size() > 1 else None
+
+
+def _show_ranks(comm: Any, data: list[dict[str, Any]], as_json: bool, after: str | None) -> None:
+    """Every rank's reports gathered on rank 0 and printed there, labelled with their rank:
+    each rank printing its own interleaved them (broken JSON, reports with no rank)."""
+    if as_json:
+        mine = json.dumps([{**rec, "rank": comm.Get_rank()} for rec in data], default=repr)
+    else:
+        mine = "\n\n".join(render(rec) if after is None else render_after(rec, after)
+                             for rec in data) or "asp explain: no kernel was specialised"
+    gathered = comm.gather(mine, root=0)
+    if comm.Get_rank() != 0:
+        return
+    if as_json:
+        click.echo(json.dumps({"kernels": [rec for text in gathered for rec in json.loads(text)]},
+                              indent=1))
+        return
+    for rank, text in enumerate(gathered):
+        click.echo(f"##### rank {rank} of {len(gathered)}\n{text}\n")
