@@ -96,6 +96,12 @@ class Dispatcher:
                            f"pip install asp-{self.specializer}")
         return ctx, Pipeline(get_registry(), self.specializer)
 
+    def _fresh(self, args: tuple, kwargs: dict[str, Any]
+               ) -> tuple[SpecializationContext, Pipeline]:
+        """A new context for these arguments and the pipeline that runs it (the entry points
+        for plugins that drive the phases themselves)."""
+        return self._pipeline(self._prepare(args, kwargs)[1])
+
     def _specialize(self, key: Hashable, ctx: SpecializationContext | None, mode: str
                     ) -> Callable[..., Any]:
         reason: str | None = None
@@ -170,7 +176,7 @@ class Dispatcher:
     def variants(self, *args: Any, **kwargs: Any) -> Variants:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
         for runners that time or choose them themselves (e.g. collectively over MPI)."""
-        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        ctx, pipeline = self._fresh(args, kwargs)
         return pipeline.variants(ctx)
 
     def variants_for(self, platform: str, /, *args: Any, **kwargs: Any) -> Variants:
@@ -179,19 +185,19 @@ class Dispatcher:
         there is no GPU, or a platform only its caller knows when to run (the stencil's
         ``openmp-temporal`` for ``iterate``). The other phases are the registry's choice, as
         for a call."""
-        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        ctx, pipeline = self._fresh(args, kwargs)
         return pipeline.variants(ctx, platform=platform)
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
         """Phases 1-2 for these arguments: a fresh context and the optimised domain IR."""
-        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        ctx, pipeline = self._fresh(args, kwargs)
         return ctx, pipeline.analyse(ctx)
 
     def build_variants(self, *args: Any, **kwargs: Any) -> dict[str, Callable[..., Any]]:
         """Every proposed variant for these arguments, built (name → callable), none bound;
         recorded for ``asp explain`` like a call (its compiles were otherwise shown nowhere,
         and a later call of the kernel reported them as cache hits)."""
-        ctx, pipeline = self._pipeline(self._prepare(args, kwargs)[1])
+        ctx, pipeline = self._fresh(args, kwargs)
         recording.add_context(ctx, f"{self.name} (every variant built)")
         return dict(pipeline.variants(ctx))
 

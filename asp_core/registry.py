@@ -190,11 +190,14 @@ class Registry:
             if not picked:
                 names = ", ".join(c.name for c in cands) or "none"
                 other = next((c for c in installed if c.name == requested), None)
-                why = (f"it serves platforms {', '.join(other.platforms)}, not {platform!r} "
-                       f"(the platform phase's choice: set platform_selection to one of them "
-                       f"too); the ones serving {platform!r} are: {names}"
-                       if other is not None else "the installed ones" + (
-                           "" if platform is None else f" serving {platform!r}") + f" are: {names}")
+                if other is not None:   # installed, for another platform than the chosen one
+                    why = (f"it serves platforms {', '.join(other.platforms)}, not {platform!r} "
+                           f"(the platform phase's choice: set platform_selection to one of "
+                           f"them too); the ones serving {platform!r} are: {names}")
+                elif platform is None:
+                    why = f"the installed ones are: {names}"
+                else:
+                    why = f"the installed ones serving {platform!r} are: {names}"
                 raise PluginError(
                     f"{source} asks for {phase} component {requested!r} of specializer "
                     f"{specializer!r}, but {why}")

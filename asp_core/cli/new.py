@@ -105,7 +105,6 @@ def _template_variables(source: str) -> set[str]:
     """The variables a local template asks for (its ``cookiecutter.json`` keys, without the
     private ``_`` ones); empty when it cannot be read here (a remote template)."""
     import json
-    from pathlib import Path
 
     try:
         data = json.loads((Path(source) / "cookiecutter.json").read_text())

@@ -152,10 +152,13 @@ def arith_kind(op: str, a: Kinds, b: Kinds) -> tuple[Kinds, str]:
 
 
 def _value(kind: str, v: float) -> Any:
+    """``v`` as a scalar of ``kind``."""
     if kind == "float":
         return float(v)
-    if kind in ("int", "bool"):
-        return int(v) if kind == "int" else bool(v)
+    if kind == "int":
+        return int(v)
+    if kind == "bool":
+        return bool(v)
     return np.dtype(kind).type(v)
 
 
