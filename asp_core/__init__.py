@@ -4,6 +4,10 @@ The public API of the core. Importing it is cheap (no compiler runs, no heavy op
 dependency is imported); plugins are loaded on first use.
 """
 
+# the compile pool registers its exit handler (wait for running compiles) first, so that it
+# runs after the plugins' (handlers run last-in first-out, and one registered by a plugin's
+# thread while the interpreter exits never runs: its compiler outlived the process)
+from asp_core import background as _background  # noqa: F401
 from asp_core._version import __version__
 from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, PlatformOptimizer,
                                  PlatformProgram, Variant)
