@@ -309,6 +309,40 @@ def test_sparse_products_match_the_reference(dtype, basis):
     np.testing.assert_allclose(g_got, g_ref, rtol=tol * 10)
 
 
+@needs_native
+@pytest.mark.parametrize("basis", ["monomial", "recurrence"])
+def test_sparse_products_do_not_depend_on_the_thread_count(basis):
+    """The first call runs them on every core, later ones on one less: each row's sum is one
+    thread's, so the results are the same bits (a 100k-row matrix: several chunks each)."""
+    A = gallery.banded_spd(100_000, 9, seed=2)
+    mod = native.planner()
+    xs = np.random.default_rng(3).standard_normal((2, A.shape[0]))
+    coefs = np.random.default_rng(4).uniform(-1, 1, (3, 5))
+    results = []
+    for threads in (1, 2, 3, 8, 0):
+        out = np.empty((2, 6, A.shape[0]))
+        mod.csr_powers(A.indptr, A.indices, A.data, xs, out, coefs, basis == "monomial",
+                       threads)
+        results.append(out)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+    ref = np.empty_like(results[0])
+    asp_mpk.MatrixPowers(A, 5)._reference(xs, ref, coefs, None, basis)
+    np.testing.assert_allclose(results[0], ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+@needs_native
+def test_copies_are_new_equal_arrays():
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(3_000_017), rng.integers(0, 9, 1_500_001).astype(np.int32),
+              np.arange(0), np.arange(12.0).reshape(3, 4)]
+    copies = native.copies(*arrays)
+    for a, c in zip(arrays, copies):
+        assert c.dtype == a.dtype and c.shape == a.shape and c.flags.c_contiguous
+        assert not np.shares_memory(a, c)
+        np.testing.assert_array_equal(c, a)
+
+
 def test_checksum_does_not_depend_on_threads_or_chunking():
     mod = native.planner()
     if mod is None:

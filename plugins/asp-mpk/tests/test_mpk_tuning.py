@@ -379,3 +379,26 @@ def test_a_process_that_tunes_until_exit_exits_cleanly(tmp_path):
         run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                              text=True, timeout=300)
         assert run.returncode == 0 and "terminate called" not in run.stderr, run.stderr[-2000:]
+
+
+@requires_compiler
+def test_a_process_that_exits_during_its_first_compile_leaves_no_build_behind(tmp_path):
+    """A first call starts the kernel's compile on a background thread and the process exits
+    at once.  The thread imported the compile pool while the interpreter exited, so the pool's
+    exit handler (wait for running compiles) never ran: gcc outlived the process and its
+    build folder stayed in the cache's tmp/."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, asp_mpk\n"
+              "from asp_mpk.gallery import poisson2d\n"
+              "A = poisson2d(300)\n"
+              "asp_mpk.matrix_powers(A, np.ones(A.shape[0]), 4)\n")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ASP_CACHE_DIR": str(cache), "ASP_MPK_COMPILE": "background"}
+    for _ in range(3):
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert not list((cache / "tmp").iterdir()), "a build folder outlived the process"

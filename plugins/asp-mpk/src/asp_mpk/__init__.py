@@ -8,28 +8,14 @@ Public API (SciPy-compatible):
   s=None) -> (x, info)``
 - :func:`spmv` ``(A, x)``
 
-Importing this package is cheap: SciPy and the compiler are only touched on first use.
+Importing this package loads asp_core and its own modules (tens of milliseconds, so that a
+first call does not pay them); SciPy and the compiler are only touched on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from asp_mpk.cacg import cg
+from asp_mpk.powers import MatrixPowers, matrix_powers, spmv
 
 __version__ = "0.1.0"
 __all__ = ["matrix_powers", "MatrixPowers", "cg", "spmv", "__version__"]
-
-
-_EXPORTS = {"matrix_powers": "powers", "MatrixPowers": "powers", "spmv": "powers",
-            "cg": "cacg"}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy (PEP 562), then kept in the module: a call through ``asp_mpk.spmv`` must not pay
-    # this function again (microseconds each time, right after a kernel: that is spmv's budget)
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -301,6 +301,42 @@ u64 checksum(const std::vector<py::array> &arrays, int threads) {
     return h;
 }
 
+// ---- copies ---------------------------------------------------------------------------------
+// Copies of C-contiguous arrays (new arrays of the same dtypes and shapes), the bytes copied in
+// chunks over `threads` threads: the snapshot of A a first call takes (a one-thread copy was a
+// sixth of that call, most of it the page faults of the new arrays, which threads share).
+std::vector<py::array> copies(const std::vector<py::array> &arrays, int threads) {
+    struct Piece {
+        const unsigned char *from;
+        unsigned char *to;
+        i64 nbytes;
+    };
+    std::vector<py::array> result;
+    std::vector<Piece> pieces;
+    i64 total = 0;
+    for (auto &a : arrays) {
+        Raw r = raw(a, "array");
+        std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+        py::array c(a.dtype(), shape);
+        auto from = static_cast<const unsigned char *>(r.ptr);
+        auto to = static_cast<unsigned char *>(c.mutable_data());
+        i64 nbytes = r.size * r.itemsize;
+        for (i64 o = 0; o < nbytes; o += CHUNK)
+            pieces.push_back({from + o, to + o, std::min(CHUNK, nbytes - o)});
+        total += nbytes;
+        result.push_back(std::move(c));
+    }
+    {
+        py::gil_scoped_release nogil;
+        std::atomic<std::size_t> next{0};
+        in_parts(parts_for(total, 4 * CHUNK, hardware_threads(threads), 8), [&](int) {
+            for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();)
+                std::memcpy(pieces[c].to, pieces[c].from, static_cast<size_t>(pieces[c].nbytes));
+        });
+    }
+    return result;
+}
+
 // ---- the CSR structure check -------------------------------------------------------------------
 // In two passes, each split over `threads` threads: indptr (starts at 0, never decreases, ends
 // inside indices) before anything indexes with it, then the column indices, in blocks of rows
@@ -801,35 +837,55 @@ py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
 // ---- matrix powers without a compiled kernel ---------------------------------------------------
 // What calls run while the generated kernel compiles in the background: k CSR products per
 // vector written straight into out (no temporaries), with the basis recurrence
-// out[j] = a_j A out[j-1] + b_j out[j-1] + c_j out[j-2] unless monomial.  One thread, as
-// SciPy's product.
+// out[j] = a_j A out[j-1] + b_j out[j-1] + c_j out[j-2] unless monomial.  Each product's rows
+// go in chunks to up to `threads` threads from a shared counter (a row's sum is one thread's,
+// in SciPy's order, so the result does not depend on who took it): the first call of a kind
+// has every core (nothing compiles yet), later calls leave one to the compile.  Chunks, not
+// halves: a virtual CPU the host stalls for tens of milliseconds (seen in one call in ten on a
+// two-core VM) then takes fewer rows instead of holding up the product.
 template <class I, class V>
 void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const V *xs, V *out,
-                  i64 nvec, i64 k, const double *coefs, bool monomial) {
+                  i64 nvec, i64 k, const double *coefs, bool monomial, int threads) {
     i64 kk = std::max<i64>(k, 1);
+    const int parts = parts_for(n, 16384, hardware_threads(threads), 16);
+    const i64 rows = std::max<i64>(4096, n / (16 * parts) + 1);
+    const i64 chunks = (n + rows - 1) / rows;
+    auto by_chunks = [&](auto rows_fn) {
+        std::atomic<i64> next{0};
+        in_parts(parts, [&](int) {
+            for (i64 c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
+                rows_fn(c * rows, std::min(n, (c + 1) * rows));
+        });
+    };
     for (i64 v = 0; v < nvec; ++v) {
         V *o = out + v * (k + 1) * n;
-        std::memcpy(o, xs + v * n, sizeof(V) * static_cast<size_t>(n));
+        const V *x = xs + v * n;
+        by_chunks([&](i64 lo, i64 hi) {
+            std::memcpy(o + lo, x + lo, sizeof(V) * static_cast<size_t>(hi - lo));
+        });
         for (i64 j = 1; j <= k; ++j) {
             const V *prev = o + (j - 1) * n, *prev2 = j >= 2 ? o + (j - 2) * n : nullptr;
             V *y = o + j * n;
             double a = coefs[j - 1], b = coefs[kk + j - 1], c = coefs[2 * kk + j - 1];
-            for (i64 i = 0; i < n; ++i) {
-                V sum = 0;
-                for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) sum += data[p] * prev[indices[p]];
-                if (!monomial) {
-                    double t = a * sum + b * prev[i];
-                    if (prev2) t += c * prev2[i];
-                    sum = static_cast<V>(t);
+            by_chunks([&](i64 lo, i64 hi) {
+                for (i64 i = lo; i < hi; ++i) {
+                    V sum = 0;
+                    for (i64 p = indptr[i]; p < indptr[i + 1]; ++p)
+                        sum += data[p] * prev[indices[p]];
+                    if (!monomial) {
+                        double s = a * sum + b * prev[i];
+                        if (prev2) s += c * prev2[i];
+                        sum = static_cast<V>(s);
+                    }
+                    y[i] = sum;
                 }
-                y[i] = sum;
-            }
+            });
         }
     }
 }
 
 void csr_powers(py::array indptr, py::array indices, py::array data, py::array xs, py::array out,
-                py::array_t<double> coefs, bool monomial) {
+                py::array_t<double> coefs, bool monomial, int threads) {
     Raw rp = raw(indptr, "indptr"), ri = raw(indices, "indices"), rd = raw(data, "data");
     Raw rx = raw(xs, "xs"), ro = raw(out, "out");
     same_index_dtype(rp, ri);
@@ -853,7 +909,7 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
             py::gil_scoped_release nogil;
             csr_powers_t<I, V>(ip, static_cast<const I *>(ri.ptr), dv, n,
                                static_cast<const V *>(rx.ptr), static_cast<V *>(po), nvec, k,
-                               pc, monomial);
+                               pc, monomial, threads);
             return 0;
         });
     });
@@ -975,6 +1031,9 @@ py::tuple addresses(const py::args &arrays) {
 PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
     m.def("addresses", &addresses, "Data addresses of numpy arrays (None for None), as ints.");
+    m.def("copies", &copies, py::arg("arrays"), py::arg("threads") = 0,
+          "New copies of C-contiguous arrays, copied over `threads` threads (0: one per "
+          "hardware thread).");
     m.def("checksum", &checksum, py::arg("arrays"), py::arg("threads") = 0,
           "64-bit position-dependent checksum of the bytes of C-contiguous arrays, on at most "
           "`threads` threads (0: one per hardware thread); the value does not depend on it.");
@@ -992,7 +1051,9 @@ PYBIND11_MODULE(_planner, m) {
           py::arg("perm"), "Bandwidth of A[perm][:, perm].");
     m.def("csr_powers", &csr_powers, py::arg("indptr"), py::arg("indices"), py::arg("data"),
           py::arg("xs"), py::arg("out"), py::arg("coefs"), py::arg("monomial"),
-          "Matrix powers (or a three-term basis) by k CSR products into out, one thread.");
+          py::arg("threads") = 1,
+          "Matrix powers (or a three-term basis) by k CSR products into out; `threads` split "
+          "the rows (0: one per hardware thread); the result does not depend on it.");
     m.def("cg_apply_dot", &cg_apply_dot, py::arg("indptr"), py::arg("indices"), py::arg("data"),
           py::arg("p"), py::arg("q"), py::arg("threads"),
           "q = A p for a float64 CSR matrix; returns p.q (threads split the rows)");

@@ -17,6 +17,7 @@ the operating system says none of their pages was written since it was taken
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -43,13 +44,10 @@ class AnalysedMatrix:
     """A validated canonical CSR copy of A plus its analysis, shared by every depth k."""
 
     def __init__(self, csr: Any) -> None:
-        from asp_mpk.analysis import values_hash
-
         self.csr = csr
         self.dtype = csr.dtype
         self.shape = csr.shape
         self.n = csr.shape[0]
-        self.values = values_hash(csr)
         self._structure: Any = None
         self._structure_lock = threading.Lock()
         self._orders: dict[str, np.ndarray] = {}
@@ -58,6 +56,14 @@ class AnalysedMatrix:
         self._lock = threading.Lock()
         #: the tuned k = 1 kernel with a product entry point, once :func:`asp_mpk.spmv` found it
         self.spmv_kernel: Any = None
+
+    @functools.cached_property
+    def values(self) -> str:
+        """Fingerprint of the stored values (part of every specialisation key), made on first
+        use: only the specialisation needs it."""
+        from asp_mpk.analysis import values_hash
+
+        return values_hash(self.csr)
 
     @property
     def structure(self) -> Any:

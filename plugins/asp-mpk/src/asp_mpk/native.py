@@ -8,14 +8,16 @@ fallbacks make several passes and temporary arrays.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import warnings
 import zlib
 from typing import Any
 
 import numpy as np
+from asp_core.hardware import available_cpus
 
-__all__ = ["planner", "address_function", "checksum", "check_csr", "value_flags", "all_finite",
+__all__ = ["planner", "address_function", "copies", "checksum", "check_csr", "value_flags", "all_finite",
            "scan", "dia_arrays", "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
 
 _LOCK = threading.Lock()
@@ -27,8 +29,8 @@ def planner() -> Any:
     if "mod" not in _STATE:
         with _LOCK:
             if "mod" not in _STATE:
-                try:
-                    from asp_mpk import _planner as mod
+                try:   # by name: a compiled module without type stubs
+                    mod = importlib.import_module("asp_mpk._planner")
                 except ImportError as exc:
                     mod = None
                     warnings.warn(
@@ -42,6 +44,16 @@ def planner() -> Any:
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
+
+
+def copies(*arrays: np.ndarray) -> list[np.ndarray]:
+    """C-contiguous copies of the arrays, copied over the kernels' threads where the extension
+    is built (a first call's snapshot of A: page faults and all, on every core)."""
+    arrs = [_c(a) for a in arrays]
+    mod = planner()
+    if mod is not None:
+        return list(mod.copies(arrs, _threads()))
+    return [a.copy() for a in arrs]
 
 
 def checksum(*arrays: np.ndarray) -> int:
@@ -78,8 +90,6 @@ def _threads() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     if "cpus" not in _STATE:
-        from asp_core.hardware import available_cpus
-
         _STATE["cpus"] = available_cpus()
     return int(_STATE["cpus"])
 
@@ -238,16 +248,20 @@ def closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, sym: bool,
     return None if out is None else dict(out)
 
 
-def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool
-               ) -> bool:
-    """``out[v] = [xs[v], P_1(A) xs[v], ...]`` by k CSR products straight into ``out`` (one
-    thread, no temporaries); False (nothing done) without the extension."""
+def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool,
+               *, spare_one: bool = True) -> bool:
+    """``out[v] = [xs[v], P_1(A) xs[v], ...]`` by k CSR products straight into ``out`` (no
+    temporaries; each row's sum in SciPy's order), split over the kernels' threads, less one
+    when ``spare_one`` (a compile has that core); False (nothing done) without the
+    extension."""
     mod = planner()
     if mod is None:
         return False
     indptr, indices = _pattern(csr)
+    threads = _threads()
     mod.csr_powers(indptr, indices, _c(csr.data), xs, out,
-                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial))
+                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial),
+                   max(1, threads - 1) if spare_one else threads)
     return True
 
 

@@ -50,7 +50,6 @@ class MatrixPowers:
         self.dtype = self.csr.dtype
         self.shape = self.csr.shape
         self.n = self.csr.shape[0]
-        self.values = self.matrix.values
         #: how fast :func:`asp_mpk.cg` runs s steps in each mode ("stored", "stream",
         #: "classical") on this matrix, measured by the solves and reused by later ones
         self.cg_modes = ModeTimes(explore_from_solve=ModeTimes.EXPLORE_FROM_SOLVE)
@@ -97,6 +96,11 @@ class MatrixPowers:
         CG starts its basis from them)."""
         return self.matrix.gershgorin()
 
+    @property
+    def values(self) -> str:
+        """The fingerprint of A's stored values (part of every specialisation key)."""
+        return self.matrix.values
+
     def _reference(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
                    gram: np.ndarray | None = None, basis: str = "monomial") -> np.ndarray:
         """Pure SciPy semantics of the kernel (the fallback and the ``scipy`` platform)."""
@@ -122,12 +126,17 @@ class MatrixPowers:
         """Low-level call (arrays already validated and shaped); used by :func:`asp_mpk.cg`.
 
         While the kernel for this call kind is still being specialised in the background
-        (see :meth:`prepare`), the call runs :meth:`sparse_products` (one-thread CSR products, as
-        SciPy's ``A @ x``): the first calls cost what SciPy's would, never a compile."""
-        if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis):
+        (see :meth:`prepare`), the call runs :meth:`sparse_products` (CSR products, as SciPy's
+        ``A @ x``): the first calls cost what SciPy's would, never a compile.  The first call
+        of a kind computes before it starts the specialisation, on every core: nothing
+        competes with it for a core or for the interpreter yet."""
+        first = self.first_of_kind(nvec=xs.shape[0], gram=gram is not None, basis=basis)
+        if first:
+            self.sparse_products(xs, out, coefs, gram, basis, spare_one=False)
+        if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis) and not first:
             fn = self._while_compiling(xs, out, coefs, gram, basis)
             return (fn or self._dispatch)(xs, out, coefs, gram, basis)
-        return self.sparse_products(xs, out, coefs, gram, basis)
+        return out if first else self.sparse_products(xs, out, coefs, gram, basis)
 
     def _while_compiling(self, *args: Any) -> Any:
         """While this call kind's variants are still to be timed and their siblings compile on
@@ -152,18 +161,28 @@ class MatrixPowers:
         return next(iter(tuning.built.values()), None) if tuning is not None else None
 
     def sparse_products(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
-                        gram: np.ndarray | None, basis: str) -> np.ndarray:
-        """The kernel's call by A's sparse products: the plan builder's one-thread CSR products
-        into ``out`` (SciPy's order of operations, no temporaries), else :meth:`_reference`.
-        What runs while the kernel compiles, and what redoes a call whose basis overflowed."""
+                        gram: np.ndarray | None, basis: str, *, spare_one: bool = True
+                        ) -> np.ndarray:
+        """The kernel's call by A's sparse products: the plan builder's CSR products into
+        ``out`` (SciPy's order of operations, no temporaries; one core spared for a compile
+        unless ``spare_one`` is False), else :meth:`_reference`.  What runs while the kernel
+        compiles, and what redoes a call whose basis overflowed."""
         from asp_mpk import native
 
-        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial"):
+        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial",
+                                 spare_one=spare_one):
             return self._reference(xs, out, coefs, gram, basis)
         if gram is not None:
             V = out.reshape(-1, self.n).astype(np.float64, copy=False)
             gram[...] = V @ V.T
         return out
+
+    def first_of_kind(self, *, nvec: int, gram: bool, basis: str) -> bool:
+        """Whether no call of this kind has started its specialisation yet, and the next
+        :meth:`prepare` will start one in the background."""
+        kind = (nvec, gram, basis == "monomial")
+        return kind not in self._ready and kind not in self._pending and \
+            _compile_in_background()
 
     def prepare(self, *, nvec: int, gram: bool, basis: str) -> bool:
         """Whether calls of this kind go to the specialised kernel now.  The first time a kind

@@ -61,7 +61,11 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     src = A if A.format == "csr" else A.tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
     canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
-    csr = sp.csr_matrix(src, dtype=want, copy=src is A)
+    if src is A and src.dtype == want:   # the snapshot: copied natively, on every core
+        data, indices, indptr = native.copies(src.data, src.indices, src.indptr)
+        csr = sp.csr_matrix((data, indices, indptr), shape=src.shape)
+    else:   # SciPy's conversion made new arrays, or the dtype conversion makes them
+        csr = sp.csr_matrix(src, dtype=want, copy=src is A)
     if not canonical:
         csr.sum_duplicates()   # sorts too
     finite, zeros = native.value_flags(csr.data)
