@@ -98,3 +98,13 @@ def test_generated_source_is_c_abi():
 def test_signature_needs_the_instance(bad):
     with pytest.raises(TypeError):
         signature((np.zeros((1, 3)), np.zeros((1, 2, 3)), None, None, "monomial"), {}, bad)
+
+
+def test_bench_times_the_public_call_in_a_fresh_process():
+    """The benchmark's fresh-process row: SciPy, ``import asp_mpk``, then asp's first, second
+    and later calls as a user writes them, in a new process with an empty cache."""
+    from asp_mpk.bench import fresh_process
+
+    got = fresh_process("gallery.poisson2d(60)", "powers", 3)
+    assert {"scipy", "import", "first", "second", "steady"} <= set(got)
+    assert all(got[key] > 0 for key in ("scipy", "import", "first", "second", "steady"))
