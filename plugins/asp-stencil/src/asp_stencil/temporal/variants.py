@@ -200,7 +200,18 @@ def wide_engine(isa: tuple[str, ...], compiler_family: str) -> bool:
 def forced_params() -> TemporalParams | None:
     """The point ``ASP_STENCIL_TEMPORAL_PARAMS="K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]"`` pins."""
     forced = os.environ.get("ASP_STENCIL_TEMPORAL_PARAMS")
-    return TemporalParams(*[int(v) for v in forced.split(",")]) if forced else None
+    if not forced:
+        return None
+    # a malformed value said "invalid literal for int()" or "TemporalParams.__init__() missing
+    # 1 required positional argument", naming neither the variable nor the format
+    try:
+        values = [int(v) for v in forced.split(",")]
+    except ValueError:
+        values = []
+    if not 3 <= len(values) <= 9:
+        raise ValueError(f"ASP_STENCIL_TEMPORAL_PARAMS={forced!r}: expected 3 to 9 "
+                         "comma-separated integers K,B0,B1[,NT[,W[,B2[,SK[,WT[,JM]]]]]]")
+    return TemporalParams(*values)
 
 
 class TemporalVariants(PlatformOptimizer):
