@@ -59,8 +59,10 @@ def _serve() -> None:
 
 def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:
     """``fn(*args)`` through :func:`call` when ``work`` (element updates) reaches
-    :data:`MIN_WORK`, else directly: a shorter call ends before a Ctrl-C would be late."""
-    if work >= MIN_WORK:
+    :data:`MIN_WORK`, else directly: a shorter call ends before a Ctrl-C would be late.  While
+    an interrupted call still runs, through :func:`call` too, so that it runs after that one
+    (run directly, it wrote the same arrays at the same time)."""
+    if work >= MIN_WORK or _pending:
         return call(fn, *args, keep=keep)
     return fn(*args)
 
