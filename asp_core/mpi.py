@@ -19,7 +19,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
-           "abort_on_uncaught",
+           "abort_on_uncaught", "abort_caught",
            "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
@@ -69,11 +69,21 @@ def abort_on_uncaught(comm: Any = None) -> None:
 
     def hook(etype: Any, exc: BaseException, tb: Any) -> None:
         previous(etype, exc, tb)
-        if _rank_size(_hook_comm[0])[1] > 1 and not issubclass(etype, KeyboardInterrupt):
-            _abort(_hook_comm[0], 1, f"uncaught {etype.__name__}, aborting all ranks "
-                   "(ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n")
+        abort_caught(etype)
 
     sys.excepthook = hook
+
+
+def abort_caught(etype: type[BaseException], detail: str = "") -> None:
+    """What :func:`abort_on_uncaught`'s hook does, for an exception of type ``etype`` that a
+    runner of the script caught instead of letting it end the process (``asp explain`` reports
+    the kernels after it): end every rank (``comm.Abort``, after ``detail`` on stderr), since
+    the others may wait for this one in a collective. Returns when the hook is not installed
+    (or turned off), as Python would then hang too; does nothing on one rank."""
+    if _hook_comm and _rank_size(_hook_comm[0])[1] > 1 and not issubclass(etype,
+                                                                           KeyboardInterrupt):
+        _abort(_hook_comm[0], 1, f"uncaught {etype.__name__}, aborting all ranks "
+               "(ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n" + detail)
 
 
 def _rank_size(comm: Any) -> tuple[int, int]:

@@ -254,6 +254,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     sys.argv = [script, *script_args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
     status = 0
+    raised: type[BaseException] | None = None
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
     before = set(threading.enumerate())
     try:
@@ -267,7 +268,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
     except Exception as exc:  # noqa: BLE001 - the script's own error: show it, then the kernels
-        status = 1
+        status, raised = 1, type(exc)
         click.echo(_script_traceback(exc, script), err=True)
         click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
                    "follow", err=True)
@@ -277,6 +278,15 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         recs = recording.stop()
     data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
     comm = _world_of_several_ranks()
+    if comm is not None and raised is not None:
+        # the other ranks may wait for this one in a collective of the script (the gather of
+        # the reports would hang): end every rank as `python SCRIPT` does, after this rank's
+        # reports on stderr (asp_core.mpi.abort_on_uncaught; returns when that is off)
+        from asp_core.mpi import abort_caught
+
+        abort_caught(raised, f"##### rank {comm.Get_rank()} of {comm.Get_size()}\n"
+                     + "\n\n".join(render(rec) if after is None else render_after(rec, after)
+                                    for rec in data) + "\n")
     if comm is not None:   # rank 0 prints every rank's reports, one rank after the other
         _show_ranks(comm, data, as_json, after)
     elif as_json:

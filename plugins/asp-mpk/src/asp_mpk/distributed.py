@@ -319,16 +319,29 @@ class DistributedMatrixPowers:
 
     def __init__(self, A: Any, k: int, comm: Any = None, *, rows: tuple[int, int] | None = None,
                  bounds: Sequence[int] | None = None, options: dict | None = None) -> None:
+        from asp_core.mpi import check_same, import_mpi
+
         from asp_mpk.validate import check_k
 
-        k = check_k(k)
+        # k first agreed on: k = 0 and k = 1 both make depth 1, and a bad k on one rank only
+        # raised there while the others waited in the matrix's set-up
+        k = check_k(check_same(import_mpi().COMM_WORLD if comm is None else comm, k,
+                               "k (the ghost depth)"))
         self._attach(DistributedMatrix(A, comm, rows=rows, bounds=bounds, depth=max(k, 1)), k,
                      options)
 
     @classmethod
     def on_matrix(cls, matrix: DistributedMatrix, k: int, options: dict | None = None
                   ) -> DistributedMatrixPowers:
-        """Powers over an already distributed matrix (its ghost depth must be at least k)."""
+        """Collective: powers over an already distributed matrix (its ghost depth must be at
+        least k)."""
+        from asp_core.mpi import check_same
+
+        from asp_mpk.validate import check_k
+
+        # the same k on every rank (it sets the exchange and the kernel), so that these checks
+        # fail on every rank alike
+        k = check_k(check_same(matrix.comm, k, "k (the ghost depth)"))
         if matrix.depth < k:
             raise ValueError(f"the DistributedMatrix has ghost depth {matrix.depth} < k = {k}")
         self = cls.__new__(cls)
@@ -482,8 +495,11 @@ def _prepare(A: Any, b: Any, x0: Any, comm: Any, rows: Any, bounds: Any, depth: 
 
     mat = A if isinstance(A, DistributedMatrix) else DistributedMatrix(
         A, comm, rows=rows, bounds=bounds, depth=depth)
-    # a rank with another tolerance or maxiter would stop while the others wait in a reduction
-    check_same(mat.comm, (rtol, atol, maxiter), "rtol, atol and maxiter")
+    # a rank with another tolerance or maxiter would stop while the others wait in a reduction;
+    # x0 given on some ranks only: they would check it collectively while the others, with
+    # None, went on to the next collective (a hang)
+    check_same(mat.comm, (rtol, atol, maxiter, None if x0 is None else "given"),
+               "rtol, atol, maxiter and x0 (given or None)")
     bv = mat.check_local_vector(b, "b")
     x = np.zeros(mat.n_own) if x0 is None else mat.check_local_vector(x0, "x0")
     rtol, atol = _check_tols(rtol, atol)
@@ -545,10 +561,17 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     confirmed on the true residual (residual replacement, as :func:`asp_mpk.cg`).
     Per outer iteration of s steps: one depth-s exchange and one reduction (the Gram matrix).
     """
+    from asp_core.mpi import check_same, import_mpi
+
     from asp_mpk.bases import chebyshev_coefs
     from asp_mpk.sstep import (Interval, coefficient_steps, replace_residual,
                                stacked_change_of_basis)
 
+    # s shapes the exchange and the Gram matrix's reduction: agreed first, so that a bad or
+    # different s raises on every rank (a DistributedMatrix deep enough for both hid it)
+    s = check_same(A.comm if isinstance(A, DistributedMatrix) else
+                   import_mpi().COMM_WORLD if comm is None else comm, s,
+                   "s (the ghost depth)")
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= 32:
         raise ValueError(f"s must be an integer in 1..32, got {s!r}")
     mat, b, x, tol, maxiter, zero_b = _prepare(A, b, x0, comm, rows, bounds, s, rtol, atol,

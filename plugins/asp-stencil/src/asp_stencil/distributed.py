@@ -192,7 +192,17 @@ class DistributedStencilGrid:
             if not isinstance(like, DistributedStencilGrid):
                 raise TypeError(f"like= must be a DistributedStencilGrid, got "
                                 f"{type(like).__name__}")
-            self._init_like(like, like.dtype if dtype is None else dtype)
+            dtype = like.dtype if dtype is None else dtype
+            # collective like the other form: a rank with another dtype would send messages of
+            # another size in every exchange (MPI aborts with a truncation/unpack error)
+            error = None
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError as exc:
+                error = f"dtype: {exc}"
+            agree(like.cart, error)
+            check_same(like.cart, str(dtype), "dtype of a grid created with like=")
+            self._init_like(like, dtype)
             return
         dtype = np.float64 if dtype is None else dtype
         MPI = import_mpi()
