@@ -182,6 +182,8 @@ class DistributedStencilGrid:
     mismatches raise the same ``ValueError`` on all ranks.
     """
 
+    cart: Any   # the Cartesian communicator (an mpi4py Cartcomm)
+
     def __init__(self, shape: Sequence[int] | None = None, comm: Any = None,
                  dtype: Any = None, ghost_depth: int = 1, halo_depth: int | None = None,
                  dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
