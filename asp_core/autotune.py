@@ -5,8 +5,10 @@ transaction (none on the tuning calls), so later processes skip tuning (``ASP_AU
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import platform
 import random
 import sqlite3
 import time
@@ -51,18 +53,54 @@ def _retry_locked(step: Callable[[], Any]) -> Any:
         delay = min(delay * 2, 0.2)
 
 
+def _measured_on() -> str:
+    """A short hash of what a timing holds for: the CPU model, the machine, the Asp version and
+    the C compiler (its path and mtime, as the toolchain memos know it; ``ASP_CFLAGS``). Stored
+    with every key: the caller's tuning keys name the kernel and its inputs only, so a winner
+    tuned on another node sharing the home directory, with another compiler or another Asp
+    was taken as this one's (the code cache's keys hold all of these)."""
+    from asp_core._version import __version__
+    from asp_core.hardware import cpu_model
+
+    try:
+        from asp_core.toolchain import _locate
+
+        cc = _locate("c") or ""
+        compiler = f"{cc}@{os.stat(cc).st_mtime}" if cc else "no compiler"
+    except Exception:  # noqa: BLE001 - ASP_CC naming nothing: no compiler to tell apart
+        compiler = "no compiler"
+    ident = "|".join([platform.machine(), cpu_model() or "unknown-cpu", __version__, compiler,
+                      os.environ.get("ASP_CFLAGS", "")])
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 _warned: set[str] = set()
 
 
+def _corrupt(exc: BaseException) -> bool:
+    """Whether SQLite's error says the file is damaged ("malformed", "not a database"): its
+    subclasses (locked, read-only, full disk, a foreign schema) are about the moment or the
+    place, not the file."""
+    return type(exc) is sqlite3.DatabaseError
+
+
 def _tolerant(default: Any) -> Callable[[_F], _F]:
     """Tuning data is an optimisation: an unusable database (foreign schema, read-only, full
-    disk) makes the method return ``default`` and warn once per database."""
+    disk) makes the method return ``default`` and warn once per database; one found damaged
+    only once read (a page past the first) is set aside and the method runs once more."""
 
     def wrap(method: _F) -> _F:
         @functools.wraps(method)
         def run(self: PerfDB, *args: Any, **kwargs: Any) -> Any:
             try:
+                try:
+                    return method(self, *args, **kwargs)
+                except sqlite3.DatabaseError as exc:
+                    # damage that opening does not see stayed for good: every later process
+                    # warned, and stored nothing, and `asp cache clear --perf` failed on it
+                    if not (_corrupt(exc) and self._set_aside()):
+                        raise
                 return method(self, *args, **kwargs)
             except (sqlite3.Error, OSError) as exc:
                 if str(self.path) not in _warned:
@@ -87,30 +125,42 @@ class PerfDB:
     @property
     def path(self) -> Path:
         """The database file: the given one, else the cache's (:func:`cache_file`), found on
-        first use, so a tuner that never reads nor writes (``ASP_AUTOTUNE=off``) touches no
-        directory."""
-        if self._path is None:
-            self._path = cache_file("perf.sqlite")
-        return self._path
+        each use, so a tuner that never reads nor writes (``ASP_AUTOTUNE=off``) touches no
+        directory. Not kept: a tuner lives for many calls, and the cache directory removed (or
+        replaced) meanwhile was made again bare by the write, holding only ``perf.sqlite`` and
+        no marker, so no later process took it for Asp's cache."""
+        return self._path if self._path is not None else cache_file("perf.sqlite")
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        path = path or self.path
+        if self._path is not None:  # the cache's own directory is made by cache_file
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            return self._open()
+            return self._open(path)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):  # locked, read-only...: not corruption
+            if not _corrupt(exc):  # locked, read-only...: not corruption
                 raise
             # A corrupted database only loses tuning results: keep it aside and start afresh.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}-{time.time():.0f}")
-            try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass  # another process moved it first
-            return self._open()
+            self._set_aside(path)
+            return self._open(path)
 
-    def _open(self) -> sqlite3.Connection:
+    def _set_aside(self, path: Path | None = None) -> bool:
+        """Move a damaged database aside (with its ``-wal`` and ``-shm``: a log left behind
+        would be replayed into the new file); False when there was nothing to move."""
+        path = path or self.path
+        aside = path.with_name(f"{path.name}.corrupt-{os.getpid()}-{time.time():.0f}")
+        moved = False
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+                moved = True
+            except OSError:
+                pass  # absent, or another process moved it first
+        return moved
+
+    def _open(self, path: Path) -> sqlite3.Connection:
         # IMMEDIATE: writers take the lock up front, so they wait instead of deadlocking
-        con = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level="IMMEDIATE")
+        con = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level="IMMEDIATE")
         try:
             _retry_locked(lambda: self._prepare(con))
         except BaseException:
@@ -135,6 +185,7 @@ class PerfDB:
         """Store ``(variant, seconds, params)`` rows and the winner in one transaction (a
         connection costs ~10 ms, more than many kernels)."""
         now = time.time()
+        key = f"{key}@{_measured_on()}"
         with closing(self._connect()) as con, con:
             con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
                             [(key, v, json.dumps(p or {}, sort_keys=True, default=repr),
@@ -144,9 +195,10 @@ class PerfDB:
                             (key, winner, label, now))
 
     def _select(self, sql: str, *args: Any) -> list[Any]:
-        if not self.path.exists():  # nothing stored yet: do not create the file to read it
+        path = self.path
+        if not path.exists():  # nothing stored yet: do not create the file to read it
             return []
-        with closing(self._connect()) as con:
+        with closing(self._connect(path)) as con:
             return con.execute(sql, args).fetchall()
 
     @_tolerant([])
@@ -154,11 +206,11 @@ class PerfDB:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
         return [(r[0], float(r[1]), int(r[2])) for r in self._select(
             "SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? GROUP BY variant "
-            "ORDER BY MIN(seconds)", key)]
+            "ORDER BY MIN(seconds)", f"{key}@{_measured_on()}")]
 
     @_tolerant(None)
     def winner(self, key: str) -> str | None:
-        rows = self._select("SELECT variant FROM winners WHERE key=?", key)
+        rows = self._select("SELECT variant FROM winners WHERE key=?", f"{key}@{_measured_on()}")
         return rows[0][0] if rows else None
 
     def set_winner(self, key: str, variant: str, label: str = "") -> None:
@@ -166,22 +218,27 @@ class PerfDB:
 
     @_tolerant([])
     def summary(self) -> list[tuple[str, str, str]]:
-        """``(key, label, winner)`` rows, for ``asp cache info``."""
-        return [tuple(r) for r in self._select("SELECT key, label, variant FROM winners")]
+        """``(key, label, winner)`` rows tuned here (:func:`_measured_on`), for ``asp cache
+        info``."""
+        here = f"@{_measured_on()}"
+        return [(k[:-len(here)], label, variant) for k, label, variant in self._select(
+            "SELECT key, label, variant FROM winners") if k.endswith(here)]
 
     @_tolerant(None)
     def clear(self) -> None:
         """Forget every timing and winner; :class:`CacheError` when that cannot be done (a
         read-only database): ``asp cache clear --perf`` must not report what did not happen."""
-        if not self.path.exists():
+        path = self.path
+        if not path.exists():
             return
         try:
-            with closing(self._connect()) as con, con:
+            with closing(self._connect(path)) as con, con:
                 con.execute("DELETE FROM timings")
                 con.execute("DELETE FROM winners")
         except (sqlite3.Error, OSError) as exc:
-            raise CacheError(f"could not clear the tuning results in {self.path}: {exc}"
-                             ) from None
+            if not (_corrupt(exc) and self._set_aside(path)):  # damaged: cleared by moving it
+                raise CacheError(f"could not clear the tuning results in {path}: {exc}"
+                                 ) from None
 
 
 class Autotuner:

@@ -148,9 +148,11 @@ class CodeCache:
         """The existing root is empty, or holds only the marker or markers being written (by
         another thread or process): Asp may make it its cache.  Anything else there is not
         Asp's, whatever its names (a folder ``tmp/`` of the user's must never be taken for build
-        leftovers)."""
-        return all(p.name == ROOT_MARKER or (p.name.startswith(ROOT_MARKER + ".")
-                                             and p.name.endswith(".tmp"))
+        leftovers).  A ``CACHEDIR.TAG`` counts only when it is Asp's: the tag is a standard
+        that other tools write too (theirs would be overwritten), and Asp's own appears whole
+        (written aside, then renamed), so one without Asp's text is never Asp's half-written."""
+        return all((p.name == ROOT_MARKER and self.is_marked())
+                   or (p.name.startswith(ROOT_MARKER + ".") and p.name.endswith(".tmp"))
                    for p in self.root.iterdir())
 
     def check_root(self) -> None:

@@ -5,6 +5,7 @@ about platforms or caches (as Devito's ``arch/``). JIT kernels are plain-C-ABI s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -118,9 +119,9 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     from asp_core.cache import cache_file
 
     ident = f"{kind}|{executable}|{mtime}"
-    path = cache_file("toolchains.json")
 
     def read() -> dict[str, Any]:
+        path = cache_file("toolchains.json")
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -133,13 +134,17 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     value = compute()
     # read again after the probe (seconds, maybe): what other probes wrote meanwhile stays
     data = {**read(), ident: value}
+    # found again, not kept from before the probe: a cache directory removed meanwhile is
+    # made again by cache_file with Asp's marker; re-made here bare, the memo in it would have
+    # made it look like a user's folder (not Asp's) to every later process
+    path = cache_file("toolchains.json")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
-    except OSError:
-        pass  # an unwritable cache only costs the probe next time
+    except OSError:  # an unwritable cache only costs the probe next time
+        with contextlib.suppress(OSError):  # a full disk kept a partial one (read-only: none)
+            tmp.unlink(missing_ok=True)
     return value
 
 

@@ -40,7 +40,9 @@ def info() -> None:
         size = maintenance.size(cache)
     click.echo(f"cache directory: {cache.root}")
     click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
-    winners = PerfDB().summary()
+    # looking for the tuning database makes the cache: a missing one (a mistyped
+    # ASP_CACHE_DIR) has none, and inspecting it must not create it
+    winners = PerfDB().summary() if cache.root.exists() else []
     click.echo(f"autotuned kernels: {len(winners)}")
     for key, label, variant in winners:
         click.echo(f"  {label or key[:12]}: {variant}")
@@ -54,9 +56,10 @@ def clear(perf: bool) -> None:
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
 
+    cache = get_cache()
     with _clear_errors():
-        n = maintenance.clear(get_cache())
-        if perf:
+        n = maintenance.clear(cache)
+        if perf and cache.root.exists():  # a missing cache has no results, nor is made here
             PerfDB().clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
 
