@@ -15,9 +15,12 @@ from asp_core._version import __version__
 from asp_core.cache import (CodeCache, cache_key, file_stem, get_cache, on_noexec_mount,
                             private_cache)
 from asp_core.errors import CacheError
+from asp_core.log import get_logger
 from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
 __all__ = ["CompiledLibrary", "compile_library", "is_cached", "library_key"]
+
+_log = get_logger("build")
 
 
 @dataclass
@@ -80,9 +83,12 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
 
     suffix = SOURCE_SUFFIX[lang]
     try:
-        return _load(get_cache(), key, build, name, suffix)
+        lib = _load(get_cache(), key, build, name, suffix)
     except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe
-        return _load(private_cache(str(exc)), key, build, name, suffix)
+        lib = _load(private_cache(str(exc)), key, build, name, suffix)
+    if not lib.cached:  # what ASP_LOG_LEVEL=DEBUG and `asp -v` promise: every compile
+        _log.debug("compiled %s (%s) in %.2f s: %s", name, lang, lib.seconds, lib.path)
+    return lib
 
 
 def load_library(path: Path) -> ctypes.CDLL:

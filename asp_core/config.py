@@ -13,7 +13,7 @@ from typing import Any
 
 from asp_core.phases import PHASES
 
-__all__ = ["mode", "autotune_mode", "cache_dir", "phase_choice", "disabled_passes", "config_path",
+__all__ = ["flag", "mode", "autotune_mode", "cache_dir", "phase_choice", "disabled_passes", "config_path",
            "load_config"]
 
 _MODES = ("auto", "strict", "python")
@@ -32,6 +32,21 @@ def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
     if value not in allowed:
         raise ValueError(f"{var}={value!r} is not valid; use one of: {', '.join(allowed)}")
     return value
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def flag(var: str, default: bool = False) -> bool:
+    """A yes/no variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any
+    case), ``default`` when unset or empty; another value is a ``ValueError`` naming it (taken
+    as "on" before, ``ASP_DISABLE_PLUGIN_AUTOLOAD=0`` loaded no plugin)."""
+    value = os.environ.get(var, "").strip().lower()
+    if not value:
+        return default
+    if value not in _ON + _OFF:
+        raise ValueError(f"{var}={value!r} is not valid; use 1 or 0 (true/false, yes/no, on/off)")
+    return value in _ON
 
 
 def mode() -> str:

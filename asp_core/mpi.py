@@ -55,9 +55,9 @@ def abort_on_uncaught(comm: Any = None) -> None:
     ``COMM_SELF`` first must not leave a later ``COMM_WORLD`` run unguarded);
     ``ASP_MPI_ABORT_ON_ERROR=0`` keeps Python's default.
     """
-    off = os.environ.get("ASP_MPI_ABORT_ON_ERROR", "1").strip().lower() in ("0", "false", "no",
-                                                                          "off")
-    if off:
+    from asp_core import config
+
+    if not config.flag("ASP_MPI_ABORT_ON_ERROR", default=True):
         return
     comm = comm if comm is not None else import_mpi().COMM_WORLD
     if _hook_comm:

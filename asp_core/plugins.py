@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import pluggy
 
-from asp_core import hookspecs
+from asp_core import config, hookspecs
 from asp_core.errors import PluginWarning
 from asp_core.log import get_logger
 from asp_core.registry import Registry
@@ -68,7 +68,7 @@ def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: st
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
-    if os.environ.get("ASP_DISABLE_PLUGIN_AUTOLOAD"):
+    if config.flag("ASP_DISABLE_PLUGIN_AUTOLOAD"):
         return
     blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
     allowed = _env_list("ASP_LOAD_PLUGINS")
@@ -107,7 +107,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
                     bad_name = pm.get_name(exc.plugin) or "?"
                     pm.unregister(exc.plugin)
                     _mark_broken(bad_name, _dists.pop(bad_name, ("?", "?"))[0], exc, "validate")
-            if os.environ.get("ASP_TRACE_HOOKS"):
+            if config.flag("ASP_TRACE_HOOKS"):
                 _enable_tracing(pm)
             _pm = pm
         return _pm
@@ -131,7 +131,7 @@ def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
     raised); a ``register`` argument learns which plugin is registering."""
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
-    trace = bool(os.environ.get("ASP_TRACE_HOOKS"))
+    trace = config.flag("ASP_TRACE_HOOKS")
     for impl in hook.get_hookimpls():  # registration order: entry points sorted by name
         registry: Any = kwargs.get("register")
         dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))

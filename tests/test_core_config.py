@@ -114,3 +114,33 @@ def test_phase_choice_forms(toml, monkeypatch):
 def test_disabled_passes(monkeypatch):
     monkeypatch.delenv("ASP_DISABLE_PASSES", raising=False)
     assert config.disabled_passes({"disable_passes": ["a", "b"]}) == {"a", "b"}
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("ON", True),
+                                             ("yes", True), ("0", False), ("false", False),
+                                             ("Off", False), ("no", False), ("", None)])
+def test_yes_no_variables(monkeypatch, value, expected):
+    """``ASP_DISABLE_PLUGIN_AUTOLOAD=0`` used to load no plugin: any value was "on"."""
+    monkeypatch.setenv("ASP_TRACE_HOOKS", value)
+    for default in (False, True):
+        want = default if expected is None else expected
+        assert config.flag("ASP_TRACE_HOOKS", default) is want
+
+
+def test_a_yes_no_variable_with_another_value_names_it(monkeypatch):
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "maybe")
+    with pytest.raises(ValueError, match="ASP_DISABLE_PLUGIN_AUTOLOAD='maybe' is not valid"):
+        config.flag("ASP_DISABLE_PLUGIN_AUTOLOAD")
+
+
+def test_plugin_autoload_disabled_only_by_a_yes():
+    import os
+    import subprocess
+    import sys
+
+    code = "from asp_core import get_registry; print(sorted(get_registry().specializers))"
+    for value, loaded in (("0", True), ("1", False)):
+        env = {**os.environ, "ASP_DISABLE_PLUGIN_AUTOLOAD": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120).stdout
+        assert ("stencil" in out) is loaded, out

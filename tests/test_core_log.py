@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+from pytest_asp import requires_compiler
+
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != "ASP_LOG_LEVEL"} | env
@@ -46,3 +48,16 @@ def test_an_application_that_configures_logging_gets_the_records_once():
     lines = proc.stderr.splitlines()
     assert "APP asp.autotune tuned k: a" in lines
     assert not [line for line in lines if line.startswith("asp:")]  # not printed twice
+
+
+@requires_compiler
+def test_debug_level_shows_every_compile_and_only_compiles(tmp_path):
+    """``ASP_LOG_LEVEL=DEBUG`` (and ``asp -v``) promise every compile: none was logged since
+    compiles moved to the background pool."""
+    code = """
+        from asp_core.build import compile_library
+        for _ in range(2):
+            compile_library("double f(double x) { return 2 * x; }", name="twice", openmp=False)
+    """
+    err = _python(code, ASP_LOG_LEVEL="DEBUG", ASP_CACHE_DIR=str(tmp_path / "c")).stderr
+    assert sum("compiled twice (c) in" in line for line in err.splitlines()) == 1, err

@@ -45,7 +45,8 @@ def asp_register_specializers(register: Registry) -> None:
 @hookimpl
 def asp_doctor_checks() -> list[tuple[str, bool, str]]:
     import importlib.util
-    import os
+
+    from asp_core import config
 
     from asp_mpk.writewatch import watcher
 
@@ -53,7 +54,7 @@ def asp_doctor_checks() -> list[tuple[str, bool, str]]:
     if watcher() is not None:
         watching = "on: matrix_powers/spmv/cg recognise an unchanged matrix without reading it"
     else:
-        why = ("ASP_MPK_WATCH_WRITES=0" if os.environ.get("ASP_MPK_WATCH_WRITES") == "0" else
+        why = ("ASP_MPK_WATCH_WRITES=0" if not config.flag("ASP_MPK_WATCH_WRITES", True) else
                "needs Linux >= 6.7 with the userfaultfd system call allowed; container seccomp "
                "profiles may filter it")
         watching = (f"off ({why}): matrix_powers/spmv/cg checksum A's arrays on every call; "

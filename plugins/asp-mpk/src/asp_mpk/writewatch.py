@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from asp_core import config
 
 from asp_mpk import native
 
@@ -311,7 +312,7 @@ def watcher() -> WriteWatch | None:
 
 
 def _open() -> WriteWatch | None:
-    if os.environ.get("ASP_MPK_WATCH_WRITES") == "0":
+    if not config.flag("ASP_MPK_WATCH_WRITES", default=True):
         return None
     nr = _SYS_USERFAULTFD.get(os.uname().machine) if sys.platform == "linux" else None
     if nr is None:
