@@ -135,3 +135,32 @@ def test_verbose_messages(capsys):
     out = capsys.readouterr().out
     assert "Initialization 0" in out and "Iteration 1\t time lapse" in out
     assert "lower bound" in out
+
+
+@pytest.mark.parametrize("random_state", [np.random.default_rng(0), -1, 2**32, 1.5, "0",
+                                          np.float64(2.0)])
+def test_bad_random_state_is_rejected_as_sklearn(random_state):
+    """random_state is checked with the other hyper-parameters, with scikit-learn's message
+    (a numpy Generator gave numpy's "cannot be used to seed a RandomState", after fit had
+    validated X and registered the shape's library build)."""
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(2, random_state=random_state).fit(X)
+    with pytest.raises(ValueError) as ref:
+        SkGaussianMixture(2, random_state=random_state).fit(X)
+    assert str(ours.value) == str(ref.value)
+
+
+def test_warm_start_with_max_iter_0_keeps_no_lower_bound():
+    """A warm start of no iteration computes no lower bound: lower_bound_ is -inf as
+    scikit-learn's (it kept the previous fit's, next to an empty lower_bounds_)."""
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    ours = GaussianMixture(2, random_state=0).fit(X)
+    ref = SkGaussianMixture(2, random_state=0).fit(X)
+    for est in (ours, ref):
+        est.set_params(warm_start=True, max_iter=0).fit(X)
+    assert ref.lower_bound_ == -np.inf
+    assert ours.lower_bound_ == ref.lower_bound_
+    assert (ours.n_iter_, ours.converged_, ours.lower_bounds_) == (0, False, [])
+    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9)

@@ -156,7 +156,10 @@ class GaussianMixture(_SkGaussianMixture):
                 self.precisions_cholesky_ = start.precisions_cholesky
             else:
                 self._cast_parameters(np.float64)
-            lower_bound: float = -np.inf if do_init else float(self.lower_bound_)
+            # no iteration computes no lower bound: a warm start with max_iter=0 leaves
+            # lower_bound_ -inf, as scikit-learn's (not the previous fit's)
+            lower_bound: float = (-np.inf if do_init or self.max_iter == 0
+                                  else float(self.lower_bound_))
             current_lower_bounds: list[float] = []
             n_iter, converged = 0, False
             for n_iter in range(1, self.max_iter + 1):

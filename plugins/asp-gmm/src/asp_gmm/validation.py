@@ -69,6 +69,13 @@ def check_hyperparameters(est: Any) -> None:
     if not isinstance(est.verbose, (bool, np.bool_)):  # scikit-learn takes a bool too
         _integer("verbose", est.verbose, 0)
     _integer("verbose_interval", est.verbose_interval, 1)
+    # scikit-learn's "random_state" constraint, checked before X as scikit-learn does (a numpy
+    # Generator got numpy's message from check_random_state, once the fit was under way)
+    rs = est.random_state
+    if not (rs is None or isinstance(rs, np.random.RandomState)
+            or (isinstance(rs, Integral) and 0 <= int(rs) <= 2**32 - 1)):
+        _fail("random_state", "an int in the range [0, 4294967295], an instance of "
+              "'numpy.random.mtrand.RandomState' or None", rs)
     if est.asp_options is not None and not isinstance(est.asp_options, dict):
         _fail("asp_options", "an instance of 'dict' or None", est.asp_options)
 
