@@ -3,11 +3,13 @@ of the main thread, so Ctrl-C during a 9-second C call would arrive when it retu
 :func:`call` runs the ctypes function on a worker thread while the main thread waits on an event
 (which a signal interrupts); the C code, which cannot be stopped safely, runs to its end keeping
 its arguments alive. The hand-off costs tens of microseconds: :func:`run` hands off only
-calls of :data:`MIN_WORK`.
+calls of :data:`MIN_WORK`, and every call of the thread that forked a child process (its
+OpenMP worker pool stayed in the parent).
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import Any, Callable
@@ -61,8 +63,9 @@ def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:
     """``fn(*args)`` through :func:`call` when ``work`` (element updates) reaches
     :data:`MIN_WORK`, else directly: a shorter call ends before a Ctrl-C would be late.  While
     an interrupted call still runs, through :func:`call` too, so that it runs after that one
-    (run directly, it wrote the same arrays at the same time)."""
-    if work >= MIN_WORK or _pending:
+    (run directly, it wrote the same arrays at the same time).  In a forked child, every call
+    of the thread that forked goes through :func:`call` (see :func:`_after_fork`)."""
+    if work >= MIN_WORK or _pending or threading.get_ident() == _forked_thread:
         return call(fn, *args, keep=keep)
     return fn(*args)
 
@@ -98,3 +101,23 @@ def wait_idle(timeout: float | None = None) -> bool:
     """Wait until no interrupted call is still running; True when idle."""
     with _state:
         return _state.wait_for(lambda: _pending == 0, timeout)
+
+
+#: in a forked child, the thread that forked it (None before a fork)
+_forked_thread: int | None = None
+
+
+def _after_fork() -> None:
+    """GNU OpenMP is not fork-safe: a thread that ran a parallel region keeps its pool of
+    worker threads in the child, which does not have them, and its next parallel region waits
+    for them forever (a ``multiprocessing`` worker forked after one kernel call hung at its
+    first).  A thread the child starts has a pool of its own, so the compiled calls of the
+    thread that forked run on the child's worker; the parent's jobs are not the child's."""
+    global _jobs, _pending, _state, _start_lock, _worker, _forked_thread
+    _jobs, _pending, _state = queue.SimpleQueue(), 0, threading.Condition()
+    _start_lock, _worker = threading.Lock(), None
+    _forked_thread = threading.get_ident()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
