@@ -86,4 +86,11 @@ def _before_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
+    # filelock's own hooks first (it guards asp_core's compile cache, and imports them on first
+    # use, in a specialisation's compile): hooks before a fork run in the reverse order of
+    # their registration, so this one runs before filelock's closes its gate.  Registered
+    # after it, this join waited for a specialisation that waited at that gate to release its
+    # cache lock: the parent's fork hung (a multiprocessing pool made after a first call)
+    import filelock  # noqa: F401
+
     os.register_at_fork(before=_before_fork)

@@ -58,14 +58,14 @@ class CKernel:
         self.n = n
         self.k = k
         self.dtype = np.dtype(dtype)
-        self.nthreads = int(nthreads)
+        self._nthreads = int(nthreads)
         #: threads of the whole-matrix passes (classical CG, spmv): all of them.  A variant's
         #: own count is the tuner's choice for its PA1 kernel (a "-t1" variant can win there
         #: on a busy machine); memory-bound passes on one thread made classical CG, timed
         #: with the tuned kernel's passes, look slower than s-step CG (3-D Poisson 100³)
         from asp_core.hardware import default_threads
 
-        self.pass_threads = max(self.nthreads, default_threads())
+        self._pass_threads = max(self._nthreads, default_threads())
         self.ksplit = int(ksplit) if ksplit else k
         self.name = name
         #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
@@ -131,6 +131,17 @@ class CKernel:
         self._combine = cdll.combine
         self._combine.argtypes = [_i64, _i64, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int]
         self._combine.restype = _int
+
+    @property
+    def nthreads(self) -> int:
+        """Threads of the PA1 kernel (one on the thread that forked this process: its OpenMP
+        workers stayed in the parent, see :func:`asp_mpk.native.omp_threads`)."""
+        return native.omp_threads(self._nthreads)
+
+    @property
+    def pass_threads(self) -> int:
+        """Threads of the whole-matrix passes (the same rule after a fork)."""
+        return native.omp_threads(self._pass_threads)
 
     # -- checks ---------------------------------------------------------------------------------
     def _check(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,

@@ -9,6 +9,7 @@ fallbacks make several passes and temporary arrays.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import warnings
 import zlib
@@ -83,15 +84,39 @@ def _addresses(*arrays: np.ndarray | None) -> tuple[int | None, ...]:
 
 def _threads() -> int:
     """Threads for the checksum: the kernels' rule (``OMP_NUM_THREADS``, else the CPUs this
-    process may use), the latter looked up once (it reads cgroup files: ~1 ms, per call)."""
-    import os
-
+    process may use), the latter looked up once (it reads cgroup files: ~1 ms, per call);
+    one on the thread that forked this process (see :func:`omp_threads`)."""
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return omp_threads(int(env))
     if "cpus" not in _STATE:
         _STATE["cpus"] = available_cpus()
-    return int(_STATE["cpus"])
+    return omp_threads(int(_STATE["cpus"]))
+
+
+#: in a forked child, the thread that forked it (None: not forked, or every thread is safe)
+_FORKED_THREAD: int | None = None
+
+
+def omp_threads(threads: int) -> int:
+    """``threads``, or 1 on the thread that forked this process.  GNU OpenMP is not fork-safe:
+    a parent thread that ran a parallel region (the extension's passes run on the caller's
+    thread, the kernels too) keeps its pool of worker threads in the child, which does not have
+    them, and the child's next parallel region of more than one thread on that thread waits for
+    them forever (a ``multiprocessing`` worker forked after a call hung at its first one).
+    A region of one thread, or one on a thread the child starts, uses no stale worker."""
+    if _FORKED_THREAD is not None and _FORKED_THREAD == threading.get_ident():
+        return 1
+    return threads
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_THREAD
+    _FORKED_THREAD = threading.get_ident()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from asp_mpk import background
 from asp_mpk.cg_modes import ModeTimes
 from asp_mpk.matrix import AnalysedMatrix, analysed, vouched
 from asp_mpk.recycle import Recycler
@@ -130,13 +131,15 @@ class MatrixPowers:
         ``A @ x``): the first calls cost what SciPy's would, never a compile.  The first call
         of a kind computes before it starts the specialisation, on every core: nothing
         competes with it for a core or for the interpreter yet."""
-        first = self.first_of_kind(nvec=xs.shape[0], gram=gram is not None, basis=basis)
-        if first:
+        kind = {"nvec": xs.shape[0], "gram": gram is not None, "basis": basis}
+        if self.first_of_kind(**kind):
             self.sparse_products(xs, out, coefs, gram, basis, spare_one=False)
-        if self.prepare(nvec=xs.shape[0], gram=gram is not None, basis=basis) and not first:
+            self.prepare(**kind)   # starts the specialisation
+            return out
+        if self.prepare(**kind):
             fn = self._while_compiling(xs, out, coefs, gram, basis)
             return (fn or self._dispatch)(xs, out, coefs, gram, basis)
-        return out if first else self.sparse_products(xs, out, coefs, gram, basis)
+        return self.sparse_products(xs, out, coefs, gram, basis)
 
     def _while_compiling(self, *args: Any) -> Any:
         """While this call kind's variants are still to be timed and their siblings compile on
@@ -198,8 +201,6 @@ class MatrixPowers:
                 if not _compile_in_background():
                     self._ready.add(kind)
                     return True
-                from asp_mpk import background
-
                 worker = background.start(self._specialise, nvec, gram, basis,
                                           name="asp-mpk-specialise")
                 self._pending[kind] = worker
@@ -223,7 +224,6 @@ class MatrixPowers:
         coefs[0, :self.k] = 1.0
         g = np.empty((nvec * (self.k + 1),) * 2) if gram else None
         self._dispatch(xs, out, coefs, g, basis)
-        from asp_mpk import background
         from asp_mpk.components import signature
 
         tuning = self._dispatch.tuning(signature((xs, out, coefs, g, basis), {}, self))
@@ -252,6 +252,10 @@ class MatrixPowers:
                     and out.flags.c_contiguous and out.flags.writeable):
                 raise ValueError(f"out must be a writeable C-contiguous {want} {self.dtype} array")
             res = out.reshape(shape)
+            if np.may_share_memory(xs, res):
+                # x a view of out (a basis continued from its last level, in place): the
+                # kernels read x while they write out, and refuse overlapping arrays
+                xs = xs.copy()
         kind = "monomial" if basis == "monomial" else "recurrence"
         kern = self._winner(xs.shape[0], kind)
         if kern is not None:   # steady state: the winner, which checks x as it copies it
@@ -379,8 +383,6 @@ def _plan_candidates(tuning: Tuning) -> None:
     built on the call that times a candidate, a plan cost that call its time (a 2x2 BCSR
     conversion and PA1 closures: 0.5 s of one call on a 1M-row banded matrix).  At exit it
     stops after the plan it is building."""
-    from asp_mpk import background
-
     for name in tuning.candidates:
         if tuning.done or background.stopping():
             return

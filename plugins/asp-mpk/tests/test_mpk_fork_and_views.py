@@ -1,0 +1,115 @@
+"""Forked children and parents, and x a view of out: calls that hung or raised once compiled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pytest_asp import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery
+
+
+def repeated(A, x, k):
+    """``[x, A x, ..., A^k x]`` by SciPy's products."""
+    out = [np.asarray(x, dtype=np.float64)]
+    for _ in range(k):
+        out.append(A @ out[-1])
+    return np.array(out)
+
+
+@pytest.fixture(autouse=True)
+def _no_tuning(monkeypatch):
+    """The default variant only (each tuned variant is another compile)."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+
+@requires_compiler
+def test_x_a_view_of_out_continues_the_basis():
+    """``matrix_powers(A, V[k], k, out=V)`` (continue a basis from its last level, in place)
+    gave the right answer from SciPy's products but ``ValueError: xs and out must not
+    overlap`` (internal names) from the compiled kernel: x is now copied when it overlaps
+    ``out``."""
+    A = gallery.poisson2d(20)
+    n, k = A.shape[0], 4
+    x = np.random.default_rng(0).standard_normal(n)
+    for level in (0, 2, k):
+        V = np.zeros((k + 1, n))
+        V[level] = x
+        got = asp_mpk.matrix_powers(A, V[level], k, out=V)
+        assert got is V
+        np.testing.assert_allclose(V, repeated(A, x, k), rtol=1e-12, atol=1e-12)
+    mp = asp_mpk.MatrixPowers(A, k)
+    W = np.zeros((1, k + 1, n))
+    W[0, k] = x
+    assert mp(W[:, k], out=W) is W   # a 2-D x of one vector, contiguous inside out
+    np.testing.assert_allclose(W[0], repeated(A, x, k), rtol=1e-12, atol=1e-12)
+
+
+def _run_script(script, tmp_path, timeout=180, **env):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ASP_CACHE_DIR": str(tmp_path / "cache"), **env}
+    try:
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the script hung: {exc.stdout!r} {exc.stderr!r}"[-3000:])
+    return run
+
+
+@requires_compiler
+def test_a_forked_child_runs_the_kernels_on_its_forking_thread(tmp_path):
+    """GNU OpenMP is not fork-safe: the parent's first calls ran parallel regions on the main
+    thread (the planner's CSR products and checksum, the kernel), and the child's first call
+    of more than one thread on that thread waited forever for the parent's pool of OpenMP
+    workers (a ``multiprocessing`` pool forked after a call hung).  The forking thread now
+    runs its native passes and kernels on one thread."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, faulthandler, numpy as np, asp_mpk\n"
+              "from asp_mpk.gallery import poisson2d\n"
+              "A = poisson2d(300); x = np.ones(A.shape[0])\n"
+              "asp_mpk.matrix_powers(A, x, 3); asp_mpk.spmv(A, x)\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    faulthandler.dump_traceback_later(60, exit=True)\n"
+              "    V = asp_mpk.matrix_powers(A, 2 * x, 3)\n"
+              "    W = asp_mpk.matrix_powers(A, np.stack([x, 2 * x]), 3)   # a first call\n"
+              "    ok = np.allclose(V[3], A @ (A @ (A @ (2 * x)))) and np.allclose(W[1], V)\n"
+              "    os._exit(0 if ok else 3)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    run = _run_script(script, tmp_path, ASP_MPK_COMPILE="background", OMP_NUM_THREADS="2")
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
+def test_a_fork_while_a_specialisation_takes_a_cache_lock_does_not_hang(tmp_path):
+    """The fork hook that waits for the background specialisations ran after filelock's,
+    which closes its gate to lock changes first: a specialisation that then released (or
+    took) its compile-cache lock waited at that gate, and the fork waited for it forever.
+    asp_mpk registers its hook after filelock's now, so it runs first."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    lock = str(tmp_path / "x.lock")
+    script = ("import os, time, asp_mpk\n"
+              "from asp_mpk import background\n"
+              "import filelock   # imported later: by a specialisation's first compile\n"
+              "def compile_():\n"
+              "    time.sleep(1.0)   # the fork starts meanwhile\n"
+              f"    with filelock.FileLock({lock!r}):\n"
+              "        pass\n"
+              "background.start(compile_, name='asp-mpk-specialise')\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    os._exit(0)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    run = _run_script(script, tmp_path, timeout=60)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
