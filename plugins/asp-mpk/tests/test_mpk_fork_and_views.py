@@ -1,4 +1,5 @@
-"""Forked children and parents, and x a view of out: calls that hung or raised once compiled."""
+"""Forked children and parents, x a view of out, the object API's dtype: calls that hung,
+raised once compiled or computed in another dtype than SciPy."""
 
 from __future__ import annotations
 
@@ -113,3 +114,18 @@ def test_a_fork_while_a_specialisation_takes_a_cache_lock_does_not_hang(tmp_path
               "print('child', os.waitstatus_to_exitcode(status))\n")
     run = _run_script(script, tmp_path, timeout=60)
     assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
+def test_the_object_api_computes_in_scipys_dtype():
+    """``MatrixPowers(float32 A)(float64 x)`` converted x to float32, where ``A @ x`` (and
+    ``matrix_powers``) compute in float64."""
+    A = gallery.poisson2d(12).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    mp = asp_mpk.MatrixPowers(A, 3)
+    V = mp(x)
+    assert V.dtype == np.float64 == (A @ x).dtype
+    np.testing.assert_allclose(V[3], A @ (A @ (A @ x)), rtol=1e-12)
+    np.testing.assert_array_equal(V, asp_mpk.matrix_powers(A, x, 3))
+    assert mp(x.astype(np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match="float64"):
+        mp(x, out=np.empty((4, A.shape[0]), dtype=np.float32))

@@ -237,6 +237,10 @@ class MatrixPowers:
         from asp_mpk.bases import basis_coefs
 
         arr = as_vector(x, self.n, allow_2d=True, finite=False)
+        wider = np.result_type(self.dtype, arr.dtype) if arr.dtype.kind == "f" else self.dtype
+        if wider != self.dtype:   # SciPy's float32 A @ float64 x is float64: so are these
+            return analysed(self.matrix, wider).powers(self.k).powers(
+                arr, basis=basis, shifts=shifts, out=out)
         two_d = arr.ndim == 2
         # the kernel only reads xs: no copy when x already has the right layout
         xs = np.ascontiguousarray(arr if two_d else arr[None, :], dtype=self.dtype)
