@@ -839,10 +839,9 @@ py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
 // vector written straight into out (no temporaries), with the basis recurrence
 // out[j] = a_j A out[j-1] + b_j out[j-1] + c_j out[j-2] unless monomial.  Each product's rows
 // go in chunks to up to `threads` threads from a shared counter (a row's sum is one thread's,
-// in SciPy's order, so the result does not depend on who took it): the first call of a kind
-// has every core (nothing compiles yet), later calls leave one to the compile.  Chunks, not
-// halves: a virtual CPU the host stalls for tens of milliseconds (seen in one call in ten on a
-// two-core VM) then takes fewer rows instead of holding up the product.
+// in SciPy's order, so the result does not depend on who took it).  Chunks, not halves: a
+// virtual CPU the host stalls for tens of milliseconds (seen in one call in ten on a two-core
+// VM) then takes fewer rows instead of holding up the product.
 template <class I, class V>
 void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const V *xs, V *out,
                   i64 nvec, i64 k, const double *coefs, bool monomial, int threads) {

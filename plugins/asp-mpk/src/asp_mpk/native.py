@@ -273,20 +273,17 @@ def closures(csr: Any, order: np.ndarray, bounds: np.ndarray, k: int, sym: bool,
     return None if out is None else dict(out)
 
 
-def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool,
-               *, spare_one: bool = True) -> bool:
+def csr_powers(csr: Any, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray, monomial: bool
+               ) -> bool:
     """``out[v] = [xs[v], P_1(A) xs[v], ...]`` by k CSR products straight into ``out`` (no
-    temporaries; each row's sum in SciPy's order), split over the kernels' threads, less one
-    when ``spare_one`` (a compile has that core); False (nothing done) without the
-    extension."""
+    temporaries; each row's sum in SciPy's order), split over the kernels' threads; False
+    (nothing done) without the extension."""
     mod = planner()
     if mod is None:
         return False
     indptr, indices = _pattern(csr)
-    threads = _threads()
     mod.csr_powers(indptr, indices, _c(csr.data), xs, out,
-                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial),
-                   max(1, threads - 1) if spare_one else threads)
+                   np.ascontiguousarray(coefs, dtype=np.float64), bool(monomial), _threads())
     return True
 
 

@@ -128,12 +128,12 @@ class MatrixPowers:
 
         While the kernel for this call kind is still being specialised in the background
         (see :meth:`prepare`), the call runs :meth:`sparse_products` (CSR products, as SciPy's
-        ``A @ x``): the first calls cost what SciPy's would, never a compile.  The first call
-        of a kind computes before it starts the specialisation, on every core: nothing
-        competes with it for a core or for the interpreter yet."""
+        ``A @ x``, on every core): the first calls cost what SciPy's would, never a compile.
+        The first call of a kind computes before it starts the specialisation: nothing competes
+        with it for a core or for the interpreter yet."""
         kind = {"nvec": xs.shape[0], "gram": gram is not None, "basis": basis}
         if self.first_of_kind(**kind):
-            self.sparse_products(xs, out, coefs, gram, basis, spare_one=False)
+            self.sparse_products(xs, out, coefs, gram, basis)
             self.prepare(**kind)   # starts the specialisation
             return out
         if self.prepare(**kind):
@@ -164,16 +164,16 @@ class MatrixPowers:
         return next(iter(tuning.built.values()), None) if tuning is not None else None
 
     def sparse_products(self, xs: np.ndarray, out: np.ndarray, coefs: np.ndarray,
-                        gram: np.ndarray | None, basis: str, *, spare_one: bool = True
-                        ) -> np.ndarray:
+                        gram: np.ndarray | None, basis: str) -> np.ndarray:
         """The kernel's call by A's sparse products: the plan builder's CSR products into
-        ``out`` (SciPy's order of operations, no temporaries; one core spared for a compile
-        unless ``spare_one`` is False), else :meth:`_reference`.  What runs while the kernel
-        compiles, and what redoes a call whose basis overflowed."""
+        ``out`` (SciPy's order of operations, no temporaries, on every core), else
+        :meth:`_reference`.  What runs while the kernel compiles, and what redoes a call whose
+        basis overflowed.  Every core even while gcc runs: a core left to the compile made
+        the calls meanwhile 10-15 ms slower (2-D Poisson 1000², k = 8, two cores) and the
+        tuned kernel came no sooner that anyone could measure."""
         from asp_mpk import native
 
-        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial",
-                                 spare_one=spare_one):
+        if not native.csr_powers(self.csr, xs, out, coefs, basis == "monomial"):
             return self._reference(xs, out, coefs, gram, basis)
         if gram is not None:
             V = out.reshape(-1, self.n).astype(np.float64, copy=False)
