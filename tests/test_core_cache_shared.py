@@ -58,7 +58,7 @@ def test_a_cache_removed_during_a_compiler_probe_is_made_again_as_asps(fresh_cac
         shutil.rmtree(fresh_cache)
         return "probed"
 
-    assert _disk_memo("hunt", "/no/such/cc", 1.0, probe) == "probed"
+    assert _disk_memo("probe", "/no/such/cc", 1.0, probe) == "probed"
     CodeCache(fresh_cache).ensure()
     assert CodeCache(fresh_cache).is_marked()
 

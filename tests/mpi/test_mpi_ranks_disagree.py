@@ -31,7 +31,7 @@ def expect(case, text, fn):
     except ValueError as exc:
         if text not in str(exc):
             raise AssertionError(f"{case}: unclear error on rank {comm.rank}: {exc}")
-        sys.stdout.write(f"HUNT-OK {case} rank {comm.rank}\\n")
+        sys.stdout.write(f"RAISED-OK {case} rank {comm.rank}\\n")
         sys.stdout.flush()
         return
     raise AssertionError(f"{case}: no ValueError on rank {comm.rank}")
@@ -85,7 +85,7 @@ with fatal_errors(comm):
         A, b, M = mpk()
         x, info, _ = cg(M, b, comm=comm, s=2, options=SCIPY)
         assert info == 0
-    print(f"HUNT-DONE rank {comm.rank}", flush=True)
+    print(f"RANK-DONE rank {comm.rank}", flush=True)
 """
 
 CASES = ("like-dtype", "powers-k", "powers-bad-k", "on-matrix-k", "cg-s", "cg-bad-s", "cg-x0")
@@ -101,8 +101,8 @@ def test_mpi_inputs_differing_on_one_rank_raise_on_every_rank(case, nprocs, tmp_
                   env={"ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_AUTOTUNE": "off"})
     assert run.ok, run.describe()
     for r in range(nprocs):
-        assert f"HUNT-OK {case} rank {r}" in run.stdout, run.describe()
-    assert run.stdout.count("HUNT-DONE") == nprocs, run.describe()
+        assert f"RAISED-OK {case} rank {r}" in run.stdout, run.describe()
+    assert run.stdout.count("RANK-DONE") == nprocs, run.describe()
 
 
 EXPLAIN_RAISES = textwrap.dedent("""
