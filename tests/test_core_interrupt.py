@@ -18,19 +18,26 @@ from asp_core import interrupt
 def test_a_small_call_after_ctrl_c_waits_for_the_interrupted_one():
     """The interrupted call runs on to its end on the worker; a next call too small to be
     handed off ran at once beside it, on the same arrays ("calls never overlap" was false)."""
+    assert interrupt.wait_idle(60)   # an earlier test's interrupted call may still run
     done: list[str] = []
+    started = threading.Event()
 
     def slow() -> None:
+        started.set()
         time.sleep(1.0)
         done.append("slow")
 
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    def ctrl_c() -> None:   # once the call runs on the worker (a busy machine may start it late)
+        if started.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=ctrl_c)
+    sender.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             interrupt.call(slow)
     finally:
-        timer.cancel()
+        sender.join()
     assert interrupt.run(lambda: list(done), work=1) == ["slow"]
     assert interrupt.wait_idle(5)
 
