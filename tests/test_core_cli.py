@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -636,7 +637,10 @@ def test_explain_does_not_wait_for_the_core_s_long_lived_workers(tmp_path, monke
     from asp_core import interrupt
     from asp_core.cli import explain
 
-    monkeypatch.setattr(interrupt, "_worker", None)   # the script starts a fresh one
+    monkeypatch.setattr(interrupt, "_worker", None)   # the script starts a fresh one,
+    # serving a queue of its own: restored, the old worker and the old queue are the only
+    # pair (two workers on one queue ran a later test's calls side by side)
+    monkeypatch.setattr(interrupt, "_jobs", queue.SimpleQueue())
     monkeypatch.setattr(explain, "WAIT_LIMIT_S", 20.0)
     path = tmp_path / "long_call.py"
     path.write_text("from asp_core import interrupt\n"
