@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Any, Callable
 
-__all__ = ["call", "run", "wait_idle", "is_worker", "MIN_WORK"]
+__all__ = ["call", "run", "wait_idle", "is_worker", "on_forking_thread", "MIN_WORK"]
 
 #: Elements (grid points, matrix entries, samples x features) from which a call is handed off:
 #: milliseconds of work, so the ~35 us hand-off costs under 1 %.
@@ -65,7 +65,7 @@ def run(fn: Callable[..., Any], *args: Any, work: int, keep: Any = None) -> Any:
     an interrupted call still runs, through :func:`call` too, so that it runs after that one
     (run directly, it wrote the same arrays at the same time).  In a forked child, every call
     of the thread that forked goes through :func:`call` (see :func:`_after_fork`)."""
-    if work >= MIN_WORK or _pending or threading.get_ident() == _forked_thread:
+    if work >= MIN_WORK or _pending or on_forking_thread():
         return call(fn, *args, keep=keep)
     return fn(*args)
 
@@ -105,6 +105,13 @@ def wait_idle(timeout: float | None = None) -> bool:
 
 #: in a forked child, the thread that forked it (None before a fork)
 _forked_thread: int | None = None
+
+
+def on_forking_thread() -> bool:
+    """Whether this process is a forked child and this is the thread that forked it: one whose
+    OpenMP parallel regions of more than one thread would hang (see :func:`_after_fork`).
+    Native code a plugin runs on the caller's thread takes one thread then."""
+    return _forked_thread is not None and threading.get_ident() == _forked_thread
 
 
 def _after_fork() -> None:

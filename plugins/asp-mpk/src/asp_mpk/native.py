@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 from asp_core.hardware import available_cpus
+from asp_core.interrupt import on_forking_thread
 
-__all__ = ["planner", "address_function", "copies", "checksum", "check_csr", "value_flags", "all_finite",
-           "scan", "dia_arrays", "permuted_bandwidth", "closures", "csr_powers", "cg_passes"]
+__all__ = ["planner", "address_function", "copies", "checksum", "check_csr", "value_flags",
+           "all_finite", "scan", "dia_arrays", "permuted_bandwidth", "closures", "csr_powers",
+           "cg_passes", "omp_threads"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -94,29 +96,13 @@ def _threads() -> int:
     return omp_threads(int(_STATE["cpus"]))
 
 
-#: in a forked child, the thread that forked it (None: not forked, or every thread is safe)
-_FORKED_THREAD: int | None = None
-
-
 def omp_threads(threads: int) -> int:
-    """``threads``, or 1 on the thread that forked this process.  GNU OpenMP is not fork-safe:
-    a parent thread that ran a parallel region (the extension's passes run on the caller's
-    thread, the kernels too) keeps its pool of worker threads in the child, which does not have
-    them, and the child's next parallel region of more than one thread on that thread waits for
-    them forever (a ``multiprocessing`` worker forked after a call hung at its first one).
-    A region of one thread, or one on a thread the child starts, uses no stale worker."""
-    if _FORKED_THREAD is not None and _FORKED_THREAD == threading.get_ident():
-        return 1
-    return threads
-
-
-def _after_fork_in_child() -> None:
-    global _FORKED_THREAD
-    _FORKED_THREAD = threading.get_ident()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    """``threads``, or 1 on the thread that forked this process
+    (:func:`asp_core.interrupt.on_forking_thread`): GNU OpenMP keeps that thread's pool of
+    workers in the child, which does not have them, and its next parallel region of more than
+    one thread waits for them forever (the extension's passes and the kernels run on the
+    caller's thread; a ``multiprocessing`` worker forked after a call hung at its first)."""
+    return 1 if on_forking_thread() else threads
 
 
 def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:
