@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -20,6 +21,8 @@ def _load_files(paths: tuple[str, ...]) -> None:
     for base in paths:
         p = Path(base)
         files = sorted(p.glob("bench_*.py")) if p.is_dir() else [p]
+        if not files:  # else every installed suite ran instead, silently
+            raise click.BadParameter(f"no bench_*.py files in {base}", param_hint="--path")
         for f in files:
             name = f"benchfile:{f.resolve()}"
             if pm.has_plugin(name):
@@ -29,9 +32,13 @@ def _load_files(paths: tuple[str, ...]) -> None:
                 raise click.BadParameter(f"{f} is neither a folder of bench_*.py files nor a "
                                          "Python file", param_hint="--path")
             module = importlib.util.module_from_spec(spec)
+            # in sys.modules while it runs, as an import would put it: @dataclass (with string
+            # annotations) and pickle look the module up there and failed on a suite file
+            sys.modules[spec.name] = module
             try:
                 spec.loader.exec_module(module)
             except Exception as exc:  # noqa: BLE001 - the user's file: one line, not a traceback
+                sys.modules.pop(spec.name, None)
                 raise click.BadParameter(f"cannot load {f}: {type(exc).__name__}: {exc}",
                                          param_hint="--path") from None
             if hasattr(module, "asp_register_benchmarks"):
@@ -72,17 +79,19 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
 
     _load_files(paths)
     reg = collect_benchmarks()
+    # before the "no suites" early return: `asp bench NAME` with nothing installed exited 0
+    unknown = [n for n in names if n not in reg.benchmarks]
+    if unknown and not list_only:
+        raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; available: "
+                                 f"{', '.join(reg.benchmarks) or 'none'}", param_hint="NAMES")
     if list_only or not reg.benchmarks:
         if not reg.benchmarks:
             click.echo("no benchmark suites installed")
         for b in reg.benchmarks.values():
             click.echo(f"{b.name:<16} [{b.plugin}] {b.description}")
         return
-    unknown = [n for n in names if n not in reg.benchmarks]
-    if unknown:
-        raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; available: "
-                                 f"{', '.join(reg.benchmarks)}", param_hint="NAMES")
-    selected = [reg.benchmarks[n] for n in (names or reg.benchmarks)]
+    # a name given twice runs once (its rows were in results.json twice)
+    selected = [reg.benchmarks[n] for n in dict.fromkeys(names or reg.benchmarks)]
     outdir = _output_dir(out)
     results = []
     stream = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,19 @@ __all__ = ["write_results", "write_roofline", "write_ratio_chart"]
 
 
 def write_results(results: list[Measurement], path: Path) -> None:
-    path.write_text(json.dumps([asdict(r) for r in results], indent=1))
+    # inf/NaN (e.g. a time recorded as inf by a child that gave up) would be written as the
+    # non-JSON tokens Infinity/NaN, which strict readers refuse: they become null
+    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v
+             for k, v in asdict(r).items()} for r in results]
+    text = json.dumps(rows, indent=1, allow_nan=False)
+    # written aside then renamed: Ctrl-C during the write must not leave a truncated
+    # results.json in place of the previous one
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _pyplot() -> Any:

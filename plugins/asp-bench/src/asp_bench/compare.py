@@ -92,10 +92,18 @@ class BenchContext:
         """
         if anchor not in impls:
             raise ValueError(f"anchor {anchor!r} is not among the implementations {list(impls)}")
+        # ``repeats=0`` used to fall back to the default silently and a negative count failed on
+        # min() of no timings: refused here with the reason
+        n = self.repeats if repeats is None else repeats
+        if n < 1:
+            raise ValueError(f"repeats must be at least 1, not {n}")
         if check is not None:
-            check()
-        return self.record(case, interleaved(impls, repeats or self.repeats), anchor,
-                           bytes=bytes, flops=flops)
+            # a check written as a predicate (``check=lambda: np.allclose(a, b)``) that returns
+            # False must fail like one that raises: a wrong answer is never timed
+            ok = check()
+            if ok is not None and not ok:
+                raise AssertionError(f"{case}: check returned {ok!r}")
+        return self.record(case, interleaved(impls, n), anchor, bytes=bytes, flops=flops)
 
     def record(self, case: str, samples: dict[str, list[float]], anchor: str, *,
                bytes: float | None = None, flops: float | None = None) -> list[Measurement]:
