@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "available_cpus",
-           "cuda_unavailable_reason", "nvcc_unavailable_reason"]
+__all__ = ["HardwareInfo", "GPU", "query", "has_gpu", "default_threads", "omp_num_threads",
+           "available_cpus", "cuda_unavailable_reason", "nvcc_unavailable_reason"]
 
 _ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon", "asimd", "sve")
 
@@ -179,10 +179,13 @@ def default_threads() -> int:
     """Threads a kernel uses when nothing else is chosen: ``OMP_NUM_THREADS`` (first value),
     else :func:`available_cpus`. Never ``os.cpu_count()``: MPI launchers, SLURM and containers
     restrict ranks to fewer CPUs, and oversubscribing them made 2 ranks run 3x slower."""
+    return omp_num_threads() or available_cpus()
+
+
+def omp_num_threads() -> int | None:
+    """``OMP_NUM_THREADS`` (its first value) when it names a positive count, else None."""
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return available_cpus()
+    return int(env) if env.isdigit() and int(env) > 0 else None
 
 
 def available_cpus() -> int:

@@ -9,14 +9,13 @@ fallbacks make several passes and temporary arrays.
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 import warnings
 import zlib
 from typing import Any
 
 import numpy as np
-from asp_core.hardware import available_cpus
+from asp_core.hardware import available_cpus, omp_num_threads
 from asp_core.interrupt import on_forking_thread
 
 __all__ = ["planner", "address_function", "copies", "checksum", "check_csr", "value_flags",
@@ -88,9 +87,9 @@ def _threads() -> int:
     """Threads for the checksum: the kernels' rule (``OMP_NUM_THREADS``, else the CPUs this
     process may use), the latter looked up once (it reads cgroup files: ~1 ms, per call);
     one on the thread that forked this process (see :func:`omp_threads`)."""
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return omp_threads(int(env))
+    env = omp_num_threads()
+    if env is not None:
+        return omp_threads(env)
     if "cpus" not in _STATE:
         _STATE["cpus"] = available_cpus()
     return omp_threads(int(_STATE["cpus"]))
