@@ -284,9 +284,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         # reports on stderr (asp_core.mpi.abort_on_uncaught; returns when that is off)
         from asp_core.mpi import abort_caught
 
-        abort_caught(raised, f"##### rank {comm.Get_rank()} of {comm.Get_size()}\n"
-                     + "\n\n".join(render(rec) if after is None else render_after(rec, after)
-                                    for rec in data) + "\n")
+        abort_caught(raised, _ranked(comm.Get_rank(), comm.Get_size(), _reports(data, after)))
     if comm is not None:   # rank 0 prints every rank's reports, one rank after the other
         _show_ranks(comm, data, as_json, after)
     elif as_json:
@@ -320,8 +318,7 @@ def _show_ranks(comm: Any, data: list[dict[str, Any]], as_json: bool, after: str
     if as_json:
         mine = json.dumps([{**rec, "rank": comm.Get_rank()} for rec in data], default=repr)
     else:
-        mine = "\n\n".join(render(rec) if after is None else render_after(rec, after)
-                             for rec in data) or "asp explain: no kernel was specialised"
+        mine = _reports(data, after) or "asp explain: no kernel was specialised"
     gathered = comm.gather(mine, root=0)
     if comm.Get_rank() != 0:
         return
@@ -330,4 +327,14 @@ def _show_ranks(comm: Any, data: list[dict[str, Any]], as_json: bool, after: str
                               indent=1))
         return
     for rank, text in enumerate(gathered):
-        click.echo(f"##### rank {rank} of {len(gathered)}\n{text}\n")
+        click.echo(_ranked(rank, len(gathered), text))
+
+
+def _reports(data: list[dict[str, Any]], after: str | None) -> str:
+    """One rank's reports as text (each after pass ``after`` when given)."""
+    return "\n\n".join(render(rec) if after is None else render_after(rec, after)
+                       for rec in data)
+
+
+def _ranked(rank: int, size: int, text: str) -> str:
+    return f"##### rank {rank} of {size}\n{text}\n"
