@@ -73,22 +73,30 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
     allowed = _env_list("ASP_LOAD_PLUGINS")
 
-    def order(ep: Any) -> tuple[bool, str]:
-        return (ep.dist is None or ep.dist.name not in BUILTIN_DISTRIBUTIONS, ep.name)
+    def order(ep: Any) -> tuple[bool, str, str]:   # the distribution breaks a tie of names
+        return (ep.dist is None or ep.dist.name not in BUILTIN_DISTRIBUTIONS, ep.name,
+                ep.dist.name if ep.dist else "")
 
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order):
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if (ep.name in blocked or dist in blocked or pm.has_plugin(ep.name)
+        if (ep.name in blocked or dist in blocked
                 or (allowed is not None and ep.name not in allowed and dist not in allowed)):
             continue
+        # Entry-point names are not unique across distributions: an add-on naming its entry
+        # point after the specializer it extends (``my_spec = "my_spec_gpu.plugin"``) was
+        # skipped without a word, or made the specializer itself vanish, by sys.path order.
+        # The later one is registered under a name that says whose it is.
+        name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name} ({dist})"
         try:
             module = ep.load()
-            pm.register(module, name=ep.name)
+            if pm.is_registered(module):   # one module named twice: it registers once
+                continue
+            pm.register(module, name=name)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin must not end the host
-            _mark_broken(ep.name, dist, exc, "load")
+            _mark_broken(name, dist, exc, "load")
             continue
-        _dists[ep.name] = (dist, version)
+        _dists[name] = (dist, version)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

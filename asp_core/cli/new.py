@@ -7,6 +7,7 @@ cookiecutter template (a folder, a git URL, ``gh:owner/repo``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shlex
@@ -97,8 +98,24 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     finally:
         quiet.setLevel(level)
     rel = os.path.relpath(path)   # quoted: the hint is meant to be pasted into a shell
-    click.echo(f"created {path}\nnext: pip install -e {shlex.quote(rel + '[test]')} && "
+    helper = _pytest_asp_source() if template is None else None
+    first = f"-e {shlex.quote(str(helper))} " if helper else ""
+    click.echo(f"created {path}\nnext: pip install {first}-e {shlex.quote(rel + '[test]')} && "
                f"pytest {shlex.quote(rel)}")
+    if template is None and helper is None and importlib.util.find_spec("pytest_asp") is None:
+        click.echo("note: the test extra needs pytest-asp (plugins/pytest-asp of the Asp "
+                   "sources), which is not installed here", err=True)
+
+
+def _pytest_asp_source() -> Path | None:
+    """The pytest-asp sources of the Asp checkout this asp-core runs from, when pytest-asp is
+    not installed: the generated ``test`` extra requires it, and it is released with asp-core
+    rather than found on every package index (``pip install -e 'new-spec[test]'`` failed in a
+    fresh environment with "No matching distribution found for pytest-asp")."""
+    if importlib.util.find_spec("pytest_asp") is not None:
+        return None
+    source = Path(__file__).resolve().parents[2] / "plugins" / "pytest-asp"
+    return source if (source / "pyproject.toml").is_file() else None
 
 
 def _template_variables(source: str) -> set[str]:

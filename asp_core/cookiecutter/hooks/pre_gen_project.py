@@ -1,4 +1,6 @@
-"""Refuse names that would generate a project which cannot be imported or registered."""
+"""Refuse names that would generate a project which cannot be imported or registered, and
+values that would make a pyproject.toml pip refuses to install (setuptools validates the version
+and the author's email; the project was made and failed only at ``pip install``)."""
 
 import importlib.util
 import keyword
@@ -8,6 +10,15 @@ import sys
 slug = "{{ cookiecutter.project_slug|escape_str }}"
 package = "{{ cookiecutter.package_name|escape_str }}"
 specializer = "{{ cookiecutter.specializer_name|escape_str }}"
+version = "{{ cookiecutter.version|escape_str }}"
+email = "{{ cookiecutter.email|escape_str }}"
+
+# PEP 440 (its appendix's pattern, as setuptools checks it: 1.0, v0.1.0-rc.1, 2.0.post1.dev3)
+VERSION = re.compile(r"""v?([0-9]+!)?[0-9]+(\.[0-9]+)*
+    ([-_.]?(a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?
+    ((-[0-9]+)|([-_.]?(post|rev|r)[-_.]?[0-9]*))?
+    ([-_.]?dev[-_.]?[0-9]*)?
+    (\+[a-z0-9]+([-_.][a-z0-9]+)*)?""", re.VERBOSE | re.IGNORECASE)
 
 problems = []
 if not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", slug):
@@ -18,6 +29,10 @@ elif importlib.util.find_spec(package) is not None:   # installing it would shad
     problems.append(f"package name {package!r} is taken by an installed module")
 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", specializer):
     problems.append(f"specializer name {specializer!r}: letters, digits, '_' and '-' only")
+if not VERSION.fullmatch(version.strip()):
+    problems.append(f"version {version!r} is not a PEP 440 version such as 0.1.0 or 1.0rc1")
+if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):   # what setuptools accepts, no spaces
+    problems.append(f"email {email!r} is not an address such as you@example.com")
 if problems:
     print("asp new: " + "; ".join(problems), file=sys.stderr)
     sys.exit(1)
