@@ -29,6 +29,7 @@
 #endif
 #if defined(__linux__)
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #endif
 
 namespace py = pybind11;
@@ -918,10 +919,20 @@ void csr_powers(py::array indptr, py::array indices, py::array data, py::array x
 // What asp_mpk.writewatch recorded about a matrix's arrays when it write-protected their whole
 // pages and the caller checksummed them.  clean() answers, without reading the arrays, whether
 // they can have changed since: the same buffers, shapes, strides and dtypes; the same bytes in
-// the partial pages at their ends; and one PAGEMAP_SCAN per page range that reports a single
-// resident, unwritten region.  It touches a few cache lines where the Python check touched a
-// few hundred (after a kernel has streamed the caches away, that was most of its cost).
-// Anything else, including not being Linux, is "cannot tell": the Python side decides then.
+// the partial pages at their ends; and, per page range, that no page was written or dropped.
+// It touches a few cache lines where the Python check touched a few hundred (after a kernel
+// has streamed the caches away, that was most of its cost).  Anything else, including not
+// being Linux, is "cannot tell": the Python side decides then.
+//
+// The page check asks PAGEMAP_SCAN for written pages only (category and return masks both
+// PAGE_IS_WRITTEN), the kernel's fast path: it tests one bit per page-table entry and counts
+// a dropped entry as written, where a scan that reports every page's categories costs seven
+// times as much (about 1.1 ns per 4 KiB page against 0.15, and an array's ends are never in
+// huge pages).  mincore then confirms that every page is resident, so that a page dropped
+// without a write is a change whatever the kernel reports for the hole it leaves.  The fast
+// path misread swapped-out entries before Linux 6.10 ("fix uffd-wp confusion in
+// pagemap_scan_pmd_entry"); there the caller asks for the full scan: one region, resident or
+// swapped, unwritten, covering the range.
 struct PageScan {  // struct pm_scan_arg of linux/fs.h (Linux 6.7)
     u64 size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted,
         category_mask, category_anyof_mask, return_mask;
@@ -944,7 +955,8 @@ struct WatchedArray {
 
 class WriteCheck {
   public:
-    WriteCheck(int pagemap, const py::tuple &arrays, std::uintptr_t page) : pagemap_(pagemap) {
+    WriteCheck(int pagemap, const py::tuple &arrays, std::uintptr_t page, bool fast)
+        : pagemap_(pagemap), page_(page), fast_(fast) {
         for (const auto &obj : arrays) {
             auto a = py::reinterpret_borrow<py::array>(obj);
             WatchedArray w;
@@ -991,6 +1003,12 @@ class WriteCheck {
     bool unwritten(std::uintptr_t lo, std::uintptr_t hi) const {
 #if defined(__linux__)
         PageRegion vec[2];
+        if (fast_) {
+            PageScan arg{sizeof(PageScan), kScanCheckWpAsync, lo, hi, 0,
+                         reinterpret_cast<u64>(vec), 1, 0, 0, kWritten, 0, kWritten};
+            return ioctl(pagemap_, kPagemapScan, &arg) == 0 && arg.walk_end == hi &&
+                   resident(lo, hi);
+        }
         PageScan arg{sizeof(PageScan), kScanCheckWpAsync, lo, hi, 0,
                      reinterpret_cast<u64>(vec), 2, 0, 0, 0, 0, kWritten | kPresent | kSwapped};
         if (ioctl(pagemap_, kPagemapScan, &arg) != 1) return false;
@@ -1002,8 +1020,137 @@ class WriteCheck {
 #endif
     }
 
+#if defined(__linux__)
+    // Whether every page of [lo, hi) is resident: mincore's byte per page, read eight at a time
+    // (bit 0: resident; the other bits are reserved).  Called with the GIL held, so the one
+    // buffer is never shared.
+    bool resident(std::uintptr_t lo, std::uintptr_t hi) const {
+        const std::size_t pages = (hi - lo) / page_, words = (pages + 7) / 8;
+        residency_.assign(words, ~u64{0});
+        auto *bytes = reinterpret_cast<unsigned char *>(residency_.data());
+        if (mincore(reinterpret_cast<void *>(lo), hi - lo, bytes) != 0) return false;
+        constexpr u64 kAll = 0x0101010101010101ull;
+        u64 all = kAll;
+        for (const u64 w : residency_) all &= w;
+        return (all & kAll) == kAll;
+    }
+#endif
+
     int pagemap_;
+    std::uintptr_t page_;
+    bool fast_;
     std::vector<WatchedArray> arrays_;
+    mutable std::vector<u64> residency_;
+};
+
+// ---- spmv as the functional API calls it, in one native call --------------------------------
+// asp_mpk.spmv(A, x, out=y) on a matrix seen before runs right after a kernel has streamed the
+// caches away, where each Python-level step (A's arrays and shape, the lookup of A's entry,
+// the checks of x and out, the ctypes call) costs microseconds: together they were 4 % of a
+// 2-D Poisson product.  A Product does all of it in one call for one matrix and its tuned
+// kernel: A of the same type and shape with the watched arrays unchanged (WriteCheck), x and
+// out plain aligned C-contiguous (n,) arrays of the kernel's dtype that do not overlap, then
+// the kernel's product entry point (``int spmv(n, <matrix>, x, y, threads)``, two or three
+// matrix arrays).  Anything else returns None and the Python path decides; so does a product
+// that reports a value that is not finite (it raises the error there).
+class Product {
+  public:
+    Product(py::object check, py::object type, py::tuple names, py::object shape,
+            std::uintptr_t entry, std::vector<std::uintptr_t> matrix, i64 n, py::dtype dtype,
+            int threads, py::object keep)
+        : check_obj_(std::move(check)), type_(std::move(type)), names_(std::move(names)),
+          shape_(std::move(shape)), entry_(entry), matrix_(std::move(matrix)), n_(n),
+          dtype_(std::move(dtype)), threads_(threads), keep_(std::move(keep)) {
+        check_ = check_obj_.cast<WriteCheck *>();
+        type_num_ = py::detail::array_descriptor_proxy(dtype_.ptr())->type_num;
+        if (matrix_.size() != 2 && matrix_.size() != 3)
+            throw py::value_error("Product: a product entry point takes 2 or 3 matrix arrays");
+    }
+
+    py::object call(py::handle A, py::handle x, py::handle out) const {
+        if (reinterpret_cast<PyObject *>(Py_TYPE(A.ptr())) != type_.ptr()) return py::none();
+        py::tuple arrays(names_.size());
+        for (std::size_t i = 0; i < names_.size(); ++i) {
+            PyObject *a = PyObject_GetAttr(A.ptr(), names_[i].ptr());
+            if (a == nullptr) {
+                PyErr_Clear();
+                return py::none();
+            }
+            PyTuple_SET_ITEM(arrays.ptr(), static_cast<py::ssize_t>(i), a);
+        }
+        PyObject *shape = PyObject_GetAttrString(A.ptr(), "shape");
+        if (shape == nullptr) {
+            PyErr_Clear();
+            return py::none();
+        }
+        const int same = PyObject_RichCompareBool(shape, shape_.ptr(), Py_EQ);
+        Py_DECREF(shape);
+        if (same != 1) {
+            PyErr_Clear();
+            return py::none();
+        }
+        const void *px = vector(x, false);
+        if (px == nullptr) return py::none();
+        py::object y;
+        if (out.is_none())
+            y = py::array(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(n_)});
+        else if (vector(out, true) != nullptr)
+            y = py::reinterpret_borrow<py::object>(out);
+        else
+            return py::none();
+        void *py_ = py::detail::array_proxy(y.ptr())->data;
+        const auto bytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
+        const auto xa = reinterpret_cast<std::uintptr_t>(px),
+                   ya = reinterpret_cast<std::uintptr_t>(py_);
+        if (xa < ya + bytes && ya < xa + bytes) return py::none();
+        if (!check_->clean(arrays)) return py::none();
+        int bad;
+        {
+            py::gil_scoped_release nogil;
+            const auto m = matrix_.data();
+            const auto p = [](std::uintptr_t a) { return reinterpret_cast<const void *>(a); };
+            if (matrix_.size() == 2)
+                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
+                                               void *, int)>(entry_)(n_, p(m[0]), p(m[1]), px,
+                                                                     py_, threads_);
+            else
+                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
+                                               const void *, void *, int)>(entry_)(
+                    n_, p(m[0]), p(m[1]), p(m[2]), px, py_, threads_);
+        }
+        return bad ? py::none() : y;
+    }
+
+  private:
+    // The data of a plain (n,) array of the kernel's dtype: exactly numpy.ndarray, native byte
+    // order, aligned, C-contiguous (and writeable for out); else nullptr.
+    void *vector(py::handle a, bool writeable) const {
+        const auto &api = py::detail::npy_api::get();
+        if (reinterpret_cast<PyTypeObject *>(Py_TYPE(a.ptr())) != api.PyArray_Type_)
+            return nullptr;
+        const auto *arr = py::detail::array_proxy(a.ptr());
+        const auto *d = py::detail::array_descriptor_proxy(arr->descr);
+        int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                   py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+        if (writeable) need |= py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+        if (arr->nd != 1 || arr->dimensions[0] != n_ || d->type_num != type_num_ ||
+            (d->byteorder != '=' && d->byteorder != '|') || (arr->flags & need) != need)
+            return nullptr;
+        return arr->data;
+    }
+
+    py::object check_obj_;
+    WriteCheck *check_;
+    py::object type_;
+    py::tuple names_;
+    py::object shape_;
+    std::uintptr_t entry_;
+    std::vector<std::uintptr_t> matrix_;
+    i64 n_;
+    py::dtype dtype_;
+    int threads_;
+    int type_num_;
+    py::object keep_;  // what owns the kernel's code and the matrix arrays
 };
 
 // ---- the kernels' ctypes calls ------------------------------------------------------------------
@@ -1065,9 +1212,18 @@ PYBIND11_MODULE(_planner, m) {
           "PA1 ghost closures and local CSR matrices (None when larger than max_entries).");
     py::class_<WriteCheck>(m, "WriteCheck",
                            "The arrays as write-watched and checksummed (see asp_mpk.writewatch).")
-        .def(py::init<int, const py::tuple &, std::uintptr_t>(), py::arg("pagemap"),
-             py::arg("arrays"), py::arg("page"))
+        .def(py::init<int, const py::tuple &, std::uintptr_t, bool>(), py::arg("pagemap"),
+             py::arg("arrays"), py::arg("page"), py::arg("fast"))
         .def("clean", &WriteCheck::clean, py::arg("arrays"),
              "True when the arrays are the same buffers with the same layout and end bytes, "
              "and no page of them was written since they were protected.");
+    py::class_<Product>(m, "Product",
+                        "spmv of one watched matrix by its tuned kernel, in one native call.")
+        .def(py::init<py::object, py::object, py::tuple, py::object, std::uintptr_t,
+                      std::vector<std::uintptr_t>, i64, py::dtype, int, py::object>(),
+             py::arg("check"), py::arg("type"), py::arg("names"), py::arg("shape"),
+             py::arg("entry"), py::arg("matrix"), py::arg("n"), py::arg("dtype"),
+             py::arg("threads"), py::arg("keep"))
+        .def("__call__", &Product::call, py::arg("A"), py::arg("x"), py::arg("out"),
+             "A @ x into out (a new array when None); None where the Python path must decide.");
 }

@@ -372,6 +372,16 @@ class CKernel:
         return (done, float(st[0]), coefs[0, :done].tolist(), coefs[1, :done].tolist(), broke,
                 pq_out if np.isfinite(pq_out) else None)
 
+    def product_entry(self) -> tuple[int, tuple[int, ...]] | None:
+        """The product entry point ``int spmv(n, <matrix>, x, y, threads)`` as its address and
+        its matrix arguments (the plan's arrays, alive as long as this kernel), for a native
+        caller (:func:`asp_mpk.matrix.remember_product`); None for kernels without one."""
+        if self._spmv is None:
+            return None
+        address = ctypes.cast(self._spmv, ctypes.c_void_p).value
+        assert address is not None
+        return address, self._whole
+
     @property
     def has_spmv(self) -> bool:
         """True when the kernel holds the whole matrix and offers :meth:`spmv`."""

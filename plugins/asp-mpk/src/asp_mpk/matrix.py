@@ -130,18 +130,18 @@ _LOCK = threading.Lock()
 _MATRICES: OrderedDict[tuple, AnalysedMatrix] = OrderedDict()
 
 
+#: the attributes that hold a sparse matrix of each format with flat arrays
+_ARRAYS: dict[Any, tuple[str, ...]] = {
+    "csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+    "bsr": ("data", "indices", "indptr"), "coo": ("data", "row", "col"),
+    "dia": ("data", "offsets")}
+
+
 def _arrays(A: Any, fmt: str | None = None) -> tuple[np.ndarray, ...] | None:
     """The arrays that hold a sparse matrix of a known format (None: lil, dok, ...); ``fmt``:
     ``A.format`` when the caller has read it (a property: it costs on a hot path)."""
-    if fmt is None:
-        fmt = getattr(A, "format", None)
-    if fmt in ("csr", "csc", "bsr"):
-        return A.data, A.indices, A.indptr
-    if fmt == "coo":
-        return (A.data, A.row, A.col)
-    if fmt == "dia":
-        return A.data, A.offsets
-    return None
+    names = _ARRAYS.get(getattr(A, "format", None) if fmt is None else fmt)
+    return None if names is None else tuple(getattr(A, name) for name in names)
 
 
 def input_key(A: Any, dtype: Any = None) -> tuple | None:
@@ -182,6 +182,44 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
         while len(_MATRICES) > MAX_MATRICES:
             _MATRICES.popitem(last=False)
     return m
+
+
+#: the native short way of :func:`asp_mpk.spmv` for watched matrices, by ``id(A)``: the watch
+#: that vouches for A's arrays, the kernel, and its ``asp_mpk._planner.Product``
+_PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any]] = OrderedDict()
+
+
+def product(A: Any) -> Any:
+    """The native spmv of ``A`` (:func:`remember_product`) while the watch behind it is
+    current, else None.  It answers None itself whenever A is not the matrix it was made
+    for, unchanged, or x and out are not the plain arrays it takes."""
+    entry = _PRODUCTS.get(id(A))
+    if entry is None or entry[0].generation != entry[0].owner.generation:
+        return None
+    return entry[2]
+
+
+def remember_product(A: Any, kern: Any) -> None:
+    """After ``A @ x`` by ``kern``, A's tuned product kernel: where A's arrays are watched,
+    let the next :func:`asp_mpk.spmv` of A take one native call (checks, write check and
+    kernel; see ``Product`` in ``_planner.cpp``) instead of the Python path."""
+    fmt = getattr(A, "format", None)
+    arrays = _arrays(A, fmt)
+    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
+    watched = None if seen is None else seen.watched
+    entry = kern.product_entry()
+    mod = native.planner()
+    if watched is None or watched.check is None or entry is None or mod is None:
+        return
+    known = _PRODUCTS.get(id(A))
+    if known is not None and known[0] is watched and known[1] is kern:
+        return
+    made = mod.Product(watched.check, type(A), _ARRAYS[fmt], A.shape, entry[0], entry[1],
+                       kern.n, kern.dtype, kern.pass_threads, kern)
+    with _LOCK:
+        _PRODUCTS[id(A)] = (watched, kern, made)
+        while len(_PRODUCTS) > MAX_MATRICES:
+            _PRODUCTS.popitem(last=False)
 
 
 def vouched(A: Any) -> AnalysedMatrix | None:
@@ -265,6 +303,7 @@ def clear_matrices() -> None:
     """Forget every analysed matrix (the plans and compiled code caches stay)."""
     with _LOCK:
         _MATRICES.clear()
+        _PRODUCTS.clear()
         stale = list(_SEEN.values())
         _SEEN.clear()
     for old in stale:

@@ -16,7 +16,7 @@ import numpy as np
 
 from asp_mpk import background
 from asp_mpk.cg_modes import ModeTimes
-from asp_mpk.matrix import AnalysedMatrix, analysed, vouched
+from asp_mpk.matrix import AnalysedMatrix, analysed, product, remember_product, vouched
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import as_vector, check_k
 
@@ -434,6 +434,11 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     (n,) array of that dtype to write into (not overlapping x).  Once tuned, the k = 1 kernel's
     own product entry point runs (y = A x: x read, y written, nothing else); before that, the
     matrix-powers call."""
+    fast = product(A)   # one native call for a watched matrix with its tuned kernel
+    if fast is not None:
+        y = fast(A, x, out)
+        if y is not None:
+            return y
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
     if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
         m = _for_x(A, np.asarray(x).dtype, m)
@@ -464,6 +469,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         y = out
     if kern is not None:
         kern.spmv(xv, y)
+        remember_product(A, kern)
     else:
         assert mp is not None
         y[...] = mp.powers(xv)[1]

@@ -48,6 +48,18 @@ __all__ = ["WriteWatch", "Watched", "watcher", "MIN_BYTES"]
 MIN_BYTES = 1 << 20
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _release(release: str) -> tuple[int, int]:
+    """(major, minor) of a kernel release string such as ``6.18.0-1-generic``."""
+    major, _, rest = release.partition(".")
+    minor = "".join(c for c in rest.split(".")[0].split("-")[0] if c.isdigit())
+    return (int(major), int(minor or 0)) if major.isdigit() else (0, 0)
+
+
+#: the native check asks the kernel's fast written-pages scan (plus mincore), which misread
+#: swapped-out pages before Linux 6.10; before that it asks for the full scan
+FAST_SCAN = sys.platform == "linux" and _release(os.uname().release) >= (6, 10)
 _SYS_USERFAULTFD = {"x86_64": 323, "aarch64": 282}
 
 
@@ -172,7 +184,7 @@ class WriteWatch:
             watched.generation = self.generation
         mod = native.planner()
         if mod is not None:
-            watched.check = mod.WriteCheck(self._pagemap, arrays, _PAGE)
+            watched.check = mod.WriteCheck(self._pagemap, arrays, _PAGE, FAST_SCAN)
         return watched
 
     def _add(self, lo: int, hi: int) -> _Pages | None:
