@@ -17,7 +17,7 @@ broadcast over each part of a border box (:func:`~asp_stencil_numpy.regions.clam
 
 Exactness: ``+ - * /``, unary minus, comparisons, ``abs``, ``//`` (``numpy.floor_divide``, the
 function Python calls on NumPy scalars), ``min``/``max`` (``where(v < r, v, r)``: Python's
-left-to-right scan) and ``math.sqrt`` give the bits Python gives. ``**`` and
+left-to-right scan) and ``math.sqrt`` give the bits Python gives. ``**``, ``math.pow`` and
 ``math.exp/log/sin/cos`` use NumPy's ufuncs, which may use SIMD implementations that differ from
 libm in the last bit or so; conditional expressions evaluate both branches (with floating-point
 warnings silenced) and select.
@@ -192,6 +192,8 @@ class _Statements:
                 return acc
             if e.func in UFUNCS and len(args) == 1:
                 return _np_call(e.func, args[0])
+            if e.func == "pow" and len(args) == 2:  # math.pow: a float power, as ``**``
+                return _np_call("power", *args)
         if isinstance(e, D.Compare):
             terms: list[ast.expr] = []
             left = self.expr(e.left)

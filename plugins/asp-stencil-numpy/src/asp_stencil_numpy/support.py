@@ -13,7 +13,11 @@ pure Python):
 * locals carried from one point to the next (read before being assigned in the loop body);
 * nodes an earlier pass should have removed (a required domain pass was disabled);
 * float32 grids with ``min/max``, ``math`` functions or conditional expressions: in Python those
-  mix Python floats (double) with float32 scalars in ways whole-array NumPy does not reproduce.
+  mix Python floats (double) with float32 scalars in ways whole-array NumPy does not reproduce;
+* arithmetic on a value that is a Python int on some paths (``t = 0 if c else u[x]``) whose
+  result Python computes as an int and NumPy's float64 arrays could not: ``-t``, ``t * -1``,
+  ``t // -3`` and ``t % -3`` are 0 for ``t = 0`` in Python and -0.0 in float64, and ints beyond
+  2**53 are exact in Python only (``asp_stencil.python_ints``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from asp_stencil import dast as D
+from asp_stencil.python_ints import check_python_ints
+from asp_stencil.scalar_types import TypeRefusal
 
 __all__ = ["SUPPORTED_DTYPES", "unsupported_reason"]
 
@@ -52,6 +58,12 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
                 "slicing cannot keep Python's point order")
     ghost = prog.grid(loop.grid).ghost_depth
     dim = len(prog.output.shape)
+    try:
+        signed = check_python_ints(loop.body)
+    except TypeRefusal as exc:
+        return f"{where}: {exc}"
+    if signed:
+        return f"{where}: {signed[0]}"
     assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
     stored = {s.grid for s in loop.body if isinstance(s, D.Store)}
     before: set[str] = set()

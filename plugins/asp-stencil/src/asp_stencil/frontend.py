@@ -56,6 +56,13 @@ _OP_NAMES = {ast.MatMult: "operator '@'", ast.BitAnd: "operator '&'",
              ast.RShift: "operator '>>'"}
 
 
+#: the methods of ``int`` through which a kernel's arithmetic, comparisons and conversions go
+_INT_OPERATORS = tuple(f"__{m}__" for m in (
+    "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
+    "mod", "rmod", "pow", "rpow", "neg", "pos", "abs", "lt", "le", "gt", "ge", "eq", "ne",
+    "bool", "float", "int", "index"))
+
+
 def _is_grid(obj: Any) -> bool:
     return all(hasattr(obj, a) for a in ("data", "shape", "ghost_depth", "neighbor_definition"))
 
@@ -75,6 +82,59 @@ def grid_params(names: list[str], grids: tuple[Any, ...], written: set[str] | No
     return tuple(out)
 
 
+def dotted_name(node: ast.expr) -> tuple[str, ...] | None:
+    """``('math', 'sqrt')`` for the expression ``math.sqrt``, ``('f',)`` for ``f``; ``None``
+    for anything that is not a name followed by attributes."""
+    attrs: list[str] = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return (node.id, *reversed(attrs))
+
+
+def resolve_path(func: Any, path: tuple[str, ...]) -> Any:
+    """The object the dotted name ``path`` is when ``func`` (the kernel's function) runs, looked
+    up as Python does then, or ``None``: a local of the kernel (no object before it runs), the
+    closure, the globals, the builtins, so a ``max`` the user defined anywhere is not taken for
+    the DSL's. Only modules' attributes are read: no property of a user's object runs while the
+    kernel is parsed. The frontend and the specialisation key (:mod:`asp_stencil.signature`)
+    both use it: a name rebound between calls (``f = math.sin``, then ``f = math.cos``) must
+    re-specialise, not run code generated for the old object."""
+    code = func.__code__
+    name = path[0]
+    if name in code.co_varnames or name in code.co_cellvars:
+        return None
+    if name in code.co_freevars:
+        try:
+            obj = (func.__closure__ or ())[code.co_freevars.index(name)].cell_contents
+        except (ValueError, IndexError):  # an empty cell: NameError in Python
+            return None
+    else:
+        obj = next((ns[name] for ns in (func.__globals__, func.__builtins__) if name in ns),
+                   None)
+    for attr in path[1:]:
+        obj = getattr(obj, attr, None) if isinstance(obj, types.ModuleType) else None
+    return obj
+
+
+def callee_meaning(obj: Any) -> str | None:
+    """What a resolved callee or module name means to the frontend (part of the key): a DSL
+    function's name, ``'distance'``, ``'math'`` (whose constants the DSL reads), ``'other'``
+    for anything else (the kernel then runs in Python), ``None`` for nothing."""
+    if obj is None:
+        return None
+    if obj is _distance:
+        return "distance"
+    if obj is math:
+        return "math"
+    try:
+        return MATH_FUNCTIONS.get(obj, "other")
+    except TypeError:  # unhashable
+        return "other"
+
+
 def _scalar_value(value: Any) -> Any:
     """A kernel attribute usable as a constant (Python numbers, NumPy float/int scalars kept as
     they are, so NumPy's promotion applies to them), or ``None`` (a ``numpy.bool_`` too: its
@@ -82,6 +142,11 @@ def _scalar_value(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
+        # a subclass's own operators run in Python (``self.n * u[x]`` calls its ``__mul__``):
+        # only int's arithmetic (an IntEnum's) may become a constant of the generated code
+        cls = type(value)
+        if any(getattr(cls, op, None) is not getattr(int, op) for op in _INT_OPERATORS):
+            return None
         return int(value)
     if isinstance(value, float) and type(value) is float:
         return value
@@ -109,11 +174,7 @@ class _Parser:
     def __init__(self, ctx: SpecializationContext) -> None:
         self.ctx = ctx
         # a decorator's wrapper never gets here (asp_core.pyast.kernel_source refuses it)
-        func: Any = getattr(ctx.func, "__func__", ctx.func)
-        code = func.__code__
-        self.kernel_locals = set(code.co_varnames) | set(code.co_cellvars)
-        self.closure = dict(zip(code.co_freevars, func.__closure__ or ()))
-        self.namespaces: tuple[dict[str, Any], ...] = (func.__globals__, func.__builtins__)
+        self.func: Any = getattr(ctx.func, "__func__", ctx.func)
         self.instance = ctx.instance
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
@@ -425,23 +486,10 @@ class _Parser:
                 and node.value.id == self.self_name and self.self_name is not None)
 
     def resolve(self, node: ast.expr) -> Any:
-        """The object a callee ``name`` or ``module.attribute`` is when the kernel runs, looked
-        up as Python does then, or ``None``: a local of the kernel (no object before it runs),
-        the closure, the globals, the builtins, so a ``max`` the user defined anywhere is not
-        taken for the DSL's. Only modules' attributes are read: no property of a user's object
-        runs while the kernel is parsed."""
-        if isinstance(node, ast.Attribute):
-            owner = self.resolve(node.value)
-            return getattr(owner, node.attr, None) if isinstance(owner, types.ModuleType) \
-                else None
-        if not isinstance(node, ast.Name) or node.id in self.kernel_locals:
-            return None
-        if node.id in self.closure:
-            try:
-                return self.closure[node.id].cell_contents
-            except ValueError:  # an empty cell: NameError in Python
-                return None
-        return next((ns[node.id] for ns in self.namespaces if node.id in ns), None)
+        """The object a callee ``name`` or ``module.attribute`` is when the kernel runs
+        (:func:`resolve_path`), or ``None``."""
+        path = dotted_name(node)
+        return None if path is None else resolve_path(self.func, path)
 
     def expr(self, node: ast.expr, cond: bool = False) -> D.Expr:
         if isinstance(node, ast.Constant):

@@ -34,6 +34,7 @@ from asp_core import cast as C
 from . import dast as D
 from . import scalar_types as T
 from .c_helpers import SUFFIX, helper_functions, unsigned_type
+from .python_ints import check_python_ints
 
 __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
            "clamped_index", "point_body"]
@@ -488,8 +489,10 @@ def point_body(prog: D.StencilProgram, loop: D.PointLoop, read: Callable[[D.Read
     ``read(r)`` gives the C expression of a grid read (already unrolled: ``r.at.var is None``),
     ``store(s, value)`` the statement writing ``value`` (already converted to the grid's dtype).
     Raises :class:`~asp_stencil.scalar_types.TypeRefusal` where NumPy's result type would
-    depend on run-time values.
+    depend on run-time values, or Python's ints would not fit the C types
+    (:mod:`asp_stencil.python_ints`).
     """
+    check_python_ints(loop.body)   # the type-check pass's refusal, should it be disabled
     pos = next(i for i, s in enumerate(prog.body) if s is loop)
     prologue = [s for s in prog.body[:pos] if isinstance(s, D.Assign)]
     low = ExprLowering(read, grid_kinds={g.name: g.dtype for g in prog.grids})

@@ -136,6 +136,11 @@ def arith_kind(op: str, a: Kinds, b: Kinds) -> tuple[Kinds, str]:
     a negative exponent, which compiled code cannot do."""
     results = {result_kind(op, x, y) for x in a for y in b}
     prec = _single(results, f"operator '{op}'")
+    if op in ("*", "//", "%") and "int" in results and len(results) > 1:
+        # Python ints computed in double: ``0 * -1`` is 0 in Python, -0.0 in double (and
+        # ``0 // -3``, ``0 % -3`` alike), so the Python-int path must keep int arithmetic
+        raise PrecisionDependsOnValue(f"operator '{op}' of Python ints on some paths only "
+                                      "(their product or remainder has no signed zero)")
     if not is_float(prec) and op not in INT_OPS:
         raise TypeRefusal(f"integer power ('{op}' of integer values: NumPy raises for negative "
                           "exponents); make the base a float, e.g. (m[x] * 1.0) ** 2")

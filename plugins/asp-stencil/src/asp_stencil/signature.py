@@ -6,7 +6,8 @@ not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the
 (or is a masked array),
 unsupported dtypes (each grid has its own), different shapes, a read-only output, and an output whose memory
 overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
-neighbour definitions and the values of the kernel attributes the kernel reads.
+neighbour definitions, the values of the kernel attributes the kernel reads, and what the names
+it calls (``f``, ``math.sqrt``) are bound to when it is called.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any, Hashable
 
 import numpy as np
 
+from .frontend import callee_meaning, dotted_name, resolve_path
+
 __all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1",
                                                 "<u2", "<u4"))
-_ATTR_NAMES: dict[Any, tuple[str, ...]] = {}
+_ATTR_NAMES: dict[Any, tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]] = {}
 
 
 def _describe(i: int, n: int) -> str:
@@ -76,24 +79,51 @@ def check_grids(args: tuple) -> list[np.ndarray]:
 
 def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
     """Names ``n`` of the ``self.n`` the kernel reads (parsed once per kernel class)."""
+    return _kernel_names(instance)[0]
+
+
+def _kernel_names(instance: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]:
+    """``(attribute names, kernel function, dotted names)`` of the kernel of ``instance``'s
+    class, parsed once per class: the ``self.n`` it reads, and the names it calls or reads
+    module constants through (``f``, ``math.sqrt``, ``math`` of ``math.pi``), which the
+    frontend resolves when it specialises and the key must therefore follow."""
     cls = type(instance)
-    names = _ATTR_NAMES.get(cls)
-    if names is None:
-        names = ()
+    entry = _ATTR_NAMES.get(cls)
+    if entry is None:
+        entry = ((), None, ())
         try:
             from asp_core.pyast import kernel_source
 
             from .kernel import kernel_function
 
-            src = kernel_source(kernel_function(instance))
+            bound = kernel_function(instance)
+            src = kernel_source(bound)
             fn = src.function
             self_name = fn.args.args[0].arg if fn.args.args else None
             names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)
                                   and isinstance(n.value, ast.Name) and n.value.id == self_name}))
+            paths = {dotted_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
+            paths |= {dotted_name(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
+            func = getattr(bound, "__func__", bound)
+            code = func.__code__
+            local = set(code.co_varnames) | set(code.co_cellvars)
+            entry = (names, func, tuple(sorted(p for p in paths
+                                               if p is not None and p[0] not in local)))
         except Exception:  # noqa: BLE001 - no source: the frontend will report it
-            names = ()
-        _ATTR_NAMES[cls] = names
-    return names
+            pass
+        _ATTR_NAMES[cls] = entry
+    return entry
+
+
+def _callee_meanings(instance: Any) -> tuple:
+    """What each dotted name of the kernel means now (see :func:`frontend.callee_meaning`):
+    rebinding a global or closure variable the kernel calls (``f = math.cos`` after
+    ``f = math.sin``, a ``max`` of the user's defined later) changes the key, so the kernel is
+    specialised again instead of running the code generated for the old object."""
+    _, func, paths = _kernel_names(instance)
+    if not paths:
+        return ()
+    return tuple((p, callee_meaning(resolve_path(func, p))) for p in paths)
 
 
 def _hashable(v: Any) -> Hashable:
@@ -120,7 +150,9 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
          bool(getattr(g, "periodic", False)))
         for g in args)
     attrs: tuple = ()
+    callees: tuple = ()
     if instance is not None:
         attrs = tuple((n, _hashable(getattr(instance, n, None)))
                       for n in kernel_attribute_names(instance))
-    return ("stencil", grids, attrs)
+        callees = _callee_meanings(instance)
+    return ("stencil", grids, attrs, callees)
