@@ -195,7 +195,9 @@ def _cold_warm(bench: BenchContext, env: dict[str, str], repeats: int) -> None:
 
 def run_core_benchmarks(bench: BenchContext) -> None:
     """The core's suite: start-up, dispatch overhead, cold/warm first calls."""
-    repeats = 3 if bench.quick else max(5, bench.repeats)
+    # --repeats wins over this suite's own counts (max(5, --repeats) ignored --repeats 2,
+    # --quick any count)
+    repeats = bench.repeats_for(3 if bench.quick else 5)
     env = dict(os.environ)
     env.pop("ASP_MODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))

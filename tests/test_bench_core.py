@@ -53,3 +53,22 @@ def test_benchmarks_use_only_the_public_bench_api():
                     and node.value.id == "bench" and node.attr.startswith("_")):
                 private.append(f"{path.name}:{node.lineno}: bench.{node.attr}")
     assert private == []
+
+
+def test_repeats_option_wins_over_the_suites_own_count(monkeypatch):
+    """``asp bench core --repeats 2`` timed each case max(5, 2) = 5 times (3 with --quick,
+    whatever the option); the suite's 3/5 is only its default."""
+    module = _bench_core()
+    seen: list[tuple[str, int]] = []
+    for part in ("_startup", "_cold_warm"):
+        monkeypatch.setattr(module, part, lambda bench, env, repeats, part=part:
+                            seen.append((part, repeats)))
+    monkeypatch.setattr(module, "_dispatch", lambda bench, repeats: seen.append(("_dispatch",
+                                                                                 repeats)))
+    for kwargs, expected in (({"repeats": 2}, 2), ({"repeats": 2, "quick": True}, 2),
+                             ({}, 5), ({"quick": True}, 3)):
+        seen.clear()
+        module.run_core_benchmarks(asp_bench.BenchContext("core", echo=lambda s: None,
+                                                          **kwargs))
+        assert seen == [("_startup", expected), ("_dispatch", expected),
+                        ("_cold_warm", expected)], kwargs

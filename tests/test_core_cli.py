@@ -437,8 +437,11 @@ def test_bench_runs_registered_suite(tmp_path, monkeypatch, fresh_cache, plugin_
     result = _invoke("bench", suite, "--path", str(bench_dir), "--out", str(out_dir), "--quick")
     assert result.exit_code == 0, result.output
     assert "quick=True" in result.output and "vs numpy-copy" in result.output
-    rows = json.loads((out_dir / "results.json").read_text())
+    saved = json.loads((out_dir / "results.json").read_text())
+    rows = [r for r in saved if "impl" in r]  # the measurements; the note rows have none
     assert {r["impl"] for r in rows} == {"numpy-copy", "asp-slice"}
+    assert [r for r in saved if "impl" not in r] == [
+        {"kind": "note", "suite": suite, "case": None, "note": "quick=True"}]
     for r in rows:
         assert r["suite"] == suite and r["anchor"] == "numpy-copy" and r["gbs"] > 0
         assert r["ratio"] > 0 and r["best"] <= r["median"]
@@ -550,7 +553,9 @@ def test_bench_failing_suite_does_not_lose_the_others(tmp_path, monkeypatch, fre
     assert "RuntimeError: suite bug" in result.output
     assert "suite(s) failed: aaa-broken" in result.output
     rows = json.loads((out / "results.json").read_text())
-    assert {r["suite"] for r in rows} == {"zzz-fine"}
+    assert {r["suite"] for r in rows if "impl" in r} == {"zzz-fine"}
+    assert [r for r in rows if "impl" not in r] == [
+        {"kind": "failed", "suite": "aaa-broken", "case": None, "note": "RuntimeError: suite bug"}]
 
 
 def test_bench_refuses_bad_options_before_any_suite_runs(tmp_path, monkeypatch, fresh_cache,

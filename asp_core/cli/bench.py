@@ -64,14 +64,16 @@ def _output_dir(out: str) -> Path:
               help="Also load bench_*.py files from this folder or file.")
 @click.option("--out", "out", default="bench-results", type=click.Path(file_okay=False),
               help="Where to write results.json, roofline.png and ratios.png.")
-@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Interleaved repetitions.")
+# no default here: a suite's own count (``compare(..., repeats=3)``) applies only when the
+# option is not given; with a default of 5 the suite's count won over an explicit --repeats
+@click.option("--repeats", default=None, type=click.IntRange(min=1),
+              help="Interleaved repetitions of every case  [default: each suite's own, else 5]")
 @click.option("--list", "list_only", is_flag=True, help="Only list the available suites.")
-def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str, repeats: int,
-            list_only: bool) -> None:
+def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str,
+            repeats: int | None, list_only: bool) -> None:
     """Run benchmark suites (all, or NAMES) with their anchors in the same run."""
     try:
-        from asp_bench import (BenchContext, collect_benchmarks, measure_peak_gflops,
+        from asp_bench import (BenchContext, Note, collect_benchmarks, measure_peak_gflops,
                                write_ratio_chart, write_results, write_roofline)
     except ImportError:
         raise click.ClickException("`asp bench` needs the asp-bench distribution: pip install "
@@ -94,6 +96,7 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
     selected = [reg.benchmarks[n] for n in dict.fromkeys(names or reg.benchmarks)]
     outdir = _output_dir(out)
     results = []
+    notes = []
     stream = None
     failed: list[str] = []
     for b in selected:
@@ -102,14 +105,18 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         t0 = time.perf_counter()
         try:
             b.func(ctx)
-        except Exception:  # noqa: BLE001 - one broken suite must not lose the others' results
+        except Exception as exc:  # noqa: BLE001 - a broken suite must not lose the others
             failed.append(b.name)
             click.echo(traceback.format_exc().rstrip(), err=True)
             click.secho(f"  suite {b.name!r} failed; continuing", fg="red", err=True)
+            # saved too: its rows so far were in results.json as if the suite had completed
+            ctx.note_rows.append(Note(b.name, f"{type(exc).__name__}: {exc}",
+                                      ctx.results[-1].case if ctx.results else None, "failed"))
         click.echo(f"  ({time.perf_counter() - t0:.1f} s)")
         results.extend(ctx.results)
+        notes.extend(ctx.note_rows)
         stream = ctx._stream or stream
-    write_results(results, outdir / "results.json")
+    write_results(results, outdir / "results.json", notes)
     from asp_core.cli.doctor import stream_copy_gbs
     from asp_core.hardware import query
 

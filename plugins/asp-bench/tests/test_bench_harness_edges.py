@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -135,3 +136,126 @@ def test_a_name_given_twice_runs_once(isolated):
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "results.json").read_text())
     assert sorted(r["impl"] for r in rows) == ["a", "b"]
+
+
+COUNTING = '''
+from asp_core import hookimpl
+
+calls = []
+
+
+def run(bench):
+    bench.note("before any case")
+    bench.compare("counted", {"a": lambda: calls.append(1)}, anchor="a", repeats=3)
+    bench.note("calls=%d" % len(calls))  # one warm-up round, then the repeats
+
+
+@hookimpl
+def asp_register_benchmarks(register):
+    register.benchmark(name="countsuite", func=run, description="counts its calls")
+'''
+
+
+def test_repeats_option_wins_over_a_suites_own_count(isolated):
+    """``compare(..., repeats=3)`` in a suite is its default: ``--repeats 7`` times the case 7
+    times (it was timed 3 times whatever the user asked)."""
+    (isolated / "bench_count.py").write_text(COUNTING)
+    given = _bench("--path", str(isolated), "--out", str(isolated / "o1"), "--repeats", "7")
+    assert given.exit_code == 0, given.output
+    assert "calls=8" in given.output  # 1 warm-up + 7
+    plugins_mod.reset()
+    default = _bench("--path", str(isolated), "--out", str(isolated / "o2"))
+    assert default.exit_code == 0, default.output
+    assert "calls=4" in default.output  # the suite's own 3
+
+
+def test_repeats_for_is_the_suites_count_unless_the_user_gave_one():
+    assert BenchContext("s").repeats_for(3) == 3 and BenchContext("s").repeats == 5
+    assert BenchContext("s", repeats=7).repeats_for(3) == 7
+    seen = []
+    ctx = BenchContext("s", repeats=2, echo=lambda s: None)
+    ctx.compare("x", {"a": lambda: seen.append(1)}, anchor="a", repeats=9)
+    assert len(seen) == 1 + 2
+
+
+def _strict(path):
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_notes_are_saved_in_results_json_and_plots_still_drawn(isolated):
+    """The figures a suite only notes (the mpk suite's "as users call it" rows) were printed
+    but missing from results.json; they are rows of their own there, after the measurements,
+    and the measurement rows and the plots are as before."""
+    pytest.importorskip("matplotlib")
+    (isolated / "bench_count.py").write_text(COUNTING.replace(
+        '{"a": lambda: calls.append(1)}', '{"a": lambda: calls.append(1), "asp": lambda: None}')
+        .replace('anchor="a"', 'anchor="a", bytes=8, flops=2'))
+    out = isolated / "out"
+    result = _bench("--path", str(isolated), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = _strict(out / "results.json")
+    measured = [r for r in rows if "impl" in r]
+    assert sorted(r["impl"] for r in measured) == ["a", "asp"]
+    assert all("kind" not in r for r in measured)  # the measurement rows are unchanged
+    assert [r for r in rows if "impl" not in r] == [
+        {"kind": "note", "suite": "countsuite", "case": None, "note": "before any case"},
+        {"kind": "note", "suite": "countsuite", "case": "counted", "note": "calls=4"}]
+    for name in ("roofline.png", "ratios.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+FAILS_AFTER_A_CASE = '''
+from asp_core import hookimpl
+
+
+def run(bench):
+    bench.compare("noop", {"a": lambda: None}, anchor="a", repeats=1)
+    raise RuntimeError("suite bug")
+
+
+@hookimpl
+def asp_register_benchmarks(register):
+    register.benchmark(name="halfsuite", func=run)
+'''
+
+
+def test_a_failed_suite_is_marked_in_results_json(isolated):
+    """A suite that raised after some cases left those rows in results.json as if it had run
+    to the end; a ``"kind": "failed"`` row now says where it stopped and why."""
+    (isolated / "bench_half.py").write_text(FAILS_AFTER_A_CASE)
+    out = isolated / "out"
+    result = _bench("--path", str(isolated), "--out", str(out))
+    assert result.exit_code == 1 and "suite(s) failed: halfsuite" in result.output
+    rows = _strict(out / "results.json")
+    assert [r["impl"] for r in rows if "impl" in r] == ["a"]
+    assert rows[-1] == {"kind": "failed", "suite": "halfsuite", "case": "noop",
+                        "note": "RuntimeError: suite bug"}
+
+
+def test_no_ratio_against_an_anchor_without_a_time(tmp_path):
+    """An anchor timed inf (a child that gave up) made every other row "x inf" faster, and a
+    0 time (a coarse clock) ended the suite with ZeroDivisionError: no ratio (NaN, null in
+    results.json) instead."""
+    lines = []
+    ctx = BenchContext("s", echo=lines.append)
+    gave_up = {m.impl: m for m in ctx.record("c", {"ref": [math.inf], "asp": [1.0]}, "ref")}
+    assert math.isnan(gave_up["asp"].ratio) and math.isnan(gave_up["ref"].ratio)
+    assert "no ratio vs ref" in lines[1] and "inf" not in lines[1]
+    zero = {m.impl: m for m in ctx.record("d", {"ref": [1.0], "asp": [0.0, 1e-9]}, "ref",
+                                          bytes=8)}
+    assert math.isnan(zero["asp"].ratio) and zero["asp"].gbs is None
+    assert zero["ref"].ratio == 1.0 and zero["ref"].gbs == pytest.approx(8e-9)
+    write_results(ctx.results, tmp_path / "r.json")
+    assert [r["ratio"] for r in _strict(tmp_path / "r.json")] == [None, None, 1.0, None]
+    with pytest.raises(ValueError, match=r"d: no times for \['asp'\]"):
+        ctx.record("d", {"ref": [1.0], "asp": []}, "ref")
+
+
+def test_a_note_that_is_not_a_string_does_not_fail_the_write(tmp_path):
+    ctx = BenchContext("s", echo=lambda s: None)
+    ctx.note(pathlib.Path("/some/where"))  # type: ignore[arg-type]
+    write_results([], tmp_path / "r.json", ctx.note_rows)
+    assert _strict(tmp_path / "r.json")[0]["note"] == "/some/where"

@@ -10,13 +10,13 @@ kernel needs none of it.
 """
 
 from asp_bench.charts import write_ratio_chart, write_results, write_roofline
-from asp_bench.compare import BenchContext, Measurement, interleaved
+from asp_bench.compare import BenchContext, Measurement, Note, interleaved
 from asp_bench.peak import measure_peak_gflops
 from asp_bench.registry import Benchmark, BenchmarkRegistry, collect_benchmarks
 from asp_bench.stream import measure_stream_copy, stream_copy_kernel
 
 __version__ = "0.1.0"
 
-__all__ = ["Benchmark", "BenchmarkRegistry", "BenchContext", "Measurement", "interleaved",
+__all__ = ["Benchmark", "BenchmarkRegistry", "BenchContext", "Measurement", "Note", "interleaved",
            "collect_benchmarks", "measure_peak_gflops", "measure_stream_copy", "stream_copy_kernel",
            "write_results", "write_roofline", "write_ratio_chart", "__version__"]

@@ -7,18 +7,24 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from asp_bench.compare import Measurement
+from asp_bench.compare import Measurement, Note
 
 __all__ = ["write_results", "write_roofline", "write_ratio_chart"]
 
 
-def write_results(results: list[Measurement], path: Path) -> None:
+def write_results(results: list[Measurement], path: Path, notes: Sequence[Note] = ()) -> None:
+    """``results.json``: a list with one object per measurement, then one per note
+    (``{"kind": "note", "suite", "case", "note"}``, ``"kind": "failed"`` for a suite that
+    raised), so the figures a suite only notes are saved too. A note row has no ``impl``:
+    readers of the measurements keep the rows that have one."""
     # inf/NaN (e.g. a time recorded as inf by a child that gave up) would be written as the
     # non-JSON tokens Infinity/NaN, which strict readers refuse: they become null
-    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v
-             for k, v in asdict(r).items()} for r in results]
+    rows: list[dict[str, Any]] = [
+        {k: None if isinstance(v, float) and not math.isfinite(v) else v
+         for k, v in asdict(r).items()} for r in results]
+    rows += [{"kind": n.kind, "suite": n.suite, "case": n.case, "note": n.text} for n in notes]
     text = json.dumps(rows, indent=1, allow_nan=False)
     # written aside then renamed: Ctrl-C during the write must not leave a truncated
     # results.json in place of the previous one
