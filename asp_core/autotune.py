@@ -10,7 +10,10 @@ import json
 import os
 import platform
 import random
+import re
+import shutil
 import sqlite3
+import tempfile
 import time
 import warnings
 from contextlib import closing
@@ -36,6 +39,8 @@ CREATE TABLE IF NOT EXISTS winners (
     decided REAL NOT NULL);
 """
 _BUSY_SECONDS = 30.0
+#: damaged databases kept beside the new one (for a bug report); older ones are removed
+_KEEP_SET_ASIDE = 1
 
 
 def _retry_locked(step: Callable[[], Any]) -> Any:
@@ -76,6 +81,62 @@ def _measured_on() -> str:
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _warned: set[str] = set()
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the database at ``path`` may only be read: its directory (where SQLite makes the
+    ``-wal`` and ``-shm`` files, even to read a WAL database) or the file is not writable, as in
+    a shared cache a site pre-populates and installs read-only (``chmod -R a-w``) or one on a
+    read-only mount.  A missing directory is not: :meth:`PerfDB._connect` makes it."""
+    if not path.parent.is_dir():
+        return False
+    return not os.access(path.parent, os.W_OK) or (path.exists() and
+                                                   not os.access(path, os.W_OK))
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that reads ``path`` and writes nothing beside it.  A file without a ``-wal``
+    log is the whole database, opened ``immutable=1`` (no ``-shm`` needed).  A log left behind
+    (a writer killed, the files copied while in use) holds committed results that only SQLite's
+    replay shows, and replaying writes: the file and its log are copied to a private temporary
+    directory, replayed there and read into memory (``immutable=1`` would silently drop them,
+    and ``mode=ro`` fails without a ``-shm``)."""
+    try:
+        logged = os.stat(f"{path}-wal").st_size > 0
+    except OSError:
+        logged = False
+    if not logged:
+        return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+    with tempfile.TemporaryDirectory(prefix="asp-perf-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+        memory = sqlite3.connect(":memory:")
+        try:
+            with closing(sqlite3.connect(copy)) as disk:
+                disk.backup(memory)
+        except BaseException:
+            memory.close()
+            raise
+    return memory
+
+
+def _set_aside_groups(path: Path) -> list[list[Path]]:
+    """The damaged copies of ``path`` that :meth:`PerfDB._set_aside` made (each with its
+    ``-wal`` and ``-shm``), newest first; only names of exactly that form, so no other file
+    is ever taken for one."""
+    pattern = re.compile(re.escape(path.name) + r"\.corrupt-(\d+)-(\d+)(?:-wal|-shm)?")
+    groups: dict[tuple[int, int, str], list[Path]] = {}
+    try:
+        found = list(path.parent.iterdir())
+    except OSError:
+        return []
+    for p in found:
+        m = pattern.fullmatch(p.name)
+        if m and p.is_file() and not p.is_symlink():   # named pid-time
+            base = p.name[:m.end(2)]
+            groups.setdefault((int(m.group(2)), int(m.group(1)), base), []).append(p)
+    return [sorted(groups[k]) for k in sorted(groups, reverse=True)]
 
 
 def _corrupt(exc: BaseException) -> bool:
@@ -135,6 +196,8 @@ class PerfDB:
         path = path or self.path
         if self._path is not None:  # the cache's own directory is made by cache_file
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if _read_only(path):  # opened as usual, WAL cannot make its -shm there: nothing reads
+            return _open_read_only(path)
         try:
             return self._open(path)
         except sqlite3.DatabaseError as exc:
@@ -146,8 +209,12 @@ class PerfDB:
 
     def _set_aside(self, path: Path | None = None) -> bool:
         """Move a damaged database aside (with its ``-wal`` and ``-shm``: a log left behind
-        would be replayed into the new file); False when there was nothing to move."""
+        would be replayed into the new file); False when there was nothing to move, or it
+        must not be (a read-only cache).  Only the newest ``_KEEP_SET_ASIDE`` damaged copies
+        are kept: each process that met damage added one, and they piled up without bound."""
         path = path or self.path
+        if _read_only(path):
+            return False
         aside = path.with_name(f"{path.name}.corrupt-{os.getpid()}-{time.time():.0f}")
         moved = False
         for suffix in ("", "-wal", "-shm"):
@@ -156,7 +223,19 @@ class PerfDB:
                 moved = True
             except OSError:
                 pass  # absent, or another process moved it first
+        try:
+            for group in _set_aside_groups(path)[_KEEP_SET_ASIDE:]:
+                for old in group:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass  # the next one set aside tries again
         return moved
+
+    def set_aside(self) -> list[Path]:
+        """The damaged databases kept beside this one (``perf.sqlite.corrupt-PID-TIME``, without
+        their ``-wal`` and ``-shm``), newest first: ``asp cache info`` lists them and ``asp
+        cache clear --perf`` removes them."""
+        return [group[0] for group in _set_aside_groups(self.path)]
 
     def _open(self, path: Path) -> sqlite3.Connection:
         # IMMEDIATE: writers take the lock up front, so they wait instead of deadlocking
@@ -186,7 +265,15 @@ class PerfDB:
         connection costs ~10 ms, more than many kernels)."""
         now = time.time()
         key = f"{key}@{_measured_on()}"
-        with closing(self._connect()) as con, con:
+        path = self.path
+        if _read_only(path):  # a read-only cache serves its winners; new ones are not kept
+            if f"read-only {path}" not in _warned:
+                _warned.add(f"read-only {path}")
+                warnings.warn(f"asp: the tuning database {path} is read-only: its stored "
+                              "winners are used, new tuning results are not stored",
+                              CacheWarning, stacklevel=3)
+            return
+        with closing(self._connect(path)) as con, con:
             con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
                             [(key, v, json.dumps(p or {}, sort_keys=True, default=repr),
                               float(t), label, now) for v, t, p in rows])
@@ -226,9 +313,21 @@ class PerfDB:
 
     @_tolerant(None)
     def clear(self) -> None:
-        """Forget every timing and winner; :class:`CacheError` when that cannot be done (a
-        read-only database): ``asp cache clear --perf`` must not report what did not happen."""
+        """Forget every timing and winner, and remove the damaged databases set aside beside
+        it; :class:`CacheError` when that cannot be done (a read-only database): ``asp cache
+        clear --perf`` must not report what did not happen."""
         path = self.path
+        damaged = [old for group in _set_aside_groups(path) for old in group]
+        if not (path.exists() or damaged):
+            return
+        if _read_only(path):
+            raise CacheError(f"could not clear the tuning results in {path}: it is read-only")
+        try:
+            for old in damaged:
+                old.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CacheError(f"could not remove the damaged tuning database {exc.filename}: "
+                             f"{exc.strerror}") from None
         if not path.exists():
             return
         try:

@@ -147,6 +147,52 @@ def test_verify_removes_bad_entries(fresh_cache):
     assert not bad.path.parent.exists()
 
 
+def test_verify_removes_a_bad_entry_only_under_the_lock_compiles_take(fresh_cache):
+    """`asp cache verify` removed a bad entry without the lock a compile takes to write it: a
+    compile rebuilding that entry meanwhile lost its files, or had its new entry deleted (found
+    bad a moment before).  It now waits for the compile and finds the entry rebuilt."""
+    import threading
+
+    cache = CodeCache(fresh_cache)
+    key = cache_key(test="verify under the lock")
+
+    def first(tmp: Path) -> dict:
+        (tmp / "libk.so").write_bytes(b"first")
+        return {}
+
+    entry, _ = cache.get_or_build(key, first)
+    (entry.path / "libk.so").write_bytes(b"damaged")
+    building, go = threading.Event(), threading.Event()
+    done: dict = {}
+
+    def rebuild(tmp: Path) -> dict:   # a compile of the entry, holding its lock
+        building.set()
+        assert go.wait(60)
+        (tmp / "libk.so").write_bytes(b"rebuilt")
+        return {}
+
+    def compile_it() -> None:
+        done["compile"] = cache.get_or_build(key, rebuild)
+
+    def verify() -> None:
+        done["verify"] = maintenance.verify(cache)
+
+    compiling = threading.Thread(target=compile_it)
+    compiling.start()
+    assert building.wait(60)
+    verifying = threading.Thread(target=verify)
+    verifying.start()
+    verifying.join(0.5)   # time to remove it unlocked (or, later, the rebuilt entry)
+    go.set()
+    compiling.join(60)
+    verifying.join(60)
+    good, removed = done["verify"]
+    assert done["compile"][1] is False and good == [entry.path]
+    assert [p.name[:6] for p in removed] == ["stale-"]   # the damaged one, moved aside
+    assert cache.lookup(key) is not None
+    assert (entry.path / "libk.so").read_bytes() == b"rebuilt"
+
+
 @requires_compiler
 @pytest.mark.parametrize("autotune", ["off", "once"])
 def test_eight_processes_compile_one_entry(fresh_cache, tmp_path, autotune):

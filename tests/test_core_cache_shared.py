@@ -122,6 +122,44 @@ def test_a_tuning_database_damaged_past_its_first_page_is_set_aside(tmp_path):
     assert PerfDB(path).winner("k") is None and PerfDB(path).summary() == []
 
 
+def test_damaged_tuning_databases_set_aside_are_bounded_listed_and_cleared(fresh_cache):
+    """Each process that met a damaged perf.sqlite set it aside as ``perf.sqlite.corrupt-PID-
+    TIME`` (with its ``-wal`` and ``-shm``) and none was ever removed: they piled up without
+    bound, `asp cache info` did not mention them and `asp cache clear --perf` left them.  Only
+    the newest is kept now; `info` lists it and `clear --perf` removes it.  Files of any other
+    name are Asp's to leave alone."""
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    CodeCache(fresh_cache).ensure()
+    for pid, when in [(11, 1700000000), (22, 1700000100), (33, 1600000000)]:
+        for suffix in ("", "-wal", "-shm"):
+            (fresh_cache / f"perf.sqlite.corrupt-{pid}-{when}{suffix}").write_bytes(b"old")
+    foreign = ["other.sqlite.corrupt-1-2", "perf.sqlite.corrupt-1-2.bak",
+               "perf.sqlite.corrupt-notes"]
+    for name in foreign:
+        (fresh_cache / name).write_text("not Asp's")
+    (fresh_cache / "perf.sqlite").write_bytes(b"\0garbage" * 512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert PerfDB().winner("k") is None   # set aside: a new database starts afresh
+        PerfDB().set_winner("k", "a")
+
+    def corrupt() -> list[str]:
+        return sorted(p.name for p in fresh_cache.iterdir() if ".corrupt-" in p.name)
+
+    newest = [n for n in corrupt() if n not in foreign]
+    assert len(newest) == 1 and newest[0].startswith(f"perf.sqlite.corrupt-{os.getpid()}-")
+    out = CliRunner().invoke(cli, ["cache", "info"], catch_exceptions=False).output
+    assert f"damaged tuning databases set aside: 1 (newest: {newest[0]};" in out
+    assert "autotuned kernels: 1" in out
+    result = CliRunner().invoke(cli, ["cache", "clear", "--perf"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert corrupt() == sorted(foreign) and PerfDB().winner("k") is None
+    assert "set aside" not in CliRunner().invoke(cli, ["cache", "info"]).output
+
+
 @pytest.mark.parametrize("args", [("cache", "info"), ("cache", "clear", "--perf")])
 def test_asp_cache_commands_do_not_create_a_missing_cache(tmp_path, monkeypatch, args):
     """Looking for the tuning results made the cache: `asp cache info` with a mistyped

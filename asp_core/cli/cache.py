@@ -42,16 +42,22 @@ def info() -> None:
     click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
     # looking for the tuning database makes the cache: a missing one (a mistyped
     # ASP_CACHE_DIR) has none, and inspecting it must not create it
-    winners = PerfDB().summary() if cache.root.exists() else []
+    db = PerfDB()
+    winners = db.summary() if cache.root.exists() else []
     click.echo(f"autotuned kernels: {len(winners)}")
     for key, label, variant in winners:
         click.echo(f"  {label or key[:12]}: {variant}")
+    damaged = db.set_aside() if cache.root.exists() else []
+    if damaged:   # counted in the size above; `clear --perf` removes them
+        click.echo(f"damaged tuning databases set aside: {len(damaged)} (newest: "
+                   f"{damaged[0].name}; `asp cache clear --perf` removes them)")
 
 
 @command.command("clear")
-@click.option("--perf", is_flag=True, help="Also forget autotuning results.")
+@click.option("--perf", is_flag=True, help="Also forget autotuning results (and remove the "
+              "damaged tuning databases set aside).")
 def clear(perf: bool) -> None:
-    """Remove every compiled entry (and with --perf the tuning database)."""
+    """Remove every compiled entry (and with --perf every tuning result)."""
     from asp_core.autotune import PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance

@@ -10,8 +10,9 @@ import os
 import re
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from asp_core import cache as _cache
 from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe
@@ -114,15 +115,49 @@ def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
     check_own(cache, "verify")
     cache.ensure()  # an unsafe root is refused, not cleaned
     good: list[Path] = []
-    bad: list[Path] = []
+    removed: list[Path] = []
     for path in entries(cache):
-        try:
-            ok = cache.lookup(path.name) is not None
-        except CacheError:
-            ok = False
-        (good if ok else bad).append(path)
-    bad += leftovers(cache)
-    return good, _remove(bad)
+        if _verified(cache, path):
+            good.append(path)
+            continue
+        # under the lock a compile takes to write the entry: without it, a rebuild under way
+        # lost its files, or had its new entry deleted (found bad a moment before)
+        with _entry_lock(cache, path.name) as held:
+            if not held:
+                continue   # a compile of it still under way: it replaces the entry itself
+            if _verified(cache, path):
+                good.append(path)   # rebuilt meanwhile
+            else:
+                removed += _remove([path])
+    return good, removed + _remove(leftovers(cache))
+
+
+def _verified(cache: CodeCache, path: Path) -> bool:
+    try:
+        return cache.lookup(path.name) is not None
+    except CacheError:
+        return False
+
+
+@contextmanager
+def _entry_lock(cache: CodeCache, key: str) -> Iterator[bool]:
+    """Hold entry ``key``'s lock as :meth:`CodeCache._locked_build` does (waiting for a compile
+    that holds it); yields False, holding nothing, when it stays held past the cache's timeout.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(cache.root / "locks" / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=_cache._LOCK_TIMEOUT)
+    except Timeout:
+        yield False
+        return
+    except OSError as exc:   # no lock can be taken (a read-only cache): nor can it be removed
+        raise CacheError(f"could not lock cache entry {key[:12]} to remove it: {exc}") from None
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _remove(paths: list[Path]) -> list[Path]:
