@@ -467,3 +467,42 @@ def test_meta_that_does_not_cover_the_entry_is_rejected(fresh_cache, tamper):
     assert CodeCache(fresh_cache).lookup(lib.key) is None
     rebuilt = compile_library(SRC, name="twice", openmp=False)
     assert not rebuilt.cached and CodeCache(fresh_cache).lookup(lib.key) is not None
+
+
+def test_clear_removes_an_entry_only_under_the_lock_compiles_take(fresh_cache):
+    """`asp cache clear` removed entries without the lock a compile takes to write one: a
+    compile publishing that entry meanwhile lost its files or failed on a folder emptied under
+    it. Clear now waits for the compile, then removes what it published."""
+    import threading
+
+    cache = CodeCache(fresh_cache)
+    key = cache_key(test="clear under the lock")
+
+    def first(tmp: Path) -> dict:
+        (tmp / "libk.so").write_bytes(b"first")
+        return {}
+
+    entry, _ = cache.get_or_build(key, first)
+    holding, go = threading.Event(), threading.Event()
+    done: dict = {}
+
+    def hold_the_lock() -> None:   # what a compile of the entry holds while it writes it
+        from filelock import FileLock
+
+        with FileLock(str(cache.root / "locks" / f"{entry.path.name}.lock")):
+            holding.set()
+            assert go.wait(60)
+            done["seen"] = (entry.path / "libk.so").read_bytes()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(60)
+    clearing = threading.Thread(target=lambda: done.setdefault("cleared",
+                                                                 maintenance.clear(cache)))
+    clearing.start()
+    clearing.join(0.5)   # time to remove it unlocked
+    go.set()
+    holder.join(60)
+    clearing.join(60)
+    assert done["seen"] == b"first"    # untouched while the lock was held
+    assert done["cleared"] == 1 and not entry.path.exists()

@@ -204,8 +204,16 @@ def clear(cache: CodeCache) -> int:
         raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
                          "by Asp); refusing to clear it")
     found = entries(cache)
-    _remove(found + leftovers(cache))
+    removed: list[Path] = []
+    for path in found:   # under each entry's lock, as verify: not under a compile's feet
+        with _entry_lock(cache, path.name) as held:
+            if held:
+                removed += _remove([path])
+    _remove(leftovers(cache))
     for prefix in {path.parent for path in found}:   # only the folders the entries were in
-        if not any(prefix.iterdir()):
-            prefix.rmdir()
-    return len(found)
+        try:
+            if not any(prefix.iterdir()):
+                prefix.rmdir()
+        except OSError:
+            pass   # a compile published an entry there meanwhile: it stays
+    return len(removed)
