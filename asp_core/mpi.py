@@ -5,7 +5,9 @@ split. Asp runs on mpi4py over the user's MPI, imported on first use, never at i
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import hashlib
 import numbers
 import os
 import shutil
@@ -14,13 +16,14 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
            "abort_on_uncaught", "abort_caught",
-           "agree", "check_same", "CommStats", "block_range", "find_mpiexec", "HaloExchange"]
+           "agree", "check_same", "agree_call", "call_digest", "CommStats", "block_range",
+           "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
 
@@ -158,6 +161,138 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return ("real", float(value).hex())
     return value if value is None or isinstance(value, (str, bytes)) else ("repr", repr(value))
+
+
+def agree_call(comm: Any, items: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+               error: BaseException | None = None, *, what: str = "call",
+               stats: CommStats | None = None, digest: int | None = None) -> None:
+    """Collective, ONE small ``Allreduce`` when all is well: raise the same error on every rank
+    when this call's arguments were refused on some rank or are not the same on all of them.
+
+    For runners called many times with arguments that must agree across ranks (each sweep of a
+    distributed stencil), where :func:`check_same`'s allgather of every value would cost a
+    pickled message per rank per call. ``items`` maps a label to a value that must be the same
+    on every rank (``None`` when the rank's own checks failed); ``error`` is the exception this
+    rank's local checks raised. Each rank reduces a 62-bit digest of its items (and -digest,
+    so one ``MIN`` gives the smallest and the largest) and a failure flag; only when they differ
+    do the ranks allgather what they saw, to name it:
+
+    * a local failure on any rank raises the first failing rank's exception type on every rank
+      (``ValueError`` for one that is not built in), ``"<what>: rank 1: <message>"``, chained to
+      the original on the rank that failed;
+    * otherwise ``ValueError("<what>: mismatched <label> across ranks (rank 0: ..., rank 1:
+      ...)")`` for each label whose values differ.
+
+    Values compare exactly, as a specialisation key does: numbers by type and bits (a NumPy
+    float32 constant and a Python float give different generated code), tuples and lists item
+    by item, arrays by dtype, shape and contents, strings, bytes and None by value; any other
+    object by its type only (its repr may hold an address, which differs per process). A string
+    is shown as it is, so a long value that is exact as text (a repr) can travel as one, which
+    is also the cheapest form to digest. Counts one reduction in ``stats``.
+
+    A runner that keeps :func:`call_digest` of its items (memoised on a key it computes anyway)
+    passes it as ``digest`` and ``items`` as a function returning them, called only when the
+    ranks disagree.
+    """
+    if error is not None or items is None:
+        digest = 0
+    elif digest is None:
+        digest = call_digest(items() if callable(items) else items)
+    mpi = import_mpi()
+    buf = np.array([digest, -digest, -int(error is not None or items is None)], dtype=np.int64)
+    comm.Allreduce(mpi.IN_PLACE, buf, op=mpi.MIN)
+    if stats is not None:
+        stats.reduction()
+    if buf[2] == 0 and buf[0] == -buf[1]:
+        return
+    # the error path: every rank learns what each one saw (cost no longer matters)
+    if callable(items):
+        try:
+            items = items()
+        except Exception as exc:  # noqa: BLE001 - it worked for the digest; report, not hang
+            items = {"arguments": f"<{type(exc).__name__}: {exc}>"}
+    seen = None if items is None else {k: (_shown(v), repr(_digestible(v)))
+                                       for k, v in items.items()}
+    mine = None if error is None else (type(error).__name__, str(error))
+    if mine is None and items is None:
+        mine = ("ValueError", "no arguments to check")
+    gathered = comm.allgather((mine, seen))
+    failed = [(r, m) for r, (m, _) in enumerate(gathered) if m is not None]
+    if failed:
+        by_message: dict[str, list[int]] = {}
+        for r, (_, message) in failed:
+            by_message.setdefault(message, []).append(r)
+        kind = getattr(builtins, failed[0][1][0], None)
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            kind = ValueError
+        raise kind(f"{what}: " + "; ".join(f"{_ranks(rs)}: {m}" for m, rs in by_message.items())
+                   ) from error
+    problems = []
+    absent = ("(absent)", "")
+    for label in dict.fromkeys(k for _, s in gathered for k in (s or {})):
+        values = [(s or {}).get(label, absent) for _, s in gathered]
+        if any(v[1] != values[0][1] for v in values[1:]):
+            by_value: dict[str, list[int]] = {}
+            for r, (text, key) in enumerate(values):
+                by_value.setdefault(key, []).append(r)
+            problems.append(f"mismatched {label} across ranks (" + ", ".join(
+                f"{_ranks(rs)}: {values[rs[0]][0]}" for rs in by_value.values()) + ")")
+    raise ValueError(f"{what}: " + "; ".join(problems) + "; every rank must make the same call")
+
+
+def call_digest(items: Mapping[str, Any]) -> int:
+    """The 62-bit digest :func:`agree_call` reduces: the same in every process for equal items
+    (labels and values, in order)."""
+    raw = repr(tuple((k, _digestible(v)) for k, v in items.items())).encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 2
+
+
+def _digestible(value: Any) -> Any:
+    """``value`` as a structure whose repr is the same in every process for equal values (see
+    :func:`agree_call`). The exact built-in types come first: this runs on every call."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None or t is bytes:
+        return value   # their reprs are exact and tell the types apart
+    if t is float:
+        return ("float", value.hex())
+    if t is tuple or t is list or isinstance(value, (tuple, list)):
+        return tuple([_digestible(v) for v in value])
+    if isinstance(value, np.generic) and value.dtype.kind in "fc":
+        return (t.__name__, value.tobytes())
+    if isinstance(value, (bool, np.bool_)):
+        return (t.__name__, bool(value))
+    if isinstance(value, numbers.Integral):
+        return (t.__name__, int(value))
+    if isinstance(value, numbers.Real):
+        return (t.__name__, float(value).hex())
+    if isinstance(value, numbers.Complex):
+        return (t.__name__, float(value.real).hex(), float(value.imag).hex())
+    if isinstance(value, np.ndarray):
+        contents = None if value.dtype.kind == "O" else hashlib.blake2b(
+            np.ascontiguousarray(value).tobytes(), digest_size=16).digest()
+        return ("ndarray", value.dtype.str, value.shape, contents)
+    if isinstance(value, np.dtype):
+        return ("dtype", value.str)
+    if isinstance(value, (str, bytes)):
+        return (t.__name__, str(value) if isinstance(value, str) else bytes(value))
+    return ("object", t.__module__, t.__qualname__)
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    """``value`` for an error message (the repr, shortened; a string as it is)."""
+    try:
+        text = value if type(value) is str else repr(value)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _ranks(ranks: list[int]) -> str:
+    """``rank 1`` / ``ranks 0, 2`` (a long list shortened)."""
+    if len(ranks) == 1:
+        return f"rank {ranks[0]}"
+    listed = ", ".join(map(str, ranks[:8]))
+    return f"ranks {listed}" + (f", ... ({len(ranks)} ranks)" if len(ranks) > 8 else "")
 
 
 @dataclass

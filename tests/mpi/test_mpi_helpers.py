@@ -151,3 +151,33 @@ def test_mpi_halo_exchange_rejects_bad_peers_and_selections():
         halo.finish()
     with pytest.raises(TypeError, match="at least one array"):
         halo.start()
+
+
+def test_mpi_call_digest_compares_exactly():
+    """The digest agree_call reduces: equal items give equal digests in any process; a number
+    of another type or sign, another order, or another array content gives another one; an
+    object without a value semantics counts by its type (its repr may hold an address)."""
+    d = mpi.call_digest
+    assert d({"a": 0.1, "n": [[(0, 1)]]}) == d({"a": 0.1, "n": [[(0, 1)]]})
+    assert d({"a": 0.1}) != d({"a": np.float64(0.1)}) != d({"a": np.float32(0.1)})
+    assert d({"a": 0.0}) != d({"a": -0.0})
+    assert d({"a": 1}) != d({"a": True}) != d({"a": 1.0})
+    assert d({"a": 1, "b": 2}) != d({"b": 2, "a": 1})
+    assert d({"w": np.arange(3.0)}) == d({"w": np.arange(3.0)}) != d({"w": np.ones(3)})
+    assert d({"o": object()}) == d({"o": object()})
+    assert 0 <= d({}) < 2 ** 62
+
+
+class ReduceComm(FakeComm):
+    """One rank: Allreduce leaves the buffer as it is."""
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        pass
+
+
+def test_mpi_agree_call_raises_the_local_error_naming_the_rank():
+    stats = mpi.CommStats()
+    mpi.agree_call(ReduceComm(), {"alpha": 0.1}, stats=stats)
+    assert stats.reductions == 1
+    with pytest.raises(TypeError, match=r"^sweep: rank 0: bad grid$"):
+        mpi.agree_call(ReduceComm(), None, TypeError("bad grid"), what="sweep")

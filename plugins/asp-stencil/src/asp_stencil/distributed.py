@@ -37,6 +37,17 @@ cannot specialise, every rank runs the kernel's Python (ASP_MODE=strict: raises)
 calls of ``overlap=True`` differ in number and shape between ranks, so they keep the kernel's
 own (per-rank) tuning.
 
+Agreement: every :func:`sweep` and :func:`iterate` call is checked across ranks with one small
+``Allreduce`` (:func:`asp_core.mpi.agree_call`): each rank's local argument checks, and a digest
+of what must be the same everywhere (the kernel's class and the attributes it reads, the grids'
+collective numbers, neighbour definitions and dtypes, the call's options). A difference or a
+failure on any rank raises the same error on every rank, naming it and the ranks, before any
+message is posted: neither results that silently differ from one process (a constant set per
+rank) nor a hang (a rank whose key changed entering a new variant agreement while the others
+exchange halos, or raising alone while they wait for its halo). A check carried on the halo
+messages instead would add no latency, but reaches only neighbouring ranks and arrives after
+messages whose sizes may already disagree; the reduction costs a few microseconds a call.
+
 Gather/scatter helpers move whole grids between one rank and the decomposition.
 mpi4py is imported only when a distributed object is created (never by ``import asp_stencil``).
 """
@@ -52,9 +63,9 @@ from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
-from asp_core.mpi import HaloExchange, check_same
+from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
 from asp_stencil.grid import StencilGrid
-from asp_stencil.signature import stencil_signature
+from asp_stencil.signature import _callee_meanings, kernel_attribute_names, stencil_signature
 from asp_stencil.kernel import kernel_function
 
 if TYPE_CHECKING:
@@ -150,6 +161,21 @@ class _Plan:
     send: list[tuple[int, Box]] = field(default_factory=list)
 
 
+#: the next grid number this process may give (see :func:`_agreed_serial`)
+_NEXT_SERIAL = [0]
+
+
+def _agreed_serial(comm: Any) -> int:
+    """Collective (at grid creation only): a number for the new grid that is the same on every
+    rank of ``comm`` and that no other grid of this process has: the largest next number of the
+    ranks (a rank may have made grids on other communicators meanwhile)."""
+    from asp_core.mpi import import_mpi
+
+    serial = int(comm.allreduce(_NEXT_SERIAL[0], op=import_mpi().MAX))
+    _NEXT_SERIAL[0] = serial + 1
+    return serial
+
+
 def _exchange_plan(dec: Decomposition, rank: int) -> _Plan:
     plan = _Plan()
     me_stored, me_owned = dec.stored[rank], dec.owned[rank]
@@ -204,7 +230,7 @@ class DistributedStencilGrid:
                 error = f"dtype: {exc}"
             agree(like.cart, error)
             check_same(like.cart, str(dtype), "dtype of a grid created with like=")
-            self._init_like(like, dtype)
+            self._init_like(like, dtype, _agreed_serial(like.cart))
             return
         dtype = np.float64 if dtype is None else dtype
         MPI = import_mpi()
@@ -240,16 +266,20 @@ class DistributedStencilGrid:
                              f"ghost_depth {g} on each side) is smaller than the process grid "
                              f"{dims}: every rank needs at least one interior point along each "
                              f"axis; use fewer ranks or pass dims=")
+        serial = _agreed_serial(comm)
         self.cart = comm.Create_cart(dims, periods=[False] * len(dims), reorder=False)
         self.comm = comm
         self.dec = Decomposition.build(template.shape, g, int(halo), dims)
-        self._setup(template.data.dtype, template.neighbor_definition)
+        self._setup(template.data.dtype, template.neighbor_definition, serial)
 
-    def _init_like(self, other: DistributedStencilGrid, dtype: Any) -> None:
+    def _init_like(self, other: DistributedStencilGrid, dtype: Any, serial: int) -> None:
         self.cart, self.comm, self.dec = other.cart, other.comm, other.dec
-        self._setup(np.dtype(dtype), [list(ids) for ids in other.neighbor_definition])
+        self._setup(np.dtype(dtype), [list(ids) for ids in other.neighbor_definition], serial)
 
-    def _setup(self, dtype: Any, neighbor_definition: list) -> None:
+    def _setup(self, dtype: Any, neighbor_definition: list, serial: int) -> None:
+        #: this grid's number, the same on every rank (grids are created collectively), so
+        #: ranks passing other grids (or the same ones in another order) are told apart
+        self.serial = serial
         self.rank = self.cart.Get_rank()
         self.size = self.cart.Get_size()
         self.shape: tuple[int, ...] = self.dec.shape
@@ -505,6 +535,104 @@ def _sync_neighbors(grids: Sequence[DistributedStencilGrid]) -> None:
         g.local.neighbor_definition = g.neighbor_definition
 
 
+def _agree_call(kernel: Any, grids: Sequence[Any], options: dict[str, Any], what: str,
+                stats: Any, min_grids: int = 1) -> tuple[bool, Hashable]:
+    """Collective, one small ``Allreduce`` per call (:func:`asp_core.mpi.agree_call`): check
+    the arguments on this rank and that every rank makes the same call; return whether the
+    kernel reads its output, and the local specialisation key (which validates the local
+    arrays, so it is computed here, and :func:`_local_call` reuses it for the first step).
+
+    Why every call: a rank whose arguments its own checks refuse (an aliased or read-only
+    output, a grid of another decomposition) must not raise alone, or the others wait forever
+    in the next halo exchange; and the ranks must run the same code on the same grids, or the
+    result silently differs from one process (a kernel constant or a ``neighbor_definition``
+    set on one rank only, grids passed in another order), or the job hangs (a rank whose
+    specialisation key changed enters a new variant agreement while the others exchange
+    halos). The arguments can change between any two calls, so once per decomposition is not
+    enough; within one :func:`iterate` call they cannot, so it checks once for all its steps.
+    The same error is then raised on every rank, naming what differs and on which rank.
+    """
+    error: Exception | None = None
+    digest: int | None = None
+    reads_out, key = True, None
+    try:
+        if len(grids) < min_grids:
+            raise TypeError(f"{what}() needs at least one input grid and the output grid")
+        _check_grids(grids)
+        reads_out = check_kernel(kernel)
+        _sync_neighbors(grids)
+        key = stencil_signature(tuple(g.local for g in grids), {}, kernel)
+        memo = _digest_key(kernel, grids, key, options)
+        digest = _DIGESTS.get(memo) if memo is not None else None
+        if digest is None:
+            digest = call_digest(_call_items(kernel, grids, options))
+            if memo is not None:
+                if len(_DIGESTS) >= 1024:
+                    _DIGESTS.clear()
+                _DIGESTS[memo] = digest
+    except Exception as exc:  # noqa: BLE001 - raised on every rank by agree_call
+        error = exc
+    comm = next((g.comm for g in grids if isinstance(g, DistributedStencilGrid)), None)
+    if comm is None:   # no distributed grid here: the communicator the others most likely use
+        from asp_core.mpi import world
+
+        comm = world()
+    if comm.Get_size() == 1:
+        if error is not None:
+            raise error
+        return reads_out, key
+    agree_call(comm, lambda: _call_items(kernel, grids, options), error, stats=stats,
+               what=f"{what}() of stencil kernel {type(kernel).__name__}", digest=digest)
+    return reads_out, key
+
+
+#: digests of :func:`_call_items` by :func:`_digest_key` (a few µs saved on every call)
+_DIGESTS: dict[Hashable, int] = {}
+_SCALARS = (int, float, bool, str, type(None), np.generic)
+
+
+def _digest_key(kernel: Any, grids: Sequence[DistributedStencilGrid], key: Hashable,
+                options: dict[str, Any]) -> Hashable | None:
+    """What determines :func:`_call_items` exactly: the local specialisation key (neighbour
+    definitions, dtypes, scalar kernel attributes by type and bits, what called names mean),
+    the kernel's class, the grids' numbers and the options by type and value. None (no memo)
+    when a kernel attribute is not a scalar: the key holds only its id, and its contents may
+    change under the same id."""
+    for name in kernel_attribute_names(kernel):
+        if not isinstance(getattr(kernel, name, None), _SCALARS):
+            return None
+    memo = (type(kernel), key, tuple(g.serial for g in grids),
+            tuple((k, type(v), v) for k, v in options.items()))
+    try:
+        hash(memo)
+    except TypeError:  # an unhashable option value: digest it every time
+        return None
+    return memo
+
+
+def _call_items(kernel: Any, grids: Sequence[DistributedStencilGrid], options: dict[str, Any]
+                ) -> dict[str, Any]:
+    """What must be the same on every rank for the ranks to compute one global sweep: the
+    kernel's class, the grids (by their collective numbers), their neighbour definitions and
+    dtypes, the kernel attributes the kernel reads, what the names it calls are bound to, and
+    the call's ``options``. The neighbour definitions travel as their repr (exact, as they are
+    normalised to tuples of ints when set), the cheapest form to digest on every call."""
+    cls = type(kernel)
+    n = len(grids)
+    items: dict[str, Any] = {
+        "kernel class": f"{cls.__module__}.{cls.__qualname__}",
+        "grid arguments (grids numbered in creation order)": tuple(g.serial for g in grids),
+        **options}
+    for i, g in enumerate(grids):
+        which = f"grid {i + 1}" + (" (the output)" if i == n - 1 else "")
+        items[f"neighbor_definition of {which}"] = repr(g.local.neighbor_definition)
+        items[f"dtype of {which}"] = g.local.data.dtype.str
+    for name in kernel_attribute_names(kernel):
+        items[f"kernel attribute self.{name}"] = getattr(kernel, name, None)
+    items["names the kernel calls"] = _callee_meanings(kernel)
+    return items
+
+
 def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
     """Collective: refresh the halos of ``grids`` (one packed message per neighbour rank)."""
     _finish_exchange(_start_exchange(list(grids), stats))
@@ -588,14 +716,16 @@ _AGREED: weakref.WeakKeyDictionary[Any, dict[Hashable, AgreedVariants]] = \
     weakref.WeakKeyDictionary()
 
 
-def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[StencilGrid]
-          ) -> Hashable:
+def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[StencilGrid],
+          key: Hashable = None) -> Hashable:
     """What the agreed variant is kept under: the decomposition and the local specialisation
-    key. Aligned across ranks: for one decomposition each rank's block shapes are fixed, so the
-    local key changes on every rank at once (dtype, neighbour definitions, kernel attributes)."""
+    key (``key``, when the caller has it). Aligned across ranks: for one decomposition each
+    rank's block shapes are fixed, and :func:`sweep` and :func:`iterate` check that the rest of
+    the key (dtype, neighbour definitions, kernel attributes) is the same on every rank, so it
+    changes on every rank at once."""
     dec = grids[0].dec
     return ((dec.shape, dec.ghost_depth, dec.halo, dec.dims),
-            stencil_signature(tuple(local), {}, kernel))
+            stencil_signature(tuple(local), {}, kernel) if key is None else key)
 
 
 def tuned_variant(kernel: Any, *grids: DistributedStencilGrid) -> str | None:
@@ -607,12 +737,13 @@ def tuned_variant(kernel: Any, *grids: DistributedStencilGrid) -> str | None:
     return agreed.winner if agreed is not None else None
 
 
-def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid]) -> None:
+def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid], key: Hashable = None
+                ) -> None:
     """The kernel on every rank's whole block, with the variant the ranks agreed on (created
-    collectively on a new decomposition or key)."""
+    collectively on a new decomposition or key; ``key``: the local key, if just computed)."""
     local = [g.local for g in grids]
     sites = _AGREED.setdefault(kernel, {})
-    site = _site(kernel, grids, local)
+    site = _site(kernel, grids, local, key)
     agreed = sites.get(site)
     if agreed is None:  # a pure-Python kernel on every rank when any rank cannot specialise
         from asp_core.collective import AgreedVariants
@@ -627,22 +758,22 @@ def sweep(kernel: Any, *grids: DistributedStencilGrid, overlap: bool = False,
     """Collective: one kernel call on distributed grids (halo exchange, then the local call).
 
     ``overlap=True`` computes the halo-independent points while the messages travel.
-    Returns the output grid.
+    Returns the output grid. Arguments refused on any rank, or differing across ranks, raise
+    the same error on every rank first (:func:`_agree_call`).
     """
-    _check_grids(grids)
-    reads_out = check_kernel(kernel)
-    _sync_neighbors(grids)
+    reads_out, key = _agree_call(kernel, grids, {"overlap": overlap}, "sweep", stats)
     travel = list(grids) if reads_out else list(grids[:-1])
-    _step(kernel, grids, travel, overlap, stats)
+    _step(kernel, grids, travel, overlap, stats, key)
     return grids[-1]
 
 
 def _step(kernel: Any, grids: Sequence[DistributedStencilGrid],
-          travel: list[DistributedStencilGrid], overlap: bool, stats: Any) -> None:
+          travel: list[DistributedStencilGrid], overlap: bool, stats: Any,
+          key: Hashable = None) -> None:
     g0 = grids[0]
     if not overlap:
         exchange(*travel, stats=stats)
-        _local_call(kernel, grids)
+        _local_call(kernel, grids, key)
         return
     pending = _start_exchange(travel, stats)
     inner = g0.dec.halo_free_box(g0.rank)
@@ -661,16 +792,13 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
     ``halo_depth // ghost_depth``); between exchanges each rank recomputes the part of its halo
     that later steps need. Returns the grid holding the last result.
     """
-    if len(grids) < 2:
-        raise TypeError("iterate() needs at least one input grid and the output grid")
-    _check_grids(grids)
-    # a rank with other steps would wait in an exchange the others never start
-    check_same(grids[0].comm, (steps, exchange_every, overlap),
-               "steps, exchange_every and overlap")
+    # one agreement for all the steps (a rank with other steps would wait in an exchange the
+    # others never start); the values are then checked alike on every rank
+    reads_out, key = _agree_call(kernel, grids, {"steps": steps, "exchange_every": exchange_every,
+                                                 "overlap": overlap}, "iterate", stats,
+                                 min_grids=2)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    reads_out = check_kernel(kernel)
-    _sync_neighbors(grids)
     g0 = grids[0]
     g = max(g0.ghost_depth, 1)
     most = max(1, g0.halo_depth // g)
@@ -693,8 +821,8 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
             travel.append(gs[-1])
         constants_fresh = True
         for j in range(block):
-            if j == 0:
-                _step(kernel, gs, travel, overlap, stats)
+            if j == 0:   # the key of the grids in their order at the start
+                _step(kernel, gs, travel, overlap, stats, key if done == 0 else None)
             else:
                 _local_call(kernel, gs)
             gs[-1], gs[-2] = gs[-2], gs[-1]
