@@ -56,7 +56,10 @@ class Dispatcher:
         signature = self._signature
         if signature is not None:
             fn = self._table.get(signature(args, kwargs, self.instance))
-            if fn is not None:
+            # ASP_MODE=python set after a kernel specialised runs it in Python too (the table
+            # served the compiled code): the variable alone, a dict lookup, where reading the
+            # whole configuration (config.mode) would cost more than small kernels
+            if fn is not None and os.environ.get("ASP_MODE", "").strip().lower() != "python":
                 return fn(*args, **kwargs)
         return self._slow_call(args, kwargs)
 

@@ -151,6 +151,31 @@ def test_python_mode_never_compiles(elementwise, fresh_cache, monkeypatch):
     assert not (fresh_cache / "code").exists()
 
 
+@requires_compiler
+def test_python_mode_set_after_specialising_runs_python(elementwise, fresh_cache,
+                                                        monkeypatch):
+    """The docs: settings are read on every use. ``ASP_MODE=python`` set after a kernel was
+    specialised ran the compiled code all the same (the table answered before the mode was
+    read); it now runs the Python function until the variable is unset again."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    calls = []
+
+    def fallback(a, b):
+        calls.append(1)
+        return axpy(a, b)
+
+    d = Dispatcher("elementwise", axpy, fallback=fallback)
+    a, b = _arrays()
+    np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert list(d.specializations) == [(2,)] and not calls
+    monkeypatch.setenv("ASP_MODE", " Python ")
+    np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert calls == [1]
+    monkeypatch.delenv("ASP_MODE")
+    np.testing.assert_array_equal(d(a, b), 2.5 * a + b)
+    assert calls == [1]
+
+
 def test_invalid_mode_is_a_clear_error(elementwise, monkeypatch):
     monkeypatch.setenv("ASP_MODE", "fast")
     d = Dispatcher("elementwise", axpy)
