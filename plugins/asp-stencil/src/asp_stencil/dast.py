@@ -201,6 +201,8 @@ class PointLoop(Node):
     region: str
     body: tuple["Stmt", ...]
     line: int = field(default=0, compare=False)
+    #: the ghost depth of ``grid``: a border loop's points are that deep
+    depth: int = 0
 
     @property
     def sequential(self) -> bool:
@@ -208,10 +210,13 @@ class PointLoop(Node):
         then points depend on earlier points and the loop must run in Python's order.  Derived
         from the body, not marked by a pass: a user may disable any pass, and a parallel
         Gauss-Seidel loop would race.  A grid an earlier loop wrote is complete when this one
-        starts, so reading it at a neighbour keeps the loop parallel."""
+        starts, so reading it at a neighbour keeps the loop parallel.  In a border loop,
+        ``h.nearest_interior(x)`` of a grid ``h`` shallower than the loop's is itself a border
+        point of the loop, written by another iteration (a GPU's threads raced there, and
+        OpenMP was right only by how it split the rows)."""
         stored = {n.grid for n in expr_nodes(self) if isinstance(n, Store)}
-        return any(r.grid in stored and (r.at.var is not None or any(r.at.offset))
-                   for r in reads(self))
+        return any(r.grid in stored and (r.at.var is not None or any(r.at.offset) or (
+            self.region == "border" and 0 <= r.at.clamp < self.depth)) for r in reads(self))
 
 
 Stmt = Union[Assign, Store, NeighborLoop, PointLoop]

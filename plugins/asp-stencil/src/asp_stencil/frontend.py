@@ -314,7 +314,7 @@ class _Parser:
             self.after_loop.update(dict.fromkeys(self.loop_assigns,
                                                  self.ctx.firstlineno + s.lineno - 1))
             return D.PointLoop(var=var, grid=grid, region=method.split("_")[0], body=tuple(body),
-                               line=s.lineno)
+                               line=s.lineno, depth=self.grids[grid].ghost_depth)
         if method == "neighbors":
             if level == "top":
                 raise self.err(s, "neighbors() loop outside a point loop")

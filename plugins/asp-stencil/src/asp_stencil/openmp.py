@@ -331,7 +331,10 @@ class _Lowering:
             return [C.Comment(f"{loop.region} points, streaming stores"), *head, C.Block(region)]
         return [C.Comment(f"{loop.region} points"), stmt]
 
-    def border(self, loop: D.PointLoop) -> list[C.Stmt]:
+    def border(self, loop: D.PointLoop, parallel: bool = True) -> list[C.Stmt]:
+        """The border points in Python's order (row by row, each row whole or its two ends);
+        rows split over threads when ``parallel`` (not for a loop that reads points it writes:
+        :attr:`~asp_stencil.dast.PointLoop.sequential`)."""
         g = self.prog.grid(loop.grid).ghost_depth
         n = self.shape
         idx = [f"i{d}" for d in range(self.dim)]
@@ -356,7 +359,8 @@ class _Lowering:
         stmt = _nest([(idx[d], C.Constant(0), C.Constant(n[d])) for d in range(self.dim - 1)],
                      C.Block([self.row_base(idx[:-1]),
                               C.If(cond, C.Block([full]), C.Block(split))]))
-        if self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) and n[0] >= 4:
+        if parallel and self.parallel_ok(prod(n) - prod(max(0, k - 2 * g) for k in n)) \
+                and n[0] >= 4:
             stmt.pragmas = [self.omp_for()]
         return [C.Comment("border points"), stmt]
 
@@ -403,10 +407,10 @@ class _Lowering:
         for s in self.prog.body:
             if not isinstance(s, D.PointLoop):
                 continue
-            if s.sequential:
+            if s.region == "border":   # in Python's point order: one thread when sequential
+                stmts += self.border(s, parallel=not s.sequential)
+            elif s.sequential:
                 stmts += self.sequential(s)
-            elif s.region == "border":
-                stmts += self.border(s)
             else:
                 stmts += self.interior(s)
         params = []

@@ -12,6 +12,9 @@ the device for all ``steps`` Jacobi sweeps and copies both ping-pong grids back 
 from __future__ import annotations
 
 import ctypes
+import functools
+import re
+import subprocess
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -27,7 +30,8 @@ from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["CudaBackend", "DeviceSweep", "bind_cuda", "gpu_arch_flags", "cuda_source"]
+__all__ = ["CudaBackend", "DeviceSweep", "bind_cuda", "gpu_arch_flags",
+           "gpu_arch_unsupported_reason", "cuda_source"]
 
 _CUDA_ERRORS = {1: "cudaErrorInvalidValue (grid sizes differ from the compiled ones)",
                 2: "cudaErrorMemoryAllocation", 3: "cudaErrorInitializationError",
@@ -35,14 +39,63 @@ _CUDA_ERRORS = {1: "cudaErrorInvalidValue (grid sizes differ from the compiled o
                 209: "cudaErrorNoKernelImageForDevice"}
 
 
-def gpu_arch_flags(hardware: Any) -> tuple[str, ...]:
-    """``-arch=sm_XY`` for the first GPU when its compute capability is known, else nothing
-    (nvcc's default embeds PTX that the driver compiles for any newer GPU)."""
+@functools.lru_cache(maxsize=4)
+def _nvcc_gpu_codes(nvcc: str) -> tuple[int, ...] | None:
+    """The real architectures ``nvcc --list-gpu-code`` names (``sm_75`` → 75), or None where
+    that cannot be asked (an nvcc older than CUDA 11)."""
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True,
+                             errors="replace", timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    codes = sorted({int(m) for m in re.findall(r"\bsm_(\d+)\b", out.stdout)})
+    return tuple(codes) if out.returncode == 0 and codes else None
+
+
+def _gpu_codes() -> tuple[int, ...] | None:
+    from asp_core.errors import ToolchainError
+    from asp_core.toolchain import find_toolchain
+
+    try:
+        return _nvcc_gpu_codes(find_toolchain("cuda").executable)
+    except ToolchainError:
+        return None
+
+
+def _first_gpu_arch(hardware: Any) -> int | None:
+    """The first GPU's compute capability as nvcc numbers it (``"9.0"`` → 90), if known."""
     gpus = getattr(hardware, "gpus", []) or []
     cc = gpus[0].compute_capability if gpus else ""
-    if cc and cc.replace(".", "").isdigit():
-        return (f"-arch=sm_{cc.replace('.', '')}",)
-    return ()
+    digits = cc.replace(".", "") if cc else ""
+    return int(digits) if digits.isdigit() else None
+
+
+def gpu_arch_unsupported_reason(hardware: Any) -> str | None:
+    """Why this nvcc cannot build code for the first GPU (it is older than every architecture
+    nvcc knows: CUDA 13 dropped Maxwell, Pascal and Volta, so ``-arch=sm_70`` is a fatal
+    error), or None."""
+    arch, codes = _first_gpu_arch(hardware), _gpu_codes()
+    if arch is None or codes is None or arch >= codes[0]:
+        return None
+    return (f"the GPU's compute capability {arch // 10}.{arch % 10} (sm_{arch}) is older than "
+            f"every architecture this nvcc builds for (sm_{codes[0]} to sm_{codes[-1]}); "
+            "install a CUDA toolkit that supports it")
+
+
+def gpu_arch_flags(hardware: Any) -> tuple[str, ...]:
+    """``-arch=sm_XY`` for the first GPU when its compute capability is known and nvcc builds
+    for it; for a GPU nvcc does not list (newer than it), ``-arch=compute_XY`` of the newest
+    architecture below it, PTX the driver compiles for the GPU; else nothing (nvcc's default
+    embeds PTX that the driver compiles for any newer GPU). ``-arch=sm_XY`` that nvcc does not
+    know is a fatal error, which failed the whole translation unit."""
+    arch = _first_gpu_arch(hardware)
+    if arch is None:
+        return ()
+    codes = _gpu_codes()
+    if codes is None or arch in codes:
+        return (f"-arch=sm_{arch}",)
+    below = [c for c in codes if c < arch]
+    return (f"-arch=compute_{below[-1]}",) if below else ()
 
 
 def cuda_source(program: Any) -> str:
@@ -73,8 +126,16 @@ class DeviceSweep:
         self._iterate(grids, steps)
 
 
-def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
-    """The Python callable for variant ``v`` of ``prog`` in the loaded library ``lib``."""
+def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant,
+              buffers: dict[int, Any] | None = None) -> DeviceSweep:
+    """The Python callable for variant ``v`` of ``prog`` in the loaded library ``lib``.
+
+    ``buffers`` (grid index → :class:`~.devmem.DeviceBuffer`) is the device memory the callable
+    allocates on its first call and keeps: the variants of one specialisation share one dict
+    (:meth:`CudaPlatform.lower <asp_stencil.cuda.platform.CudaPlatform.lower>` makes it), so
+    timing five variants holds one copy of the grids on the device, not five (a grid that
+    fits the GPU twice failed with an out-of-memory error while the variants were timed).
+    Sharing is safe: every call uploads every grid before it launches."""
     ngrids = len(prog.grids)
     dim = prog.dim
     shape = prog.output.shape
@@ -85,7 +146,7 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
     if it is not None:
         it.argtypes = [ctypes.c_void_p] * ngrids + [ctypes.c_long] * (1 + dim)
         it.restype = ctypes.c_int
-    buffers: dict[int, Any] = {}
+    pool: dict[int, Any] = {} if buffers is None else buffers
     swappable = False
     if ngrids >= 2:
         state, out = prog.grids[-2], prog.grids[-1]
@@ -95,16 +156,18 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant) -> DeviceSweep:
     def device(i: int, host: np.ndarray) -> Any:
         from .devmem import DeviceBuffer, get_device_memory
 
-        buf = buffers.get(i)
+        buf = pool.get(i)
         if buf is None:
-            buf = buffers[i] = DeviceBuffer(get_device_memory(), host)
+            buf = pool[i] = DeviceBuffer(get_device_memory(), host)
         return buf
 
     validate = compiled_for(prog)
 
     def run(*grids: Any) -> None:
-        data = validate(grids)
+        # Python hooks first, then each .data is read once (as the OpenMP binding does): a
+        # grid's fill_ghosts may rebind .data, and the arrays checked are the ones uploaded
         fill_periodic_ghosts(grids)
+        data = validate(grids)
         bufs = [device(i, d) for i, d in enumerate(data)]
         for b, d in zip(bufs, data):
             b.upload(d)
@@ -159,4 +222,4 @@ class CudaBackend(Backend):
             raise ctx.unsupported(None, "a CUDA run on this machine",
                                   f"{exc}; the CUDA code was generated and compiled because "
                                   "the cuda platform was requested by name") from None
-        return bind_cuda(lib.cdll, prog, v)
+        return bind_cuda(lib.cdll, prog, v, program.meta.setdefault("device_buffers", {}))

@@ -70,7 +70,13 @@ class CudaVariant:
 
 
 def kernel_symbol(prog: D.StencilProgram) -> str:
-    return "asp_cuda_" + re.sub(r"\W", "_", prog.name)
+    """The prefix of every symbol of ``prog``'s translation unit: ASCII only, because nvcc
+    refuses a universal character in the name of a ``__global__`` function ("Universal
+    character is not allowed in device entity name"), and Python's ``\\W`` keeps ``ä`` of a
+    class ``Wärme``. Each other character becomes its code point (``Wärme`` → ``W_e4_rme``)."""
+    return "asp_cuda_" + re.sub(r"[^0-9A-Za-z_]",
+                                lambda m: f"_{ord(m.group()):x}_" if ord(m.group()) > 127
+                                else "_", prog.name)
 
 
 def launcher_name(prog: D.StencilProgram, v: CudaVariant) -> str:
@@ -134,8 +140,9 @@ def unsupported_reason(prog: D.StencilProgram) -> str | None:
     for s in prog.body:
         if isinstance(s, D.PointLoop):
             if s.sequential:
-                return (f"the {s.region} loop reads its output at a neighbour (Gauss-Seidel): "
-                        "its points must run in order, which a GPU cannot do")
+                return (f"the {s.region} loop reads a grid it writes at another point "
+                        "(Gauss-Seidel, or a border loop's nearest interior point of a "
+                        "shallower grid): its points must run in order, which a GPU cannot do")
             if s.region == "border" and any(any(r.at.offset) for r in D.reads(s)):
                 return "a border loop reads a neighbour"
         elif not isinstance(s, D.Assign):

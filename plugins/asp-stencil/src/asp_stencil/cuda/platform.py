@@ -6,7 +6,8 @@ for device memory (pycuda, cuda-python or cupy) works, or when the
 user forces the platform (``ASP_PLATFORM_SELECTION=cuda`` or the kernel option
 ``{"platform_selection": "cuda"}``; then only ``nvcc`` is required, which is how CI compiles
 the CUDA code on machines without a GPU). Kernels that cannot run in parallel (Gauss–Seidel) are
-refused with the reason, and the OpenMP platform takes them.
+refused with the reason, and the OpenMP platform takes them; so is every kernel on a GPU older
+than every architecture the installed nvcc builds for (CUDA 13 starts at sm_75).
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class CudaPlatform(Platform):
         nvcc = nvcc_unavailable_reason()  # probed once per process
         if nvcc:
             return nvcc
+        from .backend import gpu_arch_unsupported_reason
+
+        # a GPU nvcc cannot build for: the compile would fail (the kernel then ran in Python
+        # with "a bug; please report it" where OpenMP can run it)
+        arch = gpu_arch_unsupported_reason(ctx.hardware)
+        if arch:
+            return arch
         if forced(ctx):
             return None
         if not ctx.hardware.has_gpu:
@@ -63,7 +71,9 @@ class CudaPlatform(Platform):
 
         try:  # the generated launchers need device memory from pycuda, cuda-python or cupy
             get_device_memory()
-        except CudaUnavailable as exc:
+        except (CudaUnavailable, ValueError) as exc:
+            # ValueError: ASP_CUDA_MEMORY names no binding, a setting to fix, not a broken
+            # plugin (raised here, the core reported the whole stencil-cuda plugin broken)
             return str(exc)
         return None
 
@@ -74,8 +84,10 @@ class CudaPlatform(Platform):
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         variants = default_variants(dast)
+        # one pool of device buffers for all the variants (CudaVariants copies the meta
+        # shallowly, so they share this dict): see bind_cuda
         return PlatformProgram("cuda", lower_cuda(dast, variants),
-                               {"dast": dast, "variants": variants})
+                               {"dast": dast, "variants": variants, "device_buffers": {}})
 
 
 class CudaVariants(PlatformOptimizer):

@@ -82,7 +82,7 @@ def stores(loop: D.PointLoop) -> bool:
 KNOWN_GRID_FIELDS = frozenset({"name", "index", "shape", "dtype", "ghost_depth", "neighbors",
                                "output"})
 KNOWN_PROGRAM_FIELDS = frozenset({"name", "grids", "body", "info"})
-KNOWN_LOOP_FIELDS = frozenset({"var", "grid", "region", "body", "line"})
+KNOWN_LOOP_FIELDS = frozenset({"var", "grid", "region", "body", "line", "depth"})
 
 
 def _unknown_property(node: Any, known: frozenset) -> str | None:
