@@ -1,7 +1,8 @@
 """Named passes ``(ir, ctx) -> (new_ir, changed)`` and a small pass manager (numba's, with
 Devito's switch by name: ``ASP_DISABLE_PASSES``, option ``disable_passes``) that reports each
 pass on the context (a typed :class:`PassReport` in ``ctx.passes``; for ``asp explain --after``
-also the IR after it) and names the pass that fails.
+also the IR after it) and names the pass that fails (in the error, and in the ``asp explain``
+log with its ``error``: a pass that refuses the kernel is not a pass that "did not run").
 """
 
 from __future__ import annotations
@@ -140,23 +141,43 @@ class PassManager:
         if disabled:
             check_disabled(disabled, self.names)
         keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
+        skipped: list[str] = []
         for p in self.passes:
             if p.name in disabled:
+                skipped.append(p.name)
                 report = PassReport(self.name, p.name, changed=False, skipped=True)
             else:
                 start = time.perf_counter()
                 try:
-                    out = p.fn(ir, ctx)
-                except AspError:  # Unspecializable among them: the pass's own clear answer
+                    ir, changed = self._apply(p, ir, ctx, skipped)
+                except AspError as exc:
+                    # the pass ran and ended the specialisation: the explain log says so
+                    # (``--after`` of it said the pass "did not run", and the list of passes
+                    # stopped at the one before it)
+                    ctx.record("pass", manager=self.name, name=p.name, skipped=False,
+                               changed=False, seconds=time.perf_counter() - start, ir=None,
+                               error=str(exc))
                     raise
-                except Exception as exc:
-                    raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
-                                    f"{type(exc).__name__}: {exc}") from exc
-                ir, changed = _result(p, out, f" of {self.name!r}")
                 report = PassReport(self.name, p.name, changed,
                                     seconds=time.perf_counter() - start)
             ctx.passes.append(report)
             ctx.record("pass", manager=self.name, name=p.name, skipped=report.skipped,
                        changed=report.changed, seconds=report.seconds,
-                       ir=dump(ir) if keep_ir else None)
+                       ir=dump(ir) if keep_ir else None, error=None)
         return ir
+
+    def _apply(self, p: Pass, ir: Any, ctx: SpecializationContext, skipped: list[str]
+               ) -> PassResult:
+        """``p`` on ``ir``; an error of its own becomes a :class:`PassError` naming it and the
+        passes disabled before it (a pass failing on what a disabled one should have removed
+        is not itself at fault: "pass 'type-check' failed: NotLowered: Attr node" read as its
+        bug)."""
+        try:
+            out = p.fn(ir, ctx)
+        except AspError:  # Unspecializable among them: the pass's own clear answer
+            raise
+        except Exception as exc:
+            before = f" (disabled before it: {', '.join(skipped)})" if skipped else ""
+            raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
+                            f"{type(exc).__name__}: {exc}{before}") from exc
+        return _result(p, out, f" of {self.name!r}")

@@ -16,9 +16,10 @@ import click
 
 from asp_core import recording
 from asp_core.context import SpecializationContext
+from asp_core.decisions import VARIANT
 from asp_core.errors import AspError
 from asp_core.passes import known_passes
-from asp_core.phases import PLATFORM_SELECTION
+from asp_core.phases import PHASES, PLATFORM_SELECTION
 from asp_core.plugins import get_registry, hookimpl, register_plugin, unregister_plugin
 
 __all__ = ["command", "render"]
@@ -43,21 +44,44 @@ def _record_dict(rec: recording.KernelRecord) -> dict[str, Any]:
         "compiles": [{k: v for k, v in c.items() if k != "source"} | {"source": c.get("source")}
                      for c in compiles],
         "autotune": [clean(d) for d in rec.of("autotune")],
+        # every typed decision (the phases' and the tuner's are shown above in the text), and
+        # the candidates dropped with their reason (a tuner's exclusions, variants that
+        # could not be built): without them a pruned candidate (iterate's plain sweeps) or a
+        # plugin's own decision (asp-mpk's plan-fallback) was shown nowhere
+        "decisions": [clean(d) for d in rec.of("decision")],
+        "dropped": [clean(d) for e, d in rec.events
+                    if e in ("autotune-excluded", "variant-skipped")],
     }
 
 
+def _pass_state(p: dict[str, Any]) -> str:
+    """What one pass did: skipped, raised (it refused the kernel or failed), or changed."""
+    if p["skipped"]:
+        return "skipped (disabled)"
+    if p.get("error"):
+        return f"raised: {p['error']}"
+    return "changed the IR" if p["changed"] else "no change"
+
+
+def _fallback_lines(rec: dict[str, Any]) -> list[str]:
+    return ["--- FALLBACK to pure Python", f"  {rec['fallback']}"] if rec["fallback"] else []
+
+
 def render_after(rec: dict[str, Any], name: str) -> str:
-    """The IR of one kernel after every run of the pass called ``name``."""
+    """The IR of one kernel after every run of the pass called ``name``, and the kernel's
+    fallback: without it, a kernel a pass refused (or one refused before the pass) read as if
+    the pass had simply not been needed."""
     out = [f"=== kernel {rec['kernel']} ({rec['specializer']}) at {rec['file']}:{rec['line']}"]
     runs = [p for p in rec["passes"] if p["name"] == name]
     if not runs:
         ran = ", ".join(dict.fromkeys(p["name"] for p in rec["passes"])) or "none"
-        return "\n".join(out + [f"--- pass {name!r} did not run for this kernel (passes: {ran})"])
+        out.append(f"--- pass {name!r} did not run for this kernel (passes: {ran})")
     for p in runs:
-        state = "skipped (disabled)" if p["skipped"] else (
-            "changed the IR" if p["changed"] else "no change")
-        out += [f"--- IR after {p['manager']}:{name} ({state})", p.get("ir") or ""]
-    return "\n".join(out)
+        if p.get("error") and not p["skipped"]:
+            out.append(f"--- no IR after {p['manager']}:{name} ({_pass_state(p)})")
+        else:
+            out += [f"--- IR after {p['manager']}:{name} ({_pass_state(p)})", p.get("ir") or ""]
+    return "\n".join(out + _fallback_lines(rec))
 
 
 def render(rec: dict[str, Any]) -> str:
@@ -77,9 +101,7 @@ def _sections(rec: dict[str, Any]) -> list[tuple[str, str]]:
     if rec["passes"]:
         out.append("--- domain/platform passes")
         for p in rec["passes"]:
-            state = "skipped (disabled)" if p["skipped"] else (
-                "changed the IR" if p["changed"] else "no change")
-            out.append(f"  {p['manager']}:{p['name']}: {state}")
+            out.append(f"  {p['manager']}:{p['name']}: {_pass_state(p)}")
     if rec["phases"]:
         out.append("--- components chosen")
         for p in rec["phases"]:
@@ -104,11 +126,26 @@ def _sections(rec: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(f"--- autotuning: winner {a['winner']} ({a['source']})")
         for name, best, n in a.get("timings", []):
             out.append(f"  {name:<32} {best * 1e3:10.3f} ms  ({n} timing{'s' if n > 1 else ''})")
-    if rec["fallback"]:
-        out += ["--- FALLBACK to pure Python", f"  {rec['fallback']}"]
+    if rec.get("dropped"):
+        out.append("--- candidates dropped")
+        out += [f"  {d.get('variant')}: {d.get('reason') or 'no reason given'}"
+                for d in rec["dropped"]]
+    other = [d for d in rec.get("decisions", ()) if d["what"] not in (*PHASES, VARIANT)]
+    if other:
+        out.append("--- other decisions")
+        out += [f"  {d['what']}: {_decision_text(d)}" for d in other]
+    out += _fallback_lines(rec)
     if out:
         pieces.append(("", "\n".join(out)))
     return pieces
+
+
+def _decision_text(d: dict[str, Any]) -> str:
+    """``choice — reason (source; key=value ...)`` of one decision event."""
+    text = str(d["choice"]) + (f" — {d['reason']}" if d.get("reason") else "")
+    extra = [d["source"]] if d.get("source") else []
+    extra += [f"{k}={v}" for k, v in (d.get("params") or {}).items()]
+    return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def _show(rec: dict[str, Any]) -> None:
@@ -166,20 +203,35 @@ def _lowering_for(platform: str | None) -> Iterator[None]:
 WAIT_LIMIT_S = 300.0
 
 
+#: the name prefix of Asp's own background threads (``asp-mpk-specialise``,
+#: ``asp-gmm-prepare-...``): daemon threads explain waits for, unlike the script's own
+ASP_THREAD_PREFIX = "asp-"
+
+
+def _awaited(thread: threading.Thread) -> bool:
+    """Whether the report waits for ``thread``: a non-daemon thread (Python waits for it at
+    exit too) or one of Asp's background threads (daemon threads named
+    :data:`ASP_THREAD_PREFIX`...: a specialisation the report should show).  A daemon thread of
+    the script's own (a monitor, a server loop) is not waited for, as ``python SCRIPT`` does
+    not wait for it: explain waited its whole limit, 300 s, for one that never ends."""
+    return not thread.daemon or thread.name.startswith(ASP_THREAD_PREFIX)
+
+
 def _wait_for_background(before: set[threading.Thread]) -> None:
     """Let the script's background specialisations finish before the report: asp-mpk, for
     one, specialises a matrix on its own thread while SciPy serves the first calls, and a short
     script ends before that thread does.  Waits (at most :data:`WAIT_LIMIT_S` in all) for the
-    threads the script started, apart from the core's long-lived workers (the compile pool,
-    the worker of interruptible calls), and then for the work queued on those."""
+    threads the script started (see :func:`_awaited`), apart from the core's long-lived
+    workers (the compile pool, the worker of interruptible calls), and then for the work queued
+    on those."""
     from asp_core import background, interrupt
 
     limit = WAIT_LIMIT_S
     deadline = time.monotonic() + limit
     while True:
         left = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                and t is not threading.current_thread() and not background.is_worker(t)
-                and not interrupt.is_worker(t)]
+                and t is not threading.current_thread() and _awaited(t)
+                and not background.is_worker(t) and not interrupt.is_worker(t)]
         if not left and not background.busy(low_priority=True) and interrupt.wait_idle(0):
             return
         if time.monotonic() > deadline:
@@ -244,7 +296,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     Options go before SCRIPT: every argument after it is passed to the script unchanged, as
     ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
     entry carries the IR after it (key "ir").  Exits with the script's status when it exits
-    with one, 1 when it raises."""
+    with one, 1 when it raises, 130 when it is interrupted (Ctrl-C), as Python does."""
     if after is not None and after not in known_passes():   # before the script runs
         raise click.BadParameter(f"no pass is called {after!r}; known passes: "
                                  f"{', '.join(sorted(known_passes())) or 'none'}",
@@ -252,7 +304,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     recording.start()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
+    # the directory of the script first on sys.path, as `python SCRIPT` does: that of the file
+    # a symbolic link points to (modules beside the real file import, those beside the link
+    # do not)
+    sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
     status = 0
     raised: type[BaseException] | None = None
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
@@ -267,8 +322,9 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
-    except Exception as exc:  # noqa: BLE001 - the script's own error: show it, then the kernels
-        status, raised = 1, type(exc)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the script's own error:
+        # show it, then the kernels (Ctrl-C too: click's "Aborted!" dropped every report)
+        status, raised = (130 if isinstance(exc, KeyboardInterrupt) else 1), type(exc)
         click.echo(_script_traceback(exc, script), err=True)
         click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
                    "follow", err=True)

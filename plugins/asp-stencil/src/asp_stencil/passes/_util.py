@@ -14,8 +14,16 @@ if TYPE_CHECKING:
 
 
 def unsupported_at(ctx: SpecializationContext, line: int, construct: str) -> Unspecializable:
-    """An ``Unspecializable`` pointing at ``line`` of the kernel source (1-based, relative)."""
-    node = ast.Pass(lineno=max(1, line), col_offset=0)
+    """An ``Unspecializable`` pointing at the statement on ``line`` of the kernel source
+    (1-based, relative): its first character, since DAST statements keep their line, not their
+    column (column 0 of the dedented source was the method's indentation, left of the
+    statement: ``:7:5`` for a statement at column 13)."""
+    line = max(1, line)
+    try:
+        text = ctx.source.splitlines()[line - 1]
+    except (Unspecializable, IndexError):  # no Python source, or a line beyond it
+        text = ""
+    node = ast.Pass(lineno=line, col_offset=len(text) - len(text.lstrip()))
     return ctx.unsupported(node, construct)
 
 

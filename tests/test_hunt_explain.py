@@ -1,0 +1,207 @@
+"""``asp explain`` and the pass machinery as users meet them: a pass that refuses the kernel is
+shown as such (``--after`` too, with the fallback), and the script runs as ``python SCRIPT``
+would (its daemon threads are not waited for, a symlinked script imports its neighbours,
+Ctrl-C keeps the reports and exits 130)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from asp_core import DomainOptimizer, PassManager, SpecializationContext, asp_pass
+from asp_core.cli import cli
+from asp_core.passes import PassError
+
+
+def _explain(*args):
+    return CliRunner().invoke(cli, ["explain", *map(str, args)], catch_exceptions=False)
+
+
+@asp_pass("hunt-keep")
+def _keep(ir, ctx):
+    return ir, False
+
+
+@asp_pass("hunt-refuse")
+def _refuse(ir, ctx):
+    raise ctx.unsupported(None, "a construct hunt-refuse declines")
+
+
+class _Refusing(DomainOptimizer):
+    def optimize(self, dast, ctx):
+        return PassManager("hunt-domain", [_keep, _refuse]).run(dast, ctx)
+
+
+REFUSED_SCRIPT = """
+import warnings
+
+import numpy as np
+
+from asp_core import Dispatcher
+
+
+def folded(a):
+    return a * (2.0 + 3.0)
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert np.array_equal(Dispatcher({name!r}, folded)(np.ones(4)), np.full(4, 5.0))
+"""
+
+
+@pytest.fixture
+def refused_script(tmp_path, fresh_cache, derived):
+    name = derived("ew-hunt-refusing", replace={("domain_optimization", "fold"): _Refusing()})
+    path = tmp_path / "refused.py"
+    path.write_text(REFUSED_SCRIPT.format(name=name))
+    return path
+
+
+def test_after_a_pass_that_refused_the_kernel_says_so_and_shows_the_fallback(refused_script):
+    """``--after PASS`` said "pass 'hunt-refuse' did not run for this kernel" of the pass that
+    ran and refused it, and never showed the fallback; the pass list stopped at the pass
+    before it."""
+    out = _explain("--after", "hunt-refuse", refused_script)
+    assert out.exit_code == 0, out.output
+    assert "did not run" not in out.output
+    assert "no IR after hunt-domain:hunt-refuse (raised: " in out.output
+    assert "--- FALLBACK to pure Python" in out.output
+    assert "a construct hunt-refuse declines" in out.output
+    # the pass before it ran: its IR, then the fallback that ended the specialisation
+    out = _explain("--after", "hunt-keep", refused_script)
+    assert "--- IR after hunt-domain:hunt-keep (no change)" in out.output
+    assert "--- FALLBACK to pure Python" in out.output
+    text = _explain(refused_script).output
+    assert "hunt-domain:hunt-keep: no change" in text
+    assert "hunt-domain:hunt-refuse: raised: " in text
+    kernel = json.loads(_explain("--json", refused_script).stdout)["kernels"][0]
+    assert [(p["name"], bool(p["error"])) for p in kernel["passes"]] == [
+        ("hunt-keep", False), ("hunt-refuse", True)]
+    assert "a construct hunt-refuse declines" in kernel["passes"][1]["error"]
+
+
+def test_a_failing_pass_is_logged_with_its_error_and_the_passes_disabled_before_it(
+        monkeypatch):
+    """A pass that fails after a pass it relies on was disabled: the error named only the
+    failing pass ("pass 'type-check' failed: NotLowered: Attr node"), reading as a bug of that
+    pass; it now names the disabled ones, and the explain log keeps the failure."""
+
+    @asp_pass("hunt-needs-keep")
+    def needs_keep(ir, ctx):
+        return ir["folded"], True
+
+    ctx = SpecializationContext("test", None, options={"disable_passes": ["hunt-keep"]})
+    with pytest.raises(PassError, match=r"pass 'hunt-needs-keep' of 'm' failed: TypeError: .*"
+                                        r"\(disabled before it: hunt-keep\)"):
+        PassManager("m", [_keep, needs_keep]).run(1, ctx)
+    logged = [(d["name"], d["skipped"], d["error"]) for e, d in ctx.events if e == "pass"]
+    assert logged[0] == ("hunt-keep", True, None)
+    assert logged[1][:2] == ("hunt-needs-keep", False) and "TypeError" in logged[1][2]
+    assert [r.name for r in ctx.passes] == ["hunt-keep"]   # the typed reports: passes that ended
+
+
+def test_explain_does_not_wait_for_the_script_s_daemon_threads(tmp_path, monkeypatch):
+    """``python SCRIPT`` does not wait for a daemon thread (a monitor, a server loop); explain
+    waited its whole limit (300 s) for one and then said its kernels were not shown. Asp's own
+    background threads (daemon threads named ``asp-...``) are still waited for."""
+    from asp_core.cli import explain
+
+    monkeypatch.setattr(explain, "WAIT_LIMIT_S", 3.0)
+    done = tmp_path / "asp_thread_done"
+    path = tmp_path / "daemon.py"
+    path.write_text(textwrap.dedent(f"""
+        import pathlib, threading, time
+
+        threading.Thread(target=threading.Event().wait, args=(60,), daemon=True).start()
+
+        def late():
+            time.sleep(0.3)
+            pathlib.Path({str(done)!r}).write_text("done")
+
+        threading.Thread(target=late, daemon=True, name="asp-hunt-late").start()
+    """))
+    result = _explain(path)
+    assert result.exit_code == 0, result.output
+    assert "stopped waiting" not in result.output
+    assert done.read_text() == "done"   # waited for Asp's thread
+
+
+def test_explain_of_a_symlinked_script_imports_the_modules_beside_the_real_file(tmp_path):
+    """``python link.py`` puts the directory of the file the link points to first on sys.path;
+    explain put the link's directory there, so the script's own imports failed."""
+    real, links = tmp_path / "real", tmp_path / "links"
+    real.mkdir()
+    links.mkdir()
+    (real / "hunt_sibling_module.py").write_text("VALUE = 41\n")
+    (real / "script.py").write_text("import hunt_sibling_module\n"
+                                    "assert hunt_sibling_module.VALUE == 41\n")
+    (links / "script.py").symlink_to(real / "script.py")
+    try:
+        result = _explain(links / "script.py")
+    finally:
+        sys.modules.pop("hunt_sibling_module", None)
+    assert result.exit_code == 0, result.output
+    assert "no kernel was specialised" in result.output
+
+
+def test_ctrl_c_in_the_script_keeps_the_reports_and_exits_130(tmp_path, elementwise):
+    """A KeyboardInterrupt (Ctrl-C) in the script became click's "Aborted!" with status 1 and
+    no report; ``python SCRIPT`` prints the traceback and exits 130."""
+    path = tmp_path / "interrupted.py"
+    path.write_text(textwrap.dedent("""
+        import warnings
+
+        import numpy as np
+
+        from asp_core import Dispatcher
+
+
+        def squares(a):
+            return a ** 2
+
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Dispatcher("elementwise", squares)(np.ones(3))
+        raise KeyboardInterrupt
+    """))
+    result = _explain(path)
+    assert result.exit_code == 130, result.output
+    assert "Aborted!" not in result.output
+    assert "KeyboardInterrupt" in result.output
+    assert "=== kernel squares" in result.output and "FALLBACK to pure Python" in result.output
+
+
+def test_explain_shows_dropped_candidates_and_the_plugins_own_decisions(fresh_cache):
+    """A candidate the tuner dropped (``exclude``: iterate prunes plain sweeps and blocked
+    variants after one timing) and a plugin's own typed decision (asp-mpk's ``plan-fallback``)
+    were recorded "for asp explain" and shown nowhere: the report listed the winner's rivals
+    without the dropped ones."""
+    from asp_core import recording
+    from asp_core.autotune import Autotuner
+    from asp_core.cli.explain import _record_dict, render
+
+    ctx = SpecializationContext("test", None, kernel_name="k")
+    tuner = Autotuner("hunt-explain-key", ["plain", "blocked"], mode="always",
+                      on_event=ctx.tuning_events("iterate", chunk=4))
+    tuner.exclude("plain", "first timing over 1.5x the fastest")
+    ctx.decide("plan-fallback", "naive", reason="closures exceed 4x nnz", variant="csr-few")
+    recording.start()
+    try:
+        recording.add_context(ctx, "k")
+    finally:
+        (rec,) = recording.stop()
+    data = _record_dict(rec)
+    text = render(data)
+    assert "--- autotuning: winner blocked (only variant that built)" in text
+    assert "--- candidates dropped\n  plain: first timing over 1.5x the fastest" in text
+    assert "  plan-fallback: naive — closures exceed 4x nnz (variant=csr-few)" in text
+    assert "  iterate: blocked (only variant that built; chunk=4)" in text
+    assert json.loads(json.dumps(data["dropped"])) == [
+        {"variant": "plain", "reason": "first timing over 1.5x the fastest"}]
+    assert [d["what"] for d in data["decisions"]] == ["iterate", "plan-fallback"]
