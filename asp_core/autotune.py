@@ -411,7 +411,7 @@ class Autotuner:
         self.times.pop(variant, None)
         self._on_event("autotune-excluded", variant=variant, reason=reason)
         if len(self.variants) == 1:
-            self.winner, self.source = self.variants[0], "only variant that built"
+            self.winner, self.source = self.variants[0], "only variant left: the others were excluded"
             self._on_event("autotune", winner=self.winner, source=self.source, timings=[])
         elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants):
             self._decide()

@@ -106,7 +106,7 @@ def test_autotuner_exclude(db):
     assert t.winner == "c"
     t2 = Autotuner("k2", ["a", "b"], mode="once", db=db)
     t2.exclude("b")
-    assert t2.winner == "a" and t2.source == "only variant that built"
+    assert t2.winner == "a" and t2.source == "only variant left: the others were excluded"
 
 
 def test_progress_is_logged_once_per_variant_when_tuning_is_slow(db, monkeypatch, caplog):

@@ -198,10 +198,10 @@ def test_explain_shows_dropped_candidates_and_the_plugins_own_decisions(fresh_ca
         (rec,) = recording.stop()
     data = _record_dict(rec)
     text = render(data)
-    assert "--- autotuning: winner blocked (only variant that built)" in text
+    assert "--- autotuning: winner blocked (only variant left: the others were excluded)" in text
     assert "--- candidates dropped\n  plain: first timing over 1.5x the fastest" in text
     assert "  plan-fallback: naive — closures exceed 4x nnz (variant=csr-few)" in text
-    assert "  iterate: blocked (only variant that built; chunk=4)" in text
+    assert "  iterate: blocked (only variant left: the others were excluded; chunk=4)" in text
     assert json.loads(json.dumps(data["dropped"])) == [
         {"variant": "plain", "reason": "first timing over 1.5x the fastest"}]
     assert [d["what"] for d in data["decisions"]] == ["iterate", "plan-fallback"]
