@@ -103,10 +103,14 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     csr = m.csr
     n = csr.shape[0]
     bv = as_vector(b, n, name="b")
+    # SciPy's dtype: A's and b's (x0 is cast to it, its own dtype does not widen the result)
     out_dtype = np.result_type(A.dtype, bv.dtype)
+    if isinstance(x0, str):   # SciPy's make_system: x0="Mb" starts from M @ b (b without M)
+        if x0 != "Mb":
+            raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
+        x0 = bv if M is None else _preconditioner(M, n).matvec(np.asarray(bv, np.float64))
     if x0 is not None:
         x0v = as_vector(x0, n, name="x0")
-        out_dtype = np.result_type(out_dtype, x0v.dtype)
     rtol, atol = _check_tols(rtol, atol)
     if maxiter is None:
         maxiter = n * 10
@@ -140,18 +144,24 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     return x.astype(out_dtype, copy=False), info
 
 
-def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
-         callback: Any, stats: CGStats) -> tuple[np.ndarray, int]:
-    """Classical preconditioned CG (SciPy's loop) with the generated SpMV."""
+def _preconditioner(M: Any, n: int) -> Any:
+    """``M`` as a checked ``LinearOperator`` of shape (n, n)."""
     from scipy.sparse.linalg import aslinearoperator
 
-    n = m.n
     if isinstance(M, np.ndarray) and M.ndim == 1:
         raise TypeError("M must be a matrix or LinearOperator (use scipy.sparse.diags(m) for a "
                         "diagonal preconditioner)")
     Mop = aslinearoperator(M)
     if Mop.shape != (n, n):
         raise ValueError(f"shape mismatch: M has shape {Mop.shape} but A is {n}x{n}")
+    return Mop
+
+
+def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
+         callback: Any, stats: CGStats) -> tuple[np.ndarray, int]:
+    """Classical preconditioned CG (SciPy's loop) with the generated SpMV."""
+    n = m.n
+    Mop = _preconditioner(M, n)
     mp = m.powers(1)
     xs = np.empty((1, n))
     out = np.empty((1, 2, n))
@@ -277,6 +287,23 @@ def _true_residual(mp: Any, csr: Any, b: np.ndarray, x: np.ndarray) -> np.ndarra
     return np.subtract(b, ax, out=ax)
 
 
+def _replace(r: np.ndarray, p: np.ndarray, rt: np.ndarray) -> float:
+    """Residual replacement in place: r becomes the true residual ``rt``, and p restarts from
+    it when the recursive r had drifted away from it (:func:`asp_mpk.sstep.restart_direction`);
+    returns the new ``r.r``.  The caller drops its ``p . q``: the kernel's passes keep dots of
+    the old r next to it (:meth:`~asp_mpk.kernels.CKernel.cg_steps`), and a restarted p has
+    no ``A p`` yet."""
+    from asp_mpk.sstep import restart_direction
+
+    rrt = float(rt @ rt)
+    d = rt - r
+    restart = restart_direction(float(d @ d), rrt)
+    r[:] = rt
+    if restart:
+        p[:] = r
+    return rrt
+
+
 def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
            s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
            ) -> tuple[np.ndarray, int]:
@@ -320,12 +347,10 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if np.sqrt(rr) < tol:
             # recursive residual says converged: confirm with the true residual
             rt = _true_residual(mp, csr, b, x)
-            rrt = float(rt @ rt)
-            if np.sqrt(rrt) < tol:
+            if np.sqrt(float(rt @ rt)) < tol:
                 stats.iterations = it
                 return x, 0
-            r[:] = rt
-            rr = rrt
+            rr, pq = _replace(r, p, rt), None
             stats.replacements += 1
             since_replace = float(np.sqrt(rr))
         if it >= maxiter:
@@ -444,7 +469,6 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         # residual replacement when the recursive residual fell far below the last true one
         if replace_residual(rr, since_replace, tol):
             rt = _true_residual(mp, csr, b, x)
-            r[:] = rt
-            rr = float(rt @ rt)
+            rr, pq = _replace(r, p, rt), None
             stats.replacements += 1
             since_replace = float(np.sqrt(rr))

@@ -565,7 +565,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
 
     from asp_mpk.bases import chebyshev_coefs
     from asp_mpk.sstep import (Interval, coefficient_steps, replace_residual,
-                               stacked_change_of_basis)
+                               restart_direction, stacked_change_of_basis)
 
     # s shapes the exchange and the Gram matrix's reduction: agreed first, so that a bad or
     # different s raises on every rank (a DistributedMatrix deep enough for both hid it)
@@ -610,11 +610,13 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     while True:
         if np.sqrt(rr) < tol:
             rt = b - mat.matvec(x)
-            rrt = float(mat.allreduce(np.array([rt @ rt]))[0])
+            rrt, dd = mat.allreduce(np.array([rt @ rt, (rt - r) @ (rt - r)]))
             if np.sqrt(rrt) < tol:
                 info = 0
                 break
-            r, rr = rt, rrt
+            if restart_direction(float(dd), float(rrt)):   # r drifted: p no longer fits it
+                p = rt.copy()
+            r, rr = rt, float(rrt)
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
         if it >= maxiter:
@@ -653,7 +655,10 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
             break
         if replace_residual(rr, since_replace, tol):
             rt = b - mat.matvec(x)
-            r, rr = rt, float(mat.allreduce(np.array([rt @ rt]))[0])
+            rrt, dd = mat.allreduce(np.array([rt @ rt, (rt - r) @ (rt - r)]))
+            if restart_direction(float(dd), float(rrt)):
+                p = rt.copy()
+            r, rr = rt, float(rrt)
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
     res.iterations = it

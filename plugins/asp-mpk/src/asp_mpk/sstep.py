@@ -11,7 +11,8 @@ reductions are made; the numerics are here, once:
   define, refreshed as they double in number);
 - :func:`stacked_change_of_basis`: ``B`` with ``A V = V B`` on the columns the steps use;
 - :func:`coefficient_steps`: the s steps themselves, with one breakdown rule;
-- :func:`replace_residual`: when the recursive residual must give way to ``b - A x``.
+- :func:`replace_residual`: when the recursive residual must give way to ``b - A x``;
+- :func:`restart_direction`: whether the direction p must start again from that true residual.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["Interval", "Steps", "stacked_change_of_basis", "coefficient_steps",
-           "replace_residual", "lanczos_ritz", "ritz_bounds", "newton_shifts"]
+           "replace_residual", "restart_direction", "lanczos_ritz", "ritz_bounds", "newton_shifts"]
 
 
 def lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
@@ -173,3 +174,23 @@ def replace_residual(rr: float, since_replace: float, tol: float) -> bool:
     drift apart in floating point)."""
     nr = float(np.sqrt(rr))
     return nr < 1e-6 * since_replace and nr >= tol
+
+
+#: a true residual that differs from the recursive one it replaces by more than this
+#: fraction of its norm restarts the direction (:func:`restart_direction`)
+RESTART_DRIFT = 0.1
+
+
+def restart_direction(dd: float, rr_true: float) -> bool:
+    """Whether a replaced residual must restart the direction (``p = r``) too; ``dd`` is
+    ``|r_true - r|²`` (r the recursive residual it replaces), ``rr_true`` is ``|r_true|²``.
+
+    p is conjugate to the recursive residual's history.  Once that residual has drifted away
+    from ``b - A x`` (a tolerance under what rounding allows: the recursion keeps shrinking r
+    while the true residual stays at the rounding level, as noise), the true r is unrelated to
+    p: kept, p made ``alpha = r.r / p.Ap`` too large and CG no longer minimised anything, and
+    x diverged (residual 1e153 or inf on 2-D Poisson 10² with rtol=1e-16, where SciPy's cg
+    stays at 1e-14; even a recursive residual half the true one's norm did).  Residuals that
+    agree (the replacements during a solve: to about 1e-9 there) keep p, and with it CG's
+    conjugacy."""
+    return dd > RESTART_DRIFT ** 2 * rr_true

@@ -1,0 +1,85 @@
+"""Regression tests from the bug hunt on ``asp_mpk.cg`` as a drop-in for SciPy's ``cg`` and on
+the ``MatrixPowers`` object API (see /work/notes/hunt_mpk_cg.md)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from pytest_asp import requires_compiler
+
+import asp_mpk
+from asp_mpk import gallery
+
+
+@pytest.fixture(autouse=True)
+def _no_tuning(monkeypatch):
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+
+@requires_compiler
+@pytest.mark.parametrize("s", [None, 4])
+@pytest.mark.parametrize("rtol", [1e-16, 1e-30])
+def test_a_tolerance_below_rounding_does_not_make_x_diverge(s, rtol):
+    """A tolerance the true residual cannot reach: the recursive residual kept shrinking, its
+    replacement by ``b - A x`` kept the direction p at the old scale, and x diverged (residual
+    1e153 or inf, where SciPy's cg stays at 1e-14).  Now x stays at the rounding level and
+    info says the tolerance was not reached (or 0 if it was)."""
+    A = gallery.poisson2d(10)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x, info = asp_mpk.cg(A, b, rtol=rtol, s=s, maxiter=400)
+    res = np.linalg.norm(b - A @ x)
+    assert np.isfinite(res) and res < 1e-12 * np.linalg.norm(b), res
+    assert info in (0, 400)
+
+
+def test_the_solution_dtype_is_scipys_whatever_x0s_dtype():
+    """SciPy's cg returns the dtype of A and b (x0 is cast to it); a float64 x0 made asp's
+    solution float64 for a float32 system."""
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(6).astype(np.float32)
+    b = np.ones(A.shape[0], dtype=np.float32)
+    x0 = np.zeros(A.shape[0])
+    x_ref, _ = spla.cg(A, b, x0=x0)
+    x, info = asp_mpk.cg(A, b, x0=x0)
+    assert info == 0 and x.dtype == x_ref.dtype == np.float32
+
+
+def test_x0_mb_starts_from_m_times_b_as_in_scipy():
+    """SciPy accepts ``x0="Mb"`` (start from M @ b, or b without M); asp said "x0 has
+    unsupported dtype <U2"."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(6)
+    n = A.shape[0]
+    b = np.random.default_rng(2).standard_normal(n)
+    M = sp.diags(1.0 / A.diagonal())
+    for kw in ({}, {"M": M}):
+        x_ref, info_ref = spla.cg(A, b, x0="Mb", maxiter=1, **kw)
+        x, info = asp_mpk.cg(A, b, x0="Mb", maxiter=1, **kw)
+        assert info == info_ref == 1
+        np.testing.assert_allclose(x, x_ref, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="'Mb'"):
+        asp_mpk.cg(A, b, x0="bM")
+
+
+@requires_compiler
+def test_the_distributed_solver_does_not_diverge_below_rounding_either():
+    """The same replacement without a restart in ``asp_mpk.distributed.cg`` (one rank): the
+    residual grew to 1e60 with rtol=1e-20."""
+    pytest.importorskip("mpi4py")
+    from asp_mpk.distributed import cg
+
+    A = gallery.poisson2d(10)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        x, info, _ = cg(A, b, rtol=1e-20, s=4, maxiter=400)
+    res = np.linalg.norm(b - A @ x)
+    assert np.isfinite(res) and res < 1e-12 * np.linalg.norm(b), res
+    assert info == 400
