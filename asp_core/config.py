@@ -20,6 +20,7 @@ _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
 #: the ``[asp]`` keys whose values are one of a few words, checked when the file is read
 _CHOICES = {"mode": _MODES, "autotune": _AUTOTUNE}
+_ASP_KEYS = ("mode", "autotune", "cache_dir")
 
 
 def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
@@ -77,9 +78,8 @@ def _read_config(path: str, mtime: float) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on Python 3.10 only
         import tomli as tomllib
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+    try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not "line 1, column 1"
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"invalid Asp config file {path}: {exc}") from None
     problem = _layout_problem(data)
@@ -89,11 +89,18 @@ def _read_config(path: str, mtime: float) -> dict[str, Any]:
 
 
 def _layout_problem(data: dict[str, Any]) -> str | None:
-    """What in a parsed config is not where or of the type Asp reads it (None: all fine)."""
+    """What in a parsed config is not where or of the type Asp reads it (None: all fine). A
+    key Asp does not read is one too: a misspelt ``[phase]`` or ``auto_tune`` was ignored."""
     asp, phases = data.get("asp", {}), data.get("phases", {})
+    for key in data:
+        if key not in ("asp", "phases"):
+            return f"{key!r} is not a table Asp reads; use [asp] and [phases]"
     if not isinstance(asp, dict):
         return "'asp' must be a table ([asp])"
-    for key in ("cache_dir", "mode", "autotune"):
+    for key in asp:
+        if key not in _ASP_KEYS:
+            return f"[asp] {key} is not a setting; use one of: {', '.join(_ASP_KEYS)}"
+    for key in _ASP_KEYS:
         if key in asp and not isinstance(asp[key], str):
             return f"[asp] {key} must be a string, got {asp[key]!r}"
     for key, allowed in _CHOICES.items():

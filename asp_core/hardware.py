@@ -54,8 +54,11 @@ class HardwareInfo:
 
 
 def _read(path: str) -> str:
+    """The file's text, "" if unreadable. ``surrogateescape``: a cgroup's name is any bytes, and
+    one that is not UTF-8 in ``/proc/self/cgroup`` raised from every kernel call; escaped, it
+    still names the right directory."""
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(errors="surrogateescape")
     except OSError:
         return ""
 
@@ -183,9 +186,11 @@ def default_threads() -> int:
 
 
 def omp_num_threads() -> int | None:
-    """``OMP_NUM_THREADS`` (its first value) when it names a positive count, else None."""
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(env) if env.isdigit() and int(env) > 0 else None
+    """``OMP_NUM_THREADS`` (its first value) when it names a positive count, else None: read
+    as libgomp reads it (``+4`` is 4; ``str.isdigit`` took the Arabic-Indic digit ``٣`` for 3,
+    which libgomp rejects)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip().removeprefix("+")
+    return int(env) if env.isascii() and env.isdigit() and int(env) > 0 else None
 
 
 def available_cpus() -> int:

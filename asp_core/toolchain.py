@@ -229,8 +229,11 @@ def _locate(lang: str) -> str | None:
             raise CompilerNotFound(f"no {lang} compiler: ${env}={explicit!r} is not an "
                                    f"executable compiler (not found, or not executable); "
                                    f"unset {env} or " + INSTALL_HINT[lang])
-        return found
-    return next((path for path in map(shutil.which, names) if path), None)
+        # absolute: compiles run in a build directory, where ./gcc or a relative PATH entry
+        # named nothing (the probes, run from here, had passed)
+        return os.path.abspath(found)
+    found = next((path for path in map(shutil.which, names) if path), None)
+    return os.path.abspath(found) if found else None
 
 
 def find_toolchain(lang: str = "c") -> Toolchain:
@@ -244,7 +247,10 @@ def find_toolchain(lang: str = "c") -> Toolchain:
         raise CompilerNotFound(f"no {lang} compiler found (looked at ${env} and "
                                f"{', '.join(names)}); " + INSTALL_HINT[lang])
     mtime = os.stat(path).st_mtime
-    omp_ok = lang != "cuda" and _openmp_works(path, mtime, "-fopenmp")
+    try:
+        omp_ok = lang != "cuda" and _openmp_works(path, mtime, "-fopenmp")
+    except (OSError, subprocess.SubprocessError):  # cannot be run at all: _broken says why
+        omp_ok = False
     why = "" if omp_ok else _broken(path, mtime, lang)  # built an OpenMP library: it works
     if why:
         source = f"{env}={os.environ[env]!r}" if os.environ.get(env) else path
@@ -257,8 +263,13 @@ def find_toolchain(lang: str = "c") -> Toolchain:
                                                        "-std=c++17"))
     flags = ("-O3", "-march=native", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
              "-fno-trapping-math", "-std=gnu11" if lang == "c" else "-std=gnu++17")
-    return Toolchain(lang, path, family, version, flags, ("-fopenmp",) if omp_ok else (),
-                     tuple(shlex.split(os.environ.get("ASP_CFLAGS", ""))))
+    try:
+        extra = tuple(shlex.split(os.environ.get("ASP_CFLAGS", "")))
+    except ValueError as exc:  # "No closing quotation", naming nothing, from every platform check
+        raise CompilerNotFound(f"ASP_CFLAGS={os.environ['ASP_CFLAGS']!r} cannot be split into "
+                               f"flags as a shell would ({exc}); fix its quoting or unset it"
+                               ) from None
+    return Toolchain(lang, path, family, version, flags, ("-fopenmp",) if omp_ok else (), extra)
 
 
 def has_compiler(lang: str = "c") -> bool:

@@ -24,6 +24,8 @@ def cli(quiet: int, verbose: int) -> None:
     from asp_core.config import load_config
 
     try:   # a broken config file is one line naming it, not a traceback from deep inside
+        if _SETTING_ERROR:
+            raise _SETTING_ERROR[0]
         load_config()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -40,9 +42,14 @@ def _register() -> None:
         cli.add_command(module.command)
     from asp_core.plugins import call_per_plugin
 
-    call_per_plugin("asp_register_commands", cli=cli)
+    try:
+        call_per_plugin("asp_register_commands", cli=cli)
+    except ValueError as exc:   # a bad setting (ASP_DISABLE_PLUGIN_AUTOLOAD=maybe) read while
+        _SETTING_ERROR.append(exc)  # loading plugins: reported by the command, not a traceback
 
 
+#: a setting found invalid while the plugins' commands were registered (at import)
+_SETTING_ERROR: list[ValueError] = []
 _register()
 
 
