@@ -26,8 +26,8 @@ from pytest_asp import requires_compiler, requires_nvcc
 from asp_core.toolchain import find_toolchain
 from asp_stencil import StencilKernel
 from asp_stencil.bench import Heat, Laplacian
-from asp_stencil.cuda.emulate import (emulated_library, emulation_source, iterate_emulated,
-                                      run_emulated)
+from asp_stencil.cuda.emulate import (HostMemory, emulated_library, emulation_source,
+                                      iterate_emulated, run_emulated)
 from asp_stencil.cuda.lowering import (CudaVariant, default_variants, iterate_name,
                                        launcher_name, lower_cuda, unsupported_reason)
 from asp_stencil.grid import default_neighbor_definition
@@ -254,33 +254,6 @@ def test_corpus_emulated_bitwise(name, cls, shape, n_inputs, ghost, nd):
             assert_bitwise(a.data, b.data, what="an input grid was modified")
 
 
-class _HostMemory:
-    """Device memory that is host memory: the emulated kernels take host pointers, so the
-    real binding (uploads, launch, downloads) runs on the CPU."""
-
-    name = "host"
-
-    def __init__(self) -> None:
-        self.blocks: dict[int, np.ndarray] = {}
-
-    def alloc(self, nbytes: int) -> int:
-        block = np.zeros(max(1, nbytes), np.uint8)
-        self.blocks[block.ctypes.data] = block
-        return block.ctypes.data
-
-    def free(self, ptr: int) -> None:
-        self.blocks.pop(ptr, None)
-
-    def htod(self, ptr: int, host: np.ndarray) -> None:
-        ctypes.memmove(ptr, np.ascontiguousarray(host).ctypes.data, host.nbytes)
-
-    def dtoh(self, host: np.ndarray, ptr: int) -> None:
-        ctypes.memmove(host.ctypes.data, ptr, host.nbytes)
-
-    def synchronize(self) -> None:
-        pass
-
-
 class TwoOutputs(StencilKernel):
     def kernel(self, u, grad, out):
         for x in out.interior_points():
@@ -298,7 +271,7 @@ def test_bound_sweep_brings_back_every_output_grid(monkeypatch):
     import asp_stencil.cuda.devmem as dm
     from asp_stencil.cuda.backend import bind_cuda
 
-    monkeypatch.setattr(dm, "_chosen", _HostMemory())
+    monkeypatch.setattr(dm, "_chosen", HostMemory())
     grids = make_grids((20, 40), 2, seed=1)
     prog = _program(TwoOutputs, grids)
     assert [g.name for g in prog.outputs] == ["grad", "out"]

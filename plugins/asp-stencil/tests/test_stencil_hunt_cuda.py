@@ -7,7 +7,6 @@ test is about what nvcc accepts (skipped without nvcc).
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import re
 import subprocess
@@ -21,7 +20,7 @@ from asp_core.hardware import GPU
 from asp_core.toolchain import find_toolchain
 from pytest_asp import requires_compiler, requires_nvcc
 from asp_stencil import StencilGrid, StencilKernel
-from asp_stencil.cuda.emulate import emulated_library, run_emulated
+from asp_stencil.cuda.emulate import HostMemory, emulated_library, run_emulated
 from asp_stencil.cuda.lowering import (default_variants, kernel_symbol, lower_cuda,
                                        unsupported_reason)
 from asp_stencil import dast as D
@@ -30,37 +29,6 @@ from asp_stencil.testing import assert_bitwise, clone_grids, make_grids, run_bot
 
 def _program(k, grids):
     return k.kernel.analyse(*grids)[1]
-
-
-class _HostMemory:
-    """Device memory that is host memory (the emulated launchers take host pointers), counting
-    the bytes allocated and not yet freed."""
-
-    name = "host"
-
-    def __init__(self) -> None:
-        self.blocks: dict[int, np.ndarray] = {}
-
-    @property
-    def live_bytes(self) -> int:
-        return sum(b.nbytes for b in self.blocks.values())
-
-    def alloc(self, nbytes: int) -> int:
-        block = np.zeros(max(1, nbytes), np.uint8)
-        self.blocks[block.ctypes.data] = block
-        return block.ctypes.data
-
-    def free(self, ptr: int) -> None:
-        self.blocks.pop(ptr, None)
-
-    def htod(self, ptr: int, host: np.ndarray) -> None:
-        ctypes.memmove(ptr, np.ascontiguousarray(host).ctypes.data, host.nbytes)
-
-    def dtoh(self, host: np.ndarray, ptr: int) -> None:
-        ctypes.memmove(host.ctypes.data, ptr, host.nbytes)
-
-    def synchronize(self) -> None:
-        pass
 
 
 class _Ctx:
@@ -201,7 +169,7 @@ def test_variants_of_one_kernel_share_device_buffers(monkeypatch):
     from asp_stencil.cuda.backend import CudaBackend
     from asp_stencil.cuda.platform import CudaPlatform, CudaVariants
 
-    mem = _HostMemory()
+    mem = HostMemory()
     monkeypatch.setattr(dm, "_chosen", mem)
     k = Lap2D()
     grids = make_grids((13, 70), 1, seed=9)
@@ -239,7 +207,7 @@ def test_periodic_ghosts_are_filled_before_the_arrays_are_read(monkeypatch):
     import asp_stencil.cuda.devmem as dm
     from asp_stencil.cuda.backend import bind_cuda
 
-    monkeypatch.setattr(dm, "_chosen", _HostMemory())
+    monkeypatch.setattr(dm, "_chosen", HostMemory())
     base = make_grids((12, 40), 1, seed=4, periodic=True)
     u = RebindingGrid((12, 40), periodic=True)
     u.data[...] = base[0].data   # ghosts hold random values, not the wrap-around ones

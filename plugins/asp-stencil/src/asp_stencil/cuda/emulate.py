@@ -27,10 +27,43 @@ from asp_core.templates import render
 from .. import dast as D
 from .lowering import CudaVariant, iterate_name, launcher_name
 
-__all__ = ["EmulationPrinter", "emulation_source", "emulated_library", "run_emulated",
+__all__ = ["EmulationPrinter", "HostMemory", "emulation_source", "emulated_library",
+           "run_emulated",
            "iterate_emulated"]
 
 _RUNTIME = "cuda_runtime.h"
+
+
+class HostMemory:
+    """Device memory that is host memory (the interface of :mod:`asp_stencil.cuda.devmem`'s
+    bindings): emulated kernels take host pointers, so the real binding's uploads, launches and
+    downloads run on the CPU. ``live_bytes``: what is allocated now."""
+
+    name = "host"
+
+    def __init__(self) -> None:
+        self.blocks: dict[int, np.ndarray] = {}
+
+    @property
+    def live_bytes(self) -> int:
+        return sum(b.nbytes for b in self.blocks.values())
+
+    def alloc(self, nbytes: int) -> int:
+        block = np.zeros(max(1, nbytes), np.uint8)
+        self.blocks[block.ctypes.data] = block
+        return block.ctypes.data
+
+    def free(self, ptr: int) -> None:
+        self.blocks.pop(ptr, None)
+
+    def htod(self, ptr: int, host: np.ndarray) -> None:
+        ctypes.memmove(ptr, np.ascontiguousarray(host).ctypes.data, host.nbytes)
+
+    def dtoh(self, host: np.ndarray, ptr: int) -> None:
+        ctypes.memmove(host.ctypes.data, ptr, host.nbytes)
+
+    def synchronize(self) -> None:
+        pass
 
 
 class EmulationPrinter(C.CudaPrinter):
