@@ -190,6 +190,15 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
 _PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any]] = OrderedDict()
 
 
+def _seen(A: Any) -> tuple[Any, tuple[np.ndarray, ...] | None, _Seen | None]:
+    """A's format, arrays and the entry its arrays have as seen in their own dtype (None:
+    not seen, or not a format with flat arrays)."""
+    fmt = getattr(A, "format", None)
+    arrays = _arrays(A, fmt)
+    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
+    return fmt, arrays, seen
+
+
 def product(A: Any) -> Any:
     """The native spmv of ``A`` (:func:`remember_product`) while the watch behind it is
     current, else None.  It answers None itself whenever A is not the matrix it was made
@@ -204,9 +213,7 @@ def remember_product(A: Any, kern: Any) -> None:
     """After ``A @ x`` by ``kern``, A's tuned product kernel: where A's arrays are watched,
     let the next :func:`asp_mpk.spmv` of A take one native call (checks, write check and
     kernel; see ``Product`` in ``_planner.cpp``) instead of the Python path."""
-    fmt = getattr(A, "format", None)
-    arrays = _arrays(A, fmt)
-    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
+    fmt, arrays, seen = _seen(A)
     watched = None if seen is None else seen.watched
     entry = kern.product_entry()
     mod = native.planner()
@@ -229,9 +236,7 @@ def vouched(A: Any) -> AnalysedMatrix | None:
     What :func:`asp_mpk.spmv` tries first: it runs right after a kernel has streamed the caches
     away, where every Python call costs microseconds, so this is one call where
     :func:`analysed` makes six."""
-    fmt = getattr(A, "format", None)
-    arrays = _arrays(A, fmt)
-    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
+    _, arrays, seen = _seen(A)
     watched = None if seen is None else seen.watched
     if seen is None or watched is None or watched.check is None or \
             watched.generation != watched.owner.generation or not watched.check.clean(arrays):

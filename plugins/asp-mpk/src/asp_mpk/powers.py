@@ -469,7 +469,8 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         y = out
     if kern is not None:
         kern.spmv(xv, y)
-        remember_product(A, kern)
+        if fast is None:   # a current native path declined this call: it stays as it is
+            remember_product(A, kern)
     else:
         assert mp is not None
         y[...] = mp.powers(xv)[1]
