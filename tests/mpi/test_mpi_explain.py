@@ -10,16 +10,9 @@ from pytest_asp.mpi import run_mpi
 
 SCRIPT = """
 import numpy as np
-from asp_stencil import StencilKernel
+from asp_stencil.bench import Heat
 from asp_stencil.distributed import DistributedStencilGrid, distribute
 from asp_core.mpi import fatal_errors, world
-
-class Heat(StencilKernel):
-    def kernel(self, a, out):
-        for x in out.interior_points():
-            out[x] = 0.4 * a[x]
-            for y in a.neighbors(x, 1):
-                out[x] += 0.1 * a[y]
 
 comm = world()
 with fatal_errors(comm):
