@@ -76,10 +76,14 @@ class BenchContext:
         self.repeats = 5 if repeats is None else repeats
         self._user_repeats = repeats
         self.results: list[Measurement] = []
-        self.notes: list[str] = []
         self.note_rows: list[Note] = []  # the notes with their place, as results.json keeps them
         self._echo = echo
         self._stream: float | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """The lines the suite noted so far (:meth:`note`)."""
+        return [n.text for n in self.note_rows if n.kind == "note"]
 
     @property
     def hardware(self) -> Any:
@@ -104,7 +108,6 @@ class BenchContext:
         """A free-form line printed with the results (e.g. a cold-start time) and saved with
         them in results.json (it was only printed, so the saved results lost such figures)."""
         text = str(text)  # a non-str note would fail the JSON write after every suite ran
-        self.notes.append(text)
         self.note_rows.append(Note(self.suite, text, self.results[-1].case if self.results
                                    else None))
         self._echo(f"  {text}")
