@@ -99,40 +99,42 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     from asp_mpk.matrix import analysed
     from asp_mpk.powers import MatrixPowers
 
-    m = analysed(A.matrix if isinstance(A, MatrixPowers) else A, np.float64)
-    csr = m.csr
-    n = csr.shape[0]
-    bv = as_vector(b, n, name="b")
-    # SciPy's dtype: A's and b's (x0 is cast to it, its own dtype does not widen the result)
-    out_dtype = np.result_type(A.dtype, bv.dtype)
-    if isinstance(x0, str):   # SciPy's make_system: x0="Mb" starts from M @ b (b without M)
-        if x0 != "Mb":
-            raise ValueError(f"x0 must be an array, None or 'Mb' (start from M @ b), got {x0!r}")
-        x0 = bv if M is None else _preconditioner(M, n).matvec(np.asarray(bv, np.float64))
-    if x0 is not None:
-        x0v = as_vector(x0, n, name="x0")
-    rtol, atol = _check_tols(rtol, atol)
-    if maxiter is None:
-        maxiter = n * 10
-    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
-        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
-    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                          or not 1 <= s <= 32):
-        raise ValueError(f"s must be an integer in 1..32, got {s!r}")
-    if basis not in ("chebyshev", "newton"):
-        raise ValueError(f"basis must be 'chebyshev' or 'newton', got {basis!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable")
-    bvec = np.ascontiguousarray(bv, dtype=np.float64)   # only read, as SciPy reads b
-    x = np.zeros(n) if x0 is None else np.array(x0v, dtype=np.float64)
-    stats = CGStats()
-    _local.stats = stats
-    bnrm2 = float(np.linalg.norm(bvec))
-    if bnrm2 == 0.0:
-        return np.zeros(n, dtype=out_dtype) if x0 is None else bvec.astype(out_dtype), 0
-    tol = max(atol, rtol * bnrm2)
-    # the solve is the time the user sees: the other formats compile between solves
+    # the whole call is the time the user sees (recognising A too, which a loaded machine
+    # made last longer than the idle gap): the other formats compile between solves
     with background.foreground():
+        m = analysed(A.matrix if isinstance(A, MatrixPowers) else A, np.float64)
+        csr = m.csr
+        n = csr.shape[0]
+        bv = as_vector(b, n, name="b")
+        # SciPy's dtype: A's and b's (x0 is cast to it, its own dtype does not widen the result)
+        out_dtype = np.result_type(A.dtype, bv.dtype)
+        if isinstance(x0, str):   # SciPy's make_system: x0="Mb" starts from M @ b (b without M)
+            if x0 != "Mb":
+                raise ValueError("x0 must be an array, None or 'Mb' (start from M @ b), got "
+                                 f"{x0!r}")
+            x0 = bv if M is None else _preconditioner(M, n).matvec(np.asarray(bv, np.float64))
+        if x0 is not None:
+            x0v = as_vector(x0, n, name="x0")
+        rtol, atol = _check_tols(rtol, atol)
+        if maxiter is None:
+            maxiter = n * 10
+        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
+            raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                              or not 1 <= s <= 32):
+            raise ValueError(f"s must be an integer in 1..32, got {s!r}")
+        if basis not in ("chebyshev", "newton"):
+            raise ValueError(f"basis must be 'chebyshev' or 'newton', got {basis!r}")
+        if callback is not None and not callable(callback):
+            raise TypeError("callback must be callable")
+        bvec = np.ascontiguousarray(bv, dtype=np.float64)   # only read, as SciPy reads b
+        x = np.zeros(n) if x0 is None else np.array(x0v, dtype=np.float64)
+        stats = CGStats()
+        _local.stats = stats
+        bnrm2 = float(np.linalg.norm(bvec))
+        if bnrm2 == 0.0:
+            return np.zeros(n, dtype=out_dtype) if x0 is None else bvec.astype(out_dtype), 0
+        tol = max(atol, rtol * bnrm2)
         if M is not None:
             stats.method = "pcg"
             x, info = _pcg(m, bvec, x, tol, int(maxiter), M, callback, stats)
@@ -141,7 +143,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
             x, info = _sstep(m, bvec, x, tol, int(maxiter), callback,
                              int(s) if s is not None else choose_s(n, csr.nnz), basis, stats,
                              allow_classical=s is None)
-    return x.astype(out_dtype, copy=False), info
+        return x.astype(out_dtype, copy=False), info
 
 
 def _preconditioner(M: Any, n: int) -> Any:
