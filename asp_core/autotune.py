@@ -340,9 +340,18 @@ class PerfDB:
                                  ) from None
 
 
+#: variants whose best time is within this factor of the best are timed ``repeats`` times more
+#: before the tuner decides: one or two timings cannot order variants a few percent apart on a
+#: busy machine, and those are the ones worth ordering right (a 15 % faster matrix-powers
+#: kernel lost to a cold first timing)
+CLOSE = 1.10
+
+
 class Autotuner:
     """Picks the fastest of ``variants`` (default first) by timing real calls: :meth:`next`
     says what the coming call runs and :meth:`report` takes its time, or :meth:`tune` times all.
+    Each variant is timed ``repeats`` times, then the close contenders (:data:`CLOSE`) as many
+    times again; the fastest single timing wins.
 
     With ``comm`` (mpi4py) tuning is collective, so every rank runs the same winner: rank 0's
     stored winner decides, the slowest rank's time counts (what the job pays), only rank 0
@@ -401,7 +410,22 @@ class Autotuner:
         fewest = min(self.variants, key=lambda v: len(self.times.get(v, ())))
         if len(self.times.get(fewest, ())) < self.repeats:
             return fewest
+        close = self._contenders()
+        if close:
+            return min(close, key=lambda v: len(self.times[v]))
         return self._decide()
+
+    def _contenders(self) -> list[str]:
+        """Variants within :data:`CLOSE` of the best still short of ``2 * repeats`` timings
+        (none while some variant lacks its first ``repeats``, or when one is clearly ahead)."""
+        if any(len(self.times.get(v, ())) < self.repeats for v in self.variants):
+            return []
+        best = {v: min(self.times[v]) for v in self.variants}
+        top = min(best.values())
+        close = [v for v in self.variants if best[v] <= CLOSE * top]
+        if len(close) < 2:
+            return []
+        return [v for v in close if len(self.times[v]) < 2 * self.repeats]
 
     def exclude(self, variant: str, reason: str = "") -> None:
         """Drop ``variant`` (e.g. it failed to build; collectively: on every rank)."""
@@ -413,7 +437,8 @@ class Autotuner:
         if len(self.variants) == 1:
             self.winner, self.source = self.variants[0], "only variant left: the others were excluded"
             self._on_event("autotune", winner=self.winner, source=self.source, timings=[])
-        elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants):
+        elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants) \
+                and not self._contenders():
             self._decide()
 
     def report(self, variant: str, seconds: float, *, agreed: bool = False) -> None:
@@ -433,7 +458,7 @@ class Autotuner:
         timed = sum(1 for v in self.variants if len(self.times.get(v, ())) >= self.repeats)
         if self._root and (elapsed > 1.0 or self._progress is not None):
             self._show(timed, variant)
-        if timed == len(self.variants):
+        if timed == len(self.variants) and not self._contenders():
             self._decide()
 
     def _show(self, timed: int, variant: str) -> None:

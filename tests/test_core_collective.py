@@ -144,7 +144,7 @@ def test_a_call_runs_the_next_variant_on_every_rank_then_the_winner(fresh_cache,
             calls += 1
     finally:
         (rec,) = recording.stop()
-    assert calls == len(names) * tuner.repeats
+    assert calls == len(names) * 2 * tuner.repeats   # all tie: each is timed again (CLOSE)
     assert {n: set(t) for n, t in tuner.times.items()} == {n: {1.0} for n in names}
     assert agreed.winner in names and rec.kernel.endswith("[2 ranks]")
     before = comm.collectives
@@ -215,8 +215,8 @@ def test_a_rank_with_nothing_to_compute_joins_without_narrowing_the_choice(fresh
     while not idle.tuner.done:
         assert idle(u, out) is None
         calls += 1
-    assert calls == len(names) * idle.tuner.repeats
-    assert all(t == [1.0] * idle.tuner.repeats for t in idle.tuner.times.values())
+    assert calls == len(names) * 2 * idle.tuner.repeats   # all tie: each is timed again
+    assert all(t == [1.0] * 2 * idle.tuner.repeats for t in idle.tuner.times.values())
     assert idle(u, out) is None and not out.data.any()   # it never ran a kernel
     # the other way round: rank 1 has no block, rank 0's names all stay
     busy = AgreedVariants(kernel.kernel, (u, out), _Rank0(None, None))
