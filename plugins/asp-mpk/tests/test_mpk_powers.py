@@ -419,3 +419,53 @@ def test_a_symmetric_matrix_changed_in_place_to_an_unsymmetric_one_gives_its_own
     A.data[A.indices < np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))] *= 1.5  # lower
     assert_levels_close(asp_mpk.matrix_powers(A, x, 4), reference(A, x[None], None, 4)[0],
                         1e-12)
+
+
+@requires_compiler
+@pytest.mark.parametrize("rows", [7, 300, 4096])
+def test_wavefront_variants_match_repeated_spmv(monkeypatch, rows):
+    """The "-wave" variants (each block swept with all k levels advancing together in sliding
+    windows) give repeated ``A @ x``: monomial and three-term bases, two vectors, k = 1, 2, 3,
+    7, steps of a few rows (windows slide every few steps, blocks smaller than a ghost zone)
+    to more than a block; x with nan is refused and overflow gives SciPy's inf."""
+    import importlib
+
+    size_blocks = importlib.import_module("asp_mpk.passes.size_blocks")
+    monkeypatch.setattr(size_blocks, "SMALL_WORK", 0)   # small test matrices get them too
+    monkeypatch.setattr(size_blocks, "wave_rows", lambda halo: rows)
+    rng = np.random.default_rng(rows)
+    tri = sp.diags([rng.uniform(1, 2, 30000), rng.uniform(-1, 0, 29999),
+                    rng.uniform(-1, 0, 29999)], [0, -1, 1]).tocsr()   # unsymmetric, H = 1
+    for A in (gallery.variable_poisson2d(37, seed=1), gallery.poisson3d(13), tri):
+        n = A.shape[0]
+        xs = rng.standard_normal((2, n))
+        for k in (1, 2, 3, 7):
+            lmax = float(abs(A).sum(axis=1).max())
+            coefs = chebyshev_coefs(0.0, lmax, k)
+            mono = np.zeros((3, k))
+            mono[0] = 1.0
+            waves = {v: fn for v, fn in MatrixPowers(A, k, tune=False).variants(
+                nvec=2, basis="recurrence").items() if "-wave" in v}
+            assert waves and all(fn.wave == rows for fn in waves.values())
+            for vname, fn in waves.items():
+                for c, monomial in ((mono, True), (coefs, False)):
+                    out = np.full((2, k + 1, n), np.nan)
+                    fn(xs.copy(), out, c, None, "recurrence", check_x=True)
+                    assert_levels_close(out, reference(A, xs, c, k, monomial), 1e-12)
+                bad = xs.copy()
+                bad[1, n - 1] = np.nan
+                with pytest.raises(ValueError, match="non-finite"):
+                    fn(bad, out, mono, None, "recurrence", check_x=True)
+    T = sp.diags([1.0, 2.0, 1.0], [-1, 0, 1], shape=(30, 30))
+    big = (sp.kron(sp.eye(30), T) + sp.kron(T, sp.eye(30))).tocsr() * 1e60
+    ones = np.ones((1, big.shape[0]))
+    ref = reference(big, ones, None, 8)
+    assert np.isposinf(ref[0, -2:]).all() and not np.isnan(ref).any()
+    mono = np.zeros((3, 8))
+    mono[0] = 1.0
+    for vname, fn in MatrixPowers(big, 8, tune=False).variants().items():
+        if "-wave" in vname:
+            out = np.empty((1, 9, big.shape[0]))
+            fn(ones.copy(), out, mono, None, "monomial")
+            np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref), err_msg=vname)
+            assert not np.isnan(out).any()

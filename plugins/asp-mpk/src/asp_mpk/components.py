@@ -158,7 +158,8 @@ class PA1Variants(PlatformOptimizer):
             ir = variant_program(name, mpk, c)
             out.append(Variant(name, PlatformProgram(program.platform, ir, program.meta),
                                {"format": c.format, "nblocks": c.nblocks, "ksplit": c.ksplit,
-                                "threads": c.threads, "nt": c.nt, "ordering": op.ordering}))
+                                "threads": c.threads, "nt": c.nt, "wave": c.wave,
+                                "ordering": op.ordering}))
         ctx.record("program", platform=f"{program.platform} variants", text="/* " + "\n   ".join(
             str(v.program.ir) for v in out) + " */")
         return out
@@ -199,7 +200,7 @@ class CBackend(Backend):
         _precompile_in_background(ctx, vp.program, ctx.instance)   # after the first compile
         return CKernel(lib, vp.storage.template, planned.plan, n=op.matrix.n, k=op.k,
                        dtype=op.dtype, nthreads=vp.threads, ksplit=vp.ksplit, name=variant.name,
-                       nt=vp.nt, exact=ctx.instance.sparse_products)
+                       nt=vp.nt, wave=vp.wave, exact=ctx.instance.sparse_products)
 
 
 #: platform programs whose other formats were handed to :mod:`asp_core.background` already

