@@ -13,8 +13,8 @@ from typing import Any
 
 from asp_core.phases import PHASES
 
-__all__ = ["flag", "mode", "autotune_mode", "cache_dir", "phase_choice", "disabled_passes", "config_path",
-           "load_config"]
+__all__ = ["flag", "mode", "autotune_mode", "cache_dir", "phase_choice", "named_specializers",
+           "disabled_passes", "config_path", "load_config"]
 
 _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
@@ -179,6 +179,19 @@ def phase_choice(specializer: str, phase: str, options: dict[str, Any] | None = 
     if isinstance(phases.get(phase), str):
         return phases[phase], "config [phases]"
     return None, ""
+
+
+def named_specializers(phase: str) -> list[tuple[str, str]]:
+    """``(specializer, setting)`` for each specializer named by the ``spec:`` parts of
+    ``ASP_<PHASE>`` or by a ``[phases.<spec>]`` table of the config file (the registry warns
+    about those no plugin registers: a misspelt one would be ignored)."""
+    env = f"ASP_{phase.upper()}"
+    named = [(spec.strip(), env) for spec, sep, _ in
+             (item.partition(":") for item in os.environ.get(env, "").split(","))
+             if sep and spec.strip()]
+    phases = load_config().get("phases", {})
+    return named + [(name, f"config [phases.{name}]") for name, value in phases.items()
+                    if isinstance(value, dict)]
 
 
 def disabled_passes(options: dict[str, Any] | None = None) -> frozenset[str]:

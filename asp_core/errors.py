@@ -63,4 +63,5 @@ class PluginError(AspError):
 
 
 class PluginWarning(UserWarning):
-    """A plugin failed to load or register; it is skipped and listed as broken."""
+    """A plugin failed to load or register (it is skipped and listed as broken), or a setting
+    names a specializer that no installed plugin registers."""

@@ -3,11 +3,12 @@ it answers "which component runs this phase" with the reason ``asp explain`` sho
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
 from asp_core import config
-from asp_core.errors import PluginError
+from asp_core.errors import PluginError, PluginWarning
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION
 
 __all__ = ["Specializer", "Component", "Registry", "Choice"]
@@ -101,6 +102,10 @@ def _import_attr(spec: str, what: str, plugin: str, distribution: str) -> Any:
     return obj
 
 
+#: (specializer, setting) pairs already warned about by Registry._warn_unknown_specializers
+_WARNED: set[tuple[str, str]] = set()
+
+
 @dataclass
 class Choice:
     """The ordered candidates for a phase and why they are in that order."""
@@ -181,6 +186,7 @@ class Registry:
                platform: str | None = None) -> Choice:
         """Order the candidates (accepting ``platform`` if given): user setting > priority >
         registration order. A user choice naming no installed component is an error."""
+        self._warn_unknown_specializers(phase)
         installed = self.for_phase(specializer, phase)
         cands = installed if platform is None else [
             c for c in installed if not c.platforms or platform in c.platforms]
@@ -210,6 +216,18 @@ class Registry:
                cands[1].priority < head.priority else
                "first registered" if len(cands) > 1 else "only component")
         return Choice(cands, why)
+
+    def _warn_unknown_specializers(self, phase: str) -> None:
+        """Warn once per setting that names a specializer no plugin registered: a misspelt
+        ``ASP_BACKEND=stencl:c`` would otherwise be ignored without a word.  A warning, not an
+        error: one environment's settings may name a plugin another environment lacks."""
+        for name, setting in config.named_specializers(phase):
+            if name not in self.specializers and (name, setting) not in _WARNED:
+                _WARNED.add((name, setting))
+                warnings.warn(f"asp: {setting} names specializer {name!r}, which no installed "
+                              f"plugin registers (installed: "
+                              f"{', '.join(sorted(self.specializers)) or 'none'}); that "
+                              "setting is ignored", PluginWarning, stacklevel=2)
 
     def __iter__(self) -> Iterator[Component]:
         return iter(self.components)

@@ -12,6 +12,7 @@ import pytest
 
 from asp_core import PluginError, PluginWarning
 from asp_core import plugins as plugins_mod
+from asp_core import registry as registry_module
 from tests.specializers.fake_plugins import FakeEntryPoint
 from tests.specializers.fake_plugins import module as _module
 from tests.specializers.fake_plugins import registers as _registers
@@ -220,7 +221,9 @@ def test_environment_beats_config(prec, monkeypatch, tmp_path):
     monkeypatch.setenv("ASP_PLATFORM_SELECTION", "c")
     assert _order(prec)[0][0] == "c"
     monkeypatch.setenv("ASP_PLATFORM_SELECTION", "other:b,prec:a")
-    order, why = _order(prec)
+    monkeypatch.setattr(registry_module, "_WARNED", set())
+    with pytest.warns(PluginWarning, match="names specializer 'other'"):   # not installed
+        order, why = _order(prec)
     assert order[0] == "a" and "ASP_PLATFORM_SELECTION" in why
     monkeypatch.setenv("ASP_PLATFORM_SELECTION", "other:b")  # not for prec: config applies
     assert _order(prec)[0][0] == "a" and "config" in _order(prec)[1]

@@ -121,3 +121,37 @@ def test_a_bad_yes_no_setting_is_one_line_from_every_command(setting):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{name}={value!r} is not valid" in proc.stderr
+
+
+def _plus_one(x):
+    return x + 1.0
+
+
+def _twice(x):
+    return x * 2.0
+
+
+def test_a_phase_setting_naming_no_installed_specializer_warns_once(toml, monkeypatch,
+                                                                    elementwise, fresh_cache):
+    """``ASP_PLATFORM_SELECTION=elementwis:python`` (a typo) or a ``[phases.elementwis]`` table
+    used to be ignored without a word; each now warns once, naming the installed ones, and the
+    kernel still runs."""
+    import warnings
+
+    import numpy as np
+
+    from asp_core import Dispatcher, PluginWarning, registry
+
+    monkeypatch.setattr(registry, "_WARNED", set())
+    toml(b'[phases.elementwis]\nplatform_selection = "python"\n')
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "elementwis:python,elementwise:python")
+    a = np.arange(4.0)
+    with pytest.warns(PluginWarning) as record:
+        np.testing.assert_array_equal(Dispatcher("elementwise", _plus_one)(a), a + 1.0)
+    messages = sorted(str(w.message) for w in record if w.category is PluginWarning)
+    assert len(messages) == 2 and all("'elementwis'" in m and "elementwise" in m
+                                      for m in messages)
+    assert "ASP_PLATFORM_SELECTION" in messages[0] and "[phases.elementwis]" in messages[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        Dispatcher("elementwise", _twice)(a)   # once per setting
