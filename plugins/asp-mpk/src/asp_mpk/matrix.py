@@ -13,6 +13,12 @@ Even at memory speed, reading A costs more than a compressed kernel that does no
 arrays at all, so arrays seen before (same buffers, shapes and dtypes) skip the checksum when
 the operating system says none of their pages was written since it was taken
 (:mod:`asp_mpk.writewatch`); where it cannot say, the checksum runs.
+
+A matrix seen for the first time is checksummed, then copied; another thread writing it in
+between would leave a copy of the new contents under the old contents' key.  So the copy is
+kept only when the write watch (or, for small arrays, a second checksum) says A did not change
+meanwhile.  Large arrays that cannot be watched are not read a second time for this: there a
+write racing with a first call can still be served for the old contents later.
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ class AnalysedMatrix:
         self._lock = threading.Lock()
         #: the tuned k = 1 kernel with a product entry point, once :func:`asp_mpk.spmv` found it
         self.spmv_kernel: Any = None
+        #: the :func:`input_key` of the contents this is a copy of (set by :func:`analysed`;
+        #: None: not known), so that a write watch is only ever paired with this matrix's
+        #: kernels while it vouches for those contents (:func:`remember_product`)
+        self.key: tuple | None = None
 
     @functools.cached_property
     def values(self) -> str:
@@ -166,6 +176,7 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
         if dtype is None or A.dtype == dtype:
             return A
         A = A.csr
+    arrays = _arrays(A)
     key = _recognise(A, dtype)
     csr = None
     if key is None:   # lil, dok...: convert, then recognise the converted arrays (or raise
@@ -178,6 +189,13 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
             _MATRICES.move_to_end(key)
             return m
     m = AnalysedMatrix(csr if csr is not None else as_csr(A, dtype=dtype))
+    m.key = key
+    if csr is None and not _copied_as_keyed(A, dtype, key, arrays):
+        # A was written (or its arrays replaced) between the checksum and the copy, by another
+        # thread: the copy may hold either contents, so it serves this call only.  Kept under
+        # the key, it would answer for the old contents whenever A held them again
+        m.key = None
+        return m
     with _LOCK:
         _MATRICES[key] = m
         while len(_MATRICES) > MAX_MATRICES:
@@ -195,8 +213,14 @@ def _seen(A: Any) -> tuple[Any, tuple[np.ndarray, ...] | None, _Seen | None]:
     not seen, or not a format with flat arrays)."""
     fmt = getattr(A, "format", None)
     arrays = _arrays(A, fmt)
-    seen = None if arrays is None else _SEEN.get((fmt, A.shape, None, *map(id, arrays)))
+    seen = None if arrays is None else _SEEN.get(_ident(fmt, A.shape, None, arrays))
     return fmt, arrays, seen
+
+
+def _ident(fmt: Any, shape: tuple, dtype: Any, arrays: tuple[np.ndarray, ...]) -> tuple:
+    """Where :data:`_SEEN` keeps the entry of these arrays as a matrix converted to ``dtype``
+    (their ids: the entry's watch then checks buffers, layouts and contents)."""
+    return (fmt, shape, None if dtype is None else np.dtype(dtype).str, *map(id, arrays))
 
 
 def product(A: Any) -> Any:
@@ -209,15 +233,24 @@ def product(A: Any) -> Any:
     return entry[2]
 
 
-def remember_product(A: Any, kern: Any) -> None:
-    """After ``A @ x`` by ``kern``, A's tuned product kernel: where A's arrays are watched,
-    let the next :func:`asp_mpk.spmv` of A take one native call (checks, write check and
-    kernel; see ``Product`` in ``_planner.cpp``) instead of the Python path."""
+def remember_product(A: Any, kern: Any, m: AnalysedMatrix) -> None:
+    """After ``A @ x`` by ``kern``, the tuned product kernel of ``m`` (the analysed matrix
+    that call found for A): where A's arrays are watched, let the next :func:`asp_mpk.spmv`
+    of A take one native call (checks, write check and kernel; see ``Product`` in
+    ``_planner.cpp``) instead of the Python path.
+
+    Only while A's watch vouches for the contents ``m`` was made from: another thread may have
+    written A and had it recognised afresh since this call found ``m``, and A's watch is then
+    the new contents' one; paired with the old kernel, every later spmv of A would return the
+    old matrix's product."""
     fmt, arrays, seen = _seen(A)
     watched = None if seen is None else seen.watched
     entry = kern.product_entry()
     mod = native.planner()
     if watched is None or watched.check is None or entry is None or mod is None:
+        return
+    assert seen is not None
+    if m.key is None or _contents(seen.key) != _contents(m.key):
         return
     known = _PRODUCTS.get(id(A))
     if known is not None and known[0] is watched and known[1] is kern:
@@ -228,6 +261,31 @@ def remember_product(A: Any, kern: Any) -> None:
         _PRODUCTS[id(A)] = (watched, kern, made)
         while len(_PRODUCTS) > MAX_MATRICES:
             _PRODUCTS.popitem(last=False)
+
+
+def _contents(key: tuple) -> tuple:
+    """An :func:`input_key` less the dtype it converts to: what A held, whatever the dtype its
+    analysed matrix computes in."""
+    return key[:3] + key[4:]
+
+
+def _copied_as_keyed(A: Any, dtype: Any, key: tuple, arrays: tuple[np.ndarray, ...] | None
+                     ) -> bool:
+    """After :func:`analysed` copied A: whether A still holds the contents ``key`` was made
+    from, in the ``arrays`` it had before (so the copy holds them too).  The write watch
+    answers for watched arrays (microseconds); small arrays are checksummed again.  Large
+    arrays that are not watched are not read a second time: a write by another thread
+    between the checksum and the copy goes unnoticed there (see the module's docstring)."""
+    now = _arrays(A)
+    if arrays is None or now is None or len(now) != len(arrays) or A.shape != key[1] or \
+            any(a is not b for a, b in zip(arrays, now)):
+        return False
+    seen = _SEEN.get(_ident(A.format, A.shape, dtype, arrays))
+    if seen is not None and seen.watched is not None:
+        return seen.key == key and seen.watched.owner.unchanged(seen.watched, arrays)
+    if sum(a.nbytes for a in arrays) < writewatch.MIN_BYTES:
+        return input_key(A, dtype) == key
+    return True
 
 
 def vouched(A: Any) -> AnalysedMatrix | None:
@@ -269,9 +327,7 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     arrays = _arrays(A, fmt)
     if arrays is None:
         return None
-    # the arrays' ids find the entry; its watch then checks buffers, layouts and contents
-    ident = (fmt, A.shape, None if dtype is None else np.dtype(dtype).str,
-             *map(id, arrays))
+    ident = _ident(fmt, A.shape, dtype, arrays)
     seen = _SEEN.get(ident)
     if seen is not None and seen.watched is not None and seen.watched.owner.unchanged(
             seen.watched, arrays):

@@ -470,7 +470,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
     if kern is not None:
         kern.spmv(xv, y)
         if fast is None:   # a current native path declined this call: it stays as it is
-            remember_product(A, kern)
+            remember_product(A, kern, m)
     else:
         assert mp is not None
         y[...] = mp.powers(xv)[1]

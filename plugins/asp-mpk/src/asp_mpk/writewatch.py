@@ -20,8 +20,12 @@ the caches away, the Python version cost three times its warm time in cache miss
 It answers "changed" whenever it cannot be sure: a page was written, dropped or unmapped, the
 memory is file-backed or shared (another process could write it without our page tables
 knowing), the registration vanished (memory freed and mapped again), or after ``fork`` in the
-child.  Arrays written before two calls in a row are checksummed instead of watched (each
-watched write costs a page fault) until a call finds them unchanged.
+child.  Writes that bypass the page tables cannot be seen: a device or the kernel writing
+through pages pinned long-term (``io_uring`` registered buffers, RDMA memory regions, host
+memory registered with CUDA) changes the bytes without a write fault.  Set
+``ASP_MPK_WATCH_WRITES=0`` for matrices filled that way.  Arrays written before two calls in
+a row are checksummed instead of watched (each watched write costs a page fault) until a call
+finds them unchanged.
 
 Where the system offers none of this (other kernels and systems, containers that filter the
 ``userfaultfd`` system call), :func:`watcher` returns None and the checksum is the only check.
