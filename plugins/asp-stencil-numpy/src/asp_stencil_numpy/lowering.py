@@ -19,8 +19,9 @@ Exactness: ``+ - * /``, unary minus, comparisons, ``abs``, ``//`` (``numpy.floor
 function Python calls on NumPy scalars), ``min``/``max`` (``where(v < r, v, r)``: Python's
 left-to-right scan) and ``math.sqrt`` give the bits Python gives. ``**``, ``math.pow`` and
 ``math.exp/log/sin/cos`` use NumPy's ufuncs, which may use SIMD implementations that differ from
-libm in the last bit or so; conditional expressions evaluate both branches (with floating-point
-warnings silenced) and select.
+libm in the last bit or so (``_asp_pow`` keeps pow's special values where NumPy computes
+``x ** 0.5`` as ``sqrt(x)``: +0.0 for -0.0, +inf for -inf); conditional expressions evaluate
+both branches (with floating-point warnings silenced) and select.
 """
 
 from __future__ import annotations
@@ -56,8 +57,19 @@ def _asp_max(r: Any, v: Any) -> Any:
     return np.where(v > r, v, r)
 
 
+def _asp_pow(a: Any, b: Any) -> Any:
+    """``a ** b`` and ``math.pow(a, b)``. NumPy computes an array to the scalar power 0.5 as
+    ``sqrt``, which gives -0.0 for -0.0 and NaN for -inf where ``pow`` (and so Python) gives
+    +0.0 and +inf; those two are set right here (``+ 0.0`` turns -0.0 into +0.0 only)."""
+    r = np.power(a, b)
+    if np.ndim(b) == 0 and b == 0.5:
+        r = np.where(a == -np.inf, np.inf, r + 0.0)
+    return r
+
+
 #: Names the generated code refers to besides its parameters (its global namespace).
-HELPERS: dict[str, Any] = {_NP: np, "_asp_min": _asp_min, "_asp_max": _asp_max}
+HELPERS: dict[str, Any] = {_NP: np, "_asp_min": _asp_min, "_asp_max": _asp_max,
+                           "_asp_pow": _asp_pow}
 
 
 def function_name(prog: D.StencilProgram) -> str:
@@ -170,7 +182,7 @@ class _Statements:
             if e.op in _BIN:
                 return ast.BinOp(left, _BIN[e.op](), right)
             if e.op == "**":
-                return _np_call("power", left, right)
+                return ast.Call(_name("_asp_pow"), [left, right], [])
             if e.op == "//":
                 return _np_call("floor_divide", left, right)
             if e.op == "%":
@@ -193,7 +205,7 @@ class _Statements:
             if e.func in UFUNCS and len(args) == 1:
                 return _np_call(e.func, args[0])
             if e.func == "pow" and len(args) == 2:  # math.pow: a float power, as ``**``
-                return _np_call("power", *args)
+                return ast.Call(_name("_asp_pow"), args, [])
         if isinstance(e, D.Compare):
             terms: list[ast.expr] = []
             left = self.expr(e.left)

@@ -20,8 +20,11 @@ on this package):
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Union
+
+import numpy as np
 
 from asp_core.ir import Node
 
@@ -66,6 +69,27 @@ class Const(Node):
 
     value: Any
     kind: str = ""
+
+    # Structural equality must not be Python's numeric equality: ``0.0 == -0.0`` and
+    # ``100 == 100.0``, yet ``u[x] * -0.0`` and ``u[x] * 0.0`` differ in sign, and ``m8[x] * 100``
+    # wraps in int8 where ``m8[x] * 100.0`` does not. Passes and the C lowering use expressions as
+    # dictionary keys (CSE, the per-statement memo), which would reuse one for the other.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Const):
+            return NotImplemented
+        return self.kind == other.kind and _exact(self.value) == _exact(other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, _exact(self.value)))
+
+
+def _exact(value: Any) -> tuple:
+    """``value`` by its type and exact bits (signed zeros and NaNs included)."""
+    if isinstance(value, float):
+        return (type(value), struct.pack("<d", value))
+    if isinstance(value, np.generic):
+        return (type(value), value.tobytes())
+    return (type(value), value)
 
 
 def const(value: Any) -> Const:

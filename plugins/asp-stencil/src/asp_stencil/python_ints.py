@@ -28,21 +28,24 @@ _INT64_MAX = 2 ** 63 - 1
 
 class _Ints(NamedTuple):
     """What a value may be at run time: a Python int (``ints``) in ``bounds`` (``None``: not
-    known), and/or something else (``other``: a NumPy scalar, a Python float or bool test)."""
+    known), and/or something else (``other``: a NumPy scalar, a Python float or bool test;
+    ``pyfloat``: that something else may be a Python float)."""
 
     ints: bool
     bounds: tuple[int, int] | None
     other: bool
+    pyfloat: bool = False
 
 
 _OTHER = _Ints(False, None, True)
+_PYFLOAT = _Ints(False, None, True, True)
 
 
 def _union(parts: list[_Ints]) -> _Ints:
     ints = [p for p in parts if p.ints]
     bounds = None if not ints or any(p.bounds is None for p in ints) else (
         min(p.bounds[0] for p in ints if p.bounds), max(p.bounds[1] for p in ints if p.bounds))
-    return _Ints(bool(ints), bounds, any(p.other for p in parts))
+    return _Ints(bool(ints), bounds, any(p.other for p in parts), any(p.pyfloat for p in parts))
 
 
 def _may_be(bounds: tuple[int, int] | None, lo: int | None, hi: int | None) -> bool:
@@ -83,7 +86,7 @@ def _ints(e: D.Expr, env: dict[str, _Ints], line: int, signed: list[str] | None 
         v = e.value
         if not e.kind and isinstance(v, int):  # a Python int (or bool, an int in arithmetic)
             return _Ints(True, (int(v), int(v)), False)
-        return _OTHER
+        return _PYFLOAT if not e.kind and isinstance(v, float) else _OTHER
     if isinstance(e, D.Var):
         return env.get(e.name, _OTHER)
     if isinstance(e, D.IfExp):
@@ -92,13 +95,17 @@ def _ints(e: D.Expr, env: dict[str, _Ints], line: int, signed: list[str] | None 
     if isinstance(e, D.Call):
         args = [_ints(a, env, line, signed) for a in e.args]
         if e.func in ("min", "max"):
+            # Python compares each pair (the running result with the next argument)
+            for i, a in enumerate(args):
+                for b in args[i + 1:]:
+                    _check_int_float_compare(a, b, f"{e.func}()", line)
             return _union(args)
         if e.func == "abs":
             arg = args[0]
             lim = arg.bounds
             return arg._replace(bounds=None if lim is None
                                 else (0, max(abs(lim[0]), abs(lim[1]))))
-        return _OTHER
+        return _PYFLOAT  # math.sqrt/exp/log/sin/cos/pow return Python floats
     if isinstance(e, D.UnaryOp):
         a = _ints(e.operand, env, line, signed)
         if e.op == "-":
@@ -110,7 +117,11 @@ def _ints(e: D.Expr, env: dict[str, _Ints], line: int, signed: list[str] | None 
     if isinstance(e, D.BinOp):
         a, b = _ints(e.left, env, line, signed), _ints(e.right, env, line, signed)
         if not (a.ints and b.ints):
-            return _OTHER
+            # a Python float results where both operands are Python numbers (with a NumPy
+            # scalar, the result is a NumPy scalar)
+            pyfloat = (a.ints or a.pyfloat) and (b.ints or b.pyfloat) and (
+                a.pyfloat or b.pyfloat or e.op in ("/", "**"))
+            return _PYFLOAT if pyfloat else _OTHER
         if signed is not None and (a.other or b.other) and (
                 (e.op == "*" and (_may_be(a.bounds, 0, 0) or _may_be(b.bounds, 0, 0))
                  and (_may_be(a.bounds, None, -1) or _may_be(b.bounds, None, -1)))
@@ -137,11 +148,32 @@ def _ints(e: D.Expr, env: dict[str, _Ints], line: int, signed: list[str] | None 
                 raise exc
         # int / int is a float, and so is int ** int for a negative exponent
         floats = e.op == "/" or (e.op == "**" and (b.bounds is None or b.bounds[0] < 0))
-        return _Ints(e.op != "/", result, a.other or b.other or floats)
+        return _Ints(e.op != "/", result, a.other or b.other or floats,
+                     a.pyfloat or b.pyfloat or floats)
+    if isinstance(e, D.Compare):
+        operands = [_ints(x, env, line, signed) for x in (e.left, *e.comparators)]
+        for a, b in zip(operands, operands[1:]):
+            _check_int_float_compare(a, b, "comparison", line)
+        return _OTHER
     for child in e.children():  # tests: comparisons, and/or/not
         if not isinstance(child, D.PointExpr):
             _ints(child, env, line, signed)  # type: ignore[arg-type]
     return _OTHER
+
+
+def _check_int_float_compare(a: _Ints, b: _Ints, what: str, line: int) -> None:
+    """Refuse comparing a Python int that may exceed 2**53 in magnitude with a value that may
+    be a Python float: Python compares the two exactly (``2.0**53 < 2**53 + 1``), compiled code
+    rounds the int to a double first. (NumPy rounds the int too, so NumPy scalars are fine.)"""
+    for x, y in ((a, b), (b, a)):
+        if x.ints and y.pyfloat and (x.bounds is None or max(abs(x.bounds[0]), abs(x.bounds[1]))
+                                     > _EXACT_IN_DOUBLE):
+            exc = TypeRefusal(
+                f"{what} of a Python float with a Python int that may exceed {_EXACT_IN_DOUBLE} "
+                "in magnitude: Python compares them exactly, compiled code rounds the int to a "
+                "double")
+            exc.line = line
+            raise exc
 
 
 def check_python_ints(body: tuple[D.Stmt, ...]) -> list[str]:
