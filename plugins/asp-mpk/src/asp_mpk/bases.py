@@ -45,11 +45,14 @@ def chebyshev_coefs(lmin: float, lmax: float, k: int) -> np.ndarray:
     """Scaled Chebyshev polynomials T_j((A - c)/d) on [lmin, lmax]."""
     if not (np.isfinite(lmin) and np.isfinite(lmax)) or lmax <= lmin:
         raise ValueError(f"Chebyshev bounds must be finite with lmin < lmax, got ({lmin}, {lmax})")
-    c0, d = 0.5 * (lmax + lmin), 0.5 * (lmax - lmin)
+    # halves first (exact, and no overflow for bounds near the float64 limit); numpy scalars:
+    # a width that rounds to 0 (subnormal bounds) gives inf, not ZeroDivisionError
+    c0, d = np.float64(0.5 * lmax + 0.5 * lmin), np.float64(0.5 * lmax - 0.5 * lmin)
     c = np.zeros((3, max(k, 1)))
-    if k >= 1:
-        c[0, 0], c[1, 0] = 1.0 / d, -c0 / d
-        c[0, 1:k], c[1, 1:k], c[2, 1:k] = 2.0 / d, -2.0 * c0 / d, -1.0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        if k >= 1:
+            c[0, 0], c[1, 0] = 1.0 / d, -c0 / d
+            c[0, 1:k], c[1, 1:k], c[2, 1:k] = 2.0 / d, -2.0 * (c0 / d), -1.0
     return c
 
 
@@ -118,7 +121,13 @@ def basis_coefs(basis: str, k: int, *, shifts: Any = None,
         sh = np.asarray(shifts, dtype=np.float64).ravel()
         if sh.size != 2:
             raise ValueError("for basis='chebyshev', shifts is the interval (lmin, lmax)")
-        return chebyshev_coefs(float(sh[0]), float(sh[1]), k)
+        c = chebyshev_coefs(float(sh[0]), float(sh[1]), k)
+        if not np.all(np.isfinite(c)):
+            # an interval so narrow (next to its distance from 0) that 1/d or c0/d overflows:
+            # every basis vector after the first would be inf or nan
+            raise ValueError(f"Chebyshev interval ({sh[0]}, {sh[1]}) is too narrow for float64: "
+                             "its scaled recurrence coefficients overflow; widen it")
+        return c
     raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
 
 

@@ -327,6 +327,8 @@ def _recognise(A: Any, dtype: Any) -> tuple | None:
     arrays = _arrays(A, fmt)
     if arrays is None:
         return None
+    if not all(isinstance(a, np.ndarray) for a in arrays):
+        return None   # a list assigned as A.indices, say: as_csr names it
     ident = _ident(fmt, A.shape, dtype, arrays)
     seen = _SEEN.get(ident)
     if seen is not None and seen.watched is not None and seen.watched.owner.unchanged(

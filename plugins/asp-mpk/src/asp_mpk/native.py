@@ -45,7 +45,11 @@ def planner() -> Any:
 
 
 def _c(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a)
+    """``a`` C-contiguous and in native byte order: the extension reads the raw bytes (a
+    big-endian ``indptr`` assigned to a matrix after construction, which SciPy's own products
+    accept, read as native integers named values the matrix does not have)."""
+    a = np.ascontiguousarray(a)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def copies(*arrays: np.ndarray) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from asp_mpk import background
 from asp_mpk.cg_modes import ModeTimes
 from asp_mpk.matrix import AnalysedMatrix, analysed, product, remember_product, vouched
 from asp_mpk.recycle import Recycler
-from asp_mpk.validate import as_vector, check_k
+from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_k
 
 if TYPE_CHECKING:
     from asp_core import Dispatcher
@@ -365,7 +365,16 @@ class MatrixPowers:
     def _ritz(self, m: int) -> np.ndarray:
         from asp_mpk.bases import lanczos_ritz
 
-        return lanczos_ritz(lambda v: self.csr @ v, self.n, m)
+        with np.errstate(over="ignore", invalid="ignore"):
+            vals = lanczos_ritz(lambda v: self.csr @ v, self.n, m)
+        if np.all(np.isfinite(vals)) or self.csr.nnz == 0:
+            return vals
+        # entries above ~1e154: the Lanczos norms overflowed (automatic shifts were inf or
+        # nan, and the call failed naming shifts the caller never passed).  Ritz values scale
+        # with A: those of A / s, times s
+        scale = float(np.max(np.abs(self.csr.data)))
+        scaled = self.csr * (1.0 / scale)
+        return lanczos_ritz(lambda v: scaled @ v, self.n, m) * scale
 
 
 def _compile_in_background() -> bool:
@@ -423,9 +432,10 @@ def _for_x(A: Any, xdtype: np.dtype, m: AnalysedMatrix | None) -> AnalysedMatrix
     known): A's dtype, or x's when x is a wider float, as SciPy's ``float32 A @ float64 x`` is
     float64."""
     own = m if m is not None else analysed(A)
-    if xdtype.kind == "f" and np.result_type(own.dtype, xdtype) != own.dtype:
-        return analysed(A, np.result_type(own.dtype, xdtype))
-    return own
+    wider = np.result_type(own.dtype, xdtype) if xdtype.kind == "f" else own.dtype
+    if wider != own.dtype and wider in SUPPORTED_DTYPES:
+        return analysed(A, wider)
+    return own   # x's own check names a float16 or longdouble x (not A)
 
 
 def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:

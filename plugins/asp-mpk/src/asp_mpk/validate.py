@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["as_csr", "as_vector", "check_before_conversion", "check_finite", "non_finite",
-           "check_k", "SUPPORTED_DTYPES"]
+           "check_k", "without_outside_diagonals", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -22,6 +22,11 @@ def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype in SUPPORTED_DTYPES:
         return dtype
+    if dtype.kind == "f" and dtype.newbyteorder("=") in SUPPORTED_DTYPES:
+        # (vectors are converted before this: see _native_order)
+        raise TypeError(f"{what} has dtype {dtype}: {dtype.newbyteorder('=')} in non-native "
+                        f"(byte-swapped) order, which scipy.sparse does not support; convert "
+                        f"first, e.g. {what}.astype(numpy.{dtype.newbyteorder('=')})")
     if dtype.kind in "iub":
         raise TypeError(f"{what} has integer/boolean dtype {dtype}; asp_mpk computes in float64 or "
                         f"float32: convert first, e.g. {what}.astype(numpy.float64)")
@@ -50,15 +55,14 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
         raise TypeError(f"{name} must be a scipy.sparse matrix or array, got {type(A).__name__}")
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"{name} must be square, got shape {A.shape}")
+    check_before_conversion(A, name)   # A.dtype reads A.data
     _float_dtype(A.dtype, name)
     want = _float_dtype(A.dtype if dtype is None else dtype, name)
     if A.shape[0] >= 2**31 - 1:
         raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
     from asp_mpk import native
 
-    if A.format != "csr":
-        check_before_conversion(A, name)
-    src = A if A.format == "csr" else A.tocsr()
+    src = A if A.format == "csr" else without_outside_diagonals(A).tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
     canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
     if src is A and src.dtype == want:   # the snapshot: copied natively, on every core
@@ -78,15 +82,33 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
 
 
 #: the arrays of each format SciPy converts from, as attribute names
-_ARRAYS = {"csc": ("data", "indices", "indptr"), "bsr": ("data", "indices", "indptr"),
-           "coo": ("data", "row", "col"), "dia": ("data", "offsets")}
+_ARRAYS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"),
+           "bsr": ("data", "indices", "indptr"), "coo": ("data", "row", "col"),
+           "dia": ("data", "offsets")}
+
+
+def without_outside_diagonals(A: Any) -> Any:
+    """``A``, or for a DIA matrix with diagonals wholly outside it, the same matrix without
+    them (they hold no entry of A).  SciPy's ``tocsr`` casts the offsets to its index dtype,
+    int32 for a small matrix: an offset such as 2**32 wrapped to 0, a diagonal it had not
+    counted, and its conversion wrote past the end of its arrays (heap corruption, a
+    segmentation fault) where SciPy's own ``A @ x`` ignores that diagonal."""
+    if A.format != "dia":
+        return A
+    offsets = A.offsets
+    keep = (offsets > -A.shape[0]) & (offsets < A.shape[1])
+    if keep.all():
+        return A
+    return type(A)((A.data[keep], offsets[keep].astype(np.int64)), shape=A.shape)
 
 
 def check_before_conversion(A: Any, name: str) -> None:
-    """``ValueError`` naming what is wrong with the arrays of a CSC, BSR, COO or DIA matrix
-    that SciPy's ``tocsr`` would index with unchecked.  SciPy checks them when the matrix is
-    built, but they can be changed or replaced afterwards, and its conversions then read or
-    write out of bounds (a segmentation fault, or silently wrong values)."""
+    """``ValueError`` naming what is wrong with the arrays of a CSR, CSC, BSR, COO, DIA or
+    LIL matrix that SciPy's ``tocsr`` (or asp's native code) would index with unchecked.
+    SciPy checks them when the matrix is built, but they can be changed or replaced
+    afterwards, and its conversions then read or write out of bounds (a segmentation fault,
+    or silently wrong values).  A CSR or CSC structure is checked natively by
+    :func:`asp_mpk.native.check_csr`."""
     from asp_mpk import native
 
     fmt = A.format
@@ -128,6 +150,30 @@ def check_before_conversion(A: Any, name: str) -> None:
         if A.data.ndim != 2 or A.offsets.ndim != 1 or len(A.offsets) != len(A.data):
             raise bad(f"data {A.data.shape} does not have one row per offset "
                       f"(offsets {A.offsets.shape})")
+    elif fmt == "lil":
+        _check_lil(A, bad)
+
+
+def _check_lil(A: Any, bad: Any) -> None:
+    """A LIL matrix's ``rows`` and ``data``: one list per row each, of the same lengths.
+    SciPy's ``tocsr`` sizes its arrays by ``rows`` and fills them from both unchecked: a
+    longer list in ``data`` wrote past the end (heap corruption), a shorter one left values
+    uninitialised (silently wrong products), fewer rows read past ``rows``' end."""
+    rows, data, m = A.rows, A.data, A.shape[0]
+    for key, arr in (("rows", rows), ("data", data)):
+        if not (isinstance(arr, np.ndarray) and arr.dtype == object and arr.shape == (m,)):
+            shape = getattr(arr, "shape", None)
+            raise bad(f"{key} must be an object array of one list per row, shape ({m},); "
+                      f"got a {type(arr).__name__}" + (f" of shape {shape}" if shape else ""))
+    try:
+        counts = np.fromiter(map(len, rows), dtype=np.int64, count=m)
+        values = np.fromiter(map(len, data), dtype=np.int64, count=m)
+    except TypeError:
+        raise bad("rows and data must hold a list for each row") from None
+    if not np.array_equal(counts, values):
+        i = int(np.flatnonzero(counts != values)[0])
+        raise bad(f"row {i} has {counts[i]} column indices in rows but {values[i]} values in "
+                  "data")
 
 
 def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
@@ -135,7 +181,7 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
     """Validated float array of length ``n`` (or shape (m, n) when ``allow_2d``); never a view.
     ``finite=False`` leaves the check for inf and nan to the caller (a kernel that makes it
     while it copies x anyway)."""
-    arr = np.asarray(x)
+    arr = _native_order(np.asarray(x))
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got dtype object")
     _float_dtype(arr.dtype, name)
@@ -152,6 +198,14 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
         raise ValueError(f"{name} must be a 1-D array of length {n}, got shape {arr.shape}")
     if finite:
         check_finite(arr, name)
+    return arr
+
+
+def _native_order(arr: np.ndarray) -> np.ndarray:
+    """A float64/float32 array in non-native byte order (data read from a file written on
+    another machine, say) converted to native order, as SciPy's ``A @ x`` accepts it."""
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:
+        return arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
