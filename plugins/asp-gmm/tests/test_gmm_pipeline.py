@@ -104,7 +104,9 @@ def test_platform_choice_and_tuning_are_recorded_and_remembered(fresh):
     names = [d for e, d in events if e == "variants"][0]["names"]
     assert {t[0] for t in tuned["timings"]} == set(names)
     assert {"samples", "components", "dims"} < set(names)
-    assert calls == 5 and all(t[2] == 1 for t in tuned["timings"])  # one iteration each
+    # one iteration each, one more for those within 10 % of the best (autotune.CLOSE)
+    assert all(t[2] in (1, 2) for t in tuned["timings"])
+    assert calls == sum(t[2] for t in tuned["timings"])
     assert len(PerfDB().summary()) == 1
     # a new process with a problem of the same shape class (order of magnitude of N) reuses
     # the winner

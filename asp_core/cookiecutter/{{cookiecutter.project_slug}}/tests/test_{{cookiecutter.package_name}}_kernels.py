@@ -54,7 +54,8 @@ def test_every_variant_gives_the_same_result(monkeypatch):
     x = np.linspace(-3.0, 3.0, 10_001)
     y = np.cos(x)
     kernel = elementwise(blend)
-    results = [kernel(x, y) for _ in range(6)]  # tuning runs each variant twice
+    # tuning times each variant 3 times, 3 more when the two are within 10 % of each other
+    results = [kernel(x, y) for _ in range(12)]
     decision = kernel.last_context.decision(VARIANT)   # the tuner's typed decision record
     assert decision is not None and decision.source == "tuned now", "not autotuned"
     assert decision.choice in {"parallel-simd", "serial"}
