@@ -239,3 +239,18 @@ def test_samples_no_component_can_explain_score_minus_inf(cov, compiled):
         np.testing.assert_array_equal(ours.score_samples(far), theirs.score_samples(far))
         assert ours.score(far) == theirs.score(far) == -np.inf
         assert ours.predict(far).tolist() == theirs.predict(far).tolist()
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_misspelt_disabled_pass_is_named_by_a_fit_too_small_to_specialise(
+        monkeypatch, tmp_path, covariance_type):
+    """``ASP_DISABLE_PASSES=fuse-emm`` (a typo of ``fuse-em``) is an error naming the known
+    passes at any specialisation; a fit so small that it ended in NumPy before its library was
+    built never reported it, so the typo went unnoticed until a larger fit."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "fuse-emm")
+    X = np.random.default_rng(0).standard_normal((60, 2))
+    with pytest.raises(ValueError, match=r"unknown pass name 'fuse-emm'.*fuse-em"):
+        GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "fuse-em")   # a real one: the fit runs
+    GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)

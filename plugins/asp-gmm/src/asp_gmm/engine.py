@@ -240,6 +240,11 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
 
     if covariance_type not in ("full", "diag") or config.mode() == "python":
         return None
+    # a misspelt ASP_DISABLE_PASSES name is an error here, as at any specialisation: a fit
+    # that ends in NumPy before its build runs would never report it
+    from asp_core.passes import check_disabled
+
+    check_disabled(config.disabled_passes(options), [])
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
