@@ -25,7 +25,8 @@ and the helpers reproduce what Python computes on NumPy scalars:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -36,8 +37,11 @@ from . import scalar_types as T
 from .c_helpers import SUFFIX, helper_functions, unsigned_type
 from .python_ints import check_python_ints
 
+if TYPE_CHECKING:
+    from asp_core.context import SpecializationContext
+
 __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
-           "clamped_index", "point_body"]
+           "clamped_index", "point_body", "refusals_unsupported"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
@@ -476,6 +480,20 @@ def clamped_index(shape: tuple[int, ...], ghost: int) -> C.Expr:
         stride *= shape[d]
     assert idx is not None
     return idx
+
+
+@contextlib.contextmanager
+def refusals_unsupported(ctx: SpecializationContext) -> Iterator[None]:
+    """Around a platform's lowering: a :class:`~asp_stencil.scalar_types.TypeRefusal` of
+    :func:`point_body` becomes the ``Unspecializable`` the ``type-check`` pass raises (the
+    lowering checks again, so a kernel still runs in Python with the reason when that pass is
+    disabled, instead of the platform being reported as a broken plugin)."""
+    try:
+        yield
+    except T.TypeRefusal as exc:
+        from .passes._util import unsupported_at
+
+        raise unsupported_at(ctx, getattr(exc, "line", 0), str(exc)) from None
 
 
 def point_body(prog: D.StencilProgram, loop: D.PointLoop, read: Callable[[D.Read], C.Expr],

@@ -22,7 +22,7 @@ from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
 from .c_helpers import helper_functions
-from .lower_c import c_var, clamped_index, point_body
+from .lower_c import c_var, clamped_index, point_body, refusals_unsupported
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorISA, VectorLowering, vector_isa, vectorizable
@@ -491,6 +491,7 @@ class OpenMPPlatform(Platform):
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         isa = tuple(ctx.hardware.isa)
         schedule = Schedule()
-        return PlatformProgram("openmp", lower_openmp(dast, schedule, isa),
-                               {"dast": dast, "isa": isa, "schedule": schedule,
-                                "function": function_name(dast)})
+        with refusals_unsupported(ctx):
+            module = lower_openmp(dast, schedule, isa)
+        return PlatformProgram("openmp", module, {"dast": dast, "isa": isa, "schedule": schedule,
+                                                  "function": function_name(dast)})

@@ -19,6 +19,7 @@ from asp_core import config
 from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Variant
 
 from .. import dast as D
+from ..lower_c import refusals_unsupported
 from .lowering import CudaVariant, default_variants, lower_cuda, unsupported_reason
 
 if TYPE_CHECKING:
@@ -86,7 +87,9 @@ class CudaPlatform(Platform):
         variants = default_variants(dast)
         # one pool of device buffers for all the variants (CudaVariants copies the meta
         # shallowly, so they share this dict): see bind_cuda
-        return PlatformProgram("cuda", lower_cuda(dast, variants),
+        with refusals_unsupported(ctx):
+            module = lower_cuda(dast, variants)
+        return PlatformProgram("cuda", module,
                                {"dast": dast, "variants": variants, "device_buffers": {}})
 
 

@@ -16,6 +16,7 @@ from asp_core.components import Platform, PlatformProgram
 from asp_core.pipeline import NoPlatform
 
 from .. import dast as D
+from ..lower_c import refusals_unsupported
 from .analysis import temporal_plan
 from .codegen import temporal_source
 
@@ -47,4 +48,6 @@ class TemporalPlatform(Platform):
             raise NoPlatform(plan)
         if not find_toolchain("c").has_openmp:
             raise NoPlatform("the C compiler has no OpenMP")
-        return PlatformProgram(PLATFORM, temporal_source(dast, plan), {"dast": dast, "plan": plan})
+        with refusals_unsupported(ctx):
+            source = temporal_source(dast, plan)
+        return PlatformProgram(PLATFORM, source, {"dast": dast, "plan": plan})
