@@ -352,9 +352,15 @@ class DistributedGaussianMixture:
         order = np.argsort(-(exact - shares), kind="stable")
         shares[order[:want - int(shares.sum())]] += 1
         take = int(shares[comm.Get_rank()])
-        seed = int(rng.randint(0, 2**31 - 1))
-        local_rng = np.random.default_rng([seed, comm.Get_rank()])
-        pick = np.sort(local_rng.choice(len(X), size=min(take, len(X)), replace=False))
+        if want >= n_global:
+            # the sample is all the data, gathered in rank order: no draw, so that rank 0's
+            # rng is untouched and the initialisation is the one-process fit's on the gathered
+            # data (drawing a seed first gave another k-means start than random_state does)
+            pick = np.arange(len(X))
+        else:
+            seed = int(rng.randint(0, 2**31 - 1))
+            local_rng = np.random.default_rng([seed, comm.Get_rank()])
+            pick = np.sort(local_rng.choice(len(X), size=min(take, len(X)), replace=False))
         parts = comm.gather(X[pick], root=0)
         init = None
         error = None

@@ -112,13 +112,17 @@ class DistributedMatrix:
                 local = csr[lo:hi]
             else:
                 from asp_mpk import native
-                from asp_mpk.validate import check_before_conversion, without_outside_diagonals
+                from asp_mpk.validate import (check_before_conversion, float_dtype,
+                                              without_outside_diagonals)
 
                 if isinstance(rows, (str, bytes)) or np.shape(rows) != (2,):
                     raise ValueError(f"rows must be (lo, hi), got {rows!r}")
                 lo, hi = int(rows[0]), int(rows[1])
                 if getattr(A, "format", None) != "csr":
                     check_before_conversion(A, "A")
+                # the dtypes the whole-matrix path (as_csr) accepts: the float64 conversion
+                # below dropped a complex block's imaginary parts with only a ComplexWarning
+                float_dtype(A.dtype, "A")
                 local = sp.csr_matrix(without_outside_diagonals(A), dtype=np.float64)
                 native.check_csr(local.indptr, local.indices, local.shape[1])
                 n = local.shape[1]

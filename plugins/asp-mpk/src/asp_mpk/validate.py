@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 __all__ = ["as_csr", "as_vector", "check_before_conversion", "check_finite", "non_finite",
-           "check_k", "without_outside_diagonals", "SUPPORTED_DTYPES"]
+           "check_k", "float_dtype", "without_outside_diagonals", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
-def _float_dtype(dtype: np.dtype, what: str) -> np.dtype:
+def float_dtype(dtype: np.dtype, what: str) -> np.dtype:
+    """``dtype`` when asp_mpk computes in it (float64, float32), else ``TypeError`` naming
+    ``what`` and how to convert it."""
     dtype = np.dtype(dtype)
     if dtype in SUPPORTED_DTYPES:
         return dtype
@@ -56,8 +58,8 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"{name} must be square, got shape {A.shape}")
     check_before_conversion(A, name)   # A.dtype reads A.data
-    _float_dtype(A.dtype, name)
-    want = _float_dtype(A.dtype if dtype is None else dtype, name)
+    float_dtype(A.dtype, name)
+    want = float_dtype(A.dtype if dtype is None else dtype, name)
     if A.shape[0] >= 2**31 - 1:
         raise ValueError(f"{name} has {A.shape[0]} rows; at most 2**31-2 are supported")
     from asp_mpk import native
@@ -184,7 +186,7 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
     arr = _native_order(np.asarray(x))
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric array, got dtype object")
-    _float_dtype(arr.dtype, name)
+    float_dtype(arr.dtype, name)
     if arr.ndim == 1:
         if arr.shape[0] != n:
             raise ValueError(f"shape mismatch: {name} has length {arr.shape[0]} but A is {n}x{n}")
