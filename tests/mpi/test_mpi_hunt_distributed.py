@@ -100,3 +100,37 @@ def test_mpi_gmm_default_init_equals_one_process_on_gathered_data(nprocs, tmp_pa
     for cov in ("diag", "full"):
         for r in range(nprocs):
             assert f"GMM-INIT-OK {cov} rank {r}" in run.stdout, run.describe()
+
+
+GMM_BAD_INIT_ONE_RANK = """
+import numpy as np
+
+from asp_core.mpi import world
+from asp_gmm.distributed import DistributedGaussianMixture
+
+comm = world()
+X = np.random.default_rng(comm.rank).standard_normal((50, 2))
+means = [["a", "b"], ["c", "d"]] if comm.rank == 1 else [[0.0, 0.0], [1.0, 1.0]]
+try:
+    DistributedGaussianMixture(2, comm=comm, means_init=means, random_state=0).fit(X)
+except ValueError as exc:
+    assert "initial" in str(exc), str(exc)
+    print(f"RAISED-OK rank {comm.rank}", flush=True)
+else:
+    raise AssertionError(f"no error on rank {comm.rank}")
+"""
+
+
+@requires_mpi
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_gmm_initial_parameters_that_are_not_numbers_on_one_rank(nprocs, tmp_path):
+    """An initial parameter that cannot be converted to float64 on one rank only raised there,
+    before the collective check of the hyperparameters: a caller who caught it left the other
+    ranks waiting in that check forever. Every rank now raises the same error."""
+    script = tmp_path / "bad_init.py"
+    script.write_text(GMM_BAD_INIT_ONE_RANK)
+    run = run_mpi(script, nprocs, timeout=90,
+                  env={"ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_AUTOTUNE": "off"})
+    assert run.ok, run.describe()
+    for r in range(nprocs):
+        assert f"RAISED-OK rank {r}" in run.stdout, run.describe()

@@ -302,9 +302,16 @@ class DistributedGaussianMixture:
 
         from asp_core.mpi import check_same
 
-        inits = tuple(None if a is None else hashlib.sha256(
-            np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()[:16]
-            for a in (self.weights_init, self.means_init, self.precisions_init))
+        def digest(a: Any) -> str | None:
+            if a is None:
+                return None
+            try:
+                return hashlib.sha256(
+                    np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()[:16]
+            except (TypeError, ValueError) as exc:   # every rank must still reach check_same
+                return f"not float64: {type(exc).__name__}: {exc}"
+
+        inits = tuple(map(digest, (self.weights_init, self.means_init, self.precisions_init)))
         check_same(self._comm(), (self.n_components, self.covariance_type, self.tol,
                                   self.reg_covar, self.max_iter, self.n_init, self.init_sample,
                                   inits),
