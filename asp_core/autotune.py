@@ -415,10 +415,14 @@ class Autotuner:
             return min(close, key=lambda v: len(self.times[v]))
         return self._decide()
 
+    def _timed(self) -> bool:
+        """Whether every variant has its first ``repeats`` timings."""
+        return all(len(self.times.get(v, ())) >= self.repeats for v in self.variants)
+
     def _contenders(self) -> list[str]:
         """Variants within :data:`CLOSE` of the best still short of ``2 * repeats`` timings
         (none while some variant lacks its first ``repeats``, or when one is clearly ahead)."""
-        if any(len(self.times.get(v, ())) < self.repeats for v in self.variants):
+        if not self._timed():
             return []
         best = {v: min(self.times[v]) for v in self.variants}
         top = min(best.values())
@@ -437,8 +441,7 @@ class Autotuner:
         if len(self.variants) == 1:
             self.winner, self.source = self.variants[0], "only variant left: the others were excluded"
             self._on_event("autotune", winner=self.winner, source=self.source, timings=[])
-        elif all(len(self.times.get(v, ())) >= self.repeats for v in self.variants) \
-                and not self._contenders():
+        elif self._timed() and not self._contenders():
             self._decide()
 
     def report(self, variant: str, seconds: float, *, agreed: bool = False) -> None:

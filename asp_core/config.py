@@ -144,18 +144,27 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("asp"))
 
 
-def _parse_choice(text: str, specializer: str) -> str | None:
-    """``"numpy"`` applies to every specializer; ``"stencil:numpy,gmm:openmp"`` per specializer."""
-    general = None
+def _choice_parts(text: str) -> list[tuple[str | None, str]]:
+    """``(specializer, component)`` of each part of an ``ASP_<PHASE>`` value: ``"numpy"``
+    applies to every specializer (None), ``"stencil:numpy,gmm:openmp"`` per specializer."""
+    parts: list[tuple[str | None, str]] = []
     for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
         if ":" in item:
             spec, _, name = item.partition(":")
-            if spec.strip() == specializer:
-                return name.strip()
-        else:
-            general = item
+            parts.append((spec.strip(), name.strip()))
+        elif item:
+            parts.append((None, item))
+    return parts
+
+
+def _parse_choice(text: str, specializer: str) -> str | None:
+    """The component ``text`` names for ``specializer`` (its own part wins over a general one)."""
+    general = None
+    for spec, name in _choice_parts(text):
+        if spec is None:
+            general = name
+        elif spec == specializer:
+            return name
     return general
 
 
@@ -186,9 +195,7 @@ def named_specializers(phase: str) -> list[tuple[str, str]]:
     ``ASP_<PHASE>`` or by a ``[phases.<spec>]`` table of the config file (the registry warns
     about those no plugin registers: a misspelt one would be ignored)."""
     env = f"ASP_{phase.upper()}"
-    named = [(spec.strip(), env) for spec, sep, _ in
-             (item.partition(":") for item in os.environ.get(env, "").split(","))
-             if sep and spec.strip()]
+    named = [(spec, env) for spec, _ in _choice_parts(os.environ.get(env, "")) if spec]
     phases = load_config().get("phases", {})
     return named + [(name, f"config [phases.{name}]") for name, value in phases.items()
                     if isinstance(value, dict)]
