@@ -26,6 +26,23 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def toml(tmp_path, monkeypatch):
+    """``toml(content, name="asp.toml")`` writes an Asp config file (text, or bytes as they are)
+    and points ``ASP_CONFIG`` at it; the settings a file could shadow are unset."""
+    def write(content: str | bytes, name: str = "asp.toml"):
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        monkeypatch.setenv("ASP_CONFIG", str(path))
+        return path
+    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    return write
+
+
+@pytest.fixture
 def plugin_state():
     """Plugins re-read from scratch before and after the test (entry points, environment)."""
     plugins.reset()

@@ -14,7 +14,7 @@ import pytest
 
 from asp_core import CacheError
 from asp_core.build import compile_library, is_cached, library_key
-from asp_core.cache import CodeCache, cache_key
+from asp_core.cache import CacheEntry, CodeCache, cache_key
 from asp_core.cli import maintenance
 from pytest_asp import requires_compiler
 
@@ -147,20 +147,27 @@ def test_verify_removes_bad_entries(fresh_cache):
     assert not bad.path.parent.exists()
 
 
-def test_verify_removes_a_bad_entry_only_under_the_lock_compiles_take(fresh_cache):
-    """`asp cache verify` removed a bad entry without the lock a compile takes to write it: a
-    compile rebuilding that entry meanwhile lost its files, or had its new entry deleted (found
-    bad a moment before).  It now waits for the compile and finds the entry rebuilt."""
-    import threading
-
-    cache = CodeCache(fresh_cache)
-    key = cache_key(test="verify under the lock")
+def _one_entry(root: Path, test: str) -> tuple[CodeCache, str, CacheEntry]:
+    """A cache at ``root`` holding one entry (key made from ``test``) whose ``libk.so`` is
+    ``b"first"``: the cache, the key and the entry."""
+    cache = CodeCache(root)
+    key = cache_key(test=test)
 
     def first(tmp: Path) -> dict:
         (tmp / "libk.so").write_bytes(b"first")
         return {}
 
     entry, _ = cache.get_or_build(key, first)
+    return cache, key, entry
+
+
+def test_verify_removes_a_bad_entry_only_under_the_lock_compiles_take(fresh_cache):
+    """`asp cache verify` removed a bad entry without the lock a compile takes to write it: a
+    compile rebuilding that entry meanwhile lost its files, or had its new entry deleted (found
+    bad a moment before).  It now waits for the compile and finds the entry rebuilt."""
+    import threading
+
+    cache, key, entry = _one_entry(fresh_cache, "verify under the lock")
     (entry.path / "libk.so").write_bytes(b"damaged")
     building, go = threading.Event(), threading.Event()
     done: dict = {}
@@ -475,14 +482,7 @@ def test_clear_removes_an_entry_only_under_the_lock_compiles_take(fresh_cache):
     it. Clear now waits for the compile, then removes what it published."""
     import threading
 
-    cache = CodeCache(fresh_cache)
-    key = cache_key(test="clear under the lock")
-
-    def first(tmp: Path) -> dict:
-        (tmp / "libk.so").write_bytes(b"first")
-        return {}
-
-    entry, _ = cache.get_or_build(key, first)
+    cache, key, entry = _one_entry(fresh_cache, "clear under the lock")
     holding, go = threading.Event(), threading.Event()
     done: dict = {}
 

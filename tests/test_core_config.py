@@ -7,18 +7,6 @@ import pytest
 from asp_core import config
 
 
-@pytest.fixture
-def toml(tmp_path, monkeypatch):
-    def write(text: str, name: str = "asp.toml"):
-        path = tmp_path / name
-        path.write_text(text)
-        monkeypatch.setenv("ASP_CONFIG", str(path))
-        return path
-    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    return write
-
-
 def test_defaults(toml, tmp_path, monkeypatch):
     monkeypatch.setenv("ASP_CONFIG", str(tmp_path / "absent.toml"))
     assert config.mode() == "auto" and config.autotune_mode() == "once"

@@ -12,18 +12,6 @@ from asp_core.toolchain import find_toolchain
 from pytest_asp import requires_compiler
 
 
-@pytest.fixture
-def toml(tmp_path, monkeypatch):
-    def write(data: bytes):
-        path = tmp_path / "asp.toml"
-        path.write_bytes(data)
-        monkeypatch.setenv("ASP_CONFIG", str(path))
-        return path
-    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR"):
-        monkeypatch.delenv(var, raising=False)
-    return write
-
-
 @pytest.mark.parametrize("text, named", [
     ('[asp]\nauto_tune = "off"\n', "auto_tune"),                # a typo of autotune
     ('[phase]\nplatform_selection = "python"\n', "'phase'"),    # a typo of [phases]
