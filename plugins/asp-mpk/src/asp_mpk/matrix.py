@@ -176,8 +176,9 @@ def analysed(A: Any, dtype: Any = None) -> AnalysedMatrix:
         if dtype is None or A.dtype == dtype:
             return A
         A = A.csr
-    arrays = _arrays(A)
-    key = _recognise(A, dtype)
+    fmt = getattr(A, "format", None)
+    arrays = _arrays(A, fmt)   # before the checksum: _copied_as_keyed compares them after
+    key = _recognise(A, dtype, fmt, arrays)
     csr = None
     if key is None:   # lil, dok...: convert, then recognise the converted arrays (or raise
         csr = as_csr(A, dtype=dtype)  # the right error for what is not a sparse matrix)
@@ -320,11 +321,11 @@ class _Seen:
 _SEEN: OrderedDict[tuple, _Seen] = OrderedDict()
 
 
-def _recognise(A: Any, dtype: Any) -> tuple | None:
-    """:func:`input_key` of A, without the checksum when A's arrays are the ones seen before
-    and no page of them was written since (see the module's docstring)."""
-    fmt = getattr(A, "format", None)
-    arrays = _arrays(A, fmt)
+def _recognise(A: Any, dtype: Any, fmt: Any, arrays: tuple[np.ndarray, ...] | None
+               ) -> tuple | None:
+    """:func:`input_key` of A (of format ``fmt``, held in ``arrays``), without the checksum
+    when A's arrays are the ones seen before and no page of them was written since (see the
+    module's docstring)."""
     if arrays is None:
         return None
     if not all(isinstance(a, np.ndarray) for a in arrays):
