@@ -72,6 +72,13 @@ class Toolchain:
     def has_openmp(self) -> bool:
         return bool(self.openmp_flags)
 
+    def flags_rejected(self) -> str:
+        """Why this compiler cannot build a one-line file with Asp's flags and ``ASP_CFLAGS``
+        ("" when it can): the probes that found it leave ``ASP_CFLAGS`` out, so a compiler
+        that rejects them reads as working while every kernel compile fails."""
+        return _build_probe(self.executable, [*self.flags, *self.extra_flags], _PROBE_SOURCE,
+                            SOURCE_SUFFIX[self.lang])
+
     def abi_id(self) -> str:
         """Everything that makes two builds of the same source differ (part of the cache key)."""
         return "|".join([self.lang, self.family, self.version, " ".join(self.flags),
@@ -168,6 +175,11 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
     return family, version
 
 
+#: the one-line file the probes build (a compiler that "succeeds" without writing a shared
+#: object, such as ``ASP_CC=/bin/true``, is found out by it)
+_PROBE_SOURCE = "int asp_probe(void) { return 42; }\n"
+
+
 def _build_probe(executable: str, flags: list[str], source: str, suffix: str) -> str:
     """Why ``executable`` cannot build ``source`` into a shared object ("" when it can)."""
     with tempfile.TemporaryDirectory(prefix="asp-cc-") as tmp:
@@ -210,8 +222,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
             text = out.stdout + out.stderr
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"
-        return _build_probe(executable, [], "int asp_probe(void) { return 42; }\n",
-                            SOURCE_SUFFIX[lang])
+        return _build_probe(executable, [], _PROBE_SOURCE, SOURCE_SUFFIX[lang])
 
     try:
         return str(_disk_memo(f"works:{lang}", executable, mtime, run,

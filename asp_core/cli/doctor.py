@@ -42,10 +42,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                     "the C compiler cannot build OpenMP code: kernels run on one thread "
                     "(install libgomp / libomp)"))
         if c.extra_flags:  # the compiler probes leave them out: "ok" while every compile failed
-            from asp_core.toolchain import _build_probe
-
-            why = _build_probe(c.executable, [*c.flags, *c.extra_flags],
-                               "int asp_probe(void) { return 42; }\n", ".c")
+            why = c.flags_rejected()
             out.append(("ASP_CFLAGS", not why, f"{' '.join(c.extra_flags)}: " +
                         (f"{c.family} rejects them: {why}" if why else "accepted")))
     hw = query()
