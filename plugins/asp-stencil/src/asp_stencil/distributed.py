@@ -65,7 +65,7 @@ import numpy as np
 
 from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
 from asp_stencil.grid import StencilGrid
-from asp_stencil.signature import _callee_meanings, kernel_attribute_names, stencil_signature
+from asp_stencil.signature import callee_meanings, kernel_attribute_names, stencil_signature
 from asp_stencil.kernel import kernel_function
 
 if TYPE_CHECKING:
@@ -629,7 +629,7 @@ def _call_items(kernel: Any, grids: Sequence[DistributedStencilGrid], options: d
         items[f"dtype of {which}"] = g.local.data.dtype.str
     for name in kernel_attribute_names(kernel):
         items[f"kernel attribute self.{name}"] = getattr(kernel, name, None)
-    items["names the kernel calls"] = _callee_meanings(kernel)
+    items["names the kernel calls"] = callee_meanings(kernel)
     return items
 
 

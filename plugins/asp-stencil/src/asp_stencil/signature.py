@@ -19,7 +19,8 @@ import numpy as np
 
 from .frontend import callee_meaning, dotted_name, resolve_path
 
-__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "SUPPORTED_DTYPES"]
+__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "callee_meanings",
+           "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1",
                                                 "<u2", "<u4"))
@@ -115,7 +116,7 @@ def _kernel_names(instance: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str,
     return entry
 
 
-def _callee_meanings(instance: Any) -> tuple:
+def callee_meanings(instance: Any) -> tuple:
     """What each dotted name of the kernel means now (see :func:`frontend.callee_meaning`):
     rebinding a global or closure variable the kernel calls (``f = math.cos`` after
     ``f = math.sin``, a ``max`` of the user's defined later) changes the key, so the kernel is
@@ -154,5 +155,5 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     if instance is not None:
         attrs = tuple((n, _hashable(getattr(instance, n, None)))
                       for n in kernel_attribute_names(instance))
-        callees = _callee_meanings(instance)
+        callees = callee_meanings(instance)
     return ("stencil", grids, attrs, callees)
