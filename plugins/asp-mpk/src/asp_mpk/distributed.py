@@ -569,7 +569,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
 
     from asp_mpk.bases import chebyshev_coefs
     from asp_mpk.sstep import (Interval, coefficient_steps, replace_residual,
-                               restart_direction, stacked_change_of_basis)
+                               stacked_change_of_basis)
 
     # s shapes the exchange and the Gram matrix's reduction: agreed first, so that a bad or
     # different s raises on every rank (a DistributedMatrix deep enough for both hid it)
@@ -613,14 +613,13 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     info = maxiter
     while True:
         if np.sqrt(rr) < tol:
-            rt = b - mat.matvec(x)
-            rrt, dd = mat.allreduce(np.array([rt @ rt, (rt - r) @ (rt - r)]))
+            rt, rrt, restart = _true_residual(mat, b, x, r)
             if np.sqrt(rrt) < tol:
                 info = 0
                 break
-            if restart_direction(float(dd), float(rrt)):   # r drifted: p no longer fits it
+            if restart:   # r drifted: p no longer fits it
                 p = rt.copy()
-            r, rr = rt, float(rrt)
+            r, rr = rt, rrt
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
         if it >= maxiter:
@@ -658,11 +657,9 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
             info = max(it, 1)
             break
         if replace_residual(rr, since_replace, tol):
-            rt = b - mat.matvec(x)
-            rrt, dd = mat.allreduce(np.array([rt @ rt, (rt - r) @ (rt - r)]))
-            if restart_direction(float(dd), float(rrt)):
-                p = rt.copy()
-            r, rr = rt, float(rrt)
+            r, rr, restart = _true_residual(mat, b, x, r)
+            if restart:
+                p = r.copy()
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
     res.iterations = it
@@ -671,6 +668,18 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
                                                    st.messages - base[1],
                                                    st.reductions - base[2])
     return x, info, res
+
+
+def _true_residual(mat: DistributedMatrix, b: np.ndarray, x: np.ndarray, r: np.ndarray
+                   ) -> tuple[np.ndarray, float, bool]:
+    """Collective, one reduction: the true residual ``b - A x``, its squared norm, and whether
+    the direction must restart from it (the recursive ``r`` drifted away from it:
+    :func:`~asp_mpk.sstep.restart_direction`)."""
+    from asp_mpk.sstep import restart_direction
+
+    rt = b - mat.matvec(x)
+    rrt, dd = mat.allreduce(np.array([rt @ rt, (rt - r) @ (rt - r)]))
+    return rt, float(rrt), restart_direction(float(dd), float(rrt))
 
 
 def _own_diagonal(mat: DistributedMatrix) -> np.ndarray:
