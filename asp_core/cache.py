@@ -34,9 +34,10 @@ from asp_core import config
 from asp_core.errors import CacheError, CacheWarning, CompileError
 
 __all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "cache_file",
-           "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "on_noexec_mount"]
+           "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "LOCK_TIMEOUT", "on_noexec_mount"]
 
-_LOCK_TIMEOUT = 900.0
+#: seconds a process waits for the lock of an entry another process is building
+LOCK_TIMEOUT = 900.0
 META = "meta.json"
 ROOT_MARKER = "CACHEDIR.TAG"
 ENTRY_MARKER = ".asp-entry"
@@ -225,20 +226,27 @@ class CodeCache:
         rebuilt it meanwhile."""
         return self._locked_build(failed.key, build, failed.meta.get("created"))[0]
 
+    def entry_lock(self, key: str) -> Any:
+        """The cross-process lock (a ``filelock.FileLock``) a compile of entry ``key`` holds
+        while it builds and publishes the entry; whatever removes the entry takes it too."""
+        from filelock import FileLock
+
+        return FileLock(str(self.root / "locks" / f"{key}.lock"))
+
     def _locked_build(self, key: str, build: Callable[[Path], dict[str, Any]],
                       failed_created: Any = None) -> tuple[CacheEntry, bool]:
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
-        lock = FileLock(str(self.root / "locks" / f"{key}.lock"))
+        lock = self.entry_lock(key)
         try:
-            with lock.acquire(timeout=_LOCK_TIMEOUT):
+            with lock.acquire(timeout=LOCK_TIMEOUT):
                 entry = self.lookup(key)
                 if entry is not None and (failed_created is None or
                                           entry.meta.get("created") != failed_created):
                     return entry, True
                 return self._build(key, build), False
         except Timeout:
-            raise CacheError(f"waited {_LOCK_TIMEOUT:.0f} s for another process to build cache "
+            raise CacheError(f"waited {LOCK_TIMEOUT:.0f} s for another process to build cache "
                              f"entry {key[:12]}; remove {lock.lock_file} if no Asp process "
                              "is running") from None
         except OSError as exc:  # read-only cache or subdirectory, full disk, ...

@@ -487,9 +487,7 @@ def test_clear_removes_an_entry_only_under_the_lock_compiles_take(fresh_cache):
     done: dict = {}
 
     def hold_the_lock() -> None:   # what a compile of the entry holds while it writes it
-        from filelock import FileLock
-
-        with FileLock(str(cache.root / "locks" / f"{entry.path.name}.lock")):
+        with cache.entry_lock(entry.path.name):
             holding.set()
             assert go.wait(60)
             done["seen"] = (entry.path / "libk.so").read_bytes()

@@ -141,14 +141,13 @@ def _verified(cache: CodeCache, path: Path) -> bool:
 
 @contextmanager
 def _entry_lock(cache: CodeCache, key: str) -> Iterator[bool]:
-    """Hold entry ``key``'s lock as :meth:`CodeCache._locked_build` does (waiting for a compile
-    that holds it); yields False, holding nothing, when it stays held past the cache's timeout.
-    """
-    from filelock import FileLock, Timeout
+    """Hold entry ``key``'s lock (:meth:`CodeCache.entry_lock`), waiting for a compile that
+    holds it; yields False, holding nothing, when it stays held past the cache's timeout."""
+    from filelock import Timeout
 
-    lock = FileLock(str(cache.root / "locks" / f"{key}.lock"))
+    lock = cache.entry_lock(key)
     try:
-        lock.acquire(timeout=_cache._LOCK_TIMEOUT)
+        lock.acquire(timeout=_cache.LOCK_TIMEOUT)
     except Timeout:
         yield False
         return
