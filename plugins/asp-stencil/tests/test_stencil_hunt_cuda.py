@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -307,3 +308,98 @@ def test_unknown_cuda_memory_binding_is_a_decline_reason(monkeypatch):
     monkeypatch.setenv("ASP_CUDA_MEMORY", "nonsense")
     reason = CudaPlatform().check(_program(Lap2D(), make_grids((600, 600), 1)), _Ctx(gpus=gpus))
     assert reason is not None and "ASP_CUDA_MEMORY='nonsense'" in reason
+
+
+# -- 7. two threads calling one CUDA kernel at once --------------------------------------------
+
+class _MeetingMemory(HostMemory):
+    """Host memory whose first upload in each of two threads waits for the other thread's:
+    without a lock around a call's uploads, launch and downloads, both first grids then
+    land in the one shared buffer before either launch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meet = threading.Barrier(2, timeout=0.5)
+        self.met = threading.local()
+
+    def htod(self, ptr: int, host: np.ndarray) -> None:
+        super().htod(ptr, host)
+        if not getattr(self.met, "done", False):
+            self.met.done = True
+            try:
+                self.meet.wait()
+            except threading.BrokenBarrierError:   # the other thread waits for the lock
+                pass
+
+
+@requires_compiler
+@pytest.mark.parametrize("call", ["sweep", "iterate"])
+def test_concurrent_calls_do_not_share_device_grids_mid_call(monkeypatch, call):
+    """The variants' shared device buffers were shared by concurrent calls too: two threads
+    calling one kernel uploaded into the same buffers, and a thread's launch read the other
+    thread's grid (its download returned the other's result). A call now holds the pool from
+    its first upload to its last download."""
+    import asp_stencil.cuda.devmem as dm
+    from asp_stencil.cuda.backend import bind_cuda
+
+    monkeypatch.setattr(dm, "_chosen", _MeetingMemory())
+    k = Lap2D()
+    inputs = [make_grids((12, 40), 1, seed=s) for s in (1, 2)]
+    prog = _program(k, clone_grids(inputs[0]))
+    lib = emulated_library(lower_cuda(prog), name="hunt_cuda_threads")
+    fn = bind_cuda(lib, prog, default_variants(prog)[0])
+    refs = [clone_grids(g) for g in inputs]
+    tests = [clone_grids(g) for g in inputs]
+    for ref in refs:
+        if call == "sweep":
+            k.pure_python(*ref)
+        else:
+            for _ in range(3):
+                k.pure_python(*ref)
+                ref[0].data, ref[1].data = ref[1].data, ref[0].data
+            ref[0].data, ref[1].data = ref[1].data, ref[0].data
+
+    def run(grids):
+        fn(*grids) if call == "sweep" else fn.iterate(tuple(grids), 3)
+
+    threads = [threading.Thread(target=run, args=(g,)) for g in tests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for ref, test in zip(refs, tests):
+        assert_bitwise(ref[-1].data, test[-1].data, what=call)
+
+
+# -- 8. a machine with GPUs of different architectures -----------------------------------------
+
+def _gpus(*ccs: str) -> SimpleNamespace:
+    return SimpleNamespace(gpus=[GPU(f"GPU {i}", 1, cc) for i, cc in enumerate(ccs)])
+
+
+@requires_nvcc
+def test_every_gpu_architecture_is_built_for(monkeypatch):
+    """The library was built for the first GPU ``nvidia-smi`` lists only: the CUDA runtime's
+    device 0 is the fastest (or the one ``CUDA_VISIBLE_DEVICES`` names), and on a machine
+    with two kinds of GPU a kernel run there failed with cudaErrorNoKernelImageForDevice.
+    Every GPU's architecture is now in the library, and a GPU too old for nvcc next to a
+    newer one no longer keeps the kernel off the newer one."""
+    from asp_stencil.cuda.backend import gpu_arch_flags, gpu_arch_unsupported_reason
+
+    codes = _nvcc_codes()
+    if len(codes) < 2:
+        pytest.skip(f"nvcc lists fewer than two architectures: {codes}")
+    a, b = codes[-2], codes[-1]
+    hw = _gpus(f"{b // 10}.{b % 10}", f"{a // 10}.{a % 10}", f"{b // 10}.{b % 10}")
+    flags = gpu_arch_flags(hw)
+    assert flags == (f"-gencode=arch=compute_{a},code=sm_{a}",
+                     f"-gencode=arch=compute_{b},code=sm_{b}")
+    src = C.print_cuda(lower_cuda(_program(Lap2D(), make_grids((10, 40), 1))))
+    find_toolchain("cuda").check(src, flags=flags)   # raises CompileError with nvcc's log
+    old = codes[0] - 5
+    mixed = _gpus(f"{old // 10}.{old % 10}", f"{a // 10}.{a % 10}")
+    assert gpu_arch_unsupported_reason(mixed) is None
+    assert gpu_arch_flags(mixed) == (f"-arch=sm_{a}",)
+    both_old = _gpus(f"{old // 10}.{old % 10}", "3.0")
+    reason = gpu_arch_unsupported_reason(both_old)
+    assert reason is not None and f"sm_{old}" in reason and "sm_30" in reason

@@ -25,6 +25,7 @@ from asp_core.components import Backend, Variant
 from .. import dast as D
 from ..backend import compiled_for
 from ..grid import fill_periodic_ghosts
+from .devmem import CudaUnavailable, DeviceBuffer, DeviceGrids, get_device_memory
 from .lowering import CudaVariant, iterate_name, kernel_symbol, launcher_name
 
 if TYPE_CHECKING:
@@ -62,40 +63,58 @@ def _gpu_codes() -> tuple[int, ...] | None:
         return None
 
 
-def _first_gpu_arch(hardware: Any) -> int | None:
-    """The first GPU's compute capability as nvcc numbers it (``"9.0"`` → 90), if known."""
-    gpus = getattr(hardware, "gpus", []) or []
-    cc = gpus[0].compute_capability if gpus else ""
-    digits = cc.replace(".", "") if cc else ""
-    return int(digits) if digits.isdigit() else None
+def _gpu_archs(hardware: Any) -> list[int]:
+    """The distinct compute capabilities of the machine's GPUs as nvcc numbers them (``"9.0"``
+    → 90), in ascending order; GPUs whose capability is unknown are left out. Every GPU
+    counts: the one a kernel runs on is the CUDA runtime's device 0, which need not be the
+    first GPU ``nvidia-smi`` lists (CUDA orders them fastest first, and
+    ``CUDA_VISIBLE_DEVICES`` picks among them)."""
+    archs = set()
+    for gpu in getattr(hardware, "gpus", []) or []:
+        digits = (gpu.compute_capability or "").replace(".", "")
+        if digits.isdigit():
+            archs.add(int(digits))
+    return sorted(archs)
 
 
 def gpu_arch_unsupported_reason(hardware: Any) -> str | None:
-    """Why this nvcc cannot build code for the first GPU (it is older than every architecture
-    nvcc knows: CUDA 13 dropped Maxwell, Pascal and Volta, so ``-arch=sm_70`` is a fatal
-    error), or None."""
-    arch, codes = _first_gpu_arch(hardware), _gpu_codes()
-    if arch is None or codes is None or arch >= codes[0]:
+    """Why this nvcc cannot build code for any of the GPUs (each is older than every
+    architecture nvcc knows: CUDA 13 dropped Maxwell, Pascal and Volta, so ``-arch=sm_70``
+    is a fatal error), or None."""
+    archs, codes = _gpu_archs(hardware), _gpu_codes()
+    if not archs or codes is None or archs[-1] >= codes[0]:
         return None
-    return (f"the GPU's compute capability {arch // 10}.{arch % 10} (sm_{arch}) is older than "
-            f"every architecture this nvcc builds for (sm_{codes[0]} to sm_{codes[-1]}); "
-            "install a CUDA toolkit that supports it")
+    named = ", ".join(f"{a // 10}.{a % 10} (sm_{a})" for a in archs)
+    return (f"the GPU's compute capability {named} is older than every architecture this "
+            f"nvcc builds for (sm_{codes[0]} to sm_{codes[-1]}); install a CUDA toolkit that "
+            "supports it")
+
+
+def _arch_targets(arch: int, codes: tuple[int, ...] | None) -> tuple[int, str] | None:
+    """What to build for a GPU of architecture ``arch``: its own code (``"sm"``) where nvcc
+    lists it or cannot be asked; for one newer than nvcc knows, PTX of the newest architecture
+    below it (``"compute"``), which the driver compiles for the GPU; None for one older than
+    every architecture nvcc builds for."""
+    if codes is None or arch in codes:
+        return arch, "sm"
+    below = [c for c in codes if c < arch]
+    return (below[-1], "compute") if below else None
 
 
 def gpu_arch_flags(hardware: Any) -> tuple[str, ...]:
-    """``-arch=sm_XY`` for the first GPU when its compute capability is known and nvcc builds
-    for it; for a GPU nvcc does not list (newer than it), ``-arch=compute_XY`` of the newest
-    architecture below it, PTX the driver compiles for the GPU; else nothing (nvcc's default
+    """nvcc's architecture flags for the machine's GPUs: with one architecture,
+    ``-arch=sm_XY`` (or ``-arch=compute_XY`` for a GPU newer than nvcc knows, see
+    :func:`_arch_targets`); with several, one ``-gencode`` per architecture, so the one
+    library runs on whichever GPU the runtime uses; with none known, nothing (nvcc's default
     embeds PTX that the driver compiles for any newer GPU). ``-arch=sm_XY`` that nvcc does not
     know is a fatal error, which failed the whole translation unit."""
-    arch = _first_gpu_arch(hardware)
-    if arch is None:
-        return ()
-    codes = _gpu_codes()
-    if codes is None or arch in codes:
-        return (f"-arch=sm_{arch}",)
-    below = [c for c in codes if c < arch]
-    return (f"-arch=compute_{below[-1]}",) if below else ()
+    archs = _gpu_archs(hardware)
+    codes = _gpu_codes() if archs else None
+    targets = sorted({t for a in archs if (t := _arch_targets(a, codes))})
+    if len(targets) == 1:
+        arch, kind = targets[0]
+        return (f"-arch={kind}_{arch}",)
+    return tuple(f"-gencode=arch=compute_{arch},code={kind}_{arch}" for arch, kind in targets)
 
 
 def cuda_source(program: Any) -> str:
@@ -127,15 +146,15 @@ class DeviceSweep:
 
 
 def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant,
-              buffers: dict[int, Any] | None = None) -> DeviceSweep:
+              grids: DeviceGrids | None = None) -> DeviceSweep:
     """The Python callable for variant ``v`` of ``prog`` in the loaded library ``lib``.
 
-    ``buffers`` (grid index → :class:`~.devmem.DeviceBuffer`) is the device memory the callable
-    allocates on its first call and keeps: the variants of one specialisation share one dict
+    ``grids`` is the device memory the callable allocates on its first call and keeps: the
+    variants of one specialisation share one :class:`~.devmem.DeviceGrids`
     (:meth:`CudaPlatform.lower <asp_stencil.cuda.platform.CudaPlatform.lower>` makes it), so
     timing five variants holds one copy of the grids on the device, not five (a grid that
     fits the GPU twice failed with an out-of-memory error while the variants were timed).
-    Sharing is safe: every call uploads every grid before it launches."""
+    Sharing is safe: every call uploads every grid before it launches, under the pool's lock."""
     ngrids = len(prog.grids)
     dim = prog.dim
     shape = prog.output.shape
@@ -146,35 +165,33 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant,
     if it is not None:
         it.argtypes = [ctypes.c_void_p] * ngrids + [ctypes.c_long] * (1 + dim)
         it.restype = ctypes.c_int
-    pool: dict[int, Any] = {} if buffers is None else buffers
+    pool = DeviceGrids() if grids is None else grids
     swappable = False
     if ngrids >= 2:
         state, out = prog.grids[-2], prog.grids[-1]
         swappable = (state.shape, state.dtype, state.ghost_depth, state.neighbors) == \
             (out.shape, out.dtype, out.ghost_depth, out.neighbors)
 
-    def device(i: int, host: np.ndarray) -> Any:
-        from .devmem import DeviceBuffer, get_device_memory
-
-        buf = pool.get(i)
-        if buf is None:
-            buf = pool[i] = DeviceBuffer(get_device_memory(), host)
-        return buf
-
     validate = compiled_for(prog)
+
+    def upload(data: list[np.ndarray]) -> list[DeviceBuffer]:
+        """Every grid copied to its device buffer (call with the pool's lock held)."""
+        bufs = [pool.buffer(i, d) for i, d in enumerate(data)]
+        for b, d in zip(bufs, data):
+            b.upload(d)
+        return bufs
 
     def run(*grids: Any) -> None:
         # Python hooks first, then each .data is read once (as the OpenMP binding does): a
         # grid's fill_ghosts may rebind .data, and the arrays checked are the ones uploaded
         fill_periodic_ghosts(grids)
         data = validate(grids)
-        bufs = [device(i, d) for i, d in enumerate(data)]
-        for b, d in zip(bufs, data):
-            b.upload(d)
-        _raise(launch(*[b.ptr for b in bufs], *shape), launcher_name(prog, v))
-        bufs[0].mem.synchronize()
-        for g in prog.outputs:   # every grid the kernel writes, not only the last
-            bufs[g.index].download(data[g.index])
+        with pool.lock:
+            bufs = upload(data)
+            _raise(launch(*[b.ptr for b in bufs], *shape), launcher_name(prog, v))
+            bufs[0].mem.synchronize()
+            for g in prog.outputs:   # every grid the kernel writes, not only the last
+                bufs[g.index].download(data[g.index])
 
     def iterate(grids: tuple, steps: int) -> None:
         """``steps`` sweeps on the device; afterwards both ping-pong grids hold what the plain
@@ -189,13 +206,12 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant,
         data = validate(tuple(grids))
         if not data[-2].flags.writeable:
             raise ValueError("iterate writes the last input grid too, but its .data is read-only")
-        bufs = [device(i, d) for i, d in enumerate(data)]
-        for b, d in zip(bufs, data):
-            b.upload(d)
-        _raise(it(*[b.ptr for b in bufs], int(steps), *shape), iterate_name(prog, v))
-        bufs[0].mem.synchronize()
-        bufs[-2].download(data[-2])
-        bufs[-1].download(data[-1])
+        with pool.lock:
+            bufs = upload(data)
+            _raise(it(*[b.ptr for b in bufs], int(steps), *shape), iterate_name(prog, v))
+            bufs[0].mem.synchronize()
+            bufs[-2].download(data[-2])
+            bufs[-1].download(data[-1])
 
     return DeviceSweep(run, iterate, f"{prog.name}_cuda_{v.label}")
 
@@ -214,12 +230,10 @@ class CudaBackend(Backend):
                           flags=gpu_arch_flags(ctx.hardware), name=kernel_symbol(prog),
                           specialised_on={"shape": prog.output.shape,
                                           "dtype": [g.dtype for g in prog.grids]})
-        from .devmem import CudaUnavailable, get_device_memory
-
         try:   # the platform was forced (its check passes then): compiled, but can it run?
             get_device_memory()
         except CudaUnavailable as exc:   # a fallback with its reason, not a RuntimeError per call
             raise ctx.unsupported(None, "a CUDA run on this machine",
                                   f"{exc}; the CUDA code was generated and compiled because "
                                   "the cuda platform was requested by name") from None
-        return bind_cuda(lib.cdll, prog, v, program.meta.setdefault("device_buffers", {}))
+        return bind_cuda(lib.cdll, prog, v, program.meta.setdefault("device_grids", DeviceGrids()))

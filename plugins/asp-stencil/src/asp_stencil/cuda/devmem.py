@@ -16,11 +16,12 @@ All three are imported only when a CUDA kernel actually runs.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DeviceMemory", "get_device_memory", "DeviceBuffer", "CudaUnavailable"]
+__all__ = ["DeviceMemory", "get_device_memory", "DeviceBuffer", "DeviceGrids", "CudaUnavailable"]
 
 
 class CudaUnavailable(RuntimeError):
@@ -193,3 +194,21 @@ class DeviceBuffer:
             self.mem.free(self.ptr)
         except Exception:  # noqa: BLE001 - interpreter shutdown or a dead context
             pass
+
+
+class DeviceGrids:
+    """The device copies of one specialisation's grids (grid index → :class:`DeviceBuffer`),
+    shared by all its variants, and the lock a call holds from its first upload to its last
+    download: two threads calling the kernel at once uploaded into the same buffers, so each
+    launch could read the other's grids and each download return the other's result."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, DeviceBuffer] = {}
+        self.lock = threading.Lock()
+
+    def buffer(self, i: int, host: np.ndarray) -> DeviceBuffer:
+        """Grid ``i``'s buffer, allocated like ``host`` on first use (call with the lock held)."""
+        buf = self.buffers.get(i)
+        if buf is None:
+            buf = self.buffers[i] = DeviceBuffer(get_device_memory(), host)
+        return buf

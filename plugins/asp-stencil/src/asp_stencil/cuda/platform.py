@@ -20,6 +20,7 @@ from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Va
 
 from .. import dast as D
 from ..lower_c import refusals_unsupported
+from .devmem import DeviceGrids
 from .lowering import CudaVariant, default_variants, lower_cuda, unsupported_reason
 
 if TYPE_CHECKING:
@@ -86,11 +87,12 @@ class CudaPlatform(Platform):
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         variants = default_variants(dast)
         # one pool of device buffers for all the variants (CudaVariants copies the meta
-        # shallowly, so they share this dict): see bind_cuda
+        # shallowly, so they share it): see bind_cuda
         with refusals_unsupported(ctx):
             module = lower_cuda(dast, variants)
         return PlatformProgram("cuda", module,
-                               {"dast": dast, "variants": variants, "device_buffers": {}})
+                               {"dast": dast, "variants": variants,
+                                          "device_grids": DeviceGrids()})
 
 
 class CudaVariants(PlatformOptimizer):
