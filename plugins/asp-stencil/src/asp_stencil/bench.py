@@ -26,7 +26,7 @@ from asp_core.decisions import VARIANT
 
 from .grid import StencilGrid, default_neighbor_definition
 from .kernel import StencilKernel
-from .temporal.bench import iterate_winner, tune_iterate
+from .temporal.bench import Heat, iterate_winner, tune_iterate
 
 __all__ = ["run_stencil_benchmarks", "Laplacian", "Divergence", "Heat"]
 
@@ -68,20 +68,6 @@ class Divergence(StencilKernel):
             for y in fz.neighbors(x, 7):
                 d = d - fz[y]
             out[x] = d * self.half_inv_h
-
-
-class Heat(StencilKernel):
-    """Explicit heat equation step, any dimension: u + alpha * (sum of neighbours - 2·dim·u)."""
-
-    alpha = 0.1
-    centre = -4.0
-
-    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
-        for x in out.interior_points():
-            s = self.centre * u[x]
-            for y in u.neighbors(x, 1):
-                s = s + u[y]
-            out[x] = u[x] + self.alpha * s
 
 
 def _axis_ids(dim: int) -> list[list[tuple[int, ...]]]:
