@@ -13,19 +13,23 @@ import click
 __all__ = ["command"]
 
 
-def _load_files(paths: tuple[str, ...]) -> None:
-    """Register ``bench_*.py`` files as plugins, so a checkout's benchmarks/ folder runs too."""
+def _load_files(paths: tuple[str, ...]) -> list[str]:
+    """Register ``bench_*.py`` files as plugins, so a checkout's benchmarks/ folder runs too;
+    returns the paths that define no suite (no file with ``asp_register_benchmarks``)."""
     from asp_core.plugins import get_plugin_manager, register_plugin
 
     pm = get_plugin_manager()
+    empty = []
     for base in paths:
         p = Path(base)
         files = sorted(p.glob("bench_*.py")) if p.is_dir() else [p]
         if not files:  # else every installed suite ran instead, silently
             raise click.BadParameter(f"no bench_*.py files in {base}", param_hint="--path")
+        suites = 0   # files of this --path that define suites
         for f in files:
             name = f"benchfile:{f.resolve()}"
             if pm.has_plugin(name):
+                suites += 1
                 continue
             spec = importlib.util.spec_from_file_location(f"asp_bench_{f.stem}", f)
             if f.suffix != ".py" or spec is None or spec.loader is None:
@@ -43,6 +47,19 @@ def _load_files(paths: tuple[str, ...]) -> None:
                                          param_hint="--path") from None
             if hasattr(module, "asp_register_benchmarks"):
                 register_plugin(module, name=name)
+                suites += 1
+        if not suites:
+            empty.append(base)
+    return empty
+
+
+def _refuse_empty_paths(empty: list[str]) -> None:
+    """A ``--path`` that defines no suite is a usage error: it added nothing, and without NAMES
+    every installed suite ran instead (hours at full size), silently."""
+    if empty:
+        raise click.BadParameter(f"{', '.join(empty)}: no asp_register_benchmarks function "
+                                 "(a bench_*.py file defines suites with it)",
+                                 param_hint="--path")
 
 
 def _output_dir(out: str) -> Path:
@@ -79,13 +96,14 @@ def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: st
         raise click.ClickException("`asp bench` needs the asp-bench distribution: pip install "
                                    "asp-bench (plugins/asp-bench in a checkout)") from None
 
-    _load_files(paths)
+    empty_paths = _load_files(paths)
     reg = collect_benchmarks()
     # before the "no suites" early return: `asp bench NAME` with nothing installed exited 0
     unknown = [n for n in names if n not in reg.benchmarks]
     if unknown and not list_only:
         raise click.BadParameter(f"unknown suite(s) {', '.join(unknown)}; available: "
                                  f"{', '.join(reg.benchmarks) or 'none'}", param_hint="NAMES")
+    _refuse_empty_paths(empty_paths)
     if list_only or not reg.benchmarks:
         if not reg.benchmarks:
             click.echo("no benchmark suites installed")

@@ -81,6 +81,19 @@ def listing() -> dict[str, Any]:
     return {"specializers": specs, "broken": [dataclasses.asdict(b) for b in broken_plugins()]}
 
 
+def _here(comp: dict[str, Any]) -> str:
+    """The "here" cell: default, unavailable (why), or both: a setting that picks a platform
+    this machine cannot run (``ASP_PLATFORM_SELECTION=cuda`` without a GPU) makes it the
+    default, and the kernel then falls back to Python; "default" alone hid the reason."""
+    from rich.markup import escape
+
+    why = comp["unavailable"]
+    if comp["default"]:
+        return (f"[yellow]default, but unavailable: {escape(str(why))}[/yellow]" if why
+                else "[green]default[/green]")
+    return f"[dim]unavailable: {escape(str(why))}[/dim]" if why else ""
+
+
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(as_json: bool) -> None:
@@ -90,6 +103,7 @@ def command(as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
@@ -99,7 +113,10 @@ def command(as_json: bool) -> None:
         console.print("No specializers installed (pip install asp-stencil asp-gmm asp-mpk).")
     for spec in data["specializers"]:
         origin = f"{spec['distribution']} {spec['version']}".strip() or "not defined by any plugin"
-        table = Table(title=f"[bold]{spec['name']}[/bold]  ({origin})  {spec['description']}",
+        # the plugins' text is escaped, not read as Rich markup: a description "out[i] = f(a[i])"
+        # lost its brackets, and one with a stray "[/x]" made `asp list` a traceback
+        table = Table(title=f"[bold]{escape(str(spec['name']))}[/bold]  ({escape(origin)})  "
+                            f"{escape(str(spec['description']))}",
                       title_justify="left", show_lines=False)
         for col in ("phase", "component", "priority", "platforms", "distribution", "here"):
             table.add_column(col, no_wrap=col != "here", overflow="fold")
@@ -107,10 +124,10 @@ def command(as_json: bool) -> None:
             if not comps:
                 table.add_row(phase, "-", "", "", "", "")
             for i, c in enumerate(comps):
-                here = "[green]default[/green]" if c["default"] else (
-                    f"[dim]unavailable: {c['unavailable']}[/dim]" if c["unavailable"] else "")
-                table.add_row(phase if i == 0 else "", c["name"], str(c["priority"]),
-                              ", ".join(c["platforms"]) or "any", c["distribution"], here)
+                here = _here(c)
+                table.add_row(phase if i == 0 else "", escape(str(c["name"])), str(c["priority"]),
+                              escape(", ".join(map(str, c["platforms"])) or "any"),
+                              escape(str(c["distribution"])), here)
         console.print(table)
     if data["broken"]:
         console.print("[bold red]Broken plugins (skipped):[/bold red]")

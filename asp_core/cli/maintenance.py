@@ -199,6 +199,8 @@ def clear(cache: CodeCache) -> int:
     cache.check_root()
     if not cache.root.exists():
         return 0
+    if not cache.is_marked() and cache.looks_like_asp():
+        return 0   # empty (``mkdir``/``mktemp -d`` made it): nothing to clear, nothing to refuse
     if not cache.is_marked():
         raise CacheError(f"{cache.root} is not an Asp cache (it has no {ROOT_MARKER} written "
                          "by Asp); refusing to clear it")

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import click
@@ -57,15 +58,14 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     module per phase), its tests (including a fallback test), a README and a docs page.
     """
     try:
-        from cookiecutter.exceptions import CookiecutterException
-        from cookiecutter.main import cookiecutter
+        import cookiecutter  # noqa: F401 - only whether it is installed
     except ImportError:
         raise click.ClickException("asp new needs cookiecutter: pip install 'asp-core[new]'"
                                    ) from None
     if "/" in name or os.sep in name:   # cookiecutter would leave the parent folder behind
         raise click.BadParameter(f"{name!r} is a path; give a name and --output-dir",
                                  param_hint="NAME")
-    context = {"project_name": name}
+    context = {"project_name": _literal(name)}
     if template is None:
         context["_asp_core_requirement"] = core_requirement()
     for item in extra:
@@ -77,26 +77,19 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
         except UnicodeEncodeError:
             raise click.BadParameter(f"{item!r} is not valid Unicode text",
                                      param_hint="--extra") from None
-        context[key.strip()] = value
+        context[key.strip()] = _literal(value)
     source = template or str(template_dir())
     known = _template_variables(source)
     unknown = sorted(set(context) - {"project_name", "_asp_core_requirement"} - known)
     if known and unknown:   # cookiecutter ignores them: --extra licence=MIT made a BSD project
         raise click.BadParameter(f"the template has no variable {', '.join(map(repr, unknown))};"
                                  f" it has: {', '.join(sorted(known))}", param_hint="--extra")
-    quiet = logging.getLogger("cookiecutter")  # it logs a traceback for a refused name
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
+    made = _missing_folders(Path(output_dir))
     try:
-        path = cookiecutter(source, no_input=no_input, output_dir=output_dir,
-                            extra_context=context, overwrite_if_exists=overwrite)
-    except (CookiecutterException, ValueError) as exc:  # ValueError: --extra KEY=a non-choice
-        detail = str(exc).removeprefix("Error: ")
-        if "Hook script failed" in detail:   # the hook printed which value and why
-            detail = "the template refused the values given (see its message above)"
-        raise click.ClickException(detail) from None
-    finally:
-        quiet.setLevel(level)
+        path = _generate(source, no_input, output_dir, context, overwrite)
+    except click.ClickException:   # a refused project leaves no empty --output-dir behind
+        _remove_empty(made)
+        raise
     rel = os.path.relpath(path)   # quoted: the hint is meant to be pasted into a shell
     helper = _pytest_asp_source() if template is None else None
     first = f"-e {shlex.quote(str(helper))} " if helper else ""
@@ -105,6 +98,78 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     if template is None and helper is None and importlib.util.find_spec("pytest_asp") is None:
         click.echo("note: the test extra needs pytest-asp (plugins/pytest-asp of the Asp "
                    "sources), which is not installed here", err=True)
+
+
+def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, str],
+              overwrite: bool) -> str:
+    """Run cookiecutter; the project's path, or :class:`click.ClickException` with one line."""
+    from cookiecutter.exceptions import CookiecutterException
+    from cookiecutter.main import cookiecutter
+    from jinja2 import TemplateError
+
+    quiet = logging.getLogger("cookiecutter")  # it logs a traceback for a refused name
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
+                                extra_context=context, overwrite_if_exists=overwrite))
+    except (CookiecutterException, ValueError, TemplateError) as exc:  # ValueError: --extra
+        # KEY=a non-choice; TemplateError: a template of another's that Jinja cannot read
+        detail = str(exc).removeprefix("Error: ")
+        if "Hook script failed (exit status" in detail:   # the hook printed which value and why
+            detail = "the template refused the values given (see its message above)"
+        raise click.ClickException(detail) from None
+    except (OSError, subprocess.CalledProcessError) as exc:   # an --output-dir that cannot be
+        raise click.ClickException(_environment_error(exc, source)) from None  # made, no network
+    finally:
+        quiet.setLevel(level)
+
+
+def _literal(value: str) -> str:
+    """``value`` as cookiecutter must see it to keep it as typed: it renders every value as a
+    Jinja template, so ``{{ x }}`` in a description was an "undefined" error with the whole
+    context, ``{% ... %}`` a traceback, and ``{# ... #}`` silently dropped. Such a value is
+    given as a Jinja string literal, which renders to the value itself."""
+    if not any(mark in value for mark in ("{{", "{%", "{#")):
+        return value
+    return '{{ "' + value.replace("\\", "\\\\").replace('"', '\\"') + '" }}'
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what
+    cookiecutter creates before the template's hook may refuse the values."""
+    missing = []
+    path = Path(os.path.abspath(path))   # "x/../d": not d's parent x, which may not exist yet
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty; a user's file stops it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _environment_error(exc: OSError | subprocess.CalledProcessError, source: str) -> str:
+    """One line for what cookiecutter let through as a traceback: a folder it cannot create
+    (OSError), a template it cannot download (requests' errors are OSErrors) or clone (git's
+    failure other than "not found", re-raised as CalledProcessError)."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) \
+            else str(exc.output or "")
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        why = next((line for line in lines if line.startswith(("fatal:", "abort:"))),
+                   lines[-1] if lines else f"exit status {exc.returncode}")
+        return f"could not fetch the template {source}: {exc.cmd[0]} clone failed: {why}"
+    if type(exc).__module__.startswith("requests"):   # the download of a zip template
+        return f"could not fetch the template {source}: {exc}"
+    return str(exc)
 
 
 def _pytest_asp_source() -> Path | None:

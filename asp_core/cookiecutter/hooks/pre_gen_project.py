@@ -2,6 +2,7 @@
 values that would make a pyproject.toml pip refuses to install (setuptools validates the version
 and the author's email; the project was made and failed only at ``pip install``)."""
 
+import importlib.metadata
 import importlib.util
 import keyword
 import re
@@ -20,16 +21,30 @@ VERSION = re.compile(r"""v?([0-9]+!)?[0-9]+(\.[0-9]+)*
     ([-_.]?dev[-_.]?[0-9]*)?
     (\+[a-z0-9]+([-_.][a-z0-9]+)*)?""", re.VERBOSE | re.IGNORECASE)
 
+
+def installed_distribution(name: str) -> str | None:
+    """The installed distribution ``pip install`` of a project called ``name`` would replace
+    (names compared as pip does: case, '-', '_' and '.' alike), or None: pip uninstalls it,
+    and its import name may differ (scikit-learn is sklearn), so the package check misses it."""
+    try:
+        return importlib.metadata.distribution(name).metadata["Name"] or name
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
 problems = []
 if not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", slug):
     problems.append(f"distribution name {slug!r}: use letters, digits and single '-' between them")
+elif (taken := installed_distribution(slug)) is not None:
+    problems.append(f"distribution name {slug!r} is taken by the installed {taken!r}: "
+                    "installing the new project would uninstall it")
 if not package.isidentifier() or keyword.iskeyword(package):
     problems.append(f"package name {package!r} is not a Python identifier")
 elif importlib.util.find_spec(package) is not None:   # installing it would shadow that one
     problems.append(f"package name {package!r} is taken by an installed module")
 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", specializer):
     problems.append(f"specializer name {specializer!r}: letters, digits, '_' and '-' only")
-if not VERSION.fullmatch(version.strip()):
+if not VERSION.fullmatch(version):   # no spaces around it either: setuptools keeps them
     problems.append(f"version {version!r} is not a PEP 440 version such as 0.1.0 or 1.0rc1")
 if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):   # what setuptools accepts, no spaces
     problems.append(f"email {email!r} is not an address such as you@example.com")
