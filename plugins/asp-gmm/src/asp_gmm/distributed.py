@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DistributedGaussianMixture", "DistributedEM", "combine_em_steps"]
 
+# what fit sets that takes the data's dtype, as asp_gmm.GaussianMixture's
+_FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+
 # N_r, N_r * loglik_r, 1 if the shard is not empty, summed variant seconds, failed ranks
 _SCALARS = 5
 
@@ -229,7 +232,8 @@ class DistributedGaussianMixture:
     ``fit``, ``score`` and ``bic``/``aic`` are collective; ``predict``, ``predict_proba`` and
     ``score_samples`` act on the local shard only. After ``fit`` every rank holds the same
     fitted attributes (``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
-    ``precisions_``, ``lower_bound_``, ``n_iter_``, ``converged_``).
+    ``precisions_``, ``lower_bound_``, ``n_iter_``, ``converged_``); the arrays take the
+    data's dtype, as ``asp_gmm.GaussianMixture``'s do (EM runs in float64).
     """
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
@@ -253,6 +257,15 @@ class DistributedGaussianMixture:
         self.asp_options = asp_options
         self.init_sample = init_sample
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The model without ``engine_``, the fit's engine: it holds this process's compiled
+        kernels (ctypes pointers) and tuning callbacks, so a fitted model could be neither
+        pickled (to save it, or to predict in another process) nor deep-copied. Predicting
+        needs only the fitted parameters."""
+        state = self.__dict__.copy()
+        state.pop("engine_", None)
+        return state
+
     # -- validation ----------------------------------------------------------------------------
     def _comm(self) -> Any:
         if self.comm is None:
@@ -269,6 +282,8 @@ class DistributedGaussianMixture:
         """Collective: the local shard as a float array; the same ValueError on all ranks."""
         from asp_core.mpi import agree, check_same
 
+        if not fitting:
+            self._check_fitted()
         comm = self._comm()
         error = None
         arr = None
@@ -294,6 +309,17 @@ class DistributedGaussianMixture:
                              f"{self.means_.shape[1]} features")
         return arr
 
+    def _check_fitted(self) -> None:
+        """scikit-learn's NotFittedError before ``fit`` (it was an AttributeError naming
+        ``means_``). Raised before any collective: ``fit`` is collective, so every rank is
+        fitted or none is."""
+        if not hasattr(self, "means_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
+                                 "'fit' with appropriate arguments before using this "
+                                 "estimator.")
+
     def _check_parameters(self, n_global: int, D: int) -> None:
         """Collective: the same hyperparameters and initial parameters on every rank (else a
         ValueError on every rank; a rank with other values would wait in another collective or
@@ -301,6 +327,8 @@ class DistributedGaussianMixture:
         import hashlib
 
         from asp_core.mpi import check_same
+
+        from asp_gmm.validation import check_initial_parameters, check_shared_hyperparameters
 
         def digest(a: Any) -> str | None:
             if a is None:
@@ -317,18 +345,21 @@ class DistributedGaussianMixture:
                                   inits),
                    "hyperparameters (n_components, covariance_type, tol, reg_covar, max_iter, "
                    "n_init, init_sample, and the initial weights, means and precisions)")
-        if isinstance(self.n_components, bool) or not isinstance(self.n_components,
-                                                                 (int, np.integer)) \
-                or self.n_components < 1:
-            raise ValueError(f"n_components must be an int >= 1, got {self.n_components!r}")
-        if self.covariance_type not in ("full", "tied", "diag", "spherical"):
-            raise ValueError(f"covariance_type must be 'full', 'tied', 'diag' or 'spherical', "
-                             f"got {self.covariance_type!r}")
+        error = None
+        try:   # random_state, init_params and asp_options are not compared: agreed instead
+            check_shared_hyperparameters(self, owner=type(self).__name__)
+        except ValueError as exc:
+            error = str(exc)
+        _agree_once(self._comm(), error)
+        if n_global < 2:   # one sample has no covariance: scikit-learn refuses it too
+            raise ValueError(f"Found array with {n_global} sample(s) over all ranks while a "
+                             f"minimum of 2 is required by {type(self).__name__}.")
         if n_global < self.n_components:
             raise ValueError(f"Expected n_samples >= n_components but got n_components = "
                              f"{self.n_components}, n_samples = {n_global} (over all ranks)")
-        if not self.max_iter >= 0 or not self.n_init >= 1 or not self.reg_covar >= 0:
-            raise ValueError("max_iter must be >= 0, n_init >= 1 and reg_covar >= 0")
+        # scikit-learn's checks of the initial parameters (normalised weights, shapes,
+        # positive-definite precisions): the same arrays on every rank, so the same outcome
+        check_initial_parameters(self, D)
 
     # -- initialisation ------------------------------------------------------------------------
     def _initial(self, X: np.ndarray, n_global: int, rng: np.random.RandomState
@@ -449,6 +480,7 @@ class DistributedGaussianMixture:
             covs = covariances_from_precision_cholesky(pc, self.covariance_type)
         self.covariances_ = covs
         self.precisions_ = _precisions(pc, self.covariance_type)
+        self._cast_parameters(X.dtype)
         self.n_iter_, self.converged_ = n_iter, converged
         self.lower_bound_, self.lower_bounds_ = best_lb, bounds
         self.n_features_in_ = X.shape[1]
@@ -462,48 +494,83 @@ class DistributedGaussianMixture:
                           ConvergenceWarning, stacklevel=2)
         return self
 
+    def _cast_parameters(self, dtype: np.dtype) -> None:
+        """The fitted arrays in the data's dtype, as the one-process estimator (and
+        scikit-learn) keeps them: a float32 fit kept float64 attributes. EM ran in float64; a
+        model that float32 cannot hold raises the one-process fit's ValueError (the model is
+        the same on every rank, so every rank raises it)."""
+        from asp_gmm.validation import check_representable
+
+        check_representable(self, dtype)
+        for name in _FITTED_ARRAYS:
+            setattr(self, name, np.asarray(getattr(self, name)).astype(dtype, copy=False))
+
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
         """Collective: ``fit(X)``, then the labels of the local shard."""
         return self.fit(X).predict(X)
 
     # -- prediction (local shard) ------------------------------------------------------------------
     def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """float64 whatever the fit's dtype, as the one-process E-step computes."""
         from asp_gmm import engine
 
         if len(X) == 0:
             return np.zeros((0, self.n_components))
-        lp = engine.log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type,
-                             options=self.asp_options)
-        return lp + np.log(self.weights_)
+        w, mu, pc = (np.asarray(getattr(self, n), dtype=np.float64)
+                     for n in ("weights_", "means_", "precisions_cholesky_"))
+        lp = engine.log_prob(X, mu, pc, self.covariance_type, options=self.asp_options)
+        return lp + np.log(w)
+
+    def _log_likelihoods(self, X: np.ndarray) -> np.ndarray:
+        """float64 log-likelihood of each sample of the (validated) local shard."""
+        from asp_gmm.reference import logsumexp_rows
+
+        return logsumexp_rows(self._weighted_log_prob(X)) if len(X) else np.zeros(0)
+
+    def _output_dtype(self, X: np.ndarray) -> np.dtype:
+        """The one-process estimator's (scikit-learn's) dtype of ``predict_proba`` and
+        ``score_samples``: float32 only for float32 X under a float32 fit."""
+        return np.result_type(X.dtype, *(np.asarray(getattr(self, n)).dtype
+                                         for n in ("weights_", "means_", "precisions_cholesky_")))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-likelihood of each local sample (collective only for validation)."""
-        from asp_gmm.reference import logsumexp_rows
-
         X = self._validate(X, fitting=False)
-        wlp = self._weighted_log_prob(X)
-        return logsumexp_rows(wlp) if len(X) else np.zeros(0)
+        return self._log_likelihoods(X).astype(self._output_dtype(X), copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         from asp_gmm.reference import logsumexp_rows
 
         X = self._validate(X, fitting=False)
         wlp = self._weighted_log_prob(X)
-        if len(X) == 0:
-            return wlp
-        return np.exp(wlp - logsumexp_rows(wlp)[:, None])
+        if len(X):
+            wlp = np.exp(wlp - logsumexp_rows(wlp)[:, None])
+        return wlp.astype(self._output_dtype(X), copy=False)
 
     def predict(self, X: Any) -> np.ndarray:
         X = self._validate(X, fitting=False)
         return self._weighted_log_prob(X).argmax(axis=1)
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Collective: mean log-likelihood over all ranks' samples."""
+    def _total_log_likelihood(self, X: Any) -> tuple[float, int]:
+        """Collective: the summed log-likelihood of all ranks' samples, and their number.
+
+        With no sample on any rank, every rank raises scikit-learn's ValueError for empty X
+        (the mean was nan with a RuntimeWarning, ``bic`` -inf, ``aic`` a number). The reduced
+        count is the same on every rank, so they all raise, and no rank is left waiting."""
         from mpi4py import MPI
 
-        s = self.score_samples(X)
+        X = self._validate(X, fitting=False)
+        s = self._log_likelihoods(X)
         tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
-        return float(tot[0] / tot[1])
+        if tot[1] == 0:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape} on every rank) "
+                             f"while a minimum of 1 is required by {type(self).__name__}.")
+        return float(tot[0]), int(tot[1])
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Collective: mean log-likelihood over all ranks' samples."""
+        total, n = self._total_log_likelihood(X)
+        return total / n
 
     def _n_parameters(self) -> int:
         M, D = self.means_.shape
@@ -513,19 +580,27 @@ class DistributedGaussianMixture:
 
     def bic(self, X: Any) -> float:
         """Collective: Bayesian information criterion on all ranks' samples."""
-        from mpi4py import MPI
-
-        s = self.score_samples(X)
-        tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
-        return float(-2 * tot[0] + self._n_parameters() * np.log(tot[1]))
+        total, n = self._total_log_likelihood(X)
+        return float(-2 * total + self._n_parameters() * np.log(n))
 
     def aic(self, X: Any) -> float:
         """Collective: Akaike information criterion on all ranks' samples."""
-        from mpi4py import MPI
+        total, _ = self._total_log_likelihood(X)
+        return float(-2 * total + 2 * self._n_parameters())
 
-        s = self.score_samples(X)
-        tot = self._comm().allreduce(np.array([s.sum(), len(s)]), op=MPI.SUM)
-        return float(-2 * tot[0] + 2 * self._n_parameters())
+
+def _agree_once(comm: Any, error: str | None) -> None:
+    """Collective: raise ``error`` (this rank's failed check, or None) as a ValueError on every
+    rank when any rank has one; its message once when every rank failed alike (a bad value
+    given to all of them), else each failing rank's (:func:`asp_core.mpi.agree`)."""
+    from asp_core.mpi import agree
+
+    errors = comm.allgather(error)
+    if all(e is None for e in errors):
+        return
+    if len(set(errors)) == 1:
+        raise ValueError(error)
+    agree(comm, error)
 
 
 def _random_state(seed: Any) -> np.random.RandomState:

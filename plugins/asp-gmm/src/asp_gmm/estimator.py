@@ -37,7 +37,8 @@ from asp_core import background
 from asp_gmm import engine
 from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
-from asp_gmm.validation import check_hyperparameters, check_initial_parameters
+from asp_gmm.validation import (check_hyperparameters, check_initial_parameters,
+                                check_representable)
 
 __all__ = ["GaussianMixture"]
 
@@ -216,25 +217,9 @@ class GaussianMixture(_SkGaussianMixture):
             self.precisions_ = pc**2
 
     def _check_representable(self, dtype: Any) -> None:
-        """The covariances and precision factors, computed in float64, must be finite in the
-        data's dtype: a float32 fit of data whose spread exceeds about 1e19 (covariances past
-        float32's 3.4e38) or whose covariances fall below about 1e-77 (their factors past it)
-        got inf from the cast, silently: ``covariances_`` of inf and ``sample()`` returning
-        inf and nan. scikit-learn, computing in float32, fails there too (an error from SciPy or a
-        model of nan), so the fit raises, naming the cause. (``precisions_`` may overflow, as
-        scikit-learn's do: no method reads them.)"""
-        if np.dtype(dtype) == np.float64:
-            return
-        largest = float(np.finfo(dtype).max)
-        for name in ("covariances_", "precisions_cholesky_"):
-            value = getattr(self, name, None)
-            if isinstance(value, np.ndarray) and not np.all(np.abs(value) <= largest):
-                raise ValueError(
-                    "Fitting the mixture model failed because the fitted "
-                    f"{name.rstrip('_').replace('_', ' ')} do not fit {np.dtype(dtype).name} "
-                    f"(largest {largest:.3g}): the data's spread over- or underflows its "
-                    "range. Scale the input data, or pass float64 data instead of "
-                    f"{np.dtype(dtype).name}.")
+        """The fitted parameters must be finite in the data's dtype
+        (:func:`asp_gmm.validation.check_representable`)."""
+        check_representable(self, dtype)
 
     def _cast_parameters(self, dtype: Any) -> None:
         for name in (*_PARAMETERS, "precisions_"):

@@ -68,6 +68,16 @@ class GMM:
         self._prec_chol: np.ndarray | None = None
         self.means, self.covars, self.weights = means, covars, weights
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """An unpickled or deep-copied model's arrays come back writeable: read-only again,
+        else a change in place would be silently ignored by its precision factors, as the
+        class promises it cannot be."""
+        self.__dict__.update(state)
+        for name in ("_weights", "_means", "_covars"):
+            value = state.get(name)
+            if isinstance(value, np.ndarray):
+                _read_only(value)
+
     @property
     def weights(self) -> np.ndarray | None:
         """The mixture weights (M,), summing to 1; None until given or trained."""

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
-           "check_hyperparameters", "check_initial_parameters"]
+           "check_hyperparameters", "check_initial_parameters", "check_representable",
+           "check_shared_hyperparameters"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -56,28 +57,35 @@ def _one_of(name: str, value: Any, options: tuple[str, ...], owner: str = "Gauss
 
 def check_hyperparameters(est: Any) -> None:
     """The constructor arguments of ``est`` (an ``asp_gmm.GaussianMixture``)."""
-    _integer("n_components", est.n_components, 1)
-    _one_of("covariance_type", est.covariance_type, COVARIANCE_TYPES)
-    _real("tol", est.tol)
-    _real("reg_covar", est.reg_covar)
-    _integer("max_iter", est.max_iter, 0)
-    _integer("n_init", est.n_init, 1)
-    _one_of("init_params", est.init_params, INIT_PARAMS)
+    check_shared_hyperparameters(est)
     if not isinstance(est.warm_start, (bool, np.bool_)):
         _fail("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'",
               est.warm_start)
     if not isinstance(est.verbose, (bool, np.bool_)):  # scikit-learn takes a bool too
         _integer("verbose", est.verbose, 0)
     _integer("verbose_interval", est.verbose_interval, 1)
+
+
+def check_shared_hyperparameters(est: Any, owner: str = "GaussianMixture") -> None:
+    """The constructor arguments ``asp_gmm.GaussianMixture`` shares with
+    ``asp_gmm.distributed.DistributedGaussianMixture`` (``owner`` names the class in the
+    messages), so that both refuse what scikit-learn refuses, with its messages."""
+    _integer("n_components", est.n_components, 1, owner)
+    _one_of("covariance_type", est.covariance_type, COVARIANCE_TYPES, owner)
+    _real("tol", est.tol, owner)
+    _real("reg_covar", est.reg_covar, owner)
+    _integer("max_iter", est.max_iter, 0, owner)
+    _integer("n_init", est.n_init, 1, owner)
+    _one_of("init_params", est.init_params, INIT_PARAMS, owner)
     # scikit-learn's "random_state" constraint, checked before X as scikit-learn does (a numpy
     # Generator got numpy's message from check_random_state, once the fit was under way)
     rs = est.random_state
     if not (rs is None or isinstance(rs, np.random.RandomState)
             or (isinstance(rs, Integral) and 0 <= int(rs) <= 2**32 - 1)):
         _fail("random_state", "an int in the range [0, 4294967295], an instance of "
-              "'numpy.random.mtrand.RandomState' or None", rs)
+              "'numpy.random.mtrand.RandomState' or None", rs, owner)
     if est.asp_options is not None and not isinstance(est.asp_options, dict):
-        _fail("asp_options", "an instance of 'dict' or None", est.asp_options)
+        _fail("asp_options", "an instance of 'dict' or None", est.asp_options, owner)
 
 
 def _check_shape(param: np.ndarray, shape: tuple[int, ...], name: str) -> None:
@@ -164,6 +172,28 @@ def check_initial_parameters(est: Any, n_features: int
     if est.precisions_init is not None:
         precisions = _precisions(est.precisions_init, est.covariance_type, M, n_features)
     return weights, means, precisions
+
+
+def check_representable(model: Any, dtype: Any) -> None:
+    """The covariances and precision factors of a fitted ``model`` (one process or
+    distributed), computed in float64, must be finite in the data's dtype: a float32 fit of
+    data whose spread exceeds about 1e19 (covariances past float32's 3.4e38) or whose
+    covariances fall below about 1e-77 (their factors past it) got inf from the cast,
+    silently: ``covariances_`` of inf and ``sample()`` returning inf and nan. scikit-learn, computing in float32, fails there too (an error from SciPy or a
+    model of nan), so the fit raises, naming the cause. (``precisions_`` may overflow, as
+    scikit-learn's do: no method reads them.)"""
+    if np.dtype(dtype) == np.float64:
+        return
+    largest = float(np.finfo(dtype).max)
+    for name in ("covariances_", "precisions_cholesky_"):
+        value = getattr(model, name, None)
+        if isinstance(value, np.ndarray) and not np.all(np.abs(value) <= largest):
+            raise ValueError(
+                "Fitting the mixture model failed because the fitted "
+                f"{name.rstrip('_').replace('_', ' ')} do not fit {np.dtype(dtype).name} "
+                f"(largest {largest:.3g}): the data's spread over- or underflows its "
+                "range. Scale the input data, or pass float64 data instead of "
+                f"{np.dtype(dtype).name}.")
 
 
 def check_gmm_arguments(M: Any, D: Any, cvtype: Any, reg_covar: Any, tol: Any, options: Any

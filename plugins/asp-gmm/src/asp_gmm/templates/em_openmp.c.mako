@@ -902,7 +902,12 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     enum { NVK = (M + KM_W - 1) / KM_W };  /* padded here: full covariance has MP = M */
     int nt = omp_get_max_threads();
     int64_t G = km_groups(N);
-    kmv ct[D][NVK], csq[NVK];
+    /* the centres' transpose on the heap: D * M doubles outgrow a thread's stack (8 MB with
+       D = 256, M = 4100; 2 MB under `ulimit -s unlimited`), which crashed the process */
+    kmv (*ct)[NVK] = (kmv (*)[NVK])aligned_alloc(64, ((size_t)D * NVK * sizeof(kmv) + 63)
+                                                   / 64 * 64);
+    if (!ct) return 1;
+    kmv csq[NVK];
     vki lane, perm[8];
     double cmax = 0.0, dmax = 0.0;
     for (int l = 0; l < KM_W; ++l) lane[l] = l;
@@ -921,7 +926,10 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     cmax = sqrt(cmax) * KM_SLACK;
     for (int j = 0; j < M; ++j) dmax = moved[j] > dmax ? moved[j] : dmax;
     double *acc = sums ? (double *)calloc((size_t)G * (M * D + M), 8) : NULL;
-    if (sums && !acc) return 1;
+    if (sums && !acc) {
+        free(ct);
+        return 1;
+    }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t g = 0; g < G; ++g) {
         double *as = sums ? acc + (size_t)g * (M * D + M) : NULL;
@@ -1023,6 +1031,7 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
         }
     }
     free(acc);
+    free(ct);
     return 0;
 }
 
