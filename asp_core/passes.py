@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 __all__ = ["Pass", "PassManager", "PassError", "PassReport", "PassResult", "asp_pass",
-           "known_passes"]
+           "check_disabled", "disabled_for", "known_passes"]
 
 
 class PassResult(NamedTuple):
@@ -100,18 +100,50 @@ def asp_pass(name: str, description: str = "") -> Callable[[PassFn], Pass]:
     return wrap
 
 
+def _parts(entry: str) -> tuple[str | None, str]:
+    """``"spec:name"`` → ``("spec", "name")``; a plain ``"name"`` → ``(None, "name")``."""
+    spec, sep, name = entry.partition(":")
+    return (spec.strip(), name.strip()) if sep else (None, entry)
+
+
+def disabled_for(disabled: frozenset[str], specializer: str | None) -> frozenset[str]:
+    """The pass names ``disabled`` switches off for ``specializer``: a plain ``name`` every
+    specializer's pass of that name, ``spec:name`` that specializer's only (pass names are
+    not unique across plugins: a new specializer's ``constant-folding`` and asp-stencil's,
+    whose kernels then ran in Python)."""
+    names = set()
+    for entry in disabled:
+        spec, name = _parts(entry)
+        if spec is None or spec == specializer:
+            names.add(name)
+    return frozenset(names)
+
+
 def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
-    """``ValueError`` for disabled names no pass has (a typo must not pass silently)."""
-    if not disabled - _KNOWN - set(own):
+    """``ValueError`` for disabled names no pass has, or qualified by a specializer that is
+    not installed (a typo must not pass silently)."""
+    entries = [_parts(e) for e in disabled]
+    names = {name for _, name in entries}
+    specs = {spec for spec, _ in entries if spec is not None}
+    if not names - _KNOWN - set(own) and not specs:
         return
     every = known_passes() | set(own)
-    unknown = disabled - every
+    unknown = names - every
     if unknown:
         known = ", ".join(sorted(every)) or "none"
-        names = ", ".join(repr(n) for n in sorted(unknown))
-        raise ValueError(f"unknown pass name{'s' if len(unknown) > 1 else ''} {names} in "
+        listed = ", ".join(repr(n) for n in sorted(unknown))
+        raise ValueError(f"unknown pass name{'s' if len(unknown) > 1 else ''} {listed} in "
                          f"ASP_DISABLE_PASSES or the kernel option disable_passes; known "
                          f"passes: {known}")
+    from asp_core.plugins import get_registry
+
+    installed = get_registry().specializers
+    strangers = specs - set(installed)
+    if strangers:
+        listed = ", ".join(repr(s) for s in sorted(strangers))
+        raise ValueError(f"ASP_DISABLE_PASSES or the kernel option disable_passes names "
+                         f"{listed}, which no installed plugin registers as a specializer "
+                         f"(write spec:pass with one of: {', '.join(sorted(installed))})")
 
 
 class PassManager:
@@ -140,6 +172,7 @@ class PassManager:
         disabled = config.disabled_passes(ctx.options)
         if disabled:
             check_disabled(disabled, self.names)
+            disabled = disabled_for(disabled, ctx.specializer)
         keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
         skipped: list[str] = []
         for p in self.passes:

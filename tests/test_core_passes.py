@@ -107,6 +107,32 @@ def test_disable_by_environment_and_option(monkeypatch):
     assert _passes(ctx)[1] == ("inc", True, False)
 
 
+def test_a_name_qualified_by_a_specializer_disables_its_pass_only(monkeypatch):
+    """Pass names are not unique across plugins (a new specializer's ``constant-folding`` and
+    asp-stencil's): ``ASP_DISABLE_PASSES=constant-folding`` switched off both, and the
+    stencil kernels ran in Python. ``spec:name`` names one specializer's pass."""
+    pm = PassManager("m", [double, inc])
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "gmm:double")
+    other = SpecializationContext("stencil", None)
+    assert pm.run(3, other) == 7
+    assert _passes(other)[0] == ("double", False, True)
+    own = SpecializationContext("gmm", None)
+    assert pm.run(3, own) == 4
+    assert _passes(own)[0] == ("double", True, False)
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "double")   # plain: every specializer's
+    assert pm.run(3, SpecializationContext("stencil", None)) == 4
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "stencl:double")
+    with pytest.raises(ValueError, match=r"names 'stencl', which no installed plugin registers "
+                                         r"as a specializer \(write spec:pass with one of: .*gmm"):
+        pm.run(3, other)
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "stencil:dobule")
+    with pytest.raises(ValueError, match=r"unknown pass name 'dobule'"):
+        pm.run(3, other)
+    monkeypatch.delenv("ASP_DISABLE_PASSES")
+    assert pm.run(3, SpecializationContext("gmm", None, options={
+        "disable_passes": ["gmm:inc"]})) == 6
+
+
 def test_error_names_the_pass():
     @asp_pass("broken")
     def broken(ir, ctx):

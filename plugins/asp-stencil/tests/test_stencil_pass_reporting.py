@@ -104,3 +104,42 @@ def test_kernel_without_linear_detection_gives_the_same_result(tmp_path, monkeyp
     assert _reports(ctx)["linear-detection"] == (True, False)
     (names,) = [d["names"] for e, d in ctx.events if e == "variants"]
     assert len(names) == 1  # one schedule, nothing to tune
+
+
+class Scaled(StencilKernel):
+    c = 0.25
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y] * self.c
+            out[x] = s
+
+
+@requires_compiler
+def test_another_specializers_pass_of_the_same_name_leaves_the_stencils_alone(tmp_path,
+                                                                             monkeypatch):
+    """``ASP_DISABLE_PASSES=gmm:constant-folding`` is another specializer's pass: the stencil
+    kernel compiles as usual (strict mode raises on a fallback). A plain
+    ``constant-folding``, or ``stencil:constant-folding``, is the stencil's too: the pass that
+    makes ``self.c`` a constant, so the kernel runs in Python, saying so."""
+    from asp_core import SpecializationWarning
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_MODE", "strict")
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "gmm:constant-folding")
+    rng = np.random.default_rng(1)
+    u, ref, out = (StencilGrid((40, 50)) for _ in range(3))
+    u.data[...] = rng.standard_normal(u.data.shape)
+    Scaled.kernel.func(Scaled(), u, ref)
+    k = Scaled()
+    k.kernel(u, out)
+    np.testing.assert_array_equal(out.data, ref.data)
+    assert _reports(k.kernel.last_context)["constant-folding"] == (False, True)
+    monkeypatch.setenv("ASP_MODE", "auto")
+    for setting in ("constant-folding", "stencil:constant-folding"):
+        monkeypatch.setenv("ASP_DISABLE_PASSES", setting)
+        with pytest.warns(SpecializationWarning, match="disabled before it: constant-folding"):
+            Scaled().kernel(u, out)
+        np.testing.assert_array_equal(out.data, ref.data)

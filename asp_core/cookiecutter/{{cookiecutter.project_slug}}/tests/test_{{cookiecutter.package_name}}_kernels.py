@@ -92,7 +92,7 @@ def test_constant_folding_is_a_named_pass_that_can_be_disabled(monkeypatch):
     kernel(np.ones(3))
     passes = kernel.last_context.passes   # typed reports (asp_core.passes.PassReport)
     assert any(p.name == "constant-folding" and p.changed for p in passes)
-    monkeypatch.setenv("ASP_DISABLE_PASSES", "constant-folding")
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "{{ cookiecutter.specializer_name }}:constant-folding")
     again = elementwise(scaled)
     np.testing.assert_array_equal(again(np.ones(3)), np.full(3, 5.0))
     passes = again.last_context.passes

@@ -3,8 +3,9 @@
 Each pass is a function decorated with :func:`asp_core.asp_pass` that returns ``(new_ir,
 changed)``; the :class:`asp_core.PassManager` runs them in order, records for ``asp explain``
 whether each changed the IR (``asp explain --after constant-folding`` prints the IR after it),
-and skips the ones a user disabled (``ASP_DISABLE_PASSES=constant-folding``). Add a pass by
-writing one more function and listing it in :func:`domain_passes`.
+and skips the ones a user disabled (``ASP_DISABLE_PASSES=constant-folding``: every
+specializer's pass of that name; ``{{ cookiecutter.specializer_name }}:constant-folding``: this
+one's only). Add a pass by writing one more function and listing it in :func:`domain_passes`.
 """
 
 from __future__ import annotations
