@@ -139,6 +139,17 @@ def _set_aside_groups(path: Path) -> list[list[Path]]:
     return [sorted(groups[k]) for k in sorted(groups, reverse=True)]
 
 
+def _timing(row: tuple[Any, ...]) -> tuple[str, float, int] | None:
+    """A ``timings`` row as ``(variant, seconds, count)``, or None when its cells are not
+    what Asp stores (text where a time belongs: a cell damaged, or the row written by another
+    program): SQLite keeps any type in any column, and one such row made the first call of
+    every kernel tuned under that key fail with ``ValueError``."""
+    variant, seconds, count = row
+    if not isinstance(variant, str) or not isinstance(seconds, (int, float)):
+        return None
+    return variant, float(seconds), int(count)
+
+
 def _corrupt(exc: BaseException) -> bool:
     """Whether SQLite's error says the file is damaged ("malformed", "not a database"): its
     subclasses (locked, read-only, full disk, a foreign schema) are about the moment or the
@@ -291,9 +302,10 @@ class PerfDB:
     @_tolerant([])
     def timings(self, key: str) -> list[tuple[str, float, int]]:
         """``(variant, best seconds, number of timings)`` for ``key``, fastest first."""
-        return [(r[0], float(r[1]), int(r[2])) for r in self._select(
+        rows = self._select(
             "SELECT variant, MIN(seconds), COUNT(*) FROM timings WHERE key=? GROUP BY variant "
-            "ORDER BY MIN(seconds)", f"{key}@{_measured_on()}")]
+            "ORDER BY MIN(seconds)", f"{key}@{_measured_on()}")
+        return [row for row in map(_timing, rows) if row is not None]
 
     @_tolerant(None)
     def winner(self, key: str) -> str | None:
@@ -309,7 +321,7 @@ class PerfDB:
         info``."""
         here = f"@{_measured_on()}"
         return [(k[:-len(here)], label, variant) for k, label, variant in self._select(
-            "SELECT key, label, variant FROM winners") if k.endswith(here)]
+            "SELECT key, label, variant FROM winners") if isinstance(k, str) and k.endswith(here)]
 
     @_tolerant(None)
     def clear(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Hashable
@@ -58,11 +57,17 @@ class SpecializationContext:
     compiles: list[Compiled] = field(default_factory=list)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
-    @functools.cached_property
+    @property
     def _source(self) -> KernelSource:
-        if self.func is None:
-            raise Unspecializable("specializer without a Python kernel function")
-        return kernel_source(self.func)
+        """Parsed once per context.  Not ``functools.cached_property``: on Python 3.11 that
+        holds one lock for every instance while it computes, so a child forked while another
+        thread parsed a kernel waited for that lock forever at its first specialisation."""
+        found: KernelSource | None = self.__dict__.get("_kernel_source")
+        if found is None:
+            if self.func is None:
+                raise Unspecializable("specializer without a Python kernel function")
+            found = self.__dict__["_kernel_source"] = kernel_source(self.func)
+        return found
 
     @property
     def source(self) -> str:

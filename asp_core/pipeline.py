@@ -8,6 +8,7 @@ import time
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
+from asp_core import interrupt
 from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
@@ -72,6 +73,10 @@ class TuningCallable:
         if self.tuner.done:
             self._on_decided(fn)
             return fn(*args, **kwargs)
+        # a call Ctrl-C interrupted may still run on the worker (asp_core.interrupt), and this
+        # one would wait for it inside its timing: the variant lost by the rest of that call,
+        # and the wrong winner was stored for every later process
+        interrupt.wait_idle()
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.tuner.report(name, time.perf_counter() - start)

@@ -214,3 +214,19 @@ def reset() -> None:
         _registry = None
         _broken.clear()
         _dists.clear()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: the lock one of them held while it
+    built the registry (another thread's first kernel call, loading the plugins) would never
+    be released, and the child's first kernel call waited for it forever.  What that thread
+    had not finished is not kept (``_pm`` and ``_registry`` are set only once complete), so
+    the child builds it afresh.  Held by the thread that forked, it is kept: that thread
+    releases it as it returns."""
+    global _lock
+    if not _lock._is_owned():  # type: ignore[attr-defined]
+        _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

@@ -12,6 +12,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from asp_core.errors import CompileError, CompilerNotFound
+from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
 from asp_core.hardware import cpu_model
 
 __all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
@@ -43,6 +44,12 @@ _CANDIDATES = {
 }
 
 SOURCE_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
+
+#: seconds one compile may run before it is killed: a compiler that never ends (a wrapper
+#: waiting for a licence server, a hung ``ld``) hung the kernel's first call, and the exit that
+#: waits for background compiles, for good.  Below the cache's ``LOCK_TIMEOUT`` (900 s), so a
+#: process waiting for another's compile of the same entry sees it end rather than give up.
+COMPILE_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -93,17 +100,28 @@ class Toolchain:
 
     def compile(self, source: str, workdir: Path, *, name: str = "kernel", openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> CompileResult:
-        """Write ``source`` into ``workdir`` and compile it; raise :class:`CompileError` on failure."""
+        """Write ``source`` into ``workdir`` and compile it; :class:`CompileError` when the
+        compiler rejects the code, :class:`ToolchainError` when it fails for another reason
+        (killed, not done within :data:`COMPILE_TIMEOUT`, no output written)."""
         src = workdir / f"{name}{SOURCE_SUFFIX[self.lang]}"
         src.write_text(source)
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
         start = time.perf_counter()
-        # compilers print in the locale's encoding: an undecodable byte must not hide the log
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", cwd=workdir)
+        try:
+            # compilers print in the locale's encoding: an undecodable byte must not hide the log
+            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                                  cwd=workdir, timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(f"{self.family} did not finish compiling generated code in "
+                                 f"{COMPILE_TIMEOUT:.0f} s and was killed (a hung compiler or "
+                                 f"wrapper?)\ncommand: {' '.join(cmd)}") from None
         seconds = time.perf_counter() - start
         log = (proc.stdout + proc.stderr).strip()
-        if proc.returncode != 0 or not out.exists():
+        why = _not_the_codes_fault(self.family, proc.returncode, out)
+        if why:
+            raise ToolchainError(f"{why}\ncommand: {' '.join(cmd)}" + (f"\n{log}" if log else ""))
+        if proc.returncode != 0:
             # the build directory goes when the build fails: keep the source for the report
             fd, kept = tempfile.mkstemp(prefix=f"asp-failed-{name}-", suffix=src.suffix)
             with os.fdopen(fd, "w") as fh:
@@ -119,10 +137,31 @@ class Toolchain:
             return CompileResult(Path(""), result.command, result.seconds, result.log)
 
 
+def _not_the_codes_fault(family: str, returncode: int, out: Path) -> str:
+    """Why a compile failed for a reason that is not the generated code's ("" when the
+    compiler ran to its end and rejected it): such a failure was reported as "generated code
+    failed to compile (a bug; please report it)", sending the user to report a bug for a
+    compiler that the operating system (the OOM killer) or a wrapper script broke."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return (f"{family} was killed by {name} while compiling generated code (out of memory, "
+                "or stopped by hand?)")
+    if returncode == 0 and not out.exists():
+        return f"{family} exited successfully but wrote no {out.name} (a broken compiler wrapper?)"
+    return ""
+
+
 def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], Any],
                valid: Callable[[Any], bool] = lambda v: True) -> Any:
     """Remember a compiler probe on disk (a warm process must not pay ~40 ms of subprocesses),
-    keyed by the executable's path and mtime, so an upgraded compiler is probed again."""
+    keyed by the executable's path and mtime, so an upgraded compiler is probed again.
+    ``valid``: whether a value may be taken from the file, and so whether it is written there.
+    A failed probe is left out: the moment may have caused it (``TMPDIR`` full, a probe killed
+    on a loaded machine), and remembered it made a working compiler "not a working compiler"
+    (or one without OpenMP) for every later process, until the compiler's mtime changed."""
     from asp_core.cache import cache_file
 
     ident = f"{kind}|{executable}|{mtime}"
@@ -139,6 +178,8 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     if ident in data and valid(data[ident]):
         return data[ident]
     value = compute()
+    if not valid(value):  # this process remembers it (the callers' lru_cache), no later one
+        return value
     # read again after the probe (seconds, maybe): what other probes wrote meanwhile stays
     data = {**read(), ident: value}
     # found again, not kept from before the probe: a cache directory removed meanwhile is
@@ -189,25 +230,30 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
         proc = subprocess.run([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
                               capture_output=True, text=True, errors="replace", timeout=60)
         if proc.returncode != 0:
-            log = (proc.stdout + proc.stderr).strip().splitlines()
+            line = _error_line((proc.stdout + proc.stderr).strip().splitlines())
             return f"a one-line test file failed to compile (exit {proc.returncode}" + \
-                (f": {log[-1]}" if log else "") + ")"
+                (f": {line}" if line else "") + ")"
         if not lib.is_file() or lib.stat().st_size == 0:
             return "it exited successfully but wrote no shared object"
     return ""
 
 
+def _error_line(log: list[str]) -> str:
+    """The line of a compiler's output that says what went wrong: the first naming an error,
+    else the last.  The last alone is gcc's "compilation terminated.", which hid the cause
+    ("fatal error: ... No space left on device" with ``TMPDIR`` full)."""
+    return next((line for line in log if "error" in line.lower()), log[-1] if log else "")
+
+
 @functools.lru_cache(maxsize=32)
 def _openmp_works(executable: str, mtime: float, flag: str) -> bool:
     def run() -> bool:
-        # a failure is remembered on disk for good, so it must be the compiler's and not the
-        # moment's (a compile killed on a loaded machine built every later library without
-        # OpenMP, and those failed to load: undefined omp_get_thread_num): tried twice
+        # tried twice: a compile killed on a loaded machine must not build this process's
+        # libraries without OpenMP (and a failure is not remembered on disk: _disk_memo)
         return any(not _build_probe(executable, [flag], "#include <omp.h>\nint f(void)"
                                     "{return omp_get_max_threads();}\n", ".c") for _ in range(2))
 
-    return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run,
-                           lambda v: isinstance(v, bool)))
+    return bool(_disk_memo(f"openmp-so:{flag}", executable, mtime, run, lambda v: v is True))
 
 
 @functools.lru_cache(maxsize=32)
@@ -225,8 +271,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
         return _build_probe(executable, [], _PROBE_SOURCE, SOURCE_SUFFIX[lang])
 
     try:
-        return str(_disk_memo(f"works:{lang}", executable, mtime, run,
-                              lambda v: isinstance(v, str)))
+        return str(_disk_memo(f"works:{lang}", executable, mtime, run, lambda v: v == ""))
     except (OSError, subprocess.SubprocessError) as exc:
         return f"it cannot be run ({exc})"
 
