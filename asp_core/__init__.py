@@ -8,6 +8,8 @@ dependency is imported); plugins are loaded on first use.
 # runs after the plugins' (handlers run last-in first-out, and one registered by a plugin's
 # thread while the interpreter exits never runs: its compiler outlived the process)
 from asp_core import background as _background  # noqa: F401
+# its fork hooks before any plugin's, so that they run after them (see asp_core.spawn)
+from asp_core import spawn as _spawn  # noqa: F401
 from asp_core._version import __version__
 from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, PlatformOptimizer,
                                  PlatformProgram, Variant)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
 from asp_core.hardware import cpu_model
+from asp_core.spawn import run_tool
 
 __all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
            "CompileResult", "INSTALL_HINT", "SOURCE_SUFFIX"]
@@ -109,9 +110,7 @@ class Toolchain:
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
         start = time.perf_counter()
         try:
-            # compilers print in the locale's encoding: an undecodable byte must not hide the log
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                                  cwd=workdir, timeout=COMPILE_TIMEOUT)
+            proc = run_tool(cmd, cwd=workdir, timeout=COMPILE_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise ToolchainError(f"{self.family} did not finish compiling generated code in "
                                  f"{COMPILE_TIMEOUT:.0f} s and was killed (a hung compiler or "
@@ -201,8 +200,7 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
     """(family, version) of a compiler executable."""
 
     def run() -> list[str]:
-        out = subprocess.run([executable, "--version"], capture_output=True, text=True,
-                             errors="replace", timeout=30)
+        out = run_tool([executable, "--version"], timeout=30)
         text = (out.stdout + out.stderr).strip()
         if lang == "cuda":
             return ["nvcc", text.splitlines()[-1] if text else "?"]
@@ -227,8 +225,8 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
         src = Path(tmp) / f"probe{suffix}"
         src.write_text(source)
         lib = Path(tmp) / "libprobe.so"
-        proc = subprocess.run([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
-                              capture_output=True, text=True, errors="replace", timeout=60)
+        proc = run_tool([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
+                        timeout=60)
         if proc.returncode != 0:
             line = _error_line((proc.stdout + proc.stderr).strip().splitlines())
             return f"a one-line test file failed to compile (exit {proc.returncode}" + \
@@ -263,8 +261,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
 
     def run() -> str:
         if lang == "cuda":  # a test compile costs seconds with nvcc: check who answers
-            out = subprocess.run([executable, "--version"], capture_output=True, text=True,
-                                 errors="replace", timeout=30)
+            out = run_tool([executable, "--version"], timeout=30)
             text = out.stdout + out.stderr
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"

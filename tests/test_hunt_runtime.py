@@ -263,3 +263,52 @@ def test_a_variant_timed_after_ctrl_c_is_not_charged_for_the_interrupted_call(tm
     returned = time.perf_counter()
     assert finished_at, "the interrupted call ended before the tuning call returned"
     assert tuner.times["a"][0] <= returned - finished_at[0]   # timed after it ended
+
+
+#: a compile on a thread and a fork at the worst moment: while ``subprocess`` starts the
+#: compiler, after it made the pipes and before it closed the compiler's ends of them (the
+#: start is slowed down there).  The forked process lives 60 s; prints "done" when the compile
+#: finished while it lived
+_FORK_WHILE_STARTING = """
+import os, signal, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+from asp_core.toolchain import find_toolchain
+
+starting, forked = threading.Event(), threading.Event()
+real = subprocess.Popen._close_pipe_fds
+
+def slow_close(self, *fds):
+    starting.set()
+    forked.wait(2)   # the fork comes in here, unless it waits for the start to end
+    return real(self, *fds)
+
+subprocess.Popen._close_pipe_fds = slow_close
+tc = find_toolchain("c")   # probed first: only the compile goes through the slow start
+workdir = Path(tempfile.mkdtemp())
+thread = threading.Thread(target=tc.compile, args=("int f(void) { return 1; }\\n", workdir))
+thread.start()
+starting.wait(30)
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+forked.set()
+thread.join(30)
+print("done" if not thread.is_alive() else "the compile waited for the forked process")
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+"""
+
+
+@needs_fork
+@requires_compiler
+@pytest.mark.skipif(not hasattr(subprocess.Popen, "_close_pipe_fds"),
+                    reason="this Python's subprocess has no step to slow down")
+def test_a_fork_while_a_compiler_starts_does_not_hang_the_compile(tmp_path):
+    """A fork by one thread while another started a compiler (``multiprocessing`` right after
+    a first call, whose compile runs in the background) gave the forked process copies of the
+    compiler's pipes: the compile waited for their end until that process exited, and one
+    that needed the same cache entry waited for the compile's lock, both for good. Starting a
+    process and forking now exclude each other (``asp_core.spawn``)."""
+    proc = _run_script(_FORK_WHILE_STARTING, tmp_path)
+    assert proc.stdout.strip() == "done", proc.stdout + proc.stderr

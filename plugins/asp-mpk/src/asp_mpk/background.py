@@ -90,7 +90,11 @@ if hasattr(os, "register_at_fork"):
     # use, in a specialisation's compile): hooks before a fork run in the reverse order of
     # their registration, so this one runs before filelock's closes its gate.  Registered
     # after it, this join waited for a specialisation that waited at that gate to release its
-    # cache lock: the parent's fork hung (a multiprocessing pool made after a first call)
+    # cache lock: the parent's fork hung (a multiprocessing pool made after a first call).
+    # The same for asp_core's (asp_core.spawn: a fork waits for a compiler's start, which a
+    # specialisation this join waits for may be about to make)
     import filelock  # noqa: F401
+
+    import asp_core  # noqa: F401
 
     os.register_at_fork(before=_before_fork)

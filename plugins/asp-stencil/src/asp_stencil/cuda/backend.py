@@ -44,9 +44,10 @@ _CUDA_ERRORS = {1: "cudaErrorInvalidValue (grid sizes differ from the compiled o
 def _nvcc_gpu_codes(nvcc: str) -> tuple[int, ...] | None:
     """The real architectures ``nvcc --list-gpu-code`` names (``sm_75`` → 75), or None where
     that cannot be asked (an nvcc older than CUDA 11)."""
+    from asp_core.spawn import run_tool
+
     try:
-        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True,
-                             errors="replace", timeout=30)
+        out = run_tool([nvcc, "--list-gpu-code"], timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     codes = sorted({int(m) for m in re.findall(r"\bsm_(\d+)\b", out.stdout)})
