@@ -14,7 +14,7 @@ from asp_core import background
 from asp_core._version import __version__
 from asp_core.cache import (CodeCache, cache_key, file_stem, get_cache, on_noexec_mount,
                             private_cache)
-from asp_core.errors import CacheError
+from asp_core.errors import CacheError, ToolchainError
 from asp_core.log import get_logger
 from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
@@ -34,6 +34,19 @@ class CompiledLibrary:
     command: list[str]
     seconds: float
     cached: bool
+
+    def function(self, name: str) -> Any:
+        """The library's exported function ``name`` (a ctypes function pointer).
+        :class:`ToolchainError` when the library lacks it: a compiler wrapper that built
+        something else "succeeded", and the kernel's first call raised ctypes' bare
+        AttributeError, in every later process too, instead of falling back with the reason."""
+        try:
+            return getattr(self.cdll, name)
+        except AttributeError:
+            raise ToolchainError(f"{self.path} has no function {name!r}: the compiler "
+                                 f"({self.command[0] if self.command else '?'}) did not build "
+                                 "the generated source into it (a broken compiler wrapper?); "
+                                 "`asp cache clear` removes the library") from None
 
 
 def library_key(source: str, *, lang: str = "c", openmp: bool = True,

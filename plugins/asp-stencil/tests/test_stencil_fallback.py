@@ -7,6 +7,7 @@ import functools
 import inspect
 import math
 import re
+import shutil
 import textwrap
 
 import numpy as np
@@ -454,3 +455,38 @@ def test_copies_and_pickles_of_a_kernel_specialise_afresh():
         assert_bitwise(expected, actual)
         assert dup.kernel.instance is dup
     assert k.c == 2.0 and k.kernel.instance is k
+
+
+class _Smooth(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = u[x] * 0.5
+            for y in u.neighbors(x, 1):
+                s = s + u[y] * 0.125
+            out[x] = s
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_library_without_the_kernels_function_falls_back_with_the_reason(tmp_path,
+                                                                          monkeypatch):
+    """A compiler wrapper that builds something else into ``-o`` "succeeded", and the
+    kernel's first call raised ctypes' bare AttributeError (undefined symbol), in every later
+    process too. The kernel now runs in Python, the warning naming the missing function."""
+    other = tmp_path / "other.c"
+    other.write_text("int unrelated(void) { return 0; }\n")
+    wrapper = tmp_path / "wrong-cc"
+    wrapper.write_text("#!/bin/sh\n"
+                       'case "$*" in *probe*|--version) exec gcc "$@";; esac\n'
+                       'out=; prev=; for a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done\n'
+                       f'exec gcc -fPIC -shared -o "$out" {other}\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(wrapper))
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    k = _Smooth()
+    grids = make_grids((30, 40), 1, seed=2)
+    ref = clone_grids(grids)
+    k.pure_python(*ref)
+    with pytest.warns(SpecializationWarning, match="has no function"):
+        k.kernel(*grids)
+    assert_bitwise(ref[-1].data, grids[-1].data)

@@ -98,7 +98,7 @@ class OpenMPBackend(Backend):
         lib = ctx.compile(**_compile_args(variant.name, program))
         if not lib.cached:
             self._precompile_siblings(variant, ctx)
-        return bind(getattr(lib.cdll, program.meta["function"]), program.meta["dast"])
+        return bind(lib.function(program.meta["function"]), program.meta["dast"])
 
     @staticmethod
     def _precompile_siblings(variant: Variant, ctx: SpecializationContext) -> None:

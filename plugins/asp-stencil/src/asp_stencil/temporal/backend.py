@@ -71,7 +71,7 @@ class BlockedSweeps:
 
 def has_wide_engine(lib: CompiledLibrary, prog: D.StencilProgram) -> bool:
     """Whether the compiled library holds the full-width engine (``<prefix>_wide()``)."""
-    wide = getattr(lib.cdll, wide_symbol(prog))
+    wide = lib.function(wide_symbol(prog))
     wide.argtypes, wide.restype = [], ctypes.c_long
     return bool(wide())
 
@@ -98,7 +98,7 @@ class TemporalBackend(Backend):
             # would time the default engine twice
             raise AspError(f"variant {variant.name}: the compiled library has no full-width "
                            "engine")
-        cfunc = getattr(lib.cdll, run_symbol(prog))
+        cfunc = lib.function(run_symbol(prog))
         cfunc.argtypes = [ctypes.c_void_p] * len(prog.grids) + [ctypes.c_long] * 10
         cfunc.restype = ctypes.c_int
         return BlockedSweeps(cfunc, prog, params)
