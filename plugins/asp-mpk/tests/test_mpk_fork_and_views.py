@@ -116,6 +116,63 @@ def test_a_fork_while_a_specialisation_takes_a_cache_lock_does_not_hang(tmp_path
     assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
 
 
+def test_a_fork_while_a_specialisation_is_about_to_start_a_compiler_does_not_hang(tmp_path):
+    """The core's fork hook (a fork waits for a compiler's start, ``asp_core.spawn``) ran before
+    asp_mpk's, which waits for the background specialisations: one that then started its
+    compiler waited for the fork, and the fork for it.  asp_mpk registers its hook after the
+    core's now, so it runs first."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, sys, time, asp_mpk\n"
+              "from asp_mpk import background\n"
+              "from asp_core.spawn import run_tool\n"
+              "def compile_():\n"
+              "    time.sleep(1.0)   # the fork starts meanwhile\n"
+              "    run_tool([sys.executable, '-c', 'pass'], timeout=30)\n"
+              "background.start(compile_, name='asp-mpk-specialise')\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    os._exit(0)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    run = _run_script(script, tmp_path, timeout=60)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
+def test_a_child_forked_while_a_thread_fingerprints_a_matrix_can_fingerprint_another(
+        tmp_path):
+    """``AnalysedMatrix.values`` was a ``functools.cached_property``: on Python 3.11 that holds
+    one lock for every matrix while it computes, so a child forked while a thread
+    fingerprinted a matrix waited forever for it at its own first fingerprint."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, threading, time, faulthandler\n"
+              "import asp_mpk.analysis as an\n"
+              "from asp_mpk import gallery\n"
+              "from asp_mpk.matrix import analysed\n"
+              "real = an.values_hash\n"
+              "def slow(csr):\n"
+              "    time.sleep(1.5)   # the fork comes meanwhile\n"
+              "    return real(csr)\n"
+              "an.values_hash = slow\n"
+              "first, second = analysed(gallery.poisson2d(10)), analysed(gallery.poisson2d(11))\n"
+              "threading.Thread(target=lambda: first.values).start()\n"
+              "time.sleep(0.3)\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    faulthandler.dump_traceback_later(20, exit=True)\n"
+              "    an.values_hash = real\n"
+              "    os._exit(0 if second.values else 3)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    run = _run_script(script, tmp_path, timeout=60)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
 def test_the_object_api_computes_in_scipys_dtype():
     """``MatrixPowers(float32 A)(float64 x)`` converted x to float32, where ``A @ x`` (and
     ``matrix_powers``) compute in float64."""

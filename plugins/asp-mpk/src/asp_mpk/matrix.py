@@ -23,7 +23,6 @@ write racing with a first call can still be served for the old contents later.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -68,13 +67,18 @@ class AnalysedMatrix:
         #: kernels while it vouches for those contents (:func:`remember_product`)
         self.key: tuple | None = None
 
-    @functools.cached_property
+    @property
     def values(self) -> str:
         """Fingerprint of the stored values (part of every specialisation key), made on first
-        use: only the specialisation needs it."""
-        from asp_mpk.analysis import values_hash
+        use: only the specialisation needs it.  Not ``functools.cached_property``: on Python
+        3.11 that holds one lock for every matrix while it hashes (on a background thread), and
+        a child forked meanwhile waited for that lock forever."""
+        found: str | None = self.__dict__.get("_values")
+        if found is None:
+            from asp_mpk.analysis import values_hash
 
-        return values_hash(self.csr)
+            found = self.__dict__["_values"] = values_hash(self.csr)
+        return found
 
     @property
     def structure(self) -> Any:
