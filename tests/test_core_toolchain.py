@@ -81,12 +81,10 @@ def test_probe_is_remembered_on_disk(fresh_cache, monkeypatch):
     assert any(k.startswith("version:c|") for k in data)
     toolchain._probe.cache_clear()
     toolchain._openmp_works.cache_clear()
-    import subprocess
-
     def no_subprocess(*a, **k):
         raise AssertionError("the compiler was probed again")
 
-    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(toolchain, "run_tool", no_subprocess)   # how the probes run it
     assert find_toolchain("c").version
 
 

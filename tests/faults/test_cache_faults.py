@@ -332,7 +332,7 @@ def test_a_build_folder_removed_under_the_compiler_is_a_cache_problem_not_a_bug(
 
     from asp_core import toolchain
 
-    run = toolchain.subprocess.run
+    run = toolchain.run_tool
     removed = []
 
     def run_after_removal(cmd, **kw):   # the first compile's folder goes away under it
@@ -343,7 +343,7 @@ def test_a_build_folder_removed_under_the_compiler_is_a_cache_problem_not_a_bug(
         return run(cmd, **kw)
 
     toolchain.find_toolchain("c")   # probes done before the compiler is sabotaged
-    monkeypatch.setattr(toolchain.subprocess, "run", run_after_removal)
+    monkeypatch.setattr(toolchain, "run_tool", run_after_removal)
     with pytest.warns(CacheWarning, match="was removed while a kernel compiled"):
         lib = compile_library(SRC.replace("3.0", "5.0"), name="five", openmp=False)
     monkeypatch.undo()
