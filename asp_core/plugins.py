@@ -77,7 +77,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         return (ep.dist is None or ep.dist.name not in BUILTIN_DISTRIBUTIONS, ep.name,
                 ep.dist.name if ep.dist else "")
 
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order):
+    eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=order)
+    _warn_unmatched(eps, blocked, allowed)
+    for ep in eps:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
         if (ep.name in blocked or dist in blocked
@@ -97,6 +99,19 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             _mark_broken(name, dist, exc, "load")
             continue
         _dists[name] = (dist, version)
+
+
+def _warn_unmatched(eps: list[Any], blocked: set[str], allowed: set[str] | None) -> None:
+    """A ``PluginWarning`` for names in ``ASP_LOAD_PLUGINS`` / ``ASP_BLOCK_PLUGINS`` that no
+    installed plugin has (entry-point or distribution name): a misspelt one loaded nothing
+    ("No specializers installed"), or blocked nothing, without a word."""
+    known = {ep.name for ep in eps} | {ep.dist.name for ep in eps if ep.dist}
+    for var, names in (("ASP_LOAD_PLUGINS", allowed or set()), ("ASP_BLOCK_PLUGINS", blocked)):
+        unknown = sorted(names - known)
+        if unknown:
+            warnings.warn(f"asp: {var} names {', '.join(map(repr, unknown))}, which no "
+                          f"installed plugin has (installed: {', '.join(sorted(known)) or 'none'}"
+                          ")", PluginWarning, stacklevel=4)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

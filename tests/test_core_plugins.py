@@ -153,6 +153,22 @@ def test_load_plugins_allow_list(entry_points, monkeypatch):
     assert set(plugins_mod.get_registry().specializers) == {"fake", "other"}
 
 
+def test_a_load_or_block_name_no_plugin_has_is_a_warning(entry_points, monkeypatch):
+    """A misspelt ``ASP_LOAD_PLUGINS`` loaded nothing ("No specializers installed") and a
+    misspelt ``ASP_BLOCK_PLUGINS`` blocked nothing, without a word."""
+    entry_points(_good())
+    monkeypatch.setenv("ASP_LOAD_PLUGINS", "good,goood")
+    plugins_mod.reset()
+    with pytest.warns(PluginWarning, match=r"ASP_LOAD_PLUGINS names 'goood', which no "
+                                           r"installed plugin has \(installed: .*good"):
+        assert set(plugins_mod.get_registry().specializers) == {"fake"}
+    monkeypatch.delenv("ASP_LOAD_PLUGINS")
+    monkeypatch.setenv("ASP_BLOCK_PLUGINS", "nosuch")
+    plugins_mod.reset()
+    with pytest.warns(PluginWarning, match="ASP_BLOCK_PLUGINS names 'nosuch'"):
+        assert set(plugins_mod.get_registry().specializers) == {"fake"}
+
+
 def test_reset_rereads_entry_points(entry_points):
     entry_points(_good())
     assert "fake" in plugins_mod.get_registry().specializers
