@@ -239,7 +239,9 @@ def _after_fork() -> None:
     the child builds it afresh.  Held by the thread that forked, it is kept: that thread
     releases it as it returns."""
     global _lock
-    if not _lock._is_owned():  # type: ignore[attr-defined]
+    if _lock.acquire(blocking=False):   # free, or the forking thread's own (reentrant)
+        _lock.release()
+    else:
         _lock = threading.RLock()
 
 
