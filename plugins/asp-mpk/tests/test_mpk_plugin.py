@@ -108,3 +108,12 @@ def test_bench_times_the_public_call_in_a_fresh_process():
     got = fresh_process("gallery.poisson2d(60)", "powers", 3)
     assert {"scipy", "import", "first", "second", "steady"} <= set(got)
     assert all(got[key] > 0 for key in ("scipy", "import", "first", "second", "steady"))
+
+
+def test_bench_times_first_calls_against_scipys_first_in_new_processes():
+    """The first-call row: SciPy's and asp's first computation of the nine vectors, each in its
+    own new process (both pay for fresh memory), as medians."""
+    from asp_mpk.bench import first_calls
+
+    got = first_calls("gallery.poisson2d(40)", rounds=1)
+    assert set(got) == {"scipy", "asp"} and all(t > 0 for t in got.values())
