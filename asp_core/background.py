@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import config
+from asp_core.errors import ToolchainError
 from asp_core.log import get_logger
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ LOW_PRIORITY_NICE = 19
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
 _low_priority: set[_Slot] = set()  # the low-priority ones among them
 _held: set[_Slot] = set()  # the when_idle ones not handed to the workers yet
+#: compiles that failed for the toolchain's reasons (killed, timed out, rejected): a foreground
+#: build of the key gets the failure instead of running the compiler again (a compile that
+#: timed out in the background took the limit a second time in the caller's call)
+_failed: dict[_Slot, Future] = {}
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
 #: seconds without a :func:`foreground` span after which ``when_idle`` compiles start
@@ -63,7 +68,8 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
            when_idle: bool = False, **compile_args: Any) -> Future[CompiledLibrary]:
     """A future of the :class:`~asp_core.build.CompiledLibrary`; ``compile_args`` are
     :meth:`SpecializationContext.compile`'s, recorded on ``ctx`` if given. A key already queued
-    or compiling returns the same future; after :func:`shutdown` the compile runs here.
+    or compiling returns the same future, as does one that failed for the toolchain's reasons
+    in this process; after :func:`shutdown` the compile runs here.
     ``low_priority``: a compile only later calls may use runs on workers niced by
     :data:`LOW_PRIORITY_NICE` on Linux, so it takes no core the caller's code wants.
     ``when_idle``: while a :func:`foreground` span runs, or less than :data:`IDLE_S` after one
@@ -86,7 +92,7 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
 
     slot = _slot(key)
     with _lock:
-        future = _futures.get(slot)
+        future = _futures.get(slot) or _failed.get(slot)
         if future is not None:
             return future
         future = Future()
@@ -158,13 +164,14 @@ def busy(*, low_priority: bool = False, waiting: bool = True) -> bool:
 
 
 def claim(key: str) -> Future[CompiledLibrary] | None:
-    """For a foreground build of ``key``: the running compile to wait for, or None (build it
-    yourself; a queued compile of it is cancelled)."""
+    """For a foreground build of ``key``: the running compile to wait for, or its failure in
+    this process (a toolchain error), or None (build it yourself; a queued compile of it is
+    cancelled)."""
     slot = _slot(key)
     if getattr(_local, "slot", None) == slot:
         return None  # the worker's own build of its key
     with _lock:
-        future = _futures.get(slot)
+        future = _futures.get(slot) or _failed.get(slot)
         if future is None or not future.cancel():
             return future
         _forget(slot)
@@ -286,6 +293,8 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
         with _lock:
             if _futures.get(slot) is future:
                 _forget(slot)
+                if future.done() and isinstance(future.exception(timeout=0), ToolchainError):
+                    _failed[slot] = future
 
 
 def _after_fork() -> None:
@@ -297,6 +306,7 @@ def _after_fork() -> None:
     _jobs.update({False: queue.SimpleQueue(), True: queue.SimpleQueue()})
     _workers.update({False: [], True: []})
     _futures.clear()
+    _failed.clear()
     _low_priority.clear()
     _held.clear()
 

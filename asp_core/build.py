@@ -82,9 +82,11 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
     key = library_key(source, lang=lang, openmp=openmp, flags=flags,
                       specialised_on=specialised_on)
     running = background.claim(key)
-    if running is not None:  # being compiled in the background: take that compile's library
+    if running is not None:  # compiled in the background: take that compile's library
         try:
             return dataclasses.replace(running.result(), cached=True)
+        except ToolchainError:
+            raise   # what compiling here again would raise, after as long a compile
         except Exception:  # noqa: BLE001 - compile it here, raising its error to this caller
             pass
 

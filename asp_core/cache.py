@@ -36,7 +36,8 @@ from asp_core.errors import CacheError, CacheWarning, CompileError
 __all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "cache_file",
            "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "LOCK_TIMEOUT", "on_noexec_mount"]
 
-#: seconds a process waits for the lock of an entry another process is building
+#: seconds a process waits for the lock of an entry another process is building (at least:
+#: longer while a compile may run longer, see :func:`_lock_wait`)
 LOCK_TIMEOUT = 900.0
 META = "meta.json"
 ROOT_MARKER = "CACHEDIR.TAG"
@@ -98,6 +99,13 @@ class CacheEntry:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+
+def _lock_wait() -> float:
+    """Seconds to wait for another process's build of an entry: :data:`LOCK_TIMEOUT`, or
+    longer where ``ASP_COMPILE_TIMEOUT`` lets a compile run longer (the waiter would give up
+    on a compile that is still allowed to finish)."""
+    return max(LOCK_TIMEOUT, config.compile_timeout() + 300.0)
 
 
 class CodeCache:
@@ -238,15 +246,16 @@ class CodeCache:
         from filelock import Timeout
 
         lock = self.entry_lock(key)
+        wait = _lock_wait()
         try:
-            with lock.acquire(timeout=LOCK_TIMEOUT):
+            with lock.acquire(timeout=wait):
                 entry = self.lookup(key)
                 if entry is not None and (failed_created is None or
                                           entry.meta.get("created") != failed_created):
                     return entry, True
                 return self._build(key, build), False
         except Timeout:
-            raise CacheError(f"waited {LOCK_TIMEOUT:.0f} s for another process to build cache "
+            raise CacheError(f"waited {wait:.0f} s for another process to build cache "
                              f"entry {key[:12]}; remove {lock.lock_file} if no Asp process "
                              "is running") from None
         except OSError as exc:  # read-only cache or subdirectory, full disk, ...

@@ -13,14 +13,18 @@ from typing import Any
 
 from asp_core.phases import PHASES
 
-__all__ = ["flag", "mode", "autotune_mode", "cache_dir", "phase_choice", "named_specializers",
-           "disabled_passes", "config_path", "load_config"]
+__all__ = ["flag", "mode", "autotune_mode", "cache_dir", "compile_timeout", "phase_choice",
+           "named_specializers", "disabled_passes", "config_path", "load_config"]
 
 _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
 #: the ``[asp]`` keys whose values are one of a few words, checked when the file is read
 _CHOICES = {"mode": _MODES, "autotune": _AUTOTUNE}
-_ASP_KEYS = ("mode", "autotune", "cache_dir")
+_ASP_KEYS = ("mode", "autotune", "cache_dir", "compile_timeout")
+#: the ``[asp]`` keys whose values are numbers (the others are strings)
+_NUMBER_KEYS = ("compile_timeout",)
+#: seconds a compiler may run before it is killed, unless ``ASP_COMPILE_TIMEOUT`` says otherwise
+COMPILE_TIMEOUT = 600.0
 
 
 def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
@@ -101,7 +105,10 @@ def _layout_problem(data: dict[str, Any]) -> str | None:
         if key not in _ASP_KEYS:
             return f"[asp] {key} is not a setting; use one of: {', '.join(_ASP_KEYS)}"
     for key in _ASP_KEYS:
-        if key in asp and not isinstance(asp[key], str):
+        if key in _NUMBER_KEYS:
+            if key in asp and _seconds(asp[key]) is None:
+                return f"[asp] {key} must be a positive number of seconds, got {asp[key]!r}"
+        elif key in asp and not isinstance(asp[key], str):
             return f"[asp] {key} must be a string, got {asp[key]!r}"
     for key, allowed in _CHOICES.items():
         if key in asp and asp[key] not in allowed:
@@ -142,6 +149,31 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("asp"))
+
+
+def compile_timeout() -> float:
+    """``ASP_COMPILE_TIMEOUT``, else the config's ``[asp] compile_timeout``, else
+    :data:`COMPILE_TIMEOUT`: the seconds a compiler may run before it is killed (a hung
+    compiler or wrapper would hang the kernel's first call; a slow machine building large
+    generated code may need more)."""
+    text = os.environ.get("ASP_COMPILE_TIMEOUT", "").strip()
+    if not text:
+        return float(load_config().get("asp", {}).get("compile_timeout", COMPILE_TIMEOUT))
+    try:
+        seconds = _seconds(float(text))
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise ValueError(f"ASP_COMPILE_TIMEOUT={text!r} is not valid; use a positive number of "
+                         "seconds")
+    return seconds
+
+
+def _seconds(value: Any) -> float | None:
+    """``value`` as a positive, finite number of seconds, else None (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 < value < float("inf") else None
 
 
 def _choice_parts(text: str) -> list[tuple[str | None, str]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from asp_core import config
 from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
 from asp_core.hardware import cpu_model
 from asp_core.spawn import run_tool
@@ -45,12 +46,6 @@ _CANDIDATES = {
 }
 
 SOURCE_SUFFIX = {"c": ".c", "c++": ".cpp", "cuda": ".cu"}
-
-#: seconds one compile may run before it is killed: a compiler that never ends (a wrapper
-#: waiting for a licence server, a hung ``ld``) hung the kernel's first call, and the exit that
-#: waits for background compiles, for good.  Below the cache's ``LOCK_TIMEOUT`` (900 s), so a
-#: process waiting for another's compile of the same entry sees it end rather than give up.
-COMPILE_TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -103,18 +98,23 @@ class Toolchain:
                 flags: tuple[str, ...] = (), shared: bool = True) -> CompileResult:
         """Write ``source`` into ``workdir`` and compile it; :class:`CompileError` when the
         compiler rejects the code, :class:`ToolchainError` when it fails for another reason
-        (killed, not done within :data:`COMPILE_TIMEOUT`, no output written)."""
+        (killed, not done within :func:`asp_core.config.compile_timeout` seconds, no output
+        written).  Without a limit, a compiler that never ends (a wrapper waiting for a licence
+        server, a hung ``ld``) hung the kernel's first call, and the exit that waits for
+        background compiles, for good."""
         src = workdir / f"{name}{SOURCE_SUFFIX[self.lang]}"
         src.write_text(source)
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
+        timeout = config.compile_timeout()
         start = time.perf_counter()
         try:
-            proc = run_tool(cmd, cwd=workdir, timeout=COMPILE_TIMEOUT)
+            proc = run_tool(cmd, cwd=workdir, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ToolchainError(f"{self.family} did not finish compiling generated code in "
-                                 f"{COMPILE_TIMEOUT:.0f} s and was killed (a hung compiler or "
-                                 f"wrapper?)\ncommand: {' '.join(cmd)}") from None
+                                 f"{timeout:g} s and was killed (a hung compiler or wrapper? "
+                                 "ASP_COMPILE_TIMEOUT sets the limit)\ncommand: "
+                                 f"{' '.join(cmd)}") from None
         seconds = time.perf_counter() - start
         log = (proc.stdout + proc.stderr).strip()
         why = _not_the_codes_fault(self.family, proc.returncode, out)

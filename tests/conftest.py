@@ -37,7 +37,7 @@ def toml(tmp_path, monkeypatch):
             path.write_text(content)
         monkeypatch.setenv("ASP_CONFIG", str(path))
         return path
-    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR"):
+    for var in ("ASP_MODE", "ASP_AUTOTUNE", "ASP_CACHE_DIR", "ASP_COMPILE_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     return write
 

@@ -13,7 +13,7 @@ import pytest
 from asp_core import background
 from asp_core.build import compile_library
 from asp_core.context import SpecializationContext
-from asp_core.errors import CompileError
+from asp_core.errors import CompileError, ToolchainError
 from asp_core.toolchain import Toolchain
 
 pytestmark = pytest.mark.compiler
@@ -140,6 +140,25 @@ def test_errors_stay_in_the_future_and_reach_the_foreground(fresh_cache):
     assert isinstance(future.exception(timeout=120), CompileError)
     with pytest.raises(CompileError, match="undeclared_name"):
         compile_library(bad, openmp=False, name="bg_bad")
+
+
+def test_a_compile_that_timed_out_in_the_background_is_not_run_again(fresh_cache, monkeypatch,
+                                                                     tmp_path):
+    """A compile killed at ASP_COMPILE_TIMEOUT in the background was run again by the
+    foreground build of its key: the caller waited for the limit a second time."""
+    runs = tmp_path / "runs"
+    fake = tmp_path / "fake-cc"
+    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
+                    f"echo run >> {runs}\nexec sleep 8\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(fake))
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    future = background.submit(source=_source("hang"), openmp=False, name="bg_hang")
+    assert isinstance(future.exception(timeout=60), ToolchainError)
+    with pytest.raises(ToolchainError, match="did not finish compiling .*ASP_COMPILE_TIMEOUT"):
+        compile_library(_source("hang"), openmp=False, name="bg_hang")
+    assert background.submit(source=_source("hang"), openmp=False, name="bg_hang").exception()
+    assert runs.read_text().split() == ["run"]
 
 
 def test_submit_without_a_compiler_returns_the_error(fresh_cache, monkeypatch):

@@ -61,6 +61,10 @@ def test_invalid_values_are_clear_errors(toml, monkeypatch):
     ('[phases.stencil]\nplatform = "numpy"\n', "platform = 'numpy': expected a phase"),
     ('[asp]\nmode = "weird"\n', "mode = 'weird' is not valid; use one of: auto, strict, python"),
     ('[asp]\nautotune = "never"\n', "autotune = 'never' is not valid; use one of: off, once"),
+    ('[asp]\ncompile_timeout = "60"\n', "compile_timeout must be a positive number of seconds, "
+                                         "got '60'"),
+    ("[asp]\ncompile_timeout = 0\n", "compile_timeout must be a positive number"),
+    ("[asp]\ncompile_timeout = true\n", "compile_timeout must be a positive number"),
 ])
 def test_config_of_the_wrong_shape_names_the_file(toml, text, problem):
     path = toml(text)
@@ -132,3 +136,20 @@ def test_plugin_autoload_disabled_only_by_a_yes():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=120).stdout
         assert ("stencil" in out) is loaded, out
+
+
+def test_compile_timeout_from_the_variable_then_the_file(toml, monkeypatch):
+    toml("")
+    assert config.compile_timeout() == 600.0
+    toml("[asp]\ncompile_timeout = 90\n")
+    assert config.compile_timeout() == 90.0
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", " 2.5 ")
+    assert config.compile_timeout() == 2.5
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "inf", "nan"])
+def test_a_bad_compile_timeout_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"ASP_COMPILE_TIMEOUT='{value}' is not valid; use a "
+                                         "positive number of seconds"):
+        config.compile_timeout()

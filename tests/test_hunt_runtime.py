@@ -129,10 +129,11 @@ def _fake_compiler(tmp_path: Path, body: str) -> Path:
 def test_a_compiler_that_never_ends_is_stopped(tmp_path, monkeypatch):
     """A compile had no time limit: a compiler that hangs (a wrapper waiting for a licence
     server) hung the kernel's first call, and the exit that waits for background compiles."""
-    monkeypatch.setattr(toolchain, "COMPILE_TIMEOUT", 0.5, raising=False)
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
     fake = _fake_compiler(tmp_path, "exec sleep 8")
     tc = Toolchain("c", str(fake), "gcc", "12", ())
-    with pytest.raises(ToolchainError, match="did not finish compiling") as info:
+    with pytest.raises(ToolchainError, match="did not finish compiling generated code in 0.5 s "
+                                             ".*ASP_COMPILE_TIMEOUT sets the limit") as info:
         tc.compile("int f(void) { return 1; }\n", tmp_path, name="f")
     assert not isinstance(info.value, CompileError)   # not the generated code's fault
 
