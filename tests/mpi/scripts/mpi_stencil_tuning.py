@@ -41,6 +41,8 @@ def main() -> None:
         calls += 1
     winner = tuned_variant(kernel, src, out)
     assert winner is not None, f"rank {comm.rank}: still tuning after {calls} calls"
+    # what distribute returned names the same decision (it answered None for good)
+    assert tuned_variant(dk, src, out) == winner
     agreed = dist._AGREED[kernel][dist._site(kernel, [src, out], [src.local, out.local])]
     tuner = agreed.tuner
     assert tuner is not None and len(tuner.variants) >= 2, "nothing was tuned"

@@ -729,9 +729,12 @@ def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[Sten
 
 
 def tuned_variant(kernel: Any, *grids: DistributedStencilGrid) -> str | None:
-    """The variant every rank runs for ``kernel`` on these grids once the collective tuning has
-    decided; None before the first call, while tuning, or when the kernel is not specialised.
-    Local (no communication)."""
+    """The variant every rank runs for ``kernel`` (the user's kernel, or what
+    :func:`distribute` made of it) on these grids once the collective tuning has decided; None
+    before the first call, while tuning, or when the kernel is not specialised.  Local (no
+    communication)."""
+    if isinstance(kernel, DistributedKernel):   # its decisions are its inner kernel's
+        kernel = kernel.inner
     local = [g.local for g in grids]
     agreed = _AGREED.get(kernel, {}).get(_site(kernel, grids, local))
     return agreed.winner if agreed is not None else None

@@ -168,7 +168,7 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
     per = blocked.choices
     hit = per.get((chunk, mode))
     if hit is None:
-        label = f"{dispatcher.name} iterate {gs[-1].data.shape}"
+        label = f"{dispatcher.specializer}:{dispatcher.name} iterate {gs[-1].data.shape}"
         hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, label)
     return hit
 
