@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,6 +93,21 @@ def test_asp_new_into_a_folder_it_cannot_create_is_one_line(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "Error: Unable to create directory at" in result.output
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_asp_new_without_a_writable_home_makes_the_project(tmp_path: Path) -> None:
+    """cookiecutter writes a replay of every project under the home directory: with none that
+    can be written (a container, a CI job) ``asp new`` stopped with "Unable to create
+    directory at ~/.cookiecutter_replay/"."""
+    pytest.importorskip("cookiecutter")
+    env = {k: v for k, v in os.environ.items() if k != "COOKIECUTTER_CONFIG"}
+    env["HOME"] = os.devnull   # a file: nothing can be made below it (read at cookiecutter's
+    proc = subprocess.run(     # import, so in a process of its own)
+        [sys.executable, "-c", "from asp_core.cli import main; main()", "new", "homeless-spec",
+         "--no-input", "--output-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "homeless-spec" / "pyproject.toml").is_file()
 
 
 def test_asp_new_with_a_template_it_cannot_clone_is_one_line(tmp_path: Path, monkeypatch) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 import click
@@ -111,8 +112,10 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
-                                extra_context=context, overwrite_if_exists=overwrite))
+        with tempfile.TemporaryDirectory(prefix="asp-new-") as tmp:
+            return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
+                                    extra_context=context, overwrite_if_exists=overwrite,
+                                    config_file=_config_file(Path(tmp))))
     except (CookiecutterException, ValueError, TemplateError) as exc:  # ValueError: --extra
         # KEY=a non-choice; TemplateError: a template of another's that Jinja cannot read
         detail = str(exc).removeprefix("Error: ")
@@ -123,6 +126,34 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
         raise click.ClickException(_environment_error(exc, source)) from None  # made, no network
     finally:
         quiet.setLevel(level)
+
+
+def _config_file(tmp: Path) -> str | None:
+    """A cookiecutter config for this run when the user's own cannot be used as it is, else
+    None (theirs).  cookiecutter writes a replay of every project, and clones a template URL,
+    into folders of the home directory: with a read-only or missing one (a container, a CI
+    job) ``asp new`` stopped with "Unable to create directory at ~/.cookiecutter_replay/".
+    The user's settings stay; only those folders move to ``tmp``, which goes afterwards."""
+    import json
+
+    from cookiecutter.config import get_user_config
+
+    config = get_user_config()
+    folders = ("replay_dir", "cookiecutters_dir")
+    if all(_writable(Path(config[key]).expanduser()) for key in folders):
+        return None
+    path = tmp / "cookiecutter.yaml"   # JSON is YAML, and writes its OrderedDicts plainly
+    path.write_text(json.dumps({**config, **{key: str(tmp / key) for key in folders}}))
+    return str(path)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` exists, or can be made, and takes new files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 def _literal(value: str) -> str:

@@ -21,6 +21,11 @@ VERSION = re.compile(r"""v?([0-9]+!)?[0-9]+(\.[0-9]+)*
     ([-_.]?dev[-_.]?[0-9]*)?
     (\+[a-z0-9]+([-_.][a-z0-9]+)*)?""", re.VERBOSE | re.IGNORECASE)
 
+#: package names that install but break the project's own tests (or every project's)
+RESERVED = {"conftest": "the module name pytest gives each tests/conftest.py: installed, it "
+                        "stands in for the project's own",
+            "tests": "what projects call their test folders: installed, it stands in for them"}
+
 
 def installed_distribution(name: str) -> str | None:
     """The installed distribution ``pip install`` of a project called ``name`` would replace
@@ -40,6 +45,8 @@ elif (taken := installed_distribution(slug)) is not None:
                     "installing the new project would uninstall it")
 if not package.isidentifier() or keyword.iskeyword(package):
     problems.append(f"package name {package!r} is not a Python identifier")
+elif package in RESERVED:
+    problems.append(f"package name {package!r} is {RESERVED[package]}")
 elif importlib.util.find_spec(package) is not None:   # installing it would shadow that one
     problems.append(f"package name {package!r} is taken by an installed module")
 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", specializer):
