@@ -276,9 +276,9 @@ def _work(low_priority: bool = False) -> None:
         _lower_priority()
     jobs = _jobs[low_priority]
     while (item := jobs.get()) is not None:
-        slot, future, job = item
-        if future.set_running_or_notify_cancel():
-            _run(slot, future, job)
+        if item[1].set_running_or_notify_cancel():
+            _run(*item)
+        del item   # waiting for the next job, keep nothing of this one's (a plugin's matrix)
 
 
 def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:

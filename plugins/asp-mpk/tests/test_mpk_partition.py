@@ -160,3 +160,26 @@ def test_leja_and_change_of_basis():
         V = np.array(V).T
         B = change_of_basis(coefs, 3)
         np.testing.assert_allclose(A @ V[:, :3], V @ B[:, :3], atol=1e-12)
+
+
+def test_the_plan_cache_keeps_the_plans_of_a_bounded_number_of_matrices(monkeypatch):
+    """Plans of matrices no longer in use were kept up to 4 GiB: a process going through new
+    matrices (a time-stepping loop with new values each step) grew by their plans, without
+    bound below that.  Only the most recently used matrices' plans stay."""
+    from collections import OrderedDict
+
+    from asp_mpk import plan
+
+    monkeypatch.setattr(plan, "_CACHE", OrderedDict())
+    A = gallery.poisson2d(10).tocsr()
+    kept = plan._MAX_MATRICES
+    for i in range(kept + 10):
+        for nblocks in (1, 2):   # two variants' plans per matrix
+            got = plan.get_plan(A, "pattern", f"values-{i}", {"format": "naive",
+                                                              "nblocks": nblocks})
+            assert np.array_equal(got.data, A.data)
+    matrices = {key[:3] for key in plan._CACHE}
+    assert len(matrices) == kept
+    assert ("pattern", f"values-{kept + 9}", "float64") in matrices
+    assert ("pattern", "values-0", "float64") not in matrices
+    assert len(plan._CACHE) == 2 * kept

@@ -233,6 +233,39 @@ def test_other_formats_compile_between_solves_not_during_them(fresh_cache, monke
 
 
 @requires_compiler
+def test_held_back_compiles_do_not_keep_the_matrices_that_asked_for_them(fresh_cache):
+    """A busy caller going through new matrices of one pattern (a time-stepping loop): the
+    other formats' compile is held back while it works, and every matrix's kernel asks for
+    the same code.  Each used to hang a callback holding its matrix (copy, analysis, plans,
+    kernels) on that one queued compile, so none of them was ever freed (13 MB per 40k-row
+    matrix, without bound); only the matrix whose compile job it is may stay."""
+    import gc
+    import weakref
+
+    from asp_core import background as pool
+
+    from asp_mpk.matrix import analysed, clear_matrices
+
+    base = gallery.poisson2d(40)
+    rng = np.random.default_rng(0)
+    seen = []
+    with pool.foreground():                       # busy: the pool holds its compiles back
+        for _ in range(5):
+            A = base.copy()
+            A.data = rng.uniform(1.0, 2.0, A.nnz)
+            V = asp_mpk.matrix_powers(A, np.ones(A.shape[0]), 3)
+            assert np.allclose(V[3], A @ (A @ (A @ np.ones(A.shape[0]))))
+            seen.append(weakref.ref(analysed(A)))
+        assert pool.busy()
+        clear_matrices()
+        del A
+        gc.collect()
+        alive = sum(ref() is not None for ref in seen)
+    _wait_for_background_compiles()
+    assert alive <= 1, f"{alive} of {len(seen)} dropped matrices are still alive"
+
+
+@requires_compiler
 def test_candidates_plans_are_built_off_the_call_path(fresh_cache, monkeypatch):
     """Once the first variant runs, phase 4 builds the other candidates' plans on a background
     thread, and calls keep running that variant meanwhile: the calls that time a candidate only

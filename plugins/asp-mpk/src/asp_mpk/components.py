@@ -242,10 +242,20 @@ def _submit_in_turn(ctx: SpecializationContext, program: MPKProgram, mp: MatrixP
         args = program.compile_args(storage, program.diagonal_kinds(storage, mp))
     except Exception:  # noqa: BLE001 - reported by the foreground build of that variant
         return
+    # weak references: a key already queued returns the same future to every matrix whose
+    # kernel has that code, and a future keeps its callbacks (and a pool thread the future
+    # it ran last).  Held strongly, each such callback kept its matrix (copy, analysis, plans,
+    # kernels, CG workspace) alive: a busy caller that solved with one new matrix after
+    # another, the compile held back meanwhile, kept every one of them.  A matrix dropped
+    # before its turn comes needs none of its other formats
+    ctx_ref, program_ref, mp_ref = weakref.ref(ctx), weakref.ref(program), weakref.ref(mp)
+    rest = formats[1:]
 
     def then(done: Future) -> None:
-        if not done.cancelled():
-            _submit_in_turn(ctx, program, mp, formats[1:])
+        ctx_, program_, mp_ = ctx_ref(), program_ref(), mp_ref()
+        if not done.cancelled() and ctx_ is not None and program_ is not None and \
+                mp_ is not None:
+            _submit_in_turn(ctx_, program_, mp_, rest)
 
     background.submit(ctx, **args, variant=formats[0], when_idle=True).add_done_callback(then)
 

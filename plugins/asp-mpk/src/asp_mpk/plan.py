@@ -63,6 +63,11 @@ Plan = Union[DiaPlan, CsrPlan, NaivePlan]
 _LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, Plan] = OrderedDict()
 _MAX_BYTES = 4 << 30
+#: plans are kept for this many matrices (pattern, values, dtype) at most, the least recently
+#: used dropped first: a kernel keeps its own plan alive, so the cache only saves rebuilding
+#: the plans of a matrix analysed again.  Bounded by bytes alone, a process that went through
+#: new matrices (a time-stepping loop) kept every one's plans, up to 4 GiB
+_MAX_MATRICES = 16
 
 
 def _key(csr: Any, pattern: str, values: str, params: dict[str, Any]) -> tuple:
@@ -113,6 +118,10 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         while total > _MAX_BYTES and len(_CACHE) > 1:
             _, old = _CACHE.popitem(last=False)
             total -= old.nbytes
+        matrices = OrderedDict.fromkeys(k[:3] for k in reversed(_CACHE))   # newest first
+        for stale in list(matrices)[_MAX_MATRICES:]:
+            for k in [k for k in _CACHE if k[:3] == stale]:
+                del _CACHE[k]
     return plan
 
 
