@@ -18,6 +18,7 @@ from asp_mpk.components import tuning_key
 def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("ASP_AUTOTUNE", "once")
+    return tmp_path
 
 
 def _wait_for_background_compiles(timeout=600.0):
@@ -65,6 +66,29 @@ def test_new_matrix_of_a_known_kind_starts_tuned(fresh_cache):
     assert mp2.variant == winner
     assert not _events(mp2, "precompile") or _events(mp2, "autotune")[0]["source"] == \
         "perf database"
+
+
+@requires_compiler
+def test_a_stream_of_rescaled_matrices_shares_one_kernel(fresh_cache, monkeypatch):
+    """``A * dt`` with a new ``dt`` each step: constants compiled into the kernel cost a
+    compile (and a library kept loaded, five files in the cache) for every matrix of the
+    stream.  From the third values of one pattern on, the kernel's code no longer depends on
+    them: one library serves the rest of the stream, with the same results."""
+    import glob
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    monkeypatch.setenv("ASP_MPK_COMPILE", "wait")
+    A = gallery.poisson2d(60)
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    libraries, varying = [], []
+    for step in range(6):
+        B = (0.5 + 0.1 * step) * A
+        V = asp_mpk.matrix_powers(B, x, 3)
+        np.testing.assert_allclose(V[3], B @ (B @ (B @ x)), rtol=1e-12)
+        libraries.append(len(glob.glob(f"{fresh_cache}/**/*.so", recursive=True)))
+        varying.append(asp_mpk.MatrixPowers(B, 3).matrix.values_vary)
+    assert varying == [False, False, True, True, True, True]
+    assert libraries == [1, 2, 3, 3, 3, 3]
 
 
 def test_structure_class_ignores_values_and_small_size_changes():

@@ -115,9 +115,11 @@ def dia_arrays(csr: Any, offsets: tuple[int, ...]) -> np.ndarray:
     return native.dia_arrays(csr, offsets)
 
 
-def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
+def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...], constants: bool = True
                        ) -> tuple[list[tuple], np.ndarray, np.ndarray]:
-    """Split DIA storage into constant / masked-constant / mirrored / full diagonals.
+    """Split DIA storage into constant / masked-constant / mirrored / full diagonals
+    (``constants=False``: mirrored / full only, so that the kernel's code does not depend on
+    the values).
 
     Returns ``(kinds, full, masks)``: ``kinds[d]`` is ``("const", c)``, ``("mask", j, c)``
     (value ``c`` where ``masks[j]`` is 1, else 0), ``("full", j)`` (values ``full[j]``) or
@@ -132,6 +134,9 @@ def compress_diagonals(D: np.ndarray, offsets: tuple[int, ...]
     kinds: list[tuple] = []
     masks: list[np.ndarray] = []
     for d, o in enumerate(offsets):
+        if not constants:
+            kinds.append(("full", d))
+            continue
         lo, hi = max(0, -o), min(n, n - o)
         seg = D[d, lo:hi]
         nz = seg[seg != 0]

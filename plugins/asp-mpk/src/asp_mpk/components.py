@@ -59,15 +59,15 @@ def half_octave(x: float) -> int:
 
 def tuning_key(args: tuple, kwargs: dict, instance: Any) -> tuple:
     """Key under which tuning winners are stored: the matrix's structure class (format,
-    diagonal count, how many are constant and symmetry, or symmetry, dense blocks and
-    nonzeros per row; bandwidth and size in half-octaves) and the call kind, not the exact
-    matrix, so a new matrix of a known kind starts with the winner (variant names do not
-    depend on n)."""
+    diagonal count, how many are constant, symmetry and whether values vary, or symmetry,
+    dense blocks and nonzeros per row; bandwidth and size in half-octaves) and the call kind,
+    not the exact matrix, so a new matrix of a known kind starts with the winner (variant
+    names do not depend on n)."""
     sig = signature(args, kwargs, instance)
     st = instance.structure
-    if st.offsets is not None:
+    if st.offsets is not None:   # (constants compiled in or not: other variants win)
         kind: tuple = ("dia", len(st.offsets), st.dia_compressible, st.symmetric,
-                       half_octave(st.bandwidth))
+                       half_octave(st.bandwidth), instance.matrix.values_vary)
     else:
         kind = ("csr", st.symmetric, st.bcsr[:1], round(st.nnz / max(st.n, 1)),
                 half_octave(st.rcm_bandwidth or st.bandwidth))
@@ -83,7 +83,7 @@ class MatrixFrontend(Frontend):
         xs, out, coefs, gram, basis = ctx.args[:5]
         ms = MatrixStructure(st.n, st.nnz, st.pattern, st.symmetric, st.bandwidth, st.offsets,
                              round(st.dia_fill, 4), st.rcm_bandwidth, st.dia_compressible,
-                             st.bcsr)
+                             st.bcsr, values_vary=mp.matrix.values_vary)
         return MatrixPowersOp(ms, str(mp.dtype), out.shape[1] - 1, out.shape[0],
                               basis == "monomial", gram is not None)
 

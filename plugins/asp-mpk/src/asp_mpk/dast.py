@@ -30,6 +30,8 @@ class MatrixStructure(Node):
     rcm_bandwidth: int | None = None
     dia_compressible: int = 0
     bcsr: tuple[int, ...] = ()
+    values_vary: bool = False   # matrices of this pattern came with several values (a stream
+                                #   such as A * dt): constants are not compiled in
 
 
 @dataclass

@@ -98,6 +98,18 @@ class AnalysedMatrix:
         """Hash of the sparsity pattern (part of every specialisation key)."""
         return self.structure.pattern
 
+    @property
+    def values_vary(self) -> bool:
+        """Whether this process has specialised matrices of this pattern with
+        :data:`VARYING_AFTER` or more different values, this one counted (decided once per
+        matrix): then constant values are not compiled into its kernels, which would take a
+        compile, and a library kept loaded, for every matrix of a stream such as ``A * dt``
+        with a new ``dt`` each step."""
+        found: bool | None = self.__dict__.get("_values_vary")
+        if found is None:
+            found = self.__dict__["_values_vary"] = _values_vary(self.pattern, self.values)
+        return found
+
     def order(self, kind: str, block: int = 1) -> np.ndarray:
         """Row ordering for the partitioner: ``natural`` or ``rcm``; of the block rows of the
         ``block`` x ``block`` BCSR view when ``block`` > 1."""
@@ -143,6 +155,24 @@ class AnalysedMatrix:
 
 _LOCK = threading.Lock()
 _MATRICES: OrderedDict[tuple, AnalysedMatrix] = OrderedDict()
+#: different values seen with one sparsity pattern from which on they count as varying
+VARYING_AFTER = 3
+#: per sparsity pattern (the most recent few), the values fingerprints of its matrices
+#: specialised so far, up to :data:`VARYING_AFTER` of them
+_VALUES: OrderedDict[str, set[str]] = OrderedDict()
+
+
+def _values_vary(pattern: str, values: str) -> bool:
+    """Count ``values`` among the values seen with ``pattern``; whether they vary now (see
+    :attr:`AnalysedMatrix.values_vary`)."""
+    with _LOCK:
+        seen = _VALUES.setdefault(pattern, set())
+        _VALUES.move_to_end(pattern)
+        if len(seen) < VARYING_AFTER:
+            seen.add(values)
+        while len(_VALUES) > 8 * MAX_MATRICES:
+            _VALUES.popitem(last=False)
+        return len(seen) >= VARYING_AFTER
 
 
 #: the attributes that hold a sparse matrix of each format with flat arrays
@@ -373,6 +403,7 @@ def clear_matrices() -> None:
     with _LOCK:
         _MATRICES.clear()
         _PRODUCTS.clear()
+        _VALUES.clear()
         stale = list(_SEEN.values())
         _SEEN.clear()
     for old in stale:

@@ -93,7 +93,8 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
     n = csr.shape[0]
     if fmt == "dia":
         offsets = tuple(params["offsets"])
-        kinds, F, M = dia_storage(csr, pattern, values, offsets, bool(params.get("compress")))
+        kinds, F, M = dia_storage(csr, pattern, values, offsets, bool(params.get("compress")),
+                                  bool(params.get("constants", True)))
         plan = DiaPlan(offsets, F, block_bounds(n, params["nblocks"]), kinds, M)
     elif fmt == "csr":
         r = int(params.get("block", 1))
@@ -128,18 +129,19 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
 _DIA: OrderedDict[tuple, tuple] = OrderedDict()
 
 
-def dia_storage(csr: Any, pattern: str, values: str, offsets: tuple[int, ...], compress: bool
-                ) -> tuple[list[tuple], np.ndarray, np.ndarray]:
-    """``(kinds, full, masks)`` DIA storage of A (see :func:`compress_diagonals`), shared by
-    every block count of the DIA variants (the last two matrices' are kept)."""
-    key = (pattern, values, str(csr.dtype), offsets, compress)
+def dia_storage(csr: Any, pattern: str, values: str, offsets: tuple[int, ...], compress: bool,
+                constants: bool = True) -> tuple[list[tuple], np.ndarray, np.ndarray]:
+    """``(kinds, full, masks)`` DIA storage of A (see :func:`compress_diagonals`; ``constants``:
+    its argument), shared by every block count of the DIA variants (the last two matrices'
+    are kept)."""
+    key = (pattern, values, str(csr.dtype), offsets, compress, constants)
     with _LOCK:
         got = _DIA.get(key)
     if got is not None:
         return got
     D = np.ascontiguousarray(dia_arrays(csr, offsets))
     if compress:
-        got = compress_diagonals(D, offsets)
+        got = compress_diagonals(D, offsets, constants)
     else:
         got = [("full", d) for d in range(len(offsets))], D, np.zeros((1, 1), dtype=np.uint8)
     with _LOCK:

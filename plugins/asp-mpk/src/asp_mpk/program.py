@@ -41,14 +41,18 @@ class Storage:
     template: str          # kernel template: "dia", "csr" or "naive"
     block: int = 1         # R of the R x R register blocks (BCSR), else 1
     sym: bool = False      # upper triangle of each local matrix
-    compress: bool = False  # constant diagonals stored as byte masks
+    compress: bool = False  # constant diagonals stored as byte masks, lower ones mirrored
+    constants: bool = True  # with compress: constant values compiled in (else only mirrored)
 
     @classmethod
-    def of(cls, fmt: str) -> Storage:
-        """The storage of candidate format ``fmt``: "dia-c" is a compressed "dia" kernel,
-        "csr-sym" a symmetric "csr" kernel, "bcsrR" a "csr" kernel over R x R blocks."""
+    def of(cls, fmt: str, constants: bool = True) -> Storage:
+        """The storage of candidate format ``fmt``: "dia-c" is a compressed "dia" kernel
+        (``constants``: with constant values compiled in), "csr-sym" a symmetric "csr"
+        kernel, "bcsrR" a "csr" kernel over R x R blocks."""
         template, block = kernel_format(fmt)
-        return cls(fmt, template, block=block, sym=fmt == "csr-sym", compress=fmt == "dia-c")
+        compress = fmt == "dia-c"
+        return cls(fmt, template, block=block, sym=fmt == "csr-sym", compress=compress,
+                   constants=constants or not compress)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class PlanSpec:
     nblocks: int = 1
     offsets: tuple[int, ...] = ()
     compress: bool = False
+    constants: bool = True
     levels: tuple[int, ...] = ()
     sym: bool = False
     ordering: str = "natural"
@@ -73,7 +78,7 @@ class PlanSpec:
         """:func:`~asp_mpk.plan.get_plan`'s parameters (its cache key)."""
         if self.template == "dia":
             return {"format": "dia", "offsets": self.offsets, "nblocks": self.nblocks,
-                    "compress": self.compress}
+                    "compress": self.compress, "constants": self.constants}
         if self.template == "csr":
             return {"format": "csr", "nblocks": self.nblocks, "ks": self.levels,
                     "sym": self.sym, "ordering": self.ordering, "block": self.block}
@@ -82,7 +87,8 @@ class PlanSpec:
     def __str__(self) -> str:
         if self.template == "dia":
             return (f"{self.nblocks} row block(s) of {len(self.offsets)} diagonals"
-                    + (", constant ones as masks" if self.compress else ""))
+                    + ("" if not self.compress else ", constant ones as masks"
+                       if self.constants else ", the lower ones read from the upper"))
         if self.template == "csr":
             return (f"ghost closures of {self.nblocks} part(s) of the {self.ordering} order, "
                     f"depths {', '.join(map(str, self.levels))}"
@@ -120,7 +126,8 @@ class MPKProgram:
 
     @classmethod
     def lower(cls, op: MatrixPowersOp) -> MPKProgram:
-        return cls(op, {c.format: Storage.of(c.format) for c in op.candidates})
+        return cls(op, {c.format: Storage.of(c.format, constants=not op.matrix.values_vary)
+                        for c in op.candidates})
 
     def diagonal_kinds(self, storage: Storage, mp: MatrixPowers) -> list[tuple] | None:
         """What a DIA kernel is specialised on: each diagonal full or a constant stored as a
@@ -131,7 +138,7 @@ class MPKProgram:
         if storage.template != "dia":
             return None
         return dia_storage(mp.csr, mp.pattern, mp.values, self.op.matrix.offsets or (),
-                           storage.compress)[0]
+                           storage.compress, storage.constants)[0]
 
     def source(self, storage: Storage, kinds: list[tuple] | None = None) -> str:
         """C source of the kernel for ``storage`` (``kinds``: see :meth:`diagonal_kinds`; all
@@ -159,7 +166,8 @@ class MPKProgram:
         for s in self.storage.values():
             extra = "".join(f", {flag}" for flag, on in (
                 (f"{s.block}x{s.block} blocks", s.block > 1), ("upper triangle", s.sym),
-                ("constant diagonals as masks", s.compress)) if on)
+                ("constant diagonals as masks", s.compress and s.constants),
+                ("lower diagonals read from the upper", s.compress and not s.constants)) if on)
             lines.append(f"   {s.format}: {s.template} kernel{extra}")
         lines.append(f"   row order: {self.op.ordering} */")
         first = next(iter(self.storage.values()), None)
@@ -239,7 +247,7 @@ def variant_program(name: str, program: MPKProgram, c: Candidate) -> VariantProg
     storage = program.storage[c.format]
     if storage.template == "dia":
         spec = PlanSpec("dia", nblocks=c.nblocks, offsets=op.matrix.offsets or (),
-                        compress=storage.compress)
+                        compress=storage.compress, constants=storage.constants)
     elif storage.template == "csr":
         ks = c.ksplit or op.k
         levels = {ks} | ({op.k % ks} if op.k % ks else set())

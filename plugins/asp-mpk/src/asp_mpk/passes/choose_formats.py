@@ -1,7 +1,9 @@
 """Pass ``choose-formats``: the storage formats worth trying for this matrix.
 
 DIA (banded PA1) when few diagonals hold the entries, with constant diagonals compressed to
-byte masks when some are constant ("dia-c"); graph PA1 over CSR otherwise, when the
+byte masks when some are constant ("dia-c"; where matrices of this pattern came with several
+values, a stream such as ``A * dt``, only the mirroring of a symmetric A, so that the kernel's
+code, compiled once, serves every matrix of the stream); graph PA1 over CSR otherwise, when the
 ordering is thin enough that k levels of ghost rows stay a small part of the matrix (on an
 expander graph every closure is the whole matrix and PA1 cannot save traffic); its symmetric
 (upper-triangle) storage when A is symmetric; graph PA1 over BCSR register blocks ("bcsr2",
@@ -27,7 +29,12 @@ def choose_formats(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[Matr
     cands: list[Candidate] = []
     if op.k >= 1:
         m = op.matrix
-        if m.offsets is not None and (m.dia_compressible or m.symmetric):
+        if m.offsets is not None and m.values_vary and m.symmetric:
+            # constants compiled in would cost a compile for every matrix of the stream
+            cands.append(Candidate("dia-c", note="the lower diagonals read from the upper "
+                                                 "(values vary: no constants compiled in)"))
+        elif m.offsets is not None and (m.dia_compressible or m.symmetric) and \
+                not m.values_vary:
             mirrored = m.symmetric and m.dia_compressible < len(m.offsets)
             cands.append(Candidate("dia-c", note=f"{m.dia_compressible} of {len(m.offsets)} "
                                                  "diagonals constant (stored as masks)"

@@ -96,8 +96,10 @@ def size_blocks(op: MatrixPowersOp, ctx: SpecializationContext) -> tuple[MatrixP
         if c.format in ("dia", "dia-c"):
             nd = len(m.offsets or ())
             halo = max((abs(o) for o in (m.offsets or (0,))), default=0)
-            stored = nd - m.dia_compressible   # full diagonals; a symmetric A keeps the upper
-            if m.symmetric:                      # ones and the main one
+            # full diagonals (constants compiled in only while values do not vary); a
+            # symmetric A keeps the upper ones and the main one
+            stored = nd - (0 if m.values_vary else m.dia_compressible)
+            if m.symmetric:
                 stored = (stored + 1) // 2
             mat: float = nd * isz if c.format == "dia" else stored * isz + nd
             choices = block_choices(n, k, halo, mat + 3 * isz, targets, cores,
