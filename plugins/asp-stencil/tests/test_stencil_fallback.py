@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 import inspect
+import itertools
 import math
 import re
 import shutil
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from asp_core import SpecializationWarning, Unspecializable
-from asp_stencil import StencilKernel
+from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.testing import assert_bitwise, clone_grids, load_kernel, make_grids, run_both
 
 GLOBAL_SCALE = 2.0
@@ -490,3 +491,137 @@ def test_a_library_without_the_kernels_function_falls_back_with_the_reason(tmp_p
     with pytest.warns(SpecializationWarning, match="has no function"):
         k.kernel(*grids)
     assert_bitwise(ref[-1].data, grids[-1].data)
+
+
+# -- a subclass's kernel calling super().kernel(...) -------------------------------------------
+
+class _ScaledBase(StencilKernel):
+    alpha = 2.0
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * self.alpha
+
+
+class _ShiftedDerived(_ScaledBase):
+    def kernel(self, u, out):
+        super().kernel(u, out)  # <- expression statement: this kernel runs in Python
+        for x in out.interior_points():
+            out[x] = out[x] + 1.0
+
+
+def test_a_super_kernel_call_does_not_replace_the_subclass_kernel():
+    """``super().kernel(...)`` (or ``Base.kernel(k, ...)``) reached the base class's descriptor,
+    which cached the base's dispatcher as the instance's ``kernel``: from the second call on
+    (or after ``pure_python``) ``k.kernel(...)`` ran only the base's kernel, silently. The
+    base's dispatcher also keyed on the subclass's attributes, so changing one only the base's
+    kernel reads reused the old constant."""
+    k = _ShiftedDerived()
+    grids = make_grids((5, 6), 1, seed=2)
+    with pytest.warns(SpecializationWarning, match="expression statement"):
+        run_both(k, grids)
+    for alpha in (2.0, 2.0, 3.5):
+        k.alpha = alpha
+        expected, actual = run_both(k, grids)
+        assert_bitwise(expected, actual)
+        assert k.kernel.name == "_ShiftedDerived.kernel"
+    # the base's kernel called explicitly on the subclass instance: the base's alone
+    ref, test = clone_grids(grids), clone_grids(grids)
+    _ScaledBase.kernel.func(k, *ref)
+    _ScaledBase.kernel(k, *test)
+    assert_bitwise(ref[-1].data, test[-1].data)
+    expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+
+
+# -- grids whose class replaces a DSL method --------------------------------------------------
+
+class _ShorterInterior(StencilGrid):
+    def interior_points(self):
+        g = self.ghost_depth
+        return itertools.product(*(range(g, n - g - 1) for n in self.shape))
+
+
+class _DoubledReads(StencilGrid):
+    def __getitem__(self, x):
+        return self.data[x] * 2.0
+
+
+class _ExtraNeighbour(StencilGrid):
+    def neighbors(self, x, id):  # noqa: A002 (the paper's API)
+        yield from super().neighbors(x, id)
+        yield tuple(x)
+
+
+class _HalvedWrites(StencilGrid):
+    def __setitem__(self, x, value):
+        self.data[x] = value * 0.5
+
+
+class _Clamped(StencilGrid):
+    def nearest_interior(self, x):
+        return tuple(self.ghost_depth for _ in x)
+
+
+class _LapBorder(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                acc = acc + u[y]
+            out[x] = acc
+        for x in out.border_points():
+            out[x] = u[u.nearest_interior(x)]
+
+
+def _as(cls, grids):
+    out = []
+    for g in grids:
+        c = cls(g.shape)
+        c.data[...] = g.data
+        out.append(c)
+    return out
+
+
+@pytest.mark.parametrize("cls", [_ShorterInterior, _DoubledReads, _ExtraNeighbour, _HalvedWrites,
+                                 _Clamped])
+def test_a_grid_class_replacing_a_dsl_method_runs_the_kernel_in_python(cls):
+    """Compiled code builds in StencilGrid's point loops, neighbours, clamp, reads and writes
+    and never calls them: a subclass replacing one got StencilGrid's results, silently (even
+    after the kernel had run on plain grids, whose specialisation it reused)."""
+    k = _LapBorder()
+    plain = make_grids((6, 7), 1, seed=3)
+    expected, actual = run_both(k, plain)   # compiled for plain grids first
+    assert_bitwise(expected, actual)
+    ref, test = _as(cls, plain), _as(cls, plain)
+    k.pure_python(*ref)
+    with pytest.warns(SpecializationWarning, match="is not StencilGrid's"):
+        k.kernel(*test)
+    assert_bitwise(ref[-1].data, test[-1].data)
+    expected, actual = run_both(k, plain)   # plain grids still run the compiled code
+    assert_bitwise(expected, actual)
+
+
+def test_a_dsl_method_assigned_on_a_grid_instance_runs_the_kernel_in_python():
+    k = _LapBorder()
+    grids = make_grids((6, 7), 1, seed=4)
+    run_both(k, grids)
+    ref, test = clone_grids(grids), clone_grids(grids)
+    for g in (ref[-1], test[-1]):
+        g.interior_points = lambda: iter([(1, 1), (2, 3)])
+    k.pure_python(*ref)
+    with pytest.warns(SpecializationWarning, match="interior_points"):
+        k.kernel(*test)
+    assert_bitwise(ref[-1].data, test[-1].data)
+
+
+class _NotValue(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = not u[x]
+
+
+def test_the_fallback_warning_names_the_unary_operator():
+    """``not u[x]`` outside a test was reported as "unary operator 'n'"."""
+    with pytest.warns(SpecializationWarning, match="unary operator 'not' here"):
+        run_both(_NotValue(), make_grids((4, 5), 1, seed=1))

@@ -32,7 +32,7 @@ import numpy as np
 from asp_core.components import Frontend
 
 from . import dast as D
-from .grid import check_ghost_depth, check_neighbor_definition
+from .grid import check_ghost_depth, check_neighbor_definition, dsl_overrides
 from .grid import distance as _distance
 from .scalar_types import GRID_DTYPES
 
@@ -51,6 +51,7 @@ _MATH_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf,
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**",
            ast.FloorDiv: "//", ast.Mod: "%"}
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_UNARY_NAMES = {ast.Not: "not", ast.Invert: "~", ast.USub: "-", ast.UAdd: "+"}
 _OP_NAMES = {ast.MatMult: "operator '@'", ast.BitAnd: "operator '&'",
              ast.BitOr: "operator '|'", ast.BitXor: "operator '^'", ast.LShift: "operator '<<'",
              ast.RShift: "operator '>>'"}
@@ -178,6 +179,10 @@ class _Parser:
         self.instance = ctx.instance
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
+        # per grid, the DSL methods it does not take from StencilGrid (compiled code never
+        # calls them: a kernel using one runs in Python)
+        self.overrides: dict[str, tuple[str, ...]] = {}
+        self.objects: dict[str, Any] = {}
         self.output = ""
         # per point loop state
         self.loop_var: str | None = None
@@ -201,6 +206,15 @@ class _Parser:
 
     def err(self, node: ast.AST, construct: str) -> Exception:
         return self.ctx.unsupported(node, construct)
+
+    def check_method(self, node: ast.AST, grid: str, method: str) -> None:
+        """Refuse a use of ``grid``'s DSL ``method`` when the grid's class or the grid itself
+        replaces StencilGrid's: compiled code would not call it, Python does."""
+        if method in self.overrides.get(grid, ()):
+            what = {"__getitem__": "reads (__getitem__)",
+                    "__setitem__": "writes (__setitem__)"}.get(method, f"{method}()")
+            raise self.err(node, f"grid '{grid}' whose {what} is not StencilGrid's (its class "
+                                 f"{type(self.objects[grid]).__name__} or the grid replaces it)")
 
     # -- kernel signature -----------------------------------------------------------------
     def program(self) -> D.StencilProgram:
@@ -238,6 +252,8 @@ class _Parser:
                 raise self.err(fn, f"{np.dtype(p.dtype).name} grids (compiled: float64, float32 "
                                    "and integer grids; others run in Python)")
         self.grids = {p.name: p for p in params}
+        self.objects = dict(zip(names, args))
+        self.overrides = {name: dsl_overrides(g) for name, g in self.objects.items()}
         self.output = names[-1]
         body = self.block(fn.body, level="top")
         return D.StencilProgram(name=getattr(self.ctx, "kernel_name", fn.name) or fn.name,
@@ -292,6 +308,7 @@ class _Parser:
         if not isinstance(s.target, ast.Name):
             raise self.err(s.target, "loop target that is not a simple name")
         grid, method, var = it.func.value.id, it.func.attr, s.target.id
+        self.check_method(it, grid, method)
         if var in self.grids or var == self.self_name or var in self.nbr_vars or var == self.loop_var:
             raise self.err(s.target, f"loop variable '{var}' shadows a grid or point variable")
         if method in ("interior_points", "border_points"):
@@ -379,6 +396,7 @@ class _Parser:
                 and node.args[0].id == self.loop_var):
             if self.loop_region != "border":
                 raise self.err(node, "nearest_interior() outside a border_points() loop")
+            self.check_method(node, node.func.value.id, "nearest_interior")
             g = self.grids[node.func.value.id]
             if any(n - 2 * g.ghost_depth <= 0 for n in g.shape):
                 raise self.err(node, f"nearest_interior() of grid '{g.name}', which has no "
@@ -416,6 +434,9 @@ class _Parser:
             grid = target.value.id
             if level == "top":
                 raise self.err(target, "grid assignment outside a point loop")
+            self.check_method(target, grid, "__setitem__")
+            if op is not None:  # ``g[x] += v`` reads g[x] first
+                self.check_method(target, grid, "__getitem__")
             at = self.point(target.slice)
             if at.var is not None:
                 raise self.err(target, "write to a neighbour point (only the loop point may be "
@@ -518,6 +539,7 @@ class _Parser:
             if isinstance(node.value, ast.Name) and node.value.id in self.grids:
                 if self.loop_var is None:
                     raise self.err(node, "grid read outside a point loop")
+                self.check_method(node, node.value.id, "__getitem__")
                 at = self.point(node.slice, clamp_ok=True)
                 self.check_reach(node.value.id, at)
                 return D.Read(node.value.id, at)
@@ -534,7 +556,7 @@ class _Parser:
                 return D.UnaryOp("+", self.expr(node.operand))
             if isinstance(node.op, ast.Not) and cond:
                 return D.UnaryOp("not", self.expr(node.operand, cond=True))
-            raise self.err(node, f"unary operator '{ast.unparse(node)[:1]}' here")
+            raise self.err(node, f"unary operator '{_UNARY_NAMES.get(type(node.op), '?')}' here")
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.IfExp):

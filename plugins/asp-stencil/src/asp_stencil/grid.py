@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 __all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts",
-           "check_ghost_depth", "check_neighbor_definition"]
+           "check_ghost_depth", "check_neighbor_definition", "DSL_METHODS", "dsl_overrides"]
 
 Point = tuple[int, ...]
 
@@ -181,3 +182,42 @@ def fill_periodic_ghosts(grids: Sequence[Any]) -> None:
     for g in grids:
         if getattr(g, "periodic", False):
             g.fill_ghosts()
+
+
+#: the :class:`StencilGrid` methods whose meaning compiled code builds in (the DSL's point
+#: loops, neighbours, Neumann clamp, reads and writes): it never calls them
+DSL_METHODS = ("interior_points", "border_points", "neighbors", "nearest_interior",
+               "__getitem__", "__setitem__")
+#: those Python looks up on the instance first (not the dunders)
+_INSTANCE_METHODS = frozenset(DSL_METHODS[:4])
+_CLASS_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def dsl_overrides(grid: Any) -> tuple[str, ...]:
+    """The :data:`DSL_METHODS` that ``grid`` does not take from :class:`StencilGrid` (a subclass
+    or the instance replaced them, or a grid-like object of another class): kernels using them
+    must run in Python, where they are called. Part of the specialisation key (hot path)."""
+    cls = type(grid)
+    if cls is StencilGrid:
+        found: tuple[str, ...] = ()
+    else:
+        try:
+            cached = _CLASS_OVERRIDES.get(cls)
+        except TypeError:
+            cached = None
+        if cached is not None:
+            found = cached
+        else:
+            found = tuple(n for n in DSL_METHODS
+                          if getattr(cls, n, None) is not getattr(StencilGrid, n))
+            try:
+                _CLASS_OVERRIDES[cls] = found
+            except TypeError:
+                pass
+    own = getattr(grid, "__dict__", None)
+    if own and not _INSTANCE_METHODS.isdisjoint(own):
+        # methods assigned on the instance (Python looks them up there first)
+        return tuple(n for n in DSL_METHODS
+                     if n in found or (n in own and n in _INSTANCE_METHODS))
+    return found

@@ -13,7 +13,11 @@ from typing import Any, Callable
 
 from .grid import fill_periodic_ghosts
 
-__all__ = ["StencilKernel", "KernelMethod", "kernel_function"]
+__all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions"]
+
+#: the key in an instance's ``__dict__`` of the dispatchers of its base classes' kernels (a
+#: ``super().kernel(...)`` call, ``Base.kernel(instance, ...)``), per descriptor
+_BASE_DISPATCHERS = "_asp_base_kernels"
 
 
 def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,11 +44,39 @@ def kernel_function(kernel: Any) -> Callable[..., Any]:
                     "StencilKernel and define kernel(self, *inputs, output)")
 
 
+def kernel_functions(kernel: Any) -> list[Callable[..., Any]]:
+    """The Python function of every ``kernel`` method along the MRO of ``kernel``'s class,
+    bound to ``kernel``, the one :func:`kernel_function` gives first: a ``super().kernel(...)``
+    call runs a base class's, whose attributes and callees the specialisation key must follow
+    too."""
+    out = []
+    for klass in type(kernel).__mro__:
+        k = klass.__dict__.get("kernel")
+        if k is not None:
+            func = k.func if isinstance(k, KernelMethod) else k
+            try:
+                out.append(func.__get__(kernel, type(kernel)))
+            except AttributeError:  # not a function (a non-callable class attribute)
+                continue
+    return out
+
+
+def _found_on(cls: type, name: str) -> Any:
+    """What ``cls.name`` resolves to along the MRO (the raw class attribute), or None."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
 class KernelMethod:
     """Non-data descriptor wrapping a subclass's ``kernel`` function.
 
     The first access on an instance creates its Dispatcher and caches it in the instance's
-    ``__dict__`` under the same name, so later accesses are plain attribute lookups.
+    ``__dict__`` under the same name, so later accesses are plain attribute lookups. A base
+    class's descriptor reached through ``super().kernel`` or ``Base.kernel(instance, ...)``
+    keeps its dispatcher apart (under ``_asp_base_kernels``), so the instance's own ``kernel``
+    stays its class's.
     """
 
     def __init__(self, func: Any) -> None:   # a function, a staticmethod or a classmethod
@@ -54,17 +86,33 @@ class KernelMethod:
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr = name
+        self.owner = owner
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
         from asp_core import Dispatcher
 
+        attr = getattr(self, "attr", "kernel")
+        # the descriptor of a base class, reached through ``super().kernel`` or
+        # ``Base.kernel(instance, ...)``: its dispatcher runs the base's kernel, so it must not
+        # take the instance's ``kernel`` attribute (every later call ran the base's kernel)
+        own = _found_on(type(instance), attr) is self
+        if not own:
+            per = instance.__dict__.setdefault(_BASE_DISPATCHERS, {})
+            hit = per.get(self)
+            if hit is not None:
+                return hit
         bound = self.func.__get__(instance, owner)
+        cls_name = type(instance).__name__ if own else \
+            getattr(getattr(self, "owner", None), "__name__", type(instance).__name__)
         d = Dispatcher("stencil", bound, fallback=_filling_ghosts(bound), instance=instance,
                        options=dict(getattr(instance, "asp_options", {}) or {}),
-                       name=f"{type(instance).__name__}.{self.__name__}")
-        instance.__dict__[getattr(self, "attr", "kernel")] = d
+                       name=f"{cls_name}.{self.__name__}")
+        if own:
+            instance.__dict__[attr] = d
+        else:
+            per[self] = d
         return d
 
     def __call__(self, instance: Any, *grids: Any) -> Any:
@@ -85,6 +133,7 @@ class StencilKernel:
         if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod):
             desc = KernelMethod(k)
             desc.attr = "kernel"
+            desc.owner = cls
             setattr(cls, "kernel", desc)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -93,7 +142,8 @@ class StencilKernel:
         attributes) and hold locks and compiled code (deepcopy and pickle failed). A copy or
         an unpickled kernel specialises afresh, from the code cache."""
         return {name: value for name, value in self.__dict__.items()
-                if not isinstance(getattr(type(self), name, None), KernelMethod)}
+                if name != _BASE_DISPATCHERS
+                and not isinstance(getattr(type(self), name, None), KernelMethod)}
 
     def pure_python(self, *grids: Any) -> Any:
         """Run the kernel as plain Python (the reference semantics)."""

@@ -6,8 +6,10 @@ not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the
 (or is a masked array),
 unsupported dtypes (each grid has its own), different shapes, a read-only output, and an output whose memory
 overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
-neighbour definitions, the values of the kernel attributes the kernel reads, and what the names
-it calls (``f``, ``math.sqrt``) are bound to when it is called.
+neighbour definitions, which DSL methods a grid does not take from ``StencilGrid`` (a subclass
+replacing ``interior_points`` runs the kernel in Python), the values of the kernel attributes
+the kernel reads, and what the names it calls (``f``, ``math.sqrt``) are bound to when it is
+called.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from typing import Any, Hashable
 import numpy as np
 
 from .frontend import callee_meaning, dotted_name, resolve_path
+from .grid import dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "callee_meanings",
            "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1",
                                                 "<u2", "<u4"))
-_ATTR_NAMES: dict[Any, tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]] = {}
+_ATTR_NAMES: dict[Any, tuple[tuple[str, ...], tuple[tuple[Any, tuple], ...]]] = {}
 
 
 def _describe(i: int, n: int) -> str:
@@ -83,35 +86,51 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
     return _kernel_names(instance)[0]
 
 
-def _kernel_names(instance: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]:
-    """``(attribute names, kernel function, dotted names)`` of the kernel of ``instance``'s
-    class, parsed once per class: the ``self.n`` it reads, and the names it calls or reads
-    module constants through (``f``, ``math.sqrt``, ``math`` of ``math.pi``), which the
-    frontend resolves when it specialises and the key must therefore follow."""
+def _function_names(bound: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]:
+    """``(attribute names, function, dotted names)`` of one bound kernel function (see
+    :func:`_kernel_names`)."""
+    from asp_core.pyast import kernel_source
+
+    src = kernel_source(bound)
+    fn = src.function
+    self_name = fn.args.args[0].arg if fn.args.args else None
+    names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)
+                          and isinstance(n.value, ast.Name) and n.value.id == self_name}))
+    paths = {dotted_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
+    paths |= {dotted_name(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
+    func = getattr(bound, "__func__", bound)
+    code = func.__code__
+    local = set(code.co_varnames) | set(code.co_cellvars)
+    return names, func, tuple(sorted(p for p in paths if p is not None and p[0] not in local))
+
+
+def _kernel_names(instance: Any) -> tuple[tuple[str, ...], tuple[tuple[Any, tuple], ...]]:
+    """``(attribute names, ((kernel function, dotted names), ...))`` of the kernels of
+    ``instance``'s class, parsed once per class: the ``self.n`` they read, and the names they
+    call or read module constants through (``f``, ``math.sqrt``, ``math`` of ``math.pi``),
+    which the frontend resolves when it specialises and the key must therefore follow. Every
+    ``kernel`` along the MRO counts: a subclass's kernel may call ``super().kernel(...)``,
+    whose dispatcher's key is computed from the same instance."""
     cls = type(instance)
     entry = _ATTR_NAMES.get(cls)
     if entry is None:
-        entry = ((), None, ())
+        from .kernel import kernel_functions
+
+        names: set[str] = set()
+        funcs = []
         try:
-            from asp_core.pyast import kernel_source
-
-            from .kernel import kernel_function
-
-            bound = kernel_function(instance)
-            src = kernel_source(bound)
-            fn = src.function
-            self_name = fn.args.args[0].arg if fn.args.args else None
-            names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)
-                                  and isinstance(n.value, ast.Name) and n.value.id == self_name}))
-            paths = {dotted_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
-            paths |= {dotted_name(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
-            func = getattr(bound, "__func__", bound)
-            code = func.__code__
-            local = set(code.co_varnames) | set(code.co_cellvars)
-            entry = (names, func, tuple(sorted(p for p in paths
-                                               if p is not None and p[0] not in local)))
-        except Exception:  # noqa: BLE001 - no source: the frontend will report it
-            pass
+            bounds = kernel_functions(instance)
+        except Exception:  # noqa: BLE001 - the frontend will report it
+            bounds = []
+        for bound in bounds:
+            try:
+                attrs, func, paths = _function_names(bound)
+            except Exception:  # noqa: BLE001 - no source: the frontend will report it
+                continue
+            names |= set(attrs)
+            if paths:
+                funcs.append((func, paths))
+        entry = (tuple(sorted(names)), tuple(funcs))
         _ATTR_NAMES[cls] = entry
     return entry
 
@@ -121,10 +140,14 @@ def callee_meanings(instance: Any) -> tuple:
     rebinding a global or closure variable the kernel calls (``f = math.cos`` after
     ``f = math.sin``, a ``max`` of the user's defined later) changes the key, so the kernel is
     specialised again instead of running the code generated for the old object."""
-    _, func, paths = _kernel_names(instance)
-    if not paths:
+    funcs = _kernel_names(instance)[1]
+    if not funcs:
         return ()
-    return tuple((p, callee_meaning(resolve_path(func, p))) for p in paths)
+    if len(funcs) == 1:
+        func, paths = funcs[0]
+        return tuple((p, callee_meaning(resolve_path(func, p))) for p in paths)
+    return tuple(tuple((p, callee_meaning(resolve_path(func, p))) for p in paths)
+                 for func, paths in funcs)
 
 
 def _hashable(v: Any) -> Hashable:
@@ -148,7 +171,7 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     grids = tuple(
         (g.data.shape, g.data.dtype.str, int(g.ghost_depth),
          tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition),
-         bool(getattr(g, "periodic", False)))
+         bool(getattr(g, "periodic", False)), dsl_overrides(g))
         for g in args)
     attrs: tuple = ()
     callees: tuple = ()
