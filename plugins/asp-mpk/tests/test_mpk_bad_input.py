@@ -231,3 +231,27 @@ def test_result_shape_and_dtype_follow_scipy():
         assert V.dtype == np.float64
         np.testing.assert_allclose(V[2], A32 @ (A32 @ x), rtol=1e-13, atol=1e-13)
         assert asp_mpk.spmv(A32, x.astype(np.float32)).dtype == np.float32
+
+
+def test_a_column_vector_for_matrix_powers_says_how_to_pass_it(A):
+    """x of shape (n, 1) reads as n vectors of length 1 (vectors are rows): the error only
+    said "rows must have length n"."""
+    x = np.ones((A.shape[0], 1))
+    with pytest.raises(ValueError, match=r"one vector per row \(a column vector: one vector is "
+                                         r"x\.ravel\(\), several are rows\)"):
+        asp_mpk.matrix_powers(A, x, 2)
+
+
+def test_cg_to_a_zero_tolerance_warns_nothing_of_its_own():
+    """rtol = atol = 0 cannot be met (info > 0: maxiter, or the iterations done when CG
+    breaks down at the rounding level, where SciPy's x is NaN); the spectrum estimate divided
+    by a zero step length there and leaked three RuntimeWarnings from asp_mpk's own code."""
+    import warnings
+
+    A = gallery.poisson2d(10)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, info = asp_mpk.cg(A, b, rtol=0)
+    assert info > 0 and np.linalg.norm(A @ x - b) < 1e-8 * np.linalg.norm(b)
+    assert not [w for w in caught if "asp_mpk" in w.filename], [str(w.message) for w in caught]

@@ -35,9 +35,10 @@ def lanczos_ritz(alphas: list[float], betas: list[float]) -> np.ndarray | None:
         return None
     a = np.asarray(alphas)
     b = np.asarray(betas[:m - 1])
-    diag = 1.0 / a
-    diag[1:] += b / a[:-1]
-    off = np.sqrt(np.abs(b)) / a[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):   # a zero alpha (a residual of
+        diag = 1.0 / a                                     # exactly 0: rtol = atol = 0):
+        diag[1:] += b / a[:-1]                             # no estimate, and no warning
+        off = np.sqrt(np.abs(b)) / a[:-1]
     if not (np.all(np.isfinite(diag)) and np.all(np.isfinite(off))):
         return None
     return eigvalsh_tridiagonal(diag, off)

@@ -192,8 +192,10 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
             raise ValueError(f"shape mismatch: {name} has length {arr.shape[0]} but A is {n}x{n}")
     elif arr.ndim == 2 and allow_2d:
         if arr.shape[1] != n:
+            column = (f" (a column vector: one vector is {name}.ravel(), several are rows)"
+                      if arr.shape == (n, 1) else "")
             raise ValueError(f"shape mismatch: {name} has shape {arr.shape}; rows must have "
-                             f"length {n}")
+                             f"length {n}, one vector per row{column}")
     elif arr.ndim == 2 and arr.shape == (n, 1):
         arr = arr[:, 0]
     else:
