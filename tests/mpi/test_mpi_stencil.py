@@ -42,3 +42,25 @@ def test_mpi_stencil_ranks_tune_together(nprocs, tmp_path):
                        "ASP_CACHE_DIR": str(tmp_path / "cache")})
     assert run.ok, run.describe()
     assert "TUNING-OK" in run.stdout, run.describe()
+
+
+EDGE_CASES = ["thin-overlap", "many-grids", "periodic", "exchange-mixed", "bad-dims", "scatter"]
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+@pytest.mark.parametrize("case", EDGE_CASES + ["overlapping-groups"])
+def test_mpi_stencil_edge_cases(case, nprocs, tmp_path):
+    """Edge cases from a bug hunt (see the script's docstring): 1-wide blocks with
+    overlap=True equal one process bitwise; thousands of grids do not exhaust MPI's
+    communicators; a periodic grid, grids of two decompositions in one exchange, a bad dims on
+    one rank and a root array that does not convert raise on every rank; a rank in two
+    overlapping communicators does not hang."""
+    if case == "overlapping-groups" and nprocs != 3:
+        pytest.skip("two groups sharing one rank need 3 ranks")
+    run = run_mpi(SCRIPTS / "mpi_stencil_edges.py", nprocs, timeout=120, args=[case],
+                  env={"ASP_AUTOTUNE": "off", "ASP_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.ok, run.describe()
+    for r in range(nprocs):
+        assert f"EDGE-OK {case} rank {r}" in run.stdout, run.describe()

@@ -64,6 +64,23 @@ def test_mpi_shell_boxes_partition_the_difference():
     assert set().union(*pts) == _points(outer) - _points(inner)
 
 
+@pytest.mark.parametrize("shape,dims,g,halo", [((7,), (3,), 2, 2), ((5,), (3,), 1, 1),
+                                               ((6, 5), (3, 1), 1, 2), ((8, 9), (2, 2), 2, 4),
+                                               ((13, 6), (2, 1), 3, 3)])
+def test_mpi_overlap_split_of_thin_blocks_covers_each_point_once(shape, dims, g, halo):
+    """Blocks no wider than 2 * ghost_depth have no halo-free point: the halo-free box is
+    empty INSIDE the compute box, and the shell is the compute box, once (an inverted box made
+    the shell run points twice, or points of another rank's block)."""
+    dec = Decomposition.build(shape, g, halo, dims)
+    for r in range(len(dec.owned)):
+        cb, hf = dec.compute_box(r), dec.halo_free_box(r)
+        assert _points(hf) <= _points(cb)
+        assert all(lo <= hi for lo, hi in hf)
+        shell = [_points(b) for b in _shell_boxes(cb, hf)]
+        assert sum(len(p) for p in shell) + len(_points(hf)) == len(_points(cb))
+        assert set().union(_points(hf), *shell) == _points(cb)
+
+
 @pytest.mark.parametrize("body,reads", [
     ("for x in out.interior_points():\n  for y in a.neighbors(x, 1):\n"
      "   out[x] = out[x] + a[y]", True),                      # Figure 2

@@ -149,7 +149,13 @@ class Decomposition:
         inner = []
         for (olo, ohi), (slo, shi) in zip(self.owned[rank], self.stored[rank]):
             inner.append((olo + g if slo < olo else olo, ohi - g if shi > ohi else ohi))
-        return _intersect(cb, tuple(inner))
+        # a block no wider than 2 * ghost_depth has no such point: an empty box INSIDE the
+        # compute box (an inverted one, lo > hi, made the shell run points twice or outside)
+        box = []
+        for (ilo, ihi), (clo, chi) in zip(_intersect(cb, tuple(inner)), cb):
+            lo = min(max(ilo, clo), chi)
+            box.append((lo, min(max(ihi, lo), chi)))
+        return tuple(box)
 
 
 @dataclass
@@ -174,6 +180,34 @@ def _agreed_serial(comm: Any) -> int:
     serial = int(comm.allreduce(_NEXT_SERIAL[0], op=import_mpi().MAX))
     _NEXT_SERIAL[0] = serial + 1
     return serial
+
+
+#: (dims, group, Cartesian communicator) made for grids so far, reused by later grids
+_CARTS: list[tuple[tuple[int, ...], Any, Any]] = []
+
+
+def _cart(comm: Any, dims: tuple[int, ...]) -> Any:
+    """Collective: the Cartesian communicator of ``dims`` over ``comm``'s processes.
+
+    Made once per process group and ``dims`` and shared by every later grid (one per grid
+    was never freed: MPICH ran out of communicators after about 2000 grids, "Too many
+    communicators"). Every member of the group made the same carts over it, in the same
+    order, so every rank finds the same one (or none, and all of them make it); a cart over
+    the same processes in the same order behaves as one made from ``comm`` (``reorder=False``:
+    the same ranks)."""
+    from asp_core.mpi import import_mpi
+
+    MPI = import_mpi()
+    group = comm.Get_group()
+    try:
+        for d, g, cart in _CARTS:
+            if d == dims and MPI.Group.Compare(g, group) == MPI.IDENT:
+                return cart
+    finally:
+        group.Free()
+    cart = comm.Create_cart(dims, periods=[False] * len(dims), reorder=False)
+    _CARTS.append((dims, cart.Get_group(), cart))
+    return cart
 
 
 def _exchange_plan(dec: Decomposition, rank: int) -> _Plan:
@@ -252,8 +286,18 @@ class DistributedStencilGrid:
             error = "halo_depth must be 0 for a grid with ghost_depth 0"
         agree(comm, error)
         size = comm.Get_size()
-        if dims is None:
-            dims = MPI.Compute_dims(size, template.dim)
+        # checked on every rank (a dims that int() refused raised on its rank alone and the
+        # others waited in check_same; int() also truncated dims=(2.7, 1) to (2, 1))
+        given, dims = dims, (MPI.Compute_dims(size, template.dim) if dims is None else dims)
+        try:
+            dims = tuple(dims)
+        except TypeError:
+            pass
+        if not isinstance(dims, tuple) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_))
+                for d in dims):
+            error = f"dims must be a sequence of ints (one per axis), got {given!r}"
+        agree(comm, error)
         dims = tuple(int(d) for d in dims)
         check_same(comm, (template.shape, str(template.data.dtype), g, int(halo), dims),
                    "grid (shape, dtype, ghost_depth, halo_depth, dims)")
@@ -267,7 +311,7 @@ class DistributedStencilGrid:
                              f"{dims}: every rank needs at least one interior point along each "
                              f"axis; use fewer ranks or pass dims=")
         serial = _agreed_serial(comm)
-        self.cart = comm.Create_cart(dims, periods=[False] * len(dims), reorder=False)
+        self.cart = _cart(comm, dims)
         self.comm = comm
         self.dec = Decomposition.build(template.shape, g, int(halo), dims)
         self._setup(template.data.dtype, template.neighbor_definition, serial)
@@ -328,7 +372,20 @@ class DistributedStencilGrid:
     def from_global(cls, grid: StencilGrid | np.ndarray, comm: Any = None, *,
                     halo_depth: int | None = None, dims: Sequence[int] | None = None,
                     ghost_depth: int | None = None) -> DistributedStencilGrid:
-        """The decomposition of a grid that every rank holds in full (no communication)."""
+        """The decomposition of a grid that every rank holds in full (no communication but
+        the grid's collective creation). A periodic ``StencilGrid`` is refused (``ValueError``
+        on every rank): the halos between ranks do not wrap around."""
+        from asp_core.mpi import import_mpi
+
+        # a periodic grid ran as a non-periodic one: results silently differed from one process
+        periodic = bool(isinstance(grid, StencilGrid) and grid.periodic)
+        ranks = [r for r, p in enumerate((import_mpi().COMM_WORLD if comm is None else comm)
+                                         .allgather(periodic)) if p]
+        if ranks:
+            raise ValueError("from_global: a periodic StencilGrid (periodic=True) cannot be "
+                             "distributed: the halos between ranks do not wrap around, so the "
+                             "results would differ from one process (periodic on rank"
+                             f"{'s' * (len(ranks) > 1)} {', '.join(map(str, ranks))})")
         arr = grid.data if isinstance(grid, StencilGrid) else np.asarray(grid)
         g = grid.ghost_depth if isinstance(grid, StencilGrid) else (
             1 if ghost_depth is None else ghost_depth)
@@ -353,13 +410,23 @@ class DistributedStencilGrid:
         from asp_core.mpi import agree
 
         root = self._root(root)
-        error = None
-        if self.rank == root and (array is None or np.shape(array) != self.shape):
-            error = (f"scatter: root must pass an array of the grid's shape {self.shape}, "
-                     f"got {None if array is None else np.shape(array)}")
+        error, src = None, None
+        if self.rank == root:
+            # converted before the agreement: an array that does not convert (or a
+            # StencilGrid, which load_global takes) raised on the root alone, the others
+            # waiting for their blocks forever
+            try:
+                src = np.asarray(array.data if isinstance(array, StencilGrid) else array,
+                                 dtype=self.dtype)
+            except (TypeError, ValueError) as exc:
+                error = f"scatter: root's array does not convert to {self.dtype}: {exc}"
+            else:
+                if array is None or src.shape != self.shape:
+                    error = (f"scatter: root must pass an array of the grid's shape "
+                             f"{self.shape}, got {None if array is None else src.shape}")
         agree(self.cart, error)
         if self.rank == root:
-            src = np.asarray(array, dtype=self.dtype)
+            assert src is not None
             reqs, bufs = [], []  # the buffers must live until their sends complete
             for q in range(self.size):
                 sl = tuple(slice(lo, hi) for lo, hi in self.dec.stored[q])
@@ -634,7 +701,21 @@ def _call_items(kernel: Any, grids: Sequence[DistributedStencilGrid], options: d
 
 
 def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
-    """Collective: refresh the halos of ``grids`` (one packed message per neighbour rank)."""
+    """Collective: refresh the halos of ``grids`` (one packed message per neighbour rank).
+
+    The grids must share one decomposition (``like=``): the first grid's exchange moves them
+    all (a grid with another halo depth got wrong halo values, or MPI failed on the message
+    sizes). Checked locally: the same on every rank for grids created collectively."""
+    for i, g in enumerate(grids):
+        if not isinstance(g, DistributedStencilGrid):
+            raise TypeError(f"exchange: argument {i + 1} is a {type(g).__name__}, not a "
+                            "DistributedStencilGrid")
+        if g.dec != grids[0].dec or g.comm != grids[0].comm:
+            raise ValueError(f"exchange: grid {i + 1} has a different decomposition "
+                             f"({g.dec.shape}, halo {g.halo_depth}, dims {g.dims}) from grid 1 "
+                             f"({grids[0].dec.shape}, halo {grids[0].halo_depth}, dims "
+                             f"{grids[0].dims}); exchange grids of one decomposition together "
+                             "(create them with like=)")
     _finish_exchange(_start_exchange(list(grids), stats))
 
 
@@ -669,6 +750,8 @@ def _subgrid(g: StencilGrid, box: Box, origin: Sequence[int], ghost: int, neighb
 
 def _shell_boxes(outer: Box, inner: Box) -> list[Box]:
     """Disjoint boxes covering ``outer`` minus ``inner`` (inner inside outer)."""
+    if _box_empty(inner):
+        return [] if _box_empty(outer) else [outer]
     boxes = []
     cur = list(outer)
     for a in range(len(outer)):
@@ -722,9 +805,13 @@ def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[Sten
     key (``key``, when the caller has it). Aligned across ranks: for one decomposition each
     rank's block shapes are fixed, and :func:`sweep` and :func:`iterate` check that the rest of
     the key (dtype, neighbour definitions, kernel attributes) is the same on every rank, so it
-    changes on every rank at once."""
+    changes on every rank at once. The communicator is part of it: a rank in two process
+    groups (overlapping communicators) with decompositions of the same shapes reused one
+    group's agreement for the other, skipping the other's collective creation (a hang); its
+    cart is one per group and dims in a process (:func:`_cart`), kept alive, so its id is a
+    stable name."""
     dec = grids[0].dec
-    return ((dec.shape, dec.ghost_depth, dec.halo, dec.dims),
+    return ((id(grids[0].cart), dec.shape, dec.ghost_depth, dec.halo, dec.dims),
             stencil_signature(tuple(local), {}, kernel) if key is None else key)
 
 
