@@ -14,7 +14,7 @@ from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
 from asp_core.context import SpecializationContext
 from asp_core.decisions import VARIANT
-from asp_core.errors import AspError
+from asp_core.errors import AspError, PluginError
 from asp_core.ir import Node, dump
 from asp_core.phases import (BACKEND, DOMAIN_OPTIMIZATION, FRONTEND, PLATFORM_OPTIMIZATION,
                              PLATFORM_SELECTION)
@@ -95,7 +95,9 @@ class Variants(Mapping[str, Callable[..., Any]]):
         self.key = ctx.key
         self._by_name = {v.name: v for v in variants}
         self._backend = backend
-        self._materialise = getattr(optimizer.obj, "materialise", None) if optimizer else None
+        self._optimizer = optimizer
+        self._materialise = (_guarded(optimizer, "materialise", lambda: getattr(
+            optimizer.obj, "materialise", None)) if optimizer else None)
         self._ready: dict[str, Variant] = {}
         self._built: dict[str, Callable[..., Any]] = {}
 
@@ -107,7 +109,10 @@ class Variants(Mapping[str, Callable[..., Any]]):
             ready = self._by_name[name]
             if self._materialise is not None:
                 self.context.variant = name
-                ready = self._materialise(ready, self.context)
+                materialise, todo = self._materialise, ready
+                assert self._optimizer is not None
+                ready = _guarded(self._optimizer, "materialise",
+                                 lambda: materialise(todo, self.context))
             self._ready[name] = ready
         return ready
 
@@ -117,7 +122,9 @@ class Variants(Mapping[str, Callable[..., Any]]):
             variant = self.variant(name)
             start = time.perf_counter()
             self.context.variant = name
-            fn = self._built[name] = self._backend.obj.build(variant, self.context)
+            backend = self._backend
+            fn = self._built[name] = _guarded(backend, "build",
+                                              lambda: backend.obj.build(variant, self.context))
             self.context.record("build", variant=name, seconds=time.perf_counter() - start)
         return fn
 
@@ -154,12 +161,12 @@ class Pipeline:
         front = self._one(ctx, FRONTEND)
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
-        dast = front.obj.parse(ctx)
+        dast = _guarded(front, "parse", lambda: front.obj.parse(ctx))
         ctx.record("dast", phase=FRONTEND, ir=dump(dast))
         opt = self._one(ctx, DOMAIN_OPTIMIZATION)
         if opt is not None:
             before = dast
-            dast = opt.obj.optimize(dast, ctx)
+            dast = _guarded(opt, "optimize", lambda: opt.obj.optimize(before, ctx))
             if dast != before:
                 ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
         return dast
@@ -178,7 +185,8 @@ class Pipeline:
         program = (self._select_platform(ctx, dast) if platform is None else
                    self._named_platform(ctx, dast, platform))
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
-        variants = popt.obj.variants(program, ctx) if popt else [Variant("default", program)]
+        variants = (_guarded(popt, "variants", lambda: popt.obj.variants(program, ctx)) if popt
+                    else [Variant("default", program)])
         if not variants:
             assert popt is not None  # the default variant list is never empty
             raise NoPlatform(f"platform optimiser {popt.name!r} produced no variants")
@@ -254,6 +262,36 @@ class Pipeline:
         # not an error on a later call
         built[variants[0].name]
         return TuningCallable(tuner, built, rebind)
+
+
+def _guarded(comp: Component, what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, a kernel's call of one component method (``what``). An exception raised by
+    the call itself, before the method's body ran (a method with the wrong signature, an object
+    lacking it), is a broken plugin: reported with a ``PluginWarning`` naming it and turned into
+    a :class:`PluginError`, so the kernel falls back to Python (``strict`` mode raises it);
+    before, a bare ``TypeError: build() takes 2 positional arguments`` ended every kernel call,
+    naming no plugin. An exception from inside the method passes unchanged (components raise
+    ``TypeError``/``ValueError`` for the user's mistakes: wrong grids, a malformed variable),
+    with a note naming the component and its plugin."""
+    try:
+        return call()
+    except AspError:
+        raise
+    except Exception as exc:
+        where = (f"component {comp.specializer}/{comp.phase}/{comp.name} of plugin "
+                 f"{comp.plugin or '(in-process)'!r} ({comp.distribution or 'in-process'})")
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None and tb.tb_frame.f_code is getattr(call, "__code__", None):
+            from asp_core.plugins import report_broken_component
+
+            report_broken_component(comp, exc, what)
+            raise PluginError(f"{what} of {where} cannot be called: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"(raised in {what} of {where})")
+        raise
 
 
 def _chosen(ctx: SpecializationContext, phase: str, comp: Component, candidates: list[Component],

@@ -90,15 +90,26 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         # skipped without a word, or made the specializer itself vanish, by sys.path order.
         # The later one is registered under a name that says whose it is.
         name = ep.name if not pm.has_plugin(ep.name) else f"{ep.name} ({dist})"
+        module: Any = None
         try:
             module = ep.load()
             if pm.is_registered(module):   # one module named twice: it registers once
                 continue
             pm.register(module, name=name)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin must not end the host
+            _forget(pm, module)
             _mark_broken(name, dist, exc, "load")
             continue
         _dists[name] = (dist, version)
+
+
+def _forget(pm: pluggy.PluginManager, plugin: Any) -> None:
+    """Unregister ``plugin`` if ``pm.register`` left it half-registered: pluggy checks a hook
+    implementation's arguments only after adding the plugin, so one with a misspelt argument
+    stayed registered, the hooks it listed before the bad one active (its ``asp_doctor_checks``
+    ran, ``asp doctor`` counted it as loaded) though it was reported as skipped."""
+    if plugin is not None and pm.is_registered(plugin):
+        pm.unregister(plugin)
 
 
 def _warn_unmatched(eps: list[Any], blocked: set[str], allowed: set[str] | None) -> None:
@@ -199,8 +210,16 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
     global _registry
     with _lock:
         pm = get_plugin_manager()
-        plugin_name = pm.register(plugin, name=name)
-        pm.check_pending()
+        registered = pm.is_registered(plugin)
+        try:
+            plugin_name = pm.register(plugin, name=name)
+            pm.check_pending()
+        except Exception:
+            # a plugin refused (a misspelt hook or argument) is not left registered: it stayed,
+            # and every later register_plugin raised its error again
+            if not registered:
+                _forget(pm, plugin)
+            raise
         _registry = None
         return plugin_name or ""
 
@@ -212,6 +231,8 @@ def unregister_plugin(name: str) -> None:
         pm = get_plugin_manager()
         if pm.has_plugin(name):
             pm.unregister(name=name)
+        # a plugin that broke while registered is no longer there to be broken
+        _broken[:] = [b for b in _broken if b.name != name or b.distribution != "(in-process)"]
         _registry = None
 
 

@@ -3,6 +3,7 @@ refusing values that would make a project pip cannot install, and its next-step 
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -119,3 +120,159 @@ def test_asp_new_hint_installs_pytest_asp_where_it_is_missing(tmp_path, monkeypa
     assert shlex.split(hint.removeprefix("next: ")) == [
         "pip", "install", "-e", str(source), "-e", "hinted-spec[test]", "&&", "pytest",
         "hinted-spec"]
+
+
+# -- broken third-party plugins (hunt: ecosystem) ---------------------------------------------
+
+def test_a_hook_with_a_misspelt_argument_leaves_none_of_its_plugin_registered(monkeypatch,
+                                                                            plugin_state):
+    """pluggy checks a hook's arguments after adding the plugin: one whose
+    ``asp_register_specializers(registry)`` was refused stayed registered, ``asp doctor``
+    counted it as loaded and its ``asp_doctor_checks`` ran, though it was reported skipped."""
+    def asp_doctor_checks():
+        return [("sneaky", True, "a skipped plugin's check")]
+
+    def asp_register_specializers(registry):  # the spec's argument is ``register``
+        raise AssertionError("never called")
+
+    install(monkeypatch, FakeEntryPoint("badarg", _module(
+        "badarg_plugin", asp_doctor_checks=asp_doctor_checks,
+        asp_register_specializers=asp_register_specializers), dist="badarg-dist"))
+    with pytest.warns(plugins_mod.PluginWarning, match=r"(?s)'badarg' \(badarg-dist\).*registry"):
+        pm = plugins_mod.get_plugin_manager()
+    assert [n for n, _ in pm.list_name_plugin()] == []
+    assert pm.hook.asp_doctor_checks.get_hookimpls() == []
+    assert [b.name for b in plugins_mod.broken_plugins()] == ["badarg"]
+
+
+def test_register_plugin_refusing_a_plugin_keeps_no_trace_of_it(monkeypatch, plugin_state):
+    """``register_plugin`` of a plugin with a misspelt hook raised and kept it registered:
+    every later ``register_plugin`` raised that plugin's error again."""
+    import pluggy
+
+    install(monkeypatch)
+    bad = _module("typo_inproc", asp_register_specialisers=lambda register: None)
+    with pytest.raises(pluggy.PluginValidationError, match="asp_register_specialisers"):
+        plugins_mod.register_plugin(bad, name="typo")
+    assert not plugins_mod.get_plugin_manager().has_plugin("typo")
+    good = _module("good_inproc", asp_register_specializers=_registers("inproc"))
+    assert plugins_mod.register_plugin(good, name="good") == "good"
+    assert "inproc" in plugins_mod.get_registry().specializers
+    plugins_mod.unregister_plugin("good")
+    assert "inproc" not in plugins_mod.get_registry().specializers
+
+
+def test_unregistering_a_broken_in_process_plugin_forgets_it(monkeypatch, plugin_state):
+    def explode(register):
+        raise RuntimeError("kaboom")
+
+    install(monkeypatch)
+    plugins_mod.register_plugin(_module("boom_inproc", asp_register_specializers=explode),
+                                name="boom")
+    with pytest.warns(plugins_mod.PluginWarning, match="kaboom"):
+        assert [b.name for b in plugins_mod.broken_plugins()] == ["boom"]
+    plugins_mod.unregister_plugin("boom")
+    assert plugins_mod.broken_plugins() == []
+
+
+def _wrong_plugin(what: str, inside: bool = False):
+    """A plugin adding an ``elementwise`` component whose ``what`` method has the wrong
+    signature (no ``ctx``), or with ``inside``, whose method raises ``ValueError`` itself, at a
+    priority that makes it the default."""
+    from asp_core.components import Backend, Frontend, PlatformOptimizer
+
+    class WrongBackend(Backend):
+        platforms = ("openmp",)
+
+        def build(self, variant):  # type: ignore[override]
+            raise AssertionError("never called")
+
+    class WrongOptimizer(PlatformOptimizer):
+        platforms = ("openmp",)
+
+        def variants(self, program):  # type: ignore[override]
+            raise AssertionError("never called")
+
+    class WrongFrontend(Frontend):
+        def parse(self):  # type: ignore[override]
+            raise AssertionError("never called")
+
+    class RefusingBackend(Backend):
+        platforms = ("openmp",)
+
+        def build(self, variant, ctx):
+            raise ValueError("MY_SETTING='x' is malformed")
+
+    phase, obj = {"build": ("backend", RefusingBackend() if inside else WrongBackend()),
+                  "variants": ("platform_optimization", WrongOptimizer()),
+                  "parse": ("frontend", WrongFrontend())}[what]
+
+    def asp_register_specializers(register):
+        register.component(specializer="elementwise", phase=phase, name="wrong", obj=obj,
+                           priority=100)
+    return _module("wrong_plugin", asp_register_specializers=asp_register_specializers)
+
+
+@pytest.mark.parametrize("what", ["build", "variants", "parse"])
+def test_a_component_with_a_wrong_signature_names_its_plugin(elementwise, fresh_cache,
+                                                             monkeypatch, what):
+    """A third-party backend whose ``build`` lacks ``ctx`` ended every kernel call of the
+    specializer with a bare ``TypeError: build() takes 2 positional arguments`` naming no
+    plugin. Now: one ``PluginWarning`` naming plugin, component and error, the kernel runs in
+    Python with the correct result, and ``strict`` mode raises a ``PluginError`` saying so."""
+    import numpy as np
+
+    from asp_core import Dispatcher, PluginError, SpecializationWarning
+
+    name = plugins_mod.register_plugin(_wrong_plugin(what), name="wrong-plugin")
+    try:
+        monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+        def k(a):
+            return a * 2.0
+
+        d = Dispatcher("elementwise", k)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            np.testing.assert_array_equal(d(np.ones(3)), np.full(3, 2.0))
+        plugin_warnings = [str(w.message) for w in caught  # (installed plugins' aside)
+                           if issubclass(w.category, plugins_mod.PluginWarning)
+                           and "wrong-plugin" in str(w.message)]
+        assert len(plugin_warnings) == 1, plugin_warnings
+        assert re.search(rf"'wrong-plugin' .*elementwise/\w+/wrong: {what} raised TypeError",
+                         plugin_warnings[0]), plugin_warnings
+        assert [w for w in caught if issubclass(w.category, SpecializationWarning)]
+        monkeypatch.setenv("ASP_MODE", "strict")
+        d2 = Dispatcher("elementwise", k)
+        with pytest.raises(PluginError, match=rf"{what} of component elementwise/\w+/wrong of "
+                                              r"plugin 'wrong-plugin' .*cannot be called: "
+                                              r"TypeError"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d2(np.ones(3))
+    finally:
+        plugins_mod.unregister_plugin(name)
+
+
+def test_a_components_own_error_keeps_its_type_and_names_the_component(elementwise,
+                                                                       fresh_cache):
+    """An exception raised inside a component's method is its answer to the user (asp-stencil
+    raises ``TypeError`` for the wrong grids, ``ValueError`` for a malformed
+    ``ASP_STENCIL_TEMPORAL_PARAMS``): it passes unchanged, with a note naming the component."""
+    import numpy as np
+
+    from asp_core import Dispatcher
+
+    name = plugins_mod.register_plugin(_wrong_plugin("build", inside=True), name="wrong-plugin")
+    try:
+        def k(a):
+            return a + 1.0
+
+        d = Dispatcher("elementwise", k)
+        with pytest.raises(ValueError, match="MY_SETTING") as info:
+            d(np.ones(3))
+        if sys.version_info >= (3, 11):
+            assert any("build of component elementwise/backend/wrong of plugin 'wrong-plugin'"
+                       in n for n in info.value.__notes__)
+    finally:
+        plugins_mod.unregister_plugin(name)
