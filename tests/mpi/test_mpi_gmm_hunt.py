@@ -252,3 +252,34 @@ def test_mpi_gmm_refuses_the_parameters_sklearn_refuses(nprocs, tmp_path):
     random_state on one rank raised there alone (the other ranks went on into the fit's
     collectives). Now every rank raises scikit-learn's ValueError."""
     _every_rank_prints(BAD_PARAMETERS, "PARAMS-OK", nprocs, tmp_path)
+
+
+EMPTY_SHARD_DTYPE = """
+import warnings
+
+import numpy as np
+
+from asp_core.mpi import fatal_errors, world
+from asp_gmm.distributed import DistributedGaussianMixture
+
+warnings.simplefilter("ignore")
+comm = world()
+with fatal_errors(comm):
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.standard_normal((60, 2)), rng.standard_normal((60, 2)) + 4])
+    X = X.astype(np.float32)
+    shard = np.empty((0, 2)) if comm.rank == 0 else X[comm.rank - 1::comm.size - 1]
+    gmm = DistributedGaussianMixture(2, comm=comm, means_init=[[0, 0], [4, 4]],
+                                     max_iter=10).fit(shard)
+    assert gmm.means_.dtype == np.float32, gmm.means_.dtype
+    assert gmm.predict(shard).shape == (len(shard),)
+    print(f"EMPTY-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_gmm_an_empty_float64_shard_next_to_float32_ones(nprocs, tmp_path):
+    """``np.empty((0, D))`` is float64: next to float32 shards it failed the fit with
+    "mismatched dtype of X", though shards may have any size, even 0."""
+    _every_rank_prints(EMPTY_SHARD_DTYPE, "EMPTY-OK", nprocs, tmp_path)

@@ -303,6 +303,11 @@ class DistributedGaussianMixture:
         agree(comm, error)
         assert arr is not None
         check_same(comm, arr.shape[1], "number of features")
+        # an empty shard (np.empty((0, D)) is float64 whatever the others hold) takes the
+        # dtype of the shards with samples, when they agree: shards may have any size, even 0
+        held = {d for d in comm.allgather(str(arr.dtype) if len(arr) else None) if d}
+        if not len(arr) and len(held) == 1:
+            arr = arr.astype(held.pop())
         check_same(comm, str(arr.dtype), "dtype of X")
         if not fitting and arr.shape[1] != self.means_.shape[1]:
             raise ValueError(f"X has {arr.shape[1]} features, but the model is fitted with "
