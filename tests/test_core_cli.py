@@ -40,7 +40,7 @@ def test_list_json_schema(elementwise):
     by_name = {s["name"]: s for s in data["specializers"]}
     assert "elementwise" in by_name
     for spec in data["specializers"]:
-        assert {"name", "distribution", "version", "phases"} <= set(spec)
+        assert {"name", "distribution", "version", "phases", "unmet"} <= set(spec)
         assert list(spec["phases"]) == list(PHASES)
         chosen = None
         for phase, comps in spec["phases"].items():
@@ -86,6 +86,26 @@ def test_list_default_follows_settings_and_unavailable_platforms(elementwise, mo
     assert omp["name"] == "openmp" and omp["unavailable"] == "no such device here"
     text = _invoke("list").output
     assert "unavailable: no such device here" in text
+
+
+def test_list_names_a_setting_that_no_component_answers(elementwise, monkeypatch):
+    """A setting naming no installed component (or one serving another platform) cannot be
+    honoured, and the kernels run in Python: asp list still showed the highest-priority
+    component as the default."""
+    def ew():
+        data = json.loads(_invoke("list", "--json").output)
+        return next(s for s in data["specializers"] if s["name"] == "elementwise")
+
+    monkeypatch.setenv("ASP_BACKEND", "elementwise:nosuch")
+    spec = ew()
+    assert spec["unmet"] == [{"phase": "backend", "setting": "ASP_BACKEND",
+                              "component": "nosuch"}]
+    assert not any(c["default"] for c in spec["phases"]["backend"])
+    assert "ASP_BACKEND asks for 'nosuch' in backend" in _invoke("list").output
+    monkeypatch.setenv("ASP_BACKEND", "elementwise:vectorize")   # the python platform's
+    assert [u["component"] for u in ew()["unmet"]] == ["vectorize"]
+    monkeypatch.delenv("ASP_BACKEND")
+    assert ew()["unmet"] == []
 
 
 def test_list_reports_installed_distributions_and_versions():

@@ -24,11 +24,14 @@ def _unavailable(comp: Component) -> str | None:
 
 
 def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
-              unavailable: dict[str, str | None]) -> dict[str, str | None]:
+              unavailable: dict[str, str | None], unmet: list[dict[str, str]]
+              ) -> dict[str, str | None]:
     """Per phase, the component a kernel gets here unless the kernel itself is refused:
     the user's setting (``ASP_<PHASE>``, the config file), else the highest-priority one;
     a platform unavailable on this machine is passed over, and the platform-optimisation and
-    backend components are those accepting the chosen platform."""
+    backend components are those accepting the chosen platform.  A setting that names none of
+    them is added to ``unmet`` and its phase has no default: kernels then run in Python (the
+    highest-priority component was shown as the default)."""
     from asp_core import config
 
     out: dict[str, str | None] = {}
@@ -37,10 +40,13 @@ def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
         comps = comps_by_phase[phase]
         if phase in (PLATFORM_OPTIMIZATION, BACKEND) and platform is not None:
             comps = [c for c in comps if not c.platforms or platform in c.platforms]
-        requested, _ = config.phase_choice(spec, phase, None)
+        requested, source = config.phase_choice(spec, phase, None)
         names = [c.name for c in comps]
         if requested in names:
             pick: str | None = requested
+        elif requested:
+            pick = None
+            unmet.append({"phase": phase, "setting": source, "component": requested})
         elif phase == PLATFORM_SELECTION:
             pick = next((c.name for c in comps if not unavailable.get(c.name)), None)
         else:
@@ -62,7 +68,8 @@ def listing() -> dict[str, Any]:
         spec = reg.specializers.get(name)
         by_phase = {phase: reg.for_phase(name, phase) for phase in PHASES}
         unavailable = {c.name: _unavailable(c) for c in by_phase[PLATFORM_SELECTION]}
-        chosen = _defaults(name, by_phase, unavailable)
+        unmet: list[dict[str, str]] = []
+        chosen = _defaults(name, by_phase, unavailable, unmet)
         phases = {}
         for phase, comps in by_phase.items():
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
@@ -77,7 +84,7 @@ def listing() -> dict[str, Any]:
                       "distribution": spec.distribution if spec else "",
                       "version": spec.version if spec else "",
                       "defined": spec is not None,
-                      "phases": phases})
+                      "phases": phases, "unmet": unmet})
     return {"specializers": specs, "broken": [dataclasses.asdict(b) for b in broken_plugins()]}
 
 
@@ -129,6 +136,11 @@ def command(as_json: bool) -> None:
                               escape(", ".join(map(str, c["platforms"])) or "any"),
                               escape(str(c["distribution"])), here)
         console.print(table)
+        for u in spec["unmet"]:
+            console.print(f"[yellow]{escape(u['setting'])} asks for {escape(u['component'])!r} "
+                          f"in {u['phase']}, which no installed {escape(str(spec['name']))} "
+                          "component for the platform answers to: its kernels run in "
+                          "Python[/yellow]")
     if data["broken"]:
         console.print("[bold red]Broken plugins (skipped):[/bold red]")
         for b in data["broken"]:
