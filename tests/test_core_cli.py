@@ -345,6 +345,34 @@ def test_doctor_no_stream(fresh_cache, monkeypatch):
     assert result.exit_code == (1 if "FAIL" in out else 0)
 
 
+def test_doctor_names_components_for_platforms_nobody_provides(elementwise):
+    """A backend serving a platform no installed plugin provides (a misspelt one) is never
+    used, and nothing said so."""
+    import types
+
+    from asp_core import hookimpl, plugins
+    from asp_core.cli.doctor import checks
+
+    class Misspelt:
+        platforms = ("opnemp",)
+
+    @hookimpl
+    def asp_register_specializers(register):
+        register.component(specializer="elementwise", phase="backend", name="typo",
+                           obj=Misspelt())
+
+    assert not [c for c in checks(measure_stream=False) if c[0] == "component platforms"]
+    name = plugins.register_plugin(types.SimpleNamespace(
+        asp_register_specializers=asp_register_specializers), name="misspelt")
+    try:
+        rows = [c for c in checks(measure_stream=False) if c[0] == "component platforms"]
+    finally:
+        plugins.unregister_plugin(name)
+    assert rows and rows[0][1] is True
+    assert "elementwise/backend/typo (in-process) serves opnemp, which no installed " \
+           "elementwise platform is: never used" in rows[0][2]
+
+
 def test_doctor_labels_fresh_and_cached_bandwidth_honestly(fresh_cache, monkeypatch):
     """First run: measured now (announced before the wait); second: the cached figure with its
     date; --refresh: measured again."""

@@ -77,6 +77,9 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     names = [n for n, _ in pm.list_name_plugin() if n]
     out.append(("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
                 "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken)))
+    orphans = _orphan_platforms()
+    if orphans:
+        out.append(("component platforms", True, "; ".join(orphans)))
     for impl in reversed(pm.hook.asp_doctor_checks.get_hookimpls()):
         try:  # one plugin at a time: a check that raises is itself a failed check
             out.extend(cast("list[tuple[str, bool, str]]", impl.function() or []))
@@ -85,6 +88,32 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
                         f"its asp_doctor_checks raised {type(exc).__name__}: {exc}"))
     if measure_stream:
         out.append(_stream_check(hw, refresh))
+    return out
+
+
+def _orphan_platforms() -> list[str]:
+    """Components that serve only platforms no installed plugin of their specializer
+    provides: never used (a misspelt platform in ``platforms``, or one an add-on not installed
+    here brings), and nothing else says so."""
+    from asp_core.phases import PLATFORM_SELECTION
+    from asp_core.plugins import get_registry
+
+    reg = get_registry()
+    provided: dict[str, set[str]] = {}
+    for c in reg.components:
+        if c.phase == PLATFORM_SELECTION:
+            provided.setdefault(c.specializer, set()).add(c.name)
+    out = []
+    for c in reg.components:
+        try:
+            serves = c.platforms
+        except Exception:  # noqa: BLE001 - one that cannot load is a broken plugin, above
+            continue
+        if serves and not set(serves) & provided.get(c.specializer, set()):
+            dist = c.distribution.strip("()") or "in-process"
+            out.append(f"{c.specializer}/{c.phase}/{c.name} ({dist}) serves "
+                       f"{', '.join(serves)}, which no installed {c.specializer} platform is: "
+                       "never used")
     return out
 
 
