@@ -96,8 +96,7 @@ class Variants(Mapping[str, Callable[..., Any]]):
         self._by_name = {v.name: v for v in variants}
         self._backend = backend
         self._optimizer = optimizer
-        self._materialise = (_guarded(optimizer, "materialise", lambda: getattr(
-            optimizer.obj, "materialise", None)) if optimizer else None)
+        self._materialise = getattr(optimizer.obj, "materialise", None) if optimizer else None
         self._ready: dict[str, Variant] = {}
         self._built: dict[str, Callable[..., Any]] = {}
 

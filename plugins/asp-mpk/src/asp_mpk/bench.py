@@ -263,7 +263,7 @@ def first_calls(matrix: str, rounds: int = 3) -> dict[str, float]:
     times: dict[str, list[float]] = {"scipy": [], "asp": []}
     for _ in range(rounds):
         for side, call in (("scipy", _SCIPY_POWERS),
-                           ("asp", "asp_mpk.matrix_powers(A, v, 8)")):
+                           ("asp", _CALLS["powers"][1])):
             script = _FIRST.format(matrix=matrix, call=call)
             times[side].append(float(_in_new_process(script)))
     return {side: statistics.median(ts) for side, ts in times.items()}
