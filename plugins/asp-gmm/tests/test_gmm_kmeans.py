@@ -136,6 +136,38 @@ def test_kmeans_seed_equals_reference(N, D, M, chosen):
     assert (indices[chosen:] == -1).all()  # the caller's arrays are left as they were
 
 
+def _integer_data(name: str) -> np.ndarray:
+    if name == "digits":  # pixel values 0..16, many samples equidistant from two centres
+        from sklearn.datasets import load_digits
+
+        return load_digits().data
+    return np.random.default_rng(7).integers(0, 10, size=(500, 4)).astype(float)
+
+
+@pytest.mark.parametrize("data,M,seed", [("digits", 10, 3), ("digits", 10, 0),
+                                         ("ints", 5, 2), ("ints", 5, 0)])
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_kmeans_on_integer_data_does_not_depend_on_the_build(data, M, seed, cov, monkeypatch):
+    """On integer-valued data many samples are tied between two centres in exact arithmetic,
+    so their labels rest on rounding: the compiled passes (FMA dot products, other sums)
+    gave other labels and seeds than the NumPy passes a fit runs while its library
+    compiles, and a loop of identical fits changed its model once the build was done."""
+    from asp_gmm import engine
+
+    X = _integer_data(data)
+    Xc = X - X.mean(axis=0)
+    engine.prepare(X.shape[1], M, cov, X.dtype)
+    engine.finish_preparing()
+    compiled = kmeans_labels(X, M, np.random.RandomState(seed), cov)
+    seeds = kmeans_plusplus_indices(Xc, M, np.random.RandomState(seed), cov)
+    assert engine.dispatcher("kmeans_assign").last_context is not None  # it ran compiled
+    monkeypatch.setattr(engine, "compiled", lambda *a, **k: False)
+    np.testing.assert_array_equal(kmeans_labels(X, M, np.random.RandomState(seed), cov),
+                                  compiled)
+    np.testing.assert_array_equal(
+        kmeans_plusplus_indices(Xc, M, np.random.RandomState(seed), cov), seeds)
+
+
 def test_lloyd_bounds_skip_only_samples_whose_label_cannot_change():
     """Passes that keep Hamerly's bounds between them (samples skipped where the bounds
     prove the label) give the labels and sums of passes computing every distance; a NumPy

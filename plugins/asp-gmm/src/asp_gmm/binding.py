@@ -18,7 +18,8 @@ import numpy as np
 from asp_core import interrupt
 from asp_gmm.lowering import KernelPlan
 from asp_gmm.packing import finish_em_step, pack, zero_shift
-from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
+from asp_gmm.reference import (EMStep, KMeansAssignment, KMeansSeeding, cluster_sums,
+                               kmeans_redecide)
 from asp_gmm.signature import parse_call
 
 __all__ = ["EMStepKernel", "EStepKernel", "KMeansAssignKernel", "KMeansSeedKernel",
@@ -209,6 +210,11 @@ class KMeansAssignKernel(_EntryPoint):
         if X.shape[0]:
             self._run(X, np.ascontiguousarray(centers), np.ascontiguousarray(moved), labels,
                       sums, counts, bounds)
+        # a sample whose bounds do not separate its least distance from the next (the kernel
+        # sets them 2 e apart, e its rounding bound) is labelled as the NumPy pass labels it
+        near = np.flatnonzero(bounds[:, 1] <= bounds[:, 0])
+        if near.size and kmeans_redecide(X, centers, labels, near):
+            return KMeansAssignment(labels, *cluster_sums(X, labels, lay.M))
         return KMeansAssignment(labels, sums, counts)
 
 

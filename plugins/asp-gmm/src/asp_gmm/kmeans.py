@@ -1,34 +1,32 @@
-"""scikit-learn's k-means initialisation of a Gaussian mixture, with its passes compiled.
+"""scikit-learn's k-means initialisation of a Gaussian mixture, with its Lloyd passes compiled.
 
 ``init_params="kmeans"`` runs ``KMeans(n_clusters=M, n_init=1, random_state=rs).fit(X)`` and
 keeps its labels; ``init_params="k-means++"`` runs ``kmeans_plusplus(X, M, random_state=rs)``.
-Both spend their time in passes over the samples (each k-means++ centre scores
-``2 + log M`` candidates over all samples; each Lloyd iteration assigns every sample), which run
-here as the compiled ``kmeans_seed`` and ``kmeans_assign`` kernels of the mixture's own
-library (:mod:`asp_gmm.engine`; while that library is still compiling in the background,
-as the NumPy passes of :mod:`asp_gmm.reference`, one pass at a time), while the loops, the random draws and the decisions are
-scikit-learn's, in its order:
+The loops, the random draws and the decisions are scikit-learn's, in its order:
 
 * k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
   each next one ``rs.uniform(size=trials) * potential`` searched in the cumulative sum of the
-  squared distances, the candidate of least potential kept; the steps after the first centre
-  run in one compiled call (one parallel pass per step, the draws searched block by block:
-  :func:`asp_gmm.reference.kmeans_seed`), their uniforms drawn in one call (the same numbers);
+  squared distances, the candidate of least potential kept. Every step runs in scikit-learn's
+  NumPy expressions (:func:`asp_gmm.reference.kmeans_seed_step`), compiled or not: see
+  :func:`kmeans_plusplus_indices`;
 * Lloyd (``_kmeans_single_lloyd``): on the data centred by its mean, at most 300 iterations,
   stopping when the labels repeat (strict convergence) or when the squared centre shift falls
   to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
   their centres; after a non-strict stop the labels are recomputed from the final centres.
-  The compiled passes keep Hamerly's bounds between them (``bounds``, ``moved``) and skip
-  the distances of samples whose label the bounds prove, with a margin for rounding, so the
-  labels are those of computing every distance.
+  Each pass runs as the compiled ``kmeans_assign`` kernel of the mixture's own library
+  (:mod:`asp_gmm.engine`; while that library is still compiling in the background, as the
+  NumPy pass of :mod:`asp_gmm.reference`). The compiled passes keep Hamerly's bounds between
+  them (``bounds``, ``moved``) and skip the distances of samples whose label the bounds
+  prove, with a margin for rounding; a sample whose two least distances lie within rounding
+  of each other is labelled by the NumPy pass's own expression, and the clusters are summed
+  in sample order by both, so the labels do not depend on which pass ran.
 
 The random state is consumed exactly as scikit-learn consumes it, so a later initialisation
-(``n_init > 1``) draws what scikit-learn's would. The distances are summed in another order
-than scikit-learn's BLAS calls, so where a decision rests on rounding the two can differ: a
-sample whose two nearest centres are equal to about 1e-16 relative, or k-means++ seeding once
-every remaining distance is rounding noise (near-duplicate samples, fewer distinct points
-than clusters). Exact ties (equal distances computed exactly) are broken as scikit-learn
-breaks them, towards the first.
+(``n_init > 1``) draws what scikit-learn's would. scikit-learn sums the clusters per thread
+and computes its distances in chunks of another size, whose BLAS products round otherwise,
+so where a decision rests on rounding the two can differ: a sample whose two nearest centres
+are equal in exact arithmetic (common with integer-valued data) may go to the other one, and
+the k-means from there to another local optimum.
 """
 
 from __future__ import annotations
@@ -49,14 +47,17 @@ MAX_ITER = 300
 TOL = 1e-4
 
 
-def _numpy_seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray,
-                     closest: np.ndarray, n_clusters: int, covariance_type: str,
-                     options: dict[str, Any] | None, steps_left: int) -> KMeansSeed:
-    """One seeding step in NumPy while the library compiles (``steps_left`` such steps
-    foreseen, this one included: they decide when a deferred build starts)."""
+def _seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
+               n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
+               steps_left: int) -> KMeansSeed:
+    """One seeding step in scikit-learn's NumPy expressions (``steps_left`` such steps
+    foreseen, this one included: while the library compiles, they decide when a deferred
+    build starts; see :func:`kmeans_plusplus_indices` for why it is never compiled)."""
+    args = (X, xx, candidates, closest, n_clusters, covariance_type)
+    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
+        return reference.kmeans_seed_step(*args)
     return engine.numpy_pass(reference.kmeans_seed_step, X, n_clusters, covariance_type,
-                             options, X, xx, candidates, closest, n_clusters, covariance_type,
-                             calls_left=steps_left)
+                             options, *args, calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
@@ -87,7 +88,12 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
                             x_squared_norms: np.ndarray | None = None) -> np.ndarray:
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
     random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
-    (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
+    (``x_squared_norms``: the rows' squared norms, when the caller has them).
+
+    Every step runs in NumPy, whether or not the library is compiled: the compiled seeding
+    sums the potentials and searches the draws in another order, so on data whose candidates
+    tie (integer-valued data) it chose other centres than the NumPy steps, and a fit's
+    result depended on whether the library had compiled yet."""
     N, D = X.shape
     trials = kmeans_trials(n_clusters)
     em = _em_iteration_in_seed_steps(n_clusters, D, trials, covariance_type)
@@ -96,29 +102,17 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
-    step: KMeansSeed | None = None
-    c = 1
-    # one step at a time in NumPy while the library compiles in the background
-    while c < n_clusters and not engine.compiled(D, n_clusters, covariance_type, X.dtype,
-                                                 options):
-        if step is None:  # the first centre's distances: all candidates the same sample
-            step = _numpy_seed_step(X, xx, np.full(trials, first, dtype=np.int64),
-                                    np.full(N, np.inf), n_clusters, covariance_type, options,
-                                    n_clusters + em)
-            continue
-        candidates = reference.kmeans_seed_candidates(step, random_state.uniform(size=trials), N)
-        step = _numpy_seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
-                                options, n_clusters - c + em)
-        indices[c] = candidates[step.best]
-        c += 1
-    if c == n_clusters:
+    if n_clusters == 1:
         return indices
-    # the remaining steps in one compiled call, their draws made at once (the same numbers
-    # as one draw of `trials` per step)
-    uniforms = random_state.uniform(size=(n_clusters - c) * trials)
-    closest = np.full(N, np.inf) if step is None else step.closest
-    return engine.kmeans_seed(X, xx, indices, closest, uniforms, n_clusters, covariance_type,
-                              options).indices
+    # the first centre's distances: all candidates the same sample
+    step = _seed_step(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
+                      n_clusters, covariance_type, options, n_clusters + em)
+    for c in range(1, n_clusters):
+        candidates = reference.kmeans_seed_candidates(step, random_state.uniform(size=trials), N)
+        step = _seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
+                          options, n_clusters - c + em)
+        indices[c] = candidates[step.best]
+    return indices
 
 
 def _relocate_empty(X: np.ndarray, centers: np.ndarray, sums: np.ndarray, counts: np.ndarray,

@@ -849,10 +849,9 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
 
 /* k-means as scikit-learn's KMeans runs it for init_params="kmeans" (asp_gmm.kmeans drives
    the loops and the random draws; these are its passes over the samples). X is row-major
-   N x D (unpadded). As in em_step_impl, the samples are split into a fixed number of groups
-   of consecutive samples, handed out dynamically (a core that another process holds does not
-   hold up the pass, as a static split did: 3-7x slower passes under load) and each with its
-   own partial sums, reduced in group order: every run gives the same result. */
+   N x D (unpadded). As in em_step_impl, the samples are split into groups of consecutive
+   samples, handed out dynamically (a core that another process holds does not hold up the
+   pass, as a static split did: 3-7x slower passes under load). */
 static int64_t km_groups(int64_t N)
 {
     int nt = omp_get_max_threads();
@@ -861,9 +860,33 @@ static int64_t km_groups(int64_t N)
     return G < nb ? G : (nb > 0 ? nb : 1);
 }
 
+/* The clusters' sums (M x D) and counts (M) of labelled samples, each sum taken in sample
+   order from zero, as np.bincount(labels, weights=X[:, k]) takes it
+   (asp_gmm.reference.cluster_sums): the sums do not depend on the number of threads, and a
+   NumPy pass, or one whose labels were re-decided (asp_gmm.binding), gives the same numbers,
+   so the k-means does not depend on which ran (per-thread partial sums had made the centres
+   differ in the last bits, and so the labels of samples tied between two centres).
+   Parallel over blocks of 8 features (a cache line of each sum row). */
+static void km_sums(const xtype *restrict X, int64_t N, const int64_t *restrict labels,
+                    double *restrict sums, double *restrict counts)
+{
+    memset(sums, 0, (size_t)M * D * 8);
+    memset(counts, 0, (size_t)M * 8);
+#pragma omp parallel for schedule(static)
+    for (int k0 = 0; k0 < D; k0 += 8) {
+        const int k1 = k0 + 8 < D ? k0 + 8 : D;
+        for (int64_t i = 0; i < N; ++i) {
+            const xtype *x = X + i * D;
+            double *s = sums + labels[i] * D;
+            for (int k = k0; k < k1; ++k) s[k] += x[k];
+        }
+    }
+    for (int64_t i = 0; i < N; ++i) counts[labels[i]] += 1.0;
+}
+
 /* One Lloyd assignment: labels[i] = argmin_j |c_j|^2 - 2 x_i.c_j (the first on ties, as
    scikit-learn's strict <), and, when sums is not NULL, the per-cluster sums of the samples
-   (M x D) and their counts (M). KM_NB samples at a time: their dot products with the
+   (M x D) and their counts (M), summed in sample order (km_sums). KM_NB samples at a time: their dot products with the
    centres, held in vectors of KM_W lanes, are D broadcasts and FMAs each; the argmin
    is taken in the vectors (least distance per lane, then halving the lanes, the smaller index
    on equal distances), without the data-dependent branch of a scalar search, which cost more
@@ -925,14 +948,8 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     }
     cmax = sqrt(cmax) * KM_SLACK;
     for (int j = 0; j < M; ++j) dmax = moved[j] > dmax ? moved[j] : dmax;
-    double *acc = sums ? (double *)calloc((size_t)G * (M * D + M), 8) : NULL;
-    if (sums && !acc) {
-        free(ct);
-        return 1;
-    }
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t g = 0; g < G; ++g) {
-        double *as = sums ? acc + (size_t)g * (M * D + M) : NULL;
         int64_t iend = N * (g + 1) / G;
         for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
             int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
@@ -1009,28 +1026,9 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
                     bd[2] = best;
                 }
             }
-            if (as) {
-                for (int b = 0; b < nb; ++b) {
-                    const int64_t best = labels[i0 + b];
-                    const xtype *x = X + (i0 + b) * D;
-                    double *s = as + best * D;
-#pragma GCC ivdep
-                    for (int k = 0; k < D; ++k) s[k] += x[k];
-                    as[M * D + best] += 1.0;
-                }
-            }
         }
     }
-    if (sums) {
-        memset(sums, 0, (size_t)M * D * 8);
-        memset(counts, 0, (size_t)M * 8);
-        for (int64_t g = 0; g < G; ++g) {
-            const double *as = acc + (size_t)g * (M * D + M);
-            for (int q = 0; q < M * D; ++q) sums[q] += as[q];
-            for (int j = 0; j < M; ++j) counts[j] += as[M * D + j];
-        }
-    }
-    free(acc);
+    if (sums) km_sums(X, N, labels, sums, counts);
     free(ct);
     return 0;
 }
