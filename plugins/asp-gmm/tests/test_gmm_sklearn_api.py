@@ -91,6 +91,26 @@ def test_partial_initial_parameters_follow_sklearn():
 
 
 @pytest.mark.parametrize("cov", ["full", "diag", "tied", "spherical"])
+def test_max_iter_0_with_precisions_init_has_covariances(cov):
+    """Given precisions_init and max_iter=0, covariances_ are the precisions' inverses
+    (they were None, and sample() raised TypeError)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 2))
+    D = 2
+    eye = np.array([[2.0, 0.5], [0.5, 1.0]])
+    precisions = {"full": np.stack([eye, 3 * eye]), "tied": eye,
+                  "diag": np.array([[2.0, 1.0], [4.0, 0.5]]), "spherical": np.array([2.0, 4.0])}
+    P = precisions[cov]
+    gm = GaussianMixture(2, covariance_type=cov, precisions_init=P, max_iter=0,
+                         random_state=0).fit(X)
+    expected = np.linalg.inv(P) if cov in ("full", "tied") else 1.0 / P
+    np.testing.assert_allclose(gm.covariances_, expected, rtol=1e-12)
+    np.testing.assert_allclose(gm.precisions_, P, rtol=1e-12)
+    samples, labels = gm.sample(5)
+    assert samples.shape == (5, D) and labels.shape == (5,)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag", "tied", "spherical"])
 def test_output_dtypes_follow_sklearn(cov):
     """predict_proba and score_samples return scikit-learn's dtype: float32 only for float32
     X under a float32 fit (float32 X under a float64 fit gave float32)."""

@@ -17,7 +17,8 @@ import numpy as np
 
 from asp_gmm import engine
 from asp_gmm.kmeans import kmeans_labels, kmeans_plusplus_indices
-from asp_gmm.linalg import precision_cholesky, precision_cholesky_from_precisions
+from asp_gmm.linalg import (covariances_from_precision_cholesky, precision_cholesky,
+                            precision_cholesky_from_precisions)
 
 __all__ = ["InitialParameters", "initial_parameters", "initial_responsibilities"]
 
@@ -25,7 +26,7 @@ __all__ = ["InitialParameters", "initial_parameters", "initial_responsibilities"
 class InitialParameters(NamedTuple):
     weights: np.ndarray
     means: np.ndarray
-    covariances: np.ndarray | None  # None when precisions_init is given (as scikit-learn)
+    covariances: np.ndarray  # from the precisions when precisions_init is given
     precisions_cholesky: np.ndarray
 
 
@@ -88,8 +89,11 @@ def initial_parameters(est: Any, X: np.ndarray, random_state: np.random.RandomSt
         covariances = step.covariances
         prec_chol = precision_cholesky(covariances, cov_type)
     else:
-        covariances = None
+        # scikit-learn leaves covariances_ unset here; a fit with max_iter=0 kept None, and
+        # sample() failed on it
         prec_chol = precision_cholesky_from_precisions(precisions_init, cov_type)
+        covariances = covariances_from_precision_cholesky(prec_chol, cov_type)
     return InitialParameters(np.asarray(weights, dtype=np.float64),
-                             np.asarray(means, dtype=np.float64), covariances,
+                             np.asarray(means, dtype=np.float64),
+                             np.asarray(covariances, dtype=np.float64),
                              np.asarray(prec_chol, dtype=np.float64))
