@@ -121,6 +121,28 @@ def test_warm_start_continues_from_previous_parameters():
     assert _rel(warm.means_, cold.means_) < 1e-10
 
 
+@pytest.mark.parametrize("change", [{"covariance_type": "diag"}, {"n_components": 3},
+                                    {"covariance_type": "spherical", "n_components": 1},
+                                    "features"])
+def test_warm_start_from_parameters_of_another_shape_starts_afresh(change):
+    """A warm start whose fitted parameters do not fit the new covariance type, number of
+    components or features fits as a cold fit does (it raised shape errors from inside the
+    EM, or kept the old number of components)."""
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    kw = dict(n_components=2, random_state=0)
+    warm = GaussianMixture(warm_start=True, **kw).fit(X)
+    if change == "features":
+        X = X[:, :2]
+    else:
+        warm.set_params(**change)
+        kw.update(change)
+    warm.fit(X)
+    cold = GaussianMixture(**{**kw, "covariance_type": warm.covariance_type}).fit(X)
+    assert warm.weights_.shape == cold.weights_.shape
+    assert warm.precisions_cholesky_.shape == cold.precisions_cholesky_.shape
+    assert warm.lower_bound_ == pytest.approx(cold.lower_bound_, rel=1e-9)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(N=st.integers(8, 400), D=st.integers(1, 4), M=st.integers(1, 4),
        cov=st.sampled_from(["full", "diag"]), seed=st.integers(0, 2**16),
