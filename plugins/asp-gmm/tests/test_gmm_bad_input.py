@@ -203,6 +203,18 @@ def test_bad_string_options(param):
         GaussianMixture(2, **{param: "banana"}).fit(X_OK)
 
 
+@pytest.mark.parametrize("param", ["weights_init", "means_init", "precisions_init"])
+@pytest.mark.parametrize("value", [0.5, "abc"])
+def test_initial_parameters_must_be_array_like(param, value):
+    """A number or a string as an initial parameter is scikit-learn's "array-like" error
+    naming the parameter (it was a TypeError about dimensions, or "could not convert string
+    to float", naming none)."""
+    with pytest.raises(ValueError, match=rf"^The '{param}' parameter of GaussianMixture must "
+                                         rf"be an array-like or None\. Got {value!r} "
+                                         r"instead\.$"):
+        GaussianMixture(2, **{param: value}).fit(X_OK)
+
+
 def test_warm_start_must_be_a_bool():
     with pytest.raises(ValueError, match=r"^The 'warm_start' parameter of GaussianMixture must "
                                          r"be an instance of 'bool'.* Got 'yes' instead\.$"):

@@ -158,10 +158,23 @@ def _precisions(precisions: Any, covariance_type: str, n_components: int, n_feat
     return precisions
 
 
+def _array_like(est: Any, name: str) -> None:
+    """scikit-learn's ``"array-like"`` constraint of an initial parameter: something with a
+    length, a shape or ``__array__`` that is not a scalar (a number or a string failed later,
+    as a TypeError about dimensions or a float conversion, without the parameter's name)."""
+    value = getattr(est, name)
+    if value is not None and (np.isscalar(value) or not (
+            hasattr(value, "__len__") or hasattr(value, "shape")
+            or hasattr(value, "__array__"))):
+        _fail(name, "an array-like or None", value, type(est).__name__)
+
+
 def check_initial_parameters(est: Any, n_features: int
                              ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """``(weights_init, means_init, precisions_init)`` of ``est`` checked and as arrays (None
     where not given)."""
+    for name in ("weights_init", "means_init", "precisions_init"):
+        _array_like(est, name)
     M = est.n_components
     weights = None if est.weights_init is None else _weights(est.weights_init, M)
     means = None
