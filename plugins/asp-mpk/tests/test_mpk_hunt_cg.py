@@ -83,3 +83,34 @@ def test_the_distributed_solver_does_not_diverge_below_rounding_either():
     res = np.linalg.norm(b - A @ x)
     assert np.isfinite(res) and res < 1e-12 * np.linalg.norm(b), res
     assert info == 400
+
+
+@pytest.mark.parametrize("s", [None, 1, 4])
+def test_reaching_the_tolerance_on_the_last_allowed_iteration_returns_maxiter(s):
+    """SciPy checks the residual before each iteration only, so a solve that reaches the
+    tolerance on iteration ``maxiter`` returns ``info = maxiter`` (2-D Poisson 12², rtol=1e-8:
+    39 iterations); asp checked convergence before ``it >= maxiter`` and returned 0."""
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(12)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    for maxiter in (38, 39, 40):
+        _, info_ref = spla.cg(A, b, rtol=1e-8, maxiter=maxiter)
+        _, info = asp_mpk.cg(A, b, rtol=1e-8, maxiter=maxiter, s=s)
+        assert info == info_ref, (maxiter, info, info_ref)
+    assert info_ref == 0   # 39 iterations is where the tolerance is met
+
+
+def test_the_distributed_solver_returns_maxiter_as_scipy_too():
+    """The same order of checks in ``asp_mpk.distributed.cg`` (one rank)."""
+    pytest.importorskip("mpi4py")
+    import scipy.sparse.linalg as spla
+
+    from asp_mpk.distributed import cg
+
+    A = gallery.poisson2d(12)
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    for maxiter in (39, 40):
+        _, info_ref = spla.cg(A, b, rtol=1e-8, maxiter=maxiter)
+        _, info, _ = cg(A, b, rtol=1e-8, s=4, maxiter=maxiter)
+        assert info == info_ref, (maxiter, info, info_ref)

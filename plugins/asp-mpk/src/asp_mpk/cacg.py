@@ -346,6 +346,11 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     shifts: np.ndarray | None = None
     pq: float | None = None      # p . q while q holds A p (kept between classical runs)
     while True:
+        # SciPy checks the residual before each iteration only: one reaching the tolerance on
+        # the last allowed iteration still returns info = maxiter
+        if it >= maxiter:
+            stats.iterations = it
+            return x, maxiter
         if np.sqrt(rr) < tol:
             # recursive residual says converged: confirm with the true residual
             rt = _true_residual(mp, csr, b, x)
@@ -355,9 +360,6 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             rr, pq = _replace(r, p, rt), None
             stats.replacements += 1
             since_replace = float(np.sqrt(rr))
-        if it >= maxiter:
-            stats.iterations = it
-            return x, maxiter
         # -- basis coefficients (refresh the spectral estimate as Lanczos information grows) --
         if interval.refresh(alphas, betas) and basis == "newton":
             shifts = newton_shifts(alphas, betas, s)

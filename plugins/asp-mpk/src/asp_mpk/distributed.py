@@ -612,6 +612,9 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
     since_replace = float(np.sqrt(rr))
     info = maxiter
     while True:
+        if it >= maxiter:   # checked first, as SciPy: no convergence check after the last step
+            info = maxiter
+            break
         if np.sqrt(rr) < tol:
             rt, rrt, restart = _true_residual(mat, b, x, r)
             if np.sqrt(rrt) < tol:
@@ -622,9 +625,6 @@ def cg(A: Any, b: Any, x0: Any = None, *, comm: Any = None, rtol: float = 1e-5,
             r, rr = rt, rrt
             res.replacements += 1
             since_replace = float(np.sqrt(rr))
-        if it >= maxiter:
-            info = maxiter
-            break
         interval.refresh(alphas, betas)
         coefs = chebyshev_coefs(interval.lo, interval.hi, s)
         B = stacked_change_of_basis(coefs, s)
