@@ -9,6 +9,7 @@ fallbacks make several passes and temporary arrays.
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 import warnings
 import zlib
@@ -108,16 +109,34 @@ def omp_threads(threads: int) -> int:
     return 1 if on_forking_thread() else threads
 
 
-def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A") -> bool:
+def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "A",
+              layout: str = "CSR") -> bool:
     """Validate a CSR structure once per matrix, before C code indexes with it (SciPy checks
     none of this after construction, and C would write out of bounds): ``ValueError``
     "``name`` has an invalid CSR structure: ..." naming the first problem (indptr empty, not
     starting at 0 or decreasing, indptr[-1] past the end of indices, a column index outside the
-    matrix). Returns whether the rows are canonical (sorted, no duplicates)."""
+    matrix). Returns whether the rows are canonical (sorted, no duplicates).
+
+    ``layout`` "CSC" or "BSR": the same arrays of a CSC or BSR matrix, and the message says so
+    (a row index in a column, a block column index in a block row)."""
     try:
         return _check_csr(indptr, indices, ncols)
     except ValueError as exc:
-        raise ValueError(f"{name} has an {exc}") from None
+        raise ValueError(f"{name} has an {_worded(str(exc), layout)}") from None
+
+
+#: what a structure error calls indptr's lines and the entries of indices, per layout (the
+#: checks word it for CSR: "column index 7 in row 1", "indptr decreases at row 4")
+_TERMS = {"CSR": ("row", "column index"), "CSC": ("column", "row index"),
+          "BSR": ("block row", "block column index")}
+
+
+def _worded(message: str, layout: str) -> str:
+    """A CSR structure error reworded for ``layout`` (one pass: a replaced word is not
+    replaced again)."""
+    line, index = _TERMS[layout]
+    words = {"CSR": layout, "row": line, "column index": index}
+    return re.sub(r"\b(CSR|column index|row)\b", lambda m: words[m.group(1)], message)
 
 
 def _check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:

@@ -137,7 +137,7 @@ def check_before_conversion(A: Any, name: str) -> None:
                          (A.shape[0] // rows, A.shape[1] // cols))
         if len(indptr) != lines + 1:
             raise bad(f"indptr has {len(indptr)} entries; its shape {A.shape} needs {lines + 1}")
-        native.check_csr(indptr, indices, across, name=what)
+        native.check_csr(indptr, indices, across, name=what, layout=fmt.upper())
         if len(data) < indptr[-1]:
             raise bad(f"indptr[-1] is {indptr[-1]} but data has {len(data)} entries")
     elif fmt == "coo":
