@@ -100,6 +100,36 @@ def test_byte_swapped_index_arrays_give_scipys_product(fmt):
     np.testing.assert_allclose(MatrixPowers(A, 1)(x)[1], want, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "bsr"])
+@pytest.mark.parametrize("itype", [np.uint32, np.int16, np.uint8])
+def test_index_arrays_of_other_integer_dtypes_give_scipys_product(fmt, itype):
+    """uint32 or int16 indptr and indices assigned after construction: SciPy's ``A @ x``
+    computes with them, but the native structure check raised "TypeError: indptr must be
+    int32 or int64", naming neither A nor a fix."""
+    A = gallery.poisson2d(6).asformat(fmt)
+    if itype != np.uint8:   # SciPy's product refuses a uint8 indptr (not the indices)
+        A.indptr = A.indptr.astype(itype)
+    A.indices = A.indices.astype(itype)
+    x = np.linspace(-1.0, 2.0, A.shape[0])
+    want = A @ x
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), want, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2)[2], A @ want, rtol=1e-13,
+                               atol=1e-13)
+    x_cg, info = asp_mpk.cg(A, want, rtol=1e-10)
+    assert info == 0
+    np.testing.assert_allclose(x_cg, x, rtol=1e-8, atol=1e-8)
+
+
+def test_a_uint64_index_past_int64_is_a_structure_error():
+    """A uint64 index no int64 can hold is out of range, not wrapped to a negative one."""
+    A = gallery.poisson2d(4).tocsc()
+    A.indices = A.indices.astype(np.uint64)
+    A.indices[3] = 2**64 - 1
+    with pytest.raises(ValueError, match=r"A \(CSC\) has an invalid CSC structure: indices "
+                                         "holds 18446744073709551615"):
+        asp_mpk.spmv(A, np.ones(16))
+
+
 def test_byte_swapped_vectors_are_float64():
     """A '>f8' x, b or x0 is float64 (SciPy's ``A @ x`` takes it); it was refused with "x has
     dtype >f8; use float64 or float32".  A's own byte-swapped values, which scipy.sparse does

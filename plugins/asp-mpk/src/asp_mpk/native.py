@@ -118,9 +118,10 @@ def check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int, name: str = "
     matrix). Returns whether the rows are canonical (sorted, no duplicates).
 
     ``layout`` "CSC" or "BSR": the same arrays of a CSC or BSR matrix, and the message says so
-    (a row index in a column, a block column index in a block row)."""
+    (a row index in a column, a block column index in a block row).  Index arrays of another
+    integer dtype (uint32, int16: SciPy's products take them) are checked as int64."""
     try:
-        return _check_csr(indptr, indices, ncols)
+        return _check_csr(_as_index(indptr, "indptr"), _as_index(indices, "indices"), ncols)
     except ValueError as exc:
         raise ValueError(f"{name} has an {_worded(str(exc), layout)}") from None
 
@@ -137,6 +138,17 @@ def _worded(message: str, layout: str) -> str:
     line, index = _TERMS[layout]
     words = {"CSR": layout, "row": line, "column index": index}
     return re.sub(r"\b(CSR|column index|row)\b", lambda m: words[m.group(1)], message)
+
+
+def _as_index(a: np.ndarray, key: str) -> np.ndarray:
+    """An integer index array as the checks read it: int32 or int64 as it is (byte order is
+    :func:`_c`'s job), another integer dtype converted to int64 (a uint64 value past int64's
+    range is no index of any matrix: ``ValueError``)."""
+    if a.dtype.kind == "i" and a.dtype.itemsize in (4, 8):
+        return a
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"invalid CSR structure: {key} holds {int(a.max())}, past any index")
+    return a.astype(np.int64)
 
 
 def _check_csr(indptr: np.ndarray, indices: np.ndarray, ncols: int) -> bool:
