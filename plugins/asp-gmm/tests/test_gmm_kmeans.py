@@ -149,9 +149,10 @@ def _integer_data(name: str) -> np.ndarray:
 @pytest.mark.parametrize("cov", ["full", "diag"])
 def test_kmeans_on_integer_data_does_not_depend_on_the_build(data, M, seed, cov, monkeypatch):
     """On integer-valued data many samples are tied between two centres in exact arithmetic,
-    so their labels rest on rounding: the compiled passes (FMA dot products, other sums)
-    gave other labels and seeds than the NumPy passes a fit runs while its library
-    compiles, and a loop of identical fits changed its model once the build was done."""
+    so their labels rest on rounding: the compiled Lloyd passes (FMA dot products, other
+    sums) gave other labels than the NumPy passes a fit runs while its library compiles,
+    and a loop of identical fits changed its model once the build was done. (The seeds
+    of these cases agree; the compiled seeding can differ on others: see asp_gmm.kmeans.)"""
     from asp_gmm import engine
 
     X = _integer_data(data)

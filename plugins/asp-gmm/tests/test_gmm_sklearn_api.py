@@ -126,10 +126,9 @@ def test_output_dtypes_follow_sklearn(cov):
 
 
 def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
-    """Once compiled, the Lloyd passes, the initial M-step, the EM iterations and predict's
+    """Once compiled, the k-means passes, the initial M-step, the EM iterations and predict's
     E-step all run on the OpenMP platform, from one shared object. (A fit that starts while
-    the library compiles runs those steps in NumPy meanwhile; the k-means++ seeding always
-    runs in NumPy, so that its choices do not depend on the build.)"""
+    the library compiles runs those steps in NumPy meanwhile.)"""
     from pytest_asp import has_compiler
 
     if not has_compiler("c"):
@@ -142,7 +141,7 @@ def test_fit_runs_compiled_end_to_end(tmp_path, monkeypatch):
     engine.finish_preparing()
     gm = GaussianMixture(4, covariance_type="diag", random_state=0).fit(X)
     gm.predict(X)
-    for op in ("kmeans_assign", "m_step", "em_step", "e_step"):
+    for op in ("kmeans_seed", "kmeans_assign", "m_step", "em_step", "e_step"):
         ctx = engine.dispatcher(op).last_context
         chosen = [d.choice for d in ctx.decisions if d.what == "platform_selection"]
         assert chosen == ["openmp"], op

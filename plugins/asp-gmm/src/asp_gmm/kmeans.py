@@ -6,9 +6,11 @@ The loops, the random draws and the decisions are scikit-learn's, in its order:
 
 * k-means++ (``_kmeans_plusplus``): the first centre ``rs.choice(N, p=w / w.sum())``, then for
   each next one ``rs.uniform(size=trials) * potential`` searched in the cumulative sum of the
-  squared distances, the candidate of least potential kept. Every step runs in scikit-learn's
-  NumPy expressions (:func:`asp_gmm.reference.kmeans_seed_step`), compiled or not: see
-  :func:`kmeans_plusplus_indices`;
+  squared distances, the candidate of least potential kept. The steps after the first centre
+  run in one compiled ``kmeans_seed`` call (one parallel pass per step, the draws searched
+  block by block: :func:`asp_gmm.reference.kmeans_seed`), their uniforms drawn in one call (the
+  same numbers); while the library is still compiling, one NumPy step at a time
+  (:func:`asp_gmm.reference.kmeans_seed_step`, scikit-learn's expressions);
 * Lloyd (``_kmeans_single_lloyd``): on the data centred by its mean, at most 300 iterations,
   stopping when the labels repeat (strict convergence) or when the squared centre shift falls
   to ``1e-4`` times the mean variance of X; empty clusters take the samples farthest from
@@ -26,7 +28,11 @@ The random state is consumed exactly as scikit-learn consumes it, so a later ini
 and computes its distances in chunks of another size, whose BLAS products round otherwise,
 so where a decision rests on rounding the two can differ: a sample whose two nearest centres
 are equal in exact arithmetic (common with integer-valued data) may go to the other one, and
-the k-means from there to another local optimum.
+the k-means from there to another local optimum. The compiled seeding sums the potentials
+in another order than the NumPy steps, so on such data (candidates of equal potential, a draw
+on the boundary between two samples) the centres it seeds can differ from those of the same
+fit run while the library compiled: re-deciding those steps in NumPy cost the default fit
+2.7x its time (N=200k D=16 M=32: seeding 32 ms compiled, 152 ms in NumPy), so it is not done.
 """
 
 from __future__ import annotations
@@ -47,17 +53,14 @@ MAX_ITER = 300
 TOL = 1e-4
 
 
-def _seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray, closest: np.ndarray,
-               n_clusters: int, covariance_type: str, options: dict[str, Any] | None,
-               steps_left: int) -> KMeansSeed:
-    """One seeding step in scikit-learn's NumPy expressions (``steps_left`` such steps
-    foreseen, this one included: while the library compiles, they decide when a deferred
-    build starts; see :func:`kmeans_plusplus_indices` for why it is never compiled)."""
-    args = (X, xx, candidates, closest, n_clusters, covariance_type)
-    if engine.compiled(X.shape[1], n_clusters, covariance_type, X.dtype, options):
-        return reference.kmeans_seed_step(*args)
+def _numpy_seed_step(X: np.ndarray, xx: np.ndarray, candidates: np.ndarray,
+                     closest: np.ndarray, n_clusters: int, covariance_type: str,
+                     options: dict[str, Any] | None, steps_left: int) -> KMeansSeed:
+    """One seeding step in NumPy while the library compiles (``steps_left`` such steps
+    foreseen, this one included: they decide when a deferred build starts)."""
     return engine.numpy_pass(reference.kmeans_seed_step, X, n_clusters, covariance_type,
-                             options, *args, calls_left=steps_left)
+                             options, X, xx, candidates, closest, n_clusters, covariance_type,
+                             calls_left=steps_left)
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, covariance_type: str,
@@ -88,12 +91,7 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
                             x_squared_norms: np.ndarray | None = None) -> np.ndarray:
     """The sample indices ``sklearn.cluster.kmeans_plusplus(X, n_clusters,
     random_state=random_state)`` returns, drawn from ``random_state`` as it draws them
-    (``x_squared_norms``: the rows' squared norms, when the caller has them).
-
-    Every step runs in NumPy, whether or not the library is compiled: the compiled seeding
-    sums the potentials and searches the draws in another order, so on data whose candidates
-    tie (integer-valued data) it chose other centres than the NumPy steps, and a fit's
-    result depended on whether the library had compiled yet."""
+    (``x_squared_norms``: the rows' squared norms, when the caller has them)."""
     N, D = X.shape
     trials = kmeans_trials(n_clusters)
     em = _em_iteration_in_seed_steps(n_clusters, D, trials, covariance_type)
@@ -102,17 +100,29 @@ def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, random_state: np.ran
     first = random_state.choice(N, p=weights / weights.sum())
     indices = np.full(n_clusters, -1, dtype=np.int64)
     indices[0] = first
-    if n_clusters == 1:
-        return indices
-    # the first centre's distances: all candidates the same sample
-    step = _seed_step(X, xx, np.full(trials, first, dtype=np.int64), np.full(N, np.inf),
-                      n_clusters, covariance_type, options, n_clusters + em)
-    for c in range(1, n_clusters):
+    step: KMeansSeed | None = None
+    c = 1
+    # one step at a time in NumPy while the library compiles in the background
+    while c < n_clusters and not engine.compiled(D, n_clusters, covariance_type, X.dtype,
+                                                 options):
+        if step is None:  # the first centre's distances: all candidates the same sample
+            step = _numpy_seed_step(X, xx, np.full(trials, first, dtype=np.int64),
+                                    np.full(N, np.inf), n_clusters, covariance_type, options,
+                                    n_clusters + em)
+            continue
         candidates = reference.kmeans_seed_candidates(step, random_state.uniform(size=trials), N)
-        step = _seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
-                          options, n_clusters - c + em)
+        step = _numpy_seed_step(X, xx, candidates, step.closest, n_clusters, covariance_type,
+                                options, n_clusters - c + em)
         indices[c] = candidates[step.best]
-    return indices
+        c += 1
+    if c == n_clusters:
+        return indices
+    # the remaining steps in one compiled call, their draws made at once (the same numbers
+    # as one draw of `trials` per step)
+    uniforms = random_state.uniform(size=(n_clusters - c) * trials)
+    closest = np.full(N, np.inf) if step is None else step.closest
+    return engine.kmeans_seed(X, xx, indices, closest, uniforms, n_clusters, covariance_type,
+                              options).indices
 
 
 def _relocate_empty(X: np.ndarray, centers: np.ndarray, sums: np.ndarray, counts: np.ndarray,
