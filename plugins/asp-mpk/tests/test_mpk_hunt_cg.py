@@ -114,3 +114,28 @@ def test_the_distributed_solver_returns_maxiter_as_scipy_too():
         _, info_ref = spla.cg(A, b, rtol=1e-8, maxiter=maxiter)
         _, info, _ = cg(A, b, rtol=1e-8, s=4, maxiter=maxiter)
         assert info == info_ref, (maxiter, info, info_ref)
+
+
+def test_tolerances_and_x0_take_what_scipys_cg_takes():
+    """SciPy's cg takes a 0-d array as rtol or atol and casts an integer or float16 x0 to the
+    solve's dtype (the guide says so too); asp refused them with TypeErrors.  ``atol=None`` is
+    SciPy's ValueError, naming atol."""
+    import scipy.sparse.linalg as spla
+
+    A = gallery.poisson2d(6)
+    n = A.shape[0]
+    b = np.random.default_rng(3).standard_normal(n)
+    for kw in ({"rtol": np.array(1e-9)}, {"rtol": 0.0, "atol": np.float32(1e-7)},
+               {"atol": np.array(1e-8), "rtol": np.array(0)},
+               {"x0": np.arange(n), "maxiter": 3}, {"x0": np.ones(n, np.float16), "maxiter": 3},
+               {"x0": [1] * n, "maxiter": 3}):
+        x_ref, info_ref = spla.cg(A, b, **kw)
+        x, info = asp_mpk.cg(A, b, **kw)
+        assert info == info_ref and x.dtype == x_ref.dtype == np.float64, kw
+        np.testing.assert_allclose(x, x_ref, rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="atol must be a real number >= 0, got None"):
+        asp_mpk.cg(A, b, atol=None)
+    with pytest.raises(TypeError, match="rtol must be a real number, got bool"):
+        asp_mpk.cg(A, b, rtol=np.array(True))
+    with pytest.raises(TypeError, match="integer"):   # b stays refused, deliberately
+        asp_mpk.cg(A, np.ones(n, dtype=np.int64))

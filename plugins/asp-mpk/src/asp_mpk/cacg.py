@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from asp_mpk.validate import as_vector
+from asp_mpk.validate import as_start, as_vector
 
 __all__ = ["cg", "choose_s", "CGStats"]
 
@@ -72,12 +72,21 @@ def _powers_for(A: Any, s: int) -> Any:
 
 
 def _check_tols(rtol: Any, atol: Any) -> tuple[float, float]:
-    for name, v in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
-            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-        if not np.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be finite and >= 0, got {v}")
-    return float(rtol), float(atol)
+    """``(rtol, atol)`` as floats, taken as SciPy's ``cg`` takes them: a real number or a 0-d
+    array of one; ``atol=None`` is a ``ValueError``, as SciPy's."""
+    return _tol("rtol", rtol), _tol("atol", atol)
+
+
+def _tol(name: str, v: Any) -> float:
+    if v is None and name == "atol":
+        raise ValueError("atol must be a real number >= 0, got None")
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]                  # its scalar (a boolean one is refused below)
+    if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {v}")
+    return float(v)
 
 
 def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
@@ -114,7 +123,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
                                  f"{x0!r}")
             x0 = bv if M is None else _preconditioner(M, n).matvec(np.asarray(bv, np.float64))
         if x0 is not None:
-            x0v = as_vector(x0, n, name="x0")
+            x0v = as_start(x0, n)
         rtol, atol = _check_tols(rtol, atol)
         if maxiter is None:
             maxiter = n * 10

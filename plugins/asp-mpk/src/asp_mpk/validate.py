@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "check_before_conversion", "check_finite", "non_finite",
+__all__ = ["as_csr", "as_vector", "as_start", "check_before_conversion", "check_finite", "non_finite",
            "check_k", "float_dtype", "without_outside_diagonals", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -203,6 +203,16 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
     if finite:
         check_finite(arr, name)
     return arr
+
+
+def as_start(x0: Any, n: int, *, name: str = "x0") -> np.ndarray:
+    """A solver's starting vector, validated as :func:`as_vector`: x0 of any real dtype
+    (integer, boolean, float16, longdouble) is cast to float64, as SciPy casts it to the
+    solve's dtype (the solution's dtype is A's and b's, never x0's)."""
+    arr = np.asarray(x0)
+    if arr.dtype.kind in "biuf" and arr.dtype not in SUPPORTED_DTYPES:
+        arr = arr.astype(np.float64)
+    return as_vector(arr, n, name=name)
 
 
 def _native_order(arr: np.ndarray) -> np.ndarray:
