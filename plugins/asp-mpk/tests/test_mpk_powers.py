@@ -104,6 +104,26 @@ def test_powers_that_overflow_give_scipys_infinities():
         np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref), err_msg=vname)
 
 
+def test_explicit_zeros_are_dropped_as_the_guide_says_even_past_overflow():
+    """The guide's promise: A's explicit zeros (stored, or left by cancelling duplicates) are
+    dropped, so a level that overflowed gives the products of A without them, where SciPy's
+    ``A @ x`` on A as given makes 0 * inf = nan (keeping them would cost every call)."""
+    n = 50
+    d = np.ones(n)
+    d[-1] = 1e300
+    rows, cols = np.r_[np.arange(n), 0, 1, 1], np.r_[np.arange(n), n - 1, n - 1, n - 1]
+    A = sp.csr_matrix((np.r_[d, 0.0, 1.0, -1.0], (rows, cols)), shape=(n, n))
+    x = np.full(n, 1e10)
+    with np.errstate(all="ignore"):
+        assert np.isnan((A @ (A @ x))[:2]).all()   # SciPy, on A as given
+        canonical = A.copy()
+        canonical.sum_duplicates()
+        canonical.eliminate_zeros()
+        V = asp_mpk.matrix_powers(A, x, 2)
+        np.testing.assert_array_equal(V[2], canonical @ (canonical @ x))
+    assert V[2][0] == V[2][1] == 1e10 and np.isposinf(V[2][-1])
+
+
 @requires_compiler
 @pytest.mark.parametrize("name", ["poisson2d", "unstructured_spd", "elasticity_perm",
                                   pytest.param("elasticity", marks=pytest.mark.slow)])

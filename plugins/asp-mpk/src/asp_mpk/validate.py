@@ -41,7 +41,8 @@ def float_dtype(dtype: np.dtype, what: str) -> np.dtype:
 
 
 def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
-    """Canonical CSR copy of a scipy.sparse matrix/array (sorted, summed duplicates, int32/64).
+    """Canonical CSR copy of a scipy.sparse matrix/array (sorted, summed duplicates, explicit
+    zeros dropped, int32/64).
 
     Raises ``TypeError`` for non-sparse input or unsupported dtypes and ``ValueError`` for a
     non-square matrix, a broken CSR structure (a column index outside the matrix, a decreasing
@@ -78,7 +79,10 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     if not finite:
         raise ValueError(f"{name} has non-finite stored values (inf or nan)")
     if zeros:
-        csr.eliminate_zeros()  # explicit zeros add work and hide DIA structure; A @ x is unchanged
+        # explicit zeros (stored, or left by summed duplicates that cancel) add work and hide
+        # DIA structure.  A @ x is unchanged for finite x only: at a level that overflowed to
+        # inf, SciPy's product makes 0 * inf = nan where asp's has no entry (the guide says so)
+        csr.eliminate_zeros()
     csr.has_canonical_format = True
     return csr
 
