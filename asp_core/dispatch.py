@@ -66,6 +66,11 @@ class Dispatcher:
     def _slow_call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         mode = config.mode()
         if mode == "python":
+            if self._signature is None:
+                # the arguments are checked as in the other modes (the hot path checks them
+                # once a signature is known: an aliased output ran in Python on a kernel's
+                # first calls and raised after it had specialised once)
+                self._check_arguments(args, kwargs)
             return self.fallback(*args, **kwargs)  # type: ignore[misc]
         with self._lock:
             key, ctx = self._prepare(args, kwargs)
@@ -73,6 +78,19 @@ class Dispatcher:
             if fn is None:
                 fn = self._specialize(key, ctx, mode)
         return fn(*args, **kwargs)
+
+    def _check_arguments(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """The specializer's ``signature`` on these arguments (it raises for arguments no
+        kernel of it can take), without specialising; nothing where none is installed."""
+        from asp_core.plugins import get_registry
+
+        spec = get_registry().specializers.get(self.specializer)
+        if spec is None or spec.signature is None:
+            return
+        signature = spec.hook("signature")
+        assert signature is not None  # spec.signature was checked above
+        self._signature = signature
+        signature(args, kwargs, self.instance)
 
     def _prepare(self, args: tuple, kwargs: dict[str, Any]
                  ) -> tuple[Hashable, SpecializationContext | None]:

@@ -27,7 +27,7 @@ from .signature import check_grids
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["OpenMPBackend", "bind", "compiled_for"]
+__all__ = ["OpenMPBackend", "bind", "compiled_for", "exactness_flags", "short_rows", "uses_float32"]
 
 
 def compiled_for(prog: D.StencilProgram) -> Callable[[tuple], list[Any]]:
@@ -77,11 +77,68 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     return run
 
 
+def uses_float32(prog: D.StencilProgram) -> bool:
+    """Whether ``prog`` computes anything in float32 (a float32 grid or NumPy constant)."""
+    return any(g.dtype == "<f4" for g in prog.grids) or any(
+        isinstance(n, D.Const) and isinstance(n.value, np.float32) for n in D.expr_nodes(prog))
+
+
+#: rows of at most this many points GCC unrolls completely (its ``max-completely-peel-times``)
+SHORT_ROW = 16
+
+
+def short_rows(prog: D.StencilProgram) -> bool:
+    """Whether a point loop of ``prog`` runs rows GCC would unroll completely (an interior row
+    of at most :data:`SHORT_ROW` points, a border loop's ghost rows) or is sequential."""
+    n = prog.output.shape[-1]
+    for s in prog.body:
+        if isinstance(s, D.PointLoop):
+            g = prog.grid(s.grid).ghost_depth
+            if s.sequential or (s.region == "border" and g > 0) or (
+                    s.region == "interior" and 0 < n - 2 * g <= SHORT_ROW):
+                return True
+    return False
+
+
+def exactness_flags(prog: D.StencilProgram, lang: str = "c") -> tuple[str, ...]:
+    """GCC flags that keep ``prog``'s generated code bitwise equal to Python (none for other
+    compilers). Each works around wrong code GCC 12.2 generated for kernels of the
+    differential tests (``test_stencil_differential.py``):
+
+    * ``-fno-tree-slp-vectorize`` for kernels computing in float32: GCC folds
+      ``(double)(float)x`` to ``x`` once its SLP vectorizer has made the two conversions
+      vector ones of equal lane counts (``vector(2) double`` → ``vector(2) float`` →
+      ``vector(2) double``; the fold compares the vector types' "precisions", which are their
+      lane counts), so a float32 value rounded from a double and then used in double
+      arithmetic (a float32 store read back by ``out[x] *= ...``, a float32 product times a
+      float64 value) lost its rounding in rows of a few points and in unrolled variants. The
+      loop vectorizer widens with unpack instructions, which are not folded.
+    * ``--param max-completely-peel-times=1`` where rows are short (:func:`short_rows`): GCC
+      unrolled a row loop of a few points completely and then vectorized the loop around it
+      with strided accesses, wrongly: a Gauss-Seidel loop reading the previous row's
+      updated value (``out[x + (-1, -1)]``) read the old one, and a conditional int64 update
+      (``u2`` schedule, rows of one point) computed wrong values. Rows stay loops then (the
+      loop vectorizer takes them as it takes long rows); long rows are never unrolled whole,
+      so kernels of large grids compile as before.
+    """
+    from asp_core.toolchain import find_toolchain
+
+    if find_toolchain(lang).family != "gcc":
+        return ()
+    flags: tuple[str, ...] = ()
+    if uses_float32(prog):
+        flags += ("-fno-tree-slp-vectorize",)
+    if short_rows(prog):
+        flags += ("--param", "max-completely-peel-times=1")
+    return flags
+
+
 def _compile_args(name: str, program: PlatformProgram) -> dict[str, Any]:
     """``ctx.compile`` arguments of one variant (the same for a build and a pre-compile, so the
     second finds the first in the cache)."""
     prog: D.StencilProgram = program.meta["dast"]
     return {"source": C.print_c(program.ir), "lang": "c", "openmp": True,
+            "flags": exactness_flags(prog),
             "name": program.meta["function"], "variant": name,
             "specialised_on": {"variant": name, "shape": prog.output.shape,
                                "dtype": [g.dtype for g in prog.grids]}}

@@ -98,10 +98,16 @@ def emulation_source(module: C.Module) -> str:
 
 def emulated_library(module: C.Module, name: str = "cuda_emulated") -> ctypes.CDLL:
     """Compile the emulation of the CUDA ``module`` (through the core's cache) and load it."""
+    from asp_core.toolchain import find_toolchain
+
     # -fno-builtin-pow: keep pow(x, 2.0) a libm call, as Python's x ** 2 is (g++ would
-    # otherwise fold it into x*x, which can differ from libm's pow in the last bit)
+    # otherwise fold it into x*x, which can differ from libm's pow in the last bit);
+    # and the flags that keep GCC's vectorized code exact (see
+    # asp_stencil.backend.exactness_flags): a test harness, so always
+    slp = ("-fno-tree-slp-vectorize", "--param", "max-completely-peel-times=1") \
+        if find_toolchain("c++").family == "gcc" else ()
     return compile_library(emulation_source(module), lang="c++", openmp=True, name=name,
-                           flags=("-fno-builtin-pow",),
+                           flags=("-fno-builtin-pow", *slp),
                            specialised_on={"emulated": "cuda"}).cdll
 
 

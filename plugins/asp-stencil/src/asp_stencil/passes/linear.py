@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from asp_core.passes import asp_pass
 
 from .. import dast as D
@@ -32,7 +34,7 @@ class _NotLinear(Exception):
 def affine(e: D.Expr, env: dict[str, Affine]) -> Affine:
     """``e`` as (coefficients, constant), or raise ``_NotLinear``."""
     if isinstance(e, D.Const):
-        if isinstance(e.value, bool):
+        if isinstance(e.value, (bool, np.bool_)):
             raise _NotLinear
         return {}, e.value
     if isinstance(e, D.Read):
@@ -82,8 +84,12 @@ def analyse(loop: D.PointLoop, out: str) -> dict[str, Any]:
         if not linear:
             continue
         try:
-            a = affine(s.value, env)
-        except _NotLinear:
+            # coefficients are folded with the constants' own arithmetic: NumPy scalars can
+            # overflow or refuse (``-1 * np.uint8(3)`` is an OverflowError), which makes the
+            # loop not linear here and must not fail the kernel (nor warn the user)
+            with np.errstate(all="ignore"):
+                a = affine(s.value, env)
+        except (_NotLinear, ArithmeticError, TypeError, ValueError):
             if isinstance(s, D.Store):
                 linear = False
             continue
