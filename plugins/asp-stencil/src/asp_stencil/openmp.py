@@ -407,6 +407,11 @@ class _Lowering:
         for s in self.prog.body:
             if not isinstance(s, D.PointLoop):
                 continue
+            if not any(isinstance(n, D.Store) for n in D.expr_nodes(s)):
+                # no observable effect (its locals are not read after it); the buffered
+                # streaming rows would otherwise stream a buffer nothing wrote
+                stmts.append(C.Comment(f"{s.region} points: nothing stored"))
+                continue
             if s.region == "border":   # in Python's point order: one thread when sequential
                 stmts += self.border(s, parallel=not s.sequential)
             elif s.sequential:

@@ -97,7 +97,10 @@ def vectorizable(loop: D.PointLoop) -> bool:
             return False
         for n in D.expr_nodes(stmt.value):
             if isinstance(n, D.Const):
-                if isinstance(n.value, bool) or not isinstance(n.value, (int, float)):
+                # Python numbers only: they are weak (a float32 row computes with them in
+                # float32); a NumPy scalar keeps its dtype, and ``np.float64`` (a ``float``
+                # subclass) makes float32 arithmetic float64
+                if type(n.value) not in (int, float):
                     return False
             elif isinstance(n, D.BinOp):
                 if n.op not in _OPS:
