@@ -254,7 +254,8 @@ class _Lowering:
         npoints = prod(high - low for low, high in zip(lo, hi))
         par = self.parallel_ok(npoints)
         nt = self.s.nt and self.dim >= 2 and self.vector is not None and self.streamable
-        vec = nt and self.s.vec and self.vector_dtype is not None and vectorizable(loop)
+        vec = nt and self.s.vec and self.vector_dtype is not None and vectorizable(
+            loop, self.vector_dtype)
         d_in = self.dim - 1
         idx = [f"i{d}" for d in range(self.dim)]
         out_name = grid_param(self.prog.output.name)

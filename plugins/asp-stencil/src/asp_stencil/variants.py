@@ -60,7 +60,7 @@ def candidate_schedules(prog: D.StencilProgram, llc_bytes: int, max_variants: in
     # intrinsic rows: every grid float64, or every grid float32
     one_float = {g.dtype for g in prog.grids} in ({"<f8"}, {"<f4"})
     vec_ok = nt_ok and bool(interior) and one_float and \
-        all(vectorizable(lp) for lp in interior)
+        all(vectorizable(lp, prog.output.dtype) for lp in interior)
     # a row shares its edge lines with ghost cells (its own and the next row's), which must
     # keep their values, so those lines are not streamed whole. Either their points go out as
     # non-temporal scalar stores (``nt_edges``: no read for ownership; 15 % faster on float32

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
+
 from asp_core import cast as C
 
 from . import dast as D
@@ -90,17 +92,15 @@ def vector_isa(isa: tuple[str, ...]) -> VectorISA | None:
     return None
 
 
-def vectorizable(loop: D.PointLoop) -> bool:
-    """Whether every statement of ``loop`` is arithmetic this module can lower."""
+def vectorizable(loop: D.PointLoop, dtype: str = "<f8") -> bool:
+    """Whether every statement of ``loop`` is arithmetic this module can lower in rows of
+    ``dtype`` (every grid of that float dtype)."""
     for stmt in loop.body:
         if not isinstance(stmt, (D.Assign, D.Store)):
             return False
         for n in D.expr_nodes(stmt.value):
             if isinstance(n, D.Const):
-                # Python numbers only: they are weak (a float32 row computes with them in
-                # float32); a NumPy scalar keeps its dtype, and ``np.float64`` (a ``float``
-                # subclass) makes float32 arithmetic float64
-                if type(n.value) not in (int, float):
+                if not _row_constant(n.value, dtype):
                     return False
             elif isinstance(n, D.BinOp):
                 if n.op not in _OPS:
@@ -114,6 +114,18 @@ def vectorizable(loop: D.PointLoop) -> bool:
             elif not isinstance(n, (D.Var, D.PointExpr)):
                 return False
     return True
+
+
+def _row_constant(value: object, dtype: str) -> bool:
+    """Whether arithmetic of ``value`` with a row's values stays in the row's dtype: Python
+    numbers are weak (a float32 row computes with them in float32); a NumPy scalar keeps its
+    dtype, so in a float32 row only a float32 one does (``np.float64``, a ``float`` subclass,
+    makes ``u32[x] * c`` float64), while every real NumPy scalar meets float64 in float64."""
+    if type(value) in (int, float):
+        return True
+    if isinstance(value, np.float32):
+        return True
+    return dtype == "<f8" and isinstance(value, (np.floating, np.integer))
 
 
 class VectorLowering:
