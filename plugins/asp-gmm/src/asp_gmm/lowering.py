@@ -16,6 +16,7 @@ from asp_core import cast as c
 from asp_core.ir import Node
 from asp_gmm.dast import EMProblem, Fused, LogDensity, Moments, find
 from asp_gmm.layout import Layout, layout_for
+from asp_gmm.reference import KMEANS_CHUNK
 
 __all__ = [
     "CPU_OPS",
@@ -93,7 +94,7 @@ def prelude(plan: KernelPlan, block: int, *, cuda: bool = False) -> list[Node]:
         ("LPNOFF", lay.MP + s1 + s2), ("NSTAT", lay.n_stat),
         ("NSTATP", (lay.n_stat + 7) // 8 * 8), ("xtype", plan.ctype)]
     if not cuda:  # scikit-learn's k-means++ tries 2 + int(log M) candidates per centre
-        values.append(("KM_TRIALS", kmeans_trials(lay.M)))
+        values += [("KM_TRIALS", kmeans_trials(lay.M)), ("KM_CHUNK", KMEANS_CHUNK)]
     nodes += [_define(name, value) for name, value in values]
     return nodes
 

@@ -849,44 +849,62 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
 
 /* k-means as scikit-learn's KMeans runs it for init_params="kmeans" (asp_gmm.kmeans drives
    the loops and the random draws; these are its passes over the samples). X is row-major
-   N x D (unpadded). As in em_step_impl, the samples are split into groups of consecutive
-   samples, handed out dynamically (a core that another process holds does not hold up the
-   pass, as a static split did: 3-7x slower passes under load). */
-static int64_t km_groups(int64_t N)
-{
-    int nt = omp_get_max_threads();
-    int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
-    int64_t nb = (N + 63) / 64;
-    return G < nb ? G : (nb > 0 ? nb : 1);
-}
+   N x D (unpadded). The samples are split into chunks of KM_CHUNK consecutive samples
+   (asp_gmm.reference.KMEANS_CHUNK, defined in the prelude), handed out dynamically (a core
+   that another process holds does not hold up the pass, as a static split did: 3-7x slower
+   passes under load).
+   The clusters' sums (M x D) and counts (M) are summed per chunk in sample order from zero,
+   then the chunks' sums added in chunk order, as asp_gmm.reference.cluster_sums sums them
+   (np.bincount per chunk): the sums depend neither on the number of threads nor on whether
+   this pass or the NumPy one ran, or labels were re-decided (asp_gmm.binding), so the k-means
+   does not either (per-thread partial sums had made the centres differ in their last bits,
+   and so the labels of samples tied between two centres). The pass keeps each chunk's sums
+   (KM_PARTIALS bytes at most; an ordered merge after each chunk made threads wait for each
+   other: N=1M D=2 M=8 fits 15-30 % slower); past that, km_sums sums them in a pass of its own. */
+#define KM_PARTIALS ((size_t)64 << 20)
 
-/* The clusters' sums (M x D) and counts (M) of labelled samples, each sum taken in sample
-   order from zero, as np.bincount(labels, weights=X[:, k]) takes it
-   (asp_gmm.reference.cluster_sums): the sums do not depend on the number of threads, and a
-   NumPy pass, or one whose labels were re-decided (asp_gmm.binding), gives the same numbers,
-   so the k-means does not depend on which ran (per-thread partial sums had made the centres
-   differ in the last bits, and so the labels of samples tied between two centres).
-   Parallel over blocks of 8 features (a cache line of each sum row). */
-static void km_sums(const xtype *restrict X, int64_t N, const int64_t *restrict labels,
-                    double *restrict sums, double *restrict counts)
+/* The chunked sums described above in a pass of their own, parallel over blocks of 8
+   features (a cache line of each sum row); part holds a chunk's sums of 8 features. */
+static int km_sums(const xtype *restrict X, int64_t N, const int64_t *restrict labels,
+                   double *restrict sums, double *restrict counts)
 {
+    int fail = 0;
     memset(sums, 0, (size_t)M * D * 8);
     memset(counts, 0, (size_t)M * 8);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) reduction(| : fail)
     for (int k0 = 0; k0 < D; k0 += 8) {
         const int k1 = k0 + 8 < D ? k0 + 8 : D;
-        for (int64_t i = 0; i < N; ++i) {
-            const xtype *x = X + i * D;
-            double *s = sums + labels[i] * D;
-            for (int k = k0; k < k1; ++k) s[k] += x[k];
+        double *part = (double *)malloc((size_t)M * 8 * 8);
+        if (!part) {
+            fail = 1;
+            continue;
         }
+        for (int64_t c0 = 0; c0 < N; c0 += KM_CHUNK) {
+            const int64_t c1 = c0 + KM_CHUNK < N ? c0 + KM_CHUNK : N;
+            memset(part, 0, (size_t)M * 8 * 8);
+            for (int64_t i = c0; i < c1; ++i) {
+                const xtype *x = X + i * D;
+                double *s = part + labels[i] * 8;
+                for (int k = k0; k < k1; ++k) s[k - k0] += x[k];
+            }
+            for (int j = 0; j < M; ++j)
+                for (int k = k0; k < k1; ++k) sums[j * D + k] += part[j * 8 + k - k0];
+        }
+        free(part);
     }
     for (int64_t i = 0; i < N; ++i) counts[labels[i]] += 1.0;
+    return fail;
 }
+
+/* What kmeans_assign_impl returns (besides 0, and 1 when out of memory) when some sample's
+   bounds do not separate its least distance from the next (the kernel sets them 2 e apart, e
+   its rounding bound): the caller labels those samples as the NumPy pass labels them. */
+#define KM_NEAR 2
 
 /* One Lloyd assignment: labels[i] = argmin_j |c_j|^2 - 2 x_i.c_j (the first on ties, as
    scikit-learn's strict <), and, when sums is not NULL, the per-cluster sums of the samples
-   (M x D) and their counts (M), summed in sample order (km_sums). KM_NB samples at a time: their dot products with the
+   (M x D) and their counts (M), summed chunk by chunk (KM_CHUNK). KM_NB samples at a time: their dot
+   products with the
    centres, held in vectors of KM_W lanes, are D broadcasts and FMAs each; the argmin
    is taken in the vectors (least distance per lane, then halving the lanes, the smaller index
    on equal distances), without the data-dependent branch of a scalar search, which cost more
@@ -924,12 +942,18 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
 {
     enum { NVK = (M + KM_W - 1) / KM_W };  /* padded here: full covariance has MP = M */
     int nt = omp_get_max_threads();
-    int64_t G = km_groups(N);
+    int64_t G = (N + KM_CHUNK - 1) / KM_CHUNK;
+    const size_t nacc = (size_t)M * D + M;  /* a chunk's sums, then its counts */
+    double *acc = sums && (size_t)G * nacc * 8 <= KM_PARTIALS
+        ? (double *)malloc((size_t)G * nacc * 8) : NULL;
     /* the centres' transpose on the heap: D * M doubles outgrow a thread's stack (8 MB with
        D = 256, M = 4100; 2 MB under `ulimit -s unlimited`), which crashed the process */
     kmv (*ct)[NVK] = (kmv (*)[NVK])aligned_alloc(64, ((size_t)D * NVK * sizeof(kmv) + 63)
                                                    / 64 * 64);
-    if (!ct) return 1;
+    if (!ct) {
+        free(acc);
+        return 1;
+    }
     kmv csq[NVK];
     vki lane, perm[8];
     double cmax = 0.0, dmax = 0.0;
@@ -948,10 +972,13 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
     }
     cmax = sqrt(cmax) * KM_SLACK;
     for (int j = 0; j < M; ++j) dmax = moved[j] > dmax ? moved[j] : dmax;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    int near = 0;  /* some sample's two least distances lie within rounding (KM_NEAR) */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : near)
     for (int64_t g = 0; g < G; ++g) {
-        int64_t iend = N * (g + 1) / G;
-        for (int64_t i0 = N * g / G; i0 < iend; i0 += KM_NB) {
+        double *as = acc ? acc + (size_t)g * nacc : NULL;
+        if (as) memset(as, 0, nacc * 8);
+        int64_t iend = (g + 1) * KM_CHUNK < N ? (g + 1) * KM_CHUNK : N;
+        for (int64_t i0 = g * KM_CHUNK; i0 < iend; i0 += KM_NB) {
             int nb = iend - i0 < KM_NB ? (int)(iend - i0) : KM_NB;
             int need = 0;
             for (int b = 0; b < nb; ++b) {
@@ -1024,13 +1051,33 @@ static int kmeans_assign_impl(const xtype *restrict X, int64_t N,
                     bd[0] = sqrt(up > 0.0 ? up : 0.0) * KM_SLACK;
                     bd[1] = sqrt(lo > 0.0 ? lo : 0.0) / KM_SLACK;
                     bd[2] = best;
+                    near |= bd[1] <= bd[0];
+                }
+            }
+            if (as) {
+                for (int b = 0; b < nb; ++b) {
+                    const int64_t best = labels[i0 + b];
+                    const xtype *x = X + (i0 + b) * D;
+                    double *sb = as + best * D;
+                    for (int k = 0; k < D; ++k) sb[k] += x[k];
+                    as[M * D + best] += 1.0;
                 }
             }
         }
     }
-    if (sums) km_sums(X, N, labels, sums, counts);
     free(ct);
-    return 0;
+    if (sums && !acc && km_sums(X, N, labels, sums, counts)) return 1;
+    if (!acc) return near ? KM_NEAR : 0;
+    /* the chunks' sums added in chunk order, element by element */
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t q = 0; q < nacc; ++q) {
+        double t = 0.0;
+        for (int64_t g = 0; g < G; ++g) t += acc[(size_t)g * nacc + q];
+        if (q < (size_t)M * D) sums[q] = t;
+        else counts[q - (size_t)M * D] = t;
+    }
+    free(acc);
+    return near ? KM_NEAR : 0;
 }
 
 /* The k-means++ seeding (scikit-learn's _kmeans_plusplus) from its first chosen centres, in one
