@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .grid import StencilGrid, default_neighbor_definition
-from .testing import assert_bitwise, clone_grids, load_kernel
+from .testing import _function_call, assert_bitwise, clone_grids, load_kernel
 
 __all__ = ["SIZES", "KernelCase", "kernel_cases", "jacobi_cases", "case_grids", "env",
            "in_python", "PythonRaises", "compare_call", "compare_iterate",
@@ -208,21 +208,7 @@ class _FloatKernel:
         if kind == "cond":
             return f"({sub()} if {self.cond(locs, pts, region, depth)} else {sub()})"
         fn = self.pick(["abs", "min", "max", "sqrt", "exp", "log", "sin", "cos", "pow"])
-        # arguments kept in each function's domain (Python raises where C gives NaN or inf)
-        if fn == "abs":
-            return f"abs({sub()})"
-        if fn in ("min", "max"):
-            n = self.draw(self.st.integers(2, 3))
-            return f"{fn}({', '.join(sub() for _ in range(n))})"
-        if fn == "sqrt":
-            return f"math.sqrt(abs({sub()}))"
-        if fn == "exp":
-            return f"math.exp(min({sub()}, 30.0))"
-        if fn == "log":
-            return f"math.log(abs({sub()}) + 1.0)"
-        if fn == "pow":
-            return f"math.pow(abs({sub()}) + 0.5, {self.pick(['2', '0.5', '-1.5', '3'])})"
-        return f"math.{fn}(min(max({sub()}, -1e6), 1e6))"
+        return _function_call(self.draw, fn, sub, "30.0")
 
     def statements(self, pad: str, locs: list[str], region: str, depth: int, n: int
                    ) -> list[str]:
