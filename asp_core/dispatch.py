@@ -28,6 +28,10 @@ __all__ = ["Dispatcher", "specialize"]
 _DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
 
+#: the key of a call whose specializer is not installed
+_UNINSTALLED = ("<no specializer>",)
+
+
 class Dispatcher:
     """Specialising stand-in for the kernel ``func`` (``fallback`` runs when it cannot be
     specialised; ``instance`` is a class-based kernel's object; ``options`` per-kernel settings
@@ -70,7 +74,7 @@ class Dispatcher:
                 # the arguments are checked as in the other modes (the hot path checks them
                 # once a signature is known: an aliased output ran in Python on a kernel's
                 # first calls and raised after it had specialised once)
-                self._check_arguments(args, kwargs)
+                self._key(args, kwargs)
             return self.fallback(*args, **kwargs)  # type: ignore[misc]
         with self._lock:
             key, ctx = self._prepare(args, kwargs)
@@ -79,30 +83,24 @@ class Dispatcher:
                 fn = self._specialize(key, ctx, mode)
         return fn(*args, **kwargs)
 
-    def _check_arguments(self, args: tuple, kwargs: dict[str, Any]) -> None:
-        """The specializer's ``signature`` on these arguments (it raises for arguments no
-        kernel of it can take), without specialising; nothing where none is installed."""
+    def _key(self, args: tuple, kwargs: dict[str, Any]) -> Hashable:
+        """The specializer's ``signature`` of these arguments (it raises for arguments no
+        kernel of it can take; kept for the hot path), or :data:`_UNINSTALLED`."""
         from asp_core.plugins import get_registry
 
         spec = get_registry().specializers.get(self.specializer)
         if spec is None or spec.signature is None:
-            return
+            return _UNINSTALLED
         signature = spec.hook("signature")
         assert signature is not None  # spec.signature was checked above
         self._signature = signature
-        signature(args, kwargs, self.instance)
+        return signature(args, kwargs, self.instance)
 
     def _prepare(self, args: tuple, kwargs: dict[str, Any]
                  ) -> tuple[Hashable, SpecializationContext | None]:
-        from asp_core.plugins import get_registry
-
-        spec = get_registry().specializers.get(self.specializer)
-        if spec is None or spec.signature is None:
-            return ("<no specializer>",), None
-        signature = spec.hook("signature")
-        assert signature is not None  # spec.signature was checked above
-        self._signature = signature
-        key = signature(args, kwargs, self.instance)
+        key = self._key(args, kwargs)
+        if key is _UNINSTALLED:
+            return key, None
         ctx = SpecializationContext(self.specializer, self.func, args, kwargs, self.instance,
                                     self.options, key, self.name)
         return key, ctx
