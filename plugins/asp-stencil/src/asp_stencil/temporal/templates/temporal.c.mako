@@ -178,6 +178,26 @@ static inline long asp_wdepth(long K, long B1) {
 }
 
 
+/* The halo exchange of wavefront tiles for one plane of one level: ring plane `rp`, halo slot
+   `h` (the 2 R1 edge rows, `hrows` doubles). With `take`, the rows tile ti - 1 left in the slot
+   go to ring row `below` (under this tile's rows); with `give`, this tile's right edge, from
+   ring row `edge`, takes their place for tile ti + 1. */
+static inline void asp_whalo_swap(double *restrict rp, double *restrict h, long hrows,
+                                  long below, long edge, int take, int give) {
+    if (take) memcpy(rp + below * WRS, h, sizeof(double) * (size_t)hrows);
+    if (give) memcpy(h, rp + edge * WRS, sizeof(double) * (size_t)hrows);
+}
+
+<%def name="halo_exchange(take, give)">\
+                  for (long dp = 0; dp <= zj; ++dp) {
+                    const long p = i - (k - 1) * R0 + dp;
+                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
+                        continue;
+                    asp_whalo_swap(ring + ((k - 1) * slots + p % slots) * plane,
+                                   halo + ((k - 1) * hplanes + (p - pbase)) * hrows, hrows,
+                                   (K - k - 1) * R1, e - (k + 1) * R1 - y0, ${take}, ${give});
+                  }
+</%def>\
 <%def name="level_rows(sfx)">\
                     /* rows [ylo, yhi) of level k, plane p: into the ring (k < K) or dst */
                     double *lvl = k < K ? ring + ((k - 1) * slots + p % slots) * plane : NULL;
@@ -451,19 +471,12 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
             const long jlo = sk && !first ? c : 0;
             const long jhi = !sk ? 1 : last ? N1 + (K - 1) * R1 : e;
             for (long i = a - R0 * (K - 1); i < b + R0 * (K - 1); i += 1 + zj) {
-                /* the rows of tile ti - 1's right edge of every level's plane of this step;
-                   the ring slot they go to held a plane no level reads any more */
-                for (long k = 1; k < K && !first && hrows; ++k)
-                  for (long dp = 0; dp <= zj; ++dp) {
-                    const long p = i - (k - 1) * R0 + dp;
-                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
-                        continue;
-                    memcpy(ring + ((k - 1) * slots + p % slots) * plane
-                                + ((K - k - 1) * R1) * RS,
-                           halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
-                           sizeof(double) * hrows);
-                }
-                for (long j = jlo; j < jhi; ++j) {
+                /* skewed levels interleave row by row: the rows of tile ti - 1's right edge of
+                   every level's plane of this step before any level runs (the ring slot they
+                   go to held a plane no level reads any more); unskewed, each level exchanges
+                   its own right after it ran (below) */
+                for (long k = 1; k < K && sk && !first && hrows; ++k)
+${halo_exchange("1", "0")}                for (long j = jlo; j < jhi; ++j) {
                   for (long k = 1; k <= K; ++k) {
                     const long p0 = i - (k - 1) * R0;  /* planes p0 .. p0 + zj */
                     const long plo = asp_lmax(0, a - R0 * (K - k));
@@ -476,20 +489,18 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
                         yhi = asp_lmin(yhi, j - (k - 1) * R1 + 1);
                     }
                     const long ys = k == 1 ? N2 : RS, xlo = 0, xhi = N2;  /* whole rows */
-${planes(sfx)}                  }
+${planes(sfx)}\
+                    /* unskewed: level k's planes of this step are done; their halo slots
+                       trade tile ti - 1's edge rows for this tile's, each slot's lines
+                       fetched once (both copies while they are in L1) */
+                    if (!sk && k < K && hrows)
+${halo_exchange("!first", "!last")}\
+                  }
                 }
-                /* this tile's right edge of every level's plane of this step, for tile ti + 1 */
-                for (long k = 1; k < K && !last && hrows; ++k)
-                  for (long dp = 0; dp <= zj; ++dp) {
-                    const long p = i - (k - 1) * R0 + dp;
-                    if (p < asp_lmax(0, a - R0 * (K - k)) || p >= asp_lmin(N0, b + R0 * (K - k)))
-                        continue;
-                    memcpy(halo + ((k - 1) * hplanes + (p - pbase)) * hrows,
-                           ring + ((k - 1) * slots + p % slots) * plane
-                                + (e - (k + 1) * R1 - y0) * RS,
-                           sizeof(double) * hrows);
-                }
-            }
+                /* skewed: this tile's right edge of every level's plane of this step, for
+                   tile ti + 1 */
+                for (long k = 1; k < K && sk && !last && hrows; ++k)
+${halo_exchange("0", "1")}            }
         }
         if (nt) asp_store_fence();
     }
