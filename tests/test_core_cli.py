@@ -345,6 +345,20 @@ def test_doctor_no_stream(fresh_cache, monkeypatch):
     assert result.exit_code == (1 if "FAIL" in out else 0)
 
 
+def test_doctor_without_asp_bench_names_an_install_that_works(fresh_cache, monkeypatch):
+    """asp-bench is released with asp-core, not found on every package index: the hint was
+    `pip install asp-bench`, which a fresh environment answered with "No matching
+    distribution found"; from a checkout it is the checkout's plugins/asp-bench."""
+    from asp_core import hardware
+    from asp_core.cli.doctor import _stream_check
+
+    monkeypatch.setitem(sys.modules, "asp_bench", None)   # as if not installed
+    name, ok, detail = _stream_check(hardware.query(), refresh=True)
+    source = Path(__file__).resolve().parents[1] / "plugins" / "asp-bench"
+    assert (name, ok) == ("STREAM copy", True)
+    assert f"pip install -e {source}" in detail, detail
+
+
 def test_doctor_names_components_for_platforms_nobody_provides(elementwise):
     """A backend serving a platform no installed plugin provides (a misspelt one) is never
     used, and nothing said so."""

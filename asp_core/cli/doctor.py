@@ -157,6 +157,20 @@ def perf_db_problem(db: PerfDB) -> str | None:
 _MAX_REAL_LLC_PER_CPU = 16 << 20
 
 
+def _install_command(distribution: str) -> str:
+    """The pip command that installs ``distribution``, one released with asp-core from the same
+    sources rather than found on every package index (``pip install asp-bench``, the hint given
+    before, failed with "No matching distribution found"): its copy in the Asp checkout this
+    asp-core runs from, where there is one."""
+    import shlex
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "plugins" / distribution
+    if (source / "pyproject.toml").is_file():
+        return f"pip install -e {shlex.quote(str(source))}"
+    return f"pip install {distribution}"
+
+
 def caches_note(caches: dict[str, int], sharing: dict[str, int], hypervisor: bool,
                  usable: int) -> str:
     """Why ``caches`` are not this process's to use, or ``""``."""
@@ -231,7 +245,7 @@ def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, s
                 "asp doctor --refresh re-measures)")
     if importlib.util.find_spec("asp_bench") is None:
         return ("STREAM copy", True, "not measured: the STREAM kernel comes with asp-bench "
-                "(pip install asp-bench)")
+                f"({_install_command('asp-bench')})")
     from asp_core.log import Progress
 
     progress = Progress("measuring STREAM copy bandwidth (once, then cached)", 1)
