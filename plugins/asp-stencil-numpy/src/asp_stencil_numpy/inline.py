@@ -7,10 +7,11 @@ exactly once into its use gives one expression, in which NumPy reuses its tempor
 (temporary elision). The operations, their operands and their order are unchanged, so the results
 are the same bits.
 
-A definition is inlined only when its single use comes before the name is redefined and no store
-in between writes a grid the definition reads (which would change the value it sees), and not
-when its value is still to be converted to a grid's dtype (``as_dtype``, see
-:mod:`asp_stencil_numpy.conversions`): the conversion belongs to the local.
+A definition is inlined only when its single use comes before the name is redefined, no store
+in between writes a grid the definition reads and no assignment in between rebinds a local it
+reads (either would change the value it sees; locals are rebound where the ``cse`` pass, which
+renames them, is disabled), and not when its value is still to be converted to a grid's dtype
+(``as_dtype``, see :mod:`asp_stencil_numpy.conversions`): the conversion belongs to the local.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def inline_single_use(body: tuple) -> tuple:
         if isinstance(s, D.Assign) and not s.as_dtype:
             j = _single_use(body, i)
             grids = {r.grid for r in D.reads(value)}
-            if j is not None and not any(isinstance(body[k], D.Store) and body[k].grid in grids
-                                         for k in range(i + 1, j)):
+            names = {n.name for n in D.expr_nodes(value) if isinstance(n, D.Var)}
+            if j is not None and not any(
+                    body[k].grid in grids if isinstance(body[k], D.Store) else
+                    body[k].target in names for k in range(i + 1, j)):
                 env[s.target] = value
                 continue
         out.append(s if value is s.value else s.replace(value=value))

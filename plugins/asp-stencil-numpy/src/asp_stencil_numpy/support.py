@@ -5,7 +5,7 @@ results exactly when no point depends on another point of the same loop and ever
 inside the arrays, so the platform declines (and the next platform is tried, usually OpenMP or
 pure Python):
 
-* loops marked ``sequential`` (the output read at a neighbour: Gauss-Seidel order);
+* loops marked ``sequential`` (a grid they store read at another point: Gauss-Seidel order);
 * border loops reading at a non-zero offset (Python's indexing would wrap or raise there);
 * border loops reading a grid they store at its ``nearest_interior`` point when that grid's ghost
   depth is smaller than the loop's: the point read may be another border point of the loop,
@@ -17,7 +17,15 @@ pure Python):
 * arithmetic on a value that is a Python int on some paths (``t = 0 if c else u[x]``) whose
   result Python computes as an int and NumPy's float64 arrays could not: ``-t``, ``t * -1``,
   ``t // -3`` and ``t % -3`` are 0 for ``t = 0`` in Python and -0.0 in float64, and ints beyond
-  2**53 are exact in Python only (``asp_stencil.python_ints``).
+  2**53 are exact in Python only (``asp_stencil.python_ints``);
+* operations whose precision Python picks per point from the type of the value a conditional,
+  ``min``/``max`` or a ``math`` function gave (``(0.3 if c else 0.7) * float32(0.1)`` is float32
+  arithmetic in Python, float64 on a whole float64 array), and selections holding a value
+  inexactly (``0.1 if c else float32(0.1)``): :mod:`asp_stencil_numpy.kinds`. It also refuses,
+  as the ``type-check`` pass does (a user may disable it), integer powers and Python ints out
+  of int64's bounds where NumPy would raise.
+
+A loop may store several grids (several outputs, or an input), each at the loop's point.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import numpy as np
 from asp_stencil import dast as D
 from asp_stencil.python_ints import check_python_ints
 from asp_stencil.scalar_types import TypeRefusal
+
+from asp_stencil_numpy.kinds import kinds_reason
 
 __all__ = ["SUPPORTED_DTYPES", "unsupported_reason"]
 
@@ -50,12 +60,14 @@ def _float32_reason(prog: D.StencilProgram) -> str | None:
     return None
 
 
-def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -> str | None:
-    """Why ``loop`` cannot be vectorised; ``scalars``: top-level locals holding one value."""
+def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str],
+                 kinds: dict[str, Any]) -> str | None:
+    """Why ``loop`` cannot be vectorised; ``scalars``: top-level locals holding one value,
+    ``kinds``: their kinds (:func:`~asp_stencil_numpy.kinds.kinds_reason`)."""
     where = f"the {loop.region} loop at kernel line {loop.line}"
     if loop.sequential:
-        return (f"{where} reads its own output at a neighbour (Gauss-Seidel order); whole-array "
-                "slicing cannot keep Python's point order")
+        return (f"{where} reads a grid it stores at another point (Gauss-Seidel order); "
+                "whole-array slicing cannot keep Python's point order")
     ghost = prog.grid(loop.grid).ghost_depth
     dim = len(prog.output.shape)
     try:
@@ -64,6 +76,9 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
         return f"{where}: {exc}"
     if signed:
         return f"{where}: {signed[0]}"
+    mixed = kinds_reason(loop.body, {g.name: g.dtype for g in prog.grids}, dict(kinds))
+    if mixed:
+        return f"{where}: {mixed}"
     assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
     stored = {s.grid for s in loop.body if isinstance(s, D.Store)}
     before: set[str] = set()
@@ -90,7 +105,7 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str]) -
                     "one point to the next")
         if isinstance(s, D.Assign):
             before.add(s.target)
-        elif s.grid != prog.output.name or any(s.at.offset):
+        elif any(s.at.offset):  # any grid the loop stores, at the loop's point (several outputs)
             return f"{where} stores to {s.grid} at offset {s.at.offset}"
     return None
 
@@ -111,9 +126,10 @@ def unsupported_reason(prog: Any) -> str | None:
         if reason:
             return reason
     scalars: set[str] = set()  # top-level locals whose current value is one scalar
+    kinds: dict[str, Any] = {}  # what kinds_reason found for them
     for s in prog.body:
         if isinstance(s, D.PointLoop):
-            reason = _loop_reason(s, prog, scalars)
+            reason = _loop_reason(s, prog, scalars, kinds)
             if reason:
                 return reason
             scalars -= {t.target for t in s.body if isinstance(t, D.Assign)}
@@ -124,6 +140,9 @@ def unsupported_reason(prog: Any) -> str | None:
             if missing:
                 return (f"kernel line {s.line} reads local '{missing[0]}' as left by a point "
                         "loop (the last point's value)")
+            reason = kinds_reason((s,), {g.name: g.dtype for g in prog.grids}, kinds)
+            if reason:
+                return reason
             scalars.add(s.target)
         else:
             return f"a {type(s).__name__} statement outside a point loop"
