@@ -184,6 +184,36 @@ def _controller() -> Any:
         return _CONTROLLER[0]
 
 
+class _OneBlasThread:
+    """BLAS on one thread while any NumPy pass of :func:`while_compiling` runs. threadpoolctl's
+    limits are process-wide and its ``limit`` context restores, on exit, the limits it found on
+    entry: two passes overlapping in concurrent fits (thread A enters, B enters and finds one
+    thread, A leaves, B leaves) left BLAS on one thread for the rest of the process. The
+    first pass in sets the limit, the last one out restores it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._passes = 0
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        controller = _controller()
+        with self._lock:
+            if self._passes == 0:
+                self._limiter = controller.limit(limits=1, user_api="blas")
+            self._passes += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._passes -= 1
+            if self._passes == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
 def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None,
                     calls_left: int = 1) -> T:
     """``fn(*args)`` (a NumPy reference pass of a shape whose library is not built) with
@@ -192,9 +222,8 @@ def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None
     one thread (measured on two cores). ``shape`` (the :func:`_shape_key` of the pass):
     the pass is timed, and the shape's deferred build starts once the NumPy seconds spent,
     plus ``calls_left - 1`` more such passes foreseen, exceed :data:`BUILD_AFTER_S`."""
-    controller = _controller()
     start = time.perf_counter()
-    with controller.limit(limits=1, user_api="blas"):
+    with _ONE_BLAS_THREAD:
         result = fn(*args)
     if shape is not None and shape in _DEFERRED:
         took = time.perf_counter() - start
