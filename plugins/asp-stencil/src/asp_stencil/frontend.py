@@ -366,17 +366,20 @@ class _Parser:
                 for c in self.offsets[center.var] for off in g.neighbors[nid]}
 
     def check_reach(self, grid: str, at: D.PointExpr) -> None:
-        """Interior reads must stay inside the grids: offsets within the ghost depth."""
+        """Interior reads must stay inside the grids: offsets within the ghost depth of the
+        grid whose interior is looped over. Grids have equal shapes, so that depth alone
+        bounds the index; the read grid's own depth does not (a depth-0 coefficient grid read
+        at a neighbour of a depth-1 loop stays inside it, and Python runs it)."""
         if self.loop_region != "interior":
             return
+        owner = self.grids[self.loop_grid]
         for off in self.offsets.get(at.var, ()):
             reach = max((abs(c) for c in off), default=0)
-            for owner in (self.grids[self.loop_grid], self.grids[grid]):
-                if reach > owner.ghost_depth:
-                    raise ValueError(
-                        f"neighbour offset {off} read from grid '{grid}' reaches {reach} points "
-                        f"from the loop point, beyond the ghost depth {owner.ghost_depth} of "
-                        f"grid '{owner.name}' (raise ghost_depth or shrink the neighbourhood)")
+            if reach > owner.ghost_depth:
+                raise ValueError(
+                    f"neighbour offset {off} read from grid '{grid}' reaches {reach} points "
+                    f"from the loop point, beyond the ghost depth {owner.ghost_depth} of "
+                    f"grid '{owner.name}' (raise ghost_depth or shrink the neighbourhood)")
 
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:

@@ -99,12 +99,10 @@ class _Unroller:
                                      f"loop ({r.grid} at offset {off})")
             return
         reach = max((abs(c) for c in off), default=0)
-        g = self.prog.grid(r.grid)
-        for owner in (it, g):
-            if reach > owner.ghost_depth:
-                raise ValueError(f"neighbour offset {off} read from grid '{r.grid}' reaches "
-                                 f"{reach} points beyond the loop point, more than the ghost "
-                                 f"depth {owner.ghost_depth} of grid '{owner.name}'")
+        if reach > it.ghost_depth:  # the looped grid's depth bounds the index (equal shapes)
+            raise ValueError(f"neighbour offset {off} read from grid '{r.grid}' reaches "
+                             f"{reach} points beyond the loop point, more than the ghost "
+                             f"depth {it.ghost_depth} of grid '{it.name}'")
 
 
 @asp_pass("unroll-neighbors")

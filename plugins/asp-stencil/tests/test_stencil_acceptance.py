@@ -1,0 +1,66 @@
+"""Acceptance: arguments ``ASP_MODE=python`` runs are run by the compiled path too (or fall back
+with a warning), with the same results; arguments Python rejects are rejected alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_asp import requires_compiler
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.differential import env
+from asp_stencil.testing import assert_bitwise, assert_specialised, clone_grids
+
+
+class Coefficients(StencilKernel):
+    """Reads the neighbours of ``a`` from a loop over ``out``'s interior."""
+
+    def kernel(self, a, b, out):
+        for x in out.interior_points():
+            out[x] = b[x]
+            for y in a.neighbors(x, 1):
+                out[x] += a[y] * 0.25
+
+
+def _grid(shape, ghost_depth, seed):
+    g = StencilGrid(shape, ghost_depth=ghost_depth)
+    g.data[...] = np.random.default_rng(seed).standard_normal(shape)
+    return g
+
+
+def _python_and_compiled(kernel_cls, grids, steps=None):
+    """``(grids after ASP_MODE=python, grids after the compiled call, the compiled kernel)``."""
+    ref, test = clone_grids(grids), clone_grids(grids)
+    with env(ASP_MODE="python"):
+        _call(kernel_cls(), ref, steps)
+    k = kernel_cls()
+    _call(k, test, steps)
+    return ref, test, k
+
+
+def _call(kernel, grids, steps):
+    if steps is None:
+        kernel.kernel(*grids)
+    else:
+        kernel.iterate(*grids, steps=steps)
+
+
+@requires_compiler
+@pytest.mark.parametrize("steps", [None, 3])
+def test_a_shallow_grid_read_at_neighbours_of_a_deeper_loop_grid(steps):
+    """A grid of ghost depth 0 read at offset 1 from a loop over a depth-1 grid stays inside
+    its array (grids have equal shapes): Python runs it, and so must compiled code (the check
+    refused it with ``ValueError``, "beyond the ghost depth 0 of grid 'a'")."""
+    grids = [_grid((6, 7), 0, 1), _grid((6, 7), 1, 2), _grid((6, 7), 1, 3)]
+    ref, test, k = _python_and_compiled(Coefficients, grids, steps)
+    assert_specialised(k)
+    for i, (r, t) in enumerate(zip(ref, test)):
+        assert_bitwise(r.data, t.data, what=f"grid {i + 1}")
+
+
+@requires_compiler
+def test_the_loop_grids_ghost_depth_still_bounds_neighbour_reads():
+    """Reads past the looped grid's border would leave the arrays: still a ``ValueError``."""
+    grids = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2), _grid((6, 7), 0, 3)]
+    with pytest.raises(ValueError, match="beyond the ghost depth 0 of grid 'out'"):
+        Coefficients().kernel(*grids)
