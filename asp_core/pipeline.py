@@ -4,6 +4,7 @@ typed :class:`~asp_core.decisions.Decision` per phase, ``what`` the phase's name
 
 from __future__ import annotations
 
+import threading
 import time
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
@@ -41,7 +42,11 @@ def render_program(program: PlatformProgram) -> str:
 
 class TuningCallable:
     """Stands in for a kernel while its variants are timed on real calls; once the winner is
-    known, ``on_decided(callable)`` lets the dispatcher bind it directly."""
+    known, ``on_decided(callable)`` lets the dispatcher bind it directly. Timed calls from
+    several threads run one at a time: a timing taken while another thread's call shared the
+    cores measured both (the variant timed beside a busy one lost, and was stored as slower
+    for every later process), and two threads could decide, and store, the same tuning twice.
+    """
 
     def __init__(self, tuner: Autotuner, variants: Variants,
                  on_decided: Callable[[Callable[..., Any]], None]) -> None:
@@ -50,6 +55,7 @@ class TuningCallable:
         self.variant = variants.variant
         self._built = variants._built
         self._on_decided = on_decided
+        self._timing = threading.Lock()
 
     @property
     def built(self) -> Mapping[str, Callable[..., Any]]:
@@ -69,10 +75,16 @@ class TuningCallable:
                 self.tuner.exclude(name, f"failed to build: {exc}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name, fn = self._next()
-        if self.tuner.done:
-            self._on_decided(fn)
-            return fn(*args, **kwargs)
+        with self._timing:
+            name, fn = self._next()
+            if not self.tuner.done:
+                return self._timed(name, fn, args, kwargs)
+        self._on_decided(fn)
+        return fn(*args, **kwargs)
+
+    def _timed(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
+               ) -> Any:
+        """One call of variant ``name``, timed (the caller holds ``_timing``)."""
         # a call Ctrl-C interrupted may still run on the worker (asp_core.interrupt), and this
         # one would wait for it inside its timing: the variant lost by the rest of that call,
         # and the wrong winner was stored for every later process
