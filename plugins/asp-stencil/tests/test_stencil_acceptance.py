@@ -64,3 +64,34 @@ def test_the_loop_grids_ghost_depth_still_bounds_neighbour_reads():
     grids = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2), _grid((6, 7), 0, 3)]
     with pytest.raises(ValueError, match="beyond the ghost depth 0 of grid 'out'"):
         Coefficients().kernel(*grids)
+
+
+class Laplacian(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += u[y]
+
+
+@requires_compiler
+@pytest.mark.parametrize("offset", [(1.5, 0), (1, 0, 0), "10"])
+@pytest.mark.parametrize("steps", [None, 2])
+def test_a_neighbour_id_changed_in_place_that_the_kernel_never_reads(offset, steps):
+    """An id the kernel does not read, made invalid in place (the setter never saw it): Python
+    never looks at it, so compiled code runs too (the whole definition was checked: a
+    ``ValueError`` naming ``neighbor_definition[2][0]``)."""
+    def grids():
+        out = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2)]
+        for g in out:
+            g.neighbor_definition.append([offset])
+        return out
+
+    ref, test = grids(), grids()
+    with env(ASP_MODE="python"):
+        _call(Laplacian(), ref, steps)
+    k = Laplacian()
+    _call(k, test, steps)
+    assert_specialised(k)
+    for i, (r, t) in enumerate(zip(ref, test)):
+        assert_bitwise(r.data, t.data, what=f"grid {i + 1}")

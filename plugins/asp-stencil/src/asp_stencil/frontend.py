@@ -32,7 +32,7 @@ import numpy as np
 from asp_core.components import Frontend
 
 from . import dast as D
-from .grid import check_ghost_depth, check_neighbor_definition, dsl_overrides
+from .grid import check_ghost_depth, check_neighbor_offsets, dsl_overrides
 from .grid import distance as _distance
 from .scalar_types import GRID_DTYPES
 
@@ -74,13 +74,25 @@ def grid_params(names: list[str], grids: tuple[Any, ...], written: set[str] | No
     grid and every grid in ``written`` are outputs."""
     out = []
     for i, (name, g) in enumerate(zip(names, grids)):
-        nd = tuple(tuple(offs) for offs in check_neighbor_definition(g.neighbor_definition,
-                                                                   len(g.data.shape)))
+        nd = _neighbor_rows(g.neighbor_definition, len(g.data.shape))
         out.append(D.GridParam(name=name, index=i, shape=tuple(int(s) for s in g.data.shape),
                                dtype=np.dtype(g.data.dtype).str, ghost_depth=check_ghost_depth(g.ghost_depth),
                                neighbors=nd, output=(i == len(grids) - 1 or name in (written or ())),
                                periodic=bool(getattr(g, "periodic", False))))
     return tuple(out)
+
+
+def _neighbor_rows(definition: Any, dim: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Each neighbour id's offsets, checked. A row that fails the check (changed in place after
+    the grid's setter checked it) is kept empty: Python fails only if the kernel reads that id,
+    and the frontend refuses it there (:meth:`StencilFrontend.neighbor_offsets`)."""
+    rows = []
+    for i, offsets in enumerate(definition):
+        try:
+            rows.append(tuple(check_neighbor_offsets(i, offsets, dim)))
+        except ValueError:
+            rows.append(())
+    return tuple(rows)
 
 
 def dotted_name(node: ast.expr) -> tuple[str, ...] | None:
@@ -358,10 +370,9 @@ class _Parser:
         if not 0 <= nid < len(g.neighbors):
             raise ValueError(f"neighbour id {nid} is not defined for grid '{grid}' (its "
                              f"neighbor_definition has ids 0..{len(g.neighbors) - 1})")
-        for off in g.neighbors[nid]:
-            if len(off) != len(g.shape):
-                raise ValueError(f"neighbour offset {off} (id {nid} of grid '{grid}') has "
-                                 f"{len(off)} components; the grid has {len(g.shape)} dimensions")
+        if not g.neighbors[nid]:  # empty, or refused by grid_params: the reason, if any
+            check_neighbor_offsets(nid, self.objects[grid].neighbor_definition[nid],
+                                   len(g.shape))
         return {tuple(a + b for a, b in zip(c, off))
                 for c in self.offsets[center.var] for off in g.neighbors[nid]}
 

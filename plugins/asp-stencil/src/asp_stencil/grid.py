@@ -15,7 +15,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 __all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts",
-           "check_ghost_depth", "check_neighbor_definition", "DSL_METHODS", "dsl_overrides"]
+           "check_ghost_depth", "check_neighbor_definition", "check_neighbor_offsets",
+           "DSL_METHODS", "dsl_overrides"]
 
 Point = tuple[int, ...]
 
@@ -51,21 +52,24 @@ def check_neighbor_definition(value: Any, dim: int) -> list[list[Point]]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ValueError(f"neighbor_definition must be a list of lists of offsets, got "
                          f"{type(value).__name__}")
-    out: list[list[Point]] = []
-    for i, offsets in enumerate(value):
-        if isinstance(offsets, (str, bytes)) or not hasattr(offsets, "__iter__"):
-            raise ValueError(f"neighbor_definition[{i}] must be a list of offsets, got "
-                             f"{offsets!r}")
-        row: list[Point] = []
-        for j, off in enumerate(offsets):
-            coords = tuple(off) if hasattr(off, "__iter__") and not isinstance(
-                off, (str, bytes)) else None
-            if coords is None or len(coords) != dim or not all(_is_int(c) for c in coords):
-                raise ValueError(f"neighbor_definition[{i}][{j}] = {off!r}: an offset must be "
-                                 f"a tuple of {dim} ints")
-            row.append(tuple(int(c) for c in coords))
-        out.append(row)
-    return out
+    return [check_neighbor_offsets(i, offsets, dim) for i, offsets in enumerate(value)]
+
+
+def check_neighbor_offsets(i: int, offsets: Any, dim: int) -> list[Point]:
+    """``offsets``, neighbour id ``i`` of a definition, as a list of ``dim``-int tuples, or
+    the ``ValueError`` of :func:`check_neighbor_definition`. Also checked alone: a row changed
+    in place after the setter ran is refused only if the kernel reads that id."""
+    if isinstance(offsets, (str, bytes)) or not hasattr(offsets, "__iter__"):
+        raise ValueError(f"neighbor_definition[{i}] must be a list of offsets, got {offsets!r}")
+    row: list[Point] = []
+    for j, off in enumerate(offsets):
+        coords = tuple(off) if hasattr(off, "__iter__") and not isinstance(
+            off, (str, bytes)) else None
+        if coords is None or len(coords) != dim or not all(_is_int(c) for c in coords):
+            raise ValueError(f"neighbor_definition[{i}][{j}] = {off!r}: an offset must be "
+                             f"a tuple of {dim} ints")
+        row.append(tuple(int(c) for c in coords))
+    return row
 
 
 class StencilGrid:
