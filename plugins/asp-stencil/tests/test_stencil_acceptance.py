@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pytest_asp import requires_compiler
+from asp_core import SpecializationWarning
 from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.differential import env
 from asp_stencil.testing import assert_bitwise, assert_specialised, clone_grids
@@ -95,3 +96,52 @@ def test_a_neighbour_id_changed_in_place_that_the_kernel_never_reads(offset, ste
     assert_specialised(k)
     for i, (r, t) in enumerate(zip(ref, test)):
         assert_bitwise(r.data, t.data, what=f"grid {i + 1}")
+
+
+class FarInterior(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x]
+            for y in u.neighbors(x, 2):
+                out[x] += u[y]
+
+
+class FarBorder(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.border_points():
+            out[x] = 1.0
+            for y in u.neighbors(x, 2):
+                out[x] += u[y]
+
+
+@requires_compiler
+@pytest.mark.parametrize("kernel_cls, shape, depth, extra", [
+    (FarInterior, (2, 7), 1, [[(2, 0), (0, -2)]]),  # no interior: offsets past the depth
+    (FarInterior, (2, 7), 1, []),                    # no interior: id 2 undefined
+    (FarInterior, (1, 5), 1, [[(1.5, 0)]]),          # id 2 changed in place to a bad offset
+    (FarBorder, (6, 7), 0, []),                      # no border: id 2 undefined
+])
+def test_neighbour_checks_of_a_loop_without_points_fall_back(kernel_cls, shape, depth, extra):
+    """A point loop with no points never reads its neighbours in Python, which runs the
+    kernel: an undefined id, or offsets past the ghost depth, there was a ``ValueError``; it
+    now runs in Python with a warning naming the problem."""
+    def grids():
+        out = [_grid(shape, depth, 1), _grid(shape, depth, 2)]
+        for g in out:
+            g.neighbor_definition.extend(list(row) for row in extra)
+        return out
+
+    ref, test = grids(), grids()
+    with env(ASP_MODE="python"):
+        kernel_cls().kernel(*ref)
+    with pytest.warns(SpecializationWarning, match="which has no points"):
+        kernel_cls().kernel(*test)
+    for i, (r, t) in enumerate(zip(ref, test)):
+        assert_bitwise(r.data, t.data, what=f"grid {i + 1}")
+
+
+@requires_compiler
+def test_an_undefined_neighbour_id_read_by_a_loop_with_points_is_still_refused():
+    grids = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2)]
+    with pytest.raises(ValueError, match="neighbour id 2 is not defined"):
+        FarInterior().kernel(*grids)

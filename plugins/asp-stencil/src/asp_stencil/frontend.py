@@ -351,7 +351,7 @@ class _Parser:
                 raise self.err(it, "neighbors() takes (point, id)")
             center = self.point(it.args[0])
             nid = self.neighbor_id(it.args[1])
-            self.offsets[var] = self.neighbor_offsets(grid, nid, center)
+            self.offsets[var] = self.neighbor_offsets(it, grid, nid, center)
             if var in self.assigned or var in self.toplevel:
                 raise self.err(s.target, f"neighbour variable '{var}' reuses a local variable")
             self.nbr_vars[var] = grid
@@ -363,20 +363,24 @@ class _Parser:
                                   line=s.lineno)
         raise self.err(it, f"loop over {grid}.{method}()")
 
-    def neighbor_offsets(self, grid: str, nid: int, center: D.PointExpr
+    def neighbor_offsets(self, node: ast.AST, grid: str, nid: int, center: D.PointExpr
                          ) -> set[tuple[int, ...]]:
         """Offsets (from the loop point) a neighbour variable takes; checks the definition."""
         g = self.grids[grid]
         if not 0 <= nid < len(g.neighbors):
-            raise ValueError(f"neighbour id {nid} is not defined for grid '{grid}' (its "
-                             f"neighbor_definition has ids 0..{len(g.neighbors) - 1})")
+            raise self.bad_argument(node, f"neighbour id {nid} is not defined for grid "
+                                          f"'{grid}' (its neighbor_definition has ids "
+                                          f"0..{len(g.neighbors) - 1})")
         if not g.neighbors[nid]:  # empty, or refused by grid_params: the reason, if any
-            check_neighbor_offsets(nid, self.objects[grid].neighbor_definition[nid],
-                                   len(g.shape))
+            try:
+                check_neighbor_offsets(nid, self.objects[grid].neighbor_definition[nid],
+                                       len(g.shape))
+            except ValueError as exc:
+                raise self.bad_argument(node, str(exc)) from None
         return {tuple(a + b for a, b in zip(c, off))
                 for c in self.offsets[center.var] for off in g.neighbors[nid]}
 
-    def check_reach(self, grid: str, at: D.PointExpr) -> None:
+    def check_reach(self, node: ast.AST, grid: str, at: D.PointExpr) -> None:
         """Interior reads must stay inside the grids: offsets within the ghost depth of the
         grid whose interior is looped over. Grids have equal shapes, so that depth alone
         bounds the index; the read grid's own depth does not (a depth-0 coefficient grid read
@@ -387,10 +391,26 @@ class _Parser:
         for off in self.offsets.get(at.var, ()):
             reach = max((abs(c) for c in off), default=0)
             if reach > owner.ghost_depth:
-                raise ValueError(
-                    f"neighbour offset {off} read from grid '{grid}' reaches {reach} points "
-                    f"from the loop point, beyond the ghost depth {owner.ghost_depth} of "
-                    f"grid '{owner.name}' (raise ghost_depth or shrink the neighbourhood)")
+                raise self.bad_argument(
+                    node, f"neighbour offset {off} read from grid '{grid}' reaches {reach} "
+                          f"points from the loop point, beyond the ghost depth "
+                          f"{owner.ghost_depth} of grid '{owner.name}' (raise ghost_depth or "
+                          "shrink the neighbourhood)")
+
+    def bad_argument(self, node: ast.AST, message: str) -> Exception:
+        """``ValueError(message)`` for grids the point loop would use wrongly (an undefined
+        neighbour id, a read outside the arrays: Python fails too), or, where the loop has no
+        points (an interior no wider than its ghost layers, the border of a depth-0 grid), a
+        fallback naming it: Python never runs that code and the kernel succeeds there."""
+        g = self.grids[self.loop_grid]
+        if self.loop_region == "border":
+            empty = g.ghost_depth == 0
+        else:
+            empty = any(n <= 2 * g.ghost_depth for n in g.shape)
+        if empty:
+            return self.err(node, f"{message}; in a loop over the {self.loop_region} of grid "
+                                  f"'{g.name}', which has no points")
+        return ValueError(message)
 
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -555,7 +575,7 @@ class _Parser:
                     raise self.err(node, "grid read outside a point loop")
                 self.check_method(node, node.value.id, "__getitem__")
                 at = self.point(node.slice, clamp_ok=True)
-                self.check_reach(node.value.id, at)
+                self.check_reach(node, node.value.id, at)
                 return D.Read(node.value.id, at)
             raise self.err(node, f"subscript '{ast.unparse(node)}'")
         if isinstance(node, ast.BinOp):
