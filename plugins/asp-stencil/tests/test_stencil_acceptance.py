@@ -145,3 +145,31 @@ def test_an_undefined_neighbour_id_read_by_a_loop_with_points_is_still_refused()
     grids = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2)]
     with pytest.raises(ValueError, match="neighbour id 2 is not defined"):
         FarInterior().kernel(*grids)
+
+
+class LastNeighbours(StencilKernel):
+    nid = -1
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x]
+            for y in u.neighbors(x, self.nid):
+                out[x] += u[y]
+
+
+class PastTheStart(LastNeighbours):
+    nid = -3  # Python's IndexError too
+
+
+@requires_compiler
+@pytest.mark.parametrize("steps", [None, 2])
+def test_a_negative_neighbour_id_counts_from_the_end_as_in_python(steps):
+    """``neighbors(x, self.nid)`` with ``nid = -1``: Python indexes the neighbour definition
+    from its end; compiled code raised ``ValueError`` ("neighbour id -1 is not defined")."""
+    grids = [_grid((6, 7), 1, 1), _grid((6, 7), 1, 2)]
+    ref, test, k = _python_and_compiled(LastNeighbours, grids, steps)
+    assert_specialised(k)
+    for i, (r, t) in enumerate(zip(ref, test)):
+        assert_bitwise(r.data, t.data, what=f"grid {i + 1}")
+    with pytest.raises(ValueError, match="neighbour id -3 is not defined"):
+        PastTheStart().kernel(*clone_grids(grids))

@@ -351,6 +351,8 @@ class _Parser:
                 raise self.err(it, "neighbors() takes (point, id)")
             center = self.point(it.args[0])
             nid = self.neighbor_id(it.args[1])
+            if -len(self.grids[grid].neighbors) <= nid < 0:  # Python's list indexing
+                nid += len(self.grids[grid].neighbors)
             self.offsets[var] = self.neighbor_offsets(it, grid, nid, center)
             if var in self.assigned or var in self.toplevel:
                 raise self.err(s.target, f"neighbour variable '{var}' reuses a local variable")
