@@ -55,7 +55,9 @@ class TuningCallable:
         self.variant = variants.variant
         self._built = variants._built
         self._on_decided = on_decided
-        self._timing = threading.Lock()
+        # re-entrant: a variant may call back into user code that calls this kernel again
+        # (a solver's callback), which a plain lock would deadlock
+        self._timing = threading.RLock()
 
     @property
     def built(self) -> Mapping[str, Callable[..., Any]]:

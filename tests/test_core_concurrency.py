@@ -53,3 +53,24 @@ def test_tuning_calls_from_two_threads_are_timed_one_at_a_time(tmp_path):
     assert overlapped == [False]
     assert second_in.is_set() and sorted(tuner.times) == ["a", "b"]
     assert tuner.done and len(decided) == 1
+
+
+def test_a_timed_call_that_calls_the_same_kernel_again_does_not_deadlock(tmp_path):
+    """A variant whose call reaches user code that calls the same kernel (a solver's callback)
+    re-enters its TuningCallable on the thread holding the timing lock: with a plain lock that
+    thread waited for itself forever. The nested call runs (it is timed inside the outer one)."""
+    depth = []
+
+    def variant() -> None:
+        depth.append(len(depth))
+        if len(depth) == 1:
+            kernel()  # the nested call, while the outer one is being timed
+
+    tuner = Autotuner("k", ["a", "b"], mode="always", db=PerfDB(tmp_path / "perf.sqlite"))
+    kernel = TuningCallable(tuner, _Variants(a=variant, b=variant),  # type: ignore[arg-type]
+                            lambda fn: None)
+    caller = threading.Thread(target=kernel, daemon=True)
+    caller.start()
+    caller.join(30)
+    assert not caller.is_alive(), "the nested call deadlocked on the timing lock"
+    assert depth == [0, 1]
