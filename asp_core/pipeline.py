@@ -4,8 +4,10 @@ typed :class:`~asp_core.decisions.Decision` per phase, ``what`` the phase's name
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
@@ -58,6 +60,7 @@ class TuningCallable:
         # re-entrant: a variant may call back into user code that calls this kernel again
         # (a solver's callback), which a plain lock would deadlock
         self._timing = threading.RLock()
+        _TUNING.add(self)
 
     @property
     def built(self) -> Mapping[str, Callable[..., Any]]:
@@ -97,6 +100,21 @@ class TuningCallable:
         if self.tuner.done:
             self._on_decided(self._get(self.tuner.winner or name))
         return result
+
+
+#: every tuning under way, for the reset of their locks in a forked child
+_TUNING: weakref.WeakSet[TuningCallable] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: the timing lock of a call under way
+    in one of them would never be released, and the child's calls would wait forever."""
+    for tuning in list(_TUNING):
+        tuning._timing = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class Variants(Mapping[str, Callable[..., Any]]):

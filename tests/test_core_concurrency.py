@@ -1,9 +1,14 @@
 """The core used from several threads at once: a kernel's tuning calls from concurrent
-threads."""
+threads, and a child forked while one of them runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+
+import pytest
 
 from asp_core.autotune import Autotuner, PerfDB
 from asp_core.pipeline import TuningCallable
@@ -74,3 +79,41 @@ def test_a_timed_call_that_calls_the_same_kernel_again_does_not_deadlock(tmp_pat
     caller.join(30)
     assert not caller.is_alive(), "the nested call deadlocked on the timing lock"
     assert depth == [0, 1]
+
+
+FORK_WHILE_TIMING = """
+import faulthandler, os, threading
+from asp_core.autotune import Autotuner, PerfDB
+from asp_core.pipeline import TuningCallable
+
+class Variants(dict):
+    _built = property(lambda self: self)
+    variant = staticmethod(lambda name: name)
+
+inside, leave = threading.Event(), threading.Event()
+def slow():
+    if threading.current_thread() is not threading.main_thread():
+        inside.set(); leave.wait(60)
+tuner = Autotuner("k", ["a", "b"], mode="always", db=PerfDB(os.environ["PERF_DB"]))
+kernel = TuningCallable(tuner, Variants(a=slow, b=slow), lambda fn: None)
+t = threading.Thread(target=kernel); t.start(); inside.wait(60)
+pid = os.fork()
+if pid == 0:
+    faulthandler.dump_traceback_later(30, exit=True)
+    kernel(); kernel()
+    os._exit(0)
+leave.set(); t.join()
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_a_child_forked_while_a_thread_times_a_call_can_call_the_kernel(tmp_path):
+    """The timing lock a parent's thread held at the fork (a tuning call under way) would stay
+    held in the child, whose calls of the kernel would then wait forever."""
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    env = {**os.environ, "PERF_DB": str(tmp_path / "perf.sqlite"),
+           "ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    run = subprocess.run([sys.executable, "-c", FORK_WHILE_TIMING], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
