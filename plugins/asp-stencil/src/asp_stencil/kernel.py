@@ -109,11 +109,11 @@ class KernelMethod:
         d = Dispatcher("stencil", bound, fallback=_filling_ghosts(bound), instance=instance,
                        options=dict(getattr(instance, "asp_options", {}) or {}),
                        name=f"{cls_name}.{self.__name__}")
+        # the first stored wins: threads making the instance's first call at once each made a
+        # dispatcher, and each specialised and tuned its own (the last one stored kept)
         if own:
-            instance.__dict__[attr] = d
-        else:
-            per[self] = d
-        return d
+            return instance.__dict__.setdefault(attr, d)
+        return per.setdefault(self, d)
 
     def __call__(self, instance: Any, *grids: Any) -> Any:
         """``Class.kernel(instance, *grids)`` specialises as well."""

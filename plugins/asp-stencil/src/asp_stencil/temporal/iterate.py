@@ -26,7 +26,9 @@ sweeps (the default variant).
 from __future__ import annotations
 
 import os
+import threading
 import time
+import weakref
 from typing import Any, Callable
 
 from asp_core import config
@@ -98,7 +100,10 @@ class IterateChoice:
     most deep enough for the deepest block; shorter iterations get their own, shorter chunks,
     since blocking gains less on them). The rest of an iteration shorter than a chunk runs the
     winner, or plain sweeps while tuning. After one timing of each, candidates slower than
-    :data:`PRUNE_FACTOR` times the fastest are dropped (:func:`prune_slow`).
+    :data:`PRUNE_FACTOR` times the fastest are dropped (:func:`prune_slow`). While undecided,
+    concurrent iterations run one at a time: a chunk timed beside another thread's sweeps
+    shared the cores with them (two OpenMP teams on two cores: timings tens of times too
+    long), and the candidate timed so lost.
     """
 
     def __init__(self, blocked: Blocked, chunk: int, mode: str, label: str) -> None:
@@ -106,6 +111,8 @@ class IterateChoice:
         self.chunk = chunk
         names = ([] if mode == "on" else [PLAIN]) + list(blocked.runs)
         self.pruned = False
+        self._timing = threading.Lock()
+        _CHOICES.add(self)
         self.tuner = Autotuner(f"{blocked.key}:iterate:{chunk}:{mode}", names,
                                params=blocked.params, label=label, repeats=2,
                                on_event=blocked.ctx.tuning_events(ITERATE, chunk=chunk,
@@ -113,22 +120,55 @@ class IterateChoice:
 
     def run(self, sweep: Callable[..., Any], gs: list, steps: int) -> None:
         """``steps`` sweeps on ``gs`` (swapped in place as plain sweeps would leave them)."""
-        while steps > 0:
-            tuning = not self.tuner.done and steps >= self.chunk
-            name = self.tuner.next() if tuning or self.tuner.done else PLAIN
-            n = self.chunk if tuning else steps
-            start = time.perf_counter()
-            if name == PLAIN:
-                _plain(sweep, gs, n)
-            else:
-                self.blocked.runs[name](*gs, steps=n)
-                _swap(gs, n)
-            if tuning:
-                self.tuner.report(name, (time.perf_counter() - start) / n)
-                if not self.pruned and all(self.tuner.times.get(v) for v in self.tuner.variants):
-                    prune_slow(self.tuner)
-                    self.pruned = True
-            steps -= n
+        if not self.tuner.done:
+            with self._timing:
+                steps = self._tune(sweep, gs, steps)
+        if steps > 0:
+            self._sweeps(sweep, gs, steps, tuning=False)
+
+    def _tune(self, sweep: Callable[..., Any], gs: list, steps: int) -> int:
+        """This iteration's sweeps while undecided, a timed chunk at a time and plain sweeps for
+        a rest shorter than a chunk (the caller holds ``_timing``: another thread's sweeps,
+        timed or not, would share the cores with a timed chunk); returns the sweeps left for
+        the winner once decided."""
+        while not self.tuner.done and steps >= self.chunk:
+            self._sweeps(sweep, gs, self.chunk, tuning=True)
+            steps -= self.chunk
+        if self.tuner.done or steps == 0:
+            return steps
+        self._sweeps(sweep, gs, steps, tuning=False)
+        return 0
+
+    def _sweeps(self, sweep: Callable[..., Any], gs: list, n: int, tuning: bool) -> None:
+        """``n`` sweeps of the candidate to time (``tuning``), else of the winner, or plain
+        ones while undecided."""
+        name = self.tuner.next() if tuning or self.tuner.done else PLAIN
+        start = time.perf_counter()
+        if name == PLAIN:
+            _plain(sweep, gs, n)
+        else:
+            self.blocked.runs[name](*gs, steps=n)
+            _swap(gs, n)
+        if tuning:
+            self.tuner.report(name, (time.perf_counter() - start) / n)
+            if not self.pruned and all(self.tuner.times.get(v) for v in self.tuner.variants):
+                prune_slow(self.tuner)
+                self.pruned = True
+
+
+#: every plain-vs-blocked choice, for the reset of their locks in a forked child
+_CHOICES: weakref.WeakSet[IterateChoice] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: the timing lock of an iteration under
+    way in one of them would never be released, and the child's iterations would wait."""
+    for choice in list(_CHOICES):
+        choice._timing = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _chosen_platform(dispatcher: Any) -> str | None:
@@ -169,7 +209,9 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
     hit = per.get((chunk, mode))
     if hit is None:
         label = f"{dispatcher.specializer}:{dispatcher.name} iterate {gs[-1].data.shape}"
-        hit = per[(chunk, mode)] = IterateChoice(blocked, chunk, mode, label)
+        # the first stored wins: concurrent iterations each timing their own tuner timed
+        # the candidates side by side
+        hit = per.setdefault((chunk, mode), IterateChoice(blocked, chunk, mode, label))
     return hit
 
 

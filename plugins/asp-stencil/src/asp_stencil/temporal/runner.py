@@ -12,6 +12,8 @@ sweeps on real calls.
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 __all__ = ["Blocked", "get_iterator", "iterators"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+#: per kernel, held while its blocked variants are built: concurrent first iterations each
+#: generated, compiled and recorded their own set, and each tuned its own against plain sweeps
+_BUILDING: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -75,7 +80,7 @@ def _build(kernel: Any, variants: Variants) -> Union[Blocked, str]:
         except CompileError as exc:
             warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to compile "
                           f"(a bug; please report it), plain sweeps are used: {exc}",
-                          SpecializationWarning, stacklevel=5)
+                          SpecializationWarning, stacklevel=6)
             return f"the blocked code failed to compile: {exc}"
         except AspError as exc:
             variants.context.record("variant-skipped", variant=name, reason=str(exc))
@@ -107,16 +112,44 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[Blocked, str]:
         per_kernel = {}
     hit = per_kernel.get(key)
     if hit is None:
-        try:
-            variants = kernel.kernel.variants_for(PLATFORM, *grids)
-        except AspError as exc:
-            hit = str(exc)
-            ctx = _declined(kernel, tuple(grids), key, hit)
-        else:
-            hit = _build(kernel, variants)
-            ctx = variants.context
-        per_kernel[key] = hit
-        # ``asp explain`` shows the blocked iteration like any specialisation (its tuning too)
-        recording.add_context(ctx, f"{kernel.kernel.name} (iterate, temporal blocking)",
-                              hit if isinstance(hit, str) else None)
+        with _building(kernel):
+            hit = per_kernel.get(key)
+            if hit is None:
+                hit = per_kernel[key] = _get_built(kernel, grids, key)
     return hit
+
+
+def _building(kernel: Any) -> threading.Lock:
+    """The lock held while ``kernel``'s blocked variants are built (a fresh one for a kernel
+    that is not weak-referenceable, whose variants are not kept either)."""
+    try:
+        return _BUILDING.setdefault(kernel, threading.Lock())
+    except TypeError:
+        return threading.Lock()
+
+
+def _get_built(kernel: Any, grids: tuple, key: Any) -> Union[Blocked, str]:
+    """The blocked variants of ``kernel`` for ``grids`` built now, or why there are none."""
+    try:
+        variants = kernel.kernel.variants_for(PLATFORM, *grids)
+    except AspError as exc:
+        reason = str(exc)
+        hit: Union[Blocked, str] = reason
+        ctx = _declined(kernel, tuple(grids), key, reason)
+    else:
+        hit = _build(kernel, variants)
+        ctx = variants.context
+    # ``asp explain`` shows the blocked iteration like any specialisation (its tuning too)
+    recording.add_context(ctx, f"{kernel.kernel.name} (iterate, temporal blocking)",
+                          hit if isinstance(hit, str) else None)
+    return hit
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: a build lock one of them held would
+    never be released (the child builds what the parent had not finished)."""
+    _BUILDING.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
