@@ -192,9 +192,16 @@ class GaussianMixture(_SkGaussianMixture):
         self._check_representable(X.dtype)
         self._cast_parameters(X.dtype)
         self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = best_lower_bounds
+        self._set_lower_bounds(max_lower_bound, best_lower_bounds, X.dtype)
         return X
+
+    def _set_lower_bounds(self, best: float, bounds: list[float], dtype: Any) -> None:
+        """``lower_bound_`` and ``lower_bounds_`` as scikit-learn's: NumPy scalars of the
+        data's dtype (its arithmetic's; ours, Python floats, had no ``dtype`` and were
+        float64 for float32 data), and the Python float ``-inf`` where no iteration ran."""
+        scalar = np.dtype(dtype).type
+        self.lower_bound_ = scalar(best) if bounds else best
+        self.lower_bounds_ = [scalar(bound) for bound in bounds]
 
     def _fitted_parameters_fit(self, n_features: int) -> bool:
         """Whether the fitted parameters have the shapes of the current ``n_components``,
