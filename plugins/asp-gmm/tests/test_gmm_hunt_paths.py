@@ -92,3 +92,23 @@ def test_a_shared_random_state_is_advanced_as_sklearn_advances_it(init_params):
     assert states[0] == states[1]
     for theirs, ours in zip(*results):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_kmeans_plusplus_seeding_one_sample_twice_starts_both_components_from_it(cov):
+    """With fewer distinct samples than components, k-means++ seeds one sample twice (here
+    sample 0 starts components 1 and 3) and scikit-learn's one-hot responsibilities start
+    both from it; our labels kept only the last, and component 1 started empty (weight 0,
+    mean 0): another first lower bound and another mixture."""
+    from sklearn.cluster import kmeans_plusplus
+
+    X = np.repeat(np.random.default_rng(8).normal(size=(3, 2)), 4, axis=0)
+    _, seeds = kmeans_plusplus(X, 4, random_state=np.random.RandomState(1))
+    assert list(seeds) == [5, 0, 8, 0]  # the case under test
+    for max_iter in (1, 100):
+        ref, ours = _fit_both(X, n_components=4, covariance_type=cov, init_params="k-means++",
+                              max_iter=max_iter, random_state=1)
+        np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-9)
+        np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))

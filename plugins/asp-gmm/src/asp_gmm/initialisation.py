@@ -65,7 +65,21 @@ def initial_responsibilities(X: np.ndarray, n_components: int, init_params: str,
         indices = kmeans_plusplus_indices(X, M, random_state, covariance_type, options)
     else:
         _, indices = kmeans_plusplus(X, M, random_state=random_state)
-    labels = np.full(N, -1, dtype=np.int64)
+    return _one_sample_per_component(indices, N)
+
+
+def _one_sample_per_component(indices: np.ndarray, n_samples: int) -> np.ndarray:
+    """Component k starts from sample ``indices[k]``: labels (-1 for the other samples), or,
+    where a sample starts two components, scikit-learn's one-hot responsibilities (N x M),
+    whose row of that sample has a one in each. k-means++ picks one sample twice where fewer
+    distinct samples than components remain (all their distances 0); as labels, the last
+    write won and the other component started with no sample (weight 0, mean 0)."""
+    M = len(indices)
+    if len(np.unique(indices)) < M:
+        resp = np.zeros((n_samples, M))
+        resp[indices, np.arange(M)] = 1.0
+        return resp
+    labels = np.full(n_samples, -1, dtype=np.int64)
     labels[indices] = np.arange(M)
     return labels
 
