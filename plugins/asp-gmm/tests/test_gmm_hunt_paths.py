@@ -112,3 +112,16 @@ def test_kmeans_plusplus_seeding_one_sample_twice_starts_both_components_from_it
         np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_integer_X_is_scored_as_floats(cov):
+    """The E-step methods read integer X as float64 (docs/guides/gmm.md: scikit-learn's full
+    and tied log-densities of integer X are truncated to integers)."""
+    X = np.round(_blobs(seed=1)).astype(np.int64)
+    model = GaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
+    Xf = X.astype(np.float64)
+    np.testing.assert_array_equal(model.predict(X), model.predict(Xf))
+    np.testing.assert_allclose(model.predict_proba(X), model.predict_proba(Xf), rtol=1e-12)
+    np.testing.assert_allclose(model.score_samples(X), model.score_samples(Xf), rtol=1e-12)
+    assert model.score(X) == pytest.approx(model.score(Xf), rel=1e-12)
