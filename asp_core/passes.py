@@ -2,7 +2,9 @@
 Devito's switch by name: ``ASP_DISABLE_PASSES``, option ``disable_passes``) that reports each
 pass on the context (a typed :class:`PassReport` in ``ctx.passes``; for ``asp explain --after``
 also the IR after it) and names the pass that fails (in the error, and in the ``asp explain``
-log with its ``error``: a pass that refuses the kernel is not a pass that "did not run").
+log with its ``error``: a pass that refuses the kernel is not a pass that "did not run"). A
+pass may declare when what follows needs it (``asp_pass(name, needed=...)``): disabled there,
+the kernel falls back with :class:`PassNeeded` naming it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from asp_core.ir import dump
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["Pass", "PassManager", "PassError", "PassReport", "PassResult", "asp_pass",
-           "check_disabled", "disabled_for", "known_passes"]
+__all__ = ["Pass", "PassManager", "PassError", "PassNeeded", "PassReport", "PassResult",
+           "asp_pass", "check_disabled", "disabled_for", "known_passes"]
 
 
 class PassResult(NamedTuple):
@@ -42,6 +44,8 @@ class PassReport:
 
 
 PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]"]
+#: ``needed(ir)``: why what follows a pass cannot do without it on ``ir``, or ``None``
+NeededFn = Callable[[Any], "str | None"]
 
 #: every pass name defined in this process so far (a pass is defined when its module is imported)
 _KNOWN: set[str] = set()
@@ -64,6 +68,13 @@ class PassError(AspError):
     """A pass raised or broke the pass protocol (a specializer bug), named in the message."""
 
 
+class PassNeeded(AspError):
+    """A disabled pass that this kernel needs (its ``needed`` gave the reason): the kernel
+    runs in Python with a warning naming the pass, rather than a later pass failing on what it
+    should have rewritten (read as that pass's bug) or every platform declining the program
+    (a silent fallback)."""
+
+
 def _result(p: Pass, out: Any, where: str) -> PassResult:
     if (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], bool)
             and out[0] is not None):
@@ -80,6 +91,7 @@ class Pass:
     name: str
     fn: PassFn
     description: str = ""
+    needed: NeededFn | None = None
 
     def __post_init__(self) -> None:
         _KNOWN.add(self.name)
@@ -91,11 +103,15 @@ class Pass:
         return self.apply(ir, ctx).ir
 
 
-def asp_pass(name: str, description: str = "") -> Callable[[PassFn], Pass]:
-    """Decorator turning ``fn(ir, ctx) -> (ir, changed)`` into a :class:`Pass` called ``name``."""
+def asp_pass(name: str, description: str = "", *, needed: NeededFn | None = None
+             ) -> Callable[[PassFn], Pass]:
+    """Decorator turning ``fn(ir, ctx) -> (ir, changed)`` into a :class:`Pass` called ``name``.
+
+    ``needed(ir)`` declares a pass the later phases cannot do without on some programs: it
+    says why (or ``None``), and disabling the pass then raises :class:`PassNeeded`."""
 
     def wrap(fn: PassFn) -> Pass:
-        return Pass(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        return Pass(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0], needed)
 
     return wrap
 
@@ -177,6 +193,7 @@ class PassManager:
         skipped: list[str] = []
         for p in self.passes:
             if p.name in disabled:
+                self._refuse_if_needed(p, ir, ctx, keep_ir)
                 skipped.append(p.name)
                 report = PassReport(self.name, p.name, changed=False, skipped=True)
             else:
@@ -198,6 +215,20 @@ class PassManager:
                        changed=report.changed, seconds=report.seconds,
                        ir=dump(ir) if keep_ir else None, error=None)
         return ir
+
+    def _refuse_if_needed(self, p: Pass, ir: Any, ctx: SpecializationContext, keep_ir: bool
+                          ) -> None:
+        """:class:`PassNeeded` when the disabled pass ``p`` is needed on ``ir`` (recorded as
+        skipped, with the reason, for ``asp explain``)."""
+        why = p.needed(ir) if p.needed is not None else None
+        if why is None:
+            return
+        message = (f"pass {p.name!r} of {self.name!r} is disabled (ASP_DISABLE_PASSES or the "
+                   f"kernel option disable_passes), and this kernel needs it: {why}")
+        ctx.passes.append(PassReport(self.name, p.name, changed=False, skipped=True))
+        ctx.record("pass", manager=self.name, name=p.name, skipped=True, changed=False,
+                   seconds=0.0, ir=dump(ir) if keep_ir else None, error=message)
+        raise PassNeeded(message)
 
     def _apply(self, p: Pass, ir: Any, ctx: SpecializationContext, skipped: list[str]
                ) -> PassResult:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from asp_core import Dispatcher, Pass, PassManager, SpecializationContext, Unspecializable, asp_pass
-from asp_core.passes import PassError, PassReport, PassResult, known_passes
+from asp_core.passes import PassError, PassNeeded, PassReport, PassResult, known_passes
 from pytest_asp import requires_compiler
 
 
@@ -131,6 +131,29 @@ def test_a_name_qualified_by_a_specializer_disables_its_pass_only(monkeypatch):
     monkeypatch.delenv("ASP_DISABLE_PASSES")
     assert pm.run(3, SpecializationContext("gmm", None, options={
         "disable_passes": ["gmm:inc"]})) == 6
+
+
+def test_a_disabled_pass_the_ir_needs_is_refused_naming_it():
+    """A pass can declare when what follows needs it: disabled there, the kernel is refused
+    naming it (asp-stencil's platforms declined a program that still held what a disabled pass
+    removes, and the kernel ran in Python without a warning); disabled where it is not
+    needed, it is simply skipped."""
+    @asp_pass("halve", needed=lambda ir: "odd numbers only halve exactly" if ir % 2 else None)
+    def halve(ir, ctx):
+        return ir // 2, True
+
+    pm = PassManager("m", [inc, halve])
+    ctx = _ctx(disable_passes=["halve"])
+    assert pm.run(1, ctx) == 2   # 1 + 1 is even: not needed
+    assert _passes(ctx)[1] == ("halve", True, False)
+    ctx = _ctx(disable_passes=["halve"])
+    with pytest.raises(PassNeeded, match=r"pass 'halve' of 'm' is disabled \(ASP_DISABLE_PASSES "
+                                         r"or the kernel option disable_passes\), and this "
+                                         r"kernel needs it: odd numbers only halve exactly"):
+        pm.run(2, ctx)
+    assert _passes(ctx)[1] == ("halve", True, False)
+    (event,) = [d for e, d in ctx.events if e == "pass" and d["name"] == "halve"]
+    assert event["skipped"] and "needs it" in event["error"]
 
 
 def test_error_names_the_pass():

@@ -284,3 +284,57 @@ def test_cse_does_not_reuse_a_read_across_a_store_to_its_grid(monkeypatch):
     ReadAfterStore().pure_python(*ref)
     ReadAfterStore().kernel(*grids)
     assert_bitwise(ref[-1].data, grids[-1].data)
+
+
+
+class Pointwise(StencilKernel):
+    """No neighbour loop, attribute or distance: compiles with any pass disabled."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = u[x] * 2.0
+            out[x] = t * t + 1.0
+
+
+_PASSES = ["unroll-neighbors", "constant-folding", "output-forwarding", "dead-locals", "cse",
+           "linear-detection", "type-check"]
+_DISABLED = [[p] for p in _PASSES] + [["output-forwarding", "dead-locals", "cse"],
+                                      ["constant-folding", "type-check"], _PASSES]
+
+
+def _in_python(run):
+    from asp_stencil.differential import env
+
+    with env(ASP_MODE="python"):
+        run()
+
+
+@requires_compiler
+@pytest.mark.parametrize("disabled", _DISABLED, ids=",".join)
+def test_a_disabled_pass_keeps_python_results_or_falls_back_naming_it(disabled, monkeypatch):
+    """With any passes disabled, call and iterate equal Python bit for bit, and a kernel that
+    runs in Python says which disabled pass it needs: with ``constant-folding`` and what
+    followed it disabled, every platform declined a program still holding attributes (or, with
+    ``unroll-neighbors``, neighbour loops) and the kernel ran in Python without a warning."""
+    from asp_core import SpecializationWarning
+
+    monkeypatch.setenv("ASP_DISABLE_PASSES", ",".join(disabled))
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "off")
+    for cls in (Scaled, Seidel, Pointwise):
+        grids = make_grids((6, 7), 1, seed=5)
+        ref, swept, swept_ref = clone_grids(grids), clone_grids(grids), clone_grids(grids)
+        _in_python(lambda: (cls().kernel(*ref), cls().iterate(*swept_ref, steps=3)))
+        k = cls()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            k.kernel(*grids)
+            k.iterate(*swept, steps=3)
+        for a, b in zip(ref + swept_ref, grids + swept):
+            assert_bitwise(a.data, b.data, what=f"{cls.__name__} without {disabled}")
+        reasons = [str(w.message) for w in caught if issubclass(w.category, SpecializationWarning)]
+        if reasons and cls is not Pointwise:
+            assert any(f"pass {p!r} of 'stencil-domain' is disabled" in reasons[0]
+                       for p in disabled), reasons
+        else:
+            chosen = k.kernel.last_context.decision("platform_selection")
+            assert chosen.choice != "python", f"{cls.__name__} silently in Python"

@@ -3,11 +3,10 @@
 Order (see :mod:`asp_stencil.domain`): ``unroll-neighbors`` → ``constant-folding`` →
 ``output-forwarding`` → ``dead-locals`` → ``cse`` → ``linear-detection`` → ``type-check``. Each can be
 disabled by name (``ASP_DISABLE_PASSES``, the kernel option ``disable_passes``) without changing
-a result. ``unroll-neighbors`` and ``constant-folding`` are needed to compile: with either
-disabled the kernel runs in Python (a later pass fails on the neighbour loops or attributes
-left, naming the disabled pass, or every compiled platform declines the program: see
-``dast.unlowered_reason``); with ``type-check`` disabled the C lowering still refuses what it
-would refuse.
+a result. ``unroll-neighbors`` and ``constant-folding`` are needed to compile kernels with neighbour
+loops (respectively attributes or ``distance`` calls), and say so (``asp_pass(..., needed=)``):
+disabled there, the kernel runs in Python with a warning naming the pass; with ``type-check``
+disabled the C lowering still refuses what it would refuse.
 """
 
 from .constant_folding import constant_folding

@@ -125,7 +125,16 @@ def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
     return map_expr(e, fn)
 
 
-@asp_pass("constant-folding")
+def _needed(prog: D.StencilProgram) -> str | None:
+    """Why the kernel cannot compile without this pass: no platform lowers a kernel attribute
+    or a ``distance`` call, only the constants this pass makes of them."""
+    if any(isinstance(n, (D.Attr, D.Distance)) for n in D.expr_nodes(prog)):
+        return ("no platform compiles its kernel attributes (self.name) or distance() calls "
+                "unless they are folded into constants")
+    return None
+
+
+@asp_pass("constant-folding", needed=_needed)
 def constant_folding(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Fold constants, kernel attributes and distances; propagate constant locals."""
     with np.errstate(all="ignore"):  # NumPy scalars fold as they compute: inf/nan, no warning

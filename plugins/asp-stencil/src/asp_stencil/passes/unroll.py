@@ -105,7 +105,15 @@ class _Unroller:
                              f"depth {it.ghost_depth} of grid '{it.name}'")
 
 
-@asp_pass("unroll-neighbors")
+def _needed(prog: D.StencilProgram) -> str | None:
+    """Why the kernel cannot compile without this pass: no platform lowers a neighbour loop
+    (each declined the program, and the kernel ran in Python without a word)."""
+    if any(isinstance(n, D.NeighborLoop) for n in D.expr_nodes(prog)):
+        return "no platform compiles its neighbour loops unless they are unrolled"
+    return None
+
+
+@asp_pass("unroll-neighbors", needed=_needed)
 def unroll_neighbors(prog: D.StencilProgram, ctx: SpecializationContext) -> tuple[D.StencilProgram, bool]:
     """Unroll neighbour loops into straight-line code with constant offsets."""
     u = _Unroller(prog, ctx)
