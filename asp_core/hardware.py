@@ -127,6 +127,23 @@ def cpu_model() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_features() -> str:
+    """A short digest of the instruction-set extensions the kernel lists for the CPU (x86
+    ``flags``, Arm ``Features``), "" if unknown: part of a toolchain's ABI identity, since
+    ``-march=native`` code uses them.  The model name alone does not tell two CPUs apart:
+    one model runs with AVX-512 switched off in firmware or masked by a hypervisor, and Arm's
+    ``/proc/cpuinfo`` names no model, so a library built on one node of a shared cache was
+    loaded on another and died with SIGILL in its first call."""
+    import hashlib
+
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return hashlib.sha256(" ".join(sorted(value.split())).encode()).hexdigest()[:16]
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
 def query() -> HardwareInfo:
     """The machine's :class:`HardwareInfo` (static parts cached for the process)."""
     flags, cores = set(), set()

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from asp_core import config
 from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
-from asp_core.hardware import cpu_model
+from asp_core.hardware import cpu_features, cpu_model
 from asp_core.spawn import run_tool
 
 __all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
@@ -85,7 +85,8 @@ class Toolchain:
     def abi_id(self) -> str:
         """Everything that makes two builds of the same source differ (part of the cache key)."""
         return "|".join([self.lang, self.family, self.version, " ".join(self.flags),
-                         " ".join(self.extra_flags), platform.machine(), cpu_model() or "unknown-cpu"])
+                         " ".join(self.extra_flags), platform.machine(), cpu_model() or "unknown-cpu",
+                         cpu_features()])
 
     def command(self, source: Path, output: Path, *, openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> list[str]:

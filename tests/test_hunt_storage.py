@@ -1,0 +1,51 @@
+"""Storage robustness hunt: caches shared between machines, and `asp cache` on a cache that
+kernels cannot use."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from asp_core import hardware
+from asp_core.toolchain import Toolchain
+
+X86 = "processor\t: 0\nmodel name\t: Intel(R) Core(TM) i9-12900K\nflags\t\t: fpu sse2 avx avx2 {}\n"
+ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd {}\nCPU part\t: 0xd40\n"
+
+
+def _clear_hardware_memos() -> None:
+    for value in vars(hardware).values():
+        if isinstance(value, functools._lru_cache_wrapper):
+            value.cache_clear()
+
+
+@pytest.fixture
+def cpuinfo(monkeypatch):
+    """``cpuinfo(text)`` makes ``/proc/cpuinfo`` read ``text`` (the memos of the real one are
+    forgotten before and after)."""
+    def use(text: str) -> None:
+        monkeypatch.setattr(hardware, "_read",
+                            lambda path: text if path == "/proc/cpuinfo" else "")
+        _clear_hardware_memos()
+
+    yield use
+    monkeypatch.undo()
+    _clear_hardware_memos()
+
+
+@pytest.mark.parametrize("template, extensions", [(X86, "avx512f avx512bw"), (ARM, "sve sve2")],
+                         ids=["x86-same-model-name", "arm-no-model-name"])
+def test_a_cpu_of_the_same_name_with_other_extensions_does_not_share_libraries(
+        cpuinfo, template, extensions):
+    """``-march=native`` code built where an extension is present dies with SIGILL where it is
+    absent. The cache key told CPUs apart by model name only, which one model with AVX-512
+    switched off in firmware shares, and which Arm's /proc/cpuinfo does not give: a node of a
+    shared cache loaded another node's library."""
+    tc = Toolchain("c", "/usr/bin/cc", "gcc", "13.2.0", ("-O3", "-march=native", "-fPIC"))
+    cpuinfo(template.format(extensions))
+    with_extensions = tc.abi_id()
+    cpuinfo(template.format(""))
+    assert tc.abi_id() != with_extensions
+    cpuinfo(template.format(extensions))
+    assert tc.abi_id() == with_extensions   # the same CPU keeps its entries
