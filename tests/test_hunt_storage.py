@@ -4,10 +4,11 @@ kernels cannot use."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pytest
 
-from asp_core import hardware
+from asp_core import CacheWarning, hardware
 from asp_core.toolchain import Toolchain
 
 X86 = "processor\t: 0\nmodel name\t: Intel(R) Core(TM) i9-12900K\nflags\t\t: fpu sse2 avx avx2 {}\n"
@@ -49,3 +50,27 @@ def test_a_cpu_of_the_same_name_with_other_extensions_does_not_share_libraries(
     assert tc.abi_id() != with_extensions
     cpuinfo(template.format(extensions))
     assert tc.abi_id() == with_extensions   # the same CPU keeps its entries
+
+
+def test_asp_cache_clear_perf_clears_the_caches_own_database_when_kernels_cannot_use_it(
+        fresh_cache):
+    """A cache that kernels refuse (here group-writable) makes ``PerfDB()`` fall back to this
+    process's private cache: ``asp cache clear --perf`` cleared that empty one and reported
+    "the tuning results" removed while the cache's stayed, and ``asp cache info`` listed none."""
+    from click.testing import CliRunner
+
+    from asp_core.autotune import PerfDB
+    from asp_core.cache import CodeCache
+    from asp_core.cli import cli
+
+    CodeCache(fresh_cache).ensure()
+    db = PerfDB(fresh_cache / "perf.sqlite")
+    db.set_winner("k", "fast", label="my kernel")
+    fresh_cache.chmod(0o770)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        info = CliRunner().invoke(cli, ["cache", "info"], catch_exceptions=False)
+        assert "my kernel: fast" in info.output
+        result = CliRunner().invoke(cli, ["cache", "clear", "--perf"], catch_exceptions=False)
+    assert result.exit_code == 0 and "tuning results" in result.output
+    assert db.summary() == []

@@ -42,7 +42,7 @@ def info() -> None:
     click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
     # looking for the tuning database makes the cache: a missing one (a mistyped
     # ASP_CACHE_DIR) has none, and inspecting it must not create it
-    db = PerfDB()
+    db = PerfDB(cache.root / "perf.sqlite")   # this cache's, not a private fallback's
     winners = db.summary() if cache.root.exists() else []
     click.echo(f"autotuned kernels: {len(winners)}")
     for key, label, variant in winners:
@@ -66,7 +66,10 @@ def clear(perf: bool) -> None:
     with _clear_errors():
         n = maintenance.clear(cache)
         if perf and cache.root.exists():  # a missing cache has no results, nor is made here
-            PerfDB().clear()
+            # the cache's own database: PerfDB() falls back to this process's private cache
+            # where kernels may not use this one (unsafe mode, another owner), and "removed
+            # the tuning results" was reported while they stayed
+            PerfDB(cache.root / "perf.sqlite").clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
 
 
