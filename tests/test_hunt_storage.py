@@ -74,3 +74,18 @@ def test_asp_cache_clear_perf_clears_the_caches_own_database_when_kernels_cannot
         result = CliRunner().invoke(cli, ["cache", "clear", "--perf"], catch_exceptions=False)
     assert result.exit_code == 0 and "tuning results" in result.output
     assert db.summary() == []
+
+
+def test_a_stream_measurement_the_cache_cannot_keep_is_still_reported(fresh_cache, monkeypatch):
+    """``hardware.json`` only saves the next STREAM measurement; one that could not be written
+    (here it is a directory; a read-only cache, a full disk) made the measurement just taken
+    fail: ``asp doctor`` said "could not measure", ``asp bench`` died after its whole run."""
+    stream = pytest.importorskip("asp_bench.stream")
+    from asp_core.cache import CodeCache
+    from asp_core.cli.doctor import stream_copy_gbs
+
+    CodeCache(fresh_cache).ensure()
+    (fresh_cache / "hardware.json").mkdir()
+    monkeypatch.setattr(stream, "measure_stream_copy", lambda nbytes: 12.5)
+    assert stream_copy_gbs(hardware.query(), refresh=True) == 12.5
+    assert not list(fresh_cache.glob("*.tmp"))   # no partial memo left behind

@@ -192,24 +192,37 @@ def stream_copy_gbs(hw: HardwareInfo, refresh: bool = False) -> float:
     """STREAM copy bandwidth in GB/s (counting read + write), measured once per CPU model and
     thread count and kept in ``<cache>/hardware.json`` (``asp doctor``, ``asp bench``); the
     kernel is asp-bench's."""
-    import json
-    import os
-    import time
-
     from asp_bench import stream
-    from asp_core.cache import cache_file
 
     stored = None if refresh else stored_stream_copy(hw)
     if stored is not None:
         return stored[0]
-    path = cache_file("hardware.json")
     gbs = stream.measure_stream_copy(max(4 * hw.last_level_cache, 64 << 20))
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"ident": _stream_ident(hw), "stream_copy_gbs": gbs,
-                               "measured": time.time()}))
-    os.replace(tmp, path)
+    _store_stream_copy(hw, gbs)
     return gbs
+
+
+def _store_stream_copy(hw: HardwareInfo, gbs: float) -> None:
+    """Keep ``gbs`` in ``<cache>/hardware.json`` where the cache can be written: the memo only
+    saves the next measurement, and a read-only cache, a full disk or a ``hardware.json`` that is
+    not a file made the measurement just taken fail (``asp doctor``: "could not measure";
+    ``asp bench``: a traceback after the whole run, without its plots)."""
+    import contextlib
+    import json
+    import os
+    import time
+
+    from asp_core.cache import cache_file
+
+    path = cache_file("hardware.json")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"ident": _stream_ident(hw), "stream_copy_gbs": gbs,
+                                   "measured": time.time()}))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a partial one (full disk); read-only: none
+            tmp.unlink(missing_ok=True)
 
 
 def stored_stream_copy(hw: HardwareInfo) -> tuple[float, float] | None:
