@@ -89,6 +89,16 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _well_formed(meta: dict[str, Any]) -> bool:
+    """Whether the fields a load reads have the types Asp writes: a ``meta.json`` damaged or
+    edited into others passed the checksums (which cover the other files): ``"command": null``
+    made the first call of the kernel raise ``TypeError`` in every later process, blamed on the
+    plugin, and a string was reported as its characters; a bad entry is rebuilt."""
+    command = meta.get("command", [])
+    return (isinstance(meta.get("name", ""), str) and isinstance(command, list)
+            and all(isinstance(part, str) for part in command))
+
+
 @dataclass
 class CacheEntry:
     """A published, verified cache entry."""
@@ -201,7 +211,8 @@ class CodeCache:
             # every file of the entry is checksummed, and nothing else: a meta.json that lists
             # fewer files (or none) would let an unverified library be loaded
             present = {p.name for p in path.iterdir() if p.is_file() and p.name != META}
-            if meta.get("key") != key or not files or set(files) != present:
+            if (meta.get("key") != key or not files or set(files) != present
+                    or not _well_formed(meta)):
                 return None
             for name, digest in files.items():
                 if _sha256(path / name) != digest:

@@ -4,12 +4,14 @@ kernels cannot use."""
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import pytest
 
 from asp_core import CacheWarning, hardware
 from asp_core.toolchain import Toolchain
+from pytest_asp import requires_compiler
 
 X86 = "processor\t: 0\nmodel name\t: Intel(R) Core(TM) i9-12900K\nflags\t\t: fpu sse2 avx avx2 {}\n"
 ARM = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd {}\nCPU part\t: 0xd40\n"
@@ -89,3 +91,23 @@ def test_a_stream_measurement_the_cache_cannot_keep_is_still_reported(fresh_cach
     monkeypatch.setattr(stream, "measure_stream_copy", lambda nbytes: 12.5)
     assert stream_copy_gbs(hardware.query(), refresh=True) == 12.5
     assert not list(fresh_cache.glob("*.tmp"))   # no partial memo left behind
+
+
+@requires_compiler
+@pytest.mark.parametrize("field, value", [("command", None), ("command", "cc -O3 -shared"),
+                                          ("command", [1, 2]), ("name", 7)])
+def test_a_meta_json_with_fields_of_other_types_is_rebuilt(fresh_cache, field, value):
+    """The checksums cover an entry's files but not ``meta.json``; one whose fields had other
+    types than Asp writes made every later process's first call of the kernel raise
+    ``TypeError`` (blamed on the plugin) instead of rebuilding the entry."""
+    from asp_core.build import compile_library
+
+    source = "int asp_seven(void) { return 7; }\n"
+    first = compile_library(source, openmp=False, name="seven")
+    meta_path = first.path.parent / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, field: value}))
+    again = compile_library(source, openmp=False, name="seven")
+    assert not again.cached and again.function("asp_seven")() == 7
+    assert again.command and all(isinstance(part, str) for part in again.command)
+    assert type(json.loads(meta_path.read_text())[field]) is type(meta[field])
