@@ -9,7 +9,9 @@ incoming means, so the sums do not cancel catastrophically):
     N_r, N_r * loglik_r, nk_r, nk_r * mu_r, W_r + nk_r (mu_r - c)(mu_r - c)^T
 
 where ``W_r`` is the shard's scatter about its own means; after the sum the global scatter is
-``sum - nk (mu - c)(mu - c)^T`` (Chan, Golub & LeVeque's parallel variance update). The new
+``sum - nk (mu - c)(mu - c)^T`` (Chan, Golub & LeVeque's parallel variance update; the
+``10 eps`` scikit-learn adds to the counts is taken off each shard's scatter and put back once,
+:func:`_eps_scatter`). The new
 parameters are computed from identical sums on every rank, so every rank ends each iteration
 with the same model, equal to the single-process one up to rounding (rtol 1e-10 in the tests).
 Empty shards contribute zeros; tiny shards are ordinary shards.
@@ -82,8 +84,24 @@ def _local_statistics(step: EMStep | None, n: int, shift: np.ndarray, cov: str, 
     else:
         W = (c - reg_covar) * nk * D
         T = W + nk * np.sum(d**2, axis=1)
-    buf[o:] = np.ravel(T)
+    buf[o:] = np.ravel(T - tiny * _eps_scatter(cov, shift, mu))
     return buf
+
+
+def _eps_scatter(cov: str, shift: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """What the ``10 eps`` in a shard's counts adds to its scatter about ``shift`` (times
+    1 / (10 eps)): the shard's covariances are scikit-learn's, whose means ``S1 / (R + 10 eps)``
+    shrink towards the origin, so ``W + nk (mu - c)(mu - c)^T`` exceeds the plain sum of
+    ``r (x - c)(x - c)^T`` by ``10 eps`` times this. Each shard takes it off and the sum
+    puts it back once: added by every shard, float32 data (10 eps = 1.2e-6) got covariances
+    off by (shards - 1) * 1.2e-6 * c^2 / nk from the one-process fit's, and EM drifted."""
+    if cov == "full":
+        return shift[:, :, None] * shift[:, None, :] - means[:, :, None] * means[:, None, :]
+    if cov == "tied":
+        return shift.T @ shift
+    if cov == "diag":
+        return shift**2
+    return np.sum(shift**2, axis=1)
 
 
 def _finish(total: np.ndarray, shift: np.ndarray, cov: str, M: int, D: int, reg_covar: float,
@@ -96,6 +114,7 @@ def _finish(total: np.ndarray, shift: np.ndarray, cov: str, M: int, D: int, reg_
     T = total[_SCALARS + M + M * D:]
     means = S1 / nk[:, None]
     d = means - shift
+    T = T + tiny * np.ravel(_eps_scatter(cov, shift, means))
     if cov == "full":
         W = T.reshape(M, D, D) - nk[:, None, None] * (d[:, :, None] * d[:, None, :])
         covs = W / nk[:, None, None]
@@ -429,16 +448,16 @@ class DistributedGaussianMixture:
 
     def _sample_init(self, Xs: np.ndarray, rng: np.random.RandomState
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from sklearn.mixture import GaussianMixture
+        """(weights, means, covariances) from the gathered sample, as the one-process
+        estimator starts (:func:`asp_gmm.initialisation.initial_parameters`): the sample in its
+        own dtype, so a float32 fit draws from scikit-learn's float32 k-means and its initial
+        M-step adds float32's 10 eps. scikit-learn's private initialisation on a float64 copy
+        started a float32 k-means++ or random_from_data fit from means 1e-6 off and
+        covariances of about reg_covar many times off, and EM converged elsewhere."""
+        from asp_gmm.initialisation import initial_parameters
 
-        sk = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                             reg_covar=self.reg_covar, init_params=self.init_params,
-                             random_state=rng)
-        sk._check_parameters(Xs)
-        sk._initialize_parameters(Xs.astype(np.float64), rng)
-        return (np.asarray(sk.weights_, dtype=np.float64),
-                np.asarray(sk.means_, dtype=np.float64),
-                np.asarray(sk.covariances_, dtype=np.float64))
+        start = initial_parameters(self, Xs, rng, None, None, None)
+        return start.weights, start.means, start.covariances
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> DistributedGaussianMixture:
@@ -473,7 +492,9 @@ class DistributedGaussianMixture:
                 if abs(lb - prev) < self.tol:
                     converged = True
                     break
-            if best is None or lb > best_lb:
+            # scikit-learn's choice: a later try replaces one without a lower bound (-inf:
+            # max_iter=0), so the last initialisation is kept, not the first
+            if lb > best_lb or best_lb == -np.inf:
                 best_lb = lb
                 best = (w, mu, covs, pc, n_iter, converged, bounds)
         assert best is not None
@@ -487,7 +508,7 @@ class DistributedGaussianMixture:
         self.precisions_ = _precisions(pc, self.covariance_type)
         self._cast_parameters(X.dtype)
         self.n_iter_, self.converged_ = n_iter, converged
-        self.lower_bound_, self.lower_bounds_ = best_lb, bounds
+        self.lower_bound_, self.lower_bounds_ = _lower_bounds(best_lb, bounds, X.dtype)
         self.n_features_in_ = X.shape[1]
         self.comm_stats_ = engine.stats
         self.variant_ = engine.winner
@@ -606,6 +627,15 @@ def _agree_once(comm: Any, error: str | None) -> None:
     if len(set(errors)) == 1:
         raise ValueError(error)
     agree(comm, error)
+
+
+def _lower_bounds(best: float, bounds: list[float], dtype: np.dtype
+                  ) -> tuple[float, list[float]]:
+    """``lower_bound_`` and ``lower_bounds_`` as the one-process estimator's (scikit-learn's):
+    NumPy scalars of the data's dtype (they were Python floats, float64 for float32 data),
+    and the Python float ``-inf`` where no iteration ran."""
+    scalar = np.dtype(dtype).type
+    return (scalar(best) if bounds else best), [scalar(bound) for bound in bounds]
 
 
 def _random_state(seed: Any) -> np.random.RandomState:
