@@ -38,9 +38,19 @@ CREATE TABLE IF NOT EXISTS winners (
     key TEXT PRIMARY KEY, variant TEXT NOT NULL, label TEXT NOT NULL DEFAULT '',
     decided REAL NOT NULL);
 """
-_BUSY_SECONDS = 30.0
+#: how long a connection waits for another's lock.  Asp's own transactions last milliseconds,
+#: so even many processes storing at once are through within a second or two; a lock held
+#: longer is another program's long transaction, and the store that waits for it runs on a
+#: kernel's deciding call (30 s stalled the kernel for nothing more than a cache entry)
+_BUSY_SECONDS = 10.0
 #: damaged databases kept beside the new one (for a bug report); older ones are removed
 _KEEP_SET_ASIDE = 1
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether SQLite's error says another connection holds the lock ("locked"/"busy")."""
+    msg = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
 
 
 def _retry_locked(step: Callable[[], Any]) -> Any:
@@ -51,8 +61,7 @@ def _retry_locked(step: Callable[[], Any]) -> Any:
         try:
             return step()
         except sqlite3.OperationalError as exc:
-            msg = str(exc).lower()
-            if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+            if not _locked(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(delay * (1.0 + random.random()))
         delay = min(delay * 2, 0.2)
@@ -81,6 +90,18 @@ def _measured_on() -> str:
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _warned: set[str] = set()
+#: databases whose write lock stayed held past :data:`_BUSY_SECONDS`: this process stores
+#: nothing more there, since each new kernel's store waited the whole timeout again
+_locked_out: set[str] = set()
+
+
+def _stop_storing(path: Path, exc: sqlite3.OperationalError) -> None:
+    """Give up storing in ``path`` for this process, with one warning; reads go on (under WAL
+    they need no lock), and so do the tuning decisions kept in memory."""
+    _locked_out.add(str(path))
+    warnings.warn(f"asp: the tuning database {path} stayed locked by another connection for "
+                  f"{_BUSY_SECONDS:g} s ({exc}): its stored winners are used, new tuning results "
+                  "of this process are not stored", CacheWarning, stacklevel=4)
 
 
 def _read_only(path: Path) -> bool:
@@ -189,7 +210,8 @@ def _tolerant(default: Any) -> Callable[[_F], _F]:
 
 class PerfDB:
     """Timings and winners in SQLite (WAL + busy timeout: safe for concurrent processes);
-    never raises for an unusable database."""
+    never raises for an unusable database, and waits out a write lock held by another
+    connection once per process (:meth:`record_many`)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._path = Path(path) if path is not None else None
@@ -273,10 +295,14 @@ class PerfDB:
     def record_many(self, key: str, rows: list[tuple[str, float, dict[str, Any] | None]],
                     label: str = "", winner: str | None = None) -> None:
         """Store ``(variant, seconds, params)`` rows and the winner in one transaction (a
-        connection costs ~10 ms, more than many kernels)."""
+        connection costs ~10 ms, more than many kernels).  Once the write lock could not be had
+        within :data:`_BUSY_SECONDS`, later stores in this process skip the database (each new
+        kernel waited the whole timeout again) and say nothing more."""
         now = time.time()
         key = f"{key}@{_measured_on()}"
         path = self.path
+        if str(path) in _locked_out:
+            return
         if _read_only(path):  # a read-only cache serves its winners; new ones are not kept
             if f"read-only {path}" not in _warned:
                 _warned.add(f"read-only {path}")
@@ -284,13 +310,18 @@ class PerfDB:
                               "winners are used, new tuning results are not stored",
                               CacheWarning, stacklevel=3)
             return
-        with closing(self._connect(path)) as con, con:
-            con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
-                            [(key, v, json.dumps(p or {}, sort_keys=True, default=repr),
-                              float(t), label, now) for v, t, p in rows])
-            if winner is not None:
-                con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
-                            (key, winner, label, now))
+        try:
+            with closing(self._connect(path)) as con, con:
+                con.executemany("INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?)",
+                                [(key, v, json.dumps(p or {}, sort_keys=True, default=repr),
+                                  float(t), label, now) for v, t, p in rows])
+                if winner is not None:
+                    con.execute("INSERT OR REPLACE INTO winners VALUES (?, ?, ?, ?)",
+                                (key, winner, label, now))
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            _stop_storing(path, exc)
 
     def _select(self, sql: str, *args: Any) -> list[Any]:
         path = self.path

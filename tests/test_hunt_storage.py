@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import warnings
 
 import pytest
@@ -111,3 +112,53 @@ def test_a_meta_json_with_fields_of_other_types_is_rebuilt(fresh_cache, field, v
     assert not again.cached and again.function("asp_seven")() == 7
     assert again.command and all(isinstance(part, str) for part in again.command)
     assert type(json.loads(meta_path.read_text())[field]) is type(meta[field])
+
+
+class _CountsLockWaits(sqlite3.Connection):
+    """A connection that counts its statements that waited out the busy timeout."""
+
+    waits = 0
+
+    def execute(self, *args):
+        return self._counted(super().execute, *args)
+
+    def executemany(self, *args):
+        return self._counted(super().executemany, *args)
+
+    def _counted(self, statement, *args):
+        try:
+            return statement(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                type(self).waits += 1
+            raise
+
+
+def test_a_write_lock_held_elsewhere_is_waited_for_once_per_process(tmp_path, monkeypatch):
+    """Another connection holding the tuning database's write lock (a long transaction) made
+    every kernel's deciding call wait the whole busy timeout (30 s) to store its winner, again
+    for each new kernel after the one warning: many kernels stalled the program that long each.
+    Now the first wait gives up storing for the process; stored winners are still read."""
+    from asp_core import autotune as autotune_mod
+    from asp_core.autotune import Autotuner, PerfDB
+
+    monkeypatch.setattr(autotune_mod, "_BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(autotune_mod, "_warned", set())
+    monkeypatch.setattr(_CountsLockWaits, "waits", 0)
+    db = PerfDB(tmp_path / "perf.sqlite")
+    db.set_winner("stored", "b")
+    monkeypatch.setattr(sqlite3, "connect",
+                        functools.partial(sqlite3.connect, factory=_CountsLockWaits))
+    holder = sqlite3.connect(db.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")   # the write lock, held until the test ends
+    times = {"a": 2.0, "b": 1.0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        winners = [Autotuner(key, ["a", "b"], mode="once", db=db).tune(times.__getitem__)
+                   for key in ("first kernel", "second kernel")]
+        assert db.winner("stored") == "b"   # reads need no write lock
+    holder.rollback()
+    holder.close()
+    assert winners == ["b", "b"]            # the decisions in memory are unaffected
+    assert _CountsLockWaits.waits == 1
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
