@@ -198,10 +198,38 @@ _CLASS_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
     weakref.WeakKeyDictionary()
 
 
+#: ndarray subclasses whose indexing replaces NumPy's without changing an element's value
+#: (``memmap.__getitem__`` only turns slices into plain arrays)
+_VALUE_PRESERVING_ARRAYS = (np.memmap,)
+_ARRAY_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _array_overrides(cls: type) -> tuple[str, ...]:
+    """``__getitem__``/``__setitem__`` where the ndarray subclass ``cls`` of a grid's ``.data``
+    replaces NumPy's: a grid's reads and writes go through them in Python (``u[x]`` is
+    ``u.data[x]``) but compiled code reads the memory (a clipping ``__setitem__`` was
+    ignored), so they count as the grid's own DSL methods. Cached per class."""
+    try:
+        cached = _ARRAY_OVERRIDES.get(cls)
+    except TypeError:
+        cached = None
+    if cached is None:
+        cached = tuple(n for n in ("__getitem__", "__setitem__")
+                       if all(getattr(cls, n) is not getattr(base, n)
+                              for base in (np.ndarray, *_VALUE_PRESERVING_ARRAYS)))
+        try:
+            _ARRAY_OVERRIDES[cls] = cached
+        except TypeError:
+            pass
+    return cached
+
+
 def dsl_overrides(grid: Any) -> tuple[str, ...]:
     """The :data:`DSL_METHODS` that ``grid`` does not take from :class:`StencilGrid` (a subclass
-    or the instance replaced them, or a grid-like object of another class): kernels using them
-    must run in Python, where they are called. Part of the specialisation key (hot path)."""
+    or the instance replaced them, or a grid-like object of another class, or the ndarray
+    subclass of its ``.data`` replaced NumPy's indexing): kernels using them must run in
+    Python, where they are called. Part of the specialisation key (hot path)."""
     cls = type(grid)
     if cls is StencilGrid:
         found: tuple[str, ...] = ()
@@ -219,6 +247,9 @@ def dsl_overrides(grid: Any) -> tuple[str, ...]:
                 _CLASS_OVERRIDES[cls] = found
             except TypeError:
                 pass
+    data = getattr(grid, "data", None)
+    if type(data) is not np.ndarray and isinstance(data, np.ndarray):
+        found = tuple(sorted({*found, *_array_overrides(type(data))}, key=DSL_METHODS.index))
     own = getattr(grid, "__dict__", None)
     if own and not _INSTANCE_METHODS.isdisjoint(own):
         # methods assigned on the instance (Python looks them up there first)

@@ -1,0 +1,78 @@
+"""Grids whose ``.data`` is rebound or aliased between calls: compiled results equal Python's."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from pytest_asp import requires_compiler
+from asp_stencil import StencilGrid, StencilKernel
+
+
+class Lap(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += u[y]
+
+
+class Clipping(np.ndarray):
+    """Writes clipped to [-1, 1]: Python's ``out[x] = v`` goes through it."""
+
+    def __setitem__(self, index: object, value: object) -> None:
+        super().__setitem__(index, np.clip(value, -1.0, 1.0))
+
+
+class Doubling(np.ndarray):
+    """Reads doubled: Python's ``u[x]`` goes through it."""
+
+    def __getitem__(self, index: object) -> object:
+        return 2 * super().__getitem__(index)
+
+
+def _grids(seed: int = 0) -> tuple[StencilGrid, StencilGrid]:
+    a, b = StencilGrid((6, 6)), StencilGrid((6, 6))
+    a.data[...] = np.random.default_rng(seed).standard_normal((6, 6)) * 3
+    return a, b
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, mode: str, wrap: str) -> np.ndarray:
+    """``Lap`` on a fresh pair after one call on plain arrays (specialised in compiled modes),
+    with the ``wrap`` grid's ``.data`` rebound to a view of an indexing subclass."""
+    monkeypatch.setenv("ASP_MODE", mode)
+    k = Lap()
+    k.kernel(*_grids(1))
+    a, b = _grids()
+    if wrap == "out":
+        b.data = b.data.view(Clipping)
+    else:
+        a.data = a.data.view(Doubling)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k.kernel(a, b)
+    return np.asarray(b.data).copy()
+
+
+@requires_compiler
+@pytest.mark.parametrize("wrap", ["out", "in"])
+def test_data_of_an_ndarray_subclass_replacing_indexing_runs_as_python(monkeypatch, wrap):
+    expected = _run(monkeypatch, "python", wrap)
+    got = _run(monkeypatch, "auto", wrap)
+    assert np.array_equal(got, expected)
+
+
+@requires_compiler
+def test_memmap_data_stays_compiled_and_equals_python(monkeypatch, tmp_path):
+    a, b = _grids()
+    ref = StencilGrid((6, 6))
+    Lap().pure_python(a, ref)
+    mm = np.memmap(tmp_path / "u.bin", dtype=np.float64, mode="w+", shape=(6, 6))
+    mm[...] = a.data
+    a.data = mm
+    b.data = np.memmap(tmp_path / "out.bin", dtype=np.float64, mode="w+", shape=(6, 6))
+    monkeypatch.setenv("ASP_MODE", "strict")  # raises where the kernel would run in Python
+    Lap().kernel(a, b)
+    assert np.array_equal(np.asarray(b.data), ref.data)
