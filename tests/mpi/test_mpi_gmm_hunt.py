@@ -8,19 +8,7 @@ import os
 import pytest
 
 from pytest_asp import requires_mpi
-from pytest_asp.mpi import run_mpi
-
-
-def _every_rank_prints(script_text: str, marker: str, nprocs: int, tmp_path) -> None:
-    """Run ``script_text`` on ``nprocs`` ranks: it must end cleanly, every rank having printed
-    ``<marker> rank <r>``."""
-    script = tmp_path / "script.py"
-    script.write_text(script_text)
-    run = run_mpi(script, nprocs, timeout=120,
-                  env={"ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_AUTOTUNE": "off"})
-    assert run.ok, run.describe()
-    for r in range(nprocs):
-        assert f"{marker} rank {r}" in run.stdout, run.describe()
+from pytest_asp.mpi import assert_every_rank_prints, run_mpi
 
 
 FLOAT32_ATTRIBUTES = """
@@ -69,7 +57,7 @@ def test_mpi_gmm_float32_fit_keeps_float32_attributes(nprocs, tmp_path):
     responsibilities and log-likelihoods), where ``asp_gmm.GaussianMixture`` and scikit-learn
     keep float32. Now the dtypes, and the values to float32 rounding, are the one-process
     fit's."""
-    _every_rank_prints(FLOAT32_ATTRIBUTES, "FLOAT32-OK", nprocs, tmp_path)
+    assert_every_rank_prints(FLOAT32_ATTRIBUTES, "FLOAT32-OK", nprocs, tmp_path)
 
 
 EMPTY_EVERYWHERE = """
@@ -106,7 +94,7 @@ def test_mpi_gmm_score_bic_aic_of_no_samples_raise_on_every_rank(nprocs, tmp_pat
     """``score``/``bic``/``aic`` when every rank's shard is empty returned nan (``bic`` -inf,
     ``aic`` a finite number) with a RuntimeWarning; scikit-learn raises ValueError for empty
     X. Every rank now raises it, and the ranks stay in step."""
-    _every_rank_prints(EMPTY_EVERYWHERE, "EMPTY-OK", nprocs, tmp_path)
+    assert_every_rank_prints(EMPTY_EVERYWHERE, "EMPTY-OK", nprocs, tmp_path)
 
 
 PICKLE_FITTED = """
@@ -207,7 +195,7 @@ def test_mpi_gmm_one_sample_and_unfitted_errors_are_sklearns(nprocs, tmp_path):
     scikit-learn and ``asp_gmm.GaussianMixture`` require two; the methods of an unfitted
     model raised ``AttributeError: ... no attribute 'means_'`` instead of scikit-learn's
     ``NotFittedError``. Both now give scikit-learn's error on every rank."""
-    _every_rank_prints(ONE_SAMPLE_AND_UNFITTED, "CHECKS-OK", nprocs, tmp_path)
+    assert_every_rank_prints(ONE_SAMPLE_AND_UNFITTED, "CHECKS-OK", nprocs, tmp_path)
 
 
 BAD_PARAMETERS = """
@@ -251,7 +239,7 @@ def test_mpi_gmm_refuses_the_parameters_sklearn_refuses(nprocs, tmp_path):
     LinAlgError (diag: "the data's spread overflows"), max_iter=2.5 a TypeError, and a bad
     random_state on one rank raised there alone (the other ranks went on into the fit's
     collectives). Now every rank raises scikit-learn's ValueError."""
-    _every_rank_prints(BAD_PARAMETERS, "PARAMS-OK", nprocs, tmp_path)
+    assert_every_rank_prints(BAD_PARAMETERS, "PARAMS-OK", nprocs, tmp_path)
 
 
 EMPTY_SHARD_DTYPE = """
@@ -282,4 +270,4 @@ with fatal_errors(comm):
 def test_mpi_gmm_an_empty_float64_shard_next_to_float32_ones(nprocs, tmp_path):
     """``np.empty((0, D))`` is float64: next to float32 shards it failed the fit with
     "mismatched dtype of X", though shards may have any size, even 0."""
-    _every_rank_prints(EMPTY_SHARD_DTYPE, "EMPTY-OK", nprocs, tmp_path)
+    assert_every_rank_prints(EMPTY_SHARD_DTYPE, "EMPTY-OK", nprocs, tmp_path)

@@ -8,20 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_asp import requires_mpi
-from pytest_asp.mpi import run_mpi
-
-
-def _every_rank_prints(script_text: str, marker: str, nprocs: int, tmp_path) -> None:
-    """Run ``script_text`` on ``nprocs`` ranks: it must end cleanly, every rank having printed
-    ``<marker> rank <r>``."""
-    script = tmp_path / "script.py"
-    script.write_text(PRELUDE + script_text)
-    run = run_mpi(script, nprocs, timeout=120,
-                  env={"ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_AUTOTUNE": "off"})
-    assert run.ok, run.describe()
-    for r in range(nprocs):
-        assert f"{marker} rank {r}" in run.stdout, run.describe()
-
+from pytest_asp.mpi import assert_every_rank_prints
 
 # the data and its uneven shards: with 3 ranks, rank 1 holds no sample and rank 2 one (fewer
 # than the 3 components); with 2 ranks, rank 1 holds one
@@ -83,7 +70,7 @@ def test_mpi_gmm_lower_bounds_are_numpy_scalars_of_the_data_dtype(tmp_path):
     dtype, float64 precision for float32 data) where the one-process estimator's (and
     scikit-learn's) are NumPy scalars of X's dtype; they now are, and ``lower_bound_`` stays
     the Python float -inf with ``max_iter=0``, as there."""
-    _every_rank_prints(LOWER_BOUNDS, "BOUNDS-OK", 3, tmp_path)
+    assert_every_rank_prints(PRELUDE + LOWER_BOUNDS, "BOUNDS-OK", 3, tmp_path)
 
 
 LAST_INIT = """
@@ -105,7 +92,7 @@ def test_mpi_gmm_n_init_without_iterations_keeps_the_last_initialisation(tmp_pat
     """With ``max_iter=0`` and ``n_init > 1`` no initialisation has a lower bound (-inf):
     scikit-learn and the one-process estimator keep the last one, the distributed fit kept
     the first. It now keeps the last."""
-    _every_rank_prints(LAST_INIT, "LAST-INIT-OK", 3, tmp_path)
+    assert_every_rank_prints(PRELUDE + LAST_INIT, "LAST-INIT-OK", 3, tmp_path)
 
 
 FLOAT32_INIT = """
@@ -128,7 +115,7 @@ def test_mpi_gmm_float32_initialisation_is_the_one_process_one(tmp_path):
     the one-process fit (and scikit-learn) add float32's, so the k-means++ and
     random_from_data starts had means 1e-6 off and covariances (about reg_covar) several
     times off, and EM went elsewhere. Rank 0 now starts as the one-process estimator does."""
-    _every_rank_prints(FLOAT32_INIT, "INIT32-OK", 2, tmp_path)
+    assert_every_rank_prints(PRELUDE + FLOAT32_INIT, "INIT32-OK", 2, tmp_path)
 
 
 FLOAT32_EM = """
@@ -153,4 +140,4 @@ def test_mpi_gmm_float32_em_over_shards_is_the_one_process_em(nprocs, tmp_path):
     off by (shards - 1) * 10 eps * c**2 / nk (c: the incoming means). For float32 data
     (10 eps = 1.2e-6) 100 from the origin that is 1e-3 relative after one iteration. The
     shards now send the plain scatter and the sum adds the shrinkage once."""
-    _every_rank_prints(FLOAT32_EM, "EM32-OK", nprocs, tmp_path)
+    assert_every_rank_prints(PRELUDE + FLOAT32_EM, "EM32-OK", nprocs, tmp_path)

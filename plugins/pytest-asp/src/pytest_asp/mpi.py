@@ -12,11 +12,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from asp_core.mpi import MPI_INSTALL_HINT, MPIUnavailable, find_mpiexec
 
-__all__ = ["MPIRun", "run_mpi"]
+__all__ = ["MPIRun", "assert_every_rank_prints", "run_mpi"]
 
 
 @dataclass
@@ -83,3 +84,20 @@ def run_mpi(script_or_module: str | os.PathLike[str], nprocs: int, timeout: floa
     if check and not result.ok:
         raise RuntimeError(result.describe())
     return result
+
+
+def assert_every_rank_prints(script_text: str, marker: str, nprocs: int,
+                             workdir: str | os.PathLike[str]) -> MPIRun:
+    """Run ``script_text`` on ``nprocs`` ranks (written to ``workdir``, with an empty cache
+    there and tuning off, so a test sees its own compiles and no stored winners) and assert
+    that it ended cleanly with every rank having printed ``<marker> rank <r>``: the check a
+    script's own asserts cannot make when a rank dies or hangs before reaching them."""
+    work = Path(workdir)
+    script = work / "script.py"
+    script.write_text(script_text)
+    run = run_mpi(script, nprocs, timeout=120,
+                  env={"ASP_CACHE_DIR": str(work / "cache"), "ASP_AUTOTUNE": "off"})
+    assert run.ok, run.describe()
+    for r in range(nprocs):
+        assert f"{marker} rank {r}" in run.stdout, run.describe()
+    return run
