@@ -76,3 +76,19 @@ def test_memmap_data_stays_compiled_and_equals_python(monkeypatch, tmp_path):
     monkeypatch.setenv("ASP_MODE", "strict")  # raises where the kernel would run in Python
     Lap().kernel(a, b)
     assert np.array_equal(np.asarray(b.data), ref.data)
+
+
+@requires_compiler
+def test_matrix_data_stays_compiled_and_equals_python(monkeypatch):
+    """``np.matrix`` replaces ``__getitem__`` too, but a point read gives the element, as a
+    plain array does: kernels on matrix data stay compiled (the indexing-subclass check first
+    refused them, in strict mode an error)."""
+    a, b = _grids()
+    ref = StencilGrid((6, 6))
+    Lap().pure_python(a, ref)
+    a.data, b.data = np.asmatrix(a.data), np.asmatrix(b.data)
+    monkeypatch.setenv("ASP_MODE", "strict")  # raises where the kernel would run in Python
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # NumPy's note on matrix
+        Lap().kernel(a, b)
+    assert np.array_equal(np.asarray(b.data), ref.data)

@@ -198,9 +198,10 @@ _CLASS_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
     weakref.WeakKeyDictionary()
 
 
-#: ndarray subclasses whose indexing replaces NumPy's without changing an element's value
-#: (``memmap.__getitem__`` only turns slices into plain arrays)
-_VALUE_PRESERVING_ARRAYS = (np.memmap,)
+#: ndarray subclasses whose indexing replaces NumPy's without changing an element's value at
+#: a point (``memmap.__getitem__`` only turns slices into plain arrays; ``matrix`` keeps 2-D
+#: shapes for slices and rows, while a grid reads and writes whole points, as plain arrays do)
+_VALUE_PRESERVING_ARRAYS = (np.memmap, np.matrix)
 _ARRAY_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
     weakref.WeakKeyDictionary()
 
