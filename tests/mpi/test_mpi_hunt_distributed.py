@@ -6,18 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_asp import requires_compiler, requires_mpi
-from pytest_asp.mpi import run_mpi
-
-def _raises_on_every_rank(script_text: str, nprocs: int, tmp_path) -> None:
-    """Run ``script_text`` on ``nprocs`` ranks: it must end cleanly, every rank having printed
-    ``RAISED-OK rank <r>`` (its expected error caught)."""
-    script = tmp_path / "script.py"
-    script.write_text(script_text)
-    run = run_mpi(script, nprocs, timeout=90,
-                  env={"ASP_CACHE_DIR": str(tmp_path / "cache"), "ASP_AUTOTUNE": "off"})
-    assert run.ok, run.describe()
-    for r in range(nprocs):
-        assert f"RAISED-OK rank {r}" in run.stdout, run.describe()
+from pytest_asp.mpi import assert_every_rank_prints, run_mpi
 
 
 COMPLEX_ROWS = """
@@ -54,7 +43,7 @@ def test_mpi_mpk_complex_row_block_raises_on_every_rank(nprocs, tmp_path):
     """``DistributedMatrix(A_rows, rows=(lo, hi))`` converted a complex block to float64,
     dropping the imaginary parts with only a ComplexWarning (a silently wrong matrix), where the
     whole-matrix path (``as_csr``) raises. Now every rank raises the same clear error."""
-    _raises_on_every_rank(COMPLEX_ROWS, nprocs, tmp_path)
+    assert_every_rank_prints(COMPLEX_ROWS, "RAISED-OK", nprocs, tmp_path, timeout=90)
 
 
 GMM_DEFAULT_INIT = """
@@ -133,4 +122,4 @@ def test_mpi_gmm_initial_parameters_that_are_not_numbers_on_one_rank(nprocs, tmp
     """An initial parameter that cannot be converted to float64 on one rank only raised there,
     before the collective check of the hyperparameters: a caller who caught it left the other
     ranks waiting in that check forever. Every rank now raises the same error."""
-    _raises_on_every_rank(GMM_BAD_INIT_ONE_RANK, nprocs, tmp_path)
+    assert_every_rank_prints(GMM_BAD_INIT_ONE_RANK, "RAISED-OK", nprocs, tmp_path, timeout=90)

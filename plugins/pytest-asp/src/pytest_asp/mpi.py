@@ -87,7 +87,7 @@ def run_mpi(script_or_module: str | os.PathLike[str], nprocs: int, timeout: floa
 
 
 def assert_every_rank_prints(script_text: str, marker: str, nprocs: int,
-                             workdir: str | os.PathLike[str]) -> MPIRun:
+                             workdir: str | os.PathLike[str], timeout: float = 120.0) -> MPIRun:
     """Run ``script_text`` on ``nprocs`` ranks (written to ``workdir``, with an empty cache
     there and tuning off, so a test sees its own compiles and no stored winners) and assert
     that it ended cleanly with every rank having printed ``<marker> rank <r>``: the check a
@@ -95,7 +95,7 @@ def assert_every_rank_prints(script_text: str, marker: str, nprocs: int,
     work = Path(workdir)
     script = work / "script.py"
     script.write_text(script_text)
-    run = run_mpi(script, nprocs, timeout=120,
+    run = run_mpi(script, nprocs, timeout=timeout,
                   env={"ASP_CACHE_DIR": str(work / "cache"), "ASP_AUTOTUNE": "off"})
     assert run.ok, run.describe()
     for r in range(nprocs):
