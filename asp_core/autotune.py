@@ -25,7 +25,7 @@ from asp_core.cache import cache_file
 from asp_core.log import Progress, get_logger
 from asp_core.errors import CacheError, CacheWarning
 
-__all__ = ["PerfDB", "Autotuner", "Tuning"]
+__all__ = ["DB_NAME", "PerfDB", "Autotuner", "Tuning"]
 
 _log = get_logger("autotune")
 
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS winners (
 #: longer is another program's long transaction, and the store that waits for it runs on a
 #: kernel's deciding call (30 s stalled the kernel for nothing more than a cache entry)
 _BUSY_SECONDS = 10.0
+#: the database's file name in a cache directory
+DB_NAME = "perf.sqlite"
 #: damaged databases kept beside the new one (for a bug report); older ones are removed
 _KEEP_SET_ASIDE = 1
 
@@ -223,7 +225,7 @@ class PerfDB:
         directory. Not kept: a tuner lives for many calls, and the cache directory removed (or
         replaced) meanwhile was made again bare by the write, holding only ``perf.sqlite`` and
         no marker, so no later process took it for Asp's cache."""
-        return self._path if self._path is not None else cache_file("perf.sqlite")
+        return self._path if self._path is not None else cache_file(DB_NAME)
 
     def _connect(self, path: Path | None = None) -> sqlite3.Connection:
         path = path or self.path

@@ -29,7 +29,7 @@ def command() -> None:
 @command.command("info")
 def info() -> None:
     """Where the cache is, how big, and what is tuned."""
-    from asp_core.autotune import PerfDB
+    from asp_core.autotune import DB_NAME, PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
 
@@ -42,7 +42,7 @@ def info() -> None:
     click.echo(f"entries: {len(entries)}, size: {size / 2**20:.2f} MiB")
     # looking for the tuning database makes the cache: a missing one (a mistyped
     # ASP_CACHE_DIR) has none, and inspecting it must not create it
-    db = PerfDB(cache.root / "perf.sqlite")   # this cache's, not a private fallback's
+    db = PerfDB(cache.root / DB_NAME)   # this cache's, not a private fallback's
     winners = db.summary() if cache.root.exists() else []
     click.echo(f"autotuned kernels: {len(winners)}")
     for key, label, variant in winners:
@@ -58,7 +58,7 @@ def info() -> None:
               "damaged tuning databases set aside).")
 def clear(perf: bool) -> None:
     """Remove every compiled entry (and with --perf every tuning result)."""
-    from asp_core.autotune import PerfDB
+    from asp_core.autotune import DB_NAME, PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
 
@@ -69,7 +69,7 @@ def clear(perf: bool) -> None:
             # the cache's own database: PerfDB() falls back to this process's private cache
             # where kernels may not use this one (unsafe mode, another owner), and "removed
             # the tuning results" was reported while they stayed
-            PerfDB(cache.root / "perf.sqlite").clear()
+            PerfDB(cache.root / DB_NAME).clear()
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
 
 
