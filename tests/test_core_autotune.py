@@ -165,11 +165,12 @@ def test_dispatcher_tunes_then_binds_winner(elementwise, fresh_cache, monkeypatc
     tuner = seen[0].tuner
     assert tuner.variants == ["parallel-simd", "serial"]
     assert tuner.done and not isinstance(seen[-1], TuningCallable)
-    # every variant timed `repeats` times (twice that when they are close), then the winner is
-    # bound directly
+    # every variant timed `repeats` times, close ones up to twice that (fewer when a later
+    # timing puts one clearly ahead), then the winner is bound directly
     n = sum(len(t) for t in tuner.times.values())
+    assert n <= 2 * tuner.repeats * len(tuner.variants) < len(seen)
     assert [isinstance(f, TuningCallable) for f in seen] == [True] * (n - 1) + [False] * (15 - n)
-    assert all(len(t) in (tuner.repeats, 2 * tuner.repeats) for t in tuner.times.values())
+    assert all(tuner.repeats <= len(t) <= 2 * tuner.repeats for t in tuner.times.values())
     assert seen[-1] is seen[0]._built[tuner.winner]
     assert PerfDB().winner(tuner.key) == tuner.winner
     events = [e for n, e in d.last_context.events if n == "autotune"]
@@ -253,7 +254,11 @@ def test_corrupted_perf_database_does_not_break_kernels(elementwise, fresh_cache
     (fresh_cache / "perf.sqlite").write_bytes(b"\0garbage" * 512)
     d = Dispatcher("elementwise", _k)
     a, b = np.ones(4), np.arange(4.0)
-    for _ in range(8):
+    np.testing.assert_array_equal(d(a, b), a * b - 1.0)
+    tuning = d.specializations[(2,)]
+    assert isinstance(tuning, TuningCallable)
+    # enough calls for the slowest decision: every variant timed twice `repeats` times
+    for _ in range(2 * tuning.tuner.repeats * len(tuning.tuner.variants)):
         np.testing.assert_array_equal(d(a, b), a * b - 1.0)
     assert not isinstance(d.specializations[(2,)], TuningCallable)
 
