@@ -141,3 +141,74 @@ def test_mpi_gmm_float32_em_over_shards_is_the_one_process_em(nprocs, tmp_path):
     (10 eps = 1.2e-6) 100 from the origin that is 1e-3 relative after one iteration. The
     shards now send the plain scatter and the sum adds the shrinkage once."""
     assert_every_rank_prints(PRELUDE + FLOAT32_EM, "EM32-OK", nprocs, tmp_path)
+
+
+WARM_START = """
+with fatal_errors(comm):
+    X = data()
+    names = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+    for cov in ("full", "diag"):
+        kw = dict(covariance_type=cov, max_iter=2, random_state=0)
+        ref = GaussianMixture(3, warm_start=True, **kw)
+        dist = DistributedGaussianMixture(3, comm=comm, warm_start=True, **kw)
+        # four fits of two iterations each: not converged, converged in 2, then in 1 (the
+        # first change is measured from the previous fit's lower bound)
+        for _ in range(4):
+            ref.fit(X)
+            assert dist.fit_predict(shard(X)).shape == (len(shard(X)),)
+            same(dist, ref, names, rtol=1e-10)
+            np.testing.assert_allclose(dist.lower_bound_, ref.lower_bound_, rtol=1e-10)
+            assert (dist.n_iter_, dist.converged_) == (ref.n_iter_, ref.converged_), (
+                cov, dist.n_iter_, dist.converged_, ref.n_iter_, ref.converged_)
+        assert (ref.n_iter_, ref.converged_) == (1, True)
+        # no iteration: the parameters stay, the lower bound is -inf (not the previous one)
+        ref.max_iter = dist.max_iter = 0
+        ref.fit(X)
+        dist.fit(shard(X))
+        same(dist, ref, names, rtol=1e-10)
+        assert dist.lower_bound_ == ref.lower_bound_ == -np.inf
+        assert (dist.n_iter_, dist.converged_) == (0, False)
+        # warm_start=False: every fit initialises again, the warm fits went on from the first
+        cold = DistributedGaussianMixture(3, comm=comm, **kw)
+        first = cold.fit(shard(X)).means_.copy()
+        cold.fit(shard(X))
+        same(cold, GaussianMixture(3, **kw).fit(X), names, rtol=1e-10)
+        np.testing.assert_array_equal(cold.means_, first)
+        assert not np.allclose(dist.means_, first, rtol=1e-6)
+
+    # a non-bool warm_start: scikit-learn's message on every rank, no rank left waiting
+    try:
+        DistributedGaussianMixture(3, comm=comm, warm_start="yes").fit(shard(X))
+    except ValueError as exc:
+        assert str(exc) == ("The 'warm_start' parameter of DistributedGaussianMixture must be "
+                            "an instance of 'bool' or an instance of 'numpy.bool'. Got 'yes' "
+                            "instead."), str(exc)
+    else:
+        raise AssertionError("no ValueError for warm_start='yes'")
+    # one rank warm-starting a fitted model while another initialises: a ValueError on both
+    # (the others waited in the initialisation's collectives)
+    lonely = DistributedGaussianMixture(3, comm=comm, warm_start=True, max_iter=2)
+    if comm.rank == 0:   # fitted on this rank alone
+        from mpi4py import MPI
+
+        lonely.comm = MPI.COMM_SELF
+        lonely.fit(X)
+        lonely.comm = comm
+    try:
+        lonely.fit(shard(X))
+    except ValueError as exc:
+        assert "mismatched warm start" in str(exc), str(exc)
+    else:
+        raise AssertionError("no ValueError for a warm start on one rank only")
+    print(f"WARM-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+def test_mpi_gmm_warm_start_is_the_one_process_warm_start(tmp_path):
+    """``DistributedGaussianMixture`` had no ``warm_start``: a second fit always initialised
+    again, where ``asp_gmm.GaussianMixture`` (and scikit-learn) go on from the fitted model.
+    Repeated warm fits now equal the one-process ones (parameters, lower bound, iterations,
+    convergence), ``warm_start=False`` still initialises each fit, and a non-bool
+    ``warm_start`` is scikit-learn's error on every rank."""
+    assert_every_rank_prints(PRELUDE + WARM_START, "WARM-OK", 2, tmp_path)

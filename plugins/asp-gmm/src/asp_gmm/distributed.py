@@ -244,23 +244,32 @@ class DistributedGaussianMixture:
 
     Parameters are scikit-learn's (``n_components``, ``covariance_type``, ``tol``,
     ``reg_covar``, ``max_iter``, ``n_init``, ``init_params``, ``weights_init``, ``means_init``,
-    ``precisions_init``, ``random_state``) plus ``comm`` (default ``COMM_WORLD``),
-    ``asp_options`` (core dispatcher options) and ``init_sample`` (how many points, over all
-    ranks, rank 0 gathers to initialise when no explicit initial parameters are given).
+    ``precisions_init``, ``random_state``, ``warm_start``) plus ``comm`` (default
+    ``COMM_WORLD``), ``asp_options`` (core dispatcher options) and ``init_sample`` (how many
+    points, over all ranks, rank 0 gathers to initialise when no explicit initial parameters
+    are given).
 
     ``fit``, ``score`` and ``bic``/``aic`` are collective; ``predict``, ``predict_proba`` and
     ``score_samples`` act on the local shard only. After ``fit`` every rank holds the same
     fitted attributes (``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
     ``precisions_``, ``lower_bound_``, ``n_iter_``, ``converged_``); the arrays take the
     data's dtype, as ``asp_gmm.GaussianMixture``'s do (EM runs in float64).
+
+    With ``warm_start=True`` a fit of a fitted model goes on from its ``weights_``, ``means_``
+    and ``precisions_cholesky_`` (the same on every rank) with one initialisation, as
+    scikit-learn's: the first iteration's change is taken from the previous ``lower_bound_``.
+    Fitted parameters of other shapes than the current ``n_components``, ``covariance_type``
+    and number of features start afresh, as ``asp_gmm.GaussianMixture`` does.
     """
+
+    lower_bound_: float  # set by fit, read by a warm start's (annotated for the type checker)
 
     def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
                  tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
                  n_init: int = 1, init_params: str = "kmeans", weights_init: Any = None,
                  means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
-                 comm: Any = None, asp_options: dict | None = None, init_sample: int = 20000
-                 ) -> None:
+                 warm_start: bool = False, comm: Any = None, asp_options: dict | None = None,
+                 init_sample: int = 20000) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -272,6 +281,7 @@ class DistributedGaussianMixture:
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
         self.comm = comm
         self.asp_options = asp_options
         self.init_sample = init_sample
@@ -366,9 +376,10 @@ class DistributedGaussianMixture:
         inits = tuple(map(digest, (self.weights_init, self.means_init, self.precisions_init)))
         check_same(self._comm(), (self.n_components, self.covariance_type, self.tol,
                                   self.reg_covar, self.max_iter, self.n_init, self.init_sample,
-                                  inits),
+                                  self.warm_start, inits),
                    "hyperparameters (n_components, covariance_type, tol, reg_covar, max_iter, "
-                   "n_init, init_sample, and the initial weights, means and precisions)")
+                   "n_init, init_sample, warm_start, and the initial weights, means and "
+                   "precisions)")
         error = None
         try:   # random_state, init_params and asp_options are not compared: agreed instead
             check_shared_hyperparameters(self, owner=type(self).__name__)
@@ -384,6 +395,26 @@ class DistributedGaussianMixture:
         # scikit-learn's checks of the initial parameters (normalised weights, shapes,
         # positive-definite precisions): the same arrays on every rank, so the same outcome
         check_initial_parameters(self, D)
+
+    def _warm(self, D: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Collective: (weights, means, precisions_cholesky, covariances) of the fitted model,
+        in float64, when this fit goes on from them (scikit-learn's warm start), else None.
+        Every rank must take the same branch: an initialisation is collective, so a rank whose
+        model alone was fitted (or fitted to other shapes) would leave the others waiting in
+        it; such ranks get a ValueError on every rank instead."""
+        from asp_core.mpi import check_same
+
+        from asp_gmm.validation import fitted_parameters_fit
+
+        warm = bool(self.warm_start and hasattr(self, "converged_")
+                    and fitted_parameters_fit(self, D))
+        check_same(self._comm(), warm, "warm start (warm_start and a model fitted to the "
+                   "current n_components, covariance_type and number of features)")
+        if not warm:
+            return None
+        w, mu, pc, covs = (np.asarray(getattr(self, name), dtype=np.float64) for name in
+                           ("weights_", "means_", "precisions_cholesky_", "covariances_"))
+        return w, mu, pc, covs
 
     # -- initialisation ------------------------------------------------------------------------
     def _initial(self, X: np.ndarray, n_global: int, rng: np.random.RandomState
@@ -470,18 +501,26 @@ class DistributedGaussianMixture:
         X = self._validate(X, fitting=True)
         n_global = int(comm.allreduce(len(X), op=MPI.SUM))
         self._check_parameters(n_global, X.shape[1])
+        warm = self._warm(X.shape[1])
         rng = _random_state(self.random_state)
         engine = DistributedEM(comm, self.asp_options)
         self.engine_ = engine
         best: tuple | None = None
         best_lb = -np.inf
-        for _ in range(self.n_init):
-            w, mu, pc = self._initial(X, n_global, rng)
-            lb = -np.inf
+        for _ in range(self.n_init if warm is None else 1):
+            covs: np.ndarray | None
+            if warm is None:
+                w, mu, pc = self._initial(X, n_global, rng)
+                lb = -np.inf
+                covs = None
+            else:
+                # scikit-learn's warm start: the first change is from the previous fit's lower
+                # bound; with no iteration the lower bound stays -inf, not the previous one
+                w, mu, pc, covs = warm
+                lb = -np.inf if self.max_iter == 0 else float(self.lower_bound_)
             converged = False
             bounds: list[float] = []
             n_iter = 0
-            covs = None
             for n_iter in range(1, self.max_iter + 1):
                 prev = lb
                 step = engine.step(X, w, mu, pc, self.covariance_type, self.reg_covar, n_global)

@@ -37,8 +37,8 @@ from asp_core import background
 from asp_gmm import engine
 from asp_gmm.initialisation import initial_parameters
 from asp_gmm.linalg import precision_cholesky
-from asp_gmm.validation import (_covariance_shape, check_hyperparameters,
-                                check_initial_parameters, check_representable)
+from asp_gmm.validation import (check_hyperparameters, check_initial_parameters,
+                                check_representable, fitted_parameters_fit)
 
 __all__ = ["GaussianMixture"]
 
@@ -133,7 +133,7 @@ class GaussianMixture(_SkGaussianMixture):
                              f"n_samples = {X.shape[0]}")
         init = check_initial_parameters(self, X.shape[1])
         do_init = not (self.warm_start and hasattr(self, "converged_")
-                       and self._fitted_parameters_fit(X.shape[1]))
+                       and fitted_parameters_fit(self, X.shape[1]))
         n_init = self.n_init if do_init else 1
         # the shape's library builds in the background, from the start of the fit if its
         # NumPy passes foresee enough work (engine.BUILD_AFTER_S): the k-means then finds it
@@ -202,18 +202,6 @@ class GaussianMixture(_SkGaussianMixture):
         scalar = np.dtype(dtype).type
         self.lower_bound_ = scalar(best) if bounds else best
         self.lower_bounds_ = [scalar(bound) for bound in bounds]
-
-    def _fitted_parameters_fit(self, n_features: int) -> bool:
-        """Whether the fitted parameters have the shapes of the current ``n_components``,
-        ``covariance_type`` and ``n_features``: a warm start from others starts afresh, as
-        a cold fit (scikit-learn goes on from them: a changed covariance type or feature count
-        failed inside the EM with a shape message, a changed n_components kept the old
-        number of components)."""
-        M, D = self.n_components, n_features
-        shapes = {"weights_": (M,), "means_": (M, D),
-                  "precisions_cholesky_": _covariance_shape(self.covariance_type, M, D)}
-        return all(np.shape(np.asarray(getattr(self, name, None))) == shape
-                   for name, shape in shapes.items())
 
     def _em_iteration(self, X: np.ndarray) -> float:
         """One EM iteration in one engine call; returns the incoming parameters' lower bound."""

@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
            "check_hyperparameters", "check_initial_parameters", "check_representable",
-           "check_shared_hyperparameters"]
+           "check_shared_hyperparameters", "fitted_parameters_fit"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -58,9 +58,6 @@ def _one_of(name: str, value: Any, options: tuple[str, ...], owner: str = "Gauss
 def check_hyperparameters(est: Any) -> None:
     """The constructor arguments of ``est`` (an ``asp_gmm.GaussianMixture``)."""
     check_shared_hyperparameters(est)
-    if not isinstance(est.warm_start, (bool, np.bool_)):
-        _fail("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'",
-              est.warm_start)
     if not isinstance(est.verbose, (bool, np.bool_)):  # scikit-learn takes a bool too
         _integer("verbose", est.verbose, 0)
     _integer("verbose_interval", est.verbose_interval, 1)
@@ -86,6 +83,22 @@ def check_shared_hyperparameters(est: Any, owner: str = "GaussianMixture") -> No
               "'numpy.random.mtrand.RandomState' or None", rs, owner)
     if est.asp_options is not None and not isinstance(est.asp_options, dict):
         _fail("asp_options", "an instance of 'dict' or None", est.asp_options, owner)
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        _fail("warm_start", "an instance of 'bool' or an instance of 'numpy.bool'",
+              est.warm_start, owner)
+
+
+def fitted_parameters_fit(est: Any, n_features: int) -> bool:
+    """Whether the fitted parameters of ``est`` have the shapes of its current
+    ``n_components``, ``covariance_type`` and ``n_features``: a warm start from others starts
+    afresh, as a cold fit (scikit-learn goes on from them: a changed covariance type or feature
+    count failed inside the EM with a shape message, a changed n_components kept the old number
+    of components)."""
+    M, D = est.n_components, n_features
+    shapes = {"weights_": (M,), "means_": (M, D),
+              "precisions_cholesky_": _covariance_shape(est.covariance_type, M, D)}
+    return all(np.shape(np.asarray(getattr(est, name, None))) == shape
+               for name, shape in shapes.items())
 
 
 def _check_shape(param: np.ndarray, shape: tuple[int, ...], name: str) -> None:
