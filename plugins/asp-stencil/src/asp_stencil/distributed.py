@@ -225,6 +225,17 @@ def _exchange_plan(dec: Decomposition, rank: int) -> _Plan:
     return plan
 
 
+def _agree_creation(comm: Any, with_like: bool, error: Exception | None) -> None:
+    """Collective, a grid creation's first agreement (one small ``Allreduce``): raise the same
+    error on every rank when a rank's arguments were refused (the first failing rank's type:
+    ``TypeError`` for a ``like=`` that is no distributed grid) or when some ranks passed
+    ``like=`` and others did not. Both forms must meet here, in the same collective over the
+    same communicator (``like``'s is the one its grid was made from), or a rank whose ``like=``
+    differs waits forever in a collective the others never enter."""
+    agree_call(comm, {"like= (given or not)": "given" if with_like else "not given"}, error,
+               what="DistributedStencilGrid")
+
+
 class DistributedStencilGrid:
     """A global stencil grid decomposed over the ranks of ``comm``.
 
@@ -236,33 +247,41 @@ class DistributedStencilGrid:
         ``s * ghost_depth`` lets :func:`iterate` exchange once every ``s`` steps.
     :param dims: process-grid shape (default ``MPI.Compute_dims(size, dim)``).
     :param dtype: float64 (default) or float32; with ``like=``, default: that grid's dtype.
-    :param like: another distributed grid whose decomposition (and communicator) to share.
+    :param like: another distributed grid whose decomposition (and communicator) to share
+        (anything else raises the same ``TypeError`` on every rank).
 
     Collective: every rank must create its grids in the same order with the same arguments;
     mismatches raise the same ``ValueError`` on all ranks.
     """
 
     cart: Any   # the Cartesian communicator (an mpi4py Cartcomm)
+    comm: Any   # the communicator the grid was made from (the cart's parent)
 
     def __init__(self, shape: Sequence[int] | None = None, comm: Any = None,
                  dtype: Any = None, ghost_depth: int = 1, halo_depth: int | None = None,
                  dims: Sequence[int] | None = None, *, like: DistributedStencilGrid | None = None
                  ) -> None:
-        from asp_core.mpi import abort_on_uncaught, agree, import_mpi
+        from asp_core.mpi import abort_on_uncaught, agree, import_mpi, world
 
         if like is not None:
-            if not isinstance(like, DistributedStencilGrid):
-                raise TypeError(f"like= must be a DistributedStencilGrid, got "
-                                f"{type(like).__name__}")
-            dtype = like.dtype if dtype is None else dtype
-            # collective like the other form: a rank with another dtype would send messages of
-            # another size in every exchange (MPI aborts with a truncation/unpack error)
-            error = None
-            try:
-                dtype = np.dtype(dtype)
-            except TypeError as exc:
-                error = f"dtype: {exc}"
-            agree(like.cart, error)
+            refused: Exception | None = None
+            if isinstance(like, DistributedStencilGrid):
+                over = like.comm
+                dtype = like.dtype if dtype is None else dtype
+                # collective like the other form: a rank with another dtype would send messages
+                # of another size in every exchange (MPI aborts with a truncation/unpack error)
+                try:
+                    dtype = np.dtype(dtype)
+                except TypeError as exc:
+                    refused = ValueError(f"dtype: {exc}")
+            else:
+                # raised on this rank alone, it left the others waiting in this agreement
+                # forever: take part in it over the communicator they most likely use
+                over = world() if comm is None else comm
+                refused = TypeError(f"like= must be a DistributedStencilGrid, got "
+                                    f"{type(like).__name__}")
+            _agree_creation(over, True, refused)
+            assert isinstance(like, DistributedStencilGrid)
             check_same(like.cart, str(dtype), "dtype of a grid created with like=")
             self._init_like(like, dtype, _agreed_serial(like.cart))
             return
@@ -276,7 +295,7 @@ class DistributedStencilGrid:
                                    ghost_depth=ghost_depth)
         except (TypeError, ValueError) as exc:
             template, error = None, str(exc)
-        agree(comm, error)
+        _agree_creation(comm, False, None if error is None else ValueError(error))
         assert template is not None
         g = template.ghost_depth
         halo = g if halo_depth is None else halo_depth
@@ -379,14 +398,23 @@ class DistributedStencilGrid:
 
         # a periodic grid ran as a non-periodic one: results silently differed from one process
         periodic = bool(isinstance(grid, StencilGrid) and grid.periodic)
-        ranks = [r for r, p in enumerate((import_mpi().COMM_WORLD if comm is None else comm)
-                                         .allgather(periodic)) if p]
+        # converted before the agreement: a grid that does not convert (a ragged list) raised
+        # on its rank alone, the others waiting in the creation's agreement forever
+        error = None
+        try:
+            arr = grid.data if isinstance(grid, StencilGrid) else np.asarray(grid)
+        except (TypeError, ValueError) as exc:
+            error = f"from_global: the grid does not convert to an array: {exc}"
+        seen = (import_mpi().COMM_WORLD if comm is None else comm).allgather((periodic, error))
+        failed = [f"rank {r}: {e}" for r, (_, e) in enumerate(seen) if e is not None]
+        if failed:
+            raise ValueError("; ".join(failed))
+        ranks = [r for r, (p, _) in enumerate(seen) if p]
         if ranks:
             raise ValueError("from_global: a periodic StencilGrid (periodic=True) cannot be "
                              "distributed: the halos between ranks do not wrap around, so the "
                              "results would differ from one process (periodic on rank"
                              f"{'s' * (len(ranks) > 1)} {', '.join(map(str, ranks))})")
-        arr = grid.data if isinstance(grid, StencilGrid) else np.asarray(grid)
         g = grid.ghost_depth if isinstance(grid, StencilGrid) else (
             1 if ghost_depth is None else ghost_depth)
         out = cls(arr.shape, comm, dtype=arr.dtype, ghost_depth=g, halo_depth=halo_depth,
