@@ -13,6 +13,7 @@ foreground spans).
 from __future__ import annotations
 
 import atexit
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -101,8 +102,8 @@ _PREPARING: dict[tuple, threading.Thread] = {}
 #: builds :func:`prepare` registered but has not started yet (``defer=True``), by shape
 _DEFERRED: dict[tuple, threading.Thread] = {}
 #: seconds of NumPy passes run for a shape while its library was not built: (in all, in the
-#: current fit)
-_NUMPY_SECONDS: dict[tuple, tuple[float, float]] = {}
+#: current fit, the current fit's fastest pass: inf before its first)
+_NUMPY_SECONDS: dict[tuple, tuple[float, float, float]] = {}
 
 #: NumPy seconds a fit's passes have taken or foresee after which its deferred build starts.
 #: A library takes about 0.5-1 s to generate and compile at low priority, and while it does,
@@ -221,15 +222,21 @@ def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None
     multi-threaded BLAS whose threads spin for a core gcc holds is tens of times slower than
     one thread (measured on two cores). ``shape`` (the :func:`_shape_key` of the pass):
     the pass is timed, and the shape's deferred build starts once the NumPy seconds spent,
-    plus ``calls_left - 1`` more such passes foreseen, exceed :data:`BUILD_AFTER_S`."""
-    start = time.perf_counter()
-    with _ONE_BLAS_THREAD:
+    plus ``calls_left - 1`` more passes as fast as the fit's fastest, exceed
+    :data:`BUILD_AFTER_S`. A fit's first pass foresees nothing: it pays one-time costs (BLAS
+    threads, first-touch pages; 3.8 ms against 1.0-1.2 ms for the next seeding steps of
+    N=20k D=64 M=16), and foreseen 32 times over it started the build of a fit that ended
+    long before the library could be used, slowing it by the GIL and the core the build
+    took."""
+    with _ONE_BLAS_THREAD:  # entered before the clock: it may wait for threadpoolctl once
+        start = time.perf_counter()
         result = fn(*args)
-    if shape is not None and shape in _DEFERRED:
         took = time.perf_counter() - start
-        total, this_fit = _NUMPY_SECONDS.get(shape, (0.0, 0.0))
-        _NUMPY_SECONDS[shape] = (total + took, this_fit + took)
-        if this_fit + took * calls_left > BUILD_AFTER_S:
+    if shape is not None and shape in _DEFERRED:
+        total, this_fit, fastest = _NUMPY_SECONDS.get(shape, (0.0, 0.0, math.inf))
+        _NUMPY_SECONDS[shape] = (total + took, this_fit + took, min(fastest, took))
+        ahead = 0.0 if math.isinf(fastest) else min(fastest, took) * (calls_left - 1)
+        if this_fit + took + ahead > BUILD_AFTER_S:
             _start(shape)
     return result
 
@@ -293,8 +300,8 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     if not _CONTROLLER:  # the NumPy passes will need it (unless the build is done by then)
         threading.Thread(target=_controller, daemon=True, name="asp-gmm-threadpools").start()
     with _LOCK:
-        total = _NUMPY_SECONDS.get(key, (0.0, 0.0))[0]
-        _NUMPY_SECONDS[key] = (total, 0.0)  # a new fit
+        total = _NUMPY_SECONDS.get(key, (0.0, 0.0, math.inf))[0]
+        _NUMPY_SECONDS[key] = (total, 0.0, math.inf)  # a new fit
         start_now = not defer or total > BUILD_AFTER_FITS_S
         if key in _DEFERRED:
             thread = None
