@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from asp_stencil.temporal.iterate import iterate_decision
 from stencil_kernel import StencilGrid, StencilKernel
 
 
@@ -138,8 +139,12 @@ heat = Heat()
 t0 = time.perf_counter()
 heat.iterate(a, b, steps=steps)
 first = time.perf_counter() - t0
-for _ in range(12):  # the first calls time plain sweeps against temporally blocked ones
+# the first calls run plain sweeps until they would pay for building the blocked code, then
+# time plain sweeps against temporally blocked ones: call until that choice is made
+calls = 1
+while iterate_decision(heat) is None and calls < 40:
     heat.iterate(a, b, steps=steps)
+    calls += 1
 impls = {"asp": lambda: heat.iterate(a, b, steps=steps)}
 if numba is not None:
     @numba.njit(parallel=True, cache=True)
@@ -166,7 +171,8 @@ if numba is not None:
     nb[...] = init
     assert np.array_equal(result.data, numba_heat(na, nb, steps, 0.1)), "asp and numba differ"
 compare(f"\n2-D heat equation {m}^2 float64, {steps} steps through iterate() (first call incl. "
-        f"specialisation and tuning: {first * 1e3:.0f} ms)", best)
+        f"specialisation: {first * 1e3:.0f} ms; {calls} calls to choose "
+        f"{iterate_decision(heat).choice if iterate_decision(heat) else 'nothing yet'})", best)
 
 print("\nNext: `asp explain examples/demo.py` shows each kernel's DAST, the passes, the chosen "
       "platform and variants, and the generated C; `asp bench stencil` and "

@@ -18,10 +18,19 @@ from pytest_asp import requires_compiler
 from asp_stencil import StencilKernel
 from asp_stencil import dast as D
 from asp_stencil.bench import Heat
+from asp_stencil.temporal import iterate as iterate_mod
 from asp_stencil.temporal import runner, temporal_plan
 from asp_stencil.cuda.backend import DeviceSweep
 from asp_stencil.temporal.iterate import ITERATE, PLAIN, iterate_decision, temporal_mode
 from asp_stencil.testing import assert_bitwise, clone_grids, make_grids
+
+
+@pytest.fixture(autouse=True)
+def build_at_once(monkeypatch):
+    """The grids here are small: their plain sweeps would never pay for the blocked build, so
+    ``iterate`` builds it at once, as when the single sweep came from the code cache (the
+    ski rental itself is tested below, with its own costs)."""
+    monkeypatch.setattr(iterate_mod, "BUILD_AFTER_COMPILES", 0.0)
 
 
 def _heat(dim: int) -> Heat:
@@ -360,3 +369,72 @@ def test_another_plugin_replaces_a_phase_of_the_blocked_iteration(monkeypatch):
         assert it.ctx.decision("backend").choice == "c-temporal"
     finally:
         plugins.unregister_plugin(name)
+
+
+class _SweepClock:
+    """A clock on which each plain sweep takes ``dt`` seconds: the ski rental's arithmetic
+    without the machine's timings."""
+
+    def __init__(self, monkeypatch, dt: float) -> None:
+        from types import SimpleNamespace
+
+        self.now = 0.0
+        real = iterate_mod._plain
+
+        def plain(fn, gs, n):
+            self.now += n * dt
+            real(fn, gs, n)
+
+        monkeypatch.setattr(iterate_mod, "_plain", plain)
+        monkeypatch.setattr(iterate_mod, "time", SimpleNamespace(perf_counter=lambda: self.now))
+
+
+def _key(k, shape):
+    from asp_stencil.signature import stencil_signature
+
+    return stencil_signature(tuple(make_grids(shape, 1)), {}, k)
+
+
+@requires_compiler
+def test_blocked_build_waits_until_plain_sweeps_pay_for_it(monkeypatch):
+    """Ski rental: plain sweeps until those of the signature have taken (or one call foresees
+    from its first sweep) the build's cost; then the blocked variants are built and timed.
+    The first call of 64 sweeps of a 2048^2 heat grid took 1.9 s with the build, 0.9 s
+    without (Intel Xeon, AVX-512, 2 cores), its plain sweeps 0.1 s of that."""
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    monkeypatch.setattr(iterate_mod, "BUILD_AFTER_COMPILES", 1.0)
+    monkeypatch.setattr(iterate_mod, "_build_cost", lambda dispatcher, key: 1.0)
+    k, shape = _heat(2), (23, 29)
+    key = _key(k, shape)
+    _check(k, shape, 3, seed=1)          # sweeps until the single sweep is tuned
+    _SweepClock(monkeypatch, 0.01)
+    _check(k, shape, 20, seed=2)         # 0.2 s foreseen: plain
+    _check(k, shape, 50, seed=3)         # 0.2 s spent + 0.5 s foreseen: plain
+    assert runner.built_iterator(k, key) is None and not _choices(k)
+    _check(k, shape, 40, seed=4)         # 0.7 s spent + 0.4 s foreseen: built and timed
+    assert isinstance(runner.built_iterator(k, key), runner.Blocked) and _choices(k)
+    # a long first call foresees the cost from its first sweep
+    k2 = _heat(2)
+    _check(k2, shape, 3, seed=5)
+    _check(k2, shape, 120, seed=6)       # 1.2 s foreseen
+    assert _choices(k2)
+
+
+@requires_compiler
+def test_the_build_cost_is_the_sweeps_compile_time(monkeypatch, tmp_path):
+    """The build's cost foreseen is the seconds the single sweep's compiles took in this
+    process: none when they came from the code cache (the blocked code is then built at
+    once: a process whose cache has the sweep mostly has the blocked library too)."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+    shape = (17, 19)
+    k = _heat(2)
+    k.centre = -4.25   # a program no earlier test compiled
+    _check(k, shape, 1)
+    assert iterate_mod._build_cost(k.kernel, _key(k, shape)) > 0
+    k2 = _heat(2)
+    k2.centre = -4.25
+    _check(k2, shape, 1)
+    assert iterate_mod._build_cost(k2.kernel, _key(k2, shape)) == 0.0

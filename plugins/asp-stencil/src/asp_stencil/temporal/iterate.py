@@ -16,6 +16,14 @@ sweeps on:
   runs it from its first call. No cache size decides: a virtual machine may report its host's
   L3.
 
+The blocked library is built once it can pay off (ski rental): its generation and compile
+take about as long as the single sweep's did (1-2 s), which a first call of 64 sweeps of a
+2048² grid (0.1 s) never earns back. Until the plain sweeps of a grid signature have taken,
+or one call foresees from its first sweep, as many seconds as the single sweep's compiles took
+in this process (:data:`BUILD_AFTER_COMPILES` times), ``iterate`` runs plain sweeps; then it
+builds the blocked variants and times them. A sweep that came from the code cache foresees no
+build cost: the blocked library is built at once, as a later process finds it cached too.
+
 Kernels the blocked code cannot take (the platform's lowering raises the reason
 :func:`~.analysis.temporal_plan` gives) and other platforms (pure Python, NumPy, a fallback)
 always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or the kernel option ``temporal`` (``auto``,
@@ -37,10 +45,10 @@ from asp_core.decisions import PLATFORM, Decision
 
 from ..cuda.backend import DeviceSweep
 from ..signature import stencil_signature
-from .runner import Blocked, get_iterator, iterators
+from .runner import Blocked, built_iterator, get_iterator, iterators
 
 __all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
-           "ITERATE", "PLAIN", "PRUNE_FACTOR"]
+           "ITERATE", "PLAIN", "PRUNE_FACTOR", "BUILD_AFTER_COMPILES"]
 
 #: the name of the plain-sweep candidate among the blocked ones
 PLAIN = "plain"
@@ -186,9 +194,9 @@ def iterate_decision(kernel: Any) -> Decision | None:
     return max(found, key=lambda d: d.params.get("chunk", 0)) if found else None
 
 
-def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
-    """The plain-vs-blocked choice for iterations of ``steps`` sweeps on these grids, or None
-    where only plain sweeps apply."""
+def _blocking_mode(kernel: Any, dispatcher: Any) -> str | None:
+    """``auto`` or ``on`` (:func:`temporal_mode`) where blocked sweeps may run, None where only
+    plain sweeps apply (turned off, or another platform chosen)."""
     mode = temporal_mode(kernel)
     if mode == "off":
         return None
@@ -196,6 +204,62 @@ def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice
                                        getattr(dispatcher, "options", None))
     if requested not in (None, "openmp") or _chosen_platform(dispatcher) not in (None, "openmp"):
         return None  # the user or the selection chose another platform
+    return mode
+
+
+#: the plain sweeps of a grid signature (run while its blocked variants were not built) may
+#: take this many times the seconds the single sweep's compiles took before the blocked
+#: library is built: about its cost, so a process never pays more than twice what knowing
+#: its iterations in advance would have cost (ski rental)
+BUILD_AFTER_COMPILES = 1.0
+
+#: seconds of plain sweeps run while the blocked variants were not built, per kernel and key
+#: (concurrent iterations may lose one another's additions: an estimate, and no lock a child
+#: forked mid-update could inherit held)
+_PLAIN_SECONDS: weakref.WeakKeyDictionary[Any, dict[Any, float]] = weakref.WeakKeyDictionary()
+
+
+def _build_cost(dispatcher: Any, key: Any) -> float:
+    """The seconds a blocked build is foreseen to take: those the single sweep's compiles of
+    ``key`` took in this process (the blocked library is another program of the same kernel,
+    1.5-2x longer to compile; its Python phases add 0.1 s). None of them compiled here (the
+    code cache had them) or no record of them: 0, build at once."""
+    ctx = getattr(dispatcher, "last_context", None)
+    if ctx is None or ctx.key != key:
+        return 0.0
+    return sum(c.library.seconds for c in ctx.compiles if not c.cached)
+
+
+def _plain_while_not_worth_building(kernel: Any, dispatcher: Any, key: Any,
+                                    fn: Callable[..., Any], gs: list, steps: int) -> int:
+    """Plain sweeps while building the blocked variants of ``key`` would not pay off yet (see
+    the module docstring): the first sweep is timed, and if the plain seconds spent so far
+    and foreseen for the rest of this call stay below the build's cost, all ``steps`` run
+    plain; returns the sweeps left to the plain-vs-blocked choice (0: all ran)."""
+    cost = BUILD_AFTER_COMPILES * _build_cost(dispatcher, key)
+    try:
+        spent = _PLAIN_SECONDS.setdefault(kernel, {})
+    except TypeError:  # not weak-referenceable: nothing kept, the build is not put off
+        return steps
+    if spent.get(key, 0.0) >= cost:
+        return steps
+    start = time.perf_counter()
+    _plain(fn, gs, 1)
+    took = time.perf_counter() - start
+    if spent.get(key, 0.0) + took * steps >= cost:
+        spent[key] = spent.get(key, 0.0) + took
+        return steps - 1
+    _plain(fn, gs, steps - 1)
+    spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+    return 0
+
+
+def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
+    """The plain-vs-blocked choice for iterations of ``steps`` sweeps on these grids, or None
+    where only plain sweeps apply."""
+    mode = _blocking_mode(kernel, dispatcher)
+    if mode is None:
+        return None
     blocked = get_iterator(kernel, tuple(gs))
     if isinstance(blocked, str):
         return None
@@ -253,6 +317,9 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps
                 pass
+        if steps > 1 and built_iterator(kernel, key) is None and \
+                _blocking_mode(kernel, dispatcher) == "auto":
+            steps = _plain_while_not_worth_building(kernel, dispatcher, key, fn, gs, steps)
         choice = _choice(kernel, dispatcher, gs, total) if steps > 1 else None
         if choice is None:
             _plain(fn, gs, steps)

@@ -33,7 +33,7 @@ from .platform import PLATFORM
 if TYPE_CHECKING:
     from asp_core.pipeline import Variants
 
-__all__ = ["Blocked", "get_iterator", "iterators"]
+__all__ = ["Blocked", "built_iterator", "get_iterator", "iterators"]
 
 _ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 #: per kernel, held while its blocked variants are built: concurrent first iterations each
@@ -101,6 +101,15 @@ def _declined(kernel: Any, grids: tuple, key: Any, reason: str) -> Specializatio
     ctx.record("phase", phase=PLATFORM_SELECTION, component=None,
                reason=f"cannot lower for {PLATFORM!r}: {reason}")
     return ctx
+
+
+def built_iterator(kernel: Any, key: Any) -> Union[Blocked, str, None]:
+    """What :func:`get_iterator` gave for ``kernel`` and the grid signature ``key`` in this
+    process, or None where it has not run (nothing is built)."""
+    try:
+        return _ITERATORS.get(kernel, {}).get(key)
+    except TypeError:  # not weak-referenceable: nothing kept
+        return None
 
 
 def get_iterator(kernel: Any, grids: tuple) -> Union[Blocked, str]:
