@@ -121,6 +121,17 @@ def test_not_used_when_not_wanted(monkeypatch):
     k = _heat(3)
     _check(k, (9, 10, 11), 9)
     assert not _choices(k) and k not in runner._ITERATORS
+    # untuned, auto would run its default candidate, plain sweeps: no blocked code is built
+    # (it was, 1-2 s, for nothing)
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    k0 = _heat(3)
+    _check(k0, (9, 10, 11), 9)
+    assert not _choices(k0) and k0 not in runner._ITERATORS
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")   # forced: the first blocked variant
+    _check(k0, (9, 10, 11), 9)
+    assert _choices(k0)
+    monkeypatch.delenv("ASP_AUTOTUNE")
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
     monkeypatch.setenv("ASP_MODE", "python")
     k1 = _heat(2)

@@ -28,7 +28,7 @@ Kernels the blocked code cannot take (the platform's lowering raises the reason
 :func:`~.analysis.temporal_plan` gives) and other platforms (pure Python, NumPy, a fallback)
 always run plain sweeps. ``ASP_STENCIL_TEMPORAL`` or the kernel option ``temporal`` (``auto``,
 ``on``: blocked variants only, ``off``) overrides the choice; ``ASP_AUTOTUNE=off`` keeps plain
-sweeps (the default variant).
+sweeps (the default variant), and then builds no blocked code: nothing would time it.
 """
 
 from __future__ import annotations
@@ -198,8 +198,8 @@ def _blocking_mode(kernel: Any, dispatcher: Any) -> str | None:
     """``auto`` or ``on`` (:func:`temporal_mode`) where blocked sweeps may run, None where only
     plain sweeps apply (turned off, or another platform chosen)."""
     mode = temporal_mode(kernel)
-    if mode == "off":
-        return None
+    if mode == "off" or (mode == "auto" and config.autotune_mode() == "off"):
+        return None   # untuned, auto runs the default candidate: plain sweeps
     requested, _ = config.phase_choice("stencil", "platform_selection",
                                        getattr(dispatcher, "options", None))
     if requested not in (None, "openmp") or _chosen_platform(dispatcher) not in (None, "openmp"):
