@@ -198,8 +198,8 @@ def _blocking_mode(kernel: Any, dispatcher: Any) -> str | None:
     """``auto`` or ``on`` (:func:`temporal_mode`) where blocked sweeps may run, None where only
     plain sweeps apply (turned off, or another platform chosen)."""
     mode = temporal_mode(kernel)
-    if mode == "off" or (mode == "auto" and config.autotune_mode() == "off"):
-        return None   # untuned, auto runs the default candidate: plain sweeps
+    if mode == "off":
+        return None
     requested, _ = config.phase_choice("stencil", "platform_selection",
                                        getattr(dispatcher, "options", None))
     if requested not in (None, "openmp") or _chosen_platform(dispatcher) not in (None, "openmp"):
@@ -319,6 +319,10 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 pass
         if steps > 1 and built_iterator(kernel, key) is None and \
                 _blocking_mode(kernel, dispatcher) == "auto":
+            if config.autotune_mode() == "off":
+                # untuned, auto runs its default candidate, plain sweeps: a build never used
+                _plain(fn, gs, steps)
+                break
             steps = _plain_while_not_worth_building(kernel, dispatcher, key, fn, gs, steps)
         choice = _choice(kernel, dispatcher, gs, total) if steps > 1 else None
         if choice is None:
