@@ -3,9 +3,13 @@ variants forced with ``ASP_STENCIL_TEMPORAL=on`` and pinned with
 ``ASP_STENCIL_TEMPORAL_PARAMS``) equals ``ASP_MODE=python`` bit for bit, and returns the same
 grid, for T = 1, 2, 3, 7, 64 on generated Jacobi kernels
 (:func:`asp_stencil.differential.jacobi_cases`) with ragged shapes, ghost depths 1-3 and
-radius-3 neighbourhoods."""
+radius-3 neighbourhoods. ``auto`` runs as users get it (these grids' plain sweeps never pay
+for the blocked build: plain sweeps), ``auto-at-once`` builds the blocked code at once and
+times it against plain sweeps (``BUILD_AFTER_COMPILES = 0``)."""
 
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 from pytest_asp import requires_compiler
 from asp_stencil.differential import KernelCase, case_grids, compare_iterate, env, jacobi_cases
 from asp_stencil.temporal.analysis import temporal_plan
+from asp_stencil.temporal import iterate as iterate_mod
 from asp_stencil.temporal.iterate import iterate_decision
 from asp_stencil.testing import load_kernel
 
@@ -31,20 +36,29 @@ _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filte
 @pytest.mark.timeout(300)
 @settings(max_examples=24, deadline=None, derandomize=True, database=None,
           suppress_health_check=_SUPPRESS)
-@given(jacobi_cases(max_points=300), st.sampled_from(PINNED), st.sampled_from(["on", "auto"]))
+@given(jacobi_cases(max_points=300), st.sampled_from(PINNED),
+       st.sampled_from(["on", "auto", "auto-at-once"]))
 def test_generated_iterations_equal_python_mode(case, pinned, temporal):
-    compare_iterate(case, STEPS, seed=len(case.source), ASP_STENCIL_TEMPORAL=temporal,
-                    ASP_STENCIL_TEMPORAL_PARAMS=pinned)
+    _compare(case, pinned, temporal)
+
+
+def _compare(case: KernelCase, pinned: str | None, temporal: str) -> None:
+    at_once = temporal == "auto-at-once"
+    with mock.patch.object(iterate_mod, "BUILD_AFTER_COMPILES",
+                           0.0 if at_once else iterate_mod.BUILD_AFTER_COMPILES):
+        compare_iterate(case, STEPS, seed=len(case.source),
+                        ASP_STENCIL_TEMPORAL="auto" if at_once else temporal,
+                        ASP_STENCIL_TEMPORAL_PARAMS=pinned)
 
 
 @pytest.mark.slow
 @requires_compiler
 @pytest.mark.timeout(3600)
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=_SUPPRESS)
-@given(jacobi_cases(), st.sampled_from(PINNED), st.sampled_from(["on", "auto", "off"]))
+@given(jacobi_cases(), st.sampled_from(PINNED),
+       st.sampled_from(["on", "auto", "auto-at-once", "off"]))
 def test_generated_iterations_equal_python_mode_400(case, pinned, temporal):
-    compare_iterate(case, STEPS, seed=len(case.source), ASP_STENCIL_TEMPORAL=temporal,
-                    ASP_STENCIL_TEMPORAL_PARAMS=pinned)
+    _compare(case, pinned, temporal)
 
 
 HEAT = """class K(StencilKernel):
