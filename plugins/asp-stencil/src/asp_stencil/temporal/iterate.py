@@ -254,12 +254,10 @@ def _plain_while_not_worth_building(kernel: Any, dispatcher: Any, key: Any,
     return 0
 
 
-def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int) -> IterateChoice | None:
-    """The plain-vs-blocked choice for iterations of ``steps`` sweeps on these grids, or None
-    where only plain sweeps apply."""
-    mode = _blocking_mode(kernel, dispatcher)
-    if mode is None:
-        return None
+def _choice(kernel: Any, dispatcher: Any, gs: list, steps: int, mode: str
+            ) -> IterateChoice | None:
+    """The plain-vs-blocked choice (``mode``: :func:`_blocking_mode`'s) for iterations of
+    ``steps`` sweeps on these grids, or None where the blocked code cannot be built."""
     blocked = get_iterator(kernel, tuple(gs))
     if isinstance(blocked, str):
         return None
@@ -317,14 +315,14 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps
                 pass
-        if steps > 1 and built_iterator(kernel, key) is None and \
-                _blocking_mode(kernel, dispatcher) == "auto":
+        mode = _blocking_mode(kernel, dispatcher) if steps > 1 else None
+        if mode == "auto" and built_iterator(kernel, key) is None:
             if config.autotune_mode() == "off":
                 # untuned, auto runs its default candidate, plain sweeps: a build never used
                 _plain(fn, gs, steps)
                 break
             steps = _plain_while_not_worth_building(kernel, dispatcher, key, fn, gs, steps)
-        choice = _choice(kernel, dispatcher, gs, total) if steps > 1 else None
+        choice = _choice(kernel, dispatcher, gs, total, mode) if mode and steps > 1 else None
         if choice is None:
             _plain(fn, gs, steps)
         else:
