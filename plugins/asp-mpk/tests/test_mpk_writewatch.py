@@ -219,6 +219,30 @@ def test_an_unchanged_watched_matrix_is_recognised_without_reading_it(watch, cou
 
 
 @requires_compiler
+def test_a_small_matrix_is_watched_from_its_second_call(watch, counted_checksums, monkeypatch):
+    """Arrays under ``MIN_BYTES`` were checksummed on every call, in Python around the native
+    checksum, which made ``spmv`` of a 256-row matrix cost 28 us where its kernel takes 2 and
+    SciPy 4.  They are watched once seen again (a matrix used once pays no watch), and their
+    writes are seen like a large matrix's."""
+    tries = []
+    real = writewatch.WriteWatch.watch
+    monkeypatch.setattr(writewatch.WriteWatch, "watch",
+                        lambda self, arrays: tries.append(1) or real(self, arrays))
+    A = gallery.poisson2d(40)
+    assert sum(a.nbytes for a in (A.data, A.indices, A.indptr)) < writewatch.MIN_BYTES
+    x = np.random.default_rng(2).standard_normal(A.shape[0])
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    assert len(counted_checksums) == 2 and not tries   # seen once (and its copy checked)
+    for _ in range(4):
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    assert len(counted_checksums) == 3 and len(tries) == 1
+    for index in (A.nnz // 2, 0, -1):                 # inside a page, and in the partial ones
+        A.data[index] += 1.0
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+        np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2)[2], A @ (A @ x), rtol=1e-12)
+
+
+@requires_compiler
 def test_a_watched_matrix_changed_in_place_gives_right_answers(watch, counted_checksums):
     A = gallery.variable_poisson2d(300, seed=1).tocsr()
     x = np.random.default_rng(2).standard_normal(A.shape[0])
@@ -244,22 +268,34 @@ def test_a_watched_matrix_changed_in_place_gives_right_answers(watch, counted_ch
 
 
 @requires_compiler
-def test_a_matrix_written_before_every_call_is_checksummed_not_watched(watch,
-                                                                       counted_checksums):
+@pytest.mark.parametrize("same_bytes", [False, True])
+def test_a_matrix_written_before_every_call_is_checksummed_not_watched(
+        watch, counted_checksums, monkeypatch, same_bytes):
+    """Arrays written before each call are checksummed, and watched again only at the streaks
+    of ``REWATCH_STREAKS``: a new watch each call cost more than the checksum, also when the
+    bytes written were the ones there (``A.data[:] = values``: the checksum found the same
+    contents, which watched them again at once).  Left alone, they are watched again within
+    64 calls and read no more."""
     A = sp.csr_matrix(gallery.poisson2d(300))
     x = np.ones(A.shape[0])
-    for step in range(4):
-        A.data[7 + step] += 1.0
+    tries = []
+    real = writewatch.WriteWatch.watch
+    monkeypatch.setattr(writewatch.WriteWatch, "watch",
+                        lambda self, arrays: tries.append(1) or real(self, arrays))
+    i = _interior(A.data, 3)
+    for step in range(40):
+        A.data[i] = A.data[i] if same_bytes else A.data[i] + 1.0
         np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
     from asp_mpk.matrix import _SEEN
 
     (seen,) = _SEEN.values()
     assert seen.watched is None                       # volatile: each write would fault
-    assert len(counted_checksums) == 4
-    for _ in range(3):                                # left alone again: watched again
+    assert len(counted_checksums) == 40
+    assert len(tries) == 1 + len({1, 4, 8, 16, 32})   # the streaks it was watched at
+    for _ in range(64):                               # left alone again: watched again
         np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
     (seen,) = _SEEN.values()
-    assert seen.watched is not None and len(counted_checksums) == 6
+    assert seen.watched is not None and len(counted_checksums) == 40 + 64 - 40 + 1
 
 
 def test_memory_that_cannot_be_watched_is_not_tried_again(watch, counted_checksums,

@@ -41,9 +41,11 @@ __all__ = ["AnalysedMatrix", "analysed", "vouched", "product", "remember_product
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
 MAX_MATRICES = 8
-#: arrays found written (or not watchable) this many checks in a row are checksummed instead
+#: arrays found written (or not watched) this many checks in a row are checksummed instead
 #: of watched (after each watched write the next write to every page of it costs a page fault)
 VOLATILE_STREAK = 2
+#: ... and watched again on the checks of these streaks, and of every multiple of the last
+REWATCH_STREAKS = (4, 8, 16, 32, 64)
 
 
 class AnalysedMatrix:
@@ -142,12 +144,13 @@ class AnalysedMatrix:
 
     def powers(self, k: int) -> MatrixPowers:
         """The :class:`MatrixPowers` object of depth ``k`` (created once; it keeps its tuned
-        kernels, so later calls go straight to the winner)."""
+        kernels, so later calls go straight to the winner; it specialises from the second call
+        of a kind: the functional API makes one for every matrix, also those used once)."""
         from asp_mpk.powers import MatrixPowers
 
         mp = self._powers.get(k)   # a hit takes no lock: entries are only ever added
         if mp is None:
-            mp = MatrixPowers(self, k, tune=False)
+            mp = MatrixPowers(self, k, tune=False, eager=False)
             with self._lock:
                 mp = self._powers.setdefault(k, mp)
         return mp
@@ -342,6 +345,16 @@ def vouched(A: Any) -> AnalysedMatrix | None:
     return m
 
 
+def _watch_now(streak: int) -> bool:
+    """Whether arrays found written (or not watched) ``streak`` checks in a row are watched on
+    this one: below :data:`VOLATILE_STREAK`, then at :data:`REWATCH_STREAKS`.  Arrays written
+    before every call, even with the bytes they held (``A.data[:] = values``), paid a new
+    watch each call, dearer than the checksum alone (127 against 28 µs on a 256-row matrix);
+    arrays that stopped being written are watched again within 64 calls."""
+    last = REWATCH_STREAKS[-1]
+    return streak < VOLATILE_STREAK or streak in REWATCH_STREAKS or streak % last == 0
+
+
 class _Seen:
     """Arrays the functional API has checksummed: their content key; while they are watched,
     the write watch that vouches the key still holds; how many checks in a row found them
@@ -370,20 +383,19 @@ def _recognise(A: Any, dtype: Any, fmt: Any, arrays: tuple[np.ndarray, ...] | No
             seen.watched, arrays):
         seen.streak = 0
         return seen.key
-    watch = watcher() if sum(a.nbytes for a in arrays) >= writewatch.MIN_BYTES else None
+    watch = watcher()
     if watch is None:
         return input_key(A, dtype)
     streak = 0 if seen is None else seen.streak + 1
     watchable = seen is None or seen.watchable
     watched = None
-    if watchable and streak < VOLATILE_STREAK:
+    if watchable and _watch_now(streak) and (
+            seen is not None or sum(a.nbytes for a in arrays) >= writewatch.MIN_BYTES):
         # watch (again) before the checksum, so that a write from now on is seen
         watched = watch.watch(arrays)
         watchable = watched is not None   # file-backed or shared memory: never
     key = input_key(A, dtype)
     assert key is not None, "A has flat arrays"
-    if seen is not None and key == seen.key:
-        streak = 0   # the same contents after all: watched again from the next call
     stale = []
     with _LOCK:   # first in, first out (a hit does not reorder: it takes no lock)
         previous = _SEEN.pop(ident, None)   # this call's entry, or another thread's newer one

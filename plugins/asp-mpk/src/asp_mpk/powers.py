@@ -39,10 +39,14 @@ class MatrixPowers:
     :param k: number of products (>= 0).
     :param tune: time the kernel variants now (default: no; the first calls time them).
     :param options: ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
+    :param eager: start specialising at the first call of a kind (default: an object is made
+        to be called again); ``False``, at its second, as the functional API's objects do: a
+        matrix used once (a product of each new matrix) is computed by sparse products alone,
+        without the background specialisation that cost it 5-8 ms of a 256-row matrix's call.
     """
 
     def __init__(self, A: Any, k: int, *, tune: bool | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, eager: bool = True) -> None:
         from asp_core import Dispatcher
 
         self.k = check_k(k)
@@ -59,6 +63,8 @@ class MatrixPowers:
         self._lock = threading.Lock()
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
+        #: call kinds called once without specialising (not ``eager``)
+        self._called: set[tuple] | None = None if eager else set()
         self._tuned: set[tuple] = set()                 # ... by the tuned kernel
         self._winners: dict[tuple, Any] = {}            # ... and that kernel (no gram)
         self._pending: dict[tuple, threading.Thread] = {}
@@ -130,11 +136,16 @@ class MatrixPowers:
         (see :meth:`prepare`), the call runs :meth:`sparse_products` (CSR products, as SciPy's
         ``A @ x``, on every core): the first calls cost what SciPy's would, never a compile.
         The first call of a kind computes before it starts the specialisation: nothing competes
-        with it for a core or for the interpreter yet."""
+        with it for a core or for the interpreter yet (an object that is not ``eager`` starts
+        it at the second)."""
         kind = {"nvec": xs.shape[0], "gram": gram is not None, "basis": basis}
         if self.first_of_kind(**kind):
             self.sparse_products(xs, out, coefs, gram, basis)
-            self.prepare(**kind)   # starts the specialisation
+            called = (xs.shape[0], gram is not None, basis == "monomial")
+            if self._called is None or called in self._called:
+                self.prepare(**kind)   # starts the specialisation
+            else:
+                self._called.add(called)
             return out
         if self.prepare(**kind):
             fn = self._while_compiling(xs, out, coefs, gram, basis)

@@ -48,7 +48,9 @@ from asp_mpk import native
 
 __all__ = ["WriteWatch", "Watched", "watcher", "MIN_BYTES"]
 
-#: arrays smaller than this in all are only checksummed (faster than a page-table walk)
+#: arrays smaller than this in all are watched from the functional API's second call of them
+#: (setting a watch up reads /proc/self/maps, which a matrix used once need not pay), and
+#: checksummed twice on their first (once more after the copy: cheap at this size)
 MIN_BYTES = 1 << 20
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
