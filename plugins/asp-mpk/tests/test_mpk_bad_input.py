@@ -260,3 +260,46 @@ def test_cg_to_a_zero_tolerance_warns_nothing_of_its_own():
         x, info = asp_mpk.cg(A, b, rtol=0)
     assert info > 0 and np.linalg.norm(A @ x - b) < 1e-8 * np.linalg.norm(b)
     assert not [w for w in caught if "asp_mpk" in w.filename], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("call", ["spmv", "matrix_powers"])
+def test_a_first_call_over_as_own_arrays_checks_what_the_analysis_checks(call):
+    """Contents met the first time are computed over A's own arrays (no copy, no analysis):
+    that call must refuse what the analysed path refuses, with the same errors, and compute
+    what it computes."""
+    from asp_mpk.matrix import clear_matrices
+
+    def run(A, x, **kw):
+        clear_matrices()                              # every call a first one
+        if call == "spmv":
+            return asp_mpk.spmv(A, x, **kw)
+        return asp_mpk.matrix_powers(A, x, 2, **kw)[-1]
+
+    A = gallery.poisson2d(8)
+    x = np.linspace(-1.0, 1.0, A.shape[0])
+    want = A @ x if call == "spmv" else A @ (A @ x)
+    np.testing.assert_allclose(run(A, x), want, rtol=1e-13)
+    A32 = A.astype(np.float32)
+    got = run(A32, x.astype(np.float32))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    bad = A.copy()
+    bad.data[5] = np.nan
+    with pytest.raises(ValueError, match="non-finite stored values"):
+        run(bad, x)
+    broken = A.copy()
+    broken.indices[3] = 500
+    with pytest.raises(ValueError, match="invalid CSR structure"):
+        run(broken, x)
+    with pytest.raises(ValueError, match="non-finite"):
+        run(A, np.where(x > 0.5, np.inf, x))
+    with pytest.raises(ValueError, match="out must be"):
+        run(A, x, out=np.empty(3))
+    unsorted = A.copy()
+    unsorted.indices[:2] = unsorted.indices[1::-1]
+    unsorted.data[:2] = unsorted.data[1::-1]
+    unsorted.has_sorted_indices = False              # not as the copy holds it: analysed
+    np.testing.assert_allclose(run(unsorted, x), want, rtol=1e-13)
+    if call == "matrix_powers":
+        clear_matrices()
+        np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 0), x[None])

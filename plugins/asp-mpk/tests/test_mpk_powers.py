@@ -407,6 +407,7 @@ def test_out_arguments_and_tuned_fast_paths(monkeypatch):
     assert_levels_close(out[None], reference(A, x[None], None, 3), 1e-12)
     with pytest.raises(ValueError, match="out must be"):
         asp_mpk.matrix_powers(A, x, 3, out=np.empty((3, n)))
+    asp_mpk.matrix_powers(A, x, 3)                   # seen before: specialised now
     mp = asp_mpk.matrix.analysed(A).powers(3)
     assert mp.tuned_kernel(nvec=1, gram=False, basis="monomial") is not None   # tuning off
     y = np.empty(n)

@@ -16,9 +16,10 @@ import numpy as np
 
 from asp_mpk import background
 from asp_mpk.cg_modes import ModeTimes
-from asp_mpk.matrix import AnalysedMatrix, analysed, product, remember_product, vouched
+from asp_mpk.matrix import (AnalysedMatrix, analysed, product, remember_product, seen_before,
+                             vouched)
 from asp_mpk.recycle import Recycler
-from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_k
+from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_finite, check_k
 
 if TYPE_CHECKING:
     from asp_core import Dispatcher
@@ -39,14 +40,10 @@ class MatrixPowers:
     :param k: number of products (>= 0).
     :param tune: time the kernel variants now (default: no; the first calls time them).
     :param options: ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
-    :param eager: start specialising at the first call of a kind (default: an object is made
-        to be called again); ``False``, at its second, as the functional API's objects do: a
-        matrix used once (a product of each new matrix) is computed by sparse products alone,
-        without the background specialisation that cost it 5-8 ms of a 256-row matrix's call.
     """
 
     def __init__(self, A: Any, k: int, *, tune: bool | None = None,
-                 options: dict[str, Any] | None = None, eager: bool = True) -> None:
+                 options: dict[str, Any] | None = None) -> None:
         from asp_core import Dispatcher
 
         self.k = check_k(k)
@@ -63,8 +60,6 @@ class MatrixPowers:
         self._lock = threading.Lock()
         self._outputs = Recycler()
         self._ready: set[tuple] = set()                 # call kinds served by the kernel
-        #: call kinds called once without specialising (not ``eager``)
-        self._called: set[tuple] | None = None if eager else set()
         self._tuned: set[tuple] = set()                 # ... by the tuned kernel
         self._winners: dict[tuple, Any] = {}            # ... and that kernel (no gram)
         self._pending: dict[tuple, threading.Thread] = {}
@@ -136,16 +131,11 @@ class MatrixPowers:
         (see :meth:`prepare`), the call runs :meth:`sparse_products` (CSR products, as SciPy's
         ``A @ x``, on every core): the first calls cost what SciPy's would, never a compile.
         The first call of a kind computes before it starts the specialisation: nothing competes
-        with it for a core or for the interpreter yet (an object that is not ``eager`` starts
-        it at the second)."""
+        with it for a core or for the interpreter yet."""
         kind = {"nvec": xs.shape[0], "gram": gram is not None, "basis": basis}
         if self.first_of_kind(**kind):
             self.sparse_products(xs, out, coefs, gram, basis)
-            called = (xs.shape[0], gram is not None, basis == "monomial")
-            if self._called is None or called in self._called:
-                self.prepare(**kind)   # starts the specialisation
-            else:
-                self._called.add(called)
+            self.prepare(**kind)   # starts the specialisation
             return out
         if self.prepare(**kind):
             fn = self._while_compiling(xs, out, coefs, gram, basis)
@@ -262,15 +252,7 @@ class MatrixPowers:
         if out is None:   # a result of an earlier call the caller has dropped, else a new one
             res = self._outputs.empty(shape, self.dtype)
         else:
-            want = shape if two_d else shape[1:]
-            if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == self.dtype
-                    and out.flags.c_contiguous and out.flags.writeable):
-                raise ValueError(f"out must be a writeable C-contiguous {want} {self.dtype} array")
-            res = out.reshape(shape)
-            if np.may_share_memory(xs, res):
-                # x a view of out (a basis continued from its last level, in place): the
-                # kernels read x while they write out, and refuse overlapping arrays
-                xs = xs.copy()
+            res, xs = _into(out, xs, shape, self.dtype, two_d)
         kind = "monomial" if basis == "monomial" else "recurrence"
         kern = self._winner(xs.shape[0], kind)
         if kern is not None:   # steady state: the winner, which checks x as it copies it
@@ -413,6 +395,31 @@ def _plan_candidates(tuning: Tuning) -> None:
         tuning.prepare(name)
 
 
+def _into(out: Any, xs: np.ndarray, shape: tuple[int, int, int], dtype: np.dtype, two_d: bool
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """``out`` checked and seen as the (nvec, k+1, n) result, and ``xs`` (copied when it is a
+    view of out: a basis continued from its last level, in place, while the kernels read x as
+    they write out, and refuse overlapping arrays)."""
+    want = shape if two_d else shape[1:]
+    if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == dtype
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {want} {dtype} array")
+    res = out.reshape(shape)
+    return res, (xs.copy() if np.may_share_memory(xs, res) else xs)
+
+
+def _direct(A: Any, xs: np.ndarray, res: np.ndarray) -> None:
+    """``res[v] = [xs[v], A xs[v], ...]`` by CSR products over A's own arrays, for contents
+    met the first time (:func:`~asp_mpk.matrix.seen_before`); xs is checked first, as the
+    kernels check it."""
+    from asp_mpk import native
+    from asp_mpk.bases import monomial_coefs
+
+    check_finite(xs)
+    done = native.csr_powers(A, xs, res, monomial_coefs(res.shape[1] - 1), True)
+    assert done, "seen_before answers None only where the extension is built"
+
+
 def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None, *,
                   out: np.ndarray | None = None) -> np.ndarray:
     """``[x, P_1(A)x, ..., P_k(A)x]`` as an array of shape (k+1, n); SciPy-compatible inputs.
@@ -429,6 +436,16 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
         raise ValueError(f"unknown basis {basis!r}; expected 'monomial', 'newton' or 'chebyshev'")
     xa = np.asarray(x)   # once (a list would be converted at every look)
     m = vouched(A)   # no copy or analysis for a matrix seen before
+    if m is None and basis == "monomial" and shifts is None and xa.ndim == 1 and \
+            xa.dtype == getattr(A, "dtype", None):
+        m = seen_before(A)
+        if m is None:   # A's contents met for the first time: products over its own arrays
+            n = A.shape[0]
+            xs = as_vector(xa, n, finite=False)[None, :]
+            res, xs = (np.empty((1, k + 1, n), xa.dtype), xs) if out is None else \
+                _into(out, xs, (1, k + 1, n), xa.dtype, False)
+            _direct(A, xs, res)
+            return out if out is not None else res[0]
     if m is None or xa.dtype != m.dtype:
         m = _for_x(A, xa.dtype, m)
     mp = m.powers(k)
@@ -461,19 +478,25 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         if y is not None:
             return y
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
-    if m is None or not (type(x) is np.ndarray and x.dtype == m.dtype):
-        m = _for_x(A, np.asarray(x).dtype, m)
-    kern = m.spmv_kernel
-    mp = None
-    if kern is None:   # vouched for but without a product kernel yet: no second check
-        mp = m.powers(1)
-        kern = mp._winner(1, "monomial")
-        if kern is not None and kern.has_spmv:
-            mp.matrix.spmv_kernel = kern
-        else:
-            kern = None
-    sized: Any = kern if kern is not None else mp   # both know n and the dtype
-    n, dtype = sized.n, sized.dtype
+    xdtype = x.dtype if type(x) is np.ndarray else np.asarray(x).dtype
+    if m is None and xdtype == getattr(A, "dtype", None):
+        m = seen_before(A)   # None: A's contents met for the first time
+    elif m is None or xdtype != m.dtype:
+        m = _for_x(A, xdtype, m)
+    kern = mp = None
+    if m is None:
+        n, dtype = A.shape[0], xdtype
+    else:
+        kern = m.spmv_kernel
+        if kern is None:   # vouched for but without a product kernel yet: no second check
+            mp = m.powers(1)
+            kern = mp._winner(1, "monomial")
+            if kern is not None and kern.has_spmv:
+                mp.matrix.spmv_kernel = kern
+            else:
+                kern = None
+        sized: Any = kern if kern is not None else mp   # both know n and the dtype
+        n, dtype = sized.n, sized.dtype
     column = False
     if type(x) is np.ndarray and x.dtype == dtype and x.shape == (n,) and x.flags.c_contiguous:
         xv = x   # the usual call: nothing to convert
@@ -488,7 +511,11 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
                          "overlapping x")
     else:
         y = out
-    if kern is not None:
+    if m is None:   # products over A's own arrays
+        levels = np.empty((1, 2, n), dtype)
+        _direct(A, xv[None, :], levels)
+        y[...] = levels[0, 1]
+    elif kern is not None:
         kern.spmv(xv, y)
         if fast is None:   # a current native path declined this call: it stays as it is
             remember_product(A, kern, m)

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_vector", "as_start", "check_before_conversion", "check_finite", "non_finite",
-           "check_k", "float_dtype", "without_outside_diagonals", "SUPPORTED_DTYPES"]
+__all__ = ["as_csr", "as_is", "as_vector", "as_start", "check_before_conversion", "check_csr",
+           "check_finite", "non_finite", "check_k", "float_dtype", "without_outside_diagonals",
+           "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -51,6 +52,33 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     """
     import scipy.sparse as sp
 
+    from asp_mpk import native
+
+    src, want, canonical = check_csr(A, dtype=dtype, name=name)
+    if src is A and src.dtype == want:   # the snapshot: copied natively, on every core
+        data, indices, indptr = native.copies(src.data, src.indices, src.indptr)
+        csr = sp.csr_matrix((data, indices, indptr), shape=src.shape)
+    else:   # SciPy's conversion made new arrays, or the dtype conversion makes them
+        csr = sp.csr_matrix(src, dtype=want, copy=src is A)
+    if not canonical:
+        csr.sum_duplicates()   # sorts too
+    zeros = _stored_zeros(csr.data, name)
+    if zeros:
+        # explicit zeros (stored, or left by summed duplicates that cancel) add work and hide
+        # DIA structure.  A @ x is unchanged for finite x only: at a level that overflowed to
+        # inf, SciPy's product makes 0 * inf = nan where asp's has no entry (the guide says so)
+        csr.eliminate_zeros()
+    csr.has_canonical_format = True
+    return csr
+
+
+def check_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A"
+                ) -> tuple[Any, np.dtype, bool]:
+    """What :func:`as_csr` checks before it copies: ``(src, want, canonical)``, A itself when
+    it is CSR (else SciPy's conversion of it), the dtype the copy computes in and whether
+    src's rows are canonical (sorted, no duplicates); the same errors."""
+    import scipy.sparse as sp
+
     if not sp.issparse(A):
         if isinstance(A, np.ndarray):
             raise TypeError(f"{name} must be a scipy.sparse matrix or array, got a dense "
@@ -68,23 +96,28 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     src = A if A.format == "csr" else without_outside_diagonals(A).tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
     canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
-    if src is A and src.dtype == want:   # the snapshot: copied natively, on every core
-        data, indices, indptr = native.copies(src.data, src.indices, src.indptr)
-        csr = sp.csr_matrix((data, indices, indptr), shape=src.shape)
-    else:   # SciPy's conversion made new arrays, or the dtype conversion makes them
-        csr = sp.csr_matrix(src, dtype=want, copy=src is A)
-    if not canonical:
-        csr.sum_duplicates()   # sorts too
-    finite, zeros = native.value_flags(csr.data)
+    return src, want, canonical
+
+
+def as_is(A: Any, *, name: str = "A") -> bool:
+    """Whether the products may run on A's own arrays as :func:`as_csr`'s copy of it would
+    hold them: a canonical CSR matrix of a dtype asp computes in, in native byte order with
+    int32 or int64 indices, without stored zeros (the copy drops them); the same errors for what no copy could take (a broken structure,
+    values that are not finite)."""
+    src, want, canonical = check_csr(A, name=name)
+    plain = A.dtype.isnative and all(a.dtype.isnative and a.dtype.kind == "i" and
+                                     a.dtype.itemsize in (4, 8) for a in (A.indptr, A.indices))
+    return src is A and plain and canonical and not _stored_zeros(A.data, name)
+
+
+def _stored_zeros(data: np.ndarray, name: str) -> bool:
+    """Whether ``data`` holds explicit zeros; ``ValueError`` for inf or nan."""
+    from asp_mpk import native
+
+    finite, zeros = native.value_flags(data)
     if not finite:
         raise ValueError(f"{name} has non-finite stored values (inf or nan)")
-    if zeros:
-        # explicit zeros (stored, or left by summed duplicates that cancel) add work and hide
-        # DIA structure.  A @ x is unchanged for finite x only: at a level that overflowed to
-        # inf, SciPy's product makes 0 * inf = nan where asp's has no entry (the guide says so)
-        csr.eliminate_zeros()
-    csr.has_canonical_format = True
-    return csr
+    return bool(zeros)
 
 
 #: the arrays of each format SciPy converts from, as attribute names
