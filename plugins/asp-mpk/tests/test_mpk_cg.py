@@ -44,7 +44,12 @@ def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
     b = np.random.default_rng(11).standard_normal(A.shape[0])
     _, info_ref, it_ref = scipy_iterations(A, b, rtol=rtol)
     assert info_ref == 0
-    x, info = asp_mpk.cg(A, b, rtol=rtol)
+    x, info = asp_mpk.cg(A, b, rtol=rtol)            # met the first time: over A's arrays
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < rtol * np.linalg.norm(b)
+    assert st.iterations <= 1.2 * it_ref + 1, (st.iterations, it_ref)
+    assert sum(st.steps_by_mode.values()) == st.iterations
+    x, info = asp_mpk.cg(A, b, rtol=rtol)            # analysed: s-step CG
     st = last_stats()
     assert info == 0
     assert st.method == "s-step" and st.s >= 2
@@ -247,6 +252,8 @@ def test_modes_never_tried_are_explored_from_the_third_solve_one_per_solve():
 
     A = gallery.poisson2d(61)                           # DIA: every mode is offered
     b = np.random.default_rng(8).standard_normal(A.shape[0])
+    asp_mpk.cg(A, b, rtol=1e-8)                         # met the first time: over A's arrays
+    assert last_stats().method == "classical"
     ran = []
     for _ in range(ModeTimes.EXPLORE_FROM_SOLVE + 1):
         x, info = asp_mpk.cg(A, b, rtol=1e-8)
@@ -404,3 +411,29 @@ def test_b_and_x0_are_left_unchanged():
         x, info = asp_mpk.cg(A, b, x0, rtol=1e-8)
         assert info == 0 and np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
         assert np.array_equal(b, b_in) and np.array_equal(x0, x0_in)
+
+
+@requires_compiler
+@pytest.mark.parametrize("budget", [1e9, 0.0])
+def test_a_first_solve_runs_over_as_own_arrays_until_it_proves_long(budget, monkeypatch):
+    """Contents met the first time are solved by classical CG over A's own arrays: nothing
+    is copied, analysed or compiled for a solve that ends within ``FIRST_SOLVE_SECONDS``
+    (a 256-row system took 9-40 ms, SciPy 1 ms).  A longer one (budget 0: at once) is
+    analysed and goes on from its x as a later solve would; either way SciPy's contract."""
+    from asp_mpk import cacg, matrix
+
+    monkeypatch.setattr(cacg, "FIRST_SOLVE_SECONDS", budget)
+    matrix.clear_matrices()
+    A = gallery.poisson2d(40)
+    b = np.random.default_rng(9).standard_normal(A.shape[0])
+    _, _, it_ref = scipy_iterations(A, b, rtol=1e-10)
+    seen = []
+    x, info = asp_mpk.cg(A, b, rtol=1e-10, callback=lambda xk: seen.append(1))
+    st = last_stats()
+    assert info == 0 and np.linalg.norm(b - A @ x) < 1e-10 * np.linalg.norm(b)
+    assert len(seen) == st.iterations == sum(st.steps_by_mode.values())
+    assert st.iterations <= 1.2 * it_ref + 1
+    assert st.method == ("classical" if budget else "s-step")
+    assert bool(matrix._MATRICES) == (not budget)
+    x, info = asp_mpk.cg(A.copy() * 2.0, b, rtol=1e-10, maxiter=5)
+    assert info == 5 and last_stats().iterations == 5

@@ -94,7 +94,10 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
        = None, s: int | None = None, basis: str = "chebyshev") -> tuple[np.ndarray, int]:
     """Solve ``A x = b`` for symmetric positive definite sparse ``A``; SciPy's ``cg`` contract.
 
-    Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
+    A matrix whose contents are met for the first time (and without ``M`` or ``s``) is solved by
+    classical CG over its own arrays, in the native passes; only a solve that runs longer than
+    :data:`FIRST_SOLVE_SECONDS` analyses it and goes on (restarted from its x) as a later
+    solve of it does.  Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
     ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
     classical CG in two fused generated passes and keeps whichever is faster on this machine
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
@@ -105,14 +108,23 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     """
     from asp_core import background
 
-    from asp_mpk.matrix import analysed
+    from asp_mpk.matrix import analysed, seen_before
     from asp_mpk.powers import MatrixPowers
 
     # the whole call is the time the user sees (recognising A too, which a loaded machine
     # made last longer than the idle gap): the other formats compile between solves
     with background.foreground():
-        m = analysed(A.matrix if isinstance(A, MatrixPowers) else A, np.float64)
-        csr = m.csr
+        mat = A.matrix if isinstance(A, MatrixPowers) else A
+        # contents met the first time, unpreconditioned with the default s: solved over A's
+        # own arrays until the solve proves long (see _first_solve)
+        first = M is None and s is None and getattr(mat, "dtype", None) == np.float64
+        m = seen_before(mat) if first else analysed(mat, np.float64)
+        csr: Any
+        if m is None:
+            csr = mat
+        else:
+            first = False
+            csr = m.csr
         n = csr.shape[0]
         bv = as_vector(b, n, name="b")
         # SciPy's dtype: A's and b's (x0 is cast to it, its own dtype does not widen the result)
@@ -144,6 +156,18 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
         if bnrm2 == 0.0:
             return np.zeros(n, dtype=out_dtype) if x0 is None else bvec.astype(out_dtype), 0
         tol = max(atol, rtol * bnrm2)
+        if first:
+            stats.method = "classical"
+            done, info = _first_solve(csr, bvec, x, tol, int(maxiter), callback, stats)
+            if info >= 0:
+                return x.astype(out_dtype, copy=False), info
+            stats.method = "s-step"
+            m = analysed(mat, np.float64)   # a long solve: analysed, specialised, restarted
+            x, info = _sstep(m, bvec, x, tol, int(maxiter) - done, callback,
+                             choose_s(n, csr.nnz), basis, stats, allow_classical=True)
+            stats.iterations += done
+            return x.astype(out_dtype, copy=False), info + done if info else 0
+        assert m is not None
         if M is not None:
             stats.method = "pcg"
             x, info = _pcg(m, bvec, x, tol, int(maxiter), M, callback, stats)
@@ -153,6 +177,49 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
                              int(s) if s is not None else choose_s(n, csr.nnz), basis, stats,
                              allow_classical=s is None)
         return x.astype(out_dtype, copy=False), info
+
+
+#: seconds a solve with contents met the first time runs over A's own arrays before they are
+#: analysed and their kernel compiled (the solve then restarts from its x).  A compile takes
+#: hundreds of milliseconds: a solve shorter than that never waits for its kernel, and paid
+#: the copy, the analysis and a compile competing with it for the cores (a 256-row system
+#: took 9-40 ms where SciPy takes 1).
+FIRST_SOLVE_SECONDS = 0.05
+
+
+def _first_solve(A: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int,
+                 callback: Any, stats: CGStats) -> tuple[int, int]:
+    """Classical CG over A's own (checked) arrays in the native passes, every core, x updated
+    in place: ``(iterations, info)``, info -1 when :data:`FIRST_SOLVE_SECONDS` ran out first
+    (the caller goes on with the analysed matrix)."""
+    passes = _interim_passes(A, leave_a_core=False)
+    s = choose_s(A.shape[0], A.nnz)
+    r = b - A @ x if x.any() else b.copy()
+    p = r.copy()
+    q = np.zeros_like(r)
+    rr = float(r @ r)
+    pq: float | None = None
+    it = 0
+    start = time.perf_counter()
+    while True:
+        stats.iterations = it
+        if it >= maxiter:
+            return it, maxiter
+        if np.sqrt(rr) < tol:
+            rt = b - A @ x
+            if np.sqrt(float(rt @ rt)) < tol:
+                return it, 0
+            rr, pq = _replace(r, p, rt), None
+            stats.replacements += 1
+        if time.perf_counter() - start > FIRST_SOLVE_SECONDS:
+            return it, -1
+        done, rr, _, _, broke, pq = _classical_steps(passes, x, p, r, q, rr,
+                                                     min(s, maxiter - it), tol, callback, pq)
+        it += done
+        stats.steps_by_mode["scipy"] = stats.steps_by_mode.get("scipy", 0) + done
+        if broke:
+            stats.iterations = it
+            return it, max(it, 1)
 
 
 def _preconditioner(M: Any, n: int) -> Any:
@@ -256,12 +323,13 @@ def _classical_steps(kern: Any, x: np.ndarray, p: np.ndarray, r: np.ndarray, q: 
     return len(alphas), rr, alphas, betas, False, pq
 
 
-def _interim_passes(csr: Any) -> Any:
+def _interim_passes(csr: Any, *, leave_a_core: bool = True) -> Any:
     """What runs classical CG steps while the kernel compiles: the native extension's threaded
-    passes over the CSR arrays (one pass each, both cores), else SciPy's product and numpy."""
+    passes over the CSR arrays (one pass each; a core left to the compile), else SciPy's
+    product and numpy."""
     from asp_mpk import native
 
-    return native.cg_passes(csr) or _ScipyPasses(csr)
+    return native.cg_passes(csr, leave_a_core=leave_a_core) or _ScipyPasses(csr)
 
 
 class _ScipyPasses:

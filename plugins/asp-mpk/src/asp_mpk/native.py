@@ -314,11 +314,11 @@ class CGPasses:
     the generated kernel's ``cg_*`` functions.  One core is left to that compile (where there
     is more than one): the sooner it is done, the sooner the solve runs the generated code."""
 
-    def __init__(self, mod: Any, csr: Any) -> None:
+    def __init__(self, mod: Any, csr: Any, *, leave_a_core: bool = True) -> None:
         self._mod = mod
         self._indptr, self._indices = _pattern(csr)
         self._data = _c(csr.data)
-        self._threads = max(1, _threads() - 1)
+        self._threads = max(1, _threads() - 1) if leave_a_core else _threads()
 
     def cg_apply_dot(self, p: np.ndarray, q: np.ndarray) -> float:
         return float(self._mod.cg_apply_dot(self._indptr, self._indices, self._data, p, q,
@@ -332,9 +332,10 @@ class CGPasses:
         self._mod.cg_direction(beta, r, p, self._threads)
 
 
-def cg_passes(csr: Any) -> CGPasses | None:
-    """Native classical-CG passes over ``csr`` (float64), or None without the extension."""
+def cg_passes(csr: Any, *, leave_a_core: bool = True) -> CGPasses | None:
+    """Native classical-CG passes over ``csr`` (float64), or None without the extension;
+    ``leave_a_core=False`` where nothing compiles meanwhile."""
     mod = planner()
     if mod is None or csr.dtype != np.float64 or not hasattr(mod, "cg_apply_dot"):
         return None
-    return CGPasses(mod, csr)
+    return CGPasses(mod, csr, leave_a_core=leave_a_core)
