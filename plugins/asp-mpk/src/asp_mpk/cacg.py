@@ -94,17 +94,19 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
        = None, s: int | None = None, basis: str = "chebyshev") -> tuple[np.ndarray, int]:
     """Solve ``A x = b`` for symmetric positive definite sparse ``A``; SciPy's ``cg`` contract.
 
-    A matrix whose contents are met for the first time (and without ``M`` or ``s``) is solved by
-    classical CG over its own arrays, in the native passes; only a solve that runs longer than
-    :data:`FIRST_SOLVE_SECONDS` analyses it and goes on (restarted from its x) as a later
-    solve of it does.  Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
+    Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
     ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
     classical CG in two fused generated passes and keeps whichever is faster on this machine
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
-    classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner ``M`` (matrix, array or
-    ``LinearOperator`` approximating A⁻¹) it is classical preconditioned CG with the generated
-    SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
+    classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner
+    ``M`` (matrix, array or ``LinearOperator`` approximating A⁻¹) it is classical
+    preconditioned CG with the generated SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
     rebuilds x at each step, which costs one pass over the basis).
+
+    A float64 matrix whose contents are met for the first time (without ``M`` or ``s``) is
+    solved by classical CG over its own arrays in the native passes; only a solve that runs
+    longer than :data:`FIRST_SOLVE_SECONDS` analyses it and goes on, restarted from its x, as
+    a later solve of it does.
     """
     from asp_core import background
 

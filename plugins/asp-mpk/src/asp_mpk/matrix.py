@@ -36,8 +36,8 @@ from asp_mpk.writewatch import Watched, watcher
 if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
 
-__all__ = ["AnalysedMatrix", "analysed", "seen_before", "vouched", "product", "remember_product", "input_key",
-           "clear_matrices"]
+__all__ = ["AnalysedMatrix", "analysed", "seen_before", "vouched", "product", "remember_product",
+           "input_key", "clear_matrices"]
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
 MAX_MATRICES = 8

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_csr", "as_is", "as_vector", "as_start", "check_before_conversion", "check_csr",
+__all__ = ["as_csr", "as_is", "as_vector", "as_start", "check_before_conversion", "checked_source",
            "check_finite", "non_finite", "check_k", "float_dtype", "without_outside_diagonals",
            "SUPPORTED_DTYPES"]
 
@@ -54,7 +54,7 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
 
     from asp_mpk import native
 
-    src, want, canonical = check_csr(A, dtype=dtype, name=name)
+    src, want, canonical = checked_source(A, dtype=dtype, name=name)
     if src is A and src.dtype == want:   # the snapshot: copied natively, on every core
         data, indices, indptr = native.copies(src.data, src.indices, src.indptr)
         csr = sp.csr_matrix((data, indices, indptr), shape=src.shape)
@@ -72,8 +72,8 @@ def as_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A") -> Any:
     return csr
 
 
-def check_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A"
-                ) -> tuple[Any, np.dtype, bool]:
+def checked_source(A: Any, *, dtype: np.dtype | None = None, name: str = "A"
+                   ) -> tuple[Any, np.dtype, bool]:
     """What :func:`as_csr` checks before it copies: ``(src, want, canonical)``, A itself when
     it is CSR (else SciPy's conversion of it), the dtype the copy computes in and whether
     src's rows are canonical (sorted, no duplicates); the same errors."""
@@ -102,9 +102,9 @@ def check_csr(A: Any, *, dtype: np.dtype | None = None, name: str = "A"
 def as_is(A: Any, *, name: str = "A") -> bool:
     """Whether the products may run on A's own arrays as :func:`as_csr`'s copy of it would
     hold them: a canonical CSR matrix of a dtype asp computes in, in native byte order with
-    int32 or int64 indices, without stored zeros (the copy drops them); the same errors for what no copy could take (a broken structure,
-    values that are not finite)."""
-    src, want, canonical = check_csr(A, name=name)
+    int32 or int64 indices, without stored zeros (the copy drops them); the same errors for
+    what no copy could take (a broken structure, values that are not finite)."""
+    src, want, canonical = checked_source(A, name=name)
     plain = A.dtype.isnative and all(a.dtype.isnative and a.dtype.kind == "i" and
                                      a.dtype.itemsize in (4, 8) for a in (A.indptr, A.indices))
     return src is A and plain and canonical and not _stored_zeros(A.data, name)
