@@ -110,3 +110,28 @@ def test_explain_shows_the_blocked_iteration_through_all_five_phases(tmp_path, f
         assert f"  {phase}: {chosen[phase]} — " in text
     assert "--- platform program (openmp-temporal)" in text
     assert f"--- autotuning: winner {winner}" in text
+
+
+@requires_compiler
+def test_explain_says_why_a_matrix_used_once_was_not_specialised(tmp_path, fresh_cache):
+    """``spmv``, ``matrix_powers`` and ``cg`` compute contents met the first time over A's own
+    arrays and specialise nothing: ``asp explain`` printed "no kernel was specialised" for such
+    a script and nothing about why.  Each call now has a report saying so."""
+    pytest.importorskip("asp_mpk")
+    from asp_mpk.matrix import clear_matrices
+
+    clear_matrices()   # the script runs in this process: no matrix of an earlier test is known
+    script = tmp_path / "once.py"
+    script.write_text("import numpy as np\nimport asp_mpk\nfrom asp_mpk import gallery\n"
+                      "x = np.ones(400)\n"
+                      "asp_mpk.spmv(gallery.poisson2d(20), x)\n"
+                      "asp_mpk.matrix_powers(2.0 * gallery.poisson2d(20), x, 3)\n"
+                      "asp_mpk.cg(3.0 * gallery.poisson2d(20), x)\n")
+    result = CliRunner().invoke(cli, ["explain", "--json", str(script)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    kernels = json.loads(result.output)["kernels"]
+    assert [k["kernel"] for k in kernels] == ["spmv", "matrix_powers", "cg"]
+    for k in kernels:
+        (d,) = k["decisions"]
+        assert d["what"] == "first sighting" and "next call" in d["reason"]
+        assert not k["compiles"] and k["fallback"] is None

@@ -110,7 +110,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     """
     from asp_core import background
 
-    from asp_mpk.matrix import analysed, seen_before
+    from asp_mpk.matrix import analysed, explain_first_sighting, seen_before
     from asp_mpk.powers import MatrixPowers
 
     # the whole call is the time the user sees (recognising A too, which a loaded machine
@@ -162,6 +162,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
             stats.method = "classical"
             done, info = _first_solve(csr, bvec, x, tol, int(maxiter), callback, stats)
             if info >= 0:
+                explain_first_sighting("cg", csr)
                 return x.astype(out_dtype, copy=False), info
             stats.method = "s-step"
             m = analysed(mat, np.float64)   # a long solve: analysed, specialised, restarted

@@ -36,7 +36,7 @@ from asp_mpk.writewatch import Watched, watcher
 if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
 
-__all__ = ["AnalysedMatrix", "analysed", "seen_before", "vouched", "product", "remember_product",
+__all__ = ["AnalysedMatrix", "analysed", "seen_before", "explain_first_sighting", "vouched", "product", "remember_product",
            "input_key", "clear_matrices"]
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
@@ -223,6 +223,25 @@ def seen_before(A: Any) -> AnalysedMatrix | None:
     used once (a product of each new matrix, or of values changed in place before each call)
     cost 0.2 ms of copies and set-up around 4 us of products on 256 rows."""
     return _analysed(A, None, direct=True)
+
+
+def explain_first_sighting(call: str, A: Any) -> None:
+    """Under ``asp explain``, a report for a call that ran over A's own arrays because its
+    contents were met the first time (:func:`seen_before`): nothing was specialised, and the
+    run printed "no kernel was specialised" without saying why."""
+    from asp_core import recording
+
+    if not recording.is_recording():
+        return
+    from asp_core.context import SpecializationContext
+
+    ctx = SpecializationContext("mpk", None, key=("contents met the first time", A.shape),
+                                kernel_name=call)
+    ctx.decide("first sighting", "computed over A's own arrays, not specialised",
+               reason="a matrix used once is not copied, analysed or compiled; the next call "
+                      "with the same contents specialises it (cg: a first solve longer than "
+                      "asp_mpk.cacg.FIRST_SOLVE_SECONDS does)")
+    recording.add_context(ctx, call)
 
 
 def _first_sighting(key: tuple) -> bool:

@@ -16,8 +16,8 @@ import numpy as np
 
 from asp_mpk import background
 from asp_mpk.cg_modes import ModeTimes
-from asp_mpk.matrix import (AnalysedMatrix, analysed, product, remember_product, seen_before,
-                             vouched)
+from asp_mpk.matrix import (AnalysedMatrix, analysed, explain_first_sighting, product,
+                             remember_product, seen_before, vouched)
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_finite, check_k
 
@@ -408,16 +408,17 @@ def _into(out: Any, xs: np.ndarray, shape: tuple[int, int, int], dtype: np.dtype
     return res, (xs.copy() if np.may_share_memory(xs, res) else xs)
 
 
-def _direct(A: Any, xs: np.ndarray, res: np.ndarray) -> None:
+def _direct(call: str, A: Any, xs: np.ndarray, res: np.ndarray) -> None:
     """``res[v] = [xs[v], A xs[v], ...]`` by CSR products over A's own arrays, for contents
     met the first time (:func:`~asp_mpk.matrix.seen_before`); xs is checked first, as the
-    kernels check it."""
+    kernels check it.  ``call``: the public call's name, for ``asp explain``."""
     from asp_mpk import native
     from asp_mpk.bases import monomial_coefs
 
     check_finite(xs)
     done = native.csr_powers(A, xs, res, monomial_coefs(res.shape[1] - 1), True)
     assert done, "seen_before answers None only where the extension is built"
+    explain_first_sighting(call, A)
 
 
 def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any = None, *,
@@ -444,7 +445,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
             xs = as_vector(xa, n, finite=False)[None, :]
             res, xs = (np.empty((1, k + 1, n), xa.dtype), xs) if out is None else \
                 _into(out, xs, (1, k + 1, n), xa.dtype, False)
-            _direct(A, xs, res)
+            _direct("matrix_powers", A, xs, res)
             return out if out is not None else res[0]
     if m is None or xa.dtype != m.dtype:
         m = _for_x(A, xa.dtype, m)
@@ -513,7 +514,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         y = out
     if m is None:   # products over A's own arrays
         levels = np.empty((1, 2, n), dtype)
-        _direct(A, xv[None, :], levels)
+        _direct("spmv", A, xv[None, :], levels)
         y[...] = levels[0, 1]
     elif kern is not None:
         kern.spmv(xv, y)
