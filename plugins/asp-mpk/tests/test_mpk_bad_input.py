@@ -303,3 +303,28 @@ def test_a_first_call_over_as_own_arrays_checks_what_the_analysis_checks(call):
     if call == "matrix_powers":
         clear_matrices()
         np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 0), x[None])
+
+
+@pytest.mark.parametrize("data", ["short", "long", "2-d"])
+@pytest.mark.parametrize("call", ["spmv", "matrix_powers", "cg"])
+def test_data_not_one_value_per_index_is_refused_on_the_first_call_too(call, data):
+    """A.data replaced after construction by an array of another length than A.indices (or 2-D):
+    the first call, computed over A's own arrays, read past the end of a short data (a product
+    of garbage, 1e224) where the second call's copy refused it ("indices and data should have
+    the same size"), and the third, a first sighting again, returned garbage; cg's first solve
+    raised a TypeError of its native passes instead."""
+    from asp_mpk.matrix import clear_matrices
+
+    A = gallery.poisson2d(8)
+    A.data = {"short": A.data[:-5].copy(), "long": np.r_[A.data, 1.0],
+              "2-d": np.c_[A.data, A.data]}[data]
+    x = np.ones(A.shape[0])
+    clear_matrices()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="invalid CSR structure: data has shape"):
+            if call == "spmv":
+                asp_mpk.spmv(A, x)
+            elif call == "matrix_powers":
+                asp_mpk.matrix_powers(A, x, 2)
+            else:
+                asp_mpk.cg(A, x)
