@@ -305,23 +305,32 @@ def test_a_first_call_over_as_own_arrays_checks_what_the_analysis_checks(call):
         np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 0), x[None])
 
 
-@pytest.mark.parametrize("data", ["short", "long", "2-d"])
+@pytest.mark.parametrize("change", ["short data", "long data", "2-d data", "short indptr",
+                                    "long indptr"])
 @pytest.mark.parametrize("call", ["spmv", "matrix_powers", "cg"])
-def test_data_not_one_value_per_index_is_refused_on_the_first_call_too(call, data):
-    """A.data replaced after construction by an array of another length than A.indices (or 2-D):
-    the first call, computed over A's own arrays, read past the end of a short data (a product
-    of garbage, 1e224) where the second call's copy refused it ("indices and data should have
-    the same size"), and the third, a first sighting again, returned garbage; cg's first solve
-    raised a TypeError of its native passes instead."""
+def test_csr_arrays_replaced_badly_are_refused_on_the_first_call_too(call, change):
+    """A.data or A.indptr replaced after construction by an array of the wrong length (data not
+    one value per column index, indptr not one entry per row and one): the first call, computed
+    over A's own arrays, read past the end of a short data (a product of garbage, 1e224) or
+    failed in the native product with a message about x and out, where the second call's copy
+    refused it (SciPy's "indices and data should have the same size", "index pointer size");
+    the third, a first sighting again, did as the first; cg's first solve raised a TypeError
+    of its native passes."""
     from asp_mpk.matrix import clear_matrices
 
     A = gallery.poisson2d(8)
-    A.data = {"short": A.data[:-5].copy(), "long": np.r_[A.data, 1.0],
-              "2-d": np.c_[A.data, A.data]}[data]
+    if change.endswith("data"):
+        A.data = {"short": A.data[:-5].copy(), "long": np.r_[A.data, 1.0],
+                  "2-d": np.c_[A.data, A.data]}[change.split()[0]]
+        match = "invalid CSR structure: data has shape"
+    else:
+        A.indptr = A.indptr[:-1].copy() if change == "short indptr" else \
+            np.r_[A.indptr, A.indptr[-1]]
+        match = r"invalid CSR structure: indptr has \d+ entries; its shape \(64, 64\) needs 65"
     x = np.ones(A.shape[0])
     clear_matrices()
     for _ in range(3):
-        with pytest.raises(ValueError, match="invalid CSR structure: data has shape"):
+        with pytest.raises(ValueError, match=match):
             if call == "spmv":
                 asp_mpk.spmv(A, x)
             elif call == "matrix_powers":

@@ -96,6 +96,10 @@ def checked_source(A: Any, *, dtype: np.dtype | None = None, name: str = "A"
     src = A if A.format == "csr" else without_outside_diagonals(A).tocsr()
     # the structure check runs on the caller's arrays, before SciPy walks them
     canonical = native.check_csr(src.indptr, src.indices, A.shape[1], name=name)
+    if src is A and len(src.indptr) != A.shape[0] + 1:
+        # as below (the products over A's own arrays take their row count from indptr)
+        raise ValueError(f"{name} has an invalid CSR structure: indptr has {len(src.indptr)} "
+                         f"entries; its shape {A.shape} needs {A.shape[0] + 1}")
     if src is A and (src.data.ndim != 1 or len(src.data) != len(src.indices)):
         # A's own data, replaced after construction: the copy's constructor refused it (SciPy's
         # check_format), while a first sighting's products over A's arrays read past its end
