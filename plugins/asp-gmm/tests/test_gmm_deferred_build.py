@@ -128,3 +128,35 @@ def test_compiled_fit_neither_compiles_nor_times_candidates(fresh_engine, monkey
     events = engine.dispatcher("em_step").last_context.events
     timed = [d for e, d in events if e == "autotune" and d.get("timings")]
     assert timed and len(timed[0]["timings"]) > 1
+
+
+@pytest.mark.parametrize("numpy_seconds_needed", [1e9, 0.0])
+def test_exit_builds_only_shapes_whose_fits_took_a_while(tmp_path, numpy_seconds_needed):
+    """At exit, a shape whose fits all ran in NumPy is built (so the next process starts
+    compiled) only when they took ``BUILD_AFTER_S`` in all: a model-selection sweep of small
+    fits (K = 1..8, two covariance types here) built every shape's library at exit, seconds
+    after fits of milliseconds."""
+    import subprocess
+    import sys
+
+    from pytest_asp import has_compiler
+
+    if not has_compiler("c"):
+        pytest.skip("no C compiler (install gcc)")
+    script = (
+        "import numpy as np\n"
+        "from asp_gmm import GaussianMixture, engine\n"
+        "engine.BUILD_AFTER_S = 1e9   # every fit in NumPy\n"
+        "X = np.random.default_rng(0).normal(size=(500, 2))\n"
+        "for k in (1, 2, 3):\n"
+        "    for cov in ('full', 'diag'):\n"
+        "        GaussianMixture(k, covariance_type=cov, random_state=0).fit(X)\n"
+        "assert not engine._PREPARING, 'nothing built during the fits'\n"
+        f"engine.BUILD_AFTER_S = {numpy_seconds_needed!r}   # what the exit asks for\n")
+    cache = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=600, env={**__import__("os").environ,
+                                           "ASP_CACHE_DIR": str(cache)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    built = list(cache.rglob("*.so"))
+    assert (len(built) == 6) if numpy_seconds_needed == 0.0 else not built, built
