@@ -257,8 +257,10 @@ def test_fit_drops_candidates_still_compiling(fresh, monkeypatch):
     # when nothing is compiling, the default engine call times every candidate
     engine.reset()
     monkeypatch.setattr(backends, "compiling", lambda: False)
-    for _ in range(3):
+    for _ in range(8):   # each candidate timed, close ones twice (the tuner's rule)
         engine.em_step(X, w, means, pc, "full", 1e-6, wait_for_candidates=False)
+        if _events(kind="autotune"):
+            break
     assert [d["source"] for e, d in _events(kind="autotune")] == ["tuned now"]
 
 
@@ -270,4 +272,5 @@ def test_bench_times_fit_in_a_fresh_process(tmp_path):
     got = fit_in_subprocess("asp", 400, 2, 2, "diag", str(tmp_path / "cache"))
     assert got["first"] > 0 and got["second"] > 0
     assert got["first_iterations"] >= 1 and np.isfinite(got["first_lower_bound"])
-    assert (tmp_path / "cache" / "code").is_dir()  # the child compiled into the empty cache
+    # fits of milliseconds ran in NumPy, and their shape is not built at exit either
+    assert not (tmp_path / "cache" / "code").exists()
