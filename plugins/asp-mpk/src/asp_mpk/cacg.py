@@ -100,8 +100,9 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
     classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner
     ``M`` (matrix, array or ``LinearOperator`` approximating A⁻¹) it is classical
-    preconditioned CG with the generated SpMV.  ``callback(xk)`` is called after every iteration, as SciPy does (with s-step CG this
-    rebuilds x at each step, which costs one pass over the basis).
+    preconditioned CG with the generated SpMV.  ``callback(xk)`` is called after every
+    iteration, as SciPy does (with s-step CG this rebuilds x at each step, which costs one pass
+    over the basis).
 
     A float64 matrix whose contents are met for the first time (without ``M`` or ``s``) is
     solved by classical CG over its own arrays in the native passes; only a solve that runs

@@ -274,8 +274,10 @@ def _analysed(A: Any, dtype: Any, *, direct: bool) -> AnalysedMatrix | None:
         if m is not None:
             _MATRICES.move_to_end(key)
             return m
-    if direct and fmt == "csr" and native.planner() is not None and as_is(A) and \
-            _first_sighting(key):
+    # first sighting before as_is: a second sighting's copy (as_csr) checks A anyway, and
+    # as_is's two passes over it came on top
+    if direct and fmt == "csr" and native.planner() is not None and _first_sighting(key) and \
+            as_is(A):
         return None
     m = AnalysedMatrix(csr if csr is not None else as_csr(A, dtype=dtype))
     m.key = key

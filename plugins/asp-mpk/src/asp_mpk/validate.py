@@ -114,7 +114,7 @@ def as_is(A: Any, *, name: str = "A") -> bool:
     hold them: a canonical CSR matrix of a dtype asp computes in, in native byte order with
     int32 or int64 indices, without stored zeros (the copy drops them); the same errors for
     what no copy could take (a broken structure, values that are not finite)."""
-    src, want, canonical = checked_source(A, name=name)
+    src, _, canonical = checked_source(A, name=name)
     plain = A.dtype.isnative and all(a.dtype.isnative and a.dtype.kind == "i" and
                                      a.dtype.itemsize in (4, 8) for a in (A.indptr, A.indices))
     return src is A and plain and canonical and not _stored_zeros(A.data, name)
