@@ -144,10 +144,58 @@ def test_a_matrix_used_once_is_not_specialised(fresh_cache, monkeypatch):
     assert not matrix._MATRICES, "nothing analysed, so nothing specialised"
     np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)   # seen before
     (m,) = matrix._MATRICES.values()
-    assert m.powers(1)._pending, "its specialisation started"
+    mp = m.powers(1)
+    time.sleep(mp.specialise_after)   # calls that span it start the specialisation
+    np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+    assert mp._pending, "its specialisation started"
     background.join_all(timeout=600)
     eager = asp_mpk.MatrixPowers(gallery.poisson2d(20), 2)
     assert eager.matrix.csr is not None
+
+
+@requires_compiler
+def test_calls_of_a_small_matrix_are_not_specialised_until_they_take_a_while(fresh_cache,
+                                                                             monkeypatch):
+    """The functional API specialises a matrix once its calls have run ``SPECIALISE_AFTER_S``
+    (from the start of the first): a 256-row matrix's kernel runs at SciPy's speed, and its
+    specialisation, started at the second call, held the interpreter from a caller's loop
+    (10,000 products 30 % slower than SciPy's).  Until then, and while the kernel is
+    specialised and its variants compile, ``spmv`` of a watched matrix is one native CSR
+    product (SciPy's sums, bit for bit) and ``matrix_powers`` CSR products with no Python
+    around them but the checks; writes to A are still seen."""
+    from asp_mpk import background, matrix, native, powers
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    monkeypatch.setattr(powers, "SPECIALISE_AFTER_S", 3600.0, raising=False)
+    A = gallery.poisson2d(16)
+    x = np.random.default_rng(7).standard_normal(A.shape[0])
+    for _ in range(20):
+        np.testing.assert_array_equal(asp_mpk.spmv(A, x), A @ x)
+        np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 2)[2], A @ (A @ x))
+    (m,) = matrix._MATRICES.values()
+    assert not m.powers(1)._pending and not m.powers(2)._pending, "nothing specialised"
+    assert isinstance(matrix._PRODUCTS[id(A)][1], native.CSRProduct)
+    assert matrix.product(A) is not None, "spmv is one native call"
+    with pytest.raises(ValueError, match="non-finite"):
+        asp_mpk.matrix_powers(A, np.full(A.shape[0], np.nan), 2)
+    A.data[A.nnz // 2] += 1.0   # written in place: the native call declines, A is seen anew
+    np.testing.assert_array_equal(asp_mpk.spmv(A, x), A @ x)
+    np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 2)[2], A @ (A @ x))
+
+    m = matrix.analysed(A)
+    mp = m.powers(1)
+    mp.specialise_after = 0.0   # due: the next call starts it, the CSR product serves meanwhile
+    np.testing.assert_array_equal(asp_mpk.spmv(A, x), A @ x)
+    assert mp._pending
+    assert matrix._PRODUCTS[id(A)][1] is m.csr_product()
+    for _ in range(3000):   # until the tuned kernel is the native call
+        np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
+        if m.spmv_kernel is not None and matrix._PRODUCTS[id(A)][1] is m.spmv_kernel:
+            break
+        time.sleep(0.005)
+    assert m.spmv_kernel is not None and matrix._PRODUCTS[id(A)][1] is m.spmv_kernel
+    background.join_all(timeout=600)
+    _wait_for_background_compiles()
 
 
 @requires_compiler
@@ -471,18 +519,22 @@ def test_a_process_that_tunes_until_exit_exits_cleanly(tmp_path):
 
 @requires_compiler
 def test_a_process_that_exits_during_its_first_compile_leaves_no_build_behind(tmp_path):
-    """A second call (the functional API's first to specialise) starts the kernel's compile on
-    a background thread and the process exits at once.  The thread imported the compile pool
-    while the interpreter exited, so the pool's exit handler (wait for running compiles) never
-    ran: gcc outlived the process and its build folder stayed in the cache's tmp/."""
+    """A call starts the kernel's compile on a background thread (the functional API's first
+    past ``SPECIALISE_AFTER_S``) and the process exits at once.  The thread imported the
+    compile pool while the interpreter exited, so the pool's exit handler (wait for running
+    compiles) never ran: gcc outlived the process and its build folder stayed in the cache's
+    tmp/."""
     import os
     import subprocess
     import sys
 
     script = ("import numpy as np, asp_mpk\n"
               "from asp_mpk.gallery import poisson2d\n"
+              "from asp_mpk.matrix import analysed\n"
               "A = poisson2d(300)\n"
-              "for _ in range(2):\n"
+              "asp_mpk.matrix_powers(A, np.ones(A.shape[0]), 4)\n"
+              "mp = analysed(A).powers(4)\n"
+              "while not mp._pending:\n"
               "    asp_mpk.matrix_powers(A, np.ones(A.shape[0]), 4)\n")
     cache = tmp_path / "cache"
     env = {**os.environ, "ASP_CACHE_DIR": str(cache), "ASP_MPK_COMPILE": "background"}

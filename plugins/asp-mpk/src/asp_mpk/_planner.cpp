@@ -246,6 +246,10 @@ int parts_for(i64 items, i64 per_part, int threads, i64 most) {
 // Otherwise on helper threads where they can be had, f(0) on this one.
 template <class F>
 void in_parts(int parts, F f) {
+    if (parts <= 1) {   // no parallel region: its outlined body ran a small product 25 % slower
+        f(0);
+        return;
+    }
 #ifdef _OPENMP
     std::atomic<int> next{0};   // the runtime may give fewer threads than asked
 #pragma omp parallel num_threads(parts)
@@ -860,20 +864,42 @@ py::object closures(py::array indptr, py::array indices, py::array_t<i64> order,
 // in SciPy's order, so the result does not depend on who took it).  Chunks, not halves: a
 // virtual CPU the host stalls for tens of milliseconds (seen in one call in ten on a two-core
 // VM) then takes fewer rows instead of holding up the product.
+// rows_fn(lo, hi) over chunks of the n rows of a CSR pass, split over `threads` (one part below
+// 16384 rows: a product of a small matrix is over before threads could start)
+template <class F>
+void by_row_chunks(i64 n, int threads, F rows_fn) {
+    const int parts = parts_for(n, 16384, hardware_threads(threads), 16);
+    const i64 rows = std::max<i64>(4096, n / (16 * parts) + 1);
+    const i64 chunks = (n + rows - 1) / rows;
+    std::atomic<i64> next{0};
+    in_parts(parts, [&](int) {
+        for (i64 c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
+            rows_fn(c * rows, std::min(n, (c + 1) * rows));
+    });
+}
+
+// y[lo, hi) = (A x)[lo, hi), each row's sum in SciPy's order; whether every y is finite.  A
+// function of its own, restrict pointers: inside the lambdas of the threaded passes the loop
+// reloaded what they capture (a 4096-row product took 19 us against 11 here).
+template <class I, class V>
+__attribute__((noinline)) bool csr_rows(const I *__restrict__ indptr, const I *__restrict__ indices,
+              const V *__restrict__ data, const V *__restrict__ x, V *__restrict__ y, i64 lo,
+              i64 hi) {
+    bool finite = true;
+    for (i64 i = lo; i < hi; ++i) {
+        V sum = 0;
+        for (I p = indptr[i]; p < indptr[i + 1]; ++p) sum += data[p] * x[indices[p]];
+        y[i] = sum;
+        finite &= std::isfinite(sum);
+    }
+    return finite;
+}
+
 template <class I, class V>
 void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const V *xs, V *out,
                   i64 nvec, i64 k, const double *coefs, bool monomial, int threads) {
     i64 kk = std::max<i64>(k, 1);
-    const int parts = parts_for(n, 16384, hardware_threads(threads), 16);
-    const i64 rows = std::max<i64>(4096, n / (16 * parts) + 1);
-    const i64 chunks = (n + rows - 1) / rows;
-    auto by_chunks = [&](auto rows_fn) {
-        std::atomic<i64> next{0};
-        in_parts(parts, [&](int) {
-            for (i64 c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
-                rows_fn(c * rows, std::min(n, (c + 1) * rows));
-        });
-    };
+    auto by_chunks = [&](auto rows_fn) { by_row_chunks(n, threads, rows_fn); };
     for (i64 v = 0; v < nvec; ++v) {
         V *o = out + v * (k + 1) * n;
         const V *x = xs + v * n;
@@ -885,20 +911,51 @@ void csr_powers_t(const I *indptr, const I *indices, const V *data, i64 n, const
             V *y = o + j * n;
             double a = coefs[j - 1], b = coefs[kk + j - 1], c = coefs[2 * kk + j - 1];
             by_chunks([&](i64 lo, i64 hi) {
+                if (monomial) {
+                    csr_rows(indptr, indices, data, prev, y, lo, hi);
+                    return;
+                }
                 for (i64 i = lo; i < hi; ++i) {
                     V sum = 0;
                     for (i64 p = indptr[i]; p < indptr[i + 1]; ++p)
                         sum += data[p] * prev[indices[p]];
-                    if (!monomial) {
-                        double s = a * sum + b * prev[i];
-                        if (prev2) s += c * prev2[i];
-                        sum = static_cast<V>(s);
-                    }
-                    y[i] = sum;
+                    double s = a * sum + b * prev[i];
+                    if (prev2) s += c * prev2[i];
+                    y[i] = static_cast<V>(s);
                 }
             });
         }
     }
+}
+
+// y = A x over CSR arrays, each row's sum in SciPy's order, with the product ABI of the generated
+// kernels (see Product): nonzero when some y is not finite, so that the Python path decides
+// what to report.  What spmv of a watched matrix runs while its kernel is being specialised.
+template <class I, class V>
+int csr_product_t(i64 n, const void *indptr, const void *indices, const void *data,
+                  const void *x, void *y, int threads) {
+    const auto *ip = static_cast<const I *>(indptr);
+    const auto *ix = static_cast<const I *>(indices);
+    const auto *dv = static_cast<const V *>(data);
+    const auto *xv = static_cast<const V *>(x);
+    auto *yv = static_cast<V *>(y);
+    std::atomic<int> bad{0};
+    by_row_chunks(n, threads, [&](i64 lo, i64 hi) {
+        if (!csr_rows(ip, ix, dv, xv, yv, lo, hi)) bad.store(1, std::memory_order_relaxed);
+    });
+    return bad.load();
+}
+
+// The address of csr_product_t for these index and value dtypes (a Product's entry point).
+std::uintptr_t csr_product_entry(py::array indptr, py::array data) {
+    Raw rp = raw(indptr, "indptr"), rd = raw(data, "data");
+    return with_index(rp, "indptr", [&](auto ip) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        return with_value(rd, "data", [&](auto dv) {
+            using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
+            return reinterpret_cast<std::uintptr_t>(&csr_product_t<I, V>);
+        });
+    });
 }
 
 void csr_powers(py::array indptr, py::array indices, py::array data, py::array xs, py::array out,
@@ -1217,6 +1274,8 @@ PYBIND11_MODULE(_planner, m) {
           py::arg("threads") = 1,
           "Matrix powers (or a three-term basis) by k CSR products into out; `threads` split "
           "the rows (0: one per hardware thread); the result does not depend on it.");
+    m.def("csr_product_entry", &csr_product_entry, py::arg("indptr"), py::arg("data"),
+          "Address of y = A x over CSR arrays of these dtypes, for Product (SciPy's sums).");
     m.def("cg_apply_dot", &cg_apply_dot, py::arg("indptr"), py::arg("indices"), py::arg("data"),
           py::arg("p"), py::arg("q"), py::arg("threads"),
           "q = A p for a float64 CSR matrix; returns p.q (threads split the rows)");

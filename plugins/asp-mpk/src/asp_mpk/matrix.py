@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +65,9 @@ class AnalysedMatrix:
         self._lock = threading.Lock()
         #: the tuned k = 1 kernel with a product entry point, once :func:`asp_mpk.spmv` found it
         self.spmv_kernel: Any = None
+        #: the CSR product :func:`asp_mpk.spmv` runs natively while that kernel is specialised
+        #: (:meth:`csr_product`)
+        self._csr_product: Any = None
         #: the :func:`input_key` of the contents this is a copy of (set by :func:`analysed`;
         #: None: not known), so that a write watch is only ever paired with this matrix's
         #: kernels while it vouches for those contents (:func:`remember_product`)
@@ -142,14 +146,21 @@ class AnalysedMatrix:
                 self._gershgorin = (float(np.min(d - rad)), float(np.max(d + rad)))
             return self._gershgorin
 
+    def csr_product(self) -> native.CSRProduct | None:
+        """The :class:`~asp_mpk.native.CSRProduct` of this matrix (made once; None without
+        the extension)."""
+        if self._csr_product is None:
+            self._csr_product = native.csr_product(self.csr)
+        return self._csr_product
+
     def powers(self, k: int) -> MatrixPowers:
         """The :class:`MatrixPowers` object of depth ``k`` (created once; it keeps its tuned
         kernels, so later calls go straight to the winner)."""
-        from asp_mpk.powers import MatrixPowers
+        from asp_mpk.powers import SPECIALISE_AFTER_S, MatrixPowers
 
         mp = self._powers.get(k)   # a hit takes no lock: entries are only ever added
         if mp is None:
-            mp = MatrixPowers(self, k, tune=False)
+            mp = MatrixPowers(self, k, tune=False, specialise_after=SPECIALISE_AFTER_S)
             with self._lock:
                 mp = self._powers.setdefault(k, mp)
         return mp
@@ -295,8 +306,10 @@ def _analysed(A: Any, dtype: Any, *, direct: bool) -> AnalysedMatrix | None:
 
 
 #: the native short way of :func:`asp_mpk.spmv` for watched matrices, by ``id(A)``: the watch
-#: that vouches for A's arrays, the kernel, and its ``asp_mpk._planner.Product``
-_PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any]] = OrderedDict()
+#: that vouches for A's arrays, the kernel, its ``asp_mpk._planner.Product``, and what says
+#: whether it still serves (None: as long as the watch holds)
+_PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any, Callable[[], bool] | None]] = \
+    OrderedDict()
 
 
 def _seen(A: Any) -> tuple[Any, tuple[np.ndarray, ...] | None, _Seen | None]:
@@ -319,16 +332,20 @@ def product(A: Any) -> Any:
     current, else None.  It answers None itself whenever A is not the matrix it was made
     for, unchanged, or x and out are not the plain arrays it takes."""
     entry = _PRODUCTS.get(id(A))
-    if entry is None or entry[0].generation != entry[0].owner.generation:
+    if entry is None or entry[0].generation != entry[0].owner.generation or \
+            (entry[3] is not None and not entry[3]()):
         return None
     return entry[2]
 
 
-def remember_product(A: Any, kern: Any, m: AnalysedMatrix) -> None:
+def remember_product(A: Any, kern: Any, m: AnalysedMatrix,
+                     until: Callable[[], bool] | None = None) -> None:
     """After ``A @ x`` by ``kern``, the tuned product kernel of ``m`` (the analysed matrix
     that call found for A): where A's arrays are watched, let the next :func:`asp_mpk.spmv`
     of A take one native call (checks, write check and kernel; see ``Product`` in
-    ``_planner.cpp``) instead of the Python path.
+    ``_planner.cpp``) instead of the Python path.  ``until``: only while it answers True
+    (``kern`` the CSR product that serves while A's kernel is specialised and its variants
+    compile; then the Python path times them and remembers the winner).
 
     Only while A's watch vouches for the contents ``m`` was made from: another thread may have
     written A and had it recognised afresh since this call found ``m``, and A's watch is then
@@ -349,7 +366,7 @@ def remember_product(A: Any, kern: Any, m: AnalysedMatrix) -> None:
     made = mod.Product(watched.check, type(A), _ARRAYS[fmt], A.shape, entry[0], entry[1],
                        kern.n, kern.dtype, kern.pass_threads, kern)
     with _LOCK:
-        _PRODUCTS[id(A)] = (watched, kern, made)
+        _PRODUCTS[id(A)] = (watched, kern, made, until)
         while len(_PRODUCTS) > MAX_MATRICES:
             _PRODUCTS.popitem(last=False)
 

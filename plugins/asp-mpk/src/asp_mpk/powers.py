@@ -10,6 +10,8 @@ right away on a random vector, else the first real calls time them.
 from __future__ import annotations
 
 import threading
+import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,13 +42,19 @@ class MatrixPowers:
     :param k: number of products (>= 0).
     :param tune: time the kernel variants now (default: no; the first calls time them).
     :param options: ``asp_core.Dispatcher`` options (e.g. ``{"platform_selection": "scipy"}``).
+    :param specialise_after: seconds of calls, from the start of the first, after which the
+        kernel is specialised in the background (0: from the first call, as an object made to
+        be called again should; the functional API waits :data:`SPECIALISE_AFTER_S`).
     """
 
     def __init__(self, A: Any, k: int, *, tune: bool | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, specialise_after: float = 0.0) -> None:
         from asp_core import Dispatcher
 
         self.k = check_k(k)
+        self.specialise_after = specialise_after
+        #: when the first call of each kind whose specialisation waits for more calls started
+        self._since: dict[tuple, float] = {}
         self.matrix = analysed(A)
         self.csr = self.matrix.csr
         self.dtype = self.csr.dtype
@@ -131,11 +139,14 @@ class MatrixPowers:
         (see :meth:`prepare`), the call runs :meth:`sparse_products` (CSR products, as SciPy's
         ``A @ x``, on every core): the first calls cost what SciPy's would, never a compile.
         The first call of a kind computes before it starts the specialisation: nothing competes
-        with it for a core or for the interpreter yet."""
+        with it for a core or for the interpreter yet; and the calls of the first
+        :attr:`specialise_after` seconds do not start it at all (:meth:`_due`)."""
         kind = {"nvec": xs.shape[0], "gram": gram is not None, "basis": basis}
         if self.first_of_kind(**kind):
+            start = time.perf_counter()
             self.sparse_products(xs, out, coefs, gram, basis)
-            self.prepare(**kind)   # starts the specialisation
+            if self._due((xs.shape[0], gram is not None, basis == "monomial"), start):
+                self.prepare(**kind)   # starts the specialisation
             return out
         if self.prepare(**kind):
             fn = self._while_compiling(xs, out, coefs, gram, basis)
@@ -147,8 +158,6 @@ class MatrixPowers:
         :mod:`asp_core.background`, a variant already built (the first), else None: the tuner
         would build the variant it times next on the caller's path, waiting for its compile,
         and time it while gcc shares the cores.  Tuning resumes once the compiles are done."""
-        from asp_core import background as pool
-
         from asp_mpk.components import signature
 
         kind = (args[0].shape[0], args[3] is not None, args[4] == "monomial")
@@ -158,8 +167,7 @@ class MatrixPowers:
         if self._dispatch.tuned(key) is not None:
             self._tuned.add(kind)
             return None
-        planning = self._planning.get(kind)
-        if not pool.busy() and not (planning is not None and planning.is_alive()):
+        if not self._preparing_variants(kind):
             return None
         tuning = self._dispatch.tuning(key)
         return next(iter(tuning.built.values()), None) if tuning is not None else None
@@ -210,6 +218,40 @@ class MatrixPowers:
         self._ready.add(kind)
         return True
 
+    def _due(self, kind: tuple, start: float) -> bool:
+        """Whether the calls of ``kind`` have run :attr:`specialise_after` seconds, from the
+        start of the first (``start``: this call's, recorded if it is the first).
+
+        The specialisation of a small matrix paid nothing back: its kernel ran at SciPy's
+        speed, and its phases held the interpreter from the caller, so 10,000 products of
+        a 256-row matrix took 30 % longer than SciPy's.  Calls that take this long in all
+        (one call of a large matrix) pay for it."""
+        if self.specialise_after <= 0:
+            return True
+        first = self._since.setdefault(kind, start)
+        return time.perf_counter() - first >= self.specialise_after
+
+    def _preparing_variants(self, kind: tuple) -> bool:
+        """Whether variants this call kind's tuner will time are still compiling (or their
+        plans being built): a timing taken now would share the cores with that work."""
+        from asp_core import background as pool
+
+        planning = self._planning.get(kind)
+        return pool.busy() or (planning is not None and planning.is_alive())
+
+    def settling(self, *, nvec: int, gram: bool, basis: str) -> bool:
+        """Whether this call kind's kernel is not ready to be timed on calls yet: it is being
+        specialised in the background, or its variants compile (:meth:`_while_compiling`)."""
+        kind = (nvec, gram, basis == "monomial")
+        worker = self._pending.get(kind)
+        if worker is None:   # waiting for more calls (:meth:`_due`), else compiling at once
+            first = self._since.get(kind)
+            return first is not None and \
+                time.perf_counter() - first < self.specialise_after
+        if kind in self._tuned:
+            return False
+        return worker.is_alive() or self._preparing_variants(kind)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background specialisations started so far; True when all finished."""
         for worker in list(self._pending.values()):
@@ -237,6 +279,10 @@ class MatrixPowers:
         """Array of shape (k+1, n) (or (nvec, k+1, n) for a 2-D ``x``) of basis vectors."""
         from asp_mpk.bases import basis_coefs
 
+        if basis == "monomial" and shifts is None and out is None and type(x) is np.ndarray \
+                and x.dtype == self.dtype and x.shape == (self.n,) and x.flags.c_contiguous \
+                and self.settling(nvec=1, gram=False, basis=basis):
+            return self._interim(x)
         arr = as_vector(x, self.n, allow_2d=True, finite=False)
         wider = np.result_type(self.dtype, arr.dtype) if arr.dtype.kind == "f" else self.dtype
         if wider != self.dtype:   # SciPy's float32 A @ float64 x is float64: so are these
@@ -265,6 +311,18 @@ class MatrixPowers:
         return res if two_d else res[0]
 
     __call__ = powers
+
+    def _interim(self, x: np.ndarray) -> np.ndarray:
+        """The monomial basis of a plain vector by :meth:`sparse_products`, with no more
+        Python around them than the checks, while the kernel is not ready to be timed
+        (:meth:`settling`): the general path around the same products took 30 us a call
+        against SciPy's 15 (256 rows, k = 4)."""
+        from asp_mpk.bases import monomial_coefs
+
+        check_finite(x)
+        res = self._outputs.empty((1, self.k + 1, self.n), self.dtype)
+        self.sparse_products(x[None, :], res, monomial_coefs(self.k), None, "monomial")
+        return res[0]
 
     def tune(self) -> str | None:
         """Time every variant now (on a random vector); returns the chosen variant's name."""
@@ -368,6 +426,11 @@ class MatrixPowers:
         scale = float(np.max(np.abs(self.csr.data)))
         scaled = self.csr * (1.0 / scale)
         return lanczos_ritz(lambda v: scaled @ v, self.n, m) * scale
+
+
+#: seconds of calls of a matrix (from the start of the first) after which the functional API
+#: specialises its kernel (see :meth:`MatrixPowers._due`)
+SPECIALISE_AFTER_S = 0.05
 
 
 def _compile_in_background() -> bool:
@@ -521,6 +584,13 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         if fast is None:   # a current native path declined this call: it stays as it is
             remember_product(A, kern, m)
     else:
-        assert mp is not None
+        assert mp is not None and m is not None
         y[...] = mp.powers(xv)[1]
+        # until the kernel can be timed, the next calls of a watched A take one native call:
+        # the CSR product (the Python path around it cost 6x SciPy's product; the first
+        # variant built, run while gcc compiles the others, 4x)
+        interim = m.csr_product() if fast is None else None
+        if interim is not None and mp.settling(nvec=1, gram=False, basis="monomial"):
+            remember_product(A, interim, m,
+                             until=partial(mp.settling, nvec=1, gram=False, basis="monomial"))
     return y[:, np.newaxis] if column and out is None else y
