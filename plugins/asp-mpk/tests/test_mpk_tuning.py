@@ -159,7 +159,7 @@ def test_calls_of_a_small_matrix_are_not_specialised_until_they_take_a_while(fre
     """The functional API specialises a matrix once its calls have run ``SPECIALISE_AFTER_S``
     (from the start of the first): a 256-row matrix's kernel runs at SciPy's speed, and its
     specialisation, started at the second call, held the interpreter from a caller's loop
-    (10,000 products 30 % slower than SciPy's).  Until then, and while the kernel is
+    in turns (10,000 products 30 % slower than SciPy's).  Until then, and while the kernel is
     specialised and its variants compile, ``spmv`` of a watched matrix is one native CSR
     product (SciPy's sums, bit for bit) and ``matrix_powers`` CSR products with no Python
     around them but the checks; writes to A are still seen."""

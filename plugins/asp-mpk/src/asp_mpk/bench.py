@@ -156,11 +156,12 @@ def _spmv_case(bench: Any, name: str, A: Any) -> None:
 
 
 def _small_case(bench: Any, m: int) -> None:
-    """A small matrix (2-D Poisson m²) as users call it, each timing 200 calls: ``spmv`` and
-    ``matrix_powers(A, x, 4)`` of the same matrix every call (specialised and tuned by earlier
-    calls), and ``spmv`` of a matrix whose values change in place before every call (new
-    contents each call, as in a nonlinear solve), against SciPy doing the same.  Here what
-    the call does around its kernel (recognising A, checks) is most of the time."""
+    """A small matrix (2-D Poisson m²), each timing 200 calls: ``spmv`` and
+    ``matrix_powers(A, x, 4)`` of the same matrix every call, steady state (specialised and
+    tuned first: a loop of calls gets there after seconds, see :func:`_loop_case`), and
+    ``spmv`` of a matrix whose values change in place before every call (new contents each
+    call, as in a nonlinear solve), against SciPy doing the same.  Here what the call does
+    around its kernel (recognising A, checks) is most of the time."""
     import asp_mpk
     from asp_mpk import gallery
     from asp_mpk.matrix import analysed
@@ -195,10 +196,11 @@ def _small_case(bench: Any, m: int) -> None:
         assert np.allclose(asp_mpk.matrix_powers(A, x, 4), scipy_powers(), rtol=1e-12)
 
     rows = A.shape[0]
-    bench.compare(f"spmv 2-D Poisson {rows} rows, {calls} calls", {
+    bench.compare(f"spmv 2-D Poisson {rows} rows, {calls} calls, steady state (tuned)", {
         "scipy A@x": repeated(lambda: A @ x),
         "asp spmv": repeated(lambda: asp_mpk.spmv(A, x))}, anchor="scipy A@x", check=check)
-    bench.compare(f"matrix_powers k=4 2-D Poisson {rows} rows, {calls} calls", {
+    bench.compare(f"matrix_powers k=4 2-D Poisson {rows} rows, {calls} calls, steady state "
+                  "(tuned)", {
         "scipy A@x": repeated(scipy_powers),
         "asp matrix_powers": repeated(lambda: asp_mpk.matrix_powers(A, x, 4))},
         anchor="scipy A@x", check=check)
@@ -206,6 +208,42 @@ def _small_case(bench: Any, m: int) -> None:
         "scipy A@x": repeated(written(lambda: A @ x)),
         "asp spmv": repeated(written(lambda: asp_mpk.spmv(A, x)))}, anchor="scipy A@x",
         check=check)
+
+
+_LOOP = """\
+import json, time
+import numpy as np
+from asp_mpk import gallery
+A = gallery.poisson2d({m})
+x = np.random.default_rng(0).standard_normal(A.shape[0])
+if {asp}:
+    import asp_mpk
+    call = (lambda: asp_mpk.spmv(A, x)) if {k} == 1 else (lambda: asp_mpk.matrix_powers(A, x, {k}))
+else:
+    def call():
+        v = x
+        for _ in range({k}):
+            v = A @ v
+start = time.perf_counter()
+for _ in range({calls}):
+    call()
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def _loop_case(bench: Any, m: int, k: int, calls: int) -> None:
+    """A loop of ``calls`` calls of ``spmv(A, x)`` (``k`` = 1) or ``matrix_powers(A, x, k)``
+    of one small matrix (2-D Poisson m²), as a script runs it: in a new process with an
+    empty cache, against SciPy's products in a new process (imports and the matrix outside
+    the timing; two rounds, alternating)."""
+    samples: dict[str, list[float]] = {"scipy A@x": [], "asp": []}
+    for _ in range(2):
+        for side in samples:
+            script = _LOOP.format(m=m, k=k, calls=calls, asp=side == "asp")
+            samples[side].append(float(_in_new_process(script)))
+    what = "spmv" if k == 1 else f"matrix_powers k={k}"
+    bench.record(f"{what} 2-D Poisson {m * m} rows, a loop of {calls} calls in a new process "
+                 "(empty cache)", samples, anchor="scipy A@x")
 
 
 def _cg_case(bench: Any, name: str, A: Any, repeats: int) -> None:
@@ -405,6 +443,9 @@ def run_benchmarks(bench: Any) -> None:
     _spmv_case(bench, f"3-D Poisson {p3.shape[0]} rows", p3)
     for m in (16, 64):
         _small_case(bench, m)
+        for k in (1, 4):
+            for calls in (1000, 10_000 if quick else 100_000):
+                _loop_case(bench, m, k, calls)
     el = gallery.shuffle_nodes(gallery.elasticity(120 if quick else 400), 2)
     _powers_cases(bench, f"2-D elasticity {el.shape[0]} rows, shuffled nodes", el,
                   [4] if quick else [4, 8], formats=("csr-", "bcsr"))

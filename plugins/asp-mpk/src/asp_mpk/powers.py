@@ -430,7 +430,7 @@ class MatrixPowers:
 
 #: seconds of calls of a matrix (from the start of the first) after which the functional API
 #: specialises its kernel (see :meth:`MatrixPowers._due`)
-SPECIALISE_AFTER_S = 0.05
+SPECIALISE_AFTER_S = 0.1
 
 
 def _compile_in_background() -> bool:
