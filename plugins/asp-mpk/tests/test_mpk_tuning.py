@@ -188,7 +188,8 @@ def test_calls_of_a_small_matrix_are_not_specialised_until_they_take_a_while(fre
     np.testing.assert_array_equal(asp_mpk.spmv(A, x), A @ x)
     assert mp._pending
     assert matrix._PRODUCTS[id(A)][1] is m.csr_product()
-    for _ in range(3000):   # until the tuned kernel is the native call
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:   # until the tuned kernel is the native call
         np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-12)
         if m.spmv_kernel is not None and matrix._PRODUCTS[id(A)][1] is m.spmv_kernel:
             break
@@ -196,6 +197,67 @@ def test_calls_of_a_small_matrix_are_not_specialised_until_they_take_a_while(fre
     assert m.spmv_kernel is not None and matrix._PRODUCTS[id(A)][1] is m.spmv_kernel
     background.join_all(timeout=600)
     _wait_for_background_compiles()
+
+
+@requires_compiler
+def test_matrix_powers_of_a_watched_matrix_is_one_native_call_until_its_kernel_wins(
+        fresh_cache, monkeypatch):
+    """While its kernel is specialised, ``matrix_powers(A, x, k)`` of a watched matrix is one
+    native call of the CSR products (SciPy's sums); once the kernel is tuned, the two calls
+    are timed as users make them and the faster serves from then on: for a small matrix the
+    native call (10 us a call, 256 rows, k = 4) beat the tuned kernel's Python path (20 us)."""
+    from asp_mpk import background, matrix, powers
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    monkeypatch.setattr(powers, "SPECIALISE_AFTER_S", 0.0, raising=False)
+    A = gallery.poisson2d(16)
+    x = np.random.default_rng(8).standard_normal(A.shape[0])
+    ref = np.stack([x, A @ x, A @ (A @ x), A @ (A @ (A @ x))])
+    for _ in range(5):
+        np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 3), ref)
+    assert matrix.powers_call(A, 3) is not None, "one native call while the kernel settles"
+    with pytest.raises(ValueError, match="non-finite"):   # declined natively, named in Python
+        asp_mpk.matrix_powers(A, np.full(A.shape[0], np.inf), 3)
+    m = matrix.analysed(A)
+    mp = m.powers(3)
+    deadline = time.monotonic() + 300
+    while (id(A), 3) in matrix._POWERS and matrix._POWERS[(id(A), 3)][2] is not matrix._kept \
+            and time.monotonic() < deadline:   # until the race has been run
+        np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3), ref, rtol=1e-12)
+        time.sleep(0.005)
+    assert mp._winner(1, "monomial") is not None
+    kept = matrix.powers_call(A, 3)
+    assert kept is None or matrix._POWERS[(id(A), 3)][2] is matrix._kept
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3), ref, rtol=1e-12)
+    A.data[7] += 1.0   # written: whichever serves, A is seen anew
+    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3)[1], A @ x, rtol=1e-12)
+    background.join_all(timeout=600)
+    _wait_for_background_compiles()
+
+
+def test_the_race_keeps_the_faster_call(monkeypatch):
+    """The race's decision is made by timing the two calls: a tuned path slower than the
+    native call leaves the native call serving for good; a native call slower than
+    ``RACE_BELOW_S`` is dropped at its first timing."""
+    from asp_mpk import matrix, powers
+
+    decided = []
+    monkeypatch.setattr(powers, "keep_powers", lambda A, k, keep: decided.append(keep))
+    x = np.zeros(4)
+
+    class Slow:
+        def powers(self, x):
+            time.sleep(0.002)
+
+    monkeypatch.setattr(powers, "powers_raced", lambda A, k: lambda A, x: x)
+    powers._race(None, 2, x, Slow())
+    monkeypatch.setattr(powers, "RACE_BELOW_S", 0.0)
+    powers._race(None, 2, x, Slow())
+    assert decided == [True, False]
+    monkeypatch.setattr(powers, "powers_raced", lambda A, k: None)
+    powers._race(None, 2, x, Slow())
+    assert decided == [True, False], "nothing to race"
+    assert matrix._kept()
 
 
 @requires_compiler

@@ -1127,76 +1127,47 @@ class WriteCheck {
 // the kernel's product entry point (``int spmv(n, <matrix>, x, y, threads)``, two or three
 // matrix arrays).  Anything else returns None and the Python path decides; so does a product
 // that reports a value that is not finite (it raises the error there).
-class Product {
-  public:
-    Product(py::object check, py::object type, py::tuple names, py::object shape,
-            std::uintptr_t entry, std::vector<std::uintptr_t> matrix, i64 n, py::dtype dtype,
-            int threads, py::object keep)
+// What a native call for a watched matrix checks before it computes: that A is the matrix it
+// was made for (its type, the arrays it holds, its shape) and unwritten since (the write check),
+// and that x and out are plain vectors of the result's dtype.  Anything else is "None": the
+// Python path decides.
+class WatchedCall {
+  protected:
+    WatchedCall(py::object check, py::object type, py::tuple names, py::object shape, i64 n,
+                py::dtype dtype)
         : check_obj_(std::move(check)), type_(std::move(type)), names_(std::move(names)),
-          shape_(std::move(shape)), entry_(entry), matrix_(std::move(matrix)), n_(n),
-          dtype_(std::move(dtype)), threads_(threads), keep_(std::move(keep)) {
+          shape_(std::move(shape)), n_(n), dtype_(std::move(dtype)) {
         check_ = check_obj_.cast<WriteCheck *>();
         type_num_ = py::detail::array_descriptor_proxy(dtype_.ptr())->type_num;
-        if (matrix_.size() != 2 && matrix_.size() != 3)
-            throw py::value_error("Product: a product entry point takes 2 or 3 matrix arrays");
     }
 
-    py::object call(py::handle A, py::handle x, py::handle out) const {
-        if (reinterpret_cast<PyObject *>(Py_TYPE(A.ptr())) != type_.ptr()) return py::none();
+    // A is the matrix this call was made for, unwritten since it was watched
+    bool vouched(py::handle A) const {
+        if (reinterpret_cast<PyObject *>(Py_TYPE(A.ptr())) != type_.ptr()) return false;
         py::tuple arrays(names_.size());
         for (std::size_t i = 0; i < names_.size(); ++i) {
             PyObject *a = PyObject_GetAttr(A.ptr(), names_[i].ptr());
             if (a == nullptr) {
                 PyErr_Clear();
-                return py::none();
+                return false;
             }
             PyTuple_SET_ITEM(arrays.ptr(), static_cast<py::ssize_t>(i), a);
         }
         PyObject *shape = PyObject_GetAttrString(A.ptr(), "shape");
         if (shape == nullptr) {
             PyErr_Clear();
-            return py::none();
+            return false;
         }
         const int same = PyObject_RichCompareBool(shape, shape_.ptr(), Py_EQ);
         Py_DECREF(shape);
         if (same != 1) {
             PyErr_Clear();
-            return py::none();
+            return false;
         }
-        const void *px = vector(x, false);
-        if (px == nullptr) return py::none();
-        py::object y;
-        if (out.is_none())
-            y = py::array(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(n_)});
-        else if (vector(out, true) != nullptr)
-            y = py::reinterpret_borrow<py::object>(out);
-        else
-            return py::none();
-        void *py_ = py::detail::array_proxy(y.ptr())->data;
-        const auto bytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
-        const auto xa = reinterpret_cast<std::uintptr_t>(px),
-                   ya = reinterpret_cast<std::uintptr_t>(py_);
-        if (xa < ya + bytes && ya < xa + bytes) return py::none();
-        if (!check_->clean(arrays)) return py::none();
-        int bad;
-        {
-            Unlocked nogil(4 * n_);   // rows, a few entries each
-            const auto m = matrix_.data();
-            const auto p = [](std::uintptr_t a) { return reinterpret_cast<const void *>(a); };
-            if (matrix_.size() == 2)
-                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
-                                               void *, int)>(entry_)(n_, p(m[0]), p(m[1]), px,
-                                                                     py_, threads_);
-            else
-                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
-                                               const void *, void *, int)>(entry_)(
-                    n_, p(m[0]), p(m[1]), p(m[2]), px, py_, threads_);
-        }
-        return bad ? py::none() : y;
+        return check_->clean(arrays);
     }
 
-  private:
-    // The data of a plain (n,) array of the kernel's dtype: exactly numpy.ndarray, native byte
+    // The data of a plain (n,) array of the result's dtype: exactly numpy.ndarray, native byte
     // order, aligned, C-contiguous (and writeable for out); else nullptr.
     void *vector(py::handle a, bool writeable) const {
         const auto &api = py::detail::npy_api::get();
@@ -1218,13 +1189,116 @@ class Product {
     py::object type_;
     py::tuple names_;
     py::object shape_;
-    std::uintptr_t entry_;
-    std::vector<std::uintptr_t> matrix_;
     i64 n_;
     py::dtype dtype_;
-    int threads_;
     int type_num_;
+};
+
+class Product : WatchedCall {
+  public:
+    Product(py::object check, py::object type, py::tuple names, py::object shape,
+            std::uintptr_t entry, std::vector<std::uintptr_t> matrix, i64 n, py::dtype dtype,
+            int threads, py::object keep)
+        : WatchedCall(std::move(check), std::move(type), std::move(names), std::move(shape), n,
+                      std::move(dtype)),
+          entry_(entry), matrix_(std::move(matrix)), threads_(threads), keep_(std::move(keep)) {
+        if (matrix_.size() != 2 && matrix_.size() != 3)
+            throw py::value_error("Product: a product entry point takes 2 or 3 matrix arrays");
+    }
+
+    py::object call(py::handle A, py::handle x, py::handle out) const {
+        const void *px = vector(x, false);
+        if (px == nullptr) return py::none();
+        py::object y;
+        if (out.is_none())
+            y = py::array(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(n_)});
+        else if (vector(out, true) != nullptr)
+            y = py::reinterpret_borrow<py::object>(out);
+        else
+            return py::none();
+        void *py_ = py::detail::array_proxy(y.ptr())->data;
+        const auto bytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
+        const auto xa = reinterpret_cast<std::uintptr_t>(px),
+                   ya = reinterpret_cast<std::uintptr_t>(py_);
+        if (xa < ya + bytes && ya < xa + bytes) return py::none();
+        if (!vouched(A)) return py::none();
+        int bad;
+        {
+            Unlocked nogil(4 * n_);   // rows, a few entries each
+            const auto m = matrix_.data();
+            const auto p = [](std::uintptr_t a) { return reinterpret_cast<const void *>(a); };
+            if (matrix_.size() == 2)
+                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
+                                               void *, int)>(entry_)(n_, p(m[0]), p(m[1]), px,
+                                                                     py_, threads_);
+            else
+                bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
+                                               const void *, void *, int)>(entry_)(
+                    n_, p(m[0]), p(m[1]), p(m[2]), px, py_, threads_);
+        }
+        return bad ? py::none() : y;
+    }
+
+  private:
+    std::uintptr_t entry_;
+    std::vector<std::uintptr_t> matrix_;
+    int threads_;
     py::object keep_;  // what owns the kernel's code and the matrix arrays
+};
+
+// matrix_powers(A, x, k) of one watched matrix, monomial, as a new (k+1, n) array: CSR products
+// over the analysed copy's arrays (csr_powers_t: SciPy's sums) in one native call, for x finite;
+// what the functional call runs while the matrix's kernel is specialised.
+class CSRPowers : WatchedCall {
+  public:
+    CSRPowers(py::object check, py::object type, py::tuple names, py::object shape,
+              py::array indptr, py::array indices, py::array data, i64 k, int threads)
+        : WatchedCall(std::move(check), std::move(type), std::move(names), std::move(shape),
+                      static_cast<i64>(indptr.size()) - 1, data.dtype()),
+          indptr_(std::move(indptr)), indices_(std::move(indices)), data_(std::move(data)),
+          k_(k), threads_(threads), coefs_(3 * static_cast<std::size_t>(std::max<i64>(k, 1))) {
+        Raw rp = raw(indptr_, "indptr"), ri = raw(indices_, "indices"), rd = raw(data_, "data");
+        same_index_dtype(rp, ri);
+        with_index(rp, "indptr", [](auto) { return 0; });
+        with_value(rd, "data", [](auto) { return 0; });
+        if (k < 0) throw py::value_error("CSRPowers: k must be >= 0");
+        for (i64 j = 0; j < k; ++j) coefs_[static_cast<std::size_t>(j)] = 1.0;
+    }
+
+    py::object call(py::handle A, py::handle x) const {
+        const void *px = vector(x, false);
+        if (px == nullptr || !vouched(A)) return py::none();
+        Raw rp = raw(indptr_, "indptr"), rd = raw(data_, "data");
+        const bool finite = with_value(rd, "data", [&](auto dv) {
+            using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
+            const V *xv = static_cast<const V *>(px);
+            bool ok = true;
+            for (i64 i = 0; i < n_; ++i) ok &= std::isfinite(xv[i]);
+            return ok;
+        });
+        if (!finite) return py::none();   // the Python path names the problem
+        py::array out(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(k_ + 1),
+                                                       static_cast<py::ssize_t>(n_)});
+        void *po = out.mutable_data();
+        with_index(rp, "indptr", [&](auto ip) {
+            using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+            return with_value(rd, "data", [&](auto dv) {
+                using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
+                Unlocked nogil(std::max<i64>(k_, 1) * (n_ + static_cast<i64>(indices_.size())));
+                csr_powers_t<I, V>(ip, static_cast<const I *>(indices_.data()), dv, n_,
+                                   static_cast<const V *>(px), static_cast<V *>(po), 1, k_,
+                                   coefs_.data(), true, threads_);
+                return 0;
+            });
+        });
+        return std::move(out);
+    }
+
+  private:
+    py::array indptr_, indices_, data_;
+    i64 k_;
+    int threads_;
+    std::vector<double> coefs_;
 };
 
 // ---- the kernels' ctypes calls ------------------------------------------------------------------
@@ -1302,4 +1376,14 @@ PYBIND11_MODULE(_planner, m) {
              py::arg("threads"), py::arg("keep"))
         .def("__call__", &Product::call, py::arg("A"), py::arg("x"), py::arg("out"),
              "A @ x into out (a new array when None); None where the Python path must decide.");
+    py::class_<CSRPowers>(m, "CSRPowers",
+                          "matrix_powers of one watched matrix by CSR products, in one native "
+                          "call.")
+        .def(py::init<py::object, py::object, py::tuple, py::object, py::array, py::array,
+                      py::array, i64, int>(),
+             py::arg("check"), py::arg("type"), py::arg("names"), py::arg("shape"),
+             py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),
+             py::arg("threads"))
+        .def("__call__", &CSRPowers::call, py::arg("A"), py::arg("x"),
+             "[x, A x, ..., A^k x] as a new array; None where the Python path must decide.");
 }

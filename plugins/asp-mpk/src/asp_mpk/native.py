@@ -21,7 +21,7 @@ from asp_core.interrupt import on_forking_thread
 
 __all__ = ["planner", "address_function", "copies", "checksum", "check_csr", "value_flags",
            "all_finite", "scan", "dia_arrays", "permuted_bandwidth", "closures", "csr_powers",
-           "cg_passes", "omp_threads", "CSRProduct", "csr_product"]
+           "cg_passes", "omp_threads", "CSRProduct", "csr_product", "csr_powers_call"]
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -333,6 +333,18 @@ def csr_product(csr: Any) -> CSRProduct | None:
     """A :class:`CSRProduct` of ``csr``; None without the extension."""
     mod = planner()
     return None if mod is None else CSRProduct(mod, csr)
+
+
+def csr_powers_call(check: Any, watched_type: type, names: tuple[str, ...], shape: tuple,
+                    csr: Any, k: int) -> Any:
+    """The extension's ``CSRPowers`` of ``csr`` and depth ``k`` for the watched matrix that
+    ``check`` vouches for (its type, array attributes and shape); None without the extension."""
+    mod = planner()
+    if mod is None:
+        return None
+    indptr, indices = _pattern(csr)
+    return mod.CSRPowers(check, watched_type, names, shape, indptr, indices, _c(csr.data), k,
+                         _threads())
 
 
 class CGPasses:
