@@ -238,7 +238,7 @@ def test_matrix_powers_of_a_watched_matrix_is_one_native_call_until_its_kernel_w
 def test_the_race_keeps_the_faster_call(monkeypatch):
     """The race's decision is made by timing the two calls: a tuned path slower than the
     native call leaves the native call serving for good; a native call slower than
-    ``RACE_BELOW_S`` is dropped at its first timing."""
+    ``NATIVE_BELOW_S`` is dropped at its first timing."""
     from asp_mpk import matrix, powers
 
     decided = []
@@ -251,7 +251,7 @@ def test_the_race_keeps_the_faster_call(monkeypatch):
 
     monkeypatch.setattr(powers, "powers_raced", lambda A, k: lambda A, x: x)
     powers._race(None, 2, x, Slow())
-    monkeypatch.setattr(powers, "RACE_BELOW_S", 0.0)
+    monkeypatch.setattr(powers, "NATIVE_BELOW_S", 0.0)
     powers._race(None, 2, x, Slow())
     assert decided == [True, False]
     monkeypatch.setattr(powers, "powers_raced", lambda A, k: None)

@@ -529,19 +529,24 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     # until the kernel can be timed, the next calls of a watched A take one native call: the
     # CSR products (8 us of Python in front of them cost a 256-row matrix half SciPy's speed)
     if plain and fast is None and V.ndim == 2:
+        small = time.perf_counter() - start <= NATIVE_BELOW_S
         if mp.settling(nvec=1, gram=False, basis="monomial"):
-            remember_powers(A, m, k, partial(mp.settling, nvec=1, gram=False, basis="monomial"))
-        elif mp._winner(1, "monomial") is not None:
-            if time.perf_counter() - start > RACE_BELOW_S:
-                keep_powers(A, k, False)   # the tuned kernel of a matrix this large wins
-            else:
+            if small:
+                remember_powers(A, m, k,
+                                partial(mp.settling, nvec=1, gram=False, basis="monomial"))
+        elif mp._winner(1, "monomial") is not None:   # tuned (not while it times variants)
+            if small:
                 _race(A, k, xa, mp)
+            else:
+                keep_powers(A, k, False)
     return V
 
 
-#: calls slower than this are not raced (see :func:`_race`): the Python around a kernel of
-#: this size is a few percent of its time, and the tuned kernel wins by far
-RACE_BELOW_S = 1e-3
+#: calls slower than this keep the Python path, and are not raced (see :func:`_race`): its
+#: Python is a few percent of their time, the native call's new result array would cost its
+#: first touch on every call (a 1M-row basis, k = 8: 65 ms a call against 36 from the results
+#: the Python path reuses), and the tuned kernel of a matrix that large wins by far
+NATIVE_BELOW_S = 1e-3
 
 
 def _race(A: Any, k: int, x: np.ndarray, mp: MatrixPowers) -> None:
@@ -557,7 +562,7 @@ def _race(A: Any, k: int, x: np.ndarray, mp: MatrixPowers) -> None:
     for _ in range(3):
         start = time.perf_counter()
         took = math.inf if native_call(A, x) is None else time.perf_counter() - start
-        if took > RACE_BELOW_S:   # too slow to race, or x not one it takes
+        if took > NATIVE_BELOW_S:   # too slow to race, or x not one it takes
             keep_powers(A, k, False)
             return
         native_best = min(native_best, took)
