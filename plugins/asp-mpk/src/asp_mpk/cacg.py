@@ -210,11 +210,10 @@ def _first_solve(A: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int,
         if it >= maxiter:
             return it, maxiter
         if np.sqrt(rr) < tol:
-            rt = b - A @ x
-            if np.sqrt(float(rt @ rt)) < tol:
+            replaced = _confirm(b - A @ x, r, p, tol, stats)
+            if replaced is None:
                 return it, 0
-            rr, pq = _replace(r, p, rt), None
-            stats.replacements += 1
+            rr, pq = replaced, None
         if time.perf_counter() - start > FIRST_SOLVE_SECONDS:
             return it, -1
         done, rr, _, _, broke, pq = _classical_steps(passes, x, p, r, q, rr,
@@ -370,6 +369,16 @@ def _true_residual(mp: Any, csr: Any, b: np.ndarray, x: np.ndarray) -> np.ndarra
     return np.subtract(b, ax, out=ax)
 
 
+def _confirm(rt: np.ndarray, r: np.ndarray, p: np.ndarray, tol: float, stats: CGStats
+             ) -> float | None:
+    """After the recursive residual r said converged: None when the true residual ``rt``
+    confirms it, else the new ``r.r`` once r is replaced by it (:func:`_replace`)."""
+    if np.sqrt(float(rt @ rt)) < tol:
+        return None
+    stats.replacements += 1
+    return _replace(r, p, rt)
+
+
 def _replace(r: np.ndarray, p: np.ndarray, rt: np.ndarray) -> float:
     """Residual replacement in place: r becomes the true residual ``rt``, and p restarts from
     it when the recursive r had drifted away from it (:func:`asp_mpk.sstep.restart_direction`);
@@ -433,13 +442,11 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
             stats.iterations = it
             return x, maxiter
         if np.sqrt(rr) < tol:
-            # recursive residual says converged: confirm with the true residual
-            rt = _true_residual(mp, csr, b, x)
-            if np.sqrt(float(rt @ rt)) < tol:
+            replaced = _confirm(_true_residual(mp, csr, b, x), r, p, tol, stats)
+            if replaced is None:
                 stats.iterations = it
                 return x, 0
-            rr, pq = _replace(r, p, rt), None
-            stats.replacements += 1
+            rr, pq = replaced, None
             since_replace = float(np.sqrt(rr))
         # -- basis coefficients (refresh the spectral estimate as Lanczos information grows) --
         if interval.refresh(alphas, betas) and basis == "newton":
