@@ -642,8 +642,9 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         # until the kernel can be timed, the next calls of a watched A take one native call:
         # the CSR product (the Python path around it cost 6x SciPy's product; the first
         # variant built, run while gcc compiles the others, 4x)
-        interim = m.csr_product() if fast is None else None
-        if interim is not None and mp.settling(nvec=1, gram=False, basis="monomial"):
+        interim = m.csr_product() if fast is None and \
+            mp.settling(nvec=1, gram=False, basis="monomial") else None
+        if interim is not None:
             remember_product(A, interim, m,
                              until=partial(mp.settling, nvec=1, gram=False, basis="monomial"))
     return y[:, np.newaxis] if column and out is None else y
