@@ -200,12 +200,14 @@ def test_calls_of_a_small_matrix_are_not_specialised_until_they_take_a_while(fre
 
 
 @requires_compiler
-def test_matrix_powers_of_a_watched_matrix_is_one_native_call_until_its_kernel_wins(
-        fresh_cache, monkeypatch):
-    """While its kernel is specialised, ``matrix_powers(A, x, k)`` of a watched matrix is one
-    native call of the CSR products (SciPy's sums); once the kernel is tuned, the two calls
-    are timed as users make them and the faster serves from then on: for a small matrix the
-    native call (10 us a call, 256 rows, k = 4) beat the tuned kernel's Python path (20 us)."""
+@pytest.mark.parametrize("api", ["functional", "object"])
+def test_matrix_powers_of_a_small_matrix_is_one_native_call_until_its_kernel_wins(
+        fresh_cache, monkeypatch, api):
+    """While its kernel is specialised, the monomial basis of a plain vector is one native call
+    of the CSR products (SciPy's sums; for the functional API with the write check of a
+    watched A); once the kernel is tuned, that call and the tuned kernel's are timed as users
+    make them and the faster serves from then on: for a small matrix the native call (7 us a
+    call, 256 rows, k = 4) beat the tuned kernel's Python path (20 us)."""
     from asp_mpk import background, matrix, powers
 
     monkeypatch.setenv("ASP_MPK_COMPILE", "background")
@@ -213,24 +215,32 @@ def test_matrix_powers_of_a_watched_matrix_is_one_native_call_until_its_kernel_w
     A = gallery.poisson2d(16)
     x = np.random.default_rng(8).standard_normal(A.shape[0])
     ref = np.stack([x, A @ x, A @ (A @ x), A @ (A @ (A @ x))])
+    obj = asp_mpk.MatrixPowers(A, 3) if api == "object" else None
+
+    def call(v):
+        return obj(v) if obj is not None else asp_mpk.matrix_powers(A, v, 3)
+
     for _ in range(5):
-        np.testing.assert_array_equal(asp_mpk.matrix_powers(A, x, 3), ref)
-    assert matrix.powers_call(A, 3) is not None, "one native call while the kernel settles"
+        np.testing.assert_array_equal(call(x), ref)
+    mp = obj if obj is not None else matrix.analysed(A).powers(3)
+    assert mp.native_serves(), "native while the kernel settles"
+    if obj is None:
+        assert matrix.powers_call(A, 3) is not None, "A is not even recognised in Python"
+    else:
+        assert mp._csr_call is not None
     with pytest.raises(ValueError, match="non-finite"):   # declined natively, named in Python
-        asp_mpk.matrix_powers(A, np.full(A.shape[0], np.inf), 3)
-    m = matrix.analysed(A)
-    mp = m.powers(3)
+        call(np.full(A.shape[0], np.inf))
     deadline = time.monotonic() + 300
-    while (id(A), 3) in matrix._POWERS and matrix._POWERS[(id(A), 3)][2] is not matrix._kept \
-            and time.monotonic() < deadline:   # until the race has been run
-        np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3), ref, rtol=1e-12)
+    while mp._native is None and time.monotonic() < deadline:   # until the race has run
+        np.testing.assert_allclose(call(x), ref, rtol=1e-12)
         time.sleep(0.005)
-    assert mp._winner(1, "monomial") is not None
-    kept = matrix.powers_call(A, 3)
-    assert kept is None or matrix._POWERS[(id(A), 3)][2] is matrix._kept
-    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3), ref, rtol=1e-12)
-    A.data[7] += 1.0   # written: whichever serves, A is seen anew
-    np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 3)[1], A @ x, rtol=1e-12)
+    assert mp._native is not None and mp._winner(1, "monomial") is not None
+    assert mp.native_serves() is mp._native
+    np.testing.assert_allclose(call(x), ref, rtol=1e-12)
+    if obj is None:
+        assert (matrix.powers_call(A, 3) is not None) is mp._native
+        A.data[7] += 1.0   # written: whichever serves, A is seen anew
+        np.testing.assert_allclose(call(x)[1], A @ x, rtol=1e-12)
     background.join_all(timeout=600)
     _wait_for_background_compiles()
 
@@ -238,26 +248,20 @@ def test_matrix_powers_of_a_watched_matrix_is_one_native_call_until_its_kernel_w
 def test_the_race_keeps_the_faster_call(monkeypatch):
     """The race's decision is made by timing the two calls: a tuned path slower than the
     native call leaves the native call serving for good; a native call slower than
-    ``NATIVE_BELOW_S`` is dropped at its first timing."""
-    from asp_mpk import matrix, powers
+    ``NATIVE_BELOW_S`` loses at its first timing."""
+    from asp_mpk import powers
 
-    decided = []
-    monkeypatch.setattr(powers, "keep_powers", lambda A, k, keep: decided.append(keep))
-    x = np.zeros(4)
-
-    class Slow:
-        def powers(self, x):
-            time.sleep(0.002)
-
-    monkeypatch.setattr(powers, "powers_raced", lambda A, k: lambda A, x: x)
-    powers._race(None, 2, x, Slow())
+    A = gallery.poisson2d(6)
+    x = np.random.default_rng(1).standard_normal(A.shape[0])
+    mp = asp_mpk.MatrixPowers(A, 2)
+    mp._csr_call = powers.native.csr_powers_call(None, type(None), (), None, mp.csr, 2)
+    monkeypatch.setattr(mp, "_general", lambda *args: time.sleep(0.002))
+    mp._race(x)
+    assert mp._native is True and mp.native_serves()
     monkeypatch.setattr(powers, "NATIVE_BELOW_S", 0.0)
-    powers._race(None, 2, x, Slow())
-    assert decided == [True, False]
-    monkeypatch.setattr(powers, "powers_raced", lambda A, k: None)
-    powers._race(None, 2, x, Slow())
-    assert decided == [True, False], "nothing to race"
-    assert matrix._kept()
+    mp._native = None
+    mp._race(x)
+    assert mp._native is False and mp._plain(x) is None and not mp.native_serves()
 
 
 @requires_compiler

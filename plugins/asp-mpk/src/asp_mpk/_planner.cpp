@@ -1138,12 +1138,14 @@ class WatchedCall {
                 py::dtype dtype)
         : check_obj_(std::move(check)), type_(std::move(type)), names_(std::move(names)),
           shape_(std::move(shape)), n_(n), dtype_(std::move(dtype)) {
-        check_ = check_obj_.cast<WriteCheck *>();
+        check_ = check_obj_.is_none() ? nullptr : check_obj_.cast<WriteCheck *>();
         type_num_ = py::detail::array_descriptor_proxy(dtype_.ptr())->type_num;
     }
 
-    // A is the matrix this call was made for, unwritten since it was watched
+    // A is the matrix this call was made for, unwritten since it was watched (always, without
+    // a write check: a snapshot's call, whose matrix is its own copy)
     bool vouched(py::handle A) const {
+        if (check_ == nullptr) return true;
         if (reinterpret_cast<PyObject *>(Py_TYPE(A.ptr())) != type_.ptr()) return false;
         py::tuple arrays(names_.size());
         for (std::size_t i = 0; i < names_.size(); ++i) {
@@ -1249,7 +1251,9 @@ class Product : WatchedCall {
 
 // matrix_powers(A, x, k) of one watched matrix, monomial, as a new (k+1, n) array: CSR products
 // over the analysed copy's arrays (csr_powers_t: SciPy's sums) in one native call, for x finite;
-// what the functional call runs while the matrix's kernel is specialised.
+// what calls of a small matrix run while its kernel is specialised, and after, where they beat
+// it.  Without a write check (check None) the call is a MatrixPowers object's, and A is not
+// looked at.
 class CSRPowers : WatchedCall {
   public:
     CSRPowers(py::object check, py::object type, py::tuple names, py::object shape,
@@ -1266,9 +1270,30 @@ class CSRPowers : WatchedCall {
         for (i64 j = 0; j < k; ++j) coefs_[static_cast<std::size_t>(j)] = 1.0;
     }
 
-    py::object call(py::handle A, py::handle x) const {
+    // out: None (a new array), or a writeable C-contiguous (k+1, n) array of the dtype not
+    // overlapping x (a result the caller recycles: a new one costs its first touch each call)
+    py::object call(py::handle A, py::handle x, py::handle out) const {
         const void *px = vector(x, false);
         if (px == nullptr || !vouched(A)) return py::none();
+        py::array res;
+        if (out.is_none()) {
+            res = py::array(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(k_ + 1),
+                                                             static_cast<py::ssize_t>(n_)});
+        } else {
+            const auto &api = py::detail::npy_api::get();
+            if (reinterpret_cast<PyTypeObject *>(Py_TYPE(out.ptr())) != api.PyArray_Type_)
+                return py::none();
+            res = py::reinterpret_borrow<py::array>(out);
+            const auto need = py::array::c_style;
+            if (res.ndim() != 2 || res.shape(0) != k_ + 1 || res.shape(1) != n_ ||
+                !res.dtype().is(dtype_) || !(res.flags() & need) || !res.writeable())
+                return py::none();
+            const auto lo = reinterpret_cast<std::uintptr_t>(res.data()),
+                       xa = reinterpret_cast<std::uintptr_t>(px);
+            const auto bytes = static_cast<std::uintptr_t>(res.nbytes()),
+                       xbytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
+            if (xa < lo + bytes && lo < xa + xbytes) return py::none();
+        }
         Raw rp = raw(indptr_, "indptr"), rd = raw(data_, "data");
         const bool finite = with_value(rd, "data", [&](auto dv) {
             using V = std::remove_const_t<std::remove_pointer_t<decltype(dv)>>;
@@ -1278,9 +1303,7 @@ class CSRPowers : WatchedCall {
             return ok;
         });
         if (!finite) return py::none();   // the Python path names the problem
-        py::array out(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(k_ + 1),
-                                                       static_cast<py::ssize_t>(n_)});
-        void *po = out.mutable_data();
+        void *po = res.mutable_data();
         with_index(rp, "indptr", [&](auto ip) {
             using I = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
             return with_value(rd, "data", [&](auto dv) {
@@ -1292,7 +1315,7 @@ class CSRPowers : WatchedCall {
                 return 0;
             });
         });
-        return std::move(out);
+        return std::move(res);
     }
 
   private:
@@ -1385,6 +1408,7 @@ PYBIND11_MODULE(_planner, m) {
              py::arg("check"), py::arg("type"), py::arg("names"), py::arg("shape"),
              py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),
              py::arg("threads"))
-        .def("__call__", &CSRPowers::call, py::arg("A"), py::arg("x"),
-             "[x, A x, ..., A^k x] as a new array; None where the Python path must decide.");
+        .def("__call__", &CSRPowers::call, py::arg("A"), py::arg("x"), py::arg("out"),
+             "[x, A x, ..., A^k x] into out (a new array when None); None where the Python "
+             "path must decide.");
 }

@@ -314,8 +314,8 @@ _PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any, Callable[[], bool] | None]]
 
 #: the native short way of the functional :func:`asp_mpk.matrix_powers` (monomial, one plain
 #: vector) of watched matrices while their kernel is specialised, by ``(id(A), k)``: the watch,
-#: the extension's ``CSRPowers``, and what says whether it still serves
-_POWERS: OrderedDict[tuple[int, int], tuple[Watched, Any, Callable[[], bool]]] = OrderedDict()
+#: the extension's ``CSRPowers``, and the MatrixPowers object that says whether it serves
+_POWERS: OrderedDict[tuple[int, int], tuple[Watched, Any, MatrixPowers]] = OrderedDict()
 
 
 def _seen(A: Any) -> tuple[Any, tuple[np.ndarray, ...] | None, _Seen | None]:
@@ -377,21 +377,25 @@ def remember_product(A: Any, kern: Any, m: AnalysedMatrix,
             _PRODUCTS.popitem(last=False)
 
 
-def powers_call(A: Any, k: int) -> Any:
+def powers_call(A: Any, k: int) -> tuple[Any, MatrixPowers] | None:
     """The native ``matrix_powers(A, x, k)`` of ``A`` (:func:`remember_powers`) while it
-    serves, else None; it answers None itself where A is not the matrix it was made for,
-    unchanged, or x is not a plain finite vector of its dtype."""
+    serves, and the object whose results it recycles; else None.  The call answers None
+    itself where A is not the matrix it was made for, unchanged, or x is not a plain finite
+    vector of its dtype."""
     entry = _POWERS.get((id(A), k))
-    if entry is None or entry[0].generation != entry[0].owner.generation or not entry[2]():
+    if entry is None or entry[0].generation != entry[0].owner.generation or \
+            not entry[2].native_serves():
         return None
-    return entry[1]
+    return entry[1], entry[2]
 
 
-def remember_powers(A: Any, m: AnalysedMatrix, k: int, until: Callable[[], bool]) -> None:
-    """After ``matrix_powers(A, x, k)`` by the CSR products of ``m`` (the analysed matrix that
-    call found for A) while its kernel is specialised: where A's arrays are watched, let the
-    next calls of A take one native call (checks, write check, products; ``CSRPowers`` in
-    ``_planner.cpp``) as long as ``until`` answers True (see :func:`remember_product`)."""
+def remember_powers(A: Any, m: AnalysedMatrix, mp: MatrixPowers) -> None:
+    """After ``matrix_powers(A, x, k)`` by ``mp`` (of ``m``, the analysed matrix that call
+    found for A) while ``mp`` answers such calls natively (``mp.native_serves()``): where A's
+    arrays are watched, let the next calls of A take one native call (checks, write check,
+    products; ``CSRPowers`` in ``_planner.cpp``) as long as it does (see
+    :func:`remember_product`)."""
+    k = mp.k
     fmt, arrays, seen = _seen(A)
     watched = None if seen is None else seen.watched
     if watched is None or watched.check is None or m.key is None:
@@ -406,29 +410,9 @@ def remember_powers(A: Any, m: AnalysedMatrix, k: int, until: Callable[[], bool]
     if made is None:
         return
     with _LOCK:
-        _POWERS[(id(A), k)] = (watched, made, until)
+        _POWERS[(id(A), k)] = (watched, made, mp)
         while len(_POWERS) > MAX_MATRICES:
             _POWERS.popitem(last=False)
-
-
-def powers_raced(A: Any, k: int) -> Any:
-    """The ``CSRPowers`` of ``(A, k)`` still to be raced against the tuned kernel (see
-    :func:`asp_mpk.powers.matrix_powers`), else None."""
-    entry = _POWERS.get((id(A), k))
-    return None if entry is None or entry[2] is _kept else entry[1]
-
-
-def _kept() -> bool:
-    return True
-
-
-def keep_powers(A: Any, k: int, keep: bool) -> None:
-    """The race's outcome: keep A's native CSR ``matrix_powers`` call for good (as long as A's
-    watch holds), or forget it for the tuned kernel."""
-    with _LOCK:
-        entry = _POWERS.pop((id(A), k), None)
-        if keep and entry is not None:
-            _POWERS[(id(A), k)] = (entry[0], entry[1], _kept)
 
 
 def _contents(key: tuple) -> tuple:

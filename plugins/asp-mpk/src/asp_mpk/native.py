@@ -335,10 +335,11 @@ def csr_product(csr: Any) -> CSRProduct | None:
     return None if mod is None else CSRProduct(mod, csr)
 
 
-def csr_powers_call(check: Any, watched_type: type, names: tuple[str, ...], shape: tuple,
-                    csr: Any, k: int) -> Any:
+def csr_powers_call(check: Any, watched_type: type, names: tuple[str, ...],
+                    shape: tuple | None, csr: Any, k: int) -> Any:
     """The extension's ``CSRPowers`` of ``csr`` and depth ``k`` for the watched matrix that
-    ``check`` vouches for (its type, array attributes and shape); None without the extension."""
+    ``check`` vouches for (its type, array attributes and shape), or, with ``check`` None,
+    for a snapshot's calls that do not look at A; None without the extension."""
     mod = planner()
     if mod is None:
         return None

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asp_mpk import background
+from asp_mpk import background, native
 from asp_mpk.cg_modes import ModeTimes
-from asp_mpk.matrix import (AnalysedMatrix, analysed, explain_first_sighting, keep_powers,
-                             powers_call, powers_raced, product, remember_powers,
-                             remember_product, seen_before, vouched)
+from asp_mpk.matrix import (AnalysedMatrix, analysed, explain_first_sighting, powers_call,
+                             product, remember_powers, remember_product, seen_before, vouched)
 from asp_mpk.recycle import Recycler
 from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_finite, check_k
 
@@ -57,6 +56,10 @@ class MatrixPowers:
         self.specialise_after = specialise_after
         #: when the first call of each kind whose specialisation waits for more calls started
         self._since: dict[tuple, float] = {}
+        #: the native CSR call of plain calls (:meth:`_plain`), made at its first use, and
+        #: whether it serves them once the kernel is tuned (None: not raced yet)
+        self._csr_call: Any = None
+        self._native: bool | None = None
         self.matrix = analysed(A)
         self.csr = self.matrix.csr
         self.dtype = self.csr.dtype
@@ -279,12 +282,21 @@ class MatrixPowers:
     def powers(self, x: Any, *, basis: str = "monomial", shifts: Any = None,
                out: np.ndarray | None = None) -> np.ndarray:
         """Array of shape (k+1, n) (or (nvec, k+1, n) for a 2-D ``x``) of basis vectors."""
+        plain = basis == "monomial" and shifts is None and out is None and \
+            type(x) is np.ndarray and x.dtype == self.dtype and x.shape == (self.n,) and \
+            x.flags.c_contiguous
+        if plain:
+            V = self._plain(x)
+            if V is not None:
+                return V
+        return self._general(x, basis, shifts, out)
+
+    __call__ = powers
+
+    def _general(self, x: Any, basis: str, shifts: Any, out: np.ndarray | None) -> np.ndarray:
+        """:meth:`powers` of any x: the tuned kernel, else :meth:`run`."""
         from asp_mpk.bases import basis_coefs
 
-        if basis == "monomial" and shifts is None and out is None and type(x) is np.ndarray \
-                and x.dtype == self.dtype and x.shape == (self.n,) and x.flags.c_contiguous \
-                and self.settling(nvec=1, gram=False, basis=basis):
-            return self._interim(x)
         arr = as_vector(x, self.n, allow_2d=True, finite=False)
         wider = np.result_type(self.dtype, arr.dtype) if arr.dtype.kind == "f" else self.dtype
         if wider != self.dtype:   # SciPy's float32 A @ float64 x is float64: so are these
@@ -312,19 +324,59 @@ class MatrixPowers:
             return out
         return res if two_d else res[0]
 
-    __call__ = powers
+    def native_serves(self) -> bool:
+        """Whether the monomial basis of one plain vector is the native CSR call's
+        (:meth:`_plain`): while the kernel settles, or once the call won the race."""
+        return self._native is True or (
+            self._native is None and self.settling(nvec=1, gram=False, basis="monomial"))
 
-    def _interim(self, x: np.ndarray) -> np.ndarray:
-        """The monomial basis of a plain vector by :meth:`sparse_products`, with no more
-        Python around them than the checks, while the kernel is not ready to be timed
-        (:meth:`settling`): the general path around the same products took 30 us a call
-        against SciPy's 15 (256 rows, k = 4)."""
-        from asp_mpk.bases import monomial_coefs
+    def result(self) -> np.ndarray:
+        """A (k+1, n) array for a plain call's result: an earlier result nothing refers to
+        any more, else a new one (a new 72 MB basis costs its first touch on every call)."""
+        return self._outputs.empty((1, self.k + 1, self.n), self.dtype)[0]
 
-        check_finite(x)
-        res = self._outputs.empty((1, self.k + 1, self.n), self.dtype)
-        self.sparse_products(x[None, :], res, monomial_coefs(self.k), None, "monomial")
-        return res[0]
+    def _plain(self, x: np.ndarray) -> np.ndarray | None:
+        """The monomial basis of a plain vector by the CSR products in one native call (the
+        extension's ``CSRPowers``: SciPy's sums; the Python around them took 30 us a call
+        against SciPy's 15, 256 rows, k = 4) while the kernel settles, and for good if that
+        call wins the race against the tuned kernel (:meth:`_race`); None: the general path
+        answers (the calls that time variants, those of a kernel that won)."""
+        if self._native is False:
+            return None
+        if self._csr_call is None:
+            self._csr_call = native.csr_powers_call(None, type(None), (), None, self.csr,
+                                                    self.k)
+            if self._csr_call is None:   # no extension
+                self._native = False
+                return None
+        if self._native is None and not self.settling(nvec=1, gram=False, basis="monomial"):
+            if self._winner(1, "monomial") is None:
+                return None
+            self._race(x)
+            if not self._native:
+                return None
+        # None for inf or nan in x: the general path names it
+        return self._csr_call(None, x, self.result())
+
+    def _race(self, x: np.ndarray) -> None:
+        """Once the kernel is tuned, time the native CSR call against the tuned kernel's
+        call, as :meth:`powers` makes them (three each, alternating), and keep the faster.
+        For a small matrix the kernel's own time is not what decides: the Python around it
+        took 20 us a call of a 256-row matrix, k = 4, where the native call took 7 and
+        SciPy 14."""
+        native_best = tuned_best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            V = self._csr_call(None, x, self.result())
+            took = time.perf_counter() - start
+            if V is None or took > NATIVE_BELOW_S:   # x it does not take, or too slow
+                self._native = False
+                return
+            native_best = min(native_best, took)
+            start = time.perf_counter()
+            self._general(x, "monomial", None, None)
+            tuned_best = min(tuned_best, time.perf_counter() - start)
+        self._native = native_best < tuned_best
 
     def tune(self) -> str | None:
         """Time every variant now (on a random vector); returns the chosen variant's name."""
@@ -503,7 +555,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     plain = basis == "monomial" and shifts is None and out is None
     fast = powers_call(A, k) if plain else None   # one native call while A's kernel settles
     if fast is not None:
-        V = fast(A, x)
+        V = fast[0](A, x, fast[1].result())
         if V is not None:
             return V
     xa = np.asarray(x)   # once (a list would be converted at every look)
@@ -523,53 +575,20 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     mp = m.powers(k)
     if xa.dtype != mp.dtype:
         as_vector(xa, mp.n)  # validate before the conversion below
-    start = time.perf_counter()
     V = mp.powers(xa.astype(mp.dtype, copy=False) if xa.dtype.kind == "f" else xa,
                   basis=basis, shifts=shifts, out=out)
-    # until the kernel can be timed, the next calls of a watched A take one native call: the
-    # CSR products (8 us of Python in front of them cost a 256-row matrix half SciPy's speed)
-    if plain and fast is None and V.ndim == 2:
-        small = time.perf_counter() - start <= NATIVE_BELOW_S
-        if mp.settling(nvec=1, gram=False, basis="monomial"):
-            if small:
-                remember_powers(A, m, k,
-                                partial(mp.settling, nvec=1, gram=False, basis="monomial"))
-        elif mp._winner(1, "monomial") is not None:   # tuned (not while it times variants)
-            if small:
-                _race(A, k, xa, mp)
-            else:
-                keep_powers(A, k, False)
+    # while the object answers plain calls natively (:meth:`MatrixPowers._plain`), so do the
+    # next calls of a watched A, without the Python that recognises A (8 us of a 256-row
+    # matrix's call, half SciPy's time)
+    if plain and fast is None and V.ndim == 2 and mp.native_serves():
+        remember_powers(A, m, mp)
     return V
 
 
-#: calls slower than this keep the Python path, and are not raced (see :func:`_race`): its
-#: Python is a few percent of their time, the native call's new result array would cost its
-#: first touch on every call (a 1M-row basis, k = 8: 65 ms a call against 36 from the results
-#: the Python path reuses), and the tuned kernel of a matrix that large wins by far
+#: native CSR calls slower than this lose the race at once (:meth:`MatrixPowers._race`): the
+#: Python around a tuned kernel is a few percent of a call this long, and the kernel of a
+#: matrix that large wins by far
 NATIVE_BELOW_S = 1e-3
-
-
-def _race(A: Any, k: int, x: np.ndarray, mp: MatrixPowers) -> None:
-    """Once A's kernel is tuned, time the native CSR call that served meanwhile against the
-    tuned kernel's call, as :func:`matrix_powers` makes them (three each, alternating), and
-    keep the faster for the following calls.  For a small matrix the tuned kernel's own time
-    is not what decides: its Python path (recognising A, checks, the ctypes call) took 20 us a
-    call of a 256-row matrix, k = 4, where the native call took 10 and SciPy 14."""
-    native_call = powers_raced(A, k)
-    if native_call is None:
-        return
-    native_best = tuned_best = math.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        took = math.inf if native_call(A, x) is None else time.perf_counter() - start
-        if took > NATIVE_BELOW_S:   # too slow to race, or x not one it takes
-            keep_powers(A, k, False)
-            return
-        native_best = min(native_best, took)
-        start = time.perf_counter()
-        mp.powers(x)
-        tuned_best = min(tuned_best, time.perf_counter() - start)
-    keep_powers(A, k, native_best < tuned_best)
 
 
 def _for_x(A: Any, xdtype: np.dtype, m: AnalysedMatrix | None) -> AnalysedMatrix:
