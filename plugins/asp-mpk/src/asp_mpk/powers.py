@@ -36,7 +36,8 @@ class MatrixPowers:
 
     The object API: A is validated, copied and analysed when the object is made (a snapshot,
     as ``scipy.sparse.linalg.splu`` takes one: later changes to A are not seen), and every call
-    goes straight to the tuned kernel, with no check of A at all.  :func:`matrix_powers` is the
+    goes straight to the tuned kernel (or, for a small matrix, to the native CSR products where
+    they won the race against it: :meth:`_race`), with no check of A at all.  :func:`matrix_powers` is the
     functional form; it finds the object again by A's checksum.
 
     :param A: any ``scipy.sparse`` square matrix or array (float64 or float32).
