@@ -254,7 +254,7 @@ def test_the_race_keeps_the_faster_call(monkeypatch):
     A = gallery.poisson2d(6)
     x = np.random.default_rng(1).standard_normal(A.shape[0])
     mp = asp_mpk.MatrixPowers(A, 2)
-    mp._csr_call = powers.native.csr_powers_call(None, type(None), (), None, mp.csr, 2)
+    mp._csr_call = powers.native.csr_powers_call(mp.csr, 2)
     monkeypatch.setattr(mp, "_general", lambda *args: time.sleep(0.002))
     mp._race(x)
     assert mp._native is True and mp.native_serves()

@@ -1170,6 +1170,13 @@ class WatchedCall {
         return check_->clean(arrays);
     }
 
+    // Whether the byte ranges [a, a + an) and [b, b + bn) overlap (x and the result: the
+    // products read x as they write)
+    static bool overlap(std::uintptr_t a, std::uintptr_t an, std::uintptr_t b,
+                        std::uintptr_t bn) {
+        return a < b + bn && b < a + an;
+    }
+
     // The data of a plain (n,) array of the result's dtype: exactly numpy.ndarray, native byte
     // order, aligned, C-contiguous (and writeable for out); else nullptr.
     void *vector(py::handle a, bool writeable) const {
@@ -1223,7 +1230,7 @@ class Product : WatchedCall {
         const auto bytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
         const auto xa = reinterpret_cast<std::uintptr_t>(px),
                    ya = reinterpret_cast<std::uintptr_t>(py_);
-        if (xa < ya + bytes && ya < xa + bytes) return py::none();
+        if (overlap(xa, bytes, ya, bytes)) return py::none();
         if (!vouched(A)) return py::none();
         int bad;
         {
@@ -1292,7 +1299,7 @@ class CSRPowers : WatchedCall {
                        xa = reinterpret_cast<std::uintptr_t>(px);
             const auto bytes = static_cast<std::uintptr_t>(res.nbytes()),
                        xbytes = static_cast<std::uintptr_t>(n_) * dtype_.itemsize();
-            if (xa < lo + bytes && lo < xa + xbytes) return py::none();
+            if (overlap(xa, xbytes, lo, bytes)) return py::none();
         }
         Raw rp = raw(indptr_, "indptr"), rd = raw(data_, "data");
         const bool finite = with_value(rd, "data", [&](auto dv) {

@@ -37,8 +37,9 @@ from asp_mpk.writewatch import Watched, watcher
 if TYPE_CHECKING:
     from asp_mpk.powers import MatrixPowers
 
-__all__ = ["AnalysedMatrix", "analysed", "seen_before", "explain_first_sighting", "vouched", "product", "remember_product",
-           "input_key", "clear_matrices"]
+__all__ = ["AnalysedMatrix", "analysed", "seen_before", "explain_first_sighting", "vouched",
+           "product", "remember_product", "powers_call", "remember_powers", "input_key",
+           "clear_matrices"]
 
 #: analysed matrices kept for the functional API (least recently used dropped first)
 MAX_MATRICES = 8
@@ -357,24 +358,37 @@ def remember_product(A: Any, kern: Any, m: AnalysedMatrix,
     written A and had it recognised afresh since this call found ``m``, and A's watch is then
     the new contents' one; paired with the old kernel, every later spmv of A would return the
     old matrix's product."""
-    fmt, arrays, seen = _seen(A)
-    watched = None if seen is None else seen.watched
+    watch = _watch_for(A, m)
     entry = kern.product_entry()
     mod = native.planner()
-    if watched is None or watched.check is None or entry is None or mod is None:
+    if watch is None or entry is None or mod is None:
         return
-    assert seen is not None
-    if m.key is None or _contents(seen.key) != _contents(m.key):
-        return
+    fmt, watched = watch
     known = _PRODUCTS.get(id(A))
     if known is not None and known[0] is watched and known[1] is kern:
         return
     made = mod.Product(watched.check, type(A), _ARRAYS[fmt], A.shape, entry[0], entry[1],
                        kern.n, kern.dtype, kern.pass_threads, kern)
+    _remember(_PRODUCTS, id(A), (watched, kern, made, until))
+
+
+def _watch_for(A: Any, m: AnalysedMatrix) -> tuple[str, Watched] | None:
+    """A's format and the write watch of its arrays, where that watch vouches for the contents
+    ``m`` was made from (see :func:`remember_product`); else None."""
+    fmt, _, seen = _seen(A)
+    watched = None if seen is None else seen.watched
+    if watched is None or watched.check is None or m.key is None:
+        return None
+    assert seen is not None
+    return (fmt, watched) if _contents(seen.key) == _contents(m.key) else None
+
+
+def _remember(table: OrderedDict, key: Any, entry: tuple) -> None:
+    """``table[key] = entry``, the least recently remembered dropped beyond MAX_MATRICES."""
     with _LOCK:
-        _PRODUCTS[id(A)] = (watched, kern, made, until)
-        while len(_PRODUCTS) > MAX_MATRICES:
-            _PRODUCTS.popitem(last=False)
+        table[key] = entry
+        while len(table) > MAX_MATRICES:
+            table.popitem(last=False)
 
 
 def powers_call(A: Any, k: int) -> tuple[Any, MatrixPowers] | None:
@@ -395,24 +409,17 @@ def remember_powers(A: Any, m: AnalysedMatrix, mp: MatrixPowers) -> None:
     arrays are watched, let the next calls of A take one native call (checks, write check,
     products; ``CSRPowers`` in ``_planner.cpp``) as long as it does (see
     :func:`remember_product`)."""
-    k = mp.k
-    fmt, arrays, seen = _seen(A)
-    watched = None if seen is None else seen.watched
-    if watched is None or watched.check is None or m.key is None:
+    watch = _watch_for(A, m)
+    if watch is None:
         return
-    assert seen is not None
-    if _contents(seen.key) != _contents(m.key):
-        return
-    known = _POWERS.get((id(A), k))
+    fmt, watched = watch
+    known = _POWERS.get((id(A), mp.k))
     if known is not None and known[0] is watched:
         return
-    made = native.csr_powers_call(watched.check, type(A), _ARRAYS[fmt], A.shape, m.csr, k)
-    if made is None:
-        return
-    with _LOCK:
-        _POWERS[(id(A), k)] = (watched, made, mp)
-        while len(_POWERS) > MAX_MATRICES:
-            _POWERS.popitem(last=False)
+    made = native.csr_powers_call(m.csr, mp.k,
+                                  watch=(watched.check, type(A), _ARRAYS[fmt], A.shape))
+    if made is not None:
+        _remember(_POWERS, (id(A), mp.k), (watched, made, mp))
 
 
 def _contents(key: tuple) -> tuple:

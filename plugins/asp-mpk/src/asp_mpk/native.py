@@ -335,14 +335,14 @@ def csr_product(csr: Any) -> CSRProduct | None:
     return None if mod is None else CSRProduct(mod, csr)
 
 
-def csr_powers_call(check: Any, watched_type: type, names: tuple[str, ...],
-                    shape: tuple | None, csr: Any, k: int) -> Any:
-    """The extension's ``CSRPowers`` of ``csr`` and depth ``k`` for the watched matrix that
-    ``check`` vouches for (its type, array attributes and shape), or, with ``check`` None,
-    for a snapshot's calls that do not look at A; None without the extension."""
+def csr_powers_call(csr: Any, k: int, *, watch: tuple | None = None) -> Any:
+    """The extension's ``CSRPowers`` of ``csr`` and depth ``k``: for the watched matrix that
+    ``watch`` (write check, type, array attributes, shape) vouches for, or, without it, for a
+    snapshot's calls, which do not look at A; None without the extension."""
     mod = planner()
     if mod is None:
         return None
+    check, watched_type, names, shape = watch or (None, type(None), (), None)
     indptr, indices = _pattern(csr)
     return mod.CSRPowers(check, watched_type, names, shape, indptr, indices, _c(csr.data), k,
                          _threads())

@@ -345,8 +345,7 @@ class MatrixPowers:
         if self._native is False:
             return None
         if self._csr_call is None:
-            self._csr_call = native.csr_powers_call(None, type(None), (), None, self.csr,
-                                                    self.k)
+            self._csr_call = native.csr_powers_call(self.csr, self.k)
             if self._csr_call is None:   # no extension
                 self._native = False
                 return None
