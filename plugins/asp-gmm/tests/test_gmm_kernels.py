@@ -101,6 +101,45 @@ def test_far_offset_data_keeps_covariance_accuracy(problem):
     assert _rel(got.covariances, ref.covariances) < 1e-6
 
 
+
+def _scatter(X, resp, reg):
+    """scikit-learn's diagonal covariances, sum(r x^2) / nk - mean^2 with nk = sum(r) + 10 eps,
+    computed without its cancellation: two passes, moments about each component's own mean
+    (the 10 eps leave mean^2 10 eps / nk on top)."""
+    tiny = 10 * np.finfo(np.float64).eps
+    nk = resp.sum(axis=0) + tiny
+    means = resp.T @ X / nk[:, None]
+    return np.array([resp[:, k] @ (X - means[k]) ** 2 / nk[k] for k in range(len(nk))]) + \
+        means**2 * (tiny / nk)[:, None] + reg
+
+
+def test_diag_components_far_apart_keep_their_variances():
+    """A tight diagonal cluster beside one a million of its widths away: about one point shared
+    by both (the weighted mean of the means) the tight one's second moment cancelled, 3.5x off
+    at 1e5 apart and "ill-defined empirical covariance" at 1e6, in every variant and in the
+    initial M-step, where scikit-learn's formula fits it."""
+    rng = np.random.default_rng(0)
+    n, D = 1500, 3
+    X = np.r_[rng.normal(0.0, 0.01, (n, D)), rng.normal(1e6, 1.0, (n, D)),
+              rng.normal(-3e5, 10.0, (n, D))]
+    labels = np.repeat(np.arange(3), n)
+    means = np.array([X[labels == k].mean(axis=0) for k in range(3)])
+    pc = 1.0 / np.array([X[labels == k].std(axis=0) for k in range(3)])
+    w = np.full(3, 1.0 / 3)
+    resp = reference.e_step(X, w, means, pc, "diag", "proba")
+    ctx = SpecializationContext("gmm", None)
+    for variant in variants_for("openmp", "em_step", 3, D, "diag", n_samples=X.shape[0],
+                                options={"variants": "all"}):
+        got = OpenMPBackend().build(variant, ctx)(X, w, means, pc, "diag", 1e-9)
+        np.testing.assert_allclose(got.covariances, _scatter(X, resp, 1e-9), rtol=1e-7,
+                                   err_msg=variant.name)
+    m_step = OpenMPBackend().build(variants_for("openmp", "m_step", 3, D, "diag")[0], ctx)
+    hard = np.eye(3)[labels]
+    for given in (labels, hard):
+        got = m_step(X, given, 3, "diag", 1e-9)
+        np.testing.assert_allclose(got.covariances, _scatter(X, hard, 1e-9), rtol=1e-7)
+
+
 def test_concurrent_calls_from_threads(problem):
     """The ctypes call releases the GIL: two threads on one bound variant stay correct."""
     from concurrent.futures import ThreadPoolExecutor

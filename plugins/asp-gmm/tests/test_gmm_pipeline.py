@@ -51,7 +51,7 @@ def test_domain_passes_rewrite_the_dast():
     density = find(p, LogDensity)
     assert density.constants_folded and density.triangular
     assert find(p, Moments).center == "component"
-    assert find(problem("em_step", 4, 3, "diag"), Moments).center == "global"
+    assert find(problem("em_step", 4, 3, "diag"), Moments).center == "component"
 
 
 def test_variants_differ_in_parallel_strategy():

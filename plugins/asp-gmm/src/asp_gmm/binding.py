@@ -171,8 +171,7 @@ class MStepKernel(_EntryPoint):
         if lay.cov == "full":
             shift[:, :lay.D] = first.means
         else:
-            nk = first.weights
-            shift[:] = nk @ first.means / max(float(nk.sum()), 1e-300)
+            shift[:, :lay.M] = first.means.T
         return self._pass(X, resp, shift, float(reg_covar), eps)
 
 

@@ -57,8 +57,7 @@ class Responsibilities(Node):
 @dataclass
 class Moments(Node):
     """Sufficient statistics sum r, sum r (x - c), sum r (x - c)(x - c)^T (or its diagonal).
-    ``center``: ``origin`` (c = 0), ``component`` (c = the incoming mean of component k) or
-    ``global`` (one point for all components)."""
+    ``center``: ``origin`` (c = 0) or ``component`` (c = the incoming mean of component k)."""
 
     covariance: str
     center: str = "origin"

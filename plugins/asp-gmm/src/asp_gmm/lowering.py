@@ -40,7 +40,7 @@ class KernelPlan:
     layout: Layout
     ctype: str  # C type of X
     triangular: bool
-    center: str  # origin | component | global
+    center: str  # origin | component
     fused: bool  # the fuse-em pass ran: fused variants allowed
 
 

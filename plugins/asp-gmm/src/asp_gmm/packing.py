@@ -5,6 +5,14 @@ kernel takes; ``finish_em_step`` turns the statistics vector a kernel writes (mo
 ``x - shift``, see the template's header) into scikit-learn's new weights, means and
 covariances. The shifted moments keep the second moments accurate when the data sit far from
 the origin; the formulas below are exactly scikit-learn's in exact arithmetic.
+
+Each component's moments are taken about its incoming mean, where the second moment's
+cancellation is smallest.  A diagonal kernel is cheaper when every component shares one point
+(its inner loop then broadcasts ``x - c`` instead of computing it per component), so
+:func:`pack` gives all diagonal components the weighted mean of the means while each one's
+squared distance from it stays within :data:`SHARED_SHIFT_SPREAD` of its variances: about
+that point a component far from the others (a tight cluster beside one a million of its
+widths away) lost its variance to cancellation, and the fit raised where scikit-learn's fits.
 """
 
 from __future__ import annotations
@@ -17,9 +25,12 @@ from asp_gmm.layout import Layout
 from asp_gmm.linalg import log_det_cholesky
 from asp_gmm.reference import EMStep
 
-__all__ = ["Packed", "finish_em_step", "pack", "zero_shift"]
+__all__ = ["Packed", "SHARED_SHIFT_SPREAD", "finish_em_step", "pack", "zero_shift"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+#: the largest squared distance, in variances, of a diagonal component's mean from a shared
+#: shift: its second moment about it then loses at most about this many ulps to cancellation
+SHARED_SHIFT_SPREAD = 1e3
 
 
 class Packed(NamedTuple):
@@ -58,13 +69,17 @@ def pack(layout: Layout, weights: np.ndarray | None, means: np.ndarray,
     cpad = np.full(MP, -np.inf)
     cpad[:M] = cst
     w = np.full(M, 1.0 / M) if weights is None else np.asarray(weights, dtype=np.float64)
-    shift = np.ascontiguousarray(w @ means / max(w.sum(), 1e-300))
+    shared = w @ means / max(w.sum(), 1e-300)
+    shift = np.zeros((D, MP))
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = np.max(((means - shared) * prec_chol) ** 2, initial=0.0)
+    shift[:, :M] = shared[:, None] if spread <= SHARED_SHIFT_SPREAD else means.T
     return Packed(muT, pT, cpad, shift)
 
 
 def zero_shift(layout: Layout) -> np.ndarray:
-    """The shift buffer of moments about the origin (M x DP for full, D for diag)."""
-    return np.zeros((layout.M, layout.DP) if layout.cov == "full" else layout.D)
+    """The shift buffer of moments about the origin (M x DP for full, D x MP for diag)."""
+    return np.zeros((layout.M, layout.DP) if layout.cov == "full" else (layout.D, layout.MP))
 
 
 def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_samples: int,
@@ -96,8 +111,9 @@ def finish_em_step(layout: Layout, stats: np.ndarray, shift: np.ndarray, n_sampl
     else:
         e = s1.reshape(D, MP)[:, :M].T
         q = s2.reshape(D, MP)[:, :M].T
-        means = shift[None, :] * (s0 / nk)[:, None] + e / nk[:, None]
-        delta = means - shift[None, :]
+        sh = shift[:, :M].T
+        means = sh * (s0 / nk)[:, None] + e / nk[:, None]
+        delta = means - sh
         # scikit-learn: sum(r x^2)/nk - mu^2 + reg; the same value written around the shift
         cov = ((q - 2.0 * e * delta + s0[:, None] * delta**2) / nk[:, None]
                + means**2 * ((10 * eps) / nk)[:, None] + reg_covar)

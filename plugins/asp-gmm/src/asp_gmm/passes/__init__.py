@@ -3,9 +3,8 @@
 ``fold-constants``   log det L_k, log w_k and -D/2 log 2 pi become one number per component.
 ``triangular-precision``  the precision Cholesky factors are upper-triangular: skip their zeros
                      (and accumulate only the upper triangle of the symmetric second moments).
-``shift-moments``    accumulate moments of x - c (c: the component's incoming mean for full,
-                     one global point for diag) so second moments do not cancel when the data
-                     sit far from the origin.
+``shift-moments``    accumulate moments of x - c_k (c_k: component k's incoming mean) so
+                     second moments do not cancel when the data sit far from the origin.
 ``fuse-em``          E-step and M-step run block by block over the samples; the N x M
                      responsibility matrix is never stored (enables the fused variants).
 """

@@ -1,5 +1,7 @@
-"""``shift-moments``: accumulate moments of x - c (c: the component's incoming mean for full, one
-global point for diag) so second moments do not cancel when the data sit far from the origin."""
+"""``shift-moments``: accumulate moments of x - c_k (c_k: component k's incoming mean) so second
+moments do not cancel when the data sit far from the origin.  Diagonal kernels also take one
+point shared by all components, which :func:`asp_gmm.packing.pack` gives them where every
+component is well conditioned about it (their cheaper loop)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ __all__ = ["shift_moments"]
 
 @asp_pass("shift-moments")
 def shift_moments(problem: EMProblem, ctx: SpecializationContext) -> tuple[EMProblem, bool]:
-    """Accumulate moments about the incoming means (full) or one global point (diag)."""
-    center = "component" if problem.covariance == "full" else "global"
+    """Accumulate moments about the components' incoming means."""
+    center = "component"
     todo = [isinstance(s, Moments) and s.center != center for s in problem.steps]
     if not any(todo):
         return problem, False

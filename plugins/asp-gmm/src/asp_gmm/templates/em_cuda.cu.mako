@@ -34,7 +34,7 @@ ${prelude}
 #define SHIFT(k, j) (shift[(k) * DP + (j)])
 % else:
 #define S1IDX(k, j) (S1OFF + (j) * MP + (k))
-#define SHIFT(k, j) (shift[(j)])
+#define SHIFT(k, j) (shift[(j) * MP + (k)])
 % endif
 
 /* weighted log-density of component k at x (x: D doubles) */
@@ -244,7 +244,7 @@ __global__ void log_prob_kernel(const xtype *__restrict__ X, int64_t N,
 <%
     pa_size = "M * DP * DP" if full else "D * MP"
     pb_size = "M * DP" if full else "D * MP"
-    sh_size = "M * DP" if full else "D"
+    sh_size = "M * DP" if full else "D * MP"
 %>
 /* device copies of the inputs; every pointer is freed by release() whatever happened */
 typedef struct {

@@ -18,7 +18,9 @@
           pb = c = mu_k @ L_k (M x DP), pc = log w + log det L - D/2 log 2pi (M),
           shift = old means (M x DP)
     diag: pa = means transposed (D x MP), pb = precision Cholesky transposed (D x MP),
-          pc = constants (MP, -inf in padded lanes), shift = one point (D)
+          pc = constants (MP, -inf in padded lanes), shift = D x MP (lane k: component k's
+          point; one common point in every lane where all components are well conditioned
+          about it, which the kernels see and take the cheaper scalar loop for)
   Output (out, NSTAT doubles): S0 (MP) | S1 (full: M x DP, diag: D x MP) |
     S2 (full: M x DP x DP upper triangle, diag: D x MP) | sum of log-sum-exp (1).
   S1 and S2 are moments of (x - shift): Python turns them into sklearn's means/covariances.
@@ -388,6 +390,33 @@ static void logp_block(const double *restrict xb, int nb, const double *restrict
     logp_block_q(xb, nb, muT, pT, cst, lp, k0 / VK, (k1 + VK - 1) / VK);
 }
 
+/* whether the M lanes of a shift row hold one point (every component's moments about it) */
+static inline int lanes_equal(const double *restrict row)
+{
+    for (int k = 1; k < M; ++k)
+        if (row[k] != row[0]) return 0;
+    return 1;
+}
+
+/* S1[j][k] += r x'_j, S2[j][k] += r x'_j^2 with x'_j = x_j - shift[j][k] (each component's own
+   point) for the component vectors [q0, q1) */
+static void stats_lanes_q(const double *restrict xb, int nb, const double *restrict r, int j,
+                          const double *restrict shift, double *restrict acc, int q0, int q1)
+{
+    for (int q = q0; q < q1; ++q) {
+        const vk c = LDK(shift + j * MP + q * VK);
+        vk a1 = LDK(acc + S1OFF + j * MP + q * VK), a2 = LDK(acc + S2OFF + j * MP + q * VK);
+        for (int b = 0; b < nb; ++b) {
+            const vk d = xb[(int64_t)b * D + j] - c;
+            const vk rd = LDK(r + (int64_t)b * MP + q * VK) * d;
+            a1 += rd;
+            a2 += rd * d;
+        }
+        STK(acc + S1OFF + j * MP + q * VK, a1);
+        STK(acc + S2OFF + j * MP + q * VK, a2);
+    }
+}
+
 /* S0[k] += r, S1[j][k] += r x'_j, S2[j][k] += r x'_j^2 with x' = x - shift, for the
    component vectors [q0, q1) */
 static void stats_block_q(const double *restrict xb, int nb, const double *restrict r,
@@ -399,7 +428,11 @@ static void stats_block_q(const double *restrict xb, int nb, const double *restr
         STK(acc + q * VK, s0);
     }
     for (int j = 0; j < D; ++j) {
-        const double sj = shift[j];
+        if (!lanes_equal(shift + j * MP)) {
+            stats_lanes_q(xb, nb, r, j, shift, acc, q0, q1);
+            continue;
+        }
+        const double sj = shift[j * MP];
         for (int qc = q0; qc < q1; qc += ${qchunk}) {
             int qn = q1 - qc < ${qchunk} ? q1 - qc : ${qchunk};
             double *s1 = acc + S1OFF + j * MP + qc * VK;
@@ -454,15 +487,25 @@ static void stats_block(const double *restrict xb, int nb, const double *restric
 static void stats_dim(const xtype *restrict X, int64_t N, const double *restrict resp, int j,
                       const double *restrict shift, double *restrict acc)
 {
-    const double sj = shift[j];
+    const double *sh = shift + j * MP;
+    const int same = lanes_equal(sh);
     for (int64_t n = 0; n < N; ++n) {
-        double xj = (double)X[n * D + j] - sj;
-        double xj2 = xj * xj;
+        const double xn = (double)X[n * D + j];
         const double *rn = resp + n * MP;
+        if (same) {
+            const double xj = xn - sh[0], xj2 = xj * xj;
 #pragma omp simd
-        for (int k = 0; k < MP; ++k) {
-            acc[S1OFF + j * MP + k] += rn[k] * xj;
-            acc[S2OFF + j * MP + k] += rn[k] * xj2;
+            for (int k = 0; k < MP; ++k) {
+                acc[S1OFF + j * MP + k] += rn[k] * xj;
+                acc[S2OFF + j * MP + k] += rn[k] * xj2;
+            }
+        } else {
+#pragma omp simd
+            for (int k = 0; k < MP; ++k) {
+                const double rd = rn[k] * (xn - sh[k]);
+                acc[S1OFF + j * MP + k] += rd;
+                acc[S2OFF + j * MP + k] += rd * (xn - sh[k]);
+            }
         }
         if (j == 0) {
 #pragma omp simd
@@ -638,7 +681,7 @@ static void labels_block(const double *restrict xb, int nb, const int64_t *restr
         double *t = kt + k * 2 * D;
 #pragma omp simd
         for (int j = 0; j < D; ++j) {
-            const double dj = x[j] - shift[j];
+            const double dj = x[j] - shift[j * MP + k];
             t[j] += dj;
             t[D + j] += dj * dj;
         }
