@@ -142,6 +142,20 @@ def _closure_max():
 ClosureMax = _closure_max()
 
 
+def _closure_number():
+    c = 3.0
+
+    class ClosureNumber(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * c  # <- variable 'c' of an enclosing function
+
+    return ClosureNumber
+
+
+ClosureNumber = _closure_number()
+
+
 class NonScalarAttribute(StencilKernel):
     scale = np.float16(2.0)
 
@@ -152,7 +166,7 @@ class NonScalarAttribute(StencilKernel):
 
 CASES = [UserFunction, BitwiseAnd, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
          GlobalName, WriteNeighbour, PointArithmetic, BorderNeighbour, CarriedLocal,
-         LocalAfterLoop, ClosureMax, NonScalarAttribute]
+         LocalAfterLoop, ClosureMax, ClosureNumber, NonScalarAttribute]
 
 
 def _marker(cls):

@@ -261,8 +261,10 @@ class _Parser:
         params = grid_params(names, args, written)
         for p in params:
             if p.dtype not in GRID_DTYPES:
-                raise self.err(fn, f"{np.dtype(p.dtype).name} grids (compiled: float64, float32 "
-                                   "and integer grids; others run in Python)")
+                dt = np.dtype(p.dtype)
+                what = dt.name if dt.isnative else f"{dt.name} in the other byte order ({dt.str})"
+                raise self.err(fn, f"grid '{p.name}' of dtype {what} (compiled: native float64, "
+                                   "float32 and integers other than uint64; others run in Python)")
         self.grids = {p.name: p for p in params}
         self.objects = dict(zip(names, args))
         self.overrides = {name: dsl_overrides(g) for name, g in self.objects.items()}
@@ -536,6 +538,10 @@ class _Parser:
                                  "Python's order)")
         if n in self.toplevel:
             return D.Var(n)
+        func = getattr(self.ctx.func, "__func__", self.ctx.func)
+        if n in getattr(getattr(func, "__code__", None), "co_freevars", ()):
+            raise self.err(node, f"variable '{n}' of an enclosing function (a kernel reads "
+                                 f"numbers from its own attributes: self.{n})")
         raise self.err(node, f"global name '{n}'")
 
     def _is_self_attr(self, node: ast.expr) -> bool:

@@ -3,9 +3,10 @@
 Runs on every call (the dispatcher's hot path) and again in each bound callable, so bad input is
 reported with a clear ``TypeError``/``ValueError`` before any compiled code runs: grids that are
 not ``StencilGrid``-like, ``data`` that is not a C-contiguous NumPy array of the grid's shape
-(or is a masked array),
-unsupported dtypes (each grid has its own), different shapes, a read-only output, and an output whose memory
-overlaps an input. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
+(or is a masked array), different shapes, a read-only output, and an output whose memory
+overlaps an input. A dtype the C code does not take (complex, float16, bool, uint64, another
+byte order) is not among them: the frontend refuses it, so the kernel runs in Python with a
+``SpecializationWarning`` naming it, as for any construct outside the DSL. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
 neighbour definitions, which DSL methods a grid does not take from ``StencilGrid`` (a subclass
 replacing ``interior_points`` runs the kernel in Python), the values of the kernel attributes
 the kernel reads, and what the names it calls (``f``, ``math.sqrt``) are bound to when it is
@@ -22,11 +23,8 @@ import numpy as np
 from .frontend import callee_meaning, dotted_name, resolve_path
 from .grid import dsl_overrides
 
-__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "callee_meanings",
-           "SUPPORTED_DTYPES"]
+__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "callee_meanings"]
 
-SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("<f8", "<f4", "|i1", "<i2", "<i4", "<i8", "|u1",
-                                                "<u2", "<u4"))
 _ATTR_NAMES: dict[Any, tuple[tuple[str, ...], tuple[tuple[Any, tuple], ...]]] = {}
 
 
@@ -46,9 +44,12 @@ def check_grids(args: tuple) -> list[np.ndarray]:
     arrays = []
     for i, g in enumerate(args):
         data = getattr(g, "data", None)
-        if not isinstance(data, np.ndarray) or not hasattr(g, "ghost_depth"):
+        if not hasattr(g, "ghost_depth"):
             raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
                             f"{type(g).__name__}")
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"{_describe(i, n)}: .data must be a NumPy array, got "
+                            f"{type(data).__name__}")
         if isinstance(data, np.ma.MaskedArray):
             raise TypeError(f"{_describe(i, n)} holds a numpy.ma.MaskedArray: compiled code "
                             "would read and write the values under its mask and leave the "
@@ -59,9 +60,6 @@ def check_grids(args: tuple) -> list[np.ndarray]:
         if tuple(data.shape) != tuple(g.shape):
             raise ValueError(f"{_describe(i, n)}: .data has shape {data.shape} but the grid's "
                              f"shape is {tuple(g.shape)}")
-        if data.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"{_describe(i, n)} has dtype {data.dtype}; stencil grids must be "
-                            "float64, float32 or an integer type of at most 32 bits (int64 too)")
         if not data.flags.c_contiguous:
             raise ValueError(f"{_describe(i, n)}: .data is not C-contiguous; use "
                              "numpy.ascontiguousarray")
