@@ -48,6 +48,12 @@ def test_k_invalid(A):
         asp_mpk.matrix_powers(A, x, 2.5)
     with pytest.raises(TypeError, match="integer"):
         MatrixPowers(A, True)
+    # beyond a 64-bit integer: pybind11's conversion refused it, listing A's arrays
+    for _ in range(2):   # a first sighting, then a matrix seen before
+        with pytest.raises(ValueError, match="too large"):
+            asp_mpk.matrix_powers(A, x, 10**20)
+    with pytest.raises(ValueError, match="too large"):
+        MatrixPowers(A, 10**20)
 
 
 def test_non_finite(A):

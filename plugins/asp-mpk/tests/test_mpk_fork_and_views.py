@@ -89,6 +89,42 @@ def test_a_forked_child_runs_the_kernels_on_its_forking_thread(tmp_path):
     assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
 
 
+@requires_compiler
+def test_a_child_forked_right_after_calls_runs_their_native_calls(tmp_path):
+    """The native calls that serve a matrix while its kernel is specialised (the CSR products
+    of spmv, of matrix_powers and of a MatrixPowers object) were made with the parent's
+    threads, and a child forked before the kernel was ready ran them with two threads on its
+    forking thread: a ``multiprocessing`` worker hung at its first call.  They run one thread
+    in a child forked after they were made."""
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    script = ("import os, faulthandler, numpy as np, scipy.sparse as sp, asp_mpk\n"
+              "n, one = 50_000, np.ones(50_000)\n"
+              "A = sp.diags([-one[600:], -one[1:], 4 * one, -one[1:], -one[600:]],\n"
+              "             [-600, -1, 0, 1, 600], format='csr')\n"
+              "x = np.ones(n)\n"
+              "for _ in range(3):\n"
+              "    asp_mpk.matrix_powers(A, x, 4); asp_mpk.spmv(A, x)\n"
+              "mp = asp_mpk.MatrixPowers(A, 4); mp(x)\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    faulthandler.dump_traceback_later(60, exit=True)\n"
+              "    want = [2 * x]\n"
+              "    for _ in range(4):\n"
+              "        want.append(A @ want[-1])\n"
+              "    V, y, W = asp_mpk.matrix_powers(A, 2 * x, 4), asp_mpk.spmv(A, 2 * x), mp(2 * x)\n"
+              "    ok = np.allclose(V, want) and np.allclose(y, want[1]) and np.allclose(W, want)\n"
+              "    os._exit(0 if ok else 3)\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print('child', os.waitstatus_to_exitcode(status))\n")
+    # tuned as by default: the native calls serve while the variants compile and are timed
+    run = _run_script(script, tmp_path, ASP_MPK_COMPILE="background", OMP_NUM_THREADS="2",
+                      ASP_AUTOTUNE="once")
+    assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
 def test_a_fork_while_a_specialisation_takes_a_cache_lock_does_not_hang(tmp_path):
     """The fork hook that waits for the background specialisations ran after filelock's,
     which closes its gate to lock changes first: a specialisation that then released (or

@@ -28,6 +28,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 #if defined(__linux__)
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -1132,12 +1135,20 @@ class WriteCheck {
 // was made for (its type, the arrays it holds, its shape) and unwritten since (the write check),
 // and that x and out are plain vectors of the result's dtype.  Anything else is "None": the
 // Python path decides.
+// Forks this process has made into children (counted in the child by a pthread_atfork handler
+// registered with the module): a call object made before a fork runs one thread in the child,
+// where GNU OpenMP keeps the forking thread's pool of workers that the child does not have, so a
+// parallel region of more than one thread waits for them forever (a multiprocessing worker
+// forked right after the parent's calls hung at its first)
+std::atomic<unsigned> forks{0};
+
 class WatchedCall {
   protected:
     WatchedCall(py::object check, py::object type, py::tuple names, py::object shape, i64 n,
                 py::dtype dtype)
         : check_obj_(std::move(check)), type_(std::move(type)), names_(std::move(names)),
-          shape_(std::move(shape)), n_(n), dtype_(std::move(dtype)) {
+          shape_(std::move(shape)), n_(n), dtype_(std::move(dtype)),
+          made_after_(forks.load(std::memory_order_relaxed)) {
         check_ = check_obj_.is_none() ? nullptr : check_obj_.cast<WriteCheck *>();
         type_num_ = py::detail::array_descriptor_proxy(dtype_.ptr())->type_num;
     }
@@ -1168,6 +1179,11 @@ class WatchedCall {
             return false;
         }
         return check_->clean(arrays);
+    }
+
+    // The threads a call runs: those it was made with, one in a child forked since (see forks)
+    int threads(int made_with) const {
+        return made_after_ == forks.load(std::memory_order_relaxed) ? made_with : 1;
     }
 
     // Whether the byte ranges [a, a + an) and [b, b + bn) overlap (x and the result: the
@@ -1202,6 +1218,7 @@ class WatchedCall {
     i64 n_;
     py::dtype dtype_;
     int type_num_;
+    unsigned made_after_;
 };
 
 class Product : WatchedCall {
@@ -1240,11 +1257,11 @@ class Product : WatchedCall {
             if (matrix_.size() == 2)
                 bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
                                                void *, int)>(entry_)(n_, p(m[0]), p(m[1]), px,
-                                                                     py_, threads_);
+                                                                     py_, threads(threads_));
             else
                 bad = reinterpret_cast<int (*)(i64, const void *, const void *, const void *,
                                                const void *, void *, int)>(entry_)(
-                    n_, p(m[0]), p(m[1]), p(m[2]), px, py_, threads_);
+                    n_, p(m[0]), p(m[1]), p(m[2]), px, py_, threads(threads_));
         }
         return bad ? py::none() : y;
     }
@@ -1318,7 +1335,7 @@ class CSRPowers : WatchedCall {
                 Unlocked nogil(std::max<i64>(k_, 1) * (n_ + static_cast<i64>(indices_.size())));
                 csr_powers_t<I, V>(ip, static_cast<const I *>(indices_.data()), dv, n_,
                                    static_cast<const V *>(px), static_cast<V *>(po), 1, k_,
-                                   coefs_.data(), true, threads_);
+                                   coefs_.data(), true, threads(threads_));
                 return 0;
             });
         });
@@ -1355,6 +1372,9 @@ py::tuple addresses(const py::args &arrays) {
 
 PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
+#if defined(__unix__) || defined(__APPLE__)
+    pthread_atfork(nullptr, nullptr, [] { forks.fetch_add(1, std::memory_order_relaxed); });
+#endif
     m.def("addresses", &addresses, "Data addresses of numpy arrays (None for None), as ints.");
     m.def("copies", &copies, py::arg("arrays"), py::arg("threads") = 0,
           "New copies of C-contiguous arrays, copied over `threads` threads (0: one per "

@@ -283,10 +283,18 @@ def non_finite(name: str = "x") -> ValueError:
     return ValueError(f"{name} has non-finite values (inf or nan)")
 
 
+#: the first k :func:`check_k` refuses: a basis of 2**31 vectors does not fit in memory
+MAX_K = 2**31
+
+
 def check_k(k: Any) -> int:
     """``k`` as a non-negative int, or a clear error."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    if k >= MAX_K:
+        # the native calls take k as a 64-bit integer: 10**20 failed in pybind11's conversion
+        # with a message listing A's arrays
+        raise ValueError(f"k = {k} is too large: the basis holds k + 1 vectors (k < 2**31)")
     return int(k)
