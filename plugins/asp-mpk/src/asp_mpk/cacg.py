@@ -96,7 +96,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
 
     Without ``M`` this is s-step CG over the PA1 matrix-powers kernel (``s`` chosen when None;
     ``basis`` "chebyshev" or "newton").  With ``s=None`` the solver also times s iterations of
-    classical CG in two fused generated passes and keeps whichever is faster on this machine
+    classical CG in two fused generated passes (three native passes over the CSR arrays for
+    formats without them) and keeps whichever is faster on this machine
     (the s-step Gram matrix costs O(s²) flops per row: where memory is fast next to the cores,
     classical CG wins; ``last_stats().steps_by_mode`` says what ran).  With a preconditioner
     ``M`` (matrix, array or ``LinearOperator`` approximating A⁻¹) it is classical
@@ -415,6 +416,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     m = 2 * (s + 1)
     V = mp.cg_workspace.empty((2, s + 1, n), np.dtype(np.float64))
     interim = None   # the passes run while the kernel compiles, made on first use
+    whole = None     # classical passes for a kernel without its own, made on first use
     Vf = V.reshape(m, n)
     G = np.empty((m, m))
     xs = np.empty((2, n))
@@ -493,7 +495,14 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         available = ["stored"]
         if streamer is not None and streamer.can_stream and callback is None:
             available.append("stream")
-        if allow_classical and passes is not None and passes.has_cg:
+        if allow_classical and passes is not None and not passes.has_cg:
+            # formats without the fused passes (a PA1 plan of a matrix without locality)
+            # still race classical CG, over the CSR arrays: without it, s-step CG of a
+            # permuted 2-D Poisson matrix ran 0.3x SciPy's cg, slower per iteration and in
+            # more iterations
+            whole = whole or _interim_passes(csr, leave_a_core=False)
+            passes = whole
+        if allow_classical and passes is not None:
             available.insert(0, "classical")   # timed first: it needs no tuning
             if kern is None and background.busy():
                 available = ["classical"]   # the other modes' steps would wait for or time
