@@ -65,7 +65,11 @@ class AnalysedMatrix:
         self._powers: dict[int, MatrixPowers] = {}
         self._lock = threading.Lock()
         #: the tuned k = 1 kernel with a product entry point, once :func:`asp_mpk.spmv` found it
+        #: faster than the CSR product
         self.spmv_kernel: Any = None
+        #: whether :func:`asp_mpk.spmv` runs the CSR product (:meth:`csr_product`) rather than
+        #: the tuned kernel, as a race of the two decided (None: not raced yet)
+        self.spmv_native: bool | None = None
         #: the CSR product :func:`asp_mpk.spmv` runs natively while that kernel is specialised
         #: (:meth:`csr_product`)
         self._csr_product: Any = None
@@ -365,7 +369,7 @@ def remember_product(A: Any, kern: Any, m: AnalysedMatrix,
         return
     fmt, watched = watch
     known = _PRODUCTS.get(id(A))
-    if known is not None and known[0] is watched and known[1] is kern:
+    if known is not None and known[0] is watched and known[1] is kern and known[3] is until:
         return
     made = mod.Product(watched.check, type(A), _ARRAYS[fmt], A.shape, entry[0], entry[1],
                        kern.n, kern.dtype, kern.pass_threads, kern)

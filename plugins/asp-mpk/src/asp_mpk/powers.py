@@ -13,11 +13,12 @@ import math
 import threading
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from asp_mpk import background, native
+from asp_mpk.bases import monomial_coefs
 from asp_mpk.cg_modes import ModeTimes
 from asp_mpk.matrix import (AnalysedMatrix, analysed, explain_first_sighting, powers_call,
                              product, remember_powers, remember_product, seen_before, vouched)
@@ -360,23 +361,13 @@ class MatrixPowers:
 
     def _race(self, x: np.ndarray) -> None:
         """Once the kernel is tuned, time the native CSR call against the tuned kernel's
-        call, as :meth:`powers` makes them (three each, alternating), and keep the faster.
-        For a small matrix the kernel's own time is not what decides: the Python around it
-        took 20 us a call of a 256-row matrix, k = 4, where the native call took 7 and
-        SciPy 14."""
-        native_best = tuned_best = math.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            V = self._csr_call(None, x, self.result())
-            took = time.perf_counter() - start
-            if V is None or took > NATIVE_BELOW_S:   # x it does not take, or too slow
-                self._native = False
-                return
-            native_best = min(native_best, took)
-            start = time.perf_counter()
-            self._general(x, "monomial", None, None)
-            tuned_best = min(tuned_best, time.perf_counter() - start)
-        self._native = native_best < tuned_best
+        call, as :meth:`powers` makes them, and keep the faster (:func:`race`).  For a small
+        matrix the kernel's own time is not what decides: the Python around it took 20 us a
+        call of a 256-row matrix, k = 4, where the native call took 7 and SciPy 14; nor is
+        the kernel always faster for a large one: an unstructured matrix of 250,000 rows ran
+        its tuned kernel (a symmetric format) at 1.6x the CSR products' time."""
+        self._native = race(lambda: self._csr_call(None, x, self.result()),
+                            lambda: self._general(x, "monomial", None, None))
 
     def tune(self) -> str | None:
         """Time every variant now (on a random vector); returns the chosen variant's name."""
@@ -529,9 +520,6 @@ def _direct(call: str, A: Any, xs: np.ndarray, res: np.ndarray) -> None:
     """``res[v] = [xs[v], A xs[v], ...]`` by CSR products over A's own arrays, for contents
     met the first time (:func:`~asp_mpk.matrix.seen_before`); xs is checked first, as the
     kernels check it.  ``call``: the public call's name, for ``asp explain``."""
-    from asp_mpk import native
-    from asp_mpk.bases import monomial_coefs
-
     check_finite(xs)
     done = native.csr_powers(A, xs, res, monomial_coefs(res.shape[1] - 1), True)
     assert done, "seen_before answers None only where the extension is built"
@@ -585,10 +573,40 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
     return V
 
 
-#: native CSR calls slower than this lose the race at once (:meth:`MatrixPowers._race`): the
-#: Python around a tuned kernel is a few percent of a call this long, and the kernel of a
-#: matrix that large wins by far
-NATIVE_BELOW_S = 1e-3
+#: a native CSR call this many times the tuned kernel's loses the race at once (:func:`race`):
+#: further rounds could not turn it, and each costs the caller that call
+RACE_GIVE_UP = 2.0
+
+
+def race(native_call: Callable[[], Any], tuned_call: Callable[[], Any]) -> bool:
+    """Whether ``native_call`` (a native CSR call; None: declined, as for an x it does not
+    take) is faster than ``tuned_call`` (the tuned kernel's), made as the public call makes
+    them: the best of three each, alternating, unless a round finds the native call
+    :data:`RACE_GIVE_UP` times slower or declining."""
+    native_best = tuned_best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        done = native_call()
+        native_best = min(native_best, time.perf_counter() - start)
+        start = time.perf_counter()
+        tuned_call()
+        tuned_best = min(tuned_best, time.perf_counter() - start)
+        if done is None or native_best > RACE_GIVE_UP * tuned_best:
+            return False
+    return native_best < tuned_best
+
+
+def _spmv_race(m: AnalysedMatrix, mp: MatrixPowers, tuned: Any, xv: np.ndarray) -> bool:
+    """Whether the CSR product beats ``tuned``, the tuned k = 1 kernel of ``m`` (``mp``'s), as
+    :func:`spmv` runs them (:func:`race`): its product entry point, or without one the basis
+    call.  The tuner times the generated variants against each other only: the winner for an
+    unstructured matrix of 250,000 rows, a symmetric format without a product entry point, ran
+    spmv at 2.3 ms (SciPy 2.2) where the CSR product takes 1.2."""
+    levels = np.empty((1, 2, m.n), m.dtype)
+    y = np.empty(m.n, m.dtype)
+    coefs = monomial_coefs(1)
+    return race(lambda: native.csr_powers(m.csr, xv[None, :], levels, coefs, True) or None,
+                (lambda: tuned.spmv(xv, y)) if tuned.has_spmv else (lambda: mp.powers(xv)))
 
 
 def _for_x(A: Any, xdtype: np.dtype, m: AnalysedMatrix | None) -> AnalysedMatrix:
@@ -619,18 +637,16 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         m = seen_before(A)   # None: A's contents met for the first time
     elif m is None or xdtype != m.dtype:
         m = _for_x(A, xdtype, m)
-    kern = mp = None
+    kern = mp = tuned = None
     if m is None:
         n, dtype = A.shape[0], xdtype
     else:
         kern = m.spmv_kernel
         if kern is None:   # vouched for but without a product kernel yet: no second check
             mp = m.powers(1)
-            kern = mp._winner(1, "monomial")
-            if kern is not None and kern.has_spmv:
-                mp.matrix.spmv_kernel = kern
-            else:
-                kern = None
+            tuned = mp._winner(1, "monomial")
+            if tuned is not None and tuned.has_spmv and m.spmv_native is False:
+                kern = mp.matrix.spmv_kernel = tuned
         sized: Any = kern if kern is not None else mp   # both know n and the dtype
         n, dtype = sized.n, sized.dtype
     column = False
@@ -647,10 +663,24 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
                          "overlapping x")
     else:
         y = out
+    if m is not None and m.spmv_native is None and tuned is not None:
+        assert mp is not None
+        check_finite(xv)   # the race's calls would compute with it
+        m.spmv_native = _spmv_race(m, mp, tuned, xv)
+        if not m.spmv_native and tuned.has_spmv:
+            kern = m.spmv_kernel = tuned
     if m is None:   # products over A's own arrays
         levels = np.empty((1, 2, n), dtype)
         _direct("spmv", A, xv[None, :], levels)
         y[...] = levels[0, 1]
+    elif m.spmv_native:   # the CSR product won the race against the tuned kernel
+        check_finite(xv)   # as the kernels check x (the native call declined it)
+        levels = np.empty((1, 2, n), dtype)
+        native.csr_powers(m.csr, xv[None, :], levels, monomial_coefs(1), True)
+        y[...] = levels[0, 1]
+        interim = m.csr_product()
+        if fast is None and interim is not None:
+            remember_product(A, interim, m)   # for good
     elif kern is not None:
         kern.spmv(xv, y)
         if fast is None:   # a current native path declined this call: it stays as it is
