@@ -273,31 +273,31 @@ def test_the_race_keeps_the_faster_call(monkeypatch):
 
 
 def test_spmv_races_the_csr_product_against_the_tuned_kernel(monkeypatch):
-    """spmv's tuned k = 1 kernel is raced against the CSR product as spmv runs them, and
-    the faster is kept: the tuner times generated variants only, and for an unstructured
-    matrix its winner (without a product entry point) ran spmv 1.9x slower than the CSR
-    product."""
+    """spmv's tuned k = 1 kernel is raced against the CSR product as spmv's native call runs
+    them (their product entry points), and the faster is kept: the tuner times generated
+    variants only, and for an unstructured matrix its winner (without a product entry point)
+    ran spmv 1.9x slower than the CSR product."""
     from asp_mpk import matrix, powers
 
     A = gallery.poisson2d(6)
     m = matrix.analysed(A)
     mp = m.powers(1)
     x = np.random.default_rng(2).standard_normal(A.shape[0])
+    y = np.empty(A.shape[0])
+    assert powers._entry_call(m.csr_product(), x, y)() == 0   # the call the race times
+    np.testing.assert_array_equal(y, A @ x)
 
     class Tuned:
         has_spmv = True
 
-        def __init__(self, seconds):
-            self.seconds = seconds
-
-        def spmv(self, x, y):
-            time.sleep(self.seconds)
-
-    assert powers._spmv_race(m, mp, Tuned(0.003), x) is True
-    real = powers.native.csr_powers
-    monkeypatch.setattr(powers.native, "csr_powers",
-                        lambda *args: (time.sleep(0.003), real(*args))[1])
-    assert powers._spmv_race(m, mp, Tuned(0.0), x) is False
+    tuned = Tuned()
+    seconds = {}
+    monkeypatch.setattr(powers, "_entry_call",
+                        lambda product, x, y: lambda: time.sleep(seconds[product]) or 0)
+    seconds.update({m.csr_product(): 0.0, tuned: 0.003})
+    assert powers._spmv_race(m, mp, tuned, x) is True
+    seconds.update({m.csr_product(): 0.003, tuned: 0.0})
+    assert powers._spmv_race(m, mp, tuned, x) is False
 
 
 @requires_compiler

@@ -312,7 +312,10 @@ _CALLS = {
     "cg": ("spla.cg(A, v, rtol=1e-8)", "asp_mpk.cg(A, v, rtol=1e-8)"),
     "powers": ("w = v\n    for _ in range(8): w = A @ w",
                "asp_mpk.matrix_powers(A, v, 8)"),
+    "spmv": ("A @ v", "asp_mpk.spmv(A, v)"),
 }
+#: what each of :data:`_CALLS` computes, for the rows' labels
+_CALL_NAMES = {"cg": "cg rtol 1e-8", "powers": "matrix_powers k=8", "spmv": "spmv"}
 
 
 def fresh_process(matrix: str, call: str, repeats: int = 3) -> dict[str, float]:
@@ -320,7 +323,8 @@ def fresh_process(matrix: str, call: str, repeats: int = 3) -> dict[str, float]:
     its steady state (best of the last 5 of ``repeats`` calls: tuning times variants on the
     first calls; ``calls37``: best of calls 37-41, 0 with fewer calls), measured in a new
     Python process with an empty ``ASP_CACHE_DIR``.
-    ``matrix``: an expression over ``gallery``; ``call``: "cg" (rtol 1e-8) or "powers" (k=8)."""
+    ``matrix``: an expression over ``gallery``; ``call``: "cg" (rtol 1e-8), "powers" (k=8) or
+    "spmv"."""
     scipy_call, asp_call = _CALLS[call]
     script = _FRESH.format(matrix=matrix, scipy=scipy_call, call=asp_call, repeats=repeats)
     return _in_new_process(script)
@@ -384,7 +388,7 @@ def _in_new_process(script: str) -> Any:
 def _fresh_case(bench: Any, label: str, matrix: str, call: str, repeats: int) -> None:
     """A fresh-process row: first call and steady state as ratios against SciPy."""
     r = fresh_process(matrix, call, repeats)
-    what = "cg rtol 1e-8" if call == "cg" else "matrix_powers k=8"
+    what = _CALL_NAMES[call]
     mid = (f"; calls 37-41 {r['calls37']:.3f} s (x{r['scipy'] / r['calls37']:.2f}: while the "
            "variants are compiled and timed)" if r.get("calls37") and repeats > 45 else "")
     bench.note(f"{what} {label}, as users call it (new process, empty cache): SciPy "
@@ -434,6 +438,13 @@ def run_benchmarks(bench: Any) -> None:
         _fresh_case(bench, label, matrix, "powers", 80)
     _fresh_case(bench, f"3-D Poisson {m3}³", f"gallery.poisson3d({m3})", "cg", 2)
     _fresh_case(bench, f"2-D Poisson {mc}²", f"gallery.poisson2d({mc})", "cg", 2)
+    # no diagonals or blocks to exploit: the CSR products race the tuned kernel
+    nu, mu = (50_000, 120) if quick else (250_000, 250)
+    unstructured = f"gallery.unstructured_spd({nu}, seed=1)"
+    _fresh_case(bench, f"unstructured SPD {nu} rows", unstructured, "powers", 80)
+    _fresh_case(bench, f"unstructured SPD {nu} rows", unstructured, "spmv", 400)
+    _fresh_case(bench, f"2-D Poisson {mu}², nodes shuffled",
+                f"gallery.shuffle_nodes(gallery.poisson2d({mu}), 1)", "cg", 2)
     p2 = gallery.poisson2d(300 if quick else 1000)
     p3 = gallery.poisson3d(40 if quick else 100)
     ks = [2, 8] if quick else [2, 4, 8, 16]

@@ -598,15 +598,29 @@ def race(native_call: Callable[[], Any], tuned_call: Callable[[], Any]) -> bool:
 
 def _spmv_race(m: AnalysedMatrix, mp: MatrixPowers, tuned: Any, xv: np.ndarray) -> bool:
     """Whether the CSR product beats ``tuned``, the tuned k = 1 kernel of ``m`` (``mp``'s), as
-    :func:`spmv` runs them (:func:`race`): its product entry point, or without one the basis
-    call.  The tuner times the generated variants against each other only: the winner for an
-    unstructured matrix of 250,000 rows, a symmetric format without a product entry point, ran
-    spmv at 2.3 ms (SciPy 2.2) where the CSR product takes 1.2."""
-    levels = np.empty((1, 2, m.n), m.dtype)
+    :func:`spmv` runs them (:func:`race`): the product entry points, as the native call of a
+    watched matrix makes them, or without one for the kernel its basis call.  The tuner times
+    the generated variants against each other only: the winner for an unstructured matrix of
+    250,000 rows, a symmetric format without a product entry point, ran spmv at 2.3 ms (SciPy
+    2.2) where the CSR product takes 1.2."""
+    csr = m.csr_product()
+    if csr is None:
+        return False
     y = np.empty(m.n, m.dtype)
-    coefs = monomial_coefs(1)
-    return race(lambda: native.csr_powers(m.csr, xv[None, :], levels, coefs, True) or None,
-                (lambda: tuned.spmv(xv, y)) if tuned.has_spmv else (lambda: mp.powers(xv)))
+    return race(_entry_call(csr, xv, y),
+                _entry_call(tuned, xv, y) if tuned.has_spmv else (lambda: mp.powers(xv)))
+
+
+def _entry_call(product: Any, x: np.ndarray, y: np.ndarray) -> Callable[[], int]:
+    """``y = A x`` through ``product``'s product entry point (``int f(n, <matrix arrays>, x, y,
+    threads)``), called as ``Product`` in ``_planner.cpp`` calls it."""
+    import ctypes
+
+    address, arrays = product.product_entry()
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, *[ctypes.c_void_p] * (len(arrays) + 2),
+                          ctypes.c_int)(address)
+    args = (product.n, *arrays, x.ctypes.data, y.ctypes.data, product.pass_threads)
+    return lambda: fn(*args)
 
 
 def _for_x(A: Any, xdtype: np.dtype, m: AnalysedMatrix | None) -> AnalysedMatrix:
