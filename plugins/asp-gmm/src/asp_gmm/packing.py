@@ -73,7 +73,10 @@ def pack(layout: Layout, weights: np.ndarray | None, means: np.ndarray,
     shift = np.zeros((D, MP))
     with np.errstate(over="ignore", invalid="ignore"):
         spread = np.max(((means - shared) * prec_chol) ** 2, initial=0.0)
-    shift[:, :M] = shared[:, None] if spread <= SHARED_SHIFT_SPREAD else means.T
+    if spread <= SHARED_SHIFT_SPREAD:
+        shift[:] = shared[:, None]   # every lane, the padding too: the kernels compare rows
+    else:
+        shift[:, :M] = means.T
     return Packed(muT, pT, cpad, shift)
 
 

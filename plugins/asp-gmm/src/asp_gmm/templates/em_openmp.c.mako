@@ -390,17 +390,21 @@ static void logp_block(const double *restrict xb, int nb, const double *restrict
     logp_block_q(xb, nb, muT, pT, cst, lp, k0 / VK, (k1 + VK - 1) / VK);
 }
 
-/* whether the M lanes of a shift row hold one point (every component's moments about it) */
-static inline int lanes_equal(const double *restrict row)
+/* whether every row of the shift holds one point in all its lanes (each component's moments
+   about the same point; a shared point fills the padding lanes too, so the rows compare in a
+   few vector ops) */
+static inline int shift_shared(const double *restrict shift)
 {
-    for (int k = 1; k < M; ++k)
-        if (row[k] != row[0]) return 0;
-    return 1;
+    int same = 1;
+    for (int j = 0; j < D; ++j)
+        for (int k = 1; k < MP; ++k) same &= shift[j * MP + k] == shift[j * MP];
+    return same;
 }
 
 /* S1[j][k] += r x'_j, S2[j][k] += r x'_j^2 with x'_j = x_j - shift[j][k] (each component's own
-   point) for the component vectors [q0, q1) */
-static void stats_lanes_q(const double *restrict xb, int nb, const double *restrict r, int j,
+   point) for the component vectors [q0, q1); kept out of line, so the shared point's loop
+   below compiles as it does alone */
+__attribute__((noinline)) static void stats_lanes_q(const double *restrict xb, int nb, const double *restrict r, int j,
                           const double *restrict shift, double *restrict acc, int q0, int q1)
 {
     for (int q = q0; q < q1; ++q) {
@@ -427,11 +431,11 @@ static void stats_block_q(const double *restrict xb, int nb, const double *restr
         for (int b = 0; b < nb; ++b) s0 += LDK(r + (int64_t)b * MP + q * VK);
         STK(acc + q * VK, s0);
     }
+    if (!shift_shared(shift)) {
+        for (int j = 0; j < D; ++j) stats_lanes_q(xb, nb, r, j, shift, acc, q0, q1);
+        return;
+    }
     for (int j = 0; j < D; ++j) {
-        if (!lanes_equal(shift + j * MP)) {
-            stats_lanes_q(xb, nb, r, j, shift, acc, q0, q1);
-            continue;
-        }
         const double sj = shift[j * MP];
         for (int qc = q0; qc < q1; qc += ${qchunk}) {
             int qn = q1 - qc < ${qchunk} ? q1 - qc : ${qchunk};
@@ -488,7 +492,7 @@ static void stats_dim(const xtype *restrict X, int64_t N, const double *restrict
                       const double *restrict shift, double *restrict acc)
 {
     const double *sh = shift + j * MP;
-    const int same = lanes_equal(sh);
+    const int same = shift_shared(shift);
     for (int64_t n = 0; n < N; ++n) {
         const double xn = (double)X[n * D + j];
         const double *rn = resp + n * MP;
@@ -679,9 +683,10 @@ static void labels_block(const double *restrict xb, int nb, const int64_t *restr
         /* component-major (kt: S1 row then S2 row per component, contiguous, so vector adds;
            the statistics' feature-major layout made these 2 D scattered scalar updates) */
         double *t = kt + k * 2 * D;
+        const double *sk = kt + (int64_t)M * 2 * D + k * D;
 #pragma omp simd
         for (int j = 0; j < D; ++j) {
-            const double dj = x[j] - shift[j * MP + k];
+            const double dj = x[j] - sk[j];
             t[j] += dj;
             t[D + j] += dj * dj;
         }
@@ -724,8 +729,11 @@ static int m_step_impl(const xtype *restrict X, int64_t N, const double *restric
 % if full:
         double *kt = NULL;
 % else:
-        double *kt = labels ? (double *)calloc((size_t)M * 2 * D, 8) : NULL;
+        /* component-major sums (2 D a component), then the shift component-major (D each) */
+        double *kt = labels ? (double *)calloc((size_t)M * 3 * D, 8) : NULL;
         if (labels && !kt) ok = 0;
+        for (int k = 0; kt && k < M; ++k)
+            for (int j = 0; j < D; ++j) kt[(int64_t)M * 2 * D + k * D + j] = shift[j * MP + k];
 % endif
         if (!ok) {
 #pragma omp atomic write
