@@ -613,13 +613,15 @@ def _spmv_race(m: AnalysedMatrix, mp: MatrixPowers, tuned: Any, xv: np.ndarray) 
 
 def _entry_call(product: Any, x: np.ndarray, y: np.ndarray) -> Callable[[], int]:
     """``y = A x`` through ``product``'s product entry point (``int f(n, <matrix arrays>, x, y,
-    threads)``), called as ``Product`` in ``_planner.cpp`` calls it."""
+    threads)``), called as ``Product`` in ``_planner.cpp`` calls it (one thread on the thread
+    that forked this process, see :func:`asp_mpk.native.omp_threads`)."""
     import ctypes
 
     address, arrays = product.product_entry()
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, *[ctypes.c_void_p] * (len(arrays) + 2),
                           ctypes.c_int)(address)
-    args = (product.n, *arrays, x.ctypes.data, y.ctypes.data, product.pass_threads)
+    args = (product.n, *arrays, x.ctypes.data, y.ctypes.data,
+            native.omp_threads(product.pass_threads))
     return lambda: fn(*args)
 
 
