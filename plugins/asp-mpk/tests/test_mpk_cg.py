@@ -57,10 +57,12 @@ def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
     assert st.outer >= 1 or st.steps_by_mode.get("classical", 0) == st.iterations
     assert np.linalg.norm(b - A @ x) < rtol * np.linalg.norm(b)
     assert st.iterations <= 1.2 * it_ref + 1, (st.iterations, it_ref)
-    # classical CG is timed against the s-step modes whatever the format: over the kernel's
-    # fused passes (DIA, naive) or the CSR arrays (a permuted 2-D Poisson matrix ran its
-    # s-step CG at 0.3x SciPy's cg without that rival)
-    assert "classical" in st.modes
+    # classical CG races the s-step modes whatever the format (it runs first, as soon as the
+    # kernel is there: steps before it are the interim "scipy" ones), over the kernel's fused
+    # passes (DIA, naive) or the CSR arrays (a permuted 2-D Poisson matrix ran its s-step CG
+    # at 0.3x SciPy's cg without that rival)
+    if set(st.steps_by_mode) - {"scipy"}:
+        assert "classical" in st.steps_by_mode, st.steps_by_mode
     assert sum(st.steps_by_mode.values()) == st.iterations
 
 
