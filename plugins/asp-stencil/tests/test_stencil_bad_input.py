@@ -73,6 +73,17 @@ def test_dtypes_c_does_not_take_run_in_python_and_say_so(lap, dtype):
 
 
 @requires_compiler
+def test_a_grid_passed_twice_too_many_is_an_arity_error(lap):
+    """``kernel(u, out, out)`` of a two-grid kernel: the count is the problem (it was told its
+    output aliases input grid 2)."""
+    a, out = _pair()
+    with pytest.raises(TypeError, match=r"kernel\(\) takes 2 grid arguments \(u, out\), got 3"):
+        lap.kernel(a, out, out)
+    with pytest.raises(ValueError, match="aliases input grid 1"):   # two grids, one aliased
+        lap.kernel(out, out)
+
+
+@requires_compiler
 def test_data_that_is_not_an_array_is_named():
     a, out = _pair()
     a.data = a.data.tolist()

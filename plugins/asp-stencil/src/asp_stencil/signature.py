@@ -160,12 +160,37 @@ def _hashable(v: Any) -> Hashable:
     return (type(v).__name__, id(v))
 
 
+def _check_arity(args: tuple, instance: Any) -> None:
+    """``TypeError`` when ``instance``'s kernel takes another number of grids than ``args``
+    holds, said before what :func:`check_grids` found in them: ``kernel(u, out, out)`` of a
+    two-grid kernel was told its output aliases input grid 2."""
+    import inspect
+
+    from .kernel import kernel_functions
+
+    funcs = kernel_functions(instance) if instance is not None else []
+    if not funcs:
+        return
+    try:
+        params = list(inspect.signature(funcs[0]).parameters.values())
+    except (TypeError, ValueError):   # no signature to compare with: check_grids' error stands
+        return
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if all(p.kind in plain for p in params) and len(params) != len(args):
+        raise TypeError(f"{funcs[0].__name__}() takes {len(params)} grid arguments "
+                        f"({', '.join(p.name for p in params)}), got {len(args)}")
+
+
 def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     """The specialisation key (validates the arguments first)."""
     if kwargs:
         raise TypeError(f"stencil kernels take grids as positional arguments, got keywords "
                         f"{sorted(kwargs)}")
-    check_grids(args)
+    try:
+        check_grids(args)
+    except ValueError:
+        _check_arity(args, instance)
+        raise
     grids = tuple(
         (g.data.shape, g.data.dtype.str, int(g.ghost_depth),
          tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition),
