@@ -196,12 +196,26 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     return value
 
 
+#: the shortest limit a probe gets, whatever ASP_COMPILE_TIMEOUT says: a one-line compile
+#: with OpenMP may take a second on a loaded machine, and a probe cut short would take a
+#: working compiler for a broken one
+PROBE_FLOOR_S = 5.0
+
+
+def _probe_limit(seconds: float) -> float:
+    """A probe's time limit: ``seconds``, or less where ``ASP_COMPILE_TIMEOUT`` (the limit of
+    any compiler run, :func:`asp_core.config.compile_timeout`) says less, down to
+    :data:`PROBE_FLOOR_S`: with a compiler that hangs and a 3 s limit, each process's first
+    kernel call waited 120 s for the probes."""
+    return min(seconds, max(config.compile_timeout(), PROBE_FLOOR_S))
+
+
 @functools.lru_cache(maxsize=32)
 def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
     """(family, version) of a compiler executable."""
 
     def run() -> list[str]:
-        out = run_tool([executable, "--version"], timeout=30)
+        out = run_tool([executable, "--version"], timeout=_probe_limit(30))
         text = (out.stdout + out.stderr).strip()
         if lang == "cuda":
             return ["nvcc", text.splitlines()[-1] if text else "?"]
@@ -227,7 +241,7 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
         src.write_text(source)
         lib = Path(tmp) / "libprobe.so"
         proc = run_tool([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
-                        timeout=60)
+                        timeout=_probe_limit(60))
         if proc.returncode != 0:
             line = _error_line((proc.stdout + proc.stderr).strip().splitlines())
             return f"a one-line test file failed to compile (exit {proc.returncode}" + \
@@ -262,7 +276,7 @@ def _broken(executable: str, mtime: float, lang: str) -> str:
 
     def run() -> str:
         if lang == "cuda":  # a test compile costs seconds with nvcc: check who answers
-            out = run_tool([executable, "--version"], timeout=30)
+            out = run_tool([executable, "--version"], timeout=_probe_limit(30))
             text = out.stdout + out.stderr
             return "" if out.returncode == 0 and ("nvcc" in text or "cuda" in text.lower()) \
                 else "`--version` does not identify nvcc"

@@ -161,6 +161,19 @@ def test_a_compile_that_timed_out_in_the_background_is_not_run_again(fresh_cache
     assert runs.read_text().split() == ["run"]
 
 
+
+def test_the_compiler_probes_keep_to_the_compile_timeout(monkeypatch):
+    """The probes (``--version``, one-line builds) had limits of their own, 30 and 60 s: with
+    a compiler that hangs and ``ASP_COMPILE_TIMEOUT=3``, each process's first kernel call
+    waited 120 s.  They keep to the compile limit, down to a floor a loaded machine needs."""
+    from asp_core import toolchain
+
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "3")
+    assert toolchain._probe_limit(30) == toolchain._probe_limit(60) == toolchain.PROBE_FLOOR_S
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "40")
+    assert (toolchain._probe_limit(30), toolchain._probe_limit(60)) == (30, 40)
+
+
 def test_submit_without_a_compiler_returns_the_error(fresh_cache, monkeypatch):
     from asp_core.errors import CompilerNotFound
 

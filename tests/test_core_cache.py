@@ -399,6 +399,30 @@ def test_a_new_cache_first_used_by_many_threads_is_asps(tmp_path):
             "CACHEDIR.TAG", "code", "locks", "tmp"]
 
 
+
+def test_verify_and_clear_do_not_follow_a_symlinked_tmp(fresh_cache, tmp_path):
+    """A cache whose ``tmp`` (or a folder in it) is a link to a user's folder: ``verify``
+    removed the folders there whose names looked like builds ("2 bad entries removed")."""
+    cache = CodeCache(fresh_cache)
+    cache.ensure()
+    user = tmp_path / "user"
+    kept = [user / "0123456789ab-abcdefgh", user / "stale-0123456789ab-01234567"]
+    for folder in kept:
+        folder.mkdir(parents=True)
+        (folder / "data").write_text("mine")
+    (fresh_cache / "tmp").rmdir()
+    (fresh_cache / "tmp").symlink_to(user, target_is_directory=True)
+    assert maintenance.leftovers(cache) == []
+    maintenance.verify(cache)
+    maintenance.clear(cache)
+    (fresh_cache / "tmp").unlink()
+    (fresh_cache / "tmp").mkdir()
+    (fresh_cache / "tmp" / "0123456789ab-linked12").symlink_to(kept[0], target_is_directory=True)
+    assert maintenance.leftovers(cache) == []
+    maintenance.verify(cache)
+    assert all((folder / "data").read_text() == "mine" for folder in kept)
+
+
 def test_removal_that_fails_is_an_error_and_one_gone_meanwhile_is_not_counted(fresh_cache,
                                                                                monkeypatch):
     """``clear`` on a read-only cache reported "removed 1 entries"; ``verify`` counted builds

@@ -47,12 +47,16 @@ def _is_entry(path: Path) -> bool:
 
 def leftovers(cache: CodeCache) -> list[Path]:
     """Build directories of killed compiles and entries moved aside (``tmp/``) that no running
-    build is using."""
+    build is using.  A ``tmp/`` or an entry in it that is a symbolic link is not Asp's (its
+    builds make real directories): ``verify`` followed a ``tmp`` linked to a user's folder and
+    removed the folders there whose names looked like builds."""
     tmp = cache.root / "tmp"
-    if not tmp.is_dir():
+    if tmp.is_symlink() or not tmp.is_dir():
         return []
     out = []
     for path in sorted(tmp.iterdir()):
+        if path.is_symlink():
+            continue
         if _STALE.fullmatch(path.name):
             out.append(path)
         elif (m := _TMP_BUILD.fullmatch(path.name)) and not _building(cache, m.group(1)):
