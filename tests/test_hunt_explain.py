@@ -175,6 +175,13 @@ def test_ctrl_c_in_the_script_keeps_the_reports_and_exits_130(tmp_path, elementw
     assert "Aborted!" not in result.output
     assert "KeyboardInterrupt" in result.output
     assert "=== kernel squares" in result.output and "FALLBACK to pure Python" in result.output
+    # a BaseException subclass of the script's own: its traceback, status 1, the reports
+    path.write_text(path.read_text().replace(
+        "raise KeyboardInterrupt", "class Stop(BaseException):\n    pass\nraise Stop('stop')"))
+    result = _explain(path)
+    assert result.exit_code == 1, result.output
+    assert "Stop: stop" in result.output
+    assert "=== kernel squares" in result.output and "FALLBACK to pure Python" in result.output
 
 
 def test_explain_shows_dropped_candidates_and_the_plugins_own_decisions(fresh_cache):

@@ -322,8 +322,9 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         if exc.code not in (None, 0):
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the script's own error:
-        # show it, then the kernels (Ctrl-C too: click's "Aborted!" dropped every report)
+    except BaseException as exc:  # noqa: BLE001 - the script's own error: show it, then the
+        # kernels (Ctrl-C too: click's "Aborted!" dropped every report; a BaseException
+        # subclass of the script's gave asp's own traceback and no report)
         status, raised = (130 if isinstance(exc, KeyboardInterrupt) else 1), type(exc)
         click.echo(_script_traceback(exc, script), err=True)
         click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
