@@ -661,8 +661,6 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         if kern is None:   # vouched for but without a product kernel yet: no second check
             mp = m.powers(1)
             tuned = mp._winner(1, "monomial")
-            if tuned is not None and tuned.has_spmv and m.spmv_native is False:
-                kern = mp.matrix.spmv_kernel = tuned
         sized: Any = kern if kern is not None else mp   # both know n and the dtype
         n, dtype = sized.n, sized.dtype
     column = False
@@ -679,10 +677,11 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
                          "overlapping x")
     else:
         y = out
-    if m is not None and m.spmv_native is None and tuned is not None:
+    if m is not None and tuned is not None:   # tuned, the race decides which product runs
         assert mp is not None
-        check_finite(xv)   # the race's calls would compute with it
-        m.spmv_native = _spmv_race(m, mp, tuned, xv)
+        if m.spmv_native is None:
+            check_finite(xv)   # the race's calls would compute with it
+            m.spmv_native = _spmv_race(m, mp, tuned, xv)
         if not m.spmv_native and tuned.has_spmv:
             kern = m.spmv_kernel = tuned
     if m is None:   # products over A's own arrays
