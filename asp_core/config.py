@@ -133,12 +133,16 @@ def _layout_problem(data: dict[str, Any]) -> str | None:
 
 def load_config() -> dict[str, Any]:
     """The parsed config file, or ``{}`` when there is none."""
+    import stat
+
     path = config_path()
     try:
-        mtime = path.stat().st_mtime
+        st = path.stat()
     except OSError:
         return {}
-    return _read_config(str(path), mtime)
+    if not stat.S_ISREG(st.st_mode):   # ASP_CONFIG=/dev/zero read forever; a FIFO blocks
+        raise ValueError(f"invalid Asp config file {path}: not a regular file")
+    return _read_config(str(path), st.st_mtime)
 
 
 def cache_dir() -> Path:

@@ -156,6 +156,75 @@ def test_a_refused_project_leaves_no_folder_behind(tmp_path: Path, capfd) -> Non
     assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
 
 
+def test_asp_new_refuses_a_specializer_name_an_installed_plugin_registers(tmp_path: Path,
+                                                                          capfd) -> None:
+    """``asp new`` made a project registering specializer ``stencil`` beside asp-stencil's:
+    installed, the registry refused one of the two, and every stencil kernel ran in Python."""
+    pytest.importorskip("cookiecutter")
+    result = _asp("new", "my-own-stencils", "--no-input", "--output-dir", str(tmp_path),
+                  "--extra", "specializer_name=stencil")
+    assert result.exit_code == 1, result.output
+    assert ("specializer name 'stencil' is registered by plugin 'stencil' (asp-stencil)"
+            in capfd.readouterr().err)
+    assert not any(tmp_path.iterdir())
+
+
+def test_asp_new_with_an_undecodable_name_is_one_line(tmp_path: Path) -> None:
+    """A NAME of bytes the file system encoding cannot decode (a surrogate escape in argv)
+    stopped with the codec's "surrogates not allowed" and left its project folder behind."""
+    pytest.importorskip("cookiecutter")
+    out = tmp_path / "out"
+    result = _asp("new", "bad\udcff-spec", "--no-input", "--output-dir", str(out))
+    assert result.exit_code == 2, result.output
+    assert "is not valid Unicode text" in result.output
+    assert not out.exists()
+
+
+# -- asp doctor ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("var", "value", "says"), [
+    ("ASP_MODE", "strickt", "ASP_MODE='strickt' is not valid"),
+    ("ASP_AUTOTUNE", "sometimes", "ASP_AUTOTUNE='sometimes' is not valid"),
+    ("ASP_COMPILE_TIMEOUT", "-3", "ASP_COMPILE_TIMEOUT='-3' is not valid"),
+    ("ASP_DISABLE_PASSES", "no-such-pass", "unknown pass name 'no-such-pass'"),
+    ("ASP_TRACE_HOOKS", "maybe", "ASP_TRACE_HOOKS='maybe' is not valid"),
+    ("ASP_STENCIL_TEMPORAL", "sometimes", "temporal must be 'auto', 'on' or 'off'"),
+    ("ASP_STENCIL_TEMPORAL_PARAMS", "7,x", "ASP_STENCIL_TEMPORAL_PARAMS='7,x'"),
+    ("ASP_CUDA_MEMORY", "opencl", "ASP_CUDA_MEMORY='opencl'"),
+    ("ASP_MPK_COMPILE", "later", "ASP_MPK_COMPILE must be 'background' or 'wait'"),
+])
+def test_asp_doctor_fails_on_an_invalid_setting(monkeypatch, fresh_cache, var: str, value: str,
+                                                 says: str) -> None:
+    """An invalid ``ASP_MODE`` (or any setting read at a kernel's first call) passed every
+    check of ``asp doctor`` and failed only at that call."""
+    monkeypatch.setenv(var, value)
+    result = _asp("doctor", "--no-stream")
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if "[FAIL]" in line]
+    assert len(failed) == 1 and "settings" in failed[0] and says in failed[0], result.output
+
+
+def test_asp_doctor_passes_the_settings_it_reads(monkeypatch, fresh_cache) -> None:
+    for var, value in (("ASP_MODE", "strict"), ("ASP_AUTOTUNE", "off"),
+                       ("ASP_COMPILE_TIMEOUT", "30"), ("ASP_STENCIL_TEMPORAL", "on"),
+                       ("ASP_MPK_COMPILE", "wait")):
+        monkeypatch.setenv(var, value)
+    result = _asp("doctor", "--no-stream")
+    assert result.exit_code == 0, result.output
+    assert "settings" in result.output and "[FAIL]" not in result.output
+
+
+def test_a_config_path_that_is_not_a_file_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """``ASP_CONFIG=/dev/zero`` read the device forever: every ``asp`` command and every
+    kernel's first call hung."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo), str(tmp_path)):
+        monkeypatch.setenv("ASP_CONFIG", path)
+        result = _asp("list")
+        assert result.exit_code == 1, result.output
+        assert f"invalid Asp config file {path}: not a regular file" in result.output
+
+
 # -- asp cache ----------------------------------------------------------------------------------
 def test_asp_cache_clear_of_an_empty_folder_succeeds(tmp_path: Path, monkeypatch) -> None:
     """A cache folder made beforehand (``export ASP_CACHE_DIR=$(mktemp -d)``) holds nothing to

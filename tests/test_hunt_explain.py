@@ -149,6 +149,30 @@ def test_explain_of_a_symlinked_script_imports_the_modules_beside_the_real_file(
     assert "no kernel was specialised" in result.output
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("does", ["sys.stdout.close()", "sys.stdout = open(os.devnull, 'w')",
+                                  "sys.stderr.close(); sys.stdout.close()"])
+def test_a_script_that_closes_or_replaces_stdout_still_gets_its_report(tmp_path, fresh_cache,
+                                                                       does, as_json):
+    """A script that closed ``sys.stdout`` (or pointed it at a file) made ``asp explain``
+    end in "I/O operation on closed file" (status 1, no report), or print the report into the
+    script's file."""
+    import subprocess
+
+    script = tmp_path / "closes.py"
+    script.write_text(f"import os, sys\nprint('from the script')\n{does}\n")
+    proc = subprocess.run([sys.executable, "-m", "asp_core.cli", "explain",
+                           *(["--json"] if as_json else []), str(script)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if as_json:
+        assert json.loads(proc.stdout) == {"kernels": []}
+    else:
+        assert "from the script" in proc.stdout
+        assert "asp explain: no kernel was specialised" in proc.stdout
+
+
 def test_ctrl_c_in_the_script_keeps_the_reports_and_exits_130(tmp_path, elementwise):
     """A KeyboardInterrupt (Ctrl-C) in the script became click's "Aborted!" with status 1 and
     no report; ``python SCRIPT`` prints the traceback and exits 130."""

@@ -27,7 +27,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     from asp_core.plugins import broken_plugins, get_plugin_manager
     from asp_core.toolchain import Toolchain
 
-    out: list[tuple[str, bool, str]] = []
+    out: list[tuple[str, bool, str]] = [_settings_check()]
     with warnings.catch_warnings():   # an unusable cache is reported below, once
         warnings.simplefilter("ignore", CacheWarning)
         tcs = available_toolchains()
@@ -89,6 +89,29 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     if measure_stream:
         out.append(_stream_check(hw, refresh))
     return out
+
+
+def _settings_check() -> tuple[str, bool, str]:
+    """The ``ASP_*`` variables and the config file, read as a kernel's first call reads them: an
+    invalid value (``ASP_MODE=strickt``) passed every check before and failed only there."""
+    from asp_core import config
+    from asp_core.passes import check_disabled
+
+    readers = [config.load_config, config.mode, config.autotune_mode, config.compile_timeout,
+               lambda: check_disabled(config.disabled_passes(), [])]
+    readers += [lambda var=var: config.flag(var) for var in  # type: ignore[misc]
+                ("ASP_DISABLE_PLUGIN_AUTOLOAD", "ASP_TRACE_HOOKS", "ASP_MPI_ABORT_ON_ERROR")]
+    problems = []
+    for read in readers:
+        try:
+            read()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        return ("settings", False, "; ".join(dict.fromkeys(problems)))
+    path = config.config_path()
+    return ("settings", True, "ASP_* variables valid; config file "
+            + (f"{path} valid" if path.exists() else f"{path}: none"))
 
 
 def _orphan_platforms() -> list[str]:

@@ -262,9 +262,35 @@ def _stdout_to_stderr() -> Iterator[None]:
             yield
     finally:
         if saved is not None and fd is not None:
-            sys.stderr.flush()
+            with contextlib.suppress(ValueError):   # the script closed it (as its stdout)
+                sys.stderr.flush()
             os.dup2(saved, fd)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def _streams_kept() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` as they were before the script, for what follows it: a
+    script may replace or close them (the reports then raised "I/O operation on closed file"
+    and were lost). One the script closed is opened again on its file descriptor."""
+    saved = sys.stdout, sys.stderr
+    fds = []
+    for stream in saved:
+        try:
+            fds.append(stream.fileno())
+        except (AttributeError, OSError, ValueError):  # not a real file (tests, notebooks)
+            fds.append(None)
+    try:
+        yield
+    finally:
+        kept = []
+        for stream, fd in zip(saved, fds):
+            if stream.closed and fd is not None:
+                stream = open(fd, "w", buffering=1, closefd=False,  # noqa: SIM115
+                              encoding=getattr(stream, "encoding", None),
+                              errors="backslashreplace")
+            kept.append(stream)
+        sys.stdout, sys.stderr = kept
 
 
 def _script_traceback(exc: BaseException, script: str) -> str:
@@ -313,7 +339,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
     before = set(threading.enumerate())
     try:
-        with quiet_stdout, _lowering_for(platform):
+        with _streams_kept(), quiet_stdout, _lowering_for(platform):
             try:
                 runpy.run_path(script, run_name="__main__")
             finally:

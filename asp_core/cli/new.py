@@ -66,6 +66,7 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     if "/" in name or os.sep in name:   # cookiecutter would leave the parent folder behind
         raise click.BadParameter(f"{name!r} is a path; give a name and --output-dir",
                                  param_hint="NAME")
+    _check_text(name, "NAME")
     context = {"project_name": _literal(name)}
     if template is None:
         context["_asp_core_requirement"] = core_requirement()
@@ -73,11 +74,7 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--extra")
-        try:   # a lone surrogate (undecodable bytes in argv) cannot be written to a file
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise click.BadParameter(f"{item!r} is not valid Unicode text",
-                                     param_hint="--extra") from None
+        _check_text(item, "--extra")
         context[key.strip()] = _literal(value)
     source = template or str(template_dir())
     known = _template_variables(source)
@@ -99,6 +96,16 @@ def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
     if template is None and helper is None and importlib.util.find_spec("pytest_asp") is None:
         click.echo("note: the test extra needs pytest-asp (plugins/pytest-asp of the Asp "
                    "sources), which is not installed here", err=True)
+
+
+def _check_text(value: str, hint: str) -> None:
+    """A lone surrogate (undecodable bytes in argv) cannot be written to a file: a NAME of them
+    stopped with the codec's own error and left the project folder behind."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter(f"{value!r} is not valid Unicode text", param_hint=hint
+                                 ) from None
 
 
 def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, str],

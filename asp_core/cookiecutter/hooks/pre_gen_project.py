@@ -37,6 +37,18 @@ def installed_distribution(name: str) -> str | None:
         return None
 
 
+def registered_specializer(name: str) -> str | None:
+    """The installed distribution whose plugin registers a specializer called ``name``, or
+    None: two with one name cannot both be installed (the registry refuses the second)."""
+    try:
+        from asp_core.plugins import get_registry
+
+        spec = get_registry().specializers.get(name)
+    except Exception:  # noqa: BLE001 - an Asp that cannot load its plugins: nothing to compare
+        return None
+    return None if spec is None else f"plugin {spec.plugin!r} ({spec.distribution})"
+
+
 problems = []
 if not re.fullmatch(r"[a-z0-9]+(?:[-.][a-z0-9]+)*", slug):
     problems.append(f"distribution name {slug!r}: use letters, digits and single '-' between them")
@@ -51,6 +63,9 @@ elif importlib.util.find_spec(package) is not None:   # installing it would shad
     problems.append(f"package name {package!r} is taken by an installed module")
 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", specializer):
     problems.append(f"specializer name {specializer!r}: letters, digits, '_' and '-' only")
+elif (owner := registered_specializer(specializer)) is not None:
+    problems.append(f"specializer name {specializer!r} is registered by {owner}: choose "
+                    "another (--extra specializer_name=...)")
 if not VERSION.fullmatch(version):   # no spaces around it either: setuptools keeps them
     problems.append(f"version {version!r} is not a PEP 440 version such as 0.1.0 or 1.0rc1")
 if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):   # what setuptools accepts, no spaces

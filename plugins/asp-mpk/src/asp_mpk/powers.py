@@ -478,17 +478,23 @@ class MatrixPowers:
 SPECIALISE_AFTER_S = 0.1
 
 
-def _compile_in_background() -> bool:
+def compile_choice() -> str:
     """``ASP_MPK_COMPILE``: ``background`` (default) serves calls with SciPy while the kernel
-    compiles; ``wait`` compiles on the first call.  ``ASP_MODE=strict`` always waits."""
+    compiles; ``wait`` compiles on the first call; another value is a ``ValueError``."""
     import os
-
-    from asp_core import config
 
     choice = os.environ.get("ASP_MPK_COMPILE", "background").strip().lower()
     if choice not in ("background", "wait"):
         raise ValueError(f"ASP_MPK_COMPILE must be 'background' or 'wait', got {choice!r}")
-    return choice == "background" and config.mode() == "auto"
+    return choice
+
+
+def _compile_in_background() -> bool:
+    """Whether to compile on a thread: ``ASP_MPK_COMPILE`` says ``background`` and
+    ``ASP_MODE=strict`` (which always waits) is not set."""
+    from asp_core import config
+
+    return compile_choice() == "background" and config.mode() == "auto"
 
 
 def _plan_candidates(tuning: Tuning) -> None:

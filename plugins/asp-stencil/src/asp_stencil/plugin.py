@@ -55,6 +55,24 @@ def asp_register_specializers(register: Registry) -> None:
 
 
 @hookimpl
+def asp_doctor_checks() -> list[tuple[str, bool, str]]:
+    # the stencil settings as iterate and the CUDA platform read them (an invalid one failed
+    # only at the first iterate or GPU call)
+    from .cuda.devmem import wanted_binding
+    from .temporal.iterate import temporal_mode
+    from .temporal.variants import forced_params
+
+    problems = []
+    for read in (lambda: temporal_mode(None), forced_params, wanted_binding):
+        try:
+            read()
+        except ValueError as exc:
+            problems.append(str(exc))
+    return [("asp-stencil settings", not problems, "; ".join(problems) or
+             "ASP_STENCIL_TEMPORAL, ASP_STENCIL_TEMPORAL_PARAMS and ASP_CUDA_MEMORY valid")]
+
+
+@hookimpl
 def asp_register_benchmarks(register: BenchmarkRegistry) -> None:
     from .bench import run_stencil_benchmarks
 

@@ -148,14 +148,21 @@ _BINDINGS = {"pycuda": _PyCuda, "cuda-python": _CudaPython, "cupy": _CuPy}
 _chosen: DeviceMemory | None = None
 
 
+def wanted_binding() -> str:
+    """The binding ``ASP_CUDA_MEMORY`` names (``""``: the first that works); another value is a
+    ``ValueError`` naming the choices."""
+    wanted = os.environ.get("ASP_CUDA_MEMORY", "").strip()
+    if wanted and wanted not in _BINDINGS:
+        raise ValueError(f"ASP_CUDA_MEMORY={wanted!r}; expected one of {', '.join(_BINDINGS)}")
+    return wanted
+
+
 def get_device_memory() -> DeviceMemory:
     """The first working binding (cached); :class:`CudaUnavailable` says why none works."""
     global _chosen
     if _chosen is not None:
         return _chosen
-    wanted = os.environ.get("ASP_CUDA_MEMORY", "").strip()
-    if wanted and wanted not in _BINDINGS:
-        raise ValueError(f"ASP_CUDA_MEMORY={wanted!r}; expected one of {', '.join(_BINDINGS)}")
+    wanted = wanted_binding()
     order = [wanted] if wanted else list(_BINDINGS)
     errors = []
     for name in order:
