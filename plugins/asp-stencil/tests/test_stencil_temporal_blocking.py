@@ -29,6 +29,7 @@ from asp_stencil.temporal import temporal_plan, temporal_source
 from asp_stencil.temporal.backend import TemporalBackend, has_wide_engine
 from asp_stencil.temporal.platform import PLATFORM
 from asp_stencil.temporal.runner import get_iterator
+from asp_stencil.temporal.rows import xshiftable
 from asp_stencil.temporal.variants import (TemporalParams, candidate_params, ring_bytes,
                                            wide_engine)
 from asp_stencil.testing import assert_bitwise, clone_grids, kernel_sources, load_kernel, make_grids
@@ -55,6 +56,18 @@ class Wide2(StencilKernel):
                 for z in u.neighbors(y, 1):
                     acc = acc + u[z] * 0.0625
             out[x] = acc if acc > 0 else math.sqrt(abs(acc)) * 0.01
+
+
+class Reach2(StencilKernel):
+    """Radius-2 star (ghost depth 2), plain arithmetic: reads two points away along x."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = -u[x]
+            for y in u.neighbors(x, 1):
+                for z in u.neighbors(y, 1):
+                    acc = acc + u[z] * 0.0625 - u[y] / 16.0
+            out[x] = acc
 
 
 class InteriorAndBorder(StencilKernel):
@@ -128,6 +141,12 @@ CASES = [
     ("border-only-2d", BorderOnly, (9, 8), 1, 1),
     ("varcoef-2d", VariableCoefficient, (19, 17), 2, 1),
     ("varcoef-3d", VariableCoefficient, (9, 14, 10), 2, 1),
+    # rows long enough for several vectors of x-shifted rows and their masked tails
+    ("heat-3d-long-rows", lambda: _heat(3), (6, 7, 61), 1, 1),
+    ("reach2-3d-long-rows", Reach2, (7, 9, 53), 1, 2),
+    ("heat-1d-long-rows", Heat1D, (97,), 1, 1),
+    ("varcoef-3d-long-rows", VariableCoefficient, (5, 6, 45), 2, 1),
+    ("interior-border-2d-long-rows", InteriorAndBorder, (9, 70), 1, 1),
 ]
 
 PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 100, 100),
@@ -162,7 +181,14 @@ PARAMS = [TemporalParams(3, 4, 3), TemporalParams(5, 3, 2), TemporalParams(7, 10
           TemporalParams(7, 100, 100, 0, 1, B2=5, JM=1), TemporalParams(1, 2, 2, 1, JM=1),
           TemporalParams(5, 3, 2, SK=1, JM=1), TemporalParams(5, 5, 7, 1, 1, WT=1, JM=1),
           TemporalParams(9, 1, 1, WT=1, JM=1), TemporalParams(11, 3, 12, 1, 1, WT=1, JM=1),
-          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=1)]
+          TemporalParams(5, 4, 5, 0, 1, SK=1, WT=1, JM=1),
+          # x-shifted rows of the full-width engine (register lane shifts for x-neighbours):
+          # whole rows, segments, skewed, wavefront tiles, both jams
+          TemporalParams(3, 4, 3, 0, 2), TemporalParams(5, 3, 2, 1, 2),
+          TemporalParams(7, 100, 100, 0, 2, B2=5), TemporalParams(5, 3, 2, 0, 2, SK=1),
+          TemporalParams(7, 100, 100, 1, 2, WT=1), TemporalParams(5, 5, 7, 1, 2, WT=1, JM=2),
+          TemporalParams(9, 2, 3, 0, 2, WT=1, JM=2), TemporalParams(5, 3, 2, 1, 2, JM=1),
+          TemporalParams(1, 2, 2, 0, 2, JM=1)]
 
 
 def _reference(k, grids, steps):
@@ -319,6 +345,26 @@ def test_candidates_offer_both_vector_widths_only_where_the_library_has_two():
     assert all(c.K * plan.radius[1] <= c.B1 and c.B0 in (32, 16) for c in both if c.WT)
     assert any(c.WT and c.NT for c in both)
     assert not any(c.WT for c in candidate_params(plan2, threads=2, wide=True))
+
+
+def test_x_shifted_rows_are_timed_besides_the_others_where_the_kernel_has_them():
+    prog = _heat(3).kernel.analyse(*make_grids((64, 64, 64), 1))[1]
+    plan = temporal_plan(prog)
+    assert xshiftable(prog, plan)
+    both = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True)
+    shifted = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True, xshift=True)
+    # every candidate as before, and x-shifted copies of the first geometries and the jams
+    assert shifted[:len(both)] == both and not any(c.W == 2 for c in both)
+    extra = shifted[len(both):]
+    assert extra and all(c.W == 2 for c in extra) and any(c.JM == 2 for c in extra)
+    assert {replace(c, W=1) for c in extra} <= set(both) and len(set(shifted)) == len(shifted)
+    assert not any(c.W == 2 for c in candidate_params(plan, threads=2, xshift=True))
+    # a conditional and a math call: no x-shifted rows, so none proposed
+    wide2 = Wide2().kernel.analyse(*make_grids((16, 16, 40), 1, ghost_depth=2))[1]
+    assert not xshiftable(wide2, temporal_plan(wide2))
+    assert xshiftable(*(lambda p: (p, temporal_plan(p)))(
+        Reach2().kernel.analyse(*make_grids((16, 16, 40), 1, ghost_depth=2))[1]))
+    assert "-wx" in replace(both[0], W=2).label
 
 
 def test_wavefront_tile_rings_fit_the_per_core_cache():

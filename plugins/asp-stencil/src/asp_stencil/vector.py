@@ -131,13 +131,16 @@ def _row_constant(value: object, dtype: str) -> bool:
 class VectorLowering:
     """DAST expression → vector expression of ``isa``; ``address(read)`` gives a read's pointer.
     With ``mask`` (AVX-512) reads load only those lanes (the others are zero and never stored,
-    so a partial vector at a row's end reads nothing beyond the points it computes)."""
+    so a partial vector at a row's end reads nothing beyond the points it computes); with
+    ``load``, ``load(read)`` is the read's vector (built by the caller) instead of a load."""
 
     def __init__(self, isa: VectorISA, address: Callable[[D.Read], C.Expr],
-                 mask: C.Expr | None = None) -> None:
+                 mask: C.Expr | None = None,
+                 load: Callable[[D.Read], C.Expr] | None = None) -> None:
         self.isa = isa
         self.address = address
         self.mask = mask
+        self.load = load   # a read's vector where the caller has it already (in registers)
 
     def __call__(self, e: D.Node) -> C.Expr:
         v = self.isa
@@ -146,6 +149,8 @@ class VectorLowering:
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):
+            if self.load is not None:
+                return self.load(e)
             if self.mask is not None:
                 return C.Call(v.fn("maskz_loadu"), [self.mask, self.address(e)])
             return C.Call(v.fn("loadu"), [self.address(e)])

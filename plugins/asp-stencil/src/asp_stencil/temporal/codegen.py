@@ -10,7 +10,7 @@ points (rows skewed level by level too with ``sk``; two rows per pass with ``jam
 of a chunk swept in order, passing their edges on instead of recomputing them), with streaming
 stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
-says the library has one): the tuning parameters, chosen at run time, so every variant shares
+says the library has one; 2: with x-shifted rows): the tuning parameters, chosen at run time, so every variant shares
 one compiled library. Calls and parameter declarations are printed by the core's C printer.
 """
 
@@ -42,7 +42,9 @@ def wide_symbol(prog: D.StencilProgram) -> str:
 
 
 #: suffixes of the engines in one library: default vector width, and full-width AVX-512 where
-#: gcc targets it (the template compiles that copy only then; ``<prefix>_wide()`` says which)
+#: gcc targets it (the template compiles that copy only then; ``<prefix>_wide()`` says which).
+#: The full-width engine also holds x-shifted rows (:func:`~.rows.xshift_row`), which it runs
+#: where ``wide`` is 2
 ENGINES = ("", "_w512")
 
 IN_PTR = C.CType("double", 1, True, True)
@@ -85,7 +87,7 @@ class _RowCall:
 
 def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
     """The whole translation unit (C11 + OpenMP) for ``prog`` under ``plan``."""
-    engines = {sfx: row_kernels(prog, plan, sfx) for sfx in ENGINES}
+    engines = {sfx: row_kernels(prog, plan, sfx, xshift=sfx == "_w512") for sfx in ENGINES}
     dzs = sorted({dz for rk in engines[""] for dz in rk.dzs})
     zdzs = sorted({dz for rk in engines[""] for dz in rk.zdzs})
     consts = [_name(f"c_{n}") for n in plan.constants]
@@ -117,24 +119,31 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
             pair, zpair = rows[i].pair, rows[i].zpair
             if pair is not None and zpair is not None:
                 lo, hi = _SEGMENTS["interior"]
-                per[sfx]["pair"] = _call(pair.name, _name("out"), _name("out1"),
-                                         *s_args, *consts, _name("p"), _name("y"), _name("ys"),
-                                         lo, hi)
                 zp_args = [C.Index(_name("sz"), C.Constant(zdzs.index(dz)))
                            for dz in rk.zdzs]
-                per[sfx]["zpair"] = _call(zpair.name, _name("out"), _name("out1"),
-                                          *zp_args, *consts, _name("p"), _name("y"),
-                                          _name("ys"), lo, hi)
+                args = {"interior": [_name("out"), *s_args, *consts, _name("p"), _name("y"),
+                                     _name("ys"), lo, hi],
+                        "pair": [_name("out"), _name("out1"), *s_args, *consts, _name("p"),
+                                 _name("y"), _name("ys"), lo, hi],
+                        "zpair": [_name("out"), _name("out1"), *zp_args, *consts, _name("p"),
+                                  _name("y"), _name("ys"), lo, hi]}
+                for key, fn, xs in zip(args, (rows[i].function, pair, zpair),
+                                       rows[i].xs or (None,) * 3):
+                    call = C.Call(fn.name, args[key])
+                    per[sfx][key] = C.print_c(call if xs is None else C.Ternary(
+                        _name("xs"), C.Call(xs.name, args[key]), call))
         calls.append(_RowCall(rk.index, rk.region, per))
     row_all_calls = {sfx: _call(f"asp_row_all{sfx}", _name("out"), _name("s"), *consts,
-                                _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                                _name("p"), _name("y"), _name("ys"), _XLO, _XHI,
+                                _name("xs"))
                      for sfx in ENGINES}
     row_all2_calls = {sfx: _call(f"asp_row_all2{sfx}", _name("out"), _name("out1"), _name("s"),
-                                 *consts, _name("p"), _name("y"), _name("ys"), _XLO, _XHI)
+                                 *consts, _name("p"), _name("y"), _name("ys"), _XLO, _XHI,
+                                 _name("xs"))
                       for sfx in ENGINES}
     row_allz_calls = {sfx: _call(f"asp_row_allz{sfx}", _name("out"), _name("out1"),
                                  _name("sz"), *consts, _name("p"), _name("y"), _name("ys"),
-                                 _XLO, _XHI)
+                                 _XLO, _XHI, _name("xs"))
                       for sfx in ENGINES}
     x = _name("x")
     t = _name("t")
@@ -142,17 +151,17 @@ def temporal_source(prog: D.StencilProgram, plan: TemporalPlan) -> str:
         f"asp_block{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
         _name(depth) if depth == "k" else C.Constant(1), _name("B0"), _name("B1"), _name("B2"),
-        _name("sk"), _name("jam"), _name("nt"),
+        _name("sk"), _name("jam"), _name("nt"), _name("xs" if sfx else "0"),
         _name("scratch")) for depth in ("k", "1")} for sfx in ENGINES}
     wblock_calls = {sfx: _call(
         f"asp_wblock{sfx}", C.Index(x, C.BinOp(t, "%", C.Constant(2))),
         C.Index(x, C.BinOp(C.BinOp(t, "+", C.Constant(1)), "%", C.Constant(2))), *consts,
         _name("k"), _name("B0"), _name("B1"), _name("sk"), _name("jam"), _name("nt"),
-        _name("scratch"))
+        _name("xs" if sfx else "0"), _name("scratch"))
         for sfx in ENGINES}
     helpers = C.print_c(C.Module(list(helper_functions(C.DOUBLE))))
     functions = {sfx: C.print_c(C.Module([f for rk in rows
-                                          for f in (rk.function, rk.pair, rk.zpair)
+                                          for f in (rk.function, rk.pair, rk.zpair, *rk.xs)
                                           if f is not None]))
                  for sfx, rows in engines.items()}
     n0, n1, n2 = plan.shape

@@ -290,7 +290,7 @@ static inline void asp_row_all${sfx}(double *restrict out, const double *const *
 % for decl in const_params:
                                ${decl},
 % endfor
-                               long p, long y, long ys, long xlo, long xhi) {
+                               long p, long y, long ys, long xlo, long xhi, long xs) {
     const int inner = asp_row_interior(p, y);
 % for rk in rows:
     {   /* loop ${rk.index}: ${rk.region} points */
@@ -316,7 +316,7 @@ static inline void asp_row_all2${sfx}(double *restrict out, double *restrict out
 % for decl in const_params:
                                 ${decl},
 % endfor
-                                long p, long y, long ys, long xlo, long xhi) {
+                                long p, long y, long ys, long xlo, long xhi, long xs) {
     const long y1 = y + 1;
     const double *s1[${max(len(dzs), 1)}];
     for (int j = 0; j < ${max(len(dzs), 1)}; ++j) s1[j] = s[j] ? s[j] + ys : NULL;
@@ -356,7 +356,7 @@ static inline void asp_row_allz${sfx}(double *restrict out, double *restrict out
 % for decl in const_params:
                                 ${decl},
 % endfor
-                                long p, long y, long ys, long xlo, long xhi) {
+                                long p, long y, long ys, long xlo, long xhi, long xs) {
     const long p1 = p + 1;
     const int inner = asp_row_interior(p, y), inner1 = asp_row_interior(p1, y);
 % for rk in rows:
@@ -391,7 +391,7 @@ static void asp_block${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                       ${decl},
 % endfor
-                      long K, long B0, long B1, long B2, long sk, long jam, long nt,
+                      long K, long B0, long B1, long B2, long sk, long jam, long nt, long xs,
                       double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1, nxi = (N2 + B2 - 1) / B2;
     const long W1 = B1 + 2 * R1 * K;
@@ -449,7 +449,7 @@ static void asp_wblock${sfx}(const double *restrict src, double *restrict dst,
 % for decl in const_params:
                        ${decl},
 % endfor
-                       long K, long B0, long B1, long sk, long jam, long nt,
+                       long K, long B0, long B1, long sk, long jam, long nt, long xs,
                        double *const *scratch) {
     const long nch = (N0 + B0 - 1) / B0, nti = (N1 + B1 - 1) / B1;
     const long RS = WRS, xo = 0;  /* ring row stride, x of a ring row's first point */
@@ -540,7 +540,7 @@ long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
    runs wavefront tiles (whole rows; B2 is ignored then); `jam` != 0 computes two rows per
    pass (where a level's rows are not skewed one at a time); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
-   where the library has one. Returns 0, or -1 if the scratch could
+   where the library has one (2: with its x-shifted rows, where the kernel has them). Returns 0, or -1 if the scratch could
    not be allocated (nothing was written then). */
 int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
@@ -555,6 +555,7 @@ int ${prefix}_run(double *x0, double *x1,
     if (B1 < 1 || B1 > N1) B1 = N1;
     if (B2 < 1 || B2 > N2) B2 = N2;
     if (wt) K = asp_wdepth(K, B1);
+    const long xs = wide == 2;   /* the full-width engine's x-shifted rows */
     const int nthreads = omp_get_max_threads();
     double **scratch = (double **)calloc((size_t)nthreads, sizeof(double *));
     if (!scratch) return -1;
