@@ -85,6 +85,25 @@ def test_after_a_pass_that_refused_the_kernel_says_so_and_shows_the_fallback(ref
     assert "a construct hunt-refuse declines" in kernel["passes"][1]["error"]
 
 
+def test_after_takes_a_specializer_qualified_pass_and_applies_to_json(refused_script):
+    """``--after`` was ignored with ``--json`` (every pass's IR came out) and refused
+    ``SPEC:PASS``, the form ``ASP_DISABLE_PASSES`` takes."""
+    kernel = json.loads(_explain("--json", "--after", "hunt-keep", refused_script).stdout
+                        )["kernels"][0]
+    assert [p["name"] for p in kernel["passes"]] == ["hunt-keep"]
+    spec = kernel["specializer"]
+    out = _explain("--after", f"{spec}:hunt-keep", refused_script)
+    assert out.exit_code == 0, out.output
+    assert "--- IR after hunt-domain:hunt-keep (no change)" in out.output
+    # another specializer's kernels only: this one is not shown
+    out = _explain("--after", "stencil:hunt-keep", refused_script)
+    assert out.exit_code == 0 and "=== kernel" not in out.output, out.output
+    out = CliRunner().invoke(cli, ["explain", "--after", "nosuchspec:hunt-keep",
+                                   str(refused_script)])
+    assert out.exit_code == 2 and "no installed plugin registers a specializer 'nosuchspec'" \
+        in out.output
+
+
 def test_a_failing_pass_is_logged_with_its_error_and_the_passes_disabled_before_it(
         monkeypatch):
     """A pass that fails after a pass it relies on was disabled: the error named only the

@@ -311,7 +311,9 @@ def _script_traceback(exc: BaseException, script: str) -> str:
 @click.option("--kernel", "kernel", default=None, help="Only kernels whose name contains this.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--after", "after", default=None, metavar="PASS",
-              help="Print only the IR after the named pass (e.g. constant-folding).")
+              help="Print only the IR after the named pass (e.g. constant-folding, or "
+                   "stencil:cse for one specializer's kernels); with --json, only that pass's "
+                   "entries.")
 @click.option("--platform", "platform", default=None, metavar="NAME",
               help="Also lower each kernel for this platform (e.g. cuda), without asking "
                    "whether it can run here, and show that code as a report of its own.")
@@ -323,9 +325,15 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
     entry carries the IR after it (key "ir").  Exits with the script's status when it exits
     with one, 1 when it raises, 130 when it is interrupted (Ctrl-C), as Python does."""
-    if after is not None and after not in known_passes():   # before the script runs
+    # before the script runs: PASS or SPEC:PASS (as ASP_DISABLE_PASSES names them)
+    after_spec, _, after = after.rpartition(":") if after is not None else ("", "", None)
+    if after is not None and after not in known_passes():
         raise click.BadParameter(f"no pass is called {after!r}; known passes: "
                                  f"{', '.join(sorted(known_passes())) or 'none'}",
+                                 param_hint="--after")
+    if after_spec and after_spec not in get_registry().specializers:
+        raise click.BadParameter(f"no installed plugin registers a specializer {after_spec!r}; "
+                                 f"installed: {', '.join(sorted(get_registry().specializers))}",
                                  param_hint="--after")
     recording.start()
     argv, path = sys.argv, list(sys.path)
@@ -359,7 +367,11 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         sys.argv = argv
         sys.path[:] = path
         recs = recording.stop()
-    data = [_record_dict(r) for r in recs if kernel is None or kernel in r.kernel]
+    data = [_record_dict(r) for r in recs if (kernel is None or kernel in r.kernel)
+            and after_spec in ("", r.specializer)]
+    if after is not None and as_json:   # each kernel's runs of that pass only (the IR after it)
+        data = [{**rec, "passes": [p for p in rec["passes"] if p["name"] == after]}
+                for rec in data]
     comm = _world_of_several_ranks()
     if comm is not None and raised is not None:
         # the other ranks may wait for this one in a collective of the script (the gather of
