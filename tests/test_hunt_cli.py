@@ -330,3 +330,16 @@ def test_asp_list_says_when_the_chosen_default_cannot_run_here(bracketed, monkey
     monkeypatch.setenv("ASP_PLATFORM_SELECTION", "bracketed:gpu")
     row = _row(_asp("list").output, "gpu")
     assert "default, but unavailable: no GPU here" in row
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"], ["-qq"]])
+def test_qq_silences_the_warnings_of_loading_the_plugins(quiet: list[str]) -> None:
+    """``asp -qq`` ("errors only") still printed the PluginWarnings of loading the plugins:
+    they load when the command line module is imported, before ``-qq`` is read."""
+    env = dict(os.environ, ASP_LOAD_PLUGINS="zz-no-such-plugin")
+    proc = subprocess.run([sys.executable, "-m", "asp_core.cli", *quiet, "list"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    warned = "ASP_LOAD_PLUGINS names 'zz-no-such-plugin'" in proc.stderr
+    assert warned == (quiet != ["-qq"]), proc.stderr
+    assert proc.stderr.count("zz-no-such-plugin") <= 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from asp_core._version import __version__
@@ -29,6 +31,9 @@ def cli(quiet: int, verbose: int) -> None:
         load_config()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    loaded, _LOAD_WARNINGS[:] = list(_LOAD_WARNINGS), []   # shown once, by the first command
+    for w in loaded if quiet < 2 else ():   # -qq: errors only, not the plugins' warnings
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if quiet or verbose:
         from asp_core.log import set_level
 
@@ -42,14 +47,22 @@ def _register() -> None:
         cli.add_command(module.command)
     from asp_core.plugins import call_per_plugin
 
-    try:
-        call_per_plugin("asp_register_commands", cli=cli)
-    except ValueError as exc:   # a bad setting (ASP_DISABLE_PLUGIN_AUTOLOAD=maybe) read while
-        _SETTING_ERROR.append(exc)  # loading plugins: reported by the command, not a traceback
+    # the plugins load here, at import, before -q is parsed: their warnings (a plugin that
+    # cannot load, an ASP_LOAD_PLUGINS name no plugin has) are shown by the command, or not
+    # with -qq
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            call_per_plugin("asp_register_commands", cli=cli)
+        except ValueError as exc:   # a bad setting (ASP_DISABLE_PLUGIN_AUTOLOAD=maybe) read
+            _SETTING_ERROR.append(exc)  # while loading plugins: reported by the command
+    _LOAD_WARNINGS.extend(caught)
 
 
 #: a setting found invalid while the plugins' commands were registered (at import)
 _SETTING_ERROR: list[ValueError] = []
+#: the warnings of loading the plugins (at import)
+_LOAD_WARNINGS: list[warnings.WarningMessage] = []
 _register()
 
 
