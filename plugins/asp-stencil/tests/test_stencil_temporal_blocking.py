@@ -353,11 +353,16 @@ def test_x_shifted_rows_are_timed_besides_the_others_where_the_kernel_has_them()
     assert xshiftable(prog, plan)
     both = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True)
     shifted = candidate_params(plan, threads=2, l2_bytes=1 << 20, wide=True, xshift=True)
-    # every candidate as before, and x-shifted copies of the first geometries and the jams
+    # every candidate as before, then x-shifted copies of some of them (the jams among them)
+    # and deeper jams whose rings fit twice the L2
     assert shifted[:len(both)] == both and not any(c.W == 2 for c in both)
     extra = shifted[len(both):]
-    assert extra and all(c.W == 2 for c in extra) and any(c.JM == 2 for c in extra)
-    assert {replace(c, W=1) for c in extra} <= set(both) and len(set(shifted)) == len(shifted)
+    assert extra and all(c.W == 2 for c in extra) and len(set(shifted)) == len(shifted)
+    copies = [c for c in extra if replace(c, W=1) in both]
+    assert any(c.JM == 2 for c in copies)
+    deeper = [c for c in extra if c not in copies]
+    assert deeper and all(c.JM == 2 and c.WT and c.K >= 7 and ring_bytes(plan, c) <= 2 << 20
+                          for c in deeper)
     assert not any(c.W == 2 for c in candidate_params(plan, threads=2, xshift=True))
     # a conditional and a math call: no x-shifted rows, so none proposed
     wide2 = Wide2().kernel.analyse(*make_grids((16, 16, 40), 1, ghost_depth=2))[1]

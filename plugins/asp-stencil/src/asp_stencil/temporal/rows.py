@@ -137,6 +137,12 @@ def row_kernels(prog: D.StencilProgram, plan: TemporalPlan, suffix: str = "",
     return out
 
 
+#: points ahead of x that the x-shifted rows prefetch in each input row (eight cache lines):
+#: heat 3-D 256^3 blocked 59 -> 66 GB/s effective, Jacobi 64 -> 72, 2-D unchanged (AMD Zen 4;
+#: 32 points gained less, a row ahead lost)
+PREFETCH_AHEAD = 64
+
+
 def xshiftable(prog: D.StencilProgram, plan: TemporalPlan) -> bool:
     """Whether the full-width engine of ``prog`` has x-shifted rows (``W = 2`` runs them)."""
     return any(rk.xs for rk in row_kernels(prog, plan, "_w512", xshift=True))
@@ -267,8 +273,13 @@ def xshift_row(prog: D.StencilProgram, loop: D.PointLoop, plan: TemporalPlan,
 
     def step(last: bool) -> list[C.Stmt]:
         """One vector of the register path; the ``last`` loads only the lanes of the next
-        vector it reads (the rest may lie beyond the row)."""
+        vector it reads (the rest may lie beyond the row). Each input row is prefetched
+        :data:`PREFETCH_AHEAD` points ahead (a hint: it never faults)."""
         out: list[C.Stmt] = []
+        for i in range(len(keys) if not last else 0):
+            soon = _plus(C.BinOp(C.Name(f"q{i}"), "+", x), PREFETCH_AHEAD)
+            out.append(C.ExprStmt(C.Call("_mm_prefetch", [
+                C.Cast(C.CType("char", 1, const=True), soon), C.Name("_MM_HINT_T0")])))
         for i, key in enumerate(keys):
             ahead = max(sources[key])
             if ahead > 0:
