@@ -160,3 +160,62 @@ def test_exit_builds_only_shapes_whose_fits_took_a_while(tmp_path, numpy_seconds
     assert run.returncode == 0, run.stderr[-2000:]
     built = list(cache.rglob("*.so"))
     assert (len(built) == 6) if numpy_seconds_needed == 0.0 else not built, built
+
+
+FORK_SCRIPT = """
+import faulthandler, os, sys, threading
+import numpy as np
+from asp_gmm import GaussianMixture, engine
+
+gate = threading.Event()   # holds the parent's build in flight
+real = engine.dispatcher
+
+
+class Held:
+    def __init__(self, d):
+        self.d = d
+
+    def build_variants(self, *args):
+        gate.wait()
+        return self.d.build_variants(*args)
+
+
+engine.dispatcher = lambda op, options=None: Held(real(op, options)) if op == "m_step" else \\
+    real(op, options)
+X = np.random.default_rng(0).normal(size=(3000, 5))
+engine.prepare(5, 3, "diag", np.float64)   # a build thread, held before it compiles
+engine._CONTROLLER_LOCK.acquire()          # as the thread making the threadpool controller does
+pid = os.fork()
+if pid == 0:
+    faulthandler.dump_traceback_later(60, exit=True)   # a hang is exit status 1
+    gate.set()
+    for _ in range(2):
+        GaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    engine.finish_preparing()
+    os._exit(0 if engine.compiled(5, 3, "diag", np.float64) else 3)
+gate.set()
+engine._CONTROLLER_LOCK.release()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_during_a_build_fits_and_builds_its_own(tmp_path):
+    """A process forked while a fit's helper threads held the engine's locks (the threadpool
+    controller being made, at the start of every first fit) hung in the child's first fit, and
+    a build running in the parent at the fork never finished in the child, whose fits of that
+    shape then ran in NumPy for good (``multiprocessing``'s default start method on Linux is
+    fork)."""
+    import os
+    import subprocess
+    import sys
+
+    from pytest_asp import has_compiler
+
+    if not has_compiler("c") or not hasattr(os, "fork"):
+        pytest.skip("needs a C compiler and fork")
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=180, env=dict(os.environ, ASP_CACHE_DIR=str(tmp_path / "c")))
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -219,6 +220,33 @@ class _OneBlasThread:
 
 
 _ONE_BLAS_THREAD = _OneBlasThread()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: locks one of them held (making the
+    threadpool controller, starting a build) would never be released, and every fit of the
+    child hung in its first NumPy pass; builds running in the parent never finish here, so
+    their shapes would have run in NumPy for good. The child takes fresh locks, forgets the
+    builds in flight (its next fit of such a shape starts its own, as a new process would),
+    and the BLAS limit of a NumPy pass that was running elsewhere is lifted."""
+    global _LOCK, _CONTROLLER_LOCK
+    _LOCK, _CONTROLLER_LOCK = threading.Lock(), threading.Lock()
+    for key in [k for k, event in _BUILT.items() if not event.is_set()]:
+        del _BUILT[key]
+        _PREPARING.pop(key, None)
+    blas = _ONE_BLAS_THREAD
+    blas._lock = threading.Lock()
+    if blas._passes:
+        blas._passes = 0
+        limiter, blas._limiter = blas._limiter, None
+        try:
+            limiter.restore_original_limits()
+        except Exception:  # noqa: BLE001 - a child that cannot: BLAS stays on one thread
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None,
