@@ -10,8 +10,8 @@ points (rows skewed level by level too with ``sk``; two rows per pass with ``jam
 of a chunk swept in order, passing their edges on instead of recomputing them), with streaming
 stores of each
 block's last level (``nt``) and the full-width vector engine (``wide``, where ``<prefix>_wide()``
-says the library has one; 2: with x-shifted rows): the tuning parameters, chosen at run time, so every variant shares
-one compiled library. Calls and parameter declarations are printed by the core's C printer.
+says the library has one; 2: with x-shifted rows): the tuning parameters, chosen at run time,
+so every variant shares one compiled library. Calls and parameter declarations are printed by the core's C printer.
 """
 
 from __future__ import annotations
