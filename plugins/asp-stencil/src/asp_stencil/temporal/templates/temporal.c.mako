@@ -540,8 +540,8 @@ long ${prefix}_scratch_doubles(long K, long B0, long B1, long B2, long wt) {
    runs wavefront tiles (whole rows; B2 is ignored then); `jam` != 0 computes two rows per
    pass (where a level's rows are not skewed one at a time); `nt` != 0
    writes each block's last level with streaming stores, `wide` != 0 runs the full-width engine
-   where the library has one (2: with its x-shifted rows, where the kernel has them). Returns 0, or -1 if the scratch could
-   not be allocated (nothing was written then). */
+   where the library has one (2: with its x-shifted rows, where the kernel has them). Returns 0,
+   or -1 if the scratch could not be allocated (nothing was written then). */
 int ${prefix}_run(double *x0, double *x1,
 % for decl in const_params:
                   ${decl},
