@@ -10,7 +10,9 @@ constant inputs are read from their global arrays.
 
 Each point is lowered by :func:`~asp_stencil.lower_c.point_body`, the lowering the OpenMP and
 CUDA paths share, so a point computes exactly what the plain sweep computes (same operations,
-same order, the kernel's top-level locals first); only the addressing of reads differs.
+same order, the kernel's top-level locals first); only the addressing of reads differs. The
+AVX-512 engine's x-shifted rows (:func:`xshift_row`) are written in intrinsics instead, by the
+vector lowering the plain sweeps' streaming rows use, which keeps the same operations and order.
 """
 
 from __future__ import annotations
