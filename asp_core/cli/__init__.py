@@ -32,8 +32,11 @@ def cli(quiet: int, verbose: int) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     loaded, _LOAD_WARNINGS[:] = list(_LOAD_WARNINGS), []   # shown once, by the first command
+    seen = set()
     for w in loaded if quiet < 2 else ():   # -qq: errors only, not the plugins' warnings
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        if (str(w.message), w.category, w.filename, w.lineno) not in seen:  # as "default" does
+            seen.add((str(w.message), w.category, w.filename, w.lineno))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if quiet or verbose:
         from asp_core.log import set_level
 
