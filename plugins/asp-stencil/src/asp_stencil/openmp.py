@@ -22,7 +22,7 @@ from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
 from .c_helpers import helper_functions
-from .lower_c import c_var, clamped_index, point_body, refusals_unsupported
+from .lower_c import clamped_index, point_body, refusals_unsupported
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorISA, VectorLowering, vector_isa, vectorizable
@@ -131,27 +131,18 @@ class _Lowering:
             (``mask``) stored."""
             vec = VectorLowering(isa, lambda r: C.BinOp(C.Name(grid_param(r.grid)), "+", _add(
                 C.Name("p"), C.Constant(self.flat(r.at.offset)))), mask)
-            out: list[C.Stmt] = [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", start))]
-            declared: set[str] = set()
-            for st in loop.body:
-                assert isinstance(st, (D.Assign, D.Store))  # vectorizable() checked it
-                value = vec(st.value)
-                if isinstance(st, D.Assign):
-                    target = c_var(st.target)
-                    out.append(C.Assign(C.Name(target), value) if st.target in declared
-                               else C.Decl(isa.type, target, value))
-                    declared.add(st.target)
-                else:
-                    dst = C.BinOp(C.Name(out_name), "+", C.Name("p"))
-                    if mask is None:
-                        call = C.Call(isa.fn("stream"), [dst, value])
-                    elif self.s.nt_edges:
-                        assert count is not None
-                        call = C.Call("asp_stream_lanes", [dst, value, count])
-                    else:
-                        call = C.Call(isa.fn("mask_storeu"), [dst, mask, value])
-                    out.append(C.ExprStmt(call))
-            return out
+            dst = C.BinOp(C.Name(out_name), "+", C.Name("p"))
+
+            def store(value: C.Expr) -> C.Stmt:
+                if mask is None:
+                    return C.ExprStmt(C.Call(isa.fn("stream"), [dst, value]))
+                if self.s.nt_edges:
+                    assert count is not None
+                    return C.ExprStmt(C.Call("asp_stream_lanes", [dst, value, count]))
+                return C.ExprStmt(C.Call(isa.fn("mask_storeu"), [dst, mask, value]))
+
+            return [C.Decl(CONST_LONG, "p", C.BinOp(C.Name("r"), "+", start)),
+                    *vec.statements(loop.body, store)]
 
         def masked(start: C.Expr, n: C.Expr) -> list[C.Stmt]:
             return [C.Decl(C.CType(f"__mmask{width}", const=True), "m", isa.lanes(n)),

@@ -19,7 +19,7 @@ the streaming schedules are not proposed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -141,6 +141,25 @@ class VectorLowering:
         self.address = address
         self.mask = mask
         self.load = load   # a read's vector where the caller has it already (in registers)
+
+    def statements(self, stmts: Sequence[D.Stmt], store: Callable[[C.Expr], C.Stmt]
+                   ) -> list[C.Stmt]:
+        """The assignments and stores of one vector of points (``vectorizable()`` checked
+        them): a local is declared, of the vector type, at its first assignment;
+        ``store(value)`` is the statement writing a store's value."""
+        out: list[C.Stmt] = []
+        declared: set[str] = set()
+        for st in stmts:
+            assert isinstance(st, (D.Assign, D.Store))
+            value = self(st.value)
+            if isinstance(st, D.Assign):
+                target = c_var(st.target)
+                out.append(C.Assign(C.Name(target), value) if st.target in declared
+                           else C.Decl(self.isa.type, target, value))
+                declared.add(st.target)
+            else:
+                out.append(store(value))
+        return out
 
     def __call__(self, e: D.Node) -> C.Expr:
         v = self.isa

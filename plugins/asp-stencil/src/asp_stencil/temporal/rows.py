@@ -23,7 +23,7 @@ from typing import Callable
 from asp_core import cast as C
 
 from .. import dast as D
-from ..lower_c import c_var, point_body
+from ..lower_c import point_body
 from ..vector import AVX512, VectorLowering, vectorizable
 from .analysis import TemporalPlan, pad3, stores
 
@@ -255,22 +255,13 @@ def xshift_row(prog: D.StencilProgram, loop: D.PointLoop, plan: TemporalPlan,
         for n, shift1 in enumerate(shifts):
             low = VectorLowering(AVX512, direct(shift1), lanes,
                                  load=None if lanes is not None else shifted(shift1))
-            out: list[C.Stmt] = []
-            declared: set[str] = set()
-            for st in stmts:
-                assert isinstance(st, (D.Assign, D.Store))
-                value = low(st.value)
-                if isinstance(st, D.Assign):
-                    target = c_var(st.target)
-                    out.append(C.Assign(C.Name(target), value) if st.target in declared
-                               else C.Decl(vec, target, value))
-                    declared.add(st.target)
-                else:
-                    dst = C.BinOp(C.Name("out1" if n else "out"), "+", x)
-                    out.append(C.ExprStmt(
-                        C.Call("_mm512_storeu_pd", [dst, value]) if lanes is None
-                        else C.Call("_mm512_mask_storeu_pd", [dst, lanes, value])))
-            blocks.append(C.Block(out))
+            dst = C.BinOp(C.Name("out1" if n else "out"), "+", x)
+
+            def store(value: C.Expr, dst: C.Expr = dst) -> C.Stmt:
+                return C.ExprStmt(C.Call("_mm512_storeu_pd", [dst, value]) if lanes is None
+                                  else C.Call("_mm512_mask_storeu_pd", [dst, lanes, value]))
+
+            blocks.append(C.Block(low.statements(stmts, store)))
         return blocks
 
     def step(last: bool) -> list[C.Stmt]:
