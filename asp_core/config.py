@@ -9,12 +9,12 @@ import os
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from asp_core.phases import PHASES
 
 __all__ = ["flag", "mode", "autotune_mode", "cache_dir", "compile_timeout", "phase_choice",
-           "named_specializers", "disabled_passes", "config_path", "load_config"]
+           "named_specializers", "disabled_passes", "config_path", "load_config", "problems"]
 
 _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
@@ -64,6 +64,19 @@ def autotune_mode() -> str:
     """``ASP_AUTOTUNE``: ``off`` uses each specializer's default variant, ``once`` tunes when the
     perf database has no winner yet, ``always`` re-tunes in every process."""
     return _choice("ASP_AUTOTUNE", _AUTOTUNE, "once")
+
+
+def problems(*readers: Callable[[], object]) -> list[str]:
+    """The errors of reading settings: each reader (``mode``, a plugin's own) called as a
+    kernel's first call would, its ``ValueError`` kept (``asp doctor``'s settings rows, the
+    core's and the plugins', so an invalid value fails there and not only at that call)."""
+    found = []
+    for read in readers:
+        try:
+            read()
+        except ValueError as exc:
+            found.append(str(exc))
+    return list(dict.fromkeys(found))
 
 
 def config_path() -> Path:

@@ -97,18 +97,13 @@ def _settings_check() -> tuple[str, bool, str]:
     from asp_core import config
     from asp_core.passes import check_disabled
 
-    readers = [config.load_config, config.mode, config.autotune_mode, config.compile_timeout,
-               lambda: check_disabled(config.disabled_passes(), [])]
-    readers += [lambda var=var: config.flag(var) for var in  # type: ignore[misc]
-                ("ASP_DISABLE_PLUGIN_AUTOLOAD", "ASP_TRACE_HOOKS", "ASP_MPI_ABORT_ON_ERROR")]
-    problems = []
-    for read in readers:
-        try:
-            read()
-        except ValueError as exc:
-            problems.append(str(exc))
+    flags = [lambda var=var: config.flag(var) for var in
+             ("ASP_DISABLE_PLUGIN_AUTOLOAD", "ASP_TRACE_HOOKS", "ASP_MPI_ABORT_ON_ERROR")]
+    problems = config.problems(config.load_config, config.mode, config.autotune_mode,
+                               config.compile_timeout,
+                               lambda: check_disabled(config.disabled_passes(), []), *flags)
     if problems:
-        return ("settings", False, "; ".join(dict.fromkeys(problems)))
+        return ("settings", False, "; ".join(problems))
     path = config.config_path()
     return ("settings", True, "ASP_* variables valid; config file "
             + (f"{path} valid" if path.exists() else f"{path}: none"))

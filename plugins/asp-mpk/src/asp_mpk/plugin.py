@@ -51,12 +51,8 @@ def asp_doctor_checks() -> list[tuple[str, bool, str]]:
     from asp_mpk.powers import compile_choice
     from asp_mpk.writewatch import watcher
 
-    problems = []   # as the first call reads them (an invalid one failed only there)
-    for read in (compile_choice, lambda: config.flag("ASP_MPK_WATCH_WRITES", True)):
-        try:
-            read()
-        except ValueError as exc:
-            problems.append(str(exc))
+    problems = config.problems(compile_choice,
+                               lambda: config.flag("ASP_MPK_WATCH_WRITES", True))
     if problems:
         return [("asp-mpk settings", False, "; ".join(problems))]
     built = importlib.util.find_spec("asp_mpk._planner") is not None

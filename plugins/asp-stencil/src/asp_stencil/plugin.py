@@ -58,16 +58,13 @@ def asp_register_specializers(register: Registry) -> None:
 def asp_doctor_checks() -> list[tuple[str, bool, str]]:
     # the stencil settings as iterate and the CUDA platform read them (an invalid one failed
     # only at the first iterate or GPU call)
+    from asp_core import config
+
     from .cuda.devmem import wanted_binding
     from .temporal.iterate import temporal_mode
     from .temporal.variants import forced_params
 
-    problems = []
-    for read in (lambda: temporal_mode(None), forced_params, wanted_binding):
-        try:
-            read()
-        except ValueError as exc:
-            problems.append(str(exc))
+    problems = config.problems(lambda: temporal_mode(None), forced_params, wanted_binding)
     return [("asp-stencil settings", not problems, "; ".join(problems) or
              "ASP_STENCIL_TEMPORAL, ASP_STENCIL_TEMPORAL_PARAMS and ASP_CUDA_MEMORY valid")]
 
