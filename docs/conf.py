@@ -8,8 +8,11 @@ the CLI reference from the click commands (sphinx-click).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +47,13 @@ html_static_path = ["_static"]
 html_title = f"Asp {version}"
 html_theme_options = {"description": "Asp is SEJITS for Python", "fixed_sidebar": True}
 
-# Examples in the guides run against the installed plugins, in a private cache, without the
-# autotuning rounds (they would only make the doctest build slower).
-doctest_global_setup = """
-import os, tempfile
-os.environ.setdefault("ASP_CACHE_DIR", tempfile.mkdtemp(prefix="asp-doctest-cache-"))
+# Examples in the guides run against the installed plugins, in a private cache removed when the
+# build ends, without the autotuning rounds (they would only make the doctest build slower).
+_doctest_cache = tempfile.mkdtemp(prefix="asp-doctest-cache-")
+atexit.register(shutil.rmtree, _doctest_cache, ignore_errors=True)
+doctest_global_setup = f"""
+import os
+os.environ.setdefault("ASP_CACHE_DIR", {_doctest_cache!r})
 os.environ["ASP_AUTOTUNE"] = "off"
 import warnings
 from asp_core import SpecializationWarning

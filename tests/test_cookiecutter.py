@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -29,6 +30,13 @@ from asp_core.cli.new import template_dir
 from asp_core.phases import PHASES
 
 TIMEOUT = 300
+
+
+@pytest.fixture(autouse=True)
+def _hook_copies_in_pytest_tmp(tmp_path_factory, monkeypatch):
+    """Tests that call cookiecutter itself: the copy of the hook script it leaves behind goes
+    to pytest's temporary folders instead of the system's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("hook-copies")))
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -205,6 +213,21 @@ def test_refused_value_is_not_blamed_on_the_project_name(tmp_path):
     assert "Error: the template refused the values given" in proc.stderr
     assert "'ok5'" not in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_no_temporary_files_are_left_behind(tmp_path, monkeypatch):
+    """cookiecutter copies the template's hook to a temporary file it never removes: every
+    ``asp new`` left a ``tmpXXXX.py`` in the system's temporary folder, made or refused."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    made = _new("leak-spec", "--no-input", "--output-dir", str(tmp_path / "out"))
+    assert made.exit_code == 0, made.output
+    refused = _new("ok6", "--no-input", "--output-dir", str(tmp_path / "out"),
+                   "--extra", "specializer_name=bad name")
+    assert refused.exit_code == 1, refused.output
+    assert sorted(temporary.iterdir()) == []
+    assert tempfile.tempdir == str(temporary)
 
 
 def test_values_are_escaped_where_they_land_in_python_and_toml(tmp_path, monkeypatch):

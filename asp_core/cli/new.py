@@ -7,12 +7,14 @@ cookiecutter template (a folder, a git URL, ``gh:owner/repo``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -119,7 +121,7 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        with tempfile.TemporaryDirectory(prefix="asp-new-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="asp-new-") as tmp, _temporary_files_in(tmp):
             return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
                                     extra_context=context, overwrite_if_exists=overwrite,
                                     config_file=_config_file(Path(tmp))))
@@ -133,6 +135,19 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
         raise click.ClickException(_environment_error(exc, source)) from None  # made, no network
     finally:
         quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: str) -> Iterator[None]:
+    """Make ``tempfile``'s files in ``folder`` meanwhile: cookiecutter copies each hook script
+    to a temporary file it never removes (by design, cookiecutter#886), so every ``asp new``
+    left a ``tmpXXXX.py`` in the system's temporary folder; they now go with ``folder``."""
+    before = tempfile.tempdir
+    tempfile.tempdir = folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 def _config_file(tmp: Path) -> str | None:
