@@ -135,3 +135,28 @@ def test_explain_says_why_a_matrix_used_once_was_not_specialised(tmp_path, fresh
         (d,) = k["decisions"]
         assert d["what"] == "first sighting" and "next call" in d["reason"]
         assert not k["compiles"] and k["fallback"] is None
+
+
+@requires_compiler
+def test_explain_says_why_a_small_fit_ran_in_numpy(tmp_path, fresh_cache):
+    """A small ``GaussianMixture.fit`` ends before its shape's library is worth compiling and
+    runs every pass in NumPy: ``asp explain`` printed "no kernel was specialised" for such a
+    script and nothing about why.  The fit now has a report saying how many passes ran in
+    NumPy and why, under a heading without the "at :0" of a kernel that has no source."""
+    pytest.importorskip("asp_gmm")
+    from asp_gmm import engine
+
+    engine.reset()   # the script runs in this process: no shape of an earlier test is built
+    script = tmp_path / "small_fit.py"
+    script.write_text("import numpy as np\nfrom asp_gmm import GaussianMixture\n"
+                      "X = np.random.default_rng(0).standard_normal((300, 2))\n"
+                      "GaussianMixture(2, covariance_type='diag', random_state=0).fit(X)\n")
+    result = CliRunner().invoke(cli, ["explain", "--json", str(script)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (fit,) = json.loads(result.output)["kernels"]
+    assert fit["kernel"] == "GaussianMixture.fit" and fit["fallback"] is None
+    (d,) = fit["decisions"]
+    assert d["what"] == "NumPy passes" and d["choice"].split()[0].isdigit()
+    assert "once a fit's NumPy passes take or foresee 0.1 s" in d["reason"]
+    text = CliRunner().invoke(cli, ["explain", str(script)], catch_exceptions=False).output
+    assert "=== kernel GaussianMixture.fit (gmm)\n" in text

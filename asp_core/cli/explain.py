@@ -54,6 +54,13 @@ def _record_dict(rec: recording.KernelRecord) -> dict[str, Any]:
     }
 
 
+def _heading(rec: dict[str, Any]) -> str:
+    """A report's first line; where the kernel was defined when it was (a run over a matrix
+    met the first time, or a fit in NumPy, has no kernel source: it read "at :0")."""
+    where = f" at {rec['file']}:{rec['line']}" if rec["file"] else ""
+    return f"=== kernel {rec['kernel']} ({rec['specializer']}){where}"
+
+
 def _pass_state(p: dict[str, Any]) -> str:
     """What one pass did: skipped, raised (it refused the kernel or failed), or changed."""
     if p["skipped"]:
@@ -71,7 +78,7 @@ def render_after(rec: dict[str, Any], name: str) -> str:
     """The IR of one kernel after every run of the pass called ``name``, and the kernel's
     fallback: without it, a kernel a pass refused (or one refused before the pass) read as if
     the pass had simply not been needed."""
-    out = [f"=== kernel {rec['kernel']} ({rec['specializer']}) at {rec['file']}:{rec['line']}"]
+    out = [_heading(rec)]
     runs = [p for p in rec["passes"] if p["name"] == name]
     if not runs:
         ran = ", ".join(dict.fromkeys(p["name"] for p in rec["passes"])) or "none"
@@ -92,7 +99,7 @@ def render(rec: dict[str, Any]) -> str:
 def _sections(rec: dict[str, Any]) -> list[tuple[str, str]]:
     """``(lexer, text)`` pieces of the report: ``""`` for plain text, else the language of
     generated code (highlighted on a terminal)."""
-    out = [f"=== kernel {rec['kernel']} ({rec['specializer']}) at {rec['file']}:{rec['line']}",
+    out = [_heading(rec),
            f"specialised on: {rec['key']}"]
     if rec["source"]:
         out += ["--- Python source", rec["source"].rstrip()]

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from asp_core import Dispatcher, background
+from asp_core import Dispatcher, background, recording
 from asp_gmm import reference
 from asp_gmm.reference import EMStep, KMeansAssignment, KMeansSeeding
 from asp_gmm.programs import example_args
@@ -31,7 +31,7 @@ from asp_gmm.programs import example_args
 T = TypeVar("T")
 
 __all__ = ["BUILD_AFTER_S", "GMMKernel", "compiled", "dispatcher", "e_step", "em_step",
-           "finish_preparing", "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare",
+           "explain_numpy_passes", "finish_preparing", "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare",
            "reset", "tuning", "while_compiling", "winner"]
 
 
@@ -97,6 +97,7 @@ def reset() -> None:
         _BUILT.clear()
         _DEFERRED.clear()
         _NUMPY_SECONDS.clear()
+        _EXPLAINED.clear()
 
 
 _PREPARING: dict[tuple, threading.Thread] = {}
@@ -105,6 +106,9 @@ _DEFERRED: dict[tuple, threading.Thread] = {}
 #: seconds of NumPy passes run for a shape while its library was not built: (in all, in the
 #: current fit, the current fit's fastest pass: inf before its first)
 _NUMPY_SECONDS: dict[tuple, tuple[float, float, float]] = {}
+
+#: under ``asp explain``, the NumPy passes of each shape's current fit: [passes, seconds]
+_EXPLAINED: dict[tuple, list[float]] = {}
 
 #: NumPy seconds a fit's passes have taken or foresee after which its deferred build starts.
 #: A library takes about 0.5-1 s to generate and compile at low priority, and while it does,
@@ -266,6 +270,10 @@ def while_compiling(fn: Callable[..., T], *args: Any, shape: tuple | None = None
         start = time.perf_counter()
         result = fn(*args)
         took = time.perf_counter() - start
+    if shape is not None and recording.is_recording():
+        passes = _EXPLAINED.setdefault(shape, [0, 0.0])
+        passes[0] += 1
+        passes[1] += took
     if shape is not None and shape in _DEFERRED:
         total, this_fit, fastest = _NUMPY_SECONDS.get(shape, (0.0, 0.0, math.inf))
         _NUMPY_SECONDS[shape] = (total + took, this_fit + took, min(fastest, took))
@@ -336,6 +344,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     with _LOCK:
         total = _NUMPY_SECONDS.get(key, (0.0, 0.0, math.inf))[0]
         _NUMPY_SECONDS[key] = (total, 0.0, math.inf)  # a new fit
+        _EXPLAINED.pop(key, None)
         start_now = not defer or total > BUILD_AFTER_FITS_S
         if key in _DEFERRED:
             thread = None
@@ -349,6 +358,38 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     if start_now:
         _start(key)
     return thread
+
+
+def explain_numpy_passes(n_features: int, n_components: int, covariance_type: str,
+                         dtype: Any, options: dict[str, Any] | None, call: str) -> None:
+    """Under ``asp explain``, a report for a fit (``call``) some of whose passes ran in NumPy
+    while the shape's library was not built: a small fit may end before it is ever compiled,
+    and its run printed "no kernel was specialised" without saying why."""
+    if not recording.is_recording():
+        return
+    from asp_core.context import SpecializationContext
+
+    key = _shape_key(n_features, n_components, covariance_type, dtype, options)
+    with _LOCK:
+        passes, seconds = _EXPLAINED.pop(key, (0, 0.0))
+        deferred = key in _DEFERRED
+        total = _NUMPY_SECONDS.get(key, (0.0, 0.0, math.inf))[0]
+    if not passes:
+        return
+    shape = f"{n_components} components x {n_features} features, {covariance_type}, " \
+        f"{np.dtype(dtype).name}"
+    if deferred:
+        reason = (f"the library of this shape is compiled (about 0.5-1 s) once a fit's NumPy "
+                  f"passes take or foresee {BUILD_AFTER_S} s, or the shape's fits "
+                  f"{BUILD_AFTER_FITS_S} s in all (so far {total:.3f} s): a shorter fit ends "
+                  "before it could pay off")
+    else:
+        reason = ("its library was compiling in the background meanwhile; scikit-learn's "
+                  "arithmetic ran instead of waiting for gcc")
+    ctx = SpecializationContext("gmm", None, key=(call, shape), kernel_name=call)
+    ctx.decide("NumPy passes", f"{int(passes)} passes ran in NumPy ({seconds:.3f} s)",
+               reason=reason)
+    recording.add_context(ctx, call)
 
 
 def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:

@@ -193,6 +193,8 @@ class GaussianMixture(_SkGaussianMixture):
         self._cast_parameters(X.dtype)
         self.n_iter_ = best_n_iter
         self._set_lower_bounds(max_lower_bound, best_lower_bounds, X.dtype)
+        engine.explain_numpy_passes(X.shape[1], self.n_components, self.covariance_type,
+                                    X.dtype, self.asp_options, f"{type(self).__name__}.fit")
         return X
 
     def _set_lower_bounds(self, best: float, bounds: list[float], dtype: Any) -> None:
