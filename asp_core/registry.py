@@ -77,12 +77,41 @@ class Component:
 
     @property
     def platforms(self) -> tuple[str, ...]:
-        """Platforms a platform-optimisation or backend component accepts (empty: any)."""
+        """Platforms a platform-optimisation or backend component accepts (empty: any);
+        :class:`PluginError` where its object cannot be loaded or says something else."""
         if self.declared_platforms is not None:
             return self.declared_platforms
         if self.phase not in (PLATFORM_OPTIMIZATION, BACKEND):
             return ()  # only these two phases are filtered by platform
-        return tuple(getattr(self.obj, "platforms", ()) or ())
+        return _platform_names(getattr(self.obj, "platforms", ()) or (),
+                               f"component {self.specializer}/{self.phase}/{self.name} of "
+                               f"plugin {self.plugin!r} ({self.distribution})")
+
+    def accepts(self, platform: str) -> bool:
+        """Whether this component serves ``platform``. One whose platforms cannot be read
+        serves none, and is reported as a broken plugin (``PluginWarning``, ``asp list``):
+        before, a third-party backend that did not import, never to be chosen, sent every
+        kernel of its specializer to Python, and ``asp list`` ended in a traceback."""
+        try:
+            platforms = self.platforms
+        except PluginError as exc:
+            from asp_core.plugins import report_broken_component
+
+            report_broken_component(self, exc, "platforms")
+            return False
+        return not platforms or platform in platforms
+
+
+def _platform_names(value: Any, what: str) -> tuple[str, ...]:
+    """``value`` (a component's ``platforms``) as a tuple of names, or :class:`PluginError`:
+    a single string is refused (``tuple("openmp")`` would be its letters)."""
+    try:
+        names = tuple(value) if not isinstance(value, str) else None
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) and n for n in names):
+        raise PluginError(f"{what}: platforms must be a list of platform names, got {value!r}")
+    return names
 
 
 def _import_attr(spec: str, what: str, plugin: str, distribution: str) -> Any:
@@ -151,6 +180,11 @@ class Registry:
         ``platforms`` declares what a phase 4/5 component accepts without importing it."""
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        for what, value in (("specializer", specializer), ("name", name)):
+            if not isinstance(value, str) or not value:
+                raise PluginError(f"a {phase} component needs a non-empty string {what}, "
+                                  f"got {value!r}")
+        where = f"component {specializer}/{phase}/{name}"
         for comp in self.components:
             if (comp.specializer, comp.phase, comp.name) == (specializer, phase, name):
                 raise PluginError(
@@ -158,7 +192,7 @@ class Registry:
                     f"{comp.plugin!r} ({comp.distribution}); choose another name")
         comp = Component(specializer, phase, name, obj, int(priority), self._plugin,
                          self._distribution, self._version, len(self.components),
-                         tuple(platforms) if platforms is not None else None)
+                         _platform_names(platforms, where) if platforms is not None else None)
         self.components.append(comp)
         return comp
 
@@ -188,8 +222,7 @@ class Registry:
         registration order. A user choice naming no installed component is an error."""
         self._warn_unknown_specializers(phase)
         installed = self.for_phase(specializer, phase)
-        cands = installed if platform is None else [
-            c for c in installed if not c.platforms or platform in c.platforms]
+        cands = installed if platform is None else [c for c in installed if c.accepts(platform)]
         requested, source = config.phase_choice(specializer, phase, options)
         if requested:
             picked = [c for c in cands if c.name == requested]

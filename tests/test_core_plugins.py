@@ -415,3 +415,100 @@ def test_component_registered_by_name_is_imported_on_first_use(tmp_path, monkeyp
                        ("lazy_component_mod:Missing", "cannot be loaded from")):
         with pytest.raises(PluginError, match=match):
             _ = reg.component("x", "frontend", bad, bad).obj
+
+
+class _Platforms:
+    def __init__(self, platforms):
+        self.platforms = platforms
+
+
+def test_a_component_whose_platforms_cannot_be_read_serves_none(plugin_state):
+    """A phase 4/5 component registered by a name that does not import, or whose
+    ``platforms`` is not a list of names, is a broken plugin: passed over with a
+    ``PluginWarning``, listed, and never the reason the others are not chosen. Reading its
+    platforms raised while the candidates of every kernel's phase were filtered."""
+    from asp_core.registry import Registry
+
+    reg = Registry()
+    reg.component("s", "backend", "c", _Platforms(("openmp",)))
+    reg.component("s", "backend", "missing", "asp_no_such_module_x:Backend", priority=5)
+    reg.component("s", "backend", "five", _Platforms(5), priority=4)
+    reg.component("s", "backend", "letters", _Platforms("openmp"), priority=3)
+    with pytest.warns(PluginWarning) as caught:
+        chosen = reg.choose("s", "backend", platform="openmp")
+    assert [c.name for c in chosen.candidates] == ["c"]
+    text = " ".join(str(w.message) for w in caught)
+    assert "asp_no_such_module_x" in text and "got 5" in text and "got 'openmp'" in text
+    assert len(plugins_mod.broken_plugins()) == 3
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"specializer": 1}, "non-empty string specializer, got 1"),
+    ({"name": ""}, "non-empty string name, got ''"),
+    ({"platforms": "openmp"}, "platforms must be a list of platform names, got 'openmp'"),
+])
+def test_malformed_component_registration_is_refused(kwargs, message):
+    from asp_core.registry import Registry
+
+    args = {"specializer": "s", "phase": "backend", "name": "c", "obj": object()} | kwargs
+    with pytest.raises(PluginError, match=message):
+        Registry().component(**args)
+
+
+def test_a_broken_backend_never_chosen_leaves_kernels_specialised(plugin_state, elementwise,
+                                                                  fresh_cache, monkeypatch):
+    """Every kernel of the element-wise specializer ran in Python because a plugin's backend
+    registered by name did not import; ``asp list`` ended in a traceback, ``asp doctor``
+    said every plugin was fine."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from asp_core import Dispatcher
+    from asp_core.cli import cli
+    from asp_core.cli.doctor import checks
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    def register_broken() -> None:
+        plugins_mod.register_plugin(_module("lazy_bad", asp_register_specializers=lambda
+                                            register: register.component(
+                                                specializer="elementwise", phase="backend",
+                                                name="gone", obj="asp_no_such_module_y:B")),
+                                    name="lazy-bad")
+
+    register_broken()
+    try:
+        def k(a):
+            return a * 2.0
+
+        d = Dispatcher("elementwise", k)
+        with pytest.warns(PluginWarning, match="asp_no_such_module_y"):
+            np.testing.assert_array_equal(d(np.ones(3)), np.full(3, 2.0))
+        assert d.last_context.decision("backend").choice in ("c", "vectorize")
+        listed = CliRunner().invoke(cli, ["list", "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert any("asp_no_such_module_y" in b["error"] for b in json.loads(listed.output)["broken"])
+        plugins_mod.reset()   # a fresh process: doctor itself must find the broken component
+        plugins_mod.register_plugin(elementwise, name="test-elementwise")
+        register_broken()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PluginWarning)
+            rows = checks(measure_stream=False)
+        row = next(r for r in rows if r[0] == "plugins")
+        assert not row[1] and "asp_no_such_module_y" in row[2]
+    finally:
+        plugins_mod.reset()
+
+
+@pytest.mark.parametrize("answer", ["all good", [("only two", True)], ("name", True, "x")])
+def test_doctor_survives_a_malformed_check(plugin_state, monkeypatch, answer):
+    """A plugin check returning anything but a list of (name, ok, detail) ended the whole
+    doctor in a traceback; it is a failed row naming the plugin."""
+    from asp_core.cli.doctor import checks
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    plugins_mod.register_plugin(_module("odd", asp_doctor_checks=lambda: answer), name="odd")
+    rows = checks(measure_stream=False)
+    bad = [r for r in rows if r[0] == "plugin odd"]
+    assert bad and not bad[0][1] and "not a list of (name, ok, detail)" in bad[0][2]

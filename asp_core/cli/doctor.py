@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -73,6 +73,7 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
         perf = perf_db_problem(PerfDB())
         out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
     pm = get_plugin_manager()
+    _load_components()
     broken = broken_plugins()
     names = [n for n, _ in pm.list_name_plugin() if n]
     out.append(("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
@@ -82,13 +83,40 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
         out.append(("component platforms", True, "; ".join(orphans)))
     for impl in reversed(pm.hook.asp_doctor_checks.get_hookimpls()):
         try:  # one plugin at a time: a check that raises is itself a failed check
-            out.extend(cast("list[tuple[str, bool, str]]", impl.function() or []))
+            out.extend(_plugin_rows(impl.function()))
         except Exception as exc:  # noqa: BLE001
             out.append((f"plugin {impl.plugin_name}", False,
                         f"its asp_doctor_checks raised {type(exc).__name__}: {exc}"))
     if measure_stream:
         out.append(_stream_check(hw, refresh))
     return out
+
+
+def _plugin_rows(result: Any) -> list[tuple[str, bool, str]]:
+    """A plugin's ``asp_doctor_checks`` answer as rows; ``TypeError`` (a failed row then)
+    for anything but a list of ``(name, ok, detail)``: a string or a pair ended the whole
+    doctor in a traceback."""
+    rows = [] if result is None else result
+    if not isinstance(rows, list) or not all(
+            isinstance(row, (tuple, list)) and len(row) == 3 and isinstance(row[0], str)
+            for row in rows):
+        raise TypeError(f"returned {result!r:.200}, not a list of (name, ok, detail)")
+    return [(name, bool(ok), str(detail)) for name, ok, detail in rows]
+
+
+def _load_components() -> None:
+    """Import every registered component now, and read the platforms of those of phases 4
+    and 5: one registered by name that does not import was found only by the kernel that
+    chose it, and doctor called every plugin fine (reported with the broken plugins)."""
+    from asp_core.errors import PluginError
+    from asp_core.plugins import get_registry, report_broken_component
+
+    for comp in get_registry().components:
+        try:
+            comp.obj
+            comp.platforms
+        except PluginError as exc:
+            report_broken_component(comp, exc, "load")
 
 
 def _settings_check() -> tuple[str, bool, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from asp_core.errors import PluginError
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, PLATFORM_SELECTION
 from asp_core.registry import Component
 
@@ -21,6 +22,18 @@ def _unavailable(comp: Component) -> str | None:
         return probe() if callable(probe) else None
     except Exception as exc:  # noqa: BLE001 - a plugin that cannot even load is not usable
         return f"cannot load: {type(exc).__name__}: {exc}"
+
+
+def _platforms(comp: Component) -> tuple[str, ...]:
+    """The platforms ``comp`` serves; none where they cannot be read (it is listed among the
+    broken plugins then)."""
+    try:
+        return comp.platforms
+    except PluginError as exc:
+        from asp_core.plugins import report_broken_component
+
+        report_broken_component(comp, exc, "platforms")
+        return ()
 
 
 def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
@@ -39,7 +52,7 @@ def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
     for phase in PHASES:
         comps = comps_by_phase[phase]
         if phase in (PLATFORM_OPTIMIZATION, BACKEND) and platform is not None:
-            comps = [c for c in comps if not c.platforms or platform in c.platforms]
+            comps = [c for c in comps if c.accepts(platform)]
         requested, source = config.phase_choice(spec, phase, None)
         names = [c.name for c in comps]
         if requested in names:
@@ -74,7 +87,7 @@ def listing() -> dict[str, Any]:
         for phase, comps in by_phase.items():
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
                               "version": c.version, "priority": c.priority,
-                              "platforms": list(c.platforms),
+                              "platforms": list(_platforms(c)),
                               "default": c.name == chosen[phase],
                               "unavailable": unavailable.get(c.name)
                               if phase == PLATFORM_SELECTION else None}
