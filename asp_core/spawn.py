@@ -35,17 +35,35 @@ def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
     """``subprocess.run(cmd, capture_output=True, text=True)`` with the output decoded with
     errors replaced (compilers print in the locale's encoding: an undecodable byte must not
     hide the log) and the start kept apart from forks.  ``subprocess.TimeoutExpired`` after
-    ``timeout`` seconds, the process killed."""
+    ``timeout`` seconds, the process killed with every process it started: it runs in a
+    process group of its own (POSIX), as ``gcc`` runs ``cc1`` and a wrapper (ccache, a
+    cluster's module shim) runs the compiler; killing the first alone left the one doing the
+    work running, reparented to init, after every timeout."""
     import subprocess
 
+    group = os.name == "posix"
     with _STARTING:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd)
+                                stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd,
+                                start_new_session=group)
     with proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:   # the timeout, or Ctrl-C: the compiler must not outlive the call
-            proc.kill()
-            proc.wait()
+            _kill(proc, group)
             raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill(proc: subprocess.Popen[str], group: bool) -> None:
+    """Kill ``proc`` and, with ``group``, its process group: before ``proc`` is reaped, so
+    the group's id cannot have been given to another process."""
+    if group:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.kill()
+    proc.wait()

@@ -151,3 +151,35 @@ def test_probes_remembered_at_the_same_time_are_all_kept(fresh_cache):
     t.join()
     memo = json.loads((fresh_cache / "toolchains.json").read_text())
     assert memo["a|/bin/slow|1.0"] == "slow" and memo["b|/bin/fast|1.0"] == "fast"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
+def test_a_timed_out_tool_takes_what_it_started_with_it(tmp_path):
+    """``ASP_COMPILE_TIMEOUT`` killed the compiler driver or wrapper only: the process doing
+    the work (``cc1`` under ``gcc``, the compiler under a wrapper) ran on, reparented to init,
+    after every timeout."""
+    import subprocess
+    import time
+
+    from asp_core.spawn import run_tool
+
+    pidfile = tmp_path / "worker.pid"
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pidfile}\nwait\n")
+    wrapper.chmod(0o755)
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_tool([str(wrapper)], timeout=1.0)
+    worker = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.05)
+    assert not _running(worker), "the wrapper's child outlived the timeout"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its parent's wait is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
