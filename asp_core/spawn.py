@@ -13,6 +13,7 @@ first), which may wait for threads that start compilers.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -24,10 +25,19 @@ if TYPE_CHECKING:
 __all__ = ["run_tool"]
 
 _STARTING = threading.RLock()
+#: process groups of the tools running now (POSIX): killed when this process exits, since in
+#: groups of their own they no longer get the terminal's Ctrl-C with it
+_RUNNING: set[int] = set()
+
+
+def _after_fork_in_child() -> None:
+    _RUNNING.clear()   # the parent's, not this process's, to kill
+    _STARTING.release()
+
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_STARTING.acquire, after_in_parent=_STARTING.release,
-                        after_in_child=_STARTING.release)
+                        after_in_child=_after_fork_in_child)
 
 
 def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
@@ -46,24 +56,40 @@ def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd,
                                 start_new_session=group)
+        if group:
+            _RUNNING.add(proc.pid)
     with proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:   # the timeout, or Ctrl-C: the compiler must not outlive the call
             _kill(proc, group)
             raise
+        finally:
+            _RUNNING.discard(proc.pid)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@atexit.register
+def _kill_running() -> None:
+    """At exit, the tools still running on background threads (a Ctrl-C ended the main
+    thread during a first call's compiles): they would run on, orphaned."""
+    for pid in list(_RUNNING):
+        _kill_group(pid)
 
 
 def _kill(proc: subprocess.Popen[str], group: bool) -> None:
     """Kill ``proc`` and, with ``group``, its process group: before ``proc`` is reaped, so
     the group's id cannot have been given to another process."""
     if group:
-        import signal
-
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc.pid)
     proc.kill()
     proc.wait()
+
+
+def _kill_group(pid: int) -> None:
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):   # gone already
+        pass

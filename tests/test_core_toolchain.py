@@ -183,3 +183,31 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
+def test_a_tool_running_in_the_background_ends_with_the_process(tmp_path):
+    """In a process group of its own, a compiler no longer gets the terminal's Ctrl-C: one
+    running on a background thread when the main thread ends (a Ctrl-C during a first call)
+    is killed at exit instead of running on, orphaned."""
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "worker.pid"
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pidfile}\nwait\n")
+    wrapper.chmod(0o755)
+    script = ("import threading, time, pathlib\nfrom asp_core.spawn import run_tool\n"
+              f"threading.Thread(target=run_tool, args=([{str(wrapper)!r}],),\n"
+              "                 kwargs={'timeout': 120}, daemon=True).start()\n"
+              f"while not pathlib.Path({str(pidfile)!r}).exists(): time.sleep(0.01)\n"
+              "raise KeyboardInterrupt\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert "KeyboardInterrupt" in proc.stderr
+    worker = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.05)
+    assert not _running(worker), "the tool outlived the process that ran it"
