@@ -266,3 +266,24 @@ def test_a_misspelt_disabled_pass_is_named_by_a_fit_too_small_to_specialise(
         GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
     monkeypatch.setenv("ASP_DISABLE_PASSES", "fuse-em")   # a real one: the fit runs
     GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_component_setting_naming_none_installed_is_reported_by_a_small_fit(
+        monkeypatch, tmp_path, covariance_type):
+    """``asp_options={"platform_selection": "no-such"}`` (or ``backend``) raises in strict
+    mode and warns otherwise, as at any specialisation; a fit so small that it ended in NumPy
+    before its library was built said nothing (tied and spherical fits did)."""
+    from asp_core import PluginError, SpecializationWarning
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    X = np.random.default_rng(0).standard_normal((60, 2))
+    for setting in ({"platform_selection": "no-such"}, {"backend": "bogus"}):
+        gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0,
+                             asp_options=setting)
+        monkeypatch.setenv("ASP_MODE", "strict")
+        with pytest.raises(PluginError, match="of specializer 'gmm', but the installed ones"):
+            gm.fit(X)
+        monkeypatch.setenv("ASP_MODE", "auto")
+        with pytest.warns(SpecializationWarning, match="run in pure Python: kernel option asks"):
+            gm.fit(X)

@@ -323,6 +323,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     from asp_core.passes import check_disabled
 
     check_disabled(config.disabled_passes(options), [])
+    _check_component_settings(options)
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
     M, D = n_components, n_features
@@ -390,6 +391,28 @@ def explain_numpy_passes(n_features: int, n_components: int, covariance_type: st
     ctx.decide("NumPy passes", f"{int(passes)} passes ran in NumPy ({seconds:.3f} s)",
                reason=reason)
     recording.add_context(ctx, call)
+
+
+def _check_component_settings(options: dict[str, Any] | None) -> None:
+    """A phase setting (``asp_options``, ``ASP_<PHASE>``, the config file) naming no installed
+    gmm component, reported as a kernel's specialisation reports it: raised in ``strict``
+    mode, else a ``SpecializationWarning`` (the kernels would run in Python). A fit that ends
+    in NumPy before its build runs never reached a kernel, and said nothing."""
+    import warnings
+
+    from asp_core import PHASES, PluginError, SpecializationWarning, config
+    from asp_core.plugins import get_registry
+
+    registry = get_registry()
+    for phase in PHASES:
+        try:
+            registry.choose("gmm", phase, options)
+        except PluginError as exc:
+            if config.mode() == "strict":
+                raise
+            warnings.warn(f"asp: the kernels of GaussianMixture fits run in pure Python: {exc}",
+                          SpecializationWarning, stacklevel=4)
+            return
 
 
 def tuning(op: str = "em_step", options: dict[str, Any] | None = None) -> bool:
