@@ -255,3 +255,31 @@ def test_explain_shows_dropped_candidates_and_the_plugins_own_decisions(fresh_ca
     assert json.loads(json.dumps(data["dropped"])) == [
         {"variant": "plain", "reason": "first timing over 1.5x the fastest"}]
     assert [d["what"] for d in data["decisions"]] == ["iterate", "plan-fallback"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork")
+def test_a_child_the_script_forks_prints_no_report_of_its_own(tmp_path, fresh_cache):
+    """The child left the script by ``sys.exit`` inside ``asp explain`` and printed the
+    reports again (``--json``: two documents on stdout); it ends as under ``python SCRIPT``,
+    with its own status, and only the parent reports."""
+    import subprocess
+
+    script = tmp_path / "forks.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(3)
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status), file=sys.stderr)
+    """))
+    for args in (["--json"], []):
+        proc = subprocess.run([sys.executable, "-m", "asp_core.cli", "explain", *args,
+                               str(script)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "child status 3" in proc.stderr
+        assert "exited with" not in proc.stderr   # the child's exit is the parent's to see
+        if args:
+            assert json.loads(proc.stdout) == {"kernels": []}
+        else:
+            assert proc.stdout.count("no kernel was specialised") == 1

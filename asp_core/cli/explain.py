@@ -351,6 +351,7 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     sys.path.insert(0, os.path.dirname(os.path.realpath(script)))
     status = 0
     raised: type[BaseException] | None = None
+    ours = os.getpid()   # a child the script forks leaves it too, and must not report
     quiet_stdout = _stdout_to_stderr() if as_json else contextlib.nullcontext()
     before = set(threading.enumerate())
     try:
@@ -360,20 +361,24 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             finally:
                 _wait_for_background(before)
     except SystemExit as exc:
-        if exc.code not in (None, 0):
+        if exc.code not in (None, 0) and os.getpid() == ours:
             click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
+        if exc.code not in (None, 0):
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
     except BaseException as exc:  # noqa: BLE001 - the script's own error: show it, then the
         # kernels (Ctrl-C too: click's "Aborted!" dropped every report; a BaseException
         # subclass of the script's gave asp's own traceback and no report)
         status, raised = (130 if isinstance(exc, KeyboardInterrupt) else 1), type(exc)
         click.echo(_script_traceback(exc, script), err=True)
-        click.echo(f"asp explain: {script} raised an exception; kernels recorded before it "
-                   "follow", err=True)
+        if os.getpid() == ours:
+            click.echo(f"asp explain: {script} raised an exception; kernels recorded before "
+                       "it follow", err=True)
     finally:
         sys.argv = argv
         sys.path[:] = path
         recs = recording.stop()
+    if os.getpid() != ours:   # a forked child ends as `python SCRIPT`'s would: reports are
+        raise SystemExit(status)   # its parent's (--json: stdout held two documents)
     data = [_record_dict(r) for r in recs if (kernel is None or kernel in r.kernel)
             and after_spec in ("", r.specializer)]
     if after is not None and as_json:   # each kernel's runs of that pass only (the IR after it)
