@@ -261,6 +261,21 @@ def test_bench_path_that_defines_no_suite_is_refused(tmp_path: Path, monkeypatch
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_path_whose_hook_lacks_the_mark_is_refused(tmp_path: Path, monkeypatch,
+                                                         fresh_cache, plugin_state) -> None:
+    """``asp_register_benchmarks`` without ``@hookimpl`` is passed over by pluggy: the file
+    added no suite, yet it counted as one that did, so without NAMES every installed suite
+    would have run instead."""
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    bench = tmp_path / "bench_mine.py"
+    bench.write_text("def asp_register_benchmarks(register):\n"
+                     "    register.benchmark(name='mine', func=print, description='x')\n")
+    result = _asp("bench", "--list", "--path", str(bench))
+    assert result.exit_code == 2, result.output
+    assert "asp_register_benchmarks is not marked @hookimpl" in result.output
+
+
 # -- asp list -----------------------------------------------------------------------------------
 class _GpuPlatform:
     """A platform this machine cannot run, whose reason has brackets (an extra to install)."""

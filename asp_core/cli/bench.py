@@ -16,7 +16,7 @@ __all__ = ["command"]
 def _load_files(paths: tuple[str, ...]) -> list[str]:
     """Register ``bench_*.py`` files as plugins, so a checkout's benchmarks/ folder runs too;
     returns the paths that define no suite (no file with ``asp_register_benchmarks``)."""
-    from asp_core.plugins import get_plugin_manager, register_plugin
+    from asp_core.plugins import get_plugin_manager, register_plugin, unregister_plugin
 
     pm = get_plugin_manager()
     empty = []
@@ -47,6 +47,14 @@ def _load_files(paths: tuple[str, ...]) -> list[str]:
                                          param_hint="--path") from None
             if hasattr(module, "asp_register_benchmarks"):
                 register_plugin(module, name=name)
+                if not any(impl.plugin_name == name for impl in
+                           pm.hook.asp_register_benchmarks.get_hookimpls()):
+                    # pluggy passes over a function without the mark: the file added
+                    # nothing, and without NAMES every installed suite ran instead
+                    unregister_plugin(name)
+                    raise click.BadParameter(
+                        f"{f}: asp_register_benchmarks is not marked @hookimpl (from asp_core "
+                        "import hookimpl), so it registers nothing", param_hint="--path")
                 suites += 1
         if not suites:
             empty.append(base)
