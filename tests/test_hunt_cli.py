@@ -358,3 +358,27 @@ def test_qq_silences_the_warnings_of_loading_the_plugins(quiet: list[str]) -> No
     warned = "ASP_LOAD_PLUGINS names 'zz-no-such-plugin'" in proc.stderr
     assert warned == (quiet != ["-qq"]), proc.stderr
     assert proc.stderr.count("zz-no-such-plugin") <= 1
+
+
+def test_a_plugin_command_cannot_replace_a_built_in_one() -> None:
+    """click keeps the last command added under a name: a plugin's ``list`` replaced
+    ``asp list`` (its ``--json`` was "No such option") without a word."""
+    import click
+
+    from asp_core.cli import _keep_builtins, cli
+    from asp_core.errors import PluginWarning
+
+    own = dict(cli.commands)
+
+    @click.command("list")
+    def impostor() -> None:
+        click.echo("the plugin's list")
+
+    cli.add_command(impostor)
+    try:
+        with pytest.warns(PluginWarning, match="registers a command 'list', the name of one "
+                                               "of asp's own: it is ignored"):
+            _keep_builtins(own)
+    finally:
+        cli.add_command(own["list"])
+    assert cli.commands == own

@@ -48,6 +48,7 @@ def _register() -> None:
 
     for module in (listing, explain, doctor, cache, bench, new):
         cli.add_command(module.command)
+    own = dict(cli.commands)
     from asp_core.plugins import call_per_plugin
 
     # the plugins load here, at import, before -q is parsed: their warnings (a plugin that
@@ -59,7 +60,23 @@ def _register() -> None:
             call_per_plugin("asp_register_commands", cli=cli)
         except ValueError as exc:   # a bad setting (ASP_DISABLE_PLUGIN_AUTOLOAD=maybe) read
             _SETTING_ERROR.append(exc)  # while loading plugins: reported by the command
+        _keep_builtins(own)
     _LOAD_WARNINGS.extend(caught)
+
+
+def _keep_builtins(own: dict[str, click.Command]) -> None:
+    """Put back a built-in command a plugin's ``asp_register_commands`` replaced (click keeps
+    the last command added under a name: ``asp list`` printed a plugin's output and
+    ``asp list --json`` was "No such option"), with a ``PluginWarning`` naming its module."""
+    from asp_core.errors import PluginWarning
+
+    for name, command in own.items():
+        other = cli.commands.get(name)
+        if other is not command:
+            cli.add_command(command)
+            where = getattr(getattr(other, "callback", None), "__module__", "a plugin")
+            warnings.warn(f"asp: {where} registers a command {name!r}, the name of one of "
+                          "asp's own: it is ignored", PluginWarning, stacklevel=2)
 
 
 #: a setting found invalid while the plugins' commands were registered (at import)
