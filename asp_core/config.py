@@ -33,7 +33,7 @@ def _choice(var: str, allowed: tuple[str, ...], default: str) -> str:
     names the place the value came from."""
     value = os.environ.get(var, "").strip().lower()
     if not value:
-        return str(load_config().get("asp", {}).get(var[4:].lower(), default))
+        return str(load_config().get("asp", {}).get(var[4:].lower(), default)).strip().lower()
     if value not in allowed:
         raise ValueError(f"{var}={value!r} is not valid; use one of: {', '.join(allowed)}")
     return value
@@ -123,8 +123,8 @@ def _layout_problem(data: dict[str, Any]) -> str | None:
                 return f"[asp] {key} must be a positive number of seconds, got {asp[key]!r}"
         elif key in asp and not isinstance(asp[key], str):
             return f"[asp] {key} must be a string, got {asp[key]!r}"
-    for key, allowed in _CHOICES.items():
-        if key in asp and asp[key] not in allowed:
+    for key, allowed in _CHOICES.items():   # read as the variables are: any case, spaces
+        if key in asp and asp[key].strip().lower() not in allowed:
             return f"[asp] {key} = {asp[key]!r} is not valid; use one of: {', '.join(allowed)}"
     if not isinstance(phases, dict):
         return "'phases' must be a table ([phases])"

@@ -153,3 +153,11 @@ def test_a_bad_compile_timeout_names_the_variable(monkeypatch, value):
     with pytest.raises(ValueError, match=f"ASP_COMPILE_TIMEOUT='{value}' is not valid; use a "
                                          "positive number of seconds"):
         config.compile_timeout()
+
+
+def test_the_file_s_choices_are_read_as_the_variables_are(toml, monkeypatch):
+    """``ASP_AUTOTUNE=OFF`` was accepted and ``autotune = "OFF"`` in the file an error."""
+    toml('[asp]\nmode = " Strict "\nautotune = "OFF"\n')
+    assert (config.mode(), config.autotune_mode()) == ("strict", "off")
+    monkeypatch.setenv("ASP_AUTOTUNE", "Always")
+    assert config.autotune_mode() == "always"
