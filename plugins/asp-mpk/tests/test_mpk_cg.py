@@ -192,6 +192,20 @@ def test_preconditioner_matches_scipy_pcg():
     assert info2 == 0 and np.linalg.norm(b - A @ x2) < 1e-8 * np.linalg.norm(b)
 
 
+def test_a_complex_preconditioner_is_refused():
+    """A complex M was applied with its imaginary part dropped (a NumPy ComplexWarning) and
+    the solve reported success; complex A, b and x0 were refused already."""
+    A = gallery.poisson2d(10)
+    b = np.ones(A.shape[0])
+    with pytest.raises(TypeError, match="M has complex dtype complex128"):
+        asp_mpk.cg(A, b, M=sp.diags(np.full(A.shape[0], 0.25 + 5j)))
+    declared_real = spla.LinearOperator(A.shape, matvec=lambda v: (0.25 + 5j) * v,
+                                        dtype=np.float64)
+    for x0 in (None, "Mb"):
+        with pytest.raises(TypeError, match="M returned complex values"):
+            asp_mpk.cg(A, b, M=declared_real, x0=x0)
+
+
 @requires_compiler
 def test_not_spd_reports_through_info_like_scipy():
     n = 400

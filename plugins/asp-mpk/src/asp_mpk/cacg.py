@@ -137,7 +137,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
             if x0 != "Mb":
                 raise ValueError("x0 must be an array, None or 'Mb' (start from M @ b), got "
                                  f"{x0!r}")
-            x0 = bv if M is None else _preconditioner(M, n).matvec(np.asarray(bv, np.float64))
+            x0 = bv if M is None else _precondition(_preconditioner(M, n),
+                                                    np.asarray(bv, np.float64))
         if x0 is not None:
             x0v = as_start(x0, n)
         rtol, atol = _check_tols(rtol, atol)
@@ -236,7 +237,21 @@ def _preconditioner(M: Any, n: int) -> Any:
     Mop = aslinearoperator(M)
     if Mop.shape != (n, n):
         raise ValueError(f"shape mismatch: M has shape {Mop.shape} but A is {n}x{n}")
+    if Mop.dtype is not None and np.dtype(Mop.dtype).kind == "c":
+        raise TypeError(f"M has complex dtype {Mop.dtype}; asp_mpk supports real float64 and "
+                        "float32 only")
     return Mop
+
+
+def _precondition(Mop: Any, v: np.ndarray) -> np.ndarray:
+    """``M v`` as a float64 vector; ``TypeError`` where it is complex (an operator declared
+    real): its imaginary part was dropped with a NumPy ComplexWarning, and the solve reported
+    success for the real part's preconditioner."""
+    z = Mop.matvec(v)
+    if np.iscomplexobj(z):
+        raise TypeError(f"M returned complex values (dtype {np.asarray(z).dtype}); asp_mpk "
+                        "supports real float64 and float32 only")
+    return np.asarray(z, dtype=np.float64).ravel()
 
 
 def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
@@ -261,7 +276,7 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
         if np.linalg.norm(r) < tol:
             stats.iterations = it
             return x, 0
-        z = np.asarray(Mop.matvec(r), dtype=np.float64).ravel()
+        z = _precondition(Mop, r)
         rho = float(r @ z)
         if it > 0:
             p *= rho / rho_prev
