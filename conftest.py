@@ -10,6 +10,15 @@ import shutil
 import tempfile
 
 _session_cache = tempfile.mkdtemp(prefix="asp-test-cache-")
-atexit.register(shutil.rmtree, _session_cache, ignore_errors=True)
+
+
+@atexit.register
+def _remove_session_cache(owner: int = os.getpid()) -> None:
+    """At the session's end, in its own process only: a child a test forks (``os.fork``,
+    then ``sys.exit``) runs the exit handlers too, and removed the cache under the session."""
+    if os.getpid() == owner:
+        shutil.rmtree(_session_cache, ignore_errors=True)
+
+
 os.environ.setdefault("ASP_CACHE_DIR", _session_cache)
 os.environ.setdefault("ASP_CONFIG", os.path.join(_session_cache, "no-config.toml"))

@@ -50,7 +50,15 @@ html_theme_options = {"description": "Asp is SEJITS for Python", "fixed_sidebar"
 # Examples in the guides run against the installed plugins, in a private cache removed when the
 # build ends, without the autotuning rounds (they would only make the doctest build slower).
 _doctest_cache = tempfile.mkdtemp(prefix="asp-doctest-cache-")
-atexit.register(shutil.rmtree, _doctest_cache, ignore_errors=True)
+
+
+@atexit.register
+def _remove_doctest_cache(owner: int = os.getpid()) -> None:
+    """At the build's end, in its own process only (not in a child it forks)."""
+    if os.getpid() == owner:
+        shutil.rmtree(_doctest_cache, ignore_errors=True)
+
+
 doctest_global_setup = f"""
 import os
 os.environ.setdefault("ASP_CACHE_DIR", {_doctest_cache!r})
