@@ -11,14 +11,15 @@ __all__ = ["command"]
 
 
 @contextmanager
-def _clear_errors() -> Iterator[None]:
-    """An unusable cache (unsafe, a file, not Asp's) is one line of text, not a traceback."""
+def _clear_errors(done: str = "") -> Iterator[None]:
+    """An unusable cache (unsafe, a file, not Asp's) is one line of text, not a traceback;
+    ``done``: what was already done, said first (a failure hid it)."""
     from asp_core.errors import CacheError
 
     try:
         yield
     except CacheError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"{done}, but: {exc}" if done else str(exc)) from None
 
 
 @click.group("cache")
@@ -65,6 +66,7 @@ def clear(perf: bool) -> None:
     cache = get_cache()
     with _clear_errors():
         n = maintenance.clear(cache)
+    with _clear_errors(f"removed {n} entries"):
         if perf and cache.root.exists():  # a missing cache has no results, nor is made here
             # the cache's own database: PerfDB() falls back to this process's private cache
             # where kernels may not use this one (unsafe mode, another owner), and "removed
@@ -82,6 +84,6 @@ def verify() -> None:
 
     with _clear_errors():
         good, bad = maintenance.verify(get_cache())
-    click.echo(f"{len(good)} entries OK, {len(bad)} bad entries removed")
+    click.echo(f"{len(good)} entries OK, {len(bad)} bad entries or build leftovers removed")
     for path in bad:
         click.echo(f"  removed {path}")

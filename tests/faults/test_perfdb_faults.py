@@ -238,3 +238,19 @@ def test_a_read_only_cache_directory_serves_its_winners(fresh_cache, log):
     assert out["k2"] == "late" and out["k3"] is None
     assert len(out["warnings"]) == 1 and "is read-only" in out["warnings"][0]
     assert _snapshot(fresh_cache) == before
+
+
+def test_cache_clear_perf_says_what_it_removed_before_failing(fresh_cache):
+    """``perf.sqlite`` a folder: ``asp cache clear --perf`` removed every entry, then failed
+    with "could not clear the tuning results" and no word of the entries it had removed."""
+    from click.testing import CliRunner
+
+    from asp_core.cache import get_cache
+    from asp_core.cli import cli
+
+    get_cache().ensure()
+    _as_directory(fresh_cache)
+    result = CliRunner().invoke(cli, ["cache", "clear", "--perf"])
+    assert result.exit_code == 1
+    assert "removed 0 entries, but: " in result.output
+    assert "could not clear the tuning results" in result.output
