@@ -284,6 +284,42 @@ def test_iterate_equals_separate_calls_with_swaps():
     assert k.iterate(a, b, steps=0) is a  # no step: the state is still in the first grid
     with pytest.raises(ValueError):
         k.iterate(a, b, steps=-1)
+    for steps in (2**63, 2**64 + 2):   # the C loops' count: 2**64 + 2 ran 1934 sweeps
+        with pytest.raises(ValueError, match="from 0 to 2\\*\\*63 - 1"):
+            k.iterate(a, b, steps=steps)
+
+
+class _Doubler(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+
+
+@pytest.mark.parametrize("options,error,message", [
+    ([("temporal", "off")], TypeError, r"_Doubler.asp_options must be a dict, got list"),
+    ({"platfrom_selection": "python"}, ValueError,
+     r"unknown key\(s\) 'platfrom_selection'; the known ones are: frontend, .*temporal"),
+])
+def test_asp_options_are_checked(options, error, message):
+    """A list of pairs passed the first call and ended ``iterate`` in an AttributeError from
+    inside asp-stencil; a misspelt key was ignored."""
+    k = _Doubler()
+    k.asp_options = options
+    a, b = StencilGrid([8, 8]), StencilGrid([8, 8])
+    with pytest.raises(error, match=message):
+        k.iterate(a, b, steps=2)
+    with pytest.raises(error, match=message):
+        _Doubler.kernel(k, a, b)
+
+
+def test_an_empty_temporal_variable_means_its_default(monkeypatch):
+    """``ASP_STENCIL_TEMPORAL=`` was an error, where every other empty ``ASP_*`` is unset."""
+    from asp_stencil.temporal.iterate import temporal_mode
+
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", " ")
+    assert temporal_mode(None) == "auto"
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "Off")
+    assert temporal_mode(None) == "off"
 
 
 class ScaledLaplacian(Laplacian3D):

@@ -8,12 +8,36 @@ itself must be the specialised entry point). The original function stays availab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral
 from typing import Any, Callable
 
 from .grid import fill_periodic_ghosts
 
-__all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions"]
+__all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions",
+           "kernel_options", "OPTIONS"]
+
+#: the kernel options asp-stencil reads, besides a phase's name (which picks its component)
+OPTIONS = ("disable_passes", "temporal", "max_variants")
+#: the most sweeps ``iterate`` runs in one call: its C loops count them in a 64-bit ``long``
+MAX_STEPS = 2**63 - 1
+
+
+def kernel_options(kernel: Any) -> dict[str, Any]:
+    """``kernel.asp_options``, checked: a mapping of phase names and :data:`OPTIONS`. A list
+    of pairs ended ``iterate`` in an ``AttributeError`` from inside asp-stencil, and a
+    misspelt key (``platfrom_selection``) was ignored without a word."""
+    from asp_core import PHASES
+
+    options = getattr(kernel, "asp_options", None) or {}
+    where = f"{type(kernel).__name__}.asp_options"
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{where} must be a dict, got {type(options).__name__}: {options!r:.80}")
+    unknown = [key for key in options if key not in PHASES and key not in OPTIONS]
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; the "
+                         f"known ones are: {', '.join((*PHASES, *OPTIONS))}")
+    return dict(options)
 
 #: the key in an instance's ``__dict__`` of the dispatchers of its base classes' kernels (a
 #: ``super().kernel(...)`` call, ``Base.kernel(instance, ...)``), per descriptor
@@ -107,7 +131,7 @@ class KernelMethod:
         cls_name = type(instance).__name__ if own else \
             getattr(getattr(self, "owner", None), "__name__", type(instance).__name__)
         d = Dispatcher("stencil", bound, fallback=_filling_ghosts(bound), instance=instance,
-                       options=dict(getattr(instance, "asp_options", {}) or {}),
+                       options=kernel_options(instance),
                        name=f"{cls_name}.{self.__name__}")
         # the first stored wins: threads making the instance's first call at once each made a
         # dispatcher, and each specialised and tuned its own (the last one stored kept)
@@ -157,8 +181,9 @@ class StencilKernel:
         separate calls with the swaps done by hand, but on OpenMP the sweeps may run temporally
         blocked and on CUDA in one device loop, whichever timing shows is fastest (see
         :mod:`asp_stencil.temporal.iterate`)."""
-        if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 0:
-            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        if isinstance(steps, bool) or not isinstance(steps, Integral) or \
+                not 0 <= steps <= MAX_STEPS:   # 2**64 + 2 ran 1934 sweeps
+            raise ValueError(f"steps must be an int from 0 to 2**63 - 1, got {steps!r}")
         steps = int(steps)
         if len(grids) < 2:
             raise TypeError("iterate() needs at least one input grid and the output grid")

@@ -59,8 +59,11 @@ ITERATE = "iterate"
 def temporal_mode(kernel: Any) -> str:
     """``auto`` (time plain and blocked sweeps), ``on`` (blocked only, where possible) or
     ``off``, from the kernel option ``temporal``, else ``ASP_STENCIL_TEMPORAL``."""
-    opt = str((getattr(kernel, "asp_options", None) or {}).get(
-        "temporal", os.environ.get("ASP_STENCIL_TEMPORAL", "auto"))).strip().lower()
+    from ..kernel import kernel_options
+
+    options = kernel_options(kernel)
+    opt = str(options["temporal"] if "temporal" in options else
+              os.environ.get("ASP_STENCIL_TEMPORAL", "").strip() or "auto").strip().lower()
     if opt in ("off", "0", "false", "no"):
         return "off"
     if opt in ("on", "1", "true", "yes", "always"):
