@@ -80,6 +80,9 @@ class Dispatcher:
             key, ctx = self._prepare(args, kwargs)
             fn = self._table.get(key)
             if fn is None:
+                # read before any component runs: an invalid ASP_COMPILE_TIMEOUT, first read
+                # in a platform's compiler probe, passed that platform over as broken
+                config.compile_timeout()
                 fn = self._specialize(key, ctx, mode)
         return fn(*args, **kwargs)
 

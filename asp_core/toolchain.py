@@ -206,8 +206,14 @@ def _probe_limit(seconds: float) -> float:
     """A probe's time limit: ``seconds``, or less where ``ASP_COMPILE_TIMEOUT`` (the limit of
     any compiler run, :func:`asp_core.config.compile_timeout`) says less, down to
     :data:`PROBE_FLOOR_S`: with a compiler that hangs and a 3 s limit, each process's first
-    kernel call waited 120 s for the probes."""
-    return min(seconds, max(config.compile_timeout(), PROBE_FLOOR_S))
+    kernel call waited 120 s for the probes. An invalid setting is not the probes' to report
+    (a kernel's call raises it, ``asp doctor``'s settings row names it; ``asp doctor`` ended in
+    its traceback here): they take the default then."""
+    try:
+        limit = config.compile_timeout()
+    except ValueError:
+        limit = config.COMPILE_TIMEOUT
+    return min(seconds, max(limit, PROBE_FLOOR_S))
 
 
 @functools.lru_cache(maxsize=32)

@@ -183,6 +183,20 @@ def test_invalid_mode_is_a_clear_error(elementwise, monkeypatch):
         d(*_arrays())
 
 
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_invalid_compile_timeout_is_a_clear_error(elementwise, fresh_cache, monkeypatch, mode):
+    """``ASP_COMPILE_TIMEOUT=0``, first read in the platform's compiler probe, made that
+    platform look broken (a PluginWarning blaming its plugin) and the kernel ran elsewhere,
+    even in strict mode; it is the ``ValueError`` an invalid ``ASP_MODE`` is."""
+    monkeypatch.setenv("ASP_MODE", mode)
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0")
+    d = Dispatcher("elementwise", axpy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="ASP_COMPILE_TIMEOUT='0' is not valid"):
+            d(*_arrays())
+
+
 def test_missing_compiler_platform_check_falls_back_with_install_hint(
         elementwise, fresh_cache, monkeypatch):
     monkeypatch.setenv("ASP_CC", "/nonexistent/cc")

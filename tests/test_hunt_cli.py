@@ -187,7 +187,7 @@ def test_asp_new_with_an_undecodable_name_is_one_line(tmp_path: Path) -> None:
     ("ASP_COMPILE_TIMEOUT", "-3", "ASP_COMPILE_TIMEOUT='-3' is not valid"),
     ("ASP_DISABLE_PASSES", "no-such-pass", "unknown pass name 'no-such-pass'"),
     ("ASP_TRACE_HOOKS", "maybe", "ASP_TRACE_HOOKS='maybe' is not valid"),
-    ("ASP_STENCIL_TEMPORAL", "sometimes", "temporal must be 'auto', 'on' or 'off'"),
+    ("ASP_STENCIL_TEMPORAL", "sometimes", "ASP_STENCIL_TEMPORAL must be 'auto', 'on' or 'off'"),
     ("ASP_STENCIL_TEMPORAL_PARAMS", "7,x", "ASP_STENCIL_TEMPORAL_PARAMS='7,x'"),
     ("ASP_CUDA_MEMORY", "opencl", "ASP_CUDA_MEMORY='opencl'"),
     ("ASP_MPK_COMPILE", "later", "ASP_MPK_COMPILE must be 'background' or 'wait'"),
@@ -274,6 +274,22 @@ def test_bench_path_whose_hook_lacks_the_mark_is_refused(tmp_path: Path, monkeyp
     result = _asp("bench", "--list", "--path", str(bench))
     assert result.exit_code == 2, result.output
     assert "asp_register_benchmarks is not marked @hookimpl" in result.output
+
+
+def test_asp_doctor_with_an_invalid_compile_timeout_probes_the_compilers(monkeypatch,
+                                                                         fresh_cache) -> None:
+    """Before any compiler was probed (a new process, an empty cache), an invalid
+    ``ASP_COMPILE_TIMEOUT`` ended ``asp doctor`` in a traceback from the probes it bounds."""
+    from asp_core import toolchain
+
+    for probe in (toolchain._probe, toolchain._broken, toolchain._openmp_works):
+        probe.cache_clear()   # as in a new process
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "-3")
+    result = _asp("doctor", "--no-stream")
+    assert "Traceback" not in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit), result.output
+    failed = [line for line in result.output.splitlines() if "[FAIL]" in line]
+    assert len(failed) == 1 and "ASP_COMPILE_TIMEOUT='-3' is not valid" in failed[0]
 
 
 # -- asp list -----------------------------------------------------------------------------------

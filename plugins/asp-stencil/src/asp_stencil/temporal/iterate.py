@@ -62,14 +62,18 @@ def temporal_mode(kernel: Any) -> str:
     from ..kernel import kernel_options
 
     options = kernel_options(kernel)
-    opt = str(options["temporal"] if "temporal" in options else
-              os.environ.get("ASP_STENCIL_TEMPORAL", "").strip() or "auto").strip().lower()
+    if "temporal" in options:
+        opt, where = str(options["temporal"]), "the kernel option temporal"
+    else:
+        opt = os.environ.get("ASP_STENCIL_TEMPORAL", "").strip() or "auto"
+        where = "ASP_STENCIL_TEMPORAL"
+    opt = opt.strip().lower()
     if opt in ("off", "0", "false", "no"):
         return "off"
     if opt in ("on", "1", "true", "yes", "always"):
         return "on"
     if opt != "auto":
-        raise ValueError(f"temporal must be 'auto', 'on' or 'off', got {opt!r}")
+        raise ValueError(f"{where} must be 'auto', 'on' or 'off', got {opt!r}")
     return "auto"
 
 
