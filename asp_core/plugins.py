@@ -63,7 +63,8 @@ def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: st
     if BrokenPlugin(name, dist, error) in _broken:  # e.g. an observer failing on every kernel
         return
     _broken.append(BrokenPlugin(name, dist, error))
-    warnings.warn(f"asp: plugin {name!r} ({dist}) failed to {what} and is skipped: {error}",
+    warnings.warn(f"asp: plugin {name!r} ({dist.strip('()')}) failed to {what} and is "
+                  f"skipped: {error}",
                   PluginWarning, stacklevel=3)
 
 
@@ -166,7 +167,10 @@ def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
     trace = config.flag("ASP_TRACE_HOOKS")
+    failed: set[str] = set()   # plugins one of whose implementations raised
     for impl in hook.get_hookimpls():  # registration order: entry points sorted by name
+        if impl.plugin_name in failed:
+            continue
         registry: Any = kwargs.get("register")
         dist, version = _dists.get(impl.plugin_name, ("(in-process)", ""))
         if isinstance(registry, Registry):
@@ -181,8 +185,10 @@ def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
         try:
             impl.function(**accepted)
         except (Exception, SystemExit) as exc:  # noqa: BLE001
-            if mark is not None:  # all or nothing: a plugin is never left half-registered
-                registry.rollback(mark)
+            if mark is not None:  # all or nothing: a plugin is never left half-registered,
+                registry.rollback(mark)   # its other implementations' registrations included
+                registry.forget_plugin(impl.plugin_name)
+            failed.add(impl.plugin_name)
             _mark_broken(impl.plugin_name, dist, exc, f"run {hook_name}")
 
 

@@ -207,6 +207,13 @@ class Registry:
         for name in set(self.specializers) - names:
             del self.specializers[name]
 
+    def forget_plugin(self, plugin: str) -> None:
+        """Forget everything ``plugin`` registered (one of its hook implementations raised,
+        after another had registered components that were then chosen by default)."""
+        self.components[:] = [c for c in self.components if c.plugin != plugin]
+        for name in [n for n, spec in self.specializers.items() if spec.plugin == plugin]:
+            del self.specializers[name]
+
     # -- queries (what the core calls) ----------------------------------------------------------
     def for_phase(self, specializer: str, phase: str) -> list[Component]:
         """Components of a phase, by priority (high first) then registration order."""

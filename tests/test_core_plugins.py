@@ -512,3 +512,28 @@ def test_doctor_survives_a_malformed_check(plugin_state, monkeypatch, answer):
     rows = checks(measure_stream=False)
     bad = [r for r in rows if r[0] == "plugin odd"]
     assert bad and not bad[0][1] and "not a list of (name, ok, detail)" in bad[0][2]
+
+
+def test_a_plugin_whose_second_registration_raises_keeps_nothing(plugin_state):
+    """A plugin with two ``asp_register_specializers`` implementations (``specname=``) was
+    reported skipped when one raised, while the other's components stayed registered and
+    were chosen by default."""
+    from asp_core import hookimpl
+
+    class TwoHalves:
+        @hookimpl
+        def asp_register_specializers(self, register):
+            register.specializer("halves")
+            register.component(specializer="halves", phase="backend", name="mine",
+                               obj=object(), priority=50)
+
+        @hookimpl(specname="asp_register_specializers")
+        def more(self, register):
+            raise RuntimeError("second registration failed")
+
+    with pytest.warns(PluginWarning, match=r"plugin 'two' \(in-process\) failed to run "
+                                           r"asp_register_specializers.*second registration"):
+        plugins_mod.register_plugin(TwoHalves(), name="two")
+        registry = plugins_mod.get_registry()
+    assert "halves" not in registry.specializers
+    assert not [c for c in registry.components if c.plugin == "two"]
