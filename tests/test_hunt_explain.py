@@ -283,3 +283,16 @@ def test_a_child_the_script_forks_prints_no_report_of_its_own(tmp_path, fresh_ca
             assert json.loads(proc.stdout) == {"kernels": []}
         else:
             assert proc.stdout.count("no kernel was specialised") == 1
+
+
+def test_a_component_s_own_events_are_shown():
+    """``ctx.record("my-note", ...)``, which the writer's guide gives for what ``asp explain``
+    should show, was in neither the text report nor ``--json``."""
+    from asp_core import recording
+    from asp_core.cli.explain import _record_dict, render
+
+    rec = recording.KernelRecord(kernel="k", specializer="s", key="()", events=[
+        ("my-note", {"build": 1, "time": 0.0}), ("decision", {"what": "x", "choice": "y"})])
+    data = _record_dict(rec)
+    assert data["events"] == [{"event": "my-note", "build": 1}]
+    assert "--- other events\n  my-note: build=1" in render(data)

@@ -51,7 +51,15 @@ def _record_dict(rec: recording.KernelRecord) -> dict[str, Any]:
         "decisions": [clean(d) for d in rec.of("decision")],
         "dropped": [clean(d) for e, d in rec.events
                     if e in ("autotune-excluded", "variant-skipped")],
+        # what a component noted with ctx.record under a kind of its own (the writer's guide
+        # says record is for what asp explain shows: such events were dropped)
+        "events": [{"event": e} | clean(d) for e, d in rec.events if e not in _SHOWN],
     }
+
+
+#: the event kinds a report shows in sections of their own
+_SHOWN = ("dast", "pass", "phase", "program", "variants", "build", "compile", "autotune",
+          "decision", "autotune-excluded", "variant-skipped")
 
 
 def _heading(rec: dict[str, Any]) -> str:
@@ -141,6 +149,10 @@ def _sections(rec: dict[str, Any]) -> list[tuple[str, str]]:
     if other:
         out.append("--- other decisions")
         out += [f"  {d['what']}: {_decision_text(d)}" for d in other]
+    if rec.get("events"):
+        out.append("--- other events")
+        out += ["  " + e["event"] + ": " + ", ".join(f"{k}={v!r:.100}" for k, v in e.items()
+                                                     if k != "event") for e in rec["events"]]
     out += _fallback_lines(rec)
     if out:
         pieces.append(("", "\n".join(out)))
