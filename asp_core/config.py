@@ -14,7 +14,8 @@ from typing import Any, Callable
 from asp_core.phases import PHASES
 
 __all__ = ["flag", "mode", "autotune_mode", "cache_dir", "compile_timeout", "phase_choice",
-           "named_specializers", "disabled_passes", "config_path", "load_config", "problems"]
+           "phase_variables", "named_specializers", "disabled_passes", "config_path",
+           "load_config", "problems"]
 
 _MODES = ("auto", "strict", "python")
 _AUTOTUNE = ("off", "once", "always")
@@ -131,14 +132,14 @@ def _layout_problem(data: dict[str, Any]) -> str | None:
     for key, value in phases.items():
         where = f"[phases] {key}"
         if key in PHASES:
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value.strip():
                 return f"{where} must be a component name (a string), got {value!r}"
         elif not isinstance(value, dict):
             return (f"{where}: {key!r} is not a phase ({', '.join(PHASES)}), so it must be a "
                     f"specializer's table [phases.{key}]")
         else:
             for phase, name in value.items():
-                if phase not in PHASES or not isinstance(name, str):
+                if phase not in PHASES or not isinstance(name, str) or not name.strip():
                     return (f"[phases.{key}] {phase} = {name!r}: expected a phase "
                             f"({', '.join(PHASES)}) = a component name (a string)")
     return None
@@ -193,23 +194,41 @@ def _seconds(value: Any) -> float | None:
     return float(value) if 0 < value < float("inf") else None
 
 
-def _choice_parts(text: str) -> list[tuple[str | None, str]]:
-    """``(specializer, component)`` of each part of an ``ASP_<PHASE>`` value: ``"numpy"``
-    applies to every specializer (None), ``"stencil:numpy,gmm:openmp"`` per specializer."""
+def _choice_parts(text: str, var: str) -> list[tuple[str | None, str]]:
+    """``(specializer, component)`` of each part of the ``ASP_<PHASE>`` variable ``var``:
+    ``"numpy"`` applies to every specializer (None), ``"stencil:numpy,gmm:openmp"`` per
+    specializer. ``ValueError`` for a part naming no component (``stencil:``) or two parts
+    naming different ones for the same specializers: the first won, without a word."""
     parts: list[tuple[str | None, str]] = []
+    named: dict[str | None, str] = {}
     for item in (part.strip() for part in text.split(",")):
-        if ":" in item:
-            spec, _, name = item.partition(":")
-            parts.append((spec.strip(), name.strip()))
-        elif item:
-            parts.append((None, item))
+        if not item:
+            continue
+        spec, name = item.partition(":")[::2] if ":" in item else (None, item)
+        spec, name = spec.strip() if spec is not None else None, name.strip()
+        if not name or spec == "":
+            raise ValueError(f"{var}={text!r}: the part {item!r} names no "
+                             f"{'component' if not name else 'specializer'}")
+        if named.setdefault(spec, name) != name:
+            raise ValueError(f"{var}={text!r} names two components for "
+                             f"{'every specializer' if spec is None else spec}: "
+                             f"{named[spec]!r} and {name!r}")
+        parts.append((spec, name))
     return parts
 
 
-def _parse_choice(text: str, specializer: str) -> str | None:
+def phase_variables() -> None:
+    """Read every ``ASP_<PHASE>`` variable as a kernel's specialisation would (``ValueError``
+    naming one that is malformed), for ``asp doctor``."""
+    for phase in PHASES:
+        var = f"ASP_{phase.upper()}"
+        _choice_parts(os.environ.get(var, ""), var)
+
+
+def _parse_choice(text: str, specializer: str, var: str) -> str | None:
     """The component ``text`` names for ``specializer`` (its own part wins over a general one)."""
     general = None
-    for spec, name in _choice_parts(text):
+    for spec, name in _choice_parts(text, var):
         if spec is None:
             general = name
         elif spec == specializer:
@@ -227,7 +246,7 @@ def phase_choice(specializer: str, phase: str, options: dict[str, Any] | None = 
         return str(options[phase]), "kernel option"
     env = os.environ.get(f"ASP_{phase.upper()}")
     if env:
-        name = _parse_choice(env, specializer)
+        name = _parse_choice(env, specializer, f"ASP_{phase.upper()}")
         if name:
             return name, f"ASP_{phase.upper()}"
     phases = load_config().get("phases", {})
@@ -244,7 +263,7 @@ def named_specializers(phase: str) -> list[tuple[str, str]]:
     ``ASP_<PHASE>`` or by a ``[phases.<spec>]`` table of the config file (the registry warns
     about those no plugin registers: a misspelt one would be ignored)."""
     env = f"ASP_{phase.upper()}"
-    named = [(spec, env) for spec, _ in _choice_parts(os.environ.get(env, "")) if spec]
+    named = [(spec, env) for spec, _ in _choice_parts(os.environ.get(env, ""), env) if spec]
     phases = load_config().get("phases", {})
     return named + [(name, f"config [phases.{name}]") for name, value in phases.items()
                     if isinstance(value, dict)]

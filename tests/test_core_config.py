@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from asp_core import config
@@ -161,3 +163,34 @@ def test_the_file_s_choices_are_read_as_the_variables_are(toml, monkeypatch):
     assert (config.mode(), config.autotune_mode()) == ("strict", "off")
     monkeypatch.setenv("ASP_AUTOTUNE", "Always")
     assert config.autotune_mode() == "always"
+
+
+@pytest.mark.parametrize("value,message", [
+    ("stencil:c,stencil:traced-c", "names two components for stencil: 'c' and 'traced-c'"),
+    ("numpy,openmp", "names two components for every specializer: 'numpy' and 'openmp'"),
+    ("stencil:", "the part 'stencil:' names no component"),
+    (":c", "the part ':c' names no specializer"),
+])
+def test_a_phase_variable_naming_two_components_or_none_is_an_error(monkeypatch, value,
+                                                                      message):
+    """The first of two parts for one specializer won, and an empty part was ignored, without
+    a word (and ``asp doctor`` said the settings were valid)."""
+    monkeypatch.setenv("ASP_BACKEND", value)
+    with pytest.raises(ValueError, match=re.escape(f"ASP_BACKEND={value!r}") + ".*"
+                       + re.escape(message)):
+        config.phase_choice("stencil", "backend")
+    with pytest.raises(ValueError, match="ASP_BACKEND="):
+        config.phase_variables()
+
+
+def test_same_component_twice_and_separate_specializers_are_fine(monkeypatch):
+    monkeypatch.setenv("ASP_BACKEND", "stencil:c, stencil:c ,gmm:openmp-c,numpy")
+    assert config.phase_choice("stencil", "backend") == ("c", "ASP_BACKEND")
+    assert config.phase_choice("mpk", "backend") == ("numpy", "ASP_BACKEND")
+    config.phase_variables()
+
+
+def test_an_empty_component_in_the_file_is_an_error(toml):
+    toml('[phases.stencil]\nbackend = ""\n')
+    with pytest.raises(ValueError, match=r"\[phases.stencil\] backend = ''"):
+        config.load_config()

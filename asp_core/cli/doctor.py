@@ -128,7 +128,7 @@ def _settings_check() -> tuple[str, bool, str]:
     flags = [lambda var=var: config.flag(var) for var in
              ("ASP_DISABLE_PLUGIN_AUTOLOAD", "ASP_TRACE_HOOKS", "ASP_MPI_ABORT_ON_ERROR")]
     problems = config.problems(config.load_config, config.mode, config.autotune_mode,
-                               config.compile_timeout,
+                               config.compile_timeout, config.phase_variables,
                                lambda: check_disabled(config.disabled_passes(), []), *flags)
     if problems:
         return ("settings", False, "; ".join(problems))
