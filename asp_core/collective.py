@@ -69,12 +69,13 @@ class AgreedVariants:
         self._idle = args is None
         self._fallback: Callable[..., Any] = dispatcher.fallback or dispatcher
         self._bound: Callable[..., Any] | None = None
-        if config.mode() == "python":
-            self.reason = "ASP_MODE=python"
-            return
-        error, names, bad_input = None, None, None
+        # ASP_MODE=python on some ranks only is their reason to fall back, agreed like any:
+        # returning before the agreement left the other ranks waiting in it for good
+        python_mode = config.mode() == "python"
+        error, names, bad_input = ("ASP_MODE=python", [], None) if python_mode else \
+            (None, None, None)
         try:  # any failure, on any rank, is every rank's: no rank may wait in a collective
-            if args is not None:
+            if args is not None and not python_mode:
                 self._variants = dispatcher.variants(*args)
                 names = list(self._variants)
         except AspError as exc:  # cannot be specialised: every rank falls back (below)
@@ -109,8 +110,9 @@ class AgreedVariants:
             if config.mode() == "strict":
                 raise AspError(f"{what} cannot be specialised on {comm.Get_size()} ranks: "
                                f"{self.reason}")
-            warnings.warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
-                          SpecializationWarning, stacklevel=3)
+            if not python_mode:   # what this rank asked for needs no warning
+                warnings.warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
+                              SpecializationWarning, stacklevel=3)
             return
         from asp_core.plugins import get_registry
 

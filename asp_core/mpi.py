@@ -82,11 +82,14 @@ def abort_caught(etype: type[BaseException], detail: str = "") -> None:
     runner of the script caught instead of letting it end the process (``asp explain`` reports
     the kernels after it): end every rank (``comm.Abort``, after ``detail`` on stderr), since
     the others may wait for this one in a collective. Returns when the hook is not installed
-    (or turned off), as Python would then hang too; does nothing on one rank."""
-    if _hook_comm and _rank_size(_hook_comm[0])[1] > 1 and not issubclass(etype,
-                                                                           KeyboardInterrupt):
-        _abort(_hook_comm[0], 1, f"uncaught {etype.__name__}, aborting all ranks "
-               "(ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n" + detail)
+    (or turned off), as Python would then hang too; does nothing on one rank. A Ctrl-C
+    (``KeyboardInterrupt``) aborts too, with status 130: one reaching a single rank (a
+    ``kill -INT`` of one process) left it waiting in ``MPI_Finalize`` and the others in the
+    next halo exchange, for good."""
+    if _hook_comm and _rank_size(_hook_comm[0])[1] > 1:
+        interrupted = issubclass(etype, KeyboardInterrupt)
+        _abort(_hook_comm[0], 130 if interrupted else 1, f"uncaught {etype.__name__}, "
+               "aborting all ranks (ASP_MPI_ABORT_ON_ERROR=0 turns this off)\n" + detail)
 
 
 def _rank_size(comm: Any) -> tuple[int, int]:

@@ -123,3 +123,51 @@ def test_mpi_gmm_initial_parameters_that_are_not_numbers_on_one_rank(nprocs, tmp
     before the collective check of the hyperparameters: a caller who caught it left the other
     ranks waiting in that check forever. Every rank now raises the same error."""
     assert_every_rank_prints(GMM_BAD_INIT_ONE_RANK, "RAISED-OK", nprocs, tmp_path, timeout=90)
+
+
+PYTHON_MODE_ON_ONE_RANK = """
+import os
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from asp_core.mpi import fatal_errors, world
+from asp_gmm.distributed import DistributedGaussianMixture
+from asp_mpk.distributed import DistributedMatrixPowers
+from asp_stencil import StencilKernel
+from asp_stencil.distributed import DistributedStencilGrid, distribute
+
+comm = world()
+if comm.rank == 1:
+    os.environ["ASP_MODE"] = "python"
+
+
+class Heat(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = 0.4 * a[x]
+            for y in a.neighbors(x, 1):
+                out[x] += 0.1 * a[y]
+
+
+with fatal_errors(comm), warnings.catch_warnings():
+    warnings.simplefilter("ignore")   # rank 0 is told every rank runs unspecialised
+    a = DistributedStencilGrid((12, 12, 12), comm)
+    b = DistributedStencilGrid(like=a)
+    distribute(Heat()).iterate(a, b, steps=3)
+    A = sp.diags([-1.0, 2.5, -1.0], [-1, 0, 1], shape=(40, 40)).tocsr()
+    mp = DistributedMatrixPowers(A, 3, comm)
+    mp.powers(np.ones(mp.matrix.hi - mp.matrix.lo))
+    X = np.random.default_rng(comm.rank).normal(size=(50, 2))
+    DistributedGaussianMixture(2, comm=comm, random_state=0).fit(X)
+    print(f"DONE rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@requires_compiler
+def test_python_mode_on_one_rank_falls_back_on_every_rank(tmp_path):
+    """``ASP_MODE=python`` on one rank returned before the ranks' agreement on what to run:
+    the stencil, MPK and GMM runners all hung, the other ranks waiting in it for good."""
+    assert_every_rank_prints(PYTHON_MODE_ON_ONE_RANK, "DONE", 2, tmp_path, timeout=120)

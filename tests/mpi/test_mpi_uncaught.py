@@ -25,6 +25,17 @@ def test_unguarded_failing_rank_aborts_all_ranks(case):
 
 
 @requires_mpi
+def test_an_interrupt_of_one_rank_aborts_all_ranks():
+    """A KeyboardInterrupt on one rank (``kill -INT`` of one process) was let through: that
+    rank waited in MPI_Finalize and the others in the next collective, for good."""
+    run = run_mpi(SCRIPT, 2, timeout=90, args=["world", "interrupt"])
+    assert not run.timed_out, run.describe()
+    assert run.returncode != 0
+    assert "rank 1/2: uncaught KeyboardInterrupt, aborting all ranks" in run.stderr
+    assert "UNREACHABLE" not in run.stdout
+
+
+@requires_mpi
 @pytest.mark.slow
 def test_abort_can_be_turned_off():
     run = run_mpi(SCRIPT, 2, timeout=15, args=["world"], env={"ASP_MPI_ABORT_ON_ERROR": "0"})
