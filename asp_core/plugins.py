@@ -9,6 +9,7 @@ entry points, ``ASP_BLOCK_PLUGINS=a,b`` skips entry-point or distribution names,
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -83,8 +84,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in eps:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if (ep.name in blocked or dist in blocked
-                or (allowed is not None and ep.name not in allowed and dist not in allowed)):
+        if (_names(ep, blocked)
+                or (allowed is not None and not _names(ep, allowed))):
             continue
         # Entry-point names are not unique across distributions: an add-on naming its entry
         # point after the specializer it extends (``my_spec = "my_spec_gpu.plugin"``) was
@@ -104,6 +105,23 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         _dists[name] = (dist, version)
 
 
+def _names(ep: Any, names: set[str]) -> bool:
+    """Whether ``names`` names the entry point ``ep``: by its name, or by its distribution's
+    name in any of the spellings pip takes for one (``hunt_backend`` for ``hunt-backend``,
+    any case: it was "no installed plugin has" and blocked nothing)."""
+    if ep.name in names:
+        return True
+    if ep.dist is None:
+        return False
+    dist = _normalized(ep.dist.name)
+    return any(_normalized(n) == dist for n in names)
+
+
+def _normalized(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _forget(pm: pluggy.PluginManager, plugin: Any) -> None:
     """Unregister ``plugin`` if ``pm.register`` left it half-registered: pluggy checks a hook
     implementation's arguments only after adding the plugin, so one with a misspelt argument
@@ -119,7 +137,7 @@ def _warn_unmatched(eps: list[Any], blocked: set[str], allowed: set[str] | None)
     ("No specializers installed"), or blocked nothing, without a word."""
     known = {ep.name for ep in eps} | {ep.dist.name for ep in eps if ep.dist}
     for var, names in (("ASP_LOAD_PLUGINS", allowed or set()), ("ASP_BLOCK_PLUGINS", blocked)):
-        unknown = sorted(names - known)
+        unknown = sorted(n for n in names if not any(_names(ep, {n}) for ep in eps))
         if unknown:
             warnings.warn(f"asp: {var} names {', '.join(map(repr, unknown))}, which no "
                           f"installed plugin has (installed: {', '.join(sorted(known)) or 'none'}"

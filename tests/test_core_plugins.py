@@ -138,6 +138,23 @@ def test_block_plugins_by_entry_point_or_distribution(entry_points, monkeypatch)
     assert plugins_mod.broken_plugins() == []
 
 
+def test_distribution_names_match_in_any_spelling_pip_takes(entry_points, monkeypatch):
+    """``ASP_BLOCK_PLUGINS=asp_other`` for the distribution ``asp-other`` was "no installed
+    plugin has" and blocked nothing; pip takes both spellings (and any case) for one name."""
+    entry_points(_good(), FakeEntryPoint("other", _module("o3", asp_register_specializers=
+                                                          _registers("other")), dist="asp-other"))
+    for spelling in ("asp_other", "ASP.Other"):
+        monkeypatch.setenv("ASP_BLOCK_PLUGINS", spelling)
+        plugins_mod.reset()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert set(plugins_mod.get_registry().specializers) == {"fake"}
+    monkeypatch.delenv("ASP_BLOCK_PLUGINS")
+    monkeypatch.setenv("ASP_LOAD_PLUGINS", "Asp_Other")
+    plugins_mod.reset()
+    assert set(plugins_mod.get_registry().specializers) == {"other"}
+
+
 def test_load_plugins_allow_list(entry_points, monkeypatch):
     entry_points(_good(), FakeEntryPoint("bad", ImportError("never loaded")),
                  FakeEntryPoint("other", _module("o2", asp_register_specializers=_registers(
@@ -537,3 +554,21 @@ def test_a_plugin_whose_second_registration_raises_keeps_nothing(plugin_state):
         registry = plugins_mod.get_registry()
     assert "halves" not in registry.specializers
     assert not [c for c in registry.components if c.plugin == "two"]
+
+
+def test_asp_list_shows_no_default_for_a_specializer_no_plugin_defines(plugin_state,
+                                                                       monkeypatch):
+    """Components registered for a misspelt specializer (``stencill``) were listed with
+    ``default: true``, though no kernel can get them."""
+    from asp_core.cli.listing import listing
+
+    monkeypatch.setenv("ASP_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins_mod.reset()
+    plugins_mod.register_plugin(_module("typo", asp_register_specializers=lambda register:
+                                        register.component(specializer="stencill",
+                                                           phase="backend", name="extra",
+                                                           obj=object(), priority=100)),
+                                name="typo")
+    (spec,) = listing()["specializers"]
+    assert spec["name"] == "stencill" and not spec["defined"]
+    assert [c["default"] for c in spec["phases"]["backend"]] == [False]

@@ -82,7 +82,10 @@ def listing() -> dict[str, Any]:
         by_phase = {phase: reg.for_phase(name, phase) for phase in PHASES}
         unavailable = {c.name: _unavailable(c) for c in by_phase[PLATFORM_SELECTION]}
         unmet: list[dict[str, str]] = []
-        chosen = _defaults(name, by_phase, unavailable, unmet)
+        # components for a specializer no plugin defines (a misspelt name): no kernel gets
+        # them, so none is a default ("default" was shown for one)
+        chosen = _defaults(name, by_phase, unavailable, unmet) if spec is not None else \
+            dict.fromkeys(PHASES)
         phases = {}
         for phase, comps in by_phase.items():
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
