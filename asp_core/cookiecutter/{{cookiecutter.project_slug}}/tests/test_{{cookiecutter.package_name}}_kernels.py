@@ -54,11 +54,14 @@ def test_every_variant_gives_the_same_result(monkeypatch):
     x = np.linspace(-3.0, 3.0, 10_001)
     y = np.cos(x)
     kernel = elementwise(blend)
-    # tuning times each variant 3 times, 3 more when the two are within 10 % of each other
-    results = [kernel(x, y) for _ in range(12)]
-    decision = kernel.last_context.decision(VARIANT)   # the tuner's typed decision record
+    # tuning times each variant 3 times, 3 more for those within 10 % of the best: as many
+    # calls as that takes, however many variants variants.py proposes
+    results, decision = [], None
+    while decision is None and len(results) < 200:
+        results.append(kernel(x, y))
+        decision = kernel.last_context.decision(VARIANT)   # the tuner's typed decision record
     assert decision is not None and decision.source == "tuned now", "not autotuned"
-    assert decision.choice in {"parallel-simd", "serial"}
+    assert decision.choice in decision.candidates
     for r in results:
         assert _same_bits(r, python_map(blend)(x, y))
 
