@@ -373,10 +373,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             finally:
                 _wait_for_background(before)
     except SystemExit as exc:
-        if exc.code not in (None, 0) and os.getpid() == ours:
-            click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
         if exc.code not in (None, 0):
             status = exc.code if isinstance(exc.code, int) else 1   # sys.exit("msg") is 1
+            if os.getpid() == ours:
+                click.echo(f"asp explain: {script} exited with {exc.code}", err=True)
     except BaseException as exc:  # noqa: BLE001 - the script's own error: show it, then the
         # kernels (Ctrl-C too: click's "Aborted!" dropped every report; a BaseException
         # subclass of the script's gave asp's own traceback and no report)
