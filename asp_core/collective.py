@@ -72,8 +72,9 @@ class AgreedVariants:
         # ASP_MODE=python on some ranks only is their reason to fall back, agreed like any:
         # returning before the agreement left the other ranks waiting in it for good
         python_mode = config.mode() == "python"
-        error, names, bad_input = ("ASP_MODE=python", [], None) if python_mode else \
-            (None, None, None)
+        error: str | None = "ASP_MODE=python" if python_mode else None
+        names: list[str] | None = [] if python_mode else None
+        bad_input: str | None = None
         try:  # any failure, on any rank, is every rank's: no rank may wait in a collective
             if args is not None and not python_mode:
                 self._variants = dispatcher.variants(*args)
