@@ -31,8 +31,8 @@ from asp_gmm.programs import example_args
 T = TypeVar("T")
 
 __all__ = ["BUILD_AFTER_S", "GMMKernel", "compiled", "dispatcher", "e_step", "em_step",
-           "explain_numpy_passes", "finish_preparing", "kmeans_assign", "kmeans_seed", "log_prob", "m_step", "prepare",
-           "reset", "tuning", "while_compiling", "winner"]
+           "explain_numpy_passes", "finish_preparing", "kmeans_assign", "kmeans_seed",
+           "log_prob", "m_step", "prepare", "reset", "tuning", "while_compiling", "winner"]
 
 
 @dataclass(frozen=True)
