@@ -639,3 +639,19 @@ def test_the_fallback_warning_names_the_unary_operator():
     """``not u[x]`` outside a test was reported as "unary operator 'n'"."""
     with pytest.warns(SpecializationWarning, match="unary operator 'not' here"):
         run_both(_NotValue(), make_grids((4, 5), 1, seed=1))
+
+
+def test_a_broken_compiler_is_named_once_in_the_platform_s_reason(monkeypatch, tmp_path):
+    """The OpenMP platform's reason read "no C compiler: no c compiler: $ASP_CC=..." for a
+    compiler that is not there: the toolchain's message says so already."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "stencil:openmp")
+    monkeypatch.setenv("ASP_MODE", "strict")
+    for cc, says in ((str(tmp_path / "no-such-cc"), "cannot run here: no c compiler: "),
+                     ("/bin/true", "cannot run here: no C compiler: ASP_CC='/bin/true' is not "
+                                   "a working c compiler")):
+        monkeypatch.setenv("ASP_CC", cc)
+        with pytest.raises(Exception) as raised:
+            _Smooth().kernel(*make_grids((30, 40), 1, seed=2))
+        assert says in str(raised.value)
+        assert "no C compiler: no c compiler" not in str(raised.value)

@@ -481,8 +481,9 @@ class OpenMPPlatform(Platform):
 
         try:
             find_toolchain("c")
-        except ToolchainError as exc:
-            return f"no C compiler: {exc}"
+        except ToolchainError as exc:   # named once: "no C compiler: no c compiler: ..." read
+            text = str(exc)              # the reason of a missing $ASP_CC
+            return text if text.lower().startswith("no c compiler") else f"no C compiler: {text}"
         return None
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
