@@ -87,19 +87,24 @@ class Component:
                                f"component {self.specializer}/{self.phase}/{self.name} of "
                                f"plugin {self.plugin!r} ({self.distribution})")
 
-    def accepts(self, platform: str) -> bool:
-        """Whether this component serves ``platform``. One whose platforms cannot be read
-        serves none, and is reported as a broken plugin (``PluginWarning``, ``asp list``):
-        before, a third-party backend that did not import, never to be chosen, sent every
-        kernel of its specializer to Python, and ``asp list`` ended in a traceback."""
+    def readable_platforms(self) -> tuple[str, ...] | None:
+        """:attr:`platforms`, or None where they cannot be read: the component is then
+        reported as a broken plugin (``PluginWarning``, ``asp list``, ``asp doctor``) and
+        serves no platform. Before, a third-party backend that did not import, never to be
+        chosen, sent every kernel of its specializer to Python, and ``asp list`` ended in a
+        traceback."""
         try:
-            platforms = self.platforms
+            return self.platforms
         except PluginError as exc:
             from asp_core.plugins import report_broken_component
 
             report_broken_component(self, exc, "platforms")
-            return False
-        return not platforms or platform in platforms
+            return None
+
+    def accepts(self, platform: str) -> bool:
+        """Whether this component serves ``platform`` (:meth:`readable_platforms`)."""
+        platforms = self.readable_platforms()
+        return platforms is not None and (not platforms or platform in platforms)
 
 
 def _platform_names(value: Any, what: str) -> tuple[str, ...]:

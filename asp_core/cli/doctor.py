@@ -114,9 +114,10 @@ def _load_components() -> None:
     for comp in get_registry().components:
         try:
             comp.obj
-            comp.platforms
         except PluginError as exc:
             report_broken_component(comp, exc, "load")
+        else:
+            comp.readable_platforms()
 
 
 def _settings_check() -> tuple[str, bool, str]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from asp_core.errors import PluginError
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, PLATFORM_SELECTION
 from asp_core.registry import Component
 
@@ -22,18 +21,6 @@ def _unavailable(comp: Component) -> str | None:
         return probe() if callable(probe) else None
     except Exception as exc:  # noqa: BLE001 - a plugin that cannot even load is not usable
         return f"cannot load: {type(exc).__name__}: {exc}"
-
-
-def _platforms(comp: Component) -> tuple[str, ...]:
-    """The platforms ``comp`` serves; none where they cannot be read (it is listed among the
-    broken plugins then)."""
-    try:
-        return comp.platforms
-    except PluginError as exc:
-        from asp_core.plugins import report_broken_component
-
-        report_broken_component(comp, exc, "platforms")
-        return ()
 
 
 def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
@@ -90,7 +77,7 @@ def listing() -> dict[str, Any]:
         for phase, comps in by_phase.items():
             phases[phase] = [{"name": c.name, "distribution": c.distribution,
                               "version": c.version, "priority": c.priority,
-                              "platforms": list(_platforms(c)),
+                              "platforms": list(c.readable_platforms() or ()),
                               "default": c.name == chosen[phase],
                               "unavailable": unavailable.get(c.name)
                               if phase == PLATFORM_SELECTION else None}
