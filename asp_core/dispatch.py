@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from asp_core import config, recording
 from asp_core.context import SpecializationContext
+from asp_core.decisions import PLATFORM
 from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
                              Unspecializable)
 
@@ -144,6 +145,12 @@ class Dispatcher:
             reason, error = f"generated code failed to compile ({cause}): {exc}", exc
         except AspError as exc:
             reason, error = str(exc), exc
+        if ctx is not None and fn is None:
+            # the kernel runs in Python: the context says so (its platform decision named the
+            # platform that failed, and code reading it believed that platform ran)
+            chosen = ctx.decision(PLATFORM)
+            ctx.decide(PLATFORM, "python", reason=str(reason), source="fallback",
+                       failed=chosen.choice if chosen is not None else None)
         if ctx is not None:
             self._finish(ctx, key, fn if fn is not None else reason)
         if fn is not None:

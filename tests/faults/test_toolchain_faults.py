@@ -40,3 +40,17 @@ def test_strict_mode_error_is_compiler_not_found(elementwise, monkeypatch, fresh
 
     with pytest.raises(CompilerNotFound, match="wrote no shared object"):
         compile_library("int f(void) { return 1; }\n", name="f")
+
+
+def test_a_kernel_that_fell_back_says_python_in_its_platform_decision(elementwise, monkeypatch,
+                                                                     fresh_cache):
+    # the C platform accepted the kernel and then failed to compile it: the kernel runs in
+    # Python, and its context said "openmp" (code reading the decision believed C ran)
+    monkeypatch.setenv("ASP_CFLAGS", "-fno-such-asp-flag")
+    d = Dispatcher("elementwise", _axpy)
+    a, b = np.ones(4), np.arange(4.0)
+    with pytest.warns(Warning, match="runs in pure Python"):
+        np.testing.assert_array_equal(d(a, b), a + 3.0 * b)
+    ps = d.last_context.decision("platform_selection")
+    assert ps is not None and ps.choice == "python" and ps.source == "fallback"
+    assert ps.params["failed"] == "openmp" and "failed to compile" in ps.reason
