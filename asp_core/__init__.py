@@ -4,12 +4,14 @@ The public API of the core. Importing it is cheap (no compiler runs, no heavy op
 dependency is imported); plugins are loaded on first use.
 """
 
-# the compile pool registers its exit handler (wait for running compiles) first, so that it
-# runs after the plugins' (handlers run last-in first-out, and one registered by a plugin's
-# thread while the interpreter exits never runs: its compiler outlived the process)
-from asp_core import background as _background  # noqa: F401
-# its fork hooks before any plugin's, so that they run after them (see asp_core.spawn)
+# exit handlers run last-in first-out: the kill of the tools still running (asp_core.spawn)
+# is registered first, so that it runs last, after the compile pool's wait for its running
+# compiles (killed first, every compile under way at a normal exit died), which runs after the
+# plugins' (one registered by a plugin's thread while the interpreter exits never runs: its
+# compiler outlived the process). spawn's fork hooks, registered before any plugin's, run
+# after them (see asp_core.spawn)
 from asp_core import spawn as _spawn  # noqa: F401
+from asp_core import background as _background  # noqa: F401
 from asp_core._version import __version__
 from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, PlatformOptimizer,
                                  PlatformProgram, Variant)

@@ -230,7 +230,14 @@ def shutdown(wait: bool = True) -> None:
             thread.join()
 
 
-atexit.register(shutdown)
+def _at_exit() -> None:
+    """Wait for the running compiles (the next process finds them in the cache), unless a
+    Ctrl-C ends the process: the user asked it to stop, and asp_core.spawn's exit handler, which
+    runs next, kills them."""
+    shutdown(wait=not isinstance(getattr(sys, "last_value", None), KeyboardInterrupt))
+
+
+atexit.register(_at_exit)
 
 
 def _slot(key: str) -> _Slot:

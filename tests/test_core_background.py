@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import textwrap
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from asp_core.build import compile_library
 from asp_core.context import SpecializationContext
 from asp_core.errors import CompileError, ToolchainError
 from asp_core.toolchain import Toolchain
+from tests.test_core_toolchain import _running
 
 pytestmark = pytest.mark.compiler
 
@@ -209,6 +211,67 @@ def test_exit_cancels_queued_compiles_and_waits_for_running_ones(fresh_cache):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_normal_exit_lets_the_running_background_compile_finish(fresh_cache, tmp_path):
+    """A script ending while a compile ran on the pool: the exit waited for it, as documented,
+    and killed nothing.  The kill of running tools (for a Ctrl-C) ran first, so every such
+    compile died by SIGKILL, its kernel was reported as running in Python "out of memory"
+    after the script's last line, and the next process compiled it again."""
+    from asp_core.toolchain import find_toolchain
+
+    slow = tmp_path / "slow-cc"
+    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_exit*) sleep 1;; esac\n"
+                    f"exec {find_toolchain('c').executable} \"$@\"\n")   # probes pass at once
+    slow.chmod(0o755)
+    marker = tmp_path / "started"
+    script = textwrap.dedent(f"""
+        import atexit, time
+        futures = []
+        # registered first, so it runs after asp_core's exit handlers
+        atexit.register(lambda: print("compiled:", futures[0].result().cdll.asp_bg_exit()))
+        from asp_core import background
+        futures.append(background.submit(source="int asp_bg_exit(void) {{ return 5; }}\\n",
+                                          openmp=False, name="bg_exit"))
+        time.sleep(0.5)   # the slow compiler is running
+        open({str(marker)!r}, "w").close()
+    """)
+    env = dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(fresh_cache))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert marker.exists(), out.stderr
+    assert out.returncode == 0 and "compiled: 5" in out.stdout, out.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
+def test_a_ctrl_c_exit_kills_the_running_background_compile(fresh_cache, tmp_path):
+    """Ended by Ctrl-C, the process does not wait for its pool's compiles: they are killed
+    (with what they started) and it exits."""
+    from asp_core.toolchain import find_toolchain
+
+    pidfile = tmp_path / "worker.pid"
+    slow = tmp_path / "slow-cc"
+    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_stop*) sleep 600 & echo $! > {pidfile}; wait;; "
+                    f"esac\nexec {find_toolchain('c').executable} \"$@\"\n")   # probes pass
+    slow.chmod(0o755)
+    script = textwrap.dedent(f"""
+        import pathlib, time
+        from asp_core import background
+        background.submit(source="int asp_bg_stop(void) {{ return 5; }}\\n", openmp=False,
+                          name="bg_stop")
+        while not pathlib.Path({str(pidfile)!r}).exists():
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+    """)
+    env = dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(fresh_cache))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert "KeyboardInterrupt" in out.stderr
+    worker = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.05)
+    assert not _running(worker), "the compile outlived the process"
 
 
 def test_when_idle_compiles_wait_for_the_foreground_spans(fresh_cache, gated_compiler,
