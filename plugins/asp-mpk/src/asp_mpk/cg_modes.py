@@ -18,7 +18,10 @@ whose best time, after :data:`ModeTimes.TRIES_BEFORE_GIVING_UP` tries, is still 
 further tuning step could find closes such a gap, and each try costs the solve that much.  A
 rival more than :data:`ModeTimes.GIVE_UP_AT_ONCE` times the fastest is given up after one try:
 fresh pages cost a first try far less than that, and a second try of it would cost more than
-all the tuning it could still win back in the solve.
+all the tuning it could still win back in the solve.  The caller's default (the first mode it
+offers: classical CG, cheap to try again) is never given up on one try: on a busy machine one
+try of its two-thread passes waited for a descheduled thread at a barrier (0.15 s for 4 steps
+that take 40 us), and the solver then ran a mode twice as slow for the rest of the process.
 
 A mode never tried on a matrix, other than the caller's default (the first it offers), is first
 tried in its :attr:`ModeTimes.explore_from_solve`-th
@@ -96,14 +99,14 @@ class ModeTimes:
             for mode in timed:
                 if mode != fastest and self.samples[mode] < self.SAMPLES and \
                         self._steps - self._tried_at.get(mode, 0) >= self.RETRY_AFTER and \
-                        not self._hopeless(mode, fastest):
+                        not self._hopeless(mode, fastest, at_once=mode != modes[0]):
                     return mode
             return fastest
 
-    def _hopeless(self, mode: str, fastest: str) -> bool:
+    def _hopeless(self, mode: str, fastest: str, *, at_once: bool) -> bool:
         tries, ratio = self._tries.get(mode, 0), self.best[mode] / self.best[fastest]
         return (tries >= self.TRIES_BEFORE_GIVING_UP and ratio > self.GIVE_UP) or \
-            (tries >= 1 and ratio > self.GIVE_UP_AT_ONCE)
+            (at_once and tries >= 1 and ratio > self.GIVE_UP_AT_ONCE)
 
     def record(self, mode: str, seconds: float, *, trusted: bool = True,
                final: bool = True) -> None:
