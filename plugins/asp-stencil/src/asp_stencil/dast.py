@@ -183,15 +183,16 @@ Expr = Union[Const, Attr, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, Bo
 class Assign(Node):
     """``name = value`` (a local scalar). Augmented assignment is normalised to this.
 
-    ``as_dtype``: the local stands for a grid element (``output-forwarding``): the value is
-    converted to that dtype, as storing it into the grid would, and reads of the local are
-    scalars of that dtype, as reading the grid back would give.
+    ``as_dtype``: the local stands for an element of the grid ``as_grid``
+    (``output-forwarding``): the value is converted to that dtype, as storing it into the grid
+    would, and reads of the local are scalars of that dtype, as reading the grid back would give.
     """
 
     target: str
     value: Expr
     line: int = field(default=0, compare=False)
     as_dtype: str = ""
+    as_grid: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,24 @@ def expr_nodes(node: Node) -> Iterator[Node]:
         cur = stack.pop()
         yield cur
         stack.extend(reversed(cur.children()))
+
+
+def local_names(node: Node) -> set[str]:
+    """The local names ``node`` assigns or reads."""
+    return {n.target if isinstance(n, Assign) else n.name for n in expr_nodes(node)
+            if isinstance(n, (Assign, Var))}
+
+
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, else ``base_1``, ``base_2``...: the first not in ``taken`` (then added to it).
+    A local a pass or the frontend makes must not be one of the kernel's own (a user's ``s_1``
+    or ``_if1`` was overwritten by the generated one: wrong results, no warning)."""
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
 
 
 def reads(node: Node) -> list[Read]:

@@ -214,7 +214,8 @@ class _Parser:
         self.guard: D.Expr | None = None
         self.declared: set[str] = set()
         self.maybe: set[str] = set()
-        self.n_ifs = 0
+        # every name the kernel's source uses: the guard locals made here must be none of them
+        self.taken = {n.id for n in ast.walk(ctx.tree) if isinstance(n, ast.Name)}
 
     def err(self, node: ast.AST, construct: str) -> Exception:
         return self.ctx.unsupported(node, construct)
@@ -490,8 +491,7 @@ class _Parser:
     def if_stmt(self, s: ast.If, level: str) -> list[D.Stmt]:
         """``if``/``elif``/``else`` → a guard local and guarded assignments (see module doc)."""
         test = self.expr(s.test, cond=True)
-        self.n_ifs += 1
-        flag = f"_if{self.n_ifs}"
+        flag = D.fresh_name("_if", self.taken)
         outer = self.guard
         out: list[D.Stmt] = [D.Assign(flag, test if outer is None else
                                       D.IfExp(outer, test, D.Const(False)), line=s.lineno)]

@@ -569,7 +569,7 @@ def _lower_statements(stmts: list, low: ExprLowering, store: Callable[[D.Store, 
         low.new_statement()
         if isinstance(s, D.Assign):
             st = T.storage(frozenset(kinds_all[s.target]))
-            value = (_to_grid_dtype(low, s.value, s.as_dtype, s.target) if s.as_dtype
+            value = (_to_grid_dtype(low, s.value, s.as_dtype, s.as_grid) if s.as_dtype
                      else low.convert(s.value, st))
             tag = low.tag(s.value) if s.target in low.tagged else None
             low.vars[s.target] = frozenset({s.as_dtype}) if s.as_dtype else low.kinds(s.value)
@@ -596,14 +596,13 @@ def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C
     if T.is_float(dtype):
         return low.convert(value, dtype)
     kinds = low.kinds(value)
-    name = grid.lstrip("_")
     if any(T.is_float(k) for k in kinds):
-        raise T.TypeRefusal(f"a float value stored into the integer grid '{name}'")
+        raise T.TypeRefusal(f"a float value stored into the integer grid '{grid}'")
     lo, hi = T.int_range(dtype)
     if isinstance(value, D.Const):
         if not lo <= int(value.value) <= hi:
             raise T.TypeRefusal(f"the constant {value.value} stored into the "
-                                f"{np.dtype(dtype).name} grid '{name}' (NumPy raises "
+                                f"{np.dtype(dtype).name} grid '{grid}' (NumPy raises "
                                 "OverflowError)")
     else:
         for k in kinds - {"bool"}:
@@ -613,7 +612,7 @@ def _to_grid_dtype(low: ExprLowering, value: D.Expr, dtype: str, grid: str) -> C
             if k == "int" or klo < lo or khi > hi:
                 raise T.TypeRefusal(
                     f"a value of type {T.kind_name(k)} stored into the {np.dtype(dtype).name} grid "
-                    f"'{name}': NumPy raises OverflowError for values out of its range")
+                    f"'{grid}': NumPy raises OverflowError for values out of its range")
     return C.Cast(T.ctype_of(dtype), low(value))
 
 

@@ -11,7 +11,6 @@ hoisted (Python evaluates only the chosen arm), and no expression is reassociate
 from __future__ import annotations
 
 from collections import Counter
-from itertools import count
 from typing import TYPE_CHECKING, Sequence
 
 from asp_core.passes import asp_pass
@@ -26,9 +25,11 @@ _COMPOUND = (D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
 
 
 def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
-    """Rename locals so each is assigned exactly once (``s`` → ``s``, ``s_1``, ``s_2``...)."""
+    """Rename locals so each is assigned exactly once (``s`` → ``s``, ``s_1``, ``s_2``...,
+    skipping names the body uses)."""
     current: dict[str, str] = {}
-    assigned: Counter[str] = Counter()
+    taken = set().union(*(D.local_names(s) for s in body))
+    seen: set[str] = set()
     out: list[D.Assign | D.Store] = []
 
     def ren(e: D.Expr) -> D.Expr | None:
@@ -39,9 +40,8 @@ def ssa(body: Sequence[D.Assign | D.Store]) -> list[D.Assign | D.Store]:
     for s in body:
         value = map_expr(s.value, ren)
         if isinstance(s, D.Assign):
-            k = assigned[s.target]
-            assigned[s.target] += 1
-            name = s.target if k == 0 else f"{s.target}_{k}"
+            name = s.target if s.target not in seen else D.fresh_name(s.target, taken)
+            seen.add(s.target)
             current[s.target] = name
             out.append(s.replace(target=name, value=value))
         else:
@@ -69,7 +69,7 @@ def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ..
     if not shared:
         return tuple(stmts)
     available: dict[D.Expr, str] = {}
-    temps = count()   # names stay unique when a store drops entries from ``available``
+    taken = set().union(*(D.local_names(s) for s in stmts))
     out: list[D.Assign | D.Store] = []
     pending: list[D.Assign] = []
 
@@ -86,7 +86,7 @@ def cse_body(body: Sequence[D.Assign | D.Store]) -> tuple[D.Assign | D.Store, ..
         else:
             new = rebuild(e, rw)
         if e in shared:
-            name = f"_cse{next(temps)}"
+            name = D.fresh_name("_cse", taken)   # unique also when a store drops entries
             available[e] = name
             pending.append(D.Assign(name, new, line=line))
             return D.Var(name)

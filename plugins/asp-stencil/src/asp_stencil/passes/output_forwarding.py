@@ -45,7 +45,7 @@ def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
     dim = len(stores[0].at.offset)
     centre = D.Read(out, D.PointExpr(None, (0,) * dim))
     cur: str | None = None
-    n = 0
+    taken = D.local_names(loop) | {out}
     last_line = stores[-1].line
     body: list[D.Stmt] = []
 
@@ -57,9 +57,8 @@ def _forward(loop: D.PointLoop, out: str, dtype: str) -> D.PointLoop:
     for s in stmts:
         value = map_expr(s.value, fwd)
         if isinstance(s, D.Store) and s.grid == out:
-            n += 1
-            cur = f"_{out}_{n}"
-            body.append(D.Assign(cur, value, line=s.line, as_dtype=dtype))
+            cur = D.fresh_name(f"_{out}", taken)
+            body.append(D.Assign(cur, value, line=s.line, as_dtype=dtype, as_grid=out))
             last_line = s.line
         else:
             body.append(s.replace(value=value))
