@@ -270,25 +270,36 @@ class CodeCache:
                              f"entry {key[:12]}; remove {lock.lock_file} if no Asp process "
                              "is running") from None
         except OSError as exc:  # read-only cache or subdirectory, full disk, ...
-            raise CacheError(f"cannot write to the Asp cache {self.root}: {exc}") from None
+            # the reason without the file (each key's lock or folder): one warning per process
+            raise CacheError(f"cannot write to the Asp cache {self.root}: "
+                             f"{exc.strerror or exc}") from None
 
     def _build(self, key: str, build: Callable[[Path], dict[str, Any]]) -> CacheEntry:
         tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=self.root / "tmp"))
         try:
             try:
                 extra = build(tmp) or {}
-            except CompileError:
-                if tmp.is_dir():
+            except CompileError as exc:
+                if not tmp.is_dir():
+                    # not the code's fault: the compiler's output folder went away under it
+                    raise CacheError(f"the build folder {tmp} was removed while a kernel "
+                                     "compiled in it (the cache cleared or deleted meanwhile)"
+                                     ) from None
+                full = next((why for why in _DISK_FULL if why in exc.log), None)
+                if full is None:
                     raise
-                # not the code's fault: the compiler's output folder went away under it
-                raise CacheError(f"the build folder {tmp} was removed while a kernel compiled "
-                                 "in it (the cache cleared or deleted meanwhile)") from None
+                # nor is a full disk (or quota) under the cache: reported as "a bug" before
+                raise CacheError(f"the Asp cache {self.root} has no room for a compiled kernel "
+                                 f"({full})") from None
             (tmp / ENTRY_MARKER).write_text(key)
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"key": key, "files": files, "created": time.time(), **extra}
             (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
             final = self.entry_path(key)
             final.parent.mkdir(exist_ok=True, mode=0o700)
+            if final.is_symlink() or final.exists() and not final.is_dir():
+                raise CacheError(f"{final} is not an Asp cache entry (Asp makes directories "
+                                 "there); remove it to compile into the cache again")
             if final.exists():  # a corrupt entry: move it aside, never delete under a reader
                 final.rename(self.root / "tmp" / f"stale-{key[:12]}-{uuid.uuid4().hex[:8]}")
             os.rename(tmp, final)
@@ -300,6 +311,9 @@ class CodeCache:
             raise CacheError(f"cache entry {final} failed verification right after being written")
         return entry
 
+
+#: what a compiler or linker prints when the disk it writes to is full (ENOSPC, EDQUOT)
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
 
 _caches: dict[Path, CodeCache] = {}
 

@@ -33,7 +33,16 @@ def entries(cache: CodeCache) -> list[Path]:
     if not code.is_dir():
         return []
     return sorted(p for d in code.iterdir() if d.is_dir() and not d.is_symlink()
-                  for p in d.iterdir() if _is_entry(p))
+                  for p in _listing(d) if _is_entry(p))
+
+
+def _listing(folder: Path) -> list[Path]:
+    """``folder``'s entries, none when it went meanwhile (a clear in another process removed
+    it: ``asp cache`` ended in a traceback)."""
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _is_entry(path: Path) -> bool:
@@ -176,7 +185,12 @@ def _remove(paths: list[Path]) -> list[Path]:
         def note(fn: Any, where: str, exc: Any) -> None:   # exc: an (type, value, tb) < 3.12
             errors.append(f"{where}: {exc[1] if isinstance(exc, tuple) else exc}")
 
-        if sys.version_info >= (3, 12):
+        if path.is_file() and not path.is_symlink():
+            try:   # an entry an earlier version moved aside although it was a file
+                path.unlink()
+            except OSError as exc:
+                errors.append(f"{path}: {exc}")
+        elif sys.version_info >= (3, 12):
             shutil.rmtree(path, onexc=note)
         else:
             shutil.rmtree(path, onerror=note)
@@ -193,8 +207,14 @@ def _remove(paths: list[Path]) -> list[Path]:
 def size(cache: CodeCache) -> int:
     """Bytes of every file under the cache root."""
     cache.check_root()
-    root = cache.root
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+    total = 0
+    for folder, _, files in os.walk(cache.root):   # a folder gone meanwhile is skipped
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:   # removed by a build or clear under way
+                pass
+    return total
 
 
 def clear(cache: CodeCache) -> int:
