@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 
 _session_cache = tempfile.mkdtemp(prefix="asp-test-cache-")
@@ -17,6 +18,9 @@ def _remove_session_cache(owner: int = os.getpid()) -> None:
     """At the session's end, in its own process only: a child a test forks (``os.fork``,
     then ``sys.exit``) runs the exit handlers too, and removed the cache under the session."""
     if os.getpid() == owner:
+        background = sys.modules.get("asp_core.background")
+        if background is not None:   # its compiles still running would lose their folders
+            background.shutdown(wait=True)
         shutil.rmtree(_session_cache, ignore_errors=True)
 
 

@@ -80,7 +80,7 @@ def test_integer_complex_and_dense_inputs(A):
     with pytest.raises(TypeError, match="integer"):
         asp_mpk.matrix_powers(A, np.ones(n, dtype=np.int32), 2)
     with pytest.raises(TypeError, match="integer"):
-        asp_mpk.cg(A, np.ones(n, dtype=np.int64))
+        asp_mpk.cg(A.astype(np.int64), np.ones(n))
     with pytest.raises(TypeError, match="complex"):
         asp_mpk.matrix_powers(A.astype(np.complex128), np.ones(n), 2)
     with pytest.raises(TypeError, match="scipy.sparse"):

@@ -128,14 +128,16 @@ def test_tolerances_and_x0_take_what_scipys_cg_takes():
     for kw in ({"rtol": np.array(1e-9)}, {"rtol": 0.0, "atol": np.float32(1e-7)},
                {"atol": np.array(1e-8), "rtol": np.array(0)},
                {"x0": np.arange(n), "maxiter": 3}, {"x0": np.ones(n, np.float16), "maxiter": 3},
-               {"x0": [1] * n, "maxiter": 3}):
-        x_ref, info_ref = spla.cg(A, b, **kw)
-        x, info = asp_mpk.cg(A, b, **kw)
+               {"x0": [1] * n, "maxiter": 3}, {"b": np.arange(n)}, {"b": np.ones(n, bool)},
+               {"b": [1] * n, "x0": np.arange(n)}):
+        kw = {"b": b, **kw}   # an integer or boolean b too: SciPy casts it to float64
+        x_ref, info_ref = spla.cg(A, **kw)
+        x, info = asp_mpk.cg(A, **kw)
         assert info == info_ref and x.dtype == x_ref.dtype == np.float64, kw
         np.testing.assert_allclose(x, x_ref, rtol=1e-7, atol=1e-9)
     with pytest.raises(ValueError, match="atol must be a real number >= 0, got None"):
         asp_mpk.cg(A, b, atol=None)
     with pytest.raises(TypeError, match="rtol must be a real number, got bool"):
         asp_mpk.cg(A, b, rtol=np.array(True))
-    with pytest.raises(TypeError, match="integer"):   # b stays refused, deliberately
-        asp_mpk.cg(A, np.ones(n, dtype=np.int64))
+    with pytest.raises(TypeError, match="integer"):   # an integer A: convert it first
+        asp_mpk.cg(A.astype(np.int64), b)

@@ -253,9 +253,9 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
 
 
 def as_start(x0: Any, n: int, *, name: str = "x0") -> np.ndarray:
-    """A solver's starting vector, validated as :func:`as_vector`: x0 of any real dtype
-    (integer, boolean, float16, longdouble) is cast to float64, as SciPy casts it to the
-    solve's dtype (the solution's dtype is A's and b's, never x0's)."""
+    """A solver's right-hand side or starting vector, validated as :func:`as_vector`: one of
+    any real dtype (integer, boolean, float16, longdouble) is cast to float64, as SciPy casts
+    it to the solve's dtype (the solution's dtype is A's and b's, never x0's)."""
     arr = np.asarray(x0)
     if arr.dtype.kind in "biuf" and arr.dtype not in SUPPORTED_DTYPES:
         arr = arr.astype(np.float64)
