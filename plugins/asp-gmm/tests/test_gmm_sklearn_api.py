@@ -119,8 +119,8 @@ def test_output_dtypes_follow_sklearn(cov):
     for fit_dtype in (np.float64, np.float32):
         ours = GaussianMixture(2, covariance_type=cov, random_state=0).fit(X.astype(fit_dtype))
         ref = SkGaussianMixture(2, covariance_type=cov, random_state=0).fit(X.astype(fit_dtype))
-        for dtype in (np.float32, np.float64, np.int64):
-            Xp = X.astype(dtype)
+        for dtype in (np.float32, np.float64, np.int64, np.longdouble):
+            Xp = X.astype(dtype)   # long double: score_samples float64, predict_proba not
             assert ours.predict_proba(Xp).dtype == ref.predict_proba(Xp).dtype
             assert ours.score_samples(Xp).dtype == ref.score_samples(Xp).dtype
 
@@ -168,6 +168,17 @@ def test_bad_random_state_is_rejected_as_sklearn(random_state):
         GaussianMixture(2, random_state=random_state).fit(X)
     with pytest.raises(ValueError) as ref:
         SkGaussianMixture(2, random_state=random_state).fit(X)
+    assert str(ours.value) == str(ref.value)
+
+
+@pytest.mark.parametrize("verbose", [-1, 1.5, "1"])
+def test_bad_verbose_is_rejected_as_sklearn(verbose):
+    """scikit-learn names the bools it also takes; the message left them out."""
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(2, verbose=verbose).fit(X)
+    with pytest.raises(ValueError) as ref:
+        SkGaussianMixture(2, verbose=verbose).fit(X)
     assert str(ours.value) == str(ref.value)
 
 

@@ -273,7 +273,9 @@ class GaussianMixture(_SkGaussianMixture):
         ``sklearn.mixture.GaussianMixture.score_samples``)."""
         X = self._checked(X)
         lse = self._compiled_e_step(X, "score_samples")
-        return lse.astype(self._output_dtype(X), copy=False)
+        dtype = self._output_dtype(X)
+        # scikit-learn's log-sum-exp (SciPy's) returns float64 for long double
+        return lse.astype(np.float64 if dtype == np.longdouble else dtype, copy=False)
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean log-likelihood of the samples (see

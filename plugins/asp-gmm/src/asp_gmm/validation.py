@@ -59,7 +59,9 @@ def check_hyperparameters(est: Any) -> None:
     """The constructor arguments of ``est`` (an ``asp_gmm.GaussianMixture``)."""
     check_shared_hyperparameters(est)
     if not isinstance(est.verbose, (bool, np.bool_)):  # scikit-learn takes a bool too
-        _integer("verbose", est.verbose, 0)
+        if not isinstance(est.verbose, Integral) or est.verbose < 0:
+            _fail("verbose", "an int in the range [0, inf), an instance of 'bool' or an "
+                  "instance of 'numpy.bool'", est.verbose, "GaussianMixture")
     _integer("verbose_interval", est.verbose_interval, 1)
 
 
