@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from asp_mpk.validate import as_start, as_vector
+from asp_mpk.validate import as_start
 
 __all__ = ["cg", "choose_s", "CGStats"]
 
