@@ -134,8 +134,8 @@ class Dispatcher:
             ctx, pipeline = self._pipeline(ctx)
             fn = pipeline.run(ctx, rebind=lambda winner: self._table.__setitem__(key, winner))
         except Unspecializable as exc:
-            reason, error = f"unsupported construct `{exc.construct}` at {exc.filename}:" \
-                            f"{exc.lineno}:{exc.col}" + (f" ({exc.reason})" if exc.reason else ""), exc
+            reason, error = f"unsupported construct `{exc.construct}` at {exc.where}" + \
+                            (f" ({exc.reason})" if exc.reason else ""), exc
         except CompilerNotFound as exc:
             reason, error = f"no compiler: {exc}", exc
         except CompileError as exc:

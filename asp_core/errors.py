@@ -23,8 +23,14 @@ class Unspecializable(AspError):
         self.lineno = lineno
         self.col = col
         self.reason = reason
-        super().__init__(f"{filename}:{lineno}:{col}: unsupported construct: {construct}"
+        super().__init__(f"{self.where}: unsupported construct: {construct}"
                          + (f" ({reason})" if reason else ""))
+
+    @property
+    def where(self) -> str:
+        """``file:line:column``, without the parts not known (line and column count from 1)."""
+        return self.filename + "".join(f":{n}" for n in (self.lineno, self.col) if n > 0) \
+            if self.lineno > 0 else self.filename
 
 
 class SpecializationWarning(UserWarning):

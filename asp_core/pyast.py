@@ -5,10 +5,13 @@ it accepts instead of walking attributes by hand.
 
 from __future__ import annotations
 
+import __future__
 import ast
+import dis
 import inspect
 import linecache
 import textwrap
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,11 +67,17 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
                               reason="a call runs the decorator's wrapper, which compiling the "
                                      "function inside would skip; remove the decorator to "
                                      "specialise the kernel")
-    filename = getattr(getattr(func, "__code__", None), "co_filename", "<unknown>")
+    if not inspect.isfunction(func):
+        raise Unspecializable(f"kernel that is not a Python function (a {type(func).__name__} "
+                              "object)", reason="a decorator's callable object, say: Asp "
+                              "specialises the def statement a call runs")
+    code = func.__code__
+    filename = code.co_filename
     try:
         lines, firstlineno = inspect.getsourcelines(func)
     except (OSError, TypeError) as exc:
         raise Unspecializable("kernel without retrievable source", filename=filename,
+                              lineno=code.co_firstlineno,
                               reason=no_source_advice(filename, exc)) from None
     raw = "".join(lines)
     source = textwrap.dedent(raw)
@@ -88,7 +97,59 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
     if not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise Unspecializable("kernel that is not a def statement (lambda?)",
                               filename=filename, lineno=firstlineno)
+    if not _compiles_to(tree.body[0], code, func.__qualname__):
+        raise Unspecializable("kernel whose source file changed since it was loaded",
+                              filename=filename, lineno=firstlineno,
+                              reason="the file's text is not the code Python runs; reload the "
+                                     "module (or restart) to specialise the new text")
     return KernelSource(source, tree, filename, firstlineno, indent)
+
+
+def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, code: types.CodeType,
+                 qualname: str) -> bool:
+    """Whether ``node`` compiles to the instructions of ``code``: :mod:`inspect` reads the
+    source from the file, which may have been edited since the module was imported (a kernel
+    then specialised the new text while Python ran the old)."""
+    owner = qualname.split(".")[-2] if qualname.count(".") else "<locals>"
+    body: list[ast.stmt] = [node]
+    if owner != "<locals>":   # a method: compiled in a class of its name (name mangling)
+        body = [ast.ClassDef(name=owner, bases=[], keywords=[], body=body, decorator_list=[])]
+    module = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
+    try:
+        made = compile(module, code.co_filename, "exec", dont_inherit=True,
+                       flags=code.co_flags & __future__.annotations.compiler_flag)
+    except (SyntaxError, ValueError):
+        return True   # not decidable here; the frontend reports what it cannot handle
+    while made.co_name != node.name:
+        inner = [c for c in made.co_consts if isinstance(c, types.CodeType)]
+        if not inner:
+            return True
+        made = inner[0]
+    return _instructions(made) == _instructions(code)
+
+
+#: how a name is reached (a local of an enclosing function, a global), and whether a call of
+#: ``name.attr(...)`` loads a method (not for ``name`` a module the file imports), depend on
+#: where the def was compiled, not on its text
+_NAME_OPS = {"LOAD_GLOBAL": "LOAD", "LOAD_DEREF": "LOAD", "LOAD_CLASSDEREF": "LOAD",
+             "LOAD_NAME": "LOAD", "STORE_GLOBAL": "STORE", "STORE_DEREF": "STORE",
+             "STORE_NAME": "STORE", "LOAD_METHOD": "LOAD_ATTR"}
+_SKIPPED_OPS = {"COPY_FREE_VARS", "MAKE_CELL", "PUSH_NULL", "RESUME", "NOP", "CACHE"}
+
+
+def _instructions(code: types.CodeType) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for ins in dis.get_instructions(code):
+        if ins.opname in _SKIPPED_OPS:
+            continue
+        if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
+            value: Any = None   # offsets move with the skipped instructions' caches
+        elif isinstance(ins.argval, types.CodeType):
+            value = _instructions(ins.argval)
+        else:
+            value = ins.argval
+        out.append((_NAME_OPS.get(ins.opname, ins.opname), value))
+    return out
 
 
 def location(src: KernelSource, node: ast.AST) -> tuple[int, int]:

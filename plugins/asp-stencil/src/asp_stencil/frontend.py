@@ -420,6 +420,9 @@ class _Parser:
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
             return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and \
+                isinstance(node.operand, ast.Constant) and type(node.operand.value) is int:
+            return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if self._is_self_attr(node):
             v = _scalar_value(getattr(self.instance, node.attr, None))  # type: ignore[attr-defined]
             if type(v) is int:

@@ -55,6 +55,13 @@ def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _bound(func: Any, instance: Any, owner: type | None) -> Any:
+    """``func`` as ``instance.kernel`` gives it: bound by its ``__get__``, or itself (a
+    decorator's callable object without one is called with the grids alone, as in Python)."""
+    get = getattr(type(func), "__get__", None)
+    return func if get is None else get(func, instance, owner)
+
+
 def kernel_function(kernel: Any) -> Callable[..., Any]:
     """The Python function of ``kernel``'s ``kernel`` method bound to ``kernel`` (found along
     its class's MRO; not the dispatcher): what the frontend parses and the pure-Python
@@ -62,8 +69,7 @@ def kernel_function(kernel: Any) -> Callable[..., Any]:
     for klass in type(kernel).__mro__:
         k = klass.__dict__.get("kernel")
         if k is not None:
-            func = k.func if isinstance(k, KernelMethod) else k
-            return func.__get__(kernel, type(kernel))
+            return _bound(k.func if isinstance(k, KernelMethod) else k, kernel, type(kernel))
     raise TypeError(f"{type(kernel).__name__} has no kernel method; stencil kernels subclass "
                     "StencilKernel and define kernel(self, *inputs, output)")
 
@@ -78,10 +84,8 @@ def kernel_functions(kernel: Any) -> list[Callable[..., Any]]:
         k = klass.__dict__.get("kernel")
         if k is not None:
             func = k.func if isinstance(k, KernelMethod) else k
-            try:
-                out.append(func.__get__(kernel, type(kernel)))
-            except AttributeError:  # not a function (a non-callable class attribute)
-                continue
+            if callable(func) or hasattr(type(func), "__get__"):
+                out.append(_bound(func, kernel, type(kernel)))
     return out
 
 
@@ -127,7 +131,7 @@ class KernelMethod:
             hit = per.get(self)
             if hit is not None:
                 return hit
-        bound = self.func.__get__(instance, owner)
+        bound = _bound(self.func, instance, owner)
         cls_name = type(instance).__name__ if own else \
             getattr(getattr(self, "owner", None), "__name__", type(instance).__name__)
         d = Dispatcher("stencil", bound, fallback=_filling_ghosts(bound), instance=instance,

@@ -1,0 +1,126 @@
+"""What a kernel's source says and what Python runs (a bug hunt's regression tests): a file
+edited after its import, a decorator's callable object, a negative neighbour id, and where a
+fallback points when it knows no column."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from asp_core import SpecializationWarning
+from asp_stencil.testing import assert_bitwise, load_kernel, make_grids, run_both
+from pytest_asp import requires_compiler
+from stencil_kernel import StencilGrid, StencilKernel
+
+MODULE = """from stencil_kernel import *
+
+
+class Scaled(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+"""
+
+
+@requires_compiler
+def test_a_source_file_edited_after_its_import_runs_what_python_runs(tmp_path, monkeypatch):
+    """``inspect`` reads the file again: the edited text was specialised (5.0 where Python
+    ran 2.0), no warning."""
+    (tmp_path / "edited_kernel_mod.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("edited_kernel_mod")
+    try:
+        (tmp_path / "edited_kernel_mod.py").write_text(MODULE.replace("2.0", "50.0"))
+        grids = make_grids((7, 6), 1, seed=4)
+        k = mod.Scaled()
+        with pytest.warns(SpecializationWarning, match="source file changed since it was "
+                                                      r"loaded` at .*edited_kernel_mod.py:5 "):
+            ref, got = run_both(k, grids)
+        assert_bitwise(ref, got)
+        np.testing.assert_array_equal(got[1:-1, 1:-1], grids[0].data[1:-1, 1:-1] * 2.0)
+    finally:
+        sys.modules.pop("edited_kernel_mod", None)
+
+
+@requires_compiler
+def test_an_unedited_kernel_in_a_function_still_specialises():
+    """The check compares instructions, not the places names are found: a class in a function
+    (a name of the enclosing function, found in a cell, not a global) compiles as before."""
+    k = load_kernel("""
+def make():
+    f = math.sin
+
+    class K(StencilKernel):
+        shift = 1.0
+
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = f(u[x]) + self.shift
+
+    return K
+""", "make")()()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecializationWarning)
+        ref, got = run_both(k, make_grids((6, 5), 1))
+    assert_bitwise(ref, got)
+
+
+class _Wrap:
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self, *grids):
+        return self.f(None, *grids)
+
+
+class _Decorated(StencilKernel):
+    @_Wrap
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+
+
+def test_a_kernel_decorated_with_a_callable_object_runs_in_python():
+    """``AttributeError: '_Wrap' object has no attribute '__get__'`` where Python runs it."""
+    u, out = StencilGrid([5, 5]), StencilGrid([5, 5])
+    u.data[:] = 1.0
+    with pytest.warns(SpecializationWarning, match="not a Python function \\(a _Wrap object"):
+        _Decorated().kernel(u, out)
+    assert out.data[2, 2] == 2.0
+    ref = StencilGrid([5, 5])
+    _Decorated().pure_python(u, ref)
+    assert_bitwise(ref.data, out.data)
+
+
+@requires_compiler
+def test_a_negative_neighbour_id_literal_is_the_list_index_python_takes():
+    """``u.neighbors(x, -1)`` (the last definition, as Python indexes it) fell back as "not an
+    int literal"; given through an attribute it compiled."""
+    k = load_kernel("""
+class K(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 0.0
+            for y in u.neighbors(x, -1):
+                out[x] += u[y]
+""")()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecializationWarning)
+        ref, got = run_both(k, make_grids((6, 7), 1))
+    assert_bitwise(ref, got)
+
+
+def test_a_fallback_without_a_column_names_no_column_zero():
+    """``kernel without retrievable source`` was reported ``at <string>:0:0``; columns
+    count from 1, and Python knows the function's first line."""
+    ns: dict = {"StencilKernel": StencilKernel}
+    exec(compile("class K(StencilKernel):\n    def kernel(self, u, out):\n"
+                 "        for x in out.interior_points():\n            out[x] = u[x]\n",
+                 "<string>", "exec"), ns)
+    u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+    with pytest.warns(SpecializationWarning, match="at <string>:2 "):
+        ns["K"]().kernel(u, out)
