@@ -131,9 +131,8 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
             csr = m.csr
         n = csr.shape[0]
         bv = as_start(b, n, name="b")   # an integer b is cast to float64, as SciPy casts it
-        # SciPy's dtype: A's and b's, floating (x0 is cast to it, its own dtype does not widen
-        # the result)
-        out_dtype = np.result_type(A.dtype, bv.dtype, np.float32)
+        # SciPy's dtype: A's and b's (x0 is cast to it, its own dtype does not widen the result)
+        out_dtype = np.result_type(A.dtype, bv.dtype)
         if isinstance(x0, str):   # SciPy's make_system: x0="Mb" starts from M @ b (b without M)
             if x0 != "Mb":
                 raise ValueError("x0 must be an array, None or 'Mb' (start from M @ b), got "
