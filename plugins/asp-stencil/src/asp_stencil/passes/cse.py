@@ -3,8 +3,9 @@
 After unrolling, a loop body is straight-line code. Locals are first renamed so each is assigned
 once (SSA), which makes structurally equal expressions equal in value, up to a store: an
 expression reading a grid is not reused after a store to that grid (``output-forwarding`` has
-usually turned such reads into locals, but a user may disable it). Every compound subexpression that occurs at least twice is then computed once
-into a temporary ``_cseN`` right before its first use. Arms of conditional expressions are not
+usually turned such reads into locals, but a user may disable it). Every compound subexpression
+that occurs at least twice is then computed once into a temporary ``_cse``, ``_cse_1``... (names
+the kernel does not use) right before its first use. Arms of conditional expressions are not
 hoisted (Python evaluates only the chosen arm), and no expression is reassociated.
 """
 
