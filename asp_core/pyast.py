@@ -69,8 +69,8 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
                                      "specialise the kernel")
     if not inspect.isfunction(func):
         raise Unspecializable(f"kernel that is not a Python function (a {type(func).__name__} "
-                              "object)", reason="a decorator's callable object, say: Asp "
-                              "specialises the def statement a call runs")
+                              "object)", reason="Asp specialises a def statement; a built-in "
+                              "or a callable object (a decorator's, say) has none")
     code = func.__code__
     filename = code.co_filename
     try:
