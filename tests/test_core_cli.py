@@ -108,6 +108,16 @@ def test_list_names_a_setting_that_no_component_answers(elementwise, monkeypatch
     assert ew()["unmet"] == []
 
 
+@pytest.mark.parametrize("value", ["elementwise:c,elementwise:vectorize", "elementwise:"])
+def test_list_of_a_setting_naming_no_one_component_is_one_line(elementwise, monkeypatch, value):
+    """``asp list`` ended in a traceback where ``asp doctor`` fails a settings row."""
+    monkeypatch.setenv("ASP_BACKEND", value)
+    for args in (["list"], ["list", "--json"]):
+        out = _invoke(*args)
+        assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+        assert out.output.startswith("Error: ASP_BACKEND=") and out.output.count("\n") == 1
+
+
 def test_list_reports_installed_distributions_and_versions():
     """Specializers from entry points carry their distribution's real name and version."""
     data = json.loads(_invoke("list", "--json").output)

@@ -108,7 +108,10 @@ def _here(comp: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(as_json: bool) -> None:
     """List installed specializers and the components of each phase."""
-    data = listing()
+    try:
+        data = listing()
+    except ValueError as exc:   # an ASP_<PHASE> setting that names no one component
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
