@@ -132,6 +132,27 @@ def test_chosen_by_kernel_option():
     assert_bitwise(ref[-1].data, grids[-1].data)
 
 
+class _GaussSeidel(StencilKernel):
+    asp_options = {"platform_selection": "numpy"}
+
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            a[x] = a[x] * 2.0
+            for y in a.neighbors(x, 1):
+                out[x] = out[x] + a[y]
+
+
+def test_a_requested_numpy_platform_that_declines_names_file_and_line():
+    """Its refusal said "the interior loop at kernel line 2", counted from the def, with no
+    file, where the other platforms' refusals name file and line."""
+    import inspect
+
+    line = inspect.getsourcelines(_GaussSeidel.kernel.func)[1] + 1
+    grids = make_grids((6, 6), 1, seed=1)
+    with pytest.warns(SpecializationWarning, match=f"interior loop at {__file__}:{line} reads"):
+        _GaussSeidel().kernel(*grids)
+
+
 def test_asp_explain_shows_numpy_chosen(tmp_path):
     script = tmp_path / "heat_script.py"
     script.write_text(SCRIPT.format(dtype="float64"))

@@ -220,10 +220,12 @@ class _Kinds:
 
 
 def kinds_reason(body: tuple, grids: dict[str, str],
-                 env: dict[str, tuple[frozenset[str], str]] | None = None) -> str | None:
+                 env: dict[str, tuple[frozenset[str], str]] | None = None,
+                 where: Callable[[int], str] = "kernel line {}".format) -> str | None:
     """Why the statements ``body`` (a point loop's, or top-level assignments) would be computed
     in another precision than Python's at some point, or ``None``. ``grids``: each grid's dtype;
-    ``env``: the kinds of the locals assigned before (updated with those of ``body``)."""
+    ``env``: the kinds of the locals assigned before (updated with those of ``body``);
+    ``where(line)``: how a reason names a kernel line (its file and line)."""
     env = {} if env is None else env
     walker = _Kinds(grids, env)
     for s in body:
@@ -232,7 +234,7 @@ def kinds_reason(body: tuple, grids: dict[str, str],
         try:
             found = walker.visit(s.value)
         except _Refusal as exc:
-            return f"{exc} (kernel line {s.line})"
+            return f"{exc} (at {where(s.line)})"
         if isinstance(s, D.Assign):
             if s.as_dtype:  # the value goes through a grid of that dtype in Python
                 k = np.dtype(s.as_dtype).str

@@ -28,7 +28,8 @@ class NumpyPlatform(Platform):
     def check(self, dast: Any, ctx: SpecializationContext) -> str | None:
         from asp_stencil_numpy.support import unsupported_reason
 
-        return unsupported_reason(dast)
+        # a reason names the file and line, as the other platforms' refusals do
+        return unsupported_reason(dast, lambda line: f"{ctx.filename}:{ctx.firstlineno + line - 1}")
 
     def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
         from asp_stencil_numpy.lowering import lower_numpy

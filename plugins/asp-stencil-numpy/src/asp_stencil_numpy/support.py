@@ -30,7 +30,7 @@ A loop may store several grids (several outputs, or an input), each at the loop'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from asp_stencil import dast as D
@@ -61,10 +61,11 @@ def _float32_reason(prog: D.StencilProgram) -> str | None:
 
 
 def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str],
-                 kinds: dict[str, Any]) -> str | None:
+                 kinds: dict[str, Any], at: Callable[[int], str]) -> str | None:
     """Why ``loop`` cannot be vectorised; ``scalars``: top-level locals holding one value,
-    ``kinds``: their kinds (:func:`~asp_stencil_numpy.kinds.kinds_reason`)."""
-    where = f"the {loop.region} loop at kernel line {loop.line}"
+    ``kinds``: their kinds (:func:`~asp_stencil_numpy.kinds.kinds_reason`); ``at(line)``
+    names a kernel line."""
+    where = f"the {loop.region} loop at {at(loop.line)}"
     if loop.sequential:
         return (f"{where} reads a grid it stores at another point (Gauss-Seidel order); "
                 "whole-array slicing cannot keep Python's point order")
@@ -76,7 +77,7 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str],
         return f"{where}: {exc}"
     if signed:
         return f"{where}: {signed[0]}"
-    mixed = kinds_reason(loop.body, {g.name: g.dtype for g in prog.grids}, dict(kinds))
+    mixed = kinds_reason(loop.body, {g.name: g.dtype for g in prog.grids}, dict(kinds), at)
     if mixed:
         return f"{where}: {mixed}"
     assigned_in_loop = {s.target for s in loop.body if isinstance(s, D.Assign)}
@@ -110,8 +111,10 @@ def _loop_reason(loop: D.PointLoop, prog: D.StencilProgram, scalars: set[str],
     return None
 
 
-def unsupported_reason(prog: Any) -> str | None:
-    """``None`` when :func:`asp_stencil_numpy.lowering.lower_numpy` keeps Python's results."""
+def unsupported_reason(prog: Any, where: Callable[[int], str] = "kernel line {}".format
+                       ) -> str | None:
+    """``None`` when :func:`asp_stencil_numpy.lowering.lower_numpy` keeps Python's results;
+    ``where(line)``: how a reason names a kernel line (the platform gives its file and line)."""
     if not isinstance(prog, D.StencilProgram):
         return f"not a stencil program ({type(prog).__name__})"
     dtypes = {g.dtype for g in prog.grids}
@@ -129,18 +132,18 @@ def unsupported_reason(prog: Any) -> str | None:
     kinds: dict[str, Any] = {}  # what kinds_reason found for them
     for s in prog.body:
         if isinstance(s, D.PointLoop):
-            reason = _loop_reason(s, prog, scalars, kinds)
+            reason = _loop_reason(s, prog, scalars, kinds, where)
             if reason:
                 return reason
             scalars -= {t.target for t in s.body if isinstance(t, D.Assign)}
         elif isinstance(s, D.Assign):
             if D.reads(s.value):
-                return f"a grid read outside a point loop (kernel line {s.line})"
+                return f"a grid read outside a point loop (at {where(s.line)})"
             missing = sorted(_var_names(s.value) - scalars)
             if missing:
-                return (f"kernel line {s.line} reads local '{missing[0]}' as left by a point "
+                return (f"{where(s.line)} reads local '{missing[0]}' as left by a point "
                         "loop (the last point's value)")
-            reason = kinds_reason((s,), {g.name: g.dtype for g in prog.grids}, kinds)
+            reason = kinds_reason((s,), {g.name: g.dtype for g in prog.grids}, kinds, where)
             if reason:
                 return reason
             scalars.add(s.target)
