@@ -278,6 +278,10 @@ def test_bad_steps_are_refused():
         k.iterate(grids[0], steps=2)
     with pytest.raises(TypeError, match="output grid"):
         k.iterate(grids[0], "not a grid", steps=0)   # checked even when nothing runs
+    extra = make_grids((6, 7), 2)
+    for steps in (1, 0):   # the number of grids too (steps=0 returned the second of three)
+        with pytest.raises(TypeError, match="takes 2 grid arguments .*, got 3"):
+            k.iterate(*extra, steps=steps)
 
 
 def test_steps_are_counted_as_by_hand():

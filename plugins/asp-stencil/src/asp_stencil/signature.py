@@ -160,7 +160,7 @@ def _hashable(v: Any) -> Hashable:
     return (type(v).__name__, id(v))
 
 
-def _check_arity(args: tuple, instance: Any) -> None:
+def check_arity(args: tuple, instance: Any) -> None:
     """``TypeError`` when ``instance``'s kernel takes another number of grids than ``args``
     holds, said before what :func:`check_grids` found in them: ``kernel(u, out, out)`` of a
     two-grid kernel was told its output aliases input grid 2."""
@@ -189,7 +189,7 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     try:
         check_grids(args)
     except ValueError:
-        _check_arity(args, instance)
+        check_arity(args, instance)
         raise
     grids = tuple(
         (g.data.shape, g.data.dtype.str, int(g.ghost_depth),

@@ -44,7 +44,7 @@ from asp_core.autotune import Autotuner
 from asp_core.decisions import PLATFORM, Decision
 
 from ..cuda.backend import DeviceSweep
-from ..signature import stencil_signature
+from ..signature import check_arity, stencil_signature
 from .runner import Blocked, built_iterator, get_iterator, iterators
 
 __all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
@@ -288,8 +288,10 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     """``steps`` Jacobi sweeps of ``kernel`` (see the module docstring); returns the grid
     holding the last result."""
     gs = list(grids)
-    if steps == 0:   # no sweep: the state is where it was (the grids are checked all the same)
+    if steps == 0:   # no sweep: the state is where it was (the grids are checked all the same,
+        # their number too: a sweep's call checks it where the grids themselves are refused)
         stencil_signature(tuple(gs), {}, kernel)
+        check_arity(tuple(gs), kernel)
         return gs[-2]
     dispatcher = kernel.kernel
     total = steps
