@@ -347,14 +347,12 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     # before the script runs: PASS, SPEC:PASS (as ASP_DISABLE_PASSES names them) or
     # MANAGER:PASS (as the reports name a pass run: "stencil-domain:cse"); a prefix that is no
     # specializer's name is a pass manager's, known once the script has run
-    after_spec, _, after = after.rpartition(":") if after is not None else ("", "", None)
+    prefix, _, after = after.rpartition(":") if after is not None else ("", "", None)
     if after is not None and after not in known_passes():
         raise click.BadParameter(f"no pass is called {after!r}; known passes: "
                                  f"{', '.join(sorted(known_passes())) or 'none'}",
                                  param_hint="--after")
-    manager = None
-    if after_spec and after_spec not in get_registry().specializers:
-        after_spec, manager = "", after_spec
+    by_manager = bool(prefix) and prefix not in get_registry().specializers
     recording.start()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
@@ -393,17 +391,14 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     if os.getpid() != ours:   # a forked child ends as `python SCRIPT`'s would: reports are
         raise SystemExit(status)   # its parent's (--json: stdout held two documents)
     data = [_record_dict(r) for r in recs if (kernel is None or kernel in r.kernel)
-            and after_spec in ("", r.specializer)]
-    if manager is not None:   # the kernels whose pass manager of that name ran the pass
-        data = [{**rec, "passes": [p for p in rec["passes"] if p["manager"] == manager]}
+            and (by_manager or prefix in ("", r.specializer))]
+    if by_manager:   # the kernels whose pass manager of that name ran the pass
+        data = [{**rec, "passes": [p for p in rec["passes"] if p["manager"] == prefix]}
                 for rec in data]
         data = [rec for rec in data if any(p["name"] == after for p in rec["passes"])]
     if after is not None and as_json:   # each kernel's runs of that pass only (the IR after it)
         data = [{**rec, "passes": [p for p in rec["passes"] if p["name"] == after]}
                 for rec in data]
-    matching = " and ".join(f for f in (f"matching {kernel!r}" if kernel else "",
-                                        f"running {manager or after_spec}:{after}"
-                                        if manager or after_spec else "") if f)
     comm = _world_of_several_ranks()
     if comm is not None and raised is not None:
         # the other ranks may wait for this one in a collective of the script (the gather of
@@ -417,9 +412,11 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     elif as_json:
         click.echo(json.dumps({"kernels": data}, indent=1, default=repr))
     else:
-        if not data:
-            click.echo("asp explain: no kernel was specialised"
-                       + (f" {matching} (of {len(recs)} specialised)" if matching else ""))
+        if not data:   # say which filter left none
+            filters = [f"matching {kernel!r}"] * bool(kernel) + \
+                [f"running {prefix}:{after}"] * bool(prefix)
+            click.echo("asp explain: no kernel was specialised" + (
+                f" {' and '.join(filters)} (of {len(recs)} specialised)" if filters else ""))
         for rec in data:
             if after is None:
                 _show(rec)
