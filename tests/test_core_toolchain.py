@@ -159,7 +159,6 @@ def test_a_timed_out_tool_takes_what_it_started_with_it(tmp_path):
     the work (``cc1`` under ``gcc``, the compiler under a wrapper) ran on, reparented to init,
     after every timeout."""
     import subprocess
-    import time
 
     from asp_core.spawn import run_tool
 
@@ -170,10 +169,17 @@ def test_a_timed_out_tool_takes_what_it_started_with_it(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         run_tool([str(wrapper)], timeout=1.0)
     worker = int(pidfile.read_text())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _running(worker):
+    assert _ends(worker), "the wrapper's child outlived the timeout"
+
+
+def _ends(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process ``pid`` is gone within ``seconds`` (it is killed asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _running(pid):
         time.sleep(0.05)
-    assert not _running(worker), "the wrapper's child outlived the timeout"
+    return not _running(pid)
 
 
 def _running(pid: int) -> bool:
@@ -192,7 +198,6 @@ def test_a_tool_running_in_the_background_ends_with_the_process(tmp_path):
     is killed at exit instead of running on, orphaned."""
     import subprocess
     import sys
-    import time
 
     pidfile = tmp_path / "worker.pid"
     wrapper = tmp_path / "wrapper.sh"
@@ -207,7 +212,4 @@ def test_a_tool_running_in_the_background_ends_with_the_process(tmp_path):
                           timeout=60)
     assert "KeyboardInterrupt" in proc.stderr
     worker = int(pidfile.read_text())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _running(worker):
-        time.sleep(0.05)
-    assert not _running(worker), "the tool outlived the process that ran it"
+    assert _ends(worker), "the tool outlived the process that ran it"
