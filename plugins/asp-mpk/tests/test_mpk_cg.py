@@ -62,9 +62,12 @@ def test_reaches_rtol_within_1_2x_scipy_iterations(name, rtol):
     # passes (DIA, naive) or the CSR arrays (a permuted 2-D Poisson matrix ran its s-step CG
     # at 0.3x SciPy's cg without that rival).  Raced, not necessarily run in this solve: on a
     # busy machine its two-thread passes timed 25x slower than the one-thread stored basis
-    # (they waited for a descheduled thread), and the stored basis then ran every step
+    # (they waited for a descheduled thread), and the stored basis then ran every step.  Nor
+    # necessarily timed: a step taken while asp-mpk still compiled in the background is not
+    # recorded (on a busy CI machine none of this solve's steps was, and no mode had a time)
     if set(st.steps_by_mode) - {"scipy"}:
-        assert "classical" in st.modes, (st.steps_by_mode, st.modes)
+        assert "classical" in st.modes or "classical" in st.steps_by_mode, \
+            (st.steps_by_mode, st.modes)
     assert sum(st.steps_by_mode.values()) == st.iterations
 
 
