@@ -18,7 +18,7 @@ from typing import Any, Callable
 from asp_core.errors import Unspecializable
 
 __all__ = ["KernelSource", "kernel_source", "register_source", "ANY", "Capture", "match",
-           "location"]
+           "location", "attribute_name"]
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,28 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
     return KernelSource(source, tree, filename, firstlineno, indent)
 
 
+def _owner(qualname: str) -> str:
+    """The class whose body defines the function ``qualname`` (``"<locals>"`` for none)."""
+    return qualname.split(".")[-2] if qualname.count(".") else "<locals>"
+
+
+def attribute_name(func: Callable[..., Any], name: str) -> str:
+    """The attribute ``obj.name`` in ``func``'s source reads when it runs: Python compiles a
+    private name ``__x`` in a class body ``C`` as ``_C__x`` (name mangling), so a frontend that
+    looked ``self.__x`` up as written found no such attribute."""
+    func = getattr(func, "__func__", func)
+    owner = _owner(getattr(func, "__qualname__", "")).lstrip("_")
+    if not name.startswith("__") or name.endswith("__") or owner in ("", "<locals>"):
+        return name
+    return f"_{owner}{name}"
+
+
 def _compiles_to(node: ast.FunctionDef | ast.AsyncFunctionDef, code: types.CodeType,
                  qualname: str) -> bool:
     """Whether ``node`` compiles to the instructions of ``code``: :mod:`inspect` reads the
     source from the file, which may have been edited since the module was imported (a kernel
     then specialised the new text while Python ran the old)."""
-    owner = qualname.split(".")[-2] if qualname.count(".") else "<locals>"
+    owner = _owner(qualname)
     body: list[ast.stmt] = [node]
     if owner != "<locals>":   # a method: compiled in a class of its name (name mangling)
         body = [ast.ClassDef(name=owner, bases=[], keywords=[], body=body, decorator_list=[])]

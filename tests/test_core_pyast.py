@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from asp_core import SpecializationContext, Unspecializable
-from asp_core.pyast import ANY, Capture, kernel_source, location, match, register_source
+from asp_core.pyast import (ANY, Capture, attribute_name, kernel_source, location, match,
+                            register_source)
 
 
 def _expr(text: str) -> ast.expr:
@@ -131,3 +132,42 @@ def test_method_with_unindented_docstring_line():
     line, col = location(src, ret)
     lines = open(__file__).read().splitlines()
     assert lines[line - 1].endswith("# DOC-MARK") and col == lines[line - 1].index("return") + 1
+
+
+MANGLING = """
+class Plain:
+    def f(self):
+        return self.__x
+class _Underscored:
+    def f(self):
+        return self.__x
+class __:
+    def f(self):
+        return self.__x
+class Outer:
+    class Inner:
+        def f(self):
+            return self.__x
+def make():
+    class Local:
+        def f(self):
+            return self.__x
+    return Local
+def free(self):
+    return self.__x
+"""
+
+
+def test_attribute_name_is_the_name_python_compiles():
+    """``attribute_name`` mangles a private name as the compiler did for the same function
+    (read back from its code object), and leaves dunders and names outside classes alone."""
+    ns: dict = {}
+    exec(compile(MANGLING, "<mangling>", "exec"), ns)
+    funcs = [ns["Plain"].f, ns["_Underscored"].f, ns["__"].f, ns["Outer"].Inner.f,
+             ns["make"]().f, ns["free"]]
+    for func in funcs:
+        compiled = [n for n in func.__code__.co_names if n.endswith("__x")]
+        assert [attribute_name(func, "__x")] == compiled, func.__qualname__
+    assert attribute_name(ns["Plain"].f, "__x") == "_Plain__x"
+    assert attribute_name(ns["Plain"]().f, "__init__") == "__init__"
+    assert attribute_name(ns["Plain"].f, "_y") == "_y"

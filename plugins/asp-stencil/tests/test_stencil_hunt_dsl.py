@@ -239,3 +239,37 @@ def test_numpy_platform_runs_math_pow():
     ref, out = run_both(k, grids)
     assert k.kernel.last_context.decision("platform_selection").choice == "numpy"
     np.testing.assert_allclose(out, ref, rtol=1e-15, atol=0)
+
+
+class _PrivateScale(StencilKernel):
+    """A kernel reading private attributes (``self.__x`` is ``self._PrivateScale__x`` when it
+    runs), one of them a neighbour id."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.__scale = scale
+        self.__east = 1
+
+    def rescale(self, scale: float) -> None:
+        self.__scale = scale
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, self.__east):
+                out[x] = out[x] + self.__scale * u[y]
+
+
+@requires_compiler
+def test_private_attributes_are_specialised_and_followed():
+    """Python mangles ``self.__scale`` in a class body; the frontend looked ``__scale`` up as
+    written, found no such attribute and ran the kernel in Python with a warning."""
+    k = _PrivateScale(0.25)
+    grids = make_grids((6, 7), neighbor_definition=[[(0, 0)], [(1, 0), (0, 1)]])
+    ref, out = run_both(k, grids)
+    assert_bitwise(ref, out)
+    assert_specialised(k)
+    k.rescale(0.5)   # a new value of the private attribute: a new specialisation, not the old
+    ref2, out2 = run_both(k, grids)
+    assert_bitwise(ref2, out2)
+    assert not np.array_equal(ref, ref2)
+    assert_specialised(k)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asp_core.components import Frontend
+from asp_core.pyast import attribute_name
 
 from . import dast as D
 from .grid import check_ghost_depth, check_neighbor_offsets, dsl_overrides
@@ -424,7 +425,7 @@ class _Parser:
                 isinstance(node.operand, ast.Constant) and type(node.operand.value) is int:
             return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if self._is_self_attr(node):
-            v = _scalar_value(getattr(self.instance, node.attr, None))  # type: ignore[attr-defined]
+            v = _scalar_value(getattr(self.instance, self.attr_name(node), None))
             if type(v) is int:
                 return v
         raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
@@ -551,6 +552,11 @@ class _Parser:
         return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id == self.self_name and self.self_name is not None)
 
+    def attr_name(self, node: ast.expr) -> str:
+        """The instance attribute ``self.name`` reads (``self.__x`` in class ``C``: ``_C__x``)."""
+        assert isinstance(node, ast.Attribute)
+        return attribute_name(self.func, node.attr)
+
     def resolve(self, node: ast.expr) -> Any:
         """The object a callee ``name`` or ``module.attribute`` is when the kernel runs
         (:func:`resolve_path`), or ``None``."""
@@ -569,13 +575,14 @@ class _Parser:
             return self.name_value(node)
         if isinstance(node, ast.Attribute):
             if self._is_self_attr(node):
-                if not hasattr(self.instance, node.attr):
+                name = self.attr_name(node)
+                if not hasattr(self.instance, name):
                     raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
-                v = _scalar_value(getattr(self.instance, node.attr))
+                v = _scalar_value(getattr(self.instance, name))
                 if v is None:
                     raise self.err(node, f"attribute 'self.{node.attr}' that is not a real scalar "
                                          "(a Python or NumPy int or float)")
-                return D.Attr(node.attr, v)
+                return D.Attr(name, v)
             if isinstance(node.value, ast.Name) and self.resolve(node.value) is math \
                     and node.attr in _MATH_CONSTANTS:
                 return D.Const(_MATH_CONSTANTS[node.attr])

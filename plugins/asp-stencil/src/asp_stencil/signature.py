@@ -87,13 +87,14 @@ def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
 def _function_names(bound: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]:
     """``(attribute names, function, dotted names)`` of one bound kernel function (see
     :func:`_kernel_names`)."""
-    from asp_core.pyast import kernel_source
+    from asp_core.pyast import attribute_name, kernel_source
 
     src = kernel_source(bound)
     fn = src.function
     self_name = fn.args.args[0].arg if fn.args.args else None
-    names = tuple(sorted({n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)
-                          and isinstance(n.value, ast.Name) and n.value.id == self_name}))
+    names = tuple(sorted({attribute_name(bound, n.attr) for n in ast.walk(fn)
+                          if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                          and n.value.id == self_name}))
     paths = {dotted_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
     paths |= {dotted_name(n.value) for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
     func = getattr(bound, "__func__", bound)
