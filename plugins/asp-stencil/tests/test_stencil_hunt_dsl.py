@@ -273,3 +273,50 @@ def test_private_attributes_are_specialised_and_followed():
     assert_bitwise(ref2, out2)
     assert not np.array_equal(ref, ref2)
     assert_specialised(k)
+
+
+#: 2**62 + 2**38 + 1: rounds to float32 differently directly than through a double
+_BIG = 4611686293305294849
+
+
+@requires_compiler
+@pytest.mark.parametrize("expr", ["t", "t * u[x]", "t + 1", "-t", "abs(t)",
+                                  "1.0 if u[x] * 4611686018427387904 == t else 2.0"])
+def test_a_large_python_int_becomes_float32_through_a_double(expr):
+    """NumPy converts a Python int to float32 through a double (two roundings); the compiled
+    code converted the int64 directly and differed in the last bit above 2**53."""
+    k = load_kernel(f"""
+class K(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = {_BIG} if u[x] > 0.0 else 3
+            out[x] = {expr}
+""")()
+    grids = make_grids((4, 5), dtypes=[np.float32, np.float32])
+    grids[0].data[...] = 1.0
+    ref, out = run_both(k, grids)
+    assert_bitwise(ref, out)
+    assert_specialised(k)
+
+
+@pytest.mark.parametrize("numpy", [False, True])
+@pytest.mark.parametrize("expr", ["abs(t ** 0.5)", "abs((t + t) ** 1.5)", "abs(t ** -0.5)"])
+def test_a_negative_python_int_to_a_fractional_power_runs_in_python(expr, numpy):
+    """``(-2) ** 0.5`` is a complex number in Python (its abs 1.414...); the compiled code and
+    the NumPy platform computed NaN. Refused, as for a Python float, with the reason."""
+    if numpy:
+        pytest.importorskip("asp_stencil_numpy")
+    options = "    asp_options = {'platform_selection': 'numpy'}\n" if numpy else ""
+    k = load_kernel(f"""
+class K(StencilKernel):
+{options}    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = -2 if u[x] > 0.0 else 3
+            out[x] = {expr}
+""")()
+    grids = make_grids((4, 5))
+    grids[0].data[...] = 1.0
+    with pytest.warns(SpecializationWarning, match="may be negative with a fractional"):
+        ref, out = run_both(k, grids)
+    assert_bitwise(ref, out)
+    assert np.isfinite(ref[1:-1, 1:-1]).all()

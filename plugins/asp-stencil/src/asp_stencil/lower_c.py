@@ -121,6 +121,10 @@ class ExprLowering:
                                 f"{np.dtype(prec).name} (NumPy raises OverflowError)")
         if T.storage(kinds) == prec or (kinds <= {"bool"} and not T.is_float(prec)):
             return c
+        if prec == "<f4" and "int" in kinds and T.is_int(T.storage(kinds)):
+            # NumPy makes a Python int a float32 through a double (two roundings): a direct
+            # int64 -> float conversion differed in the last bit above 2**53
+            c = C.Cast(C.DOUBLE, c)
         return C.Cast(T.ctype_of(prec), c)
 
     def typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:
@@ -286,9 +290,9 @@ class ExprLowering:
                                  "run the unroll-neighbors pass first")
             return self.read(e), frozenset({T.grid_kind(self.grid_kinds.get(e.grid, "<f8"))})
         if isinstance(e, D.BinOp):
-            if e.op == "**" and "float" in self.kinds(e.left) and not _integral(e.right) \
+            if e.op == "**" and {"float", "int"} & self.kinds(e.left) and not _integral(e.right) \
                     and not self.python_floats_nonnegative(e.left, set()):
-                raise T.TypeRefusal("'**' of a Python float that may be negative with a "
+                raise T.TypeRefusal("'**' of a Python int or float that may be negative with a "
                                     "fractional exponent (Python returns a complex number); "
                                     "write abs(base) ** y or math.pow(base, y)")
             try:
