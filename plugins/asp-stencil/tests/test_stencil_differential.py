@@ -399,13 +399,26 @@ def test_inputs_sharing_memory_and_disjoint_views_of_one_buffer():
         assert_bitwise(ref_buf, test_buf, what=label)
 
 
-@requires_compiler
-def test_a_second_output_sharing_memory_with_an_input_is_refused_before_c_runs():
+@pytest.mark.parametrize("mode", ["auto", "python"])
+def test_a_second_output_sharing_memory_with_an_input_is_refused_before_c_runs(mode):
+    """Refused in every mode: ``ASP_MODE=python`` ran the kernel (the check was the compiled
+    code's own), though the docs promise the same error there."""
     a = _grid(np.random.default_rng(4).standard_normal((8, 8)))
     before = a.data.copy()
-    with pytest.raises(ValueError, match="grid 2, which the kernel writes, shares memory"):
+    with env(ASP_MODE=mode), \
+            pytest.raises(ValueError, match="grid 2, which the kernel writes, shares memory"):
         WritesTwo().kernel(a, a, StencilGrid([8, 8]))
     assert np.array_equal(a.data, before)
+
+
+@pytest.mark.parametrize("mode", ["auto", "python"])
+def test_a_second_output_that_is_read_only_is_refused_in_every_mode(mode):
+    a = _grid(np.random.default_rng(4).standard_normal((8, 8)))
+    b = _grid(np.zeros((8, 8)))
+    b.data.flags.writeable = False
+    with env(ASP_MODE=mode), \
+            pytest.raises(ValueError, match="grid 2 is written by the kernel but its .data is"):
+        WritesTwo().kernel(a, b, StencilGrid([8, 8]))
 
 
 # -- outside the DSL: one warning naming file, line and construct; strict raises -----------------

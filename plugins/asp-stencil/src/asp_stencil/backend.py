@@ -22,7 +22,7 @@ from asp_core.components import Backend, PlatformProgram, Variant
 
 from . import dast as D
 from .grid import fill_periodic_ghosts
-from .signature import check_grids
+from .signature import check_grids, check_written
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -46,14 +46,7 @@ def compiled_for(prog: D.StencilProgram) -> Callable[[tuple], list[Any]]:
         if data[0].shape != shape or [d.dtype.str for d in data] != dtypes:
             raise ValueError(f"{name}: compiled for shape {shape} and dtypes {dtypes}, called "
                              f"with {data[0].shape} {[d.dtype.str for d in data]}")
-        for i in extra_outputs:
-            if not data[i].flags.writeable:
-                raise ValueError(f"grid {i + 1} is written by the kernel but its .data is "
-                                 "read-only")
-            for j, other in enumerate(data):
-                if j != i and np.may_share_memory(data[i], other):
-                    raise ValueError(f"grid {i + 1}, which the kernel writes, shares memory "
-                                     f"with grid {j + 1}; pass separate grids")
+        check_written(data, extra_outputs)
         return data
 
     return check

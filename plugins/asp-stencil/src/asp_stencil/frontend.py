@@ -405,7 +405,9 @@ class _Parser:
 
     def bad_argument(self, node: ast.AST, message: str) -> Exception:
         """``ValueError(message)`` for grids the point loop would use wrongly (an undefined
-        neighbour id, a read outside the arrays: Python fails too), or, where the loop has no
+        neighbour id, a read outside the arrays: Python fails too, or, below index 0, reads
+        the far side of the array through NumPy's negative indices, which no kernel means
+        and which differs with the ranks of a distributed grid), or, where the loop has no
         points (an interior no wider than its ghost layers, the border of a depth-0 grid), a
         fallback naming it: Python never runs that code and the kernel succeeds there."""
         g = self.grids[self.loop_grid]

@@ -16,16 +16,27 @@ called.
 from __future__ import annotations
 
 import ast
-from typing import Any, Hashable
+from collections.abc import Iterable
+from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
 from .frontend import callee_meaning, dotted_name, resolve_path
 from .grid import dsl_overrides
 
-__all__ = ["stencil_signature", "check_grids", "kernel_attribute_names", "callee_meanings"]
+__all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
+           "callee_meanings"]
 
-_ATTR_NAMES: dict[Any, tuple[tuple[str, ...], tuple[tuple[Any, tuple], ...]]] = {}
+
+class _Parsed(NamedTuple):
+    """What the key follows in the kernels of a class (see :func:`_kernel_names`)."""
+
+    attrs: tuple[str, ...]                     # the ``self.n`` they read
+    funcs: tuple[tuple[Any, tuple], ...]       # (kernel function, dotted names it calls)
+    written: tuple[int, ...]                   # positions of the input grids they write
+
+
+_ATTR_NAMES: dict[Any, _Parsed] = {}
 
 
 def _describe(i: int, n: int) -> str:
@@ -79,14 +90,29 @@ def check_grids(args: tuple) -> list[np.ndarray]:
     return arrays
 
 
+def check_written(data: list[np.ndarray], written: Iterable[int]) -> None:
+    """``ValueError`` when an input grid the kernel writes (positions ``written``) is
+    read-only or shares memory with another grid (the output's own checks are
+    :func:`check_grids`'): compiled code reads the old values while it writes the new."""
+    for i in written:
+        if not data[i].flags.writeable:
+            raise ValueError(f"grid {i + 1} is written by the kernel but its .data is "
+                             "read-only")
+        for j, other in enumerate(data):
+            if j != i and np.may_share_memory(data[i], other):
+                raise ValueError(f"grid {i + 1}, which the kernel writes, shares memory "
+                                 f"with grid {j + 1}; pass separate grids")
+
+
 def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
     """Names ``n`` of the ``self.n`` the kernel reads (parsed once per kernel class)."""
-    return _kernel_names(instance)[0]
+    return _kernel_names(instance).attrs
 
 
-def _function_names(bound: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...]]:
-    """``(attribute names, function, dotted names)`` of one bound kernel function (see
-    :func:`_kernel_names`)."""
+def _function_names(bound: Any
+                    ) -> tuple[tuple[str, ...], Any, tuple[tuple[str, ...], ...], set[int]]:
+    """``(attribute names, function, dotted names, written input positions)`` of one bound
+    kernel function (see :func:`_kernel_names`)."""
     from asp_core.pyast import attribute_name, kernel_source
 
     src = kernel_source(bound)
@@ -100,22 +126,30 @@ def _function_names(bound: Any) -> tuple[tuple[str, ...], Any, tuple[tuple[str, 
     func = getattr(bound, "__func__", bound)
     code = func.__code__
     local = set(code.co_varnames) | set(code.co_cellvars)
-    return names, func, tuple(sorted(p for p in paths if p is not None and p[0] not in local))
+    grids = [a.arg for a in fn.args.args[1:]]
+    targets = [t for n in ast.walk(fn) if isinstance(n, (ast.Assign, ast.AugAssign))
+               for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
+    written = {grids.index(t.value.id) for t in targets if isinstance(t, ast.Subscript)
+               and isinstance(t.value, ast.Name) and t.value.id in grids[:-1]}
+    return (names, func, tuple(sorted(p for p in paths if p is not None and p[0] not in local)),
+            written)
 
 
-def _kernel_names(instance: Any) -> tuple[tuple[str, ...], tuple[tuple[Any, tuple], ...]]:
-    """``(attribute names, ((kernel function, dotted names), ...))`` of the kernels of
-    ``instance``'s class, parsed once per class: the ``self.n`` they read, and the names they
-    call or read module constants through (``f``, ``math.sqrt``, ``math`` of ``math.pi``),
-    which the frontend resolves when it specialises and the key must therefore follow. Every
-    ``kernel`` along the MRO counts: a subclass's kernel may call ``super().kernel(...)``,
-    whose dispatcher's key is computed from the same instance."""
+def _kernel_names(instance: Any) -> _Parsed:
+    """What the kernels of ``instance``'s class read and write, parsed once per class: the
+    ``self.n`` they read, the names they call or read module constants through (``f``,
+    ``math.sqrt``, ``math`` of ``math.pi``), which the frontend resolves when it specialises
+    and the key must therefore follow, and the input grids they write (checked in every mode,
+    ``ASP_MODE=python`` included). Every ``kernel`` along the MRO counts: a subclass's kernel
+    may call ``super().kernel(...)``, whose dispatcher's key is computed from the same
+    instance."""
     cls = type(instance)
     entry = _ATTR_NAMES.get(cls)
     if entry is None:
         from .kernel import kernel_functions
 
         names: set[str] = set()
+        written: set[int] = set()
         funcs = []
         try:
             bounds = kernel_functions(instance)
@@ -123,13 +157,14 @@ def _kernel_names(instance: Any) -> tuple[tuple[str, ...], tuple[tuple[Any, tupl
             bounds = []
         for bound in bounds:
             try:
-                attrs, func, paths = _function_names(bound)
+                attrs, func, paths, writes = _function_names(bound)
             except Exception:  # noqa: BLE001 - no source: the frontend will report it
                 continue
             names |= set(attrs)
+            written |= writes
             if paths:
                 funcs.append((func, paths))
-        entry = (tuple(sorted(names)), tuple(funcs))
+        entry = _Parsed(tuple(sorted(names)), tuple(funcs), tuple(sorted(written)))
         _ATTR_NAMES[cls] = entry
     return entry
 
@@ -139,7 +174,7 @@ def callee_meanings(instance: Any) -> tuple:
     rebinding a global or closure variable the kernel calls (``f = math.cos`` after
     ``f = math.sin``, a ``max`` of the user's defined later) changes the key, so the kernel is
     specialised again instead of running the code generated for the old object."""
-    funcs = _kernel_names(instance)[1]
+    funcs = _kernel_names(instance).funcs
     if not funcs:
         return ()
     if len(funcs) == 1:
@@ -188,7 +223,9 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
         raise TypeError(f"stencil kernels take grids as positional arguments, got keywords "
                         f"{sorted(kwargs)}")
     try:
-        check_grids(args)
+        data = check_grids(args)
+        if instance is not None:
+            check_written(data, (i for i in _kernel_names(instance).written if i < len(data) - 1))
     except ValueError:
         check_arity(args, instance)
         raise
