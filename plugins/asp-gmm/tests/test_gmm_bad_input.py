@@ -234,6 +234,30 @@ def test_covariances_that_overflow_are_an_error(cov):
         GaussianMixture(2, covariance_type=cov, random_state=0).fit(X)
 
 
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_float32_covariances_that_underflow_are_an_error(cov):
+    """float32 data of spread 1e-25: variances of 1e-50, below float32's smallest number, were
+    cast to 0 while their factors stayed finite (a fitted model of zero covariances whose
+    sample() repeated one point); scikit-learn fails there. An error that says why."""
+    X = (np.random.default_rng(0).normal(size=(50, 2)) * 1e-25).astype(np.float32)
+    with pytest.raises(ValueError, match="covariances do not fit float32 .*smallest"):
+        GaussianMixture(1, covariance_type=cov, reg_covar=0.0, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag", "spherical"])
+def test_a_collapsed_float32_fit_suggests_float64_as_sklearn_does(cov):
+    """scikit-learn's message for an ill-defined covariance of float32 data ends with its hint
+    to pass float64 data; the float64 arithmetic here had lost it."""
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.5], [3.0, 3.0]], dtype=np.float32)
+    messages = []
+    for cls in (GaussianMixture, SkGaussianMixture):
+        with pytest.raises(ValueError) as info:
+            cls(4, covariance_type=cov, reg_covar=0.0, random_state=0).fit(X)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert messages[0].endswith("passing float64 data instead of float32.")
+
+
 @pytest.mark.parametrize("cov", ["full", "diag"])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_samples_no_component_can_explain_score_minus_inf(cov, compiled):

@@ -219,3 +219,20 @@ def test_a_child_forked_during_a_build_fits_and_builds_its_own(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=180, env=dict(os.environ, ASP_CACHE_DIR=str(tmp_path / "c")))
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_for_a_shape_no_fit_prepared_runs_in_numpy(fresh_engine, dtype):
+    """A model unpickled in a new process (no fit of its shape there), or float32 data under a
+    float64 fit: ``predict`` specialised at once, about a second of gcc for a millisecond's
+    work. It registers a deferred build and answers in NumPy, like a short fit."""
+    import pickle
+
+    X = _data()
+    model = pickle.dumps(GaussianMixture(3, random_state=0).fit(X))
+    engine.reset()   # what a new process knows
+    gm = pickle.loads(model)
+    labels = gm.predict(X.astype(dtype))
+    assert labels.tolist() == SkGaussianMixture(3, random_state=0).fit(X).predict(X).tolist()
+    assert _started() == []   # nothing compiles: the build waits for NumPy time or exit
+    assert not engine.compiled(3, 3, "full", dtype)

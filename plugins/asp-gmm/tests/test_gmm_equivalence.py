@@ -206,3 +206,21 @@ def test_compiled_without_openmp_runs_on_one_thread(tmp_path, monkeypatch):
         assert list(tmp_path.rglob("*.so")), "nothing was compiled"
     finally:
         engine.reset()
+
+
+@pytest.mark.parametrize("types", [("diag", "tied"), ("tied", "diag")])
+def test_warm_start_after_a_covariance_type_of_the_same_shape_starts_afresh(types):
+    """With n_components == n_features, diag factors (M, D) and tied ones (D, D) have one
+    shape: a warm start went on from the other type's factors (a non-symmetric tied
+    covariance, a negative diag variance) instead of fitting as a cold fit."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal([-4, 0], [1.0, 3.0], (100, 2)),
+                        rng.normal([4, 0], [3.0, 1.0], (100, 2))])
+    first, then = types
+    warm = GaussianMixture(2, covariance_type=first, random_state=0, warm_start=True,
+                           max_iter=1).fit(X)
+    with pytest.warns(ConvergenceWarning):
+        warm.set_params(covariance_type=then).fit(X)
+        cold = GaussianMixture(2, covariance_type=then, random_state=0, max_iter=1).fit(X)
+    assert warm.lower_bound_ == cold.lower_bound_
+    np.testing.assert_array_equal(warm.covariances_, cold.covariances_)

@@ -105,7 +105,15 @@ def test_fit_from_kmeans_equals_sklearn(cov, n_init):
     ref = SkGaussianMixture(5, covariance_type=cov, n_init=n_init, random_state=4).fit(X)
     assert ours.n_iter_ == ref.n_iter_
     np.testing.assert_allclose(ours.lower_bound_, ref.lower_bound_, rtol=1e-6)
-    np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+    if n_init == 1:
+        np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-9)
+    else:
+        # the three inits reach one optimum, its components in other orders, with lower
+        # bounds 1e-15 apart: which is "best" is rounding (on an AMD Zen 5 machine it went
+        # the other way than scikit-learn's), the mixture is the same
+        order = [np.lexsort(m.T[::-1]) for m in (ours.means_, ref.means_)]
+        np.testing.assert_allclose(ours.means_[order[0]], ref.means_[order[1]], rtol=1e-6,
+                                   atol=1e-9)
 
 
 @pytest.mark.parametrize("N,D,M", [(3003, 16, 32), (517, 5, 40), (64, 64, 3)])

@@ -474,7 +474,7 @@ class DistributedGaussianMixture:
             pc = precision_cholesky_from_precisions(np.asarray(self.precisions_init,
                                                                dtype=np.float64), cov)
         else:
-            pc = precision_cholesky(covs, cov)
+            pc = precision_cholesky(covs, cov, data_dtype=X.dtype)
         return w, mu, pc
 
     def _sample_init(self, Xs: np.ndarray, rng: np.random.RandomState
@@ -527,7 +527,7 @@ class DistributedGaussianMixture:
                 lb = step.log_prob_norm
                 bounds.append(lb)
                 w, mu, covs = step.weights, step.means, step.covariances
-                pc = precision_cholesky(covs, self.covariance_type)
+                pc = precision_cholesky(covs, self.covariance_type, data_dtype=X.dtype)
                 if abs(lb - prev) < self.tol:
                     converged = True
                     break
@@ -547,6 +547,7 @@ class DistributedGaussianMixture:
         self.precisions_ = _precisions(pc, self.covariance_type)
         self._cast_parameters(X.dtype)
         self.n_iter_, self.converged_ = n_iter, converged
+        self._fitted_covariance_type = self.covariance_type   # for a later warm start
         self.lower_bound_, self.lower_bounds_ = _lower_bounds(best_lb, bounds, X.dtype)
         self.n_features_in_ = X.shape[1]
         self.comm_stats_ = engine.stats

@@ -192,6 +192,7 @@ class GaussianMixture(_SkGaussianMixture):
         self._check_representable(X.dtype)
         self._cast_parameters(X.dtype)
         self.n_iter_ = best_n_iter
+        self._fitted_covariance_type = self.covariance_type   # for a later warm start
         self._set_lower_bounds(max_lower_bound, best_lower_bounds, X.dtype)
         engine.explain_numpy_passes(X.shape[1], self.n_components, self.covariance_type,
                                     X.dtype, self.asp_options, f"{type(self).__name__}.fit")
@@ -213,7 +214,8 @@ class GaussianMixture(_SkGaussianMixture):
         self.weights_ = step.weights
         self.means_ = step.means
         self.covariances_ = step.covariances
-        self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type)
+        self.precisions_cholesky_ = precision_cholesky(self.covariances_, self.covariance_type,
+                                                       data_dtype=X.dtype)
         return step.log_prob_norm
 
     def _set_precisions(self) -> None:

@@ -101,7 +101,7 @@ def initial_parameters(est: Any, X: np.ndarray, random_state: np.random.RandomSt
     means = step.means if means_init is None else means_init
     if precisions_init is None:
         covariances = step.covariances
-        prec_chol = precision_cholesky(covariances, cov_type)
+        prec_chol = precision_cholesky(covariances, cov_type, data_dtype=X.dtype)
     else:
         # scikit-learn leaves covariances_ unset here; a fit with max_iter=0 kept None, and
         # sample() failed on it

@@ -8,6 +8,8 @@ component, the same log-determinant. SciPy is imported lazily.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -45,19 +47,22 @@ def _cholesky_lower(matrix: np.ndarray) -> np.ndarray:
     return cholesky(matrix, lower=True)
 
 
-def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+def precision_cholesky(covariances: np.ndarray, covariance_type: str, *,
+                       data_dtype: Any = None) -> np.ndarray:
     """Cholesky factors of the precisions (upper-triangular for full/tied), as scikit-learn.
 
     Raises ``ValueError`` with scikit-learn's message when a covariance is not positive
     definite (a collapsed component), and one naming the overflow when a covariance is not
-    finite (scikit-learn goes on with nan there).
+    finite (scikit-learn goes on with nan there). ``data_dtype``: the dtype of the data the
+    covariances come from (default theirs): for float32 data the message suggests float64, as
+    scikit-learn's does (the covariances of a float32 fit are float64 here).
     """
     if not np.all(np.isfinite(covariances)):   # scikit-learn returns a model of nan here
         raise ValueError("Fitting the mixture model failed because some components have "
                          "covariances that are not finite (inf or nan): the data's spread "
                          "overflows the floating-point range. Scale the input data.")
     message = ILL_DEFINED
-    if covariances.dtype == np.float32:
+    if np.dtype(covariances.dtype if data_dtype is None else data_dtype) == np.float32:
         message += (" The numerical accuracy can also be improved by passing float64"
                     " data instead of float32.")
     if covariance_type == "full":

@@ -99,8 +99,12 @@ def fitted_parameters_fit(est: Any, n_features: int) -> bool:
     M, D = est.n_components, n_features
     shapes = {"weights_": (M,), "means_": (M, D),
               "precisions_cholesky_": _covariance_shape(est.covariance_type, M, D)}
-    return all(np.shape(np.asarray(getattr(est, name, None))) == shape
-               for name, shape in shapes.items())
+    # diag factors (M, D) and tied ones (D, D) have one shape where M == D: the type the
+    # parameters were fitted with tells them apart (a diag fit went on as tied, from a
+    # non-symmetric "covariance")
+    fitted_as = getattr(est, "_fitted_covariance_type", est.covariance_type)
+    return fitted_as == est.covariance_type and all(
+        np.shape(np.asarray(getattr(est, name, None))) == shape for name, shape in shapes.items())
 
 
 def _check_shape(param: np.ndarray, shape: tuple[int, ...], name: str) -> None:
@@ -207,21 +211,35 @@ def check_representable(model: Any, dtype: Any) -> None:
     distributed), computed in float64, must be finite in the data's dtype: a float32 fit of
     data whose spread exceeds about 1e19 (covariances past float32's 3.4e38) or whose
     covariances fall below about 1e-77 (their factors past it) got inf from the cast,
-    silently: ``covariances_`` of inf and ``sample()`` returning inf and nan. scikit-learn, computing in float32, fails there too (an error from SciPy or a
+    silently: ``covariances_`` of inf and ``sample()`` returning inf and nan; variances below
+    about 1e-45 became 0. scikit-learn, computing in float32, fails there too (an error from SciPy or a
     model of nan), so the fit raises, naming the cause. (``precisions_`` may overflow, as
     scikit-learn's do: no method reads them.)"""
     if np.dtype(dtype) == np.float64:
         return
-    largest = float(np.finfo(dtype).max)
+    info = np.finfo(dtype)
     for name in ("covariances_", "precisions_cholesky_"):
         value = getattr(model, name, None)
-        if isinstance(value, np.ndarray) and not np.all(np.abs(value) <= largest):
-            raise ValueError(
-                "Fitting the mixture model failed because the fitted "
-                f"{name.rstrip('_').replace('_', ' ')} do not fit {np.dtype(dtype).name} "
-                f"(largest {largest:.3g}): the data's spread over- or underflows its "
-                "range. Scale the input data, or pass float64 data instead of "
-                f"{np.dtype(dtype).name}.")
+        if isinstance(value, np.ndarray) and not np.all(np.abs(value) <= float(info.max)):
+            _unrepresentable(name, dtype, f"largest {float(info.max):.3g}")
+    # variances below the dtype's smallest number became 0 while their factors stayed finite:
+    # a model of zero covariances whose sample() repeated one point (scikit-learn's float32
+    # Cholesky fails there)
+    cov = getattr(model, "covariances_", None)
+    if isinstance(cov, np.ndarray) and cov.size:
+        variances = np.diagonal(cov, axis1=-2, axis2=-1) \
+            if model.covariance_type in ("full", "tied") else cov
+        if np.any(variances.astype(dtype) <= 0):
+            _unrepresentable("covariances_", dtype,
+                             f"smallest {float(info.smallest_subnormal):.3g}")
+
+
+def _unrepresentable(name: str, dtype: Any, bound: str) -> None:
+    raise ValueError(
+        "Fitting the mixture model failed because the fitted "
+        f"{name.rstrip('_').replace('_', ' ')} do not fit {np.dtype(dtype).name} "
+        f"({bound}): the data's spread over- or underflows its range. Scale the input "
+        f"data, or pass float64 data instead of {np.dtype(dtype).name}.")
 
 
 def check_gmm_arguments(M: Any, D: Any, cvtype: Any, reg_covar: Any, tol: Any, options: Any
