@@ -156,6 +156,22 @@ def test_bases_and_s(basis, s):
 
 
 @requires_compiler
+@pytest.mark.parametrize("scale", [1e10, 1e-10])
+def test_newton_basis_of_a_matrix_with_large_or_small_entries(scale, monkeypatch):
+    """The Newton basis was not scaled: ``(A - theta)**16 p`` of entries near 1e10 overflowed
+    the Gram matrix, which s-step CG reported as a breakdown (info 16, residual 3e-3)."""
+    monkeypatch.setenv("ASP_MPK_COMPILE", "wait")
+    n = 400
+    A = (sp.diags([-1.0, 2.1, -1.0], [-1, 0, 1], shape=(n, n)) * scale).tocsr()
+    b = np.ones(n)
+    asp_mpk.cg(A, b, rtol=1e-8, s=16, basis="newton")   # the first solve: classical CG
+    x, info = asp_mpk.cg(A, b, rtol=1e-8, s=16, basis="newton")
+    assert last_stats().method == "s-step"
+    assert info == 0
+    assert np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
+
+
+@requires_compiler
 def test_x0_atol_callback_and_maxiter_like_scipy():
     A = gallery.poisson2d(30)
     rng = np.random.default_rng(2)
@@ -195,6 +211,46 @@ def test_preconditioner_matches_scipy_pcg():
     op = spla.LinearOperator(A.shape, matvec=lambda v: v / A.diagonal())
     x2, info2 = asp_mpk.cg(A, b, rtol=1e-8, M=op)
     assert info2 == 0 and np.linalg.norm(b - A @ x2) < 1e-8 * np.linalg.norm(b)
+
+
+def test_a_preconditioner_orthogonal_to_the_residual_is_a_breakdown():
+    """``r . M r == 0`` (a singular or indefinite M): the next step divided by it, a
+    ZeroDivisionError where SciPy returns; reported as non-convergence (info > 0)."""
+    x, info = asp_mpk.cg(sp.identity(2, format="csr"), np.ones(2),
+                         M=sp.diags([1.0, -1.0]).tocsr(), maxiter=10)
+    assert info > 0 and np.isfinite(x).all()
+    A = gallery.poisson2d(15).tocsr()
+    n = A.shape[0]
+    b = np.random.default_rng(0).standard_normal(n)
+    _, info_ref = spla.cg(A, b, M=sp.diags(np.r_[0.0, np.ones(n - 1)]).tocsr())
+    x, info = asp_mpk.cg(A, b, M=sp.diags(np.r_[0.0, np.ones(n - 1)]).tocsr())
+    assert info_ref > 0 and info > 0
+
+
+@requires_compiler
+def test_a_first_solve_handed_to_s_step_cg_goes_on_from_its_state(monkeypatch):
+    """A first solve that runs past ``FIRST_SOLVE_SECONDS`` goes on in s-step CG from its
+    CG state: restarted from x alone (p = r) it took 30 % more iterations than SciPy's and
+    failed a ``maxiter`` SciPy met."""
+    import types
+
+    from asp_mpk import cacg
+
+    A = gallery.poisson2d(60).tocsr()
+    b = np.random.default_rng(0).standard_normal(A.shape[0])
+    _, _, it_ref = scipy_iterations(A, b, rtol=1e-8)
+    now = [0.0]
+
+    def clock():   # each reading 5 ms on: the first solve hands over after ten batches
+        now[0] += 0.005
+        return now[0]
+
+    monkeypatch.setattr(cacg, "time", types.SimpleNamespace(perf_counter=clock))
+    x, info = asp_mpk.cg(A, b, rtol=1e-8, maxiter=int(1.05 * it_ref) + 2)
+    st = last_stats()
+    assert st.method == "s-step"   # handed over
+    assert info == 0, (st.iterations, it_ref, st.steps_by_mode)
+    assert np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
 
 
 def test_a_complex_preconditioner_is_refused():

@@ -184,6 +184,23 @@ def test_float32_and_2d_input_and_out():
     np.testing.assert_array_equal(out, P[0])
 
 
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float32), (np.float32, np.float64)])
+def test_several_vectors_of_another_dtype_than_a(dtypes):
+    """A 2-D x of float32 under a float64 A was refused ("x must be a 1-D array") though a
+    2-D float64 x, a float32 A and SciPy's ``A @ x`` all take it."""
+    a_dtype, x_dtype = dtypes
+    A = gallery.poisson2d(8).astype(a_dtype).tocsr()
+    X = np.random.default_rng(1).standard_normal((2, A.shape[0])).astype(x_dtype)
+    P = asp_mpk.matrix_powers(A, X, 3)
+    assert P.shape == (2, 4, A.shape[0]) and P.dtype == np.float64   # as SciPy's A @ x
+    for i in range(2):
+        single = asp_mpk.matrix_powers(A, X[i], 3)
+        assert single.dtype == P.dtype
+        np.testing.assert_array_equal(P[i], single)
+    ref = reference(A.astype(np.float64), X.astype(np.float64), None, 3)
+    assert_levels_close(P, ref, 1e-5)
+
+
 def test_dense_blocks_are_detected_and_proposed_as_bcsr():
     from asp_mpk.analysis import analyse, dense_block_sizes
 

@@ -23,8 +23,11 @@ def monomial_coefs(k: int) -> np.ndarray:
     return c
 
 
-def newton_coefs(shifts: Any, k: int) -> np.ndarray:
-    """v[j+1] = (A - shifts[j]) v[j]; shifts are cycled if fewer than k are given."""
+def newton_coefs(shifts: Any, k: int, scale: float = 1.0) -> np.ndarray:
+    """v[j+1] = (A - shifts[j]) v[j] / scale; shifts are cycled if fewer than k are given.
+    ``scale``: about the capacity of the spectrum's interval (a quarter of its width), so the
+    basis neither grows nor shrinks like ``|A|**j`` (s-step CG of a matrix of entries near
+    1e10 overflowed its Gram matrix and reported a breakdown)."""
     s = np.asarray(shifts, dtype=np.complex128 if np.iscomplexobj(shifts) else np.float64)
     if s.ndim != 1 or (k > 0 and s.size == 0):
         raise ValueError("shifts must be a non-empty 1-D sequence of real numbers")
@@ -35,9 +38,11 @@ def newton_coefs(shifts: Any, k: int) -> np.ndarray:
         s = s.real
     if not np.all(np.isfinite(s)):
         raise ValueError("shifts must be finite")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     c = np.zeros((3, max(k, 1)))
-    c[0, :k] = 1.0
-    c[1, :k] = -np.resize(s, k)
+    c[0, :k] = 1.0 / scale
+    c[1, :k] = -np.resize(s, k) / scale
     return c
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -163,14 +163,15 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
         tol = max(atol, rtol * bnrm2)
         if first:
             stats.method = "classical"
-            done, info = _first_solve(csr, bvec, x, tol, int(maxiter), callback, stats)
+            done, info, state = _first_solve(csr, bvec, x, tol, int(maxiter), callback, stats)
             if info >= 0:
                 explain_first_sighting("cg", csr)
                 return x.astype(out_dtype, copy=False), info
             stats.method = "s-step"
-            m = analysed(mat, np.float64)   # a long solve: analysed, specialised, restarted
+            m = analysed(mat, np.float64)   # a long solve: analysed, specialised, continued
             x, info = _sstep(m, bvec, x, tol, int(maxiter) - done, callback,
-                             choose_s(n, csr.nnz), basis, stats, allow_classical=True)
+                             choose_s(n, csr.nnz), basis, stats, allow_classical=True,
+                             start=state)
             stats.iterations += done
             return x.astype(out_dtype, copy=False), info + done if info else 0
         assert m is not None
@@ -186,18 +187,30 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
 
 
 #: seconds a solve with contents met the first time runs over A's own arrays before they are
-#: analysed and their kernel compiled (the solve then restarts from its x).  A compile takes
+#: analysed and their kernel compiled (the solve then goes on from its CG state).  A compile takes
 #: hundreds of milliseconds: a solve shorter than that never waits for its kernel, and paid
 #: the copy, the analysis and a compile competing with it for the cores (a 256-row system
 #: took 9-40 ms where SciPy takes 1).
 FIRST_SOLVE_SECONDS = 0.05
 
 
+class CGState(NamedTuple):
+    """Where classical CG stands: an s-step solve taking over goes on from it (restarted
+    from x alone, with p = r, a 2-D Poisson solve took 30 % more iterations than SciPy's and
+    failed a ``maxiter`` SciPy met); the Lanczos coefficients seed its spectral estimate."""
+
+    r: np.ndarray
+    p: np.ndarray
+    rr: float
+    alphas: list[float]
+    betas: list[float]
+
+
 def _first_solve(A: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int,
-                 callback: Any, stats: CGStats) -> tuple[int, int]:
+                 callback: Any, stats: CGStats) -> tuple[int, int, CGState]:
     """Classical CG over A's own (checked) arrays in the native passes, every core, x updated
-    in place: ``(iterations, info)``, info -1 when :data:`FIRST_SOLVE_SECONDS` ran out first
-    (the caller goes on with the analysed matrix)."""
+    in place: ``(iterations, info, state)``, info -1 when :data:`FIRST_SOLVE_SECONDS` ran out
+    first (the caller goes on from ``state`` with the analysed matrix)."""
     passes = _interim_passes(A, leave_a_core=False)
     s = choose_s(A.shape[0], A.nnz)
     r = b - A @ x if x.any() else b.copy()
@@ -206,25 +219,28 @@ def _first_solve(A: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int,
     rr = float(r @ r)
     pq: float | None = None
     it = 0
+    state = CGState(r, p, rr, [], [])
     start = time.perf_counter()
     while True:
         stats.iterations = it
         if it >= maxiter:
-            return it, maxiter
+            return it, maxiter, state
         if np.sqrt(rr) < tol:
             replaced = _confirm(b - A @ x, r, p, tol, stats)
             if replaced is None:
-                return it, 0
+                return it, 0, state
             rr, pq = replaced, None
         if time.perf_counter() - start > FIRST_SOLVE_SECONDS:
-            return it, -1
-        done, rr, _, _, broke, pq = _classical_steps(passes, x, p, r, q, rr,
-                                                     min(s, maxiter - it), tol, callback, pq)
+            return it, -1, state._replace(rr=rr)
+        done, rr, al, be, broke, pq = _classical_steps(passes, x, p, r, q, rr,
+                                                       min(s, maxiter - it), tol, callback, pq)
+        state.alphas.extend(al)
+        state.betas.extend(be)
         it += done
         stats.steps_by_mode["scipy"] = stats.steps_by_mode.get("scipy", 0) + done
         if broke:
             stats.iterations = it
-            return it, max(it, 1)
+            return it, max(it, 1), state
 
 
 def _preconditioner(M: Any, n: int) -> Any:
@@ -278,6 +294,9 @@ def _pcg(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, M: Any,
             return x, 0
         z = _precondition(Mop, r)
         rho = float(r @ z)
+        if rho == 0.0:   # M r orthogonal to r (a singular or indefinite M): no step can
+            stats.iterations = it      # follow (SciPy divides 0 / 0 at the next one)
+            return x, max(it, 1)
         if it > 0:
             p *= rho / rho_prev
             p += z
@@ -413,8 +432,9 @@ def _replace(r: np.ndarray, p: np.ndarray, rt: np.ndarray) -> float:
 
 
 def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callback: Any,
-           s: int, basis: str, stats: CGStats, *, allow_classical: bool = False
-           ) -> tuple[np.ndarray, int]:
+           s: int, basis: str, stats: CGStats, *, allow_classical: bool = False,
+           start: CGState | None = None) -> tuple[np.ndarray, int]:
+    """s-step CG from x (``start``: going on from classical CG's state, same x)."""
     from asp_mpk import background
     from asp_mpk.bases import chebyshev_coefs, newton_coefs
     from asp_mpk.sstep import (Interval, coefficient_steps, newton_shifts, replace_residual,
@@ -441,13 +461,17 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
     q = np.full(n, 0.0) if allow_classical else np.empty(0)
     streaming = False
     p, r = xs[0], xs[1]          # the kernel's inputs live where CG keeps p and r: no copies
-    r[:] = b - csr @ x if x.any() else b
-    p[:] = r
-    clock = time.perf_counter
-    rr = float(r @ r)
-    interval = Interval(*mp.gershgorin())
     alphas: list[float] = []
     betas: list[float] = []
+    if start is None:
+        r[:] = b - csr @ x if x.any() else b
+        p[:] = r
+        rr = float(r @ r)
+    else:
+        r[:], p[:], rr = start.r, start.p, start.rr
+        alphas, betas = list(start.alphas), list(start.betas)
+    clock = time.perf_counter
+    interval = Interval(*mp.gershgorin())
     it = 0
     since_replace = float(np.sqrt(rr))
     shifts: np.ndarray | None = None
@@ -469,7 +493,7 @@ def _sstep(m: Any, b: np.ndarray, x: np.ndarray, tol: float, maxiter: int, callb
         if interval.refresh(alphas, betas) and basis == "newton":
             shifts = newton_shifts(alphas, betas, s)
         if basis == "newton" and shifts is not None:
-            coefs = newton_coefs(shifts, s)
+            coefs = newton_coefs(shifts, s, scale=0.25 * (interval.hi - interval.lo))
         else:
             coefs = chebyshev_coefs(interval.lo, interval.hi, s)
         B = stacked_change_of_basis(coefs, s)

@@ -568,7 +568,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
         m = _for_x(A, xa.dtype, m)
     mp = m.powers(k)
     if xa.dtype != mp.dtype:
-        as_vector(xa, mp.n)  # validate before the conversion below
+        as_vector(xa, mp.n, allow_2d=True)  # validate before the conversion below
     V = mp.powers(xa.astype(mp.dtype, copy=False) if xa.dtype.kind == "f" else xa,
                   basis=basis, shifts=shifts, out=out)
     # while the object answers plain calls natively (:meth:`MatrixPowers._plain`), so do the
