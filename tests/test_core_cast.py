@@ -250,7 +250,8 @@ def _literal_roundtrip(values: list[float], single: bool) -> None:
     out = np.zeros(len(values), dtype)
     lib.cdll.lits.argtypes = [ctypes.c_void_p]
     lib.cdll.lits(out.ctypes.data)
-    expect = np.array(values, dtype)
+    with np.errstate(over="ignore"):   # doubles beyond float32: inf, as the literal
+        expect = np.array(values, dtype)
     nan = np.isnan(expect)
     assert np.array_equal(np.isnan(out), nan)
     bits = np.uint32 if single else np.uint64
@@ -278,6 +279,58 @@ def test_double_literals_round_trip_bitwise(fresh_cache, values):
 @given(st.lists(st.floats(width=32, allow_nan=False), min_size=150, max_size=250))
 def test_float_literals_round_trip_bitwise(fresh_cache, values):
     _literal_roundtrip([0.0, -0.0, 1.4e-45, 3.4028234663852886e38, 0.1] + values, single=True)
+
+
+@requires_compiler
+@settings(max_examples=2, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=150, max_size=250))
+def test_doubles_printed_as_float_literals_round_as_numpy_does(fresh_cache, values):
+    """A FLOAT constant of a double is NumPy's float32 of it: its double digits with an ``f``
+    suffix rounded twice (1 + 2**-24 became 1 + 2**-23, NumPy's float32 of it is 1.0)."""
+    _literal_roundtrip([1 + 2**-24, 1 + 3 * 2**-25, 3.5e38, 1e-46] + values, single=True)
+
+
+def test_integer_constants_print_exactly_or_are_refused():
+    """``-(-5)`` printed ``--5`` (a decrement: no C), an integer DOUBLE constant printed as an
+    int (``1 / 2`` integer division), NumPy integers printed as doubles (``7.0 % 2``: no
+    C), integers beyond 64 bits printed and wrapped by the compiler."""
+    assert c.print_c(c.UnaryOp("-", c.Constant(-5))) == "(-(-5))"
+    assert c.print_c(c.UnaryOp("-", c.Constant(-2**40))) == "(-(-1099511627776LL))"
+    assert c.print_c(c.BinOp(c.Constant(1, c.DOUBLE), "/", c.Constant(2, c.DOUBLE))) == \
+        "(1.0 / 2.0)"
+    assert c.print_c(c.BinOp(c.Constant(np.int32(7)), "%", c.Constant(2))) == "(7 % 2)"
+    assert c.print_c(c.Constant(np.bool_(True))) == "1"
+    assert c.print_c(c.Constant(3.0, c.INT)) == "3"
+    assert c.print_c(c.Constant(-2**63)) == "(-9223372036854775807LL - 1)"
+    assert c.print_c(c.Constant(2**64 - 1)) == "18446744073709551615ULL"
+    with pytest.raises(ValueError, match="does not fit 64 bits"):
+        c.print_c(c.Constant(2**64))
+    with pytest.raises(ValueError, match="does not fit 64 bits"):
+        c.print_c(c.Constant(-2**63 - 1))
+    with pytest.raises(ValueError, match="0.5 is not an integer, but its ctype is 'int'"):
+        c.print_c(c.Constant(0.5, c.INT))
+
+
+@requires_compiler
+def test_integer_constants_compute_in_c_as_in_python(fresh_cache):
+    from asp_core.build import compile_library
+
+    i64 = c.CType("long long")
+    exprs = [(c.UnaryOp("-", c.Constant(-5)), i64),
+             (c.BinOp(c.Constant(-2**63), "+", c.Constant(1)), i64),
+             (c.BinOp(c.Constant(np.int64(7)), "/", c.Constant(2)), i64),
+             (c.BinOp(c.Constant(1, c.DOUBLE), "/", c.Constant(2, c.DOUBLE)), c.DOUBLE),
+             (c.BinOp(c.Constant(np.int64(2**53 + 1)), "-", c.Constant(2**53)), i64)]
+    fns = [c.FunctionDef(f"e{k}", [], c.Block([c.Return(e)]), ret=t)
+           for k, (e, t) in enumerate(exprs)]
+    lib = compile_library(c.print_c(c.Module(fns)), name="ints", openmp=False)
+    got = []
+    for k, (_, t) in enumerate(exprs):
+        fn = getattr(lib.cdll, f"e{k}")
+        fn.restype = ctypes.c_double if t is c.DOUBLE else ctypes.c_longlong
+        got.append(fn())
+    assert got == [5, -2**63 + 1, 3, 0.5, 1]
 
 
 # -- everything compiles --------------------------------------------------------------------

@@ -92,7 +92,10 @@ class Name(Expr):
 
 @dataclass
 class Constant(Expr):
-    """A literal; ``ctype`` FLOAT prints a ``f`` suffix so float32 code stays float32."""
+    """A literal (a Python or NumPy number), printed exactly or refused: ``ctype`` FLOAT
+    prints NumPy's float32 of it with an ``f`` suffix so float32 code stays float32, DOUBLE
+    prints an integer as a double (``1 / 2`` of two DOUBLE constants is 0.5), an integer
+    ctype takes integral values only."""
 
     value: int | float | bool
     ctype: CType | None = None

@@ -7,23 +7,43 @@ import math
 import re
 from typing import Any
 
+import numpy as np
+
 from asp_core.cast import nodes as n
 
 __all__ = ["CPrinter", "CudaPrinter", "print_c", "print_cuda", "format_float"]
 
 
 def format_float(value: float, single: bool = False) -> str:
-    """A C literal that parses back to exactly ``value`` (shortest round-trip repr)."""
+    """A C literal that parses back to exactly ``value`` (shortest round-trip repr);
+    ``single``: to ``value`` rounded to float32 as NumPy rounds it, in float32's shortest
+    repr (the double's digits with an ``f`` suffix rounded 1 + 2**-24 up to 1 + 2**-23,
+    NumPy's float32 of it is 1.0)."""
+    if single:
+        with np.errstate(over="ignore"):   # beyond float32: inf, as NumPy's cast
+            value = np.float32(value)
     if math.isnan(value):
         return "NAN"
     if math.isinf(value):
         return "INFINITY" if value > 0 else "(-INFINITY)"
-    text = repr(float(value))
+    text = str(value) if single else repr(float(value))
     if "e" not in text and "." not in text:
         text += ".0"
     if single:
         text += "f"
     return f"({text})" if text.startswith("-") else text
+
+
+def _integer(v: int) -> str:
+    """An integer literal of exactly ``v``: int64 (``LL``) or uint64 (``ULL``) beyond int32,
+    negative ones bracketed (``-(-5)`` printed ``--5``, a decrement), the least int64 as an
+    expression (``9223372036854775808LL`` is out of range before its minus applies)."""
+    if not -2**63 <= v < 2**64:
+        raise ValueError(f"integer constant {v} does not fit 64 bits (C would wrap it)")
+    if v == -2**63:
+        return "(-9223372036854775807LL - 1)"
+    text = str(v) if -2**31 <= v < 2**31 else f"{v}LL" if v < 2**63 else f"{v}ULL"
+    return f"({text})" if v < 0 else text
 
 
 def comment_lines(text: str) -> list[str]:
@@ -88,12 +108,17 @@ class CPrinter:
 
     def _e_Constant(self, e: n.Constant) -> str:
         v = e.value
-        if isinstance(v, bool):
+        floating = e.ctype is not None and e.ctype.base in ("float", "double")
+        if isinstance(v, (bool, np.bool_)):
             return "1" if v else "0"
-        if isinstance(v, int):
-            return str(v) if -2**31 <= v < 2**31 else f"{v}LL"
-        single = e.ctype is not None and e.ctype.base == "float"
-        return format_float(float(v), single)
+        if isinstance(v, (int, np.integer)) and not floating:
+            return _integer(int(v))
+        if not floating and e.ctype is not None and not float(v).is_integer():
+            raise ValueError(f"constant {v!r} is not an integer, but its ctype is "
+                             f"{e.ctype.base!r}")
+        if not floating and e.ctype is not None:
+            return _integer(int(v))
+        return format_float(float(v), e.ctype is not None and e.ctype.base == "float")
 
     def _e_BinOp(self, e: n.BinOp) -> str:
         return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
