@@ -482,6 +482,7 @@ class Autotuner:
             return
         self.variants.remove(variant)
         self.times.pop(variant, None)
+        self._pending = [row for row in self._pending if row[0] != variant]   # nothing stored
         self._on_event("autotune-excluded", variant=variant, reason=reason)
         if len(self.variants) == 1:
             self.winner, self.source = self.variants[0], "only variant left: the others were excluded"

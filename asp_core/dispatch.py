@@ -62,9 +62,12 @@ class Dispatcher:
         if signature is not None:
             fn = self._table.get(signature(args, kwargs, self.instance))
             # ASP_MODE=python set after a kernel specialised runs it in Python too (the table
-            # served the compiled code): the variable alone, a dict lookup, where reading the
-            # whole configuration (config.mode) would cost more than small kernels
-            if fn is not None and os.environ.get("ASP_MODE", "").strip().lower() != "python":
+            # served the compiled code), and ASP_MODE=strict set after it fell back raises:
+            # the variable alone, a dict lookup, where reading the whole configuration
+            # (config.mode) would cost more than small kernels
+            mode = os.environ.get("ASP_MODE", "").strip().lower()
+            if fn is not None and mode != "python" and not (mode == "strict"
+                                                            and fn is self.fallback):
                 return fn(*args, **kwargs)
         return self._slow_call(args, kwargs)
 
@@ -80,7 +83,7 @@ class Dispatcher:
         with self._lock:
             key, ctx = self._prepare(args, kwargs)
             fn = self._table.get(key)
-            if fn is None:
+            if fn is None or (fn is self.fallback and mode == "strict"):   # raises the reason
                 # read before any component runs: an invalid ASP_COMPILE_TIMEOUT, first read
                 # in a platform's compiler probe, passed that platform over as broken
                 config.compile_timeout()

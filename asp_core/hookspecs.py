@@ -102,8 +102,10 @@ def asp_specialization_done(ctx: SpecializationContext, result: Any) -> None:
 
     :param ctx: the specialisation context, with ``ctx.events`` holding what ``asp explain``
         shows.
-    :param result: the bound callable, or the fallback reason (a string) when the kernel runs
-        in pure Python.
+    :param result: the callable now bound for the key, or the fallback reason (a string)
+        when the kernel runs in pure Python. While the key's variants are still timed on real
+        calls it is the core's stand-in that times them (callable like the winner; ask the
+        dispatcher's ``tuning(key)`` / ``tuned(key)`` for the state, as plugins do).
 
     Not ``firstresult``. Called once per new specialisation key, after the pipeline.
     """

@@ -193,13 +193,16 @@ class Pipeline:
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
         dast = _guarded(front, "parse", lambda: front.obj.parse(ctx))
-        ctx.record("dast", phase=FRONTEND, ir=dump(dast))
+        parsed = dump(dast)
+        ctx.record("dast", phase=FRONTEND, ir=parsed)
         opt = self._one(ctx, DOMAIN_OPTIMIZATION)
         if opt is not None:
             before = dast
             dast = _guarded(opt, "optimize", lambda: opt.obj.optimize(before, ctx))
-            if dast != before:
-                ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=dump(dast))
+            # compared as printed: ``!=`` of two trees holding NumPy arrays raised "the truth
+            # value of an array is ambiguous"
+            if (optimised := dump(dast)) != parsed:
+                ctx.record("dast", phase=DOMAIN_OPTIMIZATION, ir=optimised)
         return dast
 
     def variants(self, ctx: SpecializationContext, platform: str | None = None) -> Variants:
@@ -238,7 +241,7 @@ class Pipeline:
             known = ", ".join(c.name for c in installed) or "none"
             raise NoPlatform(f"specializer {self.spec.name!r} has no platform {name!r} "
                              f"(installed: {known})")
-        program = comp.obj.lower(dast, ctx)
+        program = _guarded(comp, "lower", lambda: comp.obj.lower(dast, ctx))
         _chosen(ctx, PLATFORM_SELECTION, comp, installed, "named by the caller; its run-time "
                 "check was not run", "named", program, [])
         return program
@@ -309,8 +312,10 @@ def _guarded(comp: Component, what: str, call: Callable[[], Any]) -> Any:
     except AspError:
         raise
     except Exception as exc:
+        dist = comp.distribution or "(in-process)"
         where = (f"component {comp.specializer}/{comp.phase}/{comp.name} of plugin "
-                 f"{comp.plugin or '(in-process)'!r} ({comp.distribution or 'in-process'})")
+                 f"{comp.plugin or '(in-process)'!r} "
+                 f"{dist if dist.startswith('(') else f'({dist})'}")
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next

@@ -126,6 +126,18 @@ def test_autotuner_exclude(db):
     assert t2.winner == "a" and t2.source == "only variant left: the others were excluded"
 
 
+def test_an_excluded_variants_timings_are_not_stored(db):
+    """``exclude`` stores nothing of the variant: a timing taken before it was excluded was
+    still written with the winner's, and ``asp explain`` listed it."""
+    t = Autotuner("k", ["a", "b", "c"], mode="once", db=db)
+    for name in ("a", "b"):
+        t.report(name, 1.0 if name == "a" else 0.1)
+    t.exclude("b", "wrong results")
+    t.report("c", 0.5)
+    assert t.winner == "c"
+    assert sorted(v for v, _, _ in db.timings("k")) == ["a", "c"]
+
+
 def test_progress_is_logged_once_per_variant_when_tuning_is_slow(db, monkeypatch, caplog):
     """Through the ``asp`` logger; each variant counted once, however many repeats it gets."""
     clock = itertools.count(100.0, 0.7)

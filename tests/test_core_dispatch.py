@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asp_core import Dispatcher, SpecializationWarning, Unspecializable, specialize
+from asp_core import Dispatcher, SpecializationWarning, Unspecializable, plugins, specialize
 from asp_core.decisions import PLATFORM
 from pytest_asp import requires_compiler
 from tests.specializers.derived import TrustingOpenMP, shaped_signature
@@ -133,6 +133,19 @@ def test_strict_mode_raises(elementwise, monkeypatch):
     assert info.value.lineno == line and info.value.col == col
     assert info.value.filename == str(HERE)
     assert "math.floor" in info.value.construct
+
+
+def test_strict_mode_set_after_a_fallback_raises(elementwise, fresh_cache, monkeypatch):
+    """``ASP_MODE`` is read at every call: set to ``strict`` after a kernel fell back in
+    ``auto``, its next call raises the reason (it went on returning the Python result)."""
+    d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
+    with pytest.warns(SpecializationWarning):
+        d(np.ones(3))
+    monkeypatch.setenv("ASP_MODE", "strict")
+    with pytest.raises(Unspecializable, match="math.floor"):
+        d(np.ones(3))
+    monkeypatch.setenv("ASP_MODE", "auto")
+    np.testing.assert_array_equal(d(np.full(3, 1.5)), np.ones(3))   # the fallback again
 
 
 def test_python_mode_never_compiles(elementwise, fresh_cache, monkeypatch):
@@ -470,3 +483,55 @@ def test_a_forked_child_does_not_wait_for_a_lock_a_parents_thread_held(tmp_path)
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0 and "child 0" in run.stdout, run.stdout + run.stderr[-2000:]
+
+
+def test_a_domain_ir_holding_numpy_arrays_is_optimised_and_run(fresh_cache):
+    """A DAST node with an array field, copied by the domain optimiser: the pipeline compared
+    the two trees with ``!=`` and raised "the truth value of an array is ambiguous" from
+    inside the call (no fallback, no component named)."""
+    from dataclasses import dataclass
+
+    from asp_core import (Backend, DomainOptimizer, Frontend, Platform, PlatformProgram,
+                          hookimpl)
+    from asp_core.ir import Node
+
+    @dataclass
+    class Weights(Node):
+        values: np.ndarray
+
+    class Parse(Frontend):
+        def parse(self, ctx):
+            return Weights(np.array([1.0, 2.0, 3.0]))
+
+    class Copy(DomainOptimizer):
+        def optimize(self, dast, ctx):
+            return dast.clone()
+
+    class Lower(Platform):
+        name = "py"
+
+        def lower(self, dast, ctx):
+            return PlatformProgram("py", dast)
+
+    class Bind(Backend):
+        def build(self, variant, ctx):
+            total = variant.program.ir.values.sum()
+            return lambda a: a * total
+
+    class Plugin:
+        @hookimpl
+        def asp_register_specializers(self, register):
+            register.specializer(name="arrays", signature=lambda args, kwargs, inst: ("k",))
+            for phase, obj in (("frontend", Parse()), ("domain_optimization", Copy()),
+                               ("platform_selection", Lower()), ("backend", Bind())):
+                register.component(specializer="arrays", phase=phase, name="x", obj=obj)
+
+    name = plugins.register_plugin(Plugin(), name="test-arrays")
+    try:
+        d = Dispatcher("arrays", lambda a: a * 6.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # no fallback
+            assert d(2.0) == 12.0
+        assert d.tuned(("k",)) is not None
+    finally:
+        plugins.unregister_plugin(name)

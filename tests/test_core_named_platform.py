@@ -103,6 +103,21 @@ def test_an_unknown_platform_name_lists_the_installed_ones(nodevice):
         Dispatcher(name, axpy).variants_for("cuda", *_arrays())
 
 
+class FaultyLowering(NoDevice):
+    def lower(self, dast: Any, ctx: Any) -> PlatformProgram:
+        raise KeyError("a bug in lower")
+
+
+def test_a_named_platforms_lowering_error_names_its_component(derived):
+    """An exception from a named platform's ``lower`` came out bare, naming no component;
+    elsewhere the pipeline notes the component and its plugin."""
+    name = derived("faulty", replace={("platform_selection", "openmp"): FaultyLowering()})
+    with pytest.raises(KeyError, match="a bug in lower") as info:
+        Dispatcher(name, axpy).variants_for("openmp", *_arrays())
+    assert any(f"{name}/platform_selection/openmp" in note
+               for note in getattr(info.value, "__notes__", []))
+
+
 def test_the_platform_name_is_positional_so_kernel_keywords_pass_through(nodevice):
     name, _, _ = nodevice
     # the element-wise signature refuses keyword arguments: the keyword reached the kernel's
