@@ -24,6 +24,19 @@ def two_statements(a):
     return b
 
 
+def divides_by_a_zero_literal(a):
+    return a + 1.0 / (2.0 - 2.0)
+
+
+def test_literals_that_raise_run_in_python():
+    """``1.0 / (2.0 - 2.0)`` raises ZeroDivisionError in Python; folded, it was left for C,
+    which divides on to inf."""
+    kernel = elementwise(divides_by_a_zero_literal)
+    with pytest.warns(SpecializationWarning, match="raises ZeroDivisionError"), \
+            pytest.raises(ZeroDivisionError):
+        kernel(np.ones(3))
+
+
 def test_unsupported_construct_falls_back_with_one_warning():
     kernel = elementwise(calls_a_user_function)
     a = np.linspace(0.0, 1.0, 7)

@@ -79,6 +79,43 @@ def test_math_sqrt_is_recognised_however_it_is_imported():
     assert _chosen(kernel)["backend"] == "c"
 
 
+def exact_ints(x):
+    return (9007199254740993 - 9007199254740992) * x   # 2**53 + 1: not a double
+
+
+def divide(a, b):
+    return a / b
+
+
+def root(a):
+    return math.sqrt(a - 1.0)
+
+
+@requires_compiler
+def test_integer_literals_fold_exactly_as_python_computes():
+    x = np.array([1.0, 2.0, -3.0])
+    kernel = elementwise(exact_ints)
+    assert _same_bits(kernel(x), python_map(exact_ints)(x))
+    assert _chosen(kernel)["backend"] == "c"
+
+
+@requires_compiler
+@pytest.mark.parametrize("func,args,exc", [
+    (divide, (np.ones(4), np.array([1.0, 2.0, -0.0, 4.0])), ZeroDivisionError),
+    (root, (np.array([2.0, 5.0, 0.5]),), ValueError)])
+def test_elements_python_raises_on_raise_compiled_too(func, args, exc):
+    """``x / 0.0`` and ``math.sqrt`` of a negative number raise in Python; C computes inf or
+    NaN on, so the compiled kernel reports them and raises the same exception."""
+    with pytest.raises(exc):
+        python_map(func)(*args)
+    kernel = elementwise(func)
+    with pytest.raises(exc):
+        kernel(*args)
+    assert _chosen(kernel)["backend"] == "c"
+    fine = [np.abs(a) + 1.0 for a in args]   # no element raises: the same bits as Python
+    assert _same_bits(kernel(*fine), python_map(func)(*fine))
+
+
 def test_python_platform_on_request():
     kernel = elementwise(blend, platform_selection="python")
     a, b = np.arange(5.0), np.arange(5.0)[::-1].copy()

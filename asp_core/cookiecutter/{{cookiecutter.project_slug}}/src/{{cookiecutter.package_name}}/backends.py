@@ -14,7 +14,7 @@ from asp_core import Backend, SpecializationContext, Variant
 from asp_core import cast as c
 
 from {{ cookiecutter.package_name }}.api import python_map
-from {{ cookiecutter.package_name }}.platforms import FUNCTION
+from {{ cookiecutter.package_name }}.platforms import FUNCTION, RAISES
 from {{ cookiecutter.package_name }}.signature import check_arrays
 
 if TYPE_CHECKING:
@@ -35,14 +35,17 @@ class CBackend(Backend):
                           specialised_on={"nparams": nparams, "variant": variant.name})
         fn = getattr(lib.cdll, FUNCTION)
         fn.argtypes = [ctypes.c_void_p] * (nparams + 1) + [ctypes.c_long]
-        fn.restype = None
+        fn.restype = ctypes.c_int
 
         def run(*arrays: np.ndarray) -> np.ndarray:
             check_arrays(arrays)
             if len(arrays) != nparams:
                 raise TypeError(f"this kernel takes {nparams} arrays, got {len(arrays)}")
             out = np.empty_like(arrays[0])
-            fn(*[a.ctypes.data for a in arrays], out.ctypes.data, out.size)
+            raised = fn(*[a.ctypes.data for a in arrays], out.ctypes.data, out.size)
+            for bit, exc in RAISES.items():   # as Python raises on such an element
+                if raised & bit:
+                    raise type(exc)(*exc.args)
             return out
 
         run.__name__ = f"{FUNCTION}_{variant.name.replace('-', '_')}"

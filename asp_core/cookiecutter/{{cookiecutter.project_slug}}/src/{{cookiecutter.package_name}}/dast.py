@@ -27,9 +27,9 @@ class Param(Node):
 
 @dataclass
 class Num(Node):
-    """A numeric literal (always a Python float)."""
+    """A numeric literal: a Python int (folded exactly, as Python computes with it) or float."""
 
-    value: float
+    value: int | float
 
 
 @dataclass

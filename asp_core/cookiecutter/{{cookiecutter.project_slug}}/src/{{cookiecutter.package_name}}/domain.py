@@ -11,6 +11,8 @@ one's only). Add a pass by writing one more function and listing it in :func:`do
 from __future__ import annotations
 
 import math
+import operator
+from typing import Callable
 
 from asp_core import DomainOptimizer, PassManager, SpecializationContext, asp_pass
 from asp_core.ir import Transformer
@@ -21,16 +23,30 @@ __all__ = ["fold_constants", "domain_passes", "ElementwiseOptimizer"]
 
 
 class _Fold(Transformer):
-    """Evaluates operations whose operands are literals, with Python's own arithmetic, so the
-    folded value is exactly what the pure-Python kernel computes."""
+    """Evaluates operations whose operands are literals, with Python's own arithmetic (ints
+    exactly: ``(2**53 + 1) - 2**53`` is 1, in doubles 0), so the folded value is exactly what
+    the pure-Python kernel computes; where Python raises (``1 / 0``, ``math.sqrt(-1)``, an int
+    too large for a float) the kernel runs in Python, which raises it."""
+
+    def __init__(self, ctx: SpecializationContext) -> None:
+        self.ctx = ctx
+
+    def _num(self, compute: Callable[[], int | float], what: str) -> Num:
+        try:
+            value = compute()
+            float(value)   # the C literal; Python converts the int where an array meets it
+        except (ArithmeticError, ValueError) as exc:
+            raise self.ctx.unsupported(None, f"{what} of literals, which raises "
+                                             f"{type(exc).__name__} in Python") from None
+        return Num(value)
 
     def visit_Bin(self, node: Bin) -> Node:
         node = self.generic_visit(node)
         if isinstance(node.left, Num) and isinstance(node.right, Num):
             a, b = node.left.value, node.right.value
-            if node.op == "/" and b == 0:
-                return node  # Python raises here; leave it to run time
-            return Num({"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else 0.0}[node.op])
+            operation = {"+": operator.add, "-": operator.sub, "*": operator.mul,
+                         "/": operator.truediv}[node.op]
+            return self._num(lambda: operation(a, b), f"'{node.op}'")
         return node
 
     def visit_Neg(self, node: Neg) -> Node:
@@ -42,15 +58,14 @@ class _Fold(Transformer):
         if not all(isinstance(a, Num) for a in node.args):
             return node
         values = [a.value for a in node.args]
-        if node.name == "sqrt":
-            return Num(math.sqrt(values[0])) if values[0] >= 0 else node
-        return Num({"abs": abs, "min": min, "max": max}[node.name](*values))
+        function = {"abs": abs, "min": min, "max": max, "sqrt": math.sqrt}[node.name]
+        return self._num(lambda: function(*values), f"{node.name}()")
 
 
 @asp_pass("constant-folding")
 def fold_constants(dast: Map, ctx: SpecializationContext) -> tuple[Map, bool]:
     """Evaluate operations on literals at specialisation time."""
-    new = _Fold().visit(dast)
+    new = _Fold(ctx).visit(dast)
     return new, new is not dast  # a Transformer returns the same node when nothing changed
 
 

@@ -45,7 +45,9 @@ class ElementwiseFrontend(Frontend):
         if isinstance(node, ast.Name) and node.id in params:
             return Param(params.index(node.id))
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return Num(float(node.value))
+            if abs(node.value) > 1.7976931348623157e308:   # Python: OverflowError
+                raise ctx.unsupported(node, "an integer literal beyond the float range")
+            return Num(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return Bin(_OPS[type(node.op)], self._expr(node.left, params, ctx),
                        self._expr(node.right, params, ctx))

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from asp_core import Platform, PlatformProgram, SpecializationContext
 from asp_core import cast as c
+from asp_core.ir import walk
 
 from {{ cookiecutter.package_name }}.dast import Bin, Fn, Map, Neg, Node, Num, Param
 
-__all__ = ["OpenMPPlatform", "PythonPlatform", "lower_expr", "FUNCTION"]
+__all__ = ["OpenMPPlatform", "PythonPlatform", "lower_expr", "domain_errors", "FUNCTION",
+           "ERRORS", "RAISES"]
 
 #: The exported C function.
 FUNCTION = "asp_{{ cookiecutter.package_name }}_map"
+#: Its local of the exceptions Python raises on some element (its return value, bits of RAISES).
+ERRORS = "raised"
 
 _LIBM = {"abs": "fabs", "sqrt": "sqrt"}
 
@@ -26,8 +30,8 @@ def lower_expr(node: Node) -> c.Expr:
     C result equals Python's bit for bit; the core compiles with ``-ffp-contract=off``)."""
     if isinstance(node, Param):
         return c.Index(c.Name(f"in{node.index}"), c.Name("i"))
-    if isinstance(node, Num):
-        return c.Constant(node.value)
+    if isinstance(node, Num):   # a double, as Python's int or float meets an array's element
+        return c.Constant(node.value, c.DOUBLE)
     if isinstance(node, Bin):
         return c.BinOp(lower_expr(node.left), node.op, lower_expr(node.right))
     if isinstance(node, Neg):
@@ -41,6 +45,29 @@ def lower_expr(node: Node) -> c.Expr:
             return acc
         return c.Call(_LIBM[node.name], args)
     raise TypeError(f"cannot lower {node!r}")
+
+
+#: the bits of the C function's result: an element for which Python raises this exception
+RAISES = {1: ZeroDivisionError("float division by zero"), 2: ValueError("math domain error")}
+
+
+def domain_errors(node: Node) -> c.Expr | None:
+    """Where Python raises on an element and C computes on (``x / 0.0`` is inf, ``sqrt`` of a
+    negative number NaN): the bits of :data:`RAISES` for it, which the loop ORs up and the
+    binding raises. None where nothing can raise."""
+    tests = []
+    for n in walk(node):
+        if isinstance(n, Bin) and n.op == "/":
+            tests.append(c.BinOp(lower_expr(n.right), "==", c.Constant(0.0)))
+        elif isinstance(n, Fn) and n.name == "sqrt":
+            tests.append(c.BinOp(c.BinOp(lower_expr(n.args[0]), "<", c.Constant(0.0)), "*",
+                                 c.Constant(2)))
+    if not tests:
+        return None
+    test = tests[0]
+    for more in tests[1:]:
+        test = c.BinOp(test, "|", more)
+    return test
 
 
 def _helpers() -> list[c.FunctionDef]:
@@ -69,9 +96,14 @@ class OpenMPPlatform(Platform):
         params = [c.Param(c.DOUBLE.as_const().ptr(restrict=True), f"in{k}")
                   for k in range(dast.nparams)]
         params += [c.Param(c.DOUBLE.ptr(restrict=True), "out"), c.Param(c.LONG, "n")]
-        loop = c.For("i", c.Constant(0), c.Name("n"), c.Block([
-            c.Assign(c.Index(c.Name("out"), c.Name("i")), lower_expr(dast.body))]))
-        fn = c.FunctionDef(FUNCTION, params, c.Block([loop]))
+        store = [c.Assign(c.Index(c.Name("out"), c.Name("i")), lower_expr(dast.body))]
+        errors = domain_errors(dast.body)
+        if errors is not None:
+            store.append(c.AugAssign(c.Name(ERRORS), "|", errors))
+        loop = c.For("i", c.Constant(0), c.Name("n"), c.Block(store))
+        # returns whether some element raised in Python (the loop variants reduce it)
+        fn = c.FunctionDef(FUNCTION, params, c.Block([
+            c.Decl(c.INT, ERRORS, c.Constant(0)), loop, c.Return(c.Name(ERRORS))]), ret=c.INT)
         module = c.Module([c.Include("math.h"), *_helpers(), fn])
         return PlatformProgram("openmp", module, {"nparams": dast.nparams})
 

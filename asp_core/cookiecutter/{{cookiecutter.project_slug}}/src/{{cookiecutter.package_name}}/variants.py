@@ -12,11 +12,15 @@ from __future__ import annotations
 from asp_core import PlatformOptimizer, PlatformProgram, SpecializationContext, Variant
 from asp_core import cast as c
 
+from {{ cookiecutter.package_name }}.platforms import ERRORS
+
 __all__ = ["LoopVariants", "SCHEDULES"]
 
-#: variant name -> the pragma on the loop (a structured node: the printer writes the text)
+#: variant name -> the pragma on the loop (a structured node: the printer writes the text); the
+#: flag of elements for which Python raises is OR-reduced over the threads
 SCHEDULES = (("parallel-simd", c.Pragma("omp", "parallel for simd",
-                                        [c.Clause("schedule", ("static",))])),
+                                        [c.Clause("schedule", ("static",)),
+                                         c.Clause("reduction", (ERRORS,), modifier="|")])),
              ("serial", None))
 
 
@@ -28,7 +32,7 @@ class LoopVariants(PlatformOptimizer):
         out = []
         for name, pragma in SCHEDULES:
             module = program.ir.clone()
-            loop = module.body[-1].body.body[0]
+            loop = next(s for s in module.body[-1].body.body if isinstance(s, c.For))
             loop.pragmas = [pragma.clone()] if pragma else []
             out.append(Variant(name, PlatformProgram(program.platform, module, program.meta),
                                {"parallel": pragma is not None}))
