@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import numbers
 import os
@@ -14,6 +15,7 @@ import shutil
 import sys
 import time
 import traceback
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
@@ -250,16 +252,28 @@ def call_digest(items: Mapping[str, Any]) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little") >> 2
 
 
-def _digestible(value: Any) -> Any:
+def _digestible(value: Any, depth: int = 0) -> Any:
     """``value`` as a structure whose repr is the same in every process for equal values (see
-    :func:`agree_call`). The exact built-in types come first: this runs on every call."""
+    :func:`agree_call`). The exact built-in types come first: this runs on every call. Dicts,
+    ``SimpleNamespace`` and dataclass instances count by their contents (by their type alone,
+    a kernel constant ``self.d["a"]`` that differed on one rank went unnoticed), to a depth."""
     t = type(value)
     if t is str or t is int or t is bool or value is None or t is bytes:
         return value   # their reprs are exact and tell the types apart
     if t is float:
         return ("float", value.hex())
+    if depth > 8:   # nested deeper (or a cycle): by type
+        return ("object", t.__module__, t.__qualname__)
     if t is tuple or t is list or isinstance(value, (tuple, list)):
-        return tuple([_digestible(v) for v in value])
+        return tuple([_digestible(v, depth + 1) for v in value])
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted(((repr(_digestible(k, depth + 1)), _digestible(v, depth + 1))
+                                      for k, v in value.items()), key=lambda kv: kv[0])))
+    if isinstance(value, types.SimpleNamespace):
+        return (t.__module__, t.__qualname__, _digestible(vars(value), depth + 1))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (t.__module__, t.__qualname__, _digestible(
+            {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, depth + 1))
     if isinstance(value, np.generic) and value.dtype.kind in "fc":
         return (t.__name__, value.tobytes())
     if isinstance(value, (bool, np.bool_)):

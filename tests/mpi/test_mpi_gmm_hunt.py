@@ -217,11 +217,16 @@ cases = [
     ("'tol' parameter", dict(tol=-1.0)),
     ("'max_iter' parameter", dict(max_iter=2.5)),
     ("'random_state' parameter", dict(random_state=-1 if comm.rank == comm.size - 1 else 0)),
+    ("'init_sample' parameter", dict(init_sample=0)),
+    ("'init_sample' parameter", dict(init_sample=3.5)),
+    ("'init_sample' parameter", dict(init_sample="x")),
+    ("Found array with 0 feature(s)", dict(features=0)),
 ]
 with fatal_errors(comm):
     for text, kw in cases:
         try:
-            DistributedGaussianMixture(2, comm=comm, **kw).fit(X)
+            data = X[:, :kw.pop("features")] if "features" in kw else X
+            DistributedGaussianMixture(2, comm=comm, **kw).fit(data)
         except ValueError as exc:
             assert text in str(exc), (text, str(exc))
         else:

@@ -168,6 +168,27 @@ def test_mpi_call_digest_compares_exactly():
     assert 0 <= d({}) < 2 ** 62
 
 
+def test_mpi_call_digest_sees_into_dicts_namespaces_and_dataclasses():
+    """A kernel constant held in a dict (``self.d["a"]``), a ``SimpleNamespace`` or a
+    dataclass counted by its type alone: 0.5 on one rank and 0.9 on another went unnoticed."""
+    import dataclasses
+    import types
+
+    @dataclasses.dataclass
+    class Params:
+        alpha: float
+
+    d = mpi.call_digest
+    assert d({"k": {"a": 0.5}}) != d({"k": {"a": 0.9}})
+    assert d({"k": {"a": 1, "b": 2}}) == d({"k": {"b": 2, "a": 1}})   # a dict's order is not
+    assert d({"k": types.SimpleNamespace(alpha=0.5)}) != d({"k": types.SimpleNamespace(alpha=0.9)})
+    assert d({"k": Params(0.5)}) != d({"k": Params(0.9)}) and d({"k": Params(0.5)}) == \
+        d({"k": Params(0.5)})
+    cycle: dict = {}
+    cycle["self"] = cycle
+    assert d({"k": cycle}) == d({"k": cycle})   # nested too deep: by type, no recursion error
+
+
 class ReduceComm(FakeComm):
     """One rank: Allreduce leaves the buffer as it is."""
 

@@ -90,6 +90,9 @@ def test_mpi_overlap_split_of_thin_blocks_covers_each_point_once(shape, dims, g,
     ("for x in out.interior_points():\n  out[x] = a[x]\n  for y in a.neighbors(x, 1):\n"
      "   out[x] += out[y]", True),                             # reads a neighbour's output
     ("for x in out.interior_points():\n  out[x] = out[x] * a[x]", True),
+    # written at some points only: the others keep their old values (with a deep halo, stale
+    # ones fed the steps between exchanges)
+    ("for x in out.interior_points():\n  if a[x] > 0.0:\n   out[x] = 0.3 * a[x]", True),
 ])
 def test_mpi_output_read_analysis(body, reads):
     fn = ast.parse("def kernel(self, a, out):\n " + body.replace("\n", "\n ")).body[0]
@@ -105,3 +108,51 @@ class _BorderKernel(StencilKernel):
 def test_mpi_border_point_kernels_are_refused():
     with pytest.raises(ValueError, match="border_points"):
         check_kernel(_BorderKernel())
+
+
+class _GaussSeidel(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x]
+            for y in out.neighbors(x, 1):
+                out[x] += 0.1 * out[y]
+
+
+class _InPlace(StencilKernel):
+    def kernel(self, u):
+        for x in u.interior_points():
+            for y in u.neighbors(x, 1):
+                u[x] = 0.5 * (u[x] + u[y])
+
+
+@pytest.mark.parametrize("kernel,grid", [(_GaussSeidel, "out"), (_InPlace, "u")])
+def test_mpi_gauss_seidel_kernels_are_refused(kernel, grid):
+    """A kernel reading a grid it writes at another point depends on the order of the points:
+    the distributed run gave other results than one process, without an error. Decided on the
+    kernel's domain IR for the grids of the call: a neighbour loop over the point itself
+    (``neighbors(x, 0)`` of the default definition) reads no other point."""
+    from asp_stencil import StencilGrid
+    from asp_stencil.signature import stencil_signature
+
+    grids = [StencilGrid([6, 5]) for _ in range(2 if kernel is _GaussSeidel else 1)]
+    k = kernel()
+    assert check_kernel(k) is True   # the source alone only makes it a suspect
+    with pytest.raises(ValueError, match=f"reads grid '{grid}', which it writes, at another "
+                                         "point than x .*Gauss-Seidel"):
+        check_kernel(k, grids, stencil_signature(tuple(grids), {}, k))
+
+
+class _CentreOnly(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            for y in out.neighbors(x, 0):
+                out[x] = out[y] + a[x]
+
+
+def test_mpi_a_neighbour_loop_over_the_point_itself_is_no_gauss_seidel():
+    from asp_stencil import StencilGrid
+    from asp_stencil.signature import stencil_signature
+
+    grids = [StencilGrid([6, 5]) for _ in range(2)]
+    k = _CentreOnly()
+    assert check_kernel(k, grids, stencil_signature(tuple(grids), {}, k)) is True

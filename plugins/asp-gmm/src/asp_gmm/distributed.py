@@ -307,13 +307,15 @@ class DistributedGaussianMixture:
             abort_on_uncaught(self.comm)
         return self.comm
 
-    def _validate(self, X: Any, *, fitting: bool) -> np.ndarray:
-        """Collective: the local shard as a float array; the same ValueError on all ranks."""
+    def _validate(self, X: Any, *, fitting: bool, collective: bool = True) -> np.ndarray:
+        """The local shard as a float array. Collective (the same ValueError on all ranks)
+        unless ``collective=False``, for the methods that act on the local shard only
+        (``predict``...): their validation's collectives hung a call made on one rank."""
         from asp_core.mpi import agree, check_same
 
         if not fitting:
             self._check_fitted()
-        comm = self._comm()
+        comm = self._comm() if collective else None
         error = None
         arr = None
         try:
@@ -322,15 +324,22 @@ class DistributedGaussianMixture:
                 raise TypeError(f"X must be numeric, got dtype {arr.dtype}")
             if arr.ndim != 2:
                 raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}")
+            if arr.shape[1] == 0:   # scikit-learn's message (it was a ZeroDivisionError)
+                raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a "
+                                 f"minimum of 1 is required by {type(self).__name__}.")
             arr = np.ascontiguousarray(arr, dtype=arr.dtype if arr.dtype in (np.float32,
                                                                             np.float64)
                                        else np.float64)
             if not np.all(np.isfinite(arr)):
                 raise ValueError("Input X contains NaN or infinity.")
         except (TypeError, ValueError) as exc:
+            if comm is None:
+                raise
             error = str(exc)
-        agree(comm, error)
         assert arr is not None
+        if comm is None:
+            return self._check_features(arr)
+        agree(comm, error)
         check_same(comm, arr.shape[1], "number of features")
         # an empty shard (np.empty((0, D)) is float64 whatever the others hold) takes the
         # dtype of the shards with samples, when they agree: shards may have any size, even 0
@@ -338,7 +347,10 @@ class DistributedGaussianMixture:
         if not len(arr) and len(held) == 1:
             arr = arr.astype(held.pop())
         check_same(comm, str(arr.dtype), "dtype of X")
-        if not fitting and arr.shape[1] != self.means_.shape[1]:
+        return arr if fitting else self._check_features(arr)
+
+    def _check_features(self, arr: np.ndarray) -> np.ndarray:
+        if arr.shape[1] != self.means_.shape[1]:
             raise ValueError(f"X has {arr.shape[1]} features, but the model is fitted with "
                              f"{self.means_.shape[1]} features")
         return arr
@@ -383,6 +395,12 @@ class DistributedGaussianMixture:
         error = None
         try:   # random_state, init_params and asp_options are not compared: agreed instead
             check_shared_hyperparameters(self, owner=type(self).__name__)
+            if isinstance(self.init_sample, (bool, np.bool_)) or not isinstance(
+                    self.init_sample, (int, np.integer)) or self.init_sample < 1:
+                # 0, -5 and 3.5 were taken, "x" and None failed inside int()
+                raise ValueError(f"The 'init_sample' parameter of {type(self).__name__} must "
+                                 f"be an int in the range [1, inf). Got {self.init_sample!r} "
+                                 "instead.")
         except ValueError as exc:
             error = str(exc)
         _agree_once(self._comm(), error)
@@ -600,21 +618,21 @@ class DistributedGaussianMixture:
                                          for n in ("weights_", "means_", "precisions_cholesky_")))
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood of each local sample (collective only for validation)."""
-        X = self._validate(X, fitting=False)
+        """Log-likelihood of each local sample (local: a call on one rank is fine)."""
+        X = self._validate(X, fitting=False, collective=False)
         return self._log_likelihoods(X).astype(self._output_dtype(X), copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         from asp_gmm.reference import logsumexp_rows
 
-        X = self._validate(X, fitting=False)
+        X = self._validate(X, fitting=False, collective=False)
         wlp = self._weighted_log_prob(X)
         if len(X):
             wlp = np.exp(wlp - logsumexp_rows(wlp)[:, None])
         return wlp.astype(self._output_dtype(X), copy=False)
 
     def predict(self, X: Any) -> np.ndarray:
-        X = self._validate(X, fitting=False)
+        X = self._validate(X, fitting=False, collective=False)
         return self._weighted_log_prob(X).argmax(axis=1)
 
     def _total_log_likelihood(self, X: Any) -> tuple[float, int]:

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Sequence
 import numpy as np
 
 from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
+from asp_stencil import dast as D
 from asp_stencil.grid import StencilGrid
 from asp_stencil.signature import callee_meanings, kernel_attribute_names, stencil_signature
 from asp_stencil.kernel import kernel_function
@@ -512,15 +513,23 @@ class DistributedStencilGrid:
 
 # -- kernels -------------------------------------------------------------------------------------
 
-_CHECKED: dict[type, tuple[str | None, bool]] = {}
+_CHECKED: dict[type, tuple[str | None, bool, str | None]] = {}
+#: per kernel class and local key: whether a loop of the kernel is a Gauss-Seidel sweep
+_SEQUENTIAL: dict[tuple[type, Hashable], bool] = {}
 
 
-def check_kernel(kernel: Any) -> bool:
+def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable = None
+                 ) -> bool:
     """Refuse kernels a decomposition cannot run; return whether the kernel reads its output.
 
     A kernel that loops over ``border_points()`` would write the block edges of every rank
-    instead of the grid's border, so it raises ``ValueError``. Reading the output grid (e.g.
-    ``out[x] = out[x] + ...``) is allowed; the output's halo then travels with the inputs.
+    instead of the grid's border, so it raises ``ValueError``; so does a Gauss-Seidel sweep
+    (a grid the kernel writes read at another point), whose result depends on the order of
+    the points, which blocks change (it ran, and differed from one process). Its source only
+    makes a kernel a suspect (``out[y]`` of ``out.neighbors(x, 0)`` is the point itself): the
+    domain IR for the local ``grids`` (of key ``key``) decides, when they are given. Reading the
+    output grid at the point itself (``out[x] = out[x] + ...``) is allowed; the output's halo
+    then travels with the inputs.
     """
     cls = type(kernel)
     if cls not in _CHECKED:
@@ -528,25 +537,53 @@ def check_kernel(kernel: Any) -> bool:
         try:
             tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
         except (OSError, TypeError):
-            _CHECKED[cls] = (None, True)  # no source: assume the worst about reading the output
+            # no source: assume the worst about reading the output
+            _CHECKED[cls] = (None, True, None)
         else:
             fn = next(n for n in ast.walk(tree)
                       if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
             params = [a.arg for a in fn.args.args]
             out_name = params[-1] if len(params) >= 2 else None
-            problem = None
+            problem = suspect = None
             for node in ast.walk(fn):
                 if isinstance(node, ast.Attribute) and node.attr == "border_points":
                     problem = (f"{cls.__name__}.kernel loops over border_points() (line "
                                f"{func.__code__.co_firstlineno + node.lineno - 1}); a "
                                "distributed grid runs kernels that update interior points only, "
                                "because the border of a rank's block is not the grid's border")
+            for loop, x in _point_loops(fn):
+                if (read := _read_elsewhere(loop, x)) is not None:
+                    suspect = (f"{cls.__name__}.kernel reads grid '{read[0]}', which it "
+                               f"writes, at another point than {x} (line "
+                               f"{func.__code__.co_firstlineno + read[1] - 1}): a "
+                               "Gauss-Seidel sweep, whose result depends on the order of the "
+                               "points, which a decomposition into blocks changes")
             reads_out = _reads_output(fn, out_name) if out_name else True
-            _CHECKED[cls] = (problem, reads_out)
-    problem, reads_out = _CHECKED[cls]
+            _CHECKED[cls] = (problem, reads_out, suspect)
+    problem, reads_out, suspect = _CHECKED[cls]
     if problem:
         raise ValueError(problem)
+    if suspect and grids is not None and _sequential(kernel, grids, key):
+        raise ValueError(suspect)
     return reads_out
+
+
+def _sequential(kernel: Any, grids: Sequence[Any], key: Hashable) -> bool:
+    """Whether a point loop of ``kernel`` on these local grids reads, at another point, a grid
+    it writes (:attr:`~asp_stencil.dast.PointLoop.sequential` of its domain IR, offsets
+    known); a kernel outside the DSL counts as one (nothing tells its reads apart)."""
+    from asp_core.ir import walk
+
+    memo = (type(kernel), key)
+    if memo not in _SEQUENTIAL:
+        try:
+            _, dast = kernel.kernel.analyse(*grids)
+        except Exception:  # noqa: BLE001 - not specialisable: the source's suspicion stands
+            _SEQUENTIAL[memo] = True
+        else:
+            _SEQUENTIAL[memo] = any(isinstance(n, D.PointLoop) and n.sequential
+                                    for n in walk(dast))
+    return _SEQUENTIAL[memo]
 
 
 def _output_reads(node: ast.AST, out_name: str) -> list[ast.AST]:
@@ -566,24 +603,46 @@ def _output_reads(node: ast.AST, out_name: str) -> list[ast.AST]:
     return reads
 
 
+def _point_loops(fn: ast.AST, grid: str | None = None) -> list[tuple[ast.For, str]]:
+    """The ``for x in g.interior_points()`` loops (of grid ``grid``, or any) and their ``x``."""
+    return [(loop, loop.target.id) for loop in ast.walk(fn)
+            if isinstance(loop, ast.For) and isinstance(loop.target, ast.Name)
+            and isinstance(loop.iter, ast.Call) and isinstance(loop.iter.func, ast.Attribute)
+            and loop.iter.func.attr == "interior_points"
+            and isinstance(loop.iter.func.value, ast.Name)
+            and (grid is None or loop.iter.func.value.id == grid)]
+
+
+def _stored(node: ast.AST) -> set[str]:
+    """The grids ``g`` of the ``g[...] = `` and ``g[...] op= `` statements under ``node``."""
+    return {t.value.id for n in ast.walk(node) if isinstance(n, (ast.Assign, ast.AugAssign))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)}
+
+
+def _read_elsewhere(loop: ast.For, x: str) -> tuple[str, int] | None:
+    """``(grid, line)`` of a read, in point loop ``loop``, of a grid the loop writes, at
+    another point than ``x``; None if there is none."""
+    written = _stored(loop)
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and \
+                isinstance(n.value, ast.Name) and n.value.id in written and \
+                not (isinstance(n.slice, ast.Name) and n.slice.id == x):
+            return n.value.id, n.lineno
+    return None
+
+
 def _reads_output(fn: ast.AST, out_name: str) -> bool:
     """Whether the kernel reads output values it did not write in the same point update.
 
     ``out[x] = ...`` followed by ``out[x] += ...`` in the body of ``for x in
     out.interior_points()`` reads only the value just written, so the output's old values (and
     its halo) are not needed; any other read of the output is (Figure 2's ``out[x] = out[x] +
-    ...``).
+    ...``), and so is a write only some points get (under an ``if``): the others keep their old
+    values (with a deep halo, stale ones fed the steps between exchanges).
     """
     safe: set[int] = set()
-    for loop in ast.walk(fn):
-        if not (isinstance(loop, ast.For) and isinstance(loop.target, ast.Name)
-                and isinstance(loop.iter, ast.Call)
-                and isinstance(loop.iter.func, ast.Attribute)
-                and loop.iter.func.attr == "interior_points"
-                and isinstance(loop.iter.func.value, ast.Name)
-                and loop.iter.func.value.id == out_name):
-            continue
-        x = loop.target.id
+    for loop, x in _point_loops(fn, out_name):
         written = False
         for stmt in loop.body:
             if (not written and isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
@@ -599,6 +658,8 @@ def _reads_output(fn: ast.AST, out_name: str) -> bool:
                 safe.update(id(r) for r in _output_reads(stmt, out_name)
                             if isinstance(r, ast.Subscript) and isinstance(r.slice, ast.Name)
                             and r.slice.id == x)
+        if not written and out_name in _stored(loop):
+            return True   # written under a condition only
     return any(id(r) not in safe for r in _output_reads(fn, out_name))
 
 
@@ -654,9 +715,10 @@ def _agree_call(kernel: Any, grids: Sequence[Any], options: dict[str, Any], what
         if len(grids) < min_grids:
             raise TypeError(f"{what}() needs at least one input grid and the output grid")
         _check_grids(grids)
-        reads_out = check_kernel(kernel)
+        check_kernel(kernel)   # what the source alone refuses, before any local work
         _sync_neighbors(grids)
         key = stencil_signature(tuple(g.local for g in grids), {}, kernel)
+        reads_out = check_kernel(kernel, [g.local for g in grids], key)
         memo = _digest_key(kernel, grids, key, options)
         digest = _DIGESTS.get(memo) if memo is not None else None
         if digest is None:
