@@ -253,6 +253,22 @@ def test_a_first_solve_handed_to_s_step_cg_goes_on_from_its_state(monkeypatch):
     assert np.linalg.norm(b - A @ x) < 1e-8 * np.linalg.norm(b)
 
 
+@pytest.mark.parametrize("size", [1e-170, 1e-160, 1e170])
+def test_a_b_whose_norm_under_or_overflows_is_solved(size):
+    """b near 1e-170 had a norm of 0 and x = 0 came back with info 0; near 1e-160 the
+    true-residual check underflowed and an unconverged x (residual 5e-3) was reported as
+    converged (SciPy does both). Solved scaled by a power of two, the callback sees x."""
+    A = gallery.poisson2d(20).tocsr()
+    b = np.ones(A.shape[0]) * size
+    seen = []
+    x, info = asp_mpk.cg(A, b, rtol=1e-5, callback=lambda xk: seen.append(xk.copy()))
+    unit = asp_mpk.cg(A, np.ones(A.shape[0]), rtol=1e-5)[0]
+    assert info == 0
+    assert np.linalg.norm(A @ (x / size) - 1.0) < 1e-5 * np.linalg.norm(np.ones(A.shape[0]))
+    np.testing.assert_allclose(x / size, unit, rtol=1e-4)   # both to rtol 1e-5
+    np.testing.assert_array_equal(seen[-1], x)
+
+
 def test_a_complex_preconditioner_is_refused():
     """A complex M was applied with its imaginary part dropped (a NumPy ComplexWarning) and
     the solve reported success; complex A, b and x0 were refused already."""

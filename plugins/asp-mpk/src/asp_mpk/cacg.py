@@ -19,6 +19,7 @@ negative ``p.Ap``, A not positive definite, goes on as in SciPy).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Callable, NamedTuple
@@ -71,6 +72,22 @@ def _powers_for(A: Any, s: int) -> Any:
     return analysed(A, np.float64).powers(s)
 
 
+def _power_of_two_scale(b: Any) -> float:
+    """1.0, or the power of two near ``b``'s largest entry when its squares would under- or
+    overflow a norm (anything the solve's checks refuse: 1.0, they report it)."""
+    try:
+        arr = np.asarray(b)
+        if arr.dtype.kind != "f" or not arr.size:
+            return 1.0
+        with np.errstate(all="ignore"):
+            peak = float(np.max(np.abs(arr)))
+    except (TypeError, ValueError):
+        return 1.0
+    if not math.isfinite(peak) or peak == 0.0 or 2.0 ** -450 <= peak <= 2.0 ** 450:
+        return 1.0
+    return 2.0 ** math.frexp(peak)[1]
+
+
 def _check_tols(rtol: Any, atol: Any) -> tuple[float, float]:
     """``(rtol, atol)`` as floats, taken as SciPy's ``cg`` takes them: a real number or a 0-d
     array of one; ``atol=None`` is a ``ValueError``, as SciPy's."""
@@ -107,14 +124,25 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
 
     A float64 matrix whose contents are met for the first time (without ``M`` or ``s``) is
     solved by classical CG over its own arrays in the native passes; only a solve that runs
-    longer than :data:`FIRST_SOLVE_SECONDS` analyses it and goes on, restarted from its x, as
-    a later solve of it does.
+    longer than :data:`FIRST_SOLVE_SECONDS` analyses it and goes on from its CG state, as a
+    later solve of it runs.
+
+    A ``b`` whose norm would under- or overflow (entries beyond about 1e±135) is solved scaled
+    by a power of two (exact): b near 1e-170 had a norm of 0, and x = 0 came back as converged.
     """
     from asp_core import background
 
     from asp_mpk.matrix import analysed, explain_first_sighting, seen_before
     from asp_mpk.powers import MatrixPowers
 
+    if (scale := _power_of_two_scale(b)) != 1.0:
+        rtol, atol = _check_tols(rtol, atol)
+        inner = callback if callback is None or not callable(callback) else \
+            (lambda xk: callback(xk * scale))   # the caller sees x, not x / scale
+        start = x0 if x0 is None or isinstance(x0, str) else np.asarray(x0) / scale
+        x, info = cg(A, np.asarray(b) / scale, start, rtol=rtol, atol=atol / scale,
+                     maxiter=maxiter, M=M, callback=inner, s=s, basis=basis)
+        return (x * scale).astype(x.dtype, copy=False), info
     # the whole call is the time the user sees (recognising A too, which a loaded machine
     # made last longer than the idle gap): the other formats compile between solves
     with background.foreground():
