@@ -111,12 +111,10 @@ class CPrinter:
         floating = e.ctype is not None and e.ctype.base in ("float", "double")
         if isinstance(v, (bool, np.bool_)):
             return "1" if v else "0"
-        if isinstance(v, (int, np.integer)) and not floating:
-            return _integer(int(v))
-        if not floating and e.ctype is not None and not float(v).is_integer():
-            raise ValueError(f"constant {v!r} is not an integer, but its ctype is "
-                             f"{e.ctype.base!r}")
-        if not floating and e.ctype is not None:
+        if not floating and (isinstance(v, (int, np.integer)) or e.ctype is not None):
+            if not isinstance(v, (int, np.integer)) and not float(v).is_integer():
+                raise ValueError(f"constant {v!r} is not an integer, but its ctype is "
+                                 f"{e.ctype.base!r}")   # type: ignore[union-attr]
             return _integer(int(v))
         return format_float(float(v), e.ctype is not None and e.ctype.base == "float")
 

@@ -66,7 +66,8 @@ import numpy as np
 from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
 from asp_stencil import dast as D
 from asp_stencil.grid import StencilGrid
-from asp_stencil.signature import callee_meanings, kernel_attribute_names, stencil_signature
+from asp_stencil.signature import (callee_meanings, kernel_attribute_names, stencil_signature,
+                                   stored_grids)
 from asp_stencil.kernel import kernel_function
 
 if TYPE_CHECKING:
@@ -613,17 +614,10 @@ def _point_loops(fn: ast.AST, grid: str | None = None) -> list[tuple[ast.For, st
             and (grid is None or loop.iter.func.value.id == grid)]
 
 
-def _stored(node: ast.AST) -> set[str]:
-    """The grids ``g`` of the ``g[...] = `` and ``g[...] op= `` statements under ``node``."""
-    return {t.value.id for n in ast.walk(node) if isinstance(n, (ast.Assign, ast.AugAssign))
-            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
-            if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)}
-
-
 def _read_elsewhere(loop: ast.For, x: str) -> tuple[str, int] | None:
     """``(grid, line)`` of a read, in point loop ``loop``, of a grid the loop writes, at
     another point than ``x``; None if there is none."""
-    written = _stored(loop)
+    written = stored_grids(loop)
     for n in ast.walk(loop):
         if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and \
                 isinstance(n.value, ast.Name) and n.value.id in written and \
@@ -658,7 +652,7 @@ def _reads_output(fn: ast.AST, out_name: str) -> bool:
                 safe.update(id(r) for r in _output_reads(stmt, out_name)
                             if isinstance(r, ast.Subscript) and isinstance(r.slice, ast.Name)
                             and r.slice.id == x)
-        if not written and out_name in _stored(loop):
+        if not written and out_name in stored_grids(loop):
             return True   # written under a condition only
     return any(id(r) not in safe for r in _output_reads(fn, out_name))
 

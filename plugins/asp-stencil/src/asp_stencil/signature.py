@@ -25,7 +25,7 @@ from .frontend import callee_meaning, dotted_name, resolve_path
 from .grid import dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
-           "callee_meanings"]
+           "callee_meanings", "stored_grids"]
 
 
 class _Parsed(NamedTuple):
@@ -127,12 +127,16 @@ def _function_names(bound: Any
     code = func.__code__
     local = set(code.co_varnames) | set(code.co_cellvars)
     grids = [a.arg for a in fn.args.args[1:]]
-    targets = [t for n in ast.walk(fn) if isinstance(n, (ast.Assign, ast.AugAssign))
-               for t in (n.targets if isinstance(n, ast.Assign) else [n.target])]
-    written = {grids.index(t.value.id) for t in targets if isinstance(t, ast.Subscript)
-               and isinstance(t.value, ast.Name) and t.value.id in grids[:-1]}
+    written = {grids.index(g) for g in stored_grids(fn) if g in grids[:-1]}
     return (names, func, tuple(sorted(p for p in paths if p is not None and p[0] not in local)),
             written)
+
+
+def stored_grids(node: ast.AST) -> set[str]:
+    """The names ``g`` of the ``g[...] = `` and ``g[...] op= `` statements under ``node``."""
+    return {t.value.id for n in ast.walk(node) if isinstance(n, (ast.Assign, ast.AugAssign))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)}
 
 
 def _kernel_names(instance: Any) -> _Parsed:
