@@ -153,8 +153,11 @@ class CodeCache:
                 os.replace(tmp, self.root / ROOT_MARKER)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise CacheError(f"the Asp cache directory {self.root} is not writable ({exc}); "
-                                 "set ASP_CACHE_DIR to a writable directory you own") from None
+                # the reason without the temporary file's random name: the message is the
+                # key of private_cache's one warning per process
+                raise CacheError(f"the Asp cache directory {self.root} is not writable "
+                                 f"({exc.strerror or exc}); set ASP_CACHE_DIR to a writable "
+                                 "directory you own") from None
         try:
             for sub in ("code", "locks", "tmp"):
                 (self.root / sub).mkdir(exist_ok=True, mode=0o700)

@@ -121,3 +121,28 @@ def test_a_read_only_cache_warns_once_a_process(fresh_cache, monkeypatch):
                 for i in range(3)]
     assert [lib.cdll.asp_thrice.restype is not None for lib in libs]
     assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+
+
+@requires_compiler
+def test_an_empty_unwritable_cache_directory_warns_once_a_process(fresh_cache, monkeypatch):
+    """An empty cache directory the user cannot write warned at every cache access (19 times
+    in a script of four kernels): the reason named the marker's temporary file, whose name is
+    random, so no two warnings were the same."""
+    fresh_cache.mkdir()
+    write = Path.write_text
+
+    def refused(self: Path, *args, **kwargs):
+        if self.parent == fresh_cache:
+            raise PermissionError(13, "Permission denied", str(self))
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    monkeypatch.setattr(cache_mod, "_warned", set())
+    monkeypatch.setattr(cache_mod, "_private", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        libs = [compile_library(SRC.replace("3.0", f"{i}.0"), name="thrice", openmp=False)
+                for i in range(3)]
+    assert all(not str(lib.path).startswith(str(fresh_cache)) for lib in libs)
+    cache_warnings = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(cache_warnings) == 1 and "not writable (Permission denied)" in cache_warnings[0]
