@@ -78,7 +78,8 @@ def clear(perf: bool) -> None:
 @command.command("verify")
 def verify() -> None:
     """Check every entry's checksums; remove bad ones (rebuilt on next use) and leftovers of
-    killed compiles. Files Asp did not create are never touched."""
+    killed compiles. Only Asp's marked entry folders (whole: a file put into one goes with it)
+    and build leftovers are removed; other files in the cache directory are never touched."""
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
 
