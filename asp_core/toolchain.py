@@ -26,7 +26,7 @@ from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
 from asp_core.hardware import cpu_features, cpu_model
 from asp_core.spawn import run_tool
 
-__all__ = ["Toolchain", "find_toolchain", "has_compiler", "has_nvcc",
+__all__ = ["Toolchain", "find_toolchain", "has_compiler", "compiler_unavailable_reason", "has_nvcc",
            "CompileResult", "INSTALL_HINT", "SOURCE_SUFFIX"]
 
 INSTALL_HINT = {
@@ -348,20 +348,36 @@ def find_toolchain(lang: str = "c") -> Toolchain:
 
 def has_compiler(lang: str = "c") -> bool:
     """Whether :func:`find_toolchain` finds a compiler for ``lang``; remembered per ``ASP_CC``
-    (``ASP_CXX``, ``ASP_NVCC``) and ``PATH``, so a platform's ``check`` may ask every time."""
+    (``ASP_CXX``, ``ASP_NVCC``), ``ASP_CFLAGS`` and ``PATH``, so a platform's ``check`` may ask
+    every time."""
+    return compiler_unavailable_reason(lang) is None
+
+
+def compiler_unavailable_reason(lang: str = "c", *, probe: bool = True) -> str | None:
+    """Why no ``lang`` code can be compiled here (the :class:`CompilerNotFound` message, which
+    names the ``ASP_CC`` setting at fault), or None; remembered as :func:`has_compiler` is.
+    ``probe=False`` only looks for the executable: no compile, no subprocess, nothing written
+    (``asp list`` names the platform a kernel really gets without probing: it showed ``openmp``
+    where there was no compiler and kernels ran NumPy)."""
     if lang not in _CANDIDATES:
         raise ValueError(f"unknown language {lang!r}; expected one of {', '.join(_CANDIDATES)}")
-    return _has_compiler(lang, os.environ.get(_CANDIDATES[lang][0], ""),
-                         os.environ.get("PATH", ""))
+    return _missing(lang, probe, os.environ.get(_CANDIDATES[lang][0], ""),
+                    os.environ.get("ASP_CFLAGS", ""), os.environ.get("PATH", ""))
 
 
 @functools.lru_cache(maxsize=32)
-def _has_compiler(lang: str, _explicit: str, _path: str) -> bool:
+def _missing(lang: str, probe: bool, _explicit: str, _flags: str, _path: str) -> str | None:
     try:
-        find_toolchain(lang)
-        return True
-    except CompilerNotFound:
-        return False
+        if probe:
+            find_toolchain(lang)
+        elif _locate(lang) is None:
+            env, names = _CANDIDATES[lang]
+            return f"no {lang} compiler found (looked at ${env} and {', '.join(names)})"
+        return None
+    except CompilerNotFound as exc:   # "no C compiler: no c compiler: ..." read twice
+        text = str(exc)
+        return text if text.lower().startswith(f"no {lang} compiler") else \
+            f"no {'C' if lang == 'c' else lang} compiler: {text}"
 
 
 def has_nvcc() -> bool:

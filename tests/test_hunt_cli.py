@@ -398,3 +398,25 @@ def test_a_plugin_command_cannot_replace_a_built_in_one() -> None:
     finally:
         cli.add_command(own["list"])
     assert cli.commands == own
+
+
+# -- asp list -----------------------------------------------------------------------------------
+def test_asp_list_without_a_compiler_names_the_platform_kernels_get(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """With no C compiler, ``asp list`` showed each specializer's ``openmp`` platform as the
+    default a kernel gets here, while kernels ran NumPy (stencil, gmm) or SciPy (mpk)."""
+    import json
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ASP_CC", str(tmp_path / "no-such-cc"))
+    for name in ("ASP_PLATFORM_SELECTION", "ASP_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    result = _asp("list", "--json")
+    assert result.exit_code == 0, result.output
+    listing = {s["name"]: s["phases"]["platform_selection"]
+               for s in json.loads(result.output)["specializers"]}
+    for spec, gets in (("stencil", "numpy"), ("gmm", "numpy"), ("mpk", "scipy")):
+        platforms = {p["name"]: p for p in listing[spec]}
+        assert "no-such-cc" in platforms["openmp"]["unavailable"]
+        assert not platforms["openmp"]["default"] and platforms[gets]["default"], spec
+    assert not (tmp_path / "cache").exists()

@@ -175,7 +175,7 @@ def test_tuning_rows_with_cells_of_the_wrong_type_are_skipped(fresh_cache):
 def _forget_probes() -> None:
     """Forget this process's compiler probes, as a new process would have none."""
     for memo in (toolchain._probe, toolchain._openmp_works, toolchain._broken,
-                 toolchain._has_compiler):
+                 toolchain._missing):
         memo.cache_clear()
 
 

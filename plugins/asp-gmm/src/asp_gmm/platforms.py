@@ -39,6 +39,12 @@ class OpenMPPlatform(Platform):
     def check(self, dast: EMProblem, ctx: SpecializationContext) -> str | None:
         return _compiled_reason(dast)
 
+    def unavailable_reason(self) -> str | None:
+        """For ``asp list`` only: a fit without a compiler still reaches :meth:`lower`."""
+        from asp_core.toolchain import compiler_unavailable_reason
+
+        return compiler_unavailable_reason("c", probe=False)
+
     def lower(self, dast: EMProblem, ctx: SpecializationContext) -> PlatformProgram:
         # A missing compiler is not a reason to pick another platform silently: it raises
         # CompilerNotFound here, so the dispatcher falls back to NumPy with the core's warning.

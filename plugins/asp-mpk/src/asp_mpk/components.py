@@ -108,11 +108,14 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> str | None:
-        from asp_core.toolchain import has_compiler
+        from asp_core.toolchain import compiler_unavailable_reason
 
-        if not has_compiler("c"):
-            return "no C compiler found"
-        return None
+        return compiler_unavailable_reason("c")
+
+    def unavailable_reason(self) -> str | None:
+        from asp_core.toolchain import compiler_unavailable_reason
+
+        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("openmp", MPKProgram.lower(dast), {"ordering": dast.ordering})

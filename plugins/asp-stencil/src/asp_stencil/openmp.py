@@ -473,18 +473,14 @@ class OpenMPPlatform(Platform):
         bad = {g.dtype for g in dast.grids} - set(GRID_DTYPES)
         if bad:
             return f"grids of dtype {', '.join(sorted(bad))} are not compiled"
-        reason = D.unlowered_reason(dast)
-        if reason:
-            return reason
-        from asp_core.errors import ToolchainError
-        from asp_core.toolchain import find_toolchain
+        from asp_core.toolchain import compiler_unavailable_reason
 
-        try:
-            find_toolchain("c")
-        except ToolchainError as exc:   # named once: "no C compiler: no c compiler: ..." read
-            text = str(exc)              # the reason of a missing $ASP_CC
-            return text if text.lower().startswith("no c compiler") else f"no C compiler: {text}"
-        return None
+        return D.unlowered_reason(dast) or compiler_unavailable_reason("c")
+
+    def unavailable_reason(self) -> str | None:
+        from asp_core.toolchain import compiler_unavailable_reason
+
+        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         isa = tuple(ctx.hardware.isa)

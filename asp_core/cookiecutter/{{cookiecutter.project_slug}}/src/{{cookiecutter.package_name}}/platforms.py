@@ -11,6 +11,7 @@ from __future__ import annotations
 from asp_core import Platform, PlatformProgram, SpecializationContext
 from asp_core import cast as c
 from asp_core.ir import walk
+from asp_core.toolchain import compiler_unavailable_reason
 
 from {{ cookiecutter.package_name }}.dast import Bin, Fn, Map, Neg, Node, Num, Param
 
@@ -83,14 +84,11 @@ class OpenMPPlatform(Platform):
     name = "openmp"
 
     def check(self, dast: Map, ctx: SpecializationContext) -> str | None:
-        from asp_core.errors import CompilerNotFound
-        from asp_core.toolchain import find_toolchain
+        return compiler_unavailable_reason("c")
 
-        try:
-            find_toolchain("c")
-        except CompilerNotFound as exc:
-            return str(exc)
-        return None
+    def unavailable_reason(self) -> str | None:
+        """For ``asp list``: no compiler at all (looked for, not probed)."""
+        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         params = [c.Param(c.DOUBLE.as_const().ptr(restrict=True), f"in{k}")
