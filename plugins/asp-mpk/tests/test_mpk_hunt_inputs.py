@@ -213,3 +213,39 @@ def test_a_chebyshev_interval_whose_coefficients_overflow_is_refused():
     want = [x, (A @ x) / d - (c0 / d) * x]
     want.append(2 * ((A @ want[1]) / d - (c0 / d) * want[1]) - want[0])
     np.testing.assert_allclose(V[:3], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("view", ["strided", "reversed", "column"])
+def test_a_strided_x_on_the_first_sighting_of_a_matrix(dtype, view):
+    """The first call for a matrix's contents runs over its own arrays, and handed a strided x
+    to the native products: "ValueError: xs must be C-contiguous" (the next call, with the
+    matrix analysed, worked)."""
+    import scipy.sparse as sp
+
+    n = 37
+    A = sp.random(n, n, density=0.2, format="csr", random_state=5, dtype=dtype) + \
+        sp.eye(n, dtype=dtype, format="csr")
+    base = np.random.default_rng(5).random((n, 3)).astype(dtype)
+    x = {"strided": np.ascontiguousarray(base.T).reshape(-1)[::3], "reversed": base[::-1, 0],
+         "column": base[:, 1]}[view]
+    assert not x.flags.c_contiguous
+    for _ in range(2):
+        V = asp_mpk.matrix_powers(A, x, 3)
+        np.testing.assert_allclose(V[3], A @ (A @ (A @ x)), rtol=1e-5)
+
+
+def test_values_stored_past_the_last_row_are_ignored_as_scipy_does():
+    """A CSR matrix whose arrays hold more than ``indptr[-1]`` entries (assigned after
+    construction): SciPy ignores the slack, but a nan there failed the first call ("A has
+    non-finite stored values") and not the later ones."""
+    import scipy.sparse as sp
+
+    n = 4
+    A = sp.csr_matrix((np.ones(3), np.array([0, 1, 2]), np.array([0, 1, 2, 3, 3])), shape=(n, n))
+    A.data = np.r_[A.data, np.nan]
+    A.indices = np.r_[A.indices, 3]
+    for _ in range(3):
+        np.testing.assert_array_equal(asp_mpk.spmv(A, np.ones(n)), [1.0, 1.0, 1.0, 0.0])
+        np.testing.assert_array_equal(asp_mpk.matrix_powers(A, np.ones(n), 2)[2],
+                                      [1.0, 1.0, 1.0, 0.0])

@@ -559,7 +559,8 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
         m = seen_before(A)
         if m is None:   # A's contents met for the first time: products over its own arrays
             n = A.shape[0]
-            xs = as_vector(xa, n, finite=False)[None, :]
+            # the native products take C-contiguous rows (a strided x failed, at this call only)
+            xs = np.ascontiguousarray(as_vector(xa, n, finite=False))[None, :]
             res, xs = (np.empty((1, k + 1, n), xa.dtype), xs) if out is None else \
                 _into(out, xs, (1, k + 1, n), xa.dtype, False)
             _direct("matrix_powers", A, xs, res)

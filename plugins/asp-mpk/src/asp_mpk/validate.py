@@ -117,7 +117,10 @@ def as_is(A: Any, *, name: str = "A") -> bool:
     src, _, canonical = checked_source(A, name=name)
     plain = A.dtype.isnative and all(a.dtype.isnative and a.dtype.kind == "i" and
                                      a.dtype.itemsize in (4, 8) for a in (A.indptr, A.indices))
-    return src is A and plain and canonical and not _stored_zeros(A.data, name)
+    # only the stored entries: SciPy ignores what ``data`` holds past ``indptr[-1]`` (a nan
+    # there failed the first call, which runs on A's arrays, and not the later ones, on a copy)
+    return src is A and plain and canonical and \
+        not _stored_zeros(A.data[:int(A.indptr[-1])], name)
 
 
 def _stored_zeros(data: np.ndarray, name: str) -> bool:
