@@ -229,9 +229,15 @@ class Dispatcher:
         """Every proposed variant for these arguments, built (name → callable), none bound;
         recorded for ``asp explain`` like a call (its compiles were otherwise shown nowhere,
         and a later call of the kernel reported them as cache hits)."""
+        from asp_core.plugins import call_per_plugin
+
         ctx, pipeline = self._fresh(args, kwargs)
         recording.add_context(ctx, f"{self.name} (every variant built)")
-        return dict(pipeline.variants(ctx))
+        built = dict(pipeline.variants(ctx))
+        # observers see it as a specialisation (``asp explain --platform`` lowered none of a
+        # cold GMM fit's kernels: its library is built this way)
+        call_per_plugin("asp_specialization_done", ctx=ctx, result=built)
+        return built
 
     def clear(self) -> None:
         """Forget every specialisation (the code cache keeps the compiled code)."""

@@ -105,7 +105,10 @@ def asp_specialization_done(ctx: SpecializationContext, result: Any) -> None:
     :param result: the callable now bound for the key, or the fallback reason (a string)
         when the kernel runs in pure Python. While the key's variants are still timed on real
         calls it is the core's stand-in that times them (callable like the winner; ask the
-        dispatcher's ``tuning(key)`` / ``tuned(key)`` for the state, as plugins do).
+        dispatcher's ``tuning(key)`` / ``tuned(key)`` for the state, as plugins do). After
+        ``Dispatcher.build_variants`` (every variant built, none bound) it is the dict of
+        variant name to callable.
 
-    Not ``firstresult``. Called once per new specialisation key, after the pipeline.
+    Not ``firstresult``. Called once per new specialisation key, after the pipeline, and
+    once per ``build_variants``.
     """

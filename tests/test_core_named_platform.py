@@ -175,6 +175,25 @@ def test_explain_platform_adds_a_report_lowered_for_the_named_platform(nodevice,
     assert "cannot lower for 'cuda'" in out and "installed: openmp, python" in out
 
 
+def test_explain_platform_lowers_what_build_variants_built(nodevice, tmp_path, fresh_cache):
+    """A plugin's library built through ``Dispatcher.build_variants`` (a cold GMM fit's only
+    compile) had no report lowered for the named platform: the observers were not told."""
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    name, _, _ = nodevice
+    script = tmp_path / "builds_nodevice.py"
+    script.write_text("import numpy as np\nfrom asp_core import Dispatcher\n"
+                      "from tests.test_core_named_platform import axpy\n"
+                      f"Dispatcher({name!r}, axpy).build_variants(np.ones(4), np.ones(4))\n")
+    out = CliRunner().invoke(cli, ["explain", "--platform", "openmp", str(script)],
+                             catch_exceptions=False).output
+    built, lowered = out.split("=== kernel axpy [lowered for openmp]")
+    assert "=== kernel axpy (every variant built)" in built
+    assert "platform_selection: openmp — named by the caller" in lowered
+
+
 def test_a_tuning_handle_prepares_a_candidate_so_its_timed_call_only_builds_it(
         derived, fresh_cache, monkeypatch):
     """``Dispatcher.tuning(key).prepare(name)`` runs phase 4's materialise of a candidate on
