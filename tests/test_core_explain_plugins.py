@@ -134,6 +134,9 @@ def test_explain_says_why_a_matrix_used_once_was_not_specialised(tmp_path, fresh
     for k in kernels:
         (d,) = k["decisions"]
         assert d["what"] == "first sighting" and "next call" in d["reason"]
+        # the next call analyses; the kernel waits for more calls ("the next call specialises
+        # it" was read as a promise that a second call compiles)
+        assert "SPECIALISE_AFTER_S" in d["reason"]
         assert not k["compiles"] and k["fallback"] is None
 
 

@@ -255,8 +255,9 @@ def explain_first_sighting(call: str, A: Any) -> None:
                                 kernel_name=call)
     ctx.decide("first sighting", "computed over A's own arrays, not specialised",
                reason="a matrix used once is not copied, analysed or compiled; the next call "
-                      "with the same contents specialises it (cg: a first solve longer than "
-                      "asp_mpk.cacg.FIRST_SOLVE_SECONDS does)")
+                      "with the same contents analyses it, and its kernel is specialised once "
+                      "its calls have taken asp_mpk.powers.SPECIALISE_AFTER_S (cg: once a "
+                      "solve takes asp_mpk.cacg.FIRST_SOLVE_SECONDS)")
     recording.add_context(ctx, call)
 
 
