@@ -154,8 +154,11 @@ class Variants(Mapping[str, Callable[..., Any]]):
             start = time.perf_counter()
             self.context.variant = name
             backend = self._backend
-            fn = self._built[name] = _guarded(backend, "build",
-                                              lambda: backend.obj.build(variant, self.context))
+            fn = _guarded(backend, "build", lambda: backend.obj.build(variant, self.context))
+            if not callable(fn):
+                raise _misbehaved(backend, "build", f"returned {type(fn).__name__}, not the "
+                                  "bound callable")
+            self._built[name] = fn
             self.context.record("build", variant=name, seconds=time.perf_counter() - start)
         return fn
 
@@ -193,12 +196,18 @@ class Pipeline:
         if front is None:
             raise NoPlatform(f"specializer {self.spec.name!r} has no frontend installed")
         dast = _guarded(front, "parse", lambda: front.obj.parse(ctx))
+        if dast is None:
+            raise _misbehaved(front, "parse", "returned None, not the domain IR")
         parsed = dump(dast)
         ctx.record("dast", phase=FRONTEND, ir=parsed)
         opt = self._one(ctx, DOMAIN_OPTIMIZATION)
         if opt is not None:
             before = dast
             dast = _guarded(opt, "optimize", lambda: opt.obj.optimize(before, ctx))
+            if type(dast) is not type(before):
+                # else the platforms' checks failed on it and were reported as the broken ones
+                raise _misbehaved(opt, "optimize", f"returned {type(dast).__name__}, not the "
+                                  f"domain IR it was given ({type(before).__name__})")
             # compared as printed: ``!=`` of two trees holding NumPy arrays raised "the truth
             # value of an array is ambiguous"
             if (optimised := dump(dast)) != parsed:
@@ -224,6 +233,14 @@ class Pipeline:
         if not variants:
             assert popt is not None  # the default variant list is never empty
             raise NoPlatform(f"platform optimiser {popt.name!r} produced no variants")
+        names = [getattr(v, "name", None) for v in variants]
+        if popt is not None and (not all(isinstance(v, Variant) for v in variants)
+                                 or len(set(names)) < len(names)):
+            raise _misbehaved(popt, "variants", "returned " + (
+                "variants of one name (one would be lost)" if all(
+                    isinstance(v, Variant) for v in variants) else
+                f"{type(variants).__name__} of "
+                f"{', '.join(sorted({type(v).__name__ for v in variants}))}, not Variants"))
         ctx.record("variants", names=[v.name for v in variants],
                    params={v.name: v.params for v in variants})
         backend = self._one(ctx, BACKEND, program.platform)
@@ -242,6 +259,9 @@ class Pipeline:
             raise NoPlatform(f"specializer {self.spec.name!r} has no platform {name!r} "
                              f"(installed: {known})")
         program = _guarded(comp, "lower", lambda: comp.obj.lower(dast, ctx))
+        if not isinstance(program, PlatformProgram):
+            raise _misbehaved(comp, "lower", f"returned {type(program).__name__}, not a "
+                              "PlatformProgram")
         _chosen(ctx, PLATFORM_SELECTION, comp, installed, "named by the caller; its run-time "
                 "check was not run", "named", program, [])
         return program
@@ -250,17 +270,7 @@ class Pipeline:
         choice = self.registry.choose(self.spec.name, PLATFORM_SELECTION, ctx.options)
         rejected: list[tuple[str, str]] = []
         for comp in choice.candidates:
-            program = None
-            try:
-                reason = comp.obj.check(dast, ctx)
-                program = comp.obj.lower(dast, ctx) if reason is None else None
-            except AspError:
-                raise  # the platform's own clear answer (e.g. Unspecializable)
-            except Exception as exc:  # noqa: BLE001 - a faulty platform must not stop the rest
-                from asp_core.plugins import report_broken_component
-
-                report_broken_component(comp, exc, "check/lower")
-                reason = f"broken: {type(exc).__name__}: {exc}"
+            program, reason = _try_platform(comp, dast, ctx)
             if program is not None:
                 _chosen(ctx, PLATFORM_SELECTION, comp, choice.candidates,
                         _platform_reason(choice, comp, [n for n, _ in rejected]),
@@ -298,6 +308,52 @@ class Pipeline:
         return TuningCallable(tuner, built, rebind)
 
 
+def _try_platform(comp: Component, dast: Any, ctx: SpecializationContext
+                  ) -> tuple[PlatformProgram | None, str]:
+    """Phase 3 of one platform: its program, or None and why not.  A platform that cannot be
+    loaded, raises, or answers out of protocol is reported as broken and passed over for the
+    next (one that could not be imported sent every kernel to Python, while ``asp list``
+    showed the next platform as the default)."""
+    from asp_core.plugins import report_broken_component
+
+    try:
+        platform = comp.obj
+        reason = platform.check(dast, ctx)
+        if reason is not None and not isinstance(reason, str):
+            raise PluginError(f"check returned {reason!r}: expected None or a reason string")
+        if reason is not None:
+            return None, reason
+        program = platform.lower(dast, ctx)
+        if not isinstance(program, PlatformProgram):
+            raise PluginError(f"lower returned {type(program).__name__}, not a PlatformProgram")
+        return program, ""
+    except PluginError as exc:   # cannot be loaded, or out of protocol
+        report_broken_component(comp, exc, "load/check/lower")
+        return None, f"broken: {exc}"
+    except AspError:
+        raise  # the platform's own clear answer (e.g. Unspecializable)
+    except Exception as exc:  # noqa: BLE001 - a faulty platform must not stop the rest
+        report_broken_component(comp, exc, "check/lower")
+        return None, f"broken: {type(exc).__name__}: {exc}"
+
+
+def _misbehaved(comp: Component, what: str, answer: str) -> PluginError:
+    """A component whose method answered out of the phase protocol (a wrong type), reported
+    as broken and named in the :class:`PluginError` the kernel falls back with (it ended
+    in an ``AttributeError`` or ``TypeError`` naming no plugin, at the user's call)."""
+    from asp_core.plugins import report_broken_component
+
+    exc = PluginError(f"{what} of {_where(comp)} {answer}")
+    report_broken_component(comp, exc, what)
+    return exc
+
+
+def _where(comp: Component) -> str:
+    dist = comp.distribution or "(in-process)"
+    return (f"component {comp.specializer}/{comp.phase}/{comp.name} of plugin "
+            f"{comp.plugin or '(in-process)'!r} {dist if dist.startswith('(') else f'({dist})'}")
+
+
 def _guarded(comp: Component, what: str, call: Callable[[], Any]) -> Any:
     """``call()``, a kernel's call of one component method (``what``). An exception raised by
     the call itself, before the method's body ran (a method with the wrong signature, an object
@@ -312,10 +368,7 @@ def _guarded(comp: Component, what: str, call: Callable[[], Any]) -> Any:
     except AspError:
         raise
     except Exception as exc:
-        dist = comp.distribution or "(in-process)"
-        where = (f"component {comp.specializer}/{comp.phase}/{comp.name} of plugin "
-                 f"{comp.plugin or '(in-process)'!r} "
-                 f"{dist if dist.startswith('(') else f'({dist})'}")
+        where = _where(comp)
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next

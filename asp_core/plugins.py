@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import pluggy
 
 from asp_core import config, hookspecs
-from asp_core.errors import PluginWarning
+from asp_core.errors import PluginError, PluginWarning
 from asp_core.log import get_logger
 from asp_core.registry import Registry
 
@@ -59,13 +59,13 @@ def _env_list(var: str) -> set[str] | None:
     return {x.strip() for x in raw.split(",") if x.strip()}
 
 
-def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: str = "") -> None:
+def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: str = "",
+                 then: str = " and is skipped") -> None:
     error = f"{prefix}{type(exc).__name__}: {exc}"
     if BrokenPlugin(name, dist, error) in _broken:  # e.g. an observer failing on every kernel
         return
     _broken.append(BrokenPlugin(name, dist, error))
-    warnings.warn(f"asp: plugin {name!r} ({dist.strip('()')}) failed to {what} and is "
-                  f"skipped: {error}",
+    warnings.warn(f"asp: plugin {name!r} ({dist.strip('()')}) failed to {what}{then}: {error}",
                   PluginWarning, stacklevel=3)
 
 
@@ -211,10 +211,14 @@ def call_per_plugin(hook_name: str, **kwargs: Any) -> None:
 
 
 def report_broken_component(comp: Any, exc: BaseException, what: str) -> None:
-    """Report a component that raised instead of answering (``asp list``, ``asp doctor``)."""
+    """Report a component that raised or answered out of protocol instead of answering
+    (``asp list``, ``asp doctor``).  It stays registered: a platform is passed over, another
+    phase's fault is the kernel's fallback reason ("and is skipped" was not so)."""
     where = f"{comp.specializer}/{comp.phase}/{comp.name}"
+    # a PluginError of the pipeline names the component and what it did already
+    prefix = "" if isinstance(exc, PluginError) else f"{where}: {what} raised "
     _mark_broken(comp.plugin or "(in-process)", comp.distribution or "(in-process)", exc,
-                 f"run {what} of {where}", prefix=f"{where}: {what} raised ")
+                 f"run {what} of {where}", prefix=prefix, then="")
 
 
 def get_registry() -> Registry:
