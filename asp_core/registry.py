@@ -255,7 +255,9 @@ class Registry:
             rest = [c for c in cands if c.name != requested]
             return Choice(picked + rest, f"{requested!r} requested by {source}", requested)
         if not cands:
-            return Choice([], "no component installed")
+            return Choice([], "no component installed" if not installed else
+                          f"none of those installed ({', '.join(c.name for c in installed)}) "
+                          f"serves platform {platform!r}")
         head = cands[0]
         why = (f"highest priority ({head.priority})" if len(cands) > 1 and
                cands[1].priority < head.priority else

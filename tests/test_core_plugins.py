@@ -302,6 +302,13 @@ def test_platform_filter_for_backends():
         reg.choose("s", "backend", {"backend": "cu"}, platform="openmp")
     with pytest.raises(PluginError, match="'zz' .*the installed ones serving 'openmp' are: c, generic"):
         reg.choose("s", "backend", {"backend": "zz"}, platform="openmp")
+    # installed, but for other platforms: not "no component installed" (asp explain said so
+    # of a third-party platform that had no optimiser of its own)
+    reg.component("s", "platform_optimization", "loops",
+                  types.SimpleNamespace(platforms=("openmp",)))
+    assert reg.choose("s", "platform_optimization", platform="serial").reason == \
+        "none of those installed (loops) serves platform 'serial'"
+    assert reg.choose("s", "frontend").reason == "no component installed"
 
 
 def test_end_to_end_choice_recorded(elementwise, fresh_cache, monkeypatch):
