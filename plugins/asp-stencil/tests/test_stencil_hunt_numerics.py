@@ -130,3 +130,90 @@ def test_numpy_platform_power_one_half_keeps_pows_special_values(expr, dtype):
     assert k.kernel.last_context.decision("platform_selection").choice == "numpy"
     assert_bitwise(ref, out)
     assert (out[1:-1, 1] == np.inf).all() and not np.signbit(out[1:-1, 2]).any()
+
+
+def _grids(kinds: tuple[str, ...], shape: tuple[int, ...] = (6, 7)) -> list:
+    from stencil_kernel import StencilGrid
+
+    return [StencilGrid(list(shape), dtype=np.dtype(k)) for k in kinds]
+
+
+_SIGNED_ZEROS = {
+    # gcc folded 0.0 - x to -x where x cannot be -0.0: -0.0 for x == +0.0 (Python: 0.0)
+    "int-grid": ("out[x] = 0.0 - m[x]", ("<i4", "<f8")),
+    "abs": ("out[x] = 0.0 - abs(u[x])", ("<f8", "<f8")),
+    "abs-float32": ("out[x] = 0.0 - abs(u[x])", ("<f4", "<f4")),
+    "accumulated": ("s = 0.0\n            for y in u.neighbors(x, 1):\n"
+                    "                s = s - abs(u[y])\n            out[x] = s", ("<f8", "<f8")),
+    # and -x + 0.0, asp's own guard of -(a Python int 0): the int path gave -0.0
+    "negated-python-int": ("t = 0 if u[x] > 1.0 else u[x]\n            out[x] = -abs(t)",
+                           ("<f8", "<f8")),
+}
+
+
+@requires_compiler
+@pytest.mark.parametrize("case", sorted(_SIGNED_ZEROS))
+def test_subtracting_from_zero_keeps_pythons_signed_zero(case):
+    body, kinds = _SIGNED_ZEROS[case]
+    lines = body.split("\n")
+    K = load_kernel(f"""
+class K(StencilKernel):
+    def kernel(self, {'m' if kinds[0].startswith('<i') else 'u'}, out):
+        for x in out.interior_points():
+            {chr(10).join(lines)}
+""")
+    grids = _grids(kinds)   # all zeros
+    if case == "negated-python-int":
+        grids[0].data[...] = 2.0
+    kernel = K()
+    expected, actual = run_both(kernel, grids)
+    assert_specialised(kernel)
+    assert_bitwise(expected, actual)
+    assert not np.signbit(expected[1:-1, 1:-1]).any()
+
+
+@requires_compiler
+@pytest.mark.parametrize("body", [
+    "out[x] = math.sin(u[x]) if u[x] == 675.648 else 0.0",
+    "out[x] = math.exp(m[x] * 0 + -27.4919)",
+    "out[x] = math.log(u[x]) if u[x] == 605.351 else 0.0",
+    "out[x] = math.cos(u[x]) if u[x] == -457.559 else 0.0",
+])
+def test_libm_calls_of_arguments_gcc_finds_constant_are_made_at_run_time(body):
+    """gcc computed sin/cos/exp/log of an argument it proved constant (through an ``==`` test,
+    ``int * 0``) exactly rounded, at compile time; Python calls libm, which differs in the last
+    bit for these arguments."""
+    name = "m" if "m[x]" in body else "u"
+    K = load_kernel(f"""
+class K(StencilKernel):
+    def kernel(self, {name}, out):
+        for x in out.interior_points():
+            {body}
+""")
+    grids = _grids(("<i4" if name == "m" else "<f8", "<f8"))
+    if name == "u":
+        grids[0].data[...] = float(body.split("== ")[1].split(" ")[0])
+    kernel = K()
+    expected, actual = run_both(kernel, grids)
+    assert_specialised(kernel)
+    assert_bitwise(expected, actual)
+
+
+@requires_compiler
+@pytest.mark.parametrize("body", ["out[x] = max(m[x], 5)", "out[x] = m[x] if m[x] > 0 else 7"])
+def test_an_int64_that_may_be_a_python_int_goes_to_float32_with_one_rounding(body):
+    """An np.int64 stored into a float32 grid went through a double (two roundings) because
+    the value could also be a Python int on another path; NumPy rounds an np.int64 once."""
+    K = load_kernel(f"""
+class K(StencilKernel):
+    def kernel(self, m, out):
+        for x in out.interior_points():
+            {body}
+""")
+    grids = _grids(("<i8", "<f4"))
+    grids[0].data[...] = 2**60 + 2**36 + 1
+    kernel = K()
+    expected, actual = run_both(kernel, grids)
+    assert_specialised(kernel)
+    assert_bitwise(expected, actual)
+    assert expected[1, 1] == np.float32(np.int64(2**60 + 2**36 + 1))

@@ -124,7 +124,12 @@ class ExprLowering:
         if prec == "<f4" and "int" in kinds and T.is_int(T.storage(kinds)):
             # NumPy makes a Python int a float32 through a double (two roundings): a direct
             # int64 -> float conversion differed in the last bit above 2**53
-            c = C.Cast(C.DOUBLE, c)
+            twice = C.Cast(C.FLOAT, C.Cast(C.DOUBLE, c))
+            if not kinds & {"<i8", "<u8"}:   # other integers are exact in a double
+                return twice
+            # and an np.int64 directly (one rounding): the kind decides at run time
+            is_int = C.BinOp(self.tag(e), "==", C.Constant(T.code("int")))
+            return C.Ternary(is_int, twice, C.Cast(C.FLOAT, c))
         return C.Cast(T.ctype_of(prec), c)
 
     def typed(self, e: D.Expr) -> tuple[C.Expr, T.Kinds]:

@@ -25,6 +25,7 @@ from asp_core.build import compile_library
 from asp_core.templates import render
 
 from .. import dast as D
+from ..backend import RUN_TIME_ROUNDING
 from .lowering import CudaVariant, iterate_name, launcher_name
 
 __all__ = ["EmulationPrinter", "HostMemory", "emulation_source", "emulated_library",
@@ -107,7 +108,7 @@ def emulated_library(module: C.Module, name: str = "cuda_emulated") -> ctypes.CD
     slp = ("-fno-tree-slp-vectorize", "--param", "max-completely-peel-times=1") \
         if find_toolchain("c++").family == "gcc" else ()
     return compile_library(emulation_source(module), lang="c++", openmp=True, name=name,
-                           flags=("-fno-builtin-pow", *slp),
+                           flags=("-fno-builtin-pow", *RUN_TIME_ROUNDING, *slp),
                            specialised_on={"emulated": "cuda"}).cdll
 
 

@@ -19,6 +19,7 @@ from asp_core.components import Backend, Variant
 from asp_core.errors import AspError
 
 from .. import dast as D
+from ..backend import RUN_TIME_ROUNDING
 from ..signature import check_grids
 from .codegen import run_symbol, symbol_prefix, wide_symbol
 from .platform import PLATFORM
@@ -32,8 +33,8 @@ __all__ = ["BlockedSweeps", "TemporalBackend", "EXACT_FLAGS"]
 
 #: compiler flags keeping libm calls as Python makes them: gcc turns pow(x, 2.0) into x*x, but
 #: Python's x ** 2 calls libm's pow, which is not always correctly rounded; calling pow keeps
-#: the results bitwise equal
-EXACT_FLAGS = ("-fno-builtin-pow",)
+#: the results bitwise equal (and :data:`~asp_stencil.backend.RUN_TIME_ROUNDING`)
+EXACT_FLAGS = ("-fno-builtin-pow", *RUN_TIME_ROUNDING)
 
 
 class BlockedSweeps:
