@@ -47,6 +47,37 @@ def test_a_source_file_edited_after_its_import_runs_what_python_runs(tmp_path, m
 
 
 @requires_compiler
+def test_a_long_unedited_kernel_of_module_calls_still_specialises(tmp_path, monkeypatch):
+    """Nine ``math.sqrt`` calls of a module imported by the file: the def compiled alone loads
+    them as methods (another cache size), its jumps then passed offset 255 on one side only,
+    and the ``EXTENDED_ARG`` that added read as an edit ("source file changed since it was
+    loaded"): the kernel ran in Python."""
+    steps = "\n".join("            t = math.sqrt(t) + 1.0" for _ in range(9))
+    (tmp_path / "long_math_kernel_mod.py").write_text(f"""import math
+from stencil_kernel import StencilKernel
+
+
+class Roots(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            t = u[x]
+{steps}
+            out[x] = t
+""")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("long_math_kernel_mod")
+    try:
+        grids = make_grids((7, 6), 1, seed=4)
+        grids[0].data[...] = np.abs(grids[0].data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SpecializationWarning)
+            ref, got = run_both(mod.Roots(), grids)
+        assert_bitwise(ref, got)
+    finally:
+        sys.modules.pop("long_math_kernel_mod", None)
+
+
+@requires_compiler
 def test_an_unedited_kernel_in_a_function_still_specialises():
     """The check compares instructions, not the places names are found: a class in a function
     (a name of the enclosing function, found in a cell, not a global) compiles as before."""
