@@ -115,11 +115,11 @@ class Dispatcher:
     def _pipeline(self, ctx: SpecializationContext | None
                   ) -> tuple[SpecializationContext, Pipeline]:
         from asp_core.pipeline import Pipeline
-        from asp_core.plugins import get_registry
+        from asp_core.plugins import get_registry, install_hint
 
         if ctx is None:
             raise AspError(f"specializer {self.specializer!r} is not installed; "
-                           f"pip install asp-{self.specializer}")
+                           f"{install_hint(self.specializer)}")
         return ctx, Pipeline(get_registry(), self.specializer)
 
     def _fresh(self, args: tuple, kwargs: dict[str, Any]

@@ -175,8 +175,10 @@ class Pipeline:
     def __init__(self, registry: Registry, specializer: str) -> None:
         if specializer not in registry.specializers:
             known = ", ".join(sorted(registry.specializers)) or "none"
+            from asp_core.plugins import install_hint
+
             raise NoPlatform(f"specializer {specializer!r} is not installed (installed: {known}); "
-                             f"pip install asp-{specializer}")
+                             f"{install_hint(specializer)}")
         self.registry = registry
         self.spec = registry.specializers[specializer]
 

@@ -41,6 +41,8 @@ _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None
 _broken: list[BrokenPlugin] = []
 _dists: dict[str, tuple[str, str]] = {}
+#: installed plugins a setting kept out: "NAME (DIST): SETTING"
+_kept_out: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: st
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    _kept_out.clear()
     if config.flag("ASP_DISABLE_PLUGIN_AUTOLOAD"):
+        _kept_out.append("every installed plugin: ASP_DISABLE_PLUGIN_AUTOLOAD is set")
         return
     blocked = _env_list("ASP_BLOCK_PLUGINS") or set()
     allowed = _env_list("ASP_LOAD_PLUGINS")
@@ -84,8 +88,11 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in eps:
         dist = ep.dist.name if ep.dist else "?"
         version = ep.dist.version if ep.dist else "?"
-        if (_names(ep, blocked)
-                or (allowed is not None and not _names(ep, allowed))):
+        if _names(ep, blocked):
+            _kept_out.append(f"{ep.name} ({dist}): ASP_BLOCK_PLUGINS")
+            continue
+        if allowed is not None and not _names(ep, allowed):
+            _kept_out.append(f"{ep.name} ({dist}): not in ASP_LOAD_PLUGINS")
             continue
         # Entry-point names are not unique across distributions: an add-on naming its entry
         # point after the specializer it extends (``my_spec = "my_spec_gpu.plugin"``) was
@@ -268,6 +275,18 @@ def broken_plugins() -> list[BrokenPlugin]:
     """Plugins skipped because they failed to load, validate or register."""
     get_registry()
     return list(_broken)
+
+
+def install_hint(specializer: str) -> str:
+    """How to get ``specializer``, which no loaded plugin registers: the settings that kept
+    installed plugins out (it said "pip install asp-stencil" of a blocked asp-stencil), else
+    ``pip install``."""
+    get_plugin_manager()
+    hint = f"pip install asp-{specializer}"
+    if _kept_out:
+        hint += (", unless it is one of the installed plugins a setting kept out: "
+                 + "; ".join(_kept_out))
+    return hint
 
 
 def reset() -> None:

@@ -284,6 +284,22 @@ def test_unknown_specializer_falls_back_or_raises(monkeypatch):
         Dispatcher("no-such-specializer", axpy)(a, b)
 
 
+@pytest.mark.parametrize("setting, says", [
+    (("ASP_BLOCK_PLUGINS", "stencil"), "stencil (asp-stencil): ASP_BLOCK_PLUGINS"),
+    (("ASP_LOAD_PLUGINS", "gmm"), "stencil (asp-stencil): not in ASP_LOAD_PLUGINS"),
+    (("ASP_DISABLE_PLUGIN_AUTOLOAD", "1"), "ASP_DISABLE_PLUGIN_AUTOLOAD is set")])
+def test_a_specializer_kept_out_by_a_setting_names_the_setting(plugin_state, monkeypatch,
+                                                               setting, says):
+    """A blocked asp-stencil was reported as "not installed; pip install asp-stencil"."""
+    pytest.importorskip("asp_stencil")
+    monkeypatch.setenv(*setting)
+    plugin_state.reset()
+    d = Dispatcher("stencil", axpy)
+    with pytest.warns(SpecializationWarning, match="not installed") as seen:
+        d(*_arrays())
+    assert any(says in str(w.message) for w in seen), [str(w.message) for w in seen]
+
+
 @requires_compiler
 def test_specialize_decorator_and_clear(elementwise, fresh_cache, monkeypatch):
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
