@@ -211,3 +211,28 @@ def test_grid_constructor_validation():
         with pytest.raises(TypeError, match="sequence of ints"):
             StencilGrid(shape)
     assert StencilGrid([np.int64(4), 5]).shape == (4, 5)
+
+
+@pytest.mark.parametrize("offset", [(-2, 0), (0, 2)])
+@pytest.mark.parametrize("mode", ["python", "auto"])
+def test_a_neighbour_beyond_the_ghost_depth_is_the_same_error_in_every_mode(monkeypatch, offset,
+                                                                         mode):
+    """An offset changed in place to reach past the ghost depth: compiled code refused it,
+    while ``ASP_MODE=python`` (and any fallback) read the far side of the array through
+    NumPy's negative indices, silently (or raised a bare IndexError past the far edge)."""
+    from stencil_kernel import StencilGrid, StencilKernel
+
+    class Reach(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                for y in u.neighbors(x, 1):
+                    out[x] = out[x] + u[y]
+
+    monkeypatch.setenv("ASP_MODE", mode)
+    u, out = StencilGrid([8, 8]), StencilGrid([8, 8])
+    u.data[...] = np.arange(64.0).reshape(8, 8)
+    u.neighbor_definition[1] = [offset]
+    with pytest.raises(ValueError, match="ghost depth"):
+        Reach().kernel(u, out)
+    if mode == "auto":   # refused before it runs (Python stops at the first such point)
+        assert not out.data.any()

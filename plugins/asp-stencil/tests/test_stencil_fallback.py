@@ -98,7 +98,7 @@ class PointArithmetic(StencilKernel):
 
 
 class BorderNeighbour(StencilKernel):
-    raises = IndexError  # Python itself indexes past the far edge
+    raises = ValueError  # a neighbour outside the array (Python indexed past the far edge)
 
     def kernel(self, u, out):
         for x in out.interior_points():

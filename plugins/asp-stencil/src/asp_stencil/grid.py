@@ -164,8 +164,18 @@ class StencilGrid:
         return tuple(min(max(int(c), g), n - g - 1) for c, n in zip(x, self.shape))
 
     def neighbors(self, x: Sequence[int], id: int) -> Iterator[Point]:  # noqa: A002 (paper API)
+        """The points at ``x`` plus each offset of neighbour id ``id``.  A point outside the
+        array is the ``ValueError`` compiled code gives such an offset (below index 0 NumPy
+        read the far side of the array: pure Python and fallbacks returned garbage)."""
+        shape = self.data.shape
         for offset in self.neighbor_definition[id]:
-            yield tuple(a + b for a, b in zip(x, offset))
+            y = tuple(a + b for a, b in zip(x, offset))
+            if not all(0 <= c < n for c, n in zip(y, shape)):
+                raise ValueError(f"neighbour offset {tuple(offset)} of point {tuple(x)} "
+                                 f"reaches {y}, outside the grid of shape {shape} (its ghost "
+                                 f"depth is {self.ghost_depth}: raise ghost_depth or shrink "
+                                 "the neighbourhood)")
+            yield y
 
     def __repr__(self) -> str:
         return (f"StencilGrid(shape={list(self.shape)}, dtype={self.data.dtype}, "
