@@ -130,7 +130,7 @@ def exactness_flags(prog: D.StencilProgram, lang: str = "c") -> tuple[str, ...]:
 
     if find_toolchain(lang).family != "gcc":
         return ()
-    flags = RUN_TIME_ROUNDING
+    flags: tuple[str, ...] = RUN_TIME_ROUNDING
     if uses_float32(prog):
         flags += ("-fno-tree-slp-vectorize",)
     if short_rows(prog):
