@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -299,19 +300,43 @@ def reset() -> None:
         _dists.clear()
 
 
+def fork_safe_import(name: str) -> Any:
+    """``importlib.import_module(name)`` for a kernel's call path, under the lock a fork waits
+    for: a module another thread was importing when the process forked stays locked in the
+    child, whose first import of it then waited forever (a forked pool's workers, made while
+    the parent's first ``iterate`` ran)."""
+    import importlib
+
+    module = sys.modules.get(name)
+    if module is not None and not getattr(getattr(module, "__spec__", None),
+                                          "_initializing", False):
+        return module
+    with _lock:
+        return importlib.import_module(name)
+
+
+#: whether :func:`_before_fork` holds the lock (a hook registered mid-fork runs only after it)
+_held_for_fork = False
+
+
+def _before_fork() -> None:
+    """A fork waits while another thread loads the plugins: the lock it holds would never be
+    released in the child, nor the import lock of a plugin module it was importing, and the
+    child's first kernel call waited for them forever (see also
+    :func:`asp_core.spawn.wait_for_imports`).  Re-entrant: the thread that loads the plugins
+    may fork."""
+    global _held_for_fork
+    _lock.acquire()
+    _held_for_fork = True
+
+
 def _after_fork() -> None:
-    """A forked child has none of the parent's threads: the lock one of them held while it
-    built the registry (another thread's first kernel call, loading the plugins) would never
-    be released, and the child's first kernel call waited for it forever.  What that thread
-    had not finished is not kept (``_pm`` and ``_registry`` are set only once complete), so
-    the child builds it afresh.  Held by the thread that forked, it is kept: that thread
-    releases it as it returns."""
-    global _lock
-    if _lock.acquire(blocking=False):   # free, or the forking thread's own (reentrant)
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
         _lock.release()
-    else:
-        _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
+import time
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,14 +33,57 @@ _STARTING = threading.RLock()
 _RUNNING: set[int] = set()
 
 
-def _after_fork_in_child() -> None:
-    _RUNNING.clear()   # the parent's, not this process's, to kill
-    _STARTING.release()
+#: seconds a fork waits at most for imports under way in other threads
+FORK_WAIT_S = 10.0
+
+
+def _importing_elsewhere() -> bool:
+    """Whether a module is half imported by another thread: those this thread is importing
+    (a fork at a module's import) run their ``<module>`` code on its stack."""
+    mine = set()
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            mine.add(frame.f_globals.get("__name__"))
+        frame = frame.f_back
+    return any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+               and name not in mine for name, module in list(sys.modules.items()))
+
+
+def wait_for_imports() -> None:
+    """Before a fork, the last of Asp's hooks (registered first): wait for the imports other
+    threads have under way.  Python does not release, in the child, the lock of a module half
+    imported by a thread the child does not have, and a kernel's first call imports modules
+    (the phases', NumPy's and platformdirs' lazy ones): a pool forked while another thread's
+    first ``iterate`` ran had its workers wait for one forever."""
+    deadline = time.monotonic() + FORK_WAIT_S
+    while _importing_elsewhere() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+#: whether the fork hook holds :data:`_STARTING` (one registered mid-fork runs only after it)
+_held_for_fork = False
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    _STARTING.acquire()
+    _held_for_fork = True
+
+
+def _after_fork(child: bool) -> None:
+    global _held_for_fork
+    if child:
+        _RUNNING.clear()   # the parent's, not this process's, to kill
+    if _held_for_fork:
+        _held_for_fork = False
+        _STARTING.release()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_STARTING.acquire, after_in_parent=_STARTING.release,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=wait_for_imports)
+    os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
+                        after_in_child=lambda: _after_fork(True))
 
 
 def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None

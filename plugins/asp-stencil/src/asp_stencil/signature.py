@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
+import numpy.ma  # noqa: F401 - NumPy imports it on first use, which may be another thread's
+#                 first call while the process forks: the child's first call then hung on it
 
 from .frontend import callee_meaning, dotted_name, resolve_path
 from .grid import dsl_overrides
