@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -298,21 +297,6 @@ def reset() -> None:
         _registry = None
         _broken.clear()
         _dists.clear()
-
-
-def fork_safe_import(name: str) -> Any:
-    """``importlib.import_module(name)`` for a kernel's call path, under the lock a fork waits
-    for: a module another thread was importing when the process forked stays locked in the
-    child, whose first import of it then waited forever (a forked pool's workers, made while
-    the parent's first ``iterate`` ran)."""
-    import importlib
-
-    module = sys.modules.get(name)
-    if module is not None and not getattr(getattr(module, "__spec__", None),
-                                          "_initializing", False):
-        return module
-    with _lock:
-        return importlib.import_module(name)
 
 
 #: whether :func:`_before_fork` holds the lock (a hook registered mid-fork runs only after it)

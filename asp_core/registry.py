@@ -120,14 +120,14 @@ def _platform_names(value: Any, what: str) -> tuple[str, ...]:
 
 
 def _import_attr(spec: str, what: str, plugin: str, distribution: str) -> Any:
-    from asp_core.plugins import fork_safe_import
+    import importlib
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise PluginError(f"{what} of plugin {plugin!r} names {spec!r}; expected "
                           "'package.module:attribute'")
     try:
-        obj: Any = fork_safe_import(module_name)   # a kernel's call path: a fork waits
+        obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must be registered
 #                 before another thread's first call can be importing it when the process forks
-from asp_core.plugins import fork_safe_import
 
 from .grid import fill_periodic_ghosts
 
@@ -195,5 +194,6 @@ class StencilKernel:
         steps = int(steps)
         if len(grids) < 2:
             raise TypeError("iterate() needs at least one input grid and the output grid")
-        # imported on first use (100 ms), through the core so that a fork waits for it
-        return fork_safe_import("asp_stencil.temporal.iterate").iterate(self, grids, steps)
+        from .temporal.iterate import iterate
+
+        return iterate(self, grids, steps)
