@@ -111,6 +111,24 @@ def test_a_bad_yes_no_setting_is_one_line_from_every_command(setting):
     assert f"{name}={value!r} is not valid" in proc.stderr
 
 
+@pytest.mark.parametrize("setting", ["ASP_TRACE_HOOKS=x", "ASP_DISABLE_PLUGIN_AUTOLOAD=maybe",
+                                     "ASP_CONFIG=/dev/zero"])
+def test_asp_doctor_shows_a_bad_setting_as_a_failed_row(setting, tmp_path):
+    """``asp doctor`` exists to name what is wrong: a bad setting read while loading the
+    plugins ended it in the one line every other command prints, with no row at all."""
+    import subprocess
+    import sys
+
+    name, value = setting.split("=")
+    proc = subprocess.run([sys.executable, "-m", "asp_core.cli", "doctor", "--no-stream"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, name: value, "ASP_CACHE_DIR": str(tmp_path)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "[FAIL] settings" in line]
+    assert rows and (name in rows[0] or value in rows[0]), proc.stdout
+    assert "] c compiler" in proc.stdout
+
+
 def _plus_one(x):
     return x + 1.0
 

@@ -24,7 +24,6 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
     from asp_core.cli import maintenance
     from asp_core.errors import CacheError, CacheWarning
     from asp_core.hardware import query
-    from asp_core.plugins import broken_plugins, get_plugin_manager
     from asp_core.toolchain import Toolchain
 
     out: list[tuple[str, bool, str]] = [_settings_check()]
@@ -72,12 +71,25 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
             out.append(("cache", False, str(exc)))
         perf = perf_db_problem(PerfDB())
         out.append(("tuning data", perf is None, perf or "perf.sqlite usable"))
+    try:
+        out.extend(_plugin_checks())
+    except ValueError as exc:   # a setting loading reads (ASP_TRACE_HOOKS=maybe): a row, not
+        out.append(("plugins", False, f"not loaded: {exc}"))   # "Error:" ending the doctor
+    if measure_stream:
+        out.append(_stream_check(hw, refresh))
+    return out
+
+
+def _plugin_checks() -> list[tuple[str, bool, str]]:
+    """The plugins' rows and their own ``asp_doctor_checks``."""
+    from asp_core.plugins import broken_plugins, get_plugin_manager
+
     pm = get_plugin_manager()
     _load_components()
     broken = broken_plugins()
     names = [n for n, _ in pm.list_name_plugin() if n]
-    out.append(("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
-                "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken)))
+    out = [("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
+            "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken))]
     orphans = _orphan_platforms()
     if orphans:
         out.append(("component platforms", True, "; ".join(orphans)))
@@ -87,8 +99,6 @@ def checks(measure_stream: bool = True, refresh: bool = False) -> list[tuple[str
         except Exception as exc:  # noqa: BLE001
             out.append((f"plugin {impl.plugin_name}", False,
                         f"its asp_doctor_checks raised {type(exc).__name__}: {exc}"))
-    if measure_stream:
-        out.append(_stream_check(hw, refresh))
     return out
 
 
