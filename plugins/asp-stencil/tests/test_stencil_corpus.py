@@ -299,6 +299,12 @@ class _Doubler(StencilKernel):
     ([("temporal", "off")], TypeError, r"_Doubler.asp_options must be a dict, got list"),
     ({"platfrom_selection": "python"}, ValueError,
      r"unknown key\(s\) 'platfrom_selection'; the known ones are: frontend, .*temporal"),
+    # falsy non-dicts passed as "no options"; max_variants 0 ran Python, -1 lost a variant
+    ([], TypeError, r"_Doubler.asp_options must be a dict, got list"),
+    (0, TypeError, r"_Doubler.asp_options must be a dict, got int"),
+    ({"max_variants": 0}, ValueError, r"\['max_variants'\] must be an int of at least 1"),
+    ({"max_variants": -1}, ValueError, r"must be an int of at least 1, got -1"),
+    ({"max_variants": 2.5}, ValueError, r"must be an int of at least 1, got 2.5"),
 ])
 def test_asp_options_are_checked(options, error, message):
     """A list of pairs passed the first call and ended ``iterate`` in an AttributeError from

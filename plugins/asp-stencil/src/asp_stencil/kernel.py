@@ -32,7 +32,8 @@ def kernel_options(kernel: Any) -> dict[str, Any]:
     misspelt key (``platfrom_selection``) was ignored without a word."""
     from asp_core import PHASES
 
-    options = getattr(kernel, "asp_options", None) or {}
+    options = getattr(kernel, "asp_options", None)
+    options = {} if options is None else options   # [] or 0 passed as "no options"
     where = f"{type(kernel).__name__}.asp_options"
     if not isinstance(options, Mapping):
         raise TypeError(f"{where} must be a dict, got {type(options).__name__}: {options!r:.80}")
@@ -40,6 +41,10 @@ def kernel_options(kernel: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; the "
                          f"known ones are: {', '.join((*PHASES, *OPTIONS))}")
+    count = options.get("max_variants", 1)
+    if isinstance(count, bool) or not isinstance(count, Integral) or count < 1:
+        # 0 sent the kernel to Python ("produced no variants"), -1 dropped the last variant
+        raise ValueError(f"{where}['max_variants'] must be an int of at least 1, got {count!r}")
     return dict(options)
 
 #: the key in an instance's ``__dict__`` of the dispatchers of its base classes' kernels (a
