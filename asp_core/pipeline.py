@@ -235,14 +235,14 @@ class Pipeline:
         if not variants:
             assert popt is not None  # the default variant list is never empty
             raise NoPlatform(f"platform optimiser {popt.name!r} produced no variants")
-        names = [getattr(v, "name", None) for v in variants]
-        if popt is not None and (not all(isinstance(v, Variant) for v in variants)
-                                 or len(set(names)) < len(names)):
-            raise _misbehaved(popt, "variants", "returned " + (
-                "variants of one name (one would be lost)" if all(
-                    isinstance(v, Variant) for v in variants) else
-                f"{type(variants).__name__} of "
-                f"{', '.join(sorted({type(v).__name__ for v in variants}))}, not Variants"))
+        if popt is not None and not all(isinstance(v, Variant) for v in variants):
+            kinds = ", ".join(sorted({type(v).__name__ for v in variants}))
+            raise _misbehaved(popt, "variants", f"returned {type(variants).__name__} of "
+                              f"{kinds}, not Variants")
+        if len({v.name for v in variants}) < len(variants):
+            assert popt is not None
+            raise _misbehaved(popt, "variants", "returned variants of one name (one would "
+                              "be lost)")
         ctx.record("variants", names=[v.name for v in variants],
                    params={v.name: v.params for v in variants})
         backend = self._one(ctx, BACKEND, program.platform)
