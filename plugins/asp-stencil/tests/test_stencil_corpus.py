@@ -305,6 +305,9 @@ class _Doubler(StencilKernel):
     ({"max_variants": 0}, ValueError, r"\['max_variants'\] must be an int of at least 1"),
     ({"max_variants": -1}, ValueError, r"must be an int of at least 1, got -1"),
     ({"max_variants": 2.5}, ValueError, r"must be an int of at least 1, got 2.5"),
+    # refused only by a later iterate before
+    ({"temporal": "never"}, ValueError, r"asp_options\['temporal'\] must be 'auto', 'on' or "
+                                        r"'off', got 'never'"),
 ])
 def test_asp_options_are_checked(options, error, message):
     """A list of pairs passed the first call and ended ``iterate`` in an AttributeError from

@@ -18,7 +18,7 @@ import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must b
 from .grid import fill_periodic_ghosts
 
 __all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions",
-           "kernel_options", "OPTIONS"]
+           "kernel_options", "temporal_choice", "OPTIONS"]
 
 #: the kernel options asp-stencil reads, besides a phase's name (which picks its component)
 OPTIONS = ("disable_passes", "temporal", "max_variants")
@@ -41,11 +41,26 @@ def kernel_options(kernel: Any) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; the "
                          f"known ones are: {', '.join((*PHASES, *OPTIONS))}")
+    if "temporal" in options:   # refused at the first call, not only by a later iterate
+        temporal_choice(options["temporal"], f"{where}['temporal']")
     count = options.get("max_variants", 1)
     if isinstance(count, bool) or not isinstance(count, Integral) or count < 1:
         # 0 sent the kernel to Python ("produced no variants"), -1 dropped the last variant
         raise ValueError(f"{where}['max_variants'] must be an int of at least 1, got {count!r}")
     return dict(options)
+
+def temporal_choice(value: Any, where: str) -> str:
+    """``auto``, ``on`` or ``off`` from the kernel option ``temporal`` or
+    ``ASP_STENCIL_TEMPORAL`` (``where``: which, for the error)."""
+    opt = str(value).strip().lower()
+    if opt in ("off", "0", "false", "no"):
+        return "off"
+    if opt in ("on", "1", "true", "yes", "always"):
+        return "on"
+    if opt != "auto":
+        raise ValueError(f"{where} must be 'auto', 'on' or 'off', got {opt!r}")
+    return "auto"
+
 
 #: the key in an instance's ``__dict__`` of the dispatchers of its base classes' kernels (a
 #: ``super().kernel(...)`` call, ``Base.kernel(instance, ...)``), per descriptor

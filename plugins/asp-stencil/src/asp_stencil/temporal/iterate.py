@@ -59,22 +59,13 @@ ITERATE = "iterate"
 def temporal_mode(kernel: Any) -> str:
     """``auto`` (time plain and blocked sweeps), ``on`` (blocked only, where possible) or
     ``off``, from the kernel option ``temporal``, else ``ASP_STENCIL_TEMPORAL``."""
-    from ..kernel import kernel_options
+    from ..kernel import kernel_options, temporal_choice
 
     options = kernel_options(kernel)
     if "temporal" in options:
-        opt, where = str(options["temporal"]), "the kernel option temporal"
-    else:
-        opt = os.environ.get("ASP_STENCIL_TEMPORAL", "").strip() or "auto"
-        where = "ASP_STENCIL_TEMPORAL"
-    opt = opt.strip().lower()
-    if opt in ("off", "0", "false", "no"):
-        return "off"
-    if opt in ("on", "1", "true", "yes", "always"):
-        return "on"
-    if opt != "auto":
-        raise ValueError(f"{where} must be 'auto', 'on' or 'off', got {opt!r}")
-    return "auto"
+        return temporal_choice(options["temporal"], "the kernel option temporal")
+    return temporal_choice(os.environ.get("ASP_STENCIL_TEMPORAL", "").strip() or "auto",
+                           "ASP_STENCIL_TEMPORAL")
 
 
 def _swap(gs: list, steps: int) -> None:
