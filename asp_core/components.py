@@ -50,14 +50,22 @@ class Platform:
     """Phase 3: a target (OpenMP C, CUDA, NumPy, ...) that can lower a DAST to a PAST."""
 
     name: str = ""
+    #: the language of the code it compiles (``"c"``), if any: without that compiler the
+    #: platform can run no kernel here, which :meth:`unavailable_reason` says
+    compiler: str | None = None
 
     def check(self, dast: Any, ctx: SpecializationContext) -> str | None:
         """``None`` if this platform can run the kernel here, else the reason it cannot."""
         return None
 
     def unavailable_reason(self) -> str | None:
-        """Why this platform can run no kernel on this machine, else None (for ``asp list``)."""
-        return None
+        """Why this platform can run no kernel on this machine, else None (for ``asp list``:
+        no process is started, no compiler probed; the compiler is only looked for)."""
+        if self.compiler is None:
+            return None
+        from asp_core.toolchain import compiler_unavailable_reason
+
+        return compiler_unavailable_reason(self.compiler, probe=False)
 
     def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
         raise NotImplementedError

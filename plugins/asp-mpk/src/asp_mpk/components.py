@@ -106,16 +106,12 @@ class OpenMPPlatform(Platform):
     its storage and kernel template (:class:`~asp_mpk.program.MPKProgram`)."""
 
     name = "openmp"
+    compiler = "c"
 
     def check(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> str | None:
         from asp_core.toolchain import compiler_unavailable_reason
 
         return compiler_unavailable_reason("c")
-
-    def unavailable_reason(self) -> str | None:
-        from asp_core.toolchain import compiler_unavailable_reason
-
-        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: MatrixPowersOp, ctx: SpecializationContext) -> PlatformProgram:
         return PlatformProgram("openmp", MPKProgram.lower(dast), {"ordering": dast.ordering})

@@ -49,6 +49,7 @@ def kernel_options(kernel: Any) -> dict[str, Any]:
         raise ValueError(f"{where}['max_variants'] must be an int of at least 1, got {count!r}")
     return dict(options)
 
+
 def temporal_choice(value: Any, where: str) -> str:
     """``auto``, ``on`` or ``off`` from the kernel option ``temporal`` or
     ``ASP_STENCIL_TEMPORAL`` (``where``: which, for the error)."""

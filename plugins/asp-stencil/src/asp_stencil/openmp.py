@@ -468,6 +468,7 @@ class OpenMPPlatform(Platform):
     """Phase 3 component ``openmp`` (the default platform)."""
 
     name = "openmp"
+    compiler = "c"
 
     def check(self, dast: D.StencilProgram, ctx: SpecializationContext) -> str | None:
         bad = {g.dtype for g in dast.grids} - set(GRID_DTYPES)
@@ -476,11 +477,6 @@ class OpenMPPlatform(Platform):
         from asp_core.toolchain import compiler_unavailable_reason
 
         return D.unlowered_reason(dast) or compiler_unavailable_reason("c")
-
-    def unavailable_reason(self) -> str | None:
-        from asp_core.toolchain import compiler_unavailable_reason
-
-        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         isa = tuple(ctx.hardware.isa)

@@ -82,13 +82,10 @@ def _helpers() -> list[c.FunctionDef]:
 
 class OpenMPPlatform(Platform):
     name = "openmp"
+    compiler = "c"   # asp list names the platform unavailable where there is no C compiler
 
     def check(self, dast: Map, ctx: SpecializationContext) -> str | None:
         return compiler_unavailable_reason("c")
-
-    def unavailable_reason(self) -> str | None:
-        """For ``asp list``: no compiler at all (looked for, not probed)."""
-        return compiler_unavailable_reason("c", probe=False)
 
     def lower(self, dast: Map, ctx: SpecializationContext) -> PlatformProgram:
         params = [c.Param(c.DOUBLE.as_const().ptr(restrict=True), f"in{k}")
