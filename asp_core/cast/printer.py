@@ -18,14 +18,16 @@ def format_float(value: float, single: bool = False) -> str:
     """A C literal that parses back to exactly ``value`` (shortest round-trip repr);
     ``single``: to ``value`` rounded to float32 as NumPy rounds it, in float32's shortest
     repr (the double's digits with an ``f`` suffix rounded 1 + 2**-24 up to 1 + 2**-23,
-    NumPy's float32 of it is 1.0)."""
+    NumPy's float32 of it is 1.0). Infinities and NaNs (sign kept) are the compiler builtins
+    of the constant's type, which gcc, clang and nvcc know without ``math.h``."""
     if single:
         with np.errstate(over="ignore"):   # beyond float32: inf, as NumPy's cast
             value = np.float32(value)
-    if math.isnan(value):
-        return "NAN"
-    if math.isinf(value):
-        return "INFINITY" if value > 0 else "(-INFINITY)"
+    if not math.isfinite(value):
+        suffix = "f" if single else ""
+        text = (f"__builtin_nan{suffix}(\"\")" if math.isnan(value)
+                else f"__builtin_inf{suffix}()")
+        return f"(-{text})" if math.copysign(1.0, value) < 0 else text
     text = str(value) if single else repr(float(value))
     if "e" not in text and "." not in text:
         text += ".0"
