@@ -47,8 +47,16 @@ PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]
 #: ``needed(ir)``: why what follows a pass cannot do without it on ``ir``, or ``None``
 NeededFn = Callable[[Any], "str | None"]
 
-#: every pass name defined in this process so far (a pass is defined when its module is imported)
-_KNOWN: set[str] = set()
+#: every pass name defined in this process so far (a pass is defined when its module is
+#: imported), with the top-level packages that define a pass of that name
+_KNOWN: dict[str, set[str]] = {}
+
+
+def _package(obj: Any) -> str:
+    """The top-level package of ``obj`` (a ``"module:attr"`` string names its module)."""
+    module = (obj.partition(":")[0] if isinstance(obj, str)
+              else getattr(obj, "__module__", None) or type(obj).__module__)
+    return str(module).split(".")[0]
 
 
 def known_passes() -> frozenset[str]:
@@ -94,7 +102,7 @@ class Pass:
     needed: NeededFn | None = None
 
     def __post_init__(self) -> None:
-        _KNOWN.add(self.name)
+        _KNOWN.setdefault(self.name, set()).add(_package(self.fn))
 
     def apply(self, ir: Any, ctx: SpecializationContext) -> PassResult:
         return _result(self, self.fn(ir, ctx), "")
@@ -135,13 +143,18 @@ def disabled_for(disabled: frozenset[str], specializer: str | None) -> frozenset
     return frozenset(names)
 
 
-def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
-    """``ValueError`` for disabled names no pass has, or qualified by a specializer that is
-    not installed (a typo must not pass silently)."""
+def check_disabled(disabled: frozenset[str], own: list[str], specializer: str | None = None
+                   ) -> None:
+    """``ValueError`` for disabled names no pass has, qualified by a specializer that is not
+    installed, or ``spec:name`` naming a pass ``spec`` does not have (in ``own`` when ``spec``
+    is the ``specializer`` running them, or defined by a package that registers one of its
+    components): a typo must not pass silently. Given a ``specializer``, only its own
+    ``spec:name`` entries are checked (another's pass list is not at hand); without one
+    (``asp doctor``), every entry."""
     entries = [_parts(e) for e in disabled]
     names = {name for _, name in entries}
     specs = {spec for spec, _ in entries if spec is not None}
-    if not names - _KNOWN - set(own) and not specs:
+    if not names - set(_KNOWN) - set(own) and not specs:
         return
     every = known_passes() | set(own)
     unknown = names - every
@@ -160,6 +173,16 @@ def check_disabled(disabled: frozenset[str], own: list[str]) -> None:
         raise ValueError(f"ASP_DISABLE_PASSES or the kernel option disable_passes names "
                          f"{listed}, which no installed plugin registers as a specializer "
                          f"(write spec:pass with one of: {', '.join(sorted(installed))})")
+    for spec in sorted(specs) if specializer is None else [specializer]:
+        packages = {_package(c.target) for c in get_registry() if c.specializer == spec}
+        its = set(own) | {name for name, defined in _KNOWN.items() if defined & packages}
+        foreign = sorted(name for s, name in entries if s == spec and name not in its)
+        if foreign:
+            listed = ", ".join(f"'{spec}:{n}'" for n in foreign)
+            raise ValueError(f"ASP_DISABLE_PASSES or the kernel option disable_passes names "
+                             f"{listed}, but {spec!r} has no pass of that name (its passes: "
+                             f"{', '.join(sorted(its)) or 'none'}; the name belongs to "
+                             f"another specializer)")
 
 
 class PassManager:
@@ -187,7 +210,7 @@ class PassManager:
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
         disabled = config.disabled_passes(ctx.options)
         if disabled:
-            check_disabled(disabled, self.names)
+            check_disabled(disabled, self.names, ctx.specializer)
             disabled = disabled_for(disabled, ctx.specializer)
         keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
         skipped: list[str] = []

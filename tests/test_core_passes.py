@@ -311,3 +311,19 @@ def test_a_pass_of_a_plugin_not_imported_yet_is_known(tmp_path):
     env["ASP_DISABLE_PASSES"] = "cse,nonesuch"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "unknown pass name 'nonesuch'" in out.stderr and "linear-detection" in out.stderr
+
+
+@asp_pass("triple")
+def triple(ir, ctx):
+    return ir * 3, True
+
+
+def test_a_name_qualified_by_a_specializer_without_that_pass_is_refused(monkeypatch):
+    """``gmm:unroll-neighbors`` (asp-stencil's pass) disabled nothing and said nothing: the
+    user believed a GMM pass was off. Refused when that specializer runs, naming its passes."""
+    pm = PassManager("m", [double, inc])
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "gmm:triple")
+    assert pm.run(3, SpecializationContext("stencil", None)) == 7   # not gmm's run
+    with pytest.raises(ValueError, match=r"names 'gmm:triple', but 'gmm' has no pass of that "
+                                         r"name \(its passes: double, .*inc.*; the name belongs"):
+        pm.run(3, SpecializationContext("gmm", None))

@@ -186,6 +186,7 @@ def test_asp_new_with_an_undecodable_name_is_one_line(tmp_path: Path) -> None:
     ("ASP_AUTOTUNE", "sometimes", "ASP_AUTOTUNE='sometimes' is not valid"),
     ("ASP_COMPILE_TIMEOUT", "-3", "ASP_COMPILE_TIMEOUT='-3' is not valid"),
     ("ASP_DISABLE_PASSES", "no-such-pass", "unknown pass name 'no-such-pass'"),
+    ("ASP_DISABLE_PASSES", "gmm:constant-folding", "'gmm' has no pass of that name"),
     ("ASP_TRACE_HOOKS", "maybe", "ASP_TRACE_HOOKS='maybe' is not valid"),
     ("ASP_STENCIL_TEMPORAL", "sometimes", "ASP_STENCIL_TEMPORAL must be 'auto', 'on' or 'off'"),
     ("ASP_STENCIL_TEMPORAL_PARAMS", "7,x", "ASP_STENCIL_TEMPORAL_PARAMS='7,x'"),
@@ -206,7 +207,8 @@ def test_asp_doctor_fails_on_an_invalid_setting(monkeypatch, fresh_cache, var: s
 def test_asp_doctor_passes_the_settings_it_reads(monkeypatch, fresh_cache) -> None:
     for var, value in (("ASP_MODE", "strict"), ("ASP_AUTOTUNE", "off"),
                        ("ASP_COMPILE_TIMEOUT", "30"), ("ASP_STENCIL_TEMPORAL", "on"),
-                       ("ASP_MPK_COMPILE", "wait")):
+                       ("ASP_MPK_COMPILE", "wait"),
+                       ("ASP_DISABLE_PASSES", "stencil:constant-folding,gmm:fuse-em")):
         monkeypatch.setenv(var, value)
     result = _asp("doctor", "--no-stream")
     assert result.exit_code == 0, result.output

@@ -292,6 +292,18 @@ def test_a_misspelt_disabled_pass_is_named_by_a_fit_too_small_to_specialise(
     GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
 
 
+def test_a_disabled_pass_qualified_by_gmm_must_be_a_gmm_pass(monkeypatch, tmp_path):
+    """``gmm:constant-folding`` names asp-stencil's pass: it disabled nothing, silently."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "gmm:constant-folding")
+    X = np.random.default_rng(0).standard_normal((60, 2))
+    with pytest.raises(ValueError, match=r"'gmm:constant-folding', but 'gmm' has no pass of "
+                                         r"that name \(its passes: fold-constants, fuse-em"):
+        GaussianMixture(2, random_state=0).fit(X)
+    monkeypatch.setenv("ASP_DISABLE_PASSES", "gmm:fold-constants")
+    GaussianMixture(2, random_state=0).fit(X)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_a_component_setting_naming_none_installed_is_reported_by_a_small_fit(
         monkeypatch, tmp_path, covariance_type):

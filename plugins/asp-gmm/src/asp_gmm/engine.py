@@ -322,7 +322,7 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     # that ends in NumPy before its build runs would never report it
     from asp_core.passes import check_disabled
 
-    check_disabled(config.disabled_passes(options), [])
+    check_disabled(config.disabled_passes(options), [], "gmm")
     _check_component_settings(options)
     dt = np.dtype(dtype)
     key = _shape_key(n_features, n_components, covariance_type, dt, options)
