@@ -82,3 +82,23 @@ def test_a_malformed_pinned_blocking_point_names_the_variable(monkeypatch, value
             k.iterate(*make_grids((13, 11), 1, seed=2), steps=9)
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL_PARAMS", "3,4,3")
     assert forced_params().as_dict()["K"] == 3
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2])
+def test_an_invalid_temporal_setting_is_refused_whatever_the_steps(monkeypatch, steps):
+    """``ASP_STENCIL_TEMPORAL=sometimes`` was refused only where iterate came to read it: not
+    by ``steps=0``, nor by one step once the sweep was tuned (next test), which went on as
+    ``auto`` without a word."""
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "sometimes")
+    with pytest.raises(ValueError, match="ASP_STENCIL_TEMPORAL must be 'auto', 'on' or 'off'"):
+        _heat().iterate(*make_grids((13, 11), 1, seed=2), steps=steps)
+
+
+@requires_compiler
+def test_an_invalid_temporal_setting_is_refused_by_one_step_once_tuned(monkeypatch):
+    k = _heat()
+    grids = make_grids((13, 11), 1, seed=2)
+    _tuned(k, grids)
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "sometimes")
+    with pytest.raises(ValueError, match="ASP_STENCIL_TEMPORAL must be 'auto', 'on' or 'off'"):
+        k.iterate(*grids, steps=1)

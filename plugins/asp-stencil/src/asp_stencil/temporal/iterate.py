@@ -279,6 +279,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     """``steps`` Jacobi sweeps of ``kernel`` (see the module docstring); returns the grid
     holding the last result."""
     gs = list(grids)
+    temporal_mode(kernel)   # an invalid setting is refused whatever ``steps`` (one never read it)
     if steps == 0:   # no sweep: the state is where it was (the grids are checked all the same,
         # their number too: a sweep's call checks it where the grids themselves are refused)
         stencil_signature(tuple(gs), {}, kernel)
