@@ -301,3 +301,56 @@ def test_a_component_s_own_events_are_shown():
     data = _record_dict(rec)
     assert data["events"] == [{"event": "my-note", "build": 1}]
     assert "--- other events\n  my-note: build=1" in render(data)
+
+
+SELF_DEFINED_SCRIPT = """
+import sys
+sys.path.insert(0, {repo!r})
+
+import numpy as np
+
+from asp_core import Dispatcher, DomainOptimizer, PassManager, asp_pass, plugins
+from tests.specializers.derived import DerivedPlugin
+
+
+@asp_pass("script-own-pass")
+def own(ir, ctx):
+    return ir, False
+
+
+class Own(DomainOptimizer):
+    def optimize(self, dast, ctx):
+        return PassManager("script-domain", [own]).run(dast, ctx)
+
+
+plugins.register_plugin(DerivedPlugin("ew-script", replace={{("domain_optimization", "fold"):
+                                                              Own()}}), name="ew-script")
+
+
+def double(a):
+    return a * 2.0
+
+
+try:
+    assert np.array_equal(Dispatcher("ew-script", double)(np.ones(4)), np.full(4, 2.0))
+finally:
+    plugins.unregister_plugin("ew-script")
+"""
+
+
+def test_after_names_a_pass_and_specializer_the_script_defines(tmp_path, fresh_cache):
+    """A pass (or specializer) the script registers in-process was refused before it ran: "no
+    pass is called 'script-own-pass'" (notebook-born specializers could not be explained)."""
+    from pathlib import Path
+
+    path = tmp_path / "own.py"
+    path.write_text(SELF_DEFINED_SCRIPT.format(repo=str(Path(__file__).resolve().parents[1])))
+    for after in ("script-own-pass", "ew-script:script-own-pass"):
+        out = _explain("--after", after, path)
+        assert out.exit_code == 0, out.output
+        assert "--- IR after script-domain:script-own-pass (no change)" in out.output
+    # a name the script holds but never defines: refused once the script ran, listing its pass
+    path.write_text(path.read_text() + "\n# script-own-pas\n")
+    out = _explain("--after", "script-own-pas", path)
+    assert out.exit_code == 2 and "no pass is called 'script-own-pas'" in out.output
+    assert "script-own-pass" in out.output

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import click
 
@@ -344,15 +344,17 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
     ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
     entry carries the IR after it (key "ir").  Exits with the script's status when it exits
     with one, 1 when it raises, 130 when it is interrupted (Ctrl-C), as Python does."""
-    # before the script runs: PASS, SPEC:PASS (as ASP_DISABLE_PASSES names them) or
-    # MANAGER:PASS (as the reports name a pass run: "stencil-domain:cse"); a prefix that is no
-    # specializer's name is a pass manager's, known once the script has run
+    # PASS, SPEC:PASS (as ASP_DISABLE_PASSES names them) or MANAGER:PASS (as the reports name
+    # a pass run: "stencil-domain:cse"); a prefix that is no specializer's name is a pass
+    # manager's. A pass or specializer the script defines itself exists once it has run: a
+    # name no plugin defines is refused before the run (a typo must not cost it) unless the
+    # script's text holds it, and after the run if still undefined.
     prefix, _, after = after.rpartition(":") if after is not None else ("", "", None)
     if after is not None and after not in known_passes():
-        raise click.BadParameter(f"no pass is called {after!r}; known passes: "
-                                 f"{', '.join(sorted(known_passes())) or 'none'}",
-                                 param_hint="--after")
-    by_manager = bool(prefix) and prefix not in get_registry().specializers
+        if after not in _text(script):
+            _no_such_pass(after)
+        click.echo(f"asp explain: no installed plugin defines a pass {after!r}; running "
+                   f"{script}, which names it", err=True)
     recording.start()
     argv, path = sys.argv, list(sys.path)
     sys.argv = [script, *script_args]
@@ -390,6 +392,10 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
         recs = recording.stop()
     if os.getpid() != ours:   # a forked child ends as `python SCRIPT`'s would: reports are
         raise SystemExit(status)   # its parent's (--json: stdout held two documents)
+    if after is not None and after not in known_passes():
+        _no_such_pass(after)
+    by_manager = bool(prefix) and prefix not in get_registry().specializers and \
+        all(r.specializer != prefix for r in recs)
     data = [_record_dict(r) for r in recs if (kernel is None or kernel in r.kernel)
             and (by_manager or prefix in ("", r.specializer))]
     if by_manager:   # the kernels whose pass manager of that name ran the pass
@@ -425,6 +431,21 @@ def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_js
             click.echo()
     if status:
         raise SystemExit(status)
+
+
+def _text(script: str) -> str:
+    """The script's source text ("" where it cannot be read: running it says why)."""
+    try:
+        with open(script, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _no_such_pass(name: str) -> NoReturn:
+    raise click.BadParameter(f"no pass is called {name!r}; known passes: "
+                             f"{', '.join(sorted(known_passes())) or 'none'}",
+                             param_hint="--after")
 
 
 def _world_of_several_ranks() -> Any:
