@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pytest_asp import requires_compiler
-from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil import StencilGrid, StencilKernel, distance
 
 
 class Lap(StencilKernel):
@@ -118,10 +118,62 @@ def test_offsets_beyond_ghost_depth():
 
 
 @requires_compiler
-def test_undefined_neighbor_id():
+@pytest.mark.parametrize("mode", ["auto", "python"])
+def test_undefined_neighbor_id(monkeypatch, mode):
+    """An ``IndexError`` as Python's list indexing gives (``except IndexError`` around the
+    pure-Python kernel no longer caught the compiled one's ``ValueError``), and a
+    ``ValueError`` as before, naming the id in every mode."""
+    from asp_stencil.grid import NeighborIdError
+
+    monkeypatch.setenv("ASP_MODE", mode)
     a, out = _pair()
-    with pytest.raises(ValueError, match="neighbour id 2 is not defined"):
+    with pytest.raises(NeighborIdError, match="neighbour id 2 is not defined") as info:
         Wide().kernel(a, out)
+    assert isinstance(info.value, IndexError) and isinstance(info.value, ValueError)
+
+
+class CountBorderNeighbours(StencilKernel):
+    def kernel(self, a, b):
+        for x in b.border_points():
+            n = 0.0
+            for y in a.neighbors(x, 1):
+                n = n + 1.0
+            b[x] = n
+
+
+class ReadBorderNeighbours(StencilKernel):
+    def kernel(self, a, b):
+        for x in b.border_points():
+            for y in a.neighbors(x, 1):
+                b[x] = a[y] + 1.0
+
+
+class InverseDistance(StencilKernel):
+    def kernel(self, a, b):
+        for x in b.interior_points():
+            s = 0.0
+            for y in a.neighbors(x, 2):
+                s = s + 1.0 / distance(x, y)
+            b[x] = s
+
+
+@requires_compiler
+@pytest.mark.parametrize("mode", ["auto", "strict", "python"])
+@pytest.mark.parametrize("cls", [CountBorderNeighbours, ReadBorderNeighbours, InverseDistance])
+def test_neighbours_outside_the_array_are_refused_whether_or_not_they_are_read(
+        monkeypatch, mode, cls):
+    """``StencilGrid.neighbors`` raises for a point outside the array (Python, the fallback);
+    compiled code checked only the points a kernel read, so counting the neighbours of a
+    border point, or summing ``1 / distance(x, y)``, returned numbers where Python raised."""
+    monkeypatch.setenv("ASP_MODE", mode)
+    a, out = _pair()
+    for g in (a, out):
+        g.neighbor_definition.append([(2, 0), (0, -2)])
+    before = out.data.copy()
+    with pytest.raises(ValueError, match=r"neighbour offset \(-?\d, -?\d\)"):
+        cls().kernel(a, out)
+    if mode != "python":   # refused before any point is written
+        np.testing.assert_array_equal(out.data, before)
 
 
 @requires_compiler

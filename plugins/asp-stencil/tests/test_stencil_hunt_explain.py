@@ -22,16 +22,7 @@ class ZeroDivisor(StencilKernel):
             out[x] = u[x] * (1.0 / 0.0)  # <- refused
 
 
-class BorderNeighbour(StencilKernel):
-    """Refused by ``unroll-neighbors`` (at the loop's line)."""
-
-    def kernel(self, u, out):
-        for x in out.border_points():  # <- refused
-            for y in u.neighbors(x, 1):
-                out[x] = u[y]
-
-
-@pytest.mark.parametrize("cls", [ZeroDivisor, BorderNeighbour], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [ZeroDivisor], ids=lambda c: c.__name__)
 def test_a_pass_refusal_points_at_the_statement_s_column(cls, monkeypatch):
     """The passes pointed at column 5 (the dedented source's column 0: the method's
     indentation) for a statement at column 13."""

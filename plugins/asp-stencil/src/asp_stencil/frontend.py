@@ -25,7 +25,7 @@ import ast
 import builtins
 import math
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
@@ -33,7 +33,8 @@ from asp_core.components import Frontend
 from asp_core.pyast import attribute_name
 
 from . import dast as D
-from .grid import check_ghost_depth, check_neighbor_offsets, dsl_overrides
+from .grid import (NeighborIdError, check_ghost_depth, check_neighbor_offsets, dsl_overrides,
+                   undefined_neighbor_id)
 from .grid import distance as _distance
 from .scalar_types import GRID_DTYPES
 
@@ -374,38 +375,49 @@ class _Parser:
         """Offsets (from the loop point) a neighbour variable takes; checks the definition."""
         g = self.grids[grid]
         if not 0 <= nid < len(g.neighbors):
-            raise self.bad_argument(node, f"neighbour id {nid} is not defined for grid "
-                                          f"'{grid}' (its neighbor_definition has ids "
-                                          f"0..{len(g.neighbors) - 1})")
+            raise self.bad_argument(node, undefined_neighbor_id(nid, f"grid '{grid}'",
+                                                                len(g.neighbors)),
+                                    NeighborIdError)
         if not g.neighbors[nid]:  # empty, or refused by grid_params: the reason, if any
             try:
                 check_neighbor_offsets(nid, self.objects[grid].neighbor_definition[nid],
                                        len(g.shape))
             except ValueError as exc:
                 raise self.bad_argument(node, str(exc)) from None
-        return {tuple(a + b for a, b in zip(c, off))
-                for c in self.offsets[center.var] for off in g.neighbors[nid]}
+        offsets = {tuple(a + b for a, b in zip(c, off))
+                   for c in self.offsets[center.var] for off in g.neighbors[nid]}
+        self.check_reach(node, offsets, f"of {grid}.neighbors(..., {nid})")
+        return offsets
 
-    def check_reach(self, node: ast.AST, grid: str, at: D.PointExpr) -> None:
-        """Interior reads must stay inside the grids: offsets within the ghost depth of the
-        grid whose interior is looped over. Grids have equal shapes, so that depth alone
-        bounds the index; the read grid's own depth does not (a depth-0 coefficient grid read
-        at a neighbour of a depth-1 loop stays inside it, and Python runs it)."""
-        if self.loop_region != "interior":
-            return
+    def check_reach(self, node: ast.AST, offsets: Iterable[tuple[int, ...]], what: str
+                    ) -> None:
+        """Points (``offsets`` from the loop point) must stay inside the grids, as
+        ``StencilGrid.neighbors`` and NumPy indexing check in Python, whether or not they are
+        read: within the ghost depth of the grid whose interior is looped over (grids have
+        equal shapes, so that depth alone bounds the index; the read grid's own depth does
+        not: a depth-0 coefficient grid read at a neighbour of a depth-1 loop stays inside
+        it), and none but the loop point in a border loop (its corner points are on every
+        side of the array)."""
         owner = self.grids[self.loop_grid]
-        for off in self.offsets.get(at.var, ()):
+        depth = owner.ghost_depth if self.loop_region == "interior" else 0
+        for off in sorted(offsets):
             reach = max((abs(c) for c in off), default=0)
-            if reach > owner.ghost_depth:
+            if reach > depth and self.loop_region == "interior":
                 raise self.bad_argument(
-                    node, f"neighbour offset {off} read from grid '{grid}' reaches {reach} "
-                          f"points from the loop point, beyond the ghost depth "
-                          f"{owner.ghost_depth} of grid '{owner.name}' (raise ghost_depth or "
-                          "shrink the neighbourhood)")
+                    node, f"neighbour offset {off} {what} reaches {reach} points from the loop "
+                          f"point, beyond the ghost depth {depth} of grid '{owner.name}' "
+                          "(raise ghost_depth or shrink the neighbourhood)")
+            if reach > depth:
+                raise self.bad_argument(
+                    node, f"neighbour offset {off} {what} leaves the array at a corner of the "
+                          f"border of grid '{owner.name}' (a border loop's point has "
+                          "neighbours outside; nearest_interior(x) gives the adjacent interior "
+                          "point)")
 
-    def bad_argument(self, node: ast.AST, message: str) -> Exception:
-        """``ValueError(message)`` for grids the point loop would use wrongly (an undefined
-        neighbour id, a read outside the arrays: Python fails too, or, below index 0, reads
+    def bad_argument(self, node: ast.AST, message: str, error: type[Exception] = ValueError
+                     ) -> Exception:
+        """``error(message)`` for grids the point loop would use wrongly (an undefined
+        neighbour id, a point outside the arrays: Python fails too, or, below index 0, reads
         the far side of the array through NumPy's negative indices, which no kernel means
         and which differs with the ranks of a distributed grid), or, where the loop has no
         points (an interior no wider than its ghost layers, the border of a depth-0 grid), a
@@ -418,7 +430,7 @@ class _Parser:
         if empty:
             return self.err(node, f"{message}; in a loop over the {self.loop_region} of grid "
                                   f"'{g.name}', which has no points")
-        return ValueError(message)
+        return error(message)
 
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -594,9 +606,8 @@ class _Parser:
                 if self.loop_var is None:
                     raise self.err(node, "grid read outside a point loop")
                 self.check_method(node, node.value.id, "__getitem__")
-                at = self.point(node.slice, clamp_ok=True)
-                self.check_reach(node, node.value.id, at)
-                return D.Read(node.value.id, at)
+                # inside the arrays: the neighbours loop defining its point checked that
+                return D.Read(node.value.id, self.point(node.slice, clamp_ok=True))
             raise self.err(node, f"subscript '{ast.unparse(node)}'")
         if isinstance(node, ast.BinOp):
             op = _BINOPS.get(type(node.op))

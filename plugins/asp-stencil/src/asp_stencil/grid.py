@@ -16,9 +16,15 @@ import numpy as np
 
 __all__ = ["StencilGrid", "distance", "default_neighbor_definition", "fill_periodic_ghosts",
            "check_ghost_depth", "check_neighbor_definition", "check_neighbor_offsets",
-           "DSL_METHODS", "dsl_overrides"]
+           "DSL_METHODS", "dsl_overrides", "NeighborIdError"]
 
 Point = tuple[int, ...]
+
+
+class NeighborIdError(ValueError, IndexError):
+    """A neighbour id the grid's ``neighbor_definition`` does not have: an ``IndexError`` as
+    Python's list indexing raises it, and a ``ValueError`` as any bad argument of a grid (as
+    NumPy's ``AxisError`` is both)."""
 
 
 def default_neighbor_definition(dim: int) -> list[list[Point]]:
@@ -168,7 +174,12 @@ class StencilGrid:
         array is the ``ValueError`` compiled code gives such an offset (below index 0 NumPy
         read the far side of the array: pure Python and fallbacks returned garbage)."""
         shape = self.data.shape
-        for offset in self.neighbor_definition[id]:
+        try:
+            offsets = self.neighbor_definition[id]
+        except IndexError:
+            raise NeighborIdError(undefined_neighbor_id(
+                id, "this grid", len(self.neighbor_definition))) from None
+        for offset in offsets:
             y = tuple(a + b for a, b in zip(x, offset))
             if not all(0 <= c < n for c, n in zip(y, shape)):
                 raise ValueError(f"neighbour offset {tuple(offset)} of point {tuple(x)} "
@@ -180,6 +191,12 @@ class StencilGrid:
     def __repr__(self) -> str:
         return (f"StencilGrid(shape={list(self.shape)}, dtype={self.data.dtype}, "
                 f"ghost_depth={self.ghost_depth}" + (", periodic=True)" if self.periodic else ")"))
+
+
+def undefined_neighbor_id(nid: int, grid: str, count: int) -> str:
+    """The message for neighbour id ``nid`` that ``grid`` (with ``count`` ids) lacks."""
+    return (f"neighbour id {nid} is not defined for {grid} (its neighbor_definition has ids "
+            f"0..{count - 1})")
 
 
 def distance(x: Sequence[int], y: Sequence[int]) -> float:
