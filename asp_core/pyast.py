@@ -46,7 +46,8 @@ def register_source(filename: str, source: str) -> None:
 
 def no_source_advice(filename: str, exc: BaseException) -> str:
     """Why a kernel has no source and what to do (the fallback warning's reason)."""
-    where = {"<stdin>": "the interactive prompt", "<string>": "`python -c` or exec()"}.get(
+    where = {"<stdin>": "standard input (the interactive prompt, or `python - < file`)",
+             "<string>": "`python -c` or exec()"}.get(
         filename, "the interactive prompt" if filename.startswith("<python-input") else filename)
     return (f"{exc}: Python keeps no source text for code defined in {where}, so it cannot be "
             "specialised; put the kernel in a .py file and import it, or define it in a "
@@ -167,16 +168,30 @@ def _instructions(code: types.CodeType) -> list[tuple[str, Any]]:
         elif isinstance(ins.argval, types.CodeType):
             value = _instructions(ins.argval)
         else:
-            value = ins.argval
+            value = _constant(ins.argval)
         out.append((_NAME_OPS.get(ins.opname, ins.opname), value))
     return out
 
 
+def _constant(value: Any) -> Any:
+    """``value`` comparable with ``==`` as the compiler made it: floats and complexes by their
+    repr (a folded ``1e999 * 0.0`` is a NaN, never equal to itself: the kernel was "changed
+    since loaded"; ``-0.0`` and ``0.0`` differ), tuples and frozensets element by element."""
+    if isinstance(value, (float, complex)):
+        return (type(value).__name__, repr(value))
+    if isinstance(value, (tuple, frozenset)):
+        return (type(value).__name__, tuple(_constant(v) for v in value))
+    return value
+
+
 def location(src: KernelSource, node: ast.AST) -> tuple[int, int]:
-    """``(line, column)`` of ``node`` in the original file (1-based line, 1-based column)."""
-    line = src.firstlineno + getattr(node, "lineno", 1) - 1
-    col = getattr(node, "col_offset", 0) + src.col_offset + 1
-    return line, col
+    """``(line, column)`` of ``node`` in the original file (1-based line, 1-based column, in
+    characters: :mod:`ast` counts UTF-8 bytes, and each ``Δ`` before a node moved it on)."""
+    lineno, col = getattr(node, "lineno", 1), getattr(node, "col_offset", 0)
+    lines = src.source.split("\n")
+    if 0 < lineno <= len(lines):
+        col = len(lines[lineno - 1].encode("utf-8")[:col].decode("utf-8", errors="replace"))
+    return src.firstlineno + lineno - 1, col + src.col_offset + 1
 
 
 class _Any:

@@ -171,3 +171,35 @@ def test_attribute_name_is_the_name_python_compiles():
     assert attribute_name(ns["Plain"].f, "__x") == "_Plain__x"
     assert attribute_name(ns["Plain"]().f, "__init__") == "__init__"
     assert attribute_name(ns["Plain"].f, "_y") == "_y"
+
+
+class Folded:
+    def nan(self, a):
+        return a + 1e999 * 0.0   # folded by the compiler to a NaN constant
+
+    def constants(self, a):
+        return a + (1e999 - 1e999, -0.0, 2j)[0]
+
+
+@pytest.mark.parametrize("name", ["nan", "constants"])
+def test_a_folded_nan_constant_is_the_code_python_runs(name):
+    """A NaN never equals itself: a kernel holding a folded ``1e999 * 0.0`` was "a kernel
+    whose source file changed since it was loaded" and ran in Python."""
+    src = kernel_source(getattr(Folded, name))
+    assert src.function.name == name
+
+
+class Greek:
+    def method(self, u):
+        Δu = u * 0.5; return Δu + abs(u)   # noqa: E702
+
+
+def test_location_counts_characters_not_utf8_bytes():
+    """``ast`` counts a line's columns in UTF-8 bytes: each ``Δ`` before a construct moved
+    the warning's column one on."""
+    src = kernel_source(Greek.method)
+    call = src.function.body[1].value.right
+    line, col = location(src, call)
+    with open(__file__, encoding="utf-8") as f:
+        text = f.read().splitlines()[line - 1]
+    assert text[col - 1:].startswith("abs(u)"), (col, text)
