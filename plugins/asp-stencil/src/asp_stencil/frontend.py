@@ -279,12 +279,10 @@ class _Parser:
     # -- statements -----------------------------------------------------------------------
     def block(self, stmts: list[ast.stmt], level: str) -> list[D.Stmt]:
         out: list[D.Stmt] = []
-        for i, s in enumerate(stmts):
-            if (level == "top" and i == 0 and isinstance(s, ast.Expr)
-                    and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)):
-                continue  # docstring
-            if isinstance(s, ast.Pass):
-                continue
+        for s in stmts:
+            if isinstance(s, ast.Pass) or (isinstance(s, ast.Expr)
+                                           and isinstance(s.value, ast.Constant)):
+                continue  # does nothing: a docstring, a string as a comment, ``...``
             out.extend(self.stmt(s, level))
         return out
 
