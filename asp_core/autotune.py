@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import warnings
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
@@ -23,7 +22,7 @@ from typing import Any, Callable, Mapping, TypeVar
 from asp_core import config
 from asp_core.cache import cache_file
 from asp_core.log import Progress, get_logger
-from asp_core.errors import CacheError, CacheWarning
+from asp_core.errors import CacheError, CacheWarning, warn
 
 __all__ = ["DB_NAME", "PerfDB", "Autotuner", "Tuning"]
 
@@ -101,9 +100,9 @@ def _stop_storing(path: Path, exc: sqlite3.OperationalError) -> None:
     """Give up storing in ``path`` for this process, with one warning; reads go on (under WAL
     they need no lock), and so do the tuning decisions kept in memory."""
     _locked_out.add(str(path))
-    warnings.warn(f"asp: the tuning database {path} stayed locked by another connection for "
-                  f"{_BUSY_SECONDS:g} s ({exc}): its stored winners are used, new tuning results "
-                  "of this process are not stored", CacheWarning, stacklevel=4)
+    warn(f"asp: the tuning database {path} stayed locked by another connection for "
+         f"{_BUSY_SECONDS:g} s ({exc}): its stored winners are used, new tuning results "
+         "of this process are not stored", CacheWarning)
 
 
 def _read_only(path: Path) -> bool:
@@ -200,9 +199,9 @@ def _tolerant(default: Any) -> Callable[[_F], _F]:
             except (sqlite3.Error, OSError) as exc:
                 if str(self.path) not in _warned:
                     _warned.add(str(self.path))
-                    warnings.warn(f"asp: the tuning database {self.path} cannot be used "
-                                  f"({type(exc).__name__}: {exc}); tuning results are neither "
-                                  "read nor stored, kernels still run", CacheWarning, stacklevel=3)
+                    warn(f"asp: the tuning database {self.path} cannot be used "
+                         f"({type(exc).__name__}: {exc}); tuning results are neither "
+                         "read nor stored, kernels still run", CacheWarning)
                 return default
 
         return run  # type: ignore[return-value]
@@ -308,9 +307,9 @@ class PerfDB:
         if _read_only(path):  # a read-only cache serves its winners; new ones are not kept
             if f"read-only {path}" not in _warned:
                 _warned.add(f"read-only {path}")
-                warnings.warn(f"asp: the tuning database {path} is read-only: its stored "
-                              "winners are used, new tuning results are not stored",
-                              CacheWarning, stacklevel=3)
+                warn(f"asp: the tuning database {path} is read-only: its stored "
+                     "winners are used, new tuning results are not stored",
+                     CacheWarning)
             return
         try:
             with closing(self._connect(path)) as con, con:

@@ -25,13 +25,12 @@ import stat
 import tempfile
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import config
-from asp_core.errors import CacheError, CacheWarning, CompileError
+from asp_core.errors import CacheError, CacheWarning, CompileError, warn
 
 __all__ = ["CodeCache", "CacheEntry", "cache_key", "get_cache", "private_cache", "cache_file",
            "file_stem", "ROOT_MARKER", "ENTRY_MARKER", "LOCK_TIMEOUT", "on_noexec_mount"]
@@ -348,8 +347,8 @@ def private_cache(reason: str) -> CodeCache:
     global _private
     if reason not in _warned:
         _warned.add(reason)
-        warnings.warn(f"asp: {reason.rstrip('.')}; compiling kernels into a private temporary cache for this "
-                      "process instead", CacheWarning, stacklevel=4)
+        warn(f"asp: {reason.rstrip('.')}; compiling kernels into a private temporary cache "
+             "for this process instead", CacheWarning)
     if _private is None or not _private.root.is_dir():
         root = Path(tempfile.mkdtemp(prefix="asp-private-cache-"))
         atexit.register(shutil.rmtree, root, True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import builtins
 import math
 import time
-import warnings
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from asp_core import config, recording
 from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.decisions import VARIANT
-from asp_core.errors import AspError, SpecializationWarning
+from asp_core.errors import AspError, SpecializationWarning, warn
 
 if TYPE_CHECKING:
     from asp_core.dispatch import Dispatcher
@@ -112,8 +111,8 @@ class AgreedVariants:
                 raise AspError(f"{what} cannot be specialised on {comm.Get_size()} ranks: "
                                f"{self.reason}")
             if not python_mode:   # what this rank asked for needs no warning
-                warnings.warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
-                              SpecializationWarning, stacklevel=3)
+                warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
+                     SpecializationWarning)
             return
         from asp_core.plugins import get_registry
 

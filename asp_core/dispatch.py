@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
@@ -16,7 +15,7 @@ from asp_core import config, recording
 from asp_core.context import SpecializationContext
 from asp_core.decisions import PLATFORM
 from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
-                             Unspecializable)
+                             Unspecializable, warn)
 
 if TYPE_CHECKING:
     from asp_core.autotune import Tuning
@@ -163,8 +162,8 @@ class Dispatcher:
             raise error  # type: ignore[misc]
         if not self._warned:
             self._warned = True
-            warnings.warn(f"asp: kernel {self.name!r} runs in pure Python: {reason}",
-                          SpecializationWarning, stacklevel=4)
+            warn(f"asp: kernel {self.name!r} runs in pure Python: {reason}",
+                 SpecializationWarning)
         if self.fallback is None:
             raise error  # type: ignore[misc]
         self._table[key] = self.fallback

@@ -3,9 +3,27 @@ compile" from "cache unusable" without parsing the (actionable) messages."""
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 __all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
            "CompilerNotFound", "CompileError", "CacheError", "CacheWarning", "PluginError",
-           "PluginWarning"]
+           "PluginWarning", "warn"]
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the user's line: the first caller outside the core and
+    the plugins' packages. A fixed ``stacklevel`` named Asp's own files when the call came
+    another way (``kernel.iterate``, ``Class.kernel(instance, ...)``), which a
+    ``filterwarnings(module=...)`` of the user's then missed."""
+    from asp_core.plugins import plugin_packages
+
+    ours = plugin_packages()
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and \
+            str(frame.f_globals.get("__name__", "")).partition(".")[0] in ours:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class AspError(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import pluggy
 
 from asp_core import config, hookspecs
-from asp_core.errors import PluginError, PluginWarning
+from asp_core.errors import PluginError, PluginWarning, warn
 from asp_core.log import get_logger
 from asp_core.registry import Registry
 
@@ -67,8 +66,8 @@ def _mark_broken(name: str, dist: str, exc: BaseException, what: str, prefix: st
     if BrokenPlugin(name, dist, error) in _broken:  # e.g. an observer failing on every kernel
         return
     _broken.append(BrokenPlugin(name, dist, error))
-    warnings.warn(f"asp: plugin {name!r} ({dist.strip('()')}) failed to {what}{then}: {error}",
-                  PluginWarning, stacklevel=3)
+    warn(f"asp: plugin {name!r} ({dist.strip('()')}) failed to {what}{then}: {error}",
+         PluginWarning)
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -146,9 +145,23 @@ def _warn_unmatched(eps: list[Any], blocked: set[str], allowed: set[str] | None)
     for var, names in (("ASP_LOAD_PLUGINS", allowed or set()), ("ASP_BLOCK_PLUGINS", blocked)):
         unknown = sorted(n for n in names if not any(_names(ep, {n}) for ep in eps))
         if unknown:
-            warnings.warn(f"asp: {var} names {', '.join(map(repr, unknown))}, which no "
-                          f"installed plugin has (installed: {', '.join(sorted(known)) or 'none'}"
-                          ")", PluginWarning, stacklevel=4)
+            warn(f"asp: {var} names {', '.join(map(repr, unknown))}, which no "
+                 f"installed plugin has (installed: {', '.join(sorted(known)) or 'none'}"
+                 ")", PluginWarning)
+
+
+def plugin_packages() -> frozenset[str]:
+    """The top-level packages of the core, pluggy and the installed plugins loaded so far
+    (loading none: a plugin's warning while it loads asks too). Plugins registered in-process
+    are not among them: their code is the user's (a script, a notebook, a test suite)."""
+    names = {"asp_core", "pluggy"}
+    pm = _pm
+    if pm is not None:
+        for name in list(_dists):
+            plugin = pm.get_plugin(name)
+            module = getattr(plugin, "__name__", None) or type(plugin).__module__
+            names.add(str(module).partition(".")[0])
+    return frozenset(names)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

@@ -3,12 +3,11 @@ it answers "which component runs this phase" with the reason ``asp explain`` sho
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
 from asp_core import config
-from asp_core.errors import PluginError, PluginWarning
+from asp_core.errors import PluginError, PluginWarning, warn
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION
 
 __all__ = ["Specializer", "Component", "Registry", "Choice"]
@@ -271,10 +270,10 @@ class Registry:
         for name, setting in config.named_specializers(phase):
             if name not in self.specializers and (name, setting) not in _WARNED:
                 _WARNED.add((name, setting))
-                warnings.warn(f"asp: {setting} names specializer {name!r}, which no installed "
-                              f"plugin registers (installed: "
-                              f"{', '.join(sorted(self.specializers)) or 'none'}); that "
-                              "setting is ignored", PluginWarning, stacklevel=2)
+                warn(f"asp: {setting} names specializer {name!r}, which no installed "
+                     f"plugin registers (installed: "
+                     f"{', '.join(sorted(self.specializers)) or 'none'}); that "
+                     "setting is ignored", PluginWarning)
 
     def __iter__(self) -> Iterator[Component]:
         return iter(self.components)

@@ -201,6 +201,49 @@ def test_strict_mode_raises(monkeypatch):
         UserFunction().kernel(*grids)
 
 
+class NoOpStatements(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            """5-point Laplacian"""
+            out[x] = -4.0 * u[x]
+            ...
+            for y in u.neighbors(x, 1):
+                "a string as a comment"
+                out[x] += u[y]
+        0
+
+
+def test_statements_that_do_nothing_compile():
+    """A string as a comment, ``...`` or a bare constant inside a loop did nothing in Python,
+    yet the kernel ran in Python ("expression statement (e.g. a call)")."""
+    from asp_stencil.testing import assert_specialised
+
+    k = NoOpStatements()
+    ref, got = run_both(k, make_grids((6, 7), 1, seed=3))
+    assert_bitwise(ref, got)
+    assert_specialised(k)
+
+
+@pytest.mark.parametrize("call", ["iterate", "class", "instance"])
+def test_the_fallback_warning_names_the_user_s_line_however_the_kernel_is_called(call):
+    """A fixed ``stacklevel`` named Asp's files for ``k.iterate(...)`` (``temporal/iterate.py``)
+    and ``Class.kernel(k, ...)`` (``kernel.py``): a ``filterwarnings(module=...)`` of the
+    user's missed the warning."""
+    grids = make_grids((5, 5), 1)
+    k = WhileLoop()
+    with pytest.warns(SpecializationWarning) as record:
+        if call == "iterate":
+            line = inspect.currentframe().f_lineno + 1
+            k.iterate(*grids, steps=2)
+        elif call == "class":
+            line = inspect.currentframe().f_lineno + 1
+            WhileLoop.kernel(k, *grids)
+        else:
+            line = inspect.currentframe().f_lineno + 1
+            k.kernel(*grids)
+    assert [(w.filename, w.lineno) for w in record] == [(__file__, line)]
+
+
 def test_python_mode_never_specialises(monkeypatch):
     monkeypatch.setenv("ASP_MODE", "python")
     grids = make_grids((5, 5), 1)

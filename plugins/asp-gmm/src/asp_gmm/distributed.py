@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
+from asp_core.errors import warn
 
 from asp_gmm.reference import EMStep
 
@@ -573,9 +574,9 @@ class DistributedGaussianMixture:
         if not converged and self.max_iter > 0 and comm.Get_rank() == 0:
             from sklearn.exceptions import ConvergenceWarning
 
-            warnings.warn("Best performing initialization did not converge. Try different init "
-                          "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          ConvergenceWarning, stacklevel=2)
+            warn("Best performing initialization did not converge. Try different init "
+                 "parameters, or increase max_iter, tol, or check for degenerate data.",
+                 ConvergenceWarning)
         return self
 
     def _cast_parameters(self, dtype: np.dtype) -> None:

@@ -398,9 +398,8 @@ def _check_component_settings(options: dict[str, Any] | None) -> None:
     gmm component, reported as a kernel's specialisation reports it: raised in ``strict``
     mode, else a ``SpecializationWarning`` (the kernels would run in Python). A fit that ends
     in NumPy before its build runs never reached a kernel, and said nothing."""
-    import warnings
-
     from asp_core import PHASES, PluginError, SpecializationWarning, config
+    from asp_core.errors import warn
     from asp_core.plugins import get_registry
 
     registry = get_registry()
@@ -410,8 +409,8 @@ def _check_component_settings(options: dict[str, Any] | None) -> None:
         except PluginError as exc:
             if config.mode() == "strict":
                 raise
-            warnings.warn(f"asp: the kernels of GaussianMixture fits run in pure Python: {exc}",
-                          SpecializationWarning, stacklevel=4)
+            warn(f"asp: the kernels of GaussianMixture fits run in pure Python: {exc}",
+                 SpecializationWarning)
             return
 
 

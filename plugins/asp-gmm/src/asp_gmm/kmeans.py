@@ -37,10 +37,11 @@ fit run while the library compiled: re-deciding those steps in NumPy cost the de
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
+
+from asp_core.errors import warn
 
 from asp_gmm import engine, reference
 from asp_gmm.lowering import kmeans_trials
@@ -180,7 +181,7 @@ def kmeans_labels(X: np.ndarray, n_clusters: int, random_state: np.random.Random
         labels = _assign(Xc, centers, covariance_type, options, bounds, moved).labels
     distinct = int(np.count_nonzero(np.bincount(labels, minlength=n_clusters)))
     if distinct < n_clusters:
-        warnings.warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
-                      f"({n_clusters}). Possibly due to duplicate points in X.",
-                      ConvergenceWarning, stacklevel=2)
+        warn(f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+             f"({n_clusters}). Possibly due to duplicate points in X.",
+             ConvergenceWarning)
     return labels

@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import warnings
 import zlib
 from typing import Any
 
 import numpy as np
+from asp_core.errors import warn
 from asp_core.hardware import available_cpus, omp_num_threads
 from asp_core.interrupt import on_forking_thread
 
@@ -36,11 +36,11 @@ def planner() -> Any:
                     mod = importlib.import_module("asp_mpk._planner")
                 except ImportError as exc:
                     mod = None
-                    warnings.warn(
+                    warn(
                         "asp_mpk: the native plan builder (asp_mpk._planner) is not built "
                         f"({exc}); matrix analysis runs in numpy and is several times slower. "
                         "Reinstall asp-mpk with a C++ compiler present to build it.",
-                        RuntimeWarning, stacklevel=3)
+                        RuntimeWarning)
                 _STATE["mod"] = mod
     return _STATE["mod"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Union
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from asp_core import recording
 from asp_core.cache import cache_key
 from asp_core.context import SpecializationContext
-from asp_core.errors import AspError, CompileError, SpecializationWarning
+from asp_core.errors import AspError, CompileError, SpecializationWarning, warn
 from asp_core.hardware import default_threads
 from asp_core.phases import PLATFORM_SELECTION
 from asp_core.pipeline import render_program
@@ -78,9 +77,9 @@ def _build(kernel: Any, variants: Variants) -> Union[Blocked, str]:
         try:
             runs[name] = variants[name]
         except CompileError as exc:
-            warnings.warn(f"asp: temporal blocking of {type(kernel).__name__} failed to compile "
-                          f"(a bug; please report it), plain sweeps are used: {exc}",
-                          SpecializationWarning, stacklevel=6)
+            warn(f"asp: temporal blocking of {type(kernel).__name__} failed to compile "
+                 f"(a bug; please report it), plain sweeps are used: {exc}",
+                 SpecializationWarning)
             return f"the blocked code failed to compile: {exc}"
         except AspError as exc:
             variants.context.record("variant-skipped", variant=name, reason=str(exc))
