@@ -3,6 +3,8 @@ raised once compiled or computed in another dtype than SciPy."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from pytest_asp import requires_compiler
@@ -59,6 +61,39 @@ def _run_script(script, tmp_path, timeout=180, **env):
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the script hung: {exc.stdout!r} {exc.stderr!r}"[-3000:])
     return run
+
+
+@requires_compiler
+def test_an_exit_during_a_first_call_s_compile_waits_for_it(tmp_path):
+    """asp-mpk's exit handler (which waits for its specialisations) was registered before the
+    core's kill of the compilers still running (``import asp_mpk`` imported the core after
+    it): exit handlers run last-in first-out, so an exit while the kernel compiled killed gcc,
+    warned "gcc was killed by SIGKILL ... (out of memory, or stopped by hand?)" and lost the
+    compile."""
+    script = ("import time, numpy as np\n"
+              "from asp_mpk import MatrixPowers\n"
+              "from asp_mpk.gallery import poisson2d\n"
+              "import asp_core.spawn as spawn\n"
+              "A = poisson2d(10)\n"
+              "MatrixPowers(A, 4)(np.ones(A.shape[0]))\n"
+              "def compiling():\n"
+              "    for pid in list(spawn._RUNNING):\n"
+              "        try:\n"
+              "            if b'mpk_' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+              "                return True\n"
+              "        except OSError:\n"
+              "            pass\n"
+              "    return False\n"
+              "start = time.time()\n"
+              "while not compiling() and time.time() - start < 60:\n"
+              "    time.sleep(0.002)\n"
+              "print('compiling at exit:', compiling())\n")
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("reads /proc")
+    run = _run_script(script, tmp_path, ASP_MPK_COMPILE="background")
+    assert run.returncode == 0 and "compiling at exit: True" in run.stdout, run.stderr[-2000:]
+    assert "SIGKILL" not in run.stderr and "Warning" not in run.stderr, run.stderr[-2000:]
+    assert list((tmp_path / "cache").rglob("*.so")), "the compile did not land in the cache"
 
 
 @requires_compiler

@@ -17,6 +17,12 @@ import threading
 import time
 from typing import Any, Callable
 
+# the core first: exit handlers run last-in first-out, and asp_core's kill of the compilers
+# still running at exit (asp_core.spawn) must run after this module's join of the
+# specialisations that run them (registered before it, an exit during a first call's compile
+# killed gcc: "runs in pure Python: gcc was killed by SIGKILL", the compile lost)
+import asp_core  # noqa: F401
+
 __all__ = ["start", "join_all", "busy", "stopping"]
 
 _LOCK = threading.Lock()
@@ -94,7 +100,5 @@ if hasattr(os, "register_at_fork"):
     # The same for asp_core's (asp_core.spawn: a fork waits for a compiler's start, which a
     # specialisation this join waits for may be about to make)
     import filelock  # noqa: F401
-
-    import asp_core  # noqa: F401
 
     os.register_at_fork(before=_before_fork)
