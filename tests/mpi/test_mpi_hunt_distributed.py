@@ -171,3 +171,49 @@ def test_python_mode_on_one_rank_falls_back_on_every_rank(tmp_path):
     """``ASP_MODE=python`` on one rank returned before the ranks' agreement on what to run:
     the stencil, MPK and GMM runners all hung, the other ranks waiting in it for good."""
     assert_every_rank_prints(PYTHON_MODE_ON_ONE_RANK, "DONE", 2, tmp_path, timeout=120)
+
+
+ITERATE_WRITTEN_INPUT = """
+import numpy as np
+
+from asp_core.mpi import fatal_errors, world
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.distributed import DistributedStencilGrid, distribute
+
+
+class Acc(StencilKernel):
+    def kernel(self, c, a, out):
+        for x in out.interior_points():
+            out[x] = 0.5 * a[x]
+            for y in c.neighbors(x, 1):
+                out[x] += 0.25 * c[y]
+        for x in out.interior_points():
+            c[x] = c[x] + out[x]
+
+
+comm = world()
+with fatal_errors(comm):
+    rng = np.random.default_rng(3)
+    init = [rng.random((12, 11)) for _ in range(3)]
+    ref = [StencilGrid([12, 11]) for _ in range(3)]
+    for g, v in zip(ref, init):
+        g.data[...] = v
+    last = Acc().iterate(*ref, steps=4)
+    dc = DistributedStencilGrid((12, 11), comm, halo_depth=2)
+    da, do = DistributedStencilGrid(like=dc), DistributedStencilGrid(like=dc)
+    for g, v in zip((dc, da, do), init):
+        g.load_global(v)
+    got = distribute(Acc()).iterate(dc, da, do, steps=4)
+    assert np.array_equal(got.allgather(), last.data), "the state differs"
+    assert np.array_equal(dc.allgather(), ref[0].data), "the written input differs"
+    print(f"EQUAL-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_iterate_exchanges_an_input_the_kernel_writes_every_step(nprocs, tmp_path):
+    """``iterate`` sent the grids before the state once, as constants: a kernel writing one of
+    them read stale halo values from the second step on (off by up to 0.81)."""
+    assert_every_rank_prints(ITERATE_WRITTEN_INPUT, "EQUAL-OK", nprocs, tmp_path, timeout=120)

@@ -156,3 +156,70 @@ def test_mpi_a_neighbour_loop_over_the_point_itself_is_no_gauss_seidel():
     grids = [StencilGrid([6, 5]) for _ in range(2)]
     k = _CentreOnly()
     assert check_kernel(k, grids, stencil_signature(tuple(grids), {}, k)) is True
+
+
+class _TwoLoops(StencilKernel):
+    def kernel(self, a, t, out):
+        for x in out.interior_points():
+            t[x] = 2.0 * a[x]
+        for x in out.interior_points():
+            out[x] = 0.0
+            for y in t.neighbors(x, 1):
+                out[x] += t[y]
+
+
+class _TwoLoopsAtThePoint(StencilKernel):
+    def kernel(self, a, t, out):
+        for x in out.interior_points():
+            t[x] = 2.0 * a[x]
+        for x in out.interior_points():
+            out[x] = t[x]
+            for y in a.neighbors(x, 1):
+                out[x] += a[y]
+
+
+def test_mpi_a_grid_an_earlier_loop_wrote_read_at_neighbours_is_refused():
+    """Halos travel once a sweep, before it: a later point loop reading, at neighbours, a grid
+    an earlier loop wrote read stale halo values (results differed from one process, without
+    a word). Read at the point itself, the grid needs no halo."""
+    from asp_stencil import StencilGrid
+    from asp_stencil.signature import stencil_signature
+
+    grids = [StencilGrid([6, 5]) for _ in range(3)]
+    k = _TwoLoops()
+    with pytest.raises(ValueError, match=r"reads grid 't' at another point than x \(line \d+\) "
+                                         r"after an earlier point loop wrote it"):
+        check_kernel(k, grids, stencil_signature(tuple(grids), {}, k))
+    k = _TwoLoopsAtThePoint()
+    assert check_kernel(k, grids, stencil_signature(tuple(grids), {}, k)) is False
+
+
+class _Ramp(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] * x[0]
+
+
+class _Width(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = a[x] / out.shape[0]
+
+
+class _Scatter(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            for y in a.neighbors(x, 1):
+                out[y] = a[x]
+
+
+@pytest.mark.parametrize("kernel,what", [(_Ramp, r"uses the position of point x \(x\[0\]\)"),
+                                         (_Width, r"reads out\.shape"),
+                                         (_Scatter, "writes grid 'out' at another point than x")])
+def test_mpi_kernels_that_see_a_rank_s_block_are_refused(kernel, what):
+    """Kernels outside the DSL run in Python on each rank's block, whose positions, shape and
+    edges are local: ``out[x] = a[x] * x[0]`` gave ``[0 1 2 3 4 1 2 3 4 0]`` on two ranks
+    where one process gives ``[0 1 ... 8 0]``."""
+    with pytest.raises(ValueError, match=what + r" \(line \d+\): each rank runs it on its own "
+                                                r"block"):
+        check_kernel(kernel())

@@ -65,9 +65,9 @@ import numpy as np
 
 from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
 from asp_stencil import dast as D
-from asp_stencil.grid import StencilGrid
+from asp_stencil.grid import DSL_METHODS, StencilGrid
 from asp_stencil.signature import (callee_meanings, kernel_attribute_names, stencil_signature,
-                                   stored_grids)
+                                   stored_grids, written_inputs)
 from asp_stencil.kernel import kernel_function
 
 if TYPE_CHECKING:
@@ -552,13 +552,26 @@ def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable 
                                f"{func.__code__.co_firstlineno + node.lineno - 1}); a "
                                "distributed grid runs kernels that update interior points only, "
                                "because the border of a rank's block is not the grid's border")
+            before: set[str] = set()   # the grids earlier point loops wrote
             for loop, x in _point_loops(fn):
-                if (read := _read_elsewhere(loop, x)) is not None:
+                line = func.__code__.co_firstlineno - 1
+                if (read := _read_elsewhere(loop, x, set())) is not None:
                     suspect = (f"{cls.__name__}.kernel reads grid '{read[0]}', which it "
-                               f"writes, at another point than {x} (line "
-                               f"{func.__code__.co_firstlineno + read[1] - 1}): a "
+                               f"writes, at another point than {x} (line {line + read[1]}): a "
                                "Gauss-Seidel sweep, whose result depends on the order of the "
                                "points, which a decomposition into blocks changes")
+                elif (read := _read_elsewhere(loop, x, before)) is not None:
+                    suspect = (f"{cls.__name__}.kernel reads grid '{read[0]}' at another "
+                               f"point than {x} (line {line + read[1]}) after an earlier "
+                               "point loop wrote it: the halo of a rank's block would still "
+                               "hold the values from before that loop (halos travel once a "
+                               "sweep, before it)")
+                local = _local_use(loop, x, set(params[1:]))   # the grids
+                if local is not None and problem is None:
+                    problem = (f"{cls.__name__}.kernel {local[0]} (line {line + local[1]}): "
+                               "each rank runs it on its own block, whose positions, shape "
+                               "and edges are not the grid's")
+                before |= stored_grids(loop)
             reads_out = _reads_output(fn, out_name) if out_name else True
             _CHECKED[cls] = (problem, reads_out, suspect)
     problem, reads_out, suspect = _CHECKED[cls]
@@ -572,7 +585,8 @@ def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable 
 def _sequential(kernel: Any, grids: Sequence[Any], key: Hashable) -> bool:
     """Whether a point loop of ``kernel`` on these local grids reads, at another point, a grid
     it writes (:attr:`~asp_stencil.dast.PointLoop.sequential` of its domain IR, offsets
-    known); a kernel outside the DSL counts as one (nothing tells its reads apart)."""
+    known) or one an earlier loop wrote (its halo is stale); a kernel outside the DSL counts
+    as one (nothing tells its reads apart)."""
     from asp_core.ir import walk
 
     memo = (type(kernel), key)
@@ -582,8 +596,14 @@ def _sequential(kernel: Any, grids: Sequence[Any], key: Hashable) -> bool:
         except Exception:  # noqa: BLE001 - not specialisable: the source's suspicion stands
             _SEQUENTIAL[memo] = True
         else:
-            _SEQUENTIAL[memo] = any(isinstance(n, D.PointLoop) and n.sequential
-                                    for n in walk(dast))
+            before: set[str] = set()
+            found = False
+            for loop in (n for n in walk(dast) if isinstance(n, D.PointLoop)):
+                found = found or loop.sequential or any(
+                    r.grid in before and (r.at.var is not None or any(r.at.offset))
+                    for r in D.reads(loop))
+                before |= {n.grid for n in D.expr_nodes(loop) if isinstance(n, D.Store)}
+            _SEQUENTIAL[memo] = found
     return _SEQUENTIAL[memo]
 
 
@@ -614,16 +634,56 @@ def _point_loops(fn: ast.AST, grid: str | None = None) -> list[tuple[ast.For, st
             and (grid is None or loop.iter.func.value.id == grid)]
 
 
-def _read_elsewhere(loop: ast.For, x: str) -> tuple[str, int] | None:
-    """``(grid, line)`` of a read, in point loop ``loop``, of a grid the loop writes, at
-    another point than ``x``; None if there is none."""
-    written = stored_grids(loop)
+def _read_elsewhere(loop: ast.For, x: str, before: set[str]) -> tuple[str, int] | None:
+    """``(grid, line)`` of a read, in point loop ``loop``, at another point than ``x``, of a
+    grid the loop writes (``before`` empty) or of one of the grids ``before``; None if there
+    is none."""
+    written = before or stored_grids(loop)
     for n in ast.walk(loop):
         if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and \
                 isinstance(n.value, ast.Name) and n.value.id in written and \
                 not (isinstance(n.slice, ast.Name) and n.slice.id == x):
             return n.value.id, n.lineno
     return None
+
+
+def _local_use(loop: ast.For, x: str, grids: set[str]) -> tuple[str, int] | None:
+    """``(what, line)`` of a use, in point loop ``loop``, of what differs between a rank's
+    block and the whole grid: a point's coordinates (``x[0]``, ``x`` passed to a function
+    other than ``neighbors``, ``nearest_interior`` and ``distance``), a grid's other
+    attributes (``shape``, ``data``), or a write at another point than ``x`` (a kernel doing
+    so runs in Python, on the block). None if there is none."""
+    points = {x} | {n.target.id for n in ast.walk(loop) if isinstance(n, ast.For)
+                    and isinstance(n.target, ast.Name) and isinstance(n.iter, ast.Call)
+                    and isinstance(n.iter.func, ast.Attribute)
+                    and n.iter.func.attr == "neighbors"}
+    allowed: set[int] = set()   # the Name nodes of points used as the DSL uses them
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and \
+                n.value.id in grids:
+            allowed.add(id(n.slice))
+            if isinstance(n.ctx, ast.Store) and not (isinstance(n.slice, ast.Name)
+                                                     and n.slice.id == x):
+                return f"writes grid '{n.value.id}' at another point than {x}", n.lineno
+        elif isinstance(n, ast.Call) and (
+                isinstance(n.func, ast.Attribute) and n.func.attr in ("neighbors",
+                                                                       "nearest_interior")
+                or isinstance(n.func, ast.Name) and n.func.id == "distance"):
+            allowed.update(id(a) for a in n.args)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and \
+                n.value.id in grids and n.attr not in DSL_METHODS:
+            return f"reads {n.value.id}.{n.attr}", n.lineno
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Name) and n.id in points and isinstance(n.ctx, ast.Load) and \
+                id(n) not in allowed:
+            return f"uses the position of point {n.id} ({ast.unparse(_parent(loop, n))})", \
+                n.lineno
+    return None
+
+
+def _parent(root: ast.AST, node: ast.AST) -> ast.AST:
+    """The node under ``root`` holding ``node`` (``node`` itself at the root)."""
+    return next((p for p in ast.walk(root) for c in ast.iter_child_nodes(p) if c is node), node)
 
 
 def _reads_output(fn: ast.AST, out_name: str) -> bool:
@@ -982,6 +1042,12 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
                          f"{g0.halo_depth} // ghost_depth {g0.ghost_depth}), got "
                          f"{exchange_every!r}; create the grids with a deeper halo_depth")
     gs = list(grids)
+    # the inputs before the state that the kernel writes are no constants: their halos travel
+    # every step (their values change in every step, and no halo deep enough for several
+    # steps is recomputed for them)
+    changing = {i for i in written_inputs(kernel) if i < len(gs) - 2}
+    if changing:
+        s = 1
     constants_fresh = False
     done = 0
     while done < steps:
@@ -990,7 +1056,7 @@ def iterate(kernel: Any, *grids: DistributedStencilGrid, steps: int,
         # once), and the output if the kernel reads it, or once when a block has several steps
         # (the output is read from step 2 on, and the grid border inside its halo must be right)
         first = not constants_fresh
-        travel = [gr for gr in gs[:-2] if first] + [gs[-2]]
+        travel = [gr for i, gr in enumerate(gs[:-2]) if first or i in changing] + [gs[-2]]
         if reads_out or (block > 1 and first):
             travel.append(gs[-1])
         constants_fresh = True

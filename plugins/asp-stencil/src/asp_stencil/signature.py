@@ -27,6 +27,7 @@ from .frontend import callee_meaning, dotted_name, resolve_path
 from .grid import dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
+           "written_inputs",
            "callee_meanings", "stored_grids"]
 
 
@@ -104,6 +105,11 @@ def check_written(data: list[np.ndarray], written: Iterable[int]) -> None:
             if j != i and np.may_share_memory(data[i], other):
                 raise ValueError(f"grid {i + 1}, which the kernel writes, shares memory "
                                  f"with grid {j + 1}; pass separate grids")
+
+
+def written_inputs(instance: Any) -> tuple[int, ...]:
+    """Positions of the input grids (all but the last) the kernel writes."""
+    return _kernel_names(instance).written
 
 
 def kernel_attribute_names(instance: Any) -> tuple[str, ...]:
