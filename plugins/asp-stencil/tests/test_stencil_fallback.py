@@ -153,9 +153,18 @@ class NonScalarAttribute(StencilKernel):
             out[x] = u[x] * self.scale  # <- attribute 'self.scale' that is not a real scalar
 
 
+class TimedeltaAttribute(StencilKernel):
+    lag = np.timedelta64(3)   # generic unit: unhashable (the call raised "Can't hash")
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            lag = self.lag  # <- attribute 'self.lag' that is not a real scalar
+            out[x] = u[x] + 1.0
+
+
 CASES = [UserFunction, BitwiseAnd, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
          GlobalName, WriteNeighbour, PointArithmetic, CarriedLocal,
-         LocalAfterLoop, ClosureMax, ClosureNumber, NonScalarAttribute]
+         LocalAfterLoop, ClosureMax, ClosureNumber, NonScalarAttribute, TimedeltaAttribute]
 
 
 def _marker(cls):

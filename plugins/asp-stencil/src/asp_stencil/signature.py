@@ -198,12 +198,14 @@ def callee_meanings(instance: Any) -> tuple:
 
 def _hashable(v: Any) -> Hashable:
     """``v`` as part of the key: numbers by their exact bits (``0.0 == -0.0`` would reuse the
-    code of the other sign; a nan never equals itself and would specialise on every call)."""
+    code of the other sign; a nan never equals itself and would specialise on every call),
+    NumPy scalars with their dtype (a generic-unit ``timedelta64`` cannot be hashed: the call
+    raised where Python runs the kernel)."""
     if isinstance(v, float):
         return (type(v).__name__, v.hex())
-    if isinstance(v, np.generic) and v.dtype.kind in "fc":
-        return (type(v).__name__, v.tobytes())
-    if isinstance(v, (bool, int, str, type(None), np.number, np.bool_)):
+    if isinstance(v, np.generic) and v.dtype.kind != "O":
+        return (type(v).__name__, v.dtype.str, v.tobytes())
+    if isinstance(v, (bool, int, str, type(None))):
         return (type(v).__name__, v)
     return (type(v).__name__, id(v))
 
