@@ -158,7 +158,7 @@ class TimedeltaAttribute(StencilKernel):
 
     def kernel(self, u, out):
         for x in out.interior_points():
-            lag = self.lag  # <- attribute 'self.lag' that is not a real scalar
+            _ = self.lag  # <- attribute 'self.lag' that is not a real scalar
             out[x] = u[x] + 1.0
 
 
