@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
            "abort_on_uncaught", "abort_caught",
-           "agree", "check_same", "agree_call", "call_digest", "CommStats", "block_range",
+           "agree", "check_same", "check_root", "agree_call", "call_digest", "CommStats", "block_range",
            "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
@@ -154,6 +154,17 @@ def check_same(comm: Any, value: Any, what: str) -> Any:
         raise ValueError(f"mismatched {what} across ranks ({listing}); every rank must pass "
                          f"the same {what}")
     return values[0]
+
+
+def check_root(comm: Any, root: Any) -> int:
+    """Collective: ``root`` the same rank of ``comm`` on every rank, else ValueError on all
+    ranks (a gather to another root on each rank waited forever; MPI takes -1 as "no
+    process" and would send nothing)."""
+    root = check_same(comm, root, "root")
+    if isinstance(root, (bool, np.bool_)) or not isinstance(root, numbers.Integral) \
+            or not 0 <= int(root) < comm.Get_size():
+        raise ValueError(f"root must be a rank in 0..{comm.Get_size() - 1}, got {root!r}")
+    return int(root)
 
 
 def _comparable(value: Any) -> Any:

@@ -217,3 +217,38 @@ def test_mpi_iterate_exchanges_an_input_the_kernel_writes_every_step(nprocs, tmp
     """``iterate`` sent the grids before the state once, as constants: a kernel writing one of
     them read stale halo values from the second step on (off by up to 0.81)."""
     assert_every_rank_prints(ITERATE_WRITTEN_INPUT, "EQUAL-OK", nprocs, tmp_path, timeout=120)
+
+
+GATHER_ROOTS = """
+import numpy as np
+import scipy.sparse as sp
+
+from asp_core.mpi import fatal_errors, world
+from asp_mpk.distributed import DistributedMatrix
+
+comm = world()
+with fatal_errors(comm):
+    A = sp.identity(10, format="csr") * 2.0
+    dm = DistributedMatrix(A, comm)
+    own = np.full(dm.hi - dm.lo, float(comm.rank))
+    for root, says in ((comm.rank, "mismatched root"), (None if comm.rank else 0, "mismatched"),
+                       (5, "root must be a rank in 0..")):
+        try:
+            dm.gather(own, root=root)
+        except ValueError as exc:
+            assert says in str(exc), str(exc)
+        else:
+            raise AssertionError(f"gather(root={root!r}) did not raise on rank {comm.rank}")
+    whole = dm.gather(own, root=0)
+    assert (whole is not None) == (comm.rank == 0)
+    print(f"ROOTS-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_mpi_mpk_gather_to_another_root_on_each_rank_raises_on_every_rank(nprocs, tmp_path):
+    """``DistributedMatrix.gather(x, root=comm.rank)`` hung (each rank waited for its own
+    root), ``root=5`` of 2 ranks was a raw MPI error; as ``DistributedStencilGrid.gather``,
+    the same ``ValueError`` on every rank now."""
+    assert_every_rank_prints(GATHER_ROOTS, "ROOTS-OK", nprocs, tmp_path, timeout=90)

@@ -25,6 +25,7 @@ database is broadcast and used by all ranks.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -291,10 +292,21 @@ class DistributedGaussianMixture:
         """The model without ``engine_``, the fit's engine: it holds this process's compiled
         kernels (ctypes pointers) and tuning callbacks, so a fitted model could be neither
         pickled (to save it, or to predict in another process) nor deep-copied. Predicting
-        needs only the fitted parameters."""
+        needs only the fitted parameters. Nor the communicator, a handle of this MPI job (one
+        made by ``Split`` or ``Dup`` cannot be pickled): the loaded model fits and scores over
+        the ``COMM_WORLD`` of the process that loads it, unless given ``comm=`` again."""
         state = self.__dict__.copy()
         state.pop("engine_", None)
+        state["comm"] = None
         return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DistributedGaussianMixture:
+        """A copy without the engine that shares the communicator (a handle: the copy fits
+        over the same ranks)."""
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
+        twin.comm = self.comm
+        return twin
 
     # -- validation ----------------------------------------------------------------------------
     def _comm(self) -> Any:

@@ -306,10 +306,13 @@ class DistributedMatrix:
         return arr  # type: ignore[return-value]
 
     def gather(self, x_own: np.ndarray, root: int | None = None) -> np.ndarray | None:
-        """Collective: the whole vector (on every rank, or on ``root`` only)."""
-        if root is None:
+        """Collective: the whole vector (on every rank, or on ``root`` only: the same on
+        every rank, else a ``ValueError`` on all of them)."""
+        from asp_core.mpi import check_root, check_same
+
+        if check_same(self.comm, root is None, "root being None"):
             return np.concatenate(self.comm.allgather(np.asarray(x_own)))
-        parts = self.comm.gather(np.asarray(x_own), root=root)
+        parts = self.comm.gather(np.asarray(x_own), root=check_root(self.comm, root))
         return np.concatenate(parts) if parts is not None else None
 
 

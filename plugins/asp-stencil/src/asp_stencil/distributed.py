@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
-from asp_core.mpi import HaloExchange, agree_call, call_digest, check_same
+from asp_core.mpi import HaloExchange, agree_call, call_digest, check_root, check_same
 from asp_stencil import dast as D
 from asp_stencil.grid import DSL_METHODS, StencilGrid
 from asp_stencil.signature import (callee_meanings, kernel_attribute_names, stencil_signature,
@@ -427,13 +427,8 @@ class DistributedStencilGrid:
         return out
 
     def _root(self, root: Any) -> int:
-        """``root`` checked on every rank: the same rank of this grid's communicator (MPI
-        takes -1 as "no process" and would send nothing)."""
-        root = check_same(self.cart, root, "root")
-        if isinstance(root, bool) or not isinstance(root, (int, np.integer)) \
-                or not 0 <= root < self.size:
-            raise ValueError(f"root must be a rank in 0..{self.size - 1}, got {root!r}")
-        return int(root)
+        """``root`` checked on every rank (:func:`asp_core.mpi.check_root`)."""
+        return check_root(self.cart, root)
 
     def scatter(self, array: np.ndarray | None, root: int = 0) -> None:
         """Collective: distribute ``array`` (significant on ``root`` only) over the ranks."""
