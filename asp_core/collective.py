@@ -68,6 +68,7 @@ class AgreedVariants:
         self._idle = args is None
         self._fallback: Callable[..., Any] = dispatcher.fallback or dispatcher
         self._bound: Callable[..., Any] | None = None
+        self._built: set[str] = set()   # the variants every rank has built
         # ASP_MODE=python on some ranks only is their reason to fall back, agreed like any:
         # returning before the agreement left the other ranks waiting in it for good
         python_mode = config.mode() == "python"
@@ -82,7 +83,11 @@ class AgreedVariants:
             error, names = f"{type(exc).__name__}: {exc}", []
         except Exception as exc:  # noqa: BLE001 - bad input: raised on every rank (below)
             error, names, bad_input = f"{type(exc).__name__}: {exc}", [], type(exc).__name__
-        gathered = comm.allgather((error, names, bad_input))
+        # ASP_MODE=strict on some ranks only: every rank raises (those ranks raising while the
+        # others ran Python ended the job, or hung it where the error was caught)
+        gathered = comm.allgather((error, names, bad_input, config.mode() == "strict"))
+        self._strict = any(s for _, _, _, s in gathered)
+        gathered = [g[:3] for g in gathered]
         errors = [e for e, _, _ in gathered]
         proposed = [p for _, p, _ in gathered]
         kinds = [k for _, _, k in gathered if k]
@@ -106,13 +111,7 @@ class AgreedVariants:
             self._variants = None
             self.reason = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e) \
                 or "the ranks proposed no variant in common"
-            what = what or f"kernel {dispatcher.name!r}"
-            if config.mode() == "strict":
-                raise AspError(f"{what} cannot be specialised on {comm.Get_size()} ranks: "
-                               f"{self.reason}")
-            if not python_mode:   # what this rank asked for needs no warning
-                warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
-                     SpecializationWarning)
+            self._unspecialised(what or f"kernel {dispatcher.name!r}", python_mode)
             return
         from asp_core.plugins import get_registry
 
@@ -130,6 +129,17 @@ class AgreedVariants:
                                repeats=spec.tuning_repeats)
         if ctx is not None:
             recording.add_context(ctx, f"{dispatcher.name}[{size} ranks]")
+        self._what = what or f"kernel {dispatcher.name!r}"
+
+    def _unspecialised(self, what: str, quiet: bool = False) -> None:
+        """Every rank falls back (``self.reason`` says why): raised under strict mode on any
+        rank, else one warning per rank (``quiet``: none, what it asked for)."""
+        if self._strict:
+            raise AspError(f"{what} cannot be specialised on {self.comm.Get_size()} ranks: "
+                           f"{self.reason}")
+        if not quiet:
+            warn(f"asp: {what} runs unspecialised on every rank: {self.reason}",
+                 SpecializationWarning)
 
     @property
     def specialised(self) -> bool:
@@ -176,8 +186,9 @@ class AgreedVariants:
             if self.comm.allreduce(bool(error), op=import_mpi().MAX):  # dropped on every rank
                 tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
                 continue
+            self._built.add(name)
             return self._timed(name, fn, args)
-        return self._bind(tuner.winner)(*args)
+        return self._bind_agreed(tuner.winner)(*args)
 
     def _timed(self, name: str, fn: Callable[..., Any], args: tuple) -> Any:
         """One timed call of variant ``name`` on every rank (see :meth:`__call__`)."""
@@ -198,7 +209,7 @@ class AgreedVariants:
         else:
             tuner.report(name, seconds, agreed=True)
         if tuner.done:
-            self._bind(tuner.winner)
+            self._bind_agreed(tuner.winner)
         if failure is not None:
             raise failure
         return result
@@ -211,6 +222,23 @@ class AgreedVariants:
             return self[name], ""
         except Exception as exc:  # noqa: BLE001 - agreed on by every rank in __call__
             return _nothing, f"{type(exc).__name__}: {exc}"
+
+    def _bind_agreed(self, name: str | None) -> Callable[..., Any]:
+        """Collective: :meth:`_bind` of ``name`` on every rank, or of the fallback on every rank
+        where it fails to build on any (the last candidate left when the others failed, or a
+        stored winner, under a compile timeout: every rank raised, where one process falls
+        back, or the ranks that could build it waited for the others in its first call)."""
+        from asp_core.mpi import import_mpi
+
+        if name is None or name in self._built:   # built on every rank already
+            return self._bind(name)
+        error = self._build(name)[1]
+        if self.comm.allreduce(bool(error), op=import_mpi().MAX):
+            self.tuner, self.reason = None, f"variant {name} failed to build on a rank: " + (
+                error or "another rank")
+            self._unspecialised(self._what)
+            name = None
+        return self._bind(name)
 
     def _bind(self, name: str | None) -> Callable[..., Any]:
         """What this rank's later calls run: variant ``name``, or the fallback for None."""

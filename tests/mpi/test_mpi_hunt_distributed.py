@@ -252,3 +252,74 @@ def test_mpi_mpk_gather_to_another_root_on_each_rank_raises_on_every_rank(nprocs
     root), ``root=5`` of 2 ranks was a raw MPI error; as ``DistributedStencilGrid.gather``,
     the same ``ValueError`` on every rank now."""
     assert_every_rank_prints(GATHER_ROOTS, "ROOTS-OK", nprocs, tmp_path, timeout=90)
+
+
+COMPILE_FAILS = """
+import os
+import warnings
+
+import numpy as np
+
+from asp_core import AspError, SpecializationWarning
+from asp_core.mpi import fatal_errors, world
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.distributed import DistributedStencilGrid, distribute
+
+
+class Heat(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = 0.6 * u[x]
+            for y in u.neighbors(x, 1):
+                out[x] += 0.1 * u[y]
+
+
+class Odd(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            while False:
+                pass
+            out[x] = u[x]
+
+
+os.environ["ASP_COMPILE_TIMEOUT"] = "0.001"   # gcc cannot finish: every compile fails
+comm = world()
+with fatal_errors(comm):
+    init = np.random.default_rng(0).standard_normal((23, 21))
+    ref, tmp = StencilGrid([23, 21]), StencilGrid([23, 21])
+    ref.data[...] = init
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = Heat().iterate(ref, tmp, steps=4).data.copy()
+    u = DistributedStencilGrid((23, 21), comm)
+    out = DistributedStencilGrid(like=u)
+    u.load_global(init)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = distribute(Heat()).iterate(u, out, steps=4)
+    assert any(issubclass(w.category, SpecializationWarning)
+               and "runs unspecialised on every rank" in str(w.message) for w in caught), \\
+        [str(w.message) for w in caught]
+    assert np.array_equal(got.allgather(), want)
+    os.environ["ASP_COMPILE_TIMEOUT"] = "60"
+    if comm.rank == 0:
+        os.environ["ASP_MODE"] = "strict"   # one rank only: every rank raises
+    try:
+        distribute(Odd()).kernel(u, out)
+    except AspError as exc:
+        assert "cannot be specialised" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"no error on rank {comm.rank}")
+    print(f"FALLBACK-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@requires_compiler
+@pytest.mark.parametrize("nprocs", [2])
+def test_mpi_a_compile_that_fails_on_the_ranks_falls_back_on_every_rank(nprocs, tmp_path):
+    """Under ``ASP_COMPILE_TIMEOUT`` too short for gcc one process falls back to Python;
+    distributed, the last variant left was bound unbuilt and every rank raised
+    ``ToolchainError``. ``ASP_MODE=strict`` on one rank only made that rank raise while the
+    others ran Python (the job aborted, or hung where the error was caught)."""
+    assert_every_rank_prints(COMPILE_FAILS, "FALLBACK-OK", nprocs, tmp_path, timeout=120)
