@@ -249,3 +249,22 @@ def test_values_stored_past_the_last_row_are_ignored_as_scipy_does():
         np.testing.assert_array_equal(asp_mpk.spmv(A, np.ones(n)), [1.0, 1.0, 1.0, 0.0])
         np.testing.assert_array_equal(asp_mpk.matrix_powers(A, np.ones(n), 2)[2],
                                       [1.0, 1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("mode", ["background", "wait"])
+def test_an_np_matrix_out_is_refused_as_such(monkeypatch, tmp_path, mode):
+    """``out=np.asmatrix(...)`` of the right shape passed the checks and reached the kernels
+    2-D (a matrix cannot be reshaped to 3-D): "csr_powers: xs must be (nvec, n) ...", "out must
+    be an (nvec, k+1, n) array" or "out has shape (4, 40)", by the path taken."""
+    import scipy.sparse as sp
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_MPK_COMPILE", mode)
+    A = sp.csr_matrix(sp.random(40, 40, density=0.15, random_state=1) + sp.eye(40) * 4)
+    x, k = np.ones(40), 3
+    for call in (lambda out: asp_mpk.matrix_powers(A, x, k, out=out),
+                 lambda out: MatrixPowers(A, k)(x, out=out)):
+        with pytest.raises(ValueError, match="not an np.matrix"):
+            call(np.asmatrix(np.zeros((k + 1, 40))))
+        out = np.zeros((k + 1, 40))
+        assert call(out) is out

@@ -518,6 +518,9 @@ def _into(out: Any, xs: np.ndarray, shape: tuple[int, int, int], dtype: np.dtype
     if not (isinstance(out, np.ndarray) and out.shape == want and out.dtype == dtype
             and out.flags.c_contiguous and out.flags.writeable):
         raise ValueError(f"out must be a writeable C-contiguous {want} {dtype} array")
+    if isinstance(out, np.matrix):   # always 2-D: no (nvec, k+1, n) view of it
+        raise ValueError(f"out must be a {want} {dtype} ndarray, not an np.matrix "
+                         "(np.asarray(out) is a view of it)")
     res = out.reshape(shape)
     return res, (xs.copy() if np.may_share_memory(xs, res) else xs)
 
