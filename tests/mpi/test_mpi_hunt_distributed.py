@@ -323,3 +323,35 @@ def test_mpi_a_compile_that_fails_on_the_ranks_falls_back_on_every_rank(nprocs, 
     ``ToolchainError``. ``ASP_MODE=strict`` on one rank only made that rank raise while the
     others ran Python (the job aborted, or hung where the error was caught)."""
     assert_every_rank_prints(COMPILE_FAILS, "FALLBACK-OK", nprocs, tmp_path, timeout=120)
+
+
+EXCHANGE_ORDER = """
+import numpy as np
+
+from asp_core.mpi import fatal_errors, world
+from asp_stencil.distributed import DistributedStencilGrid, exchange
+
+comm = world()
+with fatal_errors(comm):
+    da = DistributedStencilGrid((12, 10), comm)
+    db = DistributedStencilGrid(like=da)
+    for grids in ((da, db) if comm.rank == 0 else (db, da),
+                  (da,) if comm.rank == 0 else (da, db)):
+        try:
+            exchange(*grids)
+        except ValueError as exc:
+            assert "mismatched grids of exchange" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"exchange of other grids on rank {comm.rank} went through")
+    exchange(da, db)
+    print(f"EXCHANGE-OK rank {comm.rank}", flush=True)
+"""
+
+
+@requires_mpi
+@pytest.mark.parametrize("nprocs", [2])
+def test_mpi_exchange_of_other_grids_on_each_rank_raises_on_every_rank(nprocs, tmp_path):
+    """``exchange(a, b)`` on one rank and ``exchange(b, a)`` on another filled ``a``'s halo with
+    ``b``'s values without a word; a grid more on one rank was a raw MPI error on one rank
+    while the other went on."""
+    assert_every_rank_prints(EXCHANGE_ORDER, "EXCHANGE-OK", nprocs, tmp_path, timeout=90)

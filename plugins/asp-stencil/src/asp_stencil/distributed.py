@@ -844,7 +844,15 @@ def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
 
     The grids must share one decomposition (``like=``): the first grid's exchange moves them
     all (a grid with another halo depth got wrong halo values, or MPI failed on the message
-    sizes). Checked locally: the same on every rank for grids created collectively."""
+    sizes). Checked locally, and the grids (their numbers, given at their collective creation)
+    across the ranks: ``exchange(a, b)`` on one rank and ``exchange(b, a)`` on another filled
+    ``a``'s halo with ``b``'s values, and a grid more on one rank was a raw MPI error."""
+    _check_grids_and_exchange(grids, stats, check=True)
+
+
+def _check_grids_and_exchange(grids: Sequence[Any], stats: Any, check: bool) -> None:
+    """:func:`exchange`; ``check``: agree on the grids across the ranks first (the sweeps
+    agreed on their call already)."""
     for i, g in enumerate(grids):
         if not isinstance(g, DistributedStencilGrid):
             raise TypeError(f"exchange: argument {i + 1} is a {type(g).__name__}, not a "
@@ -855,6 +863,8 @@ def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
                              f"({grids[0].dec.shape}, halo {grids[0].halo_depth}, dims "
                              f"{grids[0].dims}); exchange grids of one decomposition together "
                              "(create them with like=)")
+    if check and grids:
+        check_same(grids[0].cart, [g.serial for g in grids], "grids of exchange (by number)")
     _finish_exchange(_start_exchange(list(grids), stats))
 
 
@@ -1001,7 +1011,7 @@ def _step(kernel: Any, grids: Sequence[DistributedStencilGrid],
           key: Hashable = None) -> None:
     g0 = grids[0]
     if not overlap:
-        exchange(*travel, stats=stats)
+        _check_grids_and_exchange(travel, stats, check=False)
         _local_call(kernel, grids, key)
         return
     pending = _start_exchange(travel, stats)
