@@ -153,6 +153,14 @@ class NonScalarAttribute(StencilKernel):
             out[x] = u[x] * self.scale  # <- attribute 'self.scale' that is not a real scalar
 
 
+class NumpyFunction(StencilKernel):
+    """Named a "user function" before: it is NumPy's (the DSL compiles math.sqrt)."""
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = np.sqrt(u[x])  # <- call to function 'np.sqrt', which the stencil DSL
+
+
 class TimedeltaAttribute(StencilKernel):
     lag = np.timedelta64(3)   # generic unit: unhashable (the call raised "Can't hash")
 
@@ -164,7 +172,8 @@ class TimedeltaAttribute(StencilKernel):
 
 CASES = [UserFunction, BitwiseAnd, TopLevelIf, PartlyAssigned, WhileLoop, PrintCall, CompareOutside,
          GlobalName, WriteNeighbour, PointArithmetic, CarriedLocal,
-         LocalAfterLoop, ClosureMax, ClosureNumber, NonScalarAttribute, TimedeltaAttribute]
+         LocalAfterLoop, ClosureMax, ClosureNumber, NonScalarAttribute, TimedeltaAttribute,
+         NumpyFunction]
 
 
 def _marker(cls):

@@ -662,8 +662,15 @@ class _Parser:
         except TypeError:  # unhashable callee
             fname = None
         if fname is None:
-            kind = "user function" if callable(obj) else "unknown function"
-            raise self.err(node, f"call to {kind} '{label}'")
+            if isinstance(obj, (types.FunctionType, types.MethodType)):
+                raise self.err(node, f"call to user function '{label}'")
+            if not callable(obj):
+                raise self.err(node, f"call to unknown function '{label}'")
+            # a NumPy ufunc, a built-in: not the user's ("user function 'np.sqrt'")
+            known = ", ".join(sorted({("math." if f.__module__ == "math" else "") + f.__name__
+                                      for f in MATH_FUNCTIONS}))
+            raise self.err(node, f"call to function '{label}', which the stencil DSL does not "
+                                 f"compile (it compiles {known})")
         n = len(node.args)
         if fname in ("min", "max"):
             if n < 2:
