@@ -343,3 +343,19 @@ def test_csr_arrays_replaced_badly_are_refused_on_the_first_call_too(call, chang
                 asp_mpk.matrix_powers(A, x, 2)
             else:
                 asp_mpk.cg(A, x)
+
+
+@pytest.mark.parametrize("maxiter", [np.array(3), np.int32(3), 3])
+def test_cg_takes_maxiter_as_scipy_takes_it(maxiter):
+    """``maxiter=np.array(5)`` (a 0-d array, as a config file or a sweep gives it) was refused
+    where SciPy takes anything an index can be; a bool, a float or a negative count still are."""
+    import scipy.sparse.linalg as spla
+
+    A = asp_mpk.gallery.poisson2d(12)
+    b = np.ones(A.shape[0])
+    x, info = asp_mpk.cg(A, b, maxiter=maxiter, rtol=1e-14)
+    want, want_info = spla.cg(A, b, maxiter=maxiter, rtol=1e-14)
+    assert info == want_info == 3
+    for bad in (True, 3.0, -1, np.array([3])):
+        with pytest.raises(ValueError, match="maxiter must be a non-negative integer"):
+            asp_mpk.cg(A, b, maxiter=bad)

@@ -20,6 +20,7 @@ negative ``p.Ap``, A not positive definite, goes on as in SciPy).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 from typing import Any, Callable, NamedTuple
@@ -106,6 +107,18 @@ def _tol(name: str, v: Any) -> float:
     return float(v)
 
 
+def _count(maxiter: Any) -> int:
+    """``maxiter`` as SciPy takes it: anything an index can be (a 0-d integer array too), not
+    a bool, at least 0."""
+    try:
+        count = -1 if isinstance(maxiter, bool) else operator.index(maxiter)
+    except TypeError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+    return count
+
+
 def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
        maxiter: int | None = None, M: Any = None, callback: Callable[[np.ndarray], Any] | None
        = None, s: int | None = None, basis: str = "chebyshev") -> tuple[np.ndarray, int]:
@@ -170,10 +183,7 @@ def cg(A: Any, b: Any, x0: Any = None, *, rtol: float = 1e-5, atol: float = 0.0,
         if x0 is not None:
             x0v = as_start(x0, n)
         rtol, atol = _check_tols(rtol, atol)
-        if maxiter is None:
-            maxiter = n * 10
-        if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 0:
-            raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
+        maxiter = n * 10 if maxiter is None else _count(maxiter)
         if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))
                               or not 1 <= s <= 32):
             raise ValueError(f"s must be an integer in 1..32, got {s!r}")
