@@ -176,6 +176,22 @@ def test_neighbours_outside_the_array_are_refused_whether_or_not_they_are_read(
         np.testing.assert_array_equal(out.data, before)
 
 
+class _Decay(StencilKernel):
+    def kernel(self, u, out, rate):
+        for x in out.interior_points():
+            out[x] = u[x] * rate
+
+
+@pytest.mark.parametrize("mode", ["auto", "python"])
+def test_a_number_passed_as_an_argument_says_to_make_it_an_attribute(monkeypatch, mode):
+    """``kernel(self, u, out, rate)`` called with ``0.5``: "the output grid (last argument)
+    must be a StencilGrid ..., got float" said what was wrong, not what to write instead."""
+    monkeypatch.setenv("ASP_MODE", mode)
+    with pytest.raises(TypeError, match=r"got float; a kernel's arguments are its grids: give "
+                                        r"a number as an attribute of the kernel .*self\.rate"):
+        _Decay().kernel(*_pair(), 0.5)
+
+
 @requires_compiler
 def test_non_contiguous_data(lap):
     a, out = _pair()

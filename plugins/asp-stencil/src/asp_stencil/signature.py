@@ -59,8 +59,12 @@ def check_grids(args: tuple) -> list[np.ndarray]:
     for i, g in enumerate(args):
         data = getattr(g, "data", None)
         if not hasattr(g, "ghost_depth"):
+            scalar = isinstance(g, (int, float, np.number)) and not isinstance(g, bool)
             raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
-                            f"{type(g).__name__}")
+                            f"{type(g).__name__}" + (
+                                "; a kernel's arguments are its grids: give a number as an "
+                                "attribute of the kernel (k.rate = 0.5) and read self.rate in "
+                                "it" if scalar else ""))
         if not isinstance(data, np.ndarray):
             raise TypeError(f"{_describe(i, n)}: .data must be a NumPy array, got "
                             f"{type(data).__name__}")
