@@ -336,7 +336,8 @@ with fatal_errors(comm):
     da = DistributedStencilGrid((12, 10), comm)
     db = DistributedStencilGrid(like=da)
     for grids in ((da, db) if comm.rank == 0 else (db, da),
-                  (da,) if comm.rank == 0 else (da, db)):
+                  (da,) if comm.rank == 0 else (da, db),
+                  (da, db) if comm.rank == 0 else (da, db.local)):   # not a grid, on one rank
         try:
             exchange(*grids)
         except ValueError as exc:
@@ -353,5 +354,6 @@ with fatal_errors(comm):
 def test_mpi_exchange_of_other_grids_on_each_rank_raises_on_every_rank(nprocs, tmp_path):
     """``exchange(a, b)`` on one rank and ``exchange(b, a)`` on another filled ``a``'s halo with
     ``b``'s values without a word; a grid more on one rank was a raw MPI error on one rank
-    while the other went on."""
+    while the other went on; a local grid on one rank was refused there while the others
+    waited in the exchange."""
     assert_every_rank_prints(EXCHANGE_ORDER, "EXCHANGE-OK", nprocs, tmp_path, timeout=90)

@@ -852,7 +852,13 @@ def exchange(*grids: DistributedStencilGrid, stats: Any = None) -> None:
 
 def _check_grids_and_exchange(grids: Sequence[Any], stats: Any, check: bool) -> None:
     """:func:`exchange`; ``check``: agree on the grids across the ranks first (the sweeps
-    agreed on their call already)."""
+    agreed on their call already): first, so that an argument one rank alone refuses (not a
+    grid) is refused on every rank, not there only while the others wait in the exchange."""
+    mine = [g for g in grids if isinstance(g, DistributedStencilGrid)]
+    if check and mine:
+        check_same(mine[0].cart, [g.serial if isinstance(g, DistributedStencilGrid)
+                                  else type(g).__name__ for g in grids],
+                   "grids of exchange (by number)")
     for i, g in enumerate(grids):
         if not isinstance(g, DistributedStencilGrid):
             raise TypeError(f"exchange: argument {i + 1} is a {type(g).__name__}, not a "
@@ -863,8 +869,6 @@ def _check_grids_and_exchange(grids: Sequence[Any], stats: Any, check: bool) -> 
                              f"({grids[0].dec.shape}, halo {grids[0].halo_depth}, dims "
                              f"{grids[0].dims}); exchange grids of one decomposition together "
                              "(create them with like=)")
-    if check and grids:
-        check_same(grids[0].cart, [g.serial for g in grids], "grids of exchange (by number)")
     _finish_exchange(_start_exchange(list(grids), stats))
 
 
