@@ -23,7 +23,7 @@ from asp_mpk.cg_modes import ModeTimes
 from asp_mpk.matrix import (AnalysedMatrix, analysed, explain_first_sighting, powers_call,
                              product, remember_powers, remember_product, seen_before, vouched)
 from asp_mpk.recycle import Recycler
-from asp_mpk.validate import SUPPORTED_DTYPES, as_vector, check_finite, check_k
+from asp_mpk.validate import SUPPORTED_DTYPES, as_float, as_vector, check_finite, check_k
 
 if TYPE_CHECKING:
     from asp_core import Dispatcher
@@ -299,7 +299,7 @@ class MatrixPowers:
         """:meth:`powers` of any x: the tuned kernel, else :meth:`run`."""
         from asp_mpk.bases import basis_coefs
 
-        arr = as_vector(x, self.n, allow_2d=True, finite=False)
+        arr = as_vector(as_float(x, self.dtype), self.n, allow_2d=True, finite=False)
         wider = np.result_type(self.dtype, arr.dtype) if arr.dtype.kind == "f" else self.dtype
         if wider != self.dtype:   # SciPy's float32 A @ float64 x is float64: so are these
             return analysed(self.matrix, wider).powers(self.k).powers(
@@ -555,7 +555,7 @@ def matrix_powers(A: Any, x: Any, k: int, basis: str = "monomial", shifts: Any =
         V = fast[0](A, x, fast[1].result())
         if V is not None:
             return V
-    xa = np.asarray(x)   # once (a list would be converted at every look)
+    xa = np.asarray(as_float(x, getattr(A, "dtype", None)))   # once (a list converts at every look)
     m = vouched(A)   # no copy or analysis for a matrix seen before
     if m is None and basis == "monomial" and shifts is None and xa.ndim == 1 and \
             xa.dtype == getattr(A, "dtype", None):
@@ -658,6 +658,7 @@ def spmv(A: Any, x: Any, *, out: np.ndarray | None = None) -> np.ndarray:
         if y is not None:
             return y
     m = vouched(A)   # the short way for a matrix seen before (see its docs)
+    x = as_float(x, getattr(A, "dtype", None))   # an integer x: SciPy's float product
     xdtype = x.dtype if type(x) is np.ndarray else np.asarray(x).dtype
     if m is None and xdtype == getattr(A, "dtype", None):
         m = seen_before(A)   # None: A's contents met for the first time

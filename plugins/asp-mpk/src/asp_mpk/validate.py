@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["as_csr", "as_is", "as_vector", "as_start", "check_before_conversion", "checked_source",
-           "check_finite", "non_finite", "check_k", "float_dtype", "without_outside_diagonals",
+           "check_finite", "non_finite", "check_k", "float_dtype", "as_float", "without_outside_diagonals",
            "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -253,6 +253,19 @@ def as_vector(x: Any, n: int, *, name: str = "x", allow_2d: bool = False,
     if finite:
         check_finite(arr, name)
     return arr
+
+
+def as_float(x: Any, dtype: Any) -> Any:
+    """``x`` as SciPy's ``A @ x`` computes with it: a boolean, integer or float16 array cast to
+    the float dtype NumPy makes of it and ``dtype`` (A's: float64 for a float64 A or an int64
+    x, float32 for a float32 A and an int16 x); anything else as it is (checked later)."""
+    arr = np.asarray(x)
+    kind = arr.dtype.kind
+    if kind in "biu" or (kind == "f" and arr.dtype.itemsize < 4):
+        target = np.result_type(np.float64 if dtype is None else dtype, arr.dtype)
+        if target in SUPPORTED_DTYPES:
+            return arr.astype(target)
+    return x
 
 
 def as_start(x0: Any, n: int, *, name: str = "x0") -> np.ndarray:
