@@ -176,19 +176,28 @@ class AgreedVariants:
         tuner = self.tuner
         if tuner is None:
             return self._bind(None)(*args)
-        from asp_core.mpi import import_mpi
-
         while not tuner.done:
             name = tuner.next()
             if tuner.done:
                 break
-            fn, error = self._build(name)
-            if self.comm.allreduce(bool(error), op=import_mpi().MAX):  # dropped on every rank
-                tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
-                continue
-            self._built.add(name)
-            return self._timed(name, fn, args)
+            fn = self.agreed_build(name)
+            if fn is not None:
+                return self._timed(name, fn, args)
         return self._bind_agreed(tuner.winner)(*args)
+
+    def agreed_build(self, name: str) -> Callable[..., Any] | None:
+        """Collective: variant ``name`` built on every rank, or None on every rank where it
+        failed to build on any (then dropped from the tuning while it runs), for runners that
+        call the variants themselves."""
+        from asp_core.mpi import import_mpi
+
+        fn, error = self._build(name)
+        if self.comm.allreduce(bool(error), op=import_mpi().MAX):
+            if self.tuner is not None and not self.tuner.done:
+                self.tuner.exclude(name, f"failed to build on a rank: {error or 'another rank'}")
+            return None
+        self._built.add(name)
+        return fn
 
     def _timed(self, name: str, fn: Callable[..., Any], args: tuple) -> Any:
         """One timed call of variant ``name`` on every rank (see :meth:`__call__`)."""

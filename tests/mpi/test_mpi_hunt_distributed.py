@@ -301,6 +301,20 @@ with fatal_errors(comm):
                and "runs unspecialised on every rank" in str(w.message) for w in caught), \\
         [str(w.message) for w in caught]
     assert np.array_equal(got.allgather(), want)
+    from asp_gmm.distributed import DistributedGaussianMixture
+    from asp_gmm.estimator import GaussianMixture
+
+    X = np.random.default_rng(comm.rank).standard_normal((400, 3)) + comm.rank
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gmm = DistributedGaussianMixture(2, comm=comm, random_state=0).fit(X)
+    assert any("distributed EM runs unspecialised on every rank" in str(w.message)
+               for w in caught), [str(w.message) for w in caught]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = GaussianMixture(2, random_state=0).fit(np.concatenate(comm.allgather(X)))
+    np.testing.assert_allclose(np.sort(gmm.means_, axis=0), np.sort(one.means_, axis=0),
+                               rtol=1e-8, atol=1e-8)
     os.environ["ASP_COMPILE_TIMEOUT"] = "60"
     if comm.rank == 0:
         os.environ["ASP_MODE"] = "strict"   # one rank only: every rank raises
@@ -320,7 +334,7 @@ with fatal_errors(comm):
 def test_mpi_a_compile_that_fails_on_the_ranks_falls_back_on_every_rank(nprocs, tmp_path):
     """Under ``ASP_COMPILE_TIMEOUT`` too short for gcc one process falls back to Python;
     distributed, the last variant left was bound unbuilt and every rank raised
-    ``ToolchainError``. ``ASP_MODE=strict`` on one rank only made that rank raise while the
+    ``ToolchainError`` (a stencil sweep, a distributed GMM fit's EM step). ``ASP_MODE=strict`` on one rank only made that rank raise while the
     others ran Python (the job aborted, or hung where the error was caught)."""
     assert_every_rank_prints(COMPILE_FAILS, "FALLBACK-OK", nprocs, tmp_path, timeout=120)
 

@@ -202,9 +202,29 @@ class DistributedEM:
         if agreed.tuner.done:  # rank 0's stored winner, or the default with tuning off
             self.winner = agreed.tuner.winner
 
-    def _fn(self, name: str) -> Callable[..., EMStep]:
-        assert self._variants is not None
-        return self._variants[name]
+    def _fn(self, name: str) -> Callable[..., EMStep] | None:
+        """Collective: variant ``name`` built on every rank, or None on every rank where it
+        failed to build on any (a compile timeout: every rank raised ``ToolchainError``,
+        where one process's fit falls back to NumPy)."""
+        from asp_core.collective import AgreedVariants
+
+        variants = self._variants
+        assert variants is not None
+        if isinstance(variants, AgreedVariants):
+            return variants.agreed_build(name)
+        return variants[name]
+
+    def _numpy(self, reason: str) -> Callable[..., EMStep]:
+        """The NumPy step on every rank from now on, with one warning (as one process)."""
+        from asp_core import SpecializationWarning
+        from asp_core.errors import warn
+
+        from asp_gmm import reference
+
+        warn(f"asp: distributed EM runs unspecialised on every rank: {reason}",
+             SpecializationWarning)
+        self._variants, self._tuner, self.winner = {"numpy": reference.em_step}, None, "numpy"
+        return reference.em_step
 
     def step(self, X: np.ndarray, weights: np.ndarray, means: np.ndarray,
              precisions_cholesky: np.ndarray, covariance_type: str, reg_covar: float,
@@ -213,16 +233,25 @@ class DistributedEM:
         params = (weights, means, precisions_cholesky, covariance_type, float(reg_covar))
         if self._variants is None:
             self._prepare(X, params, n_global)
-        tuner = self._tuner
-        tuning = tuner is not None and not tuner.done
-        name = tuner.next() if tuner is not None and tuning else self.winner
-        assert name is not None
+        while True:   # the variant to run, built on every rank (one failing is dropped)
+            tuner = self._tuner
+            tuning = tuner is not None and not tuner.done
+            if tuner is not None and tuner.done:   # its last candidate left by a failed build
+                self.winner = tuner.winner
+            name = tuner.next() if tuner is not None and tuning else self.winner
+            assert name is not None
+            fn = self._fn(name)
+            if fn is not None:
+                break
+            if not tuning or tuner is None or tuner.done:
+                fn, name, tuning = self._numpy(f"variant {name} failed to build on a rank"), \
+                    "numpy", False
+                break
         local: EMStep | None = None
         seconds = 0.0
         error: BaseException | None = None
         if len(X):
             try:
-                fn = self._fn(name)
                 t0 = time.perf_counter()
                 local = fn(X, *params)
                 seconds = time.perf_counter() - t0
