@@ -192,10 +192,9 @@ def iterate_decision(kernel: Any) -> Decision | None:
     return max(found, key=lambda d: d.params.get("chunk", 0)) if found else None
 
 
-def _blocking_mode(kernel: Any, dispatcher: Any) -> str | None:
-    """``auto`` or ``on`` (:func:`temporal_mode`) where blocked sweeps may run, None where only
-    plain sweeps apply (turned off, or another platform chosen)."""
-    mode = temporal_mode(kernel)
+def _blocking_mode(mode: str, dispatcher: Any) -> str | None:
+    """``mode`` (:func:`temporal_mode`'s ``auto`` or ``on``) where blocked sweeps may run, None
+    where only plain sweeps apply (turned off, or another platform chosen)."""
     if mode == "off":
         return None
     requested, _ = config.phase_choice("stencil", "platform_selection",
@@ -279,7 +278,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     """``steps`` Jacobi sweeps of ``kernel`` (see the module docstring); returns the grid
     holding the last result."""
     gs = list(grids)
-    temporal_mode(kernel)   # an invalid setting is refused whatever ``steps`` (one never read it)
+    temporal = temporal_mode(kernel)   # read once; an invalid setting refused whatever ``steps``
     if steps == 0:   # no sweep: the state is where it was (the grids are checked all the same,
         # their number too: a sweep's call checks it where the grids themselves are refused)
         stencil_signature(tuple(gs), {}, kernel)
@@ -290,7 +289,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
     while steps > 0:
         key = stencil_signature(tuple(gs), {}, kernel)
         fn = dispatcher.tuned(key) if config.mode() != "python" else None
-        if fn is None and temporal_mode(kernel) == "on" and dispatcher.tuning(key) is not None:
+        if fn is None and temporal == "on" and dispatcher.tuning(key) is not None:
             fn = dispatcher  # still timing the sweep's variants: no need to wait for blocking
         if fn is None:  # not yet specialised, still tuning the sweep, or plain Python
             dispatcher(*gs)
@@ -316,7 +315,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 return gs[-2]
             except TypeError:  # state and output not interchangeable: plain sweeps
                 pass
-        mode = _blocking_mode(kernel, dispatcher) if steps > 1 else None
+        mode = _blocking_mode(temporal, dispatcher) if steps > 1 else None
         if mode == "auto" and built_iterator(kernel, key) is None:
             if config.autotune_mode() == "off":
                 # untuned, auto runs its default candidate, plain sweeps: a build never used
