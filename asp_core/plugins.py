@@ -21,6 +21,7 @@ from asp_core import config, hookspecs
 from asp_core.errors import PluginError, PluginWarning, warn
 from asp_core.log import get_logger
 from asp_core.registry import Registry
+from asp_core.spawn import hold_across_fork
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
@@ -312,28 +313,9 @@ def reset() -> None:
         _dists.clear()
 
 
-#: whether :func:`_before_fork` holds the lock (a hook registered mid-fork runs only after it)
-_held_for_fork = False
-
-
-def _before_fork() -> None:
-    """A fork waits while another thread loads the plugins: the lock it holds would never be
-    released in the child, nor the import lock of a plugin module it was importing, and the
-    child's first kernel call waited for them forever (see also
-    :func:`asp_core.spawn.wait_for_imports`).  Re-entrant: the thread that loads the plugins
-    may fork."""
-    global _held_for_fork
-    _lock.acquire()
-    _held_for_fork = True
-
-
-def _after_fork() -> None:
-    global _held_for_fork
-    if _held_for_fork:
-        _held_for_fork = False
-        _lock.release()
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
-                        after_in_child=_after_fork)
+    # a fork waits while another thread loads the plugins: the lock it holds would never be
+    # released in the child, nor the import lock of a plugin module it was importing, and the
+    # child's first kernel call waited for them forever (see also
+    # asp_core.spawn.wait_for_imports); re-entrant: the thread that loads the plugins may fork
+    hold_across_fork(_lock)

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import subprocess
@@ -61,29 +61,33 @@ def wait_for_imports() -> None:
         time.sleep(0.001)
 
 
-#: whether the fork hook holds :data:`_STARTING` (one registered mid-fork runs only after it)
-_held_for_fork = False
+def hold_across_fork(lock: Any, in_child: Callable[[], None] | None = None) -> None:
+    """Take ``lock`` before every fork and release it after, in parent and child (then run
+    ``in_child`` in the child): a lock another thread held at the fork would stay held in the
+    child, which has no such thread. Released only where the hook took it: one registered
+    while a fork runs (by a module another fork hook imports) gets no ``before`` call for
+    that fork."""
+    held = [False]
 
+    def before() -> None:
+        lock.acquire()
+        held[0] = True
 
-def _before_fork() -> None:
-    global _held_for_fork
-    _STARTING.acquire()
-    _held_for_fork = True
+    def after(child: bool) -> None:
+        if child and in_child is not None:
+            in_child()
+        if held[0]:
+            held[0] = False
+            lock.release()
 
-
-def _after_fork(child: bool) -> None:
-    global _held_for_fork
-    if child:
-        _RUNNING.clear()   # the parent's, not this process's, to kill
-    if _held_for_fork:
-        _held_for_fork = False
-        _STARTING.release()
+    os.register_at_fork(before=before, after_in_parent=lambda: after(False),
+                        after_in_child=lambda: after(True))
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=wait_for_imports)
-    os.register_at_fork(before=_before_fork, after_in_parent=lambda: _after_fork(False),
-                        after_in_child=lambda: _after_fork(True))
+    # the parent's tools, not the child's, to kill
+    hold_across_fork(_STARTING, in_child=_RUNNING.clear)
 
 
 def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
