@@ -18,14 +18,14 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Literal, Mapping, Union, overload
 
 import numpy as np
 
 __all__ = ["MPI_INSTALL_HINT", "MPIUnavailable", "import_mpi", "world", "fatal_errors",
            "abort_on_uncaught", "abort_caught",
-           "agree", "check_same", "check_root", "agree_call", "call_digest", "CommStats", "block_range",
-           "find_mpiexec", "HaloExchange"]
+           "agree", "check_same", "check_root", "agree_call", "call_digest", "CommStats",
+           "block_range", "find_mpiexec", "HaloExchange"]
 
 MPI_INSTALL_HINT = "pip install 'asp-core[mpi]'  (installs mpi4py and the mpich wheel)"
 
@@ -156,11 +156,19 @@ def check_same(comm: Any, value: Any, what: str) -> Any:
     return values[0]
 
 
-def check_root(comm: Any, root: Any) -> int:
-    """Collective: ``root`` the same rank of ``comm`` on every rank, else ValueError on all
-    ranks (a gather to another root on each rank waited forever; MPI takes -1 as "no
-    process" and would send nothing)."""
+@overload
+def check_root(comm: Any, root: Any) -> int: ...
+@overload
+def check_root(comm: Any, root: Any, *, optional: Literal[True]) -> int | None: ...
+
+
+def check_root(comm: Any, root: Any, *, optional: bool = False) -> int | None:
+    """Collective: ``root`` the same rank of ``comm`` on every rank (or None on every rank,
+    where ``optional``: "every rank"), else ValueError on all ranks (a gather to another root
+    on each rank waited forever; MPI takes -1 as "no process" and would send nothing)."""
     root = check_same(comm, root, "root")
+    if root is None and optional:
+        return None
     if isinstance(root, (bool, np.bool_)) or not isinstance(root, numbers.Integral) \
             or not 0 <= int(root) < comm.Get_size():
         raise ValueError(f"root must be a rank in 0..{comm.Get_size() - 1}, got {root!r}")

@@ -217,7 +217,6 @@ class DistributedEM:
     def _numpy(self, reason: str) -> Callable[..., EMStep]:
         """The NumPy step on every rank from now on, with one warning (as one process)."""
         from asp_core import SpecializationWarning
-        from asp_core.errors import warn
 
         from asp_gmm import reference
 

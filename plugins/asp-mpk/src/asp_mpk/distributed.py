@@ -308,11 +308,12 @@ class DistributedMatrix:
     def gather(self, x_own: np.ndarray, root: int | None = None) -> np.ndarray | None:
         """Collective: the whole vector (on every rank, or on ``root`` only: the same on
         every rank, else a ``ValueError`` on all of them)."""
-        from asp_core.mpi import check_root, check_same
+        from asp_core.mpi import check_root
 
-        if check_same(self.comm, root is None, "root being None"):
+        root = check_root(self.comm, root, optional=True)
+        if root is None:
             return np.concatenate(self.comm.allgather(np.asarray(x_own)))
-        parts = self.comm.gather(np.asarray(x_own), root=check_root(self.comm, root))
+        parts = self.comm.gather(np.asarray(x_own), root=root)
         return np.concatenate(parts) if parts is not None else None
 
 
