@@ -239,8 +239,13 @@ class PointLoop(Node):
         ``h.nearest_interior(x)`` of a grid ``h`` shallower than the loop's is itself a border
         point of the loop, written by another iteration (a GPU's threads raced there, and
         OpenMP was right only by how it split the rows)."""
-        stored = {n.grid for n in expr_nodes(self) if isinstance(n, Store)}
-        return any(r.grid in stored and (r.at.var is not None or any(r.at.offset) or (
+        return self.reads_elsewhere(written_grids(self))
+
+    def reads_elsewhere(self, grids: set[str]) -> bool:
+        """Whether an iteration reads one of ``grids`` at another point than its own: at a
+        neighbour, or, in a border loop, at a clamped point that is another iteration's (see
+        :attr:`sequential`)."""
+        return any(r.grid in grids and (r.at.var is not None or any(r.at.offset) or (
             self.region == "border" and 0 <= r.at.clamp < self.depth)) for r in reads(self))
 
 
@@ -334,9 +339,9 @@ def reads(node: Node) -> list[Read]:
     return [n for n in expr_nodes(node) if isinstance(n, Read)]
 
 
-def written_grids(prog: StencilProgram) -> set[str]:
-    """Names of the grids some ``Store`` of ``prog`` writes."""
-    return {n.grid for n in expr_nodes(prog) if isinstance(n, Store)}
+def written_grids(node: Node) -> set[str]:
+    """Names of the grids some ``Store`` under ``node`` (a program, a loop) writes."""
+    return {n.grid for n in expr_nodes(node) if isinstance(n, Store)}
 
 
 def loop_statements(prog: StencilProgram) -> list[Stmt]:

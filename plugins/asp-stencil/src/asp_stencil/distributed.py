@@ -550,7 +550,7 @@ def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable 
             before: set[str] = set()   # the grids earlier point loops wrote
             for loop, x in _point_loops(fn):
                 line = func.__code__.co_firstlineno - 1
-                if (read := _read_elsewhere(loop, x, set())) is not None:
+                if (read := _read_elsewhere(loop, x, stored_grids(loop))) is not None:
                     suspect = (f"{cls.__name__}.kernel reads grid '{read[0]}', which it "
                                f"writes, at another point than {x} (line {line + read[1]}): a "
                                "Gauss-Seidel sweep, whose result depends on the order of the "
@@ -591,13 +591,11 @@ def _sequential(kernel: Any, grids: Sequence[Any], key: Hashable) -> bool:
         except Exception:  # noqa: BLE001 - not specialisable: the source's suspicion stands
             _SEQUENTIAL[memo] = True
         else:
-            before: set[str] = set()
+            before: set[str] = set()   # the grids earlier loops stored to
             found = False
             for loop in (n for n in walk(dast) if isinstance(n, D.PointLoop)):
-                found = found or loop.sequential or any(
-                    r.grid in before and (r.at.var is not None or any(r.at.offset))
-                    for r in D.reads(loop))
-                before |= {n.grid for n in D.expr_nodes(loop) if isinstance(n, D.Store)}
+                found = found or loop.reads_elsewhere(D.written_grids(loop) | before)
+                before |= D.written_grids(loop)
             _SEQUENTIAL[memo] = found
     return _SEQUENTIAL[memo]
 
@@ -629,11 +627,9 @@ def _point_loops(fn: ast.AST, grid: str | None = None) -> list[tuple[ast.For, st
             and (grid is None or loop.iter.func.value.id == grid)]
 
 
-def _read_elsewhere(loop: ast.For, x: str, before: set[str]) -> tuple[str, int] | None:
-    """``(grid, line)`` of a read, in point loop ``loop``, at another point than ``x``, of a
-    grid the loop writes (``before`` empty) or of one of the grids ``before``; None if there
-    is none."""
-    written = before or stored_grids(loop)
+def _read_elsewhere(loop: ast.For, x: str, written: set[str]) -> tuple[str, int] | None:
+    """``(grid, line)`` of a read, in point loop ``loop``, of one of the grids ``written`` at
+    another point than ``x``; None if there is none."""
     for n in ast.walk(loop):
         if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and \
                 isinstance(n.value, ast.Name) and n.value.id in written and \
