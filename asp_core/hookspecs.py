@@ -34,7 +34,10 @@ def asp_register_specializers(register: Registry) -> None:
         ``register.component(specializer=..., phase=..., name=..., obj=..., priority=0)`` to add a
         component to one of its phases. ``phase`` is one of :data:`asp_core.PHASES`. A
         component may target a specializer defined by another distribution; that is how a
-        third party adds, for example, a new backend for stencils.
+        third party adds, for example, a new backend for stencils. A plugin adds one
+        rewrite to another specializer's passes with
+        ``register.add_pass(specializer=..., manager=..., obj=..., after=...)`` (or
+        ``before=``), the manager named as ``asp explain`` lists it (``stencil-domain``).
 
     Not ``firstresult``: every plugin registers. Registering the same
     ``(specializer, phase, name)`` twice raises :class:`asp_core.PluginError`, which marks the

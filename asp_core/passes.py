@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from asp_core import config, recording
-from asp_core.errors import AspError
+from asp_core.errors import AspError, PluginError
 from asp_core.ir import dump
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def known_passes() -> frozenset[str]:
     component first, since a pass exists once its module is imported)."""
     from asp_core.plugins import get_registry
 
-    for comp in get_registry():
+    registry = get_registry()
+    for comp in [*registry, *registry.added_passes]:
         try:
             comp.obj
         except Exception:  # noqa: BLE001 - a broken plugin must not hide the others' passes
@@ -176,6 +177,8 @@ def check_disabled(disabled: frozenset[str], own: list[str], specializer: str | 
     for spec in sorted(specs) if specializer is None else [specializer]:
         packages = {_package(c.target) for c in get_registry() if c.specializer == spec}
         its = set(own) | {name for name, defined in _KNOWN.items() if defined & packages}
+        its |= {added.obj.name for added in get_registry().added_passes
+                if added.specializer == spec and isinstance(added.target, Pass)}
         foreign = sorted(name for s, name in entries if s == spec and name not in its)
         if foreign:
             listed = ", ".join(f"'{spec}:{n}'" for n in foreign)
@@ -207,14 +210,30 @@ class PassManager:
             raise ValueError(f"no pass {after!r} in {self.name!r}; passes: {self.names}")
         self.passes.insert(self.names.index(after) + 1, p)
 
+    def with_added(self, specializer: str | None) -> list[Pass]:
+        """The passes a kernel of ``specializer`` runs: this manager's, with those plugins
+        added to it (``register.add_pass``); one that cannot be placed is left out, and its
+        plugin reported broken."""
+        from asp_core.plugins import get_registry, report_broken_pass
+
+        passes = list(self.passes)
+        if specializer is not None:
+            for added in get_registry().passes_for(specializer, self.name):
+                try:
+                    added.insert(passes)
+                except PluginError as exc:
+                    report_broken_pass(added, exc)
+        return passes
+
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
+        passes = self.with_added(ctx.specializer)
         disabled = config.disabled_passes(ctx.options)
         if disabled:
-            check_disabled(disabled, self.names, ctx.specializer)
+            check_disabled(disabled, [p.name for p in passes], ctx.specializer)
             disabled = disabled_for(disabled, ctx.specializer)
         keep_ir = recording.is_recording()  # dumps cost time: only for `asp explain`
         skipped: list[str] = []
-        for p in self.passes:
+        for p in passes:
             if p.name in disabled:
                 self._refuse_if_needed(p, ir, ctx, keep_ir)
                 skipped.append(p.name)

@@ -25,7 +25,7 @@ from asp_core.spawn import hold_across_fork
 
 __all__ = ["hookimpl", "get_plugin_manager", "get_registry", "register_plugin",
            "unregister_plugin", "broken_plugins", "reset", "BrokenPlugin", "ENTRY_POINT_GROUP",
-           "report_broken_component", "call_per_plugin",
+           "report_broken_component", "report_broken_pass", "call_per_plugin",
            "BUILTIN_DISTRIBUTIONS"]
 
 ENTRY_POINT_GROUP = "asp"
@@ -240,6 +240,13 @@ def report_broken_component(comp: Any, exc: BaseException, what: str) -> None:
     prefix = "" if isinstance(exc, PluginError) else f"{where}: {what} raised "
     _mark_broken(comp.plugin or "(in-process)", comp.distribution or "(in-process)", exc,
                  f"run {what} of {where}", prefix=prefix, then="")
+
+
+def report_broken_pass(added: Any, exc: BaseException) -> None:
+    """Report a pass a plugin added that could not be loaded or placed; the kernel runs the
+    manager's other passes."""
+    _mark_broken(added.plugin or "(in-process)", added.distribution or "(in-process)", exc,
+                 f"add {added.where}", then=" and is left out")
 
 
 def get_registry() -> Registry:

@@ -8,9 +8,10 @@ from typing import Any, Callable, Hashable, Iterator
 
 from asp_core import config
 from asp_core.errors import PluginError, PluginWarning, warn
+from asp_core.passes import Pass
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION
 
-__all__ = ["Specializer", "Component", "Registry", "Choice"]
+__all__ = ["Specializer", "Component", "AddedPass", "Registry", "Choice"]
 
 SignatureFn = Callable[[tuple, dict, Any], Hashable]
 #: A signature function, or ``"package.module:function"`` naming one (imported on first use).
@@ -106,6 +107,56 @@ class Component:
         return platforms is not None and (not platforms or platform in platforms)
 
 
+@dataclass
+class AddedPass:
+    """A pass a plugin adds to another plugin's pass manager, named as ``asp explain`` shows it
+    (``stencil-domain``), right after or before one of its passes, or at its end: a rewrite
+    for a specializer it does not own, composable with other plugins' (replacing the whole
+    phase-2 component to run an extended copy of the pipeline let one such plugin win)."""
+
+    specializer: str
+    manager: str
+    target: Any
+    after: str | None = None
+    before: str | None = None
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"pass for {self.specializer}/{self.manager}"
+
+    @property
+    def obj(self) -> Pass:
+        """The :class:`~asp_core.Pass` (imported now if it was registered by name)."""
+        if isinstance(self.target, str):
+            self.target = _import_attr(self.target, self.where, self.plugin, self.distribution)
+        if not isinstance(self.target, Pass):
+            raise PluginError(f"{self.where} of plugin {self.plugin!r} ({self.distribution}) is "
+                              f"{type(self.target).__name__}, not an asp_core.Pass (decorate "
+                              "the function with asp_core.asp_pass)")
+        return self.target
+
+    def insert(self, passes: list[Pass]) -> None:
+        """Put the pass in ``passes`` (the manager's list); :class:`PluginError` where its
+        name is taken or the pass it was to follow or precede is not there."""
+        p, names = self.obj, [q.name for q in passes]
+        of = self.where  # the plugin is named by the report (PluginWarning, asp list)
+        if p.name in names:
+            raise PluginError(f"{of}: {self.manager!r} already has a pass {p.name!r}")
+        anchor = self.after if self.after is not None else self.before
+        if anchor is None:
+            passes.append(p)
+        elif anchor not in names:
+            raise PluginError(f"{of}: pass {p.name!r} is to run "
+                              f"{'after' if self.after is not None else 'before'} {anchor!r}, "
+                              f"which {self.manager!r} does not have (its passes: "
+                              f"{', '.join(names) or 'none'})")
+        else:
+            passes.insert(names.index(anchor) + (self.after is not None), p)
+
+
 def _platform_names(value: Any, what: str) -> tuple[str, ...]:
     """``value`` (a component's ``platforms``) as a tuple of names, or :class:`PluginError`:
     a single string is refused (``tuple("openmp")`` would be its letters)."""
@@ -154,6 +205,7 @@ class Registry:
 
     specializers: dict[str, Specializer] = field(default_factory=dict)
     components: list[Component] = field(default_factory=list)
+    added_passes: list[AddedPass] = field(default_factory=list)
     _plugin: str = ""
     _distribution: str = ""
     _version: str = ""
@@ -200,14 +252,34 @@ class Registry:
         self.components.append(comp)
         return comp
 
-    def mark(self) -> tuple[int, frozenset[str]]:
-        """A point :meth:`rollback` can return to (taken before each plugin registers)."""
-        return len(self.components), frozenset(self.specializers)
+    def add_pass(self, specializer: str, manager: str, obj: Any, *, after: str | None = None,
+                 before: str | None = None) -> AddedPass:
+        """Add a pass (an :func:`~asp_core.asp_pass`, or ``"package.module:attribute"`` naming
+        one, imported at the first specialisation) to ``specializer``'s pass manager called
+        ``manager``, right ``after`` or ``before`` the pass of that name, else at its end.
+        Each kernel's pipeline then runs it like the manager's own passes (reported, disabled
+        by name, ``asp explain --after``); where the manager has no such anchor the pass is
+        left out and its plugin reported broken (a ``PluginWarning``), the kernel unchanged."""
+        for what, value in (("specializer", specializer), ("manager", manager)):
+            if not isinstance(value, str) or not value:
+                raise PluginError(f"an added pass needs a non-empty string {what}, got {value!r}")
+        if after is not None and before is not None:
+            raise PluginError(f"a pass for {specializer}/{manager} runs after one pass or before "
+                              f"one, not both (after={after!r}, before={before!r})")
+        added = AddedPass(specializer, manager, obj, after, before, self._plugin,
+                          self._distribution, self._version)
+        self.added_passes.append(added)
+        return added
 
-    def rollback(self, mark: tuple[int, frozenset[str]]) -> None:
+    def mark(self) -> tuple[int, int, frozenset[str]]:
+        """A point :meth:`rollback` can return to (taken before each plugin registers)."""
+        return len(self.components), len(self.added_passes), frozenset(self.specializers)
+
+    def rollback(self, mark: tuple[int, int, frozenset[str]]) -> None:
         """Forget everything registered since ``mark`` (a plugin whose registration failed)."""
-        n, names = mark
+        n, n_passes, names = mark
         del self.components[n:]
+        del self.added_passes[n_passes:]
         for name in set(self.specializers) - names:
             del self.specializers[name]
 
@@ -215,6 +287,7 @@ class Registry:
         """Forget everything ``plugin`` registered (one of its hook implementations raised,
         after another had registered components that were then chosen by default)."""
         self.components[:] = [c for c in self.components if c.plugin != plugin]
+        self.added_passes[:] = [p for p in self.added_passes if p.plugin != plugin]
         for name in [n for n, spec in self.specializers.items() if spec.plugin == plugin]:
             del self.specializers[name]
 
@@ -223,6 +296,11 @@ class Registry:
         """Components of a phase, by priority (high first) then registration order."""
         found = [c for c in self.components if c.specializer == specializer and c.phase == phase]
         return sorted(found, key=lambda c: (-c.priority, c.order))
+
+    def passes_for(self, specializer: str, manager: str) -> list[AddedPass]:
+        """Passes plugins added to ``specializer``'s ``manager``, in registration order."""
+        return [p for p in self.added_passes
+                if p.specializer == specializer and p.manager == manager]
 
     def phases(self, specializer: str) -> dict[str, list[Component]]:
         return {phase: self.for_phase(specializer, phase) for phase in PHASES}

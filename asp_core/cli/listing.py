@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from asp_core.phases import BACKEND, PHASES, PLATFORM_OPTIMIZATION, PLATFORM_SELECTION
+from asp_core.errors import PluginError
 from asp_core.registry import Component
 
 __all__ = ["command", "listing"]
@@ -57,12 +58,29 @@ def _defaults(spec: str, comps_by_phase: dict[str, list[Component]],
     return out
 
 
+def _added_passes(reg: Any, spec: str) -> list[dict[str, Any]]:
+    """Passes plugins added to ``spec``'s pass managers (``register.add_pass``)."""
+    out = []
+    for added in reg.added_passes:
+        if added.specializer != spec:
+            continue
+        try:
+            name: str | None = added.obj.name
+        except PluginError:  # reported under broken plugins
+            name = None
+        out.append({"manager": added.manager, "name": name, "after": added.after,
+                    "before": added.before, "distribution": added.distribution,
+                    "version": added.version})
+    return out
+
+
 def listing() -> dict[str, Any]:
     """The data behind ``asp list --json`` (a stable, documented format)."""
     from asp_core.plugins import broken_plugins, get_registry
 
     reg = get_registry()
-    names = sorted(set(reg.specializers) | {c.specializer for c in reg.components})
+    names = sorted(set(reg.specializers) | {c.specializer for c in reg.components}
+                   | {p.specializer for p in reg.added_passes})
     specs = []
     for name in names:
         spec = reg.specializers.get(name)
@@ -87,7 +105,8 @@ def listing() -> dict[str, Any]:
                       "distribution": spec.distribution if spec else "",
                       "version": spec.version if spec else "",
                       "defined": spec is not None,
-                      "phases": phases, "unmet": unmet})
+                      "phases": phases, "unmet": unmet,
+                      "added_passes": _added_passes(reg, name)})
     return {"specializers": specs, "broken": [dataclasses.asdict(b) for b in broken_plugins()]}
 
 
@@ -142,6 +161,12 @@ def command(as_json: bool) -> None:
                               escape(", ".join(map(str, c["platforms"])) or "any"),
                               escape(str(c["distribution"])), here)
         console.print(table)
+        for p in spec["added_passes"]:
+            where = (f"after {p['after']!r}" if p["after"] is not None else
+                     f"before {p['before']!r}" if p["before"] is not None else "at the end")
+            console.print(f"pass {p['name'] or '(cannot be loaded)'!r} added to "
+                          f"{p['manager']!r} {where} by {p['distribution'] or '(in-process)'}",
+                          markup=False)
         for u in spec["unmet"]:
             console.print(f"[yellow]{escape(u['setting'])} asks for {escape(u['component'])!r} "
                           f"in {u['phase']}, which no installed {escape(str(spec['name']))} "
