@@ -420,6 +420,44 @@ def test_python_int_out_of_a_grid_dtypes_range_raises_as_numpy(cls, monkeypatch)
         cls().kernel(*clone_grids(grids))
 
 
+class CompareBeyondRange(StencilKernel):
+    """Python ints outside the grids' ranges, compared: NumPy 2 compares them by value."""
+
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = ((1 if a[x] < 2**64 else 0) + (2 if a[x] == 2**64 else 0)
+                      + (4 if -2**63 - 1 < a[x] else 0) + (8 if 2**70 <= a[x] else 0)
+                      + (16 if a[x] != -2**64 else 0) + (32 if 0 <= a[x] < 2**64 else 0)
+                      + (64 if a[x] > 2**64 else 0) + (128 if a[x] > 0 else 0))
+
+
+class CompareSmallBeyondRange(StencilKernel):
+    def kernel(self, a, out):
+        for x in out.interior_points():
+            out[x] = ((1 if a[x] == 300 else 0) + (2 if a[x] < 256 else 0)
+                      + (4 if a[x] > -1 else 0) + (8 if -1 >= a[x] else 0)
+                      + (16 if a[x] > 0 else 0))
+
+
+@requires_compiler
+@pytest.mark.parametrize("cls, dtypes", [
+    (CompareBeyondRange, (np.int64, np.int64)), (CompareBeyondRange, (I32, np.int64)),
+    (CompareSmallBeyondRange, (np.uint8, np.int64)), (CompareSmallBeyondRange, (np.int8, I32))])
+def test_comparing_with_a_python_int_beyond_the_dtypes_range_compiles(cls, dtypes):
+    """``np.int64(3) < 2**64`` is True in NumPy 2 (arithmetic with 2**64 raises
+    OverflowError, a comparison does not): these kernels ran in Python, the warning saying
+    "NumPy raises OverflowError"."""
+    grids = make_grids((5, 6), 1, dtypes=dtypes, seed=3)
+    k = cls()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecializationWarning)
+        expected, actual = run_both(k, grids)
+    assert_specialised(k)
+    assert_bitwise(expected, actual)
+    if np.issubdtype(dtypes[0], np.signedinteger):   # the data reach both sides of 0
+        assert np.unique(expected[1:-1, 1:-1]).size > 1
+
+
 class NeighbourCount(StencilKernel):
     """A Python int carried by a loop meets int64 values: its own storage, still compiled."""
 

@@ -45,6 +45,25 @@ __all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_sta
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
 _CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+#: ``k op x`` is ``x _MIRROR[op] k``
+_MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _beyond_range(op: str, left: D.Expr, right: D.Expr, prec: str) -> bool | None:
+    """The value of ``left op right`` compared in integer precision ``prec`` where one side is
+    a Python int constant outside ``prec``'s range (else ``None``): NumPy 2 compares such an
+    int by value (``np.int64(3) < 2**64`` is True; only arithmetic raises OverflowError), so
+    every value of the other side is below (or above) it."""
+    if T.is_float(prec):
+        return None
+    lo, hi = T.int_range(prec)
+    for const, rel in ((right, op), (left, _MIRROR[op])):
+        value = const.value if isinstance(const, D.Const) else None
+        if type(value) is int and not lo <= value <= hi:
+            below = value > hi   # every value of the other side is below the constant
+            return {"<": below, "<=": below, ">": not below, ">=": not below, "==": False,
+                    "!=": True}[rel]
+    return None
 _LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
 
 
@@ -235,6 +254,9 @@ class ExprLowering:
             prec = (self.compare_precision(left, right) if right is not None
                     else T.compare_kind(kl, kr))
             if right is not None:
+                known = _beyond_range(op, left, right, prec)
+                if known is not None:
+                    return C.Constant(known)
                 xr = self.convert(right, prec)
             else:
                 assert acc is not None, "min/max compare without an accumulator"
