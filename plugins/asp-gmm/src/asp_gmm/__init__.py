@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GMM", "GaussianMixture", "__version__"]
+__all__ = ["GMM", "GaussianMixture", "InvalidParameterError", "__version__"]
 __version__ = "0.1.0"
 
 
-_EXPORTS = {"GaussianMixture": "estimator", "GMM": "paper"}
+_EXPORTS = {"GaussianMixture": "estimator", "GMM": "paper", "InvalidParameterError": "validation"}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,8 +4,10 @@ messages but without its private validation machinery, and the same checks of th
 
 scikit-learn validates through ``sklearn.utils._param_validation`` and the ``_check_*``
 helpers of ``sklearn.mixture._gaussian_mixture``; both are private and change between minor
-releases. These functions raise ``ValueError`` / ``TypeError`` with the same text (scikit-learn's
-``InvalidParameterError`` is a subclass of both), from public ``sklearn.utils`` functions only.
+releases. These functions raise what scikit-learn does, with the same text: a hyper-parameter
+outside its constraint :class:`InvalidParameterError` (like scikit-learn's private class of that
+name, both a ``ValueError`` and a ``TypeError``), the other checks ``ValueError``; from public
+``sklearn.utils`` functions only.
 scikit-learn is imported only where the estimator's checks need it (:func:`_check_array`): the
 paper ``GMM`` runs without it.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
+__all__ = ["InvalidParameterError", "check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
            "check_hyperparameters", "check_initial_parameters", "check_representable",
            "check_shared_hyperparameters", "fitted_parameters_fit"]
 
@@ -26,8 +28,13 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor argument outside what it may be (scikit-learn's ``InvalidParameterError``
+    derives from both, so code written for scikit-learn may catch either)."""
+
+
 def _fail(name: str, what: str, value: Any, owner: str = "GaussianMixture") -> None:
-    raise ValueError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} "
+    raise InvalidParameterError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} "
                      "instead.")
 
 
