@@ -509,9 +509,11 @@ class DistributedStencilGrid:
 
 # -- kernels -------------------------------------------------------------------------------------
 
-_CHECKED: dict[type, tuple[str | None, bool, str | None]] = {}
+# weakly keyed: a dict kept every kernel class a factory or a re-run notebook cell made
+_CHECKED: weakref.WeakKeyDictionary[type, tuple[str | None, bool, str | None]] = \
+    weakref.WeakKeyDictionary()
 #: per kernel class and local key: whether a loop of the kernel is a Gauss-Seidel sweep
-_SEQUENTIAL: dict[tuple[type, Hashable], bool] = {}
+_SEQUENTIAL: weakref.WeakKeyDictionary[type, dict[Hashable, bool]] = weakref.WeakKeyDictionary()
 
 
 def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable = None
@@ -584,20 +586,20 @@ def _sequential(kernel: Any, grids: Sequence[Any], key: Hashable) -> bool:
     as one (nothing tells its reads apart)."""
     from asp_core.ir import walk
 
-    memo = (type(kernel), key)
-    if memo not in _SEQUENTIAL:
+    memo = _SEQUENTIAL.setdefault(type(kernel), {})
+    if key not in memo:
         try:
             _, dast = kernel.kernel.analyse(*grids)
         except Exception:  # noqa: BLE001 - not specialisable: the source's suspicion stands
-            _SEQUENTIAL[memo] = True
+            memo[key] = True
         else:
             before: set[str] = set()   # the grids earlier loops stored to
             found = False
             for loop in (n for n in walk(dast) if isinstance(n, D.PointLoop)):
                 found = found or loop.reads_elsewhere(D.written_grids(loop) | before)
                 before |= D.written_grids(loop)
-            _SEQUENTIAL[memo] = found
-    return _SEQUENTIAL[memo]
+            memo[key] = found
+    return memo[key]
 
 
 def _output_reads(node: ast.AST, out_name: str) -> list[ast.AST]:

@@ -39,7 +39,11 @@ class _Parsed(NamedTuple):
     written: tuple[int, ...]                   # positions of the input grids they write
 
 
-_ATTR_NAMES: dict[Any, _Parsed] = {}
+#: where a kernel class keeps its :class:`_Parsed` (in its own ``__dict__``, so that it goes
+#: with the class: a dict keyed by class kept every class a factory or a re-run notebook cell
+#: made, and all their class attributes; a weak key would not do, since a kernel calling
+#: ``super()`` holds its class through the functions kept here)
+_PARSED = "__asp_stencil_parsed__"
 
 
 def _describe(i: int, n: int) -> str:
@@ -160,7 +164,7 @@ def _kernel_names(instance: Any) -> _Parsed:
     may call ``super().kernel(...)``, whose dispatcher's key is computed from the same
     instance."""
     cls = type(instance)
-    entry = _ATTR_NAMES.get(cls)
+    entry = cls.__dict__.get(_PARSED)
     if entry is None:
         from .kernel import kernel_functions
 
@@ -181,7 +185,10 @@ def _kernel_names(instance: Any) -> _Parsed:
             if paths:
                 funcs.append((func, paths))
         entry = _Parsed(tuple(sorted(names)), tuple(funcs), tuple(sorted(written)))
-        _ATTR_NAMES[cls] = entry
+        try:
+            setattr(cls, _PARSED, entry)
+        except (AttributeError, TypeError):  # a metaclass refusing attributes: parse each call
+            pass
     return entry
 
 
