@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from asp_core.build import CompiledLibrary
     from asp_core.context import SpecializationContext
 
-__all__ = ["submit", "busy", "claim", "release", "shutdown", "foreground", "IDLE_S"]
+__all__ = ["submit", "busy", "claim", "failed", "release", "shutdown", "foreground", "IDLE_S"]
 
 _log = get_logger("build")
 _lock = threading.Lock()
@@ -176,6 +176,17 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
             return future
         _forget(slot)
         return None
+
+
+def failed(key: str, exc: ToolchainError) -> None:
+    """Remember that building ``key`` here failed for the toolchain's reasons (rejected, timed
+    out, killed): :func:`claim` and :func:`submit` give later builds of it this error instead
+    of running the compiler again. Each new instance of a kernel whose compile timed out waited
+    out the whole limit again (600 s by default)."""
+    future: Future[CompiledLibrary] = Future()
+    future.set_exception(exc)
+    with _lock:
+        _failed.setdefault(_slot(key), future)
 
 
 def release(*, run_waiting: bool = True, wait: bool = True) -> None:

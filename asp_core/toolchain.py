@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -122,12 +123,9 @@ class Toolchain:
         if why:
             raise ToolchainError(f"{why}\ncommand: {' '.join(cmd)}" + (f"\n{log}" if log else ""))
         if proc.returncode != 0:
-            # the build directory goes when the build fails: keep the source for the report
-            fd, kept = tempfile.mkstemp(prefix=f"asp-failed-{name}-", suffix=src.suffix)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(source)
             raise CompileError(f"{self.family} failed on generated code (exit {proc.returncode})",
-                               command=cmd, log=log, source_path=kept)
+                               command=cmd, log=log,
+                               source_path=_keep_failed_source(name, source, src.suffix))
         return CompileResult(out, cmd, seconds, log)
 
     def check(self, source: str, *, flags: tuple[str, ...] = ()) -> CompileResult:
@@ -135,6 +133,23 @@ class Toolchain:
         with tempfile.TemporaryDirectory(prefix="asp-check-") as tmp:
             result = self.compile(source, Path(tmp), openmp=False, flags=flags, shared=False)
             return CompileResult(Path(""), result.command, result.seconds, result.log)
+
+
+def _keep_failed_source(name: str, source: str, suffix: str) -> str:
+    """Keep a rejected source for the report (its build directory goes), one file per source:
+    a file per failure filled the temporary directory of a service that made kernels. Written
+    beside and renamed over the name (a link planted there is replaced, not followed); where
+    the name is another user's, the unique file stays."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    fd, kept = tempfile.mkstemp(prefix=f"asp-failed-{name}-", suffix=suffix)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(source)
+    final = os.path.join(os.path.dirname(kept), f"asp-failed-{name}-{digest}{suffix}")
+    try:
+        os.replace(kept, final)
+    except OSError:
+        return kept
+    return final
 
 
 def _not_the_codes_fault(family: str, returncode: int, out: Path) -> str:

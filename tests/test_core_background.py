@@ -163,6 +163,27 @@ def test_a_compile_that_timed_out_in_the_background_is_not_run_again(fresh_cache
 
 
 
+@pytest.mark.parametrize("ending, error", [("exec sleep 8", "did not finish compiling"),
+                                           ("exit 1", "failed on generated code")])
+def test_a_foreground_compile_that_failed_is_not_run_again(fresh_cache, tmp_path, monkeypatch,
+                                                           ending, error):
+    """A kernel's first-call compile that timed out (or was rejected) ran again for each new
+    instance of the kernel: with the default limit, 600 s per instance."""
+    runs = tmp_path / "runs"
+    fake = tmp_path / "fake-cc"
+    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
+                    f"echo run >> {runs}\n{ending}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(fake))
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    for _ in range(3):
+        with pytest.raises(ToolchainError, match=error):
+            compile_library(_source("fg_fail"), openmp=False, name="fg_fail")
+    assert background.submit(source=_source("fg_fail"), openmp=False,
+                             name="fg_fail").exception(timeout=5)
+    assert runs.read_text().split() == ["run"]
+
+
 def test_the_compiler_probes_keep_to_the_compile_timeout(monkeypatch):
     """The probes (``--version``, one-line builds) had limits of their own, 30 and 60 s: with
     a compiler that hangs and ``ASP_COMPILE_TIMEOUT=3``, each process's first kernel call

@@ -42,13 +42,22 @@ def test_c_toolchain_flags_and_identity(fresh_cache, monkeypatch):
 
 
 @requires_compiler
-def test_compile_error_carries_log(tmp_path):
+def test_compile_error_carries_log(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     with pytest.raises(CompileError) as info:
         find_toolchain("c").compile("this is not C\n", tmp_path, name="bad")
     assert info.value.log and "command:" in str(info.value)
     # the build directory goes with a failed build: the report names a copy that stays
     kept = Path(info.value.source_path)
     assert kept.name.startswith("asp-failed-bad-") and kept.read_text() == "this is not C\n"
+    # one file per source, not per failure (they filled the temporary directory)
+    with pytest.raises(CompileError) as again:
+        find_toolchain("c").compile("this is not C\n", tmp_path, name="bad")
+    assert Path(again.value.source_path) == kept
+    assert sorted(p.name for p in kept.parent.glob("asp-failed-bad-*")) == [kept.name]
     kept.unlink()
 
 
