@@ -464,9 +464,20 @@ def test_cache_info_verify_clear(fresh_cache):
     mine = [fresh_cache / "code" / "userdir", fresh_cache / "code" / "ab"]
     for folder in mine:   # empty folders of the user's: clear removes only what Asp made
         folder.mkdir()
-    out = _invoke("cache", "clear").output
+    locks = fresh_cache / "locks"
+    theirs = locks / "notes.lock"   # not named for a key: not one of Asp's locks
+    theirs.write_text("")
+    assert (locks / f"{good.key}.lock").exists()
+    from filelock import FileLock
+
+    held = FileLock(str(locks / f"{'b' * 64}.lock"))   # a compile under way elsewhere
+    with held:
+        out = _invoke("cache", "clear").output
     assert "removed 1 entries" in out and not good.path.exists()
     assert not good.path.parent.parent.exists() and all(f.is_dir() for f in mine)
+    # the entries' locks go too (a clear left one per key ever built); a held one and
+    # others' files stay
+    assert sorted(p.name for p in locks.iterdir()) == [f"{'b' * 64}.lock", "notes.lock"]
     assert PerfDB().winner("k" * 64) == "fast-variant"  # kept without --perf
     assert "entries: 0" in _invoke("cache", "info").output
     assert "tuning results" in _invoke("cache", "clear", "--perf").output

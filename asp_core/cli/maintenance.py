@@ -204,6 +204,32 @@ def _remove(paths: list[Path]) -> list[Path]:
     return removed
 
 
+def _remove_free_locks(cache: CodeCache) -> None:
+    """Remove the entry locks (``locks/<key>.lock``, one per key ever built, failed compiles
+    included) that no process holds now: a clear left them all. Each is unlinked while held,
+    so no process that takes it later builds under a lock file another has replaced (it
+    would build the entry twice at worst: a build publishes by one atomic rename)."""
+    from filelock import FileLock, Timeout
+
+    folder = cache.root / "locks"
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    for path in _listing(folder):
+        if not (path.suffix == ".lock" and _KEY.fullmatch(path.stem)) or path.is_symlink():
+            continue
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except (Timeout, OSError):
+            continue   # a compile holds it (or it cannot be told): it stays
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finally:
+            lock.release()
+
+
 def size(cache: CodeCache) -> int:
     """Bytes of every file under the cache root."""
     cache.check_root()
@@ -235,6 +261,7 @@ def clear(cache: CodeCache) -> int:
             if held:
                 removed += _remove([path])
     _remove(leftovers(cache))
+    _remove_free_locks(cache)
     for prefix in {path.parent for path in found}:   # only the folders the entries were in
         try:
             if not any(prefix.iterdir()):
