@@ -276,7 +276,50 @@ class CodeCache:
             raise CacheError(f"cannot write to the Asp cache {self.root}: "
                              f"{exc.strerror or exc}") from None
 
+    def leftovers(self) -> list[Path]:
+        """Build directories of killed compiles and entries moved aside (``tmp/``) that no
+        running build is using.  A ``tmp/`` or an entry in it that is a symbolic link is not
+        Asp's (its builds make real directories): ``verify`` followed a ``tmp`` linked to a
+        user's folder and removed the folders there whose names looked like builds."""
+        tmp = self.root / "tmp"
+        if tmp.is_symlink() or not tmp.is_dir():
+            return []
+        out = []
+        for path in sorted(tmp.iterdir()):
+            if path.is_symlink():
+                continue
+            if _STALE.fullmatch(path.name):
+                out.append(path)
+            elif (m := _TMP_BUILD.fullmatch(path.name)) and not self._building(m.group(1)):
+                out.append(path)
+        return out
+
+    def _building(self, prefix: str) -> bool:
+        """Is a build of a key starting with ``prefix`` under way (its lock is held)?"""
+        from filelock import FileLock, Timeout
+
+        for lock_path in (self.root / "locks").glob(f"{prefix}*.lock"):
+            try:
+                with FileLock(str(lock_path)).acquire(timeout=0):
+                    pass
+            except Timeout:
+                return True
+            except OSError:
+                return True  # cannot tell: leave it
+        return False
+
+    def _sweep(self) -> None:
+        """At this process's first build in the cache, remove the :meth:`leftovers` (a Ctrl-C
+        during background compiles left their build folders until someone ran ``asp cache
+        verify``)."""
+        if self.root in _swept:
+            return
+        _swept.add(self.root)
+        for path in self.leftovers():
+            shutil.rmtree(path, ignore_errors=True)
+
     def _build(self, key: str, build: Callable[[Path], dict[str, Any]]) -> CacheEntry:
+        self._sweep()
         tmp = Path(tempfile.mkdtemp(prefix=f"{key[:12]}-", dir=self.root / "tmp"))
         try:
             try:
@@ -313,6 +356,12 @@ class CodeCache:
             raise CacheError(f"cache entry {final} failed verification right after being written")
         return entry
 
+
+#: build directories (``mkdtemp(prefix=key[:12] + "-")``) and entries moved aside by a rebuild
+_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[a-z0-9_]{8}")
+_STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
+#: cache roots whose build leftovers this process has removed (at its first build there)
+_swept: set[Path] = set()
 
 #: what a compiler or linker prints when the disk it writes to is full (ENOSPC, EDQUOT)
 _DISK_FULL = ("No space left on device", "Disk quota exceeded")

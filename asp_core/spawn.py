@@ -98,14 +98,17 @@ def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
     ``timeout`` seconds, the process killed with every process it started: it runs in a
     process group of its own (POSIX), as ``gcc`` runs ``cc1`` and a wrapper (ccache, a
     cluster's module shim) runs the compiler; killing the first alone left the one doing the
-    work running, reparented to init, after every timeout."""
+    work running, reparented to init, after every timeout. Given a ``cwd``, the tool keeps its
+    temporary files there (``TMPDIR``), so that they go with that folder: gcc's ``cc*.s`` and
+    ``cc*.o`` of a compile killed at a Ctrl-C stayed in the user's temporary directory."""
     import subprocess
 
     group = os.name == "posix"
+    env = None if cwd is None else {**os.environ, "TMPDIR": os.path.abspath(cwd)}
     with _STARTING:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd,
-                                start_new_session=group)
+                                env=env, start_new_session=group)
         if group:
             _RUNNING.add(proc.pid)
     with proc:

@@ -262,7 +262,7 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
         src.write_text(source)
         lib = Path(tmp) / "libprobe.so"
         proc = run_tool([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
-                        timeout=_probe_limit(60))
+                        timeout=_probe_limit(60), cwd=Path(tmp))
         if proc.returncode != 0:
             line = _error_line((proc.stdout + proc.stderr).strip().splitlines())
             return f"a one-line test file failed to compile (exit {proc.returncode}" + \

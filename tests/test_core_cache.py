@@ -412,13 +412,13 @@ def test_verify_and_clear_do_not_follow_a_symlinked_tmp(fresh_cache, tmp_path):
         (folder / "data").write_text("mine")
     (fresh_cache / "tmp").rmdir()
     (fresh_cache / "tmp").symlink_to(user, target_is_directory=True)
-    assert maintenance.leftovers(cache) == []
+    assert cache.leftovers() == []
     maintenance.verify(cache)
     maintenance.clear(cache)
     (fresh_cache / "tmp").unlink()
     (fresh_cache / "tmp").mkdir()
     (fresh_cache / "tmp" / "0123456789ab-linked12").symlink_to(kept[0], target_is_directory=True)
-    assert maintenance.leftovers(cache) == []
+    assert cache.leftovers() == []
     maintenance.verify(cache)
     assert all((folder / "data").read_text() == "mine" for folder in kept)
 
@@ -434,7 +434,7 @@ def test_removal_that_fails_is_an_error_and_one_gone_meanwhile_is_not_counted(fr
     gone = fresh_cache / "tmp" / "0123456789ab-abcdefgh"
     stuck = fresh_cache / "tmp" / "0123456789ab-stuck123"
     stuck.mkdir()
-    assert maintenance.leftovers(cache) == [stuck]
+    assert cache.leftovers() == [stuck]
 
     def rmtree(path, onerror=None, onexc=None):   # what a read-only file system answers
         (onexc or onerror)(os.unlink, str(path / "f"), PermissionError(13, "Read-only"))

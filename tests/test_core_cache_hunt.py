@@ -146,3 +146,37 @@ def test_an_empty_unwritable_cache_directory_warns_once_a_process(fresh_cache, m
     assert all(not str(lib.path).startswith(str(fresh_cache)) for lib in libs)
     cache_warnings = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
     assert len(cache_warnings) == 1 and "not writable (Permission denied)" in cache_warnings[0]
+
+
+@requires_compiler
+def test_a_build_sweeps_what_killed_builds_left_and_compilers_keep_temporaries_in_it(
+        fresh_cache, tmp_path, monkeypatch):
+    """A Ctrl-C during background compiles left their build folders in ``<cache>/tmp`` until
+    someone ran ``asp cache verify``, and gcc's ``cc*.s`` files in the user's ``TMPDIR`` for
+    good (the compiler's process group is killed: gcc cleans nothing up)."""
+    import tempfile
+
+    from asp_core.toolchain import find_toolchain
+
+    monkeypatch.setattr(cache_mod, "_swept", set(), raising=False)
+    CodeCache(fresh_cache).ensure()
+    killed = fresh_cache / "tmp" / "0123456789ab-abcdefgh"   # a killed build's folder
+    killed.mkdir()
+    (killed / "kernel.c").write_text("int x;\n")
+    user_tmp = tmp_path / "user-tmp"
+    user_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(user_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    seen = tmp_path / "seen"
+    wrapper = tmp_path / "cc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$TMPDIR" >> {seen}\n'
+                       f'exec {find_toolchain("c").executable} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(wrapper))
+    lib = compile_library("int asp_swept(void) { return 3; }\n", openmp=False, name="swept")
+    assert lib.cdll.asp_swept() == 3
+    assert not killed.exists()
+    assert list((fresh_cache / "tmp").iterdir()) == []
+    last = seen.read_text().split()[-1]   # the kernel's compile (the probes run before it)
+    assert last.startswith(str(fresh_cache / "tmp")), last
+    assert list(user_tmp.iterdir()) == []

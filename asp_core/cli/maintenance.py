@@ -18,12 +18,9 @@ from asp_core import cache as _cache
 from asp_core.cache import ENTRY_MARKER, ROOT_MARKER, CodeCache, _unsafe
 from asp_core.errors import CacheError
 
-__all__ = ["entries", "leftovers", "check_own", "problems", "verify", "size", "clear"]
+__all__ = ["entries", "check_own", "problems", "verify", "size", "clear"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
-#: build directories (``mkdtemp(prefix=key[:12] + "-")``) and entries moved aside by a rebuild
-_TMP_BUILD = re.compile(r"([0-9a-f]{12})-[a-z0-9_]{8}")
-_STALE = re.compile(r"stale-[0-9a-f]{12}-[0-9a-f]{8}")
 
 
 def entries(cache: CodeCache) -> list[Path]:
@@ -52,40 +49,6 @@ def _is_entry(path: Path) -> bool:
         return (path / ENTRY_MARKER).read_text() == path.name
     except (OSError, UnicodeDecodeError):
         return False
-
-
-def leftovers(cache: CodeCache) -> list[Path]:
-    """Build directories of killed compiles and entries moved aside (``tmp/``) that no running
-    build is using.  A ``tmp/`` or an entry in it that is a symbolic link is not Asp's (its
-    builds make real directories): ``verify`` followed a ``tmp`` linked to a user's folder and
-    removed the folders there whose names looked like builds."""
-    tmp = cache.root / "tmp"
-    if tmp.is_symlink() or not tmp.is_dir():
-        return []
-    out = []
-    for path in sorted(tmp.iterdir()):
-        if path.is_symlink():
-            continue
-        if _STALE.fullmatch(path.name):
-            out.append(path)
-        elif (m := _TMP_BUILD.fullmatch(path.name)) and not _building(cache, m.group(1)):
-            out.append(path)
-    return out
-
-
-def _building(cache: CodeCache, prefix: str) -> bool:
-    """Is a build of a key starting with ``prefix`` under way (its lock is held)?"""
-    from filelock import FileLock, Timeout
-
-    for lock_path in (cache.root / "locks").glob(f"{prefix}*.lock"):
-        try:
-            with FileLock(str(lock_path)).acquire(timeout=0):
-                pass
-        except Timeout:
-            return True
-        except OSError:
-            return True  # cannot tell: leave it
-    return False
 
 
 def check_own(cache: CodeCache, doing: str) -> None:
@@ -142,7 +105,7 @@ def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
                 good.append(path)   # rebuilt meanwhile
             else:
                 removed += _remove([path])
-    return good, removed + _remove(leftovers(cache))
+    return good, removed + _remove(cache.leftovers())
 
 
 def _verified(cache: CodeCache, path: Path) -> bool:
@@ -260,7 +223,7 @@ def clear(cache: CodeCache) -> int:
         with _entry_lock(cache, path.name) as held:
             if held:
                 removed += _remove([path])
-    _remove(leftovers(cache))
+    _remove(cache.leftovers())
     _remove_free_locks(cache)
     for prefix in {path.parent for path in found}:   # only the folders the entries were in
         try:
