@@ -92,3 +92,42 @@ def test_matrix_data_stays_compiled_and_equals_python(monkeypatch):
         warnings.simplefilter("ignore", PendingDeprecationWarning)  # NumPy's note on matrix
         Lap().kernel(a, b)
     assert np.array_equal(np.asarray(b.data), ref.data)
+
+
+class _Heat(StencilKernel):
+    alpha = 0.1
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            s = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = u[x] + self.alpha * s
+
+
+@requires_compiler
+def test_code_is_made_from_the_attribute_values_of_its_key(monkeypatch, tmp_path):
+    """Another thread setting ``h.alpha`` between the key's read of it and the frontend's
+    made code for the new value, bound to the key of the old one for good: that value's calls
+    were wrong in the rest of the process (the report's race, made deterministic here)."""
+    from asp_stencil.frontend import StencilFrontend
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    h = _Heat()
+    parse = StencilFrontend.parse
+
+    def raced(self, ctx):
+        h.alpha = 0.4          # another thread's write, after the key was taken
+        return parse(self, ctx)
+
+    u, out, ref = StencilGrid([12, 12]), StencilGrid([12, 12]), StencilGrid([12, 12])
+    u.data[...] = np.random.default_rng(0).random(u.shape)
+    with monkeypatch.context() as m:
+        m.setattr(StencilFrontend, "parse", raced)
+        h.kernel(u, out)
+    for alpha in (0.1, 0.4):
+        h.alpha = alpha
+        h.kernel(u, out)
+        h.pure_python(u, ref)
+        np.testing.assert_array_equal(out.data, ref.data)

@@ -191,6 +191,10 @@ class _Parser:
         # a decorator's wrapper never gets here (asp_core.pyast.kernel_source refuses it)
         self.func: Any = getattr(ctx.func, "__func__", ctx.func)
         self.instance = ctx.instance
+        from .signature import key_attributes
+
+        # the attribute values the call's key was made of (see signature.AttrValue)
+        self.key_attrs = key_attributes(ctx.key)
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
         # per grid, the DSL methods it does not take from StencilGrid (compiled code never
@@ -430,6 +434,13 @@ class _Parser:
                                   f"'{g.name}', which has no points")
         return error(message)
 
+    def attr_value(self, name: str) -> Any:
+        """Kernel attribute ``name``: the number the call's key holds, else read now."""
+        held = self.key_attrs.get(name)
+        if held is not None and held.value is not None:
+            return held.value
+        return getattr(self.instance, name, None)
+
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
             return node.value
@@ -437,7 +448,7 @@ class _Parser:
                 isinstance(node.operand, ast.Constant) and type(node.operand.value) is int:
             return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if self._is_self_attr(node):
-            v = _scalar_value(getattr(self.instance, self.attr_name(node), None))
+            v = _scalar_value(self.attr_value(self.attr_name(node)))
             if type(v) is int:
                 return v
         raise self.err(node, "neighbour id that is not an int literal or an int kernel attribute")
@@ -590,7 +601,7 @@ class _Parser:
                 name = self.attr_name(node)
                 if not hasattr(self.instance, name):
                     raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
-                v = _scalar_value(getattr(self.instance, name))
+                v = _scalar_value(self.attr_value(name))
                 if v is None:
                     raise self.err(node, f"attribute 'self.{node.attr}' that is not a real scalar "
                                          "(a Python or NumPy int or float)")
