@@ -4,6 +4,7 @@ raised once compiled or computed in another dtype than SciPy."""
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 import pytest
@@ -257,3 +258,29 @@ def test_the_object_api_computes_in_scipys_dtype():
     assert mp(x.astype(np.float32)).dtype == np.float32
     with pytest.raises(ValueError, match="float64"):
         mp(x, out=np.empty((4, A.shape[0]), dtype=np.float32))
+
+
+@requires_compiler
+def test_a_daemon_thread_in_a_native_pass_at_exit_does_not_abort_the_process(tmp_path):
+    """A daemon thread looping on ``cg`` when the main thread returns: Python ends such a
+    thread when it takes the GIL back, which, from inside the plan builder's GIL release,
+    aborted the process ("terminate called without an active exception", status 134, every
+    run). The exit waits for the passes under way instead."""
+    script = textwrap.dedent("""
+        import threading, time
+        import numpy as np
+        from asp_mpk import cg
+        from asp_mpk.gallery import poisson2d
+        A = poisson2d(300)
+        b = A @ np.random.default_rng(0).random(A.shape[0])
+        def solver():
+            while True:
+                cg(A, b, rtol=1e-9)
+        threading.Thread(target=solver, daemon=True).start()
+        time.sleep(1.0)
+        print("main thread done", flush=True)
+    """)
+    for i in range(4):   # as a user runs it: a fresh cache, first calls compiling meanwhile
+        run = _run_script(script, tmp_path / str(i), ASP_MPK_COMPILE="background")
+        assert run.returncode == 0 and "main thread done" in run.stdout, run.stderr[-2000:]
+        assert "terminate called" not in run.stderr

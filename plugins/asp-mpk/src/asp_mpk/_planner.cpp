@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <cmath>
 #include <cstdint>
@@ -41,6 +42,45 @@ using i64 = std::int64_t;
 using u64 = std::uint64_t;
 
 namespace {
+
+// ---- releasing the GIL ---------------------------------------------------------------------------
+// At interpreter exit Python ends a daemon thread that takes the GIL back (pthread_exit):
+// unwinding through py::gil_scoped_release's destructor, which may not throw, aborted the
+// process ("terminate called without an active exception", exit status 134) when a daemon
+// thread was in a pass then (a loop of asp_mpk.cg in a daemon thread, 10 runs in 10).  So
+// an atexit hook (which runs before the interpreter starts finalising) waits, letting the GIL
+// go, for the passes under way to take it back, and later passes keep it: no thread is
+// then ever waiting for the GIL inside one.  Both the hook and the start of a pass hold the
+// GIL, so no pass starts unseen.
+std::atomic<int> passes_without_gil{0};
+bool exiting = false;   // read and written with the GIL held
+
+class NoGil {
+  public:
+    NoGil() {
+        if (!exiting) {
+            passes_without_gil.fetch_add(1);
+            state_ = PyEval_SaveThread();
+        }
+    }
+    ~NoGil() {
+        if (state_ != nullptr) {
+            PyEval_RestoreThread(state_);
+            passes_without_gil.fetch_sub(1);
+        }
+    }
+    NoGil(const NoGil &) = delete;
+    NoGil &operator=(const NoGil &) = delete;
+
+  private:
+    PyThreadState *state_ = nullptr;
+};
+
+void wait_for_passes() {
+    exiting = true;
+    py::gil_scoped_release nogil;   // the hook's thread holds no pass
+    while (passes_without_gil.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 // ---- array access ------------------------------------------------------------------------------
 struct Raw {
@@ -283,7 +323,7 @@ class Unlocked {
     }
 
   private:
-    std::optional<py::gil_scoped_release> release_;
+    std::optional<NoGil> release_;
 };
 
 u64 checksum(const std::vector<py::array> &arrays, int threads) {
@@ -352,7 +392,7 @@ std::vector<py::array> copies(const std::vector<py::array> &arrays, int threads)
         result.push_back(std::move(c));
     }
     {
-        py::gil_scoped_release nogil;
+        NoGil nogil;
         std::atomic<std::size_t> next{0};
         in_parts(parts_for(total, 4 * CHUNK, hardware_threads(threads), 8), [&](int) {
             for (std::size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < pieces.size();)
@@ -532,7 +572,7 @@ py::dict analyse_t(const I *indptr, const I *indices, const V *data, i64 n, i64 
     std::vector<char> constant;           // every nonzero equal to the first
     std::vector<i64> nblocks(block_sizes.size(), -1);
     {
-        py::gil_scoped_release nogil;
+        NoGil nogil;
         std::vector<i64> cur(indptr, indptr + n);
         for (i64 i = 0; i < n; ++i) {
             for (i64 p = indptr[i]; p < indptr[i + 1]; ++p) {
@@ -632,7 +672,7 @@ py::array dia_arrays(py::array indptr, py::array indices, py::array data,
         bool outside = false;
         with_index(rp, "indptr", [&](auto ip) {
             return with_index(ri, "indices", [&](auto ix) {
-                py::gil_scoped_release nogil;
+                NoGil nogil;
                 std::fill(d, d + nd * n, V(0));
                 for (i64 i = 0; i < n && !outside; ++i)
                     for (i64 p = ip[i]; p < ip[i + 1]; ++p) {
@@ -660,7 +700,7 @@ i64 permuted_bandwidth(py::array indptr, py::array indices, py::array_t<i64> per
     const i64 *pm = perm.data();
     return with_index(rp, "indptr", [&](auto ip) {
         return with_index(ri, "indices", [&](auto ix) {
-            py::gil_scoped_release nogil;
+            NoGil nogil;
             std::vector<i64> inv(static_cast<size_t>(n));
             for (i64 i = 0; i < n; ++i) inv[static_cast<size_t>(pm[i])] = i;
             i64 bw = 0;
@@ -775,7 +815,7 @@ py::object closures_t(const I *indptr, const I *indices, i64 n, const i64 *order
     i64 computed = 0;
     bool too_large = false;
     {
-        py::gil_scoped_release nogil;
+        NoGil nogil;
         std::vector<i64> nbrs;
         for (i64 b = 0; b < nb && !too_large; ++b) {
             size_t g0 = glob.size();
@@ -1372,6 +1412,7 @@ py::tuple addresses(const py::args &arrays) {
 
 PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
+    py::module_::import("atexit").attr("register")(py::cpp_function(&wait_for_passes));
 #if defined(__unix__) || defined(__APPLE__)
     pthread_atfork(nullptr, nullptr, [] { forks.fetch_add(1, std::memory_order_relaxed); });
 #endif
