@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from asp_core.build import CompiledLibrary
     from asp_core.context import SpecializationContext
 
-__all__ = ["submit", "busy", "claim", "failed", "release", "shutdown", "foreground", "IDLE_S"]
+__all__ = ["submit", "busy", "claim", "failed", "release", "shutdown", "foreground",
+           "specialising", "IDLE_S"]
 
 _log = get_logger("build")
 _lock = threading.Lock()
@@ -62,6 +63,7 @@ IDLE_S = 0.5
 _spans = 0  # foreground spans running now
 _idle_timer: threading.Timer | None = None  # started when the last span ends
 _deferred: list[tuple[bool, tuple[_Slot, Future, Callable[[], Any]]]] = []  # waiting for idle
+_specialisations: threading.BoundedSemaphore | None = None  # see specialising()
 
 
 def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = False,
@@ -187,6 +189,21 @@ def failed(key: str, exc: ToolchainError) -> None:
     future.set_exception(exc)
     with _lock:
         _failed.setdefault(_slot(key), future)
+
+
+@contextmanager
+def specialising() -> Iterator[None]:
+    """Held by a plugin's specialisation on a thread of its own (phases 1-5 and their compile,
+    off the caller's path: asp-mpk's first calls, asp-gmm's shape builds) while it runs: one
+    per usable core, the others wait here. 200 ``MatrixPowers`` made in a loop ran 200 such
+    threads and as many compilers at once on two cores; a burst of new GMM shapes, 35."""
+    global _specialisations
+    with _lock:
+        if _specialisations is None:
+            _specialisations = threading.BoundedSemaphore(_max_workers())
+        slots = _specialisations
+    with slots:
+        yield
 
 
 def release(*, run_waiting: bool = True, wait: bool = True) -> None:
@@ -317,9 +334,9 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
 
 def _after_fork() -> None:
     """A forked child has none of the parent's threads: start from an empty pool."""
-    global _lock, _spans, _idle_timer
+    global _lock, _spans, _idle_timer, _specialisations
     _lock = threading.Lock()
-    _spans, _idle_timer = 0, None
+    _spans, _idle_timer, _specialisations = 0, None, None
     _deferred.clear()
     _jobs.update({False: queue.SimpleQueue(), True: queue.SimpleQueue()})
     _workers.update({False: [], True: []})

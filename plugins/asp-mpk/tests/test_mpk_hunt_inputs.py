@@ -268,3 +268,37 @@ def test_an_np_matrix_out_is_refused_as_such(monkeypatch, tmp_path, mode):
             call(np.asmatrix(np.zeros((k + 1, 40))))
         out = np.zeros((k + 1, 40))
         assert call(out) is out
+
+
+def test_background_specialisations_wait_for_a_core_and_hold_no_dropped_object(monkeypatch,
+                                                                                 tmp_path):
+    """Each ``MatrixPowers`` first called started a specialisation thread at once (200 objects
+    made in a loop: 200 threads, as many compilers), and the thread kept its object, with the
+    matrix copy, alive until it had finished: at most one runs per core, and one whose object
+    was dropped while it waited is given up."""
+    import gc
+    import weakref
+    from contextlib import ExitStack
+
+    from asp_core import background as pool
+    from asp_core.hardware import available_cpus
+    from asp_mpk import background
+    from asp_mpk.gallery import poisson2d
+
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    with ExitStack() as busy:
+        for _ in range(available_cpus()):   # every core busy with other specialisations
+            busy.enter_context(pool.specialising())
+        A = poisson2d(30).tocsr()
+        mp = MatrixPowers(A, 3)
+        V = mp(np.ones(A.shape[0]))           # runs now, its specialisation waits for a core
+        np.testing.assert_allclose(V[1], A @ np.ones(A.shape[0]))
+        ref = weakref.ref(mp)
+        threads = list(mp._pending.values())
+        del mp
+        gc.collect()
+        assert ref() is None
+        assert threads and all(t.is_alive() for t in threads)
+    background.join_all()
+    assert not any(t.is_alive() for t in threads)

@@ -332,9 +332,13 @@ def prepare(n_features: int, n_components: int, covariance_type: str, dtype: Any
     def build() -> None:
         # the model's variant alone, whose library every op shares (k-means, the initial
         # M-step, EM, predict); the other EM candidates compile once no fit runs
-        # (asp_core.background, when_idle), started by the first compiled EM step
+        # (asp_core.background, when_idle), started by the first compiled EM step; one
+        # build per core at a time (a burst of new shapes ran 35 compilers on two cores)
+        from asp_core.background import specialising
+
         try:
-            dispatcher("m_step", options).build_variants(*m_args)
+            with specialising():
+                dispatcher("m_step", options).build_variants(*m_args)
         except Exception:  # noqa: BLE001 - the real call reports it
             pass
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -217,8 +218,8 @@ class MatrixPowers:
                 if not _compile_in_background():
                     self._ready.add(kind)
                     return True
-                worker = background.start(self._specialise, nvec, gram, basis,
-                                          name="asp-mpk-specialise")
+                worker = background.start(_specialise_when_free, weakref.ref(self), nvec,
+                                          gram, basis, name="asp-mpk-specialise")
                 self._pending[kind] = worker
         if worker.is_alive():
             return False
@@ -495,6 +496,20 @@ def _compile_in_background() -> bool:
     from asp_core import config
 
     return compile_choice() == "background" and config.mode() == "auto"
+
+
+def _specialise_when_free(ref: weakref.ref[MatrixPowers], nvec: int, gram: bool,
+                          basis: str) -> None:
+    """:meth:`MatrixPowers._specialise`, once a core is free for it
+    (:func:`asp_core.background.specialising`), unless the object was dropped meanwhile (no
+    call will use it; at exit it still compiles, for the next process's cache): the thread
+    holds the object only while it specialises it."""
+    from asp_core.background import specialising
+
+    with specialising():
+        powers = ref()
+        if powers is not None:
+            powers._specialise(nvec, gram, basis)
 
 
 def _plan_candidates(tuning: Tuning) -> None:
