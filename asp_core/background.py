@@ -260,9 +260,14 @@ def shutdown(wait: bool = True) -> None:
 
 def _at_exit() -> None:
     """Wait for the running compiles (the next process finds them in the cache), unless a
-    Ctrl-C ends the process: the user asked it to stop, and asp_core.spawn's exit handler, which
-    runs next, kills them."""
-    shutdown(wait=not isinstance(getattr(sys, "last_value", None), KeyboardInterrupt))
+    Ctrl-C ends the process (or comes while it waits): the user asked it to stop, and
+    asp_core.spawn's exit handler, which runs next, kills them."""
+    from asp_core.interrupt import exit_interrupted, exit_wait
+
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt) or exit_interrupted():
+        shutdown(wait=False)
+    else:
+        exit_wait(shutdown)
 
 
 atexit.register(_at_exit)

@@ -14,7 +14,32 @@ import queue
 import threading
 from typing import Any, Callable
 
-__all__ = ["call", "run", "wait_idle", "is_worker", "on_forking_thread", "MIN_WORK"]
+__all__ = ["call", "run", "wait_idle", "is_worker", "on_forking_thread", "exit_wait",
+           "exit_interrupted", "MIN_WORK"]
+
+#: a Ctrl-C came while an exit handler waited (:func:`exit_wait`)
+_exit_interrupted = False
+
+
+def exit_wait(wait: Callable[[], Any]) -> None:
+    """Run an exit handler's ``wait`` (for compiles or specialisations under way) so that a
+    Ctrl-C during it ends the process as a Ctrl-C does: the waits of the exit handlers after
+    it are skipped, the compilers still running are killed and the process ends by SIGINT
+    (:mod:`asp_core.spawn`'s exit handler, which runs last). Before, "Exception ignored in
+    atexit callback ... KeyboardInterrupt" was printed and the process went on waiting in the
+    next handler, then exited with status 0."""
+    global _exit_interrupted
+    if _exit_interrupted:
+        return
+    try:
+        wait()
+    except KeyboardInterrupt:
+        _exit_interrupted = True
+
+
+def exit_interrupted() -> bool:
+    """Whether a Ctrl-C ended an exit handler's :func:`exit_wait`."""
+    return _exit_interrupted
 
 #: Elements (grid points, matrix entries, samples x features) from which a call is handed off:
 #: milliseconds of work, so the ~35 us hand-off costs under 1 %.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import threading
 import textwrap
 
@@ -289,6 +290,41 @@ def test_a_ctrl_c_exit_kills_the_running_background_compile(fresh_cache, tmp_pat
     assert "KeyboardInterrupt" in out.stderr
     worker = int(pidfile.read_text())
     assert _ends(worker), "the compile outlived the process"
+
+
+def test_a_ctrl_c_while_the_exit_waits_for_compiles_ends_the_process_by_sigint(fresh_cache,
+                                                                              tmp_path):
+    """Ctrl-C while the exit waited for a running compile printed "Exception ignored in atexit
+    callback ... KeyboardInterrupt" and the process exited with status 0: now it ends by
+    SIGINT, quietly, its compiler killed."""
+    import signal
+
+    from asp_core.toolchain import find_toolchain
+
+    pidfile = tmp_path / "worker.pid"
+    slow = tmp_path / "slow-cc"
+    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_wait*) sleep 600 & echo $! > {pidfile}; wait;; "
+                    f"esac\nexec {find_toolchain('c').executable} \"$@\"\n")   # probes pass
+    slow.chmod(0o755)
+    script = textwrap.dedent(f"""
+        import pathlib, time
+        from asp_core import background
+        background.submit(source="int asp_bg_wait(void) {{ return 5; }}\\n", openmp=False,
+                          name="bg_wait")
+        while not pathlib.Path({str(pidfile)!r}).exists():
+            time.sleep(0.01)
+        print("exiting", flush=True)
+    """)
+    env = dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(fresh_cache))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline() == "exiting\n"
+    time.sleep(0.5)   # in the exit handler's wait for the compile
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGINT, (proc.returncode, err)
+    assert "Exception ignored" not in err and "Traceback" not in err, err
+    assert _ends(int(pidfile.read_text())), "the compile outlived the process"
 
 
 def test_when_idle_compiles_wait_for_the_foreground_spans(fresh_cache, gated_compiler,

@@ -156,10 +156,12 @@ def _at_exit() -> None:
     process against scikit-learn's 2.8). The EM candidates still waiting are dropped: they
     compile at low priority, which on a busy machine could hold the exit for minutes; a later
     process that idles after its fits compiles and times them."""
+    from asp_core.interrupt import exit_wait
+
     with _LOCK:
         for key in [k for k in _DEFERRED if _NUMPY_SECONDS.get(k, (0.0,))[0] < BUILD_AFTER_S]:
             del _DEFERRED[key]
-    finish_preparing(candidates=False)
+    exit_wait(lambda: finish_preparing(candidates=False))
 
 #: set once the background build of a shape has compiled (or failed to compile) its library
 _BUILT: dict[tuple, threading.Event] = {}

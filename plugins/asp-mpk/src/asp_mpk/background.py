@@ -79,8 +79,10 @@ def join_all(timeout: float | None = None) -> None:
 
 @atexit.register
 def _at_exit() -> None:
+    from asp_core.interrupt import exit_wait
+
     _STOPPING.set()
-    join_all()
+    exit_wait(join_all)
 
 
 def _before_fork() -> None:
