@@ -14,7 +14,7 @@ import pytest
 
 from asp_core import CacheError
 from asp_core.build import compile_library, is_cached, library_key
-from asp_core.cache import CacheEntry, CodeCache, cache_key
+from asp_core.cache import ENTRY_MARKER, CacheEntry, CodeCache, cache_key
 from asp_core.cli import maintenance
 from pytest_asp import requires_compiler
 
@@ -528,3 +528,30 @@ def test_clear_removes_an_entry_only_under_the_lock_compiles_take(fresh_cache):
     clearing.join(60)
     assert done["seen"] == b"first"    # untouched while the lock was held
     assert done["cleared"] == 1 and not entry.path.exists()
+
+
+@requires_compiler
+def test_an_entry_removal_cut_off_half_way_is_cleaned_up_later(fresh_cache, monkeypatch):
+    """``asp cache clear`` killed after an entry's marker went but before its folder did left a
+    folder neither ``verify`` nor ``clear`` recognised as Asp's, for good: an entry is moved
+    aside in one rename first, and what is left of it is a leftover they remove."""
+    import shutil
+
+    from asp_core.build import compile_library
+
+    lib = compile_library("int asp_cut(void) { return 4; }\n", name="cut", openmp=False)
+    cache = CodeCache(fresh_cache)
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *args, **kwargs):   # the marker goes, then the process is killed
+        (Path(path) / ENTRY_MARKER).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        maintenance.clear(cache)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert not lib.path.parent.exists()
+    good, removed = maintenance.verify(cache)
+    assert good == [] and len(removed) == 1 and removed[0].name.startswith("stale-")
+    assert [p for p in fresh_cache.rglob("*") if p.is_file() and "code" in p.parts] == []

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import sys
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -104,7 +105,7 @@ def verify(cache: CodeCache) -> tuple[list[Path], list[Path]]:
             if _verified(cache, path):
                 good.append(path)   # rebuilt meanwhile
             else:
-                removed += _remove([path])
+                removed += _remove_entry(cache, path)
     return good, removed + _remove(cache.leftovers())
 
 
@@ -133,6 +134,22 @@ def _entry_lock(cache: CodeCache, key: str) -> Iterator[bool]:
         yield True
     finally:
         lock.release()
+
+
+def _remove_entry(cache: CodeCache, path: Path) -> list[Path]:
+    """Remove entry ``path`` (its lock held): first moved aside into ``tmp/`` in one rename,
+    so that a removal cut off half-way leaves a leftover the next clean-up finds (killed
+    after its marker went, ``asp cache clear`` left a folder neither ``verify`` nor ``clear``
+    recognised, for good); returns ``[path]`` when it went."""
+    aside = cache.root / "tmp" / f"stale-{path.name[:12]}-{uuid.uuid4().hex[:8]}"
+    try:
+        path.rename(aside)
+    except FileNotFoundError:
+        return []
+    except OSError:   # a read-only cache: removing it in place says why it cannot
+        return _remove([path])
+    _remove([aside])
+    return [path]
 
 
 def _remove(paths: list[Path]) -> list[Path]:
@@ -222,7 +239,7 @@ def clear(cache: CodeCache) -> int:
     for path in found:   # under each entry's lock, as verify: not under a compile's feet
         with _entry_lock(cache, path.name) as held:
             if held:
-                removed += _remove([path])
+                removed += _remove_entry(cache, path)
     _remove(cache.leftovers())
     _remove_free_locks(cache)
     for prefix in {path.parent for path in found}:   # only the folders the entries were in
