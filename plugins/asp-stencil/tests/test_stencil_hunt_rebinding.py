@@ -131,3 +131,15 @@ def test_code_is_made_from_the_attribute_values_of_its_key(monkeypatch, tmp_path
         h.kernel(u, out)
         h.pure_python(u, ref)
         np.testing.assert_array_equal(out.data, ref.data)
+
+
+@pytest.mark.parametrize("value", [0.1, -0.0, float("nan"), np.float64(0.3), np.float32(0.7),
+                                   np.int16(-5), np.uint8(200), 7, True, 2**70])
+def test_an_attribute_comes_back_from_its_key_form_exactly(value):
+    """What the frontend compiles when the attribute changed after the key was taken: the
+    value the key was made of, of the same type and bits."""
+    from asp_stencil.signature import _hashable, attribute_value
+
+    back = attribute_value(_hashable(value), "changed meanwhile")
+    assert type(back) is type(value)
+    assert _hashable(back) == _hashable(value)

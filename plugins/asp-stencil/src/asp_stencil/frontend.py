@@ -193,8 +193,9 @@ class _Parser:
         self.instance = ctx.instance
         from .signature import key_attributes
 
-        # the attribute values the call's key was made of (see signature.AttrValue)
+        # the kernel attributes' forms in the call's key, and the values compiled for them
         self.key_attrs = key_attributes(ctx.key)
+        self.attrs: dict[str, Any] = {}
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
         # per grid, the DSL methods it does not take from StencilGrid (compiled code never
@@ -435,11 +436,15 @@ class _Parser:
         return error(message)
 
     def attr_value(self, name: str) -> Any:
-        """Kernel attribute ``name``: the number the call's key holds, else read now."""
-        held = self.key_attrs.get(name)
-        if held is not None and held.value is not None:
-            return held.value
-        return getattr(self.instance, name, None)
+        """Kernel attribute ``name`` as the call's key holds it (signature.attribute_value),
+        the same at every read."""
+        if name not in self.attrs:
+            from .signature import attribute_value
+
+            live = getattr(self.instance, name, None)
+            form = self.key_attrs.get(name)
+            self.attrs[name] = live if form is None else attribute_value(form, live)
+        return self.attrs[name]
 
     def neighbor_id(self, node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:

@@ -221,34 +221,29 @@ def _hashable(v: Any) -> Hashable:
     return (type(v).__name__, id(v))
 
 
-class AttrValue:
-    """A kernel attribute in the key: compared, hashed and shown by its exact form
-    (:func:`_hashable`), carrying the number read (the frontend compiles that one: read
-    again, it could be the value another thread set meanwhile, and the code for ``alpha =
-    0.4`` stayed bound to the key of 0.1 for good). Only numbers are carried: nothing else
-    compiles, and the key must not keep a large object alive."""
-
-    __slots__ = ("form", "value")
-
-    def __init__(self, value: Any) -> None:
-        self.form = _hashable(value)
-        self.value = value if isinstance(value, (int, float, np.generic)) else None
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AttrValue) and self.form == other.form
-
-    def __hash__(self) -> int:
-        return hash(self.form)
-
-    def __repr__(self) -> str:   # the tuning database's key is the key's repr: unchanged
-        return repr(self.form)
-
-
-def key_attributes(key: Any) -> dict[str, AttrValue]:
-    """The kernel attributes a :func:`stencil_signature` key holds, by name."""
+def key_attributes(key: Any) -> dict[str, Hashable]:
+    """The kernel attributes a :func:`stencil_signature` key holds, by name (their
+    :func:`_hashable` forms)."""
     if isinstance(key, tuple) and len(key) == 4 and key[0] == "stencil":
-        return {name: v for name, v in key[2] if isinstance(v, AttrValue)}
+        return dict(key[2])
     return {}
+
+
+def attribute_value(form: Hashable, live: Any) -> Any:
+    """The kernel attribute whose key form is ``form``, ``live`` being its value now: the
+    frontend compiles the value the key was made of. Read again, it could be the one another
+    thread set meanwhile, and the code for ``alpha = 0.4`` stayed bound to the key of 0.1 for
+    good. Numbers come back from their exact form; where the form holds none (an object, by
+    identity: no kernel compiles it) ``live`` is returned."""
+    if _hashable(live) == form or not isinstance(form, tuple):
+        return live
+    if len(form) == 3:   # a NumPy scalar: (type name, dtype, bytes)
+        return np.frombuffer(form[2], dtype=np.dtype(form[1]))[0]
+    name, held = form
+    if isinstance(held, str) and name in ("float", "float64"):   # a float's hex
+        number = float.fromhex(held)
+        return number if name == "float" else np.float64(number)
+    return held if name in ("bool", "int") or isinstance(held, int) else live
 
 
 def check_arity(args: tuple, instance: Any) -> None:
@@ -292,7 +287,7 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     attrs: tuple = ()
     callees: tuple = ()
     if instance is not None:
-        attrs = tuple((n, AttrValue(getattr(instance, n, None)))
+        attrs = tuple((n, _hashable(getattr(instance, n, None)))
                       for n in kernel_attribute_names(instance))
         callees = callee_meanings(instance)
     return ("stencil", grids, attrs, callees)
