@@ -174,6 +174,26 @@ def test_bad_hyperparameters_are_rejected_as_sklearn(param, value):
     assert str(ours.value) == str(ref.value)
 
 
+@pytest.mark.parametrize("first, second", [(np.float64, np.float32), (np.float32, np.float64),
+                                           (np.float32, np.float32)])
+def test_a_warm_start_on_data_of_another_dtype_keeps_sklearns_dtypes(first, second):
+    """A float64 fit refitted warm on float32 data became float32 (scikit-learn's stays
+    float64: its arithmetic promotes the data with the parameters it goes on from)."""
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    out = []
+    for cls in (GaussianMixture, SkGaussianMixture):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = cls(3, warm_start=True, random_state=0, max_iter=5).fit(X.astype(first))
+            est.fit(X.astype(second))
+        # (scikit-learn's covariances and precisions are then float32 beside float64 means:
+        # ours are float64 like the means, every attribute the promoted dtype)
+        out.append((est.weights_.dtype, est.means_.dtype, np.asarray(est.lower_bound_).dtype,
+                    est.predict_proba(X[:2].astype(second)).dtype,
+                    est.score_samples(X[:2].astype(second)).dtype))
+    assert out[0] == out[1]
+
+
 def test_warm_start_with_max_iter_0_keeps_no_lower_bound():
     """A warm start of no iteration computes no lower bound: lower_bound_ is -inf as
     scikit-learn's (it kept the previous fit's, next to an empty lower_bounds_)."""

@@ -17,7 +17,8 @@ Only scikit-learn's public API is used (``validate_data``, ``check_is_fitted``,
 ``check_random_state``, ``check_array``, ``KMeans``, ``kmeans_plusplus``): no private imports
 and no override of private methods, so a minor release cannot change what runs. Computation
 is in float64 whatever the input dtype, on every engine; fitted attributes take the input's
-dtype, and ``predict_proba`` and ``score_samples`` return scikit-learn's dtype (float32 only
+dtype (promoted with the parameters a warm start goes on from: a float64 fit refitted on
+float32 data stays float64), and ``predict_proba`` and ``score_samples`` return scikit-learn's dtype (float32 only
 for float32 X under a float32 fit), as scikit-learn's do.
 """
 
@@ -135,6 +136,10 @@ class GaussianMixture(_SkGaussianMixture):
         do_init = not (self.warm_start and hasattr(self, "converged_")
                        and fitted_parameters_fit(self, X.shape[1]))
         n_init = self.n_init if do_init else 1
+        # the fitted attributes' dtype: scikit-learn's arithmetic's, X's promoted with the
+        # parameters a warm start goes on from (a float64 fit refitted on float32 data stays
+        # float64; it became float32)
+        dtype = X.dtype if do_init else np.result_type(X.dtype, np.asarray(self.means_).dtype)
         # the shape's library builds in the background, from the start of the fit if its
         # NumPy passes foresee enough work (engine.BUILD_AFTER_S): the k-means then finds it
         # compiled; a short fit runs in NumPy without gcc and the GIL-holding code
@@ -189,11 +194,11 @@ class GaussianMixture(_SkGaussianMixture):
         for name, value in zip(_PARAMETERS, best_params):
             setattr(self, name, value)
         self._set_precisions()
-        self._check_representable(X.dtype)
-        self._cast_parameters(X.dtype)
+        self._check_representable(dtype)
+        self._cast_parameters(dtype)
         self.n_iter_ = best_n_iter
         self._fitted_covariance_type = self.covariance_type   # for a later warm start
-        self._set_lower_bounds(max_lower_bound, best_lower_bounds, X.dtype)
+        self._set_lower_bounds(max_lower_bound, best_lower_bounds, dtype)
         engine.explain_numpy_passes(X.shape[1], self.n_components, self.covariance_type,
                                     X.dtype, self.asp_options, f"{type(self).__name__}.fit")
         return X
