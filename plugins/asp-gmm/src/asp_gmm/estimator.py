@@ -139,7 +139,8 @@ class GaussianMixture(_SkGaussianMixture):
         # the fitted attributes' dtype: scikit-learn's arithmetic's, X's promoted with the
         # parameters a warm start goes on from (a float64 fit refitted on float32 data stays
         # float64; it became float32)
-        dtype = X.dtype if do_init else np.result_type(X.dtype, np.asarray(self.means_).dtype)
+        previous = None if do_init else np.asarray(getattr(self, "means_")).dtype
+        dtype = X.dtype if previous is None else np.result_type(X.dtype, previous)
         # the shape's library builds in the background, from the start of the fit if its
         # NumPy passes foresee enough work (engine.BUILD_AFTER_S): the k-means then finds it
         # compiled; a short fit runs in NumPy without gcc and the GIL-holding code
