@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
 __all__ = ["Pass", "PassManager", "PassError", "PassNeeded", "PassReport", "PassResult",
-           "asp_pass", "check_disabled", "disabled_for", "known_passes"]
+           "asp_pass", "check_added", "check_disabled", "disabled_for", "known_passes"]
 
 
 class PassResult(NamedTuple):
@@ -73,6 +73,30 @@ def known_passes() -> frozenset[str]:
     return frozenset(_KNOWN)
 
 
+def check_added(anchors: bool = True) -> None:
+    """Report as broken (``PluginWarning``, ``asp list``, ``asp doctor``) the passes plugins
+    added that cannot be loaded, are added to a specializer no plugin registers, or
+    (``anchors``: imports every component) are to run next to a pass no plugin defines: such
+    a pass never runs, and only a kernel's run said so, or nothing did (a misspelt
+    specializer). A misspelt manager name cannot be told from one that has not run yet."""
+    from asp_core.plugins import get_registry, report_broken_pass
+
+    registry = get_registry()
+    names = known_passes() if anchors else frozenset()
+    for added in registry.added_passes:
+        try:
+            added.obj
+            if added.specializer not in registry.specializers:
+                raise PluginError(f"{added.where}: no installed plugin registers specializer "
+                                  f"{added.specializer!r} (installed: "
+                                  f"{', '.join(sorted(registry.specializers)) or 'none'})")
+            if anchors and added.anchor is not None and added.anchor not in names:
+                raise PluginError(f"{added.where}: pass {added.obj.name!r} is to run next to "
+                                  f"{added.anchor!r}, which no installed plugin defines")
+        except PluginError as exc:
+            report_broken_pass(added, exc)
+
+
 class PassError(AspError):
     """A pass raised or broke the pass protocol (a specializer bug), named in the message."""
 
@@ -88,6 +112,9 @@ def _result(p: Pass, out: Any, where: str) -> PassResult:
     if (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], bool)
             and out[0] is not None):
         return PassResult(out[0], out[1])
+    if isinstance(out, tuple) and len(out) == 2 and out[0] is not None:
+        raise PassError(f"pass {p.name!r}{where} returned (ir, changed) with changed a "
+                        f"{type(out[1]).__name__}, not a bool")
     got = "None" if out is None else type(out).__name__
     raise PassError(f"pass {p.name!r}{where} returned {got} instead of (ir, changed)")
 
@@ -210,23 +237,34 @@ class PassManager:
             raise ValueError(f"no pass {after!r} in {self.name!r}; passes: {self.names}")
         self.passes.insert(self.names.index(after) + 1, p)
 
-    def with_added(self, specializer: str | None) -> list[Pass]:
+    def _with_added(self, specializer: str | None) -> tuple[list[Pass], dict[str, Any]]:
         """The passes a kernel of ``specializer`` runs: this manager's, with those plugins
-        added to it (``register.add_pass``); one that cannot be placed is left out, and its
-        plugin reported broken."""
+        added to it (``register.add_pass``; by name, the :class:`~asp_core.registry.AddedPass`
+        of each). A pass may follow one another plugin adds, whichever plugin loaded first;
+        one that cannot be placed is left out, and its plugin reported broken."""
         from asp_core.plugins import get_registry, report_broken_pass
 
-        passes = list(self.passes)
-        if specializer is not None:
-            for added in get_registry().passes_for(specializer, self.name):
+        passes, origins = list(self.passes), {}
+        pending = get_registry().passes_for(specializer, self.name) if specializer else []
+        while pending:
+            waiting = []
+            for added in pending:
                 try:
-                    added.insert(passes)
+                    if added.place(passes):
+                        origins[added.obj.name] = added
+                    else:
+                        waiting.append(added)
                 except PluginError as exc:
                     report_broken_pass(added, exc)
-        return passes
+            if len(waiting) == len(pending):   # no anchor of theirs will come
+                for added in waiting:
+                    report_broken_pass(added, added.unplaced(passes))
+                break
+            pending = waiting
+        return passes, origins
 
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
-        passes = self.with_added(ctx.specializer)
+        passes, origins = self._with_added(ctx.specializer)
         disabled = config.disabled_passes(ctx.options)
         if disabled:
             check_disabled(disabled, [p.name for p in passes], ctx.specializer)
@@ -241,7 +279,7 @@ class PassManager:
             else:
                 start = time.perf_counter()
                 try:
-                    ir, changed = self._apply(p, ir, ctx, skipped)
+                    ir, changed = self._apply(p, ir, ctx, skipped, origins.get(p.name))
                 except AspError as exc:
                     # the pass ran and ended the specialisation: the explain log says so
                     # (``--after`` of it said the pass "did not run", and the list of passes
@@ -272,18 +310,25 @@ class PassManager:
                    seconds=0.0, ir=dump(ir) if keep_ir else None, error=message)
         raise PassNeeded(message)
 
-    def _apply(self, p: Pass, ir: Any, ctx: SpecializationContext, skipped: list[str]
-               ) -> PassResult:
-        """``p`` on ``ir``; an error of its own becomes a :class:`PassError` naming it and the
-        passes disabled before it (a pass failing on what a disabled one should have removed
-        is not itself at fault: "pass 'type-check' failed: NotLowered: Attr node" read as its
-        bug)."""
+    def _apply(self, p: Pass, ir: Any, ctx: SpecializationContext, skipped: list[str],
+               added: Any = None) -> PassResult:
+        """``p`` on ``ir``; an error of its own becomes a :class:`PassError` naming it (and the
+        plugin that added it to this manager) and the passes disabled before it (a pass
+        failing on what a disabled one should have removed is not itself at fault: "pass
+        'type-check' failed: NotLowered: Attr node" read as its bug). A pass returning
+        another type of IR than it was given is its error, not the next pass's
+        ("'output-forwarding' failed: AttributeError: 'str' object has no attribute ...")."""
+        where = f" of {self.name!r}" + (f" ({added.origin})" if added is not None else "")
         try:
             out = p.fn(ir, ctx)
         except AspError:  # Unspecializable among them: the pass's own clear answer
             raise
         except Exception as exc:
             before = f" (disabled before it: {', '.join(skipped)})" if skipped else ""
-            raise PassError(f"pass {p.name!r} of {self.name!r} failed: "
+            raise PassError(f"pass {p.name!r}{where} failed: "
                             f"{type(exc).__name__}: {exc}{before}") from exc
-        return _result(p, out, f" of {self.name!r}")
+        result = _result(p, out, where)
+        if not isinstance(result.ir, type(ir)):
+            raise PassError(f"pass {p.name!r}{where} returned a {type(result.ir).__name__} "
+                            f"as its IR, not the {type(ir).__name__} it was given")
+        return result

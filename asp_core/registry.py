@@ -138,23 +138,38 @@ class AddedPass:
                               "the function with asp_core.asp_pass)")
         return self.target
 
-    def insert(self, passes: list[Pass]) -> None:
-        """Put the pass in ``passes`` (the manager's list); :class:`PluginError` where its
-        name is taken or the pass it was to follow or precede is not there."""
+    @property
+    def anchor(self) -> str | None:
+        """The pass this one runs after or before (None: at the end)."""
+        return self.after if self.after is not None else self.before
+
+    def place(self, passes: list[Pass]) -> bool:
+        """Put the pass in ``passes`` (the manager's list, with the passes placed so far);
+        False where its :attr:`anchor` is not there (yet: another plugin may add it), and
+        :class:`PluginError` where it cannot be loaded or its name is taken."""
         p, names = self.obj, [q.name for q in passes]
-        of = self.where  # the plugin is named by the report (PluginWarning, asp list)
         if p.name in names:
-            raise PluginError(f"{of}: {self.manager!r} already has a pass {p.name!r}")
-        anchor = self.after if self.after is not None else self.before
-        if anchor is None:
+            raise PluginError(f"{self.where}: {self.manager!r} already has a pass {p.name!r}")
+        if self.anchor is None:
             passes.append(p)
-        elif anchor not in names:
-            raise PluginError(f"{of}: pass {p.name!r} is to run "
-                              f"{'after' if self.after is not None else 'before'} {anchor!r}, "
-                              f"which {self.manager!r} does not have (its passes: "
-                              f"{', '.join(names) or 'none'})")
+        elif self.anchor not in names:
+            return False
         else:
-            passes.insert(names.index(anchor) + (self.after is not None), p)
+            passes.insert(names.index(self.anchor) + (self.after is not None), p)
+        return True
+
+    def unplaced(self, passes: list[Pass]) -> PluginError:
+        """Why the pass has no place in ``passes`` (every pass the others could place)."""
+        return PluginError(f"{self.where}: pass {self.obj.name!r} is to run "
+                           f"{'after' if self.after is not None else 'before'} "
+                           f"{self.anchor!r}, which {self.manager!r} does not have (its "
+                           f"passes: {', '.join(q.name for q in passes) or 'none'})")
+
+    @property
+    def origin(self) -> str:
+        """Who added the pass, for messages about it."""
+        where = (self.distribution or "in-process").strip("()")
+        return f"added by plugin {self.plugin or 'in-process'!r} ({where})"
 
 
 def _platform_names(value: Any, what: str) -> tuple[str, ...]:

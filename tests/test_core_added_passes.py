@@ -27,13 +27,13 @@ def double_literals(dast, ctx):
 class _Adder:
     """A plugin that only adds a pass to the element-wise specializer's manager."""
 
-    def __init__(self, obj=double_literals, **where):
-        self.obj, self.where = obj, where
+    def __init__(self, obj=double_literals, specializer="elementwise", **where):
+        self.obj, self.specializer, self.where = obj, specializer, where
 
     @hookimpl
     def asp_register_specializers(self, register):
-        register.add_pass(specializer="elementwise", manager="elementwise-domain", obj=self.obj,
-                          **self.where)
+        register.add_pass(specializer=self.specializer, manager="elementwise-domain",
+                          obj=self.obj, **self.where)
 
 
 @pytest.fixture
@@ -73,16 +73,41 @@ def test_an_added_pass_runs_where_its_plugin_put_it(add_pass, where, order, fact
 
 
 @requires_compiler
-def test_an_added_pass_may_follow_one_another_plugin_added(add_pass):
+@pytest.mark.parametrize("anchor_first", [True, False])
+def test_an_added_pass_may_follow_one_another_plugin_added(add_pass, anchor_first):
+    """Whichever plugin loads first (entry points load by name): the pass anchored on the
+    other's was left out when its plugin loaded first."""
     @asp_pass("halve-literals")
     def halve(dast, ctx):
         return dast, False
 
-    add_pass(after="constant-folding")
+    if anchor_first:
+        add_pass(after="constant-folding")
     add_pass(obj=halve, before="double-literals")
+    if not anchor_first:
+        add_pass(after="constant-folding")
     _, passes = _run(np.ones(3))
     assert [name for name, _ in passes] == ["constant-folding", "halve-literals",
                                             "double-literals"]
+
+
+@requires_compiler
+@pytest.mark.parametrize("fn, problem", [
+    (lambda ir, ctx: 1 / 0, "failed: ZeroDivisionError"),
+    (lambda ir, ctx: ("not the IR", True), "returned a str as its IR, not the Map it was given")])
+def test_an_added_pass_that_fails_names_the_plugin_that_added_it(add_pass, fn, problem):
+    """A pass returning another IR had the next pass blamed ("'output-forwarding' failed:
+    AttributeError"), or the specializer's own component when it ran last."""
+    from asp_core import Pass, SpecializationWarning
+
+    add_pass(obj=Pass("misbehaving", fn), before="constant-folding")
+    a = np.ones(3)
+    with pytest.warns(SpecializationWarning,
+                      match=rf"pass 'misbehaving' of 'elementwise-domain' \(added by plugin "
+                            rf"'adder-0' \(in-process\)\) {problem}"):
+        out, _ = _run(a)
+    np.testing.assert_array_equal(out, a * 5.0)   # in Python, as the warning says
+    assert not any(b.name == "test-elementwise" for b in plugins.broken_plugins())
 
 
 @requires_compiler
@@ -112,6 +137,33 @@ def test_a_pass_that_cannot_be_placed_is_left_out_with_a_warning(add_pass, kw, p
     np.testing.assert_array_equal(out, a * 5.0)  # the manager's own passes, as before
     assert [name for name, _ in passes] == ["constant-folding"]
     assert any(problem in b.error for b in plugins.broken_plugins())
+
+
+@pytest.mark.parametrize("kw, problem", [
+    ({"obj": "tests.no_such_module:x"}, "cannot be loaded from 'tests.no_such_module:x'"),
+    ({"specializer": "elementwize"}, "no installed plugin registers specializer "
+                                     "'elementwize'"),
+    ({"after": "constant-foldng"}, "is to run next to 'constant-foldng', which no installed "
+                                   "plugin defines")])
+def test_asp_doctor_reports_an_added_pass_that_cannot_run(add_pass, kw, problem):
+    """Only a kernel's run reported these, or nothing did (a misspelt specializer); asp list
+    showed the pass with "broken": []."""
+    from asp_core.passes import check_added
+
+    specializer = kw.pop("specializer", "elementwise")
+    plugins.register_plugin(_Adder(specializer=specializer, **kw), name="misplaced")
+    try:
+        with pytest.warns(PluginWarning, match="failed to add pass for"):
+            check_added()
+        assert any(problem in b.error for b in plugins.broken_plugins())
+        if "after" not in kw:   # asp list finds these without importing every component
+            plugins.reset()
+            plugins.register_plugin(_Adder(specializer=specializer, **kw), name="misplaced")
+            with pytest.warns(PluginWarning, match=problem):
+                data = listing()
+            assert any(problem in b["error"] for b in data["broken"])
+    finally:
+        plugins.unregister_plugin("misplaced")
 
 
 def test_a_pass_named_by_module_and_attribute_is_imported_when_listed(add_pass):

@@ -121,6 +121,8 @@ def _load_components() -> None:
     from asp_core.errors import PluginError
     from asp_core.plugins import get_registry, report_broken_component
 
+    from asp_core.passes import check_added
+
     for comp in get_registry().components:
         try:
             comp.obj
@@ -128,6 +130,7 @@ def _load_components() -> None:
             report_broken_component(comp, exc, "load")
         else:
             comp.readable_platforms()
+    check_added()
 
 
 def _settings_check() -> tuple[str, bool, str]:

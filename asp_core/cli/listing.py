@@ -66,7 +66,7 @@ def _added_passes(reg: Any, spec: str) -> list[dict[str, Any]]:
             continue
         try:
             name: str | None = added.obj.name
-        except PluginError:  # reported under broken plugins
+        except PluginError:  # reported under broken plugins (check_added)
             name = None
         out.append({"manager": added.manager, "name": name, "after": added.after,
                     "before": added.before, "distribution": added.distribution,
@@ -76,9 +76,11 @@ def _added_passes(reg: Any, spec: str) -> list[dict[str, Any]]:
 
 def listing() -> dict[str, Any]:
     """The data behind ``asp list --json`` (a stable, documented format)."""
+    from asp_core.passes import check_added
     from asp_core.plugins import broken_plugins, get_registry
 
     reg = get_registry()
+    check_added(anchors=False)   # the anchors would need every component imported
     names = sorted(set(reg.specializers) | {c.specializer for c in reg.components}
                    | {p.specializer for p in reg.added_passes})
     specs = []
