@@ -284,3 +284,37 @@ def test_a_daemon_thread_in_a_native_pass_at_exit_does_not_abort_the_process(tmp
         run = _run_script(script, tmp_path / str(i), ASP_MPK_COMPILE="background")
         assert run.returncode == 0 and "main thread done" in run.stdout, run.stderr[-2000:]
         assert "terminate called" not in run.stderr
+
+
+def test_a_child_forked_while_another_thread_runs_a_native_pass_exits(tmp_path):
+    """The exit hook waits for the native passes under way; a child forked while another
+    thread ran one inherited its count and waited at exit for a pass no thread of its ran."""
+    script = textwrap.dedent("""
+        import os, sys, threading, time
+        import numpy as np
+        from asp_mpk import _planner
+        big = np.ones(20_000_000, dtype=np.uint8)
+        stop = False
+        def loop():
+            while not stop:
+                _planner.checksum([big], 1)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        stop = True
+        t.join()
+        deadline = time.time() + 30
+        while os.waitpid(pid, os.WNOHANG)[0] == 0:
+            if time.time() > deadline:
+                os.kill(pid, 9)
+                print("child hung", flush=True)
+                break
+            time.sleep(0.05)
+        else:
+            print("child exited", flush=True)
+    """)
+    run = _run_script(script, tmp_path)
+    assert "child exited" in run.stdout, (run.stdout, run.stderr[-2000:])

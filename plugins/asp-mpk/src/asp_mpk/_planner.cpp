@@ -1414,7 +1414,12 @@ PYBIND11_MODULE(_planner, m) {
     m.doc() = "Native plan builder of asp-mpk (see asp_mpk.native for the Python interface).";
     py::module_::import("atexit").attr("register")(py::cpp_function(&wait_for_passes));
 #if defined(__unix__) || defined(__APPLE__)
-    pthread_atfork(nullptr, nullptr, [] { forks.fetch_add(1, std::memory_order_relaxed); });
+    pthread_atfork(nullptr, nullptr, [] {
+        forks.fetch_add(1, std::memory_order_relaxed);
+        // the passes other threads ran at the fork are not the child's: its exit waited for
+        // them for ever (the forking thread holds the GIL, so it runs none)
+        passes_without_gil.store(0);
+    });
 #endif
     m.def("addresses", &addresses, "Data addresses of numpy arrays (None for None), as ints.");
     m.def("copies", &copies, py::arg("arrays"), py::arg("threads") = 0,
