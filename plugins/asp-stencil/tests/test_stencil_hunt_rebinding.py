@@ -143,3 +143,17 @@ def test_an_attribute_comes_back_from_its_key_form_exactly(value):
     back = attribute_value(_hashable(value), "changed meanwhile")
     assert type(back) is type(value)
     assert _hashable(back) == _hashable(value)
+
+
+def test_an_object_attribute_is_never_compiled_as_its_id():
+    """An object's key form holds its ``id()``: decoded as a number, the race compiled
+    ``u[x] * self.alpha`` with alpha = the Fraction's address (the kernel runs in Python)."""
+    from fractions import Fraction
+
+    from asp_stencil.signature import _hashable, attribute_value
+
+    half = Fraction(1, 2)
+    assert attribute_value(_hashable(half), half) is half
+    # changed to a number after the key was taken: not that number (its code would serve
+    # the Fraction's key), but what the frontend refuses, as it refuses the Fraction
+    assert attribute_value(_hashable(half), 0.25) is None

@@ -234,16 +234,22 @@ def attribute_value(form: Hashable, live: Any) -> Any:
     frontend compiles the value the key was made of. Read again, it could be the one another
     thread set meanwhile, and the code for ``alpha = 0.4`` stayed bound to the key of 0.1 for
     good. Numbers come back from their exact form; where the form holds none (an object, by
-    identity: no kernel compiles it) ``live`` is returned."""
-    if _hashable(live) == form or not isinstance(form, tuple):
+    identity: no kernel compiles it) and ``live`` is another value, None, which the frontend
+    refuses as it would have refused that object."""
+    if _hashable(live) == form:
         return live
+    if not isinstance(form, tuple):
+        return None
     if len(form) == 3:   # a NumPy scalar: (type name, dtype, bytes)
         return np.frombuffer(form[2], dtype=np.dtype(form[1]))[0]
     name, held = form
     if isinstance(held, str) and name in ("float", "float64"):   # a float's hex
         number = float.fromhex(held)
         return number if name == "float" else np.float64(number)
-    return held if name in ("bool", "int") or isinstance(held, int) else live
+    # an int or bool, or an int subclass's value (an IntEnum member); an object's form holds
+    # its id, a plain int under another type's name
+    plain = name in ("bool", "int") and type(held) in (bool, int)
+    return held if plain or (isinstance(held, int) and type(held) not in (bool, int)) else None
 
 
 def check_arity(args: tuple, instance: Any) -> None:
