@@ -18,7 +18,7 @@ from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, P
 from asp_core.context import SpecializationContext
 from asp_core.dispatch import Dispatcher, specialize
 from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, CompilerNotFound,
-                             PluginError, PluginWarning, SpecializationWarning, ToolchainError,
+                             CompileTimeout, PluginError, PluginWarning, SpecializationWarning, ToolchainError,
                              Unspecializable)
 from asp_core.hookspecs import hookspec
 from asp_core.passes import Pass, PassManager, PassReport, PassResult, asp_pass
@@ -30,6 +30,7 @@ __all__ = [
     "SpecializationContext", "PlatformProgram", "Variant", "Frontend", "DomainOptimizer",
     "Platform", "PlatformOptimizer", "Backend", "Pass", "PassManager", "PassReport", "PassResult",
     "asp_pass", "get_plugin_manager", "get_registry", "AspError", "Unspecializable",
-    "SpecializationWarning", "ToolchainError", "CompilerNotFound", "CompileError", "CacheError",
+    "SpecializationWarning", "ToolchainError", "CompilerNotFound", "CompileError", "CompileTimeout",
+    "CacheError",
     "PluginError", "PluginWarning", "CacheWarning",
 ]

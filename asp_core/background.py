@@ -15,6 +15,7 @@ compiled, asp-mpk's second solve ran twice its steady time while other formats c
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import queue
 import sys
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable
 
 from asp_core import config
-from asp_core.errors import ToolchainError
+from asp_core.errors import CompileError, CompileTimeout
 from asp_core.log import get_logger
 
 if TYPE_CHECKING:
@@ -52,9 +53,10 @@ LOW_PRIORITY_NICE = 19
 _futures: dict[_Slot, Future] = {}  # queued or running compiles
 _low_priority: set[_Slot] = set()  # the low-priority ones among them
 _held: set[_Slot] = set()  # the when_idle ones not handed to the workers yet
-#: compiles that failed for the toolchain's reasons (killed, timed out, rejected): a foreground
-#: build of the key gets the failure instead of running the compiler again (a compile that
-#: timed out in the background took the limit a second time in the caller's call)
+#: compiles that would fail again: rejected by the compiler, or timed out (under the limit in
+#: force then): a foreground build of the key gets the failure instead of running the
+#: compiler again (a compile that timed out in the background took the limit a second time
+#: in the caller's call, and each new kernel instance once more)
 _failed: dict[_Slot, Future] = {}
 _local = threading.local()  # .slot: what this worker thread is compiling
 _closed = False
@@ -94,7 +96,7 @@ def submit(ctx: SpecializationContext | None = None, *, low_priority: bool = Fal
 
     slot = _slot(key)
     with _lock:
-        future = _futures.get(slot) or _failed.get(slot)
+        future = _futures.get(slot) or _remembered(slot)
         if future is not None:
             return future
         future = Future()
@@ -173,22 +175,42 @@ def claim(key: str) -> Future[CompiledLibrary] | None:
     if getattr(_local, "slot", None) == slot:
         return None  # the worker's own build of its key
     with _lock:
-        future = _futures.get(slot) or _failed.get(slot)
+        future = _futures.get(slot) or _remembered(slot)
         if future is None or not future.cancel():
             return future
         _forget(slot)
         return None
 
 
-def failed(key: str, exc: ToolchainError) -> None:
-    """Remember that building ``key`` here failed for the toolchain's reasons (rejected, timed
-    out, killed): :func:`claim` and :func:`submit` give later builds of it this error instead
-    of running the compiler again. Each new instance of a kernel whose compile timed out waited
-    out the whole limit again (600 s by default)."""
-    future: Future[CompiledLibrary] = Future()
-    future.set_exception(exc)
+def failed(key: str, exc: BaseException) -> None:
+    """Remember that building ``key`` failed so that it would fail again (the compiler
+    rejected it, or it timed out, until ``ASP_COMPILE_TIMEOUT`` changes): :func:`claim` and
+    :func:`submit` give later builds of it this error instead of running the compiler again.
+    Each new instance of a kernel whose compile timed out waited out the whole limit again
+    (600 s by default). Other failures (a compiler killed by the OOM killer) may not recur."""
     with _lock:
-        _failed.setdefault(_slot(key), future)
+        _remember(_slot(key), exc)
+
+
+def _remember(slot: _Slot, exc: BaseException) -> None:
+    """(Holding ``_lock``.) :func:`failed`: a copy without the traceback is kept, whose frames
+    (a caller's grids among them) stayed alive, one more set at each re-raise."""
+    if isinstance(exc, (CompileError, CompileTimeout)) and slot not in _failed:
+        future: Future[CompiledLibrary] = Future()
+        future.set_exception(copy.copy(exc))
+        _failed[slot] = future
+
+
+def _remembered(slot: _Slot) -> Future | None:
+    """(Holding ``_lock``.) The remembered failure of ``slot``, unless it was a timeout under
+    another limit than the one in force now (the message tells the user to raise it)."""
+    future = _failed.get(slot)
+    if future is not None:
+        exc = future.exception()
+        if isinstance(exc, CompileTimeout) and exc.limit != config.compile_timeout():
+            del _failed[slot]
+            return None
+    return future
 
 
 @contextmanager
@@ -333,8 +355,9 @@ def _run(slot: _Slot, future: Future, job: Callable[[], Any]) -> None:
         with _lock:
             if _futures.get(slot) is future:
                 _forget(slot)
-                if future.done() and isinstance(future.exception(timeout=0), ToolchainError):
-                    _failed[slot] = future
+                error = future.exception(timeout=0) if not future.cancelled() else None
+                if error is not None:
+                    _remember(slot, error)
 
 
 def _after_fork() -> None:

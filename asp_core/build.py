@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import dataclasses
 import platform
@@ -85,8 +86,10 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
     if running is not None:  # compiled in the background: take that compile's library
         try:
             return dataclasses.replace(running.result(), cached=True)
-        except ToolchainError:
-            raise   # what compiling here again would raise, after as long a compile
+        except ToolchainError as exc:
+            # what compiling here again would raise, after as long a compile: a copy, whose
+            # traceback is this caller's only (the kept one grew with every caller's frames)
+            raise copy.copy(exc.with_traceback(None)) from None
         except Exception:  # noqa: BLE001 - compile it here, raising its error to this caller
             pass
 

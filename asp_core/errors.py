@@ -7,7 +7,7 @@ import sys
 import warnings
 
 __all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
-           "CompilerNotFound", "CompileError", "CacheError", "CacheWarning", "PluginError",
+           "CompilerNotFound", "CompileError", "CompileTimeout", "CacheError", "CacheWarning", "PluginError",
            "PluginWarning", "warn"]
 
 
@@ -67,10 +67,31 @@ class CompileError(ToolchainError):
     """The compiler rejected generated code: a bug in a specializer, reported with the log."""
 
     def __init__(self, message: str, *, command: list[str], log: str, source_path: str) -> None:
+        self.message = message
         self.command = command
         self.log = log
         self.source_path = source_path
         super().__init__(f"{message}\ncommand: {' '.join(command)}\nsource: {source_path}\n{log}")
+
+    def __reduce__(self) -> tuple:   # copy and pickle (the keyword-only arguments)
+        return _compile_error, (self.message, self.command, self.log, self.source_path)
+
+
+def _compile_error(message: str, command: list[str], log: str, source_path: str
+                   ) -> CompileError:
+    return CompileError(message, command=command, log=log, source_path=source_path)
+
+
+class CompileTimeout(ToolchainError):
+    """A compile ran past the limit (``ASP_COMPILE_TIMEOUT``, :attr:`limit` seconds) and was
+    killed with every process it started."""
+
+    def __init__(self, message: str, limit: float) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple:
+        return CompileTimeout, (self.args[0], self.limit)
 
 
 class CacheError(AspError):

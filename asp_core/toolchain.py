@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asp_core import config
-from asp_core.errors import CompileError, CompilerNotFound, ToolchainError
+from asp_core.errors import CompileError, CompilerNotFound, CompileTimeout, ToolchainError
 from asp_core.hardware import cpu_features, cpu_model
 from asp_core.spawn import run_tool
 
@@ -113,10 +113,10 @@ class Toolchain:
         try:
             proc = run_tool(cmd, cwd=workdir, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ToolchainError(f"{self.family} did not finish compiling generated code in "
+            raise CompileTimeout(f"{self.family} did not finish compiling generated code in "
                                  f"{timeout:g} s and was killed (a hung compiler or wrapper? "
                                  "ASP_COMPILE_TIMEOUT sets the limit)\ncommand: "
-                                 f"{' '.join(cmd)}") from None
+                                 f"{' '.join(cmd)}", timeout) from None
         seconds = time.perf_counter() - start
         log = (proc.stdout + proc.stderr).strip()
         why = _not_the_codes_fault(self.family, proc.returncode, out)

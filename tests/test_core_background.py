@@ -185,6 +185,51 @@ def test_a_foreground_compile_that_failed_is_not_run_again(fresh_cache, tmp_path
     assert runs.read_text().split() == ["run"]
 
 
+def test_a_failure_that_may_not_recur_is_compiled_again(fresh_cache, tmp_path, monkeypatch):
+    """A compile killed by a signal (the OOM killer) is run again by the next build, and one
+    that timed out is once the limit changed (its message says to raise it): both stayed
+    failed for the rest of the process."""
+    import gc
+    import weakref
+
+    runs = tmp_path / "runs"
+    fake = tmp_path / "fake-cc"
+    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
+                    f'echo run >> {runs}\n'
+                    f'[ -e {tmp_path / "kill"} ] && kill -9 $$\n'
+                    f'[ -e {tmp_path / "hang"} ] && exec sleep 8\n'
+                    'exec gcc "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(fake))
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    (tmp_path / "kill").touch()
+    with pytest.raises(ToolchainError, match="killed by SIGKILL"):
+        compile_library(_source("oom"), openmp=False, name="oom")
+    (tmp_path / "kill").unlink()
+    assert compile_library(_source("oom"), openmp=False, name="oom").cdll.asp_bg_oom(1) == 4
+    (tmp_path / "hang").touch()
+
+    class Grid:   # what a caller's frame holds: freed once the call is over
+        pass
+
+    def call(grid):
+        compile_library(_source("slow"), openmp=False, name="slow")
+
+    held = []
+    for _ in range(3):
+        grid = Grid()
+        held.append(weakref.ref(grid))
+        with pytest.raises(ToolchainError, match="did not finish compiling"):
+            call(grid)
+        del grid
+    gc.collect()
+    assert [r() for r in held] == [None, None, None]
+    (tmp_path / "hang").unlink()
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "120")
+    assert compile_library(_source("slow"), openmp=False, name="slow").cdll.asp_bg_slow(1) == 5
+    assert runs.read_text().split().count("run") == 4   # oom twice, slow once per limit
+
+
 def test_the_compiler_probes_keep_to_the_compile_timeout(monkeypatch):
     """The probes (``--version``, one-line builds) had limits of their own, 30 and 60 s: with
     a compiler that hangs and ``ASP_COMPILE_TIMEOUT=3``, each process's first kernel call
