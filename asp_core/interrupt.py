@@ -23,11 +23,11 @@ _exit_interrupted = False
 
 def exit_wait(wait: Callable[[], Any]) -> None:
     """Run an exit handler's ``wait`` (for compiles or specialisations under way) so that a
-    Ctrl-C during it ends the process as a Ctrl-C does: the waits of the exit handlers after
-    it are skipped, the compilers still running are killed and the process ends by SIGINT
-    (:mod:`asp_core.spawn`'s exit handler, which runs last). Before, "Exception ignored in
-    atexit callback ... KeyboardInterrupt" was printed and the process went on waiting in the
-    next handler, then exited with status 0."""
+    Ctrl-C during it stops the waiting: the waits of the exit handlers after it are skipped
+    and the compilers still running are killed (:mod:`asp_core.spawn`'s exit handler); the
+    exit then goes on as it was (the other exit handlers, open files flushed, the program's
+    own status). Before, "Exception ignored in atexit callback ... KeyboardInterrupt" was
+    printed and the process went on waiting in the next handler."""
     global _exit_interrupted
     if _exit_interrupted:
         return

@@ -125,25 +125,10 @@ def run_tool(cmd: list[str], *, timeout: float, cwd: Path | None = None
 @atexit.register
 def _kill_running() -> None:
     """At exit, the tools still running on background threads (a Ctrl-C ended the main
-    thread during a first call's compiles): they would run on, orphaned. Then, where a Ctrl-C
-    came while an exit handler waited (:func:`asp_core.interrupt.exit_wait`), the process
-    ends by SIGINT, as Python ends one a Ctrl-C stopped (status 130 in a shell)."""
+    thread during a first call's compiles, or during the exit's wait for them): they would
+    run on, orphaned."""
     for pid in list(_RUNNING):
         _kill_group(pid)
-    from asp_core.interrupt import exit_interrupted
-
-    if exit_interrupted():
-        import signal
-
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, OSError, ValueError):
-                pass
-        if os.name != "posix":
-            os._exit(130)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _kill(proc: subprocess.Popen[str], group: bool) -> None:
