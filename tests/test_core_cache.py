@@ -555,3 +555,17 @@ def test_an_entry_removal_cut_off_half_way_is_cleaned_up_later(fresh_cache, monk
     good, removed = maintenance.verify(cache)
     assert good == [] and len(removed) == 1 and removed[0].name.startswith("stale-")
     assert [p for p in fresh_cache.rglob("*") if p.is_file() and "code" in p.parts] == []
+
+
+@requires_compiler
+def test_clear_removes_entries_when_tmp_was_removed_by_hand(fresh_cache):
+    """Moving an entry aside into a tmp/ the user had removed failed, and clear reported
+    "removed 0 entries", leaving it."""
+    import shutil
+
+    from asp_core.build import compile_library
+
+    lib = compile_library("int asp_notmp(void) { return 4; }\n", name="notmp", openmp=False)
+    shutil.rmtree(fresh_cache / "tmp")
+    assert maintenance.clear(CodeCache(fresh_cache)) == 1
+    assert not lib.path.parent.exists()

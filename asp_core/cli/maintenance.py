@@ -143,11 +143,12 @@ def _remove_entry(cache: CodeCache, path: Path) -> list[Path]:
     recognised, for good); returns ``[path]`` when it went."""
     aside = cache.root / "tmp" / f"stale-{path.name[:12]}-{uuid.uuid4().hex[:8]}"
     try:
+        aside.parent.mkdir(mode=0o700, exist_ok=True)   # removed by hand: made again
         path.rename(aside)
-    except FileNotFoundError:
-        return []
-    except OSError:   # a read-only cache: removing it in place says why it cannot
-        return _remove([path])
+    except OSError:
+        if not path.exists():
+            return []   # removed meanwhile (another clear)
+        return _remove([path])   # a read-only cache, a tmp/ that is not a folder: in place
     _remove([aside])
     return [path]
 
