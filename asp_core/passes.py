@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from asp_core import config, recording
-from asp_core.errors import AspError, PluginError
+from asp_core.errors import AspError, PluginError, PluginWarning, warn
 from asp_core.ir import dump
 
 if TYPE_CHECKING:
@@ -47,6 +47,11 @@ PassFn = Callable[[Any, "SpecializationContext"], "PassResult | tuple[Any, bool]
 #: ``needed(ir)``: why what follows a pass cannot do without it on ``ir``, or ``None``
 NeededFn = Callable[[Any], "str | None"]
 
+#: per specializer, the pass managers its kernels have run in this process
+_RAN: dict[str, set[str]] = {}
+#: added passes already warned about by PassManager._warn_unrun
+_UNRUN_WARNED: set[int] = set()
+
 #: every pass name defined in this process so far (a pass is defined when its module is
 #: imported), with the top-level packages that define a pass of that name
 _KNOWN: dict[str, set[str]] = {}
@@ -78,7 +83,8 @@ def check_added(anchors: bool = True) -> None:
     added that cannot be loaded, are added to a specializer no plugin registers, or
     (``anchors``: imports every component) are to run next to a pass no plugin defines: such
     a pass never runs, and only a kernel's run said so, or nothing did (a misspelt
-    specializer). A misspelt manager name cannot be told from one that has not run yet."""
+    specializer). A misspelt manager name is warned about when kernels run
+    (:meth:`PassManager.run`): it cannot be told here from one that has not run yet."""
     from asp_core.plugins import get_registry, report_broken_pass
 
     registry = get_registry()
@@ -263,7 +269,26 @@ class PassManager:
             pending = waiting
         return passes, origins
 
+    def _warn_unrun(self, specializer: str) -> None:
+        """Warn once about each pass added to a manager of ``specializer`` that its kernels
+        have not run while they ran this one: a misspelt manager name, whose pass never ran
+        without a word (a specializer with several managers may still run it later)."""
+        from asp_core.plugins import get_registry
+
+        ran = _RAN.setdefault(specializer, set())
+        ran.add(self.name)
+        for added in get_registry().added_passes:
+            if (added.specializer == specializer and added.manager not in ran
+                    and id(added) not in _UNRUN_WARNED):
+                _UNRUN_WARNED.add(id(added))
+                warn(f"asp: {added.where} ({added.origin}): {specializer!r} kernels have run "
+                     f"the pass managers {', '.join(sorted(ran))} but none called "
+                     f"{added.manager!r}, so the pass has not run (a misspelt manager name? "
+                     "asp explain names the managers)", PluginWarning)
+
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
+        if ctx.specializer is not None:
+            self._warn_unrun(ctx.specializer)
         passes, origins = self._with_added(ctx.specializer)
         disabled = config.disabled_passes(ctx.options)
         if disabled:

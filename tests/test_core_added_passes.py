@@ -166,6 +166,28 @@ def test_asp_doctor_reports_an_added_pass_that_cannot_run(add_pass, kw, problem)
         plugins.unregister_plugin("misplaced")
 
 
+@requires_compiler
+def test_a_pass_added_to_a_manager_no_kernel_runs_is_warned_about(elementwise, fresh_cache,
+                                                                   monkeypatch):
+    """A misspelt manager name: the pass never ran, and nothing said so."""
+    class Misspelt:
+        @hookimpl
+        def asp_register_specializers(self, register):
+            register.add_pass(specializer="elementwise", manager="elementwise_domain",
+                              obj=double_literals)
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    plugins.register_plugin(Misspelt(), name="misspelt")
+    try:
+        with pytest.warns(PluginWarning, match="'elementwise' kernels have run the pass managers "
+                                               "elementwise-domain but none called "
+                                               "'elementwise_domain'"):
+            out, _ = _run(np.ones(3))
+        np.testing.assert_array_equal(out, np.full(3, 5.0))
+    finally:
+        plugins.unregister_plugin("misspelt")
+
+
 def test_a_pass_named_by_module_and_attribute_is_imported_when_listed(add_pass):
     add_pass(obj="tests.test_core_added_passes:double_literals", after="constant-folding")
     spec = next(s for s in listing()["specializers"] if s["name"] == "elementwise")
