@@ -309,27 +309,33 @@ def test_a_normal_exit_lets_the_running_background_compile_finish(fresh_cache, t
     assert out.returncode == 0 and "compiled: 5" in out.stdout, out.stderr
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
-def test_a_ctrl_c_exit_kills_the_running_background_compile(fresh_cache, tmp_path):
-    """Ended by Ctrl-C, the process does not wait for its pool's compiles: they are killed
-    (with what they started) and it exits."""
+def _hanging_compile(tmp_path, cache, tag, then):
+    """``(script, env, pidfile)``: a script that submits a background compile of ``tag``
+    whose compiler hangs (its pid written to ``pidfile``), waits for it, then runs ``then``."""
     from asp_core.toolchain import find_toolchain
 
     pidfile = tmp_path / "worker.pid"
     slow = tmp_path / "slow-cc"
-    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_stop*) sleep 600 & echo $! > {pidfile}; wait;; "
-                    f"esac\nexec {find_toolchain('c').executable} \"$@\"\n")   # probes pass
+    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_{tag}*) sleep 600 & echo $! > {pidfile}; "
+                    f"wait;; esac\nexec {find_toolchain('c').executable} \"$@\"\n")  # probes pass
     slow.chmod(0o755)
     script = textwrap.dedent(f"""
         import pathlib, time
         from asp_core import background
-        background.submit(source="int asp_bg_stop(void) {{ return 5; }}\\n", openmp=False,
-                          name="bg_stop")
+        background.submit(source="int asp_bg_{tag}(void) {{ return 5; }}\\n", openmp=False,
+                          name="bg_{tag}")
         while not pathlib.Path({str(pidfile)!r}).exists():
             time.sleep(0.01)
-        raise KeyboardInterrupt
-    """)
-    env = dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(fresh_cache))
+    """) + textwrap.dedent(then)
+    return script, dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(cache)), pidfile
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
+def test_a_ctrl_c_exit_kills_the_running_background_compile(fresh_cache, tmp_path):
+    """Ended by Ctrl-C, the process does not wait for its pool's compiles: they are killed
+    (with what they started) and it exits."""
+    script, env, pidfile = _hanging_compile(tmp_path, fresh_cache, "stop",
+                                            "raise KeyboardInterrupt\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, env=env)
     assert "KeyboardInterrupt" in out.stderr
@@ -337,32 +343,19 @@ def test_a_ctrl_c_exit_kills_the_running_background_compile(fresh_cache, tmp_pat
     assert _ends(worker), "the compile outlived the process"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc (Linux)")
 def test_a_ctrl_c_while_the_exit_waits_for_compiles_stops_the_wait(fresh_cache, tmp_path):
     """Ctrl-C while the exit waited for a running compile printed "Exception ignored in atexit
     callback ... KeyboardInterrupt" and went on waiting: the wait stops quietly, the compiler
     is killed, and the exit goes on as it was (the program's status, its files flushed)."""
     import signal
 
-    from asp_core.toolchain import find_toolchain
-
-    pidfile = tmp_path / "worker.pid"
-    slow = tmp_path / "slow-cc"
-    slow.write_text(f"#!/bin/sh\ncase \"$*\" in *bg_wait*) sleep 600 & echo $! > {pidfile}; wait;; "
-                    f"esac\nexec {find_toolchain('c').executable} \"$@\"\n")   # probes pass
-    slow.chmod(0o755)
-    script = textwrap.dedent(f"""
-        import pathlib, time
-        from asp_core import background
-        background.submit(source="int asp_bg_wait(void) {{ return 5; }}\\n", openmp=False,
-                          name="bg_wait")
-        while not pathlib.Path({str(pidfile)!r}).exists():
-            time.sleep(0.01)
+    script, env, pidfile = _hanging_compile(tmp_path, fresh_cache, "wait", f"""
         results = open({str(tmp_path / "results.txt")!r}, "w")
         results.write("kept")   # buffered, flushed at the end of the exit
         print("exiting", flush=True)
         raise SystemExit(3)
     """)
-    env = dict(os.environ, ASP_CC=str(slow), ASP_CACHE_DIR=str(fresh_cache))
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline() == "exiting\n"
