@@ -243,15 +243,23 @@ class PassManager:
             raise ValueError(f"no pass {after!r} in {self.name!r}; passes: {self.names}")
         self.passes.insert(self.names.index(after) + 1, p)
 
-    def _with_added(self, specializer: str | None) -> tuple[list[Pass], dict[str, Any]]:
-        """The passes a kernel of ``specializer`` runs: this manager's, with those plugins
+    def _with_added(self, ctx: SpecializationContext) -> tuple[list[Pass], dict[str, Any]]:
+        """The passes a kernel of ``ctx.specializer`` runs: this manager's, with those plugins
         added to it (``register.add_pass``; by name, the :class:`~asp_core.registry.AddedPass`
         of each). A pass may follow one another plugin adds, whichever plugin loaded first;
-        one that cannot be placed is left out, and its plugin reported broken."""
+        one that cannot be placed is left out, its plugin reported broken and the kernel's
+        log saying why (``asp explain``)."""
         from asp_core.plugins import get_registry, report_broken_pass
 
+        def leave_out(added: Any, exc: PluginError) -> None:
+            report_broken_pass(added, exc)
+            name = added.obj.name if isinstance(added.target, Pass) else str(added.target)
+            ctx.record("pass", manager=self.name, name=name, skipped=True, changed=False,
+                       seconds=0.0, ir=None, error=None, left_out=f"{added.origin}; {exc}")
+
         passes, origins = list(self.passes), {}
-        pending = get_registry().passes_for(specializer, self.name) if specializer else []
+        spec = ctx.specializer
+        pending = get_registry().passes_for(spec, self.name) if spec is not None else []
         while pending:
             waiting = []
             for added in pending:
@@ -261,10 +269,10 @@ class PassManager:
                     else:
                         waiting.append(added)
                 except PluginError as exc:
-                    report_broken_pass(added, exc)
+                    leave_out(added, exc)
             if len(waiting) == len(pending):   # no anchor of theirs will come
                 for added in waiting:
-                    report_broken_pass(added, added.unplaced(passes))
+                    leave_out(added, added.unplaced(passes))
                 break
             pending = waiting
         return passes, origins
@@ -289,7 +297,7 @@ class PassManager:
     def run(self, ir: Any, ctx: SpecializationContext) -> Any:
         if ctx.specializer is not None:
             self._warn_unrun(ctx.specializer)
-        passes, origins = self._with_added(ctx.specializer)
+        passes, origins = self._with_added(ctx)
         disabled = config.disabled_passes(ctx.options)
         if disabled:
             check_disabled(disabled, [p.name for p in passes], ctx.specializer)

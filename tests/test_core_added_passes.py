@@ -215,3 +215,51 @@ def test_a_plugin_whose_registration_fails_leaves_no_added_pass(elementwise, plu
     with pytest.warns(PluginWarning, match="half-registered"):
         plugins.register_plugin(Failing(), name="failing")
         assert plugins.get_registry().added_passes == []
+
+
+LEFT_OUT_SCRIPT = """
+import sys
+sys.path.insert(0, {repo!r})
+import numpy as np
+from asp_core import Dispatcher, plugins
+from tests.specializers import elementwise
+from tests.test_core_added_passes import _Adder
+
+for plugin, name in ((elementwise, "left-out-elementwise"),
+                     (_Adder(after="constant-fold"), "left-out-adder")):
+    if not plugins.get_plugin_manager().is_registered(plugin):
+        plugins.register_plugin(plugin, name=name)
+
+
+def folded(a):
+    return a * (2.0 + 3.0)
+
+
+assert np.array_equal(Dispatcher("elementwise", folded)(np.ones(4)), np.full(4, 5.0))
+"""
+
+
+@requires_compiler
+def test_asp_explain_says_why_an_added_pass_was_left_out(tmp_path, fresh_cache, monkeypatch):
+    """Only the PluginWarning on stderr said so: ``--after`` printed "did not run for this
+    kernel" with no reason."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from asp_core.cli import cli
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    script = tmp_path / "left_out.py"
+    script.write_text(LEFT_OUT_SCRIPT.format(repo=str(Path(__file__).resolve().parents[1])))
+    try:
+        with pytest.warns(PluginWarning, match="is to run after 'constant-fold'"):
+            out = CliRunner().invoke(cli, ["explain", "--after", "double-literals",
+                                           str(script)], catch_exceptions=False)
+    finally:
+        for name in ("left-out-adder", "left-out-elementwise"):
+            plugins.unregister_plugin(name)
+    assert out.exit_code == 0, out.output
+    assert "--- no IR after elementwise-domain:double-literals (left out: added by plugin " \
+           "'left-out-adder' (in-process); pass for elementwise/elementwise-domain: pass " \
+           "'double-literals' is to run after 'constant-fold'" in out.output, out.output

@@ -70,7 +70,10 @@ def _heading(rec: dict[str, Any]) -> str:
 
 
 def _pass_state(p: dict[str, Any]) -> str:
-    """What one pass did: skipped, raised (it refused the kernel or failed), or changed."""
+    """What one pass did: left out (a plugin's that could not be placed), skipped, raised
+    (it refused the kernel or failed), or changed."""
+    if p.get("left_out"):
+        return f"left out: {p['left_out']}"
     if p["skipped"]:
         return "skipped (disabled)"
     if p.get("error"):
@@ -92,7 +95,7 @@ def render_after(rec: dict[str, Any], name: str) -> str:
         ran = ", ".join(dict.fromkeys(p["name"] for p in rec["passes"])) or "none"
         out.append(f"--- pass {name!r} did not run for this kernel (passes: {ran})")
     for p in runs:
-        if p.get("error") and not p["skipped"]:
+        if p.get("left_out") or (p.get("error") and not p["skipped"]):
             out.append(f"--- no IR after {p['manager']}:{name} ({_pass_state(p)})")
         else:
             out += [f"--- IR after {p['manager']}:{name} ({_pass_state(p)})", p.get("ir") or ""]
