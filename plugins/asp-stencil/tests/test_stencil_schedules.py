@@ -24,6 +24,7 @@ from asp_stencil.frontend import StencilFrontend
 from asp_stencil.openmp import function_name, lower_openmp
 from asp_stencil.schedule import Schedule
 from asp_stencil.grid import default_neighbor_definition
+from asp_stencil import StencilGrid, StencilKernel
 from asp_stencil.testing import (assert_bitwise, clone_grids, kernel_sources, load_kernel,
                                  make_grids)
 
@@ -358,3 +359,38 @@ def test_random_kernels_in_vector_rows_match_python(case, row, dtype):
             _run(prog, sched, test)
         for i, (a, b) in enumerate(zip(ref, test)):
             assert_bitwise(a.data, b.data, what=f"grid {i}, {sched.label}, {dtype}\n{source}")
+
+
+class _Scale(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 0.5
+
+
+@requires_compiler
+@pytest.mark.parametrize("why", ["autotune off", "stored winner"])
+def test_a_cold_code_cache_compiles_only_the_variant_that_will_run(why, tmp_path, monkeypatch):
+    """With no timing to come (tuning off, or a winner stored in the tuning database while the
+    code cache is empty: a cleared cache, another node), the first call compiled every variant
+    the tuner would have timed, and waited for them."""
+    import shutil
+
+    from asp_core.cache import CodeCache
+    from asp_core.cli.maintenance import entries
+
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ASP_CACHE_DIR", str(root))
+    u, out = StencilGrid([64, 64]), StencilGrid([64, 64])
+    k = _Scale()
+    if why == "autotune off":
+        monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    else:
+        monkeypatch.setenv("ASP_AUTOTUNE", "always")
+        for _ in range(60):
+            k.kernel(u, out)
+        assert k.kernel.tuned(k.kernel.keys()[0]) is not None
+        shutil.rmtree(root / "code")
+        monkeypatch.setenv("ASP_AUTOTUNE", "once")
+        k = _Scale()
+    k.kernel(u, out)
+    assert len(entries(CodeCache(root))) == 1

@@ -19,6 +19,7 @@ import numpy as np
 from asp_core import cast as C
 from asp_core import background, interrupt
 from asp_core.components import Backend, PlatformProgram, Variant
+from asp_core.decisions import VARIANT
 
 from . import dast as D
 from .grid import fill_periodic_ghosts
@@ -164,7 +165,7 @@ class OpenMPBackend(Backend):
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         program = variant.program
         lib = ctx.compile(**_compile_args(variant.name, program))
-        if not lib.cached:
+        if not lib.cached and ctx.decision(VARIANT) is None:   # the tuner will time them
             self._precompile_siblings(variant, ctx)
         return bind(lib.function(program.meta["function"]), program.meta["dast"])
 
