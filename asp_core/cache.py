@@ -62,8 +62,20 @@ def _unsafe(path: Path, st: os.stat_result) -> str | None:
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         return (f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+        return (f"{path} is writable by other users (its group or everyone: mode "
+                f"{stat.S_IMODE(st.st_mode):o})")
     return None
+
+
+def _owner_writable_only(folder: Path) -> None:
+    """Take write permission from group and others on the files a build wrote into
+    ``folder`` (:func:`_unsafe` refuses any other): their modes follow the umask, and under
+    the common ``umask 002`` every entry was refused as "writable by other users", its private
+    cache's too, so every kernel ran in Python."""
+    for path in folder.iterdir():
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
 
 
 def on_noexec_mount(path: Path) -> bool:
@@ -340,6 +352,7 @@ class CodeCache:
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"key": key, "files": files, "created": time.time(), **extra}
             (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
+            _owner_writable_only(tmp)
             final = self.entry_path(key)
             final.parent.mkdir(exist_ok=True, mode=0o700)
             if final.is_symlink() or final.exists() and not final.is_dir():

@@ -180,3 +180,25 @@ def test_a_build_sweeps_what_killed_builds_left_and_compilers_keep_temporaries_i
     last = seen.read_text().split()[-1]   # the kernel's compile (the probes run before it)
     assert last.startswith(str(fresh_cache / "tmp")), last
     assert list(user_tmp.iterdir()) == []
+
+
+@requires_compiler
+def test_entries_built_under_a_group_writable_umask_are_used(fresh_cache):
+    """Under ``umask 002`` (the default of many distributions) the entry's files were made
+    group-writable, and Asp refused its own output as unsafe: a CacheWarning, the private
+    cache refused the same way, and every kernel ran in Python."""
+    import stat
+
+    old = os.umask(0o002)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            lib = compile_library("int asp_umask(void) { return 9; }\n", name="umask",
+                                  openmp=False)
+    finally:
+        os.umask(old)
+    assert lib.cdll.asp_umask() == 9 and not lib.cached
+    assert all(not p.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+               for p in lib.path.parent.iterdir())
+    assert compile_library("int asp_umask(void) { return 9; }\n", name="umask",
+                           openmp=False).cached
