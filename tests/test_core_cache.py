@@ -265,7 +265,7 @@ def shared_dir(tmp_path, monkeypatch):
 
 def test_world_writable_cache_is_refused(shared_dir):
     shared_dir.chmod(0o777)
-    with pytest.raises(CacheError, match=r"writable by other users \(mode 777\).*chmod 700"):
+    with pytest.raises(CacheError, match=r"writable by other users \(its group or everyone: mode 777\).*chmod 700"):
         CodeCache(shared_dir).ensure()
     shared_dir.chmod(0o770)
     with pytest.raises(CacheError, match="writable by other users"):
