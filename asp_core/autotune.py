@@ -69,13 +69,14 @@ def _retry_locked(step: Callable[[], Any]) -> Any:
 
 
 def _measured_on() -> str:
-    """A short hash of what a timing holds for: the CPU model, the machine, the Asp version and
-    the C compiler (its path and mtime, as the toolchain memos know it; ``ASP_CFLAGS``). Stored
-    with every key: the caller's tuning keys name the kernel and its inputs only, so a winner
-    tuned on another node sharing the home directory, with another compiler or another Asp
-    was taken as this one's (the code cache's keys hold all of these)."""
+    """A short hash of what a timing holds for: the CPU model and its instruction sets, the
+    threads a kernel runs on (``OMP_NUM_THREADS``, else the usable cores: ``taskset``), the
+    machine, the Asp version and the C compiler (its path and mtime, as the toolchain memos
+    know it; ``ASP_CFLAGS``). Stored with every key: the caller's tuning keys name the kernel
+    and its inputs only, so a winner tuned on another node sharing the home directory, with
+    another compiler, another Asp or another thread count was taken as this one's."""
     from asp_core._version import __version__
-    from asp_core.hardware import cpu_model
+    from asp_core.hardware import available_cpus, cpu_features, cpu_model, omp_num_threads
 
     try:
         from asp_core.toolchain import _locate
@@ -84,7 +85,9 @@ def _measured_on() -> str:
         compiler = f"{cc}@{os.stat(cc).st_mtime}" if cc else "no compiler"
     except Exception:  # noqa: BLE001 - ASP_CC naming nothing: no compiler to tell apart
         compiler = "no compiler"
-    ident = "|".join([platform.machine(), cpu_model() or "unknown-cpu", __version__, compiler,
+    threads = omp_num_threads() or available_cpus()
+    ident = "|".join([platform.machine(), cpu_model() or "unknown-cpu", cpu_features(),
+                      f"{threads} threads", __version__, compiler,
                       os.environ.get("ASP_CFLAGS", "")])
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 

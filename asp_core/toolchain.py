@@ -84,10 +84,13 @@ class Toolchain:
                             SOURCE_SUFFIX[self.lang])
 
     def abi_id(self) -> str:
-        """Everything that makes two builds of the same source differ (part of the cache key)."""
-        return "|".join([self.lang, self.family, self.version, " ".join(self.flags),
-                         " ".join(self.extra_flags), platform.machine(), cpu_model() or "unknown-cpu",
-                         cpu_features()])
+        """Everything that makes two builds of the same source differ (part of the cache key),
+        the compiler named by the file it runs: a wrapper script (``exec gcc -ffast-math``, a
+        site's module shim) prints the version line of the compiler it wraps, and its builds
+        were taken for that compiler's (results that differed from Python's, reused)."""
+        return "|".join([self.lang, self.family, self.version, _file_identity(self.executable),
+                         " ".join(self.flags), " ".join(self.extra_flags), platform.machine(),
+                         cpu_model() or "unknown-cpu", cpu_features()])
 
     def command(self, source: Path, output: Path, *, openmp: bool = True,
                 flags: tuple[str, ...] = (), shared: bool = True) -> list[str]:
@@ -150,6 +153,16 @@ def _keep_failed_source(name: str, source: str, suffix: str) -> str:
     except OSError:
         return kept
     return final
+
+
+def _file_identity(executable: str) -> str:
+    """The file ``executable`` runs (links resolved: ``cc`` and ``gcc`` are one compiler) and
+    its modification time."""
+    path = os.path.realpath(executable)
+    try:
+        return f"{path}@{os.stat(path).st_mtime_ns}"
+    except OSError:
+        return path
 
 
 def _not_the_codes_fault(family: str, returncode: int, out: Path) -> str:

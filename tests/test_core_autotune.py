@@ -315,3 +315,20 @@ def test_tuning_calls_do_not_touch_the_database(tmp_path):
     t.report(t.next(), 1.5)
     assert t.winner == "b" and db.winner("k") == "b"
     assert db.timings("k") == [("b", 1.0, 2), ("a", 2.0, 2)]
+
+
+def test_a_winner_holds_for_the_thread_count_and_cpu_it_was_timed_on(fresh_cache, monkeypatch):
+    """A winner tuned on 2 threads was used on 1 (``OMP_NUM_THREADS=1``, ``taskset``) and on a
+    CPU without the instruction sets it was timed with, without tuning again."""
+    from asp_core import hardware
+
+    db = PerfDB()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    db.set_winner("k" * 64, "dynamic", label="demo:kernel")
+    assert db.winner("k" * 64) == "dynamic"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert db.winner("k" * 64) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert db.winner("k" * 64) == "dynamic"
+    monkeypatch.setattr(hardware, "cpu_features", lambda: "sse2 avx2")
+    assert db.winner("k" * 64) is None

@@ -222,3 +222,17 @@ def test_a_tool_running_in_the_background_ends_with_the_process(tmp_path):
     assert "KeyboardInterrupt" in proc.stderr
     worker = int(pidfile.read_text())
     assert _ends(worker), "the tool outlived the process that ran it"
+
+
+def test_a_wrapper_script_is_another_compiler_in_the_cache_key(tmp_path):
+    """A wrapper (``exec gcc -ffast-math "$@"``) prints the wrapped compiler's version line:
+    code it built was reused by plain gcc, and differed from Python's results."""
+    wrapper = tmp_path / "gcc-fastmath"
+    wrapper.write_text('#!/bin/sh\nexec gcc -ffast-math "$@"\n')
+    wrapper.chmod(0o755)
+    plain = Toolchain("c", "/usr/bin/gcc", "gcc", "12.2.0", ("-O3",))
+    wrapped = Toolchain("c", str(wrapper), "gcc", "12.2.0", ("-O3",))
+    assert plain.abi_id() != wrapped.abi_id()
+    link = tmp_path / "cc"
+    link.symlink_to(wrapper)   # one file under two names: one compiler
+    assert Toolchain("c", str(link), "gcc", "12.2.0", ("-O3",)).abi_id() == wrapped.abi_id()
