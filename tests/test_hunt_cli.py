@@ -192,6 +192,7 @@ def test_asp_new_with_an_undecodable_name_is_one_line(tmp_path: Path) -> None:
     ("ASP_STENCIL_TEMPORAL_PARAMS", "7,x", "ASP_STENCIL_TEMPORAL_PARAMS='7,x'"),
     ("ASP_CUDA_MEMORY", "opencl", "ASP_CUDA_MEMORY='opencl'"),
     ("ASP_MPK_COMPILE", "later", "ASP_MPK_COMPILE must be 'background' or 'wait'"),
+    ("ASP_BACKEND", "stencl:c", "ASP_BACKEND names specializer 'stencl', which no installed"),
 ])
 def test_asp_doctor_fails_on_an_invalid_setting(monkeypatch, fresh_cache, var: str, value: str,
                                                  says: str) -> None:

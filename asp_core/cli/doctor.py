@@ -143,12 +143,29 @@ def _settings_check() -> tuple[str, bool, str]:
              ("ASP_DISABLE_PLUGIN_AUTOLOAD", "ASP_TRACE_HOOKS", "ASP_MPI_ABORT_ON_ERROR")]
     problems = config.problems(config.load_config, config.mode, config.autotune_mode,
                                config.compile_timeout, config.phase_variables,
-                               lambda: check_disabled(config.disabled_passes(), []), *flags)
+                               lambda: check_disabled(config.disabled_passes(), []),
+                               _named_specializers, *flags)
     if problems:
         return ("settings", False, "; ".join(problems))
     path = config.config_path()
     return ("settings", True, "ASP_* variables valid; config file "
             + (f"{path} valid" if path.exists() else f"{path}: none"))
+
+
+def _named_specializers() -> None:
+    """``ValueError`` for a setting that names a specializer no plugin registers (kernels
+    ignore it with a warning at their first call, which doctor did not report)."""
+    from asp_core import config
+    from asp_core.phases import PHASES
+    from asp_core.plugins import get_registry
+
+    installed = get_registry().specializers
+    for phase in PHASES:
+        for name, setting in config.named_specializers(phase):
+            if name not in installed:
+                raise ValueError(f"{setting} names specializer {name!r}, which no installed "
+                                 f"plugin registers (installed: "
+                                 f"{', '.join(sorted(installed)) or 'none'}): it is ignored")
 
 
 def _orphan_platforms() -> list[str]:
