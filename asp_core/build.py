@@ -15,7 +15,7 @@ from asp_core import background
 from asp_core._version import __version__
 from asp_core.cache import (CodeCache, cache_key, file_stem, get_cache, on_noexec_mount,
                             private_cache)
-from asp_core.errors import CacheError, CompilerNotFound, ToolchainError
+from asp_core.errors import CacheError, ToolchainError
 from asp_core.log import get_logger
 from asp_core.toolchain import SOURCE_SUFFIX, find_toolchain
 
@@ -105,10 +105,8 @@ def compile_library(source: str, *, lang: str = "c", openmp: bool = True,
             lib = _load(get_cache(), key, build, name, suffix)
         except CacheError as exc:  # unsafe, read-only, noexec...: build where it is safe
             lib = _load(private_cache(str(exc)), key, build, name, suffix)
-    except CompilerNotFound:
-        raise   # no compiler yet: one installed later (ASP_CC) is another key's toolchain
     except ToolchainError as exc:
-        background.failed(key, exc)
+        background.failed(key, exc)   # kept only where a retry would fail the same way
         raise
     if not lib.cached:  # what ASP_LOG_LEVEL=DEBUG and `asp -v` promise: every compile
         _log.debug("compiled %s (%s) in %.2f s: %s", name, lang, lib.seconds, lib.path)
