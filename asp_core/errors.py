@@ -7,8 +7,8 @@ import sys
 import warnings
 
 __all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
-           "CompilerNotFound", "CompileError", "CompileTimeout", "CacheError", "CacheWarning", "PluginError",
-           "PluginWarning", "warn"]
+           "CompilerNotFound", "CompileError", "CompileTimeout", "CacheError", "CacheWarning",
+           "PluginError", "PluginWarning", "warn"]
 
 
 def warn(message: str, category: type[Warning]) -> None:

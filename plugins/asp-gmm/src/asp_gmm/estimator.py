@@ -18,8 +18,8 @@ Only scikit-learn's public API is used (``validate_data``, ``check_is_fitted``,
 and no override of private methods, so a minor release cannot change what runs. Computation
 is in float64 whatever the input dtype, on every engine; fitted attributes take the input's
 dtype (promoted with the parameters a warm start goes on from: a float64 fit refitted on
-float32 data stays float64), and ``predict_proba`` and ``score_samples`` return scikit-learn's dtype (float32 only
-for float32 X under a float32 fit), as scikit-learn's do.
+float32 data stays float64), and ``predict_proba`` and ``score_samples`` return
+scikit-learn's dtype (float32 only for float32 X under a float32 fit), as scikit-learn's do.
 """
 
 from __future__ import annotations

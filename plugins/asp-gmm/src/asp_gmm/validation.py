@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InvalidParameterError", "check_gmm_arguments", "check_gmm_covars", "check_gmm_means", "check_gmm_weights",
-           "check_hyperparameters", "check_initial_parameters", "check_representable",
+__all__ = ["InvalidParameterError", "check_gmm_arguments", "check_gmm_covars",
+           "check_gmm_means", "check_gmm_weights", "check_hyperparameters", "check_initial_parameters", "check_representable",
            "check_shared_hyperparameters", "fitted_parameters_fit"]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -34,8 +34,8 @@ class InvalidParameterError(ValueError, TypeError):
 
 
 def _fail(name: str, what: str, value: Any, owner: str = "GaussianMixture") -> None:
-    raise InvalidParameterError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r} "
-                     "instead.")
+    raise InvalidParameterError(f"The {name!r} parameter of {owner} must be {what}. Got "
+                                f"{value!r} instead.")
 
 
 def _integer(name: str, value: Any, low: int, owner: str = "GaussianMixture",

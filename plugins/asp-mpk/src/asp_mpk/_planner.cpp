@@ -43,7 +43,7 @@ using u64 = std::uint64_t;
 
 namespace {
 
-// ---- releasing the GIL ---------------------------------------------------------------------------
+// ---- releasing the GIL -------------------------------------------------------------------------
 // At interpreter exit Python ends a daemon thread that takes the GIL back (pthread_exit):
 // unwinding through py::gil_scoped_release's destructor, which may not throw, aborted the
 // process ("terminate called without an active exception", exit status 134) when a daemon
