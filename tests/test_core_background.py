@@ -144,17 +144,24 @@ def test_errors_stay_in_the_future_and_reach_the_foreground(fresh_cache):
         compile_library(bad, openmp=False, name="bg_bad")
 
 
+def _counting_cc(tmp_path, monkeypatch, then: str):
+    """``ASP_CC`` set to a compiler that notes each compile (a line in the returned file),
+    then runs the shell lines ``then`` (the probes pass); a compile limit of 0.5 s."""
+    runs = tmp_path / "runs"
+    fake = tmp_path / "fake-cc"
+    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
+                    f"echo run >> {runs}\n{then}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("ASP_CC", str(fake))
+    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    return runs
+
+
 def test_a_compile_that_timed_out_in_the_background_is_not_run_again(fresh_cache, monkeypatch,
                                                                      tmp_path):
     """A compile killed at ASP_COMPILE_TIMEOUT in the background was run again by the
     foreground build of its key: the caller waited for the limit a second time."""
-    runs = tmp_path / "runs"
-    fake = tmp_path / "fake-cc"
-    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
-                    f"echo run >> {runs}\nexec sleep 8\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("ASP_CC", str(fake))
-    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    runs = _counting_cc(tmp_path, monkeypatch, "exec sleep 8")
     future = background.submit(source=_source("hang"), openmp=False, name="bg_hang")
     assert isinstance(future.exception(timeout=60), ToolchainError)
     with pytest.raises(ToolchainError, match="did not finish compiling .*ASP_COMPILE_TIMEOUT"):
@@ -163,20 +170,13 @@ def test_a_compile_that_timed_out_in_the_background_is_not_run_again(fresh_cache
     assert runs.read_text().split() == ["run"]
 
 
-
 @pytest.mark.parametrize("ending, error", [("exec sleep 8", "did not finish compiling"),
                                            ("exit 1", "failed on generated code")])
 def test_a_foreground_compile_that_failed_is_not_run_again(fresh_cache, tmp_path, monkeypatch,
                                                            ending, error):
     """A kernel's first-call compile that timed out (or was rejected) ran again for each new
     instance of the kernel: with the default limit, 600 s per instance."""
-    runs = tmp_path / "runs"
-    fake = tmp_path / "fake-cc"
-    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
-                    f"echo run >> {runs}\n{ending}\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("ASP_CC", str(fake))
-    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    runs = _counting_cc(tmp_path, monkeypatch, ending)
     for _ in range(3):
         with pytest.raises(ToolchainError, match=error):
             compile_library(_source("fg_fail"), openmp=False, name="fg_fail")
@@ -192,16 +192,9 @@ def test_a_failure_that_may_not_recur_is_compiled_again(fresh_cache, tmp_path, m
     import gc
     import weakref
 
-    runs = tmp_path / "runs"
-    fake = tmp_path / "fake-cc"
-    fake.write_text('#!/bin/sh\ncase "$*" in *probe*|--version) exec gcc "$@";; esac\n'
-                    f'echo run >> {runs}\n'
-                    f'[ -e {tmp_path / "kill"} ] && kill -9 $$\n'
-                    f'[ -e {tmp_path / "hang"} ] && exec sleep 8\n'
-                    'exec gcc "$@"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("ASP_CC", str(fake))
-    monkeypatch.setenv("ASP_COMPILE_TIMEOUT", "0.5")
+    runs = _counting_cc(tmp_path, monkeypatch, f'[ -e {tmp_path / "kill"} ] && kill -9 $$\n'
+                                               f'[ -e {tmp_path / "hang"} ] && exec sleep 8\n'
+                                               'exec gcc "$@"')
     (tmp_path / "kill").touch()
     with pytest.raises(ToolchainError, match="killed by SIGKILL"):
         compile_library(_source("oom"), openmp=False, name="oom")
