@@ -356,12 +356,19 @@ class Registry:
                "first registered" if len(cands) > 1 else "only component")
         return Choice(cands, why)
 
+    def unknown_specializers(self, phase: str) -> list[tuple[str, str]]:
+        """``(specializer, setting)`` for each setting of ``phase`` (``ASP_<PHASE>``'s
+        ``spec:`` parts, ``[phases.<spec>]`` tables) that names a specializer no plugin
+        registers: kernels ignore it."""
+        return [(name, setting) for name, setting in config.named_specializers(phase)
+                if name not in self.specializers]
+
     def _warn_unknown_specializers(self, phase: str) -> None:
         """Warn once per setting that names a specializer no plugin registered: a misspelt
         ``ASP_BACKEND=stencl:c`` would otherwise be ignored without a word.  A warning, not an
         error: one environment's settings may name a plugin another environment lacks."""
-        for name, setting in config.named_specializers(phase):
-            if name not in self.specializers and (name, setting) not in _WARNED:
+        for name, setting in self.unknown_specializers(phase):
+            if (name, setting) not in _WARNED:
                 _WARNED.add((name, setting))
                 warn(f"asp: {setting} names specializer {name!r}, which no installed "
                      f"plugin registers (installed: "

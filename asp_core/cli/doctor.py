@@ -155,17 +155,16 @@ def _settings_check() -> tuple[str, bool, str]:
 def _named_specializers() -> None:
     """``ValueError`` for a setting that names a specializer no plugin registers (kernels
     ignore it with a warning at their first call, which doctor did not report)."""
-    from asp_core import config
     from asp_core.phases import PHASES
     from asp_core.plugins import get_registry
 
-    installed = get_registry().specializers
+    registry = get_registry()
     for phase in PHASES:
-        for name, setting in config.named_specializers(phase):
-            if name not in installed:
-                raise ValueError(f"{setting} names specializer {name!r}, which no installed "
-                                 f"plugin registers (installed: "
-                                 f"{', '.join(sorted(installed)) or 'none'}): it is ignored")
+        for name, setting in registry.unknown_specializers(phase):
+            raise ValueError(f"{setting} names specializer {name!r}, which no installed "
+                             f"plugin registers (installed: "
+                             f"{', '.join(sorted(registry.specializers)) or 'none'}): it is "
+                             "ignored")
 
 
 def _orphan_platforms() -> list[str]:
