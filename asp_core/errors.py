@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import sys
 import warnings
+from contextvars import ContextVar
+from types import FrameType
+from typing import Any, Callable, TypeVar
 
 __all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
            "CompilerNotFound", "CompileError", "CompileTimeout", "CacheError", "CacheWarning",
-           "PluginError", "PluginWarning", "warn"]
+           "PluginError", "PluginWarning", "warn", "for_caller"]
+
+_R = TypeVar("_R")
+#: (filename, line, module globals) of the user's line a thread works for (:func:`for_caller`)
+_site: ContextVar[tuple[str, int, dict[str, Any]] | None] = ContextVar("asp_site", default=None)
 
 
 def warn(message: str, category: type[Warning]) -> None:
@@ -16,14 +23,49 @@ def warn(message: str, category: type[Warning]) -> None:
     the plugins' packages. A fixed ``stacklevel`` named Asp's own files when the call came
     another way (``kernel.iterate``, ``Class.kernel(instance, ...)``), which a
     ``filterwarnings(module=...)`` of the user's then missed."""
+    site = _site.get()
+    if site is not None:   # on a thread working for that line (its stack ends in threading)
+        filename, lineno, globs = site
+        warnings.warn_explicit(message, category, filename, lineno,
+                               module=str(globs.get("__name__", "")),
+                               registry=globs.setdefault("__warningregistry__", {}),
+                               module_globals=globs)
+        return
+    _, level = _user_frame(sys._getframe(1))
+    warnings.warn(message, category, stacklevel=level + 1)
+
+
+def for_caller(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """``fn`` made to run on another thread (a background specialisation) with :func:`warn`
+    attributing its warnings to the user's line that calls this now: from the thread's own
+    stack they named ``threading.py``, which no ``filterwarnings(module=...)`` matched.
+    The caller's package counts as a plugin's (its entry point may not be loaded yet)."""
+    caller = sys._getframe(1)
+    frame, _ = _user_frame(caller, _package(caller))
+    site = (frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
+
+    def run(*args: Any, **kwargs: Any) -> _R:
+        token = _site.set(site)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _site.reset(token)
+    return run
+
+
+def _user_frame(frame: FrameType, *also: str) -> tuple[FrameType, int]:
+    """The first frame from ``frame`` outwards outside the core, the plugins' packages and
+    ``also``, and its ``stacklevel`` counted from ``frame`` (1)."""
     from asp_core.plugins import plugin_packages
 
-    ours = plugin_packages()
-    frame, level = sys._getframe(1), 2
-    while frame.f_back is not None and \
-            str(frame.f_globals.get("__name__", "")).partition(".")[0] in ours:
+    ours, level = plugin_packages().union(also), 1
+    while frame.f_back is not None and _package(frame) in ours:
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    return frame, level
+
+
+def _package(frame: FrameType) -> str:
+    return str(frame.f_globals.get("__name__", "")).partition(".")[0]
 
 
 class AspError(Exception):

@@ -3,7 +3,9 @@ three ``ASP_MODE`` behaviours, missing compilers and bad input."""
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from asp_core import Dispatcher, SpecializationWarning, Unspecializable, plugins, specialize
 from asp_core.decisions import PLATFORM
+from asp_core.errors import for_caller
 from pytest_asp import requires_compiler
 from tests.specializers.derived import TrustingOpenMP, shaped_signature
 
@@ -120,6 +123,28 @@ def test_auto_mode_one_warning_with_location(elementwise, fresh_cache, monkeypat
     # the warning points at the user's call, not at the core's internals
     assert Path(mine[0].filename).resolve() == HERE
     assert _entries(fresh_cache) == []  # nothing was compiled for an unsupported kernel
+
+
+def test_a_warning_on_a_thread_working_for_a_caller_names_the_callers_line(elementwise,
+                                                                           monkeypatch):
+    """A background specialisation (asp-mpk's) warned from its thread's own stack, which
+    ends in threading.py: the warning named threading.py, not the user's line that started
+    it (through a plugin's function, the caller of ``for_caller``)."""
+    monkeypatch.setenv("ASP_MODE", "auto")
+    plugin: dict = {"__name__": "some_plugin.background", "for_caller": for_caller,
+                    "threading": threading}
+    exec("def start(fn):\n"
+         "    thread = threading.Thread(target=for_caller(fn))\n"
+         "    thread.start()\n"
+         "    thread.join()\n", plugin)
+    d = Dispatcher("elementwise", uses_helper, fallback=np.floor)
+    results: list = []
+    with pytest.warns(SpecializationWarning) as record:
+        plugin["start"](lambda: results.append(d(np.array([1.5]))))
+        line = inspect.currentframe().f_lineno - 1
+    assert results[0].tolist() == [1.0]
+    mine = [w for w in record if issubclass(w.category, SpecializationWarning)]
+    assert [(Path(w.filename).resolve(), w.lineno) for w in mine] == [(HERE, line)]
 
 
 def test_strict_mode_raises(elementwise, monkeypatch):

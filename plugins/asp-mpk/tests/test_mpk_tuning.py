@@ -123,6 +123,33 @@ def test_first_calls_run_scipy_while_the_kernel_compiles(fresh_cache, monkeypatc
 
 
 @requires_compiler
+def test_a_background_specialisations_warning_names_the_line_that_started_it(fresh_cache,
+                                                                              monkeypatch):
+    """The fallback warning of a specialisation on asp-mpk's thread named threading.py (the
+    thread's own stack), not the call that started it: a ``filterwarnings`` for the user's
+    module missed it."""
+    import inspect
+    import warnings
+
+    from asp_core import SpecializationWarning
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    monkeypatch.setenv("ASP_CFLAGS", "-fno-such-asp-flag")   # every compile fails
+    A = gallery.poisson2d(40)
+    x = np.ones(A.shape[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp = asp_mpk.MatrixPowers(A, 2)
+        V = mp(x)
+        line = inspect.currentframe().f_lineno - 1
+        assert mp.wait(timeout=600)
+    np.testing.assert_allclose(V[2], A @ (A @ x), rtol=1e-12)
+    mine = [w for w in caught if issubclass(w.category, SpecializationWarning)]
+    assert [(w.filename, w.lineno) for w in mine] == [(__file__, line)], \
+        [(w.filename, w.lineno, str(w.message)[:80]) for w in mine]
+
+
+@requires_compiler
 def test_a_matrix_used_once_is_not_specialised(fresh_cache, monkeypatch):
     """``spmv`` and ``matrix_powers`` compute contents met for the first time over A's own
     arrays, and analyse and specialise them from the second call: a product of each new

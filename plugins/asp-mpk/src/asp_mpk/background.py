@@ -22,6 +22,7 @@ from typing import Any, Callable
 # specialisations that run them (registered before it, an exit during a first call's compile
 # killed gcc: "runs in pure Python: gcc was killed by SIGKILL", the compile lost)
 import asp_core  # noqa: F401
+from asp_core.errors import for_caller
 
 __all__ = ["start", "join_all", "busy", "stopping"]
 
@@ -31,8 +32,9 @@ _STOPPING = threading.Event()
 
 
 def start(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
-    """Run ``target(*args)`` on a daemon thread that :func:`join_all` waits for."""
-    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    """Run ``target(*args)`` on a daemon thread that :func:`join_all` waits for; its warnings
+    name the user's line that started it."""
+    thread = threading.Thread(target=for_caller(target), args=args, name=name, daemon=True)
     with _LOCK:   # keep threads another caller appended but has not started yet
         _THREADS[:] = [t for t in _THREADS if t.ident is None or t.is_alive()]
         _THREADS.append(thread)
