@@ -10,7 +10,9 @@ import ast
 import dis
 import inspect
 import linecache
+import os
 import textwrap
+import tokenize
 import types
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,10 +46,25 @@ def register_source(filename: str, source: str) -> None:
     linecache.cache[filename] = (len(source), None, lines, filename)
 
 
+#: IPython's names for the code of a cell magic: it compiles the cell's body with no source kept
+_CELL_MAGICS = {"<timed exec>": "%%time", "<timed eval>": "%%time", "<magic-timeit>": "%%timeit"}
+
+
 def no_source_advice(filename: str, exc: BaseException) -> str:
     """Why a kernel has no source and what to do (the fallback warning's reason)."""
+    if filename in _CELL_MAGICS:
+        return (f"{exc}: IPython keeps no source text for code run by the "
+                f"{_CELL_MAGICS[filename]} cell magic, so it cannot be specialised; define the "
+                "kernel in a plain cell (and time its calls in another)")
+    if os.path.isfile(filename):   # Python read it at import: it is not the text it ran now
+        return (f"{exc}: the file no longer holds the text Python runs (changed since it was "
+                "loaded); reload the module (or restart) to specialise the new text")
+    if filename.endswith(".py") and os.path.isfile(filename + "c") or \
+            filename.endswith(".pyc"):
+        return (f"{exc}: the module was installed without its .py source (bytecode only), so "
+                "it cannot be specialised; install it with its source")
     where = {"<stdin>": "standard input (the interactive prompt, or `python - < file`)",
-             "<string>": "`python -c` or exec()"}.get(
+             "<string>": "`python -c`, exec() or an IPython cell magic such as %%prun"}.get(
         filename, "the interactive prompt" if filename.startswith("<python-input") else filename)
     return (f"{exc}: Python keeps no source text for code defined in {where}, so it cannot be "
             "specialised; put the kernel in a .py file and import it, or define it in a "
@@ -76,7 +93,8 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
     filename = code.co_filename
     try:
         lines, firstlineno = inspect.getsourcelines(func)
-    except (OSError, TypeError) as exc:
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+        # SyntaxError, TokenError: the file, edited since the import, does not tokenize now
         raise Unspecializable("kernel without retrievable source", filename=filename,
                               lineno=code.co_firstlineno,
                               reason=no_source_advice(filename, exc)) from None

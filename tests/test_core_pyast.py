@@ -4,6 +4,8 @@ locations in the user's file."""
 from __future__ import annotations
 
 import ast
+import linecache
+import sys
 import textwrap
 
 import pytest
@@ -96,6 +98,68 @@ def test_kernel_without_source_is_unspecializable():
     exec("def f(x):\n    return x\n", ns)
     with pytest.raises(Unspecializable, match="kernel without retrievable source"):
         kernel_source(ns["f"])
+
+
+def _loaded(tmp_path, monkeypatch, text: str, name: str):
+    """Module ``name`` imported from ``text`` (a file in ``tmp_path``), and its file."""
+    import importlib
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    monkeypatch.delitem(sys.modules, name)
+    return module, path
+
+
+_TEXT = "def f(x):\n    return (x\n            * 2)\n"
+
+
+@pytest.mark.parametrize("edit", ["def f(x):\n    return (x\n", "x = 1\n"],
+                         ids=["saved-mid-edit", "shorter"])
+def test_a_file_edited_since_its_import_is_named_as_such(tmp_path, monkeypatch, edit):
+    """A file saved mid-edit (an unclosed parenthesis, as an editor's autosave leaves it) made
+    inspect raise tokenize.TokenError, which crashed the kernel's call; a file now shorter than
+    the function's lines said Python keeps no source for it and to put it in a .py file."""
+    module, path = _loaded(tmp_path, monkeypatch, _TEXT, "asp_edited_mod")
+    path.write_text(edit)
+    linecache.checkcache(str(path))
+    with pytest.raises(Unspecializable, match="kernel without retrievable source") as info:
+        kernel_source(module.f)
+    assert "changed since it was loaded" in info.value.reason
+    assert ".py file" not in info.value.reason
+
+
+def test_a_module_without_its_source_says_so(tmp_path, monkeypatch):
+    """A bytecode-only module (compileall -b, then the .py removed): the advice was to put
+    the kernel in a .py file, which it is."""
+    import compileall
+
+    path = tmp_path / "asp_sourceless_mod.py"
+    path.write_text(_TEXT)
+    assert compileall.compile_file(str(path), legacy=True, quiet=1)
+    path.unlink()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("asp_sourceless_mod")
+    monkeypatch.delitem(sys.modules, "asp_sourceless_mod")
+    with pytest.raises(Unspecializable) as info:
+        kernel_source(module.f)
+    assert "without its .py source" in info.value.reason
+
+
+@pytest.mark.parametrize("filename, magic", [("<timed exec>", "%%time"),
+                                             ("<magic-timeit>", "%%timeit")])
+def test_a_kernel_in_an_ipython_cell_magic_is_told_to_move_to_a_plain_cell(filename, magic):
+    """IPython compiles a %%time or %%timeit cell's body with no source kept: the advice was
+    to define the kernel in a Jupyter cell, where it was."""
+    ns: dict = {}
+    exec(compile("def f(x):\n    return x\n", filename, "exec"), ns)
+    with pytest.raises(Unspecializable) as info:
+        kernel_source(ns["f"])
+    assert f"the {magic} cell magic" in info.value.reason
+    assert "plain cell" in info.value.reason
 
 
 def test_lambda_is_unspecializable():
