@@ -16,7 +16,8 @@ import pytest
 
 from asp_core import SpecializationWarning, Unspecializable
 from asp_stencil import StencilGrid, StencilKernel
-from asp_stencil.testing import assert_bitwise, clone_grids, load_kernel, make_grids, run_both
+from asp_stencil.testing import (assert_bitwise, assert_specialised, clone_grids, load_kernel,
+                                make_grids, run_both)
 
 GLOBAL_SCALE = 2.0
 
@@ -590,6 +591,80 @@ def test_a_super_kernel_call_does_not_replace_the_subclass_kernel():
     assert_bitwise(ref[-1].data, test[-1].data)
     expected, actual = run_both(k, grids)
     assert_bitwise(expected, actual)
+
+
+class _DoublingMixin:   # no StencilKernel: its kernel reached the class as a plain method
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+
+
+def _tripling(self, u, out):
+    for x in out.interior_points():
+        out[x] = u[x] * 3.0 + 1.0
+
+
+@pytest.mark.parametrize("make", ["mixin", "replaced"])
+def test_a_kernel_from_a_mixin_or_set_on_the_class_later_specialises(make):
+    """A kernel a mixin gives, or one set by ``K.kernel = f`` after the class statement (a
+    later notebook cell), ran as a plain method: in Python with no warning, and ``iterate``
+    failed with AttributeError ('function' object has no attribute 'tuned')."""
+    from asp_core import Dispatcher
+
+    class MixedIn(_DoublingMixin, StencilKernel):
+        pass
+
+    class Replaced(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * 2.0
+
+    if make == "mixin":
+        cls = MixedIn
+    else:
+        old = Replaced()
+        old.kernel(*make_grids((6, 7), 1, seed=1))
+        Replaced.kernel = _tripling
+        cls = Replaced
+    k = cls()
+    assert isinstance(k.kernel, Dispatcher)
+    grids = make_grids((6, 7), 1, seed=3)
+    expected, actual = run_both(k, grids)
+    assert_bitwise(expected, actual)
+    factor, shift = (2.0, 0.0) if make == "mixin" else (3.0, 1.0)
+    np.testing.assert_array_equal(actual[1:-1, 1:-1], grids[0].data[1:-1, 1:-1] * factor + shift)
+    assert_specialised(k)     # not run as a plain method
+    u, out = clone_grids(grids)
+    result = k.iterate(u, out, steps=3)
+    ref = clone_grids(grids)
+    for _ in range(3):
+        k.pure_python(*ref)
+        ref[0], ref[1] = ref[1], ref[0]
+    assert_bitwise(ref[0].data, result.data)
+    if make == "replaced":   # an instance made before keeps the kernel it specialised
+        g = make_grids((6, 7), 1, seed=4)
+        old.kernel(*g)
+        np.testing.assert_array_equal(g[1].data[1:-1, 1:-1], g[0].data[1:-1, 1:-1] * 2.0)
+
+
+def test_iterate_runs_a_callable_set_on_the_instance():
+    """``k.kernel = f`` on the instance: its calls run f, and ``iterate`` failed on it."""
+    class Replaced(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * 2.0
+
+    k = Replaced()
+    calls = []
+
+    def by_hand(u, out):
+        calls.append(1)
+        out.data[...] = u.data + 1.0
+    k.kernel = by_hand
+    u, out = make_grids((5, 5), 1, seed=5)
+    u.data[...] = np.arange(25.0).reshape(5, 5)
+    assert np.array_equal(k.iterate(u, out, steps=4).data, np.arange(25.0).reshape(5, 5) + 4)
+    assert len(calls) == 4
 
 
 # -- grids whose class replaces a DSL method --------------------------------------------------

@@ -121,6 +121,25 @@ def _found_on(cls: type, name: str) -> Any:
     return None
 
 
+def _specialising(cls: type) -> None:
+    """Make the ``kernel`` that ``cls`` resolves to a :class:`KernelMethod`: its own, a
+    replaced one (``K.kernel = f``), or one a mixin that is no ``StencilKernel`` gives (it
+    was called as a plain method, in Python, with no warning)."""
+    for klass in cls.__mro__:
+        k = klass.__dict__.get("kernel")
+        if k is not None:
+            break
+    else:
+        return
+    # a classmethod too (not callable itself): its call is then told it runs in Python
+    if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod):
+        owner = klass if issubclass(klass, StencilKernel) else cls
+        desc = KernelMethod(k)
+        desc.attr = "kernel"
+        desc.owner = owner
+        setattr(owner, "kernel", desc)
+
+
 class KernelMethod:
     """Non-data descriptor wrapping a subclass's ``kernel`` function.
 
@@ -180,13 +199,14 @@ class StencilKernel:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        k = cls.__dict__.get("kernel")
-        # a classmethod too (not callable itself): its call is then told it runs in Python
-        if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod):
-            desc = KernelMethod(k)
-            desc.attr = "kernel"
-            desc.owner = cls
-            setattr(cls, "kernel", desc)
+        _specialising(cls)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # ``K.kernel = f`` after the class statement (a notebook's later cell): f specialises
+        # for the instances made from now on (it ran as a plain method, with no warning, and
+        # ``iterate`` failed on it)
+        _specialising(cls)
+        return super().__new__(cls)
 
     def __getstate__(self) -> dict[str, Any]:
         """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:

@@ -285,11 +285,14 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
         check_arity(tuple(gs), kernel)
         return gs[-2]
     dispatcher = kernel.kernel
+    # a callable set on the instance (``k.kernel = f``) is what its calls run: so do these
+    specialising = hasattr(dispatcher, "tuned")
     total = steps
     while steps > 0:
         key = stencil_signature(tuple(gs), {}, kernel)
-        fn = dispatcher.tuned(key) if config.mode() != "python" else None
-        if fn is None and temporal == "on" and dispatcher.tuning(key) is not None:
+        fn = dispatcher.tuned(key) if specialising and config.mode() != "python" else None
+        if fn is None and temporal == "on" and specialising and \
+                dispatcher.tuning(key) is not None:
             fn = dispatcher  # still timing the sweep's variants: no need to wait for blocking
         if fn is None:  # not yet specialised, still tuning the sweep, or plain Python
             dispatcher(*gs)
