@@ -110,6 +110,27 @@ def test_mpi_border_point_kernels_are_refused():
         check_kernel(_BorderKernel())
 
 
+class _DocAtColumnZero(StencilKernel):
+    def kernel(self, a, out):
+        """A docstring whose second line starts at column 0:
+it defeats textwrap.dedent (the one-process frontend reads it)."""
+        for x in out.border_points():
+            out[x] = a[x]
+
+
+class _Lambda(StencilKernel):
+    kernel = lambda self, a, out: None  # noqa: E731
+
+
+def test_mpi_kernel_checks_read_the_source_as_the_frontend_does():
+    """check_kernel parsed the source itself: a docstring at column 0 raised IndentationError
+    and a lambda kernel a bare StopIteration, where one process specialises the first and
+    falls back with a warning for the second."""
+    with pytest.raises(ValueError, match="border_points"):   # read, so checked
+        check_kernel(_DocAtColumnZero())
+    assert check_kernel(_Lambda()) is True   # no source: assumed to read its output
+
+
 class _GaussSeidel(StencilKernel):
     def kernel(self, a, out):
         for x in out.interior_points():

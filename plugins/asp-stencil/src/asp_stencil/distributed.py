@@ -55,15 +55,15 @@ mpi4py is imported only when a distributed object is created (never by ``import 
 from __future__ import annotations
 
 import ast
-import inspect
-import textwrap
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
 
+from asp_core.errors import Unspecializable
 from asp_core.mpi import HaloExchange, agree_call, call_digest, check_root, check_same
+from asp_core.pyast import kernel_source
 from asp_stencil import dast as D
 from asp_stencil.grid import DSL_METHODS, StencilGrid
 from asp_stencil.signature import (callee_meanings, kernel_attribute_names, stencil_signature,
@@ -533,13 +533,12 @@ def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable 
     if cls not in _CHECKED:
         func = kernel_function(kernel)
         try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-        except (OSError, TypeError):
+            # the frontend's reading (a docstring at column 0, a lambda, an edited file)
+            fn = kernel_source(func).function
+        except Unspecializable:
             # no source: assume the worst about reading the output
             _CHECKED[cls] = (None, True, None)
         else:
-            fn = next(n for n in ast.walk(tree)
-                      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
             params = [a.arg for a in fn.args.args]
             out_name = params[-1] if len(params) >= 2 else None
             problem = suspect = None
