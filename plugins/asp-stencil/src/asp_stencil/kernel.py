@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from numbers import Integral
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must be registered
 #                 before another thread's first call can be importing it when the process forks
@@ -20,6 +20,7 @@ from .grid import fill_periodic_ghosts
 __all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions",
            "kernel_options", "temporal_choice", "OPTIONS"]
 
+_K = TypeVar("_K", bound="StencilKernel")
 #: the kernel options asp-stencil reads, besides a phase's name (which picks its component)
 OPTIONS = ("disable_passes", "temporal", "max_variants")
 #: the most sweeps ``iterate`` runs in one call: its C loops count them in a 64-bit ``long``
@@ -201,7 +202,7 @@ class StencilKernel:
         super().__init_subclass__(**kwargs)
         _specialising(cls)
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls: type[_K], *args: Any, **kwargs: Any) -> _K:
         # ``K.kernel = f`` after the class statement (a notebook's later cell): f specialises
         # for the instances made from now on (it ran as a plain method, with no warning, and
         # ``iterate`` failed on it)
