@@ -287,3 +287,21 @@ def test_generated_docs_examples_run_in_python_mode(tmp_path):
                               env=env, check=False, capture_output=True, text=True,
                               timeout=TIMEOUT)
         assert proc.returncode == 0, f"{code}\n{proc.stderr}"
+
+
+def test_an_installed_templates_bytecode_is_not_copied(tmp_path):
+    """pip compiles the template's .py files that parse when it installs asp-core from a
+    wheel: cookiecutter copied each __pycache__ into the new project (binary files holding
+    unrendered template text, which ``git add .`` committed)."""
+    import compileall
+    import shutil
+
+    template = Path(shutil.copytree(template_dir(), tmp_path / "installed-template"))
+    compileall.compile_dir(str(template), quiet=2)
+    assert list(template.rglob("*.pyc")), "nothing in the template compiled: no test"
+    made = _new("bytecode-spec", "--no-input", "--output-dir", str(tmp_path / "out"),
+                "--template", str(template))
+    assert made.exit_code == 0, made.output
+    project = tmp_path / "out" / "bytecode-spec"
+    assert project.is_dir()
+    assert [p for p in project.rglob("*") if p.suffix == ".pyc" or p.name == "__pycache__"] == []

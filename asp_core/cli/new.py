@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -122,6 +123,11 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
     quiet.setLevel(logging.CRITICAL)
     try:
         with tempfile.TemporaryDirectory(prefix="asp-new-") as tmp, _temporary_files_in(tmp):
+            if Path(source).is_dir():
+                # without the bytecode pip compiled in an installed template (its .py files
+                # parse): cookiecutter copied every __pycache__ into the new project
+                source = str(shutil.copytree(source, Path(tmp) / "template", ignore=shutil
+                                             .ignore_patterns("__pycache__", "*.pyc")))
             return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
                                     extra_context=context, overwrite_if_exists=overwrite,
                                     config_file=_config_file(Path(tmp))))
