@@ -425,3 +425,23 @@ def test_addresses_are_numpys_and_kernels_run_with_either(monkeypatch):
     x = np.linspace(-1, 1, A.shape[0])
     np.testing.assert_allclose(asp_mpk.spmv(A, x), A @ x, rtol=1e-13)
     np.testing.assert_allclose(asp_mpk.matrix_powers(A, x, 2)[2], A @ (A @ x), rtol=1e-12)
+
+
+def test_doctor_reports_a_plan_builder_that_does_not_load(monkeypatch):
+    """asp doctor asked whether the extension's file is there, not whether it loads: a build
+    that cannot load (moved to a machine without the libgomp it links) was "[ok] native"
+    while every call warned that the slow numpy plan builder runs."""
+    import importlib
+
+    from asp_mpk.plugin import asp_doctor_checks
+
+    load = importlib.import_module
+
+    def failing(name, *args):
+        if name == "asp_mpk._planner":
+            raise ImportError("libgomp.so.1: cannot open shared object file")
+        return load(name, *args)
+    monkeypatch.setattr(importlib, "import_module", failing)
+    rows = {name: (ok, detail) for name, ok, detail in asp_doctor_checks()}
+    ok, detail = rows["asp-mpk plan builder"]
+    assert not ok and "libgomp.so.1" in detail

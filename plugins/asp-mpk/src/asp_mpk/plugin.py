@@ -44,7 +44,7 @@ def asp_register_specializers(register: Registry) -> None:
 
 @hookimpl
 def asp_doctor_checks() -> list[tuple[str, bool, str]]:
-    import importlib.util
+    import importlib
 
     from asp_core import config
 
@@ -55,7 +55,11 @@ def asp_doctor_checks() -> list[tuple[str, bool, str]]:
                                lambda: config.flag("ASP_MPK_WATCH_WRITES", True))
     if problems:
         return [("asp-mpk settings", False, "; ".join(problems))]
-    built = importlib.util.find_spec("asp_mpk._planner") is not None
+    try:   # loaded, not only found: a build that cannot load (a libgomp missing) was "ok"
+        importlib.import_module("asp_mpk._planner")
+        built, why = True, ""
+    except ImportError as exc:
+        built, why = False, f" ({exc})"
     if watcher() is not None:
         watching = "on: matrix_powers/spmv/cg recognise an unchanged matrix without reading it"
     else:
@@ -66,8 +70,8 @@ def asp_doctor_checks() -> list[tuple[str, bool, str]]:
                     "asp_mpk.MatrixPowers(A, k) never reads A again")
     return [
         ("asp-mpk plan builder", built, "native (pybind11)" if built else
-         "not built: matrix analysis runs in numpy, several times slower (reinstall asp-mpk "
-         "with a C++ compiler present)"),
+         f"not built{why}: matrix analysis runs in numpy, several times slower (reinstall "
+         "asp-mpk with a C++ compiler present)"),
         ("asp-mpk write watching", True, watching),
     ]
 
