@@ -6,7 +6,6 @@ are listed in ``docs/configuration.md``.
 from __future__ import annotations
 
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -92,10 +91,7 @@ def config_path() -> Path:
 
 @lru_cache(maxsize=8)
 def _read_config(path: str, mtime: float) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        import tomli as tomllib
+    import tomllib
     try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not "line 1, column 1"
         data = tomllib.loads(Path(path).read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

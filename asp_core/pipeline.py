@@ -380,8 +380,7 @@ def _guarded(comp: Component, what: str, call: Callable[[], Any]) -> Any:
             report_broken_component(comp, exc, what)
             raise PluginError(f"{what} of {where} cannot be called: "
                               f"{type(exc).__name__}: {exc}") from exc
-        if hasattr(exc, "add_note"):  # Python 3.11+
-            exc.add_note(f"(raised in {what} of {where})")
+        exc.add_note(f"(raised in {what} of {where})")
         raise
 
 

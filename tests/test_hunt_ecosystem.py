@@ -271,8 +271,7 @@ def test_a_components_own_error_keeps_its_type_and_names_the_component(elementwi
         d = Dispatcher("elementwise", k)
         with pytest.raises(ValueError, match="MY_SETTING") as info:
             d(np.ones(3))
-        if sys.version_info >= (3, 11):
-            assert any("build of component elementwise/backend/wrong of plugin 'wrong-plugin'"
-                       in n for n in info.value.__notes__)
+        assert any("build of component elementwise/backend/wrong of plugin 'wrong-plugin'"
+                   in n for n in info.value.__notes__)
     finally:
         plugins_mod.unregister_plugin(name)

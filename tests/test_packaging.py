@@ -97,8 +97,8 @@ def _normal(name: str) -> str:
 def test_every_distribution_declares_what_it_imports():
     """Each third-party module a distribution's code imports (at the top or inside a
     function) is a dependency or an extra of its own: asp-core read its config file with
-    ``tomli`` on Python 3.10 without declaring it, and every kernel call failed there in an
-    install without pytest (which brought tomli along)."""
+    ``tomli`` on Python 3.10 without declaring it (every kernel call failed there in an
+    install without pytest, which brought tomli along), asp-mpk imported filelock."""
     from importlib.metadata import packages_distributions
 
     provides = packages_distributions()

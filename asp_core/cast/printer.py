@@ -22,7 +22,7 @@ def format_float(value: float, single: bool = False) -> str:
     of the constant's type, which gcc, clang and nvcc know without ``math.h``."""
     if single:
         with np.errstate(over="ignore"):   # beyond float32: inf, as NumPy's cast
-            value = np.float32(value)
+            value = np.float32(value)  # type: ignore[assignment]  # str() gives its digits
     if not math.isfinite(value):
         suffix = "f" if single else ""
         text = (f"__builtin_nan{suffix}(\"\")" if math.isnan(value)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import numpy as np
 from asp_stencil import dast as D
 from asp_stencil.python_ints import check_python_ints
 from asp_stencil.scalar_types import TypeRefusal
@@ -49,8 +48,6 @@ def _var_names(e: Any) -> set[str]:
 
 
 def _float32_reason(prog: D.StencilProgram) -> str | None:
-    if int(np.__version__.split(".")[0]) < 2:
-        return "float32 grids need NumPy >= 2 (NEP 50 scalar promotion, as in Python)"
     for n in D.expr_nodes(prog):
         if isinstance(n, D.Call) and n.func != "abs":
             return (f"float32 grid with {n.func}(): Python computes it in double precision "
