@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import math
 from concurrent import futures
+from ctypes import addressof
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -54,6 +55,17 @@ def compiled_for(prog: D.StencilProgram) -> Callable[[tuple], list[Any]]:
     return check
 
 
+def _addresses(arrays: list[np.ndarray]) -> list[int]:
+    """The data addresses of ``arrays``: through a ctypes view of a writable array's buffer,
+    0.3 us, where ``.ctypes.data`` builds an object costing 0.9 us an array of every call
+    (small grids' calls are mostly such costs); a read-only array's through ``.ctypes``."""
+    return [addressof(_view(d)) if d.flags.writeable else d.ctypes.data  # type: ignore[arg-type]
+            for d in arrays]
+
+
+_view = ctypes.c_char.from_buffer
+
+
 def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
     """A Python callable running ``cfunc`` on grids shaped as ``prog`` was specialised for."""
     n = len(prog.grids)
@@ -66,7 +78,7 @@ def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
         fill_periodic_ghosts(grids)  # Python hooks first: then the arrays passed to C are checked
         data = check(grids)
         # a long call: Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
-        interrupt.run(cfunc, *[d.ctypes.data for d in data], keep=data, work=points)
+        interrupt.run(cfunc, *_addresses(data), keep=data, work=points)
 
     run.__name__ = f"{prog.name}_compiled"
     return run

@@ -1,6 +1,7 @@
 """Benchmarks of the stencil specializer (``asp bench stencil``; ``benchmarks/bench_stencil.py``).
 
 Cases (issue 3): 3-D 7-point Laplacian and 3-D divergence (three input grids) at 256³ float64,
+a 2-D Laplacian on 64² and 256² grids called many times in a row (the cost of each call),
 2-D and 3-D heat equation for 64 steps. Anchors, interleaved in the same process: NumPy slicing,
 numba ``prange``, numba ``@stencil``, Devito (float64, OpenMP), pystencils (OpenMP) and a compiled
 STREAM copy of the same number of points; ratios are against NumPy, and the notes give the
@@ -28,7 +29,7 @@ from .grid import StencilGrid, default_neighbor_definition
 from .kernel import StencilKernel
 from .temporal.bench import Heat, iterate_winner, tune_iterate
 
-__all__ = ["run_stencil_benchmarks", "Laplacian", "Divergence", "Heat"]
+__all__ = ["run_stencil_benchmarks", "Laplacian", "Laplacian2D", "Divergence", "Heat"]
 
 T = TypeVar("T")
 
@@ -44,6 +45,17 @@ class Laplacian(StencilKernel):
             for y in u.neighbors(x, 1):
                 s = s + u[y]
             out[x] = s * self.inv_h2
+
+
+class Laplacian2D(StencilKernel):
+    """2-D 5-point Laplacian, for the small grids a time-stepping loop calls many times."""
+
+    def kernel(self, u: StencilGrid, out: StencilGrid) -> None:
+        for x in out.interior_points():
+            s = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                s = s + u[y]
+            out[x] = s
 
 
 class Divergence(StencilKernel):
@@ -136,6 +148,19 @@ def _numba_stencil_laplacian() -> Callable[..., None]:
     def run(u: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
         st(u, out=out)
     return run
+
+
+def _numba_laplacian_2d() -> Callable[..., None]:
+    import numba
+
+    @numba.njit(cache=True)
+    def lap(u: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+        n0, n1 = u.shape
+        for i in range(1, n0 - 1):
+            for j in range(1, n1 - 1):
+                out[i, j] = (-4.0 * u[i, j] + u[i + 1, j] + u[i - 1, j] + u[i, j + 1]
+                             + u[i, j - 1])
+    return lap
 
 
 def _numba_divergence() -> Callable[..., None]:
@@ -316,6 +341,43 @@ def _laplacian(bench: Any, n: int) -> None:
     rows = bench.compare(f"laplacian-3d {n}^3 f64", impls, anchor="numpy", bytes=16 * n ** 3,
                          flops=8 * (n - 2) ** 3, check=check, repeats=12)
     _pct_stream(bench, rows, "asp", 16 * n ** 3, f"laplacian (variant {_winner(k)})")
+
+
+def _small(bench: Any, n: int, calls: int) -> None:
+    """A small grid's kernel called ``calls`` times in a row, as a time-stepping loop of the
+    user's calls it: what each call costs around the C code (checks, key, dispatch) weighs
+    as much as the sweep here. Anchors: NumPy slicing and numba's serial ``njit``."""
+    rng = np.random.default_rng(0)
+    u, out = _grid((n, n), rng), StencilGrid((n, n))
+    k = Laplacian2D()
+    _tuned(lambda: k.kernel(u, out))
+    ud, ref, o2 = u.data, np.zeros((n, n)), np.zeros((n, n))
+
+    def numpy_lap() -> None:
+        ref[1:-1, 1:-1] = (-4.0 * ud[1:-1, 1:-1] + ud[2:, 1:-1] + ud[:-2, 1:-1]
+                           + ud[1:-1, 2:] + ud[1:-1, :-2])
+
+    def loop(call: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                call()
+        return run
+
+    impls: dict[str, Callable[[], Any]] = {"asp": loop(lambda: k.kernel(u, out)),
+                                           "numpy": loop(numpy_lap)}
+    f = _anchor(bench, "numba", _numba_laplacian_2d)
+    if f:
+        f(ud, o2)
+        impls["numba"] = loop(lambda: f(ud, o2))
+
+    def check() -> None:
+        numpy_lap()
+        np.testing.assert_allclose(out.data[1:-1, 1:-1], ref[1:-1, 1:-1], rtol=1e-13)
+        if f:
+            np.testing.assert_allclose(out.data, o2, rtol=1e-13)
+
+    bench.compare(f"laplacian-2d {n}^2 f64, {calls} calls", impls, anchor="numpy",
+                  bytes=16 * n * n * calls, check=check, repeats=12)
 
 
 def _divergence(bench: Any, n: int) -> None:
@@ -503,6 +565,8 @@ def run_stencil_benchmarks(bench: Any) -> None:
     n = 96 if bench.quick else 256
     _laplacian(bench, n)
     _divergence(bench, n)
+    for side in (64, 256):
+        _small(bench, side, 1000 if side == 64 else 200)
     _heat(bench, (512, 512) if bench.quick else (2048, 2048), 16 if bench.quick else 64)
     _heat(bench, (48, 48, 48) if bench.quick else (128, 128, 128), 16 if bench.quick else 64)
     _cold_warm(bench, n)

@@ -24,7 +24,7 @@ import numpy.ma  # noqa: F401 - NumPy imports it on first use, which may be anot
 #                 first call while the process forks: the child's first call then hung on it
 
 from .frontend import callee_meaning, dotted_name, resolve_path
-from .grid import dsl_overrides
+from .grid import StencilGrid, dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
            "written_inputs",
@@ -58,47 +58,57 @@ def check_grids(args: tuple) -> list[np.ndarray]:
     n = len(args)
     if n == 0:
         raise TypeError("a stencil kernel takes its grids as arguments (inputs first, output last)")
-    first = None
-    arrays = []
+    arrays: list[np.ndarray] = []
     for i, g in enumerate(args):
         data = getattr(g, "data", None)
-        if not hasattr(g, "ghost_depth"):
-            scalar = isinstance(g, (int, float, np.number)) and not isinstance(g, bool)
-            raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
-                            f"{type(g).__name__}" + (
-                                "; a kernel's arguments are its grids: give a number as an "
-                                "attribute of the kernel (k.rate = 0.5) and read self.rate in "
-                                "it" if scalar else ""))
-        if not isinstance(data, np.ndarray):
-            raise TypeError(f"{_describe(i, n)}: .data must be a NumPy array, got "
-                            f"{type(data).__name__}")
-        if isinstance(data, np.ma.MaskedArray):
-            raise TypeError(f"{_describe(i, n)} holds a numpy.ma.MaskedArray: compiled code "
-                            "would read and write the values under its mask and leave the "
-                            "mask as it was; pass its .filled(value) or np.asarray(.data)")
-        if type(data) is not np.ndarray:  # a subclass's methods run no further Python code
-            data = np.ndarray.view(data, np.ndarray)
-        arrays.append(data)
-        if tuple(data.shape) != tuple(g.shape):
-            raise ValueError(f"{_describe(i, n)}: .data has shape {data.shape} but the grid's "
-                             f"shape is {tuple(g.shape)}")
+        if type(g) is not StencilGrid or type(data) is not np.ndarray:   # the usual grid: fast
+            data = _unusual_grid(i, n, g, data)
+        elif data.shape != g.shape and data.shape != tuple(g.shape):   # g.shape: a list?
+            _wrong_shape(i, n, data, g)
         if not data.flags.c_contiguous:
             raise ValueError(f"{_describe(i, n)}: .data is not C-contiguous; use "
                              "numpy.ascontiguousarray")
-        if first is None:
-            first = data
-        else:
-            if data.shape != first.shape:
-                raise ValueError(f"grids of different shapes: {first.shape} and {data.shape} "
-                                 f"({_describe(i, n)}); a stencil kernel needs equal shapes")
+        if i and data.shape != arrays[0].shape:
+            raise ValueError(f"grids of different shapes: {arrays[0].shape} and {data.shape} "
+                             f"({_describe(i, n)}); a stencil kernel needs equal shapes")
+        arrays.append(data)
     out = arrays[-1]
     if not out.flags.writeable:
         raise ValueError("the output grid's .data is read-only")
-    for i, g in enumerate(args[:-1]):
-        if g is args[-1] or np.may_share_memory(out, arrays[i]):
+    for i in range(n - 1):
+        if args[i] is args[-1] or np.may_share_memory(out, arrays[i]):
             raise ValueError(f"the output grid aliases input grid {i + 1} (they share memory); "
                              "pass a separate output grid")
     return arrays
+
+
+def _unusual_grid(i: int, n: int, g: Any, data: Any) -> np.ndarray:
+    """:func:`check_grids` of a grid that is not a ``StencilGrid`` over a plain ndarray: the
+    checks the usual grid passes by its type, and its ``.data`` as a plain ndarray view."""
+    if not hasattr(g, "ghost_depth"):
+        scalar = isinstance(g, (int, float, np.number)) and not isinstance(g, bool)
+        raise TypeError(f"{_describe(i, n)} must be a StencilGrid (with a NumPy .data), got "
+                        f"{type(g).__name__}" + (
+                            "; a kernel's arguments are its grids: give a number as an "
+                            "attribute of the kernel (k.rate = 0.5) and read self.rate in "
+                            "it" if scalar else ""))
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"{_describe(i, n)}: .data must be a NumPy array, got "
+                        f"{type(data).__name__}")
+    if isinstance(data, np.ma.MaskedArray):
+        raise TypeError(f"{_describe(i, n)} holds a numpy.ma.MaskedArray: compiled code "
+                        "would read and write the values under its mask and leave the "
+                        "mask as it was; pass its .filled(value) or np.asarray(.data)")
+    if type(data) is not np.ndarray:  # a subclass's methods run no further Python code
+        data = np.ndarray.view(data, np.ndarray)
+    if tuple(data.shape) != tuple(g.shape):
+        _wrong_shape(i, n, data, g)
+    return data
+
+
+def _wrong_shape(i: int, n: int, data: np.ndarray, g: Any) -> None:
+    raise ValueError(f"{_describe(i, n)}: .data has shape {data.shape} but the grid's "
+                     f"shape is {tuple(g.shape)}")
 
 
 def check_written(data: list[np.ndarray], written: Iterable[int]) -> None:
@@ -273,27 +283,46 @@ def check_arity(args: tuple, instance: Any) -> None:
                         f"({', '.join(p.name for p in params)}), got {len(args)}")
 
 
+#: where a grid keeps its neighbour definition's key form, with the rows it was made from
+_NEIGHBOURS = "_asp_neighbours_key"
+
+
+def _neighbours(g: Any) -> tuple:
+    """``g.neighbor_definition`` as a tuple of tuples of offsets, kept on the grid beside a
+    copy of the rows it was made from: it changes in place (a row appended to), so each call
+    compares the rows (one C comparison) instead of converting them again, when every offset
+    is a tuple (immutable: a list offset changed in place would not be seen)."""
+    rows = g.neighbor_definition
+    own = getattr(g, "__dict__", None)
+    kept = own.get(_NEIGHBOURS) if own is not None else None
+    if kept is not None and kept[0] == rows:
+        return kept[1]
+    form = tuple([tuple(map(tuple, offs)) for offs in rows])
+    if own is not None and all(type(o) is tuple for offs in rows for o in offs):
+        own[_NEIGHBOURS] = ([list(offs) for offs in rows], form)
+    return form
+
+
 def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     """The specialisation key (validates the arguments first)."""
     if kwargs:
         raise TypeError(f"stencil kernels take grids as positional arguments, got keywords "
                         f"{sorted(kwargs)}")
+    parsed = _kernel_names(instance) if instance is not None else None
     try:
         data = check_grids(args)
-        if instance is not None:
-            check_written(data, (i for i in _kernel_names(instance).written if i < len(data) - 1))
+        if parsed is not None and parsed.written:
+            check_written(data, (i for i in parsed.written if i < len(data) - 1))
     except ValueError:
         check_arity(args, instance)
         raise
-    grids = tuple(
-        (g.data.shape, g.data.dtype.str, int(g.ghost_depth),
-         tuple(tuple(tuple(off) for off in offs) for offs in g.neighbor_definition),
+    grids = tuple([
+        (d.shape, d.dtype.str, int(g.ghost_depth), _neighbours(g),
          bool(getattr(g, "periodic", False)), dsl_overrides(g))
-        for g in args)
+        for g, d in zip(args, data)])
     attrs: tuple = ()
     callees: tuple = ()
-    if instance is not None:
-        attrs = tuple((n, _hashable(getattr(instance, n, None)))
-                      for n in kernel_attribute_names(instance))
-        callees = callee_meanings(instance)
+    if parsed is not None:
+        attrs = tuple([(n, _hashable(getattr(instance, n, None))) for n in parsed.attrs])
+        callees = callee_meanings(instance) if parsed.funcs else ()
     return ("stencil", grids, attrs, callees)
