@@ -157,3 +157,27 @@ def test_an_object_attribute_is_never_compiled_as_its_id():
     # changed to a number after the key was taken: not that number (its code would serve
     # the Fraction's key), but what the frontend refuses, as it refuses the Fraction
     assert attribute_value(_hashable(half), 0.25) is None
+
+
+@pytest.mark.parametrize("change", ["append", "replace", "list-offset-mutated"])
+def test_a_neighbour_definition_changed_in_place_changes_the_code(change):
+    """The key keeps a grid's neighbour-definition form while its rows compare equal to the
+    rows it was made from: every change in place must still be seen (a list offset, which
+    can change inside an equal-looking row, is never kept)."""
+    u, out = _grids(3)
+    k = Lap()
+    k.kernel(u, out)
+    rows = u.neighbor_definition
+    if change == "append":
+        rows[1].append((1, 1))
+    elif change == "replace":
+        rows[1][0] = (0, 0)
+    else:
+        offset = [1, 1]
+        rows[1].append(offset)
+        k.kernel(u, out)
+        offset[0] = -1          # the row's list still holds the same object
+    test, ref = StencilGrid(out.shape), StencilGrid(out.shape)
+    k.kernel(u, test)
+    k.pure_python(u, ref)
+    np.testing.assert_array_equal(test.data, ref.data)
