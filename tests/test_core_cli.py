@@ -385,16 +385,39 @@ def test_doctor_names_components_for_platforms_nobody_provides(elementwise):
         register.component(specializer="elementwise", phase="backend", name="typo",
                            obj=Misspelt())
 
-    assert not [c for c in checks(measure_stream=False) if c[0] == "component platforms"]
+    assert not [c for c in checks(measure_stream=False) if c[0] == "unused components"]
     name = plugins.register_plugin(types.SimpleNamespace(
         asp_register_specializers=asp_register_specializers), name="misspelt")
     try:
-        rows = [c for c in checks(measure_stream=False) if c[0] == "component platforms"]
+        rows = [c for c in checks(measure_stream=False) if c[0] == "unused components"]
     finally:
         plugins.unregister_plugin(name)
     assert rows and rows[0][1] is True
     assert "elementwise/backend/typo (in-process) serves opnemp, which no installed " \
            "elementwise platform is: never used" in rows[0][2]
+
+
+def test_doctor_names_components_of_a_specializer_no_plugin_defines():
+    """asp-stencil-numpy left behind by ``pip uninstall asp-stencil``: its components are
+    never used, and doctor said only "[ok] plugins"."""
+    import types
+
+    from asp_core import hookimpl, plugins
+    from asp_core.cli.doctor import checks
+
+    @hookimpl
+    def asp_register_specializers(register):
+        register.component(specializer="no-such-spec", phase="backend", name="left",
+                           obj=object())
+
+    name = plugins.register_plugin(types.SimpleNamespace(
+        asp_register_specializers=asp_register_specializers), name="leftover")
+    try:
+        rows = [c for c in checks(measure_stream=False) if c[0] == "unused components"]
+    finally:
+        plugins.unregister_plugin(name)
+    assert rows and "components of specializer 'no-such-spec' (in-process), which no " \
+        "installed plugin defines: never used" in rows[0][2]
 
 
 def test_doctor_labels_fresh_and_cached_bandwidth_honestly(fresh_cache, monkeypatch):

@@ -90,9 +90,9 @@ def _plugin_checks() -> list[tuple[str, bool, str]]:
     names = [n for n, _ in pm.list_name_plugin() if n]
     out = [("plugins", not broken, f"{len(names)} loaded ({', '.join(sorted(names))})" +
             "".join(f"; BROKEN {b.name} ({b.distribution}): {b.error}" for b in broken))]
-    orphans = _orphan_platforms()
+    orphans = _unused_components()
     if orphans:
-        out.append(("component platforms", True, "; ".join(orphans)))
+        out.append(("unused components", True, "; ".join(orphans)))
     for impl in reversed(pm.hook.asp_doctor_checks.get_hookimpls()):
         try:  # one plugin at a time: a check that raises is itself a failed check
             out.extend(_plugin_rows(impl.function()))
@@ -167,10 +167,11 @@ def _named_specializers() -> None:
                              "ignored")
 
 
-def _orphan_platforms() -> list[str]:
-    """Components that serve only platforms no installed plugin of their specializer
-    provides: never used (a misspelt platform in ``platforms``, or one an add-on not installed
-    here brings), and nothing else says so."""
+def _unused_components() -> list[str]:
+    """Components that are never used: those of a specializer no installed plugin defines
+    (asp-stencil-numpy's after ``pip uninstall asp-stencil``), and those that serve only
+    platforms no installed plugin of their specializer provides (a misspelt platform in
+    ``platforms``, or one an add-on not installed here brings). Nothing else says so."""
     from asp_core.phases import PLATFORM_SELECTION
     from asp_core.plugins import get_registry
 
@@ -180,7 +181,12 @@ def _orphan_platforms() -> list[str]:
         if c.phase == PLATFORM_SELECTION:
             provided.setdefault(c.specializer, set()).add(c.name)
     out = []
+    undefined: dict[str, set[str]] = {}
     for c in reg.components:
+        if c.specializer not in reg.specializers:
+            undefined.setdefault(c.specializer, set()).add(c.distribution.strip("()")
+                                                             or "in-process")
+            continue
         try:
             serves = c.platforms
         except Exception:  # noqa: BLE001 - one that cannot load is a broken plugin, above
@@ -190,6 +196,9 @@ def _orphan_platforms() -> list[str]:
             out.append(f"{c.specializer}/{c.phase}/{c.name} ({dist}) serves "
                        f"{', '.join(serves)}, which no installed {c.specializer} platform is: "
                        "never used")
+    for name, dists in sorted(undefined.items()):
+        out.append(f"components of specializer {name!r} ({', '.join(sorted(dists))}), which "
+                   "no installed plugin defines: never used (install the plugin that does)")
     return out
 
 
