@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from numbers import Integral
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must be registered
 #                 before another thread's first call can be importing it when the process forks
@@ -20,7 +20,6 @@ from .grid import fill_periodic_ghosts
 __all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions",
            "kernel_options", "temporal_choice", "OPTIONS"]
 
-_K = TypeVar("_K", bound="StencilKernel")
 #: the kernel options asp-stencil reads, besides a phase's name (which picks its component)
 OPTIONS = ("disable_passes", "temporal", "max_variants")
 #: the most sweeps ``iterate`` runs in one call: its C loops count them in a 64-bit ``long``
@@ -123,9 +122,9 @@ def _found_on(cls: type, name: str) -> Any:
 
 
 def _specialising(cls: type) -> None:
-    """Make the ``kernel`` that ``cls`` resolves to a :class:`KernelMethod`: its own, a
-    replaced one (``K.kernel = f``), or one a mixin that is no ``StencilKernel`` gives (it
-    was called as a plain method, in Python, with no warning)."""
+    """Make the ``kernel`` of a new class a :class:`KernelMethod`: its own, or the one a mixin
+    that is no ``StencilKernel`` gives (it was called as a plain method, in Python, with no
+    warning). The mixin's function is taken as the class statement finds it."""
     for klass in cls.__mro__:
         k = klass.__dict__.get("kernel")
         if k is not None:
@@ -133,12 +132,12 @@ def _specialising(cls: type) -> None:
     else:
         return
     # a classmethod too (not callable itself): its call is then told it runs in Python
-    if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod):
-        owner = klass if issubclass(klass, StencilKernel) else cls
+    if (callable(k) or isinstance(k, classmethod)) and not isinstance(k, KernelMethod) and \
+            (klass is cls or not issubclass(klass, StencilKernel)):
         desc = KernelMethod(k)
         desc.attr = "kernel"
-        desc.owner = owner
-        setattr(owner, "kernel", desc)
+        desc.owner = cls
+        setattr(cls, "kernel", desc)
 
 
 class KernelMethod:
@@ -202,12 +201,6 @@ class StencilKernel:
         super().__init_subclass__(**kwargs)
         _specialising(cls)
 
-    def __new__(cls: type[_K], *args: Any, **kwargs: Any) -> _K:
-        # ``K.kernel = f`` after the class statement (a notebook's later cell): f specialises
-        # for the instances made from now on (it ran as a plain method, with no warning, and
-        # ``iterate`` failed on it)
-        _specialising(cls)
-        return super().__new__(cls)
 
     def __getstate__(self) -> dict[str, Any]:
         """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:
