@@ -159,7 +159,8 @@ def test_an_object_attribute_is_never_compiled_as_its_id():
     assert attribute_value(_hashable(half), 0.25) is None
 
 
-@pytest.mark.parametrize("change", ["append", "replace", "list-offset-mutated"])
+@pytest.mark.parametrize("change", ["append", "replace", "list-offset-mutated",
+                                    "array-offset", "array-row"])
 def test_a_neighbour_definition_changed_in_place_changes_the_code(change):
     """The key keeps a grid's neighbour-definition form while its rows compare equal to the
     rows it was made from: every change in place must still be seen (a list offset, which
@@ -172,6 +173,10 @@ def test_a_neighbour_definition_changed_in_place_changes_the_code(change):
         rows[1].append((1, 1))
     elif change == "replace":
         rows[1][0] = (0, 0)
+    elif change == "array-offset":   # compared with the kept rows element-wise: it raised
+        rows[1][0] = np.array([1, 0])
+    elif change == "array-row":
+        rows[1] = np.array([[1, 0], [0, 1]])
     else:
         offset = [1, 1]
         rows[1].append(offset)
@@ -180,4 +185,25 @@ def test_a_neighbour_definition_changed_in_place_changes_the_code(change):
     test, ref = StencilGrid(out.shape), StencilGrid(out.shape)
     k.kernel(u, test)
     k.pure_python(u, ref)
+    np.testing.assert_array_equal(test.data, ref.data)
+
+
+def test_grids_the_fast_checks_do_not_take_are_checked_as_before():
+    """A grid's shape set by hand as an array (its comparison with the data's shape raised
+    "truth value ... ambiguous"), and data whose buffer refuses a writable export though the
+    array says writeable (a broadcast view: its address came through a ctypes view, which
+    raised)."""
+    u, out = _grids(4)
+    k = Lap()
+    k.kernel(u, out)
+    u.shape = np.array(u.data.shape)
+    base = np.random.default_rng(5).standard_normal((6, 6))
+    test, ref = StencilGrid(out.shape), StencilGrid(out.shape)
+    with warnings.catch_warnings():   # NumPy's notice that such views will be read-only
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        u.data = np.broadcast_arrays(base, np.zeros((1, 6, 6)))[0][0]
+        assert u.data.flags.writeable and u.data.flags.c_contiguous
+        k.kernel(u, test)
+        k.pure_python(u, ref)
     np.testing.assert_array_equal(test.data, ref.data)

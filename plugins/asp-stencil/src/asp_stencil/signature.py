@@ -63,7 +63,8 @@ def check_grids(args: tuple) -> list[np.ndarray]:
         data = getattr(g, "data", None)
         if type(g) is not StencilGrid or type(data) is not np.ndarray:   # the usual grid: fast
             data = _unusual_grid(i, n, g, data)
-        elif data.shape != g.shape and data.shape != tuple(g.shape):   # g.shape: a list?
+        elif data.shape != g.shape if type(g.shape) is tuple else \
+                data.shape != tuple(g.shape):   # a list, an array set by hand
             _wrong_shape(i, n, data, g)
         if not data.flags.c_contiguous:
             raise ValueError(f"{_describe(i, n)}: .data is not C-contiguous; use "
@@ -295,8 +296,13 @@ def _neighbours(g: Any) -> tuple:
     rows = g.neighbor_definition
     own = getattr(g, "__dict__", None)
     kept = own.get(_NEIGHBOURS) if own is not None else None
-    if kept is not None and kept[0] == rows:
-        return kept[1]
+    if kept is not None:
+        try:
+            same = kept[0] == rows
+        except ValueError:   # an array offset put in place: compared element-wise
+            same = False
+        if same:
+            return kept[1]
     form = tuple([tuple(map(tuple, offs)) for offs in rows])
     if own is not None and all(type(o) is tuple for offs in rows for o in offs):
         own[_NEIGHBOURS] = ([list(offs) for offs in rows], form)
