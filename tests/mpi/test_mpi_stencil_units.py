@@ -4,6 +4,7 @@ and the kernel checks that decide what travels."""
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 
 import numpy as np
@@ -120,6 +121,28 @@ it defeats textwrap.dedent (the one-process frontend reads it)."""
 
 class _Lambda(StencilKernel):
     kernel = lambda self, a, out: None  # noqa: E731
+
+
+def _logged(f):
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+    return wrapper
+
+
+class _DecoratedBorder(StencilKernel):
+    @_logged
+    def kernel(self, a, out):
+        for x in out.border_points():
+            out[x] = a[x]
+
+
+def test_mpi_kernel_checks_read_a_decorated_kernels_function():
+    """The checks read the source through kernel_source, which refuses a decorator's wrapper:
+    a decorated border_points or Gauss-Seidel kernel then ran on blocks, giving results
+    that differ from one process, where reading the wrapped function refuses it."""
+    with pytest.raises(ValueError, match="border_points"):
+        check_kernel(_DecoratedBorder())
 
 
 def test_mpi_kernel_checks_read_the_source_as_the_frontend_does():

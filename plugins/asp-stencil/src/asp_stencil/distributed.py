@@ -55,6 +55,7 @@ mpi4py is imported only when a distributed object is created (never by ``import 
 from __future__ import annotations
 
 import ast
+import inspect
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Sequence
@@ -533,8 +534,9 @@ def check_kernel(kernel: Any, grids: Sequence[Any] | None = None, key: Hashable 
     if cls not in _CHECKED:
         func = kernel_function(kernel)
         try:
-            # the frontend's reading (a docstring at column 0, a lambda, an edited file)
-            fn = kernel_source(func).function
+            # the frontend's reading (a docstring at column 0, a lambda, an edited file) of
+            # the function a decorator wraps: what a Python run on each rank executes too
+            fn = kernel_source(inspect.unwrap(getattr(func, "__func__", func))).function
         except Unspecializable:
             # no source: assume the worst about reading the output
             _CHECKED[cls] = (None, True, None)
