@@ -40,9 +40,11 @@ def for_caller(fn: Callable[..., _R]) -> Callable[..., _R]:
     attributing its warnings to the user's line that calls this now: from the thread's own
     stack they named ``threading.py``, which no ``filterwarnings(module=...)`` matched.
     The caller's package counts as a plugin's (its entry point may not be loaded yet)."""
-    caller = sys._getframe(1)
-    frame, _ = _user_frame(caller, _package(caller))
-    site = (frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
+    site = _site.get()
+    if site is None:   # else a thread started by one working for that line: the same line
+        caller = sys._getframe(1)
+        frame, _ = _user_frame(caller, _package(caller))
+        site = (frame.f_code.co_filename, frame.f_lineno, frame.f_globals)
 
     def run(*args: Any, **kwargs: Any) -> _R:
         token = _site.set(site)

@@ -11,6 +11,7 @@ import dis
 import inspect
 import linecache
 import os
+import sys
 import textwrap
 import tokenize
 import types
@@ -50,8 +51,9 @@ def register_source(filename: str, source: str) -> None:
 _CELL_MAGICS = {"<timed exec>": "%%time", "<timed eval>": "%%time", "<magic-timeit>": "%%timeit"}
 
 
-def no_source_advice(filename: str, exc: BaseException) -> str:
-    """Why a kernel has no source and what to do (the fallback warning's reason)."""
+def no_source_advice(filename: str, exc: BaseException, module_file: str | None = None) -> str:
+    """Why a kernel has no source and what to do (the fallback warning's reason);
+    ``module_file``: the ``__file__`` of the kernel's module (a .pyc: no source installed)."""
     if filename in _CELL_MAGICS:
         return (f"{exc}: IPython keeps no source text for code run by the "
                 f"{_CELL_MAGICS[filename]} cell magic, so it cannot be specialised; define the "
@@ -59,8 +61,7 @@ def no_source_advice(filename: str, exc: BaseException) -> str:
     if os.path.isfile(filename):   # Python read it at import: it is not the text it ran now
         return (f"{exc}: the file no longer holds the text Python runs (changed since it was "
                 "loaded); reload the module (or restart) to specialise the new text")
-    if filename.endswith(".py") and os.path.isfile(filename + "c") or \
-            filename.endswith(".pyc"):
+    if (module_file or "").endswith(".pyc") or filename.endswith(".pyc"):
         return (f"{exc}: the module was installed without its .py source (bytecode only), so "
                 "it cannot be specialised; install it with its source")
     where = {"<stdin>": "standard input (the interactive prompt, or `python - < file`)",
@@ -95,9 +96,11 @@ def kernel_source(func: Callable[..., Any]) -> KernelSource:
         lines, firstlineno = inspect.getsourcelines(func)
     except (OSError, TypeError, SyntaxError, tokenize.TokenError) as exc:
         # SyntaxError, TokenError: the file, edited since the import, does not tokenize now
+        module = sys.modules.get(getattr(func, "__module__", None) or "")
         raise Unspecializable("kernel without retrievable source", filename=filename,
                               lineno=code.co_firstlineno,
-                              reason=no_source_advice(filename, exc)) from None
+                              reason=no_source_advice(filename, exc, getattr(
+                                  module, "__file__", None))) from None
     raw = "".join(lines)
     source = textwrap.dedent(raw)
     indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0

@@ -289,19 +289,36 @@ def test_generated_docs_examples_run_in_python_mode(tmp_path):
         assert proc.returncode == 0, f"{code}\n{proc.stderr}"
 
 
-def test_an_installed_templates_bytecode_is_not_copied(tmp_path):
+def test_an_installed_templates_bytecode_is_not_copied(tmp_path, monkeypatch):
     """pip compiles the template's .py files that parse when it installs asp-core from a
     wheel: cookiecutter copied each __pycache__ into the new project (binary files holding
     unrendered template text, which ``git add .`` committed)."""
     import compileall
     import shutil
 
+    from asp_core.cli import new
+
     template = Path(shutil.copytree(template_dir(), tmp_path / "installed-template"))
     compileall.compile_dir(str(template), quiet=2)
     assert list(template.rglob("*.pyc")), "nothing in the template compiled: no test"
-    made = _new("bytecode-spec", "--no-input", "--output-dir", str(tmp_path / "out"),
-                "--template", str(template))
+    monkeypatch.setattr(new, "template_dir", lambda: template)   # the installed one
+    made = _new("bytecode-spec", "--no-input", "--output-dir", str(tmp_path / "out"))
     assert made.exit_code == 0, made.output
     project = tmp_path / "out" / "bytecode-spec"
     assert project.is_dir()
     assert [p for p in project.rglob("*") if p.suffix == ".pyc" or p.name == "__pycache__"] == []
+
+
+def test_a_template_of_ones_own_is_used_where_it_is(tmp_path):
+    """Only the bundled template is copied first: a template of the user's rendered
+    ``{{ cookiecutter._template }}`` as a deleted temporary folder."""
+    import shutil
+
+    template = Path(shutil.copytree(template_dir(), tmp_path / "mine"))
+    readme = template / "{{cookiecutter.project_slug}}" / "README.md"
+    readme.write_text(readme.read_text() + "\ntemplate: {{ cookiecutter._template }}\n")
+    made = _new("own-spec", "--no-input", "--output-dir", str(tmp_path / "out"),
+                "--template", str(template))
+    assert made.exit_code == 0, made.output
+    text = (tmp_path / "out" / "own-spec" / "README.md").read_text()
+    assert f"template: {template}" in text

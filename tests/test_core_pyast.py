@@ -130,22 +130,28 @@ def test_a_file_edited_since_its_import_is_named_as_such(tmp_path, monkeypatch, 
     assert ".py file" not in info.value.reason
 
 
-def test_a_module_without_its_source_says_so(tmp_path, monkeypatch):
-    """A bytecode-only module (compileall -b, then the .py removed): the advice was to put
-    the kernel in a .py file, which it is."""
-    import compileall
+@pytest.mark.parametrize("compiled_as", ["here", "elsewhere"])
+def test_a_module_without_its_source_says_so(tmp_path, monkeypatch, compiled_as):
+    """A bytecode-only module (its .pyc in place of the .py, compiled here or, as in a wheel,
+    under another path): the advice was to put the kernel in a .py file, which it is."""
+    import py_compile
 
-    path = tmp_path / "asp_sourceless_mod.py"
+    name = f"asp_sourceless_{compiled_as}"
+    path = tmp_path / f"{name}.py"
     path.write_text(_TEXT)
-    assert compileall.compile_file(str(path), legacy=True, quiet=1)
+    dfile = str(path) if compiled_as == "here" else f"/build/wheel/{name}.py"
+    py_compile.compile(str(path), cfile=str(tmp_path / f"{name}.pyc"), dfile=dfile,
+                       doraise=True)
     path.unlink()
     monkeypatch.syspath_prepend(str(tmp_path))
     import importlib
 
-    module = importlib.import_module("asp_sourceless_mod")
-    monkeypatch.delitem(sys.modules, "asp_sourceless_mod")
-    with pytest.raises(Unspecializable) as info:
-        kernel_source(module.f)
+    module = importlib.import_module(name)
+    try:
+        with pytest.raises(Unspecializable) as info:
+            kernel_source(module.f)
+    finally:
+        del sys.modules[name]
     assert "without its .py source" in info.value.reason
 
 

@@ -123,9 +123,9 @@ def _generate(source: str, no_input: bool, output_dir: str, context: dict[str, s
     quiet.setLevel(logging.CRITICAL)
     try:
         with tempfile.TemporaryDirectory(prefix="asp-new-") as tmp, _temporary_files_in(tmp):
-            if Path(source).is_dir():
-                # without the bytecode pip compiled in an installed template (its .py files
-                # parse): cookiecutter copied every __pycache__ into the new project
+            if source == str(template_dir()):
+                # without the bytecode pip compiled in the installed template (its .py files
+                # that parse): cookiecutter copied every __pycache__ into the new project
                 source = str(shutil.copytree(source, Path(tmp) / "template", ignore=shutil
                                              .ignore_patterns("__pycache__", "*.pyc")))
             return str(cookiecutter(source, no_input=no_input, output_dir=output_dir,
