@@ -1,5 +1,5 @@
-"""Developer sessions: ``nox -s tests``, one per plugin, ``gmm_sklearn_lowest``, ``docs``,
-``bench``, ``lint``, ``typecheck``.
+"""Developer sessions: ``nox -s tests``, one per plugin, ``lowest``, ``gmm_sklearn_lowest``,
+``docs``, ``bench``, ``lint``, ``typecheck``.
 
 Each session installs what it needs from this checkout into its own virtual environment.
 """
@@ -64,6 +64,45 @@ def gmm_sklearn_lowest(session: nox.Session) -> None:
     session.install("-e", ".[test]", "-e", "./plugins/asp-gmm[test]",
                     f"scikit-learn=={floor}")
     session.run("pytest", "plugins/asp-gmm", *session.posargs)
+
+
+def declared_floors() -> dict[str, str]:
+    """The lowest version of each third-party requirement that every distribution of this
+    checkout allows (the highest of their ``>=`` bounds, dependencies and extras alike)."""
+    import tomllib
+
+    from packaging.version import Version
+
+    floors: dict[str, str] = {}
+    root = Path(__file__).parent
+    for pyproject in [root / "pyproject.toml", *sorted(root.glob("plugins/*/pyproject.toml"))]:
+        project = tomllib.loads(pyproject.read_text())["project"]
+        for spec in [*project.get("dependencies", []),
+                     *(d for deps in project.get("optional-dependencies", {}).values()
+                       for d in deps)]:
+            found = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([0-9][^,;<\s]*).*",
+                                 spec)
+            if found is None or found.group(1).startswith("asp-"):
+                continue
+            name = re.sub(r"[-_.]+", "-", found.group(1)).lower()
+            version = found.group(3)
+            if name not in floors or Version(version) > Version(floors[name]):
+                floors[name] = version
+    return floors
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The whole suite against the lowest version of every requirement the distributions
+    declare (``tests`` installs the newest): the floors in the pyproject files hold."""
+    constraints = Path(session.create_tmp()) / "lowest.txt"
+    constraints.write_text("".join(f"{name}=={version}\n"
+                                   for name, version in sorted(declared_floors().items())))
+    session.install("-r", "requirements-dev.txt", "-c", str(constraints))
+    # typing is checked against the newest NumPy's stubs (``typecheck``, ``tests``): each
+    # NumPy release's stubs type the same code differently (2.0's, 9 errors; 2.1's, none)
+    session.run("pytest", "--deselect", "tests/test_typecheck.py::test_mypy_passes",
+                *session.posargs)
 
 
 @nox.session
