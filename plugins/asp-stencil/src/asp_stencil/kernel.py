@@ -201,7 +201,6 @@ class StencilKernel:
         super().__init_subclass__(**kwargs)
         _specialising(cls)
 
-
     def __getstate__(self) -> dict[str, Any]:
         """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:
         they are bound to this instance (a copy's ``kernel`` ran with the original's

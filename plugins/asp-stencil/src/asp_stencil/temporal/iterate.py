@@ -285,7 +285,8 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
         check_arity(tuple(gs), kernel)
         return gs[-2]
     dispatcher = kernel.kernel
-    # a callable set on the instance (``k.kernel = f``) is what its calls run: so do these
+    # a plain callable (``k.kernel = f``, or ``K.kernel = f`` after the class statement) is
+    # what the kernel's calls run: so do these
     specialising = hasattr(dispatcher, "tuned")
     total = steps
     while steps > 0:
