@@ -18,8 +18,8 @@ from asp_core.components import (Backend, DomainOptimizer, Frontend, Platform, P
 from asp_core.context import SpecializationContext
 from asp_core.dispatch import Dispatcher, specialize
 from asp_core.errors import (AspError, CacheError, CacheWarning, CompileError, CompilerNotFound,
-                             CompileTimeout, PluginError, PluginWarning, SpecializationWarning,
-                             ToolchainError, Unspecializable)
+                             CompileTimeout, PerformanceWarning, PluginError, PluginWarning,
+                             SpecializationWarning, ToolchainError, Unspecializable)
 from asp_core.hookspecs import hookspec
 from asp_core.passes import Pass, PassManager, PassReport, PassResult, asp_pass
 from asp_core.phases import PHASES
@@ -32,5 +32,5 @@ __all__ = [
     "asp_pass", "get_plugin_manager", "get_registry", "AspError", "Unspecializable",
     "SpecializationWarning", "ToolchainError", "CompilerNotFound", "CompileError", "CompileTimeout",
     "CacheError",
-    "PluginError", "PluginWarning", "CacheWarning",
+    "PluginError", "PluginWarning", "CacheWarning", "PerformanceWarning",
 ]

@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 
 __all__ = ["AspError", "Unspecializable", "SpecializationWarning", "ToolchainError",
            "CompilerNotFound", "CompileError", "CompileTimeout", "CacheError", "CacheWarning",
-           "PluginError", "PluginWarning", "warn", "for_caller"]
+           "PluginError", "PluginWarning", "PerformanceWarning", "warn", "for_caller"]
 
 _R = TypeVar("_R")
 #: (filename, line, module globals) of the user's line a thread works for (:func:`for_caller`)
@@ -97,6 +97,11 @@ class Unspecializable(AspError):
 
 class SpecializationWarning(UserWarning):
     """A kernel runs in pure Python instead of specialised code; the message says why."""
+
+
+class PerformanceWarning(UserWarning):
+    """A kernel is specialised, but the way it is called costs more than it runs (a kernel
+    compiled again at every call); the message says what to change."""
 
 
 class ToolchainError(AspError):

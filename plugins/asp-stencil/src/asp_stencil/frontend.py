@@ -278,6 +278,10 @@ class _Parser:
         self.overrides = {name: dsl_overrides(g) for name, g in self.objects.items()}
         self.output = names[-1]
         body = self.block(fn.body, level="top")
+        if self.instance is not None:
+            from .signature import note_attribute_values
+
+            note_attribute_values(self.instance, self.ctx.key)
         return D.StencilProgram(name=getattr(self.ctx, "kernel_name", fn.name) or fn.name,
                                 grids=params, body=tuple(body))
 

@@ -16,6 +16,7 @@ called.
 from __future__ import annotations
 
 import ast
+import weakref
 from collections.abc import Iterable
 from typing import Any, Hashable, NamedTuple
 
@@ -28,7 +29,7 @@ from .grid import StencilGrid, dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
            "written_inputs",
-           "callee_meanings", "stored_grids"]
+           "callee_meanings", "stored_grids", "note_attribute_values"]
 
 
 class _Parsed(NamedTuple):
@@ -261,6 +262,49 @@ def attribute_value(form: Hashable, live: Any) -> Any:
     # its id, a plain int under another type's name
     plain = name in ("bool", "int") and type(held) in (bool, int)
     return held if plain or (isinstance(held, int) and type(held) not in (bool, int)) else None
+
+
+#: distinct values of one attribute of a kernel object after which it is told that each value
+#: compiles the kernel anew (a few values tried by hand in a notebook are no pattern)
+RECOMPILING_VALUES = 5
+#: where a kernel object keeps, per attribute, the forms it was specialised for (at most
+#: :data:`RECOMPILING_VALUES` each)
+_VALUES = "_asp_attribute_values"
+#: kernel classes already told (once each: a loop making a kernel object per step says it once)
+_TOLD: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def note_attribute_values(instance: Any, key: Any) -> None:
+    """Count the values of ``instance``'s kernel attributes its kernel is specialised for
+    (called by the frontend for each key it parses) and warn, with a
+    :class:`~asp_core.errors.PerformanceWarning`, when one has taken
+    :data:`RECOMPILING_VALUES`: attributes are constants of the generated code, so a time
+    ``self.t`` set before every call compiled and tuned the kernel at every call, 0.18 s a
+    call on a 256x256 grid whose kernel runs in microseconds (14 times slower than the kernel
+    in Python), and the user was not told why. Values are counted per kernel object: objects
+    made with different constants each compile once, as they should."""
+    seen = getattr(instance, "__dict__", None)
+    forms = key_attributes(key)
+    if seen is None or not forms:
+        return
+    values = seen.setdefault(_VALUES, {})
+    for name, form in forms.items():
+        known = values.setdefault(name, [])
+        if form in known or len(known) >= RECOMPILING_VALUES:
+            continue
+        known.append(form)
+        cls = type(instance)
+        if len(known) == RECOMPILING_VALUES and cls not in _TOLD:
+            _TOLD.add(cls)
+            shown = ", ".join(repr(attribute_value(f, None)) for f in known[:3])
+            from asp_core.errors import PerformanceWarning, warn
+
+            warn(f"asp: {cls.__name__}.kernel has been compiled for {len(known)} values of "
+                 f"self.{name} ({shown}, ...): kernel attributes are constants of the generated "
+                 "code, so each new value compiles (and tunes) the kernel again, which costs "
+                 "more than running it. Keep attributes fixed across calls; give a value that "
+                 "changes between calls in an input grid (filled with it) instead",
+                 PerformanceWarning)
 
 
 def check_arity(args: tuple, instance: Any) -> None:
