@@ -160,7 +160,7 @@ class CodeCache:
                                  "ASP_CACHE_DIR at a new or empty directory (Asp creates it)")
             tmp = self.root / f"{ROOT_MARKER}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             try:
-                tmp.write_text(_TAG)
+                tmp.write_text(_TAG, encoding="utf-8")
                 os.replace(tmp, self.root / ROOT_MARKER)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
@@ -203,7 +203,7 @@ class CodeCache:
     def is_marked(self) -> bool:
         """True when the root carries Asp's marker (only then may ``clear`` empty it)."""
         try:
-            return "Asp code cache" in (self.root / ROOT_MARKER).read_text()
+            return "Asp code cache" in (self.root / ROOT_MARKER).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return False
 
@@ -220,7 +220,7 @@ class CodeCache:
             return None
         self._check_chain(path)
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             files = meta["files"]
             # every file of the entry is checksummed, and nothing else: a meta.json that lists
             # fewer files (or none) would let an unverified library be loaded
@@ -348,10 +348,10 @@ class CodeCache:
                 # nor is a full disk (or quota) under the cache: reported as "a bug" before
                 raise CacheError(f"the Asp cache {self.root} has no room for a compiled kernel "
                                  f"({full})") from None
-            (tmp / ENTRY_MARKER).write_text(key)
+            (tmp / ENTRY_MARKER).write_text(key, encoding="utf-8")
             files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"key": key, "files": files, "created": time.time(), **extra}
-            (tmp / META).write_text(json.dumps(meta, indent=1, default=repr))
+            (tmp / META).write_text(json.dumps(meta, indent=1, default=repr), encoding="utf-8")
             _owner_writable_only(tmp)
             final = self.entry_path(key)
             final.parent.mkdir(exist_ok=True, mode=0o700)

@@ -58,7 +58,7 @@ def _read(path: str) -> str:
     one that is not UTF-8 in ``/proc/self/cgroup`` raised from every kernel call; escaped, it
     still names the right directory."""
     try:
-        return Path(path).read_text(errors="surrogateescape")
+        return Path(path).read_text(errors="surrogateescape", encoding="utf-8")
     except OSError:
         return ""
 

@@ -108,7 +108,7 @@ class Toolchain:
         server, a hung ``ld``) hung the kernel's first call, and the exit that waits for
         background compiles, for good."""
         src = workdir / f"{name}{SOURCE_SUFFIX[self.lang]}"
-        src.write_text(source)
+        src.write_text(source, encoding="utf-8")
         out = workdir / (f"lib{name}.so" if shared else f"{name}.o")
         cmd = self.command(src, out, openmp=openmp, flags=flags, shared=shared)
         timeout = config.compile_timeout()
@@ -145,7 +145,7 @@ def _keep_failed_source(name: str, source: str, suffix: str) -> str:
     the name is another user's, the unique file stays."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     fd, kept = tempfile.mkstemp(prefix=f"asp-failed-{name}-", suffix=suffix)
-    with os.fdopen(fd, "w") as fh:
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(source)
     final = os.path.join(os.path.dirname(kept), f"asp-failed-{name}-{digest}{suffix}")
     try:
@@ -197,7 +197,7 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     def read() -> dict[str, Any]:
         path = cache_file("toolchains.json")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}  # damaged: only a lost memo
@@ -216,7 +216,7 @@ def _disk_memo(kind: str, executable: str, mtime: float, compute: Callable[[], A
     path = cache_file("toolchains.json")
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_text(json.dumps(data))
+        tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:  # an unwritable cache only costs the probe next time
         with contextlib.suppress(OSError):  # a full disk kept a partial one (read-only: none)
@@ -272,7 +272,7 @@ def _build_probe(executable: str, flags: list[str], source: str, suffix: str) ->
     """Why ``executable`` cannot build ``source`` into a shared object ("" when it can)."""
     with tempfile.TemporaryDirectory(prefix="asp-cc-") as tmp:
         src = Path(tmp) / f"probe{suffix}"
-        src.write_text(source)
+        src.write_text(source, encoding="utf-8")
         lib = Path(tmp) / "libprobe.so"
         proc = run_tool([executable, *flags, "-fPIC", "-shared", "-o", str(lib), str(src)],
                         timeout=_probe_limit(60), cwd=Path(tmp))

@@ -303,7 +303,7 @@ def _store_stream_copy(hw: HardwareInfo, gbs: float) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps({"ident": _stream_ident(hw), "stream_copy_gbs": gbs,
-                                   "measured": time.time()}))
+                                   "measured": time.time()}), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):  # a partial one (full disk); read-only: none
@@ -317,7 +317,7 @@ def stored_stream_copy(hw: HardwareInfo) -> tuple[float, float] | None:
     from asp_core.cache import cache_file
 
     try:
-        data = json.loads(cache_file("hardware.json").read_text())
+        data = json.loads(cache_file("hardware.json").read_text(encoding="utf-8"))
         if data.get("ident") == _stream_ident(hw):
             return float(data["stream_copy_gbs"]), float(data.get("measured", 0.0))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

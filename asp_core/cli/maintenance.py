@@ -47,7 +47,7 @@ def _is_entry(path: Path) -> bool:
     if not (_KEY.fullmatch(path.name) and path.is_dir() and not path.is_symlink()):
         return False
     try:
-        return (path / ENTRY_MARKER).read_text() == path.name
+        return (path / ENTRY_MARKER).read_text(encoding="utf-8") == path.name
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -171,7 +171,8 @@ def _config_file(tmp: Path) -> str | None:
     if all(_writable(Path(config[key]).expanduser()) for key in folders):
         return None
     path = tmp / "cookiecutter.yaml"   # JSON is YAML, and writes its OrderedDicts plainly
-    path.write_text(json.dumps({**config, **{key: str(tmp / key) for key in folders}}))
+    path.write_text(json.dumps({**config, **{key: str(tmp / key) for key in folders}}),
+                    encoding="utf-8")
     return str(path)
 
 
@@ -248,7 +249,7 @@ def _template_variables(source: str) -> set[str]:
     import json
 
     try:
-        data = json.loads((Path(source) / "cookiecutter.json").read_text())
+        data = json.loads((Path(source) / "cookiecutter.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return set()
     return {k for k in data if not k.startswith("_")} if isinstance(data, dict) else set()

@@ -155,3 +155,44 @@ def test_a_fallback_without_a_column_names_no_column_zero():
     u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
     with pytest.warns(SpecializationWarning, match="at <string>:2 "):
         ns["K"]().kernel(u, out)
+
+
+UNICODE_KERNEL = '''
+import numpy as np
+from stencil_kernel import StencilGrid, StencilKernel
+
+
+class Wärme(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            lap_é = -4.0 * u[x]
+            for y in u.neighbors(x, 1):
+                lap_é = lap_é + u[y]
+            out[x] = u[x] + 0.1 * lap_é
+
+
+u, out, ref = StencilGrid([9, 8]), StencilGrid([9, 8]), StencilGrid([9, 8])
+u.data[...] = np.random.default_rng(0).random(u.shape)
+k = Wärme()
+k.kernel(u, out)
+k.pure_python(u, ref)
+print(np.array_equal(ref.data, out.data), k.kernel.last_context.decision("platform_selection").choice)
+'''
+
+
+@requires_compiler
+def test_a_kernel_with_non_ascii_names_compiles_in_an_ascii_locale(tmp_path):
+    """Python names may be any letters and the C code carries them: it was written in the
+    locale's encoding, which made an ASCII locale's call crash (``UnicodeEncodeError``) and a
+    Latin-1 one's fall back as "a bug" (gcc: ``stray '\\344'``)."""
+    import os
+    import subprocess
+
+    script = tmp_path / "waerme.py"
+    script.write_text(UNICODE_KERNEL, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONUTF8"))}
+    env.update(LC_ALL="C", ASP_CACHE_DIR=str(tmp_path / "cache"), ASP_MODE="strict")
+    proc = subprocess.run([sys.executable, "-X", "utf8=0", str(script)], env=env,
+                          capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "openmp"]

@@ -30,7 +30,7 @@ def write_results(results: list[Measurement], path: Path, notes: Sequence[Note] 
     # results.json in place of the previous one
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

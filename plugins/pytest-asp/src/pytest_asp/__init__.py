@@ -47,7 +47,7 @@ def assert_valid_c_for_target(source: str, target_flag: str, workdir: Path) -> N
     if gcc is None:
         pytest.skip("gcc is needed to check code for other targets")
     path = workdir / "target_check.c"
-    path.write_text(source)
+    path.write_text(source, encoding="utf-8")
     proc = subprocess.run([gcc, "-c", "-O2", "-fopenmp", target_flag, str(path),
                            "-o", str(workdir / "target_check.o")], capture_output=True, text=True)
     assert proc.returncode == 0, f"gcc {target_flag} rejects the code:\n{proc.stderr[-2000:]}"

@@ -94,7 +94,7 @@ def assert_every_rank_prints(script_text: str, marker: str, nprocs: int,
     script's own asserts cannot make when a rank dies or hangs before reaching them."""
     work = Path(workdir)
     script = work / "script.py"
-    script.write_text(script_text)
+    script.write_text(script_text, encoding="utf-8")
     run = run_mpi(script, nprocs, timeout=timeout,
                   env={"ASP_CACHE_DIR": str(work / "cache"), "ASP_AUTOTUNE": "off"})
     assert run.ok, run.describe()
