@@ -354,8 +354,8 @@ class PassManager:
         where = f" of {self.name!r}" + (f" ({added.origin})" if added is not None else "")
         try:
             out = p.fn(ir, ctx)
-        except AspError:  # Unspecializable among them: the pass's own clear answer
-            raise
+        except (AspError, Warning):  # Unspecializable among them: the pass's own clear
+            raise                      # answer; a warning is the user's error to see
         except Exception as exc:
             before = f" (disabled before it: {', '.join(skipped)})" if skipped else ""
             raise PassError(f"pass {p.name!r}{where} failed: "

@@ -332,8 +332,11 @@ def _try_platform(comp: Component, dast: Any, ctx: SpecializationContext
     except PluginError as exc:   # cannot be loaded, or out of protocol
         report_broken_component(comp, exc, "load/check/lower")
         return None, f"broken: {exc}"
-    except AspError:
-        raise  # the platform's own clear answer (e.g. Unspecializable)
+    except (AspError, Warning):
+        # the platform's own clear answer (e.g. Unspecializable), or a warning the user made
+        # an error (a CacheWarning under simplefilter("error")): that platform was reported
+        # broken and the kernel ran on another, the error the user asked for never raised
+        raise
     except Exception as exc:  # noqa: BLE001 - a faulty platform must not stop the rest
         report_broken_component(comp, exc, "check/lower")
         return None, f"broken: {type(exc).__name__}: {exc}"

@@ -155,3 +155,26 @@ def test_a_component_answering_out_of_protocol_is_named(derived, fresh_cache, mo
     broken = [b for b in plugins_mod.broken_plugins() if b.name == f"test-{name}"]
     assert broken and says.split(" of ")[0] in broken[0].error
     assert not [b for b in plugins_mod.broken_plugins() if b.name != f"test-{name}"]
+
+
+class _CheckWarns(elementwise.OpenMPPlatform):
+    def check(self, dast: Any, ctx: Any) -> Any:
+        from asp_core import CacheWarning
+
+        warnings.warn("asp: the cache cannot be used", CacheWarning, stacklevel=1)
+        return super().check(dast, ctx)
+
+
+def test_a_warning_the_user_made_an_error_is_raised_not_taken_for_a_broken_platform(
+        derived, fresh_cache):
+    """``simplefilter("error", CacheWarning)`` and a platform whose check warns (the cache
+    probe of a compiled platform): the platform was reported broken (a ``PluginWarning``
+    blaming its plugin) and the kernel ran on the next one, the error never raised."""
+    from asp_core import CacheWarning
+
+    name = derived("warning-platform", replace={("platform_selection", "openmp"): _CheckWarns()})
+    d = Dispatcher(name, axpy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        with pytest.raises(CacheWarning, match="the cache cannot be used"):
+            d(*_arrays())
