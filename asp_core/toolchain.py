@@ -260,7 +260,11 @@ def _probe(executable: str, mtime: float, lang: str) -> tuple[str, str]:
 
     family, version = _disk_memo(f"version:{lang}", executable, mtime, run, lambda v: isinstance(
         v, list) and len(v) == 2 and all(isinstance(x, str) for x in v))
-    return family, version
+    # GCC's line starts with the name it was run by ("cc (Debian 12.2.0-14) 12.2.0", "gcc
+    # (Debian ...") and names one compiler three ways (cc, gcc, x86_64-linux-gnu-gcc-12):
+    # each had its own cache keys, and ASP_CC=gcc compiled every kernel cc had compiled
+    program = Path(executable).name + " "
+    return family, version[len(program):] if version.startswith(program) else version
 
 
 #: the one-line file the probes build (a compiler that "succeeds" without writing a shared

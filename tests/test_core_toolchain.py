@@ -236,3 +236,22 @@ def test_a_wrapper_script_is_another_compiler_in_the_cache_key(tmp_path):
     link = tmp_path / "cc"
     link.symlink_to(wrapper)   # one file under two names: one compiler
     assert Toolchain("c", str(link), "gcc", "12.2.0", ("-O3",)).abi_id() == wrapped.abi_id()
+
+
+def test_one_compiler_run_by_two_names_has_one_version(tmp_path, fresh_cache):
+    """GCC's version line starts with the name it was run by (``cc (Debian 12.2.0-14)
+    12.2.0``): ``cc`` and ``gcc``, one file, were two compilers in the cache key, and
+    ``ASP_CC=gcc`` compiled again every kernel ``cc`` had compiled."""
+    from asp_core.toolchain import _probe
+
+    real = tmp_path / "gcc-12"
+    real.write_text('#!/bin/sh\necho "$(basename "$0") (Debian 12.2.0-14) 12.2.0"\n'
+                    'echo "This is free software; see the source for copying conditions."\n'
+                    'echo "Free Software Foundation"\n')
+    real.chmod(0o755)
+    versions = set()
+    for name in ("cc", "gcc"):
+        (tmp_path / name).symlink_to(real)
+        path = str(tmp_path / name)
+        versions.add(_probe(path, os.stat(path).st_mtime, "c"))
+    assert versions == {("gcc", "(Debian 12.2.0-14) 12.2.0")}
