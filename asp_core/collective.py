@@ -115,7 +115,7 @@ class AgreedVariants:
             return
         from asp_core.plugins import get_registry
 
-        key = self._variants.key if self._variants is not None else None
+        key = self._variants.tuning_key if self._variants is not None else None
         if proposed[0] is None:  # rank 0 keeps the perf database: give it a proposer's key
             key = comm.bcast(key, root=offers[0][0])
         ctx = self._variants.context if self._variants is not None else None

@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Hashable, Iterator, Mapping
 
 from asp_core import interrupt
 from asp_core.autotune import Autotuner
@@ -122,9 +122,15 @@ class Variants(Mapping[str, Callable[..., Any]]):
     ``context`` records the phase decisions and builds."""
 
     def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component,
-                 optimizer: Component | None = None) -> None:
+                 optimizer: Component | None = None, program: str = "") -> None:
         self.context = ctx
         self.key = ctx.key
+        #: what stored timings of these variants are keyed by: the call's key says what the
+        #: arguments are, not which kernel runs on them, so the domain IR (``program``, as
+        #: printed) goes with it; without it every stencil kernel on the same grids shared one
+        #: stored winner (a one-multiply kernel's single-thread variant chosen, untimed, for a
+        #: heavy kernel), alone and across MPI ranks
+        self.tuning_key: Hashable = (ctx.key, program)
         self._by_name = {v.name: v for v in variants}
         self._backend = backend
         self._optimizer = optimizer
@@ -222,11 +228,11 @@ class Pipeline:
         for without asking its ``check`` (code generation only, such as compile-checking CUDA
         where there is no GPU, or a platform only its caller knows when to use); the other
         phases are still the registry's choice."""
-        return Variants(ctx, *self._lower(ctx, platform))
-
-    def _lower(self, ctx: SpecializationContext, platform: str | None
-               ) -> tuple[list[Variant], Component, Component | None]:
         dast = self.analyse(ctx)
+        return Variants(ctx, *self._lower(ctx, platform, dast), program=dump(dast))
+
+    def _lower(self, ctx: SpecializationContext, platform: str | None, dast: Any
+               ) -> tuple[list[Variant], Component, Component | None]:
         program = (self._select_platform(ctx, dast) if platform is None else
                    self._named_platform(ctx, dast, platform))
         popt = self._one(ctx, PLATFORM_OPTIMIZATION, program.platform)
@@ -288,12 +294,13 @@ class Pipeline:
     def run(self, ctx: SpecializationContext,
             rebind: Callable[[Callable[..., Any]], None]) -> Callable[..., Any]:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
-        variants, backend, popt = self._lower(ctx, None)
+        dast = self.analyse(ctx)
+        variants, backend, popt = self._lower(ctx, None, dast)
         by_name = {v.name: v for v in variants}
-        built = Variants(ctx, variants, backend, popt)
+        built = Variants(ctx, variants, backend, popt, program=dump(dast))
 
-        tuning_fn = self.spec.hook("tuning_key")
-        tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else ctx.key
+        tuning_fn = self.spec.hook("tuning_key")   # what a specializer's winners depend on
+        tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else built.tuning_key
         tkey = cache_key(specializer=self.spec.name, tuning=repr(tuning),
                          variants=sorted(by_name), backend=backend.name,
                          platform=variants[0].program.platform)

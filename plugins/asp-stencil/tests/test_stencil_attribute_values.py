@@ -1,5 +1,7 @@
-"""A kernel attribute that takes a new value at each call: each value compiles the kernel
-again (attributes are constants of the generated code), which the user is told once."""
+"""What one kernel's specialisations and stored timings are keyed by: a kernel attribute
+that takes a new value at each call compiles the kernel again for each (attributes are
+constants of the generated code), which the user is told once; two kernels on the same grids
+are tuned each for itself."""
 
 from __future__ import annotations
 
@@ -66,3 +68,36 @@ def test_objects_made_with_different_constants_and_values_that_recur_are_not_nam
         k.dt = 0.125 * (i + 1)
     assert _calls(monkeypatch, kernels, [2.0]) == []
     assert _calls(monkeypatch, [kernels[0]], [2.0, 3.0, 4.0, 5.0, 2.0, 3.0]) == []
+
+
+class Cheap(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * 2.0
+
+
+class Heavy(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            for y in u.neighbors(x, 1):
+                out[x] = out[x] + (u[y] * u[y] + 1.0) / (u[y] + 3.0)
+
+
+@requires_compiler
+def test_two_kernels_on_the_same_grids_are_tuned_each_for_itself(monkeypatch, tmp_path):
+    """The stored winner was keyed by the call's key (grids, attributes), not the kernel:
+    every kernel on the same grids took the first one's winner, untimed."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "once")
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path / "cache"))
+    u, out = StencilGrid((40, 40)), StencilGrid((40, 40))
+    u.data[...] = np.random.default_rng(3).random(u.shape)
+    cheap = Cheap()
+    for _ in range(200):
+        cheap.kernel(u, out)
+        if cheap.kernel.tuned(cheap.kernel.keys()[0]) is not None:
+            break
+    assert cheap.kernel.tuned(cheap.kernel.keys()[0]) is not None
+    heavy = Heavy()
+    heavy.kernel(u, out)
+    assert heavy.kernel.keys() == cheap.kernel.keys()   # the same grids: the same call key
+    assert heavy.kernel.tuned(heavy.kernel.keys()[0]) is None, "took Cheap's winner untimed"
