@@ -212,6 +212,45 @@ def _tolerant(default: Any) -> Callable[[_F], _F]:
     return wrap
 
 
+#: file systems whose files processes on other hosts open too (``/proc/self/mountinfo``
+#: names): SQLite's WAL keeps its index in memory shared by one host's processes only, so on
+#: these the database keeps a rollback journal (a home directory on NFS is a cluster's
+#: usual cache, ``~/.cache/asp``, shared by jobs on many nodes)
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ncpfs", "9p", "lustre", "gpfs", "beegfs",
+    "ceph", "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.cephfs", "panfs", "orangefs",
+    "pvfs2", "cvfs", "ocfs2", "gfs2", "fuse.s3fs", "fuse.rclone", "fuse.juicefs"})
+
+
+def network_filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str:
+    """The type of the network file system ``path`` is on (:data:`NETWORK_FILESYSTEMS`), else
+    "" (also where the mount table cannot be read: not Linux)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ""
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        # mount points escape blanks, tabs, newlines and backslashes as octal (\040)
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):   # the last of equal points is on top
+            best, kind = point, rest.split()[0]
+    return kind if kind in NETWORK_FILESYSTEMS else ""
+
+
+@functools.lru_cache(maxsize=8)
+def _journal_mode(directory: str) -> str:
+    """The journal mode of a tuning database in ``directory`` (its mount looked up once)."""
+    return "delete" if network_filesystem(Path(directory)) else "wal"
+
+
 class PerfDB:
     """Timings and winners in SQLite (WAL + busy timeout: safe for concurrent processes);
     never raises for an unusable database, and waits out a write lock held by another
@@ -277,18 +316,19 @@ class PerfDB:
     def _open(self, path: Path) -> sqlite3.Connection:
         # IMMEDIATE: writers take the lock up front, so they wait instead of deadlocking
         con = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level="IMMEDIATE")
+        journal = _journal_mode(str(path.parent))
         try:
-            _retry_locked(lambda: self._prepare(con))
+            _retry_locked(lambda: self._prepare(con, journal))
         except BaseException:
             con.close()
             raise
         return con
 
     @staticmethod
-    def _prepare(con: sqlite3.Connection) -> None:
+    def _prepare(con: sqlite3.Connection, journal: str) -> None:
         # switching to WAL answers "locked" at once under contention; it persists: set once
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != journal:
+            con.execute(f"PRAGMA journal_mode={journal}")
         con.executescript(_SCHEMA)
 
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,

@@ -40,6 +40,48 @@ def test_perfdb_record_timings_winner(db, tmp_path):
     assert db.winner("k") is None and db.timings("k") == []
 
 
+def test_a_tuning_database_on_a_network_file_system_keeps_a_rollback_journal(tmp_path,
+                                                                            monkeypatch):
+    """SQLite's WAL index lives in memory one host's processes share: jobs on the nodes of a
+    cluster, tuning into a cache in a home directory on NFS (the default ``~/.cache/asp``),
+    wrote through separate indexes into one log."""
+    import sqlite3
+    from contextlib import closing
+
+    mountinfo = tmp_path / "mountinfo"
+    point = str(tmp_path / "home dir").replace(" ", "\\040")
+    mountinfo.write_text(f"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                         f"30 22 0:40 / {point} rw,relatime - nfs4 server:/home rw,vers=4.2\n"
+                         f"31 30 0:41 / {point}/local rw - ext4 /dev/sdb1 rw\n")
+    home = tmp_path / "home dir"
+    assert autotune_mod.network_filesystem(home / "u/.cache/asp", str(mountinfo)) == "nfs4"
+    assert autotune_mod.network_filesystem(home / "local/asp", str(mountinfo)) == ""
+    assert autotune_mod.network_filesystem(tmp_path, str(mountinfo)) == ""
+    assert autotune_mod.network_filesystem(tmp_path, str(tmp_path / "absent")) == ""
+
+    def journal(path):
+        with closing(sqlite3.connect(path)) as con:
+            return con.execute("PRAGMA journal_mode").fetchone()[0]
+
+    (home / "u").mkdir(parents=True)
+    local = PerfDB(tmp_path / "perf.sqlite")
+    local.record("k", "a", 1.0)
+    assert journal(local.path) == "wal"
+    real = autotune_mod.network_filesystem
+    monkeypatch.setattr(autotune_mod, "network_filesystem", lambda path: real(path, str(mountinfo)))
+    autotune_mod._journal_mode.cache_clear()
+    try:
+        shared = PerfDB(home / "u" / "perf.sqlite")
+        shared.record("k", "a", 1.0)
+        assert journal(shared.path) == "delete" and shared.timings("k") == [("a", 1.0, 1)]
+        # one made with WAL where the mount table could not say is switched back
+        (tmp_path / "perf.sqlite").rename(home / "u" / "wal.sqlite")
+        PerfDB(home / "u" / "wal.sqlite").record("k", "b", 2.0)
+        assert journal(home / "u" / "wal.sqlite") == "delete"
+    finally:
+        autotune_mod._journal_mode.cache_clear()
+
+
 def test_perfdb_default_location(fresh_cache):
     assert PerfDB().path == fresh_cache / "perf.sqlite"
 
