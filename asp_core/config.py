@@ -155,20 +155,11 @@ def load_config() -> dict[str, Any]:
     return _read_config(str(path), st.st_mtime)
 
 
-#: a relative cache directory → the absolute one it was first taken for (see :func:`cache_dir`)
-_RELATIVE_CACHE: dict[str, Path] = {}
-
-
 def cache_dir() -> Path:
     """``ASP_CACHE_DIR``, else the config's ``[asp] cache_dir``, else the user cache dir."""
     explicit = os.environ.get("ASP_CACHE_DIR") or load_config().get("asp", {}).get("cache_dir")
     if explicit:   # absolute: compilers run in a build directory of the cache
-        path = Path(explicit).expanduser()
-        if path.is_absolute():
-            return path
-        # taken from the directory current at its first use, for the process: resolved at
-        # each use, an os.chdir made the process compile and tune its kernels again elsewhere
-        return _RELATIVE_CACHE.setdefault(str(path), path.absolute())
+        return Path(explicit).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("asp"))
