@@ -71,18 +71,19 @@ def _retry_locked(step: Callable[[], Any]) -> Any:
 def _measured_on() -> str:
     """A short hash of what a timing holds for: the CPU model and its instruction sets, the
     threads a kernel runs on (``OMP_NUM_THREADS``, else the usable cores: ``taskset``), the
-    machine, the Asp version and the C compiler (its path and mtime, as the toolchain memos
-    know it; ``ASP_CFLAGS``). Stored with every key: the caller's tuning keys name the kernel
+    machine, the Asp version and the C compiler (the file it runs and its mtime;
+    ``ASP_CFLAGS``). Stored with every key: the caller's tuning keys name the kernel
     and its inputs only, so a winner tuned on another node sharing the home directory, with
     another compiler, another Asp or another thread count was taken as this one's."""
     from asp_core._version import __version__
     from asp_core.hardware import available_cpus, cpu_features, cpu_model, omp_num_threads
 
     try:
-        from asp_core.toolchain import _locate
+        from asp_core.toolchain import _file_identity, _locate
 
         cc = _locate("c") or ""
-        compiler = f"{cc}@{os.stat(cc).st_mtime}" if cc else "no compiler"
+        # the file it runs (cc and gcc, links to one file, had each its own winners)
+        compiler = _file_identity(cc) if cc else "no compiler"
     except Exception:  # noqa: BLE001 - ASP_CC naming nothing: no compiler to tell apart
         compiler = "no compiler"
     threads = omp_num_threads() or available_cpus()
@@ -121,21 +122,27 @@ def _read_only(path: Path) -> bool:
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
     """A connection that reads ``path`` and writes nothing beside it.  A file without a ``-wal``
-    log is the whole database, opened ``immutable=1`` (no ``-shm`` needed).  A log left behind
-    (a writer killed, the files copied while in use) holds committed results that only SQLite's
-    replay shows, and replaying writes: the file and its log are copied to a private temporary
+    log or a hot ``-journal`` is the whole database, opened ``immutable=1`` (no ``-shm``
+    needed).  A log left behind (a writer killed, the files copied while in use) holds
+    committed results that only SQLite's replay shows (or a journal, the pages a killed
+    writer's uncommitted transaction replaced, which only its rollback restores: read
+    ``immutable``, its uncommitted winner was served), and replaying writes: the file and its log are copied to a private temporary
     directory, replayed there and read into memory (``immutable=1`` would silently drop them,
     and ``mode=ro`` fails without a ``-shm``)."""
-    try:
-        logged = os.stat(f"{path}-wal").st_size > 0
-    except OSError:
-        logged = False
-    if not logged:
+    logs = []
+    for suffix in ("-wal", "-journal"):   # a rollback journal (a network file system's) too:
+        try:                              # its writer's uncommitted pages, undone by SQLite
+            if os.stat(f"{path}{suffix}").st_size > 0:
+                logs.append(suffix)
+        except OSError:
+            pass
+    if not logs:
         return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     with tempfile.TemporaryDirectory(prefix="asp-perf-") as tmp:
         copy = Path(tmp) / path.name
         shutil.copyfile(path, copy)
-        shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+        for suffix in logs:
+            shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
         memory = sqlite3.connect(":memory:")
         try:
             with closing(sqlite3.connect(copy)) as disk:
@@ -219,7 +226,9 @@ def _tolerant(default: Any) -> Callable[[_F], _F]:
 NETWORK_FILESYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ncpfs", "9p", "lustre", "gpfs", "beegfs",
     "ceph", "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.cephfs", "panfs", "orangefs",
-    "pvfs2", "cvfs", "ocfs2", "gfs2", "fuse.s3fs", "fuse.rclone", "fuse.juicefs"})
+    "pvfs2", "cvfs", "ocfs2", "gfs2", "fuse.s3fs", "fuse.rclone", "fuse.juicefs",
+    "fuse.ceph-fuse", "wekafs", "fuse.mfs", "fuse.moosefs", "fuse.gcsfuse", "fuse.lizardfs",
+    "davfs", "fuse.davfs2"})
 
 
 def network_filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str:
@@ -231,7 +240,7 @@ def network_filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo") -> s
     except OSError:
         return ""
     target = os.path.realpath(path)
-    best, kind = "", ""
+    kind = ""
     for line in lines:
         fields, _, rest = line.partition(" - ")
         parts = fields.split()
@@ -239,10 +248,24 @@ def network_filesystem(path: Path, mountinfo: str = "/proc/self/mountinfo") -> s
             continue
         # mount points escape blanks, tabs, newlines and backslashes as octal (\040)
         point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):   # the last of equal points is on top
-            best, kind = point, rest.split()[0]
+        # the last mount (in mount order) holding the path is the one seen: a mount at a
+        # parent made after one at /home/u/.cache hides it
+        if target == point or target.startswith(point.rstrip("/") + "/"):
+            kind = rest.split()[0]
     return kind if kind in NETWORK_FILESYSTEMS else ""
+
+
+def _leave_wal(con: sqlite3.Connection) -> None:
+    """Switch a WAL database to a rollback journal where no other connection has it open (the
+    switch needs the database to itself); else leave it as it is, without waiting: each read
+    and write waited out the busy timeout (10 s) and then gave up on the database."""
+    con.execute("PRAGMA busy_timeout=0")
+    try:
+        con.execute("PRAGMA journal_mode=delete")
+    except sqlite3.OperationalError:
+        pass   # in use: the next open tries again
+    finally:
+        con.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
 
 
 @functools.lru_cache(maxsize=8)
@@ -326,9 +349,17 @@ class PerfDB:
 
     @staticmethod
     def _prepare(con: sqlite3.Connection, journal: str) -> None:
-        # switching to WAL answers "locked" at once under contention; it persists: set once
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != journal:
-            con.execute(f"PRAGMA journal_mode={journal}")
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0].lower()
+        if mode != journal:
+            if journal == "wal":
+                # a new database only (switching answers "locked" at once under contention,
+                # retried; it persists: set once). One kept with a rollback journal stays so:
+                # on a network file system the server's own processes see a local one, and
+                # switching it back and forth stalled the clients' opens on each other
+                if not con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    con.execute("PRAGMA journal_mode=wal")
+            else:
+                _leave_wal(con)
         con.executescript(_SCHEMA)
 
     def record(self, key: str, variant: str, seconds: float, params: dict[str, Any] | None = None,

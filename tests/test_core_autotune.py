@@ -374,3 +374,80 @@ def test_a_winner_holds_for_the_thread_count_and_cpu_it_was_timed_on(fresh_cache
     assert db.winner("k" * 64) == "dynamic"
     monkeypatch.setattr(hardware, "cpu_features", lambda: "sse2 avx2")
     assert db.winner("k" * 64) is None
+
+
+def test_a_wal_database_in_use_is_left_as_it_is_without_waiting(tmp_path, monkeypatch):
+    """On a network file system a WAL database is switched to a rollback journal, which needs
+    it to itself: with another connection open, each read and write waited out the busy
+    timeout (10 s) and then gave up on the database."""
+    import sqlite3
+    import time
+    from contextlib import closing
+
+    path = tmp_path / "perf.sqlite"
+    PerfDB(path).record("k", "a", 1.0)   # local: WAL
+    monkeypatch.setattr(autotune_mod, "network_filesystem", lambda path: "nfs4")
+    autotune_mod._journal_mode.cache_clear()
+    try:
+        with closing(sqlite3.connect(path)) as other:
+            other.execute("SELECT count(*) FROM timings").fetchall()
+            start = time.monotonic()
+            db = PerfDB(path)
+            db.record("k", "b", 2.0)
+            assert db.timings("k") == [("a", 1.0, 1), ("b", 2.0, 1)]
+            assert time.monotonic() - start < 5
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        PerfDB(path).record("k", "c", 3.0)   # now alone: switched
+        with closing(sqlite3.connect(path)) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        autotune_mod._journal_mode.cache_clear()
+
+
+def test_a_read_only_database_with_a_hot_journal_serves_what_was_committed(tmp_path,
+                                                                           monkeypatch):
+    """A writer killed within a transaction leaves a rollback journal (the database's mode on
+    a network file system); opened ``immutable``, the read-only view served its uncommitted
+    winner."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "perf.sqlite"
+    monkeypatch.setattr(autotune_mod, "network_filesystem", lambda path: "nfs4")
+    autotune_mod._journal_mode.cache_clear()
+    try:
+        PerfDB(path).set_winner("k", "fast")
+    finally:
+        autotune_mod._journal_mode.cache_clear()
+    code = f"""
+import os, sqlite3
+con = sqlite3.connect({str(path)!r}, isolation_level=None)
+con.execute('PRAGMA cache_size=1')
+con.execute('BEGIN IMMEDIATE')
+con.execute("UPDATE winners SET variant='UNCOMMITTED'")
+for i in range(3000):
+    con.execute('INSERT INTO timings VALUES (?,?,?,?,?,?)', ('x' * 200 + str(i), 'v', '{{}}',
+                1.0, '', 0.0))
+os._exit(9)
+"""
+    subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert (tmp_path / "perf.sqlite-journal").stat().st_size > 0
+    with autotune_mod.closing(autotune_mod._open_read_only(path)) as con:
+        assert con.execute("SELECT variant FROM winners").fetchall() == [("fast",)]
+        assert con.execute("SELECT count(*) FROM timings").fetchone() == (0,)
+    assert (tmp_path / "perf.sqlite-journal").stat().st_size > 0   # nothing written beside it
+
+
+def test_one_compiler_run_by_two_names_shares_its_winners(tmp_path, monkeypatch):
+    """``ASP_CC=cc`` and ``ASP_CC=gcc`` (links to one file) shared compiled code but each
+    tuned its own winners: timings were keyed by the name, not the file it runs."""
+    import asp_core.toolchain as toolchain
+
+    real = tmp_path / "gcc-12"
+    real.write_text("#!/bin/sh\n")
+    (tmp_path / "cc").symlink_to(real)
+    idents = set()
+    for name in ("cc", "gcc-12"):
+        monkeypatch.setattr(toolchain, "_locate", lambda lang, name=name: str(tmp_path / name))
+        idents.add(autotune_mod._measured_on())
+    assert len(idents) == 1
