@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 from asp_core import config, recording
 from asp_core.context import SpecializationContext
 from asp_core.decisions import PLATFORM
-from asp_core.errors import (AspError, CompileError, CompilerNotFound, SpecializationWarning,
-                             Unspecializable, warn)
+from asp_core.errors import (AspError, CompileError, CompilerNotFound, PluginWarning,
+                             SpecializationWarning, Unspecializable, warn)
 
 if TYPE_CHECKING:
     from asp_core.autotune import Tuning
@@ -127,8 +127,8 @@ class Dispatcher:
         for plugins that drive the phases themselves)."""
         return self._pipeline(self._prepare(args, kwargs)[1])
 
-    def _specialize(self, key: Hashable, ctx: SpecializationContext | None, mode: str
-                    ) -> Callable[..., Any]:
+    def _specialize(self, key: Hashable, ctx: SpecializationContext | None, mode: str,
+                    retried: bool = False) -> Callable[..., Any]:
         reason: str | None = None
         error: BaseException | None = None
         fn: Callable[..., Any] | None = None
@@ -147,6 +147,10 @@ class Dispatcher:
             reason, error = f"generated code failed to compile ({cause}): {exc}", exc
         except AspError as exc:
             reason, error = str(exc), exc
+        if ctx is not None and fn is None and error is not None and not retried:
+            again = self._respecialized(ctx, key, error)
+            if again is not None:
+                return self._specialize(*again, mode, retried=True)
         if ctx is not None and fn is None:
             # the kernel runs in Python: the context says so (its platform decision named the
             # platform that failed, and code reading it believed that platform ran)
@@ -168,6 +172,27 @@ class Dispatcher:
             raise error  # type: ignore[misc]
         self._table[key] = self.fallback
         return self.fallback
+
+    def _respecialized(self, ctx: SpecializationContext, key: Hashable, error: BaseException
+                       ) -> tuple[Hashable, SpecializationContext | None] | None:
+        """The other key (and its context) the specializer's ``respecialize`` gives the
+        arguments of ``ctx`` after ``error``, or None (see :class:`~asp_core.registry.
+        Specializer`)."""
+        from asp_core.plugins import get_registry
+
+        spec = get_registry().specializers.get(self.specializer)
+        hook = spec.hook("respecialize") if spec is not None else None
+        if spec is None or hook is None:
+            return None
+        try:
+            if not hook(ctx, error):
+                return None
+            again, new_ctx = self._prepare(ctx.args, ctx.kwargs)
+        except Exception as exc:  # noqa: BLE001 - the first failure's fallback stands
+            warn(f"asp: respecialize of specializer {self.specializer!r} (plugin "
+                 f"{spec.plugin!r}) raised {type(exc).__name__}: {exc}", PluginWarning)
+            return None
+        return None if again == key else (again, new_ctx)
 
     def _finish(self, ctx: SpecializationContext, key: Hashable, result: Any) -> None:
         self.last_context = ctx

@@ -30,7 +30,8 @@ def asp_register_specializers(register: Registry) -> None:
 
     :param register: the component registry. Call
         ``register.specializer(name=..., description=..., signature=...)`` to declare a
-        specializer and
+        specializer (optional: ``tuning_key=``, ``tuning_repeats=``, ``respecialize=``, see
+        :class:`asp_core.registry.Specializer`) and
         ``register.component(specializer=..., phase=..., name=..., obj=..., priority=0)`` to add a
         component to one of its phases. ``phase`` is one of :data:`asp_core.PHASES`. A
         component may target a specializer defined by another distribution; that is how a

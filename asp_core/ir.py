@@ -16,9 +16,12 @@ N = TypeVar("N", bound="Node")
 class Node:
     """Base of IR nodes (subclasses are dataclasses)."""
 
-    def fields(self) -> Iterator[tuple[str, Any]]:
+    def fields(self, compared: bool = False) -> Iterator[tuple[str, Any]]:
+        """``(name, value)`` of each field; ``compared``: only those equality compares (not a
+        statement's source ``line``)."""
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            yield f.name, getattr(self, f.name)
+            if f.compare or not compared:
+                yield f.name, getattr(self, f.name)
 
     def children(self) -> list[Node]:
         """Direct child nodes, in field order (lists and tuples flattened)."""
@@ -93,13 +96,15 @@ class Transformer(Visitor):
         return value
 
 
-def dump(node: Any, indent: int = 0) -> str:
-    """An indented, readable rendering of a tree (what ``asp explain`` prints for a DAST)."""
+def dump(node: Any, indent: int = 0, compared: bool = False) -> str:
+    """An indented, readable rendering of a tree (what ``asp explain`` prints for a DAST);
+    ``compared``: of the fields equality compares only, what the tree computes (a comment
+    added to a kernel moves its statements' lines, not its stored tuning winner)."""
     pad = "  " * indent
     if isinstance(node, Node):
         simple: list[tuple[str, Any]] = []
         nested: list[tuple[str, Any]] = []
-        for k, v in node.fields():
+        for k, v in node.fields(compared):
             is_nested = isinstance(v, Node) or (
                 isinstance(v, (list, tuple)) and any(isinstance(x, Node) for x in v))
             (nested if is_nested else simple).append((k, v))
@@ -108,10 +113,10 @@ def dump(node: Any, indent: int = 0) -> str:
         for k, v in nested:
             if isinstance(v, Node):
                 lines.append(f"{pad}  {k}:")
-                lines.append(dump(v, indent + 2))
+                lines.append(dump(v, indent + 2, compared))
             else:
                 lines.append(f"{pad}  {k}: [")
-                lines.extend(dump(x, indent + 2) for x in v)
+                lines.extend(dump(x, indent + 2, compared) for x in v)
                 lines.append(f"{pad}  ]")
         return "\n".join(lines)
     return f"{pad}{node!r}"

@@ -229,7 +229,7 @@ class Pipeline:
         where there is no GPU, or a platform only its caller knows when to use); the other
         phases are still the registry's choice."""
         dast = self.analyse(ctx)
-        return Variants(ctx, *self._lower(ctx, platform, dast), program=dump(dast))
+        return Variants(ctx, *self._lower(ctx, platform, dast), program=dump(dast, compared=True))
 
     def _lower(self, ctx: SpecializationContext, platform: str | None, dast: Any
                ) -> tuple[list[Variant], Component, Component | None]:
@@ -297,7 +297,7 @@ class Pipeline:
         dast = self.analyse(ctx)
         variants, backend, popt = self._lower(ctx, None, dast)
         by_name = {v.name: v for v in variants}
-        built = Variants(ctx, variants, backend, popt, program=dump(dast))
+        built = Variants(ctx, variants, backend, popt, program=dump(dast, compared=True))
 
         tuning_fn = self.spec.hook("tuning_key")   # what a specializer's winners depend on
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else built.tuning_key
@@ -339,10 +339,12 @@ def _try_platform(comp: Component, dast: Any, ctx: SpecializationContext
     except PluginError as exc:   # cannot be loaded, or out of protocol
         report_broken_component(comp, exc, "load/check/lower")
         return None, f"broken: {exc}"
-    except (AspError, Warning):
-        # the platform's own clear answer (e.g. Unspecializable), or a warning the user made
-        # an error (a CacheWarning under simplefilter("error")): that platform was reported
-        # broken and the kernel ran on another, the error the user asked for never raised
+    except AspError:
+        raise  # the platform's own clear answer (e.g. Unspecializable)
+    except Warning as exc:
+        # a warning the user made an error (a CacheWarning under simplefilter("error")): that
+        # platform was reported broken and the kernel ran on another, the error never raised
+        exc.add_note(f"(raised in check/lower of {_where(comp)})")
         raise
     except Exception as exc:  # noqa: BLE001 - a faulty platform must not stop the rest
         report_broken_component(comp, exc, "check/lower")

@@ -16,6 +16,8 @@ __all__ = ["Specializer", "Component", "AddedPass", "Registry", "Choice"]
 SignatureFn = Callable[[tuple, dict, Any], Hashable]
 #: A signature function, or ``"package.module:function"`` naming one (imported on first use).
 SignatureLike = SignatureFn | str
+#: ``respecialize(ctx, error) -> bool`` (see :class:`Specializer`)
+RespecializeFn = Callable[[Any, BaseException], bool]
 
 
 @dataclass
@@ -26,7 +28,11 @@ class Specializer:
     generated code depends on) and validates the arguments (``TypeError``/``ValueError``).
     ``tuning_key`` is the coarser key tuning winners are stored under (default: the same).
     ``tuning_repeats`` timed calls per variant: 3 for cheap kernels on a noisy machine, 1 where
-    a call is a whole EM iteration.
+    a call is a whole EM iteration. ``respecialize(ctx, error)`` is asked when the key of
+    ``ctx`` could not be specialised (``error``): True when the specializer's ``signature``
+    now gives these arguments another key, which the dispatcher then specialises instead of
+    falling back (a key asking for more general code than the kernel allows: asp-stencil's
+    attributes read at each call go back to being constants of the code).
     """
 
     name: str
@@ -37,9 +43,11 @@ class Specializer:
     distribution: str = ""
     version: str = ""
     tuning_repeats: int = 3
+    respecialize: RespecializeFn | str | None = None
 
-    def hook(self, attr: str) -> SignatureFn | None:
-        """``signature`` or ``tuning_key`` as a function (imported now if registered by name)."""
+    def hook(self, attr: str) -> Any:
+        """``signature``, ``tuning_key`` or ``respecialize`` as a function (imported now if
+        registered by name)."""
         value = getattr(self, attr)
         if isinstance(value, str):
             value = _import_attr(value, f"specializer {self.name!r} {attr}", self.plugin,
@@ -227,8 +235,8 @@ class Registry:
 
     # -- registration API (what plugins call) -------------------------------------------------
     def specializer(self, name: str, description: str = "", signature: SignatureLike | None = None,
-                    tuning_key: SignatureLike | None = None, tuning_repeats: int = 3
-                    ) -> Specializer:
+                    tuning_key: SignatureLike | None = None, tuning_repeats: int = 3,
+                    respecialize: RespecializeFn | str | None = None) -> Specializer:
         """Declare a specializer. Raises :class:`PluginError` if the name is taken."""
         if not name or not isinstance(name, str):
             raise PluginError("a specializer needs a non-empty string name")
@@ -239,7 +247,8 @@ class Registry:
         if int(tuning_repeats) < 1:
             raise PluginError(f"specializer {name!r}: tuning_repeats must be at least 1")
         spec = Specializer(name, description, signature, tuning_key, self._plugin,
-                           self._distribution, self._version, int(tuning_repeats))
+                           self._distribution, self._version, int(tuning_repeats),
+                           respecialize)
         self.specializers[name] = spec
         return spec
 

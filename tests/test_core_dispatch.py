@@ -580,3 +580,59 @@ def test_a_domain_ir_holding_numpy_arrays_is_optimised_and_run(fresh_cache):
         assert d.tuned(("k",)) is not None
     finally:
         plugins.unregister_plugin(name)
+
+
+def _general_then_exact(state: dict):
+    """A signature whose key asks for general code until ``state["general"]`` is False, a
+    frontend that refuses the general key, and a ``respecialize`` saying whether it changed
+    the key (``state["answer"]``: a bool, or an exception it raises)."""
+    from tests.specializers import elementwise
+
+    def signature(args, kwargs, instance):
+        return ("general" if state["general"] else "exact",
+                elementwise.signature(args, kwargs, instance))
+
+    class Refusing(elementwise.ElementwiseFrontend):
+        def parse(self, ctx):
+            if ctx.key[0] == "general":
+                raise ctx.unsupported(None, "code for every value", "")
+            return super().parse(ctx)
+
+    def respecialize(ctx, error):
+        state["asked"].append((ctx.key[0], type(error).__name__))
+        if isinstance(state["answer"], Exception):
+            raise state["answer"]
+        state["general"] = not state["answer"]
+        return True
+
+    return signature, Refusing(), respecialize
+
+
+@requires_compiler
+@pytest.mark.parametrize("answer, compiled", [(True, True), (False, False),
+                                               (RuntimeError("broken"), False)])
+def test_a_key_the_specializer_takes_back_is_specialised_again(derived, fresh_cache, answer,
+                                                               compiled):
+    """``respecialize(ctx, error)`` returning True with another key now: that key is
+    specialised (no fallback, no warning). Its key unchanged, or the hook raising: the
+    first failure's fallback stands, once (no loop), its reason the first one."""
+    state = {"general": True, "answer": answer, "asked": []}
+    signature, frontend, respecialize = _general_then_exact(state)
+    name = derived("respecialized", signature=signature,
+                   replace={("frontend", "python-ast"): frontend}, respecialize=respecialize)
+    d = Dispatcher(name, axpy)
+    a, b = _arrays()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        np.testing.assert_allclose(d(a, b), axpy(a, b))
+        np.testing.assert_allclose(d(a, b), axpy(a, b))
+    assert state["asked"] == [("general", "Unspecializable")]
+    fallbacks = [w for w in seen if issubclass(w.category, SpecializationWarning)]
+    if compiled:
+        assert not fallbacks and [k[0] for k in d.keys()] == ["exact"]
+        assert d.last_context.decision(PLATFORM).choice == "openmp"
+    else:
+        assert len(fallbacks) == 1 and "code for every value" in str(fallbacks[0].message)
+        assert d.last_context.decision(PLATFORM).choice == "python"
+    assert any("raised RuntimeError: broken" in str(w.message) for w in seen) == (
+        isinstance(answer, Exception))

@@ -20,14 +20,16 @@ class _Renamed:
     """A registry proxy that files the element-wise registrations under another name."""
 
     def __init__(self, registry: Any, name: str, signature: Callable | None,
-                 drop: set[tuple[str, str]], replace: dict[tuple[str, str], Any]) -> None:
+                 drop: set[tuple[str, str]], replace: dict[tuple[str, str], Any],
+                 respecialize: Callable | None = None) -> None:
         self._registry, self._name, self._signature = registry, name, signature
-        self._drop, self._replace = drop, replace
+        self._drop, self._replace, self._respecialize = drop, replace, respecialize
 
     def specializer(self, name: str, description: str = "", signature: Any = None,
                     **kw: Any) -> Any:
         return self._registry.specializer(name=self._name, description=description,
-                                          signature=self._signature or signature, **kw)
+                                          signature=self._signature or signature,
+                                          respecialize=self._respecialize, **kw)
 
     def component(self, specializer: str, phase: str, name: str, obj: Any,
                   priority: int = 0) -> Any:
@@ -43,14 +45,17 @@ class DerivedPlugin:
 
     def __init__(self, name: str, *, signature: Callable | None = None,
                  drop: tuple[tuple[str, str], ...] = (),
-                 replace: dict[tuple[str, str], Any] | None = None) -> None:
+                 replace: dict[tuple[str, str], Any] | None = None,
+                 respecialize: Callable | None = None) -> None:
         self.name, self.signature = name, signature
         self.drop, self.replace = set(drop), dict(replace or {})
+        self.respecialize = respecialize
 
     @hookimpl
     def asp_register_specializers(self, register: Registry) -> None:
         elementwise.asp_register_specializers(
-            _Renamed(register, self.name, self.signature, self.drop, self.replace))
+            _Renamed(register, self.name, self.signature, self.drop, self.replace,
+                     self.respecialize))
 
 
 class TrustingOpenMP(elementwise.OpenMPPlatform):

@@ -1,6 +1,7 @@
 """Phase 5 component ``c``: print the variant's PAST, compile it through the core, bind it.
 
-The compiled function takes one data pointer per grid (inputs first, output last). The returned
+The compiled function takes one data pointer per grid (inputs first, output last), then the
+value of each kernel attribute it reads at each call (its parameters, by name). The returned
 callable takes the kernel's own arguments (the grids), re-validates them (a cheap check: the
 dispatcher's key function did the full one) and calls the C function through ctypes, which
 releases the GIL for the duration of the call; calls on large grids run through
@@ -69,19 +70,32 @@ def _addresses(arrays: list[np.ndarray]) -> list[int]:
 _view = ctypes.c_char.from_buffer
 
 
-def bind(cfunc: Any, prog: D.StencilProgram) -> Callable[..., None]:
-    """A Python callable running ``cfunc`` on grids shaped as ``prog`` was specialised for."""
+def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None) -> Callable[..., None]:
+    """A Python callable running ``cfunc`` on grids shaped as ``prog`` was specialised for;
+    the attributes it reads at each call (its :class:`~asp_stencil.dast.Param`) are read from
+    ``instance`` at each call, after the grids."""
     n = len(prog.grids)
-    cfunc.argtypes = [ctypes.c_void_p] * n
+    params = D.params_of(prog)
+    cfunc.argtypes = [ctypes.c_void_p] * n + [
+        ctypes.c_float if p.kind == "<f4" else ctypes.c_double for p in params]
     cfunc.restype = None
     check = compiled_for(prog)
     points = math.prod(prog.output.shape)
+    if params:
+        names = [p.name for p in params]
 
-    def run(*grids: Any) -> None:
-        fill_periodic_ghosts(grids)  # Python hooks first: then the arrays passed to C are checked
-        data = check(grids)
-        # a long call: Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
-        interrupt.run(cfunc, *_addresses(data), keep=data, work=points)
+        def run(*grids: Any) -> None:
+            fill_periodic_ghosts(grids)
+            data = check(grids)
+            # the values of this call (a float32 one is exact in ctypes' float)
+            values = [float(getattr(instance, name)) for name in names]
+            interrupt.run(cfunc, *_addresses(data), *values, keep=data, work=points)
+    else:
+        def run(*grids: Any) -> None:
+            fill_periodic_ghosts(grids)  # Python hooks first: then the arrays given C are checked
+            data = check(grids)
+            # a long call: Ctrl-C interrupts the wait, not the C code (see asp_core.interrupt)
+            interrupt.run(cfunc, *_addresses(data), keep=data, work=points)
 
     run.__name__ = f"{prog.name}_compiled"
     return run
@@ -182,7 +196,7 @@ class OpenMPBackend(Backend):
         lib = ctx.compile(**_compile_args(variant.name, program))
         if not lib.cached and ctx.decision(VARIANT) is None:   # the tuner will time them
             self._precompile_siblings(variant, ctx)
-        return bind(lib.function(program.meta["function"]), program.meta["dast"])
+        return bind(lib.function(program.meta["function"]), program.meta["dast"], ctx.instance)
 
     @staticmethod
     def _precompile_siblings(variant: Variant, ctx: SpecializationContext) -> None:

@@ -29,10 +29,11 @@ import numpy as np
 from asp_core.ir import Node
 
 __all__ = [
-    "Expr", "Stmt", "PointExpr", "Const", "Attr", "Var", "Read", "BinOp", "UnaryOp", "Call",
-    "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
+    "Expr", "Stmt", "PointExpr", "Const", "Attr", "Param", "Var", "Read", "BinOp", "UnaryOp",
+    "Call", "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
     "reads", "expr_nodes", "const", "written_grids", "loop_statements", "unlowered_reason",
+    "params_of",
 ]
 
 #: Binary operators of the DSL (Python spelling).
@@ -107,6 +108,17 @@ class Attr(Node):
 
 
 @dataclass(frozen=True)
+class Param(Node):
+    """A float attribute of the kernel instance read at each call (``self.t`` set before every
+    call): a parameter of the generated function, not a constant, so one compiled code serves
+    every value. ``kind`` is ``""`` for a Python float, else the dtype string of a NumPy float
+    scalar (its type, part of the specialisation key, fixes the arithmetic)."""
+
+    name: str
+    kind: str = ""
+
+
+@dataclass(frozen=True)
 class Var(Node):
     """A local scalar variable."""
 
@@ -174,7 +186,7 @@ class IfExp(Node):
     orelse: "Expr"
 
 
-Expr = Union[Const, Attr, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, BoolOp, IfExp]
+Expr = Union[Const, Attr, Param, Var, Read, BinOp, UnaryOp, Call, Distance, Compare, BoolOp, IfExp]
 
 
 # --- statements -----------------------------------------------------------------------------
@@ -349,14 +361,25 @@ def loop_statements(prog: StencilProgram) -> list[Stmt]:
     return [s for loop in prog.body if isinstance(loop, PointLoop) for s in loop.body]
 
 
-def unlowered_reason(prog: StencilProgram) -> str | None:
+def params_of(prog: StencilProgram) -> tuple[Param, ...]:
+    """The :class:`Param` nodes of ``prog``, one per attribute, by name: the generated
+    function's scalar parameters after its grids, in this order."""
+    found = {n.name: n for n in expr_nodes(prog) if isinstance(n, Param)}
+    return tuple(found[name] for name in sorted(found))
+
+
+def unlowered_reason(prog: StencilProgram, params: bool = False) -> str | None:
     """Why ``prog`` still holds nodes no platform lowers (``None``: it holds none).
 
     The domain passes replace neighbour loops, attributes and ``distance`` calls; a user who
     disables one of them (``ASP_DISABLE_PASSES``) leaves such nodes behind, and every
     platform's ``check`` declines the program with this reason instead of failing to lower it.
+    A :class:`Param` is lowered only by platforms that say so (``params``: the OpenMP C code).
     """
     for n in expr_nodes(prog):
+        if isinstance(n, Param) and not params:
+            return (f"kernel attribute self.{n.name} is read at each call (it changed between "
+                    "calls): only the OpenMP code takes such parameters")
         if isinstance(n, (NeighborLoop, Attr, Distance)):
             return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
         if isinstance(n, PointExpr) and n.var is not None:

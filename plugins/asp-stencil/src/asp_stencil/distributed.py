@@ -67,8 +67,8 @@ from asp_core.mpi import HaloExchange, agree_call, call_digest, check_root, chec
 from asp_core.pyast import kernel_source
 from asp_stencil import dast as D
 from asp_stencil.grid import DSL_METHODS, StencilGrid
-from asp_stencil.signature import (callee_meanings, kernel_attribute_names, stencil_signature,
-                                   stored_grids, written_inputs)
+from asp_stencil.signature import (callee_meanings, keep_constant, kernel_attribute_names,
+                                   stencil_signature, stored_grids, written_inputs)
 from asp_stencil.kernel import kernel_function
 
 if TYPE_CHECKING:
@@ -755,7 +755,11 @@ def _agree_call(kernel: Any, grids: Sequence[Any], options: dict[str, Any], what
     halos). The arguments can change between any two calls, so once per decomposition is not
     enough; within one :func:`iterate` call they cannot, so it checks once for all its steps.
     The same error is then raised on every rank, naming what differs and on which rank.
+    The kernel's attributes stay constants of its code (:func:`~asp_stencil.signature.
+    keep_constant`): as parameters the key would hold their types only, and a value set on
+    one rank only would go unseen.
     """
+    keep_constant(kernel)
     error: Exception | None = None
     digest: int | None = None
     reads_out, key = True, None

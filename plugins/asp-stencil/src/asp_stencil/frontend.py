@@ -191,10 +191,13 @@ class _Parser:
         # a decorator's wrapper never gets here (asp_core.pyast.kernel_source refuses it)
         self.func: Any = getattr(ctx.func, "__func__", ctx.func)
         self.instance = ctx.instance
-        from .signature import key_attributes
+        from .signature import key_attributes, param_kind
 
         # the kernel attributes' forms in the call's key, and the values compiled for them
         self.key_attrs = key_attributes(ctx.key)
+        # the attributes the code reads at each call, by name: their Param kinds
+        self.params = {n: k for n, f in self.key_attrs.items()
+                       if (k := param_kind(f)) is not None}
         self.attrs: dict[str, Any] = {}
         self.self_name: str | None = None
         self.grids: dict[str, D.GridParam] = {}
@@ -608,6 +611,8 @@ class _Parser:
         if isinstance(node, ast.Attribute):
             if self._is_self_attr(node):
                 name = self.attr_name(node)
+                if name in self.params:   # read at each call (signature.note_attribute_values)
+                    return D.Param(name, self.params[name])
                 if not hasattr(self.instance, name):
                     raise self.err(node, f"attribute 'self.{node.attr}' that the kernel does not have")
                 v = _scalar_value(self.attr_value(name))

@@ -205,9 +205,14 @@ class StencilKernel:
         """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:
         they are bound to this instance (a copy's ``kernel`` ran with the original's
         attributes) and hold locks and compiled code (deepcopy and pickle failed). A copy or
-        an unpickled kernel specialises afresh, from the code cache."""
+        an unpickled kernel specialises afresh, from the code cache. Nor what the key follows
+        of this object's attribute values (:data:`~asp_stencil.signature.OBJECT_STATE`): six
+        copies of one kernel, each given its own ``t``, shared one count of values and were
+        told that ``t`` took five."""
+        from .signature import OBJECT_STATE
+
         return {name: value for name, value in self.__dict__.items()
-                if name != _BASE_DISPATCHERS
+                if name != _BASE_DISPATCHERS and name not in OBJECT_STATE
                 and not isinstance(getattr(type(self), name, None), KernelMethod)}
 
     def pure_python(self, *grids: Any) -> Any:

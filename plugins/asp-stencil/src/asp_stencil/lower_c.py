@@ -40,7 +40,7 @@ from .python_ints import check_python_ints
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["ExprLowering", "helper_functions", "c_var", "NotLowered", "lower_statements",
+__all__ = ["ExprLowering", "helper_functions", "c_var", "param_var", "param_kind", "NotLowered", "lower_statements",
            "clamped_index", "point_body", "refusals_unsupported"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}
@@ -69,6 +69,16 @@ _LIBM = {"sqrt": "sqrt", "exp": "exp", "log": "log", "sin": "sin", "cos": "cos"}
 
 class NotLowered(TypeError):
     """A DAST node reached lowering that an earlier pass should have removed."""
+
+
+def param_var(name: str) -> str:
+    """The C parameter of a kernel attribute read at each call (a :class:`~dast.Param`)."""
+    return "p_" + name
+
+
+def param_kind(p: D.Param) -> str:
+    """The scalar kind of a parameter's values: a Python float's, or its NumPy dtype."""
+    return p.kind or "float"
 
 
 def c_var(name: str) -> str:
@@ -304,6 +314,8 @@ class ExprLowering:
         if isinstance(e, D.Const):
             kind = T.kind_of(e.value)
             return self.const(e.value, T.precision(kind)), frozenset({kind})
+        if isinstance(e, D.Param):
+            return C.Name(param_var(e.name)), frozenset({param_kind(e)})
         if isinstance(e, D.Var):
             # callers that track no kinds (float64-only backends) get float64 locals
             kinds = self.vars.get(e.name, frozenset({"<f8"}))

@@ -22,7 +22,7 @@ from asp_core.components import Platform, PlatformProgram
 
 from . import dast as D
 from .c_helpers import helper_functions
-from .lower_c import clamped_index, point_body, refusals_unsupported
+from .lower_c import clamped_index, param_kind, param_var, point_body, refusals_unsupported
 from .scalar_types import GRID_DTYPES, ctype_of
 from .schedule import Schedule
 from .vector import VectorISA, VectorLowering, vector_isa, vectorizable
@@ -415,6 +415,8 @@ class _Lowering:
             base = ctype_of(g.dtype).base
             t = C.CType(base, 1, restrict=True) if g.output else C.CType(base, 1, True, True)
             params.append(C.Param(t, grid_param(g.name)))
+        params += [C.Param(ctype_of(param_kind(p)), param_var(p.name))
+                   for p in D.params_of(self.prog)]
         fn = C.FunctionDef(function_name(self.prog), params, C.Block(stmts))
         head: list[Any] = [C.Include("math.h"), C.Include("stdint.h")]
         if self.uses_stream or self.uses_intrinsics:
@@ -476,7 +478,7 @@ class OpenMPPlatform(Platform):
             return f"grids of dtype {', '.join(sorted(bad))} are not compiled"
         from asp_core.toolchain import compiler_unavailable_reason
 
-        return D.unlowered_reason(dast) or compiler_unavailable_reason("c")
+        return D.unlowered_reason(dast, params=True) or compiler_unavailable_reason("c")
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         isa = tuple(ctx.hardware.isa)

@@ -25,6 +25,7 @@ def asp_register_specializers(register: Registry) -> None:
         name=_S,
         description="Structured-grid stencils (Asp paper, Figure 2): OpenMP C, autotuned",
         signature="asp_stencil.signature:stencil_signature",
+        respecialize="asp_stencil.signature:respecialize",
     )
     register.component(specializer=_S, phase="frontend", name="python-ast",
                        obj="asp_stencil.frontend:StencilFrontend", priority=0)

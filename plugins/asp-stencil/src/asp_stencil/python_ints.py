@@ -87,6 +87,8 @@ def _ints(e: D.Expr, env: dict[str, _Ints], line: int, signed: list[str] | None 
         if not e.kind and isinstance(v, int):  # a Python int (or bool, an int in arithmetic)
             return _Ints(True, (int(v), int(v)), False)
         return _PYFLOAT if not e.kind and isinstance(v, float) else _OTHER
+    if isinstance(e, D.Param):
+        return _PYFLOAT if not e.kind else _OTHER
     if isinstance(e, D.Var):
         return env.get(e.name, _OTHER)
     if isinstance(e, D.IfExp):

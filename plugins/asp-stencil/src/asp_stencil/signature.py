@@ -9,7 +9,8 @@ byte order) is not among them: the frontend refuses it, so the kernel runs in Py
 ``SpecializationWarning`` naming it, as for any construct outside the DSL. The key holds what the generated code depends on: shapes, dtypes, ghost depths,
 neighbour definitions, which DSL methods a grid does not take from ``StencilGrid`` (a subclass
 replacing ``interior_points`` runs the kernel in Python), the values of the kernel attributes
-the kernel reads, and what the names it calls (``f``, ``math.sqrt``) are bound to when it is
+the kernel reads (the types only of the float attributes its code takes as parameters, once
+they change between calls: :func:`note_attribute_values`), and what the names it calls (``f``, ``math.sqrt``) are bound to when it is
 called.
 """
 
@@ -29,7 +30,8 @@ from .grid import StencilGrid, dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
            "written_inputs",
-           "callee_meanings", "stored_grids", "note_attribute_values"]
+           "callee_meanings", "stored_grids", "note_attribute_values", "keep_constant",
+           "param_form", "param_kind", "PARAM", "respecialize", "OBJECT_STATE"]
 
 
 class _Parsed(NamedTuple):
@@ -264,46 +266,138 @@ def attribute_value(form: Hashable, live: Any) -> Any:
     return held if plain or (isinstance(held, int) and type(held) not in (bool, int)) else None
 
 
-#: distinct values of one attribute of a kernel object after which it is told that each value
-#: compiles the kernel anew (a few values tried by hand in a notebook are no pattern)
+#: the key form of a float attribute read at each call (a :class:`~asp_stencil.dast.Param`):
+#: ``(PARAM, kind)``, kind ``""`` for a Python float, else the NumPy scalar's dtype string
+PARAM = "<param>"
+#: where a kernel object keeps the names of its float attributes read at each call (those
+#: that took a second value: its code then takes them as parameters, one code for all values)
+_PARAMS = "_asp_params"
+#: where it keeps the names that stay constants of the code (the code could not take them as
+#: parameters), or True for all (a distributed kernel: its ranks agree on the values)
+_CONSTANTS = "_asp_constants"
+#: distinct values of one constant attribute of a kernel object after which it is told that
+#: each value compiles the kernel anew (a few values tried by hand are no pattern)
 RECOMPILING_VALUES = 5
 #: where a kernel object keeps, per attribute, the forms it was specialised for (at most
 #: :data:`RECOMPILING_VALUES` each)
 _VALUES = "_asp_attribute_values"
+#: the entries a kernel object's ``__dict__`` holds for the key, which its copies start without
+OBJECT_STATE = frozenset({_PARAMS, _CONSTANTS, _VALUES})
 #: kernel classes already told (once each: a loop making a kernel object per step says it once)
 _TOLD: weakref.WeakSet[type] = weakref.WeakSet()
 
 
+def param_form(value: Any) -> tuple[str, str] | None:
+    """The key form of ``value`` as a parameter: for a Python float or a NumPy float64 or
+    float32 scalar (the arithmetic of its type is what the code fixes), else None."""
+    t = type(value)
+    if t is float:
+        return (PARAM, "")
+    if t is np.float64 or t is np.float32:
+        return (PARAM, value.dtype.str)
+    return None
+
+
+def param_kind(form: Hashable) -> str | None:
+    """The :class:`~asp_stencil.dast.Param` kind a key form stands for, else None."""
+    if type(form) is tuple and len(form) == 2 and form[0] == PARAM:
+        return form[1]
+    return None
+
+
+def _forms(instance: Any, names: tuple[str, ...]) -> tuple:
+    """The key's ``(name, form)`` of each attribute (:func:`_hashable`, or
+    :func:`param_form` for the object's parameters)."""
+    state = getattr(instance, "__dict__", None)
+    params = state.get(_PARAMS) if state is not None else None
+    if not params:
+        return tuple([(n, _hashable(getattr(instance, n, None))) for n in names])
+    out = []
+    for n in names:
+        v = getattr(instance, n, None)
+        out.append((n, (n in params and param_form(v)) or _hashable(v)))
+    return tuple(out)
+
+
+def keep_constant(instance: Any, names: Iterable[str] | None = None) -> None:
+    """Make the attributes ``names`` of ``instance`` (all: ``None``) constants of its code
+    again, for good: its code could not take them as parameters, or its ranks compare them
+    (:mod:`asp_stencil.distributed`)."""
+    state = getattr(instance, "__dict__", None)
+    if state is None:
+        return
+    if names is None:
+        state[_CONSTANTS] = True
+        state.pop(_PARAMS, None)
+        return
+    kept = state.get(_CONSTANTS, frozenset())
+    if kept is not True:
+        state[_CONSTANTS] = kept | frozenset(names)
+    state[_PARAMS] = state.get(_PARAMS, frozenset()) - frozenset(names)
+
+
+def _first_time(cls: type) -> bool:
+    """Whether ``cls``'s kernels have not been named yet (then they are, from now on); False
+    for a class its metaclass makes unhashable (its call raised ``TypeError`` at the fifth
+    value)."""
+    try:
+        if cls in _TOLD:
+            return False
+        _TOLD.add(cls)
+    except TypeError:
+        return False
+    return True
+
+
+def respecialize(ctx: Any, error: BaseException) -> bool:
+    """The specializer's ``respecialize``: a key holding parameters whose code could not be
+    made (Python's raising float arithmetic of a parameter, a lowering that needs a value)
+    makes them constants of the kernel object's code again, for good: its next key holds
+    their values, as before they changed."""
+    names = [n for n, f in key_attributes(ctx.key).items() if param_kind(f) is not None]
+    if not names or ctx.instance is None:
+        return False
+    keep_constant(ctx.instance, names)
+    return True
+
+
 def note_attribute_values(instance: Any, key: Any) -> None:
-    """Count the values of ``instance``'s kernel attributes its kernel is specialised for
-    (called by the frontend for each key it parses) and warn, with a
-    :class:`~asp_core.errors.PerformanceWarning`, when one has taken
-    :data:`RECOMPILING_VALUES`: attributes are constants of the generated code, so a time
+    """Follow the values of ``instance``'s kernel attributes its kernel is specialised for
+    (called by the frontend for each key it parses). A float attribute that takes a second
+    value becomes a parameter of the code (the next keys hold its type only): a time
     ``self.t`` set before every call compiled and tuned the kernel at every call, 0.18 s a
     call on a 256x256 grid whose kernel runs in microseconds (14 times slower than the kernel
-    in Python), and the user was not told why. Values are counted per kernel object: objects
-    made with different constants each compile once, as they should."""
-    seen = getattr(instance, "__dict__", None)
+    in Python). Another attribute (an int, a float the code cannot take as a parameter) that
+    has taken :data:`RECOMPILING_VALUES` values is named in a
+    :class:`~asp_core.errors.PerformanceWarning`. Values are counted per kernel object:
+    objects made with different constants each compile once, as they should."""
+    state = getattr(instance, "__dict__", None)
     forms = key_attributes(key)
-    if seen is None or not forms:
+    if state is None or not forms:
         return
-    values = seen.setdefault(_VALUES, {})
+    values = state.setdefault(_VALUES, {})
+    kept = state.get(_CONSTANTS, frozenset())
     for name, form in forms.items():
         known = values.setdefault(name, [])
-        if form in known or len(known) >= RECOMPILING_VALUES:
+        # numbers only: an object (a str, a config) is not compiled, its form is its identity
+        if param_kind(form) is not None or form in known or len(known) >= RECOMPILING_VALUES \
+                or attribute_value(form, None) is None:
             continue
         known.append(form)
-        cls = type(instance)
-        if len(known) == RECOMPILING_VALUES and cls not in _TOLD:
-            _TOLD.add(cls)
+        if len(known) == 2 and kept is not True and name not in kept and all(
+                param_form(attribute_value(f, None)) for f in known):
+            state[_PARAMS] = state.get(_PARAMS, frozenset()) | {name}
+        if len(known) == RECOMPILING_VALUES and _first_time(type(instance)):
+            cls = type(instance)
             shown = ", ".join(repr(attribute_value(f, None)) for f in known[:3])
             from asp_core.errors import PerformanceWarning, warn
 
             warn(f"asp: {cls.__name__}.kernel has been compiled for {len(known)} values of "
-                 f"self.{name} ({shown}, ...): kernel attributes are constants of the generated "
+                 f"self.{name} ({shown}, ...): this attribute is a constant of the generated "
                  "code, so each new value compiles (and tunes) the kernel again, which costs "
-                 "more than running it. Keep attributes fixed across calls; give a value that "
-                 "changes between calls in an input grid (filled with it) instead",
+                 "more than running it. Keep it fixed across calls; give a value that changes "
+                 "between calls in an input grid (filled with it) or, for a float, see the "
+                 "asp-stencil guide for what keeps it from being a parameter",
                  PerformanceWarning)
 
 
@@ -373,6 +467,6 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     attrs: tuple = ()
     callees: tuple = ()
     if parsed is not None:
-        attrs = tuple([(n, _hashable(getattr(instance, n, None))) for n in parsed.attrs])
+        attrs = _forms(instance, parsed.attrs)
         callees = callee_meanings(instance) if parsed.funcs else ()
     return ("stencil", grids, attrs, callees)

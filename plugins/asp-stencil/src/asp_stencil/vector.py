@@ -26,7 +26,7 @@ import numpy as np
 from asp_core import cast as C
 
 from . import dast as D
-from .lower_c import c_var
+from .lower_c import c_var, param_var
 
 __all__ = ["VectorISA", "vector_isa", "vectorizable", "VectorLowering"]
 
@@ -102,6 +102,9 @@ def vectorizable(loop: D.PointLoop, dtype: str = "<f8") -> bool:
             if isinstance(n, D.Const):
                 if not _row_constant(n.value, dtype):
                     return False
+            elif isinstance(n, D.Param):   # a Python float is weak, as a constant is
+                if n.kind not in ("", "<f4", dtype):
+                    return False
             elif isinstance(n, D.BinOp):
                 if n.op not in _OPS:
                     return False
@@ -165,6 +168,8 @@ class VectorLowering:
         v = self.isa
         if isinstance(e, D.Const):  # float32: the literal rounded to float, as the scalar code
             return C.Call(v.fn("set1"), [C.Constant(float(e.value), v.scalar)])
+        if isinstance(e, D.Param):   # float32 rows: the value rounded to float, as NumPy does
+            return C.Call(v.fn("set1"), [C.Cast(v.scalar, C.Name(param_var(e.name)))])
         if isinstance(e, D.Var):
             return C.Name(c_var(e.name))
         if isinstance(e, D.Read):

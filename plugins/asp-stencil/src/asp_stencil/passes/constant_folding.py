@@ -93,7 +93,7 @@ def fold_node(e: D.Expr) -> D.Expr | None:
     return None
 
 
-def fold_expr(e: D.Expr, env: dict[str, D.Const]) -> D.Expr:
+def fold_expr(e: D.Expr, env: dict[str, D.Expr]) -> D.Expr:
     """Fold ``e`` after substituting the constant locals of ``env``."""
 
     def fn(node: D.Expr) -> D.Expr | None:
@@ -143,16 +143,17 @@ def constant_folding(prog: D.StencilProgram, ctx: SpecializationContext) -> tupl
 
 def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                   ) -> tuple[D.StencilProgram, bool]:
-    env: dict[str, D.Const] = {}
+    env: dict[str, D.Expr] = {}
     out: list[D.Stmt] = []
     changed = False
     for s in prog.body:
         try:
             if isinstance(s, D.Assign):  # folded into its uses, and dropped
                 v = fold_expr(s.value, env)
-                if not isinstance(v, D.Const):  # pragma: no cover - frontend admits no reads here
+                if not isinstance(v, D.Const) and not _has_param(v):  # pragma: no cover
+                    # the frontend admits no reads here
                     raise unsupported_at(ctx, s.line, "non-constant top-level assignment")
-                env[s.target] = v
+                env[s.target] = v   # of parameters: computed where used, as Python would
                 changed = True
             elif isinstance(s, D.PointLoop):
                 local = dict(env)
@@ -172,4 +173,52 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
         except FoldError as exc:
             line = getattr(s, "line", 0) if not isinstance(s, D.PointLoop) else line
             raise unsupported_at(ctx, line, str(exc)) from None
-    return D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info)), changed
+    folded = D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info))
+    for loop in folded.body:
+        for stmt in point_body(loop) if isinstance(loop, D.PointLoop) else ():
+            if (why := _raising_on_params(stmt.value)) is not None:
+                raise unsupported_at(ctx, stmt.line, why)
+    return folded, changed
+
+
+#: operations of Python floats that raise for some values (a zero divisor, an overflow, a
+#: math domain error), where C computes inf or nan
+_RAISING_OPS = ("/", "//", "%", "**")
+
+
+def _has_param(e: D.Expr) -> bool:
+    return any(isinstance(n, D.Param) for n in D.expr_nodes(e))
+
+
+def _python_scalar(e: D.Expr) -> bool:
+    """Whether ``e`` computes with Python numbers only (Python's arithmetic, not NumPy's)."""
+    if isinstance(e, (D.Const, D.Param)):
+        return not e.kind
+    if isinstance(e, D.BinOp):
+        return _python_scalar(e.left) and _python_scalar(e.right)
+    if isinstance(e, D.UnaryOp):
+        return _python_scalar(e.operand)
+    if isinstance(e, D.Call):
+        return all(_python_scalar(a) for a in e.args)
+    if isinstance(e, D.IfExp):
+        return _python_scalar(e.body) and _python_scalar(e.orelse)
+    return False
+
+
+def _raising_on_params(e: D.Expr) -> str | None:
+    """Why code taking the attributes as parameters could not compute ``e`` as Python does:
+    Python's own float arithmetic of a parameter that raises for some values (``2.0 / self.t``
+    raises ZeroDivisionError at ``t == 0``), where a constant's value is known when folding.
+    The kernel then compiles its attributes as constants again."""
+    operands: tuple[D.Expr, ...]
+    for n in D.expr_nodes(e):
+        if isinstance(n, D.BinOp) and n.op in _RAISING_OPS:
+            what, operands = n.op, (n.left, n.right)
+        elif isinstance(n, D.Call) and n.func not in ("abs", "min", "max"):
+            what, operands = n.func, n.args
+        else:
+            continue
+        if all(_python_scalar(o) for o in operands) and any(_has_param(o) for o in operands):
+            return (f"'{what}' of Python floats read at each call (it raises for some values "
+                    "in Python)")
+    return None

@@ -129,11 +129,9 @@ def temporal_plan(prog: D.StencilProgram) -> Union[TemporalPlan, str]:
     loops = _loops(prog)
     if not loops:
         return "no point loop writes the output"
-    for n in D.expr_nodes(prog):
-        if isinstance(n, (D.NeighborLoop, D.Attr, D.Distance)):
-            return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
-        if isinstance(n, D.PointExpr) and n.var is not None:
-            return "neighbour reads remain (unroll-neighbors was disabled)"
+    reason = D.unlowered_reason(prog)
+    if reason is not None:
+        return reason
     depths = {prog.grid(lp.grid).ghost_depth for lp in loops}
     if len(depths) != 1:
         return "point loops over grids with different ghost depths"

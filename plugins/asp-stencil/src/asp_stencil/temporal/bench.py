@@ -181,7 +181,7 @@ def _case(bench: Any, kind: str, shape: tuple[int, ...], steps: int) -> None:
         k = Jacobi()
         c = k.inv
     plain = type(k)()
-    plain.__dict__.update(k.__dict__)
+    plain.__dict__.update(k.__getstate__())
     plain.asp_options = {"temporal": "off"}
     a, b = StencilGrid(shape), StencilGrid(shape)
     pa, pb = StencilGrid(shape), StencilGrid(shape)
