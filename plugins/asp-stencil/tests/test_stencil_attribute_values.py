@@ -5,13 +5,14 @@ are tuned each for itself."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import pytest
 
 from pytest_asp import requires_compiler
-from asp_core import PerformanceWarning, SpecializationWarning
+from asp_core import PerformanceWarning
 from asp_stencil import StencilGrid, StencilKernel
 
 
@@ -95,31 +96,66 @@ class Inverse(StencilKernel):
             out[x] = u[x] * c
 
 
-@requires_compiler
-def test_python_arithmetic_that_raises_keeps_the_attribute_a_constant(monkeypatch):
-    """``2.0 / self.t`` raises ZeroDivisionError at ``t == 0`` in Python, where C computes
-    inf: the attribute stays a constant (folded, the kernel runs in Python at 0), and after
-    five values the user is told once, at their line, that each compiles the kernel."""
+class Wave(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + self.amp * math.sin(self.w * self.t) - math.sqrt(self.t)
+
+
+class Guarded(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            if u[x] > 100.0:
+                out[x] = u[x] / self.t + math.log(self.t)
+            else:
+                out[x] = u[x] - max(self.t, 0)
+
+
+def _parameters_equal_python(monkeypatch, k, values, raising=()):
+    """Call ``k`` with each ``t`` of ``values`` (after two to make it a parameter): results
+    bitwise Python's, never a warning; a value in ``raising`` raises that error, as Python."""
+    from asp_stencil.testing import assert_bitwise
+
     monkeypatch.setenv("ASP_AUTOTUNE", "off")
-    u, out = _grids()
-    k = Inverse()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for t in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
-            k.t = t
-            k.kernel(u, out)
-            np.testing.assert_array_equal(out.data[1:-1, 1:-1], u.data[1:-1, 1:-1] * (2.0 / t))
-    assert all(f == ("float", t.hex()) for (_, f), t in zip(
-        (dict(key[2]).popitem() for key in k.kernel.keys()), (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)))
-    told = [w for w in caught if issubclass(w.category, PerformanceWarning)]
-    assert len(told) == 1 and told[0].filename == __file__
-    assert "compiled for 5 values of self.t (0.5, 1.0, 1.5, ...)" in str(told[0].message)
-    assert not any(issubclass(w.category, SpecializationWarning) for w in caught)
-    k.t = 0.0
+    u, out, ref = (StencilGrid((7, 9)) for _ in range(3))
+    u.data[...] = np.random.default_rng(2).random(u.shape) * 10
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(ZeroDivisionError):
+        warnings.simplefilter("error")
+        for t in (1.5, 2.5, *values):
+            k.t = t
+            expected = raising.get(t) if isinstance(raising, dict) else None
+            if expected is not None:
+                with pytest.raises(expected):
+                    k.pure_python(u, ref)
+                with pytest.raises(expected):
+                    k.kernel(u, out)
+                continue
             k.kernel(u, out)
+            k.pure_python(u, ref)
+            assert_bitwise(out.data, ref.data)
+    assert dict(k.kernel.keys()[-1][2])["t"] == ("<param>", "")
+
+
+@requires_compiler
+def test_python_arithmetic_of_parameters_is_computed_by_python_at_each_call(monkeypatch):
+    """``2.0 / self.t`` and ``math.sqrt(self.t)`` raise in Python for some values, where C
+    computes inf or nan: Python computes them once a call, and a call where that raises runs
+    the kernel in Python, which raises as Python does."""
+    k = Inverse()
+    _parameters_equal_python(monkeypatch, k, [0.5, -3.0, 1e-300, float("inf"), 0.0, 7.0],
+                             raising={0.0: ZeroDivisionError})
+    w = Wave()
+    w.amp, w.w = 0.25, 3.0
+    _parameters_equal_python(monkeypatch, w, [0.0, 1.0, 1e300, float("inf"), -1.0, 4.0],
+                             raising={float("inf"): ValueError, -1.0: ValueError})
+
+
+@requires_compiler
+def test_a_parameter_computation_in_a_branch_no_point_takes_raises_nothing(monkeypatch):
+    """``u[x] / self.t + math.log(self.t)`` where no ``u[x]`` exceeds 100: Python never
+    computes ``log(0.0)``; the call runs the kernel in Python, without an error. The
+    ``max(self.t, 0)`` of the other branch is the int 0 for a negative ``t``."""
+    _parameters_equal_python(monkeypatch, Guarded(), [0.0, -2.0, 3.0, 0.0])
 
 
 class Shifted(StencilKernel):

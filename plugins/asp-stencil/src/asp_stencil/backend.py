@@ -70,10 +70,13 @@ def _addresses(arrays: list[np.ndarray]) -> list[int]:
 _view = ctypes.c_char.from_buffer
 
 
-def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None) -> Callable[..., None]:
+def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None,
+         python: Callable[..., Any] | None = None) -> Callable[..., None]:
     """A Python callable running ``cfunc`` on grids shaped as ``prog`` was specialised for;
-    the attributes it reads at each call (its :class:`~asp_stencil.dast.Param`) are read from
-    ``instance`` at each call, after the grids."""
+    the values of its parameters (:class:`~asp_stencil.dast.Param`) come from ``instance`` at
+    each call, after the grids are checked. A call whose values Python cannot compute (``2.0
+    / self.t`` at ``t == 0``) runs ``python``, the kernel, instead: it raises where Python
+    does, or not at all (in a branch no point takes)."""
     n = len(prog.grids)
     params = D.params_of(prog)
     cfunc.argtypes = [ctypes.c_void_p] * n + [
@@ -82,13 +85,19 @@ def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None) -> Callable[.
     check = compiled_for(prog)
     points = math.prod(prog.output.shape)
     if params:
-        names = [p.name for p in params]
+        from .param_values import values_reader
+
+        values_of = values_reader(params)
 
         def run(*grids: Any) -> None:
             fill_periodic_ghosts(grids)
             data = check(grids)
-            # the values of this call (a float32 one is exact in ctypes' float)
-            values = [float(getattr(instance, name)) for name in names]
+            try:   # a float32 value is exact in ctypes' float
+                values = values_of(instance)
+            except Exception:
+                if python is None:
+                    raise
+                return python(*grids)
             interrupt.run(cfunc, *_addresses(data), *values, keep=data, work=points)
     else:
         def run(*grids: Any) -> None:
@@ -196,7 +205,8 @@ class OpenMPBackend(Backend):
         lib = ctx.compile(**_compile_args(variant.name, program))
         if not lib.cached and ctx.decision(VARIANT) is None:   # the tuner will time them
             self._precompile_siblings(variant, ctx)
-        return bind(lib.function(program.meta["function"]), program.meta["dast"], ctx.instance)
+        return bind(lib.function(program.meta["function"]), program.meta["dast"], ctx.instance,
+                    ctx.func)
 
     @staticmethod
     def _precompile_siblings(variant: Variant, ctx: SpecializationContext) -> None:

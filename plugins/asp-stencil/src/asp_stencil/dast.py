@@ -112,10 +112,18 @@ class Param(Node):
     """A float attribute of the kernel instance read at each call (``self.t`` set before every
     call): a parameter of the generated function, not a constant, so one compiled code serves
     every value. ``kind`` is ``""`` for a Python float, else the dtype string of a NumPy float
-    scalar (its type, part of the specialisation key, fixes the arithmetic)."""
+    scalar (its type, part of the specialisation key, fixes the arithmetic).
+
+    With ``expr``, a Python float the call computes from such attributes before the compiled
+    code runs (``math.sin(self.w * self.t)``; named by a number, which no attribute is): an
+    expression of other ``Param`` and ``Const`` nodes that Python evaluates."""
 
     name: str
     kind: str = ""
+    expr: Any = None
+
+    def children(self) -> list[Node]:
+        return []   # ``expr`` is Python's to compute, not a part of the code
 
 
 @dataclass(frozen=True)
@@ -362,8 +370,9 @@ def loop_statements(prog: StencilProgram) -> list[Stmt]:
 
 
 def params_of(prog: StencilProgram) -> tuple[Param, ...]:
-    """The :class:`Param` nodes of ``prog``, one per attribute, by name: the generated
-    function's scalar parameters after its grids, in this order."""
+    """The :class:`Param` nodes of ``prog``'s code, one per name, by name: the generated
+    function's scalar parameters after its grids, in this order (those an ``expr`` computes
+    from are not among them unless the code reads them too)."""
     found = {n.name: n for n in expr_nodes(prog) if isinstance(n, Param)}
     return tuple(found[name] for name in sorted(found))
 

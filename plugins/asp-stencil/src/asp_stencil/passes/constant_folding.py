@@ -162,9 +162,9 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                     line = t.line
                     v = fold_expr(t.value, local)
                     if isinstance(t, D.Assign):
-                        if isinstance(v, D.Const):
-                            local[t.target] = v
-                            changed = True
+                        if isinstance(v, D.Const) or _scalar_of_params(v):
+                            local[t.target] = v   # a scalar of parameters as a constant is
+                            changed = True        # (computed once per call: see _hoisted)
                             continue
                         local.pop(t.target, None)
                     changed = changed or v != t.value
@@ -173,12 +173,91 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
         except FoldError as exc:
             line = getattr(s, "line", 0) if not isinstance(s, D.PointLoop) else line
             raise unsupported_at(ctx, line, str(exc)) from None
-    folded = D.StencilProgram(prog.name, prog.grids, tuple(out), dict(prog.info))
-    for loop in folded.body:
-        for stmt in point_body(loop) if isinstance(loop, D.PointLoop) else ():
-            if (why := _raising_on_params(stmt.value)) is not None:
-                raise unsupported_at(ctx, stmt.line, why)
-    return folded, changed
+    hoisted: dict[D.Expr, D.Param] = {}
+    loops = []
+    for loop in out:
+        if isinstance(loop, D.PointLoop):
+            body = []
+            for stmt in point_body(loop):
+                value = _hoisted(stmt.value, hoisted)
+                if (why := _raising_on_params(value)) is not None:
+                    raise unsupported_at(ctx, stmt.line, why)
+                body.append(stmt.replace(value=value))
+            loop = loop.replace(body=tuple(body))
+        loops.append(loop)
+    return D.StencilProgram(prog.name, prog.grids, tuple(loops), dict(prog.info)), changed
+
+
+def _hoisted(e: D.Expr, found: dict[D.Expr, D.Param]) -> D.Expr:
+    """``e`` with each largest Python-float expression of parameters (``math.sin(self.w *
+    self.t)``, ``2.0 / self.t``) made one parameter the call computes in Python, before the
+    compiled code runs (:class:`~asp_stencil.dast.Param` with ``expr``): Python's arithmetic
+    and its exceptions exactly (a call whose computation raises runs the kernel in Python,
+    which raises where Python does, or not at all in a branch no point takes), once a call
+    instead of once a point."""
+    if _float_of_params(e):
+        if e not in found:
+            found[e] = D.Param(str(len(found)), "", e)
+        return found[e]
+    if isinstance(e, D.BinOp):
+        return D.BinOp(e.op, _hoisted(e.left, found), _hoisted(e.right, found))
+    if isinstance(e, D.UnaryOp):
+        return D.UnaryOp(e.op, _hoisted(e.operand, found))
+    if isinstance(e, D.Call):
+        return D.Call(e.func, tuple(_hoisted(a, found) for a in e.args))
+    if isinstance(e, D.Compare):
+        return D.Compare(_hoisted(e.left, found), e.ops,
+                         tuple(_hoisted(c, found) for c in e.comparators))
+    if isinstance(e, D.BoolOp):
+        return D.BoolOp(e.op, tuple(_hoisted(v, found) for v in e.values))
+    if isinstance(e, D.IfExp):
+        return D.IfExp(_hoisted(e.test, found), _hoisted(e.body, found),
+                       _hoisted(e.orelse, found))
+    return e
+
+
+def _scalar_of_params(e: D.Expr) -> bool:
+    """Whether ``e`` computes from attribute parameters and constants only (no grid value, no
+    local), at least one parameter among them."""
+    leaves = (D.Const, D.Param, D.BinOp, D.UnaryOp, D.Call, D.Compare, D.BoolOp, D.IfExp)
+    nodes = list(D.expr_nodes(e))
+    return all(isinstance(n, leaves) for n in nodes) and any(
+        isinstance(n, D.Param) for n in nodes)
+
+
+def _float_of_params(e: D.Expr) -> bool:
+    """Whether ``e`` is a computation (not a bare parameter) of Python floats from parameters,
+    whose value is a Python float for every value (``max(self.t, 0)`` may be the int 0)."""
+    return not isinstance(e, D.Param) and _python_float(e) and _scalar_of_params(e)
+
+
+def _python_float(e: D.Expr) -> bool:
+    """Whether ``e`` is a Python float whatever the values: Python's arithmetic of Python
+    numbers with a float among them, a ``math`` function, ``abs``/``min``/``max``/``a if c
+    else b`` of such."""
+    if isinstance(e, D.Param):
+        return not e.kind
+    if isinstance(e, D.Const):
+        return type(e.value) is float
+    if isinstance(e, D.BinOp):
+        return _python_number(e.left) and _python_number(e.right) and (
+            _python_float(e.left) or _python_float(e.right))
+    if isinstance(e, D.UnaryOp):
+        return e.op in "+-" and _python_float(e.operand)
+    if isinstance(e, D.Call):
+        if not all(_python_number(a) for a in e.args):
+            return False
+        return e.func not in ("abs", "min", "max") or all(_python_float(a) for a in e.args)
+    if isinstance(e, D.IfExp):
+        return _python_float(e.body) and _python_float(e.orelse)
+    return False
+
+
+def _python_number(e: D.Expr) -> bool:
+    """Whether ``e`` is a Python int or float (never a NumPy scalar, nor a bool)."""
+    if isinstance(e, D.Const):
+        return not e.kind and type(e.value) in (int, float)
+    return _python_float(e)
 
 
 #: operations of Python floats that raise for some values (a zero divisor, an overflow, a
