@@ -14,6 +14,7 @@ import pytest
 from pytest_asp import requires_compiler
 from asp_core import PerformanceWarning
 from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.signature import param_form
 
 
 class Source(StencilKernel):
@@ -111,7 +112,7 @@ class Guarded(StencilKernel):
                 out[x] = u[x] - max(self.t, 0)
 
 
-def _parameters_equal_python(monkeypatch, k, values, raising=()):
+def _parameters_equal_python(monkeypatch, k, values, raising=(), kind=float):
     """Call ``k`` with each ``t`` of ``values`` (after two to make it a parameter): results
     bitwise Python's, never a warning; a value in ``raising`` raises that error, as Python."""
     from asp_stencil.testing import assert_bitwise
@@ -121,7 +122,7 @@ def _parameters_equal_python(monkeypatch, k, values, raising=()):
     u.data[...] = np.random.default_rng(2).random(u.shape) * 10
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for t in (1.5, 2.5, *values):
+        for t in (kind(1.5), kind(2.5), *values):
             k.t = t
             expected = raising.get(t) if isinstance(raising, dict) else None
             if expected is not None:
@@ -133,7 +134,7 @@ def _parameters_equal_python(monkeypatch, k, values, raising=()):
             k.kernel(u, out)
             k.pure_python(u, ref)
             assert_bitwise(out.data, ref.data)
-    assert dict(k.kernel.keys()[-1][2])["t"] == ("<param>", "")
+    assert dict(k.kernel.keys()[-1][2])["t"] == param_form(kind(0.0))
 
 
 @requires_compiler
@@ -326,3 +327,88 @@ def test_a_kernel_class_that_cannot_be_hashed_is_counted_without_failing(monkeyp
         k.n = n
         k.kernel(u, out)
         np.testing.assert_array_equal(out.data[1:-1, 1:-1], u.data[1:-1, 1:-1] + n)
+
+
+class Float32Scalars(StencilKernel):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * (self.a + 0.1) + u[x] * (self.a * self.b) + u[x] * (self.p * self.c)
+
+
+@requires_compiler
+def test_float32_parameters_meeting_in_float64_rows_compute_in_float32_in_every_variant():
+    """NumPy computes ``np.float32(a) + 0.1`` and ``a * b`` of float32 scalars in float32
+    (and a Python float times a float32 constant): the streaming vector variants of float64
+    rows computed them in double, 4 million points wrong a call on 2048^2."""
+    n = 512   # over 1 MiB a grid: the streaming variants are proposed
+    u = StencilGrid((n, n))
+    u.data[...] = np.random.default_rng(0).standard_normal((n, n))
+    k = Float32Scalars()
+    k.c = np.float32(0.3)
+    for a, b, p in [(0.3, 0.7, 1.1), (0.35, 0.75, 1.3), (0.4, 0.8, 1.7)]:
+        k.a, k.b, k.p = np.float32(a), np.float32(b), p
+        k.kernel(u, StencilGrid((n, n)))
+    ref = StencilGrid((n, n))
+    k.pure_python(u, ref)
+    assert dict(k.kernel.keys()[-1][2])["a"] == ("<param>", "<f4")
+    for name, run in k.kernel.build_variants(u, StencilGrid((n, n))).items():
+        out = StencilGrid((n, n))
+        run(u, out)
+        np.testing.assert_array_equal(out.data, ref.data, err_msg=name)
+
+
+class NumpyRoot(StencilKernel):
+    def kernel(self, u, out):
+        unused = 1.0 / self.t  # noqa: F841 - computed by Python, raising at t == 0
+        for x in out.interior_points():
+            out[x] = u[x] + math.sqrt(self.t)
+
+
+@requires_compiler
+@pytest.mark.parametrize("kind", [float, np.float64, np.float32])
+def test_what_python_computes_of_parameters_raises_as_in_python(monkeypatch, kind):
+    """``math.sqrt`` of a NumPy scalar raises as of a Python float (the compiled code gave
+    nan), and an assignment no statement reads is computed too (``1.0 / self.t`` raised
+    ZeroDivisionError in Python only)."""
+    k = NumpyRoot()
+    # NumPy divides by zero with a RuntimeWarning, which compiled code does not give
+    values = [kind(4.0), kind(-1.0), kind(9.0)] + ([0.0] if kind is float else [])
+    _parameters_equal_python(monkeypatch, k, values,
+                             raising={-1.0: ValueError, 0.0: ZeroDivisionError}, kind=kind)
+
+
+@requires_compiler
+def test_a_failure_on_other_grids_keeps_the_parameters_of_these(monkeypatch):
+    """A call on int8 grids (whose float store is refused there) made ``t`` a constant of the
+    object's float64 code too, which then compiled at every value, 3000 times slower."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    k = Source()
+    k.dt = 0.5
+    u, out = _grids()
+    for t in (1.0, 2.0, 3.0):
+        k.t = t
+        k.kernel(u, out)
+    small, small_out = StencilGrid((6, 6), dtype=np.int8), StencilGrid((6, 6), dtype=np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k.kernel(small, small_out)
+    before = len(k.kernel.keys())
+    for t in (4.0, 5.0, 6.0):
+        k.t = t
+        k.kernel(u, out)
+        np.testing.assert_array_equal(out.data[1:-1, 1:-1], u.data[1:-1, 1:-1] + 0.5 * t)
+    assert len(k.kernel.keys()) == before
+
+
+def test_constants_of_a_computed_parameter_are_the_folded_objects():
+    """A NumPy constant in a parameter's expression was written as its repr
+    (``np.float32(1.0)``), which named nothing: every call ran the kernel in Python."""
+    from asp_stencil import dast as D
+    from asp_stencil.param_values import values_reader
+
+    a = D.Param("a")
+    test = D.Compare(a, (">",), (D.Const(np.float32(1.0), "<f4"),))
+    expr = D.IfExp(test, D.BinOp("*", a, D.Const(float("inf"))), D.Const(2.0))
+    read = values_reader((D.Param("0", "", expr),))
+    assert read(type("K", (), {"a": 0.5})()) == [2.0]
+    assert read(type("K", (), {"a": 3.0})()) == [float("inf")]

@@ -32,7 +32,12 @@ class NumpyPlatform(Platform):
         return unsupported_reason(dast, lambda line: f"{ctx.filename}:{ctx.firstlineno + line - 1}")
 
     def lower(self, dast: Any, ctx: SpecializationContext) -> PlatformProgram:
+        from asp_stencil import dast as D
         from asp_stencil_numpy.lowering import lower_numpy
+
+        reason = D.unlowered_reason(dast)   # lowered without a check: a platform named
+        if reason:                           # (variants_for) raised a TypeError naming a node
+            raise ValueError(f"cannot lower {ctx.kernel_name} to NumPy: {reason}")
 
         source = lower_numpy(dast)
         return PlatformProgram("numpy", source, {"dast": dast, "block": None,

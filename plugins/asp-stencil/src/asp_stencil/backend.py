@@ -84,10 +84,11 @@ def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None,
     cfunc.restype = None
     check = compiled_for(prog)
     points = math.prod(prog.output.shape)
-    if params:
+    checked = prog.info.get("checked-params", ())
+    if params or checked:
         from .param_values import values_reader
 
-        values_of = values_reader(params)
+        values_of = values_reader(params, checked)
 
         def run(*grids: Any) -> None:
             fill_periodic_ghosts(grids)

@@ -387,8 +387,10 @@ def unlowered_reason(prog: StencilProgram, params: bool = False) -> str | None:
     """
     for n in expr_nodes(prog):
         if isinstance(n, Param) and not params:
-            return (f"kernel attribute self.{n.name} is read at each call (it changed between "
-                    "calls): only the OpenMP code takes such parameters")
+            what = ("a value computed from kernel attributes" if n.expr is not None else
+                    f"kernel attribute self.{n.name}")
+            return (f"{what} is read at each call (it changed between calls): only the OpenMP "
+                    "code takes such parameters")
         if isinstance(n, (NeighborLoop, Attr, Distance)):
             return f"{type(n).__name__} nodes remain (a required domain pass was disabled)"
         if isinstance(n, PointExpr) and n.var is not None:

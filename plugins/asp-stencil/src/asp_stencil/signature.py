@@ -272,8 +272,9 @@ PARAM = "<param>"
 #: where a kernel object keeps the names of its float attributes read at each call (those
 #: that took a second value: its code then takes them as parameters, one code for all values)
 _PARAMS = "_asp_params"
-#: where it keeps the names that stay constants of the code (the code could not take them as
-#: parameters), or True for all (a distributed kernel: its ranks agree on the values)
+#: where it keeps, per grids (the key's grid part), the names that stay constants of the code
+#: for them (the code could not take them as parameters), or True for all (a distributed
+#: kernel: its ranks agree on the values)
 _CONSTANTS = "_asp_constants"
 #: distinct values of one constant attribute of a kernel object after which it is told that
 #: each value compiles the kernel anew (a few values tried by hand are no pattern)
@@ -305,11 +306,17 @@ def param_kind(form: Hashable) -> str | None:
     return None
 
 
-def _forms(instance: Any, names: tuple[str, ...]) -> tuple:
+def _forms(instance: Any, names: tuple[str, ...], grids: tuple) -> tuple:
     """The key's ``(name, form)`` of each attribute (:func:`_hashable`, or
-    :func:`param_form` for the object's parameters)."""
+    :func:`param_form` for the object's parameters, but those kept constants on ``grids``)."""
     state = getattr(instance, "__dict__", None)
     params = state.get(_PARAMS) if state is not None else None
+    if params:
+        pinned = state.get(_CONSTANTS)   # type: ignore[union-attr]
+        if pinned is True:
+            params = None
+        elif pinned and grids in pinned:
+            params = params - pinned[grids]
     if not params:
         return tuple([(n, _hashable(getattr(instance, n, None))) for n in names])
     out = []
@@ -319,10 +326,13 @@ def _forms(instance: Any, names: tuple[str, ...]) -> tuple:
     return tuple(out)
 
 
-def keep_constant(instance: Any, names: Iterable[str] | None = None) -> None:
-    """Make the attributes ``names`` of ``instance`` (all: ``None``) constants of its code
-    again, for good: its code could not take them as parameters, or its ranks compare them
-    (:mod:`asp_stencil.distributed`)."""
+def keep_constant(instance: Any, names: Iterable[str] | None = None, grids: Hashable = None
+                  ) -> None:
+    """Make the attributes ``names`` of ``instance`` constants of its code again on ``grids``
+    (a key's grid part), for good: its code for them could not take them as parameters (a
+    call on int8 grids, whose float store is refused, pinned them on float64 grids too,
+    which then compiled at every value). ``names=None``: all, on all grids (its ranks
+    compare them: :mod:`asp_stencil.distributed`)."""
     state = getattr(instance, "__dict__", None)
     if state is None:
         return
@@ -330,10 +340,9 @@ def keep_constant(instance: Any, names: Iterable[str] | None = None) -> None:
         state[_CONSTANTS] = True
         state.pop(_PARAMS, None)
         return
-    kept = state.get(_CONSTANTS, frozenset())
-    if kept is not True:
-        state[_CONSTANTS] = kept | frozenset(names)
-    state[_PARAMS] = state.get(_PARAMS, frozenset()) - frozenset(names)
+    pinned = state.get(_CONSTANTS) or {}
+    if pinned is not True:
+        state[_CONSTANTS] = {**pinned, grids: pinned.get(grids, frozenset()) | frozenset(names)}
 
 
 def _first_time(cls: type) -> bool:
@@ -352,12 +361,12 @@ def _first_time(cls: type) -> bool:
 def respecialize(ctx: Any, error: BaseException) -> bool:
     """The specializer's ``respecialize``: a key holding parameters whose code could not be
     made (Python's raising float arithmetic of a parameter, a lowering that needs a value)
-    makes them constants of the kernel object's code again, for good: its next key holds
-    their values, as before they changed."""
+    makes them constants of the kernel object's code on those grids again, for good: its
+    next key holds their values, as before they changed."""
     names = [n for n, f in key_attributes(ctx.key).items() if param_kind(f) is not None]
     if not names or ctx.instance is None:
         return False
-    keep_constant(ctx.instance, names)
+    keep_constant(ctx.instance, names, ctx.key[1])
     return True
 
 
@@ -376,7 +385,7 @@ def note_attribute_values(instance: Any, key: Any) -> None:
     if state is None or not forms:
         return
     values = state.setdefault(_VALUES, {})
-    kept = state.get(_CONSTANTS, frozenset())
+    everywhere = state.get(_CONSTANTS) is True
     for name, form in forms.items():
         known = values.setdefault(name, [])
         # numbers only: an object (a str, a config) is not compiled, its form is its identity
@@ -384,7 +393,7 @@ def note_attribute_values(instance: Any, key: Any) -> None:
                 or attribute_value(form, None) is None:
             continue
         known.append(form)
-        if len(known) == 2 and kept is not True and name not in kept and all(
+        if len(known) == 2 and not everywhere and all(
                 param_form(attribute_value(f, None)) for f in known):
             state[_PARAMS] = state.get(_PARAMS, frozenset()) | {name}
         if len(known) == RECOMPILING_VALUES and _first_time(type(instance)):
@@ -467,6 +476,6 @@ def stencil_signature(args: tuple, kwargs: dict, instance: Any) -> Hashable:
     attrs: tuple = ()
     callees: tuple = ()
     if parsed is not None:
-        attrs = _forms(instance, parsed.attrs)
+        attrs = _forms(instance, parsed.attrs, grids)
         callees = callee_meanings(instance) if parsed.funcs else ()
     return ("stencil", grids, attrs, callees)

@@ -95,15 +95,19 @@ def vector_isa(isa: tuple[str, ...]) -> VectorISA | None:
 def vectorizable(loop: D.PointLoop, dtype: str = "<f8") -> bool:
     """Whether every statement of ``loop`` is arithmetic this module can lower in rows of
     ``dtype`` (every grid of that float dtype)."""
+    # float32 scalars meeting each other (a float32 parameter, or one with a float32 constant)
+    # compute in float32 in NumPy, in double in a float64 row's vectors
+    params = any(isinstance(n, D.Param) for s in loop.body for n in D.expr_nodes(s))
     for stmt in loop.body:
         if not isinstance(stmt, (D.Assign, D.Store)):
             return False
         for n in D.expr_nodes(stmt.value):
             if isinstance(n, D.Const):
-                if not _row_constant(n.value, dtype):
+                if not _row_constant(n.value, dtype) or (
+                        params and dtype == "<f8" and isinstance(n.value, np.float32)):
                     return False
             elif isinstance(n, D.Param):   # a Python float is weak, as a constant is
-                if n.kind not in ("", "<f4", dtype):
+                if n.kind not in ("", dtype):
                     return False
             elif isinstance(n, D.BinOp):
                 if n.op not in _OPS:

@@ -145,6 +145,9 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                   ) -> tuple[D.StencilProgram, bool]:
     env: dict[str, D.Expr] = {}
     out: list[D.Stmt] = []
+    # assignments of parameters folded into their uses: computed at each call even where no
+    # statement reads them, as Python computes them (``c = 1.0 / self.a`` raised at a == 0)
+    dropped: list[tuple[int, D.Expr]] = []
     changed = False
     for s in prog.body:
         try:
@@ -154,6 +157,8 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                     # the frontend admits no reads here
                     raise unsupported_at(ctx, s.line, "non-constant top-level assignment")
                 env[s.target] = v   # of parameters: computed where used, as Python would
+                if not isinstance(v, D.Const):
+                    dropped.append((s.line, v))
                 changed = True
             elif isinstance(s, D.PointLoop):
                 local = dict(env)
@@ -165,6 +170,8 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                         if isinstance(v, D.Const) or _scalar_of_params(v):
                             local[t.target] = v   # a scalar of parameters as a constant is
                             changed = True        # (computed once per call: see _hoisted)
+                            if not isinstance(v, D.Const):
+                                dropped.append((t.line, v))
                             continue
                         local.pop(t.target, None)
                     changed = changed or v != t.value
@@ -185,7 +192,21 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
                 body.append(stmt.replace(value=value))
             loop = loop.replace(body=tuple(body))
         loops.append(loop)
-    return D.StencilProgram(prog.name, prog.grids, tuple(loops), dict(prog.info)), changed
+    checked = []
+    for line, value in dropped:
+        value = _hoisted(value, hoisted)
+        if (why := _raising_on_params(value)) is not None:
+            raise unsupported_at(ctx, line, why)
+        checked += [n for n in D.expr_nodes(value) if isinstance(n, D.Param) and n.expr]
+    info = dict(prog.info)
+    if checked:
+        info[CHECKED] = tuple(dict.fromkeys(checked))
+    return D.StencilProgram(prog.name, prog.grids, tuple(loops), info), changed
+
+
+#: ``prog.info`` entry: the computed parameters (:func:`_hoisted`) of assignments no
+#: statement reads, which a call computes only for Python's exceptions
+CHECKED = "checked-params"
 
 
 def _hoisted(e: D.Expr, found: dict[D.Expr, D.Param]) -> D.Expr:
@@ -245,9 +266,11 @@ def _python_float(e: D.Expr) -> bool:
     if isinstance(e, D.UnaryOp):
         return e.op in "+-" and _python_float(e.operand)
     if isinstance(e, D.Call):
-        if not all(_python_number(a) for a in e.args):
-            return False
-        return e.func not in ("abs", "min", "max") or all(_python_float(a) for a in e.args)
+        if e.func not in ("abs", "min", "max"):
+            # a math function: a Python float, of NumPy scalars too (math.sqrt(np.float64(-1))
+            # raises ValueError as of a Python float)
+            return all(_scalar_of_params(a) or isinstance(a, D.Const) for a in e.args)
+        return all(_python_number(a) for a in e.args) and all(_python_float(a) for a in e.args)
     if isinstance(e, D.IfExp):
         return _python_float(e.body) and _python_float(e.orelse)
     return False
