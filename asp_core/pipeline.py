@@ -4,6 +4,7 @@ typed :class:`~asp_core.decisions.Decision` per phase, ``what`` the phase's name
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -122,21 +123,26 @@ class Variants(Mapping[str, Callable[..., Any]]):
     ``context`` records the phase decisions and builds."""
 
     def __init__(self, ctx: SpecializationContext, variants: list[Variant], backend: Component,
-                 optimizer: Component | None = None, program: str = "") -> None:
+                 optimizer: Component | None = None, program: Any = None) -> None:
         self.context = ctx
         self.key = ctx.key
-        #: what stored timings of these variants are keyed by: the call's key says what the
-        #: arguments are, not which kernel runs on them, so the domain IR (``program``, as
-        #: printed) goes with it; without it every stencil kernel on the same grids shared one
-        #: stored winner (a one-multiply kernel's single-thread variant chosen, untimed, for a
-        #: heavy kernel), alone and across MPI ranks
-        self.tuning_key: Hashable = (ctx.key, program)
+        self._program = program   # the domain IR the variants were lowered from
         self._by_name = {v.name: v for v in variants}
         self._backend = backend
         self._optimizer = optimizer
         self._materialise = getattr(optimizer.obj, "materialise", None) if optimizer else None
         self._ready: dict[str, Variant] = {}
         self._built: dict[str, Callable[..., Any]] = {}
+
+    @functools.cached_property
+    def tuning_key(self) -> Hashable:
+        """What stored timings of these variants are keyed by: the call's key says what the
+        arguments are, not which kernel runs on them, so the domain IR (as printed, its
+        compared fields only) goes with it; without it every stencil kernel on the same grids
+        shared one stored winner (a one-multiply kernel's single-thread variant chosen,
+        untimed, for a heavy kernel), alone and across MPI ranks. Printed when first asked
+        (a specializer with its own ``tuning_key`` never asks)."""
+        return (self.key, dump(self._program, compared=True))
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name`` as phase 4 finished it, not built; its optimiser's
@@ -229,7 +235,7 @@ class Pipeline:
         where there is no GPU, or a platform only its caller knows when to use); the other
         phases are still the registry's choice."""
         dast = self.analyse(ctx)
-        return Variants(ctx, *self._lower(ctx, platform, dast), program=dump(dast, compared=True))
+        return Variants(ctx, *self._lower(ctx, platform, dast), program=dast)
 
     def _lower(self, ctx: SpecializationContext, platform: str | None, dast: Any
                ) -> tuple[list[Variant], Component, Component | None]:
@@ -297,7 +303,7 @@ class Pipeline:
         dast = self.analyse(ctx)
         variants, backend, popt = self._lower(ctx, None, dast)
         by_name = {v.name: v for v in variants}
-        built = Variants(ctx, variants, backend, popt, program=dump(dast, compared=True))
+        built = Variants(ctx, variants, backend, popt, program=dast)
 
         tuning_fn = self.spec.hook("tuning_key")   # what a specializer's winners depend on
         tuning = tuning_fn(ctx.args, ctx.kwargs, ctx.instance) if tuning_fn else built.tuning_key

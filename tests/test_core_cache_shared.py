@@ -83,8 +83,9 @@ def test_a_winner_tuned_elsewhere_is_not_reused(tmp_path, monkeypatch, change):
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
             pytest.skip("no C compiler to name")
-        (tmp_path / "bin").mkdir()
-        (tmp_path / "bin" / "other-cc").symlink_to(cc)
+        (tmp_path / "bin").mkdir()   # another file (a link to the same one is one compiler)
+        (tmp_path / "bin" / "other-cc").write_text(f'#!/bin/sh\nexec "{cc}" "$@"\n')
+        (tmp_path / "bin" / "other-cc").chmod(0o755)
         monkeypatch.setenv("ASP_CC", str(tmp_path / "bin" / "other-cc"))
     again = Autotuner("k", ["a", "b"], mode="once", db=db)
     assert not again.done and db.winner("k") is None and db.summary() == []

@@ -2,7 +2,9 @@
 
 Kernel scalar attributes (``self.alpha``) become constants here (they are part of the
 specialisation key), as do ``distance(...)`` of unrolled points, top-level locals and locals
-assigned a constant inside a loop. Only subtrees whose operands are *all* constant are folded —
+assigned a constant inside a loop. Attributes read at each call (:class:`~asp_stencil.dast.
+Param`) stay, and what Python computes from them alone becomes one more parameter, which the
+call computes in Python (:func:`_hoisted`). Only subtrees whose operands are *all* constant are folded —
 never a reassociation such as ``(u[x] * 2) * 3 → u[x] * 6`` — so the remaining operation order is
 Python's. A constant expression Python cannot evaluate to a real number (division by zero, a
 complex power, a math domain error, an overflow) makes the kernel unspecializable: the fallback
@@ -21,7 +23,7 @@ import numpy as np
 from asp_core.passes import asp_pass
 
 from .. import dast as D
-from ._util import map_expr, point_body, unsupported_at
+from ._util import map_expr, point_body, rebuild, unsupported_at
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -220,21 +222,7 @@ def _hoisted(e: D.Expr, found: dict[D.Expr, D.Param]) -> D.Expr:
         if e not in found:
             found[e] = D.Param(str(len(found)), "", e)
         return found[e]
-    if isinstance(e, D.BinOp):
-        return D.BinOp(e.op, _hoisted(e.left, found), _hoisted(e.right, found))
-    if isinstance(e, D.UnaryOp):
-        return D.UnaryOp(e.op, _hoisted(e.operand, found))
-    if isinstance(e, D.Call):
-        return D.Call(e.func, tuple(_hoisted(a, found) for a in e.args))
-    if isinstance(e, D.Compare):
-        return D.Compare(_hoisted(e.left, found), e.ops,
-                         tuple(_hoisted(c, found) for c in e.comparators))
-    if isinstance(e, D.BoolOp):
-        return D.BoolOp(e.op, tuple(_hoisted(v, found) for v in e.values))
-    if isinstance(e, D.IfExp):
-        return D.IfExp(_hoisted(e.test, found), _hoisted(e.body, found),
-                       _hoisted(e.orelse, found))
-    return e
+    return rebuild(e, lambda child: _hoisted(child, found))
 
 
 def _scalar_of_params(e: D.Expr) -> bool:
