@@ -126,9 +126,9 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     needed).  A log left behind (a writer killed, the files copied while in use) holds
     committed results that only SQLite's replay shows (or a journal, the pages a killed
     writer's uncommitted transaction replaced, which only its rollback restores: read
-    ``immutable``, its uncommitted winner was served), and replaying writes: the file and its log are copied to a private temporary
-    directory, replayed there and read into memory (``immutable=1`` would silently drop them,
-    and ``mode=ro`` fails without a ``-shm``)."""
+    ``immutable``, its uncommitted winner was served), and replaying writes: the file and its
+    log are copied to a private temporary directory, replayed there and read into memory
+    (``immutable=1`` would silently drop them, and ``mode=ro`` fails without a ``-shm``)."""
     logs = []
     for suffix in ("-wal", "-journal"):   # a rollback journal (a network file system's) too:
         try:                              # its writer's uncommitted pages, undone by SQLite

@@ -30,7 +30,8 @@ from asp_core.ir import Node
 
 __all__ = [
     "Expr", "Stmt", "PointExpr", "Const", "Attr", "Param", "Var", "Read", "BinOp", "UnaryOp",
-    "Call", "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop", "PointLoop",
+    "Call", "Distance", "Compare", "BoolOp", "IfExp", "Assign", "Store", "NeighborLoop",
+    "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
     "reads", "expr_nodes", "const", "written_grids", "loop_statements", "unlowered_reason",
     "params_of",

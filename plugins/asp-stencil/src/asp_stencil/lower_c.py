@@ -40,7 +40,8 @@ from .python_ints import check_python_ints
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
 
-__all__ = ["ExprLowering", "helper_functions", "c_var", "param_var", "param_kind", "NotLowered", "lower_statements",
+__all__ = ["ExprLowering", "helper_functions", "c_var", "param_var", "param_kind", "NotLowered",
+           "lower_statements",
            "clamped_index", "point_body", "refusals_unsupported"]
 
 _BIN = {"+": "+", "-": "-", "*": "*", "/": "/"}

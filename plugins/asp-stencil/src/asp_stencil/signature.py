@@ -10,8 +10,8 @@ byte order) is not among them: the frontend refuses it, so the kernel runs in Py
 neighbour definitions, which DSL methods a grid does not take from ``StencilGrid`` (a subclass
 replacing ``interior_points`` runs the kernel in Python), the values of the kernel attributes
 the kernel reads (the types only of the float attributes its code takes as parameters, once
-they change between calls: :func:`note_attribute_values`), and what the names it calls (``f``, ``math.sqrt``) are bound to when it is
-called.
+they change between calls: :func:`note_attribute_values`), and what the names it calls (``f``,
+``math.sqrt``) are bound to when it is called.
 """
 
 from __future__ import annotations

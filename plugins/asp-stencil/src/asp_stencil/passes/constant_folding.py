@@ -4,11 +4,11 @@ Kernel scalar attributes (``self.alpha``) become constants here (they are part o
 specialisation key), as do ``distance(...)`` of unrolled points, top-level locals and locals
 assigned a constant inside a loop. Attributes read at each call (:class:`~asp_stencil.dast.
 Param`) stay, and what Python computes from them alone becomes one more parameter, which the
-call computes in Python (:func:`_hoisted`). Only subtrees whose operands are *all* constant are folded —
-never a reassociation such as ``(u[x] * 2) * 3 → u[x] * 6`` — so the remaining operation order is
-Python's. A constant expression Python cannot evaluate to a real number (division by zero, a
-complex power, a math domain error, an overflow) makes the kernel unspecializable: the fallback
-then raises exactly what Python raises.
+call computes in Python (:func:`_hoisted`). Only subtrees whose operands are *all* constant
+are folded — never a reassociation such as ``(u[x] * 2) * 3 → u[x] * 6`` — so the remaining
+operation order is Python's. A constant expression Python cannot evaluate to a real number
+(division by zero, a complex power, a math domain error, an overflow) makes the kernel
+unspecializable: the fallback then raises exactly what Python raises.
 """
 
 from __future__ import annotations
