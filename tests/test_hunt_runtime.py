@@ -63,7 +63,9 @@ class SlowToRegister:
     def asp_register_specializers(self, register):
         if os.getpid() == parent:   # the parent's loader is mid-way when the child forks
             holding.set()
-            release.wait(60)
+            # the fork itself waits for the registry lock (asp_core's at-fork hook) until the
+            # loader is done: 60 s here made this test the suite's slowest by far
+            release.wait(2)
 
 plugins.register_plugin(SlowToRegister(), name="slow-to-register")
 loader = threading.Thread(target=plugins.get_registry)
