@@ -84,7 +84,7 @@ def bind(cfunc: Any, prog: D.StencilProgram, instance: Any = None,
     cfunc.restype = None
     check = compiled_for(prog)
     points = math.prod(prog.output.shape)
-    checked = prog.info.get("checked-params", ())
+    checked = prog.info.get(D.CHECKED_PARAMS, ())
     if params or checked:
         from .param_values import values_reader
 

@@ -34,7 +34,7 @@ __all__ = [
     "PointLoop",
     "GridParam", "StencilProgram", "BINARY_OPS", "UNARY_OPS", "MATH_FUNCS", "COMPARE_OPS",
     "reads", "expr_nodes", "const", "written_grids", "loop_statements", "unlowered_reason",
-    "params_of",
+    "params_of", "CHECKED_PARAMS",
 ]
 
 #: Binary operators of the DSL (Python spelling).
@@ -368,6 +368,12 @@ def written_grids(node: Node) -> set[str]:
 def loop_statements(prog: StencilProgram) -> list[Stmt]:
     """Statements of every point loop, in order (for analyses that look at each once)."""
     return [s for loop in prog.body if isinstance(loop, PointLoop) for s in loop.body]
+
+
+#: ``StencilProgram.info`` entry: the computed parameters of assignments no statement reads,
+#: which a call computes only for Python's exceptions (``constant-folding`` writes it, the
+#: backend's bound callable reads it)
+CHECKED_PARAMS = "checked-params"
 
 
 def params_of(prog: StencilProgram) -> tuple[Param, ...]:

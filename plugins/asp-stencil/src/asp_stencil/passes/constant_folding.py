@@ -202,13 +202,8 @@ def _fold_program(prog: D.StencilProgram, ctx: SpecializationContext
         checked += [n for n in D.expr_nodes(value) if isinstance(n, D.Param) and n.expr]
     info = dict(prog.info)
     if checked:
-        info[CHECKED] = tuple(dict.fromkeys(checked))
+        info[D.CHECKED_PARAMS] = tuple(dict.fromkeys(checked))
     return D.StencilProgram(prog.name, prog.grids, tuple(loops), info), changed
-
-
-#: ``prog.info`` entry: the computed parameters (:func:`_hoisted`) of assignments no
-#: statement reads, which a call computes only for Python's exceptions
-CHECKED = "checked-params"
 
 
 def _hoisted(e: D.Expr, found: dict[D.Expr, D.Param]) -> D.Expr:
