@@ -156,12 +156,14 @@ class CodeCache:
         if not self.is_marked():
             if not empty:
                 raise CacheError(f"{self.root} is not an Asp cache: it holds files Asp did not "
-                                 f"create and no {ROOT_MARKER} written by Asp. Point "
-                                 "ASP_CACHE_DIR at a new or empty directory (Asp creates it)")
+                                 f"create and no {ROOT_MARKER} written by Asp. "
+                                 f"{self._empty_marker_hint()}Point ASP_CACHE_DIR at a new or "
+                                 "empty directory (Asp creates it)")
             tmp = self.root / f"{ROOT_MARKER}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
             try:
-                tmp.write_text(_TAG, encoding="utf-8")
+                _write_durably(tmp, _TAG)
                 os.replace(tmp, self.root / ROOT_MARKER)
+                _sync_directory(self.root)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 # the reason without the temporary file's random name: the message is the
@@ -187,6 +189,18 @@ class CodeCache:
         return all((p.name == ROOT_MARKER and self.is_marked())
                    or (p.name.startswith(ROOT_MARKER + ".") and p.name.endswith(".tmp"))
                    for p in self.root.iterdir())
+
+    def _empty_marker_hint(self) -> str:
+        """A sentence for a root whose marker is empty: no tool writes an empty tag (the standard
+        starts it with a signature), so it is a file truncated by a crash, Asp's or another's;
+        which one only the user can tell, so Asp names it and leaves the folder alone."""
+        try:
+            empty = (self.root / ROOT_MARKER).stat().st_size == 0
+        except OSError:
+            return ""
+        return (f"Its {ROOT_MARKER} is empty (cut short by a crash?): if this folder is your "
+                "Asp cache, remove it; it holds only code that Asp compiles again. "
+                if empty else "")
 
     def check_root(self) -> None:
         """Raise :class:`CacheError` when the root exists but is not a directory, or cannot
@@ -417,3 +431,27 @@ def private_cache(reason: str) -> CodeCache:
         _private = CodeCache(root)
         _private.ensure()   # marked before cache_file puts a memo there (else it is not Asp's)
     return _private
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and flush it to the disk before the caller renames it into
+    place: without the flush a power cut can leave the renamed name pointing at an empty file,
+    and an empty marker locks the user out of their cache."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    """Flush a rename in ``path`` to the disk, where the platform allows (not on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a directory; the rename still holds
+        pass
+    finally:
+        os.close(fd)

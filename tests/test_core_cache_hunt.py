@@ -137,6 +137,7 @@ def test_an_empty_unwritable_cache_directory_warns_once_a_process(fresh_cache, m
         return write(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", refused)
+    monkeypatch.setattr(cache_mod, "_write_durably", refused)
     monkeypatch.setattr(cache_mod, "_warned", set())
     monkeypatch.setattr(cache_mod, "_private", None)
     with warnings.catch_warnings(record=True) as caught:

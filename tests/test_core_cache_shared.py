@@ -32,6 +32,39 @@ def test_another_tools_cachedir_tag_is_neither_overwritten_nor_taken_for_asps(tm
     assert (root / "CACHEDIR.TAG").read_text() == OTHER_TAG
 
 
+
+def test_the_marker_reaches_the_disk_before_its_name(tmp_path, monkeypatch):
+    """The marker is flushed to the disk before it is renamed into place: a power cut between
+    the two left an empty CACHEDIR.TAG, which locked the user out of their cache."""
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        synced.append(f"rename {os.path.basename(dst)}")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    root = tmp_path / "cache"
+    CodeCache(root).ensure()
+    assert [os.path.basename(s).split(".")[0] for s in synced] == [
+        "CACHEDIR", "rename CACHEDIR", "cache"]
+
+
+def test_an_empty_marker_is_named_and_the_folder_left_alone(tmp_path):
+    """An empty CACHEDIR.TAG (a crash cut it short) is not taken for Asp's, since no tool's
+    tag is empty, but the refusal says what is wrong and how to get the cache back."""
+    root = tmp_path / "cache"
+    CodeCache(root).ensure()
+    (root / "CACHEDIR.TAG").write_text("")
+    with pytest.raises(CacheError, match=r"CACHEDIR.TAG is empty .*your Asp cache, remove it"):
+        CodeCache(root).ensure()
+    assert sorted(os.listdir(root)) == ["CACHEDIR.TAG", "code", "locks", "tmp"]
+
 def _tune(db: PerfDB | None = None) -> Autotuner:
     tuner = Autotuner("k", ["a", "b"], mode="once", db=db)
     tuner.tune(lambda name: {"a": 1.0, "b": 2.0}[name])
