@@ -50,7 +50,8 @@ for k in range({calls}):
     r = d(a, b)
     if k == 0:
         t2 = time.perf_counter()
-assert np.array_equal(r, a * 2.0 + b)
+if not np.array_equal(r, a * 2.0 + b):
+    raise SystemExit("the kernel returned a wrong result")
 compiled = [c.cached for c in d.last_context.compiles]
 print(json.dumps({{"import": t1 - t0, "first_call": t2 - t1, "cached": compiled}}))
 """
@@ -142,8 +143,8 @@ def _dispatch(bench: BenchContext, repeats: int) -> None:
              "bound callable (backend)": loop(lambda: bound(a)),
              "Dispatcher (warm)": loop(lambda: d(a))}
 
-    def check() -> None:
-        assert d(a)[0] == 2.0 and bound(a)[0] == 2.0
+    def check() -> bool:
+        return bool(d(a)[0] == 2.0 and bound(a)[0] == 2.0)
 
     rows = bench.compare(f"warm call of a 1-element kernel, {n} calls", impls,
                          anchor="C function via ctypes", repeats=repeats, check=check)
@@ -177,9 +178,9 @@ def _cold_warm(bench: BenchContext, env: dict[str, str], repeats: int) -> None:
                                            "warm first call": []}
         for r in range(repeats):  # interleaved: cold, warm, cold, warm...
             cold = _first_call(tmp / f"cold{r}", env)
-            assert cold["cached"] == [False], cold
             warm = _first_call(warm_cache, env)
-            assert warm["cached"] == [True], warm
+            if cold["cached"] != [False] or warm["cached"] != [True]:
+                raise AssertionError(f"cold or warm cache not as set up: {cold}, {warm}")
             samples["import (anchor)"] += [cold["import"], warm["import"]]
             samples["cold first call"].append(cold["first_call"])
             samples["warm first call"].append(warm["first_call"])

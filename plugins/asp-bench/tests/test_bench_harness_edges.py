@@ -259,3 +259,22 @@ def test_a_note_that_is_not_a_string_does_not_fail_the_write(tmp_path):
     ctx.note(pathlib.Path("/some/where"))  # type: ignore[arg-type]
     write_results([], tmp_path / "r.json", ctx.note_rows)
     assert _strict(tmp_path / "r.json")[0]["note"] == "/some/where"
+
+
+def test_no_suite_checks_its_results_with_assert():
+    """The suites' correctness checks were ``assert`` statements, which ``python -O`` strips:
+    ``asp bench`` run that way timed a wrong answer as readily as a right one. Checks return
+    False or raise instead (also in the scripts the suites run in new processes)."""
+    import re
+
+    import asp_gmm.bench
+    import asp_mpk.bench
+    import asp_stencil.bench
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    files = [pathlib.Path(m.__file__) for m in (asp_gmm.bench, asp_mpk.bench, asp_stencil.bench)]
+    files += sorted((root / "benchmarks").glob("bench_*.py"))
+    found = [f"{f.name}:{n}" for f in files
+             for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+             if re.match(r"\s*assert\b", line)]
+    assert len(files) > 8 and found == []
