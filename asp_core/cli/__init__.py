@@ -11,18 +11,18 @@ from asp_core._version import __version__
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, help="""
+    Asp is SEJITS for Python: specialise Python kernels to C/OpenMP and CUDA at run time.
+
+    Messages (progress, tuning, warnings) go to stderr through the ``asp`` logger, at the level
+    ASP_LOG_LEVEL names (default INFO) unless -q / -v say otherwise; results go to stdout.
+    """)
 @click.version_option(__version__, prog_name="asp")
 @click.option("-q", "--quiet", "quiet", count=True,
               help="Fewer messages on stderr (-q: warnings and errors, -qq: errors only).")
 @click.option("-v", "--verbose", "verbose", count=True,
               help="More messages on stderr (every compile, hook traces with ASP_TRACE_HOOKS).")
 def cli(quiet: int, verbose: int) -> None:
-    """Asp is SEJITS for Python: specialise Python kernels to C/OpenMP and CUDA at run time.
-
-    Messages (progress, tuning, warnings) go to stderr through the ``asp`` logger, at the level
-    ASP_LOG_LEVEL names (default INFO) unless -q / -v say otherwise; results go to stdout.
-    """
     from asp_core.config import load_config
 
     try:   # a broken config file is one line naming it, not a traceback from deep inside

@@ -82,7 +82,8 @@ def _output_dir(out: str) -> Path:
     return outdir
 
 
-@click.command("bench")
+@click.command("bench", help="Run benchmark suites (all, or NAMES) with their anchors in the "
+                              "same run.")
 @click.argument("names", nargs=-1)
 @click.option("--quick", is_flag=True, help="Small problem sizes (CI smoke run).")
 @click.option("--path", "paths", multiple=True, type=click.Path(exists=True),
@@ -96,7 +97,6 @@ def _output_dir(out: str) -> Path:
 @click.option("--list", "list_only", is_flag=True, help="Only list the available suites.")
 def command(names: tuple[str, ...], quick: bool, paths: tuple[str, ...], out: str,
             repeats: int | None, list_only: bool) -> None:
-    """Run benchmark suites (all, or NAMES) with their anchors in the same run."""
     try:
         from asp_bench import (BenchContext, Note, collect_benchmarks, measure_peak_gflops,
                                write_ratio_chart, write_results, write_roofline)

@@ -22,14 +22,13 @@ def _clear_errors(done: str = "") -> Iterator[None]:
         raise click.ClickException(f"{done}, but: {exc}" if done else str(exc)) from None
 
 
-@click.group("cache")
+@click.group("cache", help="Inspect or manage the compiled-code cache.")
 def command() -> None:
-    """Inspect or manage the compiled-code cache."""
+    pass
 
 
-@command.command("info")
+@command.command("info", help="Where the cache is, how big, and what is tuned.")
 def info() -> None:
-    """Where the cache is, how big, and what is tuned."""
     from asp_core.autotune import DB_NAME, PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
@@ -54,11 +53,11 @@ def info() -> None:
                    f"{damaged[0].name}; `asp cache clear --perf` removes them)")
 
 
-@command.command("clear")
+@command.command("clear", help="Remove every compiled entry (and with --perf every tuning "
+                 "result).")
 @click.option("--perf", is_flag=True, help="Also forget autotuning results (and remove the "
               "damaged tuning databases set aside).")
 def clear(perf: bool) -> None:
-    """Remove every compiled entry (and with --perf every tuning result)."""
     from asp_core.autotune import DB_NAME, PerfDB
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
@@ -75,11 +74,11 @@ def clear(perf: bool) -> None:
     click.echo(f"removed {n} entries" + (" and the tuning results" if perf else ""))
 
 
-@command.command("verify")
-def verify() -> None:
-    """Check every entry's checksums; remove bad ones (rebuilt on next use) and leftovers of
+@command.command("verify", help="""
+    Check every entry's checksums; remove bad ones (rebuilt on next use) and leftovers of
     killed compiles. Only Asp's marked entry folders (whole: a file put into one goes with it)
-    and build leftovers are removed; other files in the cache directory are never touched."""
+    and build leftovers are removed; other files in the cache directory are never touched.""")
+def verify() -> None:
     from asp_core.cache import get_cache
     from asp_core.cli import maintenance
 

@@ -356,11 +356,11 @@ def _stream_check(hw: HardwareInfo, refresh: bool = False) -> tuple[str, bool, s
     return ("STREAM copy", True, f"{gbs:.1f} GB/s (measured now)")
 
 
-@click.command("doctor")
+@click.command("doctor", help="Check compilers, OpenMP, CUDA, GPU, MPI, the cache, plugins and "
+                               "memory bandwidth.")
 @click.option("--refresh", is_flag=True, help="Re-measure the STREAM bandwidth.")
 @click.option("--no-stream", is_flag=True, help="Skip the bandwidth measurement.")
 def command(refresh: bool, no_stream: bool) -> None:
-    """Check compilers, OpenMP, CUDA, GPU, MPI, the cache, plugins and memory bandwidth."""
     from asp_core.hardware import available_cpus, query
 
     hw = query()

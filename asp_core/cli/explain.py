@@ -327,7 +327,14 @@ def _script_traceback(exc: BaseException, script: str) -> str:
 
 # everything after SCRIPT is the script's, verbatim (its own --json, -h, --): `python SCRIPT
 # ARGS` semantics; asp explain's options go before SCRIPT
-@click.command("explain", context_settings={"allow_interspersed_args": False})
+@click.command("explain", context_settings={"allow_interspersed_args": False},
+               help="""
+    Run SCRIPT and explain every kernel it specialised or that fell back.
+
+    Options go before SCRIPT: every argument after it is passed to the script unchanged, as
+    ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
+    entry carries the IR after it (key "ir").  Exits with the script's status when it exits
+    with one, 1 when it raises, 130 when it is interrupted (Ctrl-C), as Python does.""")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--kernel", "kernel", default=None, help="Only kernels whose name contains this.")
@@ -341,12 +348,6 @@ def _script_traceback(exc: BaseException, script: str) -> str:
                    "whether it can run here, and show that code as a report of its own.")
 def command(script: str, script_args: tuple[str, ...], kernel: str | None, as_json: bool,
             after: str | None, platform: str | None) -> None:
-    """Run SCRIPT and explain every kernel it specialised or that fell back.
-
-    Options go before SCRIPT: every argument after it is passed to the script unchanged, as
-    ``python SCRIPT ARGS`` would (``asp explain --json run.py --n 3``).  With --json each pass
-    entry carries the IR after it (key "ir").  Exits with the script's status when it exits
-    with one, 1 when it raises, 130 when it is interrupted (Ctrl-C), as Python does."""
     # PASS, SPEC:PASS (as ASP_DISABLE_PASSES names them) or MANAGER:PASS (as the reports name
     # a pass run: "stencil-domain:cse"); a prefix that is no specializer's name is a pass
     # manager's. A pass or specializer the script defines itself exists once it has run: a

@@ -125,10 +125,9 @@ def _here(comp: dict[str, Any]) -> str:
     return f"[dim]unavailable: {escape(str(why))}[/dim]" if why else ""
 
 
-@click.command("list")
+@click.command("list", help="List installed specializers and the components of each phase.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(as_json: bool) -> None:
-    """List installed specializers and the components of each phase."""
     try:
         data = listing()
     except ValueError as exc:   # an ASP_<PHASE> setting that names no one component

@@ -43,7 +43,12 @@ def core_requirement() -> str:
     return f"asp-core>={major}.{minor}.0,<{upper}"
 
 
-@click.command("new")
+@click.command("new", help="""
+    Create a new specializer distribution called NAME.
+
+    The result is a pip-installable project with a working element-wise specializer (one
+    module per phase), its tests (including a fallback test), a README and a docs page.
+    """)
 @click.argument("name")
 @click.option("--output-dir", "-o", default=".", type=click.Path(file_okay=False),
               help="Where to create the project.")
@@ -56,11 +61,6 @@ def core_requirement() -> str:
 @click.option("--overwrite", is_flag=True, help="Write into an existing project folder.")
 def command(name: str, output_dir: str, no_input: bool, extra: tuple[str, ...],
             template: str | None, overwrite: bool) -> None:
-    """Create a new specializer distribution called NAME.
-
-    The result is a pip-installable project with a working element-wise specializer (one
-    module per phase), its tests (including a fallback test), a README and a docs page.
-    """
     try:
         import cookiecutter  # noqa: F401 - only whether it is installed
     except ImportError:
