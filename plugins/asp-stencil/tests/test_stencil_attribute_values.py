@@ -63,6 +63,22 @@ def test_a_time_set_before_every_call_becomes_a_parameter_of_one_code(monkeypatc
     assert attrs["t"] == ("<param>", "") and attrs["dt"] == ("float", (0.5).hex())
 
 
+
+@requires_compiler
+@pytest.mark.parametrize("first", [0, True, np.int64(0)])
+def test_a_time_started_at_an_int_becomes_a_parameter_at_its_first_float(monkeypatch, first):
+    """``k.t = 0`` and then ``k.t += 0.1`` at every step compiled the kernel at every step
+    (only two floats in a row made a parameter): the first float after another value makes
+    it one, and the int value keeps its own constant code."""
+    class Heat(Source):
+        dt = 0.5
+
+    k = Heat()
+    times = [first] + [0.1 * i for i in range(1, 8)] + [first]
+    assert _calls(monkeypatch, [k], times) == []
+    assert len(k.kernel.keys()) == 3
+    assert dict(k.kernel.keys()[-1][2])["t"] == ("<param>", "")
+
 class Typed(StencilKernel):
     def kernel(self, u, out):
         for x in out.interior_points():

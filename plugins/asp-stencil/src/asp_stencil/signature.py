@@ -393,8 +393,9 @@ def note_attribute_values(instance: Any, key: Any) -> None:
                 or attribute_value(form, None) is None:
             continue
         known.append(form)
-        if len(known) == 2 and not everywhere and all(
-                param_form(attribute_value(f, None)) for f in known):
+        # a float after any other value: a time started at the int 0 (``k.t = 0``, then
+        # ``k.t += dt``) stayed a constant, compiled at every step, when both had to be floats
+        if len(known) >= 2 and not everywhere and param_form(attribute_value(form, None)):
             state[_PARAMS] = state.get(_PARAMS, frozenset()) | {name}
         if len(known) == RECOMPILING_VALUES and _first_time(type(instance)):
             cls = type(instance)
