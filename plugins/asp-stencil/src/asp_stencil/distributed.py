@@ -69,7 +69,7 @@ from asp_stencil import dast as D
 from asp_stencil.grid import DSL_METHODS, StencilGrid
 from asp_stencil.signature import (callee_meanings, keep_constant, kernel_attribute_names,
                                    stencil_signature, stored_grids, written_inputs)
-from asp_stencil.kernel import kernel_function
+from asp_stencil.kernel import STATE_PREFIX, kernel_function, object_memo
 
 if TYPE_CHECKING:
     from asp_core.collective import AgreedVariants
@@ -950,9 +950,9 @@ def _run_region(kernel: Any, grids: Sequence[DistributedStencilGrid], box: Box) 
         grids[-1].local.data[_slices(box, g0.origin)] = out_sub.data[inner]
 
 
-#: kernel -> (decomposition, specialisation key of the local grids) -> the agreed variants
-_AGREED: weakref.WeakKeyDictionary[Any, dict[Hashable, AgreedVariants]] = \
-    weakref.WeakKeyDictionary()
+#: where a kernel object keeps its agreed variants, per (decomposition, specialisation key of
+#: the local grids) (:func:`~asp_stencil.kernel.object_memo`)
+_AGREED = f"{STATE_PREFIX}agreed"
 
 
 def _site(kernel: Any, grids: Sequence[DistributedStencilGrid], local: list[StencilGrid],
@@ -979,7 +979,8 @@ def tuned_variant(kernel: Any, *grids: DistributedStencilGrid) -> str | None:
     if isinstance(kernel, DistributedKernel):   # its decisions are its inner kernel's
         kernel = kernel.inner
     local = [g.local for g in grids]
-    agreed = _AGREED.get(kernel, {}).get(_site(kernel, grids, local))
+    sites: dict[Hashable, AgreedVariants] = object_memo(kernel, _AGREED, dict)
+    agreed = sites.get(_site(kernel, grids, local))
     return agreed.winner if agreed is not None else None
 
 
@@ -988,7 +989,7 @@ def _local_call(kernel: Any, grids: Sequence[DistributedStencilGrid], key: Hasha
     """The kernel on every rank's whole block, with the variant the ranks agreed on (created
     collectively on a new decomposition or key; ``key``: the local key, if just computed)."""
     local = [g.local for g in grids]
-    sites = _AGREED.setdefault(kernel, {})
+    sites: dict[Hashable, AgreedVariants] = object_memo(kernel, _AGREED, dict)
     site = _site(kernel, grids, local, key)
     agreed = sites.get(site)
     if agreed is None:  # a pure-Python kernel on every rank when any rank cannot specialise

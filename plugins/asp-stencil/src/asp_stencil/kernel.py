@@ -8,9 +8,10 @@ itself must be the specialised entry point). The original function stays availab
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from numbers import Integral
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must be registered
 #                 before another thread's first call can be importing it when the process forks
@@ -18,7 +19,7 @@ import asp_core  # noqa: F401 - here, not at a first call: its fork hooks must b
 from .grid import fill_periodic_ghosts
 
 __all__ = ["StencilKernel", "KernelMethod", "kernel_function", "kernel_functions",
-           "kernel_options", "temporal_choice", "OPTIONS"]
+           "kernel_options", "object_memo", "temporal_choice", "OPTIONS", "STATE_PREFIX"]
 
 #: the kernel options asp-stencil reads, besides a phase's name (which picks its component)
 OPTIONS = ("disable_passes", "temporal", "max_variants")
@@ -63,9 +64,28 @@ def temporal_choice(value: Any, where: str) -> str:
     return "auto"
 
 
-#: the key in an instance's ``__dict__`` of the dispatchers of its base classes' kernels (a
-#: ``super().kernel(...)`` call, ``Base.kernel(instance, ...)``), per descriptor
-_BASE_DISPATCHERS = "_asp_base_kernels"
+#: the start of the name of everything Asp keeps in a kernel object's ``__dict__`` (its
+#: dispatchers, what its key follows, its blocked and distributed code): a copy or a pickle of
+#: the object starts without them (:meth:`StencilKernel.__getstate__`)
+STATE_PREFIX = "_asp_"
+#: numbers making each :class:`KernelMethod`'s :attr:`~KernelMethod.slot` its own
+_SLOTS = itertools.count()
+
+_T = TypeVar("_T")
+
+
+def object_memo(kernel: Any, name: str, factory: Callable[[], _T]) -> _T:
+    """What Asp keeps for the kernel object ``kernel`` under ``name`` (starting with
+    :data:`STATE_PREFIX`), made by ``factory`` at the first use: kept in the object's own
+    ``__dict__``, so it is the object's alone and goes with it. Kept in a ``WeakKeyDictionary``
+    it was shared by objects that compare equal (two kernel classes whose ``__eq__`` compares
+    their parameters ran each other's blocked code), and a value holding the object kept it
+    alive for good. An object without a ``__dict__`` gets a new one at each use."""
+    state = getattr(kernel, "__dict__", None)
+    if not isinstance(state, dict):
+        return factory()
+    hit = state.get(name)
+    return hit if hit is not None else state.setdefault(name, factory())
 
 
 def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,19 +161,23 @@ def _specialising(cls: type) -> None:
 
 
 class KernelMethod:
-    """Non-data descriptor wrapping a subclass's ``kernel`` function.
+    """Data descriptor wrapping a subclass's ``kernel`` function.
 
-    The first access on an instance creates its Dispatcher and caches it in the instance's
-    ``__dict__`` under the same name, so later accesses are plain attribute lookups. A base
-    class's descriptor reached through ``super().kernel`` or ``Base.kernel(instance, ...)``
-    keeps its dispatcher apart (under ``_asp_base_kernels``), so the instance's own ``kernel``
-    stays its class's.
+    The first access on an instance creates its Dispatcher and keeps it in the instance's
+    ``__dict__`` under a name of this descriptor's own (:attr:`slot`), so a base class's
+    descriptor reached through ``super().kernel`` or ``Base.kernel(instance, ...)`` keeps its
+    dispatcher apart and the instance's own ``kernel`` stays its class's. A kept dispatcher
+    is used only by the instance it was made for: a copy made by copying the ``__dict__``
+    (``new.__dict__.update(self.__dict__)`` in a ``__copy__``) ran the original's dispatcher,
+    with the original's attributes, and gave the original's results. A value set on the
+    instance (``k.kernel = f``) is what its ``kernel`` gives, as for a plain method.
     """
 
     def __init__(self, func: Any) -> None:   # a function, a staticmethod or a classmethod
         self.func = func
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "kernel")
+        self.slot = f"{STATE_PREFIX}kernel_{next(_SLOTS)}"
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr = name
@@ -162,18 +186,18 @@ class KernelMethod:
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        from asp_core import Dispatcher
-
+        state = instance.__dict__
         attr = getattr(self, "attr", "kernel")
         # the descriptor of a base class, reached through ``super().kernel`` or
-        # ``Base.kernel(instance, ...)``: its dispatcher runs the base's kernel, so it must not
-        # take the instance's ``kernel`` attribute (every later call ran the base's kernel)
+        # ``Base.kernel(instance, ...)``, runs the base's kernel, not what the instance set
+        if attr in state and _found_on(type(instance), attr) is self:
+            return state[attr]
+        d = state.get(self.slot)
+        if d is not None and d.instance is instance:
+            return d
+        from asp_core import Dispatcher
+
         own = _found_on(type(instance), attr) is self
-        if not own:
-            per = instance.__dict__.setdefault(_BASE_DISPATCHERS, {})
-            hit = per.get(self)
-            if hit is not None:
-                return hit
         bound = _bound(self.func, instance, owner)
         cls_name = type(instance).__name__ if own else \
             getattr(getattr(self, "owner", None), "__name__", type(instance).__name__)
@@ -182,9 +206,19 @@ class KernelMethod:
                        name=f"{cls_name}.{self.__name__}")
         # the first stored wins: threads making the instance's first call at once each made a
         # dispatcher, and each specialised and tuned its own (the last one stored kept)
-        if own:
-            return instance.__dict__.setdefault(attr, d)
-        return per.setdefault(self, d)
+        kept = state.setdefault(self.slot, d)
+        if kept.instance is not instance:   # a copied __dict__'s: this instance's replaces it
+            state[self.slot] = kept = d
+        return kept
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[getattr(self, "attr", "kernel")] = value
+
+    def __delete__(self, instance: Any) -> None:
+        attr = getattr(self, "attr", "kernel")
+        if instance.__dict__.pop(attr, None) is None:
+            raise AttributeError(f"{type(instance).__name__!r} object has no attribute "
+                                 f"{attr!r} set on it (its kernel method is the class's)")
 
     def __call__(self, instance: Any, *grids: Any) -> Any:
         """``Class.kernel(instance, *grids)`` specialises as well."""
@@ -202,17 +236,15 @@ class StencilKernel:
         _specialising(cls)
 
     def __getstate__(self) -> dict[str, Any]:
-        """The attributes without the specialising dispatchers cached by :class:`KernelMethod`:
-        they are bound to this instance (a copy's ``kernel`` ran with the original's
-        attributes) and hold locks and compiled code (deepcopy and pickle failed). A copy or
-        an unpickled kernel specialises afresh, from the code cache. Nor what the key follows
-        of this object's attribute values (:data:`~asp_stencil.signature.OBJECT_STATE`): six
-        copies of one kernel, each given its own ``t``, shared one count of values and were
-        told that ``t`` took five."""
-        from .signature import OBJECT_STATE
-
+        """The attributes without what Asp keeps on the object (names starting with
+        :data:`STATE_PREFIX`): its dispatchers are bound to this instance (a copy's ``kernel``
+        ran with the original's attributes) and hold locks and compiled code (deepcopy and
+        pickle failed); a copy or an unpickled kernel specialises afresh, from the code cache.
+        Nor what the key follows of this object's attribute values: six copies of one kernel,
+        each given its own ``t``, shared one count of values and were told that ``t`` took
+        five."""
         return {name: value for name, value in self.__dict__.items()
-                if name != _BASE_DISPATCHERS and name not in OBJECT_STATE
+                if not name.startswith(STATE_PREFIX)
                 and not isinstance(getattr(type(self), name, None), KernelMethod)}
 
     def pure_python(self, *grids: Any) -> Any:

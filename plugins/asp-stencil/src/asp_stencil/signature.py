@@ -31,7 +31,7 @@ from .grid import StencilGrid, dsl_overrides
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
            "written_inputs",
            "callee_meanings", "stored_grids", "note_attribute_values", "keep_constant",
-           "param_form", "param_kind", "PARAM", "respecialize", "OBJECT_STATE"]
+           "param_form", "param_kind", "PARAM", "respecialize"]
 
 
 class _Parsed(NamedTuple):
@@ -282,8 +282,6 @@ RECOMPILING_VALUES = 5
 #: where a kernel object keeps, per attribute, the forms it was specialised for (at most
 #: :data:`RECOMPILING_VALUES` each)
 _VALUES = "_asp_attribute_values"
-#: the entries a kernel object's ``__dict__`` holds for the key, which its copies start without
-OBJECT_STATE = frozenset({_PARAMS, _CONSTANTS, _VALUES})
 #: kernel classes already told (once each: a loop making a kernel object per step says it once)
 _TOLD: weakref.WeakSet[type] = weakref.WeakSet()
 

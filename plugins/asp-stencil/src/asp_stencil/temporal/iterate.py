@@ -44,6 +44,7 @@ from asp_core.autotune import Autotuner
 from asp_core.decisions import PLATFORM, Decision
 
 from ..cuda.backend import DeviceSweep
+from ..kernel import STATE_PREFIX, object_memo
 from ..signature import check_arity, stencil_signature
 from .runner import Blocked, built_iterator, get_iterator, iterators
 
@@ -210,10 +211,10 @@ def _blocking_mode(mode: str, dispatcher: Any) -> str | None:
 #: its iterations in advance would have cost (ski rental)
 BUILD_AFTER_COMPILES = 1.0
 
-#: seconds of plain sweeps run while the blocked variants were not built, per kernel and key
-#: (concurrent iterations may lose one another's additions: an estimate, and no lock a child
-#: forked mid-update could inherit held)
-_PLAIN_SECONDS: weakref.WeakKeyDictionary[Any, dict[Any, float]] = weakref.WeakKeyDictionary()
+#: where a kernel object keeps the seconds of plain sweeps run while its blocked variants
+#: were not built, per key (concurrent iterations may lose one another's additions: an
+#: estimate, and no lock a child forked mid-update could inherit held)
+_PLAIN_SECONDS = f"{STATE_PREFIX}plain_seconds"
 
 
 def _build_cost(dispatcher: Any, key: Any) -> float:
@@ -234,10 +235,7 @@ def _plain_while_not_worth_building(kernel: Any, dispatcher: Any, key: Any,
     and foreseen for the rest of this call stay below the build's cost, all ``steps`` run
     plain; returns the sweeps left to the plain-vs-blocked choice (0: all ran)."""
     cost = BUILD_AFTER_COMPILES * _build_cost(dispatcher, key)
-    try:
-        spent = _PLAIN_SECONDS.setdefault(kernel, {})
-    except TypeError:  # not weak-referenceable: nothing kept, the build is not put off
-        return steps
+    spent: dict[Any, float] = object_memo(kernel, _PLAIN_SECONDS, dict)
     if spent.get(key, 0.0) >= cost:
         return steps
     start = time.perf_counter()

@@ -26,6 +26,7 @@ from asp_core.hardware import default_threads
 from asp_core.phases import PLATFORM_SELECTION
 from asp_core.pipeline import render_program
 
+from ..kernel import STATE_PREFIX, object_memo
 from ..signature import stencil_signature
 from .platform import PLATFORM
 
@@ -34,9 +35,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Blocked", "built_iterator", "get_iterator", "iterators"]
 
-_ITERATORS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+#: where a kernel object keeps its blocked variants, per grid signature (:func:`object_memo`)
+_ITERATORS = f"{STATE_PREFIX}iterators"
 #: per kernel, held while its blocked variants are built: concurrent first iterations each
 #: generated, compiled and recorded their own set, and each tuned its own against plain sweeps
+#: (kept here, not on the object: a child forked while one was held resets them all; kernels
+#: that compare equal share one, which only orders their builds)
 _BUILDING: "weakref.WeakKeyDictionary[Any, threading.Lock]" = weakref.WeakKeyDictionary()
 
 
@@ -62,11 +66,8 @@ class Blocked:
 
 def iterators(kernel: Any) -> list[Blocked]:
     """The blocked variants built for ``kernel`` in this process (one set per grid signature)."""
-    try:
-        per_kernel = _ITERATORS.get(kernel, {})
-    except TypeError:
-        return []
-    return [it for it in per_kernel.values() if not isinstance(it, str)]
+    built: dict[Any, Union[Blocked, str]] = object_memo(kernel, _ITERATORS, dict)
+    return [it for it in built.values() if not isinstance(it, str)]
 
 
 def _build(kernel: Any, variants: Variants) -> Union[Blocked, str]:
@@ -105,19 +106,13 @@ def _declined(kernel: Any, grids: tuple, key: Any, reason: str) -> Specializatio
 def built_iterator(kernel: Any, key: Any) -> Union[Blocked, str, None]:
     """What :func:`get_iterator` gave for ``kernel`` and the grid signature ``key`` in this
     process, or None where it has not run (nothing is built)."""
-    try:
-        return _ITERATORS.get(kernel, {}).get(key)
-    except TypeError:  # not weak-referenceable: nothing kept
-        return None
+    return object_memo(kernel, _ITERATORS, dict).get(key)
 
 
 def get_iterator(kernel: Any, grids: tuple) -> Union[Blocked, str]:
     """The (cached) blocked variants of ``kernel`` for ``grids``, or why there are none."""
     key = stencil_signature(tuple(grids), {}, kernel)
-    try:
-        per_kernel = _ITERATORS.setdefault(kernel, {})
-    except TypeError:  # not weak-referenceable: no caching
-        per_kernel = {}
+    per_kernel: dict[Any, Union[Blocked, str]] = object_memo(kernel, _ITERATORS, dict)
     hit = per_kernel.get(key)
     if hit is None:
         with _building(kernel):

@@ -1,0 +1,124 @@
+"""What Asp keeps for a kernel object is that object's alone: in its own ``__dict__`` (never in
+a table compared with ``==``), used by no other object a copy of the ``__dict__`` made, and
+freed with it."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from pytest_asp import requires_compiler
+from asp_stencil import StencilGrid, StencilKernel
+from asp_stencil.temporal import runner
+
+
+class Scale(StencilKernel):
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def __copy__(self) -> Scale:   # the textbook shallow copy
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * self.alpha
+
+
+def _value(k: StencilKernel) -> float:
+    u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+    u.data[:] = 1.0
+    k.kernel(u, out)
+    return float(out.data[1, 1])
+
+
+@requires_compiler
+def test_a_copy_of_the_dict_runs_with_its_own_attributes(monkeypatch):
+    """A copy made with ``new.__dict__.update(self.__dict__)`` after the first call ran the
+    original's dispatcher, bound to the original: its results were the original's."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    a = Scale(2.0)
+    assert _value(a) == 2.0
+    b = copy.copy(a)
+    b.alpha = 3.0
+    assert _value(b) == 3.0 and _value(a) == 2.0
+    c = Scale(5.0)
+    vars(c).update(vars(a))   # the other way to copy the attributes
+    assert _value(c) == 2.0 and c.kernel is not a.kernel
+
+
+class Valued(StencilKernel):
+    """Kernels as value objects: equal when their parameters are."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Valued) and self.alpha == other.alpha
+
+    def __hash__(self) -> int:
+        return hash(self.alpha)
+
+
+class Blur(Valued):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = u[x] * self.alpha
+            for y in u.neighbors(x, 1):
+                acc = acc + u[y]
+            out[x] = acc * 0.2
+
+
+class Sharpen(Valued):
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            acc = u[x] * 5.0
+            for y in u.neighbors(x, 1):
+                acc = acc - u[y] * self.alpha
+            out[x] = acc
+
+
+def _grids(n: int = 12) -> tuple[StencilGrid, StencilGrid]:
+    u, out = StencilGrid([n, n, n]), StencilGrid([n, n, n])
+    u.data[:] = np.random.default_rng(0).random((n, n, n))
+    return u, out
+
+
+@requires_compiler
+def test_kernels_that_compare_equal_keep_their_own_blocked_code(monkeypatch):
+    """Blocked variants were kept in a WeakKeyDictionary keyed by the kernel object: two kernels
+    of different classes comparing equal shared them, and ``Sharpen.iterate`` ran Blur's."""
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "on")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    for k in (Blur(0.5), Sharpen(0.5)):
+        u, out = _grids()
+        got = k.iterate(u, out, steps=6).data.copy()
+        assert runner.iterators(k), "the blocked variants were not built"
+        u, out = _grids()
+        for _ in range(6):
+            k.pure_python(u, out)
+            u, out = out, u
+        np.testing.assert_array_equal(got, u.data)
+
+
+@requires_compiler
+@pytest.mark.parametrize("temporal", ["on", "off"])
+def test_a_kernel_whose_iterate_built_blocked_code_is_freed(monkeypatch, temporal):
+    """The blocked variants hold their kernel (through their context), and the table keyed
+    weakly by the kernel kept them, so the kernel lived as long as the process."""
+    monkeypatch.setenv("ASP_STENCIL_TEMPORAL", temporal)
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    refs = []
+    for _ in range(2):
+        k = Blur(0.5)
+        k.iterate(*_grids(), steps=6)
+        assert bool(runner.iterators(k)) == (temporal == "on")
+        refs.append(weakref.ref(k))
+        del k
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
