@@ -4,6 +4,7 @@ typed :class:`~asp_core.decisions.Decision` per phase, ``what`` the phase's name
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -12,7 +13,7 @@ import weakref
 from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
-from asp_core import interrupt
+from asp_core import config, interrupt
 from asp_core.autotune import Autotuner
 from asp_core.cache import cache_key
 from asp_core.components import PlatformProgram, Variant
@@ -300,8 +301,7 @@ class Pipeline:
     def run(self, ctx: SpecializationContext,
             rebind: Callable[[Callable[..., Any]], None]) -> Callable[..., Any]:
         """All five phases: the bound callable (or a :class:`TuningCallable` while tuning)."""
-        dast = self.analyse(ctx)
-        variants, backend, popt = self._lower(ctx, None, dast)
+        dast, variants, backend, popt = self._lowered(ctx)
         by_name = {v.name: v for v in variants}
         built = Variants(ctx, variants, backend, popt, program=dast)
 
@@ -321,6 +321,60 @@ class Pipeline:
         # not an error on a later call
         built[variants[0].name]
         return TuningCallable(tuner, built, rebind)
+
+
+    def _lowered(self, ctx: SpecializationContext
+                 ) -> tuple[Any, list[Variant], Component, Component | None]:
+        """Phases 1-4 of ``ctx``: the domain IR, the variants, the backend and the platform
+        optimiser. For a specializer with ``shared_lowering``, made once per kernel class, key,
+        options and settings, and given to every object of the class with what the phases
+        recorded (``asp explain`` shows the same phases)."""
+        memo, at = _shared(self, ctx)
+        hit = memo.get(at) if memo is not None else None
+        # the registry is compared, not only its id (kept alive by the entry, which holds it)
+        if hit is not None and hit[0] is self.registry:
+            _, made, events, decisions, passes = hit
+            ctx.events.extend(events)
+            ctx.decisions.extend(decisions)
+            ctx.passes.extend(passes)
+            return made
+        marks = len(ctx.events), len(ctx.decisions), len(ctx.passes)
+        dast = self.analyse(ctx)
+        made = (dast, *self._lower(ctx, None, dast))
+        if memo is not None:
+            if len(memo) >= LOWERED_PER_CLASS:   # the oldest goes
+                with contextlib.suppress(RuntimeError, StopIteration, KeyError):  # a thread's
+                    del memo[next(iter(memo))]
+            memo[at] = (self.registry, made, ctx.events[marks[0]:], ctx.decisions[marks[1]:],
+                        ctx.passes[marks[2]:])
+        return made
+
+
+#: kernel class -> what phases 1-4 made of each call (:meth:`Pipeline._lowered`)
+_LOWERED: weakref.WeakKeyDictionary[type, dict[Hashable, tuple]] = weakref.WeakKeyDictionary()
+#: the most keys of one kernel class kept (a class called on many shapes keeps its latest)
+LOWERED_PER_CLASS = 64
+
+
+def _shared(pipeline: Pipeline, ctx: SpecializationContext
+            ) -> tuple[dict[Hashable, tuple] | None, Hashable]:
+    """Where :meth:`Pipeline._lowered` keeps the phases of ``ctx`` (None: not shared) and under
+    what: the kernel function, the key, the options, the registry and every ``ASP_``/``OMP_``
+    setting and the config file a phase may read."""
+    if not pipeline.spec.shared_lowering or ctx.instance is None or ctx.func is None:
+        return None, None
+    try:
+        memo = _LOWERED.setdefault(type(ctx.instance), {})
+        at = (pipeline.spec.name, getattr(ctx.func, "__func__", ctx.func), ctx.key,
+              repr(sorted(ctx.options.items())), id(pipeline.registry),
+              len(pipeline.registry.components),
+              tuple(sorted((k, v) for k, v in os.environ.items()
+                           if k.startswith(("ASP_", "OMP_")))),
+              repr(config.load_config()))
+        hash(at)
+    except (TypeError, ValueError):   # a class that cannot be weakly referenced or hashed
+        return None, None
+    return memo, at
 
 
 def _try_platform(comp: Component, dast: Any, ctx: SpecializationContext

@@ -26,6 +26,8 @@ def asp_register_specializers(register: Registry) -> None:
         description="Structured-grid stencils (Asp paper, Figure 2): OpenMP C, autotuned",
         signature="asp_stencil.signature:stencil_signature",
         respecialize="asp_stencil.signature:respecialize",
+        # the key holds everything of the object the code depends on (its attributes' values)
+        shared_lowering=True,
     )
     register.component(specializer=_S, phase="frontend", name="python-ast",
                        obj="asp_stencil.frontend:StencilFrontend", priority=0)
