@@ -35,6 +35,9 @@ class CompiledLibrary:
     command: list[str]
     seconds: float
     cached: bool
+    #: the seconds its compile took, here or (``cached``) in the process that built it: what
+    #: compiling code like it costs, where ``seconds`` is what this process spent
+    compile_seconds: float = 0.0
 
     def function(self, name: str) -> Any:
         """The library's exported function ``name`` (a ctypes function pointer).
@@ -137,4 +140,5 @@ def _load(cache: CodeCache, key: str, build: Callable[[Path], dict[str, Any]], n
     stem = entry.meta.get("name", name)
     return CompiledLibrary(cdll, entry.file(f"lib{stem}.so"), entry.file(f"{stem}{suffix}"),
                            key, list(entry.meta.get("command", [])),
-                           0.0 if cached else float(entry.meta.get("seconds", 0.0)), cached)
+                           0.0 if cached else float(entry.meta.get("seconds", 0.0)), cached,
+                           float(entry.meta.get("seconds", 0.0)))

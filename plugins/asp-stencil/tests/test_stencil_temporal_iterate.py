@@ -419,7 +419,8 @@ def test_blocked_build_waits_until_plain_sweeps_pay_for_it(monkeypatch):
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
     monkeypatch.setattr(iterate_mod, "BUILD_AFTER_COMPILES", 1.0)
-    monkeypatch.setattr(iterate_mod, "_build_cost", lambda dispatcher, key: 1.0)
+    monkeypatch.setattr(iterate_mod, "_build_cost", lambda dispatcher: 1.0)
+    monkeypatch.setattr(iterate_mod, "build_is_cached", lambda kernel, grids: False)
     k, shape = _heat(2), (23, 29)
     key = _key(k, shape)
     _check(k, shape, 3, seed=1)          # sweeps until the single sweep is tuned
@@ -437,19 +438,36 @@ def test_blocked_build_waits_until_plain_sweeps_pay_for_it(monkeypatch):
 
 
 @requires_compiler
-def test_the_build_cost_is_the_sweeps_compile_time(monkeypatch, tmp_path):
-    """The build's cost foreseen is the seconds the single sweep's compiles took in this
-    process: none when they came from the code cache (the blocked code is then built at
-    once: a process whose cache has the sweep mostly has the blocked library too)."""
+def test_the_build_cost_is_the_blocked_compile_foreseen_unless_the_cache_has_it(
+        monkeypatch, tmp_path):
+    """The build's cost foreseen is the blocked compile's: BLOCKED_COMPILE_FACTOR times the
+    single sweep's compiles, of any grids, as compiled (a sweep from the code cache too). It
+    took the sweep's compiles of these grids in this process alone: a smoother used on two
+    grid sizes, or one whose sweep came from the cache, built the blocked library (1.5-4 s)
+    for iterations of milliseconds. Where the code cache holds the blocked library, a long
+    enough iteration builds (loads) it at once."""
     monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("ASP_STENCIL_TEMPORAL", "auto")
     monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
-    shape = (17, 19)
+    monkeypatch.setattr(iterate_mod, "BUILD_AFTER_COMPILES", 1.0)
+    shape, other = (17, 19), (13, 11)
     k = _heat(2)
     k.centre = -4.25   # a program no earlier test compiled
     _check(k, shape, 1)
-    assert iterate_mod._build_cost(k.kernel, _key(k, shape)) > 0
+    sweep = sum(c.library.compile_seconds for c in k.kernel.last_context.compiles)
+    cost = iterate_mod._build_cost(k.kernel)
+    assert sweep > 0 and cost == iterate_mod.BLOCKED_COMPILE_FACTOR * sweep
+    _check(k, other, 1)   # another shape called last: the cost stays a compile's
+    assert iterate_mod._build_cost(k.kernel) > 0
     k2 = _heat(2)
     k2.centre = -4.25
-    _check(k2, shape, 1)
-    assert iterate_mod._build_cost(k2.kernel, _key(k2, shape)) == 0.0
+    _check(k2, shape, 1)   # its sweep from the code cache: the same cost
+    assert k2.kernel.last_context.compiles[0].cached
+    assert iterate_mod._build_cost(k2.kernel) > 0
+    grids = tuple(make_grids(shape, 1))
+    assert not runner.build_is_cached(k2, grids)
+    assert isinstance(runner.get_iterator(k, grids), runner.Blocked)   # built by k
+    assert runner.build_is_cached(k2, grids)
+    _SweepClock(monkeypatch, 0.01)
+    _check(k2, shape, 30)   # 0.3 s foreseen, under the cost: the cached library is built
+    assert isinstance(runner.built_iterator(k2, _key(k2, shape)), runner.Blocked)

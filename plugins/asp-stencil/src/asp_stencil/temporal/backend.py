@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asp_core import interrupt
-from asp_core.components import Backend, Variant
+from asp_core.components import Backend, PlatformProgram, Variant
 from asp_core.errors import AspError
 
 from .. import dast as D
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from asp_core.build import CompiledLibrary
     from asp_core.context import SpecializationContext
 
-__all__ = ["BlockedSweeps", "TemporalBackend", "EXACT_FLAGS"]
+__all__ = ["BlockedSweeps", "TemporalBackend", "EXACT_FLAGS", "compile_args",
+           "library_cached"]
 
 #: compiler flags keeping libm calls as Python makes them: gcc turns pow(x, 2.0) into x*x, but
 #: Python's x ** 2 calls libm's pow, which is not always correctly rounded; calling pow keeps
@@ -77,6 +78,25 @@ def has_wide_engine(lib: CompiledLibrary, prog: D.StencilProgram) -> bool:
     return bool(wide())
 
 
+def compile_args(program: PlatformProgram) -> dict[str, Any]:
+    """The ``ctx.compile`` arguments of a blocked program's library: its build, and the check
+    of whether the code cache has it (:func:`library_cached`), ask for the same."""
+    prog: D.StencilProgram = program.meta["dast"]
+    return {"source": program.ir, "lang": "c", "openmp": True, "name": symbol_prefix(prog),
+            "flags": EXACT_FLAGS, "specialised_on": {"temporal": True,
+                                                     "shape": prog.output.shape,
+                                                     "dtype": prog.output.dtype}}
+
+
+def library_cached(program: PlatformProgram) -> bool:
+    """Whether the code cache holds the library of ``program`` (building it is loading it)."""
+    from asp_core.build import is_cached
+
+    args = compile_args(program)
+    del args["name"]
+    return is_cached(**args)
+
+
 class TemporalBackend(Backend):
     """Phase 5 component ``c-temporal`` for the ``openmp-temporal`` platform."""
 
@@ -89,10 +109,7 @@ class TemporalBackend(Backend):
         # the variants share their program (lowered for this specialisation): one compile
         lib = program.meta.get("library")
         if lib is None:
-            lib = program.meta["library"] = ctx.compile(
-                program.ir, lang="c", openmp=True, name=symbol_prefix(prog), flags=EXACT_FLAGS,
-                specialised_on={"temporal": True, "shape": prog.output.shape,
-                                "dtype": prog.output.dtype})
+            lib = program.meta["library"] = ctx.compile(**compile_args(program))
         params = TemporalParams(**variant.params)
         if params.W and not has_wide_engine(lib, prog):
             # phase 4 expected the engine (see variants.wide_engine); without it the variant

@@ -16,13 +16,14 @@ sweeps on:
   runs it from its first call. No cache size decides: a virtual machine may report its host's
   L3.
 
-The blocked library is built once it can pay off (ski rental): its generation and compile
-take about as long as the single sweep's did (1-2 s), which a first call of 64 sweeps of a
-2048² grid (0.1 s) never earns back. Until the plain sweeps of a grid signature have taken,
-or one call foresees from its first sweep, as many seconds as the single sweep's compiles took
-in this process (:data:`BUILD_AFTER_COMPILES` times), ``iterate`` runs plain sweeps; then it
-builds the blocked variants and times them. A sweep that came from the code cache foresees no
-build cost: the blocked library is built at once, as a later process finds it cached too.
+The blocked library is built once it can pay off (ski rental): its compile takes several
+times the single sweep's (1.2-2.7 s against 0.2-1 s), which short iterations never earn back.
+Until the plain sweeps of a grid signature have taken, or one call foresees from its first
+sweep, the seconds the build is foreseen to take (:data:`BLOCKED_COMPILE_FACTOR` times the
+single sweep's compiles, as compiled here or by the process that cached them), ``iterate``
+runs plain sweeps; then it builds the blocked variants and times them. Where the code cache
+holds the blocked library, an iteration foreseen to take :data:`WORTH_ASKING_SECONDS` or more
+builds (loads) it at once.
 
 Kernels the blocked code cannot take (the platform's lowering raises the reason
 :func:`~.analysis.temporal_plan` gives) and other platforms (pure Python, NumPy, a fallback)
@@ -46,10 +47,11 @@ from asp_core.decisions import PLATFORM, Decision
 from ..cuda.backend import DeviceSweep
 from ..kernel import STATE_PREFIX, object_memo
 from ..signature import check_arity, stencil_signature
-from .runner import Blocked, built_iterator, get_iterator, iterators
+from .runner import Blocked, build_is_cached, built_iterator, get_iterator, iterators
 
 __all__ = ["iterate", "iterate_decision", "temporal_mode", "prune_slow", "IterateChoice",
-           "ITERATE", "PLAIN", "PRUNE_FACTOR", "BUILD_AFTER_COMPILES"]
+           "ITERATE", "PLAIN", "PRUNE_FACTOR", "BUILD_AFTER_COMPILES", "BLOCKED_COMPILE_FACTOR",
+           "WORTH_ASKING_SECONDS"]
 
 #: the name of the plain-sweep candidate among the blocked ones
 PLAIN = "plain"
@@ -205,11 +207,18 @@ def _blocking_mode(mode: str, dispatcher: Any) -> str | None:
     return mode
 
 
-#: the plain sweeps of a grid signature (run while its blocked variants were not built) may
-#: take this many times the seconds the single sweep's compiles took before the blocked
-#: library is built: about its cost, so a process never pays more than twice what knowing
-#: its iterations in advance would have cost (ski rental)
+#: how many times the single sweep's compiles (its variants' together) the blocked library's
+#: compile takes (one program of wider loops and every tuning point's code): 1.25-8.6x, 3.6x
+#: geometric mean, measured on 2-D and 3-D heat of 256^2 to 2048^2 and 48^3 to 128^3 (1.2-2.7 s
+#: against 0.2-1.0 s; AMD Zen 5, gcc 12)
+BLOCKED_COMPILE_FACTOR = 4.0
+#: the seconds a blocked build is foreseen to take where no compile of the kernel is known
+UNKNOWN_BUILD_SECONDS = 1.0
+#: scales the build cost foreseen (0: build at once)
 BUILD_AFTER_COMPILES = 1.0
+#: plain seconds an iteration must be foreseen to take before the code cache is asked whether
+#: it holds the blocked library (phases 1-4 of the blocked code run for that: milliseconds)
+WORTH_ASKING_SECONDS = 0.05
 
 #: where a kernel object keeps the seconds of plain sweeps run while its blocked variants
 #: were not built, per key (concurrent iterations may lose one another's additions: an
@@ -217,31 +226,39 @@ BUILD_AFTER_COMPILES = 1.0
 _PLAIN_SECONDS = f"{STATE_PREFIX}plain_seconds"
 
 
-def _build_cost(dispatcher: Any, key: Any) -> float:
-    """The seconds a blocked build is foreseen to take: those the single sweep's compiles of
-    ``key`` took in this process (the blocked library is another program of the same kernel,
-    1.5-2x longer to compile; its Python phases add 0.1 s). None of them compiled here (the
-    code cache had them) or no record of them: 0, build at once."""
+def _build_cost(dispatcher: Any) -> float:
+    """The seconds a blocked build not in the code cache is foreseen to take:
+    :data:`BLOCKED_COMPILE_FACTOR` times the single sweep's compiles (of any grids: the
+    kernel's last specialisation; their time as compiled, here or by the process that cached
+    them), times :data:`BUILD_AFTER_COMPILES`. It was the sweep's compiles of these grids in
+    this process alone: nothing for another grid shape called last or a sweep from the code
+    cache, so a smoother used on two grid sizes (a multigrid cycle) built the blocked library
+    (1.7 s) for iterations of milliseconds; and the blocked compile takes several times the
+    sweep's."""
     ctx = getattr(dispatcher, "last_context", None)
-    if ctx is None or ctx.key != key:
-        return 0.0
-    return sum(c.library.seconds for c in ctx.compiles if not c.cached)
+    sweep = sum(c.library.compile_seconds for c in ctx.compiles) if ctx is not None else 0.0
+    return BUILD_AFTER_COMPILES * (BLOCKED_COMPILE_FACTOR * sweep if sweep > 0
+                                   else UNKNOWN_BUILD_SECONDS)
 
 
 def _plain_while_not_worth_building(kernel: Any, dispatcher: Any, key: Any,
                                     fn: Callable[..., Any], gs: list, steps: int) -> int:
-    """Plain sweeps while building the blocked variants of ``key`` would not pay off yet (see
-    the module docstring): the first sweep is timed, and if the plain seconds spent so far
-    and foreseen for the rest of this call stay below the build's cost, all ``steps`` run
-    plain; returns the sweeps left to the plain-vs-blocked choice (0: all ran)."""
-    cost = BUILD_AFTER_COMPILES * _build_cost(dispatcher, key)
+    """Plain sweeps while building the blocked variants of ``key`` would not pay off yet (ski
+    rental): the first sweep is timed; an iteration foreseen to take more than
+    :data:`WORTH_ASKING_SECONDS` builds them at once where that costs no compile (the code
+    cache has their library), else only once the plain seconds spent on ``key`` and foreseen
+    for the rest of this call reach the build's foreseen cost (:func:`_build_cost`), so a
+    process never pays much more than twice what knowing its iterations in advance would
+    have cost. Returns the sweeps left to the plain-vs-blocked choice (0: all ran)."""
     spent: dict[Any, float] = object_memo(kernel, _PLAIN_SECONDS, dict)
-    if spent.get(key, 0.0) >= cost:
+    if spent.get(key, 0.0) >= _build_cost(dispatcher):
         return steps
     start = time.perf_counter()
     _plain(fn, gs, 1)
     took = time.perf_counter() - start
-    if spent.get(key, 0.0) + took * steps >= cost:
+    ahead = spent.get(key, 0.0) + took * steps
+    if ahead >= _build_cost(dispatcher) or (
+            took * steps >= WORTH_ASKING_SECONDS and build_is_cached(kernel, tuple(gs))):
         spent[key] = spent.get(key, 0.0) + took
         return steps - 1
     _plain(fn, gs, steps - 1)

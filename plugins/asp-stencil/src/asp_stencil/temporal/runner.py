@@ -28,15 +28,18 @@ from asp_core.pipeline import render_program
 
 from ..kernel import STATE_PREFIX, object_memo
 from ..signature import stencil_signature
+from .backend import library_cached
 from .platform import PLATFORM
 
 if TYPE_CHECKING:
     from asp_core.pipeline import Variants
 
-__all__ = ["Blocked", "built_iterator", "get_iterator", "iterators"]
+__all__ = ["Blocked", "build_is_cached", "built_iterator", "get_iterator", "iterators"]
 
 #: where a kernel object keeps its blocked variants, per grid signature (:func:`object_memo`)
 _ITERATORS = f"{STATE_PREFIX}iterators"
+#: where it keeps the lowered (not yet built) blocked variants, per grid signature
+_LOWERED = f"{STATE_PREFIX}blocked_lowered"
 #: per kernel, held while its blocked variants are built: concurrent first iterations each
 #: generated, compiled and recorded their own set, and each tuned its own against plain sweeps
 #: (kept here, not on the object: a child forked while one was held resets them all; kernels
@@ -131,14 +134,43 @@ def _building(kernel: Any) -> threading.Lock:
         return threading.Lock()
 
 
+def _lowered(kernel: Any, grids: tuple, key: Any) -> Union[Variants, str]:
+    """Phases 1-4 of the blocked iteration of ``kernel`` for ``grids`` (kept until it is
+    built), or why it cannot be lowered."""
+    lowered: dict[Any, Union[Variants, str]] = object_memo(kernel, _LOWERED, dict)
+    hit = lowered.get(key)
+    if hit is None:
+        try:
+            hit = kernel.kernel.variants_for(PLATFORM, *grids)
+        except AspError as exc:
+            hit = str(exc)
+        lowered[key] = hit
+    return hit
+
+
+def build_is_cached(kernel: Any, grids: tuple) -> bool:
+    """Whether building the blocked variants of ``kernel`` for ``grids`` costs no compile: they
+    are built, cannot be, or the code cache holds their library (phases 1-4 run for this
+    and are kept for the build)."""
+    key = stencil_signature(tuple(grids), {}, kernel)
+    if built_iterator(kernel, key) is not None:
+        return True
+    variants = _lowered(kernel, grids, key)
+    if isinstance(variants, str):
+        return True
+    try:
+        return library_cached(variants.variant(next(iter(variants))).program)
+    except AspError:   # its build will say why
+        return True
+
+
 def _get_built(kernel: Any, grids: tuple, key: Any) -> Union[Blocked, str]:
     """The blocked variants of ``kernel`` for ``grids`` built now, or why there are none."""
-    try:
-        variants = kernel.kernel.variants_for(PLATFORM, *grids)
-    except AspError as exc:
-        reason = str(exc)
-        hit: Union[Blocked, str] = reason
-        ctx = _declined(kernel, tuple(grids), key, reason)
+    variants = _lowered(kernel, grids, key)
+    object_memo(kernel, _LOWERED, dict).pop(key, None)   # the Blocked holds them now
+    if isinstance(variants, str):
+        hit: Union[Blocked, str] = variants
+        ctx = _declined(kernel, tuple(grids), key, variants)
     else:
         hit = _build(kernel, variants)
         ctx = variants.context
