@@ -141,3 +141,20 @@ def test_tolerances_and_x0_take_what_scipys_cg_takes():
         asp_mpk.cg(A, b, rtol=np.array(True))
     with pytest.raises(TypeError, match="integer"):   # an integer A: convert it first
         asp_mpk.cg(A.astype(np.int64), b)
+
+
+@requires_compiler
+@pytest.mark.parametrize("s", [None, 4])
+def test_a_float32_solution_is_checked_as_returned(s):
+    """A float32 system is solved in float64 and x rounded to float32 on return: ``info`` was
+    0 for rtol 1e-6 where the x returned had a true residual of 4.3e-5. The rounded x is
+    checked: a tolerance float32 cannot hold is not reported reached, one it can hold is."""
+    A = gallery.poisson2d(40).astype(np.float32)
+    b = np.random.default_rng(0).random(A.shape[0]).astype(np.float32)
+    wide = A.astype(np.float64)
+    for rtol, reached in ((1e-7, False), (1e-3, True)):
+        x, info = asp_mpk.cg(A, b, rtol=rtol, s=s, maxiter=2000)
+        assert x.dtype == np.float32
+        res = np.linalg.norm(b - wide @ x.astype(np.float64)) / np.linalg.norm(b)
+        assert (info == 0) == reached == (res <= rtol), (rtol, info, res)
+        assert info >= 0
