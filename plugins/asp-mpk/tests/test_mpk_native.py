@@ -445,3 +445,35 @@ def test_doctor_reports_a_plan_builder_that_does_not_load(monkeypatch):
     rows = {name: (ok, detail) for name, ok, detail in asp_doctor_checks()}
     ok, detail = rows["asp-mpk plan builder"]
     assert not ok and "libgomp.so.1" in detail
+
+
+@needs_native
+def test_plain_calls_leave_a_core_to_the_compile_of_their_kernel(monkeypatch):
+    """The native CSR products of the calls made while the kernel compiled ran on every core:
+    their threads spun while the compile held one, 50-100 ms a call of a 65,536-row matrix
+    where SciPy took 0.7 (2 cores). They leave it a core now, and take every core again
+    once it is done."""
+    from asp_mpk.powers import MatrixPowers
+
+    made = []   # for each call of a native CSR call: whether it leaves a core
+    real = native.csr_powers_call
+
+    def recording(csr, k, **kwargs):
+        call = real(csr, k, **kwargs)
+        lean = kwargs.get("leave_a_core", False)
+        return lambda *args: made.append(lean) or call(*args)
+
+    monkeypatch.setattr(native, "csr_powers_call", recording)
+    A = gallery.poisson2d(16)
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    ref = [x]
+    for _ in range(3):
+        ref.append(A @ ref[-1])
+    mp = MatrixPowers(A, 3)
+    monkeypatch.setattr(mp, "compiling", lambda **kind: True)
+    monkeypatch.setattr(mp, "settling", lambda **kind: True)
+    np.testing.assert_allclose(mp.powers(x), ref, rtol=1e-13)
+    assert made[-1] is True
+    monkeypatch.setattr(mp, "compiling", lambda **kind: False)
+    np.testing.assert_allclose(mp.powers(x), ref, rtol=1e-13)
+    assert made[-1] is False

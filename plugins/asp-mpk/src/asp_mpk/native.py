@@ -335,17 +335,21 @@ def csr_product(csr: Any) -> CSRProduct | None:
     return None if mod is None else CSRProduct(mod, csr)
 
 
-def csr_powers_call(csr: Any, k: int, *, watch: tuple | None = None) -> Any:
+def csr_powers_call(csr: Any, k: int, *, watch: tuple | None = None,
+                    leave_a_core: bool = False) -> Any:
     """The extension's ``CSRPowers`` of ``csr`` and depth ``k``: for the watched matrix that
     ``watch`` (write check, type, array attributes, shape) vouches for, or, without it, for a
-    snapshot's calls, which do not look at A; None without the extension."""
+    snapshot's calls, which do not look at A; None without the extension.  ``leave_a_core``:
+    one thread fewer (where there is more than one), for calls made while a kernel compiles
+    (as :class:`CGPasses`)."""
     mod = planner()
     if mod is None:
         return None
     check, watched_type, names, shape = watch or (None, type(None), (), None)
     indptr, indices = _pattern(csr)
+    threads = max(1, _threads() - 1) if leave_a_core else _threads()
     return mod.CSRPowers(check, watched_type, names, shape, indptr, indices, _c(csr.data), k,
-                         _threads())
+                         threads)
 
 
 class CGPasses:

@@ -62,6 +62,8 @@ class MatrixPowers:
         #: the native CSR call of plain calls (:meth:`_plain`), made at its first use, and
         #: whether it serves them once the kernel is tuned (None: not raced yet)
         self._csr_call: Any = None
+        #: the same call leaving a core to the kernel's compile, for the calls made meanwhile
+        self._csr_lean: Any = None
         self._native: bool | None = None
         self.matrix = analysed(A)
         self.csr = self.matrix.csr
@@ -256,9 +258,15 @@ class MatrixPowers:
             first = self._since.get(kind)
             return first is not None and \
                 time.perf_counter() - first < self.specialise_after
-        if kind in self._tuned:
-            return False
-        return worker.is_alive() or self._preparing_variants(kind)
+        return self.compiling(nvec=nvec, gram=gram, basis=basis)
+
+    def compiling(self, *, nvec: int, gram: bool, basis: str) -> bool:
+        """Whether this call kind's kernel is being specialised in the background, or its
+        variants compile, now (:meth:`settling`, but not while it waits for more calls)."""
+        kind = (nvec, gram, basis == "monomial")
+        worker = self._pending.get(kind)
+        return worker is not None and kind not in self._tuned and (
+            worker.is_alive() or self._preparing_variants(kind))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the background specialisations started so far; True when all finished."""
@@ -351,12 +359,19 @@ class MatrixPowers:
             if self._csr_call is None:   # no extension
                 self._native = False
                 return None
-        if self._native is None and not self.settling(nvec=1, gram=False, basis="monomial"):
-            if self._winner(1, "monomial") is None:
-                return None
-            self._race(x)
-            if not self._native:
-                return None
+        if self._native is None:
+            if self.compiling(nvec=1, gram=False, basis="monomial"):
+                # every core's threads spun while the compile held one: 50-100 ms a call of a
+                # 65,536-row matrix where SciPy took 0.7 (2 cores)
+                if self._csr_lean is None:
+                    self._csr_lean = native.csr_powers_call(self.csr, self.k, leave_a_core=True)
+                return self._csr_lean(None, x, self.result())
+            if not self.settling(nvec=1, gram=False, basis="monomial"):
+                if self._winner(1, "monomial") is None:
+                    return None
+                self._race(x)
+                if not self._native:
+                    return None
         # None for inf or nan in x: the general path names it
         return self._csr_call(None, x, self.result())
 
