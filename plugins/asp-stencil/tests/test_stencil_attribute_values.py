@@ -79,6 +79,20 @@ def test_a_time_started_at_an_int_becomes_a_parameter_at_its_first_float(monkeyp
     assert len(k.kernel.keys()) == 3
     assert dict(k.kernel.keys()[-1][2])["t"] == ("<param>", "")
 
+
+@requires_compiler
+def test_the_warning_counts_the_values_compiled_once_a_float_is_a_parameter(monkeypatch):
+    """The floats before an attribute became a parameter were counted among the values that
+    compile: its warning named "0.5, 0.7, 0, ..." after three ints, of which only the ints
+    compiled. Five values compiled as constants after it are named, the ints."""
+    class Heat(Source):
+        dt = 0.5
+
+    k = Heat()
+    assert _calls(monkeypatch, [k], [0.5, 0.7, 0, 1, 2, 0.9]) == []
+    told = _calls(monkeypatch, [k], [3, 4])
+    assert len(told) == 1 and "5 values of self.t (0, 1, 2, ...)" in str(told[0].message)
+
 class Typed(StencilKernel):
     def kernel(self, u, out):
         for x in out.interior_points():

@@ -394,6 +394,10 @@ def note_attribute_values(instance: Any, key: Any) -> None:
         # a float after any other value: a time started at the int 0 (``k.t = 0``, then
         # ``k.t += dt``) stayed a constant, compiled at every step, when both had to be floats
         if len(known) >= 2 and not everywhere and param_form(attribute_value(form, None)):
+            if name not in state.get(_PARAMS, ()):
+                # the values compiled so far are no pattern of recompiles any more: the
+                # warning at five named "0.5, 0.7, 0, ..." of which only the ints compiled
+                known.clear()
             state[_PARAMS] = state.get(_PARAMS, frozenset()) | {name}
         if len(known) == RECOMPILING_VALUES and _first_time(type(instance)):
             cls = type(instance)
