@@ -117,6 +117,33 @@ def test_an_int_subclass_attribute_with_its_own_operators_runs_in_python():
     assert float(ref[1, 1]) == 42.0
 
 
+
+class _Percent(np.float64):
+    """A NumPy float whose product is its own (a units type)."""
+
+    def __mul__(self, other):
+        return float(self) * 100.0 * other
+
+
+class NumpySubclassAttribute(StencilKernel):
+    a = _Percent(0.5)
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = self.a * u[x]
+
+
+def test_a_numpy_scalar_subclass_attribute_with_its_own_operators_runs_in_python():
+    """As for an int subclass: the frontend took the float64 subclass for the number 0.5 and
+    compiled ``0.5 * u[x]``, where Python calls its ``__mul__`` (50 times that)."""
+    k = NumpySubclassAttribute()
+    grids = make_grids((4, 5))
+    grids[0].data[...] = 1.0
+    with pytest.warns(SpecializationWarning, match="self.a"):
+        ref, out = run_both(k, grids)
+    assert_bitwise(ref, out)
+    assert float(ref[1, 1]) == 50.0
+
 def _int_on_some_paths(expr: str, numpy: bool = False) -> type:
     options = "    asp_options = {'platform_selection': 'numpy'}\n" if numpy else ""
     return load_kernel(f"""

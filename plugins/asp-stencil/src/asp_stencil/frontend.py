@@ -165,7 +165,10 @@ def _scalar_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, float) and type(value) is float:
         return value
-    if isinstance(value, np.generic) and value.dtype.str in GRID_DTYPES:
+    # NumPy's own scalar type: a subclass's operators (``__mul__``) run in Python, as an int
+    # subclass's (a float64 subclass multiplying by 100 was compiled as the plain number)
+    if isinstance(value, np.generic) and value.dtype.str in GRID_DTYPES and \
+            type(value) is value.dtype.type:
         return value
     return None
 
