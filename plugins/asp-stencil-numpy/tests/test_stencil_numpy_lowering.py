@@ -383,3 +383,22 @@ def test_forwarded_output_values_have_the_grid_dtype(cls, dtypes, monkeypatch):
     assert _platform(k) == "numpy"
     assert_bitwise(expected, actual)
     assert_bitwise(expected, _run_blocked(_dast(k, grids), grids, block=2))
+
+
+@pytest.mark.parametrize("nan", [math.nan, -math.nan, np.float64(math.nan), np.float32(-math.nan)],
+                         ids=["nan", "-nan", "float64", "float32-neg"])
+def test_a_nan_constant_keeps_pythons_sign(nan):
+    """``ast.unparse`` writes a NaN as ``1e309 - 1e309``, the NaN x86 makes (sign bit set):
+    ``u[x] * self.a`` with ``a = nan`` gave -nan where Python gives nan."""
+    class Times(StencilKernel):
+        a = nan
+
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * self.a
+
+    k, ref, got = _run(Times, make_grids((4, 5)))
+    assert _platform(k) == "numpy"
+    assert np.isnan(got[1:-1, 1:-1]).all()
+    assert_bitwise(ref, got)
+    assert (np.signbit(got[1:-1, 1:-1]) == np.signbit(ref[1:-1, 1:-1])).all()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import linecache
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def _asp_pow(a: Any, b: Any) -> Any:
 
 #: Names the generated code refers to besides its parameters (its global namespace).
 HELPERS: dict[str, Any] = {_NP: np, "_asp_min": _asp_min, "_asp_max": _asp_max,
-                           "_asp_pow": _asp_pow}
+                           "_asp_pow": _asp_pow, "_asp_nan": float("nan")}
 
 
 def function_name(prog: D.StencilProgram) -> str:
@@ -135,8 +136,17 @@ def _constant(c: D.Const) -> ast.expr:
     (``_np.float32(0.10000000149011612)``): it must stay a NumPy scalar, which NEP 50 does not
     treat as weak like a Python number (``u32[x] * float64(0.5)`` computes in float64)."""
     if not c.kind:
-        return ast.Constant(c.value)
-    return _np_call(np.dtype(c.kind).type.__name__, ast.Constant(c.value.item()))
+        return _literal(c.value)
+    return _np_call(np.dtype(c.kind).type.__name__, _literal(c.value.item()))
+
+
+def _literal(value: Any) -> ast.expr:
+    """``value`` as source: a NaN as Python's own (``ast.unparse`` writes ``1e309 - 1e309``,
+    which is the NaN x86 makes, sign bit set, where Python's has none), with its sign."""
+    if isinstance(value, float) and math.isnan(value):
+        nan = _name("_asp_nan")
+        return ast.UnaryOp(ast.USub(), nan) if math.copysign(1.0, value) < 0 else nan
+    return ast.Constant(value)
 
 
 class _Statements:
