@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pytest_asp import requires_compiler
+from asp_core import SpecializationWarning
 from asp_stencil import StencilGrid, StencilKernel
 
 
@@ -207,3 +208,31 @@ def test_grids_the_fast_checks_do_not_take_are_checked_as_before():
         k.kernel(u, test)
         k.pure_python(u, ref)
     np.testing.assert_array_equal(test.data, ref.data)
+
+
+@requires_compiler
+def test_a_grid_class_method_patched_after_its_first_call_runs_as_python(monkeypatch):
+    """The DSL methods a grid subclass replaces were looked up once per class: one patched
+    on the class after a kernel's first call (``G.__getitem__ = ...``) was never seen, and
+    compiled code ran, ignoring it, where Python calls it."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    class G(StencilGrid):
+        pass
+
+    class Twice(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * 2.0
+
+    def run(k):
+        u, out = G((4, 4)), G((4, 4))
+        u.data[:] = 1.0
+        k.kernel(u, out)
+        return float(out.data[1, 1])
+
+    k = Twice()
+    assert run(k) == 2.0
+    monkeypatch.setattr(G, "__getitem__", lambda self, x: self.data[x] + 100.0, raising=False)
+    with pytest.warns(SpecializationWarning):
+        assert run(k) == 202.0

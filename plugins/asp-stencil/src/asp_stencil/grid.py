@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -221,36 +220,23 @@ DSL_METHODS = ("interior_points", "border_points", "neighbors", "nearest_interio
                "__getitem__", "__setitem__")
 #: those Python looks up on the instance first (not the dunders)
 _INSTANCE_METHODS = frozenset(DSL_METHODS[:4])
-_CLASS_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
-    weakref.WeakKeyDictionary()
 
 
 #: ndarray subclasses whose indexing replaces NumPy's without changing an element's value at
 #: a point (``memmap.__getitem__`` only turns slices into plain arrays; ``matrix`` keeps 2-D
 #: shapes for slices and rows, while a grid reads and writes whole points, as plain arrays do)
 _VALUE_PRESERVING_ARRAYS = (np.memmap, np.matrix)
-_ARRAY_OVERRIDES: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = \
-    weakref.WeakKeyDictionary()
 
 
 def _array_overrides(cls: type) -> tuple[str, ...]:
     """``__getitem__``/``__setitem__`` where the ndarray subclass ``cls`` of a grid's ``.data``
     replaces NumPy's: a grid's reads and writes go through them in Python (``u[x]`` is
     ``u.data[x]``) but compiled code reads the memory (a clipping ``__setitem__`` was
-    ignored), so they count as the grid's own DSL methods. Cached per class."""
-    try:
-        cached = _ARRAY_OVERRIDES.get(cls)
-    except TypeError:
-        cached = None
-    if cached is None:
-        cached = tuple(n for n in ("__getitem__", "__setitem__")
-                       if all(getattr(cls, n) is not getattr(base, n)
-                              for base in (np.ndarray, *_VALUE_PRESERVING_ARRAYS)))
-        try:
-            _ARRAY_OVERRIDES[cls] = cached
-        except TypeError:
-            pass
-    return cached
+    ignored), so they count as the grid's own DSL methods. Looked up at each call, as for
+    a grid's class (:func:`dsl_overrides`)."""
+    return tuple(n for n in ("__getitem__", "__setitem__")
+                 if all(getattr(cls, n) is not getattr(base, n)
+                        for base in (np.ndarray, *_VALUE_PRESERVING_ARRAYS)))
 
 
 def dsl_overrides(grid: Any) -> tuple[str, ...]:
@@ -262,19 +248,11 @@ def dsl_overrides(grid: Any) -> tuple[str, ...]:
     if cls is StencilGrid:
         found: tuple[str, ...] = ()
     else:
-        try:
-            cached = _CLASS_OVERRIDES.get(cls)
-        except TypeError:
-            cached = None
-        if cached is not None:
-            found = cached
-        else:
-            found = tuple(n for n in DSL_METHODS
-                          if getattr(cls, n, None) is not getattr(StencilGrid, n))
-            try:
-                _CLASS_OVERRIDES[cls] = found
-            except TypeError:
-                pass
+        # looked up at each call (six attributes, a grid subclass's only): kept per class, a
+        # method patched on the class after its first call (``G.__getitem__ = ...``) was
+        # never seen, and compiled code ran where the kernel had to run in Python
+        found = tuple(n for n in DSL_METHODS
+                      if getattr(cls, n, None) is not getattr(StencilGrid, n))
     data = getattr(grid, "data", None)
     if type(data) is not np.ndarray and isinstance(data, np.ndarray):
         found = tuple(sorted({*found, *_array_overrides(type(data))}, key=DSL_METHODS.index))
