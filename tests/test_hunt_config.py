@@ -161,3 +161,19 @@ def test_a_phase_setting_naming_no_installed_specializer_warns_once(toml, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         Dispatcher("elementwise", _twice)(a)   # once per setting
+
+
+def test_the_config_file_follows_the_variables_that_locate_it(tmp_path, monkeypatch):
+    """The user's config folder is looked up once per value of the variables it is found
+    from (platformdirs' lookup was half of a short ``iterate`` call): a changed
+    ``XDG_CONFIG_HOME`` or ``HOME`` is still followed."""
+    from asp_core import config
+
+    monkeypatch.delenv("ASP_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "a"))
+    assert config.config_path() == tmp_path / "a" / "asp" / "asp.toml"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "b"))
+    assert config.config_path() == tmp_path / "b" / "asp" / "asp.toml"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config.config_path() == tmp_path / "home" / ".config" / "asp" / "asp.toml"
