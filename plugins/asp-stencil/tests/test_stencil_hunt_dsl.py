@@ -347,3 +347,39 @@ class K(StencilKernel):
         ref, out = run_both(k, grids)
     assert_bitwise(ref, out)
     assert np.isfinite(ref[1:-1, 1:-1]).all()
+
+
+def test_an_int_subclass_redefined_or_patched_after_the_first_call_runs_as_python(monkeypatch):
+    """The key held an int attribute's type by name: a class redefined under the same name
+    (a re-run notebook cell) or given an operator after the first call ran the code compiled
+    for the plain int, where Python calls the new ``__mul__``."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    class Times(StencilKernel):
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = self.n * u[x]
+
+    def value(k):
+        grids = make_grids((4, 4))
+        grids[0].data[...] = 1.0
+        ref, out = run_both(k, grids)
+        assert_bitwise(ref, out)
+        return float(out[1, 1])
+
+    class Count(int):
+        pass
+
+    k = Times()
+    k.n = Count(3)
+    assert value(k) == 3.0
+    Count.__mul__ = lambda self, other: other * 100   # patched on the class
+    with pytest.warns(SpecializationWarning, match="self.n"):
+        assert value(k) == 100.0
+
+    class Count(int):   # noqa: F811 - the cell run again
+        def __mul__(self, other):
+            return other * 7
+
+    k.n = Count(3)
+    assert value(k) == 7.0

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.ma  # noqa: F401 - NumPy imports it on first use, which may be another thread's
 #                 first call while the process forks: the child's first call then hung on it
 
-from .frontend import callee_meaning, dotted_name, resolve_path
+from .frontend import _INT_OPERATORS, callee_meaning, dotted_name, resolve_path
 from .grid import StencilGrid, dsl_overrides
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
@@ -231,8 +231,17 @@ def _hashable(v: Any) -> Hashable:
     if isinstance(v, np.generic) and v.dtype.kind != "O":
         return (type(v).__name__, v.dtype.str, v.tobytes())
     if isinstance(v, (bool, int, str, type(None))):
-        return (type(v).__name__, v)
+        t = type(v)
+        if t in _PLAIN or not isinstance(v, int):
+            return (t.__name__, v)
+        # an int subclass (an IntEnum member) by its class and its operators, not its name:
+        # one redefined under the same name (a re-run notebook cell) or given an operator
+        # after the first call ran the code compiled for the old one
+        return ((t, tuple(getattr(t, op, None) for op in _INT_OPERATORS)), v)
     return (type(v).__name__, id(v))
+
+
+_PLAIN = (bool, int, str, type(None))
 
 
 def key_attributes(key: Any) -> dict[str, Hashable]:
