@@ -208,10 +208,12 @@ def _blocking_mode(mode: str, dispatcher: Any) -> str | None:
 
 
 #: how many times the single sweep's compiles (its variants' together) the blocked library's
-#: compile takes (one program of wider loops and every tuning point's code): 1.25-8.6x, 3.6x
-#: geometric mean, measured on 2-D and 3-D heat of 256^2 to 2048^2 and 48^3 to 128^3 (1.2-2.7 s
-#: against 0.2-1.0 s; AMD Zen 5, gcc 12)
-BLOCKED_COMPILE_FACTOR = 4.0
+#: compile is foreseen to take (one program of wider loops and every tuning point's code):
+#: measured 1.25x and 2.5x where blocking pays (heat 2048^2 and 128^3), 6x and 8.6x on grids a
+#: cache holds (256^2, 48^3), where plain sweeps win the tuning anyway (1.2-2.7 s against
+#: 0.2-1.0 s; AMD Zen 5, gcc 12). Too high, and long iterations on large grids wait for their
+#: blocking (a ski rental pays up to 1 + this error factor of the best choice)
+BLOCKED_COMPILE_FACTOR = 1.5
 #: the seconds a blocked build is foreseen to take where no compile of the kernel is known
 UNKNOWN_BUILD_SECONDS = 1.0
 #: scales the build cost foreseen (0: build at once)
