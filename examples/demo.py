@@ -145,7 +145,7 @@ first = time.perf_counter() - t0
 # the first calls run plain sweeps until they would pay for building the blocked code, then
 # time plain sweeps against temporally blocked ones: call until that choice is made
 calls = 1
-while iterate_decision(heat) is None and calls < 40:
+while iterate_decision(heat) is None and calls < 80:
     heat.iterate(a, b, steps=steps)
     calls += 1
 impls = {"asp": lambda: heat.iterate(a, b, steps=steps)}
