@@ -149,7 +149,7 @@ def iterate_winner(kernel: Any) -> str:
     return decided.choice if decided is not None else "still tuning"
 
 
-def tune_iterate(kernel: Any, grids: tuple, steps: int, max_calls: int = 40) -> None:
+def tune_iterate(kernel: Any, grids: tuple, steps: int, max_calls: int = 80) -> None:
     """Call ``kernel.iterate`` until its choice between plain and blocked sweeps is made, in
     this run's conditions (``ASP_AUTOTUNE=always``: no winner stored by an earlier run)."""
     old = os.environ.get("ASP_AUTOTUNE")
