@@ -352,15 +352,19 @@ class Pipeline:
 
 #: kernel class -> what phases 1-4 made of each call (:meth:`Pipeline._lowered`)
 _LOWERED: weakref.WeakKeyDictionary[type, dict[Hashable, tuple]] = weakref.WeakKeyDictionary()
-#: the most keys of one kernel class kept (a class called on many shapes keeps its latest)
-LOWERED_PER_CLASS = 64
+#: the most keys of one kernel class kept (a class called on many shapes keeps its latest;
+#: a 3-D kernel's phases hold about 0.45 MB)
+LOWERED_PER_CLASS = 16
+#: variables besides ``ASP_*``/``OMP_*`` that platform checks read (the compiler on ``PATH``,
+#: the GPUs a process sees): a platform refused without them was refused for good
+_READ_BY_PHASES = frozenset({"PATH", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"})
 
 
 def _shared(pipeline: Pipeline, ctx: SpecializationContext
             ) -> tuple[dict[Hashable, tuple] | None, Hashable]:
     """Where :meth:`Pipeline._lowered` keeps the phases of ``ctx`` (None: not shared) and under
-    what: the kernel function, the key, the options, the registry and every ``ASP_``/``OMP_``
-    setting and the config file a phase may read."""
+    what: the kernel function, the key, the options, the registry, the config file and the
+    environment a phase may read (``ASP_*``, ``OMP_*`` and :data:`_READ_BY_PHASES`)."""
     if not pipeline.spec.shared_lowering or ctx.instance is None or ctx.func is None:
         return None, None
     try:
@@ -369,7 +373,7 @@ def _shared(pipeline: Pipeline, ctx: SpecializationContext
               repr(sorted(ctx.options.items())), id(pipeline.registry),
               len(pipeline.registry.components),
               tuple(sorted((k, v) for k, v in os.environ.items()
-                           if k.startswith(("ASP_", "OMP_")))),
+                           if k.startswith(("ASP_", "OMP_")) or k in _READ_BY_PHASES)),
               repr(config.load_config()))
         hash(at)
     except (TypeError, ValueError):   # a class that cannot be weakly referenced or hashed
