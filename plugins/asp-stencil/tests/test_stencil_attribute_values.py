@@ -82,16 +82,30 @@ def test_a_time_started_at_an_int_becomes_a_parameter_at_its_first_float(monkeyp
 
 @requires_compiler
 def test_the_warning_counts_the_values_compiled_once_a_float_is_a_parameter(monkeypatch):
-    """The floats before an attribute became a parameter were counted among the values that
-    compile: its warning named "0.5, 0.7, 0, ..." after three ints, of which only the ints
-    compiled. Five values compiled as constants after it are named, the ints."""
+    """The values before an attribute became a parameter were counted among those that
+    compile again: its warning came at "0.5, 0.7, 0, ..." after three ints. Counting starts
+    again at the value that made it a parameter (compiled as a constant once)."""
     class Heat(Source):
         dt = 0.5
 
     k = Heat()
     assert _calls(monkeypatch, [k], [0.5, 0.7, 0, 1, 2, 0.9]) == []
     told = _calls(monkeypatch, [k], [3, 4])
-    assert len(told) == 1 and "5 values of self.t (0, 1, 2, ...)" in str(told[0].message)
+    assert len(told) == 1 and "5 values of self.t (0.7, 0, 1, ...)" in str(told[0].message)
+
+
+@requires_compiler
+def test_a_float_after_five_other_values_still_becomes_a_parameter(monkeypatch):
+    """The "first float after another value" rule was not reached once five values were
+    counted: a time that ran five int steps and then floats compiled at every float step."""
+    class Heat(Source):
+        dt = 0.5
+
+    k = Heat()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PerformanceWarning)
+        _calls(monkeypatch, [k], [0, 1, 2, 3, 4, 4.5, 5.5, 6.5, 7.5])
+    assert len(k.kernel.keys()) == 7 and dict(k.kernel.keys()[-1][2])["t"] == ("<param>", "")
 
 class Typed(StencilKernel):
     def kernel(self, u, out):
@@ -442,3 +456,39 @@ def test_constants_of_a_computed_parameter_are_the_folded_objects():
     read = values_reader((D.Param("0", "", expr),))
     assert read(type("K", (), {"a": 0.5})()) == [2.0]
     assert read(type("K", (), {"a": 3.0})()) == [float("inf")]
+
+
+@requires_compiler
+def test_a_new_object_per_step_with_the_steps_value_is_named(monkeypatch):
+    """``Heat(t).kernel(u, out)`` with a new value at each step compiles at every step (each
+    object keeps its constants: objects made each with its own constant must keep blocked
+    and CUDA code) and was never named: values were counted per object only. Counted across
+    the class's objects too, ten values are named once."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    class PerStep(Source):
+        dt = 0.5
+
+        def __init__(self, t: float) -> None:
+            self.t = t
+
+    told = _calls_per_object(monkeypatch, PerStep, [0.1 * step + 0.05 for step in range(9)])
+    assert told == []
+    told = _calls_per_object(monkeypatch, PerStep, [7.0, 8.0])
+    assert len(told) == 1
+    assert "10 values of self.t across its objects (0.05, 0.15" in str(told[0].message)
+
+
+def _calls_per_object(monkeypatch: pytest.MonkeyPatch, cls: type, times: list[float]
+                      ) -> list[warnings.WarningMessage]:
+    u, out = _grids()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in times:
+            k = cls(t)
+            k.kernel(u, out)
+            expected = out.data.copy()
+            expected[1:-1, 1:-1] = u.data[1:-1, 1:-1] + k.dt * t
+            np.testing.assert_array_equal(out.data, expected)
+            assert len(k.kernel.keys()) == 1
+    return [w for w in caught if issubclass(w.category, PerformanceWarning)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import weakref
 
 import numpy as np
@@ -162,7 +163,151 @@ def test_a_new_object_per_call_lowers_each_key_once(monkeypatch):
         np.testing.assert_array_equal(out.data[1:-1, 1:-1], u.data[1:-1, 1:-1] * factor)
         events = [e for e, _ in k.kernel.last_context.events]
         assert "dast" in events and "variants" in events   # asp explain shows every phase
-    assert len(parsed) == 2
+    assert len(parsed) == len(set(parsed)) == 2
     monkeypatch.setenv("ASP_DISABLE_PASSES", "stencil:cse")   # a setting the phases read
     Fresh().kernel(u, out)
     assert len(parsed) == 3
+
+
+class Adding(StencilKernel):
+    def __init__(self, a: float) -> None:
+        self.a = a
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] + self.a
+
+
+@requires_compiler
+def test_objects_with_nans_of_either_sign_keep_their_own(monkeypatch):
+    """A float's key was its ``hex()``, ``'nan'`` for both signs: an object given -nan ran the
+    code compiled for another's nan (shared since objects of a class share their lowering)."""
+    import math
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    for a in (math.nan, -math.nan, math.nan):
+        u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+        Adding(a).kernel(u, out)
+        assert np.isnan(out.data[1, 1]) and np.signbit(out.data[1, 1]) == np.signbit(a)
+
+
+@requires_compiler
+def test_a_kernel_replaced_on_the_class_is_keyed_by_what_it_reads(monkeypatch):
+    """``K.kernel = KernelMethod(g)`` after K's first call: the names the key follows were
+    parsed once per class, so ``self.b``, which ``g`` reads, was in no key and a new object
+    ran the code compiled for another's ``b``."""
+    from asp_stencil.kernel import KernelMethod
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    class K(StencilKernel):
+        def __init__(self, a: float, b: float) -> None:
+            self.a, self.b = a, b
+
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = u[x] * self.a
+
+    def g(self, u, out):
+        for x in out.interior_points():
+            out[x] = u[x] * self.b
+
+    assert _value(K(2.0, 0.0)) == 2.0
+    desc = KernelMethod(g)
+    desc.attr, desc.owner = "kernel", K
+    monkeypatch.setattr(K, "kernel", desc)
+    assert _value(K(2.0, 3.0)) == 3.0 and _value(K(2.0, 5.0)) == 5.0
+
+
+@requires_compiler
+def test_a_second_object_takes_a_changing_time_as_a_parameter_as_the_first(monkeypatch):
+    """The values a key follows were noted by the frontend, which a second object of the class
+    does not run for a key the first lowered: its time compiled twice more before it became
+    a parameter."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+
+    class Fresh(Doubling):
+        pass
+
+    keys = []
+    for _ in range(2):
+        k = Fresh()
+        for factor in (0.5, 1.5, 2.5, 3.5):
+            k.factor = factor
+            u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+            u.data[:] = 1.0
+            k.kernel(u, out)
+            assert out.data[1, 1] == factor
+        keys.append(len(k.kernel.keys()))
+    assert keys == [3, 3]
+
+
+@requires_compiler
+def test_a_copy_of_the_dict_counts_its_own_values_and_keeps_a_kernel_set_on_it(monkeypatch):
+    """Copies made by copying the ``__dict__`` shared the original's count of values (five
+    copies given one value each warned that the original's took five), and a ``kernel`` set
+    on the object (``k.kernel = f``, kept as Python keeps it) was dropped by copy and pickle."""
+    import pickle
+    import warnings
+
+    from asp_core import PerformanceWarning
+
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    a = Scale(0)
+    _value(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerformanceWarning)
+        for n in range(1, 6):
+            b = copy.copy(a)
+            b.alpha = n
+            assert _value(b) == n
+    a.kernel = lambda u, out: out.data.fill(7.0)
+    for c in (copy.copy(a), copy.deepcopy(a)):
+        u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+        c.kernel(u, out)
+        assert out.data[1, 1] == 7.0
+    with pytest.raises((pickle.PicklingError, AttributeError)):   # a lambda, as in Python
+        pickle.dumps(a)
+    a.kernel = None
+    del a.kernel
+    assert _value(a) == 0.0
+
+
+@requires_compiler
+def test_a_platform_refused_for_want_of_a_compiler_is_asked_again_once_path_has_one(
+        monkeypatch, tmp_path):
+    """What phases 1-4 made of a key is shared by the objects of its class: ``PATH``, which
+    the compiled platform's check reads, was not in what it is shared under, so an object
+    made after ``PATH`` was fixed ran on the platform chosen without a compiler."""
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    monkeypatch.delenv("ASP_PLATFORM_SELECTION", raising=False)
+
+    class Fresh(Doubling):
+        pass
+
+    def platform() -> str:
+        k = Fresh()
+        u, out = StencilGrid([4, 4]), StencilGrid([4, 4])
+        k.kernel(u, out)
+        return k.kernel.last_context.decision("platform_selection").choice
+
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path))   # no compiler there
+    monkeypatch.delenv("ASP_CC", raising=False)
+    assert platform() != "openmp"
+    monkeypatch.setenv("PATH", path)
+    assert platform() == "openmp"
+
+
+@requires_compiler
+def test_grids_asked_about_for_blocking_are_not_kept(monkeypatch, tmp_path):
+    """Whether the code cache holds the blocked library is asked by lowering it; the lowered
+    variants were kept for a build that may never come, with the call's grids."""
+    monkeypatch.setenv("ASP_CACHE_DIR", str(tmp_path))
+    k = Blur(0.5)
+    u, out = _grids()
+    assert not runner.build_is_cached(k, (u, out))
+    refs = [weakref.ref(u.data), weakref.ref(out.data)]
+    del u, out
+    gc.collect()
+    assert all(r() is None for r in refs)

@@ -25,7 +25,7 @@ from asp_core.decisions import VARIANT
 
 from . import dast as D
 from .grid import fill_periodic_ghosts
-from .signature import check_grids, check_written
+from .signature import check_grids, check_written, note_attribute_values
 
 if TYPE_CHECKING:
     from asp_core.context import SpecializationContext
@@ -203,6 +203,10 @@ class OpenMPBackend(Backend):
 
     def build(self, variant: Variant, ctx: SpecializationContext) -> Callable[..., None]:
         program = variant.program
+        if ctx.instance is not None:
+            # as the frontend does (it does not run for an object whose class already lowered
+            # this key: a second object's time compiled twice more before it was a parameter)
+            note_attribute_values(ctx.instance, ctx.key)
         lib = ctx.compile(**_compile_args(variant.name, program))
         if not lib.cached and ctx.decision(VARIANT) is None:   # the tuner will time them
             self._precompile_siblings(variant, ctx)

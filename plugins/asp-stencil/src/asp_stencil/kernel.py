@@ -80,12 +80,17 @@ def object_memo(kernel: Any, name: str, factory: Callable[[], _T]) -> _T:
     ``__dict__``, so it is the object's alone and goes with it. Kept in a ``WeakKeyDictionary``
     it was shared by objects that compare equal (two kernel classes whose ``__eq__`` compares
     their parameters ran each other's blocked code), and a value holding the object kept it
-    alive for good. An object without a ``__dict__`` gets a new one at each use."""
+    alive for good. Kept with its owner: a copy made by copying the ``__dict__`` makes its
+    own. An object without a ``__dict__`` gets a new one at each use."""
     state = getattr(kernel, "__dict__", None)
     if not isinstance(state, dict):
         return factory()
-    hit = state.get(name)
-    return hit if hit is not None else state.setdefault(name, factory())
+    held = state.get(name)
+    if held is None or held[0] is not kernel:
+        held = state.setdefault(name, (kernel, factory()))
+        if held[0] is not kernel:   # a copied ``__dict__``'s
+            held = state[name] = (kernel, factory())
+    return held[1]
 
 
 def _filling_ghosts(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,9 +221,10 @@ class KernelMethod:
 
     def __delete__(self, instance: Any) -> None:
         attr = getattr(self, "attr", "kernel")
-        if instance.__dict__.pop(attr, None) is None:
+        if attr not in instance.__dict__:
             raise AttributeError(f"{type(instance).__name__!r} object has no attribute "
                                  f"{attr!r} set on it (its kernel method is the class's)")
+        del instance.__dict__[attr]
 
     def __call__(self, instance: Any, *grids: Any) -> Any:
         """``Class.kernel(instance, *grids)`` specialises as well."""
@@ -244,8 +250,7 @@ class StencilKernel:
         each given its own ``t``, shared one count of values and were told that ``t`` took
         five."""
         return {name: value for name, value in self.__dict__.items()
-                if not name.startswith(STATE_PREFIX)
-                and not isinstance(getattr(type(self), name, None), KernelMethod)}
+                if not name.startswith(STATE_PREFIX)}
 
     def pure_python(self, *grids: Any) -> Any:
         """Run the kernel as plain Python (the reference semantics)."""

@@ -17,8 +17,9 @@ they change between calls: :func:`note_attribute_values`), and what the names it
 from __future__ import annotations
 
 import ast
+import struct
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
@@ -40,6 +41,7 @@ class _Parsed(NamedTuple):
     attrs: tuple[str, ...]                     # the ``self.n`` they read
     funcs: tuple[tuple[Any, tuple], ...]       # (kernel function, dotted names it calls)
     written: tuple[int, ...]                   # positions of the input grids they write
+    kernel: Any = None                         # the class's ``kernel`` attribute parsed
 
 
 #: where a kernel class keeps its :class:`_Parsed` (in its own ``__dict__``, so that it goes
@@ -179,7 +181,10 @@ def _kernel_names(instance: Any) -> _Parsed:
     instance."""
     cls = type(instance)
     entry = cls.__dict__.get(_PARSED)
-    if entry is None:
+    # the kernel replaced on the class after a first call (``K.kernel = KernelMethod(g)``):
+    # parsed again, else what ``g`` reads was in no key and objects shared the old code
+    current = _class_kernel(cls)
+    if entry is None or entry.kernel is not current:
         from .kernel import kernel_functions
 
         names: set[str] = set()
@@ -198,12 +203,21 @@ def _kernel_names(instance: Any) -> _Parsed:
             written |= writes
             if paths:
                 funcs.append((func, paths))
-        entry = _Parsed(tuple(sorted(names)), tuple(funcs), tuple(sorted(written)))
+        entry = _Parsed(tuple(sorted(names)), tuple(funcs), tuple(sorted(written)), current)
         try:
             setattr(cls, _PARSED, entry)
         except (AttributeError, TypeError):  # a metaclass refusing attributes: parse each call
             pass
     return entry
+
+
+def _class_kernel(cls: type) -> Any:
+    """The ``kernel`` attribute ``cls`` has along its MRO (None: none)."""
+    for klass in cls.__mro__:
+        found = klass.__dict__.get("kernel")
+        if found is not None:
+            return found
+    return None
 
 
 def callee_meanings(instance: Any) -> tuple:
@@ -227,7 +241,7 @@ def _hashable(v: Any) -> Hashable:
     NumPy scalars with their dtype (a generic-unit ``timedelta64`` cannot be hashed: the call
     raised where Python runs the kernel)."""
     if isinstance(v, float):
-        return (type(v).__name__, v.hex())
+        return (type(v).__name__, _float_text(v))
     if isinstance(v, np.generic) and v.dtype.kind != "O":
         return (type(v).__name__, v.dtype.str, v.tobytes())
     if isinstance(v, (bool, int, str, type(None))):
@@ -242,6 +256,21 @@ def _hashable(v: Any) -> Hashable:
 
 
 _PLAIN = (bool, int, str, type(None))
+
+
+def _float_text(v: float) -> str:
+    """A float's exact text: its hex, and a NaN's bits (``hex()`` gives ``'nan'`` for both
+    signs, and the code of one was reused for the other: the other sign bit out)."""
+    if v != v:
+        return "nan:" + struct.pack(">d", v).hex()
+    return v.hex()
+
+
+def _float_of(text: str) -> float:
+    """The float :func:`_float_text` wrote."""
+    if text.startswith("nan:"):
+        return float(struct.unpack(">d", bytes.fromhex(text[4:]))[0])
+    return float.fromhex(text)
 
 
 def key_attributes(key: Any) -> dict[str, Hashable]:
@@ -267,7 +296,7 @@ def attribute_value(form: Hashable, live: Any) -> Any:
         return np.frombuffer(form[2], dtype=np.dtype(form[1]))[0]
     name, held = form
     if isinstance(held, str) and name in ("float", "float64"):   # a float's hex
-        number = float.fromhex(held)
+        number = _float_of(held)
         return number if name == "float" else np.float64(number)
     # an int or bool, or an int subclass's value (an IntEnum member); an object's form holds
     # its id, a plain int under another type's name
@@ -288,6 +317,9 @@ _CONSTANTS = "_asp_constants"
 #: distinct values of one constant attribute of a kernel object after which it is told that
 #: each value compiles the kernel anew (a few values tried by hand are no pattern)
 RECOMPILING_VALUES = 5
+#: the same across the objects of a kernel class (a new object per step given the step's
+#: value; a few objects made each with its own constant are no such pattern)
+CLASS_RECOMPILING_VALUES = 10
 #: where a kernel object keeps, per attribute, the forms it was specialised for (at most
 #: :data:`RECOMPILING_VALUES` each)
 _VALUES = "_asp_attribute_values"
@@ -379,47 +411,92 @@ def respecialize(ctx: Any, error: BaseException) -> bool:
 
 def note_attribute_values(instance: Any, key: Any) -> None:
     """Follow the values of ``instance``'s kernel attributes its kernel is specialised for
-    (called by the frontend for each key it parses). A float attribute that takes a second
-    value becomes a parameter of the code (the next keys hold its type only): a time
-    ``self.t`` set before every call compiled and tuned the kernel at every call, 0.18 s a
-    call on a 256x256 grid whose kernel runs in microseconds (14 times slower than the kernel
-    in Python). Another attribute (an int, a float the code cannot take as a parameter) that
-    has taken :data:`RECOMPILING_VALUES` values is named in a
-    :class:`~asp_core.errors.PerformanceWarning`. Values are counted per kernel object:
-    objects made with different constants each compile once, as they should."""
+    (called by the frontend for each key it parses, and by the backend that binds it). A
+    float attribute that takes a second value becomes a parameter of the code (the next keys
+    hold its type only): a time ``self.t`` set before every call compiled and tuned the
+    kernel at every call, 0.18 s a call on a 256x256 grid whose kernel runs in microseconds
+    (14 times slower than the kernel in Python). Another attribute (an int, a float the code
+    cannot take as a parameter) that has taken :data:`RECOMPILING_VALUES` values is named in
+    a :class:`~asp_core.errors.PerformanceWarning`. Parameters are made per kernel object:
+    objects made each with its own constant keep it a constant (the blocked ``iterate`` and
+    the CUDA and NumPy platforms take none). Values are also counted across the objects of
+    the class: a new object per step given the step's value (``Heat(alpha).kernel(u, out)``)
+    compiled at every step, 0.24-0.35 s a call on 256x256, without a word; it is named once
+    :data:`CLASS_RECOMPILING_VALUES` values compiled."""
     state = getattr(instance, "__dict__", None)
     forms = key_attributes(key)
     if state is None or not forms:
         return
-    values = state.setdefault(_VALUES, {})
     everywhere = state.get(_CONSTANTS) is True
+    told = _follow(state, forms, everywhere, RECOMPILING_VALUES)
+    where = ""
+    shared = _class_state(type(instance))
+    if shared is not None:   # counted only: each object may keep a constant of its own
+        across = _follow(shared, forms, True, CLASS_RECOMPILING_VALUES)
+        if across is not None and told is None:
+            told, where = across, " across its objects"
+    if told is not None and _first_time(type(instance)):
+        name, known = told
+        shown = ", ".join(repr(attribute_value(f, None)) for f in known[:3])
+        from asp_core.errors import PerformanceWarning, warn
+
+        warn(f"asp: {type(instance).__name__}.kernel has been compiled for {len(known)} values "
+             f"of self.{name}{where} ({shown}, ...): this attribute is a constant of the generated "
+             "code, so each new value compiles (and tunes) the kernel again, which costs more "
+             "than running it. Keep it fixed across calls; give a value that changes between "
+             "calls in an input grid (filled with it) or, for a float, see the asp-stencil "
+             "guide for what keeps it from being a parameter", PerformanceWarning)
+
+
+def _follow(state: MutableMapping[str, Any], forms: dict[str, Hashable], everywhere: bool,
+            limit: int) -> tuple[str, list] | None:
+    """:func:`note_attribute_values` on one record (an object's ``__dict__``, its class's
+    :func:`_class_state`): makes parameters of the floats that took another value (unless
+    ``everywhere`` keeps them constants), and returns ``(name, values)`` of an attribute
+    whose values just reached ``limit``, else None."""
+    # replaced, never changed in place: a copy made by copying the ``__dict__`` counts its own
+    values = dict(state.get(_VALUES, {}))
+    told = None
     for name, form in forms.items():
-        known = values.setdefault(name, [])
+        known = values.get(name, [])
         # numbers only: an object (a str, a config) is not compiled, its form is its identity
-        if param_kind(form) is not None or form in known or len(known) >= RECOMPILING_VALUES \
-                or attribute_value(form, None) is None:
+        if param_kind(form) is not None or form in known or attribute_value(form, None) is None:
             continue
-        known.append(form)
         # a float after any other value: a time started at the int 0 (``k.t = 0``, then
         # ``k.t += dt``) stayed a constant, compiled at every step, when both had to be floats
-        if len(known) >= 2 and not everywhere and param_form(attribute_value(form, None)):
-            if name not in state.get(_PARAMS, ()):
-                # the values compiled so far are no pattern of recompiles any more: the
-                # warning at five named "0.5, 0.7, 0, ..." of which only the ints compiled
-                known.clear()
+        # (and after five other values, whatever came then)
+        if known and not everywhere and param_form(attribute_value(form, None)) and \
+                name not in state.get(_PARAMS, ()):
             state[_PARAMS] = state.get(_PARAMS, frozenset()) | {name}
-        if len(known) == RECOMPILING_VALUES and _first_time(type(instance)):
-            cls = type(instance)
-            shown = ", ".join(repr(attribute_value(f, None)) for f in known[:3])
-            from asp_core.errors import PerformanceWarning, warn
+            # the values compiled before it are no pattern of recompiles any more: the warning
+            # at five named "0.5, 0.7, 0, ..." where 0.5 was not compiled again (counted from
+            # this value on, which this call compiles as a constant)
+            values[name] = [form]
+            continue
+        if len(known) >= limit:
+            continue
+        values[name] = known = [*known, form]
+        if len(known) == limit:
+            told = (name, known)
+    state[_VALUES] = values
+    return told
 
-            warn(f"asp: {cls.__name__}.kernel has been compiled for {len(known)} values of "
-                 f"self.{name} ({shown}, ...): this attribute is a constant of the generated "
-                 "code, so each new value compiles (and tunes) the kernel again, which costs "
-                 "more than running it. Keep it fixed across calls; give a value that changes "
-                 "between calls in an input grid (filled with it) or, for a float, see the "
-                 "asp-stencil guide for what keeps it from being a parameter",
-                 PerformanceWarning)
+
+#: where a kernel class keeps what :func:`note_attribute_values` follows for all its objects
+_SHARED = "__asp_stencil_values__"
+
+
+def _class_state(cls: type) -> dict[str, Any] | None:
+    """The record of ``cls``'s own (in its ``__dict__``, so it goes with the class), or None
+    for a class refusing attributes."""
+    shared = cls.__dict__.get(_SHARED)
+    if shared is None:
+        try:
+            setattr(cls, _SHARED, {})
+        except (AttributeError, TypeError):
+            return None
+        shared = cls.__dict__.get(_SHARED)
+    return shared
 
 
 def check_arity(args: tuple, instance: Any) -> None:
