@@ -43,7 +43,8 @@ def main() -> None:
     assert winner is not None, f"rank {comm.rank}: still tuning after {calls} calls"
     # what distribute returned names the same decision (it answered None for good)
     assert tuned_variant(dk, src, out) == winner
-    agreed = vars(kernel)[dist._AGREED][dist._site(kernel, [src, out], [src.local, out.local])]
+    agreed = vars(kernel)[dist._AGREED][1][dist._site(kernel, [src, out],
+                                                     [src.local, out.local])]
     tuner = agreed.tuner
     assert tuner is not None and len(tuner.variants) >= 2, "nothing was tuned"
     # the same decision and the same (agreed) times on every rank, in the same number of calls

@@ -20,7 +20,7 @@ The blocked library is built once it can pay off (ski rental): its compile takes
 times the single sweep's (1.2-2.7 s against 0.2-1 s), which short iterations never earn back.
 Until the plain sweeps of a grid signature have taken, or one call foresees from its first
 sweep, the seconds the build is foreseen to take (:data:`BLOCKED_COMPILE_FACTOR` times the
-single sweep's compiles, as compiled here or by the process that cached them), ``iterate``
+single sweep's longest compile, as compiled here or by the process that cached it), ``iterate``
 runs plain sweeps; then it builds the blocked variants and times them. Where the code cache
 holds the blocked library, an iteration foreseen to take :data:`WORTH_ASKING_SECONDS` or more
 builds (loads) it at once.
@@ -207,20 +207,23 @@ def _blocking_mode(mode: str, dispatcher: Any) -> str | None:
     return mode
 
 
-#: how many times the single sweep's compiles (its variants' together) the blocked library's
+#: how many times the single sweep's longest compile (of its variants) the blocked library's
 #: compile is foreseen to take (one program of wider loops and every tuning point's code):
-#: measured 1.25x and 2.5x where blocking pays (heat 2048^2 and 128^3), 6x and 8.6x on grids a
+#: measured 3.2x and 8.6x where blocking pays (heat 2048^2 and 128^3), 18x and 35x on grids a
 #: cache holds (256^2, 48^3), where plain sweeps win the tuning anyway (1.2-2.7 s against
-#: 0.2-1.0 s; AMD Zen 5, gcc 12). Too high, and long iterations on large grids wait for their
-#: blocking (a ski rental pays up to 1 + this error factor of the best choice)
-BLOCKED_COMPILE_FACTOR = 1.5
+#: 0.07-0.45 s; AMD Zen 5, gcc 12). The longest, not the sum: a process that tuned compiled
+#: every variant, a later one loads only the winner, and the sum swung 10-30x between them.
+#: Too high, and long iterations on large grids wait for their blocking (a ski rental pays
+#: up to 1 + this error factor of the best choice)
+BLOCKED_COMPILE_FACTOR = 5.0
 #: the seconds a blocked build is foreseen to take where no compile of the kernel is known
 UNKNOWN_BUILD_SECONDS = 1.0
 #: scales the build cost foreseen (0: build at once)
 BUILD_AFTER_COMPILES = 1.0
 #: plain seconds an iteration must be foreseen to take before the code cache is asked whether
-#: it holds the blocked library (phases 1-4 of the blocked code run for that: milliseconds)
-WORTH_ASKING_SECONDS = 0.05
+#: it holds the blocked library (phases 1-4 of the blocked code run for that: 20-200 ms, once
+#: per grid signature and kernel object)
+WORTH_ASKING_SECONDS = 0.25
 
 #: where a kernel object keeps the seconds of plain sweeps run while its blocked variants
 #: were not built, per key (concurrent iterations may lose one another's additions: an
@@ -230,15 +233,16 @@ _PLAIN_SECONDS = f"{STATE_PREFIX}plain_seconds"
 
 def _build_cost(dispatcher: Any) -> float:
     """The seconds a blocked build not in the code cache is foreseen to take:
-    :data:`BLOCKED_COMPILE_FACTOR` times the single sweep's compiles (of any grids: the
-    kernel's last specialisation; their time as compiled, here or by the process that cached
-    them), times :data:`BUILD_AFTER_COMPILES`. It was the sweep's compiles of these grids in
+    :data:`BLOCKED_COMPILE_FACTOR` times the single sweep's longest compile (of any grids: the
+    kernel's last specialisation; its time as compiled, here or by the process that cached
+    it), times :data:`BUILD_AFTER_COMPILES`. It was the sweep's compiles of these grids in
     this process alone: nothing for another grid shape called last or a sweep from the code
     cache, so a smoother used on two grid sizes (a multigrid cycle) built the blocked library
     (1.7 s) for iterations of milliseconds; and the blocked compile takes several times the
     sweep's."""
     ctx = getattr(dispatcher, "last_context", None)
-    sweep = sum(c.library.compile_seconds for c in ctx.compiles) if ctx is not None else 0.0
+    sweep = max((c.library.compile_seconds for c in ctx.compiles), default=0.0) \
+        if ctx is not None else 0.0
     return BUILD_AFTER_COMPILES * (BLOCKED_COMPILE_FACTOR * sweep if sweep > 0
                                    else UNKNOWN_BUILD_SECONDS)
 

@@ -40,6 +40,8 @@ __all__ = ["Blocked", "build_is_cached", "built_iterator", "get_iterator", "iter
 _ITERATORS = f"{STATE_PREFIX}iterators"
 #: where it keeps the lowered (not yet built) blocked variants, per grid signature
 _LOWERED = f"{STATE_PREFIX}blocked_lowered"
+#: where it keeps whether the code cache held their library (:func:`build_is_cached`)
+_CACHED = f"{STATE_PREFIX}blocked_cached"
 #: per kernel, held while its blocked variants are built: concurrent first iterations each
 #: generated, compiled and recorded their own set, and each tuned its own against plain sweeps
 #: (kept here, not on the object: a child forked while one was held resets them all; kernels
@@ -126,12 +128,13 @@ def get_iterator(kernel: Any, grids: tuple) -> Union[Blocked, str]:
 
 
 def _building(kernel: Any) -> threading.Lock:
-    """The lock held while ``kernel``'s blocked variants are built (a fresh one for a kernel
-    that is not weak-referenceable, whose variants are not kept either)."""
+    """The lock held while ``kernel``'s blocked variants are built: one lock for all the kernels
+    that cannot be weakly referenced or hashed (a ``dataclass(eq=True)``), whose variants are
+    kept on the object too (a fresh lock each time let two threads build them at once)."""
     try:
         return _BUILDING.setdefault(kernel, threading.Lock())
     except TypeError:
-        return threading.Lock()
+        return _UNKEYED[0]
 
 
 def _lowered(kernel: Any, grids: tuple, key: Any) -> Union[Variants, str]:
@@ -150,18 +153,26 @@ def _lowered(kernel: Any, grids: tuple, key: Any) -> Union[Variants, str]:
 
 def build_is_cached(kernel: Any, grids: tuple) -> bool:
     """Whether building the blocked variants of ``kernel`` for ``grids`` costs no compile: they
-    are built, cannot be, or the code cache holds their library (phases 1-4 run for this
-    and are kept for the build)."""
+    are built, cannot be, or the code cache holds their library. Phases 1-4 run for this,
+    once per grid signature (the answer is kept); their variants are kept for the build that
+    follows where it costs no compile, and dropped where not (they hold the call's grids,
+    which lived as long as the kernel)."""
     key = stencil_signature(tuple(grids), {}, kernel)
     if built_iterator(kernel, key) is not None:
         return True
-    variants = _lowered(kernel, grids, key)
-    if isinstance(variants, str):
-        return True
-    try:
-        return library_cached(variants.variant(next(iter(variants))).program)
-    except AspError:   # its build will say why
-        return True
+    answers: dict[Any, bool] = object_memo(kernel, _CACHED, dict)
+    if key not in answers:
+        variants = _lowered(kernel, grids, key)
+        try:
+            answer = isinstance(variants, str) or \
+                library_cached(variants.variant(next(iter(variants))).program)
+        except AspError:   # its build will say why
+            answer = True
+        if not answer:
+            lowered: dict[Any, Any] = object_memo(kernel, _LOWERED, dict)
+            lowered.pop(key, None)
+        answers[key] = answer
+    return answers[key]
 
 
 def _get_built(kernel: Any, grids: tuple, key: Any) -> Union[Blocked, str]:
@@ -180,10 +191,15 @@ def _get_built(kernel: Any, grids: tuple, key: Any) -> Union[Blocked, str]:
     return hit
 
 
+#: the build lock of kernels :data:`_BUILDING` cannot key
+_UNKEYED = [threading.Lock()]
+
+
 def _after_fork() -> None:
     """A forked child has none of the parent's threads: a build lock one of them held would
     never be released (the child builds what the parent had not finished)."""
     _BUILDING.clear()
+    _UNKEYED[0] = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
