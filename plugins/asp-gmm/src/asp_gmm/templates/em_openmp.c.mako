@@ -46,6 +46,12 @@ ${prelude}
 static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
 #endif
+/* the threads of a loop over `n` blocks: no more than the blocks (at least one) */
+static inline int team_for(int64_t n)
+{
+    int nt = omp_get_max_threads();
+    return n < nt ? (n > 0 ? (int)n : 1) : nt;
+}
 /* kernel bodies: the constants (M, D, DP, MP, VW, VK, NV, NQ, XS, BLOCK, offsets), the
    input type `xtype` and the exported entry points come from the platform AST around this text */
 typedef double vd __attribute__((vector_size(VW * 8)));
@@ -558,7 +564,10 @@ static int log_prob_impl(const xtype *restrict X, int64_t N, const double *restr
 {
     int fail = 0;
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
-#pragma omp parallel
+    /* no more threads than blocks: a batch of a few samples started the whole team and waited
+       at its barrier for a thread with no core when another process held one (3-70x) */
+    int nt = team_for(nblocks);
+#pragma omp parallel num_threads(nt)
     {
         scratch_t s;
         int ok = scratch_alloc(&s);
@@ -630,7 +639,8 @@ static int e_step_impl(const xtype *restrict X, int64_t N, const double *restric
     int fail = 0;
     double sum = 0.0;
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
-#pragma omp parallel reduction(+ : sum)
+    int nt = team_for(nblocks);
+#pragma omp parallel num_threads(nt) reduction(+ : sum)
     {
         scratch_t s;
         int ok = scratch_alloc(&s);
@@ -718,6 +728,7 @@ static int m_step_impl(const xtype *restrict X, int64_t N, const double *restric
     int64_t nblocks = (N + BLOCK - 1) / BLOCK;
     int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
     if (G > nblocks) G = nblocks > 0 ? nblocks : 1;
+    if (nt > G) nt = (int)G;   /* no more threads than groups (see log_prob_impl) */
     double *acc = (double *)aligned_alloc(64, (size_t)G * NSTATP * 8);
     if (!acc) return 1;
     memset(acc, 0, (size_t)G * NSTATP * 8);
@@ -783,6 +794,7 @@ static int em_step_impl(const xtype *restrict X, int64_t N, const double *restri
        and reduced in group order: the result does not depend on which thread ran what */
     int64_t G = 2 * (int64_t)nt > 16 ? 2 * (int64_t)nt : 16;
     if (G > nblocks) G = nblocks > 0 ? nblocks : 1;
+    if (nt > G) nt = (int)G;   /* no more threads than groups (see log_prob_impl) */
     int64_t nacc = G > nt ? G : nt;
     double *acc = (double *)aligned_alloc(64, (size_t)nacc * NSTATP * 8);
     if (!acc) return 1;
