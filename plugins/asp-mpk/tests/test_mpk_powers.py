@@ -507,3 +507,27 @@ def test_wavefront_variants_match_repeated_spmv(monkeypatch, rows):
             fn(ones.copy(), out, mono, None, "monomial")
             np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref), err_msg=vname)
             assert not np.isnan(out).any()
+
+
+@requires_compiler
+def test_objects_made_per_step_start_no_more_specialisations_than_cores(monkeypatch):
+    """A ``MatrixPowers`` made per step (new coefficients each step) started a specialising
+    thread per object, 1.2 ms of each call, and 900 of them waited at once for a core, each
+    for an object dropped by its turn. Beyond one a core, an object's specialisation is
+    started by a later call, if any."""
+    import threading
+
+    from asp_core.hardware import available_cpus
+
+    monkeypatch.setenv("ASP_MPK_COMPILE", "background")
+    n = 32
+    base = gallery.poisson2d(n)
+    x = np.random.default_rng(0).standard_normal(base.shape[0])
+    most = 0
+    for step in range(40):
+        A = base * (1.0 + 0.01 * step)
+        V = MatrixPowers(A, 3)(x)
+        np.testing.assert_allclose(V[3], A @ (A @ (A @ x)), rtol=1e-12)
+        most = max(most, sum(t.name == "asp-mpk-specialise" and t.is_alive()
+                             for t in threading.enumerate()))
+    assert most <= available_cpus()

@@ -201,7 +201,7 @@ class MatrixPowers:
 
     def first_of_kind(self, *, nvec: int, gram: bool, basis: str) -> bool:
         """Whether no call of this kind has started its specialisation yet, and the next
-        :meth:`prepare` will start one in the background."""
+        :meth:`prepare` will start one in the background (where a core is free for it)."""
         kind = (nvec, gram, basis == "monomial")
         return kind not in self._ready and kind not in self._pending and \
             _compile_in_background()
@@ -220,8 +220,10 @@ class MatrixPowers:
                 if not _compile_in_background():
                     self._ready.add(kind)
                     return True
+                if background.crowded(_SPECIALISE):   # a later call of this kind starts it
+                    return False
                 worker = background.start(_specialise_when_free, weakref.ref(self), nvec,
-                                          gram, basis, name="asp-mpk-specialise")
+                                          gram, basis, name=_SPECIALISE)
                 self._pending[kind] = worker
         if worker.is_alive():
             return False
@@ -511,6 +513,10 @@ def _compile_in_background() -> bool:
     from asp_core import config
 
     return compile_choice() == "background" and config.mode() == "auto"
+
+
+#: the name of the threads that specialise a call kind (:meth:`MatrixPowers.prepare`)
+_SPECIALISE = "asp-mpk-specialise"
 
 
 def _specialise_when_free(ref: weakref.ref[MatrixPowers], nvec: int, gram: bool,
