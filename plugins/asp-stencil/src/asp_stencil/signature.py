@@ -183,7 +183,7 @@ def _kernel_names(instance: Any) -> _Parsed:
     entry = cls.__dict__.get(_PARSED)
     # the kernel replaced on the class after a first call (``K.kernel = KernelMethod(g)``):
     # parsed again, else what ``g`` reads was in no key and objects shared the old code
-    current = _class_kernel(cls)
+    current = cls.__dict__.get("kernel") or _class_kernel(cls)
     if entry is None or entry.kernel is not current:
         from .kernel import kernel_functions
 
