@@ -322,7 +322,6 @@ class Pipeline:
         built[variants[0].name]
         return TuningCallable(tuner, built, rebind)
 
-
     def _lowered(self, ctx: SpecializationContext
                  ) -> tuple[Any, list[Variant], Component, Component | None]:
         """Phases 1-4 of ``ctx``: the domain IR, the variants, the backend and the platform
