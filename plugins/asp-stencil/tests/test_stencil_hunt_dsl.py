@@ -99,25 +99,6 @@ class _Scaled(int):
         return 42.0
 
 
-class IntSubclassAttribute(StencilKernel):
-    a = _Scaled(2)
-
-    def kernel(self, u, out):
-        for x in out.interior_points():
-            out[x] = self.a * u[x]
-
-
-def test_an_int_subclass_attribute_with_its_own_operators_runs_in_python():
-    """``self.a * u[x]`` calls the subclass's ``__mul__`` in Python; the frontend took the
-    attribute for the plain int 2 and compiled ``2 * u[x]``."""
-    k = IntSubclassAttribute()
-    with pytest.warns(SpecializationWarning, match="self.a"):
-        ref, out = run_both(k, make_grids((4, 5)))
-    assert_bitwise(ref, out)
-    assert float(ref[1, 1]) == 42.0
-
-
-
 class _Percent(np.float64):
     """A NumPy float whose product is its own (a units type)."""
 
@@ -125,24 +106,26 @@ class _Percent(np.float64):
         return float(self) * 100.0 * other
 
 
-class NumpySubclassAttribute(StencilKernel):
-    a = _Percent(0.5)
-
+class ScaledAttribute(StencilKernel):
     def kernel(self, u, out):
         for x in out.interior_points():
             out[x] = self.a * u[x]
 
 
-def test_a_numpy_scalar_subclass_attribute_with_its_own_operators_runs_in_python():
-    """As for an int subclass: the frontend took the float64 subclass for the number 0.5 and
-    compiled ``0.5 * u[x]``, where Python calls its ``__mul__`` (50 times that)."""
-    k = NumpySubclassAttribute()
+@pytest.mark.parametrize("a, expected", [(_Scaled(2), 42.0), (_Percent(0.5), 50.0)],
+                         ids=["int-subclass", "float64-subclass"])
+def test_a_number_subclass_attribute_with_its_own_operators_runs_in_python(a, expected):
+    """``self.a * u[x]`` calls the subclass's ``__mul__`` in Python; the frontend took the
+    attribute for the plain number (the int 2, the float64 0.5) and compiled ``2 * u[x]``."""
+    k = ScaledAttribute()
+    k.a = a
     grids = make_grids((4, 5))
     grids[0].data[...] = 1.0
     with pytest.warns(SpecializationWarning, match="self.a"):
         ref, out = run_both(k, grids)
     assert_bitwise(ref, out)
-    assert float(ref[1, 1]) == 50.0
+    assert float(ref[1, 1]) == expected
+
 
 def _int_on_some_paths(expr: str, numpy: bool = False) -> type:
     options = "    asp_options = {'platform_selection': 'numpy'}\n" if numpy else ""
