@@ -25,8 +25,7 @@ def format_float(value: float, single: bool = False) -> str:
             value = np.float32(value)  # type: ignore[assignment]  # str() gives its digits
     if not math.isfinite(value):
         suffix = "f" if single else ""
-        text = (f"__builtin_nan{suffix}(\"\")" if math.isnan(value)
-                else f"__builtin_inf{suffix}()")
+        text = _nan(value, single) if math.isnan(value) else f"__builtin_inf{suffix}()"
         return f"(-{text})" if math.copysign(1.0, value) < 0 else text
     text = str(value) if single else repr(float(value))
     if "e" not in text and "." not in text:
@@ -34,6 +33,18 @@ def format_float(value: float, single: bool = False) -> str:
     if single:
         text += "f"
     return f"({text})" if text.startswith("-") else text
+
+
+def _nan(value: float, single: bool) -> str:
+    """The builtin making NaN ``value`` with its payload (the mantissa below the quiet bit) and
+    kind: a payload read from a file or made with ``struct`` reaches results as Python gives
+    it, where ``__builtin_nan("")`` made every NaN the default one."""
+    bits = int(np.array(value, np.float32 if single else np.float64).view(
+        np.uint32 if single else np.uint64))
+    quiet = 1 << (22 if single else 51)
+    payload = bits & (quiet - 1)
+    kind = "nan" if bits & quiet else "nans"
+    return f"__builtin_{kind}{'f' if single else ''}(\"{hex(payload) if payload else ''}\")"
 
 
 def _integer(v: int) -> str:

@@ -385,11 +385,14 @@ def test_forwarded_output_values_have_the_grid_dtype(cls, dtypes, monkeypatch):
     assert_bitwise(expected, _run_blocked(_dast(k, grids), grids, block=2))
 
 
-@pytest.mark.parametrize("nan", [math.nan, -math.nan, np.float64(math.nan), np.float32(-math.nan)],
-                         ids=["nan", "-nan", "float64", "float32-neg"])
+@pytest.mark.parametrize("nan", [math.nan, -math.nan, np.float64(math.nan), np.float32(-math.nan),
+                                 np.array(0x7FF0000000000001, np.uint64).view(np.float64).item(),
+                                 np.array(0xFFF8000000000ABC, np.uint64).view(np.float64).item()],
+                         ids=["nan", "-nan", "float64", "float32-neg", "signalling", "payload"])
 def test_a_nan_constant_keeps_pythons_sign(nan):
     """``ast.unparse`` writes a NaN as ``1e309 - 1e309``, the NaN x86 makes (sign bit set):
-    ``u[x] * self.a`` with ``a = nan`` gave -nan where Python gives nan."""
+    ``u[x] * self.a`` with ``a = nan`` gave -nan where Python gives nan. A NaN's payload
+    reaches the result as in Python too (it was the default NaN's)."""
     class Times(StencilKernel):
         a = nan
 
@@ -402,3 +405,4 @@ def test_a_nan_constant_keeps_pythons_sign(nan):
     assert np.isnan(got[1:-1, 1:-1]).all()
     assert_bitwise(ref, got)
     assert (np.signbit(got[1:-1, 1:-1]) == np.signbit(ref[1:-1, 1:-1])).all()
+    assert got[1:-1, 1:-1].tobytes() == ref[1:-1, 1:-1].tobytes()

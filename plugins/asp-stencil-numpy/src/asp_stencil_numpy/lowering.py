@@ -68,9 +68,15 @@ def _asp_pow(a: Any, b: Any) -> Any:
     return r
 
 
+def _asp_float_bits(bits: int) -> float:
+    """The float of IEEE double ``bits`` (how a NaN constant is written, payload and sign
+    included)."""
+    return float(np.array(bits, np.uint64).view(np.float64))
+
+
 #: Names the generated code refers to besides its parameters (its global namespace).
 HELPERS: dict[str, Any] = {_NP: np, "_asp_min": _asp_min, "_asp_max": _asp_max,
-                           "_asp_pow": _asp_pow, "_asp_nan": float("nan")}
+                           "_asp_pow": _asp_pow, "_asp_float_bits": _asp_float_bits}
 
 
 def function_name(prog: D.StencilProgram) -> str:
@@ -141,11 +147,11 @@ def _constant(c: D.Const) -> ast.expr:
 
 
 def _literal(value: Any) -> ast.expr:
-    """``value`` as source: a NaN as Python's own (``ast.unparse`` writes ``1e309 - 1e309``,
-    which is the NaN x86 makes, sign bit set, where Python's has none), with its sign."""
+    """``value`` as source: a NaN by its bits, sign and payload (``ast.unparse`` writes
+    ``1e309 - 1e309``, the NaN x86 makes, sign bit set, where Python's has none)."""
     if isinstance(value, float) and math.isnan(value):
-        nan = _name("_asp_nan")
-        return ast.UnaryOp(ast.USub(), nan) if math.copysign(1.0, value) < 0 else nan
+        bits = int(np.array(value, np.float64).view(np.uint64))
+        return ast.Call(_name("_asp_float_bits"), [ast.Constant(bits)], [])
     return ast.Constant(value)
 
 
