@@ -55,6 +55,8 @@ class SpecializationContext:
     decisions: list[Decision] = field(default_factory=list)
     passes: list[PassReport] = field(default_factory=list)
     compiles: list[Compiled] = field(default_factory=list)
+    #: what the variants built in this context share (:meth:`shared`)
+    built_state: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- the kernel's Python source (lazy: not every specializer has a Python function) -------
     @property
@@ -126,6 +128,15 @@ class SpecializationContext:
         return on_event
 
     # -- services -----------------------------------------------------------------------------
+    def shared(self, name: str, factory: Callable[[], Any]) -> Any:
+        """The ``name`` state the variants built in this context share (a pool of device
+        buffers), made by ``factory`` for the first build asking. Run-time state belongs here,
+        not in a platform program's ``meta``: the objects of a class with ``shared_lowering``
+        share their phases 1-4, and so what those put in ``meta``."""
+        if name not in self.built_state:
+            self.built_state[name] = factory()
+        return self.built_state[name]
+
     def compile(self, source: str, *, lang: str = "c", openmp: bool = True,
                 flags: tuple[str, ...] = (), name: str = "kernel",
                 specialised_on: dict[str, Any] | None = None,

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from asp_core import cast as C
+from asp_core.context import SpecializationContext
 from asp_core.hardware import GPU
 from asp_core.toolchain import find_toolchain
 from pytest_asp import requires_compiler, requires_nvcc
@@ -36,11 +37,14 @@ class _Ctx:
     """What CudaPlatform.lower/check and CudaBackend.build read of a SpecializationContext;
     ``compile`` returns the CPU emulation of the CUDA module instead of running nvcc."""
 
+    shared = SpecializationContext.shared
+
     def __init__(self, options=None, gpus=()):
         self.specializer = "stencil"
         self.options = options or {}
         self.hardware = SimpleNamespace(has_gpu=bool(gpus), gpus=list(gpus))
         self.module = None
+        self.built_state = {}
 
     def compile(self, source, **kw):
         return SimpleNamespace(cdll=emulated_library(self.module, name="hunt_cuda_pool"))
@@ -188,6 +192,56 @@ def test_variants_of_one_kernel_share_device_buffers(monkeypatch):
         fn(*test)
         assert_bitwise(ref[-1].data, test[-1].data, what=v.name)
     assert mem.live_bytes == sum(g.data.nbytes for g in grids)
+
+
+@requires_nvcc
+@requires_compiler
+def test_objects_of_one_class_keep_device_buffers_of_their_own(monkeypatch):
+    """The pool was made in phase 3, which the objects of a class share: every object bound
+    to one pool (calls from their threads took turns with it), and the grids stayed on the
+    device after the objects were gone, as long as the class. Each object's variants share a
+    pool of the object's, freed with it."""
+    import gc
+
+    import asp_stencil.cuda.backend as cb
+    import asp_stencil.cuda.devmem as dm
+
+    mem = HostMemory()
+    monkeypatch.setattr(dm, "_chosen", mem)
+    monkeypatch.setenv("ASP_PLATFORM_SELECTION", "stencil:cuda")
+    monkeypatch.setenv("ASP_AUTOTUNE", "off")
+    printed = []
+
+    def source(program):
+        printed.append(program.ir)
+        return "/* emulated */"
+
+    real = SpecializationContext.compile
+
+    def compile(self, text, **kw):
+        if kw.get("lang") != "cuda":
+            return real(self, text, **kw)
+        return SimpleNamespace(cdll=emulated_library(printed[-1], name="hunt_cuda_objects"))
+
+    monkeypatch.setattr(cb, "cuda_source", source)
+    monkeypatch.setattr(SpecializationContext, "compile", compile)
+
+    class Lap(Lap2D):
+        pass
+
+    grids = make_grids((12, 16), 1, seed=4)
+    ref = clone_grids(grids)
+    Lap().pure_python(*ref)
+    a, b = Lap(), Lap()
+    for k in (a, b):
+        test = clone_grids(grids)
+        k.kernel(*test)
+        assert k.kernel.last_context.decision("platform_selection").choice == "cuda"
+        assert_bitwise(ref[-1].data, test[-1].data)
+    assert mem.live_bytes == 2 * sum(g.data.nbytes for g in grids)
+    del a, b, k
+    gc.collect()
+    assert mem.live_bytes == 0
 
 
 # -- 4. periodic ghosts filled after the arrays were checked -----------------------------------

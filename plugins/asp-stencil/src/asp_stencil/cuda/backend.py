@@ -152,7 +152,7 @@ def bind_cuda(lib: Any, prog: D.StencilProgram, v: CudaVariant,
 
     ``grids`` is the device memory the callable allocates on its first call and keeps: the
     variants of one specialisation share one :class:`~.devmem.DeviceGrids`
-    (:meth:`CudaPlatform.lower <asp_stencil.cuda.platform.CudaPlatform.lower>` makes it), so
+    (:meth:`CudaBackend.build` asks the context for it), so
     timing five variants holds one copy of the grids on the device, not five (a grid that
     fits the GPU twice failed with an out-of-memory error while the variants were timed).
     Sharing is safe: every call uploads every grid before it launches, under the pool's lock."""
@@ -237,4 +237,5 @@ class CudaBackend(Backend):
             raise ctx.unsupported(None, "a CUDA run on this machine",
                                   f"{exc}; the CUDA code was generated and compiled because "
                                   "the cuda platform was requested by name") from None
-        return bind_cuda(lib.cdll, prog, v, program.meta.setdefault("device_grids", DeviceGrids()))
+        # one pool of device buffers for the variants of this object's specialisation
+        return bind_cuda(lib.cdll, prog, v, ctx.shared("device_grids", DeviceGrids))

@@ -20,7 +20,6 @@ from asp_core.components import Platform, PlatformOptimizer, PlatformProgram, Va
 
 from .. import dast as D
 from ..lower_c import refusals_unsupported
-from .devmem import DeviceGrids
 from .lowering import CudaVariant, default_variants, lower_cuda, unsupported_reason
 
 if TYPE_CHECKING:
@@ -86,13 +85,9 @@ class CudaPlatform(Platform):
 
     def lower(self, dast: D.StencilProgram, ctx: SpecializationContext) -> PlatformProgram:
         variants = default_variants(dast)
-        # one pool of device buffers for all the variants (CudaVariants copies the meta
-        # shallowly, so they share it): see bind_cuda
         with refusals_unsupported(ctx):
             module = lower_cuda(dast, variants)
-        return PlatformProgram("cuda", module,
-                               {"dast": dast, "variants": variants,
-                                          "device_grids": DeviceGrids()})
+        return PlatformProgram("cuda", module, {"dast": dast, "variants": variants})
 
 
 class CudaVariants(PlatformOptimizer):
