@@ -128,6 +128,13 @@ class SpecializationContext:
         return on_event
 
     # -- services -----------------------------------------------------------------------------
+    def drop_arguments(self) -> None:
+        """Forget the call's arguments, once phases 1-4 and the observers of the finished
+        specialisation have read them: the context lives as long as its kernel (the
+        dispatcher's ``last_context``, the variants a tuning or a runner keeps), and kept the
+        first call's arrays alive with it (grids, a training set, a basis the caller deleted)."""
+        self.args, self.kwargs = (), {}
+
     def shared(self, name: str, factory: Callable[[], Any]) -> Any:
         """The ``name`` state the variants built in this context share (a pool of device
         buffers), made by ``factory`` for the first build asking. Run-time state belongs here,

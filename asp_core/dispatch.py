@@ -159,6 +159,7 @@ class Dispatcher:
                        failed=chosen.choice if chosen is not None else None)
         if ctx is not None:
             self._finish(ctx, key, fn if fn is not None else reason)
+            ctx.drop_arguments()
         if fn is not None:
             self._table[key] = fn
             return fn
@@ -233,7 +234,10 @@ class Dispatcher:
         """Phases 1-4 for these arguments: the proposed variants, each compiled on first access,
         for runners that time or choose them themselves (e.g. collectively over MPI)."""
         ctx, pipeline = self._fresh(args, kwargs)
-        return pipeline.variants(ctx)
+        try:
+            return pipeline.variants(ctx)
+        finally:
+            ctx.drop_arguments()
 
     def variants_for(self, platform: str, /, *args: Any, **kwargs: Any) -> Variants:
         """:meth:`variants` for the named platform (e.g. ``"cuda"``), lowered without its
@@ -242,7 +246,10 @@ class Dispatcher:
         ``openmp-temporal`` for ``iterate``). The other phases are the registry's choice, as
         for a call."""
         ctx, pipeline = self._fresh(args, kwargs)
-        return pipeline.variants(ctx, platform=platform)
+        try:
+            return pipeline.variants(ctx, platform=platform)
+        finally:
+            ctx.drop_arguments()
 
     def analyse(self, *args: Any, **kwargs: Any) -> tuple[SpecializationContext, Any]:
         """Phases 1-2 for these arguments: a fresh context and the optimised domain IR."""

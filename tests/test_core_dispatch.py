@@ -478,6 +478,31 @@ def test_variants_compile_on_first_access(elementwise, fresh_cache):
 
 @requires_compiler
 @pytest.mark.parametrize("autotune", ["off", "always"])
+@pytest.mark.parametrize("entry", ["call", "variants"])
+def test_a_kernel_keeps_no_array_of_its_first_call(elementwise, fresh_cache, monkeypatch,
+                                                    autotune, entry):
+    """The context of a specialisation (the dispatcher's ``last_context``, the variants of a
+    tuning or a runner) held the first call's arguments as long as the kernel: arrays the
+    caller had deleted stayed in memory. They are dropped once the phases have read them."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("ASP_AUTOTUNE", autotune)
+    d = Dispatcher("elementwise", axpy)
+    a, b = _arrays()
+    kept = d(a, b) if entry == "call" else d.variants(a, b)
+    ctx = d.last_context if entry == "call" else kept.context
+    assert ctx.key == (2,) and ctx.args == ()
+    gone = weakref.ref(a)
+    del a, b
+    gc.collect()
+    assert gone() is None
+    c, e = _arrays(64)
+    np.testing.assert_array_equal(d(c, e), 2.5 * c + e)   # the kernel still runs
+
+
+@requires_compiler
+@pytest.mark.parametrize("autotune", ["off", "always"])
 def test_tuning_decision_reaches_the_context(elementwise, fresh_cache, monkeypatch, autotune):
     """Later phases read the tuner's decision as a record, not from the event log."""
     from asp_core.decisions import VARIANT

@@ -8,6 +8,8 @@ the autotuner (plain sweeps are a candidate), never by a cache size.
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -477,3 +479,16 @@ def test_the_build_cost_is_the_blocked_compile_foreseen_unless_the_cache_has_it(
     _SweepClock(monkeypatch, 0.01)
     _check(k3, shape, 40)   # 0.4 s foreseen, far under the cost: the cached library is loaded
     assert isinstance(runner.built_iterator(k3, _key(k3, shape)), runner.Blocked)
+    # two sweeps of 0.2 s: one left after the ski rental's first. The library was looked up
+    # for it, but nothing built it: its lowering, holding the call's grids, stayed on k4
+    k4 = _heat(2)
+    k4.centre = -4.25
+    _check(k4, shape, 1)
+    _SweepClock(monkeypatch, 0.2)
+    grids = make_grids(shape, 1)
+    _check(k4, shape, 2, grids=grids)
+    assert isinstance(runner.built_iterator(k4, _key(k4, shape)), runner.Blocked)
+    alive = weakref.ref(grids[0])
+    del grids
+    gc.collect()
+    assert alive() is None

@@ -99,10 +99,10 @@ def _build(kernel: Any, variants: Variants) -> Union[Blocked, str]:
     return Blocked(variants, runs, params, key)
 
 
-def _declined(kernel: Any, grids: tuple, key: Any, reason: str) -> SpecializationContext:
+def _declined(kernel: Any, key: Any, reason: str) -> SpecializationContext:
     """A context saying why the blocked iteration does not apply, for ``asp explain``."""
     d = kernel.kernel
-    ctx = SpecializationContext("stencil", d.func, grids, {}, d.instance, d.options, key, d.name)
+    ctx = SpecializationContext("stencil", d.func, (), {}, d.instance, d.options, key, d.name)
     ctx.record("phase", phase=PLATFORM_SELECTION, component=None,
                reason=f"cannot lower for {PLATFORM!r}: {reason}")
     return ctx
@@ -181,7 +181,7 @@ def _get_built(kernel: Any, grids: tuple, key: Any) -> Union[Blocked, str]:
     object_memo(kernel, _LOWERED, dict).pop(key, None)   # the Blocked holds them now
     if isinstance(variants, str):
         hit: Union[Blocked, str] = variants
-        ctx = _declined(kernel, tuple(grids), key, variants)
+        ctx = _declined(kernel, key, variants)
     else:
         hit = _build(kernel, variants)
         ctx = variants.context
