@@ -217,10 +217,17 @@ def available_cpus() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS, Windows: no affinity API
         cpus = os.cpu_count() or 1
-    quota = cgroup_cpu_quota()
+    quota = process_cpu_quota()
     if quota is not None:
         cpus = min(cpus, max(1, math.ceil(quota)))
     return max(1, cpus)
+
+
+@functools.cache
+def process_cpu_quota() -> float | None:
+    """:func:`cgroup_cpu_quota` of this process, read once: its four file reads (about 0.13 ms)
+    ran on every call of a ``MatrixPowers`` made per step, and with every new tuner."""
+    return cgroup_cpu_quota()
 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"),
