@@ -8,14 +8,28 @@ Public API (SciPy-compatible):
   s=None) -> (x, info)``
 - :func:`spmv` ``(A, x)``
 
-Importing this package loads asp_core and its own modules (tens of milliseconds, so that a
-first call does not pay them); SciPy and the compiler are only touched on first use.
+The API is imported on first use (PEP 562): the plugin's registration imports this package, and
+every stencil or GMM program's first call paid for asp-mpk's modules (about 40 ms). ``from
+asp_mpk import cg`` loads them at once, as before; SciPy and the compiler are only touched on a
+first call.
 """
 
 from __future__ import annotations
 
-from asp_mpk.cacg import cg
-from asp_mpk.powers import MatrixPowers, matrix_powers, spmv
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["matrix_powers", "MatrixPowers", "cg", "spmv", "__version__"]
+
+_EXPORTS = {"cg": "cacg", "MatrixPowers": "powers", "matrix_powers": "powers", "spmv": "powers"}
+
+
+def __getattr__(name: str) -> Any:
+    # kept in the module once imported, so that later lookups skip this function
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
