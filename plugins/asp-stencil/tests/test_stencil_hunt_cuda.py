@@ -457,3 +457,16 @@ def test_every_gpu_architecture_is_built_for(monkeypatch):
     both_old = _gpus(f"{old // 10}.{old % 10}", "3.0")
     reason = gpu_arch_unsupported_reason(both_old)
     assert reason is not None and f"sm_{old}" in reason and "sm_30" in reason
+
+
+def test_a_machine_without_a_gpu_does_not_ask_nvcc(monkeypatch):
+    """The platform check asked ``nvcc --list-gpu-code`` (a subprocess, 12 ms) in every
+    process's first call on a machine with nvcc and no GPU, where no architecture is needed."""
+    import asp_stencil.cuda.backend as cb
+
+    def asked(nvcc):
+        raise AssertionError("nvcc was asked for its architectures")
+
+    monkeypatch.setattr(cb, "_nvcc_gpu_codes", asked)
+    assert cb.gpu_arch_unsupported_reason(_gpus()) is None
+    assert cb.gpu_arch_flags(_gpus()) == ()

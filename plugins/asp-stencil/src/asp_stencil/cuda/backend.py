@@ -82,8 +82,11 @@ def gpu_arch_unsupported_reason(hardware: Any) -> str | None:
     """Why this nvcc cannot build code for any of the GPUs (each is older than every
     architecture nvcc knows: CUDA 13 dropped Maxwell, Pascal and Volta, so ``-arch=sm_70``
     is a fatal error), or None."""
-    archs, codes = _gpu_archs(hardware), _gpu_codes()
-    if not archs or codes is None or archs[-1] >= codes[0]:
+    archs = _gpu_archs(hardware)
+    if not archs:   # asked nvcc (a subprocess, 12 ms) in every process without a GPU
+        return None
+    codes = _gpu_codes()
+    if codes is None or archs[-1] >= codes[0]:
         return None
     named = ", ".join(f"{a // 10}.{a % 10} (sm_{a})" for a in archs)
     return (f"the GPU's compute capability {named} is older than every architecture this "
