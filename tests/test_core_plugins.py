@@ -186,6 +186,16 @@ def test_a_load_or_block_name_no_plugin_has_is_a_warning(entry_points, monkeypat
         assert set(plugins_mod.get_registry().specializers) == {"fake"}
 
 
+def test_each_distributions_metadata_is_read_once(entry_points):
+    """``ep.dist.name`` parses the distribution's metadata file at every use: loading the
+    plugins parsed each five or six times (10 ms of every process's first call)."""
+    eps = [_good(), FakeEntryPoint("other", _module("o4", asp_register_specializers=_registers(
+        "other")))]
+    entry_points(*eps)
+    assert set(plugins_mod.get_registry().specializers) == {"fake", "other"}
+    assert [ep.dist.reads for ep in eps] == [1, 1]
+
+
 def test_reset_rereads_entry_points(entry_points):
     entry_points(_good())
     assert "fake" in plugins_mod.get_registry().specializers

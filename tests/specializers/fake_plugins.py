@@ -11,8 +11,25 @@ from asp_core.components import Platform
 
 
 class FakeDist:
+    """Stands in for ``importlib.metadata.Distribution``; ``reads`` counts the reads of its
+    metadata, each a parse of a file in the real one (``name`` and ``version`` read it too)."""
+
     def __init__(self, name: str, version: str = "1.2.3") -> None:
-        self.name, self.version = name, version
+        self._fields = {"Name": name, "Version": version}
+        self.reads = 0
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        self.reads += 1
+        return dict(self._fields)
+
+    @property
+    def name(self) -> str:
+        return self.metadata["Name"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["Version"]
 
 
 class FakeEntryPoint:
