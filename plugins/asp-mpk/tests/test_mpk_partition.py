@@ -183,3 +183,33 @@ def test_the_plan_cache_keeps_the_plans_of_a_bounded_number_of_matrices(monkeypa
     assert ("pattern", f"values-{kept + 9}", "float64") in matrices
     assert ("pattern", "values-0", "float64") not in matrices
     assert len(plan._CACHE) == 2 * kept
+
+
+def test_matrices_dropped_from_the_analysis_cache_take_their_plans_along(monkeypatch):
+    """Analysed copies were capped by count alone and their plans kept apart (for sixteen
+    matrices, up to 4 GiB), and ``clear_matrices`` left the plans: a loop over new large
+    matrices held some fifty times one matrix after the user had deleted them all. The
+    copies are capped by bytes too, a dropped one's plans go with it, and
+    ``clear_matrices`` drops every plan."""
+    from asp_mpk import matrix, plan
+
+    def plans():
+        return {key[1] for key in plan._CACHE}
+
+    def analysed_with_a_plan(i):
+        A = gallery.poisson2d(12).tocsr()
+        A.data = A.data * (1.0 + i)
+        m = matrix.analysed(A)
+        plan.get_plan(m.csr, m.pattern, m.values, {"format": "naive", "nblocks": 1})
+        return m
+
+    monkeypatch.setattr(matrix, "MAX_MATRICES", 2)
+    first, second, third = (analysed_with_a_plan(i) for i in range(3))
+    assert plans() == {second.values, third.values}
+    size = matrix._csr_bytes(third)
+    monkeypatch.setattr(plan, "kept_bytes", lambda: int(1.5 * size))
+    fourth = analysed_with_a_plan(3)
+    assert list(matrix._MATRICES.values()) == [fourth]
+    assert plans() == {fourth.values}
+    matrix.clear_matrices()
+    assert not plan._CACHE and not plan._DIA

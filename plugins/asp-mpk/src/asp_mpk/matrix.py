@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asp_mpk import native, writewatch
+from asp_mpk import native, plan, writewatch
 from asp_mpk.validate import as_csr, as_is
 from asp_mpk.writewatch import Watched, watcher
 
@@ -304,11 +304,29 @@ def _analysed(A: Any, dtype: Any, *, direct: bool) -> AnalysedMatrix | None:
         # the key, it would answer for the old contents whenever A held them again
         m.key = None
         return m
+    budget = plan.kept_bytes()
+    dropped = []
     with _LOCK:
         _MATRICES[key] = m
-        while len(_MATRICES) > MAX_MATRICES:
-            _MATRICES.popitem(last=False)
+        total = sum(_csr_bytes(a) for a in _MATRICES.values())
+        while len(_MATRICES) > MAX_MATRICES or (total > budget and len(_MATRICES) > 1):
+            old = _MATRICES.popitem(last=False)[1]
+            total -= _csr_bytes(old)
+            dropped.append(old)
+    for old in dropped:
+        _forget_plans(old)
     return m
+
+
+def _csr_bytes(m: AnalysedMatrix) -> int:
+    return int(m.csr.data.nbytes + m.csr.indices.nbytes + m.csr.indptr.nbytes)
+
+
+def _forget_plans(m: AnalysedMatrix) -> None:
+    """Drop the plans of a matrix no longer kept (none were made before its analysis and
+    values fingerprint, which this does not compute)."""
+    if m._structure is not None and "_values" in m.__dict__:
+        plan.forget(m.pattern, m.values, str(m.dtype))
 
 
 #: the native short way of :func:`asp_mpk.spmv` for watched matrices, by ``id(A)``: the watch
@@ -537,7 +555,9 @@ def _recognise(A: Any, dtype: Any, fmt: Any, arrays: tuple[np.ndarray, ...] | No
 
 
 def clear_matrices() -> None:
-    """Forget every analysed matrix (the plans and compiled code caches stay)."""
+    """Forget every analysed matrix and the plans made of any (compiled code stays; kernels
+    keep their own plans)."""
+    plan.clear()
     with _LOCK:
         _MATRICES.clear()
         _ONCE.clear()

@@ -62,12 +62,38 @@ Plan = Union[DiaPlan, CsrPlan, NaivePlan]
 
 _LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, Plan] = OrderedDict()
-_MAX_BYTES = 4 << 30
 #: plans are kept for this many matrices (pattern, values, dtype) at most, the least recently
 #: used dropped first: a kernel keeps its own plan alive, so the cache only saves rebuilding
 #: the plans of a matrix analysed again.  Bounded by bytes alone, a process that went through
 #: new matrices (a time-stepping loop) kept every one's plans, up to 4 GiB
 _MAX_MATRICES = 16
+
+
+def kept_bytes() -> int:
+    """The bytes asp-mpk keeps of each kind of copy of matrices no call holds (plans here, the
+    analysed CSR copies in :mod:`asp_mpk.matrix`): a sixteenth of the machine's memory, at most
+    4 GiB. A count alone kept eight copies and sixteen matrices' plans of large matrices
+    deleted long before (a time-stepping loop over new 600 MB matrices: gigabytes)."""
+    from asp_core.hardware import query
+
+    return min(4 << 30, max(64 << 20, query().memory_bytes // 16))
+
+
+def forget(pattern: str, values: str, dtype: str) -> None:
+    """Drop the plans and DIA storage of the matrix of these fingerprints (its analysis was
+    dropped; a kernel keeps its own plan alive)."""
+    matrix = (pattern, values, dtype)
+    with _LOCK:
+        for table in (_CACHE, _DIA):
+            for key in [k for k in table if k[:3] == matrix]:
+                del table[key]
+
+
+def clear() -> None:
+    """Drop every cached plan and DIA storage."""
+    with _LOCK:
+        _CACHE.clear()
+        _DIA.clear()
 
 
 def _key(csr: Any, pattern: str, values: str, params: dict[str, Any]) -> tuple:
@@ -113,10 +139,11 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
                          np.ascontiguousarray(csr.data))
     else:
         raise ValueError(f"unknown plan format {fmt!r}")
+    budget = kept_bytes()
     with _LOCK:
         _CACHE[key] = plan
         total = sum(p.nbytes for p in _CACHE.values())
-        while total > _MAX_BYTES and len(_CACHE) > 1:
+        while total > budget and len(_CACHE) > 1:
             _, old = _CACHE.popitem(last=False)
             total -= old.nbytes
         matrices = OrderedDict.fromkeys(k[:3] for k in reversed(_CACHE))   # newest first
