@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -204,8 +206,27 @@ def test_matrices_dropped_from_the_analysis_cache_take_their_plans_along(monkeyp
         return m
 
     monkeypatch.setattr(matrix, "MAX_MATRICES", 2)
-    first, second, third = (analysed_with_a_plan(i) for i in range(3))
+    first, second = analysed_with_a_plan(0), analysed_with_a_plan(1)
+    # the native short ways of calls of a matrix (by id(A)) kept its copy past any cap
+    matrix._remember(matrix._PRODUCTS, 1, (None, None, None, None, first))
+    matrix._remember(matrix._POWERS, (1, 4), (None, None, SimpleNamespace(matrix=first)))
+    third = analysed_with_a_plan(2)
     assert plans() == {second.values, third.values}
+    assert not matrix._PRODUCTS and not matrix._POWERS
+    # a plan of a dropped copy, or built while one was dropped (a background specialisation
+    # still at work), is not kept
+    plan.get_plan(first.csr, first.pattern, first.values, {"format": "naive", "nblocks": 2})
+    assert plans() == {second.values, third.values}
+    real = plan.NaivePlan
+
+    def dropping_meanwhile(*args):
+        plan.forget(first.csr, None)
+        return real(*args)
+
+    monkeypatch.setattr(plan, "NaivePlan", dropping_meanwhile)
+    plan.get_plan(third.csr, third.pattern, third.values, {"format": "naive", "nblocks": 3})
+    assert len(plan._CACHE) == 2
+    monkeypatch.setattr(plan, "NaivePlan", real)
     size = matrix._csr_bytes(third)
     monkeypatch.setattr(plan, "kept_bytes", lambda: int(1.5 * size))
     fourth = analysed_with_a_plan(3)

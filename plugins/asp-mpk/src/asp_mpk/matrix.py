@@ -314,7 +314,7 @@ def _analysed(A: Any, dtype: Any, *, direct: bool) -> AnalysedMatrix | None:
             total -= _csr_bytes(old)
             dropped.append(old)
     for old in dropped:
-        _forget_plans(old)
+        _dropped(old)
     return m
 
 
@@ -322,18 +322,24 @@ def _csr_bytes(m: AnalysedMatrix) -> int:
     return int(m.csr.data.nbytes + m.csr.indices.nbytes + m.csr.indptr.nbytes)
 
 
-def _forget_plans(m: AnalysedMatrix) -> None:
-    """Drop the plans of a matrix no longer kept (none were made before its analysis and
-    values fingerprint, which this does not compute)."""
-    if m._structure is not None and "_values" in m.__dict__:
-        plan.forget(m.pattern, m.values, str(m.dtype))
+def _dropped(m: AnalysedMatrix) -> None:
+    """Let go of what else holds a matrix no longer kept: the native short ways of its
+    matrices' calls (by ``id(A)``, they kept its copy past the byte cap), and its plans (none
+    were made before its analysis and values fingerprint, which this does not compute)."""
+    with _LOCK:
+        for key in [k for k, e in _PRODUCTS.items() if e[4] is m]:
+            del _PRODUCTS[key]
+        for key in [k for k, e in _POWERS.items() if e[2].matrix is m]:
+            del _POWERS[key]
+    known = m._structure is not None and "_values" in m.__dict__
+    plan.forget(m.csr, (m.pattern, m.values, str(m.dtype)) if known else None)
 
 
 #: the native short way of :func:`asp_mpk.spmv` for watched matrices, by ``id(A)``: the watch
-#: that vouches for A's arrays, the kernel, its ``asp_mpk._planner.Product``, and what says
-#: whether it still serves (None: as long as the watch holds)
-_PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any, Callable[[], bool] | None]] = \
-    OrderedDict()
+#: that vouches for A's arrays, the kernel, its ``asp_mpk._planner.Product``, what says
+#: whether it still serves (None: as long as the watch holds) and the analysed matrix
+_PRODUCTS: OrderedDict[int, tuple[Watched, Any, Any, Callable[[], bool] | None,
+                                  AnalysedMatrix]] = OrderedDict()
 
 
 #: the native short way of the functional :func:`asp_mpk.matrix_powers` (monomial, one plain
@@ -392,7 +398,7 @@ def remember_product(A: Any, kern: Any, m: AnalysedMatrix,
         return
     made = mod.Product(watched.check, type(A), _ARRAYS[fmt], A.shape, entry[0], entry[1],
                        kern.n, kern.dtype, kern.pass_threads, kern)
-    _remember(_PRODUCTS, id(A), (watched, kern, made, until))
+    _remember(_PRODUCTS, id(A), (watched, kern, made, until, m))
 
 
 def _watch_for(A: Any, m: AnalysedMatrix) -> tuple[str, Watched] | None:
@@ -559,6 +565,7 @@ def clear_matrices() -> None:
     keep their own plans)."""
     plan.clear()
     with _LOCK:
+        dropped = list(_MATRICES.values())
         _MATRICES.clear()
         _ONCE.clear()
         _PRODUCTS.clear()
@@ -569,3 +576,5 @@ def clear_matrices() -> None:
     for old in stale:
         if old.watched is not None:
             old.watched.owner.release(old.watched)
+    for m in dropped:
+        _dropped(m)

@@ -11,6 +11,7 @@ disk by the core.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -62,6 +63,17 @@ Plan = Union[DiaPlan, CsrPlan, NaivePlan]
 
 _LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, Plan] = OrderedDict()
+#: counts :func:`forget` and :func:`clear`: a plan built meanwhile (on a background thread)
+#: is returned but not kept, as it may be of a matrix dropped while it was built
+_DROPS = [0]
+#: the CSR copies :func:`forget` dropped, by id while they live: no plan of one is kept
+#: (their specialisations may go on building plans on a background thread)
+_DROPPED: dict[int, weakref.ref] = {}
+
+
+def _was_dropped(csr: Any) -> bool:
+    ref = _DROPPED.get(id(csr))
+    return ref is not None and ref() is csr
 #: plans are kept for this many matrices (pattern, values, dtype) at most, the least recently
 #: used dropped first: a kernel keeps its own plan alive, so the cache only saves rebuilding
 #: the plans of a matrix analysed again.  Bounded by bytes alone, a process that went through
@@ -79,19 +91,23 @@ def kept_bytes() -> int:
     return min(4 << 30, max(64 << 20, query().memory_bytes // 16))
 
 
-def forget(pattern: str, values: str, dtype: str) -> None:
-    """Drop the plans and DIA storage of the matrix of these fingerprints (its analysis was
-    dropped; a kernel keeps its own plan alive)."""
-    matrix = (pattern, values, dtype)
+def forget(csr: Any, matrix: tuple[str, str, str] | None) -> None:
+    """Drop the plans and DIA storage of the analysed copy ``csr`` (no longer kept; ``matrix``:
+    its pattern, values and dtype fingerprints, None where none was made yet, and so no plan),
+    and keep none made of it later. A kernel keeps its own plan alive."""
     with _LOCK:
-        for table in (_CACHE, _DIA):
-            for key in [k for k in table if k[:3] == matrix]:
-                del table[key]
+        _DROPS[0] += 1
+        _DROPPED[id(csr)] = weakref.ref(csr, lambda _, at=id(csr): _DROPPED.pop(at, None))
+        if matrix is not None:
+            for table in (_CACHE, _DIA):
+                for key in [k for k in table if k[:3] == matrix]:
+                    del table[key]
 
 
 def clear() -> None:
     """Drop every cached plan and DIA storage."""
     with _LOCK:
+        _DROPS[0] += 1
         _CACHE.clear()
         _DIA.clear()
 
@@ -115,6 +131,7 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         if plan is not None:
             _CACHE.move_to_end(key)
             return plan
+        drops = _DROPS[0]
     fmt = params["format"]
     n = csr.shape[0]
     if fmt == "dia":
@@ -141,6 +158,8 @@ def get_plan(csr: Any, pattern: str, values: str, params: dict[str, Any], *,
         raise ValueError(f"unknown plan format {fmt!r}")
     budget = kept_bytes()
     with _LOCK:
+        if drops != _DROPS[0] or _was_dropped(csr):
+            return plan
         _CACHE[key] = plan
         total = sum(p.nbytes for p in _CACHE.values())
         while total > budget and len(_CACHE) > 1:
@@ -164,6 +183,7 @@ def dia_storage(csr: Any, pattern: str, values: str, offsets: tuple[int, ...], c
     key = (pattern, values, str(csr.dtype), offsets, compress, constants)
     with _LOCK:
         got = _DIA.get(key)
+        drops = _DROPS[0]
     if got is not None:
         return got
     D = np.ascontiguousarray(dia_arrays(csr, offsets))
@@ -172,6 +192,8 @@ def dia_storage(csr: Any, pattern: str, values: str, offsets: tuple[int, ...], c
     else:
         got = [("full", d) for d in range(len(offsets))], D, np.zeros((1, 1), dtype=np.uint8)
     with _LOCK:
+        if drops != _DROPS[0] or _was_dropped(csr):   # see _DROPS
+            return got
         _DIA[key] = got
         while len(_DIA) > 4:
             _DIA.popitem(last=False)
