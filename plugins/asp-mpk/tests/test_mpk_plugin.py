@@ -30,9 +30,10 @@ def test_registration_module_is_light():
     # plugins, and paid about 40 ms for it
     code = ("import sys, asp_mpk.plugin; bad = [m for m in ('scipy', 'numba', 'mpi4py', "
             "'asp_mpk.powers', 'asp_mpk.cacg') if m in sys.modules]; print(bad); "
+            "import asp_mpk; print(all(n in dir(asp_mpk) for n in asp_mpk.__all__)); "
             "from asp_mpk import cg, spmv; print(cg.__module__, spmv.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["[]", "asp_mpk.cacg", "asp_mpk.powers"]
+    assert out.stdout.split() == ["[]", "True", "asp_mpk.cacg", "asp_mpk.powers"]
 
 
 def _ctx(mp, nvec=1, gram=False, basis="monomial", options=None):
