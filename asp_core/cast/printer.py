@@ -14,7 +14,7 @@ from asp_core.cast import nodes as n
 __all__ = ["CPrinter", "CudaPrinter", "print_c", "print_cuda", "format_float"]
 
 
-def format_float(value: float, single: bool = False) -> str:
+def format_float(value: float | np.floating, single: bool = False) -> str:
     """A C literal that parses back to exactly ``value`` (shortest round-trip repr);
     ``single``: to ``value`` rounded to float32 as NumPy rounds it, in float32's shortest
     repr (the double's digits with an ``f`` suffix rounded 1 + 2**-24 up to 1 + 2**-23,
@@ -38,7 +38,8 @@ def format_float(value: float, single: bool = False) -> str:
 def _nan(value: float, single: bool) -> str:
     """The builtin making NaN ``value`` with its payload (the mantissa below the quiet bit) and
     kind: a payload read from a file or made with ``struct`` reaches results as Python gives
-    it, where ``__builtin_nan("")`` made every NaN the default one."""
+    it, where ``__builtin_nan("")`` made every NaN the default one (nvcc makes a signalling
+    one quiet: CUDA keeps the payload only)."""
     bits = int(np.array(value, np.float32 if single else np.float64).view(
         np.uint32 if single else np.uint64))
     quiet = 1 << (22 if single else 51)
@@ -129,7 +130,9 @@ class CPrinter:
                 raise ValueError(f"constant {v!r} is not an integer, but its ctype is "
                                  f"{e.ctype.base!r}")   # type: ignore[union-attr]
             return _integer(int(v))
-        return format_float(float(v), e.ctype is not None and e.ctype.base == "float")
+        # a NumPy float as it is: float() of a float32 signalling NaN makes it quiet
+        return format_float(v if isinstance(v, np.floating) else float(v),
+                            e.ctype is not None and e.ctype.base == "float")
 
     def _e_BinOp(self, e: n.BinOp) -> str:
         return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"

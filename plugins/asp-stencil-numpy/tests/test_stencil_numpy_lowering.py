@@ -406,3 +406,20 @@ def test_a_nan_constant_keeps_pythons_sign(nan):
     assert_bitwise(ref, got)
     assert (np.signbit(got[1:-1, 1:-1]) == np.signbit(ref[1:-1, 1:-1])).all()
     assert got[1:-1, 1:-1].tobytes() == ref[1:-1, 1:-1].tobytes()
+
+
+def test_a_float32_signalling_nan_is_stored_as_it_is():
+    """``_np.float32(nan)`` of the constant's Python float made a signalling NaN quiet."""
+    signalling = np.array(0x7F800001, np.uint32).view(np.float32)[()]
+
+    class Storing(StencilKernel):
+        a = signalling
+
+        def kernel(self, u, out):
+            for x in out.interior_points():
+                out[x] = self.a
+
+    k, ref, got = _run(Storing, make_grids((4, 5), 1, dtypes=("float32", "float32")))
+    assert _platform(k) == "numpy"
+    assert got[1:-1, 1:-1].tobytes() == ref[1:-1, 1:-1].tobytes()
+    assert got[1, 1].tobytes() == signalling.tobytes()

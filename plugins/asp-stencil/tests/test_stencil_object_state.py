@@ -200,6 +200,21 @@ def test_objects_with_nans_of_either_sign_keep_their_own(monkeypatch):
             kernel.pure_python(u, ref)
         assert np.isnan(out.data[1, 1])
         assert out.data[1, 1].tobytes() == ref.data[1, 1].tobytes()
+    # a float32 one stored as it is keeps its kind too (float() made it quiet)
+    signalling = np.array(0x7F800001, np.uint32).view(np.float32)[()]
+    u, out, ref = (StencilGrid([4, 4], dtype=np.float32) for _ in range(3))
+    Storing(signalling).kernel(u, out)
+    Storing(signalling).pure_python(u, ref)
+    assert out.data[1, 1].tobytes() == ref.data[1, 1].tobytes() == signalling.tobytes()
+
+
+class Storing(StencilKernel):
+    def __init__(self, a: float) -> None:
+        self.a = a
+
+    def kernel(self, u, out):
+        for x in out.interior_points():
+            out[x] = self.a
 
 
 @requires_compiler

@@ -68,10 +68,13 @@ def _asp_pow(a: Any, b: Any) -> Any:
     return r
 
 
-def _asp_float_bits(bits: int) -> float:
-    """The float of IEEE double ``bits`` (how a NaN constant is written, payload and sign
-    included)."""
-    return float(np.array(bits, np.uint64).view(np.float64))
+def _asp_float_bits(bits: int, kind: str = "") -> Any:
+    """The float of IEEE ``bits``: a Python float, or a NumPy scalar of ``kind`` (how a NaN
+    constant is written, with its sign, payload and kind: a conversion may make a signalling
+    NaN quiet)."""
+    dtype = np.dtype(kind or np.float64)
+    value = np.array(bits, f"u{dtype.itemsize}").view(dtype)[()]
+    return value if kind else float(value)
 
 
 #: Names the generated code refers to besides its parameters (its global namespace).
@@ -143,6 +146,9 @@ def _constant(c: D.Const) -> ast.expr:
     treat as weak like a Python number (``u32[x] * float64(0.5)`` computes in float64)."""
     if not c.kind:
         return _literal(c.value)
+    if isinstance(c.value, np.floating) and np.isnan(c.value):   # its own bits (see _literal)
+        bits = int(c.value.view(f"u{c.value.itemsize}"))
+        return ast.Call(_name("_asp_float_bits"), [ast.Constant(bits), ast.Constant(c.kind)], [])
     return _np_call(np.dtype(c.kind).type.__name__, _literal(c.value.item()))
 
 

@@ -123,7 +123,9 @@ class ExprLowering:
         if isinstance(v, (bool, np.bool_)):
             return C.Constant(bool(v))
         if T.is_float(prec):
-            return C.Constant(float(np.dtype(prec).type(v)), T.ctype_of(prec))
+            value = np.dtype(prec).type(v)   # a NaN as it is: float() of a float32 one that
+            # signals makes it quiet
+            return C.Constant(value if np.isnan(value) else float(value), T.ctype_of(prec))
         return C.Constant(int(v))
 
     def __call__(self, e: D.Expr) -> C.Expr:
