@@ -22,7 +22,7 @@ def format_float(value: float | np.floating, single: bool = False) -> str:
     of the constant's type, which gcc, clang and nvcc know without ``math.h``."""
     if single:
         with np.errstate(over="ignore"):   # beyond float32: inf, as NumPy's cast
-            value = np.float32(value)  # type: ignore[assignment]  # str() gives its digits
+            value = np.float32(value)  # str() gives its digits
     if not math.isfinite(value):
         suffix = "f" if single else ""
         text = _nan(value, single) if math.isnan(value) else f"__builtin_inf{suffix}()"
@@ -35,7 +35,7 @@ def format_float(value: float | np.floating, single: bool = False) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
-def _nan(value: float, single: bool) -> str:
+def _nan(value: float | np.floating, single: bool) -> str:
     """The builtin making NaN ``value`` with its payload (the mantissa below the quiet bit) and
     kind: a payload read from a file or made with ``struct`` reaches results as Python gives
     it, where ``__builtin_nan("")`` made every NaN the default one (nvcc makes a signalling

@@ -327,10 +327,10 @@ def _dropped(m: AnalysedMatrix) -> None:
     matrices' calls (by ``id(A)``, they kept its copy past the byte cap), and its plans (none
     were made before its analysis and values fingerprint, which this does not compute)."""
     with _LOCK:
-        for key in [k for k, e in _PRODUCTS.items() if e[4] is m]:
-            del _PRODUCTS[key]
-        for key in [k for k, e in _POWERS.items() if e[2].matrix is m]:
-            del _POWERS[key]
+        for ident in [k for k, e in _PRODUCTS.items() if e[4] is m]:
+            del _PRODUCTS[ident]
+        for call in [k for k, e in _POWERS.items() if e[2].matrix is m]:
+            del _POWERS[call]
     known = m._structure is not None and "_values" in m.__dict__
     plan.forget(m.csr, (m.pattern, m.values, str(m.dtype)) if known else None)
 

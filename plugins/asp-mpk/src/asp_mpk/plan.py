@@ -97,7 +97,8 @@ def forget(csr: Any, matrix: tuple[str, str, str] | None) -> None:
     and keep none made of it later. A kernel keeps its own plan alive."""
     with _LOCK:
         _DROPS[0] += 1
-        _DROPPED[id(csr)] = weakref.ref(csr, lambda _, at=id(csr): _DROPPED.pop(at, None))
+        at = id(csr)
+        _DROPPED[at] = weakref.ref(csr, lambda _: _DROPPED.pop(at, None))
         if matrix is not None:
             for table in (_CACHE, _DIA):
                 for key in [k for k in table if k[:3] == matrix]:
