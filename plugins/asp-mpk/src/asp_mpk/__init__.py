@@ -16,25 +16,10 @@ first call.
 
 from __future__ import annotations
 
-from typing import Any
+from asp_core.exports import lazy_exports
 
 __version__ = "0.1.0"
 __all__ = ["matrix_powers", "MatrixPowers", "cg", "spmv", "__version__"]
 
-_EXPORTS = {"cg": "cacg", "MatrixPowers": "powers", "matrix_powers": "powers", "spmv": "powers"}
-
-
-def __getattr__(name: str) -> Any:
-    # kept in the module once imported, so that later lookups skip this function
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    # the names not imported yet too (help(), tab completion)
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "cg": "cacg", "MatrixPowers": "powers", "matrix_powers": "powers", "spmv": "powers"}, __all__)
