@@ -69,16 +69,16 @@ _DROPS = [0]
 #: the CSR copies :func:`forget` dropped, by id while they live: no plan of one is kept
 #: (their specialisations may go on building plans on a background thread)
 _DROPPED: dict[int, weakref.ref] = {}
+#: plans are kept for this many matrices (pattern, values, dtype) at most, the least recently
+#: used dropped first: a kernel keeps its own plan alive, so the cache only saves rebuilding
+#: the plans of a matrix analysed again.  Bounded by bytes alone, a process that went through
+#: new matrices (a time-stepping loop) kept every one's plans, then up to 4 GiB
+_MAX_MATRICES = 16
 
 
 def _was_dropped(csr: Any) -> bool:
     ref = _DROPPED.get(id(csr))
     return ref is not None and ref() is csr
-#: plans are kept for this many matrices (pattern, values, dtype) at most, the least recently
-#: used dropped first: a kernel keeps its own plan alive, so the cache only saves rebuilding
-#: the plans of a matrix analysed again.  Bounded by bytes alone, a process that went through
-#: new matrices (a time-stepping loop) kept every one's plans, up to 4 GiB
-_MAX_MATRICES = 16
 
 
 def kept_bytes() -> int:
