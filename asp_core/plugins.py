@@ -115,7 +115,7 @@ def _distribution(ep: Any) -> tuple[str, str]:
     if ep.dist is None:
         return "?", "?"
     found = ep.dist.metadata
-    return found["Name"] or "?", found["Version"] or "?"
+    return found.get("Name") or "?", found.get("Version") or "?"
 
 
 def _names(ep: Any, dist: str, names: set[str]) -> bool:
