@@ -28,6 +28,7 @@ import numpy.ma  # noqa: F401 - NumPy imports it on first use, which may be anot
 
 from .frontend import _INT_OPERATORS, callee_meaning, dotted_name, resolve_path
 from .grid import StencilGrid, dsl_overrides
+from .kernel import _found_on, kernel_functions
 
 __all__ = ["stencil_signature", "check_grids", "check_written", "kernel_attribute_names",
            "written_inputs",
@@ -183,10 +184,8 @@ def _kernel_names(instance: Any) -> _Parsed:
     entry = cls.__dict__.get(_PARSED)
     # the kernel replaced on the class after a first call (``K.kernel = KernelMethod(g)``):
     # parsed again, else what ``g`` reads was in no key and objects shared the old code
-    current = cls.__dict__.get("kernel") or _class_kernel(cls)
+    current = _found_on(cls, "kernel")
     if entry is None or entry.kernel is not current:
-        from .kernel import kernel_functions
-
         names: set[str] = set()
         written: set[int] = set()
         funcs = []
@@ -211,15 +210,6 @@ def _kernel_names(instance: Any) -> _Parsed:
     return entry
 
 
-def _class_kernel(cls: type) -> Any:
-    """The ``kernel`` attribute ``cls`` has along its MRO (None: none)."""
-    for klass in cls.__mro__:
-        found = klass.__dict__.get("kernel")
-        if found is not None:
-            return found
-    return None
-
-
 def callee_meanings(instance: Any) -> tuple:
     """What each dotted name of the kernel means now (see :func:`frontend.callee_meaning`):
     rebinding a global or closure variable the kernel calls (``f = math.cos`` after
@@ -235,6 +225,10 @@ def callee_meanings(instance: Any) -> tuple:
                  for func, paths in funcs)
 
 
+#: the attribute types keyed by their value and type name
+_PLAIN = (bool, int, str, type(None))
+
+
 def _hashable(v: Any) -> Hashable:
     """``v`` as part of the key: numbers by their exact bits (``0.0 == -0.0`` would reuse the
     code of the other sign; a nan never equals itself and would specialise on every call),
@@ -244,7 +238,7 @@ def _hashable(v: Any) -> Hashable:
         return (type(v).__name__, _float_text(v))
     if isinstance(v, np.generic) and v.dtype.kind != "O":
         return (type(v).__name__, v.dtype.str, v.tobytes())
-    if isinstance(v, (bool, int, str, type(None))):
+    if isinstance(v, _PLAIN):
         t = type(v)
         if t in _PLAIN or not isinstance(v, int):
             return (t.__name__, v)
@@ -253,9 +247,6 @@ def _hashable(v: Any) -> Hashable:
         # after the first call ran the code compiled for the old one
         return ((t, tuple(getattr(t, op, None) for op in _INT_OPERATORS)), v)
     return (type(v).__name__, id(v))
-
-
-_PLAIN = (bool, int, str, type(None))
 
 
 def _float_text(v: float) -> str:
@@ -504,8 +495,6 @@ def check_arity(args: tuple, instance: Any) -> None:
     holds, said before what :func:`check_grids` found in them: ``kernel(u, out, out)`` of a
     two-grid kernel was told its output aliases input grid 2."""
     import inspect
-
-    from .kernel import kernel_functions
 
     funcs = kernel_functions(instance) if instance is not None else []
     if not funcs:
