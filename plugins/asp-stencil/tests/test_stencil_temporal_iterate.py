@@ -480,7 +480,8 @@ def test_the_build_cost_is_the_blocked_compile_foreseen_unless_the_cache_has_it(
     _check(k3, shape, 40)   # 0.4 s foreseen, far under the cost: the cached library is loaded
     assert isinstance(runner.built_iterator(k3, _key(k3, shape)), runner.Blocked)
     # two sweeps of 0.2 s: one left after the ski rental's first. The library was looked up
-    # for it, but nothing built it: its lowering, holding the call's grids, stayed on k4
+    # for it, but nothing built it: its lowering stayed on k4 (holding the call's grids, until
+    # contexts dropped their arguments)
     k4 = _heat(2)
     k4.centre = -4.25
     _check(k4, shape, 1)

@@ -348,7 +348,7 @@ def iterate(kernel: Any, grids: tuple, steps: int) -> Any:
                 break
             steps = _plain_while_not_worth_building(kernel, dispatcher, key, fn, gs, steps)
         # one sweep left builds too: the ski rental left it where a build is due or cached
-        # (the lowering it looked the library up with holds this call's grids until built)
+        # (the lowering it looked the library up with is kept on the kernel until built)
         choice = _choice(kernel, dispatcher, gs, total, mode) if mode and steps > 0 else None
         if choice is None:
             _plain(fn, gs, steps)

@@ -155,8 +155,8 @@ def build_is_cached(kernel: Any, grids: tuple) -> bool:
     """Whether building the blocked variants of ``kernel`` for ``grids`` costs no compile: they
     are built, cannot be, or the code cache holds their library. Phases 1-4 run for this,
     once per grid signature (the answer is kept); their variants are kept for the build that
-    follows where it costs no compile, and dropped where not (they hold the call's grids,
-    which lived as long as the kernel)."""
+    follows where it costs no compile, and dropped where not (their IR, a C program per
+    variant, lived as long as the kernel)."""
     key = stencil_signature(tuple(grids), {}, kernel)
     if built_iterator(kernel, key) is not None:
         return True
